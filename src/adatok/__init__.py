@@ -1,0 +1,19 @@
+"""adatok: images as ordered, variable-length, prefix-decodable token sequences.
+
+>>> import adatok
+>>> tok = adatok.load("wavelet")
+"""
+
+from . import wavelet  # noqa: F401  (registers the wavelet tokenizers)
+from .core import (AdatokError, Bpp, Budget, BudgetError, ContainerError, ImageFormatError, ImageReadError,
+                   InvalidTokensError, Lossless, Quality, TokenizerMismatchError, TokenSequence, Tokenizer,
+                   Tokens, UnknownTokenizerError, load)
+from .core.imageio import read_image, write_image
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AdatokError", "Bpp", "Budget", "BudgetError", "ContainerError", "ImageFormatError", "ImageReadError",
+    "InvalidTokensError", "Lossless", "Quality", "TokenSequence", "Tokenizer", "TokenizerMismatchError",
+    "Tokens", "UnknownTokenizerError", "load", "read_image", "write_image", "__version__",
+]

@@ -1,0 +1,77 @@
+"""Budgets: how long a token sequence may be, chosen per image.
+
+* :class:`Tokens` — at most ``k`` tokens (exactly ``min(k, full length)``);
+* :class:`Bpp` — at most ``x`` bits per pixel of coded bytes, header included;
+* :class:`Quality` — the shortest prefix that reaches a PSNR or SSIM target, per image;
+* :class:`Lossless` — the full sequence of a lossless tokenizer.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from dataclasses import dataclass
+
+from .errors import BudgetError
+
+
+@dataclass(frozen=True)
+class Tokens:
+    """At most ``k`` tokens: a sequence gets exactly ``min(k, full length)``."""
+
+    k: int
+
+    def __post_init__(self) -> None:
+        if isinstance(self.k, bool) or not isinstance(self.k, int | np.integer) or self.k < 0:
+            raise BudgetError(f"Tokens(k) needs a whole number k >= 0, got {self.k!r}")
+
+
+@dataclass(frozen=True)
+class Bpp:
+    """At most ``x`` bits per pixel (H * W) of coded bytes, header included."""
+
+    x: float
+
+    def __post_init__(self) -> None:
+        if isinstance(self.x, bool) or not isinstance(self.x, int | float) or not math.isfinite(self.x) or self.x <= 0:
+            raise BudgetError(f"Bpp(x) needs a finite number x > 0, got {self.x!r}")
+
+
+@dataclass(frozen=True)
+class Quality:
+    """The shortest prefix whose decoded image reaches a target, found for each image separately.
+
+    Give exactly one of ``psnr`` (dB, over all channels of the 8-bit image) or ``ssim`` (0..1).
+    ``region`` is ``None`` (whole image) or ``"roi"`` (inside the region of interest).
+    """
+
+    psnr: float | None = None
+    ssim: float | None = None
+    region: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.psnr is None) == (self.ssim is None):
+            raise BudgetError("Quality needs exactly one target: Quality(psnr=40) or Quality(ssim=0.95)")
+        if self.psnr is not None and (not isinstance(self.psnr, int | float) or not math.isfinite(self.psnr) or self.psnr <= 0):
+            raise BudgetError(f"Quality(psnr=...) needs a finite number of dB > 0, got {self.psnr!r}")
+        if self.ssim is not None and (not isinstance(self.ssim, int | float) or not 0 < self.ssim <= 1):
+            raise BudgetError(f"Quality(ssim=...) needs a number in (0, 1], got {self.ssim!r}")
+        if self.region not in (None, "roi"):
+            raise BudgetError(f"Quality(region=...) is None or 'roi', got {self.region!r}")
+
+
+@dataclass(frozen=True)
+class Lossless:
+    """The full sequence of a lossless tokenizer: it reconstructs the image bit-exactly."""
+
+
+Budget = Tokens | Bpp | Quality | Lossless
+
+
+def check_budget(budget: object) -> None:
+    """Raise :class:`BudgetError` unless ``budget`` is ``None`` or one of the budget types."""
+    if budget is not None and not isinstance(budget, Tokens | Bpp | Quality | Lossless):
+        raise BudgetError(
+            f"budget must be Tokens(k), Bpp(x), Quality(psnr=..|ssim=..) or Lossless(), got {budget!r}"
+        )

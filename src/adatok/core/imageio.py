@@ -1,0 +1,488 @@
+"""Reading, validating and writing images as ``uint8`` numpy arrays (numpy and Pillow only).
+
+Every image adatok handles is a C-contiguous ``uint8`` array of shape ``H x W x C`` with
+``C == 1`` (gray) or ``C == 3`` (RGB); it is always 3-D, even for gray images.
+
+:func:`read_image` turns any file Pillow can open (PNG, JPEG, WebP, TIFF, GIF, BMP, ...) into
+such an array. The conversion rule, by Pillow mode of the (first) frame:
+
+==========================================  ==================================================
+Pillow mode                                 result
+==========================================  ==================================================
+``'1'``, ``'L'``                            gray (``'1'`` becomes 0 / 255)
+``'LA'``                                    gray, alpha flattened onto white
+``'RGB'``                                   RGB, as is
+``'RGBA'``                                  RGB, alpha flattened onto white
+``'P'`` (palette)                           RGB; if it has transparency, RGBA flattened onto
+                                            white (a palette of grays still gives RGB)
+``'PA'``                                    RGB, alpha flattened onto white
+``'CMYK'``, ``'YCbCr'``, ``'LAB'``,         RGB (Pillow's own conversion; no ICC colour
+``'HSV'``, ``'RGBX'``                       management)
+``'I;16'``, ``'I;16B'``, ``'I;16L'``,       rejected (:class:`ImageFormatError`): adatok reads
+``'I;16N'``, ``'I'``, ``'F'``               8-bit images; convert to 8-bit first
+anything else                               rejected (:class:`ImageFormatError`) naming the mode
+==========================================  ==================================================
+
+"Flattened onto white" means each pixel is composited over a white background:
+``out = (colour * alpha + 255 * (255 - alpha)) / 255``, rounded, so a fully transparent pixel
+becomes 255 and an opaque one keeps its colour (:func:`flatten_alpha`). Multi-frame files
+(animated GIF / PNG / WebP, multi-page TIFF) give their first frame. EXIF orientation is not
+applied: the array holds the pixels as stored.
+
+Files whose width * height exceeds :data:`MAX_PIXELS` are rejected from the header alone, before
+any pixel is decoded (a guard against decompression bombs); Pillow's own, less explicit check
+(``PIL.Image.MAX_IMAGE_PIXELS``) is switched off while adatok opens a file so that this one
+applies instead.
+
+:func:`as_image` validates an array handed to a public function and :func:`write_image` /
+:func:`atomic_write_bytes` write files atomically (temporary file in the same folder, then
+:func:`os.replace`, via :func:`atomic_path`), so a failed write never leaves a half-written file
+nor clobbers an existing one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import stat
+import struct
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Union
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from adatok.core.errors import AdatokError, ImageFormatError, ImageReadError
+
+__all__ = [
+    "MAX_PIXELS",
+    "read_image",
+    "as_image",
+    "flatten_alpha",
+    "write_image",
+    "atomic_write_bytes",
+    "atomic_path",
+]
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+MAX_PIXELS: int = 50_000_000
+"""Largest accepted image area, ``H * W`` pixels (the decompression-bomb limit).
+
+:func:`read_image` checks it from the file header before decoding any pixel; :func:`as_image` and
+:func:`write_image` check arrays against it. Raise it (``adatok.core.imageio.MAX_PIXELS = ...``)
+if you need larger images and trust their source.
+"""
+
+_LIMIT_NAME = "adatok.core.imageio.MAX_PIXELS"
+
+# Exceptions Pillow raises while parsing or decoding a damaged file.
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error)
+
+_HIGH_DEPTH_MODES = {
+    "I;16": "16-bit",
+    "I;16B": "16-bit",
+    "I;16L": "16-bit",
+    "I;16N": "16-bit",
+    "I": "32-bit integer",
+    "F": "32-bit float",
+}
+_TO_RGB_MODES = {"CMYK", "YCbCr", "LAB", "HSV", "RGBX"}
+
+
+# --------------------------------------------------------------------------------------------
+# Validation of arrays
+# --------------------------------------------------------------------------------------------
+
+
+def _pixel_limit_message(what: str, h: int, w: int) -> str:
+    return (
+        f"{what} is {h}x{w} = {h * w:,} pixels, more than the limit of {MAX_PIXELS:,} "
+        f"({_LIMIT_NAME}, a guard against decompression bombs); downscale it first, or raise "
+        f"{_LIMIT_NAME} if you trust its source"
+    )
+
+
+def as_image(array: Any, what: str = "image") -> np.ndarray:
+    """Validate an image array given at a public boundary; return it as ``H x W x C`` uint8.
+
+    Accepts a ``uint8`` numpy array of shape ``H x W`` (returned as ``H x W x 1``) or
+    ``H x W x C`` with ``C`` 1 (gray) or 3 (RGB). The result is C-contiguous; it shares memory
+    with ``array`` when no copy is needed.
+
+    ``what`` names the array in error messages (e.g. ``"image 3"``).
+
+    Raises:
+        ImageFormatError: for anything else, with a message saying how to fix it: not a numpy
+            array (lists, PIL images), a dtype other than uint8 (bool, 16-bit, float, ...),
+            ndim other than 2 or 3, a channel count other than 1 or 3 (RGBA: use
+            :func:`flatten_alpha`), a zero-size dimension, or more than :data:`MAX_PIXELS`
+            pixels.
+    """
+    if not isinstance(array, np.ndarray):
+        if isinstance(array, Image.Image):
+            raise ImageFormatError(
+                f"{what} is a PIL image, not a numpy array; convert with np.asarray(img) "
+                f"(or read files with adatok.core.imageio.read_image)"
+            )
+        raise ImageFormatError(
+            f"{what} is a {type(array).__name__}, not a numpy array; convert with "
+            f"np.asarray(..., dtype=np.uint8)"
+        )
+    dtype = array.dtype
+    if dtype != np.uint8:
+        if dtype == np.bool_:
+            raise ImageFormatError(
+                f"{what} has dtype bool; adatok images are uint8, convert with "
+                f"a.astype(np.uint8) * 255"
+            )
+        if dtype.kind in "ui" and dtype.itemsize == 2:
+            raise ImageFormatError(
+                f"16-bit image: {what} has dtype {dtype}; adatok images are 8-bit, convert to "
+                f"8-bit, e.g. (a >> 8).astype(np.uint8)"
+            )
+        if dtype.kind == "f":
+            raise ImageFormatError(
+                f"{what} has float dtype {dtype}; adatok images are uint8 in 0..255, convert, "
+                f"e.g. (np.clip(a, 0, 1) * 255).round().astype(np.uint8) for values in [0, 1]"
+            )
+        raise ImageFormatError(
+            f"{what} has dtype {dtype}; adatok images are uint8 in 0..255, convert, e.g. "
+            f"np.clip(a, 0, 255).astype(np.uint8)"
+        )
+    if array.ndim not in (2, 3):
+        raise ImageFormatError(
+            f"{what} has shape {array.shape} ({array.ndim}-D); expected H x W (gray) or "
+            f"H x W x C with C 1 or 3; pass one image at a time"
+        )
+    if array.ndim == 3 and array.shape[2] not in (1, 3):
+        c = array.shape[2]
+        if c == 4:
+            hint = "RGBA: flatten the alpha first, e.g. with adatok.core.imageio.flatten_alpha"
+        elif c == 2:
+            hint = (
+                "gray + alpha: flatten the alpha first, e.g. with "
+                "adatok.core.imageio.flatten_alpha"
+            )
+        else:
+            hint = "channels must be last (H x W x C) with C 1 (gray) or 3 (RGB)"
+        raise ImageFormatError(f"{what} has shape {array.shape}, {c} channels; {hint}")
+    h, w = array.shape[:2]
+    if h == 0 or w == 0:
+        raise ImageFormatError(f"{what} is a zero-size image {h}x{w}; it holds no pixels")
+    if h * w > MAX_PIXELS:
+        raise ImageFormatError(_pixel_limit_message(what, h, w))
+    if array.ndim == 2:
+        array = array[:, :, np.newaxis]
+    return np.ascontiguousarray(array)
+
+
+def flatten_alpha(array: np.ndarray) -> np.ndarray:
+    """Composite an image with alpha over a white background.
+
+    ``H x W x 4`` (RGBA) uint8 becomes ``H x W x 3``; ``H x W x 2`` (gray + alpha) becomes
+    ``H x W x 1``. Each pixel is ``round((colour * alpha + 255 * (255 - alpha)) / 255)``: a
+    fully transparent pixel becomes 255 (white), an opaque one keeps its colour. This is the
+    rule :func:`read_image` applies to ``'RGBA'``, ``'LA'`` and transparent palette images.
+
+    Raises:
+        ImageFormatError: if ``array`` is not a uint8 ``H x W x 4`` or ``H x W x 2`` array.
+    """
+    if not isinstance(array, np.ndarray) or array.dtype != np.uint8:
+        got = array.dtype if isinstance(array, np.ndarray) else type(array).__name__
+        raise ImageFormatError(
+            f"flatten_alpha needs a uint8 numpy array H x W x 4 (RGBA) or H x W x 2 "
+            f"(gray + alpha), got {got}"
+        )
+    if array.ndim != 3 or array.shape[2] not in (2, 4):
+        raise ImageFormatError(
+            f"flatten_alpha needs an H x W x 4 (RGBA) or H x W x 2 (gray + alpha) array, "
+            f"got shape {array.shape}"
+        )
+    colour = array[:, :, :-1].astype(np.uint32)
+    alpha = array[:, :, -1:].astype(np.uint32)
+    out = (colour * alpha + 255 * (255 - alpha) + 127) // 255
+    return np.ascontiguousarray(out.astype(np.uint8))
+
+
+# --------------------------------------------------------------------------------------------
+# Reading files
+# --------------------------------------------------------------------------------------------
+
+_bomb_lock = threading.Lock()
+_bomb_depth = 0
+_bomb_saved: int | None = None
+
+
+@contextlib.contextmanager
+def _pillow_bomb_check_off() -> Iterator[None]:
+    """Switch off Pillow's decompression-bomb check (ours replaces it); restore it on exit.
+
+    Reference-counted, so concurrent reads in several threads restore the original value only
+    when the last one finishes.
+    """
+    global _bomb_depth, _bomb_saved
+    with _bomb_lock:
+        if _bomb_depth == 0:
+            _bomb_saved = Image.MAX_IMAGE_PIXELS
+            Image.MAX_IMAGE_PIXELS = None
+        _bomb_depth += 1
+    try:
+        yield
+    finally:
+        with _bomb_lock:
+            _bomb_depth -= 1
+            if _bomb_depth == 0:
+                Image.MAX_IMAGE_PIXELS = _bomb_saved
+
+
+def _check_decoded_size(size: tuple[int, int], name: str) -> None:
+    w, h = size
+    if w <= 0 or h <= 0:
+        raise ImageFormatError(f"{name}: zero-size image {h}x{w}; it holds no pixels")
+    if w * h > MAX_PIXELS:
+        raise ImageFormatError(_pixel_limit_message(name, h, w))
+
+
+def _bomb_error(name: str, exc: BaseException) -> ImageFormatError:
+    return ImageFormatError(
+        f"{name}: image is larger than the limit of {MAX_PIXELS:,} pixels ({_LIMIT_NAME}, a "
+        f"guard against decompression bombs; Pillow: {exc}); downscale it first, or raise "
+        f"{_LIMIT_NAME} if you trust its source"
+    )
+
+
+def _pillow_to_array(im: Image.Image, name: str) -> np.ndarray:
+    """Apply the module's conversion rule to a loaded Pillow image."""
+    mode = im.mode
+    if mode in _HIGH_DEPTH_MODES:
+        raise ImageFormatError(
+            f"{_HIGH_DEPTH_MODES[mode]} image (Pillow mode {mode}) {name}: adatok reads 8-bit "
+            f"images; convert to 8-bit first, e.g. `magick IN -depth 8 OUT.png`, or in Python "
+            f"(np.asarray(PIL.Image.open(IN)) >> 8).astype(np.uint8) for 16-bit data, then "
+            f"adatok.core.imageio.write_image"
+        )
+    if mode == "1":
+        im = im.convert("L")
+        mode = "L"
+    if mode == "L":
+        return np.array(im, dtype=np.uint8)[:, :, np.newaxis]
+    if mode == "RGB":
+        return np.array(im, dtype=np.uint8)
+    if mode in ("LA", "RGBA"):
+        return flatten_alpha(np.array(im, dtype=np.uint8))
+    if mode == "P":
+        if im.has_transparency_data:
+            return flatten_alpha(np.array(im.convert("RGBA"), dtype=np.uint8))
+        return np.array(im.convert("RGB"), dtype=np.uint8)
+    if mode == "PA":
+        return flatten_alpha(np.array(im.convert("RGBA"), dtype=np.uint8))
+    if mode in _TO_RGB_MODES:
+        return np.array(im.convert("RGB"), dtype=np.uint8)
+    raise ImageFormatError(
+        f"{name}: unsupported image mode {mode!r}; adatok reads gray, RGB, RGBA, palette and "
+        f"CMYK images with 8 bits per channel; convert the file first, e.g. to an 8-bit RGB PNG"
+    )
+
+
+def read_image(path: PathLike) -> np.ndarray:
+    """Read an image file as a C-contiguous ``H x W x C`` uint8 array, ``C`` 1 (gray) or 3 (RGB).
+
+    Reads anything Pillow opens (PNG, JPEG, WebP, TIFF, GIF, BMP, ...); multi-frame files give
+    their first frame. Modes are converted by the rule in the module docstring: ``'1'``/``'L'``
+    give gray, ``'LA'`` gray with alpha flattened onto white, ``'RGBA'`` (and transparent
+    palettes) RGB with alpha flattened onto white, ``'P'``, ``'CMYK'``, ``'YCbCr'``, ``'LAB'``,
+    ``'HSV'`` RGB; 16-bit, 32-bit integer and float images are rejected. The file is closed
+    before returning.
+
+    Raises:
+        ImageReadError: the file is missing, is a folder, cannot be opened, is not an image
+            (including empty files), or is truncated or corrupt.
+        ImageFormatError: the image is wider * taller than :data:`MAX_PIXELS` (checked before
+            decoding), has a zero-size dimension, or has a mode adatok does not read.
+    """
+    name = os.fspath(path)
+    if not os.path.exists(name):
+        raise ImageReadError(f"no such file: {name}")
+    if os.path.isdir(name):
+        raise ImageReadError(f"{name} is a folder, not an image file; give the path of a file")
+    try:
+        fp = open(name, "rb")  # noqa: SIM115 - closed by the with below
+    except OSError as exc:
+        raise ImageReadError(f"cannot open {name}: {exc.strerror or exc}") from exc
+    with fp, _pillow_bomb_check_off():
+        try:
+            im = Image.open(fp)
+        except UnidentifiedImageError as exc:
+            raise ImageReadError(
+                f"{name} is not an image file (or not a format Pillow can read); give a PNG, "
+                f"JPEG, WebP or TIFF file"
+            ) from exc
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            raise _bomb_error(name, exc) from exc
+        except _DECODE_ERRORS as exc:
+            raise ImageReadError(
+                f"{name} is truncated or corrupt (Pillow: {exc}); re-export or re-download it"
+            ) from exc
+        with im:
+            _check_decoded_size(im.size, name)  # from the header, before decoding any pixel
+            try:
+                im.load()
+            except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+                raise _bomb_error(name, exc) from exc
+            except _DECODE_ERRORS as exc:
+                raise ImageReadError(
+                    f"{name} is truncated or corrupt (Pillow: {exc}); re-export or "
+                    f"re-download it"
+                ) from exc
+            _check_decoded_size(im.size, name)
+            return _pillow_to_array(im, name)
+
+
+# --------------------------------------------------------------------------------------------
+# Writing files atomically
+# --------------------------------------------------------------------------------------------
+
+
+def _remove_quietly(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+
+
+def _create_temp(folder: Path, target: Path) -> Path:
+    """Create an empty, not-yet-existing temporary file next to ``target``; return its path."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    for _ in range(100):
+        tmp = folder / f".{target.name[:200]}.{secrets.token_hex(4)}.tmp"
+        try:
+            fd = os.open(tmp, flags, 0o666)  # the umask applies, as for a plain open()
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            raise AdatokError(
+                f"cannot write {target}: cannot create a file in folder {folder} "
+                f"({exc.strerror or exc}); check that it is writable"
+            ) from exc
+        os.close(fd)
+        return tmp
+    raise AdatokError(f"cannot write {target}: no free temporary file name in {folder}")
+
+
+@contextlib.contextmanager
+def atomic_path(path: PathLike) -> Iterator[Path]:
+    """Context manager for writing ``path`` atomically; yields a temporary path to write to.
+
+    The temporary file is created (empty) in the same folder as ``path``. When the ``with``
+    block ends normally its content is flushed to disk and it replaces ``path`` in one step
+    (:func:`os.replace`), keeping the permission bits of a file it replaces; if the block (or
+    the replacement) fails, the temporary file is removed, ``path`` is left untouched and the
+    exception propagates. Exceptions from the block are not translated.
+
+    Raises:
+        AdatokError: the folder does not exist, is not a folder or is not writable, ``path`` is
+            a folder, or the final replacement fails.
+    """
+    target = Path(os.fspath(path))
+    folder = target.parent
+    if not folder.exists():
+        raise AdatokError(f"cannot write {target}: folder {folder} does not exist; create it first")
+    if not folder.is_dir():
+        raise AdatokError(f"cannot write {target}: {folder} is not a folder")
+    if target.is_dir():
+        raise AdatokError(f"cannot write {target}: it is a folder; give a file name")
+    tmp = _create_temp(folder, target)
+    try:
+        yield tmp
+        try:
+            with contextlib.suppress(OSError):
+                os.chmod(tmp, stat.S_IMODE(os.stat(target).st_mode))
+            fd = os.open(tmp, os.O_RDWR | getattr(os, "O_BINARY", 0))
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, target)
+        except OSError as exc:
+            raise AdatokError(f"cannot write {target}: {exc.strerror or exc}") from exc
+    except BaseException:
+        _remove_quietly(tmp)
+        raise
+    if os.name == "posix":  # make the rename itself durable; best effort
+        with contextlib.suppress(OSError):
+            dfd = os.open(folder, os.O_RDONLY)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
+
+
+def atomic_write_bytes(path: PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (temporary file in the same folder, then rename).
+
+    Either ``path`` ends up holding exactly ``data`` or, on failure, it is left as it was and no
+    temporary file remains.
+
+    Raises:
+        AdatokError: the folder does not exist or is not writable, ``path`` is a folder, or the
+            write fails (e.g. disk full).
+        TypeError: ``data`` is not bytes-like.
+    """
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TypeError(f"atomic_write_bytes needs bytes, got {type(data).__name__}")
+    with atomic_path(path) as tmp:
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+        except OSError as exc:
+            raise AdatokError(f"cannot write {os.fspath(path)}: {exc.strerror or exc}") from exc
+
+
+def _save_format(target: Path) -> str:
+    ext = target.suffix.lower()
+    if not ext:
+        raise AdatokError(
+            f"cannot write {target}: no file suffix to choose the format from; use e.g. .png"
+        )
+    fmt = Image.registered_extensions().get(ext)
+    if fmt is None:
+        raise AdatokError(
+            f"cannot write {target}: unknown image suffix {ext!r}; use e.g. .png, .jpg, .webp "
+            f"or .tif"
+        )
+    if fmt not in Image.SAVE:
+        raise AdatokError(
+            f"cannot write {target}: Pillow can read {fmt} ({ext}) files but not write them; "
+            f"use e.g. .png"
+        )
+    return fmt
+
+
+def write_image(path: PathLike, array: np.ndarray) -> None:
+    """Write an image array to ``path`` atomically, in the format its suffix names.
+
+    ``array`` is validated like :func:`as_image` (uint8, ``H x W``, ``H x W x 1`` or
+    ``H x W x 3``); gray arrays are saved as Pillow mode ``'L'``, RGB as ``'RGB'``. Any format
+    Pillow writes works (``.png`` is lossless; ``.jpg``/``.webp`` use Pillow's default, lossy,
+    settings). The file is written to a temporary file in the same folder and renamed over
+    ``path`` only when complete (see :func:`atomic_path`); on failure ``path`` is untouched
+    and no temporary file remains.
+
+    Raises:
+        ImageFormatError: ``array`` is not an image array adatok accepts.
+        AdatokError: the suffix is missing or not a format Pillow can write, the folder does not
+            exist or is not writable, or Pillow fails to write the file.
+    """
+    target = Path(os.fspath(path))
+    image = as_image(array)
+    fmt = _save_format(target)
+    pil = Image.fromarray(image[:, :, 0] if image.shape[2] == 1 else image)
+    with atomic_path(target) as tmp:
+        try:
+            pil.save(tmp, format=fmt)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise AdatokError(
+                f"cannot write {target} as {fmt}: {exc}; try another format, e.g. .png"
+            ) from exc

@@ -1,0 +1,50 @@
+"""Image quality metrics over 8-bit images (all channels): PSNR, SSIM."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def mse(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> float:
+    """Mean squared error over all pixels and channels (inside ``mask`` if given)."""
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"shapes differ: {a.shape} vs {b.shape}")
+    d = (a - b) ** 2
+    if mask is not None:
+        m = np.asarray(mask, dtype=bool)
+        d = d[m] if d.ndim == m.ndim else d[m[..., None].repeat(d.shape[-1], axis=-1)]
+    return float(d.mean()) if d.size else 0.0
+
+
+def psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> float:
+    """Peak signal-to-noise ratio in dB for 8-bit images; ``inf`` when they are identical."""
+    e = mse(a, b, mask)
+    return float("inf") if e == 0 else float(10.0 * np.log10(255.0**2 / e))
+
+
+def ssim(a: np.ndarray, b: np.ndarray) -> float:
+    """Structural similarity (scikit-image's, Gaussian-weighted as in Wang et al.), mean over channels."""
+    from skimage.metrics import structural_similarity
+
+    a = np.asarray(a)
+    b = np.asarray(b)
+    if a.ndim == 2:
+        a, b = a[..., None], b[..., None]
+    h, w = a.shape[:2]
+    win = min(7, h, w)
+    win -= 1 - win % 2  # odd
+    vals = []
+    for c in range(a.shape[-1]):
+        x, y = a[..., c].astype(np.float64), b[..., c].astype(np.float64)
+        if win >= 3:
+            vals.append(structural_similarity(x, y, data_range=255, win_size=win,
+                                              gaussian_weights=win == 7, sigma=1.5,
+                                              use_sample_covariance=False))
+        else:  # too small for a sliding window: SSIM with the whole image as the one window
+            c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+            mx, my = x.mean(), y.mean()
+            vx, vy, cxy = x.var(), y.var(), ((x - mx) * (y - my)).mean()
+            vals.append(((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx**2 + my**2 + c1) * (vx + vy + c2)))
+    return float(np.mean(vals))

@@ -1,0 +1,56 @@
+"""``adatok.load``: tokenizers by registered name or checkpoint folder."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+from .errors import UnknownTokenizerError
+
+_NAMED: dict[str, Callable[[], object]] = {}
+_FOLDERS: dict[str, Callable[[Path], object]] = {}
+_CACHE: dict[str, object] = {}
+
+
+def register(name: str, factory: Callable[[], object]) -> None:
+    """Register a tokenizer ``factory`` under ``name`` (called once, on first ``load``)."""
+    _NAMED[name] = factory
+
+
+def register_family(family: str, loader: Callable[[Path], object]) -> None:
+    """Register a loader for checkpoint folders whose ``config.json`` names ``family``."""
+    _FOLDERS[family] = loader
+
+
+def names() -> list[str]:
+    """The registered tokenizer names."""
+    return sorted(_NAMED)
+
+
+def load(name_or_path: str | Path):
+    """Return a tokenizer: a registered name (``"wavelet"``, ``"wavelet-lossless"``, a shipped
+    checkpoint) or a checkpoint folder holding ``config.json`` and ``model.safetensors``."""
+    key = str(name_or_path)
+    if key in _CACHE:
+        return _CACHE[key]
+    if key in _NAMED:
+        tok = _NAMED[key]()
+    else:
+        path = Path(key)
+        if not path.is_dir():
+            raise UnknownTokenizerError(
+                f"unknown tokenizer {key!r}: use one of {', '.join(names())} or a checkpoint folder"
+            )
+        cfg = path / "config.json"
+        try:
+            family = json.loads(cfg.read_text())["family"]
+        except (OSError, ValueError, KeyError, TypeError):
+            raise UnknownTokenizerError(f"{key} is not a checkpoint folder: it needs a config.json naming "
+                                        "its 'family'") from None
+        if family not in _FOLDERS:
+            raise UnknownTokenizerError(f"checkpoint family {family!r} of {key} is not available here: "
+                                        "install adatok[neural] for learned tokenizers")
+        tok = _FOLDERS[family](path)
+    _CACHE[key] = tok
+    return tok
