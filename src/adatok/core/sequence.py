@@ -1,16 +1,21 @@
 """TokenSequence: an ordered, prefix-decodable token sequence, and its byte form (``.atk``).
 
-Byte layout (all integers big-endian)::
+Byte layout (integers big-endian)::
 
-    magic        8 bytes   b"\\x89ATK\\r\\n\\x1a\\n"
-    version      u16       container format version (FORMAT_VERSION)
-    header_len   u32       length of the header
-    header       JSON      tokenizer, version, shape, params, pos_fields, n_tokens, codec, payload_len
-    header_crc   u32       CRC-32 of the header bytes
+    magic        4 bytes   b"\x89ATK"
+    version      u8        container format version (FORMAT_VERSION)
+    header_len   u16       length of the JSON header
+    header       JSON      t: tokenizer, v: its version, s: shape, p: params, n: tokens,
+                           c: payload codec, l: payload length, k: checksum chunk size
+    n_chunks     u8        number of payload chunks with a checksum
+    chunk_crc    u16 each  CRC-32 (low 16 bits) of each k-byte chunk of the payload
+    header_crc   u32       CRC-32 of everything from the version byte to here
     payload      bytes     the token ids, coded by the tokenizer's payload codec
 
-The payload is embedded: a file cut anywhere after the header decodes to the longest token prefix
-its bytes determine. Token positions are not stored; the tokenizer recomputes them from the ids.
+The payload is embedded: bytes cut anywhere after the header decode to the longest token prefix
+they determine. Each complete chunk of a payload is checked, so flipped bytes are caught (in a
+cut payload, all but the last, partial chunk). Token positions are not stored: the tokenizer
+recomputes them from the ids.
 """
 
 from __future__ import annotations
@@ -26,9 +31,8 @@ import numpy as np
 
 from .errors import ContainerError, InvalidTokensError
 
-MAGIC = b"\x89ATK\r\n\x1a\n"
+MAGIC = b"\x89ATK"
 FORMAT_VERSION = 1
-_FIXED = struct.Struct(">HI")
 
 
 @dataclass(frozen=True, eq=False)
@@ -52,6 +56,8 @@ class TokenSequence:
     version: str
     params: Mapping[str, Any] = field(default_factory=dict)
     pos_fields: tuple[str, ...] = ()
+    #: Coded payloads already made for these exact ids, by codec name (spares re-coding them).
+    payload_cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         ids = np.ascontiguousarray(self.ids, dtype=np.int32).reshape(-1)
@@ -89,8 +95,10 @@ class TokenSequence:
         from .registry import load
 
         codec = getattr(load(self.tokenizer), "payload_codec", None) or RAW_CODEC
-        payload = codec.pack(self)
-        return _container(self, codec.name, payload)
+        payload = self.payload_cache.get(codec.codec_name)
+        if payload is None:
+            payload = self.payload_cache[codec.codec_name] = codec.pack(self)
+        return _container(self, codec.codec_name, payload)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> TokenSequence:
@@ -104,81 +112,112 @@ class TokenSequence:
         header, payload = parse_container(data)
         tok = load(header["tokenizer"])
         codec = getattr(tok, "payload_codec", None) or RAW_CODEC
-        if codec.name != header["codec"]:
+        if codec.codec_name != header["codec"]:
             raise ContainerError(f"payload codec {header['codec']!r} is not the one {header['tokenizer']!r} uses "
-                                 f"({codec.name!r}): the file is corrupt or from another adatok")
+                                 f"({codec.codec_name!r}): the file is corrupt or from another adatok")
         ids = codec.unpack(header, payload)
         return tok.sequence_from_ids(ids, header)
 
 
-def header_dict(seq: TokenSequence, codec: str, payload_len: int) -> dict:
-    """The JSON header of a sequence's container."""
-    return {
-        "tokenizer": seq.tokenizer,
-        "version": seq.version,
-        "shape": list(seq.shape),
-        "params": dict(seq.params),
-        "pos_fields": list(seq.pos_fields),
-        "n_tokens": len(seq),
-        "codec": codec,
-        "payload_len": payload_len,
-    }
+def _chunking(payload_len: int) -> tuple[int, int]:
+    """(chunk size, number of chunks) of the payload checksums: at most 16 chunks of >= 256 bytes."""
+    if payload_len == 0:
+        return 0, 0
+    n = min(16, -(-payload_len // 256))
+    size = -(-payload_len // n)
+    return size, -(-payload_len // size)
+
+
+def _crc16(data: bytes) -> int:
+    return zlib.crc32(data) & 0xFFFF
 
 
 def _container(seq: TokenSequence, codec: str, payload: bytes) -> bytes:
-    header = json.dumps(header_dict(seq, codec, len(payload)), sort_keys=True, separators=(",", ":")).encode()
-    return b"".join([MAGIC, _FIXED.pack(FORMAT_VERSION, len(header)), header,
-                     struct.pack(">I", zlib.crc32(header)), payload])
+    size, n = _chunking(len(payload))
+    header = json.dumps({"t": seq.tokenizer, "v": seq.version, "s": list(seq.shape), "p": dict(seq.params),
+                         "n": len(seq), "c": codec, "l": len(payload), "k": size},
+                        sort_keys=True, separators=(",", ":")).encode()
+    if len(header) > 0xFFFF:
+        raise ValueError("header too long")
+    crcs = [_crc16(payload[i * size : (i + 1) * size]) for i in range(n)]
+    body = struct.pack(">BH", FORMAT_VERSION, len(header)) + header + struct.pack(f">B{n}H", n, *crcs)
+    return MAGIC + body + struct.pack(">I", zlib.crc32(body)) + payload
+
+
+def container_overhead(seq: TokenSequence, payload_len: int) -> int:
+    """Bytes the container adds around a payload of ``payload_len`` bytes for ``seq`` (an upper
+    bound when ``len(seq)`` is not yet known: it counts the widest token count)."""
+    big = TokenSequence(np.zeros(0, np.int32), np.zeros((0, 0), np.int32), seq.shape, seq.tokenizer,
+                        seq.version, seq.params, seq.pos_fields)
+    head = len(_container(big, "cabac", b"\0" * payload_len)) - payload_len
+    return head + len(str(10**9)) - 1  # room for the digits of the token count
 
 
 def header_size(data: bytes) -> int:
-    """Bytes taken by the magic, version, header and its checksum (the part that cannot be cut)."""
-    parse_container(data)
-    (_, hlen) = _FIXED.unpack_from(data, len(MAGIC))
-    return len(MAGIC) + _FIXED.size + hlen + 4
+    """Bytes taken by everything before the payload (the part that cannot be cut)."""
+    return len(data) - len(parse_container(data)[1])
 
 
 def parse_container(data: bytes) -> tuple[dict, bytes]:
-    """Check the magic, version and header checksum; return ``(header, payload)``."""
+    """Check magic, version, header and payload checksums; return ``(header, payload)``.
+
+    The header dict has the keys tokenizer, version, shape, params, n_tokens, codec, payload_len.
+    """
     if not isinstance(data, bytes | bytearray | memoryview):
         raise ContainerError(f"expected bytes, got {type(data).__name__}")
     data = bytes(data)
     if len(data) < len(MAGIC) or data[: len(MAGIC)] != MAGIC:
         raise ContainerError("not an adatok container: wrong magic number (is this an .atk file?)")
-    if len(data) < len(MAGIC) + _FIXED.size:
-        raise ContainerError("truncated header: the data ends before the header length")
-    version, hlen = _FIXED.unpack_from(data, len(MAGIC))
+    m = len(MAGIC)
+    if len(data) < m + 3:
+        raise ContainerError("truncated header: the data ends inside the fixed header")
+    version, hlen = struct.unpack_from(">BH", data, m)
     if version > FORMAT_VERSION:
         raise ContainerError(f"container format version {version} is newer than this adatok reads "
                              f"({FORMAT_VERSION}): upgrade adatok to read it")
     if version < 1:
         raise ContainerError(f"invalid container format version {version}: the file is corrupt")
-    start = len(MAGIC) + _FIXED.size
-    if len(data) < start + hlen + 4:
-        raise ContainerError(f"truncated header: need {start + hlen + 4} bytes, got {len(data)}")
-    raw = data[start : start + hlen]
-    (crc,) = struct.unpack_from(">I", data, start + hlen)
-    if zlib.crc32(raw) != crc:
+    if len(data) < m + 3 + hlen + 1:
+        raise ContainerError(f"truncated header: need more than {m + 3 + hlen} bytes, got {len(data)}")
+    n = data[m + 3 + hlen]
+    end = m + 3 + hlen + 1 + 2 * n
+    if len(data) < end + 4:
+        raise ContainerError(f"truncated header: need {end + 4} bytes, got {len(data)}")
+    (crc,) = struct.unpack_from(">I", data, end)
+    if zlib.crc32(data[m:end]) != crc:
         raise ContainerError("header checksum mismatch: the header is corrupt")
     try:
-        header = json.loads(raw.decode())
+        raw = json.loads(data[m + 3 : m + 3 + hlen].decode())
+        header = {"tokenizer": raw["t"], "version": raw["v"], "shape": raw["s"], "params": raw["p"],
+                  "n_tokens": raw["n"], "codec": raw["c"], "payload_len": raw["l"], "chunk": raw["k"]}
         for key, typ in (("tokenizer", str), ("version", str), ("shape", list), ("params", dict),
-                         ("pos_fields", list), ("n_tokens", int), ("codec", str), ("payload_len", int)):
+                         ("n_tokens", int), ("codec", str), ("payload_len", int), ("chunk", int)):
             if not isinstance(header[key], typ):
                 raise TypeError(key)
+        if _chunking(header["payload_len"]) != (header["chunk"], n) or header["n_tokens"] < 0:
+            raise ValueError("payload chunks")
     except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
         raise ContainerError(f"malformed header ({exc}): the file is corrupt") from None
-    payload = data[start + hlen + 4 :]
-    if len(payload) > header["payload_len"]:
-        raise ContainerError(f"{len(payload) - header['payload_len']} bytes past the end of the payload: "
+    crcs = struct.unpack_from(f">{n}H", data, m + 3 + hlen + 1)
+    payload = data[end + 4 :]
+    total, size = header["payload_len"], header["chunk"]
+    if len(payload) > total:
+        raise ContainerError(f"{len(payload) - total} bytes past the end of the payload: "
                              "the file is corrupt or two files were joined")
+    for i in range(n):
+        chunk = payload[i * size : (i + 1) * size]
+        if len(chunk) < min(size, total - i * size):
+            break  # the cut, partial chunk
+        if _crc16(chunk) != crcs[i]:
+            raise ContainerError(f"payload checksum mismatch in bytes {i * size}..{i * size + len(chunk) - 1}: "
+                                 "the data is corrupt")
     return header, payload
 
 
 class RawCodec:
     """Payload codec of one byte (or four) per token; embedded trivially."""
 
-    name = "raw"
+    codec_name = "raw"
 
     def pack(self, seq: TokenSequence) -> bytes:
         """Token ids as bytes (uint8 when they fit, else big-endian int32)."""

@@ -38,6 +38,16 @@ class Layout:
     child_idx: np.ndarray  # (M,) int32
     has_l: np.ndarray  # (N,) bool: has grandchildren
     roots: np.ndarray  # (R,) int32, channels interleaved per LL position
+    nx: np.ndarray  # (N,) int32 x in the band
+    ny: np.ndarray  # (N,) int32 y in the band
+    nw: np.ndarray  # (N,) int32 band width
+    nh: np.ndarray  # (N,) int32 band height
+    ncls: np.ndarray  # (N,) int32 context class: channel kind x band kind x level bucket (0..17)
+
+    def tree_args(self) -> tuple:
+        """The arrays :func:`adatok.wavelet.spiht.walk` takes after its data arguments."""
+        return (self.parent, self.child_ptr, self.child_idx, self.has_l, self.roots,
+                self.nx, self.ny, self.nw, self.nh, self.ncls)
 
     @property
     def size(self) -> int:
@@ -118,6 +128,17 @@ def make_layout(shape: tuple[int, int], channels: int, levels: int) -> Layout:
     has_child = counts > 0
     has_l = np.zeros(n, dtype=bool)
     np.logical_or.at(has_l, parent[child_nodes], has_child[child_nodes])
+    nw = np.empty(n, dtype=np.int32)
+    nh = np.empty(n, dtype=np.int32)
+    for c in range(channels):
+        for k, (h, w) in enumerate(bands):
+            nh[offsets[c, k] : offsets[c, k + 1]] = h
+            nw[offsets[c, k] : offsets[c, k + 1]] = w
+    level, band, chan = node_pos[:, 0], node_pos[:, 1], node_pos[:, 2]
+    chan_kind = (chan > 0).astype(np.int32)
+    band_kind = np.where(band == 0, 0, np.where(band == 3, 2, 1))
+    level_bucket = np.clip(level, 1, 3) - 1
+    ncls = (chan_kind * 9 + band_kind * 3 + level_bucket).astype(np.int32)
     ll_per = llh * llw
     roots = (offsets[:, 0][None, :] + np.arange(ll_per)[:, None]).ravel().astype(np.int32)
     return Layout(
@@ -132,4 +153,9 @@ def make_layout(shape: tuple[int, int], channels: int, levels: int) -> Layout:
         child_idx=child_idx,
         has_l=has_l,
         roots=roots,
+        nx=np.ascontiguousarray(node_pos[:, 4]),
+        ny=np.ascontiguousarray(node_pos[:, 3]),
+        nw=nw,
+        nh=nh,
+        ncls=ncls,
     )

@@ -1,4 +1,5 @@
-"""Set partitioning in hierarchical trees over any wavelet layout: the wavelet language's grammar.
+"""Set partitioning in hierarchical trees over any wavelet layout: the wavelet language's grammar,
+and the context-adaptive binary arithmetic coder that turns its tokens into bytes.
 
 The coder walks integer wavelet coefficients bit-plane by bit-plane, from the most significant
 plane down to plane 0, and emits one token per coding decision (see ``docs/wavelet-language.md``).
@@ -7,10 +8,21 @@ Three lists drive it, as in SPIHT: the list of insignificant pixels (LIP), of in
 significant pixels (LSP). Each plane has a sorting pass (LIP, then LIS) and a refinement pass over
 the coefficients that were significant before the plane began.
 
-The trees are general (children given as CSR arrays), so odd sizes, 1-pixel axes and several
-channels need no special case. Both hot loops are compiled with numba; there is no Python loop
-per coefficient or per token. Hand-written because no maintained library offers an embedded
-set-partitioning coder with token-level output.
+One traversal, :func:`walk`, serves every use; only the source of each decision changes:
+
+* ``SRC_COEF`` — decisions from the coefficients (the encoder);
+* ``SRC_IDS`` — decisions read from a token sequence (the decoder of a prefix; also the replay
+  that recovers token positions);
+* ``SRC_AC`` — decisions read from arithmetic-coded bytes.
+
+With ``code=True`` every decision is also arithmetic-coded, in a context chosen from the decision
+type, channel, band, level and the significance (and signs) of the coefficient's neighbours, its
+parent and its children — what the decoder knows at that point, so it can choose the same.
+
+The trees are general (children as CSR arrays), so odd sizes, 1-pixel axes and several channels
+need no special case. Compiled with numba; no Python loop per coefficient or per token.
+Hand-written because no maintained library offers an embedded set-partitioning coder with
+token-level output, and the arithmetic coder must share the walk's state for its contexts.
 """
 
 from __future__ import annotations
@@ -23,8 +35,29 @@ SIG0, SIG_POS, SIG_NEG, D0, D1, L0, L1, REF0, REF1 = range(9)
 VOCAB_SIZE = 9
 TOKEN_NAMES = ("SIG0", "SIG+", "SIG-", "D0", "D1", "L0", "L1", "REF0", "REF1")
 
-# Decoder status codes.
+# Where decisions come from.
+SRC_COEF, SRC_IDS, SRC_AC = 0, 1, 2
+# Walk status codes.
 OK, BAD_TOKEN, TOO_LONG = 0, 1, 2
+
+# Context layout: a static class per node (channel kind x band kind x level bucket) times a
+# decision-specific part.
+N_CLASS = 18  # 2 channel kinds (luma/gray, chroma) x 3 band kinds (LL, HL/LH, HH) x 3 level buckets
+_SIG_SUB = 2 * 2 * 9  # from LIP or new child x parent significant x neighbourhood (9)
+_SIGN_SUB = 9
+_D_SUB = 2 * 3
+_L_SUB = 3
+_REF_SUB = 2 * 2
+CTX_SIG = 0
+CTX_SIGN = CTX_SIG + N_CLASS * _SIG_SUB
+CTX_D = CTX_SIGN + N_CLASS * _SIGN_SUB
+CTX_L = CTX_D + N_CLASS * _D_SUB
+CTX_REF = CTX_L + N_CLASS * _L_SUB
+N_CTX = CTX_REF + N_CLASS * _REF_SUB
+
+# Adaptive probability model: 16-bit P(bit = 0), adapting fast at first and then at a fixed rate.
+_PROB_ONE = 1 << 16
+_RATE_LIMIT = 48
 
 
 @njit(cache=True)
@@ -47,9 +80,212 @@ def set_maxima(mag, parent):
     return max_d, max_l
 
 
+# --- the binary arithmetic coder (a carry-propagating range coder, 32-bit) ----------------------
+# Encoder state es: [low, range, cache, pending, outpos, first]; decoder state ds: [code, range, inpos].
+
+
+@njit(cache=True)
+def _put(out, es, byte):
+    if es[5] == 1:  # the first byte out is always 0: leave it out (the decoder knows)
+        es[5] = 0
+        return out
+    if es[4] >= out.shape[0]:
+        bigger = np.empty(out.shape[0] * 2 + 64, np.uint8)
+        bigger[: out.shape[0]] = out
+        out = bigger
+    out[es[4]] = byte
+    es[4] += 1
+    return out
+
+
+@njit(cache=True)
+def _shift_low(out, es):
+    low = es[0]
+    if low < 0xFF000000 or low >= 0x100000000:
+        carry = low >> 32
+        out = _put(out, es, (es[2] + carry) & 0xFF)
+        for _ in range(es[3]):
+            out = _put(out, es, (0xFF + carry) & 0xFF)
+        es[3] = 0
+        es[2] = (low >> 24) & 0xFF
+    else:
+        es[3] += 1
+    es[0] = (low & 0x00FFFFFF) << 8
+    return out
+
+
+@njit(cache=True)
+def _encode_bit(out, es, prob, cnt, ctx, bit):
+    p = prob[ctx]
+    bound = (es[1] >> 16) * p
+    if bit == 0:
+        es[1] = bound
+    else:
+        es[0] += bound
+        es[1] -= bound
+    _adapt(prob, cnt, ctx, bit)
+    while es[1] < 0x1000000:
+        es[1] <<= 8
+        out = _shift_low(out, es)
+    return out
+
+
+@njit(cache=True)
+def _finish(out, es):
+    """Terminate with the fewest bytes that pin every coded decision, whatever follows them."""
+    low = es[0]
+    rng = es[1]
+    for k in range(5):
+        step = np.int64(1) << (32 - 8 * k)
+        v = ((low + step - 1) // step) * step
+        if v + step <= low + rng:
+            break
+    es[0] = v
+    # out the pending cache and 0xFF bytes (with the carry of v), then the top k bytes of v
+    carry = v >> 32
+    out = _put(out, es, (es[2] + carry) & 0xFF)
+    for _ in range(es[3]):
+        out = _put(out, es, (0xFF + carry) & 0xFF)
+    for j in range(k):
+        out = _put(out, es, (v >> (24 - 8 * j)) & 0xFF)
+    return out[: es[4]]
+
+
+@njit(cache=True)
+def _term_len(es):
+    """Bytes the coder would have written if it were terminated now."""
+    low = es[0]
+    rng = es[1]
+    k = 4
+    for j in range(5):
+        step = np.int64(1) << (32 - 8 * j)
+        v = ((low + step - 1) // step) * step
+        if v + step <= low + rng:
+            k = j
+            break
+    return es[4] + (1 - es[5]) + es[3] + k
+
+
+@njit(cache=True)
+def _over(es, max_bytes, es_prev):
+    """True when the last token pushed the terminated length past ``max_bytes``; the coder state
+    then goes back to before that token (its bytes already written are simply overwritten)."""
+    if es[4] + es[3] + 6 <= max_bytes:
+        es_prev[:] = es
+        return False
+    if _term_len(es) <= max_bytes:
+        es_prev[:] = es
+        return False
+    es[:] = es_prev
+    return True
+
+
+@njit(cache=True)
+def _done(code, out, es):
+    if code:
+        return _finish(out, es)
+    return out[:0]
+
+
+@njit(cache=True)
+def _next_byte(data, ds, pad):
+    i = ds[2]
+    ds[2] += 1
+    if i < data.shape[0]:
+        return np.int64(data[i])
+    return np.int64(pad)
+
+
+@njit(cache=True)
+def _decode_bit(data, ds, pad, prob, cnt, ctx):
+    p = prob[ctx]
+    bound = (ds[1] >> 16) * p
+    if ds[0] < bound:
+        ds[1] = bound
+        bit = 0
+    else:
+        ds[0] -= bound
+        ds[1] -= bound
+        bit = 1
+    _adapt(prob, cnt, ctx, bit)
+    while ds[1] < 0x1000000:
+        ds[1] <<= 8
+        ds[0] = ((ds[0] << 8) | _next_byte(data, ds, pad)) & 0xFFFFFFFF
+    return bit
+
+
+@njit(cache=True)
+def _adapt(prob, cnt, ctx, bit):
+    n = cnt[ctx]
+    if n < _RATE_LIMIT:
+        cnt[ctx] = n + 1
+    target = 0 if bit else _PROB_ONE
+    p = prob[ctx] + (target - prob[ctx]) // (n + 2)
+    if p < 32:
+        p = 32
+    elif p > _PROB_ONE - 32:
+        p = _PROB_ONE - 32
+    prob[ctx] = p
+
+
+# --- contexts ------------------------------------------------------------------------------------
+
+
+@njit(cache=True)
+def _neighbours(i, low, neg, nx, ny, nw, nh):
+    """(significant horizontal+vertical neighbours, significant diagonal ones, sign context 0..8)."""
+    x = nx[i]
+    y = ny[i]
+    w = nw[i]
+    h = nh[i]
+    hv = 0
+    dg = 0
+    hs = 0
+    vs = 0
+    if x > 0 and low[i - 1] >= 0:
+        hv += 1
+        hs += -1 if neg[i - 1] else 1
+    if x < w - 1 and low[i + 1] >= 0:
+        hv += 1
+        hs += -1 if neg[i + 1] else 1
+    if y > 0:
+        u = i - w
+        if low[u] >= 0:
+            hv += 1
+            vs += -1 if neg[u] else 1
+        if x > 0 and low[u - 1] >= 0:
+            dg += 1
+        if x < w - 1 and low[u + 1] >= 0:
+            dg += 1
+    if y < h - 1:
+        d = i + w
+        if low[d] >= 0:
+            hv += 1
+            vs += -1 if neg[d] else 1
+        if x > 0 and low[d - 1] >= 0:
+            dg += 1
+        if x < w - 1 and low[d + 1] >= 0:
+            dg += 1
+    hs = 1 if hs > 0 else (-1 if hs < 0 else 0)
+    vs = 1 if vs > 0 else (-1 if vs < 0 else 0)
+    return hv, dg, (hs + 1) * 3 + (vs + 1)
+
+
+@njit(cache=True)
+def _sig_ctx(i, from_lip, low, neg, parent, nx, ny, nw, nh, ncls):
+    hv, dg, _ = _neighbours(i, low, neg, nx, ny, nw, nh)
+    p = parent[i]
+    psig = 1 if (p >= 0 and low[p] >= 0) else 0
+    nb = (hv if hv < 2 else 2) * 3 + (dg if dg < 2 else 2)
+    return CTX_SIG + ncls[i] * _SIG_SUB + (from_lip * 2 + psig) * 9 + nb
+
+
+# --- the walk ----------------------------------------------------------------------------------
+
+
 @njit(cache=True)
 def _grow(ids, tnode, tplane):
-    cap = ids.shape[0] * 2
+    cap = ids.shape[0] * 2 + 64
     ids2 = np.empty(cap, np.uint8)
     tn2 = np.empty(cap, np.int32)
     tp2 = np.empty(cap, np.int8)
@@ -60,151 +296,50 @@ def _grow(ids, tnode, tplane):
 
 
 @njit(cache=True)
-def encode_tokens(mag, neg, parent, child_ptr, child_idx, has_l, roots, nmax, max_tokens):
-    """Emit the token stream of integer magnitudes ``mag`` (with signs ``neg``).
+def walk(src, code, nmax, max_tokens, max_bytes, mag, sgn, ids_in, data, pad,
+         parent, child_ptr, child_idx, has_l, roots, nx, ny, nw, nh, ncls):
+    """Run the coder once. See the module docstring for ``src``; ``code`` arithmetic-codes too.
 
-    ``roots`` are the tree roots (the LL coefficients), in scan order. Stops after ``max_tokens``
-    tokens (a negative value means no limit). Returns ``(ids, node, plane)`` per token.
-    """
-    n = mag.shape[0]
-    max_d, max_l = set_maxima(mag, parent)
-    cap = 1024
-    ids = np.empty(cap, np.uint8)
-    tnode = np.empty(cap, np.int32)
-    tplane = np.empty(cap, np.int8)
-    t = 0
-    lip = np.empty(n, np.int32)
-    lsp = np.empty(n, np.int32)
-    lis = np.empty(3 * n + 1, np.int32)
-    lis_b = np.empty(3 * n + 1, np.bool_)
-    nlip = 0
-    nlsp = 0
-    nlis = 0
-    for r in range(roots.shape[0]):
-        i = roots[r]
-        lip[nlip] = i
-        nlip += 1
-        if child_ptr[i + 1] > child_ptr[i]:
-            lis[nlis] = i
-            lis_b[nlis] = False
-            nlis += 1
-    limit = max_tokens if max_tokens >= 0 else np.int64(1) << 62
-    for plane in range(nmax, -1, -1):
-        thr = np.int64(1) << plane
-        nlsp_old = nlsp
-        # sorting pass, LIP
-        w = 0
-        for r in range(nlip):
-            if t >= limit:
-                return ids[:t], tnode[:t], tplane[:t]
-            if t >= ids.shape[0]:
-                ids, tnode, tplane = _grow(ids, tnode, tplane)
-            i = lip[r]
-            tnode[t] = i
-            tplane[t] = plane
-            if mag[i] >= thr:
-                ids[t] = SIG_NEG if neg[i] else SIG_POS
-                lsp[nlsp] = i
-                nlsp += 1
-            else:
-                ids[t] = SIG0
-                lip[w] = i
-                w += 1
-            t += 1
-        nlip = w
-        # sorting pass, LIS (entries appended at the end are processed in the same pass)
-        r = 0
-        w = 0
-        e = nlis
-        while r < e:
-            i = lis[r]
-            is_b = lis_b[r]
-            r += 1
-            if t >= limit:
-                return ids[:t], tnode[:t], tplane[:t]
-            if t >= ids.shape[0]:
-                ids, tnode, tplane = _grow(ids, tnode, tplane)
-            tnode[t] = i
-            tplane[t] = plane
-            if not is_b:
-                if max_d[i] >= thr:
-                    ids[t] = D1
-                    t += 1
-                    for c in range(child_ptr[i], child_ptr[i + 1]):
-                        k = child_idx[c]
-                        if t >= limit:
-                            return ids[:t], tnode[:t], tplane[:t]
-                        if t >= ids.shape[0]:
-                            ids, tnode, tplane = _grow(ids, tnode, tplane)
-                        tnode[t] = k
-                        tplane[t] = plane
-                        if mag[k] >= thr:
-                            ids[t] = SIG_NEG if neg[k] else SIG_POS
-                            lsp[nlsp] = k
-                            nlsp += 1
-                        else:
-                            ids[t] = SIG0
-                            lip[nlip] = k
-                            nlip += 1
-                        t += 1
-                    if has_l[i]:
-                        lis[e] = i
-                        lis_b[e] = True
-                        e += 1
-                else:
-                    ids[t] = D0
-                    t += 1
-                    lis[w] = i
-                    lis_b[w] = False
-                    w += 1
-            else:
-                if max_l[i] >= thr:
-                    ids[t] = L1
-                    t += 1
-                    for c in range(child_ptr[i], child_ptr[i + 1]):
-                        k = child_idx[c]
-                        if child_ptr[k + 1] > child_ptr[k]:
-                            lis[e] = k
-                            lis_b[e] = False
-                            e += 1
-                else:
-                    ids[t] = L0
-                    t += 1
-                    lis[w] = i
-                    lis_b[w] = True
-                    w += 1
-        nlis = w
-        # refinement pass
-        for r in range(nlsp_old):
-            if t >= limit:
-                return ids[:t], tnode[:t], tplane[:t]
-            if t >= ids.shape[0]:
-                ids, tnode, tplane = _grow(ids, tnode, tplane)
-            i = lsp[r]
-            tnode[t] = i
-            tplane[t] = plane
-            ids[t] = REF1 if (mag[i] >> plane) & 1 else REF0
-            t += 1
-    return ids[:t], tnode[:t], tplane[:t]
+    ``mag``/``sgn`` are read with SRC_COEF, ``ids_in`` with SRC_IDS, ``data`` (bytes, read past
+    their end as ``pad``) with SRC_AC. At most ``max_tokens`` tokens (negative: no limit); with
+    ``code``, at most as many tokens as fit in ``max_bytes`` terminated bytes (negative: no limit).
 
-
-@njit(cache=True)
-def decode_tokens(ids, child_ptr, child_idx, has_l, roots, nmax):
-    """Replay the coder on ``ids``: the decoder's half of :func:`encode_tokens`.
-
-    Returns ``(status, at, value, low, neg, node, plane)``: ``status`` is OK, BAD_TOKEN (the token
-    at index ``at`` is not one that may stand there) or TOO_LONG (tokens past the end of the
-    stream, from ``at``); ``value`` holds the magnitude bits decoded so far, ``low`` the lowest
-    plane known for each significant coefficient (-1: never significant), ``neg`` the signs, and
-    ``node``/``plane`` the place of every token decoded.
+    Returns ``(status, n, ids, node, plane, value, low, neg, out)``: ``status`` OK, BAD_TOKEN (the
+    token at ``n`` cannot stand there) or TOO_LONG (``ids_in`` goes on past the end of the stream,
+    from ``n``); the ``n`` tokens walked with each one's node and bit-plane; the decoder's
+    knowledge (magnitude bits ``value``, lowest known plane ``low``, -1 if insignificant, signs
+    ``neg``); and the arithmetic-coded bytes when ``code``.
     """
     n = child_ptr.shape[0] - 1
-    nt = ids.shape[0]
     value = np.zeros(n, np.int64)
     low = np.full(n, -1, np.int8)
     neg = np.zeros(n, np.bool_)
-    tnode = np.empty(nt, np.int32)
-    tplane = np.empty(nt, np.int8)
+    cap = ids_in.shape[0] if src == SRC_IDS else 1024
+    ids = np.empty(cap, np.uint8)
+    tnode = np.empty(cap, np.int32)
+    tplane = np.empty(cap, np.int8)
+    if src == SRC_COEF:
+        max_d, max_l = set_maxima(mag, parent)
+    else:
+        max_d = np.zeros(1, np.int64)
+        max_l = max_d
+    limit = np.int64(max_tokens) if max_tokens >= 0 else np.int64(1) << 62
+    if src == SRC_IDS and ids_in.shape[0] < limit:
+        limit = ids_in.shape[0]
+    # arithmetic coder
+    prob = np.full(N_CTX, _PROB_ONE // 2, np.int64)
+    cnt = np.zeros(N_CTX, np.int64)
+    out = np.empty(1024 if code else 1, np.uint8)
+    es = np.zeros(6, np.int64)
+    es[1] = 0xFFFFFFFF
+    es[5] = 1
+    es_prev = es.copy()  # the coder's state before the last token: what a byte limit falls back to
+    bcheck = code and max_bytes >= 0
+    ds = np.zeros(3, np.int64)
+    if src == SRC_AC:  # the encoder left out its first byte (always 0): start with four of code
+        ds[1] = 0xFFFFFFFF
+        for _ in range(4):
+            ds[0] = ((ds[0] << 8) | _next_byte(data, ds, pad)) & 0xFFFFFFFF
     lip = np.empty(n, np.int32)
     lsp = np.empty(n, np.int32)
     lis = np.empty(3 * n + 1, np.int32)
@@ -225,26 +360,56 @@ def decode_tokens(ids, child_ptr, child_idx, has_l, roots, nmax):
         thr = np.int64(1) << plane
         nlsp_old = nlsp
         w = 0
-        for r in range(nlip):
+        # ---- sorting pass over the LIP, then the new children found in the LIS pass ----
+        r = 0
+        while r < nlip:
             i = lip[r]
-            if t >= nt:
-                return OK, t, value, low, neg, tnode, tplane
-            tok = ids[t]
+            r += 1
+            if t >= limit:
+                return OK, t, ids[:t], tnode[:t], tplane[:t], value, low, neg, _done(code, out, es)
+            if bcheck and _over(es, max_bytes, es_prev):
+                t -= 1
+                return OK, t, ids[:t], tnode[:t], tplane[:t], value, low, neg, _done(code, out, es)
+            if t >= ids.shape[0]:
+                ids, tnode, tplane = _grow(ids, tnode, tplane)
+            # coefficient significance decision (from the LIP)
+            tok = 0
+            if src == SRC_COEF:
+                tok = (SIG_NEG if sgn[i] else SIG_POS) if mag[i] >= thr else SIG0
+            elif src == SRC_IDS:
+                tok = ids_in[t]
+                if tok > SIG_NEG:
+                    return BAD_TOKEN, t, ids[:t], tnode[:t], tplane[:t], value, low, neg, _done(code, out, es)
+            if code or src == SRC_AC:
+                ctx = _sig_ctx(i, 1, low, neg, parent, nx, ny, nw, nh, ncls)
+                if src == SRC_AC:
+                    if _decode_bit(data, ds, pad, prob, cnt, ctx):
+                        _, _, sc = _neighbours(i, low, neg, nx, ny, nw, nh)
+                        sctx = CTX_SIGN + ncls[i] * _SIGN_SUB + sc
+                        tok = SIG_NEG if _decode_bit(data, ds, pad, prob, cnt, sctx) else SIG_POS
+                    else:
+                        tok = SIG0
+                else:
+                    out = _encode_bit(out, es, prob, cnt, ctx, 0 if tok == SIG0 else 1)
+                    if tok != SIG0:
+                        _, _, sc = _neighbours(i, low, neg, nx, ny, nw, nh)
+                        sctx = CTX_SIGN + ncls[i] * _SIGN_SUB + sc
+                        out = _encode_bit(out, es, prob, cnt, sctx, 1 if tok == SIG_NEG else 0)
+            ids[t] = tok
             tnode[t] = i
             tplane[t] = plane
-            if tok == SIG_POS or tok == SIG_NEG:
+            t += 1
+            if tok != SIG0:
                 value[i] = thr
                 low[i] = plane
                 neg[i] = tok == SIG_NEG
                 lsp[nlsp] = i
                 nlsp += 1
-            elif tok == SIG0:
+            else:
                 lip[w] = i
                 w += 1
-            else:
-                return BAD_TOKEN, t, value, low, neg, tnode, tplane
-            t += 1
         nlip = w
+        # ---- sorting pass over the LIS (sets appended at the end are walked in the same pass) ----
         r = 0
         w = 0
         e = nlis
@@ -252,77 +417,158 @@ def decode_tokens(ids, child_ptr, child_idx, has_l, roots, nmax):
             i = lis[r]
             is_b = lis_b[r]
             r += 1
-            if t >= nt:
-                return OK, t, value, low, neg, tnode, tplane
-            tok = ids[t]
-            tnode[t] = i
-            tplane[t] = plane
+            if t >= limit:
+                return OK, t, ids[:t], tnode[:t], tplane[:t], value, low, neg, _done(code, out, es)
+            if bcheck and _over(es, max_bytes, es_prev):
+                t -= 1
+                return OK, t, ids[:t], tnode[:t], tplane[:t], value, low, neg, _done(code, out, es)
+            if t >= ids.shape[0]:
+                ids, tnode, tplane = _grow(ids, tnode, tplane)
             if not is_b:
+                tok = 0
+                if src == SRC_COEF:
+                    tok = D1 if max_d[i] >= thr else D0
+                elif src == SRC_IDS:
+                    tok = ids_in[t]
+                    if tok != D0 and tok != D1:
+                        return BAD_TOKEN, t, ids[:t], tnode[:t], tplane[:t], value, low, neg, _done(code, out, es)
+                if code or src == SRC_AC:
+                    hv, dg, _ = _neighbours(i, low, neg, nx, ny, nw, nh)
+                    nb = hv + dg
+                    ctx = CTX_D + ncls[i] * _D_SUB + (1 if low[i] >= 0 else 0) * 3 + (nb if nb < 2 else 2)
+                    if src == SRC_AC:
+                        tok = D1 if _decode_bit(data, ds, pad, prob, cnt, ctx) else D0
+                    else:
+                        out = _encode_bit(out, es, prob, cnt, ctx, 1 if tok == D1 else 0)
+                ids[t] = tok
+                tnode[t] = i
+                tplane[t] = plane
+                t += 1
                 if tok == D1:
-                    t += 1
                     for c in range(child_ptr[i], child_ptr[i + 1]):
                         k = child_idx[c]
-                        if t >= nt:
-                            return OK, t, value, low, neg, tnode, tplane
-                        tok = ids[t]
+                        if t >= limit:
+                            return OK, t, ids[:t], tnode[:t], tplane[:t], value, low, neg, _done(code, out, es)
+                        if bcheck and _over(es, max_bytes, es_prev):
+                            t -= 1
+                            return OK, t, ids[:t], tnode[:t], tplane[:t], value, low, neg, _done(code, out, es)
+                        if t >= ids.shape[0]:
+                            ids, tnode, tplane = _grow(ids, tnode, tplane)
+                        tok = 0
+                        if src == SRC_COEF:
+                            tok = (SIG_NEG if sgn[k] else SIG_POS) if mag[k] >= thr else SIG0
+                        elif src == SRC_IDS:
+                            tok = ids_in[t]
+                            if tok > SIG_NEG:
+                                return BAD_TOKEN, t, ids[:t], tnode[:t], tplane[:t], value, low, neg, _done(code, out, es)
+                        if code or src == SRC_AC:
+                            ctx = _sig_ctx(k, 0, low, neg, parent, nx, ny, nw, nh, ncls)
+                            if src == SRC_AC:
+                                if _decode_bit(data, ds, pad, prob, cnt, ctx):
+                                    _, _, sc = _neighbours(k, low, neg, nx, ny, nw, nh)
+                                    sctx = CTX_SIGN + ncls[k] * _SIGN_SUB + sc
+                                    tok = SIG_NEG if _decode_bit(data, ds, pad, prob, cnt, sctx) else SIG_POS
+                                else:
+                                    tok = SIG0
+                            else:
+                                out = _encode_bit(out, es, prob, cnt, ctx, 0 if tok == SIG0 else 1)
+                                if tok != SIG0:
+                                    _, _, sc = _neighbours(k, low, neg, nx, ny, nw, nh)
+                                    sctx = CTX_SIGN + ncls[k] * _SIGN_SUB + sc
+                                    out = _encode_bit(out, es, prob, cnt, sctx, 1 if tok == SIG_NEG else 0)
+                        ids[t] = tok
                         tnode[t] = k
                         tplane[t] = plane
-                        if tok == SIG_POS or tok == SIG_NEG:
+                        t += 1
+                        if tok != SIG0:
                             value[k] = thr
                             low[k] = plane
                             neg[k] = tok == SIG_NEG
                             lsp[nlsp] = k
                             nlsp += 1
-                        elif tok == SIG0:
+                        else:
                             lip[nlip] = k
                             nlip += 1
-                        else:
-                            return BAD_TOKEN, t, value, low, neg, tnode, tplane
-                        t += 1
                     if has_l[i]:
                         lis[e] = i
                         lis_b[e] = True
                         e += 1
-                elif tok == D0:
-                    t += 1
+                else:
                     lis[w] = i
                     lis_b[w] = False
                     w += 1
-                else:
-                    return BAD_TOKEN, t, value, low, neg, tnode, tplane
             else:
+                tok = 0
+                if src == SRC_COEF:
+                    tok = L1 if max_l[i] >= thr else L0
+                elif src == SRC_IDS:
+                    tok = ids_in[t]
+                    if tok != L0 and tok != L1:
+                        return BAD_TOKEN, t, ids[:t], tnode[:t], tplane[:t], value, low, neg, _done(code, out, es)
+                if code or src == SRC_AC:
+                    ns = 0
+                    for c in range(child_ptr[i], child_ptr[i + 1]):
+                        if low[child_idx[c]] >= 0:
+                            ns += 1
+                    ctx = CTX_L + ncls[i] * _L_SUB + (0 if ns == 0 else (1 if ns < 3 else 2))
+                    if src == SRC_AC:
+                        tok = L1 if _decode_bit(data, ds, pad, prob, cnt, ctx) else L0
+                    else:
+                        out = _encode_bit(out, es, prob, cnt, ctx, 1 if tok == L1 else 0)
+                ids[t] = tok
+                tnode[t] = i
+                tplane[t] = plane
+                t += 1
                 if tok == L1:
-                    t += 1
                     for c in range(child_ptr[i], child_ptr[i + 1]):
                         k = child_idx[c]
                         if child_ptr[k + 1] > child_ptr[k]:
                             lis[e] = k
                             lis_b[e] = False
                             e += 1
-                elif tok == L0:
-                    t += 1
+                else:
                     lis[w] = i
                     lis_b[w] = True
                     w += 1
-                else:
-                    return BAD_TOKEN, t, value, low, neg, tnode, tplane
         nlis = w
+        # ---- refinement pass ----
         for r in range(nlsp_old):
             i = lsp[r]
-            if t >= nt:
-                return OK, t, value, low, neg, tnode, tplane
-            tok = ids[t]
+            if t >= limit:
+                return OK, t, ids[:t], tnode[:t], tplane[:t], value, low, neg, _done(code, out, es)
+            if bcheck and _over(es, max_bytes, es_prev):
+                t -= 1
+                return OK, t, ids[:t], tnode[:t], tplane[:t], value, low, neg, _done(code, out, es)
+            if t >= ids.shape[0]:
+                ids, tnode, tplane = _grow(ids, tnode, tplane)
+            tok = 0
+            if src == SRC_COEF:
+                tok = REF1 if (mag[i] >> plane) & 1 else REF0
+            elif src == SRC_IDS:
+                tok = ids_in[t]
+                if tok != REF0 and tok != REF1:
+                    return BAD_TOKEN, t, ids[:t], tnode[:t], tplane[:t], value, low, neg, _done(code, out, es)
+            if code or src == SRC_AC:
+                first = 1 if value[i] < (thr << 2) else 0
+                hv, dg, _ = _neighbours(i, low, neg, nx, ny, nw, nh)
+                ctx = CTX_REF + ncls[i] * _REF_SUB + first * 2 + (1 if hv + dg > 0 else 0)
+                if src == SRC_AC:
+                    tok = REF1 if _decode_bit(data, ds, pad, prob, cnt, ctx) else REF0
+                else:
+                    out = _encode_bit(out, es, prob, cnt, ctx, 1 if tok == REF1 else 0)
+            ids[t] = tok
             tnode[t] = i
             tplane[t] = plane
+            t += 1
             if tok == REF1:
                 value[i] |= thr
-            elif tok != REF0:
-                return BAD_TOKEN, t, value, low, neg, tnode, tplane
             low[i] = plane
-            t += 1
-    if t < nt:
-        return TOO_LONG, t, value, low, neg, tnode, tplane
-    return OK, t, value, low, neg, tnode, tplane
+    if bcheck and _over(es, max_bytes, es_prev):
+        t -= 1
+        return OK, t, ids[:t], tnode[:t], tplane[:t], value, low, neg, _done(code, out, es)
+    if src == SRC_IDS and t < ids_in.shape[0]:
+        return TOO_LONG, t, ids[:t], tnode[:t], tplane[:t], value, low, neg, _done(code, out, es)
+    return OK, t, ids[:t], tnode[:t], tplane[:t], value, low, neg, _done(code, out, es)
 
 
 def reconstruct(value: np.ndarray, low: np.ndarray, neg: np.ndarray, bias: float = 0.5) -> np.ndarray:

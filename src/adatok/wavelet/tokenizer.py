@@ -19,13 +19,18 @@ from ..core.errors import (AdatokError, BudgetError, ContainerError, ImageFormat
                            TokenizerMismatchError)
 from ..core.imageio import as_image
 from ..core.metrics import psnr, ssim
-from ..core.sequence import TokenSequence
+from ..core.sequence import TokenSequence, container_overhead as _container_overhead
 from . import spiht
 from .layout import POS_FIELDS, Layout, make_layout
 from .transforms import (ICT_CHANNEL_GAINS, default_levels, dwt2, ict_forward, ict_inverse, idwt2,
                          rct_forward, rct_inverse, synthesis_gains)
 
 VERSION = "1"
+CODEC = "cabac"  # context-adaptive binary arithmetic coding of the walk's decisions
+_NO_IDS = np.zeros(0, np.uint8)
+_NO_BYTES = np.zeros(0, np.uint8)
+_NO_MAG = np.zeros(0, np.int64)
+_NO_SGN = np.zeros(0, np.bool_)
 
 
 class WaveletTokenizer:
@@ -51,13 +56,13 @@ class WaveletTokenizer:
     vocab_size = spiht.VOCAB_SIZE
     pos_fields = POS_FIELDS
     version = VERSION
-    payload_codec = None  # raw bytes until the entropy coder (issue 4) registers itself
 
     def __init__(self, name: str = "wavelet", lossless: bool = False, step: float = 1.0, max_levels: int = 6):
         self.name = name
         self.lossless = lossless
         self.step = float(step)
         self.max_levels = int(max_levels)
+        self.payload_codec = self  # the tokenizer codes its own payload (see pack / unpack)
 
     def __repr__(self) -> str:
         return f"WaveletTokenizer(name={self.name!r}, lossless={self.lossless})"
@@ -120,9 +125,6 @@ class WaveletTokenizer:
             raise ImageFormatError("encode takes a list of images; wrap a single image as [image]")
         if roi is not None:
             raise AdatokError("regions of interest are not supported by this version of the wavelet tokenizer")
-        if isinstance(budget, Bpp):
-            raise BudgetError("Bpp budgets need the entropy-coded container, which this version does not "
-                              "have yet; use Tokens(k) or Quality(psnr=..)")
         if isinstance(budget, Lossless) and not self.lossless:
             raise BudgetError(f"{self.name!r} is not lossless; use adatok.load('wavelet-lossless') for Lossless()")
         if isinstance(budget, Quality) and budget.region is not None:
@@ -135,13 +137,15 @@ class WaveletTokenizer:
             top = int(mag.max())
             nmax = top.bit_length() - 1  # -1 when every coefficient is 0
             limit = budget.k if isinstance(budget, Tokens) else -1
-            ids, node, plane = spiht.encode_tokens(mag, coef < 0, layout.parent, layout.child_ptr,
-                                                   layout.child_idx, layout.has_l, layout.roots, nmax, limit)
-            pos = np.concatenate([plane[:, None].astype(np.int32), layout.node_pos[node]], axis=1)
-            params = {"levels": levels, "nmax": nmax, "channels": img.shape[2]}
+            params = {"levels": levels, "nmax": nmax}
             if not self.lossless:
                 params["step"] = self.step
-            seq = TokenSequence(ids, pos, np.shape(image), self.name, self.version, params, self.pos_fields)
+            if isinstance(budget, Bpp):
+                seq = self._encode_bytes(img, np.shape(image), layout, coef, params, budget)
+            else:
+                _, _, ids, node, plane, _, _, _, _ = spiht.walk(
+                    spiht.SRC_COEF, False, nmax, limit, -1, mag, coef < 0, _NO_IDS, _NO_BYTES, 0, *layout.tree_args())
+                seq = self._sequence(ids, node, plane, layout, np.shape(image), params)
             if isinstance(budget, Quality):
                 seq = seq.prefix(self._shortest_prefix(seq, img, budget))
             out.append(seq)
@@ -158,7 +162,7 @@ class WaveletTokenizer:
         self._check_header(header["tokenizer"], header["version"])
         try:
             shape = tuple(int(v) for v in header["shape"])
-            params = {k: header["params"][k] for k in ("levels", "nmax", "channels")}
+            params = {k: int(header["params"][k]) for k in ("levels", "nmax")}
             if not self.lossless:
                 params["step"] = float(header["params"]["step"])
             layout = self._layout(shape, params)
@@ -168,6 +172,70 @@ class WaveletTokenizer:
         _, _, _, node, plane = self._replay(ids, layout, params)
         pos = np.concatenate([plane[:, None].astype(np.int32), layout.node_pos[node]], axis=1)
         return TokenSequence(ids, pos, shape, self.name, self.version, params, self.pos_fields)
+
+    def _sequence(self, ids, node, plane, layout: Layout, shape, params: dict) -> TokenSequence:
+        pos = np.concatenate([plane[:, None].astype(np.int32), layout.node_pos[node]], axis=1)
+        return TokenSequence(ids, pos, shape, self.name, self.version, params, self.pos_fields)
+
+    def _encode_bytes(self, img, shape, layout: Layout, coef, params: dict, budget: Bpp) -> TokenSequence:
+        """The longest sequence whose ``.atk`` bytes, header included, fit ``budget``."""
+        total = int(budget.x * img.shape[0] * img.shape[1] / 8)
+        mag = np.abs(coef)
+        probe = TokenSequence(np.zeros(0, np.int32), np.zeros((0, len(self.pos_fields)), np.int32), shape,
+                              self.name, self.version, params, self.pos_fields)
+        payload_max = total - _container_overhead(probe, total)
+        for _ in range(4):  # the header's size depends a little on the payload's; converge on it
+            if payload_max < 0:
+                break
+            _, _, ids, node, plane, _, _, _, out = spiht.walk(
+                spiht.SRC_COEF, True, int(params["nmax"]), -1, payload_max, mag, coef < 0, _NO_IDS, _NO_BYTES,
+                0, *layout.tree_args())
+            seq = self._sequence(ids, node, plane, layout, shape, params)
+            seq.payload_cache[CODEC] = out.tobytes()
+            size = len(seq.to_bytes())
+            if size <= total:
+                return seq
+            payload_max -= size - total
+        need = _container_overhead(probe, 0) * 8 / (img.shape[0] * img.shape[1])
+        raise BudgetError(f"Bpp({budget.x}) allows {total} bytes for this {img.shape[1]}x{img.shape[0]} image, "
+                          f"less than the header alone; use at least Bpp({need:.3g})")
+
+    # --- bytes ------------------------------------------------------------------------------------
+
+    @property
+    def codec_name(self) -> str:
+        return CODEC
+
+    def pack(self, seq: TokenSequence) -> bytes:
+        """Arithmetic-code a sequence's tokens (the payload of its ``.atk`` bytes)."""
+        self._check_header(seq.tokenizer, seq.version)
+        layout = self._layout(seq.shape, seq.params)
+        status, at, *_, out = spiht.walk(spiht.SRC_IDS, True, int(seq.params["nmax"]), -1, -1, _NO_MAG, _NO_SGN,
+                                         seq.ids.astype(np.uint8), _NO_BYTES, 0, *layout.tree_args())
+        if status != spiht.OK:
+            self._replay(seq.ids, layout, seq.params)  # raises the right error
+        return out.tobytes()
+
+    def unpack(self, header: dict, payload: bytes) -> np.ndarray:
+        """Token ids from a payload, or the longest prefix a cut payload determines.
+
+        A cut payload is decoded twice, reading past its end as all-zero and as all-one bytes: the
+        tokens both agree on are those every continuation of the bytes gives.
+        """
+        shape = tuple(int(v) for v in header["shape"])
+        params = header["params"]
+        layout = self._layout(shape, params)
+        n = int(header["n_tokens"])
+        data = np.frombuffer(payload, np.uint8)
+        args = (spiht.SRC_AC, False, int(params["nmax"]), n, -1, _NO_MAG, _NO_SGN, _NO_IDS, data)
+        ids0 = spiht.walk(*args, 0, *layout.tree_args())[2]
+        if len(payload) >= int(header["payload_len"]):
+            return ids0.astype(np.int32)
+        ids1 = spiht.walk(*args, 255, *layout.tree_args())[2]
+        m = min(len(ids0), len(ids1))
+        differ = np.nonzero(ids0[:m] != ids1[:m])[0]
+        k = int(differ[0]) if len(differ) else m
+        return ids0[:k].astype(np.int32)
 
     # --- helpers -------------------------------------------------------------------------------
 
@@ -183,7 +251,7 @@ class WaveletTokenizer:
         if len(shape) not in (2, 3) or min(shape[:2]) < 1:
             raise InvalidTokensError(f"invalid image shape {shape} in the sequence")
         channels = shape[2] if len(shape) == 3 else 1
-        if channels not in (1, 3) or channels != params["channels"]:
+        if channels not in (1, 3):
             raise InvalidTokensError(f"invalid channel count in the sequence (shape {shape})")
         levels = int(params["levels"])
         if levels != default_levels(shape[:2], self.max_levels):
@@ -197,9 +265,9 @@ class WaveletTokenizer:
             bad = int(np.nonzero((ids < 0) | (ids >= self.vocab_size))[0][0])
             raise InvalidTokensError(f"token id {int(ids[bad])} at index {bad} is out of range: "
                                      f"{self.name} ids are 0..{self.vocab_size - 1}")
-        status, at, value, low, neg, node, plane = spiht.decode_tokens(
-            ids.astype(np.uint8), layout.child_ptr, layout.child_idx, layout.has_l, layout.roots,
-            int(params["nmax"]))
+        status, at, _, node, plane, value, low, neg, _ = spiht.walk(
+            spiht.SRC_IDS, False, int(params["nmax"]), -1, -1, _NO_MAG, _NO_SGN, ids.astype(np.uint8), _NO_BYTES, 0,
+            *layout.tree_args())
         if status == spiht.BAD_TOKEN:
             raise InvalidTokensError(f"token {spiht.TOKEN_NAMES[ids[at]]} (id {int(ids[at])}) at index {at} "
                                      "cannot stand there: the sequence is corrupt or was edited")

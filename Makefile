@@ -1,0 +1,30 @@
+# adatok: `make demo` runs the main job on the bundled sample photos, `make test` runs the suite.
+# Both install everything first (Debian packages when missing, then .venv with all extras).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+OUT ?= out/demo
+export GOMP_SPINCOUNT ?= 1000
+
+.PHONY: install demo test bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml scripts/install-system.sh
+	bash scripts/install-system.sh
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[eval,dev]"
+	touch $(STAMP)
+
+demo: install
+	$(VENV)/bin/adatok demo --out $(OUT)
+
+test: install
+	$(PY) -m pytest
+
+bench: install
+	$(PY) benchmarks/wavelet_speed.py
+
+clean:
+	rm -rf $(VENV) out .pytest_cache

@@ -1,0 +1,551 @@
+"""Tests for adatok.core.imageio: reading, validating and atomically writing images."""
+
+from __future__ import annotations
+
+import os
+import stat
+import struct
+import sys
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from adatok.core import imageio
+from adatok.core.errors import AdatokError, ImageFormatError, ImageReadError
+from adatok.core.imageio import (
+    MAX_PIXELS,
+    as_image,
+    atomic_write_bytes,
+    flatten_alpha,
+    read_image,
+    write_image,
+)
+
+RNG = np.random.default_rng(1234)
+
+
+def _rgb(h: int = 12, w: int = 17) -> np.ndarray:
+    return RNG.integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+def _gray(h: int = 12, w: int = 17) -> np.ndarray:
+    return RNG.integers(0, 256, (h, w), dtype=np.uint8)
+
+
+def _leftovers(folder) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.endswith(".tmp"))
+
+
+def _open_fds() -> int | None:
+    if not os.path.isdir("/proc/self/fd"):
+        return None
+    return len(os.listdir("/proc/self/fd"))
+
+
+# --------------------------------------------------------------------------------------------
+# Round trips and formats
+# --------------------------------------------------------------------------------------------
+
+
+def test_max_pixels_value():
+    assert MAX_PIXELS == 50_000_000
+
+
+def test_round_trip_png_rgb_bit_exact(tmp_path):
+    a = _rgb()
+    write_image(tmp_path / "a.png", a)
+    b = read_image(tmp_path / "a.png")
+    assert b.dtype == np.uint8 and b.shape == (12, 17, 3) and b.flags.c_contiguous
+    np.testing.assert_array_equal(a, b)
+    with Image.open(tmp_path / "a.png") as im:
+        assert im.mode == "RGB"
+
+
+@pytest.mark.parametrize("shape", [(12, 17), (12, 17, 1)])
+def test_round_trip_png_gray_bit_exact(tmp_path, shape):
+    a = _gray().reshape(shape)
+    write_image(str(tmp_path / "g.png"), a)
+    with Image.open(tmp_path / "g.png") as im:
+        assert im.mode == "L"
+    b = read_image(str(tmp_path / "g.png"))
+    assert b.shape == (12, 17, 1) and b.dtype == np.uint8
+    np.testing.assert_array_equal(a.reshape(12, 17, 1), b)
+
+
+def test_write_non_contiguous_array(tmp_path):
+    a = _rgb(20, 30)[::2, ::3]
+    write_image(tmp_path / "nc.png", a)
+    np.testing.assert_array_equal(read_image(tmp_path / "nc.png"), a)
+
+
+def test_read_jpeg_rgb_and_gray(tmp_path):
+    Image.new("RGB", (16, 8), (200, 40, 90)).save(tmp_path / "c.jpg")
+    Image.new("L", (16, 8), 77).save(tmp_path / "g.jpeg")
+    c = read_image(tmp_path / "c.jpg")
+    g = read_image(tmp_path / "g.jpeg")
+    assert c.shape == (8, 16, 3) and c.dtype == np.uint8
+    assert np.abs(c.astype(int) - [200, 40, 90]).max() <= 3
+    assert g.shape == (8, 16, 1)
+    assert np.abs(g.astype(int) - 77).max() <= 2
+
+
+def test_read_webp_lossless(tmp_path):
+    a = _rgb()
+    Image.fromarray(a).save(tmp_path / "a.webp", lossless=True)
+    np.testing.assert_array_equal(read_image(tmp_path / "a.webp"), a)
+
+
+def test_read_tiff(tmp_path):
+    a = _rgb()
+    Image.fromarray(a).save(tmp_path / "a.tif")
+    np.testing.assert_array_equal(read_image(tmp_path / "a.tif"), a)
+    write_image(tmp_path / "b.tiff", a)
+    np.testing.assert_array_equal(read_image(tmp_path / "b.tiff"), a)
+
+
+def test_multi_frame_gives_first_frame(tmp_path):
+    frames = [Image.new("L", (6, 4), v) for v in (10, 200, 90)]
+    frames[0].save(tmp_path / "m.tif", save_all=True, append_images=frames[1:])
+    out = read_image(tmp_path / "m.tif")
+    assert out.shape == (4, 6, 1)
+    assert (out == 10).all()
+
+
+# --------------------------------------------------------------------------------------------
+# Mode conversion rule
+# --------------------------------------------------------------------------------------------
+
+
+def test_rgba_flattened_onto_white(tmp_path):
+    a = np.zeros((1, 3, 4), np.uint8)
+    a[0, 0] = (10, 20, 30, 0)  # fully transparent -> white
+    a[0, 1] = (10, 20, 30, 255)  # opaque -> keeps its colour
+    a[0, 2] = (0, 100, 255, 128)  # half: c*a/255 + (255 - a)
+    Image.fromarray(a).save(tmp_path / "rgba.png")
+    out = read_image(tmp_path / "rgba.png")
+    assert out.shape == (1, 3, 3)
+    assert out[0, 0].tolist() == [255, 255, 255]
+    assert out[0, 1].tolist() == [10, 20, 30]
+    assert out[0, 2].tolist() == [127, 177, 255]
+
+
+def test_la_flattened_onto_white_stays_gray(tmp_path):
+    a = np.array([[[40, 0], [40, 255], [0, 128]]], np.uint8)
+    im = Image.new("LA", (3, 1))
+    im.putdata([tuple(p) for p in a[0]])
+    im.save(tmp_path / "la.png")
+    out = read_image(tmp_path / "la.png")
+    assert out.shape == (1, 3, 1)
+    assert out[0, :, 0].tolist() == [255, 40, 127]
+
+
+def test_mode_1_becomes_0_255(tmp_path):
+    im = Image.new("1", (4, 2), 0)
+    im.putpixel((1, 0), 1)
+    im.save(tmp_path / "bw.png")
+    out = read_image(tmp_path / "bw.png")
+    assert out.shape == (2, 4, 1)
+    assert sorted(np.unique(out).tolist()) == [0, 255]
+    assert out[0, 1, 0] == 255
+
+
+def _palette_image() -> Image.Image:
+    im = Image.new("P", (3, 1))
+    # colours 0: red, 1: gray 50, 2: blue
+    im.putpalette([255, 0, 0, 50, 50, 50, 0, 0, 255] + [0, 0, 0] * 253)
+    im.putdata([0, 1, 2])
+    return im
+
+
+def test_palette_without_transparency_gives_rgb(tmp_path):
+    _palette_image().save(tmp_path / "p.png")
+    out = read_image(tmp_path / "p.png")
+    assert out.shape == (1, 3, 3)
+    assert out[0].tolist() == [[255, 0, 0], [50, 50, 50], [0, 0, 255]]
+
+
+def test_all_gray_palette_stays_rgb(tmp_path):
+    im = Image.new("P", (2, 1))
+    im.putpalette([v for g in range(256) for v in (g, g, g)])
+    im.putdata([3, 250])
+    im.save(tmp_path / "pg.png")
+    out = read_image(tmp_path / "pg.png")
+    assert out.shape == (1, 2, 3)
+    assert out[0].tolist() == [[3, 3, 3], [250, 250, 250]]
+
+
+@pytest.mark.parametrize("suffix", [".png", ".gif"])
+def test_palette_with_transparency_flattened_onto_white(tmp_path, suffix):
+    _palette_image().save(tmp_path / f"pt{suffix}", transparency=0)
+    out = read_image(tmp_path / f"pt{suffix}")
+    assert out.shape == (1, 3, 3)
+    assert out[0].tolist() == [[255, 255, 255], [50, 50, 50], [0, 0, 255]]
+
+
+def test_cmyk_gives_rgb(tmp_path):
+    im = Image.new("CMYK", (2, 1))
+    im.putdata([(0, 0, 0, 0), (255, 0, 0, 0)])
+    im.save(tmp_path / "cmyk.tif")
+    out = read_image(tmp_path / "cmyk.tif")
+    assert out.shape == (1, 2, 3)
+    assert out[0].tolist() == [[255, 255, 255], [0, 255, 255]]
+
+
+def test_cmyk_jpeg_gives_rgb(tmp_path):
+    Image.new("CMYK", (8, 8), (0, 0, 0, 0)).save(tmp_path / "cmyk.jpg")
+    out = read_image(tmp_path / "cmyk.jpg")
+    assert out.shape == (8, 8, 3)
+    assert out.min() >= 250
+
+
+def test_16_bit_png_rejected(tmp_path):
+    a = (np.arange(12, dtype=np.uint16).reshape(3, 4) * 5000).astype(np.uint16)
+    Image.fromarray(a).save(tmp_path / "g16.png")
+    with Image.open(tmp_path / "g16.png") as im:
+        assert im.mode.startswith("I")
+    with pytest.raises(ImageFormatError, match=r"16-bit.*convert to 8-bit"):
+        read_image(tmp_path / "g16.png")
+
+
+def test_float_tiff_rejected(tmp_path):
+    Image.fromarray(np.full((3, 4), 0.5, np.float32)).save(tmp_path / "f.tif")
+    with pytest.raises(ImageFormatError, match=r"float.*mode F.*convert"):
+        read_image(tmp_path / "f.tif")
+
+
+def test_32_bit_integer_tiff_rejected(tmp_path):
+    Image.fromarray(np.full((3, 4), 70000, np.int32)).save(tmp_path / "i.tif")
+    with pytest.raises(ImageFormatError, match=r"32-bit integer.*convert"):
+        read_image(tmp_path / "i.tif")
+
+
+# --------------------------------------------------------------------------------------------
+# Read errors
+# --------------------------------------------------------------------------------------------
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ImageReadError, match="no such file"):
+        read_image(tmp_path / "nope.png")
+
+
+def test_directory(tmp_path):
+    with pytest.raises(ImageReadError, match="folder"):
+        read_image(tmp_path)
+
+
+def test_text_file(tmp_path):
+    (tmp_path / "notes.png").write_text("hello, I am not a picture\n")
+    with pytest.raises(ImageReadError, match="not an image"):
+        read_image(tmp_path / "notes.png")
+
+
+def test_empty_file(tmp_path):
+    (tmp_path / "empty.png").write_bytes(b"")
+    with pytest.raises(ImageReadError, match="not an image"):
+        read_image(tmp_path / "empty.png")
+
+
+@pytest.mark.parametrize("suffix", [".png", ".jpg"])
+def test_truncated_file(tmp_path, suffix):
+    write_image(tmp_path / f"full{suffix}", _rgb(64, 64))
+    data = (tmp_path / f"full{suffix}").read_bytes()
+    (tmp_path / f"half{suffix}").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ImageReadError, match="truncated"):
+        read_image(tmp_path / f"half{suffix}")
+
+
+def test_errors_are_adatok_errors_and_files_are_closed(tmp_path):
+    write_image(tmp_path / "full.png", _rgb(64, 64))
+    data = (tmp_path / "full.png").read_bytes()
+    (tmp_path / "half.png").write_bytes(data[: len(data) // 2])
+    (tmp_path / "t.png").write_text("text")
+    before = _open_fds()
+    for name in ["half.png", "t.png", "full.png"]:
+        try:
+            read_image(tmp_path / name)
+        except AdatokError:
+            pass
+    if before is not None:
+        assert _open_fds() == before
+
+
+def test_pixel_limit(tmp_path, monkeypatch):
+    write_image(tmp_path / "a.png", _rgb(10, 10))
+    monkeypatch.setattr(imageio, "MAX_PIXELS", 99)
+    with pytest.raises(ImageFormatError, match=r"adatok\.core\.imageio\.MAX_PIXELS"):
+        read_image(tmp_path / "a.png")
+    monkeypatch.setattr(imageio, "MAX_PIXELS", 100)
+    assert read_image(tmp_path / "a.png").shape == (10, 10, 3)
+
+
+def test_pixel_limit_checked_before_decoding(tmp_path, monkeypatch):
+    # A truncated file over the limit must fail on the size, which is known from the header.
+    write_image(tmp_path / "full.png", _rgb(64, 64))
+    data = (tmp_path / "full.png").read_bytes()
+    (tmp_path / "half.png").write_bytes(data[: len(data) // 2])
+    monkeypatch.setattr(imageio, "MAX_PIXELS", 100)
+    with pytest.raises(ImageFormatError, match="MAX_PIXELS"):
+        read_image(tmp_path / "half.png")
+
+
+def test_pillow_bomb_check_does_not_preempt_ours(tmp_path, monkeypatch):
+    write_image(tmp_path / "a.png", _rgb(10, 10))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 10)  # Pillow would raise DecompressionBombError
+    assert read_image(tmp_path / "a.png").shape == (10, 10, 3)
+    monkeypatch.setattr(imageio, "MAX_PIXELS", 50)
+    with pytest.raises(ImageFormatError, match="MAX_PIXELS"):
+        read_image(tmp_path / "a.png")
+    assert Image.MAX_IMAGE_PIXELS == 10  # restored
+
+
+def _png_header_only(width: int, height: int) -> bytes:
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        crc = zlib.crc32(kind + body) & 0xFFFFFFFF
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", crc)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0"))
+
+
+def test_decompression_bomb_header_gives_our_message(tmp_path):
+    # 100000 x 100000 is over twice Pillow's own limit: Pillow alone would raise
+    # DecompressionBombError; we must answer from the header with our message instead.
+    (tmp_path / "bomb.png").write_bytes(_png_header_only(100_000, 100_000))
+    default = Image.MAX_IMAGE_PIXELS
+    with pytest.raises(ImageFormatError, match=r"100000x100000.*adatok\.core\.imageio\.MAX_PIXELS"):
+        read_image(tmp_path / "bomb.png")
+    assert Image.MAX_IMAGE_PIXELS == default
+
+
+# --------------------------------------------------------------------------------------------
+# as_image
+# --------------------------------------------------------------------------------------------
+
+
+def test_as_image_accepts_and_normalises():
+    g = _gray()
+    out = as_image(g)
+    assert out.shape == (12, 17, 1) and out.dtype == np.uint8 and out.flags.c_contiguous
+    np.testing.assert_array_equal(out[:, :, 0], g)
+    c = _rgb()
+    assert as_image(c) is c or np.shares_memory(as_image(c), c)
+    nc = _rgb(10, 10)[:, ::2]
+    out = as_image(nc)
+    assert out.flags.c_contiguous
+    np.testing.assert_array_equal(out, nc)
+    assert as_image(g[:, :, None]).shape == (12, 17, 1)
+
+
+@pytest.mark.parametrize(
+    ("value", "pattern"),
+    [
+        ([[1, 2], [3, 4]], r"image 3 is a list.*np\.asarray"),
+        (Image.new("RGB", (2, 2)), r"image 3 is a PIL image.*np\.asarray"),
+        (np.zeros((2, 2), bool), r"image 3 has dtype bool"),
+        (np.zeros((2, 2), np.uint16), r"16-bit image.*convert to 8-bit.*>> 8"),
+        (np.zeros((2, 2), np.float32), r"image 3 has float dtype.*astype\(np\.uint8\)"),
+        (np.zeros((2, 2, 3), np.float64), r"float dtype float64"),
+        (np.zeros((2, 2), np.int64), r"dtype int64.*uint8"),
+        (np.zeros((5,), np.uint8), r"image 3 has shape \(5,\).*H x W"),
+        (np.zeros((1, 2, 2, 3), np.uint8), r"4-D"),
+        (np.zeros((2, 2, 4), np.uint8), r"RGBA: flatten the alpha first.*flatten_alpha"),
+        (np.zeros((2, 2, 2), np.uint8), r"flatten_alpha"),
+        (np.zeros((2, 2, 5), np.uint8), r"5 channels.*C 1 \(gray\) or 3"),
+        (np.zeros((0, 5), np.uint8), r"zero-size image 0x5"),
+        (np.zeros((4, 0, 3), np.uint8), r"zero-size image 4x0"),
+    ],
+)
+def test_as_image_rejects(value, pattern):
+    with pytest.raises(ImageFormatError, match=pattern):
+        as_image(value, "image 3")
+
+
+def test_as_image_pixel_limit(monkeypatch):
+    monkeypatch.setattr(imageio, "MAX_PIXELS", 20)
+    with pytest.raises(ImageFormatError, match=r"4x6 = 24 pixels.*MAX_PIXELS"):
+        as_image(np.zeros((4, 6, 3), np.uint8))
+    assert as_image(np.zeros((4, 5), np.uint8)).shape == (4, 5, 1)
+
+
+def test_as_image_default_what():
+    with pytest.raises(ImageFormatError, match=r"^image has dtype bool"):
+        as_image(np.zeros((2, 2), bool))
+
+
+# --------------------------------------------------------------------------------------------
+# flatten_alpha
+# --------------------------------------------------------------------------------------------
+
+
+def test_flatten_alpha_values():
+    rgba = np.array([[[10, 20, 30, 0], [10, 20, 30, 255], [0, 100, 255, 128]]], np.uint8)
+    out = flatten_alpha(rgba)
+    assert out.dtype == np.uint8 and out.shape == (1, 3, 3)
+    assert out.tolist() == [[[255, 255, 255], [10, 20, 30], [127, 177, 255]]]
+    la = np.array([[[40, 0], [40, 255], [0, 128]]], np.uint8)
+    assert flatten_alpha(la).tolist() == [[[255], [40], [127]]]
+
+
+def test_flatten_alpha_exhaustive_extremes():
+    c = np.arange(256, dtype=np.uint8)
+    opaque = np.stack([c, np.full(256, 255, np.uint8)], axis=-1)[None]
+    clear = np.stack([c, np.zeros(256, np.uint8)], axis=-1)[None]
+    np.testing.assert_array_equal(flatten_alpha(opaque)[0, :, 0], c)
+    assert (flatten_alpha(clear) == 255).all()
+
+
+@pytest.mark.parametrize(
+    "bad", [np.zeros((2, 2, 3), np.uint8), np.zeros((2, 2), np.uint8), np.zeros((2, 2, 4))]
+)
+def test_flatten_alpha_rejects(bad):
+    with pytest.raises(ImageFormatError, match="flatten_alpha"):
+        flatten_alpha(bad)
+
+
+# --------------------------------------------------------------------------------------------
+# Atomic writing
+# --------------------------------------------------------------------------------------------
+
+
+def test_write_image_bad_array_leaves_no_temp_and_keeps_existing(tmp_path):
+    target = tmp_path / "keep.png"
+    good = _rgb()
+    write_image(target, good)
+    before = target.read_bytes()
+    with pytest.raises(ImageFormatError, match="4-D"):
+        write_image(target, np.zeros((1, 2, 2, 3), np.uint8))
+    with pytest.raises(ImageFormatError, match="RGBA"):
+        write_image(target, np.zeros((2, 2, 4), np.uint8))
+    assert target.read_bytes() == before
+    assert _leftovers(tmp_path) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.png"]
+
+
+def test_write_image_failure_while_saving_keeps_existing(tmp_path, monkeypatch):
+    target = tmp_path / "keep.png"
+    write_image(target, _rgb())
+    before = target.read_bytes()
+
+    def broken_save(self, fp, format=None, **params):
+        with open(fp, "wb") as f:
+            f.write(b"half a PNG")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(Image.Image, "save", broken_save)
+    with pytest.raises(AdatokError, match="disk full") as info:
+        write_image(target, _rgb())
+    assert not isinstance(info.value, ImageReadError)
+    assert target.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.png"]
+
+
+def test_write_image_unknown_or_missing_suffix(tmp_path):
+    for name in ["a.notanimage", "noext"]:
+        with pytest.raises(AdatokError, match=r"\.png") as info:
+            write_image(tmp_path / name, _rgb())
+        assert type(info.value) is AdatokError
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_write_image_missing_folder(tmp_path):
+    with pytest.raises(AdatokError, match="does not exist") as info:
+        write_image(tmp_path / "no" / "such" / "a.png", _rgb())
+    assert type(info.value) is AdatokError
+
+
+def test_write_image_over_directory(tmp_path):
+    (tmp_path / "d.png").mkdir()
+    with pytest.raises(AdatokError, match="folder"):
+        write_image(tmp_path / "d.png", _rgb())
+    assert _leftovers(tmp_path) == []
+
+
+def test_write_image_other_formats_round_trip(tmp_path):
+    a = _rgb()
+    write_image(tmp_path / "a.bmp", a)
+    np.testing.assert_array_equal(read_image(tmp_path / "a.bmp"), a)
+    write_image(tmp_path / "a.JPG", a)
+    assert read_image(tmp_path / "a.JPG").shape == a.shape
+    with Image.open(tmp_path / "a.JPG") as im:
+        assert im.format == "JPEG"
+
+
+def test_atomic_write_bytes(tmp_path):
+    target = tmp_path / "x.atk"
+    atomic_write_bytes(target, b"first")
+    assert target.read_bytes() == b"first"
+    atomic_write_bytes(str(target), bytearray(b"second"))
+    assert target.read_bytes() == b"second"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.atk"]
+    with pytest.raises(TypeError):
+        atomic_write_bytes(target, "text")  # type: ignore[arg-type]
+    assert target.read_bytes() == b"second"
+
+
+def test_atomic_write_bytes_missing_folder(tmp_path):
+    with pytest.raises(AdatokError, match="does not exist"):
+        atomic_write_bytes(tmp_path / "missing" / "x.atk", b"data")
+
+
+def test_atomic_write_bytes_folder_is_a_file(tmp_path):
+    (tmp_path / "f").write_text("")
+    with pytest.raises(AdatokError, match="not a folder"):
+        atomic_write_bytes(tmp_path / "f" / "x.atk", b"data")
+
+
+@pytest.mark.skipif(
+    sys.platform == "win32" or (hasattr(os, "geteuid") and os.geteuid() == 0),
+    reason="needs POSIX permissions enforced (not root)",
+)
+def test_atomic_write_bytes_unwritable_folder(tmp_path):
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o500)
+    try:
+        with pytest.raises(AdatokError, match="writable"):
+            atomic_write_bytes(folder / "x.atk", b"data")
+    finally:
+        folder.chmod(0o700)
+    assert list(folder.iterdir()) == []
+
+
+def test_atomic_write_bytes_unwritable_folder_simulated(tmp_path, monkeypatch):
+    real_open = os.open
+
+    def deny(path, flags, *args, **kwargs):
+        if os.path.dirname(os.fspath(path)) == str(tmp_path):
+            raise PermissionError(13, "Permission denied")
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", deny)
+    with pytest.raises(AdatokError, match="writable"):
+        atomic_write_bytes(tmp_path / "x.atk", b"data")
+    with pytest.raises(AdatokError, match="writable"):
+        write_image(tmp_path / "x.png", _rgb())
+    monkeypatch.undo()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_atomic_path_failure_in_block_cleans_up(tmp_path):
+    target = tmp_path / "t.bin"
+    target.write_bytes(b"old")
+    with pytest.raises(RuntimeError):
+        with imageio.atomic_path(target) as tmp:
+            assert tmp.parent == tmp_path and tmp.exists()
+            tmp.write_bytes(b"new")
+            raise RuntimeError("boom")
+    assert target.read_bytes() == b"old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.bin"]
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX permission bits")
+def test_atomic_write_keeps_permissions_of_replaced_file(tmp_path):
+    target = tmp_path / "p.atk"
+    target.write_bytes(b"old")
+    target.chmod(0o640)
+    atomic_write_bytes(target, b"new")
+    assert stat.S_IMODE(target.stat().st_mode) == 0o640
+    assert target.read_bytes() == b"new"
