@@ -88,16 +88,20 @@ def _budget(tokens: int | None, psnr_db: float | None, ssim: float | None, lossl
     given = {k: v for k, v in given.items() if v is not None}
     if len(given) > 1:
         raise BudgetError(f"give at most one budget option, got {' and '.join(given)}")
-    if tokens is not None:
-        return Tokens(tokens)
-    if psnr_db is not None:
-        return Quality(psnr=psnr_db)
-    if ssim is not None:
-        return Quality(ssim=ssim)
-    if lossless:
-        return Lossless()
-    if bpp is not None:
-        return Bpp(bpp)
+    try:
+        if tokens is not None:
+            return Tokens(tokens)
+        if psnr_db is not None:
+            return Quality(psnr=psnr_db)
+        if ssim is not None:
+            return Quality(ssim=ssim)
+        if lossless:
+            return Lossless()
+        if bpp is not None:
+            return Bpp(bpp)
+    except BudgetError as exc:
+        option, value = next(iter(given.items()))
+        raise BudgetError(f"bad {option} {value}: {exc}") from exc
     return None
 
 

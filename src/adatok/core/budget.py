@@ -53,9 +53,9 @@ class Quality:
     def __post_init__(self) -> None:
         if (self.psnr is None) == (self.ssim is None):
             raise BudgetError("Quality needs exactly one target: Quality(psnr=40) or Quality(ssim=0.95)")
-        if self.psnr is not None and (not isinstance(self.psnr, int | float) or not math.isfinite(self.psnr) or self.psnr <= 0):
+        if self.psnr is not None and (isinstance(self.psnr, bool) or not isinstance(self.psnr, int | float) or not math.isfinite(self.psnr) or self.psnr <= 0):
             raise BudgetError(f"Quality(psnr=...) needs a finite number of dB > 0, got {self.psnr!r}")
-        if self.ssim is not None and (not isinstance(self.ssim, int | float) or not 0 < self.ssim <= 1):
+        if self.ssim is not None and (isinstance(self.ssim, bool) or not isinstance(self.ssim, int | float) or not 0 < self.ssim <= 1):
             raise BudgetError(f"Quality(ssim=...) needs a number in (0, 1], got {self.ssim!r}")
         if self.region not in (None, "roi"):
             raise BudgetError(f"Quality(region=...) is None or 'roi', got {self.region!r}")

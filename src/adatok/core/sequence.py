@@ -107,9 +107,12 @@ class TokenSequence:
         A cut payload gives the longest token prefix its bytes determine. Raises
         :class:`~adatok.ContainerError` for anything that is not such bytes.
         """
-        from .registry import load
+        from .registry import load, names
 
         header, payload = parse_container(data)
+        if header["tokenizer"] not in names():
+            raise ContainerError(f"made by tokenizer {header['tokenizer']!r}, which is not registered here "
+                                 f"(known: {', '.join(names())})")
         tok = load(header["tokenizer"])
         codec = getattr(tok, "payload_codec", None) or RAW_CODEC
         if codec.codec_name != header["codec"]:

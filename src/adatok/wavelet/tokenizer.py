@@ -17,6 +17,7 @@ import numpy as np
 from ..core.budget import Bpp, Lossless, Quality, Tokens, check_budget
 from ..core.errors import (AdatokError, BudgetError, ContainerError, ImageFormatError, InvalidTokensError,
                            TokenizerMismatchError)
+from ..core import imageio
 from ..core.imageio import as_image
 from ..core.metrics import psnr, ssim
 from ..core.sequence import TokenSequence, container_overhead as _container_overhead
@@ -159,15 +160,7 @@ class WaveletTokenizer:
 
     def sequence_from_ids(self, ids: np.ndarray, header: dict) -> TokenSequence:
         """Rebuild a sequence (positions included) from ids and a container header."""
-        self._check_header(header["tokenizer"], header["version"])
-        try:
-            shape = tuple(int(v) for v in header["shape"])
-            params = {k: int(header["params"][k]) for k in ("levels", "nmax")}
-            if not self.lossless:
-                params["step"] = float(header["params"]["step"])
-            layout = self._layout(shape, params)
-        except (KeyError, ValueError, TypeError, AdatokError) as exc:
-            raise ContainerError(f"header parameters are invalid ({exc}): the file is corrupt") from None
+        shape, params, layout = self._from_header(header)
         ids = np.asarray(ids, dtype=np.int32)[: header["n_tokens"]]
         _, _, _, node, plane = self._replay(ids, layout, params)
         pos = np.concatenate([plane[:, None].astype(np.int32), layout.node_pos[node]], axis=1)
@@ -222,9 +215,7 @@ class WaveletTokenizer:
         A cut payload is decoded twice, reading past its end as all-zero and as all-one bytes: the
         tokens both agree on are those every continuation of the bytes gives.
         """
-        shape = tuple(int(v) for v in header["shape"])
-        params = header["params"]
-        layout = self._layout(shape, params)
+        shape, params, layout = self._from_header(header)
         n = int(header["n_tokens"])
         data = np.frombuffer(payload, np.uint8)
         args = (spiht.SRC_AC, False, int(params["nmax"]), n, -1, _NO_MAG, _NO_SGN, _NO_IDS, data)
@@ -239,6 +230,21 @@ class WaveletTokenizer:
 
     # --- helpers -------------------------------------------------------------------------------
 
+    def _from_header(self, header: dict) -> tuple[tuple[int, ...], dict, Layout]:
+        """Shape, params and layout from a container header, checked (ContainerError if bad)."""
+        self._check_header(header["tokenizer"], header["version"])
+        try:
+            shape = tuple(int(v) for v in header["shape"])
+            params = {k: int(header["params"][k]) for k in ("levels", "nmax")}
+            if not self.lossless:
+                params["step"] = float(header["params"]["step"])
+                if not np.isfinite(params["step"]) or params["step"] <= 0:
+                    raise ValueError("step")
+            layout = self._layout(shape, params)
+        except (KeyError, ValueError, TypeError, AdatokError) as exc:
+            raise ContainerError(f"header parameters are invalid ({exc!r}): the file is corrupt") from None
+        return shape, params, layout
+
     def _check_header(self, name: str, version: str) -> None:
         if name != self.name:
             raise TokenizerMismatchError(f"this sequence was made by {name!r}, not {self.name!r}: "
@@ -250,6 +256,8 @@ class WaveletTokenizer:
     def _layout(self, shape: tuple[int, ...], params: dict) -> Layout:
         if len(shape) not in (2, 3) or min(shape[:2]) < 1:
             raise InvalidTokensError(f"invalid image shape {shape} in the sequence")
+        if shape[0] * shape[1] > imageio.MAX_PIXELS:
+            raise InvalidTokensError(f"image shape {shape} in the sequence is over the pixel limit")
         channels = shape[2] if len(shape) == 3 else 1
         if channels not in (1, 3):
             raise InvalidTokensError(f"invalid channel count in the sequence (shape {shape})")

@@ -1,0 +1,273 @@
+"""The ``adatok`` command line: round trips, budgets, info, demo, and one-line errors (exit 2)."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+import adatok
+from adatok.cli import app
+from adatok.core.imageio import read_image
+from adatok.core.metrics import psnr
+from adatok.core.sequence import header_size
+
+runner = CliRunner()
+
+
+def run(*args: object):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def assert_ok(result) -> None:
+    assert result.exit_code == 0, (result.exit_code, result.output, result.exception)
+
+
+def assert_user_error(result, *needles: str) -> None:
+    """Exit code 2, one line `error: ...` on stderr, no traceback."""
+    assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ")
+    assert "Traceback" not in result.output
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+@pytest.fixture
+def small_png(tmp_path):
+    """A 20 x 28 RGB PNG with smooth structure and some noise."""
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[0:20, 0:28]
+    img = np.stack([x * 9, y * 12, (x + y) * 5], axis=-1) + rng.integers(0, 30, (20, 28, 3))
+    path = tmp_path / "small.png"
+    Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(path)
+    return path
+
+
+@pytest.fixture
+def photo_png(tmp_path):
+    """A 48 x 64 crop of scikit-image's astronaut."""
+    from skimage import data
+
+    path = tmp_path / "photo.png"
+    Image.fromarray(data.astronaut()[100:148, 180:244]).save(path)
+    return path
+
+
+def token_count(info_output: str) -> int:
+    match = re.search(r"^tokens:\s+([\d,]+)", info_output, re.MULTILINE)
+    assert match, info_output
+    return int(match.group(1).replace(",", ""))
+
+
+# --- happy paths -------------------------------------------------------------------------------
+
+
+def test_version_and_help():
+    result = run("--version")
+    assert_ok(result)
+    assert adatok.__version__ in result.output
+    for cmd in ("encode", "decode", "info", "demo"):
+        result = run(cmd, "--help")
+        assert_ok(result)
+        assert "Usage" in result.output
+    assert "--limit" in run("demo", "--help").output
+
+
+def test_lossless_round_trip_is_bit_exact(tmp_path, small_png):
+    atk, png = tmp_path / "small.atk", tmp_path / "back.png"
+    result = run("encode", small_png, atk, "--lossless")
+    assert_ok(result)
+    assert "wavelet-lossless" in result.output and "exact" in result.output
+    assert_ok(run("decode", atk, png, "--quiet"))
+    np.testing.assert_array_equal(read_image(png), read_image(small_png))
+
+
+def test_tokens_budget_shows_in_info(tmp_path, small_png):
+    atk = tmp_path / "small.atk"
+    assert_ok(run("encode", small_png, atk, "--tokens", 300, "--quiet"))
+    result = run("info", atk)
+    assert_ok(result)
+    assert token_count(result.output) == 300
+    assert "wavelet" in result.output
+    # the plane x level table: one row per plane, and a total row summing to the length
+    assert "plane" in result.output and "L1" in result.output
+    total = re.search(r"total\s*│(.*)│\s*$", result.output, re.MULTILINE)
+    assert total, result.output
+    cells = [int(c.replace(",", "")) for c in total.group(1).split("│")]
+    assert cells[-1] == 300 and sum(cells[:-1]) == 300
+
+
+def test_info_table_by_first_pos_field_for_other_tokenizers(monkeypatch):
+    from rich.console import Console
+
+    from adatok.cli import token_table
+
+    seq = adatok.TokenSequence(np.array([3, 1, 4, 1, 5]), np.array([[0], [1], [1], [2], [2]]), (8, 8, 3),
+                               "slots", "1", {}, ("slot",))
+    console = Console(record=True, width=80)
+    console.print(token_table(seq))
+    text = console.export_text()
+    assert "tokens per slot" in text
+    rows = {line.split("│")[1].strip(): line.split("│")[2].strip()
+            for line in text.splitlines() if line.startswith("│")}
+    assert rows == {"0": "1", "1": "2", "2": "2", "total": "5"}
+
+
+def test_psnr_budget_reaches_target(tmp_path, photo_png):
+    atk, png = tmp_path / "photo.atk", tmp_path / "photo_back.png"
+    result = run("encode", photo_png, atk, "--psnr", 32)
+    assert_ok(result)
+    assert "PSNR" in result.output
+    assert_ok(run("decode", atk, png))
+    assert psnr(read_image(photo_png), read_image(png)) >= 32
+    # and it is a real prefix, shorter than the full sequence
+    full = tmp_path / "full.atk"
+    assert_ok(run("encode", photo_png, full, "-q"))
+    assert token_count(run("info", atk).output) < token_count(run("info", full).output)
+
+
+def test_bpp_budget_stays_within_bytes(tmp_path, photo_png):
+    atk = tmp_path / "photo.atk"
+    result = run("encode", photo_png, atk, "--bpp", 2)
+    assert_ok(result)
+    h, w, _ = read_image(photo_png).shape
+    assert 0 < atk.stat().st_size * 8 / (h * w) <= 2
+    assert_user_error(run("encode", photo_png, tmp_path / "tiny.atk", "--bpp", 0.001), "Bpp")
+    assert not (tmp_path / "tiny.atk").exists()
+
+
+def test_decode_token_prefix(tmp_path, photo_png):
+    atk, full_png, part_png = tmp_path / "p.atk", tmp_path / "full.png", tmp_path / "part.png"
+    assert_ok(run("encode", photo_png, atk, "-q"))
+    assert_ok(run("decode", atk, full_png))
+    result = run("decode", atk, part_png, "--tokens", 200)
+    assert_ok(result)
+    assert "200 tokens" in result.output
+    ref, full, part = read_image(photo_png), read_image(full_png), read_image(part_png)
+    assert part.shape == ref.shape
+    assert psnr(ref, part) < psnr(ref, full)
+
+
+def test_decode_cut_file(tmp_path, photo_png):
+    atk, cut, png = tmp_path / "p.atk", tmp_path / "cut.atk", tmp_path / "cut.png"
+    assert_ok(run("encode", photo_png, atk, "-q"))
+    data = atk.read_bytes()
+    n = header_size(data) + (len(data) - header_size(data)) // 3
+    assert_ok(run("decode", atk, png, "--bytes", n, "-q"))
+    ref, img = read_image(photo_png), read_image(png)
+    assert img.shape == ref.shape and psnr(ref, img) > 15
+    # the same cut, made on disk, is what info describes
+    cut.write_bytes(data[:n])
+    result = run("info", cut)
+    assert_ok(result)
+    assert 0 < token_count(result.output) < token_count(run("info", atk).output)
+    assert "cut" in result.output
+
+
+@pytest.mark.parametrize("quiet", [True, False], ids=["quiet", "progress"])
+def test_demo_writes_pngs(tmp_path, quiet):
+    out = tmp_path / "demo"
+    result = run("demo", "--out", out, "--limit", 1, "--max-side", 40, *(["--quiet"] if quiet else []))
+    assert_ok(result)
+    if quiet:
+        assert result.stderr == ""
+    assert "astronaut" in result.output and "1/64" in result.output
+    assert str(out) in result.output.replace("\n", "")
+    for tok in ("wavelet", "wavelet-lossless"):
+        pngs = sorted((out / tok).glob("astronaut_*.png"))
+        assert len(pngs) == 4, pngs
+        assert len({int(p.stem.split("_")[1]) for p in pngs}) == 4  # four different prefix lengths
+        assert all(read_image(p).shape == (40, 40, 3) for p in pngs)
+    assert sorted(p.name for p in out.iterdir()) == ["wavelet", "wavelet-lossless"]
+
+
+# --- user errors: one line, exit 2, no output file ----------------------------------------------
+
+
+def _make_bad_input(kind: str, tmp_path, small_png):
+    if kind == "missing":
+        return tmp_path / "nope.png"
+    if kind == "text":
+        path = tmp_path / "notes.png"
+        path.write_text("hello, I am not an image\n")
+        return path
+    if kind == "truncated":
+        path = tmp_path / "cut.png"
+        path.write_bytes(small_png.read_bytes()[: small_png.stat().st_size // 2])
+        return path
+    raise AssertionError(kind)
+
+
+@pytest.mark.parametrize("existing", [False, True], ids=["no-out", "existing-out"])
+@pytest.mark.parametrize("case", ["missing", "text", "truncated", "two-budgets", "unknown-tokenizer",
+                                  "bad-value", "not-lossless"])
+def test_encode_errors(tmp_path, small_png, case, existing):
+    out = tmp_path / "out.atk"
+    if existing:
+        out.write_bytes(b"precious")
+    image, extra, needle = small_png, [], ""
+    if case in ("missing", "text", "truncated"):
+        image = _make_bad_input(case, tmp_path, small_png)
+        needle = image.name
+    elif case == "two-budgets":
+        extra, needle = ["--tokens", "10", "--psnr", "30"], "at most one budget"
+    elif case == "unknown-tokenizer":
+        extra, needle = ["--tokenizer", "no-such-tokenizer"], "no-such-tokenizer"
+    elif case == "bad-value":
+        extra, needle = ["--tokens", "-5"], "-5"
+    elif case == "not-lossless":
+        extra, needle = ["--tokenizer", "wavelet", "--lossless"], "lossless"
+    before = sorted(p.name for p in tmp_path.iterdir())
+    assert_user_error(run("encode", image, out, *extra), needle)
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # no OUT, no temporary file
+    if existing:
+        assert out.read_bytes() == b"precious"
+
+
+@pytest.mark.parametrize("existing", [False, True], ids=["no-out", "existing-out"])
+@pytest.mark.parametrize("case", ["missing", "wrong-magic", "bad-tokens", "too-few-bytes", "bad-suffix"])
+def test_decode_errors(tmp_path, small_png, case, existing):
+    atk = tmp_path / "in.atk"
+    out = tmp_path / ("out.xyz" if case == "bad-suffix" else "out.png")
+    if existing:
+        out.write_bytes(b"precious")
+    assert_ok(run("encode", small_png, atk, "-q", "--tokens", 50))
+    extra = []
+    if case == "missing":
+        atk = tmp_path / "nope.atk"
+    elif case == "wrong-magic":
+        atk.write_bytes(b"GIF89a this is not a token file at all")
+    elif case == "bad-tokens":
+        extra = ["--tokens", "-1"]
+    elif case == "too-few-bytes":
+        extra = ["--bytes", "5"]
+    before = sorted(p.name for p in tmp_path.iterdir())
+    result = run("decode", atk, out, *extra)
+    assert_user_error(result, "wrong magic" if case == "wrong-magic" else "")
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+    if existing:
+        assert out.read_bytes() == b"precious"
+
+
+def test_info_errors(tmp_path):
+    assert_user_error(run("info", tmp_path / "nope.atk"), "no such file")
+    bad = tmp_path / "bad.atk"
+    bad.write_bytes(b"\x00" * 100)
+    assert_user_error(run("info", bad), "wrong magic")
+    assert_user_error(run("info", tmp_path), "folder")
+
+
+def test_demo_bad_limit(tmp_path):
+    assert_user_error(run("demo", "--out", tmp_path / "d", "--limit", 0), "--limit")
+    assert not (tmp_path / "d").exists()
+
+
+def test_usage_errors_exit_2(small_png, tmp_path):
+    assert run("encode", small_png).exit_code == 2  # missing OUT
+    assert run("encode", small_png, tmp_path / "x.atk", "--tokens", "many").exit_code == 2
+    assert not (tmp_path / "x.atk").exists()
