@@ -57,7 +57,25 @@ N_CTX = CTX_REF + N_CLASS * _REF_SUB
 
 # Adaptive probability model: 16-bit P(bit = 0), adapting fast at first and then at a fixed rate.
 _PROB_ONE = 1 << 16
-_RATE_LIMIT = 48
+_RATE_LIMIT = 255
+_FAST = 16
+
+
+@njit(cache=True)
+def set_minima(shift, parent):
+    """Smallest shift among each node's descendants (D) and grandchildren-and-below (L); 127 if none."""
+    n = shift.shape[0]
+    min_d = np.full(n, 127, np.int64)
+    min_l = np.full(n, 127, np.int64)
+    for i in range(n - 1, -1, -1):
+        p = parent[i]
+        if p >= 0:
+            v = shift[i] if shift[i] < min_d[i] else min_d[i]
+            if v < min_d[p]:
+                min_d[p] = v
+            if min_d[i] < min_l[p]:
+                min_l[p] = min_d[i]
+    return min_d, min_l
 
 
 @njit(cache=True)
@@ -116,7 +134,7 @@ def _shift_low(out, es):
 
 @njit(cache=True)
 def _encode_bit(out, es, prob, cnt, ctx, bit):
-    p = prob[ctx]
+    p = prob[ctx, 0]
     bound = (es[1] >> 16) * p
     if bit == 0:
         es[1] = bound
@@ -198,7 +216,7 @@ def _next_byte(data, ds, pad):
 
 @njit(cache=True)
 def _decode_bit(data, ds, pad, prob, cnt, ctx):
-    p = prob[ctx]
+    p = prob[ctx, 0]
     bound = (ds[1] >> 16) * p
     if ds[0] < bound:
         ds[1] = bound
@@ -216,16 +234,22 @@ def _decode_bit(data, ds, pad, prob, cnt, ctx):
 
 @njit(cache=True)
 def _adapt(prob, cnt, ctx, bit):
+    """Two estimates per context, a fast and a slow one (both start as running averages);
+    the coder uses their mean, which tracks changes and still settles."""
     n = cnt[ctx]
     if n < _RATE_LIMIT:
         cnt[ctx] = n + 1
     target = 0 if bit else _PROB_ONE
-    p = prob[ctx] + (target - prob[ctx]) // (n + 2)
+    fast = prob[ctx, 1] + (target - prob[ctx, 1]) // (min(n, _FAST) + 2)
+    slow = prob[ctx, 2] + (target - prob[ctx, 2]) // (n + 2)
+    prob[ctx, 1] = fast
+    prob[ctx, 2] = slow
+    p = (fast + slow) >> 1
     if p < 32:
         p = 32
     elif p > _PROB_ONE - 32:
         p = _PROB_ONE - 32
-    prob[ctx] = p
+    prob[ctx, 0] = p
 
 
 # --- contexts ------------------------------------------------------------------------------------
@@ -296,11 +320,14 @@ def _grow(ids, tnode, tplane):
 
 
 @njit(cache=True)
-def walk(src, code, nmax, max_tokens, max_bytes, mag, sgn, ids_in, data, pad,
+def walk(src, code, nmax, max_tokens, max_bytes, mag, sgn, ids_in, data, pad, shift, smin_d, smin_l,
          parent, child_ptr, child_idx, has_l, roots, nx, ny, nw, nh, ncls):
     """Run the coder once. See the module docstring for ``src``; ``code`` arithmetic-codes too.
 
-    ``mag``/``sgn`` are read with SRC_COEF, ``ids_in`` with SRC_IDS, ``data`` (bytes, read past
+    Every node ``i`` has a bit-plane ``shift[i]``: it is coded as if its magnitude were
+    ``mag[i] << shift[i]`` (so it reaches each plane earlier) but no token is spent on the planes
+    below its own bit 0; ``smin_d``/``smin_l`` are the smallest shifts in each node's D and L sets.
+    ``mag`` (already shifted) and ``sgn`` are read with SRC_COEF, ``ids_in`` with SRC_IDS, ``data`` (bytes, read past
     their end as ``pad``) with SRC_AC. At most ``max_tokens`` tokens (negative: no limit); with
     ``code``, at most as many tokens as fit in ``max_bytes`` terminated bytes (negative: no limit).
 
@@ -327,7 +354,7 @@ def walk(src, code, nmax, max_tokens, max_bytes, mag, sgn, ids_in, data, pad,
     if src == SRC_IDS and ids_in.shape[0] < limit:
         limit = ids_in.shape[0]
     # arithmetic coder
-    prob = np.full(N_CTX, _PROB_ONE // 2, np.int64)
+    prob = np.full((N_CTX, 3), _PROB_ONE // 2, np.int64)
     cnt = np.zeros(N_CTX, np.int64)
     out = np.empty(1024 if code else 1, np.uint8)
     es = np.zeros(6, np.int64)
@@ -365,6 +392,8 @@ def walk(src, code, nmax, max_tokens, max_bytes, mag, sgn, ids_in, data, pad,
         while r < nlip:
             i = lip[r]
             r += 1
+            if plane < shift[i]:
+                continue  # still insignificant below its own bit 0: it is 0, drop it
             if t >= limit:
                 return OK, t, ids[:t], tnode[:t], tplane[:t], value, low, neg, _done(code, out, es)
             if bcheck and _over(es, max_bytes, es_prev):
@@ -400,8 +429,8 @@ def walk(src, code, nmax, max_tokens, max_bytes, mag, sgn, ids_in, data, pad,
             tplane[t] = plane
             t += 1
             if tok != SIG0:
-                value[i] = thr
-                low[i] = plane
+                value[i] = np.int64(1) << (plane - shift[i])
+                low[i] = plane - shift[i]
                 neg[i] = tok == SIG_NEG
                 lsp[nlsp] = i
                 nlsp += 1
@@ -417,6 +446,11 @@ def walk(src, code, nmax, max_tokens, max_bytes, mag, sgn, ids_in, data, pad,
             i = lis[r]
             is_b = lis_b[r]
             r += 1
+            if plane < (smin_l[i] if is_b else smin_d[i]):
+                lis[w] = i  # every member is known to be 0 already: nothing to test
+                lis_b[w] = is_b
+                w += 1
+                continue
             if t >= limit:
                 return OK, t, ids[:t], tnode[:t], tplane[:t], value, low, neg, _done(code, out, es)
             if bcheck and _over(es, max_bytes, es_prev):
@@ -447,6 +481,8 @@ def walk(src, code, nmax, max_tokens, max_bytes, mag, sgn, ids_in, data, pad,
                 if tok == D1:
                     for c in range(child_ptr[i], child_ptr[i + 1]):
                         k = child_idx[c]
+                        if plane < shift[k]:
+                            continue  # known to be 0
                         if t >= limit:
                             return OK, t, ids[:t], tnode[:t], tplane[:t], value, low, neg, _done(code, out, es)
                         if bcheck and _over(es, max_bytes, es_prev):
@@ -481,8 +517,8 @@ def walk(src, code, nmax, max_tokens, max_bytes, mag, sgn, ids_in, data, pad,
                         tplane[t] = plane
                         t += 1
                         if tok != SIG0:
-                            value[k] = thr
-                            low[k] = plane
+                            value[k] = np.int64(1) << (plane - shift[k])
+                            low[k] = plane - shift[k]
                             neg[k] = tok == SIG_NEG
                             lsp[nlsp] = k
                             nlsp += 1
@@ -534,6 +570,9 @@ def walk(src, code, nmax, max_tokens, max_bytes, mag, sgn, ids_in, data, pad,
         # ---- refinement pass ----
         for r in range(nlsp_old):
             i = lsp[r]
+            bit = plane - shift[i]
+            if bit < 0:
+                continue  # every bit known
             if t >= limit:
                 return OK, t, ids[:t], tnode[:t], tplane[:t], value, low, neg, _done(code, out, es)
             if bcheck and _over(es, max_bytes, es_prev):
@@ -549,7 +588,7 @@ def walk(src, code, nmax, max_tokens, max_bytes, mag, sgn, ids_in, data, pad,
                 if tok != REF0 and tok != REF1:
                     return BAD_TOKEN, t, ids[:t], tnode[:t], tplane[:t], value, low, neg, _done(code, out, es)
             if code or src == SRC_AC:
-                first = 1 if value[i] < (thr << 2) else 0
+                first = 1 if value[i] < (np.int64(1) << (bit + 2)) else 0
                 hv, dg, _ = _neighbours(i, low, neg, nx, ny, nw, nh)
                 ctx = CTX_REF + ncls[i] * _REF_SUB + first * 2 + (1 if hv + dg > 0 else 0)
                 if src == SRC_AC:
@@ -561,8 +600,8 @@ def walk(src, code, nmax, max_tokens, max_bytes, mag, sgn, ids_in, data, pad,
             tplane[t] = plane
             t += 1
             if tok == REF1:
-                value[i] |= thr
-            low[i] = plane
+                value[i] |= np.int64(1) << bit
+            low[i] = bit
     if bcheck and _over(es, max_bytes, es_prev):
         t -= 1
         return OK, t, ids[:t], tnode[:t], tplane[:t], value, low, neg, _done(code, out, es)

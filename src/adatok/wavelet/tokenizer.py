@@ -23,7 +23,7 @@ from ..core.metrics import psnr, ssim
 from ..core.sequence import TokenSequence, container_overhead as _container_overhead
 from . import spiht
 from .layout import POS_FIELDS, Layout, make_layout
-from .transforms import (ICT_CHANNEL_GAINS, default_levels, dwt2, ict_forward, ict_inverse, idwt2,
+from .transforms import (ICT_CHANNEL_GAINS, RCT_CHANNEL_GAINS, default_levels, dwt2, ict_forward, ict_inverse, idwt2,
                          rct_forward, rct_inverse, synthesis_gains)
 
 VERSION = "1"
@@ -64,20 +64,51 @@ class WaveletTokenizer:
         self.step = float(step)
         self.max_levels = int(max_levels)
         self.payload_codec = self  # the tokenizer codes its own payload (see pack / unpack)
+        self._shift_cache: dict = {}
+        # Where a coefficient is put inside its remaining interval: 0.5 is the centre; the 9/7
+        # coefficients are peaked at 0 (Laplacian-like), so a point nearer zero does better:
+        # 0.4 measured +0.03 dB over 0.5 against JPEG 2000 on the tuning photos (astronaut,
+        # camera, coffee at 0.125-1 bpp).
+        self.bias = 0.5 if lossless else 0.4
 
     def __repr__(self) -> str:
         return f"WaveletTokenizer(name={self.name!r}, lossless={self.lossless})"
 
     # --- analysis and synthesis ----------------------------------------------------------------
 
-    def _weights(self, layout: Layout) -> np.ndarray:
-        """Per-node scale of the 9/7 coefficients: sqrt(band gain * channel gain) / step."""
-        gains = synthesis_gains(layout.shape, layout.levels)
-        per_band = [gains[0]] + [g for triple in gains[1:] for g in triple]
-        chan = ICT_CHANNEL_GAINS if layout.channels == 3 else (1.0,)
+    def _importance(self, layout: Layout) -> np.ndarray:
+        """Per node: sqrt(band gain * channel gain), what a unit of its error costs in RGB."""
+        wavelet = "5/3" if self.lossless else "9/7"
+        gains = synthesis_gains(layout.shape, layout.levels, wavelet)
+        per_band = np.array([gains[0]] + [g for triple in gains[1:] for g in triple])
+        chan = (RCT_CHANNEL_GAINS if self.lossless else ICT_CHANNEL_GAINS) if layout.channels == 3 else (1.0,)
         sizes = [h * w for h, w in layout.bands]
-        w = [np.repeat(np.sqrt(np.array(per_band) * chan[c]) / self.step, sizes) for c in range(layout.channels)]
-        return np.concatenate(w)
+        return np.concatenate([np.repeat(np.sqrt(per_band * chan[c]), sizes) for c in range(layout.channels)])
+
+    def _weights(self, layout: Layout) -> np.ndarray:
+        """Per-node scale of the 9/7 coefficients: importance / step."""
+        return self._importance(layout) / self.step
+
+    def _shifts(self, layout: Layout) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Bit-plane shift of every node and the smallest shift of each node's D and L sets.
+
+        ``wavelet`` scales its coefficients by their importance and needs no shift. The integer
+        coefficients of ``wavelet-lossless`` cannot be scaled, so each is shifted by the power of
+        two nearest its importance: it reaches each bit-plane as early as its error matters.
+        """
+        key = (layout.shape, layout.channels, layout.levels)
+        if key not in self._shift_cache:
+            if self.lossless:
+                imp = np.log2(self._importance(layout))
+                shift = np.clip(np.rint(imp - imp.min()), 0, 30).astype(np.int64)
+            else:
+                shift = np.zeros(layout.size, np.int64)
+            self._shift_cache[key] = (shift, *spiht.set_minima(shift, layout.parent))
+        return self._shift_cache[key]
+
+    def _walk_args(self, layout: Layout) -> tuple:
+        """The arguments of :func:`spiht.walk` after ``pad``."""
+        return (*self._shifts(layout), *layout.tree_args())
 
     def _analyze(self, img: np.ndarray) -> tuple[Layout, np.ndarray, int]:
         """H x W x C uint8 -> (layout, signed integer coefficients per node, levels)."""
@@ -134,7 +165,7 @@ class WaveletTokenizer:
         for i, image in enumerate(images):
             img = as_image(image, what=f"image {i}")
             layout, coef, levels = self._analyze(img)
-            mag = np.abs(coef)
+            mag = np.abs(coef) << self._shifts(layout)[0]
             top = int(mag.max())
             nmax = top.bit_length() - 1  # -1 when every coefficient is 0
             limit = budget.k if isinstance(budget, Tokens) else -1
@@ -145,7 +176,7 @@ class WaveletTokenizer:
                 seq = self._encode_bytes(img, np.shape(image), layout, coef, params, budget)
             else:
                 _, _, ids, node, plane, _, _, _, _ = spiht.walk(
-                    spiht.SRC_COEF, False, nmax, limit, -1, mag, coef < 0, _NO_IDS, _NO_BYTES, 0, *layout.tree_args())
+                    spiht.SRC_COEF, False, nmax, limit, -1, mag, coef < 0, _NO_IDS, _NO_BYTES, 0, *self._walk_args(layout))
                 seq = self._sequence(ids, node, plane, layout, np.shape(image), params)
             if isinstance(budget, Quality):
                 seq = seq.prefix(self._shortest_prefix(seq, img, budget))
@@ -173,7 +204,7 @@ class WaveletTokenizer:
     def _encode_bytes(self, img, shape, layout: Layout, coef, params: dict, budget: Bpp) -> TokenSequence:
         """The longest sequence whose ``.atk`` bytes, header included, fit ``budget``."""
         total = int(budget.x * img.shape[0] * img.shape[1] / 8)
-        mag = np.abs(coef)
+        mag = np.abs(coef) << self._shifts(layout)[0]
         probe = TokenSequence(np.zeros(0, np.int32), np.zeros((0, len(self.pos_fields)), np.int32), shape,
                               self.name, self.version, params, self.pos_fields)
         payload_max = total - _container_overhead(probe, total)
@@ -182,7 +213,7 @@ class WaveletTokenizer:
                 break
             _, _, ids, node, plane, _, _, _, out = spiht.walk(
                 spiht.SRC_COEF, True, int(params["nmax"]), -1, payload_max, mag, coef < 0, _NO_IDS, _NO_BYTES,
-                0, *layout.tree_args())
+                0, *self._walk_args(layout))
             seq = self._sequence(ids, node, plane, layout, shape, params)
             seq.payload_cache[CODEC] = out.tobytes()
             size = len(seq.to_bytes())
@@ -204,7 +235,7 @@ class WaveletTokenizer:
         self._check_header(seq.tokenizer, seq.version)
         layout = self._layout(seq.shape, seq.params)
         status, at, *_, out = spiht.walk(spiht.SRC_IDS, True, int(seq.params["nmax"]), -1, -1, _NO_MAG, _NO_SGN,
-                                         seq.ids.astype(np.uint8), _NO_BYTES, 0, *layout.tree_args())
+                                         seq.ids.astype(np.uint8), _NO_BYTES, 0, *self._walk_args(layout))
         if status != spiht.OK:
             self._replay(seq.ids, layout, seq.params)  # raises the right error
         return out.tobytes()
@@ -219,10 +250,10 @@ class WaveletTokenizer:
         n = int(header["n_tokens"])
         data = np.frombuffer(payload, np.uint8)
         args = (spiht.SRC_AC, False, int(params["nmax"]), n, -1, _NO_MAG, _NO_SGN, _NO_IDS, data)
-        ids0 = spiht.walk(*args, 0, *layout.tree_args())[2]
+        ids0 = spiht.walk(*args, 0, *self._walk_args(layout))[2]
         if len(payload) >= int(header["payload_len"]):
             return ids0.astype(np.int32)
-        ids1 = spiht.walk(*args, 255, *layout.tree_args())[2]
+        ids1 = spiht.walk(*args, 255, *self._walk_args(layout))[2]
         m = min(len(ids0), len(ids1))
         differ = np.nonzero(ids0[:m] != ids1[:m])[0]
         k = int(differ[0]) if len(differ) else m
@@ -275,7 +306,7 @@ class WaveletTokenizer:
                                      f"{self.name} ids are 0..{self.vocab_size - 1}")
         status, at, _, node, plane, value, low, neg, _ = spiht.walk(
             spiht.SRC_IDS, False, int(params["nmax"]), -1, -1, _NO_MAG, _NO_SGN, ids.astype(np.uint8), _NO_BYTES, 0,
-            *layout.tree_args())
+            *self._walk_args(layout))
         if status == spiht.BAD_TOKEN:
             raise InvalidTokensError(f"token {spiht.TOKEN_NAMES[ids[at]]} (id {int(ids[at])}) at index {at} "
                                      "cannot stand there: the sequence is corrupt or was edited")
@@ -290,7 +321,7 @@ class WaveletTokenizer:
         self._check_header(seq.tokenizer, seq.version)
         layout = self._layout(seq.shape, seq.params)
         value, low, neg, _, _ = self._replay(seq.ids, layout, seq.params)
-        img = self._synthesize(layout, spiht.reconstruct(value, low, neg))
+        img = self._synthesize(layout, spiht.reconstruct(value, low, neg, self.bias))
         return img.reshape(seq.shape)
 
     def _shortest_prefix(self, seq: TokenSequence, img: np.ndarray, q: Quality) -> int:

@@ -84,6 +84,9 @@ def _lift_inverse(s: np.ndarray, d: np.ndarray, wavelet: str) -> np.ndarray:
     if wavelet == "5/3":
         s = s - ((_left(d, ns) + _own(d, ns) + 2) >> 2)
         d = d + ((s[:nd] + _right(s, nd)) >> 1)
+    elif wavelet == "5/3-linear":  # the 5/3 synthesis without its rounding, for gains
+        s = s - (_left(d, ns) + _own(d, ns)) / 4.0
+        d = d + (s[:nd] + _right(s, nd)) / 2.0
     else:
         s = s * _K
         d = d / (_K / 2.0)
@@ -150,8 +153,8 @@ def default_levels(shape: tuple[int, int], max_levels: int = 6) -> int:
 
 
 @lru_cache(maxsize=256)
-def _gains_1d(n: int, levels: int) -> tuple:
-    """1-D CDF 9/7 synthesis energy of each band of a length-``n`` axis.
+def _gains_1d(n: int, levels: int, wavelet: str) -> tuple:
+    """1-D synthesis energy of each band of a length-``n`` axis.
 
     Returns ``(low, highs)``: ``low[l]`` is the gain of the low band after ``l + 1`` levels and
     ``highs[l]`` that of the high band of level ``l + 1`` (index 0 = finest), each measured with an
@@ -164,9 +167,9 @@ def _gains_1d(n: int, levels: int) -> tuple:
         m = (m + 1) // 2
 
     def energy(top: int, low: np.ndarray, high: np.ndarray) -> float:
-        sig = _lift_inverse(low, high, "9/7")
+        sig = _lift_inverse(low, high, wavelet)
         for lev in range(top - 1, -1, -1):
-            sig = _lift_inverse(sig, np.zeros(sizes[lev][1]), "9/7")
+            sig = _lift_inverse(sig, np.zeros(sizes[lev][1]), wavelet)
         return float(np.sum(sig**2))
 
     lows, highs = [], []
@@ -184,8 +187,10 @@ def _gains_1d(n: int, levels: int) -> tuple:
     return tuple(lows), tuple(highs)
 
 
-def synthesis_gains(shape: tuple[int, int], levels: int) -> list:
-    """Energy gain of each CDF 9/7 band's synthesis functions, in :func:`dwt2`'s layout.
+def synthesis_gains(shape: tuple[int, int], levels: int, wavelet: str = "9/7") -> list:
+    """Energy gain of each band's synthesis functions, in :func:`dwt2`'s layout.
+
+    For ``"5/3"`` the gains are those of its linear part (the lifting without rounding).
 
     A coefficient error ``e`` in a band of gain ``g`` costs about ``g * e**2`` of squared error in the
     image. The transform is separable, so a 2-D gain is the product of a row and a column gain.
@@ -193,8 +198,10 @@ def synthesis_gains(shape: tuple[int, int], levels: int) -> list:
     h, w = shape
     if levels == 0:
         return [1.0]
-    lo_y, hi_y = _gains_1d(h, levels)
-    lo_x, hi_x = _gains_1d(w, levels)
+    _check_wavelet(wavelet)
+    kind = "5/3-linear" if wavelet == "5/3" else wavelet
+    lo_y, hi_y = _gains_1d(h, levels, kind)
+    lo_x, hi_x = _gains_1d(w, levels, kind)
     out = [lo_y[-1] * lo_x[-1]]
     for lev in range(levels - 1, -1, -1):
         out.append((lo_y[lev] * hi_x[lev], hi_y[lev] * lo_x[lev], hi_y[lev] * hi_x[lev]))
@@ -210,6 +217,8 @@ _ICT = np.array(
 _ICT_INV = np.linalg.inv(_ICT)
 #: Squared-error gain of each ICT channel in the RGB domain (column energies of the inverse).
 ICT_CHANNEL_GAINS = tuple(float(g) for g in np.sum(_ICT_INV**2, axis=0))
+#: The same for the RCT, from its linear part (R = Y + 3/4 Cr - 1/4 Cb, G = Y - 1/4 (Cb + Cr), ...).
+RCT_CHANNEL_GAINS = (3.0, 11.0 / 16.0, 11.0 / 16.0)
 
 
 def rct_forward(rgb: np.ndarray) -> np.ndarray:
