@@ -43,7 +43,7 @@ OK, BAD_TOKEN, TOO_LONG = 0, 1, 2
 # Context layout: a static class per node (channel kind x band kind x level bucket) times a
 # decision-specific part.
 N_CLASS = 18  # 2 channel kinds (luma/gray, chroma) x 3 band kinds (LL, HL/LH, HH) x 3 level buckets
-_SIG_SUB = 2 * 2 * 9  # from LIP or new child x parent significant x neighbourhood (9)
+_SIG_SUB = 2 * 2 * 27  # from LIP or new child x parent significant x neighbourhood (h, v, d: 27)
 _SIGN_SUB = 9
 _D_SUB = 2 * 3
 _L_SUB = 3
@@ -56,9 +56,28 @@ CTX_REF = CTX_L + N_CLASS * _L_SUB
 N_CTX = CTX_REF + N_CLASS * _REF_SUB
 
 # Adaptive probability model: 16-bit P(bit = 0), adapting fast at first and then at a fixed rate.
+# UNIFORM_PRIOR: every context starts at 1/2 with no weight.
 _PROB_ONE = 1 << 16
 _RATE_LIMIT = 255
 _FAST = 16
+
+
+def uniform_prior() -> np.ndarray:
+    """A prior that knows nothing: P(0) = 1/2, weight 0, for every context."""
+    prior = np.zeros((N_CTX, 2), np.int64)
+    prior[:, 0] = _PROB_ONE // 2
+    return prior
+
+
+def fit_prior(stats: np.ndarray, weight: int = 12) -> np.ndarray:
+    """A prior from coded statistics (zeros, ones per context): the smoothed frequency of zeros,
+    worth ``weight`` decisions where the context was seen, nothing where it was not."""
+    zeros, ones = stats[:, 0].astype(np.float64), stats[:, 1].astype(np.float64)
+    p0 = (zeros + 0.5) / (zeros + ones + 1.0)
+    prior = np.zeros((N_CTX, 2), np.int64)
+    prior[:, 0] = np.clip(np.rint(p0 * _PROB_ONE), 32, _PROB_ONE - 32)
+    prior[:, 1] = np.where(zeros + ones > 0, min(weight, _RATE_LIMIT), 0)
+    return prior
 
 
 @njit(cache=True)
@@ -199,7 +218,9 @@ def _over(es, max_bytes, es_prev):
 
 
 @njit(cache=True)
-def _done(code, out, es):
+def _done(code, out, es, cnt, stats):
+    if stats.shape[0] == N_CTX:
+        stats[:, :] = cnt[:, 1:]
     if code:
         return _finish(out, es)
     return out[:0]
@@ -234,11 +255,13 @@ def _decode_bit(data, ds, pad, prob, cnt, ctx):
 
 @njit(cache=True)
 def _adapt(prob, cnt, ctx, bit):
-    """Two estimates per context, a fast and a slow one (both start as running averages);
-    the coder uses their mean, which tracks changes and still settles."""
-    n = cnt[ctx]
+    """Two estimates per context, a fast and a slow one (both start as running averages from
+    the prior's count); the coder uses their mean, which tracks changes and still settles.
+    ``cnt[ctx]`` holds [count, zeros seen, ones seen]."""
+    n = cnt[ctx, 0]
+    cnt[ctx, 1 + bit] += 1
     if n < _RATE_LIMIT:
-        cnt[ctx] = n + 1
+        cnt[ctx, 0] = n + 1
     target = 0 if bit else _PROB_ONE
     fast = prob[ctx, 1] + (target - prob[ctx, 1]) // (min(n, _FAST) + 2)
     slow = prob[ctx, 2] + (target - prob[ctx, 2]) // (n + 2)
@@ -257,25 +280,26 @@ def _adapt(prob, cnt, ctx, bit):
 
 @njit(cache=True)
 def _neighbours(i, low, neg, nx, ny, nw, nh):
-    """(significant horizontal+vertical neighbours, significant diagonal ones, sign context 0..8)."""
+    """(significant horizontal neighbours, vertical ones, diagonal ones, sign context 0..8)."""
     x = nx[i]
     y = ny[i]
     w = nw[i]
     h = nh[i]
-    hv = 0
+    hz = 0
+    vt = 0
     dg = 0
     hs = 0
     vs = 0
     if x > 0 and low[i - 1] >= 0:
-        hv += 1
+        hz += 1
         hs += -1 if neg[i - 1] else 1
     if x < w - 1 and low[i + 1] >= 0:
-        hv += 1
+        hz += 1
         hs += -1 if neg[i + 1] else 1
     if y > 0:
         u = i - w
         if low[u] >= 0:
-            hv += 1
+            vt += 1
             vs += -1 if neg[u] else 1
         if x > 0 and low[u - 1] >= 0:
             dg += 1
@@ -284,7 +308,7 @@ def _neighbours(i, low, neg, nx, ny, nw, nh):
     if y < h - 1:
         d = i + w
         if low[d] >= 0:
-            hv += 1
+            vt += 1
             vs += -1 if neg[d] else 1
         if x > 0 and low[d - 1] >= 0:
             dg += 1
@@ -292,16 +316,16 @@ def _neighbours(i, low, neg, nx, ny, nw, nh):
             dg += 1
     hs = 1 if hs > 0 else (-1 if hs < 0 else 0)
     vs = 1 if vs > 0 else (-1 if vs < 0 else 0)
-    return hv, dg, (hs + 1) * 3 + (vs + 1)
+    return hz, vt, dg, (hs + 1) * 3 + (vs + 1)
 
 
 @njit(cache=True)
 def _sig_ctx(i, from_lip, low, neg, parent, nx, ny, nw, nh, ncls):
-    hv, dg, _ = _neighbours(i, low, neg, nx, ny, nw, nh)
+    hz, vt, dg, _ = _neighbours(i, low, neg, nx, ny, nw, nh)
     p = parent[i]
     psig = 1 if (p >= 0 and low[p] >= 0) else 0
-    nb = (hv if hv < 2 else 2) * 3 + (dg if dg < 2 else 2)
-    return CTX_SIG + ncls[i] * _SIG_SUB + (from_lip * 2 + psig) * 9 + nb
+    nb = (hz * 3 + vt) * 3 + (dg if dg < 2 else 2)
+    return CTX_SIG + ncls[i] * _SIG_SUB + (from_lip * 2 + psig) * 27 + nb
 
 
 # --- the walk ----------------------------------------------------------------------------------
@@ -320,7 +344,7 @@ def _grow(ids, tnode, tplane):
 
 
 @njit(cache=True)
-def walk(src, code, nmax, max_tokens, max_bytes, mag, sgn, ids_in, data, pad, shift, smin_d, smin_l,
+def walk(src, code, nmax, max_tokens, max_bytes, mag, sgn, ids_in, data, pad, prior, stats, shift, smin_d, smin_l,
          parent, child_ptr, child_idx, has_l, roots, nx, ny, nw, nh, ncls):
     """Run the coder once. See the module docstring for ``src``; ``code`` arithmetic-codes too.
 
@@ -328,7 +352,9 @@ def walk(src, code, nmax, max_tokens, max_bytes, mag, sgn, ids_in, data, pad, sh
     ``mag[i] << shift[i]`` (so it reaches each plane earlier) but no token is spent on the planes
     below its own bit 0; ``smin_d``/``smin_l`` are the smallest shifts in each node's D and L sets.
     ``mag`` (already shifted) and ``sgn`` are read with SRC_COEF, ``ids_in`` with SRC_IDS, ``data`` (bytes, read past
-    their end as ``pad``) with SRC_AC. At most ``max_tokens`` tokens (negative: no limit); with
+    their end as ``pad``) with SRC_AC. ``prior`` (N_CTX x 2) gives each context's starting
+    P(bit = 0) in 1/65536 and how many decisions that is worth; ``stats`` (N_CTX x 2, or empty)
+    receives the zeros and ones each context coded. At most ``max_tokens`` tokens (negative: no limit); with
     ``code``, at most as many tokens as fit in ``max_bytes`` terminated bytes (negative: no limit).
 
     Returns ``(status, n, ids, node, plane, value, low, neg, out)``: ``status`` OK, BAD_TOKEN (the
@@ -354,8 +380,13 @@ def walk(src, code, nmax, max_tokens, max_bytes, mag, sgn, ids_in, data, pad, sh
     if src == SRC_IDS and ids_in.shape[0] < limit:
         limit = ids_in.shape[0]
     # arithmetic coder
-    prob = np.full((N_CTX, 3), _PROB_ONE // 2, np.int64)
-    cnt = np.zeros(N_CTX, np.int64)
+    prob = np.empty((N_CTX, 3), np.int64)
+    cnt = np.zeros((N_CTX, 3), np.int64)
+    for c in range(N_CTX):
+        prob[c, 0] = prior[c, 0]
+        prob[c, 1] = prior[c, 0]
+        prob[c, 2] = prior[c, 0]
+        cnt[c, 0] = prior[c, 1]
     out = np.empty(1024 if code else 1, np.uint8)
     es = np.zeros(6, np.int64)
     es[1] = 0xFFFFFFFF
@@ -395,10 +426,10 @@ def walk(src, code, nmax, max_tokens, max_bytes, mag, sgn, ids_in, data, pad, sh
             if plane < shift[i]:
                 continue  # still insignificant below its own bit 0: it is 0, drop it
             if t >= limit:
-                return OK, t, ids[:t], tnode[:t], tplane[:t], value, low, neg, _done(code, out, es)
+                return OK, t, ids[:t], tnode[:t], tplane[:t], value, low, neg, _done(code, out, es, cnt, stats)
             if bcheck and _over(es, max_bytes, es_prev):
                 t -= 1
-                return OK, t, ids[:t], tnode[:t], tplane[:t], value, low, neg, _done(code, out, es)
+                return OK, t, ids[:t], tnode[:t], tplane[:t], value, low, neg, _done(code, out, es, cnt, stats)
             if t >= ids.shape[0]:
                 ids, tnode, tplane = _grow(ids, tnode, tplane)
             # coefficient significance decision (from the LIP)
@@ -408,12 +439,12 @@ def walk(src, code, nmax, max_tokens, max_bytes, mag, sgn, ids_in, data, pad, sh
             elif src == SRC_IDS:
                 tok = ids_in[t]
                 if tok > SIG_NEG:
-                    return BAD_TOKEN, t, ids[:t], tnode[:t], tplane[:t], value, low, neg, _done(code, out, es)
+                    return BAD_TOKEN, t, ids[:t], tnode[:t], tplane[:t], value, low, neg, _done(code, out, es, cnt, stats)
             if code or src == SRC_AC:
                 ctx = _sig_ctx(i, 1, low, neg, parent, nx, ny, nw, nh, ncls)
                 if src == SRC_AC:
                     if _decode_bit(data, ds, pad, prob, cnt, ctx):
-                        _, _, sc = _neighbours(i, low, neg, nx, ny, nw, nh)
+                        _, _, _, sc = _neighbours(i, low, neg, nx, ny, nw, nh)
                         sctx = CTX_SIGN + ncls[i] * _SIGN_SUB + sc
                         tok = SIG_NEG if _decode_bit(data, ds, pad, prob, cnt, sctx) else SIG_POS
                     else:
@@ -421,7 +452,7 @@ def walk(src, code, nmax, max_tokens, max_bytes, mag, sgn, ids_in, data, pad, sh
                 else:
                     out = _encode_bit(out, es, prob, cnt, ctx, 0 if tok == SIG0 else 1)
                     if tok != SIG0:
-                        _, _, sc = _neighbours(i, low, neg, nx, ny, nw, nh)
+                        _, _, _, sc = _neighbours(i, low, neg, nx, ny, nw, nh)
                         sctx = CTX_SIGN + ncls[i] * _SIGN_SUB + sc
                         out = _encode_bit(out, es, prob, cnt, sctx, 1 if tok == SIG_NEG else 0)
             ids[t] = tok
@@ -452,10 +483,10 @@ def walk(src, code, nmax, max_tokens, max_bytes, mag, sgn, ids_in, data, pad, sh
                 w += 1
                 continue
             if t >= limit:
-                return OK, t, ids[:t], tnode[:t], tplane[:t], value, low, neg, _done(code, out, es)
+                return OK, t, ids[:t], tnode[:t], tplane[:t], value, low, neg, _done(code, out, es, cnt, stats)
             if bcheck and _over(es, max_bytes, es_prev):
                 t -= 1
-                return OK, t, ids[:t], tnode[:t], tplane[:t], value, low, neg, _done(code, out, es)
+                return OK, t, ids[:t], tnode[:t], tplane[:t], value, low, neg, _done(code, out, es, cnt, stats)
             if t >= ids.shape[0]:
                 ids, tnode, tplane = _grow(ids, tnode, tplane)
             if not is_b:
@@ -465,10 +496,10 @@ def walk(src, code, nmax, max_tokens, max_bytes, mag, sgn, ids_in, data, pad, sh
                 elif src == SRC_IDS:
                     tok = ids_in[t]
                     if tok != D0 and tok != D1:
-                        return BAD_TOKEN, t, ids[:t], tnode[:t], tplane[:t], value, low, neg, _done(code, out, es)
+                        return BAD_TOKEN, t, ids[:t], tnode[:t], tplane[:t], value, low, neg, _done(code, out, es, cnt, stats)
                 if code or src == SRC_AC:
-                    hv, dg, _ = _neighbours(i, low, neg, nx, ny, nw, nh)
-                    nb = hv + dg
+                    hz, vt, dg, _ = _neighbours(i, low, neg, nx, ny, nw, nh)
+                    nb = hz + vt + dg
                     ctx = CTX_D + ncls[i] * _D_SUB + (1 if low[i] >= 0 else 0) * 3 + (nb if nb < 2 else 2)
                     if src == SRC_AC:
                         tok = D1 if _decode_bit(data, ds, pad, prob, cnt, ctx) else D0
@@ -484,10 +515,10 @@ def walk(src, code, nmax, max_tokens, max_bytes, mag, sgn, ids_in, data, pad, sh
                         if plane < shift[k]:
                             continue  # known to be 0
                         if t >= limit:
-                            return OK, t, ids[:t], tnode[:t], tplane[:t], value, low, neg, _done(code, out, es)
+                            return OK, t, ids[:t], tnode[:t], tplane[:t], value, low, neg, _done(code, out, es, cnt, stats)
                         if bcheck and _over(es, max_bytes, es_prev):
                             t -= 1
-                            return OK, t, ids[:t], tnode[:t], tplane[:t], value, low, neg, _done(code, out, es)
+                            return OK, t, ids[:t], tnode[:t], tplane[:t], value, low, neg, _done(code, out, es, cnt, stats)
                         if t >= ids.shape[0]:
                             ids, tnode, tplane = _grow(ids, tnode, tplane)
                         tok = 0
@@ -496,12 +527,12 @@ def walk(src, code, nmax, max_tokens, max_bytes, mag, sgn, ids_in, data, pad, sh
                         elif src == SRC_IDS:
                             tok = ids_in[t]
                             if tok > SIG_NEG:
-                                return BAD_TOKEN, t, ids[:t], tnode[:t], tplane[:t], value, low, neg, _done(code, out, es)
+                                return BAD_TOKEN, t, ids[:t], tnode[:t], tplane[:t], value, low, neg, _done(code, out, es, cnt, stats)
                         if code or src == SRC_AC:
                             ctx = _sig_ctx(k, 0, low, neg, parent, nx, ny, nw, nh, ncls)
                             if src == SRC_AC:
                                 if _decode_bit(data, ds, pad, prob, cnt, ctx):
-                                    _, _, sc = _neighbours(k, low, neg, nx, ny, nw, nh)
+                                    _, _, _, sc = _neighbours(k, low, neg, nx, ny, nw, nh)
                                     sctx = CTX_SIGN + ncls[k] * _SIGN_SUB + sc
                                     tok = SIG_NEG if _decode_bit(data, ds, pad, prob, cnt, sctx) else SIG_POS
                                 else:
@@ -509,7 +540,7 @@ def walk(src, code, nmax, max_tokens, max_bytes, mag, sgn, ids_in, data, pad, sh
                             else:
                                 out = _encode_bit(out, es, prob, cnt, ctx, 0 if tok == SIG0 else 1)
                                 if tok != SIG0:
-                                    _, _, sc = _neighbours(k, low, neg, nx, ny, nw, nh)
+                                    _, _, _, sc = _neighbours(k, low, neg, nx, ny, nw, nh)
                                     sctx = CTX_SIGN + ncls[k] * _SIGN_SUB + sc
                                     out = _encode_bit(out, es, prob, cnt, sctx, 1 if tok == SIG_NEG else 0)
                         ids[t] = tok
@@ -540,7 +571,7 @@ def walk(src, code, nmax, max_tokens, max_bytes, mag, sgn, ids_in, data, pad, sh
                 elif src == SRC_IDS:
                     tok = ids_in[t]
                     if tok != L0 and tok != L1:
-                        return BAD_TOKEN, t, ids[:t], tnode[:t], tplane[:t], value, low, neg, _done(code, out, es)
+                        return BAD_TOKEN, t, ids[:t], tnode[:t], tplane[:t], value, low, neg, _done(code, out, es, cnt, stats)
                 if code or src == SRC_AC:
                     ns = 0
                     for c in range(child_ptr[i], child_ptr[i + 1]):
@@ -574,10 +605,10 @@ def walk(src, code, nmax, max_tokens, max_bytes, mag, sgn, ids_in, data, pad, sh
             if bit < 0:
                 continue  # every bit known
             if t >= limit:
-                return OK, t, ids[:t], tnode[:t], tplane[:t], value, low, neg, _done(code, out, es)
+                return OK, t, ids[:t], tnode[:t], tplane[:t], value, low, neg, _done(code, out, es, cnt, stats)
             if bcheck and _over(es, max_bytes, es_prev):
                 t -= 1
-                return OK, t, ids[:t], tnode[:t], tplane[:t], value, low, neg, _done(code, out, es)
+                return OK, t, ids[:t], tnode[:t], tplane[:t], value, low, neg, _done(code, out, es, cnt, stats)
             if t >= ids.shape[0]:
                 ids, tnode, tplane = _grow(ids, tnode, tplane)
             tok = 0
@@ -586,11 +617,11 @@ def walk(src, code, nmax, max_tokens, max_bytes, mag, sgn, ids_in, data, pad, sh
             elif src == SRC_IDS:
                 tok = ids_in[t]
                 if tok != REF0 and tok != REF1:
-                    return BAD_TOKEN, t, ids[:t], tnode[:t], tplane[:t], value, low, neg, _done(code, out, es)
+                    return BAD_TOKEN, t, ids[:t], tnode[:t], tplane[:t], value, low, neg, _done(code, out, es, cnt, stats)
             if code or src == SRC_AC:
                 first = 1 if value[i] < (np.int64(1) << (bit + 2)) else 0
-                hv, dg, _ = _neighbours(i, low, neg, nx, ny, nw, nh)
-                ctx = CTX_REF + ncls[i] * _REF_SUB + first * 2 + (1 if hv + dg > 0 else 0)
+                hz, vt, dg, _ = _neighbours(i, low, neg, nx, ny, nw, nh)
+                ctx = CTX_REF + ncls[i] * _REF_SUB + first * 2 + (1 if hz + vt + dg > 0 else 0)
                 if src == SRC_AC:
                     tok = REF1 if _decode_bit(data, ds, pad, prob, cnt, ctx) else REF0
                 else:
@@ -604,10 +635,10 @@ def walk(src, code, nmax, max_tokens, max_bytes, mag, sgn, ids_in, data, pad, sh
             low[i] = bit
     if bcheck and _over(es, max_bytes, es_prev):
         t -= 1
-        return OK, t, ids[:t], tnode[:t], tplane[:t], value, low, neg, _done(code, out, es)
+        return OK, t, ids[:t], tnode[:t], tplane[:t], value, low, neg, _done(code, out, es, cnt, stats)
     if src == SRC_IDS and t < ids_in.shape[0]:
-        return TOO_LONG, t, ids[:t], tnode[:t], tplane[:t], value, low, neg, _done(code, out, es)
-    return OK, t, ids[:t], tnode[:t], tplane[:t], value, low, neg, _done(code, out, es)
+        return TOO_LONG, t, ids[:t], tnode[:t], tplane[:t], value, low, neg, _done(code, out, es, cnt, stats)
+    return OK, t, ids[:t], tnode[:t], tplane[:t], value, low, neg, _done(code, out, es, cnt, stats)
 
 
 def reconstruct(value: np.ndarray, low: np.ndarray, neg: np.ndarray, bias: float = 0.5) -> np.ndarray:
