@@ -1,21 +1,27 @@
 """TokenSequence: an ordered, prefix-decodable token sequence, and its byte form (``.atk``).
 
-Byte layout (integers big-endian)::
+Byte layout (fixed-width integers big-endian; ``varint`` = LEB128; ``str`` = u8 length + UTF-8)::
 
     magic        4 bytes   b"\x89ATK"
     version      u8        container format version (FORMAT_VERSION)
-    header_len   u16       length of the JSON header
-    header       JSON      t: tokenizer, v: its version, s: shape, p: params, n: tokens,
-                           c: payload codec, l: payload length, k: checksum chunk size
-    n_chunks     u8        number of payload chunks with a checksum
-    chunk_crc    u16 each  CRC-32 (low 16 bits) of each k-byte chunk of the payload
-    header_crc   u32       CRC-32 of everything from the version byte to here
+    header_len   u16       length of the header that follows
+    header:
+      tokenizer  str       name of the tokenizer that made the sequence
+      tok_ver    str       that tokenizer's version
+      codec      str       how the payload is coded
+      ndim       u8        then one varint per dimension of the image shape
+      n_tokens   varint    tokens in the full sequence
+      payload    varint    payload length in bytes
+      n_chunks   u8        then a u16 per chunk: CRC-32 (low 16 bits) of each payload chunk
+      params     JSON      the rest of the header: what the decoder needs (tokenizer-specific)
+    header_crc   u32       CRC-32 of the version, header_len and header bytes
     payload      bytes     the token ids, coded by the tokenizer's payload codec
 
 The payload is embedded: bytes cut anywhere after the header decode to the longest token prefix
-they determine. Each complete chunk of a payload is checked, so flipped bytes are caught (in a
-cut payload, all but the last, partial chunk). Token positions are not stored: the tokenizer
-recomputes them from the ids.
+they determine. The payload is split into at most 8 chunks of at least 512 bytes, and each
+complete chunk is checked, so flipped bytes are caught (in a cut payload, all but the last,
+partial chunk). Token positions are not stored: the tokenizer recomputes them from the ids. The
+header is binary and small (about 100 bytes) because it counts against every bit budget.
 """
 
 from __future__ import annotations
@@ -123,10 +129,10 @@ class TokenSequence:
 
 
 def _chunking(payload_len: int) -> tuple[int, int]:
-    """(chunk size, number of chunks) of the payload checksums: at most 16 chunks of >= 256 bytes."""
+    """(chunk size, number of chunks) of the payload checksums: at most 8 chunks of >= 512 bytes."""
     if payload_len == 0:
         return 0, 0
-    n = min(16, -(-payload_len // 256))
+    n = min(8, -(-payload_len // 512))
     size = -(-payload_len // n)
     return size, -(-payload_len // size)
 
@@ -135,15 +141,70 @@ def _crc16(data: bytes) -> int:
     return zlib.crc32(data) & 0xFFFF
 
 
+def _varint(v: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = v & 0x7F
+        v >>= 7
+        out.append(byte | (0x80 if v else 0))
+        if not v:
+            return bytes(out)
+
+
+def _str(text: str) -> bytes:
+    raw = text.encode()
+    if len(raw) > 255:
+        raise ValueError(f"{text[:20]!r}... is too long for a container header")
+    return bytes([len(raw)]) + raw
+
+
+class _Reader:
+    """Reads the header fields, raising ContainerError when they run past its end."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data, self.at = data, 0
+
+    def take(self, n: int) -> bytes:
+        if self.at + n > len(self.data):
+            raise ContainerError("malformed header: a field runs past its end (the file is corrupt)")
+        out = self.data[self.at : self.at + n]
+        self.at += n
+        return out
+
+    def u8(self) -> int:
+        return self.take(1)[0]
+
+    def varint(self) -> int:
+        v, shift = 0, 0
+        while True:
+            b = self.u8()
+            v |= (b & 0x7F) << shift
+            shift += 7
+            if not b & 0x80:
+                return v
+            if shift > 63:
+                raise ContainerError("malformed header: an integer is too long (the file is corrupt)")
+
+    def str(self) -> str:
+        try:
+            return self.take(self.u8()).decode()
+        except UnicodeDecodeError:
+            raise ContainerError("malformed header: a name is not UTF-8 (the file is corrupt)") from None
+
+
 def _container(seq: TokenSequence, codec: str, payload: bytes) -> bytes:
     size, n = _chunking(len(payload))
-    header = json.dumps({"t": seq.tokenizer, "v": seq.version, "s": list(seq.shape), "p": dict(seq.params),
-                         "n": len(seq), "c": codec, "l": len(payload), "k": size},
-                        sort_keys=True, separators=(",", ":")).encode()
+    crcs = [_crc16(payload[i * size : (i + 1) * size]) for i in range(n)]
+    header = b"".join([
+        _str(seq.tokenizer), _str(seq.version), _str(codec),
+        bytes([len(seq.shape)]), *(_varint(d) for d in seq.shape),
+        _varint(len(seq)), _varint(len(payload)),
+        struct.pack(f">B{n}H", n, *crcs),
+        json.dumps(dict(seq.params), sort_keys=True, separators=(",", ":")).encode(),
+    ])
     if len(header) > 0xFFFF:
         raise ValueError("header too long")
-    crcs = [_crc16(payload[i * size : (i + 1) * size]) for i in range(n)]
-    body = struct.pack(">BH", FORMAT_VERSION, len(header)) + header + struct.pack(f">B{n}H", n, *crcs)
+    body = struct.pack(">BH", FORMAT_VERSION, len(header)) + header
     return MAGIC + body + struct.pack(">I", zlib.crc32(body)) + payload
 
 
@@ -153,7 +214,7 @@ def container_overhead(seq: TokenSequence, payload_len: int) -> int:
     big = TokenSequence(np.zeros(0, np.int32), np.zeros((0, 0), np.int32), seq.shape, seq.tokenizer,
                         seq.version, seq.params, seq.pos_fields)
     head = len(_container(big, "cabac", b"\0" * payload_len)) - payload_len
-    return head + len(str(10**9)) - 1  # room for the digits of the token count
+    return head + len(_varint(2**35)) - 1  # room for the token count's varint
 
 
 def header_size(data: bytes) -> int:
@@ -180,30 +241,30 @@ def parse_container(data: bytes) -> tuple[dict, bytes]:
                              f"({FORMAT_VERSION}): upgrade adatok to read it")
     if version < 1:
         raise ContainerError(f"invalid container format version {version}: the file is corrupt")
-    if len(data) < m + 3 + hlen + 1:
-        raise ContainerError(f"truncated header: need more than {m + 3 + hlen} bytes, got {len(data)}")
-    n = data[m + 3 + hlen]
-    end = m + 3 + hlen + 1 + 2 * n
+    end = m + 3 + hlen
     if len(data) < end + 4:
         raise ContainerError(f"truncated header: need {end + 4} bytes, got {len(data)}")
     (crc,) = struct.unpack_from(">I", data, end)
     if zlib.crc32(data[m:end]) != crc:
         raise ContainerError("header checksum mismatch: the header is corrupt")
+    r = _Reader(data[m + 3 : end])
+    header = {"tokenizer": r.str(), "version": r.str(), "codec": r.str()}
+    header["shape"] = [r.varint() for _ in range(r.u8())]
+    header["n_tokens"] = r.varint()
+    header["payload_len"] = r.varint()
+    n = r.u8()
+    crcs = struct.unpack(f">{n}H", r.take(2 * n))
     try:
-        raw = json.loads(data[m + 3 : m + 3 + hlen].decode())
-        header = {"tokenizer": raw["t"], "version": raw["v"], "shape": raw["s"], "params": raw["p"],
-                  "n_tokens": raw["n"], "codec": raw["c"], "payload_len": raw["l"], "chunk": raw["k"]}
-        for key, typ in (("tokenizer", str), ("version", str), ("shape", list), ("params", dict),
-                         ("n_tokens", int), ("codec", str), ("payload_len", int), ("chunk", int)):
-            if not isinstance(header[key], typ):
-                raise TypeError(key)
-        if _chunking(header["payload_len"]) != (header["chunk"], n) or header["n_tokens"] < 0:
-            raise ValueError("payload chunks")
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+        header["params"] = json.loads(r.data[r.at :].decode())
+        if not isinstance(header["params"], dict):
+            raise TypeError("params")
+    except (ValueError, TypeError, UnicodeDecodeError) as exc:
         raise ContainerError(f"malformed header ({exc}): the file is corrupt") from None
-    crcs = struct.unpack_from(f">{n}H", data, m + 3 + hlen + 1)
+    size, n_expected = _chunking(header["payload_len"])
+    if n != n_expected:
+        raise ContainerError("malformed header: payload checksums do not match its length (the file is corrupt)")
     payload = data[end + 4 :]
-    total, size = header["payload_len"], header["chunk"]
+    total = header["payload_len"]
     if len(payload) > total:
         raise ContainerError(f"{len(payload) - total} bytes past the end of the payload: "
                              "the file is corrupt or two files were joined")
