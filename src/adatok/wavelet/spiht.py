@@ -402,6 +402,7 @@ def walk(src, code, nmax, max_tokens, max_bytes, mag, sgn, ids_in, data, pad, pr
     lsp = np.empty(n, np.int32)
     lis = np.empty(3 * n + 1, np.int32)
     lis_b = np.empty(3 * n + 1, np.bool_)
+    lis_f = np.zeros(3 * n + 1, np.bool_)  # a type B set that must be significant (not coded)
     nlip = 0
     nlsp = 0
     nlis = 0
@@ -476,10 +477,12 @@ def walk(src, code, nmax, max_tokens, max_bytes, mag, sgn, ids_in, data, pad, pr
         while r < e:
             i = lis[r]
             is_b = lis_b[r]
+            forced = lis_f[r]
             r += 1
             if plane < (smin_l[i] if is_b else smin_d[i]):
                 lis[w] = i  # every member is known to be 0 already: nothing to test
                 lis_b[w] = is_b
+                lis_f[w] = False
                 w += 1
                 continue
             if t >= limit:
@@ -510,10 +513,20 @@ def walk(src, code, nmax, max_tokens, max_bytes, mag, sgn, ids_in, data, pad, pr
                 tplane[t] = plane
                 t += 1
                 if tok == D1:
+                    # Some descendant is significant: if L(i) cannot be, and every child tested
+                    # before the last one was not, the last one is (its bit is not coded).
+                    l_open = has_l[i] and plane >= smin_l[i]
+                    last = -1
+                    for c in range(child_ptr[i + 1] - 1, child_ptr[i] - 1, -1):
+                        if plane >= shift[child_idx[c]]:
+                            last = c
+                            break
+                    any_sig = False
                     for c in range(child_ptr[i], child_ptr[i + 1]):
                         k = child_idx[c]
                         if plane < shift[k]:
                             continue  # known to be 0
+                        forced = c == last and not any_sig and not l_open
                         if t >= limit:
                             return OK, t, ids[:t], tnode[:t], tplane[:t], value, low, neg, _done(code, out, es, cnt, stats)
                         if bcheck and _over(es, max_bytes, es_prev):
@@ -526,19 +539,20 @@ def walk(src, code, nmax, max_tokens, max_bytes, mag, sgn, ids_in, data, pad, pr
                             tok = (SIG_NEG if sgn[k] else SIG_POS) if mag[k] >= thr else SIG0
                         elif src == SRC_IDS:
                             tok = ids_in[t]
-                            if tok > SIG_NEG:
+                            if tok > SIG_NEG or (forced and tok == SIG0):
                                 return BAD_TOKEN, t, ids[:t], tnode[:t], tplane[:t], value, low, neg, _done(code, out, es, cnt, stats)
                         if code or src == SRC_AC:
                             ctx = _sig_ctx(k, 0, low, neg, parent, nx, ny, nw, nh, ncls)
                             if src == SRC_AC:
-                                if _decode_bit(data, ds, pad, prob, cnt, ctx):
+                                if forced or _decode_bit(data, ds, pad, prob, cnt, ctx):
                                     _, _, _, sc = _neighbours(k, low, neg, nx, ny, nw, nh)
                                     sctx = CTX_SIGN + ncls[k] * _SIGN_SUB + sc
                                     tok = SIG_NEG if _decode_bit(data, ds, pad, prob, cnt, sctx) else SIG_POS
                                 else:
                                     tok = SIG0
                             else:
-                                out = _encode_bit(out, es, prob, cnt, ctx, 0 if tok == SIG0 else 1)
+                                if not forced:
+                                    out = _encode_bit(out, es, prob, cnt, ctx, 0 if tok == SIG0 else 1)
                                 if tok != SIG0:
                                     _, _, _, sc = _neighbours(k, low, neg, nx, ny, nw, nh)
                                     sctx = CTX_SIGN + ncls[k] * _SIGN_SUB + sc
@@ -548,6 +562,7 @@ def walk(src, code, nmax, max_tokens, max_bytes, mag, sgn, ids_in, data, pad, pr
                         tplane[t] = plane
                         t += 1
                         if tok != SIG0:
+                            any_sig = True
                             value[k] = np.int64(1) << (plane - shift[k])
                             low[k] = plane - shift[k]
                             neg[k] = tok == SIG_NEG
@@ -559,10 +574,12 @@ def walk(src, code, nmax, max_tokens, max_bytes, mag, sgn, ids_in, data, pad, pr
                     if has_l[i]:
                         lis[e] = i
                         lis_b[e] = True
+                        lis_f[e] = not any_sig  # then L(i) must be significant at this plane
                         e += 1
                 else:
                     lis[w] = i
                     lis_b[w] = False
+                    lis_f[w] = False
                     w += 1
             else:
                 tok = 0
@@ -570,7 +587,7 @@ def walk(src, code, nmax, max_tokens, max_bytes, mag, sgn, ids_in, data, pad, pr
                     tok = L1 if max_l[i] >= thr else L0
                 elif src == SRC_IDS:
                     tok = ids_in[t]
-                    if tok != L0 and tok != L1:
+                    if tok != L0 and tok != L1 or (forced and tok == L0):
                         return BAD_TOKEN, t, ids[:t], tnode[:t], tplane[:t], value, low, neg, _done(code, out, es, cnt, stats)
                 if code or src == SRC_AC:
                     ns = 0
@@ -578,7 +595,9 @@ def walk(src, code, nmax, max_tokens, max_bytes, mag, sgn, ids_in, data, pad, pr
                         if low[child_idx[c]] >= 0:
                             ns += 1
                     ctx = CTX_L + ncls[i] * _L_SUB + (0 if ns == 0 else (1 if ns < 3 else 2))
-                    if src == SRC_AC:
+                    if forced:
+                        tok = L1  # not coded: D(i) was significant and none of its children
+                    elif src == SRC_AC:
                         tok = L1 if _decode_bit(data, ds, pad, prob, cnt, ctx) else L0
                     else:
                         out = _encode_bit(out, es, prob, cnt, ctx, 1 if tok == L1 else 0)
@@ -596,6 +615,7 @@ def walk(src, code, nmax, max_tokens, max_bytes, mag, sgn, ids_in, data, pad, pr
                 else:
                     lis[w] = i
                     lis_b[w] = True
+                    lis_f[w] = False
                     w += 1
         nlis = w
         # ---- refinement pass ----
