@@ -33,6 +33,14 @@ from adatok.core.metrics import psnr
 
 SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp"}
 
+#: The photos the coder and its context priors were tuned on (scripts/fit_priors.py).
+TUNING = ("astronaut", "camera", "coffee")
+#: Held-out natural photos, never used for tuning: scikit-image's others and Debian opencv-doc's.
+HOLDOUT_SKIMAGE = ("chelsea", "rocket", "coins", "moon")
+OPENCV = "/usr/share/doc/opencv-doc/examples/data"
+HOLDOUT_OPENCV = ("baboon.jpg", "fruits.jpg", "home.jpg", "HappyFish.jpg", "squirrel_cls.jpg", "leuvenA.jpg",
+                  "butterfly.jpg", "orange.jpg", "apple.jpg", "messi5.jpg", "building.jpg", "aero1.jpg")
+
 
 def load_images(folders: list[str], skimage_names: list[str]) -> list[tuple[str, np.ndarray]]:
     """(name, H x W x C uint8) for every readable image under the folders, and named skimage photos."""
@@ -134,6 +142,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("folders", nargs="*")
     ap.add_argument("--skimage", default="", help="comma-separated scikit-image photo names")
+    ap.add_argument("--holdout", action="store_true",
+                    help="the held-out photos (scikit-image: " + ", ".join(HOLDOUT_SKIMAGE)
+                    + "; opencv-doc: " + ", ".join(HOLDOUT_OPENCV) + ")")
     ap.add_argument("--rates", default="0.25,0.5,1.0")
     ap.add_argument("--codecs", default="jp2,avif,webp,jpeg")
     ap.add_argument("--tokenizer", default="wavelet")
@@ -142,6 +153,14 @@ def main(argv: list[str] | None = None) -> int:
     rates = [float(r) for r in args.rates.split(",")]
     codecs = [c for c in args.codecs.split(",") if c]
     images = load_images(args.folders, [n for n in args.skimage.split(",") if n])
+    if args.holdout:
+        images += load_images([], list(HOLDOUT_SKIMAGE))
+        for name in HOLDOUT_OPENCV:
+            path = Path(OPENCV) / name
+            if not path.exists():
+                print(f"missing {path}: apt-get install opencv-doc", file=sys.stderr)
+                return 2
+            images.append((name, read_image(path)))
     if not images:
         print("no images", file=sys.stderr)
         return 2

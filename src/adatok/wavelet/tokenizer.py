@@ -24,6 +24,8 @@ from ..core import imageio
 from ..core.imageio import as_image
 from ..core.metrics import psnr, ssim
 from ..core.sequence import TokenSequence, container_overhead as _container_overhead
+from ..core import saliency
+from . import roi as roi_coding
 from . import spiht
 from .layout import POS_FIELDS, Layout, make_layout
 from .transforms import (ICT_CHANNEL_GAINS, RCT_CHANNEL_GAINS, default_levels, dwt2, ict_forward, ict_inverse, idwt2,
@@ -110,15 +112,25 @@ class WaveletTokenizer:
         """Per-node scale of the 9/7 coefficients: importance / step."""
         return self._importance(layout) / self.step
 
-    def _shifts(self, layout: Layout) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _shifts(self, layout: Layout, params: dict | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Bit-plane shift of every node and the smallest shift of each node's D and L sets.
 
         ``wavelet`` scales its coefficients by their importance and needs no shift. The integer
         coefficients of ``wavelet-lossless`` cannot be scaled, so each is shifted by the power of
-        two nearest its importance: it reaches each bit-plane as early as its error matters.
+        two nearest its importance: it reaches each bit-plane as early as its error matters. A
+        region of interest in ``params`` adds its own shifts (see :mod:`adatok.wavelet.roi`).
         """
-        key = (layout.shape, layout.channels, layout.levels)
+        roi_p = (params or {}).get("roi")
+        key = (layout.shape, layout.channels, layout.levels, None if roi_p is None else roi_p["d"])
         if key not in self._shift_cache:
+            if roi_p is not None:
+                base = self._shifts(layout)[0]
+                grid, g = roi_coding.grid_from_params(roi_p, layout.shape)
+                shift = base + roi_coding.node_shifts(grid, g, layout)
+                if len(self._shift_cache) > 64:
+                    self._shift_cache.clear()
+                self._shift_cache[key] = (shift, *spiht.set_minima(shift, layout.parent))
+                return self._shift_cache[key]
             if self.lossless:
                 imp = np.log2(self._importance(layout))
                 shift = np.clip(np.rint(imp - imp.min()), 0, 30).astype(np.int64)
@@ -127,9 +139,10 @@ class WaveletTokenizer:
             self._shift_cache[key] = (shift, *spiht.set_minima(shift, layout.parent))
         return self._shift_cache[key]
 
-    def _walk_args(self, layout: Layout, stats: np.ndarray | None = None) -> tuple:
+    def _walk_args(self, layout: Layout, params: dict | None, stats: np.ndarray | None = None) -> tuple:
         """The arguments of :func:`spiht.walk` after ``pad``."""
-        return (self.prior, _NO_STATS if stats is None else stats, *self._shifts(layout), *layout.tree_args())
+        return (self.prior, _NO_STATS if stats is None else stats, *self._shifts(layout, params),
+                *layout.tree_args())
 
     def coding_stats(self, images: Sequence[np.ndarray], bpp: float) -> np.ndarray:
         """Zeros and ones each context codes when ``images`` are encoded at ``Bpp(bpp)``
@@ -143,7 +156,7 @@ class WaveletTokenizer:
             stats = np.zeros((spiht.N_CTX, 2), np.int64)
             budget = int(bpp * img.shape[0] * img.shape[1] / 8)
             spiht.walk(spiht.SRC_COEF, True, nmax, -1, budget, mag, coef < 0, _NO_IDS, _NO_BYTES, 0,
-                       *self._walk_args(layout, stats))
+                       *self._walk_args(layout, None, stats))
             total += stats
         return total
 
@@ -192,31 +205,37 @@ class WaveletTokenizer:
         check_budget(budget)
         if isinstance(images, np.ndarray):
             raise ImageFormatError("encode takes a list of images; wrap a single image as [image]")
-        if roi is not None:
-            raise AdatokError("regions of interest are not supported by this version of the wavelet tokenizer")
+        if roi is None:
+            roi = [None] * len(images)
+        elif isinstance(roi, np.ndarray | str) or len(roi) != len(images):
+            raise ImageFormatError("roi takes one map (or None) per image, in a list as long as the images")
         if isinstance(budget, Lossless) and not self.lossless:
             raise BudgetError(f"{self.name!r} is not lossless; use adatok.load('wavelet-lossless') for Lossless()")
-        if isinstance(budget, Quality) and budget.region is not None:
-            raise BudgetError("Quality(region='roi') needs a region of interest, which this version does not support")
         out = []
         for i, image in enumerate(images):
             img = as_image(image, what=f"image {i}")
             layout, coef, levels = self._analyze(img)
-            mag = np.abs(coef) << self._shifts(layout)[0]
-            top = int(mag.max())
-            nmax = top.bit_length() - 1  # -1 when every coefficient is 0
-            limit = budget.k if isinstance(budget, Tokens) else -1
-            params = {"levels": levels, "nmax": nmax}
+            params = {"levels": levels}
             if not self.lossless:
                 params["step"] = self.step
+            roi_map = saliency.roi_from(roi[i], img)
+            if roi_map is not None:
+                params["roi"] = roi_coding.roi_params(roi_map, img.shape[:2], levels)
+            elif isinstance(budget, Quality) and budget.region == "roi":
+                raise BudgetError(f"Quality(region='roi') needs a region of interest for image {i}: pass roi=[...]")
+            mag = np.abs(coef) << self._shifts(layout, params)[0]
+            params["nmax"] = int(mag.max()).bit_length() - 1  # -1 when every coefficient is 0
+            limit = budget.k if isinstance(budget, Tokens) else -1
             if isinstance(budget, Bpp):
                 seq = self._encode_bytes(img, np.shape(image), layout, coef, params, budget)
             else:
                 _, _, ids, node, plane, _, _, _, _ = spiht.walk(
-                    spiht.SRC_COEF, False, nmax, limit, -1, mag, coef < 0, _NO_IDS, _NO_BYTES, 0, *self._walk_args(layout))
+                    spiht.SRC_COEF, False, params["nmax"], limit, -1, mag, coef < 0, _NO_IDS, _NO_BYTES, 0,
+                    *self._walk_args(layout, params))
                 seq = self._sequence(ids, node, plane, layout, np.shape(image), params)
             if isinstance(budget, Quality):
-                seq = seq.prefix(self._shortest_prefix(seq, img, budget))
+                mask = roi_map >= 0.5 if budget.region == "roi" else None
+                seq = seq.prefix(self._shortest_prefix(seq, img, budget, mask))
             out.append(seq)
         return out
 
@@ -241,7 +260,7 @@ class WaveletTokenizer:
     def _encode_bytes(self, img, shape, layout: Layout, coef, params: dict, budget: Bpp) -> TokenSequence:
         """The longest sequence whose ``.atk`` bytes, header included, fit ``budget``."""
         total = int(budget.x * img.shape[0] * img.shape[1] / 8)
-        mag = np.abs(coef) << self._shifts(layout)[0]
+        mag = np.abs(coef) << self._shifts(layout, params)[0]
         probe = TokenSequence(np.zeros(0, np.int32), np.zeros((0, len(self.pos_fields)), np.int32), shape,
                               self.name, self.version, params, self.pos_fields)
         payload_max = total - _container_overhead(probe, total)
@@ -251,7 +270,7 @@ class WaveletTokenizer:
                 break
             _, _, ids, node, plane, _, _, _, out = spiht.walk(
                 spiht.SRC_COEF, True, int(params["nmax"]), -1, payload_max, mag, coef < 0, _NO_IDS, _NO_BYTES,
-                0, *self._walk_args(layout))
+                0, *self._walk_args(layout, params))
             seq = self._sequence(ids, node, plane, layout, shape, params)
             seq.payload_cache[CODEC] = out.tobytes()
             size = len(seq.to_bytes())
@@ -281,7 +300,7 @@ class WaveletTokenizer:
         self._check_header(seq.tokenizer, seq.version)
         layout = self._layout(seq.shape, seq.params)
         status, at, *_, out = spiht.walk(spiht.SRC_IDS, True, int(seq.params["nmax"]), -1, -1, _NO_MAG, _NO_SGN,
-                                         seq.ids.astype(np.uint8), _NO_BYTES, 0, *self._walk_args(layout))
+                                         seq.ids.astype(np.uint8), _NO_BYTES, 0, *self._walk_args(layout, seq.params))
         if status != spiht.OK:
             self._replay(seq.ids, layout, seq.params)  # raises the right error
         return out.tobytes()
@@ -296,10 +315,10 @@ class WaveletTokenizer:
         n = int(header["n_tokens"])
         data = np.frombuffer(payload, np.uint8)
         args = (spiht.SRC_AC, False, int(params["nmax"]), n, -1, _NO_MAG, _NO_SGN, _NO_IDS, data)
-        ids0 = spiht.walk(*args, 0, *self._walk_args(layout))[2]
+        ids0 = spiht.walk(*args, 0, *self._walk_args(layout, params))[2]
         if len(payload) >= int(header["payload_len"]):
             return ids0.astype(np.int32)
-        ids1 = spiht.walk(*args, 255, *self._walk_args(layout))[2]
+        ids1 = spiht.walk(*args, 255, *self._walk_args(layout, params))[2]
         m = min(len(ids0), len(ids1))
         differ = np.nonzero(ids0[:m] != ids1[:m])[0]
         k = int(differ[0]) if len(differ) else m
@@ -317,7 +336,10 @@ class WaveletTokenizer:
                 params["step"] = float(header["params"]["step"])
                 if not np.isfinite(params["step"]) or params["step"] <= 0:
                     raise ValueError("step")
+            if "roi" in header["params"]:
+                params["roi"] = {k: header["params"]["roi"][k] for k in ("g", "s", "d")}
             layout = self._layout(shape, params)
+            self._shifts(layout, params)  # checks the region of interest
         except (KeyError, ValueError, TypeError, AdatokError) as exc:
             raise ContainerError(f"header parameters are invalid ({exc!r}): the file is corrupt") from None
         return shape, params, layout
@@ -352,7 +374,7 @@ class WaveletTokenizer:
                                      f"{self.name} ids are 0..{self.vocab_size - 1}")
         status, at, _, node, plane, value, low, neg, _ = spiht.walk(
             spiht.SRC_IDS, False, int(params["nmax"]), -1, -1, _NO_MAG, _NO_SGN, ids.astype(np.uint8), _NO_BYTES, 0,
-            *self._walk_args(layout))
+            *self._walk_args(layout, params))
         if status == spiht.BAD_TOKEN:
             raise InvalidTokensError(f"token {spiht.TOKEN_NAMES[ids[at]]} (id {int(ids[at])}) at index {at} "
                                      "cannot stand there: the sequence is corrupt or was edited")
@@ -370,13 +392,20 @@ class WaveletTokenizer:
         img = self._synthesize(layout, spiht.reconstruct(value, low, neg, self.bias))
         return img.reshape(seq.shape)
 
-    def _shortest_prefix(self, seq: TokenSequence, img: np.ndarray, q: Quality) -> int:
-        """Smallest k whose decoded prefix reaches the target (bisection; quality rises with k)."""
+    def _shortest_prefix(self, seq: TokenSequence, img: np.ndarray, q: Quality, mask: np.ndarray | None) -> int:
+        """Smallest k whose decoded prefix reaches the target (bisection; quality rises with k).
+        With ``mask`` (the region of interest, map >= 0.5) the quality inside it counts."""
         ref = img.reshape(seq.shape)
 
         def score(k: int) -> float:
             out = self._decode_one(seq.prefix(k))
-            return psnr(ref, out) if q.psnr is not None else ssim(ref, out)
+            if q.psnr is not None:
+                return psnr(ref, out, mask)
+            if mask is None:
+                return ssim(ref, out)
+            ys, xs = np.nonzero(mask)  # SSIM over the region's bounding box
+            box = (slice(ys.min(), ys.max() + 1), slice(xs.min(), xs.max() + 1))
+            return ssim(ref[box], out[box])
 
         target = q.psnr if q.psnr is not None else q.ssim
         lo, hi = 0, len(seq)

@@ -1,0 +1,105 @@
+"""Regions of interest for the wavelet tokenizers: where the early tokens go.
+
+A region-of-interest map (H x W, values in [0, 1]) becomes extra bit-plane shifts of the wavelet
+coefficients over it, as JPEG 2000's Maxshift scales ROI coefficients up, but graded: a
+coefficient gets ``round(ROI_SHIFT * m)`` extra planes, where ``m`` is the largest map value over
+the image area the coefficient covers. Shifted coefficients reach every bit-plane earlier, so the
+region is refined first; no token is spent on the planes below a coefficient's own bit 0, so the
+full sequence is the same length and ``wavelet-lossless`` stays bit-exact.
+
+What the decoder needs travels in the sequence's params (and so in the ``.atk`` header): the map
+max-pooled to a grid of ``2**g``-pixel cells (``g = levels - 2``, e.g. 16-pixel cells for a
+512 x 512 image), quantised to ``0..ROI_SHIFT``, zlib-compressed and base64-encoded: typically a
+few dozen bytes for a mask.
+"""
+
+from __future__ import annotations
+
+import base64
+import zlib
+
+import numpy as np
+
+from ..core.errors import ContainerError, ImageFormatError
+from .layout import Layout
+
+#: Most extra bit-planes a coefficient under the region gets (a weight of 2**ROI_SHIFT).
+ROI_SHIFT = 4
+
+
+
+def _pool_max(grid: np.ndarray, factor: int) -> np.ndarray:
+    """Max over ``factor x factor`` blocks (the last, partial blocks included)."""
+    if factor == 1:
+        return grid
+    h, w = grid.shape
+    hh, ww = -(-h // factor), -(-w // factor)
+    padded = np.zeros((hh * factor, ww * factor), grid.dtype)
+    padded[:h, :w] = grid
+    return padded.reshape(hh, factor, ww, factor).max(axis=(1, 3))
+
+
+def _pool_mean(grid: np.ndarray, factor: int) -> np.ndarray:
+    """Rounded mean over ``factor x factor`` blocks (partial blocks: over their cells only)."""
+    if factor == 1:
+        return grid
+    h, w = grid.shape
+    hh, ww = -(-h // factor), -(-w // factor)
+    total = np.zeros((hh * factor, ww * factor), np.float64)
+    count = np.zeros_like(total)
+    total[:h, :w] = grid
+    count[:h, :w] = 1
+    blocks = total.reshape(hh, factor, ww, factor).sum(axis=(1, 3))
+    cells = count.reshape(hh, factor, ww, factor).sum(axis=(1, 3))
+    return np.rint(blocks / cells).astype(grid.dtype)
+
+
+def cell_log2(levels: int) -> int:
+    """log2 of the grid cell size, in pixels, for a decomposition of ``levels``."""
+    return max(0, levels - 2)
+
+
+def roi_params(roi_map: np.ndarray, shape: tuple[int, int], levels: int) -> dict:
+    """The compact description of a map that decoding needs (goes into the sequence params)."""
+    m = np.asarray(roi_map, dtype=np.float64)
+    if m.shape != tuple(shape):
+        raise ImageFormatError(f"region-of-interest map is {m.shape[0]}x{m.shape[1]} but the image is "
+                               f"{shape[0]}x{shape[1]}: give a map of the image's size")
+    if not np.all(np.isfinite(m)) or m.min() < 0 or m.max() > 1:
+        raise ImageFormatError("region-of-interest map values must be finite and in [0, 1]")
+    g = cell_log2(levels)
+    grid = np.rint(_pool_max(m, 1 << g) * ROI_SHIFT).astype(np.uint8)
+    data = base64.b64encode(zlib.compress(grid.tobytes(), 9)).decode()
+    return {"g": g, "s": ROI_SHIFT, "d": data}
+
+
+def grid_from_params(p: dict, shape: tuple[int, int]) -> tuple[np.ndarray, int]:
+    """Inverse of :func:`roi_params`: the quantised grid and its cell size (log2)."""
+    try:
+        g = int(p["g"])
+        if not 0 <= g <= 30 or int(p["s"]) != ROI_SHIFT:
+            raise ValueError("grid")
+        gh, gw = -(-shape[0] // (1 << g)), -(-shape[1] // (1 << g))
+        raw = zlib.decompress(base64.b64decode(p["d"], validate=True), bufsize=gh * gw + 1)
+        grid = np.frombuffer(raw, np.uint8).reshape(gh, gw)
+        if grid.max(initial=0) > ROI_SHIFT:
+            raise ValueError("values")
+    except (KeyError, TypeError, ValueError, zlib.error) as exc:
+        raise ContainerError(f"the region of interest in the header is invalid ({exc!r}): the file is corrupt") from None
+    return grid, g
+
+
+def node_shifts(grid: np.ndarray, g: int, layout: Layout) -> np.ndarray:
+    """Extra shift of every node: the grid's largest value over the area the node covers."""
+    level, y, x = layout.node_pos[:, 0], layout.node_pos[:, 3], layout.node_pos[:, 4]
+    out = np.zeros(layout.size, np.int64)
+    for lev in np.unique(level):
+        sel = level == lev
+        if lev >= g:
+            pooled = _pool_mean(grid, 1 << (lev - g))
+            yy, xx = y[sel], x[sel]
+        else:
+            pooled = grid
+            yy, xx = y[sel] >> (g - lev), x[sel] >> (g - lev)
+        out[sel] = pooled[np.minimum(yy, pooled.shape[0] - 1), np.minimum(xx, pooled.shape[1] - 1)]
+    return out
