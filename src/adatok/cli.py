@@ -203,6 +203,14 @@ def encode(
         "--lossless", help="Budget: the full, bit-exact sequence (needs a lossless tokenizer).")] = False,
     bpp: Annotated[float | None, typer.Option(
         "--bpp", metavar="X", help="Budget: at most X bits per pixel (H x W) of the file.", show_default=False)] = None,
+    roi: Annotated[str | None, typer.Option(
+        "--roi", metavar="auto|MASK.png", show_default=False,
+        help="Region of interest whose tokens come first: 'auto' (a saliency map, see --saliency) "
+             "or a mask PNG of the image's size (brighter = more important).")] = None,
+    saliency_method: Annotated[str, typer.Option(
+        "--saliency", metavar="METHOD", help="Saliency for --roi auto: auto, spectral, gradient or centre.")] = "auto",
+    region: Annotated[bool, typer.Option(
+        "--in-roi", help="Measure --psnr/--ssim inside the region of interest (mask >= 0.5) only.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing on success.")] = False,
 ) -> None:
     """Encode an image to a token file (.atk).
@@ -210,10 +218,19 @@ def encode(
     Give at most one budget option; without one the full sequence is kept.
     """
     budget = _budget(tokens, psnr_db, ssim, lossless, bpp)
+    if region:
+        if not isinstance(budget, Quality) or roi is None:
+            raise BudgetError("--in-roi goes with --psnr or --ssim and --roi")
+        budget = Quality(psnr=budget.psnr, ssim=budget.ssim, region="roi")
     name = tokenizer if tokenizer is not None else ("wavelet-lossless" if lossless else "wavelet")
     tok = adatok.load(name)
     img = read_image(image)
-    seq = tok.encode([img], budget)[0]
+    roi_map = None
+    if roi is not None:
+        from adatok.core import saliency as sal
+
+        roi_map = sal.roi_from(saliency_method if roi == "auto" else Path(roi), img)
+    seq = tok.encode([img], budget, roi=None if roi_map is None else [roi_map])[0]
     data = seq.to_bytes()
     atomic_write_bytes(out, data)
     if not quiet:
