@@ -1,29 +1,231 @@
-"""Images to try adatok on: the sample photos bundled with scikit-image.
+"""Images to evaluate adatok on: the bundled sample photos, Fashion-MNIST and folders of images.
 
 Every image is returned the way :func:`adatok.read_image` returns files: a C-contiguous ``uint8``
-array ``H x W x C`` with ``C`` 1 (gray) or 3 (RGB). The photos ship inside scikit-image, so nothing
-is downloaded.
+array ``H x W x C`` with ``C`` 1 (gray) or 3 (RGB).
 
->>> from adatok.datasets import sample_images
+* ``load("samples")`` -- the sample photos that ship inside scikit-image (nothing is downloaded);
+* ``load("fashion-mnist", split="train" | "test")`` -- Fashion-MNIST from the Debian package
+  ``dataset-fashion-mnist`` (IDX files under :data:`FASHION_MNIST_DIR`), with labels;
+* ``load("path/to/folder")`` -- every image under a folder, searched recursively; files that
+  cannot be read are skipped and listed in :attr:`Dataset.skipped`, with the reason.
+
+>>> from adatok.datasets import load, sample_images
 >>> [(name, img.shape) for name, img in sample_images(["camera"], max_side=64)]
 [('camera', (64, 64, 1))]
-
-This module will grow into adatok's datasets module (folders of images, the evaluation sets).
+>>> ds = load("samples", max_side=32, limit=2)
+>>> ds.ids, ds[0].shape
+(['astronaut', 'camera'], (32, 32, 3))
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import gzip
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
 from .core.errors import AdatokError
-from .core.imageio import as_image
+from .core.imageio import as_image, read_image
 
-__all__ = ["SAMPLE_IMAGES", "sample_images", "shrink"]
+__all__ = ["DATASETS", "Dataset", "FASHION_MNIST_CLASSES", "FASHION_MNIST_DIR", "SAMPLE_IMAGES", "load",
+           "sample_images", "shrink"]
 
 #: Names of the bundled sample photos, in demo order; each is a function of ``skimage.data``.
 SAMPLE_IMAGES: tuple[str, ...] = ("astronaut", "camera", "coffee", "chelsea", "rocket")
+
+#: The named datasets :func:`load` knows (anything else is taken as a folder).
+DATASETS: tuple[str, ...] = ("samples", "fashion-mnist")
+
+#: Where the Debian package ``dataset-fashion-mnist`` puts the IDX files.
+FASHION_MNIST_DIR: Path = Path("/usr/share/datasets/fashion-mnist")
+
+#: Fashion-MNIST's class names, by label.
+FASHION_MNIST_CLASSES: tuple[str, ...] = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal",
+                                          "Shirt", "Sneaker", "Bag", "Ankle boot")
+
+_FASHION_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+                  "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+
+
+@dataclass
+class Dataset:
+    """Images of one dataset (or split), in a fixed order, with their ids and labels.
+
+    Attributes:
+        name: the dataset's name (``"samples"``, ``"fashion-mnist"``) or the folder's path.
+        split: the split loaded (``"train"``, ``"test"``) or ``None`` for all of it.
+        images: ``H x W x C`` uint8 arrays; sizes may differ.
+        ids: one name per image (the photo's name, ``"test/00042"``, or the path inside the folder).
+        labels: int64 class labels, one per image, or ``None`` for unlabelled data.
+        classes: class names by label, or ``None``.
+        skipped: ``(path, reason)`` of every file a folder held that could not be used.
+        train_split: the name of a split of the same dataset that models may be fitted on without
+            touching these images (``"train"`` for Fashion-MNIST's test split), else ``None``.
+    """
+
+    name: str
+    split: str | None
+    images: list[np.ndarray]
+    ids: list[str]
+    labels: np.ndarray | None = None
+    classes: tuple[str, ...] | None = None
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    train_split: str | None = None
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        return self.images[i]
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        return iter(self.images)
+
+    def items(self) -> list[tuple[str, np.ndarray]]:
+        """``(id, image)`` pairs, in order."""
+        return list(zip(self.ids, self.images, strict=True))
+
+
+def load(name: str | os.PathLike[str], split: str | None = None, *, limit: int | None = None,
+         max_side: int | None = None) -> Dataset:
+    """Load a dataset by name, or every image under a folder.
+
+    Args:
+        name: ``"samples"`` (the bundled photos), ``"fashion-mnist"``, or the path of a folder (or
+            of a single image file). Folders are searched recursively in sorted order; hidden
+            files and folders (names starting with ``.``) are left out.
+        split: Fashion-MNIST: ``"train"`` (60,000 images), ``"test"`` (10,000) or ``None`` (both,
+            train first). A folder: ``None``, or the name of a sub-folder to load instead.
+            The sample photos have no splits: ``None`` only.
+        limit: keep only the first ``limit`` images (of a folder: the first ``limit`` readable ones).
+        max_side: shrink images so that their longer side is at most this many pixels.
+
+    Returns:
+        A :class:`Dataset`. For a folder, files that cannot be read (not an image, truncated,
+        16-bit, over the pixel limit, ...) are not fatal: they are left out and listed in
+        ``Dataset.skipped`` with the reason.
+
+    Raises:
+        AdatokError: an unknown name that is not a folder either, a split the dataset does not
+            have, Fashion-MNIST missing (the message gives the ``apt-get`` command) or corrupt.
+    """
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int | np.integer) or limit < 0):
+        raise AdatokError(f"limit must be a whole number >= 0, got {limit!r}")
+    key = os.fspath(name)
+    if key == "samples":
+        if split is not None:
+            raise AdatokError(f"the sample photos have no splits; use split=None, not {split!r}")
+        names = SAMPLE_IMAGES[:limit] if limit is not None else SAMPLE_IMAGES
+        pairs = sample_images(names, max_side=max_side)
+        return Dataset("samples", None, [img for _, img in pairs], [n for n, _ in pairs])
+    if key == "fashion-mnist":
+        return _fashion_mnist(split, limit, max_side)
+    path = Path(key)
+    if not path.exists():
+        raise AdatokError(f"unknown dataset {key!r}: use one of {', '.join(DATASETS)} or the path of a folder "
+                          "of images")
+    if split is not None:
+        if not (path / split).is_dir():
+            raise AdatokError(f"folder {path} has no sub-folder {split!r} to use as a split")
+        path = path / split
+    return _folder(path, split, limit, max_side)
+
+
+def _fashion_mnist(split: str | None, limit: int | None, max_side: int | None) -> Dataset:
+    if split not in (None, "train", "test"):
+        raise AdatokError(f"fashion-mnist has the splits 'train' and 'test' (or None for both), not {split!r}")
+    splits = ("train", "test") if split is None else (split,)
+    images, labels, ids = [], [], []
+    for s in splits:
+        want = None if limit is None else limit - len(ids)
+        if want is not None and want <= 0:
+            break
+        imgs = _read_idx(_fashion_file(_FASHION_FILES[s][0]), ndim=3)
+        labs = _read_idx(_fashion_file(_FASHION_FILES[s][1]), ndim=1)
+        if len(imgs) != len(labs):
+            raise AdatokError(f"fashion-mnist {s}: {len(imgs)} images but {len(labs)} labels; reinstall "
+                              "it with: apt-get install --reinstall dataset-fashion-mnist")
+        if want is not None:
+            imgs, labs = imgs[:want], labs[:want]
+        images.extend(imgs[i][:, :, None] for i in range(len(imgs)))
+        labels.append(labs.astype(np.int64))
+        ids.extend(f"{s}/{i:05d}" for i in range(len(imgs)))
+    if max_side is not None:
+        images = [shrink(img, max_side) for img in images]
+    lab = np.concatenate(labels) if labels else np.zeros(0, np.int64)
+    return Dataset("fashion-mnist", split, images, ids, lab, FASHION_MNIST_CLASSES,
+                   train_split="train" if split == "test" else None)
+
+
+def _fashion_file(stem: str) -> Path:
+    """The IDX file ``stem`` under :data:`FASHION_MNIST_DIR`, gzipped or not."""
+    folder = Path(FASHION_MNIST_DIR)
+    for candidate in (folder / f"{stem}.gz", folder / stem):
+        if candidate.is_file():
+            return candidate
+    raise AdatokError(f"Fashion-MNIST is not installed (no {stem}[.gz] in {folder}); install it with: "
+                      "apt-get install dataset-fashion-mnist")
+
+
+def _read_idx(path: Path, ndim: int) -> np.ndarray:
+    """Parse an IDX file of unsigned bytes (``ndim`` dimensions) into a read-only uint8 array."""
+    try:
+        with (gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")) as fh:
+            data = fh.read()
+    except (OSError, EOFError) as exc:
+        raise AdatokError(f"cannot read {path} ({exc}); reinstall it with: "
+                          "apt-get install --reinstall dataset-fashion-mnist") from exc
+    header = 4 + 4 * ndim
+    if len(data) < header or data[:2] != b"\0\0" or data[2] != 0x08 or data[3] != ndim:
+        raise AdatokError(f"{path} is not an IDX file of {ndim}-D unsigned bytes; reinstall it with: "
+                          "apt-get install --reinstall dataset-fashion-mnist")
+    dims = tuple(int(d) for d in np.frombuffer(data, ">u4", count=ndim, offset=4))
+    if len(data) - header != int(np.prod(dims)):
+        raise AdatokError(f"{path} holds {len(data) - header} bytes of data, its header says {dims}: the file "
+                          "is truncated or corrupt; reinstall it with: apt-get install --reinstall "
+                          "dataset-fashion-mnist")
+    return np.frombuffer(data, np.uint8, offset=header).reshape(dims)
+
+
+def _folder(path: Path, split: str | None, limit: int | None, max_side: int | None) -> Dataset:
+    files = [path] if path.is_file() else sorted(_walk(path))
+    images, ids, skipped = [], [], []
+    for file in files:
+        if limit is not None and len(images) >= limit:
+            break
+        rel = file.name if file == path else file.relative_to(path).as_posix()
+        try:
+            img = read_image(file)
+        except AdatokError as exc:
+            skipped.append((rel, _reason(str(exc), file)))
+            continue
+        if max_side is not None:
+            img = shrink(img, max_side)
+        images.append(img)
+        ids.append(rel)
+    return Dataset(str(path), split, images, ids, skipped=skipped)
+
+
+def _walk(folder: Path) -> Iterator[Path]:
+    """Regular files under ``folder``, recursively, leaving out hidden files and folders."""
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        for f in files:
+            p = Path(root) / f
+            if not f.startswith(".") and p.is_file():
+                yield p
+
+
+def _reason(message: str, file: Path) -> str:
+    """An error message without the file's own path in front (the listing already names it)."""
+    for prefix in (f"{file}: ", f"{file} ", str(file)):
+        if message.startswith(prefix):
+            rest = message[len(prefix):].strip()
+            return (rest[3:] if rest.startswith("is ") else rest) or message
+    return message
 
 
 def shrink(image: np.ndarray, max_side: int) -> np.ndarray:
