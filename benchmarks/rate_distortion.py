@@ -24,12 +24,12 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from scipy.interpolate import PchipInterpolator
 
 import adatok
 from adatok.core.errors import AdatokError
 from adatok.core.imageio import read_image
 from adatok.core.metrics import psnr
+from adatok.eval import bd_rate  # the one BD-rate of the project (piecewise-cubic, in log rate)
 
 SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp"}
 
@@ -119,23 +119,6 @@ def at_least(img: np.ndarray, codec: str, nbytes: int) -> tuple[int, float] | No
         if best is None:
             return None
     return len(best), psnr(img, decode_pillow(best, img.shape[2]))
-
-
-def bd_rate(r1, p1, r2, p2) -> float:
-    """Bjontegaard delta rate (%) of curve 2 against curve 1 (piecewise-cubic in log rate)."""
-    def prep(r, p):
-        order = np.argsort(p)
-        return np.asarray(p)[order], np.log(np.asarray(r)[order])
-
-    p1, l1 = prep(r1, p1)
-    p2, l2 = prep(r2, p2)
-    lo, hi = max(p1.min(), p2.min()), min(p1.max(), p2.max())
-    if hi <= lo or len(set(p1)) < 2 or len(set(p2)) < 2:
-        return float("nan")
-    f1, f2 = PchipInterpolator(p1, l1), PchipInterpolator(p2, l2)
-    a1 = f1.integrate(lo, hi) / (hi - lo)
-    a2 = f2.integrate(lo, hi) / (hi - lo)
-    return float((np.exp(a2 - a1) - 1) * 100)
 
 
 def main(argv: list[str] | None = None) -> int:

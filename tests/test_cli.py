@@ -170,20 +170,20 @@ def test_decode_cut_file(tmp_path, photo_png):
 
 
 @pytest.mark.parametrize("quiet", [True, False], ids=["quiet", "progress"])
-def test_demo_writes_pngs(tmp_path, quiet):
+def test_demo_writes_report(tmp_path, quiet):
     out = tmp_path / "demo"
     result = run("demo", "--out", out, "--limit", 1, "--max-side", 40, *(["--quiet"] if quiet else []))
     assert_ok(result)
     if quiet:
         assert result.stderr == ""
-    assert "astronaut" in result.output and "1/64" in result.output
-    assert str(out) in result.output.replace("\n", "")
-    for tok in ("wavelet", "wavelet-lossless"):
-        pngs = sorted((out / tok).glob("astronaut_*.png"))
-        assert len(pngs) == 4, pngs
-        assert len({int(p.stem.split("_")[1]) for p in pngs}) == 4  # four different prefix lengths
-        assert all(read_image(p).shape == (40, 40, 3) for p in pngs)
-    assert sorted(p.name for p in out.iterdir()) == ["wavelet", "wavelet-lossless"]
+    for method in ("wavelet", "wavelet-lossless", "JPEG 2000", "grid"):
+        assert method in result.output
+    assert "PSNR" in result.output
+    assert str(out / "report.html") in result.output.replace("\n", "")
+    assert sorted(p.name for p in out.iterdir()) == ["bd_rate.csv", "plots", "report.html", "results.csv"]
+    rows = (out / "results.csv").read_text().splitlines()
+    assert rows[0].startswith("image,") and all(r.startswith("astronaut,40,40,3,") for r in rows[1:])
+    assert {r.split(",")[4] for r in rows[1:]} == {"wavelet", "wavelet-lossless", "grid", "jpeg", "webp", "avif", "jp2"}
 
 
 # --- user errors: one line, exit 2, no output file ----------------------------------------------

@@ -3,7 +3,8 @@
     adatok encode photo.png photo.atk --psnr 38       # image -> token file
     adatok decode photo.atk preview.png --tokens 5000  # any prefix -> image
     adatok info photo.atk                              # what is in a token file
-    adatok demo --out out/demo                         # the sample photos, both wavelet tokenizers
+    adatok eval --data samples --out out/eval          # rate-distortion against codecs, HTML report
+    adatok demo --out out/demo                         # eval of both wavelet tokenizers on the sample photos
 
 Every failure a user can cause (:class:`adatok.AdatokError`) is printed as one line
 ``error: <message>`` on stderr and exits with code 2, without a traceback; files are written
@@ -44,8 +45,6 @@ app = typer.Typer(
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-#: Prefixes the demo decodes, as fractions of the full sequence (1 = all of it).
-DEMO_FRACTIONS: tuple[int, ...] = (64, 16, 4, 1)
 
 
 # --------------------------------------------------------------------------------------------
@@ -294,102 +293,200 @@ def info(
         console.print(table)
 
 
+def _split_list(text: str | None, option: str, kind: type) -> list:
+    """``"0.1,0.25"`` -> ``[0.1, 0.25]`` (empty or ``none`` -> ``[]``)."""
+    if text is None or text.strip().lower() in ("", "none"):
+        return []
+    out = []
+    for part in text.split(","):
+        part = part.strip()
+        try:
+            value = kind(part)
+        except ValueError:
+            what = "numbers" if kind is float else "whole numbers"
+            raise AdatokError(f"{option} takes {what} separated by commas, got {text!r}") from None
+        out.append(value)
+    return out
+
+
+class _EvalProgress:
+    """A rich progress bar on stderr (transient) for a run; it shows up with the first step, so a
+    run that fails before measuring anything prints nothing but its error."""
+
+    def __init__(self, quiet: bool):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.progress = Progress(TextColumn("{task.description:<30}"), BarColumn(), MofNCompleteColumn(),
+                                 TimeElapsedColumn(), console=Console(stderr=True), disable=quiet, transient=True)
+        self.task = None
+
+    def __call__(self, done: int, total: int, what: str) -> None:
+        if self.task is None:
+            self.progress.start()
+            self.task = self.progress.add_task(what[:30], total=total)
+        self.progress.update(self.task, completed=done, total=total, description=what[:30])
+
+    def __enter__(self) -> _EvalProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.task is not None:
+            self.progress.stop()
+
+
+def _print_eval(ev, report: Path, console: Console) -> None:
+    """The terminal summary of a run: skipped files, mean PSNR @ bpp per method and budget, BD-rate."""
+    from adatok.eval import bd_rates, read_results, summarize
+    from adatok.eval.runner import budget_text
+
+    rows = read_results(report.parent / "results.csv")
+    if ev.skipped:
+        console.print(f"skipped {len(ev.skipped)}:", markup=False)
+        for name, reason in ev.skipped:
+            console.print(f"  {name}: {reason}", markup=False, soft_wrap=True)
+    stats = summarize(rows)
+    rates = bd_rates(rows)
+    grid = ev.config.get("grid") or {}
+    caption = "n/N: the budget was met on n of N images" + ("; BD-rate: against JPEG 2000, on PSNR" if rates else "")
+    if grid.get("fitted_on") == "the evaluated images themselves":
+        caption += "; the grid's codebooks were fitted on these very images, which flatters it"
+    table = Table(title=f"mean PSNR in dB (mean bits per pixel) over {len(ev.images)} images", caption=caption)
+    table.add_column("method", no_wrap=True, min_width=max(len(m.label) for m in ev.methods))
+    for kind, b in ev.budgets:
+        table.add_column(f"{budget_text(kind, b)} {'bpp' if kind == 'bpp' else 'tokens'}", justify="right")
+    if rates:
+        table.add_column("BD-rate", justify="right", no_wrap=True)
+    for m in ev.methods:
+        cells = []
+        for kind, b in ev.budgets:
+            st = stats.get((m.name, kind, budget_text(kind, b)))
+            if st is None:
+                cells.append("-")
+            elif not st["n"]:
+                cells.append("cannot")
+            else:
+                part = f" {int(st['n'])}/{int(st['images'])}" if st["n"] < st["images"] else ""
+                cells.append(f"{st['psnr']:.2f} ({st['bpp']:.2f}){part}")
+        if rates:
+            v = rates.get(m.name, {}).get("psnr")
+            cells.append("ref." if m.name == "jp2" else ("n/a" if v is None or math.isnan(v) else f"{v:+.1f}%"))
+        table.add_row(m.label, *cells)
+    console.print(table)
+    console.print(f"results: {report.parent / 'results.csv'}", markup=False, soft_wrap=True)
+    console.print(f"report:  {report}", markup=False, soft_wrap=True)
+
+
+@app.command("eval")
+@_reporting_errors
+def eval_(
+    data: Annotated[str, typer.Option(
+        "--data", "-d", metavar="NAME|FOLDER", show_default=False,
+        help="samples (the bundled photos), fashion-mnist, or a folder of images (searched recursively; "
+             "unreadable files are skipped and listed).")],
+    tokenizer: Annotated[list[str], typer.Option(
+        "--tokenizer", "-t", metavar="NAME",
+        help="Tokenizer name or checkpoint folder; repeat it or separate names by commas.")] = ["wavelet"],  # noqa: B006
+    bpp: Annotated[str | None, typer.Option(
+        "--bpp", metavar="X,Y,..", show_default=False,
+        help="Budgets in bits per pixel [default: 0.1,0.25,0.5,1 unless --tokens is given].")] = None,
+    tokens: Annotated[str | None, typer.Option(
+        "--tokens", metavar="K,L,..", show_default=False, help="Budgets in tokens (tokenizers only).")] = None,
+    baselines: Annotated[str, typer.Option(
+        "--baselines", metavar="LIST", help="Baselines to run beside: any of jpeg,webp,avif,jp2,grid, or none.")
+    ] = "jpeg,webp,avif,jp2,grid",
+    out: Annotated[Path, typer.Option("--out", "-o", metavar="DIR", help="Folder for results.csv, plots/ and "
+                                                                         "report.html.")] = Path("out/eval"),
+    split: Annotated[str | None, typer.Option(
+        "--split", metavar="NAME", show_default=False,
+        help="Dataset split (fashion-mnist: test [default] or train; a folder: a sub-folder).")] = None,
+    limit: Annotated[int | None, typer.Option(
+        "--limit", metavar="N", show_default=False, help="Evaluate only the first N images.")] = None,
+    max_side: Annotated[int | None, typer.Option(
+        "--max-side", metavar="PX", show_default=False,
+        help="Shrink images so their longer side is at most PX pixels.")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the grid baseline's k-means.")] = 0,
+    keep: Annotated[int, typer.Option("--report-images", metavar="N",
+                                      help="How many images the report shows.")] = 8,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar, print nothing on success.")] = False,
+) -> None:
+    """Rate-distortion of tokenizers beside JPEG, WebP, AVIF, JPEG 2000 and a uniform-grid tokenizer.
+
+    Writes `OUT/results.csv` (one row per image x method x budget: tokens, bytes, bpp, PSNR, SSIM,
+    MS-SSIM, encode and decode seconds), `OUT/plots/*.png`, `OUT/bd_rate.csv` (BD-rate against
+    JPEG 2000) and `OUT/report.html`, one self-contained page. Files that cannot be read, and
+    images under 16 x 16 pixels, are skipped and listed.
+    """
+    from adatok.eval import run
+
+    names = [n.strip() for t in tokenizer for n in t.split(",") if n.strip()]
+    if not names:
+        raise AdatokError("--tokenizer needs at least one name")
+    bpps = _split_list(bpp, "--bpp", float)
+    token_counts = _split_list(tokens, "--tokens", int)
+    if bpp is None and not token_counts:
+        bpps = [0.1, 0.25, 0.5, 1.0]
+    base = [b.strip() for b in _split_list(baselines, "--baselines", str) if b.strip()]
+    for value, option in ((limit, "--limit"), (max_side, "--max-side")):
+        if value is not None and value < 1:
+            raise AdatokError(f"{option} needs a whole number >= 1, got {value}")
+    if keep < 0:
+        raise AdatokError(f"--report-images needs a whole number >= 0, got {keep}")
+    tokenizers = [adatok.load(n) for n in names]
+    with _EvalProgress(quiet) as step:
+        ev, report = run(data, out, tokenizers, bpp=bpps, tokens=token_counts, baselines=base, split=split,
+                         limit=limit, max_side=max_side, seed=seed, keep=keep, progress=step)
+    if not quiet:
+        _print_eval(ev, report, Console(highlight=False))
+
+
+#: The longest side of the sample photos in `adatok demo` (keeps `make demo` quick).
+DEMO_MAX_SIDE = 256
+
+
 @app.command()
 @_reporting_errors
 def demo(
-    out: Annotated[Path, typer.Option("--out", "-o", metavar="DIR", help="Folder for the reconstructions.")] = Path("out/demo"),
+    out: Annotated[Path, typer.Option("--out", "-o", metavar="DIR", help="Folder for the results and report.")] = Path("out/demo"),
     limit: Annotated[int | None, typer.Option(
         "--limit", metavar="N", show_default=False,
         help="Use only the first N sample photos (for quick runs and tests).")] = None,
-    max_side: Annotated[int | None, typer.Option(
-        "--max-side", metavar="PX", show_default=False,
-        help="Shrink the photos so their longer side is at most PX pixels (for quick runs and tests).")] = None,
+    max_side: Annotated[int, typer.Option(
+        "--max-side", metavar="PX",
+        help="Shrink the photos so their longer side is at most PX pixels.")] = DEMO_MAX_SIDE,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
-    """Tokenize the bundled sample photos with both wavelet tokenizers and decode prefixes.
+    """Evaluate the wavelet tokenizers on the bundled sample photos: what `make demo` runs.
 
-    For each photo (scikit-image's astronaut, camera, coffee, chelsea, rocket) and tokenizer
-    (wavelet, wavelet-lossless) the full sequence is encoded, and its prefixes of 1/64, 1/16, 1/4
-    and all of the tokens are decoded to `OUT/TOKENIZER/IMAGE_K.png`, K the number of tokens.
-    Tables give the full length and the PSNR (dB) of each prefix. `--limit` and `--max-side`
-    make quick runs.
+    Runs `adatok eval` on the sample photos (scikit-image's astronaut, camera, coffee, chelsea,
+    rocket, shrunk to `--max-side`) with every registered tokenizer (wavelet, wavelet-lossless,
+    and shipped checkpoints) beside JPEG, WebP, AVIF, JPEG 2000 and the uniform-grid tokenizer,
+    at 0.1, 0.25, 0.5 and 1 bits per pixel; prints a summary table and writes `OUT/results.csv`,
+    `OUT/plots/`, `OUT/bd_rate.csv` and `OUT/report.html`.
     """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from adatok.datasets import SAMPLE_IMAGES, sample_images
+    from adatok.core.registry import names as registered
+    from adatok.datasets import SAMPLE_IMAGES
+    from adatok.eval import run
 
     if limit is not None and limit < 1:
         raise AdatokError(f"--limit needs a whole number >= 1, got {limit}")
-    if max_side is not None and max_side < 1:
+    if max_side < 1:
         raise AdatokError(f"--max-side needs a whole number >= 1, got {max_side}")
-    names = SAMPLE_IMAGES[:limit] if limit is not None else SAMPLE_IMAGES
-    tokenizers = ("wavelet", "wavelet-lossless")
-    for name in tokenizers:
-        folder = out / name
+    first = ["wavelet", "wavelet-lossless"]
+    tokenizers, unavailable = [], []
+    for name in first + [n for n in registered() if n not in first]:
         try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise AdatokError(f"cannot create folder {folder}: {exc.strerror or exc}") from exc
-
-    rows: dict[str, list[list[str]]] = {name: [] for name in tokenizers}
-    progress = Progress(TextColumn("{task.description:<12}"), BarColumn(), MofNCompleteColumn(),
-                        TimeElapsedColumn(), console=Console(stderr=True), disable=quiet, transient=True)
-    with progress:
-        task = progress.add_task("images", total=len(names))
-        for image_name in names:
-            progress.update(task, description=image_name)
-            (_, img), = sample_images([image_name], max_side=max_side)
-            for tok_name in tokenizers:
-                tok = adatok.load(tok_name)
-                seq = tok.encode([img])[0]
-                n = len(seq)
-                cells = []
-                for frac in DEMO_FRACTIONS:
-                    k = -(-n // frac)  # ceil(n / frac)
-                    rec = tok.decode([seq.prefix(k)])[0]
-                    write_image(out / tok_name / f"{image_name}_{k}.png", rec)
-                    cells.append(_fmt_psnr(psnr(img, rec)))
-                rows[tok_name].append([image_name, _fmt_shape(img.shape), f"{n:,}", *cells])
-            progress.advance(task)
-
+            tokenizers.append(adatok.load(name))
+        except AdatokError as exc:  # e.g. a learned checkpoint without the neural extra installed
+            unavailable.append(f"{name}: {exc}")
+    command = f"adatok demo --out {out}" + (f" --limit {limit}" if limit else "") + \
+        (f" --max-side {max_side}" if max_side != DEMO_MAX_SIDE else "")
+    with _EvalProgress(quiet) as step:
+        ev, report = run("samples", out, tokenizers, limit=limit, max_side=max_side, keep=len(SAMPLE_IMAGES),
+                         command=command, progress=step)
     console = Console(highlight=False)
-    for tok_name in tokenizers:
-        table = Table(title=f"{tok_name}: PSNR (dB) of prefixes")
-        for col in ("image", "shape", "tokens"):
-            table.add_column(col, justify="left" if col == "image" else "right")
-        for frac in DEMO_FRACTIONS:
-            table.add_column("all" if frac == 1 else f"1/{frac}", justify="right")
-        for row in rows[tok_name]:
-            table.add_row(*row)
-        console.print(table)
-    console.print(f"reconstructions in {out}/", markup=False)
-
-
-@app.command("saliency")
-@_reporting_errors
-def saliency_map(
-    image: Annotated[Path, typer.Argument(metavar="IMAGE", help="Image file (PNG, JPEG, WebP, TIFF, ...).",
-                                          show_default=False)],
-    out: Annotated[Path, typer.Argument(metavar="OUT.png", help="Map to write as an 8-bit gray PNG "
-                                        "(white = salient); written atomically.", show_default=False)],
-    method: Annotated[str, typer.Option(
-        "--method", "-m", metavar="METHOD",
-        help="auto (the three combined), spectral (spectral residual), gradient (multi-scale gradient "
-             "and local entropy) or centre (a centred Gaussian).")] = "auto",
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing on success.")] = False,
-) -> None:
-    """Write a training-free saliency map of an image, the same size as the image.
-
-    White (255) is most salient, black (0) least. The methods are those of adatok.core.saliency.
-    """
-    from adatok.core.saliency import saliency, write_map
-
-    if not str(out).lower().endswith(".png"):
-        raise AdatokError(f"{out}: saliency maps are written as PNG; give a path ending in .png")
-    img = read_image(image)
-    write_map(out, saliency(img, method))
-    if not quiet:
-        typer.echo(f"{out}: {method} saliency map, {img.shape[0]}x{img.shape[1]}")
+    for line in unavailable:
+        console.print(f"left out {line}", markup=False, soft_wrap=True)
+    _print_eval(ev, report, console)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,0 +1,55 @@
+"""Quality of a reconstruction: PSNR and SSIM (from :mod:`adatok.core.metrics`) and MS-SSIM.
+
+MS-SSIM is sewar's implementation (Wang, Simoncelli and Bovik 2003: Gaussian window 11, sigma 1.5,
+the five standard scale weights, 2 x 2 average-and-decimate between scales), computed on each
+channel of the 8-bit image and averaged over channels, as pytorch-msssim does for RGB. Images
+whose shorter side is under 176 pixels get fewer scales (sewar drops the coarsest ones that no
+longer hold an 11 x 11 window, without renormalising the weights); images under 11 pixels on a
+side have no MS-SSIM (``nan``).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from ..core.errors import AdatokError
+from ..core.metrics import psnr, ssim
+
+__all__ = ["MS_SSIM_MIN_SIDE", "ms_ssim", "quality"]
+
+#: Smallest side (pixels) with an MS-SSIM: one 11 x 11 window.
+MS_SSIM_MIN_SIDE = 11
+
+
+def ms_ssim(a: np.ndarray, b: np.ndarray) -> float:
+    """Multi-scale SSIM of two 8-bit images of the same shape, mean over channels (1 = identical).
+
+    ``nan`` when the shorter side is under :data:`MS_SSIM_MIN_SIDE` pixels.
+    """
+    try:
+        from sewar.full_ref import msssim
+    except ImportError as exc:  # pragma: no cover - the eval extra installs it
+        raise AdatokError("MS-SSIM needs sewar: pip install 'adatok[eval]'") from exc
+    a = np.asarray(a)
+    b = np.asarray(b)
+    if a.shape != b.shape:
+        raise ValueError(f"shapes differ: {a.shape} vs {b.shape}")
+    if a.ndim == 2:
+        a, b = a[..., None], b[..., None]
+    if min(a.shape[:2]) < MS_SSIM_MIN_SIDE:
+        return float("nan")
+    vals = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "image too small for 5 scales": documented above
+        for c in range(a.shape[2]):
+            # one channel at a time: sewar's 2 x 2 decimation filter would mix the channels of an H x W x C array
+            vals.append(float(msssim(a[:, :, c], b[:, :, c], MAX=255)))
+    return float(np.mean(vals))
+
+
+def quality(original: np.ndarray, reconstruction: np.ndarray) -> dict[str, float]:
+    """``{"psnr": dB, "ssim": .., "ms_ssim": ..}`` of a reconstruction against its original."""
+    return {"psnr": psnr(original, reconstruction), "ssim": ssim(original, reconstruction),
+            "ms_ssim": ms_ssim(original, reconstruction)}

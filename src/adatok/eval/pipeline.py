@@ -1,0 +1,77 @@
+"""One call from a dataset to a finished report: what ``adatok eval`` and ``adatok demo`` run."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..core.errors import AdatokError
+from .report import write_report
+from .runner import DEFAULT_BASELINES, DEFAULT_BPP, Evaluation, evaluate
+
+__all__ = ["GRID_TRAIN_LIMIT", "run"]
+
+#: At most this many images of a training split are used to fit the grid baseline's codebooks.
+GRID_TRAIN_LIMIT = 5000
+
+
+def run(data: str, out: str | Path, tokenizers: Sequence[Any] = ("wavelet",), *,
+        bpp: Sequence[float] = DEFAULT_BPP, tokens: Sequence[int] = (),
+        baselines: Sequence[str] = DEFAULT_BASELINES, split: str | None = None, limit: int | None = None,
+        max_side: int | None = None, seed: int = 0, keep: int = 8, command: str | None = None,
+        progress: Callable[[int, int, str], None] | None = None) -> tuple[Evaluation, Path]:
+    """Evaluate tokenizers and baselines on a dataset and write ``out/results.csv``, ``out/plots/``,
+    ``out/bd_rate.csv`` and ``out/report.html``; return the evaluation and the report's path.
+
+    Args:
+        data: ``"samples"``, ``"fashion-mnist"`` or a folder (see :func:`adatok.datasets.load`).
+        out: the folder to write into (created if missing).
+        split: the dataset split to evaluate; Fashion-MNIST defaults to ``"test"``. When the
+            dataset has a training split, the grid baseline is fitted on it (at most
+            :data:`GRID_TRAIN_LIMIT` images), otherwise on the evaluated images themselves.
+        limit, max_side: evaluate only the first ``limit`` images, shrunk to ``max_side``.
+        keep: how many images the report shows.
+        command: the command line to print as the way to reproduce the run.
+        Other arguments as for :func:`adatok.eval.evaluate`.
+    """
+    from ..datasets import load
+
+    if split is None and str(data) == "fashion-mnist":
+        split = "test"
+    ds = load(data, split, limit=limit, max_side=max_side)
+    grid_train = None
+    if "grid" in baselines and ds.train_split is not None:
+        grid_train = load(data, ds.train_split, limit=GRID_TRAIN_LIMIT, max_side=max_side).images
+    out = Path(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise AdatokError(f"cannot create folder {out}: {exc.strerror or exc}") from exc
+    split_txt = f" ({split})" if split else ""
+    if command is None:
+        command = _command(data, tokenizers, bpp, tokens, baselines, split, limit, max_side, seed, out)
+    ev = evaluate(ds.items(), tokenizers, bpp, tokens, baselines, seed=seed, grid_train=grid_train,
+                  skipped=ds.skipped, keep=keep, progress=progress,
+                  config={"data": str(data), "data_note": split_txt, "command": command})
+    if ev.config.get("grid") and grid_train is not None:
+        ev.config["grid"]["fitted_on"] = f"the {ds.train_split} split"
+    return ev, write_report(ev, out)
+
+
+def _command(data, tokenizers, bpp, tokens, baselines, split, limit, max_side, seed, out) -> str:
+    names = ",".join(t if isinstance(t, str) else t.name for t in tokenizers)
+    parts = ["adatok eval", f"--tokenizer {names}", f"--data {data}"]
+    if split:
+        parts.append(f"--split {split}")
+    if bpp:
+        parts.append("--bpp " + ",".join(f"{b:g}" for b in bpp))
+    if tokens:
+        parts.append("--tokens " + ",".join(str(int(k)) for k in tokens))
+    parts.append("--baselines " + (",".join(baselines) or '""'))
+    if limit is not None:
+        parts.append(f"--limit {limit}")
+    if max_side is not None:
+        parts.append(f"--max-side {max_side}")
+    parts += [f"--seed {seed}", f"--out {out}"]
+    return " ".join(parts)

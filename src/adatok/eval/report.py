@@ -1,0 +1,466 @@
+"""The report of a run: plots (PNG), a BD-rate table and one self-contained HTML page.
+
+Every number in the plots, tables and captions is read back from ``results.csv`` (the HTML shows
+the very strings the CSV holds, or means of them), so the page and the table cannot disagree.
+Images are embedded as base64 PNG data URIs: ``report.html`` is one file that opens anywhere.
+
+:func:`write_report` writes, into the run's folder:
+
+* ``plots/psnr_bpp.png``, ``plots/ssim_bpp.png``, ``plots/ms_ssim_bpp.png`` -- mean quality
+  against mean bits per pixel for each method at each ``Bpp`` budget (a point is drawn where the
+  method met the budget on every image);
+* ``plots/psnr_tokens.png`` -- mean PSNR against mean token count, for the tokenizers;
+* ``bd_rate.csv`` -- Bjontegaard delta rate of each method against JPEG 2000 (PSNR and MS-SSIM),
+  mean over images;
+* ``report.html`` -- all of the above, and per image: a comparison of every method at the middle
+  ``Bpp`` budget, and for each tokenizer a strip of reconstructions at growing budgets (growing
+  prefixes, for embedded tokenizers), their error maps, and heat maps of where those first tokens
+  land.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import math
+import platform
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..core.imageio import atomic_write_bytes
+from .bdrate import bd_rate
+from .maps import ERROR_MAP_MAX, colorize_indexed, error_map, token_heatmap
+from .runner import Evaluation, Method, budget_text, read_results, write_results
+
+__all__ = ["PLOTS", "REFERENCE", "bd_rates", "plot_curves", "summarize", "write_report"]
+
+#: The method BD-rates are measured against.
+REFERENCE = "jp2"
+
+#: Plot file stem -> (x column, y column, axis labels, which rows).
+PLOTS: dict[str, tuple[str, str, str, str, str]] = {
+    "psnr_bpp": ("bpp", "psnr", "bits per pixel", "PSNR (dB)", "bpp"),
+    "ssim_bpp": ("bpp", "ssim", "bits per pixel", "SSIM", "bpp"),
+    "ms_ssim_bpp": ("bpp", "ms_ssim", "bits per pixel", "MS-SSIM", "bpp"),
+    "psnr_tokens": ("tokens", "psnr", "tokens", "PSNR (dB)", "tokens"),
+}
+
+_COLOURS = {"wavelet": "#d62728", "wavelet-lossless": "#ff7f0e", "grid": "#7f7f7f", "jpeg": "#1f77b4",
+            "webp": "#2ca02c", "avif": "#9467bd", "jp2": "#111111"}
+_OTHER_COLOURS = ["#17becf", "#bcbd22", "#e377c2", "#8c564b"]
+_SHOW_SIDE = 320  # longest side of the pictures in the page
+
+
+def _num(s: str) -> float:
+    return float(s) if s not in ("", None) else float("nan")
+
+
+def _colour(name: str, order: Sequence[str]) -> str:
+    if name in _COLOURS:
+        return _COLOURS[name]
+    others = [m for m in order if m not in _COLOURS]
+    return _OTHER_COLOURS[others.index(name) % len(_OTHER_COLOURS)] if name in others else "#333333"
+
+
+# --------------------------------------------------------------------------------------------
+# Numbers from results.csv
+# --------------------------------------------------------------------------------------------
+
+
+def summarize(rows: Sequence[dict[str, str]]) -> dict[tuple[str, str, str], dict[str, float]]:
+    """Means over images per ``(method, budget_kind, budget)``: ``n`` (images measured), ``images``
+    (images run), and the means of ``tokens``, ``bytes``, ``bpp``, ``psnr``, ``ssim``, ``ms_ssim``.
+
+    A mean is over the images where the method met the budget; ``n < images`` says some did not.
+    """
+    groups: dict[tuple[str, str, str], list[dict[str, str]]] = defaultdict(list)
+    for r in rows:
+        groups[(r["method"], r["budget_kind"], r["budget"])].append(r)
+    out = {}
+    for key, rs in groups.items():
+        ok = [r for r in rs if r["bpp"] != ""]
+        stats = {"n": float(len(ok)), "images": float(len(rs))}
+        for col in ("tokens", "bytes", "bpp", "psnr", "ssim", "ms_ssim"):
+            vals = [_num(r[col]) for r in ok]
+            stats[col] = float(np.mean(vals)) if vals else float("nan")
+        out[key] = stats
+    return out
+
+
+def bd_rates(rows: Sequence[dict[str, str]], reference: str = REFERENCE) -> dict[str, dict[str, float]]:
+    """BD-rate (%) of each method against ``reference``, from the ``Bpp`` rows of each image.
+
+    Returns ``{method: {"psnr": mean %, "ms_ssim": mean %, "n": images with a value}}`` (means over
+    the images whose curves overlap the reference's); empty if the reference did not run.
+    """
+    curves: dict[tuple[str, str], list[tuple[float, float, float]]] = defaultdict(list)
+    for r in rows:
+        if r["budget_kind"] == "bpp" and r["bpp"] != "":
+            curves[(r["image"], r["method"])].append((_num(r["bpp"]), _num(r["psnr"]), _num(r["ms_ssim"])))
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    images = list(dict.fromkeys(r["image"] for r in rows))
+    if reference not in methods:
+        return {}
+    out = {}
+    for m in methods:
+        if m == reference:
+            continue
+        per = {"psnr": [], "ms_ssim": []}
+        for img in images:
+            ref, cur = curves.get((img, reference), []), curves.get((img, m), [])
+            for j, metric in ((1, "psnr"), (2, "ms_ssim")):
+                v = bd_rate([p[0] for p in ref], [p[j] for p in ref], [p[0] for p in cur], [p[j] for p in cur])
+                if math.isfinite(v):
+                    per[metric].append(v)
+        out[m] = {"psnr": float(np.mean(per["psnr"])) if per["psnr"] else float("nan"),
+                  "ms_ssim": float(np.mean(per["ms_ssim"])) if per["ms_ssim"] else float("nan"),
+                  "n": float(len(per["psnr"]))}
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Plots
+# --------------------------------------------------------------------------------------------
+
+
+def plot_curves(rows: Sequence[dict[str, str]], methods: Sequence[Method]) -> dict[str, tuple[bytes, dict[str, int]]]:
+    """Render :data:`PLOTS` from results rows: ``{stem: (png bytes, {method: points drawn})}``.
+
+    A point is the mean over images of one method at one budget, drawn only where the method met
+    the budget on every image (so that every point of a curve averages the same images).
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    stats = summarize(rows)
+    order = [m.name for m in methods]
+    out = {}
+    for stem, (xcol, ycol, xlabel, ylabel, which) in PLOTS.items():
+        fig = Figure(figsize=(6.4, 4.2), dpi=100)
+        FigureCanvasAgg(fig)
+        ax = fig.add_subplot()
+        counts = {}
+        for m in methods:
+            if which == "tokens" and m.kind != "tokenizer":
+                continue
+            pts = []
+            for (name, kind, _), s in stats.items():
+                if name != m.name or (which == "bpp" and kind != "bpp"):
+                    continue
+                x, y = s[xcol], s[ycol]
+                if s["n"] == s["images"] and math.isfinite(x) and math.isfinite(y):
+                    pts.append((x, y))
+            pts.sort()
+            counts[m.name] = len(pts)
+            if pts:
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", ms=4, lw=1.6,
+                        color=_colour(m.name, order), label=m.label)
+        if which == "tokens":
+            ax.set_xscale("log")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.grid(True, alpha=0.3)
+        if any(counts.values()):
+            ax.legend(fontsize=8, loc="lower right")
+        fig.tight_layout()
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", metadata={"Software": None})
+        out[stem] = (buf.getvalue(), counts)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# The page
+# --------------------------------------------------------------------------------------------
+
+
+def _png_uri(img: np.ndarray | tuple[np.ndarray, np.ndarray]) -> str:
+    """A PNG data URI of an image array, or of a palette image ``(indices, palette)``."""
+    from PIL import Image
+
+    if isinstance(img, tuple):
+        index, palette = img
+        pil = Image.fromarray(index, "L").convert("P")
+        pil.putpalette(palette.reshape(-1).tolist())
+    else:
+        pil = Image.fromarray(img[:, :, 0] if img.ndim == 3 and img.shape[2] == 1 else img)
+    buf = io.BytesIO()
+    pil.save(buf, "PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def _show_map(values: np.ndarray, cmap: str, vmax: float | None = None, log: bool = False) -> tuple:
+    """A value map for the page: shrunk like the pictures, as a 64-colour palette image."""
+    if max(values.shape) > _SHOW_SIDE:
+        from PIL import Image
+
+        scale = _SHOW_SIDE / max(values.shape)
+        size = (max(1, round(values.shape[1] * scale)), max(1, round(values.shape[0] * scale)))
+        values = np.asarray(Image.fromarray(values.astype(np.float32), "F").resize(size, Image.Resampling.BOX))
+    return colorize_indexed(values, cmap, vmax, log, levels=64)
+
+
+def _show(img: np.ndarray) -> np.ndarray:
+    """Shrink a picture for the page if it is larger than ``_SHOW_SIDE``."""
+    from ..datasets import shrink
+
+    return shrink(img, _SHOW_SIDE) if max(img.shape[:2]) > _SHOW_SIDE else img
+
+
+def _e(x: Any) -> str:
+    return html.escape(str(x), quote=True)
+
+
+def _budget_label(kind: str, value: str) -> str:
+    return f"{value} bpp" if kind == "bpp" else f"{value} tokens"
+
+
+def _figure(uri: str, caption: str, attrs: str = "") -> str:
+    return f'<figure{attrs}><img src="{uri}" alt="{_e(caption)}"><figcaption>{caption}</figcaption></figure>'
+
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px auto;max-width:1400px;padding:0 16px;color:#222}
+h1{margin-bottom:4px} h2{margin-top:36px;border-bottom:1px solid #ddd;padding-bottom:4px} h3{margin:24px 0 6px}
+code{background:#f4f4f4;padding:1px 4px;border-radius:3px} .meta{color:#555}
+table{border-collapse:collapse;font-size:13px;margin:8px 0} th,td{border:1px solid #ddd;padding:3px 8px;text-align:right}
+th{background:#f6f6f6} td.l,th.l{text-align:left}
+.plots{display:flex;flex-wrap:wrap;gap:16px} .plots figure{margin:0}
+.plots img{width:560px;max-width:100%;border:1px solid #eee}
+ul.legend{list-style:none;padding:0;margin:4px 0;font-size:12px;display:flex;flex-wrap:wrap;gap:10px}
+ul.legend li::before{content:"";display:inline-block;width:18px;height:3px;margin-right:4px;vertical-align:middle;background:var(--c)}
+.strip{display:flex;flex-wrap:wrap;gap:6px;align-items:flex-start}
+.strip figure{margin:0;font-size:11px;max-width:260px} .strip img{display:block;max-width:256px;image-rendering:pixelated;border:1px solid #ddd}
+.strip figcaption{color:#444;padding:2px 0}
+.rowlabel{font-size:12px;color:#666;margin:6px 0 2px}
+.skipped li{font-size:13px} .note{color:#a33}
+"""
+
+
+def write_report(ev: Evaluation, out: str | Path, *, results: Sequence[dict[str, str]] | None = None) -> Path:
+    """Write ``results.csv`` (unless ``results`` are given), the plots, ``bd_rate.csv`` and
+    ``report.html`` for an evaluation into folder ``out``; return the report's path.
+
+    The page's numbers are read back from ``out/results.csv``.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if results is None:
+        write_results(ev, out / "results.csv")
+        results = read_results(out / "results.csv")
+    rows = list(results)
+    by_key = {(r["image"], r["method"], r["budget_kind"], r["budget"]): r for r in rows}
+    order = [m.name for m in ev.methods]
+
+    plots = plot_curves(rows, ev.methods)
+    (out / "plots").mkdir(exist_ok=True)
+    for stem, (png, _) in plots.items():
+        atomic_write_bytes(out / "plots" / f"{stem}.png", png)
+
+    rates = bd_rates(rows)
+    bd_csv = "method,bd_rate_psnr_percent,bd_rate_ms_ssim_percent,images\n" + "".join(
+        f"{m},{_fmt_pct(v['psnr'])},{_fmt_pct(v['ms_ssim'])},{int(v['n'])}\n" for m, v in rates.items())
+    atomic_write_bytes(out / "bd_rate.csv", bd_csv.encode())
+
+    parts = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+             f"<meta name='viewport' content='width=device-width, initial-scale=1'>"
+             f"<title>adatok evaluation: {_e(ev.config.get('data', ''))}</title><style>{_CSS}</style></head><body>"]
+    parts.append(_header(ev, rows))
+    parts.append(_summary_table(ev, rows))
+    parts.append(_bd_table(ev, rates))
+    parts.append(_plots_section(ev, plots, order))
+    parts.append(_images_section(ev, by_key, order))
+    parts.append(_results_table(rows))
+    parts.append("</body></html>\n")
+    path = out / "report.html"
+    atomic_write_bytes(path, "\n".join(parts).encode())
+    return path
+
+
+def _fmt_pct(v: float) -> str:
+    return f"{v:+.2f}" if math.isfinite(v) else ""
+
+
+def _header(ev: Evaluation, rows: Sequence[dict[str, str]]) -> str:
+    cfg = ev.config
+    budgets = ", ".join(_budget_label(k, budget_text(k, b)) for k, b in ev.budgets)
+    grid = cfg.get("grid")
+    grid_txt = ""
+    if grid:
+        grid_txt = (f"<li>grid baseline: {grid['codebook']}-entry k-means codebooks ({grid['bits']} bits a token) "
+                    f"for patch sides {', '.join(map(str, grid['patches']))} px, fitted on "
+                    f"{_e(grid['fitted_on'])} ({grid['train_images']} images), seed {cfg.get('seed')}"
+                    + (" (a codebook learned on the very images it codes: this flatters the grid)"
+                       if grid["fitted_on"] == "the evaluated images themselves" else "") + "</li>")
+    parts = [
+        "<h1>adatok evaluation</h1>",
+        f"<p class='meta'>data <b>{_e(cfg.get('data', '?'))}</b>{_e(cfg.get('data_note', ''))}: "
+        f"{len(ev.images)} images evaluated, {len(ev.skipped)} skipped · budgets: {_e(budgets)} · "
+        f"{len(rows)} rows in <code>results.csv</code></p>",
+        "<ul class='meta'>",
+        f"<li>methods: {_e(', '.join(m.label for m in ev.methods))}</li>",
+        grid_txt,
+        "<li>codecs get each bpp budget as a byte budget and run at their best setting within it; "
+        "JPEG 2000 is OpenJPEG at its strongest (irreversible 9/7, mct=1, rate control, raw codestream); "
+        "codecs have no tokens and sit out token budgets</li>",
+        "<li>PSNR over all channels of the 8-bit image; SSIM scikit-image's (Gaussian, mean over channels); "
+        "MS-SSIM sewar's (mean over channels)</li>",
+        f"<li>reproduce: <code>{_e(cfg.get('command', ''))}</code> (seed {cfg.get('seed')}; adatok "
+        f"{_e(cfg.get('adatok'))}, Python {_e(platform.python_version())}); a second run gives the same "
+        "numbers, timings aside</li>",
+        "</ul>",
+    ]
+    if ev.skipped:
+        parts.append(f"<details class='skipped' open><summary>{len(ev.skipped)} skipped</summary><ul id='skipped'>")
+        parts += [f"<li data-file='{_e(n)}'><code>{_e(n)}</code>: {_e(r)}</li>" for n, r in ev.skipped]
+        parts.append("</ul></details>")
+    return "\n".join(parts)
+
+
+def _summary_table(ev: Evaluation, rows: Sequence[dict[str, str]]) -> str:
+    stats = summarize(rows)
+    parts = ["<h2>Summary</h2>",
+             "<p>Mean PSNR (dB) and mean bits per pixel over the images; <span class='note'>n/N</span> where a "
+             "method met the budget on only n of N images.</p>",
+             "<table id='summary-table'><tr><th class='l'>method</th>"]
+    parts += [f"<th>{_e(_budget_label(k, budget_text(k, b)))}</th>" for k, b in ev.budgets]
+    parts.append("</tr>")
+    for m in ev.methods:
+        cells = []
+        for k, b in ev.budgets:
+            s = stats.get((m.name, k, budget_text(k, b)))
+            if s is None:
+                cells.append("<td>-</td>")
+                continue
+            partial = f" <span class='note'>{int(s['n'])}/{int(s['images'])}</span>" if s["n"] < s["images"] else ""
+            txt = f"{s['psnr']:.2f} dB @ {s['bpp']:.3f}" if s["n"] else "cannot"
+            cells.append(f"<td data-psnr='{s['psnr']:.3f}' data-bpp='{s['bpp']:.5f}'>{txt}{partial}</td>")
+        parts.append(f"<tr data-method='{_e(m.name)}'><td class='l'>{_e(m.label)}</td>{''.join(cells)}</tr>")
+    parts.append("</table>")
+    return "\n".join(parts)
+
+
+def _bd_table(ev: Evaluation, rates: dict[str, dict[str, float]]) -> str:
+    if not rates:
+        return "<h2>BD-rate</h2><p>No BD-rate: JPEG 2000 (<code>jp2</code>) was not among the baselines.</p>"
+    parts = ["<h2>BD-rate against JPEG 2000</h2>",
+             "<p>Bjontegaard delta rate over the bpp budgets, per image, then the mean: the extra bits a method "
+             "needs for the quality JPEG 2000 reaches (negative: fewer bits). Also in <code>bd_rate.csv</code>.</p>",
+             "<table id='bd-rate'><tr><th class='l'>method</th><th>BD-rate (PSNR)</th><th>BD-rate (MS-SSIM)</th>"
+             "<th>images</th></tr>"]
+    labels = {m.name: m.label for m in ev.methods}
+    for m, v in rates.items():
+        parts.append(f"<tr data-method='{_e(m)}'><td class='l'>{_e(labels.get(m, m))}</td>"
+                     f"<td>{_fmt_pct(v['psnr']) or 'n/a'} %</td><td>{_fmt_pct(v['ms_ssim']) or 'n/a'} %</td>"
+                     f"<td>{int(v['n'])}</td></tr>")
+    parts.append("</table>")
+    return "\n".join(parts)
+
+
+def _plots_section(ev: Evaluation, plots: dict[str, tuple[bytes, dict[str, int]]], order: list[str]) -> str:
+    labels = {m.name: m.label for m in ev.methods}
+    parts = ["<h2>Rate-distortion curves</h2>",
+             "<p>Means over the images; a point is drawn where the method met the budget on every image. "
+             "The PNG files are in <code>plots/</code>.</p><div class='plots'>"]
+    for stem, (png, counts) in plots.items():
+        uri = "data:image/png;base64," + base64.b64encode(png).decode()
+        legend = "".join(f"<li data-method='{_e(m)}' data-points='{n}' style='--c:{_colour(m, order)}'>"
+                         f"{_e(labels.get(m, m))} ({n} points)</li>" for m, n in counts.items())
+        parts.append(f"<figure class='plot' data-plot='{stem}'><img src='{uri}' alt='{stem}'>"
+                     f"<figcaption><ul class='legend'>{legend}</ul></figcaption></figure>")
+    parts.append("</div>")
+    return "\n".join(parts)
+
+
+def _caption(row: dict[str, str] | None, label: str, show_tokens: bool) -> str:
+    if row is None:
+        return f"{_e(label)}"
+    if row["bpp"] == "":
+        return f"{_e(label)}<br><span class='note'>{_e(row['note'])}</span>"
+    tok = f"{int(row['tokens']):,} tokens · " if show_tokens and row["tokens"] else ""
+    return (f"<b>{_e(label)}</b><br>{tok}<span data-col='bytes'>{row['bytes']}</span> bytes · "
+            f"<span data-col='bpp'>{row['bpp']}</span> bpp<br><span data-col='psnr'>{row['psnr']}</span> dB · "
+            f"SSIM <span data-col='ssim'>{row['ssim']}</span>")
+
+
+def _images_section(ev: Evaluation, by_key: dict, order: list[str]) -> str:
+    bpps = [b for k, b in ev.budgets if k == "bpp"]
+    mid = ("bpp", sorted(bpps)[(len(bpps) - 1) // 2]) if bpps else ev.budgets[(len(ev.budgets) - 1) // 2]
+    mid_s = budget_text(*mid)
+    shown = list(ev.originals)
+    parts = [f"<h2>Images</h2><p>The first {len(shown)} of {len(ev.images)} images. Error maps: absolute error, "
+             f"mean over channels, black 0 to white {ERROR_MAP_MAX:g} levels and above (magma). Token maps: where the "
+             "sequence's tokens land, each token counted once and spread over the pixels it covers (wavelet tokens: "
+             "2<sup>L</sup> x 2<sup>L</sup> pixels at level L; grid tokens: their patch), from dark (none) to "
+             "yellow (the densest 0.5 %) (viridis).</p>"]
+    for name in shown:
+        orig = ev.originals[name]
+        h, w, c = orig.shape
+        parts.append(f"<section class='image' data-image='{_e(name)}'><h3>{_e(name)} <small>{w}x{h}, "
+                     f"{'gray' if c == 1 else 'RGB'}</small></h3>")
+        parts.append(f"<div class='rowlabel'>every method at {_e(_budget_label(mid[0], mid_s))}</div>"
+                     "<div class='strip compare'>")
+        parts.append(_figure(_png_uri(_show(orig)), f"<b>original</b><br>{w}x{h}"))
+        for m in ev.methods:
+            shot = ev.shots.get((name, m.name, *mid))
+            row = by_key.get((name, m.name, mid[0], mid_s))
+            if row is None:
+                continue
+            if shot is None:
+                parts.append(f"<figure class='missing'><figcaption>{_caption(row, m.label, False)}</figcaption></figure>")
+            else:
+                parts.append(_figure(_png_uri(_show(shot.image)), _caption(row, m.label, m.kind == "tokenizer"),
+                                     f" data-method='{_e(m.name)}'"))
+        parts.append("</div>")
+        for m in ev.methods:
+            if m.kind != "tokenizer":
+                continue
+            recon, errs, heats = [], [], []
+            for k, b in ev.budgets:
+                bs = budget_text(k, b)
+                shot = ev.shots.get((name, m.name, k, b))
+                row = by_key.get((name, m.name, k, bs))
+                label = _budget_label(k, bs)
+                if shot is None:
+                    recon.append(f"<figure class='missing'><figcaption>{_caption(row, label, True)}</figcaption></figure>")
+                    continue
+                attrs = f" data-method='{_e(m.name)}' data-budget='{_e(k)}={_e(bs)}'"
+                recon.append(_figure(_png_uri(_show(shot.image)), _caption(row, label, True), attrs))
+                err = _show_map(error_map(orig, shot.image), "magma", vmax=ERROR_MAP_MAX)
+                mse_txt = f"error · {row['psnr']} dB" if row else "error"
+                errs.append(_figure(_png_uri(err), _e(f"{label}: {mse_txt}"), attrs))
+                heat = token_heatmap(shot.seq) if shot.seq is not None else None
+                if heat is not None:
+                    n = len(shot.seq)
+                    top = float(np.percentile(heat, 99.5)) or None
+                    heats.append(_figure(_png_uri(_show_map(heat, "viridis", vmax=top)),
+                                         _e(f"{label}: first {n:,} tokens"), attrs))
+            parts.append(f"<div class='tokenizer' data-method='{_e(m.name)}'>")
+            parts.append(f"<div class='rowlabel'><b>{_e(m.label)}</b>: reconstructions at growing budgets</div>"
+                         f"<div class='strip recon'>{''.join(recon)}</div>")
+            if errs:
+                parts.append(f"<div class='rowlabel'>error maps</div><div class='strip errors'>{''.join(errs)}</div>")
+            if heats:
+                parts.append(f"<div class='rowlabel'>where the tokens land</div>"
+                             f"<div class='strip heat'>{''.join(heats)}</div>")
+            parts.append("</div>")
+        parts.append("</section>")
+    return "\n".join(parts)
+
+
+def _results_table(rows: Sequence[dict[str, str]]) -> str:
+    cols = ["image", "method", "budget_kind", "budget", "tokens", "bytes", "bpp", "psnr", "ssim", "ms_ssim",
+            "encode_s", "decode_s", "setting", "note"]
+    parts = [f"<h2>All results</h2><details><summary>the {len(rows)} rows of <code>results.csv</code></summary>",
+             "<table id='results-table'><tr>" + "".join(f"<th>{c}</th>" for c in cols) + "</tr>"]
+    for r in rows:
+        attrs = " ".join(f"data-{c.replace('_', '-')}='{_e(r[c])}'" for c in cols if c != "note")
+        cells = "".join(f"<td{' class=l' if c in ('image', 'method', 'note') else ''}>{_e(r[c])}</td>" for c in cols)
+        parts.append(f"<tr {attrs}>{cells}</tr>")
+    parts.append("</table></details>")
+    return "\n".join(parts)

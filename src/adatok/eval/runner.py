@@ -1,0 +1,296 @@
+"""Rate-distortion runs: tokenizers and baselines over a dataset at a list of budgets.
+
+:func:`evaluate` runs every method on every image at every budget and returns an
+:class:`Evaluation`: one row per image x method x budget (a tidy table), what was skipped and
+why, and the reconstructions the report shows. :func:`write_results` writes the rows as CSV.
+
+* Tokenizers (``wavelet``, ``wavelet-lossless``, checkpoints, and the ``grid`` baseline) get each
+  budget as it is: ``Bpp(x)`` or ``Tokens(k)``. Bytes are those of the sequence's byte form;
+  encoding time covers image -> bytes, decoding time bytes -> image.
+* Codecs (``jpeg``, ``webp``, ``avif``, ``jp2``) get each ``Bpp(x)`` budget as a byte budget,
+  ``floor(x * H * W / 8)``, and run at their best setting within it (see
+  :mod:`adatok.eval.baselines`); they have no tokens, so they sit out ``Tokens(k)`` budgets. Their
+  times are of one encode and one decode at that setting (the search is not counted).
+* A method that cannot meet a budget on an image (a header larger than the budget, a codec whose
+  smallest file is larger) gets a row with empty measurements and a ``note`` saying why.
+
+Everything is seeded (the grid's training patches and k-means); the same inputs give the same
+rows, timings aside.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+import adatok
+
+from ..core.budget import Bpp, Tokens
+from ..core.errors import AdatokError
+from ..core.imageio import as_image, atomic_write_bytes
+from ..core.sequence import TokenSequence
+from .baselines import CODECS, GridTokenizer, codec
+from .metrics import quality
+
+__all__ = ["COLUMNS", "DEFAULT_BASELINES", "DEFAULT_BPP", "GRID_PATCHES", "MIN_SIDE", "Evaluation", "Method", "budget_text",
+           "evaluate", "read_results", "write_results"]
+
+#: Budgets in bits per pixel that ``adatok eval`` uses when none are given.
+DEFAULT_BPP: tuple[float, ...] = (0.1, 0.25, 0.5, 1.0)
+
+#: Baselines that run when none are named.
+DEFAULT_BASELINES: tuple[str, ...] = ("jpeg", "webp", "avif", "jp2", "grid")
+
+#: Patch sides the grid baseline may use; a run fits a codebook for each side its budgets need.
+GRID_PATCHES: tuple[int, ...] = (2, 3, 4, 5, 6, 8, 10, 12, 16, 24, 32, 48, 64)
+
+#: Images with a side shorter than this are skipped (MS-SSIM's 11-pixel window, and budgets of a
+#: few bytes that no method can meet).
+MIN_SIDE = 16
+
+#: The columns of ``results.csv``, in order.
+COLUMNS: tuple[str, ...] = ("image", "height", "width", "channels", "method", "kind", "budget_kind", "budget",
+                            "tokens", "bytes", "bpp", "psnr", "ssim", "ms_ssim", "encode_s", "decode_s", "setting",
+                            "note")
+
+# Decimal places of each measured column in results.csv (the report shows these very strings).
+_DIGITS = {"bpp": 5, "psnr": 3, "ssim": 5, "ms_ssim": 5, "encode_s": 4, "decode_s": 4}
+
+
+@dataclass(frozen=True)
+class Method:
+    """One line in the plots: a tokenizer or a codec.
+
+    Attributes:
+        name: as in ``results.csv`` (``"wavelet"``, ``"jp2"``, ``"grid"``).
+        label: display name (``"JPEG 2000"``).
+        kind: ``"tokenizer"`` or ``"codec"``.
+    """
+
+    name: str
+    label: str
+    kind: str
+
+
+@dataclass
+class Shot:
+    """One reconstruction kept for the report: the image, and the tokens it came from (tokenizers)."""
+
+    image: np.ndarray
+    seq: TokenSequence | None = None
+
+
+@dataclass
+class Evaluation:
+    """What :func:`evaluate` measured.
+
+    Attributes:
+        rows: one dict per image x method x budget, keys :data:`COLUMNS` (numbers as numbers,
+            ``None`` where a method could not meet the budget).
+        methods: the methods, in plot order.
+        budgets: ``("bpp", x)`` and ``("tokens", k)`` pairs, in order.
+        images: ids of the evaluated images, in order.
+        skipped: ``(id or path, reason)`` of images left out.
+        originals: the first ``keep`` images, by id (for the report).
+        shots: reconstructions of those images, by ``(image, method, budget_kind, budget)``.
+        config: what was run (data, tokenizers, baselines, budgets, seed, grid, command), for
+            the report's reproduction note.
+    """
+
+    rows: list[dict[str, Any]]
+    methods: list[Method]
+    budgets: list[tuple[str, float]]
+    images: list[str]
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    originals: dict[str, np.ndarray] = field(default_factory=dict)
+    shots: dict[tuple[str, str, str, float], Shot] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
+
+
+def _label(name: str) -> str:
+    if name in CODECS:
+        return CODECS[name].label
+    return name
+
+
+def _fmt(value: Any, column: str) -> str:
+    """A value as results.csv writes it."""
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        if math.isnan(value):
+            return ""
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        if column in _DIGITS:
+            return f"{value:.{_DIGITS[column]}f}"
+        return f"{value:.6g}"
+    return str(value)
+
+
+def budget_text(kind: str, value: float) -> str:
+    """A budget as results.csv writes it: ``"0.25"`` (bpp) or ``"5000"`` (tokens)."""
+    return _fmt(float(value), "budget") if kind == "bpp" else str(int(value))
+
+
+def evaluate(images: Sequence[tuple[str, np.ndarray]], tokenizers: Sequence[Any] = ("wavelet",),
+             bpp: Sequence[float] = DEFAULT_BPP, tokens: Sequence[int] = (),
+             baselines: Sequence[str] = DEFAULT_BASELINES, *, seed: int = 0, grid_codebook: int = 256,
+             grid_train: Sequence[np.ndarray] | None = None, skipped: Sequence[tuple[str, str]] = (),
+             keep: int = 8, config: dict[str, Any] | None = None,
+             progress: Callable[[int, int, str], None] | None = None) -> Evaluation:
+    """Run tokenizers and baselines over ``images`` at every budget.
+
+    Args:
+        images: ``(id, image)`` pairs (e.g. ``adatok.datasets.load(...).items()``).
+        tokenizers: names for :func:`adatok.load`, or tokenizer objects.
+        bpp: budgets in bits per pixel (of the coded bytes, headers included).
+        tokens: budgets in tokens (tokenizers only).
+        baselines: any of ``jpeg``, ``webp``, ``avif``, ``jp2`` and ``grid``.
+        seed: seeds the grid baseline (training patches and k-means).
+        grid_codebook: the grid's codebook size.
+        grid_train: images to fit the grid's codebooks on (default: ``images`` themselves).
+        skipped: ``(id, reason)`` already left out upstream (e.g. unreadable files), passed through.
+        keep: keep reconstructions of the first ``keep`` images for the report.
+        config: extra facts to record (dataset name, command line, ...).
+        progress: called as ``progress(done, total, what)`` after each image x method.
+
+    Raises:
+        AdatokError: no budget, an unknown baseline or tokenizer, or no image left to evaluate.
+    """
+    bpp = [float(b) for b in bpp]
+    tokens = [int(k) for k in tokens]
+    if not bpp and not tokens:
+        raise AdatokError("give at least one budget: --bpp or --tokens")
+    for b in bpp:
+        Bpp(b)  # validates
+    for k in tokens:
+        Tokens(k)
+    unknown = [b for b in baselines if b not in CODECS and b != "grid"]
+    if unknown:
+        raise AdatokError(f"unknown baseline {unknown[0]!r}: use any of {', '.join([*CODECS, 'grid'])}")
+    budgets = [("bpp", b) for b in bpp] + [("tokens", float(k)) for k in tokens]
+
+    skipped = list(skipped)
+    kept: list[tuple[str, np.ndarray]] = []
+    for name, img in images:
+        img = as_image(img, what=f"image {name!r}")
+        h, w = img.shape[:2]
+        if min(h, w) < MIN_SIDE:
+            skipped.append((name, f"too small ({w}x{h} pixels): evaluation needs at least {MIN_SIDE}x{MIN_SIDE}"))
+        else:
+            kept.append((name, img))
+    if not kept:
+        listing = "; ".join(f"{n}: {r}" for n, r in skipped[:5]) or "none given"
+        raise AdatokError(f"no images to evaluate ({len(skipped)} skipped: {listing})")
+
+    runners: list[tuple[Method, Any]] = []
+    for t in tokenizers:
+        tok = adatok.load(t) if isinstance(t, str) else t
+        runners.append((Method(tok.name, _label(tok.name), "tokenizer"), tok))
+    grid_info = None
+    if "grid" in baselines:
+        train = [as_image(im) for im in grid_train] if grid_train is not None else \
+            [im for _, im in kept]
+        planner = GridTokenizer({}, 3, {}, grid_codebook)
+        patches = sorted({planner.choose(img.shape, Bpp(b) if kind == "bpp" else Tokens(int(b)), GRID_PATCHES)[0]
+                          for _, img in kept for kind, b in budgets}, reverse=True)
+        grid = GridTokenizer.fit(train, patch=patches, codebook=grid_codebook, seed=seed)
+        runners.append((Method("grid", "grid (k-means)", "tokenizer"), grid))
+        grid_info = {"patches": list(grid.patches), "codebook": grid_codebook, "bits": grid.bits,
+                     "train_images": len(train), "fitted_on": "given training images" if grid_train is not None
+                     else "the evaluated images themselves"}
+    for name in baselines:
+        if name in CODECS:
+            runners.append((Method(name, CODECS[name].label, "codec"), codec(name)))
+
+    ev = Evaluation(rows=[], methods=[m for m, _ in runners], budgets=budgets, images=[n for n, _ in kept],
+                    skipped=skipped)
+    ev.config = {"tokenizers": [m.name for m, _ in runners if m.kind == "tokenizer" and m.name != "grid"],
+                 "baselines": list(baselines), "bpp": bpp, "tokens": tokens, "seed": seed, "grid": grid_info,
+                 "adatok": adatok.__version__, **(config or {})}
+    total = len(kept) * len(runners)
+    done = 0
+    for index, (name, img) in enumerate(kept):
+        keep_this = index < keep
+        if keep_this:
+            ev.originals[name] = img
+        for method, runner in runners:
+            cache: dict = {}  # a codec's files of this image, shared by its budgets
+            for kind, b in budgets:
+                if method.kind == "codec" and kind == "tokens":
+                    continue
+                row, shot = _measure(method, runner, img, kind, b, cache)
+                row = {"image": name, "height": img.shape[0], "width": img.shape[1], "channels": img.shape[2],
+                       "method": method.name, "kind": method.kind, "budget_kind": kind,
+                       "budget": b if kind == "bpp" else int(b), **row}
+                ev.rows.append(row)
+                if keep_this and shot is not None:
+                    ev.shots[(name, method.name, kind, b)] = shot
+            done += 1
+            if progress is not None:
+                progress(done, total, f"{name} {method.name}")
+    return ev
+
+
+def _measure(method: Method, runner: Any, img: np.ndarray, kind: str, b: float,
+             cache: dict | None = None) -> tuple[dict[str, Any], Shot | None]:
+    """Measure one method on one image at one budget: the row's measured columns, and the shot."""
+    empty = {c: None for c in ("tokens", "bytes", "bpp", "psnr", "ssim", "ms_ssim", "encode_s", "decode_s",
+                               "setting")}
+    h, w, c = img.shape
+    if method.kind == "codec":
+        nbytes = int(b * h * w / 8)
+        found = runner.at_most(img, nbytes, cache)
+        if found is None:
+            return {**empty, "note": f"{method.label} cannot make a file of at most {nbytes} bytes"}, None
+        data = found.data
+        enc_s = found.seconds  # the search's encode at the chosen setting
+        t0 = time.perf_counter()
+        rec = runner.decode(data, c)
+        dec_s = time.perf_counter() - t0
+        row = {"tokens": None, "bytes": len(data), "setting": found.setting}
+        seq = None
+    else:
+        budget = Bpp(b) if kind == "bpp" else Tokens(int(b))
+        to_bytes = getattr(runner, "to_bytes", None) or (lambda s: s.to_bytes())
+        from_bytes = getattr(runner, "from_bytes", None) or TokenSequence.from_bytes
+        try:
+            t0 = time.perf_counter()
+            seq, = runner.encode([img], budget)
+            data = to_bytes(seq)
+            t1 = time.perf_counter()
+            rec = runner.decode([from_bytes(data)])[0]
+            t2 = time.perf_counter()
+            enc_s, dec_s = t1 - t0, t2 - t1
+        except AdatokError as exc:
+            return {**empty, "note": str(exc)}, None
+        setting = seq.params.get("patch") if method.name == "grid" else None
+        row = {"tokens": len(seq), "bytes": len(data), "setting": None if setting is None else float(setting)}
+    rec = rec.reshape(img.shape)
+    row.update(bpp=8 * len(data) / (h * w), **quality(img, rec), encode_s=enc_s, decode_s=dec_s, note="")
+    return row, Shot(rec, seq)
+
+
+def write_results(ev: Evaluation, path) -> None:
+    """Write ``ev.rows`` to ``path`` as CSV (columns :data:`COLUMNS`), atomically."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(COLUMNS)
+    for row in ev.rows:
+        writer.writerow([budget_text(row["budget_kind"], row["budget"]) if col == "budget" else _fmt(row[col], col)
+                         for col in COLUMNS])
+    atomic_write_bytes(path, buf.getvalue().encode())
+
+
+def read_results(path) -> list[dict[str, str]]:
+    """The rows of a ``results.csv`` as dicts of strings (empty string: not measured)."""
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))

@@ -1,0 +1,322 @@
+"""``adatok.eval`` and ``adatok eval``: metrics, BD-rate, baselines, the grid tokenizer, runs and reports."""
+
+from __future__ import annotations
+
+import csv
+import html
+import importlib.util
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+import adatok
+from adatok import AdatokError, BudgetError, Bpp, Lossless, Quality, Tokens
+from adatok.cli import app
+from adatok.eval import (CODECS, COLUMNS, GridTokenizer, bd_rate, evaluate, ms_ssim, read_results, token_footprints,
+                         token_heatmap, write_report)
+
+ROOT = Path(__file__).resolve().parents[1]
+TIMING = {"encode_s", "decode_s"}
+
+
+def crops():
+    """Two small test images: an RGB and a gray crop of scikit-image's photos."""
+    from skimage import data
+
+    return [("astro", np.ascontiguousarray(data.astronaut()[80:144, 160:240])),
+            ("cam", np.ascontiguousarray(data.camera()[100:148, 200:264, None]))]
+
+
+# --- metrics and BD-rate --------------------------------------------------------------------------
+
+
+def test_ms_ssim():
+    (_, img), (_, gray) = crops()
+    assert ms_ssim(img, img) == pytest.approx(1.0)
+    noisy = np.clip(img.astype(int) + np.random.default_rng(0).integers(-30, 30, img.shape), 0, 255).astype(np.uint8)
+    assert 0.3 < ms_ssim(img, noisy) < 0.99
+    assert ms_ssim(gray, gray[::-1].copy()) < ms_ssim(gray, gray)
+    assert np.isnan(ms_ssim(img[:8, :8], img[:8, :8]))  # under one 11 x 11 window
+
+
+def test_bd_rate():
+    assert bd_rate([1, 2, 4], [30, 33, 36], [0.9, 1.8, 3.6], [30, 33, 36]) == pytest.approx(-10.0)
+    assert bd_rate([1, 2, 4], [30, 33, 36], [2, 4, 8], [30, 33, 36]) == pytest.approx(100.0)
+    assert np.isnan(bd_rate([1, 2], [30, 31], [1, 2], [40, 41]))  # no overlap
+    assert np.isnan(bd_rate([1], [30], [1, 2], [30, 31]))  # one point
+    # points that are not finite are dropped, not fatal
+    assert bd_rate([1, 2, 4, 8], [30, 33, 36, np.inf], [0.9, 1.8, 3.6, np.nan], [30, 33, 36, 40]) == \
+        pytest.approx(-10.0)
+
+
+def test_benchmark_uses_the_same_bd_rate():
+    spec = importlib.util.spec_from_file_location("rate_distortion", ROOT / "benchmarks" / "rate_distortion.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.bd_rate is bd_rate
+
+
+# --- codecs -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(CODECS))
+def test_codec_stays_within_budget(name):
+    (_, img), (_, gray) = crops()
+    codec = CODECS[name]
+    for image in (img, gray):
+        budget = image.shape[0] * image.shape[1] // 4  # 2 bpp
+        cache: dict = {}
+        found = codec.at_most(image, budget, cache)
+        assert found is not None and len(found.data) <= budget
+        assert len(found.data) >= 0.5 * budget
+        out = codec.decode(found.data, image.shape[2])
+        assert out.shape == image.shape and out.dtype == np.uint8
+        smaller = codec.at_most(image, budget // 2, cache)  # the cache is reused
+        assert smaller is not None and len(smaller.data) <= budget // 2 <= len(found.data)
+        assert codec.at_most(image, 20) is None  # below any file this codec can make
+
+
+def test_jp2_fills_its_budget():
+    (_, img), _ = crops()
+    found = CODECS["jp2"].at_most(img, 1000)
+    assert 900 <= len(found.data) <= 1000
+
+
+# --- the grid tokenizer -----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def grid():
+    return GridTokenizer.fit([img for _, img in crops()], patch=(16, 8, 4), codebook=32, seed=3)
+
+
+def test_grid_is_a_tokenizer(grid):
+    (_, img), (_, gray) = crops()
+    assert isinstance(grid, adatok.Tokenizer)
+    assert grid.patches == (16, 8, 4) and grid.channels == 3 and grid.vocab_size == 32 and grid.bits == 5
+    seq, seq_gray = grid.encode([img, gray[:, :, 0]])
+    assert len(seq) == (64 // 4) * (80 // 4) and seq.pos_fields == ("patch", "y", "x")
+    out, out_gray = grid.decode([seq, seq_gray])
+    assert out.shape == img.shape and out_gray.shape == gray.shape[:2]  # a 2-D image decodes to 2-D
+    assert adatok.core.metrics.psnr(img, out) > 18
+    # any prefix decodes, longer prefixes get closer
+    errs = [adatok.core.metrics.mse(img, grid.decode([seq.prefix(k)])[0]) for k in (0, 40, 160, len(seq))]
+    assert errs == sorted(errs, reverse=True)
+
+
+def test_grid_budgets(grid):
+    (_, img), _ = crops()
+    seq, = grid.encode([img], Tokens(100))  # 8-pixel patches: 8 x 10 = 80 tokens; 4-pixel: 320
+    assert len(seq) == 80 and seq.params["patch"] == 8
+    seq, = grid.encode([img], Tokens(3))  # less than the coarsest grid: its first tokens
+    assert len(seq) == 3 and seq.params["patch"] == 16
+    for x in (0.2, 0.5, 1.0):
+        seq, = grid.encode([img], Bpp(x))
+        assert len(grid.to_bytes(seq)) <= x * img.shape[0] * img.shape[1] / 8
+    with pytest.raises(BudgetError):
+        grid.encode([img], Bpp(0.001))
+    with pytest.raises(BudgetError):
+        grid.encode([img], Lossless())
+    coarse, = grid.encode([img], Quality(psnr=5))
+    assert coarse.params["patch"] == 16
+
+
+def test_grid_bytes_round_trip(grid):
+    (_, img), _ = crops()
+    for seq in (grid.encode([img])[0], grid.encode([img], Tokens(7))[0]):
+        data = grid.to_bytes(seq)
+        assert len(data) == grid.nbytes(len(seq))
+        back = grid.from_bytes(data)
+        np.testing.assert_array_equal(back.ids, seq.ids)
+        np.testing.assert_array_equal(back.pos, seq.pos)
+    with pytest.raises(adatok.ContainerError):
+        grid.from_bytes(data[:5])
+
+
+def test_grid_fit_is_seeded():
+    imgs = [img for _, img in crops()]
+    a = GridTokenizer.fit(imgs, patch=8, codebook=16, seed=1)
+    b = GridTokenizer.fit(imgs, patch=8, codebook=16, seed=1)
+    np.testing.assert_array_equal(a.codebooks[8], b.codebooks[8])
+
+
+# --- maps ------------------------------------------------------------------------------------------
+
+
+def test_wavelet_token_footprints():
+    seq = adatok.TokenSequence(np.zeros(3), np.array([[5, 3, 0, 0, 1, 2], [5, 1, 1, 0, 4, 0], [5, 2, 0, 0, 9, 9]]),
+                               (40, 30, 3), "wavelet", "1", {}, ("plane", "level", "band", "channel", "y", "x"))
+    boxes = token_footprints(seq)
+    assert boxes.tolist() == [[8, 16, 16, 24], [8, 10, 0, 2], [36, 40, 30, 30]]  # level 3, level 1, clipped
+    counts = token_heatmap(seq, spread=False)
+    assert counts[10, 20] == 1 and counts[9, 1] == 1 and counts[0, 0] == 0 and counts.sum() == 64 + 4
+    density = token_heatmap(seq)
+    assert density.sum() == pytest.approx(2.0)  # the third token covers no pixel
+    assert token_heatmap(seq, n=1).sum() == pytest.approx(1.0)
+
+
+def test_heatmap_of_real_sequences(grid):
+    (_, img), _ = crops()
+    seq, = adatok.load("wavelet").encode([img], Tokens(500))
+    heat = token_heatmap(seq)
+    assert heat.shape == img.shape[:2] and heat.sum() == pytest.approx(500)
+    gseq, = grid.encode([img], Tokens(10))
+    gheat = token_heatmap(gseq, spread=False)
+    assert (gheat[:32] == 1).all() and gheat[32:].sum() == 0  # 16-pixel patches in raster order: two rows of 5
+    slots = adatok.TokenSequence(np.zeros(2), np.array([[0], [1]]), (8, 8, 3), "slots", "1", {}, ("slot",))
+    assert token_heatmap(slots) is None
+
+
+# --- runs and reports ---------------------------------------------------------------------------------
+
+
+BPP = (1.0, 2.0, 4.0)
+
+
+@pytest.fixture(scope="module")
+def run_twice(tmp_path_factory):
+    """The same small evaluation, twice, each with its report."""
+    outs = []
+    for i in range(2):
+        out = tmp_path_factory.mktemp(f"eval{i}")
+        ev = evaluate(crops(), ["wavelet", "wavelet-lossless"], bpp=BPP, tokens=(300,), seed=0,
+                      config={"data": "crops", "command": "pytest"})
+        write_report(ev, out)
+        outs.append((ev, out))
+    return outs
+
+
+def test_results_are_tidy(run_twice):
+    ev, out = run_twice[0]
+    rows = read_results(out / "results.csv")
+    assert list(rows[0]) == list(COLUMNS)
+    methods = ["wavelet", "wavelet-lossless", "grid", "jpeg", "webp", "avif", "jp2"]
+    assert [m.name for m in ev.methods] == methods
+    # tokenizers: 3 bpp budgets + 1 token budget; codecs: the 3 bpp budgets
+    assert len(rows) == 2 * (3 * 4 + 4 * 3)
+    keys = {(r["image"], r["method"], r["budget_kind"], r["budget"]) for r in rows}
+    assert len(keys) == len(rows)
+    for r in rows:
+        if r["bpp"] == "":
+            assert r["note"]
+            continue
+        h, w = int(r["height"]), int(r["width"])
+        assert float(r["bpp"]) == pytest.approx(8 * int(r["bytes"]) / (h * w), abs=1e-5)
+        if r["budget_kind"] == "bpp":
+            assert float(r["bpp"]) <= float(r["budget"]) + 1e-9
+        else:
+            assert int(r["tokens"]) <= int(r["budget"])
+        assert 5 < float(r["psnr"]) and 0 < float(r["ssim"]) <= 1 and 0 < float(r["ms_ssim"]) <= 1
+        assert (r["tokens"] != "") == (r["kind"] == "tokenizer")
+    wav = [r for r in rows if r["method"] == "wavelet" and r["image"] == "astro" and r["budget_kind"] == "bpp"]
+    assert [float(r["psnr"]) for r in wav] == sorted(float(r["psnr"]) for r in wav)
+
+
+def test_second_run_gives_the_same_numbers(run_twice):
+    (_, a), (_, b) = run_twice
+    rows_a, rows_b = read_results(a / "results.csv"), read_results(b / "results.csv")
+    strip = lambda rows: [{k: v for k, v in r.items() if k not in TIMING} for r in rows]  # noqa: E731
+    assert strip(rows_a) == strip(rows_b)
+    assert (a / "bd_rate.csv").read_text() == (b / "bd_rate.csv").read_text()
+
+
+def test_report_numbers_are_those_of_results_csv(run_twice):
+    ev, out = run_twice[0]
+    rows = read_results(out / "results.csv")
+    page = (out / "report.html").read_text()
+    table = re.findall(r"<tr (data-image=.*?)>", page)
+    assert len(table) == len(rows)
+    for attrs, row in zip(table, rows, strict=True):
+        got = {k.replace("-", "_"): html.unescape(v) for k, v in re.findall(r"data-([\w-]+)='([^']*)'", attrs)}
+        assert got == {k: row[k] for k in got}
+        assert set(got) >= {"image", "method", "budget", "bpp", "psnr", "ssim", "ms_ssim", "tokens", "bytes"}
+    # the captions under the pictures quote the same strings
+    by_key = {(r["image"], r["method"], r["budget_kind"] + "=" + r["budget"]): r for r in rows}
+    figures = re.findall(r"<figure data-method='([^']+)' data-budget='([^']+)'><img[^>]*><figcaption>(.*?)</figcaption>",
+                         page)
+    assert figures
+    for section in re.split(r"<section class='image' data-image='", page)[1:]:
+        image = html.unescape(section.split("'", 1)[0])
+        for method, budget, caption in re.findall(
+                r"<figure data-method='([^']+)' data-budget='([^']+)'><img[^>]*><figcaption>(.*?)</figcaption>", section):
+            row = by_key[(image, method, budget)]
+            for col in ("bytes", "bpp", "psnr"):
+                if f"data-col='{col}'" in caption:
+                    assert f"<span data-col='{col}'>{row[col]}</span>" in caption
+    # the BD-rate table is bd_rate.csv
+    bd = list(csv.DictReader((out / "bd_rate.csv").open()))
+    assert {r["method"] for r in bd} == {"wavelet", "wavelet-lossless", "grid", "jpeg", "webp", "avif"}
+    for r in bd:
+        if r["bd_rate_psnr_percent"]:
+            assert f"{r['bd_rate_psnr_percent']} %" in page
+    for stem in ("psnr_bpp", "ssim_bpp", "ms_ssim_bpp", "psnr_tokens"):
+        assert (out / "plots" / f"{stem}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f"data-plot='{stem}'" in page
+
+
+def test_evaluate_rejects_bad_arguments():
+    with pytest.raises(AdatokError, match="budget"):
+        evaluate(crops(), bpp=(), tokens=())
+    with pytest.raises(AdatokError, match="unknown baseline 'png'"):
+        evaluate(crops(), baselines=("png",))
+    with pytest.raises(AdatokError, match="no images to evaluate"):
+        evaluate([("dot", np.zeros((1, 1, 3), np.uint8))])
+
+
+# --- the command line -------------------------------------------------------------------------------
+
+
+def test_cli_eval_on_a_messy_folder(tmp_path):
+    """A corrupt image, a text file and a 1x1 image: listed as skipped, with reasons; exit 0."""
+    from skimage import data
+
+    folder = tmp_path / "images"
+    (folder / "sub").mkdir(parents=True)
+    Image.fromarray(data.astronaut()[::8, ::8]).save(folder / "sub" / "astro.png")
+    png = bytearray((folder / "sub" / "astro.png").read_bytes())
+    png[200:260] = bytes(60)  # inside the image data: the header reads, the pixels do not
+    (folder / "corrupt.png").write_bytes(bytes(png))
+    (folder / "notes.txt").write_text("hello\n")
+    Image.fromarray(np.zeros((1, 1, 3), np.uint8)).save(folder / "dot.png")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["eval", "--data", str(folder), "--bpp", "1,2", "--baselines", "jpeg,jp2",
+                                      "--out", str(out)])
+    assert result.exit_code == 0, (result.output, result.exception)
+    text = re.sub(r"\s+", " ", result.output)
+    assert "skipped 3" in text
+    for name, why in (("corrupt.png", "corrupt"), ("notes.txt", "not an image"), ("dot.png", "too small")):
+        assert re.search(rf"{re.escape(name)}: [^\n]*{why}", result.output), result.output
+    assert str(out / "report.html") in text
+    rows = read_results(out / "results.csv")
+    assert {r["image"] for r in rows} == {"sub/astro.png"}
+    page = (out / "report.html").read_text()
+    assert page.count("<li data-file=") == 3
+
+
+def test_cli_eval_quiet_and_errors(tmp_path):
+    runner = CliRunner()
+    bad = runner.invoke(app, ["eval", "--data", "nope-nothing", "--out", str(tmp_path / "o")])
+    assert bad.exit_code == 2 and bad.stderr.startswith("error: unknown dataset")
+    bad = runner.invoke(app, ["eval", "--data", "samples", "--bpp", "0.1,lots", "--out", str(tmp_path / "o")])
+    assert bad.exit_code == 2 and "--bpp" in bad.stderr
+    bad = runner.invoke(app, ["eval", "--data", "samples", "--baselines", "png", "--out", str(tmp_path / "o")])
+    assert bad.exit_code == 2 and "unknown baseline" in bad.stderr
+    ok = runner.invoke(app, ["eval", "--data", "samples", "--limit", "1", "--max-side", "32", "--tokens", "200,800",
+                             "--baselines", "grid", "--quiet", "--out", str(tmp_path / "q")])
+    assert ok.exit_code == 0 and ok.output == ""
+    rows = read_results(tmp_path / "q" / "results.csv")
+    assert [(r["method"], r["budget_kind"], r["budget"]) for r in rows] == [
+        ("wavelet", "tokens", "200"), ("wavelet", "tokens", "800"), ("grid", "tokens", "200"), ("grid", "tokens", "800")]
+
+
+def test_eval_never_imports_torch():
+    code = ("import sys, numpy as np, adatok.eval as e, skimage.data as d\n"
+            "ev = e.evaluate([('a', d.astronaut()[:32, :32])], bpp=(2.0,), baselines=('jpeg', 'grid'))\n"
+            "assert 'torch' not in sys.modules, 'torch was imported'\n")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=300)
