@@ -489,5 +489,34 @@ def demo(
     _print_eval(ev, report, console)
 
 
+@app.command("saliency")
+@_reporting_errors
+def saliency_map(
+    image: Annotated[Path, typer.Argument(metavar="IMAGE", help="Image file (PNG, JPEG, WebP, TIFF, ...).",
+                                          show_default=False)],
+    out: Annotated[Path, typer.Argument(metavar="OUT.png", help="Map to write as an 8-bit gray PNG "
+                                        "(white = salient); written atomically.", show_default=False)],
+    method: Annotated[str, typer.Option(
+        "--method", "-m", metavar="METHOD",
+        help="auto (the three combined), spectral (spectral residual), gradient (multi-scale gradient "
+             "and local entropy) or centre (a centred Gaussian).")] = "auto",
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing on success.")] = False,
+) -> None:
+    """Write a training-free saliency map of an image, the same size as the image.
+
+    White (255) is most salient, black (0) least. The methods are those of adatok.core.saliency.
+    """
+    from adatok.core.saliency import saliency, write_map
+
+    if not str(out).lower().endswith(".png"):
+        raise AdatokError(f"{out}: saliency maps are written as PNG; give a path ending in .png")
+    img = read_image(image)
+    write_map(out, saliency(img, method))
+    if not quiet:
+        typer.echo(f"{out}: {method} saliency map, {img.shape[0]}x{img.shape[1]}")
+
+
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()

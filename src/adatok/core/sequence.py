@@ -10,8 +10,8 @@ Byte layout (fixed-width integers big-endian; ``varint`` = LEB128; ``str`` = u8 
       tok_ver    str       that tokenizer's version
       codec      str       how the payload is coded
       ndim       u8        then one varint per dimension of the image shape
-      n_tokens   varint    tokens in the full sequence
-      payload    varint    payload length in bytes
+      n_tokens   u32       tokens in the full sequence
+      payload    u32       payload length in bytes
       n_chunks   u8        then a u16 per chunk: CRC-32 (low 16 bits) of each payload chunk
       params     JSON      the rest of the header: what the decoder needs (tokenizer-specific)
     header_crc   u32       CRC-32 of the version, header_len and header bytes
@@ -62,8 +62,9 @@ class TokenSequence:
     version: str
     params: Mapping[str, Any] = field(default_factory=dict)
     pos_fields: tuple[str, ...] = ()
-    #: Coded payloads already made for these exact ids, by codec name (spares re-coding them).
-    payload_cache: dict = field(default_factory=dict, repr=False, compare=False)
+    #: What a tokenizer already computed for these exact ids (coded payloads by codec name, the
+    #: decoder's state): spares doing it again. Not part of the sequence's value; ``prefix`` drops it.
+    cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         ids = np.ascontiguousarray(self.ids, dtype=np.int32).reshape(-1)
@@ -101,9 +102,10 @@ class TokenSequence:
         from .registry import load
 
         codec = getattr(load(self.tokenizer), "payload_codec", None) or RAW_CODEC
-        payload = self.payload_cache.get(codec.codec_name)
+        key = "payload:" + codec.codec_name
+        payload = self.cache.get(key)
         if payload is None:
-            payload = self.payload_cache[codec.codec_name] = codec.pack(self)
+            payload = self.cache[key] = codec.pack(self)
         return _container(self, codec.codec_name, payload)
 
     @classmethod
@@ -124,8 +126,9 @@ class TokenSequence:
         if codec.codec_name != header["codec"]:
             raise ContainerError(f"payload codec {header['codec']!r} is not the one {header['tokenizer']!r} uses "
                                  f"({codec.codec_name!r}): the file is corrupt or from another adatok")
-        ids = codec.unpack(header, payload)
-        return tok.sequence_from_ids(ids, header)
+        if hasattr(codec, "unpack_sequence"):  # ids and positions in one pass
+            return codec.unpack_sequence(header, payload)
+        return tok.sequence_from_ids(codec.unpack(header, payload), header)
 
 
 def _chunking(payload_len: int) -> tuple[int, int]:
@@ -198,7 +201,7 @@ def _container(seq: TokenSequence, codec: str, payload: bytes) -> bytes:
     header = b"".join([
         _str(seq.tokenizer), _str(seq.version), _str(codec),
         bytes([len(seq.shape)]), *(_varint(d) for d in seq.shape),
-        _varint(len(seq)), _varint(len(payload)),
+        struct.pack(">II", len(seq), len(payload)),
         struct.pack(f">B{n}H", n, *crcs),
         json.dumps(dict(seq.params), sort_keys=True, separators=(",", ":")).encode(),
     ])
@@ -209,12 +212,12 @@ def _container(seq: TokenSequence, codec: str, payload: bytes) -> bytes:
 
 
 def container_overhead(seq: TokenSequence, payload_len: int) -> int:
-    """Bytes the container adds around a payload of ``payload_len`` bytes for ``seq`` (an upper
-    bound when ``len(seq)`` is not yet known: it counts the widest token count)."""
+    """Bytes the container adds around a payload of ``payload_len`` bytes for ``seq`` (whatever its
+    token count: the counts are fixed-width, so a bit budget is met in one coding pass)."""
     big = TokenSequence(np.zeros(0, np.int32), np.zeros((0, 0), np.int32), seq.shape, seq.tokenizer,
                         seq.version, seq.params, seq.pos_fields)
     head = len(_container(big, "cabac", b"\0" * payload_len)) - payload_len
-    return head + len(_varint(2**35)) - 1  # room for the token count's varint
+    return head
 
 
 def header_size(data: bytes) -> int:
@@ -250,8 +253,7 @@ def parse_container(data: bytes) -> tuple[dict, bytes]:
     r = _Reader(data[m + 3 : end])
     header = {"tokenizer": r.str(), "version": r.str(), "codec": r.str()}
     header["shape"] = [r.varint() for _ in range(r.u8())]
-    header["n_tokens"] = r.varint()
-    header["payload_len"] = r.varint()
+    header["n_tokens"], header["payload_len"] = struct.unpack(">II", r.take(8))
     n = r.u8()
     crcs = struct.unpack(f">{n}H", r.take(2 * n))
     try:

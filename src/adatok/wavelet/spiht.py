@@ -121,37 +121,43 @@ def set_maxima(mag, parent):
 # Encoder state es: [low, range, cache, pending, outpos, first]; decoder state ds: [code, range, inpos].
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _put(out, es, byte):
+    """Append a byte (the caller keeps ``out`` large enough: see :func:`_room`)."""
     if es[5] == 1:  # the first byte out is always 0: leave it out (the decoder knows)
         es[5] = 0
-        return out
-    if es[4] >= out.shape[0]:
-        bigger = np.empty(out.shape[0] * 2 + 64, np.uint8)
-        bigger[: out.shape[0]] = out
-        out = bigger
+        return
     out[es[4]] = byte
     es[4] += 1
-    return out
 
 
 @njit(cache=True)
+def _room(out, es):
+    """``out`` with room for what one more token can write (its pending bytes included)."""
+    need = es[4] + es[3] + 32
+    if need <= out.shape[0]:
+        return out
+    bigger = np.empty(max(2 * out.shape[0], need + 1024), np.uint8)
+    bigger[: es[4]] = out[: es[4]]
+    return bigger
+
+
+@njit(cache=True, inline="always")
 def _shift_low(out, es):
     low = es[0]
     if low < 0xFF000000 or low >= 0x100000000:
         carry = low >> 32
-        out = _put(out, es, (es[2] + carry) & 0xFF)
+        _put(out, es, (es[2] + carry) & 0xFF)
         for _ in range(es[3]):
-            out = _put(out, es, (0xFF + carry) & 0xFF)
+            _put(out, es, (0xFF + carry) & 0xFF)
         es[3] = 0
         es[2] = (low >> 24) & 0xFF
     else:
         es[3] += 1
     es[0] = (low & 0x00FFFFFF) << 8
-    return out
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _encode_bit(out, es, prob, cnt, ctx, bit):
     p = prob[ctx, 0]
     bound = (es[1] >> 16) * p
@@ -163,8 +169,7 @@ def _encode_bit(out, es, prob, cnt, ctx, bit):
     _adapt(prob, cnt, ctx, bit)
     while es[1] < 0x1000000:
         es[1] <<= 8
-        out = _shift_low(out, es)
-    return out
+        _shift_low(out, es)
 
 
 @njit(cache=True)
@@ -178,13 +183,14 @@ def _finish(out, es):
         if v + step <= low + rng:
             break
     es[0] = v
+    out = _room(out, es)
     # out the pending cache and 0xFF bytes (with the carry of v), then the top k bytes of v
     carry = v >> 32
-    out = _put(out, es, (es[2] + carry) & 0xFF)
+    _put(out, es, (es[2] + carry) & 0xFF)
     for _ in range(es[3]):
-        out = _put(out, es, (0xFF + carry) & 0xFF)
+        _put(out, es, (0xFF + carry) & 0xFF)
     for j in range(k):
-        out = _put(out, es, (v >> (24 - 8 * j)) & 0xFF)
+        _put(out, es, (v >> (24 - 8 * j)) & 0xFF)
     return out[: es[4]]
 
 
@@ -226,7 +232,7 @@ def _done(code, out, es, cnt, stats):
     return out[:0]
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _next_byte(data, ds, pad):
     i = ds[2]
     ds[2] += 1
@@ -235,7 +241,7 @@ def _next_byte(data, ds, pad):
     return np.int64(pad)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _decode_bit(data, ds, pad, prob, cnt, ctx):
     p = prob[ctx, 0]
     bound = (ds[1] >> 16) * p
@@ -253,7 +259,11 @@ def _decode_bit(data, ds, pad, prob, cnt, ctx):
     return bit
 
 
-@njit(cache=True)
+# 65536 / (n + 2) for the running-average phase, so that adapting needs no division.
+_RECIP = np.array([(1 << 16) // (n + 2) for n in range(_RATE_LIMIT + 1)], dtype=np.int64)
+
+
+@njit(cache=True, inline="always")
 def _adapt(prob, cnt, ctx, bit):
     """Two estimates per context, a fast and a slow one (both start as running averages from
     the prior's count); the coder uses their mean, which tracks changes and still settles.
@@ -263,8 +273,8 @@ def _adapt(prob, cnt, ctx, bit):
     if n < _RATE_LIMIT:
         cnt[ctx, 0] = n + 1
     target = 0 if bit else _PROB_ONE
-    fast = prob[ctx, 1] + (target - prob[ctx, 1]) // (min(n, _FAST) + 2)
-    slow = prob[ctx, 2] + (target - prob[ctx, 2]) // (n + 2)
+    fast = prob[ctx, 1] + (((target - prob[ctx, 1]) * _RECIP[n if n < _FAST else _FAST]) >> 16)
+    slow = prob[ctx, 2] + (((target - prob[ctx, 2]) * _RECIP[n]) >> 16)
     prob[ctx, 1] = fast
     prob[ctx, 2] = slow
     p = (fast + slow) >> 1
@@ -433,6 +443,8 @@ def walk(src, code, nmax, max_tokens, max_bytes, mag, sgn, ids_in, data, pad, pr
                 return OK, t, ids[:t], tnode[:t], tplane[:t], value, low, neg, _done(code, out, es, cnt, stats)
             if t >= ids.shape[0]:
                 ids, tnode, tplane = _grow(ids, tnode, tplane)
+            if code:
+                out = _room(out, es)
             # coefficient significance decision (from the LIP)
             tok = 0
             if src == SRC_COEF:
@@ -451,11 +463,11 @@ def walk(src, code, nmax, max_tokens, max_bytes, mag, sgn, ids_in, data, pad, pr
                     else:
                         tok = SIG0
                 else:
-                    out = _encode_bit(out, es, prob, cnt, ctx, 0 if tok == SIG0 else 1)
+                    _encode_bit(out, es, prob, cnt, ctx, 0 if tok == SIG0 else 1)
                     if tok != SIG0:
                         _, _, _, sc = _neighbours(i, low, neg, nx, ny, nw, nh)
                         sctx = CTX_SIGN + ncls[i] * _SIGN_SUB + sc
-                        out = _encode_bit(out, es, prob, cnt, sctx, 1 if tok == SIG_NEG else 0)
+                        _encode_bit(out, es, prob, cnt, sctx, 1 if tok == SIG_NEG else 0)
             ids[t] = tok
             tnode[t] = i
             tplane[t] = plane
@@ -492,6 +504,8 @@ def walk(src, code, nmax, max_tokens, max_bytes, mag, sgn, ids_in, data, pad, pr
                 return OK, t, ids[:t], tnode[:t], tplane[:t], value, low, neg, _done(code, out, es, cnt, stats)
             if t >= ids.shape[0]:
                 ids, tnode, tplane = _grow(ids, tnode, tplane)
+            if code:
+                out = _room(out, es)
             if not is_b:
                 tok = 0
                 if src == SRC_COEF:
@@ -507,7 +521,7 @@ def walk(src, code, nmax, max_tokens, max_bytes, mag, sgn, ids_in, data, pad, pr
                     if src == SRC_AC:
                         tok = D1 if _decode_bit(data, ds, pad, prob, cnt, ctx) else D0
                     else:
-                        out = _encode_bit(out, es, prob, cnt, ctx, 1 if tok == D1 else 0)
+                        _encode_bit(out, es, prob, cnt, ctx, 1 if tok == D1 else 0)
                 ids[t] = tok
                 tnode[t] = i
                 tplane[t] = plane
@@ -534,6 +548,8 @@ def walk(src, code, nmax, max_tokens, max_bytes, mag, sgn, ids_in, data, pad, pr
                             return OK, t, ids[:t], tnode[:t], tplane[:t], value, low, neg, _done(code, out, es, cnt, stats)
                         if t >= ids.shape[0]:
                             ids, tnode, tplane = _grow(ids, tnode, tplane)
+                        if code:
+                            out = _room(out, es)
                         tok = 0
                         if src == SRC_COEF:
                             tok = (SIG_NEG if sgn[k] else SIG_POS) if mag[k] >= thr else SIG0
@@ -552,11 +568,11 @@ def walk(src, code, nmax, max_tokens, max_bytes, mag, sgn, ids_in, data, pad, pr
                                     tok = SIG0
                             else:
                                 if not forced:
-                                    out = _encode_bit(out, es, prob, cnt, ctx, 0 if tok == SIG0 else 1)
+                                    _encode_bit(out, es, prob, cnt, ctx, 0 if tok == SIG0 else 1)
                                 if tok != SIG0:
                                     _, _, _, sc = _neighbours(k, low, neg, nx, ny, nw, nh)
                                     sctx = CTX_SIGN + ncls[k] * _SIGN_SUB + sc
-                                    out = _encode_bit(out, es, prob, cnt, sctx, 1 if tok == SIG_NEG else 0)
+                                    _encode_bit(out, es, prob, cnt, sctx, 1 if tok == SIG_NEG else 0)
                         ids[t] = tok
                         tnode[t] = k
                         tplane[t] = plane
@@ -600,7 +616,7 @@ def walk(src, code, nmax, max_tokens, max_bytes, mag, sgn, ids_in, data, pad, pr
                     elif src == SRC_AC:
                         tok = L1 if _decode_bit(data, ds, pad, prob, cnt, ctx) else L0
                     else:
-                        out = _encode_bit(out, es, prob, cnt, ctx, 1 if tok == L1 else 0)
+                        _encode_bit(out, es, prob, cnt, ctx, 1 if tok == L1 else 0)
                 ids[t] = tok
                 tnode[t] = i
                 tplane[t] = plane
@@ -631,6 +647,8 @@ def walk(src, code, nmax, max_tokens, max_bytes, mag, sgn, ids_in, data, pad, pr
                 return OK, t, ids[:t], tnode[:t], tplane[:t], value, low, neg, _done(code, out, es, cnt, stats)
             if t >= ids.shape[0]:
                 ids, tnode, tplane = _grow(ids, tnode, tplane)
+            if code:
+                out = _room(out, es)
             tok = 0
             if src == SRC_COEF:
                 tok = REF1 if (mag[i] >> plane) & 1 else REF0
@@ -645,7 +663,7 @@ def walk(src, code, nmax, max_tokens, max_bytes, mag, sgn, ids_in, data, pad, pr
                 if src == SRC_AC:
                     tok = REF1 if _decode_bit(data, ds, pad, prob, cnt, ctx) else REF0
                 else:
-                    out = _encode_bit(out, es, prob, cnt, ctx, 1 if tok == REF1 else 0)
+                    _encode_bit(out, es, prob, cnt, ctx, 1 if tok == REF1 else 0)
             ids[t] = tok
             tnode[t] = i
             tplane[t] = plane

@@ -229,10 +229,11 @@ class WaveletTokenizer:
             if isinstance(budget, Bpp):
                 seq = self._encode_bytes(img, np.shape(image), layout, coef, params, budget)
             else:
-                _, _, ids, node, plane, _, _, _, _ = spiht.walk(
+                _, _, ids, node, plane, value, low, neg, _ = spiht.walk(
                     spiht.SRC_COEF, False, params["nmax"], limit, -1, mag, coef < 0, _NO_IDS, _NO_BYTES, 0,
                     *self._walk_args(layout, params))
                 seq = self._sequence(ids, node, plane, layout, np.shape(image), params)
+                seq.cache["state"] = (value, low, neg)
             if isinstance(budget, Quality):
                 mask = roi_map >= 0.5 if budget.region == "roi" else None
                 seq = seq.prefix(self._shortest_prefix(seq, img, budget, mask))
@@ -249,12 +250,15 @@ class WaveletTokenizer:
         """Rebuild a sequence (positions included) from ids and a container header."""
         shape, params, layout = self._from_header(header)
         ids = np.asarray(ids, dtype=np.int32)[: header["n_tokens"]]
-        _, _, _, node, plane = self._replay(ids, layout, params)
-        pos = np.concatenate([plane[:, None].astype(np.int32), layout.node_pos[node]], axis=1)
-        return TokenSequence(ids, pos, shape, self.name, self.version, params, self.pos_fields)
+        value, low, neg, node, plane = self._replay(ids, layout, params)
+        seq = self._sequence(ids, node, plane, layout, shape, params)
+        seq.cache["state"] = (value, low, neg)
+        return seq
 
     def _sequence(self, ids, node, plane, layout: Layout, shape, params: dict) -> TokenSequence:
-        pos = np.concatenate([plane[:, None].astype(np.int32), layout.node_pos[node]], axis=1)
+        pos = np.empty((len(ids), 6), np.int32)
+        pos[:, 0] = plane
+        np.take(layout.node_pos, node, axis=0, out=pos[:, 1:])
         return TokenSequence(ids, pos, shape, self.name, self.version, params, self.pos_fields)
 
     def _encode_bytes(self, img, shape, layout: Layout, coef, params: dict, budget: Bpp) -> TokenSequence:
@@ -272,7 +276,7 @@ class WaveletTokenizer:
                 spiht.SRC_COEF, True, int(params["nmax"]), -1, payload_max, mag, coef < 0, _NO_IDS, _NO_BYTES,
                 0, *self._walk_args(layout, params))
             seq = self._sequence(ids, node, plane, layout, shape, params)
-            seq.payload_cache[CODEC] = out.tobytes()
+            seq.cache["payload:" + CODEC] = out.tobytes()
             size = len(seq.to_bytes())
             if size > total:
                 payload_max -= size - total
@@ -306,23 +310,33 @@ class WaveletTokenizer:
         return out.tobytes()
 
     def unpack(self, header: dict, payload: bytes) -> np.ndarray:
-        """Token ids from a payload, or the longest prefix a cut payload determines.
+        """Token ids from a payload, or the longest prefix a cut payload determines."""
+        return self.unpack_sequence(header, payload).ids
+
+    def unpack_sequence(self, header: dict, payload: bytes) -> TokenSequence:
+        """The sequence (positions included, decoder state cached) a payload codes, in one pass.
 
         A cut payload is decoded twice, reading past its end as all-zero and as all-one bytes: the
         tokens both agree on are those every continuation of the bytes gives.
         """
         shape, params, layout = self._from_header(header)
         n = int(header["n_tokens"])
-        data = np.frombuffer(payload, np.uint8)
+        data = np.frombuffer(payload, np.uint8).copy()  # writable: the type walk is compiled for
         args = (spiht.SRC_AC, False, int(params["nmax"]), n, -1, _NO_MAG, _NO_SGN, _NO_IDS, data)
-        ids0 = spiht.walk(*args, 0, *self._walk_args(layout, params))[2]
-        if len(payload) >= int(header["payload_len"]):
-            return ids0.astype(np.int32)
-        ids1 = spiht.walk(*args, 255, *self._walk_args(layout, params))[2]
-        m = min(len(ids0), len(ids1))
-        differ = np.nonzero(ids0[:m] != ids1[:m])[0]
-        k = int(differ[0]) if len(differ) else m
-        return ids0[:k].astype(np.int32)
+        _, k, ids, node, plane, value, low, neg, _ = spiht.walk(*args, 0, *self._walk_args(layout, params))
+        if len(payload) < int(header["payload_len"]):
+            ids1 = spiht.walk(*args, 255, *self._walk_args(layout, params))[2]
+            m = min(len(ids), len(ids1))
+            differ = np.nonzero(ids[:m] != ids1[:m])[0]
+            k = int(differ[0]) if len(differ) else m
+            if k < len(ids):  # the decoder state went past the determined prefix: walk it again
+                ids = ids[:k]
+                _, _, _, node, plane, value, low, neg, _ = spiht.walk(
+                    spiht.SRC_IDS, False, int(params["nmax"]), -1, -1, _NO_MAG, _NO_SGN, ids, _NO_BYTES, 0,
+                    *self._walk_args(layout, params))
+        seq = self._sequence(ids, node, plane, layout, shape, params)
+        seq.cache["state"] = (value, low, neg)
+        return seq
 
     # --- helpers -------------------------------------------------------------------------------
 
@@ -388,7 +402,11 @@ class WaveletTokenizer:
             raise InvalidTokensError(f"expected a TokenSequence, got {type(seq).__name__}")
         self._check_header(seq.tokenizer, seq.version)
         layout = self._layout(seq.shape, seq.params)
-        value, low, neg, _, _ = self._replay(seq.ids, layout, seq.params)
+        state = seq.cache.get("state")
+        if state is None:
+            value, low, neg, _, _ = self._replay(seq.ids, layout, seq.params)
+        else:
+            value, low, neg = state
         img = self._synthesize(layout, spiht.reconstruct(value, low, neg, self.bias))
         return img.reshape(seq.shape)
 
