@@ -5,7 +5,8 @@ coefficients over it, as JPEG 2000's Maxshift scales ROI coefficients up, but gr
 coefficient gets ``round(ROI_SHIFT * m)`` extra planes, where ``m`` is the largest map value over
 the image area the coefficient covers. Shifted coefficients reach every bit-plane earlier, so the
 region is refined first; no token is spent on the planes below a coefficient's own bit 0, so the
-full sequence is the same length and ``wavelet-lossless`` stays bit-exact.
+full sequence is about as long as without a region (the set partitioning changes a little: on
+64x64 noise, 32,170 -> 32,258 tokens) and ``wavelet-lossless`` stays bit-exact.
 
 What the decoder needs travels in the sequence's params (and so in the ``.atk`` header): the map
 max-pooled to a grid of ``2**g``-pixel cells (``g = levels - 2``, e.g. 16-pixel cells for a
