@@ -47,8 +47,10 @@ PLOTS: dict[str, tuple[str, str, str, str, str]] = {
     "psnr_bpp": ("bpp", "psnr", "bits per pixel", "PSNR (dB)", "bpp"),
     "ssim_bpp": ("bpp", "ssim", "bits per pixel", "SSIM", "bpp"),
     "ms_ssim_bpp": ("bpp", "ms_ssim", "bits per pixel", "MS-SSIM", "bpp"),
-    "psnr_tokens": ("tokens", "psnr", "tokens", "PSNR (dB)", "tokens"),
+    "psnr_tokens": ("tokens", "psnr", "tokens (log scale)", "PSNR (dB)", "tokens"),
 }
+_TITLES = {"psnr_bpp": "PSNR against bits per pixel", "ssim_bpp": "SSIM against bits per pixel",
+           "ms_ssim_bpp": "MS-SSIM against bits per pixel", "psnr_tokens": "PSNR against tokens (tokenizers)"}
 
 _COLOURS = {"wavelet": "#d62728", "wavelet-lossless": "#ff7f0e", "grid": "#7f7f7f", "jpeg": "#1f77b4",
             "webp": "#2ca02c", "avif": "#9467bd", "jp2": "#111111"}
@@ -162,6 +164,7 @@ def plot_curves(rows: Sequence[dict[str, str]], methods: Sequence[Method]) -> di
                         color=_colour(m.name, order), label=m.label)
         if which == "tokens":
             ax.set_xscale("log")
+        ax.set_title(_TITLES[stem], fontsize=11)
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
         ax.grid(True, alpha=0.3)
@@ -230,7 +233,7 @@ h1{margin-bottom:4px} h2{margin-top:36px;border-bottom:1px solid #ddd;padding-bo
 code{background:#f4f4f4;padding:1px 4px;border-radius:3px} .meta{color:#555}
 table{border-collapse:collapse;font-size:13px;margin:8px 0} th,td{border:1px solid #ddd;padding:3px 8px;text-align:right}
 th{background:#f6f6f6} td.l,th.l{text-align:left}
-.plots{display:flex;flex-wrap:wrap;gap:16px} .plots figure{margin:0}
+.plots{display:flex;flex-wrap:wrap;gap:16px} .plots figure{margin:0;width:560px;max-width:100%}
 .plots img{width:560px;max-width:100%;border:1px solid #eee}
 ul.legend{list-style:none;padding:0;margin:4px 0;font-size:12px;display:flex;flex-wrap:wrap;gap:10px}
 ul.legend li::before{content:"";display:inline-block;width:18px;height:3px;margin-right:4px;vertical-align:middle;background:var(--c)}
@@ -364,9 +367,11 @@ def _bd_table(ev: Evaluation, rates: dict[str, dict[str, float]]) -> str:
 
 def _plots_section(ev: Evaluation, plots: dict[str, tuple[bytes, dict[str, int]]], order: list[str]) -> str:
     labels = {m.name: m.label for m in ev.methods}
+    vocab = ", ".join(f"{m.label}: {m.vocab:,} symbols" for m in ev.methods if m.vocab)
     parts = ["<h2>Rate-distortion curves</h2>",
              "<p>Means over the images; a point is drawn where the method met the budget on every image. "
-             "The PNG files are in <code>plots/</code>.</p><div class='plots'>"]
+             f"The PNG files are in <code>plots/</code>. A token is not a bit: vocabularies differ ({_e(vocab)}).</p>"
+             "<div class='plots'>"]
     for stem, (png, counts) in plots.items():
         uri = "data:image/png;base64," + base64.b64encode(png).decode()
         legend = "".join(f"<li data-method='{_e(m)}' data-points='{n}' style='--c:{_colour(m, order)}'>"

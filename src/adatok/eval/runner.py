@@ -72,11 +72,13 @@ class Method:
         name: as in ``results.csv`` (``"wavelet"``, ``"jp2"``, ``"grid"``).
         label: display name (``"JPEG 2000"``).
         kind: ``"tokenizer"`` or ``"codec"``.
+        vocab: a tokenizer's vocabulary size (``None`` for codecs).
     """
 
     name: str
     label: str
     kind: str
+    vocab: int | None = None
 
 
 @dataclass
@@ -194,7 +196,7 @@ def evaluate(images: Sequence[tuple[str, np.ndarray]], tokenizers: Sequence[Any]
     runners: list[tuple[Method, Any]] = []
     for t in tokenizers:
         tok = adatok.load(t) if isinstance(t, str) else t
-        runners.append((Method(tok.name, _label(tok.name), "tokenizer"), tok))
+        runners.append((Method(tok.name, _label(tok.name), "tokenizer", int(tok.vocab_size)), tok))
     grid_info = None
     if "grid" in baselines:
         train = [as_image(im) for im in grid_train] if grid_train is not None else \
@@ -203,7 +205,7 @@ def evaluate(images: Sequence[tuple[str, np.ndarray]], tokenizers: Sequence[Any]
         patches = sorted({planner.choose(img.shape, Bpp(b) if kind == "bpp" else Tokens(int(b)), GRID_PATCHES)[0]
                           for _, img in kept for kind, b in budgets}, reverse=True)
         grid = GridTokenizer.fit(train, patch=patches, codebook=grid_codebook, seed=seed)
-        runners.append((Method("grid", "grid (k-means)", "tokenizer"), grid))
+        runners.append((Method("grid", "grid (k-means)", "tokenizer", grid.vocab_size), grid))
         grid_info = {"patches": list(grid.patches), "codebook": grid_codebook, "bits": grid.bits,
                      "train_images": len(train), "fitted_on": "given training images" if grid_train is not None
                      else "the evaluated images themselves"}
