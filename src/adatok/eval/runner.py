@@ -162,7 +162,8 @@ def evaluate(images: Sequence[tuple[str, np.ndarray]], tokenizers: Sequence[Any]
         skipped: ``(id, reason)`` already left out upstream (e.g. unreadable files), passed through.
         keep: keep reconstructions of the first ``keep`` images for the report.
         config: extra facts to record (dataset name, command line, ...).
-        progress: called as ``progress(done, total, what)`` after each image x method.
+        progress: called as ``progress(done, total, what)`` before each step (fitting the grid,
+            then each image x method, ``done`` of ``total`` finished) and once at the end.
 
     Raises:
         AdatokError: no budget, an unknown baseline or tokenizer, or no image left to evaluate.
@@ -175,6 +176,7 @@ def evaluate(images: Sequence[tuple[str, np.ndarray]], tokenizers: Sequence[Any]
         Bpp(b)  # validates
     for k in tokens:
         Tokens(k)
+    baselines = list(dict.fromkeys(baselines))  # each once, in the order given
     unknown = [b for b in baselines if b not in CODECS and b != "grid"]
     if unknown:
         raise AdatokError(f"unknown baseline {unknown[0]!r}: use any of {', '.join([*CODECS, 'grid'])}")
@@ -193,9 +195,16 @@ def evaluate(images: Sequence[tuple[str, np.ndarray]], tokenizers: Sequence[Any]
         listing = "; ".join(f"{n}: {r}" for n, r in skipped[:5]) or "none given"
         raise AdatokError(f"no images to evaluate ({len(skipped)} skipped: {listing})")
 
+    def report(done: int, total: int, what: str) -> None:
+        if progress is not None:
+            progress(done, total, what)
+
+    total = len(kept) * (len(tokenizers) + len(baselines))
     runners: list[tuple[Method, Any]] = []
     for t in tokenizers:
         tok = adatok.load(t) if isinstance(t, str) else t
+        if any(m.name == tok.name for m, _ in runners):
+            continue
         runners.append((Method(tok.name, _label(tok.name), "tokenizer", int(tok.vocab_size)), tok))
     grid_info = None
     if "grid" in baselines:
@@ -204,6 +213,7 @@ def evaluate(images: Sequence[tuple[str, np.ndarray]], tokenizers: Sequence[Any]
         planner = GridTokenizer({}, 3, {}, grid_codebook)
         patches = sorted({planner.choose(img.shape, Bpp(b) if kind == "bpp" else Tokens(int(b)), GRID_PATCHES)[0]
                           for _, img in kept for kind, b in budgets}, reverse=True)
+        report(0, total, "grid: fitting codebooks")
         grid = GridTokenizer.fit(train, patch=patches, codebook=grid_codebook, seed=seed)
         runners.append((Method("grid", "grid (k-means)", "tokenizer", grid.vocab_size), grid))
         grid_info = {"patches": list(grid.patches), "codebook": grid_codebook, "bits": grid.bits,
@@ -218,13 +228,13 @@ def evaluate(images: Sequence[tuple[str, np.ndarray]], tokenizers: Sequence[Any]
     ev.config = {"tokenizers": [m.name for m, _ in runners if m.kind == "tokenizer" and m.name != "grid"],
                  "baselines": list(baselines), "bpp": bpp, "tokens": tokens, "seed": seed, "grid": grid_info,
                  "adatok": adatok.__version__, **(config or {})}
-    total = len(kept) * len(runners)
     done = 0
     for index, (name, img) in enumerate(kept):
         keep_this = index < keep
         if keep_this:
             ev.originals[name] = img
         for method, runner in runners:
+            report(done, total, f"{name} {method.name}")
             cache: dict = {}  # a codec's files of this image, shared by its budgets
             for kind, b in budgets:
                 if method.kind == "codec" and kind == "tokens":
@@ -237,8 +247,7 @@ def evaluate(images: Sequence[tuple[str, np.ndarray]], tokenizers: Sequence[Any]
                 if keep_this and shot is not None:
                     ev.shots[(name, method.name, kind, b)] = shot
             done += 1
-            if progress is not None:
-                progress(done, total, f"{name} {method.name}")
+    report(done, total, "done")
     return ev
 
 
