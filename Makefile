@@ -10,11 +10,11 @@ export GOMP_SPINCOUNT ?= 1000
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml scripts/install-system.sh
+$(STAMP): pyproject.toml scripts/install-system.sh Makefile
 	bash scripts/install-system.sh
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[eval,dev]"
+	$(PY) -m pip install -q -e ".[eval,neural,dev]"
 	touch $(STAMP)
 
 demo: install

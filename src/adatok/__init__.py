@@ -5,6 +5,7 @@
 """
 
 from . import wavelet  # noqa: F401  (registers the wavelet tokenizers)
+from . import neural  # noqa: F401  (registers learned checkpoints; torch only when one is loaded)
 from .core import (AdatokError, Bpp, Budget, BudgetError, ContainerError, ImageFormatError, ImageReadError,
                    InvalidTokensError, Lossless, Quality, TokenizerMismatchError, TokenSequence, Tokenizer,
                    Tokens, UnknownTokenizerError, load)

@@ -1,0 +1,226 @@
+"""The learned 1-D tokenizer, read top to bottom: FSQ, a ViT encoder with K latent tokens, a ViT decoder.
+
+* :class:`FSQ` -- finite scalar quantization: each of a few dimensions is bounded (tanh) and
+  rounded to a fixed number of levels, with a straight-through gradient; a code is the mixed-radix
+  number of the levels (``prod(levels)`` codes, no codebook, no auxiliary loss).
+* :class:`Encoder` -- image patches plus K learned latent tokens through a transformer; only the
+  latents come out, projected to the FSQ dimensions.
+* :class:`Decoder` -- the first k quantized latents (the rest replaced by a learned mask token)
+  plus one learned query per patch through a transformer; the queries become pixels.
+* :class:`Autoencoder` -- both, with nested dropout in training: each image keeps a random prefix
+  of its latents, so every prefix 0..K decodes and the early tokens carry the most.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+
+
+@dataclass
+class ModelConfig:
+    """Shape of the model; stored in a checkpoint's ``config.json`` under ``"model"``."""
+
+    image_size: int = 28          # square images, H = W
+    channels: int = 1
+    patch: int = 7                # image_size must be a multiple of it
+    tokens: int = 32              # K latent tokens
+    dim: int = 128
+    enc_depth: int = 4
+    dec_depth: int = 4
+    heads: int = 4
+    mlp_ratio: float = 3.0
+    levels: list[int] = field(default_factory=lambda: [8, 8, 6, 5])  # FSQ levels: 1920 codes
+
+    def __post_init__(self) -> None:
+        if self.image_size % self.patch:
+            raise ValueError(f"image_size {self.image_size} is not a multiple of patch {self.patch}")
+        if self.dim % self.heads:
+            raise ValueError(f"dim {self.dim} is not a multiple of heads {self.heads}")
+        self.levels = [int(v) for v in self.levels]
+
+    @property
+    def num_patches(self) -> int:
+        return (self.image_size // self.patch) ** 2
+
+    @property
+    def vocab_size(self) -> int:
+        return math.prod(self.levels)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def exists(x) -> bool:
+    return x is not None
+
+
+# --- finite scalar quantization ------------------------------------------------------------------
+
+
+class FSQ(nn.Module):
+    """Finite scalar quantization over ``len(levels)`` dimensions.
+
+    ``forward(z)`` takes unbounded values ``(..., D)`` and returns ``(quantized, codes)``: the
+    quantized values, each in [-1, 1] on its grid of ``levels[d]`` points (straight-through
+    gradient), and the integer code in ``0 .. prod(levels) - 1``.
+    """
+
+    def __init__(self, levels: list[int], eps: float = 1e-3):
+        super().__init__()
+        lv = torch.tensor(levels, dtype=torch.int64)
+        self.register_buffer("levels", lv, persistent=False)
+        basis = torch.cumprod(torch.tensor([1] + list(levels[:-1]), dtype=torch.int64), 0)
+        self.register_buffer("basis", basis, persistent=False)
+        self.eps = eps
+        self.codebook_size = math.prod(levels)
+
+    def bound(self, z: torch.Tensor) -> torch.Tensor:
+        """Squash ``z`` so that rounding gives exactly ``levels[d]`` values per dimension."""
+        lv = self.levels.to(z.dtype)
+        half_l = (lv - 1) * (1 + self.eps) / 2
+        offset = torch.where(self.levels % 2 == 0, 0.5, 0.0).to(z.dtype)
+        shift = torch.atanh(offset / half_l)
+        return torch.tanh(z + shift) * half_l - offset
+
+    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        b = self.bound(z)
+        q = b + (torch.round(b) - b).detach()  # straight-through
+        half_w = (self.levels // 2).to(z.dtype)
+        codes = self.to_codes(q)
+        return q / half_w, codes
+
+    def to_codes(self, q_int: torch.Tensor) -> torch.Tensor:
+        """Rounded, bounded values (integers centred on 0) -> codes."""
+        half_w = self.levels // 2
+        digits = torch.round(q_int).to(torch.int64) + half_w
+        return (digits * self.basis).sum(-1)
+
+    def from_codes(self, codes: torch.Tensor) -> torch.Tensor:
+        """Codes ``(...)`` -> quantized values ``(..., D)`` in [-1, 1]."""
+        digits = (codes.to(torch.int64)[..., None] // self.basis) % self.levels
+        half_w = self.levels // 2
+        return ((digits - half_w).to(torch.float32)) / half_w.to(torch.float32)
+
+
+# --- transformer -----------------------------------------------------------------------------------
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block: self-attention and an MLP, each with a residual."""
+
+    def __init__(self, dim: int, heads: int, mlp_ratio: float):
+        super().__init__()
+        self.heads = heads
+        self.norm1 = nn.LayerNorm(dim)
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+        self.norm2 = nn.LayerNorm(dim)
+        hidden = int(dim * mlp_ratio)
+        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q, k, v = rearrange(self.qkv(self.norm1(x)), "b n (t h d) -> t b h n d", t=3, h=self.heads)
+        a = F.scaled_dot_product_attention(q, k, v)
+        x = x + self.proj(rearrange(a, "b h n d -> b n (h d)"))
+        return x + self.mlp(self.norm2(x))
+
+
+def _init(module: nn.Module) -> None:
+    if isinstance(module, nn.Linear):
+        nn.init.trunc_normal_(module.weight, std=0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+
+class Encoder(nn.Module):
+    """Patches + K latent tokens -> transformer -> K vectors of ``len(levels)`` values."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        pdim = cfg.patch * cfg.patch * cfg.channels
+        self.patch_embed = nn.Linear(pdim, cfg.dim)
+        self.patch_pos = nn.Parameter(torch.randn(1, cfg.num_patches, cfg.dim) * 0.02)
+        self.latents = nn.Parameter(torch.randn(1, cfg.tokens, cfg.dim) * 0.02)
+        self.blocks = nn.ModuleList(Block(cfg.dim, cfg.heads, cfg.mlp_ratio) for _ in range(cfg.enc_depth))
+        self.norm = nn.LayerNorm(cfg.dim)
+        self.out = nn.Linear(cfg.dim, len(cfg.levels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        p = self.cfg.patch
+        patches = rearrange(x, "b c (h p1) (w p2) -> b (h w) (p1 p2 c)", p1=p, p2=p)
+        h = torch.cat([self.patch_embed(patches) + self.patch_pos, self.latents.expand(x.shape[0], -1, -1)], 1)
+        for blk in self.blocks:
+            h = blk(h)
+        return self.out(self.norm(h[:, self.cfg.num_patches :]))
+
+
+class Decoder(nn.Module):
+    """The first k quantized latents (the rest: a mask token) + patch queries -> pixels in [-1, 1]."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.latent_in = nn.Linear(len(cfg.levels), cfg.dim)
+        self.latent_pos = nn.Parameter(torch.randn(1, cfg.tokens, cfg.dim) * 0.02)
+        self.mask_token = nn.Parameter(torch.randn(1, 1, cfg.dim) * 0.02)
+        self.queries = nn.Parameter(torch.randn(1, cfg.num_patches, cfg.dim) * 0.02)
+        self.blocks = nn.ModuleList(Block(cfg.dim, cfg.heads, cfg.mlp_ratio) for _ in range(cfg.dec_depth))
+        self.norm = nn.LayerNorm(cfg.dim)
+        self.out = nn.Linear(cfg.dim, cfg.patch * cfg.patch * cfg.channels)
+
+    def forward(self, q: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        """``q``: (B, K, D) quantized latents; ``keep``: (B,) how many of them each image keeps."""
+        cfg = self.cfg
+        b = q.shape[0]
+        slot = torch.arange(cfg.tokens, device=q.device)
+        kept = (slot[None, :] < keep[:, None])[..., None]
+        lat = torch.where(kept, self.latent_in(q), self.mask_token) + self.latent_pos
+        h = torch.cat([lat, self.queries.expand(b, -1, -1)], 1)
+        for blk in self.blocks:
+            h = blk(h)
+        pix = self.out(self.norm(h[:, cfg.tokens :]))
+        g = cfg.image_size // cfg.patch
+        return rearrange(pix, "b (h w) (p1 p2 c) -> b c (h p1) (w p2)", h=g, w=g, p1=cfg.patch, p2=cfg.patch)
+
+
+class Autoencoder(nn.Module):
+    """Encoder, FSQ and decoder. Images in and out are float tensors (B, C, H, W) in [-1, 1]."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.encoder = Encoder(cfg)
+        self.fsq = FSQ(cfg.levels)
+        self.decoder = Decoder(cfg)
+        self.apply(_init)
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Images -> (quantized latents (B, K, D), codes (B, K))."""
+        return self.fsq(self.encoder(x))
+
+    def decode_codes(self, codes: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        """Codes (B, K) (entries past ``keep`` are ignored) -> images (B, C, H, W) in [-1, 1]."""
+        codes = codes.clamp(0, self.fsq.codebook_size - 1)
+        return self.decoder(self.fsq.from_codes(codes), keep)
+
+    def forward(self, x: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+        q, _ = self.encode(x)
+        if keep is None:
+            keep = torch.full((x.shape[0],), self.cfg.tokens, device=x.device)
+        return self.decoder(q, keep)
+
+
+def sample_keep(batch: int, tokens: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Nested dropout: how many latents each image keeps in a training step, uniform on 0..K."""
+    return torch.randint(0, tokens + 1, (batch,), generator=generator)
+
+
+def count_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

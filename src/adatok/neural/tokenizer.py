@@ -1,0 +1,249 @@
+"""The learned tokenizer behind the contract: FSQ codes of K latent slots, any prefix decodes.
+
+A sequence's ids are the FSQ codes of the first ``n`` latent slots (``0 .. vocab_size - 1``);
+each token's position is its slot index (``pos_fields == ("slot",)``). Bytes: every id is written
+in ``ceil(log2(vocab_size))`` bits, big-endian, so a cut payload gives the longest whole-token prefix.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..core.budget import Bpp, Lossless, Quality, Tokens, check_budget
+from ..core.errors import (BudgetError, ContainerError, ImageFormatError, InvalidTokensError,
+                           TokenizerMismatchError)
+from ..core.imageio import as_image
+from ..core.metrics import ssim as ssim_metric
+from ..core.sequence import TokenSequence, container_overhead
+from .model import Autoencoder
+from .trainer import FORMAT, load_model, to_uint8, weights_digest
+
+POS_FIELDS = ("slot",)
+_BATCH = 256
+
+
+class NeuralTokenizer:
+    """A trained checkpoint as a tokenizer (see :mod:`adatok.neural`).
+
+    Example:
+        >>> import adatok                                   # doctest: +SKIP
+        >>> tok = adatok.load("fashion-mnist-32")           # doctest: +SKIP
+        >>> seq, = tok.encode([img], adatok.Tokens(8))      # doctest: +SKIP
+    """
+
+    pos_fields = POS_FIELDS
+
+    def __init__(self, model: Autoencoder, name: str, version: str):
+        self.model = model.eval()
+        self.cfg = model.cfg
+        self.name = name
+        self.version = version
+        self.vocab_size = self.cfg.vocab_size
+        self.tokens = self.cfg.tokens
+        self.bits = max(1, math.ceil(math.log2(self.vocab_size)))
+        self.payload_codec = self
+        c = self.cfg.channels
+        self.expects = (self.cfg.image_size, self.cfg.image_size, c)
+
+    @classmethod
+    def from_folder(cls, folder: str | Path, name: str | None = None) -> NeuralTokenizer:
+        """Load a checkpoint folder (``config.json`` + ``model.safetensors``)."""
+        model, config = load_model(Path(folder))
+        return cls(model, name or config["name"], f"{FORMAT}+{weights_digest(Path(folder) / 'model.safetensors')}")
+
+    def __repr__(self) -> str:
+        return f"NeuralTokenizer(name={self.name!r}, K={self.tokens}, vocab={self.vocab_size})"
+
+    # --- images <-> tensors ----------------------------------------------------------------------
+
+    def _check_image(self, image: np.ndarray, i: int) -> np.ndarray:
+        img = as_image(image, what=f"image {i}")
+        if img.shape != self.expects:
+            h, w, c = self.expects
+            kind = "gray" if c == 1 else "RGB"
+            raise ImageFormatError(
+                f"{self.name} was trained on {w}x{h} {kind} images (H x W x C = {h} x {w} x {c}); image {i} is "
+                f"{img.shape[1]}x{img.shape[0]} with {img.shape[2]} channel(s): resize it to {w}x{h}"
+                f"{' gray' if c == 1 else ' RGB'}, or use the wavelet tokenizer, which takes any size")
+        return img
+
+    @torch.no_grad()
+    def _codes(self, imgs: list[np.ndarray]) -> np.ndarray:
+        out = []
+        for i in range(0, len(imgs), _BATCH):
+            x = torch.from_numpy(np.stack(imgs[i : i + _BATCH])).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+            out.append(self.model.encode(x)[1].numpy())
+        return np.concatenate(out).astype(np.int32) if out else np.zeros((0, self.tokens), np.int32)
+
+    @torch.no_grad()
+    def _render(self, codes: np.ndarray, keep: np.ndarray) -> np.ndarray:
+        """Codes (N, K) and kept lengths (N,) -> uint8 images (N, H, W, C), in batches."""
+        out = []
+        for i in range(0, len(codes), _BATCH):
+            c = torch.from_numpy(np.ascontiguousarray(codes[i : i + _BATCH], dtype=np.int64))
+            k = torch.from_numpy(np.ascontiguousarray(keep[i : i + _BATCH], dtype=np.int64))
+            out.append(to_uint8(self.model.decode_codes(c, k)))
+        return np.concatenate(out) if out else np.zeros((0, *self.expects), np.uint8)
+
+    def _sequence(self, ids: np.ndarray, shape: tuple[int, ...]) -> TokenSequence:
+        ids = np.asarray(ids, np.int32)
+        return TokenSequence(ids, np.arange(len(ids), dtype=np.int32)[:, None], shape, self.name, self.version,
+                             {}, POS_FIELDS)
+
+    # --- the contract ----------------------------------------------------------------------------
+
+    def encode(self, images: Sequence[np.ndarray], budget=None, roi=None) -> list[TokenSequence]:
+        """Tokenize each image; ``budget`` picks each sequence's length (default: all K tokens).
+
+        ``Tokens(k)``: ``min(k, K)`` tokens. ``Bpp(x)``: the most tokens whose bytes fit.
+        ``Quality(psnr=..)`` / ``Quality(ssim=..)``: each image's own shortest prefix reaching the
+        target (all K if none does), found by decoding every prefix length of the whole batch at once.
+        """
+        check_budget(budget)
+        if isinstance(images, np.ndarray):
+            raise ImageFormatError("encode takes a list of images; wrap a single image as [image]")
+        if roi is not None and any(r is not None for r in roi):
+            raise BudgetError(f"{self.name} is a learned tokenizer and does not steer tokens by region; "
+                              "use the wavelet tokenizer for regions of interest")
+        if isinstance(budget, Lossless):
+            raise BudgetError(f"{self.name!r} is not lossless; use adatok.load('wavelet-lossless') for Lossless()")
+        if isinstance(budget, Quality) and budget.region is not None:
+            raise BudgetError(f"{self.name} does not support Quality(region=...): it has no regions of interest")
+        imgs = [self._check_image(im, i) for i, im in enumerate(images)]
+        shapes = [tuple(np.shape(im)) for im in images]
+        codes = self._codes(imgs)
+        K = self.tokens
+        if budget is None:
+            lengths = np.full(len(imgs), K)
+        elif isinstance(budget, Tokens):
+            lengths = np.full(len(imgs), min(int(budget.k), K))
+        elif isinstance(budget, Bpp):
+            lengths = np.array([self._bpp_length(s, budget) for s in shapes], dtype=np.int64)
+        else:
+            lengths = self._quality_lengths(imgs, codes, budget)
+        return [self._sequence(codes[i, : lengths[i]], shapes[i]) for i in range(len(imgs))]
+
+    def decode(self, seqs: Sequence[TokenSequence]) -> list[np.ndarray]:
+        """Decode each sequence (any prefix, 0..K tokens) to a uint8 image of the encoded shape."""
+        if isinstance(seqs, TokenSequence):
+            raise InvalidTokensError("decode takes a list of sequences; wrap a single one as [seq]")
+        codes = np.zeros((len(seqs), self.tokens), np.int32)
+        keep = np.zeros(len(seqs), np.int64)
+        for i, seq in enumerate(seqs):
+            self._check_sequence(seq)
+            codes[i, : len(seq)] = seq.ids
+            keep[i] = len(seq)
+        out = self._render(codes, keep)
+        return [np.ascontiguousarray(out[i].reshape(seq.shape)) for i, seq in enumerate(seqs)]
+
+    def decode_prefixes(self, seq: TokenSequence, ks: Sequence[int]) -> list[np.ndarray]:
+        """The images of several prefixes of one sequence, in one batch."""
+        self._check_sequence(seq)
+        ks = [min(int(k), len(seq)) for k in ks]
+        codes = np.zeros((len(ks), self.tokens), np.int32)
+        codes[:, : len(seq)] = seq.ids
+        out = self._render(codes, np.array(ks))
+        return [np.ascontiguousarray(o.reshape(seq.shape)) for o in out]
+
+    # --- budgets ---------------------------------------------------------------------------------
+
+    def _payload_len(self, n: int) -> int:
+        return -(-n * self.bits // 8)
+
+    def _bpp_length(self, shape: tuple[int, ...], budget: Bpp) -> int:
+        total = int(budget.x * shape[0] * shape[1] / 8)
+        probe = self._sequence(np.zeros(0, np.int32), shape)
+        for k in range(self.tokens, -1, -1):
+            n = self._payload_len(k)
+            if container_overhead(probe, n) + n <= total:
+                return k
+        need = container_overhead(probe, 0) * 8 / (shape[0] * shape[1])
+        raise BudgetError(f"Bpp({budget.x}) allows {total} bytes for this {shape[1]}x{shape[0]} image, less than "
+                          f"the header alone; use at least Bpp({need:.3g})")
+
+    def _quality_lengths(self, imgs: list[np.ndarray], codes: np.ndarray, budget: Quality) -> np.ndarray:
+        """Each image's shortest prefix reaching the target: every length 0..K decoded for the
+        whole batch at once (an exact search: no assumption that quality rises with k)."""
+        K = self.tokens
+        n = len(imgs)
+        if n == 0:
+            return np.zeros(0, np.int64)
+        ref = np.stack(imgs).astype(np.float64)
+        lengths = np.full(n, K, np.int64)
+        step = max(1, _BATCH * 4 // (K + 1))  # images per chunk, (K + 1) decodes each
+        for s in range(0, n, step):
+            e = min(n, s + step)
+            rep = np.repeat(codes[s:e], K + 1, axis=0)
+            ks = np.tile(np.arange(K + 1), e - s)
+            rec = self._render(rep, ks).reshape(e - s, K + 1, *self.expects).astype(np.float64)
+            if budget.psnr is not None:
+                mse = ((rec - ref[s:e, None]) ** 2).reshape(e - s, K + 1, -1).mean(-1)
+                with np.errstate(divide="ignore"):
+                    score = np.where(mse == 0, np.inf, 10 * np.log10(255.0**2 / np.maximum(mse, 1e-300)))
+                target = budget.psnr
+            else:
+                score = np.array([[ssim_metric(imgs[s + j], rec[j, k].astype(np.uint8)) for k in range(K + 1)]
+                                  for j in range(e - s)])
+                target = budget.ssim
+            ok = score >= target
+            lengths[s:e] = np.where(ok.any(1), ok.argmax(1), K)
+        return lengths
+
+    # --- bytes -----------------------------------------------------------------------------------
+
+    @property
+    def codec_name(self) -> str:
+        return f"fixed{self.bits}"
+
+    def pack(self, seq: TokenSequence) -> bytes:
+        """Every id in ``bits`` bits, big-endian, concatenated (the payload of the ``.atk`` bytes)."""
+        self._check_sequence(seq)
+        ids = seq.ids.astype(np.int64)
+        shifts = np.arange(self.bits - 1, -1, -1)
+        return np.packbits(((ids[:, None] >> shifts) & 1).astype(np.uint8).reshape(-1)).tobytes()
+
+    def unpack(self, header: dict, payload: bytes) -> np.ndarray:
+        """Ids from a payload; a cut payload gives the whole tokens it holds."""
+        n = min(int(header["n_tokens"]), len(payload) * 8 // self.bits)
+        bits = np.unpackbits(np.frombuffer(payload, np.uint8))[: n * self.bits].reshape(n, self.bits)
+        return (bits.astype(np.int64) << np.arange(self.bits - 1, -1, -1)).sum(1).astype(np.int32)
+
+    def sequence_from_ids(self, ids: np.ndarray, header: dict) -> TokenSequence:
+        """Rebuild a sequence from ids and a container header."""
+        self._check_header(header["tokenizer"], header["version"])
+        shape = tuple(int(v) for v in header["shape"])
+        ids = np.asarray(ids, np.int32)[: int(header["n_tokens"])]
+        seq = self._sequence(ids, shape)
+        try:
+            self._check_sequence(seq)
+        except InvalidTokensError as exc:
+            raise ContainerError(f"{exc}: the file is corrupt") from None
+        return seq
+
+    # --- checks ----------------------------------------------------------------------------------
+
+    def _check_header(self, name: str, version: str) -> None:
+        if name != self.name:
+            raise TokenizerMismatchError(f"this sequence was made by {name!r}, not {self.name!r}: "
+                                         f"decode it with adatok.load({name!r})")
+        if version != self.version:
+            raise TokenizerMismatchError(f"this sequence was made by {name!r} version {version}, this is "
+                                         f"version {self.version} (other weights): use the checkpoint that made it")
+
+    def _check_sequence(self, seq: TokenSequence) -> None:
+        self._check_header(seq.tokenizer, seq.version)
+        shape = tuple(seq.shape)
+        if shape not in (self.expects, self.expects[:2] if self.expects[2] == 1 else None):
+            raise InvalidTokensError(f"the sequence's image shape {shape} is not what {self.name} makes "
+                                     f"({self.expects})")
+        if len(seq) > self.tokens:
+            raise InvalidTokensError(f"the sequence has {len(seq)} tokens; {self.name} makes at most {self.tokens}")
+        if len(seq) and (seq.ids.min() < 0 or seq.ids.max() >= self.vocab_size):
+            bad = int(np.nonzero((seq.ids < 0) | (seq.ids >= self.vocab_size))[0][0])
+            raise InvalidTokensError(f"token id {int(seq.ids[bad])} at index {bad} is out of range: "
+                                     f"{self.name} ids are 0..{self.vocab_size - 1}")

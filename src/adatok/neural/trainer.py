@@ -1,0 +1,303 @@
+"""Training the learned tokenizer: ``adatok train`` and :func:`train`.
+
+One loop, readable top to bottom: random batches from a fixed-size image set, nested dropout (each
+image keeps a random prefix of its K latents), mean squared error in pixels, AdamW with warm-up and
+cosine decay. Periodic evaluation reports PSNR at k = 1, 2, 4, ... K on held-out images.
+
+A checkpoint is a folder: ``config.json`` (family, name, model shape, training settings, step,
+last evaluation), ``model.safetensors`` (the weights) and ``train_state.safetensors`` (optimizer
+moments and random state, for ``resume``); never pickles. Files are written to a temporary name
+and renamed, so a checkpoint is never half-written.
+
+Data-parallel: run the same command under ``torchrun --nproc_per_node N``; each process takes
+its share of every batch and gradients are averaged (gloo on CPUs, NCCL on GPUs).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+
+from ..core.errors import AdatokError
+from .model import Autoencoder, ModelConfig, count_params, sample_keep
+
+FAMILY = "neural"
+FORMAT = 1
+
+
+@dataclass
+class TrainConfig:
+    """Training settings; stored in ``config.json`` under ``"train"``."""
+
+    data: str = "fashion-mnist"
+    steps: int = 2400
+    batch: int = 128
+    lr: float = 2e-3
+    warmup: int = 100
+    weight_decay: float = 0.05
+    seed: int = 0
+    eval_every: int = 200
+    eval_images: int = 500
+    threads: int = 1
+
+
+def _to_tensor(images: np.ndarray) -> torch.Tensor:
+    """(N, H, W, C) uint8 -> (N, C, H, W) float in [-1, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
+
+
+def to_uint8(x: torch.Tensor) -> np.ndarray:
+    """(N, C, H, W) float in [-1, 1] -> (N, H, W, C) uint8."""
+    return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+
+def load_images(data: str, split: str | None = "train") -> np.ndarray:
+    """The training (or evaluation) images of ``data`` as one (N, H, W, C) uint8 array.
+
+    ``data`` is ``"fashion-mnist"`` (split ``"train"`` or ``"test"``) or a folder of images that
+    all have the same size and channel count (square).
+    """
+    from .. import datasets
+
+    if data == "fashion-mnist":
+        ds = datasets.load("fashion-mnist", split=split)
+    else:
+        ds = datasets.load(data)
+        if len(ds) == 0:
+            raise AdatokError(f"no readable images under {data}")
+        n_eval = max(1, len(ds) // 20)  # a folder: the last 5% are held out for evaluation
+        ds.images = ds.images[-n_eval:] if split == "test" else ds.images[:-n_eval] or ds.images
+    shapes = {img.shape for img in ds.images}
+    if len(shapes) != 1:
+        raise AdatokError(f"{data}: the images have {len(shapes)} different shapes ({sorted(shapes)[:3]} ...); "
+                          "a learned tokenizer trains on one size: resize them first")
+    (shape,) = shapes
+    if shape[0] != shape[1]:
+        raise AdatokError(f"{data}: the images are {shape[1]}x{shape[0]}; the trainer needs square images")
+    return np.stack(ds.images)
+
+
+def _atomic_write(path: Path, write) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def weights_digest(path: Path) -> str:
+    """First 8 hex digits of the SHA-256 of a weights file: part of the tokenizer's version."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:8]
+
+
+def save_checkpoint(out: Path, model: Autoencoder, name: str, train_cfg: TrainConfig | None = None,
+                    step: int = 0, metrics: dict | None = None, optimizer: torch.optim.Optimizer | None = None,
+                    extra: dict | None = None, generator: torch.Generator | None = None) -> None:
+    """Write ``config.json`` and ``model.safetensors`` (and ``train_state.safetensors`` when an
+    optimizer is given) into ``out``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    _atomic_write(out / "model.safetensors", lambda p: save_file(state, str(p)))
+    if optimizer is not None:
+        tensors = {"rng": torch.get_rng_state()}
+        if generator is not None:
+            tensors["data_rng"] = generator.get_state()
+        for i, p in enumerate(model.parameters()):
+            st = optimizer.state.get(p, {})
+            for key in ("exp_avg", "exp_avg_sq"):
+                if key in st:
+                    tensors[f"opt.{i}.{key}"] = st[key].contiguous()
+            if "step" in st:
+                tensors[f"opt.{i}.step"] = torch.as_tensor(st["step"], dtype=torch.float32).reshape(1)
+        _atomic_write(out / "train_state.safetensors", lambda p: save_file(tensors, str(p)))
+    config = {"family": FAMILY, "format": FORMAT, "name": name, "model": model.cfg.to_dict(),
+              "train": asdict(train_cfg) if train_cfg else None, "step": step, "metrics": metrics or {},
+              **(extra or {})}
+    _atomic_write(out / "config.json", lambda p: p.write_text(json.dumps(config, indent=2) + "\n"))
+
+
+def read_config(folder: Path) -> dict:
+    """A checkpoint's ``config.json``, checked (AdatokError naming what is wrong)."""
+    folder = Path(folder)
+    try:
+        config = json.loads((folder / "config.json").read_text())
+        if config.get("family") != FAMILY:
+            raise ValueError(f"family {config.get('family')!r} is not {FAMILY!r}")
+        ModelConfig(**config["model"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise AdatokError(f"{folder} is not a learned-tokenizer checkpoint ({exc})") from None
+    if not (folder / "model.safetensors").is_file():
+        raise AdatokError(f"{folder} has no model.safetensors: the checkpoint is incomplete")
+    return config
+
+
+def load_model(folder: Path) -> tuple[Autoencoder, dict]:
+    """The model of a checkpoint folder (eval mode) and its config."""
+    config = read_config(folder)
+    model = Autoencoder(ModelConfig(**config["model"]))
+    try:
+        model.load_state_dict(load_file(str(Path(folder) / "model.safetensors")))
+    except (RuntimeError, OSError, ValueError) as exc:
+        raise AdatokError(f"{folder}/model.safetensors does not fit its config.json ({str(exc)[:200]})") from None
+    model.eval()
+    return model, config
+
+
+def _restore_optimizer(folder: Path, model: Autoencoder, optimizer: torch.optim.Optimizer,
+                       generator: torch.Generator) -> None:
+    tensors = load_file(str(Path(folder) / "train_state.safetensors"))
+    torch.set_rng_state(tensors["rng"])
+    if "data_rng" in tensors:
+        generator.set_state(tensors["data_rng"])
+    for i, p in enumerate(model.parameters()):
+        if f"opt.{i}.exp_avg" in tensors:
+            optimizer.state[p] = {"exp_avg": tensors[f"opt.{i}.exp_avg"].clone(),
+                                  "exp_avg_sq": tensors[f"opt.{i}.exp_avg_sq"].clone(),
+                                  "step": torch.tensor(float(tensors[f"opt.{i}.step"][0]))}
+
+
+@torch.no_grad()
+def evaluate(model: Autoencoder, images: torch.Tensor, ks: list[int] | None = None, batch: int = 250) -> dict:
+    """Mean PSNR (dB, of the 8-bit images) at each prefix length ``k`` over ``images``."""
+    was = model.training
+    model.eval()
+    K = model.cfg.tokens
+    ks = ks or sorted({1, 2, 4, 8, 16, K} & set(range(1, K + 1)) | {K})
+    ref = ((images.clamp(-1, 1) + 1) * 127.5).round()
+    sums = {k: 0.0 for k in ks}
+    for i in range(0, len(images), batch):
+        x = images[i : i + batch]
+        _, codes = model.encode(x)
+        for k in ks:
+            y = model.decode_codes(codes, torch.full((len(x),), k))
+            mse = (((y.clamp(-1, 1) + 1) * 127.5).round() - ref[i : i + batch]).pow(2).flatten(1).mean(1)
+            sums[k] += float((10 * torch.log10(255.0**2 / mse.clamp_min(1e-10))).sum())
+    model.train(was)
+    return {f"psnr@{k}": round(sums[k] / len(images), 3) for k in ks}
+
+
+def _lr(step: int, cfg: TrainConfig) -> float:
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    t = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    return cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
+
+
+def train(out: str | Path, model_cfg: ModelConfig | None = None, train_cfg: TrainConfig | None = None,
+          name: str | None = None, resume: bool = False, quiet: bool = False,
+          images: np.ndarray | None = None, eval_images: np.ndarray | None = None,
+          stop_after: int | None = None) -> dict:
+    """Train a learned tokenizer and write its checkpoint to ``out``; return the last evaluation.
+
+    ``images`` / ``eval_images`` (N, H, W, C uint8) override loading ``train_cfg.data``. With
+    ``resume``, training continues from the checkpoint in ``out`` (its model and training settings;
+    ``train_cfg.steps`` may extend it). ``stop_after`` ends this run after that many steps (with a
+    checkpoint), for training in slices; a resumed run continues exactly where it stopped.
+    """
+    import torch.distributed as dist
+
+    out = Path(out)
+    train_cfg = train_cfg or TrainConfig()
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    main = rank == 0
+    torch.set_num_threads(max(1, train_cfg.threads))
+
+    start = 0
+    if resume:
+        if not (out / "train_state.safetensors").is_file():
+            raise AdatokError(f"nothing to resume in {out}: it has no train_state.safetensors "
+                              "(train without --resume to start)")
+        model, config = load_model(out)
+        model.train()
+        steps = train_cfg.steps
+        train_cfg = TrainConfig(**{**config["train"], "steps": max(steps, config["train"]["steps"])})
+        model_cfg, name, start = model.cfg, config["name"], int(config["step"])
+    else:
+        model_cfg = model_cfg or ModelConfig()
+        torch.manual_seed(train_cfg.seed)
+        model = Autoencoder(model_cfg)
+    name = name or f"{Path(train_cfg.data).name}-{model_cfg.tokens}"
+
+    if images is None:
+        images = load_images(train_cfg.data, "train")
+    if eval_images is None:
+        eval_images = load_images(train_cfg.data, "test")[: train_cfg.eval_images]
+    want = (model_cfg.image_size, model_cfg.image_size, model_cfg.channels)
+    if images.shape[1:] != want:
+        raise AdatokError(f"the images are {images.shape[1:]} (H, W, C) but the model is set up for {want}: "
+                          "pass --image-size/--channels to match")
+    data = _to_tensor(images)
+    held = _to_tensor(eval_images)
+
+    ddp_model = model
+    if world > 1:
+        ddp_model = torch.nn.parallel.DistributedDataParallel(model)
+    decay = [p for p in model.parameters() if p.ndim >= 2]
+    no_decay = [p for p in model.parameters() if p.ndim < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": train_cfg.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=train_cfg.lr, betas=(0.9, 0.99))
+    gen = torch.Generator().manual_seed(train_cfg.seed * 1_000_003 + start)
+    if resume:
+        _restore_optimizer(out, model, opt, gen)
+    end = train_cfg.steps if stop_after is None else min(train_cfg.steps, start + max(0, stop_after))
+
+    metrics: dict = {}
+    t0 = time.time()
+    if main and not quiet:
+        print(f"training {name}: {count_params(model):,} parameters, {len(data):,} images "
+              f"{tuple(want)}, K={model_cfg.tokens}, vocabulary {model_cfg.vocab_size}, steps {start}..{train_cfg.steps}"
+              + (f", {world} processes" if world > 1 else ""))
+
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    progress = Progress(TextColumn("[bold]train"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                        TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                        disable=quiet or not main)
+    loss_avg = None
+    with progress:
+        task = progress.add_task("train", total=train_cfg.steps, completed=start, info="")
+        for step in range(start, end):
+            idx = torch.randint(0, len(data), (train_cfg.batch,), generator=gen)
+            keep = sample_keep(train_cfg.batch, model_cfg.tokens, gen)
+            idx, keep = idx[rank::world], keep[rank::world]
+            x = data[idx]
+            for group in opt.param_groups:
+                group["lr"] = _lr(step, train_cfg)
+            y = ddp_model(x, keep)
+            loss = F.mse_loss(y, x)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            lv = loss.item()
+            loss_avg = lv if loss_avg is None else 0.98 * loss_avg + 0.02 * lv
+            done = step + 1
+            psnr_train = 10 * math.log10(4.0 / max(loss_avg, 1e-10))
+            progress.update(task, completed=done, info=f"loss {loss_avg:.4f} (~{psnr_train:.1f} dB, mean over k)")
+            if done % train_cfg.eval_every == 0 or done == end:
+                if main:
+                    metrics = evaluate(model, held)
+                    metrics["wall_s"] = round(time.time() - t0, 1)
+                    save_checkpoint(out, model, name, train_cfg, done, metrics, opt, generator=gen)
+                    line = " ".join(f"{k}={v}" for k, v in metrics.items())
+                    if quiet:
+                        pass
+                    else:
+                        progress.console.print(f"step {done}: {line}")
+                if world > 1:
+                    dist.barrier()
+    if world > 1:
+        dist.destroy_process_group()
+    return metrics

@@ -1,0 +1,247 @@
+"""The learned tokenizer: FSQ, nested-dropout model, trainer checkpoints and resume, the contract."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import adatok  # noqa: E402
+from adatok import (BudgetError, ContainerError, ImageFormatError, InvalidTokensError, Lossless, Quality,  # noqa: E402
+                    TokenizerMismatchError, Tokens, TokenSequence)
+from adatok.core.metrics import psnr  # noqa: E402
+from adatok.neural import CHECKPOINT_DIR, load_checkpoint  # noqa: E402
+from adatok.neural.model import FSQ, Autoencoder, ModelConfig  # noqa: E402
+from adatok.neural.trainer import TrainConfig, evaluate, load_model, train  # noqa: E402
+
+TINY = dict(image_size=28, channels=1, patch=7, tokens=6, dim=32, enc_depth=1, dec_depth=1, heads=2,
+            levels=[8, 5, 5, 5])
+
+
+def _images(n: int, seed: int = 0) -> np.ndarray:
+    """Smooth synthetic 28x28 gray images (blobs), so a tiny model learns something in a few steps."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:28, 0:28]
+    out = np.empty((n, 28, 28, 1), np.uint8)
+    for i in range(n):
+        cy, cx, r = rng.uniform(8, 20), rng.uniform(8, 20), rng.uniform(4, 9)
+        out[i, :, :, 0] = np.clip(255 * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * r * r)), 0, 255)
+    return out
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ckpt") / "tiny"
+    train(out, ModelConfig(**TINY), TrainConfig(steps=30, batch=32, eval_every=15, lr=3e-3, warmup=5),
+          name="tiny-test", quiet=True, images=_images(256), eval_images=_images(32, 1))
+    return out
+
+
+@pytest.fixture(scope="module")
+def tok(ckpt):
+    return adatok.load(str(ckpt))
+
+
+def test_import_adatok_does_not_import_torch():
+    code = "import sys, adatok; adatok.load('wavelet'); assert 'torch' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_fsq_codes_round_trip_and_cover_the_grid():
+    fsq = FSQ([8, 5, 5, 5])
+    q, codes = fsq(torch.randn(5000, 4) * 3)
+    assert fsq.codebook_size == 1000
+    assert int(codes.min()) >= 0 and int(codes.max()) < 1000
+    assert torch.allclose(fsq.from_codes(codes), q)
+    assert float(q.abs().max()) <= 1.0
+    all_codes = torch.arange(1000)
+    # every code is reachable: quantizing its own value gives it back (atanh inverts the bound)
+    vals = fsq.from_codes(all_codes) * (fsq.levels // 2)
+    lv = fsq.levels.float()
+    half_l = (lv - 1) * (1 + fsq.eps) / 2
+    offset = torch.where(fsq.levels % 2 == 0, 0.5, 0.0)
+    z = torch.atanh((vals + offset) / half_l) - torch.atanh(offset / half_l)
+    assert torch.equal(fsq(z)[1], all_codes)
+
+
+def test_fsq_straight_through_gradient():
+    fsq = FSQ([8, 8, 6, 5])
+    z = torch.randn(10, 4, requires_grad=True)
+    fsq(z)[0].sum().backward()
+    assert z.grad is not None and float(z.grad.abs().sum()) > 0
+
+
+def test_training_lowers_the_loss_and_writes_a_checkpoint(ckpt):
+    config = json.loads((ckpt / "config.json").read_text())
+    assert config["family"] == "neural" and config["step"] == 30 and config["name"] == "tiny-test"
+    assert (ckpt / "model.safetensors").is_file() and (ckpt / "train_state.safetensors").is_file()
+    assert not list(ckpt.glob("*.tmp"))
+    model, _ = load_model(ckpt)
+    fresh = Autoencoder(ModelConfig(**TINY)).eval()
+    held = torch.from_numpy(_images(32, 1)).permute(0, 3, 1, 2).float() / 127.5 - 1
+    assert evaluate(model, held)["psnr@6"] > evaluate(fresh, held)["psnr@6"] + 1
+
+
+def test_resume_continues_and_matches_an_uninterrupted_run(tmp_path):
+    kw = dict(name="r", quiet=True, images=_images(128), eval_images=_images(16, 1))
+    cfg = ModelConfig(**TINY)
+    train(tmp_path / "a", cfg, TrainConfig(steps=6, batch=16, eval_every=3, warmup=2), **kw)
+    train(tmp_path / "b", cfg, TrainConfig(steps=6, batch=16, eval_every=3, warmup=2), stop_after=3, **kw)
+    assert json.loads((tmp_path / "b" / "config.json").read_text())["step"] == 3
+    train(tmp_path / "b", train_cfg=TrainConfig(steps=6), resume=True, **kw)
+    assert json.loads((tmp_path / "b" / "config.json").read_text())["step"] == 6
+    a, _ = load_model(tmp_path / "a")
+    b, _ = load_model(tmp_path / "b")
+    for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert ka == kb and torch.allclose(va, vb, atol=1e-5), ka
+
+
+def test_resume_without_state_is_a_clear_error(tmp_path):
+    with pytest.raises(adatok.AdatokError, match="nothing to resume"):
+        train(tmp_path, resume=True, quiet=True)
+
+
+def test_every_prefix_decodes(tok):
+    img = _images(1, 5)[0]
+    seq, = tok.encode([img])
+    assert len(seq) == 6 and seq.pos_fields == ("slot",)
+    assert seq.pos[:, 0].tolist() == list(range(6))
+    assert seq.ids.dtype == np.int32 and int(seq.ids.max()) < tok.vocab_size == 1000
+    for k in range(0, 7):
+        out = tok.decode([seq.prefix(k)])[0]
+        assert out.shape == img.shape and out.dtype == np.uint8
+    two_d, = tok.encode([img[:, :, 0]])
+    assert tok.decode([two_d])[0].shape == (28, 28)
+
+
+def test_decoding_is_deterministic_and_batch_independent(tok):
+    imgs = list(_images(5, 7))
+    seqs = tok.encode(imgs, Tokens(4))
+    one = [tok.decode([s])[0] for s in seqs]
+    many = tok.decode(seqs)
+    assert all((a == b).all() for a, b in zip(one, many))
+
+
+def test_token_budget(tok):
+    imgs = list(_images(3, 2))
+    assert [len(s) for s in tok.encode(imgs, Tokens(3))] == [3, 3, 3]
+    assert [len(s) for s in tok.encode(imgs, Tokens(100))] == [6, 6, 6]
+    full = tok.encode(imgs)
+    assert all((s.ids[:3] == f.ids[:3]).all() for s, f in zip(tok.encode(imgs, Tokens(3)), full))
+
+
+def test_quality_budget_is_per_image_shortest_prefix(tok):
+    imgs = list(_images(8, 3))
+    full = tok.encode(imgs)
+    curves = [[psnr(im, d) for d in tok.decode_prefixes(s, range(7))] for im, s in zip(imgs, full)]
+    target = float(np.median([c[3] for c in curves]))
+    seqs = tok.encode(imgs, Quality(psnr=target))
+    for im, seq, curve in zip(imgs, seqs, curves):
+        reached = [k for k, v in enumerate(curve) if v >= target]
+        assert len(seq) == (reached[0] if reached else 6)
+        if reached:
+            assert psnr(im, tok.decode([seq])[0]) >= target
+    assert len({len(s) for s in seqs}) > 1 or len(seqs) == 1  # lengths are chosen per image
+    s_seqs = tok.encode(imgs[:2], Quality(ssim=0.5))
+    assert all(0 <= len(s) <= 6 for s in s_seqs)
+
+
+def test_bpp_budget_fits(tok):
+    img = _images(1)[0]
+    for x in (2.0, 1.5, 4.0):
+        seq, = tok.encode([img], adatok.Bpp(x))
+        assert len(seq.to_bytes()) <= x * 28 * 28 / 8
+    with pytest.raises(BudgetError, match="header"):
+        tok.encode([img], adatok.Bpp(0.05))
+
+
+def test_unsupported_budgets_and_inputs(tok):
+    img = _images(1)[0]
+    with pytest.raises(BudgetError, match="not lossless"):
+        tok.encode([img], Lossless())
+    with pytest.raises(BudgetError):
+        tok.encode([img], roi=[np.ones((28, 28))])
+    with pytest.raises(ImageFormatError):
+        tok.encode(img)
+
+
+@pytest.mark.parametrize("shape", [(32, 32, 1), (28, 28, 3), (28, 30)])
+def test_wrong_image_size_names_what_the_checkpoint_expects(tok, shape):
+    with pytest.raises(ImageFormatError, match=r"28x28 gray"):
+        tok.encode([np.zeros(shape, np.uint8)])
+
+
+def test_bytes_round_trip_and_cuts(tok):
+    img = _images(1, 9)[0]
+    seq, = tok.encode([img])
+    data = seq.to_bytes()
+    back = TokenSequence.from_bytes(data)
+    assert (back.ids == seq.ids).all() and back.shape == seq.shape and back.tokenizer == "tiny-test"
+    assert (tok.decode([back])[0] == tok.decode([seq])[0]).all()
+    head = len(data) - -(-6 * tok.bits // 8)
+    for cut in range(head, len(data) + 1):
+        part = TokenSequence.from_bytes(data[:cut])
+        n = (cut - head) * 8 // tok.bits
+        assert len(part) == min(n, 6) and (part.ids == seq.ids[: len(part)]).all()
+
+
+def test_sequences_of_other_tokenizers_are_refused(tok):
+    wav, = adatok.load("wavelet").encode([_images(1)[0]], Tokens(5))
+    with pytest.raises(TokenizerMismatchError):
+        tok.decode([wav])
+    seq, = tok.encode([_images(1)[0]])
+    bad = TokenSequence(seq.ids, seq.pos, seq.shape, seq.tokenizer, "0+deadbeef", {}, seq.pos_fields)
+    with pytest.raises(TokenizerMismatchError, match="version"):
+        tok.decode([bad])
+    wrong = TokenSequence(np.array([5000], np.int32), np.zeros((1, 1)), seq.shape, seq.tokenizer, seq.version, {},
+                          seq.pos_fields)
+    with pytest.raises(InvalidTokensError, match="out of range"):
+        tok.decode([wrong])
+
+
+def test_not_a_checkpoint_is_a_clear_error(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"family": "neural", "model": {"patch": 5}}))
+    with pytest.raises(adatok.AdatokError):
+        load_checkpoint(tmp_path)
+
+
+def test_cli_train_runs_and_resumes(tmp_path):
+    from typer.testing import CliRunner
+
+    from adatok.cli import app
+
+    out = tmp_path / "cli"
+    r = CliRunner().invoke(app, ["train", "--out", str(out), "--tokens", "4", "--steps", "2", "--dim", "32",
+                                 "--depth", "1", "--batch", "8", "--eval-every", "2", "--quiet"])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(app, ["train", "--out", str(out), "--steps", "3", "--resume", "--quiet"])
+    assert r.exit_code == 0, r.output
+    assert json.loads((out / "config.json").read_text())["step"] == 3
+    r = CliRunner().invoke(app, ["train", "--out", str(tmp_path / "x"), "--levels", "8,1"])
+    assert r.exit_code == 2 and "levels" in r.output
+
+
+SHIPPED = CHECKPOINT_DIR / "fashion-mnist-32"
+
+
+@pytest.mark.skipif(not (SHIPPED / "model.safetensors").is_file(), reason="no shipped checkpoint yet")
+def test_shipped_checkpoint_psnr_rises_with_k():
+    from adatok.datasets import load
+
+    tok = adatok.load("fashion-mnist-32")
+    assert tok.tokens == 32 and tok.expects == (28, 28, 1)
+    imgs = load("fashion-mnist", split="test", limit=64).images
+    seqs = tok.encode(imgs)
+    means = []
+    for k in (1, 2, 4, 8, 16, 32):
+        rec = tok.decode([s.prefix(k) for s in seqs])
+        means.append(np.mean([psnr(a, b) for a, b in zip(imgs, rec)]))
+    assert all(b >= a for a, b in zip(means, means[1:])), means
+    assert means[-1] > means[0] + 3
+    data = seqs[0].to_bytes()
+    assert (TokenSequence.from_bytes(data).ids == seqs[0].ids).all()
