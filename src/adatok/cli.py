@@ -440,7 +440,7 @@ def eval_(
 
 
 #: The longest side of the sample photos in `adatok demo` (keeps `make demo` quick).
-DEMO_MAX_SIDE = 256
+DEMO_MAX_SIDE = 224
 
 
 @app.command()
