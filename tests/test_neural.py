@@ -245,3 +245,14 @@ def test_shipped_checkpoint_psnr_rises_with_k():
     assert means[-1] > means[0] + 3
     data = seqs[0].to_bytes()
     assert (TokenSequence.from_bytes(data).ids == seqs[0].ids).all()
+
+
+def test_prefix_classifier_trains_on_codes(tok):
+    from adatok.neural.classifier import accuracy, fit
+
+    imgs = _images(64, 4)
+    labels = (imgs.reshape(64, -1).argmax(1) % 28 > 13).astype(np.int64)  # blob on the left or right
+    codes = tok._codes(list(imgs))
+    model = fit(codes, labels, tok.cfg.levels, 2, steps=5, batch=16)
+    acc = accuracy(model, codes, labels, [1, 6])
+    assert set(acc) == {1, 6} and all(0 <= a <= 1 for a in acc.values())

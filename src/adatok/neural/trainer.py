@@ -90,6 +90,7 @@ def load_images(data: str, split: str | None = "train") -> np.ndarray:
 def _atomic_write(path: Path, write) -> None:
     tmp = path.with_name(path.name + ".tmp")
     write(tmp)
+    os.chmod(tmp, 0o644)  # safetensors writes 0600; checkpoints are shipped and shared
     os.replace(tmp, path)
 
 
