@@ -1,0 +1,83 @@
+"""Measure a learned tokenizer on the Fashion-MNIST test split (what the README reports).
+
+    python -m adatok.neural.measure fashion-mnist-32 [--limit N] [--quality-images N]
+
+* PSNR and SSIM of the decoded prefixes at k = 1, 2, 4, 8, 16, 32 (mean over the images), with the
+  ``.atk`` size of each prefix in bits per pixel (header included) and the payload alone;
+* the wavelet tokenizer at the same byte size (``Bpp`` of the learned tokenizer's files);
+* a quality target: mean tokens per image with ``Quality(psnr=T)`` against the fixed length
+  that brings every image to T (the shortest fixed k at which all of them reach it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+
+
+def main(argv: list[str] | None = None) -> None:
+    import adatok
+    from adatok import Bpp, Quality, Tokens
+    from adatok.core.metrics import psnr, ssim
+    from adatok.datasets import load
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("tokenizer", nargs="?", default="fashion-mnist-32")
+    ap.add_argument("--limit", type=int, default=None, help="test images for PSNR/SSIM per k (default all)")
+    ap.add_argument("--quality-images", type=int, default=1000)
+    ap.add_argument("--wavelet-images", type=int, default=300)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(1)
+    t0 = time.time()
+    tok = adatok.load(args.tokenizer)
+    imgs = load("fashion-mnist", split="test", limit=args.limit).images
+    seqs = tok.encode(imgs)
+    K = tok.tokens
+    ks = sorted({1, 2, 4, 8, 16, K})
+    print(f"{tok.name} ({tok.version}), {len(imgs)} test images, vocabulary {tok.vocab_size} "
+          f"({tok.bits} bits a token)")
+    print("k | PSNR dB | SSIM | .atk bpp | payload bpp")
+    rows = {}
+    for k in ks:
+        rec = tok.decode([s.prefix(k) for s in seqs])
+        p = float(np.mean([psnr(a, b) for a, b in zip(imgs, rec)]))
+        q = float(np.mean([ssim(a, b) for a, b in zip(imgs, rec)]))
+        nbytes = len(seqs[0].prefix(k).to_bytes())
+        rows[k] = (p, q, nbytes)
+        print(f"{k} | {p:.2f} | {q:.4f} | {8 * nbytes / 784:.3f} | {k * tok.bits / 784:.3f}")
+
+    wav = adatok.load("wavelet")
+    sub = imgs[: args.wavelet_images]
+    print(f"wavelet at the same .atk size ({len(sub)} images):")
+    for k in ks:
+        x = 8 * rows[k][2] / 784
+        try:
+            wseqs = wav.encode(sub, Bpp(x))
+            wp = float(np.mean([psnr(a, b) for a, b in zip(sub, wav.decode(wseqs))]))
+            wt = float(np.mean([len(s) for s in wseqs]))
+            mine = float(np.mean([psnr(a, b) for a, b in zip(sub, tok.decode([s.prefix(k) for s in seqs[: len(sub)]]))]))
+            print(f"  {x:.3f} bpp: learned k={k} {mine:.2f} dB, wavelet {wp:.2f} dB ({wt:.0f} tokens)")
+        except adatok.AdatokError as exc:
+            print(f"  {x:.3f} bpp: wavelet: {exc}")
+
+    qi = imgs[: args.quality_images]
+    full = seqs[: len(qi)]
+    curves = np.array([[psnr(a, b) for b in tok.decode_prefixes(s, range(K + 1))] for a, s in zip(qi, full)])
+    for target in (16.0, 18.0, 20.0):
+        reach = curves >= target
+        ok = reach.any(1)  # images that reach the target at some length (the others get all K tokens)
+        chosen = tok.encode(list(qi), Quality(psnr=target))
+        mean_tokens = float(np.mean([len(s) for s, good in zip(chosen, ok) if good])) if ok.any() else 0.0
+        fixed = next((k for k in range(K + 1) if reach[ok, k].all()), None) if ok.any() else None
+        note = "" if ok.all() else f" ({(~ok).sum()} images never reach it and are left out)"
+        ratio = f"{fixed / mean_tokens:.2f}x fewer" if fixed and mean_tokens else "n/a"
+        print(f"Quality(psnr={target:g}) on {len(qi)} images: mean {mean_tokens:.2f} tokens; fixed length "
+              f"for all: {fixed} -> {ratio}{note}")
+    print(f"({time.time() - t0:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()
