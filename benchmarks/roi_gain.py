@@ -1,0 +1,48 @@
+"""PSNR inside and outside each sample photo's subject mask (tests/data/masks) at one rate, with
+and without the mask as region of interest, at the same total size; and the bound: the inside
+PSNR when the outside is flattened to one colour (every bit spent inside).
+
+    python benchmarks/roi_gain.py [--bpp 0.25] [--tokenizer wavelet]
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+import adatok
+from adatok.core.metrics import psnr
+from adatok.core.saliency import read_mask
+from adatok.datasets import SAMPLE_IMAGES, sample_images
+
+MASKS = Path(__file__).resolve().parent.parent / "tests" / "data" / "masks"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--bpp", type=float, default=0.25)
+    ap.add_argument("--tokenizer", default="wavelet")
+    args = ap.parse_args()
+    tok = adatok.load(args.tokenizer)
+    print(f"{'image':10s} {'mask':>5s} {'bytes':>6s} {'in, no roi':>10s} {'in, roi':>8s} {'gain':>6s} "
+          f"{'bound':>6s} {'out, no roi':>11s} {'out, roi':>8s}")
+    for name, img in sample_images(SAMPLE_IMAGES):
+        m = read_mask(MASKS / f"{name}.png", img.shape[:2])
+        inside = m >= 0.5
+        plain, = tok.encode([img], adatok.Bpp(args.bpp))
+        roi, = tok.encode([img], adatok.Bpp(args.bpp), roi=[m])
+        a = tok.decode([adatok.TokenSequence.from_bytes(plain.to_bytes())])[0]
+        b = tok.decode([adatok.TokenSequence.from_bytes(roi.to_bytes())])[0]
+        flat = img.copy()
+        flat[~inside] = img[~inside].mean(axis=0).astype(np.uint8)
+        bound_seq, = tok.encode([flat], adatok.Bpp(args.bpp))
+        bound = psnr(img, tok.decode([bound_seq])[0], inside)
+        print(f"{name:10s} {inside.mean():5.1%} {len(roi.to_bytes()):6d} {psnr(img, a, inside):10.2f} "
+              f"{psnr(img, b, inside):8.2f} {psnr(img, b, inside) - psnr(img, a, inside):+6.2f} "
+              f"{bound - psnr(img, a, inside):+6.2f} {psnr(img, a, ~inside):11.2f} {psnr(img, b, ~inside):8.2f}")
+
+
+if __name__ == "__main__":
+    main()
