@@ -271,8 +271,10 @@ def _measure(method: Method, runner: Any, img: np.ndarray, kind: str, b: float,
         seq = None
     else:
         budget = Bpp(b) if kind == "bpp" else Tokens(int(b))
-        to_bytes = getattr(runner, "to_bytes", None) or (lambda s: s.to_bytes())
-        from_bytes = getattr(runner, "from_bytes", None) or TokenSequence.from_bytes
+        if isinstance(runner, GridTokenizer):  # not registered: it writes and reads its own bytes
+            to_bytes, from_bytes = runner.to_bytes, runner.from_bytes
+        else:
+            to_bytes, from_bytes = TokenSequence.to_bytes, TokenSequence.from_bytes
         try:
             t0 = time.perf_counter()
             seq, = runner.encode([img], budget)
