@@ -41,3 +41,20 @@ def test_quality_inside_a_region():
         m[20:60, 30:80] = 1
     rep = length_report(adatok.load("wavelet"), images, Quality(psnr=32, region="roi"), names, roi=roi)
     assert rep.reached.all()
+
+
+def test_eval_reports_lengths_under_a_target(tmp_path):
+    import csv
+
+    from typer.testing import CliRunner
+
+    from adatok.cli import app
+
+    args = ["eval", "--data", "samples", "--limit", "2", "--max-side", "64", "--baselines", "none", "--bpp", "1",
+            "--target-psnr", "30", "--roi", "auto", "--in-roi", "--out", str(tmp_path), "--quiet"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(open(tmp_path / "lengths.csv")))
+    assert len(rows) == 2 and all(r["reached"] == "True" and float(r["quality"]) >= 30 for r in rows)
+    bad = CliRunner().invoke(app, ["eval", "--data", "samples", "--roi", "auto", "--out", str(tmp_path)])
+    assert bad.exit_code == 2 and "target" in bad.output

@@ -407,6 +407,19 @@ def eval_(
     seed: Annotated[int, typer.Option("--seed", help="Seed of the grid baseline's k-means.")] = 0,
     keep: Annotated[int, typer.Option("--report-images", metavar="N",
                                       help="How many images the report shows.")] = 8,
+    target_psnr: Annotated[float | None, typer.Option(
+        "--target-psnr", metavar="DB", show_default=False,
+        help="Also give every image its own shortest prefix reaching this PSNR and report the lengths "
+             "and sizes (OUT/lengths.csv) against the one fixed size that would serve every image.")] = None,
+    target_ssim: Annotated[float | None, typer.Option(
+        "--target-ssim", metavar="S", show_default=False, help="As --target-psnr, for SSIM.")] = None,
+    roi: Annotated[str | None, typer.Option(
+        "--roi", metavar="auto", show_default=False,
+        help="With a target: a saliency map per image (see --saliency) as region of interest.")] = None,
+    saliency_method: Annotated[str, typer.Option(
+        "--saliency", metavar="METHOD", help="Saliency for --roi auto: auto, spectral, gradient or centre.")] = "auto",
+    in_roi: Annotated[bool, typer.Option("--in-roi", help="Measure the target inside the region (map >= 0.5).")
+                      ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar, print nothing on success.")] = False,
 ) -> None:
     """Rate-distortion of tokenizers beside JPEG, WebP, AVIF, JPEG 2000 and a uniform-grid tokenizer.
@@ -431,12 +444,63 @@ def eval_(
             raise AdatokError(f"{option} needs a whole number >= 1, got {value}")
     if keep < 0:
         raise AdatokError(f"--report-images needs a whole number >= 0, got {keep}")
+    if (target_psnr is not None) and (target_ssim is not None):
+        raise BudgetError("give one of --target-psnr and --target-ssim")
+    target = None
+    if target_psnr is not None or target_ssim is not None:
+        target = Quality(psnr=target_psnr, ssim=target_ssim, region="roi" if in_roi else None)
+    if (roi is not None or in_roi) and target is None:
+        raise BudgetError("--roi and --in-roi go with --target-psnr or --target-ssim")
+    if roi not in (None, "auto"):
+        raise AdatokError(f"--roi takes 'auto' in eval (a saliency map per image), got {roi!r}")
+    if in_roi and roi is None:
+        raise BudgetError("--in-roi needs --roi auto")
     tokenizers = [adatok.load(n) for n in names]
     with _EvalProgress(quiet) as step:
         ev, report = run(data, out, tokenizers, bpp=bpps, tokens=token_counts, baselines=base, split=split,
                          limit=limit, max_side=max_side, seed=seed, keep=keep, progress=step)
     if not quiet:
         _print_eval(ev, report, Console(highlight=False))
+    if target is not None:
+        _eval_lengths(data, split, limit, max_side, tokenizers, target, roi, saliency_method, out, quiet)
+
+
+def _eval_lengths(data, split, limit, max_side, tokenizers, target, roi, method, out: Path, quiet: bool) -> None:
+    """The length-per-image part of ``adatok eval``: lengths.csv and a summary table."""
+    import csv
+    import io
+
+    from adatok.core.saliency import saliency
+    from adatok.datasets import load
+    from adatok.eval.lengths import length_report
+
+    ds = load(data, split, limit=limit, max_side=max_side)
+    maps = [saliency(img, method) for img in ds.images] if roi == "auto" else None
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["tokenizer", "image", "target", "tokens", "bytes", "bpp", "quality", "reached"])
+    table = Table(title=f"length per image for {target}")
+    for col in ("tokenizer", "images", "reached", "tokens mean", "tokens min..max", "bpp mean", "fixed bpp",
+                "saving (tokens)", "saving (bpp)"):
+        table.add_column(col)
+    for tok in tokenizers:
+        try:
+            rep = length_report(tok, ds.images, target, ds.ids, roi=maps)
+        except AdatokError as exc:
+            table.add_row(tok.name, str(len(ds)), f"left out: {exc}", "", "", "", "", "", "")
+            continue
+        for i, name in enumerate(rep.names):
+            writer.writerow([tok.name, name, str(target), int(rep.tokens[i]), int(rep.nbytes[i]),
+                             f"{rep.bpp[i]:.6f}", f"{rep.quality[i]:.4f}", bool(rep.reached[i])])
+        s = rep.summary()
+        table.add_row(tok.name, str(s["images"]), str(s["reached"]), f"{s['tokens']['mean']:.0f}",
+                      f"{s['tokens']['min']:.0f}..{s['tokens']['max']:.0f}", f"{s['bpp']['mean']:.3f}",
+                      f"{s['fixed_bpp']:.3f}", f"{s['token_saving']:.2f}x", f"{s['bpp_saving']:.2f}x")
+    atomic_write_bytes(out / "lengths.csv", buf.getvalue().encode())
+    if not quiet:
+        console = Console(highlight=False)
+        console.print(table)
+        console.print(f"per-image lengths in {out / 'lengths.csv'}", markup=False)
 
 
 #: The longest side of the sample photos in `adatok demo` (keeps `make demo` quick).
@@ -475,9 +539,16 @@ def demo(
     tokenizers, unavailable = [], []
     for name in first + [n for n in registered() if n not in first]:
         try:
-            tokenizers.append(adatok.load(name))
+            tok = adatok.load(name)
         except AdatokError as exc:  # e.g. a learned checkpoint without the neural extra installed
             unavailable.append(f"{name}: {exc}")
+            continue
+        fixed = getattr(tok, "expects", None)  # a learned checkpoint takes one image shape only
+        if fixed is not None:
+            unavailable.append(f"{name}: takes only {fixed[1]}x{fixed[0]}x{fixed[2]} images, not the sample photos "
+                               f"(adatok eval --data fashion-mnist -t {name})")
+            continue
+        tokenizers.append(tok)
     command = f"adatok demo --out {out}" + (f" --limit {limit}" if limit else "") + \
         (f" --max-side {max_side}" if max_side != DEMO_MAX_SIDE else "")
     with _EvalProgress(quiet) as step:
