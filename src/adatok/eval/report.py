@@ -182,6 +182,32 @@ def plot_curves(rows: Sequence[dict[str, str]], methods: Sequence[Method]) -> di
 # --------------------------------------------------------------------------------------------
 
 
+def _saliency_row(ev: Evaluation, name: str, orig: np.ndarray, mid: tuple) -> str:
+    """Saliency map, the region it gives (map >= 0.5) and where the first tokens land with and
+    without it, side by side, for the first region-capable tokenizer of the run (none: empty)."""
+    from .. import Tokens, load
+    from ..core.saliency import saliency
+
+    for m in ev.methods:
+        shot = ev.shots.get((name, m.name, *mid))
+        if m.kind != "tokenizer" or shot is None or shot.seq is None or "plane" not in shot.seq.pos_fields:
+            continue
+        tok = load(m.name)
+        sal = saliency(orig, "auto")
+        region = orig.astype(np.float64) * np.where(sal >= 0.5, 1.0, 0.3)[..., None]
+        n = len(shot.seq)
+        seq, = tok.encode([orig], Tokens(n), roi=[sal])
+        heat, plain = token_heatmap(seq), token_heatmap(shot.seq)
+        top = float(max(np.percentile(heat, 99.5), np.percentile(plain, 99.5))) or None
+        figs = [_figure(_png_uri(_show_map(sal, "inferno", vmax=1.0)), "saliency (auto)"),
+                _figure(_png_uri(_show(region.astype(np.uint8))), "region: saliency >= 0.5"),
+                _figure(_png_uri(_show_map(plain, "viridis", vmax=top)), _e(f"first {n:,} tokens, no roi")),
+                _figure(_png_uri(_show_map(heat, "viridis", vmax=top)), _e(f"first {n:,} tokens, roi = saliency"))]
+        return (f"<div class='saliency' data-method='{_e(m.name)}'><div class='rowlabel'><b>{_e(m.label)}</b>: "
+                f"where the early tokens go</div><div class='strip'>{''.join(figs)}</div></div>")
+    return ""
+
+
 def _png_uri(img: np.ndarray | tuple[np.ndarray, np.ndarray]) -> str:
     """A PNG data URI of an image array, or of a palette image ``(indices, palette)``."""
     from PIL import Image
@@ -422,6 +448,7 @@ def _images_section(ev: Evaluation, by_key: dict, order: list[str]) -> str:
                 parts.append(_figure(_png_uri(_show(shot.image)), _caption(row, m.label, m.kind == "tokenizer"),
                                      f" data-method='{_e(m.name)}'"))
         parts.append("</div>")
+        parts.append(_saliency_row(ev, name, orig, mid))
         for m in ev.methods:
             if m.kind != "tokenizer":
                 continue
