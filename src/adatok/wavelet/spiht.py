@@ -368,6 +368,36 @@ def _sig_ctx(i, from_lip, low, nbh, nbv, nbd, parent, ncls):
     return CTX_SIG + ncls[i] * _SIG_SUB + (from_lip * 2 + psig) * 27 + nb
 
 
+@njit(cache=True, inline="always")
+def _sig_decision(src, code, i, from_lip, forced, thr, t, mag, sgn, ids_in, data, ds, pad, prob, cnt,
+                  out, es, low, neg, nbh, nbv, nbd, parent, ncls, nx, ny, nw, nh):
+    """One coefficient's significance decision (with its sign when significant), from the walk's
+    source, arithmetic-coded when asked; ``forced``: known to be significant, its bit not coded.
+    Returns the token, or -1 when ``ids_in`` holds one that cannot stand here."""
+    tok = 0
+    if src == SRC_COEF:
+        tok = (SIG_NEG if sgn[i] else SIG_POS) if mag[i] >= thr else SIG0
+    elif src == SRC_IDS:
+        tok = ids_in[t]
+        if tok > SIG_NEG or (forced and tok == SIG0):
+            return -1
+    if code or src == SRC_AC:
+        ctx = _sig_ctx(i, from_lip, low, nbh, nbv, nbd, parent, ncls)
+        if src == SRC_AC:
+            if forced or _decode_bit(data, ds, pad, prob, cnt, ctx):
+                _, _, _, sc = _neighbours(i, low, neg, nx, ny, nw, nh)
+                tok = SIG_NEG if _decode_bit(data, ds, pad, prob, cnt, CTX_SIGN + ncls[i] * _SIGN_SUB + sc) else SIG_POS
+            else:
+                tok = SIG0
+        else:
+            if not forced:
+                _encode_bit(out, es, prob, cnt, ctx, 0 if tok == SIG0 else 1)
+            if tok != SIG0:
+                _, _, _, sc = _neighbours(i, low, neg, nx, ny, nw, nh)
+                _encode_bit(out, es, prob, cnt, CTX_SIGN + ncls[i] * _SIGN_SUB + sc, 1 if tok == SIG_NEG else 0)
+    return tok
+
+
 # --- the walk ----------------------------------------------------------------------------------
 
 
@@ -479,28 +509,10 @@ def walk(src, code, nmax, max_tokens, max_bytes, mag, sgn, ids_in, data, pad, pr
             if code:
                 out = _room(out, es)
             # coefficient significance decision (from the LIP)
-            tok = 0
-            if src == SRC_COEF:
-                tok = (SIG_NEG if sgn[i] else SIG_POS) if mag[i] >= thr else SIG0
-            elif src == SRC_IDS:
-                tok = ids_in[t]
-                if tok > SIG_NEG:
-                    return BAD_TOKEN, t, ids[:t], tnode[:t], tplane[:t], value, low, neg, _done(code, out, es, cnt, stats)
-            if code or src == SRC_AC:
-                ctx = _sig_ctx(i, 1, low, nbh, nbv, nbd, parent, ncls)
-                if src == SRC_AC:
-                    if _decode_bit(data, ds, pad, prob, cnt, ctx):
-                        _, _, _, sc = _neighbours(i, low, neg, nx, ny, nw, nh)
-                        sctx = CTX_SIGN + ncls[i] * _SIGN_SUB + sc
-                        tok = SIG_NEG if _decode_bit(data, ds, pad, prob, cnt, sctx) else SIG_POS
-                    else:
-                        tok = SIG0
-                else:
-                    _encode_bit(out, es, prob, cnt, ctx, 0 if tok == SIG0 else 1)
-                    if tok != SIG0:
-                        _, _, _, sc = _neighbours(i, low, neg, nx, ny, nw, nh)
-                        sctx = CTX_SIGN + ncls[i] * _SIGN_SUB + sc
-                        _encode_bit(out, es, prob, cnt, sctx, 1 if tok == SIG_NEG else 0)
+            tok = _sig_decision(src, code, i, 1, False, thr, t, mag, sgn, ids_in, data, ds, pad, prob, cnt,
+                                out, es, low, neg, nbh, nbv, nbd, parent, ncls, nx, ny, nw, nh)
+            if tok < 0:
+                return BAD_TOKEN, t, ids[:t], tnode[:t], tplane[:t], value, low, neg, _done(code, out, es, cnt, stats)
             ids[t] = tok
             tnode[t] = i
             tplane[t] = plane
@@ -584,29 +596,10 @@ def walk(src, code, nmax, max_tokens, max_bytes, mag, sgn, ids_in, data, pad, pr
                             ids, tnode, tplane = _grow(ids, tnode, tplane)
                         if code:
                             out = _room(out, es)
-                        tok = 0
-                        if src == SRC_COEF:
-                            tok = (SIG_NEG if sgn[k] else SIG_POS) if mag[k] >= thr else SIG0
-                        elif src == SRC_IDS:
-                            tok = ids_in[t]
-                            if tok > SIG_NEG or (forced and tok == SIG0):
-                                return BAD_TOKEN, t, ids[:t], tnode[:t], tplane[:t], value, low, neg, _done(code, out, es, cnt, stats)
-                        if code or src == SRC_AC:
-                            ctx = _sig_ctx(k, 0, low, nbh, nbv, nbd, parent, ncls)
-                            if src == SRC_AC:
-                                if forced or _decode_bit(data, ds, pad, prob, cnt, ctx):
-                                    _, _, _, sc = _neighbours(k, low, neg, nx, ny, nw, nh)
-                                    sctx = CTX_SIGN + ncls[k] * _SIGN_SUB + sc
-                                    tok = SIG_NEG if _decode_bit(data, ds, pad, prob, cnt, sctx) else SIG_POS
-                                else:
-                                    tok = SIG0
-                            else:
-                                if not forced:
-                                    _encode_bit(out, es, prob, cnt, ctx, 0 if tok == SIG0 else 1)
-                                if tok != SIG0:
-                                    _, _, _, sc = _neighbours(k, low, neg, nx, ny, nw, nh)
-                                    sctx = CTX_SIGN + ncls[k] * _SIGN_SUB + sc
-                                    _encode_bit(out, es, prob, cnt, sctx, 1 if tok == SIG_NEG else 0)
+                        tok = _sig_decision(src, code, k, 0, forced, thr, t, mag, sgn, ids_in, data, ds, pad, prob,
+                                            cnt, out, es, low, neg, nbh, nbv, nbd, parent, ncls, nx, ny, nw, nh)
+                        if tok < 0:
+                            return BAD_TOKEN, t, ids[:t], tnode[:t], tplane[:t], value, low, neg, _done(code, out, es, cnt, stats)
                         ids[t] = tok
                         tnode[t] = k
                         tplane[t] = plane
