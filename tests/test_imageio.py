@@ -549,3 +549,12 @@ def test_atomic_write_keeps_permissions_of_replaced_file(tmp_path):
     atomic_write_bytes(target, b"new")
     assert stat.S_IMODE(target.stat().st_mode) == 0o640
     assert target.read_bytes() == b"new"
+
+
+def test_16_bit_rgb_png_is_rejected():
+    """Pillow opens a 16-bit RGB PNG as 8-bit 'RGB' (high bytes only); adatok refuses it instead."""
+    from pathlib import Path
+
+    path = Path(__file__).parent / "data" / "rgb16.png"  # 4x3, 16 bits per sample, colour type 2
+    with pytest.raises(ImageFormatError, match="16-bit"):
+        read_image(path)

@@ -329,6 +329,14 @@ def read_image(path: PathLike) -> np.ndarray:
             ) from exc
         with im:
             _check_decoded_size(im.size, name)  # from the header, before decoding any pixel
+            # Pillow opens 16-bit RGB(A) PNGs as plain 'RGB'/'RGBA', keeping the high bytes only;
+            # their raw mode (e.g. 'RGB;16B') gives them away.
+            raw = [t.args for t in (im.tile or []) if isinstance(getattr(t, "args", None), str)]
+            if any(";16" in r for r in raw):
+                raise ImageFormatError(
+                    f"16-bit image (Pillow raw mode {raw[0]}) {name}: adatok reads 8-bit images; convert to "
+                    f"8-bit first, e.g. `magick IN -depth 8 OUT.png`"
+                )
             try:
                 im.load()
             except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
