@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ContainerError, InvalidTokensError
+from .errors import ContainerError, InvalidTokensError, TokenizerMismatchError
 
 MAGIC = b"\x89ATK"
 FORMAT_VERSION = 1
@@ -131,6 +131,18 @@ class TokenSequence:
         return tok.sequence_from_ids(codec.unpack(header, payload), header)
 
 
+def check_maker(name: str, version: str, tokenizer, mismatch: str = "use the adatok that made it") -> None:
+    """Raise :class:`TokenizerMismatchError` unless a sequence made by ``name`` / ``version`` is one
+    ``tokenizer`` (with ``.name`` and ``.version``) can decode; ``mismatch`` says what to do about a
+    version that differs."""
+    if name != tokenizer.name:
+        raise TokenizerMismatchError(f"this sequence was made by {name!r}, not {tokenizer.name!r}: "
+                                     f"decode it with adatok.load({name!r})")
+    if version != tokenizer.version:
+        raise TokenizerMismatchError(f"this sequence was made by {name!r} version {version}, this is "
+                                     f"version {tokenizer.version}: {mismatch}")
+
+
 def _chunking(payload_len: int) -> tuple[int, int]:
     """(chunk size, number of chunks) of the payload checksums: at most 8 chunks of >= 512 bytes."""
     if payload_len == 0:
@@ -195,29 +207,31 @@ class _Reader:
             raise ContainerError("malformed header: a name is not UTF-8 (the file is corrupt)") from None
 
 
-def _container(seq: TokenSequence, codec: str, payload: bytes) -> bytes:
-    size, n = _chunking(len(payload))
-    crcs = [_crc16(payload[i * size : (i + 1) * size]) for i in range(n)]
+def _frame(seq: TokenSequence, codec: str, payload_len: int, crcs: list[int]) -> bytes:
+    """Everything a container holds before its payload."""
     header = b"".join([
         _str(seq.tokenizer), _str(seq.version), _str(codec),
         bytes([len(seq.shape)]), *(_varint(d) for d in seq.shape),
-        struct.pack(">II", len(seq), len(payload)),
-        struct.pack(f">B{n}H", n, *crcs),
+        struct.pack(">II", len(seq), payload_len),
+        struct.pack(f">B{len(crcs)}H", len(crcs), *crcs),
         json.dumps(dict(seq.params), sort_keys=True, separators=(",", ":")).encode(),
     ])
     if len(header) > 0xFFFF:
         raise ValueError("header too long")
     body = struct.pack(">BH", FORMAT_VERSION, len(header)) + header
-    return MAGIC + body + struct.pack(">I", zlib.crc32(body)) + payload
+    return MAGIC + body + struct.pack(">I", zlib.crc32(body))
 
 
-def container_overhead(seq: TokenSequence, payload_len: int) -> int:
-    """Bytes the container adds around a payload of ``payload_len`` bytes for ``seq`` (whatever its
-    token count: the counts are fixed-width, so a bit budget is met in one coding pass)."""
-    big = TokenSequence(np.zeros(0, np.int32), np.zeros((0, 0), np.int32), seq.shape, seq.tokenizer,
-                        seq.version, seq.params, seq.pos_fields)
-    head = len(_container(big, "cabac", b"\0" * payload_len)) - payload_len
-    return head
+def _container(seq: TokenSequence, codec: str, payload: bytes) -> bytes:
+    size, n = _chunking(len(payload))
+    crcs = [_crc16(payload[i * size : (i + 1) * size]) for i in range(n)]
+    return _frame(seq, codec, len(payload), crcs) + payload
+
+
+def container_overhead(seq: TokenSequence, payload_len: int, codec: str) -> int:
+    """Bytes the container adds around a ``payload_len``-byte payload of ``seq`` coded by ``codec``
+    (whatever its token count: the counts are fixed-width, so a bit budget is met in one pass)."""
+    return len(_frame(seq, codec, payload_len, [0] * _chunking(payload_len)[1]))
 
 
 def header_size(data: bytes) -> int:

@@ -15,13 +15,14 @@ import numpy as np
 import torch
 
 from ..core.budget import Bpp, Lossless, Quality, Tokens, check_budget
-from ..core.errors import (BudgetError, ContainerError, ImageFormatError, InvalidTokensError,
-                           TokenizerMismatchError)
+from ..core.errors import BudgetError, ContainerError, ImageFormatError, InvalidTokensError
 from ..core.imageio import as_image
 from ..core.metrics import ssim as ssim_metric
-from ..core.sequence import TokenSequence, container_overhead
+from ..core.sequence import TokenSequence, check_maker, container_overhead
 from .model import Autoencoder
 from .trainer import FORMAT, load_model, to_uint8, weights_digest
+
+_MISMATCH = "other weights; use the checkpoint that made it"
 
 POS_FIELDS = ("slot",)
 _BATCH = 256
@@ -160,9 +161,9 @@ class NeuralTokenizer:
         probe = self._sequence(np.zeros(0, np.int32), shape)
         for k in range(self.tokens, -1, -1):
             n = self._payload_len(k)
-            if container_overhead(probe, n) + n <= total:
+            if container_overhead(probe, n, self.codec_name) + n <= total:
                 return k
-        need = container_overhead(probe, 0) * 8 / (shape[0] * shape[1])
+        need = container_overhead(probe, 0, self.codec_name) * 8 / (shape[0] * shape[1])
         raise BudgetError(f"Bpp({budget.x}) allows {total} bytes for this {shape[1]}x{shape[0]} image, less than "
                           f"the header alone; use at least Bpp({need:.3g})")
 
@@ -215,7 +216,7 @@ class NeuralTokenizer:
 
     def sequence_from_ids(self, ids: np.ndarray, header: dict) -> TokenSequence:
         """Rebuild a sequence from ids and a container header."""
-        self._check_header(header["tokenizer"], header["version"])
+        check_maker(header["tokenizer"], header["version"], self, _MISMATCH)
         shape = tuple(int(v) for v in header["shape"])
         ids = np.asarray(ids, np.int32)[: int(header["n_tokens"])]
         seq = self._sequence(ids, shape)
@@ -227,16 +228,8 @@ class NeuralTokenizer:
 
     # --- checks ----------------------------------------------------------------------------------
 
-    def _check_header(self, name: str, version: str) -> None:
-        if name != self.name:
-            raise TokenizerMismatchError(f"this sequence was made by {name!r}, not {self.name!r}: "
-                                         f"decode it with adatok.load({name!r})")
-        if version != self.version:
-            raise TokenizerMismatchError(f"this sequence was made by {name!r} version {version}, this is "
-                                         f"version {self.version} (other weights): use the checkpoint that made it")
-
     def _check_sequence(self, seq: TokenSequence) -> None:
-        self._check_header(seq.tokenizer, seq.version)
+        check_maker(seq.tokenizer, seq.version, self, _MISMATCH)
         shape = tuple(seq.shape)
         if shape not in (self.expects, self.expects[:2] if self.expects[2] == 1 else None):
             raise InvalidTokensError(f"the sequence's image shape {shape} is not what {self.name} makes "

@@ -2,8 +2,8 @@
 
 A region-of-interest map (H x W, values in [0, 1]) becomes extra bit-plane shifts of the wavelet
 coefficients over it, as JPEG 2000's Maxshift scales ROI coefficients up, but graded: a
-coefficient gets ``round(ROI_SHIFT * m)`` extra planes, where ``m`` is the largest map value over
-the image area the coefficient covers. Shifted coefficients reach every bit-plane earlier, so the
+coefficient gets ``round(ROI_SHIFT * m)`` extra planes, where ``m`` is the map's largest value in
+its grid cell (below), averaged over the cells it covers at the coarse levels. Shifted coefficients reach every bit-plane earlier, so the
 region is refined first; no token is spent on the planes below a coefficient's own bit 0, so the
 full sequence is about as long as without a region (the set partitioning changes a little: on
 64x64 noise, 32,170 -> 32,258 tokens) and ``wavelet-lossless`` stays bit-exact.
@@ -29,30 +29,22 @@ ROI_SHIFT = 4
 
 
 
-def _pool_max(grid: np.ndarray, factor: int) -> np.ndarray:
-    """Max over ``factor x factor`` blocks (the last, partial blocks included)."""
+def _pool(grid: np.ndarray, factor: int, mean: bool) -> np.ndarray:
+    """Max (or rounded mean) over ``factor x factor`` blocks; a last, partial block counts only
+    the cells it has."""
     if factor == 1:
         return grid
     h, w = grid.shape
     hh, ww = -(-h // factor), -(-w // factor)
-    padded = np.zeros((hh * factor, ww * factor), grid.dtype)
+    padded = np.zeros((hh * factor, ww * factor), np.float64)
     padded[:h, :w] = grid
-    return padded.reshape(hh, factor, ww, factor).max(axis=(1, 3))
-
-
-def _pool_mean(grid: np.ndarray, factor: int) -> np.ndarray:
-    """Rounded mean over ``factor x factor`` blocks (partial blocks: over their cells only)."""
-    if factor == 1:
-        return grid
-    h, w = grid.shape
-    hh, ww = -(-h // factor), -(-w // factor)
-    total = np.zeros((hh * factor, ww * factor), np.float64)
-    count = np.zeros_like(total)
-    total[:h, :w] = grid
-    count[:h, :w] = 1
-    blocks = total.reshape(hh, factor, ww, factor).sum(axis=(1, 3))
-    cells = count.reshape(hh, factor, ww, factor).sum(axis=(1, 3))
-    return np.rint(blocks / cells).astype(grid.dtype)
+    blocks = padded.reshape(hh, factor, ww, factor)
+    if not mean:
+        return blocks.max(axis=(1, 3)).astype(grid.dtype)
+    cells = np.zeros_like(padded)
+    cells[:h, :w] = 1
+    count = cells.reshape(hh, factor, ww, factor).sum(axis=(1, 3))
+    return np.rint(blocks.sum(axis=(1, 3)) / count).astype(grid.dtype)
 
 
 def cell_log2(levels: int) -> int:
@@ -69,7 +61,7 @@ def roi_params(roi_map: np.ndarray, shape: tuple[int, int], levels: int) -> dict
     if not np.all(np.isfinite(m)) or m.min() < 0 or m.max() > 1:
         raise ImageFormatError("region-of-interest map values must be finite and in [0, 1]")
     g = cell_log2(levels)
-    grid = np.rint(_pool_max(m, 1 << g) * ROI_SHIFT).astype(np.uint8)
+    grid = np.rint(_pool(m, 1 << g, mean=False) * ROI_SHIFT).astype(np.uint8)
     data = base64.b64encode(zlib.compress(grid.tobytes(), 9)).decode()
     return {"g": g, "s": ROI_SHIFT, "d": data}
 
@@ -91,13 +83,15 @@ def grid_from_params(p: dict, shape: tuple[int, int]) -> tuple[np.ndarray, int]:
 
 
 def node_shifts(grid: np.ndarray, g: int, layout: Layout) -> np.ndarray:
-    """Extra shift of every node: the grid's largest value over the area the node covers."""
+    """Extra shift of every node: its grid cell's value, or for a node covering several cells (the
+    coarse levels) their rounded mean, so a coarse coefficient that only touches the region is not
+    fully boosted."""
     level, y, x = layout.node_pos[:, 0], layout.node_pos[:, 3], layout.node_pos[:, 4]
     out = np.zeros(layout.size, np.int64)
     for lev in np.unique(level):
         sel = level == lev
         if lev >= g:
-            pooled = _pool_mean(grid, 1 << (lev - g))
+            pooled = _pool(grid, 1 << (lev - g), mean=True)
             yy, xx = y[sel], x[sel]
         else:
             pooled = grid

@@ -369,6 +369,16 @@ def _sig_ctx(i, from_lip, low, nbh, nbv, nbd, parent, ncls):
 
 
 @njit(cache=True, inline="always")
+def _code_choice(src, tok, zero, one, ctx, data, ds, pad, prob, cnt, out, es):
+    """A two-way decision (``zero`` or ``one``) in context ``ctx``: read from the bytes with
+    SRC_AC, else arithmetic-coded from ``tok``. Returns the token."""
+    if src == SRC_AC:
+        return one if _decode_bit(data, ds, pad, prob, cnt, ctx) else zero
+    _encode_bit(out, es, prob, cnt, ctx, 1 if tok == one else 0)
+    return tok
+
+
+@njit(cache=True, inline="always")
 def _sig_decision(src, code, i, from_lip, forced, thr, t, mag, sgn, ids_in, data, ds, pad, prob, cnt,
                   out, es, low, neg, nbh, nbv, nbd, parent, ncls, nx, ny, nw, nh):
     """One coefficient's significance decision (with its sign when significant), from the walk's
@@ -564,10 +574,7 @@ def walk(src, code, nmax, max_tokens, max_bytes, mag, sgn, ids_in, data, pad, pr
                 if code or src == SRC_AC:
                     nb = nbh[i] + nbv[i] + nbd[i]
                     ctx = CTX_D + ncls[i] * _D_SUB + (1 if low[i] >= 0 else 0) * 3 + (nb if nb < 2 else 2)
-                    if src == SRC_AC:
-                        tok = D1 if _decode_bit(data, ds, pad, prob, cnt, ctx) else D0
-                    else:
-                        _encode_bit(out, es, prob, cnt, ctx, 1 if tok == D1 else 0)
+                    tok = _code_choice(src, tok, D0, D1, ctx, data, ds, pad, prob, cnt, out, es)
                 ids[t] = tok
                 tnode[t] = i
                 tplane[t] = plane
@@ -642,10 +649,8 @@ def walk(src, code, nmax, max_tokens, max_bytes, mag, sgn, ids_in, data, pad, pr
                     ctx = CTX_L + ncls[i] * _L_SUB + (0 if ns == 0 else (1 if ns < 3 else 2))
                     if forced:
                         tok = L1  # not coded: D(i) was significant and none of its children
-                    elif src == SRC_AC:
-                        tok = L1 if _decode_bit(data, ds, pad, prob, cnt, ctx) else L0
                     else:
-                        _encode_bit(out, es, prob, cnt, ctx, 1 if tok == L1 else 0)
+                        tok = _code_choice(src, tok, L0, L1, ctx, data, ds, pad, prob, cnt, out, es)
                 ids[t] = tok
                 tnode[t] = i
                 tplane[t] = plane
@@ -688,10 +693,7 @@ def walk(src, code, nmax, max_tokens, max_bytes, mag, sgn, ids_in, data, pad, pr
             if code or src == SRC_AC:
                 first = 1 if value[i] < (np.int64(1) << (bit + 2)) else 0
                 ctx = CTX_REF + ncls[i] * _REF_SUB + first * 2 + (1 if nbh[i] + nbv[i] + nbd[i] > 0 else 0)
-                if src == SRC_AC:
-                    tok = REF1 if _decode_bit(data, ds, pad, prob, cnt, ctx) else REF0
-                else:
-                    _encode_bit(out, es, prob, cnt, ctx, 1 if tok == REF1 else 0)
+                tok = _code_choice(src, tok, REF0, REF1, ctx, data, ds, pad, prob, cnt, out, es)
             ids[t] = tok
             tnode[t] = i
             tplane[t] = plane

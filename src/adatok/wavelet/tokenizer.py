@@ -18,12 +18,11 @@ from pathlib import Path
 import numpy as np
 
 from ..core.budget import Bpp, Lossless, Quality, Tokens, check_budget
-from ..core.errors import (AdatokError, BudgetError, ContainerError, ImageFormatError, InvalidTokensError,
-                           TokenizerMismatchError)
+from ..core.errors import AdatokError, BudgetError, ContainerError, ImageFormatError, InvalidTokensError
 from ..core import imageio
 from ..core.imageio import as_image
 from ..core.metrics import psnr, ssim
-from ..core.sequence import TokenSequence, container_overhead as _container_overhead
+from ..core.sequence import TokenSequence, check_maker, container_overhead as _container_overhead
 from ..core import saliency
 from . import roi as roi_coding
 from . import spiht
@@ -267,7 +266,7 @@ class WaveletTokenizer:
         mag = np.abs(coef) << self._shifts(layout, params)[0]
         probe = TokenSequence(np.zeros(0, np.int32), np.zeros((0, len(self.pos_fields)), np.int32), shape,
                               self.name, self.version, params, self.pos_fields)
-        payload_max = total - _container_overhead(probe, total)
+        payload_max = total - _container_overhead(probe, total, CODEC)
         best = None
         for _ in range(8):  # the header's size depends a little on the payload's: converge on it
             if payload_max < 0:
@@ -289,7 +288,7 @@ class WaveletTokenizer:
             payload_max += total - size
         if best is not None:
             return best
-        need = _container_overhead(probe, 0) * 8 / (img.shape[0] * img.shape[1])
+        need = _container_overhead(probe, 0, CODEC) * 8 / (img.shape[0] * img.shape[1])
         raise BudgetError(f"Bpp({budget.x}) allows {total} bytes for this {img.shape[1]}x{img.shape[0]} image, "
                           f"less than the header alone; use at least Bpp({need:.3g})")
 
@@ -301,17 +300,13 @@ class WaveletTokenizer:
 
     def pack(self, seq: TokenSequence) -> bytes:
         """Arithmetic-code a sequence's tokens (the payload of its ``.atk`` bytes)."""
-        self._check_header(seq.tokenizer, seq.version)
+        check_maker(seq.tokenizer, seq.version, self)
         layout = self._layout(seq.shape, seq.params)
         status, at, *_, out = spiht.walk(spiht.SRC_IDS, True, int(seq.params["nmax"]), -1, -1, _NO_MAG, _NO_SGN,
                                          seq.ids.astype(np.uint8), _NO_BYTES, 0, *self._walk_args(layout, seq.params))
         if status != spiht.OK:
             self._replay(seq.ids, layout, seq.params)  # raises the right error
         return out.tobytes()
-
-    def unpack(self, header: dict, payload: bytes) -> np.ndarray:
-        """Token ids from a payload, or the longest prefix a cut payload determines."""
-        return self.unpack_sequence(header, payload).ids
 
     def unpack_sequence(self, header: dict, payload: bytes) -> TokenSequence:
         """The sequence (positions included, decoder state cached) a payload codes, in one pass.
@@ -342,7 +337,7 @@ class WaveletTokenizer:
 
     def _from_header(self, header: dict) -> tuple[tuple[int, ...], dict, Layout]:
         """Shape, params and layout from a container header, checked (ContainerError if bad)."""
-        self._check_header(header["tokenizer"], header["version"])
+        check_maker(header["tokenizer"], header["version"], self)
         try:
             shape = tuple(int(v) for v in header["shape"])
             params = {k: int(header["params"][k]) for k in ("levels", "nmax")}
@@ -357,14 +352,6 @@ class WaveletTokenizer:
         except (KeyError, ValueError, TypeError, AdatokError) as exc:
             raise ContainerError(f"header parameters are invalid ({exc!r}): the file is corrupt") from None
         return shape, params, layout
-
-    def _check_header(self, name: str, version: str) -> None:
-        if name != self.name:
-            raise TokenizerMismatchError(f"this sequence was made by {name!r}, not {self.name!r}: "
-                                         f"decode it with adatok.load({name!r})")
-        if version != self.version:
-            raise TokenizerMismatchError(f"this sequence was made by {name!r} version {version}, this is "
-                                         f"version {self.version}: use the adatok that made it")
 
     def _layout(self, shape: tuple[int, ...], params: dict) -> Layout:
         if len(shape) not in (2, 3) or min(shape[:2]) < 1:
@@ -400,7 +387,7 @@ class WaveletTokenizer:
     def _decode_one(self, seq: TokenSequence) -> np.ndarray:
         if not isinstance(seq, TokenSequence):
             raise InvalidTokensError(f"expected a TokenSequence, got {type(seq).__name__}")
-        self._check_header(seq.tokenizer, seq.version)
+        check_maker(seq.tokenizer, seq.version, self)
         layout = self._layout(seq.shape, seq.params)
         state = seq.cache.get("state")
         if state is None:
