@@ -23,7 +23,6 @@ from ..core import imageio
 from ..core.imageio import as_image
 from ..core.metrics import psnr, ssim
 from ..core.sequence import TokenSequence, check_maker, container_overhead as _container_overhead
-from ..core import saliency
 from . import roi as roi_coding
 from . import spiht
 from .layout import POS_FIELDS, Layout, make_layout
@@ -217,7 +216,11 @@ class WaveletTokenizer:
             params = {"levels": levels}
             if not self.lossless:
                 params["step"] = self.step
-            roi_map = saliency.roi_from(roi[i], img)
+            roi_map = None
+            if roi[i] is not None:  # saliency needs scipy and scikit-image: imported only for a region
+                from ..core.saliency import roi_from
+
+                roi_map = roi_from(roi[i], img)
             if roi_map is not None:
                 params["roi"] = roi_coding.roi_params(roi_map, img.shape[:2], levels)
             elif isinstance(budget, Quality) and budget.region == "roi":
