@@ -119,8 +119,12 @@ def test_grid_budgets(grid):
     for x in (0.2, 0.5, 1.0):
         seq, = grid.encode([img], Bpp(x))
         assert len(grid.to_bytes(seq)) <= x * img.shape[0] * img.shape[1] / 8
-    with pytest.raises(BudgetError):
-        grid.encode([img], Bpp(0.001))
+    for x in (0.01, 0.2):  # the token stream alone: no header
+        seq, = grid.encode([img], Bpp(x, header=False))
+        assert len(grid.to_bytes(seq)) - grid.header_size(b"") <= x * img.shape[0] * img.shape[1] / 8
+        assert len(seq) > 0
+    with pytest.raises(BudgetError):  # with the 14-byte header counted, 0.01 bpp is too little
+        grid.encode([img], Bpp(0.01))
     with pytest.raises(BudgetError):
         grid.encode([img], Lossless())
     coarse, = grid.encode([img], Quality(psnr=5))
@@ -258,6 +262,25 @@ def test_report_numbers_are_those_of_results_csv(run_twice):
     for stem in ("psnr_bpp", "ssim_bpp", "ms_ssim_bpp", "psnr_tokens"):
         assert (out / "plots" / f"{stem}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert f"data-plot='{stem}'" in page
+
+
+def test_evaluate_stream_counts_the_token_stream(tmp_path):
+    """header=False (``adatok eval --stream``): tokenizers get Bpp(x, header=False), their bpp is that
+    of the token stream, codecs sit out with a note; the report says what was counted."""
+    from adatok.eval import write_report
+
+    ev = evaluate(crops(), ["wavelet"], bpp=(0.3,), baselines=("jpeg", "grid"), header=False, seed=0)
+    assert ev.config["bpp_counts"] == "stream"
+    for r in ev.rows:
+        h, w = r["height"], r["width"]
+        if r["method"] == "jpeg":
+            assert r["bpp"] is None and "token stream" in r["note"]
+        else:
+            assert r["stream_bytes"] < r["bytes"]
+            assert r["bpp"] == pytest.approx(8 * r["stream_bytes"] / (h * w))
+            assert r["stream_bytes"] <= 0.3 * h * w / 8
+    page = write_report(ev, tmp_path).read_text()
+    assert "the token stream alone" in page
 
 
 def test_evaluate_rejects_bad_arguments():

@@ -158,6 +158,9 @@ def test_bpp_budget_fits(tok):
         assert len(seq.to_bytes()) <= x * 28 * 28 / 8
     with pytest.raises(BudgetError, match="header"):
         tok.encode([img], adatok.Bpp(0.05))
+    for x in (0.05, 0.2):  # the token stream alone: k tokens of `bits` bits each
+        seq, = tok.encode([img], adatok.Bpp(x, header=False))
+        assert len(seq) == min(tok.tokens, int(x * 28 * 28 / 8) * 8 // tok.bits)
     shipped = adatok.load("fashion-mnist-32")  # its header names codec 'fixed11' (longer than 'cabac')
     for x in (0.9, 1.0, 1.1):  # these overran by 1-2 bytes when the overhead assumed 'cabac'
         seq, = shipped.encode([img], adatok.Bpp(x))

@@ -489,6 +489,27 @@ def test_bpp_budget_fits_exactly(name):
 
 
 @pytest.mark.parametrize("name", NAMES)
+def test_bpp_budget_without_header_counts_the_token_stream(name):
+    """Bpp(x, header=False): the longest prefix whose payload alone is at most x bits per pixel."""
+    imgs = _mixed_images()
+    fulls = tok(name).encode(imgs)
+    for x in (0.05, 0.5):  # 0.05 bpp is less than the header alone on these images
+        for img, seq, f in zip(imgs, tok(name).encode(imgs, Bpp(x, header=False)), fulls):
+            budget = int(x * img.shape[0] * img.shape[1] / 8)
+            data = seq.to_bytes()
+            stream = len(data) - container.header_size(data)
+            assert stream <= budget
+            same_seq(seq, f.prefix(len(seq)))
+            if len(seq) < len(f):
+                nxt = f.prefix(len(seq) + 1).to_bytes()
+                assert len(nxt) - container.header_size(nxt) > budget
+    with_header = tok(name).encode(imgs[2:3], Bpp(2.0))[0]
+    assert len(tok(name).encode(imgs[2:3], Bpp(2.0, header=False))[0]) > len(with_header)
+    with pytest.raises(BudgetError, match="header"):
+        Bpp(0.5, header="no")
+
+
+@pytest.mark.parametrize("name", NAMES)
 def test_bpp_budget_smaller_than_the_header(name):
     with pytest.raises(BudgetError, match=r"Bpp\(0.01\)"):
         tok(name).encode([noise((8, 8))], Bpp(0.01))

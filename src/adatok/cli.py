@@ -420,6 +420,9 @@ def eval_(
         "--saliency", metavar="METHOD", help="Saliency for --roi auto: auto, spectral, gradient or centre.")] = "auto",
     in_roi: Annotated[bool, typer.Option("--in-roi", help="Measure the target inside the region (map >= 0.5).")
                       ] = False,
+    stream: Annotated[bool, typer.Option(
+        "--stream", help="Count bits per pixel of the token stream alone (container headers excluded), for "
+                         "comparing tokenizers on small images; codecs sit out the bpp budgets.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar, print nothing on success.")] = False,
 ) -> None:
     """Rate-distortion of tokenizers beside JPEG, WebP, AVIF, JPEG 2000 and a uniform-grid tokenizer.
@@ -458,7 +461,7 @@ def eval_(
     tokenizers = [adatok.load(n) for n in names]
     with _EvalProgress(quiet) as step:
         ev, report = run(data, out, tokenizers, bpp=bpps, tokens=token_counts, baselines=base, split=split,
-                         limit=limit, max_side=max_side, seed=seed, keep=keep, progress=step)
+                         limit=limit, max_side=max_side, seed=seed, keep=keep, stream=stream, progress=step)
     if not quiet:
         _print_eval(ev, report, Console(highlight=False))
     if target is not None:

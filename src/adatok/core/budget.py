@@ -1,7 +1,8 @@
 """Budgets: how long a token sequence may be, chosen per image.
 
 * :class:`Tokens` — at most ``k`` tokens (exactly ``min(k, full length)``);
-* :class:`Bpp` — at most ``x`` bits per pixel of coded bytes, header included;
+* :class:`Bpp` — at most ``x`` bits per pixel of coded bytes, header included (or the token
+  stream alone, ``header=False``);
 * :class:`Quality` — the shortest prefix that reaches a PSNR or SSIM target, per image;
 * :class:`Lossless` — the full sequence of a lossless tokenizer.
 """
@@ -29,13 +30,27 @@ class Tokens:
 
 @dataclass(frozen=True)
 class Bpp:
-    """At most ``x`` bits per pixel (H * W) of coded bytes, header included."""
+    """At most ``x`` bits per pixel (H * W) of coded bytes.
+
+    ``header=True`` (the default) counts the whole ``.atk`` file: what a file on disk or a message
+    on the wire costs. ``header=False`` counts the token stream alone (the container's payload):
+    what a dataset that stores many token streams under one shared header pays per image, and the
+    fair measure between tokenizers on small images, where a 60-byte header would be most of the
+    budget.
+    """
 
     x: float
+    header: bool = True
 
     def __post_init__(self) -> None:
         if isinstance(self.x, bool) or not isinstance(self.x, int | float) or not math.isfinite(self.x) or self.x <= 0:
             raise BudgetError(f"Bpp(x) needs a finite number x > 0, got {self.x!r}")
+        if not isinstance(self.header, bool):
+            raise BudgetError(f"Bpp(header=...) is True or False, got {self.header!r}")
+
+    def nbytes(self, shape) -> int:
+        """The byte budget for an image of ``shape`` (H, W, ...): ``floor(x * H * W / 8)``."""
+        return int(self.x * shape[0] * shape[1] / 8)
 
 
 @dataclass(frozen=True)

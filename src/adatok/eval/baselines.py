@@ -195,7 +195,8 @@ class GridTokenizer:
     * ``Tokens(k)``: the finest grid of at most ``k`` tokens (fewer than ``k`` where the grids do
       not give exactly ``k``); if even the coarsest grid has more, its first ``k`` tokens.
     * ``Bpp(x)``: the same with the bytes of :meth:`to_bytes` (a 14-byte header, then
-      ``ceil(log2(vocab_size))`` bits per token).
+      ``ceil(log2(vocab_size))`` bits per token); ``Bpp(x, header=False)`` counts the tokens' bits
+      alone.
     * ``Quality(psnr=..)`` / ``Quality(ssim=..)``: the coarsest grid that reaches the target (the
       finest if none does).
     * ``Lossless()``: refused (:class:`~adatok.BudgetError`).
@@ -312,7 +313,7 @@ class GridTokenizer:
             fits = [p for p in sides if self.grid_tokens(shape, p) <= limit]
             return (fits[0], self.grid_tokens(shape, fits[0])) if fits else (sides[-1], limit)
         if isinstance(budget, Bpp):
-            total = int(budget.x * shape[0] * shape[1] / 8)
+            total = budget.nbytes(shape) + (0 if budget.header else _HEADER.size)
             fits = [p for p in sides if self.nbytes(self.grid_tokens(shape, p)) <= total]
             if fits:
                 return fits[0], self.grid_tokens(shape, fits[0])
@@ -355,6 +356,10 @@ class GridTokenizer:
         return [self._decode_one(s) for s in seqs]
 
     # --- bytes -----------------------------------------------------------------------------------
+
+    def header_size(self, data: bytes) -> int:
+        """Bytes of :meth:`to_bytes` output before the token stream (the fixed header)."""
+        return _HEADER.size
 
     def to_bytes(self, seq: TokenSequence) -> bytes:
         """A 14-byte header (height, width, channels, patch side, tokens), then the ids at

@@ -20,7 +20,7 @@ def run(data: str, out: str | Path, tokenizers: Sequence[Any] = ("wavelet",), *,
         bpp: Sequence[float] = DEFAULT_BPP, tokens: Sequence[int] = (),
         baselines: Sequence[str] = DEFAULT_BASELINES, split: str | None = None, limit: int | None = None,
         max_side: int | None = None, seed: int = 0, keep: int = 8, command: str | None = None,
-        progress: Callable[[int, int, str], None] | None = None) -> tuple[Evaluation, Path]:
+        stream: bool = False, progress: Callable[[int, int, str], None] | None = None) -> tuple[Evaluation, Path]:
     """Evaluate tokenizers and baselines on a dataset and write ``out/results.csv``, ``out/plots/``,
     ``out/bd_rate.csv`` and ``out/report.html``; return the evaluation and the report's path.
 
@@ -33,6 +33,8 @@ def run(data: str, out: str | Path, tokenizers: Sequence[Any] = ("wavelet",), *,
         limit, max_side: evaluate only the first ``limit`` images, shrunk to ``max_side``.
         keep: how many images the report shows.
         command: the command line to print as the way to reproduce the run.
+        stream: bpp budgets count the token stream alone (``header=False`` of
+            :func:`adatok.eval.evaluate`); codecs sit them out.
         Other arguments as for :func:`adatok.eval.evaluate`.
     """
     from ..datasets import load
@@ -50,16 +52,16 @@ def run(data: str, out: str | Path, tokenizers: Sequence[Any] = ("wavelet",), *,
         raise AdatokError(f"cannot create folder {out}: {exc.strerror or exc}") from exc
     split_txt = f" ({split})" if split else ""
     if command is None:
-        command = _command(data, tokenizers, bpp, tokens, baselines, split, limit, max_side, seed, out)
+        command = _command(data, tokenizers, bpp, tokens, baselines, split, limit, max_side, seed, out, stream)
     ev = evaluate(ds.items(), tokenizers, bpp, tokens, baselines, seed=seed, grid_train=grid_train,
-                  skipped=ds.skipped, keep=keep, progress=progress,
+                  skipped=ds.skipped, keep=keep, progress=progress, header=not stream,
                   config={"data": str(data), "data_note": split_txt, "command": command})
     if ev.config.get("grid") and grid_train is not None:
         ev.config["grid"]["fitted_on"] = f"the {ds.train_split} split"
     return ev, write_report(ev, out)
 
 
-def _command(data, tokenizers, bpp, tokens, baselines, split, limit, max_side, seed, out) -> str:
+def _command(data, tokenizers, bpp, tokens, baselines, split, limit, max_side, seed, out, stream=False) -> str:
     names = ",".join(t if isinstance(t, str) else t.name for t in tokenizers)
     parts = ["adatok eval", f"--tokenizer {names}", f"--data {data}"]
     if split:
@@ -69,6 +71,8 @@ def _command(data, tokenizers, bpp, tokens, baselines, split, limit, max_side, s
     if tokens:
         parts.append("--tokens " + ",".join(str(int(k)) for k in tokens))
     parts.append("--baselines " + (",".join(baselines) or '""'))
+    if stream:
+        parts.append("--stream")
     if limit is not None:
         parts.append(f"--limit {limit}")
     if max_side is not None:

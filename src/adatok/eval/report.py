@@ -130,8 +130,12 @@ def bd_rates(rows: Sequence[dict[str, str]], reference: str = REFERENCE) -> dict
 # --------------------------------------------------------------------------------------------
 
 
-def plot_curves(rows: Sequence[dict[str, str]], methods: Sequence[Method]) -> dict[str, tuple[bytes, dict[str, int]]]:
+def plot_curves(rows: Sequence[dict[str, str]], methods: Sequence[Method],
+                stream: bool = False) -> dict[str, tuple[bytes, dict[str, int]]]:
     """Render :data:`PLOTS` from results rows: ``{stem: (png bytes, {method: points drawn})}``.
+
+    ``stream``: the run counted bits per pixel of the token stream alone (``adatok eval --stream``);
+    the axes say so.
 
     A point is the mean over images of one method at one budget, drawn only where the method met
     the budget on every image (so that every point of a curve averages the same images).
@@ -165,7 +169,7 @@ def plot_curves(rows: Sequence[dict[str, str]], methods: Sequence[Method]) -> di
         if which == "tokens":
             ax.set_xscale("log")
         ax.set_title(_TITLES[stem], fontsize=11)
-        ax.set_xlabel(xlabel)
+        ax.set_xlabel(xlabel + (" of the token stream (headers excluded)" if stream and which == "bpp" else ""))
         ax.set_ylabel(ylabel)
         ax.grid(True, alpha=0.3)
         if any(counts.values()):
@@ -286,7 +290,7 @@ def write_report(ev: Evaluation, out: str | Path, *, results: Sequence[dict[str,
     by_key = {(r["image"], r["method"], r["budget_kind"], r["budget"]): r for r in rows}
     order = [m.name for m in ev.methods]
 
-    plots = plot_curves(rows, ev.methods)
+    plots = plot_curves(rows, ev.methods, stream=ev.config.get("bpp_counts") == "stream")
     (out / "plots").mkdir(exist_ok=True)
     for stem, (png, _) in plots.items():
         atomic_write_bytes(out / "plots" / f"{stem}.png", png)
@@ -337,6 +341,11 @@ def _header(ev: Evaluation, rows: Sequence[dict[str, str]]) -> str:
         "<li>codecs get each bpp budget as a byte budget and run at their best setting within it; "
         "JPEG 2000 is OpenJPEG at its strongest (irreversible 9/7, mct=1, rate control, raw codestream); "
         "codecs have no tokens and sit out token budgets</li>",
+        ("<li>bits per pixel count <b>the token stream alone</b> (<code>--stream</code>): every tokenizer got "
+         "<code>Bpp(x, header=False)</code>, container headers are not counted, and codecs, whose headers "
+         "cannot be taken apart from their data, sit out the bpp budgets</li>"
+         if cfg.get("bpp_counts") == "stream" else
+         "<li>bits per pixel count whole files, headers included</li>"),
         "<li>PSNR over all channels of the 8-bit image; SSIM scikit-image's (Gaussian, mean over channels); "
         "MS-SSIM sewar's (mean over channels)</li>",
         f"<li>reproduce: <code>{_e(cfg.get('command', ''))}</code> (seed {cfg.get('seed')}; adatok "

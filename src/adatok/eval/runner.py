@@ -35,7 +35,7 @@ import adatok
 from ..core.budget import Bpp, Tokens
 from ..core.errors import AdatokError
 from ..core.imageio import as_image, atomic_write_bytes
-from ..core.sequence import TokenSequence
+from ..core.sequence import TokenSequence, header_size
 from .baselines import CODECS, GridTokenizer, codec
 from .metrics import quality
 
@@ -57,7 +57,7 @@ MIN_SIDE = 16
 
 #: The columns of ``results.csv``, in order.
 COLUMNS: tuple[str, ...] = ("image", "height", "width", "channels", "method", "kind", "budget_kind", "budget",
-                            "tokens", "bytes", "bpp", "psnr", "ssim", "ms_ssim", "encode_s", "decode_s", "setting",
+                            "tokens", "bytes", "stream_bytes", "bpp", "psnr", "ssim", "ms_ssim", "encode_s", "decode_s", "setting",
                             "note")
 
 # Decimal places of each measured column in results.csv (the report shows these very strings).
@@ -146,7 +146,7 @@ def evaluate(images: Sequence[tuple[str, np.ndarray]], tokenizers: Sequence[Any]
              bpp: Sequence[float] = DEFAULT_BPP, tokens: Sequence[int] = (),
              baselines: Sequence[str] = DEFAULT_BASELINES, *, seed: int = 0, grid_codebook: int = 256,
              grid_train: Sequence[np.ndarray] | None = None, skipped: Sequence[tuple[str, str]] = (),
-             keep: int = 8, config: dict[str, Any] | None = None,
+             keep: int = 8, config: dict[str, Any] | None = None, header: bool = True,
              progress: Callable[[int, int, str], None] | None = None) -> Evaluation:
     """Run tokenizers and baselines over ``images`` at every budget.
 
@@ -162,6 +162,10 @@ def evaluate(images: Sequence[tuple[str, np.ndarray]], tokenizers: Sequence[Any]
         skipped: ``(id, reason)`` already left out upstream (e.g. unreadable files), passed through.
         keep: keep reconstructions of the first ``keep`` images for the report.
         config: extra facts to record (dataset name, command line, ...).
+        header: whether a bpp budget counts the container header. ``False`` (``adatok eval
+            --stream``) gives tokenizers ``Bpp(x, header=False)`` and measures their bpp on the token
+            stream alone: the fair comparison between tokenizers on small images. Codecs, whose
+            headers cannot be taken apart from their data, sit out bpp budgets then.
         progress: called as ``progress(done, total, what)`` before each step (fitting the grid,
             then each image x method, ``done`` of ``total`` finished) and once at the end.
 
@@ -211,7 +215,7 @@ def evaluate(images: Sequence[tuple[str, np.ndarray]], tokenizers: Sequence[Any]
         train = [as_image(im) for im in grid_train] if grid_train is not None else \
             [im for _, im in kept]
         planner = GridTokenizer({}, 3, {}, grid_codebook)
-        patches = sorted({planner.choose(img.shape, Bpp(b) if kind == "bpp" else Tokens(int(b)), GRID_PATCHES)[0]
+        patches = sorted({planner.choose(img.shape, Bpp(b, header=header) if kind == "bpp" else Tokens(int(b)), GRID_PATCHES)[0]
                           for _, img in kept for kind, b in budgets}, reverse=True)
         report(0, total, "grid: fitting codebooks")
         grid = GridTokenizer.fit(train, patch=patches, codebook=grid_codebook, seed=seed)
@@ -227,6 +231,7 @@ def evaluate(images: Sequence[tuple[str, np.ndarray]], tokenizers: Sequence[Any]
                     skipped=skipped)
     ev.config = {"tokenizers": [m.name for m, _ in runners if m.kind == "tokenizer" and m.name != "grid"],
                  "baselines": list(baselines), "bpp": bpp, "tokens": tokens, "seed": seed, "grid": grid_info,
+                 "bpp_counts": "file" if header else "stream",
                  "adatok": adatok.__version__, **(config or {})}
     done = 0
     for index, (name, img) in enumerate(kept):
@@ -239,7 +244,7 @@ def evaluate(images: Sequence[tuple[str, np.ndarray]], tokenizers: Sequence[Any]
             for kind, b in budgets:
                 if method.kind == "codec" and kind == "tokens":
                     continue
-                row, shot = _measure(method, runner, img, kind, b, cache)
+                row, shot = _measure(method, runner, img, kind, b, cache, header)
                 row = {"image": name, "height": img.shape[0], "width": img.shape[1], "channels": img.shape[2],
                        "method": method.name, "kind": method.kind, "budget_kind": kind,
                        "budget": b if kind == "bpp" else int(b), **row}
@@ -252,13 +257,19 @@ def evaluate(images: Sequence[tuple[str, np.ndarray]], tokenizers: Sequence[Any]
 
 
 def _measure(method: Method, runner: Any, img: np.ndarray, kind: str, b: float,
-             cache: dict | None = None) -> tuple[dict[str, Any], Shot | None]:
-    """Measure one method on one image at one budget: the row's measured columns, and the shot."""
-    empty = {c: None for c in ("tokens", "bytes", "bpp", "psnr", "ssim", "ms_ssim", "encode_s", "decode_s",
+             cache: dict | None = None, header: bool = True) -> tuple[dict[str, Any], Shot | None]:
+    """Measure one method on one image at one budget: the row's measured columns, and the shot.
+
+    ``header=False``: bpp budgets and the row's bpp count the token stream alone (tokenizers).
+    """
+    empty = {c: None for c in ("tokens", "bytes", "stream_bytes", "bpp", "psnr", "ssim", "ms_ssim", "encode_s", "decode_s",
                                "setting")}
     h, w, c = img.shape
+    if method.kind == "codec" and not header:
+        return {**empty, "note": f"{method.label} has no token stream apart from its headers (bpp counts "
+                                 "the token stream in this run)"}, None
     if method.kind == "codec":
-        nbytes = int(b * h * w / 8)
+        nbytes = Bpp(b).nbytes(img.shape)
         found = runner.at_most(img, nbytes, cache)
         if found is None:
             return {**empty, "note": f"{method.label} cannot make a file of at most {nbytes} bytes"}, None
@@ -267,14 +278,15 @@ def _measure(method: Method, runner: Any, img: np.ndarray, kind: str, b: float,
         t0 = time.perf_counter()
         rec = runner.decode(data, c)
         dec_s = time.perf_counter() - t0
-        row = {"tokens": None, "bytes": len(data), "setting": found.setting}
+        row = {"tokens": None, "bytes": len(data), "stream_bytes": None, "setting": found.setting}
         seq = None
+        counted = len(data)
     else:
-        budget = Bpp(b) if kind == "bpp" else Tokens(int(b))
+        budget = Bpp(b, header=header) if kind == "bpp" else Tokens(int(b))
         if isinstance(runner, GridTokenizer):  # not registered: it writes and reads its own bytes
-            to_bytes, from_bytes = runner.to_bytes, runner.from_bytes
+            to_bytes, from_bytes, head = runner.to_bytes, runner.from_bytes, runner.header_size
         else:
-            to_bytes, from_bytes = TokenSequence.to_bytes, TokenSequence.from_bytes
+            to_bytes, from_bytes, head = TokenSequence.to_bytes, TokenSequence.from_bytes, header_size
         try:
             t0 = time.perf_counter()
             seq, = runner.encode([img], budget)
@@ -286,9 +298,12 @@ def _measure(method: Method, runner: Any, img: np.ndarray, kind: str, b: float,
         except AdatokError as exc:
             return {**empty, "note": str(exc)}, None
         setting = seq.params.get("patch") if method.name == "grid" else None
-        row = {"tokens": len(seq), "bytes": len(data), "setting": None if setting is None else float(setting)}
+        stream = len(data) - head(data)
+        row = {"tokens": len(seq), "bytes": len(data), "stream_bytes": stream,
+               "setting": None if setting is None else float(setting)}
+        counted = len(data) if header else stream
     rec = rec.reshape(img.shape)
-    row.update(bpp=8 * len(data) / (h * w), **quality(img, rec), encode_s=enc_s, decode_s=dec_s, note="")
+    row.update(bpp=8 * counted / (h * w), **quality(img, rec), encode_s=enc_s, decode_s=dec_s, note="")
     return row, Shot(rec, seq)
 
 

@@ -101,7 +101,8 @@ class NeuralTokenizer:
     def encode(self, images: Sequence[np.ndarray], budget=None, roi=None) -> list[TokenSequence]:
         """Tokenize each image; ``budget`` picks each sequence's length (default: all K tokens).
 
-        ``Tokens(k)``: ``min(k, K)`` tokens. ``Bpp(x)``: the most tokens whose bytes fit.
+        ``Tokens(k)``: ``min(k, K)`` tokens. ``Bpp(x)``: the most tokens whose bytes fit (the whole
+        ``.atk`` file, or with ``header=False`` the token stream alone).
         ``Quality(psnr=..)`` / ``Quality(ssim=..)``: each image's own shortest prefix reaching the
         target (all K if none does), found by decoding every prefix length of the whole batch at once.
         """
@@ -157,11 +158,11 @@ class NeuralTokenizer:
         return -(-n * self.bits // 8)
 
     def _bpp_length(self, shape: tuple[int, ...], budget: Bpp) -> int:
-        total = int(budget.x * shape[0] * shape[1] / 8)
+        total = budget.nbytes(shape)
         probe = self._sequence(np.zeros(0, np.int32), shape)
         for k in range(self.tokens, -1, -1):
             n = self._payload_len(k)
-            if container_overhead(probe, n, self.codec_name) + n <= total:
+            if (container_overhead(probe, n, self.codec_name) if budget.header else 0) + n <= total:
                 return k
         need = container_overhead(probe, 0, self.codec_name) * 8 / (shape[0] * shape[1])
         raise BudgetError(f"Bpp({budget.x}) allows {total} bytes for this {shape[1]}x{shape[0]} image, less than "

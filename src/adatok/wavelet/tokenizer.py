@@ -264,12 +264,14 @@ class WaveletTokenizer:
         return TokenSequence(ids, pos, shape, self.name, self.version, params, self.pos_fields)
 
     def _encode_bytes(self, img, shape, layout: Layout, coef, params: dict, budget: Bpp) -> TokenSequence:
-        """The longest sequence whose ``.atk`` bytes, header included, fit ``budget``."""
-        total = int(budget.x * img.shape[0] * img.shape[1] / 8)
+        """The longest sequence whose ``.atk`` bytes (header included, unless ``budget.header`` is
+        False: then the payload alone) fit ``budget``."""
+        total = budget.nbytes(img.shape)
         mag = np.abs(coef) << self._shifts(layout, params)[0]
         probe = TokenSequence(np.zeros(0, np.int32), np.zeros((0, len(self.pos_fields)), np.int32), shape,
                               self.name, self.version, params, self.pos_fields)
-        payload_max = total - _container_overhead(probe, total, CODEC)
+        overhead = (lambda n: _container_overhead(probe, n, CODEC)) if budget.header else (lambda n: 0)
+        payload_max = total - overhead(total)
         best = None
         for _ in range(8):  # the header's size depends a little on the payload's: converge on it
             if payload_max < 0:
@@ -279,14 +281,14 @@ class WaveletTokenizer:
                 0, *self._walk_args(layout, params))
             seq = self._sequence(ids, node, plane, layout, shape, params)
             seq.cache["payload:" + CODEC] = out.tobytes()
-            size = len(seq.to_bytes())
+            size = len(out) + overhead(len(out))
             if size > total:
                 payload_max -= size - total
                 continue
             if best is not None and len(seq) <= len(best):
                 break  # more room gave no more tokens: done
             best = seq
-            if size == total:
+            if size == total or not budget.header:
                 break
             payload_max += total - size
         if best is not None:
