@@ -37,7 +37,7 @@ import numpy as np
 from ..core.imageio import atomic_write_bytes
 from .bdrate import bd_rate
 from .maps import ERROR_MAP_MAX, colorize_indexed, error_map, token_heatmap
-from .runner import REGION_COLUMNS, Evaluation, Method, budget_text, read_results, write_results
+from .runner import REGION_COLUMNS, ROI_SUFFIX, Evaluation, Method, budget_text, read_results, write_results
 
 __all__ = ["PLOTS", "REFERENCE", "REGION_PLOTS", "bd_rates", "plot_curves", "summarize", "write_report"]
 
@@ -70,6 +70,7 @@ def _num(s: str) -> float:
 
 
 def _colour(name: str, order: Sequence[str]) -> str:
+    name = name.removesuffix(ROI_SUFFIX)  # a tokenizer with the region: its own colour, dashed
     if name in _COLOURS:
         return _COLOURS[name]
     others = [m for m in order if m not in _COLOURS]
@@ -175,7 +176,7 @@ def plot_curves(rows: Sequence[dict[str, str]], methods: Sequence[Method]) -> di
             counts[m.name] = len(pts)
             if pts:
                 ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", ms=4, lw=1.6,
-                        color=_colour(m.name, order), label=m.label)
+                        ls="--" if m.roi_of else "-", color=_colour(m.name, order), label=m.label)
         if which == "tokens":
             ax.set_xscale("log")
         ax.set_title(_TITLES[stem], fontsize=11)
@@ -209,25 +210,26 @@ def _saliency_row(ev: Evaluation, name: str, orig: np.ndarray, mid: tuple) -> st
         shot = ev.shots.get((name, m.name, *mid))
         if m.kind != "tokenizer" or shot is None or shot.seq is None:
             continue
-        if not (m.roi if given is not None else "plane" in shot.seq.pos_fields):
-            continue
-        tok = load(m.name)
-        n = len(shot.seq)
-        if given is None:  # no region in the run: show what the auto saliency map would do
+        if given is None:  # no region in the run: what the auto saliency map would do, at the same length
+            if "plane" not in shot.seq.pos_fields:
+                continue
             sal, what = saliency(orig, "auto"), "saliency (auto)"
-            steered, = tok.encode([orig], Tokens(n), roi=[sal])
             plain = shot.seq
-        else:  # the run's region: the shot was steered by it
+            steered, = load(m.name).encode([orig], Tokens(len(plain)), roi=[sal])
+        else:  # the run's region: this tokenizer's rows with and without it, at the same budget
+            twin = ev.shots.get((name, m.roi_of, *mid)) if m.roi_of else None
+            if twin is None or twin.seq is None:
+                continue
             sal, what = given, "region of interest"
-            plain, = tok.encode([orig], Tokens(n))
-            steered = shot.seq
+            plain, steered = twin.seq, shot.seq
         region = orig.astype(np.float64) * np.where(region_mask(sal), 1.0, 0.3)[..., None]
-        heat, plain = token_heatmap(steered), token_heatmap(plain)
-        top = float(max(np.percentile(heat, 99.5), np.percentile(plain, 99.5))) or None
+        heat, flat = token_heatmap(steered), token_heatmap(plain)
+        top = float(max(np.percentile(heat, 99.5), np.percentile(flat, 99.5))) or None
         figs = [_figure(_png_uri(_show_map(sal, "inferno", vmax=1.0)), _e(what)),
                 _figure(_png_uri(_show(region.astype(np.uint8))), _e(f"inside: {what} >= 0.5")),
-                _figure(_png_uri(_show_map(plain, "viridis", vmax=top)), _e(f"first {n:,} tokens, no roi")),
-                _figure(_png_uri(_show_map(heat, "viridis", vmax=top)), _e(f"first {n:,} tokens, roi = {what}"))]
+                _figure(_png_uri(_show_map(flat, "viridis", vmax=top)), _e(f"first {len(plain):,} tokens, no roi")),
+                _figure(_png_uri(_show_map(heat, "viridis", vmax=top)),
+                        _e(f"first {len(steered):,} tokens, roi = {what}"))]
         return (f"<div class='saliency' data-method='{_e(m.name)}'><div class='rowlabel'><b>{_e(m.label)}</b>: "
                 f"where the early tokens go</div><div class='strip'>{''.join(figs)}</div></div>")
     return ""
@@ -448,9 +450,9 @@ def _region_note(ev: Evaluation) -> str:
     from ..core.metrics import region_mask
 
     inside = 100 * float(np.mean([region_mask(m).mean() for m in ev.regions.values()])) if ev.regions else float("nan")
-    steered = [m.label for m in ev.methods if m.roi]
-    how = (f"{_e(', '.join(steered))} encoded with it; every other method ran as without"
-           if steered else "no method of the run steers by region: every method ran as without")
+    steered = [m.label for m in ev.methods if m.roi_of]
+    how = (f"{_e(', '.join(steered))} encoded with it, beside the same tokenizer without it; every other "
+           "method ran as without" if steered else "no method of the run steers by region: every method ran as without")
     return (f"<li id='roi'>region of interest: <b>{_e(roi)}</b>; inside where its map is &gt;= 0.5 "
             f"({inside:.1f} % of the pixels, mean over the images); {how}; <code>psnr_roi</code> and "
             "<code>psnr_out</code> in <code>results.csv</code> are the PSNR inside and outside it</li>")
@@ -466,8 +468,9 @@ def _region_section(ev: Evaluation, rows: Sequence[dict[str, str]], plots: dict,
     parts = ["<h2>Region of interest</h2>",
              f"<p>Region: <b>{_e(ev.config['roi'])}</b> (inside: map &gt;= 0.5). Mean PSNR (dB) of the whole image, "
              "inside the region and outside it, of the same reconstructions, at each bpp budget (mean bits per "
-             "pixel after the @). Methods marked <i>+ roi</i> spent their early tokens on the region; the others "
-             "did not know it, so their inside and outside show what the same bytes give without steering.</p>",
+             "pixel after the @). Methods marked <i>+ roi</i> spent their early tokens on the region (dashed "
+             "lines); the others, the same tokenizer among them, did not know it: their inside and outside show "
+             "what the same budget gives without steering.</p>",
              "<table id='region-table'><tr><th class='l'>method</th>"]
     parts += [f"<th>{_e(_budget_label(k, budget_text(k, b)))}<br>whole / inside / outside</th>" for k, b in bpps]
     parts.append("</tr>")

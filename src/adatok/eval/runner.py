@@ -13,10 +13,12 @@ why, and the reconstructions the report shows. :func:`write_results` writes the 
   times are of one encode and one decode at that setting (the search is not counted).
 * A method that cannot meet a budget on an image (a header larger than the budget, a codec whose
   smallest file is larger) gets a row with empty measurements and a ``note`` saying why.
-* With a region of interest (``roi=``: a saliency method, or a map per image), tokenizers that
-  steer by region (``supports_roi``: the wavelet ones) encode with it; the others, and the codecs,
-  run as without. Every row then has the PSNR inside the region (map >= 0.5) and outside it
-  (``psnr_roi``, ``psnr_out``), of the same reconstruction: what the region bought and cost.
+* With a region of interest (``roi=``: a saliency method, or a map per image), each tokenizer
+  that steers by region (``supports_roi``: the wavelet ones) runs twice: as without (method
+  ``wavelet``) and encoding with the region (method ``wavelet+roi``); the other tokenizers and
+  the codecs run as without. Every row then has the PSNR inside the region (map >= 0.5) and
+  outside it (``psnr_roi``, ``psnr_out``) of the same reconstruction: what the region bought and
+  cost, against the same tokenizer unsteered and against the codecs, at the same budgets.
 
 Everything is seeded (the grid's training patches and k-means); the same inputs give the same
 rows, timings aside.
@@ -44,7 +46,7 @@ from ..core.sequence import TokenSequence
 from .baselines import CODECS, GridTokenizer, codec
 from .metrics import quality
 
-__all__ = ["COLUMNS", "DEFAULT_BASELINES", "DEFAULT_BPP", "GRID_PATCHES", "MIN_SIDE", "REGION_COLUMNS", "Evaluation",
+__all__ = ["COLUMNS", "DEFAULT_BASELINES", "DEFAULT_BPP", "GRID_PATCHES", "MIN_SIDE", "REGION_COLUMNS", "ROI_SUFFIX", "Evaluation",
            "Method", "budget_text", "evaluate", "read_results", "write_results"]
 
 #: Budgets in bits per pixel that ``adatok eval`` uses when none are given.
@@ -64,6 +66,9 @@ MIN_SIDE = 16
 COLUMNS: tuple[str, ...] = ("image", "height", "width", "channels", "method", "kind", "budget_kind", "budget",
                             "tokens", "bytes", "bpp", "psnr", "ssim", "ms_ssim", "psnr_roi", "psnr_out", "encode_s",
                             "decode_s", "setting", "note")
+#: Added to a tokenizer's name for its rows encoded with the region of interest (``wavelet+roi``).
+ROI_SUFFIX = "+roi"
+
 #: Columns only measured with a region of interest (empty without one; absent from older files).
 REGION_COLUMNS: tuple[str, ...] = ("psnr_roi", "psnr_out")
 
@@ -80,14 +85,15 @@ class Method:
         label: display name (``"JPEG 2000"``).
         kind: ``"tokenizer"`` or ``"codec"``.
         vocab: a tokenizer's vocabulary size (``None`` for codecs).
-        roi: whether it encoded with the run's region of interest.
+        roi_of: for a tokenizer encoding with the run's region of interest (name
+            ``<tokenizer>+roi``), the name of the same tokenizer without it; ``None`` otherwise.
     """
 
     name: str
     label: str
     kind: str
     vocab: int | None = None
-    roi: bool = False
+    roi_of: str | None = None
 
 
 @dataclass
@@ -225,9 +231,11 @@ def evaluate(images: Sequence[tuple[str, np.ndarray]], tokenizers: Sequence[Any]
         tok = adatok.load(t) if isinstance(t, str) else t
         if any(m.name == tok.name for m, _ in runners):
             continue
-        steer = bool(regions) and getattr(tok, "supports_roi", False)
-        runners.append((Method(tok.name, _label(tok.name) + (" + roi" if steer else ""), "tokenizer",
-                               int(tok.vocab_size), steer), tok))
+        runners.append((Method(tok.name, _label(tok.name), "tokenizer", int(tok.vocab_size)), tok))
+        if regions and getattr(tok, "supports_roi", False):
+            runners.append((Method(tok.name + ROI_SUFFIX, _label(tok.name) + " + roi", "tokenizer",
+                                   int(tok.vocab_size), tok.name), tok))
+            total += len(kept)
     grid_info = None
     if "grid" in baselines:
         train = [as_image(im) for im in grid_train] if grid_train is not None else \
@@ -247,7 +255,8 @@ def evaluate(images: Sequence[tuple[str, np.ndarray]], tokenizers: Sequence[Any]
 
     ev = Evaluation(rows=[], methods=[m for m, _ in runners], budgets=budgets, images=[n for n, _ in kept],
                     skipped=skipped, regions=regions)
-    ev.config = {"tokenizers": [m.name for m, _ in runners if m.kind == "tokenizer" and m.name != "grid"],
+    ev.config = {"tokenizers": [m.name for m, _ in runners if m.kind == "tokenizer" and m.name != "grid"
+                                and not m.roi_of],
                  "baselines": list(baselines), "bpp": bpp, "tokens": tokens, "seed": seed, "grid": grid_info,
                  "adatok": adatok.__version__, **(config or {})}
     if regions:
@@ -265,7 +274,7 @@ def evaluate(images: Sequence[tuple[str, np.ndarray]], tokenizers: Sequence[Any]
             for kind, b in budgets:
                 if method.kind == "codec" and kind == "tokens":
                     continue
-                row, shot = _measure(method, runner, img, kind, b, cache, regions[name] if method.roi else None)
+                row, shot = _measure(method, runner, img, kind, b, cache, regions[name] if method.roi_of else None)
                 row = {"image": name, "height": img.shape[0], "width": img.shape[1], "channels": img.shape[2],
                        "method": method.name, "kind": method.kind, "budget_kind": kind,
                        "budget": b if kind == "bpp" else int(b), **row, "psnr_roi": None, "psnr_out": None}
