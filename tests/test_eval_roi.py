@@ -142,3 +142,21 @@ def test_results_without_the_region_columns_still_read(tmp_path):
     assert rows[0]["psnr_roi"] == "" and rows[0]["psnr"] == "30"
     s = summarize(rows)[("jpeg", "bpp", "1")]
     assert s["psnr"] == 30 and np.isnan(s["psnr_roi"])
+
+
+def test_masks_are_matched_by_path_then_by_stem(tmp_path):
+    from adatok.core.errors import AdatokError
+    from adatok.eval import mask_regions
+
+    img = np.zeros((8, 10, 3), np.uint8)
+    items = [("a/x.png", img), ("b/x.png", img), ("y.jpg", img)]
+    folder = tmp_path / "m"
+    for rel, value in (("a/x.png", 255), ("b/x.png", 0), ("y.png", 128)):
+        (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.full((8, 10), value, np.uint8)).save(folder / rel)
+    maps, note = mask_regions(folder, items)
+    assert [float(maps[n].mean()) for n, _ in items] == [1.0, 0.0, pytest.approx(128 / 255)]
+    assert str(folder) in note
+    Image.fromarray(np.zeros((8, 10), np.uint8)).save(folder / "y.bmp")  # two masks for y.jpg
+    with pytest.raises(AdatokError, match="'y.jpg' has 2 masks"):
+        mask_regions(folder, items)
