@@ -4,6 +4,7 @@
     adatok decode photo.atk preview.png --tokens 5000  # any prefix -> image
     adatok info photo.atk                              # what is in a token file
     adatok eval --data samples --out out/eval          # rate-distortion against codecs, HTML report
+    adatok eval --data samples --roi masks/ --out out/roi   # ... with PSNR inside and outside a region
     adatok demo --out out/demo                         # eval of both wavelet tokenizers on the sample photos
 
 Every failure a user can cause (:class:`adatok.AdatokError`) is printed as one line

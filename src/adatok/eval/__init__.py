@@ -27,5 +27,6 @@ from .runner import (COLUMNS, DEFAULT_BASELINES, DEFAULT_BPP, Evaluation, Method
                      write_results)
 
 __all__ = ["CODECS", "COLUMNS", "DEFAULT_BASELINES", "DEFAULT_BPP", "Codec", "Evaluation", "GridTokenizer", "Method",
-           "bd_rate", "bd_rates", "codec", "error_map", "evaluate", "mask_regions", "ms_ssim", "quality", "read_results",
-           "region_maps", "run", "summarize", "token_footprints", "token_heatmap", "write_report", "write_results"]
+           "bd_rate", "bd_rates", "codec", "error_map", "evaluate", "mask_regions", "ms_ssim", "quality",
+           "read_results", "region_maps", "run", "summarize", "token_footprints", "token_heatmap", "write_report",
+           "write_results"]

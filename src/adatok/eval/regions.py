@@ -144,13 +144,15 @@ def mask_regions(path: str | os.PathLike[str], items: Sequence[tuple[str, np.nda
     found = {name: _find_mask(name, path, by_path, by_stem) for name, _ in items}
     missing = [name for name, p in found.items() if p is None]
     if missing:
-        listed = ", ".join(repr(n) for n in missing[:_SHOW_MISSING]) + (", ..." if len(missing) > _SHOW_MISSING else "")
+        listed = ", ".join(repr(n) for n in missing[:_SHOW_MISSING])
+        listed += ", ..." if len(missing) > _SHOW_MISSING else ""
+        example = path / (PurePosixPath(missing[0]).stem + ".png")
         raise AdatokError(f"no mask in {path} for {len(missing)} of {len(items)} images: {listed}; a mask is "
-                          f"matched by the image's path or file stem (e.g. {path / (PurePosixPath(missing[0]).stem + '.png')})")
+                          f"matched by the image's path or file stem (e.g. {example})")
     out = {}
     for name, img in items:
         out[name] = check_region(name, img, *_shrunk_mask(read_mask(found[name]), found[name], max_side))
-    return out, f"masks in {path} (one per image, matched by file stem)"
+    return out, f"masks in {path} (one per image, matched by path or file stem)"
 
 
 def region_maps(spec: str | os.PathLike[str], items: Sequence[tuple[str, np.ndarray]], saliency: str = "auto",

@@ -472,6 +472,10 @@ def _region_section(ev: Evaluation, rows: Sequence[dict[str, str]], plots: dict,
              "lines); the others, the same tokenizer among them, did not know it: their inside and outside show "
              "what the same budget gives without steering.</p>",
              "<table id='region-table'><tr><th class='l'>method</th>"]
+    if not bpps:
+        return "\n".join([*parts[:2], "<p>No bpp budget in this run: the PSNRs inside and outside the region at "
+                           "the token budgets are in <code>results.csv</code> (<code>psnr_roi</code>, "
+                           "<code>psnr_out</code>).</p>"])
     parts += [f"<th>{_e(_budget_label(k, budget_text(k, b)))}<br>whole / inside / outside</th>" for k, b in bpps]
     parts.append("</tr>")
     for m in ev.methods:

@@ -46,8 +46,8 @@ from ..core.sequence import TokenSequence
 from .baselines import CODECS, GridTokenizer, codec
 from .metrics import quality
 
-__all__ = ["COLUMNS", "DEFAULT_BASELINES", "DEFAULT_BPP", "GRID_PATCHES", "MIN_SIDE", "REGION_COLUMNS", "ROI_SUFFIX", "Evaluation",
-           "Method", "budget_text", "evaluate", "read_results", "write_results"]
+__all__ = ["COLUMNS", "DEFAULT_BASELINES", "DEFAULT_BPP", "GRID_PATCHES", "MIN_SIDE", "REGION_COLUMNS", "ROI_SUFFIX",
+           "Evaluation", "Method", "budget_text", "evaluate", "read_results", "write_results"]
 
 #: Budgets in bits per pixel that ``adatok eval`` uses when none are given.
 DEFAULT_BPP: tuple[float, ...] = (0.1, 0.25, 0.5, 1.0)
