@@ -56,5 +56,5 @@ def test_eval_reports_lengths_under_a_target(tmp_path):
     assert result.exit_code == 0, result.output
     rows = list(csv.DictReader(open(tmp_path / "lengths.csv")))
     assert len(rows) == 2 and all(r["reached"] == "True" and float(r["quality"]) >= 30 for r in rows)
-    bad = CliRunner().invoke(app, ["eval", "--data", "samples", "--roi", "auto", "--out", str(tmp_path)])
+    bad = CliRunner().invoke(app, ["eval", "--data", "samples", "--in-roi", "--out", str(tmp_path)])
     assert bad.exit_code == 2 and "target" in bad.output

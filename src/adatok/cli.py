@@ -4,6 +4,7 @@
     adatok decode photo.atk preview.png --tokens 5000  # any prefix -> image
     adatok info photo.atk                              # what is in a token file
     adatok eval --data samples --out out/eval          # rate-distortion against codecs, HTML report
+    adatok eval --data samples --roi masks/ --out out/roi   # ... with PSNR inside and outside a region
     adatok demo --out out/demo                         # eval of both wavelet tokenizers on the sample photos
 
 Every failure a user can cause (:class:`adatok.AdatokError`) is printed as one line
@@ -414,12 +415,15 @@ def eval_(
     target_ssim: Annotated[float | None, typer.Option(
         "--target-ssim", metavar="S", show_default=False, help="As --target-psnr, for SSIM.")] = None,
     roi: Annotated[str | None, typer.Option(
-        "--roi", metavar="auto", show_default=False,
-        help="With a target: a saliency map per image (see --saliency) as region of interest.")] = None,
+        "--roi", metavar="auto|MASK.png|FOLDER", show_default=False,
+        help="Region of interest: 'auto' (a saliency map of each image, see --saliency), a mask PNG for "
+             "every image, or a folder of masks matched to the images by file stem. Masks must have their "
+             "image's size (with --max-side: before shrinking, they are shrunk alike). Wavelet tokenizers "
+             "encode with it; every row gets PSNR inside (psnr_roi) and outside (psnr_out) it.")] = None,
     saliency_method: Annotated[str, typer.Option(
         "--saliency", metavar="METHOD", help="Saliency for --roi auto: auto, spectral, gradient or centre.")] = "auto",
-    in_roi: Annotated[bool, typer.Option("--in-roi", help="Measure the target inside the region (map >= 0.5).")
-                      ] = False,
+    in_roi: Annotated[bool, typer.Option(
+        "--in-roi", help="With a target and --roi: measure the target inside the region (map >= 0.5).")] = False,
     stream: Annotated[bool, typer.Option(
         "--stream", help="Count bits per pixel of the token stream alone (container headers excluded), for "
                          "comparing tokenizers on small images; codecs sit out the bpp budgets.")] = False,
@@ -430,7 +434,8 @@ def eval_(
     Writes `OUT/results.csv` (one row per image x method x budget: tokens, bytes, bpp, PSNR, SSIM,
     MS-SSIM, encode and decode seconds), `OUT/plots/*.png`, `OUT/bd_rate.csv` (BD-rate against
     JPEG 2000) and `OUT/report.html`, one self-contained page. Files that cannot be read, and
-    images under 16 x 16 pixels, are skipped and listed.
+    images under 16 x 16 pixels, are skipped and listed. With `--roi`, results.csv also has the
+    PSNR inside and outside the region (`psnr_roi`, `psnr_out`) and the report compares them.
     """
     from adatok.eval import run
 
@@ -452,33 +457,65 @@ def eval_(
     target = None
     if target_psnr is not None or target_ssim is not None:
         target = Quality(psnr=target_psnr, ssim=target_ssim, region="roi" if in_roi else None)
-    if (roi is not None or in_roi) and target is None:
-        raise BudgetError("--roi and --in-roi go with --target-psnr or --target-ssim")
-    if roi not in (None, "auto"):
-        raise AdatokError(f"--roi takes 'auto' in eval (a saliency map per image), got {roi!r}")
-    if in_roi and roi is None:
-        raise BudgetError("--in-roi needs --roi auto")
+    if in_roi and (target is None or roi is None):
+        raise BudgetError("--in-roi goes with --target-psnr or --target-ssim and --roi")
+    if roi is not None and roi != "auto" and not Path(roi).exists():
+        raise AdatokError(f"--roi takes 'auto', a mask PNG or a folder of masks; no such file or folder: {roi}")
     tokenizers = [adatok.load(n) for n in names]
     with _EvalProgress(quiet) as step:
         ev, report = run(data, out, tokenizers, bpp=bpps, tokens=token_counts, baselines=base, split=split,
-                         limit=limit, max_side=max_side, seed=seed, keep=keep, stream=stream, progress=step)
+                         limit=limit, max_side=max_side, seed=seed, keep=keep, roi=roi, saliency=saliency_method,
+                         stream=stream, progress=step)
     if not quiet:
-        _print_eval(ev, report, Console(highlight=False))
+        console = Console(highlight=False)
+        _print_eval(ev, report, console)
+        _print_region(ev, report, console)
     if target is not None:
-        _eval_lengths(data, split, limit, max_side, tokenizers, target, roi, saliency_method, out, quiet)
+        _eval_lengths(data, split, limit, max_side, tokenizers, target, roi, saliency_method, out, quiet, ev.regions)
 
 
-def _eval_lengths(data, split, limit, max_side, tokenizers, target, roi, method, out: Path, quiet: bool) -> None:
-    """The length-per-image part of ``adatok eval``: lengths.csv and a summary table."""
+def _print_region(ev, report: Path, console: Console) -> None:
+    """With a region of interest: mean PSNR inside / outside it per method and bpp budget."""
+    from adatok.eval import read_results, summarize
+    from adatok.eval.runner import budget_text
+
+    if not ev.config.get("roi"):
+        return
+    stats = summarize(read_results(report.parent / "results.csv"))
+    bpps = [(k, b) for k, b in ev.budgets if k == "bpp"]
+    if not bpps:
+        return
+    table = Table(title=f"mean PSNR in dB inside / outside the region over {len(ev.images)} images",
+                  caption=f"region: {ev.config['roi']}; inside: map >= 0.5; + roi: encoded with it")
+    table.add_column("method", no_wrap=True)
+    for k, b in bpps:
+        table.add_column(f"{budget_text(k, b)} bpp", justify="right")
+    for m in ev.methods:
+        cells = []
+        for k, b in bpps:
+            st = stats.get((m.name, k, budget_text(k, b)))
+            cells.append("-" if st is None else "cannot" if not st["n"] else
+                         f"{st['psnr_roi']:.2f} / {st['psnr_out']:.2f}")
+        table.add_row(m.label, *cells)
+    console.print(table)
+
+
+def _eval_lengths(data, split, limit, max_side, tokenizers, target, roi, method, out: Path, quiet: bool,
+                  known=None) -> None:
+    """The length-per-image part of ``adatok eval``: lengths.csv and a summary table. ``roi`` as for
+    ``adatok eval``; ``known`` holds region maps already made (by id)."""
     import csv
     import io
 
-    from adatok.core.saliency import saliency
     from adatok.datasets import load
     from adatok.eval.lengths import length_report
+    from adatok.eval.regions import region_maps
 
     ds = load(data, split, limit=limit, max_side=max_side)
-    maps = [saliency(img, method) for img in ds.images] if roi == "auto" else None
+    maps = None
+    if roi is not None:
+        by_id, _ = region_maps(roi, ds.items(), method, max_side, known)
+        maps = [by_id[i] for i in ds.ids]
     buf = io.StringIO()
     writer = csv.writer(buf)
     writer.writerow(["tokenizer", "image", "target", "tokens", "bytes", "bpp", "quality", "reached"])

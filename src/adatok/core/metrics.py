@@ -1,8 +1,13 @@
-"""Image quality metrics over 8-bit images (all channels): PSNR, SSIM."""
+"""Image quality metrics over 8-bit images (all channels): PSNR, SSIM, and PSNR inside and
+outside a region of interest."""
 
 from __future__ import annotations
 
 import numpy as np
+
+#: A pixel is inside the region of interest where its map (values in [0, 1]) is at least this;
+#: ``Quality(region="roi")``, the region PSNRs of ``adatok eval`` and the report all use it.
+REGION_THRESHOLD = 0.5
 
 
 def mse(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> float:
@@ -22,6 +27,26 @@ def psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> float:
     """Peak signal-to-noise ratio in dB for 8-bit images; ``inf`` when they are identical."""
     e = mse(a, b, mask)
     return float("inf") if e == 0 else float(10.0 * np.log10(255.0**2 / e))
+
+
+def region_mask(roi: np.ndarray) -> np.ndarray:
+    """The pixels inside a region of interest: ``roi >= REGION_THRESHOLD`` as an ``H x W`` bool array."""
+    m = np.asarray(roi, dtype=np.float64)
+    return (m[:, :, 0] if m.ndim == 3 else m) >= REGION_THRESHOLD
+
+
+def region_psnr(a: np.ndarray, b: np.ndarray, roi: np.ndarray) -> tuple[float | None, float | None]:
+    """PSNR (dB) of ``b`` against ``a`` inside the region of interest and outside it.
+
+    ``roi`` is the region's ``H x W`` map in ``[0, 1]`` (inside: :func:`region_mask`). A side
+    with no pixels has no PSNR (``None``), e.g. the outside of a region that covers the image.
+    """
+    inside = region_mask(roi)
+    if inside.shape != np.shape(a)[:2]:
+        raise ValueError(f"region is {inside.shape[0]}x{inside.shape[1]} but the image is "
+                         f"{np.shape(a)[0]}x{np.shape(a)[1]} (H x W)")
+    return (psnr(a, b, inside) if inside.any() else None,
+            psnr(a, b, ~inside) if not inside.all() else None)
 
 
 def ssim(a: np.ndarray, b: np.ndarray) -> float:

@@ -220,6 +220,7 @@ class GridTokenizer:
     name = "grid"
     version = "1"
     pos_fields = ("patch", "y", "x")
+    supports_roi = False  # a fixed grid: no region of interest
 
     def __init__(self, codebooks: Mapping[int, np.ndarray], channels: int, fill: Mapping[int, np.ndarray],
                  codebook_size: int, seed: int = 0):

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..core.budget import Quality
-from ..core.metrics import psnr, ssim
+from ..core.metrics import psnr, region_mask, ssim
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,7 @@ def length_report(tokenizer, images: Sequence[np.ndarray], target: Quality, name
         img = np.asarray(img).reshape(out.shape)
         mask = None
         if target.region == "roi" and roi is not None and roi[i] is not None:
-            mask = np.asarray(roi[i]) >= 0.5
+            mask = region_mask(roi[i])
         if target.psnr is not None:
             q = psnr(img, out, mask)
         elif mask is None:

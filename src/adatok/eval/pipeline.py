@@ -20,7 +20,8 @@ def run(data: str, out: str | Path, tokenizers: Sequence[Any] = ("wavelet",), *,
         bpp: Sequence[float] = DEFAULT_BPP, tokens: Sequence[int] = (),
         baselines: Sequence[str] = DEFAULT_BASELINES, split: str | None = None, limit: int | None = None,
         max_side: int | None = None, seed: int = 0, keep: int = 8, command: str | None = None,
-        stream: bool = False, progress: Callable[[int, int, str], None] | None = None) -> tuple[Evaluation, Path]:
+        roi: str | Path | None = None, saliency: str = "auto", stream: bool = False,
+        progress: Callable[[int, int, str], None] | None = None) -> tuple[Evaluation, Path]:
     """Evaluate tokenizers and baselines on a dataset and write ``out/results.csv``, ``out/plots/``,
     ``out/bd_rate.csv`` and ``out/report.html``; return the evaluation and the report's path.
 
@@ -33,6 +34,12 @@ def run(data: str, out: str | Path, tokenizers: Sequence[Any] = ("wavelet",), *,
         limit, max_side: evaluate only the first ``limit`` images, shrunk to ``max_side``.
         keep: how many images the report shows.
         command: the command line to print as the way to reproduce the run.
+        roi: a region of interest for every image: ``"auto"`` (a saliency map of each, by the
+            ``saliency`` method), a mask file (the same for every image) or a folder of masks (one
+            per image, by file stem); see :mod:`adatok.eval.regions`. Masks are read, matched and
+            checked before anything is written: an image without a mask, or with a mask of another
+            size, is an error and ``out`` is not created.
+        saliency: the saliency method for ``roi="auto"``.
         stream: bpp budgets count the token stream alone (``header=False`` of
             :func:`adatok.eval.evaluate`); codecs sit them out.
         Other arguments as for :func:`adatok.eval.evaluate`.
@@ -42,6 +49,15 @@ def run(data: str, out: str | Path, tokenizers: Sequence[Any] = ("wavelet",), *,
     if split is None and str(data) == "fashion-mnist":
         split = "test"
     ds = load(data, split, limit=limit, max_side=max_side)
+    region, region_note = None, None
+    if roi is not None and str(roi) == "auto":
+        from ..core.saliency import _method
+
+        region = _method(saliency)  # checked before anything is written
+    elif roi is not None:
+        from .regions import mask_regions
+
+        region, region_note = mask_regions(roi, ds.items(), max_side)
     grid_train = None
     if "grid" in baselines and ds.train_split is not None:
         grid_train = load(data, ds.train_split, limit=GRID_TRAIN_LIMIT, max_side=max_side).images
@@ -53,9 +69,13 @@ def run(data: str, out: str | Path, tokenizers: Sequence[Any] = ("wavelet",), *,
     split_txt = f" ({split})" if split else ""
     if command is None:
         command = _command(data, tokenizers, bpp, tokens, baselines, split, limit, max_side, seed, out, stream)
+        if roi is not None:
+            command += f" --roi {roi}" + (f" --saliency {saliency}" if str(roi) == "auto" else "")
+    config = {"data": str(data), "data_note": split_txt, "command": command}
+    if region_note:
+        config["roi"] = region_note
     ev = evaluate(ds.items(), tokenizers, bpp, tokens, baselines, seed=seed, grid_train=grid_train,
-                  skipped=ds.skipped, keep=keep, progress=progress, header=not stream,
-                  config={"data": str(data), "data_note": split_txt, "command": command})
+                  skipped=ds.skipped, keep=keep, progress=progress, roi=region, config=config, header=not stream)
     if ev.config.get("grid") and grid_train is not None:
         ev.config["grid"]["fitted_on"] = f"the {ds.train_split} split"
     return ev, write_report(ev, out)

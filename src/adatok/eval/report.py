@@ -10,6 +10,8 @@ Images are embedded as base64 PNG data URIs: ``report.html`` is one file that op
   against mean bits per pixel for each method at each ``Bpp`` budget (a point is drawn where the
   method met the budget on every image);
 * ``plots/psnr_tokens.png`` -- mean PSNR against mean token count, for the tokenizers;
+* with a region of interest, ``plots/psnr_roi_bpp.png`` and ``plots/psnr_out_bpp.png`` -- mean
+  PSNR inside and outside the region against bits per pixel, and a table of both per budget;
 * ``bd_rate.csv`` -- Bjontegaard delta rate of each method against JPEG 2000 (PSNR and MS-SSIM),
   mean over images;
 * ``report.html`` -- all of the above, and per image: a comparison of every method at the middle
@@ -35,9 +37,9 @@ import numpy as np
 from ..core.imageio import atomic_write_bytes
 from .bdrate import bd_rate
 from .maps import ERROR_MAP_MAX, colorize_indexed, error_map, token_heatmap
-from .runner import Evaluation, Method, budget_text, read_results, write_results
+from .runner import REGION_COLUMNS, ROI_SUFFIX, Evaluation, Method, budget_text, read_results, write_results
 
-__all__ = ["PLOTS", "REFERENCE", "bd_rates", "plot_curves", "summarize", "write_report"]
+__all__ = ["PLOTS", "REFERENCE", "REGION_PLOTS", "bd_rates", "plot_curves", "summarize", "write_report"]
 
 #: The method BD-rates are measured against.
 REFERENCE = "jp2"
@@ -45,11 +47,16 @@ REFERENCE = "jp2"
 #: Plot file stem -> (x column, y column, axis labels, which rows).
 PLOTS: dict[str, tuple[str, str, str, str, str]] = {
     "psnr_bpp": ("bpp", "psnr", "bits per pixel", "PSNR (dB)", "bpp"),
+    "psnr_roi_bpp": ("bpp", "psnr_roi", "bits per pixel", "PSNR inside the region (dB)", "bpp"),
+    "psnr_out_bpp": ("bpp", "psnr_out", "bits per pixel", "PSNR outside the region (dB)", "bpp"),
     "ssim_bpp": ("bpp", "ssim", "bits per pixel", "SSIM", "bpp"),
     "ms_ssim_bpp": ("bpp", "ms_ssim", "bits per pixel", "MS-SSIM", "bpp"),
     "psnr_tokens": ("tokens", "psnr", "tokens (log scale)", "PSNR (dB)", "tokens"),
 }
-_TITLES = {"psnr_bpp": "PSNR against bits per pixel", "ssim_bpp": "SSIM against bits per pixel",
+#: Plots drawn only when the run had a region of interest.
+REGION_PLOTS: tuple[str, ...] = ("psnr_roi_bpp", "psnr_out_bpp")
+_TITLES = {"psnr_bpp": "PSNR against bits per pixel", "psnr_roi_bpp": "PSNR inside the region of interest",
+           "psnr_out_bpp": "PSNR outside the region of interest", "ssim_bpp": "SSIM against bits per pixel",
            "ms_ssim_bpp": "MS-SSIM against bits per pixel", "psnr_tokens": "PSNR against tokens (tokenizers)"}
 
 _COLOURS = {"wavelet": "#d62728", "wavelet-lossless": "#ff7f0e", "grid": "#7f7f7f", "jpeg": "#1f77b4",
@@ -63,6 +70,7 @@ def _num(s: str) -> float:
 
 
 def _colour(name: str, order: Sequence[str]) -> str:
+    name = name.removesuffix(ROI_SUFFIX)  # a tokenizer with the region: its own colour, dashed
     if name in _COLOURS:
         return _COLOURS[name]
     others = [m for m in order if m not in _COLOURS]
@@ -76,9 +84,12 @@ def _colour(name: str, order: Sequence[str]) -> str:
 
 def summarize(rows: Sequence[dict[str, str]]) -> dict[tuple[str, str, str], dict[str, float]]:
     """Means over images per ``(method, budget_kind, budget)``: ``n`` (images measured), ``images``
-    (images run), and the means of ``tokens``, ``bytes``, ``bpp``, ``psnr``, ``ssim``, ``ms_ssim``.
+    (images run), and the means of ``tokens``, ``bytes``, ``bpp``, ``psnr``, ``ssim``, ``ms_ssim``,
+    ``psnr_roi`` and ``psnr_out``.
 
     A mean is over the images where the method met the budget; ``n < images`` says some did not.
+    ``psnr_roi`` / ``psnr_out`` average the images that have pixels on that side of the region
+    (``nan`` without a region, or in files written before those columns).
     """
     groups: dict[tuple[str, str, str], list[dict[str, str]]] = defaultdict(list)
     for r in rows:
@@ -87,8 +98,8 @@ def summarize(rows: Sequence[dict[str, str]]) -> dict[tuple[str, str, str], dict
     for key, rs in groups.items():
         ok = [r for r in rs if r["bpp"] != ""]
         stats = {"n": float(len(ok)), "images": float(len(rs))}
-        for col in ("tokens", "bytes", "bpp", "psnr", "ssim", "ms_ssim"):
-            vals = [_num(r[col]) for r in ok]
+        for col in ("tokens", "bytes", "bpp", "psnr", "ssim", "ms_ssim", *REGION_COLUMNS):
+            vals = [_num(r[col]) for r in ok if r.get(col, "") != ""]
             stats[col] = float(np.mean(vals)) if vals else float("nan")
         out[key] = stats
     return out
@@ -139,6 +150,7 @@ def plot_curves(rows: Sequence[dict[str, str]], methods: Sequence[Method],
 
     A point is the mean over images of one method at one budget, drawn only where the method met
     the budget on every image (so that every point of a curve averages the same images).
+    :data:`REGION_PLOTS` are left out when no row has a region PSNR.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -146,7 +158,10 @@ def plot_curves(rows: Sequence[dict[str, str]], methods: Sequence[Method],
     stats = summarize(rows)
     order = [m.name for m in methods]
     out = {}
+    region = any(r.get("psnr_roi", "") != "" for r in rows)
     for stem, (xcol, ycol, xlabel, ylabel, which) in PLOTS.items():
+        if stem in REGION_PLOTS and not region:
+            continue
         fig = Figure(figsize=(6.4, 4.2), dpi=100)
         FigureCanvasAgg(fig)
         ax = fig.add_subplot()
@@ -165,7 +180,7 @@ def plot_curves(rows: Sequence[dict[str, str]], methods: Sequence[Method],
             counts[m.name] = len(pts)
             if pts:
                 ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", ms=4, lw=1.6,
-                        color=_colour(m.name, order), label=m.label)
+                        ls="--" if m.roi_of else "-", color=_colour(m.name, order), label=m.label)
         if which == "tokens":
             ax.set_xscale("log")
         ax.set_title(_TITLES[stem], fontsize=11)
@@ -187,26 +202,38 @@ def plot_curves(rows: Sequence[dict[str, str]], methods: Sequence[Method],
 
 
 def _saliency_row(ev: Evaluation, name: str, orig: np.ndarray, mid: tuple) -> str:
-    """Saliency map, the region it gives (map >= 0.5) and where the first tokens land with and
-    without it, side by side, for the first region-capable tokenizer of the run (none: empty)."""
+    """The region of interest (the run's, else the auto saliency map), its inside (map >= 0.5)
+    and where the first tokens land with and without it, side by side, for the first tokenizer
+    of the run that steers by region (none: empty)."""
     from .. import Tokens, load
+    from ..core.metrics import region_mask
     from ..core.saliency import saliency
 
+    given = ev.regions.get(name)
     for m in ev.methods:
         shot = ev.shots.get((name, m.name, *mid))
-        if m.kind != "tokenizer" or shot is None or shot.seq is None or "plane" not in shot.seq.pos_fields:
+        if m.kind != "tokenizer" or shot is None or shot.seq is None:
             continue
-        tok = load(m.name)
-        sal = saliency(orig, "auto")
-        region = orig.astype(np.float64) * np.where(sal >= 0.5, 1.0, 0.3)[..., None]
-        n = len(shot.seq)
-        seq, = tok.encode([orig], Tokens(n), roi=[sal])
-        heat, plain = token_heatmap(seq), token_heatmap(shot.seq)
-        top = float(max(np.percentile(heat, 99.5), np.percentile(plain, 99.5))) or None
-        figs = [_figure(_png_uri(_show_map(sal, "inferno", vmax=1.0)), "saliency (auto)"),
-                _figure(_png_uri(_show(region.astype(np.uint8))), "region: saliency >= 0.5"),
-                _figure(_png_uri(_show_map(plain, "viridis", vmax=top)), _e(f"first {n:,} tokens, no roi")),
-                _figure(_png_uri(_show_map(heat, "viridis", vmax=top)), _e(f"first {n:,} tokens, roi = saliency"))]
+        if given is None:  # no region in the run: what the auto saliency map would do, at the same length
+            if "plane" not in shot.seq.pos_fields:
+                continue
+            sal, what = saliency(orig, "auto"), "saliency (auto)"
+            plain = shot.seq
+            steered, = load(m.name).encode([orig], Tokens(len(plain)), roi=[sal])
+        else:  # the run's region: this tokenizer's rows with and without it, at the same budget
+            twin = ev.shots.get((name, m.roi_of, *mid)) if m.roi_of else None
+            if twin is None or twin.seq is None:
+                continue
+            sal, what = given, "region of interest"
+            plain, steered = twin.seq, shot.seq
+        region = orig.astype(np.float64) * np.where(region_mask(sal), 1.0, 0.3)[..., None]
+        heat, flat = token_heatmap(steered), token_heatmap(plain)
+        top = float(max(np.percentile(heat, 99.5), np.percentile(flat, 99.5))) or None
+        figs = [_figure(_png_uri(_show_map(sal, "inferno", vmax=1.0)), _e(what)),
+                _figure(_png_uri(_show(region.astype(np.uint8))), _e(f"inside: {what} >= 0.5")),
+                _figure(_png_uri(_show_map(flat, "viridis", vmax=top)), _e(f"first {len(plain):,} tokens, no roi")),
+                _figure(_png_uri(_show_map(heat, "viridis", vmax=top)),
+                        _e(f"first {len(steered):,} tokens, roi = {what}"))]
         return (f"<div class='saliency' data-method='{_e(m.name)}'><div class='rowlabel'><b>{_e(m.label)}</b>: "
                 f"where the early tokens go</div><div class='strip'>{''.join(figs)}</div></div>")
     return ""
@@ -305,6 +332,7 @@ def write_report(ev: Evaluation, out: str | Path, *, results: Sequence[dict[str,
              f"<title>adatok evaluation: {_e(ev.config.get('data', ''))}</title><style>{_CSS}</style></head><body>"]
     parts.append(_header(ev, rows))
     parts.append(_summary_table(ev, rows))
+    parts.append(_region_section(ev, rows, plots, order))
     parts.append(_bd_table(ev, rates))
     parts.append(_plots_section(ev, plots, order))
     parts.append(_images_section(ev, by_key, order))
@@ -338,6 +366,7 @@ def _header(ev: Evaluation, rows: Sequence[dict[str, str]]) -> str:
         "<ul class='meta'>",
         f"<li>methods: {_e(', '.join(m.label for m in ev.methods))}</li>",
         grid_txt,
+        _region_note(ev),
         "<li>codecs get each bpp budget as a byte budget and run at their best setting within it; "
         "JPEG 2000 is OpenJPEG at its strongest (irreversible 9/7, mct=1, rate control, raw codestream); "
         "codecs have no tokens and sit out token budgets</li>",
@@ -407,12 +436,74 @@ def _plots_section(ev: Evaluation, plots: dict[str, tuple[bytes, dict[str, int]]
              "<p>Means over the images; a point is drawn where the method met the budget on every image. "
              f"The PNG files are in <code>plots/</code>. A token is not a bit: vocabularies differ ({_e(vocab)}).</p>"
              "<div class='plots'>"]
-    for stem, (png, counts) in plots.items():
-        uri = "data:image/png;base64," + base64.b64encode(png).decode()
-        legend = "".join(f"<li data-method='{_e(m)}' data-points='{n}' style='--c:{_colour(m, order)}'>"
-                         f"{_e(labels.get(m, m))} ({n} points)</li>" for m, n in counts.items())
-        parts.append(f"<figure class='plot' data-plot='{stem}'><img src='{uri}' alt='{stem}'>"
-                     f"<figcaption><ul class='legend'>{legend}</ul></figcaption></figure>")
+    parts += [_plot_figure(stem, png, counts, labels, order) for stem, (png, counts) in plots.items()
+              if stem not in REGION_PLOTS]
+    parts.append("</div>")
+    return "\n".join(parts)
+
+
+def _plot_figure(stem: str, png: bytes, counts: dict[str, int], labels: dict[str, str], order: list[str],
+                 extra: str = "") -> str:
+    uri = "data:image/png;base64," + base64.b64encode(png).decode()
+    legend = "".join(f"<li data-method='{_e(m)}' data-points='{n}' style='--c:{_colour(m, order)}'>"
+                     f"{_e(labels.get(m, m))} ({n} points)</li>" for m, n in counts.items())
+    return (f"<figure class='plot' data-plot='{stem}{extra}'><img src='{uri}' alt='{stem}'>"
+            f"<figcaption><ul class='legend'>{legend}</ul></figcaption></figure>")
+
+
+def _region_note(ev: Evaluation) -> str:
+    """The header's line on the run's region of interest (empty without one)."""
+    roi = ev.config.get("roi")
+    if not roi:
+        return ""
+    from ..core.metrics import region_mask
+
+    inside = 100 * float(np.mean([region_mask(m).mean() for m in ev.regions.values()])) if ev.regions else float("nan")
+    steered = [m.label for m in ev.methods if m.roi_of]
+    how = (f"{_e(', '.join(steered))} encoded with it, beside the same tokenizer without it; every other "
+           "method ran as without" if steered else "no method of the run steers by region: every method ran as without")
+    return (f"<li id='roi'>region of interest: <b>{_e(roi)}</b>; inside where its map is &gt;= 0.5 "
+            f"({inside:.1f} % of the pixels, mean over the images); {how}; <code>psnr_roi</code> and "
+            "<code>psnr_out</code> in <code>results.csv</code> are the PSNR inside and outside it</li>")
+
+
+def _region_section(ev: Evaluation, rows: Sequence[dict[str, str]], plots: dict, order: list[str]) -> str:
+    """PSNR inside and outside the region beside the whole image's, per method and bpp budget, as a
+    table and plots (empty without a region)."""
+    if not ev.config.get("roi"):
+        return ""
+    stats = summarize(rows)
+    bpps = [(k, b) for k, b in ev.budgets if k == "bpp"]
+    parts = ["<h2>Region of interest</h2>",
+             f"<p>Region: <b>{_e(ev.config['roi'])}</b> (inside: map &gt;= 0.5). Mean PSNR (dB) of the whole image, "
+             "inside the region and outside it, of the same reconstructions, at each bpp budget (mean bits per "
+             "pixel after the @). Methods marked <i>+ roi</i> spent their early tokens on the region (dashed "
+             "lines); the others, the same tokenizer among them, did not know it: their inside and outside show "
+             "what the same budget gives without steering.</p>",
+             "<table id='region-table'><tr><th class='l'>method</th>"]
+    if not bpps:
+        return "\n".join([*parts[:2], "<p>No bpp budget in this run: the PSNRs inside and outside the region at "
+                           "the token budgets are in <code>results.csv</code> (<code>psnr_roi</code>, "
+                           "<code>psnr_out</code>).</p>"])
+    parts += [f"<th>{_e(_budget_label(k, budget_text(k, b)))}<br>whole / inside / outside</th>" for k, b in bpps]
+    parts.append("</tr>")
+    for m in ev.methods:
+        cells = []
+        for k, b in bpps:
+            st = stats.get((m.name, k, budget_text(k, b)))
+            if st is None or not st["n"]:
+                cells.append("<td>-</td>" if st is None else "<td>cannot</td>")
+                continue
+            partial = f" <span class='note'>{int(st['n'])}/{int(st['images'])}</span>" if st["n"] < st["images"] else ""
+            cells.append(f"<td data-psnr='{st['psnr']:.3f}' data-psnr-roi='{st['psnr_roi']:.3f}' "
+                         f"data-psnr-out='{st['psnr_out']:.3f}'>{st['psnr']:.2f} / <b>{st['psnr_roi']:.2f}</b> / "
+                         f"{st['psnr_out']:.2f} @ {st['bpp']:.3f}{partial}</td>")
+        parts.append(f"<tr data-method='{_e(m.name)}'><td class='l'>{_e(m.label)}</td>{''.join(cells)}</tr>")
+    parts.append("</table><div class='plots'>")
+    labels = {m.name: m.label for m in ev.methods}
+    for stem in ("psnr_bpp", *REGION_PLOTS):
+        if stem in plots:
+            parts.append(_plot_figure(stem, *plots[stem], labels, order, "" if stem in REGION_PLOTS else "-region"))
     parts.append("</div>")
     return "\n".join(parts)
 
@@ -495,8 +586,9 @@ def _images_section(ev: Evaluation, by_key: dict, order: list[str]) -> str:
 
 
 def _results_table(rows: Sequence[dict[str, str]]) -> str:
+    region = [c for c in REGION_COLUMNS if any(r.get(c, "") != "" for r in rows)]
     cols = ["image", "method", "budget_kind", "budget", "tokens", "bytes", "bpp", "psnr", "ssim", "ms_ssim",
-            "encode_s", "decode_s", "setting", "note"]
+            *region, "encode_s", "decode_s", "setting", "note"]
     parts = [f"<h2>All results</h2><details><summary>the {len(rows)} rows of <code>results.csv</code></summary>",
              "<table id='results-table'><tr>" + "".join(f"<th>{c}</th>" for c in cols) + "</tr>"]
     for r in rows:

@@ -13,6 +13,12 @@ why, and the reconstructions the report shows. :func:`write_results` writes the 
   times are of one encode and one decode at that setting (the search is not counted).
 * A method that cannot meet a budget on an image (a header larger than the budget, a codec whose
   smallest file is larger) gets a row with empty measurements and a ``note`` saying why.
+* With a region of interest (``roi=``: a saliency method, or a map per image), each tokenizer
+  that steers by region (``supports_roi``: the wavelet ones) runs twice: as without (method
+  ``wavelet``) and encoding with the region (method ``wavelet+roi``); the other tokenizers and
+  the codecs run as without. Every row then has the PSNR inside the region (map >= 0.5) and
+  outside it (``psnr_roi``, ``psnr_out``) of the same reconstruction: what the region bought and
+  cost, against the same tokenizer unsteered and against the codecs, at the same budgets.
 
 Everything is seeded (the grid's training patches and k-means); the same inputs give the same
 rows, timings aside.
@@ -24,7 +30,7 @@ import csv
 import io
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,12 +41,13 @@ import adatok
 from ..core.budget import Bpp, Tokens
 from ..core.errors import AdatokError
 from ..core.imageio import as_image, atomic_write_bytes
+from ..core.metrics import region_psnr
 from ..core.sequence import TokenSequence, header_size
 from .baselines import CODECS, GridTokenizer, codec
 from .metrics import quality
 
-__all__ = ["COLUMNS", "DEFAULT_BASELINES", "DEFAULT_BPP", "GRID_PATCHES", "MIN_SIDE", "Evaluation", "Method", "budget_text",
-           "evaluate", "read_results", "write_results"]
+__all__ = ["COLUMNS", "DEFAULT_BASELINES", "DEFAULT_BPP", "GRID_PATCHES", "MIN_SIDE", "REGION_COLUMNS", "ROI_SUFFIX",
+           "Evaluation", "Method", "budget_text", "evaluate", "read_results", "write_results"]
 
 #: Budgets in bits per pixel that ``adatok eval`` uses when none are given.
 DEFAULT_BPP: tuple[float, ...] = (0.1, 0.25, 0.5, 1.0)
@@ -57,11 +64,16 @@ MIN_SIDE = 16
 
 #: The columns of ``results.csv``, in order.
 COLUMNS: tuple[str, ...] = ("image", "height", "width", "channels", "method", "kind", "budget_kind", "budget",
-                            "tokens", "bytes", "stream_bytes", "bpp", "psnr", "ssim", "ms_ssim", "encode_s", "decode_s", "setting",
-                            "note")
+                            "tokens", "bytes", "stream_bytes", "bpp", "psnr", "ssim", "ms_ssim", "psnr_roi", "psnr_out",
+                            "encode_s", "decode_s", "setting", "note")
+#: Added to a tokenizer's name for its rows encoded with the region of interest (``wavelet+roi``).
+ROI_SUFFIX = "+roi"
+
+#: Columns only measured with a region of interest (empty without one; absent from older files).
+REGION_COLUMNS: tuple[str, ...] = ("psnr_roi", "psnr_out")
 
 # Decimal places of each measured column in results.csv (the report shows these very strings).
-_DIGITS = {"bpp": 5, "psnr": 3, "ssim": 5, "ms_ssim": 5, "encode_s": 4, "decode_s": 4}
+_DIGITS = {"bpp": 5, "psnr": 3, "psnr_roi": 3, "psnr_out": 3, "ssim": 5, "ms_ssim": 5, "encode_s": 4, "decode_s": 4}
 
 
 @dataclass(frozen=True)
@@ -73,12 +85,15 @@ class Method:
         label: display name (``"JPEG 2000"``).
         kind: ``"tokenizer"`` or ``"codec"``.
         vocab: a tokenizer's vocabulary size (``None`` for codecs).
+        roi_of: for a tokenizer encoding with the run's region of interest (name
+            ``<tokenizer>+roi``), the name of the same tokenizer without it; ``None`` otherwise.
     """
 
     name: str
     label: str
     kind: str
     vocab: int | None = None
+    roi_of: str | None = None
 
 
 @dataclass
@@ -102,8 +117,10 @@ class Evaluation:
         skipped: ``(id or path, reason)`` of images left out.
         originals: the first ``keep`` images, by id (for the report).
         shots: reconstructions of those images, by ``(image, method, budget_kind, budget)``.
-        config: what was run (data, tokenizers, baselines, budgets, seed, grid, command), for
-            the report's reproduction note.
+        config: what was run (data, tokenizers, baselines, budgets, seed, grid, command, and
+            ``roi``: which region of interest, or ``None``), for the report's reproduction note.
+        regions: the region of interest of each evaluated image (``H x W`` maps in [0, 1]), by
+            id; empty without one.
     """
 
     rows: list[dict[str, Any]]
@@ -114,6 +131,7 @@ class Evaluation:
     originals: dict[str, np.ndarray] = field(default_factory=dict)
     shots: dict[tuple[str, str, str, float], Shot] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
+    regions: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def _label(name: str) -> str:
@@ -147,6 +165,7 @@ def evaluate(images: Sequence[tuple[str, np.ndarray]], tokenizers: Sequence[Any]
              baselines: Sequence[str] = DEFAULT_BASELINES, *, seed: int = 0, grid_codebook: int = 256,
              grid_train: Sequence[np.ndarray] | None = None, skipped: Sequence[tuple[str, str]] = (),
              keep: int = 8, config: dict[str, Any] | None = None, header: bool = True,
+             roi: str | Mapping[str, np.ndarray] | None = None,
              progress: Callable[[int, int, str], None] | None = None) -> Evaluation:
     """Run tokenizers and baselines over ``images`` at every budget.
 
@@ -161,16 +180,22 @@ def evaluate(images: Sequence[tuple[str, np.ndarray]], tokenizers: Sequence[Any]
         grid_train: images to fit the grid's codebooks on (default: ``images`` themselves).
         skipped: ``(id, reason)`` already left out upstream (e.g. unreadable files), passed through.
         keep: keep reconstructions of the first ``keep`` images for the report.
-        config: extra facts to record (dataset name, command line, ...).
+        config: extra facts to record (dataset name, command line, ``roi``: how to name the
+            region in the report, ...).
         header: whether a bpp budget counts the container header. ``False`` (``adatok eval
             --stream``) gives tokenizers ``Bpp(x, header=False)`` and measures their bpp on the token
             stream alone: the fair comparison between tokenizers on small images. Codecs, whose
             headers cannot be taken apart from their data, sit out bpp budgets then.
+        roi: a region of interest: a saliency method (``"auto"``, ``"spectral"``, ``"gradient"``,
+            ``"centre"``: a map of each image) or ``{id: H x W map in [0, 1]}`` for every image
+            (e.g. from :func:`adatok.eval.regions.mask_regions`). Tokenizers with
+            ``supports_roi`` encode with it; every row gets ``psnr_roi`` and ``psnr_out``.
         progress: called as ``progress(done, total, what)`` before each step (fitting the grid,
             then each image x method, ``done`` of ``total`` finished) and once at the end.
 
     Raises:
-        AdatokError: no budget, an unknown baseline or tokenizer, or no image left to evaluate.
+        AdatokError: no budget, an unknown baseline or tokenizer, no image left to evaluate, an
+            unknown saliency method, or a map missing for an image or of another size.
     """
     bpp = [float(b) for b in bpp]
     tokens = [int(k) for k in tokens]
@@ -204,12 +229,17 @@ def evaluate(images: Sequence[tuple[str, np.ndarray]], tokenizers: Sequence[Any]
             progress(done, total, what)
 
     total = len(kept) * (len(tokenizers) + len(baselines))
+    regions = _regions(kept, roi, report)
     runners: list[tuple[Method, Any]] = []
     for t in tokenizers:
         tok = adatok.load(t) if isinstance(t, str) else t
         if any(m.name == tok.name for m, _ in runners):
             continue
         runners.append((Method(tok.name, _label(tok.name), "tokenizer", int(tok.vocab_size)), tok))
+        if regions and getattr(tok, "supports_roi", False):
+            runners.append((Method(tok.name + ROI_SUFFIX, _label(tok.name) + " + roi", "tokenizer",
+                                   int(tok.vocab_size), tok.name), tok))
+            total += len(kept)
     grid_info = None
     if "grid" in baselines:
         train = [as_image(im) for im in grid_train] if grid_train is not None else \
@@ -228,11 +258,16 @@ def evaluate(images: Sequence[tuple[str, np.ndarray]], tokenizers: Sequence[Any]
             runners.append((Method(name, CODECS[name].label, "codec"), codec(name)))
 
     ev = Evaluation(rows=[], methods=[m for m, _ in runners], budgets=budgets, images=[n for n, _ in kept],
-                    skipped=skipped)
-    ev.config = {"tokenizers": [m.name for m, _ in runners if m.kind == "tokenizer" and m.name != "grid"],
+                    skipped=skipped, regions=regions)
+    ev.config = {"tokenizers": [m.name for m, _ in runners if m.kind == "tokenizer" and m.name != "grid"
+                                and not m.roi_of],
                  "baselines": list(baselines), "bpp": bpp, "tokens": tokens, "seed": seed, "grid": grid_info,
                  "bpp_counts": "file" if header else "stream",
                  "adatok": adatok.__version__, **(config or {})}
+    if regions:
+        ev.config.setdefault("roi", f"saliency ({roi}) of each image" if isinstance(roi, str) else "given maps")
+    else:
+        ev.config["roi"] = None
     done = 0
     for index, (name, img) in enumerate(kept):
         keep_this = index < keep
@@ -244,10 +279,13 @@ def evaluate(images: Sequence[tuple[str, np.ndarray]], tokenizers: Sequence[Any]
             for kind, b in budgets:
                 if method.kind == "codec" and kind == "tokens":
                     continue
-                row, shot = _measure(method, runner, img, kind, b, cache, header)
+                row, shot = _measure(method, runner, img, kind, b, cache, regions[name] if method.roi_of else None,
+                                     header)
                 row = {"image": name, "height": img.shape[0], "width": img.shape[1], "channels": img.shape[2],
                        "method": method.name, "kind": method.kind, "budget_kind": kind,
-                       "budget": b if kind == "bpp" else int(b), **row}
+                       "budget": b if kind == "bpp" else int(b), **row, "psnr_roi": None, "psnr_out": None}
+                if regions and shot is not None:
+                    row["psnr_roi"], row["psnr_out"] = region_psnr(img, shot.image, regions[name])
                 ev.rows.append(row)
                 if keep_this and shot is not None:
                     ev.shots[(name, method.name, kind, b)] = shot
@@ -257,12 +295,15 @@ def evaluate(images: Sequence[tuple[str, np.ndarray]], tokenizers: Sequence[Any]
 
 
 def _measure(method: Method, runner: Any, img: np.ndarray, kind: str, b: float,
-             cache: dict | None = None, header: bool = True) -> tuple[dict[str, Any], Shot | None]:
+             cache: dict | None = None, roi: np.ndarray | None = None,
+             header: bool = True) -> tuple[dict[str, Any], Shot | None]:
     """Measure one method on one image at one budget: the row's measured columns, and the shot.
 
-    ``header=False``: bpp budgets and the row's bpp count the token stream alone (tokenizers).
+    A tokenizer encodes with ``roi`` (the image's region map) when it is given. ``header=False``:
+    bpp budgets and the row's bpp count the token stream alone (tokenizers).
     """
-    empty = {c: None for c in ("tokens", "bytes", "stream_bytes", "bpp", "psnr", "ssim", "ms_ssim", "encode_s", "decode_s",
+    empty = {c: None for c in ("tokens", "bytes", "stream_bytes", "bpp", "psnr", "ssim", "ms_ssim", "encode_s",
+                               "decode_s",
                                "setting")}
     h, w, c = img.shape
     if method.kind == "codec" and not header:
@@ -289,7 +330,7 @@ def _measure(method: Method, runner: Any, img: np.ndarray, kind: str, b: float,
             to_bytes, from_bytes, head = TokenSequence.to_bytes, TokenSequence.from_bytes, header_size
         try:
             t0 = time.perf_counter()
-            seq, = runner.encode([img], budget)
+            seq, = runner.encode([img], budget) if roi is None else runner.encode([img], budget, roi=[roi])
             data = to_bytes(seq)
             t1 = time.perf_counter()
             rec = runner.decode([from_bytes(data)])[0]
@@ -307,6 +348,25 @@ def _measure(method: Method, runner: Any, img: np.ndarray, kind: str, b: float,
     return row, Shot(rec, seq)
 
 
+def _regions(kept: Sequence[tuple[str, np.ndarray]], roi: str | Mapping[str, np.ndarray] | None,
+             report: Callable[[int, int, str], None]) -> dict[str, np.ndarray]:
+    """The region map of each kept image: ``{}`` without a region, saliency maps for a method name,
+    the given maps (checked: one per image, of its size) for a mapping."""
+    from .regions import check_region, saliency_regions
+
+    if roi is None:
+        return {}
+    if isinstance(roi, str):
+        from ..core.saliency import _method
+
+        return saliency_regions(kept, _method(roi), progress=report)
+    missing = [name for name, _ in kept if name not in roi]
+    if missing:
+        raise AdatokError(f"no region of interest for {len(missing)} of {len(kept)} images: "
+                          f"{', '.join(repr(n) for n in missing[:5])}{', ...' if len(missing) > 5 else ''}")
+    return {name: check_region(name, img, roi[name], "region") for name, img in kept}
+
+
 def write_results(ev: Evaluation, path) -> None:
     """Write ``ev.rows`` to ``path`` as CSV (columns :data:`COLUMNS`), atomically."""
     buf = io.StringIO()
@@ -319,6 +379,8 @@ def write_results(ev: Evaluation, path) -> None:
 
 
 def read_results(path) -> list[dict[str, str]]:
-    """The rows of a ``results.csv`` as dicts of strings (empty string: not measured)."""
+    """The rows of a ``results.csv`` as dicts of strings (empty string: not measured).
+
+    Files written before a column existed (:data:`REGION_COLUMNS`) read as if it were empty."""
     with open(path, newline="") as fh:
-        return list(csv.DictReader(fh))
+        return [{**row, **{c: "" for c in REGION_COLUMNS if c not in row}} for row in csv.DictReader(fh)]

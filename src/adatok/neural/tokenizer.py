@@ -38,6 +38,7 @@ class NeuralTokenizer:
     """
 
     pos_fields = POS_FIELDS
+    supports_roi = False  # learned slots have no place in the image: encode refuses roi
 
     def __init__(self, model: Autoencoder, name: str, version: str):
         self.model = model.eval()

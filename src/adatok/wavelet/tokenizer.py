@@ -21,7 +21,7 @@ from ..core.budget import Bpp, Lossless, Quality, Tokens, check_budget
 from ..core.errors import AdatokError, BudgetError, ContainerError, ImageFormatError, InvalidTokensError
 from ..core import imageio
 from ..core.imageio import as_image
-from ..core.metrics import psnr, ssim
+from ..core.metrics import psnr, region_mask, ssim
 from ..core.sequence import TokenSequence, check_maker, container_overhead as _container_overhead
 from . import roi as roi_coding
 from . import spiht
@@ -76,6 +76,9 @@ class WaveletTokenizer:
     vocab_size = spiht.VOCAB_SIZE
     pos_fields = POS_FIELDS
     version = VERSION
+    #: ``encode(..., roi=maps)`` steers the early tokens into the region (the learned and grid
+    #: tokenizers say ``False``: they refuse ``roi``); ``adatok eval --roi`` reads this.
+    supports_roi = True
 
     def __init__(self, name: str = "wavelet", lossless: bool = False, step: float = 1.0, max_levels: int = 6):
         self.name = name
@@ -237,7 +240,7 @@ class WaveletTokenizer:
                 seq = self._sequence(ids, node, plane, layout, np.shape(image), params)
                 seq.cache["state"] = (value, low, neg)
             if isinstance(budget, Quality):
-                mask = roi_map >= 0.5 if budget.region == "roi" else None
+                mask = region_mask(roi_map) if budget.region == "roi" else None
                 seq = seq.prefix(self._shortest_prefix(seq, img, budget, mask))
             out.append(seq)
         return out

@@ -1,0 +1,165 @@
+"""Regions of interest for a whole evaluation: one map per image, from saliency or from masks.
+
+What ``adatok eval --roi`` takes, turned into ``{image id: H x W float map in [0, 1]}``:
+
+* ``auto``: a saliency map of each image (:func:`adatok.core.saliency.saliency`, the method of
+  ``--saliency``);
+* a mask file (PNG): the same mask for every image;
+* a folder of masks: one for each image. The mask of image ``ID`` (its path inside the data
+  folder, e.g. ``sub/cat.png``; a sample photo's name, e.g. ``camera``) is the file in the mask
+  folder with the same path up to the suffix (``sub/cat.*``); failing that, the one file anywhere
+  in the mask folder with the same stem (``cat.*``). Hidden files are left out. Two candidates
+  for one image, or an image without a mask, is an error that lists them.
+
+Masks are read with :func:`adatok.core.saliency.read_mask` (value = brightest channel / 255:
+white inside, black outside) and must have their image's size. With ``max_side`` (``--max-side``,
+which shrinks the images), a mask is first shrunk the same way as its image
+(:func:`adatok.datasets.shrink`), so masks drawn on the full-size images fit the shrunk ones. A
+pixel is inside the region where the map is at least
+:data:`adatok.core.metrics.REGION_THRESHOLD` (0.5).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+
+from ..core.errors import AdatokError
+
+__all__ = ["check_region", "mask_regions", "region_maps", "saliency_regions"]
+
+_SHOW_MISSING = 5  # how many images without a mask an error lists
+
+
+def check_region(name: str, image: np.ndarray, region: np.ndarray, what: str) -> np.ndarray:
+    """``region`` as a float64 ``H x W`` map, checked to be ``image``'s size (``what`` names it in
+    the error, e.g. ``"mask masks/cat.png"``).
+
+    Raises:
+        AdatokError: the sizes differ, or the map is not an ``H x W`` array of values in [0, 1].
+    """
+    m = np.asarray(region, dtype=np.float64)
+    if m.ndim == 3 and m.shape[2] == 1:
+        m = m[:, :, 0]
+    h, w = image.shape[:2]
+    if m.ndim != 2:
+        raise AdatokError(f"{what} for image {name!r} has shape {m.shape}; give an H x W map")
+    if m.shape != (h, w):
+        raise AdatokError(f"{what} is {m.shape[0]}x{m.shape[1]} (H x W) but image {name!r} is {h}x{w}; "
+                          "a mask must have its image's size")
+    if not np.isfinite(m).all() or m.min() < 0 or m.max() > 1:
+        raise AdatokError(f"{what} for image {name!r} holds values outside [0, 1]")
+    return m
+
+
+def saliency_regions(items: Sequence[tuple[str, np.ndarray]], method: str = "auto",
+                     known: Mapping[str, np.ndarray] | None = None,
+                     progress: Callable[[int, int, str], None] | None = None) -> dict[str, np.ndarray]:
+    """``{id: saliency(image, method)}`` for ``(id, image)`` pairs; maps in ``known`` are reused.
+
+    ``progress(done, total, what)`` is called before each map is computed.
+
+    Raises:
+        SaliencyError: an unknown method.
+    """
+    from ..core.saliency import saliency
+
+    out: dict[str, np.ndarray] = {}
+    for i, (name, img) in enumerate(items):
+        if known is not None and name in known:
+            out[name] = known[name]
+            continue
+        if progress is not None:
+            progress(i, len(items), f"saliency {name}")
+        out[name] = saliency(img, method)
+    return out
+
+
+def _shrunk_mask(m: np.ndarray, path: Path, max_side: int | None) -> tuple[np.ndarray, str]:
+    """A mask shrunk as :func:`adatok.datasets.shrink` shrinks its image (unchanged without
+    ``max_side``), and how an error names it."""
+    if max_side is None or max(m.shape) <= max_side:
+        return m, f"mask {path}"
+    from ..datasets import shrink
+
+    small = shrink(np.rint(m * 255).astype(np.uint8), max_side)[:, :, 0] / 255.0
+    return small, f"mask {path} ({m.shape[0]}x{m.shape[1]}, shrunk by --max-side {max_side})"
+
+
+def _mask_index(folder: Path) -> tuple[dict[str, list[Path]], dict[str, list[Path]]]:
+    """The files under ``folder`` (hidden ones left out) by path-without-suffix and by stem."""
+    by_path: dict[str, list[Path]] = {}
+    by_stem: dict[str, list[Path]] = {}
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for f in sorted(files):
+            p = Path(root) / f
+            if f.startswith(".") or not p.is_file():
+                continue
+            rel = PurePosixPath(p.relative_to(folder).as_posix())
+            by_path.setdefault(str(rel.with_suffix("")), []).append(p)
+            by_stem.setdefault(rel.stem, []).append(p)
+    return by_path, by_stem
+
+
+def _find_mask(name: str, folder: Path, by_path: dict, by_stem: dict) -> Path | None:
+    rel = PurePosixPath(name)
+    for key, index in ((str(rel.with_suffix("")) if rel.suffix else name, by_path), (rel.stem, by_stem)):
+        found = index.get(key, [])
+        if len(found) > 1:
+            raise AdatokError(f"image {name!r} has {len(found)} masks in {folder}: "
+                              f"{', '.join(str(p) for p in found[:3])}; keep one")
+        if found:
+            return found[0]
+    return None
+
+
+def mask_regions(path: str | os.PathLike[str], items: Sequence[tuple[str, np.ndarray]],
+                 max_side: int | None = None) -> tuple[dict[str, np.ndarray], str]:
+    """Masks for ``(id, image)`` pairs from a mask file (one for all) or a folder of masks (one
+    each, matched as the module says); return ``{id: map}`` and a description for the report.
+
+    Every image needs a mask of its size (after ``max_side``, see the module), else nothing is
+    returned: the error names the images without a mask (the first few) or the first image whose
+    mask has another size, with both sizes.
+
+    Raises:
+        AdatokError: no such file or folder, images without a mask, two masks for one image, a
+            mask of another size than its image, or a mask that cannot be read.
+    """
+    from ..core.saliency import read_mask
+
+    path = Path(path)
+    if not path.exists():
+        raise AdatokError(f"no such mask file or folder: {path}; give --roi auto, a mask PNG or a folder of masks")
+    if path.is_file():
+        full = read_mask(path)
+        m, what = _shrunk_mask(full, path, max_side)
+        return ({name: check_region(name, img, m, what) for name, img in items},
+                f"mask {path} (the same for every image)")
+    by_path, by_stem = _mask_index(path)
+    found = {name: _find_mask(name, path, by_path, by_stem) for name, _ in items}
+    missing = [name for name, p in found.items() if p is None]
+    if missing:
+        listed = ", ".join(repr(n) for n in missing[:_SHOW_MISSING])
+        listed += ", ..." if len(missing) > _SHOW_MISSING else ""
+        example = path / (PurePosixPath(missing[0]).stem + ".png")
+        raise AdatokError(f"no mask in {path} for {len(missing)} of {len(items)} images: {listed}; a mask is "
+                          f"matched by the image's path or file stem (e.g. {example})")
+    out = {}
+    for name, img in items:
+        out[name] = check_region(name, img, *_shrunk_mask(read_mask(found[name]), found[name], max_side))
+    return out, f"masks in {path} (one per image, matched by path or file stem)"
+
+
+def region_maps(spec: str | os.PathLike[str], items: Sequence[tuple[str, np.ndarray]], saliency: str = "auto",
+                max_side: int | None = None, known: Mapping[str, np.ndarray] | None = None,
+                progress: Callable[[int, int, str], None] | None = None) -> tuple[dict[str, np.ndarray], str]:
+    """``{id: map}`` and a description for ``spec``: ``"auto"`` (saliency maps of ``saliency``'s
+    method, reusing ``known``), a mask file or a folder of masks (:func:`mask_regions`)."""
+    if str(spec) == "auto":
+        return saliency_regions(items, saliency, known, progress), f"saliency ({saliency}) of each image"
+    return mask_regions(spec, items, max_side)
