@@ -37,7 +37,7 @@ def _images(n: int, seed: int = 0) -> np.ndarray:
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory):
     out = tmp_path_factory.mktemp("ckpt") / "tiny"
-    train(out, ModelConfig(**TINY), TrainConfig(steps=30, batch=32, eval_every=15, lr=3e-3, warmup=5),
+    train(out, ModelConfig(**TINY, linear_skip=True), TrainConfig(steps=30, batch=32, eval_every=15, lr=3e-3, warmup=5),
           name="tiny-test", quiet=True, images=_images(256), eval_images=_images(32, 1))
     return out
 
@@ -99,6 +99,37 @@ def test_resume_continues_and_matches_an_uninterrupted_run(tmp_path):
     b, _ = load_model(tmp_path / "b")
     for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items()):
         assert ka == kb and torch.allclose(va, vb, atol=1e-5), ka
+
+
+def test_torchrun_data_parallel_matches_one_process(tmp_path):
+    """The same command under ``torchrun --nproc_per_node 2`` (gloo): each process takes half of
+    every batch and gradients are averaged, so the weights match a one-process run."""
+    import os
+    import shutil
+    from pathlib import Path
+
+    torchrun = shutil.which("torchrun") or str(Path(sys.executable).with_name("torchrun"))
+    if not Path(torchrun).exists():
+        pytest.skip("torchrun is not installed beside this Python")
+    try:
+        from adatok import datasets
+
+        datasets.load("fashion-mnist", "test", limit=1)
+    except adatok.AdatokError:
+        pytest.skip("dataset-fashion-mnist is not installed")
+    args = ["-m", "adatok.cli", "train", "--data", "fashion-mnist", "--tokens", "4", "--steps", "3", "--batch", "16",
+            "--dim", "32", "--depth", "1", "--eval-every", "3", "--quiet"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "GOMP_SPINCOUNT": "1000"}
+    one = subprocess.run([sys.executable, *args, "--out", str(tmp_path / "one")], env=env, capture_output=True, text=True)
+    assert one.returncode == 0, one.stderr[-2000:]
+    two = subprocess.run([torchrun, "--nproc_per_node", "2", "--master_port", "29517", *args,
+                          "--out", str(tmp_path / "two")], env=env, capture_output=True, text=True, timeout=600)
+    assert two.returncode == 0, two.stderr[-2000:]
+    a, _ = load_model(tmp_path / "one")
+    b, _ = load_model(tmp_path / "two")
+    for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert ka == kb and torch.allclose(va, vb, atol=1e-5), ka
+    assert json.loads((tmp_path / "two" / "config.json").read_text())["step"] == 3
 
 
 def test_resume_without_state_is_a_clear_error(tmp_path):

@@ -637,13 +637,18 @@ def train_cmd(
     data: Annotated[str, typer.Option("--data", metavar="fashion-mnist|FOLDER",
                                       help="Training images: fashion-mnist or a folder of same-size square images.")] = "fashion-mnist",
     tokens: Annotated[int, typer.Option("--tokens", "-k", metavar="K", help="Latent tokens per image.")] = 32,
-    steps: Annotated[int, typer.Option("--steps", metavar="N", help="Optimizer steps in all.")] = 2400,
-    batch: Annotated[int, typer.Option("--batch", metavar="B", help="Images per step (over all processes).")] = 128,
+    steps: Annotated[int, typer.Option("--steps", metavar="N", help="Optimizer steps in all.")] = 7000,
+    batch: Annotated[int, typer.Option("--batch", metavar="B", help="Images per step (over all processes).")] = 64,
     lr: Annotated[float, typer.Option("--lr", help="Peak learning rate (warm-up, then cosine decay).")] = 2e-3,
     dim: Annotated[int, typer.Option("--dim", help="Transformer width.")] = 96,
     depth: Annotated[int, typer.Option("--depth", help="Blocks in the encoder and in the decoder.")] = 3,
     patch: Annotated[int, typer.Option("--patch", help="Patch side in pixels.")] = 7,
     levels: Annotated[str, typer.Option("--levels", metavar="L,L,..", help="FSQ levels (vocabulary = product).")] = "8,8,6,5",
+    linear_skip: Annotated[bool, typer.Option(
+        "--linear-skip/--no-linear-skip",
+        help="A linear path image -> latents -> image beside the transformers (trains much faster).")] = True,
+    loss: Annotated[str, typer.Option(
+        "--loss", metavar="mse|log-mse", help="mse, or log-mse: the mean over images of log(MSE) (mean PSNR).")] = "mse",
     name: Annotated[str | None, typer.Option("--name", show_default=False,
                                              help="Tokenizer name (default DATA-K).")] = None,
     seed: Annotated[int, typer.Option("--seed")] = 0,
@@ -674,7 +679,10 @@ def train_cmd(
             raise ValueError
     except ValueError:
         raise AdatokError(f"--levels needs whole numbers >= 2 separated by commas, got {levels!r}") from None
-    tcfg = TrainConfig(data=data, steps=steps, batch=batch, lr=lr, seed=seed, eval_every=eval_every, threads=threads)
+    if loss not in ("mse", "log-mse"):
+        raise AdatokError(f"--loss is mse or log-mse, got {loss!r}")
+    tcfg = TrainConfig(data=data, steps=steps, batch=batch, lr=lr, seed=seed, eval_every=eval_every, threads=threads,
+                       loss=loss)
     mcfg = None
     images = eval_images = None
     if not resume:
@@ -687,7 +695,7 @@ def train_cmd(
         if dim % heads:
             raise AdatokError(f"--dim {dim} must be a multiple of 32 (or below 32)")
         mcfg = ModelConfig(image_size=size, channels=channels, patch=patch, tokens=tokens, dim=dim,
-                           enc_depth=depth, dec_depth=depth, heads=heads, levels=level_list)
+                           enc_depth=depth, dec_depth=depth, heads=heads, levels=level_list, linear_skip=linear_skip)
     metrics = train(out, mcfg, tcfg, name=name, resume=resume, quiet=quiet, images=images, eval_images=eval_images)
     if not quiet:
         typer.echo(f"{out}: " + " ".join(f"{k}={v}" for k, v in metrics.items()))
