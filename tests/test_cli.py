@@ -172,7 +172,9 @@ def test_decode_cut_file(tmp_path, photo_png):
 @pytest.mark.parametrize("quiet", [True, False], ids=["quiet", "progress"])
 def test_demo_writes_report(tmp_path, quiet):
     out = tmp_path / "demo"
-    result = run("demo", "--out", out, "--limit", 1, "--max-side", 40, *(["--quiet"] if quiet else []))
+    learned = 0 if quiet else 3  # the learned checkpoint's own run on 3 Fashion-MNIST test images
+    result = run("demo", "--out", out, "--limit", 1, "--max-side", 40, "--learned-images", learned,
+                 *(["--quiet"] if quiet else []))
     assert_ok(result)
     if quiet:
         assert result.stderr == ""
@@ -180,7 +182,14 @@ def test_demo_writes_report(tmp_path, quiet):
         assert method in result.output
     assert "PSNR" in result.output
     assert str(out / "report.html") in result.output.replace("\n", "")
-    assert sorted(p.name for p in out.iterdir()) == ["bd_rate.csv", "plots", "report.html", "results.csv"]
+    listing = sorted(p.name for p in out.iterdir())
+    if learned:
+        assert listing == ["bd_rate.csv", "fashion-mnist-32", "plots", "report.html", "results.csv"], result.output
+        sub = (out / "fashion-mnist-32" / "results.csv").read_text().splitlines()
+        assert {r.split(",")[4] for r in sub[1:]} == {"fashion-mnist-32", "wavelet", "grid"}
+        assert "token stream" in result.output
+        listing.remove("fashion-mnist-32")
+    assert listing == ["bd_rate.csv", "plots", "report.html", "results.csv"]
     rows = (out / "results.csv").read_text().splitlines()
     assert rows[0].startswith("image,") and all(r.startswith("astronaut,40,40,3,") for r in rows[1:])
     assert {r.split(",")[4] for r in rows[1:]} == {"wavelet", "wavelet-lossless", "grid", "jpeg", "webp", "avif", "jp2"}

@@ -546,6 +546,9 @@ def _eval_lengths(data, split, limit, max_side, tokenizers, target, roi, method,
 #: The longest side of the sample photos in `adatok demo` (keeps `make demo` quick).
 DEMO_MAX_SIDE = 224
 
+#: Token-stream budgets of the demo's learned-tokenizer runs (a 28x28 image: 0.449 bpp is 32 tokens).
+LEARNED_BPP = (0.03, 0.06, 0.12, 0.23, 0.45)
+
 
 @app.command()
 @_reporting_errors
@@ -557,15 +560,23 @@ def demo(
     max_side: Annotated[int, typer.Option(
         "--max-side", metavar="PX",
         help="Shrink the photos so their longer side is at most PX pixels.")] = DEMO_MAX_SIDE,
+    learned_images: Annotated[int, typer.Option(
+        "--learned-images", metavar="N",
+        help="Also evaluate each shipped learned checkpoint on N test images of its own dataset (0: skip).")] = 100,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
-    """Evaluate the wavelet tokenizers on the bundled sample photos: what `make demo` runs.
+    """Evaluate the tokenizers on the bundled sample photos: what `make demo` runs.
 
     Runs `adatok eval` on the sample photos (scikit-image's astronaut, camera, coffee, chelsea,
     rocket, shrunk to `--max-side`) with every registered tokenizer (wavelet, wavelet-lossless,
     and shipped checkpoints) beside JPEG, WebP, AVIF, JPEG 2000 and the uniform-grid tokenizer,
     at 0.1, 0.25, 0.5 and 1 bits per pixel; prints a summary table and writes `OUT/results.csv`,
     `OUT/plots/`, `OUT/bd_rate.csv` and `OUT/report.html`.
+
+    A learned checkpoint takes only images like its training data: each one whose dataset is here
+    (e.g. `fashion-mnist-32` on Fashion-MNIST) gets its own run on `--learned-images` test images,
+    beside `wavelet` and the grid baseline, with bpp counted on the token stream (`eval --stream`),
+    written to `OUT/NAME/`.
     """
     from adatok.core.registry import names as registered
     from adatok.datasets import SAMPLE_IMAGES
@@ -575,7 +586,10 @@ def demo(
         raise AdatokError(f"--limit needs a whole number >= 1, got {limit}")
     if max_side < 1:
         raise AdatokError(f"--max-side needs a whole number >= 1, got {max_side}")
+    if learned_images < 0:
+        raise AdatokError(f"--learned-images needs a whole number >= 0, got {learned_images}")
     first = ["wavelet", "wavelet-lossless"]
+    learned = []
     tokenizers, unavailable = [], []
     for name in first + [n for n in registered() if n not in first]:
         try:
@@ -585,8 +599,11 @@ def demo(
             continue
         fixed = getattr(tok, "expects", None)  # a learned checkpoint takes one image shape only
         if fixed is not None:
-            unavailable.append(f"{name}: takes only {fixed[1]}x{fixed[0]}x{fixed[2]} images, not the sample photos "
-                               f"(adatok eval --data fashion-mnist -t {name})")
+            if learned_images and getattr(tok, "trained_on", None) == "fashion-mnist":
+                learned.append(tok)
+            else:
+                unavailable.append(f"{name}: takes only {fixed[1]}x{fixed[0]}x{fixed[2]} images, not the sample "
+                                   f"photos (adatok eval --data fashion-mnist -t {name} --stream)")
             continue
         tokenizers.append(tok)
     command = f"adatok demo --out {out}" + (f" --limit {limit}" if limit else "") + \
@@ -598,6 +615,19 @@ def demo(
     for line in unavailable:
         console.print(f"left out {line}", markup=False, soft_wrap=True)
     _print_eval(ev, report, console)
+    for tok in learned:
+        sub = out / tok.name
+        command = (f"adatok eval --data fashion-mnist --limit {learned_images} -t {tok.name},wavelet "
+                   f"--bpp {','.join(f'{b:g}' for b in LEARNED_BPP)} --stream --baselines grid --out {sub}")
+        try:
+            with _EvalProgress(quiet) as step:
+                sub_ev, sub_report = run("fashion-mnist", sub, [tok, "wavelet"], bpp=LEARNED_BPP, baselines=["grid"],
+                                         limit=learned_images, stream=True, command=command, progress=step)
+        except AdatokError as exc:  # e.g. dataset-fashion-mnist not installed: the sample photos' run stands
+            console.print(f"left out {tok.name}: {exc}", markup=False, soft_wrap=True)
+            continue
+        console.print(f"\n{tok.name} on Fashion-MNIST (bits per pixel of the token stream, headers excluded):")
+        _print_eval(sub_ev, sub_report, console)
 
 
 @app.command("saliency")

@@ -40,8 +40,9 @@ class NeuralTokenizer:
     pos_fields = POS_FIELDS
     supports_roi = False  # learned slots have no place in the image: encode refuses roi
 
-    def __init__(self, model: Autoencoder, name: str, version: str):
+    def __init__(self, model: Autoencoder, name: str, version: str, trained_on: str | None = None):
         self.model = model.eval()
+        self.trained_on = trained_on  # the training data ("fashion-mnist" or a folder), when known
         self.cfg = model.cfg
         self.name = name
         self.version = version
@@ -56,7 +57,8 @@ class NeuralTokenizer:
     def from_folder(cls, folder: str | Path, name: str | None = None) -> NeuralTokenizer:
         """Load a checkpoint folder (``config.json`` + ``model.safetensors``)."""
         model, config = load_model(Path(folder))
-        return cls(model, name or config["name"], f"{FORMAT}+{weights_digest(Path(folder) / 'model.safetensors')}")
+        return cls(model, name or config["name"], f"{FORMAT}+{weights_digest(Path(folder) / 'model.safetensors')}",
+                   trained_on=(config.get("train") or {}).get("data"))
 
     def __repr__(self) -> str:
         return f"NeuralTokenizer(name={self.name!r}, K={self.tokens}, vocab={self.vocab_size})"
