@@ -183,12 +183,12 @@ def test_demo_writes_report(tmp_path, quiet):
     assert "PSNR" in result.output
     assert str(out / "report.html") in result.output.replace("\n", "")
     listing = sorted(p.name for p in out.iterdir())
-    if learned:
-        assert listing == ["bd_rate.csv", "fashion-mnist-32", "plots", "report.html", "results.csv"], result.output
+    if learned:  # (checkpoints other tests loaded in this process are registered too and get a run)
+        assert "fashion-mnist-32" in listing, result.output
         sub = (out / "fashion-mnist-32" / "results.csv").read_text().splitlines()
         assert {r.split(",")[4] for r in sub[1:]} == {"fashion-mnist-32", "wavelet", "grid"}
         assert "token stream" in result.output
-        listing.remove("fashion-mnist-32")
+        listing = [n for n in listing if not (out / n / "results.csv").is_file()]
     assert listing == ["bd_rate.csv", "plots", "report.html", "results.csv"]
     rows = (out / "results.csv").read_text().splitlines()
     assert rows[0].startswith("image,") and all(r.startswith("astronaut,40,40,3,") for r in rows[1:])

@@ -12,7 +12,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import adatok  # noqa: E402
-from adatok import (BudgetError, ContainerError, ImageFormatError, InvalidTokensError, Lossless, Quality,  # noqa: E402
+from adatok import (Bpp, BudgetError, ContainerError, ImageFormatError, InvalidTokensError, Lossless, Quality,  # noqa: E402
                     TokenizerMismatchError, Tokens, TokenSequence)
 from adatok.core.metrics import psnr  # noqa: E402
 from adatok.neural import CHECKPOINT_DIR, load_checkpoint  # noqa: E402
@@ -283,6 +283,22 @@ def test_shipped_checkpoint_psnr_rises_with_k():
     assert means[-1] > means[0] + 3
     data = seqs[0].to_bytes()
     assert (TokenSequence.from_bytes(data).ids == seqs[0].ids).all()
+
+
+@pytest.mark.skipif(not (SHIPPED / "model.safetensors").is_file(), reason="no shipped checkpoint yet")
+def test_shipped_checkpoint_beats_wavelet_at_equal_stream_bits():
+    """At the same token-stream size (headers excluded), the learned prefix decodes better than
+    the wavelet tokenizer on Fashion-MNIST test images."""
+    from adatok.datasets import load
+
+    tok, wav = adatok.load("fashion-mnist-32"), adatok.load("wavelet")
+    imgs = load("fashion-mnist", split="test", limit=32).images
+    seqs = tok.encode(imgs)
+    for k in (4, 16, 32):
+        mine = np.mean([psnr(a, b) for a, b in zip(imgs, tok.decode([s.prefix(k) for s in seqs]))])
+        theirs = np.mean([psnr(a, b) for a, b in zip(imgs, wav.decode(wav.encode(imgs, Bpp(k * tok.bits / 784,
+                                                                                         header=False))))])
+        assert mine > theirs, (k, mine, theirs)
 
 
 def test_prefix_classifier_trains_on_codes(tok):

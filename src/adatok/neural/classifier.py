@@ -1,12 +1,14 @@
 """Do the tokens carry meaning? A small classifier that reads only a token prefix.
 
-The classifier sees the FSQ values of the first k tokens (the rest replaced by a learned mask
-token, as in the decoder) plus a class token, through a small transformer. In training each image
-gets a random prefix length 1..K (Matryoshka style), so one classifier serves every k.
+The classifier sees the FSQ values of the first k tokens (zeros in place of the others) and which
+slots are kept, through a two-layer MLP. In training each image gets a random prefix length 1..K
+(Matryoshka style), so one classifier serves every k.
 
-    python -m adatok.neural.classifier fashion-mnist-32 --steps 1500
+    python -m adatok.neural.classifier fashion-mnist-32
 
-prints its accuracy at k = 1, 2, 4, 8, 16, 32 on the Fashion-MNIST test split.
+prints its accuracy at k = 1, 2, 4, 8, 16, 32 on the Fashion-MNIST test split. (An MLP because it
+trains thousands of steps in minutes on a CPU: a two-block transformer over the same inputs reached
+82.5% at k = 32 after 1,500 steps, which took as long as the MLP's 8,000.)
 """
 
 from __future__ import annotations
@@ -19,33 +21,27 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .model import FSQ, Block, _init
+from .model import FSQ
 
 
 class PrefixClassifier(nn.Module):
-    def __init__(self, levels: list[int], tokens: int, classes: int, dim: int = 64, depth: int = 2, heads: int = 2):
+    """Classes from the first ``keep`` of ``tokens`` codes: an MLP over their FSQ values and the mask."""
+
+    def __init__(self, levels: list[int], tokens: int, classes: int, hidden: int = 512, dropout: float = 0.2):
         super().__init__()
         self.fsq = FSQ(levels)
         self.tokens = tokens
-        self.inp = nn.Linear(len(levels), dim)
-        self.pos = nn.Parameter(torch.randn(1, tokens, dim) * 0.02)
-        self.mask = nn.Parameter(torch.randn(1, 1, dim) * 0.02)
-        self.cls = nn.Parameter(torch.randn(1, 1, dim) * 0.02)
-        self.blocks = nn.ModuleList(Block(dim, heads, 2.0) for _ in range(depth))
-        self.norm = nn.LayerNorm(dim)
-        self.head = nn.Linear(dim, classes)
-        self.apply(_init)
+        width = tokens * (len(levels) + 1)
+        self.net = nn.Sequential(nn.Linear(width, hidden), nn.GELU(), nn.Dropout(dropout),
+                                 nn.Linear(hidden, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, classes))
 
     def forward(self, codes: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-        kept = (torch.arange(self.tokens)[None, :] < keep[:, None])[..., None]
-        h = torch.where(kept, self.inp(self.fsq.from_codes(codes)), self.mask) + self.pos
-        h = torch.cat([self.cls.expand(len(codes), -1, -1), h], 1)
-        for blk in self.blocks:
-            h = blk(h)
-        return self.head(self.norm(h[:, 0]))
+        kept = (torch.arange(self.tokens)[None, :] < keep[:, None]).float()
+        values = self.fsq.from_codes(codes) * kept[..., None]
+        return self.net(torch.cat([values.flatten(1), kept], 1))
 
 
-def fit(codes: np.ndarray, labels: np.ndarray, levels: list[int], classes: int, steps: int = 1500,
+def fit(codes: np.ndarray, labels: np.ndarray, levels: list[int], classes: int, steps: int = 8000,
         batch: int = 256, lr: float = 2e-3, seed: int = 0) -> PrefixClassifier:
     """Train a prefix classifier on token codes (N, K) with labels (N,)."""
     torch.manual_seed(seed)
@@ -85,7 +81,7 @@ def main(argv: list[str] | None = None) -> None:
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("tokenizer", nargs="?", default="fashion-mnist-32")
-    ap.add_argument("--steps", type=int, default=1500)
+    ap.add_argument("--steps", type=int, default=8000)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
