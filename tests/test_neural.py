@@ -248,6 +248,21 @@ def test_not_a_checkpoint_is_a_clear_error(tmp_path):
         load_checkpoint(tmp_path)
 
 
+def test_cli_encodes_and_decodes_with_a_checkpoint_folder(ckpt, tmp_path):
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from adatok.cli import app
+
+    Image.fromarray(_images(1)[0, :, :, 0]).save(tmp_path / "a.png")
+    r = CliRunner().invoke(app, ["encode", str(tmp_path / "a.png"), str(tmp_path / "a.atk"), "-t", str(ckpt)])
+    assert r.exit_code == 0, r.output
+    for cmd in (["decode", str(tmp_path / "a.atk"), str(tmp_path / "b.png")], ["info", str(tmp_path / "a.atk")]):
+        r = CliRunner().invoke(app, [*cmd, "-t", str(ckpt)])
+        assert r.exit_code == 0, r.output
+    assert np.asarray(Image.open(tmp_path / "b.png")).shape == (28, 28)
+
+
 def test_cli_train_runs_and_resumes(tmp_path):
     from typer.testing import CliRunner
 

@@ -253,11 +253,17 @@ def decode(
         "--bytes", metavar="N", show_default=False,
         help="Read only the first N bytes of the file, as if it were cut there (the file is "
              "embedded: any cut past the header decodes).")] = None,
+    tokenizer: Annotated[str | None, typer.Option(
+        "--tokenizer", "-t", metavar="FOLDER", show_default=False,
+        help="A checkpoint folder to load first, for files made by a learned tokenizer of your own "
+             "(shipped and built-in tokenizers are found by the name in the file).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing on success.")] = False,
 ) -> None:
     """Decode a token file (or a prefix of it) to an image."""
     _check_count(tokens, "--tokens")
     _check_count(n_bytes, "--bytes")
+    if tokenizer is not None:
+        adatok.load(tokenizer)  # registers a checkpoint folder under its name
     data = _read_bytes(src)
     if n_bytes is not None:
         data = data[:n_bytes]
@@ -275,8 +281,13 @@ def decode(
 def info(
     src: Annotated[Path, typer.Argument(metavar="IN", help="Token file (.atk) to describe.",
                                         show_default=False)],
+    tokenizer: Annotated[str | None, typer.Option(
+        "--tokenizer", "-t", metavar="FOLDER", show_default=False,
+        help="A checkpoint folder to load first, for files made by a learned tokenizer of your own.")] = None,
 ) -> None:
     """Describe a token file: tokenizer, shape, length, size and where its tokens go."""
+    if tokenizer is not None:
+        adatok.load(tokenizer)  # registers a checkpoint folder under its name
     data = _read_bytes(src)
     header, _ = parse_container(data)
     seq = TokenSequence.from_bytes(data)

@@ -120,7 +120,8 @@ class TokenSequence:
         header, payload = parse_container(data)
         if header["tokenizer"] not in names():
             raise ContainerError(f"made by tokenizer {header['tokenizer']!r}, which is not registered here "
-                                 f"(known: {', '.join(names())})")
+                                 f"(known: {', '.join(names())}); a checkpoint of your own: load it first "
+                                 "with adatok.load(FOLDER), or give --tokenizer FOLDER on the command line")
         tok = load(header["tokenizer"])
         codec = getattr(tok, "payload_codec", None) or RAW_CODEC
         if codec.codec_name != header["codec"]:
