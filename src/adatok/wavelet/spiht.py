@@ -194,7 +194,7 @@ def _finish(out, es):
     return out[: es[4]]
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _term_len(es):
     """Bytes the coder would have written if it were terminated now."""
     low = es[0]
@@ -209,27 +209,18 @@ def _term_len(es):
     return es[4] + (1 - es[5]) + es[3] + k
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _over(es, max_bytes, es_prev):
     """True when the last token pushed the terminated length past ``max_bytes``; the coder state
-    then goes back to before that token (its bytes already written are simply overwritten)."""
-    if es[4] + es[3] + 6 <= max_bytes:
-        es_prev[:] = es
+    then goes back to before that token (its bytes already written are simply overwritten).
+    Element by element: a slice copy may allocate, which :func:`_walk_core` cannot."""
+    if es[4] + es[3] + 6 <= max_bytes or _term_len(es) <= max_bytes:
+        for j in range(es.shape[0]):
+            es_prev[j] = es[j]
         return False
-    if _term_len(es) <= max_bytes:
-        es_prev[:] = es
-        return False
-    es[:] = es_prev
+    for j in range(es.shape[0]):
+        es[j] = es_prev[j]
     return True
-
-
-@njit(cache=True)
-def _done(code, out, es, cnt, stats):
-    if stats.shape[0] == N_CTX:
-        stats[:, :] = cnt[:, 1:]
-    if code:
-        return _finish(out, es)
-    return out[:0]
 
 
 @njit(cache=True, inline="always")
@@ -288,7 +279,7 @@ def _adapt(prob, cnt, ctx, bit):
 # --- contexts ------------------------------------------------------------------------------------
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _neighbours(i, low, neg, nx, ny, nw, nh):
     """(significant horizontal neighbours, vertical ones, diagonal ones, sign context 0..8)."""
     x = nx[i]
@@ -409,83 +400,44 @@ def _sig_decision(src, code, i, from_lip, forced, thr, t, mag, sgn, ids_in, data
 
 
 # --- the walk ----------------------------------------------------------------------------------
+#
+# The walk is two functions. :func:`walk` allocates every array and runs :func:`_walk_core`, which
+# is compiled without numba's reference counting (``_nrt=False``): with it, every inlined helper's
+# array arguments cost an atomic increment and decrement per call, which measured as 40-50% of
+# the walk's time. Without it the core cannot allocate, so when its token or byte buffers run out
+# it says so (NO_ROOM_IDS, NO_ROOM_OUT) and :func:`walk` runs it again with larger ones.
+
+NO_ROOM_IDS, NO_ROOM_OUT = 3, 4  # statuses of _walk_core only
+_GO, _LIMIT, _OVER = 0, 1, 2
+_ROOM = 32  # bytes one more token can write, its pending bytes aside (see _room)
 
 
-@njit(cache=True)
-def _grow(ids, tnode, tplane):
-    cap = ids.shape[0] * 2 + 64
-    ids2 = np.empty(cap, np.uint8)
-    tn2 = np.empty(cap, np.int32)
-    tp2 = np.empty(cap, np.int8)
-    ids2[: ids.shape[0]] = ids
-    tn2[: ids.shape[0]] = tnode
-    tp2[: ids.shape[0]] = tplane
-    return ids2, tn2, tp2
+@njit(cache=True, inline="always")
+def _before_token(t, limit, bcheck, max_bytes, code, ids, out, es, es_prev):
+    """Before each token: _LIMIT (the token limit is reached), _OVER (the last token went past the
+    byte limit: the coder is back before it), a NO_ROOM status (a buffer is full) or _GO."""
+    if t >= limit:
+        return _LIMIT
+    if bcheck and _over(es, max_bytes, es_prev):
+        return _OVER
+    if t >= ids.shape[0]:
+        return NO_ROOM_IDS
+    if code and es[4] + es[3] + _ROOM > out.shape[0]:
+        return NO_ROOM_OUT
+    return _GO
 
 
-@njit(cache=True)
-def walk(src, code, nmax, max_tokens, max_bytes, mag, sgn, ids_in, data, pad, prior, stats, shift, smin_d, smin_l,
-         parent, child_ptr, child_idx, has_l, roots, nx, ny, nw, nh, ncls):
-    """Run the coder once. See the module docstring for ``src``; ``code`` arithmetic-codes too.
-
-    Every node ``i`` has a bit-plane ``shift[i]``: it is coded as if its magnitude were
-    ``mag[i] << shift[i]`` (so it reaches each plane earlier) but no token is spent on the planes
-    below its own bit 0; ``smin_d``/``smin_l`` are the smallest shifts in each node's D and L sets.
-    ``mag`` (already shifted) and ``sgn`` are read with SRC_COEF, ``ids_in`` with SRC_IDS, ``data`` (bytes, read past
-    their end as ``pad``) with SRC_AC. ``prior`` (N_CTX x 2) gives each context's starting
-    P(bit = 0) in 1/65536 and how many decisions that is worth; ``stats`` (N_CTX x 2, or empty)
-    receives the zeros and ones each context coded. At most ``max_tokens`` tokens (negative: no limit); with
-    ``code``, at most as many tokens as fit in ``max_bytes`` terminated bytes (negative: no limit).
-
-    Returns ``(status, n, ids, node, plane, value, low, neg, out)``: ``status`` OK, BAD_TOKEN (the
-    token at ``n`` cannot stand there) or TOO_LONG (``ids_in`` goes on past the end of the stream,
-    from ``n``); the ``n`` tokens walked with each one's node and bit-plane; the decoder's
-    knowledge (magnitude bits ``value``, lowest known plane ``low``, -1 if insignificant, signs
-    ``neg``); and the arithmetic-coded bytes when ``code``.
-    """
-    n = child_ptr.shape[0] - 1
-    value = np.zeros(n, np.int64)
-    low = np.full(n, -1, np.int8)
-    neg = np.zeros(n, np.bool_)
-    cap = ids_in.shape[0] if src == SRC_IDS else 1024
-    ids = np.empty(cap, np.uint8)
-    tnode = np.empty(cap, np.int32)
-    tplane = np.empty(cap, np.int8)
-    if src == SRC_COEF:
-        max_d, max_l = set_maxima(mag, parent)
-    else:
-        max_d = np.zeros(1, np.int64)
-        max_l = max_d
-    limit = np.int64(max_tokens) if max_tokens >= 0 else np.int64(1) << 62
-    if src == SRC_IDS and ids_in.shape[0] < limit:
-        limit = ids_in.shape[0]
-    # arithmetic coder
-    prob = np.empty((N_CTX, 3), np.int64)
-    cnt = np.zeros((N_CTX, 3), np.int64)
-    for c in range(N_CTX):
-        prob[c, 0] = prior[c, 0]
-        prob[c, 1] = prior[c, 0]
-        prob[c, 2] = prior[c, 0]
-        cnt[c, 0] = prior[c, 1]
-    out = np.empty(1024 if code else 1, np.uint8)
-    es = np.zeros(6, np.int64)
-    es[1] = 0xFFFFFFFF
-    es[5] = 1
-    es_prev = es.copy()  # the coder's state before the last token: what a byte limit falls back to
+@njit(cache=True, _nrt=False)
+def _walk_core(src, code, nmax, limit, max_bytes, mag, sgn, ids_in, data, pad, shift, smin_d, smin_l, parent,
+               child_ptr, child_idx, has_l, roots, nx, ny, nw, nh, ncls, max_d, max_l, value, low, neg, ids, tnode,
+               tplane, prob, cnt, out, es, es_prev, ds, lip, lsp, lis, lis_b, lis_f, nbh, nbv, nbd):
+    """The traversal of :func:`walk` on arrays it was given (fresh: zeros, ``low`` all -1, the
+    coder's state initialised). Returns ``(status, n)``."""
     bcheck = code and max_bytes >= 0
-    ds = np.zeros(3, np.int64)
     if src == SRC_AC:  # the encoder left out its first byte (always 0): start with four of code
         ds[1] = 0xFFFFFFFF
         for _ in range(4):
             ds[0] = ((ds[0] << 8) | _next_byte(data, ds, pad)) & 0xFFFFFFFF
-    lip = np.empty(n, np.int32)
-    lsp = np.empty(n, np.int32)
-    lis = np.empty(3 * n + 1, np.int32)
-    lis_b = np.empty(3 * n + 1, np.bool_)
-    lis_f = np.zeros(3 * n + 1, np.bool_)
-    nbh = np.zeros(n, np.int8)  # significant horizontal / vertical / diagonal neighbours of each node
-    nbv = np.zeros(n, np.int8)
-    nbd = np.zeros(n, np.int8)  # a type B set that must be significant (not coded)
     nlip = 0
     nlsp = 0
     nlis = 0
@@ -509,20 +461,14 @@ def walk(src, code, nmax, max_tokens, max_bytes, mag, sgn, ids_in, data, pad, pr
             r += 1
             if plane < shift[i]:
                 continue  # still insignificant below its own bit 0: it is 0, drop it
-            if t >= limit:
-                return OK, t, ids[:t], tnode[:t], tplane[:t], value, low, neg, _done(code, out, es, cnt, stats)
-            if bcheck and _over(es, max_bytes, es_prev):
-                t -= 1
-                return OK, t, ids[:t], tnode[:t], tplane[:t], value, low, neg, _done(code, out, es, cnt, stats)
-            if t >= ids.shape[0]:
-                ids, tnode, tplane = _grow(ids, tnode, tplane)
-            if code:
-                out = _room(out, es)
+            go = _before_token(t, limit, bcheck, max_bytes, code, ids, out, es, es_prev)
+            if go != _GO:
+                return (OK, t - (go == _OVER)) if go <= _OVER else (go, t)
             # coefficient significance decision (from the LIP)
             tok = _sig_decision(src, code, i, 1, False, thr, t, mag, sgn, ids_in, data, ds, pad, prob, cnt,
                                 out, es, low, neg, nbh, nbv, nbd, parent, ncls, nx, ny, nw, nh)
             if tok < 0:
-                return BAD_TOKEN, t, ids[:t], tnode[:t], tplane[:t], value, low, neg, _done(code, out, es, cnt, stats)
+                return BAD_TOKEN, t
             ids[t] = tok
             tnode[t] = i
             tplane[t] = plane
@@ -554,15 +500,9 @@ def walk(src, code, nmax, max_tokens, max_bytes, mag, sgn, ids_in, data, pad, pr
                 lis_f[w] = False
                 w += 1
                 continue
-            if t >= limit:
-                return OK, t, ids[:t], tnode[:t], tplane[:t], value, low, neg, _done(code, out, es, cnt, stats)
-            if bcheck and _over(es, max_bytes, es_prev):
-                t -= 1
-                return OK, t, ids[:t], tnode[:t], tplane[:t], value, low, neg, _done(code, out, es, cnt, stats)
-            if t >= ids.shape[0]:
-                ids, tnode, tplane = _grow(ids, tnode, tplane)
-            if code:
-                out = _room(out, es)
+            go = _before_token(t, limit, bcheck, max_bytes, code, ids, out, es, es_prev)
+            if go != _GO:
+                return (OK, t - (go == _OVER)) if go <= _OVER else (go, t)
             if not is_b:
                 tok = 0
                 if src == SRC_COEF:
@@ -570,7 +510,7 @@ def walk(src, code, nmax, max_tokens, max_bytes, mag, sgn, ids_in, data, pad, pr
                 elif src == SRC_IDS:
                     tok = ids_in[t]
                     if tok != D0 and tok != D1:
-                        return BAD_TOKEN, t, ids[:t], tnode[:t], tplane[:t], value, low, neg, _done(code, out, es, cnt, stats)
+                        return BAD_TOKEN, t
                 if code or src == SRC_AC:
                     nb = nbh[i] + nbv[i] + nbd[i]
                     ctx = CTX_D + ncls[i] * _D_SUB + (1 if low[i] >= 0 else 0) * 3 + (nb if nb < 2 else 2)
@@ -594,19 +534,13 @@ def walk(src, code, nmax, max_tokens, max_bytes, mag, sgn, ids_in, data, pad, pr
                         if plane < shift[k]:
                             continue  # known to be 0
                         forced = c == last and not any_sig and not l_open
-                        if t >= limit:
-                            return OK, t, ids[:t], tnode[:t], tplane[:t], value, low, neg, _done(code, out, es, cnt, stats)
-                        if bcheck and _over(es, max_bytes, es_prev):
-                            t -= 1
-                            return OK, t, ids[:t], tnode[:t], tplane[:t], value, low, neg, _done(code, out, es, cnt, stats)
-                        if t >= ids.shape[0]:
-                            ids, tnode, tplane = _grow(ids, tnode, tplane)
-                        if code:
-                            out = _room(out, es)
+                        go = _before_token(t, limit, bcheck, max_bytes, code, ids, out, es, es_prev)
+                        if go != _GO:
+                            return (OK, t - (go == _OVER)) if go <= _OVER else (go, t)
                         tok = _sig_decision(src, code, k, 0, forced, thr, t, mag, sgn, ids_in, data, ds, pad, prob,
                                             cnt, out, es, low, neg, nbh, nbv, nbd, parent, ncls, nx, ny, nw, nh)
                         if tok < 0:
-                            return BAD_TOKEN, t, ids[:t], tnode[:t], tplane[:t], value, low, neg, _done(code, out, es, cnt, stats)
+                            return BAD_TOKEN, t
                         ids[t] = tok
                         tnode[t] = k
                         tplane[t] = plane
@@ -640,7 +574,7 @@ def walk(src, code, nmax, max_tokens, max_bytes, mag, sgn, ids_in, data, pad, pr
                 elif src == SRC_IDS:
                     tok = ids_in[t]
                     if tok != L0 and tok != L1 or (forced and tok == L0):
-                        return BAD_TOKEN, t, ids[:t], tnode[:t], tplane[:t], value, low, neg, _done(code, out, es, cnt, stats)
+                        return BAD_TOKEN, t
                 if code or src == SRC_AC:
                     ns = 0
                     for c in range(child_ptr[i], child_ptr[i + 1]):
@@ -674,22 +608,16 @@ def walk(src, code, nmax, max_tokens, max_bytes, mag, sgn, ids_in, data, pad, pr
             bit = plane - shift[i]
             if bit < 0:
                 continue  # every bit known
-            if t >= limit:
-                return OK, t, ids[:t], tnode[:t], tplane[:t], value, low, neg, _done(code, out, es, cnt, stats)
-            if bcheck and _over(es, max_bytes, es_prev):
-                t -= 1
-                return OK, t, ids[:t], tnode[:t], tplane[:t], value, low, neg, _done(code, out, es, cnt, stats)
-            if t >= ids.shape[0]:
-                ids, tnode, tplane = _grow(ids, tnode, tplane)
-            if code:
-                out = _room(out, es)
+            go = _before_token(t, limit, bcheck, max_bytes, code, ids, out, es, es_prev)
+            if go != _GO:
+                return (OK, t - (go == _OVER)) if go <= _OVER else (go, t)
             tok = 0
             if src == SRC_COEF:
                 tok = REF1 if (mag[i] >> plane) & 1 else REF0
             elif src == SRC_IDS:
                 tok = ids_in[t]
                 if tok != REF0 and tok != REF1:
-                    return BAD_TOKEN, t, ids[:t], tnode[:t], tplane[:t], value, low, neg, _done(code, out, es, cnt, stats)
+                    return BAD_TOKEN, t
             if code or src == SRC_AC:
                 first = 1 if value[i] < (np.int64(1) << (bit + 2)) else 0
                 ctx = CTX_REF + ncls[i] * _REF_SUB + first * 2 + (1 if nbh[i] + nbv[i] + nbd[i] > 0 else 0)
@@ -702,11 +630,90 @@ def walk(src, code, nmax, max_tokens, max_bytes, mag, sgn, ids_in, data, pad, pr
                 value[i] |= np.int64(1) << bit
             low[i] = bit
     if bcheck and _over(es, max_bytes, es_prev):
-        t -= 1
-        return OK, t, ids[:t], tnode[:t], tplane[:t], value, low, neg, _done(code, out, es, cnt, stats)
+        return OK, t - 1
     if src == SRC_IDS and t < ids_in.shape[0]:
-        return TOO_LONG, t, ids[:t], tnode[:t], tplane[:t], value, low, neg, _done(code, out, es, cnt, stats)
-    return OK, t, ids[:t], tnode[:t], tplane[:t], value, low, neg, _done(code, out, es, cnt, stats)
+        return TOO_LONG, t
+    return OK, t
+
+
+@njit(cache=True)
+def walk(src, code, nmax, max_tokens, max_bytes, mag, sgn, ids_in, data, pad, prior, stats, shift, smin_d, smin_l,
+         parent, child_ptr, child_idx, has_l, roots, nx, ny, nw, nh, ncls):
+    """Run the coder once. See the module docstring for ``src``; ``code`` arithmetic-codes too.
+
+    Every node ``i`` has a bit-plane ``shift[i]``: it is coded as if its magnitude were
+    ``mag[i] << shift[i]`` (so it reaches each plane earlier) but no token is spent on the planes
+    below its own bit 0; ``smin_d``/``smin_l`` are the smallest shifts in each node's D and L sets.
+    ``mag`` (already shifted) and ``sgn`` are read with SRC_COEF, ``ids_in`` with SRC_IDS, ``data`` (bytes, read past
+    their end as ``pad``) with SRC_AC. ``prior`` (N_CTX x 2) gives each context's starting
+    P(bit = 0) in 1/65536 and how many decisions that is worth; ``stats`` (N_CTX x 2, or empty)
+    receives the zeros and ones each context coded. At most ``max_tokens`` tokens (negative: no limit); with
+    ``code``, at most as many tokens as fit in ``max_bytes`` terminated bytes (negative: no limit).
+
+    Returns ``(status, n, ids, node, plane, value, low, neg, out)``: ``status`` OK, BAD_TOKEN (the
+    token at ``n`` cannot stand there) or TOO_LONG (``ids_in`` goes on past the end of the stream,
+    from ``n``); the ``n`` tokens walked with each one's node and bit-plane; the decoder's
+    knowledge (magnitude bits ``value``, lowest known plane ``low``, -1 if insignificant, signs
+    ``neg``); and the arithmetic-coded bytes when ``code``.
+    """
+    n = child_ptr.shape[0] - 1
+    if src == SRC_COEF:
+        max_d, max_l = set_maxima(mag, parent)
+    else:
+        max_d = np.zeros(1, np.int64)
+        max_l = max_d
+    limit = np.int64(max_tokens) if max_tokens >= 0 else np.int64(1) << 62
+    if src == SRC_IDS and ids_in.shape[0] < limit:
+        limit = ids_in.shape[0]
+    # Buffer sizes: exact when the token count is known; else a guess (4 tokens a node, 4 bits a
+    # token) that a walk past it doubles (each byte limit also bounds the bytes).
+    cap = limit + 1 if limit < (np.int64(1) << 62) else 4 * n + 1024
+    ocap = (cap // 2 + 1024) if code else 1
+    if code and max_bytes >= 0:
+        ocap = min(ocap, max_bytes + 2 * _ROOM + 64)
+    lip = np.empty(n, np.int32)
+    lsp = np.empty(n, np.int32)
+    lis = np.empty(3 * n + 1, np.int32)
+    lis_b = np.empty(3 * n + 1, np.bool_)
+    while True:
+        value = np.zeros(n, np.int64)
+        low = np.full(n, -1, np.int8)
+        neg = np.zeros(n, np.bool_)
+        ids = np.empty(cap, np.uint8)
+        tnode = np.empty(cap, np.int32)
+        tplane = np.empty(cap, np.int8)
+        # arithmetic coder
+        prob = np.empty((N_CTX, 3), np.int64)
+        cnt = np.zeros((N_CTX, 3), np.int64)
+        for c in range(N_CTX):
+            prob[c, 0] = prior[c, 0]
+            prob[c, 1] = prior[c, 0]
+            prob[c, 2] = prior[c, 0]
+            cnt[c, 0] = prior[c, 1]
+        out = np.empty(ocap, np.uint8)
+        es = np.zeros(6, np.int64)
+        es[1] = 0xFFFFFFFF
+        es[5] = 1
+        es_prev = es.copy()  # the coder's state before the last token: what a byte limit falls back to
+        ds = np.zeros(3, np.int64)
+        lis_f = np.zeros(3 * n + 1, np.bool_)  # a type B set that must be significant (not coded)
+        nbh = np.zeros(n, np.int8)  # significant horizontal / vertical / diagonal neighbours of each node
+        nbv = np.zeros(n, np.int8)
+        nbd = np.zeros(n, np.int8)
+        status, t = _walk_core(src, code, nmax, limit, max_bytes, mag, sgn, ids_in, data, pad, shift, smin_d, smin_l,
+                               parent, child_ptr, child_idx, has_l, roots, nx, ny, nw, nh, ncls, max_d, max_l, value,
+                               low, neg, ids, tnode, tplane, prob, cnt, out, es, es_prev, ds, lip, lsp, lis, lis_b,
+                               lis_f, nbh, nbv, nbd)
+        if status == NO_ROOM_IDS:
+            cap *= 2
+        elif status == NO_ROOM_OUT:
+            ocap *= 2
+        else:
+            break
+    if stats.shape[0] == N_CTX:
+        stats[:, :] = cnt[:, 1:]
+    out = _finish(out, es) if code else out[:0]
+    return status, t, ids[:t], tnode[:t], tplane[:t], value, low, neg, out
 
 
 def reconstruct(value: np.ndarray, low: np.ndarray, neg: np.ndarray, bias: float = 0.5) -> np.ndarray:
