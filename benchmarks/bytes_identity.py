@@ -14,6 +14,7 @@ from PIL import Image
 
 import adatok
 from adatok import Bpp, TokenSequence, Tokens
+from adatok.core.sequence import header_size
 
 
 def h(b) -> str:
@@ -44,6 +45,10 @@ def main() -> None:
         ("odd gray 13x17 lossless full", lossless, odd_gray, None, None),
         ("astronaut roi Bpp(0.5)", lossy, astro, Bpp(0.5), roi),
         ("astronaut roi lossless Tokens(50000)", lossless, astro, Tokens(50000), roi),
+        ("1x1 RGB full", lossy, rng.integers(0, 256, (1, 1, 3), dtype=np.uint8), None, None),
+        ("1x7 gray lossless full", lossless, rng.integers(0, 256, (1, 7), dtype=np.uint8), None, None),
+        ("7x1 RGB full", lossy, rng.integers(0, 256, (7, 1, 3), dtype=np.uint8), None, None),
+        ("2x3 RGB lossless full", lossless, rng.integers(0, 256, (2, 3, 3), dtype=np.uint8), None, None),
     ]
     for label, tok, img, budget, r in cases:
         (seq,) = tok.encode([img], budget, roi=None if r is None else [r])
@@ -53,7 +58,7 @@ def main() -> None:
         assert np.array_equal(back.ids, seq.ids) and np.array_equal(back.pos, seq.pos)
         dec2 = tok.decode([back])[0]
         assert np.array_equal(dec, dec2)
-        cut = TokenSequence.from_bytes(blob[: len(blob) * 2 // 3])
+        cut = TokenSequence.from_bytes(blob[: max(header_size(blob), len(blob) * 2 // 3)])
         dcut = tok.decode([cut])[0]
         print(f"{label:38s} n={len(seq):8d} bytes={len(blob):7d} atk={h(blob)} ids={h(seq.ids)} "
               f"pos={h(seq.pos)} img={h(dec)} cut={len(cut)}:{h(cut.pos)}:{h(dcut)}")
