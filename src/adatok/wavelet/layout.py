@@ -42,7 +42,7 @@ class Layout:
     ny: np.ndarray  # (N,) int32 y in the band
     nw: np.ndarray  # (N,) int32 band width
     nh: np.ndarray  # (N,) int32 band height
-    ncls: np.ndarray  # (N,) int32 context class: channel kind x band kind x level bucket (0..17)
+    ncls: np.ndarray  # (N,) int8 context class: channel kind x band kind x level bucket (0..17)
 
     def tree_args(self) -> tuple:
         """The arrays :func:`adatok.wavelet.spiht.walk` takes after its data arguments."""
@@ -138,7 +138,7 @@ def make_layout(shape: tuple[int, int], channels: int, levels: int) -> Layout:
     chan_kind = (chan > 0).astype(np.int32)
     band_kind = np.where(band == 0, 0, np.where(band == 3, 2, 1))
     level_bucket = np.clip(level, 1, 3) - 1
-    ncls = (chan_kind * 9 + band_kind * 3 + level_bucket).astype(np.int32)
+    ncls = (chan_kind * 9 + band_kind * 3 + level_bucket).astype(np.int8)
     ll_per = llh * llw
     roots = (offsets[:, 0][None, :] + np.arange(ll_per)[:, None]).ravel().astype(np.int32)
     return Layout(

@@ -136,16 +136,16 @@ class WaveletTokenizer:
             if roi_p is not None:
                 base = self._shifts(layout)[0]
                 grid, g = roi_coding.grid_from_params(roi_p, layout.shape)
-                shift = base + roi_coding.node_shifts(grid, g, layout)
+                shift = (base + roi_coding.node_shifts(grid, g, layout)).astype(np.int8)  # at most 30 + ROI_SHIFT
                 if len(self._shift_cache) > 64:
                     self._shift_cache.clear()
                 self._shift_cache[key] = (shift, *spiht.set_minima(shift, layout.parent))
                 return self._shift_cache[key]
             if self.lossless:
                 imp = np.log2(self._importance(layout))
-                shift = np.clip(np.rint(imp - imp.min()), 0, 30).astype(np.int64)
+                shift = np.clip(np.rint(imp - imp.min()), 0, 30).astype(np.int8)
             else:
-                shift = np.zeros(layout.size, np.int64)
+                shift = np.zeros(layout.size, np.int8)
             self._shift_cache[key] = (shift, *spiht.set_minima(shift, layout.parent))
         return self._shift_cache[key]
 
