@@ -99,6 +99,31 @@ def set_minima(shift, parent):
     return min_d, min_l
 
 
+@njit(cache=True, inline="always")
+def _bit_length(v):
+    """Bits of ``v >= 0`` (0 for 0), by halving: a loop bit by bit mispredicts its exit."""
+    b = 0
+    if v >= np.int64(1) << 32:
+        v >>= 32
+        b += 32
+    if v >= 1 << 16:
+        v >>= 16
+        b += 16
+    if v >= 1 << 8:
+        v >>= 8
+        b += 8
+    if v >= 1 << 4:
+        v >>= 4
+        b += 4
+    if v >= 1 << 2:
+        v >>= 2
+        b += 2
+    if v >= 2:
+        v >>= 1
+        b += 1
+    return b + v
+
+
 @njit(cache=True)
 def set_bits(mag, parent):
     """Bit length of each node's magnitude and the largest one among its descendants (D) and its
@@ -111,12 +136,7 @@ def set_bits(mag, parent):
     n = mag.shape[0]
     bits = np.empty(n, np.int8)
     for i in range(n):
-        v = mag[i]
-        b = 0
-        while v > 0:
-            b += 1
-            v >>= 1
-        bits[i] = b
+        bits[i] = _bit_length(mag[i])
     max_d = np.zeros(n, np.int8)
     max_l = np.zeros(n, np.int8)
     for i in range(n - 1, -1, -1):

@@ -64,6 +64,16 @@ def _own(i, n):
     return i if i < n else n - 1
 
 
+@njit(cache=True, inline="always")
+def _split_line(x, s, d, p, Q):
+    for i in range(s.shape[1]):
+        for q in range(Q):
+            s[p, i, q] = x[p, 2 * i, q]
+    for i in range(d.shape[1]):
+        for q in range(Q):
+            d[p, i, q] = x[p, 2 * i + 1, q]
+
+
 @njit(cache=True)
 def _split(x):
     """Even and odd samples along axis 1: ``(P, n, Q)`` -> ``(P, ceil(n/2), Q)``, ``(P, floor(n/2), Q)``."""
@@ -71,138 +81,146 @@ def _split(x):
     s = np.empty((P, (n + 1) // 2, Q), x.dtype)
     d = np.empty((P, n // 2, Q), x.dtype)
     for p in range(P):  # element by element: a slice copy would allocate per line
-        for i in range(s.shape[1]):
-            for q in range(Q):
-                s[p, i, q] = x[p, 2 * i, q]
-        for i in range(d.shape[1]):
-            for q in range(Q):
-                d[p, i, q] = x[p, 2 * i + 1, q]
+        if Q == 1:  # lifting along x: with the constant, the compiler drops the inner loop
+            _split_line(x, s, d, p, 1)
+        else:
+            _split_line(x, s, d, p, Q)
     return s, d
+
+
+@njit(cache=True, inline="always")
+def _merge_line(s, d, out, p, Q):
+    for i in range(s.shape[1]):
+        for q in range(Q):
+            out[p, 2 * i, q] = s[p, i, q]
+    for i in range(d.shape[1]):
+        for q in range(Q):
+            out[p, 2 * i + 1, q] = d[p, i, q]
 
 
 @njit(cache=True)
 def _merge(s, d):
     """Inverse of :func:`_split`: interleave ``s`` (even) and ``d`` (odd) samples along axis 1."""
     P, ns, Q = s.shape
-    nd = d.shape[1]
-    out = np.empty((P, ns + nd, Q), s.dtype)
+    out = np.empty((P, ns + d.shape[1], Q), s.dtype)
     for p in range(P):
-        for i in range(ns):
-            for q in range(Q):
-                out[p, 2 * i, q] = s[p, i, q]
-        for i in range(nd):
-            for q in range(Q):
-                out[p, 2 * i + 1, q] = d[p, i, q]
+        if Q == 1:
+            _merge_line(s, d, out, p, 1)
+        else:
+            _merge_line(s, d, out, p, Q)
     return out
 
 
-@njit(cache=True)
-def _analysis_53(x):
-    """LeGall 5/3 integer analysis along axis 1 (int64): returns (low, high)."""
-    s, d = _split(x)
-    P, ns, Q = s.shape
-    nd = d.shape[1]
-    if nd == 0:
-        return s, d
-    for p in range(P):
-        for i in range(nd):
-            r = _right(i, ns)
-            for q in range(Q):
-                d[p, i, q] -= (s[p, i, q] + s[p, r, q]) >> 1
-        for i in range(ns):
-            a, b = _left(i, nd), _own(i, nd)
-            for q in range(Q):
-                s[p, i, q] += (d[p, a, q] + d[p, b, q] + 2) >> 2
-    return s, d
-
-
-@njit(cache=True)
-def _synthesis_53(s, d):
-    """Inverse of :func:`_analysis_53`."""
-    P, ns, Q = s.shape
-    nd = d.shape[1]
-    s = s.copy()
-    d = d.copy()
-    if nd > 0:
-        for p in range(P):
-            for i in range(ns):
-                a, b = _left(i, nd), _own(i, nd)
-                for q in range(Q):
-                    s[p, i, q] -= (d[p, a, q] + d[p, b, q] + 2) >> 2
-            for i in range(nd):
-                r = _right(i, ns)
-                for q in range(Q):
-                    d[p, i, q] += (s[p, i, q] + s[p, r, q]) >> 1
-    return _merge(s, d)
-
-
 @njit(cache=True, inline="always")
-def _predict(s, d, p, c):
+def _predict(s, d, p, c, Q):
     """``d[i] += c * (s[i] + s[i + 1])`` along axis 1 of line group ``p``."""
     ns = s.shape[1]
     for i in range(d.shape[1]):
         r = _right(i, ns)
-        for q in range(s.shape[2]):
+        for q in range(Q):
             d[p, i, q] += c * (s[p, i, q] + s[p, r, q])
 
 
 @njit(cache=True, inline="always")
-def _update(s, d, p, c):
+def _update(s, d, p, c, Q):
     """``s[i] += c * (d[i - 1] + d[i])`` along axis 1 of line group ``p``."""
     nd = d.shape[1]
     for i in range(s.shape[1]):
         a, b = _left(i, nd), _own(i, nd)
-        for q in range(s.shape[2]):
+        for q in range(Q):
             s[p, i, q] += c * (d[p, a, q] + d[p, b, q])
 
 
 @njit(cache=True, inline="always")
-def _scale(v, p, c, divide):
+def _scale(v, p, c, divide, Q):
     """``v[p] *= c``, or ``v[p] /= c`` with ``divide`` (a division, as the numpy version did:
     multiplying by the reciprocal would round differently)."""
     for i in range(v.shape[1]):
-        for q in range(v.shape[2]):
+        for q in range(Q):
             if divide:
                 v[p, i, q] /= c
             else:
                 v[p, i, q] *= c
 
 
+@njit(cache=True, inline="always")
+def _predict_53(s, d, p, sign, Q):
+    """``d[i] += sign * ((s[i] + s[i + 1]) >> 1)`` along axis 1 of line group ``p``."""
+    ns = s.shape[1]
+    for i in range(d.shape[1]):
+        r = _right(i, ns)
+        for q in range(Q):
+            d[p, i, q] += sign * ((s[p, i, q] + s[p, r, q]) >> 1)
+
+
+@njit(cache=True, inline="always")
+def _update_53(s, d, p, sign, Q):
+    """``s[i] += sign * ((d[i - 1] + d[i] + 2) >> 2)`` along axis 1 of line group ``p``."""
+    nd = d.shape[1]
+    for i in range(s.shape[1]):
+        a, b = _left(i, nd), _own(i, nd)
+        for q in range(Q):
+            s[p, i, q] += sign * ((d[p, a, q] + d[p, b, q] + 2) >> 2)
+
+
+@njit(cache=True, inline="always")
+def _steps_53(s, d, p, Q, inverse):
+    """The 5/3 lifting steps of one line group (int64), analysis or synthesis."""
+    if inverse:
+        _update_53(s, d, p, -1, Q)
+        _predict_53(s, d, p, 1, Q)
+    else:
+        _predict_53(s, d, p, -1, Q)
+        _update_53(s, d, p, 1, Q)
+
+
+@njit(cache=True, inline="always")
+def _steps_float(s, d, p, Q, kind):
+    """The float lifting steps of one line group: ``kind`` 0 = 9/7 analysis, 1 = 9/7 synthesis,
+    2 = 5/3 synthesis without rounding (what the band gains of ``"5/3"`` are measured with)."""
+    if kind == 0:
+        _predict(s, d, p, _A, Q)
+        _update(s, d, p, _B, Q)
+        _predict(s, d, p, _G, Q)
+        _update(s, d, p, _D, Q)
+        _scale(s, p, _K, True, Q)
+        _scale(d, p, _K / 2.0, False, Q)
+    elif kind == 1:
+        _scale(s, p, _K, False, Q)
+        _scale(d, p, _K / 2.0, True, Q)
+        _update(s, d, p, -_D, Q)
+        _predict(s, d, p, -_G, Q)
+        _update(s, d, p, -_B, Q)
+        _predict(s, d, p, -_A, Q)
+    else:
+        _update(s, d, p, -0.25, Q)
+        _predict(s, d, p, 0.5, Q)
+
+
 @njit(cache=True)
-def _analysis_97(x):
-    """CDF 9/7 analysis along axis 1 (float64): returns (low, high)."""
-    s, d = _split(x)
+def _lift_53(s, d, inverse):
+    """The 5/3 lifting, in place on every line group of int64 ``s`` and ``d``."""
     if d.shape[1] == 0:
-        return s, d
+        return  # a 1-sample axis: passed through
+    Q = s.shape[2]
     for p in range(s.shape[0]):
-        _predict(s, d, p, _A)
-        _update(s, d, p, _B)
-        _predict(s, d, p, _G)
-        _update(s, d, p, _D)
-        _scale(s, p, _K, True)
-        _scale(d, p, _K / 2.0, False)
-    return s, d
+        if Q == 1:  # lifting along x: with the constant, the compiler drops the inner loop
+            _steps_53(s, d, p, 1, inverse)
+        else:
+            _steps_53(s, d, p, Q, inverse)
 
 
 @njit(cache=True)
-def _synthesis_float(s, d, linear53):
-    """Inverse of :func:`_analysis_97`; with ``linear53``, the 5/3 synthesis without its rounding
-    (what the band gains of ``"5/3"`` are measured with)."""
-    s = s.copy()
-    d = d.copy()
-    if d.shape[1] > 0:
-        for p in range(s.shape[0]):
-            if linear53:
-                _update(s, d, p, -0.25)
-                _predict(s, d, p, 0.5)
-            else:
-                _scale(s, p, _K, False)
-                _scale(d, p, _K / 2.0, True)
-                _update(s, d, p, -_D)
-                _predict(s, d, p, -_G)
-                _update(s, d, p, -_B)
-                _predict(s, d, p, -_A)
-    return _merge(s, d)
+def _lift_float(s, d, kind):
+    """The float lifting of ``kind`` (see :func:`_steps_float`), in place on every line group."""
+    if d.shape[1] == 0:
+        return  # a 1-sample axis: passed through
+    Q = s.shape[2]
+    for p in range(s.shape[0]):
+        if Q == 1:
+            _steps_float(s, d, p, 1, kind)
+        else:
+            _steps_float(s, d, p, Q, kind)
 
 
 def _lines(v: np.ndarray, axis: int) -> np.ndarray:
@@ -215,16 +233,22 @@ def _lines(v: np.ndarray, axis: int) -> np.ndarray:
 
 def _lift_forward(x: np.ndarray, wavelet: str, axis: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """One 1-D analysis step along ``axis`` (0 or 1) of a 1-D or 2-D array: returns (low, high)."""
-    lines = _lines(x, axis)
-    s, d = _analysis_53(lines) if wavelet == "5/3" else _analysis_97(lines)
+    s, d = _split(_lines(x, axis))
+    if wavelet == "5/3":
+        _lift_53(s, d, False)
+    else:
+        _lift_float(s, d, 0)
     return _unlines(s, x, axis), _unlines(d, x, axis)
 
 
 def _lift_inverse(s: np.ndarray, d: np.ndarray, wavelet: str, axis: int = 0) -> np.ndarray:
     """Inverse of :func:`_lift_forward` along ``axis``; ``"5/3-linear"`` is the 5/3 without rounding."""
-    ls, ld = _lines(s, axis), _lines(d, axis)
-    out = _synthesis_53(ls, ld) if wavelet == "5/3" else _synthesis_float(ls, ld, wavelet == "5/3-linear")
-    return _unlines(out, s, axis)
+    ls, ld = _lines(s, axis).copy(), _lines(d, axis).copy()
+    if wavelet == "5/3":
+        _lift_53(ls, ld, True)
+    else:
+        _lift_float(ls, ld, 2 if wavelet == "5/3-linear" else 1)
+    return _unlines(_merge(ls, ld), s, axis)
 
 
 def _unlines(v: np.ndarray, like: np.ndarray, axis: int) -> np.ndarray:
