@@ -27,7 +27,7 @@ from . import roi as roi_coding
 from . import spiht
 from .layout import POS_FIELDS, Layout, make_layout
 from .transforms import (ICT_CHANNEL_GAINS, RCT_CHANNEL_GAINS, default_levels, dwt2, ict_forward, ict_inverse, idwt2,
-                         rct_forward, rct_inverse, synthesis_gains)
+                         rct_forward, rct_inverse, synthesis_gains, to_uint8)
 
 VERSION = "1"
 CODEC = "cabac"  # context-adaptive binary arithmetic coding of the walk's decisions
@@ -103,7 +103,7 @@ class WaveletTokenizer:
         (cached per layout: it took ~10 ms of every encode and decode of a 768x512 image)."""
         key = (layout.shape, layout.channels, layout.levels)
         if key not in self._importance_cache:
-            if len(self._importance_cache) > 16:
+            if len(self._importance_cache) > 32:
                 self._importance_cache.clear()
             imp = self._compute_importance(layout)
             imp.flags.writeable = False
@@ -119,8 +119,13 @@ class WaveletTokenizer:
         return np.concatenate([np.repeat(np.sqrt(per_band * chan[c]), sizes) for c in range(layout.channels)])
 
     def _weights(self, layout: Layout) -> np.ndarray:
-        """Per-node scale of the 9/7 coefficients: importance / step."""
-        return self._importance(layout) / self.step
+        """Per-node scale of the 9/7 coefficients: importance / step (cached with it)."""
+        key = (layout.shape, layout.channels, layout.levels, "weights")
+        if key not in self._importance_cache:
+            weights = self._importance(layout) / self.step
+            weights.flags.writeable = False
+            self._importance_cache[key] = weights
+        return self._importance_cache[key]
 
     def _shifts(self, layout: Layout, params: dict | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Bit-plane shift of every node and the smallest shift of each node's D and L sets.
@@ -199,8 +204,7 @@ class WaveletTokenizer:
                 img = planes.transpose(1, 2, 0) + 128
         else:
             planes = np.stack([idwt2(cf, "9/7") for cf in layout.unflatten(coef / self._weights(layout))])
-            img = (ict_inverse(planes) if layout.channels == 3 else planes.transpose(1, 2, 0)) + 128.0
-            img = np.rint(img)
+            return to_uint8(ict_inverse(planes) if layout.channels == 3 else planes.transpose(1, 2, 0), 128.0)
         return np.clip(img, 0, 255).astype(np.uint8)
 
     # --- the contract --------------------------------------------------------------------------
@@ -241,7 +245,7 @@ class WaveletTokenizer:
             params["nmax"] = int(mag.max()).bit_length() - 1  # -1 when every coefficient is 0
             limit = budget.k if isinstance(budget, Tokens) else -1
             if isinstance(budget, Bpp):
-                seq = self._encode_bytes(img, np.shape(image), layout, coef, params, budget)
+                seq = self._encode_bytes(img, np.shape(image), layout, mag, coef < 0, params, budget)
             else:
                 _, _, ids, node, plane, value, low, neg, _ = spiht.walk(
                     spiht.SRC_COEF, False, params["nmax"], limit, -1, mag, coef < 0, _NO_IDS, _NO_BYTES, 0,
@@ -278,10 +282,10 @@ class WaveletTokenizer:
 
         return TokenSequence(ids, positions, shape, self.name, self.version, params, self.pos_fields)
 
-    def _encode_bytes(self, img, shape, layout: Layout, coef, params: dict, budget: Bpp) -> TokenSequence:
-        """The longest sequence whose ``.atk`` bytes, header included, fit ``budget``."""
+    def _encode_bytes(self, img, shape, layout: Layout, mag, sgn, params: dict, budget: Bpp) -> TokenSequence:
+        """The longest sequence whose ``.atk`` bytes, header included, fit ``budget`` (``mag``: the
+        shifted magnitudes, ``sgn``: the signs)."""
         total = int(budget.x * img.shape[0] * img.shape[1] / 8)
-        mag = np.abs(coef) << self._shifts(layout, params)[0]
         probe = TokenSequence(np.zeros(0, np.int32), np.zeros((0, len(self.pos_fields)), np.int32), shape,
                               self.name, self.version, params, self.pos_fields)
         payload_max = total - _container_overhead(probe, total, CODEC)
@@ -289,8 +293,9 @@ class WaveletTokenizer:
         for _ in range(8):  # the header's size depends a little on the payload's: converge on it
             if payload_max < 0:
                 break
+            # (the decoder state is not kept: a walk stopped by its byte limit has gone one token past)
             _, _, ids, node, plane, _, _, _, out = spiht.walk(
-                spiht.SRC_COEF, True, int(params["nmax"]), -1, payload_max, mag, coef < 0, _NO_IDS, _NO_BYTES,
+                spiht.SRC_COEF, True, int(params["nmax"]), -1, payload_max, mag, sgn, _NO_IDS, _NO_BYTES,
                 0, *self._walk_args(layout, params))
             seq = self._sequence(ids, node, plane, layout, shape, params)
             seq.cache["payload:" + CODEC] = out.tobytes()

@@ -434,3 +434,20 @@ def _ict_inverse(ycc, m):
             for i in range(3):
                 out[y, x, i] = (m[i, 0] * a + m[i, 1] * b) + m[i, 2] * c
     return out
+
+
+@njit(cache=True)
+def _to_uint8(x, offset):
+    out = np.empty(x.shape, np.uint8)
+    flat = x.reshape(-1)
+    o = out.reshape(-1)
+    for i in range(flat.shape[0]):
+        v = np.rint(flat[i] + offset)
+        o[i] = 0 if v < 0 else (255 if v > 255 else np.uint8(v))
+    return out
+
+
+def to_uint8(x: np.ndarray, offset: float) -> np.ndarray:
+    """``clip(rint(x + offset), 0, 255)`` as uint8, in one pass (the numpy chain made three
+    image-sized temporaries; same values)."""
+    return _to_uint8(np.ascontiguousarray(x, dtype=np.float64), float(offset))
