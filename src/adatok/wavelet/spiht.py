@@ -312,84 +312,76 @@ def _adapt(prob, cnt, ctx, bit):
 # --- contexts ------------------------------------------------------------------------------------
 
 
+# Each node's neighbourhood as the contexts see it is one byte, ``nbf``: significant horizontal
+# neighbours (bits 0-1, 0..2), vertical ones (bits 2-3, 0..2), diagonal ones (bits 4-6, 0..4) and
+# whether its parent is significant (bit 7). Kept up to date as nodes become significant, so a
+# context is one byte read: as separate arrays (and the parent's state read through ``parent``)
+# these were the walk's cache misses on large images. ``geo`` (from the layout) holds each node's
+# band width (above bit 4) and which neighbours exist: GEO_LEFT, GEO_RIGHT, GEO_UP, GEO_DOWN.
+GEO_LEFT, GEO_RIGHT, GEO_UP, GEO_DOWN = 1, 2, 4, 8
+_NB_H, _NB_V, _NB_D, _NB_PARENT = 1, 4, 16, 128
+
+
 @njit(cache=True, inline="always")
-def _neighbours(i, low, neg, nx, ny, nw, nh):
-    """(significant horizontal neighbours, vertical ones, diagonal ones, sign context 0..8)."""
-    x = nx[i]
-    y = ny[i]
-    w = nw[i]
-    h = nh[i]
-    hz = 0
-    vt = 0
-    dg = 0
+def _nb_count(f):
+    """Significant neighbours (all directions) in a ``nbf`` byte."""
+    return (f & 3) + ((f >> 2) & 3) + ((f >> 4) & 7)
+
+
+@njit(cache=True, inline="always")
+def _sign_ctx(i, low, neg, geo):
+    """Sign context 0..8 of node ``i``: the signs of its significant horizontal and vertical
+    neighbours, each direction summed to -1, 0 or 1."""
+    g = geo[i]
+    w = g >> 4
     hs = 0
     vs = 0
-    if x > 0 and low[i - 1] >= 0:
-        hz += 1
+    if g & GEO_LEFT and low[i - 1] >= 0:
         hs += -1 if neg[i - 1] else 1
-    if x < w - 1 and low[i + 1] >= 0:
-        hz += 1
+    if g & GEO_RIGHT and low[i + 1] >= 0:
         hs += -1 if neg[i + 1] else 1
-    if y > 0:
-        u = i - w
-        if low[u] >= 0:
-            vt += 1
-            vs += -1 if neg[u] else 1
-        if x > 0 and low[u - 1] >= 0:
-            dg += 1
-        if x < w - 1 and low[u + 1] >= 0:
-            dg += 1
-    if y < h - 1:
-        d = i + w
-        if low[d] >= 0:
-            vt += 1
-            vs += -1 if neg[d] else 1
-        if x > 0 and low[d - 1] >= 0:
-            dg += 1
-        if x < w - 1 and low[d + 1] >= 0:
-            dg += 1
+    if g & GEO_UP and low[i - w] >= 0:
+        vs += -1 if neg[i - w] else 1
+    if g & GEO_DOWN and low[i + w] >= 0:
+        vs += -1 if neg[i + w] else 1
     hs = 1 if hs > 0 else (-1 if hs < 0 else 0)
     vs = 1 if vs > 0 else (-1 if vs < 0 else 0)
-    return hz, vt, dg, (hs + 1) * 3 + (vs + 1)
+    return (hs + 1) * 3 + (vs + 1)
 
 
 @njit(cache=True, inline="always")
-def _mark(i, nbh, nbv, nbd, nx, ny, nw, nh):
-    """Node ``i`` became significant: count it in its neighbours' significant-neighbour counts
-    (so that contexts are one lookup, not eight, per decision)."""
-    x = nx[i]
-    y = ny[i]
-    w = nw[i]
-    h = nh[i]
-    if x > 0:
-        nbh[i - 1] += 1
-    if x < w - 1:
-        nbh[i + 1] += 1
-    if y > 0:
+def _mark(i, nbf, geo, child_ptr, child_idx):
+    """Node ``i`` became significant: count it in its neighbours' ``nbf`` and tell its children."""
+    g = geo[i]
+    w = g >> 4
+    if g & GEO_LEFT:
+        nbf[i - 1] += _NB_H
+    if g & GEO_RIGHT:
+        nbf[i + 1] += _NB_H
+    if g & GEO_UP:
         u = i - w
-        nbv[u] += 1
-        if x > 0:
-            nbd[u - 1] += 1
-        if x < w - 1:
-            nbd[u + 1] += 1
-    if y < h - 1:
+        nbf[u] += _NB_V
+        if g & GEO_LEFT:
+            nbf[u - 1] += _NB_D
+        if g & GEO_RIGHT:
+            nbf[u + 1] += _NB_D
+    if g & GEO_DOWN:
         d = i + w
-        nbv[d] += 1
-        if x > 0:
-            nbd[d - 1] += 1
-        if x < w - 1:
-            nbd[d + 1] += 1
+        nbf[d] += _NB_V
+        if g & GEO_LEFT:
+            nbf[d - 1] += _NB_D
+        if g & GEO_RIGHT:
+            nbf[d + 1] += _NB_D
+    for c in range(child_ptr[i], child_ptr[i + 1]):
+        nbf[child_idx[c]] |= _NB_PARENT
 
 
 @njit(cache=True, inline="always")
-def _sig_ctx(i, from_lip, low, nbh, nbv, nbd, parent, ncls):
-    hz = nbh[i]
-    vt = nbv[i]
-    dg = nbd[i]
-    p = parent[i]
-    psig = 1 if (p >= 0 and low[p] >= 0) else 0
-    nb = (hz * 3 + vt) * 3 + (dg if dg < 2 else 2)
-    return CTX_SIG + ncls[i] * _SIG_SUB + (from_lip * 2 + psig) * 27 + nb
+def _sig_ctx(i, from_lip, nbf, ncls):
+    f = nbf[i]
+    dg = (f >> 4) & 7
+    nb = ((f & 3) * 3 + ((f >> 2) & 3)) * 3 + (dg if dg < 2 else 2)
+    return CTX_SIG + ncls[i] * _SIG_SUB + (from_lip * 2 + (f >> 7)) * 27 + nb
 
 
 @njit(cache=True, inline="always")
@@ -404,7 +396,7 @@ def _code_choice(src, tok, zero, one, ctx, data, ds, pad, prob, cnt, out, es):
 
 @njit(cache=True, inline="always")
 def _sig_decision(src, code, i, from_lip, forced, plane, t, bits, sgn, ids_in, data, ds, pad, prob, cnt,
-                  out, es, low, neg, nbh, nbv, nbd, parent, ncls, nx, ny, nw, nh):
+                  out, es, low, neg, nbf, ncls, geo):
     """One coefficient's significance decision (with its sign when significant), from the walk's
     source, arithmetic-coded when asked; ``forced``: known to be significant, its bit not coded.
     Returns the token, or -1 when ``ids_in`` holds one that cannot stand here."""
@@ -416,10 +408,10 @@ def _sig_decision(src, code, i, from_lip, forced, plane, t, bits, sgn, ids_in, d
         if tok > SIG_NEG or (forced and tok == SIG0):
             return -1
     if code or src == SRC_AC:
-        ctx = _sig_ctx(i, from_lip, low, nbh, nbv, nbd, parent, ncls)
+        ctx = _sig_ctx(i, from_lip, nbf, ncls)
         if src == SRC_AC:
             if forced or _decode_bit(data, ds, pad, prob, cnt, ctx):
-                _, _, _, sc = _neighbours(i, low, neg, nx, ny, nw, nh)
+                sc = _sign_ctx(i, low, neg, geo)
                 tok = SIG_NEG if _decode_bit(data, ds, pad, prob, cnt, CTX_SIGN + ncls[i] * _SIGN_SUB + sc) else SIG_POS
             else:
                 tok = SIG0
@@ -427,7 +419,7 @@ def _sig_decision(src, code, i, from_lip, forced, plane, t, bits, sgn, ids_in, d
             if not forced:
                 _encode_bit(out, es, prob, cnt, ctx, 0 if tok == SIG0 else 1)
             if tok != SIG0:
-                _, _, _, sc = _neighbours(i, low, neg, nx, ny, nw, nh)
+                sc = _sign_ctx(i, low, neg, geo)
                 _encode_bit(out, es, prob, cnt, CTX_SIGN + ncls[i] * _SIGN_SUB + sc, 1 if tok == SIG_NEG else 0)
     return tok
 
@@ -462,8 +454,8 @@ def _before_token(t, limit, bcheck, max_bytes, code, ids, out, es, es_prev):
 
 @njit(cache=True, _nrt=False)
 def _walk_core(src, code, nmax, limit, max_bytes, mag, sgn, ids_in, data, pad, shift, smin_d, smin_l, parent,
-               child_ptr, child_idx, has_l, roots, nx, ny, nw, nh, ncls, bits, max_d, max_l, value, low, neg, ids, tnode,
-               tplane, prob, cnt, out, es, es_prev, ds, lip, lsp, lis, lis_b, lis_f, nbh, nbv, nbd):
+               child_ptr, child_idx, has_l, roots, geo, ncls, bits, max_d, max_l, value, low, neg, ids, tnode,
+               tplane, prob, cnt, out, es, es_prev, ds, lip, lsp, lis, lis_b, lis_f, nbf):
     """The traversal of :func:`walk` on arrays it was given (fresh: zeros, ``low`` all -1, the
     coder's state initialised). Returns ``(status, n)``."""
     bcheck = code and max_bytes >= 0
@@ -498,7 +490,7 @@ def _walk_core(src, code, nmax, limit, max_bytes, mag, sgn, ids_in, data, pad, s
                 return (OK, t - (go == _OVER)) if go <= _OVER else (go, t)
             # coefficient significance decision (from the LIP)
             tok = _sig_decision(src, code, i, 1, False, plane, t, bits, sgn, ids_in, data, ds, pad, prob, cnt,
-                                out, es, low, neg, nbh, nbv, nbd, parent, ncls, nx, ny, nw, nh)
+                                out, es, low, neg, nbf, ncls, geo)
             if tok < 0:
                 return BAD_TOKEN, t
             ids[t] = tok
@@ -509,7 +501,7 @@ def _walk_core(src, code, nmax, limit, max_bytes, mag, sgn, ids_in, data, pad, s
                 value[i] = np.int64(1) << (plane - shift[i])
                 low[i] = plane - shift[i]
                 if code or src == SRC_AC:
-                    _mark(i, nbh, nbv, nbd, nx, ny, nw, nh)
+                    _mark(i, nbf, geo, child_ptr, child_idx)
                 neg[i] = tok == SIG_NEG
                 lsp[nlsp] = i
                 nlsp += 1
@@ -544,7 +536,7 @@ def _walk_core(src, code, nmax, limit, max_bytes, mag, sgn, ids_in, data, pad, s
                     if tok != D0 and tok != D1:
                         return BAD_TOKEN, t
                 if code or src == SRC_AC:
-                    nb = nbh[i] + nbv[i] + nbd[i]
+                    nb = _nb_count(nbf[i])
                     ctx = CTX_D + ncls[i] * _D_SUB + (1 if low[i] >= 0 else 0) * 3 + (nb if nb < 2 else 2)
                     tok = _code_choice(src, tok, D0, D1, ctx, data, ds, pad, prob, cnt, out, es)
                 ids[t] = tok
@@ -570,7 +562,7 @@ def _walk_core(src, code, nmax, limit, max_bytes, mag, sgn, ids_in, data, pad, s
                         if go != _GO:
                             return (OK, t - (go == _OVER)) if go <= _OVER else (go, t)
                         tok = _sig_decision(src, code, k, 0, forced, plane, t, bits, sgn, ids_in, data, ds, pad, prob,
-                                            cnt, out, es, low, neg, nbh, nbv, nbd, parent, ncls, nx, ny, nw, nh)
+                                            cnt, out, es, low, neg, nbf, ncls, geo)
                         if tok < 0:
                             return BAD_TOKEN, t
                         ids[t] = tok
@@ -582,7 +574,7 @@ def _walk_core(src, code, nmax, limit, max_bytes, mag, sgn, ids_in, data, pad, s
                             value[k] = np.int64(1) << (plane - shift[k])
                             low[k] = plane - shift[k]
                             if code or src == SRC_AC:
-                                _mark(k, nbh, nbv, nbd, nx, ny, nw, nh)
+                                _mark(k, nbf, geo, child_ptr, child_idx)
                             neg[k] = tok == SIG_NEG
                             lsp[nlsp] = k
                             nlsp += 1
@@ -652,7 +644,7 @@ def _walk_core(src, code, nmax, limit, max_bytes, mag, sgn, ids_in, data, pad, s
                     return BAD_TOKEN, t
             if code or src == SRC_AC:
                 first = 1 if value[i] < (np.int64(1) << (bit + 2)) else 0
-                ctx = CTX_REF + ncls[i] * _REF_SUB + first * 2 + (1 if nbh[i] + nbv[i] + nbd[i] > 0 else 0)
+                ctx = CTX_REF + ncls[i] * _REF_SUB + first * 2 + (1 if nbf[i] & 0x7F else 0)
                 tok = _code_choice(src, tok, REF0, REF1, ctx, data, ds, pad, prob, cnt, out, es)
             ids[t] = tok
             tnode[t] = i
@@ -670,7 +662,7 @@ def _walk_core(src, code, nmax, limit, max_bytes, mag, sgn, ids_in, data, pad, s
 
 @njit(cache=True)
 def walk(src, code, nmax, max_tokens, max_bytes, mag, sgn, ids_in, data, pad, prior, stats, shift, smin_d, smin_l,
-         parent, child_ptr, child_idx, has_l, roots, nx, ny, nw, nh, ncls):
+         parent, child_ptr, child_idx, has_l, roots, geo, ncls):
     """Run the coder once. See the module docstring for ``src``; ``code`` arithmetic-codes too.
 
     Every node ``i`` has a bit-plane ``shift[i]``: it is coded as if its magnitude were
@@ -730,13 +722,11 @@ def walk(src, code, nmax, max_tokens, max_bytes, mag, sgn, ids_in, data, pad, pr
         es_prev = es.copy()  # the coder's state before the last token: what a byte limit falls back to
         ds = np.zeros(3, np.int64)
         lis_f = np.zeros(3 * n + 1, np.bool_)  # a type B set that must be significant (not coded)
-        nbh = np.zeros(n, np.int8)  # significant horizontal / vertical / diagonal neighbours of each node
-        nbv = np.zeros(n, np.int8)
-        nbd = np.zeros(n, np.int8)
+        nbf = np.zeros(n, np.uint8)  # each node's neighbourhood byte (see _mark)
         status, t = _walk_core(src, code, nmax, limit, max_bytes, mag, sgn, ids_in, data, pad, shift, smin_d, smin_l,
-                               parent, child_ptr, child_idx, has_l, roots, nx, ny, nw, nh, ncls, bits, max_d, max_l, value,
+                               parent, child_ptr, child_idx, has_l, roots, geo, ncls, bits, max_d, max_l, value,
                                low, neg, ids, tnode, tplane, prob, cnt, out, es, es_prev, ds, lip, lsp, lis, lis_b,
-                               lis_f, nbh, nbv, nbd)
+                               lis_f, nbf)
         if status == NO_ROOM_IDS:
             cap *= 2
         elif status == NO_ROOM_OUT:
