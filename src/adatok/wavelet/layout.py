@@ -34,7 +34,7 @@ class Layout:
     offsets: np.ndarray  # (channels, n_bands + 1) start of each band's nodes
     node_pos: np.ndarray  # (N, 5) int32: level, band, channel, y, x
     parent: np.ndarray  # (N,) int32, -1 for roots
-    child_ptr: np.ndarray  # (N + 1,) int64
+    child_ptr: np.ndarray  # (N + 1,) int32
     child_idx: np.ndarray  # (M,) int32
     has_l: np.ndarray  # (N,) bool: has grandchildren
     roots: np.ndarray  # (R,) int32, channels interleaved per LL position
@@ -152,7 +152,7 @@ def make_layout(shape: tuple[int, int], channels: int, levels: int) -> Layout:
         offsets=offsets,
         node_pos=node_pos,
         parent=parent,
-        child_ptr=child_ptr,
+        child_ptr=child_ptr.astype(np.int32),  # int32: half the walk's reads of it
         child_idx=child_idx,
         has_l=has_l,
         roots=roots,

@@ -312,62 +312,64 @@ def _adapt(prob, cnt, ctx, bit):
 # --- contexts ------------------------------------------------------------------------------------
 
 
-# Each node's neighbourhood as the contexts see it is one byte, ``nbf``: significant horizontal
-# neighbours (bits 0-1, 0..2), vertical ones (bits 2-3, 0..2), diagonal ones (bits 4-6, 0..4) and
-# whether its parent is significant (bit 7). Kept up to date as nodes become significant, so a
-# context is one byte read: as separate arrays (and the parent's state read through ``parent``)
-# these were the walk's cache misses on large images. ``geo`` (from the layout) holds each node's
-# band width (above bit 4) and which neighbours exist: GEO_LEFT, GEO_RIGHT, GEO_UP, GEO_DOWN.
+# Each node's neighbourhood as the contexts see it is one uint16, ``nbf``: significant horizontal
+# neighbours (bits 0-1, 0..2), vertical ones (bits 2-3, 0..2), diagonal ones (bits 4-6, 0..4),
+# whether its parent is significant (bit 7), and the signs of its significant horizontal and
+# vertical neighbours (positive and negative horizontal ones in bits 8-9 and 10-11, vertical ones
+# in bits 12-13 and 14-15). Kept up to date as nodes become significant (:func:`_mark`), so a
+# context is one read: as separate arrays (and the parent's and the neighbours' states read
+# through ``parent`` and the band geometry) these were the walk's cache misses on large images.
+# ``geo`` (from the layout) holds each node's band width (above bit 4) and which neighbours exist:
+# GEO_LEFT, GEO_RIGHT, GEO_UP, GEO_DOWN.
 GEO_LEFT, GEO_RIGHT, GEO_UP, GEO_DOWN = 1, 2, 4, 8
 _NB_H, _NB_V, _NB_D, _NB_PARENT = 1, 4, 16, 128
+_NB_HPOS, _NB_HNEG, _NB_VPOS, _NB_VNEG = 1 << 8, 1 << 10, 1 << 12, 1 << 14
 
 
 @njit(cache=True, inline="always")
 def _nb_count(f):
-    """Significant neighbours (all directions) in a ``nbf`` byte."""
+    """Significant neighbours (all directions) in a ``nbf`` value."""
     return (f & 3) + ((f >> 2) & 3) + ((f >> 4) & 7)
 
 
 @njit(cache=True, inline="always")
-def _sign_ctx(i, low, neg, geo):
-    """Sign context 0..8 of node ``i``: the signs of its significant horizontal and vertical
-    neighbours, each direction summed to -1, 0 or 1."""
-    g = geo[i]
-    w = g >> 4
-    hs = 0
-    vs = 0
-    if g & GEO_LEFT and low[i - 1] >= 0:
-        hs += -1 if neg[i - 1] else 1
-    if g & GEO_RIGHT and low[i + 1] >= 0:
-        hs += -1 if neg[i + 1] else 1
-    if g & GEO_UP and low[i - w] >= 0:
-        vs += -1 if neg[i - w] else 1
-    if g & GEO_DOWN and low[i + w] >= 0:
-        vs += -1 if neg[i + w] else 1
+def _sign_ctx(f):
+    """Sign context 0..8 from a ``nbf`` value: the signs of the node's significant horizontal and
+    vertical neighbours, each direction summed to -1, 0 or 1."""
+    hs = ((f >> 8) & 3) - ((f >> 10) & 3)
+    vs = ((f >> 12) & 3) - ((f >> 14) & 3)
     hs = 1 if hs > 0 else (-1 if hs < 0 else 0)
     vs = 1 if vs > 0 else (-1 if vs < 0 else 0)
     return (hs + 1) * 3 + (vs + 1)
 
 
 @njit(cache=True, inline="always")
-def _mark(i, nbf, geo, child_ptr, child_idx):
-    """Node ``i`` became significant: count it in its neighbours' ``nbf`` and tell its children."""
+def _mark(i, negative, nbf, geo, child_ptr, child_idx, parent, nsig):
+    """Node ``i`` became significant (``negative``: its sign): count it in its neighbours' ``nbf``,
+    tell its children, and count it in its parent's significant children ``nsig`` (saturating at
+    255: the L context only asks 0, 1-2 or more; counting them at each L decision was a loop of
+    scattered reads)."""
+    p = parent[i]
+    if p >= 0 and nsig[p] < 255:
+        nsig[p] += 1
     g = geo[i]
     w = g >> 4
+    h_add = _NB_H + (_NB_HNEG if negative else _NB_HPOS)
+    v_add = _NB_V + (_NB_VNEG if negative else _NB_VPOS)
     if g & GEO_LEFT:
-        nbf[i - 1] += _NB_H
+        nbf[i - 1] += h_add
     if g & GEO_RIGHT:
-        nbf[i + 1] += _NB_H
+        nbf[i + 1] += h_add
     if g & GEO_UP:
         u = i - w
-        nbf[u] += _NB_V
+        nbf[u] += v_add
         if g & GEO_LEFT:
             nbf[u - 1] += _NB_D
         if g & GEO_RIGHT:
             nbf[u + 1] += _NB_D
     if g & GEO_DOWN:
         d = i + w
-        nbf[d] += _NB_V
+        nbf[d] += v_add
         if g & GEO_LEFT:
             nbf[d - 1] += _NB_D
         if g & GEO_RIGHT:
@@ -381,7 +383,7 @@ def _sig_ctx(i, from_lip, nbf, ncls):
     f = nbf[i]
     dg = (f >> 4) & 7
     nb = ((f & 3) * 3 + ((f >> 2) & 3)) * 3 + (dg if dg < 2 else 2)
-    return CTX_SIG + ncls[i] * _SIG_SUB + (from_lip * 2 + (f >> 7)) * 27 + nb
+    return CTX_SIG + ncls[i] * _SIG_SUB + (from_lip * 2 + ((f >> 7) & 1)) * 27 + nb
 
 
 @njit(cache=True, inline="always")
@@ -411,7 +413,7 @@ def _sig_decision(src, code, i, from_lip, forced, plane, t, bits, sgn, ids_in, d
         ctx = _sig_ctx(i, from_lip, nbf, ncls)
         if src == SRC_AC:
             if forced or _decode_bit(data, ds, pad, prob, cnt, ctx):
-                sc = _sign_ctx(i, low, neg, geo)
+                sc = _sign_ctx(nbf[i])
                 tok = SIG_NEG if _decode_bit(data, ds, pad, prob, cnt, CTX_SIGN + ncls[i] * _SIGN_SUB + sc) else SIG_POS
             else:
                 tok = SIG0
@@ -419,7 +421,7 @@ def _sig_decision(src, code, i, from_lip, forced, plane, t, bits, sgn, ids_in, d
             if not forced:
                 _encode_bit(out, es, prob, cnt, ctx, 0 if tok == SIG0 else 1)
             if tok != SIG0:
-                sc = _sign_ctx(i, low, neg, geo)
+                sc = _sign_ctx(nbf[i])
                 _encode_bit(out, es, prob, cnt, CTX_SIGN + ncls[i] * _SIGN_SUB + sc, 1 if tok == SIG_NEG else 0)
     return tok
 
@@ -455,7 +457,7 @@ def _before_token(t, limit, bcheck, max_bytes, code, ids, out, es, es_prev):
 @njit(cache=True, _nrt=False)
 def _walk_core(src, code, nmax, limit, max_bytes, mag, sgn, ids_in, data, pad, shift, smin_d, smin_l, parent,
                child_ptr, child_idx, has_l, roots, geo, ncls, bits, max_d, max_l, value, low, neg, ids, tnode,
-               tplane, prob, cnt, out, es, es_prev, ds, lip, lsp, lis, lis_b, lis_f, nbf):
+               tplane, prob, cnt, out, es, es_prev, ds, lip, lsp, lis, lis_b, lis_f, nbf, nsig):
     """The traversal of :func:`walk` on arrays it was given (fresh: zeros, ``low`` all -1, the
     coder's state initialised). Returns ``(status, n)``."""
     bcheck = code and max_bytes >= 0
@@ -501,7 +503,7 @@ def _walk_core(src, code, nmax, limit, max_bytes, mag, sgn, ids_in, data, pad, s
                 value[i] = np.int64(1) << (plane - shift[i])
                 low[i] = plane - shift[i]
                 if code or src == SRC_AC:
-                    _mark(i, nbf, geo, child_ptr, child_idx)
+                    _mark(i, tok == SIG_NEG, nbf, geo, child_ptr, child_idx, parent, nsig)
                 neg[i] = tok == SIG_NEG
                 lsp[nlsp] = i
                 nlsp += 1
@@ -574,7 +576,7 @@ def _walk_core(src, code, nmax, limit, max_bytes, mag, sgn, ids_in, data, pad, s
                             value[k] = np.int64(1) << (plane - shift[k])
                             low[k] = plane - shift[k]
                             if code or src == SRC_AC:
-                                _mark(k, nbf, geo, child_ptr, child_idx)
+                                _mark(k, tok == SIG_NEG, nbf, geo, child_ptr, child_idx, parent, nsig)
                             neg[k] = tok == SIG_NEG
                             lsp[nlsp] = k
                             nlsp += 1
@@ -600,10 +602,7 @@ def _walk_core(src, code, nmax, limit, max_bytes, mag, sgn, ids_in, data, pad, s
                     if tok != L0 and tok != L1 or (forced and tok == L0):
                         return BAD_TOKEN, t
                 if code or src == SRC_AC:
-                    ns = 0
-                    for c in range(child_ptr[i], child_ptr[i + 1]):
-                        if low[child_idx[c]] >= 0:
-                            ns += 1
+                    ns = nsig[i]  # significant children (see _mark)
                     ctx = CTX_L + ncls[i] * _L_SUB + (0 if ns == 0 else (1 if ns < 3 else 2))
                     if forced:
                         tok = L1  # not coded: D(i) was significant and none of its children
@@ -721,12 +720,13 @@ def walk(src, code, nmax, max_tokens, max_bytes, mag, sgn, ids_in, data, pad, pr
         es[5] = 1
         es_prev = es.copy()  # the coder's state before the last token: what a byte limit falls back to
         ds = np.zeros(3, np.int64)
-        lis_f = np.zeros(3 * n + 1, np.bool_)  # a type B set that must be significant (not coded)
-        nbf = np.zeros(n, np.uint8)  # each node's neighbourhood byte (see _mark)
+        lis_f = np.empty(3 * n + 1, np.bool_)  # a type B set that must be significant (set with each B entry)
+        nbf = np.zeros(n, np.uint16)  # each node's neighbourhood (see _mark)
+        nsig = np.zeros(n, np.uint8)  # each node's significant children (see _mark)
         status, t = _walk_core(src, code, nmax, limit, max_bytes, mag, sgn, ids_in, data, pad, shift, smin_d, smin_l,
                                parent, child_ptr, child_idx, has_l, roots, geo, ncls, bits, max_d, max_l, value,
                                low, neg, ids, tnode, tplane, prob, cnt, out, es, es_prev, ds, lip, lsp, lis, lis_b,
-                               lis_f, nbf)
+                               lis_f, nbf, nsig)
         if status == NO_ROOM_IDS:
             cap *= 2
         elif status == NO_ROOM_OUT:
