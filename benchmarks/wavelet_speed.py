@@ -17,6 +17,10 @@ The image is a 768 x 512 (W x H) RGB photo. By default it is ``skimage.data.astr
      ``quality_layers=[24]``, 1 bit per pixel;
 4. when ``TokenSequence.to_bytes`` / ``TokenSequence.from_bytes`` exist, also times encode to
    bytes and decode from bytes. Pillow's rows are the same, since JPEG 2000 always makes bytes.
+   These four are timed in turn (adatok encode, Pillow encode, adatok decode, Pillow decode, and
+   again), so that a load that comes and goes on a shared machine slows both alike; the Pillow
+   times of every row of that budget are the ones of this pairing. A last line per budget gives
+   encode to bytes plus decode from bytes against Pillow's encode plus decode.
 
 It prints a table with the times, ratio = adatok / Pillow (above 1: adatok is slower), each decode's
 PSNR, and the byte sizes. Timing claims belong here, never in tests. Run it:
@@ -70,6 +74,19 @@ def median_time(fn: Callable[[], object], repeat: int) -> tuple[float, object]:
         out = fn()
         times.append(time.perf_counter() - t)
     return statistics.median(times), out
+
+
+def paired_times(fns: list[Callable[[], object]], repeat: int) -> list[tuple[float, object]]:
+    """:func:`median_time` of each of ``fns``, their calls taken in turn (a, b, c, a, b, c, ...), so
+    that a machine whose load changes over the run slows them alike and their ratios hold."""
+    times = [[] for _ in fns]
+    outs = [None] * len(fns)
+    for _ in range(repeat):
+        for i, fn in enumerate(fns):
+            t = time.perf_counter()
+            outs[i] = fn()
+            times[i].append(time.perf_counter() - t)
+    return [(statistics.median(ts), out) for ts, out in zip(times, outs)]
 
 
 # --- Pillow JPEG 2000 ------------------------------------------------------------------------------
@@ -190,15 +207,22 @@ def main() -> int:
                 else:
                     rate, _ = j2k_rate_for_psnr(img, lossless, p)
                 base = f"{'reversible 5/3' if lossless else 'irreversible 9/7'}, mct=1, rates [{rate:.1f}]"
-            j2k_encode(img, lossless, rate)  # warm
+            data = j2k_encode(img, lossless, rate)  # warm
             tj_enc, data = median_time(lambda: j2k_encode(img, lossless, rate), args.repeat)
             tj_dec, jout = median_time(lambda: j2k_decode(data), args.repeat)
             pj = psnr(img, jout)
             nbytes = None
             if has_bytes:
-                TokenSequence.from_bytes(tok.encode([img], budget)[0].to_bytes())  # warm this size's byte path
-                t_tob, blob = median_time(lambda: tok.encode([img], budget)[0].to_bytes(), args.repeat)
-                t_fromb, bout = median_time(lambda: tok.decode([TokenSequence.from_bytes(blob)])[0], args.repeat)
+                # The byte rows, each beside its JPEG 2000 twin, calls in turn (see paired_times);
+                # the JPEG 2000 times in the table are those of this pairing.
+                blob = tok.encode([img], budget)[0].to_bytes()  # warm this size's byte path
+                TokenSequence.from_bytes(blob)
+                (t_tob, blob), (tj_enc, data), (t_fromb, bout), (tj_dec, _) = paired_times([
+                    lambda: tok.encode([img], budget)[0].to_bytes(),
+                    lambda: j2k_encode(img, lossless, rate),
+                    lambda: tok.decode([TokenSequence.from_bytes(blob)])[0],
+                    lambda: j2k_decode(data),
+                ], args.repeat)
                 assert np.array_equal(bout, out)
                 nbytes = len(blob)
             rows.append((f"{name} encode, {label}", k, t_enc, tj_enc, p, pj, None, len(data), base))
