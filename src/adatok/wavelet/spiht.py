@@ -141,12 +141,13 @@ def set_bits(mag, parent):
     max_l = np.zeros(n, np.int8)
     for i in range(n - 1, -1, -1):
         p = parent[i]
-        if p >= 0:
-            v = bits[i] if bits[i] > max_d[i] else max_d[i]
-            if v > max_d[p]:
-                max_d[p] = v
-            if max_d[i] > max_l[p]:
-                max_l[p] = max_d[i]
+        if p >= 0:  # always storing the maximum (no branch on it): twice as fast
+            md = max_d[i]
+            v = bits[i] if bits[i] > md else md
+            a = max_d[p]
+            max_d[p] = v if v > a else a
+            c = max_l[p]
+            max_l[p] = md if md > c else c
     return bits, max_d, max_l
 
 
