@@ -22,7 +22,8 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numpy as np
-from numba import njit
+from numba import njit, types
+from numba.extending import overload
 
 WAVELETS = ("5/3", "9/7")
 
@@ -111,24 +112,38 @@ def _merge(s, d):
     return out
 
 
+def _rounded(x, off, sh):
+    """What a lifting step adds, before its coefficient: ``(x + off) >> sh`` on integers (the
+    rounding of the reversible 5/3), ``x`` itself on floats. Compiled code only (see below)."""
+    raise NotImplementedError("_rounded is for compiled code")
+
+
+@overload(_rounded, inline="always")
+def _rounded_impl(x, off, sh):
+    if isinstance(x, types.Integer):
+        return lambda x, off, sh: (x + off) >> sh
+    return lambda x, off, sh: x
+
+
 @njit(cache=True, inline="always")
-def _predict(s, d, p, c, Q):
-    """``d[i] += c * (s[i] + s[i + 1])`` along axis 1 of line group ``p``."""
+def _predict(s, d, p, c, Q, off=0, sh=0):
+    """``d[i] += c * (s[i] + s[i + 1])`` along axis 1 of line group ``p`` (on integers the sum is
+    rounded, see :func:`_rounded`)."""
     ns = s.shape[1]
     for i in range(d.shape[1]):
         r = _right(i, ns)
         for q in range(Q):
-            d[p, i, q] += c * (s[p, i, q] + s[p, r, q])
+            d[p, i, q] += c * _rounded(s[p, i, q] + s[p, r, q], off, sh)
 
 
 @njit(cache=True, inline="always")
-def _update(s, d, p, c, Q):
-    """``s[i] += c * (d[i - 1] + d[i])`` along axis 1 of line group ``p``."""
+def _update(s, d, p, c, Q, off=0, sh=0):
+    """``s[i] += c * (d[i - 1] + d[i])`` along axis 1 of line group ``p`` (rounded on integers)."""
     nd = d.shape[1]
     for i in range(s.shape[1]):
         a, b = _left(i, nd), _own(i, nd)
         for q in range(Q):
-            s[p, i, q] += c * (d[p, a, q] + d[p, b, q])
+            s[p, i, q] += c * _rounded(d[p, a, q] + d[p, b, q], off, sh)
 
 
 @njit(cache=True, inline="always")
@@ -144,48 +159,24 @@ def _scale(v, p, c, divide, Q):
 
 
 @njit(cache=True, inline="always")
-def _predict_53(s, d, p, sign, Q):
-    """``d[i] += sign * ((s[i] + s[i + 1]) >> 1)`` along axis 1 of line group ``p``."""
-    ns = s.shape[1]
-    for i in range(d.shape[1]):
-        r = _right(i, ns)
-        for q in range(Q):
-            d[p, i, q] += sign * ((s[p, i, q] + s[p, r, q]) >> 1)
-
-
-@njit(cache=True, inline="always")
-def _update_53(s, d, p, sign, Q):
-    """``s[i] += sign * ((d[i - 1] + d[i] + 2) >> 2)`` along axis 1 of line group ``p``."""
-    nd = d.shape[1]
-    for i in range(s.shape[1]):
-        a, b = _left(i, nd), _own(i, nd)
-        for q in range(Q):
-            s[p, i, q] += sign * ((d[p, a, q] + d[p, b, q] + 2) >> 2)
-
-
-@njit(cache=True, inline="always")
-def _steps_53(s, d, p, Q, inverse):
-    """The 5/3 lifting steps of one line group (int64), analysis or synthesis."""
-    if inverse:
-        _update_53(s, d, p, -1, Q)
-        _predict_53(s, d, p, 1, Q)
-    else:
-        _predict_53(s, d, p, -1, Q)
-        _update_53(s, d, p, 1, Q)
-
-
-@njit(cache=True, inline="always")
-def _steps_float(s, d, p, Q, kind):
-    """The float lifting steps of one line group: ``kind`` 0 = 9/7 analysis, 1 = 9/7 synthesis,
-    2 = 5/3 synthesis without rounding (what the band gains of ``"5/3"`` are measured with)."""
+def _steps(s, d, p, Q, kind):
+    """The lifting steps of one line group: ``kind`` 0 = 5/3 analysis, 1 = 5/3 synthesis (int64,
+    rounded), 2 = 9/7 analysis, 3 = 9/7 synthesis, 4 = 5/3 synthesis without rounding (float64;
+    what the band gains of ``"5/3"`` are measured with)."""
     if kind == 0:
+        _predict(s, d, p, -1, Q, 0, 1)
+        _update(s, d, p, 1, Q, 2, 2)
+    elif kind == 1:
+        _update(s, d, p, -1, Q, 2, 2)
+        _predict(s, d, p, 1, Q, 0, 1)
+    elif kind == 2:
         _predict(s, d, p, _A, Q)
         _update(s, d, p, _B, Q)
         _predict(s, d, p, _G, Q)
         _update(s, d, p, _D, Q)
         _scale(s, p, _K, True, Q)
         _scale(d, p, _K / 2.0, False, Q)
-    elif kind == 1:
+    elif kind == 3:
         _scale(s, p, _K, False, Q)
         _scale(d, p, _K / 2.0, True, Q)
         _update(s, d, p, -_D, Q)
@@ -198,29 +189,16 @@ def _steps_float(s, d, p, Q, kind):
 
 
 @njit(cache=True)
-def _lift_53(s, d, inverse):
-    """The 5/3 lifting, in place on every line group of int64 ``s`` and ``d``."""
+def _lift(s, d, kind):
+    """The lifting of ``kind`` (see :func:`_steps`), in place on every line group of ``s`` and ``d``."""
     if d.shape[1] == 0:
         return  # a 1-sample axis: passed through
     Q = s.shape[2]
     for p in range(s.shape[0]):
         if Q == 1:  # lifting along x: with the constant, the compiler drops the inner loop
-            _steps_53(s, d, p, 1, inverse)
+            _steps(s, d, p, 1, kind)
         else:
-            _steps_53(s, d, p, Q, inverse)
-
-
-@njit(cache=True)
-def _lift_float(s, d, kind):
-    """The float lifting of ``kind`` (see :func:`_steps_float`), in place on every line group."""
-    if d.shape[1] == 0:
-        return  # a 1-sample axis: passed through
-    Q = s.shape[2]
-    for p in range(s.shape[0]):
-        if Q == 1:
-            _steps_float(s, d, p, 1, kind)
-        else:
-            _steps_float(s, d, p, Q, kind)
+            _steps(s, d, p, Q, kind)
 
 
 def _lines(v: np.ndarray, axis: int) -> np.ndarray:
@@ -234,20 +212,14 @@ def _lines(v: np.ndarray, axis: int) -> np.ndarray:
 def _lift_forward(x: np.ndarray, wavelet: str, axis: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """One 1-D analysis step along ``axis`` (0 or 1) of a 1-D or 2-D array: returns (low, high)."""
     s, d = _split(_lines(x, axis))
-    if wavelet == "5/3":
-        _lift_53(s, d, False)
-    else:
-        _lift_float(s, d, 0)
+    _lift(s, d, 0 if wavelet == "5/3" else 2)
     return _unlines(s, x, axis), _unlines(d, x, axis)
 
 
 def _lift_inverse(s: np.ndarray, d: np.ndarray, wavelet: str, axis: int = 0) -> np.ndarray:
     """Inverse of :func:`_lift_forward` along ``axis``; ``"5/3-linear"`` is the 5/3 without rounding."""
     ls, ld = _lines(s, axis).copy(), _lines(d, axis).copy()
-    if wavelet == "5/3":
-        _lift_53(ls, ld, True)
-    else:
-        _lift_float(ls, ld, 2 if wavelet == "5/3-linear" else 1)
+    _lift(ls, ld, {"5/3": 1, "9/7": 3, "5/3-linear": 4}[wavelet])
     return _unlines(_merge(ls, ld), s, axis)
 
 
