@@ -47,7 +47,8 @@ class TokenSequence:
 
     Attributes:
         ids: int32 token ids, shape (n,).
-        pos: int32 token positions, shape (n, P); the column names are ``pos_fields``.
+        pos: int32 token positions, shape (n, P); the column names are ``pos_fields``. A tokenizer
+            may pass a function of no arguments instead, which makes them on first access.
         shape: shape of the encoded image (H, W) or (H, W, C).
         tokenizer: name of the tokenizer that made it (e.g. ``"wavelet"``).
         version: that tokenizer's version; a decoder refuses sequences of another version.
@@ -68,15 +69,37 @@ class TokenSequence:
 
     def __post_init__(self) -> None:
         ids = np.ascontiguousarray(self.ids, dtype=np.int32).reshape(-1)
-        pos = np.ascontiguousarray(self.pos, dtype=np.int32)
-        if pos.ndim != 2 or pos.shape[0] != ids.shape[0]:
-            raise ValueError(f"pos must have shape (n, P) with n = {ids.shape[0]}, got {pos.shape}")
         ids.flags.writeable = False
-        pos.flags.writeable = False
         object.__setattr__(self, "ids", ids)
-        object.__setattr__(self, "pos", pos)
+        if callable(self.pos):
+            # Positions on first access (see __getattr__): building them took ~15 ms of every
+            # 768x512 encode and decode, and coding to or from bytes never reads them.
+            self.__dict__["_make_pos"] = self.pos
+            del self.__dict__["pos"]
+        else:
+            self._set_pos(self.pos)
         object.__setattr__(self, "shape", tuple(int(s) for s in self.shape))
         object.__setattr__(self, "pos_fields", tuple(self.pos_fields))
+
+    def _set_pos(self, pos) -> np.ndarray:
+        pos = np.ascontiguousarray(pos, dtype=np.int32)
+        if pos.ndim != 2 or pos.shape[0] != self.ids.shape[0]:
+            raise ValueError(f"pos must have shape (n, P) with n = {self.ids.shape[0]}, got {pos.shape}")
+        pos.flags.writeable = False
+        self.__dict__["pos"] = pos
+        self.__dict__.pop("_make_pos", None)
+        return pos
+
+    def __getattr__(self, name: str):
+        """Called only for attributes not set: ``pos`` not made yet."""
+        make = self.__dict__.get("_make_pos") if name == "pos" else None
+        if make is None:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        return self._set_pos(make())
+
+    def __getstate__(self) -> dict:
+        self.pos  # noqa: B018  (a pickled sequence carries its positions, not the function that makes them)
+        return self.__dict__
 
     def __len__(self) -> int:
         return int(self.ids.shape[0])
@@ -89,8 +112,9 @@ class TokenSequence:
         if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 0:
             raise InvalidTokensError(f"prefix length must be a whole number >= 0, got {k!r}")
         k = min(int(k), len(self))
-        return TokenSequence(self.ids[:k], self.pos[:k], self.shape, self.tokenizer, self.version,
-                             self.params, self.pos_fields)
+        pos = self.__dict__.get("pos")
+        return TokenSequence(self.ids[:k], (lambda: self.pos[:k]) if pos is None else pos[:k], self.shape,
+                             self.tokenizer, self.version, self.params, self.pos_fields)
 
     @property
     def num_pixels(self) -> int:

@@ -34,7 +34,7 @@ class Layout:
     offsets: np.ndarray  # (channels, n_bands + 1) start of each band's nodes
     node_pos: np.ndarray  # (N, 5) int32: level, band, channel, y, x
     parent: np.ndarray  # (N,) int32, -1 for roots
-    child_ptr: np.ndarray  # (N + 1,) int64
+    child_ptr: np.ndarray  # (N + 1,) int32
     child_idx: np.ndarray  # (M,) int32
     has_l: np.ndarray  # (N,) bool: has grandchildren
     roots: np.ndarray  # (R,) int32, channels interleaved per LL position
@@ -42,12 +42,12 @@ class Layout:
     ny: np.ndarray  # (N,) int32 y in the band
     nw: np.ndarray  # (N,) int32 band width
     nh: np.ndarray  # (N,) int32 band height
-    ncls: np.ndarray  # (N,) int32 context class: channel kind x band kind x level bucket (0..17)
+    ncls: np.ndarray  # (N,) int8 context class: channel kind x band kind x level bucket (0..17)
+    geo: np.ndarray  # (N,) int32 band width << 4 | which neighbours exist (spiht.GEO_LEFT, ...)
 
     def tree_args(self) -> tuple:
         """The arrays :func:`adatok.wavelet.spiht.walk` takes after its data arguments."""
-        return (self.parent, self.child_ptr, self.child_idx, self.has_l, self.roots,
-                self.nx, self.ny, self.nw, self.nh, self.ncls)
+        return (self.parent, self.child_ptr, self.child_idx, self.has_l, self.roots, self.geo, self.ncls)
 
     @property
     def size(self) -> int:
@@ -138,7 +138,10 @@ def make_layout(shape: tuple[int, int], channels: int, levels: int) -> Layout:
     chan_kind = (chan > 0).astype(np.int32)
     band_kind = np.where(band == 0, 0, np.where(band == 3, 2, 1))
     level_bucket = np.clip(level, 1, 3) - 1
-    ncls = (chan_kind * 9 + band_kind * 3 + level_bucket).astype(np.int32)
+    ncls = (chan_kind * 9 + band_kind * 3 + level_bucket).astype(np.int8)
+    x, y = node_pos[:, 4], node_pos[:, 3]
+    # flags as spiht.GEO_LEFT, GEO_RIGHT, GEO_UP, GEO_DOWN (1, 2, 4, 8): spiht is not imported here
+    geo = (nw.astype(np.int32) << 4) | (x > 0) | ((x < nw - 1) << 1) | ((y > 0) << 2) | ((y < nh - 1) << 3)
     ll_per = llh * llw
     roots = (offsets[:, 0][None, :] + np.arange(ll_per)[:, None]).ravel().astype(np.int32)
     return Layout(
@@ -149,7 +152,7 @@ def make_layout(shape: tuple[int, int], channels: int, levels: int) -> Layout:
         offsets=offsets,
         node_pos=node_pos,
         parent=parent,
-        child_ptr=child_ptr,
+        child_ptr=child_ptr.astype(np.int32),  # int32: half the walk's reads of it
         child_idx=child_idx,
         has_l=has_l,
         roots=roots,
@@ -158,4 +161,5 @@ def make_layout(shape: tuple[int, int], channels: int, levels: int) -> Layout:
         nw=nw,
         nh=nh,
         ncls=ncls,
+        geo=geo.astype(np.int32),
     )
