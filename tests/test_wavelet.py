@@ -203,6 +203,43 @@ def test_lossless_round_trip_any_shape(h, w, c, seed, smooth):
     assert np.array_equal(out, img)
 
 
+def test_pixel_replicated_images_are_coded_at_their_reduced_size():
+    """An exact nearest-neighbour enlargement (scikit-image's moon is one, 2x2) is coded at its
+    reduced size and enlarged on decoding: bit-exact, smaller than PNG, any cut decodes, and the
+    token maps still cover the whole image."""
+    import io
+
+    from PIL import Image
+
+    from adatok.eval.maps import token_footprints
+    from adatok.wavelet.tokenizer import replication
+
+    rng = np.random.default_rng(5)
+    small = rng.integers(0, 256, (9, 11, 3), dtype=np.uint8)
+    big = np.repeat(np.repeat(small, 3, axis=0), 2, axis=1)
+    assert replication(big) == (3, 2) and replication(small) == (1, 1)
+    assert replication(big[:-1]) == (1, 2)  # 26 rows: no longer whole 3-row blocks
+    assert replication(big[:15]) == (1, 2)  # 5 rows once reduced: under min_side
+    moon = photo("moon")
+    for img in (big, moon):
+        seq, = tok("wavelet-lossless").encode([img], Lossless())
+        assert seq.params["rep"] == list(replication(img))
+        data = seq.to_bytes()
+        assert (tok("wavelet-lossless").decode([TokenSequence.from_bytes(data)])[0] == img).all()
+        cut = TokenSequence.from_bytes(data[: len(data) // 2])
+        assert tok("wavelet-lossless").decode([cut])[0].shape == img.shape
+        boxes = token_footprints(seq)
+        assert boxes[:, 1].max() == img.shape[0] and boxes[:, 3].max() == img.shape[1]
+    png = io.BytesIO()
+    Image.fromarray(moon).save(png, "PNG", optimize=True)
+    assert len(data) < len(png.getvalue())
+    lossy, = tok("wavelet").encode([moon], Bpp(0.25))
+    assert lossy.params["rep"] == [2, 2] and len(lossy.to_bytes()) <= 0.25 * 512 * 512 / 8
+    assert psnr(moon, tok("wavelet").decode([lossy])[0]) > 35
+    with_roi, = tok("wavelet-lossless").encode([big], Lossless(), roi=[np.ones(big.shape[:2])])
+    assert (tok("wavelet-lossless").decode([TokenSequence.from_bytes(with_roi.to_bytes())])[0] == big).all()
+
+
 def test_lossless_with_a_region_of_interest():
     """A region of interest only reorders the tokens: the full sequence stays bit-exact, and its bytes
     (which carry the region) round-trip."""

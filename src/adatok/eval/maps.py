@@ -18,7 +18,7 @@ def token_footprints(seq: TokenSequence) -> np.ndarray | None:
     Wavelet tokens (``pos_fields`` holding ``level``, ``y``, ``x``): a coefficient at level ``L``
     and band position ``(y, x)`` covers rows ``y * 2**L .. (y + 1) * 2**L`` and the same for
     columns (a set-partitioning token stands for its node's whole subtree, which covers the same
-    area). Grid tokens (``patch``, ``y``, ``x``): rows ``y * patch .. (y + 1) * patch``. Areas are
+    area; an image coded at reduced size, ``params["rep"]``, scales by it). Grid tokens (``patch``, ``y``, ``x``): rows ``y * patch .. (y + 1) * patch``. Areas are
     clipped to the image. ``None`` for tokens without an image position (e.g. learned slots).
     """
     fields = list(seq.pos_fields)
@@ -30,8 +30,9 @@ def token_footprints(seq: TokenSequence) -> np.ndarray | None:
             size = np.left_shift(1, seq.pos[:, fields.index("level")].astype(np.int64))
         else:
             size = seq.pos[:, fields.index("patch")].astype(np.int64)
-        y0, x0 = np.minimum(y * size, h), np.minimum(x * size, w)
-        y1, x1 = np.minimum((y + 1) * size, h), np.minimum((x + 1) * size, w)
+        fy, fx = seq.params.get("rep", (1, 1))  # a pixel-replicated image was coded at 1/fy x 1/fx
+        y0, x0 = np.minimum(y * size * fy, h), np.minimum(x * size * fx, w)
+        y1, x1 = np.minimum((y + 1) * size * fy, h), np.minimum((x + 1) * size * fx, w)
         return np.stack([y0, y1, x0, x1], axis=1)
     return None
 

@@ -67,6 +67,27 @@ def _quantise(flat, weights):
     return out
 
 
+def replication(img: np.ndarray, most: int = 8, min_side: int = 8) -> tuple[int, int]:
+    """``(fy, fx)``: the largest factors (at most ``most``) by which ``img`` is an exact pixel
+    replication (every ``fy x fx`` block one colour, as in a nearest-neighbour enlargement, pixel
+    art or a 2x screenshot); ``(1, 1)`` when it is none. Such an image is coded at its reduced size
+    and enlarged again on decoding: PNG's LZ77 finds these repeats, a wavelet transform does not.
+    A side is reduced only while it keeps ``min_side`` pixels (on tiny images there is little to
+    gain and the token positions would say less).
+    """
+    h, w = img.shape[:2]
+
+    def factor(a: np.ndarray, n: int) -> int:  # along axis 0
+        for f in range(min(most, n // min_side), 1, -1):
+            if n % f == 0 and (a.reshape(n // f, f, *a.shape[1:]) == a[::f][:, None]).all():
+                return f
+        return 1
+
+    fy = factor(img, h)
+    fx = factor(img[::fy].swapaxes(0, 1), w)
+    return fy, fx
+
+
 @njit(cache=True)
 def _magnitudes(coef, shift):
     """``|coef| << shift``, ``coef < 0`` and the largest shifted magnitude."""
@@ -260,17 +281,21 @@ class WaveletTokenizer:
         out = []
         for i, image in enumerate(images):
             img = as_image(image, what=f"image {i}")
-            layout, coef, levels = self._analyze(img)
+            fy, fx = replication(img)
+            coded = img[::fy, ::fx]
+            layout, coef, levels = self._analyze(coded)
             params = {"levels": levels}
             if not self.lossless:
                 params["step"] = self.step
+            if (fy, fx) != (1, 1):
+                params["rep"] = [fy, fx]
             roi_map = None
             if roi[i] is not None:  # saliency needs scipy and scikit-image: imported only for a region
                 from ..core.saliency import roi_from
 
                 roi_map = roi_from(roi[i], img)
             if roi_map is not None:
-                params["roi"] = roi_coding.roi_params(roi_map, img.shape[:2], levels)
+                params["roi"] = roi_coding.roi_params(roi_map[::fy, ::fx], coded.shape[:2], levels)
             elif isinstance(budget, Quality) and budget.region == "roi":
                 raise BudgetError(f"Quality(region='roi') needs a region of interest for image {i}: pass roi=[...]")
             mag, sgn, top = _magnitudes(coef, self._shifts(layout, params)[0])
@@ -404,6 +429,8 @@ class WaveletTokenizer:
                     raise ValueError("step")
             if "roi" in header["params"]:
                 params["roi"] = {k: header["params"]["roi"][k] for k in ("g", "s", "d")}
+            if "rep" in header["params"]:
+                params["rep"] = [int(v) for v in header["params"]["rep"]]
             layout = self._layout(shape, params)
             self._shifts(layout, params)  # checks the region of interest
         except (KeyError, ValueError, TypeError, AdatokError) as exc:
@@ -418,12 +445,16 @@ class WaveletTokenizer:
         channels = shape[2] if len(shape) == 3 else 1
         if channels not in (1, 3):
             raise InvalidTokensError(f"invalid channel count in the sequence (shape {shape})")
+        fy, fx = params.get("rep", (1, 1))
+        if not (1 <= fy <= shape[0] and 1 <= fx <= shape[1] and shape[0] % fy == 0 and shape[1] % fx == 0):
+            raise InvalidTokensError(f"invalid replication {fy}x{fx} for shape {shape} in the sequence")
+        h, w = shape[0] // fy, shape[1] // fx  # the size the image was coded at
         levels = int(params["levels"])
-        if levels != default_levels(shape[:2], self.max_levels):
+        if levels != default_levels((h, w), self.max_levels):
             raise InvalidTokensError(f"the sequence's {levels} levels do not fit its shape {shape}")
         if not -1 <= int(params["nmax"]) < 62:
             raise InvalidTokensError(f"invalid top bit-plane {params['nmax']} in the sequence")
-        return make_layout((shape[0], shape[1]), channels, levels)
+        return make_layout((h, w), channels, levels)
 
     def _replay(self, ids: np.ndarray, layout: Layout, params: dict):
         if len(ids) and (ids.min() < 0 or ids.max() >= self.vocab_size):
@@ -452,6 +483,9 @@ class WaveletTokenizer:
         else:
             value, low, neg = state
         img = self._synthesize(layout, spiht.reconstruct(value, low, neg, self.bias))
+        fy, fx = seq.params.get("rep", (1, 1))
+        if (fy, fx) != (1, 1):
+            img = np.repeat(np.repeat(img, fy, axis=0), fx, axis=1)
         return img.reshape(seq.shape)
 
     def _shortest_prefix(self, seq: TokenSequence, img: np.ndarray, q: Quality, mask: np.ndarray | None) -> int:
