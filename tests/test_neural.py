@@ -316,6 +316,22 @@ def test_shipped_checkpoint_beats_wavelet_at_equal_stream_bits():
         assert mine > theirs, (k, mine, theirs)
 
 
+def test_halting_head_predicts_lengths_from_codes(tok):
+    from adatok.neural.halting import fit, predict_lengths
+
+    imgs = list(_images(48, 6))
+    codes = tok._codes(imgs)
+    curves = tok.quality_curves(imgs, codes)
+    assert curves.shape == (48, tok.tokens + 1)
+    exact = tok.encode(imgs, Quality(psnr=float(np.median(curves[:, -1]))))  # the search agrees with the curves
+    ok = curves >= float(np.median(curves[:, -1]))
+    assert [len(s) for s in exact] == list(np.where(ok.any(1), ok.argmax(1), tok.tokens))
+    head = fit(codes, curves, tok.cfg.levels, steps=300, batch=16)
+    pred = predict_lengths(head, codes, 20.0)
+    assert pred.shape == (48,) and pred.min() >= 0 and pred.max() <= tok.tokens
+    assert (predict_lengths(head, codes, 20.0, margin=5.0) >= pred).all()  # a margin never shortens
+
+
 def test_prefix_classifier_trains_on_codes(tok):
     from adatok.neural.classifier import accuracy, fit
 

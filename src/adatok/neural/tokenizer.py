@@ -171,33 +171,38 @@ class NeuralTokenizer:
         raise BudgetError(f"Bpp({budget.x}) allows {total} bytes for this {shape[1]}x{shape[0]} image, less than "
                           f"the header alone; use at least Bpp({need:.3g})")
 
-    def _quality_lengths(self, imgs: list[np.ndarray], codes: np.ndarray, budget: Quality) -> np.ndarray:
-        """Each image's shortest prefix reaching the target: every length 0..K decoded for the
-        whole batch at once (an exact search: no assumption that quality rises with k)."""
+    def quality_curves(self, imgs: list[np.ndarray], codes: np.ndarray, metric: str = "psnr") -> np.ndarray:
+        """``(N, K + 1)``: the PSNR (dB; ``inf`` when exact) or SSIM of every prefix length 0..K of
+        each image, decoded for the whole batch at once. ``codes`` are the images' ``(N, K)`` codes."""
         K = self.tokens
         n = len(imgs)
+        out = np.zeros((n, K + 1))
         if n == 0:
-            return np.zeros(0, np.int64)
+            return out
         ref = np.stack(imgs).astype(np.float64)
-        lengths = np.full(n, K, np.int64)
         step = max(1, _BATCH * 4 // (K + 1))  # images per chunk, (K + 1) decodes each
         for s in range(0, n, step):
             e = min(n, s + step)
             rep = np.repeat(codes[s:e], K + 1, axis=0)
             ks = np.tile(np.arange(K + 1), e - s)
             rec = self._render(rep, ks).reshape(e - s, K + 1, *self.expects).astype(np.float64)
-            if budget.psnr is not None:
+            if metric == "psnr":
                 mse = ((rec - ref[s:e, None]) ** 2).reshape(e - s, K + 1, -1).mean(-1)
                 with np.errstate(divide="ignore"):
-                    score = np.where(mse == 0, np.inf, 10 * np.log10(255.0**2 / np.maximum(mse, 1e-300)))
-                target = budget.psnr
+                    out[s:e] = np.where(mse == 0, np.inf, 10 * np.log10(255.0**2 / np.maximum(mse, 1e-300)))
             else:
-                score = np.array([[ssim_metric(imgs[s + j], rec[j, k].astype(np.uint8)) for k in range(K + 1)]
-                                  for j in range(e - s)])
-                target = budget.ssim
-            ok = score >= target
-            lengths[s:e] = np.where(ok.any(1), ok.argmax(1), K)
-        return lengths
+                out[s:e] = [[ssim_metric(imgs[s + j], rec[j, k].astype(np.uint8)) for k in range(K + 1)]
+                            for j in range(e - s)]
+        return out
+
+    def _quality_lengths(self, imgs: list[np.ndarray], codes: np.ndarray, budget: Quality) -> np.ndarray:
+        """Each image's shortest prefix reaching the target: every length 0..K decoded for the
+        whole batch at once (an exact search: no assumption that quality rises with k)."""
+        if len(imgs) == 0:
+            return np.zeros(0, np.int64)
+        score = self.quality_curves(imgs, codes, "psnr" if budget.psnr is not None else "ssim")
+        ok = score >= (budget.psnr if budget.psnr is not None else budget.ssim)
+        return np.where(ok.any(1), ok.argmax(1), self.tokens).astype(np.int64)
 
     # --- bytes -----------------------------------------------------------------------------------
 
