@@ -132,6 +132,11 @@ def test_torchrun_data_parallel_matches_one_process(tmp_path):
     assert json.loads((tmp_path / "two" / "config.json").read_text())["step"] == 3
 
 
+def test_unknown_loss_is_a_clear_error():
+    with pytest.raises(adatok.AdatokError, match="unknown loss 'l1'"):
+        TrainConfig(loss="l1")
+
+
 def test_resume_without_state_is_a_clear_error(tmp_path):
     with pytest.raises(adatok.AdatokError, match="nothing to resume"):
         train(tmp_path, resume=True, quiet=True)

@@ -239,6 +239,19 @@ def encode(
                    f"PSNR {_fmt_psnr(quality)} dB ({seq.tokenizer}, {_fmt_shape(seq.shape)})")
 
 
+#: ``--tokenizer FOLDER`` of the commands that read ``.atk`` files.
+_CheckpointFolder = Annotated[str | None, typer.Option(
+    "--tokenizer", "-t", metavar="FOLDER", show_default=False,
+    help="A checkpoint folder to load first, for files made by a learned tokenizer of your own "
+         "(shipped and built-in tokenizers are found by the name in the file).")]
+
+
+def _load_checkpoint(folder: str | None) -> None:
+    """Load (and so register under its name) a checkpoint folder given with ``--tokenizer``."""
+    if folder is not None:
+        adatok.load(folder)
+
+
 @app.command()
 @_reporting_errors
 def decode(
@@ -253,17 +266,13 @@ def decode(
         "--bytes", metavar="N", show_default=False,
         help="Read only the first N bytes of the file, as if it were cut there (the file is "
              "embedded: any cut past the header decodes).")] = None,
-    tokenizer: Annotated[str | None, typer.Option(
-        "--tokenizer", "-t", metavar="FOLDER", show_default=False,
-        help="A checkpoint folder to load first, for files made by a learned tokenizer of your own "
-             "(shipped and built-in tokenizers are found by the name in the file).")] = None,
+    tokenizer: _CheckpointFolder = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing on success.")] = False,
 ) -> None:
     """Decode a token file (or a prefix of it) to an image."""
     _check_count(tokens, "--tokens")
     _check_count(n_bytes, "--bytes")
-    if tokenizer is not None:
-        adatok.load(tokenizer)  # registers a checkpoint folder under its name
+    _load_checkpoint(tokenizer)
     data = _read_bytes(src)
     if n_bytes is not None:
         data = data[:n_bytes]
@@ -281,13 +290,10 @@ def decode(
 def info(
     src: Annotated[Path, typer.Argument(metavar="IN", help="Token file (.atk) to describe.",
                                         show_default=False)],
-    tokenizer: Annotated[str | None, typer.Option(
-        "--tokenizer", "-t", metavar="FOLDER", show_default=False,
-        help="A checkpoint folder to load first, for files made by a learned tokenizer of your own.")] = None,
+    tokenizer: _CheckpointFolder = None,
 ) -> None:
     """Describe a token file: tokenizer, shape, length, size and where its tokens go."""
-    if tokenizer is not None:
-        adatok.load(tokenizer)  # registers a checkpoint folder under its name
+    _load_checkpoint(tokenizer)
     data = _read_bytes(src)
     header, _ = parse_container(data)
     seq = TokenSequence.from_bytes(data)
@@ -512,9 +518,10 @@ def _print_region(ev, report: Path, console: Console) -> None:
 
 
 def _eval_lengths(data, split, limit, max_side, tokenizers, target, roi, method, out: Path, quiet: bool,
-                  known=None) -> None:
+                  known: dict) -> None:
     """The length-per-image part of ``adatok eval``: lengths.csv and a summary table. ``roi`` as for
-    ``adatok eval``; ``known`` holds region maps already made (by id)."""
+    ``adatok eval``; ``known`` holds the region maps the rate-distortion run made (by id): only the
+    images it left out (too small) get theirs made here."""
     import csv
     import io
 
@@ -525,8 +532,9 @@ def _eval_lengths(data, split, limit, max_side, tokenizers, target, roi, method,
     ds = load(data, split, limit=limit, max_side=max_side)
     maps = None
     if roi is not None:
-        by_id, _ = region_maps(roi, ds.items(), method, max_side, known)
-        maps = [by_id[i] for i in ds.ids]
+        need = [(i, img) for i, img in ds.items() if i not in known]
+        made = region_maps(roi, need, method, max_side)[0] if need else {}
+        maps = [known[i] if i in known else made[i] for i in ds.ids]
     buf = io.StringIO()
     writer = csv.writer(buf)
     writer.writerow(["tokenizer", "image", "target", "tokens", "bytes", "bpp", "quality", "reached"])
@@ -628,12 +636,10 @@ def demo(
     _print_eval(ev, report, console)
     for tok in learned:
         sub = out / tok.name
-        command = (f"adatok eval --data fashion-mnist --limit {learned_images} -t {tok.name},wavelet "
-                   f"--bpp {','.join(f'{b:g}' for b in LEARNED_BPP)} --stream --baselines grid --out {sub}")
         try:
             with _EvalProgress(quiet) as step:
                 sub_ev, sub_report = run("fashion-mnist", sub, [tok, "wavelet"], bpp=LEARNED_BPP, baselines=["grid"],
-                                         limit=learned_images, stream=True, command=command, progress=step)
+                                         limit=learned_images, stream=True, progress=step)
         except AdatokError as exc:  # e.g. dataset-fashion-mnist not installed: the sample photos' run stands
             console.print(f"left out {tok.name}: {exc}", markup=False, soft_wrap=True)
             continue
@@ -720,8 +726,6 @@ def train_cmd(
             raise ValueError
     except ValueError:
         raise AdatokError(f"--levels needs whole numbers >= 2 separated by commas, got {levels!r}") from None
-    if loss not in ("mse", "log-mse"):
-        raise AdatokError(f"--loss is mse or log-mse, got {loss!r}")
     tcfg = TrainConfig(data=data, steps=steps, batch=batch, lr=lr, seed=seed, eval_every=eval_every, threads=threads,
                        loss=loss)
     mcfg = None

@@ -313,7 +313,12 @@ def combine(maps: Sequence[np.ndarray], weights: Sequence[float] | None = None) 
     return normalise(mean)
 
 
-def _method(method: Any) -> str:
+def check_method(method: Any) -> str:
+    """The canonical name of a saliency method (``"center"`` -> ``"centre"``).
+
+    Raises:
+        SaliencyError: an unknown method, naming the choices.
+    """
     name = _ALIASES.get(method, method) if isinstance(method, str) else method
     if name not in METHODS:
         raise SaliencyError(
@@ -335,7 +340,7 @@ def saliency(image: np.ndarray, method: str = "auto") -> np.ndarray:
         ImageFormatError: ``image`` is not a uint8 image array.
         SaliencyError: an unknown method.
     """
-    name = _method(method)
+    name = check_method(method)
     img = as_image(image)
     if name == "spectral":
         return spectral_residual(img)

@@ -113,8 +113,13 @@ class TokenSequence:
             raise InvalidTokensError(f"prefix length must be a whole number >= 0, got {k!r}")
         k = min(int(k), len(self))
         pos = self.__dict__.get("pos")
-        return TokenSequence(self.ids[:k], (lambda: self.pos[:k]) if pos is None else pos[:k], self.shape,
-                             self.tokenizer, self.version, self.params, self.pos_fields)
+        if pos is None:  # not made yet: the prefix makes its own from the maker (not from self, whose
+            make = self.__dict__["_make_pos"]  # cache it would otherwise keep alive)
+            pos = lambda: make()[:k]  # noqa: E731
+        else:
+            pos = pos[:k]
+        return TokenSequence(self.ids[:k], pos, self.shape, self.tokenizer, self.version, self.params,
+                             self.pos_fields)
 
     @property
     def num_pixels(self) -> int:

@@ -51,9 +51,9 @@ def run(data: str, out: str | Path, tokenizers: Sequence[Any] = ("wavelet",), *,
     ds = load(data, split, limit=limit, max_side=max_side)
     region, region_note = None, None
     if roi is not None and str(roi) == "auto":
-        from ..core.saliency import _method
+        from ..core.saliency import check_method
 
-        region = _method(saliency)  # checked before anything is written
+        region = check_method(saliency)  # checked before anything is written
     elif roi is not None:
         from .regions import mask_regions
 

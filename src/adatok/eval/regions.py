@@ -22,7 +22,7 @@ pixel is inside the region where the map is at least
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path, PurePosixPath
 
 import numpy as np
@@ -56,9 +56,8 @@ def check_region(name: str, image: np.ndarray, region: np.ndarray, what: str) ->
 
 
 def saliency_regions(items: Sequence[tuple[str, np.ndarray]], method: str = "auto",
-                     known: Mapping[str, np.ndarray] | None = None,
                      progress: Callable[[int, int, str], None] | None = None) -> dict[str, np.ndarray]:
-    """``{id: saliency(image, method)}`` for ``(id, image)`` pairs; maps in ``known`` are reused.
+    """``{id: saliency(image, method)}`` for ``(id, image)`` pairs.
 
     ``progress(done, total, what)`` is called before each map is computed.
 
@@ -69,9 +68,6 @@ def saliency_regions(items: Sequence[tuple[str, np.ndarray]], method: str = "aut
 
     out: dict[str, np.ndarray] = {}
     for i, (name, img) in enumerate(items):
-        if known is not None and name in known:
-            out[name] = known[name]
-            continue
         if progress is not None:
             progress(i, len(items), f"saliency {name}")
         out[name] = saliency(img, method)
@@ -156,10 +152,10 @@ def mask_regions(path: str | os.PathLike[str], items: Sequence[tuple[str, np.nda
 
 
 def region_maps(spec: str | os.PathLike[str], items: Sequence[tuple[str, np.ndarray]], saliency: str = "auto",
-                max_side: int | None = None, known: Mapping[str, np.ndarray] | None = None,
+                max_side: int | None = None,
                 progress: Callable[[int, int, str], None] | None = None) -> tuple[dict[str, np.ndarray], str]:
     """``{id: map}`` and a description for ``spec``: ``"auto"`` (saliency maps of ``saliency``'s
-    method, reusing ``known``), a mask file or a folder of masks (:func:`mask_regions`)."""
+    method), a mask file or a folder of masks (:func:`mask_regions`)."""
     if str(spec) == "auto":
-        return saliency_regions(items, saliency, known, progress), f"saliency ({saliency}) of each image"
+        return saliency_regions(items, saliency, progress), f"saliency ({saliency}) of each image"
     return mask_regions(spec, items, max_side)

@@ -245,8 +245,8 @@ def evaluate(images: Sequence[tuple[str, np.ndarray]], tokenizers: Sequence[Any]
         train = [as_image(im) for im in grid_train] if grid_train is not None else \
             [im for _, im in kept]
         planner = GridTokenizer({}, 3, {}, grid_codebook)
-        patches = sorted({planner.choose(img.shape, Bpp(b, header=header) if kind == "bpp" else Tokens(int(b)), GRID_PATCHES)[0]
-                          for _, img in kept for kind, b in budgets}, reverse=True)
+        patches = sorted({planner.choose(img.shape, Bpp(b, header=header) if kind == "bpp" else Tokens(int(b)),
+                                         GRID_PATCHES)[0] for _, img in kept for kind, b in budgets}, reverse=True)
         report(0, total, "grid: fitting codebooks")
         grid = GridTokenizer.fit(train, patch=patches, codebook=grid_codebook, seed=seed)
         runners.append((Method("grid", "grid (k-means)", "tokenizer", grid.vocab_size), grid))
@@ -303,8 +303,7 @@ def _measure(method: Method, runner: Any, img: np.ndarray, kind: str, b: float,
     bpp budgets and the row's bpp count the token stream alone (tokenizers).
     """
     empty = {c: None for c in ("tokens", "bytes", "stream_bytes", "bpp", "psnr", "ssim", "ms_ssim", "encode_s",
-                               "decode_s",
-                               "setting")}
+                               "decode_s", "setting")}
     h, w, c = img.shape
     if method.kind == "codec" and not header:
         return {**empty, "note": f"{method.label} has no token stream apart from its headers (bpp counts "
@@ -357,9 +356,9 @@ def _regions(kept: Sequence[tuple[str, np.ndarray]], roi: str | Mapping[str, np.
     if roi is None:
         return {}
     if isinstance(roi, str):
-        from ..core.saliency import _method
+        from ..core.saliency import check_method
 
-        return saliency_regions(kept, _method(roi), progress=report)
+        return saliency_regions(kept, check_method(roi), progress=report)
     missing = [name for name, _ in kept if name not in roi]
     if missing:
         raise AdatokError(f"no region of interest for {len(missing)} of {len(kept)} images: "

@@ -7,8 +7,8 @@ slots are kept, through a two-layer MLP. In training each image gets a random pr
     python -m adatok.neural.classifier fashion-mnist-32
 
 prints its accuracy at k = 1, 2, 4, 8, 16, 32 on the Fashion-MNIST test split. (An MLP because it
-trains thousands of steps in minutes on a CPU: a two-block transformer over the same inputs reached
-82.5% at k = 32 after 1,500 steps, which took as long as the MLP's 8,000.)
+trains 8,000 steps in under 3 minutes on a CPU; a two-block transformer over the same inputs reached
+82.5% at k = 32 after 1,500 steps, which took 5.6 minutes.)
 """
 
 from __future__ import annotations

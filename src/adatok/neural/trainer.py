@@ -32,6 +32,7 @@ from ..core.errors import AdatokError
 from .model import Autoencoder, ModelConfig, count_params, sample_keep
 
 FAMILY = "neural"
+LOSSES = ("mse", "log-mse")  # what TrainConfig.loss may be (see _loss)
 FORMAT = 1
 
 
@@ -50,6 +51,10 @@ class TrainConfig:
     eval_images: int = 500
     threads: int = 1
     loss: str = "mse"  # or "log-mse": the mean over images of log(MSE), i.e. minus the mean PSNR
+
+    def __post_init__(self) -> None:
+        if self.loss not in LOSSES:
+            raise AdatokError(f"unknown loss {self.loss!r}: use {' or '.join(LOSSES)}")
 
 
 def _to_tensor(images: np.ndarray) -> torch.Tensor:
@@ -197,9 +202,7 @@ def _loss(y: torch.Tensor, x: torch.Tensor, kind: str) -> torch.Tensor:
     """
     if kind == "mse":
         return F.mse_loss(y, x)
-    if kind == "log-mse":
-        return torch.log((y - x).pow(2).flatten(1).mean(1) + 1e-5).mean()
-    raise AdatokError(f"unknown loss {kind!r}: use 'log-mse' or 'mse'")
+    return torch.log((y - x).pow(2).flatten(1).mean(1) + 1e-5).mean()  # "log-mse"
 
 
 def _lr(step: int, cfg: TrainConfig) -> float:

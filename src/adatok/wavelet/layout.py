@@ -38,10 +38,6 @@ class Layout:
     child_idx: np.ndarray  # (M,) int32
     has_l: np.ndarray  # (N,) bool: has grandchildren
     roots: np.ndarray  # (R,) int32, channels interleaved per LL position
-    nx: np.ndarray  # (N,) int32 x in the band
-    ny: np.ndarray  # (N,) int32 y in the band
-    nw: np.ndarray  # (N,) int32 band width
-    nh: np.ndarray  # (N,) int32 band height
     ncls: np.ndarray  # (N,) int8 context class: channel kind x band kind x level bucket (0..17)
     geo: np.ndarray  # (N,) int32 band width << 4 | which neighbours exist (spiht.GEO_LEFT, ...)
 
@@ -156,10 +152,6 @@ def make_layout(shape: tuple[int, int], channels: int, levels: int) -> Layout:
         child_idx=child_idx,
         has_l=has_l,
         roots=roots,
-        nx=np.ascontiguousarray(node_pos[:, 4]),
-        ny=np.ascontiguousarray(node_pos[:, 3]),
-        nw=nw,
-        nh=nh,
         ncls=ncls,
         geo=geo.astype(np.int32),
     )

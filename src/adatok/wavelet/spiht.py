@@ -152,10 +152,13 @@ def _put(out, es, byte):
     es[4] += 1
 
 
+_ROOM = 32  # bytes one more token can write, its pending bytes aside (see _room, _before_token)
+
+
 @njit(cache=True)
 def _room(out, es):
     """``out`` with room for what one more token can write (its pending bytes included)."""
-    need = es[4] + es[3] + 32
+    need = es[4] + es[3] + _ROOM
     if need <= out.shape[0]:
         return out
     bigger = np.empty(max(2 * out.shape[0], need + 1024), np.uint8)
@@ -386,7 +389,7 @@ def _code_choice(src, tok, zero, one, ctx, data, ds, pad, prob, cnt, out, es):
 
 @njit(cache=True, inline="always")
 def _sig_decision(src, code, i, from_lip, forced, plane, t, bits, sgn, ids_in, data, ds, pad, prob, cnt,
-                  out, es, low, neg, nbf, ncls, geo, parent):
+                  out, es, low, nbf, ncls, parent):
     """One coefficient's significance decision (with its sign when significant), from the walk's
     source, arithmetic-coded when asked; ``forced``: known to be significant, its bit not coded.
     Returns the token, or -1 when ``ids_in`` holds one that cannot stand here."""
@@ -424,7 +427,6 @@ def _sig_decision(src, code, i, from_lip, forced, plane, t, bits, sgn, ids_in, d
 
 NO_ROOM_IDS, NO_ROOM_OUT = 3, 4  # statuses of _walk_core only
 _GO, _LIMIT, _OVER = 0, 1, 2
-_ROOM = 32  # bytes one more token can write, its pending bytes aside (see _room)
 
 
 @njit(cache=True, inline="always")
@@ -480,7 +482,7 @@ def _walk_core(src, code, nmax, limit, max_bytes, mag, sgn, ids_in, data, pad, s
                 return (OK, t - (go == _OVER)) if go <= _OVER else (go, t)
             # coefficient significance decision (from the LIP)
             tok = _sig_decision(src, code, i, 1, False, plane, t, bits, sgn, ids_in, data, ds, pad, prob, cnt,
-                                out, es, low, neg, nbf, ncls, geo, parent)
+                                out, es, low, nbf, ncls, parent)
             if tok < 0:
                 return BAD_TOKEN, t
             ids[t] = tok
@@ -552,7 +554,7 @@ def _walk_core(src, code, nmax, limit, max_bytes, mag, sgn, ids_in, data, pad, s
                         if go != _GO:
                             return (OK, t - (go == _OVER)) if go <= _OVER else (go, t)
                         tok = _sig_decision(src, code, k, 0, forced, plane, t, bits, sgn, ids_in, data, ds, pad, prob,
-                                            cnt, out, es, low, neg, nbf, ncls, geo, parent)
+                                            cnt, out, es, low, nbf, ncls, parent)
                         if tok < 0:
                             return BAD_TOKEN, t
                         ids[t] = tok
@@ -708,7 +710,7 @@ def walk(src, code, nmax, max_tokens, max_bytes, mag, sgn, ids_in, data, pad, pr
         es[5] = 1
         es_prev = es.copy()  # the coder's state before the last token: what a byte limit falls back to
         ds = np.zeros(3, np.int64)
-        lis_f = np.empty(3 * n + 1, np.bool_)  # a type B set that must be significant (set with each B entry)
+        lis_f = np.zeros(3 * n + 1, np.bool_)  # a type B set that must be significant (set with each B entry)
         nbf = np.zeros(n, np.uint16)  # each node's neighbourhood (see _mark)
         nsig = np.zeros(n, np.uint8)  # each node's significant children (see _mark)
         status, t = _walk_core(src, code, nmax, limit, max_bytes, mag, sgn, ids_in, data, pad, shift, smin_d, smin_l,

@@ -78,6 +78,8 @@ def replication(img: np.ndarray, most: int = 8, min_side: int = 8) -> tuple[int,
     h, w = img.shape[:2]
 
     def factor(a: np.ndarray, n: int) -> int:  # along axis 0
+        if n < 2 * min_side or not np.array_equal(a[0], a[1]):  # every factor needs rows 0 and 1 alike:
+            return 1  # this spares the whole-image comparisons on almost every photo
         for f in range(min(most, n // min_side), 1, -1):
             if n % f == 0 and (a.reshape(n // f, f, *a.shape[1:]) == a[::f][:, None]).all():
                 return f
