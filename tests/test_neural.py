@@ -37,7 +37,8 @@ def _images(n: int, seed: int = 0) -> np.ndarray:
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory):
     out = tmp_path_factory.mktemp("ckpt") / "tiny"
-    train(out, ModelConfig(**TINY, linear_skip=True), TrainConfig(steps=30, batch=32, eval_every=15, lr=3e-3, warmup=5),
+    train(out, ModelConfig(**TINY, linear_skip=True, vq_first=True),
+          TrainConfig(steps=30, batch=32, eval_every=15, lr=3e-3, warmup=5),
           name="tiny-test", quiet=True, images=_images(256), eval_images=_images(32, 1))
     return out
 
@@ -82,9 +83,45 @@ def test_training_lowers_the_loss_and_writes_a_checkpoint(ckpt):
     assert (ckpt / "model.safetensors").is_file() and (ckpt / "train_state.safetensors").is_file()
     assert not list(ckpt.glob("*.tmp"))
     model, _ = load_model(ckpt)
-    fresh = Autoencoder(ModelConfig(**TINY)).eval()
+    fresh = Autoencoder(model.cfg).eval()
+    fresh.set_codebook(model.centroids)  # the same first token: what training added is the rest
     held = torch.from_numpy(_images(32, 1)).permute(0, 3, 1, 2).float() / 127.5 - 1
     assert evaluate(model, held)["psnr@6"] > evaluate(fresh, held)["psnr@6"] + 1
+
+
+def test_vq_first_token_is_the_nearest_centroid_and_decodes_alone(ckpt):
+    model, _ = load_model(ckpt)
+    assert model.cfg.vq_first and model.centroids.shape == (model.cfg.vocab_size, 28 * 28)
+    x = torch.from_numpy(_images(20, 3)).permute(0, 3, 1, 2).float() / 127.5 - 1
+    _, codes = model.encode(x)
+    c = model.centroids.float().numpy()
+    d = ((x.flatten(1).numpy()[:, None, :] - c[None]) ** 2).sum(-1)
+    assert np.array_equal(codes[:, 0].numpy(), d.argmin(1))
+    assert int(codes[:, 1:].max()) < model.fsq.codebook_size
+    one = torch.ones(20, dtype=torch.int64)
+    other = codes.clone()
+    other[:, 1:] = torch.flip(other[:, 1:], [0])  # other FSQ tokens: a 1-token prefix ignores them
+    assert torch.equal(model.decode_codes(codes, one), model.decode_codes(other, one))
+    assert not torch.equal(model.decode_codes(codes, one * 3), model.decode_codes(other, one * 3))
+
+
+def test_fit_codebook_clusters_whole_images():
+    from adatok.neural.model import fit_codebook
+
+    x = torch.from_numpy(_images(300, 4)).permute(0, 3, 1, 2).float() / 127.5 - 1
+    book = fit_codebook(x, 16)
+    assert book.shape == (16, 28 * 28)
+    flat = x.flatten(1)
+    err = torch.cdist(flat, book).min(1).values.pow(2).mean()
+    assert float(err) < 0.5 * float((flat - flat.mean(0)).pow(2).sum(1).mean())  # far better than the mean image
+    few = fit_codebook(x[:5], 16)  # fewer images than codes: the images themselves, repeated
+    assert torch.equal(few[:5], flat[:5]) and torch.equal(few[5:10], flat[:5])
+
+
+def test_vq_first_needs_two_tokens():
+    with pytest.raises(ValueError, match="too few"):
+        ModelConfig(**{**TINY, "tokens": 1}, vq_first=True)
+    ModelConfig(**{**TINY, "tokens": 1})  # FSQ only: one token is fine
 
 
 def test_resume_continues_and_matches_an_uninterrupted_run(tmp_path):
@@ -118,7 +155,7 @@ def test_torchrun_data_parallel_matches_one_process(tmp_path):
     except adatok.AdatokError:
         pytest.skip("dataset-fashion-mnist is not installed")
     args = ["-m", "adatok.cli", "train", "--data", "fashion-mnist", "--tokens", "4", "--steps", "3", "--batch", "16",
-            "--dim", "32", "--depth", "1", "--eval-every", "3", "--quiet"]
+            "--dim", "32", "--depth", "1", "--levels", "4,4", "--eval-every", "3", "--quiet"]  # k-means of 16
     env = {**os.environ, "OMP_NUM_THREADS": "1", "GOMP_SPINCOUNT": "1000"}
     one = subprocess.run([sys.executable, *args, "--out", str(tmp_path / "one")], env=env, capture_output=True, text=True)
     assert one.returncode == 0, one.stderr[-2000:]
@@ -275,13 +312,16 @@ def test_cli_train_runs_and_resumes(tmp_path):
 
     out = tmp_path / "cli"
     r = CliRunner().invoke(app, ["train", "--out", str(out), "--tokens", "4", "--steps", "2", "--dim", "32",
-                                 "--depth", "1", "--batch", "8", "--eval-every", "2", "--quiet"])
+                                 "--depth", "1", "--batch", "8", "--eval-every", "2", "--no-vq-first", "--quiet"])
     assert r.exit_code == 0, r.output
     r = CliRunner().invoke(app, ["train", "--out", str(out), "--steps", "3", "--resume", "--quiet"])
     assert r.exit_code == 0, r.output
     assert json.loads((out / "config.json").read_text())["step"] == 3
+    assert json.loads((out / "config.json").read_text())["model"]["vq_first"] is False
     r = CliRunner().invoke(app, ["train", "--out", str(tmp_path / "x"), "--levels", "8,1"])
     assert r.exit_code == 2 and "levels" in r.output
+    r = CliRunner().invoke(app, ["train", "--out", str(tmp_path / "y"), "--tokens", "1"])
+    assert r.exit_code == 2 and "--no-vq-first" in r.output and not (tmp_path / "y").exists()
 
 
 SHIPPED = CHECKPOINT_DIR / "fashion-mnist-32"
@@ -331,7 +371,7 @@ def test_halting_head_predicts_lengths_from_codes(tok):
     exact = tok.encode(imgs, Quality(psnr=float(np.median(curves[:, -1]))))  # the search agrees with the curves
     ok = curves >= float(np.median(curves[:, -1]))
     assert [len(s) for s in exact] == list(np.where(ok.any(1), ok.argmax(1), tok.tokens))
-    head = fit(codes, curves, tok.cfg.levels, steps=300, batch=16)
+    head = fit(codes, curves, tok.cfg, steps=300, batch=16)
     pred = predict_lengths(head, codes, 20.0)
     assert pred.shape == (48,) and pred.min() >= 0 and pred.max() <= tok.tokens
     assert (predict_lengths(head, codes, 20.0, margin=5.0) >= pred).all()  # a margin never shortens
@@ -343,6 +383,6 @@ def test_prefix_classifier_trains_on_codes(tok):
     imgs = _images(64, 4)
     labels = (imgs.reshape(64, -1).argmax(1) % 28 > 13).astype(np.int64)  # blob on the left or right
     codes = tok._codes(list(imgs))
-    model = fit(codes, labels, tok.cfg.levels, 2, steps=5, batch=16)
+    model = fit(codes, labels, tok.cfg, 2, steps=5, batch=16)
     acc = accuracy(model, codes, labels, [1, 6])
     assert set(acc) == {1, 6} and all(0 <= a <= 1 for a in acc.values())

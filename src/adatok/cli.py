@@ -684,7 +684,7 @@ def train_cmd(
     data: Annotated[str, typer.Option("--data", metavar="fashion-mnist|FOLDER",
                                       help="Training images: fashion-mnist or a folder of same-size square images.")] = "fashion-mnist",
     tokens: Annotated[int, typer.Option("--tokens", "-k", metavar="K", help="Latent tokens per image.")] = 32,
-    steps: Annotated[int, typer.Option("--steps", metavar="N", help="Optimizer steps in all.")] = 7000,
+    steps: Annotated[int, typer.Option("--steps", metavar="N", help="Optimizer steps in all.")] = 9000,
     batch: Annotated[int, typer.Option("--batch", metavar="B", help="Images per step (over all processes).")] = 64,
     lr: Annotated[float, typer.Option("--lr", help="Peak learning rate (warm-up, then cosine decay).")] = 2e-3,
     dim: Annotated[int, typer.Option("--dim", help="Transformer width.")] = 96,
@@ -694,6 +694,9 @@ def train_cmd(
     linear_skip: Annotated[bool, typer.Option(
         "--linear-skip/--no-linear-skip",
         help="A linear path image -> latents -> image beside the transformers (trains much faster).")] = True,
+    vq_first: Annotated[bool, typer.Option(
+        "--vq-first/--no-vq-first",
+        help="The first token is a k-means code of the whole image (vocabulary-size codebook), the rest FSQ.")] = True,
     loss: Annotated[str, typer.Option(
         "--loss", metavar="mse|log-mse", help="mse, or log-mse: the mean over images of log(MSE) (mean PSNR).")] = "mse",
     name: Annotated[str | None, typer.Option("--name", show_default=False,
@@ -720,6 +723,9 @@ def train_cmd(
                           ("--depth", depth), ("--patch", patch), ("--eval-every", eval_every), ("--threads", threads)):
         if value < 1:
             raise AdatokError(f"{option} needs a whole number >= 1, got {value}")
+    if vq_first and tokens < 2 and not resume:
+        raise AdatokError("--tokens needs at least 2 with --vq-first (one k-means token, then FSQ tokens); "
+                          "or pass --no-vq-first")
     try:
         level_list = [int(v) for v in levels.split(",")]
         if not level_list or min(level_list) < 2:
@@ -740,7 +746,8 @@ def train_cmd(
         if dim % heads:
             raise AdatokError(f"--dim {dim} must be a multiple of 32 (or below 32)")
         mcfg = ModelConfig(image_size=size, channels=channels, patch=patch, tokens=tokens, dim=dim,
-                           enc_depth=depth, dec_depth=depth, heads=heads, levels=level_list, linear_skip=linear_skip)
+                           enc_depth=depth, dec_depth=depth, heads=heads, levels=level_list, linear_skip=linear_skip,
+                           vq_first=vq_first)
     metrics = train(out, mcfg, tcfg, name=name, resume=resume, quiet=quiet, images=images, eval_images=eval_images)
     if not quiet:
         typer.echo(f"{out}: " + " ".join(f"{k}={v}" for k, v in metrics.items()))

@@ -1,7 +1,7 @@
 """Do the tokens carry meaning? A small classifier that reads only a token prefix.
 
-The classifier sees the FSQ values of the first k tokens (zeros in place of the others) and which
-slots are kept, through a two-layer MLP. In training each image gets a random prefix length 1..K
+The classifier sees the first k tokens (FSQ values, and a learned embedding of a k-means first
+token; zeros in place of the others) and which slots are kept, through a two-layer MLP. In training each image gets a random prefix length 1..K
 (Matryoshka style), so one classifier serves every k.
 
     python -m adatok.neural.classifier fashion-mnist-32
@@ -21,33 +21,32 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .model import FSQ
+from .model import CodeFeatures, ModelConfig
 
 
 class PrefixClassifier(nn.Module):
-    """Classes from the first ``keep`` of ``tokens`` codes: an MLP over their FSQ values and the mask."""
+    """Classes from the first ``keep`` of a checkpoint's K codes: an MLP over the kept tokens'
+    features (:class:`~adatok.neural.model.CodeFeatures`) and the mask."""
 
-    def __init__(self, levels: list[int], tokens: int, classes: int, hidden: int = 512, dropout: float = 0.2):
+    def __init__(self, cfg: ModelConfig, classes: int, hidden: int = 512, dropout: float = 0.2):
         super().__init__()
-        self.fsq = FSQ(levels)
-        self.tokens = tokens
-        width = tokens * (len(levels) + 1)
-        self.net = nn.Sequential(nn.Linear(width, hidden), nn.GELU(), nn.Dropout(dropout),
+        self.features = CodeFeatures(cfg)
+        self.tokens = cfg.tokens
+        self.net = nn.Sequential(nn.Linear(self.features.width + cfg.tokens, hidden), nn.GELU(), nn.Dropout(dropout),
                                  nn.Linear(hidden, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, classes))
 
     def forward(self, codes: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
         kept = (torch.arange(self.tokens)[None, :] < keep[:, None]).float()
-        values = self.fsq.from_codes(codes) * kept[..., None]
-        return self.net(torch.cat([values.flatten(1), kept], 1))
+        return self.net(torch.cat([self.features(codes, kept), kept], 1))
 
 
-def fit(codes: np.ndarray, labels: np.ndarray, levels: list[int], classes: int, steps: int = 8000,
+def fit(codes: np.ndarray, labels: np.ndarray, cfg: ModelConfig, classes: int, steps: int = 8000,
         batch: int = 256, lr: float = 2e-3, seed: int = 0) -> PrefixClassifier:
-    """Train a prefix classifier on token codes (N, K) with labels (N,)."""
+    """Train a prefix classifier on token codes (N, K) of a checkpoint (``cfg``) with labels (N,)."""
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     K = codes.shape[1]
-    model = PrefixClassifier(levels, K, classes)
+    model = PrefixClassifier(cfg, classes)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.05)
     c = torch.from_numpy(codes.astype(np.int64))
     y = torch.from_numpy(labels.astype(np.int64))
@@ -91,7 +90,7 @@ def main(argv: list[str] | None = None) -> None:
     enc = lambda imgs: tok._codes([np.asarray(im) for im in imgs])  # noqa: E731
     ctrain, ctest = enc(train.images), enc(test.images)
     print(f"encoded {len(ctrain)} + {len(ctest)} images in {time.time() - t0:.0f} s")
-    model = fit(ctrain, train.labels, tok.cfg.levels, len(train.classes), steps=args.steps, seed=args.seed)
+    model = fit(ctrain, train.labels, tok.cfg, len(train.classes), steps=args.steps, seed=args.seed)
     ks = sorted({1, 2, 4, 8, 16, tok.tokens})
     acc = accuracy(model, ctest, test.labels, ks)
     print(f"prefix classifier ({args.steps} steps, seed {args.seed}, {time.time() - t0:.0f} s in all), "

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .model import FSQ
+from .model import CodeFeatures, ModelConfig
 
 #: Curves are clipped here (an exact reconstruction has infinite PSNR).
 CLIP_DB = 60.0
@@ -32,22 +32,22 @@ CLIP_DB = 60.0
 class HaltingHead(nn.Module):
     """Codes ``(N, K)`` -> predicted PSNR (dB) of each prefix length ``0..K``: ``(N, K + 1)``."""
 
-    def __init__(self, levels: list[int], tokens: int, hidden: int = 256):
+    def __init__(self, cfg: ModelConfig, hidden: int = 256):
         super().__init__()
-        self.fsq = FSQ(levels)
-        self.net = nn.Sequential(nn.Linear(tokens * len(levels), hidden), nn.GELU(), nn.Linear(hidden, hidden),
-                                 nn.GELU(), nn.Linear(hidden, tokens + 1))
+        self.features = CodeFeatures(cfg)
+        self.net = nn.Sequential(nn.Linear(self.features.width, hidden), nn.GELU(), nn.Linear(hidden, hidden),
+                                 nn.GELU(), nn.Linear(hidden, cfg.tokens + 1))
 
     def forward(self, codes: torch.Tensor) -> torch.Tensor:
-        return self.net(self.fsq.from_codes(codes).flatten(1))
+        return self.net(self.features(codes))
 
 
-def fit(codes: np.ndarray, curves: np.ndarray, levels: list[int], steps: int = 3000, batch: int = 256,
+def fit(codes: np.ndarray, curves: np.ndarray, cfg: ModelConfig, steps: int = 3000, batch: int = 256,
         lr: float = 2e-3, seed: int = 0) -> HaltingHead:
     """Train a halting head on codes ``(N, K)`` and their measured PSNR curves ``(N, K + 1)``."""
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    head = HaltingHead(levels, codes.shape[1])
+    head = HaltingHead(cfg)
     opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=0.01)
     c = torch.from_numpy(codes.astype(np.int64))
     y = torch.from_numpy(np.minimum(curves, CLIP_DB).astype(np.float32))
@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> None:
     train = [np.asarray(im) for im in load("fashion-mnist", split="train", limit=args.train_images).images]
     test = [np.asarray(im) for im in load("fashion-mnist", split="test", limit=args.test_images).images]
     ctrain = tok._codes(train)
-    head = fit(ctrain, tok.quality_curves(train, ctrain), tok.cfg.levels, steps=args.steps)
+    head = fit(ctrain, tok.quality_curves(train, ctrain), tok.cfg, steps=args.steps)
     print(f"halting head trained on {len(train)} images in {time.time() - t0:.0f} s")
 
     t = time.perf_counter()

@@ -9,6 +9,14 @@
   plus one learned query per patch through a transformer; the queries become pixels.
 * :class:`Autoencoder` -- both, with nested dropout in training: each image keeps a random prefix
   of its latents, so every prefix 0..K decodes and the early tokens carry the most.
+
+With ``vq_first`` the first token is instead a vector-quantized code of the whole image: the index
+of its nearest image in a k-means codebook of ``vocab_size`` training images' centroids (fit by the
+trainer, :func:`fit_codebook`, stored with the weights). The FSQ tokens then code what the centroid
+misses: the encoder sees the image and its centroid, the decoder is conditioned on the centroid and
+adds its output to it. A k-means code spends its 11 bits on one of 1,920 arbitrary images, where
+an FSQ code decoded by a smooth network acts like 4 continuous numbers: on Fashion-MNIST the first
+token goes from 15.6 dB (FSQ) to about 18 dB.
 """
 
 from __future__ import annotations
@@ -16,6 +24,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from einops import rearrange
@@ -37,13 +46,25 @@ class ModelConfig:
     mlp_ratio: float = 3.0
     levels: list[int] = field(default_factory=lambda: [8, 8, 6, 5])  # FSQ levels: 1920 codes
     linear_skip: bool = False     # a linear path image -> latents and latents -> image beside the transformers
+    vq_first: bool = False        # the first token is a k-means code of the whole image, the rest FSQ
 
     def __post_init__(self) -> None:
         if self.image_size % self.patch:
             raise ValueError(f"image_size {self.image_size} is not a multiple of patch {self.patch}")
         if self.dim % self.heads:
             raise ValueError(f"dim {self.dim} is not a multiple of heads {self.heads}")
+        if self.tokens < (2 if self.vq_first else 1):
+            raise ValueError(f"tokens {self.tokens} is too few{' with vq_first (one k-means + FSQ tokens)' if self.vq_first else ''}")
         self.levels = [int(v) for v in self.levels]
+
+    @property
+    def fsq_tokens(self) -> int:
+        """How many of the K tokens are FSQ latents (all but the first with ``vq_first``)."""
+        return self.tokens - int(self.vq_first)
+
+    @property
+    def pixels(self) -> int:
+        return self.channels * self.image_size**2
 
     @property
     def num_patches(self) -> int:
@@ -145,30 +166,33 @@ class Encoder(nn.Module):
     With ``linear_skip``, a linear map of the whole image is added to those vectors: the encoder
     half of a linear autoencoder, which nested dropout orders like PCA (Rippel et al., 2014), so
     the transformers only have to learn what a linear code misses. It trains far faster on a CPU.
+    With ``vq_first`` the patches carry the image and its centroid side by side, and the linear
+    path reads the residual (image minus centroid).
     """
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.cfg = cfg
-        pdim = cfg.patch * cfg.patch * cfg.channels
+        pdim = cfg.patch * cfg.patch * cfg.channels * (2 if cfg.vq_first else 1)
         self.patch_embed = nn.Linear(pdim, cfg.dim)
         self.patch_pos = nn.Parameter(torch.randn(1, cfg.num_patches, cfg.dim) * 0.02)
-        self.latents = nn.Parameter(torch.randn(1, cfg.tokens, cfg.dim) * 0.02)
+        self.latents = nn.Parameter(torch.randn(1, cfg.fsq_tokens, cfg.dim) * 0.02)
         self.blocks = nn.ModuleList(Block(cfg.dim, cfg.heads, cfg.mlp_ratio) for _ in range(cfg.enc_depth))
         self.norm = nn.LayerNorm(cfg.dim)
         self.out = nn.Linear(cfg.dim, len(cfg.levels))
-        npix = cfg.channels * cfg.image_size**2
-        self.skip = nn.Linear(npix, cfg.tokens * len(cfg.levels)) if cfg.linear_skip else None
+        self.skip = nn.Linear(cfg.pixels, cfg.fsq_tokens * len(cfg.levels)) if cfg.linear_skip else None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, centre: torch.Tensor | None = None) -> torch.Tensor:
+        """``x``: images (B, C, H, W); ``centre``: their centroids with ``vq_first`` (else None)."""
         p = self.cfg.patch
-        patches = rearrange(x, "b c (h p1) (w p2) -> b (h w) (p1 p2 c)", p1=p, p2=p)
+        inp = x if centre is None else torch.cat([x, centre], 1)
+        patches = rearrange(inp, "b c (h p1) (w p2) -> b (h w) (p1 p2 c)", p1=p, p2=p)
         h = torch.cat([self.patch_embed(patches) + self.patch_pos, self.latents.expand(x.shape[0], -1, -1)], 1)
         for blk in self.blocks:
             h = blk(h)
         z = self.out(self.norm(h[:, self.cfg.num_patches :]))
         if self.skip is not None:
-            z = z + self.skip(x.flatten(1)).view_as(z)
+            z = z + self.skip((x if centre is None else x - centre).flatten(1)).view_as(z)
         return z
 
 
@@ -176,38 +200,46 @@ class Decoder(nn.Module):
     """The first k quantized latents (the rest: a mask token) + patch queries -> pixels in [-1, 1].
 
     With ``linear_skip``, a linear map of the kept latents (zeros in place of the others) is added
-    to the pixels: the decoder half of the linear autoencoder (see :class:`Encoder`).
+    to the pixels: the decoder half of the linear autoencoder (see :class:`Encoder`). With
+    ``vq_first`` each patch query also carries its patch of the centroid, and the centroid is added
+    to the output (the transformers and the linear path code the residual).
     """
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.cfg = cfg
+        pdim = cfg.patch * cfg.patch * cfg.channels
         self.latent_in = nn.Linear(len(cfg.levels), cfg.dim)
-        self.latent_pos = nn.Parameter(torch.randn(1, cfg.tokens, cfg.dim) * 0.02)
+        self.latent_pos = nn.Parameter(torch.randn(1, cfg.fsq_tokens, cfg.dim) * 0.02)
         self.mask_token = nn.Parameter(torch.randn(1, 1, cfg.dim) * 0.02)
         self.queries = nn.Parameter(torch.randn(1, cfg.num_patches, cfg.dim) * 0.02)
+        self.centre_in = nn.Linear(pdim, cfg.dim) if cfg.vq_first else None
         self.blocks = nn.ModuleList(Block(cfg.dim, cfg.heads, cfg.mlp_ratio) for _ in range(cfg.dec_depth))
         self.norm = nn.LayerNorm(cfg.dim)
-        self.out = nn.Linear(cfg.dim, cfg.patch * cfg.patch * cfg.channels)
-        npix = cfg.channels * cfg.image_size**2
-        self.skip = nn.Linear(cfg.tokens * len(cfg.levels), npix) if cfg.linear_skip else None
+        self.out = nn.Linear(cfg.dim, pdim)
+        self.skip = nn.Linear(cfg.fsq_tokens * len(cfg.levels), cfg.pixels) if cfg.linear_skip else None
 
-    def forward(self, q: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-        """``q``: (B, K, D) quantized latents; ``keep``: (B,) how many of them each image keeps."""
+    def forward(self, q: torch.Tensor, keep: torch.Tensor, centre: torch.Tensor | None = None) -> torch.Tensor:
+        """``q``: (B, K', D) quantized FSQ latents; ``keep``: (B,) how many of them each image keeps;
+        ``centre``: (B, C, H, W) the images' centroids with ``vq_first`` (else None)."""
         cfg = self.cfg
         b = q.shape[0]
-        slot = torch.arange(cfg.tokens, device=q.device)
+        p = cfg.patch
+        slot = torch.arange(cfg.fsq_tokens, device=q.device)
         kept = (slot[None, :] < keep[:, None])[..., None]
         lat = torch.where(kept, self.latent_in(q), self.mask_token) + self.latent_pos
-        h = torch.cat([lat, self.queries.expand(b, -1, -1)], 1)
+        queries = self.queries.expand(b, -1, -1)
+        if centre is not None:
+            queries = queries + self.centre_in(rearrange(centre, "b c (h p1) (w p2) -> b (h w) (p1 p2 c)", p1=p, p2=p))
+        h = torch.cat([lat, queries], 1)
         for blk in self.blocks:
             h = blk(h)
-        pix = self.out(self.norm(h[:, cfg.tokens :]))
-        g = cfg.image_size // cfg.patch
-        out = rearrange(pix, "b (h w) (p1 p2 c) -> b c (h p1) (w p2)", h=g, w=g, p1=cfg.patch, p2=cfg.patch)
+        pix = self.out(self.norm(h[:, cfg.fsq_tokens :]))
+        g = cfg.image_size // p
+        out = rearrange(pix, "b (h w) (p1 p2 c) -> b c (h p1) (w p2)", h=g, w=g, p1=p, p2=p)
         if self.skip is not None:
             out = out + self.skip((q * kept).flatten(1)).view_as(out)
-        return out
+        return out if centre is None else out + centre
 
 
 class Autoencoder(nn.Module):
@@ -219,22 +251,87 @@ class Autoencoder(nn.Module):
         self.encoder = Encoder(cfg)
         self.fsq = FSQ(cfg.levels)
         self.decoder = Decoder(cfg)
+        if cfg.vq_first:  # the k-means codebook of the first token, in [-1, 1]; half precision halves the file
+            self.register_buffer("centroids", torch.zeros(cfg.vocab_size, cfg.pixels, dtype=torch.float16))
         self.apply(_init)
 
+    def set_codebook(self, centroids: torch.Tensor) -> None:
+        """Install the first token's codebook ``(vocab_size, C * H * W)`` (see :func:`fit_codebook`)."""
+        self.centroids.copy_(centroids.reshape(self.centroids.shape))
+
+    def nearest(self, x: torch.Tensor) -> torch.Tensor:
+        """With ``vq_first``: each image's nearest centroid (squared error), ``(B,)``."""
+        c = self.centroids.float()
+        flat = x.flatten(1)
+        return ((c * c).sum(1)[None, :] - 2 * flat @ c.T).argmin(1)
+
+    def _centres(self, ids: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        """Centroid images of ``ids``; an image that keeps no token gets the mean centroid."""
+        c = self.centroids.float()
+        centre = torch.where((keep > 0)[:, None], c[ids.clamp(0, len(c) - 1)], c.mean(0, keepdim=True))
+        return centre.view(len(ids), self.cfg.channels, self.cfg.image_size, self.cfg.image_size)
+
+    def _fsq_keep(self, keep: torch.Tensor) -> torch.Tensor:
+        return (keep - int(self.cfg.vq_first)).clamp_min(0)
+
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Images -> (quantized latents (B, K, D), codes (B, K))."""
-        return self.fsq(self.encoder(x))
+        """Images -> (quantized FSQ latents (B, K', D), codes (B, K)); with ``vq_first`` the first
+        code is the centroid index and K' = K - 1."""
+        if not self.cfg.vq_first:
+            return self.fsq(self.encoder(x))
+        ids = self.nearest(x)
+        q, codes = self.fsq(self.encoder(x, self._centres(ids, torch.ones_like(ids))))
+        return q, torch.cat([ids[:, None], codes], 1)
 
     def decode_codes(self, codes: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
         """Codes (B, K) (entries past ``keep`` are ignored) -> images (B, C, H, W) in [-1, 1]."""
         codes = codes.clamp(0, self.fsq.codebook_size - 1)
-        return self.decoder(self.fsq.from_codes(codes), keep)
+        if not self.cfg.vq_first:
+            return self.decoder(self.fsq.from_codes(codes), keep)
+        return self.decoder(self.fsq.from_codes(codes[:, 1:]), self._fsq_keep(keep), self._centres(codes[:, 0], keep))
 
     def forward(self, x: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
-        q, _ = self.encode(x)
         if keep is None:
             keep = torch.full((x.shape[0],), self.cfg.tokens, device=x.device)
-        return self.decoder(q, keep)
+        q, codes = self.encode(x)
+        centre = self._centres(codes[:, 0], keep) if self.cfg.vq_first else None
+        return self.decoder(q, self._fsq_keep(keep), centre)
+
+
+class CodeFeatures(nn.Module):
+    """Codes ``(B, K)`` -> one flat vector per image, for small heads that read tokens (the prefix
+    classifier, the halting head): each FSQ token's values in [-1, 1] and, with ``vq_first``, a
+    learned embedding of the first (k-means) token. ``kept`` ``(B, K)`` (0/1) zeroes dropped tokens."""
+
+    def __init__(self, cfg: ModelConfig, embed: int = 32):
+        super().__init__()
+        self.fsq = FSQ(cfg.levels)
+        self.vq_first = cfg.vq_first
+        self.embed = nn.Embedding(cfg.vocab_size, embed) if cfg.vq_first else None
+        self.width = cfg.fsq_tokens * len(cfg.levels) + (embed if cfg.vq_first else 0)
+
+    def forward(self, codes: torch.Tensor, kept: torch.Tensor | None = None) -> torch.Tensor:
+        if kept is None:
+            kept = torch.ones(codes.shape, dtype=torch.float32)
+        if not self.vq_first:
+            return (self.fsq.from_codes(codes) * kept[..., None]).flatten(1)
+        first = self.embed(codes[:, 0]) * kept[:, :1]
+        return torch.cat([first, (self.fsq.from_codes(codes[:, 1:]) * kept[:, 1:, None]).flatten(1)], 1)
+
+
+def fit_codebook(images: torch.Tensor, size: int, seed: int = 0, quiet: bool = True) -> torch.Tensor:
+    """A k-means codebook of ``size`` whole images (flattened; mini-batch k-means, scikit-learn) for
+    the first token with ``vq_first``: ``(size, C * H * W)``. With fewer images than ``size``, the
+    images themselves, repeated to fill it (a repeated row is never the nearest: ties go to the first)."""
+    flat = images.flatten(1).numpy().astype(np.float32)
+    n = len(flat)
+    if n <= size:
+        return torch.from_numpy(flat[np.arange(size) % n])
+    from sklearn.cluster import MiniBatchKMeans
+
+    km = MiniBatchKMeans(n_clusters=size, random_state=seed, batch_size=4096, n_init=1, max_iter=30,
+                         verbose=0).fit(flat)
+    return torch.from_numpy(km.cluster_centers_.astype(np.float32))
 
 
 def sample_keep(batch: int, tokens: int, generator: torch.Generator | None = None) -> torch.Tensor:

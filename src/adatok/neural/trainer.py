@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from ..core.errors import AdatokError
-from .model import Autoencoder, ModelConfig, count_params, sample_keep
+from .model import Autoencoder, ModelConfig, count_params, fit_codebook, sample_keep
 
 FAMILY = "neural"
 LOSSES = ("mse", "log-mse")  # what TrainConfig.loss may be (see _loss)
@@ -41,7 +41,7 @@ class TrainConfig:
     """Training settings; stored in ``config.json`` under ``"train"``."""
 
     data: str = "fashion-mnist"
-    steps: int = 7000
+    steps: int = 9000
     batch: int = 64
     lr: float = 2e-3
     warmup: int = 100
@@ -261,6 +261,17 @@ def train(out: str | Path, model_cfg: ModelConfig | None = None, train_cfg: Trai
     data = _to_tensor(images)
     held = _to_tensor(eval_images)
 
+    t0 = time.time()
+    if model_cfg.vq_first and not resume:
+        if main and not quiet:
+            print(f"first token: k-means codebook of {model_cfg.vocab_size:,} centroids over {len(data):,} images ...",
+                  flush=True)
+        model.set_codebook(fit_codebook(data, model_cfg.vocab_size, seed=train_cfg.seed))
+        if world > 1:  # every process uses rank 0's codebook
+            dist.broadcast(model.centroids, 0)
+        if main and not quiet:
+            print(f"first token: codebook fit in {time.time() - t0:.0f} s", flush=True)
+
     ddp_model = model
     if world > 1:
         ddp_model = torch.nn.parallel.DistributedDataParallel(model)
@@ -274,7 +285,6 @@ def train(out: str | Path, model_cfg: ModelConfig | None = None, train_cfg: Trai
     end = train_cfg.steps if stop_after is None else min(train_cfg.steps, start + max(0, stop_after))
 
     metrics: dict = {}
-    t0 = time.time()
     if main and not quiet:
         print(f"training {name}: {count_params(model):,} parameters, {len(data):,} images "
               f"{tuple(want)}, K={model_cfg.tokens}, vocabulary {model_cfg.vocab_size}, steps {start}..{train_cfg.steps}"
