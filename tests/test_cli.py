@@ -183,7 +183,8 @@ def test_demo_writes_report(tmp_path, quiet):
     assert "PSNR" in result.output
     assert str(out / "report.html") in result.output.replace("\n", "")
     listing = sorted(p.name for p in out.iterdir())
-    if learned:  # (checkpoints other tests loaded in this process are registered too and get a run)
+    assert "tiny-test" not in listing
+    if learned:  # only the shipped checkpoint: folders other tests loaded in this process are not listed
         assert "fashion-mnist-32" in listing, result.output
         sub = (out / "fashion-mnist-32" / "results.csv").read_text().splitlines()
         assert {r.split(",")[4] for r in sub[1:]} == {"fashion-mnist-32", "wavelet", "grid"}

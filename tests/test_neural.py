@@ -260,8 +260,11 @@ def test_bytes_round_trip_and_cuts(tok):
     img = _images(1, 9)[0]
     seq, = tok.encode([img])
     data = seq.to_bytes()
-    back = TokenSequence.from_bytes(data)
+    back = TokenSequence.from_bytes(data)  # found by name: the folder was loaded in this process
     assert (back.ids == seq.ids).all() and back.shape == seq.shape and back.tokenizer == "tiny-test"
+    from adatok.core.registry import names
+
+    assert "tiny-test" not in names()  # remembered, not registered: `adatok demo` does not list it
     assert (tok.decode([back])[0] == tok.decode([seq])[0]).all()
     head = len(data) - -(-6 * tok.bits // 8)
     for cut in range(head, len(data) + 1):

@@ -24,8 +24,21 @@ def register_family(family: str, loader: Callable[[Path], object]) -> None:
 
 
 def names() -> list[str]:
-    """The registered tokenizer names."""
+    """The registered tokenizer names (built-in and shipped; not folders loaded in this process)."""
     return sorted(_NAMED)
+
+
+def remember(tokenizer) -> None:
+    """Make ``load(tokenizer.name)`` return ``tokenizer`` in this process (a checkpoint folder
+    loaded by path, so that its ``.atk`` bytes are read back by name), without registering the
+    name: :func:`names` and what iterates it (``adatok demo``) do not list it."""
+    if tokenizer.name not in _NAMED:
+        _CACHE.setdefault(tokenizer.name, tokenizer)
+
+
+def known(name: str) -> bool:
+    """Whether ``load(name)`` finds a tokenizer by that name (registered or remembered)."""
+    return name in _NAMED or name in _CACHE
 
 
 def load(name_or_path: str | Path):

@@ -144,10 +144,10 @@ class TokenSequence:
         A cut payload gives the longest token prefix its bytes determine. Raises
         :class:`~adatok.ContainerError` for anything that is not such bytes.
         """
-        from .registry import load, names
+        from .registry import known, load, names
 
         header, payload = parse_container(data)
-        if header["tokenizer"] not in names():
+        if not known(header["tokenizer"]):
             raise ContainerError(f"made by tokenizer {header['tokenizer']!r}, which is not registered here "
                                  f"(known: {', '.join(names())}); a checkpoint of your own: load it first "
                                  "with adatok.load(FOLDER), or give --tokenizer FOLDER on the command line")

@@ -27,8 +27,7 @@ def load_checkpoint(folder: str | Path, name: str | None = None):
     tok = NeuralTokenizer.from_folder(folder, name)
     from ..core import registry
 
-    if tok.name not in registry.names():  # so that its .atk bytes can be read back by name
-        registry._NAMED[tok.name] = lambda: tok
+    registry.remember(tok)  # so that its .atk bytes can be read back by name
     return tok
 
 

@@ -23,6 +23,10 @@ POS_FIELDS = ("plane", "level", "band", "channel", "y", "x")
 BAND_NAMES = ("LL", "HL", "LH", "HH")
 
 
+#: Which neighbours a node has inside its band, the low 4 bits of ``Layout.geo`` (read by the walk).
+GEO_LEFT, GEO_RIGHT, GEO_UP, GEO_DOWN = 1, 2, 4, 8
+
+
 @dataclass(frozen=True, eq=False)
 class Layout:
     """Node numbering, tree and positions for one image size, channel count and depth."""
@@ -39,7 +43,7 @@ class Layout:
     has_l: np.ndarray  # (N,) bool: has grandchildren
     roots: np.ndarray  # (R,) int32, channels interleaved per LL position
     ncls: np.ndarray  # (N,) int8 context class: channel kind x band kind x level bucket (0..17)
-    geo: np.ndarray  # (N,) int32 band width << 4 | which neighbours exist (spiht.GEO_LEFT, ...)
+    geo: np.ndarray  # (N,) int32 band width << 4 | which neighbours exist (GEO_LEFT, ...)
 
     def tree_args(self) -> tuple:
         """The arrays :func:`adatok.wavelet.spiht.walk` takes after its data arguments."""
@@ -136,8 +140,8 @@ def make_layout(shape: tuple[int, int], channels: int, levels: int) -> Layout:
     level_bucket = np.clip(level, 1, 3) - 1
     ncls = (chan_kind * 9 + band_kind * 3 + level_bucket).astype(np.int8)
     x, y = node_pos[:, 4], node_pos[:, 3]
-    # flags as spiht.GEO_LEFT, GEO_RIGHT, GEO_UP, GEO_DOWN (1, 2, 4, 8): spiht is not imported here
-    geo = (nw.astype(np.int32) << 4) | (x > 0) | ((x < nw - 1) << 1) | ((y > 0) << 2) | ((y < nh - 1) << 3)
+    geo = ((nw.astype(np.int32) << 4) | np.where(x > 0, GEO_LEFT, 0) | np.where(x < nw - 1, GEO_RIGHT, 0)
+           | np.where(y > 0, GEO_UP, 0) | np.where(y < nh - 1, GEO_DOWN, 0)).astype(np.int32)
     ll_per = llh * llw
     roots = (offsets[:, 0][None, :] + np.arange(ll_per)[:, None]).ravel().astype(np.int32)
     return Layout(
