@@ -172,6 +172,31 @@ def test_torchrun_data_parallel_matches_one_process(tmp_path):
 def test_unknown_loss_is_a_clear_error():
     with pytest.raises(adatok.AdatokError, match="unknown loss 'l1'"):
         TrainConfig(loss="l1")
+    with pytest.raises(adatok.AdatokError, match="SSIM weight must be >= 0"):
+        TrainConfig(ssim_weight=-1)
+
+
+def test_training_ssim_is_the_reported_ssim():
+    """The differentiable SSIM of the loss gives the numbers the evaluation reports."""
+    from adatok.core.metrics import ssim
+    from adatok.neural.trainer import ssim_torch
+
+    a = _images(6, 7)
+    rng = np.random.default_rng(1)
+    b = np.clip(a.astype(int) + rng.normal(0, 25, a.shape), 0, 255).astype(np.uint8)
+    t = lambda z: torch.from_numpy(z.astype(np.float64) / 127.5 - 1).permute(0, 3, 1, 2)  # noqa: E731
+    got = ssim_torch(t(b), t(a)).numpy()
+    want = [ssim(x, y) for x, y in zip(a, b)]
+    assert np.allclose(got, want, atol=1e-9)
+    x = t(b).requires_grad_()
+    (1 - ssim_torch(x, t(a)).mean()).backward()
+    assert float(x.grad.abs().sum()) > 0
+
+
+def test_ssim_weight_trains_and_is_recorded(tmp_path):
+    train(tmp_path / "s", ModelConfig(**TINY), TrainConfig(steps=2, batch=8, eval_every=2, ssim_weight=0.1),
+          name="s", quiet=True, images=_images(32), eval_images=_images(8, 1))
+    assert json.loads((tmp_path / "s" / "config.json").read_text())["train"]["ssim_weight"] == 0.1
 
 
 def test_resume_without_state_is_a_clear_error(tmp_path):
@@ -254,6 +279,32 @@ def test_unsupported_budgets_and_inputs(tok):
 def test_wrong_image_size_names_what_the_checkpoint_expects(tok, shape):
     with pytest.raises(ImageFormatError, match=r"28x28 gray"):
         tok.encode([np.zeros(shape, np.uint8)])
+
+
+def test_a_folder_named_like_a_shipped_checkpoint_reads_its_own_bytes(ckpt, tmp_path):
+    """A retrained ``fashion-mnist-32`` in a folder: its sequences and files go through its own
+    weights, not the shipped checkpoint's, and the shipped one stays what the name loads."""
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from adatok.cli import app
+
+    folder = tmp_path / "retrained"
+    shutil.copytree(ckpt, folder)
+    cfg = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**cfg, "name": "fashion-mnist-32"}))
+    mine = load_checkpoint(folder)
+    img = _images(1, 5)[0]
+    seq, = mine.encode([img], Tokens(4))
+    back = TokenSequence.from_bytes(seq.to_bytes())
+    assert back.version == mine.version and (back.ids == seq.ids).all()
+    assert np.array_equal(mine.decode([back])[0], mine.decode([seq])[0])
+    (tmp_path / "a.atk").write_bytes(seq.to_bytes())
+    r = CliRunner().invoke(app, ["decode", str(tmp_path / "a.atk"), str(tmp_path / "a.png"), "-t", str(folder)])
+    assert r.exit_code == 0, r.output
+    if (SHIPPED / "model.safetensors").is_file():
+        assert adatok.load("fashion-mnist-32").version != mine.version
 
 
 def test_bytes_round_trip_and_cuts(tok):

@@ -279,7 +279,9 @@ def decode(
     seq = TokenSequence.from_bytes(data)
     if tokens is not None:
         seq = seq.prefix(tokens)
-    img = adatok.load(seq.tokenizer).decode([seq])[0]
+    from adatok.core.registry import find
+
+    img = find(seq.tokenizer, seq.version).decode([seq])[0]
     write_image(out, img)
     if not quiet:
         typer.echo(f"{out}: {_fmt_shape(img.shape)} from {len(seq):,} tokens ({seq.tokenizer})")
@@ -699,6 +701,8 @@ def train_cmd(
         help="The first token is a k-means code of the whole image (vocabulary-size codebook), the rest FSQ.")] = True,
     loss: Annotated[str, typer.Option(
         "--loss", metavar="mse|log-mse", help="mse, or log-mse: the mean over images of log(MSE) (mean PSNR).")] = "mse",
+    ssim_weight: Annotated[float, typer.Option(
+        "--ssim-weight", metavar="W", help="Add W x (1 - SSIM) to the loss (squared error alone favours blur).")] = 0.0,
     name: Annotated[str | None, typer.Option("--name", show_default=False,
                                              help="Tokenizer name (default DATA-K).")] = None,
     seed: Annotated[int, typer.Option("--seed")] = 0,
@@ -733,7 +737,7 @@ def train_cmd(
     except ValueError:
         raise AdatokError(f"--levels needs whole numbers >= 2 separated by commas, got {levels!r}") from None
     tcfg = TrainConfig(data=data, steps=steps, batch=batch, lr=lr, seed=seed, eval_every=eval_every, threads=threads,
-                       loss=loss)
+                       loss=loss, ssim_weight=ssim_weight)
     mcfg = None
     images = eval_images = None
     if not resume:

@@ -11,6 +11,7 @@ from .errors import UnknownTokenizerError
 _NAMED: dict[str, Callable[[], object]] = {}
 _FOLDERS: dict[str, Callable[[Path], object]] = {}
 _CACHE: dict[str, object] = {}
+_VERSIONS: dict[tuple[str, str], object] = {}  # (name, version) -> a checkpoint folder loaded by path
 
 
 def register(name: str, factory: Callable[[], object]) -> None:
@@ -31,9 +32,19 @@ def names() -> list[str]:
 def remember(tokenizer) -> None:
     """Make ``load(tokenizer.name)`` return ``tokenizer`` in this process (a checkpoint folder
     loaded by path, so that its ``.atk`` bytes are read back by name), without registering the
-    name: :func:`names` and what iterates it (``adatok demo``) do not list it."""
+    name: :func:`names` and what iterates it (``adatok demo``) do not list it. Its sequences find it
+    by name and version (:func:`find`) even when a shipped checkpoint has the same name (a
+    retrained ``fashion-mnist-32``)."""
+    _VERSIONS[(tokenizer.name, tokenizer.version)] = tokenizer
     if tokenizer.name not in _NAMED:
         _CACHE.setdefault(tokenizer.name, tokenizer)
+
+
+def find(name: str, version: str | None = None):
+    """The tokenizer for sequences made by ``name`` at ``version``: a folder loaded in this process
+    with exactly that name and version, else ``load(name)`` (whose version the caller checks)."""
+    tok = _VERSIONS.get((name, version))
+    return tok if tok is not None else load(name)
 
 
 def known(name: str) -> bool:

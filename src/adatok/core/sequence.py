@@ -128,9 +128,9 @@ class TokenSequence:
 
     def to_bytes(self) -> bytes:
         """The sequence as a self-describing, embedded byte string (the ``.atk`` format)."""
-        from .registry import load
+        from .registry import find
 
-        codec = getattr(load(self.tokenizer), "payload_codec", None) or RAW_CODEC
+        codec = getattr(find(self.tokenizer, self.version), "payload_codec", None) or RAW_CODEC
         key = "payload:" + codec.codec_name
         payload = self.cache.get(key)
         if payload is None:
@@ -144,14 +144,14 @@ class TokenSequence:
         A cut payload gives the longest token prefix its bytes determine. Raises
         :class:`~adatok.ContainerError` for anything that is not such bytes.
         """
-        from .registry import known, load, names
+        from .registry import find, known, names
 
         header, payload = parse_container(data)
         if not known(header["tokenizer"]):
             raise ContainerError(f"made by tokenizer {header['tokenizer']!r}, which is not registered here "
                                  f"(known: {', '.join(names())}); a checkpoint of your own: load it first "
                                  "with adatok.load(FOLDER), or give --tokenizer FOLDER on the command line")
-        tok = load(header["tokenizer"])
+        tok = find(header["tokenizer"], header.get("version"))
         codec = getattr(tok, "payload_codec", None) or RAW_CODEC
         if codec.codec_name != header["codec"]:
             raise ContainerError(f"payload codec {header['codec']!r} is not the one {header['tokenizer']!r} uses "
