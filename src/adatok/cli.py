@@ -702,7 +702,8 @@ def train_cmd(
     loss: Annotated[str, typer.Option(
         "--loss", metavar="mse|log-mse", help="mse, or log-mse: the mean over images of log(MSE) (mean PSNR).")] = "mse",
     ssim_weight: Annotated[float, typer.Option(
-        "--ssim-weight", metavar="W", help="Add W x (1 - SSIM) to the loss (squared error alone favours blur).")] = 0.0,
+        "--ssim-weight", metavar="W",
+        help="Add W x (1 - SSIM) to the loss (squared error alone lets SSIM fall as tokens are added).")] = 0.1,
     name: Annotated[str | None, typer.Option("--name", show_default=False,
                                              help="Tokenizer name (default DATA-K).")] = None,
     seed: Annotated[int, typer.Option("--seed")] = 0,

@@ -1,8 +1,9 @@
 """Training the learned tokenizer: ``adatok train`` and :func:`train`.
 
 One loop, readable top to bottom: random batches from a fixed-size image set, nested dropout (each
-image keeps a random prefix of its K latents), mean squared error in pixels, AdamW with warm-up and
-cosine decay. Periodic evaluation reports PSNR at k = 1, 2, 4, ... K on held-out images.
+image keeps a random prefix of its K latents), mean squared error in pixels of the clamped output
+plus a small SSIM term, AdamW with warm-up and cosine decay. With ``vq_first`` the first token's
+k-means codebook is fit first (:func:`~adatok.neural.model.fit_codebook`). Periodic evaluation reports PSNR at k = 1, 2, 4, ... K on held-out images.
 
 A checkpoint is a folder: ``config.json`` (family, name, model shape, training settings, step,
 last evaluation), ``model.safetensors`` (the weights) and ``train_state.safetensors`` (optimizer
@@ -51,7 +52,7 @@ class TrainConfig:
     eval_images: int = 500
     threads: int = 1
     loss: str = "mse"  # or "log-mse": the mean over images of log(MSE), i.e. minus the mean PSNR
-    ssim_weight: float = 0.0  # plus this times (1 - SSIM) (see ssim_torch)
+    ssim_weight: float = 0.1  # plus this times (1 - SSIM) (see ssim_torch)
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
@@ -277,7 +278,7 @@ def train(out: str | Path, model_cfg: ModelConfig | None = None, train_cfg: Trai
         model, config = load_model(out)
         model.train()
         steps = train_cfg.steps
-        train_cfg = TrainConfig(**{"loss": "mse", **config["train"], "steps": max(steps, config["train"]["steps"])})
+        train_cfg = TrainConfig(**{"loss": "mse", "ssim_weight": 0.0, **config["train"], "steps": max(steps, config["train"]["steps"])})
         model_cfg, name, start = model.cfg, config["name"], int(config["step"])
     else:
         model_cfg = model_cfg or ModelConfig()
@@ -341,6 +342,10 @@ def train(out: str | Path, model_cfg: ModelConfig | None = None, train_cfg: Trai
             for group in opt.param_groups:
                 group["lr"] = _lr(step, train_cfg)
             y = ddp_model(x, keep)
+            # the loss sees what decoding gives, the output clamped to [-1, 1], with a straight-through
+            # gradient: the model may overshoot black (or white) at no cost, so flat backgrounds come
+            # out exact instead of a little grey, which SSIM punishes hard in dark areas
+            y = y + (y.clamp(-1, 1) - y).detach()
             loss = _loss(y, x, train_cfg.loss, train_cfg.ssim_weight)
             opt.zero_grad(set_to_none=True)
             loss.backward()
