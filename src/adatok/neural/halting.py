@@ -3,8 +3,8 @@
 The exact search (``Quality(psnr=..)`` in :class:`~adatok.neural.tokenizer.NeuralTokenizer`)
 decodes all K + 1 prefixes of every image. The halting head, as in KARL, instead reads the
 image's codes once and predicts the PSNR every prefix length would reach; the length for a target
-is the first k whose prediction clears it (plus an optional safety margin). A small MLP over the
-FSQ values of all K tokens, trained on PSNR curves of training images measured by the frozen
+is the first k whose prediction clears it (plus an optional safety margin). A small MLP over all
+K tokens (:class:`~adatok.neural.model.CodeFeatures`: FSQ values, an embedding of a k-means first token), trained on PSNR curves of training images measured by the frozen
 tokenizer (regression in dB, the exact images' ``inf`` clipped at ``CLIP_DB``).
 
     python -m adatok.neural.halting fashion-mnist-32 [--train-images 5000] [--test-images 1000]

@@ -1,6 +1,7 @@
-"""The learned tokenizer behind the contract: FSQ codes of K latent slots, any prefix decodes.
+"""The learned tokenizer behind the contract: codes of K latent slots, any prefix decodes.
 
-A sequence's ids are the FSQ codes of the first ``n`` latent slots (``0 .. vocab_size - 1``);
+A sequence's ids are the codes of the first ``n`` latent slots (``0 .. vocab_size - 1``): FSQ
+codes, and with ``vq_first`` (the shipped checkpoint) a k-means centroid index in slot 0;
 each token's position is its slot index (``pos_fields == ("slot",)``). Bytes: every id is written
 in ``ceil(log2(vocab_size))`` bits, big-endian, so a cut payload gives the longest whole-token prefix.
 """
