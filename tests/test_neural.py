@@ -449,7 +449,7 @@ def test_halting_head_predicts_lengths_from_codes(tok):
     exact = tok.encode(imgs, Quality(psnr=float(np.median(curves[:, -1]))))  # the search agrees with the curves
     ok = curves >= float(np.median(curves[:, -1]))
     assert [len(s) for s in exact] == list(np.where(ok.any(1), ok.argmax(1), tok.tokens))
-    head = fit(codes, curves, tok.cfg, steps=300, batch=16)
+    head = fit(codes, curves, tok.model, steps=300, batch=16)
     pred = predict_lengths(head, codes, 20.0)
     assert pred.shape == (48,) and pred.min() >= 0 and pred.max() <= tok.tokens
     assert (predict_lengths(head, codes, 20.0, margin=5.0) >= pred).all()  # a margin never shortens
@@ -461,6 +461,6 @@ def test_prefix_classifier_trains_on_codes(tok):
     imgs = _images(64, 4)
     labels = (imgs.reshape(64, -1).argmax(1) % 28 > 13).astype(np.int64)  # blob on the left or right
     codes = tok._codes(list(imgs))
-    model = fit(codes, labels, tok.cfg, 2, steps=5, batch=16)
+    model = fit(codes, labels, tok.model, 2, steps=5, batch=16)
     acc = accuracy(model, codes, labels, [1, 6])
     assert set(acc) == {1, 6} and all(0 <= a <= 1 for a in acc.values())

@@ -1,8 +1,9 @@
 """Do the tokens carry meaning? A small classifier that reads only a token prefix.
 
-The classifier sees the first k tokens (FSQ values, and a learned embedding of a k-means first
-token; zeros in place of the others) and which slots are kept, through a two-layer MLP. In training each image gets a random prefix length 1..K
-(Matryoshka style), so one classifier serves every k.
+The classifier sees the first k tokens (FSQ values, and a learned projection of a k-means first
+token's centroid image; zeros in place of the others) and which slots are kept, through a
+two-layer MLP. In training each image gets a random prefix length 1..K (Matryoshka style), so one
+classifier serves every k.
 
     python -m adatok.neural.classifier fashion-mnist-32
 
@@ -21,18 +22,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .model import CodeFeatures, ModelConfig
+from .model import Autoencoder, CodeFeatures
 
 
 class PrefixClassifier(nn.Module):
     """Classes from the first ``keep`` of a checkpoint's K codes: an MLP over the kept tokens'
-    features (:class:`~adatok.neural.model.CodeFeatures`) and the mask."""
+    features (:class:`~adatok.neural.model.CodeFeatures` of ``model``, the tokenizer's) and the mask."""
 
-    def __init__(self, cfg: ModelConfig, classes: int, hidden: int = 512, dropout: float = 0.2):
+    def __init__(self, model: Autoencoder, classes: int, hidden: int = 512, dropout: float = 0.2):
         super().__init__()
-        self.features = CodeFeatures(cfg)
-        self.tokens = cfg.tokens
-        self.net = nn.Sequential(nn.Linear(self.features.width + cfg.tokens, hidden), nn.GELU(), nn.Dropout(dropout),
+        self.features = CodeFeatures(model)
+        self.tokens = model.cfg.tokens
+        self.net = nn.Sequential(nn.Linear(self.features.width + self.tokens, hidden), nn.GELU(), nn.Dropout(dropout),
                                  nn.Linear(hidden, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, classes))
 
     def forward(self, codes: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
@@ -40,14 +41,14 @@ class PrefixClassifier(nn.Module):
         return self.net(torch.cat([self.features(codes, kept), kept], 1))
 
 
-def fit(codes: np.ndarray, labels: np.ndarray, cfg: ModelConfig, classes: int, steps: int = 8000,
+def fit(codes: np.ndarray, labels: np.ndarray, model: Autoencoder, classes: int, steps: int = 8000,
         batch: int = 256, lr: float = 2e-3, seed: int = 0) -> PrefixClassifier:
-    """Train a prefix classifier on token codes (N, K) of a checkpoint (``cfg``) with labels (N,)."""
+    """Train a prefix classifier on token codes (N, K) of a checkpoint (``model``) with labels (N,)."""
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     K = codes.shape[1]
-    model = PrefixClassifier(cfg, classes)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.05)
+    clf = PrefixClassifier(model, classes)
+    opt = torch.optim.AdamW(clf.parameters(), lr=lr, weight_decay=0.05)
     c = torch.from_numpy(codes.astype(np.int64))
     y = torch.from_numpy(labels.astype(np.int64))
     for step in range(steps):
@@ -55,11 +56,11 @@ def fit(codes: np.ndarray, labels: np.ndarray, cfg: ModelConfig, classes: int, s
             g["lr"] = lr * min(1.0, (step + 1) / 50) * 0.5 * (1 + np.cos(np.pi * step / steps))
         idx = torch.randint(0, len(c), (batch,), generator=gen)
         keep = torch.randint(1, K + 1, (batch,), generator=gen)
-        loss = F.cross_entropy(model(c[idx], keep), y[idx])
+        loss = F.cross_entropy(clf(c[idx], keep), y[idx])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-    return model.eval()
+    return clf.eval()
 
 
 @torch.no_grad()
@@ -90,7 +91,7 @@ def main(argv: list[str] | None = None) -> None:
     enc = lambda imgs: tok._codes([np.asarray(im) for im in imgs])  # noqa: E731
     ctrain, ctest = enc(train.images), enc(test.images)
     print(f"encoded {len(ctrain)} + {len(ctest)} images in {time.time() - t0:.0f} s")
-    model = fit(ctrain, train.labels, tok.cfg, len(train.classes), steps=args.steps, seed=args.seed)
+    model = fit(ctrain, train.labels, tok.model, len(train.classes), steps=args.steps, seed=args.seed)
     ks = sorted({1, 2, 4, 8, 16, tok.tokens})
     acc = accuracy(model, ctest, test.labels, ks)
     print(f"prefix classifier ({args.steps} steps, seed {args.seed}, {time.time() - t0:.0f} s in all), "

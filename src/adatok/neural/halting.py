@@ -4,7 +4,8 @@ The exact search (``Quality(psnr=..)`` in :class:`~adatok.neural.tokenizer.Neura
 decodes all K + 1 prefixes of every image. The halting head, as in KARL, instead reads the
 image's codes once and predicts the PSNR every prefix length would reach; the length for a target
 is the first k whose prediction clears it (plus an optional safety margin). A small MLP over all
-K tokens (:class:`~adatok.neural.model.CodeFeatures`: FSQ values, an embedding of a k-means first token), trained on PSNR curves of training images measured by the frozen
+K tokens (:class:`~adatok.neural.model.CodeFeatures`: FSQ values, a projection of a k-means first
+token's centroid), trained on PSNR curves of training images measured by the frozen
 tokenizer (regression in dB, the exact images' ``inf`` clipped at ``CLIP_DB``).
 
     python -m adatok.neural.halting fashion-mnist-32 [--train-images 5000] [--test-images 1000]
@@ -23,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .model import CodeFeatures, ModelConfig
+from .model import Autoencoder, CodeFeatures
 
 #: Curves are clipped here (an exact reconstruction has infinite PSNR).
 CLIP_DB = 60.0
@@ -32,9 +33,10 @@ CLIP_DB = 60.0
 class HaltingHead(nn.Module):
     """Codes ``(N, K)`` -> predicted PSNR (dB) of each prefix length ``0..K``: ``(N, K + 1)``."""
 
-    def __init__(self, cfg: ModelConfig, hidden: int = 256):
+    def __init__(self, model: Autoencoder, hidden: int = 256):
         super().__init__()
-        self.features = CodeFeatures(cfg)
+        cfg = model.cfg
+        self.features = CodeFeatures(model)
         self.net = nn.Sequential(nn.Linear(self.features.width, hidden), nn.GELU(), nn.Linear(hidden, hidden),
                                  nn.GELU(), nn.Linear(hidden, cfg.tokens + 1))
 
@@ -42,12 +44,12 @@ class HaltingHead(nn.Module):
         return self.net(self.features(codes))
 
 
-def fit(codes: np.ndarray, curves: np.ndarray, cfg: ModelConfig, steps: int = 3000, batch: int = 256,
+def fit(codes: np.ndarray, curves: np.ndarray, model: Autoencoder, steps: int = 3000, batch: int = 256,
         lr: float = 2e-3, seed: int = 0) -> HaltingHead:
     """Train a halting head on codes ``(N, K)`` and their measured PSNR curves ``(N, K + 1)``."""
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    head = HaltingHead(cfg)
+    head = HaltingHead(model)
     opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=0.01)
     c = torch.from_numpy(codes.astype(np.int64))
     y = torch.from_numpy(np.minimum(curves, CLIP_DB).astype(np.float32))
@@ -88,7 +90,7 @@ def main(argv: list[str] | None = None) -> None:
     train = [np.asarray(im) for im in load("fashion-mnist", split="train", limit=args.train_images).images]
     test = [np.asarray(im) for im in load("fashion-mnist", split="test", limit=args.test_images).images]
     ctrain = tok._codes(train)
-    head = fit(ctrain, tok.quality_curves(train, ctrain), tok.cfg, steps=args.steps)
+    head = fit(ctrain, tok.quality_curves(train, ctrain), tok.model, steps=args.steps)
     print(f"halting head trained on {len(train)} images in {time.time() - t0:.0f} s")
 
     t = time.perf_counter()
