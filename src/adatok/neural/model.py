@@ -11,12 +11,12 @@
   of its latents, so every prefix 0..K decodes and the early tokens carry the most.
 
 With ``vq_first`` the first token is instead a vector-quantized code of the whole image: the index
-of its nearest image in a k-means codebook of ``vocab_size`` training images' centroids (fit by the
+of its nearest centroid in a k-means codebook of ``vocab_size`` whole training images (fit by the
 trainer, :func:`fit_codebook`, stored with the weights). The FSQ tokens then code what the centroid
 misses: the encoder sees the image and its centroid, the decoder is conditioned on the centroid and
 adds its output to it. A k-means code spends its 11 bits on one of 1,920 arbitrary images, where
 an FSQ code decoded by a smooth network acts like 4 continuous numbers: on Fashion-MNIST the first
-token goes from 15.6 dB (FSQ) to about 18 dB.
+token goes from 15.6 dB (FSQ) to 17.8 dB (the shipped checkpoints, 10,000 test images).
 """
 
 from __future__ import annotations
