@@ -54,7 +54,8 @@ class ModelConfig:
         if self.dim % self.heads:
             raise ValueError(f"dim {self.dim} is not a multiple of heads {self.heads}")
         if self.tokens < (2 if self.vq_first else 1):
-            raise ValueError(f"tokens {self.tokens} is too few{' with vq_first (one k-means + FSQ tokens)' if self.vq_first else ''}")
+            why = " with vq_first (one k-means token, then FSQ tokens)" if self.vq_first else ""
+            raise ValueError(f"tokens {self.tokens} is too few{why}")
         self.levels = [int(v) for v in self.levels]
 
     @property
@@ -153,6 +154,11 @@ class Block(nn.Module):
         return x + self.mlp(self.norm2(x))
 
 
+def to_patches(x: torch.Tensor, p: int) -> torch.Tensor:
+    """Images (B, C, H, W) -> (B, patches, p * p * C), patches in raster order."""
+    return rearrange(x, "b c (h p1) (w p2) -> b (h w) (p1 p2 c)", p1=p, p2=p)
+
+
 def _init(module: nn.Module) -> None:
     if isinstance(module, nn.Linear):
         nn.init.trunc_normal_(module.weight, std=0.02)
@@ -186,7 +192,7 @@ class Encoder(nn.Module):
         """``x``: images (B, C, H, W); ``centre``: their centroids with ``vq_first`` (else None)."""
         p = self.cfg.patch
         inp = x if centre is None else torch.cat([x, centre], 1)
-        patches = rearrange(inp, "b c (h p1) (w p2) -> b (h w) (p1 p2 c)", p1=p, p2=p)
+        patches = to_patches(inp, p)
         h = torch.cat([self.patch_embed(patches) + self.patch_pos, self.latents.expand(x.shape[0], -1, -1)], 1)
         for blk in self.blocks:
             h = blk(h)
@@ -230,7 +236,7 @@ class Decoder(nn.Module):
         lat = torch.where(kept, self.latent_in(q), self.mask_token) + self.latent_pos
         queries = self.queries.expand(b, -1, -1)
         if centre is not None:
-            queries = queries + self.centre_in(rearrange(centre, "b c (h p1) (w p2) -> b (h w) (p1 p2 c)", p1=p, p2=p))
+            queries = queries + self.centre_in(to_patches(centre, p))
         h = torch.cat([lat, queries], 1)
         for blk in self.blocks:
             h = blk(h)
