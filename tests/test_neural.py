@@ -193,6 +193,16 @@ def test_training_ssim_is_the_reported_ssim():
     assert float(x.grad.abs().sum()) > 0
 
 
+def test_ssim_loss_refuses_images_under_7_pixels(tmp_path):
+    small = np.zeros((8, 6, 6, 1), np.uint8)
+    cfg = ModelConfig(**{**TINY, "image_size": 6, "patch": 3})
+    with pytest.raises(adatok.AdatokError, match="at least 7x7"):
+        train(tmp_path / "t", cfg, TrainConfig(steps=1, batch=4), quiet=True, images=small, eval_images=small)
+    assert not (tmp_path / "t").exists()
+    train(tmp_path / "t", cfg, TrainConfig(steps=1, batch=4, ssim_weight=0), quiet=True, images=small,
+          eval_images=small)
+
+
 def test_ssim_weight_trains_and_is_recorded(tmp_path):
     train(tmp_path / "s", ModelConfig(**TINY), TrainConfig(steps=2, batch=8, eval_every=2, ssim_weight=0.1),
           name="s", quiet=True, images=_images(32), eval_images=_images(8, 1))
