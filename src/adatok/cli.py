@@ -247,7 +247,8 @@ _CheckpointFolder = Annotated[str | None, typer.Option(
 
 
 def _load_checkpoint(folder: str | None) -> None:
-    """Load (and so register under its name) a checkpoint folder given with ``--tokenizer``."""
+    """Load a checkpoint folder given with ``--tokenizer`` (remembered in this process, so that files
+    naming it are read with its weights)."""
     if folder is not None:
         adatok.load(folder)
 
@@ -279,9 +280,9 @@ def decode(
     seq = TokenSequence.from_bytes(data)
     if tokens is not None:
         seq = seq.prefix(tokens)
-    from adatok.core.registry import find
+    from adatok.core.registry import maker
 
-    img = find(seq.tokenizer, seq.version).decode([seq])[0]
+    img = maker(seq).decode([seq])[0]
     write_image(out, img)
     if not quiet:
         typer.echo(f"{out}: {_fmt_shape(img.shape)} from {len(seq):,} tokens ({seq.tokenizer})")
@@ -600,7 +601,7 @@ def demo(
     written to `OUT/NAME/`.
     """
     from adatok.core.registry import names as registered
-    from adatok.datasets import SAMPLE_IMAGES
+    from adatok.datasets import DATASETS, SAMPLE_IMAGES
     from adatok.eval import run
 
     if limit is not None and limit < 1:
@@ -620,11 +621,12 @@ def demo(
             continue
         fixed = getattr(tok, "expects", None)  # a learned checkpoint takes one image shape only
         if fixed is not None:
-            if learned_images and getattr(tok, "trained_on", None) == "fashion-mnist":
+            data = getattr(tok, "trained_on", None)
+            if learned_images and data in DATASETS and data != "samples":  # its own (built-in) dataset is here
                 learned.append(tok)
             else:
                 unavailable.append(f"{name}: takes only {fixed[1]}x{fixed[0]}x{fixed[2]} images, not the sample "
-                                   f"photos (adatok eval --data fashion-mnist -t {name} --stream)")
+                                   f"photos (adatok eval --data {data or 'DATA'} -t {name} --stream)")
             continue
         tokenizers.append(tok)
     command = f"adatok demo --out {out}" + (f" --limit {limit}" if limit else "") + \
@@ -640,12 +642,12 @@ def demo(
         sub = out / tok.name
         try:
             with _EvalProgress(quiet) as step:
-                sub_ev, sub_report = run("fashion-mnist", sub, [tok, "wavelet"], bpp=LEARNED_BPP, baselines=["grid"],
+                sub_ev, sub_report = run(tok.trained_on, sub, [tok, "wavelet"], bpp=LEARNED_BPP, baselines=["grid"],
                                          limit=learned_images, stream=True, progress=step)
         except AdatokError as exc:  # e.g. dataset-fashion-mnist not installed: the sample photos' run stands
             console.print(f"left out {tok.name}: {exc}", markup=False, soft_wrap=True)
             continue
-        console.print(f"\n{tok.name} on Fashion-MNIST (bits per pixel of the token stream, headers excluded):")
+        console.print(f"\n{tok.name} on {tok.trained_on} (bits per pixel of the token stream, headers excluded):")
         _print_eval(sub_ev, sub_report, console)
 
 
@@ -695,7 +697,8 @@ def train_cmd(
     levels: Annotated[str, typer.Option("--levels", metavar="L,L,..", help="FSQ levels (vocabulary = product).")] = "8,8,6,5",
     linear_skip: Annotated[bool, typer.Option(
         "--linear-skip/--no-linear-skip",
-        help="A linear path image -> latents -> image beside the transformers (trains much faster).")] = True,
+        help="A linear path image -> latents -> image beside the transformers (+2.9 dB at k = 32 after "
+             "400 steps; README).")] = True,
     vq_first: Annotated[bool, typer.Option(
         "--vq-first/--no-vq-first",
         help="The first token is a k-means code of the whole image (vocabulary-size codebook), the rest FSQ.")] = True,

@@ -35,8 +35,8 @@ class Bpp:
     ``header=True`` (the default) counts the whole ``.atk`` file: what a file on disk or a message
     on the wire costs. ``header=False`` counts the token stream alone (the container's payload):
     what a dataset that stores many token streams under one shared header pays per image, and the
-    fair measure between tokenizers on small images, where a 60-byte header would be most of the
-    budget.
+    fair measure between tokenizers on small images, where the header (63-64 bytes for the learned
+    tokenizer, 83-94 for the wavelet one on 28x28 gray images) would be most of the budget.
     """
 
     x: float

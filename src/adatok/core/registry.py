@@ -47,6 +47,12 @@ def find(name: str, version: str | None = None):
     return tok if tok is not None else load(name)
 
 
+def maker(seq):
+    """The tokenizer that made ``seq`` (a :class:`~adatok.TokenSequence`): :func:`find` by its
+    tokenizer name and version."""
+    return find(seq.tokenizer, seq.version)
+
+
 def known(name: str) -> bool:
     """Whether ``load(name)`` finds a tokenizer by that name (registered or remembered)."""
     return name in _NAMED or name in _CACHE

@@ -24,7 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .model import Autoencoder, CodeFeatures
+from .model import Autoencoder, CodeFeatures, train_head
+from .tokenizer import shortest_reaching
 
 #: Curves are clipped here (an exact reconstruction has infinite PSNR).
 CLIP_DB = 60.0
@@ -50,26 +51,15 @@ def fit(codes: np.ndarray, curves: np.ndarray, model: Autoencoder, steps: int = 
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     head = HaltingHead(model)
-    opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=0.01)
     c = torch.from_numpy(codes.astype(np.int64))
     y = torch.from_numpy(np.minimum(curves, CLIP_DB).astype(np.float32))
-    for step in range(steps):
-        for g in opt.param_groups:
-            g["lr"] = lr * min(1.0, (step + 1) / 50) * 0.5 * (1 + np.cos(np.pi * step / steps))
-        idx = torch.randint(0, len(c), (batch,), generator=gen)
-        loss = F.smooth_l1_loss(head(c[idx]), y[idx])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    return head.eval()
+    return train_head(head, len(c), lambda idx: F.smooth_l1_loss(head(c[idx]), y[idx]), steps, batch, lr, 0.01, gen)
 
 
 @torch.no_grad()
 def predict_lengths(head: HaltingHead, codes: np.ndarray, psnr: float, margin: float = 0.0) -> np.ndarray:
     """Each image's predicted shortest prefix whose PSNR clears ``psnr + margin`` (K if none)."""
-    pred = head(torch.from_numpy(codes.astype(np.int64))).numpy()
-    ok = pred >= psnr + margin
-    return np.where(ok.any(1), ok.argmax(1), codes.shape[1]).astype(np.int64)
+    return shortest_reaching(head(torch.from_numpy(codes.astype(np.int64))).numpy(), psnr + margin)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -103,9 +93,9 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{len(test)} test images; encoder {1000 * t_codes / len(test):.2f} ms an image, then the exact search "
           f"{1000 * t_exact / len(test):.2f} ms (K + 1 = {K + 1} decodes)")
     for target in (float(v) for v in args.targets.split(",")):
-        ok = curves >= target
-        exact = np.where(ok.any(1), ok.argmax(1), K)
-        print(f"PSNR {target:g} dB: exact search mean {exact.mean():.2f} tokens, {ok.any(1).mean():.1%} reach it")
+        exact = shortest_reaching(curves, target)
+        print(f"PSNR {target:g} dB: exact search mean {exact.mean():.2f} tokens, "
+              f"{(curves >= target).any(1).mean():.1%} reach it")
         for margin in (float(v) for v in args.margins.split(",")):
             t = time.perf_counter()
             pred = predict_lengths(head, ctest, target, margin)

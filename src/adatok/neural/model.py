@@ -331,6 +331,22 @@ class CodeFeatures(nn.Module):
         return torch.cat([first, (self.fsq.from_codes(codes[:, 1:]) * kept[:, 1:, None]).flatten(1)], 1)
 
 
+def train_head(head: nn.Module, n: int, batch_loss, steps: int, batch: int, lr: float, weight_decay: float,
+               generator: torch.Generator) -> nn.Module:
+    """Train a small head that reads codes (the prefix classifier, the halting head): AdamW, 50
+    warm-up steps, cosine decay; each step draws ``batch`` indices of the ``n`` examples from
+    ``generator`` and minimises ``batch_loss(indices)``. Returns the head in eval mode."""
+    opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=weight_decay)
+    for step in range(steps):
+        for g in opt.param_groups:
+            g["lr"] = lr * min(1.0, (step + 1) / 50) * 0.5 * (1 + np.cos(np.pi * step / steps))
+        loss = batch_loss(torch.randint(0, n, (batch,), generator=generator))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return head.eval()
+
+
 def fit_codebook(images: torch.Tensor, size: int, seed: int = 0, quiet: bool = True) -> torch.Tensor:
     """A k-means codebook of ``size`` whole images (flattened; mini-batch k-means, scikit-learn) for
     the first token with ``vq_first``: ``(size, C * H * W)``. With fewer images than ``size``, the

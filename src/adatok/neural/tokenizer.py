@@ -29,6 +29,13 @@ POS_FIELDS = ("slot",)
 _BATCH = 256
 
 
+def shortest_reaching(scores: np.ndarray, target: float) -> np.ndarray:
+    """Each row's first prefix length whose score (``(N, K + 1)``, lengths 0..K) reaches ``target``;
+    K where none does."""
+    ok = scores >= target
+    return np.where(ok.any(1), ok.argmax(1), scores.shape[1] - 1).astype(np.int64)
+
+
 class NeuralTokenizer:
     """A trained checkpoint as a tokenizer (see :mod:`adatok.neural`).
 
@@ -202,8 +209,7 @@ class NeuralTokenizer:
         if len(imgs) == 0:
             return np.zeros(0, np.int64)
         score = self.quality_curves(imgs, codes, "psnr" if budget.psnr is not None else "ssim")
-        ok = score >= (budget.psnr if budget.psnr is not None else budget.ssim)
-        return np.where(ok.any(1), ok.argmax(1), self.tokens).astype(np.int64)
+        return shortest_reaching(score, budget.psnr if budget.psnr is not None else budget.ssim)
 
     # --- bytes -----------------------------------------------------------------------------------
 
