@@ -29,6 +29,10 @@ def main() -> None:
     rng = np.random.default_rng(0)
     odd = rng.integers(0, 256, (13, 17, 3), dtype=np.uint8)
     odd_gray = rng.integers(0, 256, (13, 17), dtype=np.uint8)
+    moon = skimage.data.moon()  # an exact 2x2 nearest-neighbour enlargement: coded reduced (params["rep"])
+    framed = big.copy()  # a photo with a uniform frame: rows 0 and 1 alike, no replication
+    framed[:4], framed[-4:], framed[:, :4], framed[:, -4:] = 255, 255, 255, 255
+    noise = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
     roi = np.zeros(astro.shape[:2], np.float32)
     roi[100:250, 150:350] = 1.0
     lossy, lossless = adatok.load("wavelet"), adatok.load("wavelet-lossless")
@@ -49,6 +53,11 @@ def main() -> None:
         ("1x7 gray lossless full", lossless, rng.integers(0, 256, (1, 7), dtype=np.uint8), None, None),
         ("7x1 RGB full", lossy, rng.integers(0, 256, (7, 1, 3), dtype=np.uint8), None, None),
         ("2x3 RGB lossless full", lossless, rng.integers(0, 256, (2, 3, 3), dtype=np.uint8), None, None),
+        ("moon lossless full", lossless, moon, None, None),
+        ("moon Bpp(0.5)", lossy, moon, Bpp(0.5), None),
+        ("framed 768x512 Bpp(1.0)", lossy, framed, Bpp(1.0), None),
+        ("noise 64x64 full", lossy, noise, None, None),
+        ("noise 64x64 lossless Tokens(10**12)", lossless, noise, Tokens(10**12), None),
     ]
     for label, tok, img, budget, r in cases:
         (seq,) = tok.encode([img], budget, roi=None if r is None else [r])

@@ -979,3 +979,13 @@ def test_positions_name_the_coefficients(img):
     want = {k: [bool((abs(v) >> b) & 1) for b in range(abs(v).bit_length() - 2, -1, -1)]
             for k, v in coef.items() if abs(v) > 1}
     assert bits == want
+
+
+def test_a_huge_token_budget_is_the_full_sequence_not_a_huge_buffer():
+    """``Tokens(k)`` means at most k: a k far beyond the full length allocates for the image, not for k."""
+    img = np.random.default_rng(3).integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    for name in ("wavelet", "wavelet-lossless"):
+        tok = adatok.load(name)
+        full, = tok.encode([img])
+        huge, = tok.encode([img], Tokens(10**12))
+        assert np.array_equal(full.ids, huge.ids), name
