@@ -31,7 +31,7 @@ def train_cmd(
     linear_skip: Annotated[bool, typer.Option(
         "--linear-skip/--no-linear-skip",
         help="A linear path image -> latents -> image beside the transformers (+2.9 dB at k = 32 after "
-             "400 steps; README).")] = True,
+             "400 steps; docs/learned-tokenizer.md).")] = True,
     vq_first: Annotated[bool, typer.Option(
         "--vq-first/--no-vq-first",
         help="The first token is a k-means code of the whole image (vocabulary-size codebook), the rest FSQ.")] = True,
