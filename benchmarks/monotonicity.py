@@ -13,7 +13,8 @@ Three measurements, each with the wavelet decoder as it is (quiet roots held: se
    ``--rates`` bits per pixel: the same bytes, decoded both ways (mean PSNR; an exact image counts
    as 100 dB).
 3. **Quality against brute force** (``--brute N`` small images): the length ``encode(...,
-   Quality(...))`` returns against the shortest prefix found by decoding every prefix.
+   Quality(...))`` returns against the shortest prefix found by decoding every prefix, with the
+   exact check and with the bisection alone (as before).
 
     python benchmarks/monotonicity.py [--n 300] [--seed 0] [--max-side 64] [--margin 0.5]
         [--rates 0.1,0.25,0.5,1] [--brute 200]
@@ -122,11 +123,17 @@ def main(argv: list[str] | None = None) -> int:
         targets = (Quality(psnr=30), Quality(psnr=40), Quality(ssim=0.9))
         print(f"3. Quality against brute force: {args.brute} synthetic images (sides 1..24), targets "
               "PSNR 30, 40 dB and SSIM 0.9")
+        from adatok.wavelet import tokenizer as wavelet_tokenizer
+
+        exact = wavelet_tokenizer.EXACT_SEARCH
         for name in TOKENIZERS:
-            cases, n_wrong, wrong = brute_force(adatok.load(name), small, targets)
-            print(f"  {name:17s} shortest in {cases - n_wrong} of {cases} cases")
-            for w in wrong[:10]:
-                print(f"      {w[0]:16s} {w[1]}: shortest {w[2]}, got {w[3]}")
+            for limit, label in ((0, "bisection alone (before)"), (exact, "bisection + exact check")):
+                wavelet_tokenizer.EXACT_SEARCH = limit
+                cases, n_wrong, wrong = brute_force(adatok.load(name), small, targets)
+                print(f"  {name:17s} {label:25s} shortest in {cases - n_wrong} of {cases} cases")
+                for w in wrong[:5] if limit else []:
+                    print(f"      {w[0]:16s} {w[1]}: shortest {w[2]}, got {w[3]}")
+            wavelet_tokenizer.EXACT_SEARCH = exact
     return 0
 
 

@@ -243,3 +243,106 @@ def test_arguments_of_the_wrong_kind(name):
     seqs = t.encode(im for im in [IMG, IMG[:5]])  # any iterable of images
     assert [s.shape for s in seqs] == [IMG.shape, IMG[:5].shape]
     assert len(t.decode(s for s in seqs)) == 2
+
+
+# --- the command line -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def photo(tmp_path):
+    from PIL import Image
+
+    path = tmp_path / "rgb.png"
+    Image.fromarray(IMG).save(path)
+    return path
+
+
+def _cli(*args, cwd=None):
+    """The real ``adatok`` entry point in a subprocess: what a user's shell sees."""
+    import subprocess
+
+    return subprocess.run([sys.executable, "-m", "adatok.cli", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, timeout=300)
+
+
+def _one_error_line(result, *needles):
+    assert result.returncode == 2, (result.returncode, result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+@pytest.mark.parametrize("out", ["same", "dot", "link"])
+def test_no_command_overwrites_its_input(photo, tmp_path, out):
+    from typer.testing import CliRunner
+
+    from adatok.cli import app
+
+    before = photo.read_bytes()
+    target = {"same": photo, "dot": tmp_path / "." / "rgb.png", "link": tmp_path / "link.png"}[out]
+    if out == "link":
+        target.symlink_to(photo)
+    runner = CliRunner()
+    for argv in (["encode", photo, target], ["encode", photo, target, "--force", "--lossless"],
+                 ["saliency", photo, target]):
+        result = runner.invoke(app, [str(a) for a in argv])
+        assert result.exit_code == 2 and "is also the input" in result.stderr, result.output
+    seq_file = tmp_path / "x.atk"
+    assert runner.invoke(app, ["encode", str(photo), str(seq_file)]).exit_code == 0
+    result = runner.invoke(app, ["decode", str(seq_file), str(seq_file), "--force"])
+    assert result.exit_code == 2 and "is also the input" in result.stderr
+    assert photo.read_bytes() == before and seq_file.read_bytes()[:4] == b"\x89ATK"
+
+
+def test_outputs_named_like_the_other_kind_need_force(photo, tmp_path):
+    from typer.testing import CliRunner
+
+    from adatok.cli import app
+
+    runner = CliRunner()
+    result = runner.invoke(app, ["encode", str(photo), str(tmp_path / "out.png")])
+    assert result.exit_code == 2 and "--force" in result.stderr
+    assert not (tmp_path / "out.png").exists()
+    assert runner.invoke(app, ["encode", str(photo), str(tmp_path / "out.png"), "--force"]).exit_code == 0
+    assert (tmp_path / "out.png").read_bytes()[:4] == b"\x89ATK"
+
+
+def test_usage_errors_are_one_line(photo, tmp_path):
+    _one_error_line(_cli("encode", photo, tmp_path / "o.atk", "--tokens", "abc"), "--tokens", "adatok encode --help")
+    _one_error_line(_cli("encode", photo, tmp_path / "o.atk", "--no-such-option"), "--no-such-option")
+    _one_error_line(_cli("encode", photo), "Missing argument")
+    _one_error_line(_cli("no-such-command"), "no-such-command")
+    _one_error_line(_cli("encode", photo, photo), "is also the input")
+    assert not (tmp_path / "o.atk").exists()
+    assert _cli("--version").returncode == 0
+    assert "Usage" in _cli("encode", "--help").stdout
+
+
+@pytest.mark.parametrize("budget", [["--tokens", str(sys.maxsize)], ["--tokens", "99999999999999999999"],
+                                    ["--bpp", "1e10"], ["--bpp", "1e307"]], ids=" ".join)
+def test_huge_budgets_on_the_command_line(photo, tmp_path, budget):
+    from typer.testing import CliRunner
+
+    from adatok.cli import app
+
+    out = tmp_path / "o.atk"
+    result = CliRunner().invoke(app, ["encode", str(photo), str(out), *budget])
+    assert result.exit_code == 0, result.output
+    assert len(TokenSequence.from_bytes(out.read_bytes())) == len(tok("wavelet").encode([IMG])[0])
+    result = CliRunner().invoke(app, ["decode", str(out), str(tmp_path / "d.png"), "--tokens", "99999999999999999999"])
+    assert result.exit_code == 0, result.output
+
+
+def test_an_empty_region_on_the_command_line(photo, tmp_path):
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from adatok.cli import app
+
+    black = tmp_path / "black.png"
+    Image.fromarray(np.zeros(IMG.shape[:2], np.uint8)).save(black)
+    out = tmp_path / "o.atk"
+    result = CliRunner().invoke(app, ["encode", str(photo), str(out), "--roi", str(black), "--in-roi", "--psnr", "30"])
+    assert result.exit_code == 2 and "is empty" in result.stderr
+    assert not out.exists()

@@ -1,5 +1,5 @@
 """``python -m adatok.cli``: the ``adatok`` command line."""
 
-from adatok.cli import app
+from adatok.cli.app import main
 
-app()
+main()

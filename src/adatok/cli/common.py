@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -44,6 +45,41 @@ def read_bytes(path: Path) -> bytes:
         return path.read_bytes()
     except OSError as exc:
         raise AdatokError(f"cannot read {path}: {exc.strerror or exc}") from exc
+
+
+def check_output(out: Path, *inputs: Path, force: bool = False, image: bool = False) -> None:
+    """Refuse to write ``out`` when it is one of the command's ``inputs`` (the same path, or the
+    same file under another name: a link, ``./x``), so that no command ever overwrites what it
+    reads. Without ``force``, also refuse a name whose suffix says the other kind of file: token
+    bytes (``image=False``) to an image suffix (``photo.png``), or an image (``image=True``) to
+    ``.atk``; either is almost always a slip of the argument order."""
+    out_path = Path(out)
+    for src in inputs:
+        src_path = Path(src)
+        same = out_path.resolve() == src_path.resolve()
+        if not same and out_path.exists() and src_path.exists():
+            try:
+                same = os.path.samefile(out_path, src_path)
+            except OSError:
+                same = False
+        if same:
+            raise AdatokError(f"{out} is also the input {src}: writing it would destroy what this command "
+                              "reads; give another output path")
+    if force:
+        return
+    suffix = out_path.suffix.lower()
+    if not image and suffix in image_suffixes():
+        raise AdatokError(f"{out} has an image suffix but would hold token bytes (.atk); give a name ending in "
+                          ".atk, or --force to write it anyway")
+    if image and suffix == ".atk":
+        raise AdatokError(f"{out} ends in .atk but would hold an image; give an image name (.png), or --force")
+
+
+def image_suffixes() -> set[str]:
+    """Suffixes Pillow reads or writes as images (``.png``, ``.jpg``, ``.webp``, ...)."""
+    from PIL import Image
+
+    return set(Image.registered_extensions())
 
 
 def budget(tokens: int | None, psnr_db: float | None, ssim: float | None, lossless: bool,

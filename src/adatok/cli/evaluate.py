@@ -14,7 +14,7 @@ from adatok import AdatokError, BudgetError, Quality
 from adatok.core.imageio import atomic_write_bytes, read_image
 
 from .app import app
-from .common import EvalProgress, check_at_least, reporting_errors, split_list
+from .common import EvalProgress, check_at_least, check_output, reporting_errors, split_list
 from .options import NoProgress, Quiet, SaliencyMethod, out_dir
 from .tables import print_eval, print_region
 
@@ -258,6 +258,7 @@ def saliency_map(
     """
     from adatok.core.saliency import saliency, write_map
 
+    check_output(out, image, image=True)
     if not str(out).lower().endswith(".png"):
         raise AdatokError(f"{out}: saliency maps are written as PNG; give a path ending in .png")
     img = read_image(image)

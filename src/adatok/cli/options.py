@@ -43,6 +43,11 @@ CheckpointFolder = Annotated[str | None, typer.Option(
     help="A checkpoint folder to load first, for files made by a learned tokenizer of your own "
          "(shipped and built-in tokenizers are found by the name in the file).")]
 
+#: ``--force``: write an output whose suffix names the other kind of file (never an input).
+Force = Annotated[bool, typer.Option(
+    "--force", help="Write OUT even if its suffix names another kind of file (.atk bytes to .png, an image "
+                    "to .atk). An output that is one of the inputs is refused even so.")]
+
 #: ``--saliency``: how ``--roi auto`` makes its map.
 SaliencyMethod = Annotated[str, typer.Option(
     "--saliency", metavar="METHOD", help="Saliency for --roi auto: auto, spectral, gradient or centre.")]

@@ -15,9 +15,9 @@ from adatok.core.metrics import psnr
 from adatok.core.sequence import parse_container
 
 from .app import app
-from .common import (budget, check_at_least, file_bpp, fmt_psnr, fmt_shape, load_checkpoint, read_bytes,
+from .common import (budget, check_at_least, check_output, file_bpp, fmt_psnr, fmt_shape, load_checkpoint, read_bytes,
                      reporting_errors)
-from .options import (BppBudget, CheckpointFolder, LosslessBudget, PsnrBudget, Quiet, SaliencyMethod, SsimBudget,
+from .options import (BppBudget, CheckpointFolder, Force, LosslessBudget, PsnrBudget, Quiet, SaliencyMethod, SsimBudget,
                       TokensBudget)
 from .tables import token_table
 
@@ -46,11 +46,13 @@ def encode(
     region: Annotated[bool, typer.Option(
         "--in-roi", help="Measure --psnr/--ssim inside the region of interest (mask >= 0.5) only.")] = False,
     quiet: Quiet = False,
+    force: Force = False,
 ) -> None:
     """Encode an image to a token file (.atk).
 
     Give at most one budget option; without one the full sequence is kept.
     """
+    check_output(out, image, *([Path(roi)] if roi not in (None, "auto") else []), force=force)
     chosen = budget(tokens, psnr_db, ssim, lossless, bpp)
     if region:
         if not isinstance(chosen, Quality) or roi is None:
@@ -89,8 +91,10 @@ def decode(
              "embedded: any cut past the header decodes).")] = None,
     tokenizer: CheckpointFolder = None,
     quiet: Quiet = False,
+    force: Force = False,
 ) -> None:
     """Decode a token file (or a prefix of it) to an image."""
+    check_output(out, src, force=force, image=True)
     check_at_least(tokens, "--tokens")
     check_at_least(n_bytes, "--bytes")
     load_checkpoint(tokenizer)
