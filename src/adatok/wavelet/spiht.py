@@ -873,3 +873,77 @@ def reconstruct(value, low, neg, bias=0.5):
             v += bias * ((np.int64(1) << low[i]) - 1)
         out[i] = -v if neg[i] else v
     return out
+
+
+# --- stepping: B walks, one token at a time ------------------------------------------------------
+#
+# Each row b of the arrays below is one walk (its ``ws``, lists, decoder state and tokens), all on
+# the same tree. A step is one compiled call for the whole batch: a call per sequence from Python
+# would cost more than the token itself. Compiled without reference counting, like the core (the
+# row views would each cost two atomic operations per sequence and step).
+
+
+@njit(cache=True, _nrt=False)
+def _advance(b, limit, ws, ids, tnode, tplane, value, low, neg, lip, lsp, lis, lis_b, lis_f, shift, smin_d, smin_l,
+             parent, child_ptr, child_idx, has_l, roots, geo, ncls, node_pos, pos, legal, nbf):
+    """Walk row ``b`` on the ids in ``ids[b]`` until it holds ``limit`` tokens, then write the pos
+    row and the legal ids of the decision it stands before (pos -1 and no id at the end).
+    Returns the walk's ``(status, n)``. ``nbf``: an empty uint16 array."""
+    # What only the encoder and the arithmetic coder read, as empty views of arrays of their types
+    # (this code cannot allocate, and passing them in costs a step more than the token).
+    none8 = ids[b, :0]
+    none64 = ws[b, :0]
+    row = ids[b]
+    status, n = _walk_core(SRC_IDS, False, limit, -1, none64, neg[b, :0], row, none8, 0, shift, smin_d, smin_l, parent,
+                           child_ptr, child_idx, has_l, roots, geo, ncls, low[b, :0], low[b, :0], low[b, :0], value[b],
+                           low[b], neg[b], row, tnode[b], tplane[b], value[:0], value[:0], none8, none64, none64,
+                           none64, lip[b], lsp[b], lis[b], lis_b[b], lis_f[b], nbf, none8, ws[b])
+    kind = ws[b, WS_KIND]
+    for v in range(VOCAB_SIZE):
+        legal[b, v] = LEGAL[kind, v]
+    if kind == K_END:
+        for j in range(pos.shape[1]):
+            pos[b, j] = -1
+    else:
+        node = ws[b, WS_NODE]
+        pos[b, 0] = ws[b, WS_PLANE]
+        for j in range(node_pos.shape[1]):
+            pos[b, 1 + j] = node_pos[node, j]
+    return status, n
+
+
+@njit(cache=True, _nrt=False)
+def start(counts, ws, ids, tnode, tplane, value, low, neg, lip, lsp, lis, lis_b, lis_f, shift, smin_d, smin_l,
+          parent, child_ptr, child_idx, has_l, roots, geo, ncls, node_pos, pos, legal, nbf, status):
+    """Walk every row ``b`` (fresh: see :func:`fresh_state`) over its first ``counts[b]`` ids in
+    ``ids[b]``, writing its next pos row and legal ids; ``status[b]``, ``counts[b]``: the walk's
+    status (OK, BAD_TOKEN, TOO_LONG) and where it stopped. ``nbf``: an empty uint16 array."""
+    for b in range(ws.shape[0]):
+        s, n = _advance(b, counts[b], ws, ids, tnode, tplane, value, low, neg, lip, lsp, lis, lis_b, lis_f, shift,
+                        smin_d, smin_l, parent, child_ptr, child_idx, has_l, roots, geo, ncls, node_pos, pos, legal,
+                        nbf)
+        status[b] = s
+        counts[b] = n
+
+
+@njit(cache=True, _nrt=False)
+def step(new, ws, ids, tnode, tplane, value, low, neg, lip, lsp, lis, lis_b, lis_f, shift, smin_d, smin_l, parent,
+         child_ptr, child_idx, has_l, roots, geo, ncls, node_pos, pos, legal, nbf):
+    """Append token ``new[b]`` to every walk ``b`` that has not ended (``ids`` needs room for it)
+    and walk on to the next decision, writing its pos row and legal ids. The ids are checked
+    first, all of them: returns -1, or the first row whose id cannot stand (nothing has changed
+    then). A walk that has ended ignores its id."""
+    nb = ws.shape[0]
+    for b in range(nb):
+        kind = ws[b, WS_KIND]
+        v = new[b]
+        if kind != K_END and (v < 0 or v >= VOCAB_SIZE or not LEGAL[kind, v]):
+            return b
+    for b in range(nb):
+        if ws[b, WS_KIND] == K_END:
+            continue
+        t = ws[b, WS_T]
+        ids[b, t] = new[b]
+        _advance(b, t + 1, ws, ids, tnode, tplane, value, low, neg, lip, lsp, lis, lis_b, lis_f, shift, smin_d,
+                 smin_l, parent, child_ptr, child_idx, has_l, roots, geo, ncls, node_pos, pos, legal, nbf)
+    return -1
