@@ -16,8 +16,8 @@ re-expressing prepends those tokens and changes nothing after them.
   l1 norm of its analysis weights; the coded magnitude is that times its weight, rounded.
 * ``wavelet-lossless``: the same for the linear part of the 5/3 (inputs up to 128 for gray and Y,
   255 for the RCT's colour differences), plus a bound on what the lifting's rounding adds (each
-  step adds at most 1/2 or 3/4, and the next levels carry it on with their own l1 gains), shifted
-  by the coefficient's bit-plane shift.
+  pass adds at most 3/4, and the next levels carry it on by the l1 norm of their cascade),
+  shifted by the coefficient's bit-plane shift.
 
 The bound is attained: :func:`witness` builds the image (the signs of the analysis weights of
 the coefficient with the largest bound) whose ``nmax`` reaches it; ``tests/test_stepper.py``
@@ -49,21 +49,24 @@ def _reduced(n: int) -> int:
 
 @lru_cache(maxsize=64)
 def _axis(n: int, levels: int, wavelet: str) -> tuple:
-    """Per level ``l`` (0 = finest), for the low and the high band of an axis of ``n`` samples:
-    the largest row l1 norm of the cascade's analysis (how many times the largest input a
-    coefficient can be), its row, and the largest one-level l1 gain (for the rounding bound)."""
-    m = _reduced(n)
-    lows, highs = analysis_rows(m, levels, wavelet)
-    out = []
-    prev = np.eye(m)
-    for lo, hi in zip(lows, highs):
-        # one level's own matrix, applied to the previous low band: its l1 gain (ell-inf to ell-inf)
-        step_lo, step_hi = analysis_rows(prev.shape[0], 1, wavelet)
-        g_lo = float(np.abs(step_lo[0]).sum(1).max()) if step_lo[0].size else 0.0
-        g_hi = float(np.abs(step_hi[0]).sum(1).max()) if step_hi[0].size else 0.0
-        out.append((_largest(lo, m) + (g_lo,), _largest(hi, m) + (g_hi,)))
-        prev = lo
-    return tuple(out)
+    """The analysis of an axis of ``n`` samples, level by level.
+
+    Returns ``(norms, rows)``: ``norms[j][m]`` holds the largest row l1 norm (how many times the
+    largest input a coefficient can be) of the low and of the high band ``m + 1`` levels after
+    level ``j`` (0: the pixels), on the low band the axis has after ``j`` levels; ``rows[m]``
+    holds the row of the pixels' cascade (``j = 0``) that has it, for :func:`witness`.
+    """
+    norms, rows = [], []
+    for j in range(levels):
+        m = _reduced(n)
+        lows, highs = analysis_rows(m, levels - j, wavelet)
+        lo = [_largest(a, m) for a in lows]
+        hi = [_largest(a, m) for a in highs]
+        norms.append(tuple((a[0], b[0]) for a, b in zip(lo, hi)))
+        if j == 0:
+            rows = [(a[1], b[1]) for a, b in zip(lo, hi)]
+        n = (n + 1) // 2
+    return tuple(norms), tuple(rows)
 
 
 def _largest(rows: np.ndarray, m: int) -> tuple[float, np.ndarray]:
@@ -86,21 +89,26 @@ def _band_axes(k: int, levels: int) -> tuple[int, int, int]:
     return lev - 1, int(b in (2, 3)), int(b in (1, 3))
 
 
-def _rounding(ay: tuple, ax: tuple, levels: int) -> list[tuple[float, float, float, float]]:
-    """Per level, how far the rounded 5/3 can be from its linear part in LL, HL, LH, HH: each
-    lifting step rounds once (the predict by at most 1/2, the update by at most 1/2 plus a
-    quarter of the two predictions it adds), and each level carries the error of the LL before it
-    with its one-level l1 gains."""
-    out = []
-    e_ll = 0.0
+# What one lifting pass of the rounded 5/3 adds to the error of its low and high outputs, with
+# no error in its input: the predict rounds by at most 1/2; the update rounds by at most 1/2 and
+# adds a quarter of two predictions (1/4).
+_ROUND = (0.75, 0.5)
+
+
+def _rounding(ny: tuple, nx: tuple, levels: int) -> dict:
+    """``{(level, y high, x high): e}``: how far a coefficient of the rounded 5/3 can be from its
+    linear part. The error is linear in what each level's rounding adds (:data:`_ROUND` along
+    y, then carried by x's l1 gain plus x's own), so it is at most the sum, over the levels before,
+    of what each added to its LL times the l1 norm of the cascade from there to the band."""
+    out = {}
     for lev in range(levels):
-        (_, _, gy_lo), (_, _, gy_hi) = ay[lev]
-        (_, _, gx_lo), (_, _, gx_hi) = ax[lev]
-        ey_lo, ey_hi = gy_lo * e_ll + 0.75, gy_hi * e_ll + 0.5
-        ll, hl = gx_lo * ey_lo + 0.75, gx_hi * ey_lo + 0.5
-        lh, hh = gx_lo * ey_hi + 0.75, gx_hi * ey_hi + 0.5
-        out.append((ll, hl, lh, hh))
-        e_ll = ll
+        for yh in (0, 1):
+            for xh in (0, 1):
+                e = nx[lev][0][xh] * _ROUND[yh] + _ROUND[xh]  # this level's own
+                for j in range(lev):  # each earlier level's LL, carried on to this band
+                    c = nx[j][0][0] * _ROUND[0] + _ROUND[0]
+                    e += ny[j + 1][lev - j - 1][yh] * nx[j + 1][lev - j - 1][xh] * c
+                out[lev, yh, xh] = e
     return out
 
 
@@ -109,10 +117,10 @@ def _bounds(tok, layout: Layout) -> list[tuple[int, int, int]]:
     h, w = layout.shape
     levels = layout.levels
     wavelet = "5/3" if tok.lossless else "9/7"
-    ay, ax = _axis(h, levels, wavelet), _axis(w, levels, wavelet)
+    ny, nx = _axis(h, levels, wavelet)[0], _axis(w, levels, wavelet)[0]
     if tok.lossless:
         shift = tok._shifts(layout)[0]
-        rnd = _rounding(ay, ax, levels)
+        rnd = _rounding(ny, nx, levels)
     else:
         weights = tok._weights(layout)
     out = []
@@ -126,8 +134,8 @@ def _bounds(tok, layout: Layout) -> list[tuple[int, int, int]]:
                 l1, err = 1.0, 0.0
             else:
                 lev, yh, xh = _band_axes(k, levels)
-                l1 = ay[lev][yh][0] * ax[lev][xh][0]
-                err = rnd[lev][0 if k == 0 else 2 * yh + xh] if tok.lossless else 0.0
+                l1 = ny[0][lev][yh] * nx[0][lev][xh]
+                err = rnd[lev, yh, xh] if tok.lossless else 0.0
             if tok.lossless:
                 mag = int(np.floor(top_in * l1 * (1 + 1e-12) + err)) << int(shift[first])
             else:
@@ -142,10 +150,11 @@ def top_plane(tok, layout: Layout) -> int:
     return max(mag for mag, _, _ in _bounds(tok, layout)).bit_length() - 1
 
 
-def witness(tok, layout: Layout) -> np.ndarray:
+def witness(tok, layout: Layout, flip: bool = False) -> np.ndarray:
     """An 8-bit image of ``layout``'s shape whose largest coefficient comes as close to
     :func:`top_plane`'s bound as the pixels allow: each pixel at 0 or 255 by the sign of its weight
-    in the coefficient whose bound is largest (for a colour difference, its two colours opposite)."""
+    in the coefficient whose bound is largest (for a colour difference, its two colours opposite);
+    ``flip``: the opposite signs (the level-shifted pixels reach -128 but only 127)."""
     h, w = layout.shape
     _, c, k = max(_bounds(tok, layout))
     if layout.levels == 0:
@@ -153,9 +162,9 @@ def witness(tok, layout: Layout) -> np.ndarray:
     else:
         wavelet = "5/3" if tok.lossless else "9/7"
         lev, yh, xh = _band_axes(k, layout.levels)
-        sy = _full_row(_axis(h, layout.levels, wavelet)[lev][yh][1], h)
-        sx = _full_row(_axis(w, layout.levels, wavelet)[lev][xh][1], w)
-    up = np.outer(sy, sx) >= 0
+        sy = _full_row(_axis(h, layout.levels, wavelet)[1][lev][yh], h)
+        sx = _full_row(_axis(w, layout.levels, wavelet)[1][lev][xh], w)
+    up = (np.outer(sy, sx) >= 0) != flip
     hi = np.where(up, 255, 0).astype(np.uint8)
     if layout.channels == 1:
         return hi[:, :, None]
