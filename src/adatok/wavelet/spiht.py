@@ -932,18 +932,22 @@ def step(new, ws, ids, tnode, tplane, value, low, neg, lip, lsp, lis, lis_b, lis
     """Append token ``new[b]`` to every walk ``b`` that has not ended (``ids`` needs room for it)
     and walk on to the next decision, writing its pos row and legal ids. The ids are checked
     first, all of them: returns -1, or the first row whose id cannot stand (nothing has changed
-    then). A walk that has ended ignores its id."""
+    then). A walk that has ended ignores its id, and an id of -1 leaves its walk as it is.
+    (Returns ``B + b`` if the walk of row ``b`` refused an id ``LEGAL`` allows: a bug.)"""
     nb = ws.shape[0]
     for b in range(nb):
         kind = ws[b, WS_KIND]
         v = new[b]
-        if kind != K_END and (v < 0 or v >= VOCAB_SIZE or not LEGAL[kind, v]):
+        if kind != K_END and v != -1 and (v < 0 or v >= VOCAB_SIZE or not LEGAL[kind, v]):
             return b
     for b in range(nb):
-        if ws[b, WS_KIND] == K_END:
+        if ws[b, WS_KIND] == K_END or new[b] == -1:
             continue
         t = ws[b, WS_T]
         ids[b, t] = new[b]
-        _advance(b, t + 1, ws, ids, tnode, tplane, value, low, neg, lip, lsp, lis, lis_b, lis_f, shift, smin_d,
-                 smin_l, parent, child_ptr, child_idx, has_l, roots, geo, ncls, node_pos, pos, legal, nbf)
+        status, _ = _advance(b, t + 1, ws, ids, tnode, tplane, value, low, neg, lip, lsp, lis, lis_b, lis_f, shift,
+                             smin_d, smin_l, parent, child_ptr, child_idx, has_l, roots, geo, ncls, node_pos, pos,
+                             legal, nbf)
+        if status != OK:
+            return nb + b
     return -1

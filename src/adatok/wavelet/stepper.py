@@ -15,6 +15,7 @@ import numpy as np
 
 from ..core.errors import InvalidTokensError
 from ..core.sequence import TokenSequence
+from ..core.stepper import check_ids
 from . import spiht
 from .layout import POS_FIELDS, Layout
 
@@ -75,8 +76,10 @@ class _Walks:
         if self.longest + 1 > self.cap:
             self._grow()
         bad = spiht.step(new, self.ws, *self.args)
+        if bad >= len(self.rows):  # the walk and LEGAL disagree: never (tests/test_stepper.py)
+            raise AssertionError(f"the walk refused an id LEGAL allows, in row {bad - len(self.rows)}")
         if bad < 0:
-            self.longest += 1
+            self.longest += 1  # (an upper bound: some rows may have been held)
         return bad
 
     def _grow(self) -> None:
@@ -169,16 +172,12 @@ class WaveletStepper:
     def push(self, ids) -> None:
         """Append ``ids[b]`` to each sequence ``b`` and move on to its next decision.
 
-        ``ids``: one integer id per sequence, shape ``(B,)``. The entry of a sequence that has
-        ended is ignored (pass anything, e.g. -1). Raises :class:`~adatok.InvalidTokensError` if
-        an id may not stand next in its sequence (see :meth:`legal`); nothing changes then, in
-        any sequence.
+        ``ids``: one integer id per sequence, shape ``(B,)``; -1 leaves a sequence as it is (to
+        stop it early, or hold it). The entry of a sequence that has ended is ignored. Raises
+        :class:`~adatok.InvalidTokensError` if an id may not stand next in its sequence (see
+        :meth:`legal`); nothing changes then, in any sequence.
         """
-        new = np.asarray(ids)
-        if new.shape != (len(self),) or not (np.issubdtype(new.dtype, np.integer) or new.size == 0):
-            raise InvalidTokensError(f"push takes one integer id per sequence, an array of shape ({len(self)},); "
-                                     f"got {new.dtype} of shape {new.shape}")
-        new = np.ascontiguousarray(new, dtype=np.int64)
+        new = check_ids(ids, len(self))
         if self._one is not None:
             bad = self._one.step(new)
             if bad >= 0:
@@ -187,13 +186,12 @@ class WaveletStepper:
         for g in self._groups:  # check every group before any steps: all or nothing
             kind = g.ws[:, spiht.WS_KIND]
             v = new[g.rows]
-            ok = (kind == spiht.K_END) | ((v >= 0) & (v < self.vocab_size)
-                                          & spiht.LEGAL[kind, np.clip(v, 0, self.vocab_size - 1)])
+            ok = (kind == spiht.K_END) | (v == -1) | ((v >= 0) & (v < self.vocab_size)
+                                                      & spiht.LEGAL[kind, np.clip(v, 0, self.vocab_size - 1)])
             if not ok.all():
                 self._refuse(int(g.rows[np.argmin(ok)]), new)
         for g in self._groups:
-            if g.step(new[g.rows]) >= 0:
-                raise AssertionError("the walk refused an id its legal set allows")  # pragma: no cover
+            g.step(new[g.rows])
 
     def _refuse(self, b: int, new: np.ndarray) -> None:
         g, r = self._row[b]
@@ -205,11 +203,11 @@ class WaveletStepper:
         raise InvalidTokensError(f"{what} cannot stand next in sequence {b}, at a {spiht.KIND_NAMES[kind]} where "
                                  f"only {allowed} can; choose among legal()[{b}]")
 
-    def images(self) -> list[np.ndarray]:
-        """Each sequence's current prefix, decoded (as ``decode`` would), from the knowledge the
-        stepper keeps: no replay of the prefix."""
+    def images(self, which: Sequence[int] | None = None) -> list[np.ndarray]:
+        """Each sequence's current prefix (or those of the sequences ``which``), decoded as
+        ``decode`` would, from the knowledge the stepper keeps: no replay of the prefix."""
         out = []
-        for b in range(len(self)):
+        for b in range(len(self)) if which is None else which:
             g, r = self._row[b]
             out.append(self._tok._image(g.layout, g.value[r], g.low[r], g.neg[r], self._params[b], self._shapes[b]))
         return out

@@ -25,6 +25,7 @@ from ..core import imageio
 from ..core.imageio import as_image
 from ..core.metrics import psnr, region_mask, ssim
 from ..core.sequence import TokenSequence, check_maker, container_overhead as _container_overhead
+from ..core.stepper import check_starts
 from . import header
 from . import roi as roi_coding
 from . import spiht
@@ -372,14 +373,13 @@ class WaveletTokenizer:
             >>> [len(s) for s in st.sequences()] == list(st.lengths)
             True
         """
-        if isinstance(starts, TokenSequence | np.ndarray) or not len(starts):
-            raise ImageFormatError("stepper takes a non-empty list of starts (image shapes or sequences); "
-                                   "wrap a single one as [start]")
+        starts = check_starts(starts)
         out = []
         for i, start in enumerate(starts):
             if isinstance(start, TokenSequence):
                 check_maker(start.tokenizer, start.version, self)
                 self._layout(start.shape, start.params)
+                self._check_range(start.ids, f"start {i}: ")
                 out.append((tuple(start.shape), dict(start.params), start.ids))
                 continue
             shape = _image_shape(start, i)
@@ -558,11 +558,14 @@ class WaveletTokenizer:
             raise InvalidTokensError(f"invalid top bit-plane {params['nmax']} in the sequence")
         return make_layout((h, w), channels, levels)
 
-    def _replay(self, ids: np.ndarray, layout: Layout, params: dict):
+    def _check_range(self, ids: np.ndarray, what: str = "") -> None:
         if len(ids) and (ids.min() < 0 or ids.max() >= self.vocab_size):
             bad = int(np.nonzero((ids < 0) | (ids >= self.vocab_size))[0][0])
-            raise InvalidTokensError(f"token id {int(ids[bad])} at index {bad} is out of range: "
+            raise InvalidTokensError(f"{what}token id {int(ids[bad])} at index {bad} is out of range: "
                                      f"{self.name} ids are 0..{self.vocab_size - 1}")
+
+    def _replay(self, ids: np.ndarray, layout: Layout, params: dict):
+        self._check_range(ids)
         status, at, _, node, plane, value, low, neg, _ = spiht.walk(
             spiht.SRC_IDS, False, int(params["nmax"]), -1, -1, _NO_MAG, _NO_SGN, ids.astype(np.uint8), _NO_BYTES, 0,
             *self._walk_args(layout, params))
