@@ -76,7 +76,8 @@ def case(tok, seqs, starts, limit: int | None, repeat: int) -> dict:
     tenth = max(1, shortest // 10)
     times = np.median(np.stack(per_step), axis=0)
     return dict(tokens=sum(len(s) for s in seqs), steps=n, step=statistics.median(stepped),
-                decode=statistics.median(decoded), first=times[:tenth].mean(), last=times[shortest - tenth: shortest].mean())
+                decode=statistics.median(decoded), first=times[:tenth].mean(),
+                last=times[shortest - tenth: shortest].mean())
 
 
 def main() -> int:

@@ -16,10 +16,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import adatok
-from adatok import ImageFormatError, InvalidTokensError, Stepper, TokenizerMismatchError, Tokens, TokenSequence
+from adatok import ImageFormatError, InvalidTokensError, Stepper, TokenizerMismatchError, TokenSequence
 from adatok.datasets import load as load_dataset
 from adatok.datasets import sample_images
-from adatok.wavelet import header, spiht
+from adatok.wavelet import header
 from adatok.wavelet.tokenizer import _magnitudes
 
 NAMES = ("wavelet", "wavelet-lossless")
@@ -106,7 +106,8 @@ def test_stepping_the_encoders_ids_on_fashion_mnist(name, fixed_header):
 def test_stepping_odd_shapes_in_one_batch(name):
     """Shapes of every kind in one stepper (one walk group per shape), with a replicated image."""
     rep = np.repeat(np.repeat(noise((8, 9, 3), 5), 2, axis=0), 2, axis=1)  # coded at 8x9 (params["rep"])
-    imgs = [noise((1, 1), 1), noise((1, 7), 2), noise((7, 1, 3), 3), noise((13, 17), 4), rep, np.zeros((5, 5), np.uint8)]
+    imgs = [noise((1, 1), 1), noise((1, 7), 2), noise((7, 1, 3), 3), noise((13, 17), 4), rep,
+            np.zeros((5, 5), np.uint8)]
     assert "rep" in tok(name).encode([rep])[0].params
     replay_encoder(tok(name), imgs)
 
@@ -127,6 +128,22 @@ def test_going_on_from_a_prefix(name):
     made = stepper.sequences()
     assert np.array_equal(made[0].ids, seq.ids) and np.array_equal(made[0].pos, seq.pos)
     assert len(made[1]) == 0 and np.array_equal(made[2].ids, seq.ids)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_going_on_with_a_region_of_interest(name):
+    """A sequence coded with a region of interest (its own shifts) steps like any other."""
+    img = noise((20, 24, 3), 9)
+    roi = np.zeros((20, 24), np.float32)
+    roi[4:12, 6:18] = 1
+    (seq,) = tok(name).encode([img], roi=[roi])
+    assert "roi" in seq.params
+    stepper = tok(name).stepper([seq.prefix(0), (20, 24, 3)])
+    for k in range(len(seq)):
+        assert np.array_equal(stepper.next_pos()[0], seq.pos[k])
+        stepper.push([seq.ids[k], -1])
+    assert stepper.done[0] and np.array_equal(stepper.sequences()[0].ids, seq.ids)
+    assert np.array_equal(stepper.images([0])[0], tok(name).decode([seq])[0])
 
 
 # ------------------------------------------------------------------------------------------------

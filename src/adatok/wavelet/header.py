@@ -31,6 +31,7 @@ from functools import lru_cache
 import numpy as np
 
 from .layout import Layout, band_level
+from .spiht import D0, SIG0
 from .transforms import analysis_rows, default_levels
 
 # An axis longer than this is bounded through a shorter one with the same boundaries (see
@@ -202,13 +203,12 @@ def fixed_params(tok, shape: tuple[int, ...]) -> dict:
     return params
 
 
-def raise_top_plane(layout: Layout, shift: np.ndarray, smin_d: np.ndarray, old: int, new: int) -> np.ndarray:
+def raise_top_plane(layout: Layout, shift: np.ndarray, smin_d: np.ndarray, old: int,
+                    new: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The tokens a sequence of top plane ``old`` gains in front when it is re-expressed from plane
     ``new``: for each plane ``p`` from ``new`` down to ``old + 1``, ``SIG0`` for every root the walk
     tests there (``p >= shift``) and ``D0`` for every root set it tests (``p >= smin_d``), in the
     walk's order. Returns ``(ids, node, plane)`` as the walk would."""
-    from .spiht import D0, SIG0
-
     roots = layout.roots
     sets = roots[layout.child_ptr[roots + 1] > layout.child_ptr[roots]]
     ids, node, plane = [], [], []

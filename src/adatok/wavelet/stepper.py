@@ -34,7 +34,6 @@ class _Walks:
         self.rows = np.array(rows, np.int64)
         b, n = len(rows), layout.size
         self.tree = (*tok._shifts(layout, params), *layout.tree_args(), layout.node_pos)
-
         self.ws = np.stack([spiht.fresh_state(m) for m in nmaxes])
         self.value = np.zeros((b, n), np.int64)
         self.low = np.full((b, n), -1, np.int8)
@@ -105,7 +104,8 @@ class WaveletStepper:
 
     The cost of a step does not grow along the sequence: each sequence keeps the decoder's lists,
     its place in the passes and what it knows of every coefficient between tokens, and a step is
-    one compiled call for the whole batch.
+    one compiled call for the whole batch. Memory: about 36 bytes per coefficient and 6 per token,
+    per sequence (7 MB for a 256x256 RGB image).
     """
 
     pos_fields = POS_FIELDS
