@@ -894,10 +894,14 @@ def _advance(b, limit, ws, ids, tnode, tplane, value, low, neg, lip, lsp, lis, l
     none8 = ids[b, :0]
     none64 = ws[b, :0]
     row = ids[b]
-    status, n = _walk_core(SRC_IDS, False, limit, -1, none64, neg[b, :0], row, none8, 0, shift, smin_d, smin_l, parent,
-                           child_ptr, child_idx, has_l, roots, geo, ncls, low[b, :0], low[b, :0], low[b, :0], value[b],
-                           low[b], neg[b], row, tnode[b], tplane[b], value[:0], value[:0], none8, none64, none64,
-                           none64, lip[b], lsp[b], lis[b], lis_b[b], lis_f[b], nbf, none8, ws[b])
+    # The constants as plain int64 and bool, not numba literals: the core then has the types it
+    # has in walk, and is compiled (or loaded from numba's cache) once for both (the literals made
+    # a second compile of it, about 50 s in a fresh environment).
+    status, n = _walk_core(np.int64(SRC_IDS), np.bool_(False), limit, np.int64(-1), none64, neg[b, :0], row, none8,
+                           np.int64(0), shift, smin_d, smin_l, parent, child_ptr, child_idx, has_l, roots, geo, ncls,
+                           low[b, :0], low[b, :0], low[b, :0], value[b], low[b], neg[b], row, tnode[b], tplane[b],
+                           value[:0], value[:0], none8, none64, none64, none64, lip[b], lsp[b], lis[b], lis_b[b],
+                           lis_f[b], nbf, none8, ws[b])
     kind = ws[b, WS_KIND]
     for v in range(VOCAB_SIZE):
         legal[b, v] = LEGAL[kind, v]
