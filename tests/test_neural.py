@@ -329,6 +329,38 @@ def test_bytes_round_trip_and_cuts(tok):
         assert len(part) == min(n, 6) and (part.ids == seq.ids[: len(part)]).all()
 
 
+def test_stepper_slots_every_id_and_images_of_the_prefixes(tok):
+    """The learned tokenizer's stepper: slot k next, every id legal until K tokens, the encoder's
+    codes give back its sequences, and images() is decode of the current prefixes."""
+    imgs = list(_images(4, 7))
+    seqs = tok.encode(imgs)
+    stepper = tok.stepper([(28, 28, 1), (28, 28), seqs[2].prefix(3), seqs[3]])
+    assert isinstance(stepper, adatok.Stepper) and len(stepper) == 4
+    assert stepper.next_pos()[:, 0].tolist() == [0, 0, 3, -1]
+    assert stepper.legal()[:3].all() and not stepper.legal()[3].any()
+    for k in range(tok.tokens):
+        if k == 2:
+            got = stepper.images()
+            want = tok.decode([seqs[0].prefix(2), seqs[1].prefix(2), seqs[2].prefix(5), seqs[3]])
+            assert got[1].shape == (28, 28)  # the start's shape
+            assert all(np.array_equal(g.reshape(w.shape), w) for g, w in zip(got, want))
+        stepper.push([seqs[0].ids[k], seqs[1].ids[k], seqs[2].ids[min(k + 3, tok.tokens - 1)], 12345])
+    assert stepper.done.all() and (stepper.next_pos() == -1).all()
+    made = stepper.sequences()
+    for m, s in zip(made, seqs):
+        assert np.array_equal(m.ids, s.ids) and np.array_equal(m.pos, s.pos)
+    assert made[1].shape == (28, 28)
+    assert np.array_equal(TokenSequence.from_bytes(made[0].to_bytes()).ids, seqs[0].ids)
+    fresh = tok.stepper([(28, 28)])
+    with pytest.raises(InvalidTokensError, match="out of range"):
+        fresh.push([tok.vocab_size])
+    assert fresh.lengths.tolist() == [0]
+    with pytest.raises(ImageFormatError, match="makes 28x28 images"):
+        tok.stepper([(32, 32)])
+    with pytest.raises(TokenizerMismatchError):
+        tok.stepper(adatok.load("wavelet").encode([imgs[0]]))
+
+
 def test_sequences_of_other_tokenizers_are_refused(tok):
     wav, = adatok.load("wavelet").encode([_images(1)[0]], Tokens(5))
     with pytest.raises(TokenizerMismatchError):

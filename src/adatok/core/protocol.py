@@ -28,6 +28,47 @@ class Tokenizer(Protocol):
 
     def decode(self, seqs: Sequence[TokenSequence]) -> list[np.ndarray]: ...
 
+    def stepper(self, starts: Sequence[tuple[int, ...] | TokenSequence]) -> Stepper:
+        """B sequences to grow one token at a time: each start is an image shape (an empty
+        sequence) or a sequence of this tokenizer (to go on from)."""
+        ...
+
+
+@runtime_checkable
+class Stepper(Protocol):
+    """B token sequences grown one token at a time, as a sampling loop needs them.
+
+    At every step, for each sequence: ``next_pos()`` is the ``pos`` row its next token will have
+    (what ``TokenSequence.pos`` holds for it once made; -1 where the sequence is complete) and
+    ``legal()`` the ids that may stand there (none once complete); ``push(ids)`` appends one id per
+    sequence (-1: none; ``InvalidTokensError`` for an id that may not stand, and then nothing
+    changes).
+    ``images()`` decodes the current prefixes (``images(which)``: some of them), ``sequences()``
+    returns them.
+    """
+
+    vocab_size: int
+    pos_fields: tuple[str, ...]
+
+    @property
+    def done(self) -> np.ndarray: ...
+
+    @property
+    def lengths(self) -> np.ndarray: ...
+
+    def __len__(self) -> int: ...
+
+    def next_pos(self) -> np.ndarray: ...
+
+    def legal(self) -> np.ndarray: ...
+
+    def push(self, ids) -> None: ...
+
+    def images(self, which: Sequence[int] | None = None) -> list[np.ndarray]: ...
+
+    def sequences(self) -> list[TokenSequence]: ...
+
+
 
 def image_list(images, roi=None) -> tuple[list, list]:
     """``encode``'s arguments as lists: the images and one region map (or ``None``) per image.

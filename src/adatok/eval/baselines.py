@@ -36,6 +36,7 @@ from ..core.imageio import as_image
 from ..core.protocol import image_list, sequence_list
 from ..core.metrics import psnr, ssim
 from ..core.sequence import TokenSequence
+from ..core.stepper import SlotStepper, check_starts
 
 __all__ = ["CODECS", "Codec", "Encoded", "GridTokenizer", "codec"]
 
@@ -353,6 +354,33 @@ class GridTokenizer:
     def decode(self, seqs: Sequence[TokenSequence]) -> list[np.ndarray]:
         """Decode each sequence (any prefix) to a uint8 image of the encoded shape."""
         return [self._decode_one(s) for s in sequence_list(seqs)]
+
+    def stepper(self, starts: Sequence[tuple[int, ...] | TokenSequence], patch: int | None = None) -> SlotStepper:
+        """Start B sequences to grow one token at a time (see :class:`~adatok.core.stepper.SlotStepper`):
+        patch after patch in raster order, any id at each, complete when the grid is. Each start is
+        an image shape (an empty sequence on the grid of ``patch``, default the finest) or a
+        sequence of this tokenizer (to go on from, on its grid)."""
+        starts = check_starts(starts)
+        p0 = min(self.codebooks) if patch is None else int(patch)
+        if p0 not in self.codebooks:
+            raise AdatokError(f"this grid tokenizer has no codebook for {p0}-pixel patches "
+                              f"(it has {', '.join(map(str, self.patches))})")
+        grids, prefixes = [], []
+        for i, start in enumerate(starts):
+            if isinstance(start, TokenSequence):
+                self._check(start)
+                grids.append((tuple(start.shape), int(start.params["patch"])))
+                prefixes.append(start.ids)
+                continue
+            shape = tuple(start) if isinstance(start, tuple | list) else ()
+            if len(shape) not in (2, 3) or min(shape[:2]) < 1 or (len(shape) == 3 and shape[2] not in (1, 3)):
+                raise ImageFormatError(f"start {i}: {start!r} is not an image shape: give (H, W) or (H, W, C) with "
+                                       "C 1 or 3, or a TokenSequence")
+            grids.append((shape, p0))
+            prefixes.append(np.zeros(0, np.int64))
+        full = [self._sequence(np.zeros(self.grid_tokens(s, p), np.int64), s, p).pos for s, p in grids]
+        return SlotStepper(self.vocab_size, self.pos_fields, full, prefixes,
+                           lambda b, ids: self._sequence(ids, *grids[b]), self.decode)
 
     # --- bytes -----------------------------------------------------------------------------------
 

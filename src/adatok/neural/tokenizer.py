@@ -21,6 +21,7 @@ from ..core.imageio import as_image
 from ..core.protocol import image_list, sequence_list
 from ..core.metrics import ssim as ssim_metric
 from ..core.sequence import TokenSequence, check_maker, container_overhead
+from ..core.stepper import SlotStepper, check_starts
 from .model import Autoencoder
 from .trainer import FORMAT, load_model, to_uint8, weights_digest
 
@@ -152,6 +153,31 @@ class NeuralTokenizer:
             keep[i] = len(seq)
         out = self._render(codes, keep)
         return [np.ascontiguousarray(out[i].reshape(seq.shape)) for i, seq in enumerate(seqs)]
+
+    def stepper(self, starts: Sequence[tuple[int, ...] | TokenSequence]) -> SlotStepper:
+        """Start B sequences to grow one token at a time (see :class:`~adatok.core.stepper.SlotStepper`):
+        the next token of a sequence is its next slot, any id may stand there, and a sequence is
+        complete at K tokens. Each start is an image shape (this checkpoint's, an empty sequence)
+        or a sequence of this tokenizer (to go on from). ``images()`` decodes the batch at once.
+        """
+        starts = check_starts(starts)
+        shapes, prefixes = [], []
+        for i, start in enumerate(starts):
+            if isinstance(start, TokenSequence):
+                self._check_sequence(start)
+                shapes.append(tuple(start.shape))
+                prefixes.append(start.ids)
+                continue
+            shape = tuple(start) if isinstance(start, tuple | list) else None
+            if shape not in (self.expects, self.expects[:2] if self.expects[2] == 1 else None):
+                h, w, c = self.expects
+                raise ImageFormatError(f"start {i}: {self.name} makes {w}x{h} images with {c} channel(s), shape "
+                                       f"{self.expects}; got {start!r}")
+            shapes.append(shape)
+            prefixes.append(np.zeros(0, np.int32))
+        slots = np.arange(self.tokens, dtype=np.int32)[:, None]
+        return SlotStepper(self.vocab_size, POS_FIELDS, [slots] * len(shapes), prefixes,
+                           lambda b, ids: self._sequence(ids, shapes[b]), self.decode)
 
     def decode_prefixes(self, seq: TokenSequence, ks: Sequence[int]) -> list[np.ndarray]:
         """The images of several prefixes of one sequence, in one batch."""

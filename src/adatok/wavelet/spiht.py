@@ -435,6 +435,45 @@ def _sig_decision(src, code, i, from_lip, forced, plane, t, bits, sgn, ids_in, d
 NO_ROOM_IDS, NO_ROOM_OUT = 3, 4  # statuses of _walk_core only
 _GO, _LIMIT, _OVER = 0, 1, 2
 
+# The walk can stop before any token and go on later from there: its loop variables live in a
+# state array ``ws`` (int64), written when it stops and read when it starts. The encoder and the
+# decoder run it once from a fresh state; the stepper (:func:`step`) runs it one token at a time.
+# So generating a sequence follows the very code that encodes and decodes it: one grammar.
+# Slots of ``ws``: tokens so far, the plane, the phase (PH_*), the pass's read, write and end
+# indices, the list lengths, the LSP length before the plane, the D1 set whose children are being
+# tested with its next child, last testable child, whether one was significant and whether its L
+# set is open; and, once stopped, the kind (K_*) and node of the decision that comes next.
+WS_T, WS_PLANE, WS_PHASE, WS_R, WS_W, WS_E, WS_NLIP, WS_NLSP, WS_NLIS, WS_NLSP_OLD = range(10)
+WS_SET, WS_C, WS_LAST, WS_ANY, WS_LOPEN, WS_KIND, WS_NODE = range(10, 17)
+WS_SIZE = 17
+PH_START, PH_PLANE, PH_LIP, PH_LIS, PH_CHILD, PH_REF, PH_END = range(7)
+#: Kinds of decision: a significance test (forced: known significant, only the sign is open), a
+#: type-A set test, a type-B set test (forced: known significant), a refinement bit, the end.
+K_SIG, K_SIG_FORCED, K_D, K_L, K_L_FORCED, K_REF, K_END = range(7)
+KIND_NAMES = ("significance", "forced significance", "D set test", "L set test", "forced L set test",
+              "refinement", "end of stream")
+#: ``LEGAL[kind, id]``: whether token ``id`` may stand at a decision of ``kind`` (what
+#: :func:`_walk_core` accepts from ``SRC_IDS``).
+LEGAL = np.zeros((7, VOCAB_SIZE), np.bool_)
+LEGAL[K_SIG, [SIG0, SIG_POS, SIG_NEG]] = True
+LEGAL[K_SIG_FORCED, [SIG_POS, SIG_NEG]] = True
+LEGAL[K_D, [D0, D1]] = True
+LEGAL[K_L, [L0, L1]] = True
+LEGAL[K_L_FORCED, L1] = True
+LEGAL[K_REF, [REF0, REF1]] = True
+LEGAL.flags.writeable = False
+
+
+@njit(cache=True)
+def fresh_state(nmax):
+    """A walk state that starts at plane ``nmax`` (nothing walked yet; see :func:`_walk_core`)."""
+    ws = np.zeros(WS_SIZE, np.int64)
+    ws[WS_PLANE] = nmax
+    ws[WS_PHASE] = PH_START
+    ws[WS_KIND] = K_END
+    ws[WS_NODE] = -1
+    return ws
+
 
 @njit(cache=True, inline="always")
 def _before_token(t, limit, bcheck, max_bytes, code, ids, out, es, es_prev):
@@ -451,98 +490,194 @@ def _before_token(t, limit, bcheck, max_bytes, code, ids, out, es, es_prev):
     return _GO
 
 
+@njit(cache=True, inline="always")
+def _stop(ws, t, plane, phase, r, w, e, nlip, nlsp, nlis, nlsp_old, i, c, last, any_sig, l_open, kind, node):
+    """Keep where the walk stands in ``ws`` (see WS_*), with the kind and node of the decision
+    it stopped before."""
+    ws[WS_T] = t
+    ws[WS_PLANE] = plane
+    ws[WS_PHASE] = phase
+    ws[WS_R] = r
+    ws[WS_W] = w
+    ws[WS_E] = e
+    ws[WS_NLIP] = nlip
+    ws[WS_NLSP] = nlsp
+    ws[WS_NLIS] = nlis
+    ws[WS_NLSP_OLD] = nlsp_old
+    ws[WS_SET] = i
+    ws[WS_C] = c
+    ws[WS_LAST] = last
+    ws[WS_ANY] = any_sig
+    ws[WS_LOPEN] = l_open
+    ws[WS_KIND] = kind
+    ws[WS_NODE] = node
+
+
 @njit(cache=True, _nrt=False)
-def _walk_core(src, code, nmax, limit, max_bytes, mag, sgn, ids_in, data, pad, shift, smin_d, smin_l, parent,
+def _walk_core(src, code, limit, max_bytes, mag, sgn, ids_in, data, pad, shift, smin_d, smin_l, parent,
                child_ptr, child_idx, has_l, roots, geo, ncls, bits, max_d, max_l, value, low, neg, ids, tnode,
-               tplane, prob, cnt, out, es, es_prev, ds, lip, lsp, lis, lis_b, lis_f, nbf, nsig):
-    """The traversal of :func:`walk` on arrays it was given (fresh: zeros, ``low`` all -1, the
-    coder's state initialised). Returns ``(status, n)``."""
+               tplane, prob, cnt, out, es, es_prev, ds, lip, lsp, lis, lis_b, lis_f, nbf, nsig, ws):
+    """The traversal of :func:`walk`, from where ``ws`` says (see WS_*) to the next stop. Returns
+    ``(status, n)``.
+
+    A fresh ``ws`` (:func:`fresh_state`) starts at its top plane, on fresh arrays (zeros, ``low``
+    all -1, the coder's state initialised). The walk stops at the token limit, the byte limit, a
+    full buffer or the end of the stream (phase PH_END), and then leaves in ``ws`` where it stood
+    and the kind (K_*) and node of the decision it stopped before, so that a later call with the
+    same arrays continues from there. A token from ``ids_in`` that cannot stand (BAD_TOKEN) stops
+    it before anything changed: ``ws`` still holds the place before that token.
+    """
     bcheck = code and max_bytes >= 0
-    if src == SRC_AC:  # the encoder left out its first byte (always 0): start with four of code
-        ds[1] = 0xFFFFFFFF
-        for _ in range(4):
-            ds[0] = ((ds[0] << 8) | _next_byte(data, ds, pad)) & 0xFFFFFFFF
-    nlip = 0
-    nlsp = 0
-    nlis = 0
-    for r in range(roots.shape[0]):
-        i = roots[r]
-        lip[nlip] = i
-        nlip += 1
-        if child_ptr[i + 1] > child_ptr[i]:
-            lis[nlis] = i
-            lis_b[nlis] = False
-            nlis += 1
-    t = 0
-    for plane in range(nmax, -1, -1):
-        nlsp_old = nlsp
-        w = 0
-        # ---- sorting pass over the LIP, then the new children found in the LIS pass ----
-        r = 0
-        while r < nlip:
-            i = lip[r]
-            r += 1
-            if plane < shift[i]:
-                continue  # still insignificant below its own bit 0: it is 0, drop it
-            go = _before_token(t, limit, bcheck, max_bytes, code, ids, out, es, es_prev)
-            if go != _GO:
-                return (OK, t - (go == _OVER)) if go <= _OVER else (go, t)
-            # coefficient significance decision (from the LIP)
-            tok = _sig_decision(src, code, i, 1, False, plane, t, bits, sgn, ids_in, data, ds, pad, prob, cnt,
-                                out, es, low, nbf, ncls, parent)
-            if tok < 0:
-                return BAD_TOKEN, t
-            ids[t] = tok
-            tnode[t] = i
-            tplane[t] = plane
-            t += 1
-            if tok != SIG0:
-                value[i] = np.int64(1) << (plane - shift[i])
-                low[i] = plane - shift[i]
-                if code or src == SRC_AC:
-                    _mark(i, tok == SIG_NEG, nbf, geo, parent, nsig)
-                neg[i] = tok == SIG_NEG
-                lsp[nlsp] = i
-                nlsp += 1
-            else:
-                lip[w] = i
-                w += 1
-        nlip = w
-        # ---- sorting pass over the LIS (sets appended at the end are walked in the same pass) ----
-        r = 0
-        w = 0
-        e = nlis
-        while r < e:
-            i = lis[r]
-            is_b = lis_b[r]
-            forced = lis_f[r]
-            r += 1
-            if plane < (smin_l[i] if is_b else smin_d[i]):
-                lis[w] = i  # every member is known to be 0 already: nothing to test
-                lis_b[w] = is_b
-                lis_f[w] = False
-                w += 1
-                continue
-            go = _before_token(t, limit, bcheck, max_bytes, code, ids, out, es, es_prev)
-            if go != _GO:
-                return (OK, t - (go == _OVER)) if go <= _OVER else (go, t)
-            if not is_b:
-                tok = 0
-                if src == SRC_COEF:
-                    tok = D1 if max_d[i] > plane else D0
-                elif src == SRC_IDS:
-                    tok = ids_in[t]
-                    if tok != D0 and tok != D1:
-                        return BAD_TOKEN, t
-                if code or src == SRC_AC:
-                    nb = _nb_count(nbf[i])
-                    ctx = CTX_D + ncls[i] * _D_SUB + (1 if low[i] >= 0 else 0) * 3 + (nb if nb < 2 else 2)
-                    tok = _code_choice(src, tok, D0, D1, ctx, data, ds, pad, prob, cnt, out, es)
+    t = ws[WS_T]
+    plane = ws[WS_PLANE]
+    phase = ws[WS_PHASE]
+    r = ws[WS_R]
+    w = ws[WS_W]
+    e = ws[WS_E]
+    nlip = ws[WS_NLIP]
+    nlsp = ws[WS_NLSP]
+    nlis = ws[WS_NLIS]
+    nlsp_old = ws[WS_NLSP_OLD]
+    i = ws[WS_SET]  # (with PH_CHILD: the D1 set whose children are tested, from child c0)
+    c0 = ws[WS_C]
+    last = ws[WS_LAST]
+    any_sig = ws[WS_ANY] != 0
+    l_open = ws[WS_LOPEN] != 0
+    if phase == PH_START:
+        if src == SRC_AC:  # the encoder left out its first byte (always 0): start with four of code
+            ds[1] = 0xFFFFFFFF
+            for _ in range(4):
+                ds[0] = ((ds[0] << 8) | _next_byte(data, ds, pad)) & 0xFFFFFFFF
+        nlip = 0
+        nlsp = 0
+        nlis = 0
+        for q in range(roots.shape[0]):
+            k = roots[q]
+            lip[nlip] = k
+            nlip += 1
+            if child_ptr[k + 1] > child_ptr[k]:
+                lis[nlis] = k
+                lis_b[nlis] = False
+                nlis += 1
+        phase = PH_PLANE
+    while plane >= 0:
+        if phase == PH_PLANE:
+            nlsp_old = nlsp
+            r = 0
+            w = 0
+            phase = PH_LIP
+        if phase == PH_LIP:
+            # ---- sorting pass over the LIP, then the new children found in the LIS pass ----
+            while r < nlip:
+                i = lip[r]
+                if plane < shift[i]:
+                    r += 1
+                    continue  # still insignificant below its own bit 0: it is 0, drop it
+                go = _before_token(t, limit, bcheck, max_bytes, code, ids, out, es, es_prev)
+                if go != _GO:
+                    _stop(ws, t, plane, PH_LIP, r, w, e, nlip, nlsp, nlis, nlsp_old, i, c0, last, any_sig, l_open,
+                          K_SIG, i)
+                    return (OK, t - (go == _OVER)) if go <= _OVER else (go, t)
+                r += 1
+                # coefficient significance decision (from the LIP)
+                tok = _sig_decision(src, code, i, 1, False, plane, t, bits, sgn, ids_in, data, ds, pad, prob, cnt,
+                                    out, es, low, nbf, ncls, parent)
+                if tok < 0:
+                    return BAD_TOKEN, t
                 ids[t] = tok
                 tnode[t] = i
                 tplane[t] = plane
                 t += 1
-                if tok == D1:
+                if tok != SIG0:
+                    value[i] = np.int64(1) << (plane - shift[i])
+                    low[i] = plane - shift[i]
+                    if code or src == SRC_AC:
+                        _mark(i, tok == SIG_NEG, nbf, geo, parent, nsig)
+                    neg[i] = tok == SIG_NEG
+                    lsp[nlsp] = i
+                    nlsp += 1
+                else:
+                    lip[w] = i
+                    w += 1
+            nlip = w
+            r = 0
+            w = 0
+            e = nlis
+            phase = PH_LIS
+        if phase != PH_REF:
+            # ---- sorting pass over the LIS (sets appended at the end are walked in the same pass) ----
+            while r < e or phase == PH_CHILD:
+                if phase == PH_CHILD:
+                    phase = PH_LIS  # back among the children of the D1 set i, from child c0
+                else:
+                    i = lis[r]
+                    is_b = lis_b[r]
+                    forced = lis_f[r]
+                    r += 1
+                    if plane < (smin_l[i] if is_b else smin_d[i]):
+                        lis[w] = i  # every member is known to be 0 already: nothing to test
+                        lis_b[w] = is_b
+                        lis_f[w] = False
+                        w += 1
+                        continue
+                    go = _before_token(t, limit, bcheck, max_bytes, code, ids, out, es, es_prev)
+                    if go != _GO:
+                        _stop(ws, t, plane, PH_LIS, r - 1, w, e, nlip, nlsp, nlis, nlsp_old, i, c0, last, any_sig,
+                              l_open, (K_L_FORCED if forced else K_L) if is_b else K_D, i)
+                        return (OK, t - (go == _OVER)) if go <= _OVER else (go, t)
+                    if is_b:
+                        tok = 0
+                        if src == SRC_COEF:
+                            tok = L1 if max_l[i] > plane else L0
+                        elif src == SRC_IDS:
+                            tok = ids_in[t]
+                            if tok != L0 and tok != L1 or (forced and tok == L0):
+                                return BAD_TOKEN, t
+                        if code or src == SRC_AC:
+                            ns = nsig[i]  # significant children (see _mark)
+                            ctx = CTX_L + ncls[i] * _L_SUB + (0 if ns == 0 else (1 if ns < 3 else 2))
+                            if forced:
+                                tok = L1  # not coded: D(i) was significant and none of its children
+                            else:
+                                tok = _code_choice(src, tok, L0, L1, ctx, data, ds, pad, prob, cnt, out, es)
+                        ids[t] = tok
+                        tnode[t] = i
+                        tplane[t] = plane
+                        t += 1
+                        if tok == L1:
+                            for c in range(child_ptr[i], child_ptr[i + 1]):
+                                k = child_idx[c]
+                                if child_ptr[k + 1] > child_ptr[k]:
+                                    lis[e] = k
+                                    lis_b[e] = False
+                                    e += 1
+                        else:
+                            lis[w] = i
+                            lis_b[w] = True
+                            lis_f[w] = False
+                            w += 1
+                        continue
+                    tok = 0
+                    if src == SRC_COEF:
+                        tok = D1 if max_d[i] > plane else D0
+                    elif src == SRC_IDS:
+                        tok = ids_in[t]
+                        if tok != D0 and tok != D1:
+                            return BAD_TOKEN, t
+                    if code or src == SRC_AC:
+                        nb = _nb_count(nbf[i])
+                        ctx = CTX_D + ncls[i] * _D_SUB + (1 if low[i] >= 0 else 0) * 3 + (nb if nb < 2 else 2)
+                        tok = _code_choice(src, tok, D0, D1, ctx, data, ds, pad, prob, cnt, out, es)
+                    ids[t] = tok
+                    tnode[t] = i
+                    tplane[t] = plane
+                    t += 1
+                    if tok != D1:
+                        lis[w] = i
+                        lis_b[w] = False
+                        lis_f[w] = False
+                        w += 1
+                        continue
                     # Some descendant is significant: if L(i) cannot be, and every child tested
                     # before the last one was not, the last one is (its bit is not coded).
                     l_open = has_l[i] and plane >= smin_l[i]
@@ -552,84 +687,56 @@ def _walk_core(src, code, nmax, limit, max_bytes, mag, sgn, ids_in, data, pad, s
                             last = c
                             break
                     any_sig = False
-                    for c in range(child_ptr[i], child_ptr[i + 1]):
-                        k = child_idx[c]
-                        if plane < shift[k]:
-                            continue  # known to be 0
-                        forced = c == last and not any_sig and not l_open
-                        go = _before_token(t, limit, bcheck, max_bytes, code, ids, out, es, es_prev)
-                        if go != _GO:
-                            return (OK, t - (go == _OVER)) if go <= _OVER else (go, t)
-                        tok = _sig_decision(src, code, k, 0, forced, plane, t, bits, sgn, ids_in, data, ds, pad, prob,
-                                            cnt, out, es, low, nbf, ncls, parent)
-                        if tok < 0:
-                            return BAD_TOKEN, t
-                        ids[t] = tok
-                        tnode[t] = k
-                        tplane[t] = plane
-                        t += 1
-                        if tok != SIG0:
-                            any_sig = True
-                            value[k] = np.int64(1) << (plane - shift[k])
-                            low[k] = plane - shift[k]
-                            if code or src == SRC_AC:
-                                _mark(k, tok == SIG_NEG, nbf, geo, parent, nsig)
-                            neg[k] = tok == SIG_NEG
-                            lsp[nlsp] = k
-                            nlsp += 1
-                        else:
-                            lip[nlip] = k
-                            nlip += 1
-                    if has_l[i]:
-                        lis[e] = i
-                        lis_b[e] = True
-                        lis_f[e] = not any_sig  # then L(i) must be significant at this plane
-                        e += 1
-                else:
-                    lis[w] = i
-                    lis_b[w] = False
-                    lis_f[w] = False
-                    w += 1
-            else:
-                tok = 0
-                if src == SRC_COEF:
-                    tok = L1 if max_l[i] > plane else L0
-                elif src == SRC_IDS:
-                    tok = ids_in[t]
-                    if tok != L0 and tok != L1 or (forced and tok == L0):
+                    c0 = child_ptr[i]
+                # ---- the children of a D1 set i, from child c0 ----
+                for c in range(c0, child_ptr[i + 1]):
+                    k = child_idx[c]
+                    if plane < shift[k]:
+                        continue  # known to be 0
+                    forced = c == last and not any_sig and not l_open
+                    go = _before_token(t, limit, bcheck, max_bytes, code, ids, out, es, es_prev)
+                    if go != _GO:
+                        _stop(ws, t, plane, PH_CHILD, r, w, e, nlip, nlsp, nlis, nlsp_old, i, c, last, any_sig,
+                              l_open, K_SIG_FORCED if forced else K_SIG, k)
+                        return (OK, t - (go == _OVER)) if go <= _OVER else (go, t)
+                    tok = _sig_decision(src, code, k, 0, forced, plane, t, bits, sgn, ids_in, data, ds, pad, prob,
+                                        cnt, out, es, low, nbf, ncls, parent)
+                    if tok < 0:
                         return BAD_TOKEN, t
-                if code or src == SRC_AC:
-                    ns = nsig[i]  # significant children (see _mark)
-                    ctx = CTX_L + ncls[i] * _L_SUB + (0 if ns == 0 else (1 if ns < 3 else 2))
-                    if forced:
-                        tok = L1  # not coded: D(i) was significant and none of its children
+                    ids[t] = tok
+                    tnode[t] = k
+                    tplane[t] = plane
+                    t += 1
+                    if tok != SIG0:
+                        any_sig = True
+                        value[k] = np.int64(1) << (plane - shift[k])
+                        low[k] = plane - shift[k]
+                        if code or src == SRC_AC:
+                            _mark(k, tok == SIG_NEG, nbf, geo, parent, nsig)
+                        neg[k] = tok == SIG_NEG
+                        lsp[nlsp] = k
+                        nlsp += 1
                     else:
-                        tok = _code_choice(src, tok, L0, L1, ctx, data, ds, pad, prob, cnt, out, es)
-                ids[t] = tok
-                tnode[t] = i
-                tplane[t] = plane
-                t += 1
-                if tok == L1:
-                    for c in range(child_ptr[i], child_ptr[i + 1]):
-                        k = child_idx[c]
-                        if child_ptr[k + 1] > child_ptr[k]:
-                            lis[e] = k
-                            lis_b[e] = False
-                            e += 1
-                else:
-                    lis[w] = i
-                    lis_b[w] = True
-                    lis_f[w] = False
-                    w += 1
-        nlis = w
+                        lip[nlip] = k
+                        nlip += 1
+                if has_l[i]:
+                    lis[e] = i
+                    lis_b[e] = True
+                    lis_f[e] = not any_sig  # then L(i) must be significant at this plane
+                    e += 1
+            nlis = w
+            r = 0
+            phase = PH_REF
         # ---- refinement pass ----
-        for r in range(nlsp_old):
-            i = lsp[r]
+        for q in range(r, nlsp_old):
+            i = lsp[q]
             bit = plane - shift[i]
             if bit < 0:
                 continue  # every bit known
             go = _before_token(t, limit, bcheck, max_bytes, code, ids, out, es, es_prev)
             if go != _GO:
+                _stop(ws, t, plane, PH_REF, q, w, e, nlip, nlsp, nlis, nlsp_old, i, c0, last, any_sig, l_open,
+                      K_REF, i)
                 return (OK, t - (go == _OVER)) if go <= _OVER else (go, t)
             tok = 0
             if src == SRC_COEF:
@@ -649,9 +756,12 @@ def _walk_core(src, code, nmax, limit, max_bytes, mag, sgn, ids_in, data, pad, s
             if tok == REF1:
                 value[i] |= np.int64(1) << bit
             low[i] = bit
+        plane -= 1
+        phase = PH_PLANE
+    _stop(ws, t, plane, PH_END, 0, 0, 0, nlip, nlsp, nlis, nlsp_old, i, c0, last, any_sig, l_open, K_END, -1)
     if bcheck and t > 0 and _over(es, max_bytes, es_prev):
         return OK, t - 1
-    if src == SRC_IDS and t < ids_in.shape[0]:
+    if src == SRC_IDS and t < limit:
         return TOO_LONG, t
     return OK, t
 
@@ -734,10 +844,11 @@ def walk(src, code, nmax, max_tokens, max_bytes, mag, sgn, ids_in, data, pad, pr
         lis_f = np.zeros(3 * n + 1, np.bool_)  # a type B set that must be significant (set with each B entry)
         nbf = np.zeros(n, np.uint16)  # each node's neighbourhood (see _mark)
         nsig = np.zeros(n, np.uint8)  # each node's significant children (see _mark)
-        status, t = _walk_core(src, code, nmax, limit, max_bytes, mag, sgn, ids_in, data, pad, shift, smin_d, smin_l,
+        ws = fresh_state(nmax)
+        status, t = _walk_core(src, code, limit, max_bytes, mag, sgn, ids_in, data, pad, shift, smin_d, smin_l,
                                parent, child_ptr, child_idx, has_l, roots, geo, ncls, bits, max_d, max_l, value,
                                low, neg, ids, tnode, tplane, prob, cnt, out, es, es_prev, ds, lip, lsp, lis, lis_b,
-                               lis_f, nbf, nsig)
+                               lis_f, nbf, nsig, ws)
         if status == NO_ROOM_IDS:
             cap *= 2
         elif status == NO_ROOM_OUT:
@@ -795,3 +906,85 @@ def reconstruct(value, low, neg, bias, parent, hold_roots=True):
                 v += bias * width
         out[i] = -v if neg[i] else v
     return out
+
+
+# --- stepping: B walks, one token at a time ------------------------------------------------------
+#
+# Each row b of the arrays below is one walk (its ``ws``, lists, decoder state and tokens), all on
+# the same tree. A step is one compiled call for the whole batch: a call per sequence from Python
+# would cost more than the token itself. Compiled without reference counting, like the core (the
+# row views would each cost two atomic operations per sequence and step).
+
+
+@njit(cache=True, _nrt=False)
+def _advance(b, limit, ws, ids, tnode, tplane, value, low, neg, lip, lsp, lis, lis_b, lis_f, shift, smin_d, smin_l,
+             parent, child_ptr, child_idx, has_l, roots, geo, ncls, node_pos, pos, legal, nbf):
+    """Walk row ``b`` on the ids in ``ids[b]`` until it holds ``limit`` tokens, then write the pos
+    row and the legal ids of the decision it stands before (pos -1 and no id at the end).
+    Returns the walk's ``(status, n)``. ``nbf``: an empty uint16 array."""
+    # What only the encoder and the arithmetic coder read, as empty views of arrays of their types
+    # (this code cannot allocate, and passing them in costs a step more than the token).
+    none8 = ids[b, :0]
+    none64 = ws[b, :0]
+    row = ids[b]
+    # The constants as plain int64 and bool, not numba literals: the core then has the types it
+    # has in walk, and is compiled (or loaded from numba's cache) once for both (the literals made
+    # a second compile of it, about 50 s in a fresh environment).
+    status, n = _walk_core(np.int64(SRC_IDS), np.bool_(False), limit, np.int64(-1), none64, neg[b, :0], row, none8,
+                           np.int64(0), shift, smin_d, smin_l, parent, child_ptr, child_idx, has_l, roots, geo, ncls,
+                           low[b, :0], low[b, :0], low[b, :0], value[b], low[b], neg[b], row, tnode[b], tplane[b],
+                           value[:0], value[:0], none8, none64, none64, none64, lip[b], lsp[b], lis[b], lis_b[b],
+                           lis_f[b], nbf, none8, ws[b])
+    kind = ws[b, WS_KIND]
+    for v in range(VOCAB_SIZE):
+        legal[b, v] = LEGAL[kind, v]
+    if kind == K_END:
+        for j in range(pos.shape[1]):
+            pos[b, j] = -1
+    else:
+        node = ws[b, WS_NODE]
+        pos[b, 0] = ws[b, WS_PLANE]
+        for j in range(node_pos.shape[1]):
+            pos[b, 1 + j] = node_pos[node, j]
+    return status, n
+
+
+@njit(cache=True, _nrt=False)
+def start(counts, ws, ids, tnode, tplane, value, low, neg, lip, lsp, lis, lis_b, lis_f, shift, smin_d, smin_l,
+          parent, child_ptr, child_idx, has_l, roots, geo, ncls, node_pos, pos, legal, nbf, status):
+    """Walk every row ``b`` (fresh: see :func:`fresh_state`) over its first ``counts[b]`` ids in
+    ``ids[b]``, writing its next pos row and legal ids; ``status[b]``, ``counts[b]``: the walk's
+    status (OK, BAD_TOKEN, TOO_LONG) and where it stopped. ``nbf``: an empty uint16 array."""
+    for b in range(ws.shape[0]):
+        s, n = _advance(b, counts[b], ws, ids, tnode, tplane, value, low, neg, lip, lsp, lis, lis_b, lis_f, shift,
+                        smin_d, smin_l, parent, child_ptr, child_idx, has_l, roots, geo, ncls, node_pos, pos, legal,
+                        nbf)
+        status[b] = s
+        counts[b] = n
+
+
+@njit(cache=True, _nrt=False)
+def step(new, ws, ids, tnode, tplane, value, low, neg, lip, lsp, lis, lis_b, lis_f, shift, smin_d, smin_l, parent,
+         child_ptr, child_idx, has_l, roots, geo, ncls, node_pos, pos, legal, nbf):
+    """Append token ``new[b]`` to every walk ``b`` that has not ended (``ids`` needs room for it)
+    and walk on to the next decision, writing its pos row and legal ids. The ids are checked
+    first, all of them: returns -1, or the first row whose id cannot stand (nothing has changed
+    then). A walk that has ended ignores its id, and an id of -1 leaves its walk as it is.
+    (Returns ``B + b`` if the walk of row ``b`` refused an id ``LEGAL`` allows: a bug.)"""
+    nb = ws.shape[0]
+    for b in range(nb):
+        kind = ws[b, WS_KIND]
+        v = new[b]
+        if kind != K_END and v != -1 and (v < 0 or v >= VOCAB_SIZE or not LEGAL[kind, v]):
+            return b
+    for b in range(nb):
+        if ws[b, WS_KIND] == K_END or new[b] == -1:
+            continue
+        t = ws[b, WS_T]
+        ids[b, t] = new[b]
+        status, _ = _advance(b, t + 1, ws, ids, tnode, tplane, value, low, neg, lip, lsp, lis, lis_b, lis_f, shift,
+                             smin_d, smin_l, parent, child_ptr, child_idx, has_l, roots, geo, ncls, node_pos, pos,
+                             legal, nbf)
+        if status != OK:
+            return nb + b
+    return -1

@@ -27,9 +27,12 @@ from ..core.imageio import as_image
 from ..core.protocol import image_list, sequence_list
 from ..core.metrics import quality_mask, quality_score
 from ..core.sequence import TokenSequence, check_maker, container_overhead as _container_overhead
+from ..core.stepper import check_starts
+from . import header
 from . import roi as roi_coding
 from . import spiht
 from .layout import POS_FIELDS, Layout, make_layout
+from .stepper import WaveletStepper
 from .transforms import (ICT_CHANNEL_GAINS, RCT_CHANNEL_GAINS, default_levels, dwt2, ict_forward, ict_inverse, idwt2,
                          rct_forward, rct_inverse, synthesis_gains, to_uint8)
 
@@ -90,6 +93,22 @@ def _importance_weights(shape: tuple[int, int], channels: int, levels: int, loss
     imp.flags.writeable = False
     weights.flags.writeable = False
     return imp, weights
+
+
+def _image_shape(shape, i: int) -> tuple[int, ...]:
+    """A start's image shape, checked: ``(H, W)`` or ``(H, W, C)`` with C 1 or 3."""
+    try:
+        out = tuple(int(v) for v in shape)
+    except (TypeError, ValueError):
+        out = ()
+    if (len(out) not in (2, 3) or min(out[:2]) < 1 or (len(out) == 3 and out[2] not in (1, 3))
+            or any(not isinstance(v, int | np.integer) or isinstance(v, bool) for v in shape)):
+        raise ImageFormatError(f"start {i}: {shape!r} is not an image shape: give (H, W) or (H, W, C) with "
+                               "C 1 or 3, or a TokenSequence")
+    if out[0] * out[1] > imageio.MAX_PIXELS:
+        raise ImageFormatError(f"start {i}: {out[0]} x {out[1]} pixels is over the limit "
+                               f"adatok.core.imageio.MAX_PIXELS ({imageio.MAX_PIXELS})")
+    return out
 
 
 def replication(img: np.ndarray, most: int = 8, min_side: int = 8) -> tuple[int, int]:
@@ -272,21 +291,31 @@ class WaveletTokenizer:
 
     # --- the contract --------------------------------------------------------------------------
 
-    def encode(self, images: Sequence[np.ndarray], budget=None, roi=None) -> list[TokenSequence]:
+    def encode(self, images: Sequence[np.ndarray], budget=None, roi=None, *,
+               fixed_header: bool = False) -> list[TokenSequence]:
         """Tokenize each image; ``budget`` picks each sequence's length (default: the full sequence).
 
         ``Tokens(k)`` gives ``min(k, full length)`` tokens; ``Lossless()`` the full sequence of
         ``wavelet-lossless``; ``Quality(psnr=..)`` / ``Quality(ssim=..)`` the shortest prefix that
         reaches the target, per image (the full sequence if even that does not).
+
+        ``fixed_header=True`` gives every image of a shape the same header, the one a
+        :meth:`stepper` started from that shape has (what a model that generates sequences
+        needs): no pixel replication, no region of interest (``roi`` is refused), and the top
+        bit-plane at :meth:`top_plane` rather than the image's own (the sequence is the image's
+        own with the tokens of the planes above in front: see :meth:`with_top_plane`).
         """
         check_budget(budget)
         images, roi = image_list(images, roi)
+        if fixed_header and any(r is not None for r in roi):
+            raise ImageFormatError("fixed_header=True codes every image of a shape alike and takes no region of "
+                                   "interest: drop roi, or fixed_header")
         if isinstance(budget, Lossless) and not self.lossless:
             raise BudgetError(f"{self.name!r} is not lossless; use adatok.load('wavelet-lossless') for Lossless()")
         out = []
         for i, image in enumerate(images):
             img = as_image(image, what=f"image {i}")
-            fy, fx = replication(img)
+            fy, fx = (1, 1) if fixed_header else replication(img)
             coded = img[::fy, ::fx]
             layout, coef, levels = self._analyze(coded)
             params = {"levels": levels}
@@ -304,6 +333,8 @@ class WaveletTokenizer:
                 params["roi"] = roi_coding.roi_params(roi_map[::fy, ::fx], coded.shape[:2], levels)
             mag, sgn, top = _magnitudes(coef, self._shifts(layout, params)[0])
             params["nmax"] = int(top).bit_length() - 1  # -1 when every coefficient is 0
+            if fixed_header:  # the walk from a higher plane is the re-expressed sequence
+                params["nmax"] = max(params["nmax"], header.top_plane(self, layout))
             limit = min(budget.k, spiht.MAX_TOKENS) if isinstance(budget, Tokens) else -1
             if isinstance(budget, Bpp):
                 seq = self._encode_bytes(img, np.shape(image), layout, mag, sgn, params, budget)
@@ -321,6 +352,77 @@ class WaveletTokenizer:
     def decode(self, seqs: Sequence[TokenSequence]) -> list[np.ndarray]:
         """Decode each sequence (any prefix) to a uint8 image of the encoded shape."""
         return [self._decode_one(s) for s in sequence_list(seqs)]
+
+    # --- token by token ----------------------------------------------------------------------------
+
+    def stepper(self, starts: Sequence[tuple[int, ...] | TokenSequence], nmax: int | None = None) -> WaveletStepper:
+        """Start B sequences to grow one token at a time, under the grammar (see
+        :class:`~adatok.wavelet.stepper.WaveletStepper`: ``next_pos``, ``legal``, ``push``,
+        ``images``, ``sequences``).
+
+        ``starts``: per sequence, an image shape ``(H, W)`` or ``(H, W, C)`` (C = 1 or 3), to start
+        an empty sequence with the header of ``encode(..., fixed_header=True)`` (``nmax``: its top
+        bit-plane instead of :meth:`top_plane`), or a :class:`~adatok.TokenSequence` of this
+        tokenizer, to go on from (any prefix; its header is kept, its ids are checked).
+
+        Example:
+            >>> import numpy as np, adatok
+            >>> tok = adatok.load("wavelet")
+            >>> st = tok.stepper([(8, 8), (8, 8)])
+            >>> while not st.done.all():
+            ...     st.push(st.legal().argmax(1))   # always the first legal id
+            >>> [len(s) for s in st.sequences()] == list(st.lengths)
+            True
+        """
+        starts = check_starts(starts)
+        out = []
+        for i, start in enumerate(starts):
+            if isinstance(start, TokenSequence):
+                check_maker(start.tokenizer, start.version, self)
+                self._layout(start.shape, start.params)
+                self._check_range(start.ids, f"start {i}: ")
+                out.append((tuple(start.shape), dict(start.params), start.ids))
+                continue
+            shape = _image_shape(start, i)
+            params = header.fixed_params(self, shape)
+            if nmax is not None:
+                params["nmax"] = int(nmax)
+            self._layout(shape, params)  # checks nmax
+            out.append((shape, params, _NO_IDS))
+        return WaveletStepper(self, out)
+
+    def top_plane(self, shape: tuple[int, ...]) -> int:
+        """The largest top bit-plane (``params["nmax"]``) this tokenizer can give an 8-bit image
+        of ``shape`` without a region of interest: the ``nmax`` of every sequence of that shape
+        made with ``fixed_header=True`` or by a stepper started from the shape. An upper bound
+        from the transforms, attained (see :mod:`adatok.wavelet.header`)."""
+        shape = _image_shape(shape, 0)
+        return header.fixed_params(self, shape)["nmax"]
+
+    def with_top_plane(self, seq: TokenSequence, nmax: int | None = None) -> TokenSequence:
+        """``seq`` re-expressed from top bit-plane ``nmax`` (default :meth:`top_plane` of its
+        shape): the planes above its own come first, a ``SIG0`` for each root and a ``D0`` for
+        each root set per plane, then ``seq``'s own tokens, unchanged. Every prefix of ``seq``
+        decodes to the same image as that prefix with the new tokens in front."""
+        check_maker(seq.tokenizer, seq.version, self)
+        layout = self._layout(seq.shape, seq.params)
+        old = int(seq.params["nmax"])
+        new = self.top_plane(seq.shape) if nmax is None else int(nmax)
+        if new < old:
+            raise InvalidTokensError(f"cannot re-express a sequence of top plane {old} from plane {new}: a sequence "
+                                     f"can only gain planes above its own; give nmax >= {old}")
+        params = dict(seq.params) | {"nmax": new}
+        self._layout(seq.shape, params)  # checks nmax
+        shift, smin_d, _ = self._shifts(layout, params)
+        ids, node, plane = header.raise_top_plane(layout, shift, smin_d, old, new)
+        pos = np.empty((len(ids), 6), np.int32)
+        pos[:, 0] = plane
+        pos[:, 1:] = layout.node_pos[node]
+        out = TokenSequence(np.concatenate([ids, seq.ids]), np.concatenate([pos, seq.pos]), seq.shape, self.name,
+                            self.version, params, self.pos_fields)
+        if "state" in seq.cache:  # the planes above know nothing more
+            out.cache["state"] = seq.cache["state"]
+        return out
 
     def sequence_from_ids(self, ids: np.ndarray, header: dict) -> TokenSequence:
         """Rebuild a sequence (positions included) from ids and a container header."""
@@ -492,11 +594,14 @@ class WaveletTokenizer:
                 raise InvalidTokensError(str(exc)) from None
         return layout
 
-    def _replay(self, ids: np.ndarray, layout: Layout, params: dict):
+    def _check_range(self, ids: np.ndarray, what: str = "") -> None:
         if len(ids) and (ids.min() < 0 or ids.max() >= self.vocab_size):
             bad = int(np.nonzero((ids < 0) | (ids >= self.vocab_size))[0][0])
-            raise InvalidTokensError(f"token id {int(ids[bad])} at index {bad} is out of range: "
+            raise InvalidTokensError(f"{what}token id {int(ids[bad])} at index {bad} is out of range: "
                                      f"{self.name} ids are 0..{self.vocab_size - 1}")
+
+    def _replay(self, ids: np.ndarray, layout: Layout, params: dict):
+        self._check_range(ids)
         status, at, _, node, plane, value, low, neg, _ = spiht.walk(
             spiht.SRC_IDS, False, int(params["nmax"]), -1, -1, _NO_MAG, _NO_SGN, ids.astype(np.uint8), _NO_BYTES, 0,
             *self._walk_args(layout, params))
@@ -516,11 +621,16 @@ class WaveletTokenizer:
             value, low, neg, _, _ = self._replay(seq.ids, layout, seq.params)
         else:
             value, low, neg = state
+        return self._image(layout, value, low, neg, seq.params, seq.shape)
+
+    def _image(self, layout: Layout, value: np.ndarray, low: np.ndarray, neg: np.ndarray, params, shape) -> np.ndarray:
+        """The image the decoder's knowledge (``value``, ``low``, ``neg``: see :func:`spiht.walk`)
+        stands for: :meth:`decode` and the stepper's ``images`` both end here."""
         img = self._synthesize(layout, spiht.reconstruct(value, low, neg, self.bias, layout.parent, self.hold_roots))
-        fy, fx = seq.params.get("rep", (1, 1))
+        fy, fx = params.get("rep", (1, 1))
         if (fy, fx) != (1, 1):
             img = np.repeat(np.repeat(img, fy, axis=0), fx, axis=1)
-        return img.reshape(seq.shape)
+        return img.reshape(shape)
 
     def _shortest_prefix(self, seq: TokenSequence, img: np.ndarray, q: Quality, mask: np.ndarray | None) -> int:
         """The smallest k whose decoded prefix reaches the target (with ``mask``, the region of

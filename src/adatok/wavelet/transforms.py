@@ -165,7 +165,8 @@ def _scale(v, p, c, divide, Q):
 def _steps(s, d, p, Q, kind):
     """The lifting steps of one line group: ``kind`` 0 = 5/3 analysis, 1 = 5/3 synthesis (int64,
     rounded), 2 = 9/7 analysis, 3 = 9/7 synthesis, 4 = 5/3 synthesis without rounding (float64;
-    what the band gains of ``"5/3"`` are measured with)."""
+    what the band gains of ``"5/3"`` are measured with), 5 = 5/3 analysis without rounding
+    (float64; what the largest coefficients of ``"5/3"`` are bounded with)."""
     if kind == 0:
         _predict(s, d, p, -1, Q, 0, 1)
         _update(s, d, p, 1, Q, 2, 2)
@@ -186,9 +187,12 @@ def _steps(s, d, p, Q, kind):
         _predict(s, d, p, -_G, Q)
         _update(s, d, p, -_B, Q)
         _predict(s, d, p, -_A, Q)
-    else:
+    elif kind == 4:
         _update(s, d, p, -0.25, Q)
         _predict(s, d, p, 0.5, Q)
+    else:
+        _predict(s, d, p, -0.5, Q)
+        _update(s, d, p, 0.25, Q)
 
 
 @njit(cache=True)
@@ -213,9 +217,10 @@ def _lines(v: np.ndarray, axis: int) -> np.ndarray:
 
 
 def _lift_forward(x: np.ndarray, wavelet: str, axis: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """One 1-D analysis step along ``axis`` (0 or 1) of a 1-D or 2-D array: returns (low, high)."""
+    """One 1-D analysis step along ``axis`` (0 or 1) of a 1-D or 2-D array: returns (low, high);
+    ``"5/3-linear"`` is the 5/3 without rounding."""
     s, d = _split(_lines(x, axis))
-    _lift(s, d, 0 if wavelet == "5/3" else 2)
+    _lift(s, d, {"5/3": 0, "9/7": 2, "5/3-linear": 5}[wavelet])
     return _unlines(s, x, axis), _unlines(d, x, axis)
 
 
@@ -284,6 +289,21 @@ def default_levels(shape: tuple[int, int], max_levels: int = 6) -> int:
     """Decomposition depth: about ``log2(max(H, W)) - 2``, at most ``max_levels``, at least 0."""
     longest = max(shape)
     return int(min(max_levels, max(0, int(np.ceil(np.log2(longest))) - 2 if longest > 1 else 0)))
+
+
+def analysis_rows(n: int, levels: int, wavelet: str) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """The 1-D analysis of a length-``n`` axis as matrices: ``(lows, highs)``, where row ``i`` of
+    ``lows[l]`` (``highs[l]``) holds the weights of the input samples in coefficient ``i`` of the
+    low (high) band after ``l + 1`` levels, as :func:`dwt2` takes them along each axis.
+    ``"5/3-linear"``: the 5/3 without rounding. Memory is ``O(n**2)``: for short axes."""
+    kind = {"5/3": "5/3-linear", "9/7": "9/7", "5/3-linear": "5/3-linear"}[wavelet]
+    a = np.eye(n)  # column j: an impulse at sample j, carried through the cascade
+    lows, highs = [], []
+    for _ in range(levels):
+        a, hi = _lift_forward(a, kind, 0)
+        lows.append(a)
+        highs.append(hi)
+    return lows, highs
 
 
 @lru_cache(maxsize=256)
