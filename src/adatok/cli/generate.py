@@ -72,7 +72,7 @@ def train_generator_cmd(
                 raise AdatokError("--target-psnr does not go with pixels: the baseline writes every pixel")
             lang = PixelLanguage((28, 28, 1))
         elif language in ("wavelet", "wavelet-lossless"):
-            lang = WaveletLanguage(language, (28, 28), target)
+            lang = WaveletLanguage(language, (28, 28, 1), target)
         else:
             lang = SlotLanguage(language, target)
         max_len = 8192 if lang.variable_length else len(np.zeros(lang.shape).reshape(-1)) + 1

@@ -141,7 +141,9 @@ def run(gen: Generator, st, labels: np.ndarray, *, cfg: float = 1.0, temperature
         end_ok = np.ones((B, 1), bool) if lang.variable_length else np.asarray(st.done, bool)[:, None]
         allowed = np.concatenate([np.asarray(st.legal(), bool), end_ok], 1)
         if max_tokens is not None:
-            allowed[counts >= max_tokens, :-1] = False
+            full = counts >= max_tokens  # the maximum length: END only (the pixel baseline: the rest black)
+            allowed[full, :-1] = False
+            allowed[full, -1] = True
         logits = logits.masked_fill(~torch.from_numpy(allowed), -torch.inf) / max(temperature, 1e-6)
         logits = _filter(logits, top_k, top_p)
         chosen = torch.multinomial(logits.softmax(-1), 1, generator=g)[:, 0].numpy()

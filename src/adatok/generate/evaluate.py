@@ -1,0 +1,155 @@
+"""Measuring generators: the table of ``docs/generation.md`` and the HTML report.
+
+For each generator: ``--samples`` class-conditional samples (classes in turn, guidance ``--cfg``),
+their **FD-fmnist** against the 10,000 test images and their **class accuracy** by the judge
+(:mod:`adatok.generate.judge`), the mean generated length (tokens), the mean length per class, and
+sampling speed (images per second, batch 64, key/value cache). Beside them, the ceilings of the
+token languages (the tokenizers' reconstructions of the test images: wavelet at the generator's
+training target, ``fashion-mnist-32`` at the learned generator's mean generated length) and the
+floor (10,000 training images against the test images; the judge's test accuracy). Then the
+reading head of the wavelet generator: accuracy from the first n tokens of test images, beside the
+learned tokenizer's prefix classifier at the same number of bits.
+
+    python -m adatok.generate.evaluate --models fmnist-gpt-wavelet,fmnist-gpt-learned,FOLDER \\
+        --samples 10000 --out out/generation
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import adatok
+from adatok import Quality, Tokens
+
+from .judge import accuracy, fd_fmnist, features, frechet_distance, load_judge
+from .report import write_report
+from .sample import complete, load_generator, sample
+
+
+def _as_gray(images) -> np.ndarray:
+    return np.stack([np.asarray(im, np.uint8).reshape(28, 28, 1) for im in images])
+
+
+def measure_model(gen, judge, test_feats: np.ndarray, n: int, cfg: float, seed: int, progress=print) -> dict:
+    """Samples of one generator and what the judge says of them."""
+    labels = [i % 10 for i in range(n)]
+    t0 = time.time()
+    seqs, images = sample(gen, labels, seed=seed, cfg=cfg)
+    seconds = time.time() - t0
+    images = _as_gray(images)
+    lengths = np.array([len(s) for s in seqs])
+    lab = np.array(labels)
+    out = {"name": gen.name, "params": int(gen.config["params"]), "train_minutes": gen.config["elapsed"] / 60,
+           "fd": frechet_distance(features(judge, images), test_feats), "accuracy": accuracy(judge, images, lab),
+           "mean_length": float(lengths.mean()), "images_per_s": n / seconds,
+           "length_per_class": {int(c): float(lengths[lab == c].mean()) for c in range(10)},
+           "lengths": {int(c): lengths[lab == c].tolist() for c in range(10)},
+           "grids": {int(c): [images[i] for i in np.nonzero(lab == c)[0][:10]] for c in range(10)},
+           "language": gen.config["language"], "samples": n, "cfg": cfg, "seed": seed}
+    progress(f"{gen.name}: FD-fmnist {out['fd']:.2f}, accuracy {100 * out['accuracy']:.1f}%, "
+             f"mean length {out['mean_length']:.1f}, {out['images_per_s']:.2f} images/s")
+    return out
+
+
+def ceiling(tokenizer: str, images: np.ndarray, budget, judge, test_feats, labels) -> dict:
+    """The judge on a tokenizer's reconstructions of ``images`` under ``budget``."""
+    tok = adatok.load(tokenizer)
+    seqs = tok.encode(list(images), budget)
+    recon = _as_gray(tok.decode(seqs))
+    return {"fd": frechet_distance(features(judge, recon), test_feats), "accuracy": accuracy(judge, recon, labels),
+            "mean_length": float(np.mean([len(s) for s in seqs]))}
+
+
+@torch.no_grad()
+def reading_accuracy(gen, images: np.ndarray, labels: np.ndarray, lengths: list[int]) -> dict[int, float]:
+    """Accuracy of ``gen``'s reading head from the first n tokens of each image, for each n."""
+    from .train import batch_tensors
+    from .languages import build_corpus
+
+    corpus = build_corpus(gen.lang, list(images), labels)
+    model = gen.model.eval()
+    out = {}
+    for n in lengths:
+        right = 0
+        for at in range(0, len(corpus), 250):
+            idx = np.arange(at, min(at + 250, len(corpus)))
+            null = np.full(len(idx), model.cfg.null_class)
+            inputs, _, ints, floats, steps = batch_tensors(corpus, idx, null, model.cfg.vocab_size, model.cfg.end)
+            h = model.hidden(inputs, ints, floats if model.cfg.float_fields else None)
+            k = torch.clamp(torch.full_like(steps, n + 1), max=steps)  # the class step and n tokens
+            right += int((model.read_prefixes(h, k).argmax(1).numpy() == labels[idx]).sum())
+        out[n] = right / len(corpus)
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    from ..datasets import load
+
+    ap = argparse.ArgumentParser(description="Measure generators: FD-fmnist, class accuracy, lengths, speed.")
+    ap.add_argument("--models", default="fmnist-gpt-wavelet,fmnist-gpt-learned")
+    ap.add_argument("--samples", type=int, default=10000)
+    ap.add_argument("--cfg", type=float, default=2.0)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", default="out/generation")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--reading", default="", help="a wavelet generator whose reading head to measure")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    judge = load_judge()
+    train, test = load("fashion-mnist", split="train"), load("fashion-mnist", split="test")
+    test_images, test_labels = np.stack(test.images), test.labels
+    test_feats = features(judge, test_images)
+    table, models = [], []
+    for name in [m for m in args.models.split(",") if m]:
+        gen = load_generator(name)
+        m = measure_model(gen, judge, test_feats, args.samples, args.cfg, args.seed)
+        about = (f"{m['params']:,} parameters, {m['train_minutes']:.0f} minutes of training, language "
+                 f"{m['language']}; {args.samples} samples, guidance {args.cfg}")
+        m["about"] = about
+        if hasattr(gen.lang, "tok"):  # a completion strip: the first test image cut at 1/4 of its tokens
+            full = gen.lang.tok.encode([test_images[0]], **({"fixed_header": True} if gen.lang.position == "wavelet" else {}))[0]
+            cut = full.prefix(max(1, len(full) // 4 if gen.lang.position == "wavelet" else 4))
+            _, comps = complete(gen, cut, 6, seed=args.seed)
+            m["completion"] = {"prefix_tokens": len(cut), "plain": gen.lang.decode([cut])[0],
+                               "samples": comps, "original": test_images[0]}
+        models.append(m)
+        table.append({"row": name, "params": f"{m['params']:,}", "train_time": f"{m['train_minutes']:.0f} min",
+                      "fd": m["fd"], "accuracy": m["accuracy"], "mean_length": m["mean_length"],
+                      "images_per_s": m["images_per_s"]})
+    rng = np.random.default_rng(args.seed)
+    for m in models:  # the ceilings of the token languages
+        lang = m["language"]
+        if lang["language"] == "wavelet" and lang.get("target"):
+            c = ceiling(lang["tokenizer"], test_images, Quality(psnr=lang["target"]["psnr"]), judge, test_feats, test_labels)
+            table.append({"row": f"{lang['tokenizer']} reconstructions at PSNR {lang['target']['psnr']:g} dB (ceiling)", **c})
+        if lang["language"] == "slot":
+            k = int(round(m["mean_length"]))
+            c = ceiling(lang["tokenizer"], test_images, Tokens(k), judge, test_feats, test_labels)
+            table.append({"row": f"{lang['tokenizer']} reconstructions at {k} tokens (ceiling)", **c})
+    pick = rng.choice(len(train.images), len(test_images), replace=False)
+    floor = fd_fmnist(judge, np.stack([train.images[i] for i in pick]), test_images)
+    table.append({"row": "test split vs train split (floor)", "fd": floor,
+                  "accuracy": accuracy(judge, test_images, test_labels)})
+    results = {"classes": list(test.classes), "table": table, "models": models,
+               "command": "python -m adatok.generate.evaluate " + " ".join(argv or []),
+               "note": "FD-fmnist: Fréchet distance of the project's own judge's features (a proxy, not FID). "
+                       "Class accuracy: the judge's agreement with the class asked for."}
+    if args.reading:
+        gen = load_generator(args.reading)
+        lengths = [25, 50, 100, 200, 400]
+        sub = slice(0, 2000)
+        results["reading"] = {"model": args.reading, "lengths": lengths,
+                              "accuracy": reading_accuracy(gen, test_images[sub], test_labels[sub], lengths)}
+    path = write_report(Path(args.out), results)
+    for row in table:
+        print(row)
+    print(f"report: {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,136 @@
+"""adatok.generate: tiny generators trained for seconds on a few Fashion-MNIST images, so that the
+mechanics are checked (not the quality, which docs/generation.md measures): grammar-constrained
+samples are valid sequences, the key/value cache changes nothing, guidance, filters, completion,
+the reading head, the judge's Fréchet distance, the command line."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import adatok  # noqa: E402
+from adatok import Quality, TokenSequence  # noqa: E402
+from adatok.generate.judge import frechet_distance  # noqa: E402
+from adatok.generate.languages import PixelLanguage, SlotLanguage, WaveletLanguage  # noqa: E402
+from adatok.generate.sample import _filter, complete, load_generator, sample  # noqa: E402
+from adatok.generate.train import GenTrainConfig, model_config_for, train_generator  # noqa: E402
+
+LANGS = {
+    "wavelet": lambda: WaveletLanguage("wavelet", (28, 28, 1), Quality(psnr=16)),
+    "learned": lambda: SlotLanguage("fashion-mnist-32", Quality(psnr=20)),
+    "pixels": lambda: PixelLanguage((28, 28, 1)),
+}
+
+
+@pytest.fixture(scope="module", params=sorted(LANGS))
+def trained(request, tmp_path_factory):
+    lang = LANGS[request.param]()
+    out = tmp_path_factory.mktemp(request.param) / "gen"
+    cfg = model_config_for(lang, 32, 1, 2, 2048)
+    train_generator(out, lang, cfg, GenTrainConfig(minutes=0.05, limit=24, val_images=8, batch=4, eval_every=1e9),
+                    log=lambda *a: None)
+    return request.param, load_generator(out), out
+
+
+def test_samples_are_valid_sequences(trained):
+    kind, gen, _ = trained
+    seqs, images = sample(gen, [0, 3, None, 9], seed=5, cfg=2.0, max_tokens=None if kind == "pixels" else 60)
+    assert len(images) == 4 and all(np.asarray(im).size == 784 for im in images)
+    if kind == "pixels":
+        assert all(len(s) == 784 for s in seqs)  # the baseline always writes every pixel
+        assert all(len(s) == 20 for s in sample(gen, [1], seed=5, max_tokens=20)[0])  # unless stopped
+        return
+    assert all(len(s) <= 60 for s in seqs)
+    for seq, img in zip(seqs, images):
+        back = TokenSequence.from_bytes(seq.to_bytes())
+        assert np.array_equal(back.ids, seq.ids)
+        assert np.array_equal(gen.lang.decode([back])[0], img)
+
+
+def test_the_cache_changes_nothing_and_the_seed_decides(trained):
+    _, gen, _ = trained
+    a = sample(gen, [1, 2], seed=3, max_tokens=40)[1]
+    b = sample(gen, [1, 2], seed=3, max_tokens=40, kv_cache=False)[1]
+    c = sample(gen, [1, 2], seed=4, max_tokens=40)[1]
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert len(c) == 2
+
+
+def test_completion_keeps_the_prefix(trained):
+    kind, gen, _ = trained
+    if kind == "pixels":
+        pytest.skip("the pixel baseline has no token files to complete")
+    img = adatok.datasets.load("fashion-mnist", "test", limit=1).images[0]
+    full = gen.lang.tok.encode([img])[0]
+    cut = TokenSequence.from_bytes(full.to_bytes()[: len(full.to_bytes()) * 3 // 4])  # a cut file
+    seqs, images = complete(gen, cut, 3, seed=1, max_tokens=len(cut) + 30)
+    if kind == "wavelet":
+        cut = gen.lang.tok.with_top_plane(cut)
+    for s in seqs:
+        assert np.array_equal(s.ids[: len(cut)], cut.ids)
+
+
+def test_grammar_masks_every_step():
+    """With uniform logits (an untrained model's), random choices among the legal ids alone still
+    decode: the sampler never pushes an id the stepper refuses (it would raise)."""
+    lang = LANGS["wavelet"]()
+    st = lang.stepper(8)
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        legal = st.legal()
+        if not legal.any():
+            break
+        st.push(np.where(legal.any(1), np.argmax(legal * rng.random(legal.shape), 1), -1))
+    assert all(len(s) > 0 for s in st.sequences())
+
+
+def test_top_k_and_top_p():
+    logits = torch.tensor([[1.0, 3.0, 2.0, 0.0]])
+    assert torch.isfinite(_filter(logits, 2, 1.0)).tolist() == [[False, True, True, False]]
+    p = torch.tensor([[0.5, 0.3, 0.15, 0.05]]).log()
+    assert torch.isfinite(_filter(p, 0, 0.7)).tolist() == [[True, True, False, False]]
+    assert torch.isfinite(_filter(p, 0, 1.0)).all()
+
+
+def test_frechet_distance():
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(2000, 4))
+    assert frechet_distance(a, a) == pytest.approx(0.0, abs=1e-6)
+    assert frechet_distance(a, a + 1.0) == pytest.approx(4.0, rel=0.05)  # |mu_a - mu_b|^2 = 4
+
+
+def test_command_line(trained, tmp_path):
+    from typer.testing import CliRunner
+
+    from adatok.cli import app
+
+    kind, gen, folder = trained
+    runner = CliRunner()
+    png = tmp_path / "grid.png"
+    result = runner.invoke(app, ["generate", "--model", str(folder), "-n", "4", "--max-tokens", "30", "--out", str(png),
+                                 "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert adatok.read_image(png).shape[0] > 28
+    out = tmp_path / "samples"
+    result = runner.invoke(app, ["generate", "--model", str(folder), "-n", "3", "--class", "7", "--max-tokens", "30",
+                                 "--out", str(out), "--quiet"])
+    assert result.exit_code == 0, result.output
+    with np.load(out / "samples.npz") as z:
+        assert z["images"].shape == (3, 28, 28, 1) and z["labels"].tolist() == [7, 7, 7]
+    assert len(list(out.glob("*.png"))) == 3
+    assert len(list(out.glob("*.atk"))) == (0 if kind == "pixels" else 3)
+    result = runner.invoke(app, ["generate", "--model", str(folder), "--class", "12", "--out", str(png)])
+    assert result.exit_code == 2 and "--class" in result.stderr
+    result = runner.invoke(app, ["generate", "--model", str(tmp_path / "nothing"), "--out", str(png)])
+    assert result.exit_code == 2 and "unknown generator" in result.stderr
+
+
+def test_the_reading_head_reads_prefixes(trained):
+    from adatok.generate.evaluate import reading_accuracy
+
+    kind, gen, _ = trained
+    ds = adatok.datasets.load("fashion-mnist", "test", limit=20)
+    acc = reading_accuracy(gen, np.stack(ds.images), ds.labels, [1, 5])
+    assert set(acc) == {1, 5} and all(0.0 <= a <= 1.0 for a in acc.values())
