@@ -11,10 +11,16 @@
   After a deliberate change to the coder, regenerate the checked blocks with
   ``.venv/bin/python tests/test_docs.py --write``. Then reread the prose around them (the
   plane-by-plane walkthrough is not checked).
-* ``README.md``: its ```` ```python ```` blocks run in order, in one namespace, in a temporary
-  folder. The test is skipped when there is no README or no such block. A block right after
-  ``<!-- test: skip -->`` does not run, and neither does one that needs torch (this suite never
-  imports torch).
+* Every code block of ``README.md`` and ``docs/*.md`` runs: the ```` ```python ```` blocks of a page
+  in order, in one namespace (``>>>`` blocks as doctests); its ```` ```sh ```` blocks and the
+  ``adatok`` commands in the first column of its tables, in order, through typer's ``CliRunner``.
+  Both run in a temporary folder that holds ``photo.png``, ``photos/`` and links to the
+  repository's top-level folders (:func:`workspace`). A block right after ``<!-- test: long -->``
+  (a table row: with that comment in the row) is long-running and does not run: demo, training,
+  benchmarks, evaluations of many images. A shell block that runs may hold only ``adatok``
+  commands. Fenced blocks must say their language: python, sh, or text (output, figures).
+* Links between the pages resolve to files of the repository (and to headings, after ``#``), and
+  ``docs/index.md`` lists every page of ``docs/``.
 """
 
 from __future__ import annotations
@@ -23,7 +29,9 @@ import difflib
 import doctest
 import os
 import re
+import shlex
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -260,45 +268,155 @@ def test_band_shapes_in_the_example(language_text):
 
 
 # ------------------------------------------------------------------------------------------------
-# README
+# Every code block of the README and docs/
 # ------------------------------------------------------------------------------------------------
 
-
-def readme_blocks() -> list[tuple[int, str]]:
-    if not README.exists():
-        return []
-    text = README.read_text(encoding="utf-8")
-    blocks = []
-    for m in _FENCE.finditer(text):
-        if m.group(1) != "python":
-            continue
-        if text[: m.start()].rstrip().endswith("<!-- test: skip -->"):
-            continue
-        blocks.append((text.count("\n", 0, m.start()) + 1, m.group(2)))
-    return blocks
+PAGES = [README, *sorted((ROOT / "docs").glob("*.md"))]
+LONG = "<!-- test: long -->"
+#: Fenced block languages: python runs, sh runs its adatok commands, text is output or a figure.
+LANGUAGES = ("python", "sh", "text")
+_LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
+_TABLE_COMMAND = re.compile(r"^\|\s*`(adatok [^`]+)`")
 
 
-def test_readme_python_blocks_run(tmp_path, monkeypatch):
-    blocks = readme_blocks()
-    if not blocks:
-        pytest.skip("no README.md, or it has no ```python blocks")
+@dataclass(frozen=True)
+class Block:
+    """A fenced block (or a table row's command, language ``sh``) of a page, from its line on."""
+
+    page: Path
+    line: int
+    lang: str
+    code: str
+    long: bool
+
+    @property
+    def where(self) -> str:
+        return f"{self.page.relative_to(ROOT)}:{self.line}"
+
+
+def page_blocks(page: Path) -> list[Block]:
+    """The page's fenced blocks and its table rows of ``adatok`` commands, in page order."""
+    text = page.read_text(encoding="utf-8")
+    blocks = [Block(page, text.count("\n", 0, m.start()) + 1, m.group(1), m.group(2),
+                    text[: m.start()].rstrip().endswith(LONG))
+              for m in _FENCE.finditer(text)]
+    for i, line in enumerate(text.splitlines(), 1):
+        m = _TABLE_COMMAND.match(line)
+        if m:
+            blocks.append(Block(page, i, "sh", m.group(1) + "\n", LONG in line))
+    return sorted(blocks, key=lambda b: b.line)
+
+
+def commands(block: Block) -> list[str]:
+    """The commands of a shell block: lines joined at trailing backslashes, comments and blank
+    lines dropped."""
+    joined = re.sub(r"\\\n", " ", block.code)
+    return [line.strip() for line in joined.splitlines() if line.strip() and not line.strip().startswith("#")]
+
+
+def _pages_with(lang: str) -> list[Path]:
+    return [p for p in PAGES if any(b.lang == lang and not b.long for b in page_blocks(p))]
+
+
+@pytest.fixture
+def workspace(tmp_path, monkeypatch) -> Path:
+    """A folder to run a page's code in, as from the repository's root: ``photo.png`` (a 128 x 192
+    crop of the astronaut), ``photos/`` holding it, and links to the repository's top-level
+    entries (``tests/data/masks/`` ...). Outputs (``out/`` ...) land in the folder."""
+    import skimage.data
+
+    photo = skimage.data.astronaut()[:128, :192]
+    adatok.write_image(tmp_path / "photo.png", photo)
+    (tmp_path / "photos").mkdir()
+    adatok.write_image(tmp_path / "photos" / "photo.png", photo)
+    for entry in ROOT.iterdir():
+        if not entry.name.startswith(".") and entry.name != "out" and not (tmp_path / entry.name).exists():
+            (tmp_path / entry.name).symlink_to(entry)
     monkeypatch.chdir(tmp_path)
-    namespace: dict = {"__name__": "__readme__"}
-    ran = 0
-    for line, code in blocks:
-        if re.search(r"\btorch\b", code):
-            continue  # needs torch, which this suite never imports
-        where = f"README.md:{line}"
-        if code.lstrip().startswith(">>>"):
-            test = doctest.DocTestParser().get_doctest(code, namespace, where, str(README), line)
+    return tmp_path
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+def test_code_blocks_have_a_known_language(page):
+    odd = [f"{b.where}: ```{b.lang}" for b in page_blocks(page) if b.lang not in LANGUAGES]
+    assert not odd, f"give every fenced block one of the languages {', '.join(LANGUAGES)}: {odd}"
+
+
+@pytest.mark.parametrize("page", _pages_with("python"), ids=lambda p: p.name)
+def test_python_blocks_run(page, workspace):
+    """The page's python blocks, in order, in one namespace (doctest style for ``>>>`` blocks)."""
+    namespace: dict = {"__name__": "__docs__"}
+    for block in page_blocks(page):
+        if block.lang != "python" or block.long:
+            continue
+        if block.code.lstrip().startswith(">>>"):
+            test = doctest.DocTestParser().get_doctest(block.code, namespace, block.where, str(page), block.line)
             runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
             runner.run(test, clear_globs=False)
-            assert runner.failures == 0, f"doctest in {where} failed"
+            assert runner.failures == 0, f"doctest in {block.where} failed"
         else:
-            exec(compile(code, where, "exec"), namespace)
-        ran += 1
-    if not ran:
-        pytest.skip("every ```python block of README.md needs torch")
+            exec(compile(block.code, block.where, "exec"), namespace)
+
+
+@pytest.mark.parametrize("page", _pages_with("sh"), ids=lambda p: p.name)
+def test_commands_run(page, workspace):
+    """The page's ``adatok`` commands (shell blocks and table rows), in order, in one folder."""
+    from typer.testing import CliRunner
+
+    from adatok.cli import app
+
+    runner = CliRunner()
+    for block in page_blocks(page):
+        if block.lang != "sh" or block.long:
+            continue
+        for command in commands(block):
+            args = shlex.split(command, comments=True)
+            assert args[0] == "adatok", (f"{block.where}: only adatok commands run in make test; mark the "
+                                         f"block {LONG} if it is long-running: {command}")
+            result = runner.invoke(app, args[1:])
+            assert result.exit_code == 0, (f"{block.where}: {command} exited with {result.exit_code}:\n"
+                                           f"{result.output}{result.stderr}{result.exception or ''}")
+
+
+def test_the_runner_reads_blocks_rows_and_markers(tmp_path):
+    """The parsing itself: a long-marked block, a table row, a continued command and a comment."""
+    page = tmp_path / "page.md"
+    page.write_text("intro\n\n<!-- test: long -->\n```sh\nadatok demo\n```\n\n| command | what |\n|---|---|\n"
+                    "| `adatok info a.atk` | x |\n| `adatok train` <!-- test: long --> | y |\n\n"
+                    "```sh\nadatok eval --data samples \\\n    --out o   # comment\n# a note\n```\n")
+    blocks = [(b.line, b.lang, b.long, commands(b)) for b in page_blocks(page)]
+    assert blocks == [(4, "sh", True, ["adatok demo"]), (10, "sh", False, ["adatok info a.atk"]),
+                      (11, "sh", True, ["adatok train"]),
+                      (13, "sh", False, ["adatok eval --data samples      --out o   # comment"])]
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+def test_links_resolve_inside_the_repository(page):
+    """Every relative link of a page names a file of the repository (and a heading of it, after ``#``)."""
+    bad = []
+    for target in _LINK.findall(page.read_text(encoding="utf-8")):
+        if re.match(r"[a-z]+:", target):
+            continue  # https:, mailto:
+        path, _, anchor = target.partition("#")
+        dest = (page.parent / path).resolve() if path else page
+        if not dest.is_relative_to(ROOT) or not dest.exists():
+            bad.append(f"{target}: no such file in the repository")
+        elif anchor and anchor not in _anchors(dest):
+            bad.append(f"{target}: {dest.name} has no heading #{anchor}")
+    assert not bad, f"links of {page.relative_to(ROOT)}: {bad}"
+
+
+def _anchors(page: Path) -> set[str]:
+    """GitHub's anchors of a page's headings: lower case, punctuation dropped, spaces as dashes."""
+    heads = re.findall(r"^#+\s+(.+?)\s*$", page.read_text(encoding="utf-8"), re.M)
+    return {re.sub(r"\s", "-", re.sub(r"[^\w\s-]", "", h.lower())) for h in heads}
+
+
+def test_the_docs_index_lists_every_page():
+    index = (ROOT / "docs" / "index.md").read_text(encoding="utf-8")
+    listed = {t.partition("#")[0] for t in _LINK.findall(index)}
+    missing = [p.name for p in PAGES if p.parent.name == "docs" and p.name != "index.md" and p.name not in listed]
+    assert not missing, f"docs/index.md does not link these pages: {missing}"
 
 
 # ------------------------------------------------------------------------------------------------

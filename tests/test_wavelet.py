@@ -697,7 +697,7 @@ def test_list_of_lists_instead_of_arrays():
 def test_bare_sequence_instead_of_a_list(small_seqs):
     with pytest.raises(InvalidTokensError, match="list of sequences"):
         tok("wavelet").decode(small_seqs["wavelet"])
-    with pytest.raises(InvalidTokensError, match="expected a TokenSequence"):
+    with pytest.raises(InvalidTokensError, match="item 0 is a ndarray"):
         tok("wavelet").decode([small_seqs["wavelet"].ids])
 
 

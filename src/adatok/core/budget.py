@@ -10,22 +10,39 @@
 from __future__ import annotations
 
 import math
+import numbers
 
-import numpy as np
 from dataclasses import dataclass
 
 from .errors import BudgetError
 
+#: Bytes no budget needs more of: a container's payload length is a u32, so every sequence adatok
+#: can write fits in fewer. Larger byte budgets (``Bpp(1e10)`` on any image) mean "no limit".
+MAX_BUDGET_BYTES = 2**32 - 1
+
+
+def _real(value) -> float | None:
+    """``value`` as a float when it is a real number of any type (Python or numpy, any width;
+    not a bool), else None."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return None
+    return float(value)
+
 
 @dataclass(frozen=True)
 class Tokens:
-    """At most ``k`` tokens: a sequence gets exactly ``min(k, full length)``."""
+    """At most ``k`` tokens: a sequence gets exactly ``min(k, full length)``.
+
+    ``k`` is any whole number >= 0 of any integer type (Python, numpy of any width), however
+    large; it is stored as a Python ``int``.
+    """
 
     k: int
 
     def __post_init__(self) -> None:
-        if isinstance(self.k, bool) or not isinstance(self.k, int | np.integer) or self.k < 0:
+        if isinstance(self.k, bool) or not isinstance(self.k, numbers.Integral) or self.k < 0:
             raise BudgetError(f"Tokens(k) needs a whole number k >= 0, got {self.k!r}")
+        object.__setattr__(self, "k", int(self.k))  # numpy's uint64 and int64 would wrap in arithmetic
 
 
 @dataclass(frozen=True)
@@ -43,14 +60,19 @@ class Bpp:
     header: bool = True
 
     def __post_init__(self) -> None:
-        if isinstance(self.x, bool) or not isinstance(self.x, int | float) or not math.isfinite(self.x) or self.x <= 0:
-            raise BudgetError(f"Bpp(x) needs a finite number x > 0, got {self.x!r}")
+        x = _real(self.x)
+        if x is None or not math.isfinite(x) or x <= 0:
+            kind = "" if x is not None else f" (a {type(self.x).__name__}, not a real number)"
+            raise BudgetError(f"Bpp(x) needs a finite number x > 0, got {self.x!r}{kind}")
+        object.__setattr__(self, "x", x)
         if not isinstance(self.header, bool):
             raise BudgetError(f"Bpp(header=...) is True or False, got {self.header!r}")
 
     def nbytes(self, shape) -> int:
-        """The byte budget for an image of ``shape`` (H, W, ...): ``floor(x * H * W / 8)``."""
-        return int(self.x * shape[0] * shape[1] / 8)
+        """The byte budget for an image of ``shape`` (H, W, ...): ``floor(x * H * W / 8)``, at most
+        :data:`MAX_BUDGET_BYTES` (more than any sequence needs: the full sequence)."""
+        total = self.x * shape[0] * shape[1] / 8
+        return MAX_BUDGET_BYTES if total >= MAX_BUDGET_BYTES else int(total)
 
 
 @dataclass(frozen=True)
@@ -68,10 +90,16 @@ class Quality:
     def __post_init__(self) -> None:
         if (self.psnr is None) == (self.ssim is None):
             raise BudgetError("Quality needs exactly one target: Quality(psnr=40) or Quality(ssim=0.95)")
-        if self.psnr is not None and (isinstance(self.psnr, bool) or not isinstance(self.psnr, int | float) or not math.isfinite(self.psnr) or self.psnr <= 0):
-            raise BudgetError(f"Quality(psnr=...) needs a finite number of dB > 0, got {self.psnr!r}")
-        if self.ssim is not None and (isinstance(self.ssim, bool) or not isinstance(self.ssim, int | float) or not 0 < self.ssim <= 1):
-            raise BudgetError(f"Quality(ssim=...) needs a number in (0, 1], got {self.ssim!r}")
+        if self.psnr is not None:
+            v = _real(self.psnr)
+            if v is None or not math.isfinite(v) or v <= 0:
+                raise BudgetError(f"Quality(psnr=...) needs a finite number of dB > 0, got {self.psnr!r}")
+            object.__setattr__(self, "psnr", v)
+        if self.ssim is not None:
+            v = _real(self.ssim)
+            if v is None or not 0 < v <= 1:
+                raise BudgetError(f"Quality(ssim=...) needs a number in (0, 1], got {self.ssim!r}")
+            object.__setattr__(self, "ssim", v)
         if self.region not in (None, "roi"):
             raise BudgetError(f"Quality(region=...) is None or 'roi', got {self.region!r}")
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .errors import BudgetError
+
 #: A pixel is inside the region of interest where its map (values in [0, 1]) is at least this;
 #: ``Quality(region="roi")``, the region PSNRs of ``adatok eval`` and the report all use it.
 REGION_THRESHOLD = 0.5
@@ -33,6 +35,35 @@ def region_mask(roi: np.ndarray) -> np.ndarray:
     """The pixels inside a region of interest: ``roi >= REGION_THRESHOLD`` as an ``H x W`` bool array."""
     m = np.asarray(roi, dtype=np.float64)
     return (m[:, :, 0] if m.ndim == 3 else m) >= REGION_THRESHOLD
+
+
+def quality_mask(target, roi: np.ndarray | None, what: str = "the image") -> np.ndarray | None:
+    """The pixels a :class:`~adatok.Quality` target is measured on: ``None`` (the whole image) unless
+    ``target.region == "roi"``, then :func:`region_mask` of ``roi``. Raises
+    :class:`~adatok.BudgetError` when that region has no pixel (a quality over no pixels would be
+    met by any prefix, the empty one included)."""
+    if target.region != "roi":
+        return None
+    if roi is None:
+        raise BudgetError(f"Quality(region='roi') needs a region of interest for {what}: pass roi=[...]")
+    mask = region_mask(roi)
+    if not mask.any():
+        raise BudgetError(f"the region of interest of {what} is empty: no pixel of its map reaches "
+                          f"{REGION_THRESHOLD} (its largest value is {float(np.max(roi)):.3g}); "
+                          "mark the region with values >= 0.5, or drop region='roi'")
+    return mask
+
+
+def quality_score(ref: np.ndarray, out: np.ndarray, target, mask: np.ndarray | None = None) -> float:
+    """What a :class:`~adatok.Quality` target measures of ``out`` against ``ref``: PSNR (dB) or SSIM,
+    inside ``mask`` when given (PSNR over its pixels, SSIM over its bounding box)."""
+    if target.psnr is not None:
+        return psnr(ref, out, mask)
+    if mask is None:
+        return ssim(ref, out)
+    ys, xs = np.nonzero(mask)
+    box = (slice(ys.min(), ys.max() + 1), slice(xs.min(), xs.max() + 1))
+    return ssim(ref[box], out[box])
 
 
 def region_psnr(a: np.ndarray, b: np.ndarray, roi: np.ndarray) -> tuple[float | None, float | None]:

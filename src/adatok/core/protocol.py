@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Protocol, runtime_checkable
 
 import numpy as np
 
 from .budget import Budget
+from .errors import ImageFormatError, InvalidTokensError
 from .sequence import TokenSequence
 
 
@@ -66,3 +67,39 @@ class Stepper(Protocol):
     def images(self, which: Sequence[int] | None = None) -> list[np.ndarray]: ...
 
     def sequences(self) -> list[TokenSequence]: ...
+
+
+def image_list(images, roi=None) -> tuple[list, list]:
+    """``encode``'s arguments as lists: the images and one region map (or ``None``) per image.
+
+    Any iterable of images is taken (a list, a tuple, a generator); a single array, a string or a
+    non-iterable is refused with :class:`~adatok.ImageFormatError`, as is ``roi`` that is not one
+    entry per image. The images themselves are checked by the tokenizer (``as_image``)."""
+    if isinstance(images, np.ndarray):
+        raise ImageFormatError("encode takes a list of images; wrap a single image as [image]")
+    if isinstance(images, str | bytes) or not isinstance(images, Iterable):
+        raise ImageFormatError(f"encode takes a list of images (H x W x C uint8 arrays), got {type(images).__name__}")
+    images = list(images)
+    if roi is None:
+        return images, [None] * len(images)
+    if isinstance(roi, np.ndarray | str | bytes) or not isinstance(roi, Iterable):
+        raise ImageFormatError("roi takes one map (or None) per image, in a list as long as the images")
+    roi = list(roi)
+    if len(roi) != len(images):
+        raise ImageFormatError(f"roi takes one map (or None) per image: got {len(roi)} for {len(images)} images")
+    return images, roi
+
+
+def sequence_list(seqs) -> list[TokenSequence]:
+    """``decode``'s argument as a list of :class:`TokenSequence` (any iterable of them), refusing
+    anything else with :class:`~adatok.InvalidTokensError`."""
+    if isinstance(seqs, TokenSequence):
+        raise InvalidTokensError("decode takes a list of sequences; wrap a single one as [seq]")
+    if isinstance(seqs, str | bytes) or not isinstance(seqs, Iterable):
+        raise InvalidTokensError(f"decode takes a list of TokenSequence, got {type(seqs).__name__}")
+    seqs = list(seqs)
+    for i, seq in enumerate(seqs):
+        if not isinstance(seq, TokenSequence):
+            raise InvalidTokensError(f"decode takes a list of TokenSequence; item {i} is a {type(seq).__name__}"
+                                     + (" (bytes: read them with TokenSequence.from_bytes)" if isinstance(seq, bytes | bytearray) else ""))
+    return seqs

@@ -68,7 +68,7 @@ class TokenSequence:
     cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        ids = np.ascontiguousarray(self.ids, dtype=np.int32).reshape(-1)
+        ids = _checked_ids(self.ids)
         ids.flags.writeable = False
         object.__setattr__(self, "ids", ids)
         if callable(self.pos):
@@ -82,9 +82,9 @@ class TokenSequence:
         object.__setattr__(self, "pos_fields", tuple(self.pos_fields))
 
     def _set_pos(self, pos) -> np.ndarray:
-        pos = np.ascontiguousarray(pos, dtype=np.int32)
+        pos = _checked_ints(pos, "pos")
         if pos.ndim != 2 or pos.shape[0] != self.ids.shape[0]:
-            raise ValueError(f"pos must have shape (n, P) with n = {self.ids.shape[0]}, got {pos.shape}")
+            raise InvalidTokensError(f"pos must have shape (n, P) with n = {self.ids.shape[0]}, got {pos.shape}")
         pos.flags.writeable = False
         self.__dict__["pos"] = pos
         self.__dict__.pop("_make_pos", None)
@@ -159,6 +159,35 @@ class TokenSequence:
         if hasattr(codec, "unpack_sequence"):  # ids and positions in one pass
             return codec.unpack_sequence(header, payload)
         return tok.sequence_from_ids(codec.unpack(header, payload), header)
+
+
+_INT32 = np.iinfo(np.int32)
+
+
+def _checked_ints(values, what: str) -> np.ndarray:
+    """``values`` as a contiguous int32 array, refusing what a cast would change: values that are
+    not whole numbers (a float array is taken only when every value is whole: 2.7 is not truncated;
+    bools, strings and objects are not numbers here) and values outside int32 (a cast would wrap
+    ``2**32`` to 0)."""
+    try:
+        arr = np.asarray(values)
+    except (ValueError, TypeError) as exc:
+        raise InvalidTokensError(f"{what} must be an array of whole numbers ({exc})") from None
+    if arr.size == 0:
+        return np.zeros(arr.shape, np.int32)
+    if arr.dtype.kind == "f":
+        if not (np.isfinite(arr).all() and (arr == np.round(arr)).all()):
+            raise InvalidTokensError(f"{what} must be whole numbers, got {arr.dtype} values that are not")
+    elif arr.dtype.kind not in "iu":
+        raise InvalidTokensError(f"{what} must be whole numbers (an integer array), got dtype {arr.dtype}")
+    if arr.min() < _INT32.min or arr.max() > _INT32.max:
+        raise InvalidTokensError(f"{what} must fit in int32, got values from {arr.min()} to {arr.max()}")
+    return np.ascontiguousarray(arr, dtype=np.int32)
+
+
+def _checked_ids(ids) -> np.ndarray:
+    """Token ids as a flat int32 array (see :func:`_checked_ints`)."""
+    return _checked_ints(ids, "token ids").reshape(-1)
 
 
 def check_maker(name: str, version: str, tokenizer, mismatch: str = "use the adatok that made it") -> None:

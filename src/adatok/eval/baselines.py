@@ -33,6 +33,7 @@ from PIL import Image
 from ..core.budget import Bpp, Lossless, Quality, Tokens, check_budget
 from ..core.errors import AdatokError, BudgetError, ContainerError, ImageFormatError, InvalidTokensError
 from ..core.imageio import as_image
+from ..core.protocol import image_list, sequence_list
 from ..core.metrics import psnr, ssim
 from ..core.sequence import TokenSequence
 from ..core.stepper import SlotStepper, check_starts
@@ -332,9 +333,8 @@ class GridTokenizer:
     def encode(self, images: Sequence[np.ndarray], budget=None, roi=None) -> list[TokenSequence]:
         """Tokenize each image on the grid its budget picks (see the class docstring)."""
         check_budget(budget)
-        if isinstance(images, np.ndarray):
-            raise ImageFormatError("encode takes a list of images; wrap a single image as [image]")
-        if roi is not None:
+        images, roi = image_list(images, roi)
+        if any(r is not None for r in roi):
             raise AdatokError("the grid tokenizer does not support regions of interest")
         if isinstance(budget, Lossless):
             raise BudgetError("the grid tokenizer is lossy: Lossless() is not available")
@@ -353,9 +353,7 @@ class GridTokenizer:
 
     def decode(self, seqs: Sequence[TokenSequence]) -> list[np.ndarray]:
         """Decode each sequence (any prefix) to a uint8 image of the encoded shape."""
-        if isinstance(seqs, TokenSequence):
-            raise InvalidTokensError("decode takes a list of sequences; wrap a single one as [seq]")
-        return [self._decode_one(s) for s in seqs]
+        return [self._decode_one(s) for s in sequence_list(seqs)]
 
     def stepper(self, starts: Sequence[tuple[int, ...] | TokenSequence], patch: int | None = None) -> SlotStepper:
         """Start B sequences to grow one token at a time (see :class:`~adatok.core.stepper.SlotStepper`):

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..core.budget import Quality
-from ..core.metrics import psnr, region_mask, ssim
+from ..core.metrics import quality_mask, quality_score
 
 
 @dataclass(frozen=True)
@@ -71,17 +71,8 @@ def length_report(tokenizer, images: Sequence[np.ndarray], target: Quality, name
     tokens, nbytes, bpp, qual = [], [], [], []
     for i, (img, seq, out) in enumerate(zip(images, seqs, outs, strict=True)):
         img = np.asarray(img).reshape(out.shape)
-        mask = None
-        if target.region == "roi" and roi is not None and roi[i] is not None:
-            mask = region_mask(roi[i])
-        if target.psnr is not None:
-            q = psnr(img, out, mask)
-        elif mask is None:
-            q = ssim(img, out)
-        else:
-            ys, xs = np.nonzero(mask)
-            box = (slice(ys.min(), ys.max() + 1), slice(xs.min(), xs.max() + 1))
-            q = ssim(img[box], out[box])
+        mask = quality_mask(target, roi[i] if roi is not None else None, f"image {i}")
+        q = quality_score(img, out, target, mask)
         data = seq.to_bytes()
         tokens.append(len(seq))
         nbytes.append(len(data))

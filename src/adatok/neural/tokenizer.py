@@ -18,6 +18,7 @@ import torch
 from ..core.budget import Bpp, Lossless, Quality, Tokens, check_budget
 from ..core.errors import BudgetError, ContainerError, ImageFormatError, InvalidTokensError
 from ..core.imageio import as_image
+from ..core.protocol import image_list, sequence_list
 from ..core.metrics import ssim as ssim_metric
 from ..core.sequence import TokenSequence, check_maker, container_overhead
 from ..core.stepper import SlotStepper, check_starts
@@ -119,9 +120,8 @@ class NeuralTokenizer:
         target (all K if none does), found by decoding every prefix length of the whole batch at once.
         """
         check_budget(budget)
-        if isinstance(images, np.ndarray):
-            raise ImageFormatError("encode takes a list of images; wrap a single image as [image]")
-        if roi is not None and any(r is not None for r in roi):
+        images, roi = image_list(images, roi)
+        if any(r is not None for r in roi):
             raise BudgetError(f"{self.name} is a learned tokenizer and does not steer tokens by region; "
                               "use the wavelet tokenizer for regions of interest")
         if isinstance(budget, Lossless):
@@ -144,8 +144,7 @@ class NeuralTokenizer:
 
     def decode(self, seqs: Sequence[TokenSequence]) -> list[np.ndarray]:
         """Decode each sequence (any prefix, 0..K tokens) to a uint8 image of the encoded shape."""
-        if isinstance(seqs, TokenSequence):
-            raise InvalidTokensError("decode takes a list of sequences; wrap a single one as [seq]")
+        seqs = sequence_list(seqs)
         codes = np.zeros((len(seqs), self.tokens), np.int32)
         keep = np.zeros(len(seqs), np.int64)
         for i, seq in enumerate(seqs):

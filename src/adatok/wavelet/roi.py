@@ -73,7 +73,8 @@ def grid_from_params(p: dict, shape: tuple[int, int]) -> tuple[np.ndarray, int]:
         if not 0 <= g <= 30 or int(p["s"]) != ROI_SHIFT:
             raise ValueError("grid")
         gh, gw = -(-shape[0] // (1 << g)), -(-shape[1] // (1 << g))
-        raw = zlib.decompress(base64.b64decode(p["d"], validate=True), bufsize=gh * gw + 1)
+        inflate = zlib.decompressobj()  # at most one byte past the grid's size: a header cannot inflate more
+        raw = inflate.decompress(base64.b64decode(p["d"], validate=True), gh * gw + 1)
         grid = np.frombuffer(raw, np.uint8).reshape(gh, gw)
         if grid.max(initial=0) > ROI_SHIFT:
             raise ValueError("values")

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+import numbers
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
 
@@ -23,7 +24,8 @@ from ..core.budget import Bpp, Lossless, Quality, Tokens, check_budget
 from ..core.errors import AdatokError, BudgetError, ContainerError, ImageFormatError, InvalidTokensError
 from ..core import imageio
 from ..core.imageio import as_image
-from ..core.metrics import psnr, region_mask, ssim
+from ..core.protocol import image_list, sequence_list
+from ..core.metrics import quality_mask, quality_score
 from ..core.sequence import TokenSequence, check_maker, container_overhead as _container_overhead
 from ..core.stepper import check_starts
 from . import header
@@ -42,6 +44,11 @@ _NO_MAG = np.zeros(0, np.int64)
 _NO_SGN = np.zeros(0, np.bool_)
 _NO_STATS = np.zeros((0, 2), np.int64)
 _PRIOR_DIR = Path(__file__).with_name("priors")
+#: Tokens after which a decoded prefix can differ from the one before (they change a coefficient).
+_CHANGERS = np.array([spiht.SIG_POS, spiht.SIG_NEG, spiht.REF0, spiht.REF1])
+#: ``Quality`` checks every shorter prefix when (tokens of the bisection's answer) x (pixels) is
+#: at most this (about 0.1 s on 28x28 images); see ``_shortest_prefix``.
+EXACT_SEARCH = 2**24
 
 
 def load_prior(name: str) -> tuple[np.ndarray, str]:
@@ -187,6 +194,9 @@ class WaveletTokenizer:
         # 0.4 measured +0.03 dB over 0.5 against JPEG 2000 on the tuning photos (astronaut,
         # camera, coffee at 0.125-1 bpp).
         self.bias = 0.5 if lossless else 0.4
+        #: Quiet roots move only toward their true value (see :func:`spiht.reconstruct`); False
+        #: centres them like every other coefficient (the decoder before; for measurements).
+        self.hold_roots = True
 
     def __repr__(self) -> str:
         return f"WaveletTokenizer(name={self.name!r}, lossless={self.lossless})"
@@ -296,12 +306,7 @@ class WaveletTokenizer:
         own with the tokens of the planes above in front: see :meth:`with_top_plane`).
         """
         check_budget(budget)
-        if isinstance(images, np.ndarray):
-            raise ImageFormatError("encode takes a list of images; wrap a single image as [image]")
-        if roi is None:
-            roi = [None] * len(images)
-        elif isinstance(roi, np.ndarray | str) or len(roi) != len(images):
-            raise ImageFormatError("roi takes one map (or None) per image, in a list as long as the images")
+        images, roi = image_list(images, roi)
         if fixed_header and any(r is not None for r in roi):
             raise ImageFormatError("fixed_header=True codes every image of a shape alike and takes no region of "
                                    "interest: drop roi, or fixed_header")
@@ -323,15 +328,14 @@ class WaveletTokenizer:
                 from ..core.saliency import roi_from
 
                 roi_map = roi_from(roi[i], img)
+            mask = quality_mask(budget, roi_map, f"image {i}") if isinstance(budget, Quality) else None
             if roi_map is not None:
                 params["roi"] = roi_coding.roi_params(roi_map[::fy, ::fx], coded.shape[:2], levels)
-            elif isinstance(budget, Quality) and budget.region == "roi":
-                raise BudgetError(f"Quality(region='roi') needs a region of interest for image {i}: pass roi=[...]")
             mag, sgn, top = _magnitudes(coef, self._shifts(layout, params)[0])
             params["nmax"] = int(top).bit_length() - 1  # -1 when every coefficient is 0
             if fixed_header:  # the walk from a higher plane is the re-expressed sequence
                 params["nmax"] = max(params["nmax"], header.top_plane(self, layout))
-            limit = budget.k if isinstance(budget, Tokens) else -1
+            limit = min(budget.k, spiht.MAX_TOKENS) if isinstance(budget, Tokens) else -1
             if isinstance(budget, Bpp):
                 seq = self._encode_bytes(img, np.shape(image), layout, mag, sgn, params, budget)
             else:
@@ -341,16 +345,13 @@ class WaveletTokenizer:
                 seq = self._sequence(ids, node, plane, layout, np.shape(image), params)
                 seq.cache["state"] = (value, low, neg)
             if isinstance(budget, Quality):
-                mask = region_mask(roi_map) if budget.region == "roi" else None
                 seq = seq.prefix(self._shortest_prefix(seq, img, budget, mask))
             out.append(seq)
         return out
 
     def decode(self, seqs: Sequence[TokenSequence]) -> list[np.ndarray]:
         """Decode each sequence (any prefix) to a uint8 image of the encoded shape."""
-        if isinstance(seqs, TokenSequence):
-            raise InvalidTokensError("decode takes a list of sequences; wrap a single one as [seq]")
-        return [self._decode_one(s) for s in seqs]
+        return [self._decode_one(s) for s in sequence_list(seqs)]
 
     # --- token by token ----------------------------------------------------------------------------
 
@@ -459,8 +460,9 @@ class WaveletTokenizer:
                 spiht.SRC_COEF, True, int(params["nmax"]), -1, payload_max, mag, sgn, _NO_IDS, _NO_BYTES,
                 0, *self._walk_args(layout, params))
             seq = self._sequence(ids, node, plane, layout, shape, params)
-            seq.cache["payload:" + CODEC] = out.tobytes()
-            size = len(out) + overhead(len(out))
+            payload = out.tobytes() if len(ids) else b""  # (as pack codes the empty sequence)
+            seq.cache["payload:" + CODEC] = payload
+            size = len(payload) + overhead(len(payload))
             if size > total:
                 payload_max -= size - total
                 continue
@@ -483,9 +485,12 @@ class WaveletTokenizer:
         return CODEC
 
     def pack(self, seq: TokenSequence) -> bytes:
-        """Arithmetic-code a sequence's tokens (the payload of its ``.atk`` bytes)."""
+        """Arithmetic-code a sequence's tokens (the payload of its ``.atk`` bytes); the empty
+        sequence's payload is empty (its decoder reads nothing)."""
         check_maker(seq.tokenizer, seq.version, self)
         layout = self._layout(seq.shape, seq.params)
+        if len(seq) == 0:
+            return b""
         status, at, *_, out = spiht.walk(spiht.SRC_IDS, True, int(seq.params["nmax"]), -1, -1, _NO_MAG, _NO_SGN,
                                          seq.ids.astype(np.uint8), _NO_BYTES, 0, *self._walk_args(layout, seq.params))
         if status != spiht.OK:
@@ -522,41 +527,72 @@ class WaveletTokenizer:
     def _from_header(self, header: dict) -> tuple[tuple[int, ...], dict, Layout]:
         """Shape, params and layout from a container header, checked (ContainerError if bad)."""
         check_maker(header["tokenizer"], header["version"], self)
+        shape = tuple(header["shape"])
+        params = dict(header["params"])
         try:
-            shape = tuple(int(v) for v in header["shape"])
-            params = {k: int(header["params"][k]) for k in ("levels", "nmax")}
-            if not self.lossless:
-                params["step"] = float(header["params"]["step"])
-                if not np.isfinite(params["step"]) or params["step"] <= 0:
-                    raise ValueError("step")
-            if "roi" in header["params"]:
-                params["roi"] = {k: header["params"]["roi"][k] for k in ("g", "s", "d")}
-            if "rep" in header["params"]:
-                params["rep"] = [int(v) for v in header["params"]["rep"]]
             layout = self._layout(shape, params)
-            self._shifts(layout, params)  # checks the region of interest
-        except (KeyError, ValueError, TypeError, AdatokError) as exc:
-            raise ContainerError(f"header parameters are invalid ({exc!r}): the file is corrupt") from None
+        except InvalidTokensError as exc:
+            raise ContainerError(f"header parameters are invalid ({exc}): the file is corrupt") from None
         return shape, params, layout
 
-    def _layout(self, shape: tuple[int, ...], params: dict) -> Layout:
-        if len(shape) not in (2, 3) or min(shape[:2]) < 1:
+    def _layout(self, shape: tuple[int, ...], params) -> Layout:
+        """The layout a sequence of ``shape`` with ``params`` is coded on, after checking every
+        value the decoder reads (type and range), so that a hand-built or edited sequence is refused
+        with :class:`InvalidTokensError` before anything is allocated from it, exactly as its bytes
+        would be by ``from_bytes``."""
+
+        def whole(v, what: str) -> int:
+            if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+                raise InvalidTokensError(f"the sequence's {what} must be a whole number, got {v!r}")
+            return int(v)
+
+        if not isinstance(shape, tuple) or len(shape) not in (2, 3):
+            raise InvalidTokensError(f"invalid image shape {shape!r} in the sequence")
+        shape = tuple(whole(d, "shape") for d in shape)
+        if min(shape[:2]) < 1:
             raise InvalidTokensError(f"invalid image shape {shape} in the sequence")
         if shape[0] * shape[1] > imageio.MAX_PIXELS:
             raise InvalidTokensError(f"image shape {shape} in the sequence is over the pixel limit")
         channels = shape[2] if len(shape) == 3 else 1
         if channels not in (1, 3):
             raise InvalidTokensError(f"invalid channel count in the sequence (shape {shape})")
-        fy, fx = params.get("rep", (1, 1))
+        if not isinstance(params, Mapping):
+            raise InvalidTokensError(f"the sequence's params must be a mapping, got {type(params).__name__}")
+        allowed = {"levels", "nmax", "rep", "roi"} | (set() if self.lossless else {"step"})
+        unknown = sorted(set(params) - allowed, key=str)
+        missing = sorted({"levels", "nmax"} - set(params) | (set() if self.lossless else {"step"} - set(params)))
+        if unknown or missing:
+            raise InvalidTokensError(f"the sequence's params of {self.name} "
+                                     + (f"lack {', '.join(missing)}" if missing else f"have unknown {unknown}"))
+        if not self.lossless:
+            step = params["step"]
+            if isinstance(step, bool) or not isinstance(step, numbers.Real) or float(step) != self.step:
+                raise InvalidTokensError(f"the sequence's step {step!r} is not {self.name}'s ({self.step}): "
+                                         "it was made by another tokenizer")
+        rep = params.get("rep", (1, 1))
+        if not isinstance(rep, list | tuple) or len(rep) != 2:
+            raise InvalidTokensError(f"the sequence's replication must be two whole numbers, got {rep!r}")
+        fy, fx = (whole(v, "replication") for v in rep)
         if not (1 <= fy <= shape[0] and 1 <= fx <= shape[1] and shape[0] % fy == 0 and shape[1] % fx == 0):
             raise InvalidTokensError(f"invalid replication {fy}x{fx} for shape {shape} in the sequence")
         h, w = shape[0] // fy, shape[1] // fx  # the size the image was coded at
-        levels = int(params["levels"])
+        levels = whole(params["levels"], "levels")
         if levels != default_levels((h, w), self.max_levels):
             raise InvalidTokensError(f"the sequence's {levels} levels do not fit its shape {shape}")
-        if not -1 <= int(params["nmax"]) < 62:
+        if not -1 <= whole(params["nmax"], "top bit-plane nmax") < 62:
             raise InvalidTokensError(f"invalid top bit-plane {params['nmax']} in the sequence")
-        return make_layout((h, w), channels, levels)
+        layout = make_layout((h, w), channels, levels)
+        if "roi" in params:
+            roi_p = params["roi"]
+            if not isinstance(roi_p, Mapping) or set(roi_p) != {"g", "s", "d"}:
+                raise InvalidTokensError(f"the sequence's region of interest must have g, s and d, got {roi_p!r}")
+            if whole(roi_p["g"], "region cell size g") != roi_coding.cell_log2(levels):
+                raise InvalidTokensError(f"the region's cell size g={roi_p['g']} does not fit {levels} levels")
+            try:
+                self._shifts(layout, params)  # decodes the region's grid
+            except ContainerError as exc:
+                raise InvalidTokensError(str(exc)) from None
+        return layout
 
     def _check_range(self, ids: np.ndarray, what: str = "") -> None:
         if len(ids) and (ids.min() < 0 or ids.max() >= self.vocab_size):
@@ -578,8 +614,6 @@ class WaveletTokenizer:
         return value, low, neg, node, plane
 
     def _decode_one(self, seq: TokenSequence) -> np.ndarray:
-        if not isinstance(seq, TokenSequence):
-            raise InvalidTokensError(f"expected a TokenSequence, got {type(seq).__name__}")
         check_maker(seq.tokenizer, seq.version, self)
         layout = self._layout(seq.shape, seq.params)
         state = seq.cache.get("state")
@@ -592,35 +626,43 @@ class WaveletTokenizer:
     def _image(self, layout: Layout, value: np.ndarray, low: np.ndarray, neg: np.ndarray, params, shape) -> np.ndarray:
         """The image the decoder's knowledge (``value``, ``low``, ``neg``: see :func:`spiht.walk`)
         stands for: :meth:`decode` and the stepper's ``images`` both end here."""
-        img = self._synthesize(layout, spiht.reconstruct(value, low, neg, self.bias))
+        img = self._synthesize(layout, spiht.reconstruct(value, low, neg, self.bias, layout.parent, self.hold_roots))
         fy, fx = params.get("rep", (1, 1))
         if (fy, fx) != (1, 1):
             img = np.repeat(np.repeat(img, fy, axis=0), fx, axis=1)
         return img.reshape(shape)
 
     def _shortest_prefix(self, seq: TokenSequence, img: np.ndarray, q: Quality, mask: np.ndarray | None) -> int:
-        """Smallest k whose decoded prefix reaches the target (bisection; quality rises with k).
-        With ``mask`` (the region of interest, map >= 0.5) the quality inside it counts."""
+        """The smallest k whose decoded prefix reaches the target (with ``mask``, the region of
+        interest: the quality inside it), or ``len(seq)`` when even the full sequence does not.
+
+        Quality does not always rise with k (see ``docs/wavelet-language.md``, "Longer prefixes"),
+        so a bisection alone can land on a later crossing. The bisection finds a prefix ``hi``
+        that reaches the target; then every shorter prefix at which the decoded image changes
+        (k = 0, and right after each SIG+, SIG-, REF0 or REF1 token: the other tokens change no
+        coefficient) is checked in order, which makes the answer exact. That check decodes up to
+        ``hi`` prefixes; it runs when ``hi`` times the pixel count is at most :data:`EXACT_SEARCH`
+        (every 28x28 image, a 64x64 one up to 4,096 tokens), and beyond that the bisection's
+        answer is returned: the shortest when quality rises with k.
+        """
         ref = img.reshape(seq.shape)
-
-        def score(k: int) -> float:
-            out = self._decode_one(seq.prefix(k))
-            if q.psnr is not None:
-                return psnr(ref, out, mask)
-            if mask is None:
-                return ssim(ref, out)
-            ys, xs = np.nonzero(mask)  # SSIM over the region's bounding box
-            box = (slice(ys.min(), ys.max() + 1), slice(xs.min(), xs.max() + 1))
-            return ssim(ref[box], out[box])
-
         target = q.psnr if q.psnr is not None else q.ssim
+
+        def reaches(k: int) -> bool:
+            return quality_score(ref, self._decode_one(seq.prefix(k)), q, mask) >= target
+
         lo, hi = 0, len(seq)
-        if score(hi) < target:
+        if not reaches(hi):
             return hi
         while lo < hi:
             mid = (lo + hi) // 2
-            if score(mid) >= target:
+            if reaches(mid):
                 hi = mid
             else:
                 lo = mid + 1
+        if hi * seq.num_pixels <= EXACT_SEARCH:
+            changes = np.flatnonzero(np.isin(seq.ids[: hi - 1], _CHANGERS)) + 1
+            for k in (0, *changes.tolist()):
+                if reaches(k):
+                    return k
         return hi

@@ -1,0 +1,5 @@
+"""``python -m adatok.cli``: the ``adatok`` command line."""
+
+from adatok.cli.app import main
+
+main()

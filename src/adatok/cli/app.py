@@ -1,0 +1,66 @@
+"""The typer application that every command module of :mod:`adatok.cli` registers its commands on."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+import adatok
+
+app = typer.Typer(
+    name="adatok",
+    help="Images as ordered, variable-length, prefix-decodable token sequences.\n\n"
+         "Errors print one line `error: <message>` on stderr and exit with code 2.",
+    no_args_is_help=True,
+    rich_markup_mode="markdown",
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"adatok {adatok.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[bool, typer.Option("--version", callback=_show_version, is_eager=True,
+                                          help="Print the adatok version and exit.")] = False,
+) -> None:
+    """Images as ordered, variable-length, prefix-decodable token sequences."""
+
+
+def run(argv: list[str] | None = None) -> int:
+    """The ``adatok`` command: :data:`app` with usage errors (an unknown option, a missing argument,
+    ``--tokens abc``) printed as one line ``error: <message> (see: adatok COMMAND --help)`` on
+    stderr with exit code 2, like every other error, instead of click's framed usage box. Help,
+    ``--version`` and the commands themselves are :data:`app`'s."""
+    import sys
+
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:  # `adatok` alone shows the help, as the app's no_args_is_help does when run standalone
+        code = app(args=argv or ["--help"], prog_name="adatok", standalone_mode=False)
+    except typer.Exit as exc:
+        return exc.exit_code
+    except typer.Abort:
+        typer.echo("error: aborted", err=True)
+        return 130
+    except Exception as exc:
+        # click's usage errors (typer vendors click privately: recognised by what they carry)
+        if not (hasattr(exc, "format_message") and hasattr(exc, "exit_code")):
+            raise
+        ctx = getattr(exc, "ctx", None)
+        where = f" (see: {ctx.command_path} --help)" if ctx is not None else ""
+        typer.echo(f"error: {' '.join(exc.format_message().split())}{where}", err=True)
+        return 2
+    return code if isinstance(code, int) else 0
+
+
+def main() -> None:
+    """Entry point of the ``adatok`` console script and ``python -m adatok.cli``."""
+    import sys
+
+    sys.exit(run())

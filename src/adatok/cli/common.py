@@ -1,0 +1,176 @@
+"""What the command modules share: one-line error reporting, reading files, parsing budgets and
+lists, checking counts, formatting numbers, and the progress bar of long runs."""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+
+import adatok
+from adatok import AdatokError, BudgetError, Bpp, Lossless, Quality, TokenSequence, Tokens
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def reporting_errors(fn: F) -> F:
+    """Turn an :class:`AdatokError` raised by a command into ``error: <message>`` and exit code 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except AdatokError as exc:
+            message = re.sub(r"\s*\n\s*", " ", str(exc).strip()) or type(exc).__name__
+            typer.echo(f"error: {message}", err=True)
+            raise typer.Exit(code=2) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def read_bytes(path: Path) -> bytes:
+    """The bytes of a file, with missing / unreadable files as :class:`AdatokError`."""
+    if not path.exists():
+        raise AdatokError(f"no such file: {path}")
+    if path.is_dir():
+        raise AdatokError(f"{path} is a folder, not an .atk file; give the path of a file")
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise AdatokError(f"cannot read {path}: {exc.strerror or exc}") from exc
+
+
+def check_output(out: Path, *inputs: Path, force: bool = False, image: bool = False) -> None:
+    """Refuse to write ``out`` when it is one of the command's ``inputs`` (the same path, or the
+    same file under another name: a link, ``./x``), so that no command ever overwrites what it
+    reads. Without ``force``, also refuse a name whose suffix says the other kind of file: token
+    bytes (``image=False``) to an image suffix (``photo.png``), or an image (``image=True``) to
+    ``.atk``; either is almost always a slip of the argument order."""
+    out_path = Path(out)
+    for src in inputs:
+        src_path = Path(src)
+        same = out_path.resolve() == src_path.resolve()
+        if not same and out_path.exists() and src_path.exists():
+            try:
+                same = os.path.samefile(out_path, src_path)
+            except OSError:
+                same = False
+        if same:
+            raise AdatokError(f"{out} is also the input {src}: writing it would destroy what this command "
+                              "reads; give another output path")
+    if force:
+        return
+    suffix = out_path.suffix.lower()
+    if not image and suffix in image_suffixes():
+        raise AdatokError(f"{out} has an image suffix but would hold token bytes (.atk); give a name ending in "
+                          ".atk, or --force to write it anyway")
+    if image and suffix == ".atk":
+        raise AdatokError(f"{out} ends in .atk but would hold an image; give an image name (.png), or --force")
+
+
+def image_suffixes() -> set[str]:
+    """Suffixes Pillow reads or writes as images (``.png``, ``.jpg``, ``.webp``, ...)."""
+    from PIL import Image
+
+    return set(Image.registered_extensions())
+
+
+def budget(tokens: int | None, psnr_db: float | None, ssim: float | None, lossless: bool,
+           bpp: float | None) -> adatok.Budget | None:
+    """The one budget the budget options (:mod:`adatok.cli.options`) ask for (``None``: the full sequence)."""
+    given = {"--tokens": tokens, "--psnr": psnr_db, "--ssim": ssim, "--lossless": lossless or None,
+             "--bpp": bpp}
+    given = {k: v for k, v in given.items() if v is not None}
+    if len(given) > 1:
+        raise BudgetError(f"give at most one budget option, got {' and '.join(given)}")
+    try:
+        if tokens is not None:
+            return Tokens(tokens)
+        if psnr_db is not None:
+            return Quality(psnr=psnr_db)
+        if ssim is not None:
+            return Quality(ssim=ssim)
+        if lossless:
+            return Lossless()
+        if bpp is not None:
+            return Bpp(bpp)
+    except BudgetError as exc:
+        option, value = next(iter(given.items()))
+        raise BudgetError(f"bad {option} {value}: {exc}") from exc
+    return None
+
+
+def check_at_least(value: int | None, option: str, least: int = 0) -> None:
+    """Refuse a whole-number option below ``least`` (``None``, an option not given, passes)."""
+    if value is not None and value < least:
+        raise AdatokError(f"{option} needs a whole number >= {least}, got {value}")
+
+
+def split_list(text: str | None, option: str, kind: type) -> list:
+    """``"0.1,0.25"`` -> ``[0.1, 0.25]`` (empty or ``none`` -> ``[]``)."""
+    if text is None or text.strip().lower() in ("", "none"):
+        return []
+    out = []
+    for part in text.split(","):
+        part = part.strip()
+        try:
+            value = kind(part)
+        except ValueError:
+            what = "numbers" if kind is float else "whole numbers"
+            raise AdatokError(f"{option} takes {what} separated by commas, got {text!r}") from None
+        out.append(value)
+    return out
+
+
+def load_checkpoint(folder: str | None) -> None:
+    """Load a checkpoint folder given with ``--tokenizer`` (remembered in this process, so that files
+    naming it are read with its weights)."""
+    if folder is not None:
+        adatok.load(folder)
+
+
+def fmt_psnr(value: float) -> str:
+    """A PSNR in dB with two decimals, ``exact`` for a bit-exact image."""
+    return "exact" if math.isinf(value) else f"{value:.2f}"
+
+
+def fmt_shape(shape: tuple[int, ...]) -> str:
+    """``(28, 28, 1)`` -> ``28x28x1``."""
+    return "x".join(str(s) for s in shape)
+
+
+def file_bpp(n_bytes: int, seq: TokenSequence) -> float:
+    """Bits per pixel of ``n_bytes`` bytes holding ``seq``."""
+    return 8 * n_bytes / seq.num_pixels
+
+
+class EvalProgress:
+    """A rich progress bar on stderr (transient) for a run; it shows up with the first step, so a
+    run that fails before measuring anything prints nothing but its error."""
+
+    def __init__(self, quiet: bool):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.progress = Progress(TextColumn("{task.description:<30}"), BarColumn(), MofNCompleteColumn(),
+                                 TimeElapsedColumn(), console=Console(stderr=True), disable=quiet, transient=True)
+        self.task = None
+
+    def __call__(self, done: int, total: int, what: str) -> None:
+        if self.task is None:
+            self.progress.start()
+            self.task = self.progress.add_task(what[:30], total=total)
+        self.progress.update(self.task, completed=done, total=total, description=what[:30])
+
+    def __enter__(self) -> EvalProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.task is not None:
+            self.progress.stop()

@@ -1,0 +1,267 @@
+"""``adatok eval``, ``adatok demo`` and ``adatok saliency``: measuring tokenizers against codecs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+import adatok
+from adatok import AdatokError, BudgetError, Quality
+from adatok.core.imageio import atomic_write_bytes, read_image
+
+from .app import app
+from .common import EvalProgress, check_at_least, check_output, reporting_errors, split_list
+from .options import NoProgress, Quiet, SaliencyMethod, out_dir
+from .tables import print_eval, print_region
+
+#: The longest side of the sample photos in `adatok demo` (keeps `make demo` quick).
+DEMO_MAX_SIDE = 224
+
+#: Token-stream budgets of the demo's learned-tokenizer runs (a 28x28 image: 0.449 bpp is 32 tokens).
+LEARNED_BPP = (0.03, 0.06, 0.12, 0.23, 0.45)
+
+
+@app.command("eval")
+@reporting_errors
+def eval_(
+    data: Annotated[str, typer.Option(
+        "--data", "-d", metavar="NAME|FOLDER", show_default=False,
+        help="samples (the bundled photos), fashion-mnist, or a folder of images (searched recursively; "
+             "unreadable files are skipped and listed).")],
+    tokenizer: Annotated[list[str], typer.Option(
+        "--tokenizer", "-t", metavar="NAME",
+        help="Tokenizer name or checkpoint folder; repeat it or separate names by commas.")] = ["wavelet"],  # noqa: B006
+    bpp: Annotated[str | None, typer.Option(
+        "--bpp", metavar="X,Y,..", show_default=False,
+        help="Budgets in bits per pixel [default: 0.1,0.25,0.5,1 unless --tokens is given].")] = None,
+    tokens: Annotated[str | None, typer.Option(
+        "--tokens", metavar="K,L,..", show_default=False, help="Budgets in tokens (tokenizers only).")] = None,
+    baselines: Annotated[str, typer.Option(
+        "--baselines", metavar="LIST", help="Baselines to run beside: any of jpeg,webp,avif,jp2,grid, or none.")
+    ] = "jpeg,webp,avif,jp2,grid",
+    out: Annotated[Path, out_dir("Folder for results.csv, plots/ and report.html.")] = Path("out/eval"),
+    split: Annotated[str | None, typer.Option(
+        "--split", metavar="NAME", show_default=False,
+        help="Dataset split (fashion-mnist: test [default] or train; a folder: a sub-folder).")] = None,
+    limit: Annotated[int | None, typer.Option(
+        "--limit", metavar="N", show_default=False, help="Evaluate only the first N images.")] = None,
+    max_side: Annotated[int | None, typer.Option(
+        "--max-side", metavar="PX", show_default=False,
+        help="Shrink images so their longer side is at most PX pixels.")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the grid baseline's k-means.")] = 0,
+    keep: Annotated[int, typer.Option("--report-images", metavar="N",
+                                      help="How many images the report shows.")] = 8,
+    target_psnr: Annotated[float | None, typer.Option(
+        "--target-psnr", metavar="DB", show_default=False,
+        help="Also give every image its own shortest prefix reaching this PSNR and report the lengths "
+             "and sizes (OUT/lengths.csv) against the one fixed size that would serve every image.")] = None,
+    target_ssim: Annotated[float | None, typer.Option(
+        "--target-ssim", metavar="S", show_default=False, help="As --target-psnr, for SSIM.")] = None,
+    roi: Annotated[str | None, typer.Option(
+        "--roi", metavar="auto|MASK.png|FOLDER", show_default=False,
+        help="Region of interest: 'auto' (a saliency map of each image, see --saliency), a mask PNG for "
+             "every image, or a folder of masks matched to the images by file stem. Masks must have their "
+             "image's size (with --max-side: before shrinking, they are shrunk alike). Wavelet tokenizers "
+             "encode with it; every row gets PSNR inside (psnr_roi) and outside (psnr_out) it.")] = None,
+    saliency_method: SaliencyMethod = "auto",
+    in_roi: Annotated[bool, typer.Option(
+        "--in-roi", help="With a target and --roi: measure the target inside the region (map >= 0.5).")] = False,
+    stream: Annotated[bool, typer.Option(
+        "--stream", help="Count bits per pixel of the token stream alone (container headers excluded), for "
+                         "comparing tokenizers on small images; codecs sit out the bpp budgets.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar, print nothing on success.")] = False,
+) -> None:
+    """Rate-distortion of tokenizers beside JPEG, WebP, AVIF, JPEG 2000 and a uniform-grid tokenizer.
+
+    Writes `OUT/results.csv` (one row per image x method x budget: tokens, bytes, bpp, PSNR, SSIM,
+    MS-SSIM, encode and decode seconds), `OUT/plots/*.png`, `OUT/bd_rate.csv` (BD-rate against
+    JPEG 2000) and `OUT/report.html`, one self-contained page. Files that cannot be read, and
+    images under 16 x 16 pixels, are skipped and listed. With `--roi`, results.csv also has the
+    PSNR inside and outside the region (`psnr_roi`, `psnr_out`) and the report compares them.
+    """
+    from adatok.eval import run
+
+    names = [n.strip() for t in tokenizer for n in t.split(",") if n.strip()]
+    if not names:
+        raise AdatokError("--tokenizer needs at least one name")
+    bpps = split_list(bpp, "--bpp", float)
+    token_counts = split_list(tokens, "--tokens", int)
+    if bpp is None and not token_counts:
+        bpps = [0.1, 0.25, 0.5, 1.0]
+    base = [b.strip() for b in split_list(baselines, "--baselines", str) if b.strip()]
+    check_at_least(limit, "--limit", 1)
+    check_at_least(max_side, "--max-side", 1)
+    check_at_least(keep, "--report-images")
+    if (target_psnr is not None) and (target_ssim is not None):
+        raise BudgetError("give one of --target-psnr and --target-ssim")
+    target = None
+    if target_psnr is not None or target_ssim is not None:
+        target = Quality(psnr=target_psnr, ssim=target_ssim, region="roi" if in_roi else None)
+    if in_roi and (target is None or roi is None):
+        raise BudgetError("--in-roi goes with --target-psnr or --target-ssim and --roi")
+    if roi is not None and roi != "auto" and not Path(roi).exists():
+        raise AdatokError(f"--roi takes 'auto', a mask PNG or a folder of masks; no such file or folder: {roi}")
+    tokenizers = [adatok.load(n) for n in names]
+    with EvalProgress(quiet) as step:
+        ev, report = run(data, out, tokenizers, bpp=bpps, tokens=token_counts, baselines=base, split=split,
+                         limit=limit, max_side=max_side, seed=seed, keep=keep, roi=roi, saliency=saliency_method,
+                         stream=stream, progress=step)
+    if not quiet:
+        console = Console(highlight=False)
+        print_eval(ev, report, console)
+        print_region(ev, report, console)
+    if target is not None:
+        _eval_lengths(data, split, limit, max_side, tokenizers, target, roi, saliency_method, out, quiet, ev.regions)
+
+
+def _eval_lengths(data, split, limit, max_side, tokenizers, target, roi, method, out: Path, quiet: bool,
+                  known: dict) -> None:
+    """The length-per-image part of ``adatok eval``: lengths.csv and a summary table. ``roi`` as for
+    ``adatok eval``; ``known`` holds the region maps the rate-distortion run made (by id): only the
+    images it left out (too small) get theirs made here."""
+    import csv
+    import io
+
+    from adatok.datasets import load
+    from adatok.eval.lengths import length_report
+    from adatok.eval.regions import region_maps
+
+    ds = load(data, split, limit=limit, max_side=max_side)
+    maps = None
+    if roi is not None:
+        need = [(i, img) for i, img in ds.items() if i not in known]
+        made = region_maps(roi, need, method, max_side)[0] if need else {}
+        maps = [known[i] if i in known else made[i] for i in ds.ids]
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["tokenizer", "image", "target", "tokens", "bytes", "bpp", "quality", "reached"])
+    table = Table(title=f"length per image for {target}")
+    for col in ("tokenizer", "images", "reached", "tokens mean", "tokens min..max", "bpp mean", "fixed bpp",
+                "saving (tokens)", "saving (bpp)"):
+        table.add_column(col)
+    for tok in tokenizers:
+        try:
+            rep = length_report(tok, ds.images, target, ds.ids, roi=maps)
+        except AdatokError as exc:
+            table.add_row(tok.name, str(len(ds)), f"left out: {exc}", "", "", "", "", "", "")
+            continue
+        for i, name in enumerate(rep.names):
+            writer.writerow([tok.name, name, str(target), int(rep.tokens[i]), int(rep.nbytes[i]),
+                             f"{rep.bpp[i]:.6f}", f"{rep.quality[i]:.4f}", bool(rep.reached[i])])
+        s = rep.summary()
+        table.add_row(tok.name, str(s["images"]), str(s["reached"]), f"{s['tokens']['mean']:.0f}",
+                      f"{s['tokens']['min']:.0f}..{s['tokens']['max']:.0f}", f"{s['bpp']['mean']:.3f}",
+                      f"{s['fixed_bpp']:.3f}", f"{s['token_saving']:.2f}x", f"{s['bpp_saving']:.2f}x")
+    atomic_write_bytes(out / "lengths.csv", buf.getvalue().encode())
+    if not quiet:
+        console = Console(highlight=False)
+        console.print(table)
+        console.print(f"per-image lengths in {out / 'lengths.csv'}", markup=False)
+
+
+@app.command()
+@reporting_errors
+def demo(
+    out: Annotated[Path, out_dir("Folder for the results and report.")] = Path("out/demo"),
+    limit: Annotated[int | None, typer.Option(
+        "--limit", metavar="N", show_default=False,
+        help="Use only the first N sample photos (for quick runs and tests).")] = None,
+    max_side: Annotated[int, typer.Option(
+        "--max-side", metavar="PX",
+        help="Shrink the photos so their longer side is at most PX pixels.")] = DEMO_MAX_SIDE,
+    learned_images: Annotated[int, typer.Option(
+        "--learned-images", metavar="N",
+        help="Also evaluate each shipped learned checkpoint on N test images of its own dataset (0: skip).")] = 100,
+    quiet: NoProgress = False,
+) -> None:
+    """Evaluate the tokenizers on the bundled sample photos: what `make demo` runs.
+
+    Runs `adatok eval` on the sample photos (scikit-image's astronaut, camera, coffee, chelsea,
+    rocket, shrunk to `--max-side`) with every registered tokenizer (wavelet, wavelet-lossless,
+    and shipped checkpoints) beside JPEG, WebP, AVIF, JPEG 2000 and the uniform-grid tokenizer,
+    at 0.1, 0.25, 0.5 and 1 bits per pixel; prints a summary table and writes `OUT/results.csv`,
+    `OUT/plots/`, `OUT/bd_rate.csv` and `OUT/report.html`.
+
+    A learned checkpoint takes only images like its training data: each one whose dataset is here
+    (e.g. `fashion-mnist-32` on Fashion-MNIST) gets its own run on `--learned-images` test images,
+    beside `wavelet` and the grid baseline, with bpp counted on the token stream (`eval --stream`),
+    written to `OUT/NAME/`.
+    """
+    from adatok.core.registry import names as registered
+    from adatok.datasets import DATASETS, SAMPLE_IMAGES
+    from adatok.eval import run
+
+    check_at_least(limit, "--limit", 1)
+    check_at_least(max_side, "--max-side", 1)
+    check_at_least(learned_images, "--learned-images")
+    first = ["wavelet", "wavelet-lossless"]
+    learned = []
+    tokenizers, unavailable = [], []
+    for name in first + [n for n in registered() if n not in first]:
+        try:
+            tok = adatok.load(name)
+        except AdatokError as exc:  # e.g. a learned checkpoint without the neural extra installed
+            unavailable.append(f"{name}: {exc}")
+            continue
+        fixed = getattr(tok, "expects", None)  # a learned checkpoint takes one image shape only
+        if fixed is not None:
+            data = getattr(tok, "trained_on", None)
+            if learned_images and data in DATASETS and data != "samples":  # its own (built-in) dataset is here
+                learned.append(tok)
+            else:
+                unavailable.append(f"{name}: takes only {fixed[1]}x{fixed[0]}x{fixed[2]} images, not the sample "
+                                   f"photos (adatok eval --data {data or 'DATA'} -t {name} --stream)")
+            continue
+        tokenizers.append(tok)
+    command = f"adatok demo --out {out}" + (f" --limit {limit}" if limit else "") + \
+        (f" --max-side {max_side}" if max_side != DEMO_MAX_SIDE else "")
+    with EvalProgress(quiet) as step:
+        ev, report = run("samples", out, tokenizers, limit=limit, max_side=max_side, keep=len(SAMPLE_IMAGES),
+                         command=command, progress=step)
+    console = Console(highlight=False)
+    for line in unavailable:
+        console.print(f"left out {line}", markup=False, soft_wrap=True)
+    print_eval(ev, report, console)
+    for tok in learned:
+        sub = out / tok.name
+        try:
+            with EvalProgress(quiet) as step:
+                sub_ev, sub_report = run(tok.trained_on, sub, [tok, "wavelet"], bpp=LEARNED_BPP, baselines=["grid"],
+                                         limit=learned_images, stream=True, progress=step)
+        except AdatokError as exc:  # e.g. dataset-fashion-mnist not installed: the sample photos' run stands
+            console.print(f"left out {tok.name}: {exc}", markup=False, soft_wrap=True)
+            continue
+        console.print(f"\n{tok.name} on {tok.trained_on} (bits per pixel of the token stream, headers excluded):")
+        print_eval(sub_ev, sub_report, console)
+
+
+@app.command("saliency")
+@reporting_errors
+def saliency_map(
+    image: Annotated[Path, typer.Argument(metavar="IMAGE", help="Image file (PNG, JPEG, WebP, TIFF, ...).",
+                                          show_default=False)],
+    out: Annotated[Path, typer.Argument(metavar="OUT.png", help="Map to write as an 8-bit gray PNG "
+                                        "(white = salient); written atomically.", show_default=False)],
+    method: Annotated[str, typer.Option(
+        "--method", "-m", metavar="METHOD",
+        help="auto (the three combined), spectral (spectral residual), gradient (multi-scale gradient "
+             "and local entropy) or centre (a centred Gaussian).")] = "auto",
+    quiet: Quiet = False,
+) -> None:
+    """Write a training-free saliency map of an image, the same size as the image.
+
+    White (255) is most salient, black (0) least. The methods are those of adatok.core.saliency.
+    """
+    from adatok.core.saliency import saliency, write_map
+
+    check_output(out, image, image=True)
+    if not str(out).lower().endswith(".png"):
+        raise AdatokError(f"{out}: saliency maps are written as PNG; give a path ending in .png")
+    img = read_image(image)
+    write_map(out, saliency(img, method))
+    if not quiet:
+        typer.echo(f"{out}: {method} saliency map, {img.shape[0]}x{img.shape[1]}")

@@ -1,0 +1,58 @@
+"""Options that more than one command takes, defined once as ``Annotated`` aliases.
+
+A command declares ``quiet: Quiet = False`` or ``tokens: TokensBudget = None`` instead of
+repeating the typer boilerplate; :func:`adatok.cli.common.budget` turns the five budget options
+into one :class:`adatok.Budget`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+#: ``--quiet``: nothing on stdout when the command succeeds.
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing on success.")]
+
+#: ``--quiet`` of the long-running commands: no progress bar.
+NoProgress = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
+
+#: ``--tokens``: a token-count budget.
+TokensBudget = Annotated[int | None, typer.Option(
+    "--tokens", "-k", metavar="N", help="Budget: at most N tokens.", show_default=False)]
+
+#: ``--psnr``: a quality budget in PSNR.
+PsnrBudget = Annotated[float | None, typer.Option(
+    "--psnr", metavar="DB", help="Budget: the shortest prefix reaching this PSNR (dB).", show_default=False)]
+
+#: ``--ssim``: a quality budget in SSIM.
+SsimBudget = Annotated[float | None, typer.Option(
+    "--ssim", metavar="S", help="Budget: the shortest prefix reaching this SSIM, 0 < S <= 1.", show_default=False)]
+
+#: ``--lossless``: the full, bit-exact sequence.
+LosslessBudget = Annotated[bool, typer.Option(
+    "--lossless", help="Budget: the full, bit-exact sequence (needs a lossless tokenizer).")]
+
+#: ``--bpp``: a bit budget per pixel of the file.
+BppBudget = Annotated[float | None, typer.Option(
+    "--bpp", metavar="X", help="Budget: at most X bits per pixel (H x W) of the file.", show_default=False)]
+
+#: ``--tokenizer FOLDER`` of the commands that read ``.atk`` files.
+CheckpointFolder = Annotated[str | None, typer.Option(
+    "--tokenizer", "-t", metavar="FOLDER", show_default=False,
+    help="A checkpoint folder to load first, for files made by a learned tokenizer of your own "
+         "(shipped and built-in tokenizers are found by the name in the file).")]
+
+#: ``--force``: write an output whose suffix names the other kind of file (never an input).
+Force = Annotated[bool, typer.Option(
+    "--force", help="Write OUT even if its suffix names another kind of file (.atk bytes to .png, an image "
+                    "to .atk). An output that is one of the inputs is refused even so.")]
+
+#: ``--saliency``: how ``--roi auto`` makes its map.
+SaliencyMethod = Annotated[str, typer.Option(
+    "--saliency", metavar="METHOD", help="Saliency for --roi auto: auto, spectral, gradient or centre.")]
+
+
+def out_dir(help: str, **kwargs: Any) -> Any:
+    """The ``--out``/``-o DIR`` option of a command that writes a folder, with its own help text."""
+    return typer.Option("--out", "-o", metavar="DIR", help=help, **kwargs)

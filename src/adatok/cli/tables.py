@@ -1,0 +1,121 @@
+"""The rich tables the commands print: tokens of a file, an evaluation's summary, a region's PSNR."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from adatok import TokenSequence
+
+
+def token_table(seq: TokenSequence) -> Table | None:
+    """A table of how many of ``seq``'s tokens fall on each bit-plane (rows) and level (columns).
+
+    For sequences whose ``pos_fields`` lack ``plane`` or ``level``, a one-column table of the
+    counts per value of the first position field. ``None`` if the sequence has no position fields.
+    """
+    fields = list(seq.pos_fields)
+    if "plane" in fields and "level" in fields:
+        plane = seq.pos[:, fields.index("plane")]
+        level = seq.pos[:, fields.index("level")]
+        planes = sorted(set(plane.tolist()), reverse=True)  # coded top plane first
+        levels = sorted(set(level.tolist()), reverse=True)  # coarse to fine
+        if "levels" in seq.params:  # every level of the image, even those with no tokens yet
+            levels = sorted(set(levels) | set(range(1, int(seq.params["levels"]) + 1)), reverse=True)
+        table = Table(title="tokens per bit-plane and level", caption="level 1 is the finest")
+        table.add_column("plane", justify="right")
+        for lev in levels:
+            table.add_column(f"L{lev}", justify="right")
+        table.add_column("total", justify="right", style="bold")
+        for p in planes:
+            row = level[plane == p]
+            counts = [int((row == lev).sum()) for lev in levels]
+            table.add_row(str(p), *[f"{c:,}" for c in counts], f"{len(row):,}")
+        table.add_section()
+        table.add_row("total", *[f"{int((level == lev).sum()):,}" for lev in levels], f"{len(seq):,}",
+                      style="bold")
+        return table
+    if not fields:
+        return None
+    name = fields[0]
+    values, counts = np.unique(seq.pos[:, 0], return_counts=True)
+    table = Table(title=f"tokens per {name}")
+    table.add_column(name, justify="right")
+    table.add_column("tokens", justify="right")
+    for v, c in zip(values.tolist(), counts.tolist(), strict=True):
+        table.add_row(str(v), f"{c:,}")
+    table.add_section()
+    table.add_row("total", f"{len(seq):,}", style="bold")
+    return table
+
+
+def print_eval(ev, report: Path, console: Console) -> None:
+    """The terminal summary of a run: skipped files, mean PSNR @ bpp per method and budget, BD-rate."""
+    from adatok.eval import bd_rates, read_results, summarize
+    from adatok.eval.runner import budget_text
+
+    rows = read_results(report.parent / "results.csv")
+    if ev.skipped:
+        console.print(f"skipped {len(ev.skipped)}:", markup=False)
+        for name, reason in ev.skipped:
+            console.print(f"  {name}: {reason}", markup=False, soft_wrap=True)
+    stats = summarize(rows)
+    rates = bd_rates(rows)
+    grid = ev.config.get("grid") or {}
+    caption = "n/N: the budget was met on n of N images" + ("; BD-rate: against JPEG 2000, on PSNR" if rates else "")
+    if grid.get("fitted_on") == "the evaluated images themselves":
+        caption += "; the grid's codebooks were fitted on these very images, which flatters it"
+    table = Table(title=f"mean PSNR in dB (mean bits per pixel) over {len(ev.images)} images", caption=caption)
+    table.add_column("method", no_wrap=True, min_width=max(len(m.label) for m in ev.methods))
+    for kind, b in ev.budgets:
+        table.add_column(f"{budget_text(kind, b)} {'bpp' if kind == 'bpp' else 'tokens'}", justify="right")
+    if rates:
+        table.add_column("BD-rate", justify="right", no_wrap=True)
+    for m in ev.methods:
+        cells = []
+        for kind, b in ev.budgets:
+            st = stats.get((m.name, kind, budget_text(kind, b)))
+            if st is None:
+                cells.append("-")
+            elif not st["n"]:
+                cells.append("cannot")
+            else:
+                part = f" {int(st['n'])}/{int(st['images'])}" if st["n"] < st["images"] else ""
+                cells.append(f"{st['psnr']:.2f} ({st['bpp']:.2f}){part}")
+        if rates:
+            v = rates.get(m.name, {}).get("psnr")
+            cells.append("ref." if m.name == "jp2" else ("n/a" if v is None or math.isnan(v) else f"{v:+.1f}%"))
+        table.add_row(m.label, *cells)
+    console.print(table)
+    console.print(f"results: {report.parent / 'results.csv'}", markup=False, soft_wrap=True)
+    console.print(f"report:  {report}", markup=False, soft_wrap=True)
+
+
+def print_region(ev, report: Path, console: Console) -> None:
+    """With a region of interest: mean PSNR inside / outside it per method and bpp budget."""
+    from adatok.eval import read_results, summarize
+    from adatok.eval.runner import budget_text
+
+    if not ev.config.get("roi"):
+        return
+    stats = summarize(read_results(report.parent / "results.csv"))
+    bpps = [(k, b) for k, b in ev.budgets if k == "bpp"]
+    if not bpps:
+        return
+    table = Table(title=f"mean PSNR in dB inside / outside the region over {len(ev.images)} images",
+                  caption=f"region: {ev.config['roi']}; inside: map >= 0.5; + roi: encoded with it")
+    table.add_column("method", no_wrap=True)
+    for k, b in bpps:
+        table.add_column(f"{budget_text(k, b)} bpp", justify="right")
+    for m in ev.methods:
+        cells = []
+        for k, b in bpps:
+            st = stats.get((m.name, k, budget_text(k, b)))
+            cells.append("-" if st is None else "cannot" if not st["n"] else
+                         f"{st['psnr_roi']:.2f} / {st['psnr_out']:.2f}")
+        table.add_row(m.label, *cells)
+    console.print(table)

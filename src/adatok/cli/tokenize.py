@@ -1,0 +1,138 @@
+"""``adatok encode``, ``adatok decode`` and ``adatok info``: images to token files and back."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+import adatok
+from adatok import BudgetError, Quality, TokenSequence
+from adatok.core.imageio import atomic_write_bytes, read_image, write_image
+from adatok.core.metrics import psnr
+from adatok.core.sequence import parse_container
+
+from .app import app
+from .common import (budget, check_at_least, check_output, file_bpp, fmt_psnr, fmt_shape, load_checkpoint, read_bytes,
+                     reporting_errors)
+from .options import (BppBudget, CheckpointFolder, Force, LosslessBudget, PsnrBudget, Quiet, SaliencyMethod, SsimBudget,
+                      TokensBudget)
+from .tables import token_table
+
+
+@app.command()
+@reporting_errors
+def encode(
+    image: Annotated[Path, typer.Argument(metavar="IMAGE", help="Image file to encode (PNG, JPEG, WebP, TIFF, ...).",
+                                          show_default=False)],
+    out: Annotated[Path, typer.Argument(metavar="OUT", help="Token file to write (.atk); written atomically.",
+                                        show_default=False)],
+    tokenizer: Annotated[str | None, typer.Option(
+        "--tokenizer", "-t", metavar="NAME", show_default=False,
+        help="Tokenizer name (wavelet, wavelet-lossless) or checkpoint folder; "
+             "default: wavelet-lossless with --lossless, else wavelet.")] = None,
+    tokens: TokensBudget = None,
+    psnr_db: PsnrBudget = None,
+    ssim: SsimBudget = None,
+    lossless: LosslessBudget = False,
+    bpp: BppBudget = None,
+    roi: Annotated[str | None, typer.Option(
+        "--roi", metavar="auto|MASK.png", show_default=False,
+        help="Region of interest whose tokens come first: 'auto' (a saliency map, see --saliency) "
+             "or a mask PNG of the image's size (brighter = more important).")] = None,
+    saliency_method: SaliencyMethod = "auto",
+    region: Annotated[bool, typer.Option(
+        "--in-roi", help="Measure --psnr/--ssim inside the region of interest (mask >= 0.5) only.")] = False,
+    quiet: Quiet = False,
+    force: Force = False,
+) -> None:
+    """Encode an image to a token file (.atk).
+
+    Give at most one budget option; without one the full sequence is kept.
+    """
+    check_output(out, image, *([Path(roi)] if roi not in (None, "auto") else []), force=force)
+    chosen = budget(tokens, psnr_db, ssim, lossless, bpp)
+    if region:
+        if not isinstance(chosen, Quality) or roi is None:
+            raise BudgetError("--in-roi goes with --psnr or --ssim and --roi")
+        chosen = Quality(psnr=chosen.psnr, ssim=chosen.ssim, region="roi")
+    name = tokenizer if tokenizer is not None else ("wavelet-lossless" if lossless else "wavelet")
+    tok = adatok.load(name)
+    img = read_image(image)
+    roi_map = None
+    if roi is not None:
+        from adatok.core import saliency as sal
+
+        roi_map = sal.roi_from(saliency_method if roi == "auto" else Path(roi), img)
+    seq = tok.encode([img], chosen, roi=None if roi_map is None else [roi_map])[0]
+    data = seq.to_bytes()
+    atomic_write_bytes(out, data)
+    if not quiet:
+        quality = psnr(img, tok.decode([seq])[0])
+        typer.echo(f"{out}: {len(seq):,} tokens, {len(data):,} bytes, {file_bpp(len(data), seq):.4f} bpp, "
+                   f"PSNR {fmt_psnr(quality)} dB ({seq.tokenizer}, {fmt_shape(seq.shape)})")
+
+
+@app.command()
+@reporting_errors
+def decode(
+    src: Annotated[Path, typer.Argument(metavar="IN", help="Token file (.atk) to decode.",
+                                        show_default=False)],
+    out: Annotated[Path, typer.Argument(metavar="OUT", help="Image to write; the suffix picks the format (.png is "
+                                             "lossless). Written atomically.", show_default=False)],
+    tokens: Annotated[int | None, typer.Option(
+        "--tokens", "-k", metavar="K", show_default=False,
+        help="Decode only the first K tokens (a prefix).")] = None,
+    n_bytes: Annotated[int | None, typer.Option(
+        "--bytes", metavar="N", show_default=False,
+        help="Read only the first N bytes of the file, as if it were cut there (the file is "
+             "embedded: any cut past the header decodes).")] = None,
+    tokenizer: CheckpointFolder = None,
+    quiet: Quiet = False,
+    force: Force = False,
+) -> None:
+    """Decode a token file (or a prefix of it) to an image."""
+    check_output(out, src, force=force, image=True)
+    check_at_least(tokens, "--tokens")
+    check_at_least(n_bytes, "--bytes")
+    load_checkpoint(tokenizer)
+    data = read_bytes(src)
+    if n_bytes is not None:
+        data = data[:n_bytes]
+    seq = TokenSequence.from_bytes(data)
+    if tokens is not None:
+        seq = seq.prefix(tokens)
+    from adatok.core.registry import maker
+
+    img = maker(seq).decode([seq])[0]
+    write_image(out, img)
+    if not quiet:
+        typer.echo(f"{out}: {fmt_shape(img.shape)} from {len(seq):,} tokens ({seq.tokenizer})")
+
+
+@app.command()
+@reporting_errors
+def info(
+    src: Annotated[Path, typer.Argument(metavar="IN", help="Token file (.atk) to describe.",
+                                        show_default=False)],
+    tokenizer: CheckpointFolder = None,
+) -> None:
+    """Describe a token file: tokenizer, shape, length, size and where its tokens go."""
+    load_checkpoint(tokenizer)
+    data = read_bytes(src)
+    header, _ = parse_container(data)
+    seq = TokenSequence.from_bytes(data)
+    console = Console(highlight=False)
+    n_full = int(header["n_tokens"])
+    cut = f" of {n_full:,} (the file is cut)" if len(seq) < n_full else ""
+    params = " ".join(f"{k}={v}" for k, v in sorted(seq.params.items()))
+    for key, value in (("file", str(src)), ("tokenizer", seq.tokenizer), ("version", seq.version),
+                       ("shape", fmt_shape(seq.shape)), ("tokens", f"{len(seq):,}{cut}"),
+                       ("bytes", f"{len(data):,}"), ("bpp", f"{file_bpp(len(data), seq):.4f}"),
+                       ("params", params or "-")):
+        console.print(f"{key + ':':<11}{value}", markup=False)
+    table = token_table(seq)
+    if table is not None:
+        console.print(table)

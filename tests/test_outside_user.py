@@ -1,0 +1,348 @@
+"""What an outside user ran into (issue 18), and the neighbours of each case: huge budgets, numpy
+numbers, prefixes that decoded worse, Quality that was not the shortest, empty regions, hand-built
+sequences, and arguments of the wrong kind."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import adatok
+from adatok import (Bpp, BudgetError, ImageFormatError, InvalidTokensError, Quality, TokenSequence, Tokens)
+from adatok.core.metrics import psnr, quality_score
+from adatok.eval.synthetic import synthetic_images
+
+WAVELETS = ("wavelet", "wavelet-lossless")
+RNG = np.random.default_rng(18)
+IMG = RNG.integers(0, 256, (20, 30, 3), dtype=np.uint8)
+
+
+def tok(name):
+    return adatok.load(name)
+
+
+# --- huge and numpy budgets ---------------------------------------------------------------------
+
+HUGE_K = [sys.maxsize, 2**63, np.uint64(2**64 - 1), 10**30, np.int64(sys.maxsize)]
+
+
+@pytest.mark.parametrize("name", WAVELETS)
+@pytest.mark.parametrize("k", HUGE_K, ids=str)
+def test_huge_token_counts_give_the_full_sequence(name, k):
+    full = len(tok(name).encode([IMG])[0])
+    assert len(tok(name).encode([IMG], Tokens(k))[0]) == full
+
+
+@pytest.mark.parametrize("k", [np.int8(5), np.uint16(7), np.int32(11), np.uint64(3), 0])
+def test_token_counts_of_any_integer_type(k):
+    seq, = tok("wavelet").encode([IMG], Tokens(k))
+    assert len(seq) == int(k)
+    assert Tokens(k).k == int(k) and type(Tokens(k).k) is int
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, np.float64(2.0), True, "3", None])
+def test_token_counts_that_are_not_whole_numbers_are_refused(bad):
+    with pytest.raises(BudgetError, match="whole number"):
+        Tokens(bad)
+
+
+@pytest.mark.parametrize("name", WAVELETS)
+@pytest.mark.parametrize("budget", [Bpp(1e10), Bpp(1e18, header=False), Bpp(1e307), Bpp(1e307, header=False)],
+                         ids=str)
+def test_huge_bit_budgets_give_the_full_sequence(name, budget):
+    t = tok(name)
+    full, = t.encode([IMG])
+    seq, = t.encode([IMG], budget)
+    assert len(seq) == len(full)
+    assert TokenSequence.from_bytes(seq.to_bytes()).ids.tolist() == full.ids.tolist()
+
+
+@pytest.mark.parametrize("x", [np.float32(1.5), np.float16(2.5), np.int8(3), np.uint32(2), np.float64(1.75)])
+def test_bit_budgets_of_any_real_type(x):
+    seq, = tok("wavelet").encode([IMG], Bpp(x))
+    assert len(seq.to_bytes()) <= int(float(x) * 20 * 30 / 8)
+    assert Quality(psnr=np.float32(30)).psnr == 30.0
+
+
+@pytest.mark.parametrize("bad", ["a", 0, -1, float("nan"), np.float32("inf"), True, None])
+def test_bit_budgets_that_are_not_positive_finite_numbers_are_refused(bad):
+    with pytest.raises(BudgetError, match="finite number x > 0"):
+        Bpp(bad)
+
+
+@pytest.mark.parametrize("name", WAVELETS)
+def test_a_stream_budget_below_one_token_gives_the_empty_sequence(name):
+    img = IMG[:4, :4]
+    seq, = tok(name).encode([img], Bpp(0.1, header=False))  # 0 bytes: the empty stream fits
+    assert len(seq) == 0
+    back = TokenSequence.from_bytes(seq.to_bytes())
+    assert len(back) == 0 and tok(name).decode([back])[0].shape == img.shape
+    with pytest.raises(BudgetError, match="less than the header alone"):
+        tok(name).encode([img], Bpp(0.1))  # with the header it does not
+
+
+# --- longer prefixes decode to better images ----------------------------------------------------
+
+
+def _falls(t, img, margin=0.5):
+    seq, = t.encode([img])
+    ks = [2**j for j in range(40) if 2**j < len(seq)] + [len(seq)]
+    q = [psnr(img, t.decode([seq.prefix(k)])[0]) for k in ks]
+    return [(ks[j], q[j], q[j + 1]) for j in range(len(ks) - 1) if q[j + 1] < q[j] - margin]
+
+
+@pytest.mark.parametrize("name", WAVELETS)
+@pytest.mark.parametrize("shape", [(64, 1), (14, 24), (1, 64), (33, 17), (5, 5)])
+def test_flat_black_and_white_never_decode_worse(name, shape):
+    for value in (0, 255):
+        img = np.full(shape, value, np.uint8)
+        assert _falls(tok(name), img) == [], (shape, value)
+
+
+@settings(max_examples=40, deadline=None)
+@given(h=st.integers(1, 40), w=st.integers(1, 40), value=st.integers(0, 255),
+       name=st.sampled_from(WAVELETS))
+def test_flat_gray_images_never_decode_worse(h, w, value, name):
+    """A flat image is all roots: each moves only toward its true value (spiht.reconstruct)."""
+    assert _falls(tok(name), np.full((h, w), value, np.uint8)) == []
+
+
+def test_the_reported_falls_are_gone():
+    w = tok("wavelet")
+    seq, = w.encode([np.zeros((64, 1), np.uint8)])
+    assert psnr(np.zeros((64, 1), np.uint8), w.decode([seq.prefix(16)])[0]) >= 48  # was 22.6 dB
+    z = np.zeros((14, 24), np.uint8)
+    seq, = w.encode([z])
+    assert all(np.array_equal(w.decode([seq.prefix(k)])[0], z) for k in (16, 32, 64))  # were 36.1, 31.2 dB
+
+
+def test_holding_quiet_roots_is_what_fixes_them():
+    """The same sequence decoded with every coefficient centred (the decoder before) still falls."""
+    w = adatok.wavelet.WaveletTokenizer("wavelet")
+    w.hold_roots = False
+    img = np.zeros((64, 1), np.uint8)
+    assert _falls(w, img) != []
+
+
+# --- Quality is the shortest prefix ---------------------------------------------------------------
+
+
+def _shortest(t, img, q):
+    full, = t.encode([img])
+    goal = q.psnr if q.psnr is not None else q.ssim
+    return next((k for k in range(len(full) + 1)
+                 if quality_score(img, t.decode([full.prefix(k)])[0], q) >= goal), len(full))
+
+
+@pytest.mark.parametrize("name", WAVELETS)
+def test_quality_is_the_shortest_prefix_on_the_reported_images(name):
+    t = tok(name)
+    zeros = np.zeros((14, 24), np.uint8)
+    assert len(t.encode([zeros], Quality(psnr=40))[0]) == _shortest(t, zeros, Quality(psnr=40))
+    ramp = np.repeat(np.repeat(np.linspace(0, 255, 24).astype(np.uint8)[None, :, None], 24, 0), 3, 2)
+    for q in (Quality(psnr=40), Quality(psnr=30), Quality(ssim=0.95)):
+        assert len(t.encode([ramp], q)[0]) == _shortest(t, ramp, q), q
+
+
+@pytest.mark.parametrize("name", WAVELETS)
+def test_quality_is_the_shortest_prefix_on_small_synthetic_images(name):
+    t = tok(name)
+    for label, img in synthetic_images(24, seed=5, max_side=12):
+        for q in (Quality(psnr=35), Quality(ssim=0.9)):
+            assert len(t.encode([img], q)[0]) == _shortest(t, img, q), (label, q)
+
+
+# --- empty regions ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("q", [Quality(psnr=30, region="roi"), Quality(ssim=0.9, region="roi")], ids=str)
+@pytest.mark.parametrize("peak", [0.0, 0.4])
+def test_an_empty_region_is_refused(q, peak):
+    roi = np.full(IMG.shape[:2], peak)
+    with pytest.raises(BudgetError, match="region of interest of image 0 is empty"):
+        tok("wavelet").encode([IMG], q, roi=[roi])
+
+
+def test_a_region_of_one_pixel_is_enough():
+    roi = np.zeros(IMG.shape[:2])
+    roi[3, 4] = 1.0
+    seq, = tok("wavelet").encode([IMG], Quality(psnr=30, region="roi"), roi=[roi])
+    out = tok("wavelet").decode([seq])[0]
+    assert psnr(IMG, out, roi >= 0.5) >= 30
+
+
+# --- hand-built sequences get the checks bytes get ----------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def built():
+    seq, = tok("wavelet").encode([IMG], Tokens(50))
+
+    def make(**kw):
+        d = dict(ids=seq.ids, pos=seq.pos, shape=seq.shape, tokenizer=seq.tokenizer, version=seq.version,
+                 params=dict(seq.params), pos_fields=seq.pos_fields)
+        d.update(kw)
+        return TokenSequence(**d)
+
+    return seq, make
+
+
+@pytest.mark.parametrize("ids, match", [
+    (np.full(50, 2**32, np.int64), "fit in int32"),
+    (np.full(50, 1.5), "whole numbers"),
+    (np.full(50, np.nan), "whole numbers"),
+    (np.array(["a"] * 50), "whole numbers"),
+    (np.full(50, -2**40, np.int64), "fit in int32"),
+], ids=["2**32", "1.5", "nan", "strings", "-2**40"])
+def test_ids_a_cast_would_change_are_refused(built, ids, match):
+    with pytest.raises(InvalidTokensError, match=match):
+        built[1](ids=ids)
+
+
+@pytest.mark.parametrize("params", [
+    {}, {"rep": "x"}, {"rep": [2]}, {"rep": [7, 1]}, {"roi": {"g": 0}}, {"roi": {"g": 0, "s": 4, "d": "??"}},
+    {"step": "a"}, {"step": 0}, {"step": -1}, {"step": float("nan")}, {"step": 2.0}, {"levels": 1.5},
+    {"levels": 9}, {"nmax": 99}, {"nmax": True}, {"extra": 1},
+], ids=str)
+def test_bad_params_are_refused_by_decode_and_to_bytes(built, params):
+    seq, make = built
+    bad = make(params={} if params == {} else {**seq.params, **params})
+    with pytest.raises(InvalidTokensError):
+        tok("wavelet").decode([bad])
+    with pytest.raises(InvalidTokensError):
+        bad.to_bytes()
+
+
+def test_a_good_hand_built_sequence_still_decodes(built):
+    seq, make = built
+    assert np.array_equal(tok("wavelet").decode([make()])[0], tok("wavelet").decode([seq])[0])
+    as_floats = make(ids=seq.ids.astype(np.float64))  # whole-valued floats lose nothing: taken
+    assert as_floats.ids.dtype == np.int32 and np.array_equal(as_floats.ids, seq.ids)
+
+
+# --- arguments of the wrong kind ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", WAVELETS)
+def test_arguments_of_the_wrong_kind(name):
+    t = tok(name)
+    with pytest.raises(ImageFormatError, match="list of images"):
+        t.encode(5)
+    with pytest.raises(ImageFormatError, match="list of images"):
+        t.encode("photo.png")
+    with pytest.raises(ImageFormatError, match="one map"):
+        t.encode([IMG], roi=(m for m in [None, None]))
+    with pytest.raises(InvalidTokensError, match="list of TokenSequence"):
+        t.decode(None)
+    with pytest.raises(InvalidTokensError, match="from_bytes"):
+        t.decode([b"\x89ATK"])
+    seqs = t.encode(im for im in [IMG, IMG[:5]])  # any iterable of images
+    assert [s.shape for s in seqs] == [IMG.shape, IMG[:5].shape]
+    assert len(t.decode(s for s in seqs)) == 2
+
+
+# --- the command line -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def photo(tmp_path):
+    from PIL import Image
+
+    path = tmp_path / "rgb.png"
+    Image.fromarray(IMG).save(path)
+    return path
+
+
+def _cli(*args, cwd=None):
+    """The real ``adatok`` entry point in a subprocess: what a user's shell sees."""
+    import subprocess
+
+    return subprocess.run([sys.executable, "-m", "adatok.cli", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, timeout=300)
+
+
+def _one_error_line(result, *needles):
+    assert result.returncode == 2, (result.returncode, result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+@pytest.mark.parametrize("out", ["same", "dot", "link"])
+def test_no_command_overwrites_its_input(photo, tmp_path, out):
+    from typer.testing import CliRunner
+
+    from adatok.cli import app
+
+    before = photo.read_bytes()
+    target = {"same": photo, "dot": tmp_path / "." / "rgb.png", "link": tmp_path / "link.png"}[out]
+    if out == "link":
+        target.symlink_to(photo)
+    runner = CliRunner()
+    for argv in (["encode", photo, target], ["encode", photo, target, "--force", "--lossless"],
+                 ["saliency", photo, target]):
+        result = runner.invoke(app, [str(a) for a in argv])
+        assert result.exit_code == 2 and "is also the input" in result.stderr, result.output
+    seq_file = tmp_path / "x.atk"
+    assert runner.invoke(app, ["encode", str(photo), str(seq_file)]).exit_code == 0
+    result = runner.invoke(app, ["decode", str(seq_file), str(seq_file), "--force"])
+    assert result.exit_code == 2 and "is also the input" in result.stderr
+    assert photo.read_bytes() == before and seq_file.read_bytes()[:4] == b"\x89ATK"
+
+
+def test_outputs_named_like_the_other_kind_need_force(photo, tmp_path):
+    from typer.testing import CliRunner
+
+    from adatok.cli import app
+
+    runner = CliRunner()
+    result = runner.invoke(app, ["encode", str(photo), str(tmp_path / "out.png")])
+    assert result.exit_code == 2 and "--force" in result.stderr
+    assert not (tmp_path / "out.png").exists()
+    assert runner.invoke(app, ["encode", str(photo), str(tmp_path / "out.png"), "--force"]).exit_code == 0
+    assert (tmp_path / "out.png").read_bytes()[:4] == b"\x89ATK"
+
+
+def test_usage_errors_are_one_line(photo, tmp_path):
+    _one_error_line(_cli("encode", photo, tmp_path / "o.atk", "--tokens", "abc"), "--tokens", "adatok encode --help")
+    _one_error_line(_cli("encode", photo, tmp_path / "o.atk", "--no-such-option"), "--no-such-option")
+    _one_error_line(_cli("encode", photo), "Missing argument")
+    _one_error_line(_cli("no-such-command"), "no-such-command")
+    _one_error_line(_cli("encode", photo, photo), "is also the input")
+    assert not (tmp_path / "o.atk").exists()
+    assert _cli("--version").returncode == 0
+    assert "Usage" in _cli("encode", "--help").stdout
+
+
+@pytest.mark.parametrize("budget", [["--tokens", str(sys.maxsize)], ["--tokens", "99999999999999999999"],
+                                    ["--bpp", "1e10"], ["--bpp", "1e307"]], ids=" ".join)
+def test_huge_budgets_on_the_command_line(photo, tmp_path, budget):
+    from typer.testing import CliRunner
+
+    from adatok.cli import app
+
+    out = tmp_path / "o.atk"
+    result = CliRunner().invoke(app, ["encode", str(photo), str(out), *budget])
+    assert result.exit_code == 0, result.output
+    assert len(TokenSequence.from_bytes(out.read_bytes())) == len(tok("wavelet").encode([IMG])[0])
+    result = CliRunner().invoke(app, ["decode", str(out), str(tmp_path / "d.png"), "--tokens", "99999999999999999999"])
+    assert result.exit_code == 0, result.output
+
+
+def test_an_empty_region_on_the_command_line(photo, tmp_path):
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from adatok.cli import app
+
+    black = tmp_path / "black.png"
+    Image.fromarray(np.zeros(IMG.shape[:2], np.uint8)).save(black)
+    out = tmp_path / "o.atk"
+    result = CliRunner().invoke(app, ["encode", str(photo), str(out), "--roi", str(black), "--in-roi", "--psnr", "30"])
+    assert result.exit_code == 2 and "is empty" in result.stderr
+    assert not out.exists()
