@@ -21,7 +21,7 @@ order of ``adatok --help``.
 
 from __future__ import annotations
 
-from . import tokenize, evaluate, train  # noqa: F401  (register the commands, in this order)
+from . import tokenize, evaluate, train, generate  # noqa: F401  (register the commands, in this order)
 from .app import app
 from .tables import token_table
 

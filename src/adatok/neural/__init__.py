@@ -8,6 +8,7 @@ tokenizer contract in :mod:`adatok.neural.tokenizer` (each imports torch).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from ..core.errors import AdatokError
@@ -32,10 +33,18 @@ def load_checkpoint(folder: str | Path, name: str | None = None):
 
 
 def _register_shipped() -> None:
+    """Register each shipped learned-tokenizer checkpoint by its folder's name (the folder also
+    holds other models, the generators and the judge: their config.json names another family)."""
     if not CHECKPOINT_DIR.is_dir():
         return
     for folder in sorted(CHECKPOINT_DIR.iterdir()):
-        if (folder / "config.json").is_file() and (folder / "model.safetensors").is_file():
+        if not (folder / "model.safetensors").is_file():
+            continue
+        try:
+            family = json.loads((folder / "config.json").read_text()).get("family")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if family == "neural":
             register(folder.name, lambda folder=folder: load_checkpoint(folder, folder.name))
 
 

@@ -17,7 +17,6 @@ its share of every batch and gradients are averaged (gloo on CPUs, NCCL on GPUs)
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -28,9 +27,10 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
+
 
 from ..core.errors import AdatokError
+from .folder import load_weights, restore_training, weights_digest, write_folder
 from .model import Autoencoder, ModelConfig, count_params, fit_codebook, sample_keep
 
 FAMILY = "neural"
@@ -98,43 +98,15 @@ def load_images(data: str, split: str | None = "train") -> np.ndarray:
     return np.stack(ds.images)
 
 
-def _atomic_write(path: Path, write) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.chmod(tmp, 0o644)  # safetensors writes 0600; checkpoints are shipped and shared
-    os.replace(tmp, path)
-
-
-def weights_digest(path: Path) -> str:
-    """First 8 hex digits of the SHA-256 of a weights file: part of the tokenizer's version."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:8]
-
-
 def save_checkpoint(out: Path, model: Autoencoder, name: str, train_cfg: TrainConfig | None = None,
                     step: int = 0, metrics: dict | None = None, optimizer: torch.optim.Optimizer | None = None,
                     extra: dict | None = None, generator: torch.Generator | None = None) -> None:
     """Write ``config.json`` and ``model.safetensors`` (and ``train_state.safetensors`` when an
     optimizer is given) into ``out``."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-    _atomic_write(out / "model.safetensors", lambda p: save_file(state, str(p)))
-    if optimizer is not None:
-        tensors = {"rng": torch.get_rng_state()}
-        if generator is not None:
-            tensors["data_rng"] = generator.get_state()
-        for i, p in enumerate(model.parameters()):
-            st = optimizer.state.get(p, {})
-            for key in ("exp_avg", "exp_avg_sq"):
-                if key in st:
-                    tensors[f"opt.{i}.{key}"] = st[key].contiguous()
-            if "step" in st:
-                tensors[f"opt.{i}.step"] = torch.as_tensor(st["step"], dtype=torch.float32).reshape(1)
-        _atomic_write(out / "train_state.safetensors", lambda p: save_file(tensors, str(p)))
     config = {"family": FAMILY, "format": FORMAT, "name": name, "model": model.cfg.to_dict(),
               "train": asdict(train_cfg) if train_cfg else None, "step": step, "metrics": metrics or {},
               **(extra or {})}
-    _atomic_write(out / "config.json", lambda p: p.write_text(json.dumps(config, indent=2) + "\n"))
+    write_folder(Path(out), model, config, optimizer, generator)
 
 
 def read_config(folder: Path) -> dict:
@@ -155,26 +127,7 @@ def read_config(folder: Path) -> dict:
 def load_model(folder: Path) -> tuple[Autoencoder, dict]:
     """The model of a checkpoint folder (eval mode) and its config."""
     config = read_config(folder)
-    model = Autoencoder(ModelConfig(**config["model"]))
-    try:
-        model.load_state_dict(load_file(str(Path(folder) / "model.safetensors")))
-    except (RuntimeError, OSError, ValueError) as exc:
-        raise AdatokError(f"{folder}/model.safetensors does not fit its config.json ({str(exc)[:200]})") from None
-    model.eval()
-    return model, config
-
-
-def _restore_optimizer(folder: Path, model: Autoencoder, optimizer: torch.optim.Optimizer,
-                       generator: torch.Generator) -> None:
-    tensors = load_file(str(Path(folder) / "train_state.safetensors"))
-    torch.set_rng_state(tensors["rng"])
-    if "data_rng" in tensors:
-        generator.set_state(tensors["data_rng"])
-    for i, p in enumerate(model.parameters()):
-        if f"opt.{i}.exp_avg" in tensors:
-            optimizer.state[p] = {"exp_avg": tensors[f"opt.{i}.exp_avg"].clone(),
-                                  "exp_avg_sq": tensors[f"opt.{i}.exp_avg_sq"].clone(),
-                                  "step": torch.tensor(float(tensors[f"opt.{i}.step"][0]))}
+    return load_weights(folder, Autoencoder(ModelConfig(**config["model"]))), config
 
 
 @torch.no_grad()
@@ -322,7 +275,7 @@ def train(out: str | Path, model_cfg: ModelConfig | None = None, train_cfg: Trai
                              {"params": no_decay, "weight_decay": 0.0}], lr=train_cfg.lr, betas=(0.9, 0.99))
     gen = torch.Generator().manual_seed(train_cfg.seed * 1_000_003 + start)
     if resume:
-        _restore_optimizer(out, model, opt, gen)
+        restore_training(out, model, opt, gen)
     end = train_cfg.steps if stop_after is None else min(train_cfg.steps, start + max(0, stop_after))
 
     metrics: dict = {}

@@ -1,0 +1,142 @@
+"""``adatok train-generator`` and ``adatok generate``: the autoregressive transformer over tokens."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import typer
+
+from adatok import AdatokError, TokenSequence
+
+from .app import app
+from .common import EvalProgress, check_at_least, check_output, read_bytes, reporting_errors
+from .options import NoProgress, Quiet, out_dir
+
+#: What --language takes: a wavelet tokenizer, a learned checkpoint, or the pixel baseline.
+LANGUAGE_HELP = "wavelet, wavelet-lossless, a learned tokenizer (fashion-mnist-32 or a checkpoint folder), or pixels."
+
+
+def _import():
+    try:
+        from adatok.generate import sample, train
+    except ImportError as exc:
+        raise AdatokError(f"generation needs the neural extra ({exc.name} is missing): "
+                          "pip install 'adatok[neural]'") from None
+    return sample, train
+
+
+@app.command("train-generator")
+@reporting_errors
+def train_generator_cmd(
+    out: Annotated[Path, out_dir("Checkpoint folder (config.json, model.safetensors, the token cache).")],
+    language: Annotated[str, typer.Option("--language", "-l", metavar="NAME", help=LANGUAGE_HELP)] = "wavelet",
+    target_psnr: Annotated[float | None, typer.Option(
+        "--target-psnr", metavar="DB", show_default=False,
+        help="Each training sequence is its image's shortest prefix reaching this PSNR (default: the full "
+             "sequence). Not for pixels.")] = None,
+    minutes: Annotated[float, typer.Option("--minutes", help="Training wall time (the schedule follows it).")] = 30.0,
+    d_model: Annotated[int, typer.Option("--dim", help="Transformer width.")] = 192,
+    layers: Annotated[int, typer.Option("--layers", help="Transformer blocks.")] = 6,
+    heads: Annotated[int, typer.Option("--heads", help="Attention heads.")] = 6,
+    batch: Annotated[int, typer.Option("--batch", help="Sequences per step.")] = 32,
+    lr: Annotated[float, typer.Option("--lr", help="Peak learning rate.")] = 1e-3,
+    limit: Annotated[int | None, typer.Option("--limit", metavar="N", show_default=False,
+                                              help="Train on the first N training images only.")] = None,
+    position: Annotated[str | None, typer.Option(
+        "--position", metavar="index", show_default=False,
+        help="'index': the ablation without next positions (the step number only).")] = None,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    threads: Annotated[int, typer.Option("--threads", help="torch threads.")] = 1,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the checkpoint in --out.")] = False,
+    quiet: NoProgress = False,
+) -> None:
+    """Train a class-conditional generator on Fashion-MNIST's training split, in one token language."""
+    from adatok import Quality
+
+    _, train = _import()
+    from adatok.generate.languages import PixelLanguage, SlotLanguage, WaveletLanguage
+
+    for option, value in (("--dim", d_model), ("--layers", layers), ("--heads", heads), ("--batch", batch),
+                          ("--threads", threads)):
+        check_at_least(value, option, 1)
+    check_at_least(limit, "--limit", 1)
+    if position not in (None, "index"):
+        raise AdatokError(f"--position takes 'index' (or nothing), got {position!r}")
+    target = Quality(psnr=target_psnr) if target_psnr is not None else None
+    lang = model_cfg = None
+    if not resume:
+        if language == "pixels":
+            if target is not None:
+                raise AdatokError("--target-psnr does not go with pixels: the baseline writes every pixel")
+            lang = PixelLanguage((28, 28, 1))
+        elif language in ("wavelet", "wavelet-lossless"):
+            lang = WaveletLanguage(language, (28, 28), target)
+        else:
+            lang = SlotLanguage(language, target)
+        max_len = 8192 if lang.variable_length else len(np.zeros(lang.shape).reshape(-1)) + 1
+        if d_model % heads:
+            raise AdatokError(f"--dim {d_model} must be a multiple of --heads {heads}")
+        model_cfg = train.model_config_for(lang, d_model, layers, heads, max_len, position)
+    tcfg = train.GenTrainConfig(minutes=minutes, batch=batch, lr=lr, seed=seed, limit=limit, threads=threads)
+    with EvalProgress(quiet) as progress:
+        def report(done, total, what=""):
+            progress(int(done), int(total), what or "tokenizing")
+
+        train.train_generator(out, lang, model_cfg, tcfg, resume=resume, progress=report,
+                              log=(lambda *a: None) if quiet else typer.echo)
+    if not quiet:
+        typer.echo(f"{out}: trained")
+
+
+@app.command("generate")
+@reporting_errors
+def generate_cmd(
+    out: Annotated[Path, typer.Option("--out", "-o", metavar="OUT.png|FOLDER",
+                                      help="A .png: one grid of the samples. A folder: one PNG and one .atk per "
+                                           "sample, and samples.npz (images, labels).")],
+    model: Annotated[str, typer.Option("--model", "-m", metavar="NAME|FOLDER",
+                                       help="A shipped generator or a checkpoint folder.")] = "fmnist-gpt-learned",
+    label: Annotated[int | None, typer.Option("--class", "-c", metavar="C", show_default=False,
+                                              help="Class to draw (0..9); default: every class in turn.")] = None,
+    n: Annotated[int, typer.Option("-n", metavar="N", help="Samples.")] = 16,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    cfg: Annotated[float, typer.Option("--cfg", metavar="W", help="Classifier-free guidance weight (1: none).")] = 2.0,
+    temperature: Annotated[float, typer.Option("--temperature", "-T")] = 1.0,
+    top_k: Annotated[int, typer.Option("--top-k", help="Keep the K likeliest ids (0: all).")] = 0,
+    top_p: Annotated[float, typer.Option("--top-p", help="Nucleus: keep ids up to this probability.")] = 1.0,
+    max_tokens: Annotated[int | None, typer.Option("--max-tokens", metavar="K", show_default=False,
+                                                   help="Stop each sample after K tokens.")] = None,
+    complete: Annotated[Path | None, typer.Option(
+        "--complete", metavar="FILE.atk", show_default=False,
+        help="Complete this (cut) token file: N samples of its rest, beside its plain decoding.")] = None,
+    quiet: Quiet = False,
+) -> None:
+    """Sample images from a generator (grammar-constrained: every sample is a valid token sequence)."""
+    sample, _ = _import()
+    check_at_least(n, "-n", 1)
+    check_at_least(top_k, "--top-k", 0)
+    check_at_least(max_tokens, "--max-tokens", 1)
+    if label is not None and not 0 <= label <= 9:
+        raise AdatokError(f"--class is 0..9, got {label}")
+    if not 0 < top_p <= 1 or temperature <= 0:
+        raise AdatokError("--top-p is in (0, 1] and --temperature > 0")
+    check_output(out, *([complete] if complete else []), force=True)
+    gen = sample.load_generator(model)
+    options = dict(cfg=cfg, temperature=temperature, top_k=top_k, top_p=top_p, max_tokens=max_tokens)
+    if complete is not None:
+        prefix = TokenSequence.from_bytes(read_bytes(complete))
+        seqs, images = sample.complete(gen, prefix, n, label, seed=seed, **options)
+        labels = np.full(n, -1 if label is None else label)
+    else:
+        labels = np.array([label if label is not None else i % 10 for i in range(n)])
+        with EvalProgress(quiet) as progress:
+            seqs, images = sample.sample(gen, labels.tolist(), seed=seed, progress=lambda d, t: progress(d, t, "sampling"),
+                                         **options)
+    from adatok.generate.report import write_samples
+
+    write_samples(out, seqs, images, labels)
+    if not quiet:
+        lengths = [len(s) for s in seqs]
+        typer.echo(f"{out}: {n} samples of {gen.name}, {np.mean(lengths):.1f} tokens on average")

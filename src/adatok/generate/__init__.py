@@ -1,0 +1,1 @@
+"""Generation: an autoregressive transformer over token sequences of any tokenizer (torch)."""

@@ -1,0 +1,298 @@
+"""What a generator reads and writes: a *language* turns images into training sequences (ids and
+the position of every next token) and grows new sequences through its tokenizer's stepper.
+
+* :class:`WaveletLanguage`: the decisions of ``wavelet`` / ``wavelet-lossless`` with the fixed
+  header of their shape (``encode(..., fixed_header=True)``, see ``docs/stepper.md``); a training
+  sequence is an image's shortest prefix reaching a ``Quality`` target.
+* :class:`SlotLanguage`: the slots of a learned tokenizer (``fashion-mnist-32``); also a
+  quality-target prefix.
+* :class:`PixelLanguage`: the baseline: the 8-bit pixels of the image in raster order (784 ids of
+  256 values for Fashion-MNIST), always all of them.
+
+Every language gives the model the same two inputs a step: integer position fields and float
+position fields (:meth:`features`), computed from ``next_pos()`` rows (and the legal mask, which
+says what kind of decision comes next), so that training (from the finished sequences) and
+sampling (from the stepper) see exactly the same numbers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+import adatok
+from adatok import InvalidTokensError, Quality, TokenSequence
+from adatok.wavelet import spiht
+from adatok.wavelet.layout import make_layout
+from adatok.wavelet.transforms import default_levels
+
+#: Kind of a wavelet decision, by token id; ``KIND_END``: the stream has ended.
+_KIND_OF_ID = np.array([0, 0, 0, 1, 1, 2, 2, 3, 3], np.int64)
+KIND_END = 4
+
+
+@dataclass
+class Corpus:
+    """Training sequences of one language: for sequence ``i``, ids ``ids[starts[i]:starts[i+1]]``
+    (n tokens), and position features of its n + 1 steps (the last one: where the token after the
+    prefix would stand, at which the model writes END) at rows ``starts[i] + i`` on."""
+
+    ids: np.ndarray  # (sum n,) int16 or int32
+    starts: np.ndarray  # (N + 1,) int64
+    ints: np.ndarray  # (sum (n + 1), len(int_sizes)) int16
+    floats: np.ndarray  # (sum (n + 1), float_fields) float32
+    labels: np.ndarray  # (N,) int64
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.starts)
+
+    def save(self, path) -> None:
+        """Write the corpus as one ``.npz`` (atomically)."""
+        from adatok.core.imageio import atomic_path
+
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as f:
+                np.savez(f, ids=self.ids, starts=self.starts, ints=self.ints, floats=self.floats, labels=self.labels)
+
+    @classmethod
+    def load(cls, path) -> Corpus:
+        with np.load(path) as z:
+            return cls(z["ids"], z["starts"], z["ints"], z["floats"], z["labels"])
+
+
+class WaveletLanguage:
+    """Decisions of a wavelet tokenizer, on images of one shape, with that shape's fixed header."""
+
+    position = "wavelet"
+    float_fields = 2
+    variable_length = True  # END may come after any token
+
+    def __init__(self, tokenizer: str, shape: tuple[int, ...], target: Quality | None = None):
+        self.tok = adatok.load(tokenizer)
+        self.name = tokenizer
+        self.shape = tuple(shape)
+        self.target = target
+        self.vocab_size = self.tok.vocab_size
+        channels = shape[2] if len(shape) == 3 else 1
+        levels = default_levels(shape[:2], self.tok.max_levels)
+        self.top = int(self.tok.top_plane(self.shape))
+        layout = make_layout(shape[:2], channels, levels)
+        self.levels = levels
+        # the shape of each (level, band) of the coded image, to put a coefficient's place on [0, 1]
+        self.band_shape = np.zeros((levels + 1, 4, 2), np.float64)
+        for k, (h, w) in enumerate(layout.bands):
+            if k == 0:
+                self.band_shape[levels, 0] = (h, w)
+            else:
+                i, b = divmod(k - 1, 3)
+                self.band_shape[levels - i, b + 1] = (h, w)
+        self.int_sizes = (self.top + 1, levels + 1, 4, channels, KIND_END + 1)
+
+    def describe(self) -> dict:
+        return {"language": "wavelet", "tokenizer": self.name, "shape": list(self.shape),
+                "target": None if self.target is None else {"psnr": self.target.psnr, "ssim": self.target.ssim}}
+
+    def features(self, pos: np.ndarray, kinds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Position features of next tokens: ``pos`` (n, 6) rows (plane, level, band, channel, y, x;
+        anything where the kind is :data:`KIND_END`) and their decision ``kinds`` (n,)."""
+        pos = np.asarray(pos, np.int64)
+        end = kinds == KIND_END
+        plane, level, band, chan = (np.where(end, 0, pos[:, j]) for j in range(4))
+        size = self.band_shape[level, band]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            yx = np.where(end[:, None], 0.0, (pos[:, 4:6] + 0.5) / np.maximum(size, 1))
+        ints = np.stack([plane, level, band, chan, kinds], 1).astype(np.int16)
+        return ints, yx.astype(np.float32)
+
+    @staticmethod
+    def kinds_of(legal: np.ndarray) -> np.ndarray:
+        """The kind of the next decision from a stepper's legal mask (B, 9)."""
+        kinds = np.full(len(legal), KIND_END, np.int64)
+        for ids, kind in (((spiht.SIG0, spiht.SIG_POS), 0), ((spiht.D0, spiht.D1), 1), ((spiht.L0, spiht.L1), 2),
+                          ((spiht.REF0, spiht.REF1), 3)):
+            kinds[legal[:, list(ids)].any(1)] = kind
+        return kinds
+
+    def encode(self, images: Sequence[np.ndarray]) -> list[tuple[TokenSequence, int]]:
+        """Each image's full fixed-header sequence and the length of its training prefix."""
+        fulls = self.tok.encode(list(images), fixed_header=True)
+        if self.target is None:
+            return [(s, len(s)) for s in fulls]
+        short = self.tok.encode(list(images), self.target, fixed_header=True)
+        return [(f, len(s)) for f, s in zip(fulls, short, strict=True)]
+
+    def rows(self, full: TokenSequence, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Training rows of a prefix of length ``n`` of ``full``: ids (n,), ints and floats (n + 1)."""
+        ids = full.ids[:n]
+        if n < len(full):
+            pos, kinds = full.pos[: n + 1], _KIND_OF_ID[full.ids[: n + 1]]
+        else:
+            pos = np.concatenate([full.pos[:n], np.zeros((1, full.pos.shape[1]), np.int32)])
+            kinds = np.concatenate([_KIND_OF_ID[ids], [KIND_END]])
+        ints, floats = self.features(pos, kinds)
+        return ids, ints, floats
+
+    def stepper(self, n: int = 0, prefixes: Sequence[TokenSequence] | None = None):
+        """A stepper of ``n`` empty sequences of the language's shape, or going on from ``prefixes``
+        (re-expressed with the fixed header)."""
+        if prefixes is not None:
+            return self.tok.stepper([self.tok.with_top_plane(p) for p in prefixes])
+        return self.tok.stepper([self.shape] * n)
+
+    def step_features(self, st) -> tuple[np.ndarray, np.ndarray]:
+        legal = st.legal()
+        return self.features(st.next_pos(), self.kinds_of(legal))
+
+    def decode(self, seqs: Sequence[TokenSequence]) -> list[np.ndarray]:
+        return self.tok.decode(list(seqs))
+
+
+class SlotLanguage:
+    """The slots of a learned tokenizer (every id legal; a sequence ends after K slots)."""
+
+    position = "slot"
+    float_fields = 0
+    variable_length = True
+
+    def __init__(self, tokenizer: str, target: Quality | None = None):
+        self.tok = adatok.load(tokenizer)
+        self.name = tokenizer
+        self.target = target
+        self.vocab_size = self.tok.vocab_size
+        self.shape = tuple(self.tok.expects)
+        self.int_sizes = (self.tok.tokens + 1,)
+
+    def describe(self) -> dict:
+        return {"language": "slot", "tokenizer": self.name, "shape": list(self.shape),
+                "target": None if self.target is None else {"psnr": self.target.psnr, "ssim": self.target.ssim}}
+
+    def encode(self, images: Sequence[np.ndarray]) -> list[tuple[TokenSequence, int]]:
+        fulls = self.tok.encode(list(images))
+        if self.target is None:
+            return [(s, len(s)) for s in fulls]
+        return [(f, len(s)) for f, s in zip(fulls, self.tok.encode(list(images), self.target), strict=True)]
+
+    def features(self, slots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return np.asarray(slots, np.int16).reshape(-1, 1), np.zeros((len(slots), 0), np.float32)
+
+    def rows(self, full: TokenSequence, n: int):
+        return (full.ids[:n], *self.features(np.arange(n + 1)))
+
+    def stepper(self, n: int = 0, prefixes: Sequence[TokenSequence] | None = None):
+        return self.tok.stepper(list(prefixes) if prefixes is not None else [self.shape] * n)
+
+    def step_features(self, st) -> tuple[np.ndarray, np.ndarray]:
+        return self.features(np.asarray(st.lengths))
+
+    def decode(self, seqs: Sequence[TokenSequence]) -> list[np.ndarray]:
+        return self.tok.decode(list(seqs))
+
+
+class PixelStepper:
+    """B pixel sequences grown one 8-bit pixel at a time, in raster order (the baseline's stepper)."""
+
+    def __init__(self, shape: tuple[int, ...], n: int, prefixes: Sequence[np.ndarray] | None = None):
+        self.shape = shape
+        self.size = int(np.prod(shape))
+        self.ids = np.zeros((n, self.size), np.int64)
+        self.lengths = np.zeros(n, np.int64)
+        for b, p in enumerate(prefixes or []):
+            self.ids[b, : len(p)] = p
+            self.lengths[b] = len(p)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def done(self) -> np.ndarray:
+        return self.lengths >= self.size
+
+    def legal(self) -> np.ndarray:
+        return np.repeat(~self.done[:, None], 256, 1)
+
+    def push(self, ids) -> None:
+        ids = np.asarray(ids, np.int64)
+        go = (ids >= 0) & ~self.done
+        if ((ids[go] > 255)).any():
+            raise InvalidTokensError("pixel values are 0..255")
+        rows = np.nonzero(go)[0]
+        self.ids[rows, self.lengths[rows]] = ids[rows]
+        self.lengths[rows] += 1
+
+    def images(self) -> list[np.ndarray]:
+        """The pixels written so far (the rest black)."""
+        return [row.reshape(self.shape).astype(np.uint8) for row in self.ids]
+
+
+class PixelLanguage:
+    """The baseline: 8-bit pixels in raster order, all of them (784 for Fashion-MNIST)."""
+
+    position = "slot"
+    float_fields = 0
+    variable_length = False  # all the pixels, always
+    vocab_size = 256
+    name = "pixels"
+    target = None
+
+    def __init__(self, shape: tuple[int, ...] = (28, 28, 1)):
+        self.shape = tuple(shape)
+        self.size = int(np.prod(shape))
+        self.int_sizes = (self.size + 1,)
+
+    def describe(self) -> dict:
+        return {"language": "pixels", "shape": list(self.shape)}
+
+    def encode(self, images: Sequence[np.ndarray]) -> list[tuple[np.ndarray, int]]:
+        return [(np.asarray(img, np.int64).reshape(-1), self.size) for img in images]
+
+    def features(self, slots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return np.asarray(slots, np.int16).reshape(-1, 1), np.zeros((len(slots), 0), np.float32)
+
+    def rows(self, full: np.ndarray, n: int):
+        return (full[:n], *self.features(np.arange(n + 1)))
+
+    def stepper(self, n: int = 0, prefixes=None) -> PixelStepper:
+        return PixelStepper(self.shape, n if prefixes is None else len(prefixes), prefixes)
+
+    def step_features(self, st) -> tuple[np.ndarray, np.ndarray]:
+        return self.features(st.lengths)
+
+    def decode(self, seqs) -> list[np.ndarray]:
+        return [np.asarray(s, np.uint8).reshape(self.shape) for s in seqs]
+
+
+def language_from(config: dict):
+    """The language a generator checkpoint's ``config["language"]`` describes."""
+    kind = config["language"]
+    target = config.get("target")
+    q = None if not target else Quality(psnr=target.get("psnr"), ssim=target.get("ssim"))
+    if kind == "wavelet":
+        return WaveletLanguage(config["tokenizer"], tuple(config["shape"]), q)
+    if kind == "slot":
+        return SlotLanguage(config["tokenizer"], q)
+    if kind == "pixels":
+        return PixelLanguage(tuple(config["shape"]))
+    raise ValueError(f"unknown language {kind!r}")
+
+
+def build_corpus(lang, images: Sequence[np.ndarray], labels: np.ndarray, progress=None, chunk: int = 500) -> Corpus:
+    """Encode ``images`` and gather every training row (``progress(done, total)`` after each chunk)."""
+    ids, ints, floats, starts = [], [], [], [0]
+    for at in range(0, len(images), chunk):
+        for full, n in lang.encode(images[at : at + chunk]):
+            i, a, f = lang.rows(full, n)
+            ids.append(np.asarray(i))
+            ints.append(a)
+            floats.append(f)
+            starts.append(starts[-1] + len(i))
+        if progress is not None:
+            progress(min(at + chunk, len(images)), len(images))
+    dtype = np.int16 if lang.vocab_size < 2**15 else np.int32
+    return Corpus(np.concatenate(ids).astype(dtype), np.array(starts, np.int64), np.concatenate(ints),
+                  np.concatenate(floats), np.asarray(labels, np.int64))

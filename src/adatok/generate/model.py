@@ -1,0 +1,187 @@
+"""The generator: a decoder-only transformer over token sequences, read top to bottom.
+
+At step ``t`` the model reads the id just written (at ``t = 0`` a class token: one of the classes,
+or "no class" for unconditional sampling and classifier-free guidance) plus **where the token it
+is about to write will stand**, and predicts that token's id, or END. Where the next token stands
+comes from the tokenizer's stepper, so the model always knows what kind of decision it makes and
+about which place of the image:
+
+* wavelet tokens: embeddings of the next decision's bit-plane, level, band, channel and kind
+  (significance, D set, L set, refinement, or "the stream has ended"), plus Fourier features of
+  the coefficient's place normalised to the image (``(y + 0.5) / band height``, the same for
+  ``x``), so the same place lands on the same point at every level;
+* learned tokens and pixels: the slot (0..K, K meaning "after the last");
+* ``"index"`` (the ablation "ids only"): the step number alone, as in a plain GPT.
+
+A reading head (mean of the hidden states over a prefix, then a linear layer) classifies an image
+from any prefix of its tokens; it is trained on sequences given "no class", at random prefix
+lengths, beside the generation loss.
+
+Attention keeps a key/value cache, so sampling costs one step per token, not a pass over the
+prefix. Style after nanoGPT: a config dataclass and this one file.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+#: How the next position is encoded (see the module docstring).
+POSITION_KINDS = ("wavelet", "slot", "index")
+
+
+@dataclass
+class GPTConfig:
+    """The generator's shape. ``vocab_size`` ids of the tokenizer, plus END (= ``vocab_size``) out,
+    plus ``classes + 1`` class tokens in (the last is "no class")."""
+
+    vocab_size: int
+    classes: int = 10
+    max_len: int = 1024  # longest sequence, END included
+    d_model: int = 192
+    n_layer: int = 6
+    n_head: int = 6
+    dropout: float = 0.0
+    position: str = "wavelet"  # one of POSITION_KINDS
+    #: sizes of the integer position fields: wavelet (planes, levels + 1, 4 bands, channels, 5 kinds);
+    #: slot: (slots + 1,); index: (max_len,)
+    int_sizes: tuple[int, ...] = field(default_factory=tuple)
+    float_fields: int = 0  # wavelet: 2 (y, x in [0, 1])
+    fourier: int = 16  # frequencies per float field
+
+    def __post_init__(self) -> None:
+        self.int_sizes = tuple(int(s) for s in self.int_sizes)
+        if self.position not in POSITION_KINDS:
+            raise ValueError(f"position must be one of {POSITION_KINDS}, got {self.position!r}")
+        if self.d_model % self.n_head:
+            raise ValueError("d_model must be a multiple of n_head")
+
+    @property
+    def end(self) -> int:
+        """The END id the model writes after the last token."""
+        return self.vocab_size
+
+    @property
+    def null_class(self) -> int:
+        """The class index meaning "no class"."""
+        return self.classes
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class Positions(nn.Module):
+    """Where the next token stands -> a vector: one embedding per integer field, summed, plus a
+    linear map of sines and cosines of the float fields at ``fourier`` octaves."""
+
+    def __init__(self, cfg: GPTConfig):
+        super().__init__()
+        self.tables = nn.ModuleList(nn.Embedding(n, cfg.d_model) for n in cfg.int_sizes)
+        self.fourier = cfg.fourier
+        self.floats = nn.Linear(2 * cfg.fourier * cfg.float_fields, cfg.d_model) if cfg.float_fields else None
+        freqs = math.pi * 2.0 ** torch.arange(cfg.fourier, dtype=torch.float32) / 2
+        self.register_buffer("freqs", freqs, persistent=False)
+
+    def forward(self, ints: torch.Tensor, floats: torch.Tensor | None) -> torch.Tensor:
+        """``ints`` (B, T, len(int_sizes)) long, ``floats`` (B, T, float_fields) -> (B, T, d_model)."""
+        out = sum(table(ints[..., i]) for i, table in enumerate(self.tables))
+        if self.floats is not None:
+            angles = floats[..., None] * self.freqs  # (B, T, F, fourier)
+            out = out + self.floats(torch.cat([angles.sin(), angles.cos()], -1).flatten(-2))
+        return out
+
+
+class Attention(nn.Module):
+    """Causal multi-head self-attention with an optional key/value cache."""
+
+    def __init__(self, cfg: GPTConfig):
+        super().__init__()
+        self.n_head = cfg.n_head
+        self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model)
+        self.proj = nn.Linear(cfg.d_model, cfg.d_model)
+        self.dropout = cfg.dropout
+
+    def forward(self, x: torch.Tensor, cache: dict | None = None) -> torch.Tensor:
+        B, T, D = x.shape
+        q, k, v = self.qkv(x).view(B, T, 3, self.n_head, D // self.n_head).permute(2, 0, 3, 1, 4)
+        if cache is not None:  # sampling: the keys and values of the steps before, then this one's
+            if "k" in cache:
+                k = torch.cat([cache["k"], k], 2)
+                v = torch.cat([cache["v"], v], 2)
+            cache["k"], cache["v"] = k, v
+        causal = cache is None or T > 1
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=causal and k.shape[2] == T,
+                                           dropout_p=self.dropout if self.training else 0.0)
+        return self.proj(y.transpose(1, 2).reshape(B, T, D))
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: GPTConfig):
+        super().__init__()
+        self.ln1 = nn.LayerNorm(cfg.d_model)
+        self.attn = Attention(cfg)
+        self.ln2 = nn.LayerNorm(cfg.d_model)
+        self.mlp = nn.Sequential(nn.Linear(cfg.d_model, 4 * cfg.d_model), nn.GELU(),
+                                 nn.Linear(4 * cfg.d_model, cfg.d_model), nn.Dropout(cfg.dropout))
+
+    def forward(self, x: torch.Tensor, cache: dict | None = None) -> torch.Tensor:
+        x = x + self.attn(self.ln1(x), cache)
+        return x + self.mlp(self.ln2(x))
+
+
+class GPT(nn.Module):
+    """Token ids (and a class token first) plus next positions in, next-token logits out."""
+
+    def __init__(self, cfg: GPTConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.tokens = nn.Embedding(cfg.vocab_size + cfg.classes + 1, cfg.d_model)  # ids, then classes
+        self.positions = Positions(cfg)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
+        self.ln_f = nn.LayerNorm(cfg.d_model)
+        self.head = nn.Linear(cfg.d_model, cfg.vocab_size + 1)  # ids and END
+        self.read = nn.Linear(cfg.d_model, cfg.classes)  # the reading head
+        self.apply(self._init)
+        for name, p in self.named_parameters():  # scaled residual projections (GPT-2)
+            if name.endswith("proj.weight") or name.endswith("mlp.2.weight"):
+                nn.init.normal_(p, 0.0, 0.02 / math.sqrt(2 * cfg.n_layer))
+
+    @staticmethod
+    def _init(module: nn.Module) -> None:
+        if isinstance(module, nn.Linear | nn.Embedding):
+            nn.init.normal_(module.weight, 0.0, 0.02)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+    def class_token(self, labels: torch.Tensor) -> torch.Tensor:
+        """Input ids of class tokens (``null_class`` for "no class")."""
+        return labels + self.cfg.vocab_size
+
+    def hidden(self, inputs: torch.Tensor, ints: torch.Tensor, floats: torch.Tensor | None,
+               caches: list[dict] | None = None) -> torch.Tensor:
+        """Final hidden states (B, T, d_model) of ``inputs`` (B, T) read with the next positions."""
+        x = self.drop(self.tokens(inputs) + self.positions(ints, floats))
+        for i, block in enumerate(self.blocks):
+            x = block(x, None if caches is None else caches[i])
+        return self.ln_f(x)
+
+    def forward(self, inputs: torch.Tensor, ints: torch.Tensor, floats: torch.Tensor | None,
+                caches: list[dict] | None = None) -> torch.Tensor:
+        """Logits (B, T, vocab_size + 1) of the token at each step."""
+        return self.head(self.hidden(inputs, ints, floats, caches))
+
+    def read_prefixes(self, h: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Class logits from the mean hidden state of the first ``lengths`` steps (1..T) of each row."""
+        steps = torch.arange(h.shape[1], device=h.device)[None, :, None]
+        kept = (steps < lengths[:, None, None]).to(h.dtype)
+        return self.read((h * kept).sum(1) / lengths[:, None].to(h.dtype))
+
+
+def count_params(model: nn.Module) -> int:
+    """Number of parameters."""
+    return sum(p.numel() for p in model.parameters())

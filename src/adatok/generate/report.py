@@ -1,0 +1,132 @@
+"""Writing samples (a grid PNG, or a folder of PNG + ``.atk`` files and ``samples.npz``) and the
+generation report: one HTML page (the evaluation report's style) with, for each model, sample
+grids per class, the distribution of generated lengths per class, a completion strip, and the
+table of FD-fmnist, class accuracy, mean length and speed (measured by
+``python -m adatok.generate.evaluate``)."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ..core.imageio import atomic_path, atomic_write_bytes, write_image
+
+
+def grid(images: Sequence[np.ndarray], columns: int = 10, pad: int = 2, scale: int = 1) -> np.ndarray:
+    """Images of one size in rows of ``columns`` on a white background (H x W x C uint8)."""
+    images = [np.asarray(im) for im in images]
+    h, w, c = images[0].shape if images[0].ndim == 3 else (*images[0].shape, 1)
+    rows = -(-len(images) // columns)
+    out = np.full((rows * (h + pad) + pad, min(columns, len(images)) * (w + pad) + pad, c), 255, np.uint8)
+    for i, im in enumerate(images):
+        r, col = divmod(i, columns)
+        out[pad + r * (h + pad) : pad + r * (h + pad) + h, pad + col * (w + pad) : pad + col * (w + pad) + w] = \
+            im.reshape(h, w, c)
+    if scale > 1:
+        out = np.repeat(np.repeat(out, scale, 0), scale, 1)
+    return out
+
+
+def write_samples(out: Path, seqs: Sequence, images: Sequence[np.ndarray], labels: Sequence[int]) -> None:
+    """``out`` ending in ``.png``: one grid. Otherwise a folder: ``NNNN.png`` (and ``NNNN.atk`` for
+    token sequences) per sample, and ``samples.npz`` holding ``images`` (N x H x W x C uint8) and
+    ``labels``. Every file is written atomically."""
+    out = Path(out)
+    if out.suffix.lower() == ".png":
+        write_image(out, grid(images))
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    for i, (seq, img) in enumerate(zip(seqs, images, strict=True)):
+        write_image(out / f"{i:04d}.png", img)
+        if hasattr(seq, "to_bytes"):
+            atomic_write_bytes(out / f"{i:04d}.atk", seq.to_bytes())
+    with atomic_path(out / "samples.npz") as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, images=np.stack(images).astype(np.uint8), labels=np.asarray(labels, np.int64))
+
+
+def _png(img: np.ndarray, scale: int = 2) -> str:
+    from PIL import Image
+
+    img = np.asarray(img)
+    if scale > 1:
+        img = np.repeat(np.repeat(img, scale, 0), scale, 1)
+    buf = io.BytesIO()
+    Image.fromarray(img[..., 0] if img.ndim == 3 and img.shape[2] == 1 else img).save(buf, "PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def _svg_lengths(per_class: dict[int, list[int]], names: Sequence[str], width: int = 520, height: int = 180) -> str:
+    """Box-and-whisker (p10, p25, median, p75, p90) of generated lengths per class, as inline SVG."""
+    top = max(max(v) for v in per_class.values() if v) or 1
+    n = len(per_class)
+    step = (width - 60) / max(n, 1)
+    parts = [f"<svg width='{width}' height='{height + 40}' xmlns='http://www.w3.org/2000/svg' font-size='10'>",
+             f"<line x1='40' y1='{height}' x2='{width}' y2='{height}' stroke='#888'/>",
+             f"<text x='2' y='10'>{top}</text><text x='2' y='{height}'>0</text>"]
+    for i, (cls, values) in enumerate(sorted(per_class.items())):
+        if not values:
+            continue
+        q = np.percentile(values, [10, 25, 50, 75, 90])
+        y = [height - height * v / top for v in q]
+        x = 45 + i * step + step / 2
+        parts += [f"<line x1='{x:.1f}' x2='{x:.1f}' y1='{y[0]:.1f}' y2='{y[4]:.1f}' stroke='#444'/>",
+                  f"<rect x='{x - step / 4:.1f}' y='{y[3]:.1f}' width='{step / 2:.1f}' height='{max(y[1] - y[3], 1):.1f}' "
+                  "fill='#9cf' stroke='#246'/>",
+                  f"<line x1='{x - step / 4:.1f}' x2='{x + step / 4:.1f}' y1='{y[2]:.1f}' y2='{y[2]:.1f}' stroke='#024' "
+                  "stroke-width='2'/>",
+                  f"<text x='{x:.1f}' y='{height + 14}' text-anchor='middle'>{html.escape(names[cls][:9])}</text>"]
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+_STYLE = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px}table{border-collapse:collapse}
+td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}th{background:#f4f4f4}td:first-child{text-align:left}
+img{image-rendering:pixelated}.strip img{margin-right:6px;vertical-align:middle}code{background:#f4f4f4}"""
+
+
+def write_report(out: Path, results: dict) -> Path:
+    """The generation report ``out/index.html`` from ``results`` (what ``evaluate`` measured; also
+    written beside it as ``results.json``)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    names = results["classes"]
+    rows = []
+    for r in results["table"]:
+        cells = [html.escape(r["row"]), r.get("params", ""), r.get("train_time", ""),
+                 f"{r['fd']:.2f}" if r.get("fd") is not None else "", 
+                 f"{100 * r['accuracy']:.1f}%" if r.get("accuracy") is not None else "",
+                 f"{r['mean_length']:.1f}" if r.get("mean_length") is not None else "",
+                 f"{r['images_per_s']:.2f}" if r.get("images_per_s") is not None else ""]
+        rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    body = [f"<h1>Generation on Fashion-MNIST</h1><p>{html.escape(results['note'])}</p>",
+            "<table><tr><th>model</th><th>params</th><th>train time</th><th>FD-fmnist</th><th>class accuracy "
+            "(judge)</th><th>mean length (tokens)</th><th>images/s</th></tr>" + "".join(rows) + "</table>",
+            f"<p>Reproduce: <code>{html.escape(results['command'])}</code></p>"]
+    for m in results["models"]:
+        body.append(f"<h2>{html.escape(m['name'])}</h2><p>{html.escape(m['about'])}</p>")
+        for cls, imgs in sorted(m["grids"].items(), key=lambda kv: int(kv[0])):
+            body.append(f"<div class='strip'><b>{html.escape(names[int(cls)])}</b><br>"
+                        f"<img src='{_png(grid(imgs, columns=len(imgs)), 2)}'></div>")
+        if m.get("lengths"):
+            body.append("<h3>Generated lengths per class</h3>"
+                        + _svg_lengths({int(k): v for k, v in m["lengths"].items()}, names))
+        if m.get("completion"):
+            c = m["completion"]
+            body.append("<h3>Completion of a cut token file</h3><div class='strip'>"
+                        f"real prefix ({c['prefix_tokens']} tokens), plain decode: <img src='{_png(c['plain'], 3)}'> "
+                        "completions: " + "".join(f"<img src='{_png(im, 3)}'>" for im in c["samples"])
+                        + f" original: <img src='{_png(c['original'], 3)}'></div>")
+    page = ("<!doctype html><html><head><meta charset='utf-8'><title>adatok generation</title>"
+            f"<style>{_STYLE}</style></head><body>" + "\n".join(body) + "</body></html>")
+    atomic_write_bytes(out / "index.html", page.encode())
+    slim = {k: v for k, v in results.items() if k != "models"}
+    slim["models"] = [{k: v for k, v in m.items() if k not in ("grids", "completion")} for m in results["models"]]
+    atomic_write_bytes(out / "results.json", (json.dumps(slim, indent=2, default=float) + "\n").encode())
+    return out / "index.html"

@@ -1,0 +1,208 @@
+"""Sampling from a generator, grammar-constrained: at every step the logits are masked to the ids
+the tokenizer's stepper says may stand next (and END), so every sample is a valid sequence that
+decodes and survives ``to_bytes`` / ``from_bytes``.
+
+Class-conditional with classifier-free guidance (``cfg``: the logits ``u + cfg * (c - u)`` of the
+conditional ``c`` and unconditional ``u`` passes, one batch of both), temperature, top-k and top-p
+(nucleus) filtering, a maximum length, and a key/value cache (``kv_cache=False`` recomputes the
+whole prefix every step: the benchmark's baseline). Seeded: the same arguments give the same
+samples. :func:`complete` samples the rest of a real image's prefix (a cut ``.atk`` file).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..core.errors import AdatokError
+from ..neural.folder import load_weights, read_json
+from .languages import language_from
+from .model import GPT, GPTConfig
+
+#: Where shipped generators live (folders whose config.json names the family "generator").
+CHECKPOINT_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
+
+
+@dataclass
+class Generator:
+    """A trained generator: the model, its language, and its checkpoint's config."""
+
+    model: GPT
+    lang: object
+    config: dict
+
+    @property
+    def name(self) -> str:
+        return self.config["name"]
+
+
+def shipped() -> list[str]:
+    """Names of the generators shipped in the package."""
+    out = []
+    for folder in sorted(CHECKPOINT_DIR.iterdir()) if CHECKPOINT_DIR.is_dir() else []:
+        try:
+            if read_json(folder).get("family") == "generator":
+                out.append(folder.name)
+        except AdatokError:
+            continue
+    return out
+
+
+def load_generator(name_or_folder: str | Path) -> Generator:
+    """A shipped generator by name (``fmnist-gpt-wavelet``, ...) or a checkpoint folder."""
+    folder = Path(name_or_folder)
+    if not folder.is_dir():
+        folder = CHECKPOINT_DIR / str(name_or_folder)
+        if not folder.is_dir():
+            raise AdatokError(f"unknown generator {str(name_or_folder)!r}: use one of {', '.join(shipped()) or '(none)'} "
+                              "or a checkpoint folder")
+    config = read_json(folder)
+    if config.get("family") != "generator":
+        raise AdatokError(f"{folder} is not a generator checkpoint (family {config.get('family')!r})")
+    model = load_weights(folder, GPT(GPTConfig(**config["model"])))
+    return Generator(model, language_from(config["language"]), config)
+
+
+def _filter(logits: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:
+    """Keep the ``top_k`` largest logits and the smallest set whose probability reaches ``top_p``."""
+    if top_k and top_k < logits.shape[-1]:
+        kth = torch.topk(logits, top_k, -1).values[..., -1:]
+        logits = logits.masked_fill(logits < kth, -torch.inf)
+    if top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, -1, descending=True)
+        probs = sorted_logits.softmax(-1)
+        cut = probs.cumsum(-1) - probs > top_p  # drop a token once those before it already reach top_p
+        sorted_logits = sorted_logits.masked_fill(cut, -torch.inf)
+        logits = torch.full_like(logits, -torch.inf).scatter(-1, order, sorted_logits)
+    return logits
+
+
+@torch.no_grad()
+def run(gen: Generator, st, labels: np.ndarray, *, cfg: float = 1.0, temperature: float = 1.0, top_k: int = 0,
+        top_p: float = 1.0, max_tokens: int | None = None, seed: int = 0, kv_cache: bool = True,
+        prefix: tuple | None = None, on_step: Callable | None = None) -> np.ndarray:
+    """Grow the sequences of stepper ``st`` until each writes END (or its stream ends, or it
+    reaches ``max_tokens``). ``labels``: a class per sequence (``None`` entries or -1: no class).
+    ``prefix``: model inputs of tokens already in ``st`` (``(ids, ints, floats)`` of one prefix,
+    the same for every sequence), read first. Returns the number of tokens each sequence got."""
+    model, lang = gen.model, gen.lang
+    mc = model.cfg
+    model.eval()
+    B = len(st)
+    g = torch.Generator().manual_seed(seed)
+    labels = np.array([mc.null_class if (lab is None or lab < 0) else lab for lab in labels], np.int64)
+    guided = cfg != 1.0
+    cls = np.concatenate([labels, np.full(B, mc.null_class)]) if guided else labels
+    rows = len(cls)
+    caches = [dict() for _ in range(mc.n_layer)] if kv_cache else None
+    finished = np.zeros(B, bool)
+
+    def features() -> tuple[np.ndarray, np.ndarray]:
+        if mc.position == "index":
+            steps = np.asarray(st.lengths, np.int64)
+            return steps.reshape(-1, 1), np.zeros((B, 0), np.float32)
+        return lang.step_features(st)
+
+    # the first input: the class token, then (for a completion) the prefix's ids
+    tokens = torch.from_numpy(cls + mc.vocab_size)[:, None]
+    if prefix is not None:
+        ids, p_ints, p_floats = prefix  # rows for the class step and each prefix token but the last position
+        tokens = torch.cat([tokens, torch.from_numpy(np.tile(ids, (rows, 1)).astype(np.int64))], 1)
+        pre_ints = torch.from_numpy(np.tile(p_ints, (rows, 1, 1)).astype(np.int64))
+        pre_floats = torch.from_numpy(np.tile(p_floats, (rows, 1, 1)).astype(np.float32))
+    else:
+        pre_ints = torch.zeros((rows, 0, len(mc.int_sizes)), dtype=torch.long)
+        pre_floats = torch.zeros((rows, 0, mc.float_fields))
+    hist_tok, hist_ints, hist_floats = tokens, pre_ints, pre_floats
+    feed_tok, feed_ints, feed_floats = tokens, pre_ints, pre_floats
+    counts = np.zeros(B, np.int64)
+    while not finished.all():
+        ints, floats = features()
+        ints_t = torch.from_numpy(np.asarray(ints, np.int64))
+        floats_t = torch.from_numpy(np.asarray(floats, np.float32))
+        if guided:
+            ints_t, floats_t = torch.cat([ints_t, ints_t]), torch.cat([floats_t, floats_t])
+        step_ints = torch.cat([feed_ints, ints_t[:, None]], 1)
+        step_floats = torch.cat([feed_floats, floats_t[:, None]], 1)
+        if kv_cache:
+            logits = model(feed_tok, step_ints, step_floats if mc.float_fields else None, caches)[:, -1]
+        else:
+            all_ints = torch.cat([hist_ints, ints_t[:, None]], 1)
+            all_floats = torch.cat([hist_floats, floats_t[:, None]], 1)
+            logits = model(hist_tok, all_ints, all_floats if mc.float_fields else None)[:, -1]
+            hist_ints, hist_floats = all_ints, all_floats
+        if guided:
+            logits = logits[B:] + cfg * (logits[:B] - logits[B:])
+        # ids, and END: anywhere in a variable-length language, else only once the stream has ended
+        end_ok = np.ones((B, 1), bool) if lang.variable_length else np.asarray(st.done, bool)[:, None]
+        allowed = np.concatenate([np.asarray(st.legal(), bool), end_ok], 1)
+        if max_tokens is not None:
+            allowed[counts >= max_tokens, :-1] = False
+        logits = logits.masked_fill(~torch.from_numpy(allowed), -torch.inf) / max(temperature, 1e-6)
+        logits = _filter(logits, top_k, top_p)
+        chosen = torch.multinomial(logits.softmax(-1), 1, generator=g)[:, 0].numpy()
+        chosen[finished] = mc.end
+        ending = chosen == mc.end
+        st.push(np.where(ending, -1, chosen))
+        counts += ~ending & ~finished
+        finished |= ending
+        if on_step is not None:
+            on_step(st, finished)
+        nxt = np.where(ending, 0, chosen)
+        nxt = np.concatenate([nxt, nxt]) if guided else nxt
+        feed_tok = torch.from_numpy(nxt.astype(np.int64))[:, None]
+        feed_ints = torch.zeros((rows, 0, len(mc.int_sizes)), dtype=torch.long)
+        feed_floats = torch.zeros((rows, 0, mc.float_fields))
+        if not kv_cache:
+            hist_tok = torch.cat([hist_tok, feed_tok], 1)
+    return counts
+
+
+def sample(gen: Generator, labels: Sequence[int | None], *, seed: int = 0, batch: int = 64, progress=None,
+           **options) -> tuple[list, list[np.ndarray]]:
+    """Sample one sequence per entry of ``labels`` (a class, or None for none), ``batch`` at a time.
+    Returns the sequences (``TokenSequence``; pixel arrays for the pixel baseline) and their images.
+    ``options``: ``cfg``, ``temperature``, ``top_k``, ``top_p``, ``max_tokens``, ``kv_cache``."""
+    seqs, images = [], []
+    labels = list(labels)
+    for at in range(0, len(labels), batch):
+        part = np.array([-1 if lab is None else int(lab) for lab in labels[at : at + batch]], np.int64)
+        st = gen.lang.stepper(len(part))
+        run(gen, st, part, seed=seed + at, **options)
+        seqs += _sequences(st)
+        images += st.images() if hasattr(st, "images") else gen.lang.decode(_sequences(st))
+        if progress is not None:
+            progress(min(at + batch, len(labels)), len(labels))
+    return seqs, images
+
+
+def _sequences(st) -> list:
+    if hasattr(st, "sequences"):
+        return st.sequences()
+    return [row[:n].copy() for row, n in zip(st.ids, st.lengths, strict=True)]
+
+
+def complete(gen: Generator, prefix, n: int = 4, label: int | None = None, *, seed: int = 0, **options
+             ) -> tuple[list, list[np.ndarray]]:
+    """``n`` completions of one real prefix (a ``TokenSequence`` of the generator's tokenizer, e.g.
+    ``TokenSequence.from_bytes`` of a cut ``.atk`` file): the model reads the prefix, then samples
+    the rest. Returns the completed sequences and their images."""
+    lang = gen.lang
+    if not hasattr(lang, "tok"):
+        raise AdatokError(f"{gen.name} writes pixels: completion takes a token language")
+    st = lang.stepper(prefixes=[prefix] * n)
+    full = lang.stepper(prefixes=[prefix]).sequences()[0]  # the prefix as the generator's tokens
+    m = len(full)
+    if gen.model.cfg.position == "index":
+        ids, ints, floats = np.asarray(full.ids), np.arange(m).reshape(-1, 1), np.zeros((m, 0), np.float32)
+    else:
+        ids, ints, floats = lang.rows(full, m)
+        ints, floats = ints[:m], floats[:m]  # where each prefix token stands (the stepper gives the next)
+    run(gen, st, np.full(n, -1 if label is None else label), seed=seed, prefix=(np.asarray(ids), ints, floats),
+        **options)
+    seqs = _sequences(st)
+    return seqs, st.images()

@@ -1,0 +1,93 @@
+"""Checkpoint folders, for every model the project trains (the learned tokenizer, the generators,
+the judge): ``config.json`` (what the model is and how it was trained), ``model.safetensors``
+(the weights) and, while training, ``train_state.safetensors`` (AdamW's moments and the random
+states, for resuming). Never pickles. Every file is written under a temporary name and renamed,
+so a folder is never half-written."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from ..core.errors import AdatokError
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """``write(tmp)`` then rename ``tmp`` to ``path`` (readable by all: checkpoints are shared)."""
+    tmp = path.with_name(path.name + ".tmp")
+    write(tmp)
+    os.chmod(tmp, 0o644)  # safetensors writes 0600
+    os.replace(tmp, path)
+
+
+def weights_digest(path: Path) -> str:
+    """First 8 hex digits of the SHA-256 of a weights file (part of a tokenizer's version)."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:8]
+
+
+def write_folder(out: Path, model: torch.nn.Module, config: dict, optimizer: torch.optim.Optimizer | None = None,
+                 generator: torch.Generator | None = None) -> None:
+    """Write ``model``'s weights, ``config`` as ``config.json``, and with ``optimizer`` the training
+    state (its moments, torch's random state and ``generator``'s) into the folder ``out``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    atomic_write(out / "model.safetensors", lambda p: save_file(state, str(p)))
+    if optimizer is not None:
+        tensors = {"rng": torch.get_rng_state()}
+        if generator is not None:
+            tensors["data_rng"] = generator.get_state()
+        for i, p in enumerate(model.parameters()):
+            st = optimizer.state.get(p, {})
+            for key in ("exp_avg", "exp_avg_sq"):
+                if key in st:
+                    tensors[f"opt.{i}.{key}"] = st[key].contiguous()
+            if "step" in st:
+                tensors[f"opt.{i}.step"] = torch.as_tensor(st["step"], dtype=torch.float32).reshape(1)
+        atomic_write(out / "train_state.safetensors", lambda p: save_file(tensors, str(p)))
+    atomic_write(out / "config.json", lambda p: p.write_text(json.dumps(config, indent=2) + "\n"))
+
+
+def read_json(folder: Path) -> dict:
+    """A folder's ``config.json`` (AdatokError if missing or not JSON)."""
+    try:
+        config = json.loads((Path(folder) / "config.json").read_text())
+        if not isinstance(config, dict):
+            raise ValueError("not an object")
+    except (OSError, ValueError) as exc:
+        raise AdatokError(f"{folder} is not a checkpoint folder: its config.json cannot be read ({exc})") from None
+    return config
+
+
+def load_weights(folder: Path, model: torch.nn.Module) -> torch.nn.Module:
+    """Load ``folder/model.safetensors`` into ``model`` (AdatokError if missing or of another shape);
+    returns it in eval mode."""
+    path = Path(folder) / "model.safetensors"
+    if not path.is_file():
+        raise AdatokError(f"{folder} has no model.safetensors: the checkpoint is incomplete")
+    try:
+        model.load_state_dict(load_file(str(path)))
+    except (RuntimeError, OSError, ValueError) as exc:
+        raise AdatokError(f"{path} does not fit its config.json ({str(exc)[:200]})") from None
+    return model.eval()
+
+
+def restore_training(folder: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                     generator: torch.Generator) -> None:
+    """Put back what :func:`write_folder` saved with an optimizer: AdamW's moments and the random
+    states, so that a resumed run goes on as the interrupted one would have."""
+    tensors = load_file(str(Path(folder) / "train_state.safetensors"))
+    torch.set_rng_state(tensors["rng"])
+    if "data_rng" in tensors:
+        generator.set_state(tensors["data_rng"])
+    for i, p in enumerate(model.parameters()):
+        if f"opt.{i}.exp_avg" in tensors:
+            optimizer.state[p] = {"exp_avg": tensors[f"opt.{i}.exp_avg"].clone(),
+                                  "exp_avg_sq": tensors[f"opt.{i}.exp_avg_sq"].clone(),
+                                  "step": torch.tensor(float(tensors[f"opt.{i}.step"][0]))}
