@@ -38,6 +38,7 @@ def test_every_prefix_is_decode_and_to_bytes(case):
         data = cut.to_bytes()
         assert p.nbytes(k) == len(data), k
         assert p.sequence(k).to_bytes() == data
+        assert np.array_equal(p.sequence(k).pos, seq.pos[:k]) and p.sequence(k).params == seq.params
         assert np.array_equal(tok.decode([TokenSequence.from_bytes(data)])[0], p.image(k))
 
 

@@ -206,8 +206,12 @@ class Prefixes:
         return int(self.cuts[max(int(np.searchsorted(self._fits, int(nbytes), side="right")) - 1, 0)])
 
     def sequence(self, k: int) -> TokenSequence:
-        """``seq.prefix(k)``, its decoder state cached (``decode`` and ``to_bytes`` need no replay of it)."""
-        out = self.seq.prefix(self._k(k))
+        """``seq.prefix(k)``, with its decoder state cached (``decode`` needs no replay of it) and
+        positions made from its own ``k`` tokens when asked for (``seq.prefix(k).pos`` makes those
+        of the whole sequence first)."""
+        k = self._k(k)
+        out = self.tok._sequence(self.seq.ids[:k], self._node[:k], self._plane[:k], self._layout, self.seq.shape,
+                                 dict(self.seq.params))
         out.cache["state"] = self.knowledge(k)
         return out
 
