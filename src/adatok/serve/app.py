@@ -25,7 +25,8 @@ The API (``{iid}``: an image id, ``{cid}``: a coding id, ``{jid}``: a job id):
                                        region (a coding with ``roi``)
 ``GET /api/codings/{cid}/prefix.atk``  the ``.atk`` file of the prefix (same query as frame)
 ``GET /api/codings/{cid}/prefix.png``  its image as PNG
-``POST /api/jobs/generate``            form ``model``, ``label``, ``n``, ``seed``, ``cfg`` -> job
+``POST /api/jobs/generate``            form ``model``, ``label``, ``n``, ``seed``, ``cfg``,
+                                       ``max_tokens`` (optional: tokens the model writes) -> job
 ``POST /api/jobs/complete``            the same and a cut ``.atk`` (multipart ``file``) -> job
 ``GET /api/jobs/{jid}/events``         the job's progress, as server-sent events
 =====================================  =========================================================
@@ -57,9 +58,6 @@ from .state import Busy, Coding, Image, Job, Limits, NotFound, OutOfRange, Serve
 
 STATIC = Path(__file__).resolve().parent / "static"
 log = logging.getLogger("adatok.serve")
-
-#: Seconds between two pictures of a generation in progress (several updates a second).
-GENERATION_INTERVAL = 0.1
 
 
 class Server:
@@ -393,34 +391,37 @@ def create_app(limits: Limits | None = None, generators: Sequence[str | Path] | 
 
     # --- generation ------------------------------------------------------------------------------
 
-    def _job_options(label: int, n: int, cfg: float) -> None:
+    def _job_options(label: int, n: int, cfg: float, max_tokens: int | None) -> None:
         if not -1 <= label <= 9:
             raise OutOfRange(f"label={label} is out of range: a Fashion-MNIST class 0..9, or -1 for any")
         if not 1 <= n <= 16:
             raise OutOfRange(f"n={n} is out of range: 1 to 16 samples")
         if not 0 <= cfg <= 10:
             raise OutOfRange(f"cfg={cfg} is out of range: a guidance weight from 0 to 10 (1: none)")
+        if max_tokens is not None and max_tokens < 1:
+            raise OutOfRange(f"max_tokens={max_tokens} is out of range: 1 or more (or leave it out: no limit)")
 
     @app.post("/api/jobs/generate")
     async def generate(model: str = Form(...), label: int = Form(-1), n: int = Form(4), seed: int = Form(0),
-                       cfg: float = Form(2.0)):
-        _job_options(label, n, cfg)
+                       cfg: float = Form(2.0), max_tokens: int | None = Form(None)):
+        _job_options(label, n, cfg, max_tokens)
         gen = await server.run_heavy(server.generator, model)
-        work = state.generate_job(gen, None if label < 0 else label, n, seed, cfg, GENERATION_INTERVAL, limits.seconds)
+        work = state.generate_job(gen, None if label < 0 else label, n, seed, cfg, limits.updates, limits.seconds,
+                                  max_tokens)
         return {"job": server.jobs.add(Job(work)), "model": model, "n": n}
 
     @app.post("/api/jobs/complete")
     async def complete(file: UploadFile = File(...), model: str = Form(...), label: int = Form(-1),
-                       n: int = Form(4), seed: int = Form(0), cfg: float = Form(2.0)):
-        _job_options(label, n, cfg)
+                       n: int = Form(4), seed: int = Form(0), cfg: float = Form(2.0), max_tokens: int | None = Form(None)):
+        _job_options(label, n, cfg, max_tokens)
         data = await _read_upload(file, limits, image=False)
         if not data:
             raise ServeError(f"{state.display_name(file.filename)} is empty (0 bytes): choose a cut .atk file")
         gen = await server.run_heavy(server.generator, model)
         prefix = await server.run_light(_prefix_for, gen, data, state.display_name(file.filename))
         picture = await server.run_light(lambda: gen.lang.decode([prefix])[0])
-        work = state.complete_job(gen, prefix, None if label < 0 else label, n, seed, cfg, GENERATION_INTERVAL,
-                                  limits.seconds)
+        work = state.complete_job(gen, prefix, None if label < 0 else label, n, seed, cfg, limits.updates,
+                                  limits.seconds, max_tokens)
         return {"job": server.jobs.add(Job(work)), "model": model, "n": n, "prefix": len(prefix),
                 "prefix_image": state.png_uri(np.asarray(picture).reshape(prefix.shape[0], prefix.shape[1], -1))}
 

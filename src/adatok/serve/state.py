@@ -81,6 +81,7 @@ class Limits:
             to ``seconds``, and are then refused with 503.
         images, codings: how many of each the server keeps (least recently used dropped first).
         generations: generation jobs running at once.
+        updates: seconds between two pictures of a generation in progress (several a second).
     """
 
     max_upload_bytes: int = 16 * 2**20
@@ -90,6 +91,7 @@ class Limits:
     images: int = 16
     codings: int = 6
     generations: int = 1
+    updates: float = 0.1
 
     def __post_init__(self) -> None:
         self.max_pixels = min(int(self.max_pixels), imageio.MAX_PIXELS)
@@ -523,7 +525,8 @@ def stepper_event(st, done: bool, extra: dict | None = None) -> dict:
             **(extra or {})}
 
 
-def generate_job(gen, label: int | None, n: int, seed: int, cfg: float, interval: float, seconds: float) -> Callable:
+def generate_job(gen, label: int | None, n: int, seed: int, cfg: float, interval: float, seconds: float,
+                 max_tokens: int | None = None) -> Callable:
     """The work of a job that samples ``n`` images of class ``label`` (None: any), streaming them."""
     from adatok.generate.sample import run
 
@@ -531,7 +534,7 @@ def generate_job(gen, label: int | None, n: int, seed: int, cfg: float, interval
         st = gen.lang.stepper(n)
         t0 = time.monotonic()
         halt = lambda: stop() or time.monotonic() - t0 > seconds  # noqa: E731
-        run(gen, st, np.full(n, -1 if label is None else label), cfg=cfg, seed=seed,
+        run(gen, st, np.full(n, -1 if label is None else label), cfg=cfg, seed=seed, max_tokens=max_tokens,
             on_step=generator_frames(gen, st, interval, emit, halt))
         emit(stepper_event(st, True, {"seconds": time.monotonic() - t0}))
 
@@ -539,7 +542,7 @@ def generate_job(gen, label: int | None, n: int, seed: int, cfg: float, interval
 
 
 def complete_job(gen, prefix: TokenSequence, label: int | None, n: int, seed: int, cfg: float, interval: float,
-                 seconds: float) -> Callable:
+                 seconds: float, max_tokens: int | None = None) -> Callable:
     """The work of a job that completes a cut ``.atk`` file's prefix ``n`` times, streaming them."""
     from adatok.generate import sample
 
@@ -553,7 +556,7 @@ def complete_job(gen, prefix: TokenSequence, label: int | None, n: int, seed: in
             holder["cb"](st, finished)
             holder["st"] = st
 
-        sample.complete(gen, prefix, n, label, seed=seed, cfg=cfg, on_step=on_step)
+        sample.complete(gen, prefix, n, label, seed=seed, cfg=cfg, max_tokens=max_tokens, on_step=on_step)
         emit(stepper_event(holder["st"], True, {"prefix": len(prefix), "seconds": time.monotonic() - t0}))
 
     return work

@@ -221,7 +221,7 @@ function drawCurve(curve) {
   const y0 = Math.floor(Math.min(...ys) / 5) * 5, y1 = Math.ceil(Math.max(...ys) / 5) * 5;
   const X = (v) => L + (v - x0) / Math.max(x1 - x0, 1e-9) * (W - L - R);
   const Y = (v) => H - B - (v - y0) / Math.max(y1 - y0, 1e-9) * (H - T - B);
-  let svg = `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 ${W} ${H}" role="img" aria-label="PSNR against bits per pixel">`;
+  let svg = `<svg viewBox="0 0 ${W} ${H}" role="img" aria-label="PSNR against bits per pixel">`;
   const every = Math.ceil((x1 - x0 + 1) / 10);    // at most about ten labels
   for (let e = x0; e <= x1; e++) {
     svg += `<line x1="${X(e)}" x2="${X(e)}" y1="${T}" y2="${H - B}" stroke="#eee"/>`;
