@@ -414,7 +414,9 @@ def test_a_queue_not_a_crash():
 
     app = create_app(Limits(encoders=1))
     with live_server(app) as url, httpx.Client(base_url=url, timeout=120) as http:
-        iid = http.post("/api/images", files={"file": ("p.png", png_bytes(photo(128)), "image/png")}).json()["image"]
+        r = http.post("/api/images", files={"file": ("p.png", png_bytes(photo(128)), "image/png")})
+        assert r.status_code == 200, r.text
+        iid = r.json()["image"]
 
         def encode(tok):
             return http.post("/api/codings", data={"image": iid, "tokenizer": tok, "roi": "centre"})
@@ -422,9 +424,12 @@ def test_a_queue_not_a_crash():
         with ThreadPoolExecutor(3) as pool:
             results = list(pool.map(encode, ["wavelet", "wavelet-lossless", "wavelet"]))
         assert [r.status_code for r in results] == [200, 200, 200], [r.text for r in results]
-    with TestClient(create_app(Limits(seconds=0.01))) as c:
+    app = create_app()
+    with TestClient(app) as c:
         iid = c.post("/api/samples/astronaut").json()["image"]
+        app.state.server.limits.seconds = 0.01  # far less than encoding a 512x512 photo takes
         assert "time limit" in refused(c.post("/api/codings", data={"image": iid}), 503)
+        app.state.server.limits.seconds = 60
         assert c.get("/api/info").status_code == 200
 
 
