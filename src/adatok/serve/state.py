@@ -297,10 +297,19 @@ class Coding:
             raise OutOfRange(f"psnr={target} is out of range: give a PSNR in dB, above 0 (e.g. 20 to 60)")
         return self.shortest_reaching(target)
 
+    #: PSNRs kept per coding (the oldest half dropped beyond it): a bound on memory.
+    KEEP_PSNR = 8192
+
     def psnr_at(self, k: int) -> float:
-        if k not in self._psnr:
-            self._psnr[k] = psnr(self.image.pixels, self.picture(k))
-        return self._psnr[k]
+        v = self._psnr.get(k)
+        if v is None:
+            v = psnr(self.image.pixels, self.picture(k))
+            with self._lock:
+                if len(self._psnr) >= self.KEEP_PSNR:
+                    for old in list(self._psnr)[: self.KEEP_PSNR // 2]:
+                        self._psnr.pop(old, None)
+                self._psnr[k] = v
+        return v
 
     def shortest_reaching(self, target: float) -> int:
         """The shortest cut whose PSNR reaches ``target`` (PSNR taken to rise with the prefix, as a
