@@ -13,7 +13,7 @@ Every failure a user can cause (:class:`adatok.AdatokError`) is printed as one l
 atomically, so a failed command leaves no partial output and never clobbers an existing file.
 
 One module per command group registers its commands on :data:`app` (:mod:`.app`):
-:mod:`.tokenize` (encode, decode, info), :mod:`.evaluate` (eval, demo, saliency) and
+:mod:`.tokenize` (encode, decode, info), :mod:`.evaluate` (eval, demo, saliency),
 :mod:`.train`, :mod:`.generate` (train-generator, generate) and :mod:`.serve` (the web page).
 Options that several commands take are in :mod:`.options`, the helpers they share
 (error reporting, reading files, budgets) in :mod:`.common`, the tables they print in

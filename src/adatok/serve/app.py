@@ -57,6 +57,7 @@ from . import state
 from .state import Busy, Coding, Image, Job, Limits, NotFound, OutOfRange, ServeError, TooLarge, WrongType
 
 STATIC = Path(__file__).resolve().parent / "static"
+CHECKPOINTS = Path(adatok.__file__).resolve().parent / "checkpoints"
 log = logging.getLogger("adatok.serve")
 
 
@@ -119,26 +120,21 @@ class Server:
         return name
 
     def generator_specs(self) -> list[str]:
+        """The generators offered: those given, else the shipped ones (checkpoint folders of the package
+        whose config names the family "generator"; found without importing torch, which only a
+        generation loads)."""
         if self._generator_specs is None:
-            try:
-                from adatok.generate.sample import shipped
-            except ImportError:  # no torch: no generation
-                self._generator_specs = []
-            else:
-                self._generator_specs = shipped()
+            found = [f.name for f in sorted(CHECKPOINTS.iterdir()) if _config(f).get("family") == "generator"]
+            self._generator_specs = found if _has_torch() else []
         return self._generator_specs
 
     def generator_list(self) -> list[dict]:
         out = []
         for spec in self.generator_specs():
-            folder = Path(spec) if Path(spec).is_dir() else STATIC.parent.parent / "checkpoints" / spec
-            try:
-                config = json.loads((folder / "config.json").read_text())
-            except (OSError, ValueError):
-                config = {}
-            lang = config.get("language", {})
-            out.append({"id": spec if not Path(spec).is_dir() else folder.name, "language": lang.get("language"),
-                        "tokenizer": lang.get("tokenizer"), "shape": lang.get("shape")})
+            folder = Path(spec) if Path(spec).is_dir() else CHECKPOINTS / spec
+            lang = _config(folder).get("language", {})
+            out.append({"id": folder.name, "language": lang.get("language"), "tokenizer": lang.get("tokenizer"),
+                        "shape": lang.get("shape")})
         return out
 
     def generator(self, model: str):
@@ -469,6 +465,20 @@ async def _read_upload(file: UploadFile, limits: Limits, image: bool) -> bytes:
         raise TooLarge(f"{state.display_name(file.filename)} is larger than this server's limit of "
                        f"{limits.max_upload_bytes:,} bytes")
     return data
+
+
+def _config(folder: Path) -> dict:
+    try:
+        config = json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return config if isinstance(config, dict) else {}
+
+
+def _has_torch() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("torch") is not None
 
 
 def _saliency(pixels: np.ndarray, method: str) -> np.ndarray:

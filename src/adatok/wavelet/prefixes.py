@@ -92,7 +92,7 @@ def _coded_walk(ids, every, nmax, prior, stats, shift, smin_d, smin_l, parent, c
     return status, t, tnode[:t], tplane[:t], payload
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)  # (frames of several requests decode at once)
 def _knowledge(ids, tnode, tplane, shift, k, n):
     """What the decoder knows of the ``n`` coefficients after the first ``k`` tokens: ``value``,
     ``low``, ``neg`` as :func:`spiht.walk` leaves them."""
