@@ -313,12 +313,15 @@ class Coding:
 
     def shortest_reaching(self, target: float) -> int:
         """The shortest cut whose PSNR reaches ``target`` (PSNR taken to rise with the prefix, as a
-        quality budget's bisection does for large images), else the full sequence. The PSNRs seen
-        are kept, so later targets start from a narrower range."""
+        quality budget's search does for large images), else the full sequence. The search guesses
+        from PSNR's near-linear rise in log tokens and falls back to halving when a guess is poor;
+        the PSNRs it measures are kept, so later targets start from a narrower range."""
         cuts = self.prefixes.cuts
-        lo, hi = -1, len(cuts) - 1  # cuts[lo] below the target (-1: none yet), cuts[hi] reaching it
+        lo, hi = 0, len(cuts) - 1  # cuts[lo] below the target, cuts[hi] reaching it
         if self.psnr_at(int(cuts[hi])) < target:
             return int(cuts[hi])
+        if self.psnr_at(int(cuts[lo])) >= target:
+            return int(cuts[lo])
         for k, v in list(self._psnr.items()):  # narrow by what is known
             i = int(np.searchsorted(cuts, k))
             if i < len(cuts) and cuts[i] == k:
@@ -326,12 +329,22 @@ class Coding:
                     hi = i
                 elif v < target and i > lo:
                     lo = i
+        guess = True
         while hi - lo > 1:
-            mid = (lo + hi) // 2
+            if guess:
+                a, b = self.psnr_at(int(cuts[lo])), self.psnr_at(int(cuts[hi]))
+                t = (target - a) / (b - a) if np.isfinite(b) and b > a else 0.5
+                la, lb = np.log1p(cuts[lo]), np.log1p(cuts[hi])
+                mid = int(np.searchsorted(cuts, np.expm1(la + t * (lb - la))))
+                mid = min(max(mid, lo + 1), hi - 1)
+            else:
+                mid = (lo + hi) // 2
+            width = hi - lo
             if self.psnr_at(int(cuts[mid])) >= target:
                 hi = mid
             else:
                 lo = mid
+            guess = (hi - lo) * 2 <= width  # keep guessing while guesses at least halve the range
         return int(cuts[hi])
 
     # --- a prefix ---------------------------------------------------------------------------------
