@@ -11,6 +11,8 @@ Lanczos filter, as benchmarks/wavelet_speed.py does) and encodes it with each to
    alike) and reports the median and largest server time (the ``Server-Timing`` the server
    measures from the request's arrival to its pixels) and round trip. A move to a cut asked for
    before is answered from a small cache, so each round asks for a cut shifted by a few tokens.
+   With ``--details``, it also times the second request the page makes after each move (SSIM, the
+   error map and the token heat map) at 1 %, 10 % and 100 % of the tokens.
 2. **Load.** ``--requests`` slider requests (random cuts, spread as the page's logarithmic slider
    spreads them) from ``--clients`` concurrent clients (httpx + asyncio), at most ``--seconds``
    long: throughput, p50 / p99 latency, errors (anything but 200), and the server process's
@@ -156,7 +158,8 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=2000)
     ap.add_argument("--clients", type=int, default=16)
     ap.add_argument("--seconds", type=float, default=300, help="the load test stops after this, done or not")
-    ap.add_argument("--rounds", type=int, default=2, help="load test rounds")
+    ap.add_argument("--rounds", type=int, default=2, help="load test rounds (0: none)")
+    ap.add_argument("--details", action="store_true", help="time the details request too")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     import httpx
@@ -190,6 +193,19 @@ def main() -> None:
                     worst = max(worst, mx) if kind != "psnr" else worst
                     print(f"| `{tok}` | {kind} | {label} | {k:,} | {med:.1f} | {mx:.1f} | {rt:.1f} |")
             print(f"\nlargest server time of a tokens or bytes move: {worst:.1f} ms")
+            if args.details:
+                print("\n## details after a move: SSIM, error map, token heat map (round trip, ms)\n")
+                print("| tokenizer | tokens | median | max |")
+                print("|---|---|---|---|")
+                for tok, c in codings.items():
+                    for f in (0.01, 0.1, 1.0):
+                        k = int(f * c["tokens"]) // c["step"] * c["step"] if f < 1 else c["tokens"]
+                        times = []
+                        for _ in range(args.repeat):
+                            t0 = time.perf_counter()
+                            assert http.get(f"/api/codings/{c['coding']}/details?tokens={k}").status_code == 200
+                            times.append((time.perf_counter() - t0) * 1e3)
+                        print(f"| `{tok}` | {k:,} | {statistics.median(times):.0f} | {max(times):.0f} |")
             coding = codings[args.tokenizers.split(",")[0]]
             for _ in range(20):  # warm-up, then the memory before
                 http.get(f"/api/codings/{coding['coding']}/frame?tokens={np.random.randint(coding['tokens'])}")
