@@ -513,10 +513,52 @@ def _stop(ws, t, plane, phase, r, w, e, nlip, nlsp, nlis, nlsp_old, i, c, last, 
     ws[WS_NODE] = node
 
 
+# The journal (``jr``, int64, shape (cap, 2); shape (0, 2): none) lets a caller walk on and come
+# back: the walk writes the old value of every list entry it overwrites into it (row 0: the count of
+# entries and an overflow flag), and :func:`undo` puts them back, latest first. Only the LIP and
+# LIS entries need it: a walk changes the decoder's knowledge only at the node of a decision, it
+# only appends to the LSP, and ``ws`` is small enough to copy (see :mod:`adatok.wavelet.words`,
+# which explores every path of a few decisions below a stepper's state this way).
+
+
+@njit(cache=True, inline="always")
+def _jot(jr, code, old):
+    """Note that entry ``code`` (``2 * index``: the LIP; ``2 * index + 1``: the LIS) held ``old``."""
+    k = jr[0, 0] + 1
+    if k < jr.shape[0]:
+        jr[k, 0] = code
+        jr[k, 1] = old
+        jr[0, 0] = k
+    else:
+        jr[0, 1] = 1  # full: the caller gave too small a journal and cannot undo
+
+
+@njit(cache=True, inline="always")
+def _jot_lis(jr, e, lis, lis_b, lis_f):
+    _jot(jr, 2 * e + 1, np.int64(lis[e]) * 4 + lis_b[e] * 2 + lis_f[e])
+
+
+@njit(cache=True, _nrt=False)
+def undo(jr, mark, lip, lis, lis_b, lis_f):
+    """Put back the list entries the journal ``jr`` noted after its first ``mark`` entries (latest
+    first), and forget them."""
+    for k in range(jr[0, 0], mark, -1):
+        code = jr[k, 0]
+        old = jr[k, 1]
+        e = code >> 1
+        if code & 1:
+            lis[e] = old >> 2
+            lis_b[e] = ((old >> 1) & 1) != 0
+            lis_f[e] = (old & 1) != 0
+        else:
+            lip[e] = old
+    jr[0, 0] = mark
+
+
 @njit(cache=True, _nrt=False)
 def _walk_core(src, code, limit, max_bytes, mag, sgn, ids_in, data, pad, shift, smin_d, smin_l, parent,
                child_ptr, child_idx, has_l, roots, geo, ncls, bits, max_d, max_l, value, low, neg, ids, tnode,
-               tplane, prob, cnt, out, es, es_prev, ds, lip, lsp, lis, lis_b, lis_f, nbf, nsig, ws):
+               tplane, prob, cnt, out, es, es_prev, ds, lip, lsp, lis, lis_b, lis_f, nbf, nsig, ws, jr):
     """The traversal of :func:`walk`, from where ``ws`` says (see WS_*) to the next stop. Returns
     ``(status, n)``.
 
@@ -525,9 +567,11 @@ def _walk_core(src, code, limit, max_bytes, mag, sgn, ids_in, data, pad, shift, 
     full buffer or the end of the stream (phase PH_END), and then leaves in ``ws`` where it stood
     and the kind (K_*) and node of the decision it stopped before, so that a later call with the
     same arrays continues from there. A token from ``ids_in`` that cannot stand (BAD_TOKEN) stops
-    it before anything changed: ``ws`` still holds the place before that token.
+    it before anything changed: ``ws`` still holds the place before that token. With a journal
+    ``jr`` (see :func:`undo`), every LIP and LIS entry it overwrites is noted first.
     """
     bcheck = code and max_bytes >= 0
+    jot = jr.shape[0] > 0
     t = ws[WS_T]
     plane = ws[WS_PLANE]
     phase = ws[WS_PHASE]
@@ -597,6 +641,8 @@ def _walk_core(src, code, limit, max_bytes, mag, sgn, ids_in, data, pad, shift, 
                     lsp[nlsp] = i
                     nlsp += 1
                 else:
+                    if jot:
+                        _jot(jr, 2 * w, lip[w])
                     lip[w] = i
                     w += 1
             nlip = w
@@ -615,6 +661,8 @@ def _walk_core(src, code, limit, max_bytes, mag, sgn, ids_in, data, pad, shift, 
                     forced = lis_f[r]
                     r += 1
                     if plane < (smin_l[i] if is_b else smin_d[i]):
+                        if jot and (lis[w] != i or lis_b[w] != is_b or lis_f[w]):
+                            _jot_lis(jr, w, lis, lis_b, lis_f)
                         lis[w] = i  # every member is known to be 0 already: nothing to test
                         lis_b[w] = is_b
                         lis_f[w] = False
@@ -648,10 +696,14 @@ def _walk_core(src, code, limit, max_bytes, mag, sgn, ids_in, data, pad, shift, 
                             for c in range(child_ptr[i], child_ptr[i + 1]):
                                 k = child_idx[c]
                                 if child_ptr[k + 1] > child_ptr[k]:
+                                    if jot:
+                                        _jot_lis(jr, e, lis, lis_b, lis_f)
                                     lis[e] = k
                                     lis_b[e] = False
                                     e += 1
                         else:
+                            if jot:
+                                _jot_lis(jr, w, lis, lis_b, lis_f)
                             lis[w] = i
                             lis_b[w] = True
                             lis_f[w] = False
@@ -673,6 +725,8 @@ def _walk_core(src, code, limit, max_bytes, mag, sgn, ids_in, data, pad, shift, 
                     tplane[t] = plane
                     t += 1
                     if tok != D1:
+                        if jot:
+                            _jot_lis(jr, w, lis, lis_b, lis_f)
                         lis[w] = i
                         lis_b[w] = False
                         lis_f[w] = False
@@ -717,9 +771,13 @@ def _walk_core(src, code, limit, max_bytes, mag, sgn, ids_in, data, pad, shift, 
                         lsp[nlsp] = k
                         nlsp += 1
                     else:
+                        if jot:
+                            _jot(jr, 2 * nlip, lip[nlip])
                         lip[nlip] = k
                         nlip += 1
                 if has_l[i]:
+                    if jot:
+                        _jot_lis(jr, e, lis, lis_b, lis_f)
                     lis[e] = i
                     lis_b[e] = True
                     lis_f[e] = not any_sig  # then L(i) must be significant at this plane
@@ -848,7 +906,7 @@ def walk(src, code, nmax, max_tokens, max_bytes, mag, sgn, ids_in, data, pad, pr
         status, t = _walk_core(src, code, limit, max_bytes, mag, sgn, ids_in, data, pad, shift, smin_d, smin_l,
                                parent, child_ptr, child_idx, has_l, roots, geo, ncls, bits, max_d, max_l, value,
                                low, neg, ids, tnode, tplane, prob, cnt, out, es, es_prev, ds, lip, lsp, lis, lis_b,
-                               lis_f, nbf, nsig, ws)
+                               lis_f, nbf, nsig, ws, np.zeros((0, 2), np.int64))
         if status == NO_ROOM_IDS:
             cap *= 2
         elif status == NO_ROOM_OUT:
@@ -918,10 +976,11 @@ def reconstruct(value, low, neg, bias, parent, hold_roots=True):
 
 @njit(cache=True, _nrt=False)
 def _advance(b, limit, ws, ids, tnode, tplane, value, low, neg, lip, lsp, lis, lis_b, lis_f, shift, smin_d, smin_l,
-             parent, child_ptr, child_idx, has_l, roots, geo, ncls, node_pos, pos, legal, nbf):
+             parent, child_ptr, child_idx, has_l, roots, geo, ncls, node_pos, pos, legal, nbf, jr):
     """Walk row ``b`` on the ids in ``ids[b]`` until it holds ``limit`` tokens, then write the pos
     row and the legal ids of the decision it stands before (pos -1 and no id at the end).
-    Returns the walk's ``(status, n)``. ``nbf``: an empty uint16 array."""
+    Returns the walk's ``(status, n)``. ``nbf``: an empty uint16 array; ``jr``: a journal of the
+    list entries overwritten (see :func:`undo`), or none (shape (0, 2))."""
     # What only the encoder and the arithmetic coder read, as empty views of arrays of their types
     # (this code cannot allocate, and passing them in costs a step more than the token).
     none8 = ids[b, :0]
@@ -934,7 +993,7 @@ def _advance(b, limit, ws, ids, tnode, tplane, value, low, neg, lip, lsp, lis, l
                            np.int64(0), shift, smin_d, smin_l, parent, child_ptr, child_idx, has_l, roots, geo, ncls,
                            low[b, :0], low[b, :0], low[b, :0], value[b], low[b], neg[b], row, tnode[b], tplane[b],
                            value[:0], value[:0], none8, none64, none64, none64, lip[b], lsp[b], lis[b], lis_b[b],
-                           lis_f[b], nbf, none8, ws[b])
+                           lis_f[b], nbf, none8, ws[b], jr)
     kind = ws[b, WS_KIND]
     for v in range(VOCAB_SIZE):
         legal[b, v] = LEGAL[kind, v]
@@ -951,21 +1010,22 @@ def _advance(b, limit, ws, ids, tnode, tplane, value, low, neg, lip, lsp, lis, l
 
 @njit(cache=True, _nrt=False)
 def start(counts, ws, ids, tnode, tplane, value, low, neg, lip, lsp, lis, lis_b, lis_f, shift, smin_d, smin_l,
-          parent, child_ptr, child_idx, has_l, roots, geo, ncls, node_pos, pos, legal, nbf, status):
+          parent, child_ptr, child_idx, has_l, roots, geo, ncls, node_pos, pos, legal, nbf, jr, status):
     """Walk every row ``b`` (fresh: see :func:`fresh_state`) over its first ``counts[b]`` ids in
     ``ids[b]``, writing its next pos row and legal ids; ``status[b]``, ``counts[b]``: the walk's
-    status (OK, BAD_TOKEN, TOO_LONG) and where it stopped. ``nbf``: an empty uint16 array."""
+    status (OK, BAD_TOKEN, TOO_LONG) and where it stopped. ``nbf``: an empty uint16 array, ``jr``
+    an empty journal (shape (0, 2))."""
     for b in range(ws.shape[0]):
         s, n = _advance(b, counts[b], ws, ids, tnode, tplane, value, low, neg, lip, lsp, lis, lis_b, lis_f, shift,
                         smin_d, smin_l, parent, child_ptr, child_idx, has_l, roots, geo, ncls, node_pos, pos, legal,
-                        nbf)
+                        nbf, jr)
         status[b] = s
         counts[b] = n
 
 
 @njit(cache=True, _nrt=False)
 def step(new, ws, ids, tnode, tplane, value, low, neg, lip, lsp, lis, lis_b, lis_f, shift, smin_d, smin_l, parent,
-         child_ptr, child_idx, has_l, roots, geo, ncls, node_pos, pos, legal, nbf):
+         child_ptr, child_idx, has_l, roots, geo, ncls, node_pos, pos, legal, nbf, jr):
     """Append token ``new[b]`` to every walk ``b`` that has not ended (``ids`` needs room for it)
     and walk on to the next decision, writing its pos row and legal ids. The ids are checked
     first, all of them: returns -1, or the first row whose id cannot stand (nothing has changed
@@ -984,7 +1044,7 @@ def step(new, ws, ids, tnode, tplane, value, low, neg, lip, lsp, lis, lis_b, lis
         ids[b, t] = new[b]
         status, _ = _advance(b, t + 1, ws, ids, tnode, tplane, value, low, neg, lip, lsp, lis, lis_b, lis_f, shift,
                              smin_d, smin_l, parent, child_ptr, child_idx, has_l, roots, geo, ncls, node_pos, pos,
-                             legal, nbf)
+                             legal, nbf, jr)
         if status != OK:
             return nb + b
     return -1

@@ -21,6 +21,7 @@ from .layout import POS_FIELDS, Layout
 
 _FIRST_CAP = 1024  # tokens each sequence has room for at first (doubled as needed)
 _NO_NBF = np.zeros(0, np.uint16)
+_NO_JOURNAL = np.zeros((0, 2), np.int64)
 
 
 class _Walks:
@@ -68,7 +69,12 @@ class _Walks:
     def _arrays(self) -> tuple:
         """The arguments of :func:`spiht.start` / :func:`spiht.step` after ``ws``."""
         return (self.ids, self.tnode, self.tplane, self.value, self.low, self.neg, self.lip, self.lsp, self.lis,
-                self.lis_b, self.lis_f, *self.tree, self.pos, self.legal, _NO_NBF)
+                self.lis_b, self.lis_f, *self.tree, self.pos, self.legal, _NO_NBF, _NO_JOURNAL)
+
+    def reserve(self, extra: int) -> None:
+        """Room in the token buffers for ``extra`` more tokens in every row."""
+        while self.longest + extra > self.cap:
+            self._grow()
 
     def step(self, new: np.ndarray) -> int:
         """One token per row (see :func:`spiht.step`); -1 or the first row whose id cannot stand."""
