@@ -693,15 +693,3 @@ class WaveletTokenizer:
                 if reaches(j):
                     return length(j)
         return length(hi)
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if reaches(mid):
-                hi = mid
-            else:
-                lo = mid + 1
-        if hi * seq.num_pixels <= EXACT_SEARCH:
-            changes = np.flatnonzero(np.isin(seq.ids[: hi - 1], _CHANGERS)) + 1
-            for k in (0, *changes.tolist()):
-                if reaches(k):
-                    return k
-        return hi

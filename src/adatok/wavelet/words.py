@@ -38,7 +38,8 @@ from ..core.stepper import check_ids, check_starts
 from . import spiht
 from .layout import POS_FIELDS
 from .spiht import (BAD_TOKEN, K_D, K_END, K_L, K_L_FORCED, K_REF, K_SIG, K_SIG_FORCED, LEGAL, OK, PH_CHILD, PH_LIP,
-                    TOO_LONG, WS_KIND, WS_NODE, WS_PHASE, WS_PLANE, WS_SET, WS_SIZE, WS_T, _advance, undo)
+                    TOO_LONG, WS_C, WS_KIND, WS_LAST, WS_LOPEN, WS_NODE, WS_PHASE, WS_PLANE, WS_SET, WS_SIZE, WS_T,
+                    _advance, undo)
 from .stepper import WaveletStepper
 
 #: The ``pos`` columns of a word: its first decision's, and that decision's kind.
@@ -127,6 +128,11 @@ def push(n, words, counts, ws, ids, tnode, tplane, value, low, neg, lip, lsp, li
                 break
 
 
+# Columns of legal_words' record of the decision at each depth of the path it walks.
+_KIND, _PHASE, _PLANE, _SET, _NODE, _VALUE, _MARK, _CLS, _LEAF = range(9)
+_AT_SIZE = 9
+
+
 @njit(cache=True)
 def legal_words(n, mask, jr, ws, ids, tnode, tplane, value, low, neg, lip, lsp, lis, lis_b, lis_f, shift, smin_d,
                 smin_l, parent, child_ptr, child_idx, has_l, roots, geo, ncls, node_pos, pos, legal, nbf):
@@ -145,21 +151,13 @@ def legal_words(n, mask, jr, ws, ids, tnode, tplane, value, low, neg, lip, lsp, 
     nb = ws.shape[0]
     nv = mask.shape[1]
     room = 2 * lis.shape[1] + lip.shape[1] + 16  # the most one decision's walk can note (see words.md)
-    saved = np.empty((n, WS_SIZE), np.int64)
-    mark = np.zeros(n, np.int64)
-    node = np.zeros(n, np.int64)
-    sval = np.zeros(n, np.int64)
-    slow = np.zeros(n, np.int8)
+    saved = np.empty((n, WS_SIZE), np.int64)  # per depth: the walk's state before its decision,
+    at = np.zeros((n, _AT_SIZE), np.int64)  # what that decision was (columns _KIND ...),
+    slow = np.zeros(n, np.int8)  # and its node's knowledge (with at[:, _VALUE])
     sneg = np.zeros(n, np.bool_)
-    kind_d = np.zeros(n, np.int64)
-    phase_d = np.zeros(n, np.int64)
-    plane_d = np.zeros(n, np.int64)
-    set_d = np.zeros(n, np.int64)
-    cls = np.zeros(n, np.int64)
-    sens = np.zeros(n, np.bool_)
-    path = np.zeros(n, np.int64)
-    lstart = np.zeros(n, np.int64)
-    leaves = np.zeros((64, n), np.int64)
+    sens = np.zeros(n, np.bool_)  # whether the walk below class 0 met what the other class changes
+    path = np.zeros(n, np.int64)  # the digits (bit v: digit v) of the class walked at each depth
+    leaves = np.zeros((64, n), np.int64)  # the digits of each path walked to its end
     buf = np.empty(nv, np.int64)
     buf2 = np.empty(nv, np.int64)
     walked = 0
@@ -194,41 +192,42 @@ def legal_words(n, mask, jr, ws, ids, tnode, tplane, value, low, neg, lip, lsp, 
                     d -= 1
                     entering = False
                     continue
-                kind_d[d] = kind
-                phase_d[d] = ws[b, WS_PHASE]
-                plane_d[d] = ws[b, WS_PLANE]
-                set_d[d] = ws[b, WS_SET]
+                at[d, _KIND] = kind
+                at[d, _PHASE] = ws[b, WS_PHASE]
+                at[d, _PLANE] = ws[b, WS_PLANE]
+                at[d, _SET] = ws[b, WS_SET]
                 for j in range(WS_SIZE):
                     saved[d, j] = ws[b, j]
-                mark[d] = jr[0, 0]
+                at[d, _MARK] = jr[0, 0]
                 nd = ws[b, WS_NODE]
-                node[d] = nd
-                sval[d] = value[b, nd]
+                at[d, _NODE] = nd
+                at[d, _VALUE] = value[b, nd]
                 slow[d] = low[b, nd]
                 sneg[d] = neg[b, nd]
-                cls[d] = 0
-                lstart[d] = nleaves
-            else:  # back from the walk below class cls[d]: undo it
-                undo(jr, mark[d], lip[b], lis[b], lis_b[b], lis_f[b])
-                nd = node[d]
-                value[b, nd] = sval[d]
+                at[d, _CLS] = 0
+                at[d, _LEAF] = nleaves
+            else:  # back from the walk below a class of depth d's decision: undo it
+                undo(jr, at[d, _MARK], lip[b], lis[b], lis_b[b], lis_f[b])
+                nd = at[d, _NODE]
+                value[b, nd] = at[d, _VALUE]
                 low[b, nd] = slow[d]
                 neg[b, nd] = sneg[d]
                 for j in range(WS_SIZE):
                     ws[b, j] = saved[d, j]
-                if cls[d] == 0 and kind_d[d] == K_SIG and not sens[d]:
-                    for q in range(lstart[d], nleaves):  # SIG+ and SIG- go on as SIG0 did
+                if at[d, _CLS] == 0 and at[d, _KIND] == K_SIG and not sens[d]:
+                    for q in range(at[d, _LEAF], nleaves):  # SIG+ and SIG- go on as SIG0 did
                         leaves[q, d] |= 0b110
-                    cls[d] = 2
+                    at[d, _CLS] = 2
                 else:
-                    cls[d] += 1
-            kind = kind_d[d]
-            rep = CLASS_REP[kind, cls[d]] if cls[d] < 3 else -1
+                    at[d, _CLS] += 1
+            kind = at[d, _KIND]
+            c = at[d, _CLS]
+            rep = CLASS_REP[kind, c] if c < 3 else -1
             if rep < 0:  # every class walked: back to the decision before
                 d -= 1
                 entering = False
                 continue
-            path[d] = CLASS_BITS[kind, cls[d]]
+            path[d] = CLASS_BITS[kind, c]
             sens[d] = False
             if jr.shape[0] - 1 - jr[0, 0] < room:
                 bigger = np.zeros((2 * jr.shape[0] + room, 2), np.int64)
@@ -242,13 +241,14 @@ def legal_words(n, mask, jr, ws, ids, tnode, tplane, value, low, neg, lip, lsp, 
                 raise AssertionError("legal_words: the journal overflowed")
             plane = ws[b, WS_PLANE]
             for a in range(d + 1):  # what the decisions above this one would see changed
-                if kind_d[a] == K_SIG and not sens[a]:
-                    if plane < plane_d[a]:
+                if at[a, _KIND] == K_SIG and not sens[a]:
+                    if plane < at[a, _PLANE]:
                         sens[a] = True
-                    elif phase_d[a] == PH_CHILD:
-                        k2 = ws[b, WS_KIND]
-                        if ((ws[b, WS_PHASE] == PH_CHILD and ws[b, WS_SET] == set_d[a])
-                                or ((k2 == K_L or k2 == K_L_FORCED) and ws[b, WS_NODE] == set_d[a])):
+                    elif at[a, _PHASE] == PH_CHILD:  # the set's last child (known significant or not), its L test
+                        i, k2 = at[a, _SET], ws[b, WS_KIND]
+                        last = (ws[b, WS_PHASE] == PH_CHILD and ws[b, WS_SET] == i and ws[b, WS_C] == ws[b, WS_LAST]
+                                and ws[b, WS_LOPEN] == 0)
+                        if last or ((k2 == K_L or k2 == K_L_FORCED) and ws[b, WS_NODE] == i):
                             sens[a] = True
             d += 1
             entering = True
