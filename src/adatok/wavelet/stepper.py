@@ -21,7 +21,6 @@ from .layout import POS_FIELDS, Layout
 
 _FIRST_CAP = 1024  # tokens each sequence has room for at first (doubled as needed)
 _NO_NBF = np.zeros(0, np.uint16)
-_NO_JOURNAL = np.zeros((0, 2), np.int64)
 
 
 class _Walks:
@@ -69,7 +68,7 @@ class _Walks:
     def _arrays(self) -> tuple:
         """The arguments of :func:`spiht.start` / :func:`spiht.step` after ``ws``."""
         return (self.ids, self.tnode, self.tplane, self.value, self.low, self.neg, self.lip, self.lsp, self.lis,
-                self.lis_b, self.lis_f, *self.tree, self.pos, self.legal, _NO_NBF, _NO_JOURNAL)
+                self.lis_b, self.lis_f, *self.tree, self.pos, self.legal, _NO_NBF)
 
     def reserve(self, extra: int) -> None:
         """Room in the token buffers for ``extra`` more tokens in every row."""

@@ -39,7 +39,7 @@ from . import spiht
 from .layout import POS_FIELDS
 from .spiht import (BAD_TOKEN, K_D, K_END, K_L, K_L_FORCED, K_REF, K_SIG, K_SIG_FORCED, LEGAL, OK, PH_CHILD, PH_LIP,
                     TOO_LONG, WS_C, WS_KIND, WS_LAST, WS_LOPEN, WS_NODE, WS_PHASE, WS_PLANE, WS_SET, WS_SIZE, WS_T,
-                    _advance, undo)
+                    _advance, undo, walk_row)
 from .stepper import WaveletStepper
 
 #: The ``pos`` columns of a word: its first decision's, and that decision's kind.
@@ -85,7 +85,7 @@ def powers(n: int) -> np.ndarray:
 
 @njit(cache=True, _nrt=False)
 def push(n, words, counts, ws, ids, tnode, tplane, value, low, neg, lip, lsp, lis, lis_b, lis_f, shift, smin_d, smin_l,
-         parent, child_ptr, child_idx, has_l, roots, geo, ncls, node_pos, pos, legal, nbf, jr, status, at):
+         parent, child_ptr, child_idx, has_l, roots, geo, ncls, node_pos, pos, legal, nbf, status, at):
     """Walk each row ``b`` on its next ``counts[b]`` words ``words[b]`` (ids in ``0 .. 3**n - 1``):
     each digit, first to last, is the decision ``FIRST[kind] + digit`` at the walk's next decision,
     and after the end of the stream every digit must be 0 (``ids`` needs room for the decisions).
@@ -119,7 +119,7 @@ def push(n, words, counts, ws, ids, tnode, tplane, value, low, neg, lip, lsp, li
                 ids[b, t] = FIRST[kind] + digit
                 s, _ = _advance(b, t + 1, ws, ids, tnode, tplane, value, low, neg, lip, lsp, lis, lis_b, lis_f, shift,
                                 smin_d, smin_l, parent, child_ptr, child_idx, has_l, roots, geo, ncls, node_pos, pos,
-                                legal, nbf, jr)
+                                legal, nbf)
                 if s != OK:  # (the walk refused a decision LEGAL allows: never)
                     status[b] = BAD_TOKEN
                     break
@@ -135,19 +135,19 @@ _AT_SIZE = 9
 
 @njit(cache=True)
 def legal_words(n, mask, jr, ws, ids, tnode, tplane, value, low, neg, lip, lsp, lis, lis_b, lis_f, shift, smin_d,
-                smin_l, parent, child_ptr, child_idx, has_l, roots, geo, ncls, node_pos, pos, legal, nbf):
+                smin_l, parent, child_ptr, child_idx, has_l, roots, geo, ncls, nbf):
     """Write in ``mask[b]`` (B x 3**n) the words that may stand next in each row ``b``: those whose
     digits the walk takes one after another from the row's state (:func:`push`). Returns the
     journal (``jr``, grown when it had too little room) and the number of paths walked.
 
-    Every path of ``n`` decisions below the state is walked by the walk itself (``_advance``, on
+    Every path of ``n`` decisions below the state is walked by the walk itself (``walk_row``, on
     the row's own arrays), and undone: the journal notes the list entries the walk overwrites
     (:func:`spiht.undo`), the rest of the state is the row's ``ws`` and the knowledge of the
     node each decision stands at. Only the classes of :data:`CLASS_REP` are walked, and SIG0's
     walk counts for SIG+ and SIG- too where it met nothing they change: for a coefficient of the
     LIP, no decision of a later plane; for a child of a D1 set, also no later sibling and not the
-    set's L test. A row that has ended has no legal word. ``pos`` and ``legal``: scratch arrays of
-    the stepper's shapes (the walk writes its next pos row and legal ids there)."""
+    set's L test. A row that has ended has no legal word. The other arguments are those of
+    :func:`spiht.step` (but ``node_pos``, ``pos`` and ``legal``)."""
     nb = ws.shape[0]
     nv = mask.shape[1]
     room = 2 * lis.shape[1] + lip.shape[1] + 16  # the most one decision's walk can note (see words.md)
@@ -161,10 +161,10 @@ def legal_words(n, mask, jr, ws, ids, tnode, tplane, value, low, neg, lip, lsp, 
     buf = np.empty(nv, np.int64)
     buf2 = np.empty(nv, np.int64)
     walked = 0
-    if jr.shape[0] < room + 2:
-        jr = np.zeros((room + 2, 2), np.int64)
-    jr[0, 0] = 0
-    jr[0, 1] = 0
+    if jr.shape[0] < 2 * room + 2:
+        jr = np.zeros(2 * room + 2, np.int64)
+    jr[0] = 0
+    jr[1] = 0
     for b in range(nb):
         mask[b, :] = False
         if ws[b, WS_KIND] == K_END:
@@ -198,7 +198,7 @@ def legal_words(n, mask, jr, ws, ids, tnode, tplane, value, low, neg, lip, lsp, 
                 at[d, _SET] = ws[b, WS_SET]
                 for j in range(WS_SIZE):
                     saved[d, j] = ws[b, j]
-                at[d, _MARK] = jr[0, 0]
+                at[d, _MARK] = jr[0]
                 nd = ws[b, WS_NODE]
                 at[d, _NODE] = nd
                 at[d, _VALUE] = value[b, nd]
@@ -229,15 +229,16 @@ def legal_words(n, mask, jr, ws, ids, tnode, tplane, value, low, neg, lip, lsp, 
                 continue
             path[d] = CLASS_BITS[kind, c]
             sens[d] = False
-            if jr.shape[0] - 1 - jr[0, 0] < room:
-                bigger = np.zeros((2 * jr.shape[0] + room, 2), np.int64)
-                bigger[: jr[0, 0] + 1] = jr[: jr[0, 0] + 1]
+            used = 2 * jr[0] + 2
+            if jr.shape[0] - used < 2 * room:
+                bigger = np.zeros(2 * jr.shape[0] + 2 * room, np.int64)
+                bigger[:used] = jr[:used]
                 jr = bigger
             t = ws[b, WS_T]
             ids[b, t] = FIRST[kind] + rep
-            _advance(b, t + 1, ws, ids, tnode, tplane, value, low, neg, lip, lsp, lis, lis_b, lis_f, shift, smin_d,
-                     smin_l, parent, child_ptr, child_idx, has_l, roots, geo, ncls, node_pos, pos, legal, nbf, jr)
-            if jr[0, 1]:
+            walk_row(b, t + 1, jr, ws, ids, tnode, tplane, value, low, neg, lip, lsp, lis, lis_b, lis_f, shift, smin_d,
+                     smin_l, parent, child_ptr, child_idx, has_l, roots, geo, ncls, nbf)
+            if jr[1]:
                 raise AssertionError("legal_words: the journal overflowed")
             plane = ws[b, WS_PLANE]
             for a in range(d + 1):  # what the decisions above this one would see changed
@@ -466,7 +467,7 @@ class WordStepper:
         self.n = tok.n
         self.vocab_size = tok.vocab_size
         self._mask: np.ndarray | None = None
-        self._journals = [np.zeros((0, 2), np.int64) for _ in decisions._groups]
+        self._journals = [np.zeros(0, np.int64) for _ in decisions._groups]
         self.walked = 0  #: paths walked by the legal-word masks so far (see legal_words)
 
     def __len__(self) -> int:
@@ -511,9 +512,8 @@ class WordStepper:
             for k, g in enumerate(groups):
                 g.reserve(self.n + 1)
                 out = mask if len(groups) == 1 else np.zeros((len(g.rows), self.vocab_size), np.bool_)
-                scratch = (np.empty_like(g.pos), np.empty_like(g.legal), g.args[-2])
                 self._journals[k], walked = legal_words(self.n, out, self._journals[k], g.ws, *g.args[:-4],
-                                                        *scratch)
+                                                        g.args[-1])
                 self.walked += walked
                 if out is not mask:
                     mask[g.rows] = out
