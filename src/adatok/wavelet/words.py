@@ -37,7 +37,7 @@ from ..core.sequence import TokenSequence, check_maker
 from ..core.stepper import check_ids, check_starts
 from . import spiht
 from .layout import POS_FIELDS
-from .spiht import (BAD_TOKEN, K_D, K_END, K_L, K_L_FORCED, K_REF, K_SIG, K_SIG_FORCED, LEGAL, OK, PH_CHILD, PH_LIP,
+from .spiht import (BAD_TOKEN, K_D, K_END, K_L, K_L_FORCED, K_REF, K_SIG, K_SIG_FORCED, LEGAL, OK, PH_CHILD,
                     TOO_LONG, WS_C, WS_KIND, WS_LAST, WS_LOPEN, WS_NODE, WS_PHASE, WS_PLANE, WS_SET, WS_SIZE, WS_T,
                     _advance, undo, walk_row)
 from .stepper import WaveletStepper
@@ -150,7 +150,10 @@ def legal_words(n, mask, jr, ws, ids, tnode, tplane, value, low, neg, lip, lsp, 
     :func:`spiht.step` (but ``node_pos``, ``pos`` and ``legal``)."""
     nb = ws.shape[0]
     nv = mask.shape[1]
-    room = 2 * lis.shape[1] + lip.shape[1] + 16  # the most one decision's walk can note (see words.md)
+    # The most one decision's walk can note: the LIS entries it moves down in the rest of its pass
+    # and in the next plane's (it notes only entries that change), a few LIP entries (its own, the
+    # children of a D1 set) and the sets an L1 appends.
+    room = 2 * lis.shape[1] + lip.shape[1] + 16
     saved = np.empty((n, WS_SIZE), np.int64)  # per depth: the walk's state before its decision,
     at = np.zeros((n, _AT_SIZE), np.int64)  # what that decision was (columns _KIND ...),
     slow = np.zeros(n, np.int8)  # and its node's knowledge (with at[:, _VALUE])
