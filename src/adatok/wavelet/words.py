@@ -481,8 +481,9 @@ class WordStepper:
 
     @property
     def decisions(self) -> WaveletStepper:
-        """The decision stepper underneath (its ``legal()`` and ``next_pos()`` are those of the next
-        decision)."""
+        """The decision stepper underneath, to read (its ``sequences()``, and the ``legal()`` and
+        ``next_pos()`` of the next decision); decisions pushed to it directly would leave a word
+        unfinished."""
         return self._st
 
     @property
