@@ -156,7 +156,10 @@ def test_every_whole_word_prefix_and_every_cut_decodes(wname, dname):
 
 
 def test_conversions_and_errors():
+    from adatok.core.registry import known, names
+
     w, d = adatok.load("wavelet-w8"), adatok.load("wavelet")
+    assert known("wavelet-w8") and "wavelet-w8" not in names()  # a view: adatok demo does not measure it twice
     img = fashion(1)[0]
     (full,) = d.encode([img])
     assert np.array_equal(w.from_decisions(full.prefix(21)).ids, w.from_decisions(full.prefix(16)).ids)

@@ -837,7 +837,8 @@ def walk(src, code, nmax, max_tokens, max_bytes, mag, sgn, ids_in, data, pad, pr
     Every node ``i`` has a bit-plane ``shift[i]``: it is coded as if its magnitude were
     ``mag[i] << shift[i]`` (so it reaches each plane earlier) but no token is spent on the planes
     below its own bit 0; ``smin_d``/``smin_l`` are the smallest shifts in each node's D and L sets.
-    ``mag`` (already shifted) and ``sgn`` are read with SRC_COEF, ``ids_in`` with SRC_IDS, ``data`` (bytes, read past
+    ``mag`` (already shifted) and ``sgn`` are read with SRC_COEF (with SRC_IDS ``mag`` is
+    empty, or a journal: see :func:`undo`), ``ids_in`` with SRC_IDS, ``data`` (bytes, read past
     their end as ``pad``) with SRC_AC. ``prior`` (N_CTX x 2) gives each context's starting
     P(bit = 0) in 1/65536 and how many decisions that is worth; ``stats`` (N_CTX x 2, or empty)
     receives the zeros and ones each context coded. At most ``max_tokens`` tokens (negative: no limit); with
