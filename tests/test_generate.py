@@ -5,6 +5,8 @@ the reading head, the judge's Fréchet distance, the command line."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -47,6 +49,16 @@ def test_samples_are_valid_sequences(trained):
         back = TokenSequence.from_bytes(seq.to_bytes())
         assert np.array_equal(back.ids, seq.ids)
         assert np.array_equal(gen.lang.decode([back])[0], img)
+
+
+def test_sampling_stops_at_the_longest_training_sequence(trained):
+    kind, gen, _ = trained
+    if kind == "pixels":
+        pytest.skip("the pixel baseline has one length")
+    assert gen.config["longest"] >= 1  # recorded by training
+    capped = dataclasses.replace(gen, config={**gen.config, "longest": 7})
+    assert all(len(s) <= 7 for s in sample(capped, [0, 1, 2], seed=2)[0])
+    assert any(len(s) > 7 for s in sample(capped, [0, 1, 2], seed=2, max_tokens=60)[0])
 
 
 def test_the_cache_changes_nothing_and_the_seed_decides(trained):

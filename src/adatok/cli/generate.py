@@ -112,7 +112,7 @@ def generate_cmd(
     top_k: Annotated[int, typer.Option("--top-k", help="Keep the K likeliest ids (0: all).")] = 0,
     top_p: Annotated[float, typer.Option("--top-p", help="Nucleus: keep ids up to this probability.")] = 1.0,
     max_tokens: Annotated[int | None, typer.Option("--max-tokens", metavar="K", show_default=False,
-                                                   help="Stop each sample after K tokens.")] = None,
+                                                   help="Stop each sample after K tokens (default: the longest training sequence).")] = None,
     complete: Annotated[Path | None, typer.Option(
         "--complete", metavar="FILE.atk", show_default=False,
         help="Complete this (cut) token file: N samples of its rest, beside its plain decoding.")] = None,

@@ -4,7 +4,7 @@ decodes and survives ``to_bytes`` / ``from_bytes``.
 
 Class-conditional with classifier-free guidance (``cfg``: the logits ``u + cfg * (c - u)`` of the
 conditional ``c`` and unconditional ``u`` passes, one batch of both), temperature, top-k and top-p
-(nucleus) filtering, a maximum length, and a key/value cache (``kv_cache=False`` recomputes the
+(nucleus) filtering, a maximum length (by default the longest training sequence), and a key/value cache (``kv_cache=False`` recomputes the
 whole prefix every step: the benchmark's baseline). Seeded: the same arguments give the same
 samples. :func:`complete` samples the rest of a real image's prefix (a cut ``.atk`` file).
 """
@@ -86,11 +86,14 @@ def run(gen: Generator, st, labels: np.ndarray, *, cfg: float = 1.0, temperature
         top_p: float = 1.0, max_tokens: int | None = None, seed: int = 0, kv_cache: bool = True,
         prefix: tuple | None = None, on_step: Callable | None = None) -> np.ndarray:
     """Grow the sequences of stepper ``st`` until each writes END (or its stream ends, or it
-    reaches ``max_tokens``). ``labels``: a class per sequence (``None`` entries or -1: no class).
+    reaches ``max_tokens``; default: the longest training sequence, from the checkpoint's
+    ``longest``: the model never learned where to stand past it). ``labels``: a class per sequence (``None`` entries or -1: no class).
     ``prefix``: model inputs of tokens already in ``st`` (``(ids, ints, floats)`` of one prefix,
     the same for every sequence), read first. Returns the number of tokens each sequence got."""
     model, lang = gen.model, gen.lang
     mc = model.cfg
+    if max_tokens is None:
+        max_tokens = gen.config.get("longest")
     model.eval()
     B = len(st)
     g = torch.Generator().manual_seed(seed)

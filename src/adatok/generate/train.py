@@ -187,7 +187,7 @@ def train_generator(out: str | Path, lang=None, model_cfg: GPTConfig | None = No
         config = {"family": FAMILY, "name": name, "model": model_cfg.to_dict(), "language": lang.describe(),
                   "train": asdict(train_cfg), "step": step, "elapsed": round(elapsed, 1), "history": history,
                   "params": count_params(model), "corpus_seconds": round(build_seconds, 1),
-                  "mean_length": float(corpus.lengths.mean()), "final": final}
+                  "mean_length": float(corpus.lengths.mean()), "longest": int(corpus.lengths.max()), "final": final}
         write_folder(out, model, config, opt, gen)
 
     model.train()
