@@ -163,3 +163,22 @@ def test_tied_output_layer():
     with torch.no_grad():
         tied.tokens.weight[5] += 1.0
     assert not torch.equal(tied(inputs, ints, None)[..., 5], out[..., 5])
+
+
+def test_the_evaluation_writes_the_table_and_the_report(trained, tmp_path):
+    import json
+
+    from adatok.generate.evaluate import main
+
+    kind, _, folder = trained
+    main(["--models", str(folder), "--samples", "6", "--limit", "30", "--out", str(tmp_path),
+          *(["--reading", str(folder)] if kind == "wavelet" else [])])
+    results = json.loads((tmp_path / "results.json").read_text())
+    rows = {r["row"] for r in results["table"]}
+    assert folder.name in rows and "test split vs train split (floor)" in rows
+    assert len(rows) == (2 if kind == "pixels" else 3)  # a token language has its tokenizer's ceiling
+    model = results["table"][0]
+    assert model["fd"] >= 0 and 0 <= model["accuracy"] <= 1
+    if kind == "wavelet":
+        assert list(results["reading"]["accuracy"]) == ["11", "22", "44", "87", "175", "349"]
+    assert "<table>" in (tmp_path / "index.html").read_text()

@@ -17,7 +17,9 @@ learned tokenizer's prefix classifier at the same number of bits.
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -44,12 +46,13 @@ def measure_model(gen, judge, test_feats: np.ndarray, n: int, cfg: float, seed: 
     images = _as_gray(images)
     lengths = np.array([len(s) for s in seqs])
     lab = np.array(labels)
+    drawn = [c for c in range(10) if (lab == c).any()]
     out = {"name": gen.name, "params": int(gen.config["params"]), "train_minutes": gen.config["elapsed"] / 60,
            "fd": frechet_distance(features(judge, images), test_feats), "accuracy": accuracy(judge, images, lab),
            "mean_length": float(lengths.mean()), "images_per_s": n / seconds,
-           "length_per_class": {int(c): float(lengths[lab == c].mean()) for c in range(10)},
-           "lengths": {int(c): lengths[lab == c].tolist() for c in range(10)},
-           "grids": {int(c): [images[i] for i in np.nonzero(lab == c)[0][:10]] for c in range(10)},
+           "length_per_class": {c: float(lengths[lab == c].mean()) for c in drawn},
+           "lengths": {c: lengths[lab == c].tolist() for c in drawn},
+           "grids": {c: [images[i] for i in np.nonzero(lab == c)[0][:10]] for c in drawn},
            "language": gen.config["language"], "samples": n, "cfg": cfg, "seed": seed}
     progress(f"{gen.name}: FD-fmnist {out['fd']:.2f}, accuracy {100 * out['accuracy']:.1f}%, "
              f"mean length {out['mean_length']:.1f}, {out['images_per_s']:.2f} images/s")
@@ -87,6 +90,34 @@ def reading_accuracy(gen, images: np.ndarray, labels: np.ndarray, lengths: list[
     return out
 
 
+def _measure_named(name: str, samples: int, cfg: float, seed: int, threads: int = 1, limit: int | None = None,
+                   judge=None, test=None) -> dict:
+    """:func:`measure_model` of the generator ``name`` and, for a token language, a completion strip
+    (the first test image cut at a quarter of its tokens). Loads the judge and the test split when
+    not given (a worker process of ``--jobs``)."""
+    from ..datasets import load
+
+    torch.set_num_threads(threads)
+    if judge is None:
+        judge = load_judge()
+    if test is None:
+        images = np.stack(load("fashion-mnist", split="test", limit=limit).images)
+        test = (images, features(judge, images))
+    test_images, test_feats = test
+    gen = load_generator(name)
+    m = measure_model(gen, judge, test_feats, samples, cfg, seed)
+    m["about"] = (f"{m['params']:,} parameters, {m['train_minutes']:.0f} minutes of training, language "
+                  f"{m['language']}; {samples} samples, guidance {cfg}")
+    if hasattr(gen.lang, "tok"):
+        wavelet = gen.lang.position == "wavelet"
+        full = gen.lang.tok.encode([test_images[0]], **({"fixed_header": True} if wavelet else {}))[0]
+        cut = full.prefix(max(1, len(full) // 4 if wavelet else 4))
+        _, comps = complete(gen, cut, 6, seed=seed)
+        m["completion"] = {"prefix_tokens": len(cut), "plain": gen.lang.decode([cut])[0],
+                           "samples": comps, "original": test_images[0]}
+    return m
+
+
 def main(argv: list[str] | None = None) -> None:
     from ..datasets import load
 
@@ -97,34 +128,30 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="out/generation")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--jobs", type=int, default=1, help="models measured at once, one process each")
+    ap.add_argument("--limit", type=int, default=None,
+                    help="the first N test images only (FD reference, ceilings, floor, reading): a quick check")
     ap.add_argument("--reading", default="", help="a wavelet generator whose reading head to measure")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     judge = load_judge()
-    train, test = load("fashion-mnist", split="train"), load("fashion-mnist", split="test")
+    train, test = load("fashion-mnist", split="train"), load("fashion-mnist", split="test", limit=args.limit)
     test_images, test_labels = np.stack(test.images), test.labels
     test_feats = features(judge, test_images)
-    table, models = [], []
-    for name in [m for m in args.models.split(",") if m]:
-        gen = load_generator(name)
-        m = measure_model(gen, judge, test_feats, args.samples, args.cfg, args.seed)
-        about = (f"{m['params']:,} parameters, {m['train_minutes']:.0f} minutes of training, language "
-                 f"{m['language']}; {args.samples} samples, guidance {args.cfg}")
-        m["about"] = about
-        if hasattr(gen.lang, "tok"):  # a completion strip: the first test image cut at 1/4 of its tokens
-            full = gen.lang.tok.encode([test_images[0]], **({"fixed_header": True} if gen.lang.position == "wavelet" else {}))[0]
-            cut = full.prefix(max(1, len(full) // 4 if gen.lang.position == "wavelet" else 4))
-            _, comps = complete(gen, cut, 6, seed=args.seed)
-            m["completion"] = {"prefix_tokens": len(cut), "plain": gen.lang.decode([cut])[0],
-                               "samples": comps, "original": test_images[0]}
-        models.append(m)
-        table.append({"row": name, "params": f"{m['params']:,}", "train_time": f"{m['train_minutes']:.0f} min",
-                      "fd": m["fd"], "accuracy": m["accuracy"], "mean_length": m["mean_length"],
-                      "images_per_s": m["images_per_s"]})
+    names = [m for m in args.models.split(",") if m]
+    jobs = [(name, args.samples, args.cfg, args.seed, args.threads, args.limit) for name in names]
+    if args.jobs > 1 and len(names) > 1:  # one process a model: sampling is sequential, batch by batch
+        with ProcessPoolExecutor(min(args.jobs, len(names)), mp_context=multiprocessing.get_context("spawn")) as pool:
+            models = list(pool.map(_measure_named, *zip(*jobs)))
+    else:
+        models = [_measure_named(*job, judge=judge, test=(test_images, test_feats)) for job in jobs]
+    table = [{"row": m["name"], "params": f"{m['params']:,}", "train_time": f"{m['train_minutes']:.0f} min",
+              "fd": m["fd"], "accuracy": m["accuracy"], "mean_length": m["mean_length"],
+              "images_per_s": m["images_per_s"]} for m in models]
     rng = np.random.default_rng(args.seed)
     for m in models:  # the ceilings of the token languages
         lang = m["language"]
-        if lang["language"] == "wavelet" and lang.get("target"):
+        if lang["language"] in ("wavelet", "words") and lang.get("target"):
             c = ceiling(lang["tokenizer"], test_images, Quality(psnr=lang["target"]["psnr"]), judge, test_feats, test_labels)
             table.append({"row": f"{lang['tokenizer']} reconstructions at PSNR {lang['target']['psnr']:g} dB (ceiling)", **c})
         if lang["language"] == "slot":
@@ -141,7 +168,9 @@ def main(argv: list[str] | None = None) -> None:
                        "Class accuracy: the judge's agreement with the class asked for."}
     if args.reading:
         gen = load_generator(args.reading)
-        lengths = [25, 50, 100, 200, 400]
+        # equal bits with the learned tokenizer's prefix classifier at k = 1..32 tokens: a wavelet
+        # decision is one binary choice, a fashion-mnist-32 token one of 1,920 (10.9 bits)
+        lengths = [round(k * np.log2(1920)) for k in (1, 2, 4, 8, 16, 32)]
         sub = slice(0, 2000)
         results["reading"] = {"model": args.reading, "lengths": lengths,
                               "accuracy": reading_accuracy(gen, test_images[sub], test_labels[sub], lengths)}

@@ -21,6 +21,8 @@ from ..core.imageio import atomic_path, atomic_write_bytes, write_image
 def grid(images: Sequence[np.ndarray], columns: int = 10, pad: int = 2, scale: int = 1) -> np.ndarray:
     """Images of one size in rows of ``columns`` on a white background (H x W x C uint8)."""
     images = [np.asarray(im) for im in images]
+    if not images:
+        raise ValueError("grid: no images")
     h, w, c = images[0].shape if images[0].ndim == 3 else (*images[0].shape, 1)
     rows = -(-len(images) // columns)
     out = np.full((rows * (h + pad) + pad, min(columns, len(images)) * (w + pad) + pad, c), 255, np.uint8)
