@@ -175,7 +175,7 @@ def test_the_evaluation_writes_the_table_and_the_report(trained, tmp_path):
           *(["--reading", str(folder)] if kind == "wavelet" else [])])
     results = json.loads((tmp_path / "results.json").read_text())
     rows = {r["row"] for r in results["table"]}
-    assert folder.name in rows and "test split vs train split (floor)" in rows
+    assert folder.name in rows and "6 training images vs the test split (floor)" in rows
     assert len(rows) == (2 if kind == "pixels" else 3)  # a token language has its tokenizer's ceiling
     model = results["table"][0]
     assert model["fd"] >= 0 and 0 <= model["accuracy"] <= 1

@@ -6,7 +6,8 @@ their **FD-fmnist** against the 10,000 test images and their **class accuracy** 
 sampling speed (images per second, batch 64, key/value cache). Beside them, the ceilings of the
 token languages (the tokenizers' reconstructions of the test images: wavelet at the generator's
 training target, ``fashion-mnist-32`` at the learned generator's mean generated length) and the
-floor (10,000 training images against the test images; the judge's test accuracy). Then the
+floor (as many training images as samples against the test images; the judge's test accuracy).
+The ceilings reconstruct as many test images as samples drawn (FD-fmnist depends on the count). Then the
 reading head of the wavelet generator: accuracy from the first n tokens of test images, beside the
 learned tokenizer's prefix classifier at the same number of bits.
 
@@ -149,18 +150,21 @@ def main(argv: list[str] | None = None) -> None:
               "fd": m["fd"], "accuracy": m["accuracy"], "mean_length": m["mean_length"],
               "images_per_s": m["images_per_s"]} for m in models]
     rng = np.random.default_rng(args.seed)
+    few = slice(0, args.samples)  # the ceilings: reconstructions of as many test images as samples drawn
     for m in models:  # the ceilings of the token languages
         lang = m["language"]
         if lang["language"] in ("wavelet", "words") and lang.get("target"):
-            c = ceiling(lang["tokenizer"], test_images, Quality(psnr=lang["target"]["psnr"]), judge, test_feats, test_labels)
+            c = ceiling(lang["tokenizer"], test_images[few], Quality(psnr=lang["target"]["psnr"]), judge, test_feats,
+                        test_labels[few])
             table.append({"row": f"{lang['tokenizer']} reconstructions at PSNR {lang['target']['psnr']:g} dB (ceiling)", **c})
         if lang["language"] == "slot":
             k = int(round(m["mean_length"]))
-            c = ceiling(lang["tokenizer"], test_images, Tokens(k), judge, test_feats, test_labels)
+            c = ceiling(lang["tokenizer"], test_images[few], Tokens(k), judge, test_feats, test_labels[few])
             table.append({"row": f"{lang['tokenizer']} reconstructions at {k} tokens (ceiling)", **c})
-    pick = rng.choice(len(train.images), len(test_images), replace=False)
+    # as many training images as the models drew samples: FD-fmnist grows as the sets shrink
+    pick = rng.choice(len(train.images), min(args.samples, len(train.images)), replace=False)
     floor = fd_fmnist(judge, np.stack([train.images[i] for i in pick]), test_images)
-    table.append({"row": "test split vs train split (floor)", "fd": floor,
+    table.append({"row": f"{len(pick):,} training images vs the test split (floor)", "fd": floor,
                   "accuracy": accuracy(judge, test_images, test_labels)})
     results = {"classes": list(test.classes), "table": table, "models": models,
                "command": "python -m adatok.generate.evaluate " + " ".join(argv or []),
