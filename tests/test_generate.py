@@ -178,6 +178,7 @@ def test_the_evaluation_writes_the_table_and_the_report(trained, tmp_path):
     assert folder.name in rows and "6 training images vs the test split (floor)" in rows
     assert len(rows) == (2 if kind == "pixels" else 3)  # a token language has its tokenizer's ceiling
     model = results["table"][0]
+    assert results["models"][0]["round_trips"] == (None if kind == "pixels" else 6)
     assert model["fd"] >= 0 and 0 <= model["accuracy"] <= 1
     if kind == "wavelet":
         assert list(results["reading"]["accuracy"]) == ["11", "22", "44", "87", "175", "349"]

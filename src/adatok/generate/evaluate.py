@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 import adatok
-from adatok import Quality, Tokens
+from adatok import Quality, Tokens, TokenSequence
 
 from .judge import accuracy, fd_fmnist, features, frechet_distance, load_judge
 from .report import write_report
@@ -46,6 +46,12 @@ def measure_model(gen, judge, test_feats: np.ndarray, n: int, cfg: float, seed: 
     seconds = time.time() - t0
     images = _as_gray(images)
     lengths = np.array([len(s) for s in seqs])
+    survived = None
+    if hasattr(gen.lang, "tok"):  # every sample decodes and survives to_bytes / from_bytes
+        back = [TokenSequence.from_bytes(s.to_bytes()) for s in seqs]
+        again = _as_gray(gen.lang.decode(back))
+        survived = sum(bool(np.array_equal(a.ids, b.ids) and np.array_equal(x, y))
+                       for a, b, x, y in zip(seqs, back, images, again, strict=True))
     lab = np.array(labels)
     drawn = [c for c in range(10) if (lab == c).any()]
     out = {"name": gen.name, "params": int(gen.config["params"]), "train_minutes": gen.config["elapsed"] / 60,
@@ -54,9 +60,10 @@ def measure_model(gen, judge, test_feats: np.ndarray, n: int, cfg: float, seed: 
            "length_per_class": {c: float(lengths[lab == c].mean()) for c in drawn},
            "lengths": {c: lengths[lab == c].tolist() for c in drawn},
            "grids": {c: [images[i] for i in np.nonzero(lab == c)[0][:10]] for c in drawn},
-           "language": gen.config["language"], "samples": n, "cfg": cfg, "seed": seed}
+           "language": gen.config["language"], "samples": n, "cfg": cfg, "seed": seed, "round_trips": survived}
     progress(f"{gen.name}: FD-fmnist {out['fd']:.2f}, accuracy {100 * out['accuracy']:.1f}%, "
-             f"mean length {out['mean_length']:.1f}, {out['images_per_s']:.2f} images/s")
+             f"mean length {out['mean_length']:.1f}, {out['images_per_s']:.2f} images/s"
+             + ("" if survived is None else f", {survived}/{n} decode the same from their bytes"))
     return out
 
 
