@@ -389,7 +389,7 @@ def test_stepper_errors(name):
             t.stepper([bad])
     with pytest.raises(ImageFormatError, match="over the limit"):
         t.stepper([(100_000, 100_000)])
-    for bad in ([], (8, 8), t.encode([noise((8, 8))])[0]):
+    for bad in ([], (8, 8), 2, None, t.encode([noise((8, 8))])[0]):
         with pytest.raises(ImageFormatError, match="stepper takes a non-empty list"):
             t.stepper(bad)
     other = tok("wavelet-lossless" if name == "wavelet" else "wavelet").encode([noise((8, 8))])[0]

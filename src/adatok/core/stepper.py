@@ -19,7 +19,7 @@ def check_starts(starts) -> list:
     """A stepper's starts (image shapes or sequences) as a list; a single one is an error."""
     single = isinstance(starts, TokenSequence | np.ndarray | str) or (
         isinstance(starts, tuple) and all(isinstance(v, int | np.integer) for v in starts))
-    if single or not len(starts):
+    if single or not hasattr(starts, "__len__") or not len(starts):
         raise ImageFormatError("stepper takes a non-empty list of starts (image shapes or sequences); "
                                "wrap a single one as [start]")
     return list(starts)
