@@ -182,4 +182,5 @@ def test_the_evaluation_writes_the_table_and_the_report(trained, tmp_path):
     assert model["fd"] >= 0 and 0 <= model["accuracy"] <= 1
     if kind == "wavelet":
         assert list(results["reading"]["accuracy"]) == ["11", "22", "44", "87", "175", "349"]
+        assert "Reading" in (tmp_path / "index.html").read_text()
     assert "<table>" in (tmp_path / "index.html").read_text()

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
+import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -174,16 +175,22 @@ def main(argv: list[str] | None = None) -> None:
     table.append({"row": f"{len(pick):,} training images vs the test split (floor)", "fd": floor,
                   "accuracy": accuracy(judge, test_images, test_labels)})
     results = {"classes": list(test.classes), "table": table, "models": models,
-               "command": "python -m adatok.generate.evaluate " + " ".join(argv or []),
+               "command": "python -m adatok.generate.evaluate " + " ".join(sys.argv[1:] if argv is None else argv),
                "note": "FD-fmnist: Fréchet distance of the project's own judge's features (a proxy, not FID). "
                        "Class accuracy: the judge's agreement with the class asked for."}
     if args.reading:
         gen = load_generator(args.reading)
-        # equal bits with the learned tokenizer's prefix classifier at k = 1..32 tokens: a wavelet
-        # decision is one binary choice, a fashion-mnist-32 token one of 1,920 (10.9 bits)
+        # the learned tokenizer's prefix classifier reads k = 1..32 tokens of 10.9 bits (one of 1,920
+        # codes); a wavelet decision is one of 2 or 3 legal ids, coded in under a bit: these lengths
+        # are the decisions of k * 10.9 choices, and the payload bits they take are measured beside
         lengths = [round(k * np.log2(1920)) for k in (1, 2, 4, 8, 16, 32)]
         sub = slice(0, 2000)
-        results["reading"] = {"model": args.reading, "lengths": lengths,
+        tok = gen.lang.tok
+        fulls = tok.encode(list(test_images[:500]))
+        bits = {n: float(np.mean([8 * len(tok.payload_codec.pack(s.prefix(min(n, len(s))))) for s in fulls]))
+                for n in lengths}  # the arithmetic-coded payload the prefix takes (no header)
+        results["reading"] = {"model": args.reading, "lengths": lengths, "images": len(test_images[sub]),
+                              "payload_bits": bits,
                               "accuracy": reading_accuracy(gen, test_images[sub], test_labels[sub], lengths)}
     path = write_report(Path(args.out), results)
     for row in table:

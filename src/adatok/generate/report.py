@@ -111,6 +111,20 @@ def write_report(out: Path, results: dict) -> Path:
             "<table><tr><th>model</th><th>params</th><th>train time</th><th>FD-fmnist</th><th>class accuracy "
             "(judge)</th><th>mean length (tokens)</th><th>images/s</th></tr>" + "".join(rows) + "</table>",
             f"<p>Reproduce: <code>{html.escape(results['command'])}</code></p>"]
+    with_lengths = [m for m in results["models"] if m.get("length_per_class")]
+    if with_lengths:  # mean generated length per class, one row a model
+        head = "".join(f"<th>{html.escape(c)}</th>" for c in names)
+        body.append("<h2>Mean generated length per class (tokens)</h2><table><tr><th>model</th>" + head + "</tr>"
+                    + "".join(f"<tr><td>{html.escape(m['name'])}</td>"
+                              + "".join(f"<td>{m['length_per_class'].get(c, m['length_per_class'].get(str(c), float('nan'))):.1f}</td>"
+                                        for c in range(len(names))) + "</tr>" for m in with_lengths) + "</table>")
+    if results.get("reading"):
+        r = results["reading"]
+        body.append(f"<h2>Reading: {html.escape(r['model'])}'s class head on the first n tokens of "
+                    f"{r['images']:,} test images</h2><table><tr><th>tokens read</th><th>payload bits</th>"
+                    "<th>accuracy</th></tr>"
+                    + "".join(f"<tr><td>{n}</td><td>{r['payload_bits'][n]:.0f}</td><td>{100 * r['accuracy'][n]:.1f}%</td></tr>"
+                              for n in r["lengths"]) + "</table>")
     for m in results["models"]:
         body.append(f"<h2>{html.escape(m['name'])}</h2><p>{html.escape(m['about'])}</p>")
         for cls, imgs in sorted(m["grids"].items(), key=lambda kv: int(kv[0])):
