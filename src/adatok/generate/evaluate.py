@@ -39,11 +39,17 @@ def _as_gray(images) -> np.ndarray:
     return np.stack([np.asarray(im, np.uint8).reshape(28, 28, 1) for im in images])
 
 
-def measure_model(gen, judge, test_feats: np.ndarray, n: int, cfg: float, seed: int, progress=print) -> dict:
+def _say(message: str) -> None:
+    print(message, flush=True)  # (worker processes of --jobs share the terminal)
+
+
+def measure_model(gen, judge, test_feats: np.ndarray, n: int, cfg: float, seed: int, progress=_say) -> dict:
     """Samples of one generator and what the judge says of them."""
     labels = [i % 10 for i in range(n)]
     t0 = time.time()
-    seqs, images = sample(gen, labels, seed=seed, cfg=cfg)
+    seqs, images = sample(gen, labels, seed=seed, cfg=cfg,
+                          progress=lambda done, total: progress(f"{gen.name}: {done}/{total} samples, "
+                                                                f"{time.time() - t0:.0f} s"))
     seconds = time.time() - t0
     images = _as_gray(images)
     lengths = np.array([len(s) for s in seqs])
