@@ -46,7 +46,6 @@ import contextlib
 import os
 import secrets
 import stat
-import struct
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -79,8 +78,18 @@ if you need larger images and trust their source.
 
 _LIMIT_NAME = "adatok.core.imageio.MAX_PIXELS"
 
-# Exceptions Pillow raises while parsing or decoding a damaged file.
-_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error)
+# Exceptions Pillow raises while parsing or decoding a damaged file: its format plugins parse
+# untrusted bytes and raise whatever their parsing runs into (OSError, SyntaxError, ValueError,
+# EOFError, IndexError, struct.error, and, found by fuzz/targets.py: image, TypeError from a TIFF
+# whose strip offsets are text); every one but MemoryError means the file cannot be read.
+_DECODE_ERRORS = (Exception,)
+
+
+def _corrupt(name: str, exc: Exception, what: str = "truncated or corrupt") -> ImageReadError:
+    """The error for a file Pillow failed on (``exc``); a MemoryError is raised again as it is."""
+    if isinstance(exc, MemoryError):
+        raise exc
+    return ImageReadError(f"{name} is {what} (Pillow: {type(exc).__name__}: {exc}); re-export or re-download it")
 
 _HIGH_DEPTH_MODES = {
     "I;16": "16-bit",
@@ -324,9 +333,7 @@ def read_image(path: PathLike) -> np.ndarray:
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
             raise _bomb_error(name, exc) from exc
         except _DECODE_ERRORS as exc:
-            raise ImageReadError(
-                f"{name} is truncated or corrupt (Pillow: {exc}); re-export or re-download it"
-            ) from exc
+            raise _corrupt(name, exc) from exc
         with im:
             _check_decoded_size(im.size, name)  # from the header, before decoding any pixel
             # Pillow opens 16-bit RGB(A) PNGs as plain 'RGB'/'RGBA', keeping the high bytes only;
@@ -342,12 +349,14 @@ def read_image(path: PathLike) -> np.ndarray:
             except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
                 raise _bomb_error(name, exc) from exc
             except _DECODE_ERRORS as exc:
-                raise ImageReadError(
-                    f"{name} is truncated or corrupt (Pillow: {exc}); re-export or "
-                    f"re-download it"
-                ) from exc
+                raise _corrupt(name, exc) from exc
             _check_decoded_size(im.size, name)
-            return _pillow_to_array(im, name)
+            try:
+                return _pillow_to_array(im, name)
+            except AdatokError:
+                raise
+            except _DECODE_ERRORS as exc:  # a conversion of a damaged image's palette or mode
+                raise _corrupt(name, exc, "corrupt") from exc
 
 
 # --------------------------------------------------------------------------------------------

@@ -333,8 +333,8 @@ def parse_container(data: bytes) -> tuple[dict, bytes]:
         header["params"] = json.loads(r.data[r.at :].decode())
         if not isinstance(header["params"], dict):
             raise TypeError("params")
-    except (ValueError, TypeError, UnicodeDecodeError) as exc:
-        raise ContainerError(f"malformed header ({exc}): the file is corrupt") from None
+    except (ValueError, TypeError, UnicodeDecodeError, RecursionError) as exc:  # (RecursionError: nesting)
+        raise ContainerError(f"malformed header ({type(exc).__name__}: {str(exc)[:80]}): the file is corrupt") from None
     size, n_expected = _chunking(header["payload_len"])
     if n != n_expected:
         raise ContainerError("malformed header: payload checksums do not match its length (the file is corrupt)")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import numbers
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
@@ -49,6 +50,41 @@ _CHANGERS = np.array([spiht.SIG_POS, spiht.SIG_NEG, spiht.REF0, spiht.REF1])
 #: ``Quality`` checks every shorter prefix when (tokens of the bisection's answer) x (pixels) is
 #: at most this (about 0.1 s on 28x28 images); see ``_shortest_prefix``.
 EXACT_SEARCH = 2**24
+
+
+# --- what a header may claim ------------------------------------------------------------------
+# A container's header says how many tokens follow; before anything is allocated from that count,
+# it is checked against the most any payload of its length, and any stream of its image, can hold.
+
+#: Each coded decision leaves at most this fraction of the arithmetic coder's range: a bit's
+#: probability is at most 1 - 32/65536 (the adaptive model's clamp in ``spiht._adapt``; the shipped
+#: priors lie inside it), and the integer arithmetic adds at most 32 / 2**24 of the range (it is at
+#: least 2**24 before a decision).
+_MAX_KEEP = 1 - 255 * 2.0**-19
+#: The fewest bits a coded decision takes: about 0.000702.
+BITS_PER_DECISION = -math.log2(_MAX_KEEP)
+
+
+def max_coded_tokens(nbytes: int) -> int:
+    """The most tokens ``nbytes`` bytes of arithmetic-coded payload can determine.
+
+    After ``d`` decisions and ``s`` renormalisations the coder's range, at least 2**24, is at most
+    ``2**32 * _MAX_KEEP**d * 256**s``, and every renormalisation costs a byte of output: so
+    ``d <= (8 * nbytes + 8) / BITS_PER_DECISION`` (about 11,400 a byte: long runs of certain
+    decisions, as in a flat image, cost almost nothing). Every token is at least one decision except
+    a forced ``L1``, which follows the ``D1`` of its node: at most twice as many tokens. An empty
+    payload codes no token (the coder always ends with at least one byte).
+    """
+    if nbytes <= 0:
+        return 0
+    return 2 * int((8 * nbytes + 8) / BITS_PER_DECISION)
+
+
+def max_stream_tokens(nodes: int, nmax: int) -> int:
+    """The most tokens a stream from top plane ``nmax`` can have over ``nodes`` coefficients: at
+    each plane a coefficient is tested or refined once (``nmax + 1``), and its set tests, ``D`` until
+    it is significant and then ``L``, share one plane (``nmax + 2``)."""
+    return max(0, nodes * (2 * nmax + 3)) if nmax >= 0 else 0
 
 
 def load_prior(name: str) -> tuple[np.ndarray, str]:
@@ -505,6 +541,8 @@ class WaveletTokenizer:
         """
         shape, params, layout = self._from_header(header)
         n = int(header["n_tokens"])
+        if len(payload) < int(header["payload_len"]):  # a cut stream: what its bytes can determine
+            n = min(n, max_coded_tokens(len(payload) + 4))
         data = np.frombuffer(payload, np.uint8).copy()  # writable: the type walk is compiled for
         args = (spiht.SRC_AC, False, int(params["nmax"]), n, -1, _NO_MAG, _NO_SGN, _NO_IDS, data)
         _, k, ids, node, plane, value, low, neg, _ = spiht.walk(*args, 0, *self._walk_args(layout, params))
@@ -533,6 +571,11 @@ class WaveletTokenizer:
             layout = self._layout(shape, params)
         except InvalidTokensError as exc:
             raise ContainerError(f"header parameters are invalid ({exc}): the file is corrupt") from None
+        n, nbytes = int(header["n_tokens"]), int(header["payload_len"])
+        most = min(max_coded_tokens(nbytes), max_stream_tokens(layout.size, int(params["nmax"])))
+        if n > most:
+            raise ContainerError(f"the header says {n} tokens, more than {nbytes} payload bytes and a {shape} image "
+                                 f"can hold ({most}): the file is corrupt")
         return shape, params, layout
 
     def _layout(self, shape: tuple[int, ...], params) -> Layout:
@@ -566,7 +609,11 @@ class WaveletTokenizer:
                                      + (f"lack {', '.join(missing)}" if missing else f"have unknown {unknown}"))
         if not self.lossless:
             step = params["step"]
-            if isinstance(step, bool) or not isinstance(step, numbers.Real) or float(step) != self.step:
+            try:
+                same = not isinstance(step, bool) and isinstance(step, numbers.Real) and float(step) == self.step
+            except OverflowError:  # an integer too large for a float
+                same = False
+            if not same:
                 raise InvalidTokensError(f"the sequence's step {step!r} is not {self.name}'s ({self.step}): "
                                          "it was made by another tokenizer")
         rep = params.get("rep", (1, 1))
@@ -588,6 +635,10 @@ class WaveletTokenizer:
                 raise InvalidTokensError(f"the sequence's region of interest must have g, s and d, got {roi_p!r}")
             if whole(roi_p["g"], "region cell size g") != roi_coding.cell_log2(levels):
                 raise InvalidTokensError(f"the region's cell size g={roi_p['g']} does not fit {levels} levels")
+            if whole(roi_p["s"], "region shift s") != roi_coding.ROI_SHIFT:
+                raise InvalidTokensError(f"the region's shift s={roi_p['s']} is not {roi_coding.ROI_SHIFT}")
+            if not isinstance(roi_p["d"], str):
+                raise InvalidTokensError(f"the region's grid d must be a base64 string, got {type(roi_p['d']).__name__}")
             try:
                 self._shifts(layout, params)  # decodes the region's grid
             except ContainerError as exc:
