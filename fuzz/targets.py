@@ -158,7 +158,11 @@ def _value(fdp, around):
 
             roi["d"] = base64.b64encode(zlib.compress(fdp.ConsumeBytes(fdp.ConsumeIntInRange(0, 600)))).decode()
         else:
-            roi[key] = _value(fdp, roi.get(key))
+            value = _value(fdp, roi.get(key))
+            if value is craft.DELETE:
+                roi.pop(key, None)
+            else:
+                roi[key] = value
         return roi
     return around
 

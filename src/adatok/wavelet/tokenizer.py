@@ -15,7 +15,6 @@ import json
 import math
 import numbers
 from collections.abc import Mapping, Sequence
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +31,7 @@ from ..core.stepper import check_starts
 from . import header
 from . import roi as roi_coding
 from . import spiht
-from .layout import POS_FIELDS, Layout, make_layout
+from .layout import POS_FIELDS, BoundedCache, Layout, make_layout
 from .stepper import WaveletStepper
 from .transforms import (ICT_CHANNEL_GAINS, RCT_CHANNEL_GAINS, default_levels, dwt2, ict_forward, ict_inverse, idwt2,
                          rct_forward, rct_inverse, synthesis_gains, to_uint8)
@@ -114,12 +113,19 @@ def _quantise(flat, weights):
     return out
 
 
-@lru_cache(maxsize=32)
+_WEIGHTS = BoundedCache(32)
+
+
 def _importance_weights(shape: tuple[int, int], channels: int, levels: int, lossless: bool,
                         step: float) -> tuple[np.ndarray, np.ndarray]:
     """Per node, read-only: sqrt(band gain * channel gain), what a unit of its error costs in RGB,
     and that / ``step``, the 9/7 coefficients' scale. Cached like the layouts (1.5 ms on a 768x512
     image, on every encode and decode)."""
+    key = (tuple(shape), channels, levels, lossless, step)
+    return _WEIGHTS.get(key, lambda: _make_weights(*key))
+
+
+def _make_weights(shape, channels, levels, lossless, step) -> tuple[tuple[np.ndarray, np.ndarray], int]:
     gains = synthesis_gains(shape, levels, "5/3" if lossless else "9/7")
     per_band = np.array([gains[0]] + [g for triple in gains[1:] for g in triple])
     chan = (RCT_CHANNEL_GAINS if lossless else ICT_CHANNEL_GAINS) if channels == 3 else (1.0,)
@@ -128,7 +134,7 @@ def _importance_weights(shape: tuple[int, int], channels: int, levels: int, loss
     weights = imp / step
     imp.flags.writeable = False
     weights.flags.writeable = False
-    return imp, weights
+    return (imp, weights), len(imp)
 
 
 def _image_shape(shape, i: int) -> tuple[int, ...]:
@@ -222,7 +228,7 @@ class WaveletTokenizer:
         self.step = float(step)
         self.max_levels = int(max_levels)
         self.payload_codec = self  # the tokenizer codes its own payload (see pack / unpack)
-        self._shift_cache: dict = {}
+        self._shift_cache = BoundedCache(64)  # (shape, channels, levels, region) -> shifts and set minima
         self.prior, digest = load_prior(name)
         self.version = f"{VERSION}+{digest}"
         # Where a coefficient is put inside its remaining interval: 0.5 is the centre; the 9/7
@@ -257,22 +263,20 @@ class WaveletTokenizer:
         """
         roi_p = (params or {}).get("roi")
         key = (layout.shape, layout.channels, layout.levels, None if roi_p is None else roi_p["d"])
-        if key not in self._shift_cache:
+
+        def make() -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], int]:
             if roi_p is not None:
                 base = self._shifts(layout)[0]
                 grid, g = roi_coding.grid_from_params(roi_p, layout.shape)
                 shift = (base + roi_coding.node_shifts(grid, g, layout)).astype(np.int8)  # at most 30 + ROI_SHIFT
-                if len(self._shift_cache) > 64:
-                    self._shift_cache.clear()
-                self._shift_cache[key] = (shift, *spiht.set_minima(shift, layout.parent))
-                return self._shift_cache[key]
-            if self.lossless:
+            elif self.lossless:
                 imp = np.log2(self._importance(layout))
                 shift = np.clip(np.rint(imp - imp.min()), 0, 30).astype(np.int8)
             else:
                 shift = np.zeros(layout.size, np.int8)
-            self._shift_cache[key] = (shift, *spiht.set_minima(shift, layout.parent))
-        return self._shift_cache[key]
+            return (shift, *spiht.set_minima(shift, layout.parent)), layout.size
+
+        return self._shift_cache.get(key, make)
 
     def _walk_args(self, layout: Layout, params: dict | None, stats: np.ndarray | None = None) -> tuple:
         """The arguments of :func:`spiht.walk` after ``pad``."""
@@ -568,21 +572,19 @@ class WaveletTokenizer:
         shape = tuple(header["shape"])
         params = dict(header["params"])
         try:
-            layout = self._layout(shape, params)
+            layout = self._layout(shape, params, (int(header["n_tokens"]), int(header["payload_len"])))
         except InvalidTokensError as exc:
             raise ContainerError(f"header parameters are invalid ({exc}): the file is corrupt") from None
-        n, nbytes = int(header["n_tokens"]), int(header["payload_len"])
-        most = min(max_coded_tokens(nbytes), max_stream_tokens(layout.size, int(params["nmax"])))
-        if n > most:
-            raise ContainerError(f"the header says {n} tokens, more than {nbytes} payload bytes and a {shape} image "
-                                 f"can hold ({most}): the file is corrupt")
         return shape, params, layout
 
-    def _layout(self, shape: tuple[int, ...], params) -> Layout:
+    def _layout(self, shape: tuple[int, ...], params, counts: tuple[int, int] | None = None) -> Layout:
         """The layout a sequence of ``shape`` with ``params`` is coded on, after checking every
         value the decoder reads (type and range), so that a hand-built or edited sequence is refused
         with :class:`InvalidTokensError` before anything is allocated from it, exactly as its bytes
-        would be by ``from_bytes``."""
+        would be by ``from_bytes``. ``counts``: a container header's token count and payload
+        length, checked (:class:`ContainerError`) against what that payload can code and what a
+        stream of the image can hold (:func:`max_coded_tokens`, :func:`max_stream_tokens`), also
+        before the layout is built."""
 
         def whole(v, what: str) -> int:
             if isinstance(v, bool) or not isinstance(v, numbers.Integral):
@@ -628,6 +630,12 @@ class WaveletTokenizer:
             raise InvalidTokensError(f"the sequence's {levels} levels do not fit its shape {shape}")
         if not -1 <= whole(params["nmax"], "top bit-plane nmax") < 62:
             raise InvalidTokensError(f"invalid top bit-plane {params['nmax']} in the sequence")
+        if counts is not None:
+            n, nbytes = counts
+            most = min(max_coded_tokens(nbytes), max_stream_tokens(h * w * channels, int(params["nmax"])))
+            if n > most:
+                raise ContainerError(f"the header says {n} tokens, more than {nbytes} payload bytes and a {shape} "
+                                     f"image can hold ({most}): the file is corrupt")
         layout = make_layout((h, w), channels, levels)
         if "roi" in params:
             roi_p = params["roi"]
