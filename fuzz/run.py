@@ -29,6 +29,11 @@ def main(argv: list[str]) -> None:
     with atheris.instrument_imports(include=include, exclude=NUMBA_MODULES):
         import adatok  # noqa: F401  (instrumented here, before the targets import it)
         import targets
+
+        if name == "image":  # Pillow imports its format plugins on first use: import them here
+            from PIL import Image
+
+            Image.init()
     if name not in targets.TARGETS:
         sys.exit(f"unknown target {name!r}: one of {', '.join(targets.TARGETS)}")
     try:  # one thread for the learned tokenizer's model: a fuzzer is one process on one core
