@@ -151,6 +151,9 @@ EDITS: list[tuple[str, Callable[[Fields], Fields]]] = [
     ("payload zeros, n_tokens=2**32-1", lambda f: replace(f, payload=bytes(len(f.payload)), n_tokens=U32)),
     ("payload ones, n_tokens=2**32-1", lambda f: replace(f, payload=b"\xff" * len(f.payload), n_tokens=U32)),
     ("payload ones x 64, n_tokens=2**32-1", lambda f: replace(f, payload=b"\xff" * 64, payload_len=64, n_tokens=U32)),
+    ("payload 0xfe then ones, n_tokens=2**32-1", lambda f: replace(f, payload=b"\xfe" + b"\xff" * (len(f.payload) - 1),
+                                                                  n_tokens=U32)),
+    ("payload 0xfe then ones, n_tokens as coded", lambda f: replace(f, payload=b"\xfe" + b"\xff" * 63, payload_len=64)),
     ("empty payload, n_tokens=2**32-1", lambda f: replace(f, payload=b"", payload_len=0, n_tokens=U32)),
     ("cut payload, payload_len=2**32-1", lambda f: replace(f, payload_len=U32, n_tokens=U32)),
     # shapes

@@ -53,6 +53,11 @@ REGRESSIONS = HERE / "regressions"
 FUZZ_MAX_PIXELS = 1 << 16
 #: Images this small (H * W) read by the ``image`` target are also encoded and decoded.
 ROUND_TRIP_PIXELS = 4096
+#: How far a learned tokenizer's pixel may move with what else is in its batch: the model's float
+#: arithmetic (torch's matrix products) rounds differently for different batch sizes, and a value
+#: that close to a level's edge rounds the other way (2 pixels of 1,024 test images decoded in a
+#: batch of 1,024 and one by one: docs/reliability.md). The wavelet tokenizers' pixels never move.
+LEARNED_BATCH_LEVELS = 1
 
 
 @contextlib.contextmanager
@@ -311,7 +316,11 @@ def stepper(data: bytes) -> None:
     assert [len(s) for s in seqs] == st.lengths.tolist()
     images = st.images()
     for i, (seq, im) in enumerate(zip(seqs, images)):
-        assert np.array_equal(tok.decode([seq])[0], im), "the stepper's image is not the decoded sequence's"
+        alone = tok.decode([seq])[0]
+        if learned:  # the model's float arithmetic depends a little on the batch: a level at most
+            assert np.abs(alone.astype(np.int16) - im).max(initial=0) <= LEARNED_BATCH_LEVELS, "batch changed pixels"
+        else:
+            assert np.array_equal(alone, im), "the stepper's image is not the decoded sequence's"
         if said[i]:
             assert np.array_equal(seq.pos[first[i]:], np.array(said[i])), "a token stands where next_pos did not say"
         back = TokenSequence.from_bytes(seq.to_bytes())

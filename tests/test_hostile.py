@@ -113,7 +113,7 @@ def test_a_token_count_a_payload_cannot_code_is_refused(name, side):
     payload can code, and a count that it can is decoded."""
     tok = adatok.load(name)
     base = craft.fields_of(tok.encode([np.full((8, 8), 3, np.uint8)])[0].to_bytes())
-    payload = b"\xff" * 64
+    payload = b"\xfe" + b"\xff" * 63  # (four 0xff bytes first are refused outright)
     params = dict(base.params) | {"nmax": 61, "levels": default_levels((side, side))}
     f = replace(base, shape=(side, side, 3), params=params, payload=payload, payload_len=64, n_tokens=craft.U32)
     with pytest.raises(ContainerError, match="more than 64 payload bytes"):
@@ -131,7 +131,7 @@ def test_a_cut_stream_decodes_at_most_what_its_bytes_can_determine():
     base = craft.fields_of(tok.encode([np.full((8, 8), 3, np.uint8)])[0].to_bytes())
     params = dict(base.params) | {"nmax": 61, "levels": default_levels((256, 256))}
     most = max_stream_tokens(256 * 256 * 3, 61)
-    f = replace(base, shape=(256, 256, 3), params=params, payload=b"\xff" * 16, payload_len=craft.U32,
+    f = replace(base, shape=(256, 256, 3), params=params, payload=b"\xfe" + b"\xff" * 15, payload_len=craft.U32,
                 n_tokens=most)
     assert len(TokenSequence.from_bytes(craft.frame(f))) <= max_coded_tokens(16 + 4) < most
 
@@ -218,3 +218,35 @@ def test_a_cut_past_the_header_still_reads_as_a_prefix_after_the_cap():
         part = TokenSequence.from_bytes(data[:cut])
         assert np.array_equal(part.ids, seq.ids[: len(part)])
     assert len(TokenSequence.from_bytes(data)) == len(seq)
+
+
+# --- cuts of any payload read as prefixes ------------------------------------------------------------
+
+
+def test_a_payload_that_begins_with_four_0xff_bytes_is_refused(gray):
+    """No stream begins so (the decoder's first code would not be below its range). A cut one was
+    read as far as its header's count went, while a longer cut of it read 64 tokens: a cut was not
+    a prefix (found by the container fuzz target: fuzz/regressions/container/)."""
+    for payload_len in (len(gray.payload), 600):
+        f = replace(gray, payload=b"\xff" * 4 + gray.payload[4:9], payload_len=payload_len)
+        with pytest.raises(ContainerError, match="four 0xff"):
+            TokenSequence.from_bytes(craft.frame(f))
+
+
+@pytest.mark.parametrize("name", ["wavelet", "wavelet-lossless"])
+def test_every_cut_of_any_payload_reads_as_a_prefix(name):
+    """Not only the encoder's bytes: arbitrary payloads (random, runs of 0xff and 0xfe, all-0xff
+    cuts shorter than four bytes) in a container whose payload was cut (see unpack_sequence)."""
+    tok = adatok.load(name)
+    rng = np.random.default_rng(3)
+    base = craft.fields_of(tok.encode([rng.integers(0, 256, (6, 7, 3), dtype=np.uint8)])[0].to_bytes())
+    payloads = [b"\xff" * k for k in range(4)] + [b"\xff" * 3 + b"\xfe" + bytes(rng.integers(0, 256, 9, dtype=np.uint8))]
+    payloads += [bytes(rng.choice([0, 1, 254, 255], int(rng.integers(1, 20)))) for _ in range(30)]
+    payloads += [rng.integers(0, 256, int(rng.integers(1, 20)), dtype=np.uint8).tobytes() for _ in range(30)]
+    for payload in payloads:
+        data = craft.frame(replace(base, payload=payload, payload_len=600, n_tokens=base.n_tokens))
+        full = TokenSequence.from_bytes(data)
+        head = len(data) - len(payload)
+        for cut in range(head, len(data)):
+            part = TokenSequence.from_bytes(data[:cut])
+            assert np.array_equal(part.ids, full.ids[: len(part)]), (payload.hex(), cut - head)

@@ -129,7 +129,7 @@ def containers(tmp_path_factory) -> dict[str, bytes]:
     out["replicated 8x8 to 1024x1024"] = wl.encode([rep])[0].to_bytes()
     base = craft.fields_of(w.encode([np.full((8, 8), 3, np.uint8)])[0].to_bytes())
     big = dict(base.params) | {"nmax": 61, "levels": default_levels((512, 512))}
-    ones = replace(base, shape=(512, 512, 3), params=big, payload=b"\xff" * 256, payload_len=256)
+    ones = replace(base, shape=(512, 512, 3), params=big, payload=b"\xfe" + b"\xff" * 255, payload_len=256)
     out["hostile: 256 bytes of ones, every token they can code"] = craft.frame(
         replace(ones, n_tokens=max_coded_tokens(256)))
     out["hostile: 2**32 - 1 tokens"] = craft.frame(replace(ones, n_tokens=craft.U32))

@@ -541,17 +541,24 @@ class WaveletTokenizer:
         """The sequence (positions included, decoder state cached) a payload codes, in one pass.
 
         A cut payload is decoded twice, reading past its end as all-zero and as all-one bytes: the
-        tokens both agree on are those every continuation of the bytes gives.
+        tokens both agree on are those every continuation of the bytes gives. (The decoder reads the
+        first four bytes as its code, which is below the coder's range, 2**32 - 1, in every stream
+        the encoder writes and then stays below it whatever bytes follow; that makes the decisions
+        a monotone function of the bytes, and so the two extremes enough. Four 0xff bytes are no
+        stream: refused; read on, they gave cuts that were not prefixes of longer ones.)
         """
         shape, params, layout = self._from_header(header)
         n = int(header["n_tokens"])
-        if len(payload) < int(header["payload_len"]):  # a cut stream: what its bytes can determine
+        cut = len(payload) < int(header["payload_len"])
+        if payload[:4] == b"\xff" * 4:
+            raise ContainerError("the payload begins with four 0xff bytes, which no stream does: the file is corrupt")
+        if cut:  # what its bytes can determine
             n = min(n, max_coded_tokens(len(payload) + 4))
         data = np.frombuffer(payload, np.uint8).copy()  # writable: the type walk is compiled for
-        args = (spiht.SRC_AC, False, int(params["nmax"]), n, -1, _NO_MAG, _NO_SGN, _NO_IDS, data)
-        _, k, ids, node, plane, value, low, neg, _ = spiht.walk(*args, 0, *self._walk_args(layout, params))
-        if len(payload) < int(header["payload_len"]):
-            ids1 = spiht.walk(*args, 255, *self._walk_args(layout, params))[2]
+        args = (spiht.SRC_AC, False, int(params["nmax"]), n, -1, _NO_MAG, _NO_SGN, _NO_IDS)
+        _, k, ids, node, plane, value, low, neg, _ = spiht.walk(*args, data, 0, *self._walk_args(layout, params))
+        if cut:
+            ids1 = spiht.walk(*args, data, 255, *self._walk_args(layout, params))[2]
             m = min(len(ids), len(ids1))
             differ = np.nonzero(ids[:m] != ids1[:m])[0]
             k = int(differ[0]) if len(differ) else m
