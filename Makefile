@@ -31,15 +31,11 @@ FUZZ_SECONDS ?= 60
 FUZZ_TARGETS ?= container crafted image stepper
 FUZZ_OUT ?= out/fuzz
 
-# Each target in turn: new inputs go to $(FUZZ_OUT)/TARGET (the checked-in seeds stay as they are),
-# failing ones to $(FUZZ_OUT)/TARGET-crash-* (or -timeout-, -oom-): a hang is over 5 s, running out
-# of memory is over 2 GB.
+# Each target in turn (fuzz/campaign.py): new inputs go to $(FUZZ_OUT)/TARGET (the checked-in seeds
+# stay as they are), failing ones to $(FUZZ_OUT)/TARGET-crash-* (or -timeout-, -oom-): a hang is
+# over 5 s, running out of memory is over 2 GB. The numbers: $(FUZZ_OUT)/summary.json.
 fuzz: install
-	@for t in $(FUZZ_TARGETS); do \
-	  mkdir -p $(FUZZ_OUT)/$$t && \
-	  $(PY) fuzz/run.py $$t -max_total_time=$(FUZZ_SECONDS) -timeout=5 -rss_limit_mb=2048 \
-	    -print_final_stats=1 -artifact_prefix=$(FUZZ_OUT)/$$t- $(FUZZ_OUT)/$$t fuzz/corpus/$$t || exit 1; \
-	done
+	$(PY) fuzz/campaign.py --seconds $(FUZZ_SECONDS) --out $(FUZZ_OUT) $(FUZZ_TARGETS)
 
 clean:
 	rm -rf $(VENV) out .pytest_cache
