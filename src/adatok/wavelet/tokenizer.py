@@ -490,11 +490,11 @@ class WaveletTokenizer:
         probe = TokenSequence(np.zeros(0, np.int32), np.zeros((0, len(self.pos_fields)), np.int32), shape,
                               self.name, self.version, params, self.pos_fields)
         overhead = (lambda n: _container_overhead(probe, n, CODEC)) if budget.header else (lambda n: 0)
-        payload_max = total - overhead(total)
+        # (at least 0: the header of a shorter payload can be smaller, with fewer chunk checksums,
+        # so a budget the empty sequence fits exactly was refused when this went below 0)
+        payload_max = max(0, total - overhead(total))
         best = None
         for _ in range(8):  # the header's size depends a little on the payload's: converge on it
-            if payload_max < 0:
-                break
             # (the decoder state is not kept: a walk stopped by its byte limit has gone one token past)
             _, _, ids, node, plane, _, _, _, out = spiht.walk(
                 spiht.SRC_COEF, True, int(params["nmax"]), -1, payload_max, mag, sgn, _NO_IDS, _NO_BYTES,
@@ -504,7 +504,9 @@ class WaveletTokenizer:
             seq.cache["payload:" + CODEC] = payload
             size = len(payload) + overhead(len(payload))
             if size > total:
-                payload_max -= size - total
+                if payload_max == 0:
+                    break
+                payload_max = max(0, payload_max - (size - total))
                 continue
             if best is not None and len(seq) <= len(best):
                 break  # more room gave no more tokens: done
