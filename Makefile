@@ -15,11 +15,12 @@ $(STAMP): pyproject.toml scripts/install-system.sh Makefile
 	bash scripts/install-system.sh
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[eval,neural,dev]"
+	$(PY) -m pip install -q -e ".[eval,neural,serve,dev]"
 	touch $(STAMP)
 
 demo: install
 	$(VENV)/bin/adatok demo --out $(OUT)
+	@echo "The web page (slider over the tokens, regions, generation): $(VENV)/bin/adatok serve, then open http://127.0.0.1:8000/"
 
 test: install
 	$(PY) -m pytest

@@ -7,7 +7,7 @@ encoder's position, its id legal and ``done`` right; at 10 lengths per image the
 must equal ``decode`` of that prefix; the sequences made must be the encoder's and survive their
 bytes. Fashion-MNIST runs twice: with each image's own header and with the fixed header
 (``fixed_header=True``, stepper started from the shape). ``tests/test_stepper.py`` runs the same
-check on smaller sets. Run it (12 minutes on the 2-core development machine, shared with other work):
+check on smaller sets. Run it (12 to 14 minutes on the 2-core development machine, shared with other work):
 
     .venv/bin/python benchmarks/stepper_check.py
 """

@@ -6,14 +6,16 @@
     adatok eval --data samples --out out/eval          # rate-distortion against codecs, HTML report
     adatok eval --data samples --roi masks/ --out out/roi   # ... with PSNR inside and outside a region
     adatok demo --out out/demo                         # eval of both wavelet tokenizers on the sample photos
+    adatok serve                                       # the web page: http://127.0.0.1:8000/
 
 Every failure a user can cause (:class:`adatok.AdatokError`) is printed as one line
 ``error: <message>`` on stderr and exits with code 2, without a traceback; files are written
 atomically, so a failed command leaves no partial output and never clobbers an existing file.
 
 One module per command group registers its commands on :data:`app` (:mod:`.app`):
-:mod:`.tokenize` (encode, decode, info), :mod:`.evaluate` (eval, demo, saliency) and
-:mod:`.train`. Options that several commands take are in :mod:`.options`, the helpers they share
+:mod:`.tokenize` (encode, decode, info), :mod:`.evaluate` (eval, demo, saliency),
+:mod:`.train`, :mod:`.generate` (train-generator, generate) and :mod:`.serve` (the web page).
+Options that several commands take are in :mod:`.options`, the helpers they share
 (error reporting, reading files, budgets) in :mod:`.common`, the tables they print in
 :mod:`.tables`. A new command group is one new module, imported below; the import order is the
 order of ``adatok --help``.
@@ -21,7 +23,7 @@ order of ``adatok --help``.
 
 from __future__ import annotations
 
-from . import tokenize, evaluate, train, generate  # noqa: F401  (register the commands, in this order)
+from . import tokenize, evaluate, train, generate, serve  # noqa: F401  (register the commands, in this order)
 from .app import app
 from .tables import token_table
 

@@ -129,6 +129,21 @@ def split_list(text: str | None, option: str, kind: type) -> list:
     return out
 
 
+def model_card(name: str) -> str | None:
+    """The summary of a shipped checkpoint's model card (``checkpoints/NAME/README.md``: its title
+    and first section, up to the first ``## `` heading), or None when ``name`` is not one."""
+    from adatok.neural import CHECKPOINT_DIR
+
+    if "/" in name or "\\" in name or name.startswith("."):
+        return None
+    card = CHECKPOINT_DIR / name / "README.md"
+    if not card.is_file():
+        return None
+    text = card.read_text()
+    head = text.split("\n## ", 1)[0].strip()
+    return head + f"\n\n(the whole card: {card})"
+
+
 def load_checkpoint(folder: str | None) -> None:
     """Load a checkpoint folder given with ``--tokenizer`` (remembered in this process, so that files
     naming it are read with its weights)."""

@@ -36,7 +36,7 @@ def train_generator_cmd(
         "--target-psnr", metavar="DB", show_default=False,
         help="Each training sequence is its image's shortest prefix reaching this PSNR (default: the full "
              "sequence). Not for pixels.")] = None,
-    minutes: Annotated[float, typer.Option("--minutes", help="Training wall time (the schedule follows it).")] = 30.0,
+    minutes: Annotated[float, typer.Option("--minutes", help="Training time, in minutes of the process's CPU time (the schedule follows it).")] = 30.0,
     d_model: Annotated[int, typer.Option("--dim", help="Transformer width.")] = 192,
     layers: Annotated[int, typer.Option("--layers", help="Transformer blocks.")] = 6,
     heads: Annotated[int, typer.Option("--heads", help="Attention heads.")] = 6,

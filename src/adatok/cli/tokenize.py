@@ -15,7 +15,7 @@ from adatok.core.metrics import psnr
 from adatok.core.sequence import parse_container
 
 from .app import app
-from .common import (budget, check_at_least, check_output, file_bpp, fmt_psnr, fmt_shape, load_checkpoint, read_bytes,
+from .common import (budget, check_at_least, check_output, model_card, file_bpp, fmt_psnr, fmt_shape, load_checkpoint, read_bytes,
                      reporting_errors)
 from .options import (BppBudget, CheckpointFolder, Force, LosslessBudget, PsnrBudget, Quiet, SaliencyMethod, SsimBudget,
                       TokensBudget)
@@ -115,11 +115,17 @@ def decode(
 @app.command()
 @reporting_errors
 def info(
-    src: Annotated[Path, typer.Argument(metavar="IN", help="Token file (.atk) to describe.",
-                                        show_default=False)],
+    src: Annotated[Path, typer.Argument(metavar="IN|NAME", help="Token file (.atk) to describe, or the name of a "
+                                        "shipped checkpoint (its model card).", show_default=False)],
     tokenizer: CheckpointFolder = None,
 ) -> None:
-    """Describe a token file: tokenizer, shape, length, size and where its tokens go."""
+    """Describe a token file: tokenizer, shape, length, size and where its tokens go. Given the
+    name of a shipped checkpoint instead (fashion-mnist-32, a generator, the judge), print the
+    summary of its model card."""
+    card = model_card(str(src)) if not src.exists() else None
+    if card is not None:
+        typer.echo(card)
+        return
     load_checkpoint(tokenizer)
     data = read_bytes(src)
     header, _ = parse_container(data)

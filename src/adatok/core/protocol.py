@@ -69,7 +69,6 @@ class Stepper(Protocol):
     def sequences(self) -> list[TokenSequence]: ...
 
 
-
 def image_list(images, roi=None) -> tuple[list, list]:
     """``encode``'s arguments as lists: the images and one region map (or ``None``) per image.
 

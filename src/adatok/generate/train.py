@@ -6,8 +6,10 @@ to the checkpoint, ``corpus-train.npz``); each step draws a random batch of sequ
 of the next id (END after the last). A share of the rows (``p_uncond``) get "no class" instead of
 their class: that trains the unconditional model classifier-free guidance needs, and on those rows
 the reading head learns to classify from a random prefix. AdamW; the learning rate warms up, then
-follows a cosine over the **wall-time budget** (``minutes``), so that two models given the same
-minutes get the same schedule whatever their speed. Validation loss on held-out test images is
+follows a cosine over the **time budget** (``minutes``), so that two models given the same
+minutes get the same schedule whatever their speed. The budget counts the training process's CPU
+time (``time.process_time``: on an idle machine with one thread, its wall time), so that models
+trained side by side on a shared machine get the same compute, not the same share of a crowd. Validation loss on held-out test images is
 logged. Checkpoints (``config.json`` + ``model.safetensors`` + ``train_state.safetensors``) are
 written every ``save_every`` seconds and at the end; ``resume`` goes on from one.
 """
@@ -35,7 +37,7 @@ FAMILY = "generator"
 class GenTrainConfig:
     """Training settings; stored in ``config.json`` under ``"train"``."""
 
-    minutes: float = 30.0
+    minutes: float = 30.0  # of the process's CPU time (see the module docstring)
     batch: int = 32
     lr: float = 1e-3
     warmup: int = 200
@@ -192,7 +194,7 @@ def train_generator(out: str | Path, lang=None, model_cfg: GPTConfig | None = No
         f"tokens), {train_cfg.minutes:g} minutes")
     last_eval = last_save = elapsed
     while elapsed < budget:
-        t0 = time.time()
+        t0 = time.process_time()
         lr = train_cfg.lr * min(1.0, (step + 1) / train_cfg.warmup) * 0.5 * (1 + math.cos(math.pi * elapsed / budget))
         for g in opt.param_groups:
             g["lr"] = lr
@@ -205,7 +207,7 @@ def train_generator(out: str | Path, lang=None, model_cfg: GPTConfig | None = No
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         step += 1
-        elapsed += time.time() - t0
+        elapsed += time.process_time() - t0
         if progress is not None:
             progress(min(elapsed, budget), budget, f"step {step} loss {loss.item():.3f}")
         if elapsed - last_eval >= train_cfg.eval_every or elapsed >= budget:

@@ -8,7 +8,9 @@
 * the wavelet tokenizer at the same token-stream size (``Bpp(x, header=False)`` with x the learned
   prefix's payload bits per pixel: container headers, 60-odd bytes on a 28x28 image, excluded);
 * a quality target: mean tokens per image with ``Quality(psnr=T)`` against the fixed length
-  that brings every image to T (the shortest fixed k at which all of them reach it).
+  that brings every image to T (the shortest fixed k at which all of them reach it);
+* codebook health: for each slot, the share of the codes it could use on these images that it
+  uses, and its perplexity (``adatok.neural.trainer.code_usage``); a warning under 10%.
 """
 
 from __future__ import annotations
@@ -51,6 +53,18 @@ def main(argv: list[str] | None = None) -> None:
         nbytes = len(seqs[0].prefix(k).to_bytes())
         grey = float((np.stack(rec)[black] > 0).mean())
         print(f"{k} | {p:.2f} | {q:.4f} | {8 * nbytes / 784:.3f} | {k * tok.bits / 784:.3f} | {grey:.1%}")
+
+    from adatok.neural.trainer import USAGE_WARNING, code_usage
+
+    health = code_usage(np.stack([s.ids for s in seqs]), tok.vocab_size)
+    print(f"codebook health on {len(imgs)} images (usage: share of the min(vocabulary, images) codes a slot "
+          "could use; perplexity: exp of its code entropy):")
+    print(f"  slot 0: usage {health['usage_first']:.1%}, perplexity {health['perplexity_first']:.0f}")
+    print(f"  slots 1..{K - 1}: usage mean {health['usage_rest_mean']:.1%} (min {health['usage_rest_min']:.1%}), "
+          f"perplexity mean {health['perplexity_rest_mean']:.0f}")
+    print("  per slot: " + " ".join(f"{u:.0%}/{p:.0f}" for u, p in zip(health["usage"], health["perplexity"])))
+    if health["collapsed"]:
+        print(f"  warning: slots {health['collapsed']} are under {USAGE_WARNING:.0%}: codebook collapse")
 
     wav = adatok.load("wavelet")
     sub = imgs[: args.wavelet_images]

@@ -130,24 +130,58 @@ def load_model(folder: Path) -> tuple[Autoencoder, dict]:
     return load_weights(folder, Autoencoder(ModelConfig(**config["model"]))), config
 
 
+#: Below this share of the codes a slot could use on the evaluated images (``min(vocabulary,
+#: images)``), a slot counts as collapsed and training warns.
+USAGE_WARNING = 0.10
+
+
+def code_usage(codes: np.ndarray, vocab_size: int) -> dict:
+    """Codebook health of token codes ``(N, K)``: for each slot, the share of the codes it could
+    use on N images that it does use (``distinct / min(vocabulary, N)``) and its perplexity
+    (``exp`` of the entropy of its codes, in codes: 1 = one code always, ``vocab_size`` = all
+    alike). Summarised for slot 0 (the k-means first token with ``vq_first``) and the rest (FSQ).
+    ``collapsed`` lists the slots under :data:`USAGE_WARNING`."""
+    codes = np.asarray(codes)
+    n, K = codes.shape
+    usage, perplexity = [], []
+    for k in range(K):
+        counts = np.bincount(codes[:, k], minlength=vocab_size)
+        p = counts[counts > 0] / n
+        usage.append(float((counts > 0).sum() / min(vocab_size, n)))
+        perplexity.append(float(np.exp(-(p * np.log(p)).sum())))
+    rest = slice(1, K) if K > 1 else slice(0, K)
+    return {"usage": usage, "perplexity": perplexity, "usage_first": usage[0], "perplexity_first": perplexity[0],
+            "usage_rest_mean": float(np.mean(usage[rest])), "usage_rest_min": float(np.min(usage[rest])),
+            "perplexity_rest_mean": float(np.mean(perplexity[rest])),
+            "collapsed": [k for k in range(K) if usage[k] < USAGE_WARNING]}
+
+
 @torch.no_grad()
 def evaluate(model: Autoencoder, images: torch.Tensor, ks: list[int] | None = None, batch: int = 250) -> dict:
-    """Mean PSNR (dB, of the 8-bit images) at each prefix length ``k`` over ``images``."""
+    """Mean PSNR (dB, of the 8-bit images) at each prefix length ``k`` over ``images``, and the
+    codebook health of their codes (:func:`code_usage`: ``usage0``/``ppl0`` of slot 0,
+    ``usage_min``/``usage_mean``/``ppl_mean`` of the others, ``collapsed`` slots)."""
     was = model.training
     model.eval()
     K = model.cfg.tokens
     ks = ks or sorted({1, 2, 4, 8, 16, K} & set(range(1, K + 1)) | {K})
     ref = ((images.clamp(-1, 1) + 1) * 127.5).round()
     sums = {k: 0.0 for k in ks}
+    all_codes = []
     for i in range(0, len(images), batch):
         x = images[i : i + batch]
         _, codes = model.encode(x)
+        all_codes.append(codes.numpy())
         for k in ks:
             y = model.decode_codes(codes, torch.full((len(x),), k))
             mse = (((y.clamp(-1, 1) + 1) * 127.5).round() - ref[i : i + batch]).pow(2).flatten(1).mean(1)
             sums[k] += float((10 * torch.log10(255.0**2 / mse.clamp_min(1e-10))).sum())
     model.train(was)
-    return {f"psnr@{k}": round(sums[k] / len(images), 3) for k in ks}
+    health = code_usage(np.concatenate(all_codes), model.cfg.vocab_size)
+    return {**{f"psnr@{k}": round(sums[k] / len(images), 3) for k in ks},
+            "usage0": round(health["usage_first"], 4), "ppl0": round(health["perplexity_first"], 1),
+            "usage_min": round(health["usage_rest_min"], 4), "usage_mean": round(health["usage_rest_mean"], 4),
+            "ppl_mean": round(health["perplexity_rest_mean"], 1), "collapsed": health["collapsed"]}
 
 
 def _loss(y: torch.Tensor, x: torch.Tensor, kind: str, ssim_weight: float = 0.0) -> torch.Tensor:
@@ -321,11 +355,13 @@ def train(out: str | Path, model_cfg: ModelConfig | None = None, train_cfg: Trai
                     metrics = evaluate(model, held)
                     metrics["wall_s"] = round(time.time() - t0, 1)
                     save_checkpoint(out, model, name, train_cfg, done, metrics, opt, generator=gen)
-                    line = " ".join(f"{k}={v}" for k, v in metrics.items())
-                    if quiet:
-                        pass
-                    else:
+                    line = " ".join(f"{k}={v}" for k, v in metrics.items() if k != "collapsed")
+                    if not quiet:
                         progress.console.print(f"step {done}: {line}")
+                        if metrics["collapsed"]:
+                            progress.console.print(
+                                f"warning: slots {metrics['collapsed']} use under {USAGE_WARNING:.0%} of the codes they "
+                                "could on the evaluation images (codebook collapse)")
                 if world > 1:
                     dist.barrier()
     if world > 1:

@@ -1,0 +1,54 @@
+"""``adatok serve``: the web page where tokens arrive, are steered, and are generated."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from adatok import AdatokError
+
+from .app import app
+from .common import check_at_least, reporting_errors
+
+
+@app.command("serve")
+@reporting_errors
+def serve_cmd(
+    host: Annotated[str, typer.Option("--host", help="Address to listen on (the default: this machine only).")]
+        = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", "-p", help="Port to listen on.")] = 8000,
+    generator: Annotated[list[str] | None, typer.Option(
+        "--generator", "-g", metavar="NAME|FOLDER", show_default=False,
+        help="A generator the page offers (repeatable; default: the shipped ones).")] = None,
+    max_pixels: Annotated[int, typer.Option("--max-pixels", metavar="N",
+                                            help="Largest image accepted, H x W.")] = 2**20,
+    max_upload: Annotated[int, typer.Option("--max-upload", metavar="BYTES", help="Largest upload.")] = 16 * 2**20,
+    seconds: Annotated[float, typer.Option("--seconds", metavar="S", help="Time limit of one request's work.")] = 60.0,
+    encoders: Annotated[int, typer.Option("--encoders", metavar="N", help="Encodes running at once.")] = 2,
+) -> None:
+    """Serve the page: pick or drop an image, drag a slider over its tokens, paint a region of
+    interest, compare with JPEG, WebP and JPEG 2000, and watch a generator write samples.
+    Open the address it prints in a browser; Ctrl-C stops it."""
+    for value, name in ((max_pixels, "--max-pixels"), (max_upload, "--max-upload"), (encoders, "--encoders")):
+        check_at_least(value, name, 1)
+    if not 0 < port < 65536:
+        raise AdatokError(f"--port is 1..65535, got {port}")
+    if seconds <= 0:
+        raise AdatokError(f"--seconds must be > 0, got {seconds}")
+    for g in generator or []:
+        if ("/" in g or g.startswith(".")) and not Path(g).is_dir():
+            raise AdatokError(f"--generator {g}: no such checkpoint folder")
+    try:
+        import uvicorn
+
+        from adatok.serve import Limits, create_app
+    except ImportError as exc:
+        raise AdatokError(f"adatok serve needs the serve extra ({exc.name} is missing): "
+                          "pip install 'adatok[serve]'") from None
+    limits = Limits(max_upload_bytes=max_upload, max_pixels=max_pixels, seconds=seconds, encoders=encoders)
+    web = create_app(limits, generator or None)
+    shown = f"[{host}]" if ":" in host else host
+    typer.echo(f"adatok serve: open http://{shown}:{port}/ in a browser (Ctrl-C stops it)", err=True)
+    uvicorn.run(web, host=host, port=port, log_level="warning")

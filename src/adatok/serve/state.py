@@ -1,0 +1,584 @@
+"""What the page works on, kept between requests: images, their codings and generation jobs.
+
+Library calls only (the HTTP side is :mod:`adatok.serve.app`):
+
+* an **image**: an upload read by :func:`adatok.read_image` (from a temporary folder removed at once),
+  a bundled sample photo or a Fashion-MNIST test image;
+* a **coding**: one tokenizer's full sequence of one image (with a region of interest, or
+  without), and every prefix of it at hand: for the wavelet tokenizers a
+  :class:`~adatok.wavelet.prefixes.Prefixes` (any prefix's image without a replay, the file size of
+  every step-th prefix), for the others ``decode`` of each prefix (their sequences are short);
+* a **job**: a generator writing samples (or completing a cut file) in a thread, its progress
+  streamed.
+
+Images and codings are kept in LRU stores of bounded size (:class:`Limits`), so memory is bounded.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import queue
+import re
+import secrets
+import tempfile
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+import adatok
+from adatok import AdatokError, TokenSequence
+from adatok.core import imageio
+from adatok.core.metrics import psnr, region_mask, region_psnr, ssim
+from adatok.eval.maps import ERROR_MAP_MAX, colorize_indexed, error_map, token_heatmap
+
+# --------------------------------------------------------------------------------------------
+# Errors the page shows in words (each with its HTTP status)
+# --------------------------------------------------------------------------------------------
+
+
+class ServeError(AdatokError):
+    """A request the server refuses; ``status`` is its HTTP status."""
+
+    status = 400
+
+
+class NotFound(ServeError):
+    status = 404
+
+
+class TooLarge(ServeError):
+    status = 413
+
+
+class WrongType(ServeError):
+    status = 415
+
+
+class OutOfRange(ServeError):
+    status = 422
+
+
+class Busy(ServeError):
+    status = 503
+
+
+@dataclass
+class Limits:
+    """What one server accepts and keeps.
+
+    Attributes:
+        max_upload_bytes: largest request body (an image or ``.atk`` upload).
+        max_pixels: largest image (H * W), checked from the file's header before any pixel is
+            decoded; at most :data:`adatok.core.imageio.MAX_PIXELS`.
+        seconds: the time limit of one request's work (encoding, curves, a generation).
+        encoders: encodes (and curves, comparisons) running at once; more wait for a free one, up
+            to ``seconds``, and are then refused with 503.
+        images, codings: how many of each the server keeps (least recently used dropped first).
+        generations: generation jobs running at once.
+        updates: seconds between two pictures of a generation in progress (several a second).
+    """
+
+    max_upload_bytes: int = 16 * 2**20
+    max_pixels: int = 2**20
+    seconds: float = 60.0
+    encoders: int = 2
+    images: int = 16
+    codings: int = 6
+    generations: int = 1
+    updates: float = 0.1
+
+    def __post_init__(self) -> None:
+        self.max_pixels = min(int(self.max_pixels), imageio.MAX_PIXELS)
+
+
+def new_id() -> str:
+    return secrets.token_hex(8)
+
+
+# --------------------------------------------------------------------------------------------
+# Images
+# --------------------------------------------------------------------------------------------
+
+
+def display_name(filename: str | None) -> str:
+    """An upload's name as the page shows it: its last path part, printable characters only."""
+    name = re.split(r"[\\/]", filename or "")[-1]
+    name = re.sub(r"[^\w.\- ()+]", "_", name)[:80]
+    return name or "upload"
+
+
+def read_upload(data: bytes, filename: str | None, limits: Limits) -> np.ndarray:
+    """An uploaded image file as an ``H x W x C`` uint8 array, read by :func:`adatok.read_image`
+    from a temporary folder that is removed before returning. The file's name is never used as a
+    path; error messages name the upload, not the temporary file."""
+    name = display_name(filename)
+    if not data:
+        raise ServeError(f"{name} is empty (0 bytes): choose an image file (PNG, JPEG, WebP, TIFF ...)")
+    if len(data) > limits.max_upload_bytes:
+        raise TooLarge(f"{name} is {len(data):,} bytes, more than this server's limit of "
+                       f"{limits.max_upload_bytes:,}")
+    with tempfile.TemporaryDirectory(prefix="adatok-serve-") as folder:
+        path = Path(folder) / "upload"
+        path.write_bytes(data)
+        try:
+            _check_pixels(path, name, limits.max_pixels)
+            return adatok.read_image(path)
+        except AdatokError as exc:
+            message = str(exc).replace(str(path), name)
+            raise (TooLarge if "pixels" in message and "limit" in message else ServeError)(message) from None
+
+
+def _check_pixels(path: Path, name: str, max_pixels: int) -> None:
+    """Refuse an image over ``max_pixels`` from its header alone (before any pixel is decoded); a file
+    Pillow cannot open is left to :func:`adatok.read_image`, which says what is wrong with it."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+    except Image.DecompressionBombError:
+        raise TooLarge(f"{name} is far larger than this server's limit of {max_pixels:,} pixels (a "
+                       "decompression bomb?); downscale it first") from None
+    except Exception:  # noqa: BLE001 - not an image, truncated ...: read_image reports it in words
+        return
+    if w * h > max_pixels:
+        raise TooLarge(f"{name} is {h}x{w} = {w * h:,} pixels, more than this server's limit of "
+                       f"{max_pixels:,} pixels; downscale it first (or start the server with a larger "
+                       "--max-pixels)")
+
+
+@dataclass
+class Image:
+    """An image the page works on, and the baseline codecs' files of it (by codec and byte budget)."""
+
+    name: str
+    pixels: np.ndarray
+    codecs: dict = field(default_factory=dict)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(self.pixels.shape)  # type: ignore[return-value]
+
+    def describe(self, iid: str) -> dict:
+        h, w, c = self.shape
+        return {"image": iid, "name": self.name, "height": h, "width": w, "channels": c}
+
+
+def fashion_samples() -> list[str]:
+    """The Fashion-MNIST test images the page offers (one per class), when the dataset is installed."""
+    from adatok.datasets import FASHION_MNIST_CLASSES, FASHION_MNIST_DIR
+
+    if not FASHION_MNIST_DIR.is_dir():
+        return []
+    return [f"fashion-mnist-{i}" for i in range(len(FASHION_MNIST_CLASSES))]
+
+
+def sample_image(name: str) -> np.ndarray:
+    """A bundled sample photo by name, or ``fashion-mnist-C``: the first test image of class C."""
+    from adatok import datasets
+
+    if name in datasets.SAMPLE_IMAGES:
+        return datasets.sample_images([name])[0][1]
+    if name in fashion_samples():
+        label = int(name.rsplit("-", 1)[1])
+        ds = datasets.load("fashion-mnist", "test", limit=200)
+        at = int(np.flatnonzero(np.asarray(ds.labels) == label)[0])
+        return ds.images[at]
+    raise NotFound(f"unknown sample {name!r}: use one of {', '.join([*datasets.SAMPLE_IMAGES, *fashion_samples()])}")
+
+
+# --------------------------------------------------------------------------------------------
+# Codings: a tokenizer's full sequence of an image, every prefix at hand
+# --------------------------------------------------------------------------------------------
+
+
+class _Decoded:
+    """Every prefix of a short sequence (a learned tokenizer's 32 tokens) by ``decode``: the same
+    members as :class:`~adatok.wavelet.prefixes.Prefixes`."""
+
+    def __init__(self, tok, seq: TokenSequence) -> None:
+        self.tok, self.seq = tok, seq
+        self.step = 1
+        self.cuts = np.arange(len(seq) + 1)
+        self.sizes = np.array([len(seq.prefix(k).to_bytes()) for k in self.cuts], np.int64)
+        self._fits = np.maximum.accumulate(self.sizes)
+
+    def __len__(self) -> int:
+        return len(self.seq)
+
+    def image(self, k: int) -> np.ndarray:
+        return self.tok.decode([self.seq.prefix(int(k))])[0]
+
+    def nbytes(self, k: int) -> int:
+        return int(self.sizes[int(k)])
+
+    def snap(self, k: int) -> int:
+        return int(k)
+
+    def longest(self, nbytes: int) -> int:
+        return int(self.cuts[max(int(np.searchsorted(self._fits, int(nbytes), side="right")) - 1, 0)])
+
+    def sequence(self, k: int) -> TokenSequence:
+        return self.seq.prefix(int(k))
+
+
+#: The longest sequence a tokenizer without a fast prefix path is served with.
+SHORT = 4096
+
+
+class Coding:
+    """One tokenizer's full sequence of one image (steered to a region of interest, or not), and
+    every prefix of it: :meth:`resolve` turns a slider value into a prefix length, :meth:`frame`
+    gives that prefix's image and numbers."""
+
+    def __init__(self, iid: str, image: Image, tokenizer: str, roi: np.ndarray | None = None,
+                 roi_name: str | None = None) -> None:
+        from adatok.wavelet import WaveletTokenizer
+        from adatok.wavelet.prefixes import Prefixes
+
+        self.iid, self.image, self.tokenizer = iid, image, tokenizer
+        self.roi, self.roi_name = roi, roi_name
+        tok = adatok.load(tokenizer)
+        if roi is not None and not getattr(tok, "supports_roi", False):
+            raise ServeError(f"{tokenizer} has no region of interest (its tokens have no place in the image): "
+                             "choose a wavelet tokenizer for that")
+        (seq,) = tok.encode([image.pixels], roi=None if roi is None else [roi])
+        seq.cache.clear()  # (the full sequence's decoder state: the prefixes make their own)
+        if isinstance(tok, WaveletTokenizer):
+            self.prefixes = Prefixes(tok, seq)
+        elif len(seq) <= SHORT:
+            self.prefixes = _Decoded(tok, seq)
+        else:
+            raise ServeError(f"{tokenizer} made {len(seq):,} tokens; the page serves other tokenizers' sequences "
+                             f"up to {SHORT:,}")
+        self.tok, self.seq = tok, seq
+        self._frames: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._psnr: dict[int, float] = {}
+        self._lock = threading.Lock()
+        self.curve: dict | None = None
+
+    @property
+    def pixels(self) -> int:
+        return self.image.shape[0] * self.image.shape[1]
+
+    def describe(self, cid: str) -> dict:
+        p = self.prefixes
+        return {"coding": cid, "image": self.iid, "tokenizer": self.tokenizer, "roi": self.roi_name,
+                "tokens": len(p), "step": int(p.step), "bytes": int(p.sizes[-1]), "min_bytes": int(p.sizes[0]),
+                "bpp": 8 * int(p.sizes[-1]) / self.pixels, **self.image.describe(self.iid),
+                "full_psnr": _finite(self.psnr_at(len(p)))}
+
+    # --- slider values to prefix lengths --------------------------------------------------------
+
+    def resolve(self, tokens: int | None = None, nbytes: int | None = None, target: float | None = None) -> int:
+        """The prefix a slider value stands for: ``tokens`` (snapped to the longest cut at most
+        that long), ``nbytes`` (the longest cut whose ``.atk`` file fits) or ``target`` (the
+        shortest cut whose PSNR reaches it, by bisection over the cuts; the full sequence if none)."""
+        given = [v is not None for v in (tokens, nbytes, target)]
+        if sum(given) != 1:
+            raise OutOfRange("give exactly one of tokens, bytes or psnr")
+        p = self.prefixes
+        if tokens is not None:
+            if not 0 <= tokens <= len(p):
+                raise OutOfRange(f"tokens={tokens} is out of range: this sequence has 0 to {len(p):,} tokens")
+            return p.snap(tokens)
+        if nbytes is not None:
+            if not 0 <= nbytes <= 2**40:
+                raise OutOfRange(f"bytes={nbytes} is out of range: give 0 or more (the whole file is "
+                                 f"{int(p.sizes[-1]):,} bytes)")
+            return p.longest(nbytes)
+        if not 0 < target <= 200:
+            raise OutOfRange(f"psnr={target} is out of range: give a PSNR in dB, above 0 (e.g. 20 to 60)")
+        return self.shortest_reaching(target)
+
+    #: PSNRs kept per coding (the oldest half dropped beyond it): a bound on memory.
+    KEEP_PSNR = 8192
+
+    def psnr_at(self, k: int) -> float:
+        v = self._psnr.get(k)
+        if v is None:
+            v = psnr(self.image.pixels, self.picture(k))
+            with self._lock:
+                if len(self._psnr) >= self.KEEP_PSNR:
+                    for old in list(self._psnr)[: self.KEEP_PSNR // 2]:
+                        self._psnr.pop(old, None)
+                self._psnr[k] = v
+        return v
+
+    def shortest_reaching(self, target: float) -> int:
+        """The shortest cut whose PSNR reaches ``target`` (PSNR taken to rise with the prefix, as a
+        quality budget's search does for large images), else the full sequence. The search guesses
+        from PSNR's near-linear rise in log tokens and falls back to halving when a guess is poor;
+        the PSNRs it measures are kept, so later targets start from a narrower range."""
+        cuts = self.prefixes.cuts
+        lo, hi = 0, len(cuts) - 1  # cuts[lo] below the target, cuts[hi] reaching it
+        if self.psnr_at(int(cuts[hi])) < target:
+            return int(cuts[hi])
+        if self.psnr_at(int(cuts[lo])) >= target:
+            return int(cuts[lo])
+        for k, v in list(self._psnr.items()):  # narrow by what is known
+            i = int(np.searchsorted(cuts, k))
+            if i < len(cuts) and cuts[i] == k:
+                if v >= target and i < hi:
+                    hi = i
+                elif v < target and i > lo:
+                    lo = i
+        guess = True
+        while hi - lo > 1:
+            if guess:
+                a, b = self.psnr_at(int(cuts[lo])), self.psnr_at(int(cuts[hi]))
+                t = (target - a) / (b - a) if np.isfinite(b) and b > a else 0.5
+                la, lb = np.log1p(cuts[lo]), np.log1p(cuts[hi])
+                mid = int(np.searchsorted(cuts, np.expm1(la + t * (lb - la))))
+                mid = min(max(mid, lo + 1), hi - 1)
+            else:
+                mid = (lo + hi) // 2
+            width = hi - lo
+            if self.psnr_at(int(cuts[mid])) >= target:
+                hi = mid
+            else:
+                lo = mid
+            guess = (hi - lo) * 2 <= width  # keep guessing while guesses at least halve the range
+        return int(cuts[hi])
+
+    # --- a prefix ---------------------------------------------------------------------------------
+
+    def picture(self, k: int) -> np.ndarray:
+        """The image of the first ``k`` tokens (the last few are kept)."""
+        with self._lock:
+            img = self._frames.get(k)
+            if img is not None:
+                self._frames.move_to_end(k)
+                return img
+        img = self.prefixes.image(k)
+        with self._lock:
+            self._frames[k] = img
+            while len(self._frames) > 4:
+                self._frames.popitem(last=False)
+        return img
+
+    def frame(self, k: int) -> tuple[np.ndarray, dict]:
+        """The image of the first ``k`` tokens and its numbers (PSNR ``None`` when exact)."""
+        img = self.picture(k)
+        nbytes = self.prefixes.nbytes(k)
+        return img, {"k": int(k), "tokens": int(k), "total": len(self.prefixes), "bytes": nbytes,
+                     "bpp": 8 * nbytes / self.pixels, "psnr": _finite(self.psnr_at(k))}
+
+    def details(self, k: int) -> dict:
+        """SSIM of the prefix, its error map and where its tokens landed (palette PNGs as data URIs)."""
+        img = self.picture(k)
+        out = {"k": int(k), "ssim": ssim(self.image.pixels, img),
+               "error_map": png_uri(*colorize_indexed(error_map(self.image.pixels, img), "magma", vmax=ERROR_MAP_MAX)),
+               "token_map": None}
+        heat = token_heatmap(self.prefixes.sequence(k))
+        if heat is not None:
+            out["token_map"] = png_uri(*colorize_indexed(heat, "viridis", log=True))
+        return out
+
+
+def _finite(v: float) -> float | None:
+    return None if not np.isfinite(v) else float(v)
+
+
+def png(img: np.ndarray, palette: np.ndarray | None = None) -> bytes:
+    """A uint8 image (or palette indices with their palette) as PNG bytes, compressed fast."""
+    from PIL import Image as PILImage
+
+    arr = np.asarray(img)
+    if palette is not None:
+        pil = PILImage.fromarray(arr, "L").convert("P")  # (indices kept) then the palette
+        pil.putpalette(np.asarray(palette, np.uint8).reshape(-1).tolist())
+    else:
+        pil = PILImage.fromarray(arr[:, :, 0] if arr.ndim == 3 and arr.shape[2] == 1 else arr)
+    buf = io.BytesIO()
+    pil.save(buf, "PNG", compress_level=1)
+    return buf.getvalue()
+
+
+def png_uri(img: np.ndarray, palette: np.ndarray | None = None) -> str:
+    return "data:image/png;base64," + base64.b64encode(png(img, palette)).decode()
+
+
+# --------------------------------------------------------------------------------------------
+# The rate-distortion curve of an image, against the codecs at the same bytes
+# --------------------------------------------------------------------------------------------
+
+#: The codecs the curve is drawn against (adatok.eval.baselines), in the legend's order.
+CURVE_CODECS = ("jpeg", "webp", "jp2")
+#: The bit rates the codecs are run at (bits per pixel of the file), where the image allows.
+CURVE_BPP = (0.0625, 0.125, 0.25, 0.5, 1.0, 2.0)
+
+
+def curve(coding: Coding, points: int = 24) -> dict:
+    """PSNR against file bytes: the coding's prefixes (``points`` cuts, evenly spaced in log bytes,
+    and the codecs' budgets) and JPEG, WebP and JPEG 2000 each at its best setting within the same
+    byte budgets (:meth:`adatok.eval.baselines.Codec.at_most`)."""
+    from adatok.eval.baselines import codec
+
+    p, img = coding.prefixes, coding.image
+    h, w, c = img.shape
+    lo, hi = int(p.sizes[0]), int(p.sizes[-1])
+    budgets = [int(b * h * w / 8) for b in CURVE_BPP]
+    budgets = [b for b in budgets if lo < b]
+    ours = {}
+    for b in [*np.geomspace(lo + 1, hi, points).astype(int).tolist(), *[b for b in budgets if b <= hi]]:
+        k = p.longest(b)
+        ours[k] = {"tokens": k, "bytes": p.nbytes(k), "psnr": _finite(coding.psnr_at(k))}
+    out = {"pixels": h * w, "ours": {"label": coding.tokenizer, "points": sorted(ours.values(), key=lambda r: r["tokens"])},
+           "codecs": []}
+    for name in CURVE_CODECS:
+        cd = codec(name)
+        cache = img.codecs.setdefault(name, {})
+        rows = []
+        for b in budgets:
+            enc = cd.at_most(img.pixels, b, cache)
+            if enc is None:
+                continue
+            rows.append({"bytes": len(enc.data), "budget": b, "psnr": _finite(psnr(img.pixels, cd.decode(enc.data, c)))})
+        out["codecs"].append({"name": name, "label": cd.label, "points": rows})
+    return out
+
+
+def compare(plain: Coding, steered: Coding, nbytes: int) -> dict:
+    """PSNR inside and outside the region of ``steered`` for both codings at the same bytes (each
+    at its longest cut whose file fits ``nbytes``)."""
+    mask = region_mask(steered.roi)
+    out = {"bytes": int(nbytes), "region_pixels": int(mask.sum()), "pixels": int(mask.size)}
+    for key, cd in (("without", plain), ("with", steered)):
+        k = cd.prefixes.longest(nbytes)
+        inside, outside = region_psnr(cd.image.pixels, cd.picture(k), mask)
+        out[key] = {"tokens": k, "bytes": cd.prefixes.nbytes(k), "inside": _finite(inside if inside is not None else np.inf),
+                    "outside": _finite(outside if outside is not None else np.inf),
+                    "psnr": _finite(cd.psnr_at(k))}
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# LRU stores
+# --------------------------------------------------------------------------------------------
+
+
+class Store:
+    """At most ``size`` items by id, the least recently used dropped first; thread-safe."""
+
+    def __init__(self, size: int, what: str) -> None:
+        self.size, self.what = int(size), what
+        self._items: OrderedDict[str, object] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def add(self, item) -> str:
+        key = new_id()
+        with self._lock:
+            self._items[key] = item
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+        return key
+
+    def get(self, key: str):
+        with self._lock:
+            item = self._items.get(key)
+            if item is None:
+                raise NotFound(f"this {self.what} is no longer on the server (it keeps the {self.size} most "
+                               f"recent): load it again")
+            self._items.move_to_end(key)
+            return item
+
+    def find(self, match: Callable[[object], bool]) -> tuple[str, object] | None:
+        with self._lock:
+            for key, item in reversed(self._items.items()):
+                if match(item):
+                    return key, item
+        return None
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+# --------------------------------------------------------------------------------------------
+# Generation jobs
+# --------------------------------------------------------------------------------------------
+
+
+class Cancelled(Exception):
+    """Raised inside a generation to stop it (the page went away, or the time limit)."""
+
+
+@dataclass
+class Job:
+    """A generation (or completion) to run when its events are asked for.
+
+    ``work(emit, stop)`` runs in a thread: ``emit(event)`` sends an event, ``stop()`` is true once
+    the job should end (it then raises :class:`Cancelled`)."""
+
+    work: Callable
+    events: queue.Queue = field(default_factory=queue.Queue)
+    cancel: threading.Event = field(default_factory=threading.Event)
+    started: bool = False
+
+
+def generator_frames(gen, st, interval: float, emit: Callable[[dict], None], stop: Callable[[], bool],
+                     extra: dict | None = None) -> Callable:
+    """The ``on_step`` callback of :func:`adatok.generate.sample.run`: every ``interval`` seconds,
+    the images of the stepper's current prefixes as an event; raises :class:`Cancelled` once
+    ``stop()``."""
+    last = [0.0]
+
+    def on_step(stepper, finished) -> None:
+        if stop():
+            raise Cancelled
+        now = time.monotonic()
+        if now - last[0] >= interval:
+            last[0] = now
+            emit(stepper_event(stepper, False, extra))
+
+    return on_step
+
+
+def stepper_event(st, done: bool, extra: dict | None = None) -> dict:
+    images = st.images()
+    return {"done": done, "tokens": [int(v) for v in np.asarray(st.lengths)],
+            "images": [png_uri(np.asarray(im, np.uint8).reshape(np.shape(im)[0], np.shape(im)[1], -1)) for im in images],
+            **(extra or {})}
+
+
+def generate_job(gen, label: int | None, n: int, seed: int, cfg: float, interval: float, seconds: float,
+                 max_tokens: int | None = None) -> Callable:
+    """The work of a job that samples ``n`` images of class ``label`` (None: any), streaming them."""
+    from adatok.generate.sample import run
+
+    def work(emit, stop) -> None:
+        st = gen.lang.stepper(n)
+        t0 = time.monotonic()
+        halt = lambda: stop() or time.monotonic() - t0 > seconds  # noqa: E731
+        run(gen, st, np.full(n, -1 if label is None else label), cfg=cfg, seed=seed, max_tokens=max_tokens,
+            on_step=generator_frames(gen, st, interval, emit, halt))
+        emit(stepper_event(st, True, {"seconds": time.monotonic() - t0}))
+
+    return work
+
+
+def complete_job(gen, prefix: TokenSequence, label: int | None, n: int, seed: int, cfg: float, interval: float,
+                 seconds: float, max_tokens: int | None = None) -> Callable:
+    """The work of a job that completes a cut ``.atk`` file's prefix ``n`` times, streaming them."""
+    from adatok.generate import sample
+
+    def work(emit, stop) -> None:
+        t0 = time.monotonic()
+        halt = lambda: stop() or time.monotonic() - t0 > seconds  # noqa: E731
+        holder = {}
+
+        def on_step(st, finished) -> None:
+            holder.setdefault("cb", generator_frames(gen, st, interval, emit, halt, {"prefix": len(prefix)}))
+            holder["cb"](st, finished)
+            holder["st"] = st
+
+        sample.complete(gen, prefix, n, label, seed=seed, cfg=cfg, max_tokens=max_tokens, on_step=on_step)
+        emit(stepper_event(holder["st"], True, {"prefix": len(prefix), "seconds": time.monotonic() - t0}))
+
+    return work

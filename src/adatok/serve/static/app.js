@@ -1,0 +1,458 @@
+// adatok serve: the page. Plain JavaScript, no build step; it talks to the API of adatok/serve/app.py.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const S = {                // what the page works on
+  info: null, image: null, plain: null, steered: null, coding: null,
+  k: null, pending: null, busy: false, detailsTimer: null, detailsFor: null, painted: false,
+};
+
+// ---- errors in words ----------------------------------------------------------------------------
+
+function showError(message) {
+  const box = $("error");
+  box.textContent = message;
+  box.hidden = false;
+}
+function clearError() { $("error").hidden = true; }
+
+async function api(path, options) {
+  let response;
+  try {
+    response = await fetch(path, options);
+  } catch (e) {
+    throw new Error("the server cannot be reached (is adatok serve still running?)");
+  }
+  if (!response.ok) {
+    let message = `the server answered ${response.status}`;
+    try { message = (await response.json()).error || message; } catch (e) { /* not JSON */ }
+    throw new Error(message);
+  }
+  return response;
+}
+const apiJson = async (path, options) => (await api(path, options)).json();
+function form(fields) {
+  const f = new FormData();
+  for (const [k, v] of Object.entries(fields)) f.append(k, v);
+  return { method: "POST", body: f };
+}
+const fmt = (v, digits) => (v === null || v === undefined) ? "exact" : Number(v).toFixed(digits);
+const int = (v) => Number(v).toLocaleString("en");
+
+// ---- start --------------------------------------------------------------------------------------
+
+async function start() {
+  try {
+    S.info = await apiJson("/api/info");
+  } catch (e) { showError(e.message); return; }
+  $("version").textContent = S.info.version;
+  for (const name of S.info.samples) $("sample").add(new Option(name, name));
+  for (const name of S.info.tokenizers) $("tokenizer").add(new Option(name, name));
+  $("tokenizer").value = S.info.tokenizers.includes("wavelet") ? "wavelet" : S.info.tokenizers[0];
+  setupGeneration();
+  $("status").textContent = `Pick a sample or drop an image (up to ${int(S.info.limits.max_pixels)} pixels, ` +
+    `${int(S.info.limits.max_upload_bytes)} bytes).`;
+  document.body.dataset.ready = "1";
+}
+
+// ---- an image and a coding ----------------------------------------------------------------------
+
+async function loadImage(request, what) {
+  clearError();
+  $("status").textContent = `Reading ${what}...`;
+  try {
+    S.image = await apiJson(...request);
+  } catch (e) { showError(e.message); $("status").textContent = ""; return; }
+  S.steered = null;
+  $("use-roi").checked = false;
+  $("use-roi").disabled = true;
+  $("roi-result").hidden = true;
+  $("roi-status").textContent = "";
+  await drawOriginal();
+  await encode();
+}
+
+async function drawOriginal() {
+  const img = new Image();
+  img.src = `/api/images/${S.image.image}.png`;
+  await img.decode();
+  for (const id of ["original", "paint", "recon"]) {
+    $(id).width = S.image.width;
+    $(id).height = S.image.height;
+  }
+  $("original").getContext("2d").drawImage(img, 0, 0);
+  clearPaint();
+}
+
+async function encode() {
+  clearError();
+  $("status").textContent = `Encoding ${S.image.name} (${S.image.width}x${S.image.height}) with ${$("tokenizer").value}...`;
+  try {
+    S.plain = await apiJson("/api/codings", form({ image: S.image.image, tokenizer: $("tokenizer").value }));
+  } catch (e) { showError(e.message); $("status").textContent = ""; return; }
+  S.coding = S.plain;
+  S.steered = null;
+  $("use-roi").checked = false;
+  $("use-roi").disabled = true;
+  $("status").textContent = `${S.image.name}: ${S.image.width}x${S.image.height}, ${int(S.plain.tokens)} tokens ` +
+    `(${int(S.plain.bytes)} bytes, ${S.plain.bpp.toFixed(3)} bpp) with ${S.plain.tokenizer}.`;
+  for (const id of ["viewer", "rd", "roi"]) $(id).hidden = false;
+  $("roi").hidden = !S.plain.tokenizer.startsWith("wavelet");
+  $("curve").innerHTML = "";
+  $("curve-status").textContent = "";
+  $("slider").value = 600;
+  slid();
+}
+
+// ---- the slider ---------------------------------------------------------------------------------
+
+function sliderQuery() {            // the slider's place (0..1000) as a query in the chosen mode
+  const c = S.coding, t = Number($("slider").value) / 1000, mode = $("mode").value;
+  if (mode === "tokens") return { tokens: Math.min(c.tokens, Math.round(Math.pow(c.tokens + 1, t) - 1)) };
+  if (mode === "bytes") return { bytes: Math.round(c.min_bytes * Math.pow(c.bytes / c.min_bytes, t)) };
+  const top = c.full_psnr === null ? 60 : c.full_psnr;
+  return { psnr: Math.round((10 + t * (top - 10)) * 100) / 100 };
+}
+
+function slid() {
+  const q = sliderQuery();
+  $("value").value = Object.values(q)[0];
+  ask(q);
+}
+
+function typed() {
+  const v = $("value").value;
+  if (v === "") return;
+  ask({ [$("mode").value]: v });
+}
+
+function ask(query) {           // the latest wins: one request in flight, the newest one next
+  S.pending = query;
+  if (!S.busy) pump();
+}
+
+async function pump() {
+  S.busy = true;
+  while (S.pending) {
+    const q = S.pending;
+    S.pending = null;
+    await showFrame(q);
+  }
+  S.busy = false;
+}
+
+async function showFrame(query) {
+  const c = S.coding;
+  let response;
+  try {
+    response = await api(`/api/codings/${c.coding}/frame?` + new URLSearchParams(query));
+  } catch (e) { showError(e.message); return; }
+  const n = JSON.parse(response.headers.get("X-Adatok-Frame"));
+  const raw = new Uint8Array(await response.arrayBuffer());
+  if (c !== S.coding) return;
+  clearError();
+  drawPixels($("recon"), raw, n.width, n.height, n.channels);
+  S.k = n.k;
+  $("recon").dataset.k = n.k;
+  $("n-tokens").textContent = `${int(n.tokens)} of ${int(n.total)}`;
+  $("n-bytes").textContent = int(n.bytes);
+  $("n-bpp").textContent = n.bpp.toFixed(4);
+  $("n-psnr").textContent = n.psnr === null ? "exact" : `${n.psnr.toFixed(2)} dB`;
+  $("n-ms").textContent = `${n.server_ms.toFixed(1)} ms`;
+  $("cap-k").textContent = int(n.k);
+  const at = `tokens=${n.k}`;
+  $("dl-atk").href = `/api/codings/${c.coding}/prefix.atk?${at}`;
+  $("dl-png").href = `/api/codings/${c.coding}/prefix.png?${at}`;
+  markCurve(n.bytes);
+  clearTimeout(S.detailsTimer);
+  S.detailsTimer = setTimeout(() => details(c, n.k), 120);
+}
+
+function drawPixels(canvas, raw, w, h, channels) {
+  canvas.width = w;
+  canvas.height = h;
+  const ctx = canvas.getContext("2d");
+  const out = ctx.createImageData(w, h);
+  const d = out.data;
+  for (let i = 0, j = 0; i < w * h; i++, j += channels) {
+    const r = raw[j], g = channels === 3 ? raw[j + 1] : r, b = channels === 3 ? raw[j + 2] : r;
+    d[4 * i] = r; d[4 * i + 1] = g; d[4 * i + 2] = b; d[4 * i + 3] = 255;
+  }
+  ctx.putImageData(out, 0, 0);
+}
+
+async function details(coding, k) {
+  S.detailsFor = k;
+  let d;
+  try {
+    d = await apiJson(`/api/codings/${coding.coding}/details?tokens=${k}`);
+  } catch (e) { showError(e.message); return; }
+  if (coding !== S.coding || S.detailsFor !== k) return;
+  $("n-ssim").textContent = d.ssim.toFixed(4);
+  $("errmap").src = d.error_map;
+  if (d.token_map) $("heatmap").src = d.token_map;
+  else $("heatmap").removeAttribute("src");
+  if (S.steered) compareRegion().catch((e) => showError(e.message));
+}
+
+// ---- the rate-distortion curve (inline SVG) -----------------------------------------------------
+
+const COLOURS = { ours: "#2458d6", jpeg: "#d92d20", webp: "#039855", jp2: "#7a5af8" };
+
+async function computeCurve() {
+  const c = S.coding;
+  $("curve-go").disabled = true;
+  $("curve-status").textContent = "JPEG, WebP and JPEG 2000 at the same bytes: a few seconds...";
+  try {
+    const curve = await apiJson(`/api/codings/${c.coding}/curve`);
+    if (c === S.coding) { drawCurve(curve); $("curve-status").textContent = ""; }
+  } catch (e) { showError(e.message); $("curve-status").textContent = ""; }
+  $("curve-go").disabled = false;
+}
+
+function drawCurve(curve) {
+  const W = 860, H = 420, L = 60, R = 170, T = 20, B = 50;
+  const series = [{ key: "ours", label: curve.ours.label, points: curve.ours.points },
+                  ...curve.codecs.map((c) => ({ key: c.name, label: c.label, points: c.points }))];
+  const bpp = (bytes) => 8 * bytes / curve.pixels;
+  const all = series.flatMap((s) => s.points.filter((p) => p.psnr !== null && p.bytes > 0));
+  const xs = all.map((p) => Math.log2(bpp(p.bytes))), ys = all.map((p) => p.psnr);
+  const x0 = Math.floor(Math.min(...xs)), x1 = Math.ceil(Math.max(...xs));
+  const y0 = Math.floor(Math.min(...ys) / 5) * 5, y1 = Math.ceil(Math.max(...ys) / 5) * 5;
+  const X = (v) => L + (v - x0) / Math.max(x1 - x0, 1e-9) * (W - L - R);
+  const Y = (v) => H - B - (v - y0) / Math.max(y1 - y0, 1e-9) * (H - T - B);
+  let svg = `<svg viewBox="0 0 ${W} ${H}" role="img" aria-label="PSNR against bits per pixel">`;
+  const every = Math.ceil((x1 - x0 + 1) / 10);    // at most about ten labels
+  for (let e = x0; e <= x1; e++) {
+    svg += `<line x1="${X(e)}" x2="${X(e)}" y1="${T}" y2="${H - B}" stroke="#eee"/>`;
+    if ((e - x0) % every === 0) {
+      svg += `<text x="${X(e)}" y="${H - B + 18}" text-anchor="middle" font-size="12">${e < 0 ? "1/" + Math.pow(2, -e) : Math.pow(2, e)}</text>`;
+    }
+  }
+  for (let v = y0; v <= y1; v += 5) {
+    svg += `<line x1="${L}" x2="${W - R}" y1="${Y(v)}" y2="${Y(v)}" stroke="#eee"/>` +
+           `<text x="${L - 8}" y="${Y(v) + 4}" text-anchor="end" font-size="12">${v}</text>`;
+  }
+  svg += `<text x="${(L + W - R) / 2}" y="${H - 10}" text-anchor="middle" font-size="13">bits per pixel of the file (log scale)</text>` +
+         `<text x="16" y="${(T + H - B) / 2}" font-size="13" transform="rotate(-90 16 ${(T + H - B) / 2})" text-anchor="middle">PSNR (dB)</text>`;
+  series.forEach((s, i) => {
+    const pts = s.points.filter((p) => p.psnr !== null && p.bytes > 0).sort((a, b) => a.bytes - b.bytes);
+    const col = COLOURS[s.key] || "#444";
+    if (pts.length) {
+      svg += `<polyline class="series" data-series="${s.key}" fill="none" stroke="${col}" stroke-width="2" points="` +
+             pts.map((p) => `${X(Math.log2(bpp(p.bytes))).toFixed(1)},${Y(p.psnr).toFixed(1)}`).join(" ") + `"/>`;
+      for (const p of pts) svg += `<circle cx="${X(Math.log2(bpp(p.bytes)))}" cy="${Y(p.psnr)}" r="2.5" fill="${col}"/>`;
+    }
+    svg += `<line x1="${W - R + 15}" x2="${W - R + 40}" y1="${T + 10 + 20 * i}" y2="${T + 10 + 20 * i}" stroke="${col}" stroke-width="3"/>` +
+           `<text x="${W - R + 46}" y="${T + 14 + 20 * i}" font-size="13">${s.label} (${pts.length})</text>`;
+  });
+  svg += `<line id="curve-mark" y1="${T}" y2="${H - B}" stroke="#98a2b3" stroke-dasharray="4 3" visibility="hidden"/></svg>`;
+  $("curve").innerHTML = svg;
+  S.curveX = (bytes) => X(Math.log2(bpp(bytes)));
+  S.curveRange = [x0, x1];
+  if (S.lastBytes) markCurve(S.lastBytes);
+}
+
+function markCurve(bytes) {
+  S.lastBytes = bytes;
+  const mark = document.getElementById("curve-mark");
+  if (!mark || !S.curveX || bytes <= 0) return;
+  const x = S.curveX(bytes);
+  mark.setAttribute("x1", x);
+  mark.setAttribute("x2", x);
+  mark.setAttribute("visibility", "visible");
+}
+
+// ---- a region of interest: paint it ------------------------------------------------------------
+
+function clearPaint() {
+  const p = $("paint");
+  p.getContext("2d").clearRect(0, 0, p.width, p.height);
+  S.painted = false;
+}
+
+function setupPainting() {
+  const p = $("paint");
+  let down = false;
+  const dab = (ev) => {
+    const r = p.getBoundingClientRect();
+    const x = (ev.clientX - r.left) * p.width / r.width, y = (ev.clientY - r.top) * p.height / r.height;
+    const ctx = p.getContext("2d");
+    ctx.fillStyle = "rgba(255, 40, 40, 0.45)";
+    ctx.beginPath();
+    ctx.arc(x, y, Number($("brush").value) * p.width / Math.max(r.width, 1) / 2, 0, 2 * Math.PI);
+    ctx.fill();
+    S.painted = true;
+  };
+  p.addEventListener("pointerdown", (ev) => { down = true; p.setPointerCapture(ev.pointerId); dab(ev); });
+  p.addEventListener("pointermove", (ev) => { if (down) dab(ev); });
+  p.addEventListener("pointerup", () => { down = false; });
+  $("roi-clear").addEventListener("click", clearPaint);
+}
+
+function paintedMask() {           // the painting as a black-and-white PNG of the image's size
+  const p = $("paint"), mask = document.createElement("canvas");
+  mask.width = p.width;
+  mask.height = p.height;
+  const src = p.getContext("2d").getImageData(0, 0, p.width, p.height).data;
+  const ctx = mask.getContext("2d"), out = ctx.createImageData(p.width, p.height);
+  for (let i = 0; i < src.length; i += 4) {
+    const v = src[i + 3] > 0 ? 255 : 0;
+    out.data[i] = v; out.data[i + 1] = v; out.data[i + 2] = v; out.data[i + 3] = 255;
+  }
+  ctx.putImageData(out, 0, 0);
+  return new Promise((resolve) => mask.toBlob(resolve, "image/png"));
+}
+
+async function encodeRegion(kind) {
+  clearError();
+  if (kind === "paint" && !S.painted) { showError("paint the region first: drag the mouse over the original"); return; }
+  const fields = { image: S.image.image, tokenizer: S.plain.tokenizer, roi: kind };
+  const f = form(fields);
+  if (kind === "paint") f.body.append("mask", await paintedMask(), "region.png");
+  $("roi-status").textContent = "Encoding again with the region...";
+  for (const b of ["roi-paint", "roi-auto"]) $(b).disabled = true;
+  try {
+    S.steered = await apiJson("/api/codings", f);
+    S.coding = S.steered;
+    $("use-roi").disabled = false;
+    $("use-roi").checked = true;
+    await compareRegion();
+    slid();
+  } catch (e) { showError(e.message); $("roi-status").textContent = ""; }
+  for (const b of ["roi-paint", "roi-auto"]) $(b).disabled = false;
+}
+
+async function compareRegion() {
+  if (!S.steered) return;
+  const bytes = Math.max(S.lastBytes || 0, S.steered.min_bytes + 1);
+  const r = await apiJson(`/api/codings/${S.steered.coding}/compare?bytes=${bytes}`);
+  for (const [key, row] of [["without", r.without], ["with", r.with]]) {
+    const cells = $(`roi-${key}`).querySelectorAll("td");
+    cells[0].textContent = int(row.tokens);
+    cells[1].textContent = int(row.bytes);
+    cells[2].textContent = `${fmt(row.inside, 2)} dB`;
+    cells[3].textContent = `${fmt(row.outside, 2)} dB`;
+    cells[4].textContent = `${fmt(row.psnr, 2)} dB`;
+  }
+  $("roi-result").hidden = false;
+  const pct = (100 * r.region_pixels / r.pixels).toFixed(1);
+  $("roi-status").textContent = `At ${int(r.bytes)} bytes; the region (${S.steered.roi}) covers ${pct}% of the image.`;
+}
+
+// ---- generation (server-sent events) ------------------------------------------------------------
+
+function setupGeneration() {
+  const gens = S.info.generators;
+  if (!gens.length) { $("gen-none").hidden = false; $("gen-controls").hidden = true; return; }
+  for (const g of gens) $("gen-model").add(new Option(`${g.id} (${g.language}${g.tokenizer ? ", " + g.tokenizer : ""})`, g.id));
+  $("gen-class").add(new Option("any", "-1"));
+  S.info.classes.forEach((name, i) => $("gen-class").add(new Option(`${i}: ${name}`, String(i))));
+  $("gen-class").value = "5";
+}
+
+function options() {
+  return { model: $("gen-model").value, label: $("gen-class").value, n: $("gen-n").value,
+           seed: $("gen-seed").value, cfg: $("gen-cfg").value };
+}
+
+function stream(job, out, status, button) {
+  return new Promise((resolve) => {
+    const events = new EventSource(`/api/jobs/${job}/events`);
+    let updates = 0;
+    const t0 = performance.now();
+    const finish = () => { events.close(); button.disabled = false; resolve(); };
+    events.onmessage = (msg) => {
+      const ev = JSON.parse(msg.data);
+      if (ev.error) { showError(ev.error); status.textContent = ""; finish(); return; }
+      updates++;
+      ev.images.forEach((uri, i) => {
+        let fig = out.children[i];
+        if (!fig) {
+          fig = document.createElement("figure");
+          fig.innerHTML = `<img alt="sample ${i}"><figcaption></figcaption>`;
+          out.appendChild(fig);
+        }
+        fig.querySelector("img").src = uri;
+        fig.querySelector("figcaption").textContent = `${int(ev.tokens[i])} tokens`;
+      });
+      const secs = (performance.now() - t0) / 1000;
+      status.textContent = ev.done ? `done: ${ev.images.length} samples, ${updates} updates in ${secs.toFixed(1)} s`
+                                   : `writing... ${updates} updates, ${secs.toFixed(1)} s`;
+      out.dataset.updates = updates;
+      if (ev.done) { out.dataset.done = "1"; finish(); }
+    };
+    events.onerror = () => { if (!out.dataset.done) showError("the generation stream was cut"); finish(); };
+  });
+}
+
+async function generate() {
+  clearError();
+  $("gen-go").disabled = true;
+  $("gen-out").innerHTML = "";
+  delete $("gen-out").dataset.done;
+  $("gen-status").textContent = "Loading the model...";
+  try {
+    const { job } = await apiJson("/api/jobs/generate", form(options()));
+    await stream(job, $("gen-out"), $("gen-status"), $("gen-go"));
+  } catch (e) { showError(e.message); $("gen-status").textContent = ""; $("gen-go").disabled = false; }
+}
+
+async function completeFile() {
+  clearError();
+  const file = $("cmp-file").files[0];
+  if (!file) { showError("choose a cut .atk file first"); return; }
+  $("cmp-go").disabled = true;
+  $("cmp-out").innerHTML = "";
+  delete $("cmp-out").dataset.done;
+  const f = form(options());
+  f.body.append("file", file, file.name);
+  try {
+    const r = await apiJson("/api/jobs/complete", f);
+    $("cmp-prefix").src = r.prefix_image;
+    $("cmp-prefix-fig").hidden = false;
+    $("cmp-prefix-fig").querySelector("figcaption").textContent = `the prefix: ${int(r.prefix)} tokens`;
+    await stream(r.job, $("cmp-out"), $("cmp-status"), $("cmp-go"));
+  } catch (e) { showError(e.message); $("cmp-status").textContent = ""; $("cmp-go").disabled = false; }
+}
+
+// ---- wiring -------------------------------------------------------------------------------------
+
+function setupInputs() {
+  $("load-sample").addEventListener("click", () => {
+    const name = $("sample").value;
+    loadImage([`/api/samples/${encodeURIComponent(name)}`, { method: "POST" }], name);
+  });
+  const upload = (file) => {
+    if (!file) return;
+    const f = new FormData();
+    f.append("file", file, file.name);
+    loadImage(["/api/images", { method: "POST", body: f }], file.name);
+  };
+  $("file").addEventListener("change", () => upload($("file").files[0]));
+  const drop = $("drop");
+  drop.addEventListener("dragover", (ev) => { ev.preventDefault(); drop.classList.add("over"); });
+  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+  drop.addEventListener("drop", (ev) => {
+    ev.preventDefault();
+    drop.classList.remove("over");
+    upload(ev.dataTransfer.files[0]);
+  });
+  $("tokenizer").addEventListener("change", () => { if (S.image) encode(); });
+  $("slider").addEventListener("input", slid);
+  $("mode").addEventListener("change", slid);
+  $("value").addEventListener("change", typed);
+  $("curve-go").addEventListener("click", computeCurve);
+  $("roi-paint").addEventListener("click", () => encodeRegion("paint"));
+  $("roi-auto").addEventListener("click", () => encodeRegion("auto"));
+  $("use-roi").addEventListener("change", () => {
+    S.coding = $("use-roi").checked && S.steered ? S.steered : S.plain;
+    slid();
+  });
+  $("gen-go").addEventListener("click", generate);
+  $("cmp-go").addEventListener("click", completeFile);
+  setupPainting();
+}
+
+setupInputs();
+start();

@@ -1,0 +1,452 @@
+"""adatok serve, through its HTTP API (FastAPI's test client, and a live uvicorn server for the
+concurrency checks): every endpoint, with the numbers checked against the library, and the bad
+inputs, each refused with a 4xx and a JSON message in words while the server keeps serving."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import socket
+import struct
+import tempfile
+import threading
+import time
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("fastapi")
+pytest.importorskip("multipart")
+from fastapi.testclient import TestClient  # noqa: E402
+
+import adatok  # noqa: E402
+from adatok import TokenSequence  # noqa: E402
+from adatok.core.metrics import psnr, ssim  # noqa: E402
+from adatok.datasets import sample_images  # noqa: E402
+from adatok.serve import Limits, create_app  # noqa: E402
+
+STATIC = Path(adatok.__file__).parent / "serve" / "static"
+
+
+# ------------------------------------------------------------------------------------------------
+# Helpers, shared with tests/test_serve_browser.py
+# ------------------------------------------------------------------------------------------------
+
+
+def png_bytes(img: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(img[:, :, 0] if img.shape[2] == 1 else img).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def photo(side: int = 96) -> np.ndarray:
+    return sample_images(["astronaut"], max_side=side)[0][1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def live_server(app):
+    """``app`` under uvicorn on 127.0.0.1 and a free port, in a thread; yields its base URL."""
+    import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+def train_tiny_generator(folder: Path) -> Path:
+    """A generator of wavelet tokens of 28x28 images, trained for 3 seconds (as tests/test_generate.py
+    does): enough for its mechanics, not its quality."""
+    from adatok import Quality
+    from adatok.generate.languages import WaveletLanguage
+    from adatok.generate.train import GenTrainConfig, model_config_for, train_generator
+
+    lang = WaveletLanguage("wavelet", (28, 28, 1), Quality(psnr=16))
+    train_generator(folder, lang, model_config_for(lang, 32, 1, 2, 2048),
+                    GenTrainConfig(minutes=0.05, limit=24, val_images=8, batch=4, eval_every=1e9), log=lambda *a: None)
+    return folder
+
+
+def fashion_image(i: int = 0) -> np.ndarray:
+    return adatok.datasets.load("fashion-mnist", "test", limit=i + 1).images[i]
+
+
+def cut_atk(fraction: float = 0.4, i: int = 0) -> bytes:
+    """The first ``fraction`` of the ``.atk`` file of a Fashion-MNIST test image (wavelet)."""
+    data = adatok.load("wavelet").encode([fashion_image(i)])[0].to_bytes()
+    return data[: int(len(data) * fraction)]
+
+
+def sse_events(text: str) -> list[dict]:
+    return [json.loads(line[len("data: "):]) for line in text.splitlines() if line.startswith("data: ")]
+
+
+def frame_of(response) -> tuple[np.ndarray, dict]:
+    n = json.loads(response.headers["X-Adatok-Frame"])
+    pixels = np.frombuffer(response.content, np.uint8).reshape(n["height"], n["width"], n["channels"])
+    return pixels, n
+
+
+# ------------------------------------------------------------------------------------------------
+# Fixtures
+# ------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def generator_folder(tmp_path_factory):
+    pytest.importorskip("torch")
+    return train_tiny_generator(tmp_path_factory.mktemp("serve-gen") / "tiny-gen")
+
+
+@pytest.fixture(scope="module")
+def client(generator_folder):
+    with TestClient(create_app(Limits(updates=0.0), generators=[generator_folder])) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def coded(client):
+    """A 96x96 photo uploaded and coded with the wavelet tokenizer: (image id, coding, pixels)."""
+    img = photo()
+    r = client.post("/api/images", files={"file": ("photo.png", png_bytes(img), "image/png")})
+    assert r.status_code == 200, r.text
+    iid = r.json()["image"]
+    r = client.post("/api/codings", data={"image": iid, "tokenizer": "wavelet"})
+    assert r.status_code == 200, r.text
+    return iid, r.json(), img
+
+
+def refused(r, status: int | tuple[int, ...]) -> str:
+    """The error message of a refused request, after checking its status and JSON body."""
+    statuses = status if isinstance(status, tuple) else (status,)
+    assert r.status_code in statuses, (r.status_code, r.text)
+    body = r.json()
+    assert set(body) == {"error"} and isinstance(body["error"], str) and len(body["error"]) > 10
+    assert "Traceback" not in body["error"] and "/tmp/" not in body["error"]
+    return body["error"]
+
+
+# ------------------------------------------------------------------------------------------------
+# The page and the API, working
+# ------------------------------------------------------------------------------------------------
+
+
+def test_the_page_and_its_files_come_from_the_package(client):
+    r = client.get("/")
+    assert r.status_code == 200 and "text/html" in r.headers["content-type"]
+    refs = set()
+    for f in ["index.html", "app.js", "style.css"]:
+        text = (STATIC / f).read_text()
+        assert "http://" not in text and "https://" not in text, f"{f} loads something from elsewhere"
+        refs |= {m for m in __import__("re").findall(r'"(/static/[\w./-]+)"', text)}
+    assert refs >= {"/static/app.js", "/static/style.css"}
+    for ref in refs:
+        assert client.get(ref).status_code == 200, ref
+
+
+def test_info(client, generator_folder):
+    info = client.get("/api/info").json()
+    assert {"wavelet", "wavelet-lossless"} <= set(info["tokenizers"])
+    assert "astronaut" in info["samples"] and len(info["classes"]) == 10
+    assert [g["id"] for g in info["generators"]] == [generator_folder.name]
+    assert info["generators"][0]["tokenizer"] == "wavelet"
+    assert info["limits"]["max_pixels"] == 2**20
+
+
+def test_sample_and_original(client):
+    r = client.post("/api/samples/camera")
+    assert r.status_code == 200 and r.json()["width"] == 512 and r.json()["channels"] == 1
+    png = client.get(f"/api/images/{r.json()['image']}.png")
+    from PIL import Image
+
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(png.content))), sample_images(["camera"])[0][1][:, :, 0])
+
+
+def test_frames_are_the_library_s_prefixes(client, coded):
+    _, coding, img = coded
+    tok = adatok.load("wavelet")
+    (seq,) = tok.encode([img])
+    assert coding["tokens"] == len(seq) and coding["bytes"] == len(seq.to_bytes())
+    cid, step = coding["coding"], coding["step"]
+    assert step == -(-len(seq) // 65536)  # every step-th prefix is a cut (the full sequence too)
+    for k in (0, step, 389 * step, len(seq) // 3 // step * step, len(seq)):
+        pixels, n = frame_of(client.get(f"/api/codings/{cid}/frame?tokens={k}"))
+        assert n["k"] == k and n["tokens"] == k and n["total"] == len(seq)
+        assert np.array_equal(pixels, tok.decode([seq.prefix(k)])[0])
+        assert n["bytes"] == len(seq.prefix(k).to_bytes())
+        assert n["bpp"] == pytest.approx(8 * n["bytes"] / img.shape[0] / img.shape[1])
+        expect = psnr(img, pixels)
+        assert (n["psnr"] is None) if np.isinf(expect) else n["psnr"] == pytest.approx(expect)
+    if step > 1:  # between cuts: the cut below
+        assert frame_of(client.get(f"/api/codings/{cid}/frame?tokens={10 * step + 1}"))[1]["k"] == 10 * step
+    # bytes: the longest cut whose file fits; psnr: the shortest cut that reaches it
+    _, n = frame_of(client.get(f"/api/codings/{cid}/frame?bytes=1500"))
+    assert n["bytes"] <= 1500 and len(seq.prefix(n["k"] + step).to_bytes()) > 1500
+    _, n = frame_of(client.get(f"/api/codings/{cid}/frame?psnr=28"))
+    assert n["psnr"] >= 28 and psnr(img, tok.decode([seq.prefix(n["k"] - step)])[0]) < 28
+
+
+def test_details_downloads(client, coded):
+    _, coding, img = coded
+    cid, k = coding["coding"], 1000 * coding["step"]
+    pixels, _ = frame_of(client.get(f"/api/codings/{cid}/frame?tokens={k}"))
+    d = client.get(f"/api/codings/{cid}/details?tokens={k}").json()
+    assert d["k"] == k and d["ssim"] == pytest.approx(ssim(img, pixels))
+    from PIL import Image
+    import base64
+
+    for key in ("error_map", "token_map"):
+        im = Image.open(io.BytesIO(base64.b64decode(d[key].split(",", 1)[1])))
+        assert im.size == (img.shape[1], img.shape[0])
+    atk = client.get(f"/api/codings/{cid}/prefix.atk?tokens={k}")
+    assert atk.status_code == 200 and "attachment" in atk.headers["content-disposition"]
+    seq = TokenSequence.from_bytes(atk.content)
+    assert len(seq) == k and np.array_equal(adatok.load("wavelet").decode([seq])[0], pixels)
+    png = client.get(f"/api/codings/{cid}/prefix.png?tokens={k}")
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(png.content))), pixels)
+
+
+def test_curve_against_the_codecs_at_the_same_bytes(client, coded):
+    _, coding, _ = coded
+    c = client.get(f"/api/codings/{coding['coding']}/curve").json()
+    assert [s["name"] for s in c["codecs"]] == ["jpeg", "webp", "jp2"]
+    ours = c["ours"]["points"]
+    assert len(ours) >= 10 and ours[-1]["tokens"] == coding["tokens"]
+    for s in c["codecs"]:
+        assert s["points"], s["name"]
+        for p in s["points"]:
+            assert p["bytes"] <= p["budget"] and p["psnr"] > 10
+
+
+def test_region_of_interest(client, coded):
+    iid, coding, img = coded
+    mask = np.zeros((*img.shape[:2], 1), np.uint8)
+    mask[20:60, 30:70] = 255
+    r = client.post("/api/codings", data={"image": iid, "tokenizer": "wavelet", "roi": "paint"},
+                    files={"mask": ("region.png", png_bytes(mask), "image/png")})
+    assert r.status_code == 200, r.text
+    steered = r.json()
+    assert steered["roi"] == "painted" and steered["coding"] != coding["coding"]
+    cmp = client.get(f"/api/codings/{steered['coding']}/compare?bytes=1200").json()
+    assert cmp["region_pixels"] == 40 * 40
+    for key in ("with", "without"):
+        assert cmp[key]["bytes"] <= 1200 and cmp[key]["inside"] and cmp[key]["outside"]
+    assert cmp["with"]["inside"] > cmp["without"]["inside"]  # the early tokens went to the region
+    auto = client.post("/api/codings", data={"image": iid, "tokenizer": "wavelet", "roi": "auto"})
+    assert auto.status_code == 200 and auto.json()["roi"] == "auto"
+    # a painted region of the wrong size, an empty one, none, and a tokenizer without regions
+    small = png_bytes(mask[:10, :10])
+    refused(client.post("/api/codings", data={"image": iid, "roi": "paint"},
+                        files={"mask": ("region.png", small, "image/png")}), 400)
+    refused(client.post("/api/codings", data={"image": iid, "roi": "paint"},
+                        files={"mask": ("region.png", png_bytes(0 * mask), "image/png")}), 400)
+    refused(client.post("/api/codings", data={"image": iid, "roi": "paint"}), 400)
+    refused(client.post("/api/codings", data={"image": iid, "roi": "../etc/passwd"}), 400)
+    refused(client.get(f"/api/codings/{coding['coding']}/compare?bytes=1000"), 400)
+
+
+def test_a_learned_tokenizer(client):
+    pytest.importorskip("torch")
+    r = client.post("/api/images", files={"file": ("shirt.png", png_bytes(fashion_image()), "image/png")})
+    iid = r.json()["image"]
+    c = client.post("/api/codings", data={"image": iid, "tokenizer": "fashion-mnist-32"}).json()
+    assert c["tokens"] == 32
+    tok = adatok.load("fashion-mnist-32")
+    (seq,) = tok.encode([fashion_image()])
+    pixels, n = frame_of(client.get(f"/api/codings/{c['coding']}/frame?tokens=5"))
+    assert np.array_equal(pixels, tok.decode([seq.prefix(5)])[0]) and n["bytes"] == len(seq.prefix(5).to_bytes())
+    # a photo is not what it reads; nor does it take a region
+    photo_id = client.post("/api/samples/camera").json()["image"]
+    refused(client.post("/api/codings", data={"image": photo_id, "tokenizer": "fashion-mnist-32"}), 400)
+    refused(client.post("/api/codings", data={"image": iid, "tokenizer": "fashion-mnist-32", "roi": "auto"}), 400)
+
+
+def test_generation_streams_until_done(client, generator_folder):
+    r = client.post("/api/jobs/generate", data={"model": generator_folder.name, "label": 5, "n": 2, "seed": 1,
+                                                "max_tokens": 120})
+    assert r.status_code == 200, r.text
+    job = r.json()["job"]
+    with client.stream("GET", f"/api/jobs/{job}/events") as s:
+        assert s.headers["content-type"].startswith("text/event-stream")
+        events = sse_events("".join(s.iter_text()))
+    assert len(events) >= 3 and events[-1]["done"] and not any(e["done"] for e in events[:-1])
+    counts = [sum(e["tokens"]) for e in events]
+    assert counts == sorted(counts) and 0 < max(events[-1]["tokens"]) <= 120
+    assert len(events[-1]["images"]) == 2 and events[-1]["images"][0].startswith("data:image/png;base64,")
+    refused(client.get(f"/api/jobs/{job}/events"), 400)  # a job runs once
+
+
+def test_completion_keeps_the_prefix(client, generator_folder):
+    cut = cut_atk()
+    prefix = TokenSequence.from_bytes(cut)
+    r = client.post("/api/jobs/complete", data={"model": generator_folder.name, "n": 2, "max_tokens": 60},
+                    files={"file": ("cut.atk", cut, "application/octet-stream")})
+    assert r.status_code == 200, r.text
+    assert r.json()["prefix"] == len(prefix)
+    with client.stream("GET", f"/api/jobs/{r.json()['job']}/events") as s:
+        events = sse_events("".join(s.iter_text()))
+    assert events[-1]["done"] and all(t >= len(prefix) for t in events[-1]["tokens"])
+
+
+# ------------------------------------------------------------------------------------------------
+# Bad inputs: a 4xx each, in words, and the server goes on
+# ------------------------------------------------------------------------------------------------
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def bomb_png(w: int = 100_000, h: int = 100_000) -> bytes:
+    """A small PNG whose header claims ``w x h`` pixels (a decompression bomb)."""
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)
+    body = zlib.compress(b"\x00" * 1024)
+    return b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", body) + _png_chunk(b"IEND", b"")
+
+
+def png16() -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.arange(64 * 64, dtype=np.uint16).reshape(64, 64) * 16).save(buf, "PNG")
+    return buf.getvalue()
+
+
+BAD_UPLOADS = {
+    "not an image": (b"this is text, not pixels", "image/png", 400, "not an image"),
+    "0 bytes": (b"", "image/png", 400, "empty"),
+    "truncated PNG": (png_bytes(photo(64))[:300], "image/png", 400, "truncated"),
+    "16-bit PNG": (png16(), "image/png", 400, "16-bit"),
+    "decompression bomb": (bomb_png(), "image/png", 413, "pixels"),
+    "over the pixel limit": (bomb_png(2048, 1024), "image/png", 413, "pixels"),
+    "wrong content type": (png_bytes(photo(32)), "text/plain", 415, "not an image"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_UPLOADS))
+def test_bad_uploads(client, case):
+    data, kind, status, words = BAD_UPLOADS[case]
+    message = refused(client.post("/api/images", files={"file": ("input.png", data, kind)}), status)
+    assert words in message.lower() and "input.png" in message
+    assert client.get("/api/info").status_code == 200  # still serving
+
+
+def test_bad_requests(client, coded, generator_folder):
+    iid, coding, _ = coded
+    cid, n = coding["coding"], coding["tokens"]
+    cases = [
+        (client.get(f"/api/codings/{cid}/frame?tokens={n + 1}"), 422, "out of range"),
+        (client.get(f"/api/codings/{cid}/frame?tokens=-5"), 422, "out of range"),
+        (client.get(f"/api/codings/{cid}/frame?bytes=-1"), 422, "out of range"),
+        (client.get(f"/api/codings/{cid}/frame?psnr=0"), 422, "out of range"),
+        (client.get(f"/api/codings/{cid}/frame?tokens=many"), 422, "integer"),
+        (client.get(f"/api/codings/{cid}/frame?tokens=3&bytes=9"), 422, "exactly one"),
+        (client.get(f"/api/codings/{cid}/frame"), 422, "exactly one"),
+        (client.get("/api/codings/nosuchcoding/frame?tokens=3"), 404, "no longer"),
+        (client.post("/api/codings", data={"image": iid, "tokenizer": "jpeg-xl"}), 400, "unknown tokenizer"),
+        (client.post("/api/codings", data={"image": iid, "tokenizer": "/tmp"}), 400, "unknown tokenizer"),
+        (client.post("/api/codings", data={"image": "nosuchimage"}), 404, "no longer"),
+        (client.post("/api/samples/..%2F..%2Fetc%2Fpasswd"), 404, ""),
+        (client.post("/api/samples/lena"), 404, "unknown sample"),
+        (client.post("/api/images", json={"file": "photo.png"}), 422, "file"),
+        (client.get("/api/nothing"), 404, "nothing here"),
+        (client.post("/api/jobs/generate", data={"model": "/tmp"}), 400, "unknown generator"),
+        (client.post("/api/jobs/generate", data={"model": generator_folder.name, "label": 12}), 422, "label"),
+        (client.post("/api/jobs/generate", data={"model": generator_folder.name, "n": 1000}), 422, "n="),
+        (client.get("/api/jobs/nosuchjob/events"), 404, "no longer"),
+    ]
+    atk = {"model": generator_folder.name}
+    corrupt = bytearray(cut_atk(1.0))
+    corrupt[len(corrupt) // 2] ^= 0xFF
+    photo_atk = adatok.load("wavelet").encode([photo(40)])[0].to_bytes()
+    for data, words in [(b"not an atk file", "not an adatok container"), (bytes(corrupt), "corrupt"),
+                        (cut_atk()[:12], "truncated"), (photo_atk, "image"), (b"", "empty")]:
+        cases.append((client.post("/api/jobs/complete", data=atk, files={"file": ("x.atk", data, "application/octet-stream")}),
+                      400, words))
+    cases.append((client.post("/api/jobs/complete", data=atk, files={"file": ("x.atk", b"1234", "image/png")}), 415, ".atk"))
+    for r, status, words in cases:
+        message = refused(r, status)
+        assert words in message, (r.request.url, message)
+    assert client.get("/api/info").status_code == 200
+
+
+def test_limits_of_a_small_server(tmp_path, monkeypatch):
+    """Uploads over the byte limit are refused before they are read whole; uploads are written only
+    to the temporary folder, which is empty after each request."""
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp))
+    app = create_app(Limits(max_upload_bytes=50_000, max_pixels=64 * 64))
+    with TestClient(app) as c:
+        big = png_bytes(np.random.default_rng(0).integers(0, 255, (200, 200, 3), dtype=np.uint8))
+        assert "upload limit" in refused(c.post("/api/images", files={"file": ("big.png", big, "image/png")}), 413)
+        assert "pixels" in refused(c.post("/api/images", files={"file": ("p.png", png_bytes(photo(96)), "image/png")}), 413)
+        ok = c.post("/api/images", files={"file": ("small.png", png_bytes(photo(64)), "image/png")})
+        assert ok.status_code == 200
+        assert list(tmp.iterdir()) == []
+
+
+def test_a_queue_not_a_crash():
+    """Three encodes at once on a server that runs one at a time: all three are served, in turn;
+    with a time limit shorter than an encode, the request gets 503 in words and the server goes on."""
+    import httpx
+
+    app = create_app(Limits(encoders=1))
+    with live_server(app) as url, httpx.Client(base_url=url, timeout=120) as http:
+        r = http.post("/api/images", files={"file": ("p.png", png_bytes(photo(128)), "image/png")})
+        assert r.status_code == 200, r.text
+        iid = r.json()["image"]
+
+        def encode(tok):
+            return http.post("/api/codings", data={"image": iid, "tokenizer": tok, "roi": "centre"})
+
+        with ThreadPoolExecutor(3) as pool:
+            results = list(pool.map(encode, ["wavelet", "wavelet-lossless", "wavelet"]))
+        assert [r.status_code for r in results] == [200, 200, 200], [r.text for r in results]
+    app = create_app()
+    with TestClient(app) as c:
+        iid = c.post("/api/samples/astronaut").json()["image"]
+        app.state.server.limits.seconds = 0.01  # far less than encoding a 512x512 photo takes
+        assert "time limit" in refused(c.post("/api/codings", data={"image": iid}), 503)
+        app.state.server.limits.seconds = 60
+        assert c.get("/api/info").status_code == 200
+
+
+def test_the_command(monkeypatch):
+    from typer.testing import CliRunner
+
+    from adatok.cli import app
+
+    runner = CliRunner()
+    assert runner.invoke(app, ["serve", "--help"]).exit_code == 0
+    bad = runner.invoke(app, ["serve", "--port", "0"])
+    assert bad.exit_code == 2 and "--port" in bad.stderr
+    calls = {}
+    import uvicorn
+
+    monkeypatch.setattr(uvicorn, "run", lambda web, **kw: calls.update(kw, app=web))
+    ok = runner.invoke(app, ["serve", "--port", "8123", "--max-pixels", "4096"])
+    assert ok.exit_code == 0 and "http://127.0.0.1:8123/" in ok.stderr
+    assert calls["host"] == "127.0.0.1" and calls["port"] == 8123
+    assert calls["app"].state.server.limits.max_pixels == 4096

@@ -1,0 +1,196 @@
+"""adatok serve in a real browser: ``adatok serve`` started as a process on 127.0.0.1 and a free
+port, driven by Playwright through Debian's Chromium (headless; never a downloaded browser, see
+tests/test_report_browser.py). A person's steps: load the page, upload a photo, move the slider
+and see the picture and the numbers change, paint a region and encode with it, download the
+``.atk`` and decode it with the library to the very pixels the page shows, generate samples and
+complete a cut file, watching them arrive. A screenshot of each step is saved in the test's
+folder (``screens/``)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("fastapi")
+pytest.importorskip("playwright")
+pytest.importorskip("torch")
+
+import adatok  # noqa: E402
+from adatok import TokenSequence  # noqa: E402
+
+from test_report_browser import ARGS, _chromium  # noqa: E402
+from test_serve import cut_atk, free_port, png_bytes, train_tiny_generator  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """``adatok serve`` with a tiny generator, as a process; yields its URL and a working folder."""
+    folder = tmp_path_factory.mktemp("serve-browser")
+    gen = train_tiny_generator(folder / "tiny-gen")
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    log = open(folder / "server.log", "w")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen([sys.executable, "-m", "adatok.cli", "serve", "--port", str(port), "--generator", str(gen)],
+                            stdout=log, stderr=subprocess.STDOUT, env=env, cwd=folder)
+    url = f"http://127.0.0.1:{port}"
+    import httpx
+
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            if httpx.get(url + "/api/info", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        assert proc.poll() is None, (folder / "server.log").read_text()
+        assert time.monotonic() < deadline, "adatok serve did not start"
+        time.sleep(0.3)
+    try:
+        yield url, folder, gen.name
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def tab(served):
+    from playwright.sync_api import sync_playwright
+
+    url, folder, _ = served
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=_chromium(), headless=True, args=ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1300, "height": 1400}, accept_downloads=True)
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.goto(url + "/")
+            page.wait_for_selector("body[data-ready='1']")
+            yield page, errors
+        finally:
+            browser.close()
+
+
+def _shot(page, folder: Path, name: str) -> None:
+    (folder / "screens").mkdir(exist_ok=True)
+    page.screenshot(path=str(folder / "screens" / f"{name}.png"), full_page=True)
+
+
+def _canvas(page, selector: str) -> np.ndarray:
+    """The pixels a canvas of the page shows, as ``H x W x 3`` uint8."""
+    w, h, data = page.evaluate(f"""() => {{
+        const c = document.querySelector('{selector}');
+        return [c.width, c.height, Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data)];
+    }}""")
+    return np.array(data, np.uint8).reshape(h, w, 4)[:, :, :3]
+
+
+def _numbers(page) -> dict:
+    return {k: page.text_content(f"#n-{k}") for k in ("tokens", "bytes", "bpp", "psnr")}
+
+
+def test_a_person_s_visit(served, tab):
+    url, folder, model = served
+    page, errors = tab
+    _shot(page, folder, "1-loaded")
+
+    # upload a photo (the file picker; dropping calls the same upload)
+    photo = adatok.datasets.sample_images(["coffee"], max_side=160)[0][1]
+    (folder / "coffee.png").write_bytes(png_bytes(photo))
+    page.set_input_files("#file", str(folder / "coffee.png"))
+    page.wait_for_selector("#recon[data-k]", timeout=60_000)
+    page.wait_for_function("document.querySelector('#n-ssim').textContent !== '-'")
+    assert "coffee.png" in page.text_content("#status")
+    assert np.array_equal(_canvas(page, "#original"), photo)
+    _shot(page, folder, "2-uploaded")
+
+    # move the slider: the picture and the numbers change, and the picture is the library's prefix
+    before_k, before_px, before_n = page.get_attribute("#recon", "data-k"), _canvas(page, "#recon"), _numbers(page)
+    box = page.locator("#slider").bounding_box()
+    page.mouse.click(box["x"] + box["width"] * 0.9, box["y"] + box["height"] / 2)
+    page.wait_for_function(f"document.querySelector('#recon').dataset.k !== '{before_k}'")
+    after_k, after_px, after_n = int(page.get_attribute("#recon", "data-k")), _canvas(page, "#recon"), _numbers(page)
+    assert after_k > int(before_k) and not np.array_equal(before_px, after_px)
+    assert all(after_n[k] != before_n[k] for k in after_n), (before_n, after_n)
+    tok = adatok.load("wavelet")
+    (seq,) = tok.encode([photo])
+    assert np.array_equal(after_px, tok.decode([seq.prefix(after_k)])[0])
+    _shot(page, folder, "3-slider-moved")
+
+    # the slider in bytes: the file of the prefix shown fits the bytes asked for
+    page.select_option("#mode", "bytes")
+    page.fill("#value", "2000")
+    page.dispatch_event("#value", "change")
+    page.wait_for_function("Number(document.querySelector('#n-bytes').textContent.replace(/,/g, '')) <= 2000")
+
+    # download the .atk of the prefix shown: decoded by the library, the very pixels of the page
+    shown_k = int(page.get_attribute("#recon", "data-k"))
+    shown = _canvas(page, "#recon")
+    with page.expect_download() as download:
+        page.click("#dl-atk")
+    path = folder / "prefix.atk"
+    download.value.save_as(path)
+    got = TokenSequence.from_bytes(path.read_bytes())
+    assert len(got) == shown_k and path.stat().st_size <= 2000
+    assert np.array_equal(tok.decode([got])[0], shown)
+
+    # the rate-distortion curve, drawn against the three codecs
+    page.click("#curve-go")
+    page.wait_for_selector("#curve svg polyline[data-series='jp2']", timeout=120_000)
+    series = page.eval_on_selector_all("#curve polyline", "ps => ps.map(p => p.dataset.series)")
+    assert series == ["ours", "jpeg", "webp", "jp2"]
+    _shot(page, folder, "4-curve")
+
+    # paint a region, encode with it: the early tokens go there
+    box = page.locator("#paint").bounding_box()
+    page.mouse.move(box["x"] + box["width"] * 0.3, box["y"] + box["height"] * 0.4)
+    page.mouse.down()
+    for i in range(12):
+        page.mouse.move(box["x"] + box["width"] * (0.3 + 0.03 * i), box["y"] + box["height"] * (0.4 + 0.02 * i))
+    page.mouse.up()
+    _shot(page, folder, "5-painted")
+    page.click("#roi-paint")
+    page.wait_for_selector("#roi-result:not([hidden])", timeout=60_000)
+    assert page.is_checked("#use-roi")
+    inside = page.text_content("#roi-with td:nth-child(4)"), page.text_content("#roi-without td:nth-child(4)")
+    assert all(v.endswith("dB") for v in inside)
+    _shot(page, folder, "6-region")
+
+    # generate: the samples appear while they are written, and finish
+    page.select_option("#gen-model", model)
+    page.fill("#gen-n", "3")
+    page.click("#gen-go")
+    page.wait_for_selector("#gen-out[data-done='1']", timeout=120_000)
+    assert page.locator("#gen-out img").count() == 3
+    assert int(page.get_attribute("#gen-out", "data-updates")) >= 2
+    assert page.text_content("#gen-status").startswith("done")
+    _shot(page, folder, "7-generated")
+
+    # complete a cut file of a Fashion-MNIST-sized image
+    (folder / "cut.atk").write_bytes(cut_atk(0.3))
+    page.set_input_files("#cmp-file", str(folder / "cut.atk"))
+    page.click("#cmp-go")
+    page.wait_for_selector("#cmp-out[data-done='1']", timeout=120_000)
+    assert page.locator("#cmp-out img").count() == 3 and page.is_visible("#cmp-prefix")
+    _shot(page, folder, "8-completed")
+
+    # a bad upload: a message in words, and the page goes on
+    (folder / "notes.png").write_bytes(b"not an image at all")
+    page.set_input_files("#file", str(folder / "notes.png"))
+    page.wait_for_selector("#error:not([hidden])")
+    assert "not an image" in page.text_content("#error")
+    _shot(page, folder, "9-bad-upload")
+    assert errors == []
