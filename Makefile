@@ -29,7 +29,7 @@ bench: install
 	$(PY) benchmarks/wavelet_speed.py
 
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS ?= container crafted image stepper
+FUZZ_TARGETS ?= container crafted image stepper serve_image serve_atk
 FUZZ_OUT ?= out/fuzz
 
 # Each target in turn (fuzz/campaign.py): new inputs go to $(FUZZ_OUT)/TARGET (the checked-in seeds

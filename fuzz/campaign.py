@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-TARGETS = ("container", "crafted", "image", "stepper")
+TARGETS = ("container", "crafted", "image", "stepper", "serve_image", "serve_atk")
 
 
 def session(target: str, seconds: int, out: Path) -> dict:

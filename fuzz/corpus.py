@@ -116,10 +116,22 @@ def byte_strings(seed: int, count: int) -> dict[str, bytes]:
     return out | {"zeros": bytes(256), "ones": b"\xff" * 256}
 
 
+def uploads() -> dict[str, bytes]:
+    """``.atk`` files a completion upload takes (28x28 gray: a generator's shape), whole and cut,
+    and ones it refuses (another shape, another tokenizer's)."""
+    w = adatok.load("wavelet")
+    out = _cuts("wavelet-28x28", w.encode([_smooth((28, 28), 12)])[0].to_bytes())
+    out["wavelet-28x28-fixed-header.atk"] = w.encode([_smooth((28, 28), 13)], fixed_header=True)[0].to_bytes()
+    c = containers()
+    return out | {name: c[name] for name in ("fashion-mnist-32.atk", "fashion-mnist-32-cut-mid.atk",
+                                             "wavelet-gray-8x8.atk")}
+
+
 def build() -> dict[str, dict[str, bytes]]:
     """Target name -> seed file name -> bytes."""
-    return {"container": containers(), "crafted": byte_strings(1, 12), "image": images(),
-            "stepper": byte_strings(2, 12)}
+    pictures = images()
+    return {"container": containers(), "crafted": byte_strings(1, 12), "image": pictures,
+            "stepper": byte_strings(2, 12), "serve_image": pictures, "serve_atk": uploads()}
 
 
 def write(root: Path = CORPUS) -> None:

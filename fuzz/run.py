@@ -9,15 +9,23 @@ in ``fuzz/regressions/TARGET/`` (replayed by ``tests/test_fuzz.py``).
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
 import atheris
 
 HERE = Path(__file__).resolve().parent
-# Modules with numba-compiled functions: numba compiles from the function's bytecode, which
-# instrumentation would change.
-NUMBA_MODULES = ["adatok.wavelet.spiht", "adatok.wavelet.transforms", "adatok.wavelet.tokenizer"]
+
+
+def numba_modules() -> list[str]:
+    """adatok's modules with numba-compiled functions, left out of the instrumentation: numba
+    compiles from a function's bytecode, which instrumentation would change."""
+    import importlib.util
+
+    root = Path(importlib.util.find_spec("adatok").origin).parent
+    return [".".join(("adatok", *p.relative_to(root).with_suffix("").parts)) for p in sorted(root.rglob("*.py"))
+            if re.search(r"^(from|import) numba", p.read_text(encoding="utf-8"), re.M)]
 
 
 def main(argv: list[str]) -> None:
@@ -25,12 +33,12 @@ def main(argv: list[str]) -> None:
         sys.exit(f"usage: {argv[0]} TARGET [libFuzzer options] [corpus folders]")
     name = argv[1]
     sys.path.insert(0, str(HERE))
-    include = ["adatok"] + (["PIL"] if name == "image" else [])
-    with atheris.instrument_imports(include=include, exclude=NUMBA_MODULES):
+    include = ["adatok"] + (["PIL"] if name in ("image", "serve_image") else [])
+    with atheris.instrument_imports(include=include, exclude=numba_modules()):
         import adatok  # noqa: F401  (instrumented here, before the targets import it)
         import targets
 
-        if name == "image":  # Pillow imports its format plugins on first use: import them here
+        if name in ("image", "serve_image"):  # Pillow imports its plugins on first use: import them here
             from PIL import Image
 
             Image.init()

@@ -11,10 +11,14 @@ check, a crash, a hang, running out of memory) is a bug.
 * ``stepper``: a token stepper of a registered tokenizer fed ids drawn from the bytes, legal and
   not.
 
-The web server's handlers (``adatok serve``: an uploaded image, an uploaded ``.atk`` file) get a
-target here once they exist: a function of the bytes that calls the handler in-process, added to
-:data:`TARGETS` (with seeds in ``fuzz/corpus/NAME/``); ``make fuzz`` and ``tests/test_fuzz.py``
-then run it like the others.
+* ``serve_image``: the web server's image upload (``adatok serve``: ``state.read_upload``), in-process.
+* ``serve_atk``: the web server's ``.atk`` upload (a completion job's prefix: ``app._prefix_for``
+  and the language's decode, what the handler does before the job runs), for a wavelet and a
+  learned generator's language.
+
+A new handler of untrusted bytes gets a target here: a function of the bytes that calls it
+in-process, added to :data:`TARGETS` (with seeds in ``fuzz/corpus/NAME/``); ``make fuzz`` and
+``tests/test_fuzz.py`` then run it like the others.
 
 Run one with atheris (``fuzz/run.py``), or call it (``tests/test_fuzz.py`` replays the seed corpus
 and seeded mutations of it through every target, without atheris's coverage loop).
@@ -327,5 +331,52 @@ def stepper(data: bytes) -> None:
         assert np.array_equal(back.ids, seq.ids)
 
 
+# --- the web server's uploads ---------------------------------------------------------------------
+
+
+def serve_image(data: bytes) -> None:
+    """Fuzz target: the bytes as an image uploaded to ``adatok serve``."""
+    from adatok.serve import state
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            img = state.read_upload(data, "upload.png", state.Limits(max_pixels=FUZZ_MAX_PIXELS))
+    except AdatokError:
+        return
+    assert isinstance(img, np.ndarray) and img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] in (1, 3)
+    assert img.shape[0] * img.shape[1] <= FUZZ_MAX_PIXELS
+
+
+_LANGUAGES: list = []
+
+
+def _generators() -> list:
+    """A wavelet and a learned generator's language, as ``adatok serve`` holds them (the model
+    itself is not read before a job runs, so none is loaded)."""
+    if not _LANGUAGES:
+        from adatok.generate.languages import SlotLanguage, WaveletLanguage
+        from adatok.generate.sample import Generator
+
+        _LANGUAGES.extend(Generator(None, lang, {"name": f"fuzz-{lang.name}"}) for lang in
+                          (WaveletLanguage("wavelet", (28, 28)), SlotLanguage("fashion-mnist-32")))
+    return _LANGUAGES
+
+
+def serve_atk(data: bytes) -> None:
+    """Fuzz target: the bytes as a cut ``.atk`` file uploaded to ``adatok serve`` to complete."""
+    from adatok.serve import app, state
+
+    for gen in _generators():
+        try:
+            prefix = app._prefix_for(gen, data, "upload.atk")
+        except AdatokError:
+            continue
+        picture = np.asarray(gen.lang.decode([prefix])[0])
+        assert picture.dtype == np.uint8 and picture.size == int(np.prod(prefix.shape))
+        assert state.png_uri(picture.reshape(prefix.shape[0], prefix.shape[1], -1)).startswith("data:image/png")
+
+
 #: Every target by name (``fuzz/run.py NAME``, ``make fuzz``; seeds in ``fuzz/corpus/NAME/``).
-TARGETS = {"container": container, "crafted": crafted, "image": image, "stepper": stepper}
+TARGETS = {"container": container, "crafted": crafted, "image": image, "stepper": stepper,
+           "serve_image": serve_image, "serve_atk": serve_atk}

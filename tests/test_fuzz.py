@@ -18,7 +18,7 @@ sys.path.insert(0, str(ROOT))
 from fuzz import corpus, targets  # noqa: E402
 
 #: Mutated inputs per target: the cheap targets get more.
-MUTATIONS = {"container": 400, "crafted": 300, "image": 300, "stepper": 40}
+MUTATIONS = {"container": 400, "crafted": 300, "image": 300, "stepper": 40, "serve_image": 100, "serve_atk": 200}
 INTERESTING = (0, 1, 0x7F, 0x80, 0xFF)
 
 
