@@ -213,6 +213,7 @@ def test_caches_keep_a_bounded_number_of_coefficients():
     caches = (layout_module._LAYOUTS, tokenizer_module._WEIGHTS, tok._shift_cache)
     try:
         for cache in caches:
+            cache.clear()  # (entries of earlier tests would be hits, and hits evict nothing)
             cache.nodes = 20_000
         for side in range(40, 120, 4):  # 20 shapes of 4,800 to 42,000 coefficients
             (seq,) = tok.encode([np.zeros((side, side, 3), np.uint8) + 9], Tokens(10))
@@ -223,3 +224,26 @@ def test_caches_keep_a_bounded_number_of_coefficients():
     finally:
         for cache in caches:
             cache.nodes = before
+
+
+def test_a_completion_upload_is_checked_before_it_is_decoded(monkeypatch):
+    """``adatok serve``'s .atk upload (a prefix to complete) decoded the file before checking its
+    shape against the generator's: a 95-byte file asking for a 4000x4000x3 image took 17.7 s and
+    1.6 GB before it was refused (50 million pixels would take gigabytes more). Now the header is
+    checked first, and nothing is built for the shape."""
+    from adatok.serve import app
+    from adatok.serve.state import ServeError
+    from adatok.wavelet import layout as layout_module
+    from fuzz.targets import _generators
+
+    built = []
+    real = layout_module._build_layout
+    monkeypatch.setattr(layout_module, "_build_layout", lambda *a: built.append(a) or real(*a))
+    gen = _generators()[0]
+    base = craft.fields_of(adatok.load("wavelet").encode([np.full((28, 28), 3, np.uint8)])[0].to_bytes())
+    params = dict(base.params) | {"levels": default_levels((7000, 7000))}
+    data = craft.frame(replace(base, shape=(7000, 7000, 3), params=params, payload=b"", payload_len=0, n_tokens=0))
+    with pytest.raises(ServeError, match="7000x7000x3 image"):
+        app._prefix_for(gen, data, "upload.atk")
+    assert not [a for a in built if a[0][0] * a[0][1] > 28 * 28]
+    assert len(app._prefix_for(gen, craft.frame(base), "upload.atk")) == base.n_tokens
