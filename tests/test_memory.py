@@ -247,3 +247,25 @@ def test_a_completion_upload_is_checked_before_it_is_decoded(monkeypatch):
         app._prefix_for(gen, data, "upload.atk")
     assert not [a for a in built if a[0][0] * a[0][1] > 28 * 28]
     assert len(app._prefix_for(gen, craft.frame(base), "upload.atk")) == base.n_tokens
+
+
+def test_a_gif_whose_first_frame_is_far_larger_than_its_screen():
+    """A 96-byte GIF declaring a 7x0 screen and a first frame of 55,551 x 77,098 pixels (found by
+    the image fuzz target): with Pillow's own check switched off while adatok opened it, Pillow
+    allocated the frame inside ``Image.open``, before adatok's check of the declared size: gigabytes
+    (the fuzzer's 2 GB limit), or MemoryError. Now Pillow's check is set to MAX_PIXELS while
+    opening: refused in words, under 256 MB more than the process had."""
+    path = ROOT / "fuzz" / "regressions" / "image" / "gif-first-frame-of-4-billion-pixels.gif"
+    code = (
+        "import resource, sys, adatok\n"
+        "size = [int(l.split()[1]) * 1024 for l in open('/proc/self/status') if l.startswith('VmSize')][0]\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (size + (256 << 20), resource.RLIM_INFINITY))\n"
+        "try:\n"
+        "    adatok.read_image(sys.argv[1])\n"
+        "except adatok.AdatokError as exc:\n"
+        "    print(type(exc).__name__, exc)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, MALLOC_ARENA_MAX="2"))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.startswith("ImageFormatError") and "4,282,914,432 pixels" in done.stdout, done.stdout

@@ -11,9 +11,10 @@ tokenizer takes only its own 28x28 gray shape):
 * longer prefixes decode better where that is promised: a flat image's quiet roots only move toward
   their values (docs/wavelet-language.md, "Longer prefixes"), and the learned tokenizer's mean PSNR
   over Fashion-MNIST test images rises at every doubling (docs/learned-tokenizer.md). Per image,
-  in pixels, no decoder here promises it (measured falls of more than 0.5 dB: 14 of 8,192 flat gray
-  images and 8 of 400 crops of the sample photos with ``wavelet-lossless``; up to 0.21 dB for the
-  learned tokenizer; ``python benchmarks/reliability.py flat``).
+  in pixels, no decoder here promises it: with ``wavelet``, 14 of the 8,192 flat gray images from
+  1x1 to 64x64 and 1 of 400 crops of the sample photos lose more than 0.5 dB at some doubling; with
+  ``wavelet-lossless``, 2 and 7 (``python benchmarks/reliability.py flat``, ``... crops``); single
+  images of the learned tokenizer fall too (docs/learned-tokenizer.md).
 """
 
 from __future__ import annotations
