@@ -6,11 +6,11 @@ in sessions of ``--session`` seconds, with the numbers libFuzzer prints added up
 Each session is ``fuzz/run.py TARGET`` with a 5-second hang limit (``-timeout=5``) and a 2 GB
 memory limit (``-rss_limit_mb=2048``); its new inputs go to ``OUT/TARGET/`` (read again by the
 next session, beside the checked-in seeds), a failing input to ``OUT/TARGET-crash-*``,
-``-timeout-*`` or ``-oom-*``. Why sessions: under atheris's instrumentation a process grows by a
-few tens of kB an input (the same inputs replayed without it stay flat: docs/reliability.md), which
-would reach the memory limit in a long session of the stepper target. ``OUT/summary.json`` and the
-printed table hold, per target, the time, executions, sessions, crashes, hangs and out-of-memory
-stops, and the largest memory a session used.
+``-timeout-*`` or ``-oom-*``. Why sessions: under atheris's instrumentation a process grows by up
+to about 100 kB an input (the same inputs replayed without it stay flat: docs/reliability.md),
+which would reach the memory limit in a long session of the stepper target. ``OUT/summary.json``
+and the printed table hold, per target, the time, executions, sessions, crashes, hangs and
+out-of-memory stops, and the largest memory a session used.
 """
 
 from __future__ import annotations
