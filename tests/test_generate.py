@@ -134,3 +134,20 @@ def test_the_reading_head_reads_prefixes(trained):
     ds = adatok.datasets.load("fashion-mnist", "test", limit=20)
     acc = reading_accuracy(gen, np.stack(ds.images), ds.labels, [1, 5])
     assert set(acc) == {1, 5} and all(0.0 <= a <= 1.0 for a in acc.values())
+
+
+def test_tied_output_layer():
+    """With ``tie`` the output layer is the id embeddings (plus END): fewer parameters, the same
+    shapes, and the logits move with the embeddings."""
+    from adatok.generate.model import GPT, count_params
+
+    lang = LANGS["learned"]()
+    plain, tied = (GPT(model_config_for(lang, 32, 1, 2, 64, tie=t)) for t in (False, True))
+    assert count_params(plain) - count_params(tied) == 32 * lang.vocab_size
+    inputs = torch.tensor([[lang.vocab_size + 3, 5, 7]])
+    ints = torch.tensor([[[0], [1], [2]]])
+    out = tied(inputs, ints, None)
+    assert out.shape == (1, 3, lang.vocab_size + 1)
+    with torch.no_grad():
+        tied.tokens.weight[5] += 1.0
+    assert not torch.equal(tied(inputs, ints, None)[..., 5], out[..., 5])

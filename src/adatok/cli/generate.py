@@ -15,7 +15,8 @@ from .common import EvalProgress, check_at_least, check_output, read_bytes, repo
 from .options import NoProgress, Quiet, out_dir
 
 #: What --language takes: a wavelet tokenizer, a learned checkpoint, or the pixel baseline.
-LANGUAGE_HELP = "wavelet, wavelet-lossless, a learned tokenizer (fashion-mnist-32 or a checkpoint folder), or pixels."
+LANGUAGE_HELP = ("wavelet, wavelet-lossless (decisions), wavelet-w8, wavelet-lossless-w8 (words of 8 decisions), "
+                 "a learned tokenizer (fashion-mnist-32 or a checkpoint folder), or pixels.")
 
 
 def _import():
@@ -47,6 +48,8 @@ def train_generator_cmd(
     position: Annotated[str | None, typer.Option(
         "--position", metavar="index", show_default=False,
         help="'index': the ablation without next positions (the step number only).")] = None,
+    tie: Annotated[bool, typer.Option(
+        "--tie", help="Share the id embeddings with the output layer (for large vocabularies: words).")] = False,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     threads: Annotated[int, typer.Option("--threads", help="torch threads.")] = 1,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the checkpoint in --out.")] = False,
@@ -56,7 +59,7 @@ def train_generator_cmd(
     from adatok import Quality
 
     _, train = _import()
-    from adatok.generate.languages import PixelLanguage, SlotLanguage, WaveletLanguage
+    from adatok.generate.languages import PixelLanguage, SlotLanguage, WaveletLanguage, WordLanguage
 
     for option, value in (("--dim", d_model), ("--layers", layers), ("--heads", heads), ("--batch", batch),
                           ("--threads", threads)):
@@ -73,12 +76,14 @@ def train_generator_cmd(
             lang = PixelLanguage((28, 28, 1))
         elif language in ("wavelet", "wavelet-lossless"):
             lang = WaveletLanguage(language, (28, 28, 1), target)
+        elif language in ("wavelet-w8", "wavelet-lossless-w8"):
+            lang = WordLanguage(language, (28, 28, 1), target)
         else:
             lang = SlotLanguage(language, target)
         max_len = 8192 if lang.variable_length else len(np.zeros(lang.shape).reshape(-1)) + 1
         if d_model % heads:
             raise AdatokError(f"--dim {d_model} must be a multiple of --heads {heads}")
-        model_cfg = train.model_config_for(lang, d_model, layers, heads, max_len, position)
+        model_cfg = train.model_config_for(lang, d_model, layers, heads, max_len, position, tie)
     tcfg = train.GenTrainConfig(minutes=minutes, batch=batch, lr=lr, seed=seed, limit=limit, threads=threads)
     with EvalProgress(quiet) as progress:
         def report(done, total, what=""):

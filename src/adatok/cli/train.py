@@ -19,7 +19,12 @@ from .options import NoProgress, out_dir
 def train_cmd(
     out: Annotated[Path, out_dir("Checkpoint folder (config.json, model.safetensors).")],
     data: Annotated[str, typer.Option("--data", metavar="fashion-mnist|FOLDER",
-                                      help="Training images: fashion-mnist or a folder of same-size square images.")] = "fashion-mnist",
+                                      help="Training images: fashion-mnist or a folder of images (searched "
+                                           "recursively; the last 5% held out for evaluation).")] = "fashion-mnist",
+    image_size: Annotated[int | None, typer.Option(
+        "--image-size", metavar="S", show_default=False,
+        help="Train on random S x S crops (and flips) of a folder's images of any size; images smaller "
+             "than S are left out and counted. Without it a folder's images must share one square size.")] = None,
     tokens: Annotated[int, typer.Option("--tokens", "-k", metavar="K", help="Latent tokens per image.")] = 32,
     steps: Annotated[int, typer.Option("--steps", metavar="N", help="Optimizer steps in all.")] = 9000,
     batch: Annotated[int, typer.Option("--batch", metavar="B", help="Images per step (over all processes).")] = 64,
@@ -72,13 +77,14 @@ def train_cmd(
             raise ValueError
     except ValueError:
         raise AdatokError(f"--levels needs whole numbers >= 2 separated by commas, got {levels!r}") from None
-    tcfg = TrainConfig(data=data, steps=steps, batch=batch, lr=lr, seed=seed, eval_every=eval_every, threads=threads,
+    check_at_least(image_size, "--image-size", 1)
+    tcfg = TrainConfig(data=data, crop=image_size, steps=steps, batch=batch, lr=lr, seed=seed, eval_every=eval_every, threads=threads,
                        loss=loss, ssim_weight=ssim_weight)
     mcfg = None
     images = eval_images = None
     if not resume:
-        images = load_images(data, "train")
-        eval_images = load_images(data, "test")[: tcfg.eval_images]
+        images = load_images(data, "train", image_size)
+        eval_images = load_images(data, "test", image_size)[: tcfg.eval_images]
         size, _, channels = images.shape[1:]
         if size % patch:
             raise AdatokError(f"the images are {size}x{size}: --patch must divide {size}, got {patch}")

@@ -10,15 +10,22 @@ from pathlib import Path
 from .errors import UnknownTokenizerError
 
 _NAMED: dict[str, Callable[[], object]] = {}
+_UNLISTED: set[str] = set()  # registered views of another tokenizer (see register)
 _FOLDERS: dict[str, Callable[[Path], object]] = {}
 _CACHE: dict[str, object] = {}
 _VERSIONS: dict[tuple[str, str], object] = {}  # (name, version) -> a checkpoint folder loaded by path
 _LOADING = threading.RLock()  # one load at a time: threads asking at once get one tokenizer
 
 
-def register(name: str, factory: Callable[[], object]) -> None:
-    """Register a tokenizer ``factory`` under ``name`` (called once, on first ``load``)."""
+def register(name: str, factory: Callable[[], object], listed: bool = True) -> None:
+    """Register a tokenizer ``factory`` under ``name`` (called once, on first ``load``).
+
+    ``listed=False``: a view of another registered tokenizer, with its bytes and rate–distortion
+    (the wavelet words, ``wavelet-w8``): loaded by name like any other, but not in :func:`names`,
+    so that what iterates them (``adatok demo``) does not measure the same tokenizer twice."""
     _NAMED[name] = factory
+    if not listed:
+        _UNLISTED.add(name)
 
 
 def register_family(family: str, loader: Callable[[Path], object]) -> None:
@@ -27,8 +34,9 @@ def register_family(family: str, loader: Callable[[Path], object]) -> None:
 
 
 def names() -> list[str]:
-    """The registered tokenizer names (built-in and shipped; not folders loaded in this process)."""
-    return sorted(_NAMED)
+    """The registered tokenizer names (built-in and shipped; not folders loaded in this process, nor
+    views registered with ``listed=False``)."""
+    return sorted(set(_NAMED) - _UNLISTED)
 
 
 def remember(tokenizer) -> None:

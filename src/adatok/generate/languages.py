@@ -4,6 +4,8 @@ the position of every next token) and grows new sequences through its tokenizer'
 * :class:`WaveletLanguage`: the decisions of ``wavelet`` / ``wavelet-lossless`` with the fixed
   header of their shape (``encode(..., fixed_header=True)``, see ``docs/stepper.md``); a training
   sequence is an image's shortest prefix reaching a ``Quality`` target.
+* :class:`WordLanguage`: the same decisions, ``n`` to a token (``wavelet-w8``: the words of
+  ``docs/words.md``), with the same position features, those of each word's first decision.
 * :class:`SlotLanguage`: the slots of a learned tokenizer (``fashion-mnist-32``); also a
   quality-target prefix.
 * :class:`PixelLanguage`: the baseline: the 8-bit pixels of the image in raster order (784 ids of
@@ -153,6 +155,31 @@ class WaveletLanguage:
         return self.tok.decode(list(seqs))
 
 
+class WordLanguage(WaveletLanguage):
+    """Words of a wavelet word tokenizer (``wavelet-w8``, see ``docs/words.md``): the decisions of
+    :class:`WaveletLanguage`, ``n`` to a token, with the same fixed header and position features.
+    A word's features are those of its first decision (its ``pos`` row and kind: the word's own
+    ``kind`` column), and the stepper's legal mask is over the word vocabulary (``3**n``)."""
+
+    def describe(self) -> dict:
+        return super().describe() | {"language": "words"}
+
+    def rows(self, full: TokenSequence, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Training rows of the first ``n`` words of ``full``: ids (n,), ints and floats (n + 1)."""
+        ids = full.ids[:n]
+        if n < len(full):
+            pos, kinds = full.pos[: n + 1, :6], full.pos[: n + 1, 6]
+        else:
+            pos = np.concatenate([full.pos[:n, :6], np.zeros((1, 6), np.int32)])
+            kinds = np.append(full.pos[:n, 6], KIND_END)
+        ints, floats = self.features(pos, np.asarray(kinds, np.int64))
+        return ids, ints, floats
+
+    def step_features(self, st) -> tuple[np.ndarray, np.ndarray]:
+        pos = st.next_pos()
+        return self.features(pos[:, :6], np.where(pos[:, 6] < 0, KIND_END, pos[:, 6]).astype(np.int64))
+
+
 class SlotLanguage:
     """The slots of a learned tokenizer (every id legal; a sequence ends after K slots)."""
 
@@ -274,6 +301,8 @@ def language_from(config: dict):
     q = None if not target else Quality(psnr=target.get("psnr"), ssim=target.get("ssim"))
     if kind == "wavelet":
         return WaveletLanguage(config["tokenizer"], tuple(config["shape"]), q)
+    if kind == "words":
+        return WordLanguage(config["tokenizer"], tuple(config["shape"]), q)
     if kind == "slot":
         return SlotLanguage(config["tokenizer"], q)
     if kind == "pixels":

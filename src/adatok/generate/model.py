@@ -52,6 +52,9 @@ class GPTConfig:
     int_sizes: tuple[int, ...] = field(default_factory=tuple)
     float_fields: int = 0  # wavelet: 2 (y, x in [0, 1])
     fourier: int = 16  # frequencies per float field
+    #: the output layer shares the id embeddings (plus an END vector): with a large vocabulary (the
+    #: 6,561 words of wavelet-w8) this halves the parameters the vocabulary costs
+    tie: bool = False
 
     def __post_init__(self) -> None:
         self.int_sizes = tuple(int(s) for s in self.int_sizes)
@@ -144,7 +147,11 @@ class GPT(nn.Module):
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
         self.ln_f = nn.LayerNorm(cfg.d_model)
-        self.head = nn.Linear(cfg.d_model, cfg.vocab_size + 1)  # ids and END
+        if cfg.tie:  # ids' logits from their input embeddings, END's from its own vector
+            self.end_out = nn.Parameter(torch.zeros(1, cfg.d_model))
+            self.head_bias = nn.Parameter(torch.zeros(cfg.vocab_size + 1))
+        else:
+            self.head = nn.Linear(cfg.d_model, cfg.vocab_size + 1)  # ids and END
         self.read = nn.Linear(cfg.d_model, cfg.classes)  # the reading head
         self.apply(self._init)
         for name, p in self.named_parameters():  # scaled residual projections (GPT-2)
@@ -170,10 +177,17 @@ class GPT(nn.Module):
             x = block(x, None if caches is None else caches[i])
         return self.ln_f(x)
 
+    def logits(self, h: torch.Tensor) -> torch.Tensor:
+        """Logits (..., vocab_size + 1) of ids and END from hidden states."""
+        if not self.cfg.tie:
+            return self.head(h)
+        out = torch.cat([self.tokens.weight[: self.cfg.vocab_size], self.end_out])
+        return h @ out.T + self.head_bias
+
     def forward(self, inputs: torch.Tensor, ints: torch.Tensor, floats: torch.Tensor | None,
                 caches: list[dict] | None = None) -> torch.Tensor:
         """Logits (B, T, vocab_size + 1) of the token at each step."""
-        return self.head(self.hidden(inputs, ints, floats, caches))
+        return self.logits(self.hidden(inputs, ints, floats, caches))
 
     def read_prefixes(self, h: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Class logits from the mean hidden state of the first ``lengths`` steps (1..T) of each row."""

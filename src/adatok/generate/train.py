@@ -97,7 +97,7 @@ def losses(model: GPT, corpus: Corpus, idx: np.ndarray, uncond: np.ndarray, gen:
     labels = np.where(uncond, cfg.null_class, corpus.labels[idx])
     inputs, targets, ints, floats, steps = batch_tensors(corpus, idx, labels, cfg.vocab_size, cfg.end)
     h = model.hidden(inputs, ints, floats if cfg.float_fields else None)
-    loss = F.cross_entropy(model.head(h).flatten(0, 1), targets.flatten(), ignore_index=-100)
+    loss = F.cross_entropy(model.logits(h).flatten(0, 1), targets.flatten(), ignore_index=-100)
     rows = torch.from_numpy(np.nonzero(uncond)[0])
     if len(rows) == 0:
         return loss, None
@@ -122,15 +122,16 @@ def validation_loss(model: GPT, corpus: Corpus, batch: int = 50) -> float:
     return total / max(count, 1)
 
 
-def model_config_for(lang, d_model: int, n_layer: int, n_head: int, max_len: int, position: str | None = None
-                     ) -> GPTConfig:
-    """The generator shape for ``lang``; ``position="index"`` is the ablation without next positions."""
+def model_config_for(lang, d_model: int, n_layer: int, n_head: int, max_len: int, position: str | None = None,
+                     tie: bool = False) -> GPTConfig:
+    """The generator shape for ``lang``; ``position="index"`` is the ablation without next positions;
+    ``tie`` shares the id embeddings with the output layer."""
     position = position or lang.position
     if position == "index":
         return GPTConfig(vocab_size=lang.vocab_size, max_len=max_len, d_model=d_model, n_layer=n_layer,
-                         n_head=n_head, position="index", int_sizes=(max_len + 1,), float_fields=0)
+                         n_head=n_head, position="index", int_sizes=(max_len + 1,), float_fields=0, tie=tie)
     return GPTConfig(vocab_size=lang.vocab_size, max_len=max_len, d_model=d_model, n_layer=n_layer, n_head=n_head,
-                     position=position, int_sizes=lang.int_sizes, float_fields=lang.float_fields)
+                     position=position, int_sizes=lang.int_sizes, float_fields=lang.float_fields, tie=tie)
 
 
 def index_positions(corpus: Corpus) -> Corpus:

@@ -43,6 +43,7 @@ class TrainConfig:
     """Training settings; stored in ``config.json`` under ``"train"``."""
 
     data: str = "fashion-mnist"
+    crop: int | None = None  # a folder of images of any size: random crops of this side (see Crops)
     steps: int = 9000
     batch: int = 64
     lr: float = 2e-3
@@ -72,30 +73,91 @@ def to_uint8(x: torch.Tensor) -> np.ndarray:
     return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
-def load_images(data: str, split: str | None = "train") -> np.ndarray:
-    """The training (or evaluation) images of ``data`` as one (N, H, W, C) uint8 array.
+class Crops:
+    """Training images of any size, served as random ``size x size`` crops with random horizontal
+    flips (a folder of your own photos). Images smaller than the crop are left out and counted
+    (``skipped``); gray images are repeated to RGB when any image is in colour. Indexing with a
+    tensor of image indices gives a batch ``(B, C, size, size)`` in [-1, 1], drawn with the
+    generator given to :meth:`using` (the trainer's, so a resumed run draws the same crops)."""
 
-    ``data`` is ``"fashion-mnist"`` (split ``"train"`` or ``"test"``) or a folder of images that
-    all have the same size and channel count (square).
+    def __init__(self, images: list[np.ndarray], size: int, skipped: int = 0):
+        self.size = size
+        self.skipped = skipped
+        self.channels = 3 if any(im.shape[2] == 3 for im in images) else 1
+        self.images = [np.repeat(im, 3, 2) if im.shape[2] < self.channels else im for im in images]
+        self.generator: torch.Generator | None = None
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        return (len(self.images), self.size, self.size, self.channels)
+
+    def using(self, generator: torch.Generator) -> Crops:
+        self.generator = generator
+        return self
+
+    def __getitem__(self, idx: torch.Tensor) -> torch.Tensor:
+        g, s = self.generator, self.size
+        out = []
+        for i in idx.tolist():
+            im = self.images[i]
+            y = int(torch.randint(0, im.shape[0] - s + 1, (1,), generator=g))
+            x = int(torch.randint(0, im.shape[1] - s + 1, (1,), generator=g))
+            crop = im[y : y + s, x : x + s]
+            if bool(torch.rand(1, generator=g) < 0.5):
+                crop = crop[:, ::-1]
+            out.append(crop)
+        return _to_tensor(np.stack(out))
+
+    def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        """``n`` crops (for the first token's k-means codebook)."""
+        self.generator = generator
+        return self[torch.randint(0, len(self), (n,), generator=generator)]
+
+    def centre(self) -> np.ndarray:
+        """The centre crop of every image, (N, size, size, C) uint8 (the held-out evaluation)."""
+        s = self.size
+        return np.stack([im[(im.shape[0] - s) // 2 : (im.shape[0] - s) // 2 + s,
+                            (im.shape[1] - s) // 2 : (im.shape[1] - s) // 2 + s] for im in self.images])
+
+
+def load_images(data: str, split: str | None = "train", crop: int | None = None) -> np.ndarray | Crops:
+    """The training (or evaluation) images of ``data``.
+
+    ``data`` is ``"fashion-mnist"`` (split ``"train"`` or ``"test"``: one (N, 28, 28, 1) uint8 array)
+    or a folder of images, searched recursively. The last 5% of a folder's readable images are held
+    out for evaluation (``split="test"``). Without ``crop``, a folder's images must all have one
+    square size (one array, as Fashion-MNIST). With ``crop``, they may have any size: training
+    gets :class:`Crops` (random crops of that side and flips; smaller images left out and
+    counted), evaluation the centre crops (an array).
     """
     from .. import datasets
 
     if data == "fashion-mnist":
-        ds = datasets.load("fashion-mnist", split=split)
-    else:
-        ds = datasets.load(data)
-        if len(ds) == 0:
-            raise AdatokError(f"no readable images under {data}")
-        n_eval = max(1, len(ds) // 20)  # a folder: the last 5% are held out for evaluation
-        ds.images = ds.images[-n_eval:] if split == "test" else ds.images[:-n_eval] or ds.images
-    shapes = {img.shape for img in ds.images}
+        return np.stack(datasets.load("fashion-mnist", split=split).images)
+    ds = datasets.load(data)
+    if len(ds) == 0:
+        raise AdatokError(f"no readable images under {data}")
+    n_eval = max(1, len(ds) // 20)
+    images = ds.images[-n_eval:] if split == "test" else (ds.images[:-n_eval] or ds.images)
+    if crop is not None:
+        big = [im for im in images if min(im.shape[:2]) >= crop]
+        if not big:
+            raise AdatokError(f"{data}: none of its {len(images)} {split or ''} images is at least {crop}x{crop}; "
+                              "give a smaller --image-size")
+        crops = Crops(big, crop, skipped=len(images) - len(big))
+        return crops if split != "test" else crops.centre()
+    shapes = {img.shape for img in images}
     if len(shapes) != 1:
         raise AdatokError(f"{data}: the images have {len(shapes)} different shapes ({sorted(shapes)[:3]} ...); "
-                          "a learned tokenizer trains on one size: resize them first")
+                          "give --image-size S to train on random S x S crops of them")
     (shape,) = shapes
     if shape[0] != shape[1]:
-        raise AdatokError(f"{data}: the images are {shape[1]}x{shape[0]}; the trainer needs square images")
-    return np.stack(ds.images)
+        raise AdatokError(f"{data}: the images are {shape[1]}x{shape[0]}; give --image-size S to train on square "
+                          "crops of them")
+    return np.stack(images)
 
 
 def save_checkpoint(out: Path, model: Autoencoder, name: str, train_cfg: TrainConfig | None = None,
@@ -276,17 +338,17 @@ def train(out: str | Path, model_cfg: ModelConfig | None = None, train_cfg: Trai
     name = name or f"{Path(train_cfg.data).name}-{model_cfg.tokens}"
 
     if images is None:
-        images = load_images(train_cfg.data, "train")
+        images = load_images(train_cfg.data, "train", train_cfg.crop)
     if eval_images is None:
-        eval_images = load_images(train_cfg.data, "test")[: train_cfg.eval_images]
+        eval_images = load_images(train_cfg.data, "test", train_cfg.crop)[: train_cfg.eval_images]
     if train_cfg.ssim_weight and model_cfg.image_size < 7:
         raise AdatokError(f"the SSIM loss needs images of at least 7x7 (a 7-pixel window), these are "
                           f"{model_cfg.image_size}x{model_cfg.image_size}: train with --ssim-weight 0")
     want = (model_cfg.image_size, model_cfg.image_size, model_cfg.channels)
-    if images.shape[1:] != want:
-        raise AdatokError(f"the images are {images.shape[1:]} (H, W, C) but the model is set up for {want}: "
+    if tuple(images.shape[1:]) != want:
+        raise AdatokError(f"the images are {tuple(images.shape[1:])} (H, W, C) but the model is set up for {want}: "
                           "pass --image-size/--channels to match")
-    data = _to_tensor(images)
+    data = images if isinstance(images, Crops) else _to_tensor(images)
     held = _to_tensor(eval_images)
 
     t0 = time.time()
@@ -294,7 +356,9 @@ def train(out: str | Path, model_cfg: ModelConfig | None = None, train_cfg: Trai
         if main and not quiet:
             print(f"first token: k-means codebook of {model_cfg.vocab_size:,} centroids over {len(data):,} images ...",
                   flush=True)
-        model.set_codebook(fit_codebook(data, model_cfg.vocab_size, seed=train_cfg.seed))
+        pool = data if not isinstance(data, Crops) else data.sample(
+            min(20 * model_cfg.vocab_size, 40 * len(data)), torch.Generator().manual_seed(train_cfg.seed))
+        model.set_codebook(fit_codebook(pool, model_cfg.vocab_size, seed=train_cfg.seed))
         if world > 1:  # every process uses rank 0's codebook
             dist.broadcast(model.centroids, 0)
         if main and not quiet:
@@ -310,10 +374,15 @@ def train(out: str | Path, model_cfg: ModelConfig | None = None, train_cfg: Trai
     gen = torch.Generator().manual_seed(train_cfg.seed * 1_000_003 + start)
     if resume:
         restore_training(out, model, opt, gen)
+    if isinstance(data, Crops):
+        data.using(gen)
     end = train_cfg.steps if stop_after is None else min(train_cfg.steps, start + max(0, stop_after))
 
     metrics: dict = {}
     if main and not quiet:
+        if isinstance(data, Crops):
+            print(f"training on random {data.size}x{data.size} crops of {len(data):,} images of {train_cfg.data} "
+                  f"({data.skipped} smaller than that left out)")
         print(f"training {name}: {count_params(model):,} parameters, {len(data):,} images "
               f"{tuple(want)}, K={model_cfg.tokens}, vocabulary {model_cfg.vocab_size}, steps {start}..{train_cfg.steps}"
               + (f", {world} processes" if world > 1 else ""))

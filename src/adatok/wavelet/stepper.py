@@ -70,6 +70,11 @@ class _Walks:
         return (self.ids, self.tnode, self.tplane, self.value, self.low, self.neg, self.lip, self.lsp, self.lis,
                 self.lis_b, self.lis_f, *self.tree, self.pos, self.legal, _NO_NBF)
 
+    def reserve(self, extra: int) -> None:
+        """Room in the token buffers for ``extra`` more tokens in every row."""
+        while self.longest + extra > self.cap:
+            self._grow()
+
     def step(self, new: np.ndarray) -> int:
         """One token per row (see :func:`spiht.step`); -1 or the first row whose id cannot stand."""
         if self.longest + 1 > self.cap:

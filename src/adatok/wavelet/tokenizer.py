@@ -345,6 +345,14 @@ class WaveletTokenizer:
         bit-plane at :meth:`top_plane` rather than the image's own (the sequence is the image's
         own with the tokens of the planes above in front: see :meth:`with_top_plane`).
         """
+        return self._encode(images, budget, roi, fixed_header)
+
+    def _encode(self, images, budget, roi, fixed_header: bool, unit: int = 1, maker=None) -> list[TokenSequence]:
+        """:meth:`encode`, in whole groups of ``unit`` decisions (a word tokenizer's words, see
+        :mod:`adatok.wavelet.words`): every sequence is ``unit`` times a whole number of decisions
+        long, or ends with its stream. ``Tokens(k)`` counts decisions (the caller multiplies); a
+        ``Bpp`` budget gives the longest such sequence whose bytes fit, in the container of
+        ``maker`` (default: this tokenizer); a ``Quality`` target the shortest that reaches it."""
         check_budget(budget)
         images, roi = image_list(images, roi)
         if fixed_header and any(r is not None for r in roi):
@@ -377,7 +385,9 @@ class WaveletTokenizer:
                 params["nmax"] = max(params["nmax"], header.top_plane(self, layout))
             limit = min(budget.k, spiht.MAX_TOKENS) if isinstance(budget, Tokens) else -1
             if isinstance(budget, Bpp):
-                seq = self._encode_bytes(img, np.shape(image), layout, mag, sgn, params, budget)
+                seq = self._encode_bytes(img, np.shape(image), layout, mag, sgn, params, budget, maker)
+                if len(seq) % unit and not self._ends(seq.ids, layout, params):
+                    seq = seq.prefix(len(seq) // unit * unit)  # (its bytes are no longer: fewer decisions)
             else:
                 _, _, ids, node, plane, value, low, neg, _ = spiht.walk(
                     spiht.SRC_COEF, False, params["nmax"], limit, -1, mag, sgn, _NO_IDS, _NO_BYTES, 0,
@@ -385,7 +395,7 @@ class WaveletTokenizer:
                 seq = self._sequence(ids, node, plane, layout, np.shape(image), params)
                 seq.cache["state"] = (value, low, neg)
             if isinstance(budget, Quality):
-                seq = seq.prefix(self._shortest_prefix(seq, img, budget, mask))
+                seq = seq.prefix(self._shortest_prefix(seq, img, budget, mask, unit))
             out.append(seq)
         return out
 
@@ -482,13 +492,16 @@ class WaveletTokenizer:
 
         return TokenSequence(ids, positions, shape, self.name, self.version, params, self.pos_fields)
 
-    def _encode_bytes(self, img, shape, layout: Layout, mag, sgn, params: dict, budget: Bpp) -> TokenSequence:
+    def _encode_bytes(self, img, shape, layout: Layout, mag, sgn, params: dict, budget: Bpp,
+                      maker=None) -> TokenSequence:
         """The longest sequence whose ``.atk`` bytes (header included, unless ``budget.header`` is
         False: then the payload alone) fit ``budget`` (``mag``: the shifted magnitudes, ``sgn``: the
-        signs)."""
+        signs), in the container of ``maker`` (default: this tokenizer; a word tokenizer's has
+        another name, see :mod:`adatok.wavelet.words`)."""
         total = budget.nbytes(img.shape)
-        probe = TokenSequence(np.zeros(0, np.int32), np.zeros((0, len(self.pos_fields)), np.int32), shape,
-                              self.name, self.version, params, self.pos_fields)
+        maker = self if maker is None else maker
+        probe = TokenSequence(np.zeros(0, np.int32), np.zeros((0, len(maker.pos_fields)), np.int32), shape,
+                              maker.name, maker.version, params, maker.pos_fields)
         overhead = (lambda n: _container_overhead(probe, n, CODEC)) if budget.header else (lambda n: 0)
         # (at least 0: the header of a shorter payload can be smaller, with fewer chunk checksums,
         # so a budget the empty sequence fits exactly was refused when this went below 0)
@@ -668,6 +681,13 @@ class WaveletTokenizer:
             raise InvalidTokensError(f"{what}token id {int(ids[bad])} at index {bad} is out of range: "
                                      f"{self.name} ids are 0..{self.vocab_size - 1}")
 
+    def _ends(self, ids: np.ndarray, layout: Layout, params: dict) -> bool:
+        """Whether the (valid) ``ids`` are a whole stream: the walk has nothing after them."""
+        more = np.append(np.asarray(ids, np.uint8), np.uint8(spiht.SIG0))
+        status, at, *_ = spiht.walk(spiht.SRC_IDS, False, int(params["nmax"]), -1, -1, _NO_MAG, _NO_SGN, more,
+                                    _NO_BYTES, 0, *self._walk_args(layout, params))
+        return status == spiht.TOO_LONG and at == len(ids)
+
     def _replay(self, ids: np.ndarray, layout: Layout, params: dict):
         self._check_range(ids)
         status, at, _, node, plane, value, low, neg, _ = spiht.walk(
@@ -700,37 +720,44 @@ class WaveletTokenizer:
             img = np.repeat(np.repeat(img, fy, axis=0), fx, axis=1)
         return img.reshape(shape)
 
-    def _shortest_prefix(self, seq: TokenSequence, img: np.ndarray, q: Quality, mask: np.ndarray | None) -> int:
+    def _shortest_prefix(self, seq: TokenSequence, img: np.ndarray, q: Quality, mask: np.ndarray | None,
+                         unit: int = 1) -> int:
         """The smallest k whose decoded prefix reaches the target (with ``mask``, the region of
-        interest: the quality inside it), or ``len(seq)`` when even the full sequence does not.
+        interest: the quality inside it), or ``len(seq)`` when even the full sequence does not;
+        with ``unit``, among the lengths ``unit * j`` and ``len(seq)`` (whole words).
 
         Quality does not always rise with k (see ``docs/wavelet-language.md``, "Longer prefixes"),
         so a bisection alone can land on a later crossing. The bisection finds a prefix ``hi``
         that reaches the target; then every shorter prefix at which the decoded image changes
         (k = 0, and right after each SIG+, SIG-, REF0 or REF1 token: the other tokens change no
-        coefficient) is checked in order, which makes the answer exact. That check decodes up to
-        ``hi`` prefixes; it runs when ``hi`` times the pixel count is at most :data:`EXACT_SEARCH`
-        (every 28x28 image, a 64x64 one up to 4,096 tokens), and beyond that the bisection's
-        answer is returned: the shortest when quality rises with k.
+        coefficient; with ``unit``, each length whose last word holds one) is checked in order,
+        which makes the answer exact. That check decodes up to ``hi`` prefixes; it runs when ``hi``
+        times the pixel count is at most :data:`EXACT_SEARCH` (every 28x28 image, a 64x64 one up
+        to 4,096 tokens), and beyond that the bisection's answer is returned: the shortest when
+        quality rises with k.
         """
         ref = img.reshape(seq.shape)
         target = q.psnr if q.psnr is not None else q.ssim
+        n = len(seq)
 
-        def reaches(k: int) -> bool:
-            return quality_score(ref, self._decode_one(seq.prefix(k)), q, mask) >= target
+        def length(j: int) -> int:
+            return min(j * unit, n)
 
-        lo, hi = 0, len(seq)
+        def reaches(j: int) -> bool:
+            return quality_score(ref, self._decode_one(seq.prefix(length(j))), q, mask) >= target
+
+        lo, hi = 0, -(-n // unit)
         if not reaches(hi):
-            return hi
+            return n
         while lo < hi:
             mid = (lo + hi) // 2
             if reaches(mid):
                 hi = mid
             else:
                 lo = mid + 1
-        if hi * seq.num_pixels <= EXACT_SEARCH:
-            changes = np.flatnonzero(np.isin(seq.ids[: hi - 1], _CHANGERS)) + 1
-            for k in (0, *changes.tolist()):
-                if reaches(k):
-                    return k
-        return hi
+        if length(hi) * seq.num_pixels <= EXACT_SEARCH:
+            changes = np.unique(np.flatnonzero(np.isin(seq.ids[: length(hi - 1)], _CHANGERS)) // unit) + 1
+            for j in (0, *changes.tolist()):
+                if reaches(j):
+                    return length(j)
+        return length(hi)

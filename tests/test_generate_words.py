@@ -1,0 +1,74 @@
+"""adatok.generate on wavelet words (``WordLanguage`` over ``wavelet-w8``): the features a model reads
+are the same from a training sequence and from the stepper, and a tiny generator trained for
+seconds samples valid word sequences, with and without its cache, and completes a cut file."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import adatok  # noqa: E402
+import adatok.datasets  # noqa: E402
+from adatok import Quality, TokenSequence  # noqa: E402
+from adatok.generate.languages import KIND_END, WordLanguage, build_corpus, language_from  # noqa: E402
+from adatok.generate.sample import complete, load_generator, sample  # noqa: E402
+from adatok.generate.train import GenTrainConfig, model_config_for, train_generator  # noqa: E402
+
+
+def test_training_rows_are_what_the_stepper_gives():
+    """The rows of a training sequence (ids, then the features of every next word, END after the
+    last) are the features the stepper gives when the same words are pushed."""
+    lang = WordLanguage("wavelet-w8", (28, 28, 1), Quality(psnr=20))
+    assert lang.vocab_size == 3**8 and isinstance(language_from(lang.describe()), WordLanguage)
+    imgs = adatok.datasets.load("fashion-mnist", "test", limit=3).images
+    for full, n in lang.encode(imgs):
+        assert 0 < n < len(full)
+        for k in (n, len(full)):  # a quality prefix, and the whole stream
+            ids, ints, floats = lang.rows(full, k)
+            assert len(ids) == k and len(ints) == len(floats) == k + 1
+            st = lang.stepper(1)
+            for j in range(k + 1):
+                a, f = lang.step_features(st)
+                assert np.array_equal(a[0], ints[j]) and np.array_equal(f[0], floats[j])
+                if j < k:
+                    st.push([ids[j]])
+            assert (ints[k, 4] == KIND_END) == (k == len(full))  # END after the whole stream only
+    corpus = build_corpus(lang, imgs, np.arange(3))
+    assert len(corpus) == 3 and corpus.ints.shape[1] == len(lang.int_sizes)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    lang = WordLanguage("wavelet-w8", (28, 28, 1), Quality(psnr=16))
+    out = tmp_path_factory.mktemp("words") / "gen"
+    cfg = model_config_for(lang, 32, 1, 2, 512)
+    train_generator(out, lang, cfg, GenTrainConfig(minutes=0.05, limit=24, val_images=8, batch=4, eval_every=1e9),
+                    log=lambda *a: None)
+    return load_generator(out)
+
+
+def test_word_samples_are_valid_sequences(trained):
+    gen = trained
+    assert isinstance(gen.lang, WordLanguage)
+    seqs, images = sample(gen, [0, 3, None, 9], seed=5, cfg=2.0, max_tokens=30)
+    assert all(0 < len(s) <= 30 for s in seqs) and all(s.tokenizer == "wavelet-w8" for s in seqs)
+    for seq, img in zip(seqs, images):
+        back = TokenSequence.from_bytes(seq.to_bytes())
+        assert np.array_equal(back.ids, seq.ids)
+        assert np.array_equal(gen.lang.decode([back])[0], img)
+    a = sample(gen, [1, 2], seed=3, max_tokens=20)[1]
+    b = sample(gen, [1, 2], seed=3, max_tokens=20, kv_cache=False)[1]
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+
+
+def test_word_completion_keeps_the_prefix(trained):
+    gen = trained
+    img = adatok.datasets.load("fashion-mnist", "test", limit=1).images[0]
+    full = gen.lang.tok.encode([img])[0]
+    cut = TokenSequence.from_bytes(full.to_bytes()[: len(full.to_bytes()) * 3 // 4])  # a cut file
+    seqs, _ = complete(gen, cut, 3, seed=1, max_tokens=len(cut) + 15)
+    cut = gen.lang.tok.with_top_plane(cut)
+    for s in seqs:
+        assert np.array_equal(s.ids[: len(cut)], cut.ids)
