@@ -47,7 +47,7 @@ def _cuts(name: str, data: bytes) -> dict[str, bytes]:
 
 
 def containers() -> dict[str, bytes]:
-    """``.atk`` files of every registered tokenizer: whole and cut."""
+    """``.atk`` files of every registered tokenizer (the word views too): whole and cut."""
     w, wl, fm = adatok.load("wavelet"), adatok.load("wavelet-lossless"), adatok.load("fashion-mnist-32")
     roi = np.zeros((16, 12))
     roi[:8, :6] = 1
@@ -64,6 +64,10 @@ def containers() -> dict[str, bytes]:
     shirt = _smooth((28, 28), 6)
     out |= _cuts("fashion-mnist-32", fm.encode([shirt])[0].to_bytes())
     out["fashion-mnist-32-tokens5.atk"] = fm.encode([shirt], Tokens(5))[0].to_bytes()
+    w8, wl8 = adatok.load("wavelet-w8"), adatok.load("wavelet-lossless-w8")  # the word views
+    out |= _cuts("wavelet-w8-gray-8x8", w8.encode([_smooth((8, 8), 1)])[0].to_bytes())
+    out["wavelet-w8-rgb-16x12-roi.atk"] = w8.encode([_smooth((16, 12, 3), 2)], roi=[roi])[0].to_bytes()
+    out |= _cuts("wavelet-lossless-w8-rgb-13x7", wl8.encode([_noise((13, 7, 3), 5)])[0].to_bytes())
     return out
 
 
@@ -122,6 +126,8 @@ def uploads() -> dict[str, bytes]:
     w = adatok.load("wavelet")
     out = _cuts("wavelet-28x28", w.encode([_smooth((28, 28), 12)])[0].to_bytes())
     out["wavelet-28x28-fixed-header.atk"] = w.encode([_smooth((28, 28), 13)], fixed_header=True)[0].to_bytes()
+    w8 = adatok.load("wavelet-w8").encode([_smooth((28, 28), 14)], fixed_header=True)[0].to_bytes()
+    out |= _cuts("wavelet-w8-28x28-fixed-header", w8)
     c = containers()
     return out | {name: c[name] for name in ("fashion-mnist-32.atk", "fashion-mnist-32-cut-mid.atk",
                                              "wavelet-gray-8x8.atk")}

@@ -3,18 +3,18 @@ adatok or checks that what adatok returned is right. Anything else (another exce
 check, a crash, a hang, running out of memory) is a bug.
 
 * ``container``: ``TokenSequence.from_bytes`` on the bytes, then ``decode`` with the tokenizer that
-  made them (every registered one: the container names it).
+  made them (every registered one, the word views ``wavelet-w8`` included: the container names it).
 * ``crafted``: a container built field by field from the bytes (``fuzz/craft.py``), starting from
   a seed container, with valid checksums: the header values reach the decoder's own checks.
 * ``image``: ``read_image`` on the bytes as a file (an upload), then, for a small image, a
   ``wavelet-lossless`` round trip.
-* ``stepper``: a token stepper of a registered tokenizer fed ids drawn from the bytes, legal and
-  not.
+* ``stepper``: a token stepper of a registered tokenizer (word views included) fed ids drawn from
+  the bytes, legal and not.
 
 * ``serve_image``: the web server's image upload (``adatok serve``: ``state.read_upload``), in-process.
 * ``serve_atk``: the web server's ``.atk`` upload (a completion job's prefix: ``app._prefix_for``
-  and the language's decode, what the handler does before the job runs), for a wavelet and a
-  learned generator's language.
+  and the language's decode, what the handler does before the job runs), for a wavelet, a wavelet
+  word and a learned generator's language.
 
 A new handler of untrusted bytes gets a target here: a function of the bytes that calls it
 in-process, added to :data:`TARGETS` (with seeds in ``fuzz/corpus/NAME/``); ``make fuzz`` and
@@ -265,7 +265,7 @@ def stepper(data: bytes) -> None:
     from the bytes (mostly legal ones, some not: each refused without changing anything); what it
     made must decode as its images, keep the positions it announced, and survive bytes."""
     fdp = _provider(data)
-    tok = adatok.load(fdp.PickValueInList(names()))
+    tok = adatok.load(fdp.PickValueInList(names(views=True)))
     learned = not hasattr(tok, "top_plane")
     starts = []
     for _ in range(fdp.ConsumeIntInRange(1, 3)):
@@ -352,14 +352,15 @@ _LANGUAGES: list = []
 
 
 def _generators() -> list:
-    """A wavelet and a learned generator's language, as ``adatok serve`` holds them (the model
-    itself is not read before a job runs, so none is loaded)."""
+    """A wavelet, a wavelet word and a learned generator's language, as ``adatok serve`` holds them
+    (the model itself is not read before a job runs, so none is loaded)."""
     if not _LANGUAGES:
-        from adatok.generate.languages import SlotLanguage, WaveletLanguage
+        from adatok.generate.languages import SlotLanguage, WaveletLanguage, WordLanguage
         from adatok.generate.sample import Generator
 
         _LANGUAGES.extend(Generator(None, lang, {"name": f"fuzz-{lang.name}"}) for lang in
-                          (WaveletLanguage("wavelet", (28, 28)), SlotLanguage("fashion-mnist-32")))
+                          (WaveletLanguage("wavelet", (28, 28)), WordLanguage("wavelet-w8", (28, 28)),
+                           SlotLanguage("fashion-mnist-32")))
     return _LANGUAGES
 
 

@@ -233,10 +233,11 @@ def test_a_payload_that_begins_with_four_0xff_bytes_is_refused(gray):
             TokenSequence.from_bytes(craft.frame(f))
 
 
-@pytest.mark.parametrize("name", ["wavelet", "wavelet-lossless"])
+@pytest.mark.parametrize("name", ["wavelet", "wavelet-lossless", "wavelet-w8", "wavelet-lossless-w8"])
 def test_every_cut_of_any_payload_reads_as_a_prefix(name):
     """Not only the encoder's bytes: arbitrary payloads (random, runs of 0xff and 0xfe, all-0xff
-    cuts shorter than four bytes) in a container whose payload was cut (see unpack_sequence)."""
+    cuts shorter than four bytes) in a container whose payload was cut (see unpack_sequence); the
+    word views read them in whole words."""
     tok = adatok.load(name)
     rng = np.random.default_rng(3)
     base = craft.fields_of(tok.encode([rng.integers(0, 256, (6, 7, 3), dtype=np.uint8)])[0].to_bytes())

@@ -33,10 +33,11 @@ def register_family(family: str, loader: Callable[[Path], object]) -> None:
     _FOLDERS[family] = loader
 
 
-def names() -> list[str]:
+def names(views: bool = False) -> list[str]:
     """The registered tokenizer names (built-in and shipped; not folders loaded in this process, nor
-    views registered with ``listed=False``)."""
-    return sorted(set(_NAMED) - _UNLISTED)
+    views registered with ``listed=False`` unless ``views``: what must handle any input, the fuzz
+    targets, takes them all)."""
+    return sorted(set(_NAMED) if views else set(_NAMED) - _UNLISTED)
 
 
 def remember(tokenizer) -> None:
