@@ -220,6 +220,24 @@ def test_a_cut_past_the_header_still_reads_as_a_prefix_after_the_cap():
     assert len(TokenSequence.from_bytes(data)) == len(seq)
 
 
+@pytest.mark.parametrize("name", ["wavelet-w8", "wavelet-lossless-w8"])
+def test_a_word_count_is_checked_in_whole_words(name):
+    """A word container counts words, the last one padded past its stream's end: a 1 x 1 image at
+    top plane 2 codes 5 to 7 decisions, one word of 8, within what the image holds. It was checked
+    as 8 decisions against 7 and every such file refused (16 of 256 one-pixel images; found by the
+    ``stepper`` target: fuzz/regressions/stepper/words-1x1-padded-last-word). A word more is refused."""
+    tok = adatok.load(name)
+    for v in range(256):
+        (seq,) = tok.encode([np.full((1, 1), v, np.uint8)])
+        back = TokenSequence.from_bytes(seq.to_bytes())
+        assert np.array_equal(back.ids, seq.ids) and np.array_equal(tok.decode([back])[0], tok.decode([seq])[0])
+    (seq,) = tok.encode([np.full((1, 1), 121, np.uint8)])
+    f = craft.fields_of(seq.to_bytes())
+    assert (f.n_tokens, f.params["nmax"]) == (1, 2)  # 7 decisions at most: one word
+    with pytest.raises(ContainerError, match="header says 2 tokens"):
+        TokenSequence.from_bytes(craft.frame(replace(f, n_tokens=2)))
+
+
 # --- cuts of any payload read as prefixes ------------------------------------------------------------
 
 

@@ -552,8 +552,10 @@ class WaveletTokenizer:
             self._replay(seq.ids, layout, seq.params)  # raises the right error
         return out.tobytes()
 
-    def unpack_sequence(self, header: dict, payload: bytes) -> TokenSequence:
+    def unpack_sequence(self, header: dict, payload: bytes, unit: int = 1) -> TokenSequence:
         """The sequence (positions included, decoder state cached) a payload codes, in one pass.
+        ``unit``: decisions a token of the header's count (a word tokenizer's header counts words of
+        ``unit`` decisions, the last one padded: see :mod:`adatok.wavelet.words`).
 
         A cut payload is decoded twice, reading past its end as all-zero and as all-one bytes: the
         tokens both agree on are those every continuation of the bytes gives. (The decoder reads the
@@ -562,8 +564,8 @@ class WaveletTokenizer:
         a monotone function of the bytes, and so the two extremes enough. Four 0xff bytes are no
         stream: refused; read on, they gave cuts that were not prefixes of longer ones.)
         """
-        shape, params, layout = self._from_header(header)
-        n = int(header["n_tokens"])
+        shape, params, layout = self._from_header(header, unit)
+        n = int(header["n_tokens"]) * unit
         cut = len(payload) < int(header["payload_len"])
         if payload[:4] == b"\xff" * 4:
             raise ContainerError("the payload begins with four 0xff bytes, which no stream does: the file is corrupt")
@@ -588,25 +590,28 @@ class WaveletTokenizer:
 
     # --- helpers -------------------------------------------------------------------------------
 
-    def _from_header(self, header: dict) -> tuple[tuple[int, ...], dict, Layout]:
-        """Shape, params and layout from a container header, checked (ContainerError if bad)."""
+    def _from_header(self, header: dict, unit: int = 1) -> tuple[tuple[int, ...], dict, Layout]:
+        """Shape, params and layout from a container header, checked (ContainerError if bad); the
+        header counts tokens of ``unit`` decisions (see :meth:`unpack_sequence`)."""
         check_maker(header["tokenizer"], header["version"], self)
         shape = tuple(header["shape"])
         params = dict(header["params"])
         try:
-            layout = self._layout(shape, params, (int(header["n_tokens"]), int(header["payload_len"])))
+            layout = self._layout(shape, params, (int(header["n_tokens"]), int(header["payload_len"])), unit)
         except InvalidTokensError as exc:
             raise ContainerError(f"header parameters are invalid ({exc}): the file is corrupt") from None
         return shape, params, layout
 
-    def _layout(self, shape: tuple[int, ...], params, counts: tuple[int, int] | None = None) -> Layout:
+    def _layout(self, shape: tuple[int, ...], params, counts: tuple[int, int] | None = None,
+                unit: int = 1) -> Layout:
         """The layout a sequence of ``shape`` with ``params`` is coded on, after checking every
         value the decoder reads (type and range), so that a hand-built or edited sequence is refused
         with :class:`InvalidTokensError` before anything is allocated from it, exactly as its bytes
         would be by ``from_bytes``. ``counts``: a container header's token count and payload
         length, checked (:class:`ContainerError`) against what that payload can code and what a
         stream of the image can hold (:func:`max_coded_tokens`, :func:`max_stream_tokens`), also
-        before the layout is built."""
+        before the layout is built; in tokens of ``unit`` decisions (a word's: the last word of a
+        stream is padded, so a count up to the bound's in whole words, rounded up, is a real one)."""
 
         def whole(v, what: str) -> int:
             if isinstance(v, bool) or not isinstance(v, numbers.Integral):
@@ -655,6 +660,7 @@ class WaveletTokenizer:
         if counts is not None:
             n, nbytes = counts
             most = min(max_coded_tokens(nbytes), max_stream_tokens(h * w * channels, int(params["nmax"])))
+            most = -(-most // unit)
             if n > most:
                 raise ContainerError(f"the header says {n} tokens, more than {nbytes} payload bytes and a {shape} "
                                      f"image can hold ({most}): the file is corrupt")
