@@ -1,4 +1,5 @@
-# adatok: `make demo` runs the main job on the bundled sample photos, `make test` runs the suite.
+# adatok: `make demo` runs the main job on the bundled sample photos, `make test` runs the suite,
+# `make fuzz` runs each fuzz target of fuzz/targets.py for FUZZ_SECONDS (docs/reliability.md).
 # Both install everything first (Debian packages when missing, then .venv with all extras).
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -6,7 +7,7 @@ STAMP := $(VENV)/.installed
 OUT ?= out/demo
 export GOMP_SPINCOUNT ?= 1000
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test bench fuzz clean
 
 install: $(STAMP)
 
@@ -26,6 +27,16 @@ test: install
 
 bench: install
 	$(PY) benchmarks/wavelet_speed.py
+
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= container crafted image stepper serve_image serve_atk
+FUZZ_OUT ?= out/fuzz
+
+# Each target in turn (fuzz/campaign.py): new inputs go to $(FUZZ_OUT)/TARGET (the checked-in seeds
+# stay as they are), failing ones to $(FUZZ_OUT)/TARGET-crash-* (or -timeout-, -oom-): a hang is
+# over 5 s, running out of memory is over 2 GB. The numbers: $(FUZZ_OUT)/summary.json.
+fuzz: install
+	$(PY) fuzz/campaign.py --seconds $(FUZZ_SECONDS) --out $(FUZZ_OUT) $(FUZZ_TARGETS)
 
 clean:
 	rm -rf $(VENV) out .pytest_cache

@@ -8,8 +8,6 @@ import sys
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 import adatok
 from adatok import (Bpp, BudgetError, ImageFormatError, InvalidTokensError, Quality, TokenSequence, Tokens)
@@ -103,12 +101,10 @@ def test_flat_black_and_white_never_decode_worse(name, shape):
         assert _falls(tok(name), img) == [], (shape, value)
 
 
-@settings(max_examples=40, deadline=None)
-@given(h=st.integers(1, 40), w=st.integers(1, 40), value=st.integers(0, 255),
-       name=st.sampled_from(WAVELETS))
-def test_flat_gray_images_never_decode_worse(h, w, value, name):
-    """A flat image is all roots: each moves only toward its true value (spiht.reconstruct)."""
-    assert _falls(tok(name), np.full((h, w), value, np.uint8)) == []
+# (A flat image is all roots, and each moves only toward its true value (spiht.reconstruct); that
+# is tested on every prefix of flat images up to 64x64 in tests/test_properties.py. In pixels it
+# does not make every doubling better: 21x21 of 85 decodes to 48.1 dB at 32 tokens and 45.5 at 64,
+# and the random draws of a test that claimed it here would have found such an image sometime.)
 
 
 def test_the_reported_falls_are_gone():

@@ -836,7 +836,7 @@ def test_not_bytes():
 @pytest.mark.parametrize("shape,params", [
     ((9, 7, 4), None),
     ((0, 7, 3), None),
-    ((9, 7), None),  # a gray shape for a colour payload is fine for the header; levels still fit
+    ((9, 7), None),  # a gray shape for a colour payload: levels still fit, the token count does not
     ((100_000, 100_000, 3), None),  # over MAX_PIXELS: refused before any layout is built
     (None, {"levels": "x", "nmax": 3, "step": 1.0}),
     (None, {"levels": 5, "nmax": 3, "step": 1.0}),
@@ -854,8 +854,9 @@ def test_valid_checksum_but_bad_parameters(some_seq, shape, params):
     bad = TokenSequence(some_seq.ids, some_seq.pos, shape or some_seq.shape, some_seq.tokenizer, some_seq.version,
                         params if params is not None else some_seq.params, some_seq.pos_fields)
     data = write(bad, header["codec"], payload)
-    if shape == (9, 7):
-        TokenSequence.from_bytes(data)  # only the header is checked here; the payload may still decode
+    if shape == (9, 7):  # a 9x7 gray stream holds at most 63 x (2 nmax + 3) tokens, fewer than these
+        with pytest.raises(ContainerError, match="tokens, more than"):
+            TokenSequence.from_bytes(data)
         return
     with pytest.raises(ContainerError, match="header parameters are invalid"):
         TokenSequence.from_bytes(data)

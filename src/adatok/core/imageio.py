@@ -30,9 +30,9 @@ becomes 255 and an opaque one keeps its colour (:func:`flatten_alpha`). Multi-fr
 applied: the array holds the pixels as stored.
 
 Files whose width * height exceeds :data:`MAX_PIXELS` are rejected from the header alone, before
-any pixel is decoded (a guard against decompression bombs); Pillow's own, less explicit check
-(``PIL.Image.MAX_IMAGE_PIXELS``) is switched off while adatok opens a file so that this one
-applies instead.
+any pixel is decoded (a guard against decompression bombs); Pillow's own check
+(``PIL.Image.MAX_IMAGE_PIXELS``) is set to the same limit while adatok opens a file, so that what
+Pillow allocates while opening one (a GIF's first frame) is bounded too.
 
 :func:`as_image` validates an array handed to a public function and :func:`write_image` /
 :func:`atomic_write_bytes` write files atomically (temporary file in the same folder, then
@@ -44,9 +44,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
 import stat
-import struct
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -79,8 +79,18 @@ if you need larger images and trust their source.
 
 _LIMIT_NAME = "adatok.core.imageio.MAX_PIXELS"
 
-# Exceptions Pillow raises while parsing or decoding a damaged file.
-_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error)
+# Exceptions Pillow raises while parsing or decoding a damaged file: its format plugins parse
+# untrusted bytes and raise whatever their parsing runs into (OSError, SyntaxError, ValueError,
+# EOFError, IndexError, struct.error, and, found by fuzz/targets.py: image, TypeError from a TIFF
+# whose strip offsets are text); every one but MemoryError means the file cannot be read.
+_DECODE_ERRORS = (Exception,)
+
+
+def _corrupt(name: str, exc: Exception, what: str = "truncated or corrupt") -> ImageReadError:
+    """The error for a file Pillow failed on (``exc``); a MemoryError is raised again as it is."""
+    if isinstance(exc, MemoryError):
+        raise exc
+    return ImageReadError(f"{name} is {what} (Pillow: {type(exc).__name__}: {exc}); re-export or re-download it")
 
 _HIGH_DEPTH_MODES = {
     "I;16": "16-bit",
@@ -218,8 +228,12 @@ _bomb_saved: int | None = None
 
 
 @contextlib.contextmanager
-def _pillow_bomb_check_off() -> Iterator[None]:
-    """Switch off Pillow's decompression-bomb check (ours replaces it); restore it on exit.
+def _pillow_bomb_check_at_ours() -> Iterator[None]:
+    """Set Pillow's decompression-bomb check to :data:`MAX_PIXELS` (ours applies from the header;
+    Pillow's still guards what it allocates while opening a file: a GIF's first frame, which can be
+    far larger than the size the file declares, is allocated inside ``Image.open``: with Pillow's
+    check off, a 96-byte GIF took gigabytes). Pillow raises only above twice its limit, so images up
+    to that get our message, and it warns between its limit and twice it. Restored on exit.
 
     Reference-counted, so concurrent reads in several threads restore the original value only
     when the last one finishes.
@@ -228,7 +242,7 @@ def _pillow_bomb_check_off() -> Iterator[None]:
     with _bomb_lock:
         if _bomb_depth == 0:
             _bomb_saved = Image.MAX_IMAGE_PIXELS
-            Image.MAX_IMAGE_PIXELS = None
+            Image.MAX_IMAGE_PIXELS = MAX_PIXELS
         _bomb_depth += 1
     try:
         yield
@@ -248,10 +262,12 @@ def _check_decoded_size(size: tuple[int, int], name: str) -> None:
 
 
 def _bomb_error(name: str, exc: BaseException) -> ImageFormatError:
+    """Our message for Pillow's decompression-bomb error (raised above twice :data:`MAX_PIXELS`)."""
+    found = re.search(r"\((\d+) pixels\)", str(exc))
+    size = f"{int(found.group(1)):,} pixels" if found else "larger than that"
     return ImageFormatError(
-        f"{name}: image is larger than the limit of {MAX_PIXELS:,} pixels ({_LIMIT_NAME}, a "
-        f"guard against decompression bombs; Pillow: {exc}); downscale it first, or raise "
-        f"{_LIMIT_NAME} if you trust its source"
+        f"{name} is {size}, more than the limit of {MAX_PIXELS:,} pixels ({_LIMIT_NAME}, a guard "
+        f"against decompression bombs); downscale it first, or raise {_LIMIT_NAME} if you trust its source"
     )
 
 
@@ -313,7 +329,7 @@ def read_image(path: PathLike) -> np.ndarray:
         fp = open(name, "rb")  # noqa: SIM115 - closed by the with below
     except OSError as exc:
         raise ImageReadError(f"cannot open {name}: {exc.strerror or exc}") from exc
-    with fp, _pillow_bomb_check_off():
+    with fp, _pillow_bomb_check_at_ours():
         try:
             im = Image.open(fp)
         except UnidentifiedImageError as exc:
@@ -324,9 +340,7 @@ def read_image(path: PathLike) -> np.ndarray:
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
             raise _bomb_error(name, exc) from exc
         except _DECODE_ERRORS as exc:
-            raise ImageReadError(
-                f"{name} is truncated or corrupt (Pillow: {exc}); re-export or re-download it"
-            ) from exc
+            raise _corrupt(name, exc) from exc
         with im:
             _check_decoded_size(im.size, name)  # from the header, before decoding any pixel
             # Pillow opens 16-bit RGB(A) PNGs as plain 'RGB'/'RGBA', keeping the high bytes only;
@@ -342,12 +356,14 @@ def read_image(path: PathLike) -> np.ndarray:
             except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
                 raise _bomb_error(name, exc) from exc
             except _DECODE_ERRORS as exc:
-                raise ImageReadError(
-                    f"{name} is truncated or corrupt (Pillow: {exc}); re-export or "
-                    f"re-download it"
-                ) from exc
+                raise _corrupt(name, exc) from exc
             _check_decoded_size(im.size, name)
-            return _pillow_to_array(im, name)
+            try:
+                return _pillow_to_array(im, name)
+            except AdatokError:
+                raise
+            except _DECODE_ERRORS as exc:  # a conversion of a damaged image's palette or mode
+                raise _corrupt(name, exc, "corrupt") from exc
 
 
 # --------------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,6 +14,7 @@ _UNLISTED: set[str] = set()  # registered views of another tokenizer (see regist
 _FOLDERS: dict[str, Callable[[Path], object]] = {}
 _CACHE: dict[str, object] = {}
 _VERSIONS: dict[tuple[str, str], object] = {}  # (name, version) -> a checkpoint folder loaded by path
+_LOADING = threading.RLock()  # one load at a time: threads asking at once get one tokenizer
 
 
 def register(name: str, factory: Callable[[], object], listed: bool = True) -> None:
@@ -31,10 +33,11 @@ def register_family(family: str, loader: Callable[[Path], object]) -> None:
     _FOLDERS[family] = loader
 
 
-def names() -> list[str]:
+def names(views: bool = False) -> list[str]:
     """The registered tokenizer names (built-in and shipped; not folders loaded in this process, nor
-    views registered with ``listed=False``)."""
-    return sorted(set(_NAMED) - _UNLISTED)
+    views registered with ``listed=False`` unless ``views``: what must handle any input, the fuzz
+    targets, takes them all)."""
+    return sorted(set(_NAMED) if views else set(_NAMED) - _UNLISTED)
 
 
 def remember(tokenizer) -> None:
@@ -70,8 +73,17 @@ def load(name_or_path: str | Path):
     """Return a tokenizer: a registered name (``"wavelet"``, ``"wavelet-lossless"``, a shipped
     checkpoint) or a checkpoint folder holding ``config.json`` and ``model.safetensors``."""
     key = str(name_or_path)
-    if key in _CACHE:
+    tok = _CACHE.get(key)
+    if tok is not None:
+        return tok
+    with _LOADING:
+        if key not in _CACHE:
+            _CACHE[key] = _make(key)
         return _CACHE[key]
+
+
+def _make(key: str):
+    """A new tokenizer for a registered name or a checkpoint folder (what load caches)."""
     if key in _NAMED:
         tok = _NAMED[key]()
     else:
@@ -90,5 +102,4 @@ def load(name_or_path: str | Path):
             raise UnknownTokenizerError(f"checkpoint family {family!r} of {key} is not available here: "
                                         "install adatok[neural] for learned tokenizers")
         tok = _FOLDERS[family](path)
-    _CACHE[key] = tok
     return tok

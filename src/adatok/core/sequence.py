@@ -92,10 +92,13 @@ class TokenSequence:
 
     def __getattr__(self, name: str):
         """Called only for attributes not set: ``pos`` not made yet."""
-        make = self.__dict__.get("_make_pos") if name == "pos" else None
-        if make is None:
-            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
-        return self._set_pos(make())
+        if name == "pos":
+            make = self.__dict__.get("_make_pos")
+            if make is not None:
+                return self._set_pos(make())
+            if "pos" in self.__dict__:  # another thread made them after this one looked
+                return self.__dict__["pos"]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def __getstate__(self) -> dict:
         self.pos  # noqa: B018  (a pickled sequence carries its positions, not the function that makes them)
@@ -112,12 +115,11 @@ class TokenSequence:
         if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 0:
             raise InvalidTokensError(f"prefix length must be a whole number >= 0, got {k!r}")
         k = min(int(k), len(self))
-        pos = self.__dict__.get("pos")
-        if pos is None:  # not made yet: the prefix makes its own from the maker (not from self, whose
-            make = self.__dict__["_make_pos"]  # cache it would otherwise keep alive)
-            pos = lambda: make()[:k]  # noqa: E731
+        make = self.__dict__.get("_make_pos")  # (read first: a thread making them sets pos, then drops this)
+        if make is not None:  # not made yet: the prefix makes its own from the maker (not from self, whose
+            pos = lambda: make()[:k]  # noqa: E731  (cache it would otherwise keep alive)
         else:
-            pos = pos[:k]
+            pos = self.__dict__["pos"][:k]
         return TokenSequence(self.ids[:k], pos, self.shape, self.tokenizer, self.version, self.params,
                              self.pos_fields)
 
@@ -333,8 +335,8 @@ def parse_container(data: bytes) -> tuple[dict, bytes]:
         header["params"] = json.loads(r.data[r.at :].decode())
         if not isinstance(header["params"], dict):
             raise TypeError("params")
-    except (ValueError, TypeError, UnicodeDecodeError) as exc:
-        raise ContainerError(f"malformed header ({exc}): the file is corrupt") from None
+    except (ValueError, TypeError, UnicodeDecodeError, RecursionError) as exc:  # (RecursionError: nesting)
+        raise ContainerError(f"malformed header ({type(exc).__name__}: {str(exc)[:80]}): the file is corrupt") from None
     size, n_expected = _chunking(header["payload_len"])
     if n != n_expected:
         raise ContainerError("malformed header: payload checksums do not match its length (the file is corrupt)")

@@ -250,8 +250,20 @@ class NeuralTokenizer:
         return np.packbits(((ids[:, None] >> shifts) & 1).astype(np.uint8).reshape(-1)).tobytes()
 
     def unpack(self, header: dict, payload: bytes) -> np.ndarray:
-        """Ids from a payload; a cut payload gives the whole tokens it holds."""
-        n = min(int(header["n_tokens"]), len(payload) * 8 // self.bits)
+        """Ids from a payload; a cut payload gives the whole tokens it holds. The header is checked
+        first (:class:`~adatok.ContainerError`): its shape, no params, at most K tokens, and exactly
+        the payload length they take."""
+        check_maker(header["tokenizer"], header["version"], self, _MISMATCH)
+        shape, n, nbytes = tuple(header["shape"]), int(header["n_tokens"]), int(header["payload_len"])
+        if shape not in (self.expects, self.expects[:2] if self.expects[2] == 1 else None):
+            raise ContainerError(f"the header's image shape {shape} is not what {self.name} makes ({self.expects}): "
+                                 "the file is corrupt")
+        if header["params"]:
+            raise ContainerError(f"the header has parameters {self.name} does not take: the file is corrupt")
+        if n > self.tokens or nbytes != self._payload_len(n):
+            raise ContainerError(f"the header says {n} tokens in {nbytes} bytes; {self.name} codes at most "
+                                 f"{self.tokens}, each in {self.bits} bits: the file is corrupt")
+        n = min(n, len(payload) * 8 // self.bits)
         bits = np.unpackbits(np.frombuffer(payload, np.uint8))[: n * self.bits].reshape(n, self.bits)
         return (bits.astype(np.int64) << np.arange(self.bits - 1, -1, -1)).sum(1).astype(np.int32)
 

@@ -52,6 +52,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import adatok
 from adatok import AdatokError, TokenSequence
+from adatok.core.sequence import parse_container
 
 from . import state
 from .state import Busy, Coding, Image, Job, Limits, NotFound, OutOfRange, ServeError, TooLarge, WrongType
@@ -488,20 +489,22 @@ def _saliency(pixels: np.ndarray, method: str) -> np.ndarray:
 
 
 def _prefix_for(gen, data: bytes, name: str) -> TokenSequence:
-    """The prefix a cut ``.atk`` file holds, checked against what ``gen`` writes."""
-    seq = TokenSequence.from_bytes(data)
+    """The prefix a cut ``.atk`` file holds, checked against what ``gen`` writes: from its header
+    first (a file of a hundred bytes may ask for an image of 50 million pixels, which decoding
+    would build before the shape were checked), then decoded."""
+    header, _ = parse_container(data)
     lang = gen.lang
     tok = getattr(lang, "tok", None)
     if tok is None:
         raise ServeError(f"{gen.name} writes pixels, not tokens: choose a generator of a tokenizer to complete a file")
-    if seq.tokenizer != tok.name:
-        raise ServeError(f"{name} was made by {seq.tokenizer!r}; {gen.name} writes {tok.name!r} tokens: choose "
+    if header["tokenizer"] != tok.name:
+        raise ServeError(f"{name} was made by {header['tokenizer']!r}; {gen.name} writes {tok.name!r} tokens: choose "
                          "a generator of that tokenizer")
-    shape = tuple(lang.shape)
-    if tuple(seq.shape) != shape and tuple(seq.shape) + (1,) != shape:
-        raise ServeError(f"{name} is of a {'x'.join(map(str, seq.shape))} image; {gen.name} writes "
+    shape, have = tuple(lang.shape), tuple(header["shape"])
+    if have != shape and have + (1,) != shape:
+        raise ServeError(f"{name} is of a {'x'.join(map(str, have))} image; {gen.name} writes "
                          f"{'x'.join(map(str, shape))} images")
-    return seq
+    return TokenSequence.from_bytes(data)
 
 
 def _run_job(server: Server, job: Job, emit) -> None:

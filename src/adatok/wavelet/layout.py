@@ -11,8 +11,10 @@ coefficient over them. The LL coefficients are the roots.
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
-from functools import lru_cache
 
 import numpy as np
 
@@ -79,9 +81,71 @@ def band_level(k: int, levels: int) -> int:
     return levels if k == 0 else levels - (k - 1) // 3
 
 
-@lru_cache(maxsize=32)
+#: Coefficients a :class:`BoundedCache` keeps in all, besides its most recent entry: a layout
+#: takes about 40 bytes a coefficient, so the layouts kept take at most about 170 MB.
+CACHE_NODES = 1 << 22
+
+
+class BoundedCache:
+    """A least-recently-used cache of at most ``items`` entries holding at most ``nodes``
+    coefficients in all, except that the most recent entry is always kept, whatever its size;
+    safe to use from several threads. (``functools.lru_cache`` bounds only the count: a process
+    that sees many large shapes, a server, kept 32 layouts of up to 150 million coefficients.)"""
+
+    def __init__(self, items: int, nodes: int = CACHE_NODES) -> None:
+        self.items, self.nodes = items, nodes
+        self._data: OrderedDict = OrderedDict()  # key -> (value, size)
+        self._total = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable, make: Callable[[], tuple[object, int]]):
+        """The value cached under ``key``, or the value ``make()`` returns with its size in
+        coefficients (made outside the lock: two threads may both make it, alike)."""
+        with self._lock:
+            hit = self._data.get(key)
+            if hit is not None:
+                self._data.move_to_end(key)
+                return hit[0]
+        value, size = make()
+        with self._lock:
+            old = self._data.pop(key, None)
+            self._total += size - (old[1] if old is not None else 0)
+            self._data[key] = (value, size)
+            while len(self._data) > 1 and (len(self._data) > self.items or self._total > self.nodes):
+                self._total -= self._data.popitem(last=False)[1][1]
+        return value
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    @property
+    def total(self) -> int:
+        """Coefficients held by the entries kept."""
+        return self._total
+
+    def clear(self) -> None:
+        """Drop every entry."""
+        with self._lock:
+            self._data.clear()
+            self._total = 0
+
+
+_LAYOUTS = BoundedCache(32)
+
+
 def make_layout(shape: tuple[int, int], channels: int, levels: int) -> Layout:
-    """Build (and cache) the :class:`Layout` of an image of ``shape`` (H, W) with ``channels``."""
+    """Build (and cache, see :class:`BoundedCache`) the :class:`Layout` of an image of ``shape``
+    (H, W) with ``channels``."""
+    key = ((int(shape[0]), int(shape[1])), int(channels), int(levels))
+
+    def make() -> tuple[Layout, int]:
+        layout = _build_layout(*key)
+        return layout, layout.size
+
+    return _LAYOUTS.get(key, make)
+
+
+def _build_layout(shape: tuple[int, int], channels: int, levels: int) -> Layout:
     bs = band_shapes(shape, levels)
     bands = [bs[0]] + [b for triple in bs[1:] for b in triple]
     nb = len(bands)

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import numbers
 from collections.abc import Mapping, Sequence
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +31,7 @@ from ..core.stepper import check_starts
 from . import header
 from . import roi as roi_coding
 from . import spiht
-from .layout import POS_FIELDS, Layout, make_layout
+from .layout import POS_FIELDS, BoundedCache, Layout, make_layout
 from .stepper import WaveletStepper
 from .transforms import (ICT_CHANNEL_GAINS, RCT_CHANNEL_GAINS, default_levels, dwt2, ict_forward, ict_inverse, idwt2,
                          rct_forward, rct_inverse, synthesis_gains, to_uint8)
@@ -49,6 +49,41 @@ _CHANGERS = np.array([spiht.SIG_POS, spiht.SIG_NEG, spiht.REF0, spiht.REF1])
 #: ``Quality`` checks every shorter prefix when (tokens of the bisection's answer) x (pixels) is
 #: at most this (about 0.1 s on 28x28 images); see ``_shortest_prefix``.
 EXACT_SEARCH = 2**24
+
+
+# --- what a header may claim ------------------------------------------------------------------
+# A container's header says how many tokens follow; before anything is allocated from that count,
+# it is checked against the most any payload of its length, and any stream of its image, can hold.
+
+#: Each coded decision leaves at most this fraction of the arithmetic coder's range: a bit's
+#: probability is at most 1 - 32/65536 (the adaptive model's clamp in ``spiht._adapt``; the shipped
+#: priors lie inside it), and the integer arithmetic adds at most 32 / 2**24 of the range (it is at
+#: least 2**24 before a decision).
+_MAX_KEEP = 1 - 255 * 2.0**-19
+#: The fewest bits a coded decision takes: about 0.000702.
+BITS_PER_DECISION = -math.log2(_MAX_KEEP)
+
+
+def max_coded_tokens(nbytes: int) -> int:
+    """The most tokens ``nbytes`` bytes of arithmetic-coded payload can determine.
+
+    After ``d`` decisions and ``s`` renormalisations the coder's range, at least 2**24, is at most
+    ``2**32 * _MAX_KEEP**d * 256**s``, and every renormalisation costs a byte of output: so
+    ``d <= (8 * nbytes + 8) / BITS_PER_DECISION`` (about 11,400 a byte: long runs of certain
+    decisions, as in a flat image, cost almost nothing). Every token is at least one decision except
+    a forced ``L1``, which follows the ``D1`` of its node: at most twice as many tokens. An empty
+    payload codes no token (the coder always ends with at least one byte).
+    """
+    if nbytes <= 0:
+        return 0
+    return 2 * int((8 * nbytes + 8) / BITS_PER_DECISION)
+
+
+def max_stream_tokens(nodes: int, nmax: int) -> int:
+    """The most tokens a stream from top plane ``nmax`` can have over ``nodes`` coefficients: at
+    each plane a coefficient is tested or refined once (``nmax + 1``), and its set tests, ``D`` until
+    it is significant and then ``L``, share one plane (``nmax + 2``)."""
+    return max(0, nodes * (2 * nmax + 3)) if nmax >= 0 else 0
 
 
 def load_prior(name: str) -> tuple[np.ndarray, str]:
@@ -78,12 +113,19 @@ def _quantise(flat, weights):
     return out
 
 
-@lru_cache(maxsize=32)
+_WEIGHTS = BoundedCache(32)
+
+
 def _importance_weights(shape: tuple[int, int], channels: int, levels: int, lossless: bool,
                         step: float) -> tuple[np.ndarray, np.ndarray]:
     """Per node, read-only: sqrt(band gain * channel gain), what a unit of its error costs in RGB,
     and that / ``step``, the 9/7 coefficients' scale. Cached like the layouts (1.5 ms on a 768x512
     image, on every encode and decode)."""
+    key = (tuple(shape), channels, levels, lossless, step)
+    return _WEIGHTS.get(key, lambda: _make_weights(*key))
+
+
+def _make_weights(shape, channels, levels, lossless, step) -> tuple[tuple[np.ndarray, np.ndarray], int]:
     gains = synthesis_gains(shape, levels, "5/3" if lossless else "9/7")
     per_band = np.array([gains[0]] + [g for triple in gains[1:] for g in triple])
     chan = (RCT_CHANNEL_GAINS if lossless else ICT_CHANNEL_GAINS) if channels == 3 else (1.0,)
@@ -92,7 +134,7 @@ def _importance_weights(shape: tuple[int, int], channels: int, levels: int, loss
     weights = imp / step
     imp.flags.writeable = False
     weights.flags.writeable = False
-    return imp, weights
+    return (imp, weights), len(imp)
 
 
 def _image_shape(shape, i: int) -> tuple[int, ...]:
@@ -186,7 +228,7 @@ class WaveletTokenizer:
         self.step = float(step)
         self.max_levels = int(max_levels)
         self.payload_codec = self  # the tokenizer codes its own payload (see pack / unpack)
-        self._shift_cache: dict = {}
+        self._shift_cache = BoundedCache(64)  # (shape, channels, levels, region) -> shifts and set minima
         self.prior, digest = load_prior(name)
         self.version = f"{VERSION}+{digest}"
         # Where a coefficient is put inside its remaining interval: 0.5 is the centre; the 9/7
@@ -221,22 +263,20 @@ class WaveletTokenizer:
         """
         roi_p = (params or {}).get("roi")
         key = (layout.shape, layout.channels, layout.levels, None if roi_p is None else roi_p["d"])
-        if key not in self._shift_cache:
+
+        def make() -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], int]:
             if roi_p is not None:
                 base = self._shifts(layout)[0]
                 grid, g = roi_coding.grid_from_params(roi_p, layout.shape)
                 shift = (base + roi_coding.node_shifts(grid, g, layout)).astype(np.int8)  # at most 30 + ROI_SHIFT
-                if len(self._shift_cache) > 64:
-                    self._shift_cache.clear()
-                self._shift_cache[key] = (shift, *spiht.set_minima(shift, layout.parent))
-                return self._shift_cache[key]
-            if self.lossless:
+            elif self.lossless:
                 imp = np.log2(self._importance(layout))
                 shift = np.clip(np.rint(imp - imp.min()), 0, 30).astype(np.int8)
             else:
                 shift = np.zeros(layout.size, np.int8)
-            self._shift_cache[key] = (shift, *spiht.set_minima(shift, layout.parent))
-        return self._shift_cache[key]
+            return (shift, *spiht.set_minima(shift, layout.parent)), layout.size
+
+        return self._shift_cache.get(key, make)
 
     def _walk_args(self, layout: Layout, params: dict | None, stats: np.ndarray | None = None) -> tuple:
         """The arguments of :func:`spiht.walk` after ``pad``."""
@@ -463,11 +503,11 @@ class WaveletTokenizer:
         probe = TokenSequence(np.zeros(0, np.int32), np.zeros((0, len(maker.pos_fields)), np.int32), shape,
                               maker.name, maker.version, params, maker.pos_fields)
         overhead = (lambda n: _container_overhead(probe, n, CODEC)) if budget.header else (lambda n: 0)
-        payload_max = total - overhead(total)
+        # (at least 0: the header of a shorter payload can be smaller, with fewer chunk checksums,
+        # so a budget the empty sequence fits exactly was refused when this went below 0)
+        payload_max = max(0, total - overhead(total))
         best = None
         for _ in range(8):  # the header's size depends a little on the payload's: converge on it
-            if payload_max < 0:
-                break
             # (the decoder state is not kept: a walk stopped by its byte limit has gone one token past)
             _, _, ids, node, plane, _, _, _, out = spiht.walk(
                 spiht.SRC_COEF, True, int(params["nmax"]), -1, payload_max, mag, sgn, _NO_IDS, _NO_BYTES,
@@ -477,7 +517,9 @@ class WaveletTokenizer:
             seq.cache["payload:" + CODEC] = payload
             size = len(payload) + overhead(len(payload))
             if size > total:
-                payload_max -= size - total
+                if payload_max == 0:
+                    break
+                payload_max = max(0, payload_max - (size - total))
                 continue
             if best is not None and len(seq) <= len(best):
                 break  # more room gave no more tokens: done
@@ -510,19 +552,30 @@ class WaveletTokenizer:
             self._replay(seq.ids, layout, seq.params)  # raises the right error
         return out.tobytes()
 
-    def unpack_sequence(self, header: dict, payload: bytes) -> TokenSequence:
+    def unpack_sequence(self, header: dict, payload: bytes, unit: int = 1) -> TokenSequence:
         """The sequence (positions included, decoder state cached) a payload codes, in one pass.
+        ``unit``: decisions a token of the header's count (a word tokenizer's header counts words of
+        ``unit`` decisions, the last one padded: see :mod:`adatok.wavelet.words`).
 
         A cut payload is decoded twice, reading past its end as all-zero and as all-one bytes: the
-        tokens both agree on are those every continuation of the bytes gives.
+        tokens both agree on are those every continuation of the bytes gives. (The decoder reads the
+        first four bytes as its code, which is below the coder's range, 2**32 - 1, in every stream
+        the encoder writes and then stays below it whatever bytes follow; that makes the decisions
+        a monotone function of the bytes, and so the two extremes enough. Four 0xff bytes are no
+        stream: refused; read on, they gave cuts that were not prefixes of longer ones.)
         """
-        shape, params, layout = self._from_header(header)
-        n = int(header["n_tokens"])
+        shape, params, layout = self._from_header(header, unit)
+        n = int(header["n_tokens"]) * unit
+        cut = len(payload) < int(header["payload_len"])
+        if payload[:4] == b"\xff" * 4:
+            raise ContainerError("the payload begins with four 0xff bytes, which no stream does: the file is corrupt")
+        if cut:  # what its bytes can determine
+            n = min(n, max_coded_tokens(len(payload) + 4))
         data = np.frombuffer(payload, np.uint8).copy()  # writable: the type walk is compiled for
-        args = (spiht.SRC_AC, False, int(params["nmax"]), n, -1, _NO_MAG, _NO_SGN, _NO_IDS, data)
-        _, k, ids, node, plane, value, low, neg, _ = spiht.walk(*args, 0, *self._walk_args(layout, params))
-        if len(payload) < int(header["payload_len"]):
-            ids1 = spiht.walk(*args, 255, *self._walk_args(layout, params))[2]
+        args = (spiht.SRC_AC, False, int(params["nmax"]), n, -1, _NO_MAG, _NO_SGN, _NO_IDS)
+        _, k, ids, node, plane, value, low, neg, _ = spiht.walk(*args, data, 0, *self._walk_args(layout, params))
+        if cut:
+            ids1 = spiht.walk(*args, data, 255, *self._walk_args(layout, params))[2]
             m = min(len(ids), len(ids1))
             differ = np.nonzero(ids[:m] != ids1[:m])[0]
             k = int(differ[0]) if len(differ) else m
@@ -537,22 +590,28 @@ class WaveletTokenizer:
 
     # --- helpers -------------------------------------------------------------------------------
 
-    def _from_header(self, header: dict) -> tuple[tuple[int, ...], dict, Layout]:
-        """Shape, params and layout from a container header, checked (ContainerError if bad)."""
+    def _from_header(self, header: dict, unit: int = 1) -> tuple[tuple[int, ...], dict, Layout]:
+        """Shape, params and layout from a container header, checked (ContainerError if bad); the
+        header counts tokens of ``unit`` decisions (see :meth:`unpack_sequence`)."""
         check_maker(header["tokenizer"], header["version"], self)
         shape = tuple(header["shape"])
         params = dict(header["params"])
         try:
-            layout = self._layout(shape, params)
+            layout = self._layout(shape, params, (int(header["n_tokens"]), int(header["payload_len"])), unit)
         except InvalidTokensError as exc:
             raise ContainerError(f"header parameters are invalid ({exc}): the file is corrupt") from None
         return shape, params, layout
 
-    def _layout(self, shape: tuple[int, ...], params) -> Layout:
+    def _layout(self, shape: tuple[int, ...], params, counts: tuple[int, int] | None = None,
+                unit: int = 1) -> Layout:
         """The layout a sequence of ``shape`` with ``params`` is coded on, after checking every
         value the decoder reads (type and range), so that a hand-built or edited sequence is refused
         with :class:`InvalidTokensError` before anything is allocated from it, exactly as its bytes
-        would be by ``from_bytes``."""
+        would be by ``from_bytes``. ``counts``: a container header's token count and payload
+        length, checked (:class:`ContainerError`) against what that payload can code and what a
+        stream of the image can hold (:func:`max_coded_tokens`, :func:`max_stream_tokens`), also
+        before the layout is built; in tokens of ``unit`` decisions (a word's: the last word of a
+        stream is padded, so a count up to the bound's in whole words, rounded up, is a real one)."""
 
         def whole(v, what: str) -> int:
             if isinstance(v, bool) or not isinstance(v, numbers.Integral):
@@ -579,7 +638,11 @@ class WaveletTokenizer:
                                      + (f"lack {', '.join(missing)}" if missing else f"have unknown {unknown}"))
         if not self.lossless:
             step = params["step"]
-            if isinstance(step, bool) or not isinstance(step, numbers.Real) or float(step) != self.step:
+            try:
+                same = not isinstance(step, bool) and isinstance(step, numbers.Real) and float(step) == self.step
+            except OverflowError:  # an integer too large for a float
+                same = False
+            if not same:
                 raise InvalidTokensError(f"the sequence's step {step!r} is not {self.name}'s ({self.step}): "
                                          "it was made by another tokenizer")
         rep = params.get("rep", (1, 1))
@@ -594,6 +657,13 @@ class WaveletTokenizer:
             raise InvalidTokensError(f"the sequence's {levels} levels do not fit its shape {shape}")
         if not -1 <= whole(params["nmax"], "top bit-plane nmax") < 62:
             raise InvalidTokensError(f"invalid top bit-plane {params['nmax']} in the sequence")
+        if counts is not None:
+            n, nbytes = counts
+            most = min(max_coded_tokens(nbytes), max_stream_tokens(h * w * channels, int(params["nmax"])))
+            most = -(-most // unit)
+            if n > most:
+                raise ContainerError(f"the header says {n} tokens, more than {nbytes} payload bytes and a {shape} "
+                                     f"image can hold ({most}): the file is corrupt")
         layout = make_layout((h, w), channels, levels)
         if "roi" in params:
             roi_p = params["roi"]
@@ -601,6 +671,10 @@ class WaveletTokenizer:
                 raise InvalidTokensError(f"the sequence's region of interest must have g, s and d, got {roi_p!r}")
             if whole(roi_p["g"], "region cell size g") != roi_coding.cell_log2(levels):
                 raise InvalidTokensError(f"the region's cell size g={roi_p['g']} does not fit {levels} levels")
+            if whole(roi_p["s"], "region shift s") != roi_coding.ROI_SHIFT:
+                raise InvalidTokensError(f"the region's shift s={roi_p['s']} is not {roi_coding.ROI_SHIFT}")
+            if not isinstance(roi_p["d"], str):
+                raise InvalidTokensError(f"the region's grid d must be a base64 string, got {type(roi_p['d']).__name__}")
             try:
                 self._shifts(layout, params)  # decodes the region's grid
             except ContainerError as exc:

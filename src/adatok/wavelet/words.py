@@ -439,8 +439,7 @@ class WordTokenizer:
         the decision tokenizer, in whole words. A cut payload gives the longest whole-word prefix
         its bytes determine (all of its decisions when they are a whole stream)."""
         check_maker(header["tokenizer"], header["version"], self)
-        words = int(header["n_tokens"])
-        dseq = self.base.unpack_sequence(dict(header, tokenizer=self.base.name, n_tokens=words * self.n), payload)
+        dseq = self.base.unpack_sequence(dict(header, tokenizer=self.base.name), payload, unit=self.n)
         if len(dseq) % self.n:
             layout = self.base._layout(dseq.shape, dseq.params)
             if not self.base._ends(dseq.ids, layout, dseq.params):

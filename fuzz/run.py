@@ -1,0 +1,59 @@
+"""Run one fuzz target under atheris (libFuzzer): ``python fuzz/run.py TARGET [libFuzzer options] [corpus folders]``.
+
+``make fuzz`` runs every target in turn for ``FUZZ_SECONDS`` each; for a long campaign, run this
+directly (see docs/reliability.md). adatok's Python code is instrumented for coverage (the
+compiled numba functions cannot be: their modules are left out), and, for the ``image`` target,
+Pillow's. A failing input is written where ``-artifact_prefix`` says; it becomes a regression input
+in ``fuzz/regressions/TARGET/`` (replayed by ``tests/test_fuzz.py``).
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import atheris
+
+HERE = Path(__file__).resolve().parent
+
+
+def numba_modules() -> list[str]:
+    """adatok's modules with numba-compiled functions, left out of the instrumentation: numba
+    compiles from a function's bytecode, which instrumentation would change."""
+    import importlib.util
+
+    root = Path(importlib.util.find_spec("adatok").origin).parent
+    return [".".join(("adatok", *p.relative_to(root).with_suffix("").parts)) for p in sorted(root.rglob("*.py"))
+            if re.search(r"^(from|import) numba", p.read_text(encoding="utf-8"), re.M)]
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) < 2 or argv[1].startswith("-"):
+        sys.exit(f"usage: {argv[0]} TARGET [libFuzzer options] [corpus folders]")
+    name = argv[1]
+    sys.path.insert(0, str(HERE))
+    include = ["adatok"] + (["PIL"] if name in ("image", "serve_image") else [])
+    with atheris.instrument_imports(include=include, exclude=numba_modules()):
+        import adatok  # noqa: F401  (instrumented here, before the targets import it)
+        import targets
+
+        if name in ("image", "serve_image"):  # Pillow imports its plugins on first use: import them here
+            from PIL import Image
+
+            Image.init()
+    if name not in targets.TARGETS:
+        sys.exit(f"unknown target {name!r}: one of {', '.join(targets.TARGETS)}")
+    try:  # one thread for the learned tokenizer's model: a fuzzer is one process on one core
+        import torch
+
+        torch.set_num_threads(1)
+    except ImportError:
+        pass
+    with targets.limits():
+        atheris.Setup([argv[0], *argv[2:]], targets.TARGETS[name])
+        atheris.Fuzz()
+
+
+if __name__ == "__main__":
+    main(sys.argv)

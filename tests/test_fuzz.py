@@ -1,0 +1,112 @@
+"""The fuzz targets' smoke test (``make test``): every target of ``fuzz/targets.py`` on its seed
+corpus, on every regression input found by fuzzing (``fuzz/regressions/TARGET/``), and on a fixed
+number of seeded mutations of the corpus, without atheris's coverage loop: deterministic, seconds.
+A target raises for a bug (anything but an AdatokError from adatok, or a failed check), so each
+input passing is the test. The long runs are ``make fuzz`` (docs/reliability.md)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from fuzz import corpus, targets  # noqa: E402
+
+#: Mutated inputs per target: the cheap targets get more.
+MUTATIONS = {"container": 400, "crafted": 300, "image": 300, "stepper": 40, "serve_image": 100, "serve_atk": 200}
+INTERESTING = (0, 1, 0x7F, 0x80, 0xFF)
+
+
+def mutate(rng: np.random.Generator, data: bytes, others: list[bytes]) -> bytes:
+    """One to four of: flip a bit, set an interesting byte, insert random bytes, delete a run,
+    cut the end, splice in part of another input (what libFuzzer's mutators do, simply)."""
+    out = bytearray(data)
+    for _ in range(int(rng.integers(1, 5))):
+        op = int(rng.integers(0, 6))
+        at = int(rng.integers(0, len(out) + 1))
+        if op == 0 and out:
+            out[min(at, len(out) - 1)] ^= 1 << int(rng.integers(0, 8))
+        elif op == 1 and out:
+            out[min(at, len(out) - 1)] = INTERESTING[int(rng.integers(0, len(INTERESTING)))]
+        elif op == 2:
+            out[at:at] = rng.integers(0, 256, int(rng.integers(1, 17)), dtype=np.uint8).tobytes()
+        elif op == 3:
+            del out[at : at + int(rng.integers(1, 33))]
+        elif op == 4:
+            del out[at:]
+        else:
+            other = others[int(rng.integers(0, len(others)))]
+            start = int(rng.integers(0, len(other) + 1))
+            out[at:] = other[start : start + int(rng.integers(1, 65))] + out[at:]
+    return bytes(out)
+
+
+def inputs(target: str) -> list[bytes]:
+    folder = targets.CORPUS / target
+    return [p.read_bytes() for p in sorted(folder.iterdir())]
+
+
+@pytest.fixture(autouse=True)
+def fuzz_limits():
+    with targets.limits():
+        yield
+
+
+@pytest.mark.parametrize("target", sorted(targets.TARGETS))
+def test_seed_corpus(target):
+    seeds = inputs(target)
+    assert seeds, f"no seeds in fuzz/corpus/{target}"
+    for data in seeds:
+        targets.TARGETS[target](data)
+
+
+@pytest.mark.parametrize("target", sorted(targets.TARGETS))
+def test_seeded_mutations(target):
+    seeds = inputs(target)
+    rng = np.random.default_rng(sorted(targets.TARGETS).index(target) + 17)
+    for _ in range(MUTATIONS[target]):
+        targets.TARGETS[target](mutate(rng, seeds[int(rng.integers(0, len(seeds)))], seeds))
+
+
+REGRESSIONS = sorted(p for p in targets.REGRESSIONS.glob("*/*") if p.is_file())
+
+
+@pytest.mark.parametrize("path", REGRESSIONS, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_regression_inputs(path):
+    """Inputs on which a target once failed (docs/reliability.md lists what each was)."""
+    targets.TARGETS[path.parent.name](path.read_bytes())
+
+
+def test_every_target_has_seeds_and_the_container_seeds_are_current():
+    """The checked-in ``.atk`` seeds are exactly what ``fuzz/corpus.py`` makes on this machine
+    (the wavelet tokenizers' bytes do not depend on the machine); after a change to a tokenizer's
+    bytes, run ``python fuzz/corpus.py``."""
+    assert sorted(p.name for p in targets.CORPUS.iterdir()) == sorted(targets.TARGETS)
+    made = corpus.containers()
+    have = {p.name: p.read_bytes() for p in (targets.CORPUS / "container").iterdir()}
+    assert sorted(have) == sorted(made)
+    stale = [name for name in made if made[name] != have[name] and not name.startswith("fashion")]
+    assert not stale, f"stale seeds (run python fuzz/corpus.py): {stale}"
+    size = sum(p.stat().st_size for p in targets.CORPUS.rglob("*") if p.is_file())
+    assert size < 200_000, f"the seed corpus is {size:,} bytes: keep it small"
+
+
+def test_a_broken_target_is_caught():
+    """The smoke test can fail: a decoder that returned a wrong image is reported by the checks."""
+    from adatok.wavelet import WaveletTokenizer
+
+    data = inputs("container")[0]
+    real = WaveletTokenizer.decode
+    try:
+        WaveletTokenizer.decode = lambda self, seqs: [np.zeros((1, 1), np.uint8) for _ in seqs]
+        with pytest.raises(AssertionError):
+            for d in inputs("container"):
+                targets.container(d)
+    finally:
+        WaveletTokenizer.decode = real
+    targets.container(data)
