@@ -123,10 +123,11 @@ def run(gen: Generator, st, labels: np.ndarray, *, cfg: float = 1.0, temperature
     hist_tok, hist_ints, hist_floats = tokens, pre_ints, pre_floats
     feed_tok, feed_ints, feed_floats = tokens, pre_ints, pre_floats
     counts = np.zeros(B, np.int64)
-    while not finished.all():
+    active = np.arange(B)  # the sequences still growing: finished ones leave the batch (and the caches)
+    while len(active):
         ints, floats = features()
-        ints_t = torch.from_numpy(np.asarray(ints, np.int64))
-        floats_t = torch.from_numpy(np.asarray(floats, np.float32))
+        ints_t = torch.from_numpy(np.asarray(ints, np.int64)[active])
+        floats_t = torch.from_numpy(np.asarray(floats, np.float32)[active])
         if guided:
             ints_t, floats_t = torch.cat([ints_t, ints_t]), torch.cat([floats_t, floats_t])
         step_ints = torch.cat([feed_ints, ints_t[:, None]], 1)
@@ -138,30 +139,40 @@ def run(gen: Generator, st, labels: np.ndarray, *, cfg: float = 1.0, temperature
             all_floats = torch.cat([hist_floats, floats_t[:, None]], 1)
             logits = model(hist_tok, all_ints, all_floats if mc.float_fields else None)[:, -1]
             hist_ints, hist_floats = all_ints, all_floats
+        n = len(active)
         if guided:
-            logits = logits[B:] + cfg * (logits[:B] - logits[B:])
+            logits = logits[n:] + cfg * (logits[:n] - logits[n:])
         # ids, and END: anywhere in a variable-length language, else only once the stream has ended
         end_ok = np.ones((B, 1), bool) if lang.variable_length else np.asarray(st.done, bool)[:, None]
-        allowed = np.concatenate([np.asarray(st.legal(), bool), end_ok], 1)
+        allowed = np.concatenate([np.asarray(st.legal(), bool), end_ok], 1)[active]
         if max_tokens is not None:
-            full = counts >= max_tokens  # the maximum length: END only (the pixel baseline: the rest black)
+            full = counts[active] >= max_tokens  # the maximum length: END only (the pixel baseline: the rest black)
             allowed[full, :-1] = False
             allowed[full, -1] = True
         logits = logits.masked_fill(~torch.from_numpy(allowed), -torch.inf) / max(temperature, 1e-6)
         logits = _filter(logits, top_k, top_p)
-        chosen = torch.multinomial(logits.softmax(-1), 1, generator=g)[:, 0].numpy()
-        chosen[finished] = mc.end
+        picked = torch.multinomial(logits.softmax(-1), 1, generator=g)[:, 0].numpy()
+        chosen = np.full(B, mc.end, np.int64)
+        chosen[active] = picked
         ending = chosen == mc.end
         st.push(np.where(ending, -1, chosen))
         counts += ~ending & ~finished
         finished |= ending
         if on_step is not None:
             on_step(st, finished)
-        nxt = np.where(ending, 0, chosen)
+        keep = ~ending[active]
+        if not keep.all():  # drop the rows that ended from the batch, the caches and the history
+            active = active[keep]
+            rows_kept = torch.from_numpy(np.concatenate([keep, keep]) if guided else keep)
+            for cache in caches or ():
+                cache["k"], cache["v"] = cache["k"][rows_kept], cache["v"][rows_kept]
+            if not kv_cache:
+                hist_tok, hist_ints, hist_floats = hist_tok[rows_kept], hist_ints[rows_kept], hist_floats[rows_kept]
+        nxt = chosen[active]
         nxt = np.concatenate([nxt, nxt]) if guided else nxt
         feed_tok = torch.from_numpy(nxt.astype(np.int64))[:, None]
-        feed_ints = torch.zeros((rows, 0, len(mc.int_sizes)), dtype=torch.long)
-        feed_floats = torch.zeros((rows, 0, mc.float_fields))
+        feed_ints = torch.zeros((len(feed_tok), 0, len(mc.int_sizes)), dtype=torch.long)
+        feed_floats = torch.zeros((len(feed_tok), 0, mc.float_fields))
         if not kv_cache:
             hist_tok = torch.cat([hist_tok, feed_tok], 1)
     return counts
