@@ -1,0 +1,266 @@
+"""``adatok tokenize-dataset`` (Ray Data), the shards it writes, and reading them back: adatok's
+reader, the torch ``IterableDataset``, Hugging Face ``datasets`` and ``webdataset``.
+
+One local Ray (2 CPUs, loopback only) serves the whole module and is shut down after it; the runs
+that test what does not depend on Ray (sources, the loader) use ``workers=0``, the same shard work
+in this process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+pytest.importorskip("ray")
+pq = pytest.importorskip("pyarrow.parquet")
+
+import adatok  # noqa: E402
+from adatok import AdatokError, Quality, Tokens  # noqa: E402
+from adatok.datasets import read_tokens  # noqa: E402
+from adatok.scale import tokenize_dataset  # noqa: E402
+from adatok.scale.pipeline import start_ray, stop_ray  # noqa: E402
+
+GOOD = {"gray.png": (40, 52, 1), "sub/rgb.png": (33, 47, 3), "sub/deeper/photo.jpg": (48, 48, 3),
+        "odd.png": (17, 29, 3), "tiny.png": (5, 3, 1), "wide.png": (20, 64, 3), "z.png": (24, 24, 1)}
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    started, tmp = start_ray(2, None)
+    yield
+    stop_ray(started, tmp)
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory) -> Path:
+    """Good images of many shapes, and bad ones: not an image, truncated, 16-bit, over the limit."""
+    root = tmp_path_factory.mktemp("photos")
+    rng = np.random.default_rng(0)
+    for name, (h, w, c) in GOOD.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        y, x = np.mgrid[:h, :w]
+        img = ((x * 5 + y * 3)[..., None] + rng.integers(0, 40, (h, w, c))).clip(0, 255).astype(np.uint8)
+        Image.fromarray(img[..., 0] if c == 1 else img).save(root / name, quality=90)
+    (root / "notes.txt").write_text("not an image")
+    png = (root / "gray.png").read_bytes()
+    (root / "sub" / "cut.png").write_bytes(png[: len(png) // 2])
+    Image.fromarray(rng.integers(0, 65535, (8, 8)).astype(np.uint16)).save(root / "deep.png")
+    Image.new("L", (8000, 7000)).save(root / "huge.png")  # 56 M pixels > MAX_PIXELS
+    return root
+
+
+BAD = {"notes.txt": "not an image", "sub/cut.png": "truncated", "deep.png": "16-bit", "huge.png": "limit"}
+
+
+@pytest.fixture(scope="module")
+def written(ray_local, folder, tmp_path_factory) -> Path:
+    """One uninterrupted Ray run over the folder, both formats, 2 workers, 3 images a shard."""
+    out = tmp_path_factory.mktemp("tokens") / "out"
+    tokenize_dataset(folder, out, "wavelet", Quality(psnr=32), workers=2, formats=("parquet", "webdataset"),
+                     shard_size=3)
+    return out
+
+
+def _table(out: Path):
+    import pyarrow as pa
+
+    return pa.concat_tables(pq.read_table(f) for f in sorted((out / "parquet").glob("*.parquet")))
+
+
+def test_ray_tokens_are_encode_tokens_and_bad_inputs_are_listed(written, folder):
+    manifest = json.loads((written / "manifest.json").read_text())
+    assert manifest["status"] == "complete" and manifest["adatok_version"] == adatok.__version__
+    assert manifest["counts"] == {"images": 11, "written": 7, "bad": 4, "shards": 4, "tokens": manifest["counts"]["tokens"],
+                                  "resumed_shards": 0}
+    reasons = {b["source"]: b["reason"] for b in manifest["bad"]}
+    assert set(reasons) == set(BAD) and all(BAD[k] in reasons[k] for k in BAD), reasons
+    assert manifest["budget"] == {"kind": "Quality", "psnr": 32.0, "ssim": None, "region": None}
+    table = _table(written).to_pylist()
+    tok = adatok.load("wavelet")
+    assert [r["source"] for r in table] == sorted(GOOD)  # the folder's order, bad files left out
+    for row in table:
+        img = adatok.read_image(folder / row["source"])
+        seq, = tok.encode([img], Quality(psnr=32))
+        assert row["ids"] == seq.ids.tolist() and row["atk"] == seq.to_bytes() and row["n_tokens"] == len(seq)
+        assert row["shape"] == list(img.shape) and row["label"] is None
+        assert row["tokenizer"] == "wavelet" and row["version"] == tok.version
+        assert row["psnr"] >= 32 and row["psnr"] == pytest.approx(adatok.core.metrics.psnr(img, tok.decode([seq])[0]))
+    back = list(read_tokens(written))
+    assert [r.source for r in back] == sorted(GOOD)
+    assert all(r.seq.ids.tolist() == t["ids"] and r.seq.shape == tuple(t["shape"]) for r, t in zip(back, table))
+    assert not list(written.rglob(".*.tmp"))
+
+
+def test_interrupted_run_resumes_to_the_same_dataset(ray_local, folder, written, tmp_path):
+    out = tmp_path / "out"
+    def interrupt(done, total, what):
+        if done > 0:  # the first shard is written: Ctrl-C
+            raise KeyboardInterrupt
+
+    args = dict(workers=1, formats=("parquet", "webdataset"), shard_size=3)
+    with pytest.raises(KeyboardInterrupt):
+        tokenize_dataset(folder, out, "wavelet", Quality(psnr=32), progress=interrupt, **args)
+    assert json.loads((out / "manifest.json").read_text())["status"] == "incomplete"
+    records = sorted((out / "_shards").glob("*.json"))
+    assert 1 <= len(records) < 4  # interrupted part-way
+    with pytest.raises(AdatokError, match="unfinished run"):
+        list(read_tokens(out))
+    manifest = tokenize_dataset(folder, out, "wavelet", Quality(psnr=32), **args)
+    assert manifest["status"] == "complete" and manifest["counts"]["resumed_shards"] >= len(records) - 1
+    assert _table(out).equals(_table(written))
+    for a, b in zip(sorted((out / "webdataset").glob("*.tar")), sorted((written / "webdataset").glob("*.tar")), strict=True):
+        assert a.read_bytes() == b.read_bytes()
+    assert manifest["bad"] == json.loads((written / "manifest.json").read_text())["bad"]
+    assert not list(out.rglob(".*.tmp"))
+
+
+def test_command_line(ray_local, folder, tmp_path):
+    from typer.testing import CliRunner
+
+    from adatok.cli import app
+
+    out = tmp_path / "cli"
+    res = CliRunner().invoke(app, ["tokenize-dataset", str(folder), str(out), "--tokens", "200", "--workers", "1",
+                                   "--shard-size", "4"])
+    assert res.exit_code == 0, res.output
+    rows = list(read_tokens(out))
+    assert [r.source for r in rows] == sorted(GOOD) and max(len(r.seq) for r in rows) == 200
+    tokens = sum(len(r.seq) for r in rows)
+    assert f"7 images in 3 shards, {tokens:,} tokens; 4 bad inputs listed in" in res.output
+    # the same command again: nothing to do; other arguments into the same folder: refused
+    again = CliRunner().invoke(app, ["tokenize-dataset", str(folder), str(out), "--tokens", "200", "--workers", "1",
+                                     "--shard-size", "4"])
+    assert again.exit_code == 0 and "(3 shards already written)" in again.output
+    other = CliRunner().invoke(app, ["tokenize-dataset", str(folder), str(out), "--tokens", "300", "--workers", "1"])
+    assert other.exit_code == 2 and "holds the shards of another run" in other.output
+    bad = CliRunner().invoke(app, ["tokenize-dataset", str(folder), str(tmp_path / "x"), "--lossless"])
+    assert bad.exit_code == 2 and "not lossless" in bad.output
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "mine.txt").write_text("keep me")
+    res = CliRunner().invoke(app, ["tokenize-dataset", str(folder), str(busy), "--workers", "0"])
+    assert res.exit_code == 2 and "not an output folder" in res.output and (busy / "mine.txt").exists()
+
+
+def test_webdataset_shards_round_trip_to_the_parquet_sequences(written):
+    wds = pytest.importorskip("webdataset")
+    tars = sorted(str(p) for p in (written / "webdataset").glob("*.tar"))
+    samples = list(wds.WebDataset(tars, shardshuffle=False, empty_check=False).decode())
+    rows = list(read_tokens(written))
+    assert len(samples) == len(rows) == 7
+    for s, r in zip(samples, rows, strict=True):
+        seq = adatok.TokenSequence.from_bytes(s["atk"])
+        assert s["__key__"] == f"{r.index:09d}" and s["npy"].dtype == np.int32
+        assert (seq.ids == r.seq.ids).all() and (s["npy"] == r.seq.ids).all() and (seq.pos == r.seq.pos).all()
+        meta = s["json"]
+        assert (meta["source"], meta["label"], tuple(meta["shape"]), meta["tokenizer"], meta["version"]) == (
+            r.source, r.label, r.seq.shape, r.seq.tokenizer, r.seq.version)
+        assert meta["psnr"] == pytest.approx(r.psnr) and meta["n_tokens"] == len(seq)
+
+
+def test_hugging_face_datasets_loads_the_shards(written, tmp_path, monkeypatch):
+    hf = pytest.importorskip("datasets")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    ds = hf.load_dataset("parquet", data_dir=str(written / "parquet"), cache_dir=str(tmp_path / "hf"), split="train")
+    assert ds.num_rows == 7 and ds.column_names == list(adatok.datasets.TOKEN_COLUMNS)
+    ds = ds.sort("index")
+    for row, r in zip(ds, read_tokens(written), strict=True):
+        assert row["ids"] == r.seq.ids.tolist() and row["source"] == r.source
+        assert adatok.TokenSequence.from_bytes(row["atk"]).ids.tolist() == row["ids"]
+
+
+def test_fashion_mnist_and_parquet_sources(tmp_path):
+    """Labels come along; a Parquet image-bytes column (with a bad row) reads like files. No Ray."""
+    import pyarrow as pa
+
+    try:
+        fm = adatok.datasets.load("fashion-mnist", "train", limit=12)
+    except AdatokError:
+        pytest.skip("dataset-fashion-mnist is not installed")
+    out = tmp_path / "fm"
+    manifest = tokenize_dataset("fashion-mnist", out, "wavelet-lossless", adatok.Lossless(), workers=0, shard_size=5,
+                                limit=12)
+    assert manifest["counts"]["written"] == 12 and manifest["counts"]["shards"] == 3
+    rows = list(read_tokens(out))
+    assert [r.label for r in rows] == fm.labels.tolist() and rows[3].source == "train/00003"
+    tok = adatok.load("wavelet-lossless")
+    assert all(np.isinf(r.psnr) and (tok.decode([r.seq])[0] == img).all() for r, img in zip(rows, fm.images))
+
+    import io
+
+    blobs = []
+    for img in fm.images[:4]:
+        buf = io.BytesIO()
+        Image.fromarray(img[..., 0]).save(buf, format="PNG")
+        blobs.append(buf.getvalue())
+    blobs[2] = b"\x89PNG broken"
+    src = tmp_path / "table"
+    src.mkdir()
+    pq.write_table(pa.table({"image": [{"bytes": b, "path": None} for b in blobs[:3]], "label": [7, 8, 9]}),
+                   src / "a.parquet")
+    pq.write_table(pa.table({"image": [{"bytes": blobs[3], "path": None}], "label": [3]}), src / "b.parquet")
+    manifest = tokenize_dataset(src, tmp_path / "pt", "wavelet", Tokens(100), workers=0, shard_size=2)
+    assert [b["source"] for b in manifest["bad"]] == ["a.parquet#2"]
+    rows = list(read_tokens(tmp_path / "pt"))
+    assert [(r.source, r.label) for r in rows] == [("a.parquet#0", 7), ("a.parquet#1", 8), ("b.parquet#0", 3)]
+    want = adatok.load("wavelet").encode([fm.images[i] for i in (0, 1, 3)], Tokens(100))
+    assert all((r.seq.ids == w.ids).all() for r, w in zip(rows, want))
+
+
+def test_torch_dataset_reads_every_row_once_across_ranks_and_workers(tmp_path):
+    torch = pytest.importorskip("torch")
+    from torch.utils.data import DataLoader
+
+    from adatok.scale.loader import TokenShardDataset, pad_collate
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(23):
+        Image.fromarray(rng.integers(0, 256, (8 + i % 5, 9, 1), dtype=np.uint8)[..., 0]).save(folder / f"{i:02d}.png")
+    out = tmp_path / "out"
+    tokenize_dataset(folder, out, "wavelet", Tokens(40), workers=0, shard_size=6)
+    rows = {r.index: r for r in read_tokens(out)}
+    for shuffle in (False, True):
+        orders = []
+        for epoch in (0, 1):
+            seen = []
+            for rank in range(2):
+                ds = TokenShardDataset(out, shuffle=shuffle, seed=5, rank=rank, world_size=2, positions=True)
+                ds.set_epoch(epoch)
+                for batch in DataLoader(ds, batch_size=4, num_workers=2, collate_fn=pad_collate):
+                    for b, i in enumerate(batch["index"].tolist()):
+                        n = int(batch["lengths"][b])
+                        assert batch["ids"][b, :n].tolist() == rows[i].seq.ids.tolist()
+                        assert (batch["ids"][b, n:] == -1).all()
+                        assert torch.equal(batch["pos"][b, :n], torch.from_numpy(rows[i].seq.pos.astype(np.int64)))
+                        seen.append(i)
+            assert sorted(seen) == list(range(23))  # every row exactly once per epoch
+            orders.append(seen)
+        assert (orders[0] != orders[1]) == shuffle
+    even = [len(list(TokenShardDataset(out, rank=r, world_size=2, even=True))) for r in range(2)]
+    assert even == [11, 11]
+
+
+def test_the_command_starts_and_stops_its_own_ray(folder, tmp_path):
+    """In a fresh process: a local Ray of --workers CPUs, under a temporary folder, gone after."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(adatok.__file__).parents[1]),
+                                                        os.environ.get("PYTHONPATH", "")])}
+    code = ("import sys, tempfile, glob; from adatok.cli.app import main; sys.argv = ['adatok', 'tokenize-dataset', "
+            f"{str(folder)!r}, {str(tmp_path / 'o')!r}, '--tokens', '50', '--workers', '1', '--quiet'];\n"
+            "try:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+            "import ray; assert not ray.is_initialized()\n"
+            "print(glob.glob(tempfile.gettempdir() + '/adatok-ray-*'))")
+    before = set(Path("/tmp").glob("adatok-ray-*"))
+    res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert set(Path("/tmp").glob("adatok-ray-*")) <= before  # its folder removed
+    assert json.loads((tmp_path / "o" / "manifest.json").read_text())["counts"]["written"] == 7
