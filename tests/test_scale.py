@@ -264,3 +264,43 @@ def test_the_command_starts_and_stops_its_own_ray(folder, tmp_path):
     assert res.returncode == 0, res.stderr[-3000:]
     assert set(Path("/tmp").glob("adatok-ray-*")) <= before  # its folder removed
     assert json.loads((tmp_path / "o" / "manifest.json").read_text())["counts"]["written"] == 7
+
+
+def test_train_generator_data_parallel_matches_one_process(tmp_path):
+    """``adatok train-generator`` under ``torchrun --nproc_per_node 2`` (gloo): each process takes
+    half of every global batch, so the loss curve and the weights are those of one process at the
+    same batch. Tolerance: the per-step train and validation losses (logged to 4 decimals) within
+    2e-4 nats, the weights within 1e-5 (the sums are added in another order)."""
+    import shutil
+
+    torch = pytest.importorskip("torch")
+    torchrun = shutil.which("torchrun") or str(Path(sys.executable).with_name("torchrun"))
+    if not Path(torchrun).exists():
+        pytest.skip("torchrun is not installed beside this Python")
+    try:
+        adatok.datasets.load("fashion-mnist", "test", limit=1)
+    except AdatokError:
+        pytest.skip("dataset-fashion-mnist is not installed")
+    from safetensors.torch import load_file
+
+    # words: sequences of different lengths, so the losses' token counts matter; lr high enough to move
+    args = ["-m", "adatok.cli", "train-generator", "--language", "wavelet-w8", "--limit", "16", "--val-images", "8",
+            "--steps", "6", "--batch", "8", "--lr", "0.05", "--dim", "32", "--layers", "1", "--heads", "2",
+            "--eval-every", "0", "--quiet"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "GOMP_SPINCOUNT": "1000",
+           "PYTHONPATH": os.pathsep.join([str(Path(adatok.__file__).parents[1]), os.environ.get("PYTHONPATH", "")])}
+    one = subprocess.run([sys.executable, *args, "--out", str(tmp_path / "one")], env=env, capture_output=True,
+                         text=True, timeout=600)
+    assert one.returncode == 0, one.stderr[-2000:]
+    two = subprocess.run([torchrun, "--nproc_per_node", "2", "--master_port", "29519", *args, "--out",
+                          str(tmp_path / "two")], env=env, capture_output=True, text=True, timeout=600)
+    assert two.returncode == 0, two.stderr[-2000:]
+    h1, h2 = (json.loads((tmp_path / d / "config.json").read_text())["history"] for d in ("one", "two"))
+    assert [h["step"] for h in h1] == [h["step"] for h in h2] == [1, 2, 3, 4, 5, 6]
+    for a, b in zip(h1, h2):
+        assert abs(a["train_loss"] - b["train_loss"]) <= 2e-4 and abs(a["val_loss"] - b["val_loss"]) <= 2e-4, (a, b)
+    assert h1[-1]["val_loss"] < h1[0]["val_loss"] - 0.01  # it learned (warm-up: small steps), the curve is not flat
+    w1, w2 = (load_file(tmp_path / d / "model.safetensors") for d in ("one", "two"))
+    assert w1.keys() == w2.keys()
+    for k in w1:
+        assert torch.allclose(w1[k], w2[k], atol=1e-5), k

@@ -11,12 +11,22 @@ minutes get the same schedule whatever their speed. The budget counts the traini
 time (``time.process_time``: on an idle machine with one thread, its wall time), so that models
 trained side by side on a shared machine get the same compute, not the same share of a crowd. Validation loss on held-out test images is
 logged. Checkpoints (``config.json`` + ``model.safetensors`` + ``train_state.safetensors``) are
-written every ``save_every`` seconds and at the end; ``resume`` goes on from one.
+written every ``save_every`` seconds and at the end; ``resume`` goes on from one. ``steps``
+trains that many steps instead, the schedule following the step count.
+
+Data-parallel: the same command under ``torchrun --nproc_per_node N`` (gloo on CPUs, NCCL on
+GPUs). Every process draws the same global batch (the same seeded generators) and takes every
+N-th sequence of it; its losses are its sums over the global batch's counts (tokens, "no class"
+rows), and the gradients are summed over the processes, so a step is the one-process step of
+the same batch. Rank 0 builds the token cache (the others wait, then read it), validates, logs
+and writes the checkpoint. With a time budget, each step counts the slowest process's CPU time,
+so that the processes stop together: ``minutes`` is then each process's budget.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -50,6 +60,7 @@ class GenTrainConfig:
     eval_every: float = 120.0  # seconds
     save_every: float = 300.0  # seconds
     threads: int = 1
+    steps: int | None = None  # train this many steps (the schedule follows them) instead of ``minutes``
 
 
 def corpus_for(lang, split: str, limit: int | None, cache: Path | None, progress=None) -> Corpus:
@@ -91,8 +102,15 @@ def batch_tensors(corpus: Corpus, idx: np.ndarray, labels: np.ndarray, vocab: in
             torch.from_numpy(n + 1))
 
 
-def losses(model: GPT, corpus: Corpus, idx: np.ndarray, uncond: np.ndarray, gen: torch.Generator):
-    """(next-token loss, reading loss or None) of a batch; ``uncond`` marks the rows given "no class"."""
+def losses(model: GPT, corpus: Corpus, idx: np.ndarray, uncond: np.ndarray, gen: torch.Generator,
+           part: tuple[int, int] | None = None):
+    """(next-token loss, reading loss or None) of a batch; ``uncond`` marks the rows given "no class".
+
+    ``part=(rank, world)``: this process's share of the batch, rows ``rank::world``; its losses are
+    its sums divided by the whole batch's counts (tokens, "no class" rows), so that the losses of
+    all the shares add up to the batch's, and it draws the same random numbers as one process."""
+    if part is not None:
+        return _share_losses(model, corpus, idx, uncond, gen, *part)
     cfg = model.cfg
     labels = np.where(uncond, cfg.null_class, corpus.labels[idx])
     inputs, targets, ints, floats, steps = batch_tensors(corpus, idx, labels, cfg.vocab_size, cfg.end)
@@ -104,6 +122,50 @@ def losses(model: GPT, corpus: Corpus, idx: np.ndarray, uncond: np.ndarray, gen:
     k = 1 + (torch.rand(len(rows), generator=gen) * steps[rows]).long().clamp(max=steps[rows] - 1)
     read = F.cross_entropy(model.read_prefixes(h[rows], k), torch.from_numpy(corpus.labels[idx][uncond.astype(bool)]))
     return loss, read
+
+
+def _share_losses(model: GPT, corpus: Corpus, idx: np.ndarray, uncond: np.ndarray, gen: torch.Generator,
+                  rank: int, world: int):
+    """:func:`losses` of the rows ``rank::world`` of a batch, as shares of the batch's losses."""
+    cfg = model.cfg
+    all_rows = np.nonzero(uncond)[0]
+    all_steps = torch.from_numpy(corpus.lengths[idx] + 1)
+    k_all = 1 + (torch.rand(len(all_rows), generator=gen) * all_steps[all_rows]).long().clamp(
+        max=all_steps[all_rows] - 1)  # drawn for the whole batch, as one process does
+    tokens = int(all_steps.sum())  # targets of the whole batch: its ids and an END each
+    mine = np.arange(rank, len(idx), world)
+    idx, uncond = idx[mine], uncond[mine]
+    labels = np.where(uncond, cfg.null_class, corpus.labels[idx])
+    inputs, targets, ints, floats, _ = batch_tensors(corpus, idx, labels, cfg.vocab_size, cfg.end)
+    h = model.hidden(inputs, ints, floats if cfg.float_fields else None)
+    loss = F.cross_entropy(model.logits(h).flatten(0, 1), targets.flatten(), ignore_index=-100,
+                           reduction="sum") / tokens
+    if len(all_rows) == 0:
+        return loss, None
+    local = torch.from_numpy(np.nonzero(uncond)[0])
+    if len(local) == 0:
+        return loss, h.sum() * 0.0  # a zero share (the reading head gets no gradient from here)
+    k = k_all[torch.from_numpy(all_rows % world == rank)]
+    read = F.cross_entropy(model.read_prefixes(h[local], k), torch.from_numpy(corpus.labels[idx][uncond]),
+                           reduction="sum") / len(all_rows)
+    return loss, read
+
+
+def _sum_gradients(model: GPT) -> None:
+    """Sum the gradients over the processes (one all-reduce of one flat buffer)."""
+    import torch.distributed as dist
+
+    params = list(model.parameters())
+    has = torch.tensor([float(p.grad is not None) for p in params])
+    dist.all_reduce(has)  # a parameter no process gave a gradient keeps none (AdamW leaves it alone)
+    params = [p for p, h in zip(params, has.tolist(), strict=True) if h > 0]
+    flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).flatten() for p in params])
+    dist.all_reduce(flat)
+    at = 0
+    for p in params:
+        n = p.numel()
+        p.grad = flat[at : at + n].view_as(p).clone()
+        at += n
 
 
 @torch.no_grad()
@@ -157,14 +219,31 @@ def train_generator(out: str | Path, lang=None, model_cfg: GPTConfig | None = No
         raise AdatokError("train_generator needs a language and a model config (or resume=True)")
     train_cfg = train_cfg or GenTrainConfig()
     name = name or out.name
+    world, rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
+    if world > 1:
+        import datetime
+
+        import torch.distributed as dist
+
+        if not dist.is_initialized():  # (a long timeout: rank 0 may tokenize a whole split meanwhile)
+            dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo",
+                                    timeout=datetime.timedelta(hours=6))
+        if train_cfg.batch < world:
+            raise AdatokError(f"a batch of {train_cfg.batch} cannot be split over {world} processes; give --batch >= {world}")
+        if rank != 0:
+            progress, log = None, (lambda *a: None)
     torch.set_num_threads(train_cfg.threads)
     torch.manual_seed(train_cfg.seed)
     rng = np.random.default_rng(train_cfg.seed)
     gen = torch.Generator().manual_seed(train_cfg.seed)
     out.mkdir(parents=True, exist_ok=True)
     t_build = time.time()
+    if world > 1 and rank != 0:
+        dist.barrier()  # rank 0 builds the caches, the others read them
     corpus = corpus_for(lang, "train", train_cfg.limit, out / "corpus-train.npz", progress)
     val = corpus_for(lang, "test", train_cfg.val_images, out / "corpus-val.npz")
+    if world > 1 and rank == 0:
+        dist.barrier()
     if model_cfg.position == "index":
         corpus, val = index_positions(corpus), index_positions(val)
     build_seconds = time.time() - t_build
@@ -182,8 +261,11 @@ def train_generator(out: str | Path, lang=None, model_cfg: GPTConfig | None = No
         step, elapsed, history = config["step"], config["elapsed"], config.get("history", [])
         rng = np.random.default_rng([train_cfg.seed, step])
     budget = 60.0 * train_cfg.minutes
+    by_steps = train_cfg.steps is not None
 
     def save(final: bool = False) -> None:
+        if rank != 0:
+            return
         config = {"family": FAMILY, "name": name, "model": model_cfg.to_dict(), "language": lang.describe(),
                   "train": asdict(train_cfg), "step": step, "elapsed": round(elapsed, 1), "history": history,
                   "params": count_params(model), "corpus_seconds": round(build_seconds, 1),
@@ -192,26 +274,45 @@ def train_generator(out: str | Path, lang=None, model_cfg: GPTConfig | None = No
 
     model.train()
     log(f"{name}: {count_params(model):,} parameters, {len(corpus):,} sequences (mean {corpus.lengths.mean():.1f} "
-        f"tokens), {train_cfg.minutes:g} minutes")
+        f"tokens), " + (f"{train_cfg.steps:,} steps" if by_steps else f"{train_cfg.minutes:g} minutes")
+        + (f", {world} processes" if world > 1 else ""))
     last_eval = last_save = elapsed
-    while elapsed < budget:
+
+    def running() -> bool:
+        return step < train_cfg.steps if by_steps else elapsed < budget
+
+    while running():
         t0 = time.process_time()
-        lr = train_cfg.lr * min(1.0, (step + 1) / train_cfg.warmup) * 0.5 * (1 + math.cos(math.pi * elapsed / budget))
+        angle = math.pi * step / train_cfg.steps if by_steps else math.pi * elapsed / budget
+        lr = train_cfg.lr * min(1.0, (step + 1) / train_cfg.warmup) * 0.5 * (1 + math.cos(angle))
         for g in opt.param_groups:
             g["lr"] = lr
         idx = rng.integers(0, len(corpus), train_cfg.batch)
         uncond = rng.random(train_cfg.batch) < train_cfg.p_uncond
-        loss, read = losses(model, corpus, idx, uncond, gen)
+        loss, read = losses(model, corpus, idx, uncond, gen, None if world == 1 else (rank, world))
         total = loss if read is None else loss + train_cfg.read_weight * read
         opt.zero_grad(set_to_none=True)
         total.backward()
+        if world > 1:
+            _sum_gradients(model)
+            shown = loss.detach().clone()
+            dist.all_reduce(shown)  # the whole batch's next-token loss
+            loss = shown
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         step += 1
-        elapsed += time.process_time() - t0
+        spent = time.process_time() - t0
+        if world > 1:  # the slowest process's time, so that every process stops at the same step
+            spent_t = torch.tensor([spent], dtype=torch.float64)
+            dist.all_reduce(spent_t, op=dist.ReduceOp.MAX)
+            spent = float(spent_t)
+        elapsed += spent
         if progress is not None:
-            progress(min(elapsed, budget), budget, f"step {step} loss {loss.item():.3f}")
-        if elapsed - last_eval >= train_cfg.eval_every or elapsed >= budget:
+            if by_steps:
+                progress(step, train_cfg.steps, f"step {step} loss {loss.item():.3f}")
+            else:
+                progress(min(elapsed, budget), budget, f"step {step} loss {loss.item():.3f}")
+        if rank == 0 and (elapsed - last_eval >= train_cfg.eval_every or not running()):
             v = validation_loss(model, val)
             history.append({"step": step, "seconds": round(elapsed, 1), "train_loss": round(loss.item(), 4),
                             "val_loss": round(v, 4)})
@@ -221,4 +322,7 @@ def train_generator(out: str | Path, lang=None, model_cfg: GPTConfig | None = No
             save()
             last_save = elapsed
     save(final=True)
+    if world > 1:
+        dist.barrier()  # the checkpoint is written before any process returns
+        dist.destroy_process_group()
     return model.eval()
