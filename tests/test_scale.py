@@ -304,3 +304,82 @@ def test_train_generator_data_parallel_matches_one_process(tmp_path):
     assert w1.keys() == w2.keys()
     for k in w1:
         assert torch.allclose(w1[k], w2[k], atol=1e-5), k
+
+
+def test_generator_trains_on_token_shards(tmp_path):
+    """Shards of Fashion-MNIST made with --psnr 16 give the generator's corpus that its images give
+    with --target-psnr 16 (re-expressed with the fixed header, END placed by the stepper), in the
+    decision and the word languages; train-generator --data reads them."""
+    pytest.importorskip("torch")
+    try:
+        fm = adatok.datasets.load("fashion-mnist", "train", limit=12)
+    except AdatokError:
+        pytest.skip("dataset-fashion-mnist is not installed")
+    from typer.testing import CliRunner
+
+    from adatok.cli import app
+    from adatok.generate.languages import WaveletLanguage, WordLanguage, build_corpus
+    from adatok.generate.train import shard_corpus
+
+    for name, make in (("wavelet", WaveletLanguage), ("wavelet-w8", WordLanguage)):
+        shards = tmp_path / name
+        tokenize_dataset("fashion-mnist", shards, name, Quality(psnr=16), workers=0, shard_size=5, limit=12)
+        lang = make(name, (28, 28, 1), Quality(psnr=16))
+        a, b = shard_corpus(lang, shards, "train"), build_corpus(lang, fm.images, fm.labels)
+        for field in ("ids", "starts", "ints", "floats", "labels"):
+            assert np.array_equal(getattr(a, field), getattr(b, field)), (name, field)
+    with pytest.raises(AdatokError, match="sequences of wavelet-w8, not of wavelet"):
+        shard_corpus(WaveletLanguage("wavelet", (28, 28, 1)), tmp_path / "wavelet-w8", "train")
+    with pytest.raises(AdatokError, match="no test sequences"):
+        shard_corpus(lang, tmp_path / "wavelet-w8", "test")  # fashion-mnist's train split only
+    args = ["--language", "wavelet-w8", "--steps", "2", "--batch", "4", "--dim", "32", "--layers", "1", "--heads", "2",
+            "--val-images", "1", "--quiet"]
+    res = CliRunner().invoke(app, ["train-generator", "--data", str(tmp_path / "wavelet-w8"), *args,
+                                   "--out", str(tmp_path / "gen0")])
+    assert res.exit_code == 2 and "no test sequences" in res.output  # validation needs test sequences too
+    # a labelled Parquet source has no splits: its last 5% are the test split
+    import io
+
+    import pyarrow as pa
+
+    blobs = []
+    for img in fm.images:
+        buf = io.BytesIO()
+        Image.fromarray(img[..., 0]).save(buf, format="PNG")
+        blobs.append(buf.getvalue())
+    (tmp_path / "table").mkdir()
+    pq.write_table(pa.table({"image": blobs, "label": fm.labels}), tmp_path / "table" / "fm.parquet")
+    shards = tmp_path / "labelled"
+    tokenize_dataset(tmp_path / "table", shards, "wavelet-w8", Quality(psnr=16), workers=0)
+    assert len(shard_corpus(lang, shards, "train")) == 11 and len(shard_corpus(lang, shards, "test")) == 1
+    out = tmp_path / "gen"
+    res = CliRunner().invoke(app, ["train-generator", "--data", str(shards), *args, "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    config = json.loads((out / "config.json").read_text())
+    assert config["train"]["data"] == str(shards) and config["step"] == 2
+
+
+def test_learned_tokenizer_trains_on_lossless_shards(tmp_path):
+    """adatok train --data SHARDS trains on the shards' decodings: for lossless shards, the images
+    of the folder they were made from, split the same way (the last 5% held out)."""
+    pytest.importorskip("torch")
+    from typer.testing import CliRunner
+
+    from adatok.cli import app
+    from adatok.neural.trainer import load_images
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    rng = np.random.default_rng(2)
+    for i in range(20):
+        Image.fromarray(rng.integers(0, 256, (16, 16), dtype=np.uint8)).save(folder / f"{i:02d}.png")
+    shards = tmp_path / "shards"
+    tokenize_dataset(folder, shards, "wavelet-lossless", adatok.Lossless(), workers=0, shard_size=8)
+    for split in ("train", "test"):
+        assert np.array_equal(load_images(str(shards), split), load_images(str(folder), split))
+    out = tmp_path / "tiny"
+    res = CliRunner().invoke(app, ["train", "--data", str(shards), "--tokens", "4", "--steps", "2", "--eval-every", "2",
+                                   "--dim", "32", "--depth", "1", "--patch", "8", "--levels", "4,4", "--out", str(out),
+                                   "--quiet"])
+    assert res.exit_code == 0, res.output
+    assert adatok.load(out).encode([np.zeros((16, 16, 1), np.uint8)])[0].shape == (16, 16, 1)

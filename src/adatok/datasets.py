@@ -345,7 +345,7 @@ def token_shards(folder: str | os.PathLike[str], complete: bool = True) -> list[
 
 
 def read_tokens(folder: str | os.PathLike[str], shards: Sequence[str | os.PathLike[str]] | None = None,
-                complete: bool = True) -> Iterator[TokenRow]:
+                complete: bool = True, split: str | None = None) -> Iterator[TokenRow]:
     """The images of a token shard folder (``adatok tokenize-dataset``), in the source's order,
     as :class:`TokenRow` s: ``row.seq`` a :class:`~adatok.TokenSequence` (decoded from the row's
     ``.atk`` bytes, positions recomputed), ``row.label``, ``row.source``.
@@ -354,12 +354,25 @@ def read_tokens(folder: str | os.PathLike[str], shards: Sequence[str | os.PathLi
         folder: the folder (its ``manifest.json`` is checked, see :func:`token_shards`).
         shards: read only these shard files (default: all of them, in order).
         complete: refuse a folder whose run has not finished.
+        split: ``"train"`` or ``"test"``: the rows whose source id starts with ``split/``
+            (Fashion-MNIST's ``train/00042``); a source without such ids is split as training
+            splits a folder of images: its last 5% are ``"test"``, the rest ``"train"``.
 
     Example:
         >>> rows = read_tokens("out/fmnist-tokens")                 # doctest: +SKIP
         >>> [(len(r.seq), r.label) for r in itertools.islice(rows, 2)]  # doctest: +SKIP
         [(312, 9), (655, 2)]
     """
+    if split is not None:
+        if split not in ("train", "test"):
+            raise AdatokError(f"token shards have the splits 'train' and 'test' (or None for all), not {split!r}")
+        rows = list(read_tokens(folder, shards, complete))
+        if any(r.source.startswith(("train/", "test/")) for r in rows):
+            yield from (r for r in rows if r.source.startswith(f"{split}/"))
+        else:
+            held = max(1, len(rows) // 20)
+            yield from (rows[-held:] if split == "test" else (rows[:-held] or rows))
+        return
     pq = _pyarrow()
     files = token_shards(folder, complete) if shards is None else [Path(f) for f in shards]
     for file in files:

@@ -34,6 +34,11 @@ def _import():
 def train_generator_cmd(
     out: Annotated[Path, out_dir("Checkpoint folder (config.json, model.safetensors, the token cache).")],
     language: Annotated[str, typer.Option("--language", "-l", metavar="NAME", help=LANGUAGE_HELP)] = "wavelet",
+    data: Annotated[str, typer.Option(
+        "--data", metavar="fashion-mnist|FOLDER",
+        help="Training sequences: Fashion-MNIST's images, tokenized here, or a folder of token shards written by "
+             "adatok tokenize-dataset from fashion-mnist with the language's tokenizer (each sequence as it stands: "
+             "its budget takes --target-psnr's place).")] = "fashion-mnist",
     target_psnr: Annotated[float | None, typer.Option(
         "--target-psnr", metavar="DB", show_default=False,
         help="Each training sequence is its image's shortest prefix reaching this PSNR (default: the full "
@@ -63,7 +68,8 @@ def train_generator_cmd(
     resume: Annotated[bool, typer.Option("--resume", help="Continue the checkpoint in --out.")] = False,
     quiet: NoProgress = False,
 ) -> None:
-    """Train a class-conditional generator on Fashion-MNIST's training split, in one token language.
+    """Train a class-conditional generator on Fashion-MNIST's training split (or its token shards), in one token
+    language.
 
     Works the same under `torchrun --nproc_per_node N adatok train-generator ...` (data-parallel, gloo on
     CPUs): --batch is the global batch, split over the processes.
@@ -83,6 +89,12 @@ def train_generator_cmd(
         raise AdatokError(f"--eval-every takes seconds >= 0, got {eval_every}")
     if position not in (None, "index"):
         raise AdatokError(f"--position takes 'index' (or nothing), got {position!r}")
+    if data != "fashion-mnist":
+        if target_psnr is not None:
+            raise AdatokError("--target-psnr does not go with token shards: their sequences were cut when tokenized "
+                              "(adatok tokenize-dataset --psnr Q)")
+        if language == "pixels":
+            raise AdatokError("pixels are not read from token shards: give --data fashion-mnist")
     target = Quality(psnr=target_psnr) if target_psnr is not None else None
     lang = model_cfg = None
     if not resume:
@@ -101,7 +113,7 @@ def train_generator_cmd(
             raise AdatokError(f"--dim {d_model} must be a multiple of --heads {heads}")
         model_cfg = train.model_config_for(lang, d_model, layers, heads, max_len, position, tie)
     tcfg = train.GenTrainConfig(minutes=minutes, batch=batch, lr=lr, seed=seed, limit=limit, threads=threads,
-                                steps=steps, eval_every=eval_every, val_images=val_images)
+                                steps=steps, eval_every=eval_every, val_images=val_images, data=data)
     with EvalProgress(quiet) as progress:
         def report(done, total, what=""):
             progress(int(done), int(total), what or "tokenizing")

@@ -56,6 +56,7 @@ class GenTrainConfig:
     read_weight: float = 0.5
     seed: int = 0
     limit: int | None = None  # training images (None: all 60,000)
+    data: str = "fashion-mnist"  # or a folder of token shards (adatok tokenize-dataset): see corpus_for
     val_images: int = 500
     eval_every: float = 120.0  # seconds
     save_every: float = 300.0  # seconds
@@ -63,20 +64,75 @@ class GenTrainConfig:
     steps: int | None = None  # train this many steps (the schedule follows them) instead of ``minutes``
 
 
-def corpus_for(lang, split: str, limit: int | None, cache: Path | None, progress=None) -> Corpus:
+def corpus_for(lang, split: str, limit: int | None, cache: Path | None, progress=None,
+               data: str = "fashion-mnist") -> Corpus:
     """Fashion-MNIST ``split`` (its first ``limit`` images) in ``lang``, read from ``cache`` when it
-    holds the same language and images, else built and written there."""
+    holds the same language and images, else built and written there. ``data``: a folder of token
+    shards instead (:func:`shard_corpus`)."""
     from ..datasets import load
 
     if cache is not None and cache.is_file():
         corpus = Corpus.load(cache)
         if limit is None or len(corpus) == limit:
             return corpus
-    ds = load("fashion-mnist", split=split, limit=limit)
-    corpus = build_corpus(lang, ds.images, ds.labels, progress)
+    if data == "fashion-mnist":
+        ds = load("fashion-mnist", split=split, limit=limit)
+        corpus = build_corpus(lang, ds.images, ds.labels, progress)
+    else:
+        corpus = shard_corpus(lang, data, split, limit, progress)
     if cache is not None:
         corpus.save(cache)
     return corpus
+
+
+def shard_corpus(lang, folder: str | Path, split: str, limit: int | None = None, progress=None,
+                 chunk: int = 500) -> Corpus:
+    """The labelled sequences of a token shard folder (``adatok tokenize-dataset``) as a corpus in
+    ``lang``, without tokenizing anything: each sequence is a training sequence as it stands (the
+    budget it was tokenized with plays the part of ``lang``'s target), re-expressed with the
+    language's fixed header, and the step at which the model writes END gets the position the
+    stepper gives after the sequence. Shards of Fashion-MNIST made with ``--psnr Q`` give the corpus
+    the images give with ``--target-psnr Q`` (tests/test_scale.py).
+
+    ``split``: ``"train"`` or ``"test"`` (see :func:`adatok.datasets.read_tokens`: Fashion-MNIST's
+    own splits, else the last 5% held out); ``limit``: the first rows of the split only.
+    """
+    from ..datasets import read_tokens
+
+    if not hasattr(lang, "tok"):
+        raise AdatokError(f"the {lang.name} language has no tokenizer: it cannot be read from token shards")
+    rows = list(read_tokens(folder, split=split))
+    rows = rows[:limit] if limit is not None else rows
+    if not rows:
+        raise AdatokError(f"{folder} holds no {split} sequences")
+    first = rows[0].seq
+    if first.tokenizer != lang.tok.name:
+        raise AdatokError(f"{folder} holds sequences of {first.tokenizer}, not of {lang.tok.name}: tokenize with "
+                          f"-t {lang.tok.name}, or train with --language {first.tokenizer}")
+    for r in rows:
+        if r.label is None:
+            raise AdatokError(f"{folder}: {r.source} has no label; the generator is class-conditional (tokenize a "
+                              "labelled source: fashion-mnist, or Parquet with a label column)")
+        if tuple(r.seq.shape) != tuple(lang.shape):
+            raise AdatokError(f"{folder}: {r.source} is {r.seq.shape}, the language's images are {lang.shape}")
+    ids, ints, floats, starts = [], [], [], [0]
+    refix = getattr(lang.tok, "with_top_plane", None)
+    for at in range(0, len(rows), chunk):
+        seqs = [r.seq for r in rows[at : at + chunk]]
+        end_ints, end_floats = lang.step_features(lang.stepper(prefixes=seqs))
+        for b, seq in enumerate(seqs):
+            full = refix(seq) if refix is not None else seq
+            i, a, f = lang.rows(full, len(full))
+            a[-1], f[-1] = end_ints[b], end_floats[b]  # where the next token would stand: END there
+            ids.append(np.asarray(i))
+            ints.append(a)
+            floats.append(f)
+            starts.append(starts[-1] + len(i))
+        if progress is not None:
+            progress(min(at + chunk, len(rows)), len(rows))
+    dtype = np.int16 if lang.vocab_size < 2**15 else np.int32
+    return Corpus(np.concatenate(ids).astype(dtype), np.array(starts, np.int64), np.concatenate(ints),
+                  np.concatenate(floats), np.array([r.label for r in rows], np.int64))
 
 
 def batch_tensors(corpus: Corpus, idx: np.ndarray, labels: np.ndarray, vocab: int, end: int):
@@ -240,8 +296,8 @@ def train_generator(out: str | Path, lang=None, model_cfg: GPTConfig | None = No
     t_build = time.time()
     if world > 1 and rank != 0:
         dist.barrier()  # rank 0 builds the caches, the others read them
-    corpus = corpus_for(lang, "train", train_cfg.limit, out / "corpus-train.npz", progress)
-    val = corpus_for(lang, "test", train_cfg.val_images, out / "corpus-val.npz")
+    corpus = corpus_for(lang, "train", train_cfg.limit, out / "corpus-train.npz", progress, train_cfg.data)
+    val = corpus_for(lang, "test", train_cfg.val_images, out / "corpus-val.npz", data=train_cfg.data)
     if world > 1 and rank == 0:
         dist.barrier()
     if model_cfg.position == "index":
