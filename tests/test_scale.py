@@ -121,13 +121,14 @@ def test_interrupted_run_resumes_to_the_same_dataset(ray_local, folder, written,
     assert not list(out.rglob(".*.tmp"))
 
 
-def test_command_line(ray_local, folder, tmp_path):
+def test_command_line(ray_local, folder, tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
     from adatok.cli import app
 
+    monkeypatch.chdir(tmp_path)  # a relative DST: the Ray workers, started elsewhere, write there too
     out = tmp_path / "cli"
-    res = CliRunner().invoke(app, ["tokenize-dataset", str(folder), str(out), "--tokens", "200", "--workers", "1",
+    res = CliRunner().invoke(app, ["tokenize-dataset", str(folder), "cli", "--tokens", "200", "--workers", "1",
                                    "--shard-size", "4"])
     assert res.exit_code == 0, res.output
     rows = list(read_tokens(out))

@@ -50,6 +50,15 @@ def budget_json(budget: Budget | None) -> dict | None:
     return {"kind": type(budget).__name__, **dataclasses.asdict(budget)}
 
 
+def worker_reference(tokenizer: str | os.PathLike[str]) -> str:
+    """How a worker loads the tokenizer: its registered name, or its checkpoint folder as an
+    absolute path (a worker's working folder may not be the driver's)."""
+    from ..core.registry import registered
+
+    key = os.fspath(tokenizer)
+    return key if registered(key) or not Path(key).is_dir() else str(Path(key).resolve())
+
+
 def _plan_key(source: Source, specs: list[dict], tok, budget: Budget | None, formats: tuple[str, ...],
               shard_size: int, limit: int | None) -> dict:
     """What a resumed run must share with the run it resumes (the same shards, made the same way)."""
@@ -192,7 +201,8 @@ def tokenize_dataset(src: str | os.PathLike[str], out: str | os.PathLike[str], t
         raise BudgetError(f"{tok.name!r} is not lossless; use wavelet-lossless for a lossless budget")
     source = open_source(src, image_column, label_column)
     specs = source.plan(shard_size, limit)
-    out = Path(out)
+    out = Path(out).resolve()  # the workers' working folder may be another (a cluster's nodes)
+    worker_tokenizer = worker_reference(tokenizer)
     plan = _plan_key(source, specs, tok, budget, formats, shard_size, limit)
     previous = _read_manifest(out)
     if previous is not None and previous.get("plan") != plan:
@@ -222,7 +232,7 @@ def tokenize_dataset(src: str | os.PathLike[str], out: str | os.PathLike[str], t
         if workers == 0:
             records = (write_shard(out, source, spec, tok, budget, formats) for spec in todo)
         else:
-            records = _run_ray(out, source, todo, tokenizer, budget, formats, workers, address)
+            records = _run_ray(out, source, todo, worker_tokenizer, budget, formats, workers, address)
         for record in records:
             done[record["shard"]] = record
             finished += record["stop"] - record["start"]

@@ -17,6 +17,7 @@ import io
 import json
 import math
 import tarfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -127,7 +128,9 @@ def write_webdataset(path: Path, rows: list[dict]) -> None:
 def write_shard(out: Path, source: Source, spec: dict, tok, budget: Budget | None,
                 formats: tuple[str, ...]) -> dict:
     """Do shard ``spec`` (see :meth:`Source.plan`) into ``out``; return its record (also written
-    to ``_shards/``): ``shard``, ``rows``, ``bad`` (``[source, reason]`` pairs)."""
+    to ``_shards/``): ``shard``, ``start``, ``stop``, ``rows``, ``tokens``, ``bad`` (``[source,
+    reason]`` pairs), and when the worker began it (``began``: Unix time) and its ``seconds``."""
+    began, t0 = time.time(), time.perf_counter()
     items = list(source.read(spec["start"], json.loads(spec["items"])))
     rows, bad = tokenize_items(tok, budget, items)
     name = shard_name(spec["shard"])
@@ -137,7 +140,8 @@ def write_shard(out: Path, source: Source, spec: dict, tok, budget: Budget | Non
         if "webdataset" in formats:
             write_webdataset(shard_path(out, "webdataset", spec["shard"]), rows)
     record = {"shard": spec["shard"], "start": spec["start"], "stop": spec["stop"], "rows": len(rows),
-              "tokens": int(sum(r["n_tokens"] for r in rows)), "bad": [list(b) for b in bad]}
+              "tokens": int(sum(r["n_tokens"] for r in rows)), "bad": [list(b) for b in bad],
+              "began": round(began, 3), "seconds": round(time.perf_counter() - t0, 3)}
     atomic_write_bytes(out / RECORDS / f"{name}.json", json.dumps(record).encode())
     return record
 
