@@ -150,6 +150,19 @@ def test_command_line(ray_local, folder, tmp_path, monkeypatch):
     assert res.exit_code == 2 and "not an output folder" in res.output and (busy / "mine.txt").exists()
 
 
+def test_a_cluster_that_cannot_be_reached_is_one_error_and_writes_nothing(ray_local, folder, tmp_path, monkeypatch):
+    import ray
+
+    def refuse(**kwargs):
+        raise ConnectionError(f"Failed to connect to Ray cluster at {kwargs['address']}")
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", refuse)
+    with pytest.raises(AdatokError, match=r"cannot connect to the Ray cluster at 'head:6379' .*Failed to connect"):
+        tokenize_dataset(folder, tmp_path / "out", "wavelet", Tokens(50), address="head:6379")
+    assert not (tmp_path / "out").exists()
+
+
 def test_webdataset_shards_round_trip_to_the_parquet_sequences(written):
     wds = pytest.importorskip("webdataset")
     tars = sorted(str(p) for p in (written / "webdataset").glob("*.tar"))

@@ -115,7 +115,14 @@ def start_ray(workers: int | None, address: str | None) -> tuple[bool, str | Non
         return False, None
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no usage reports sent anywhere
     if address is not None:
-        ray.init(address=address, logging_level=logging.ERROR)
+        try:
+            ray.init(address=address, logging_level=logging.ERROR)
+        except Exception as exc:  # noqa: BLE001  (Ray raises ConnectionError, ValueError, RuntimeError ...)
+            raise AdatokError(f"cannot connect to the Ray cluster at {address!r} ({type(exc).__name__}: "
+                              f"{str(exc).strip().splitlines()[-1] if str(exc).strip() else exc!r}); is it "
+                              "running (ray status), is the address its head's (HOST:6379, ray://HOST:10001), "
+                              "and if it wants a token (RAY_AUTH_MODE=token), is its token set here "
+                              "(RAY_AUTH_TOKEN, or ~/.ray/auth_token) with RAY_AUTH_MODE=token?") from None
         return True, None
     tmp = tempfile.mkdtemp(prefix="adatok-ray-")
     ray.init(num_cpus=workers, include_dashboard=False, _temp_dir=tmp, _node_ip_address="127.0.0.1",
@@ -134,27 +141,24 @@ def stop_ray(started: bool, tmp: str | None) -> None:
 
 
 def _run_ray(out: Path, source: Source, todo: list[dict], tokenizer: str, budget: Budget | None,
-             formats: tuple[str, ...], workers: int | None, address: str | None):
-    """Yield the records of the shards ``todo`` as Ray workers finish them."""
+             formats: tuple[str, ...], workers: int | None):
+    """Yield the records of the shards ``todo`` as the Ray workers (of the Ray this process is
+    connected to) finish them."""
     import ray
     import ray.data
 
-    started, tmp = start_ray(workers, address)
-    try:
-        ctx = ray.data.DataContext.get_current()
-        ctx.enable_progress_bars = False  # the driver draws its own
-        ctx.print_on_execution_start = False
-        logging.getLogger("ray.data").setLevel(logging.ERROR)
-        size = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
-        ds = ray.data.from_items(todo, override_num_blocks=len(todo))
-        ds = ds.map_batches(ShardWriter, batch_size=1, batch_format="numpy", num_cpus=1,
-                            compute=ray.data.ActorPoolStrategy(size=size),
-                            fn_constructor_kwargs=dict(out=str(out), source=source.describe(), tokenizer=tokenizer,
-                                                       budget=budget, formats=formats))
-        for row in ds.iter_rows():
-            yield json.loads(row["record"])
-    finally:
-        stop_ray(started, tmp)
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False  # the driver draws its own
+    ctx.print_on_execution_start = False
+    logging.getLogger("ray.data").setLevel(logging.ERROR)
+    size = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
+    ds = ray.data.from_items(todo, override_num_blocks=len(todo))
+    ds = ds.map_batches(ShardWriter, batch_size=1, batch_format="numpy", num_cpus=1,
+                        compute=ray.data.ActorPoolStrategy(size=size),
+                        fn_constructor_kwargs=dict(out=str(out), source=source.describe(), tokenizer=tokenizer,
+                                                   budget=budget, formats=formats))
+    for row in ds.iter_rows():
+        yield json.loads(row["record"])
 
 
 def tokenize_dataset(src: str | os.PathLike[str], out: str | os.PathLike[str], tokenizer: str = "wavelet",
@@ -211,34 +215,37 @@ def tokenize_dataset(src: str | os.PathLike[str], out: str | os.PathLike[str], t
     if previous is None and out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise AdatokError(f"{out} exists and is not an output folder of adatok tokenize-dataset; give a new or "
                           "empty folder")
-    for folder in (RECORDS, *formats):
-        (out / folder).mkdir(parents=True, exist_ok=True)
-    _remove_leftovers(out)
-    manifest = {"format": MANIFEST_FORMAT, "status": "incomplete", "command": command,
-                "adatok_version": adatok.__version__, "plan": plan,
-                "tokenizer": {"name": tok.name, "version": tok.version, "vocab_size": int(tok.vocab_size)},
-                "budget": budget_json(budget), "formats": list(formats)}
-    if previous is None:
-        _write_manifest(out, manifest)
-
     done = _done_shards(out, specs, formats)
     todo = [s for s in specs if s["shard"] not in done]
-    total = plan["images"]
-    finished = sum(r["stop"] - r["start"] for r in done.values())
-    if progress is not None:
-        progress(finished, total, f"{len(done)}/{len(specs)} shards")
-    t0 = time.perf_counter()
-    if todo:
-        if workers == 0:
-            records = (write_shard(out, source, spec, tok, budget, formats) for spec in todo)
+    use_ray = bool(todo) and workers != 0
+    started, tmp = start_ray(workers, address) if use_ray else (False, None)  # before writing anything
+    try:
+        for folder in (RECORDS, *formats):
+            (out / folder).mkdir(parents=True, exist_ok=True)
+        _remove_leftovers(out)
+        manifest = {"format": MANIFEST_FORMAT, "status": "incomplete", "command": command,
+                    "adatok_version": adatok.__version__, "plan": plan,
+                    "tokenizer": {"name": tok.name, "version": tok.version, "vocab_size": int(tok.vocab_size)},
+                    "budget": budget_json(budget), "formats": list(formats)}
+        if previous is None:
+            _write_manifest(out, manifest)
+        total = plan["images"]
+        finished = sum(r["stop"] - r["start"] for r in done.values())
+        if progress is not None:
+            progress(finished, total, f"{len(done)}/{len(specs)} shards")
+        t0 = time.perf_counter()
+        if use_ray:
+            records = _run_ray(out, source, todo, worker_tokenizer, budget, formats, workers)
         else:
-            records = _run_ray(out, source, todo, worker_tokenizer, budget, formats, workers, address)
+            records = (write_shard(out, source, spec, tok, budget, formats) for spec in todo)
         for record in records:
             done[record["shard"]] = record
             finished += record["stop"] - record["start"]
             if progress is not None:
                 progress(finished, total, f"{len(done)}/{len(specs)} shards")
-    seconds = time.perf_counter() - t0
+        seconds = time.perf_counter() - t0
+    finally:
+        stop_ray(started, tmp)
 
     records = [done[s["shard"]] for s in specs]
     bad = [{"source": b[0], "reason": b[1]} for r in records for b in r["bad"]]
