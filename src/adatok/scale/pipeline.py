@@ -151,7 +151,7 @@ def _run_ray(out: Path, source: Source, todo: list[dict], tokenizer: str, budget
     ctx.enable_progress_bars = False  # the driver draws its own
     ctx.print_on_execution_start = False
     logging.getLogger("ray.data").setLevel(logging.ERROR)
-    size = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
+    size = min(len(todo), workers or max(1, int(ray.cluster_resources().get("CPU", 1))))  # no idle actors
     ds = ray.data.from_items(todo, override_num_blocks=len(todo))
     ds = ds.map_batches(ShardWriter, batch_size=1, batch_format="numpy", num_cpus=1,
                         compute=ray.data.ActorPoolStrategy(size=size),
