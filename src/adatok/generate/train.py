@@ -37,7 +37,7 @@ import torch.nn.functional as F
 
 from ..core.errors import AdatokError
 from ..neural.folder import read_json, restore_training, write_folder
-from .languages import Corpus, build_corpus, language_from
+from .languages import Corpus, build_corpus, gather_corpus, language_from
 from .model import GPT, GPTConfig, count_params
 
 FAMILY = "generator"
@@ -115,24 +115,21 @@ def shard_corpus(lang, folder: str | Path, split: str, limit: int | None = None,
                               "labelled source: fashion-mnist, or Parquet with a label column)")
         if tuple(r.seq.shape) != tuple(lang.shape):
             raise AdatokError(f"{folder}: {r.source} is {r.seq.shape}, the language's images are {lang.shape}")
-    ids, ints, floats, starts = [], [], [], [0]
     refix = getattr(lang.tok, "with_top_plane", None)
-    for at in range(0, len(rows), chunk):
-        seqs = [r.seq for r in rows[at : at + chunk]]
-        end_ints, end_floats = lang.step_features(lang.stepper(prefixes=seqs))
-        for b, seq in enumerate(seqs):
-            full = refix(seq) if refix is not None else seq
-            i, a, f = lang.rows(full, len(full))
-            a[-1], f[-1] = end_ints[b], end_floats[b]  # where the next token would stand: END there
-            ids.append(np.asarray(i))
-            ints.append(a)
-            floats.append(f)
-            starts.append(starts[-1] + len(i))
-        if progress is not None:
-            progress(min(at + chunk, len(rows)), len(rows))
-    dtype = np.int16 if lang.vocab_size < 2**15 else np.int32
-    return Corpus(np.concatenate(ids).astype(dtype), np.array(starts, np.int64), np.concatenate(ints),
-                  np.concatenate(floats), np.array([r.label for r in rows], np.int64))
+
+    def gathered():
+        for at in range(0, len(rows), chunk):
+            seqs = [r.seq for r in rows[at : at + chunk]]
+            end_ints, end_floats = lang.step_features(lang.stepper(prefixes=seqs))
+            for b, seq in enumerate(seqs):
+                full = refix(seq) if refix is not None else seq
+                i, a, f = lang.rows(full, len(full))
+                a[-1], f[-1] = end_ints[b], end_floats[b]  # where the next token would stand: END there
+                yield i, a, f
+            if progress is not None:
+                progress(min(at + chunk, len(rows)), len(rows))
+
+    return gather_corpus(gathered(), [r.label for r in rows], lang.vocab_size)
 
 
 def batch_tensors(corpus: Corpus, idx: np.ndarray, labels: np.ndarray, vocab: int, end: int):
