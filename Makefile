@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml scripts/install-system.sh Makefile
 	bash scripts/install-system.sh
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[eval,neural,serve,dev]"
+	$(PY) -m pip install -q -e ".[eval,neural,serve,scale,dev]"
 	touch $(STAMP)
 
 demo: install

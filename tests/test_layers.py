@@ -6,7 +6,7 @@ The layers table of ``docs/design.md`` says which adatok layers each layer may i
   functions count too) goes to the module's own layer or one the table allows;
 * every module is imported, lowest layer first, in a fresh interpreter: the adatok modules each
   import loads belong to layers the table allows, and ``import adatok``, the wavelet path
-  (encoding and decoding), the evaluation and the command line load no torch.
+  (encoding and decoding), the evaluation and the command line load no torch and no Ray.
 
 A layer of the code missing from the table, or a planned layer that exists by now, fails the test:
 the page must say what is there.
@@ -126,7 +126,8 @@ def load(names):
         before = loaded()
         importlib.import_module(name)
         new[name] = sorted(loaded() - before)
-        assert name in rest or "torch" not in sys.modules, f"importing {name} imported torch"
+        for heavy in ("torch", "ray"):
+            assert name in rest or heavy not in sys.modules, f"importing {name} imported {heavy}"
 
 before, new = loaded(), {}
 import adatok
@@ -138,7 +139,7 @@ for tok_name in ("wavelet", "wavelet-lossless"):  # the wavelet path, run
     img = (np.arange(12 * 10 * 3) % 251).astype(np.uint8).reshape(12, 10, 3)
     seq = adatok.TokenSequence.from_bytes(tok.encode([img], adatok.Tokens(300))[0].to_bytes())
     tok.decode([seq.prefix(100)])
-assert "torch" not in sys.modules, "the wavelet path imported torch"
+assert "torch" not in sys.modules and "ray" not in sys.modules, "the wavelet path imported torch or ray"
 load(rest)
 print(json.dumps(new))
 """

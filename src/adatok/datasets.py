@@ -7,7 +7,10 @@ array ``H x W x C`` with ``C`` 1 (gray) or 3 (RGB).
 * ``load("fashion-mnist", split="train" | "test")`` -- Fashion-MNIST from the Debian package
   ``dataset-fashion-mnist`` (IDX files under :data:`FASHION_MNIST_DIR`), with labels;
 * ``load("path/to/folder")`` -- every image under a folder, searched recursively; files that
-  cannot be read are skipped and listed in :attr:`Dataset.skipped`, with the reason.
+  cannot be read are skipped and listed in :attr:`Dataset.skipped`, with the reason;
+* ``read_tokens("path/to/shards")`` -- the token sequences ``adatok tokenize-dataset`` wrote
+  (Parquet shards, one row per image: see ``docs/scale.md``), as :class:`TokenRow` s with their
+  labels (needs ``pyarrow``: ``pip install 'adatok[scale]'``).
 
 >>> from adatok.datasets import load, sample_images
 >>> [(name, img.shape) for name, img in sample_images(["camera"], max_side=64)]
@@ -29,9 +32,10 @@ import numpy as np
 
 from .core.errors import AdatokError
 from .core.imageio import as_image, read_image
+from .core.sequence import TokenSequence
 
-__all__ = ["DATASETS", "Dataset", "FASHION_MNIST_CLASSES", "FASHION_MNIST_DIR", "SAMPLE_IMAGES", "load",
-           "sample_images", "shrink"]
+__all__ = ["DATASETS", "Dataset", "FASHION_MNIST_CLASSES", "FASHION_MNIST_DIR", "SAMPLE_IMAGES", "TOKEN_COLUMNS",
+           "TokenRow", "image_files", "load", "read_tokens", "sample_images", "shrink", "skip_reason", "token_shards"]
 
 #: Names of the bundled sample photos, in demo order; each is a function of ``skimage.data``.
 SAMPLE_IMAGES: tuple[str, ...] = ("astronaut", "camera", "coffee", "chelsea", "rocket")
@@ -190,8 +194,16 @@ def _read_idx(path: Path, ndim: int) -> np.ndarray:
     return np.frombuffer(data, np.uint8, offset=header).reshape(dims)
 
 
+def image_files(folder: str | os.PathLike[str]) -> list[Path]:
+    """The files under ``folder`` that :func:`load` tries as images, in its order: every regular
+    file, recursively, sorted, leaving out hidden files and folders (names starting with ``.``);
+    ``[folder]`` when it is a file."""
+    path = Path(folder)
+    return [path] if path.is_file() else sorted(_walk(path))
+
+
 def _folder(path: Path, split: str | None, limit: int | None, max_side: int | None) -> Dataset:
-    files = [path] if path.is_file() else sorted(_walk(path))
+    files = image_files(path)
     images, ids, skipped = [], [], []
     for file in files:
         if limit is not None and len(images) >= limit:
@@ -200,7 +212,7 @@ def _folder(path: Path, split: str | None, limit: int | None, max_side: int | No
         try:
             img = read_image(file)
         except AdatokError as exc:
-            skipped.append((rel, _reason(str(exc), file)))
+            skipped.append((rel, skip_reason(str(exc), file)))
             continue
         if max_side is not None:
             img = shrink(img, max_side)
@@ -219,8 +231,9 @@ def _walk(folder: Path) -> Iterator[Path]:
                 yield p
 
 
-def _reason(message: str, file: Path) -> str:
-    """An error message without the file's own path in front (the listing already names it)."""
+def skip_reason(message: str, file: str | os.PathLike[str]) -> str:
+    """Why ``file`` was skipped: its error ``message`` without the file's own path in front (the
+    listing of skipped files already names it)."""
     for prefix in (f"{file}: ", f"{file} ", str(file)):
         if message.startswith(prefix):
             rest = message[len(prefix):].strip()
@@ -272,3 +285,99 @@ def sample_images(names: Sequence[str] | None = None,
             img = shrink(img, max_side)
         out.append((name, img))
     return out
+
+
+# --------------------------------------------------------------------------------------------
+# Token shards (written by adatok tokenize-dataset)
+# --------------------------------------------------------------------------------------------
+
+#: The columns of a token shard, one row per image: its place in the source's order, the source
+#: id (path inside the folder, ``train/00042``, ``FILE#ROW``), the label (null when the source has
+#: none), the image shape ``[H, W, C]``, the tokenizer's name and version, the token count, the ids
+#: (``list<int32>``), the ``.atk`` bytes and the PSNR of the sequence's decoding (``inf``: exact).
+#: Positions are not stored: :meth:`TokenSequence.from_bytes` recomputes them from the ids.
+TOKEN_COLUMNS: tuple[str, ...] = ("index", "source", "label", "shape", "tokenizer", "version", "n_tokens", "ids",
+                                  "atk", "psnr")
+
+
+@dataclass(frozen=True)
+class TokenRow:
+    """One image of a token shard folder: its sequence, label (``None`` when the source has no
+    labels), source id, index in the source's order and PSNR (dB; ``inf`` when bit-exact)."""
+
+    seq: TokenSequence
+    label: int | None
+    source: str
+    index: int
+    psnr: float
+
+
+def _pyarrow():
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise AdatokError("reading token shards needs pyarrow: pip install 'adatok[scale]'") from None
+    return pq
+
+
+def token_shards(folder: str | os.PathLike[str], complete: bool = True) -> list[Path]:
+    """The Parquet shards (``parquet/part-NNNNN.parquet``) of a folder written by ``adatok
+    tokenize-dataset``, in order.
+
+    Raises:
+        AdatokError: the folder has no ``manifest.json`` (it is not such a folder), or, with
+            ``complete``, its run has not finished (the message says how to finish it).
+    """
+    import json
+
+    path = Path(folder)
+    manifest = path / "manifest.json"
+    if not manifest.is_file():
+        raise AdatokError(f"{path} has no manifest.json: it is not a folder written by adatok tokenize-dataset")
+    try:
+        info = json.loads(manifest.read_text())
+    except (OSError, ValueError) as exc:
+        raise AdatokError(f"cannot read {manifest} ({exc}); run adatok tokenize-dataset again") from None
+    if complete and info.get("status") != "complete":
+        raise AdatokError(f"{path} holds an unfinished run ({info.get('status')}); run the same command again to "
+                          f"finish it: {info.get('command') or 'adatok tokenize-dataset ...'}")
+    return sorted((path / "parquet").glob("part-*.parquet"))
+
+
+def read_tokens(folder: str | os.PathLike[str], shards: Sequence[str | os.PathLike[str]] | None = None,
+                complete: bool = True, split: str | None = None) -> Iterator[TokenRow]:
+    """The images of a token shard folder (``adatok tokenize-dataset``), in the source's order,
+    as :class:`TokenRow` s: ``row.seq`` a :class:`~adatok.TokenSequence` (decoded from the row's
+    ``.atk`` bytes, positions recomputed), ``row.label``, ``row.source``.
+
+    Args:
+        folder: the folder (its ``manifest.json`` is checked, see :func:`token_shards`).
+        shards: read only these shard files (default: all of them, in order).
+        complete: refuse a folder whose run has not finished.
+        split: ``"train"`` or ``"test"``: the rows whose source id starts with ``split/``
+            (Fashion-MNIST's ``train/00042``); a source without such ids is split as training
+            splits a folder of images: its last 5% are ``"test"``, the rest ``"train"``.
+
+    Example:
+        >>> rows = read_tokens("out/fmnist-tokens")                 # doctest: +SKIP
+        >>> [(len(r.seq), r.label) for r in itertools.islice(rows, 2)]  # doctest: +SKIP
+        [(312, 9), (655, 2)]
+    """
+    if split is not None:
+        if split not in ("train", "test"):
+            raise AdatokError(f"token shards have the splits 'train' and 'test' (or None for all), not {split!r}")
+        rows = list(read_tokens(folder, shards, complete))
+        if any(r.source.startswith(("train/", "test/")) for r in rows):
+            yield from (r for r in rows if r.source.startswith(f"{split}/"))
+        else:
+            held = max(1, len(rows) // 20)
+            yield from (rows[-held:] if split == "test" else (rows[:-held] or rows))
+        return
+    pq = _pyarrow()
+    files = token_shards(folder, complete) if shards is None else [Path(f) for f in shards]
+    for file in files:
+        table = pq.read_table(file, columns=["index", "source", "label", "atk", "psnr"])
+        cols = {name: table.column(name).to_pylist() for name in table.column_names}
+        for index, source, label, atk, psnr in zip(cols["index"], cols["source"], cols["label"], cols["atk"],
+                                                   cols["psnr"], strict=True):
+            yield TokenRow(TokenSequence.from_bytes(atk), label, source, index, psnr)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -33,11 +34,21 @@ def _import():
 def train_generator_cmd(
     out: Annotated[Path, out_dir("Checkpoint folder (config.json, model.safetensors, the token cache).")],
     language: Annotated[str, typer.Option("--language", "-l", metavar="NAME", help=LANGUAGE_HELP)] = "wavelet",
+    data: Annotated[str, typer.Option(
+        "--data", metavar="fashion-mnist|FOLDER",
+        help="Training sequences: Fashion-MNIST's images, tokenized here, or a folder of token shards written by "
+             "adatok tokenize-dataset from fashion-mnist with the language's tokenizer (each sequence as it stands: "
+             "its budget takes --target-psnr's place).")] = "fashion-mnist",
     target_psnr: Annotated[float | None, typer.Option(
         "--target-psnr", metavar="DB", show_default=False,
         help="Each training sequence is its image's shortest prefix reaching this PSNR (default: the full "
              "sequence). Not for pixels.")] = None,
     minutes: Annotated[float, typer.Option("--minutes", help="Training time, in minutes of the process's CPU time (the schedule follows it).")] = 30.0,
+    steps: Annotated[int | None, typer.Option(
+        "--steps", metavar="N", show_default=False,
+        help="Train N steps instead of --minutes (the schedule follows the steps).")] = None,
+    eval_every: Annotated[float, typer.Option(
+        "--eval-every", metavar="S", help="Validate every S seconds of CPU time (0: every step).")] = 120.0,
     d_model: Annotated[int, typer.Option("--dim", help="Transformer width.")] = 192,
     layers: Annotated[int, typer.Option("--layers", help="Transformer blocks.")] = 6,
     heads: Annotated[int, typer.Option("--heads", help="Attention heads.")] = 6,
@@ -45,6 +56,8 @@ def train_generator_cmd(
     lr: Annotated[float, typer.Option("--lr", help="Peak learning rate.")] = 1e-3,
     limit: Annotated[int | None, typer.Option("--limit", metavar="N", show_default=False,
                                               help="Train on the first N training images only.")] = None,
+    val_images: Annotated[int, typer.Option("--val-images", metavar="N",
+                                            help="Test images of the validation loss.")] = 500,
     position: Annotated[str | None, typer.Option(
         "--position", metavar="index", show_default=False,
         help="'index': the ablation without next positions (the step number only).")] = None,
@@ -55,7 +68,12 @@ def train_generator_cmd(
     resume: Annotated[bool, typer.Option("--resume", help="Continue the checkpoint in --out.")] = False,
     quiet: NoProgress = False,
 ) -> None:
-    """Train a class-conditional generator on Fashion-MNIST's training split, in one token language."""
+    """Train a class-conditional generator on Fashion-MNIST's training split (or its token shards), in one token
+    language.
+
+    Works the same under `torchrun --nproc_per_node N adatok train-generator ...` (data-parallel, gloo on
+    CPUs): --batch is the global batch, split over the processes.
+    """
     from adatok import Quality
 
     _, train = _import()
@@ -65,8 +83,18 @@ def train_generator_cmd(
                           ("--threads", threads)):
         check_at_least(value, option, 1)
     check_at_least(limit, "--limit", 1)
+    check_at_least(steps, "--steps", 1)
+    check_at_least(val_images, "--val-images", 1)
+    if eval_every < 0:
+        raise AdatokError(f"--eval-every takes seconds >= 0, got {eval_every}")
     if position not in (None, "index"):
         raise AdatokError(f"--position takes 'index' (or nothing), got {position!r}")
+    if data != "fashion-mnist":
+        if target_psnr is not None:
+            raise AdatokError("--target-psnr does not go with token shards: their sequences were cut when tokenized "
+                              "(adatok tokenize-dataset --psnr Q)")
+        if language == "pixels":
+            raise AdatokError("pixels are not read from token shards: give --data fashion-mnist")
     target = Quality(psnr=target_psnr) if target_psnr is not None else None
     lang = model_cfg = None
     if not resume:
@@ -84,14 +112,15 @@ def train_generator_cmd(
         if d_model % heads:
             raise AdatokError(f"--dim {d_model} must be a multiple of --heads {heads}")
         model_cfg = train.model_config_for(lang, d_model, layers, heads, max_len, position, tie)
-    tcfg = train.GenTrainConfig(minutes=minutes, batch=batch, lr=lr, seed=seed, limit=limit, threads=threads)
+    tcfg = train.GenTrainConfig(minutes=minutes, batch=batch, lr=lr, seed=seed, limit=limit, threads=threads,
+                                steps=steps, eval_every=eval_every, val_images=val_images, data=data)
     with EvalProgress(quiet) as progress:
         def report(done, total, what=""):
             progress(int(done), int(total), what or "tokenizing")
 
         train.train_generator(out, lang, model_cfg, tcfg, resume=resume, progress=report,
                               log=(lambda *a: None) if quiet else typer.echo)
-    if not quiet:
+    if not quiet and os.environ.get("RANK", "0") == "0":  # (under torchrun: once)
         typer.echo(f"{out}: trained")
 
 

@@ -19,8 +19,10 @@ from .options import NoProgress, out_dir
 def train_cmd(
     out: Annotated[Path, out_dir("Checkpoint folder (config.json, model.safetensors).")],
     data: Annotated[str, typer.Option("--data", metavar="fashion-mnist|FOLDER",
-                                      help="Training images: fashion-mnist or a folder of images (searched "
-                                           "recursively; the last 5% held out for evaluation).")] = "fashion-mnist",
+                                      help="Training images: fashion-mnist, a folder of images (searched "
+                                           "recursively; the last 5% held out for evaluation), or a folder of token "
+                                           "shards from adatok tokenize-dataset (their decodings: use --lossless "
+                                           "shards to train on the images themselves).")] = "fashion-mnist",
     image_size: Annotated[int | None, typer.Option(
         "--image-size", metavar="S", show_default=False,
         help="Train on random S x S crops (and flips) of a folder's images of any size; images smaller "

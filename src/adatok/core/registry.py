@@ -64,6 +64,12 @@ def maker(seq):
     return find(seq.tokenizer, seq.version)
 
 
+def registered(name: str) -> bool:
+    """Whether ``name`` is a registered tokenizer name (listed or not), which :func:`load` prefers
+    to a folder of that name."""
+    return name in _NAMED
+
+
 def known(name: str) -> bool:
     """Whether ``load(name)`` finds a tokenizer by that name (registered or remembered)."""
     return name in _NAMED or name in _CACHE

@@ -312,16 +312,25 @@ def language_from(config: dict):
 
 def build_corpus(lang, images: Sequence[np.ndarray], labels: np.ndarray, progress=None, chunk: int = 500) -> Corpus:
     """Encode ``images`` and gather every training row (``progress(done, total)`` after each chunk)."""
+    def rows():
+        for at in range(0, len(images), chunk):
+            for full, n in lang.encode(images[at : at + chunk]):
+                yield lang.rows(full, n)
+            if progress is not None:
+                progress(min(at + chunk, len(images)), len(images))
+
+    return gather_corpus(rows(), labels, lang.vocab_size)
+
+
+def gather_corpus(rows, labels: Sequence[int] | np.ndarray, vocab_size: int) -> Corpus:
+    """A :class:`Corpus` of its sequences' ``(ids, position ints, position floats)`` rows, in order
+    (from :meth:`rows` of a language), and their labels."""
     ids, ints, floats, starts = [], [], [], [0]
-    for at in range(0, len(images), chunk):
-        for full, n in lang.encode(images[at : at + chunk]):
-            i, a, f = lang.rows(full, n)
-            ids.append(np.asarray(i))
-            ints.append(a)
-            floats.append(f)
-            starts.append(starts[-1] + len(i))
-        if progress is not None:
-            progress(min(at + chunk, len(images)), len(images))
-    dtype = np.int16 if lang.vocab_size < 2**15 else np.int32
+    for i, a, f in rows:
+        ids.append(np.asarray(i))
+        ints.append(a)
+        floats.append(f)
+        starts.append(starts[-1] + len(i))
+    dtype = np.int16 if vocab_size < 2**15 else np.int32
     return Corpus(np.concatenate(ids).astype(dtype), np.array(starts, np.int64), np.concatenate(ints),
                   np.concatenate(floats), np.asarray(labels, np.int64))

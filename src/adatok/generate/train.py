@@ -11,12 +11,22 @@ minutes get the same schedule whatever their speed. The budget counts the traini
 time (``time.process_time``: on an idle machine with one thread, its wall time), so that models
 trained side by side on a shared machine get the same compute, not the same share of a crowd. Validation loss on held-out test images is
 logged. Checkpoints (``config.json`` + ``model.safetensors`` + ``train_state.safetensors``) are
-written every ``save_every`` seconds and at the end; ``resume`` goes on from one.
+written every ``save_every`` seconds and at the end; ``resume`` goes on from one. ``steps``
+trains that many steps instead, the schedule following the step count.
+
+Data-parallel: the same command under ``torchrun --nproc_per_node N`` (gloo on CPUs, NCCL on
+GPUs). Every process draws the same global batch (the same seeded generators) and takes every
+N-th sequence of it; its losses are its sums over the global batch's counts (tokens, "no class"
+rows), and the gradients are summed over the processes, so a step is the one-process step of
+the same batch. Rank 0 builds the token cache (the others wait, then read it), validates, logs
+and writes the checkpoint. With a time budget, each step counts the slowest process's CPU time,
+so that the processes stop together: ``minutes`` is then each process's budget.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -27,7 +37,7 @@ import torch.nn.functional as F
 
 from ..core.errors import AdatokError
 from ..neural.folder import read_json, restore_training, write_folder
-from .languages import Corpus, build_corpus, language_from
+from .languages import Corpus, build_corpus, gather_corpus, language_from
 from .model import GPT, GPTConfig, count_params
 
 FAMILY = "generator"
@@ -46,26 +56,80 @@ class GenTrainConfig:
     read_weight: float = 0.5
     seed: int = 0
     limit: int | None = None  # training images (None: all 60,000)
+    data: str = "fashion-mnist"  # or a folder of token shards (adatok tokenize-dataset): see corpus_for
     val_images: int = 500
     eval_every: float = 120.0  # seconds
     save_every: float = 300.0  # seconds
     threads: int = 1
+    steps: int | None = None  # train this many steps (the schedule follows them) instead of ``minutes``
 
 
-def corpus_for(lang, split: str, limit: int | None, cache: Path | None, progress=None) -> Corpus:
+def corpus_for(lang, split: str, limit: int | None, cache: Path | None, progress=None,
+               data: str = "fashion-mnist") -> Corpus:
     """Fashion-MNIST ``split`` (its first ``limit`` images) in ``lang``, read from ``cache`` when it
-    holds the same language and images, else built and written there."""
+    holds the same language and images, else built and written there. ``data``: a folder of token
+    shards instead (:func:`shard_corpus`)."""
     from ..datasets import load
 
     if cache is not None and cache.is_file():
         corpus = Corpus.load(cache)
         if limit is None or len(corpus) == limit:
             return corpus
-    ds = load("fashion-mnist", split=split, limit=limit)
-    corpus = build_corpus(lang, ds.images, ds.labels, progress)
+    if data == "fashion-mnist":
+        ds = load("fashion-mnist", split=split, limit=limit)
+        corpus = build_corpus(lang, ds.images, ds.labels, progress)
+    else:
+        corpus = shard_corpus(lang, data, split, limit, progress)
     if cache is not None:
         corpus.save(cache)
     return corpus
+
+
+def shard_corpus(lang, folder: str | Path, split: str, limit: int | None = None, progress=None,
+                 chunk: int = 500) -> Corpus:
+    """The labelled sequences of a token shard folder (``adatok tokenize-dataset``) as a corpus in
+    ``lang``, without tokenizing anything: each sequence is a training sequence as it stands (the
+    budget it was tokenized with plays the part of ``lang``'s target), re-expressed with the
+    language's fixed header, and the step at which the model writes END gets the position the
+    stepper gives after the sequence. Shards of Fashion-MNIST made with ``--psnr Q`` give the corpus
+    the images give with ``--target-psnr Q`` (tests/test_scale.py).
+
+    ``split``: ``"train"`` or ``"test"`` (see :func:`adatok.datasets.read_tokens`: Fashion-MNIST's
+    own splits, else the last 5% held out); ``limit``: the first rows of the split only.
+    """
+    from ..datasets import read_tokens
+
+    if not hasattr(lang, "tok"):
+        raise AdatokError(f"the {lang.name} language has no tokenizer: it cannot be read from token shards")
+    rows = list(read_tokens(folder, split=split))
+    rows = rows[:limit] if limit is not None else rows
+    if not rows:
+        raise AdatokError(f"{folder} holds no {split} sequences")
+    first = rows[0].seq
+    if first.tokenizer != lang.tok.name:
+        raise AdatokError(f"{folder} holds sequences of {first.tokenizer}, not of {lang.tok.name}: tokenize with "
+                          f"-t {lang.tok.name}, or train with --language {first.tokenizer}")
+    for r in rows:
+        if r.label is None:
+            raise AdatokError(f"{folder}: {r.source} has no label; the generator is class-conditional (tokenize a "
+                              "labelled source: fashion-mnist, or Parquet with a label column)")
+        if tuple(r.seq.shape) != tuple(lang.shape):
+            raise AdatokError(f"{folder}: {r.source} is {r.seq.shape}, the language's images are {lang.shape}")
+    refix = getattr(lang.tok, "with_top_plane", None)
+
+    def gathered():
+        for at in range(0, len(rows), chunk):
+            seqs = [r.seq for r in rows[at : at + chunk]]
+            end_ints, end_floats = lang.step_features(lang.stepper(prefixes=seqs))
+            for b, seq in enumerate(seqs):
+                full = refix(seq) if refix is not None else seq
+                i, a, f = lang.rows(full, len(full))
+                a[-1], f[-1] = end_ints[b], end_floats[b]  # where the next token would stand: END there
+                yield i, a, f
+            if progress is not None:
+                progress(min(at + chunk, len(rows)), len(rows))
+
+    return gather_corpus(gathered(), [r.label for r in rows], lang.vocab_size)
 
 
 def batch_tensors(corpus: Corpus, idx: np.ndarray, labels: np.ndarray, vocab: int, end: int):
@@ -91,8 +155,15 @@ def batch_tensors(corpus: Corpus, idx: np.ndarray, labels: np.ndarray, vocab: in
             torch.from_numpy(n + 1))
 
 
-def losses(model: GPT, corpus: Corpus, idx: np.ndarray, uncond: np.ndarray, gen: torch.Generator):
-    """(next-token loss, reading loss or None) of a batch; ``uncond`` marks the rows given "no class"."""
+def losses(model: GPT, corpus: Corpus, idx: np.ndarray, uncond: np.ndarray, gen: torch.Generator,
+           part: tuple[int, int] | None = None):
+    """(next-token loss, reading loss or None) of a batch; ``uncond`` marks the rows given "no class".
+
+    ``part=(rank, world)``: this process's share of the batch, rows ``rank::world``; its losses are
+    its sums divided by the whole batch's counts (tokens, "no class" rows), so that the losses of
+    all the shares add up to the batch's, and it draws the same random numbers as one process."""
+    if part is not None:
+        return _share_losses(model, corpus, idx, uncond, gen, *part)
     cfg = model.cfg
     labels = np.where(uncond, cfg.null_class, corpus.labels[idx])
     inputs, targets, ints, floats, steps = batch_tensors(corpus, idx, labels, cfg.vocab_size, cfg.end)
@@ -104,6 +175,50 @@ def losses(model: GPT, corpus: Corpus, idx: np.ndarray, uncond: np.ndarray, gen:
     k = 1 + (torch.rand(len(rows), generator=gen) * steps[rows]).long().clamp(max=steps[rows] - 1)
     read = F.cross_entropy(model.read_prefixes(h[rows], k), torch.from_numpy(corpus.labels[idx][uncond.astype(bool)]))
     return loss, read
+
+
+def _share_losses(model: GPT, corpus: Corpus, idx: np.ndarray, uncond: np.ndarray, gen: torch.Generator,
+                  rank: int, world: int):
+    """:func:`losses` of the rows ``rank::world`` of a batch, as shares of the batch's losses."""
+    cfg = model.cfg
+    all_rows = np.nonzero(uncond)[0]
+    all_steps = torch.from_numpy(corpus.lengths[idx] + 1)
+    k_all = 1 + (torch.rand(len(all_rows), generator=gen) * all_steps[all_rows]).long().clamp(
+        max=all_steps[all_rows] - 1)  # drawn for the whole batch, as one process does
+    tokens = int(all_steps.sum())  # targets of the whole batch: its ids and an END each
+    mine = np.arange(rank, len(idx), world)
+    idx, uncond = idx[mine], uncond[mine]
+    labels = np.where(uncond, cfg.null_class, corpus.labels[idx])
+    inputs, targets, ints, floats, _ = batch_tensors(corpus, idx, labels, cfg.vocab_size, cfg.end)
+    h = model.hidden(inputs, ints, floats if cfg.float_fields else None)
+    loss = F.cross_entropy(model.logits(h).flatten(0, 1), targets.flatten(), ignore_index=-100,
+                           reduction="sum") / tokens
+    if len(all_rows) == 0:
+        return loss, None
+    local = torch.from_numpy(np.nonzero(uncond)[0])
+    if len(local) == 0:
+        return loss, h.sum() * 0.0  # a zero share (the reading head gets no gradient from here)
+    k = k_all[torch.from_numpy(all_rows % world == rank)]
+    read = F.cross_entropy(model.read_prefixes(h[local], k), torch.from_numpy(corpus.labels[idx][uncond]),
+                           reduction="sum") / len(all_rows)
+    return loss, read
+
+
+def _sum_gradients(model: GPT) -> None:
+    """Sum the gradients over the processes (one all-reduce of one flat buffer)."""
+    import torch.distributed as dist
+
+    params = list(model.parameters())
+    has = torch.tensor([float(p.grad is not None) for p in params])
+    dist.all_reduce(has)  # a parameter no process gave a gradient keeps none (AdamW leaves it alone)
+    params = [p for p, h in zip(params, has.tolist(), strict=True) if h > 0]
+    flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).flatten() for p in params])
+    dist.all_reduce(flat)
+    at = 0
+    for p in params:
+        n = p.numel()
+        p.grad = flat[at : at + n].view_as(p).clone()
+        at += n
 
 
 @torch.no_grad()
@@ -157,14 +272,31 @@ def train_generator(out: str | Path, lang=None, model_cfg: GPTConfig | None = No
         raise AdatokError("train_generator needs a language and a model config (or resume=True)")
     train_cfg = train_cfg or GenTrainConfig()
     name = name or out.name
+    world, rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
+    if world > 1:
+        import datetime
+
+        import torch.distributed as dist
+
+        if not dist.is_initialized():  # (a long timeout: rank 0 may tokenize a whole split meanwhile)
+            dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo",
+                                    timeout=datetime.timedelta(hours=6))
+        if train_cfg.batch < world:
+            raise AdatokError(f"a batch of {train_cfg.batch} cannot be split over {world} processes; give --batch >= {world}")
+        if rank != 0:
+            progress, log = None, (lambda *a: None)
     torch.set_num_threads(train_cfg.threads)
     torch.manual_seed(train_cfg.seed)
     rng = np.random.default_rng(train_cfg.seed)
     gen = torch.Generator().manual_seed(train_cfg.seed)
     out.mkdir(parents=True, exist_ok=True)
     t_build = time.time()
-    corpus = corpus_for(lang, "train", train_cfg.limit, out / "corpus-train.npz", progress)
-    val = corpus_for(lang, "test", train_cfg.val_images, out / "corpus-val.npz")
+    if world > 1 and rank != 0:
+        dist.barrier()  # rank 0 builds the caches, the others read them
+    corpus = corpus_for(lang, "train", train_cfg.limit, out / "corpus-train.npz", progress, train_cfg.data)
+    val = corpus_for(lang, "test", train_cfg.val_images, out / "corpus-val.npz", data=train_cfg.data)
+    if world > 1 and rank == 0:
+        dist.barrier()
     if model_cfg.position == "index":
         corpus, val = index_positions(corpus), index_positions(val)
     build_seconds = time.time() - t_build
@@ -182,8 +314,11 @@ def train_generator(out: str | Path, lang=None, model_cfg: GPTConfig | None = No
         step, elapsed, history = config["step"], config["elapsed"], config.get("history", [])
         rng = np.random.default_rng([train_cfg.seed, step])
     budget = 60.0 * train_cfg.minutes
+    by_steps = train_cfg.steps is not None
 
     def save(final: bool = False) -> None:
+        if rank != 0:
+            return
         config = {"family": FAMILY, "name": name, "model": model_cfg.to_dict(), "language": lang.describe(),
                   "train": asdict(train_cfg), "step": step, "elapsed": round(elapsed, 1), "history": history,
                   "params": count_params(model), "corpus_seconds": round(build_seconds, 1),
@@ -192,26 +327,45 @@ def train_generator(out: str | Path, lang=None, model_cfg: GPTConfig | None = No
 
     model.train()
     log(f"{name}: {count_params(model):,} parameters, {len(corpus):,} sequences (mean {corpus.lengths.mean():.1f} "
-        f"tokens), {train_cfg.minutes:g} minutes")
+        f"tokens), " + (f"{train_cfg.steps:,} steps" if by_steps else f"{train_cfg.minutes:g} minutes")
+        + (f", {world} processes" if world > 1 else ""))
     last_eval = last_save = elapsed
-    while elapsed < budget:
+
+    def running() -> bool:
+        return step < train_cfg.steps if by_steps else elapsed < budget
+
+    while running():
         t0 = time.process_time()
-        lr = train_cfg.lr * min(1.0, (step + 1) / train_cfg.warmup) * 0.5 * (1 + math.cos(math.pi * elapsed / budget))
+        angle = math.pi * step / train_cfg.steps if by_steps else math.pi * elapsed / budget
+        lr = train_cfg.lr * min(1.0, (step + 1) / train_cfg.warmup) * 0.5 * (1 + math.cos(angle))
         for g in opt.param_groups:
             g["lr"] = lr
         idx = rng.integers(0, len(corpus), train_cfg.batch)
         uncond = rng.random(train_cfg.batch) < train_cfg.p_uncond
-        loss, read = losses(model, corpus, idx, uncond, gen)
+        loss, read = losses(model, corpus, idx, uncond, gen, None if world == 1 else (rank, world))
         total = loss if read is None else loss + train_cfg.read_weight * read
         opt.zero_grad(set_to_none=True)
         total.backward()
+        if world > 1:
+            _sum_gradients(model)
+            shown = loss.detach().clone()
+            dist.all_reduce(shown)  # the whole batch's next-token loss
+            loss = shown
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         step += 1
-        elapsed += time.process_time() - t0
+        spent = time.process_time() - t0
+        if world > 1:  # the slowest process's time, so that every process stops at the same step
+            spent_t = torch.tensor([spent], dtype=torch.float64)
+            dist.all_reduce(spent_t, op=dist.ReduceOp.MAX)
+            spent = float(spent_t)
+        elapsed += spent
         if progress is not None:
-            progress(min(elapsed, budget), budget, f"step {step} loss {loss.item():.3f}")
-        if elapsed - last_eval >= train_cfg.eval_every or elapsed >= budget:
+            if by_steps:
+                progress(step, train_cfg.steps, f"step {step} loss {loss.item():.3f}")
+            else:
+                progress(min(elapsed, budget), budget, f"step {step} loss {loss.item():.3f}")
+        if rank == 0 and (elapsed - last_eval >= train_cfg.eval_every or not running()):
             v = validation_loss(model, val)
             history.append({"step": step, "seconds": round(elapsed, 1), "train_loss": round(loss.item(), 4),
                             "val_loss": round(v, 4)})
@@ -221,4 +375,7 @@ def train_generator(out: str | Path, lang=None, model_cfg: GPTConfig | None = No
             save()
             last_save = elapsed
     save(final=True)
+    if world > 1:
+        dist.barrier()  # the checkpoint is written before any process returns
+        dist.destroy_process_group()
     return model.eval()

@@ -126,9 +126,11 @@ class Crops:
 def load_images(data: str, split: str | None = "train", crop: int | None = None) -> np.ndarray | Crops:
     """The training (or evaluation) images of ``data``.
 
-    ``data`` is ``"fashion-mnist"`` (split ``"train"`` or ``"test"``: one (N, 28, 28, 1) uint8 array)
-    or a folder of images, searched recursively. The last 5% of a folder's readable images are held
-    out for evaluation (``split="test"``). Without ``crop``, a folder's images must all have one
+    ``data`` is ``"fashion-mnist"`` (split ``"train"`` or ``"test"``: one (N, 28, 28, 1) uint8 array),
+    a folder of images, searched recursively, or a folder of token shards (``adatok
+    tokenize-dataset``; training sees their decodings: the images themselves for lossless shards).
+    The last 5% of a folder's readable images are held out for evaluation (``split="test"``; token
+    shards of Fashion-MNIST keep its splits). Without ``crop``, a folder's images must all have one
     square size (one array, as Fashion-MNIST). With ``crop``, they may have any size: training
     gets :class:`Crops` (random crops of that side and flips; smaller images left out and
     counted), evaluation the centre crops (an array).
@@ -137,11 +139,19 @@ def load_images(data: str, split: str | None = "train", crop: int | None = None)
 
     if data == "fashion-mnist":
         return np.stack(datasets.load("fashion-mnist", split=split).images)
-    ds = datasets.load(data)
-    if len(ds) == 0:
-        raise AdatokError(f"no readable images under {data}")
-    n_eval = max(1, len(ds) // 20)
-    images = ds.images[-n_eval:] if split == "test" else (ds.images[:-n_eval] or ds.images)
+    if (Path(data) / "manifest.json").is_file():  # token shards (adatok tokenize-dataset): their decodings
+        import adatok
+
+        rows = list(datasets.read_tokens(data, split=split or "train"))
+        if not rows:
+            raise AdatokError(f"{data} holds no {split} sequences")
+        images = [adatok.load(r.seq.tokenizer).decode([r.seq])[0] for r in rows]
+    else:
+        ds = datasets.load(data)
+        if len(ds) == 0:
+            raise AdatokError(f"no readable images under {data}")
+        n_eval = max(1, len(ds) // 20)
+        images = ds.images[-n_eval:] if split == "test" else (ds.images[:-n_eval] or ds.images)
     if crop is not None:
         big = [im for im in images if min(im.shape[:2]) >= crop]
         if not big:

@@ -1,0 +1,82 @@
+"""``adatok tokenize-dataset``: tokenize an image corpus into Parquet / WebDataset shards with Ray Data."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from adatok import AdatokError
+
+from .app import app
+from .common import EvalProgress, budget, check_at_least, reporting_errors
+from .options import BppBudget, LosslessBudget, NoProgress, PsnrBudget, SsimBudget, TokensBudget
+
+
+@app.command("tokenize-dataset")
+@reporting_errors
+def tokenize_dataset_cmd(
+    src: Annotated[str, typer.Argument(metavar="SRC", help="A folder of images (searched recursively), a Parquet "
+                                                           "file or folder with an image-bytes column, or fashion-mnist.")],
+    dst: Annotated[Path, typer.Argument(metavar="DST", help="Output folder (shards, manifest.json); a folder of an "
+                                                            "unfinished run of the same command is resumed.")],
+    tokenizer: Annotated[str, typer.Option("--tokenizer", "-t", metavar="NAME",
+                                           help="A tokenizer name or checkpoint folder.")] = "wavelet",
+    tokens: TokensBudget = None,
+    bpp: BppBudget = None,
+    psnr_db: PsnrBudget = None,
+    ssim: SsimBudget = None,
+    lossless: LosslessBudget = False,
+    address: Annotated[str | None, typer.Option(
+        "--address", metavar="ADDR", show_default=False,
+        help="An existing Ray cluster (ray://HOST:10001, or auto); default: a local Ray, started and stopped here. "
+             "The cluster's workers need adatok installed and DST on a shared file system.")] = None,
+    workers: Annotated[int | None, typer.Option(
+        "--workers", "-w", metavar="N", show_default=False,
+        help="Ray workers (default: every CPU, of this machine or of the cluster); 0: no Ray, this process alone.")] = None,
+    formats: Annotated[list[str] | None, typer.Option(
+        "--format", metavar="parquet|webdataset", show_default=False,
+        help="Output format, parquet (default) or webdataset (.tar shards); give it twice for both.")] = None,
+    shard_size: Annotated[int, typer.Option("--shard-size", metavar="N", help="Images per shard.")] = 1000,
+    limit: Annotated[int | None, typer.Option("--limit", metavar="N", show_default=False,
+                                              help="Only the first N images of SRC.")] = None,
+    image_column: Annotated[str | None, typer.Option("--image-column", metavar="NAME", show_default=False,
+                                                     help="Parquet SRC: the column of image-file bytes "
+                                                          "(default: image, or the binary column).")] = None,
+    label_column: Annotated[str | None, typer.Option("--label-column", metavar="NAME", show_default=False,
+                                                     help="Parquet SRC: an integer label column (default: label, "
+                                                          "if there is one).")] = None,
+    quiet: NoProgress = False,
+) -> None:
+    """Tokenize every image of SRC into shards under DST (one row per image: ids, .atk bytes, PSNR, label),
+    with Ray Data; images that cannot be read are counted and listed in DST/manifest.json."""
+    try:
+        from adatok.scale import tokenize_dataset
+    except ImportError as exc:
+        raise AdatokError(f"tokenize-dataset needs the scale extra ({exc.name} is missing): "
+                          "pip install 'adatok[scale]'") from None
+    check_at_least(workers, "--workers", 0)
+    check_at_least(shard_size, "--shard-size", 1)
+    check_at_least(limit, "--limit", 1)
+    wanted = budget(tokens, psnr_db, ssim, lossless, bpp)
+    command = shlex.join(["adatok", *sys.argv[1:]]) if Path(sys.argv[0]).name in ("adatok", "__main__.py") else None
+    try:
+        if workers != 0:
+            import ray  # noqa: F401
+        import pyarrow  # noqa: F401
+    except ImportError as exc:
+        raise AdatokError(f"tokenize-dataset needs the scale extra ({exc.name} is missing): "
+                          "pip install 'adatok[scale]'") from None
+    with EvalProgress(quiet) as progress:
+        manifest = tokenize_dataset(src, dst, tokenizer, wanted, workers=workers, address=address,
+                                    formats=tuple(formats or ("parquet",)), shard_size=shard_size, limit=limit,
+                                    image_column=image_column, label_column=label_column, command=command,
+                                    progress=lambda done, total, what: progress(done, total, f"tokenizing {what}"))
+    if not quiet:
+        c = manifest["counts"]
+        typer.echo(f"{dst}: {c['written']:,} images in {c['shards']} shards, {c['tokens']:,} tokens"
+                   + (f"; {c['bad']} bad inputs listed in {dst / 'manifest.json'}" if c["bad"] else "")
+                   + (f" ({c['resumed_shards']} shards already written)" if c["resumed_shards"] else ""))

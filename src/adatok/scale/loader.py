@@ -1,0 +1,149 @@
+"""Streaming token shards into torch training: :class:`TokenShardDataset`, an ``IterableDataset``
+over a folder written by ``adatok tokenize-dataset``, split across DDP ranks and data-loader
+workers so that every row is read exactly once per epoch.
+
+The epoch's order is the same in every process: the shards in order (or, with ``shuffle``, the
+shards in a random order and the rows of each in a random order, drawn from ``seed`` and the
+epoch), and consumer ``c`` of ``C`` (``C`` = ranks x workers, ``c`` = rank x workers + worker)
+takes the rows ``c, c + C, c + 2C, ...`` of it. Each process reads only the shards that hold its
+rows, and only the columns it yields.
+
+>>> from torch.utils.data import DataLoader                                    # doctest: +SKIP
+>>> ds = TokenShardDataset("out/fmnist-tokens", shuffle=True)                  # doctest: +SKIP
+>>> for batch in DataLoader(ds, batch_size=32, num_workers=2, collate_fn=pad_collate):  # doctest: +SKIP
+...     batch["ids"], batch["lengths"], batch["label"]       # (32, T) padded with -1, (32,), (32,)
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import numpy as np
+import pyarrow.parquet as pq
+import torch
+from torch.utils.data import IterableDataset, get_worker_info
+
+from ..core.errors import AdatokError
+from ..core.sequence import TokenSequence
+from ..datasets import token_shards
+
+
+class TokenShardDataset(IterableDataset):
+    """The rows of a token shard folder as dicts of tensors, for a ``DataLoader``.
+
+    Each item: ``ids`` (int64, ``n``), ``label`` (int; -1 when the source has no labels),
+    ``index`` (the image's place in the source), ``shape`` (``[H, W, C]``), and with ``positions``
+    ``pos`` (int64, ``n x P``: recomputed from the ``.atk`` bytes, as positions are not stored).
+
+    Args:
+        folder: a folder written by ``adatok tokenize-dataset`` (Parquet format).
+        shuffle: a new random order each epoch (call :meth:`set_epoch` before each); else the
+            source's order.
+        seed: the shuffle's seed (the same in every process).
+        positions: also yield each token's position.
+        rank, world_size: this process's place among the DDP processes (default: from
+            ``torch.distributed`` when it is initialized, else ``RANK`` / ``WORLD_SIZE``, else 0 / 1).
+        even: give every consumer the same number of rows (the last ``rows % consumers`` of the
+            epoch's order are left out), for DDP loops that need equal steps on every rank; by
+            default every row is read, and consumers differ by at most one row.
+    """
+
+    def __init__(self, folder: str | os.PathLike[str], *, shuffle: bool = False, seed: int = 0,
+                 positions: bool = False, rank: int | None = None, world_size: int | None = None,
+                 even: bool = False):
+        super().__init__()
+        self.files = token_shards(folder)
+        if not self.files:
+            raise AdatokError(f"{folder} has no Parquet shards (was it written with --format webdataset only?)")
+        self.counts = np.array([pq.ParquetFile(f).metadata.num_rows for f in self.files], np.int64)
+        self.shuffle, self.seed, self.positions, self.even = shuffle, seed, positions, even
+        self._rank, self._world = rank, world_size
+        self.epoch = 0
+
+    @property
+    def rows(self) -> int:
+        """Rows in all the shards."""
+        return int(self.counts.sum())
+
+    def set_epoch(self, epoch: int) -> None:
+        """Use the order of ``epoch`` (with ``shuffle``; call it on every rank, before iterating)."""
+        self.epoch = int(epoch)
+
+    def place(self) -> tuple[int, int]:
+        """``(rank, world size)`` of this process."""
+        if self._rank is not None or self._world is not None:
+            rank, world = self._rank or 0, self._world or 1
+        elif torch.distributed.is_available() and torch.distributed.is_initialized():
+            rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
+        else:
+            rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+        if not 0 <= rank < world:
+            raise AdatokError(f"rank {rank} is not in 0..{world - 1}")
+        return rank, world
+
+    def order(self) -> tuple[np.ndarray, np.ndarray]:
+        """The epoch's order of all rows, the same in every process: (shard, row in shard) arrays."""
+        shards = np.arange(len(self.files))
+        rng = np.random.default_rng([self.seed, self.epoch]) if self.shuffle else None
+        if rng is not None:
+            shards = rng.permutation(shards)
+        which, rows = [], []
+        for s in shards:
+            n = int(self.counts[s])
+            which.append(np.full(n, s, np.int64))
+            rows.append(rng.permutation(n) if rng is not None else np.arange(n))
+        return np.concatenate(which), np.concatenate(rows)
+
+    def mine(self) -> tuple[np.ndarray, np.ndarray]:
+        """The (shard, row) pairs this consumer (rank and data-loader worker) reads, in order."""
+        rank, world = self.place()
+        info = get_worker_info()
+        workers, worker = (info.num_workers, info.id) if info is not None else (1, 0)
+        consumers, me = world * workers, rank * workers + worker
+        which, rows = self.order()
+        if self.even:
+            keep = len(which) // consumers * consumers
+            which, rows = which[:keep], rows[:keep]
+        return which[me::consumers], rows[me::consumers]
+
+    def __iter__(self) -> Iterator[dict]:
+        which, rows = self.mine()
+        columns = ["index", "label", "shape", "ids"] + (["atk"] if self.positions else [])
+        at = 0
+        while at < len(which):  # the rows of one shard are consecutive in the order
+            s = which[at]
+            end = at + int(np.argmax(which[at:] != s)) if (which[at:] != s).any() else len(which)
+            table = pq.read_table(self.files[s], columns=columns).take(rows[at:end])
+            cols = {c: table.column(c).to_pylist() for c in columns}
+            for k in range(end - at):
+                ids = torch.tensor(cols["ids"][k], dtype=torch.int64)
+                item = {"ids": ids, "label": -1 if cols["label"][k] is None else int(cols["label"][k]),
+                        "index": int(cols["index"][k]), "shape": list(cols["shape"][k])}
+                if self.positions:
+                    item["pos"] = torch.from_numpy(np.asarray(TokenSequence.from_bytes(cols["atk"][k]).pos, np.int64))
+                yield item
+            at = end
+
+
+def pad_collate(items: list[dict], pad_id: int = -1) -> dict:
+    """A ``DataLoader`` ``collate_fn`` for :class:`TokenShardDataset`: ``ids`` (B, T) padded with
+    ``pad_id``, ``lengths``, ``label``, ``index`` (B,), ``pos`` (B, T, P) padded with 0 when the
+    items have positions, ``shape`` a list."""
+    lengths = torch.tensor([len(it["ids"]) for it in items], dtype=torch.int64)
+    T = int(lengths.max()) if len(items) else 0
+    ids = torch.full((len(items), T), pad_id, dtype=torch.int64)
+    for b, it in enumerate(items):
+        ids[b, : len(it["ids"])] = it["ids"]
+    out = {"ids": ids, "lengths": lengths, "label": torch.tensor([it["label"] for it in items]),
+           "index": torch.tensor([it["index"] for it in items]), "shape": [it["shape"] for it in items]}
+    if items and "pos" in items[0]:
+        P = items[0]["pos"].shape[1]
+        pos = torch.zeros((len(items), T, P), dtype=torch.int64)
+        for b, it in enumerate(items):
+            pos[b, : len(it["ids"])] = it["pos"]
+        out["pos"] = pos
+    return out
+
+
+__all__ = ["TokenShardDataset", "pad_collate"]

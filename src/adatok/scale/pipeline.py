@@ -1,0 +1,258 @@
+"""``adatok tokenize-dataset``: tokenize an image corpus into shards with Ray Data.
+
+The driver plans the shards (:mod:`.sources`), writes ``manifest.json`` (status ``incomplete``,
+the plan), and hands the shards not yet done to a Ray Data pipeline: a dataset of shard specs
+whose ``map_batches`` runs :class:`~adatok.scale.shards.ShardWriter`, a callable class, so each
+worker loads the tokenizer once and then reads, tokenizes and writes whole shards (under
+temporary names, then renamed). The driver streams the shards' records back for the progress bar,
+and when every shard is done, rewrites the manifest with the counts and the bad inputs (status
+``complete``).
+
+Resuming is running the same command again: the plan is the same, shards with a record are
+skipped, and the result is the dataset one uninterrupted run writes. Ray is started locally by
+default (``num_cpus`` = workers, no dashboard, loopback only, its files under a temporary folder)
+and stopped at the end; with ``address`` the run uses an existing cluster (whose workers need
+adatok installed and ``out`` on a shared file system). ``workers=0`` does the same work in this
+process, without Ray (the plain loop the benchmark compares with).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import adatok
+from adatok import AdatokError, Budget, BudgetError, Lossless
+
+from ..core.imageio import atomic_write_bytes
+from .shards import FORMATS, RECORDS, ShardWriter, shard_name, shard_path, write_shard
+from .sources import Source, open_source
+
+#: Version of the folder layout and ``manifest.json``.
+MANIFEST_FORMAT = 1
+
+#: Images per shard unless told otherwise.
+SHARD_SIZE = 1000
+
+
+def budget_json(budget: Budget | None) -> dict | None:
+    """A budget as JSON: its kind and fields (``None``: the full sequence)."""
+    if budget is None:
+        return None
+    return {"kind": type(budget).__name__, **dataclasses.asdict(budget)}
+
+
+def worker_reference(tokenizer: str | os.PathLike[str]) -> str:
+    """How a worker loads the tokenizer: its registered name, or its checkpoint folder as an
+    absolute path (a worker's working folder may not be the driver's)."""
+    from ..core.registry import registered
+
+    key = os.fspath(tokenizer)
+    return key if registered(key) or not Path(key).is_dir() else str(Path(key).resolve())
+
+
+def _plan_key(source: Source, specs: list[dict], tok, budget: Budget | None, formats: tuple[str, ...],
+              shard_size: int, limit: int | None) -> dict:
+    """What a resumed run must share with the run it resumes (the same shards, made the same way)."""
+    listing = hashlib.sha256(json.dumps([s["items"] for s in specs]).encode()).hexdigest()
+    return {"source": source.describe(), "images": specs[-1]["stop"] if specs else 0, "listing_sha256": listing, "tokenizer": tok.name,
+            "version": tok.version, "budget": budget_json(budget), "formats": list(formats),
+            "shard_size": shard_size, "limit": limit}
+
+
+def _read_manifest(out: Path) -> dict | None:
+    path = out / "manifest.json"
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise AdatokError(f"cannot read {path} ({exc}); remove {out} and run again") from None
+
+
+def _write_manifest(out: Path, manifest: dict) -> None:
+    atomic_write_bytes(out / "manifest.json", (json.dumps(manifest, indent=1) + "\n").encode())
+
+
+def _done_shards(out: Path, specs: list[dict], formats: tuple[str, ...]) -> dict[int, dict]:
+    """Records of the shards already written (their record and every file present; a shard whose
+    images were all bad has no files)."""
+    done = {}
+    for spec in specs:
+        name = shard_name(spec["shard"])
+        try:
+            record = json.loads((out / RECORDS / f"{name}.json").read_text())
+        except (OSError, ValueError):
+            continue  # no record (or, which atomic writes rule out, a damaged one): do the shard
+        if record["rows"] == 0 or all(shard_path(out, f, spec["shard"]).is_file() for f in formats):
+            done[spec["shard"]] = record
+    return done
+
+
+def _remove_leftovers(out: Path) -> None:
+    """Temporary files of an interrupted run (``.NAME.XXXX.tmp``: see ``atomic_path``)."""
+    for folder in (out / RECORDS, *(out / f for f in FORMATS)):
+        for tmp in folder.glob(".*.tmp"):
+            tmp.unlink(missing_ok=True)
+
+
+def start_ray(workers: int | None, address: str | None) -> tuple[bool, str | None]:
+    """Connect to Ray: the cluster at ``address``, or a local one of ``workers`` CPUs (no
+    dashboard, loopback only, its files under a new temporary folder). Returns whether this call
+    started it (and must stop it) and that folder. A Ray already initialized in this process is
+    used as it is."""
+    import ray
+
+    if ray.is_initialized():
+        return False, None
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no usage reports sent anywhere
+    if address is not None:
+        try:
+            ray.init(address=address, logging_level=logging.ERROR)
+        except Exception as exc:  # noqa: BLE001  (Ray raises ConnectionError, ValueError, RuntimeError ...)
+            raise AdatokError(f"cannot connect to the Ray cluster at {address!r} ({type(exc).__name__}: "
+                              f"{str(exc).strip().splitlines()[-1] if str(exc).strip() else exc!r}); is it "
+                              "running (ray status), is the address its head's (HOST:6379, ray://HOST:10001), "
+                              "and if it wants a token (RAY_AUTH_MODE=token), is its token set here "
+                              "(RAY_AUTH_TOKEN, or ~/.ray/auth_token) with RAY_AUTH_MODE=token?") from None
+        return True, None
+    tmp = tempfile.mkdtemp(prefix="adatok-ray-")
+    ray.init(num_cpus=workers, include_dashboard=False, _temp_dir=tmp, _node_ip_address="127.0.0.1",
+             object_store_memory=256 * 1024**2, logging_level=logging.ERROR)
+    return True, tmp
+
+
+def stop_ray(started: bool, tmp: str | None) -> None:
+    """Undo :func:`start_ray`: shut Ray down if it was started there, remove its folder."""
+    if started:
+        import ray
+
+        ray.shutdown()
+    if tmp is not None:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _run_ray(out: Path, source: Source, todo: list[dict], tokenizer: str, budget: Budget | None,
+             formats: tuple[str, ...], workers: int | None):
+    """Yield the records of the shards ``todo`` as the Ray workers (of the Ray this process is
+    connected to) finish them."""
+    import ray
+    import ray.data
+
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False  # the driver draws its own
+    ctx.print_on_execution_start = False
+    logging.getLogger("ray.data").setLevel(logging.ERROR)
+    size = min(len(todo), workers or max(1, int(ray.cluster_resources().get("CPU", 1))))  # no idle actors
+    ds = ray.data.from_items(todo, override_num_blocks=len(todo))
+    ds = ds.map_batches(ShardWriter, batch_size=1, batch_format="numpy", num_cpus=1,
+                        compute=ray.data.ActorPoolStrategy(size=size),
+                        fn_constructor_kwargs=dict(out=str(out), source=source.describe(), tokenizer=tokenizer,
+                                                   budget=budget, formats=formats))
+    for row in ds.iter_rows():
+        yield json.loads(row["record"])
+
+
+def tokenize_dataset(src: str | os.PathLike[str], out: str | os.PathLike[str], tokenizer: str = "wavelet",
+                     budget: Budget | None = None, *, workers: int | None = None, address: str | None = None,
+                     formats: tuple[str, ...] = ("parquet",), shard_size: int = SHARD_SIZE, limit: int | None = None,
+                     image_column: str | None = None, label_column: str | None = None, command: str | None = None,
+                     progress: Callable[[int, int, str], None] | None = None) -> dict:
+    """Tokenize every image of ``src`` into shards under ``out``; return the manifest.
+
+    Args:
+        src: a folder of image files (recursively), a Parquet file or folder of them with an
+            image-bytes column, or ``"fashion-mnist"`` (70,000 images, with labels).
+        out: the output folder: ``parquet/part-NNNNN.parquet`` (``webdataset/part-NNNNN.tar``),
+            ``_shards/`` (each shard's record), ``manifest.json``. A folder holding an unfinished run of the same arguments is resumed.
+        tokenizer: a tokenizer name or checkpoint folder (:func:`adatok.load`).
+        budget: each sequence's length (``None``: the full sequence).
+        workers: Ray workers (default: every CPU of the local machine or the cluster); ``0``: no
+            Ray, this process alone.
+        address: an existing Ray cluster (``ray://HOST:10001``, ``auto``); default a local Ray,
+            started and stopped here.
+        formats: ``"parquet"`` and/or ``"webdataset"``.
+        shard_size: images per shard.
+        limit: only the first ``limit`` images of the source.
+        image_column, label_column: the columns of a Parquet source (default: found by name).
+        command: the command line to record in the manifest.
+        progress: called as ``progress(images done, images in all, what)`` as shards finish.
+
+    Raises:
+        AdatokError: a source that cannot be read, an unknown tokenizer, a budget the tokenizer
+            cannot meet, an ``out`` that holds something else (another run, other files).
+    """
+    formats = tuple(dict.fromkeys(formats))
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown or not formats:
+        raise AdatokError(f"unknown format {unknown[0] if unknown else '(none)'!r}: use {' or '.join(FORMATS)}")
+    if isinstance(shard_size, bool) or not isinstance(shard_size, int) or shard_size < 1:
+        raise AdatokError(f"the shard size must be a whole number >= 1, got {shard_size!r}")
+    if workers is not None and workers < 0:
+        raise AdatokError(f"workers must be 0 (no Ray) or more, got {workers}")
+    if workers == 0 and address is not None:
+        raise AdatokError("workers=0 runs without Ray; give workers >= 1 (or none) with an address")
+    tok = adatok.load(tokenizer)
+    if isinstance(budget, Lossless) and not getattr(tok, "lossless", False):
+        raise BudgetError(f"{tok.name!r} is not lossless; use wavelet-lossless for a lossless budget")
+    source = open_source(src, image_column, label_column)
+    specs = source.plan(shard_size, limit)
+    out = Path(out).resolve()  # the workers' working folder may be another (a cluster's nodes)
+    worker_tokenizer = worker_reference(tokenizer)
+    plan = _plan_key(source, specs, tok, budget, formats, shard_size, limit)
+    previous = _read_manifest(out)
+    if previous is not None and previous.get("plan") != plan:
+        raise AdatokError(f"{out} holds the shards of another run (other source, tokenizer, budget, formats, shard "
+                          "size or limit, or the source changed since); give another output folder or remove it")
+    if previous is None and out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise AdatokError(f"{out} exists and is not an output folder of adatok tokenize-dataset; give a new or "
+                          "empty folder")
+    done = _done_shards(out, specs, formats)
+    todo = [s for s in specs if s["shard"] not in done]
+    use_ray = bool(todo) and workers != 0
+    started, tmp = start_ray(workers, address) if use_ray else (False, None)  # before writing anything
+    try:
+        for folder in (RECORDS, *formats):
+            (out / folder).mkdir(parents=True, exist_ok=True)
+        _remove_leftovers(out)
+        manifest = {"format": MANIFEST_FORMAT, "status": "incomplete", "command": command,
+                    "adatok_version": adatok.__version__, "plan": plan,
+                    "tokenizer": {"name": tok.name, "version": tok.version, "vocab_size": int(tok.vocab_size)},
+                    "budget": budget_json(budget), "formats": list(formats)}
+        if previous is None:
+            _write_manifest(out, manifest)
+        total = plan["images"]
+        finished = sum(r["stop"] - r["start"] for r in done.values())
+        if progress is not None:
+            progress(finished, total, f"{len(done)}/{len(specs)} shards")
+        t0 = time.perf_counter()
+        if use_ray:
+            records = _run_ray(out, source, todo, worker_tokenizer, budget, formats, workers)
+        else:
+            records = (write_shard(out, source, spec, tok, budget, formats) for spec in todo)
+        for record in records:
+            done[record["shard"]] = record
+            finished += record["stop"] - record["start"]
+            if progress is not None:
+                progress(finished, total, f"{len(done)}/{len(specs)} shards")
+        seconds = time.perf_counter() - t0
+    finally:
+        stop_ray(started, tmp)
+
+    records = [done[s["shard"]] for s in specs]
+    bad = [{"source": b[0], "reason": b[1]} for r in records for b in r["bad"]]
+    manifest.update(status="complete", counts={
+        "images": total, "written": sum(r["rows"] for r in records), "bad": len(bad), "shards": len(specs),
+        "tokens": sum(r["tokens"] for r in records), "resumed_shards": len(specs) - len(todo)},
+        bad=bad, shards=[{"name": shard_name(r["shard"]), "rows": r["rows"]} for r in records],
+        last_run={"workers": workers, "address": address, "seconds": round(seconds, 2)})
+    _write_manifest(out, manifest)
+    return manifest

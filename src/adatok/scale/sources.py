@@ -1,0 +1,276 @@
+"""What ``adatok tokenize-dataset`` reads: a folder of image files, a Parquet dataset with an
+image-bytes column, or Fashion-MNIST, cut into shards of consecutive images.
+
+The driver plans (:func:`open_source`, :meth:`Source.plan`): it lists the files (or counts the
+Parquet rows) once and cuts the images, in a fixed order, into shards of ``size``; shard ``k``
+holds the images ``k * size`` to ``(k + 1) * size - 1``. A shard's spec names what to read (its
+file names, or its Parquet file and row range, or its index range) in plain JSON, so that a worker
+anywhere reads its images itself (:meth:`Source.read`) and the same arguments always give the same
+shards: that is what makes a run resumable.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from ..core.errors import AdatokError
+from ..core.imageio import read_image, read_image_bytes
+from ..datasets import image_files, skip_reason
+
+#: One image a worker read: ``(index, source id, label or None, image or None, reason or None)``;
+#: the image is ``None`` (and the reason says why) when the input could not be used.
+Item = tuple[int, str, int | None, np.ndarray | None, str | None]
+
+
+class Source:
+    """A source of images in a fixed order (a subclass per kind)."""
+
+    kind = ""
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def describe(self) -> dict:
+        """What the source is, in JSON: the worker re-opens it from this (:func:`from_description`)."""
+        raise NotImplementedError
+
+    def shard_items(self, start: int, stop: int) -> object:
+        """What a worker needs to read images ``start`` to ``stop - 1`` (JSON)."""
+        raise NotImplementedError
+
+    def read(self, start: int, items: object) -> Iterator[Item]:
+        """The images of one shard, in order (run by a worker)."""
+        raise NotImplementedError
+
+    def plan(self, size: int, limit: int | None = None) -> list[dict]:
+        """Shard specs ``{"shard", "start", "stop", "items"}`` of ``size`` images each (the last
+        may be shorter), over the first ``limit`` images."""
+        total = len(self) if limit is None else min(limit, len(self))
+        return [{"shard": k, "start": a, "stop": min(a + size, total),
+                 "items": json.dumps(self.shard_items(a, min(a + size, total)))}
+                for k, a in enumerate(range(0, total, size))]
+
+
+class FolderSource(Source):
+    """Every file under a folder, recursively, in :func:`adatok.datasets.image_files` order; the
+    source id is the path inside the folder. Files that are not readable 8-bit images (not an
+    image, truncated, 16-bit, over the pixel limit) become bad inputs with their reason."""
+
+    kind = "folder"
+
+    def __init__(self, root: str | os.PathLike[str], files: list[str] | None = None):
+        self.root = Path(root).resolve()
+        if files is None:
+            found = image_files(self.root)
+            files = [self.root.name] if self.root.is_file() else [f.relative_to(self.root).as_posix() for f in found]
+        self.files = files
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def describe(self) -> dict:
+        return {"kind": self.kind, "path": str(self.root)}
+
+    def shard_items(self, start: int, stop: int) -> list[str]:
+        return self.files[start:stop]
+
+    def read(self, start: int, items: list[str]) -> Iterator[Item]:
+        base = self.root.parent if self.root.is_file() else self.root
+        for i, rel in enumerate(items):
+            file = base / rel
+            try:
+                yield start + i, rel, None, read_image(file), None
+            except AdatokError as exc:
+                yield start + i, rel, None, None, skip_reason(str(exc), file)
+
+
+class FashionMnistSource(Source):
+    """Fashion-MNIST's 70,000 images, the training split first (ids ``train/00000`` ...
+    ``test/09999``), with their labels."""
+
+    kind = "fashion-mnist"
+    SPLITS = (("train", 60_000), ("test", 10_000))
+
+    def __init__(self) -> None:
+        self._arrays: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+
+    def __len__(self) -> int:
+        return sum(n for _, n in self.SPLITS)
+
+    def describe(self) -> dict:
+        return {"kind": self.kind}
+
+    def shard_items(self, start: int, stop: int) -> list[int]:
+        return [start, stop]
+
+    def _split(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        if name not in self._arrays:  # read once per worker
+            from ..datasets import load
+
+            ds = load("fashion-mnist", split=name)
+            self._arrays[name] = (np.stack(ds.images), ds.labels)
+        return self._arrays[name]
+
+    def read(self, start: int, items: list[int]) -> Iterator[Item]:
+        a, b = items
+        offset = 0
+        for name, n in self.SPLITS:
+            lo, hi = max(a, offset), min(b, offset + n)
+            if lo < hi:
+                images, labels = self._split(name)
+                for g in range(lo, hi):
+                    yield g, f"{name}/{g - offset:05d}", int(labels[g - offset]), images[g - offset], None
+            offset += n
+
+
+class ParquetSource(Source):
+    """Rows of a Parquet dataset (one file, or every ``*.parquet`` under a folder, sorted) with
+    the bytes of an image file in ``image_column``: a binary column, or a struct with a ``bytes``
+    field (the Hugging Face ``Image`` feature). ``label_column`` (an integer column) gives labels.
+    The source id is ``FILE#ROW``. Rows whose bytes are not a readable 8-bit image (or are null)
+    become bad inputs with their reason."""
+
+    kind = "parquet"
+
+    def __init__(self, root: str | os.PathLike[str], image_column: str | None = None,
+                 label_column: str | None = None, files: list[list] | None = None):
+        import pyarrow.parquet as pq
+
+        self.root = Path(root).resolve()
+        if files is None:
+            paths = [self.root] if self.root.is_file() else sorted(
+                p for p in self.root.rglob("*.parquet") if not any(part.startswith((".", "_"))
+                                                                    for part in p.relative_to(self.root).parts))
+            if not paths:
+                raise AdatokError(f"{root}: no .parquet files under it")
+            files = []
+            for p in paths:
+                rel = p.name if p == self.root else p.relative_to(self.root).as_posix()
+                try:
+                    files.append([rel, pq.ParquetFile(p).metadata.num_rows])
+                except Exception as exc:  # pyarrow raises several kinds for a file that is not Parquet
+                    raise AdatokError(f"{p} is not a readable Parquet file ({exc}); remove it or fix it") from None
+            schema = pq.read_schema(paths[0])
+            image_column, label_column = self._columns(schema, image_column, label_column, paths[0])
+        self.files = files
+        self.image_column = image_column
+        self.label_column = label_column
+        self._offsets = np.cumsum([0] + [n for _, n in files])
+
+    @staticmethod
+    def _columns(schema, image_column: str | None, label_column: str | None, path: Path) -> tuple[str, str | None]:
+        import pyarrow as pa
+
+        names = schema.names
+        if image_column is None:
+            candidates = [n for n in ("image", "img", "bytes", "png", "jpg") if n in names] or [
+                f.name for f in schema if pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type)]
+            if not candidates:
+                raise AdatokError(f"{path}: no image column found among {names}; name it with --image-column")
+            image_column = candidates[0]
+        if image_column not in names:
+            raise AdatokError(f"{path} has no column {image_column!r} (it has {names}); give --image-column")
+        kind = schema.field(image_column).type
+        if not (pa.types.is_binary(kind) or pa.types.is_large_binary(kind)
+                or (pa.types.is_struct(kind) and kind.get_field_index("bytes") >= 0)):
+            raise AdatokError(f"{path}: column {image_column!r} is {kind}, not the bytes of image files (binary, "
+                              "or a struct with a 'bytes' field)")
+        if label_column is None and "label" in names:
+            label_column = "label"
+        if label_column is not None:
+            if label_column not in names:
+                raise AdatokError(f"{path} has no column {label_column!r} (it has {names}); give --label-column")
+            if not pa.types.is_integer(schema.field(label_column).type):
+                raise AdatokError(f"{path}: label column {label_column!r} is {schema.field(label_column).type}, "
+                                  "not integers")
+        return image_column, label_column
+
+    def __len__(self) -> int:
+        return int(self._offsets[-1])
+
+    def describe(self) -> dict:
+        return {"kind": self.kind, "path": str(self.root), "image_column": self.image_column,
+                "label_column": self.label_column, "files": self.files}
+
+    def shard_items(self, start: int, stop: int) -> list[list]:
+        """``[file, first row, end row]`` pieces (a shard may span the end of one file and the next)."""
+        out = []
+        for f, (rel, _) in enumerate(self.files):
+            lo, hi = max(start, int(self._offsets[f])), min(stop, int(self._offsets[f + 1]))
+            if lo < hi:
+                out.append([rel, lo - int(self._offsets[f]), hi - int(self._offsets[f])])
+        return out
+
+    def read(self, start: int, items: list[list]) -> Iterator[Item]:
+        import pyarrow.parquet as pq
+
+        base = self.root.parent if self.root.is_file() else self.root
+        g = start
+        columns = [self.image_column] + ([self.label_column] if self.label_column else [])
+        for rel, a, b in items:
+            pf = pq.ParquetFile(base / rel)
+            groups, first, at = [], None, 0  # the row groups that hold rows a..b-1
+            for r in range(pf.metadata.num_row_groups):
+                n = pf.metadata.row_group(r).num_rows
+                if at < b and at + n > a:
+                    groups.append(r)
+                    first = at if first is None else first
+                at += n
+            table = pf.read_row_groups(groups, columns=columns).slice(a - first, b - a)
+            images = table.column(self.image_column).to_pylist()
+            labels = table.column(self.label_column).to_pylist() if self.label_column else [None] * len(images)
+            for j, (data, label) in enumerate(zip(images, labels, strict=True)):
+                sid = f"{rel}#{a + j}"
+                if isinstance(data, dict):
+                    data = data.get("bytes")
+                try:
+                    if data is None:
+                        raise AdatokError("no image bytes (null)")
+                    image = read_image_bytes(data, sid)
+                except AdatokError as exc:
+                    yield g, sid, label, None, skip_reason(str(exc), sid)
+                else:
+                    yield g, sid, label, image, None
+                g += 1
+
+
+def open_source(src: str | os.PathLike[str], image_column: str | None = None,
+                label_column: str | None = None) -> Source:
+    """The source ``src`` names: ``fashion-mnist``, a Parquet file or a folder holding
+    ``*.parquet`` files (and no other files but hidden ones), or a folder of image files."""
+    key = os.fspath(src)
+    if key == "fashion-mnist":
+        from ..datasets import load
+
+        load("fashion-mnist", split="test", limit=1)  # installed? (the message says how to install it)
+        return FashionMnistSource()
+    path = Path(key)
+    if not path.exists():
+        raise AdatokError(f"no such source {key!r}: give a folder of images, a Parquet dataset or fashion-mnist")
+    if path.is_file() and path.suffix == ".parquet":
+        return ParquetSource(path, image_column, label_column)
+    if path.is_dir():
+        files = image_files(path)
+        if files and all(f.suffix == ".parquet" for f in files):
+            return ParquetSource(path, image_column, label_column)
+    if image_column is not None or label_column is not None:
+        raise AdatokError("--image-column and --label-column are for Parquet sources; "
+                          f"{key} is a folder of image files")
+    return FolderSource(path)
+
+
+def from_description(desc: dict) -> Source:
+    """Re-open a source in a worker from :meth:`Source.describe` (without listing it again)."""
+    kind = desc["kind"]
+    if kind == "fashion-mnist":
+        return FashionMnistSource()
+    if kind == "folder":
+        return FolderSource(desc["path"], files=[])
+    if kind == "parquet":
+        return ParquetSource(desc["path"], desc["image_column"], desc["label_column"], files=desc["files"])
+    raise AdatokError(f"unknown source kind {kind!r}")

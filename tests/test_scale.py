@@ -1,0 +1,399 @@
+"""``adatok tokenize-dataset`` (Ray Data), the shards it writes, and reading them back: adatok's
+reader, the torch ``IterableDataset``, Hugging Face ``datasets`` and ``webdataset``.
+
+One local Ray (2 CPUs, loopback only) serves the whole module and is shut down after it; the runs
+that test what does not depend on Ray (sources, the loader) use ``workers=0``, the same shard work
+in this process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+pytest.importorskip("ray")
+pq = pytest.importorskip("pyarrow.parquet")
+
+import adatok  # noqa: E402
+from adatok import AdatokError, Quality, Tokens  # noqa: E402
+from adatok.datasets import read_tokens  # noqa: E402
+from adatok.scale import tokenize_dataset  # noqa: E402
+from adatok.scale.pipeline import start_ray, stop_ray  # noqa: E402
+
+GOOD = {"gray.png": (40, 52, 1), "sub/rgb.png": (33, 47, 3), "sub/deeper/photo.jpg": (48, 48, 3),
+        "odd.png": (17, 29, 3), "tiny.png": (5, 3, 1), "wide.png": (20, 64, 3), "z.png": (24, 24, 1)}
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    started, tmp = start_ray(2, None)
+    yield
+    stop_ray(started, tmp)
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory) -> Path:
+    """Good images of many shapes, and bad ones: not an image, truncated, 16-bit, over the limit."""
+    root = tmp_path_factory.mktemp("photos")
+    rng = np.random.default_rng(0)
+    for name, (h, w, c) in GOOD.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        y, x = np.mgrid[:h, :w]
+        img = ((x * 5 + y * 3)[..., None] + rng.integers(0, 40, (h, w, c))).clip(0, 255).astype(np.uint8)
+        Image.fromarray(img[..., 0] if c == 1 else img).save(root / name, quality=90)
+    (root / "notes.txt").write_text("not an image")
+    png = (root / "gray.png").read_bytes()
+    (root / "sub" / "cut.png").write_bytes(png[: len(png) // 2])
+    Image.fromarray(rng.integers(0, 65535, (8, 8)).astype(np.uint16)).save(root / "deep.png")
+    Image.new("L", (8000, 7000)).save(root / "huge.png")  # 56 M pixels > MAX_PIXELS
+    return root
+
+
+BAD = {"notes.txt": "not an image", "sub/cut.png": "truncated", "deep.png": "16-bit", "huge.png": "limit"}
+
+
+@pytest.fixture(scope="module")
+def written(ray_local, folder, tmp_path_factory) -> Path:
+    """One uninterrupted Ray run over the folder, both formats, 2 workers, 3 images a shard."""
+    out = tmp_path_factory.mktemp("tokens") / "out"
+    tokenize_dataset(folder, out, "wavelet", Quality(psnr=32), workers=2, formats=("parquet", "webdataset"),
+                     shard_size=3)
+    return out
+
+
+def _table(out: Path):
+    import pyarrow as pa
+
+    return pa.concat_tables(pq.read_table(f) for f in sorted((out / "parquet").glob("*.parquet")))
+
+
+def test_ray_tokens_are_encode_tokens_and_bad_inputs_are_listed(written, folder):
+    manifest = json.loads((written / "manifest.json").read_text())
+    assert manifest["status"] == "complete" and manifest["adatok_version"] == adatok.__version__
+    assert manifest["counts"] == {"images": 11, "written": 7, "bad": 4, "shards": 4, "tokens": manifest["counts"]["tokens"],
+                                  "resumed_shards": 0}
+    reasons = {b["source"]: b["reason"] for b in manifest["bad"]}
+    assert set(reasons) == set(BAD) and all(BAD[k] in reasons[k] for k in BAD), reasons
+    assert manifest["budget"] == {"kind": "Quality", "psnr": 32.0, "ssim": None, "region": None}
+    table = _table(written).to_pylist()
+    tok = adatok.load("wavelet")
+    assert [r["source"] for r in table] == sorted(GOOD)  # the folder's order, bad files left out
+    for row in table:
+        img = adatok.read_image(folder / row["source"])
+        seq, = tok.encode([img], Quality(psnr=32))
+        assert row["ids"] == seq.ids.tolist() and row["atk"] == seq.to_bytes() and row["n_tokens"] == len(seq)
+        assert row["shape"] == list(img.shape) and row["label"] is None
+        assert row["tokenizer"] == "wavelet" and row["version"] == tok.version
+        assert row["psnr"] >= 32 and row["psnr"] == pytest.approx(adatok.core.metrics.psnr(img, tok.decode([seq])[0]))
+    back = list(read_tokens(written))
+    assert [r.source for r in back] == sorted(GOOD)
+    assert all(r.seq.ids.tolist() == t["ids"] and r.seq.shape == tuple(t["shape"]) for r, t in zip(back, table))
+    assert not list(written.rglob(".*.tmp"))
+
+
+def test_interrupted_run_resumes_to_the_same_dataset(ray_local, folder, written, tmp_path):
+    out = tmp_path / "out"
+    def interrupt(done, total, what):
+        if done > 0:  # the first shard is written: Ctrl-C
+            raise KeyboardInterrupt
+
+    args = dict(workers=1, formats=("parquet", "webdataset"), shard_size=3)
+    with pytest.raises(KeyboardInterrupt):
+        tokenize_dataset(folder, out, "wavelet", Quality(psnr=32), progress=interrupt, **args)
+    assert json.loads((out / "manifest.json").read_text())["status"] == "incomplete"
+    records = sorted((out / "_shards").glob("*.json"))
+    assert 1 <= len(records) < 4  # interrupted part-way
+    with pytest.raises(AdatokError, match="unfinished run"):
+        list(read_tokens(out))
+    manifest = tokenize_dataset(folder, out, "wavelet", Quality(psnr=32), **args)
+    assert manifest["status"] == "complete" and manifest["counts"]["resumed_shards"] >= len(records) - 1
+    assert _table(out).equals(_table(written))
+    for a, b in zip(sorted((out / "webdataset").glob("*.tar")), sorted((written / "webdataset").glob("*.tar")), strict=True):
+        assert a.read_bytes() == b.read_bytes()
+    assert manifest["bad"] == json.loads((written / "manifest.json").read_text())["bad"]
+    assert not list(out.rglob(".*.tmp"))
+
+
+def test_command_line(ray_local, folder, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from adatok.cli import app
+
+    monkeypatch.chdir(tmp_path)  # a relative DST: the Ray workers, started elsewhere, write there too
+    out = tmp_path / "cli"
+    res = CliRunner().invoke(app, ["tokenize-dataset", str(folder), "cli", "--tokens", "200", "--workers", "1",
+                                   "--shard-size", "4"])
+    assert res.exit_code == 0, res.output
+    rows = list(read_tokens(out))
+    assert [r.source for r in rows] == sorted(GOOD) and max(len(r.seq) for r in rows) == 200
+    tokens = sum(len(r.seq) for r in rows)
+    assert f"7 images in 3 shards, {tokens:,} tokens; 4 bad inputs listed in" in res.output
+    # the same command again: nothing to do; other arguments into the same folder: refused
+    again = CliRunner().invoke(app, ["tokenize-dataset", str(folder), str(out), "--tokens", "200", "--workers", "1",
+                                     "--shard-size", "4"])
+    assert again.exit_code == 0 and "(3 shards already written)" in again.output
+    other = CliRunner().invoke(app, ["tokenize-dataset", str(folder), str(out), "--tokens", "300", "--workers", "1"])
+    assert other.exit_code == 2 and "holds the shards of another run" in other.output
+    bad = CliRunner().invoke(app, ["tokenize-dataset", str(folder), str(tmp_path / "x"), "--lossless"])
+    assert bad.exit_code == 2 and "not lossless" in bad.output
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "mine.txt").write_text("keep me")
+    res = CliRunner().invoke(app, ["tokenize-dataset", str(folder), str(busy), "--workers", "0"])
+    assert res.exit_code == 2 and "not an output folder" in res.output and (busy / "mine.txt").exists()
+
+
+def test_a_cluster_that_cannot_be_reached_is_one_error_and_writes_nothing(ray_local, folder, tmp_path, monkeypatch):
+    import ray
+
+    def refuse(**kwargs):
+        raise ConnectionError(f"Failed to connect to Ray cluster at {kwargs['address']}")
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", refuse)
+    with pytest.raises(AdatokError, match=r"cannot connect to the Ray cluster at 'head:6379' .*Failed to connect"):
+        tokenize_dataset(folder, tmp_path / "out", "wavelet", Tokens(50), address="head:6379")
+    assert not (tmp_path / "out").exists()
+
+
+def test_webdataset_shards_round_trip_to_the_parquet_sequences(written):
+    wds = pytest.importorskip("webdataset")
+    tars = sorted(str(p) for p in (written / "webdataset").glob("*.tar"))
+    samples = list(wds.WebDataset(tars, shardshuffle=False, empty_check=False).decode())
+    rows = list(read_tokens(written))
+    assert len(samples) == len(rows) == 7
+    for s, r in zip(samples, rows, strict=True):
+        seq = adatok.TokenSequence.from_bytes(s["atk"])
+        assert s["__key__"] == f"{r.index:09d}" and s["npy"].dtype == np.int32
+        assert (seq.ids == r.seq.ids).all() and (s["npy"] == r.seq.ids).all() and (seq.pos == r.seq.pos).all()
+        meta = s["json"]
+        assert (meta["source"], meta["label"], tuple(meta["shape"]), meta["tokenizer"], meta["version"]) == (
+            r.source, r.label, r.seq.shape, r.seq.tokenizer, r.seq.version)
+        assert meta["psnr"] == pytest.approx(r.psnr) and meta["n_tokens"] == len(seq)
+
+
+def test_hugging_face_datasets_loads_the_shards(written, tmp_path, monkeypatch):
+    hf = pytest.importorskip("datasets")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    ds = hf.load_dataset("parquet", data_dir=str(written / "parquet"), cache_dir=str(tmp_path / "hf"), split="train")
+    assert ds.num_rows == 7 and ds.column_names == list(adatok.datasets.TOKEN_COLUMNS)
+    ds = ds.sort("index")
+    for row, r in zip(ds, read_tokens(written), strict=True):
+        assert row["ids"] == r.seq.ids.tolist() and row["source"] == r.source
+        assert adatok.TokenSequence.from_bytes(row["atk"]).ids.tolist() == row["ids"]
+
+
+def test_fashion_mnist_and_parquet_sources(tmp_path):
+    """Labels come along; a Parquet image-bytes column (with a bad row) reads like files. No Ray."""
+    import pyarrow as pa
+
+    try:
+        fm = adatok.datasets.load("fashion-mnist", "train", limit=12)
+    except AdatokError:
+        pytest.skip("dataset-fashion-mnist is not installed")
+    out = tmp_path / "fm"
+    manifest = tokenize_dataset("fashion-mnist", out, "wavelet-lossless", adatok.Lossless(), workers=0, shard_size=5,
+                                limit=12)
+    assert manifest["counts"]["written"] == 12 and manifest["counts"]["shards"] == 3
+    rows = list(read_tokens(out))
+    assert [r.label for r in rows] == fm.labels.tolist() and rows[3].source == "train/00003"
+    tok = adatok.load("wavelet-lossless")
+    assert all(np.isinf(r.psnr) and (tok.decode([r.seq])[0] == img).all() for r, img in zip(rows, fm.images))
+
+    import io
+
+    blobs = []
+    for img in fm.images[:4]:
+        buf = io.BytesIO()
+        Image.fromarray(img[..., 0]).save(buf, format="PNG")
+        blobs.append(buf.getvalue())
+    blobs[2] = b"\x89PNG broken"
+    src = tmp_path / "table"
+    src.mkdir()
+    pq.write_table(pa.table({"image": [{"bytes": b, "path": None} for b in blobs[:3]], "label": [7, 8, 9]}),
+                   src / "a.parquet")
+    pq.write_table(pa.table({"image": [{"bytes": blobs[3], "path": None}], "label": [3]}), src / "b.parquet")
+    manifest = tokenize_dataset(src, tmp_path / "pt", "wavelet", Tokens(100), workers=0, shard_size=2)
+    assert [b["source"] for b in manifest["bad"]] == ["a.parquet#2"]
+    rows = list(read_tokens(tmp_path / "pt"))
+    assert [(r.source, r.label) for r in rows] == [("a.parquet#0", 7), ("a.parquet#1", 8), ("b.parquet#0", 3)]
+    want = adatok.load("wavelet").encode([fm.images[i] for i in (0, 1, 3)], Tokens(100))
+    assert all((r.seq.ids == w.ids).all() for r, w in zip(rows, want))
+
+
+def test_torch_dataset_reads_every_row_once_across_ranks_and_workers(tmp_path):
+    torch = pytest.importorskip("torch")
+    from torch.utils.data import DataLoader
+
+    from adatok.scale.loader import TokenShardDataset, pad_collate
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(23):
+        Image.fromarray(rng.integers(0, 256, (8 + i % 5, 9, 1), dtype=np.uint8)[..., 0]).save(folder / f"{i:02d}.png")
+    out = tmp_path / "out"
+    tokenize_dataset(folder, out, "wavelet", Tokens(40), workers=0, shard_size=6)
+    rows = {r.index: r for r in read_tokens(out)}
+    for shuffle in (False, True):
+        orders = []
+        for epoch in (0, 1):
+            seen = []
+            for rank in range(2):
+                ds = TokenShardDataset(out, shuffle=shuffle, seed=5, rank=rank, world_size=2, positions=True)
+                ds.set_epoch(epoch)
+                for batch in DataLoader(ds, batch_size=4, num_workers=2, collate_fn=pad_collate):
+                    for b, i in enumerate(batch["index"].tolist()):
+                        n = int(batch["lengths"][b])
+                        assert batch["ids"][b, :n].tolist() == rows[i].seq.ids.tolist()
+                        assert (batch["ids"][b, n:] == -1).all()
+                        assert torch.equal(batch["pos"][b, :n], torch.from_numpy(rows[i].seq.pos.astype(np.int64)))
+                        seen.append(i)
+            assert sorted(seen) == list(range(23))  # every row exactly once per epoch
+            orders.append(seen)
+        assert (orders[0] != orders[1]) == shuffle
+    even = [len(list(TokenShardDataset(out, rank=r, world_size=2, even=True))) for r in range(2)]
+    assert even == [11, 11]
+
+
+def test_the_command_starts_and_stops_its_own_ray(folder, tmp_path):
+    """In a fresh process: a local Ray of --workers CPUs, under a temporary folder, gone after."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(adatok.__file__).parents[1]),
+                                                        os.environ.get("PYTHONPATH", "")])}
+    code = ("import sys, tempfile, glob; from adatok.cli.app import main; sys.argv = ['adatok', 'tokenize-dataset', "
+            f"{str(folder)!r}, {str(tmp_path / 'o')!r}, '--tokens', '50', '--workers', '1', '--quiet'];\n"
+            "try:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+            "import ray; assert not ray.is_initialized()\n"
+            "print(glob.glob(tempfile.gettempdir() + '/adatok-ray-*'))")
+    before = set(Path("/tmp").glob("adatok-ray-*"))
+    res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert set(Path("/tmp").glob("adatok-ray-*")) <= before  # its folder removed
+    assert json.loads((tmp_path / "o" / "manifest.json").read_text())["counts"]["written"] == 7
+
+
+def test_train_generator_data_parallel_matches_one_process(tmp_path):
+    """``adatok train-generator`` under ``torchrun --nproc_per_node 2`` (gloo): each process takes
+    half of every global batch, so the loss curve and the weights are those of one process at the
+    same batch. Tolerance: the per-step train and validation losses (logged to 4 decimals) within
+    2e-4 nats, the weights within 1e-5 (the sums are added in another order)."""
+    import shutil
+
+    torch = pytest.importorskip("torch")
+    torchrun = shutil.which("torchrun") or str(Path(sys.executable).with_name("torchrun"))
+    if not Path(torchrun).exists():
+        pytest.skip("torchrun is not installed beside this Python")
+    try:
+        adatok.datasets.load("fashion-mnist", "test", limit=1)
+    except AdatokError:
+        pytest.skip("dataset-fashion-mnist is not installed")
+    from safetensors.torch import load_file
+
+    # words: sequences of different lengths, so the losses' token counts matter; lr high enough to move
+    args = ["-m", "adatok.cli", "train-generator", "--language", "wavelet-w8", "--limit", "16", "--val-images", "8",
+            "--steps", "6", "--batch", "8", "--lr", "0.05", "--dim", "32", "--layers", "1", "--heads", "2",
+            "--eval-every", "0", "--quiet"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "GOMP_SPINCOUNT": "1000",
+           "PYTHONPATH": os.pathsep.join([str(Path(adatok.__file__).parents[1]), os.environ.get("PYTHONPATH", "")])}
+    one = subprocess.run([sys.executable, *args, "--out", str(tmp_path / "one")], env=env, capture_output=True,
+                         text=True, timeout=600)
+    assert one.returncode == 0, one.stderr[-2000:]
+    two = subprocess.run([torchrun, "--nproc_per_node", "2", "--master_port", "29519", *args, "--out",
+                          str(tmp_path / "two")], env=env, capture_output=True, text=True, timeout=600)
+    assert two.returncode == 0, two.stderr[-2000:]
+    h1, h2 = (json.loads((tmp_path / d / "config.json").read_text())["history"] for d in ("one", "two"))
+    assert [h["step"] for h in h1] == [h["step"] for h in h2] == [1, 2, 3, 4, 5, 6]
+    for a, b in zip(h1, h2):
+        assert abs(a["train_loss"] - b["train_loss"]) <= 2e-4 and abs(a["val_loss"] - b["val_loss"]) <= 2e-4, (a, b)
+    assert h1[-1]["val_loss"] < h1[0]["val_loss"] - 0.01  # it learned (warm-up: small steps), the curve is not flat
+    w1, w2 = (load_file(tmp_path / d / "model.safetensors") for d in ("one", "two"))
+    assert w1.keys() == w2.keys()
+    for k in w1:
+        assert torch.allclose(w1[k], w2[k], atol=1e-5), k
+
+
+def test_generator_trains_on_token_shards(tmp_path):
+    """Shards of Fashion-MNIST made with --psnr 16 give the generator's corpus that its images give
+    with --target-psnr 16 (re-expressed with the fixed header, END placed by the stepper), in the
+    decision and the word languages; train-generator --data reads them."""
+    pytest.importorskip("torch")
+    try:
+        fm = adatok.datasets.load("fashion-mnist", "train", limit=12)
+    except AdatokError:
+        pytest.skip("dataset-fashion-mnist is not installed")
+    from typer.testing import CliRunner
+
+    from adatok.cli import app
+    from adatok.generate.languages import WaveletLanguage, WordLanguage, build_corpus
+    from adatok.generate.train import shard_corpus
+
+    for name, make in (("wavelet", WaveletLanguage), ("wavelet-w8", WordLanguage)):
+        shards = tmp_path / name
+        tokenize_dataset("fashion-mnist", shards, name, Quality(psnr=16), workers=0, shard_size=5, limit=12)
+        lang = make(name, (28, 28, 1), Quality(psnr=16))
+        a, b = shard_corpus(lang, shards, "train"), build_corpus(lang, fm.images, fm.labels)
+        for field in ("ids", "starts", "ints", "floats", "labels"):
+            assert np.array_equal(getattr(a, field), getattr(b, field)), (name, field)
+    with pytest.raises(AdatokError, match="sequences of wavelet-w8, not of wavelet"):
+        shard_corpus(WaveletLanguage("wavelet", (28, 28, 1)), tmp_path / "wavelet-w8", "train")
+    with pytest.raises(AdatokError, match="no test sequences"):
+        shard_corpus(lang, tmp_path / "wavelet-w8", "test")  # fashion-mnist's train split only
+    args = ["--language", "wavelet-w8", "--steps", "2", "--batch", "4", "--dim", "32", "--layers", "1", "--heads", "2",
+            "--val-images", "1", "--quiet"]
+    res = CliRunner().invoke(app, ["train-generator", "--data", str(tmp_path / "wavelet-w8"), *args,
+                                   "--out", str(tmp_path / "gen0")])
+    assert res.exit_code == 2 and "no test sequences" in res.output  # validation needs test sequences too
+    # a labelled Parquet source has no splits: its last 5% are the test split
+    import io
+
+    import pyarrow as pa
+
+    blobs = []
+    for img in fm.images:
+        buf = io.BytesIO()
+        Image.fromarray(img[..., 0]).save(buf, format="PNG")
+        blobs.append(buf.getvalue())
+    (tmp_path / "table").mkdir()
+    pq.write_table(pa.table({"image": blobs, "label": fm.labels}), tmp_path / "table" / "fm.parquet")
+    shards = tmp_path / "labelled"
+    tokenize_dataset(tmp_path / "table", shards, "wavelet-w8", Quality(psnr=16), workers=0)
+    assert len(shard_corpus(lang, shards, "train")) == 11 and len(shard_corpus(lang, shards, "test")) == 1
+    out = tmp_path / "gen"
+    res = CliRunner().invoke(app, ["train-generator", "--data", str(shards), *args, "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    config = json.loads((out / "config.json").read_text())
+    assert config["train"]["data"] == str(shards) and config["step"] == 2
+
+
+def test_learned_tokenizer_trains_on_lossless_shards(tmp_path):
+    """adatok train --data SHARDS trains on the shards' decodings: for lossless shards, the images
+    of the folder they were made from, split the same way (the last 5% held out)."""
+    pytest.importorskip("torch")
+    from typer.testing import CliRunner
+
+    from adatok.cli import app
+    from adatok.neural.trainer import load_images
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    rng = np.random.default_rng(2)
+    for i in range(20):
+        Image.fromarray(rng.integers(0, 256, (16, 16), dtype=np.uint8)).save(folder / f"{i:02d}.png")
+    shards = tmp_path / "shards"
+    tokenize_dataset(folder, shards, "wavelet-lossless", adatok.Lossless(), workers=0, shard_size=8)
+    for split in ("train", "test"):
+        assert np.array_equal(load_images(str(shards), split), load_images(str(folder), split))
+    out = tmp_path / "tiny"
+    res = CliRunner().invoke(app, ["train", "--data", str(shards), "--tokens", "4", "--steps", "2", "--eval-every", "2",
+                                   "--dim", "32", "--depth", "1", "--patch", "8", "--levels", "4,4", "--out", str(out),
+                                   "--quiet"])
+    assert res.exit_code == 0, res.output
+    assert adatok.load(out).encode([np.zeros((16, 16, 1), np.uint8)])[0].shape == (16, 16, 1)
