@@ -184,3 +184,8 @@ def test_the_evaluation_writes_the_table_and_the_report(trained, tmp_path):
         assert list(results["reading"]["accuracy"]) == ["11", "22", "44", "87", "175", "349"]
         assert "Reading" in (tmp_path / "index.html").read_text()
     assert "<table>" in (tmp_path / "index.html").read_text()
+    kept = list((tmp_path / "measured").iterdir())  # the samples' measurement, for a run stopped later
+    assert len(kept) == 1
+    main(["--models", str(folder), "--samples", "6", "--limit", "30", "--out", str(tmp_path)])
+    assert list((tmp_path / "measured").iterdir()) == kept  # read back, not sampled again
+    assert json.loads((tmp_path / "results.json").read_text())["table"][0] == model

@@ -12,13 +12,18 @@ reading head of the wavelet generator: accuracy from the first n tokens of test 
 learned tokenizer's prefix classifier at the same number of bits.
 
     python -m adatok.generate.evaluate --models fmnist-gpt-wavelet,fmnist-gpt-learned,FOLDER \\
-        --samples 10000 --out out/generation
+        --samples 10000 --jobs 2 --reading fmnist-gpt-wavelet --out out/generation
+
+Each model's measurement is kept in ``OUT/measured/`` (keyed by the model and the arguments), so
+a run stopped after sampling (the long part) picks up from there.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import multiprocessing
+import pickle
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -30,6 +35,7 @@ import torch
 import adatok
 from adatok import Quality, Tokens, TokenSequence
 
+from ..core.imageio import atomic_write_bytes
 from .judge import accuracy, fd_fmnist, features, frechet_distance, load_judge
 from .report import write_report
 from .sample import complete, load_generator, sample
@@ -133,6 +139,30 @@ def _measure_named(name: str, samples: int, cfg: float, seed: int, threads: int 
     return m
 
 
+def _measured_path(out: Path, job: tuple) -> Path:
+    name, samples, cfg, seed, _, limit = job
+    tag = hashlib.sha256(repr((str(Path(name).resolve()) if Path(name).is_dir() else name, samples, cfg, seed,
+                               limit)).encode()).hexdigest()[:16]
+    return out / "measured" / f"{Path(name).name}-{tag}.pkl"
+
+
+def _measured(out: Path, job: tuple) -> dict | None:
+    """A model's measurement kept by an earlier run into ``out`` with the same arguments (sampling
+    is the long part: an evaluation stopped after it need not sample again), or None."""
+    path = _measured_path(out, job)
+    if not path.is_file():
+        return None
+    with open(path, "rb") as f:
+        return pickle.load(f)  # our own file, written by _keep below
+
+
+def _keep(out: Path, job: tuple, m: dict) -> dict:
+    path = _measured_path(out, job)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, pickle.dumps(m))
+    return m
+
+
 def main(argv: list[str] | None = None) -> None:
     from ..datasets import load
 
@@ -154,12 +184,18 @@ def main(argv: list[str] | None = None) -> None:
     test_images, test_labels = np.stack(test.images), test.labels
     test_feats = features(judge, test_images)
     names = [m for m in args.models.split(",") if m]
-    jobs = [(name, args.samples, args.cfg, args.seed, args.threads, args.limit) for name in names]
-    if args.jobs > 1 and len(names) > 1:  # one process a model: sampling is sequential, batch by batch
-        with ProcessPoolExecutor(min(args.jobs, len(names)), mp_context=multiprocessing.get_context("spawn")) as pool:
-            models = list(pool.map(_measure_named, *zip(*jobs)))
+    out = Path(args.out)
+    jobs = {name: (name, args.samples, args.cfg, args.seed, args.threads, args.limit) for name in names}
+    done = {name: m for name in names if (m := _measured(out, jobs[name])) is not None}  # an earlier run's
+    todo = [jobs[name] for name in names if name not in done]
+    if args.jobs > 1 and len(todo) > 1:  # one process a model: sampling is sequential, batch by batch
+        with ProcessPoolExecutor(min(args.jobs, len(todo)), mp_context=multiprocessing.get_context("spawn")) as pool:
+            for job, m in zip(todo, pool.map(_measure_named, *zip(*todo)), strict=True):
+                done[job[0]] = _keep(out, job, m)
     else:
-        models = [_measure_named(*job, judge=judge, test=(test_images, test_feats)) for job in jobs]
+        for job in todo:
+            done[job[0]] = _keep(out, job, _measure_named(*job, judge=judge, test=(test_images, test_feats)))
+    models = [done[name] for name in names]
     table = [{"row": m["name"], "params": f"{m['params']:,}", "train_time": f"{m['train_minutes']:.0f} min",
               "fd": m["fd"], "accuracy": m["accuracy"], "mean_length": m["mean_length"],
               "images_per_s": m["images_per_s"]} for m in models]
