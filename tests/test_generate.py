@@ -189,3 +189,46 @@ def test_the_evaluation_writes_the_table_and_the_report(trained, tmp_path):
     main(["--models", str(folder), "--samples", "6", "--limit", "30", "--out", str(tmp_path)])
     assert list((tmp_path / "measured").iterdir()) == kept  # read back, not sampled again
     assert json.loads((tmp_path / "results.json").read_text())["table"][0] == model
+
+
+def test_training_on_a_folder_of_your_own_images(tmp_path):
+    import json
+
+    import skimage.data
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from adatok.cli import app
+    from adatok.generate.train import image_folder
+
+    photo = skimage.data.astronaut()
+    for c, cls in enumerate(("cats", "dogs")):
+        (tmp_path / "data" / cls).mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(photo[40 * i + c : 40 * i + c + 40, 50 * i : 50 * i + 60]).save(tmp_path / "data" / cls / f"{i}.png")
+    Image.fromarray(photo[:10, :10]).save(tmp_path / "data" / "dogs" / "small.png")  # under the size: left out
+    (tmp_path / "data" / "dogs" / "notes.txt").write_text("not an image")             # left out
+    images, labels, classes, left_out = image_folder(tmp_path / "data", (16, 16, 1))
+    assert classes == ["cats", "dogs"] and left_out == 2 and labels.tolist() == [0, 0, 0, 1, 1, 1]
+    assert all(im.shape == (16, 16, 1) and im.dtype == np.uint8 for im in images)
+    train = image_folder(tmp_path / "data", (16, 16, 1), "train")[1]
+    test = image_folder(tmp_path / "data", (16, 16, 1), "test")[1]
+    assert len(train) == 5 and len(test) == 1  # under 20 images: the last one held out
+
+    out = tmp_path / "gen"
+    run = CliRunner().invoke(app, ["train-generator", "--out", str(out), "--data", str(tmp_path / "data"),
+                                   "--image-size", "16", "--target-psnr", "18", "--dim", "32", "--layers", "1",
+                                   "--heads", "2", "--steps", "2", "--val-images", "1", "-q"])
+    assert run.exit_code == 0, run.output
+    config = json.loads((out / "config.json").read_text())
+    assert config["model"]["classes"] == 2 and config["language"]["shape"] == [16, 16, 1]
+    run = CliRunner().invoke(app, ["generate", "--model", str(out), "--class", "1", "-n", "2", "--max-tokens", "40",
+                                   "--out", str(tmp_path / "samples"), "-q"])
+    assert run.exit_code == 0, run.output
+    assert np.load(tmp_path / "samples" / "samples.npz")["images"].shape == (2, 16, 16, 1)
+    run = CliRunner().invoke(app, ["generate", "--model", str(out), "--class", "2", "--out", str(tmp_path / "x.png")])
+    assert run.exit_code == 2 and "--class is 0..1" in run.output
+    (tmp_path / "data" / "loose.png").write_bytes((tmp_path / "data" / "cats" / "0.png").read_bytes())
+    run = CliRunner().invoke(app, ["train-generator", "--out", str(tmp_path / "g2"), "--data", str(tmp_path / "data"),
+                                   "--steps", "1", "-q"])
+    assert run.exit_code == 2 and "both in itself and in sub-folders" in run.output

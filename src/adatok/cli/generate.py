@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 from typing import Annotated
@@ -36,9 +37,14 @@ def train_generator_cmd(
     language: Annotated[str, typer.Option("--language", "-l", metavar="NAME", help=LANGUAGE_HELP)] = "wavelet",
     data: Annotated[str, typer.Option(
         "--data", metavar="fashion-mnist|FOLDER",
-        help="Training sequences: Fashion-MNIST's images, tokenized here, or a folder of token shards written by "
-             "adatok tokenize-dataset from fashion-mnist with the language's tokenizer (each sequence as it stands: "
-             "its budget takes --target-psnr's place).")] = "fashion-mnist",
+        help="Training sequences: Fashion-MNIST's images, tokenized here; a folder of your own images (classes: its "
+             "sub-folders, or one; each image's centre square at --image-size; every 20th image held out for "
+             "validation); or a folder of token shards written by adatok tokenize-dataset with the language's "
+             "tokenizer (each sequence as it stands: its budget takes --target-psnr's place).")] = "fashion-mnist",
+    image_size: Annotated[int, typer.Option(
+        "--image-size", metavar="S", help="With --data FOLDER of images: the side of the generated images.")] = 28,
+    channels: Annotated[int, typer.Option(
+        "--channels", metavar="C", help="With --data FOLDER of images: 1 (gray) or 3 (RGB).")] = 1,
     target_psnr: Annotated[float | None, typer.Option(
         "--target-psnr", metavar="DB", show_default=False,
         help="Each training sequence is its image's shortest prefix reaching this PSNR (default: the full "
@@ -89,7 +95,14 @@ def train_generator_cmd(
         raise AdatokError(f"--eval-every takes seconds >= 0, got {eval_every}")
     if position not in (None, "index"):
         raise AdatokError(f"--position takes 'index' (or nothing), got {position!r}")
-    if data != "fashion-mnist":
+    images = data != "fashion-mnist" and not (Path(data) / "manifest.json").is_file()  # a folder of images
+    shape, classes = (28, 28, 1), 10
+    if images:
+        check_at_least(image_size, "--image-size", 2)
+        if channels not in (1, 3):
+            raise AdatokError(f"--channels is 1 or 3, got {channels}")
+        shape, classes = (image_size, image_size, channels), len(train.folder_classes(data))
+    elif data != "fashion-mnist":
         if target_psnr is not None:
             raise AdatokError("--target-psnr does not go with token shards: their sequences were cut when tokenized "
                               "(adatok tokenize-dataset --psnr Q)")
@@ -101,17 +114,21 @@ def train_generator_cmd(
         if language == "pixels":
             if target is not None:
                 raise AdatokError("--target-psnr does not go with pixels: the baseline writes every pixel")
-            lang = PixelLanguage((28, 28, 1))
+            lang = PixelLanguage(shape)
         elif language in ("wavelet", "wavelet-lossless"):
-            lang = WaveletLanguage(language, (28, 28, 1), target)
+            lang = WaveletLanguage(language, shape, target)
         elif language in ("wavelet-w8", "wavelet-lossless-w8"):
-            lang = WordLanguage(language, (28, 28, 1), target)
+            lang = WordLanguage(language, shape, target)
         else:
             lang = SlotLanguage(language, target)
+            if tuple(lang.shape) != shape:
+                raise AdatokError(f"{language} reads {lang.shape} images; give --image-size {lang.shape[0]} "
+                                  f"--channels {lang.shape[2]}")
         max_len = 8192 if lang.variable_length else len(np.zeros(lang.shape).reshape(-1)) + 1
         if d_model % heads:
             raise AdatokError(f"--dim {d_model} must be a multiple of --heads {heads}")
-        model_cfg = train.model_config_for(lang, d_model, layers, heads, max_len, position, tie)
+        model_cfg = dataclasses.replace(train.model_config_for(lang, d_model, layers, heads, max_len, position, tie),
+                                        classes=classes)
     tcfg = train.GenTrainConfig(minutes=minutes, batch=batch, lr=lr, seed=seed, limit=limit, threads=threads,
                                 steps=steps, eval_every=eval_every, val_images=val_images, data=data)
     with EvalProgress(quiet) as progress:
@@ -133,7 +150,7 @@ def generate_cmd(
     model: Annotated[str, typer.Option("--model", "-m", metavar="NAME|FOLDER",
                                        help="A shipped generator or a checkpoint folder.")] = "fmnist-gpt-learned",
     label: Annotated[int | None, typer.Option("--class", "-c", metavar="C", show_default=False,
-                                              help="Class to draw (0..9); default: every class in turn.")] = None,
+                                              help="Class to draw (0..9 for Fashion-MNIST's); default: every class in turn.")] = None,
     n: Annotated[int, typer.Option("-n", metavar="N", help="Samples.")] = 16,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     cfg: Annotated[float, typer.Option("--cfg", metavar="W", help="Classifier-free guidance weight (1: none).")] = 2.0,
@@ -152,19 +169,20 @@ def generate_cmd(
     check_at_least(n, "-n", 1)
     check_at_least(top_k, "--top-k", 0)
     check_at_least(max_tokens, "--max-tokens", 1)
-    if label is not None and not 0 <= label <= 9:
-        raise AdatokError(f"--class is 0..9, got {label}")
     if not 0 < top_p <= 1 or temperature <= 0:
         raise AdatokError("--top-p is in (0, 1] and --temperature > 0")
     check_output(out, *([complete] if complete else []), force=True)
     gen = sample.load_generator(model)
+    classes = gen.model.cfg.classes
+    if label is not None and not 0 <= label < classes:
+        raise AdatokError(f"--class is 0..{classes - 1} for {gen.name}, got {label}")
     options = dict(cfg=cfg, temperature=temperature, top_k=top_k, top_p=top_p, max_tokens=max_tokens)
     if complete is not None:
         prefix = TokenSequence.from_bytes(read_bytes(complete))
         seqs, images = sample.complete(gen, prefix, n, label, seed=seed, **options)
         labels = np.full(n, -1 if label is None else label)
     else:
-        labels = np.array([label if label is not None else i % 10 for i in range(n)])
+        labels = np.array([label if label is not None else i % classes for i in range(n)])
         with EvalProgress(quiet) as progress:
             seqs, images = sample.sample(gen, labels.tolist(), seed=seed, progress=lambda d, t: progress(d, t, "sampling"),
                                          **options)

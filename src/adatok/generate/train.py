@@ -78,11 +78,77 @@ def corpus_for(lang, split: str, limit: int | None, cache: Path | None, progress
     if data == "fashion-mnist":
         ds = load("fashion-mnist", split=split, limit=limit)
         corpus = build_corpus(lang, ds.images, ds.labels, progress)
-    else:
+    elif (Path(data) / "manifest.json").is_file():
         corpus = shard_corpus(lang, data, split, limit, progress)
+    else:
+        images, labels, _, _ = image_folder(data, lang.shape, split)
+        corpus = build_corpus(lang, images[:limit], labels[:limit], progress)
     if cache is not None:
         corpus.save(cache)
     return corpus
+
+
+def folder_classes(folder: str | Path) -> list[str]:
+    """The classes of a folder of images: its sub-folders' names (sorted) when every file lies in
+    one, ``["all"]`` when every file lies in the folder itself (see :func:`image_folder`)."""
+    from ..datasets import image_files
+
+    root = Path(folder)
+    if not root.is_dir():
+        raise AdatokError(f"{folder} is not a folder (give fashion-mnist, a folder of images, or token shards)")
+    parts = [f.relative_to(root).parts for f in image_files(root)]
+    if not parts:
+        raise AdatokError(f"{folder} holds no files")
+    nested = [len(p) > 1 for p in parts]
+    if any(nested) and not all(nested):
+        raise AdatokError(f"{folder} has images both in itself and in sub-folders: put every image in a class "
+                          "sub-folder (FOLDER/CLASS/...), or none")
+    return sorted({p[0] for p in parts}) if all(nested) else ["all"]
+
+
+def image_folder(folder: str | Path, shape: tuple[int, ...], split: str | None = None
+                 ) -> tuple[list[np.ndarray], np.ndarray, list[str], int]:
+    """A folder of your own images as a generator's training data, at the language's ``shape``
+    (S x S x C): ``(images, labels, classes, left_out)``.
+
+    Classes: the sub-folders (``FOLDER/CLASS/*.png``, sorted names, one label each), or one class
+    when every image lies in the folder itself. Each image is cut to its centre square and resized
+    to S x S (Pillow, Lanczos), converted to gray (C = 1) or RGB (C = 3). Left out and counted:
+    files that are not readable images, and images whose shorter side is under S (enlarging would
+    invent detail). ``split``: ``"test"`` is every 20th image (the 20th, 40th, ... in sorted order,
+    so every class has some), ``"train"`` the others, ``None`` all.
+    """
+    from PIL import Image
+
+    from ..datasets import load
+
+    classes = folder_classes(folder)
+    ds = load(folder)
+    parts = [Path(i).parts for i in ds.ids]
+    nested = len(parts) > 0 and len(parts[0]) > 1
+    size, channels = int(shape[0]), int(shape[2]) if len(shape) == 3 else 1
+    images, labels, small = [], [], 0
+    for img, p in zip(ds.images, parts, strict=True):
+        h, w = img.shape[:2]
+        if min(h, w) < size:
+            small += 1
+            continue
+        side = min(h, w)
+        y, x = (h - side) // 2, (w - side) // 2
+        im = Image.fromarray(img[y : y + side, x : x + side].squeeze(2) if img.shape[2] == 1 else
+                             img[y : y + side, x : x + side])
+        im = im.convert("L" if channels == 1 else "RGB").resize((size, size), Image.Resampling.LANCZOS)
+        images.append(np.asarray(im, np.uint8).reshape(size, size, channels))
+        labels.append(classes.index(p[0]) if nested else 0)
+    if not images:
+        raise AdatokError(f"{folder} holds no readable image of at least {size} x {size} pixels "
+                          f"({len(ds.skipped)} unreadable, {small} smaller)")
+    if len(images) < 2:
+        raise AdatokError(f"{folder}: one usable image; training and validation need at least 2")
+    test = {i for i in range(len(images)) if i % 20 == 19} or {len(images) - 1}
+    keep = [i for i in range(len(images)) if split is None or ((i in test) == (split == "test"))]
+    return [images[i] for i in keep], np.array([labels[i] for i in keep], np.int64), classes, \
+        small + len(ds.skipped)
 
 
 def shard_corpus(lang, folder: str | Path, split: str, limit: int | None = None, progress=None,
