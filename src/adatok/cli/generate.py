@@ -74,8 +74,8 @@ def train_generator_cmd(
     resume: Annotated[bool, typer.Option("--resume", help="Continue the checkpoint in --out.")] = False,
     quiet: NoProgress = False,
 ) -> None:
-    """Train a class-conditional generator on Fashion-MNIST's training split (or its token shards), in one token
-    language.
+    """Train a class-conditional generator on Fashion-MNIST's training split (or token shards, or a folder of your
+    own images), in one token language.
 
     Works the same under `torchrun --nproc_per_node N adatok train-generator ...` (data-parallel, gloo on
     CPUs): --batch is the global batch, split over the processes.
@@ -95,14 +95,14 @@ def train_generator_cmd(
         raise AdatokError(f"--eval-every takes seconds >= 0, got {eval_every}")
     if position not in (None, "index"):
         raise AdatokError(f"--position takes 'index' (or nothing), got {position!r}")
-    images = data != "fashion-mnist" and not (Path(data) / "manifest.json").is_file()  # a folder of images
+    kind = train.data_kind(data)
     shape, classes = (28, 28, 1), 10
-    if images:
+    if kind == "images":
         check_at_least(image_size, "--image-size", 2)
         if channels not in (1, 3):
             raise AdatokError(f"--channels is 1 or 3, got {channels}")
         shape, classes = (image_size, image_size, channels), len(train.folder_classes(data))
-    elif data != "fashion-mnist":
+    elif kind == "shards":
         if target_psnr is not None:
             raise AdatokError("--target-psnr does not go with token shards: their sequences were cut when tokenized "
                               "(adatok tokenize-dataset --psnr Q)")

@@ -224,8 +224,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.reading:
         gen = load_generator(args.reading)
         # the learned tokenizer's prefix classifier reads k = 1..32 tokens of 10.9 bits (one of 1,920
-        # codes); a wavelet decision is one of 2 or 3 legal ids, coded in under a bit: these lengths
-        # are the decisions of k * 10.9 choices, and the payload bits they take are measured beside
+        # codes); a wavelet decision is one of 2 or 3 legal ids: these lengths are k * 10.9
+        # decisions, and the arithmetic-coded payload bits they take are measured beside
         lengths = [round(k * np.log2(1920)) for k in (1, 2, 4, 8, 16, 32)]
         sub = slice(0, 2000)
         tok = gen.lang.tok

@@ -116,7 +116,7 @@ def write_report(out: Path, results: dict) -> Path:
         head = "".join(f"<th>{html.escape(c)}</th>" for c in names)
         body.append("<h2>Mean generated length per class (tokens)</h2><table><tr><th>model</th>" + head + "</tr>"
                     + "".join(f"<tr><td>{html.escape(m['name'])}</td>"
-                              + "".join(f"<td>{m['length_per_class'].get(c, m['length_per_class'].get(str(c), float('nan'))):.1f}</td>"
+                              + "".join(f"<td>{m['length_per_class'].get(c, float('nan')):.1f}</td>"
                                         for c in range(len(names))) + "</tr>" for m in with_lengths) + "</table>")
     if results.get("reading"):
         r = results["reading"]

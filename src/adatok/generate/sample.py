@@ -4,8 +4,9 @@ decodes and survives ``to_bytes`` / ``from_bytes``.
 
 Class-conditional with classifier-free guidance (``cfg``: the logits ``u + cfg * (c - u)`` of the
 conditional ``c`` and unconditional ``u`` passes, one batch of both), temperature, top-k and top-p
-(nucleus) filtering, a maximum length (by default the longest training sequence), and a key/value cache (``kv_cache=False`` recomputes the
-whole prefix every step: the benchmark's baseline). Seeded: the same arguments give the same
+(nucleus) filtering, a maximum length (by default the longest training sequence), and a
+key/value cache (``kv_cache=False`` recomputes the whole prefix every step: the benchmark's
+baseline). Seeded: the same arguments give the same
 samples. :func:`complete` samples the rest of a real image's prefix (a cut ``.atk`` file).
 """
 
@@ -87,7 +88,8 @@ def run(gen: Generator, st, labels: np.ndarray, *, cfg: float = 1.0, temperature
         prefix: tuple | None = None, on_step: Callable | None = None) -> np.ndarray:
     """Grow the sequences of stepper ``st`` until each writes END (or its stream ends, or it
     reaches ``max_tokens``; default: the longest training sequence, from the checkpoint's
-    ``longest``: the model never learned where to stand past it). ``labels``: a class per sequence (``None`` entries or -1: no class).
+    ``longest``: the model never learned where to stand past it). ``labels``: a class per
+    sequence (``None`` entries or -1: no class).
     ``prefix``: model inputs of tokens already in ``st`` (``(ids, ints, floats)`` of one prefix,
     the same for every sequence), read first. Returns the number of tokens each sequence got."""
     model, lang = gen.model, gen.lang
@@ -156,7 +158,7 @@ def run(gen: Generator, st, labels: np.ndarray, *, cfg: float = 1.0, temperature
         chosen[active] = picked
         ending = chosen == mc.end
         st.push(np.where(ending, -1, chosen))
-        counts += ~ending & ~finished
+        counts += ~ending  # (a finished sequence's id is END)
         finished |= ending
         if on_step is not None:
             on_step(st, finished)

@@ -56,7 +56,7 @@ class GenTrainConfig:
     read_weight: float = 0.5
     seed: int = 0
     limit: int | None = None  # training images (None: all 60,000)
-    data: str = "fashion-mnist"  # or a folder of token shards (adatok tokenize-dataset): see corpus_for
+    data: str = "fashion-mnist"  # or a folder of token shards or of images: see corpus_for
     val_images: int = 500
     eval_every: float = 120.0  # seconds
     save_every: float = 300.0  # seconds
@@ -68,7 +68,7 @@ def corpus_for(lang, split: str, limit: int | None, cache: Path | None, progress
                data: str = "fashion-mnist") -> Corpus:
     """Fashion-MNIST ``split`` (its first ``limit`` images) in ``lang``, read from ``cache`` when it
     holds the same language and images, else built and written there. ``data``: a folder of token
-    shards instead (:func:`shard_corpus`)."""
+    shards instead (:func:`shard_corpus`), or a folder of images (:func:`image_folder`)."""
     from ..datasets import load
 
     if cache is not None and cache.is_file():
@@ -78,7 +78,7 @@ def corpus_for(lang, split: str, limit: int | None, cache: Path | None, progress
     if data == "fashion-mnist":
         ds = load("fashion-mnist", split=split, limit=limit)
         corpus = build_corpus(lang, ds.images, ds.labels, progress)
-    elif (Path(data) / "manifest.json").is_file():
+    elif data_kind(data) == "shards":
         corpus = shard_corpus(lang, data, split, limit, progress)
     else:
         images, labels, _, _ = image_folder(data, lang.shape, split)
@@ -86,6 +86,14 @@ def corpus_for(lang, split: str, limit: int | None, cache: Path | None, progress
     if cache is not None:
         corpus.save(cache)
     return corpus
+
+
+def data_kind(data: str | Path) -> str:
+    """What ``--data`` names: ``"fashion-mnist"``, ``"shards"`` (a folder written by ``adatok
+    tokenize-dataset``: it has a ``manifest.json``) or ``"images"`` (any other folder)."""
+    if str(data) == "fashion-mnist":
+        return "fashion-mnist"
+    return "shards" if (Path(data) / "manifest.json").is_file() else "images"
 
 
 def folder_classes(folder: str | Path) -> list[str]:
@@ -125,7 +133,6 @@ def image_folder(folder: str | Path, shape: tuple[int, ...], split: str | None =
     classes = folder_classes(folder)
     ds = load(folder)
     parts = [Path(i).parts for i in ds.ids]
-    nested = len(parts) > 0 and len(parts[0]) > 1
     size, channels = int(shape[0]), int(shape[2]) if len(shape) == 3 else 1
     images, labels, small = [], [], 0
     for img, p in zip(ds.images, parts, strict=True):
@@ -139,7 +146,7 @@ def image_folder(folder: str | Path, shape: tuple[int, ...], split: str | None =
                              img[y : y + side, x : x + side])
         im = im.convert("L" if channels == 1 else "RGB").resize((size, size), Image.Resampling.LANCZOS)
         images.append(np.asarray(im, np.uint8).reshape(size, size, channels))
-        labels.append(classes.index(p[0]) if nested else 0)
+        labels.append(classes.index(p[0]) if len(p) > 1 else 0)  # (folder_classes: all nested, or none)
     if not images:
         raise AdatokError(f"{folder} holds no readable image of at least {size} x {size} pixels "
                           f"({len(ds.skipped)} unreadable, {small} smaller)")
