@@ -49,11 +49,12 @@ def _say(message: str) -> None:
     print(message, flush=True)  # (worker processes of --jobs share the terminal)
 
 
-def measure_model(gen, judge, test_feats: np.ndarray, n: int, cfg: float, seed: int, progress=_say) -> dict:
-    """Samples of one generator and what the judge says of them."""
+def measure_model(gen, judge, test_feats: np.ndarray, n: int, cfg: float, seed: int, progress=_say,
+                  batch: int = 64) -> dict:
+    """Samples of one generator (``batch`` at a time) and what the judge says of them."""
     labels = [i % 10 for i in range(n)]
     t0 = time.time()
-    seqs, images = sample(gen, labels, seed=seed, cfg=cfg,
+    seqs, images = sample(gen, labels, seed=seed, cfg=cfg, batch=batch,
                           progress=lambda done, total: progress(f"{gen.name}: {done}/{total} samples, "
                                                                 f"{time.time() - t0:.0f} s"))
     seconds = time.time() - t0
@@ -73,7 +74,8 @@ def measure_model(gen, judge, test_feats: np.ndarray, n: int, cfg: float, seed: 
            "length_per_class": {c: float(lengths[lab == c].mean()) for c in drawn},
            "lengths": {c: lengths[lab == c].tolist() for c in drawn},
            "grids": {c: [images[i] for i in np.nonzero(lab == c)[0][:10]] for c in drawn},
-           "language": gen.config["language"], "samples": n, "cfg": cfg, "seed": seed, "round_trips": survived}
+           "language": gen.config["language"], "samples": n, "cfg": cfg, "seed": seed, "batch": batch,
+           "round_trips": survived}
     progress(f"{gen.name}: FD-fmnist {out['fd']:.2f}, accuracy {100 * out['accuracy']:.1f}%, "
              f"mean length {out['mean_length']:.1f}, {out['images_per_s']:.2f} images/s"
              + ("" if survived is None else f", {survived}/{n} decode the same from their bytes"))
@@ -110,7 +112,7 @@ def reading_accuracy(gen, images: np.ndarray, labels: np.ndarray, lengths: list[
 
 
 def _measure_named(name: str, samples: int, cfg: float, seed: int, threads: int = 1, limit: int | None = None,
-                   judge=None, test=None) -> dict:
+                   batch: int = 64, judge=None, test=None) -> dict:
     """:func:`measure_model` of the generator ``name`` and, for a token language, a completion strip
     (the first test image cut at a quarter of its tokens). Loads the judge and the test split when
     not given (a worker process of ``--jobs``)."""
@@ -124,7 +126,7 @@ def _measure_named(name: str, samples: int, cfg: float, seed: int, threads: int 
         test = (images, features(judge, images))
     test_images, test_feats = test
     gen = load_generator(name)
-    m = measure_model(gen, judge, test_feats, samples, cfg, seed)
+    m = measure_model(gen, judge, test_feats, samples, cfg, seed, batch=batch)
     m["about"] = (f"{m['params']:,} parameters, {m['train_minutes']:.0f} minutes of training, language "
                   f"{m['language']}; {samples} samples, guidance {cfg}")
     if hasattr(gen.lang, "tok"):
@@ -138,9 +140,10 @@ def _measure_named(name: str, samples: int, cfg: float, seed: int, threads: int 
 
 
 def _measured_path(out: Path, job: tuple) -> Path:
-    name, samples, cfg, seed, _, limit = job
-    tag = hashlib.sha256(repr((str(Path(name).resolve()) if Path(name).is_dir() else name, samples, cfg, seed,
-                               limit)).encode()).hexdigest()[:16]
+    name, samples, cfg, seed, _, limit, batch = job
+    key = (str(Path(name).resolve()) if Path(name).is_dir() else name, samples, cfg, seed, limit)
+    key = key if batch == 64 else (*key, batch)  # (the measurements kept before --batch keep their names)
+    tag = hashlib.sha256(repr(key).encode()).hexdigest()[:16]
     return out / "measured" / f"{Path(name).name}-{tag}.pkl"
 
 
@@ -172,6 +175,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", default="out/generation")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--jobs", type=int, default=1, help="models measured at once, one process each")
+    ap.add_argument("--batch", type=int, default=64,
+                    help="samples drawn at once (images/s in the table: at this batch)")
     ap.add_argument("--limit", type=int, default=None,
                     help="the first N test images only (FD reference, ceilings, floor, reading): a quick check")
     ap.add_argument("--reading", default="", help="a wavelet generator whose reading head to measure")
@@ -183,7 +188,7 @@ def main(argv: list[str] | None = None) -> None:
     test_feats = features(judge, test_images)
     names = [m for m in args.models.split(",") if m]
     out = Path(args.out)
-    jobs = {name: (name, args.samples, args.cfg, args.seed, args.threads, args.limit) for name in names}
+    jobs = {name: (name, args.samples, args.cfg, args.seed, args.threads, args.limit, args.batch) for name in names}
     done = {name: m for name in names if (m := _measured(out, jobs[name])) is not None}  # an earlier run's
     todo = [jobs[name] for name in names if name not in done]
     if args.jobs > 1 and len(todo) > 1:  # one process a model: sampling is sequential, batch by batch

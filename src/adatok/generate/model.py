@@ -133,8 +133,11 @@ class Attention(nn.Module):
         q, k, v = self.qkv(x).view(B, T, 3, self.n_head, D // self.n_head).permute(2, 0, 3, 1, 4)
         if cache is not None:  # sampling: the keys and values of the steps before, then this one's
             k, v = _cached(cache, k, v)
-        causal = cache is None or T > 1
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=causal and k.shape[2] == T,
+        S = k.shape[2]  # keys: the cached steps, then these T
+        mask = None
+        if 1 < T < S:  # several steps after cached ones: step i sees the cache and steps <= i
+            mask = torch.ones(T, S, dtype=torch.bool, device=x.device).tril(S - T)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=T > 1 and T == S,
                                            dropout_p=self.dropout if self.training else 0.0)
         return self.proj(y.transpose(1, 2).reshape(B, T, D))
 
@@ -188,7 +191,8 @@ class GPT(nn.Module):
 
     def hidden(self, inputs: torch.Tensor, ints: torch.Tensor, floats: torch.Tensor | None,
                caches: list[dict] | None = None) -> torch.Tensor:
-        """Final hidden states (B, T, d_model) of ``inputs`` (B, T) read with the next positions."""
+        """Final hidden states (B, T, d_model) of ``inputs`` (B, T) read with the next positions.
+        With ``caches`` (sampling), the steps given follow those the caches hold."""
         x = self.drop(self.tokens(inputs) + self.positions(ints, floats))
         for i, block in enumerate(self.blocks):
             x = block(x, None if caches is None else caches[i])
