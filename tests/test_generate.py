@@ -257,3 +257,33 @@ def test_cached_steps_are_one_pass():
         chunked = torch.cat([model(inputs[:, a:b], ints[:, a:b], floats[:, a:b], caches)
                              for a, b in ((0, 3), (3, 4), (4, 7))], 1)
     assert torch.allclose(full, steps, atol=1e-5) and torch.allclose(full, chunked, atol=1e-5)
+
+
+def test_a_reader_learns_to_read_and_refuses_to_generate(tmp_path):
+    """``train-generator --reader``: every row given no class, only the reading loss. A short run
+    fits its 400 training images (from their first token on: the learned tokens' ids say much; so
+    few images leave most ids of the test images unseen, so no claim is made on those); its history
+    holds the validation reading accuracy, not a next-token loss; and it cannot sample."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from adatok.cli import app
+    from adatok.generate.languages import Corpus
+    from adatok.generate.train import read_corpus
+
+    out = tmp_path / "reader"
+    result = CliRunner().invoke(app, ["train-generator", "--language", "fashion-mnist-32", "--target-psnr", "20",
+                                      "--dim", "32", "--layers", "1", "--heads", "2", "--limit", "400",
+                                      "--val-images", "50", "--steps", "300", "--eval-every", "0", "--lr", "3e-3",
+                                      "--out", str(out), "--quiet", "--reader"])
+    assert result.exit_code == 0, result.output
+    config = json.loads((out / "config.json").read_text())
+    assert config["train"]["gen_weight"] == 0 and config["train"]["p_uncond"] == 1
+    last = config["history"][-1]
+    assert "val_loss" not in last and 0 <= last["val_read_accuracy"] <= 1 and last["read_loss"] < 2.0
+    reader = load_generator(out)
+    acc = read_corpus(reader.model, Corpus.load(out / "corpus-train.npz"), [1, 40])
+    assert acc[1] > 0.8 and acc[40] > 0.8  # chance: 0.1
+    with pytest.raises(adatok.AdatokError, match="reader"):
+        sample(reader, [1])

@@ -40,13 +40,18 @@ def test_training_rows_are_what_the_stepper_gives():
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def trained_folder(tmp_path_factory):
     lang = WordLanguage("wavelet-w8", (28, 28, 1), Quality(psnr=16))
     out = tmp_path_factory.mktemp("words") / "gen"
     cfg = model_config_for(lang, 32, 1, 2, 512)
     train_generator(out, lang, cfg, GenTrainConfig(minutes=0.05, limit=24, val_images=8, batch=4, eval_every=1e9),
                     log=lambda *a: None)
-    return load_generator(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def trained(trained_folder):
+    return load_generator(trained_folder)
 
 
 def test_word_samples_are_valid_sequences(trained):
@@ -72,3 +77,17 @@ def test_word_completion_keeps_the_prefix(trained):
     cut = gen.lang.tok.with_top_plane(cut)
     for s in seqs:
         assert np.array_equal(s.ids[: len(cut)], cut.ids)
+
+
+def test_reading_words_counts_words(trained_folder, tmp_path):
+    """The evaluation's reading table of a word model, alone (no models sampled): its lengths are
+    the decision lengths of the decision models over the 8 decisions of a word."""
+    import json
+
+    from adatok.generate.evaluate import main
+
+    main(["--models", "", "--samples", "6", "--limit", "30", "--out", str(tmp_path), "--reading", str(trained_folder)])
+    reading = json.loads((tmp_path / "results.json").read_text())["reading"]
+    assert reading["decisions_per_token"] == 8 and reading["lengths"] == [1, 3, 5, 11, 22, 44]
+    assert all(0 <= a <= 1 for a in reading["accuracy"].values())
+    assert "<th>decisions</th>" in (tmp_path / "index.html").read_text()

@@ -67,6 +67,9 @@ def train_generator_cmd(
     position: Annotated[str | None, typer.Option(
         "--position", metavar="index", show_default=False,
         help="'index': the ablation without next positions (the step number only).")] = None,
+    reader: Annotated[bool, typer.Option(
+        "--reader", help="Train a reader instead: the same backbone, every sequence given no class, only its "
+                         "reading head's loss (a class from any prefix); it cannot generate.")] = False,
     tie: Annotated[bool, typer.Option(
         "--tie", help="Share the id embeddings with the output layer (for large vocabularies: words).")] = False,
     seed: Annotated[int, typer.Option("--seed")] = 0,
@@ -130,7 +133,8 @@ def train_generator_cmd(
         model_cfg = dataclasses.replace(train.model_config_for(lang, d_model, layers, heads, max_len, position, tie),
                                         classes=classes)
     tcfg = train.GenTrainConfig(minutes=minutes, batch=batch, lr=lr, seed=seed, limit=limit, threads=threads,
-                                steps=steps, eval_every=eval_every, val_images=val_images, data=data)
+                                steps=steps, eval_every=eval_every, val_images=val_images, data=data,
+                                **({"gen_weight": 0.0, "p_uncond": 1.0, "read_weight": 1.0} if reader else {}))
     with EvalProgress(quiet) as progress:
         def report(done, total, what=""):
             progress(int(done), int(total), what or "tokenizing")

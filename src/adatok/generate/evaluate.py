@@ -91,24 +91,13 @@ def ceiling(tokenizer: str, images: np.ndarray, budget, judge, test_feats, label
             "mean_length": float(np.mean([len(s) for s in seqs]))}
 
 
-@torch.no_grad()
 def reading_accuracy(gen, images: np.ndarray, labels: np.ndarray, lengths: list[int]) -> dict[int, float]:
-    """Accuracy of ``gen``'s reading head from the first n tokens of each image, for each n."""
-    from .train import batch_tensors
+    """Accuracy of ``gen``'s reading head from the first n tokens of each image (its training-target
+    sequence; all of a shorter one), for each n."""
     from .languages import build_corpus
+    from .train import read_corpus
 
-    corpus = build_corpus(gen.lang, list(images), labels)
-    model = gen.model.eval()
-    right = dict.fromkeys(lengths, 0)
-    for at in range(0, len(corpus), 250):
-        idx = np.arange(at, min(at + 250, len(corpus)))
-        null = np.full(len(idx), model.cfg.null_class)
-        inputs, _, ints, floats, steps = batch_tensors(corpus, idx, null, model.cfg.vocab_size, model.cfg.end)
-        h = model.hidden(inputs, ints, floats if model.cfg.float_fields else None)  # once for every n (causal)
-        for n in lengths:
-            k = torch.clamp(torch.full_like(steps, n + 1), max=steps)  # the class step and n tokens
-            right[n] += int((model.read_prefixes(h, k).argmax(1).numpy() == labels[idx]).sum())
-    return {n: right[n] / len(corpus) for n in lengths}
+    return read_corpus(gen.model, build_corpus(gen.lang, list(images), labels), lengths)
 
 
 def _measure_named(name: str, samples: int, cfg: float, seed: int, threads: int = 1, limit: int | None = None,
@@ -186,7 +175,7 @@ def main(argv: list[str] | None = None) -> None:
     train, test = load("fashion-mnist", split="train"), load("fashion-mnist", split="test", limit=args.limit)
     test_images, test_labels = np.stack(test.images), test.labels
     test_feats = features(judge, test_images)
-    names = [m for m in args.models.split(",") if m]
+    names = [m for m in args.models.split(",") if m]  # (none: the reading, ceilings and floor only)
     out = Path(args.out)
     jobs = {name: (name, args.samples, args.cfg, args.seed, args.threads, args.limit, args.batch) for name in names}
     done = {name: m for name in names if (m := _measured(out, jobs[name])) is not None}  # an earlier run's
@@ -230,15 +219,17 @@ def main(argv: list[str] | None = None) -> None:
         gen = load_generator(args.reading)
         # the learned tokenizer's prefix classifier reads k = 1..32 tokens of 10.9 bits (one of 1,920
         # codes); a wavelet decision is one of 2 or 3 legal ids: these lengths are k * 10.9
-        # decisions, and the arithmetic-coded payload bits they take are measured beside
-        lengths = [round(k * np.log2(1920)) for k in (1, 2, 4, 8, 16, 32)]
-        sub = slice(0, 2000)
+        # decisions (words of n decisions: k * 10.9 / n words), and the arithmetic-coded payload
+        # bits they take are measured beside
         tok = gen.lang.tok
+        per = getattr(tok, "n", 1)  # decisions per token: a word tokenizer's n, else 1
+        lengths = [max(1, round(k * np.log2(1920) / per)) for k in (1, 2, 4, 8, 16, 32)]
+        sub = slice(0, 2000)
         fulls = tok.encode(list(test_images[:500]))
         bits = {n: float(np.mean([8 * len(tok.payload_codec.pack(s.prefix(min(n, len(s))))) for s in fulls]))
                 for n in lengths}  # the arithmetic-coded payload the prefix takes (no header)
         results["reading"] = {"model": args.reading, "lengths": lengths, "images": len(test_images[sub]),
-                              "payload_bits": bits,
+                              "decisions_per_token": per, "payload_bits": bits,
                               "accuracy": reading_accuracy(gen, test_images[sub], test_labels[sub], lengths)}
     path = write_report(Path(args.out), results)
     for row in table:

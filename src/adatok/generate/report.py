@@ -120,11 +120,12 @@ def write_report(out: Path, results: dict) -> Path:
                                         for c in range(len(names))) + "</tr>" for m in with_lengths) + "</table>")
     if results.get("reading"):
         r = results["reading"]
+        per = r.get("decisions_per_token", 1)
         body.append(f"<h2>Reading: {html.escape(r['model'])}'s class head on the first n tokens of "
-                    f"{r['images']:,} test images</h2><table><tr><th>tokens read</th><th>payload bits</th>"
-                    "<th>accuracy</th></tr>"
-                    + "".join(f"<tr><td>{n}</td><td>{r['payload_bits'][n]:.0f}</td><td>{100 * r['accuracy'][n]:.1f}%</td></tr>"
-                              for n in r["lengths"]) + "</table>")
+                    f"{r['images']:,} test images</h2><table><tr><th>tokens read</th><th>decisions</th>"
+                    "<th>payload bits</th><th>accuracy</th></tr>"
+                    + "".join(f"<tr><td>{n}</td><td>{n * per}</td><td>{r['payload_bits'][n]:.0f}</td>"
+                              f"<td>{100 * r['accuracy'][n]:.1f}%</td></tr>" for n in r["lengths"]) + "</table>")
     for m in results["models"]:
         body.append(f"<h2>{html.escape(m['name'])}</h2><p>{html.escape(m['about'])}</p>")
         for cls, imgs in sorted(m["grids"].items(), key=lambda kv: int(kv[0])):

@@ -94,6 +94,8 @@ def run(gen: Generator, st, labels: np.ndarray, *, cfg: float = 1.0, temperature
     the same for every sequence), read first. Returns the number of tokens each sequence got."""
     model, lang = gen.model, gen.lang
     mc = model.cfg
+    if gen.config.get("train", {}).get("gen_weight", 1.0) == 0:
+        raise AdatokError(f"{gen.name} is a reader (trained with --reader to classify prefixes): it cannot generate")
     if max_tokens is None:
         max_tokens = gen.config.get("longest")
     model.eval()

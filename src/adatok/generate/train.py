@@ -62,6 +62,9 @@ class GenTrainConfig:
     save_every: float = 300.0  # seconds
     threads: int = 1
     steps: int | None = None  # train this many steps (the schedule follows them) instead of ``minutes``
+    #: weight of the next-token loss; 0 trains a **reader**: the same backbone, only its reading head's
+    #: loss (give ``p_uncond=1`` so that every row reads); it classifies prefixes and cannot generate
+    gen_weight: float = 1.0
 
 
 def corpus_for(lang, split: str, limit: int | None, cache: Path | None, progress=None,
@@ -229,19 +232,21 @@ def batch_tensors(corpus: Corpus, idx: np.ndarray, labels: np.ndarray, vocab: in
 
 
 def losses(model: GPT, corpus: Corpus, idx: np.ndarray, uncond: np.ndarray, gen: torch.Generator,
-           part: tuple[int, int] | None = None):
+           part: tuple[int, int] | None = None, generate: bool = True):
     """(next-token loss, reading loss or None) of a batch; ``uncond`` marks the rows given "no class".
+    ``generate=False`` (a reader): the next-token loss is not computed (a zero).
 
     ``part=(rank, world)``: this process's share of the batch, rows ``rank::world``; its losses are
     its sums divided by the whole batch's counts (tokens, "no class" rows), so that the losses of
     all the shares add up to the batch's, and it draws the same random numbers as one process."""
     if part is not None:
-        return _share_losses(model, corpus, idx, uncond, gen, *part)
+        return _share_losses(model, corpus, idx, uncond, gen, *part, generate=generate)
     cfg = model.cfg
     labels = np.where(uncond, cfg.null_class, corpus.labels[idx])
     inputs, targets, ints, floats, steps = batch_tensors(corpus, idx, labels, cfg.vocab_size, cfg.end)
     h = model.hidden(inputs, ints, floats if cfg.float_fields else None)
-    loss = F.cross_entropy(model.logits(h).flatten(0, 1), targets.flatten(), ignore_index=-100)
+    loss = (F.cross_entropy(model.logits(h).flatten(0, 1), targets.flatten(), ignore_index=-100) if generate
+            else h.new_zeros(()))
     rows = torch.from_numpy(np.nonzero(uncond)[0])
     if len(rows) == 0:
         return loss, None
@@ -251,7 +256,7 @@ def losses(model: GPT, corpus: Corpus, idx: np.ndarray, uncond: np.ndarray, gen:
 
 
 def _share_losses(model: GPT, corpus: Corpus, idx: np.ndarray, uncond: np.ndarray, gen: torch.Generator,
-                  rank: int, world: int):
+                  rank: int, world: int, generate: bool = True):
     """:func:`losses` of the rows ``rank::world`` of a batch, as shares of the batch's losses."""
     cfg = model.cfg
     all_rows = np.nonzero(uncond)[0]
@@ -264,8 +269,8 @@ def _share_losses(model: GPT, corpus: Corpus, idx: np.ndarray, uncond: np.ndarra
     labels = np.where(uncond, cfg.null_class, corpus.labels[idx])
     inputs, targets, ints, floats, _ = batch_tensors(corpus, idx, labels, cfg.vocab_size, cfg.end)
     h = model.hidden(inputs, ints, floats if cfg.float_fields else None)
-    loss = F.cross_entropy(model.logits(h).flatten(0, 1), targets.flatten(), ignore_index=-100,
-                           reduction="sum") / tokens
+    loss = (F.cross_entropy(model.logits(h).flatten(0, 1), targets.flatten(), ignore_index=-100,
+                            reduction="sum") / tokens if generate else h.new_zeros(()))
     if len(all_rows) == 0:
         return loss, None
     local = torch.from_numpy(np.nonzero(uncond)[0])
@@ -292,6 +297,25 @@ def _sum_gradients(model: GPT) -> None:
         n = p.numel()
         p.grad = flat[at : at + n].view_as(p).clone()
         at += n
+
+
+@torch.no_grad()
+def read_corpus(model: GPT, corpus: Corpus, lengths: list[int], batch: int = 250) -> dict[int, float]:
+    """Accuracy of the reading head from the first n tokens of each sequence of ``corpus`` (all of a
+    shorter one), for each n of ``lengths``, the sequences given "no class"."""
+    was = model.training
+    model.eval()
+    right = dict.fromkeys(lengths, 0)
+    for at in range(0, len(corpus), batch):
+        idx = np.arange(at, min(at + batch, len(corpus)))
+        null = np.full(len(idx), model.cfg.null_class)
+        inputs, _, ints, floats, steps = batch_tensors(corpus, idx, null, model.cfg.vocab_size, model.cfg.end)
+        h = model.hidden(inputs, ints, floats if model.cfg.float_fields else None)  # once for every n (causal)
+        for n in lengths:
+            k = torch.clamp(torch.full_like(steps, n + 1), max=steps)  # the class step and n tokens
+            right[n] += int((model.read_prefixes(h, k).argmax(1).numpy() == corpus.labels[idx]).sum())
+    model.train(was)
+    return {n: right[n] / len(corpus) for n in lengths}
 
 
 @torch.no_grad()
@@ -387,6 +411,9 @@ def train_generator(out: str | Path, lang=None, model_cfg: GPTConfig | None = No
         step, elapsed, history = config["step"], config["elapsed"], config.get("history", [])
         rng = np.random.default_rng([train_cfg.seed, step])
     budget = 60.0 * train_cfg.minutes
+    reader = train_cfg.gen_weight == 0
+    if reader and train_cfg.p_uncond <= 0:
+        raise AdatokError("a reader (gen_weight 0) learns from the rows given no class: give p_uncond > 0 (1: all)")
     by_steps = train_cfg.steps is not None
 
     def save(final: bool = False) -> None:
@@ -415,14 +442,16 @@ def train_generator(out: str | Path, lang=None, model_cfg: GPTConfig | None = No
             g["lr"] = lr
         idx = rng.integers(0, len(corpus), train_cfg.batch)
         uncond = rng.random(train_cfg.batch) < train_cfg.p_uncond
-        loss, read = losses(model, corpus, idx, uncond, gen, None if world == 1 else (rank, world))
-        total = loss if read is None else loss + train_cfg.read_weight * read
+        loss, read = losses(model, corpus, idx, uncond, gen, None if world == 1 else (rank, world), reader is False)
+        total = train_cfg.gen_weight * loss if read is None else train_cfg.gen_weight * loss + train_cfg.read_weight * read
         opt.zero_grad(set_to_none=True)
         total.backward()
+        if reader:  # what the reader learns: its reading loss
+            loss = read.detach()
         if world > 1:
             _sum_gradients(model)
             shown = loss.detach().clone()
-            dist.all_reduce(shown)  # the whole batch's next-token loss
+            dist.all_reduce(shown)  # the whole batch's loss (next-token, or a reader's reading loss)
             loss = shown
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
@@ -439,10 +468,18 @@ def train_generator(out: str | Path, lang=None, model_cfg: GPTConfig | None = No
             else:
                 progress(min(elapsed, budget), budget, f"step {step} loss {loss.item():.3f}")
         if rank == 0 and (elapsed - last_eval >= train_cfg.eval_every or not running()):
-            v = validation_loss(model, val)
-            history.append({"step": step, "seconds": round(elapsed, 1), "train_loss": round(loss.item(), 4),
-                            "val_loss": round(v, 4)})
-            log(f"step {step}, {elapsed / 60:.1f} min: train loss {loss.item():.4f}, val loss {v:.4f}")
+            acc = read_corpus(model, val, [int(val.lengths.max())])[int(val.lengths.max())]  # whole sequences
+            if reader:
+                history.append({"step": step, "seconds": round(elapsed, 1), "read_loss": round(loss.item(), 4),
+                                "val_read_accuracy": round(acc, 4)})
+                log(f"step {step}, {elapsed / 60:.1f} min: reading loss {loss.item():.4f}, "
+                    f"validation accuracy {100 * acc:.1f}%")
+            else:
+                v = validation_loss(model, val)
+                history.append({"step": step, "seconds": round(elapsed, 1), "train_loss": round(loss.item(), 4),
+                                "val_loss": round(v, 4), "val_read_accuracy": round(acc, 4)})
+                log(f"step {step}, {elapsed / 60:.1f} min: train loss {loss.item():.4f}, val loss {v:.4f}, "
+                    f"reading {100 * acc:.1f}%")
             last_eval = elapsed
         if elapsed - last_save >= train_cfg.save_every:
             save()
