@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> None:
                     help="samples drawn at once (images/s in the table: at this batch)")
     ap.add_argument("--limit", type=int, default=None,
                     help="the first N test images only (FD reference, ceilings, floor, reading): a quick check")
-    ap.add_argument("--reading", default="", help="a wavelet generator whose reading head to measure")
+    ap.add_argument("--reading", default="", help="a wavelet generator or reader (--reader; decisions or words) whose reading head to measure")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     judge = load_judge()
