@@ -287,3 +287,12 @@ def test_a_reader_learns_to_read_and_refuses_to_generate(tmp_path):
     assert acc[1] > 0.8 and acc[40] > 0.8  # chance: 0.1
     with pytest.raises(adatok.AdatokError, match="reader"):
         sample(reader, [1])
+
+
+def test_a_reader_reads_every_row(tmp_path):
+    """A reader learns from the rows given no class only: every row must be one."""
+    lang = LANGS["learned"]()
+    with pytest.raises(adatok.AdatokError, match="p_uncond=1"):
+        train_generator(tmp_path / "r", lang, model_config_for(lang, 32, 1, 2, 64),
+                        GenTrainConfig(steps=1, gen_weight=0.0, p_uncond=0.5, limit=8, val_images=4),
+                        log=lambda *a: None)

@@ -63,7 +63,7 @@ class GenTrainConfig:
     threads: int = 1
     steps: int | None = None  # train this many steps (the schedule follows them) instead of ``minutes``
     #: weight of the next-token loss; 0 trains a **reader**: the same backbone, only its reading head's
-    #: loss (give ``p_uncond=1`` so that every row reads); it classifies prefixes and cannot generate
+    #: loss (with ``p_uncond=1``: every row reads); it classifies prefixes and cannot generate
     gen_weight: float = 1.0
 
 
@@ -368,6 +368,9 @@ def train_generator(out: str | Path, lang=None, model_cfg: GPTConfig | None = No
     elif lang is None or model_cfg is None:
         raise AdatokError("train_generator needs a language and a model config (or resume=True)")
     train_cfg = train_cfg or GenTrainConfig()
+    reader = train_cfg.gen_weight == 0
+    if reader and train_cfg.p_uncond != 1:
+        raise AdatokError("a reader (gen_weight 0) learns from the rows given no class: give p_uncond=1 (every row)")
     name = name or out.name
     world, rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
     if world > 1:
@@ -411,9 +414,6 @@ def train_generator(out: str | Path, lang=None, model_cfg: GPTConfig | None = No
         step, elapsed, history = config["step"], config["elapsed"], config.get("history", [])
         rng = np.random.default_rng([train_cfg.seed, step])
     budget = 60.0 * train_cfg.minutes
-    reader = train_cfg.gen_weight == 0
-    if reader and train_cfg.p_uncond <= 0:
-        raise AdatokError("a reader (gen_weight 0) learns from the rows given no class: give p_uncond > 0 (1: all)")
     by_steps = train_cfg.steps is not None
 
     def save(final: bool = False) -> None:
