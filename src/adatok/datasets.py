@@ -35,7 +35,7 @@ from .core.imageio import as_image, read_image
 from .core.sequence import TokenSequence
 
 __all__ = ["DATASETS", "Dataset", "FASHION_MNIST_CLASSES", "FASHION_MNIST_DIR", "SAMPLE_IMAGES", "TOKEN_COLUMNS",
-           "TokenRow", "image_files", "load", "read_tokens", "sample_images", "shrink", "skip_reason", "token_shards"]
+           "TokenRow", "image_files", "is_token_shards", "load", "read_manifest", "read_tokens", "sample_images", "shrink", "skip_reason", "token_shards"]
 
 #: Names of the bundled sample photos, in demo order; each is a function of ``skimage.data``.
 SAMPLE_IMAGES: tuple[str, ...] = ("astronaut", "camera", "coffee", "chelsea", "rocket")
@@ -320,6 +320,33 @@ def _pyarrow():
     return pq
 
 
+#: The file that marks a folder written by ``adatok tokenize-dataset`` and describes its run.
+MANIFEST = "manifest.json"
+
+
+def is_token_shards(folder: str | os.PathLike[str]) -> bool:
+    """Whether ``folder`` was written by ``adatok tokenize-dataset`` (it has a ``manifest.json``)."""
+    return (Path(folder) / MANIFEST).is_file()
+
+
+def read_manifest(folder: str | os.PathLike[str]) -> dict | None:
+    """The ``manifest.json`` of a token shard folder, or ``None`` when it has none.
+
+    Raises:
+        AdatokError: the manifest is there but cannot be read.
+    """
+    import json
+
+    path = Path(folder) / MANIFEST
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise AdatokError(f"cannot read {path} ({exc}); remove {Path(folder)} and run adatok tokenize-dataset "
+                          "again") from None
+
+
 def token_shards(folder: str | os.PathLike[str], complete: bool = True) -> list[Path]:
     """The Parquet shards (``parquet/part-NNNNN.parquet``) of a folder written by ``adatok
     tokenize-dataset``, in order.
@@ -328,16 +355,10 @@ def token_shards(folder: str | os.PathLike[str], complete: bool = True) -> list[
         AdatokError: the folder has no ``manifest.json`` (it is not such a folder), or, with
             ``complete``, its run has not finished (the message says how to finish it).
     """
-    import json
-
     path = Path(folder)
-    manifest = path / "manifest.json"
-    if not manifest.is_file():
+    info = read_manifest(path)
+    if info is None:
         raise AdatokError(f"{path} has no manifest.json: it is not a folder written by adatok tokenize-dataset")
-    try:
-        info = json.loads(manifest.read_text())
-    except (OSError, ValueError) as exc:
-        raise AdatokError(f"cannot read {manifest} ({exc}); run adatok tokenize-dataset again") from None
     if complete and info.get("status") != "complete":
         raise AdatokError(f"{path} holds an unfinished run ({info.get('status')}); run the same command again to "
                           f"finish it: {info.get('command') or 'adatok tokenize-dataset ...'}")

@@ -53,17 +53,14 @@ def tokenize_dataset_cmd(
 ) -> None:
     """Tokenize every image of SRC into shards under DST (one row per image: ids, .atk bytes, PSNR, label),
     with Ray Data; images that cannot be read are counted and listed in DST/manifest.json."""
-    try:
-        from adatok.scale import tokenize_dataset
-    except ImportError as exc:
-        raise AdatokError(f"tokenize-dataset needs the scale extra ({exc.name} is missing): "
-                          "pip install 'adatok[scale]'") from None
     check_at_least(workers, "--workers", 0)
     check_at_least(shard_size, "--shard-size", 1)
     check_at_least(limit, "--limit", 1)
     wanted = budget(tokens, psnr_db, ssim, lossless, bpp)
     command = shlex.join(["adatok", *sys.argv[1:]]) if Path(sys.argv[0]).name in ("adatok", "__main__.py") else None
     try:
+        from adatok.scale import tokenize_dataset
+
         if workers != 0:
             import ray  # noqa: F401
         import pyarrow  # noqa: F401

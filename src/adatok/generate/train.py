@@ -96,7 +96,9 @@ def data_kind(data: str | Path) -> str:
     tokenize-dataset``: it has a ``manifest.json``) or ``"images"`` (any other folder)."""
     if str(data) == "fashion-mnist":
         return "fashion-mnist"
-    return "shards" if (Path(data) / "manifest.json").is_file() else "images"
+    from ..datasets import is_token_shards
+
+    return "shards" if is_token_shards(data) else "images"
 
 
 def folder_classes(folder: str | Path) -> list[str]:

@@ -139,13 +139,13 @@ def load_images(data: str, split: str | None = "train", crop: int | None = None)
 
     if data == "fashion-mnist":
         return np.stack(datasets.load("fashion-mnist", split=split).images)
-    if (Path(data) / "manifest.json").is_file():  # token shards (adatok tokenize-dataset): their decodings
+    if datasets.is_token_shards(data):  # token shards (adatok tokenize-dataset): their decodings
         import adatok
 
-        rows = list(datasets.read_tokens(data, split=split or "train"))
-        if not rows:
+        seqs = [r.seq for r in datasets.read_tokens(data, split=split or "train")]
+        if not seqs:
             raise AdatokError(f"{data} holds no {split} sequences")
-        images = [adatok.load(r.seq.tokenizer).decode([r.seq])[0] for r in rows]
+        images = adatok.load(seqs[0].tokenizer).decode(seqs)  # (one run, one tokenizer)
     else:
         ds = datasets.load(data)
         if len(ds) == 0:

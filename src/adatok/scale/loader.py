@@ -110,11 +110,11 @@ class TokenShardDataset(IterableDataset):
     def __iter__(self) -> Iterator[dict]:
         which, rows = self.mine()
         columns = ["index", "label", "shape", "ids"] + (["atk"] if self.positions else [])
-        at = 0
-        while at < len(which):  # the rows of one shard are consecutive in the order
-            s = which[at]
-            end = at + int(np.argmax(which[at:] != s)) if (which[at:] != s).any() else len(which)
-            table = pq.read_table(self.files[s], columns=columns).take(rows[at:end])
+        if not len(which):  # (more consumers than rows)
+            return
+        cuts = [0, *(np.flatnonzero(np.diff(which)) + 1).tolist(), len(which)]
+        for at, end in zip(cuts[:-1], cuts[1:]):  # the rows of one shard are consecutive in the order
+            table = pq.read_table(self.files[which[at]], columns=columns).take(rows[at:end])
             cols = {c: table.column(c).to_pylist() for c in columns}
             for k in range(end - at):
                 ids = torch.tensor(cols["ids"][k], dtype=torch.int64)
@@ -123,7 +123,6 @@ class TokenShardDataset(IterableDataset):
                 if self.positions:
                     item["pos"] = torch.from_numpy(np.asarray(TokenSequence.from_bytes(cols["atk"][k]).pos, np.int64))
                 yield item
-            at = end
 
 
 def pad_collate(items: list[dict], pad_id: int = -1) -> dict:

@@ -33,6 +33,7 @@ import adatok
 from adatok import AdatokError, Budget, BudgetError, Lossless
 
 from ..core.imageio import atomic_write_bytes
+from ..datasets import MANIFEST, read_manifest
 from .shards import FORMATS, RECORDS, ShardWriter, shard_name, shard_path, write_shard
 from .sources import Source, open_source
 
@@ -68,18 +69,8 @@ def _plan_key(source: Source, specs: list[dict], tok, budget: Budget | None, for
             "shard_size": shard_size, "limit": limit}
 
 
-def _read_manifest(out: Path) -> dict | None:
-    path = out / "manifest.json"
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise AdatokError(f"cannot read {path} ({exc}); remove {out} and run again") from None
-
-
 def _write_manifest(out: Path, manifest: dict) -> None:
-    atomic_write_bytes(out / "manifest.json", (json.dumps(manifest, indent=1) + "\n").encode())
+    atomic_write_bytes(out / MANIFEST, (json.dumps(manifest, indent=1) + "\n").encode())
 
 
 def _done_shards(out: Path, specs: list[dict], formats: tuple[str, ...]) -> dict[int, dict]:
@@ -208,7 +199,7 @@ def tokenize_dataset(src: str | os.PathLike[str], out: str | os.PathLike[str], t
     out = Path(out).resolve()  # the workers' working folder may be another (a cluster's nodes)
     worker_tokenizer = worker_reference(tokenizer)
     plan = _plan_key(source, specs, tok, budget, formats, shard_size, limit)
-    previous = _read_manifest(out)
+    previous = read_manifest(out)
     if previous is not None and previous.get("plan") != plan:
         raise AdatokError(f"{out} holds the shards of another run (other source, tokenizer, budget, formats, shard "
                           "size or limit, or the source changed since); give another output folder or remove it")
