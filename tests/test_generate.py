@@ -289,6 +289,42 @@ def test_a_reader_learns_to_read_and_refuses_to_generate(tmp_path):
         sample(reader, [1])
 
 
+def test_a_second_run_into_a_checkpoint_is_refused_unless_resumed_or_forced(tmp_path):
+    """A run with another target in the same folder trained on the old target's cached sequences
+    (the cache was taken whenever its length matched) and replaced the model without a word."""
+    from adatok.generate.languages import Corpus
+
+    def run(target, **kw):
+        lang = WaveletLanguage("wavelet", (28, 28, 1), Quality(psnr=target))
+        train_generator(tmp_path / "g", lang, model_config_for(lang, 16, 1, 1, 2048),
+                        GenTrainConfig(steps=1, limit=6, val_images=2, batch=2, eval_every=1e9), log=lambda *a: None, **kw)
+
+    run(16)
+    weights = (tmp_path / "g" / "model.safetensors").read_bytes()
+    short = Corpus.load(tmp_path / "g" / "corpus-train.npz").lengths.sum()
+    with pytest.raises(adatok.AdatokError, match="--resume.*--force"):
+        run(30)
+    assert (tmp_path / "g" / "model.safetensors").read_bytes() == weights
+    run(30, force=True)
+    config = load_generator(tmp_path / "g").config
+    assert config["language"]["target"]["psnr"] == 30
+    assert Corpus.load(tmp_path / "g" / "corpus-train.npz").lengths.sum() > short  # 30 dB needs more tokens
+
+
+def test_a_cached_corpus_is_used_only_for_what_it_was_made_from(tmp_path):
+    from adatok.generate.train import corpus_for
+
+    cache = tmp_path / "corpus.npz"
+    at16 = corpus_for(WaveletLanguage("wavelet", (28, 28, 1), Quality(psnr=16)), "train", 5, cache)
+    again = corpus_for(WaveletLanguage("wavelet", (28, 28, 1), Quality(psnr=16)), "train", 5, cache)
+    assert np.array_equal(again.ids, at16.ids)
+    at30 = corpus_for(WaveletLanguage("wavelet", (28, 28, 1), Quality(psnr=30)), "train", 5, cache)
+    assert at30.lengths.sum() > at16.lengths.sum()  # rebuilt (was: the 16 dB cache, its length matching)
+    words = corpus_for(SlotLanguage("fashion-mnist-32", Quality(psnr=30)), "train", 5, cache)
+    assert words.lengths.max() <= 32  # another language: rebuilt too
+    assert corpus_for(PixelLanguage((28, 28, 1)), "test", 5, cache).lengths.tolist() == [784] * 5
+
+
 def test_a_reader_reads_every_row(tmp_path):
     """A reader learns from the rows given no class only: every row must be one."""
     lang = LANGS["learned"]()

@@ -409,6 +409,16 @@ def test_cli_train_runs_and_resumes(tmp_path):
     assert r.exit_code == 0, r.output
     assert json.loads((out / "config.json").read_text())["step"] == 3
     assert json.loads((out / "config.json").read_text())["model"]["vq_first"] is False
+    # a second run from nothing into the same folder would replace the model: refused, the model kept
+    weights = (out / "model.safetensors").read_bytes()
+    fresh = ["train", "--out", str(out), "--tokens", "4", "--steps", "1", "--dim", "32", "--depth", "1",
+             "--batch", "8", "--eval-every", "1", "--no-vq-first", "--quiet"]
+    r = CliRunner().invoke(app, fresh)
+    assert r.exit_code == 2 and "--resume" in r.output and "--force" in r.output, r.output
+    assert (out / "model.safetensors").read_bytes() == weights
+    r = CliRunner().invoke(app, [*fresh, "--force"])  # starting over, as asked
+    assert r.exit_code == 0, r.output
+    assert json.loads((out / "config.json").read_text())["step"] == 1
     r = CliRunner().invoke(app, ["train", "--out", str(tmp_path / "x"), "--levels", "8,1"])
     assert r.exit_code == 2 and "levels" in r.output
     r = CliRunner().invoke(app, ["train", "--out", str(tmp_path / "y"), "--tokens", "1"])

@@ -14,7 +14,7 @@ from adatok import AdatokError, TokenSequence
 
 from .app import app
 from .common import EvalProgress, check_at_least, check_output, read_bytes, reporting_errors
-from .options import NoProgress, Quiet, out_dir
+from .options import NoProgress, Quiet, Resume, StartOver, out_dir
 
 #: What --language takes: a wavelet tokenizer, a learned checkpoint, or the pixel baseline.
 LANGUAGE_HELP = ("wavelet, wavelet-lossless (decisions), wavelet-w8, wavelet-lossless-w8 (words of 8 decisions), "
@@ -74,7 +74,8 @@ def train_generator_cmd(
         "--tie", help="Share the id embeddings with the output layer (for large vocabularies: words).")] = False,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     threads: Annotated[int, typer.Option("--threads", help="torch threads.")] = 1,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue the checkpoint in --out.")] = False,
+    resume: Resume = False,
+    force: StartOver = False,
     quiet: NoProgress = False,
 ) -> None:
     """Train a class-conditional generator on Fashion-MNIST's training split (or token shards, or a folder of your
@@ -140,7 +141,7 @@ def train_generator_cmd(
             progress(int(done), int(total), what or "tokenizing")
 
         train.train_generator(out, lang, model_cfg, tcfg, resume=resume, progress=report,
-                              log=(lambda *a: None) if quiet else typer.echo)
+                              log=(lambda *a: None) if quiet else typer.echo, force=force)
     if not quiet and os.environ.get("RANK", "0") == "0":  # (under torchrun: once)
         typer.echo(f"{out}: trained")
 

@@ -48,6 +48,12 @@ Force = Annotated[bool, typer.Option(
     "--force", help="Write OUT even if its suffix names another kind of file (.atk bytes to .png, an image "
                     "to .atk). An output that is one of the inputs is refused even so.")]
 
+#: ``--resume`` and ``--force`` of the trainers: what to do with a checkpoint already in ``--out``.
+Resume = Annotated[bool, typer.Option("--resume", help="Continue the checkpoint in --out.")]
+StartOver = Annotated[bool, typer.Option(
+    "--force", help="Start over in an --out that holds a checkpoint, replacing it (without --resume or --force, "
+                    "such an --out is refused).")]
+
 #: ``--saliency``: how ``--roi auto`` makes its map.
 SaliencyMethod = Annotated[str, typer.Option(
     "--saliency", metavar="METHOD", help="Saliency for --roi auto: auto, spectral, gradient or centre.")]

@@ -11,7 +11,7 @@ from adatok import AdatokError
 
 from .app import app
 from .common import check_at_least, reporting_errors
-from .options import NoProgress, out_dir
+from .options import NoProgress, Resume, StartOver, out_dir
 
 
 @app.command("train")
@@ -53,7 +53,8 @@ def train_cmd(
     eval_every: Annotated[int, typer.Option("--eval-every", metavar="N",
                                             help="Evaluate and write the checkpoint every N steps.")] = 200,
     threads: Annotated[int, typer.Option("--threads", help="torch threads per process.")] = 1,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue the checkpoint in --out.")] = False,
+    resume: Resume = False,
+    force: StartOver = False,
     quiet: NoProgress = False,
 ) -> None:
     """Train a learned (neural) tokenizer: nested-dropout 1-D tokens, FSQ codes.
@@ -96,6 +97,7 @@ def train_cmd(
         mcfg = ModelConfig(image_size=size, channels=channels, patch=patch, tokens=tokens, dim=dim,
                            enc_depth=depth, dec_depth=depth, heads=heads, levels=level_list, linear_skip=linear_skip,
                            vq_first=vq_first)
-    metrics = train(out, mcfg, tcfg, name=name, resume=resume, quiet=quiet, images=images, eval_images=eval_images)
+    metrics = train(out, mcfg, tcfg, name=name, resume=resume, quiet=quiet, images=images, eval_images=eval_images,
+                    force=force)
     if not quiet:
         typer.echo(f"{out}: " + " ".join(f"{k}={v}" for k, v in metrics.items()))

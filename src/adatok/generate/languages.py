@@ -54,18 +54,28 @@ class Corpus:
     def lengths(self) -> np.ndarray:
         return np.diff(self.starts)
 
-    def save(self, path) -> None:
-        """Write the corpus as one ``.npz`` (atomically)."""
+    def save(self, path, key: str = "") -> None:
+        """Write the corpus as one ``.npz`` (atomically), with ``key``: what it was made from."""
         from adatok.core.imageio import atomic_path
 
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as f:
-                np.savez(f, ids=self.ids, starts=self.starts, ints=self.ints, floats=self.floats, labels=self.labels)
+                np.savez(f, ids=self.ids, starts=self.starts, ints=self.ints, floats=self.floats, labels=self.labels,
+                         key=np.array(key))
 
     @classmethod
     def load(cls, path) -> Corpus:
         with np.load(path) as z:
             return cls(z["ids"], z["starts"], z["ints"], z["floats"], z["labels"])
+
+    @staticmethod
+    def load_key(path) -> str | None:
+        """The ``key`` a corpus file was saved with (``None``: none, or not a readable corpus)."""
+        try:
+            with np.load(path) as z:
+                return str(z["key"]) if "key" in z.files else None
+        except (OSError, ValueError, EOFError):
+            return None
 
 
 class WaveletLanguage:

@@ -25,6 +25,7 @@ so that the processes stop together: ``minutes`` is then each process's budget.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import time
@@ -67,17 +68,31 @@ class GenTrainConfig:
     gen_weight: float = 1.0
 
 
+#: The token caches a generator's folder holds (see :func:`corpus_for`).
+CORPUS_CACHES = ("corpus-train.npz", "corpus-val.npz")
+
+
+def corpus_key(lang, split: str, limit: int | None, data: str) -> str:
+    """What a cached corpus was made from: the language (tokenizer, its version, shape, target),
+    the split, the limit and the data (Fashion-MNIST or a folder's absolute path), as JSON."""
+    tok = getattr(lang, "tok", None)
+    source = data if data == "fashion-mnist" else str(Path(data).resolve())
+    return json.dumps({"language": lang.describe(), "version": getattr(tok, "version", None), "split": split,
+                       "limit": limit, "data": source}, sort_keys=True)
+
+
 def corpus_for(lang, split: str, limit: int | None, cache: Path | None, progress=None,
                data: str = "fashion-mnist") -> Corpus:
     """Fashion-MNIST ``split`` (its first ``limit`` images) in ``lang``, read from ``cache`` when it
-    holds the same language and images, else built and written there. ``data``: a folder of token
-    shards instead (:func:`shard_corpus`), or a folder of images (:func:`image_folder`)."""
+    was made from the same language, images and limit (:func:`corpus_key`), else built and written
+    there. ``data``: a folder of token shards instead (:func:`shard_corpus`), or a folder of images
+    (:func:`image_folder`). (The cache was once taken whenever its length matched: a run with
+    another target in the same folder trained on the old target's sequences.)"""
     from ..datasets import load
 
-    if cache is not None and cache.is_file():
-        corpus = Corpus.load(cache)
-        if limit is None or len(corpus) == limit:
-            return corpus
+    key = corpus_key(lang, split, limit, data)
+    if cache is not None and cache.is_file() and Corpus.load_key(cache) == key:
+        return Corpus.load(cache)
     if data == "fashion-mnist":
         ds = load("fashion-mnist", split=split, limit=limit)
         corpus = build_corpus(lang, ds.images, ds.labels, progress)
@@ -87,7 +102,7 @@ def corpus_for(lang, split: str, limit: int | None, cache: Path | None, progress
         images, labels, _, _ = image_folder(data, lang.shape, split)
         corpus = build_corpus(lang, images[:limit], labels[:limit], progress)
     if cache is not None:
-        corpus.save(cache)
+        corpus.save(cache, key)
     return corpus
 
 
@@ -356,9 +371,13 @@ def index_positions(corpus: Corpus) -> Corpus:
 
 def train_generator(out: str | Path, lang=None, model_cfg: GPTConfig | None = None,
                     train_cfg: GenTrainConfig | None = None, name: str | None = None, resume: bool = False,
-                    progress=None, log=print) -> GPT:
-    """Train (or with ``resume``, go on training) a generator into the folder ``out``."""
+                    progress=None, log=print, force: bool = False) -> GPT:
+    """Train (or with ``resume``, go on training) a generator into the folder ``out``. A folder that
+    holds a checkpoint already is refused unless ``resume`` or ``force`` (start over, replacing it)."""
     out = Path(out)
+    from ..neural.folder import check_fresh_start
+
+    check_fresh_start(out, resume, force, caches=CORPUS_CACHES)
     if resume:
         config = read_json(out)
         if config.get("family") != FAMILY:

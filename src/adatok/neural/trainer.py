@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 
 from ..core.errors import AdatokError
-from .folder import load_weights, restore_training, weights_digest, write_folder
+from .folder import check_fresh_start, load_weights, restore_training, weights_digest, write_folder
 from .model import Autoencoder, ModelConfig, count_params, fit_codebook, sample_keep
 
 FAMILY = "neural"
@@ -312,17 +312,20 @@ def _lr(step: int, cfg: TrainConfig) -> float:
 def train(out: str | Path, model_cfg: ModelConfig | None = None, train_cfg: TrainConfig | None = None,
           name: str | None = None, resume: bool = False, quiet: bool = False,
           images: np.ndarray | None = None, eval_images: np.ndarray | None = None,
-          stop_after: int | None = None) -> dict:
+          stop_after: int | None = None, force: bool = False) -> dict:
     """Train a learned tokenizer and write its checkpoint to ``out``; return the last evaluation.
 
     ``images`` / ``eval_images`` (N, H, W, C uint8) override loading ``train_cfg.data``. With
     ``resume``, training continues from the checkpoint in ``out`` (its model and training settings;
     ``train_cfg.steps`` may extend it). ``stop_after`` ends this run after that many steps (with a
-    checkpoint), for training in slices; a resumed run continues exactly where it stopped.
+    checkpoint), for training in slices; a resumed run continues exactly where it stopped. A folder
+    that holds a checkpoint already is refused unless ``resume`` or ``force`` (start over,
+    replacing it).
     """
     import torch.distributed as dist
 
     out = Path(out)
+    check_fresh_start(out, resume, force)
     train_cfg = train_cfg or TrainConfig()
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
