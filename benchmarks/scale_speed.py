@@ -29,6 +29,7 @@ Run it (about 5 minutes per repeat on an idle 2-core machine):
 
     .venv/bin/python benchmarks/scale_speed.py
     .venv/bin/python benchmarks/scale_speed.py --fashion-limit 2000 --photos 40 --repeat 1   # a quick check
+    .venv/bin/python benchmarks/scale_speed.py --start-costs   # what a run's start is made of
 """
 
 from __future__ import annotations
@@ -106,13 +107,42 @@ def warm(photos: Path, budget, scratch: Path) -> None:
         run(src, 2, 0, budget, limit, scratch)
 
 
+def start_costs() -> None:
+    """What a run's start is made of, measured apart: a local Ray of 1 CPU, then the same one-row
+    ``map_batches`` pipeline twice (the first starts Ray Data's own actors), and the import of
+    adatok in a new process (what each worker does before its tokenizer loads)."""
+    import subprocess
+
+    import ray.data
+
+    from adatok.scale.pipeline import start_ray, stop_ray
+
+    t0 = time.perf_counter()
+    started = start_ray(1, None)
+    print(f"start costs: a local Ray of 1 CPU {time.perf_counter() - t0:.2f} s", end="")
+    try:
+        for which in ("first", "second"):
+            t0 = time.perf_counter()
+            ray.data.from_items([{"a": 1}]).map_batches(lambda b: b, batch_size=1).count()
+            print(f"; Ray Data's {which} one-row pipeline {time.perf_counter() - t0:.2f} s", end="")
+    finally:
+        stop_ray(*started)
+    code = "import time; t = time.perf_counter(); import adatok.scale.shards; print(time.perf_counter() - t)"
+    took = float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+    print(f"; importing adatok in a new process {took:.2f} s")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--fashion-limit", type=int, default=None, help="first N Fashion-MNIST images (default: all)")
     ap.add_argument("--photos", type=int, default=400, help="photos in the folder")
     ap.add_argument("--bpp", type=float, default=2.0)
     ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--start-costs", action="store_true", help="only measure what a run's start is made of")
     args = ap.parse_args()
+    if args.start_costs:
+        start_costs()
+        return
     budget = adatok.Bpp(args.bpp)
     print(f"adatok {adatok.__version__}, Python {platform.python_version()}, {os.cpu_count()} CPUs, "
           f"wavelet at {budget}; {' '.join(sys.argv)}")
