@@ -191,6 +191,31 @@ def test_the_evaluation_writes_the_table_and_the_report(trained, tmp_path):
     assert json.loads((tmp_path / "results.json").read_text())["table"][0] == model
 
 
+def test_a_model_changed_in_its_folder_is_measured_again(trained, tmp_path):
+    """The kept measurement was found by the model's name and the arguments alone: a model trained on
+    in its folder (--resume) got the old model's numbers."""
+    import json
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from adatok.generate.evaluate import main
+
+    kind, _, folder = trained
+    if kind != "learned":
+        pytest.skip("one language is enough (the learned one samples fastest)")
+    model = shutil.copytree(folder, tmp_path / "model")
+    args = ["--models", str(model), "--samples", "4", "--limit", "30", "--out", str(tmp_path / "eval")]
+    main(args)
+    first = json.loads((tmp_path / "eval" / "results.json").read_text())["table"][0]
+    weights = load_file(model / "model.safetensors")
+    save_file({k: v + 0.5 * torch.randn_like(v) if v.is_floating_point() else v for k, v in weights.items()},
+              model / "model.safetensors")
+    main(args)
+    assert len(list((tmp_path / "eval" / "measured").iterdir())) == 2  # measured again
+    assert json.loads((tmp_path / "eval" / "results.json").read_text())["table"][0] != first
+
+
 def test_training_on_a_folder_of_your_own_images(tmp_path):
     import json
 

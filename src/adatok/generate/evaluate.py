@@ -14,7 +14,7 @@ learned tokenizer's prefix classifier at the same number of bits.
     python -m adatok.generate.evaluate --models fmnist-gpt-wavelet,fmnist-gpt-learned,FOLDER \\
         --samples 10000 --jobs 2 --reading fmnist-gpt-wavelet --out out/generation
 
-Each model's measurement is kept in ``OUT/measured/`` (keyed by the model and the arguments), so
+Each model's measurement is kept in ``OUT/measured/`` (keyed by the model, its weights and the arguments), so
 a run stopped after sampling (the long part) picks up from there.
 """
 
@@ -36,9 +36,10 @@ import adatok
 from adatok import Quality, Tokens, TokenSequence
 
 from ..core.imageio import atomic_write_bytes
+from ..neural.folder import weights_digest
 from .judge import accuracy, fd_fmnist, features, frechet_distance, load_judge
 from .report import write_report
-from .sample import complete, load_generator, sample
+from .sample import complete, generator_folder, load_generator, sample
 
 
 def _as_gray(images) -> np.ndarray:
@@ -129,9 +130,12 @@ def _measure_named(name: str, samples: int, cfg: float, seed: int, threads: int 
 
 
 def _measured_path(out: Path, job: tuple) -> Path:
+    """Where the measurement of ``job`` is kept: named by the model and a digest of its arguments
+    and of its weights (a model trained on in its folder, or shipped anew under its name, is
+    measured again; it once got the old model's measurement)."""
     name, samples, cfg, seed, _, limit, batch = job
-    key = (str(Path(name).resolve()) if Path(name).is_dir() else name, samples, cfg, seed, limit)
-    key = key if batch == 64 else (*key, batch)  # (the measurements kept before --batch keep their names)
+    weights = weights_digest(generator_folder(name) / "model.safetensors")
+    key = (str(Path(name).resolve()) if Path(name).is_dir() else name, samples, cfg, seed, limit, batch, weights)
     tag = hashlib.sha256(repr(key).encode()).hexdigest()[:16]
     return out / "measured" / f"{Path(name).name}-{tag}.pkl"
 

@@ -53,14 +53,20 @@ def shipped() -> list[str]:
     return out
 
 
-def load_generator(name_or_folder: str | Path) -> Generator:
-    """A shipped generator by name (``fmnist-gpt-wavelet``, ...) or a checkpoint folder."""
+def generator_folder(name_or_folder: str | Path) -> Path:
+    """The checkpoint folder of a shipped generator's name, or the folder given."""
     folder = Path(name_or_folder)
     if not folder.is_dir():
         folder = CHECKPOINT_DIR / str(name_or_folder)
         if not folder.is_dir():
             raise AdatokError(f"unknown generator {str(name_or_folder)!r}: use one of {', '.join(shipped()) or '(none)'} "
                               "or a checkpoint folder")
+    return folder
+
+
+def load_generator(name_or_folder: str | Path) -> Generator:
+    """A shipped generator by name (``fmnist-gpt-wavelet``, ...) or a checkpoint folder."""
+    folder = generator_folder(name_or_folder)
     config = read_json(folder)
     if config.get("family") != "generator":
         raise AdatokError(f"{folder} is not a generator checkpoint (family {config.get('family')!r})")
