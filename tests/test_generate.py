@@ -184,6 +184,14 @@ def test_the_evaluation_writes_the_table_and_the_report(trained, tmp_path):
         assert list(results["reading"]["accuracy"]) == ["11", "22", "44", "87", "175", "349"]
         assert "Reading" in (tmp_path / "index.html").read_text()
     assert "<table>" in (tmp_path / "index.html").read_text()
+    if kind != "pixels":  # the judge on the samples' prefixes and on the test images' same prefixes
+        p = results["prefixes"][folder.name]
+        longest = max(max(v) for v in results["models"][0]["lengths"].values())
+        assert [int(n) for n in p["lengths"]] == [2**j for j in range(20) if 2**j < longest]
+        assert all(0 <= a <= 1 for a in [*p["samples"].values(), *p["test"].values()])
+        assert "Class accuracy as" in (tmp_path / "index.html").read_text()
+    else:
+        assert results["prefixes"] == {}
     kept = list((tmp_path / "measured").iterdir())  # the samples' measurement, for a run stopped later
     assert len(kept) == 1
     main(["--models", str(folder), "--samples", "6", "--limit", "30", "--out", str(tmp_path)])

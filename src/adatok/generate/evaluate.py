@@ -69,6 +69,9 @@ def measure_model(gen, judge, test_feats: np.ndarray, n: int, cfg: float, seed: 
                        for a, b, x, y in zip(seqs, back, images, again, strict=True))
     lab = np.array(labels)
     drawn = [c for c in range(10) if (lab == c).any()]
+    prefixes = None
+    if hasattr(gen.lang, "tok"):  # how recognisable the samples are as they are written
+        prefixes = prefix_accuracy(gen.lang, seqs, lab, judge, doublings(int(lengths.max())))
     out = {"name": gen.name, "params": int(gen.config["params"]), "train_minutes": gen.config["elapsed"] / 60,
            "fd": frechet_distance(features(judge, images), test_feats), "accuracy": accuracy(judge, images, lab),
            "mean_length": float(lengths.mean()), "images_per_s": n / seconds,
@@ -76,11 +79,24 @@ def measure_model(gen, judge, test_feats: np.ndarray, n: int, cfg: float, seed: 
            "lengths": {c: lengths[lab == c].tolist() for c in drawn},
            "grids": {c: [images[i] for i in np.nonzero(lab == c)[0][:10]] for c in drawn},
            "language": gen.config["language"], "samples": n, "cfg": cfg, "seed": seed, "batch": batch,
-           "round_trips": survived}
+           "round_trips": survived, "prefix_accuracy": prefixes}
     progress(f"{gen.name}: FD-fmnist {out['fd']:.2f}, accuracy {100 * out['accuracy']:.1f}%, "
              f"mean length {out['mean_length']:.1f}, {out['images_per_s']:.2f} images/s"
              + ("" if survived is None else f", {survived}/{n} decode the same from their bytes"))
     return out
+
+
+def doublings(longest: int) -> list[int]:
+    """1, 2, 4, ... below ``longest``."""
+    return [2**j for j in range(max(1, longest).bit_length()) if 2**j < longest]
+
+
+def prefix_accuracy(lang, seqs, labels: np.ndarray, judge, lengths: list[int]) -> dict[int, float]:
+    """The judge's class accuracy of the images the first n tokens of ``seqs`` decode to (all of a
+    shorter one), for each n of ``lengths``: of samples, how far into its writing a generator's
+    images stay recognisable; of test images' sequences, what those prefixes can reach."""
+    return {n: accuracy(judge, _as_gray(lang.decode([s.prefix(min(n, len(s))) for s in seqs])), labels)
+            for n in lengths}
 
 
 def ceiling(tokenizer: str, images: np.ndarray, budget, judge, test_feats, labels) -> dict:
@@ -210,12 +226,20 @@ def main(argv: list[str] | None = None) -> None:
             k = int(round(m["mean_length"]))
             c = ceiling(lang["tokenizer"], test_images[few], Tokens(k), judge, test_feats, test_labels[few])
             table.append({"row": f"{lang['tokenizer']} reconstructions at {k} tokens (ceiling)", **c})
+    prefixes = {}  # the samples' prefixes beside the same prefixes of test images' sequences
+    for name, m in zip(names, models, strict=True):
+        if m.get("prefix_accuracy"):
+            lang = load_generator(name).lang
+            real = lang.tok.encode(list(test_images[few]))
+            lengths = list(m["prefix_accuracy"])
+            prefixes[m["name"]] = {"lengths": lengths, "samples": m["prefix_accuracy"],
+                                   "test": prefix_accuracy(lang, real, test_labels[few], judge, lengths)}
     # as many training images as the models drew samples: FD-fmnist grows as the sets shrink
     pick = rng.choice(len(train.images), min(args.samples, len(train.images)), replace=False)
     floor = fd_fmnist(judge, np.stack([train.images[i] for i in pick]), test_images)
     table.append({"row": f"{len(pick):,} training images vs the test split (floor)", "fd": floor,
                   "accuracy": accuracy(judge, test_images, test_labels)})
-    results = {"classes": list(test.classes), "table": table, "models": models,
+    results = {"classes": list(test.classes), "table": table, "models": models, "prefixes": prefixes,
                "command": "python -m adatok.generate.evaluate " + " ".join(sys.argv[1:] if argv is None else argv),
                "note": "FD-fmnist: Fréchet distance of the project's own judge's features (a proxy, not FID). "
                        "Class accuracy: the judge's agreement with the class asked for."}
@@ -238,6 +262,9 @@ def main(argv: list[str] | None = None) -> None:
     path = write_report(Path(args.out), results)
     for row in table:
         print(row)
+    for name, p in prefixes.items():
+        print(f"{name}: class accuracy of the first n tokens, samples / test images: "
+              + ", ".join(f"{n}: {100 * p['samples'][n]:.1f}% / {100 * p['test'][n]:.1f}%" for n in p["lengths"]))
     print(f"report: {path}")
 
 

@@ -126,6 +126,12 @@ def write_report(out: Path, results: dict) -> Path:
                     "<th>payload bits</th><th>accuracy</th></tr>"
                     + "".join(f"<tr><td>{n}</td><td>{n * per}</td><td>{r['payload_bits'][n]:.0f}</td>"
                               f"<td>{100 * r['accuracy'][n]:.1f}%</td></tr>" for n in r["lengths"]) + "</table>")
+    for name, p in (results.get("prefixes") or {}).items():
+        body.append(f"<h2>Class accuracy as {html.escape(name)} writes: the judge on the images the first n "
+                    "tokens decode to</h2><table><tr><th>tokens</th><th>its samples</th><th>test images' "
+                    "sequences</th></tr>"
+                    + "".join(f"<tr><td>{n}</td><td>{100 * p['samples'][n]:.1f}%</td><td>{100 * p['test'][n]:.1f}%</td>"
+                              "</tr>" for n in p["lengths"]) + "</table>")
     for m in results["models"]:
         body.append(f"<h2>{html.escape(m['name'])}</h2><p>{html.escape(m['about'])}</p>")
         for cls, imgs in sorted(m["grids"].items(), key=lambda kv: int(kv[0])):
