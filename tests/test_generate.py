@@ -222,6 +222,10 @@ def test_a_model_changed_in_its_folder_is_measured_again(trained, tmp_path):
     main(args)
     assert len(list((tmp_path / "eval" / "measured").iterdir())) == 2  # measured again
     assert json.loads((tmp_path / "eval" / "results.json").read_text())["table"][0] != first
+    main([*args, "--temperature", "0.5", "--top-p", "0.9"])  # other sampling: measured apart
+    assert len(list((tmp_path / "eval" / "measured").iterdir())) == 3
+    m = json.loads((tmp_path / "eval" / "results.json").read_text())["models"][0]
+    assert (m["temperature"], m["top_p"]) == (0.5, 0.9) and "temperature 0.5, top-p 0.9" in m["about"]
 
 
 def test_training_on_a_folder_of_your_own_images(tmp_path):

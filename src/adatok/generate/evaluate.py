@@ -51,11 +51,12 @@ def _say(message: str) -> None:
 
 
 def measure_model(gen, judge, test_feats: np.ndarray, n: int, cfg: float, seed: int, progress=_say,
-                  batch: int = 64) -> dict:
-    """Samples of one generator (``batch`` at a time) and what the judge says of them."""
+                  batch: int = 64, temperature: float = 1.0, top_p: float = 1.0) -> dict:
+    """Samples of one generator (``batch`` at a time; guidance ``cfg``, ``temperature``, nucleus
+    ``top_p``) and what the judge says of them."""
     labels = [i % 10 for i in range(n)]
     t0 = time.time()
-    seqs, images = sample(gen, labels, seed=seed, cfg=cfg, batch=batch,
+    seqs, images = sample(gen, labels, seed=seed, cfg=cfg, batch=batch, temperature=temperature, top_p=top_p,
                           progress=lambda done, total: progress(f"{gen.name}: {done}/{total} samples, "
                                                                 f"{time.time() - t0:.0f} s"))
     seconds = time.time() - t0
@@ -79,6 +80,7 @@ def measure_model(gen, judge, test_feats: np.ndarray, n: int, cfg: float, seed: 
            "lengths": {c: lengths[lab == c].tolist() for c in drawn},
            "grids": {c: [images[i] for i in np.nonzero(lab == c)[0][:10]] for c in drawn},
            "language": gen.config["language"], "samples": n, "cfg": cfg, "seed": seed, "batch": batch,
+           "temperature": temperature, "top_p": top_p,
            "round_trips": survived, "prefix_accuracy": prefixes}
     progress(f"{gen.name}: FD-fmnist {out['fd']:.2f}, accuracy {100 * out['accuracy']:.1f}%, "
              f"mean length {out['mean_length']:.1f}, {out['images_per_s']:.2f} images/s"
@@ -118,7 +120,7 @@ def reading_accuracy(gen, images: np.ndarray, labels: np.ndarray, lengths: list[
 
 
 def _measure_named(name: str, samples: int, cfg: float, seed: int, threads: int = 1, limit: int | None = None,
-                   batch: int = 64, judge=None, test=None) -> dict:
+                   batch: int = 64, temperature: float = 1.0, top_p: float = 1.0, judge=None, test=None) -> dict:
     """:func:`measure_model` of the generator ``name`` and, for a token language, a completion strip
     (the first test image cut at a quarter of its tokens). Loads the judge and the test split when
     not given (a worker process of ``--jobs``)."""
@@ -132,9 +134,10 @@ def _measure_named(name: str, samples: int, cfg: float, seed: int, threads: int 
         test = (images, features(judge, images))
     test_images, test_feats = test
     gen = load_generator(name)
-    m = measure_model(gen, judge, test_feats, samples, cfg, seed, batch=batch)
+    m = measure_model(gen, judge, test_feats, samples, cfg, seed, batch=batch, temperature=temperature, top_p=top_p)
     m["about"] = (f"{m['params']:,} parameters, {m['train_minutes']:.0f} minutes of training, language "
-                  f"{m['language']}; {samples} samples, guidance {cfg}")
+                  f"{m['language']}; {samples} samples, guidance {cfg}"
+                  + (f", temperature {temperature}" if temperature != 1 else "") + (f", top-p {top_p}" if top_p != 1 else ""))
     if hasattr(gen.lang, "tok"):
         wavelet = gen.lang.position == "wavelet"
         full = gen.lang.tok.encode([test_images[0]], **({"fixed_header": True} if wavelet else {}))[0]
@@ -149,9 +152,10 @@ def _measured_path(out: Path, job: tuple) -> Path:
     """Where the measurement of ``job`` is kept: named by the model and a digest of its arguments
     and of its weights (a model trained on in its folder, or shipped anew under its name, is
     measured again; it once got the old model's measurement)."""
-    name, samples, cfg, seed, _, limit, batch = job
+    name, samples, cfg, seed, _, limit, batch, temperature, top_p = job
     weights = weights_digest(generator_folder(name) / "model.safetensors")
-    key = (str(Path(name).resolve()) if Path(name).is_dir() else name, samples, cfg, seed, limit, batch, weights)
+    key = (str(Path(name).resolve()) if Path(name).is_dir() else name, samples, cfg, seed, limit, batch, weights,
+           temperature, top_p)
     tag = hashlib.sha256(repr(key).encode()).hexdigest()[:16]
     return out / "measured" / f"{Path(name).name}-{tag}.pkl"
 
@@ -181,6 +185,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--samples", type=int, default=10000)
     ap.add_argument("--cfg", type=float, default=2.0)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--temperature", type=float, default=1.0, help="sampling temperature")
+    ap.add_argument("--top-p", type=float, default=1.0, help="nucleus: keep ids up to this probability")
     ap.add_argument("--out", default="out/generation")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--jobs", type=int, default=1, help="models measured at once, one process each")
@@ -197,7 +203,8 @@ def main(argv: list[str] | None = None) -> None:
     test_feats = features(judge, test_images)
     names = [m for m in args.models.split(",") if m]  # (none: the reading, ceilings and floor only)
     out = Path(args.out)
-    jobs = {name: (name, args.samples, args.cfg, args.seed, args.threads, args.limit, args.batch) for name in names}
+    jobs = {name: (name, args.samples, args.cfg, args.seed, args.threads, args.limit, args.batch, args.temperature,
+                   args.top_p) for name in names}
     done = {name: m for name in names if (m := _measured(out, jobs[name])) is not None}  # an earlier run's
     todo = [jobs[name] for name in names if name not in done]
     if args.jobs > 1 and len(todo) > 1:  # one process a model: sampling is sequential, batch by batch
