@@ -362,6 +362,24 @@ def test_a_cached_corpus_is_used_only_for_what_it_was_made_from(tmp_path):
     assert corpus_for(PixelLanguage((28, 28, 1)), "test", 5, cache).lengths.tolist() == [784] * 5
 
 
+def test_a_cached_corpus_of_a_folder_follows_the_folder(tmp_path):
+    """The cache of a folder's corpus is rebuilt when the folder's images change (same path)."""
+    from PIL import Image
+
+    from adatok.generate.train import corpus_for
+
+    rng = np.random.default_rng(0)
+    for c in ("a", "b"):
+        (tmp_path / "imgs" / c).mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(rng.integers(0, 256, (12, 12), np.uint8)).save(tmp_path / "imgs" / c / f"{i}.png")
+    lang, cache = PixelLanguage((8, 8, 1)), tmp_path / "corpus.npz"
+    first = corpus_for(lang, None, None, cache, data=str(tmp_path / "imgs"))
+    assert len(first) == 6
+    Image.fromarray(rng.integers(0, 256, (12, 12), np.uint8)).save(tmp_path / "imgs" / "b" / "3.png")
+    assert len(corpus_for(lang, None, None, cache, data=str(tmp_path / "imgs"))) == 7  # was: the 6 cached
+
+
 def test_a_reader_reads_every_row(tmp_path):
     """A reader learns from the rows given no class only: every row must be one."""
     lang = LANGS["learned"]()

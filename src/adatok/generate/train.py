@@ -25,6 +25,7 @@ so that the processes stop together: ``minutes`` is then each process's budget.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -73,12 +74,25 @@ CORPUS_CACHES = ("corpus-train.npz", "corpus-val.npz")
 
 
 def corpus_key(lang, split: str, limit: int | None, data: str) -> str:
-    """What a cached corpus was made from: the language (tokenizer, its version, shape, target),
-    the split, the limit and the data (Fashion-MNIST or a folder's absolute path), as JSON."""
+    """What a cached corpus was made from, as JSON: the language (tokenizer, its version, shape,
+    target), the split, the limit and the data: Fashion-MNIST, or a folder's absolute path and
+    what it holds (a token shard folder's manifest; an image folder's files, sizes and times)."""
     tok = getattr(lang, "tok", None)
-    source = data if data == "fashion-mnist" else str(Path(data).resolve())
+    source: dict = {"data": data}
+    if data != "fashion-mnist":
+        folder = Path(data).resolve()
+        digest = hashlib.sha256()
+        if data_kind(folder) == "shards":
+            from ..datasets import MANIFEST
+
+            digest.update((folder / MANIFEST).read_bytes())
+        else:
+            for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+                st = path.stat()
+                digest.update(f"{path.relative_to(folder)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        source = {"data": str(folder), "contents": digest.hexdigest()}
     return json.dumps({"language": lang.describe(), "version": getattr(tok, "version", None), "split": split,
-                       "limit": limit, "data": source}, sort_keys=True)
+                       "limit": limit, **source}, sort_keys=True)
 
 
 def corpus_for(lang, split: str, limit: int | None, cache: Path | None, progress=None,
