@@ -133,6 +133,21 @@ def test_command_line(trained, tmp_path):
         assert z["images"].shape == (3, 28, 28, 1) and z["labels"].tolist() == [7, 7, 7]
     assert len(list(out.glob("*.png"))) == 3
     assert len(list(out.glob("*.atk"))) == (0 if kind == "pixels" else 3)
+    # a folder that holds files: refused before sampling (a run of 2 would leave 0002.png of the run
+    # of 3 beside its own samples.npz); with --force the earlier run's sample files go, others stay
+    (out / "notes.txt").write_text("mine")
+    again = ["generate", "--model", str(folder), "-n", "2", "--class", "1", "--max-tokens", "30", "--out", str(out),
+             "--quiet"]
+    before = sorted(p.name for p in out.iterdir())
+    result = runner.invoke(app, again)
+    assert result.exit_code == 2 and "not empty" in result.stderr and "--force" in result.stderr
+    assert sorted(p.name for p in out.iterdir()) == before
+    result = runner.invoke(app, [*again, "--force"])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.glob("*.png")) == ["0000.png", "0001.png"]
+    assert (out / "notes.txt").read_text() == "mine"
+    with np.load(out / "samples.npz") as z:
+        assert z["labels"].tolist() == [1, 1]
     result = runner.invoke(app, ["generate", "--model", str(folder), "--class", "12", "--out", str(png)])
     assert result.exit_code == 2 and "--class" in result.stderr
     result = runner.invoke(app, ["generate", "--model", str(tmp_path / "nothing"), "--out", str(png)])

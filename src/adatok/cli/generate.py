@@ -167,6 +167,9 @@ def generate_cmd(
     complete: Annotated[Path | None, typer.Option(
         "--complete", metavar="FILE.atk", show_default=False,
         help="Complete this (cut) token file: N samples of its rest, beside its plain decoding.")] = None,
+    force: Annotated[bool, typer.Option(
+        "--force", help="Write into a folder OUT that holds files, replacing an earlier run's samples there (without "
+                        "it, such a folder is refused).")] = False,
     quiet: Quiet = False,
 ) -> None:
     """Sample images from a generator (grammar-constrained: every sample is a valid token sequence)."""
@@ -177,6 +180,9 @@ def generate_cmd(
     if not 0 < top_p <= 1 or temperature <= 0:
         raise AdatokError("--top-p is in (0, 1] and --temperature > 0")
     check_output(out, *([complete] if complete else []), force=True)
+    from adatok.generate.report import check_samples_folder, write_samples
+
+    check_samples_folder(out, force)  # before sampling, which can take minutes
     gen = sample.load_generator(model)
     classes = gen.model.cfg.classes
     if label is not None and not 0 <= label < classes:
@@ -191,9 +197,7 @@ def generate_cmd(
         with EvalProgress(quiet) as progress:
             seqs, images = sample.sample(gen, labels.tolist(), seed=seed, progress=lambda d, t: progress(d, t, "sampling"),
                                          **options)
-    from adatok.generate.report import write_samples
-
-    write_samples(out, seqs, images, labels)
+    write_samples(out, seqs, images, labels, replace=force)
     if not quiet:
         lengths = [len(s) for s in seqs]
         typer.echo(f"{out}: {n} samples of {gen.name}, {np.mean(lengths):.1f} tokens on average")

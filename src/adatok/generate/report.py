@@ -10,11 +10,13 @@ import base64
 import html
 import io
 import json
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from ..core.errors import AdatokError
 from ..core.imageio import atomic_path, atomic_write_bytes, write_image
 
 
@@ -35,14 +37,42 @@ def grid(images: Sequence[np.ndarray], columns: int = 10, pad: int = 2, scale: i
     return out
 
 
-def write_samples(out: Path, seqs: Sequence, images: Sequence[np.ndarray], labels: Sequence[int]) -> None:
+#: The files :func:`write_samples` writes into a folder (what ``replace`` removes first).
+SAMPLE_FILES = re.compile(r"(\d{4,}\.(png|atk)|samples\.npz)")
+
+
+def check_samples_folder(out: Path, replace: bool = False) -> None:
+    """Before sampling into the folder ``out`` (not a ``.png``): refuse a file, and a folder that
+    holds anything unless ``replace``: an earlier run of more samples left files this one would
+    not overwrite, and the folder would mix the two runs (or a user's files would be written over)."""
+    out = Path(out)
+    if out.suffix.lower() == ".png" or not out.exists():
+        return
+    if not out.is_dir():
+        raise AdatokError(f"{out} is a file: give a folder (or a name ending in .png for a grid)")
+    held = sum(1 for _ in out.iterdir())
+    if held and not replace:
+        raise AdatokError(f"{out} is not empty ({held} entries): give a new or empty folder, or --force to replace "
+                          "an earlier run's samples there (NNNN.png, NNNN.atk, samples.npz are removed first; "
+                          "nothing else is)")
+
+
+def write_samples(out: Path, seqs: Sequence, images: Sequence[np.ndarray], labels: Sequence[int],
+                  replace: bool = False) -> None:
     """``out`` ending in ``.png``: one grid. Otherwise a folder: ``NNNN.png`` (and ``NNNN.atk`` for
     token sequences) per sample, and ``samples.npz`` holding ``images`` (N x H x W x C uint8) and
-    ``labels``. Every file is written atomically."""
+    ``labels``; a folder that holds anything is refused unless ``replace`` (then the sample files
+    of an earlier run are removed first: :func:`check_samples_folder`). Every file is written
+    atomically."""
     out = Path(out)
     if out.suffix.lower() == ".png":
         write_image(out, grid(images))
         return
+    check_samples_folder(out, replace)
+    if out.is_dir() and replace:
+        for old in out.iterdir():
+            if old.is_file() and SAMPLE_FILES.fullmatch(old.name):
+                old.unlink()
     out.mkdir(parents=True, exist_ok=True)
     for i, (seq, img) in enumerate(zip(seqs, images, strict=True)):
         write_image(out / f"{i:04d}.png", img)
