@@ -38,6 +38,7 @@ from adatok import Quality, Tokens, TokenSequence
 from ..core.imageio import atomic_write_bytes
 from ..neural.folder import weights_digest
 from .judge import accuracy, fd_fmnist, features, frechet_distance, load_judge
+from .languages import build_corpus, language_from
 from .report import write_report
 from .sample import complete, generator_folder, load_generator, sample
 
@@ -62,16 +63,15 @@ def measure_model(gen, judge, test_feats: np.ndarray, n: int, cfg: float, seed: 
     seconds = time.time() - t0
     images = _as_gray(images)
     lengths = np.array([len(s) for s in seqs])
-    survived = None
-    if hasattr(gen.lang, "tok"):  # every sample decodes and survives to_bytes / from_bytes
-        back = [TokenSequence.from_bytes(s.to_bytes()) for s in seqs]
+    lab = np.array(labels)
+    drawn = [c for c in range(10) if (lab == c).any()]
+    survived = prefixes = None
+    if hasattr(gen.lang, "tok"):  # a token language (not the pixel baseline)
+        back = [TokenSequence.from_bytes(s.to_bytes()) for s in seqs]  # every sample survives its bytes
         again = _as_gray(gen.lang.decode(back))
         survived = sum(bool(np.array_equal(a.ids, b.ids) and np.array_equal(x, y))
                        for a, b, x, y in zip(seqs, back, images, again, strict=True))
-    lab = np.array(labels)
-    drawn = [c for c in range(10) if (lab == c).any()]
-    prefixes = None
-    if hasattr(gen.lang, "tok"):  # how recognisable the samples are as they are written
+        # how recognisable the samples are as they are written
         prefixes = prefix_accuracy(gen.lang, seqs, lab, judge, doublings(int(lengths.max())))
     out = {"name": gen.name, "params": int(gen.config["params"]), "train_minutes": gen.config["elapsed"] / 60,
            "fd": frechet_distance(features(judge, images), test_feats), "accuracy": accuracy(judge, images, lab),
@@ -113,7 +113,6 @@ def ceiling(tokenizer: str, images: np.ndarray, budget, judge, test_feats, label
 def reading_accuracy(gen, images: np.ndarray, labels: np.ndarray, lengths: list[int]) -> dict[int, float]:
     """Accuracy of ``gen``'s reading head from the first n tokens of each image (its training-target
     sequence; all of a shorter one), for each n."""
-    from .languages import build_corpus
     from .train import read_corpus
 
     return read_corpus(gen.model, build_corpus(gen.lang, list(images), labels), lengths)
@@ -234,9 +233,9 @@ def main(argv: list[str] | None = None) -> None:
             c = ceiling(lang["tokenizer"], test_images[few], Tokens(k), judge, test_feats, test_labels[few])
             table.append({"row": f"{lang['tokenizer']} reconstructions at {k} tokens (ceiling)", **c})
     prefixes = {}  # the samples' prefixes beside the same prefixes of test images' sequences
-    for name, m in zip(names, models, strict=True):
+    for m in models:
         if m.get("prefix_accuracy"):
-            lang = load_generator(name).lang
+            lang = language_from(m["language"])
             real = lang.tok.encode(list(test_images[few]))
             lengths = list(m["prefix_accuracy"])
             prefixes[m["name"]] = {"lengths": lengths, "samples": m["prefix_accuracy"],

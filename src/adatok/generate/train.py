@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 
 from ..core.errors import AdatokError
-from ..neural.folder import read_json, restore_training, write_folder
+from ..neural.folder import check_fresh_start, read_json, restore_training, write_folder
 from .languages import Corpus, build_corpus, gather_corpus, language_from
 from .model import GPT, GPTConfig, count_params
 
@@ -67,10 +67,6 @@ class GenTrainConfig:
     #: weight of the next-token loss; 0 trains a **reader**: the same backbone, only its reading head's
     #: loss (with ``p_uncond=1``: every row reads); it classifies prefixes and cannot generate
     gen_weight: float = 1.0
-
-
-#: The token caches a generator's folder holds (see :func:`corpus_for`).
-CORPUS_CACHES = ("corpus-train.npz", "corpus-val.npz")
 
 
 def corpus_key(lang, split: str, limit: int | None, data: str) -> str:
@@ -389,9 +385,7 @@ def train_generator(out: str | Path, lang=None, model_cfg: GPTConfig | None = No
     """Train (or with ``resume``, go on training) a generator into the folder ``out``. A folder that
     holds a checkpoint already is refused unless ``resume`` or ``force`` (start over, replacing it)."""
     out = Path(out)
-    from ..neural.folder import check_fresh_start
-
-    check_fresh_start(out, resume, force, caches=CORPUS_CACHES)
+    check_fresh_start(out, resume, force)  # (its token caches stay: corpus_for rebuilds one made otherwise)
     if resume:
         config = read_json(out)
         if config.get("family") != FAMILY:

@@ -30,24 +30,16 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
 CHECKPOINT_FILES = ("config.json", "model.safetensors")
 
 
-def check_fresh_start(out: Path, resume: bool, force: bool, caches: tuple[str, ...] = ()) -> None:
+def check_fresh_start(out: Path, resume: bool, force: bool) -> None:
     """Before a training run that starts from nothing writes into ``out``: refuse a folder that
     holds a checkpoint already (its model would be replaced, and a run of other settings would
     mix with it), unless ``resume`` (the caller continues it) or ``force`` (start over: the
-    checkpoint is replaced; ``caches``, the files of ``out`` made from the old settings, are
-    removed first)."""
-    if resume:
-        return
-    out = Path(out)
-    if not force:
-        held = [f for f in CHECKPOINT_FILES if (out / f).is_file()]
-        if held:
-            raise AdatokError(f"{out} holds a checkpoint already ({held[0]}): continue it with --resume "
-                              "(resume=True), start over and replace it with --force (force=True), or give "
-                              "another --out")
-        return
-    for name in caches:
-        (out / name).unlink(missing_ok=True)
+    checkpoint is replaced)."""
+    held = [f for f in CHECKPOINT_FILES if (Path(out) / f).is_file()]
+    if held and not (resume or force):
+        raise AdatokError(f"{out} holds a checkpoint already ({held[0]}): continue it with --resume "
+                          "(resume=True), start over and replace it with --force (force=True), or give "
+                          "another --out")
 
 
 def weights_digest(path: Path) -> str:
