@@ -17,16 +17,23 @@ from adatok.generate.sample import complete, load_generator, sample  # noqa: E40
 from adatok.generate.train import GenTrainConfig, model_config_for, train_generator  # noqa: E402
 
 
-def test_training_rows_are_what_the_stepper_gives():
+@pytest.mark.parametrize("context", [False, True])
+def test_training_rows_are_what_the_stepper_gives(context):
     """The rows of a training sequence (ids, then the features of every next word, END after the
-    last) are the features the stepper gives when the same words are pushed."""
-    lang = WordLanguage("wavelet-w8", (28, 28, 1), Quality(psnr=20))
-    assert lang.vocab_size == 3**8 and isinstance(language_from(lang.describe()), WordLanguage)
+    last) are the features the stepper gives when the same words are pushed; with ``context``, the
+    decoder's context found by replaying the whole batch too."""
+    lang = WordLanguage("wavelet-w8", (28, 28, 1), Quality(psnr=20), context=context)
+    back = language_from(lang.describe())
+    assert lang.vocab_size == 3**8 and isinstance(back, WordLanguage) and back.int_sizes == lang.int_sizes
     imgs = adatok.datasets.load("fashion-mnist", "test", limit=3).images
-    for full, n in lang.encode(imgs):
+    pairs = lang.encode(imgs)
+    for full, n in pairs:
         assert 0 < n < len(full)
         for k in (n, len(full)):  # a quality prefix, and the whole stream
-            ids, ints, floats = lang.rows(full, k)
+            ctx = lang.contexts([(full, k)])[0] if context else None
+            if context:  # replayed in a batch of sequences that stop at other lengths: the same rows
+                assert np.array_equal(ctx, lang.contexts([(full, k), *pairs])[0])
+            ids, ints, floats = lang.rows(full, k, ctx)
             assert len(ids) == k and len(ints) == len(floats) == k + 1
             st = lang.stepper(1)
             for j in range(k + 1):
@@ -35,6 +42,9 @@ def test_training_rows_are_what_the_stepper_gives():
                 if j < k:
                     st.push([ids[j]])
             assert (ints[k, 4] == KIND_END) == (k == len(full))  # END after the whole stream only
+            if context:  # the next coefficient's own state is known before it ends, none after
+                assert (ints[:k, 5] > 0).all() and (ints[k, 5:] == 0).all() == (k == len(full))
+                assert len(np.unique(ints[:, 5:])) > 5  # states vary along the sequence
     corpus = build_corpus(lang, imgs, np.arange(3))
     assert len(corpus) == 3 and corpus.ints.shape[1] == len(lang.int_sizes)
 
@@ -66,6 +76,23 @@ def test_word_samples_are_valid_sequences(trained):
     a = sample(gen, [1, 2], seed=3, max_tokens=20)[1]
     b = sample(gen, [1, 2], seed=3, max_tokens=20, kv_cache=False)[1]
     assert all(np.array_equal(x, y) for x, y in zip(a, b))
+
+
+def test_a_model_reading_the_decoders_context_samples_valid_sequences(tmp_path):
+    """A generator given the decoder's context (``context=True``) trains, is loaded back reading it,
+    and samples valid sequences, the same with and without its cache."""
+    lang = WordLanguage("wavelet-w8", (28, 28, 1), Quality(psnr=16), context=True)
+    out = tmp_path / "gen"
+    train_generator(out, lang, model_config_for(lang, 32, 1, 2, 512),
+                    GenTrainConfig(minutes=0.03, limit=16, val_images=4, batch=4, eval_every=1e9), log=lambda *a: None)
+    gen = load_generator(out)
+    assert gen.lang.context and gen.model.cfg.int_sizes == lang.int_sizes
+    seqs, images = sample(gen, [0, 7, None], seed=2, cfg=2.0, max_tokens=25)
+    for seq, img in zip(seqs, images):
+        assert 0 < len(seq) <= 25
+        assert np.array_equal(gen.lang.decode([TokenSequence.from_bytes(seq.to_bytes())])[0], img)
+    b = sample(gen, [0, 7, None], seed=2, cfg=2.0, max_tokens=25, kv_cache=False)[1]
+    assert all(np.array_equal(x, y) for x, y in zip(images, b))
 
 
 def test_word_completion_keeps_the_prefix(trained):

@@ -72,6 +72,9 @@ def train_generator_cmd(
                          "reading head's loss (a class from any prefix); it cannot generate.")] = False,
     tie: Annotated[bool, typer.Option(
         "--tie", help="Share the id embeddings with the output layer (for large vocabularies: words).")] = False,
+    context: Annotated[bool, typer.Option(
+        "--context", help="Wavelet languages: each step also reads what the decoder knows around the next decision "
+                          "(the next coefficient, its parent, grandparent and neighbours).")] = False,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     threads: Annotated[int, typer.Option("--threads", help="torch threads.")] = 1,
     resume: Resume = False,
@@ -113,6 +116,8 @@ def train_generator_cmd(
         if language == "pixels":
             raise AdatokError("pixels are not read from token shards: give --data fashion-mnist")
     target = Quality(psnr=target_psnr) if target_psnr is not None else None
+    if context and not language.startswith("wavelet"):
+        raise AdatokError(f"--context is for the wavelet languages, not {language}")
     lang = model_cfg = None
     if not resume:
         if language == "pixels":
@@ -120,9 +125,9 @@ def train_generator_cmd(
                 raise AdatokError("--target-psnr does not go with pixels: the baseline writes every pixel")
             lang = PixelLanguage(shape)
         elif language in ("wavelet", "wavelet-lossless"):
-            lang = WaveletLanguage(language, shape, target)
+            lang = WaveletLanguage(language, shape, target, context)
         elif language in ("wavelet-w8", "wavelet-lossless-w8"):
-            lang = WordLanguage(language, shape, target)
+            lang = WordLanguage(language, shape, target, context)
         else:
             lang = SlotLanguage(language, target)
             if tuple(lang.shape) != shape:

@@ -28,6 +28,7 @@ import adatok
 from adatok import InvalidTokensError, Quality, TokenSequence
 from adatok.wavelet import spiht
 from adatok.wavelet.layout import make_layout
+from adatok.wavelet.stepper import CONTEXT_FIELDS, CONTEXT_STATES
 from adatok.wavelet.transforms import default_levels
 
 #: Kind of a wavelet decision, by token id; ``KIND_END``: the stream has ended.
@@ -79,13 +80,21 @@ class Corpus:
 
 
 class WaveletLanguage:
-    """Decisions of a wavelet tokenizer, on images of one shape, with that shape's fixed header."""
+    """Decisions of a wavelet tokenizer, on images of one shape, with that shape's fixed header.
+
+    With ``context=True`` each step also reads what the decoder knows around the next decision
+    (:meth:`WaveletStepper.context <adatok.wavelet.stepper.WaveletStepper.context>`: the states of
+    the next coefficient, its parent, grandparent and four neighbours), as seven more integer
+    fields; a training sequence's are found by replaying it through a stepper (:meth:`contexts`).
+    """
 
     position = "wavelet"
     float_fields = 2
     variable_length = True  # END may come after any token
+    per_token = 1  # decisions a token stands for
 
-    def __init__(self, tokenizer: str, shape: tuple[int, ...], target: Quality | None = None):
+    def __init__(self, tokenizer: str, shape: tuple[int, ...], target: Quality | None = None,
+                 context: bool = False):
         self.tok = adatok.load(tokenizer)
         self.name = tokenizer
         self.shape = tuple(shape)
@@ -104,11 +113,14 @@ class WaveletLanguage:
             else:
                 i, b = divmod(k - 1, 3)
                 self.band_shape[levels - i, b + 1] = (h, w)
-        self.int_sizes = (self.top + 1, levels + 1, 4, channels, KIND_END + 1)
+        self.context = bool(context)
+        self.int_sizes = (self.top + 1, levels + 1, 4, channels, KIND_END + 1) \
+            + ((CONTEXT_STATES,) * len(CONTEXT_FIELDS) if self.context else ())
 
     def describe(self) -> dict:
-        return {"language": "wavelet", "tokenizer": self.name, "shape": list(self.shape),
-                "target": None if self.target is None else {"psnr": self.target.psnr, "ssim": self.target.ssim}}
+        out = {"language": "wavelet", "tokenizer": self.name, "shape": list(self.shape),
+               "target": None if self.target is None else {"psnr": self.target.psnr, "ssim": self.target.ssim}}
+        return out | ({"context": True} if self.context else {})
 
     def features(self, pos: np.ndarray, kinds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Position features of next tokens: ``pos`` (n, 6) rows (plane, level, band, channel, y, x;
@@ -139,8 +151,10 @@ class WaveletLanguage:
         short = self.tok.encode(list(images), self.target, fixed_header=True)
         return [(f, len(s)) for f, s in zip(fulls, short, strict=True)]
 
-    def rows(self, full: TokenSequence, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Training rows of a prefix of length ``n`` of ``full``: ids (n,), ints and floats (n + 1)."""
+    def rows(self, full: TokenSequence, n: int, context: np.ndarray | None = None
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Training rows of a prefix of length ``n`` of ``full``: ids (n,), ints and floats (n + 1).
+        A language with ``context`` needs the prefix's ``context`` rows (n + 1, from :meth:`contexts`)."""
         ids = full.ids[:n]
         if n < len(full):
             pos, kinds = full.pos[: n + 1], _KIND_OF_ID[full.ids[: n + 1]]
@@ -148,7 +162,48 @@ class WaveletLanguage:
             pos = np.concatenate([full.pos[:n], np.zeros((1, full.pos.shape[1]), np.int32)])
             kinds = np.concatenate([_KIND_OF_ID[ids], [KIND_END]])
         ints, floats = self.features(pos, kinds)
-        return ids, ints, floats
+        return ids, self._with_context(ints, context), floats
+
+    def _with_context(self, ints: np.ndarray, context: np.ndarray | None) -> np.ndarray:
+        if not self.context:
+            return ints
+        if context is None or len(context) != len(ints):
+            raise ValueError(f"this language reads the decoder's context: give {len(ints)} context rows")
+        return np.concatenate([ints, np.asarray(context, np.int16)], 1)
+
+    def _decisions(self, full: TokenSequence) -> np.ndarray:
+        return np.asarray(full.ids, np.int64)
+
+    def contexts(self, pairs: Sequence[tuple[TokenSequence, int]]) -> list[np.ndarray]:
+        """For each ``(full, n)`` (as :meth:`encode` gives them): the stepper's ``context()`` before
+        each of the prefix's n tokens and after them (n + 1 rows), found by pushing the sequences'
+        decisions through one stepper together, so that they are the numbers sampling reads."""
+        if not self.context:
+            return [None] * len(pairs)
+        decisions = [self._decisions(full) for full, _ in pairs]
+        per = self.per_token
+        stop = np.array([min(n * per, len(d)) for d, (_, n) in zip(decisions, pairs, strict=True)], np.int64)
+        out = [np.zeros((n + 1, len(CONTEXT_FIELDS)), np.int8) for _, n in pairs]
+        st = self.stepper(len(pairs))
+        st = getattr(st, "decisions", st)  # a word stepper: its decisions, read at each word's first
+        new = np.full(len(pairs), -1, np.int64)
+        for t in range(int(stop.max(initial=0)) + 1):
+            if t % per == 0:
+                here = np.nonzero(t <= stop)[0]
+                if len(here):
+                    ctx = st.context()
+                    for b in here:
+                        out[b][t // per] = ctx[b]
+            go = t < stop
+            if not go.any():
+                break
+            new[:] = -1
+            new[go] = [decisions[b][t] for b in np.nonzero(go)[0]]
+            st.push(new)
+        for b, (_, n) in enumerate(pairs):  # a last word padded past the stream's end: END, nothing known
+            if n * per > len(decisions[b]):
+                out[b][n] = 0
+        return out
 
     def stepper(self, n: int = 0, prefixes: Sequence[TokenSequence] | None = None):
         """A stepper of ``n`` empty sequences of the language's shape, or going on from ``prefixes``
@@ -159,7 +214,8 @@ class WaveletLanguage:
 
     def step_features(self, st) -> tuple[np.ndarray, np.ndarray]:
         legal = st.legal()
-        return self.features(st.next_pos(), self.kinds_of(legal))
+        ints, floats = self.features(st.next_pos(), self.kinds_of(legal))
+        return self._with_context(ints, st.context() if self.context else None), floats
 
     def decode(self, seqs: Sequence[TokenSequence]) -> list[np.ndarray]:
         return self.tok.decode(list(seqs))
@@ -171,10 +227,18 @@ class WordLanguage(WaveletLanguage):
     A word's features are those of its first decision (its ``pos`` row and kind: the word's own
     ``kind`` column), and the stepper's legal mask is over the word vocabulary (``3**n``)."""
 
+    @property
+    def per_token(self) -> int:
+        return self.tok.n
+
     def describe(self) -> dict:
         return super().describe() | {"language": "words"}
 
-    def rows(self, full: TokenSequence, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _decisions(self, full: TokenSequence) -> np.ndarray:
+        return np.asarray(self.tok.to_decisions(full).ids, np.int64)
+
+    def rows(self, full: TokenSequence, n: int, context: np.ndarray | None = None
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Training rows of the first ``n`` words of ``full``: ids (n,), ints and floats (n + 1)."""
         ids = full.ids[:n]
         if n < len(full):
@@ -183,11 +247,12 @@ class WordLanguage(WaveletLanguage):
             pos = np.concatenate([full.pos[:n, :6], np.zeros((1, 6), np.int32)])
             kinds = np.append(full.pos[:n, 6], KIND_END)
         ints, floats = self.features(pos, np.asarray(kinds, np.int64))
-        return ids, ints, floats
+        return ids, self._with_context(ints, context), floats
 
     def step_features(self, st) -> tuple[np.ndarray, np.ndarray]:
         pos = st.next_pos()
-        return self.features(pos[:, :6], np.where(pos[:, 6] < 0, KIND_END, pos[:, 6]).astype(np.int64))
+        ints, floats = self.features(pos[:, :6], np.where(pos[:, 6] < 0, KIND_END, pos[:, 6]).astype(np.int64))
+        return self._with_context(ints, st.decisions.context() if self.context else None), floats
 
 
 class SlotLanguage:
@@ -310,9 +375,9 @@ def language_from(config: dict):
     target = config.get("target")
     q = None if not target else Quality(psnr=target.get("psnr"), ssim=target.get("ssim"))
     if kind == "wavelet":
-        return WaveletLanguage(config["tokenizer"], tuple(config["shape"]), q)
+        return WaveletLanguage(config["tokenizer"], tuple(config["shape"]), q, config.get("context", False))
     if kind == "words":
-        return WordLanguage(config["tokenizer"], tuple(config["shape"]), q)
+        return WordLanguage(config["tokenizer"], tuple(config["shape"]), q, config.get("context", False))
     if kind == "slot":
         return SlotLanguage(config["tokenizer"], q)
     if kind == "pixels":
@@ -324,8 +389,13 @@ def build_corpus(lang, images: Sequence[np.ndarray], labels: np.ndarray, progres
     """Encode ``images`` and gather every training row (``progress(done, total)`` after each chunk)."""
     def rows():
         for at in range(0, len(images), chunk):
-            for full, n in lang.encode(images[at : at + chunk]):
-                yield lang.rows(full, n)
+            pairs = lang.encode(images[at : at + chunk])
+            if getattr(lang, "context", False):
+                for (full, n), ctx in zip(pairs, lang.contexts(pairs), strict=True):
+                    yield lang.rows(full, n, ctx)
+            else:
+                for full, n in pairs:
+                    yield lang.rows(full, n)
             if progress is not None:
                 progress(min(at + chunk, len(images)), len(images))
 

@@ -224,9 +224,10 @@ def shard_corpus(lang, folder: str | Path, split: str, limit: int | None = None,
         for at in range(0, len(rows), chunk):
             seqs = [r.seq for r in rows[at : at + chunk]]
             end_ints, end_floats = lang.step_features(lang.stepper(prefixes=seqs))
-            for b, seq in enumerate(seqs):
-                full = refix(seq) if refix is not None else seq
-                i, a, f = lang.rows(full, len(full))
+            fulls = [refix(seq) if refix is not None else seq for seq in seqs]
+            ctxs = lang.contexts([(f, len(f)) for f in fulls]) if getattr(lang, "context", False) else [None] * len(fulls)
+            for b, full in enumerate(fulls):
+                i, a, f = lang.rows(full, len(full)) if ctxs[b] is None else lang.rows(full, len(full), ctxs[b])
                 a[-1], f[-1] = end_ints[b], end_floats[b]  # where the next token would stand: END there
                 yield i, a, f
             if progress is not None:

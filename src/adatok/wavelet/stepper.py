@@ -17,10 +17,33 @@ from ..core.errors import InvalidTokensError
 from ..core.sequence import TokenSequence
 from ..core.stepper import check_ids
 from . import spiht
-from .layout import POS_FIELDS, Layout
+from .layout import GEO_DOWN, GEO_LEFT, GEO_RIGHT, GEO_UP, POS_FIELDS, Layout
 
 _FIRST_CAP = 1024  # tokens each sequence has room for at first (doubled as needed)
 _NO_NBF = np.zeros(0, np.uint16)
+
+#: The coefficients :meth:`WaveletStepper.context` reports on, around the next decision's.
+CONTEXT_FIELDS = ("self", "parent", "grandparent", "left", "right", "up", "down")
+#: Bit-planes above the current one that :meth:`WaveletStepper.context` tells apart.
+CONTEXT_REL = 5
+#: States of a coefficient in :meth:`WaveletStepper.context`: none (no such coefficient, or the
+#: stream has ended), not yet significant, significant with its top bit 0..CONTEXT_REL planes above
+#: the current plane (the last: that many or more) and positive or negative (2 + 2 * rel + negative).
+CONTEXT_STATES = 2 + 2 * (CONTEXT_REL + 1)
+
+
+def context_nodes(layout: Layout) -> np.ndarray:
+    """``(N, len(CONTEXT_FIELDS))`` int32: for every node, itself, its parent, its grandparent and
+    its left, right, upper and lower neighbours in its band (-1: none)."""
+    n = layout.size
+    idx = np.arange(n, dtype=np.int64)
+    parent = layout.parent.astype(np.int64)
+    grand = np.where(parent >= 0, parent[np.maximum(parent, 0)], -1)
+    geo = layout.geo.astype(np.int64)
+    width = geo >> 4
+    out = np.stack([idx, parent, grand, np.where(geo & GEO_LEFT, idx - 1, -1), np.where(geo & GEO_RIGHT, idx + 1, -1),
+                    np.where(geo & GEO_UP, idx - width, -1), np.where(geo & GEO_DOWN, idx + width, -1)], 1)
+    return out.astype(np.int32)
 
 
 class _Walks:
@@ -34,6 +57,7 @@ class _Walks:
         self.rows = np.array(rows, np.int64)
         b, n = len(rows), layout.size
         self.tree = (*tok._shifts(layout, params), *layout.tree_args(), layout.node_pos)
+        self.near = context_nodes(layout)
         self.ws = np.stack([spiht.fresh_state(m) for m in nmaxes])
         self.value = np.zeros((b, n), np.int64)
         self.low = np.full((b, n), -1, np.int8)
@@ -74,6 +98,20 @@ class _Walks:
         """Room in the token buffers for ``extra`` more tokens in every row."""
         while self.longest + extra > self.cap:
             self._grow()
+
+    def context(self) -> np.ndarray:
+        """The rows' :meth:`WaveletStepper.context`."""
+        ws = self.ws
+        node = ws[:, spiht.WS_NODE]
+        near = self.near[np.maximum(node, 0)].astype(np.int64)  # (b, fields)
+        rows = np.arange(len(ws))[:, None]
+        at = np.maximum(near, 0)
+        value, low, neg = self.value[rows, at], self.low[rows, at], self.neg[rows, at]
+        top = np.frexp(np.maximum(value, 1).astype(np.float64))[1] - 1 + self.tree[0][at]  # the top bit's plane
+        rel = np.clip(top - ws[:, spiht.WS_PLANE, None], 0, CONTEXT_REL)
+        state = np.where(near < 0, 0, np.where(low < 0, 1, 2 + 2 * rel + neg))
+        state[(ws[:, spiht.WS_KIND] == spiht.K_END) | (node < 0)] = 0
+        return state.astype(np.int8)
 
     def step(self, new: np.ndarray) -> int:
         """One token per row (see :func:`spiht.step`); -1 or the first row whose id cannot stand."""
@@ -168,6 +206,22 @@ class WaveletStepper:
         """``(B, 6)`` int32: the ``pos`` row (``pos_fields``: plane, level, band, channel, y, x) of
         each sequence's next token; -1 throughout for a sequence that has ended."""
         return self._gather("pos", len(POS_FIELDS), np.int32)
+
+    def context(self) -> np.ndarray:
+        """``(B, len(CONTEXT_FIELDS))`` int8: what the decoder knows, before each sequence's next
+        decision, of that decision's coefficient (a set's: its root), the coefficient's parent and
+        grandparent, and its four neighbours in its band, each as one of :data:`CONTEXT_STATES`
+        states: 0 none (no such coefficient, or the stream has ended), 1 not significant yet, else
+        ``2 + 2 * rel + negative`` with ``rel`` the planes its top bit stands above the current
+        plane (at most :data:`CONTEXT_REL`). A generator reads it beside the next position: the
+        context an entropy coder would use, which a small model cannot be trusted to work out from
+        the whole prefix (``docs/generation.md``)."""
+        if self._one is not None:
+            return self._one.context()
+        out = np.empty((len(self), len(CONTEXT_FIELDS)), np.int8)
+        for g in self._groups:
+            out[g.rows] = g.context()
+        return out
 
     def legal(self) -> np.ndarray:
         """``(B, vocab_size)`` bool: the ids that may stand next in each sequence (all False for a
