@@ -80,7 +80,7 @@ def test_word_samples_are_valid_sequences(trained):
 
 def test_a_model_reading_the_decoders_context_samples_valid_sequences(tmp_path):
     """A generator given the decoder's context (``context=True``) trains, is loaded back reading it,
-    and samples valid sequences, the same with and without its cache."""
+    samples valid sequences, the same with and without its cache, and completes a cut sequence."""
     lang = WordLanguage("wavelet-w8", (28, 28, 1), Quality(psnr=16), context=True)
     out = tmp_path / "gen"
     train_generator(out, lang, model_config_for(lang, 32, 1, 2, 512),
@@ -93,6 +93,10 @@ def test_a_model_reading_the_decoders_context_samples_valid_sequences(tmp_path):
         assert np.array_equal(gen.lang.decode([TokenSequence.from_bytes(seq.to_bytes())])[0], img)
     b = sample(gen, [0, 7, None], seed=2, cfg=2.0, max_tokens=25, kv_cache=False)[1]
     assert all(np.array_equal(x, y) for x, y in zip(images, b))
+    img = adatok.datasets.load("fashion-mnist", "test", limit=1).images[0]
+    cut = gen.lang.tok.with_top_plane(gen.lang.tok.encode([img])[0]).prefix(9)
+    done, _ = complete(gen, cut, 2, seed=1, max_tokens=20)  # reads the cut with its context, then writes
+    assert all(np.array_equal(s.ids[:9], cut.ids) for s in done)
 
 
 def test_word_completion_keeps_the_prefix(trained):

@@ -19,7 +19,7 @@ sampling (from the stepper) see exactly the same numbers.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -385,17 +385,19 @@ def language_from(config: dict):
     raise ValueError(f"unknown language {kind!r}")
 
 
+def rows_of(lang, pairs: Sequence[tuple]) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """``lang.rows(full, n)`` of each ``(full, n)``, with the decoder's context (:meth:`WaveletLanguage.contexts`,
+    replayed for all the pairs at once) where the language reads it."""
+    contexts = lang.contexts(pairs) if getattr(lang, "context", False) else None
+    for k, (full, n) in enumerate(pairs):
+        yield lang.rows(full, n) if contexts is None else lang.rows(full, n, contexts[k])
+
+
 def build_corpus(lang, images: Sequence[np.ndarray], labels: np.ndarray, progress=None, chunk: int = 500) -> Corpus:
     """Encode ``images`` and gather every training row (``progress(done, total)`` after each chunk)."""
     def rows():
         for at in range(0, len(images), chunk):
-            pairs = lang.encode(images[at : at + chunk])
-            if getattr(lang, "context", False):
-                for (full, n), ctx in zip(pairs, lang.contexts(pairs), strict=True):
-                    yield lang.rows(full, n, ctx)
-            else:
-                for full, n in pairs:
-                    yield lang.rows(full, n)
+            yield from rows_of(lang, lang.encode(images[at : at + chunk]))
             if progress is not None:
                 progress(min(at + chunk, len(images)), len(images))
 

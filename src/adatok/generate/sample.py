@@ -21,7 +21,7 @@ import torch
 
 from ..core.errors import AdatokError
 from ..neural.folder import load_weights, read_json
-from .languages import language_from
+from .languages import language_from, rows_of
 from .model import GPT, GPTConfig
 
 #: Where shipped generators live (folders whose config.json names the family "generator").
@@ -226,7 +226,7 @@ def complete(gen: Generator, prefix, n: int = 4, label: int | None = None, *, se
     if gen.model.cfg.position == "index":
         ids, ints, floats = np.asarray(full.ids), np.arange(m).reshape(-1, 1), np.zeros((m, 0), np.float32)
     else:
-        ids, ints, floats = lang.rows(full, m)
+        ids, ints, floats = next(rows_of(lang, [(full, m)]))
         ints, floats = ints[:m], floats[:m]  # where each prefix token stands (the stepper gives the next)
     run(gen, st, np.full(n, -1 if label is None else label), seed=seed, prefix=(np.asarray(ids), ints, floats),
         **options)

@@ -39,7 +39,7 @@ import torch.nn.functional as F
 
 from ..core.errors import AdatokError
 from ..neural.folder import check_fresh_start, read_json, restore_training, write_folder
-from .languages import Corpus, build_corpus, gather_corpus, language_from
+from .languages import Corpus, build_corpus, gather_corpus, language_from, rows_of
 from .model import GPT, GPTConfig, count_params
 
 FAMILY = "generator"
@@ -225,9 +225,7 @@ def shard_corpus(lang, folder: str | Path, split: str, limit: int | None = None,
             seqs = [r.seq for r in rows[at : at + chunk]]
             end_ints, end_floats = lang.step_features(lang.stepper(prefixes=seqs))
             fulls = [refix(seq) if refix is not None else seq for seq in seqs]
-            ctxs = lang.contexts([(f, len(f)) for f in fulls]) if getattr(lang, "context", False) else [None] * len(fulls)
-            for b, full in enumerate(fulls):
-                i, a, f = lang.rows(full, len(full)) if ctxs[b] is None else lang.rows(full, len(full), ctxs[b])
+            for b, (i, a, f) in enumerate(rows_of(lang, [(full, len(full)) for full in fulls])):
                 a[-1], f[-1] = end_ints[b], end_floats[b]  # where the next token would stand: END there
                 yield i, a, f
             if progress is not None:
