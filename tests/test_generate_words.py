@@ -17,24 +17,27 @@ from adatok.generate.sample import complete, load_generator, sample  # noqa: E40
 from adatok.generate.train import GenTrainConfig, model_config_for, train_generator  # noqa: E402
 
 
-@pytest.mark.parametrize("context", [False, True])
-def test_training_rows_are_what_the_stepper_gives(context):
+@pytest.mark.parametrize("context,canvas", [(False, False), (True, False), (False, True)])
+def test_training_rows_are_what_the_stepper_gives(context, canvas):
     """The rows of a training sequence (ids, then the features of every next word, END after the
-    last) are the features the stepper gives when the same words are pushed; with ``context``, the
-    decoder's context found by replaying the whole batch too."""
-    lang = WordLanguage("wavelet-w8", (28, 28, 1), Quality(psnr=20), context=context)
+    last) are the features the stepper gives when the same words are pushed; with the decoder's
+    state (``context``, ``canvas``), the state found by replaying the whole batch too, and the
+    canvas is the image the prefix decodes to."""
+    lang = WordLanguage("wavelet-w8", (28, 28, 1), Quality(psnr=20), context=context, canvas=canvas)
     back = language_from(lang.describe())
     assert lang.vocab_size == 3**8 and isinstance(back, WordLanguage) and back.int_sizes == lang.int_sizes
+    assert back.canvas_fields == lang.canvas_fields == (74 if canvas else 0)
     imgs = adatok.datasets.load("fashion-mnist", "test", limit=3).images
     pairs = lang.encode(imgs)
     for full, n in pairs:
         assert 0 < n < len(full)
         for k in (n, len(full)):  # a quality prefix, and the whole stream
-            ctx = lang.contexts([(full, k)])[0] if context else None
-            if context:  # replayed in a batch of sequences that stop at other lengths: the same rows
-                assert np.array_equal(ctx, lang.contexts([(full, k), *pairs])[0])
-            ids, ints, floats = lang.rows(full, k, ctx)
-            assert len(ids) == k and len(ints) == len(floats) == k + 1
+            state = lang.states([(full, k)])[0] if lang.reads_state else None
+            if lang.reads_state:  # replayed in a batch of sequences that stop at other lengths: the same rows
+                again = lang.states([(full, k), *pairs])[0]
+                assert all(np.array_equal(a, b) for a, b in zip(state, again))
+            ids, ints, floats = lang.rows(full, k, state)
+            assert len(ids) == k and len(ints) == len(floats) == k + 1 and floats.shape[1] == 2 + lang.canvas_fields
             st = lang.stepper(1)
             for j in range(k + 1):
                 a, f = lang.step_features(st)
@@ -45,6 +48,10 @@ def test_training_rows_are_what_the_stepper_gives(context):
             if context:  # the next coefficient's own state is known before it ends, none after
                 assert (ints[:k, 5] > 0).all() and (ints[k, 5:] == 0).all() == (k == len(full))
                 assert len(np.unique(ints[:, 5:])) > 5  # states vary along the sequence
+            if canvas:  # the whole image in 7 x 7 blocks of 4 x 4 pixels, as the prefix decodes
+                img = lang.decode([full.prefix(k)])[0].reshape(28, 28).astype(np.float32) / 255 - 0.5
+                assert np.allclose(floats[k, 2:51], img.reshape(7, 4, 7, 4).mean((1, 3)).ravel(), atol=1e-6)
+                assert np.ptp(floats[:, 2:51], 0).max() > 0.1  # and it changes as words come
     corpus = build_corpus(lang, imgs, np.arange(3))
     assert len(corpus) == 3 and corpus.ints.shape[1] == len(lang.int_sizes)
 
@@ -78,15 +85,16 @@ def test_word_samples_are_valid_sequences(trained):
     assert all(np.array_equal(x, y) for x, y in zip(a, b))
 
 
-def test_a_model_reading_the_decoders_context_samples_valid_sequences(tmp_path):
-    """A generator given the decoder's context (``context=True``) trains, is loaded back reading it,
+def test_a_model_reading_the_decoders_state_samples_valid_sequences(tmp_path):
+    """A generator given the decoder's state (context and canvas) trains, is loaded back reading it,
     samples valid sequences, the same with and without its cache, and completes a cut sequence."""
-    lang = WordLanguage("wavelet-w8", (28, 28, 1), Quality(psnr=16), context=True)
+    lang = WordLanguage("wavelet-w8", (28, 28, 1), Quality(psnr=16), context=True, canvas=True)
     out = tmp_path / "gen"
     train_generator(out, lang, model_config_for(lang, 32, 1, 2, 512),
                     GenTrainConfig(minutes=0.03, limit=16, val_images=4, batch=4, eval_every=1e9), log=lambda *a: None)
     gen = load_generator(out)
-    assert gen.lang.context and gen.model.cfg.int_sizes == lang.int_sizes
+    assert gen.lang.context and gen.lang.canvas and gen.model.cfg.int_sizes == lang.int_sizes
+    assert gen.model.cfg.canvas == lang.canvas_fields
     seqs, images = sample(gen, [0, 7, None], seed=2, cfg=2.0, max_tokens=25)
     for seq, img in zip(seqs, images):
         assert 0 < len(seq) <= 25

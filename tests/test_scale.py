@@ -323,7 +323,7 @@ def test_train_generator_data_parallel_matches_one_process(tmp_path):
 def test_generator_trains_on_token_shards(tmp_path):
     """Shards of Fashion-MNIST made with --psnr 16 give the generator's corpus that its images give
     with --target-psnr 16 (re-expressed with the fixed header, END placed by the stepper), in the
-    decision and the word languages, with and without the decoder's context; train-generator --data
+    decision and the word languages, with and without the decoder's state; train-generator --data
     reads them."""
     pytest.importorskip("torch")
     try:
@@ -339,11 +339,11 @@ def test_generator_trains_on_token_shards(tmp_path):
     for name, make in (("wavelet", WaveletLanguage), ("wavelet-w8", WordLanguage)):
         shards = tmp_path / name
         tokenize_dataset("fashion-mnist", shards, name, Quality(psnr=16), workers=0, shard_size=5, limit=12)
-        for context in (False, True):  # with the decoder's context too
-            lang = make(name, (28, 28, 1), Quality(psnr=16), context=context)
+        for state in (False, True):  # with the decoder's state too
+            lang = make(name, (28, 28, 1), Quality(psnr=16), context=state, canvas=state)
             a, b = shard_corpus(lang, shards, "train"), build_corpus(lang, fm.images, fm.labels)
             for field in ("ids", "starts", "ints", "floats", "labels"):
-                assert np.array_equal(getattr(a, field), getattr(b, field)), (name, context, field)
+                assert np.array_equal(getattr(a, field), getattr(b, field)), (name, state, field)
     with pytest.raises(AdatokError, match="sequences of wavelet-w8, not of wavelet"):
         shard_corpus(WaveletLanguage("wavelet", (28, 28, 1)), tmp_path / "wavelet-w8", "train")
     with pytest.raises(AdatokError, match="no test sequences"):

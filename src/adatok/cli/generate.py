@@ -75,6 +75,9 @@ def train_generator_cmd(
     context: Annotated[bool, typer.Option(
         "--context", help="Wavelet languages: each step also reads what the decoder knows around the next decision "
                           "(the next coefficient, its parent, grandparent and neighbours).")] = False,
+    canvas: Annotated[bool, typer.Option(
+        "--canvas", help="Wavelet languages: each step also reads the image its prefix decodes to (7x7 blocks, and "
+                         "5x5 half-resolution pixels around the next coefficient).")] = False,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     threads: Annotated[int, typer.Option("--threads", help="torch threads.")] = 1,
     resume: Resume = False,
@@ -116,8 +119,8 @@ def train_generator_cmd(
         if language == "pixels":
             raise AdatokError("pixels are not read from token shards: give --data fashion-mnist")
     target = Quality(psnr=target_psnr) if target_psnr is not None else None
-    if context and not language.startswith("wavelet"):
-        raise AdatokError(f"--context is for the wavelet languages, not {language}")
+    if (context or canvas) and not language.startswith("wavelet"):
+        raise AdatokError(f"--context and --canvas are for the wavelet languages, not {language}")
     lang = model_cfg = None
     if not resume:
         if language == "pixels":
@@ -125,9 +128,9 @@ def train_generator_cmd(
                 raise AdatokError("--target-psnr does not go with pixels: the baseline writes every pixel")
             lang = PixelLanguage(shape)
         elif language in ("wavelet", "wavelet-lossless"):
-            lang = WaveletLanguage(language, shape, target, context)
+            lang = WaveletLanguage(language, shape, target, context, canvas)
         elif language in ("wavelet-w8", "wavelet-lossless-w8"):
-            lang = WordLanguage(language, shape, target, context)
+            lang = WordLanguage(language, shape, target, context, canvas)
         else:
             lang = SlotLanguage(language, target)
             if tuple(lang.shape) != shape:

@@ -31,6 +31,18 @@ from adatok.wavelet.layout import make_layout
 from adatok.wavelet.stepper import CONTEXT_FIELDS, CONTEXT_STATES
 from adatok.wavelet.transforms import default_levels
 
+#: The canvas (``canvas=True``): the image averaged to this many blocks a side, and a patch this
+#: many pixels a side of the half-resolution image around the next coefficient's place.
+CANVAS_GRID, CANVAS_PATCH = 7, 5
+
+
+def _pooling(n: int, g: int) -> np.ndarray:
+    """(g, n) matrix averaging ``n`` samples into ``g`` nearly equal runs."""
+    which = np.arange(n) * g // n
+    out = (which[None, :] == np.arange(g)[:, None]).astype(np.float32)
+    return out / np.maximum(out.sum(1, keepdims=True), 1)
+
+
 #: Kind of a wavelet decision, by token id; ``KIND_END``: the stream has ended.
 _KIND_OF_ID = np.array([0, 0, 0, 1, 1, 2, 2, 3, 3], np.int64)
 KIND_END = 4
@@ -82,10 +94,16 @@ class Corpus:
 class WaveletLanguage:
     """Decisions of a wavelet tokenizer, on images of one shape, with that shape's fixed header.
 
-    With ``context=True`` each step also reads what the decoder knows around the next decision
-    (:meth:`WaveletStepper.context <adatok.wavelet.stepper.WaveletStepper.context>`: the states of
-    the next coefficient, its parent, grandparent and four neighbours), as seven more integer
-    fields; a training sequence's are found by replaying it through a stepper (:meth:`contexts`).
+    Two options give each step what the decoder knows as it stands, beside where the next token
+    stands (the decoder's *state*; a training sequence's is found by replaying it through a stepper,
+    :meth:`states`, so that it is what sampling reads):
+
+    * ``context=True``: the states of the next coefficient, its parent, grandparent and four
+      neighbours (:meth:`WaveletStepper.context <adatok.wavelet.stepper.WaveletStepper.context>`),
+      as seven more integer fields;
+    * ``canvas=True``: the image the prefix decodes to, as floats after the position's: the whole
+      image averaged to ``CANVAS_GRID`` x ``CANVAS_GRID`` blocks and the ``CANVAS_PATCH`` x
+      ``CANVAS_PATCH`` pixels of the half-resolution image around the next coefficient's place.
     """
 
     position = "wavelet"
@@ -94,7 +112,7 @@ class WaveletLanguage:
     per_token = 1  # decisions a token stands for
 
     def __init__(self, tokenizer: str, shape: tuple[int, ...], target: Quality | None = None,
-                 context: bool = False):
+                 context: bool = False, canvas: bool = False):
         self.tok = adatok.load(tokenizer)
         self.name = tokenizer
         self.shape = tuple(shape)
@@ -113,14 +131,23 @@ class WaveletLanguage:
             else:
                 i, b = divmod(k - 1, 3)
                 self.band_shape[levels - i, b + 1] = (h, w)
-        self.context = bool(context)
+        self.context, self.canvas = bool(context), bool(canvas)
         self.int_sizes = (self.top + 1, levels + 1, 4, channels, KIND_END + 1) \
             + ((CONTEXT_STATES,) * len(CONTEXT_FIELDS) if self.context else ())
+        self.canvas_fields = channels * (CANVAS_GRID**2 + CANVAS_PATCH**2) if self.canvas else 0
+        h, w = shape[:2]
+        self._pool = (_pooling(h, CANVAS_GRID), _pooling(w, CANVAS_GRID), _pooling(h, -(-h // 2)),
+                      _pooling(w, -(-w // 2)))
 
     def describe(self) -> dict:
         out = {"language": "wavelet", "tokenizer": self.name, "shape": list(self.shape),
                "target": None if self.target is None else {"psnr": self.target.psnr, "ssim": self.target.ssim}}
-        return out | ({"context": True} if self.context else {})
+        return out | ({"context": True} if self.context else {}) | ({"canvas": True} if self.canvas else {})
+
+    @property
+    def reads_state(self) -> bool:
+        """Whether a step reads the decoder's state (``context`` or ``canvas``)."""
+        return self.context or self.canvas
 
     def features(self, pos: np.ndarray, kinds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Position features of next tokens: ``pos`` (n, 6) rows (plane, level, band, channel, y, x;
@@ -151,10 +178,10 @@ class WaveletLanguage:
         short = self.tok.encode(list(images), self.target, fixed_header=True)
         return [(f, len(s)) for f, s in zip(fulls, short, strict=True)]
 
-    def rows(self, full: TokenSequence, n: int, context: np.ndarray | None = None
+    def rows(self, full: TokenSequence, n: int, state: tuple[np.ndarray, np.ndarray] | None = None
              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Training rows of a prefix of length ``n`` of ``full``: ids (n,), ints and floats (n + 1).
-        A language with ``context`` needs the prefix's ``context`` rows (n + 1, from :meth:`contexts`)."""
+        A language that reads the decoder's state needs the prefix's (from :meth:`states`)."""
         ids = full.ids[:n]
         if n < len(full):
             pos, kinds = full.pos[: n + 1], _KIND_OF_ID[full.ids[: n + 1]]
@@ -162,48 +189,79 @@ class WaveletLanguage:
             pos = np.concatenate([full.pos[:n], np.zeros((1, full.pos.shape[1]), np.int32)])
             kinds = np.concatenate([_KIND_OF_ID[ids], [KIND_END]])
         ints, floats = self.features(pos, kinds)
-        return ids, self._with_context(ints, context), floats
+        return (ids, *self._with_state(ints, floats, state))
 
-    def _with_context(self, ints: np.ndarray, context: np.ndarray | None) -> np.ndarray:
-        if not self.context:
-            return ints
-        if context is None or len(context) != len(ints):
-            raise ValueError(f"this language reads the decoder's context: give {len(ints)} context rows")
-        return np.concatenate([ints, np.asarray(context, np.int16)], 1)
+    def _with_state(self, ints: np.ndarray, floats: np.ndarray, state) -> tuple[np.ndarray, np.ndarray]:
+        """``ints`` and ``floats`` with the decoder's ``state`` (context ints, canvas floats) after them."""
+        if not self.reads_state:
+            return ints, floats
+        if state is None or len(state[0]) != len(ints):
+            raise ValueError(f"this language reads the decoder's state: give {len(ints)} rows of it (states())")
+        return np.concatenate([ints, state[0].astype(np.int16)], 1), np.concatenate([floats, state[1]], 1)
+
+    def _state(self, st, which: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The decoder's state before the next decision of a decision stepper's rows (``which``:
+        these rows only): context ints (B, 7 or 0) and canvas floats (B, canvas_fields)."""
+        rows = np.arange(len(st)) if which is None else np.asarray(which)
+        ctx = st.context()[rows] if self.context else np.zeros((len(rows), 0), np.int8)
+        if not self.canvas:
+            return ctx, np.zeros((len(rows), 0), np.float32)
+        _, yx = self.features(st.next_pos()[rows], kinds := self.kinds_of(st.legal()[rows]))
+        images = np.stack(st.images(rows.tolist())).reshape(len(rows), *self.shape[:2], -1)
+        return ctx, self._canvas(images, yx, kinds == KIND_END)
+
+    def _canvas(self, images: np.ndarray, yx: np.ndarray, end: np.ndarray) -> np.ndarray:
+        """Canvas floats of ``images`` (B, H, W, C) uint8 with the next coefficients' places ``yx``
+        (on [0, 1]; the patch is zero where ``end``)."""
+        py, px, hy, hx = self._pool
+        img = images.astype(np.float32) / 255.0 - 0.5
+        grid = np.einsum("gh,bhwc,kw->bcgk", py, img, px).reshape(len(img), -1)
+        half = np.einsum("gh,bhwc,kw->bcgk", hy, img, hx)  # (B, C, H2, W2)
+        r = CANVAS_PATCH // 2
+        half = np.pad(half, ((0, 0), (0, 0), (r, r), (r, r)))
+        cy = np.minimum((yx[:, 0] * hy.shape[0]).astype(np.int64), hy.shape[0] - 1)
+        cx = np.minimum((yx[:, 1] * hx.shape[0]).astype(np.int64), hx.shape[0] - 1)
+        d = np.arange(CANVAS_PATCH)
+        patch = half[np.arange(len(img))[:, None, None, None], np.arange(img.shape[3])[None, :, None, None],
+                     (cy[:, None, None, None] + d[None, None, :, None]), (cx[:, None, None, None] + d[None, None, None, :])]
+        patch = np.where(end[:, None, None, None], 0.0, patch).reshape(len(img), -1)
+        return np.concatenate([grid, patch], 1).astype(np.float32)
 
     def _decisions(self, full: TokenSequence) -> np.ndarray:
         return np.asarray(full.ids, np.int64)
 
-    def contexts(self, pairs: Sequence[tuple[TokenSequence, int]]) -> list[np.ndarray]:
-        """For each ``(full, n)`` (as :meth:`encode` gives them): the stepper's ``context()`` before
-        each of the prefix's n tokens and after them (n + 1 rows), found by pushing the sequences'
-        decisions through one stepper together, so that they are the numbers sampling reads."""
-        if not self.context:
+    def states(self, pairs: Sequence[tuple[TokenSequence, int]]) -> list[tuple[np.ndarray, np.ndarray] | None]:
+        """For each ``(full, n)`` (as :meth:`encode` gives them): the decoder's state (see the class)
+        before each of the prefix's n tokens and after them (n + 1 rows of context ints and of canvas
+        floats), found by pushing the sequences' decisions through one stepper together, so that
+        they are the numbers sampling reads."""
+        if not self.reads_state:
             return [None] * len(pairs)
         decisions = [self._decisions(full) for full, _ in pairs]
         per = self.per_token
         stop = np.array([min(n * per, len(d)) for d, (_, n) in zip(decisions, pairs, strict=True)], np.int64)
-        out = [np.zeros((n + 1, len(CONTEXT_FIELDS)), np.int8) for _, n in pairs]
+        ctx = [np.zeros((n + 1, len(CONTEXT_FIELDS) if self.context else 0), np.int8) for _, n in pairs]
+        canvas = [np.zeros((n + 1, self.canvas_fields), np.float32) for _, n in pairs]
         st = self.stepper(len(pairs))
         st = getattr(st, "decisions", st)  # a word stepper: its decisions, read at each word's first
         new = np.full(len(pairs), -1, np.int64)
         for t in range(int(stop.max(initial=0)) + 1):
-            if t % per == 0:
-                here = np.nonzero(t <= stop)[0]
-                if len(here):
-                    ctx = st.context()
-                    for b in here:
-                        out[b][t // per] = ctx[b]
+            here = np.nonzero(t <= stop)[0] if t % per == 0 else []
+            if len(here):
+                c, f = self._state(st, here)
+                for j, b in enumerate(here):
+                    ctx[b][t // per], canvas[b][t // per] = c[j], f[j]
             go = t < stop
             if not go.any():
                 break
             new[:] = -1
             new[go] = [decisions[b][t] for b in np.nonzero(go)[0]]
             st.push(new)
-        for b, (_, n) in enumerate(pairs):  # a last word padded past the stream's end: END, nothing known
+        for b, (_, n) in enumerate(pairs):  # a last word padded past the stream's end: END after it
             if n * per > len(decisions[b]):
-                out[b][n] = 0
-        return out
+                c, f = self._state(st, [b])
+                ctx[b][n], canvas[b][n] = c[0], f[0]
+        return list(zip(ctx, canvas, strict=True))
 
     def stepper(self, n: int = 0, prefixes: Sequence[TokenSequence] | None = None):
         """A stepper of ``n`` empty sequences of the language's shape, or going on from ``prefixes``
@@ -215,7 +273,7 @@ class WaveletLanguage:
     def step_features(self, st) -> tuple[np.ndarray, np.ndarray]:
         legal = st.legal()
         ints, floats = self.features(st.next_pos(), self.kinds_of(legal))
-        return self._with_context(ints, st.context() if self.context else None), floats
+        return self._with_state(ints, floats, self._state(st) if self.reads_state else None)
 
     def decode(self, seqs: Sequence[TokenSequence]) -> list[np.ndarray]:
         return self.tok.decode(list(seqs))
@@ -237,7 +295,7 @@ class WordLanguage(WaveletLanguage):
     def _decisions(self, full: TokenSequence) -> np.ndarray:
         return np.asarray(self.tok.to_decisions(full).ids, np.int64)
 
-    def rows(self, full: TokenSequence, n: int, context: np.ndarray | None = None
+    def rows(self, full: TokenSequence, n: int, state: tuple[np.ndarray, np.ndarray] | None = None
              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Training rows of the first ``n`` words of ``full``: ids (n,), ints and floats (n + 1)."""
         ids = full.ids[:n]
@@ -247,12 +305,12 @@ class WordLanguage(WaveletLanguage):
             pos = np.concatenate([full.pos[:n, :6], np.zeros((1, 6), np.int32)])
             kinds = np.append(full.pos[:n, 6], KIND_END)
         ints, floats = self.features(pos, np.asarray(kinds, np.int64))
-        return ids, self._with_context(ints, context), floats
+        return (ids, *self._with_state(ints, floats, state))
 
     def step_features(self, st) -> tuple[np.ndarray, np.ndarray]:
         pos = st.next_pos()
         ints, floats = self.features(pos[:, :6], np.where(pos[:, 6] < 0, KIND_END, pos[:, 6]).astype(np.int64))
-        return self._with_context(ints, st.decisions.context() if self.context else None), floats
+        return self._with_state(ints, floats, self._state(st.decisions) if self.reads_state else None)
 
 
 class SlotLanguage:
@@ -375,9 +433,11 @@ def language_from(config: dict):
     target = config.get("target")
     q = None if not target else Quality(psnr=target.get("psnr"), ssim=target.get("ssim"))
     if kind == "wavelet":
-        return WaveletLanguage(config["tokenizer"], tuple(config["shape"]), q, config.get("context", False))
+        return WaveletLanguage(config["tokenizer"], tuple(config["shape"]), q, config.get("context", False),
+                               config.get("canvas", False))
     if kind == "words":
-        return WordLanguage(config["tokenizer"], tuple(config["shape"]), q, config.get("context", False))
+        return WordLanguage(config["tokenizer"], tuple(config["shape"]), q, config.get("context", False),
+                            config.get("canvas", False))
     if kind == "slot":
         return SlotLanguage(config["tokenizer"], q)
     if kind == "pixels":
@@ -386,11 +446,11 @@ def language_from(config: dict):
 
 
 def rows_of(lang, pairs: Sequence[tuple]) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """``lang.rows(full, n)`` of each ``(full, n)``, with the decoder's context (:meth:`WaveletLanguage.contexts`,
+    """``lang.rows(full, n)`` of each ``(full, n)``, with the decoder's state (:meth:`WaveletLanguage.states`,
     replayed for all the pairs at once) where the language reads it."""
-    contexts = lang.contexts(pairs) if getattr(lang, "context", False) else None
+    states = lang.states(pairs) if getattr(lang, "reads_state", False) else None
     for k, (full, n) in enumerate(pairs):
-        yield lang.rows(full, n) if contexts is None else lang.rows(full, n, contexts[k])
+        yield lang.rows(full, n) if states is None else lang.rows(full, n, states[k])
 
 
 def build_corpus(lang, images: Sequence[np.ndarray], labels: np.ndarray, progress=None, chunk: int = 500) -> Corpus:

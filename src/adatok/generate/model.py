@@ -52,6 +52,9 @@ class GPTConfig:
     int_sizes: tuple[int, ...] = field(default_factory=tuple)
     float_fields: int = 0  # wavelet: 2 (y, x in [0, 1])
     fourier: int = 16  # frequencies per float field
+    #: floats after the position's: the decoder's image as it stands (wavelet languages with
+    #: ``canvas=True``), read through a small MLP
+    canvas: int = 0
     #: the output layer shares the id embeddings (plus an END vector): with a large vocabulary (the
     #: 6,561 words of wavelet-w8) this halves the parameters the vocabulary costs
     tie: bool = False
@@ -62,6 +65,11 @@ class GPTConfig:
             raise ValueError(f"position must be one of {POSITION_KINDS}, got {self.position!r}")
         if self.d_model % self.n_head:
             raise ValueError("d_model must be a multiple of n_head")
+
+    @property
+    def float_width(self) -> int:
+        """Floats a step reads: the position's, then the canvas."""
+        return self.float_fields + self.canvas
 
     @property
     def end(self) -> int:
@@ -88,13 +96,18 @@ class Positions(nn.Module):
         self.floats = nn.Linear(2 * cfg.fourier * cfg.float_fields, cfg.d_model) if cfg.float_fields else None
         freqs = math.pi * 2.0 ** torch.arange(cfg.fourier, dtype=torch.float32) / 2
         self.register_buffer("freqs", freqs, persistent=False)
+        self.n_floats = cfg.float_fields
+        self.canvas = nn.Sequential(nn.Linear(cfg.canvas, 2 * cfg.d_model), nn.GELU(),
+                                    nn.Linear(2 * cfg.d_model, cfg.d_model)) if cfg.canvas else None
 
     def forward(self, ints: torch.Tensor, floats: torch.Tensor | None) -> torch.Tensor:
-        """``ints`` (B, T, len(int_sizes)) long, ``floats`` (B, T, float_fields) -> (B, T, d_model)."""
+        """``ints`` (B, T, len(int_sizes)) long, ``floats`` (B, T, float_width) -> (B, T, d_model)."""
         out = sum(table(ints[..., i]) for i, table in enumerate(self.tables))
         if self.floats is not None:
-            angles = floats[..., None] * self.freqs  # (B, T, F, fourier)
+            angles = floats[..., : self.n_floats, None] * self.freqs  # (B, T, F, fourier)
             out = out + self.floats(torch.cat([angles.sin(), angles.cos()], -1).flatten(-2))
+        if self.canvas is not None:
+            out = out + self.canvas(floats[..., self.n_floats :])
         return out
 
 

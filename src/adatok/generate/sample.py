@@ -129,7 +129,7 @@ def run(gen: Generator, st, labels: np.ndarray, *, cfg: float = 1.0, temperature
         pre_floats = torch.from_numpy(np.tile(p_floats, (rows, 1, 1)).astype(np.float32))
     else:
         pre_ints = torch.zeros((rows, 0, len(mc.int_sizes)), dtype=torch.long)
-        pre_floats = torch.zeros((rows, 0, mc.float_fields))
+        pre_floats = torch.zeros((rows, 0, mc.float_width))
     hist_tok, hist_ints, hist_floats = tokens, pre_ints, pre_floats
     feed_tok, feed_ints, feed_floats = tokens, pre_ints, pre_floats
     counts = np.zeros(B, np.int64)
@@ -143,11 +143,11 @@ def run(gen: Generator, st, labels: np.ndarray, *, cfg: float = 1.0, temperature
         step_ints = torch.cat([feed_ints, ints_t[:, None]], 1)
         step_floats = torch.cat([feed_floats, floats_t[:, None]], 1)
         if kv_cache:
-            logits = model(feed_tok, step_ints, step_floats if mc.float_fields else None, caches)[:, -1]
+            logits = model(feed_tok, step_ints, step_floats if mc.float_width else None, caches)[:, -1]
         else:
             all_ints = torch.cat([hist_ints, ints_t[:, None]], 1)
             all_floats = torch.cat([hist_floats, floats_t[:, None]], 1)
-            logits = model(hist_tok, all_ints, all_floats if mc.float_fields else None)[:, -1]
+            logits = model(hist_tok, all_ints, all_floats if mc.float_width else None)[:, -1]
             hist_ints, hist_floats = all_ints, all_floats
         n = len(active)
         if guided:
@@ -182,7 +182,7 @@ def run(gen: Generator, st, labels: np.ndarray, *, cfg: float = 1.0, temperature
         nxt = np.concatenate([nxt, nxt]) if guided else nxt
         feed_tok = torch.from_numpy(nxt.astype(np.int64))[:, None]
         feed_ints = torch.zeros((len(feed_tok), 0, len(mc.int_sizes)), dtype=torch.long)
-        feed_floats = torch.zeros((len(feed_tok), 0, mc.float_fields))
+        feed_floats = torch.zeros((len(feed_tok), 0, mc.float_width))
         if not kv_cache:
             hist_tok = torch.cat([hist_tok, feed_tok], 1)
     return counts

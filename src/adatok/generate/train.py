@@ -270,7 +270,7 @@ def losses(model: GPT, corpus: Corpus, idx: np.ndarray, uncond: np.ndarray, gen:
     cfg = model.cfg
     labels = np.where(uncond, cfg.null_class, corpus.labels[idx])
     inputs, targets, ints, floats, steps = batch_tensors(corpus, idx, labels, cfg.vocab_size, cfg.end)
-    h = model.hidden(inputs, ints, floats if cfg.float_fields else None)
+    h = model.hidden(inputs, ints, floats if cfg.float_width else None)
     loss = (F.cross_entropy(model.logits(h).flatten(0, 1), targets.flatten(), ignore_index=-100) if generate
             else h.new_zeros(()))
     rows = torch.from_numpy(np.nonzero(uncond)[0])
@@ -294,7 +294,7 @@ def _share_losses(model: GPT, corpus: Corpus, idx: np.ndarray, uncond: np.ndarra
     idx, uncond = idx[mine], uncond[mine]
     labels = np.where(uncond, cfg.null_class, corpus.labels[idx])
     inputs, targets, ints, floats, _ = batch_tensors(corpus, idx, labels, cfg.vocab_size, cfg.end)
-    h = model.hidden(inputs, ints, floats if cfg.float_fields else None)
+    h = model.hidden(inputs, ints, floats if cfg.float_width else None)
     loss = (F.cross_entropy(model.logits(h).flatten(0, 1), targets.flatten(), ignore_index=-100,
                             reduction="sum") / tokens if generate else h.new_zeros(()))
     if len(all_rows) == 0:
@@ -336,7 +336,7 @@ def read_corpus(model: GPT, corpus: Corpus, lengths: list[int], batch: int = 250
         idx = np.arange(at, min(at + batch, len(corpus)))
         null = np.full(len(idx), model.cfg.null_class)
         inputs, _, ints, floats, steps = batch_tensors(corpus, idx, null, model.cfg.vocab_size, model.cfg.end)
-        h = model.hidden(inputs, ints, floats if model.cfg.float_fields else None)  # once for every n (causal)
+        h = model.hidden(inputs, ints, floats if model.cfg.float_width else None)  # once for every n (causal)
         for n in lengths:
             k = torch.clamp(torch.full_like(steps, n + 1), max=steps)  # the class step and n tokens
             right[n] += int((model.read_prefixes(h, k).argmax(1).numpy() == corpus.labels[idx]).sum())
@@ -353,7 +353,7 @@ def validation_loss(model: GPT, corpus: Corpus, batch: int = 50) -> float:
         idx = np.arange(at, min(at + batch, len(corpus)))
         inputs, targets, ints, floats, _ = batch_tensors(corpus, idx, corpus.labels[idx], model.cfg.vocab_size,
                                                          model.cfg.end)
-        logits = model(inputs, ints, floats if model.cfg.float_fields else None)
+        logits = model(inputs, ints, floats if model.cfg.float_width else None)
         total += F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=-100, reduction="sum").item()
         count += int((targets != -100).sum())
     model.train()
@@ -369,7 +369,8 @@ def model_config_for(lang, d_model: int, n_layer: int, n_head: int, max_len: int
         return GPTConfig(vocab_size=lang.vocab_size, max_len=max_len, d_model=d_model, n_layer=n_layer,
                          n_head=n_head, position="index", int_sizes=(max_len + 1,), float_fields=0, tie=tie)
     return GPTConfig(vocab_size=lang.vocab_size, max_len=max_len, d_model=d_model, n_layer=n_layer, n_head=n_head,
-                     position=position, int_sizes=lang.int_sizes, float_fields=lang.float_fields, tie=tie)
+                     position=position, int_sizes=lang.int_sizes, float_fields=lang.float_fields, tie=tie,
+                     canvas=getattr(lang, "canvas_fields", 0))
 
 
 def index_positions(corpus: Corpus) -> Corpus:
