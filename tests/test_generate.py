@@ -180,6 +180,27 @@ def test_tied_output_layer():
     assert not torch.equal(tied(inputs, ints, None)[..., 5], out[..., 5])
 
 
+def test_digit_embeddings():
+    """With ``digits`` a word's vector is its own plus one per (place, digit): words that share a
+    decision share that vector, in the input and (tied) in the output; only word languages take it."""
+    from adatok.generate.model import GPT, GPTConfig
+
+    model = GPT(GPTConfig(vocab_size=9, classes=2, d_model=8, n_layer=1, n_head=2, position="slot", int_sizes=(5,),
+                          digits=(2, 3), tie=True))
+    e, own, d = model.embeddings(), model.tokens.weight, model.digit_table.weight
+    assert e.shape == (9 + 3, 8)
+    assert torch.allclose(e[5], own[5] + d[0 * 3 + 1] + d[1 * 3 + 2])  # 5 = 1 2 in base 3
+    assert torch.equal(e[9:], own[9:])  # class tokens: their own vectors only
+    with torch.no_grad():
+        d[0 * 3 + 2] += 1.0  # first digit 2: words 6, 7, 8 move, no other
+    moved = (model.embeddings() != e).any(1)
+    assert moved.tolist() == [False] * 6 + [True] * 3 + [False] * 3
+    with pytest.raises(ValueError, match="base"):
+        GPTConfig(vocab_size=10, digits=(2, 3))
+    with pytest.raises(adatok.AdatokError, match="word languages"):
+        model_config_for(LANGS["learned"](), 32, 1, 2, 64, digits=True)
+
+
 def test_the_evaluation_writes_the_table_and_the_report(trained, tmp_path):
     import json
 

@@ -86,15 +86,15 @@ def test_word_samples_are_valid_sequences(trained):
 
 
 def test_a_model_reading_the_decoders_state_samples_valid_sequences(tmp_path):
-    """A generator given the decoder's state (context and canvas) trains, is loaded back reading it,
+    """A generator given the decoder's state (context and canvas), with digit embeddings, trains, is loaded back reading it,
     samples valid sequences, the same with and without its cache, and completes a cut sequence."""
     lang = WordLanguage("wavelet-w8", (28, 28, 1), Quality(psnr=16), context=True, canvas=True)
     out = tmp_path / "gen"
-    train_generator(out, lang, model_config_for(lang, 32, 1, 2, 512),
+    train_generator(out, lang, model_config_for(lang, 32, 1, 2, 512, digits=True),
                     GenTrainConfig(minutes=0.03, limit=16, val_images=4, batch=4, eval_every=1e9), log=lambda *a: None)
     gen = load_generator(out)
     assert gen.lang.context and gen.lang.canvas and gen.model.cfg.int_sizes == lang.int_sizes
-    assert gen.model.cfg.canvas == lang.canvas_fields
+    assert gen.model.cfg.canvas == lang.canvas_fields and gen.model.cfg.digits == (8, 3)
     seqs, images = sample(gen, [0, 7, None], seed=2, cfg=2.0, max_tokens=25)
     for seq, img in zip(seqs, images):
         assert 0 < len(seq) <= 25

@@ -75,6 +75,9 @@ def train_generator_cmd(
     context: Annotated[bool, typer.Option(
         "--context", help="Wavelet languages: each step also reads what the decoder knows around the next decision "
                           "(the next coefficient, its parent, grandparent and neighbours).")] = False,
+    digits: Annotated[bool, typer.Option(
+        "--digits", help="Word languages: embed each word with its decisions' digits as well as its own vector.")
+    ] = False,
     canvas: Annotated[bool, typer.Option(
         "--canvas", help="Wavelet languages: each step also reads the image its prefix decodes to (7x7 blocks, and "
                          "5x5 half-resolution pixels around the next coefficient).")] = False,
@@ -139,7 +142,7 @@ def train_generator_cmd(
         max_len = 8192 if lang.variable_length else len(np.zeros(lang.shape).reshape(-1)) + 1
         if d_model % heads:
             raise AdatokError(f"--dim {d_model} must be a multiple of --heads {heads}")
-        model_cfg = dataclasses.replace(train.model_config_for(lang, d_model, layers, heads, max_len, position, tie),
+        model_cfg = dataclasses.replace(train.model_config_for(lang, d_model, layers, heads, max_len, position, tie, digits),
                                         classes=classes)
     tcfg = train.GenTrainConfig(minutes=minutes, batch=batch, lr=lr, seed=seed, limit=limit, threads=threads,
                                 steps=steps, eval_every=eval_every, val_images=val_images, data=data,

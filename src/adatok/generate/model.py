@@ -55,12 +55,19 @@ class GPTConfig:
     #: floats after the position's: the decoder's image as it stands (wavelet languages with
     #: ``canvas=True``), read through a small MLP
     canvas: int = 0
+    #: ``(n, base)``: each id is a word of ``n`` base-``base`` digits, most significant first (the
+    #: ``wavelet-w8`` words: ``(8, 3)``), and its embedding is its own vector plus one vector per
+    #: (digit place, digit value), so that words sharing decisions share part of their meaning
+    digits: tuple[int, ...] = ()
     #: the output layer shares the id embeddings (plus an END vector): with a large vocabulary (the
     #: 6,561 words of wavelet-w8) this halves the parameters the vocabulary costs
     tie: bool = False
 
     def __post_init__(self) -> None:
         self.int_sizes = tuple(int(s) for s in self.int_sizes)
+        self.digits = tuple(int(s) for s in self.digits)
+        if self.digits and (len(self.digits) != 2 or self.digits[1] ** self.digits[0] != self.vocab_size):
+            raise ValueError(f"digits (n, base) must have base ** n == vocab_size, got {self.digits}")
         if self.position not in POSITION_KINDS:
             raise ValueError(f"position must be one of {POSITION_KINDS}, got {self.position!r}")
         if self.d_model % self.n_head:
@@ -176,6 +183,12 @@ class GPT(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.tokens = nn.Embedding(cfg.vocab_size + cfg.classes + 1, cfg.d_model)  # ids, then classes
+        if cfg.digits:  # each id's digits: rows place * base + value of one table
+            n, base = cfg.digits
+            places = base ** torch.arange(n - 1, -1, -1)
+            digit = (torch.arange(cfg.vocab_size)[:, None] // places) % base + base * torch.arange(n)
+            self.register_buffer("digit_rows", digit, persistent=False)
+            self.digit_table = nn.Embedding(n * base, cfg.d_model)
         self.positions = Positions(cfg)
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
@@ -198,6 +211,13 @@ class GPT(nn.Module):
         if isinstance(module, nn.Linear) and module.bias is not None:
             nn.init.zeros_(module.bias)
 
+    def embeddings(self) -> torch.Tensor:
+        """The input vectors of every id and class token: their own, plus their digits' (``digits``)."""
+        if not self.cfg.digits:
+            return self.tokens.weight
+        words = self.tokens.weight[: self.cfg.vocab_size] + self.digit_table(self.digit_rows).sum(1)
+        return torch.cat([words, self.tokens.weight[self.cfg.vocab_size :]])
+
     def class_token(self, labels: torch.Tensor) -> torch.Tensor:
         """Input ids of class tokens (``null_class`` for "no class")."""
         return labels + self.cfg.vocab_size
@@ -206,7 +226,7 @@ class GPT(nn.Module):
                caches: list[dict] | None = None) -> torch.Tensor:
         """Final hidden states (B, T, d_model) of ``inputs`` (B, T) read with the next positions.
         With ``caches`` (sampling), the steps given follow those the caches hold."""
-        x = self.drop(self.tokens(inputs) + self.positions(ints, floats))
+        x = self.drop(F.embedding(inputs, self.embeddings()) + self.positions(ints, floats))
         for i, block in enumerate(self.blocks):
             x = block(x, None if caches is None else caches[i])
         return self.ln_f(x)
@@ -215,7 +235,7 @@ class GPT(nn.Module):
         """Logits (..., vocab_size + 1) of ids and END from hidden states."""
         if not self.cfg.tie:
             return self.head(h)
-        out = torch.cat([self.tokens.weight[: self.cfg.vocab_size], self.end_out])
+        out = torch.cat([self.embeddings()[: self.cfg.vocab_size], self.end_out])
         return h @ out.T + self.head_bias
 
     def forward(self, inputs: torch.Tensor, ints: torch.Tensor, floats: torch.Tensor | None,

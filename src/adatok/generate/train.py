@@ -361,16 +361,21 @@ def validation_loss(model: GPT, corpus: Corpus, batch: int = 50) -> float:
 
 
 def model_config_for(lang, d_model: int, n_layer: int, n_head: int, max_len: int, position: str | None = None,
-                     tie: bool = False) -> GPTConfig:
+                     tie: bool = False, digits: bool = False) -> GPTConfig:
     """The generator shape for ``lang``; ``position="index"`` is the ablation without next positions;
-    ``tie`` shares the id embeddings with the output layer."""
+    ``tie`` shares the id embeddings with the output layer; ``digits`` (words only) embeds each word
+    with its decisions' digits too (``GPTConfig.digits``)."""
+    if digits and getattr(lang, "per_token", 1) == 1:
+        raise AdatokError("digit embeddings are for word languages (wavelet-w8)")
+    word = (lang.per_token, 3) if digits else ()
     position = position or lang.position
     if position == "index":
         return GPTConfig(vocab_size=lang.vocab_size, max_len=max_len, d_model=d_model, n_layer=n_layer,
-                         n_head=n_head, position="index", int_sizes=(max_len + 1,), float_fields=0, tie=tie)
+                         n_head=n_head, position="index", int_sizes=(max_len + 1,), float_fields=0, tie=tie,
+                         digits=word)
     return GPTConfig(vocab_size=lang.vocab_size, max_len=max_len, d_model=d_model, n_layer=n_layer, n_head=n_head,
                      position=position, int_sizes=lang.int_sizes, float_fields=lang.float_fields, tie=tie,
-                     canvas=getattr(lang, "canvas_fields", 0))
+                     canvas=getattr(lang, "canvas_fields", 0), digits=word)
 
 
 def index_positions(corpus: Corpus) -> Corpus:
