@@ -13,6 +13,10 @@ about which place of the image:
 * learned tokens and pixels: the slot (0..K, K meaning "after the last");
 * ``"index"`` (the ablation "ids only"): the step number alone, as in a plain GPT.
 
+Options a wavelet language may add (``docs/generation.md``): more integer fields (the decoder's
+context), floats after the position's read through a small MLP (``canvas``: the image the prefix
+decodes to), and, for words, embeddings built from the words' digits as well (``digits``).
+
 A reading head (mean of the hidden states over a prefix, then a linear layer) classifies an image
 from any prefix of its tokens; it is trained on sequences given "no class", at random prefix
 lengths, beside the generation loss.
