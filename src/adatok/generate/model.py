@@ -222,6 +222,16 @@ class GPT(nn.Module):
         words = self.tokens.weight[: self.cfg.vocab_size] + self.digit_table(self.digit_rows).sum(1)
         return torch.cat([words, self.tokens.weight[self.cfg.vocab_size :]])
 
+    def embed(self, inputs: torch.Tensor) -> torch.Tensor:
+        """The input vectors of ``inputs`` (ids and class tokens), as :meth:`embeddings` has them,
+        built for these ids only (not the whole table: a sampling step reads one id a row)."""
+        x = self.tokens(inputs)
+        if not self.cfg.digits:
+            return x
+        words = (inputs < self.cfg.vocab_size)[..., None]
+        digits = self.digit_table(self.digit_rows[inputs.clamp(max=self.cfg.vocab_size - 1)]).sum(-2)
+        return x + digits * words
+
     def class_token(self, labels: torch.Tensor) -> torch.Tensor:
         """Input ids of class tokens (``null_class`` for "no class")."""
         return labels + self.cfg.vocab_size
@@ -230,7 +240,7 @@ class GPT(nn.Module):
                caches: list[dict] | None = None) -> torch.Tensor:
         """Final hidden states (B, T, d_model) of ``inputs`` (B, T) read with the next positions.
         With ``caches`` (sampling), the steps given follow those the caches hold."""
-        x = self.drop(F.embedding(inputs, self.embeddings()) + self.positions(ints, floats))
+        x = self.drop(self.embed(inputs) + self.positions(ints, floats))
         for i, block in enumerate(self.blocks):
             x = block(x, None if caches is None else caches[i])
         return self.ln_f(x)

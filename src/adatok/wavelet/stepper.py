@@ -57,7 +57,7 @@ class _Walks:
         self.rows = np.array(rows, np.int64)
         b, n = len(rows), layout.size
         self.tree = (*tok._shifts(layout, params), *layout.tree_args(), layout.node_pos)
-        self.near = context_nodes(layout)
+        self._near: np.ndarray | None = None  # context_nodes(layout), made by the first context()
         self.ws = np.stack([spiht.fresh_state(m) for m in nmaxes])
         self.value = np.zeros((b, n), np.int64)
         self.low = np.full((b, n), -1, np.int8)
@@ -103,7 +103,9 @@ class _Walks:
         """The rows' :meth:`WaveletStepper.context`."""
         ws = self.ws
         node = ws[:, spiht.WS_NODE]
-        near = self.near[np.maximum(node, 0)].astype(np.int64)  # (b, fields)
+        if self._near is None:  # (not at construction: every word decode makes a stepper, few read this)
+            self._near = context_nodes(self.layout)
+        near = self._near[np.maximum(node, 0)].astype(np.int64)  # (b, fields)
         rows = np.arange(len(ws))[:, None]
         at = np.maximum(near, 0)
         value, low, neg = self.value[rows, at], self.low[rows, at], self.neg[rows, at]
