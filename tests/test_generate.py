@@ -195,6 +195,13 @@ def test_digit_embeddings():
         d[0 * 3 + 2] += 1.0  # first digit 2: words 6, 7, 8 move, no other
     moved = (model.embeddings() != e).any(1)
     assert moved.tolist() == [False] * 6 + [True] * 3 + [False] * 3
+    h = torch.randn(3, 8)
+    with torch.no_grad():  # sampling keeps the tied output layer while its weights stay as they are
+        kept = model.logits(h)
+        assert model.output_vectors() is model.output_vectors()
+        d[1 * 3 + 0] -= 0.5  # and makes it again once one of them changes
+        again = model.logits(h)
+    assert torch.equal(again, model.logits(h)) and not torch.equal(again, kept)
     with pytest.raises(ValueError, match="base"):
         GPTConfig(vocab_size=10, digits=(2, 3))
     with pytest.raises(adatok.AdatokError, match="word languages"):

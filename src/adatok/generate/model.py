@@ -249,8 +249,24 @@ class GPT(nn.Module):
         """Logits (..., vocab_size + 1) of ids and END from hidden states."""
         if not self.cfg.tie:
             return self.head(h)
-        out = torch.cat([self.embeddings()[: self.cfg.vocab_size], self.end_out])
-        return h @ out.T + self.head_bias
+        return h @ self.output_vectors().T + self.head_bias
+
+    def output_vectors(self) -> torch.Tensor:
+        """The tied output layer (vocab_size + 1, d_model): the ids' input vectors, then END's.
+
+        Without autograd (sampling) it is kept and reused while the weights it is made of are
+        unchanged (their in-place version counters, which an optimizer step or a state-dict load
+        moves): building it is a pass over the whole vocabulary, which with digit embeddings cost
+        a sampling step more than the rest of a small model's step."""
+        parts = (self.tokens.weight, self.end_out) + ((self.digit_table.weight,) if self.cfg.digits else ())
+        if torch.is_grad_enabled():
+            return torch.cat([self.embeddings()[: self.cfg.vocab_size], self.end_out])
+        key = tuple((p.data_ptr(), p._version) for p in parts)
+        kept = self.__dict__.get("_output_kept")
+        if kept is None or kept[0] != key:
+            kept = (key, torch.cat([self.embeddings()[: self.cfg.vocab_size], self.end_out]))
+            self.__dict__["_output_kept"] = kept
+        return kept[1]
 
     def forward(self, inputs: torch.Tensor, ints: torch.Tensor, floats: torch.Tensor | None,
                 caches: list[dict] | None = None) -> torch.Tensor:
