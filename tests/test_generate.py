@@ -82,6 +82,11 @@ def test_completion_keeps_the_prefix(trained):
         cut = gen.lang.tok.with_top_plane(cut)
     for s in seqs:
         assert np.array_equal(s.ids[: len(cut)], cut.ids)
+    for other in (np.zeros((32, 32), np.uint8), np.zeros((28, 28, 3), np.uint8)) if kind == "wavelet" else ():
+        # a raw IndexError, or (32x32) 32x32 samples from a 28x28 model
+        prefix = gen.lang.tok.encode([other])[0].prefix(4)
+        with pytest.raises(adatok.AdatokError, match="writes 28x28x1 images"):
+            complete(gen, prefix, 2)
 
 
 def test_grammar_masks_every_step():
@@ -196,12 +201,14 @@ def test_digit_embeddings():
     moved = (model.embeddings() != e).any(1)
     assert moved.tolist() == [False] * 6 + [True] * 3 + [False] * 3
     h = torch.randn(3, 8)
-    with torch.no_grad():  # sampling keeps the tied output layer while its weights stay as they are
-        kept = model.logits(h)
+    fresh = model.logits(h)
+    with torch.inference_mode(), model.fixed_weights():  # sampling builds the tied output layer once
         assert model.output_vectors() is model.output_vectors()
-        d[1 * 3 + 0] -= 0.5  # and makes it again once one of them changes
-        again = model.logits(h)
-    assert torch.equal(again, model.logits(h)) and not torch.equal(again, kept)
+        assert torch.equal(model.logits(h), fresh)
+    with torch.no_grad():
+        assert model.output_vectors() is not model.output_vectors()  # outside the scope: built each time
+        d[1 * 3 + 0] -= 0.5
+    assert not torch.equal(model.logits(h), fresh)
     with pytest.raises(ValueError, match="base"):
         GPTConfig(vocab_size=10, digits=(2, 3))
     with pytest.raises(adatok.AdatokError, match="word languages"):
@@ -391,6 +398,44 @@ def test_a_second_run_into_a_checkpoint_is_refused_unless_resumed_or_forced(tmp_
     assert Corpus.load(tmp_path / "g" / "corpus-train.npz").lengths.sum() > short  # 30 dB needs more tokens
 
 
+def test_resuming_goes_on_with_the_checkpoints_settings_and_never_replaces_a_model_it_cannot_resume(tmp_path):
+    """--resume on a folder without training state (a shipped or copied model) started from nothing
+    and replaced the model; the options given with --resume were silently ignored, so a run could
+    never be made longer."""
+    import json
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from adatok.cli import app
+
+    out = tmp_path / "g"
+    base = ["train-generator", "--out", str(out), "--language", "wavelet-w8", "--target-psnr", "16", "--dim", "16",
+            "--layers", "1", "--heads", "1", "--limit", "6", "--val-images", "2", "--batch", "2", "--quiet"]
+    run = CliRunner().invoke(app, [*base, "--steps", "2"])
+    assert run.exit_code == 0, run.output
+    run = CliRunner().invoke(app, [*base, "--steps", "4", "--resume"])  # the same options, a longer run
+    assert run.exit_code == 0, run.output
+    config = json.loads((out / "config.json").read_text())
+    assert config["step"] == 4 and config["train"]["steps"] == 4
+    weights = (out / "model.safetensors").read_bytes()
+    for other in (["--digits"], ["--dim", "32"], ["--target-psnr", "20"], ["--lr", "0.01"]):
+        run = CliRunner().invoke(app, ["train-generator", "--out", str(out), "--resume", "--steps", "6", *other])
+        assert run.exit_code == 2 and "differ" in run.output and other[0] in run.output, run.output
+    assert (out / "model.safetensors").read_bytes() == weights
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for f in ("config.json", "model.safetensors"):  # a model without its training state
+        shutil.copy(out / f, copy / f)
+    run = CliRunner().invoke(app, ["train-generator", "--out", str(copy), "--resume", "--steps", "6"])
+    assert run.exit_code == 2 and "nothing to resume" in run.output, run.output
+    assert (copy / "model.safetensors").read_bytes() == weights
+    with pytest.raises(adatok.AdatokError, match="keeps its checkpoint's lr"):
+        train_generator(out, resume=True, overrides={"lr": 0.1}, log=lambda *a: None)
+    run = CliRunner().invoke(app, [*base, "--steps", "3", "--context", "--position", "index", "--force"])
+    assert run.exit_code == 2 and "--position index" in run.output, run.output
+
+
 def test_a_cached_corpus_is_used_only_for_what_it_was_made_from(tmp_path):
     from adatok.generate.train import corpus_for
 
@@ -430,3 +475,21 @@ def test_a_reader_reads_every_row(tmp_path):
         train_generator(tmp_path / "r", lang, model_config_for(lang, 32, 1, 2, 64),
                         GenTrainConfig(steps=1, gen_weight=0.0, p_uncond=0.5, limit=8, val_images=4),
                         log=lambda *a: None)
+
+
+def test_the_ids_only_ablation_reads_step_numbers_in_evaluation_as_in_training(tmp_path):
+    """``reading_accuracy`` fed a ``--position index`` model the wavelet position rows (reading a
+    plane number as the step) instead of the step numbers it was trained on."""
+    from adatok.generate.evaluate import reading_accuracy
+    from adatok.generate.languages import build_corpus
+    from adatok.generate.train import index_positions, read_corpus
+
+    lang = LANGS["wavelet"]()
+    train_generator(tmp_path / "g", lang, model_config_for(lang, 16, 1, 1, 2048, position="index"),
+                    GenTrainConfig(steps=2, limit=6, val_images=2, batch=2, eval_every=1e9), log=lambda *a: None)
+    gen = load_generator(tmp_path / "g")
+    test = adatok.datasets.load("fashion-mnist", "test", limit=40)
+    images, labels = np.stack(test.images), np.asarray(test.labels)
+    corpus = build_corpus(lang, list(images), labels)
+    lengths = [1, 5, 20, 80]
+    assert reading_accuracy(gen, images, labels, lengths) == read_corpus(gen.model, index_positions(corpus), lengths)

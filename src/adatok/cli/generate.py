@@ -21,6 +21,59 @@ LANGUAGE_HELP = ("wavelet, wavelet-lossless (decisions), wavelet-w8, wavelet-los
                  "a learned tokenizer (fashion-mnist-32 or a checkpoint folder), or pixels.")
 
 
+#: What each option of train-generator is in a checkpoint's config.json: on --resume an option given
+#: must say what the checkpoint has (or be one a resumed run may change: ``train.RESUMABLE``).
+KEPT_ON_RESUME = {
+    "language": lambda c: c["language"].get("tokenizer", c["language"]["language"]),
+    "target_psnr": lambda c: (c["language"].get("target") or {}).get("psnr"),
+    "d_model": lambda c: c["model"]["d_model"],
+    "layers": lambda c: c["model"]["n_layer"],
+    "heads": lambda c: c["model"]["n_head"],
+    "tie": lambda c: bool(c["model"].get("tie")),
+    "digits": lambda c: bool(c["model"].get("digits")),
+    "position": lambda c: "index" if c["model"]["position"] == "index" else None,
+    "context": lambda c: bool(c["language"].get("context")),
+    "canvas": lambda c: bool(c["language"].get("canvas")),
+    "batch": lambda c: c["train"]["batch"],
+    "lr": lambda c: c["train"]["lr"],
+    "limit": lambda c: c["train"]["limit"],
+    "val_images": lambda c: c["train"]["val_images"],
+    "seed": lambda c: c["train"]["seed"],
+    "data": lambda c: c["train"].get("data", "fashion-mnist"),
+    "reader": lambda c: c["train"].get("gen_weight", 1.0) == 0,
+    "image_size": lambda c: c["language"]["shape"][0],
+    "channels": lambda c: c["language"]["shape"][2],
+}
+
+
+def _resume_overrides(ctx: typer.Context, out: Path, resumable: tuple[str, ...]) -> dict:
+    """On --resume: the options given that a resumed run may change (``resumable``), and an error for
+    any other option given with a value other than the checkpoint's (it would be silently ignored)."""
+    from adatok.neural.folder import read_json
+
+    # (by name: typer carries a click of its own, whose ParameterSource is not click's)
+    given = [p for p in ctx.params if getattr(ctx.get_parameter_source(p), "name", "") in ("COMMANDLINE",
+                                                                                              "ENVIRONMENT")]
+    try:
+        config = read_json(out)
+    except AdatokError:
+        config = None  # (no checkpoint: train_generator says so)
+    clashes = []
+    for name in given:
+        if name in resumable or name in ("out", "resume", "quiet", "force"):
+            continue
+        kept = KEPT_ON_RESUME[name](config) if config is not None and name in KEPT_ON_RESUME else None
+        if config is not None and kept != ctx.params[name]:
+            flag = "--" + {"d_model": "dim", "target_psnr": "target-psnr", "val_images": "val-images",
+                           "image_size": "image-size"}.get(name, name)
+            clashes.append(f"{flag} (the checkpoint has {kept!r}, given {ctx.params[name]!r})")
+    if clashes:
+        raise AdatokError(f"--resume continues {out} with its own settings; these differ from it: {'; '.join(clashes)}. "
+                          f"A resumed run can change only {', '.join('--' + r.replace('_', '-') for r in resumable)}; "
+                          "to train otherwise, start a new folder")
+    return {name: ctx.params[name] for name in given if name in resumable}
+
+
 def _import():
     try:
         from adatok.generate import sample, train
@@ -33,6 +86,7 @@ def _import():
 @app.command("train-generator")
 @reporting_errors
 def train_generator_cmd(
+    ctx: typer.Context,
     out: Annotated[Path, out_dir("Checkpoint folder (config.json, model.safetensors, the token cache).")],
     language: Annotated[str, typer.Option("--language", "-l", metavar="NAME", help=LANGUAGE_HELP)] = "wavelet",
     data: Annotated[str, typer.Option(
@@ -92,6 +146,10 @@ def train_generator_cmd(
 
     Works the same under `torchrun --nproc_per_node N adatok train-generator ...` (data-parallel, gloo on
     CPUs): --batch is the global batch, split over the processes.
+
+    --resume continues OUT with the settings it was started with; only --minutes, --steps, --threads and
+    --eval-every may change (train on to 75 minutes in all: --resume --minutes 75), and any other option
+    given must say what the checkpoint has.
     """
     from adatok import Quality
 
@@ -124,7 +182,10 @@ def train_generator_cmd(
     target = Quality(psnr=target_psnr) if target_psnr is not None else None
     if (context or canvas) and not language.startswith("wavelet"):
         raise AdatokError(f"--context and --canvas are for the wavelet languages, not {language}")
+    if (context or canvas) and position == "index":
+        raise AdatokError("--context and --canvas are read beside the next positions; --position index has none")
     lang = model_cfg = None
+    overrides = _resume_overrides(ctx, out, train.RESUMABLE) if resume else None
     if not resume:
         if language == "pixels":
             if target is not None:
@@ -152,7 +213,7 @@ def train_generator_cmd(
             progress(int(done), int(total), what or "tokenizing")
 
         train.train_generator(out, lang, model_cfg, tcfg, resume=resume, progress=report,
-                              log=(lambda *a: None) if quiet else typer.echo, force=force)
+                              log=(lambda *a: None) if quiet else typer.echo, force=force, overrides=overrides)
     if not quiet and os.environ.get("RANK", "0") == "0":  # (under torchrun: once)
         typer.echo(f"{out}: trained")
 

@@ -134,57 +134,58 @@ def run(gen: Generator, st, labels: np.ndarray, *, cfg: float = 1.0, temperature
     feed_tok, feed_ints, feed_floats = tokens, pre_ints, pre_floats
     counts = np.zeros(B, np.int64)
     active = np.arange(B)  # the sequences still growing: finished ones leave the batch (and the caches)
-    while len(active):
-        ints, floats = features()
-        ints_t = torch.from_numpy(np.asarray(ints, np.int64)[active])
-        floats_t = torch.from_numpy(np.asarray(floats, np.float32)[active])
-        if guided:
-            ints_t, floats_t = torch.cat([ints_t, ints_t]), torch.cat([floats_t, floats_t])
-        step_ints = torch.cat([feed_ints, ints_t[:, None]], 1)
-        step_floats = torch.cat([feed_floats, floats_t[:, None]], 1)
-        if kv_cache:
-            logits = model(feed_tok, step_ints, step_floats if mc.float_width else None, caches)[:, -1]
-        else:
-            all_ints = torch.cat([hist_ints, ints_t[:, None]], 1)
-            all_floats = torch.cat([hist_floats, floats_t[:, None]], 1)
-            logits = model(hist_tok, all_ints, all_floats if mc.float_width else None)[:, -1]
-            hist_ints, hist_floats = all_ints, all_floats
-        n = len(active)
-        if guided:
-            logits = logits[n:] + cfg * (logits[:n] - logits[n:])
-        # ids, and END: anywhere in a variable-length language, else only once the stream has ended
-        end_ok = np.ones((B, 1), bool) if lang.variable_length else np.asarray(st.done, bool)[:, None]
-        allowed = np.concatenate([np.asarray(st.legal(), bool), end_ok], 1)[active]
-        if max_tokens is not None:
-            full = counts[active] >= max_tokens  # the maximum length: END only (the pixel baseline: the rest black)
-            allowed[full, :-1] = False
-            allowed[full, -1] = True
-        logits = logits.masked_fill(~torch.from_numpy(allowed), -torch.inf) / max(temperature, 1e-6)
-        logits = _filter(logits, top_k, top_p)
-        picked = torch.multinomial(logits.softmax(-1), 1, generator=g)[:, 0].numpy()
-        chosen = np.full(B, mc.end, np.int64)
-        chosen[active] = picked
-        ending = chosen == mc.end
-        st.push(np.where(ending, -1, chosen))
-        counts += ~ending  # (a finished sequence's id is END)
-        finished |= ending
-        if on_step is not None:
-            on_step(st, finished)
-        keep = ~ending[active]
-        if not keep.all():  # drop the rows that ended from the batch, the caches and the history
-            active = active[keep]
-            rows_kept = torch.from_numpy(np.concatenate([keep, keep]) if guided else keep)
-            for cache in caches or ():
-                cache["k"], cache["v"] = cache["k"][rows_kept], cache["v"][rows_kept]
+    with model.fixed_weights():  # (the tied output layer is built once for the whole run)
+        while len(active):
+            ints, floats = features()
+            ints_t = torch.from_numpy(np.asarray(ints, np.int64)[active])
+            floats_t = torch.from_numpy(np.asarray(floats, np.float32)[active])
+            if guided:
+                ints_t, floats_t = torch.cat([ints_t, ints_t]), torch.cat([floats_t, floats_t])
+            step_ints = torch.cat([feed_ints, ints_t[:, None]], 1)
+            step_floats = torch.cat([feed_floats, floats_t[:, None]], 1)
+            if kv_cache:
+                logits = model(feed_tok, step_ints, step_floats if mc.float_width else None, caches)[:, -1]
+            else:
+                all_ints = torch.cat([hist_ints, ints_t[:, None]], 1)
+                all_floats = torch.cat([hist_floats, floats_t[:, None]], 1)
+                logits = model(hist_tok, all_ints, all_floats if mc.float_width else None)[:, -1]
+                hist_ints, hist_floats = all_ints, all_floats
+            n = len(active)
+            if guided:
+                logits = logits[n:] + cfg * (logits[:n] - logits[n:])
+            # ids, and END: anywhere in a variable-length language, else only once the stream has ended
+            end_ok = np.ones((B, 1), bool) if lang.variable_length else np.asarray(st.done, bool)[:, None]
+            allowed = np.concatenate([np.asarray(st.legal(), bool), end_ok], 1)[active]
+            if max_tokens is not None:
+                full = counts[active] >= max_tokens  # the maximum length: END only (the pixel baseline: the rest black)
+                allowed[full, :-1] = False
+                allowed[full, -1] = True
+            logits = logits.masked_fill(~torch.from_numpy(allowed), -torch.inf) / max(temperature, 1e-6)
+            logits = _filter(logits, top_k, top_p)
+            picked = torch.multinomial(logits.softmax(-1), 1, generator=g)[:, 0].numpy()
+            chosen = np.full(B, mc.end, np.int64)
+            chosen[active] = picked
+            ending = chosen == mc.end
+            st.push(np.where(ending, -1, chosen))
+            counts += ~ending  # (a finished sequence's id is END)
+            finished |= ending
+            if on_step is not None:
+                on_step(st, finished)
+            keep = ~ending[active]
+            if not keep.all():  # drop the rows that ended from the batch, the caches and the history
+                active = active[keep]
+                rows_kept = torch.from_numpy(np.concatenate([keep, keep]) if guided else keep)
+                for cache in caches or ():
+                    cache["k"], cache["v"] = cache["k"][rows_kept], cache["v"][rows_kept]
+                if not kv_cache:
+                    hist_tok, hist_ints, hist_floats = hist_tok[rows_kept], hist_ints[rows_kept], hist_floats[rows_kept]
+            nxt = chosen[active]
+            nxt = np.concatenate([nxt, nxt]) if guided else nxt
+            feed_tok = torch.from_numpy(nxt.astype(np.int64))[:, None]
+            feed_ints = torch.zeros((len(feed_tok), 0, len(mc.int_sizes)), dtype=torch.long)
+            feed_floats = torch.zeros((len(feed_tok), 0, mc.float_width))
             if not kv_cache:
-                hist_tok, hist_ints, hist_floats = hist_tok[rows_kept], hist_ints[rows_kept], hist_floats[rows_kept]
-        nxt = chosen[active]
-        nxt = np.concatenate([nxt, nxt]) if guided else nxt
-        feed_tok = torch.from_numpy(nxt.astype(np.int64))[:, None]
-        feed_ints = torch.zeros((len(feed_tok), 0, len(mc.int_sizes)), dtype=torch.long)
-        feed_floats = torch.zeros((len(feed_tok), 0, mc.float_width))
-        if not kv_cache:
-            hist_tok = torch.cat([hist_tok, feed_tok], 1)
+                hist_tok = torch.cat([hist_tok, feed_tok], 1)
     return counts
 
 
@@ -220,6 +221,10 @@ def complete(gen: Generator, prefix, n: int = 4, label: int | None = None, *, se
     lang = gen.lang
     if not hasattr(lang, "tok"):
         raise AdatokError(f"{gen.name} writes pixels: completion takes a token language")
+    shape = tuple(getattr(prefix, "shape", ()) or ())
+    if shape != tuple(lang.shape):
+        raise AdatokError(f"{gen.name} writes {'x'.join(map(str, lang.shape))} images; the prefix is of a "
+                          f"{'x'.join(map(str, shape)) or 'shapeless'} image")
     st = lang.stepper(prefixes=[prefix] * n)
     full = lang.stepper(prefixes=[prefix]).sequences()[0]  # the prefix as the generator's tokens
     m = len(full)

@@ -30,7 +30,7 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -384,14 +384,30 @@ def index_positions(corpus: Corpus) -> Corpus:
     return Corpus(corpus.ids, corpus.starts, steps, np.zeros((len(steps), 0), np.float32), corpus.labels)
 
 
+#: The training settings a resumed run may change (``train_generator(..., resume=True, overrides=)``):
+#: how long it trains and how; everything else is the checkpoint's.
+RESUMABLE = ("minutes", "steps", "threads", "eval_every")
+
+
 def train_generator(out: str | Path, lang=None, model_cfg: GPTConfig | None = None,
                     train_cfg: GenTrainConfig | None = None, name: str | None = None, resume: bool = False,
-                    progress=None, log=print, force: bool = False) -> GPT:
+                    progress=None, log=print, force: bool = False, overrides: dict | None = None) -> GPT:
     """Train (or with ``resume``, go on training) a generator into the folder ``out``. A folder that
-    holds a checkpoint already is refused unless ``resume`` or ``force`` (start over, replacing it)."""
+    holds a checkpoint already is refused unless ``resume`` or ``force`` (start over, replacing it).
+
+    With ``resume`` the language, model and training settings are the checkpoint's (``lang``,
+    ``model_cfg`` and ``train_cfg`` are not read); ``overrides`` changes those of :data:`RESUMABLE`
+    (``{"minutes": 75}``: train on to 75 minutes in all). A folder without the training state
+    (``train_state.safetensors``: a shipped or copied model) is refused: resuming it would start
+    from nothing and replace its weights."""
     out = Path(out)
     check_fresh_start(out, resume, force)  # (its token caches stay: corpus_for rebuilds one made otherwise)
+    if overrides and not resume:
+        raise AdatokError("overrides are for a resumed run; give a new run its settings in train_cfg")
     if resume:
+        if not (out / "train_state.safetensors").is_file():
+            raise AdatokError(f"nothing to resume in {out}: it has no train_state.safetensors (a shipped or copied "
+                              "model keeps only its weights); train without --resume into a new folder to start")
         config = read_json(out)
         if config.get("family") != FAMILY:
             raise AdatokError(f"{out} is not a generator checkpoint")
@@ -399,6 +415,14 @@ def train_generator(out: str | Path, lang=None, model_cfg: GPTConfig | None = No
         model_cfg = GPTConfig(**config["model"])
         train_cfg = GenTrainConfig(**config["train"])
         name = config["name"]
+        overrides = dict(overrides or {})
+        unknown = sorted(set(overrides) - set(RESUMABLE))
+        if unknown:
+            raise AdatokError(f"a resumed run keeps its checkpoint's {', '.join(unknown)}; it can change only "
+                              f"{', '.join(RESUMABLE)}")
+        if "minutes" in overrides and "steps" not in overrides:
+            overrides["steps"] = None  # a time budget replaces a step count
+        train_cfg = replace(train_cfg, **overrides)
     elif lang is None or model_cfg is None:
         raise AdatokError("train_generator needs a language and a model config (or resume=True)")
     train_cfg = train_cfg or GenTrainConfig()
@@ -440,7 +464,7 @@ def train_generator(out: str | Path, lang=None, model_cfg: GPTConfig | None = No
     opt = torch.optim.AdamW(model.parameters(), lr=train_cfg.lr, weight_decay=train_cfg.weight_decay,
                             betas=(0.9, 0.95))
     step, elapsed, history = 0, 0.0, []
-    if resume and (out / "train_state.safetensors").is_file():
+    if resume:
         from ..neural.folder import load_weights
 
         load_weights(out, model).train()
