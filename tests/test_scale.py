@@ -227,6 +227,26 @@ def test_fashion_mnist_and_parquet_sources(tmp_path):
     assert [(r.source, r.label) for r in rows] == [("a.parquet#0", 7), ("a.parquet#1", 8), ("b.parquet#0", 3)]
     want = adatok.load("wavelet").encode([fm.images[i] for i in (0, 1, 3)], Tokens(100))
     assert all((r.seq.ids == w.ids).all() for r, w in zip(rows, want))
+    # a later file without the first one's label column: a raw KeyError mid-run, the run left half done
+    pq.write_table(pa.table({"image": [{"bytes": blobs[0], "path": None}]}), src / "c.parquet")
+    with pytest.raises(AdatokError, match="c.parquet has no column 'label'"):
+        tokenize_dataset(src, tmp_path / "pt2", "wavelet", Tokens(100), workers=0)
+    assert not (tmp_path / "pt2").exists()
+    with pytest.raises(AdatokError, match="Parquet sources"):  # were silently ignored
+        tokenize_dataset("fashion-mnist", tmp_path / "fm2", "wavelet", workers=0, limit=2, image_column="x")
+
+
+def test_an_output_folder_inside_the_source_folder_is_refused(tmp_path):
+    """Its shards and records were listed as inputs by the next run, which then refused the folder as
+    another run's: an interrupted run could not be resumed."""
+    src = tmp_path / "imgs"
+    src.mkdir()
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(src / "a.png")
+    for out in (src / "tokens", src / "deeper" / "tokens"):
+        with pytest.raises(AdatokError, match="inside the source folder"):
+            tokenize_dataset(src, out, "wavelet", Tokens(10), workers=0)
+        assert not out.exists()
+    tokenize_dataset(src, tmp_path / "tokens", "wavelet", Tokens(10), workers=0)  # beside it: fine
 
 
 def test_torch_dataset_reads_every_row_once_across_ranks_and_workers(tmp_path):
@@ -262,6 +282,23 @@ def test_torch_dataset_reads_every_row_once_across_ranks_and_workers(tmp_path):
         assert (orders[0] != orders[1]) == shuffle
     even = [len(list(TokenShardDataset(out, rank=r, world_size=2, even=True))) for r in range(2)]
     assert even == [11, 11]
+    # persistent workers keep their copy of the dataset from the first epoch: they must see set_epoch
+    ds = TokenShardDataset(out, shuffle=True, seed=5)
+    loader = DataLoader(ds, batch_size=4, num_workers=2, persistent_workers=True, collate_fn=pad_collate)
+    epochs = []
+    for epoch in (0, 1, 2):
+        ds.set_epoch(epoch)
+        epochs.append([i for batch in loader for i in batch["index"].tolist()])
+    assert all(sorted(e) == list(range(23)) for e in epochs) and len({tuple(e) for e in epochs}) == 3
+    # a world size given alone takes the rank from the process (it was rank 0 in every process)
+    ranks = []
+    for rank in ("0", "1"):
+        os.environ["RANK"] = rank
+        try:
+            ranks.append([r["index"] for r in TokenShardDataset(out, world_size=2)])
+        finally:
+            del os.environ["RANK"]
+    assert sorted(ranks[0] + ranks[1]) == list(range(23))
 
 
 def test_the_command_starts_and_stops_its_own_ray(folder, tmp_path):

@@ -59,25 +59,35 @@ class TokenShardDataset(IterableDataset):
         self.counts = np.array([pq.ParquetFile(f).metadata.num_rows for f in self.files], np.int64)
         self.shuffle, self.seed, self.positions, self.even = shuffle, seed, positions, even
         self._rank, self._world = rank, world_size
-        self.epoch = 0
+        # in shared memory: data-loader workers kept from epoch to epoch (persistent_workers) hold a
+        # copy of this dataset made when they started, and must still see set_epoch
+        self._epoch = torch.zeros(1, dtype=torch.int64).share_memory_()
 
     @property
     def rows(self) -> int:
         """Rows in all the shards."""
         return int(self.counts.sum())
 
+    @property
+    def epoch(self) -> int:
+        """The epoch whose order is read (see :meth:`set_epoch`)."""
+        return int(self._epoch[0])
+
     def set_epoch(self, epoch: int) -> None:
-        """Use the order of ``epoch`` (with ``shuffle``; call it on every rank, before iterating)."""
-        self.epoch = int(epoch)
+        """Use the order of ``epoch`` (with ``shuffle``; call it on every rank, before iterating; data-loader
+        workers see it too, also persistent ones)."""
+        self._epoch[0] = int(epoch)
 
     def place(self) -> tuple[int, int]:
-        """``(rank, world size)`` of this process."""
-        if self._rank is not None or self._world is not None:
-            rank, world = self._rank or 0, self._world or 1
-        elif torch.distributed.is_available() and torch.distributed.is_initialized():
+        """``(rank, world size)`` of this process: each the one given, else ``torch.distributed``'s when it
+        is initialized, else ``RANK`` / ``WORLD_SIZE``, else 0 / 1 (each found on its own: a world size
+        given alone still takes the rank from where the process has it)."""
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
             rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
         else:
             rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+        rank = rank if self._rank is None else self._rank
+        world = world if self._world is None else self._world
         if not 0 <= rank < world:
             raise AdatokError(f"rank {rank} is not in 0..{world - 1}")
         return rank, world

@@ -197,6 +197,10 @@ def tokenize_dataset(src: str | os.PathLike[str], out: str | os.PathLike[str], t
     source = open_source(src, image_column, label_column)
     specs = source.plan(shard_size, limit)
     out = Path(out).resolve()  # the workers' working folder may be another (a cluster's nodes)
+    root = getattr(source, "root", None)
+    if root is not None and root.is_dir() and out.is_relative_to(root):
+        raise AdatokError(f"the output folder {out} is inside the source folder {root}: a second run (or a "
+                          "resumed one) would read its shards as inputs; give an output folder outside it")
     worker_tokenizer = worker_reference(tokenizer)
     plan = _plan_key(source, specs, tok, budget, formats, shard_size, limit)
     previous = read_manifest(out)

@@ -157,6 +157,8 @@ class ParquetSource(Source):
                     raise AdatokError(f"{p} is not a readable Parquet file ({exc}); remove it or fix it") from None
             schema = pq.read_schema(paths[0])
             image_column, label_column = self._columns(schema, image_column, label_column, paths[0])
+            for p in paths[1:]:  # every file: a column missing from a later one stopped the run half done
+                self._columns(pq.read_schema(p), image_column, label_column, p)
         self.files = files
         self.image_column = image_column
         self.label_column = label_column
@@ -244,6 +246,9 @@ def open_source(src: str | os.PathLike[str], image_column: str | None = None,
     """The source ``src`` names: ``fashion-mnist``, a Parquet file or a folder holding
     ``*.parquet`` files (and no other files but hidden ones), or a folder of image files."""
     key = os.fspath(src)
+    if key == "fashion-mnist" and (image_column is not None or label_column is not None):
+        raise AdatokError("--image-column and --label-column are for Parquet sources; fashion-mnist has its own "
+                          "images and labels")
     if key == "fashion-mnist":
         from ..datasets import load
 
