@@ -225,6 +225,13 @@ def test_details_downloads(client, coded):
     assert len(seq) == k and np.array_equal(adatok.load("wavelet").decode([seq])[0], pixels)
     png = client.get(f"/api/codings/{cid}/prefix.png?tokens={k}")
     assert np.array_equal(np.asarray(Image.open(io.BytesIO(png.content))), pixels)
+    # an upload named in another script: the downloads failed with 500 (headers are Latin-1)
+    iid = client.post("/api/images", files={"file": ("写真.png", png_bytes(photo(24)), "image/png")}).json()["image"]
+    other = client.post("/api/codings", data={"image": iid}).json()["coding"]
+    for what in ("prefix.atk", "prefix.png"):
+        r = client.get(f"/api/codings/{other}/{what}?tokens=10")
+        assert r.status_code == 200, r.text
+        assert "filename*=UTF-8''%E5%86%99%E7%9C%9F-wavelet-10." in r.headers["content-disposition"]
 
 
 def test_curve_against_the_codecs_at_the_same_bytes(client, coded):
@@ -374,6 +381,7 @@ def test_bad_requests(client, coded, generator_folder):
         (client.post("/api/jobs/generate", data={"model": "/tmp"}), 400, "unknown generator"),
         (client.post("/api/jobs/generate", data={"model": generator_folder.name, "label": 12}), 422, "label"),
         (client.post("/api/jobs/generate", data={"model": generator_folder.name, "n": 1000}), 422, "n="),
+        (client.post("/api/jobs/generate", data={"model": generator_folder.name, "seed": 2**70}), 422, "seed="),
         (client.get("/api/jobs/nosuchjob/events"), 404, "no longer"),
     ]
     atk = {"model": generator_folder.name}
@@ -404,6 +412,13 @@ def test_limits_of_a_small_server(tmp_path, monkeypatch):
         assert "pixels" in refused(c.post("/api/images", files={"file": ("p.png", png_bytes(photo(96)), "image/png")}), 413)
         ok = c.post("/api/images", files={"file": ("small.png", png_bytes(photo(64)), "image/png")})
         assert ok.status_code == 200
+        # without a Content-Length (chunked): found while it arrives, inside the form parser (was 400)
+        boundary = "b0undary"
+        body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.png\"\r\n"
+                "Content-Type: image/png\r\n\r\n").encode() + big + f"\r\n--{boundary}--\r\n".encode()
+        chunked = c.post("/api/images", content=(body[i : i + 8192] for i in range(0, len(body), 8192)),
+                         headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+        assert "upload limit" in refused(chunked, 413)
         assert list(tmp.iterdir()) == []
 
 

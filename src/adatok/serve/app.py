@@ -172,8 +172,13 @@ def _validation_message(exc: RequestValidationError) -> str:
     return "; ".join(parts) or "the request is invalid"
 
 
-class _BodyTooLarge(Exception):
-    pass
+class _BodyTooLarge(StarletteHTTPException):
+    """A body over the limit, found while it arrives. An HTTP exception so that a form parser that
+    meets it passes it on (FastAPI turns any other exception there into 400 "There was an error
+    parsing the body") and the app's handler answers 413."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(413, message)
 
 
 class BodyLimit:
@@ -200,7 +205,7 @@ class BodyLimit:
             if msg["type"] == "http.request":
                 seen += len(msg.get("body", b""))
                 if seen > self.max_bytes:
-                    raise _BodyTooLarge
+                    raise _BodyTooLarge(message)
             return msg
 
         async def tracking_send(msg):
@@ -368,6 +373,15 @@ def create_app(limits: Limits | None = None, generators: Sequence[str | Path] | 
         stem = coding.image.name.rsplit(".", 1)[0] or "image"
         return f"{stem}-{coding.tokenizer}-{k}{suffix}"
 
+    def _attachment(name: str) -> str:
+        """A Content-Disposition for ``name``: headers are Latin-1, so an ASCII name for every client
+        and the name itself in UTF-8 (RFC 6266's filename*) for those that read it (an upload named
+        in another script made the download fail with 500)."""
+        from urllib.parse import quote
+
+        plain = name.encode("ascii", "replace").decode().replace("?", "_")
+        return f"attachment; filename=\"{plain}\"; filename*=UTF-8''{quote(name, safe='')}"
+
     @app.get("/api/codings/{cid}/prefix.atk")
     async def prefix_atk(cid: str, tokens: int | None = None, nbytes: int | None = Query(None, alias="bytes"),
                          psnr: float | None = None):
@@ -375,7 +389,7 @@ def create_app(limits: Limits | None = None, generators: Sequence[str | Path] | 
         k = await server.run_light(coding.resolve, tokens, nbytes, psnr)
         data = await server.run_heavy(lambda: coding.prefixes.sequence(k).to_bytes())
         return Response(data, media_type="application/octet-stream", headers={
-            "Content-Disposition": f'attachment; filename="{_download_name(coding, k, ".atk")}"', "X-Adatok-Tokens": str(k)})
+            "Content-Disposition": _attachment(_download_name(coding, k, ".atk")), "X-Adatok-Tokens": str(k)})
 
     @app.get("/api/codings/{cid}/prefix.png")
     async def prefix_png(cid: str, tokens: int | None = None, nbytes: int | None = Query(None, alias="bytes"),
@@ -384,11 +398,13 @@ def create_app(limits: Limits | None = None, generators: Sequence[str | Path] | 
         k = await server.run_light(coding.resolve, tokens, nbytes, psnr)
         data = await server.run_light(lambda: state.png(coding.picture(k)))
         return Response(data, media_type="image/png", headers={
-            "Content-Disposition": f'attachment; filename="{_download_name(coding, k, ".png")}"'})
+            "Content-Disposition": _attachment(_download_name(coding, k, ".png"))})
 
     # --- generation ------------------------------------------------------------------------------
 
-    def _job_options(label: int, n: int, cfg: float, max_tokens: int | None) -> None:
+    def _job_options(label: int, n: int, cfg: float, max_tokens: int | None, seed: int) -> None:
+        if not 0 <= seed < 2**63:  # (torch's generator takes no more; past it the job failed as a bug)
+            raise OutOfRange(f"seed={seed} is out of range: 0 to 2**63 - 1")
         if not -1 <= label <= 9:
             raise OutOfRange(f"label={label} is out of range: a Fashion-MNIST class 0..9, or -1 for any")
         if not 1 <= n <= 16:
@@ -401,7 +417,7 @@ def create_app(limits: Limits | None = None, generators: Sequence[str | Path] | 
     @app.post("/api/jobs/generate")
     async def generate(model: str = Form(...), label: int = Form(-1), n: int = Form(4), seed: int = Form(0),
                        cfg: float = Form(2.0), max_tokens: int | None = Form(None)):
-        _job_options(label, n, cfg, max_tokens)
+        _job_options(label, n, cfg, max_tokens, seed)
         gen = await server.run_heavy(server.generator, model)
         work = state.generate_job(gen, None if label < 0 else label, n, seed, cfg, limits.updates, limits.seconds,
                                   max_tokens)
@@ -410,7 +426,7 @@ def create_app(limits: Limits | None = None, generators: Sequence[str | Path] | 
     @app.post("/api/jobs/complete")
     async def complete(file: UploadFile = File(...), model: str = Form(...), label: int = Form(-1),
                        n: int = Form(4), seed: int = Form(0), cfg: float = Form(2.0), max_tokens: int | None = Form(None)):
-        _job_options(label, n, cfg, max_tokens)
+        _job_options(label, n, cfg, max_tokens, seed)
         data = await _read_upload(file, limits, image=False)
         if not data:
             raise ServeError(f"{state.display_name(file.filename)} is empty (0 bytes): choose a cut .atk file")
