@@ -267,7 +267,7 @@ class GPT(nn.Module):
     def fixed_weights(self) -> Iterator[GPT]:
         """A scope in which the weights do not change (sampling): the tied output layer is built at
         its first use and reused to the end of it. Building it is a pass over the whole vocabulary,
-        which with digit embeddings cost a sampling step more than the rest of a small model's step
+        which with digit embeddings made a sampling step half again as long
         (21.82 against 32.76 images/s, benchmarks/generate_speed.py, batch 16)."""
         outer = "_output_kept" in self.__dict__
         if not outer:
