@@ -54,24 +54,19 @@ def _resume_overrides(ctx: typer.Context, out: Path, resumable: tuple[str, ...])
     # (by name: typer carries a click of its own, whose ParameterSource is not click's)
     given = [p for p in ctx.params if getattr(ctx.get_parameter_source(p), "name", "") in ("COMMANDLINE",
                                                                                               "ENVIRONMENT")]
+    changed = {name: ctx.params[name] for name in given if name in resumable}
     try:
         config = read_json(out)
     except AdatokError:
-        config = None  # (no checkpoint: train_generator says so)
-    clashes = []
-    for name in given:
-        if name in resumable or name in ("out", "resume", "quiet", "force"):
-            continue
-        kept = KEPT_ON_RESUME[name](config) if config is not None and name in KEPT_ON_RESUME else None
-        if config is not None and kept != ctx.params[name]:
-            flag = "--" + {"d_model": "dim", "target_psnr": "target-psnr", "val_images": "val-images",
-                           "image_size": "image-size"}.get(name, name)
-            clashes.append(f"{flag} (the checkpoint has {kept!r}, given {ctx.params[name]!r})")
+        return changed  # (no checkpoint: train_generator says so)
+    flag = {p.name: p.opts[0] for p in ctx.command.params if p.opts}
+    clashes = [f"{flag[name]} (the checkpoint has {KEPT_ON_RESUME[name](config)!r}, given {ctx.params[name]!r})"
+               for name in given if name in KEPT_ON_RESUME and KEPT_ON_RESUME[name](config) != ctx.params[name]]
     if clashes:
         raise AdatokError(f"--resume continues {out} with its own settings; these differ from it: {'; '.join(clashes)}. "
-                          f"A resumed run can change only {', '.join('--' + r.replace('_', '-') for r in resumable)}; "
+                          f"A resumed run can change only {', '.join(flag[r] for r in resumable)}; "
                           "to train otherwise, start a new folder")
-    return {name: ctx.params[name] for name in given if name in resumable}
+    return changed
 
 
 def _import():

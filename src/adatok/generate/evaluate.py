@@ -113,12 +113,9 @@ def ceiling(tokenizer: str, images: np.ndarray, budget, judge, test_feats, label
 def reading_accuracy(gen, images: np.ndarray, labels: np.ndarray, lengths: list[int]) -> dict[int, float]:
     """Accuracy of ``gen``'s reading head from the first n tokens of each image (its training-target
     sequence; all of a shorter one), for each n."""
-    from .train import index_positions, read_corpus
+    from .train import read_corpus, rows_for
 
-    corpus = build_corpus(gen.lang, list(images), labels)
-    if gen.model.cfg.position == "index":  # the ablation reads step numbers, as it was trained
-        corpus = index_positions(corpus)
-    return read_corpus(gen.model, corpus, lengths)
+    return read_corpus(gen.model, rows_for(gen.model.cfg, build_corpus(gen.lang, list(images), labels)), lengths)
 
 
 def _measure_named(name: str, samples: int, cfg: float, seed: int, threads: int = 1, limit: int | None = None,

@@ -256,12 +256,13 @@ class GPT(nn.Module):
     def output_vectors(self) -> torch.Tensor:
         """The tied output layer (vocab_size + 1, d_model): the ids' input vectors, then END's.
         Inside :meth:`fixed_weights` without autograd, built once and reused."""
-        kept = self.__dict__.get("_output_kept", False)
-        if kept is False or torch.is_grad_enabled():
-            return torch.cat([self.embeddings()[: self.cfg.vocab_size], self.end_out])
-        if kept is None:
-            kept = self.__dict__["_output_kept"] = torch.cat([self.embeddings()[: self.cfg.vocab_size], self.end_out])
-        return kept
+        fixed = "_output_kept" in self.__dict__ and not torch.is_grad_enabled()
+        if fixed and self.__dict__["_output_kept"] is not None:
+            return self.__dict__["_output_kept"]
+        out = torch.cat([self.embeddings()[: self.cfg.vocab_size], self.end_out])
+        if fixed:
+            self.__dict__["_output_kept"] = out
+        return out
 
     @contextlib.contextmanager
     def fixed_weights(self) -> Iterator[GPT]:

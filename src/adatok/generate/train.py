@@ -384,6 +384,11 @@ def index_positions(corpus: Corpus) -> Corpus:
     return Corpus(corpus.ids, corpus.starts, steps, np.zeros((len(steps), 0), np.float32), corpus.labels)
 
 
+def rows_for(cfg: GPTConfig, corpus: Corpus) -> Corpus:
+    """``corpus`` as a model of ``cfg`` reads it: with step numbers for the ids-only ablation."""
+    return index_positions(corpus) if cfg.position == "index" else corpus
+
+
 #: The training settings a resumed run may change (``train_generator(..., resume=True, overrides=)``):
 #: how long it trains and how; everything else is the checkpoint's.
 RESUMABLE = ("minutes", "steps", "threads", "eval_every")
@@ -455,8 +460,7 @@ def train_generator(out: str | Path, lang=None, model_cfg: GPTConfig | None = No
     val = corpus_for(lang, "test", train_cfg.val_images, out / "corpus-val.npz", data=train_cfg.data)
     if world > 1 and rank == 0:
         dist.barrier()
-    if model_cfg.position == "index":
-        corpus, val = index_positions(corpus), index_positions(val)
+    corpus, val = rows_for(model_cfg, corpus), rows_for(model_cfg, val)
     build_seconds = time.time() - t_build
     if int(corpus.lengths.max()) + 1 > model_cfg.max_len:
         raise AdatokError(f"sequences of up to {int(corpus.lengths.max()) + 1} steps, but max_len is {model_cfg.max_len}")

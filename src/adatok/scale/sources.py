@@ -148,17 +148,18 @@ class ParquetSource(Source):
                                                                     for part in p.relative_to(self.root).parts))
             if not paths:
                 raise AdatokError(f"{root}: no .parquet files under it")
-            files = []
+            files, schemas = [], []
             for p in paths:
                 rel = p.name if p == self.root else p.relative_to(self.root).as_posix()
                 try:
-                    files.append([rel, pq.ParquetFile(p).metadata.num_rows])
+                    opened = pq.ParquetFile(p)
                 except Exception as exc:  # pyarrow raises several kinds for a file that is not Parquet
                     raise AdatokError(f"{p} is not a readable Parquet file ({exc}); remove it or fix it") from None
-            schema = pq.read_schema(paths[0])
-            image_column, label_column = self._columns(schema, image_column, label_column, paths[0])
-            for p in paths[1:]:  # every file: a column missing from a later one stopped the run half done
-                self._columns(pq.read_schema(p), image_column, label_column, p)
+                files.append([rel, opened.metadata.num_rows])
+                schemas.append(opened.schema_arrow)
+            image_column, label_column = self._columns(schemas[0], image_column, label_column, paths[0])
+            for p, schema in zip(paths[1:], schemas[1:]):  # every file: a column missing from a later one
+                self._columns(schema, image_column, label_column, p)  # stopped the run half done
         self.files = files
         self.image_column = image_column
         self.label_column = label_column

@@ -42,6 +42,7 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from urllib.parse import quote
 
 import numpy as np
 from fastapi import FastAPI, File, Form, Query, Request, UploadFile
@@ -170,6 +171,14 @@ def _validation_message(exc: RequestValidationError) -> str:
         parts.append(f"{where or 'the request'}: {msg}" + (f" (got {value!r})" if value is not None and
                                                            not isinstance(value, dict | bytes) else ""))
     return "; ".join(parts) or "the request is invalid"
+
+
+def _attachment(name: str) -> str:
+    """A Content-Disposition for ``name``: headers are Latin-1, so an ASCII name for every client
+    and the name itself in UTF-8 (RFC 6266's filename*) for those that read it (an upload named
+    in another script made the download fail with 500)."""
+    plain = name.encode("ascii", "replace").decode().replace("?", "_")
+    return f"attachment; filename=\"{plain}\"; filename*=UTF-8''{quote(name, safe='')}"
 
 
 class _BodyTooLarge(StarletteHTTPException):
@@ -372,15 +381,6 @@ def create_app(limits: Limits | None = None, generators: Sequence[str | Path] | 
     def _download_name(coding: Coding, k: int, suffix: str) -> str:
         stem = coding.image.name.rsplit(".", 1)[0] or "image"
         return f"{stem}-{coding.tokenizer}-{k}{suffix}"
-
-    def _attachment(name: str) -> str:
-        """A Content-Disposition for ``name``: headers are Latin-1, so an ASCII name for every client
-        and the name itself in UTF-8 (RFC 6266's filename*) for those that read it (an upload named
-        in another script made the download fail with 500)."""
-        from urllib.parse import quote
-
-        plain = name.encode("ascii", "replace").decode().replace("?", "_")
-        return f"attachment; filename=\"{plain}\"; filename*=UTF-8''{quote(name, safe='')}"
 
     @app.get("/api/codings/{cid}/prefix.atk")
     async def prefix_atk(cid: str, tokens: int | None = None, nbytes: int | None = Query(None, alias="bytes"),
