@@ -24,9 +24,29 @@ class Tokenizer(Protocol):
     vocab_size: int
 
     def encode(self, images: Sequence[np.ndarray], budget: Budget | None = None,
-               roi: Sequence[np.ndarray | None] | None = None) -> list[TokenSequence]: ...
+               roi: Sequence[np.ndarray | None] | None = None) -> list[TokenSequence]:
+        """One sequence per image, its length chosen by ``budget`` (``None``: the whole
+        sequence; ``Tokens(k)``, ``Bpp(x)``, ``Quality(psnr=..)`` / ``Quality(ssim=..)``,
+        ``Lossless()``), its early tokens spent where ``roi`` (one map or ``None`` per image)
+        or the saliency puts them.
 
-    def decode(self, seqs: Sequence[TokenSequence]) -> list[np.ndarray]: ...
+        Raises:
+            ImageFormatError: an image that is not ``H x W x C`` ``uint8`` (C = 1 or 3), or a
+                ``roi`` that is not one map per image of its size.
+            BudgetError: a budget this tokenizer cannot meet (an empty region for a regional
+                target, ``Lossless`` on a lossy tokenizer).
+        """
+        ...
+
+    def decode(self, seqs: Sequence[TokenSequence]) -> list[np.ndarray]:
+        """The image each sequence (or any prefix of one: ``seq.prefix(k)``) decodes to, of the
+        encoded shape, ``uint8``.
+
+        Raises:
+            InvalidTokensError: a sequence of another tokenizer, or ids or parameters that no
+                encoding could have written.
+        """
+        ...
 
     def stepper(self, starts: Sequence[tuple[int, ...] | TokenSequence]) -> Stepper:
         """B sequences to grow one token at a time: each start is an image shape (an empty
@@ -51,22 +71,38 @@ class Stepper(Protocol):
     pos_fields: tuple[str, ...]
 
     @property
-    def done(self) -> np.ndarray: ...
+    def done(self) -> np.ndarray:
+        """``(B,)`` bool: which sequences are complete (no token may follow)."""
+        ...
 
     @property
-    def lengths(self) -> np.ndarray: ...
+    def lengths(self) -> np.ndarray:
+        """``(B,)`` int: the tokens each sequence holds so far."""
+        ...
 
     def __len__(self) -> int: ...
 
-    def next_pos(self) -> np.ndarray: ...
+    def next_pos(self) -> np.ndarray:
+        """``(B, len(pos_fields))`` int: the ``pos`` row of each sequence's next token (-1 rows
+        where it is complete)."""
+        ...
 
-    def legal(self) -> np.ndarray: ...
+    def legal(self) -> np.ndarray:
+        """``(B, vocab_size)`` bool: the ids that may stand next in each sequence."""
+        ...
 
-    def push(self, ids) -> None: ...
+    def push(self, ids) -> None:
+        """Append ``ids[b]`` to sequence b (-1: nothing); an id that is not legal raises
+        :class:`~adatok.InvalidTokensError` and leaves every sequence unchanged."""
+        ...
 
-    def images(self, which: Sequence[int] | None = None) -> list[np.ndarray]: ...
+    def images(self, which: Sequence[int] | None = None) -> list[np.ndarray]:
+        """The images the current prefixes decode to (all, or those listed in ``which``)."""
+        ...
 
-    def sequences(self) -> list[TokenSequence]: ...
+    def sequences(self) -> list[TokenSequence]:
+        """The current prefixes as :class:`TokenSequence` (each one ``decode``s to its image)."""
+        ...
 
 
 def image_list(images, roi=None) -> tuple[list, list]:
