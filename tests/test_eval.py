@@ -343,3 +343,92 @@ def test_eval_never_imports_torch():
             "ev = e.evaluate([('a', d.astronaut()[:32, :32])], bpp=(2.0,), baselines=('jpeg', 'grid'))\n"
             "assert 'torch' not in sys.modules, 'torch was imported'\n")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=300)
+
+
+# --- defects found by review (2026-11-30) -------------------------------------------------------------
+
+
+def noise(seed: int, shape=(40, 50, 3)) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, shape, dtype=np.uint8)
+
+
+def test_grid_never_codes_an_image_with_codebooks_that_saw_it():
+    """Fitted on the evaluated images, a codebook entry held the image itself (a 64-pixel patch over a
+    40x50 image): 0 or 1 token decoded it exactly. Now the two halves code each other; one image alone
+    has nothing to fit on, and its rows say so; given training images, those are used."""
+    ev = evaluate([("a", noise(0)), ("b", noise(1))], [], bpp=(), tokens=(0, 1, 2), baselines=("grid",), seed=0)
+    assert "crosswise" in ev.config["grid"]["fitted_on"]
+    for r in ev.rows:
+        assert r["note"] == "" and r["psnr"] < 15, r  # noise: nothing to learn from the other image
+    ev = evaluate([("a", noise(0))], [], bpp=(8.0,), tokens=(1,), baselines=("grid", "jpeg"), seed=0)
+    grid = [r for r in ev.rows if r["method"] == "grid"]
+    assert len(grid) == 2 and all(r["psnr"] is None and "needs training images" in r["note"] for r in grid)
+    assert [r["psnr"] is not None for r in ev.rows if r["method"] == "jpeg"] == [True]
+    ev = evaluate([("a", noise(0))], [], bpp=(), tokens=(1,), baselines=("grid",), seed=0,
+                  grid_train=[noise(2), noise(3)])
+    assert ev.config["grid"]["fitted_on"] == "given training images" and ev.rows[0]["psnr"] < 15
+
+
+def test_a_budget_under_the_grids_header_is_a_row_not_an_abort():
+    """Bpp(0.02) on a 40x50 image is 5 bytes, under the grid's 14-byte header: that row says why, the
+    rest of the run is measured (it used to end the whole run with an error)."""
+    ev = evaluate([("a", noise(0)), ("b", noise(1))], ["wavelet"], bpp=(0.02, 1.0), baselines=("grid",), seed=0)
+    grid = {(r["image"], r["budget"]): r for r in ev.rows if r["method"] == "grid"}
+    assert len(grid) == 4
+    for image in ("a", "b"):
+        assert grid[(image, 0.02)]["psnr"] is None and "header" in grid[(image, 0.02)]["note"]
+        assert grid[(image, 1.0)]["psnr"] is not None
+
+
+def test_jp2_with_no_byte_to_spend_is_a_note():
+    """0.01 bpp of a 28x28 image is 0 bytes: JPEG 2000 said ZeroDivisionError; now 'cannot make'."""
+    from adatok.eval import codec
+
+    img = noise(0, (28, 28, 1))
+    assert codec("jp2").at_most(img, 0, {}) is None
+    ev = evaluate([("a", np.pad(img, ((0, 0), (0, 0), (0, 0))))], [], bpp=(0.01, 2.0), baselines=("jp2",))
+    low = [r for r in ev.rows if r["budget"] == 0.01]
+    assert len(low) == 1 and "cannot make a file of at most 0 bytes" in low[0]["note"]
+
+
+def test_evaluate_seeds_and_budgets_are_checked_and_each_budget_runs_once():
+    for seed in (-1, 2**32, True, 1.5):
+        with pytest.raises(AdatokError, match="seed"):
+            evaluate(crops(), ["wavelet"], bpp=(1.0,), baselines=("grid",), seed=seed)
+    big = 10**23
+    ev = evaluate(crops()[:1], ["wavelet"], bpp=(0.5, .5, 0.50), tokens=(5, 5, big), baselines=())
+    assert ev.budgets == [("bpp", 0.5), ("tokens", 5), ("tokens", big)]
+    assert len(ev.rows) == 3 and ev.rows[-1]["budget"] == big
+
+
+def test_cli_eval_refuses_an_output_inside_its_data_folder(tmp_path):
+    """The report's plots (PNG) inside the data folder were evaluated as images by the next run."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.fromarray(noise(0)).save(photos / "a.png")
+    for out in (photos / "eval", photos):
+        result = CliRunner().invoke(app, ["eval", "--data", str(photos), "--bpp", "0.5", "--baselines", "jpeg",
+                                          "-q", "--out", str(out)])
+        assert result.exit_code == 2 and "inside the data folder" in result.stderr, result.output
+    assert sorted(p.name for p in photos.iterdir()) == ["a.png"]
+
+
+def test_cli_eval_lengths_measure_the_images_the_run_measured(tmp_path):
+    """Fashion-MNIST without --split: results.csv is the test split, and lengths.csv was the train
+    split's first images; a later run without a target no longer leaves the old lengths.csv; a run
+    that fails leaves no empty folder behind."""
+    out = tmp_path / "o"
+    result = CliRunner().invoke(app, ["eval", "--data", "fashion-mnist", "--limit", "2", "--bpp", "1",
+                                      "--baselines", "none", "--target-psnr", "20", "-q", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    measured = {r["image"] for r in read_results(out / "results.csv")}
+    lengths = {r["image"] for r in csv.DictReader((out / "lengths.csv").open())}
+    assert measured == lengths == {"test/00000", "test/00001"}
+    result = CliRunner().invoke(app, ["eval", "--data", "fashion-mnist", "--limit", "2", "--bpp", "1",
+                                      "--baselines", "none", "-q", "--out", str(out)])
+    assert result.exit_code == 0 and not (out / "lengths.csv").exists()
+    failed = tmp_path / "never"
+    result = CliRunner().invoke(app, ["eval", "--data", "fashion-mnist", "--limit", "1", "--bpp", "1",
+                                      "--baselines", "none", "--tokenizer", "wavelet", "--roi", "auto",
+                                      "--saliency", "nope", "-q", "--out", str(failed)])
+    assert result.exit_code == 2 and not failed.exists()

@@ -558,3 +558,30 @@ def test_16_bit_rgb_png_is_rejected():
     path = Path(__file__).parent / "data" / "rgb16.png"  # 4x3, 16 bits per sample, colour type 2
     with pytest.raises(ImageFormatError, match="16-bit"):
         read_image(path)
+
+
+def test_16_bit_tiff_and_ppm_are_rejected(tmp_path):
+    """Pillow opens a 16-bit RGB TIFF as 8-bit 'RGB' (raw mode 'RGB;16L', in a tuple) and a 16-bit
+    PPM as 'RGB' (largest value 65535): both refused like a 16-bit PNG; an 8-bit PGM still reads."""
+    tifffile = pytest.importorskip("tifffile")
+    v16 = np.arange(8 * 8 * 3, dtype=np.uint16).reshape(8, 8, 3) * 257 + 3
+    tifffile.imwrite(tmp_path / "rgb16.tif", v16, photometric="rgb")
+    (tmp_path / "rgb16.ppm").write_bytes(b"P6\n8 8\n65535\n" + v16.astype(">u2").tobytes())
+    (tmp_path / "g10.pgm").write_bytes(b"P5\n4 4\n1000\n" + (np.arange(16, dtype=">u2") * 60).tobytes())
+    for name in ("rgb16.tif", "rgb16.ppm", "g10.pgm"):
+        with pytest.raises(ImageFormatError, match="16-bit.*convert to 8-bit"):
+            read_image(tmp_path / name)
+    (tmp_path / "g8.pgm").write_bytes(b"P5\n4 4\n255\n" + (np.arange(16, dtype=np.uint8) * 10).tobytes())
+    assert read_image(tmp_path / "g8.pgm")[:, :, 0].tolist() == (np.arange(16) * 10).reshape(4, 4).tolist()
+
+
+def test_icon_formats_are_refused_for_writing(tmp_path):
+    """ICO and ICNS hold icon sizes only: Pillow would store a 40x50 image resized. Refused, nothing
+    written; other suffixes keep the image's size."""
+    img = np.random.default_rng(0).integers(0, 256, (40, 50, 3), dtype=np.uint8)
+    for suffix in (".ico", ".icns"):
+        with pytest.raises(AdatokError, match="icons hold only certain sizes"):
+            write_image(tmp_path / f"x{suffix}", img)
+        assert list(tmp_path.iterdir()) == []
+    write_image(tmp_path / "x.tif", img)
+    assert (read_image(tmp_path / "x.tif") == img).all()

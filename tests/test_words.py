@@ -365,3 +365,12 @@ def test_going_on_from_a_word_prefix():
         st.push([seq.ids[k], -1])
     assert st.done[0] and np.array_equal(st.images([0])[0], img)
     assert np.array_equal(st.sequences()[0].ids, seq.ids)
+
+
+def test_lossless_on_a_lossy_word_tokenizer_names_it_and_its_lossless_sibling():
+    import numpy as np
+
+    import adatok
+
+    with pytest.raises(adatok.BudgetError, match=r"'wavelet-w8' is not lossless; use adatok.load\('wavelet-lossless-w8'\)"):
+        adatok.load("wavelet-w8").encode([np.zeros((8, 8), np.uint8)], adatok.Lossless())

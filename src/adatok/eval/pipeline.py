@@ -10,10 +10,16 @@ from ..core.errors import AdatokError
 from .report import write_report
 from .runner import DEFAULT_BASELINES, DEFAULT_BPP, Evaluation, evaluate
 
-__all__ = ["GRID_TRAIN_LIMIT", "run"]
+__all__ = ["GRID_TRAIN_LIMIT", "default_split", "run"]
 
 #: At most this many images of a training split are used to fit the grid baseline's codebooks.
 GRID_TRAIN_LIMIT = 5000
+
+
+def default_split(data: str | Path, split: str | None) -> str | None:
+    """The split :func:`run` evaluates: ``split`` as given, and for Fashion-MNIST without one its
+    test split (``datasets.load`` would give both, train first)."""
+    return "test" if split is None and str(data) == "fashion-mnist" else split
 
 
 def run(data: str, out: str | Path, tokenizers: Sequence[Any] = ("wavelet",), *,
@@ -30,7 +36,8 @@ def run(data: str, out: str | Path, tokenizers: Sequence[Any] = ("wavelet",), *,
         out: the folder to write into (created if missing).
         split: the dataset split to evaluate; Fashion-MNIST defaults to ``"test"``. When the
             dataset has a training split, the grid baseline is fitted on it (at most
-            :data:`GRID_TRAIN_LIMIT` images), otherwise on the evaluated images themselves.
+            :data:`GRID_TRAIN_LIMIT` images), otherwise crosswise on the evaluated images (see
+            :class:`~adatok.eval.runner.GridFolds`).
         limit, max_side: evaluate only the first ``limit`` images, shrunk to ``max_side``.
         keep: how many images the report shows.
         command: the command line to print as the way to reproduce the run.
@@ -46,8 +53,12 @@ def run(data: str, out: str | Path, tokenizers: Sequence[Any] = ("wavelet",), *,
     """
     from ..datasets import load
 
-    if split is None and str(data) == "fashion-mnist":
-        split = "test"
+    split = default_split(data, split)
+    out = Path(out)
+    folder = Path(data) if str(data) not in ("samples", "fashion-mnist") else None
+    if folder is not None and folder.is_dir() and out.resolve().is_relative_to(folder.resolve()):
+        raise AdatokError(f"the output folder {out} is inside the data folder {folder}: the report's plots would be "
+                          "read as images by the next run over it; give an output folder outside it")
     ds = load(data, split, limit=limit, max_side=max_side)
     region, region_note = None, None
     if roi is not None and str(roi) == "auto":
@@ -61,7 +72,7 @@ def run(data: str, out: str | Path, tokenizers: Sequence[Any] = ("wavelet",), *,
     grid_train = None
     if "grid" in baselines and ds.train_split is not None:
         grid_train = load(data, ds.train_split, limit=GRID_TRAIN_LIMIT, max_side=max_side).images
-    out = Path(out)
+    created = not out.exists()
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -74,8 +85,14 @@ def run(data: str, out: str | Path, tokenizers: Sequence[Any] = ("wavelet",), *,
     config = {"data": str(data), "data_note": split_txt, "command": command}
     if region_note:
         config["roi"] = region_note
-    ev = evaluate(ds.items(), tokenizers, bpp, tokens, baselines, seed=seed, grid_train=grid_train,
-                  skipped=ds.skipped, keep=keep, progress=progress, roi=region, config=config, header=not stream)
+    try:
+        ev = evaluate(ds.items(), tokenizers, bpp, tokens, baselines, seed=seed, grid_train=grid_train,
+                      skipped=ds.skipped, keep=keep, progress=progress, roi=region, config=config,
+                      header=not stream)
+    except BaseException:
+        if created and not any(out.iterdir()):  # made for this run, which wrote nothing: not left behind
+            out.rmdir()
+        raise
     if ev.config.get("grid") and grid_train is not None:
         ev.config["grid"]["fitted_on"] = f"the {ds.train_split} split"
     return ev, write_report(ev, out)

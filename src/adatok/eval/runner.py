@@ -39,7 +39,7 @@ import numpy as np
 import adatok
 
 from ..core.budget import Bpp, Tokens
-from ..core.errors import AdatokError
+from ..core.errors import AdatokError, BudgetError
 from ..core.imageio import as_image, atomic_write_bytes
 from ..core.metrics import region_psnr
 from ..core.sequence import TokenSequence, header_size
@@ -177,7 +177,8 @@ def evaluate(images: Sequence[tuple[str, np.ndarray]], tokenizers: Sequence[Any]
         baselines: any of ``jpeg``, ``webp``, ``avif``, ``jp2`` and ``grid``.
         seed: seeds the grid baseline (training patches and k-means).
         grid_codebook: the grid's codebook size.
-        grid_train: images to fit the grid's codebooks on (default: ``images`` themselves).
+        grid_train: images to fit the grid's codebooks on (default: the evaluated images crosswise,
+            each coded by codebooks fitted on the other half; see :class:`GridFolds`).
         skipped: ``(id, reason)`` already left out upstream (e.g. unreadable files), passed through.
         keep: keep reconstructions of the first ``keep`` images for the report.
         config: extra facts to record (dataset name, command line, ``roi``: how to name the
@@ -197,10 +198,12 @@ def evaluate(images: Sequence[tuple[str, np.ndarray]], tokenizers: Sequence[Any]
         AdatokError: no budget, an unknown baseline or tokenizer, no image left to evaluate, an
             unknown saliency method, or a map missing for an image or of another size.
     """
-    bpp = [float(b) for b in bpp]
-    tokens = [int(k) for k in tokens]
+    bpp = list(dict.fromkeys(float(b) for b in bpp))  # each budget once (0.5 and .5 are one)
+    tokens = list(dict.fromkeys(int(k) for k in tokens))
     if not bpp and not tokens:
         raise AdatokError("give at least one budget: --bpp or --tokens")
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or not 0 <= seed < 2**32:
+        raise AdatokError(f"the seed must be a whole number from 0 to {2**32 - 1}, got {seed!r}")
     for b in bpp:
         Bpp(b)  # validates
     for k in tokens:
@@ -209,7 +212,7 @@ def evaluate(images: Sequence[tuple[str, np.ndarray]], tokenizers: Sequence[Any]
     unknown = [b for b in baselines if b not in CODECS and b != "grid"]
     if unknown:
         raise AdatokError(f"unknown baseline {unknown[0]!r}: use any of {', '.join([*CODECS, 'grid'])}")
-    budgets = [("bpp", b) for b in bpp] + [("tokens", float(k)) for k in tokens]
+    budgets = [("bpp", b) for b in bpp] + [("tokens", k) for k in tokens]
 
     skipped = list(skipped)
     kept: list[tuple[str, np.ndarray]] = []
@@ -242,17 +245,10 @@ def evaluate(images: Sequence[tuple[str, np.ndarray]], tokenizers: Sequence[Any]
             total += len(kept)
     grid_info = None
     if "grid" in baselines:
-        train = [as_image(im) for im in grid_train] if grid_train is not None else \
-            [im for _, im in kept]
-        planner = GridTokenizer({}, 3, {}, grid_codebook)
-        patches = sorted({planner.choose(img.shape, Bpp(b, header=header) if kind == "bpp" else Tokens(int(b)),
-                                         GRID_PATCHES)[0] for _, img in kept for kind, b in budgets}, reverse=True)
-        report(0, total, "grid: fitting codebooks")
-        grid = GridTokenizer.fit(train, patch=patches, codebook=grid_codebook, seed=seed)
+        grid = _fit_grid(kept, budgets, grid_train, grid_codebook, seed, header, lambda: report(0, total,
+                                                                                           "grid: fitting codebooks"))
         runners.append((Method("grid", "grid (k-means)", "tokenizer", grid.vocab_size), grid))
-        grid_info = {"patches": list(grid.patches), "codebook": grid_codebook, "bits": grid.bits,
-                     "train_images": len(train), "fitted_on": "given training images" if grid_train is not None
-                     else "the evaluated images themselves"}
+        grid_info = grid.info
     for name in baselines:
         if name in CODECS:
             runners.append((Method(name, CODECS[name].label, "codec"), codec(name)))
@@ -274,6 +270,8 @@ def evaluate(images: Sequence[tuple[str, np.ndarray]], tokenizers: Sequence[Any]
         if keep_this:
             ev.originals[name] = img
         for method, runner in runners:
+            if isinstance(runner, GridFolds):
+                runner = runner.for_image(index)
             report(done, total, f"{name} {method.name}")
             cache: dict = {}  # a codec's files of this image, shared by its budgets
             for kind, b in budgets:
@@ -294,6 +292,57 @@ def evaluate(images: Sequence[tuple[str, np.ndarray]], tokenizers: Sequence[Any]
     return ev
 
 
+class GridFolds:
+    """The grid baseline of a run: one codebook set fitted on training images, or, without any, two
+    fitted crosswise on the evaluated images (those fitted on the odd-numbered images code the
+    even-numbered ones, and the other way round), so that no image is coded by codebooks that saw it (a codebook
+    entry would otherwise hold a patch of the image itself: with a patch as large as the image,
+    one token would decode to it exactly). With a single image and no training images there is
+    nothing to fit on: every row of the grid then says so."""
+
+    def __init__(self, grids: Sequence[GridTokenizer | None], info: dict[str, Any], note: str = ""):
+        self.grids, self.info, self.note = list(grids), info, note
+        self.vocab_size = next((g.vocab_size for g in self.grids if g is not None), 0)
+
+    def for_image(self, index: int) -> GridTokenizer | str:
+        """The grid that codes image ``index`` of the run (the note when there is none)."""
+        grid = self.grids[index % len(self.grids)]
+        return self.note if grid is None else grid
+
+
+def _fit_grid(kept: Sequence[tuple[str, np.ndarray]], budgets: Sequence[tuple[str, float]],
+              grid_train: Sequence[np.ndarray] | None, codebook: int, seed: int, header: bool,
+              starting: Callable[[], None]) -> GridFolds:
+    """The grid baseline's codebooks (see :class:`GridFolds`), one patch side for each side the
+    budgets pick on the evaluated images (a budget under the grid's header picks none: that row
+    gets the grid's note)."""
+    planner = GridTokenizer({}, 3, {}, codebook)
+    patches = set()
+    for _, img in kept:
+        for kind, b in budgets:
+            try:
+                patches.add(planner.choose(img.shape, Bpp(b, header=header) if kind == "bpp" else Tokens(int(b)),
+                                           GRID_PATCHES)[0])
+            except BudgetError:  # measured as a row with the reason (the grid's header does not fit)
+                pass
+    patches = sorted(patches or {min(GRID_PATCHES)}, reverse=True)
+    info = {"patches": patches, "codebook": codebook, "bits": max(1, math.ceil(math.log2(codebook)))}
+    if grid_train is not None:
+        train = [as_image(im) for im in grid_train]
+        starting()
+        return GridFolds([GridTokenizer.fit(train, patch=patches, codebook=codebook, seed=seed)],
+                         {**info, "train_images": len(train), "fitted_on": "given training images"})
+    if len(kept) < 2:
+        return GridFolds([None], {**info, "train_images": 0, "fitted_on": "nothing (one image, no training split)"},
+                         "the grid baseline needs training images: a training split, or at least two images "
+                         "(each is coded by codebooks fitted on the others)")
+    starting()
+    folds = [GridTokenizer.fit([im for i, (_, im) in enumerate(kept) if i % 2 != part], patch=patches,
+                               codebook=codebook, seed=seed) for part in (0, 1)]
+    return GridFolds(folds, {**info, "train_images": len(kept), "fitted_on": "the evaluated images crosswise (each "
+                             "coded by codebooks fitted on the other half: even- and odd-numbered images)"})
+
+
 def _measure(method: Method, runner: Any, img: np.ndarray, kind: str, b: float,
              cache: dict | None = None, roi: np.ndarray | None = None,
              header: bool = True) -> tuple[dict[str, Any], Shot | None]:
@@ -305,6 +354,8 @@ def _measure(method: Method, runner: Any, img: np.ndarray, kind: str, b: float,
     empty = {c: None for c in ("tokens", "bytes", "stream_bytes", "bpp", "psnr", "ssim", "ms_ssim", "encode_s",
                                "decode_s", "setting")}
     h, w, c = img.shape
+    if isinstance(runner, str):  # a method that cannot run on this image: why
+        return {**empty, "note": runner}, None
     if method.kind == "codec" and not header:
         return {**empty, "note": f"{method.label} has no token stream apart from its headers (bpp counts "
                                  "the token stream in this run)"}, None

@@ -359,7 +359,9 @@ class WaveletTokenizer:
             raise ImageFormatError("fixed_header=True codes every image of a shape alike and takes no region of "
                                    "interest: drop roi, or fixed_header")
         if isinstance(budget, Lossless) and not self.lossless:
-            raise BudgetError(f"{self.name!r} is not lossless; use adatok.load('wavelet-lossless') for Lossless()")
+            name = (maker or self).name  # a word tokenizer's own name, and its lossless sibling's
+            sibling = name.replace("wavelet", "wavelet-lossless", 1)
+            raise BudgetError(f"{name!r} is not lossless; use adatok.load({sibling!r}) for Lossless()")
         out = []
         for i, image in enumerate(images):
             img = as_image(image, what=f"image {i}")
