@@ -511,3 +511,171 @@ def test_prefix_classifier_trains_on_codes(tok):
     model = fit(codes, labels, tok.model, 2, steps=5, batch=16)
     acc = accuracy(model, codes, labels, [1, 6])
     assert set(acc) == {1, 6} and all(0 <= a <= 1 for a in acc.values())
+
+
+# --- defects found by review (2026-11-30) -------------------------------------------------------------
+
+
+def _tiny_run(out, steps=4, stop_after=None, **cfg):
+    kw = dict(name="r", quiet=True, images=_images(64), eval_images=_images(8, 1))
+    train(out, ModelConfig(**TINY), TrainConfig(**{"steps": steps, "batch": 8, "eval_every": 2, "warmup": 1,
+                                                   "ssim_weight": 0.0, **cfg}), stop_after=stop_after, **kw)
+    return kw
+
+
+def _step(out) -> int:
+    return json.loads((out / "config.json").read_text())["step"]
+
+
+def test_resume_keeps_the_runs_length_and_settings(tmp_path):
+    """A resume without a step count trained on to 9,000 steps (the default of a new run), and every
+    option given with --resume was dropped without a word. Now the checkpoint's settings hold, only
+    steps / eval_every / threads may change, and a finished run says so."""
+    out = tmp_path / "r"
+    kw = _tiny_run(out, steps=4, stop_after=2)
+    assert _step(out) == 2
+    train(out, resume=True, **kw)
+    assert _step(out) == 4 and json.loads((out / "config.json").read_text())["train"]["steps"] == 4
+    with pytest.raises(adatok.AdatokError, match="trained its 4 steps already"):
+        train(out, resume=True, **kw)
+    with pytest.raises(adatok.AdatokError, match="can change only steps, eval_every, threads"):
+        train(out, resume=True, overrides={"lr": 0.1, "steps": 6}, **kw)
+    train(out, resume=True, overrides={"steps": 6}, **kw)
+    assert _step(out) == 6
+    with pytest.raises(adatok.AdatokError, match="overrides are for a resumed run"):
+        train(tmp_path / "new", ModelConfig(**TINY), TrainConfig(steps=1), overrides={"steps": 2}, **kw)
+
+
+def test_cli_train_resume_refuses_other_settings_and_force(tmp_path):
+    from typer.testing import CliRunner
+
+    from adatok.cli import app
+
+    out = tmp_path / "cli"
+    base = ["train", "--out", str(out), "--tokens", "4", "--dim", "32", "--depth", "1", "--batch", "8",
+            "--eval-every", "2", "--no-vq-first", "--quiet"]
+    assert CliRunner().invoke(app, [*base, "--steps", "2"]).exit_code == 0
+    r = CliRunner().invoke(app, ["train", "--out", str(out), "--resume", "--tokens", "9", "--lr", "0.1", "--quiet"])
+    assert r.exit_code == 2 and "--tokens (the checkpoint has 4, given 9)" in r.stderr and "--lr" in r.stderr
+    r = CliRunner().invoke(app, ["train", "--out", str(out), "--resume", "--tokens", "4", "--steps", "3", "--quiet"])
+    assert r.exit_code == 0, r.output  # the same value as the checkpoint's is fine; --steps extends
+    assert _step(out) == 3
+    r = CliRunner().invoke(app, ["train", "--out", str(out), "--resume", "--force", "--quiet"])
+    assert r.exit_code == 2 and "not both" in r.stderr
+    (tmp_path / "notes.txt").write_text("mine")
+    r = CliRunner().invoke(app, [*base[:1], "--out", str(tmp_path / "notes.txt"), *base[3:], "--steps", "1"])
+    assert r.exit_code == 2 and "is a file, not a folder" in r.stderr
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_a_diverging_run_stops_before_writing_nan_weights(tmp_path, monkeypatch):
+    from adatok.neural import trainer
+
+    out = tmp_path / "d"
+    kw = _tiny_run(out, steps=4, stop_after=2)
+    weights = (out / "model.safetensors").read_bytes()
+    monkeypatch.setattr(trainer, "_loss", lambda *a: torch.tensor(float("nan"), requires_grad=True))
+    with pytest.raises(adatok.AdatokError, match="training diverged at step 2"):
+        train(out, resume=True, **kw)
+    assert (out / "model.safetensors").read_bytes() == weights and _step(out) == 2
+    for lr in (float("nan"), -1.0, 0.0, float("inf")):
+        with pytest.raises(adatok.AdatokError, match="learning rate must be a finite number > 0"):
+            TrainConfig(lr=lr)
+
+
+def test_a_checkpoint_save_is_all_or_nothing(tmp_path, monkeypatch):
+    """The weights, the training state and config.json were renamed one by one, each as soon as
+    written: a failure writing config.json (a full disk) left step-4 weights beside a step-2
+    config, and a NAME.tmp behind. Now every file is written first, then all are renamed."""
+    from adatok.neural import folder
+
+    out = tmp_path / "s"
+    kw = _tiny_run(out, steps=4, stop_after=2)
+    before = {f.name: f.read_bytes() for f in out.iterdir()}
+    real = folder.atomic_writes
+
+    def full_disk(files):
+        def fail(path):
+            raise OSError(28, "No space left on device")
+        real([*files[:-1], (files[-1][0], fail)])
+
+    monkeypatch.setattr(folder, "atomic_writes", full_disk)
+    with pytest.raises(OSError, match="No space"):
+        train(out, resume=True, **kw)
+    assert {f.name: f.read_bytes() for f in out.iterdir()} == before  # nothing replaced, no .tmp left
+
+
+def test_damaged_checkpoint_files_are_clear_errors(tmp_path):
+    out = tmp_path / "c"
+    _tiny_run(out, steps=2)
+    (out / "train_state.safetensors").write_bytes((out / "train_state.safetensors").read_bytes()[:100])
+    with pytest.raises(adatok.AdatokError, match="train_state.safetensors cannot be read: it is incomplete or corrupt"):
+        train(out, resume=True, overrides={"steps": 4}, quiet=True, images=_images(64), eval_images=_images(8, 1))
+    (out / "model.safetensors").write_bytes(b"\x00" * 40)
+    with pytest.raises(adatok.AdatokError, match="model.safetensors cannot be read"):
+        load_model(out)
+    config = json.loads((out / "config.json").read_text())
+    for change in ({"model": {**config["model"], "patch": 0}}, {"name": 5}):
+        (out / "config.json").write_text(json.dumps({**config, **change}))
+        with pytest.raises(adatok.AdatokError, match="not a learned-tokenizer checkpoint"):
+            load_model(out)
+
+
+def test_a_folder_trained_again_is_loaded_again(tmp_path):
+    """``adatok.load(folder)`` kept the first weights it read for the whole process."""
+    out = tmp_path / "t"
+    kw = _tiny_run(out, steps=2)
+    first = adatok.load(str(out))
+    assert adatok.load(str(out)) is first  # unchanged: the same object
+    train(out, ModelConfig(**TINY), TrainConfig(steps=2, batch=8, eval_every=2, warmup=1, seed=1), force=True, **kw)
+    again = adatok.load(str(out))
+    assert again is not first and again.version != first.version
+    assert adatok.load(again.name).version == again.version
+
+
+def test_folder_images_are_sorted_out_before_the_held_out_part(tmp_path):
+    """Gray and colour images in one folder: the held-out 5% got its own channel count and the first
+    evaluation crashed after the training steps; images too small for the crop were dropped only
+    after the held-out part was taken, so one small image last refused the folder."""
+    from PIL import Image
+
+    from adatok.neural.trainer import load_images
+
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    for i in range(19):
+        Image.fromarray(rng.integers(0, 256, (28, 28, 3), dtype=np.uint8)).save(folder / f"a{i:02d}.png")
+    Image.fromarray(rng.integers(0, 256, (28, 28), dtype=np.uint8)).save(folder / "z_gray.png")
+    train_imgs, test_imgs = load_images(str(folder), "train"), load_images(str(folder), "test")
+    assert train_imgs.shape == (19, 28, 28, 3) and test_imgs.shape == (1, 28, 28, 3)
+    assert (test_imgs[0, :, :, 0] == test_imgs[0, :, :, 2]).all()  # the gray one, repeated to RGB
+    Image.fromarray(rng.integers(0, 256, (12, 12, 3), dtype=np.uint8)).save(folder / "zz_thumb.png")
+    crops = load_images(str(folder), "train", crop=16)
+    held = load_images(str(folder), "test", crop=16)
+    assert crops.shape == (19, 16, 16, 3) and crops.skipped == 1 and held.shape == (1, 16, 16, 3)
+    with pytest.raises(adatok.AdatokError, match="held-out images are"):
+        train(tmp_path / "o", ModelConfig(**{**TINY, "channels": 3}), TrainConfig(steps=1),
+              images=train_imgs, eval_images=test_imgs[:, :, :, :1], quiet=True)
+
+
+def test_linked_folders_are_read(tmp_path):
+    """Images under a linked sub-folder were neither read nor listed as skipped."""
+    from PIL import Image
+
+    real, data = tmp_path / "real", tmp_path / "data"
+    real.mkdir()
+    data.mkdir()
+    for i in range(3):
+        Image.fromarray(np.full((8, 8), i, np.uint8)).save(real / f"{i}.png")
+    (data / "cats").symlink_to(real, target_is_directory=True)
+    (real / "up").symlink_to(data, target_is_directory=True)  # a link back up: walked once
+    ds = adatok.datasets.load(str(data))
+    assert ds.ids == ["cats/0.png", "cats/1.png", "cats/2.png"] and ds.skipped == []
+
+
+def test_prefix_lengths_exist():
+    from adatok.neural.trainer import prefix_lengths
+
+    assert prefix_lengths(4) == [1, 2, 4] and prefix_lengths(6) == [1, 2, 4, 6]
+    assert prefix_lengths(32) == [1, 2, 4, 8, 16, 32] and prefix_lengths(1) == [1]

@@ -222,8 +222,16 @@ def _folder(path: Path, split: str | None, limit: int | None, max_side: int | No
 
 
 def _walk(folder: Path) -> Iterator[Path]:
-    """Regular files under ``folder``, recursively, leaving out hidden files and folders."""
-    for root, dirs, files in os.walk(folder):
+    """Regular files under ``folder``, recursively, leaving out hidden files and folders. Linked
+    folders are followed (as linked files are read), each real folder once: a link back up the
+    tree is not walked again."""
+    seen: set[tuple[int, int]] = set()
+    for root, dirs, files in os.walk(folder, followlinks=True):
+        st = os.stat(root)
+        if (st.st_dev, st.st_ino) in seen:
+            dirs[:] = []
+            continue
+        seen.add((st.st_dev, st.st_ino))
         dirs[:] = [d for d in dirs if not d.startswith(".")]
         for f in files:
             p = Path(root) / f

@@ -200,3 +200,28 @@ class EvalProgress:
     def __exit__(self, *exc: object) -> None:
         if self.task is not None:
             self.progress.stop()
+
+
+def resume_overrides(ctx: typer.Context, out: Path, resumable: tuple[str, ...],
+                     kept: dict[str, Callable[[dict], Any]]) -> dict:
+    """On --resume of a trainer: the options given that a resumed run may change (``resumable``),
+    and an error for any other option given with a value other than the checkpoint's (it would be
+    silently ignored); ``kept`` reads each such option's value from the checkpoint's config.json."""
+    from adatok.neural.folder import read_json
+
+    # (by name: typer carries a click of its own, whose ParameterSource is not click's)
+    given = [p for p in ctx.params if getattr(ctx.get_parameter_source(p), "name", "") in ("COMMANDLINE",
+                                                                                              "ENVIRONMENT")]
+    changed = {name: ctx.params[name] for name in given if name in resumable}
+    try:
+        config = read_json(out)
+    except AdatokError:
+        return changed  # (no checkpoint: the trainer says so)
+    flag = {p.name: p.opts[0] for p in ctx.command.params if p.opts}
+    clashes = [f"{flag[name]} (the checkpoint has {kept[name](config)!r}, given {ctx.params[name]!r})"
+               for name in given if name in kept and kept[name](config) != ctx.params[name]]
+    if clashes:
+        raise AdatokError(f"--resume continues {out} with its own settings; these differ from it: {'; '.join(clashes)}. "
+                          f"A resumed run can change only {', '.join(flag[r] for r in resumable)}; "
+                          "to train otherwise, start a new folder")
+    return changed

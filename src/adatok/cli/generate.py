@@ -13,7 +13,7 @@ import typer
 from adatok import AdatokError, TokenSequence
 
 from .app import app
-from .common import EvalProgress, check_at_least, check_output, read_bytes, reporting_errors
+from .common import EvalProgress, check_at_least, check_output, read_bytes, reporting_errors, resume_overrides
 from .options import NoProgress, Quiet, Resume, StartOver, out_dir
 
 #: What --language takes: a wavelet tokenizer, a learned checkpoint, or the pixel baseline.
@@ -44,29 +44,6 @@ KEPT_ON_RESUME = {
     "image_size": lambda c: c["language"]["shape"][0],
     "channels": lambda c: c["language"]["shape"][2],
 }
-
-
-def _resume_overrides(ctx: typer.Context, out: Path, resumable: tuple[str, ...]) -> dict:
-    """On --resume: the options given that a resumed run may change (``resumable``), and an error for
-    any other option given with a value other than the checkpoint's (it would be silently ignored)."""
-    from adatok.neural.folder import read_json
-
-    # (by name: typer carries a click of its own, whose ParameterSource is not click's)
-    given = [p for p in ctx.params if getattr(ctx.get_parameter_source(p), "name", "") in ("COMMANDLINE",
-                                                                                              "ENVIRONMENT")]
-    changed = {name: ctx.params[name] for name in given if name in resumable}
-    try:
-        config = read_json(out)
-    except AdatokError:
-        return changed  # (no checkpoint: train_generator says so)
-    flag = {p.name: p.opts[0] for p in ctx.command.params if p.opts}
-    clashes = [f"{flag[name]} (the checkpoint has {KEPT_ON_RESUME[name](config)!r}, given {ctx.params[name]!r})"
-               for name in given if name in KEPT_ON_RESUME and KEPT_ON_RESUME[name](config) != ctx.params[name]]
-    if clashes:
-        raise AdatokError(f"--resume continues {out} with its own settings; these differ from it: {'; '.join(clashes)}. "
-                          f"A resumed run can change only {', '.join(flag[r] for r in resumable)}; "
-                          "to train otherwise, start a new folder")
-    return changed
 
 
 def _import():
@@ -180,7 +157,7 @@ def train_generator_cmd(
     if (context or canvas) and position == "index":
         raise AdatokError("--context and --canvas are read beside the next positions; --position index has none")
     lang = model_cfg = None
-    overrides = _resume_overrides(ctx, out, train.RESUMABLE) if resume else None
+    overrides = resume_overrides(ctx, out, train.RESUMABLE, KEPT_ON_RESUME) if resume else None
     if not resume:
         if language == "pixels":
             if target is not None:

@@ -10,13 +10,37 @@ import typer
 from adatok import AdatokError
 
 from .app import app
-from .common import check_at_least, reporting_errors
+from .common import check_at_least, reporting_errors, resume_overrides
 from .options import NoProgress, Resume, StartOver, out_dir
+
+#: Steps of a new run when --steps is not given.
+DEFAULT_STEPS = 9000
+
+#: What each option of ``adatok train`` is in a checkpoint's config.json: on --resume an option given
+#: must say what the checkpoint has (or be one a resumed run may change: ``trainer.RESUMABLE``).
+KEPT_ON_RESUME = {
+    "data": lambda c: c["train"]["data"],
+    "image_size": lambda c: c["train"].get("crop"),
+    "tokens": lambda c: c["model"]["tokens"],
+    "batch": lambda c: c["train"]["batch"],
+    "lr": lambda c: c["train"]["lr"],
+    "dim": lambda c: c["model"]["dim"],
+    "depth": lambda c: c["model"]["enc_depth"],
+    "patch": lambda c: c["model"]["patch"],
+    "levels": lambda c: ",".join(map(str, c["model"]["levels"])),
+    "linear_skip": lambda c: bool(c["model"].get("linear_skip")),
+    "vq_first": lambda c: bool(c["model"].get("vq_first")),
+    "loss": lambda c: c["train"].get("loss", "mse"),
+    "ssim_weight": lambda c: c["train"].get("ssim_weight", 0.0),
+    "name": lambda c: c["name"],
+    "seed": lambda c: c["train"]["seed"],
+}
 
 
 @app.command("train")
 @reporting_errors
 def train_cmd(
+    ctx: typer.Context,
     out: Annotated[Path, out_dir("Checkpoint folder (config.json, model.safetensors).")],
     data: Annotated[str, typer.Option("--data", metavar="fashion-mnist|FOLDER",
                                       help="Training images: fashion-mnist, a folder of images (searched "
@@ -28,7 +52,10 @@ def train_cmd(
         help="Train on random S x S crops (and flips) of a folder's images of any size; images smaller "
              "than S are left out and counted. Without it a folder's images must share one square size.")] = None,
     tokens: Annotated[int, typer.Option("--tokens", "-k", metavar="K", help="Latent tokens per image.")] = 32,
-    steps: Annotated[int, typer.Option("--steps", metavar="N", help="Optimizer steps in all.")] = 9000,
+    steps: Annotated[int | None, typer.Option(
+        "--steps", metavar="N", show_default=False,
+        help=f"Optimizer steps in all (default {DEFAULT_STEPS}; with --resume the checkpoint's, or N to "
+             "train on to step N).")] = None,
     batch: Annotated[int, typer.Option("--batch", metavar="B", help="Images per step (over all processes).")] = 64,
     lr: Annotated[float, typer.Option("--lr", help="Peak learning rate (warm-up, then cosine decay).")] = 2e-3,
     dim: Annotated[int, typer.Option("--dim", help="Transformer width.")] = 96,
@@ -81,11 +108,14 @@ def train_cmd(
     except ValueError:
         raise AdatokError(f"--levels needs whole numbers >= 2 separated by commas, got {levels!r}") from None
     check_at_least(image_size, "--image-size", 1)
-    tcfg = TrainConfig(data=data, crop=image_size, steps=steps, batch=batch, lr=lr, seed=seed, eval_every=eval_every, threads=threads,
-                       loss=loss, ssim_weight=ssim_weight)
-    mcfg = None
+    from adatok.neural.trainer import RESUMABLE
+
+    overrides = resume_overrides(ctx, out, RESUMABLE, KEPT_ON_RESUME) if resume else None
+    mcfg = tcfg = None
     images = eval_images = None
     if not resume:
+        tcfg = TrainConfig(data=data, crop=image_size, steps=steps or DEFAULT_STEPS, batch=batch, lr=lr, seed=seed,
+                           eval_every=eval_every, threads=threads, loss=loss, ssim_weight=ssim_weight)
         images = load_images(data, "train", image_size)
         eval_images = load_images(data, "test", image_size)[: tcfg.eval_images]
         size, _, channels = images.shape[1:]
@@ -98,6 +128,6 @@ def train_cmd(
                            enc_depth=depth, dec_depth=depth, heads=heads, levels=level_list, linear_skip=linear_skip,
                            vq_first=vq_first)
     metrics = train(out, mcfg, tcfg, name=name, resume=resume, quiet=quiet, images=images, eval_images=eval_images,
-                    force=force)
+                    force=force, overrides=overrides)
     if not quiet:
         typer.echo(f"{out}: " + " ".join(f"{k}={v}" for k, v in metrics.items()))

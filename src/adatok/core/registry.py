@@ -13,6 +13,7 @@ _NAMED: dict[str, Callable[[], object]] = {}
 _UNLISTED: set[str] = set()  # registered views of another tokenizer (see register)
 _FOLDERS: dict[str, Callable[[Path], object]] = {}
 _CACHE: dict[str, object] = {}
+_STAMPS: dict[str, tuple] = {}  # a folder's key -> its files' sizes and times when it was loaded
 _VERSIONS: dict[tuple[str, str], object] = {}  # (name, version) -> a checkpoint folder loaded by path
 _LOADING = threading.RLock()  # one load at a time: threads asking at once get one tokenizer
 
@@ -48,7 +49,7 @@ def remember(tokenizer) -> None:
     retrained ``fashion-mnist-32``)."""
     _VERSIONS[(tokenizer.name, tokenizer.version)] = tokenizer
     if tokenizer.name not in _NAMED:
-        _CACHE.setdefault(tokenizer.name, tokenizer)
+        _CACHE[tokenizer.name] = tokenizer  # the folder loaded last (a retrained one: its new weights)
 
 
 def find(name: str, version: str | None = None):
@@ -79,13 +80,31 @@ def load(name_or_path: str | Path):
     """Return a tokenizer: a registered name (``"wavelet"``, ``"wavelet-lossless"``, a shipped
     checkpoint) or a checkpoint folder holding ``config.json`` and ``model.safetensors``."""
     key = str(name_or_path)
+    stamp = None if key in _NAMED else _stamp(key)
     tok = _CACHE.get(key)
-    if tok is not None:
+    if tok is not None and _STAMPS.get(key) == stamp:
         return tok
     with _LOADING:
-        if key not in _CACHE:
+        if key not in _CACHE or _STAMPS.get(key) != stamp:  # a folder trained again since: its new weights
             _CACHE[key] = _make(key)
+            _STAMPS[key] = stamp
         return _CACHE[key]
+
+
+def _stamp(key: str) -> tuple | None:
+    """The sizes and modification times of a checkpoint folder's files (``None`` for anything that
+    is not a folder): a folder written again since it was loaded gets loaded again."""
+    path = Path(key)
+    if not path.is_dir():
+        return None
+    out = []
+    for name in ("config.json", "model.safetensors"):
+        try:
+            st = (path / name).stat()
+            out.append((st.st_size, st.st_mtime_ns))
+        except OSError:
+            out.append(None)
+    return tuple(out)
 
 
 def _make(key: str):

@@ -83,7 +83,9 @@ def corpus_key(lang, split: str, limit: int | None, data: str) -> str:
 
             digest.update((folder / MANIFEST).read_bytes())
         else:
-            for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+            from ..datasets import image_files
+
+            for path in image_files(folder):  # the files image_folder reads (linked folders too)
                 st = path.stat()
                 digest.update(f"{path.relative_to(folder)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
         source = {"data": str(folder), "contents": digest.hexdigest()}

@@ -73,6 +73,7 @@ def accuracy(model: PrefixClassifier, codes: np.ndarray, labels: np.ndarray, ks:
 def main(argv: list[str] | None = None) -> None:
     import adatok
     from adatok.datasets import load
+    from adatok.neural.trainer import prefix_lengths
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("tokenizer", nargs="?", default="fashion-mnist-32")
@@ -87,7 +88,7 @@ def main(argv: list[str] | None = None) -> None:
     ctrain, ctest = enc(train.images), enc(test.images)
     print(f"encoded {len(ctrain)} + {len(ctest)} images in {time.time() - t0:.0f} s")
     model = fit(ctrain, train.labels, tok.model, len(train.classes), steps=args.steps, seed=args.seed)
-    ks = sorted({1, 2, 4, 8, 16, tok.tokens})
+    ks = prefix_lengths(tok.tokens)
     acc = accuracy(model, ctest, test.labels, ks)
     print(f"prefix classifier ({args.steps} steps, seed {args.seed}, {time.time() - t0:.0f} s in all), "
           "test accuracy: " + ", ".join(f"k={k}: {100 * a:.1f}%" for k, a in acc.items()))

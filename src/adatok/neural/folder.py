@@ -13,17 +13,35 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ..core.errors import AdatokError
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """``write(tmp)`` then rename ``tmp`` to ``path`` (readable by all: checkpoints are shared)."""
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.chmod(tmp, 0o644)  # safetensors writes 0600
-    os.replace(tmp, path)
+    """``write(tmp)`` then rename ``tmp`` to ``path`` (readable by all: checkpoints are shared); a
+    write that fails leaves ``path`` as it was and no ``tmp`` behind."""
+    atomic_writes([(path, write)])
+
+
+def atomic_writes(files: list[tuple[Path, Callable[[Path], None]]]) -> None:
+    """Several files written as one: each ``write(tmp)`` to a temporary name first, and only when
+    every one is complete are they renamed over their paths (in the order given). A write that
+    fails (a full disk, an interrupt) leaves every path as it was and no temporary file behind."""
+    tmps = [(path.with_name(path.name + ".tmp"), path) for path, _ in files]
+    try:
+        for (tmp, _), (_, write) in zip(tmps, files, strict=True):
+            write(tmp)
+            os.chmod(tmp, 0o644)  # safetensors writes 0600
+            with open(tmp, "rb+") as fh:
+                os.fsync(fh.fileno())  # on disk before any rename makes it current
+    except BaseException:
+        for tmp, _ in tmps:
+            tmp.unlink(missing_ok=True)
+        raise
+    for tmp, path in tmps:
+        os.replace(tmp, path)
 
 
 #: What marks a folder as holding a checkpoint (a run that saved at least once).
@@ -35,6 +53,11 @@ def check_fresh_start(out: Path, resume: bool, force: bool) -> None:
     holds a checkpoint already (its model would be replaced, and a run of other settings would
     mix with it), unless ``resume`` (the caller continues it) or ``force`` (start over: the
     checkpoint is replaced)."""
+    if resume and force:
+        raise AdatokError("--resume continues the checkpoint in --out, --force starts over and replaces it: give one "
+                          "(resume=True or force=True), not both")
+    if Path(out).exists() and not Path(out).is_dir():
+        raise AdatokError(f"{out} is a file, not a folder: give a folder (new or holding a checkpoint) as --out")
     held = [f for f in CHECKPOINT_FILES if (Path(out) / f).is_file()]
     if held and not (resume or force):
         raise AdatokError(f"{out} holds a checkpoint already ({held[0]}): continue it with --resume "
@@ -54,7 +77,7 @@ def write_folder(out: Path, model: torch.nn.Module, config: dict, optimizer: tor
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-    atomic_write(out / "model.safetensors", lambda p: save_file(state, str(p)))
+    files = [(out / "model.safetensors", lambda p: save_file(state, str(p)))]
     if optimizer is not None:
         tensors = {"rng": torch.get_rng_state()}
         if generator is not None:
@@ -66,8 +89,9 @@ def write_folder(out: Path, model: torch.nn.Module, config: dict, optimizer: tor
                     tensors[f"opt.{i}.{key}"] = st[key].contiguous()
             if "step" in st:
                 tensors[f"opt.{i}.step"] = torch.as_tensor(st["step"], dtype=torch.float32).reshape(1)
-        atomic_write(out / "train_state.safetensors", lambda p: save_file(tensors, str(p)))
-    atomic_write(out / "config.json", lambda p: p.write_text(json.dumps(config, indent=2) + "\n"))
+        files.append((out / "train_state.safetensors", lambda p: save_file(tensors, str(p))))
+    files.append((out / "config.json", lambda p: p.write_text(json.dumps(config, indent=2) + "\n")))
+    atomic_writes(files)  # the weights, the training state and the config of one step: never of two
 
 
 def read_json(folder: Path) -> dict:
@@ -87,18 +111,30 @@ def load_weights(folder: Path, model: torch.nn.Module) -> torch.nn.Module:
     path = Path(folder) / "model.safetensors"
     if not path.is_file():
         raise AdatokError(f"{folder} has no model.safetensors: the checkpoint is incomplete")
+    tensors = _read_tensors(path)
     try:
-        model.load_state_dict(load_file(str(path)))
+        model.load_state_dict(tensors)
     except (RuntimeError, OSError, ValueError) as exc:
         raise AdatokError(f"{path} does not fit its config.json ({str(exc)[:200]})") from None
     return model.eval()
+
+
+def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
+    """A safetensors file's tensors (AdatokError if missing, truncated or not safetensors)."""
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise AdatokError(f"{path} cannot be read: it is incomplete or corrupt ({str(exc)[:200]})") from None
 
 
 def restore_training(folder: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                      generator: torch.Generator) -> None:
     """Put back what :func:`write_folder` saved with an optimizer: AdamW's moments and the random
     states, so that a resumed run goes on as the interrupted one would have."""
-    tensors = load_file(str(Path(folder) / "train_state.safetensors"))
+    path = Path(folder) / "train_state.safetensors"
+    tensors = _read_tensors(path)
+    if "rng" not in tensors:
+        raise AdatokError(f"{path} is not a training state of adatok (it has no random state): it cannot be resumed")
     torch.set_rng_state(tensors["rng"])
     if "data_rng" in tensors:
         generator.set_state(tensors["data_rng"])

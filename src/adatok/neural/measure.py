@@ -26,6 +26,7 @@ def main(argv: list[str] | None = None) -> None:
     import adatok
     from adatok import Bpp
     from adatok.neural.tokenizer import shortest_reaching
+    from adatok.neural.trainer import prefix_lengths
     from adatok.core.metrics import psnr, ssim
     from adatok.datasets import load
 
@@ -41,7 +42,7 @@ def main(argv: list[str] | None = None) -> None:
     imgs = load("fashion-mnist", split="test", limit=args.limit).images
     seqs = tok.encode(imgs)
     K = tok.tokens
-    ks = sorted({1, 2, 4, 8, 16, K})
+    ks = prefix_lengths(K)
     print(f"{tok.name} ({tok.version}), {len(imgs)} test images, vocabulary {tok.vocab_size} "
           f"({tok.bits} bits a token)")
     print("k | PSNR dB | SSIM | .atk bpp | payload bpp | black decoded grey")

@@ -49,6 +49,12 @@ class ModelConfig:
     vq_first: bool = False        # the first token is a k-means code of the whole image, the rest FSQ
 
     def __post_init__(self) -> None:
+        for key in ("image_size", "channels", "patch", "tokens", "dim", "enc_depth", "dec_depth", "heads"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < (0 if key.endswith("depth") else 1):
+                raise ValueError(f"{key} must be a whole number >= {0 if key.endswith('depth') else 1}, got {value!r}")
+        if self.channels not in (1, 3):
+            raise ValueError(f"channels must be 1 or 3, got {self.channels}")
         if self.image_size % self.patch:
             raise ValueError(f"image_size {self.image_size} is not a multiple of patch {self.patch}")
         if self.dim % self.heads:

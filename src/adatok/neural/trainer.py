@@ -61,6 +61,13 @@ class TrainConfig:
             raise AdatokError(f"unknown loss {self.loss!r}: use {' or '.join(LOSSES)}")
         if not self.ssim_weight >= 0:
             raise AdatokError(f"the SSIM weight must be >= 0, got {self.ssim_weight}")
+        if isinstance(self.lr, bool) or not isinstance(self.lr, int | float) or not 0 < self.lr < math.inf:
+            raise AdatokError(f"the learning rate must be a finite number > 0, got {self.lr!r}")
+
+
+#: What a resumed run may change (``train(..., resume=True, overrides={"steps": 12000})``); the
+#: rest is the checkpoint's.
+RESUMABLE = ("steps", "eval_every", "threads")
 
 
 def _to_tensor(images: np.ndarray) -> torch.Tensor:
@@ -147,12 +154,27 @@ def load_images(data: str, split: str | None = "train", crop: int | None = None)
             raise AdatokError(f"{data} holds no {split} sequences")
         images = adatok.load(seqs[0].tokenizer).decode(seqs)  # (one run, one tokenizer)
     else:
-        ds = datasets.load(data)
-        if len(ds) == 0:
+        # The whole folder is read and sorted out before the held-out 5% is taken, so that both parts
+        # are alike: images too small for the crop left out of both, and gray images repeated to RGB
+        # in both when any image of the folder is in colour.
+        images = datasets.load(data).images
+        if not images:
             raise AdatokError(f"no readable images under {data}")
-        n_eval = max(1, len(ds) // 20)
-        images = ds.images[-n_eval:] if split == "test" else (ds.images[:-n_eval] or ds.images)
-    if crop is not None:
+        too_small = 0
+        if crop is not None:
+            big = [im for im in images if min(im.shape[:2]) >= crop]
+            if not big:
+                raise AdatokError(f"{data}: none of its {len(images)} images is at least {crop}x{crop}; "
+                                  "give a smaller --image-size")
+            too_small, images = len(images) - len(big), big
+        if any(im.shape[2] == 3 for im in images):
+            images = [np.repeat(im, 3, 2) if im.shape[2] == 1 else im for im in images]
+        n_eval = max(1, len(images) // 20)
+        images = images[-n_eval:] if split == "test" else (images[:-n_eval] or images)
+        if crop is not None:
+            crops = Crops(images, crop, skipped=too_small)
+            return crops if split != "test" else crops.centre()
+    if crop is not None:  # token shards: their decodings, cropped
         big = [im for im in images if min(im.shape[:2]) >= crop]
         if not big:
             raise AdatokError(f"{data}: none of its {len(images)} {split or ''} images is at least {crop}x{crop}; "
@@ -189,6 +211,8 @@ def read_config(folder: Path) -> dict:
         if config.get("family") != FAMILY:
             raise ValueError(f"family {config.get('family')!r} is not {FAMILY!r}")
         ModelConfig(**config["model"])
+        if not isinstance(config.get("name"), str) or not config["name"]:
+            raise ValueError(f"its name must be a non-empty string, got {config.get('name')!r}")
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise AdatokError(f"{folder} is not a learned-tokenizer checkpoint ({exc})") from None
     if not (folder / "model.safetensors").is_file():
@@ -236,7 +260,7 @@ def evaluate(model: Autoencoder, images: torch.Tensor, ks: list[int] | None = No
     was = model.training
     model.eval()
     K = model.cfg.tokens
-    ks = ks or sorted({1, 2, 4, 8, 16, K} & set(range(1, K + 1)) | {K})
+    ks = ks or prefix_lengths(K)
     ref = ((images.clamp(-1, 1) + 1) * 127.5).round()
     sums = {k: 0.0 for k in ks}
     all_codes = []
@@ -302,6 +326,12 @@ def ssim_torch(y: torch.Tensor, x: torch.Tensor, sigma: float = 1.5, crop: int =
     return s[..., crop:-crop, crop:-crop].flatten(1).mean(1)
 
 
+def prefix_lengths(tokens: int) -> list[int]:
+    """The prefix lengths the measurements report for a tokenizer of ``tokens`` tokens: 1, 2, 4,
+    8 and 16 where they are shorter, and the whole sequence."""
+    return sorted({k for k in (1, 2, 4, 8, 16) if k < tokens} | {tokens})
+
+
 def _lr(step: int, cfg: TrainConfig) -> float:
     if step < cfg.warmup:
         return cfg.lr * (step + 1) / cfg.warmup
@@ -312,12 +342,13 @@ def _lr(step: int, cfg: TrainConfig) -> float:
 def train(out: str | Path, model_cfg: ModelConfig | None = None, train_cfg: TrainConfig | None = None,
           name: str | None = None, resume: bool = False, quiet: bool = False,
           images: np.ndarray | None = None, eval_images: np.ndarray | None = None,
-          stop_after: int | None = None, force: bool = False) -> dict:
+          stop_after: int | None = None, force: bool = False, overrides: dict | None = None) -> dict:
     """Train a learned tokenizer and write its checkpoint to ``out``; return the last evaluation.
 
     ``images`` / ``eval_images`` (N, H, W, C uint8) override loading ``train_cfg.data``. With
-    ``resume``, training continues from the checkpoint in ``out`` (its model and training settings;
-    ``train_cfg.steps`` may extend it). ``stop_after`` ends this run after that many steps (with a
+    ``resume``, training continues from the checkpoint in ``out`` with its model and training
+    settings (``model_cfg`` and ``train_cfg`` are not read); ``overrides`` changes those of
+    :data:`RESUMABLE` (``{"steps": 12000}``: train on to step 12,000). ``stop_after`` ends this run after that many steps (with a
     checkpoint), for training in slices; a resumed run continues exactly where it stopped. A folder
     that holds a checkpoint already is refused unless ``resume`` or ``force`` (start over,
     replacing it).
@@ -326,6 +357,8 @@ def train(out: str | Path, model_cfg: ModelConfig | None = None, train_cfg: Trai
 
     out = Path(out)
     check_fresh_start(out, resume, force)
+    if overrides and not resume:
+        raise AdatokError("overrides are for a resumed run; give a new run its settings in train_cfg")
     train_cfg = train_cfg or TrainConfig()
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
@@ -341,14 +374,23 @@ def train(out: str | Path, model_cfg: ModelConfig | None = None, train_cfg: Trai
                               "(train without --resume to start)")
         model, config = load_model(out)
         model.train()
-        steps = train_cfg.steps
-        train_cfg = TrainConfig(**{"loss": "mse", "ssim_weight": 0.0, **config["train"], "steps": max(steps, config["train"]["steps"])})
+        overrides = dict(overrides or {})
+        unknown = sorted(set(overrides) - set(RESUMABLE))
+        if unknown:
+            raise AdatokError(f"a resumed run keeps its checkpoint's {', '.join(unknown)}; it can change only "
+                              f"{', '.join(RESUMABLE)}")
+        train_cfg = TrainConfig(**{"loss": "mse", "ssim_weight": 0.0, **config["train"], **overrides})
         model_cfg, name, start = model.cfg, config["name"], int(config["step"])
+        if start >= train_cfg.steps:
+            raise AdatokError(f"{out} has trained its {train_cfg.steps} steps already (step {start}); give more "
+                              "steps to go on (--steps N, overrides={'steps': N})")
     else:
         model_cfg = model_cfg or ModelConfig()
         torch.manual_seed(train_cfg.seed)
         model = Autoencoder(model_cfg)
-    name = name or f"{Path(train_cfg.data).name}-{model_cfg.tokens}"
+    if name is None:  # DATA-K; a folder by its own name (``--data .`` is the folder it names, not "")
+        data_name = train_cfg.data if train_cfg.data == "fashion-mnist" else Path(train_cfg.data).resolve().name
+        name = f"{data_name}-{model_cfg.tokens}"
 
     if images is None:
         images = load_images(train_cfg.data, "train", train_cfg.crop)
@@ -358,9 +400,10 @@ def train(out: str | Path, model_cfg: ModelConfig | None = None, train_cfg: Trai
         raise AdatokError(f"the SSIM loss needs images of at least 7x7 (a 7-pixel window), these are "
                           f"{model_cfg.image_size}x{model_cfg.image_size}: train with --ssim-weight 0")
     want = (model_cfg.image_size, model_cfg.image_size, model_cfg.channels)
-    if tuple(images.shape[1:]) != want:
-        raise AdatokError(f"the images are {tuple(images.shape[1:])} (H, W, C) but the model is set up for {want}: "
-                          "pass --image-size/--channels to match")
+    for what, imgs in (("training", images), ("held-out", eval_images)):
+        if tuple(imgs.shape[1:]) != want:
+            raise AdatokError(f"the {what} images are {tuple(imgs.shape[1:])} (H, W, C) but the model is set up for "
+                              f"{want}: pass --image-size/--channels to match")
     data = images if isinstance(images, Crops) else _to_tensor(images)
     held = _to_tensor(eval_images)
 
@@ -421,6 +464,12 @@ def train(out: str | Path, model_cfg: ModelConfig | None = None, train_cfg: Trai
             # out exact instead of a little grey, which SSIM punishes hard in dark areas
             y = y + (y.clamp(-1, 1) - y).detach()
             loss = _loss(y, x, train_cfg.loss, train_cfg.ssim_weight)
+            diverged = torch.tensor(0.0 if torch.isfinite(loss) else 1.0)
+            if world > 1:  # every process stops together
+                dist.all_reduce(diverged)
+            if diverged.item():  # stop before a step writes NaN weights (the last checkpoint stays)
+                raise AdatokError(f"training diverged at step {step}: the loss is {loss.item()}; the checkpoint in "
+                                  f"{out} is the last one saved; train again with a lower --lr (now {train_cfg.lr})")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
