@@ -151,3 +151,19 @@ def test_folder_limit_split_and_single_file(messy_folder):
         load(folder, "nope")
     one = load(folder / "a" / "good.png", max_side=10)
     assert one.ids == ["good.png"] and max(one[0].shape[:2]) == 10
+
+
+def test_a_folder_named_like_a_built_in_dataset_gets_a_warning(tmp_path, monkeypatch):
+    """``--data samples`` with a folder ./samples read the bundled photos without a word (a user who
+    wrote ``adatok generate --out samples/`` and then trained on it got five sample photos)."""
+    import warnings
+
+    from adatok.datasets import load
+
+    (tmp_path / "samples").mkdir()
+    monkeypatch.chdir(tmp_path)
+    with pytest.warns(UserWarning, match=r"give ./samples for the folder"):
+        assert len(load("samples", limit=1)) == 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert len(load("./samples")) == 0  # the folder itself, as asked

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -119,6 +120,9 @@ def load(name: str | os.PathLike[str], split: str | None = None, *, limit: int |
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int | np.integer) or limit < 0):
         raise AdatokError(f"limit must be a whole number >= 0, got {limit!r}")
     key = os.fspath(name)
+    if key in ("samples", "fashion-mnist") and Path(key).is_dir():
+        warnings.warn(f"{key!r} names the built-in dataset, not the folder {key!r} here: give ./{key} for the folder",
+                      stacklevel=2)
     if key == "samples":
         if split is not None:
             raise AdatokError(f"the sample photos have no splits; use split=None, not {split!r}")
