@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import numpy as np
@@ -281,3 +282,43 @@ def test_usage_errors_exit_2(small_png, tmp_path):
     assert run("encode", small_png).exit_code == 2  # missing OUT
     assert run("encode", small_png, tmp_path / "x.atk", "--tokens", "many").exit_code == 2
     assert not (tmp_path / "x.atk").exists()
+
+
+def test_the_suggested_smallest_bpp_is_accepted():
+    """'use at least Bpp(x)' printed x rounded to nearest, often just under what fits: refused in turn."""
+    from adatok.core.budget import smallest_bpp
+
+    wav = adatok.load("wavelet")
+    for side in range(1, 40, 3):
+        img = np.zeros((side, side + 1, 3), np.uint8)
+        with pytest.raises(adatok.BudgetError, match=r"use at least Bpp\(([0-9.e+]+)\)") as info:
+            wav.encode([img], adatok.Bpp(0.01))
+        x = float(str(info.value).rsplit("Bpp(", 1)[1].rstrip(")"))
+        wav.encode([img], adatok.Bpp(x))  # accepted
+        assert len(f"{x:g}".replace(".", "").lstrip("0")) <= 3
+    assert smallest_bpp(80, (12, 12)) == "4.45" and smallest_bpp(2, (4, 4)) == "1"
+
+
+def test_tokenize_dataset_lossless_takes_the_lossless_tokenizer(tmp_path):
+    """--lossless alone chose wavelet-lossless for encode but kept wavelet (and failed) for
+    tokenize-dataset; the same default now."""
+    pytest.importorskip("pyarrow")
+    r = CliRunner().invoke(app, ["tokenize-dataset", "fashion-mnist", str(tmp_path / "shards"), "--lossless",
+                                 "--workers", "0", "--limit", "3", "--quiet"])
+    assert r.exit_code == 0, r.output
+    manifest = json.loads((tmp_path / "shards" / "manifest.json").read_text())
+    assert manifest["tokenizer"]["name"] == "wavelet-lossless"
+
+
+def test_an_image_over_the_pixel_limit_is_one_error_line(tmp_path, monkeypatch):
+    """Between Pillow's limit and twice it Pillow warned on stderr (two lines) before adatok's one."""
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    Image.new("L", (300, 200)).save(tmp_path / "big.png")
+    code = ("import sys, adatok.core.imageio as io; io.MAX_PIXELS = 40_000; from adatok.cli.app import run; "
+            f"sys.exit(run(['encode', {str(tmp_path / 'big.png')!r}, {str(tmp_path / 'big.atk')!r}]))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and r.stderr.startswith("error: "), r.stderr

@@ -262,6 +262,10 @@ def test_roi_from_every_kind_of_spec(tmp_path):
     mask[2:6, 3:9] = True
     np.testing.assert_array_equal(roi_from(mask, img), mask.astype(float))
     np.testing.assert_array_equal(roi_from(mask.astype(np.uint8) * 255, img), mask.astype(float))
+    # integer 0/1 masks ((m > 0).astype(int)) are 0/1, not 1/255: they steered nothing
+    for dtype in (np.uint8, np.int64, np.int32):
+        np.testing.assert_array_equal(roi_from(mask.astype(dtype), img), mask.astype(float))
+    np.testing.assert_array_equal(roi_from(mask.astype(np.uint8) * 2, img), mask * 2 / 255)
     np.testing.assert_array_equal(roi_from(mask[:, :, None] * 0.5, img), mask * 0.5)
     write_map(tmp_path / "m.png", mask.astype(float))
     for spec in (tmp_path / "m.png", str(tmp_path / "m.png")):

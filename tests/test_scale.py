@@ -141,7 +141,7 @@ def test_command_line(ray_local, folder, tmp_path, monkeypatch):
     assert again.exit_code == 0 and "(3 shards already written)" in again.output
     other = CliRunner().invoke(app, ["tokenize-dataset", str(folder), str(out), "--tokens", "300", "--workers", "1"])
     assert other.exit_code == 2 and "holds the shards of another run" in other.output
-    bad = CliRunner().invoke(app, ["tokenize-dataset", str(folder), str(tmp_path / "x"), "--lossless"])
+    bad = CliRunner().invoke(app, ["tokenize-dataset", str(folder), str(tmp_path / "x"), "--lossless", "-t", "wavelet"])
     assert bad.exit_code == 2 and "not lossless" in bad.output
     busy = tmp_path / "busy"
     busy.mkdir()

@@ -187,8 +187,24 @@ def test_conversions_and_errors():
         w.decode([full])
     with pytest.raises(TokenizerMismatchError):
         d.decode([words])
-    with pytest.raises(ValueError, match="1 to 10"):
-        WordTokenizer(d, 11, "x")
+    for n in (0, 11, 8.0, True):
+        with pytest.raises(adatok.AdatokError, match="1 to 10"):
+            WordTokenizer(d, n)
+
+
+def test_a_word_tokenizer_of_its_own_writes_and_reads_its_bytes():
+    """``WordTokenizer(base, 4)`` could not write bytes (its name was not registered), and named
+    ``wavelet-w8`` it wrote 4-decision words that read back as 8-decision ones, another image."""
+    d = adatok.load("wavelet")
+    with pytest.raises(adatok.AdatokError, match="named 'wavelet-w4', not 'wavelet-w8'"):
+        WordTokenizer(d, 4, "wavelet-w8")
+    w4 = WordTokenizer(d, 4)
+    assert w4.name == "wavelet-w4" and WordTokenizer(d, 8).name == "wavelet-w8"
+    img = noise((12, 10, 3), 3)
+    seq, = w4.encode([img], Tokens(10))
+    back = TokenSequence.from_bytes(seq.to_bytes())
+    assert back.tokenizer == "wavelet-w4" and np.array_equal(back.ids, seq.ids)
+    assert np.array_equal(adatok.load(back.tokenizer).decode([back])[0], w4.decode([seq])[0])
 
 
 # ------------------------------------------------------------------------------------------------

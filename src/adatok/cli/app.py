@@ -39,7 +39,13 @@ def run(argv: list[str] | None = None) -> int:
     stderr with exit code 2, like every other error, instead of click's framed usage box. Help,
     ``--version`` and the commands themselves are :data:`app`'s."""
     import sys
+    import warnings
 
+    from PIL import Image
+
+    # Pillow warns (two lines on stderr) about an image between its pixel limit and twice it, then
+    # adatok refuses the image with its own one-line error: the warning says nothing more.
+    warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
     argv = sys.argv[1:] if argv is None else list(argv)
     try:  # `adatok` alone shows the help, as the app's no_args_is_help does when run standalone
         code = app(args=argv or ["--help"], prog_name="adatok", standalone_mode=False)

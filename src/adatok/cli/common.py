@@ -46,6 +46,12 @@ def invoked_command() -> str | None:
     return shlex.join(["adatok", *sys.argv[1:]])
 
 
+def default_tokenizer(lossless: bool) -> str:
+    """The tokenizer a command uses when none is named: ``wavelet-lossless`` for ``--lossless``,
+    else ``wavelet``."""
+    return "wavelet-lossless" if lossless else "wavelet"
+
+
 def read_bytes(path: Path) -> bytes:
     """The bytes of a file, with missing / unreadable files as :class:`AdatokError`."""
     if not path.exists():

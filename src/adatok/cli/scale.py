@@ -10,7 +10,7 @@ import typer
 from adatok import AdatokError
 
 from .app import app
-from .common import EvalProgress, budget, check_at_least, invoked_command, reporting_errors
+from .common import EvalProgress, budget, check_at_least, default_tokenizer, invoked_command, reporting_errors
 from .options import BppBudget, LosslessBudget, NoProgress, PsnrBudget, SsimBudget, TokensBudget
 
 
@@ -21,8 +21,10 @@ def tokenize_dataset_cmd(
                                                            "file or folder with an image-bytes column, or fashion-mnist.")],
     dst: Annotated[Path, typer.Argument(metavar="DST", help="Output folder (shards, manifest.json); a folder of an "
                                                             "unfinished run of the same command is resumed.")],
-    tokenizer: Annotated[str, typer.Option("--tokenizer", "-t", metavar="NAME",
-                                           help="A tokenizer name or checkpoint folder.")] = "wavelet",
+    tokenizer: Annotated[str | None, typer.Option(
+        "--tokenizer", "-t", metavar="NAME", show_default=False,
+        help="A tokenizer name or checkpoint folder; default: wavelet-lossless with --lossless, else wavelet "
+             "(as for adatok encode).")] = None,
     tokens: TokensBudget = None,
     bpp: BppBudget = None,
     psnr_db: PsnrBudget = None,
@@ -55,6 +57,7 @@ def tokenize_dataset_cmd(
     check_at_least(shard_size, "--shard-size", 1)
     check_at_least(limit, "--limit", 1)
     wanted = budget(tokens, psnr_db, ssim, lossless, bpp)
+    tokenizer = tokenizer if tokenizer is not None else default_tokenizer(lossless)
     command = invoked_command()
     try:
         from adatok.scale import tokenize_dataset

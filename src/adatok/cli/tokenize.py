@@ -15,7 +15,7 @@ from adatok.core.metrics import psnr
 from adatok.core.sequence import parse_container
 
 from .app import app
-from .common import (budget, check_at_least, check_output, model_card, file_bpp, fmt_psnr, fmt_shape, load_checkpoint, read_bytes,
+from .common import (budget, check_at_least, check_output, default_tokenizer, model_card, file_bpp, fmt_psnr, fmt_shape, load_checkpoint, read_bytes,
                      reporting_errors)
 from .options import (BppBudget, CheckpointFolder, Force, LosslessBudget, PsnrBudget, Quiet, SaliencyMethod, SsimBudget,
                       TokensBudget)
@@ -58,7 +58,7 @@ def encode(
         if not isinstance(chosen, Quality) or roi is None:
             raise BudgetError("--in-roi goes with --psnr or --ssim and --roi")
         chosen = Quality(psnr=chosen.psnr, ssim=chosen.ssim, region="roi")
-    name = tokenizer if tokenizer is not None else ("wavelet-lossless" if lossless else "wavelet")
+    name = tokenizer if tokenizer is not None else default_tokenizer(lossless)
     tok = adatok.load(name)
     img = read_image(image)
     roi_map = None

@@ -75,6 +75,18 @@ class Bpp:
         return MAX_BUDGET_BYTES if total >= MAX_BUDGET_BYTES else int(total)
 
 
+def smallest_bpp(nbytes: int, shape) -> str:
+    """The smallest ``x``, written with three significant digits, for which ``Bpp(x)`` allows
+    ``nbytes`` bytes on an image of ``shape`` (H, W, ...): what an error message may tell a user to
+    use (the nearest three-digit value can lie just under it, and be refused in turn)."""
+    need = nbytes * 8 / (shape[0] * shape[1])
+    step = 10.0 ** (math.floor(math.log10(need)) - 2)
+    x = math.ceil(need / step) * step
+    while Bpp(float(f"{x:.3g}")).nbytes(shape) < nbytes:  # float rounding: one step more
+        x += step
+    return f"{x:.3g}"
+
+
 @dataclass(frozen=True)
 class Quality:
     """The shortest prefix whose decoded image reaches a target, found for each image separately.

@@ -429,8 +429,10 @@ def roi_from(spec: Any, image: np.ndarray, resize: bool = False) -> np.ndarray |
       ``"centre"``/``"center"``): ``saliency(image, spec)``. Names win over files of that name
       (write ``./auto`` for a file called ``auto``).
     - any other ``str`` or path: a mask file, read by :func:`read_mask` with ``image``'s shape.
-    - a numpy array ``H x W`` (or ``H x W x 1``): ``bool`` as 0 / 1, integers as value / 255
-      (uint8 masks), floats as they are (they must lie in ``[0, 1]``).
+    - a numpy array ``H x W`` (or ``H x W x 1``): ``bool`` as 0 / 1, floats as they are (they
+      must lie in ``[0, 1]``), integers as value / 255 (uint8 masks, 255 inside) except an integer
+      array whose values are all 0 or 1 (``(mask > 0).astype(int)``), read as 0 / 1 (as value / 255
+      it would weigh nothing, and a mask of 1s steer nothing).
 
     Args:
         spec: the region, as above.
@@ -465,7 +467,8 @@ def roi_from(spec: Any, image: np.ndarray, resize: bool = False) -> np.ndarray |
             if m.min() < 0 or m.max() > 255:
                 raise ImageFormatError("roi array of integers must hold values 0..255 (a uint8 "
                                        "mask); give floats in [0, 1] otherwise")
-            m = m / 255.0
+            if m.max() > 1:  # a 0/1 integer mask stays 0/1 (see above)
+                m = m / 255.0
         elif spec.dtype.kind == "f" and (m.min() < 0 or m.max() > 1):
             raise ImageFormatError(
                 f"roi array holds values in [{m.min():.4g}, {m.max():.4g}], outside [0, 1]; "

@@ -18,7 +18,7 @@ Byte layout (fixed-width integers big-endian; ``varint`` = LEB128; ``str`` = u8 
     payload      bytes     the token ids, coded by the tokenizer's payload codec
 
 The payload is embedded: bytes cut anywhere after the header decode to the longest token prefix
-they determine. The payload is split into at most 8 chunks of at least 512 bytes, and each
+they determine. The payload is split into equal chunks, one per started 512 bytes and at most 8, and each
 complete chunk is checked, so flipped bytes are caught (in a cut payload, all but the last,
 partial chunk). Token positions are not stored: the tokenizer recomputes them from the ids. The
 header is binary and small (about 100 bytes) because it counts against every bit budget.
@@ -205,7 +205,8 @@ def check_maker(name: str, version: str, tokenizer, mismatch: str = "use the ada
 
 
 def _chunking(payload_len: int) -> tuple[int, int]:
-    """(chunk size, number of chunks) of the payload checksums: at most 8 chunks of >= 512 bytes."""
+    """(chunk size, number of chunks) of the payload checksums: one chunk per started 512 bytes, at
+    most 8, of equal size (the last one shorter)."""
     if payload_len == 0:
         return 0, 0
     n = min(8, -(-payload_len // 512))

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from ..core.budget import Bpp, Lossless, Quality, Tokens, check_budget
+from ..core.budget import Bpp, Lossless, Quality, Tokens, check_budget, smallest_bpp
 from ..core.errors import AdatokError, BudgetError, ContainerError, ImageFormatError, InvalidTokensError
 from ..core.imageio import as_image
 from ..core.protocol import image_list, sequence_list
@@ -324,9 +324,9 @@ class GridTokenizer:
                 return fits[0], self.grid_tokens(shape, fits[0])
             k = (total - _HEADER.size) * 8 // self.bits
             if k < 0:
-                need = _HEADER.size * 8 / (shape[0] * shape[1])
                 raise BudgetError(f"Bpp({budget.x}) allows {total} bytes for this {shape[1]}x{shape[0]} image, "
-                                  f"less than the grid's {_HEADER.size}-byte header; use at least Bpp({need:.3g})")
+                                  f"less than the grid's {_HEADER.size}-byte header; use at least "
+                                  f"Bpp({smallest_bpp(_HEADER.size, shape)})")
             return sides[-1], int(k)
         raise BudgetError(f"choose takes Tokens or Bpp budgets, got {budget!r}")
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..core.budget import Bpp, Lossless, Quality, Tokens, check_budget
+from ..core.budget import Bpp, Lossless, Quality, Tokens, check_budget, smallest_bpp
 from ..core.errors import BudgetError, ContainerError, ImageFormatError, InvalidTokensError
 from ..core.imageio import as_image
 from ..core.protocol import image_list, sequence_list
@@ -82,7 +82,7 @@ class NeuralTokenizer:
             kind = "gray" if c == 1 else "RGB"
             raise ImageFormatError(
                 f"{self.name} was trained on {w}x{h} {kind} images (H x W x C = {h} x {w} x {c}); image {i} is "
-                f"{img.shape[1]}x{img.shape[0]} with {img.shape[2]} channel(s): resize it to {w}x{h}"
+                f"{img.shape[1]}x{img.shape[0]} (H x W x C = {' x '.join(map(str, img.shape))}): resize it to {w}x{h}"
                 f"{' gray' if c == 1 else ' RGB'}, or use the wavelet tokenizer, which takes any size")
         return img
 
@@ -200,9 +200,9 @@ class NeuralTokenizer:
             n = self._payload_len(k)
             if (container_overhead(probe, n, self.codec_name) if budget.header else 0) + n <= total:
                 return k
-        need = container_overhead(probe, 0, self.codec_name) * 8 / (shape[0] * shape[1])
+        need = smallest_bpp(container_overhead(probe, 0, self.codec_name), shape)
         raise BudgetError(f"Bpp({budget.x}) allows {total} bytes for this {shape[1]}x{shape[0]} image, less than "
-                          f"the header alone; use at least Bpp({need:.3g})")
+                          f"the header alone; use at least Bpp({need})")
 
     def quality_curves(self, imgs: list[np.ndarray], codes: np.ndarray, metric: str = "psnr") -> np.ndarray:
         """``(N, K + 1)``: the PSNR (dB; ``inf`` when exact) or SSIM of every prefix length 0..K of

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from numba import njit
 
-from ..core.budget import Bpp, Lossless, Quality, Tokens, check_budget
+from ..core.budget import Bpp, Lossless, Quality, Tokens, check_budget, smallest_bpp
 from ..core.errors import AdatokError, BudgetError, ContainerError, ImageFormatError, InvalidTokensError
 from ..core import imageio
 from ..core.imageio import as_image
@@ -531,9 +531,9 @@ class WaveletTokenizer:
             payload_max += total - size
         if best is not None:
             return best
-        need = _container_overhead(probe, 0, CODEC) * 8 / (img.shape[0] * img.shape[1])
+        need = smallest_bpp(_container_overhead(probe, 0, CODEC), img.shape)
         raise BudgetError(f"Bpp({budget.x}) allows {total} bytes for this {img.shape[1]}x{img.shape[0]} image, "
-                          f"less than the header alone; use at least Bpp({need:.3g})")
+                          f"less than the header alone; use at least Bpp({need})")
 
     # --- bytes ------------------------------------------------------------------------------------
 

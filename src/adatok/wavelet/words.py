@@ -32,7 +32,8 @@ import numpy as np
 from numba import njit
 
 from ..core.budget import Tokens, check_budget
-from ..core.errors import InvalidTokensError
+from ..core.errors import AdatokError, InvalidTokensError
+from ..core.registry import registered, remember
 from ..core.sequence import TokenSequence, check_maker
 from ..core.stepper import check_ids, check_starts
 from . import spiht
@@ -284,7 +285,10 @@ class WordTokenizer:
     Args:
         base: the decision tokenizer (``adatok.load("wavelet")`` or ``"wavelet-lossless"``).
         n: decisions per word, 1 to 10 (vocabulary ``3**n``).
-        name: the registered name (``"wavelet-w8"``): the ``.atk`` container names it.
+        name: ``f"{base.name}-w{n}"`` (the default; any other is refused): the ``.atk``
+            container names the tokenizer. A name that is not registered (``"wavelet-w4"``) is
+            remembered in this process (:func:`adatok.core.registry.remember`), so that its bytes
+            read back here; another process makes the same tokenizer again to read them.
 
     Example:
         >>> import numpy as np, adatok
@@ -302,10 +306,17 @@ class WordTokenizer:
     #: Regions of interest steer the decisions, and so the words.
     supports_roi = True
 
-    def __init__(self, base, n: int, name: str) -> None:
+    def __init__(self, base, n: int, name: str | None = None) -> None:
         if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_WORD:
-            raise ValueError(f"a word holds 1 to {MAX_WORD} decisions (a vocabulary of at most 3**{MAX_WORD}), "
-                             f"got {n!r}")
+            raise AdatokError(f"a word holds 1 to {MAX_WORD} decisions (a vocabulary of at most 3**{MAX_WORD}), "
+                              f"got {n!r}")
+        # The name says what the words are: the container stores only the name (and the decisions'
+        # version), so another n under a name in use would be read back as that tokenizer's words.
+        expected = f"{base.name}-w{n}"
+        if name is not None and name != expected:
+            raise AdatokError(f"words of {n} decisions of {base.name!r} are named {expected!r}, not {name!r}: the "
+                              ".atk container names the tokenizer, and another n under one name would be misread")
+        name = expected
         self.base = base
         self.n = n
         self.name = name
@@ -315,6 +326,8 @@ class WordTokenizer:
         self.max_levels = base.max_levels
         self.payload_codec = self
         self._powers = powers(n)
+        if not registered(name):  # its bytes read back by name in this process (wavelet-w8 is registered)
+            remember(self)
 
     def __repr__(self) -> str:
         return f"WordTokenizer({self.name!r}, n={self.n}, base={self.base.name!r})"
