@@ -168,6 +168,37 @@ def test_the_reading_head_reads_prefixes(trained):
     assert set(acc) == {1, 5} and all(0.0 <= a <= 1.0 for a in acc.values())
 
 
+def test_the_reading_payload_is_that_of_what_is_read(trained):
+    """The reading table's bits were counted on the test images' whole sequences while the head read
+    their training-target prefixes (10% more bits than read at the longest length): now both come
+    from the target sequences, with the mean tokens actually read."""
+    from adatok.generate.evaluate import read_payload
+
+    kind, gen, _ = trained
+    if not hasattr(gen.lang, "tok"):
+        pytest.skip("a token language")
+    ds = adatok.datasets.load("fashion-mnist", "test", limit=12)
+    images = np.stack(ds.images)
+    targets = [full.prefix(k) for full, k in gen.lang.encode(list(images))]
+    longest = max(len(s) for s in targets)
+    bits, read = read_payload(gen.lang, images, [1, longest, 10 * longest])
+    assert read[1] == 1 and read[longest] == read[10 * longest] == np.mean([len(s) for s in targets])
+    assert bits[longest] == bits[10 * longest] == np.mean([8 * len(gen.lang.tok.payload_codec.pack(s)) for s in targets])
+
+
+def test_a_measurement_is_kept_for_one_judge_and_tokenizer(monkeypatch, tmp_path):
+    """The kept measurement's key named neither the judge nor the tokenizer that decodes the
+    samples: a retrained judge would have had the old judge's rows mixed with new ceilings."""
+    from adatok.generate import evaluate
+
+    job = ("fmnist-gpt-learned", 10, 2.0, 0, 1, None, 64, 1.0, 1.0)
+    first = evaluate._measured_path(tmp_path, job)
+    assert evaluate._measured_path(tmp_path, job) == first
+    monkeypatch.setattr(evaluate, "weights_digest", lambda path: "other" if "judge" in str(path) else "same")
+    assert evaluate._measured_path(tmp_path, job) != first
+    assert evaluate._measured_path(tmp_path, (*job[:4], 2, *job[5:])) != evaluate._measured_path(tmp_path, job)
+
+
 def test_tied_output_layer():
     """With ``tie`` the output layer is the id embeddings (plus END): fewer parameters, the same
     shapes, and the logits move with the embeddings."""

@@ -36,8 +36,8 @@ import adatok
 from adatok import Quality, Tokens, TokenSequence
 
 from ..core.imageio import atomic_write_bytes
-from ..neural.folder import weights_digest
-from .judge import accuracy, fd_fmnist, features, frechet_distance, load_judge
+from ..neural.folder import read_json, weights_digest
+from .judge import JUDGE_DIR, accuracy, fd_fmnist, features, frechet_distance, load_judge
 from .languages import build_corpus, language_from
 from .report import write_report
 from .sample import complete, generator_folder, load_generator, sample
@@ -101,10 +101,11 @@ def prefix_accuracy(lang, seqs, labels: np.ndarray, judge, lengths: list[int]) -
             for n in lengths}
 
 
-def ceiling(tokenizer: str, images: np.ndarray, budget, judge, test_feats, labels) -> dict:
-    """The judge on a tokenizer's reconstructions of ``images`` under ``budget``."""
+def ceiling(tokenizer: str, images: np.ndarray, budget, judge, test_feats, labels, fixed_header: bool = False) -> dict:
+    """The judge on a tokenizer's reconstructions of ``images`` under ``budget`` (wavelet tokens:
+    with the fixed header of their shape, as a generator's training sequences and samples have)."""
     tok = adatok.load(tokenizer)
-    seqs = tok.encode(list(images), budget)
+    seqs = tok.encode(list(images), budget, **({"fixed_header": True} if fixed_header else {}))
     recon = _as_gray(tok.decode(seqs))
     return {"fd": frechet_distance(features(judge, recon), test_feats), "accuracy": accuracy(judge, recon, labels),
             "mean_length": float(np.mean([len(s) for s in seqs]))}
@@ -116,6 +117,18 @@ def reading_accuracy(gen, images: np.ndarray, labels: np.ndarray, lengths: list[
     from .train import read_corpus, rows_for
 
     return read_corpus(gen.model, rows_for(gen.model.cfg, build_corpus(gen.lang, list(images), labels)), lengths)
+
+
+def read_payload(lang, images: np.ndarray, lengths: list[int]) -> tuple[dict[int, float], dict[int, float]]:
+    """What the reading head reads at each length n: the mean payload bits (arithmetic-coded, no
+    header) and the mean tokens of the first n tokens of each image's training-target sequence (all
+    of a shorter one), as :func:`reading_accuracy` reads them. (The bits were once counted on the
+    images' whole sequences: at 349 decisions, 10% more than what was read.)"""
+    tok = lang.tok
+    read = [full.prefix(k) for full, k in lang.encode(list(images))]
+    cut = {n: [s.prefix(min(n, len(s))) for s in read] for n in lengths}
+    return ({n: float(np.mean([8 * len(tok.payload_codec.pack(s)) for s in cut[n]])) for n in lengths},
+            {n: float(np.mean([len(s) for s in cut[n]])) for n in lengths})
 
 
 def _measure_named(name: str, samples: int, cfg: float, seed: int, threads: int = 1, limit: int | None = None,
@@ -148,13 +161,18 @@ def _measure_named(name: str, samples: int, cfg: float, seed: int, threads: int 
 
 
 def _measured_path(out: Path, job: tuple) -> Path:
-    """Where the measurement of ``job`` is kept: named by the model and a digest of its arguments
-    and of its weights (a model trained on in its folder, or shipped anew under its name, is
-    measured again; it once got the old model's measurement)."""
-    name, samples, cfg, seed, _, limit, batch, temperature, top_p = job
-    weights = weights_digest(generator_folder(name) / "model.safetensors")
+    """Where the measurement of ``job`` is kept: named by the model and a digest of its arguments,
+    of its weights, of the judge's and of the version of the tokenizer that decodes its samples (a
+    model trained on in its folder, or shipped anew under its name, once got the old model's
+    measurement; a retrained judge would have mixed old rows with new ceilings), and of the threads
+    (its images per second)."""
+    name, samples, cfg, seed, threads, limit, batch, temperature, top_p = job
+    folder = generator_folder(name)
+    weights = weights_digest(folder / "model.safetensors")
+    tokenizer = read_json(folder).get("language", {}).get("tokenizer")  # none for pixels
     key = (str(Path(name).resolve()) if Path(name).is_dir() else name, samples, cfg, seed, limit, batch, weights,
-           temperature, top_p)
+           temperature, top_p, threads, weights_digest(JUDGE_DIR / "model.safetensors"), tokenizer,
+           adatok.load(tokenizer).version if tokenizer else None)
     tag = hashlib.sha256(repr(key).encode()).hexdigest()[:16]
     return out / "measured" / f"{Path(name).name}-{tag}.pkl"
 
@@ -226,7 +244,7 @@ def main(argv: list[str] | None = None) -> None:
             if any(r["row"] == row for r in table):  # (the same ceiling for another model of the language)
                 continue
             c = ceiling(lang["tokenizer"], test_images[few], Quality(psnr=lang["target"]["psnr"]), judge, test_feats,
-                        test_labels[few])
+                        test_labels[few], fixed_header=True)
             table.append({"row": row, **c})
         if lang["language"] == "slot":
             k = int(round(m["mean_length"]))
@@ -236,7 +254,7 @@ def main(argv: list[str] | None = None) -> None:
     for m in models:
         if m.get("prefix_accuracy"):
             lang = language_from(m["language"])
-            real = lang.tok.encode(list(test_images[few]))
+            real = [full for full, _ in lang.encode(list(test_images[few]))]  # (a wavelet language's fixed header)
             lengths = list(m["prefix_accuracy"])
             prefixes[m["name"]] = {"lengths": lengths, "samples": m["prefix_accuracy"],
                                    "test": prefix_accuracy(lang, real, test_labels[few], judge, lengths)}
@@ -259,11 +277,9 @@ def main(argv: list[str] | None = None) -> None:
         per = getattr(tok, "n", 1)  # decisions per token: a word tokenizer's n, else 1
         lengths = [max(1, round(k * np.log2(1920) / per)) for k in (1, 2, 4, 8, 16, 32)]
         sub = slice(0, 2000)
-        fulls = tok.encode(list(test_images[:500]))
-        bits = {n: float(np.mean([8 * len(tok.payload_codec.pack(s.prefix(min(n, len(s))))) for s in fulls]))
-                for n in lengths}  # the arithmetic-coded payload the prefix takes (no header)
+        bits, read = read_payload(gen.lang, test_images[:500], lengths)
         results["reading"] = {"model": args.reading, "lengths": lengths, "images": len(test_images[sub]),
-                              "decisions_per_token": per, "payload_bits": bits,
+                              "decisions_per_token": per, "payload_bits": bits, "tokens_read": read,
                               "accuracy": reading_accuracy(gen, test_images[sub], test_labels[sub], lengths)}
     path = write_report(Path(args.out), results)
     for row in table:

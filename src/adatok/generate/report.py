@@ -152,9 +152,11 @@ def write_report(out: Path, results: dict) -> Path:
         r = results["reading"]
         per = r.get("decisions_per_token", 1)
         body.append(f"<h2>Reading: {html.escape(r['model'])}'s class head on the first n tokens of "
-                    f"{r['images']:,} test images</h2><table><tr><th>tokens read</th><th>decisions</th>"
-                    "<th>payload bits</th><th>accuracy</th></tr>"
-                    + "".join(f"<tr><td>{n}</td><td>{n * per}</td><td>{r['payload_bits'][n]:.0f}</td>"
+                    f"{r['images']:,} test images</h2><table><tr><th>tokens read (at most)</th><th>decisions</th>"
+                    "<th>mean tokens read</th><th>payload bits</th><th>accuracy</th></tr>"
+                    + "".join(f"<tr><td>{n}</td><td>{n * per}</td>"
+                              f"<td>{r.get('tokens_read', {}).get(n, float('nan')):.1f}</td>"
+                              f"<td>{r['payload_bits'][n]:.0f}</td>"
                               f"<td>{100 * r['accuracy'][n]:.1f}%</td></tr>" for n in r["lengths"]) + "</table>")
     for name, p in (results.get("prefixes") or {}).items():
         body.append(f"<h2>Class accuracy as {html.escape(name)} writes: the judge on the images the first n "
