@@ -136,12 +136,23 @@ def _resize(m: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 
 
 def _shrunk(gray: np.ndarray, max_side: int) -> np.ndarray:
-    """``gray`` shrunk so that its longer side is at most ``max_side`` (never enlarged)."""
+    """``gray`` shrunk so that its longer side is at most ``max_side`` (never enlarged).
+
+    A shrink by 32 or more along a side first averages blocks of pixels (edge-padded to whole
+    blocks) down to between 16 and 32 times the target, then resizes with anti-aliasing: the
+    anti-aliasing Gaussian grows with the shrink factor, so on its own it cost O(pixels x factor)
+    (26 s for a 1 x 1,000,000 image, against 0.13 s for 1000 x 750 pixels). A shrink under 32 is
+    as it was (the maps of photos up to 2048 pixels on their longer side are unchanged)."""
     h, w = gray.shape
     scale = max_side / max(h, w)
     if scale >= 1:
         return gray
-    return _resize(gray, (max(1, round(h * scale)), max(1, round(w * scale))))
+    th, tw = max(1, round(h * scale)), max(1, round(w * scale))
+    by, bx = max(1, h // (16 * th)), max(1, w // (16 * tw))
+    if by > 1 or bx > 1:
+        padded = np.pad(gray, ((0, -h % by), (0, -w % bx)), mode="edge")
+        gray = padded.reshape(padded.shape[0] // by, by, padded.shape[1] // bx, bx).mean(axis=(1, 3))
+    return _resize(gray, (th, tw))
 
 
 def _shape_of(shape: Any) -> tuple[int, int]:
