@@ -92,30 +92,6 @@ def _coded_walk(ids, every, nmax, prior, stats, shift, smin_d, smin_l, parent, c
     return status, t, tnode[:t], tplane[:t], payload
 
 
-@njit(cache=True, nogil=True)  # (frames of several requests decode at once)
-def _knowledge(ids, tnode, tplane, shift, k, n):
-    """What the decoder knows of the ``n`` coefficients after the first ``k`` tokens: ``value``,
-    ``low``, ``neg`` as :func:`spiht.walk` leaves them."""
-    value = np.zeros(n, np.int64)
-    low = np.full(n, -1, np.int8)
-    neg = np.zeros(n, np.bool_)
-    for t in range(k):
-        tok = ids[t]
-        if tok == spiht.SIG_POS or tok == spiht.SIG_NEG:
-            i = tnode[t]
-            b = tplane[t] - shift[i]
-            value[i] = np.int64(1) << b
-            low[i] = b
-            neg[i] = tok == spiht.SIG_NEG
-        elif tok == spiht.REF0 or tok == spiht.REF1:
-            i = tnode[t]
-            b = tplane[t] - shift[i]
-            if tok == spiht.REF1:
-                value[i] |= np.int64(1) << b
-            low[i] = b
-    return value, low, neg
-
-
 class Prefixes:
     """Every prefix of one sequence of a wavelet tokenizer: :meth:`image` of any ``k`` is
     ``tok.decode([seq.prefix(k)])[0]`` and :meth:`nbytes` is ``len(seq.prefix(k).to_bytes())``.
@@ -179,7 +155,7 @@ class Prefixes:
     def knowledge(self, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """What the decoder knows after ``k`` tokens (``value``, ``low``, ``neg``; see :func:`spiht.walk`)."""
         k = self._k(k)
-        return _knowledge(self._ids, self._node, self._plane, self._shift, k, self._layout.size)
+        return spiht.knowledge(self._ids, self._node, self._plane, self._shift, k, self._layout.size)
 
     def image(self, k: int) -> np.ndarray:
         """The image of the first ``k`` tokens: ``decode`` of ``seq.prefix(k)``."""

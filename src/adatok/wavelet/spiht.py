@@ -925,6 +925,41 @@ def walk(src, code, nmax, max_tokens, max_bytes, mag, sgn, ids_in, data, pad, pr
     return status, t, ids[:t], tnode[:t], tplane[:t], value, low, neg, out
 
 
+
+@njit(cache=True, nogil=True)  # (frames of several requests decode at once: adatok serve)
+def apply_tokens(ids, tnode, tplane, shift, value, low, neg, start, stop):
+    """Apply tokens ``start .. stop - 1`` of a sequence to what the decoder knows (``value``,
+    ``low``, ``neg`` as :func:`walk` leaves them), in place, given each token's node ``tnode`` and
+    bit-plane ``tplane`` (from a walk): a ``SIG+``/``SIG-`` of node ``i`` at plane ``p`` sets its
+    value to ``2**b`` (``b = p - shift[i]``), its lowest known bit to ``b`` and its sign; a ``REF1``
+    sets bit ``b``, and either refinement lowers the known bit to ``b``; the other tokens change no
+    coefficient. So the knowledge of prefix after prefix costs their tokens once, not a walk each."""
+    for t in range(start, stop):
+        tok = ids[t]
+        if tok == SIG_POS or tok == SIG_NEG:
+            i = tnode[t]
+            b = tplane[t] - shift[i]
+            value[i] = np.int64(1) << b
+            low[i] = b
+            neg[i] = tok == SIG_NEG
+        elif tok == REF0 or tok == REF1:
+            i = tnode[t]
+            b = tplane[t] - shift[i]
+            if tok == REF1:
+                value[i] |= np.int64(1) << b
+            low[i] = b
+
+
+def knowledge(ids, tnode, tplane, shift, k, n):
+    """What the decoder knows of the ``n`` coefficients after the first ``k`` tokens (``value``,
+    ``low``, ``neg``; see :func:`apply_tokens`)."""
+    value = np.zeros(n, np.int64)
+    low = np.full(n, -1, np.int8)
+    neg = np.zeros(n, np.bool_)
+    apply_tokens(ids, tnode, tplane, shift, value, low, neg, 0, k)
+    return value, low, neg
+
+
 @njit(cache=True)
 def reconstruct(value, low, neg, bias, parent, hold_roots=True):
     """Signed coefficient estimates from what the decoder knows.
