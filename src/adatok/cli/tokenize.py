@@ -101,9 +101,7 @@ def decode(
     data = read_bytes(src)
     if n_bytes is not None:
         data = data[:n_bytes]
-    seq = TokenSequence.from_bytes(data)
-    if tokens is not None:
-        seq = seq.prefix(tokens)
+    seq = TokenSequence.from_bytes(data, max_tokens=tokens)  # (the rest of a long file is not decoded)
     from adatok.core.registry import maker
 
     img = maker(seq).decode([seq])[0]

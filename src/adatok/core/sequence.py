@@ -140,12 +140,17 @@ class TokenSequence:
         return _container(self, codec.codec_name, payload)
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> TokenSequence:
+    def from_bytes(cls, data: bytes, max_tokens: int | None = None) -> TokenSequence:
         """Parse bytes made by :meth:`to_bytes`, or any cut of them past the header.
 
-        A cut payload gives the longest token prefix its bytes determine. Raises
+        A cut payload gives the longest token prefix its bytes determine. ``max_tokens``: at most
+        that many tokens (``from_bytes(data).prefix(k)``, without decoding the rest of a long
+        payload: the wavelet codecs stop their walk there). Raises
         :class:`~adatok.ContainerError` for anything that is not such bytes.
         """
+        if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int | np.integer)
+                                       or max_tokens < 0):
+            raise InvalidTokensError(f"max_tokens must be a whole number >= 0, got {max_tokens!r}")
         from .registry import find, known, names
 
         header, payload = parse_container(data)
@@ -159,8 +164,10 @@ class TokenSequence:
             raise ContainerError(f"payload codec {header['codec']!r} is not the one {header['tokenizer']!r} uses "
                                  f"({codec.codec_name!r}): the file is corrupt or from another adatok")
         if hasattr(codec, "unpack_sequence"):  # ids and positions in one pass
-            return codec.unpack_sequence(header, payload)
-        return tok.sequence_from_ids(codec.unpack(header, payload), header)
+            seq = codec.unpack_sequence(header, payload, limit=max_tokens)
+        else:
+            seq = tok.sequence_from_ids(codec.unpack(header, payload), header)
+        return seq if max_tokens is None or len(seq) <= max_tokens else seq.prefix(int(max_tokens))
 
 
 _INT32 = np.iinfo(np.int32)

@@ -555,10 +555,12 @@ class WaveletTokenizer:
             self._replay(seq.ids, layout, seq.params)  # raises the right error
         return out.tobytes()
 
-    def unpack_sequence(self, header: dict, payload: bytes, unit: int = 1) -> TokenSequence:
+    def unpack_sequence(self, header: dict, payload: bytes, unit: int = 1, limit: int | None = None) -> TokenSequence:
         """The sequence (positions included, decoder state cached) a payload codes, in one pass.
         ``unit``: decisions a token of the header's count (a word tokenizer's header counts words of
-        ``unit`` decisions, the last one padded: see :mod:`adatok.wavelet.words`).
+        ``unit`` decisions, the last one padded: see :mod:`adatok.wavelet.words`). ``limit``: at most
+        that many tokens of ``unit`` decisions (the walk stops there: the first tokens of a long
+        payload without decoding the rest).
 
         A cut payload is decoded twice, reading past its end as all-zero and as all-one bytes: the
         tokens both agree on are those every continuation of the bytes gives. (The decoder reads the
@@ -569,6 +571,8 @@ class WaveletTokenizer:
         """
         shape, params, layout = self._from_header(header, unit)
         n = int(header["n_tokens"]) * unit
+        if limit is not None:
+            n = min(n, int(limit) * unit)
         cut = len(payload) < int(header["payload_len"])
         if payload[:4] == b"\xff" * 4:
             raise ContainerError("the payload begins with four 0xff bytes, which no stream does: the file is corrupt")

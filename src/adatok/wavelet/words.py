@@ -447,12 +447,13 @@ class WordTokenizer:
         """The payload of a word sequence's ``.atk`` bytes: its decisions', byte for byte."""
         return self.base.pack(self.to_decisions(seq))
 
-    def unpack_sequence(self, header: dict, payload: bytes) -> TokenSequence:
+    def unpack_sequence(self, header: dict, payload: bytes, limit: int | None = None) -> TokenSequence:
         """The word sequence a payload codes (its header counts words): its decisions, decoded by
         the decision tokenizer, in whole words. A cut payload gives the longest whole-word prefix
-        its bytes determine (all of its decisions when they are a whole stream)."""
+        its bytes determine (all of its decisions when they are a whole stream). ``limit``: at
+        most that many words."""
         check_maker(header["tokenizer"], header["version"], self)
-        dseq = self.base.unpack_sequence(dict(header, tokenizer=self.base.name), payload, unit=self.n)
+        dseq = self.base.unpack_sequence(dict(header, tokenizer=self.base.name), payload, unit=self.n, limit=limit)
         if len(dseq) % self.n:
             layout = self.base._layout(dseq.shape, dseq.params)
             if not self.base._ends(dseq.ids, layout, dseq.params):
