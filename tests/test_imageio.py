@@ -585,3 +585,18 @@ def test_icon_formats_are_refused_for_writing(tmp_path):
         assert list(tmp_path.iterdir()) == []
     write_image(tmp_path / "x.tif", img)
     assert (read_image(tmp_path / "x.tif") == img).all()
+
+
+def test_16_bit_packed_pixel_bmps_still_read(tmp_path):
+    """A 16-bit BMP packs 5-6-5 bits a pixel (Pillow's raw mode 'BGR;16'), decoded to 8-bit RGB:
+    not 16 bits a sample. The check of 16-bit TIFFs and PPMs refused it for a while."""
+    import struct
+
+    w, h = 4, 2
+    row = b"".join(struct.pack("<H", (31 << 11) | (i * 9)) for i in range(w))
+    pix = (row + b"\0" * (-len(row) % 4)) * h
+    hdr = struct.pack("<IiiHHIIiiII", 40, w, h, 1, 16, 3, len(pix), 2835, 2835, 0, 0) + struct.pack(
+        "<III", 0xF800, 0x07E0, 0x001F)
+    (tmp_path / "565.bmp").write_bytes(b"BM" + struct.pack("<IHHI", 14 + 52 + len(pix), 0, 0, 66) + hdr + pix)
+    img = read_image(tmp_path / "565.bmp")
+    assert img.shape == (2, 4, 3) and img[0, 0].tolist() == [255, 0, 0]

@@ -390,3 +390,5 @@ def test_lossless_on_a_lossy_word_tokenizer_names_it_and_its_lossless_sibling():
 
     with pytest.raises(adatok.BudgetError, match=r"'wavelet-w8' is not lossless; use adatok.load\('wavelet-lossless-w8'\)"):
         adatok.load("wavelet-w8").encode([np.zeros((8, 8), np.uint8)], adatok.Lossless())
+    with pytest.raises(adatok.BudgetError, match=r"use WordTokenizer\(adatok.load\('wavelet-lossless'\), 4\)"):
+        WordTokenizer(adatok.load("wavelet"), 4).encode([np.zeros((8, 8), np.uint8)], adatok.Lossless())

@@ -305,13 +305,18 @@ def _pillow_to_array(im: Image.Image, name: str) -> np.ndarray:
     )
 
 
+#: Raw modes of 16 bits a *pixel* (5-6-5 or 5-5-5 packed RGB, as 16-bit BMPs hold), which Pillow
+#: decodes to ordinary 8-bit RGB: not 16 bits a sample.
+_PACKED_PIXELS = frozenset({"RGB;16", "BGR;16", "RGB;15", "BGR;15", "RGB;15B", "RGB;16B;565"})
+
+
 def _sixteen_bit_tile(im: Image.Image) -> str | None:
     """How an opened image's tiles say its samples are 16-bit (Pillow keeps their high bytes in an
     8-bit mode for some formats), or ``None``."""
     for tile in im.tile or []:
         args = getattr(tile, "args", None)
         raw = args if isinstance(args, str) else args[0] if isinstance(args, tuple) and args else None
-        if isinstance(raw, str) and ";16" in raw:
+        if isinstance(raw, str) and ";16" in raw and raw not in _PACKED_PIXELS:
             return f"Pillow raw mode {raw}"
         if im.format == "PPM" and isinstance(args, tuple) and len(args) > 1 and isinstance(args[1], int) \
                 and args[1] > 255:

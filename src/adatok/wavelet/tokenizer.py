@@ -26,6 +26,7 @@ from ..core import imageio
 from ..core.imageio import as_image
 from ..core.protocol import image_list, sequence_list
 from ..core.metrics import quality_mask, quality_score
+from ..core.registry import registered
 from ..core.sequence import TokenSequence, check_maker, container_overhead as _container_overhead
 from ..core.stepper import check_starts
 from . import header
@@ -362,7 +363,11 @@ class WaveletTokenizer:
         if isinstance(budget, Lossless) and not self.lossless:
             name = (maker or self).name  # a word tokenizer's own name, and its lossless sibling's
             sibling = name.replace("wavelet", "wavelet-lossless", 1)
-            raise BudgetError(f"{name!r} is not lossless; use adatok.load({sibling!r}) for Lossless()")
+            if not registered(sibling):  # a word tokenizer of another n: made, not loaded
+                sibling = f"WordTokenizer(adatok.load('wavelet-lossless'), {getattr(maker, 'n', 1)})"
+            else:
+                sibling = f"adatok.load({sibling!r})"
+            raise BudgetError(f"{name!r} is not lossless; use {sibling} for Lossless()")
         out = []
         for i, image in enumerate(images):
             img = as_image(image, what=f"image {i}")
