@@ -356,8 +356,9 @@ def test_grid_never_codes_an_image_with_codebooks_that_saw_it():
     """Fitted on the evaluated images, a codebook entry held the image itself (a 64-pixel patch over a
     40x50 image): 0 or 1 token decoded it exactly. Now the two halves code each other; one image alone
     has nothing to fit on, and its rows say so; given training images, those are used."""
-    ev = evaluate([("a", noise(0)), ("b", noise(1))], [], bpp=(), tokens=(0, 1, 2), baselines=("grid",), seed=0)
-    assert "crosswise" in ev.config["grid"]["fitted_on"]
+    ev = evaluate([("a", noise(0, (96, 96, 3))), ("b", noise(1, (96, 96, 3)))], [], bpp=(), tokens=(0, 1, 2),
+                  baselines=("grid",), seed=0)
+    assert "crosswise" in ev.config["grid"]["fitted_on"] and ev.config["grid"]["patches"] == [64]
     for r in ev.rows:
         assert r["note"] == "" and r["psnr"] < 15, r  # noise: nothing to learn from the other image
     ev = evaluate([("a", noise(0))], [], bpp=(8.0,), tokens=(1,), baselines=("grid", "jpeg"), seed=0)
@@ -432,3 +433,14 @@ def test_cli_eval_lengths_measure_the_images_the_run_measured(tmp_path):
                                       "--baselines", "none", "--tokenizer", "wavelet", "--roi", "auto",
                                       "--saliency", "nope", "-q", "--out", str(failed)])
     assert result.exit_code == 2 and not failed.exists()
+
+
+def test_grid_rows_say_when_the_other_half_had_too_few_patches():
+    """Crosswise, a 128x128 image was coded by codebooks fitted on one 16x16 image (12.6 dB where the
+    grid had 34): such rows now say why they are not measured; images of like sizes are measured."""
+    ev = evaluate([("a", noise(0, (128, 128, 1))), ("b", noise(1, (16, 16, 1)))], [], bpp=(0.5, 2.0),
+                  baselines=("grid",), seed=0)
+    rows = {(r["image"], r["budget"]): r for r in ev.rows}
+    for b in (0.5, 2.0):
+        assert rows[("a", b)]["psnr"] is None and "fewer than its 256 entries" in rows[("a", b)]["note"]
+        assert rows[("b", b)]["psnr"] is not None and rows[("b", b)]["note"] == ""

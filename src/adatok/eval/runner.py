@@ -270,14 +270,14 @@ def evaluate(images: Sequence[tuple[str, np.ndarray]], tokenizers: Sequence[Any]
         if keep_this:
             ev.originals[name] = img
         for method, runner in runners:
-            if isinstance(runner, GridFolds):
-                runner = runner.for_image(index)
             report(done, total, f"{name} {method.name}")
             cache: dict = {}  # a codec's files of this image, shared by its budgets
             for kind, b in budgets:
                 if method.kind == "codec" and kind == "tokens":
                     continue
-                row, shot = _measure(method, runner, img, kind, b, cache, regions[name] if method.roi_of else None,
+                use = runner.for_image(index, img.shape, Bpp(b, header=header) if kind == "bpp" else Tokens(int(b))) \
+                    if isinstance(runner, GridFolds) else runner
+                row, shot = _measure(method, use, img, kind, b, cache, regions[name] if method.roi_of else None,
                                      header)
                 row = {"image": name, "height": img.shape[0], "width": img.shape[1], "channels": img.shape[2],
                        "method": method.name, "kind": method.kind, "budget_kind": kind,
@@ -300,14 +300,30 @@ class GridFolds:
     one token would decode to it exactly). With a single image and no training images there is
     nothing to fit on: every row of the grid then says so."""
 
-    def __init__(self, grids: Sequence[GridTokenizer | None], info: dict[str, Any], note: str = ""):
+    def __init__(self, grids: Sequence[GridTokenizer | None], info: dict[str, Any], note: str = "",
+                 thin: Sequence[dict[int, int]] | None = None):
         self.grids, self.info, self.note = list(grids), info, note
+        self.thin = list(thin) if thin is not None else [{} for _ in self.grids]
         self.vocab_size = next((g.vocab_size for g in self.grids if g is not None), 0)
 
-    def for_image(self, index: int) -> GridTokenizer | str:
-        """The grid that codes image ``index`` of the run (the note when there is none)."""
-        grid = self.grids[index % len(self.grids)]
-        return self.note if grid is None else grid
+    def for_image(self, index: int, shape: tuple[int, ...] | None = None, budget=None) -> GridTokenizer | str:
+        """The grid that codes image ``index`` of the run at ``budget`` (the note when there is
+        none, or when the patch side the budget picks had fewer patches to learn from, in the
+        images its codebook was fitted on, than the codebook has entries: with images of other
+        sizes crosswise, a 16-pixel codebook fitted on one 16 x 16 image would code a 128 x 128 one)."""
+        part = index % len(self.grids)
+        grid = self.grids[part]
+        if grid is None:
+            return self.note
+        if budget is not None and self.thin[part]:
+            try:
+                side = grid.choose(shape, budget)[0]
+            except BudgetError:
+                return grid  # (measured as a row with the reason)
+            if side in self.thin[part]:
+                return (f"the grid's {side}-pixel codebook was fitted on {self.thin[part][side]} patch places of the "
+                        f"other images, fewer than its {grid.vocab_size} entries: too few to measure it")
+        return grid
 
 
 def _fit_grid(kept: Sequence[tuple[str, np.ndarray]], budgets: Sequence[tuple[str, float]],
@@ -337,10 +353,13 @@ def _fit_grid(kept: Sequence[tuple[str, np.ndarray]], budgets: Sequence[tuple[st
                          "the grid baseline needs training images: a training split, or at least two images "
                          "(each is coded by codebooks fitted on the others)")
     starting()
-    folds = [GridTokenizer.fit([im for i, (_, im) in enumerate(kept) if i % 2 != part], patch=patches,
-                               codebook=codebook, seed=seed) for part in (0, 1)]
+    halves = [[im for i, (_, im) in enumerate(kept) if i % 2 != part] for part in (0, 1)]
+    folds = [GridTokenizer.fit(half, patch=patches, codebook=codebook, seed=seed) for half in halves]
+    places = [{p: sum(max(1, im.shape[0] - p + 1) * max(1, im.shape[1] - p + 1) for im in half) for p in patches}
+              for half in halves]
+    thin = [{p: n for p, n in fold.items() if n < codebook} for fold in places]
     return GridFolds(folds, {**info, "train_images": len(kept), "fitted_on": "the evaluated images crosswise (each "
-                             "coded by codebooks fitted on the other half: even- and odd-numbered images)"})
+                             "coded by codebooks fitted on the other half: even- and odd-numbered images)"}, thin=thin)
 
 
 def _measure(method: Method, runner: Any, img: np.ndarray, kind: str, b: float,
