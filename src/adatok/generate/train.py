@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 
 from ..core.errors import AdatokError
-from ..neural.folder import check_fresh_start, read_json, restore_training, write_folder
+from ..neural.folder import check_fresh_start, check_overrides, read_json, restore_training, write_folder
 from .languages import Corpus, build_corpus, gather_corpus, language_from, rows_of
 from .model import GPT, GPTConfig, count_params
 
@@ -409,8 +409,7 @@ def train_generator(out: str | Path, lang=None, model_cfg: GPTConfig | None = No
     from nothing and replace its weights."""
     out = Path(out)
     check_fresh_start(out, resume, force)  # (its token caches stay: corpus_for rebuilds one made otherwise)
-    if overrides and not resume:
-        raise AdatokError("overrides are for a resumed run; give a new run its settings in train_cfg")
+    overrides = check_overrides(overrides, resume, RESUMABLE)
     if resume:
         if not (out / "train_state.safetensors").is_file():
             raise AdatokError(f"nothing to resume in {out}: it has no train_state.safetensors (a shipped or copied "
@@ -422,11 +421,6 @@ def train_generator(out: str | Path, lang=None, model_cfg: GPTConfig | None = No
         model_cfg = GPTConfig(**config["model"])
         train_cfg = GenTrainConfig(**config["train"])
         name = config["name"]
-        overrides = dict(overrides or {})
-        unknown = sorted(set(overrides) - set(RESUMABLE))
-        if unknown:
-            raise AdatokError(f"a resumed run keeps its checkpoint's {', '.join(unknown)}; it can change only "
-                              f"{', '.join(RESUMABLE)}")
         if "minutes" in overrides and "steps" not in overrides:
             overrides["steps"] = None  # a time budget replaces a step count
         train_cfg = replace(train_cfg, **overrides)

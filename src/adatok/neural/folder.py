@@ -19,12 +19,6 @@ from safetensors.torch import load_file, save_file
 from ..core.errors import AdatokError
 
 
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """``write(tmp)`` then rename ``tmp`` to ``path`` (readable by all: checkpoints are shared); a
-    write that fails leaves ``path`` as it was and no ``tmp`` behind."""
-    atomic_writes([(path, write)])
-
-
 def atomic_writes(files: list[tuple[Path, Callable[[Path], None]]]) -> None:
     """Several files written as one: each ``write(tmp)`` to a temporary name first, and only when
     every one is complete are they renamed over their paths (in the order given). A write that
@@ -42,6 +36,19 @@ def atomic_writes(files: list[tuple[Path, Callable[[Path], None]]]) -> None:
         raise
     for tmp, path in tmps:
         os.replace(tmp, path)
+
+
+def check_overrides(overrides: dict | None, resume: bool, resumable: tuple[str, ...]) -> dict:
+    """The training settings a trainer's resumed run changes (``overrides``), checked: only for a
+    resumed run, and only those of ``resumable`` (the rest is the checkpoint's)."""
+    if overrides and not resume:
+        raise AdatokError("overrides are for a resumed run; give a new run its settings in train_cfg")
+    overrides = dict(overrides or {})
+    unknown = sorted(set(overrides) - set(resumable))
+    if unknown:
+        raise AdatokError(f"a resumed run keeps its checkpoint's {', '.join(unknown)}; it can change only "
+                          f"{', '.join(resumable)}")
+    return overrides
 
 
 #: What marks a folder as holding a checkpoint (a run that saved at least once).

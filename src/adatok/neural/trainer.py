@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 
 from ..core.errors import AdatokError
-from .folder import check_fresh_start, load_weights, restore_training, weights_digest, write_folder
+from .folder import check_fresh_start, check_overrides, load_weights, restore_training, weights_digest, write_folder
 from .model import Autoencoder, ModelConfig, count_params, fit_codebook, sample_keep
 
 FAMILY = "neural"
@@ -357,8 +357,7 @@ def train(out: str | Path, model_cfg: ModelConfig | None = None, train_cfg: Trai
 
     out = Path(out)
     check_fresh_start(out, resume, force)
-    if overrides and not resume:
-        raise AdatokError("overrides are for a resumed run; give a new run its settings in train_cfg")
+    overrides = check_overrides(overrides, resume, RESUMABLE)
     train_cfg = train_cfg or TrainConfig()
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
@@ -374,11 +373,6 @@ def train(out: str | Path, model_cfg: ModelConfig | None = None, train_cfg: Trai
                               "(train without --resume to start)")
         model, config = load_model(out)
         model.train()
-        overrides = dict(overrides or {})
-        unknown = sorted(set(overrides) - set(RESUMABLE))
-        if unknown:
-            raise AdatokError(f"a resumed run keeps its checkpoint's {', '.join(unknown)}; it can change only "
-                              f"{', '.join(RESUMABLE)}")
         train_cfg = TrainConfig(**{"loss": "mse", "ssim_weight": 0.0, **config["train"], **overrides})
         model_cfg, name, start = model.cfg, config["name"], int(config["step"])
         if start >= train_cfg.steps:

@@ -403,7 +403,7 @@ class WaveletTokenizer:
                 seq = self._sequence(ids, node, plane, layout, np.shape(image), params)
                 seq.cache["state"] = (value, low, neg)
             if isinstance(budget, Quality):
-                seq = seq.prefix(self._shortest_prefix(seq, img, budget, mask, unit))
+                seq = seq.prefix(self._shortest_prefix(seq, node, plane, img, budget, mask, unit))
             out.append(seq)
         return out
 
@@ -738,8 +738,8 @@ class WaveletTokenizer:
             img = np.repeat(np.repeat(img, fy, axis=0), fx, axis=1)
         return img.reshape(shape)
 
-    def _shortest_prefix(self, seq: TokenSequence, img: np.ndarray, q: Quality, mask: np.ndarray | None,
-                         unit: int = 1) -> int:
+    def _shortest_prefix(self, seq: TokenSequence, node: np.ndarray, plane: np.ndarray, img: np.ndarray, q: Quality,
+                         mask: np.ndarray | None, unit: int = 1) -> int:
         """The smallest k whose decoded prefix reaches the target (with ``mask``, the region of
         interest: the quality inside it), or ``len(seq)`` when even the full sequence does not;
         with ``unit``, among the lengths ``unit * j`` and ``len(seq)`` (whole words).
@@ -754,8 +754,8 @@ class WaveletTokenizer:
         (28x28 gray images at any target, a 64x64 gray one up to 4,096 such prefixes), and beyond
         that the bisection's answer is returned: the shortest when quality rises with k.
 
-        The sequence is walked once, for each token's node and plane; the knowledge of a prefix is
-        then one pass over its tokens (:func:`spiht.knowledge`), and in the check, prefix after
+        ``node`` and ``plane``: each token's coefficient and bit-plane, from the encoder's walk; the
+        knowledge of a prefix is then one pass over its tokens (:func:`spiht.knowledge`), and in the check, prefix after
         prefix, each token is applied once (:func:`spiht.apply_tokens`). (Each prefix was walked
         again from its first token: the check cost ``hi**2`` token steps, 9.6 s for a 30 x 30 x 3
         noise image at ``Quality(ssim=0.999)``.)
@@ -764,7 +764,6 @@ class WaveletTokenizer:
         target = q.psnr if q.psnr is not None else q.ssim
         n = len(seq)
         layout = self._layout(seq.shape, seq.params)
-        _, _, _, node, plane = self._replay(seq.ids, layout, seq.params)
         ids = np.ascontiguousarray(seq.ids, np.uint8)
         shift = self._walk_args(layout, seq.params)[2]
 
