@@ -51,6 +51,19 @@ def test_samples_are_valid_sequences(trained):
         assert np.array_equal(gen.lang.decode([back])[0], img)
 
 
+def test_min_tokens_writes_on_past_where_the_model_stops(trained):
+    kind, gen, _ = trained
+    if kind == "pixels":
+        pytest.skip("the pixel baseline has one length")
+    free = sample(gen, [0, 1, 2, 3], seed=2, max_tokens=60)[0]
+    k = max(len(s) for s in free) + 3  # longer than any of them stopped by itself
+    seqs, images = sample(gen, [0, 1, 2, 3], seed=2, max_tokens=60, min_tokens=k)
+    ended = [not gen.lang.stepper(prefixes=[s]).legal().any() for s in seqs] if hasattr(gen.lang, "tok") else [False] * 4
+    assert all(len(s) >= k or e for s, e in zip(seqs, ended))  # unless the stream itself ended
+    assert any(len(s) >= k for s in seqs)
+    assert all(len(s) <= 60 for s in sample(gen, [0, 1], seed=2, max_tokens=60, min_tokens=100)[0])  # the cap wins
+
+
 def test_sampling_stops_at_the_longest_training_sequence(trained):
     kind, gen, _ = trained
     if kind == "pixels":
@@ -155,6 +168,13 @@ def test_command_line(trained, tmp_path):
         assert z["labels"].tolist() == [1, 1]
     result = runner.invoke(app, ["generate", "--model", str(folder), "--class", "12", "--out", str(png)])
     assert result.exit_code == 2 and "--class" in result.stderr
+    if kind != "pixels":  # at least K tokens; below 0 refused
+        result = runner.invoke(app, ["generate", "--model", str(folder), "-n", "2", "--min-tokens", "25", "--max-tokens",
+                                     "30", "--out", str(tmp_path / "long"), "--quiet"])
+        assert result.exit_code == 0, result.output
+        assert all(len(TokenSequence.from_bytes(p.read_bytes())) >= 25 for p in (tmp_path / "long").glob("*.atk"))
+        result = runner.invoke(app, ["generate", "--model", str(folder), "--min-tokens", "-1", "--out", str(png)])
+        assert result.exit_code == 2 and "--min-tokens" in result.stderr
     result = runner.invoke(app, ["generate", "--model", str(tmp_path / "nothing"), "--out", str(png)])
     assert result.exit_code == 2 and "unknown generator" in result.stderr
 

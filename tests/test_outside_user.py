@@ -220,6 +220,22 @@ def test_a_good_hand_built_sequence_still_decodes(built):
     assert as_floats.ids.dtype == np.int32 and np.array_equal(as_floats.ids, seq.ids)
 
 
+@pytest.mark.parametrize("name", [*WAVELETS, "wavelet-w8"])
+def test_a_sequence_edited_by_dataclasses_replace_is_not_its_original(name):
+    """``replace`` gave the new sequence the original's cache (its decoder state and coded bytes):
+    5 tokens decoded as the whole image, and to_bytes wrote the whole payload under a 5-token header."""
+    import dataclasses
+
+    t = tok(name)
+    img = np.random.default_rng(0).integers(0, 256, (24, 20, 3), dtype=np.uint8)
+    seq, = t.encode([img])
+    seq.to_bytes()  # fills the cache
+    t.decode([seq])
+    short = dataclasses.replace(seq, ids=seq.ids[:5], pos=seq.pos[:5])
+    assert np.array_equal(t.decode([short])[0], t.decode([seq.prefix(5)])[0])
+    assert short.to_bytes() == seq.prefix(5).to_bytes()
+
+
 # --- arguments of the wrong kind ----------------------------------------------------------------
 
 

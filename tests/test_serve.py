@@ -273,6 +273,75 @@ def test_region_of_interest(client, coded):
     refused(client.get(f"/api/codings/{coding['coding']}/compare?bytes=1000"), 400)
 
 
+def test_a_painted_region_is_read_as_the_library_reads_a_mask(client, coded, tmp_path):
+    """The server thresholded the mask at 128 after flattening alpha onto white: a layer painted on
+    a transparent ground counted as all inside, and gray levels were not graded. Now the library's
+    read_mask: transparency refused, and the coding is encode(img, roi=[the same file])."""
+    from PIL import Image as PILImage
+
+    iid, _, img = coded
+    h, w = img.shape[:2]
+    rgba = np.zeros((h, w, 4), np.uint8)
+    rgba[h // 4 : h // 2, w // 4 : w // 2] = 255  # opaque white brush on a transparent ground
+    buf = io.BytesIO()
+    PILImage.fromarray(rgba, "RGBA").save(buf, "PNG")
+    assert "transparent" in refused(client.post("/api/codings", data={"image": iid, "roi": "paint"},
+                                                files={"mask": ("layer.png", buf.getvalue(), "image/png")}), 400)
+    gray = np.zeros((h, w, 1), np.uint8)
+    gray[: h // 2], gray[h // 2 :] = 200, 60  # graded: more here, less there
+    (tmp_path / "g.png").write_bytes(png_bytes(gray))
+    r = client.post("/api/codings", data={"image": iid, "tokenizer": "wavelet", "roi": "paint"},
+                    files={"mask": ("g.png", png_bytes(gray), "image/png")})
+    assert r.status_code == 200, r.text
+    served = client.get(f"/api/codings/{r.json()['coding']}/prefix.atk", params={"tokens": r.json()["tokens"]})
+    seq, = adatok.load("wavelet").encode([img], roi=[tmp_path / "g.png"])
+    assert served.content == seq.to_bytes()
+
+
+def test_an_upload_is_opened_under_the_servers_pixel_limit(monkeypatch):
+    """The header check opened uploads under Pillow's own limit (89 M pixels): a 43-byte GIF whose
+    first frame is 13000 x 13000 made Pillow allocate 170 MB before the server said 413."""
+    from PIL import Image as PILImage
+
+    seen = []
+    real_open = PILImage.open
+
+    def spy(*args, **kwargs):
+        seen.append(PILImage.MAX_IMAGE_PIXELS)
+        return real_open(*args, **kwargs)
+
+    monkeypatch.setattr(PILImage, "open", spy)
+    head = b"GIF87a" + struct.pack("<HH", 1, 1) + bytes([0x80, 0, 0]) + b"\x00\x00\x00\xff\xff\xff"
+    frame = b"\x21\xf9\x04\x09\x00\x00\x00\x00" + b"," + struct.pack("<HHHH", 0, 0, 13000, 13000) + b"\x00"
+    gif = head + frame + bytes([2, 2, 0x4C, 0x01, 0]) + b";"
+    with TestClient(create_app(Limits(max_pixels=5000))) as c:
+        assert "pixels" in refused(c.post("/api/images", files={"file": ("b.gif", gif, "image/gif")}), 413)
+        assert c.post("/api/images", files={"file": ("s.png", png_bytes(photo(64)), "image/png")}).status_code == 200
+    assert seen and seen[0] == 5000  # Pillow's check at the server's limit while the header is read
+    assert PILImage.MAX_IMAGE_PIXELS not in (5000, None)  # and restored after
+
+
+def test_curves_of_two_codings_of_one_image_at_once(client):
+    """Two curve requests on codings of the same image shared its codecs' files: one filled the dict
+    the other walked (RuntimeError, a 500). Made certain by a dict whose walk is slow."""
+
+    class SlowWalk(dict):
+        def items(self):
+            for kv in super().items():
+                time.sleep(0.01)
+                yield kv
+
+    img = np.random.default_rng(5).integers(0, 255, (40, 40, 3), dtype=np.uint8)
+    iid = client.post("/api/images", files={"file": ("x.png", png_bytes(img), "image/png")}).json()["image"]
+    cids = [client.post("/api/codings", data={"image": iid, "tokenizer": t}).json()["coding"]
+            for t in ("wavelet", "wavelet-lossless")]
+    client.app.state.server.images.get(iid).codecs["jpeg"] = SlowWalk()
+    with ThreadPoolExecutor(2) as pool:
+        answers = list(pool.map(lambda cid: client.get(f"/api/codings/{cid}/curve"), cids))
+    assert [a.status_code for a in answers] == [200, 200]
+    assert answers[0].json()["codecs"] == answers[1].json()["codecs"]
+
+
 def test_a_learned_tokenizer(client):
     pytest.importorskip("torch")
     r = client.post("/api/images", files={"file": ("shirt.png", png_bytes(fashion_image()), "image/png")})

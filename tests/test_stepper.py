@@ -377,6 +377,16 @@ def test_top_plane_of_real_images():
 # ------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("name", [*NAMES, "wavelet-w8"])
+def test_images_of_some_sequences_index_as_a_list(name):
+    """images(which) took a dict lookup: -1 and past-the-end were raw KeyErrors (a list's indexing,
+    as the other steppers have, now)."""
+    stepper = adatok.load(name).stepper([(4, 4), (6, 5)])
+    assert stepper.images([-1])[0].shape == stepper.images([1])[0].shape == (6, 5)
+    with pytest.raises(IndexError):
+        stepper.images([2])
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_stepper_errors(name):
     t = tok(name)

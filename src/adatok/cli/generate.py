@@ -208,6 +208,9 @@ def generate_cmd(
     top_p: Annotated[float, typer.Option("--top-p", help="Nucleus: keep ids up to this probability.")] = 1.0,
     max_tokens: Annotated[int | None, typer.Option("--max-tokens", metavar="K", show_default=False,
                                                    help="Stop each sample after K tokens (default: the longest training sequence).")] = None,
+    min_tokens: Annotated[int, typer.Option("--min-tokens", metavar="K",
+                                            help="No sample ends before K tokens (unless its stream does; --max-tokens wins): "
+                                                 "write on past the model's training target.")] = 0,
     complete: Annotated[Path | None, typer.Option(
         "--complete", metavar="FILE.atk", show_default=False,
         help="Complete this (cut) token file: N samples of its rest, beside its plain decoding.")] = None,
@@ -221,6 +224,7 @@ def generate_cmd(
     check_at_least(n, "-n", 1)
     check_at_least(top_k, "--top-k", 0)
     check_at_least(max_tokens, "--max-tokens", 1)
+    check_at_least(min_tokens, "--min-tokens", 0)
     if not 0 < top_p <= 1 or temperature <= 0:
         raise AdatokError("--top-p is in (0, 1] and --temperature > 0")
     check_output(out, *([complete] if complete else []), force=True)
@@ -231,7 +235,8 @@ def generate_cmd(
     classes = gen.model.cfg.classes
     if label is not None and not 0 <= label < classes:
         raise AdatokError(f"--class is 0..{classes - 1} for {gen.name}, got {label}")
-    options = dict(cfg=cfg, temperature=temperature, top_k=top_k, top_p=top_p, max_tokens=max_tokens)
+    options = dict(cfg=cfg, temperature=temperature, top_k=top_k, top_p=top_p, max_tokens=max_tokens,
+                   min_tokens=min_tokens)
     if complete is not None:
         prefix = TokenSequence.from_bytes(read_bytes(complete))
         seqs, images = sample.complete(gen, prefix, n, label, seed=seed, **options)

@@ -224,34 +224,36 @@ def flatten_alpha(array: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 
 _bomb_lock = threading.Lock()
-_bomb_depth = 0
+_bomb_limits: list[int] = []  # the limits of the reads under way
 _bomb_saved: int | None = None
 
 
 @contextlib.contextmanager
-def _pillow_bomb_check_at_ours() -> Iterator[None]:
-    """Set Pillow's decompression-bomb check to :data:`MAX_PIXELS` (ours applies from the header;
-    Pillow's still guards what it allocates while opening a file: a GIF's first frame, which can be
-    far larger than the size the file declares, is allocated inside ``Image.open``: with Pillow's
-    check off, a 96-byte GIF took gigabytes). Pillow raises only above twice its limit, so images up
-    to that get our message, and it warns between its limit and twice it. Restored on exit.
+def pillow_pixel_limit(limit: int | None = None) -> Iterator[None]:
+    """Set Pillow's decompression-bomb check to ``limit`` pixels (default :data:`MAX_PIXELS`)
+    while reading. Ours applies from the header; Pillow's still guards what it allocates while
+    opening a file: a GIF's first frame, which can be far larger than the size the file declares,
+    is allocated inside ``Image.open`` (with Pillow's check off, a 96-byte GIF took gigabytes).
+    Pillow raises only above twice its limit, so images up to that get our message, and it warns
+    between its limit and twice it. Restored on exit.
 
-    Reference-counted, so concurrent reads in several threads restore the original value only
-    when the last one finishes.
+    Pillow's limit is one for the process: with reads in several threads it is the smallest of
+    their limits (a server's lower limit holds for its own reads), and the original value comes
+    back when the last one finishes.
     """
-    global _bomb_depth, _bomb_saved
+    global _bomb_saved
+    limit = MAX_PIXELS if limit is None else int(limit)
     with _bomb_lock:
-        if _bomb_depth == 0:
+        if not _bomb_limits:
             _bomb_saved = Image.MAX_IMAGE_PIXELS
-            Image.MAX_IMAGE_PIXELS = MAX_PIXELS
-        _bomb_depth += 1
+        _bomb_limits.append(limit)
+        Image.MAX_IMAGE_PIXELS = min(_bomb_limits)
     try:
         yield
     finally:
         with _bomb_lock:
-            _bomb_depth -= 1
-            if _bomb_depth == 0:
-                Image.MAX_IMAGE_PIXELS = _bomb_saved
+            _bomb_limits.remove(limit)
+            Image.MAX_IMAGE_PIXELS = min(_bomb_limits) if _bomb_limits else _bomb_saved
 
 
 def _check_decoded_size(size: tuple[int, int], name: str) -> None:
@@ -370,7 +372,7 @@ def read_image_bytes(data: bytes, name: str = "image bytes") -> np.ndarray:
 
 def _read_open(fp: Any, name: str) -> np.ndarray:
     """The image of an open binary file ``fp`` (named ``name`` in error messages)."""
-    with _pillow_bomb_check_at_ours():
+    with pillow_pixel_limit():
         try:
             im = Image.open(fp)
         except UnidentifiedImageError as exc:

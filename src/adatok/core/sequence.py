@@ -65,7 +65,8 @@ class TokenSequence:
     pos_fields: tuple[str, ...] = ()
     #: What a tokenizer already computed for these exact ids (coded payloads by codec name, the
     #: decoder's state): spares doing it again. Not part of the sequence's value; ``prefix`` drops it.
-    cache: dict = field(default_factory=dict, repr=False, compare=False)
+    #: Not an argument: a sequence made by ``dataclasses.replace`` (other ids) starts without it.
+    cache: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         ids = _checked_ids(self.ids)

@@ -52,13 +52,13 @@ def _say(message: str) -> None:
 
 
 def measure_model(gen, judge, test_feats: np.ndarray, n: int, cfg: float, seed: int, progress=_say,
-                  batch: int = 64, temperature: float = 1.0, top_p: float = 1.0) -> dict:
+                  batch: int = 64, temperature: float = 1.0, top_p: float = 1.0, min_tokens: int = 0) -> dict:
     """Samples of one generator (``batch`` at a time; guidance ``cfg``, ``temperature``, nucleus
-    ``top_p``) and what the judge says of them."""
+    ``top_p``, at least ``min_tokens`` tokens) and what the judge says of them."""
     labels = [i % 10 for i in range(n)]
     t0 = time.time()
     seqs, images = sample(gen, labels, seed=seed, cfg=cfg, batch=batch, temperature=temperature, top_p=top_p,
-                          progress=lambda done, total: progress(f"{gen.name}: {done}/{total} samples, "
+                          min_tokens=min_tokens, progress=lambda done, total: progress(f"{gen.name}: {done}/{total} samples, "
                                                                 f"{time.time() - t0:.0f} s"))
     seconds = time.time() - t0
     images = _as_gray(images)
@@ -132,7 +132,8 @@ def read_payload(lang, images: np.ndarray, lengths: list[int]) -> tuple[dict[int
 
 
 def _measure_named(name: str, samples: int, cfg: float, seed: int, threads: int = 1, limit: int | None = None,
-                   batch: int = 64, temperature: float = 1.0, top_p: float = 1.0, judge=None, test=None) -> dict:
+                   batch: int = 64, temperature: float = 1.0, top_p: float = 1.0, min_tokens: int = 0, judge=None,
+                   test=None) -> dict:
     """:func:`measure_model` of the generator ``name`` and, for a token language, a completion strip
     (the first test image cut at a quarter of its tokens). Loads the judge and the test split when
     not given (a worker process of ``--jobs``)."""
@@ -146,10 +147,12 @@ def _measure_named(name: str, samples: int, cfg: float, seed: int, threads: int 
         test = (images, features(judge, images))
     test_images, test_feats = test
     gen = load_generator(name)
-    m = measure_model(gen, judge, test_feats, samples, cfg, seed, batch=batch, temperature=temperature, top_p=top_p)
+    m = measure_model(gen, judge, test_feats, samples, cfg, seed, batch=batch, temperature=temperature, top_p=top_p,
+                      min_tokens=min_tokens)
     m["about"] = (f"{m['params']:,} parameters, {m['train_minutes']:.0f} minutes of training, language "
                   f"{m['language']}; {samples} samples, guidance {cfg}"
-                  + (f", temperature {temperature}" if temperature != 1 else "") + (f", top-p {top_p}" if top_p != 1 else ""))
+                  + (f", temperature {temperature}" if temperature != 1 else "") + (f", top-p {top_p}" if top_p != 1 else "")
+                  + (f", at least {min_tokens} tokens" if min_tokens else ""))
     if hasattr(gen.lang, "tok"):
         wavelet = gen.lang.position == "wavelet"
         full = gen.lang.tok.encode([test_images[0]], **({"fixed_header": True} if wavelet else {}))[0]
@@ -164,15 +167,16 @@ def _measured_path(out: Path, job: tuple) -> Path:
     """Where the measurement of ``job`` is kept: named by the model and a digest of its arguments,
     of its weights, of the judge's and of the version of the tokenizer that decodes its samples (a
     model trained on in its folder, or shipped anew under its name, once got the old model's
-    measurement; a retrained judge would have mixed old rows with new ceilings), and of the threads
-    (its images per second)."""
-    name, samples, cfg, seed, threads, limit, batch, temperature, top_p = job
+    measurement; a retrained judge would have mixed old rows with new ceilings; a changed decoder
+    decodes the same tokens to other images), and of the threads (its images per second)."""
+    name, samples, cfg, seed, threads, limit, batch, temperature, top_p, min_tokens = job
     folder = generator_folder(name)
     weights = weights_digest(folder / "model.safetensors")
     tokenizer = read_json(folder).get("language", {}).get("tokenizer")  # none for pixels
     key = (str(Path(name).resolve()) if Path(name).is_dir() else name, samples, cfg, seed, limit, batch, weights,
-           temperature, top_p, threads, weights_digest(JUDGE_DIR / "model.safetensors"), tokenizer,
-           adatok.load(tokenizer).version if tokenizer else None)
+           temperature, top_p, min_tokens, threads, weights_digest(JUDGE_DIR / "model.safetensors"), tokenizer,
+           *((tok.version, getattr(tok, "decoder_revision", None)) if (tok := tokenizer and adatok.load(tokenizer))
+             else ()))
     tag = hashlib.sha256(repr(key).encode()).hexdigest()[:16]
     return out / "measured" / f"{Path(name).name}-{tag}.pkl"
 
@@ -204,6 +208,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--temperature", type=float, default=1.0, help="sampling temperature")
     ap.add_argument("--top-p", type=float, default=1.0, help="nucleus: keep ids up to this probability")
+    ap.add_argument("--min-tokens", type=int, default=0, help="no END before this many tokens (0: anywhere)")
     ap.add_argument("--out", default="out/generation")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--jobs", type=int, default=1, help="models measured at once, one process each")
@@ -221,7 +226,7 @@ def main(argv: list[str] | None = None) -> None:
     names = [m for m in args.models.split(",") if m]  # (none: the reading, ceilings and floor only)
     out = Path(args.out)
     jobs = {name: (name, args.samples, args.cfg, args.seed, args.threads, args.limit, args.batch, args.temperature,
-                   args.top_p) for name in names}
+                   args.top_p, args.min_tokens) for name in names}
     done = {name: m for name in names if (m := _measured(out, jobs[name])) is not None}  # an earlier run's
     todo = [jobs[name] for name in names if name not in done]
     if args.jobs > 1 and len(todo) > 1:  # one process a model: sampling is sequential, batch by batch

@@ -90,12 +90,14 @@ def _filter(logits: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:
 
 @torch.no_grad()
 def run(gen: Generator, st, labels: np.ndarray, *, cfg: float = 1.0, temperature: float = 1.0, top_k: int = 0,
-        top_p: float = 1.0, max_tokens: int | None = None, seed: int = 0, kv_cache: bool = True,
+        top_p: float = 1.0, max_tokens: int | None = None, min_tokens: int = 0, seed: int = 0, kv_cache: bool = True,
         prefix: tuple | None = None, on_step: Callable | None = None) -> np.ndarray:
     """Grow the sequences of stepper ``st`` until each writes END (or its stream ends, or it
     reaches ``max_tokens``; default: the longest training sequence, from the checkpoint's
-    ``longest``: the model never learned where to stand past it). ``labels``: a class per
-    sequence (``None`` entries or -1: no class).
+    ``longest``: the model never learned where to stand past it). ``min_tokens``: END is not
+    drawn before a sequence holds that many tokens (unless its stream ends first; ``max_tokens``
+    wins): a model that learned to stop at its training target then writes on, past it.
+    ``labels``: a class per sequence (``None`` entries or -1: no class).
     ``prefix``: model inputs of tokens already in ``st`` (``(ids, ints, floats)`` of one prefix,
     the same for every sequence), read first. Returns the number of tokens each sequence got."""
     model, lang = gen.model, gen.lang
@@ -160,6 +162,9 @@ def run(gen: Generator, st, labels: np.ndarray, *, cfg: float = 1.0, temperature
                 full = counts[active] >= max_tokens  # the maximum length: END only (the pixel baseline: the rest black)
                 allowed[full, :-1] = False
                 allowed[full, -1] = True
+            if min_tokens:  # too short for END, while an id may still stand
+                short = (counts[active] < min_tokens) & allowed[:, :-1].any(1)
+                allowed[short, -1] = False
             logits = logits.masked_fill(~torch.from_numpy(allowed), -torch.inf) / max(temperature, 1e-6)
             logits = _filter(logits, top_k, top_p)
             picked = torch.multinomial(logits.softmax(-1), 1, generator=g)[:, 0].numpy()
@@ -193,7 +198,8 @@ def sample(gen: Generator, labels: Sequence[int | None], *, seed: int = 0, batch
            **options) -> tuple[list, list[np.ndarray]]:
     """Sample one sequence per entry of ``labels`` (a class, or None for none), ``batch`` at a time.
     Returns the sequences (``TokenSequence``; pixel arrays for the pixel baseline) and their images.
-    ``options``: ``cfg``, ``temperature``, ``top_k``, ``top_p``, ``max_tokens``, ``kv_cache``."""
+    ``options``: ``cfg``, ``temperature``, ``top_k``, ``top_p``, ``max_tokens``, ``min_tokens``, ``kv_cache``
+    (see :func:`run`)."""
     seqs, images = [], []
     labels = list(labels)
     for at in range(0, len(labels), batch):

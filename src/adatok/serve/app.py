@@ -315,13 +315,17 @@ def create_app(limits: Limits | None = None, generators: Sequence[str | Path] | 
         if roi == "paint":
             if mask is None:
                 raise ServeError("roi=paint needs the painted region as a PNG mask (the form field 'mask')")
+            from adatok.core.metrics import region_mask
+            from adatok.core.saliency import read_mask
+
             data = await _read_upload(mask, limits, image=True)
-            m = await server.run_light(state.read_upload, data, "the painted region", limits)
-            if m.shape[:2] != img.shape[:2]:
-                raise ServeError(f"the painted region is {m.shape[0]}x{m.shape[1]} but the image is "
+            # read as the library reads a mask file (gray levels graded, transparency refused), so the
+            # coding is the library's encode(img, roi=[that file])
+            region = await server.run_light(state.read_upload, data, "the painted region", limits, read_mask)
+            if region.shape[:2] != img.shape[:2]:
+                raise ServeError(f"the painted region is {region.shape[0]}x{region.shape[1]} but the image is "
                                  f"{img.shape[0]}x{img.shape[1]}: paint on the image as shown")
-            region = m.max(axis=2) >= 128
-            if not region.any():
+            if not region_mask(region).any():
                 raise ServeError("the painted region is empty: paint over the part of the image that matters")
             roi_name = "painted"
         elif roi != "none":

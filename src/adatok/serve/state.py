@@ -113,10 +113,11 @@ def display_name(filename: str | None) -> str:
     return name or "upload"
 
 
-def read_upload(data: bytes, filename: str | None, limits: Limits) -> np.ndarray:
+def read_upload(data: bytes, filename: str | None, limits: Limits, read=None) -> np.ndarray:
     """An uploaded image file as an ``H x W x C`` uint8 array, read by :func:`adatok.read_image`
-    from a temporary folder that is removed before returning. The file's name is never used as a
-    path; error messages name the upload, not the temporary file."""
+    (or by ``read``, given the file's path: a mask by :func:`adatok.core.saliency.read_mask`) from a
+    temporary folder that is removed before returning. The file's name is never used as a path;
+    error messages name the upload, not the temporary file."""
     name = display_name(filename)
     if not data:
         raise ServeError(f"{name} is empty (0 bytes): choose an image file (PNG, JPEG, WebP, TIFF ...)")
@@ -128,7 +129,7 @@ def read_upload(data: bytes, filename: str | None, limits: Limits) -> np.ndarray
         path.write_bytes(data)
         try:
             _check_pixels(path, name, limits.max_pixels)
-            return adatok.read_image(path)
+            return (read or adatok.read_image)(path)
         except AdatokError as exc:
             message = str(exc).replace(str(path), name)
             raise (TooLarge if "pixels" in message and "limit" in message else ServeError)(message) from None
@@ -139,8 +140,10 @@ def _check_pixels(path: Path, name: str, max_pixels: int) -> None:
     Pillow cannot open is left to :func:`adatok.read_image`, which says what is wrong with it."""
     from PIL import Image
 
+    from adatok.core.imageio import pillow_pixel_limit
+
     try:
-        with Image.open(path) as im:
+        with pillow_pixel_limit(max_pixels), Image.open(path) as im:  # (a GIF's first frame is made in open)
             w, h = im.size
     except Image.DecompressionBombError:
         raise TooLarge(f"{name} is far larger than this server's limit of {max_pixels:,} pixels (a "
@@ -160,6 +163,9 @@ class Image:
     name: str
     pixels: np.ndarray
     codecs: dict = field(default_factory=dict)
+    #: Held while the codecs' files are made or read: curves of two codings of the image (plain and
+    #: steered, or two tokenizers) share them, and one filling the dict the other walked was a 500.
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -434,13 +440,15 @@ def curve(coding: Coding, points: int = 24) -> dict:
            "codecs": []}
     for name in CURVE_CODECS:
         cd = codec(name)
-        cache = img.codecs.setdefault(name, {})
         rows = []
-        for b in budgets:
-            enc = cd.at_most(img.pixels, b, cache)
-            if enc is None:
-                continue
-            rows.append({"bytes": len(enc.data), "budget": b, "psnr": _finite(psnr(img.pixels, cd.decode(enc.data, c)))})
+        with img.lock:
+            cache = img.codecs.setdefault(name, {})
+            for b in budgets:
+                enc = cd.at_most(img.pixels, b, cache)
+                if enc is None:
+                    continue
+                rows.append({"bytes": len(enc.data), "budget": b,
+                             "psnr": _finite(psnr(img.pixels, cd.decode(enc.data, c)))})
         out["codecs"].append({"name": name, "label": cd.label, "points": rows})
     return out
 

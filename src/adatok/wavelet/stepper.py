@@ -269,6 +269,7 @@ class WaveletStepper:
         ``decode`` would, from the knowledge the stepper keeps: no replay of the prefix."""
         out = []
         for b in range(len(self)) if which is None else which:
+            b = range(len(self))[b]  # indexed as a list is (-1: the last; past the end: IndexError), as other steppers do
             g, r = self._row[b]
             out.append(self._tok._image(g.layout, g.value[r], g.low[r], g.neg[r], self._params[b], self._shapes[b]))
         return out

@@ -220,6 +220,10 @@ class WaveletTokenizer:
     vocab_size = spiht.VOCAB_SIZE
     pos_fields = POS_FIELDS
     version = VERSION
+    #: How prefixes are decoded (tokens and bytes do not depend on it): what keeps decoded results,
+    #: like the generators' measurements, keys on it. Raise it with a change to :meth:`_image`.
+    #: 1: quiet roots held (:func:`spiht.reconstruct`).
+    decoder_revision = 1
     #: ``encode(..., roi=maps)`` steers the early tokens into the region (the learned and grid
     #: tokenizers say ``False``: they refuse ``roi``); ``adatok eval --roi`` reads this.
     supports_roi = True

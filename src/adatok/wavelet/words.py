@@ -322,6 +322,7 @@ class WordTokenizer:
         self.name = name
         self.vocab_size = 3**n
         self.version = base.version  # the same decisions, the same bytes; n is in the name
+        self.decoder_revision = base.decoder_revision  # decoded by the base
         self.lossless = base.lossless
         self.max_levels = base.max_levels
         self.payload_codec = self
