@@ -6,6 +6,7 @@ the reading head, the judge's Fréchet distance, the command line."""
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,6 +17,7 @@ import adatok  # noqa: E402
 from adatok import Quality, TokenSequence  # noqa: E402
 from adatok.generate.judge import frechet_distance  # noqa: E402
 from adatok.generate.languages import PixelLanguage, SlotLanguage, WaveletLanguage  # noqa: E402
+from adatok.generate.model import GPT  # noqa: E402
 from adatok.generate.sample import _filter, complete, load_generator, sample  # noqa: E402
 from adatok.generate.train import GenTrainConfig, model_config_for, train_generator  # noqa: E402
 
@@ -56,11 +58,11 @@ def test_min_tokens_writes_on_past_where_the_model_stops(trained):
     if kind == "pixels":
         pytest.skip("the pixel baseline has one length")
     free = sample(gen, [0, 1, 2, 3], seed=2, max_tokens=60)[0]
-    k = max(len(s) for s in free) + 3  # longer than any of them stopped by itself
+    k = min(len(s) for s in free) + 2  # longer than the shortest stopped by itself
     seqs, images = sample(gen, [0, 1, 2, 3], seed=2, max_tokens=60, min_tokens=k)
     ended = [not gen.lang.stepper(prefixes=[s]).legal().any() for s in seqs] if hasattr(gen.lang, "tok") else [False] * 4
     assert all(len(s) >= k or e for s, e in zip(seqs, ended))  # unless the stream itself ended
-    assert any(len(s) >= k for s in seqs)
+    assert min(len(s) for s in seqs) >= k
     assert all(len(s) <= 60 for s in sample(gen, [0, 1], seed=2, max_tokens=60, min_tokens=100)[0])  # the cap wins
 
 
@@ -95,6 +97,7 @@ def test_completion_keeps_the_prefix(trained):
         cut = gen.lang.tok.with_top_plane(cut)
     for s in seqs:
         assert np.array_equal(s.ids[: len(cut)], cut.ids)
+        assert len(s) <= len(cut) + 30  # the limit counts the prefix (was: 30 tokens more than it)
     for other in (np.zeros((32, 32), np.uint8), np.zeros((28, 28, 3), np.uint8)) if kind == "wavelet" else ():
         # a raw IndexError, or (32x32) 32x32 samples from a 28x28 model
         prefix = gen.lang.tok.encode([other])[0].prefix(4)
@@ -211,12 +214,17 @@ def test_a_measurement_is_kept_for_one_judge_and_tokenizer(monkeypatch, tmp_path
     samples: a retrained judge would have had the old judge's rows mixed with new ceilings."""
     from adatok.generate import evaluate
 
-    job = ("fmnist-gpt-learned", 10, 2.0, 0, 1, None, 64, 1.0, 1.0)
+    job = ("fmnist-gpt-learned", 10, 2.0, 0, 1, None, 64, 1.0, 1.0, 0)
     first = evaluate._measured_path(tmp_path, job)
     assert evaluate._measured_path(tmp_path, job) == first
     monkeypatch.setattr(evaluate, "weights_digest", lambda path: "other" if "judge" in str(path) else "same")
     assert evaluate._measured_path(tmp_path, job) != first
     assert evaluate._measured_path(tmp_path, (*job[:4], 2, *job[5:])) != evaluate._measured_path(tmp_path, job)
+    assert evaluate._measured_path(tmp_path, (*job[:9], 30)) != evaluate._measured_path(tmp_path, job)  # min_tokens
+    words = ("fmnist-gpt-wavelet-words", *job[1:])
+    kept = evaluate._measured_path(tmp_path, words)
+    monkeypatch.setattr(adatok.wavelet.WaveletTokenizer, "decoder_revision", 99)  # the same tokens decode otherwise
+    assert evaluate._measured_path(tmp_path, words) != kept
 
 
 def test_tied_output_layer():
@@ -425,6 +433,81 @@ def test_a_reader_learns_to_read_and_refuses_to_generate(tmp_path):
     assert acc[1] > 0.8 and acc[40] > 0.8  # chance: 0.1
     with pytest.raises(adatok.AdatokError, match="reader"):
         sample(reader, [1])
+
+
+def test_sampling_options_no_sampling_can_follow_are_refused(trained):
+    """A label of `classes` drew unconditional samples silently and one past it was a raw torch
+    error; NaN guidance or temperature ended in torch.multinomial."""
+    kind, gen, _ = trained
+    for labels, options in (([10], {}), ([11], {}), ([2.5], {}), ([True], {}), ([0], {"cfg": float("nan")}),
+                            ([0], {"temperature": float("inf")}), ([0], {"top_p": 0.0}), ([0], {"min_tokens": -1})):
+        with pytest.raises(adatok.AdatokError):
+            sample(gen, labels, max_tokens=5, **options)
+
+
+def test_other_seeds_draw_other_samples(trained):
+    """Each batch was seeded seed + its first index: seed 0's samples 64.. were seed 64's first."""
+    from adatok.generate.sample import batch_seed
+
+    assert len({batch_seed(s, at) for s in range(70) for at in range(0, 640, 64)}) == 700
+    kind, gen, _ = trained
+    a = sample(gen, [1] * 66, seed=0, batch=64, max_tokens=12)[1][64:]
+    b = sample(gen, [1] * 2, seed=64, batch=64, max_tokens=12)[1]
+    assert not all(np.array_equal(x, y) for x, y in zip(a, b))
+
+
+def test_top_p_keeps_the_smallest_set_that_reaches_it():
+    """Ties of the running sum with top-p kept one token too many."""
+    for probs, top_p, kept in (([0.5, 0.25, 0.125, 0.125], 0.5, 1), ([0.25] * 4, 0.5, 2), ([0.5, 0.25, 0.25], 0.75, 2)):
+        logits = torch.tensor([probs]).log()
+        assert int(torch.isfinite(_filter(logits, 0, top_p)).sum()) == kept
+
+
+def test_a_folder_of_samples_does_not_hide_the_shipped_generator_of_its_name(tmp_path, monkeypatch):
+    from adatok.generate.sample import CHECKPOINT_DIR, generator_folder, shipped
+
+    name = shipped()[0]
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / name).mkdir()
+    (tmp_path / name / "0000.png").write_bytes(b"")  # samples written by `adatok generate -m NAME -o NAME`
+    assert generator_folder(name) == CHECKPOINT_DIR / name
+    (tmp_path / name / "config.json").write_text("{}")  # a checkpoint folder of that name: it is the one meant
+    assert generator_folder(name) == Path(name)
+
+
+@pytest.mark.parametrize("bad", [{"lr": -1.0}, {"lr": float("nan")}, {"minutes": 0.0}, {"minutes": float("nan")},
+                                 {"p_uncond": 1.5}, {"weight_decay": -0.1}])
+def test_training_settings_no_run_can_follow_are_refused(bad):
+    with pytest.raises(adatok.AdatokError):
+        GenTrainConfig(**bad)
+
+
+def test_a_resumed_run_goes_on_as_the_interrupted_one_would_have(tmp_path, monkeypatch):
+    """The batches after a resume were drawn from a generator reseeded there: the weights of a run
+    stopped after its step-2 checkpoint and resumed differed from those of the run not stopped."""
+    import shutil
+
+    from adatok.generate import train as train_module
+    from adatok.neural.folder import load_weights as load
+
+    lang = SlotLanguage("fashion-mnist-32", Quality(psnr=20))
+    cfg = model_config_for(lang, 16, 1, 1, 64)
+    tc = GenTrainConfig(steps=4, limit=16, val_images=4, batch=4, eval_every=1e9, save_every=0.0, warmup=1, lr=1e-2)
+    train_generator(tmp_path / "whole", lang, cfg, tc, log=lambda *a: None)
+    real = train_module.write_folder
+
+    def keep_step_2(out, model, config, *args, **kwargs):
+        real(out, model, config, *args, **kwargs)
+        if config["step"] == 2:
+            shutil.copytree(out, tmp_path / "stopped")
+
+    monkeypatch.setattr(train_module, "write_folder", keep_step_2)
+    train_generator(tmp_path / "run", lang, cfg, tc, log=lambda *a: None)
+    monkeypatch.setattr(train_module, "write_folder", real)
+    train_generator(tmp_path / "stopped", resume=True, log=lambda *a: None)
+    a = load(tmp_path / "whole", GPT(cfg)).state_dict()
+    b = load(tmp_path / "stopped", GPT(cfg)).state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_a_second_run_into_a_checkpoint_is_refused_unless_resumed_or_forced(tmp_path):

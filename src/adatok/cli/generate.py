@@ -213,7 +213,8 @@ def generate_cmd(
                                                  "write on past the model's training target.")] = 0,
     complete: Annotated[Path | None, typer.Option(
         "--complete", metavar="FILE.atk", show_default=False,
-        help="Complete this (cut) token file: N samples of its rest, beside its plain decoding.")] = None,
+        help="Complete this (cut) token file: N samples of its rest, beside its plain decoding (the grid's first "
+             "cell, or plain.png in the folder).")] = None,
     force: Annotated[bool, typer.Option(
         "--force", help="Write into a folder OUT that holds files, replacing an earlier run's samples there (without "
                         "it, such a folder is refused).")] = False,
@@ -237,16 +238,20 @@ def generate_cmd(
         raise AdatokError(f"--class is 0..{classes - 1} for {gen.name}, got {label}")
     options = dict(cfg=cfg, temperature=temperature, top_k=top_k, top_p=top_p, max_tokens=max_tokens,
                    min_tokens=min_tokens)
+    plain = None
     if complete is not None:
+        from adatok.core.registry import maker
+
         prefix = TokenSequence.from_bytes(read_bytes(complete))
         seqs, images = sample.complete(gen, prefix, n, label, seed=seed, **options)
         labels = np.full(n, -1 if label is None else label)
+        plain = maker(prefix).decode([prefix])[0]  # (the tokens the file holds, zeros for the rest)
     else:
         labels = np.array([label if label is not None else i % classes for i in range(n)])
         with EvalProgress(quiet) as progress:
             seqs, images = sample.sample(gen, labels.tolist(), seed=seed, progress=lambda d, t: progress(d, t, "sampling"),
                                          **options)
-    write_samples(out, seqs, images, labels, replace=force)
+    write_samples(out, seqs, images, labels, replace=force, plain=plain)
     if not quiet:
         lengths = [len(s) for s in seqs]
         typer.echo(f"{out}: {n} samples of {gen.name}, {np.mean(lengths):.1f} tokens on average")

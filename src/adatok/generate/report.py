@@ -38,7 +38,7 @@ def grid(images: Sequence[np.ndarray], columns: int = 10, pad: int = 2, scale: i
 
 
 #: The files :func:`write_samples` writes into a folder (what ``replace`` removes first).
-SAMPLE_FILES = re.compile(r"(\d{4,}\.(png|atk)|samples\.npz)")
+SAMPLE_FILES = re.compile(r"(\d{4,}\.(png|atk)|samples\.npz|plain\.png)")
 
 
 def check_samples_folder(out: Path, replace: bool = False) -> None:
@@ -58,15 +58,18 @@ def check_samples_folder(out: Path, replace: bool = False) -> None:
 
 
 def write_samples(out: Path, seqs: Sequence, images: Sequence[np.ndarray], labels: Sequence[int],
-                  replace: bool = False) -> None:
+                  replace: bool = False, plain: np.ndarray | None = None) -> None:
     """``out`` ending in ``.png``: one grid. Otherwise a folder: ``NNNN.png`` (and ``NNNN.atk`` for
     token sequences) per sample, and ``samples.npz`` holding ``images`` (N x H x W x C uint8) and
     ``labels``; a folder that holds anything is refused unless ``replace`` (then the sample files
     of an earlier run are removed first: :func:`check_samples_folder`). Every file is written
-    atomically."""
+    atomically. ``plain``: a completion's cut file decoded plainly (zeros for the rest), shown
+    beside its completions: the grid's first cell, or ``plain.png`` in the folder."""
     out = Path(out)
+    if plain is not None:
+        plain = np.asarray(plain).reshape(np.asarray(images[0]).shape)
     if out.suffix.lower() == ".png":
-        write_image(out, grid(images))
+        write_image(out, grid(([plain] if plain is not None else []) + list(images)))
         return
     check_samples_folder(out, replace)
     if out.is_dir() and replace:
@@ -78,6 +81,8 @@ def write_samples(out: Path, seqs: Sequence, images: Sequence[np.ndarray], label
         write_image(out / f"{i:04d}.png", img)
         if hasattr(seq, "to_bytes"):
             atomic_write_bytes(out / f"{i:04d}.atk", seq.to_bytes())
+    if plain is not None:
+        write_image(out / "plain.png", plain)
     with atomic_path(out / "samples.npz") as tmp:
         with open(tmp, "wb") as f:
             np.savez(f, images=np.stack(images).astype(np.uint8), labels=np.asarray(labels, np.int64))

@@ -4,14 +4,15 @@ decodes and survives ``to_bytes`` / ``from_bytes``.
 
 Class-conditional with classifier-free guidance (``cfg``: the logits ``u + cfg * (c - u)`` of the
 conditional ``c`` and unconditional ``u`` passes, one batch of both), temperature, top-k and top-p
-(nucleus) filtering, a maximum length (by default the longest training sequence), and a
-key/value cache (``kv_cache=False`` recomputes the whole prefix every step: the benchmark's
-baseline). Seeded: the same arguments give the same
-samples. :func:`complete` samples the rest of a real image's prefix (a cut ``.atk`` file).
+(nucleus) filtering, a maximum length (by default the longest training sequence) and a minimum,
+and a key/value cache (``kv_cache=False`` recomputes the whole prefix every step: the benchmark's
+baseline). Seeded: the same arguments give the same samples. :func:`complete` samples the rest of
+a real image's prefix (a cut ``.atk`` file).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,14 +55,17 @@ def shipped() -> list[str]:
 
 
 def generator_folder(name_or_folder: str | Path) -> Path:
-    """The checkpoint folder of a shipped generator's name, or the folder given."""
+    """The checkpoint folder given, or that of a shipped generator's name. A folder without a
+    config.json (samples written by ``adatok generate -m NAME -o NAME``) does not hide the shipped
+    generator of its name."""
     folder = Path(name_or_folder)
-    if not folder.is_dir():
-        folder = CHECKPOINT_DIR / str(name_or_folder)
+    own = CHECKPOINT_DIR / str(name_or_folder)
+    if (folder / "config.json").is_file() or not (Path(str(name_or_folder)).name == str(name_or_folder) and own.is_dir()):
         if not folder.is_dir():
             raise AdatokError(f"unknown generator {str(name_or_folder)!r}: use one of {', '.join(shipped()) or '(none)'} "
                               "or a checkpoint folder")
-    return folder
+        return folder
+    return own
 
 
 def load_generator(name_or_folder: str | Path) -> Generator:
@@ -82,10 +86,37 @@ def _filter(logits: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:
     if top_p < 1.0:
         sorted_logits, order = torch.sort(logits, -1, descending=True)
         probs = sorted_logits.softmax(-1)
-        cut = probs.cumsum(-1) - probs > top_p  # drop a token once those before it already reach top_p
+        cut = probs.cumsum(-1) - probs >= top_p  # drop a token once those before it already reach top_p
         sorted_logits = sorted_logits.masked_fill(cut, -torch.inf)
         logits = torch.full_like(logits, -torch.inf).scatter(-1, order, sorted_logits)
     return logits
+
+
+def _whole(x) -> bool:
+    return not isinstance(x, bool) and isinstance(x, int | np.integer)
+
+
+def _check_labels(classes: int, labels) -> None:
+    bad = [lab for lab in labels if lab is not None and not (_whole(lab) and -1 <= lab < classes)]
+    if bad:
+        raise AdatokError(f"a class is a whole number 0..{classes - 1} (or None / -1: none), got {bad[0]!r}")
+
+
+def check_options(classes: int, labels, cfg: float, temperature: float, top_k: int, top_p: float,
+                  max_tokens: int | None, min_tokens: int) -> None:
+    """Refuse sampling options no sampling can follow, with an :class:`AdatokError` naming them
+    (a label of ``classes`` drew unconditional samples, one past it was a raw torch error; a NaN
+    guidance or temperature ended in torch.multinomial)."""
+    _check_labels(classes, labels)
+    if not math.isfinite(cfg):
+        raise AdatokError(f"the guidance weight is a finite number, got {cfg}")
+    if not (math.isfinite(temperature) and temperature > 0):
+        raise AdatokError(f"the temperature is a finite number > 0, got {temperature}")
+    if not 0 < top_p <= 1:
+        raise AdatokError(f"top-p is in (0, 1], got {top_p}")
+    for what, v, least in (("top-k", top_k, 0), ("min_tokens", min_tokens, 0), ("max_tokens", max_tokens, 1)):
+        if v is not None and not (_whole(v) and v >= least):
+            raise AdatokError(f"{what} is a whole number >= {least}, got {v!r}")
 
 
 @torch.no_grad()
@@ -97,7 +128,8 @@ def run(gen: Generator, st, labels: np.ndarray, *, cfg: float = 1.0, temperature
     ``longest``: the model never learned where to stand past it). ``min_tokens``: END is not
     drawn before a sequence holds that many tokens (unless its stream ends first; ``max_tokens``
     wins): a model that learned to stop at its training target then writes on, past it.
-    ``labels``: a class per sequence (``None`` entries or -1: no class).
+    Both count the whole sequence, a completion's prefix included. ``labels``: a class per sequence
+    (``None`` entries or -1: no class).
     ``prefix``: model inputs of tokens already in ``st`` (``(ids, ints, floats)`` of one prefix,
     the same for every sequence), read first. Returns the number of tokens each sequence got."""
     model, lang = gen.model, gen.lang
@@ -106,6 +138,7 @@ def run(gen: Generator, st, labels: np.ndarray, *, cfg: float = 1.0, temperature
         raise AdatokError(f"{gen.name} is a reader (trained with --reader to classify prefixes): it cannot generate")
     if max_tokens is None:
         max_tokens = gen.config.get("longest")
+    check_options(mc.classes, labels, cfg, temperature, top_k, top_p, max_tokens, min_tokens)
     model.eval()
     B = len(st)
     g = torch.Generator().manual_seed(seed)
@@ -134,7 +167,7 @@ def run(gen: Generator, st, labels: np.ndarray, *, cfg: float = 1.0, temperature
         pre_floats = torch.zeros((rows, 0, mc.float_width))
     hist_tok, hist_ints, hist_floats = tokens, pre_ints, pre_floats
     feed_tok, feed_ints, feed_floats = tokens, pre_ints, pre_floats
-    counts = np.zeros(B, np.int64)
+    counts = np.array(st.lengths, np.int64)  # (a completion's prefix counts)
     active = np.arange(B)  # the sequences still growing: finished ones leave the batch (and the caches)
     with model.fixed_weights():  # (the tied output layer is built once for the whole run)
         while len(active):
@@ -202,15 +235,23 @@ def sample(gen: Generator, labels: Sequence[int | None], *, seed: int = 0, batch
     (see :func:`run`)."""
     seqs, images = [], []
     labels = list(labels)
+    _check_labels(gen.model.cfg.classes, labels)  # (before they are made whole numbers below)
     for at in range(0, len(labels), batch):
         part = np.array([-1 if lab is None else int(lab) for lab in labels[at : at + batch]], np.int64)
         st = gen.lang.stepper(len(part))
-        run(gen, st, part, seed=seed + at, **options)
+        run(gen, st, part, seed=batch_seed(seed, at), **options)
         seqs += _sequences(st)
         images += st.images() if hasattr(st, "images") else gen.lang.decode(_sequences(st))
         if progress is not None:
             progress(min(at + batch, len(labels)), len(labels))
     return seqs, images
+
+
+def batch_seed(seed: int, at: int) -> int:
+    """The seed of the batch that starts at sample ``at`` of a run seeded ``seed``: mixed, so that
+    no two (seed, batch) pairs share their samples (``seed + at`` gave samples 64.. of seed 0 to
+    seed 64's first batch)."""
+    return int(np.random.SeedSequence([int(seed) % 2**64, int(at)]).generate_state(1, np.uint64)[0])
 
 
 def _sequences(st) -> list:
@@ -239,6 +280,7 @@ def complete(gen: Generator, prefix, n: int = 4, label: int | None = None, *, se
     else:
         ids, ints, floats = next(rows_of(lang, [(full, m)]))
         ints, floats = ints[:m], floats[:m]  # where each prefix token stands (the stepper gives the next)
+    _check_labels(gen.model.cfg.classes, [label])
     run(gen, st, np.full(n, -1 if label is None else label), seed=seed, prefix=(np.asarray(ids), ints, floats),
         **options)
     seqs = _sequences(st)

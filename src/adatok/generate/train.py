@@ -68,6 +68,24 @@ class GenTrainConfig:
     #: loss (with ``p_uncond=1``: every row reads); it classifies prefixes and cannot generate
     gen_weight: float = 1.0
 
+    def __post_init__(self) -> None:
+        """Settings no run can follow are refused here, before any data is tokenized (a NaN or
+        negative learning rate failed in AdamW after it; 0 or NaN minutes wrote an untrained model
+        marked final)."""
+        def number(v) -> bool:
+            return not isinstance(v, bool) and isinstance(v, int | float) and math.isfinite(v)
+
+        for what, v in (("learning rate", self.lr), ("minutes", self.minutes)):
+            if not (number(v) and v > 0):
+                raise AdatokError(f"the {what} must be a finite number > 0, got {v!r}")
+        for what, v in (("weight decay", self.weight_decay), ("reading weight", self.read_weight),
+                        ("generation weight", self.gen_weight), ("eval_every", self.eval_every),
+                        ("save_every", self.save_every)):
+            if not (number(v) and v >= 0):
+                raise AdatokError(f"the {what} must be a finite number >= 0, got {v!r}")
+        if not (number(self.p_uncond) and 0 <= self.p_uncond <= 1):
+            raise AdatokError(f"p_uncond is a share in [0, 1], got {self.p_uncond!r}")
+
 
 def corpus_key(lang, split: str, limit: int | None, data: str) -> str:
     """What a cached corpus was made from, as JSON: the language (tokenizer, its version, shape,
@@ -446,7 +464,6 @@ def train_generator(out: str | Path, lang=None, model_cfg: GPTConfig | None = No
             progress, log = None, (lambda *a: None)
     torch.set_num_threads(train_cfg.threads)
     torch.manual_seed(train_cfg.seed)
-    rng = np.random.default_rng(train_cfg.seed)
     gen = torch.Generator().manual_seed(train_cfg.seed)
     out.mkdir(parents=True, exist_ok=True)
     t_build = time.time()
@@ -470,7 +487,6 @@ def train_generator(out: str | Path, lang=None, model_cfg: GPTConfig | None = No
         load_weights(out, model).train()
         restore_training(out, model, opt, gen)
         step, elapsed, history = config["step"], config["elapsed"], config.get("history", [])
-        rng = np.random.default_rng([train_cfg.seed, step])
     budget = 60.0 * train_cfg.minutes
     by_steps = train_cfg.steps is not None
 
@@ -498,6 +514,9 @@ def train_generator(out: str | Path, lang=None, model_cfg: GPTConfig | None = No
         lr = train_cfg.lr * min(1.0, (step + 1) / train_cfg.warmup) * 0.5 * (1 + math.cos(angle))
         for g in opt.param_groups:
             g["lr"] = lr
+        # each step's batch from (seed, step) alone: a resumed run draws what the interrupted one would
+        # have (one generator drawn from since step 0 was reseeded on resume, and the batches differed)
+        rng = np.random.default_rng([train_cfg.seed, step])
         idx = rng.integers(0, len(corpus), train_cfg.batch)
         uncond = rng.random(train_cfg.batch) < train_cfg.p_uncond
         loss, read = losses(model, corpus, idx, uncond, gen, None if world == 1 else (rank, world), reader is False)

@@ -322,13 +322,17 @@ class WordTokenizer:
         self.name = name
         self.vocab_size = 3**n
         self.version = base.version  # the same decisions, the same bytes; n is in the name
-        self.decoder_revision = base.decoder_revision  # decoded by the base
         self.lossless = base.lossless
         self.max_levels = base.max_levels
         self.payload_codec = self
         self._powers = powers(n)
         if not registered(name):  # its bytes read back by name in this process (wavelet-w8 is registered)
             remember(self)
+
+    @property
+    def decoder_revision(self) -> int:
+        """The base tokenizer's (it decodes the words' decisions)."""
+        return self.base.decoder_revision
 
     def __repr__(self) -> str:
         return f"WordTokenizer({self.name!r}, n={self.n}, base={self.base.name!r})"
