@@ -600,3 +600,59 @@ def test_16_bit_packed_pixel_bmps_still_read(tmp_path):
     (tmp_path / "565.bmp").write_bytes(b"BM" + struct.pack("<IHHI", 14 + 52 + len(pix), 0, 0, 66) + hdr + pix)
     img = read_image(tmp_path / "565.bmp")
     assert img.shape == (2, 4, 3) and img[0, 0].tolist() == [255, 0, 0]
+
+
+# --- found by review (2026-11-30) ------------------------------------------------------------------
+
+
+def test_planar_16_bit_tiff_rejected(tmp_path):
+    """A planar TIFF's tiles name one band each ("R"), without the ";16": read as wrong 8-bit pixels."""
+    tifffile = pytest.importorskip("tifffile")
+    planes = np.arange(3 * 4 * 5, dtype=np.uint16).reshape(3, 4, 5) * 1000
+    tifffile.imwrite(tmp_path / "planar16.tif", planes, photometric="rgb", planarconfig="separate")
+    with pytest.raises(ImageFormatError, match="16-bit"):
+        read_image(tmp_path / "planar16.tif")
+    tifffile.imwrite(tmp_path / "planar8.tif", (planes >> 8).astype(np.uint8), photometric="rgb",
+                     planarconfig="separate")
+    assert read_image(tmp_path / "planar8.tif")[0, 1].tolist() == (planes[:, 0, 1] >> 8).tolist()
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB", "1"])
+def test_a_transparent_colour_key_is_flattened_onto_white(tmp_path, mode):
+    """Gray, RGB and 1-bit PNGs with a tRNS colour key kept the key colour; a palette PNG was flattened."""
+    px = np.array([[0, 255, 0, 0]], np.uint8)
+    im = Image.fromarray(px).convert(mode)
+    im.save(tmp_path / "t.png", transparency=(0, 0, 0) if mode == "RGB" else 0)
+    got = read_image(tmp_path / "t.png")
+    assert got.shape[2] == (3 if mode == "RGB" else 1)
+    assert (got == 255).all()  # the key colour (black) transparent: white; the white pixel stays
+
+
+def test_writers_that_fail_their_own_way_give_an_adatok_error(tmp_path):
+    """TGA and SGI hold at most 65,535 pixels a side: OverflowError and struct.error, raw."""
+    wide = np.zeros((1, 70_000), np.uint8)
+    for suffix in (".tga", ".sgi"):
+        with pytest.raises(AdatokError, match="cannot write"):
+            write_image(tmp_path / f"w{suffix}", wide)
+        assert list(tmp_path.iterdir()) == []
+
+
+def test_a_long_utf8_name_is_written(tmp_path):
+    name = "画" * 81 + ".png"  # 247 bytes: the temporary name, cut at 200 characters, was past 255 bytes
+    write_image(tmp_path / name, np.zeros((2, 2), np.uint8))
+    assert [p.name for p in tmp_path.iterdir()] == [name]
+
+
+def test_special_files_are_not_replaced_and_links_are_written_through(tmp_path):
+    """Renamed over, a pipe or a device (/dev/null, as root) was replaced by a regular file."""
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    with pytest.raises(AdatokError, match="not a regular file"):
+        write_image(fifo, np.zeros((2, 2), np.uint8))
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+    real = tmp_path / "real.atk"
+    real.write_bytes(b"old")
+    link = tmp_path / "link.atk"
+    link.symlink_to(real)
+    atomic_write_bytes(link, b"new")
+    assert link.is_symlink() and real.read_bytes() == b"new"

@@ -318,6 +318,29 @@ def test_outputs_named_like_the_other_kind_need_force(photo, tmp_path):
     assert not (tmp_path / "out.png").exists()
     assert runner.invoke(app, ["encode", str(photo), str(tmp_path / "out.png"), "--force"]).exit_code == 0
     assert (tmp_path / "out.png").read_bytes()[:4] == b"\x89ATK"
+    # an image to .atk cannot be written at all (its format comes from the suffix): refused even with --force
+    # (--force's help promised it; the write then failed on the suffix)
+    runner.invoke(app, ["encode", str(photo), str(tmp_path / "good.atk")])
+    for extra in ([], ["--force"]):
+        result = runner.invoke(app, ["decode", str(tmp_path / "good.atk"), str(tmp_path / "img.atk"), *extra])
+        assert result.exit_code == 2 and "ends in .atk" in result.stderr and "--force" not in result.stderr
+    assert not (tmp_path / "img.atk").exists()
+
+
+def test_roi_takes_a_saliency_methods_name(photo, tmp_path):
+    """`--roi spectral` was read as a mask file and refused with a message that listed spectral."""
+    from typer.testing import CliRunner
+
+    from adatok.cli import app
+
+    runner = CliRunner()
+    out = {}
+    for roi in ("spectral", "auto"):
+        result = runner.invoke(app, ["encode", str(photo), str(tmp_path / f"{roi}.atk"), "--roi", roi, "--bpp", "8",
+                                     *(["--saliency", "spectral"] if roi == "auto" else [])])
+        assert result.exit_code == 0, result.output
+        out[roi] = (tmp_path / f"{roi}.atk").read_bytes()
+    assert out["spectral"] == out["auto"]  # the same map as --roi auto --saliency spectral
 
 
 def test_usage_errors_are_one_line(photo, tmp_path):

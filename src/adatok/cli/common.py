@@ -67,9 +67,9 @@ def read_bytes(path: Path) -> bytes:
 def check_output(out: Path, *inputs: Path, force: bool = False, image: bool = False) -> None:
     """Refuse to write ``out`` when it is one of the command's ``inputs`` (the same path, or the
     same file under another name: a link, ``./x``), so that no command ever overwrites what it
-    reads. Without ``force``, also refuse a name whose suffix says the other kind of file: token
-    bytes (``image=False``) to an image suffix (``photo.png``), or an image (``image=True``) to
-    ``.atk``; either is almost always a slip of the argument order."""
+    reads. Without ``force``, also refuse token bytes (``image=False``) to a name with an image
+    suffix (``photo.png``): almost always a slip of the argument order. An image (``image=True``) to
+    ``.atk`` is refused even with ``force``: an image's format comes from its suffix."""
     out_path = Path(out)
     for src in inputs:
         src_path = Path(src)
@@ -82,14 +82,13 @@ def check_output(out: Path, *inputs: Path, force: bool = False, image: bool = Fa
         if same:
             raise AdatokError(f"{out} is also the input {src}: writing it would destroy what this command "
                               "reads; give another output path")
-    if force:
-        return
     suffix = out_path.suffix.lower()
-    if not image and suffix in image_suffixes():
+    if image and suffix == ".atk":
+        raise AdatokError(f"{out} ends in .atk but would hold an image, whose format its suffix names; give an image "
+                          "name (.png)")
+    if not force and not image and suffix in image_suffixes():
         raise AdatokError(f"{out} has an image suffix but would hold token bytes (.atk); give a name ending in "
                           ".atk, or --force to write it anyway")
-    if image and suffix == ".atk":
-        raise AdatokError(f"{out} ends in .atk but would hold an image; give an image name (.png), or --force")
 
 
 def image_suffixes() -> set[str]:

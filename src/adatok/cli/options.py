@@ -45,8 +45,8 @@ CheckpointFolder = Annotated[str | None, typer.Option(
 
 #: ``--force``: write an output whose suffix names the other kind of file (never an input).
 Force = Annotated[bool, typer.Option(
-    "--force", help="Write OUT even if its suffix names another kind of file (.atk bytes to .png, an image "
-                    "to .atk). An output that is one of the inputs is refused even so.")]
+    "--force", help="encode: write the .atk bytes to OUT even if its suffix names an image (.png). An output that "
+                    "is one of the inputs is refused even so.")]
 
 #: ``--resume`` and ``--force`` of the trainers: what to do with a checkpoint already in ``--out``.
 Resume = Annotated[bool, typer.Option("--resume", help="Continue the checkpoint in --out.")]

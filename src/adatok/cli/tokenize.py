@@ -39,9 +39,10 @@ def encode(
     lossless: LosslessBudget = False,
     bpp: BppBudget = None,
     roi: Annotated[str | None, typer.Option(
-        "--roi", metavar="auto|MASK.png", show_default=False,
-        help="Region of interest whose tokens come first: 'auto' (a saliency map, see --saliency) "
-             "or a mask PNG of the image's size (brighter = more important).")] = None,
+        "--roi", metavar="auto|METHOD|MASK.png", show_default=False,
+        help="Region of interest whose tokens come first: 'auto' (a saliency map, see --saliency), a saliency "
+             "method's name (spectral, gradient, centre), or a mask PNG of the image's size (brighter = more "
+             "important).")] = None,
     saliency_method: SaliencyMethod = "auto",
     region: Annotated[bool, typer.Option(
         "--in-roi", help="Measure --psnr/--ssim inside the region of interest (mask >= 0.5) only.")] = False,
@@ -52,7 +53,11 @@ def encode(
 
     Give at most one budget option; without one the full sequence is kept.
     """
-    check_output(out, image, *([Path(roi)] if roi not in (None, "auto") else []), force=force)
+    from adatok.core.saliency import METHODS
+
+    # a method's name (a file of that name wins); was read as a mask file, refused, with a message naming methods
+    spec = saliency_method if roi == "auto" else roi if roi in METHODS and not Path(roi).exists() else roi and Path(roi)
+    check_output(out, image, *([spec] if isinstance(spec, Path) else []), force=force)
     chosen = budget(tokens, psnr_db, ssim, lossless, bpp)
     if region:
         if not isinstance(chosen, Quality) or roi is None:
@@ -65,7 +70,7 @@ def encode(
     if roi is not None:
         from adatok.core import saliency as sal
 
-        roi_map = sal.roi_from(saliency_method if roi == "auto" else Path(roi), img)
+        roi_map = sal.roi_from(spec, img)
     seq = tok.encode([img], chosen, roi=None if roi_map is None else [roi_map])[0]
     data = seq.to_bytes()
     atomic_write_bytes(out, data)

@@ -284,6 +284,8 @@ def _pillow_to_array(im: Image.Image, name: str) -> np.ndarray:
             f"(np.asarray(PIL.Image.open(IN)) >> 8).astype(np.uint8) for 16-bit data, then "
             f"adatok.core.imageio.write_image"
         )
+    if mode in ("1", "L", "RGB") and im.has_transparency_data:  # a tRNS colour key: flattened as alpha is
+        return flatten_alpha(np.array(im.convert("RGBA" if mode == "RGB" else "LA"), dtype=np.uint8))
     if mode == "1":
         im = im.convert("L")
         mode = "L"
@@ -315,6 +317,11 @@ _PACKED_PIXELS = frozenset({"RGB;16", "BGR;16", "RGB;15", "BGR;15", "RGB;15B", "
 def _sixteen_bit_tile(im: Image.Image) -> str | None:
     """How an opened image's tiles say its samples are 16-bit (Pillow keeps their high bytes in an
     8-bit mode for some formats), or ``None``."""
+    if im.format == "TIFF":  # from the tag: a planar TIFF's tiles name one band each ("R"), without the ";16"
+        bits = im.tag_v2.get(258)
+        bits = bits if isinstance(bits, tuple) else (bits,) if bits is not None else ()
+        if any(isinstance(b, int) and b > 8 for b in bits):
+            return f"{max(bits)} bits a sample"
     for tile in im.tile or []:
         args = getattr(tile, "args", None)
         raw = args if isinstance(args, str) else args[0] if isinstance(args, tuple) and args else None
@@ -424,7 +431,9 @@ def _create_temp(folder: Path, target: Path) -> Path:
     """Create an empty, not-yet-existing temporary file next to ``target``; return its path."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
     for _ in range(100):
-        tmp = folder / f".{target.name[:200]}.{secrets.token_hex(4)}.tmp"
+        # (at most 100 bytes of the name: with the dot, tag and suffix within 255 bytes for any encoding)
+        short = os.fsencode(target.name)[:100].decode(errors="ignore") if os.name == "posix" else target.name[:100]
+        tmp = folder / f".{short}.{secrets.token_hex(4)}.tmp"
         try:
             fd = os.open(tmp, flags, 0o666)  # the umask applies, as for a plain open()
         except FileExistsError:
@@ -454,6 +463,8 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
             a folder, or the final replacement fails.
     """
     target = Path(os.fspath(path))
+    if target.is_symlink():  # the file it points at is replaced, and the link stays
+        target = Path(os.path.realpath(target))
     folder = target.parent
     if not folder.exists():
         raise AdatokError(f"cannot write {target}: folder {folder} does not exist; create it first")
@@ -461,6 +472,9 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
         raise AdatokError(f"cannot write {target}: {folder} is not a folder")
     if target.is_dir():
         raise AdatokError(f"cannot write {target}: it is a folder; give a file name")
+    if target.exists() and not target.is_file():  # renamed over, a device or pipe would be gone (/dev/null, as root)
+        raise AdatokError(f"cannot write {target}: it is not a regular file (a device, pipe or socket); adatok "
+                          "writes a file whole, then renames it into place: give a file name")
     tmp = _create_temp(folder, target)
     try:
         yield tmp
@@ -559,7 +573,9 @@ def write_image(path: PathLike, array: np.ndarray) -> None:
     with atomic_path(target) as tmp:
         try:
             pil.save(tmp, format=fmt)
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+        except MemoryError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - each writer fails its own way (OverflowError, struct.error ...)
             raise AdatokError(
                 f"cannot write {target} as {fmt}: {exc}; try another format, e.g. .png"
             ) from exc

@@ -239,7 +239,8 @@ def _varint(v: int) -> bytes:
 def _str(text: str) -> bytes:
     raw = text.encode()
     if len(raw) > 255:
-        raise ValueError(f"{text[:20]!r}... is too long for a container header")
+        raise ContainerError(f"{text[:20]!r}... ({len(raw)} bytes) is too long for a container header (at most "
+                             "255 bytes): give the tokenizer a shorter name")
     return bytes([len(raw)]) + raw
 
 
@@ -287,7 +288,9 @@ def _frame(seq: TokenSequence, codec: str, payload_len: int, crcs: list[int]) ->
         json.dumps(dict(seq.params), sort_keys=True, separators=(",", ":")).encode(),
     ])
     if len(header) > 0xFFFF:
-        raise ValueError("header too long")
+        raise ContainerError(f"the sequence's header takes {len(header):,} bytes, more than a container holds "
+                             "(65,535): its parameters are too large (a region of interest finer than such an image "
+                             "can carry?)")
     body = struct.pack(">BH", FORMAT_VERSION, len(header)) + header
     return MAGIC + body + struct.pack(">I", zlib.crc32(body))
 

@@ -33,6 +33,8 @@ def check_ids(ids, batch: int) -> np.ndarray:
     if new.shape != (batch,) or not (np.issubdtype(new.dtype, np.integer) or new.size == 0):
         raise InvalidTokensError(f"push takes one integer id per sequence, an array of shape ({batch},); "
                                  f"got {new.dtype} of shape {new.shape}")
+    if new.dtype == np.uint64 and new.size and int(new.max()) > np.iinfo(np.int64).max:  # would wrap (2**64 - 1 to -1)
+        raise InvalidTokensError(f"token id {int(new.max())} is out of range")
     return np.ascontiguousarray(new, dtype=np.int64)
 
 
