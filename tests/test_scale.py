@@ -436,3 +436,112 @@ def test_learned_tokenizer_trains_on_lossless_shards(tmp_path):
                                    "--quiet"])
     assert res.exit_code == 0, res.output
     assert adatok.load(out).encode([np.zeros((16, 16, 1), np.uint8)])[0].shape == (16, 16, 1)
+
+
+# --- found by review (2026-11-30); without Ray ---------------------------------------------------
+
+
+def _images(folder: Path, n: int = 3, start: int = 0) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        Image.fromarray(np.full((8, 8), 40 * (i + start), np.uint8)).save(folder / f"{i}.png")
+
+
+def test_a_file_changed_under_its_name_is_another_source(tmp_path):
+    """Only the names were in the plan: a run resumed after 0.png changed kept the old image's tokens."""
+    _images(tmp_path / "src")
+    tokenize_dataset(tmp_path / "src", tmp_path / "out", "wavelet", Tokens(10), workers=0)
+    tokenize_dataset(tmp_path / "src", tmp_path / "out", "wavelet", Tokens(10), workers=0)  # unchanged: fine
+    Image.fromarray(np.full((8, 8), 200, np.uint8)).save(tmp_path / "src" / "0.png")
+    with pytest.raises(AdatokError, match="source changed"):
+        tokenize_dataset(tmp_path / "src", tmp_path / "out", "wavelet", Tokens(10), workers=0)
+
+
+def test_a_link_under_the_source_into_the_output_is_not_followed(tmp_path):
+    """A linked folder leading to DST was listed as input by the second run, which refused DST as another run's."""
+    _images(tmp_path / "src")
+    (tmp_path / "src" / "link").symlink_to(tmp_path / "out", target_is_directory=True)
+    first = tokenize_dataset(tmp_path / "src", tmp_path / "out", "wavelet", Tokens(10), workers=0)
+    again = tokenize_dataset(tmp_path / "src", tmp_path / "out", "wavelet", Tokens(10), workers=0)
+    assert first["counts"]["images"] == again["counts"]["images"] == 3
+
+
+def test_unlistable_folders_and_names_not_utf8_are_bad_inputs(tmp_path, monkeypatch):
+    """An unreadable sub-folder's images were left out silently; a name not UTF-8 crashed the run in pyarrow."""
+    src = tmp_path / "src"
+    _images(src)
+    _images(src / "locked", 2)
+    (src / os.fsdecode(b"caf\xe9.png")).write_bytes((src / "0.png").read_bytes())
+    real = os.scandir
+
+    def scandir(path="."):
+        if Path(os.fsdecode(path)).name == "locked":
+            raise PermissionError(13, "Permission denied", os.fsdecode(path))
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    manifest = tokenize_dataset(src, tmp_path / "out", "wavelet", Tokens(10), workers=0)
+    monkeypatch.setattr(os, "scandir", real)
+    bad = {b["source"]: b["reason"] for b in manifest["bad"]}
+    assert bad["locked/"].startswith("cannot list") and "not UTF-8" in bad["caf\\xe9.png"]
+    assert manifest["counts"]["written"] == 3 and len(list(read_tokens(tmp_path / "out"))) == 3
+
+
+def test_parquet_sources_beside_markers_with_damage_and_text_labels(tmp_path):
+    """_SUCCESS beside the files made the folder a folder of images (0 rows, "complete"); damaged pages were
+    a raw pyarrow traceback; a text 'label' column refused the source."""
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    blobs = []
+    for i in range(4):
+        buf = io.BytesIO()
+        Image.fromarray(np.full((8, 8), 30 * i, np.uint8)).save(buf, format="PNG")
+        blobs.append(buf.getvalue())
+    src = tmp_path / "table"
+    src.mkdir()
+    pq.write_table(pa.table({"image": pa.array(blobs, pa.binary()), "label": ["a", "b", "c", "d"]}), src / "a.parquet")
+    (src / "_SUCCESS").write_bytes(b"")
+    manifest = tokenize_dataset(src, tmp_path / "out", "wavelet", Tokens(10), workers=0)
+    assert manifest["counts"]["written"] == 4 and [r.label for r in read_tokens(tmp_path / "out")] == [None] * 4
+    damaged = tmp_path / "damaged.parquet"
+    pq.write_table(pa.table({"image": pa.array(blobs, pa.binary())}), damaged, compression="none")
+    data = bytearray(damaged.read_bytes())
+    for k in range(4, 60):
+        data[k] ^= 0xFF  # the first page's header; the footer is intact
+    damaged.write_bytes(bytes(data))
+    manifest = tokenize_dataset(damaged, tmp_path / "out2", "wavelet", Tokens(10), workers=0)
+    assert manifest["status"] == "complete" and len(manifest["bad"]) == 4
+    assert all("cannot read its Parquet rows" in b["reason"] for b in manifest["bad"])
+
+
+def test_reading_shards_splits_orders_and_checks(tmp_path):
+    """Rows outside train/ and test/ were in no split; part-100000 sorted before part-99999; a webdataset-only
+    folder read as empty; a manifest that is a list was a raw AttributeError; formats in another order were
+    refused as another run's."""
+    src = tmp_path / "src"
+    _images(src / "train", 2)
+    _images(src / "val", 1)
+    _images(src, 1)
+    out = tmp_path / "out"
+    tokenize_dataset(src, out, "wavelet", Tokens(10), workers=0, shard_size=1, formats=("parquet", "webdataset"))
+    every = [r.source for r in read_tokens(out)]
+    train, test = ([r.source for r in read_tokens(out, split=s)] for s in ("train", "test"))
+    assert sorted(train + test) == sorted(every) and test == []
+    tokenize_dataset(src, out, "wavelet", Tokens(10), workers=0, shard_size=1, formats=("webdataset", "parquet"))
+    parts = sorted((out / "parquet").glob("part-*.parquet"))
+    (parts[0]).rename(out / "parquet" / "part-99999.parquet")
+    (parts[1]).rename(out / "parquet" / "part-100000.parquet")
+    names = [f.name for f in adatok.datasets.token_shards(out)]
+    assert names.index("part-99999.parquet") < names.index("part-100000.parquet")
+    web = tmp_path / "web"
+    tokenize_dataset(src, web, "wavelet", Tokens(10), workers=0, formats=("webdataset",))
+    with pytest.raises(AdatokError, match="no Parquet shards"):
+        list(read_tokens(web))
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "manifest.json").write_text("[1, 2]")
+    with pytest.raises(AdatokError, match="not the manifest"):
+        tokenize_dataset(src, other, "wavelet", Tokens(10), workers=0)

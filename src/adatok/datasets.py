@@ -198,17 +198,22 @@ def _read_idx(path: Path, ndim: int) -> np.ndarray:
     return np.frombuffer(data, np.uint8, offset=header).reshape(dims)
 
 
-def image_files(folder: str | os.PathLike[str]) -> list[Path]:
+def image_files(folder: str | os.PathLike[str], unreadable: list | None = None,
+                skip: str | os.PathLike[str] | None = None) -> list[Path]:
     """The files under ``folder`` that :func:`load` tries as images, in its order: every regular
     file, recursively, sorted, leaving out hidden files and folders (names starting with ``.``);
-    ``[folder]`` when it is a file."""
+    ``[folder]`` when it is a file. ``unreadable``: a list that gets ``(folder, reason)`` for each
+    folder under it that could not be listed (without it such a folder's images were left out
+    silently); ``skip``: a folder not to enter, wherever links lead (an output folder)."""
     path = Path(folder)
-    return [path] if path.is_file() else sorted(_walk(path))
+    return [path] if path.is_file() else sorted(_walk(path, unreadable, skip))
 
 
 def _folder(path: Path, split: str | None, limit: int | None, max_side: int | None) -> Dataset:
-    files = image_files(path)
-    images, ids, skipped = [], [], []
+    unreadable: list = []
+    files = image_files(path, unreadable)
+    images, ids = [], []
+    skipped = [(f"{Path(d).relative_to(path).as_posix()}/", reason) for d, reason in unreadable]
     for file in files:
         if limit is not None and len(images) >= limit:
             break
@@ -225,14 +230,20 @@ def _folder(path: Path, split: str | None, limit: int | None, max_side: int | No
     return Dataset(str(path), split, images, ids, skipped=skipped)
 
 
-def _walk(folder: Path) -> Iterator[Path]:
+def _walk(folder: Path, unreadable: list | None = None, skip=None) -> Iterator[Path]:
     """Regular files under ``folder``, recursively, leaving out hidden files and folders. Linked
     folders are followed (as linked files are read), each real folder once: a link back up the
-    tree is not walked again."""
+    tree is not walked again. See :func:`image_files` for ``unreadable`` and ``skip``."""
     seen: set[tuple[int, int]] = set()
-    for root, dirs, files in os.walk(folder, followlinks=True):
+    avoid = Path(os.path.realpath(skip)) if skip is not None else None
+
+    def failed(exc: OSError) -> None:
+        if unreadable is not None:
+            unreadable.append((exc.filename, f"cannot list this folder: {exc.strerror or exc}"))
+
+    for root, dirs, files in os.walk(folder, followlinks=True, onerror=failed):
         st = os.stat(root)
-        if (st.st_dev, st.st_ino) in seen:
+        if (st.st_dev, st.st_ino) in seen or (avoid is not None and Path(os.path.realpath(root)).is_relative_to(avoid)):
             dirs[:] = []
             continue
         seen.add((st.st_dev, st.st_ino))
@@ -353,10 +364,14 @@ def read_manifest(folder: str | os.PathLike[str]) -> dict | None:
     if not path.is_file():
         return None
     try:
-        return json.loads(path.read_text())
+        info = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise AdatokError(f"cannot read {path} ({exc}); remove {Path(folder)} and run adatok tokenize-dataset "
                           "again") from None
+    if not isinstance(info, dict) or "plan" not in info:
+        raise AdatokError(f"{path} is not the manifest of adatok tokenize-dataset (another tool's file?); give "
+                          "another folder")
+    return info
 
 
 def token_shards(folder: str | os.PathLike[str], complete: bool = True) -> list[Path]:
@@ -374,7 +389,12 @@ def token_shards(folder: str | os.PathLike[str], complete: bool = True) -> list[
     if complete and info.get("status") != "complete":
         raise AdatokError(f"{path} holds an unfinished run ({info.get('status')}); run the same command again to "
                           f"finish it: {info.get('command') or 'adatok tokenize-dataset ...'}")
-    return sorted((path / "parquet").glob("part-*.parquet"))
+    if "parquet" not in info.get("plan", {}).get("formats", ["parquet"]):
+        raise AdatokError(f"{path} holds no Parquet shards (written with --format "
+                          f"{' '.join(info['plan']['formats'])}): read its tar shards with webdataset, or tokenize "
+                          "again with --format parquet")
+    # by number: past part-99999 the names grow a digit, and as strings part-100000 sorted first
+    return sorted((path / "parquet").glob("part-*.parquet"), key=lambda f: int(f.stem.split("-")[1]))
 
 
 def read_tokens(folder: str | os.PathLike[str], shards: Sequence[str | os.PathLike[str]] | None = None,
@@ -387,9 +407,11 @@ def read_tokens(folder: str | os.PathLike[str], shards: Sequence[str | os.PathLi
         folder: the folder (its ``manifest.json`` is checked, see :func:`token_shards`).
         shards: read only these shard files (default: all of them, in order).
         complete: refuse a folder whose run has not finished.
-        split: ``"train"`` or ``"test"``: the rows whose source id starts with ``split/``
-            (Fashion-MNIST's ``train/00042``); a source without such ids is split as training
-            splits a folder of images: its last 5% are ``"test"``, the rest ``"train"``.
+        split: ``"train"`` or ``"test"``. When some source ids start with ``train/`` or ``test/``
+            (Fashion-MNIST's ``train/00042``), ``"test"`` is the rows whose id starts with ``test/``
+            and ``"train"`` every other row (those of ``train/``, and any other: each row is in one
+            split); a source without such ids is split as training splits a folder of images: its
+            last 5% are ``"test"``, the rest ``"train"``.
 
     Example:
         >>> rows = read_tokens("out/fmnist-tokens")                 # doctest: +SKIP
@@ -401,7 +423,7 @@ def read_tokens(folder: str | os.PathLike[str], shards: Sequence[str | os.PathLi
             raise AdatokError(f"token shards have the splits 'train' and 'test' (or None for all), not {split!r}")
         rows = list(read_tokens(folder, shards, complete))
         if any(r.source.startswith(("train/", "test/")) for r in rows):
-            yield from (r for r in rows if r.source.startswith(f"{split}/"))
+            yield from (r for r in rows if r.source.startswith("test/") == (split == "test"))
         else:
             held = max(1, len(rows) // 20)
             yield from (rows[-held:] if split == "test" else (rows[:-held] or rows))

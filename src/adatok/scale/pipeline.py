@@ -10,7 +10,8 @@ and when every shard is done, rewrites the manifest with the counts and the bad 
 
 Resuming is running the same command again: the plan is the same, shards with a record are
 skipped, and the result is the dataset one uninterrupted run writes. Ray is started locally by
-default (``num_cpus`` = workers, no dashboard, loopback only, its files under a temporary folder)
+default (``num_cpus`` = workers, no dashboard, address 127.0.0.1 (Ray 2.60 still listens on every
+interface: see docs/scale.md), its files under a temporary folder)
 and stopped at the end; with ``address`` the run uses an existing cluster (whose workers need
 adatok installed and ``out`` on a shared file system). ``workers=0`` does the same work in this
 process, without Ray (the plain loop the benchmark compares with).
@@ -63,7 +64,8 @@ def worker_reference(tokenizer: str | os.PathLike[str]) -> str:
 def _plan_key(source: Source, specs: list[dict], tok, budget: Budget | None, formats: tuple[str, ...],
               shard_size: int, limit: int | None) -> dict:
     """What a resumed run must share with the run it resumes (the same shards, made the same way)."""
-    listing = hashlib.sha256(json.dumps([s["items"] for s in specs]).encode()).hexdigest()
+    # the listing and each input's size and time: a file changed under the same name is another source
+    listing = hashlib.sha256(json.dumps([[s["items"] for s in specs], source.fingerprint()]).encode()).hexdigest()
     return {"source": source.describe(), "images": specs[-1]["stop"] if specs else 0, "listing_sha256": listing, "tokenizer": tok.name,
             "version": tok.version, "budget": budget_json(budget), "formats": list(formats),
             "shard_size": shard_size, "limit": limit}
@@ -97,7 +99,7 @@ def _remove_leftovers(out: Path) -> None:
 
 def start_ray(workers: int | None, address: str | None) -> tuple[bool, str | None]:
     """Connect to Ray: the cluster at ``address``, or a local one of ``workers`` CPUs (no
-    dashboard, loopback only, its files under a new temporary folder). Returns whether this call
+    dashboard, address 127.0.0.1, its files under a new temporary folder). Returns whether this call
     started it (and must stop it) and that folder. A Ray already initialized in this process is
     used as it is."""
     import ray
@@ -181,8 +183,8 @@ def tokenize_dataset(src: str | os.PathLike[str], out: str | os.PathLike[str], t
         AdatokError: a source that cannot be read, an unknown tokenizer, a budget the tokenizer
             cannot meet, an ``out`` that holds something else (another run, other files).
     """
-    formats = tuple(dict.fromkeys(formats))
     unknown = [f for f in formats if f not in FORMATS]
+    formats = tuple(f for f in FORMATS if f in formats)  # each once, in one order (a resumed run gives any)
     if unknown or not formats:
         raise AdatokError(f"unknown format {unknown[0] if unknown else '(none)'!r}: use {' or '.join(FORMATS)}")
     if isinstance(shard_size, bool) or not isinstance(shard_size, int) or shard_size < 1:
@@ -194,9 +196,9 @@ def tokenize_dataset(src: str | os.PathLike[str], out: str | os.PathLike[str], t
     tok = adatok.load(tokenizer)
     if isinstance(budget, Lossless) and not getattr(tok, "lossless", False):
         raise BudgetError(f"{tok.name!r} is not lossless; use wavelet-lossless for a lossless budget")
-    source = open_source(src, image_column, label_column)
-    specs = source.plan(shard_size, limit)
     out = Path(out).resolve()  # the workers' working folder may be another (a cluster's nodes)
+    source = open_source(src, image_column, label_column, exclude=out)  # (a link under src may lead into out)
+    specs = source.plan(shard_size, limit)
     root = getattr(source, "root", None)
     if root is not None and root.is_dir() and out.is_relative_to(root):
         raise AdatokError(f"the output folder {out} is inside the source folder {root}: a second run (or a "

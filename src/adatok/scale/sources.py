@@ -47,6 +47,10 @@ class Source:
         """The images of one shard, in order (run by a worker)."""
         raise NotImplementedError
 
+    def fingerprint(self) -> list:
+        """What changes when the source's contents change without its listing changing (JSON)."""
+        return []
+
     def plan(self, size: int, limit: int | None = None) -> list[dict]:
         """Shard specs ``{"shard", "start", "stop", "items"}`` of ``size`` images each (the last
         may be shorter), over the first ``limit`` images."""
@@ -59,16 +63,34 @@ class Source:
 class FolderSource(Source):
     """Every file under a folder, recursively, in :func:`adatok.datasets.image_files` order; the
     source id is the path inside the folder. Files that are not readable 8-bit images (not an
-    image, truncated, 16-bit, over the pixel limit) become bad inputs with their reason."""
+    image, truncated, 16-bit, over the pixel limit) become bad inputs with their reason, and so
+    does each folder that cannot be listed (its id ends in ``/``). ``exclude``: a folder never
+    entered, wherever links under the source lead (the output folder)."""
 
     kind = "folder"
 
-    def __init__(self, root: str | os.PathLike[str], files: list[str] | None = None):
+    def __init__(self, root: str | os.PathLike[str], files: list[str] | None = None,
+                 exclude: str | os.PathLike[str] | None = None):
         self.root = Path(root).resolve()
         if files is None:
-            found = image_files(self.root)
-            files = [self.root.name] if self.root.is_file() else [f.relative_to(self.root).as_posix() for f in found]
+            unreadable: list = []
+            found = image_files(self.root, unreadable, exclude)
+            files = [self.root.name] if self.root.is_file() else sorted(
+                [f.relative_to(self.root).as_posix() for f in found]
+                + [f"{Path(d).relative_to(self.root).as_posix()}/" for d, _ in unreadable])
         self.files = files
+
+    def fingerprint(self) -> list:
+        """Each file's size and modification time: a resumed run of a changed file is refused."""
+        base = self.root.parent if self.root.is_file() else self.root
+        out = []
+        for rel in self.files:
+            try:
+                st = os.stat(base / rel)
+                out.append([st.st_size, st.st_mtime_ns])
+            except OSError:
+                out.append(None)
+        return out
 
     def __len__(self) -> int:
         return len(self.files)
@@ -83,6 +105,15 @@ class FolderSource(Source):
         base = self.root.parent if self.root.is_file() else self.root
         for i, rel in enumerate(items):
             file = base / rel
+            try:
+                rel.encode()
+            except UnicodeEncodeError:  # a name Linux allows: the shards' UTF-8 columns cannot hold it
+                shown = rel.encode(errors="surrogateescape").decode(errors="backslashreplace")
+                yield start + i, shown, None, None, "its name is not UTF-8: rename it"
+                continue
+            if rel.endswith("/"):  # a folder that could not be listed when the run was planned
+                yield start + i, rel, None, None, "cannot list this folder (permissions?): its images were not read"
+                continue
             try:
                 yield start + i, rel, None, read_image(file), None
             except AdatokError as exc:
@@ -183,8 +214,8 @@ class ParquetSource(Source):
                 or (pa.types.is_struct(kind) and kind.get_field_index("bytes") >= 0)):
             raise AdatokError(f"{path}: column {image_column!r} is {kind}, not the bytes of image files (binary, "
                               "or a struct with a 'bytes' field)")
-        if label_column is None and "label" in names:
-            label_column = "label"
+        if label_column is None and "label" in names and pa.types.is_integer(schema.field("label").type):
+            label_column = "label"  # (a 'label' of another type, class names say, is not taken unasked)
         if label_column is not None:
             if label_column not in names:
                 raise AdatokError(f"{path} has no column {label_column!r} (it has {names}); give --label-column")
@@ -195,6 +226,15 @@ class ParquetSource(Source):
 
     def __len__(self) -> int:
         return int(self._offsets[-1])
+
+    def fingerprint(self) -> list:
+        """Each file's size and modification time (see :meth:`FolderSource.fingerprint`)."""
+        base = self.root.parent if self.root.is_file() else self.root
+        out = []
+        for rel, _ in self.files:
+            st = os.stat(base / rel)
+            out.append([st.st_size, st.st_mtime_ns])
+        return out
 
     def describe(self) -> dict:
         return {"kind": self.kind, "path": str(self.root), "image_column": self.image_column,
@@ -216,17 +256,23 @@ class ParquetSource(Source):
         g = start
         columns = [self.image_column] + ([self.label_column] if self.label_column else [])
         for rel, a, b in items:
-            pf = pq.ParquetFile(base / rel)
-            groups, first, at = [], None, 0  # the row groups that hold rows a..b-1
-            for r in range(pf.metadata.num_row_groups):
-                n = pf.metadata.row_group(r).num_rows
-                if at < b and at + n > a:
-                    groups.append(r)
-                    first = at if first is None else first
-                at += n
-            table = pf.read_row_groups(groups, columns=columns).slice(a - first, b - a)
-            images = table.column(self.image_column).to_pylist()
-            labels = table.column(self.label_column).to_pylist() if self.label_column else [None] * len(images)
+            try:
+                pf = pq.ParquetFile(base / rel)
+                groups, first, at = [], None, 0  # the row groups that hold rows a..b-1
+                for r in range(pf.metadata.num_row_groups):
+                    n = pf.metadata.row_group(r).num_rows
+                    if at < b and at + n > a:
+                        groups.append(r)
+                        first = at if first is None else first
+                    at += n
+                table = pf.read_row_groups(groups, columns=columns).slice(a - first, b - a)
+                images = table.column(self.image_column).to_pylist()
+                labels = table.column(self.label_column).to_pylist() if self.label_column else [None] * len(images)
+            except Exception as exc:  # noqa: BLE001 - pyarrow raises OSError, ArrowInvalid ... for damaged pages
+                for j in range(b - a):  # every row of the piece a bad input, and the run goes on
+                    yield g, f"{rel}#{a + j}", None, None, f"cannot read its Parquet rows ({exc})"
+                    g += 1
+                continue
             for j, (data, label) in enumerate(zip(images, labels, strict=True)):
                 sid = f"{rel}#{a + j}"
                 if isinstance(data, dict):
@@ -243,9 +289,11 @@ class ParquetSource(Source):
 
 
 def open_source(src: str | os.PathLike[str], image_column: str | None = None,
-                label_column: str | None = None) -> Source:
+                label_column: str | None = None, exclude: str | os.PathLike[str] | None = None) -> Source:
     """The source ``src`` names: ``fashion-mnist``, a Parquet file or a folder holding
-    ``*.parquet`` files (and no other files but hidden ones), or a folder of image files."""
+    ``*.parquet`` files (and no other files but hidden ones and those whose names start with
+    ``_``, as ``_SUCCESS`` or ``_metadata`` beside Spark's and Dask's), or a folder of image files
+    (``exclude``: see :class:`FolderSource`)."""
     key = os.fspath(src)
     if key == "fashion-mnist" and (image_column is not None or label_column is not None):
         raise AdatokError("--image-column and --label-column are for Parquet sources; fashion-mnist has its own "
@@ -261,13 +309,14 @@ def open_source(src: str | os.PathLike[str], image_column: str | None = None,
     if path.is_file() and path.suffix == ".parquet":
         return ParquetSource(path, image_column, label_column)
     if path.is_dir():
-        files = image_files(path)
+        files = [f for f in image_files(path, skip=exclude)
+                 if not any(part.startswith("_") for part in f.relative_to(path).parts)]
         if files and all(f.suffix == ".parquet" for f in files):
             return ParquetSource(path, image_column, label_column)
     if image_column is not None or label_column is not None:
         raise AdatokError("--image-column and --label-column are for Parquet sources; "
                           f"{key} is a folder of image files")
-    return FolderSource(path)
+    return FolderSource(path, exclude=exclude)
 
 
 def from_description(desc: dict) -> Source:
