@@ -443,6 +443,7 @@ def test_sampling_options_no_sampling_can_follow_are_refused(trained):
                             ([0], {"temperature": float("inf")}), ([0], {"top_p": 0.0}), ([0], {"min_tokens": -1})):
         with pytest.raises(adatok.AdatokError):
             sample(gen, labels, max_tokens=5, **options)
+    assert len(sample(gen, [np.int64(1), None, -1], max_tokens=5, temperature=0.0)[0]) == 3  # 0: the likeliest
 
 
 def test_other_seeds_draw_other_samples(trained):
@@ -473,6 +474,8 @@ def test_a_folder_of_samples_does_not_hide_the_shipped_generator_of_its_name(tmp
     assert generator_folder(name) == CHECKPOINT_DIR / name
     (tmp_path / name / "config.json").write_text("{}")  # a checkpoint folder of that name: it is the one meant
     assert generator_folder(name) == Path(name)
+    monkeypatch.chdir(tmp_path / name)  # no folder of that name here: the shipped one, however written
+    assert generator_folder(f"{name}/") == generator_folder(f"./{name}") == CHECKPOINT_DIR / name
 
 
 @pytest.mark.parametrize("bad", [{"lr": -1.0}, {"lr": float("nan")}, {"minutes": 0.0}, {"minutes": float("nan")},
@@ -480,6 +483,7 @@ def test_a_folder_of_samples_does_not_hide_the_shipped_generator_of_its_name(tmp
 def test_training_settings_no_run_can_follow_are_refused(bad):
     with pytest.raises(adatok.AdatokError):
         GenTrainConfig(**bad)
+    GenTrainConfig(eval_every=float("inf"), save_every=float("inf"))  # (at the end only: taken)
 
 
 def test_a_resumed_run_goes_on_as_the_interrupted_one_would_have(tmp_path, monkeypatch):

@@ -628,6 +628,19 @@ def test_a_transparent_colour_key_is_flattened_onto_white(tmp_path, mode):
     assert (got == 255).all()  # the key colour (black) transparent: white; the white pixel stays
 
 
+@pytest.mark.parametrize("bits", [2, 4])
+def test_a_low_bit_gray_colour_key_is_flattened(tmp_path, bits):
+    """Pillow scales 2- and 4-bit gray pixels to 0..255 but leaves the tRNS key on the file's scale."""
+    top = 2**bits - 1
+    Image.fromarray(np.array([[0, 1, 2, top]], np.uint8) * (255 // top)).save(tmp_path / "g.png", bits=bits,
+                                                                               transparency=1)
+    im = Image.open(tmp_path / "g.png")
+    if im.info.get("transparency") != 1:
+        pytest.skip("this Pillow wrote the key on another scale")
+    got = read_image(tmp_path / "g.png")[0, :, 0].tolist()
+    assert got == [0, 255, 2 * (255 // top), 255]
+
+
 def test_writers_that_fail_their_own_way_give_an_adatok_error(tmp_path):
     """TGA and SGI hold at most 65,535 pixels a side: OverflowError and struct.error, raw."""
     wide = np.zeros((1, 70_000), np.uint8)

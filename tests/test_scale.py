@@ -448,13 +448,26 @@ def _images(folder: Path, n: int = 3, start: int = 0) -> None:
 
 
 def test_a_file_changed_under_its_name_is_another_source(tmp_path):
-    """Only the names were in the plan: a run resumed after 0.png changed kept the old image's tokens."""
+    """Only the names were in the plan: a run resumed after 0.png changed kept the old image's tokens.
+    A file past --limit is not part of the run: changing it changes nothing."""
     _images(tmp_path / "src")
-    tokenize_dataset(tmp_path / "src", tmp_path / "out", "wavelet", Tokens(10), workers=0)
-    tokenize_dataset(tmp_path / "src", tmp_path / "out", "wavelet", Tokens(10), workers=0)  # unchanged: fine
+    tokenize_dataset(tmp_path / "src", tmp_path / "out", "wavelet", Tokens(10), workers=0, limit=2)
+    Image.fromarray(np.full((8, 8), 90, np.uint8)).save(tmp_path / "src" / "2.png")  # past the limit
+    tokenize_dataset(tmp_path / "src", tmp_path / "out", "wavelet", Tokens(10), workers=0, limit=2)  # fine
     Image.fromarray(np.full((8, 8), 200, np.uint8)).save(tmp_path / "src" / "0.png")
     with pytest.raises(AdatokError, match="source changed"):
-        tokenize_dataset(tmp_path / "src", tmp_path / "out", "wavelet", Tokens(10), workers=0)
+        tokenize_dataset(tmp_path / "src", tmp_path / "out", "wavelet", Tokens(10), workers=0, limit=2)
+
+
+def test_a_folder_source_lists_in_the_order_of_image_files(tmp_path):
+    from adatok.datasets import image_files
+    from adatok.scale.sources import FolderSource
+
+    for rel in ("img/a.png", "img-2/b.png", "img.png"):
+        (tmp_path / rel).parent.mkdir(exist_ok=True)
+        Image.fromarray(np.zeros((4, 4), np.uint8)).save(tmp_path / rel)
+    want = [f.relative_to(tmp_path).as_posix() for f in image_files(tmp_path)]
+    assert FolderSource(tmp_path).files == want == ["img/a.png", "img-2/b.png", "img.png"]
 
 
 def test_a_link_under_the_source_into_the_output_is_not_followed(tmp_path):

@@ -298,9 +298,14 @@ def test_a_painted_region_is_read_as_the_library_reads_a_mask(client, coded, tmp
     assert served.content == seq.to_bytes()
 
 
-def test_an_upload_is_opened_under_the_servers_pixel_limit(monkeypatch):
-    """The header check opened uploads under Pillow's own limit (89 M pixels): a 43-byte GIF whose
-    first frame is 13000 x 13000 made Pillow allocate 170 MB before the server said 413."""
+def test_an_upload_is_opened_under_the_librarys_pixel_limit(monkeypatch):
+    """The header check opened uploads under Pillow's own limit (89 M pixels; it raises above twice
+    that): a 43-byte GIF whose first frame is 13000 x 13000 made Pillow allocate 170 MB before the
+    server said 413. Now under the library's (50 M), as every read is (not the server's own, lower
+    limit: Pillow's is one for the process, and another thread's read of a larger image would have
+    been refused meanwhile)."""
+    from adatok.core.imageio import MAX_PIXELS
+
     from PIL import Image as PILImage
 
     seen = []
@@ -317,8 +322,8 @@ def test_an_upload_is_opened_under_the_servers_pixel_limit(monkeypatch):
     with TestClient(create_app(Limits(max_pixels=5000))) as c:
         assert "pixels" in refused(c.post("/api/images", files={"file": ("b.gif", gif, "image/gif")}), 413)
         assert c.post("/api/images", files={"file": ("s.png", png_bytes(photo(64)), "image/png")}).status_code == 200
-    assert seen and seen[0] == 5000  # Pillow's check at the server's limit while the header is read
-    assert PILImage.MAX_IMAGE_PIXELS not in (5000, None)  # and restored after
+    assert seen and seen[0] == MAX_PIXELS  # Pillow's check at the library's limit while the header is read
+    assert PILImage.MAX_IMAGE_PIXELS != MAX_PIXELS  # and restored after
 
 
 def test_curves_of_two_codings_of_one_image_at_once(client):
@@ -383,6 +388,14 @@ def test_completion_keeps_the_prefix(client, generator_folder):
     with client.stream("GET", f"/api/jobs/{r.json()['job']}/events") as s:
         events = sse_events("".join(s.iter_text()))
     assert events[-1]["done"] and all(t >= len(prefix) for t in events[-1]["tokens"])
+    # max_tokens: tokens the model writes after the prefix (the sampler's counts the prefix too: a
+    # cap below the prefix's length wrote nothing, without a word)
+    short = len(prefix) // 2
+    r = client.post("/api/jobs/complete", data={"model": generator_folder.name, "n": 2, "max_tokens": short},
+                    files={"file": ("cut.atk", cut, "application/octet-stream")})
+    with client.stream("GET", f"/api/jobs/{r.json()['job']}/events") as s:
+        tokens = sse_events("".join(s.iter_text()))[-1]["tokens"]
+    assert all(len(prefix) <= t <= len(prefix) + short for t in tokens) and max(tokens) > len(prefix)
 
 
 # ------------------------------------------------------------------------------------------------

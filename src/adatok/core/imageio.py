@@ -224,36 +224,36 @@ def flatten_alpha(array: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 
 _bomb_lock = threading.Lock()
-_bomb_limits: list[int] = []  # the limits of the reads under way
+_bomb_depth = 0
 _bomb_saved: int | None = None
 
 
 @contextlib.contextmanager
-def pillow_pixel_limit(limit: int | None = None) -> Iterator[None]:
-    """Set Pillow's decompression-bomb check to ``limit`` pixels (default :data:`MAX_PIXELS`)
-    while reading. Ours applies from the header; Pillow's still guards what it allocates while
-    opening a file: a GIF's first frame, which can be far larger than the size the file declares,
-    is allocated inside ``Image.open`` (with Pillow's check off, a 96-byte GIF took gigabytes).
-    Pillow raises only above twice its limit, so images up to that get our message, and it warns
-    between its limit and twice it. Restored on exit.
+def pillow_pixel_limit() -> Iterator[None]:
+    """Set Pillow's decompression-bomb check to :data:`MAX_PIXELS` while reading (ours applies
+    from the header; Pillow's still guards what it allocates while opening a file: a GIF's first
+    frame, which can be far larger than the size the file declares, is allocated inside
+    ``Image.open``: with Pillow's check off, a 96-byte GIF took gigabytes). Pillow raises only
+    above twice its limit, so images up to that get our message, and it warns between its limit
+    and twice it. Restored on exit.
 
-    Pillow's limit is one for the process: with reads in several threads it is the smallest of
-    their limits (a server's lower limit holds for its own reads), and the original value comes
-    back when the last one finishes.
+    Reference-counted, so concurrent reads in several threads restore the original value only
+    when the last one finishes. One limit for every read: Pillow's is one for the process, and a
+    lower one set by one thread refused another thread's images.
     """
-    global _bomb_saved
-    limit = MAX_PIXELS if limit is None else int(limit)
+    global _bomb_depth, _bomb_saved
     with _bomb_lock:
-        if not _bomb_limits:
+        if _bomb_depth == 0:
             _bomb_saved = Image.MAX_IMAGE_PIXELS
-        _bomb_limits.append(limit)
-        Image.MAX_IMAGE_PIXELS = min(_bomb_limits)
+            Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+        _bomb_depth += 1
     try:
         yield
     finally:
         with _bomb_lock:
-            _bomb_limits.remove(limit)
-            Image.MAX_IMAGE_PIXELS = min(_bomb_limits) if _bomb_limits else _bomb_saved
+            _bomb_depth -= 1
+            if _bomb_depth == 0:
+                Image.MAX_IMAGE_PIXELS = _bomb_saved
 
 
 def _check_decoded_size(size: tuple[int, int], name: str) -> None:
@@ -274,9 +274,26 @@ def _bomb_error(name: str, exc: BaseException) -> ImageFormatError:
     )
 
 
-def _pillow_to_array(im: Image.Image, name: str) -> np.ndarray:
-    """Apply the module's conversion rule to a loaded Pillow image."""
+def _gray_bits(im: Image.Image) -> int:
+    """Bits a sample of a gray image stored with fewer than 8 (a PNG's ``L;2``: Pillow scales the
+    pixels to 0..255 but leaves its transparent colour key on the file's scale), else 8."""
+    for tile in im.tile or []:
+        args = getattr(tile, "args", None)
+        raw = args if isinstance(args, str) else args[0] if isinstance(args, tuple) and args else None
+        if isinstance(raw, str) and raw in ("L;1", "L;2", "L;4"):
+            return int(raw[2:])
+    return 8
+
+
+def _pillow_to_array(im: Image.Image, name: str, gray_bits: int = 8) -> np.ndarray:
+    """Apply the module's conversion rule to a loaded Pillow image (``gray_bits``: see
+    :func:`_gray_bits`)."""
     mode = im.mode
+    key = im.info.get("transparency")
+    if mode == "L" and gray_bits < 8 and isinstance(key, int):  # the key on the pixels' scale
+        arr = np.array(im, dtype=np.uint8)
+        key = key * 255 // (2**gray_bits - 1)
+        return flatten_alpha(np.stack([arr, np.where(arr == key, 0, 255).astype(np.uint8)], axis=-1))
     if mode in _HIGH_DEPTH_MODES:
         raise ImageFormatError(
             f"{_HIGH_DEPTH_MODES[mode]} image (Pillow mode {mode}) {name}: adatok reads 8-bit "
@@ -402,6 +419,7 @@ def _read_open(fp: Any, name: str) -> np.ndarray:
                     f"16-bit image ({wide}) {name}: adatok reads 8-bit images; convert to "
                     f"8-bit first, e.g. `magick IN -depth 8 OUT.png`"
                 )
+            bits = _gray_bits(im)  # (from the tiles, which load() clears)
             try:
                 im.load()
             except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -410,7 +428,7 @@ def _read_open(fp: Any, name: str) -> np.ndarray:
                 raise _corrupt(name, exc) from exc
             _check_decoded_size(im.size, name)
             try:
-                return _pillow_to_array(im, name)
+                return _pillow_to_array(im, name, bits)
             except AdatokError:
                 raise
             except _DECODE_ERRORS as exc:  # a conversion of a damaged image's palette or mode

@@ -59,13 +59,14 @@ def generator_folder(name_or_folder: str | Path) -> Path:
     config.json (samples written by ``adatok generate -m NAME -o NAME``) does not hide the shipped
     generator of its name."""
     folder = Path(name_or_folder)
-    own = CHECKPOINT_DIR / str(name_or_folder)
-    if (folder / "config.json").is_file() or not (Path(str(name_or_folder)).name == str(name_or_folder) and own.is_dir()):
-        if not folder.is_dir():
-            raise AdatokError(f"unknown generator {str(name_or_folder)!r}: use one of {', '.join(shipped()) or '(none)'} "
-                              "or a checkpoint folder")
+    own = CHECKPOINT_DIR / folder.name  # (a shipped name, written as "name/" or "./name" too)
+    bare = str(name_or_folder) == folder.name
+    if folder.is_dir() and ((folder / "config.json").is_file() or not bare or not own.is_dir()):
         return folder
-    return own
+    if folder.name and own.is_dir():
+        return own
+    raise AdatokError(f"unknown generator {str(name_or_folder)!r}: use one of {', '.join(shipped()) or '(none)'} "
+                      "or a checkpoint folder")
 
 
 def load_generator(name_or_folder: str | Path) -> Generator:
@@ -110,8 +111,8 @@ def check_options(classes: int, labels, cfg: float, temperature: float, top_k: i
     _check_labels(classes, labels)
     if not math.isfinite(cfg):
         raise AdatokError(f"the guidance weight is a finite number, got {cfg}")
-    if not (math.isfinite(temperature) and temperature > 0):
-        raise AdatokError(f"the temperature is a finite number > 0, got {temperature}")
+    if not (math.isfinite(temperature) and temperature >= 0):
+        raise AdatokError(f"the temperature is a finite number >= 0 (0: the likeliest id), got {temperature}")
     if not 0 < top_p <= 1:
         raise AdatokError(f"top-p is in (0, 1], got {top_p}")
     for what, v, least in (("top-k", top_k, 0), ("min_tokens", min_tokens, 0), ("max_tokens", max_tokens, 1)):

@@ -79,10 +79,12 @@ class GenTrainConfig:
             if not (number(v) and v > 0):
                 raise AdatokError(f"the {what} must be a finite number > 0, got {v!r}")
         for what, v in (("weight decay", self.weight_decay), ("reading weight", self.read_weight),
-                        ("generation weight", self.gen_weight), ("eval_every", self.eval_every),
-                        ("save_every", self.save_every)):
+                        ("generation weight", self.gen_weight)):
             if not (number(v) and v >= 0):
                 raise AdatokError(f"the {what} must be a finite number >= 0, got {v!r}")
+        for what, v in (("eval_every", self.eval_every), ("save_every", self.save_every)):  # (inf: at the end only)
+            if isinstance(v, bool) or not isinstance(v, int | float) or not v >= 0:
+                raise AdatokError(f"{what} must be a number of seconds >= 0, got {v!r}")
         if not (number(self.p_uncond) and 0 <= self.p_uncond <= 1):
             raise AdatokError(f"p_uncond is a share in [0, 1], got {self.p_uncond!r}")
 

@@ -65,7 +65,8 @@ def _plan_key(source: Source, specs: list[dict], tok, budget: Budget | None, for
               shard_size: int, limit: int | None) -> dict:
     """What a resumed run must share with the run it resumes (the same shards, made the same way)."""
     # the listing and each input's size and time: a file changed under the same name is another source
-    listing = hashlib.sha256(json.dumps([[s["items"] for s in specs], source.fingerprint()]).encode()).hexdigest()
+    count = specs[-1]["stop"] if specs else 0
+    listing = hashlib.sha256(json.dumps([[s["items"] for s in specs], source.fingerprint(count)]).encode()).hexdigest()
     return {"source": source.describe(), "images": specs[-1]["stop"] if specs else 0, "listing_sha256": listing, "tokenizer": tok.name,
             "version": tok.version, "budget": budget_json(budget), "formats": list(formats),
             "shard_size": shard_size, "limit": limit}
@@ -208,7 +209,9 @@ def tokenize_dataset(src: str | os.PathLike[str], out: str | os.PathLike[str], t
     previous = read_manifest(out)
     if previous is not None and previous.get("plan") != plan:
         raise AdatokError(f"{out} holds the shards of another run (other source, tokenizer, budget, formats, shard "
-                          "size or limit, or the source changed since); give another output folder or remove it")
+                          "size or limit, or the source changed since, or it was planned by an adatok before "
+                          "2026-11-30, which did not note its files' sizes and times); give another output folder "
+                          "or remove it")
     if previous is None and out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise AdatokError(f"{out} exists and is not an output folder of adatok tokenize-dataset; give a new or "
                           "empty folder")

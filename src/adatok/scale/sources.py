@@ -47,8 +47,8 @@ class Source:
         """The images of one shard, in order (run by a worker)."""
         raise NotImplementedError
 
-    def fingerprint(self) -> list:
-        """What changes when the source's contents change without its listing changing (JSON)."""
+    def fingerprint(self, count: int) -> list:
+        """What changes when the first ``count`` images change without the listing changing (JSON)."""
         return []
 
     def plan(self, size: int, limit: int | None = None) -> list[dict]:
@@ -75,16 +75,18 @@ class FolderSource(Source):
         if files is None:
             unreadable: list = []
             found = image_files(self.root, unreadable, exclude)
-            files = [self.root.name] if self.root.is_file() else sorted(
-                [f.relative_to(self.root).as_posix() for f in found]
-                + [f"{Path(d).relative_to(self.root).as_posix()}/" for d, _ in unreadable])
+            files = [self.root.name] if self.root.is_file() else [rel for _, rel in sorted(  # (image_files' order)
+                [(f.relative_to(self.root).parts, f.relative_to(self.root).as_posix()) for f in found]
+                + [(Path(d).relative_to(self.root).parts, f"{Path(d).relative_to(self.root).as_posix()}/")
+                   for d, _ in unreadable])]
         self.files = files
 
-    def fingerprint(self) -> list:
-        """Each file's size and modification time: a resumed run of a changed file is refused."""
+    def fingerprint(self, count: int) -> list:
+        """The first ``count`` files' sizes and modification times: a resumed run of a changed file
+        is refused."""
         base = self.root.parent if self.root.is_file() else self.root
         out = []
-        for rel in self.files:
+        for rel in self.files[:count]:
             try:
                 st = os.stat(base / rel)
                 out.append([st.st_size, st.st_mtime_ns])
@@ -227,11 +229,14 @@ class ParquetSource(Source):
     def __len__(self) -> int:
         return int(self._offsets[-1])
 
-    def fingerprint(self) -> list:
-        """Each file's size and modification time (see :meth:`FolderSource.fingerprint`)."""
+    def fingerprint(self, count: int) -> list:
+        """Size and modification time of each file that holds one of the first ``count`` rows (see
+        :meth:`FolderSource.fingerprint`)."""
         base = self.root.parent if self.root.is_file() else self.root
         out = []
-        for rel, _ in self.files:
+        for f, (rel, _) in enumerate(self.files):
+            if self._offsets[f] >= count:
+                break
             st = os.stat(base / rel)
             out.append([st.st_size, st.st_mtime_ns])
         return out

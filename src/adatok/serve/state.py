@@ -143,7 +143,10 @@ def _check_pixels(path: Path, name: str, max_pixels: int) -> None:
     from adatok.core.imageio import pillow_pixel_limit
 
     try:
-        with pillow_pixel_limit(max_pixels), Image.open(path) as im:  # (a GIF's first frame is made in open)
+        # under the library's limit, not Pillow's default (a GIF's first frame is made inside open: 170 MB for a
+        # 43-byte upload); not the server's own, lower one: Pillow's is one for the process, and other threads'
+        # reads of larger images would be refused meanwhile
+        with pillow_pixel_limit(), Image.open(path) as im:
             w, h = im.size
     except Image.DecompressionBombError:
         raise TooLarge(f"{name} is far larger than this server's limit of {max_pixels:,} pixels (a "
@@ -586,7 +589,9 @@ def complete_job(gen, prefix: TokenSequence, label: int | None, n: int, seed: in
             holder["cb"](st, finished)
             holder["st"] = st
 
-        sample.complete(gen, prefix, n, label, seed=seed, cfg=cfg, max_tokens=max_tokens, on_step=on_step)
+        # (the API's max_tokens: tokens the model writes; the sampler's: the whole sequence, the prefix included)
+        cap = None if max_tokens is None else int(gen.lang.stepper(prefixes=[prefix]).lengths[0]) + max_tokens
+        sample.complete(gen, prefix, n, label, seed=seed, cfg=cfg, max_tokens=cap, on_step=on_step)
         emit(stepper_event(holder["st"], True, {"prefix": len(prefix), "seconds": time.monotonic() - t0}))
 
     return work
