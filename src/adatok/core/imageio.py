@@ -334,7 +334,9 @@ _PACKED_PIXELS = frozenset({"RGB;16", "BGR;16", "RGB;15", "BGR;15", "RGB;15B", "
 def _sixteen_bit_tile(im: Image.Image) -> str | None:
     """How an opened image's tiles say its samples are 16-bit (Pillow keeps their high bytes in an
     8-bit mode for some formats), or ``None``."""
-    if im.format == "TIFF":  # from the tag: a planar TIFF's tiles name one band each ("R"), without the ";16"
+    # from the tag: a planar TIFF's tiles name one band each ("R"), without the ";16" (the high-depth modes,
+    # float and 32-bit integer, have their own message)
+    if im.format == "TIFF" and im.mode not in _HIGH_DEPTH_MODES:
         bits = im.tag_v2.get(258)
         bits = bits if isinstance(bits, tuple) else (bits,) if bits is not None else ()
         if any(isinstance(b, int) and b > 8 for b in bits):
