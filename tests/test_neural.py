@@ -381,6 +381,52 @@ def test_not_a_checkpoint_is_a_clear_error(tmp_path):
         load_checkpoint(tmp_path)
 
 
+@pytest.mark.parametrize("change", [{"family": ["neural"]}, {"train": "x"}, {"train": [1]}, {"model": {"levels": [8, -5]}},
+                                    {"model": {"levels": []}}])
+def test_malformed_configs_are_clear_errors(ckpt, tmp_path, change):
+    """A family that is a list, a 'train' that is not an object, FSQ levels under 2: raw TypeError,
+    AttributeError, RuntimeError from adatok.load (found by review)."""
+    import shutil
+
+    folder = tmp_path / "c"
+    shutil.copytree(ckpt, folder)
+    config = json.loads((folder / "config.json").read_text())
+    for key, value in change.items():
+        config[key] = {**config[key], **value} if isinstance(value, dict) else value
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(adatok.AdatokError):
+        adatok.load(folder)
+
+
+def test_the_version_is_the_digest_of_the_weights_loaded(ckpt):
+    """The weights were read twice, to load and to hash: a save between the reads gave a tokenizer
+    whose version named the other weights. One read now, both from it."""
+    from adatok.neural.folder import read_weights, weights_digest
+
+    tensors, digest = read_weights(ckpt)
+    assert digest == weights_digest(ckpt / "model.safetensors")
+    model, _, loaded = load_model(ckpt, digest=True)
+    assert loaded == digest and all(torch.equal(v, model.state_dict()[k]) for k, v in tensors.items())
+
+
+def test_a_sequence_with_parameters_is_refused(tok):
+    """Accepted by decode, and its bytes then refused by from_bytes (found by review)."""
+    import dataclasses
+
+    seq, = tok.encode([_images(1)[0]])
+    bad = dataclasses.replace(seq, params={"extra": 1})
+    for use in (lambda: tok.decode([bad]), bad.to_bytes):
+        with pytest.raises(adatok.InvalidTokensError, match="no parameters"):
+            use()
+
+
+def test_the_halting_measurement_refuses_other_tokenizers():
+    from adatok.neural import halting
+
+    with pytest.raises(SystemExit, match="not a learned tokenizer of 28x28"):
+        halting.main(["wavelet"])
+
+
 def test_cli_encodes_and_decodes_with_a_checkpoint_folder(ckpt, tmp_path):
     from PIL import Image
     from typer.testing import CliRunner

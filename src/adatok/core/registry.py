@@ -12,8 +12,10 @@ from .errors import UnknownTokenizerError
 _NAMED: dict[str, Callable[[], object]] = {}
 _UNLISTED: set[str] = set()  # registered views of another tokenizer (see register)
 _FOLDERS: dict[str, Callable[[Path], object]] = {}
-_CACHE: dict[str, object] = {}
-_STAMPS: dict[str, tuple] = {}  # a folder's key -> its files' sizes and times when it was loaded
+#: key -> (tokenizer, its folder's files' sizes and times when it was loaded, or None): one entry, read
+#: in one look-up (a tokenizer and its stamp in two dicts, read without the lock, could pair the old
+#: weights with the new stamp another thread had just written)
+_CACHE: dict[str, tuple[object, tuple | None]] = {}
 _VERSIONS: dict[tuple[str, str], object] = {}  # (name, version) -> a checkpoint folder loaded by path
 _LOADING = threading.RLock()  # one load at a time: threads asking at once get one tokenizer
 
@@ -49,7 +51,7 @@ def remember(tokenizer) -> None:
     retrained ``fashion-mnist-32``)."""
     _VERSIONS[(tokenizer.name, tokenizer.version)] = tokenizer
     if tokenizer.name not in _NAMED:
-        _CACHE[tokenizer.name] = tokenizer  # the folder loaded last (a retrained one: its new weights)
+        _CACHE[tokenizer.name] = (tokenizer, None)  # the folder loaded last (a retrained one: its new weights)
 
 
 def find(name: str, version: str | None = None):
@@ -81,14 +83,14 @@ def load(name_or_path: str | Path):
     checkpoint) or a checkpoint folder holding ``config.json`` and ``model.safetensors``."""
     key = str(name_or_path)
     stamp = None if key in _NAMED else _stamp(key)
-    tok = _CACHE.get(key)
-    if tok is not None and _STAMPS.get(key) == stamp:
-        return tok
+    hit = _CACHE.get(key)
+    if hit is not None and hit[1] == stamp:
+        return hit[0]
     with _LOADING:
-        if key not in _CACHE or _STAMPS.get(key) != stamp:  # a folder trained again since: its new weights
-            _CACHE[key] = _make(key)
-            _STAMPS[key] = stamp
-        return _CACHE[key]
+        hit = _CACHE.get(key)
+        if hit is None or hit[1] != stamp:  # a folder trained again since: its new weights
+            hit = _CACHE[key] = (_make(key), stamp)
+        return hit[0]
 
 
 def _stamp(key: str) -> tuple | None:
@@ -123,7 +125,7 @@ def _make(key: str):
         except (OSError, ValueError, KeyError, TypeError):
             raise UnknownTokenizerError(f"{key} is not a checkpoint folder: it needs a config.json naming "
                                         "its 'family'") from None
-        if family not in _FOLDERS:
+        if not isinstance(family, str) or family not in _FOLDERS:
             raise UnknownTokenizerError(f"checkpoint family {family!r} of {key} is not available here: "
                                         "install adatok[neural] for learned tokenizers")
         tok = _FOLDERS[family](path)

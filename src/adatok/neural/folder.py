@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load, load_file, save_file
 
 from ..core.errors import AdatokError
 
@@ -74,7 +74,11 @@ def check_fresh_start(out: Path, resume: bool, force: bool) -> None:
 
 def weights_digest(path: Path) -> str:
     """First 8 hex digits of the SHA-256 of a weights file (part of a tokenizer's version)."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:8]
+    return _digest(Path(path).read_bytes())
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:8]
 
 
 def write_folder(out: Path, model: torch.nn.Module, config: dict, optimizer: torch.optim.Optimizer | None = None,
@@ -112,13 +116,26 @@ def read_json(folder: Path) -> dict:
     return config
 
 
-def load_weights(folder: Path, model: torch.nn.Module) -> torch.nn.Module:
-    """Load ``folder/model.safetensors`` into ``model`` (AdatokError if missing or of another shape);
-    returns it in eval mode."""
+def read_weights(folder: Path) -> tuple[dict[str, torch.Tensor], str]:
+    """The tensors of ``folder/model.safetensors`` and the :func:`weights_digest` of the very bytes
+    they came from: the file is read once (read twice, a training run saving between the reads gave
+    a tokenizer whose version named the other weights)."""
     path = Path(folder) / "model.safetensors"
     if not path.is_file():
         raise AdatokError(f"{folder} has no model.safetensors: the checkpoint is incomplete")
-    tensors = _read_tensors(path)
+    try:
+        data = path.read_bytes()
+        return load(data), _digest(data)
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise AdatokError(f"{path} cannot be read: it is incomplete or corrupt ({str(exc)[:200]})") from None
+
+
+def load_weights(folder: Path, model: torch.nn.Module, tensors: dict | None = None) -> torch.nn.Module:
+    """Load ``folder/model.safetensors`` (or ``tensors`` read from it by :func:`read_weights`) into
+    ``model`` (AdatokError if missing or of another shape); returns it in eval mode."""
+    path = Path(folder) / "model.safetensors"
+    if tensors is None:
+        tensors = read_weights(folder)[0]
     try:
         model.load_state_dict(tensors)
     except (RuntimeError, OSError, ValueError) as exc:

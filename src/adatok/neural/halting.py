@@ -77,6 +77,9 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(1)
     t0 = time.time()
     tok = adatok.load(args.tokenizer)
+    if getattr(tok, "expects", None) != (28, 28, 1) or not hasattr(tok, "quality_curves"):
+        raise SystemExit(f"error: {args.tokenizer} is not a learned tokenizer of 28x28 gray images: this measures "
+                         "one on Fashion-MNIST")
     train = [np.asarray(im) for im in load("fashion-mnist", split="train", limit=args.train_images).images]
     test = [np.asarray(im) for im in load("fashion-mnist", split="test", limit=args.test_images).images]
     ctrain = tok._codes(train)

@@ -62,6 +62,9 @@ class ModelConfig:
         if self.tokens < (2 if self.vq_first else 1):
             why = " with vq_first (one k-means token, then FSQ tokens)" if self.vq_first else ""
             raise ValueError(f"tokens {self.tokens} is too few{why}")
+        if not isinstance(self.levels, list | tuple) or not self.levels or not all(
+                not isinstance(v, bool) and isinstance(v, int | np.integer) and v >= 2 for v in self.levels):
+            raise ValueError(f"levels must be a list of whole numbers >= 2 (an FSQ code's levels), got {self.levels!r}")
         self.levels = [int(v) for v in self.levels]
 
     @property

@@ -23,7 +23,7 @@ from ..core.metrics import ssim as ssim_metric
 from ..core.sequence import TokenSequence, check_maker, container_overhead
 from ..core.stepper import SlotStepper, check_starts
 from .model import Autoencoder
-from .trainer import FORMAT, load_model, to_uint8, weights_digest
+from .trainer import FORMAT, load_model, to_uint8
 
 _MISMATCH = "other weights; use the checkpoint that made it"
 
@@ -66,9 +66,8 @@ class NeuralTokenizer:
     @classmethod
     def from_folder(cls, folder: str | Path, name: str | None = None) -> NeuralTokenizer:
         """Load a checkpoint folder (``config.json`` + ``model.safetensors``)."""
-        model, config = load_model(Path(folder))
-        return cls(model, name or config["name"], f"{FORMAT}+{weights_digest(Path(folder) / 'model.safetensors')}",
-                   trained_on=(config.get("train") or {}).get("data"))
+        model, config, digest = load_model(Path(folder), digest=True)
+        return cls(model, name or config["name"], f"{FORMAT}+{digest}", trained_on=(config.get("train") or {}).get("data"))
 
     def __repr__(self) -> str:
         return f"NeuralTokenizer(name={self.name!r}, K={self.tokens}, vocab={self.vocab_size})"
@@ -289,6 +288,8 @@ class NeuralTokenizer:
                                      f"({self.expects})")
         if len(seq) > self.tokens:
             raise InvalidTokensError(f"the sequence has {len(seq)} tokens; {self.name} makes at most {self.tokens}")
+        if seq.params:  # (its bytes would hold them, and from_bytes refuses such a header)
+            raise InvalidTokensError(f"{self.name} sequences have no parameters, this one has {dict(seq.params)}")
         if len(seq) and (seq.ids.min() < 0 or seq.ids.max() >= self.vocab_size):
             bad = int(np.nonzero((seq.ids < 0) | (seq.ids >= self.vocab_size))[0][0])
             raise InvalidTokensError(f"token id {int(seq.ids[bad])} at index {bad} is out of range: "

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 
 from ..core.errors import AdatokError
-from .folder import check_fresh_start, check_overrides, load_weights, restore_training, weights_digest, write_folder
+from .folder import check_fresh_start, check_overrides, load_weights, read_weights, restore_training, write_folder
 from .model import Autoencoder, ModelConfig, count_params, fit_codebook, sample_keep
 
 FAMILY = "neural"
@@ -213,17 +213,22 @@ def read_config(folder: Path) -> dict:
         ModelConfig(**config["model"])
         if not isinstance(config.get("name"), str) or not config["name"]:
             raise ValueError(f"its name must be a non-empty string, got {config.get('name')!r}")
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+        if not isinstance(config.get("train") or {}, dict):
+            raise ValueError(f"its 'train' must be an object, got {type(config['train']).__name__}")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise AdatokError(f"{folder} is not a learned-tokenizer checkpoint ({exc})") from None
     if not (folder / "model.safetensors").is_file():
         raise AdatokError(f"{folder} has no model.safetensors: the checkpoint is incomplete")
     return config
 
 
-def load_model(folder: Path) -> tuple[Autoencoder, dict]:
-    """The model of a checkpoint folder (eval mode) and its config."""
+def load_model(folder: Path, digest: bool = False) -> tuple:
+    """The model of a checkpoint folder (eval mode) and its config (and with ``digest`` the
+    :func:`~adatok.neural.folder.weights_digest` of the weights loaded, from the same read)."""
     config = read_config(folder)
-    return load_weights(folder, Autoencoder(ModelConfig(**config["model"]))), config
+    tensors, weights = read_weights(folder)
+    model = load_weights(folder, Autoencoder(ModelConfig(**config["model"])), tensors)
+    return (model, config, weights) if digest else (model, config)
 
 
 #: Below this share of the codes a slot could use on the evaluated images (``min(vocabulary,
