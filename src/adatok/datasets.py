@@ -202,9 +202,10 @@ def image_files(folder: str | os.PathLike[str], unreadable: list | None = None,
                 skip: str | os.PathLike[str] | None = None) -> list[Path]:
     """The files under ``folder`` that :func:`load` tries as images, in its order: every regular
     file, recursively, sorted, leaving out hidden files and folders (names starting with ``.``);
-    ``[folder]`` when it is a file. ``unreadable``: a list that gets ``(folder, reason)`` for each
-    folder under it that could not be listed (without it such a folder's images were left out
-    silently); ``skip``: a folder not to enter, wherever links lead (an output folder)."""
+    ``[folder]`` when it is a file. ``unreadable``: a list that gets ``(id, reason)`` for each
+    folder under it that could not be listed, its id its path inside ``folder`` ending in ``/``
+    (without it such a folder's images were left out silently); ``skip``: a folder not to enter,
+    wherever links lead (an output folder)."""
     path = Path(folder)
     return [path] if path.is_file() else sorted(_walk(path, unreadable, skip))
 
@@ -213,7 +214,7 @@ def _folder(path: Path, split: str | None, limit: int | None, max_side: int | No
     unreadable: list = []
     files = image_files(path, unreadable)
     images, ids = [], []
-    skipped = [(f"{Path(d).relative_to(path).as_posix()}/", reason) for d, reason in unreadable]
+    skipped = list(unreadable)
     for file in files:
         if limit is not None and len(images) >= limit:
             break
@@ -239,7 +240,8 @@ def _walk(folder: Path, unreadable: list | None = None, skip=None) -> Iterator[P
 
     def failed(exc: OSError) -> None:
         if unreadable is not None:
-            unreadable.append((exc.filename, f"cannot list this folder: {exc.strerror or exc}"))
+            rel = Path(exc.filename).relative_to(folder).as_posix()
+            unreadable.append((f"{rel}/", f"cannot list this folder: {exc.strerror or exc}"))
 
     for root, dirs, files in os.walk(folder, followlinks=True, onerror=failed):
         st = os.stat(root)

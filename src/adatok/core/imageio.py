@@ -274,15 +274,17 @@ def _bomb_error(name: str, exc: BaseException) -> ImageFormatError:
     )
 
 
+def _raw_mode(tile) -> str | None:
+    """A tile's raw mode: its args, or the first of them (``('RGB;16L', 0, 1)``)."""
+    args = getattr(tile, "args", None)
+    raw = args if isinstance(args, str) else args[0] if isinstance(args, tuple) and args else None
+    return raw if isinstance(raw, str) else None
+
+
 def _gray_bits(im: Image.Image) -> int:
     """Bits a sample of a gray image stored with fewer than 8 (a PNG's ``L;2``: Pillow scales the
     pixels to 0..255 but leaves its transparent colour key on the file's scale), else 8."""
-    for tile in im.tile or []:
-        args = getattr(tile, "args", None)
-        raw = args if isinstance(args, str) else args[0] if isinstance(args, tuple) and args else None
-        if isinstance(raw, str) and raw in ("L;1", "L;2", "L;4"):
-            return int(raw[2:])
-    return 8
+    return next((int(raw[2:]) for raw in map(_raw_mode, im.tile or []) if raw in ("L;1", "L;2", "L;4")), 8)
 
 
 def _pillow_to_array(im: Image.Image, name: str, gray_bits: int = 8) -> np.ndarray:
@@ -343,8 +345,8 @@ def _sixteen_bit_tile(im: Image.Image) -> str | None:
             return f"{max(bits)} bits a sample"
     for tile in im.tile or []:
         args = getattr(tile, "args", None)
-        raw = args if isinstance(args, str) else args[0] if isinstance(args, tuple) and args else None
-        if isinstance(raw, str) and ";16" in raw and raw not in _PACKED_PIXELS:
+        raw = _raw_mode(tile)
+        if raw is not None and ";16" in raw and raw not in _PACKED_PIXELS:
             return f"Pillow raw mode {raw}"
         if im.format == "PPM" and isinstance(args, tuple) and len(args) > 1 and isinstance(args[1], int) \
                 and args[1] > 255:

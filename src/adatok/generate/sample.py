@@ -281,7 +281,6 @@ def complete(gen: Generator, prefix, n: int = 4, label: int | None = None, *, se
     else:
         ids, ints, floats = next(rows_of(lang, [(full, m)]))
         ints, floats = ints[:m], floats[:m]  # where each prefix token stands (the stepper gives the next)
-    _check_labels(gen.model.cfg.classes, [label])
     run(gen, st, np.full(n, -1 if label is None else label), seed=seed, prefix=(np.asarray(ids), ints, floats),
         **options)
     seqs = _sequences(st)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load, load_file, save_file
+from safetensors.torch import load, save_file
 
 from ..core.errors import AdatokError
 
@@ -123,11 +123,7 @@ def read_weights(folder: Path) -> tuple[dict[str, torch.Tensor], str]:
     path = Path(folder) / "model.safetensors"
     if not path.is_file():
         raise AdatokError(f"{folder} has no model.safetensors: the checkpoint is incomplete")
-    try:
-        data = path.read_bytes()
-        return load(data), _digest(data)
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise AdatokError(f"{path} cannot be read: it is incomplete or corrupt ({str(exc)[:200]})") from None
+    return _read_tensors(path)
 
 
 def load_weights(folder: Path, model: torch.nn.Module, tensors: dict | None = None) -> torch.nn.Module:
@@ -143,10 +139,12 @@ def load_weights(folder: Path, model: torch.nn.Module, tensors: dict | None = No
     return model.eval()
 
 
-def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
-    """A safetensors file's tensors (AdatokError if missing, truncated or not safetensors)."""
+def _read_tensors(path: Path) -> tuple[dict[str, torch.Tensor], str]:
+    """A safetensors file's tensors and the digest of its bytes, from one read (AdatokError if
+    missing, truncated or not safetensors)."""
     try:
-        return load_file(str(path))
+        data = path.read_bytes()
+        return load(data), _digest(data)
     except (SafetensorError, OSError, ValueError) as exc:
         raise AdatokError(f"{path} cannot be read: it is incomplete or corrupt ({str(exc)[:200]})") from None
 
@@ -156,7 +154,7 @@ def restore_training(folder: Path, model: torch.nn.Module, optimizer: torch.opti
     """Put back what :func:`write_folder` saved with an optimizer: AdamW's moments and the random
     states, so that a resumed run goes on as the interrupted one would have."""
     path = Path(folder) / "train_state.safetensors"
-    tensors = _read_tensors(path)
+    tensors = _read_tensors(path)[0]
     if "rng" not in tensors:
         raise AdatokError(f"{path} is not a training state of adatok (it has no random state): it cannot be resumed")
     torch.set_rng_state(tensors["rng"])

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 
@@ -60,6 +60,20 @@ class Source:
                 for k, a in enumerate(range(0, total, size))]
 
 
+def _stamps(root: Path, rels: list[str]) -> list:
+    """``[size, modification time]`` of each file ``rel`` under ``root`` (beside it when ``root`` is
+    a file); ``None`` for one that cannot be read (a folder that could not be listed)."""
+    base = root.parent if root.is_file() else root
+    out = []
+    for rel in rels:
+        try:
+            st = os.stat(base / rel)
+            out.append([st.st_size, st.st_mtime_ns])
+        except OSError:
+            out.append(None)
+    return out
+
+
 class FolderSource(Source):
     """Every file under a folder, recursively, in :func:`adatok.datasets.image_files` order; the
     source id is the path inside the folder. Files that are not readable 8-bit images (not an
@@ -75,24 +89,15 @@ class FolderSource(Source):
         if files is None:
             unreadable: list = []
             found = image_files(self.root, unreadable, exclude)
-            files = [self.root.name] if self.root.is_file() else [rel for _, rel in sorted(  # (image_files' order)
-                [(f.relative_to(self.root).parts, f.relative_to(self.root).as_posix()) for f in found]
-                + [(Path(d).relative_to(self.root).parts, f"{Path(d).relative_to(self.root).as_posix()}/")
-                   for d, _ in unreadable])]
+            files = [self.root.name] if self.root.is_file() else sorted(  # (image_files' order: by parts)
+                [f.relative_to(self.root).as_posix() for f in found] + [rel for rel, _ in unreadable],
+                key=lambda rel: PurePosixPath(rel).parts)
         self.files = files
 
     def fingerprint(self, count: int) -> list:
         """The first ``count`` files' sizes and modification times: a resumed run of a changed file
         is refused."""
-        base = self.root.parent if self.root.is_file() else self.root
-        out = []
-        for rel in self.files[:count]:
-            try:
-                st = os.stat(base / rel)
-                out.append([st.st_size, st.st_mtime_ns])
-            except OSError:
-                out.append(None)
-        return out
+        return _stamps(self.root, self.files[:count])
 
     def __len__(self) -> int:
         return len(self.files)
@@ -232,14 +237,7 @@ class ParquetSource(Source):
     def fingerprint(self, count: int) -> list:
         """Size and modification time of each file that holds one of the first ``count`` rows (see
         :meth:`FolderSource.fingerprint`)."""
-        base = self.root.parent if self.root.is_file() else self.root
-        out = []
-        for f, (rel, _) in enumerate(self.files):
-            if self._offsets[f] >= count:
-                break
-            st = os.stat(base / rel)
-            out.append([st.st_size, st.st_mtime_ns])
-        return out
+        return _stamps(self.root, [rel for f, (rel, _) in enumerate(self.files) if self._offsets[f] < count])
 
     def describe(self) -> dict:
         return {"kind": self.kind, "path": str(self.root), "image_column": self.image_column,
