@@ -322,3 +322,9 @@ def test_an_image_over_the_pixel_limit_is_one_error_line(tmp_path, monkeypatch):
             f"sys.exit(run(['encode', {str(tmp_path / 'big.png')!r}, {str(tmp_path / 'big.atk')!r}]))")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and r.stderr.startswith("error: "), r.stderr
+
+
+def test_encode_roi_accepts_a_method_by_its_us_spelling(tmp_path, photo_png):
+    out = tmp_path / "c.atk"
+    assert_ok(run("encode", photo_png, str(out), "--bpp", "0.5", "--roi", "center"))
+    assert "roi" in adatok.TokenSequence.from_bytes(out.read_bytes()).params

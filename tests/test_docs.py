@@ -321,7 +321,7 @@ def _pages_with(lang: str) -> list[Path]:
 @pytest.fixture
 def workspace(tmp_path, monkeypatch) -> Path:
     """A folder to run a page's code in, as from the repository's root: ``photo.png`` (a 128 x 192
-    crop of the astronaut), ``photos/`` holding it, and links to the repository's top-level
+    crop of the astronaut), ``photos/`` holding it and the crop beside it, and links to the repository's top-level
     entries (``tests/data/masks/`` ...). Outputs (``out/`` ...) land in the folder."""
     import skimage.data
 
@@ -329,6 +329,7 @@ def workspace(tmp_path, monkeypatch) -> Path:
     adatok.write_image(tmp_path / "photo.png", photo)
     (tmp_path / "photos").mkdir()
     adatok.write_image(tmp_path / "photos" / "photo.png", photo)
+    adatok.write_image(tmp_path / "photos" / "beside.png", skimage.data.astronaut()[128:256, :192])
     for entry in ROOT.iterdir():
         if not entry.name.startswith(".") and entry.name != "out" and not (tmp_path / entry.name).exists():
             (tmp_path / entry.name).symlink_to(entry)

@@ -631,3 +631,18 @@ def test_the_ids_only_ablation_reads_step_numbers_in_evaluation_as_in_training(t
     corpus = build_corpus(lang, list(images), labels)
     lengths = [1, 5, 20, 80]
     assert reading_accuracy(gen, images, labels, lengths) == read_corpus(gen.model, index_positions(corpus), lengths)
+
+
+def test_a_class_folder_beside_files_that_are_not_images(tmp_path):
+    """A README beside the class sub-folders is left out, as unreadable files are (it refused the
+    folder: 'images both in itself and in sub-folders'); an image there still refuses it."""
+    from adatok.generate.train import folder_classes
+
+    for cls in ("cat", "dog"):
+        (tmp_path / cls).mkdir()
+        adatok.write_image(tmp_path / cls / "a.png", np.zeros((8, 8, 1), np.uint8))
+    (tmp_path / "README.txt").write_text("my pets")
+    assert folder_classes(tmp_path) == ["cat", "dog"]
+    adatok.write_image(tmp_path / "stray.png", np.zeros((8, 8, 1), np.uint8))
+    with pytest.raises(adatok.AdatokError, match="both in itself and in sub-folders"):
+        folder_classes(tmp_path)

@@ -130,3 +130,24 @@ def test_reading_words_counts_words(trained_folder, tmp_path):
     assert reading["decisions_per_token"] == 8 and reading["lengths"] == [1, 3, 5, 11, 22, 44]
     assert all(0 <= a <= 1 for a in reading["accuracy"].values())
     assert "<th>decisions</th>" in (tmp_path / "index.html").read_text()
+
+
+def test_languages_refuse_other_trees_and_malformed_configs():
+    """Completion walks the language's tree: a replicated or region-coded prefix is refused (it was
+    completed on another tree, its positions out of range); a checkpoint's malformed language is
+    an AdatokError, not a KeyError / IndexError later."""
+    lang = WordLanguage("wavelet-w8", (28, 28, 1))
+    tok = adatok.load("wavelet-w8")
+    blank = tok.encode([np.zeros((28, 28, 1), np.uint8)])[0]  # a blank image: pixel replication
+    assert "rep" in blank.params
+    with pytest.raises(adatok.AdatokError, match="pixel replication"):
+        lang.stepper(prefixes=[blank])
+    img = adatok.datasets.load("fashion-mnist", "test", limit=1).images[0]
+    ok = tok.encode([img], fixed_header=True)[0]
+    assert lang.stepper(prefixes=[ok.prefix(3)]) is not None
+    for bad in ({"tokenizer": "wavelet", "shape": [28, 28]}, {"language": "bogus"},
+                {"language": "slot", "tokenizer": "wavelet"},
+                {"language": "words", "tokenizer": "wavelet", "shape": [28, 28, 1]},
+                {"language": "wavelet", "tokenizer": "wavelet-w8", "shape": [28, 28, 1]}):
+        with pytest.raises(adatok.AdatokError):
+            language_from(bad)

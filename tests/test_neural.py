@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -135,7 +136,9 @@ def test_resume_continues_and_matches_an_uninterrupted_run(tmp_path):
 
 def test_torchrun_data_parallel_matches_one_process(tmp_path):
     """The same command under ``torchrun --nproc_per_node 2`` (gloo): each process takes half of
-    every batch and gradients are averaged, so the weights match a one-process run."""
+    every batch and gradients are averaged, so the weights match a one-process run; also with
+    random crops (``--image-size``: every process draws the whole batch's crops, then takes its
+    half; each drawing its half alone took other crops)."""
     import os
     import shutil
     from pathlib import Path
@@ -150,7 +153,8 @@ def test_torchrun_data_parallel_matches_one_process(tmp_path):
     except adatok.AdatokError:
         pytest.skip("dataset-fashion-mnist is not installed")
     args = ["-m", "adatok.cli", "train", "--data", "fashion-mnist", "--tokens", "4", "--steps", "3", "--batch", "16",
-            "--dim", "32", "--depth", "1", "--levels", "4,4", "--eval-every", "3", "--quiet"]  # k-means of 16
+            "--dim", "32", "--depth", "1", "--levels", "4,4", "--eval-every", "3", "--image-size", "14", "--patch", "7",
+            "--quiet"]  # k-means of 16
     env = {**os.environ, "OMP_NUM_THREADS": "1", "GOMP_SPINCOUNT": "1000"}
     one = subprocess.run([sys.executable, *args, "--out", str(tmp_path / "one")], env=env, capture_output=True, text=True)
     assert one.returncode == 0, one.stderr[-2000:]
@@ -162,6 +166,7 @@ def test_torchrun_data_parallel_matches_one_process(tmp_path):
     for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items()):
         assert ka == kb and torch.allclose(va, vb, atol=1e-5), ka
     assert json.loads((tmp_path / "two" / "config.json").read_text())["step"] == 3
+    assert a.cfg.image_size == 14  # Fashion-MNIST cropped as asked (--image-size was once ignored for it)
 
 
 def test_unknown_loss_is_a_clear_error():
@@ -725,3 +730,26 @@ def test_prefix_lengths_exist():
 
     assert prefix_lengths(4) == [1, 2, 4] and prefix_lengths(6) == [1, 2, 4, 6]
     assert prefix_lengths(32) == [1, 2, 4, 8, 16, 32] and prefix_lengths(1) == [1]
+
+
+def test_shards_of_a_checkpoint_of_your_own_are_read_without_loading_it(ckpt, tmp_path):
+    """The manifest records the checkpoint's folder; a process that has not loaded it reads (and
+    trains on) the shards all the same (it was refused: 'not registered here')."""
+    import shutil
+
+    pytest.importorskip("pyarrow")
+    from adatok.scale import tokenize_dataset
+
+    folder = tmp_path / "mine"
+    shutil.copytree(ckpt, folder)
+    cfg = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**cfg, "name": "mine-never-loaded"}))
+    (tmp_path / "imgs").mkdir()
+    for i, img in enumerate(_images(4, 3)):
+        adatok.write_image(tmp_path / "imgs" / f"{i}.png", img)
+    tokenize_dataset(tmp_path / "imgs", tmp_path / "shards", str(folder), Tokens(4), workers=0)
+    code = ("import sys; from adatok.neural.trainer import load_images; "
+            "print(load_images(sys.argv[1], 'train').shape)")
+    r = subprocess.run([sys.executable, "-c", code, str(tmp_path / "shards")], capture_output=True, text=True,
+                       env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0 and "(3, 28, 28, 1)" in r.stdout, r.stderr[-1500:]

@@ -381,3 +381,66 @@ def test_an_empty_region_on_the_command_line(photo, tmp_path):
     result = CliRunner().invoke(app, ["encode", str(photo), str(out), "--roi", str(black), "--in-roi", "--psnr", "30"])
     assert result.exit_code == 2 and "is empty" in result.stderr
     assert not out.exists()
+
+
+# --- found by review (2026-11-30, session 12): the sequence is frozen, its fields checked ---------
+
+
+def test_a_sequence_does_not_change_with_the_arrays_and_params_it_was_built_from():
+    tok = adatok.load("wavelet")
+    seq, = tok.encode([np.arange(64, dtype=np.uint8).reshape(8, 8)])
+    ids, pos = seq.ids.copy(), seq.pos.copy()
+    params = dict(seq.params)
+    mine = TokenSequence(ids, pos, seq.shape, seq.tokenizer, seq.version, params, seq.pos_fields)
+    data = mine.to_bytes()
+    ids[:] = 0
+    pos[:] = 0
+    params["nmax"] = 0
+    assert (mine.ids == seq.ids).all() and (mine.pos == seq.pos).all() and mine.params == seq.params
+    assert mine.to_bytes() == data
+    with pytest.raises(TypeError, match="cannot be changed"):
+        mine.params["nmax"] = 3
+    assert mine.prefix(5).params == mine.params
+    import pickle
+
+    back = pickle.loads(pickle.dumps(mine))
+    assert back.params == mine.params and back.to_bytes() == data
+    frozen = np.frombuffer(seq.ids.tobytes(), np.int32)  # read-only over bytes: no copy needed
+    assert np.shares_memory(TokenSequence(frozen, seq.pos, seq.shape, seq.tokenizer, seq.version, seq.params,
+                                          seq.pos_fields).ids, frozen)
+
+
+def test_shapes_and_params_are_checked_not_coerced():
+    tok = adatok.load("wavelet")
+    seq, = tok.encode([np.zeros((12, 10, 3), np.uint8)], Tokens(20))
+
+    def make(**change):
+        fields = dict(ids=seq.ids, pos=seq.pos, shape=seq.shape, tokenizer=seq.tokenizer, version=seq.version,
+                      params=seq.params, pos_fields=seq.pos_fields) | change
+        return TokenSequence(**fields)
+
+    for bad in ((12.7, 10, 3), "12", ("a", 10), None, 5, (True, 10, 3), (-1, 10, 3)):
+        with pytest.raises(InvalidTokensError, match="shape"):
+            make(shape=bad)
+    assert make(shape=np.array([12, 10, 3])).shape == (12, 10, 3)
+    for bad in ([1, 2], [["levels", 1]], {"levels": object()}, {1: 2}):
+        with pytest.raises(InvalidTokensError, match="params"):
+            make(params=bad)
+    numpy_params = {k: (np.int64(v) if isinstance(v, int) else v) for k, v in seq.params.items()}
+    again = TokenSequence.from_bytes(make(params=numpy_params).to_bytes())  # (json.dumps refused np.int64)
+    assert (again.ids == seq.ids).all() and again.params == seq.params
+
+
+def test_prefixes_refuse_words_and_bad_steps():
+    from adatok.wavelet.prefixes import Prefixes
+
+    words = adatok.load("wavelet-w8")
+    img = np.arange(64, dtype=np.uint8).reshape(8, 8)
+    seq, = words.encode([img])
+    with pytest.raises(adatok.TokenizerMismatchError, match="to_decisions"):
+        Prefixes(words, seq)
+    p = Prefixes(words.base, words.to_decisions(seq))
+    assert (p.image(len(p.seq)) == words.decode([seq])[0]).all()
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(InvalidTokensError, match="step"):
+            Prefixes(words.base, words.to_decisions(seq), step=bad)

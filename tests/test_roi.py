@@ -111,3 +111,87 @@ def test_corrupt_roi_in_a_header_is_a_container_error(tok):
     header["params"]["roi"]["d"] = "!!not base64!!"
     with pytest.raises(ContainerError, match="region of interest"):
         tok.sequence_from_ids(seq.ids, header)
+
+
+def test_ssim_inside_a_region_is_over_its_pixels_not_a_box_around_them(tok):
+    from adatok.core.metrics import quality_score, ssim
+
+    img = _photo("camera")[::4, ::4, 0]
+    out = img.copy()
+    out[40:88, 40:88] = 255 - out[40:88, 40:88]  # the middle ruined, the two corners exact
+    m = np.zeros(img.shape, bool)
+    m[:24, :24] = m[-24:, -24:] = True  # two corners: their box is the whole image
+    assert ssim(img, out, m) == pytest.approx(1.0)
+    assert quality_score(img, out, Quality(ssim=0.9, region="roi"), m) == pytest.approx(1.0)
+    assert ssim(img, out) < 0.9
+    assert ssim(img, out, np.ones(img.shape, bool)) == pytest.approx(ssim(img, out))  # all pixels: as without
+    tiny = np.array([[0, 255]], np.uint8)  # too small for a window: the mask's pixels as one window
+    assert ssim(tiny, np.array([[0, 0]], np.uint8), np.array([[True, False]])) == pytest.approx(1.0)
+    seq, = tok.encode([img], Quality(ssim=0.9, region="roi"), roi=[m.astype(float)])
+    assert ssim(img, tok.decode([seq])[0], m) >= 0.9
+    assert ssim(img, tok.decode([seq.prefix(len(seq) - 1)])[0], m) < 0.9
+
+
+def test_region_of_a_replicated_image_keeps_every_pixel_of_its_blocks(tok):
+    from adatok.wavelet.roi import grid_from_params
+
+    small = _photo("astronaut")[::4, ::4]
+    img = np.repeat(np.repeat(small, 2, 0), 2, 1)  # coded at half size
+    m = np.zeros(img.shape[:2])
+    m[101:201:2, 101:201] = 1  # only the blocks' second rows
+    seq, = tok.encode([img], Bpp(0.25), roi=[m])
+    assert seq.params["rep"] == [2, 2]
+    grid, _ = grid_from_params(seq.params["roi"], (128, 128))
+    assert grid.any()
+
+
+def test_region_metrics_refuse_colour_masks_and_wrong_sizes():
+    from adatok.core.metrics import region_mask, region_psnr, ssim
+
+    img = np.zeros((32, 48, 3), np.uint8)
+    with pytest.raises(ImageFormatError, match="H x W map"):
+        region_mask(np.zeros((32, 48, 3)))
+    with pytest.raises(ImageFormatError, match="H x W"):
+        region_psnr(img, img, np.ones((48, 32)))
+    assert region_mask(np.ones((32, 48, 1))).shape == (32, 48)
+    with pytest.raises(ImageFormatError, match="differ in shape"):
+        psnr(img, img[:, :47])
+    with pytest.raises(ImageFormatError, match="differ in shape"):
+        ssim(img, img[:, :47])
+
+
+def test_saliency_parameters_and_maps_are_checked():
+    from adatok.core.saliency import SaliencyError, gradient_entropy, normalise, spectral_residual
+
+    img = _photo("camera")[:64, :64]
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(SaliencyError, match="size"):
+            spectral_residual(img, size=bad)
+        with pytest.raises(SaliencyError, match="size"):
+            gradient_entropy(img, size=bad)
+    with pytest.raises(SaliencyError, match="sigma"):
+        spectral_residual(img, sigma=float("nan"))
+    with pytest.raises(SaliencyError, match="scales"):
+        gradient_entropy(img, scales=())
+    with pytest.raises(SaliencyError, match="radius"):
+        gradient_entropy(img, radius=-1)
+    with pytest.raises(ImageFormatError, match="empty"):
+        normalise(np.zeros((0, 3)))
+    with pytest.raises(ImageFormatError, match="numbers"):
+        normalise(np.array(["a", "b"]))
+    assert spectral_residual(img, size=8).shape == (64, 64)
+
+
+def test_lengths_run_tokenizers_that_do_not_steer_as_without_a_region():
+    pytest.importorskip("torch")
+    from adatok.datasets import load
+    from adatok.eval.lengths import length_report
+
+    learned = adatok.load("fashion-mnist-32")
+    assert not learned.supports_roi
+    imgs = load("fashion-mnist", "test", limit=2).images
+    maps = [np.ones((28, 28))] * 2
+    rep = length_report(learned, imgs, Quality(psnr=15), roi=maps)
+    assert len(rep.names) == 2 and rep.reached.all()
+    with pytest.raises(adatok.BudgetError):
+        length_report(learned, imgs, Quality(psnr=15, region="roi"), roi=maps)

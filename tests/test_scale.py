@@ -558,3 +558,80 @@ def test_reading_shards_splits_orders_and_checks(tmp_path):
     (other / "manifest.json").write_text("[1, 2]")
     with pytest.raises(AdatokError, match="not the manifest"):
         tokenize_dataset(src, other, "wavelet", Tokens(10), workers=0)
+
+
+def test_shard_readers_found_by_review(tmp_path, monkeypatch):
+    """Loader workers started by spawn keep their rank; a one-row folder has no splits; the classes
+    come from the shards' labels; gray and colour shards train in colour, as their folder does; a
+    folder of images with a manifest of its own is a folder of images."""
+    torch = pytest.importorskip("torch")
+    import pickle
+
+    from adatok.datasets import is_token_shards, token_column
+    from adatok.neural.trainer import load_images
+    from adatok.scale.loader import TokenShardDataset
+
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    rng = np.random.default_rng(3)
+    for i in range(20):
+        shape = (16, 16, 3) if i % 2 else (16, 16)
+        Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8)).save(folder / f"{i:02d}.png")
+    shards = tmp_path / "shards"
+    tokenize_dataset(folder, shards, "wavelet-lossless", adatok.Lossless(), workers=0, shard_size=8)
+    for split in ("train", "test"):
+        assert np.array_equal(load_images(str(shards), split), load_images(str(folder), split))
+    assert [tuple(s) for s in token_column(shards, "shape")][:2] == [(16, 16, 1), (16, 16, 3)]
+    # a worker process unpickles the dataset: the parent's rank travels with it
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    copy = pickle.loads(pickle.dumps(TokenShardDataset(shards)))
+    monkeypatch.delenv("RANK")
+    monkeypatch.delenv("WORLD_SIZE")
+    assert copy.place() == (1, 2) and TokenShardDataset(shards).place() == (0, 1)
+    with pytest.raises(AdatokError, match="seed"):
+        TokenShardDataset(shards, seed=-1)
+    with pytest.raises(AdatokError, match="epoch"):
+        TokenShardDataset(shards).set_epoch(-1)
+    one = tmp_path / "one"
+    one.mkdir()
+    Image.fromarray(np.zeros((16, 16), np.uint8)).save(one / "a.png")
+    with pytest.raises(AdatokError, match="at least 2"):
+        load_images(str(one), "train")
+    tokenize_dataset(one, tmp_path / "one-shards", "wavelet", None, workers=0)
+    with pytest.raises(AdatokError, match="at least 2"):
+        list(read_tokens(tmp_path / "one-shards", split="test"))
+    (folder / "manifest.json").write_text('{"images": 20, "made by": "a camera app"}')
+    assert not is_token_shards(folder) and is_token_shards(shards)
+    assert len(load_images(str(folder), "train")) == 19
+    del torch
+
+
+def test_generator_classes_come_from_the_shards_labels(tmp_path):
+    pytest.importorskip("torch")
+    import io
+
+    import pyarrow as pa
+    from typer.testing import CliRunner
+
+    from adatok.cli import app
+
+    rng = np.random.default_rng(4)
+    blobs = []
+    for _ in range(24):
+        buf = io.BytesIO()
+        Image.fromarray(rng.integers(0, 256, (28, 28), dtype=np.uint8)).save(buf, format="PNG")
+        blobs.append(buf.getvalue())
+    args = ["--language", "wavelet-w8", "--steps", "1", "--batch", "4", "--dim", "32", "--layers", "1", "--heads", "2",
+            "--val-images", "1", "--quiet"]
+    for name, labels in (("twelve", np.arange(24) % 12), ("negative", np.arange(24) % 3 - 1)):
+        (tmp_path / name).mkdir()
+        pq.write_table(pa.table({"image": blobs, "label": labels}), tmp_path / name / "t.parquet")
+        tokenize_dataset(tmp_path / name, tmp_path / f"{name}-shards", "wavelet-w8", Quality(psnr=12), workers=0)
+        res = CliRunner().invoke(app, ["train-generator", "--data", str(tmp_path / f"{name}-shards"), *args,
+                                       "--out", str(tmp_path / f"{name}-gen")])
+        if name == "twelve":  # labels 10 and 11 were the model's "no class" and a raw IndexError
+            assert res.exit_code == 0, res.output
+            assert json.loads((tmp_path / "twelve-gen" / "config.json").read_text())["model"]["classes"] == 12
+        else:
+            assert res.exit_code == 2 and "outside the model's classes" in res.output

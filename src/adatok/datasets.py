@@ -350,8 +350,18 @@ MANIFEST = "manifest.json"
 
 
 def is_token_shards(folder: str | os.PathLike[str]) -> bool:
-    """Whether ``folder`` was written by ``adatok tokenize-dataset`` (it has a ``manifest.json``)."""
-    return (Path(folder) / MANIFEST).is_file()
+    """Whether ``folder`` was written by ``adatok tokenize-dataset``: it has a ``manifest.json`` that
+    holds the run's ``plan`` (a folder of images may have a manifest of its own)."""
+    import json
+
+    path = Path(folder) / MANIFEST
+    if not path.is_file():
+        return False
+    try:
+        info = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return False
+    return isinstance(info, dict) and "plan" in info
 
 
 def read_manifest(folder: str | os.PathLike[str]) -> dict | None:
@@ -399,6 +409,26 @@ def token_shards(folder: str | os.PathLike[str], complete: bool = True) -> list[
     return sorted((path / "parquet").glob("part-*.parquet"), key=lambda f: int(f.stem.split("-")[1]))
 
 
+def token_column(folder: str | os.PathLike[str], column: str) -> list:
+    """One column (of :data:`TOKEN_COLUMNS`) of every row of a token shard folder, in order, read
+    alone: e.g. ``"label"`` (``None`` where a row has none) or ``"shape"``."""
+    pq = _pyarrow()
+    return [v for f in token_shards(folder) for v in pq.read_table(f, columns=[column]).column(column).to_pylist()]
+
+
+def _load_shards_tokenizer(folder: str | os.PathLike[str]) -> None:
+    """Load (and so register) the checkpoint folder a shard folder's tokenizer came from, when its
+    name is not registered here and its manifest records a folder that still exists (shards of a
+    tokenizer of your own are read without loading it first)."""
+    from .core.registry import known, load as load_tokenizer
+
+    info = read_manifest(folder) or {}
+    tok = info.get("tokenizer") if isinstance(info.get("tokenizer"), dict) else {}
+    ref = tok.get("reference")
+    if isinstance(ref, str) and isinstance(tok.get("name"), str) and not known(tok["name"]) and Path(ref).is_dir():
+        load_tokenizer(ref)
+
+
 def read_tokens(folder: str | os.PathLike[str], shards: Sequence[str | os.PathLike[str]] | None = None,
                 complete: bool = True, split: str | None = None) -> Iterator[TokenRow]:
     """The images of a token shard folder (``adatok tokenize-dataset``), in the source's order,
@@ -427,11 +457,14 @@ def read_tokens(folder: str | os.PathLike[str], shards: Sequence[str | os.PathLi
         if any(r.source.startswith(("train/", "test/")) for r in rows):
             yield from (r for r in rows if r.source.startswith("test/") == (split == "test"))
         else:
+            if len(rows) < 2:
+                raise AdatokError(f"{folder} holds one row: a training and a test split need at least 2")
             held = max(1, len(rows) // 20)
-            yield from (rows[-held:] if split == "test" else (rows[:-held] or rows))
+            yield from (rows[-held:] if split == "test" else rows[:-held])
         return
     pq = _pyarrow()
     files = token_shards(folder, complete) if shards is None else [Path(f) for f in shards]
+    _load_shards_tokenizer(folder)
     for file in files:
         table = pq.read_table(file, columns=["index", "source", "label", "atk", "psnr"])
         cols = {name: table.column(name).to_pylist() for name in table.column_names}

@@ -151,6 +151,10 @@ def train_generator_cmd(
                               "(adatok tokenize-dataset --psnr Q)")
         if language == "pixels":
             raise AdatokError("pixels are not read from token shards: give --data fashion-mnist")
+        from adatok.datasets import token_column
+
+        labels = [label for label in token_column(data, "label") if label is not None]
+        classes = max(labels, default=0) + 1  # labels 0..max (negative ones are refused in training)
     target = Quality(psnr=target_psnr) if target_psnr is not None else None
     if (context or canvas) and not language.startswith("wavelet"):
         raise AdatokError(f"--context and --canvas are for the wavelet languages, not {language}")

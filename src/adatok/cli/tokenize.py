@@ -53,10 +53,10 @@ def encode(
 
     Give at most one budget option; without one the full sequence is kept.
     """
-    from adatok.core.saliency import METHODS
+    from adatok.core.saliency import is_method
 
     # a method's name (a file of that name wins); was read as a mask file, refused, with a message naming methods
-    spec = saliency_method if roi == "auto" else roi if roi in METHODS and not Path(roi).exists() else roi and Path(roi)
+    spec = saliency_method if roi == "auto" else roi if is_method(roi) and not Path(roi).exists() else roi and Path(roi)
     check_output(out, image, *([spec] if isinstance(spec, Path) else []), force=force)
     chosen = budget(tokens, psnr_db, ssim, lossless, bpp)
     if region:

@@ -49,8 +49,9 @@ def train_cmd(
                                            "shards to train on the images themselves).")] = "fashion-mnist",
     image_size: Annotated[int | None, typer.Option(
         "--image-size", metavar="S", show_default=False,
-        help="Train on random S x S crops (and flips) of a folder's images of any size; images smaller "
-             "than S are left out and counted. Without it a folder's images must share one square size.")] = None,
+        help="Train on random S x S crops (and flips) of the images (a folder's may have any size; "
+             "Fashion-MNIST's too); images smaller than S are left out and counted. Without it a folder's "
+             "images must share one square size.")] = None,
     tokens: Annotated[int, typer.Option("--tokens", "-k", metavar="K", help="Latent tokens per image.")] = 32,
     steps: Annotated[int | None, typer.Option(
         "--steps", metavar="N", show_default=False,

@@ -5,19 +5,24 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import BudgetError
+from .errors import BudgetError, ImageFormatError
 
 #: A pixel is inside the region of interest where its map (values in [0, 1]) is at least this;
 #: ``Quality(region="roi")``, the region PSNRs of ``adatok eval`` and the report all use it.
 REGION_THRESHOLD = 0.5
 
 
+def check_same_shape(a: np.ndarray, b: np.ndarray) -> None:
+    """Raise :class:`~adatok.ImageFormatError` unless the two images have the same shape."""
+    if np.shape(a) != np.shape(b):
+        raise ImageFormatError(f"the images differ in shape: {np.shape(a)} against {np.shape(b)}")
+
+
 def mse(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> float:
     """Mean squared error over all pixels and channels (inside ``mask`` if given)."""
+    check_same_shape(a, b)
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
-    if a.shape != b.shape:
-        raise ValueError(f"shapes differ: {a.shape} vs {b.shape}")
     d = (a - b) ** 2
     if mask is not None:
         m = np.asarray(mask, dtype=bool)
@@ -32,9 +37,18 @@ def psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> float:
 
 
 def region_mask(roi: np.ndarray) -> np.ndarray:
-    """The pixels inside a region of interest: ``roi >= REGION_THRESHOLD`` as an ``H x W`` bool array."""
+    """The pixels inside a region of interest: ``roi >= REGION_THRESHOLD`` as an ``H x W`` bool array.
+
+    ``roi`` is an ``H x W`` (or ``H x W x 1``) map; any other shape raises
+    :class:`~adatok.ImageFormatError` (a colour mask is read into such a map by
+    :func:`adatok.read_mask`)."""
     m = np.asarray(roi, dtype=np.float64)
-    return (m[:, :, 0] if m.ndim == 3 else m) >= REGION_THRESHOLD
+    if m.ndim == 3 and m.shape[2] == 1:
+        m = m[:, :, 0]
+    if m.ndim != 2:
+        raise ImageFormatError(f"a region of interest is an H x W map, got an array of shape {m.shape} "
+                               "(read a colour mask with adatok.read_mask)")
+    return m >= REGION_THRESHOLD
 
 
 def quality_mask(target, roi: np.ndarray | None, what: str = "the image") -> np.ndarray | None:
@@ -56,14 +70,10 @@ def quality_mask(target, roi: np.ndarray | None, what: str = "the image") -> np.
 
 def quality_score(ref: np.ndarray, out: np.ndarray, target, mask: np.ndarray | None = None) -> float:
     """What a :class:`~adatok.Quality` target measures of ``out`` against ``ref``: PSNR (dB) or SSIM,
-    inside ``mask`` when given (PSNR over its pixels, SSIM over its bounding box)."""
+    over the pixels of ``mask`` when given (:func:`psnr` and :func:`ssim` with ``mask``)."""
     if target.psnr is not None:
         return psnr(ref, out, mask)
-    if mask is None:
-        return ssim(ref, out)
-    ys, xs = np.nonzero(mask)
-    box = (slice(ys.min(), ys.max() + 1), slice(xs.min(), xs.max() + 1))
-    return ssim(ref[box], out[box])
+    return ssim(ref, out, mask)
 
 
 def region_psnr(a: np.ndarray, b: np.ndarray, roi: np.ndarray) -> tuple[float | None, float | None]:
@@ -74,31 +84,46 @@ def region_psnr(a: np.ndarray, b: np.ndarray, roi: np.ndarray) -> tuple[float | 
     """
     inside = region_mask(roi)
     if inside.shape != np.shape(a)[:2]:
-        raise ValueError(f"region is {inside.shape[0]}x{inside.shape[1]} but the image is "
+        raise ImageFormatError(f"region is {inside.shape[0]}x{inside.shape[1]} but the image is "
                          f"{np.shape(a)[0]}x{np.shape(a)[1]} (H x W)")
     return (psnr(a, b, inside) if inside.any() else None,
             psnr(a, b, ~inside) if not inside.all() else None)
 
 
-def ssim(a: np.ndarray, b: np.ndarray) -> float:
-    """Structural similarity (scikit-image's, Gaussian-weighted as in Wang et al.), mean over channels."""
+def ssim(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> float:
+    """Structural similarity (scikit-image's, Gaussian-weighted as in Wang et al.), mean over channels.
+
+    With ``mask`` (``H x W`` bool), the mean of the SSIM map over the mask's pixels (those a full
+    window fits around, as the whole image's SSIM leaves out its border; all of the mask's pixels
+    when none does), not over a box around them. Images too small for a 3 x 3 window are one
+    window (of the mask's pixels)."""
     from skimage.metrics import structural_similarity
 
+    check_same_shape(a, b)
     a = np.asarray(a)
     b = np.asarray(b)
     if a.ndim == 2:
         a, b = a[..., None], b[..., None]
     h, w = a.shape[:2]
+    m = None if mask is None else np.asarray(mask, dtype=bool)
     win = min(7, h, w)
     win -= 1 - win % 2  # odd
+    if m is not None and win >= 3:
+        pad = (win - 1) // 2
+        inner = np.zeros_like(m)
+        inner[pad:h - pad, pad:w - pad] = m[pad:h - pad, pad:w - pad]
+        m = inner if inner.any() else m
     vals = []
     for c in range(a.shape[-1]):
         x, y = a[..., c].astype(np.float64), b[..., c].astype(np.float64)
         if win >= 3:
-            vals.append(structural_similarity(x, y, data_range=255, win_size=win,
-                                              gaussian_weights=win == 7, sigma=1.5,
-                                              use_sample_covariance=False))
-        else:  # too small for a sliding window: SSIM with the whole image as the one window
+            mean, smap = structural_similarity(x, y, data_range=255, win_size=win,
+                                               gaussian_weights=win == 7, sigma=1.5,
+                                               use_sample_covariance=False, full=True)
+            vals.append(mean if m is None else float(smap[m].mean()))
+        else:  # too small for a sliding window: SSIM with the whole image (or mask) as the one window
+            if m is not None:
+                x, y = x[m], y[m]
             c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
             mx, my = x.mean(), y.mean()
             vx, vy, cxy = x.var(), y.var(), ((x - mx) * (y - my)).mean()

@@ -44,6 +44,7 @@ True
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
@@ -100,9 +101,14 @@ def normalise(m: np.ndarray) -> np.ndarray:
     accepted.
 
     Raises:
-        ImageFormatError: ``m`` holds NaN or infinite values.
+        ImageFormatError: ``m`` is empty, not numbers, or holds NaN or infinite values.
     """
-    m = np.asarray(m, dtype=np.float64)
+    try:
+        m = np.asarray(m, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ImageFormatError(f"a map is an array of numbers, got {type(m).__name__}: {exc}") from None
+    if m.size == 0:
+        raise ImageFormatError(f"a map needs at least one value, got an empty array of shape {m.shape}")
     if not np.isfinite(m).all():
         raise ImageFormatError("map holds NaN or infinite values; give a finite float array")
     lo, hi = float(m.min()), float(m.max())
@@ -193,6 +199,24 @@ def _as_map(m: Any, what: str = "map") -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 
 
+def _check_params(**params: Any) -> None:
+    """Raise :class:`SaliencyError` unless every ``size``/``radius`` is a whole number (``size`` at
+    least 1, ``radius`` at least 0) and every other parameter a finite number >= 0 (``scales``:
+    a non-empty list of numbers > 0)."""
+    for name, value in params.items():
+        if name in ("size", "radius"):
+            low = 1 if name == "size" else 0
+            ok = isinstance(value, int | np.integer) and not isinstance(value, bool) and value >= low
+            if not ok:
+                raise SaliencyError(f"{name} must be a whole number >= {low}, got {value!r}")
+            continue
+        vals = list(value) if name == "scales" else [value]
+        if not vals or not all(isinstance(v, int | float | np.integer | np.floating) and not isinstance(v, bool)
+                               and math.isfinite(v) and (v > 0 if name == "scales" else v >= 0) for v in vals):
+            what = "a non-empty list of finite numbers > 0" if name == "scales" else "a finite number >= 0"
+            raise SaliencyError(f"{name} must be {what}, got {value!r}")
+
+
 def spectral_residual(image: np.ndarray, size: int = 64, sigma: float = 2.5) -> np.ndarray:
     """Spectral-residual saliency (Hou & Zhang, CVPR 2007) as an ``H x W`` map in ``[0, 1]``.
 
@@ -212,7 +236,9 @@ def spectral_residual(image: np.ndarray, size: int = 64, sigma: float = 2.5) -> 
 
     Raises:
         ImageFormatError: ``image`` is not a uint8 image array.
+        SaliencyError: a parameter out of its range (e.g. ``size`` 0).
     """
+    _check_params(size=size, sigma=sigma)
     gray = to_gray(image)
     h, w = gray.shape
     if np.ptp(gray) < _FLAT:  # a flat image: nothing stands out (its spectrum is DC alone)
@@ -242,10 +268,12 @@ def gradient_entropy(image: np.ndarray, size: int = 256, scales: Sequence[float]
 
     Raises:
         ImageFormatError: ``image`` is not a uint8 image array.
+        SaliencyError: a parameter out of its range (e.g. ``size`` 0).
     """
     from skimage.filters.rank import entropy
     from skimage.morphology import disk
 
+    _check_params(size=size, scales=scales, radius=radius, smooth=smooth)
     gray = to_gray(image)
     h, w = gray.shape
     small = _shrunk(gray, size)
@@ -322,6 +350,11 @@ def combine(maps: Sequence[np.ndarray], weights: Sequence[float] | None = None) 
             raise SaliencyError(f"weights must be finite numbers >= 0, not all 0, got {list(w)}")
     mean = sum(wi * m for wi, m in zip(w, arrays, strict=True)) / w.sum()
     return normalise(mean)
+
+
+def is_method(name: Any) -> bool:
+    """Whether ``name`` names a saliency method (an alias such as ``"center"`` included)."""
+    return isinstance(name, str) and _ALIASES.get(name, name) in METHODS
 
 
 def check_method(method: Any) -> str:
@@ -462,7 +495,7 @@ def roi_from(spec: Any, image: np.ndarray, resize: bool = False) -> np.ndarray |
     if spec is None:
         return None
     img = as_image(image)
-    if isinstance(spec, str) and (spec in METHODS or spec in _ALIASES):
+    if is_method(spec):
         return saliency(img, spec)
     if isinstance(spec, str | os.PathLike):
         name = os.fspath(spec)

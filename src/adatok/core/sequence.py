@@ -79,8 +79,9 @@ class TokenSequence:
             del self.__dict__["pos"]
         else:
             self._set_pos(self.pos)
-        object.__setattr__(self, "shape", tuple(int(s) for s in self.shape))
+        object.__setattr__(self, "shape", _checked_shape(self.shape))
         object.__setattr__(self, "pos_fields", tuple(self.pos_fields))
+        object.__setattr__(self, "params", frozen_params(self.params))
 
     def _set_pos(self, pos) -> np.ndarray:
         pos = _checked_ints(pos, "pos")
@@ -192,7 +193,77 @@ def _checked_ints(values, what: str) -> np.ndarray:
         raise InvalidTokensError(f"{what} must be whole numbers (an integer array), got dtype {arr.dtype}")
     if arr.min() < _INT32.min or arr.max() > _INT32.max:
         raise InvalidTokensError(f"{what} must fit in int32, got values from {arr.min()} to {arr.max()}")
-    return np.ascontiguousarray(arr, dtype=np.int32)
+    out = np.ascontiguousarray(arr, dtype=np.int32)
+    return out if _owned(out) else out.copy()  # a sequence is frozen: not a view of the caller's array
+
+
+def _owned(arr: np.ndarray) -> bool:
+    """Whether no one can write to ``arr``'s memory: read-only, and so is every array it views
+    (or it views ``bytes``)."""
+    a: Any = arr
+    while isinstance(a, np.ndarray):
+        if a.flags.writeable:
+            return False
+        a = a.base
+    return a is None or isinstance(a, bytes)
+
+
+def _checked_shape(shape) -> tuple[int, ...]:
+    """An image shape as a tuple of whole numbers >= 0 (:class:`~adatok.InvalidTokensError` else:
+    ``12.7`` is not truncated, nor ``"12"`` read as digits)."""
+    if isinstance(shape, str | bytes) or not isinstance(shape, tuple | list | np.ndarray):
+        raise InvalidTokensError(f"shape must be a tuple of whole numbers, got {shape!r}")
+    dims = list(shape)
+    if not all(isinstance(d, int | np.integer) and not isinstance(d, bool) and d >= 0 for d in dims):
+        raise InvalidTokensError(f"shape must be a tuple of whole numbers >= 0, got {shape!r}")
+    return tuple(int(d) for d in dims)
+
+
+class FrozenParams(dict):
+    """A sequence's params: a ``dict`` that refuses changes (a sequence is frozen, and its prefixes
+    share its params; a change would have left bytes cached for the old ones). Make a new one with
+    ``dict(seq.params) | {...}``."""
+
+    def _refuse(self, *args, **kwargs):
+        raise TypeError("a TokenSequence's params cannot be changed; build new ones: dict(seq.params) | {...}")
+
+    __setitem__ = __delitem__ = update = pop = popitem = setdefault = clear = __ior__ = _refuse
+
+    def __reduce__(self):
+        return (FrozenParams, (dict(self),))
+
+    def __copy__(self) -> FrozenParams:
+        return self
+
+    def __deepcopy__(self, memo) -> FrozenParams:
+        return self
+
+
+def _plain(value: Any, where: str) -> Any:
+    """``value`` as plain JSON types (numpy scalars and arrays made Python's; containers copied)."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, list | tuple):
+        return [_plain(v, where) for v in value]
+    if isinstance(value, Mapping):
+        if not all(isinstance(k, str) for k in value):
+            raise InvalidTokensError(f"params must have string keys, got {list(value)!r} in {where}")
+        return {k: _plain(v, where) for k, v in value.items()}
+    raise InvalidTokensError(f"params hold JSON values only, got {type(value).__name__} {value!r} in {where}")
+
+
+def frozen_params(params: Any) -> FrozenParams:
+    """``params`` checked and copied into a :class:`FrozenParams` (a mapping with string keys and
+    JSON values; numpy numbers become Python's): :class:`~adatok.InvalidTokensError` else."""
+    if isinstance(params, FrozenParams):
+        return params
+    if not isinstance(params, Mapping):
+        raise InvalidTokensError(f"params must be a mapping (a dict), got {type(params).__name__}")
+    return FrozenParams(_plain(params, "params"))
 
 
 def _checked_ids(ids) -> np.ndarray:

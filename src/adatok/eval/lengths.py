@@ -65,8 +65,10 @@ class LengthReport:
 def length_report(tokenizer, images: Sequence[np.ndarray], target: Quality, names: Sequence[str] | None = None,
                   roi: Sequence[np.ndarray | None] | None = None) -> LengthReport:
     """Encode ``images`` under ``target`` (one call: each image gets its own shortest prefix) and
-    measure what each got. ``roi`` is passed to the tokenizer (needed for ``region="roi"``)."""
-    seqs = tokenizer.encode(list(images), target, roi=roi) if roi is not None else tokenizer.encode(list(images), target)
+    measure what each got. ``roi`` steers a tokenizer that steers by region (``supports_roi``); one
+    that does not runs as without (it is still needed, and refused, for ``region="roi"``)."""
+    steer = roi is not None and (getattr(tokenizer, "supports_roi", False) or target.region == "roi")
+    seqs = tokenizer.encode(list(images), target, roi=roi) if steer else tokenizer.encode(list(images), target)
     outs = tokenizer.decode(seqs)
     tokens, nbytes, bpp, qual = [], [], [], []
     for i, (img, seq, out) in enumerate(zip(images, seqs, outs, strict=True)):

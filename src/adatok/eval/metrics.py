@@ -15,7 +15,7 @@ import warnings
 import numpy as np
 
 from ..core.errors import AdatokError
-from ..core.metrics import psnr, ssim
+from ..core.metrics import check_same_shape, psnr, ssim
 
 __all__ = ["MS_SSIM_MIN_SIDE", "ms_ssim", "quality"]
 
@@ -32,10 +32,9 @@ def ms_ssim(a: np.ndarray, b: np.ndarray) -> float:
         from sewar.full_ref import msssim
     except ImportError as exc:  # pragma: no cover - the eval extra installs it
         raise AdatokError("MS-SSIM needs sewar: pip install 'adatok[eval]'") from exc
+    check_same_shape(a, b)
     a = np.asarray(a)
     b = np.asarray(b)
-    if a.shape != b.shape:
-        raise ValueError(f"shapes differ: {a.shape} vs {b.shape}")
     if a.ndim == 2:
         a, b = a[..., None], b[..., None]
     if min(a.shape[:2]) < MS_SSIM_MIN_SIDE:

@@ -25,8 +25,10 @@ from dataclasses import dataclass
 import numpy as np
 
 import adatok
-from adatok import InvalidTokensError, Quality, TokenSequence
+from adatok import AdatokError, InvalidTokensError, Quality, TokenSequence
 from adatok.wavelet import spiht
+from adatok.wavelet.tokenizer import WaveletTokenizer
+from adatok.wavelet.words import WordTokenizer
 from adatok.wavelet.layout import make_layout
 from adatok.wavelet.stepper import CONTEXT_FIELDS, CONTEXT_STATES
 from adatok.wavelet.transforms import default_levels
@@ -111,9 +113,15 @@ class WaveletLanguage:
     variable_length = True  # END may come after any token
     per_token = 1  # decisions a token stands for
 
+    #: the tokenizers whose tokens this language is written in
+    family: type = WaveletTokenizer
+
     def __init__(self, tokenizer: str, shape: tuple[int, ...], target: Quality | None = None,
                  context: bool = False, canvas: bool = False):
         self.tok = adatok.load(tokenizer)
+        if not isinstance(self.tok, self.family):  # (a WordTokenizer is no WaveletTokenizer, nor the reverse)
+            raise AdatokError(f"{type(self).__name__} is written in tokens of a {self.family.__name__}; "
+                              f"{tokenizer!r} is not one")
         self.name = tokenizer
         self.shape = tuple(shape)
         self.target = target
@@ -265,9 +273,17 @@ class WaveletLanguage:
 
     def stepper(self, n: int = 0, prefixes: Sequence[TokenSequence] | None = None):
         """A stepper of ``n`` empty sequences of the language's shape, or going on from ``prefixes``
-        (re-expressed with the fixed header)."""
+        (re-expressed with the fixed header; a prefix coded on another tree, with pixel replication
+        or a region of interest, is refused: the model knows only the language's tree)."""
         if prefixes is not None:
-            return self.tok.stepper([self.tok.with_top_plane(p) for p in prefixes])
+            fixed = [self.tok.with_top_plane(p) for p in prefixes]
+            for p in fixed:
+                if "rep" in p.params or "roi" in p.params or p.params.get("levels") != self.levels:
+                    raise AdatokError("a prefix to complete must be coded on the language's own tree: this one has "
+                                      + ("pixel replication" if "rep" in p.params else "a region of interest"
+                                         if "roi" in p.params else f"{p.params.get('levels')} levels, not {self.levels}")
+                                      + "; encode the image with tok.encode([image], fixed_header=True)")
+            return self.tok.stepper(fixed)
         return self.tok.stepper([self.shape] * n)
 
     def step_features(self, st) -> tuple[np.ndarray, np.ndarray]:
@@ -284,6 +300,8 @@ class WordLanguage(WaveletLanguage):
     :class:`WaveletLanguage`, ``n`` to a token, with the same fixed header and position features.
     A word's features are those of its first decision (its ``pos`` row and kind: the word's own
     ``kind`` column), and the stepper's legal mask is over the word vocabulary (``3**n``)."""
+
+    family = WordTokenizer
 
     @property
     def per_token(self) -> int:
@@ -322,6 +340,8 @@ class SlotLanguage:
 
     def __init__(self, tokenizer: str, target: Quality | None = None):
         self.tok = adatok.load(tokenizer)
+        if not hasattr(self.tok, "expects") or not hasattr(self.tok, "tokens"):
+            raise AdatokError(f"the slot language is written in a learned tokenizer's tokens; {tokenizer!r} is not one")
         self.name = tokenizer
         self.target = target
         self.vocab_size = self.tok.vocab_size
@@ -428,7 +448,15 @@ class PixelLanguage:
 
 
 def language_from(config: dict):
-    """The language a generator checkpoint's ``config["language"]`` describes."""
+    """The language a generator checkpoint's ``config["language"]`` describes
+    (:class:`~adatok.AdatokError` for one that is malformed)."""
+    try:
+        return _language_from(config)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise AdatokError(f"the checkpoint's language is malformed ({type(exc).__name__}: {exc}): {config!r}") from None
+
+
+def _language_from(config: dict):
     kind = config["language"]
     target = config.get("target")
     q = None if not target else Quality(psnr=target.get("psnr"), ssim=target.get("ssim"))

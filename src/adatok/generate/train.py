@@ -161,9 +161,20 @@ def folder_classes(folder: str | Path) -> list[str]:
         raise AdatokError(f"{folder} holds no files")
     nested = [len(p) > 1 for p in parts]
     if any(nested) and not all(nested):
-        raise AdatokError(f"{folder} has images both in itself and in sub-folders: put every image in a class "
-                          "sub-folder (FOLDER/CLASS/...), or none")
-    return sorted({p[0] for p in parts}) if all(nested) else ["all"]
+        from ..core.imageio import read_image
+
+        def is_image(p: tuple[str, ...]) -> bool:
+            try:
+                read_image(root.joinpath(*p))
+            except AdatokError:
+                return False  # (left out and counted, as image_folder does)
+            return True
+
+        if any(is_image(p) for p, n in zip(parts, nested, strict=True) if not n):
+            raise AdatokError(f"{folder} has images both in itself and in sub-folders: put every image in a class "
+                              "sub-folder (FOLDER/CLASS/...), or none")
+        parts = [p for p, n in zip(parts, nested, strict=True) if n]  # beside the classes: a README, notes
+    return sorted({p[0] for p in parts}) if len(parts[0]) > 1 else ["all"]
 
 
 def image_folder(folder: str | Path, shape: tuple[int, ...], split: str | None = None
@@ -198,7 +209,7 @@ def image_folder(folder: str | Path, shape: tuple[int, ...], split: str | None =
                              img[y : y + side, x : x + side])
         im = im.convert("L" if channels == 1 else "RGB").resize((size, size), Image.Resampling.LANCZOS)
         images.append(np.asarray(im, np.uint8).reshape(size, size, channels))
-        labels.append(classes.index(p[0]) if len(p) > 1 else 0)  # (folder_classes: all nested, or none)
+        labels.append(classes.index(p[0]) if len(p) > 1 else 0)  # (folder_classes: images all nested, or none)
     if not images:
         raise AdatokError(f"{folder} holds no readable image of at least {size} x {size} pixels "
                           f"({len(ds.skipped)} unreadable, {small} smaller)")
@@ -475,6 +486,11 @@ def train_generator(out: str | Path, lang=None, model_cfg: GPTConfig | None = No
     val = corpus_for(lang, "test", train_cfg.val_images, out / "corpus-val.npz", data=train_cfg.data)
     if world > 1 and rank == 0:
         dist.barrier()
+    for part, what in ((corpus, "training"), (val, "validation")):
+        bad = np.unique(part.labels[(part.labels < 0) | (part.labels >= model_cfg.classes)])
+        if bad.size:  # (a label equal to classes is the model's own "no class" token: never data)
+            raise AdatokError(f"{what} labels {', '.join(map(str, bad[:5]))} are outside the model's classes "
+                              f"0..{model_cfg.classes - 1}: give the model as many classes as the data has")
     corpus, val = rows_for(model_cfg, corpus), rows_for(model_cfg, val)
     build_seconds = time.time() - t_build
     if int(corpus.lengths.max()) + 1 > model_cfg.max_len:

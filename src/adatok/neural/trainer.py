@@ -145,14 +145,16 @@ def load_images(data: str, split: str | None = "train", crop: int | None = None)
     from .. import datasets
 
     if data == "fashion-mnist":
-        return np.stack(datasets.load("fashion-mnist", split=split).images)
-    if datasets.is_token_shards(data):  # token shards (adatok tokenize-dataset): their decodings
+        images = datasets.load("fashion-mnist", split=split).images
+    elif datasets.is_token_shards(data):  # token shards (adatok tokenize-dataset): their decodings
         import adatok
 
         seqs = [r.seq for r in datasets.read_tokens(data, split=split or "train")]
         if not seqs:
             raise AdatokError(f"{data} holds no {split} sequences")
         images = adatok.load(seqs[0].tokenizer).decode(seqs)  # (one run, one tokenizer)
+        if any(shape[2] == 3 for shape in datasets.token_column(data, "shape")):  # as a folder: both parts alike
+            images = [np.repeat(im, 3, 2) if im.shape[2] == 1 else im for im in images]
     else:
         # The whole folder is read and sorted out before the held-out 5% is taken, so that both parts
         # are alike: images too small for the crop left out of both, and gray images repeated to RGB
@@ -169,12 +171,14 @@ def load_images(data: str, split: str | None = "train", crop: int | None = None)
             too_small, images = len(images) - len(big), big
         if any(im.shape[2] == 3 for im in images):
             images = [np.repeat(im, 3, 2) if im.shape[2] == 1 else im for im in images]
+        if len(images) < 2:
+            raise AdatokError(f"{data} has one readable image: training and its held-out evaluation need at least 2")
         n_eval = max(1, len(images) // 20)
-        images = images[-n_eval:] if split == "test" else (images[:-n_eval] or images)
+        images = images[-n_eval:] if split == "test" else images[:-n_eval]
         if crop is not None:
             crops = Crops(images, crop, skipped=too_small)
             return crops if split != "test" else crops.centre()
-    if crop is not None:  # token shards: their decodings, cropped
+    if crop is not None:  # Fashion-MNIST, or token shards' decodings, cropped
         big = [im for im in images if min(im.shape[:2]) >= crop]
         if not big:
             raise AdatokError(f"{data}: none of its {len(images)} {split or ''} images is at least {crop}x{crop}; "
@@ -402,7 +406,7 @@ def train(out: str | Path, model_cfg: ModelConfig | None = None, train_cfg: Trai
     for what, imgs in (("training", images), ("held-out", eval_images)):
         if tuple(imgs.shape[1:]) != want:
             raise AdatokError(f"the {what} images are {tuple(imgs.shape[1:])} (H, W, C) but the model is set up for "
-                              f"{want}: pass --image-size/--channels to match")
+                              f"{want}: pass --image-size to match")
     data = images if isinstance(images, Crops) else _to_tensor(images)
     held = _to_tensor(eval_images)
 
@@ -453,8 +457,10 @@ def train(out: str | Path, model_cfg: ModelConfig | None = None, train_cfg: Trai
         for step in range(start, end):
             idx = torch.randint(0, len(data), (train_cfg.batch,), generator=gen)
             keep = sample_keep(train_cfg.batch, model_cfg.tokens, gen)
-            idx, keep = idx[rank::world], keep[rank::world]
-            x = data[idx]
+            keep = keep[rank::world]
+            # the whole batch on every rank, then each rank's share: Crops draws each image's crop and
+            # flip from gen, so every rank must draw them all (a share drawn alone took other crops)
+            x = data[idx][rank::world]
             for group in opt.param_groups:
                 group["lr"] = _lr(step, train_cfg)
             y = ddp_model(x, keep)

@@ -29,6 +29,13 @@ from ..core.sequence import TokenSequence
 from ..datasets import token_shards
 
 
+def _count(value, what: str) -> int:
+    """``value`` as a whole number >= 0, else :class:`~adatok.AdatokError` (numpy's seeds are)."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 0:
+        raise AdatokError(f"{what} must be a whole number >= 0, got {value!r}")
+    return int(value)
+
+
 class TokenShardDataset(IterableDataset):
     """The rows of a token shard folder as dicts of tensors, for a ``DataLoader``.
 
@@ -57,7 +64,7 @@ class TokenShardDataset(IterableDataset):
         if not self.files:
             raise AdatokError(f"{folder} has no Parquet shards (was it written with --format webdataset only?)")
         self.counts = np.array([pq.ParquetFile(f).metadata.num_rows for f in self.files], np.int64)
-        self.shuffle, self.seed, self.positions, self.even = shuffle, seed, positions, even
+        self.shuffle, self.seed, self.positions, self.even = shuffle, _count(seed, "seed"), positions, even
         self._rank, self._world = rank, world_size
         # in shared memory: data-loader workers kept from epoch to epoch (persistent_workers) hold a
         # copy of this dataset made when they started, and must still see set_epoch
@@ -76,7 +83,15 @@ class TokenShardDataset(IterableDataset):
     def set_epoch(self, epoch: int) -> None:
         """Use the order of ``epoch`` (with ``shuffle``; call it on every rank, before iterating; data-loader
         workers see it too, also persistent ones)."""
-        self._epoch[0] = int(epoch)
+        self._epoch[0] = _count(epoch, "epoch")
+
+    def __getstate__(self) -> dict:
+        """The dataset as a data-loader worker started by spawn or forkserver gets it: with this
+        process's rank and world size fixed, since in the worker ``torch.distributed`` is not
+        initialized (and ``RANK`` may not be set), and every worker would read as rank 0 of 1."""
+        state = self.__dict__.copy()
+        state["_rank"], state["_world"] = self.place()
+        return state
 
     def place(self) -> tuple[int, int]:
         """``(rank, world size)`` of this process: each the one given, else ``torch.distributed``'s when it

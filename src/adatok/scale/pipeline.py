@@ -225,7 +225,8 @@ def tokenize_dataset(src: str | os.PathLike[str], out: str | os.PathLike[str], t
         _remove_leftovers(out)
         manifest = {"format": MANIFEST_FORMAT, "status": "incomplete", "command": command,
                     "adatok_version": adatok.__version__, "plan": plan,
-                    "tokenizer": {"name": tok.name, "version": tok.version, "vocab_size": int(tok.vocab_size)},
+                    "tokenizer": {"name": tok.name, "version": tok.version, "vocab_size": int(tok.vocab_size),
+                                  "reference": worker_tokenizer},
                     "budget": budget_json(budget), "formats": list(formats)}
         if previous is None:
             _write_manifest(out, manifest)

@@ -329,12 +329,12 @@ def create_app(limits: Limits | None = None, generators: Sequence[str | Path] | 
                 raise ServeError("the painted region is empty: paint over the part of the image that matters")
             roi_name = "painted"
         elif roi != "none":
-            from adatok.core.saliency import METHODS
+            from adatok.core.saliency import METHODS, check_method, is_method
 
-            if roi not in METHODS:
+            if not is_method(roi):
                 raise ServeError(f"roi must be none, paint or a saliency method ({', '.join(METHODS)}), got {roi!r}")
-            region = await server.run_light(_saliency, img.pixels, roi)
-            roi_name = roi
+            roi_name = check_method(roi)
+            region = await server.run_light(_saliency, img.pixels, roi_name)
         if region is None:
             found = server.codings.find(lambda c: c.iid == image and c.tokenizer == tokenizer and c.roi is None)
             if found is not None:

@@ -22,10 +22,10 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from ..core.errors import InvalidTokensError
+from ..core.errors import InvalidTokensError, TokenizerMismatchError
 from ..core.sequence import TokenSequence, check_maker, container_overhead
 from . import spiht
-from .tokenizer import CODEC
+from .tokenizer import CODEC, WaveletTokenizer
 
 
 @njit(cache=True)
@@ -118,6 +118,12 @@ class Prefixes:
     MAX_CUTS = 65_536
 
     def __init__(self, tok, seq: TokenSequence, step: int | None = None) -> None:
+        if not isinstance(tok, WaveletTokenizer):
+            raise TokenizerMismatchError(f"Prefixes reads sequences of a decision tokenizer (wavelet, "
+                                         f"wavelet-lossless), not of {getattr(tok, 'name', tok)!r}; for words, "
+                                         "read their decisions: Prefixes(tok.base, tok.to_decisions(seq))")
+        if step is not None and (isinstance(step, bool) or not isinstance(step, int | np.integer) or step < 1):
+            raise InvalidTokensError(f"step must be a whole number >= 1, got {step!r}")
         check_maker(seq.tokenizer, seq.version, tok)
         self.tok, self.seq = tok, seq
         self._layout = tok._layout(seq.shape, seq.params)
@@ -125,8 +131,6 @@ class Prefixes:
         tok._check_range(seq.ids)
         args = tok._walk_args(self._layout, seq.params)
         self.step = max(1, -(-len(seq) // self.MAX_CUTS)) if step is None else int(step)
-        if self.step < 1:
-            raise ValueError(f"step must be >= 1, got {step!r}")
         status, n, node, plane, payload = _coded_walk(self._ids, np.int64(self.step), np.int64(seq.params["nmax"]),
                                                       *args)
         if status != spiht.OK:

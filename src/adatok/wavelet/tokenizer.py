@@ -390,7 +390,9 @@ class WaveletTokenizer:
                 roi_map = roi_from(roi[i], img)
             mask = quality_mask(budget, roi_map, f"image {i}") if isinstance(budget, Quality) else None
             if roi_map is not None:
-                params["roi"] = roi_coding.roi_params(roi_map[::fy, ::fx], coded.shape[:2], levels)
+                h, w = roi_map.shape  # a replicated block is inside where any of its pixels is
+                coded_roi = roi_map.reshape(h // fy, fy, w // fx, fx).max(axis=(1, 3))
+                params["roi"] = roi_coding.roi_params(coded_roi, coded.shape[:2], levels)
             mag, sgn, top = _magnitudes(coef, self._shifts(layout, params)[0])
             params["nmax"] = int(top).bit_length() - 1  # -1 when every coefficient is 0
             if fixed_header:  # the walk from a higher plane is the re-expressed sequence
