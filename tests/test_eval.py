@@ -281,6 +281,25 @@ def test_evaluate_stream_counts_the_token_stream(tmp_path):
             assert r["stream_bytes"] <= 0.3 * h * w / 8
     page = write_report(ev, tmp_path).read_text()
     assert "the token stream alone" in page
+    # each caption's bytes are those its bpp counts (it paired the file's bytes with the stream's bpp)
+    caps = re.findall(r"<span data-col='stream_bytes'>(\d+)</span> bytes of tokens \(<span data-col='bytes'>(\d+)"
+                      r"</span> in the file\) · <span data-col='bpp'>([\d.]+)</span> bpp", page)
+    assert caps and all(int(s) < int(f) for s, f, _ in caps)
+    sizes = {(r["stream_bytes"], round(r["bpp"], 5)) for r in ev.rows if r["bpp"] is not None}
+    assert all((int(s), round(float(b), 5)) in sizes for s, _, b in caps)
+
+
+def test_report_commands_quote_their_arguments(tmp_path):
+    """The reproduce line of a run made from Python splits back into its arguments (an --out with a
+    space was two words; an empty baseline list one fewer)."""
+    import shlex
+
+    from adatok.eval import run
+
+    out = tmp_path / "my report"
+    ev, _ = run("samples", out, ["wavelet"], bpp=(0.5,), baselines=(), limit=1, max_side=32)
+    words = shlex.split(ev.config["command"])
+    assert words[words.index("--out") + 1] == str(out) and words[words.index("--baselines") + 1] == "none"
 
 
 def test_evaluate_rejects_bad_arguments():

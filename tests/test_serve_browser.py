@@ -194,3 +194,45 @@ def test_a_person_s_visit(served, tab):
     assert "not an image" in page.text_content("#error")
     _shot(page, folder, "9-bad-upload")
     assert errors == []
+
+
+def test_the_page_stays_true_to_what_it_shows(served, tab):
+    """Found by review: a failed re-encode left the menu naming the tokenizer that failed over the
+    coding still shown; a region's table outlived the coding it compared; a region over the whole
+    image read 'exact dB' outside it; a curve of bit-exact points only was drawn at -Infinity."""
+    url, folder, _ = served
+    page, errors = tab
+    noise = np.random.default_rng(0).integers(0, 256, (40, 48, 3), dtype=np.uint8)
+    (folder / "noise.png").write_bytes(png_bytes(noise))
+    page.select_option("#tokenizer", "wavelet")
+    page.set_input_files("#file", str(folder / "noise.png"))
+    page.wait_for_function("document.querySelector('#status').textContent.includes('noise.png: 48x40')",
+                           timeout=60_000)
+    page.wait_for_selector("#recon[data-k]", timeout=60_000)
+    # a region painted over everything: no outside, and it is not "exact"
+    page.evaluate("""() => { const p = document.getElementById('paint'), c = p.getContext('2d');
+                             c.fillStyle = 'rgba(255,40,40,0.45)'; c.fillRect(0, 0, p.width, p.height); S.painted = true; }""")
+    page.click("#roi-paint")
+    page.wait_for_selector("#roi-result:not([hidden])", timeout=60_000)
+    page.wait_for_function("document.querySelectorAll('#roi-with td')[1].textContent !== ''")
+    cells = page.eval_on_selector_all("#roi-with td", "tds => tds.map(t => t.textContent)")
+    assert cells[3] == "–" and cells[2].endswith(" dB"), cells
+    # a failed re-encode: the learned tokenizer takes 28 x 28 gray images only
+    status = page.text_content("#status")
+    page.select_option("#tokenizer", "fashion-mnist-32")
+    page.wait_for_function("!document.querySelector('#error').hidden", timeout=60_000)
+    assert page.input_value("#tokenizer") == "wavelet" and page.text_content("#status") == status
+    # another tokenizer: the region's comparison of the old coding goes
+    page.select_option("#tokenizer", "wavelet-lossless")
+    page.wait_for_function("document.querySelector('#status').textContent.includes('with wavelet-lossless')",
+                           timeout=60_000)
+    assert page.is_hidden("#roi-result") and page.text_content("#roi-status") == ""
+    # a flat image: every point exact, nothing to plot, no error
+    flat = np.full((32, 32, 3), 128, np.uint8)
+    (folder / "flat.png").write_bytes(png_bytes(flat))
+    page.set_input_files("#file", str(folder / "flat.png"))
+    page.wait_for_function("document.querySelector('#status').textContent.includes('flat.png: 32x32')", timeout=60_000)
+    page.click("#curve-go")
+    page.wait_for_function("document.querySelector('#curve-status').textContent.includes('nothing to plot')",
+                           timeout=120_000)
+    assert errors == [], errors

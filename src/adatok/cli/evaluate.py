@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shlex
+
 from pathlib import Path
 from typing import Annotated
 
@@ -20,6 +22,8 @@ from .tables import print_eval, print_region
 
 #: The longest side of the sample photos in `adatok demo` (keeps `make demo` quick).
 DEMO_MAX_SIDE = 224
+#: Test images each shipped learned checkpoint is measured on in the demo (its own dataset).
+DEMO_LEARNED_IMAGES = 100
 
 #: Token-stream budgets of the demo's learned-tokenizer runs (a 28x28 image: 0.449 bpp is 32 tokens).
 LEARNED_BPP = (0.03, 0.06, 0.12, 0.23, 0.45)
@@ -179,7 +183,8 @@ def demo(
         help="Shrink the photos so their longer side is at most PX pixels.")] = DEMO_MAX_SIDE,
     learned_images: Annotated[int, typer.Option(
         "--learned-images", metavar="N",
-        help="Also evaluate each shipped learned checkpoint on N test images of its own dataset (0: skip).")] = 100,
+        help="Also evaluate each shipped learned checkpoint on N test images of its own dataset (0: skip).")
+    ] = DEMO_LEARNED_IMAGES,
     quiet: NoProgress = False,
 ) -> None:
     """Evaluate the tokenizers on the bundled sample photos: what `make demo` runs.
@@ -221,8 +226,9 @@ def demo(
                                    f"photos (adatok eval --data {data or 'DATA'} -t {name} --stream)")
             continue
         tokenizers.append(tok)
-    command = f"adatok demo --out {out}" + (f" --limit {limit}" if limit else "") + \
-        (f" --max-side {max_side}" if max_side != DEMO_MAX_SIDE else "")
+    command = shlex.join(["adatok", "demo", "--out", str(out)] + (["--limit", str(limit)] if limit else [])
+                         + (["--max-side", str(max_side)] if max_side != DEMO_MAX_SIDE else [])
+                         + (["--learned-images", str(learned_images)] if learned_images != DEMO_LEARNED_IMAGES else []))
     with EvalProgress(quiet) as step:
         ev, report = run("samples", out, tokenizers, limit=limit, max_side=max_side, keep=len(SAMPLE_IMAGES),
                          command=command, progress=step)

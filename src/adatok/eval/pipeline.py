@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shlex
+
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -79,9 +81,8 @@ def run(data: str, out: str | Path, tokenizers: Sequence[Any] = ("wavelet",), *,
         raise AdatokError(f"cannot create folder {out}: {exc.strerror or exc}") from exc
     split_txt = f" ({split})" if split else ""
     if command is None:
-        command = _command(data, tokenizers, bpp, tokens, baselines, split, limit, max_side, seed, out, stream)
-        if roi is not None:
-            command += f" --roi {roi}" + (f" --saliency {saliency}" if str(roi) == "auto" else "")
+        command = _command(data, tokenizers, bpp, tokens, baselines, split, limit, max_side, seed, out, stream, roi,
+                           saliency)
     config = {"data": str(data), "data_note": split_txt, "command": command}
     if region_note:
         config["roi"] = region_note
@@ -98,21 +99,25 @@ def run(data: str, out: str | Path, tokenizers: Sequence[Any] = ("wavelet",), *,
     return ev, write_report(ev, out)
 
 
-def _command(data, tokenizers, bpp, tokens, baselines, split, limit, max_side, seed, out, stream=False) -> str:
+def _command(data, tokenizers, bpp, tokens, baselines, split, limit, max_side, seed, out, stream=False,
+             roi=None, saliency="auto") -> str:
+    """The ``adatok eval`` command line of a run, quoted for a shell (a path with a space stays one argument)."""
     names = ",".join(t if isinstance(t, str) else t.name for t in tokenizers)
-    parts = ["adatok eval", f"--tokenizer {names}", f"--data {data}"]
+    parts = ["adatok", "eval", "--tokenizer", names, "--data", str(data)]
     if split:
-        parts.append(f"--split {split}")
+        parts += ["--split", split]
     if bpp:
-        parts.append("--bpp " + ",".join(f"{b:g}" for b in bpp))
+        parts += ["--bpp", ",".join(f"{b:g}" for b in bpp)]
     if tokens:
-        parts.append("--tokens " + ",".join(str(int(k)) for k in tokens))
-    parts.append("--baselines " + (",".join(baselines) or '""'))
+        parts += ["--tokens", ",".join(str(int(k)) for k in tokens)]
+    parts += ["--baselines", ",".join(baselines) or "none"]
     if stream:
         parts.append("--stream")
     if limit is not None:
-        parts.append(f"--limit {limit}")
+        parts += ["--limit", str(limit)]
     if max_side is not None:
-        parts.append(f"--max-side {max_side}")
-    parts += [f"--seed {seed}", f"--out {out}"]
-    return " ".join(parts)
+        parts += ["--max-side", str(max_side)]
+    parts += ["--seed", str(seed), "--out", str(out)]
+    if roi is not None:
+        parts += ["--roi", str(roi)] + (["--saliency", saliency] if str(roi) == "auto" else [])
+    return shlex.join(parts)

@@ -508,18 +508,27 @@ def _region_section(ev: Evaluation, rows: Sequence[dict[str, str]], plots: dict,
     return "\n".join(parts)
 
 
-def _caption(row: dict[str, str] | None, label: str, show_tokens: bool) -> str:
+def _caption(row: dict[str, str] | None, label: str, show_tokens: bool, stream: bool = False) -> str:
+    """A picture's caption: its method, tokens, size, bpp and quality. ``stream``: the run counted
+    bpp on the token stream (``--stream``), so a tokenizer's caption gives the stream's bytes, which
+    its bpp counts, beside the file's."""
     if row is None:
         return f"{_e(label)}"
     if row["bpp"] == "":
         return f"{_e(label)}<br><span class='note'>{_e(row['note'])}</span>"
     tok = f"{int(row['tokens']):,} tokens · " if show_tokens and row["tokens"] else ""
-    return (f"<b>{_e(label)}</b><br>{tok}<span data-col='bytes'>{row['bytes']}</span> bytes · "
+    if stream and row.get("stream_bytes", "") != "":
+        size = (f"<span data-col='stream_bytes'>{row['stream_bytes']}</span> bytes of tokens "
+                f"(<span data-col='bytes'>{row['bytes']}</span> in the file)")
+    else:
+        size = f"<span data-col='bytes'>{row['bytes']}</span> bytes"
+    return (f"<b>{_e(label)}</b><br>{tok}{size} · "
             f"<span data-col='bpp'>{row['bpp']}</span> bpp<br><span data-col='psnr'>{row['psnr']}</span> dB · "
             f"SSIM <span data-col='ssim'>{row['ssim']}</span>")
 
 
 def _images_section(ev: Evaluation, by_key: dict, order: list[str]) -> str:
+    stream = ev.config.get("bpp_counts") == "stream"
     bpps = [b for k, b in ev.budgets if k == "bpp"]
     mid = ("bpp", sorted(bpps)[(len(bpps) - 1) // 2]) if bpps else ev.budgets[(len(ev.budgets) - 1) // 2]
     mid_s = budget_text(*mid)
@@ -543,9 +552,9 @@ def _images_section(ev: Evaluation, by_key: dict, order: list[str]) -> str:
             if row is None:
                 continue
             if shot is None:
-                parts.append(f"<figure class='missing'><figcaption>{_caption(row, m.label, False)}</figcaption></figure>")
+                parts.append(f"<figure class='missing'><figcaption>{_caption(row, m.label, False, stream)}</figcaption></figure>")
             else:
-                parts.append(_figure(_png_uri(_show(shot.image)), _caption(row, m.label, m.kind == "tokenizer"),
+                parts.append(_figure(_png_uri(_show(shot.image)), _caption(row, m.label, m.kind == "tokenizer", stream),
                                      f" data-method='{_e(m.name)}'"))
         parts.append("</div>")
         parts.append(_saliency_row(ev, name, orig, mid))
@@ -559,10 +568,10 @@ def _images_section(ev: Evaluation, by_key: dict, order: list[str]) -> str:
                 row = by_key.get((name, m.name, k, bs))
                 label = _budget_label(k, bs)
                 if shot is None:
-                    recon.append(f"<figure class='missing'><figcaption>{_caption(row, label, True)}</figcaption></figure>")
+                    recon.append(f"<figure class='missing'><figcaption>{_caption(row, label, True, stream)}</figcaption></figure>")
                     continue
                 attrs = f" data-method='{_e(m.name)}' data-budget='{_e(k)}={_e(bs)}'"
-                recon.append(_figure(_png_uri(_show(shot.image)), _caption(row, label, True), attrs))
+                recon.append(_figure(_png_uri(_show(shot.image)), _caption(row, label, True, stream), attrs))
                 err = _show_map(error_map(orig, shot.image), "magma", vmax=ERROR_MAP_MAX)
                 mse_txt = f"error · {row['psnr']} dB" if row else "error"
                 errs.append(_figure(_png_uri(err), _e(f"{label}: {mse_txt}"), attrs))

@@ -24,6 +24,7 @@ import argparse
 import hashlib
 import multiprocessing
 import pickle
+import shlex
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -269,7 +270,8 @@ def main(argv: list[str] | None = None) -> None:
     table.append({"row": f"{len(pick):,} training images vs the test split (floor)", "fd": floor,
                   "accuracy": accuracy(judge, test_images, test_labels)})
     results = {"classes": list(test.classes), "table": table, "models": models, "prefixes": prefixes,
-               "command": "python -m adatok.generate.evaluate " + " ".join(sys.argv[1:] if argv is None else argv),
+               "command": shlex.join(["python", "-m", "adatok.generate.evaluate",
+                                      *(sys.argv[1:] if argv is None else argv)]),
                "note": "FD-fmnist: Fréchet distance of the project's own judge's features (a proxy, not FID). "
                        "Class accuracy: the judge's agreement with the class asked for."}
     if args.reading:

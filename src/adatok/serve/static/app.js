@@ -36,7 +36,8 @@ function form(fields) {
   for (const [k, v] of Object.entries(fields)) f.append(k, v);
   return { method: "POST", body: f };
 }
-const fmt = (v, digits) => (v === null || v === undefined) ? "exact" : Number(v).toFixed(digits);
+// a PSNR: "exact" when the server sends none (infinite: bit-exact), else dB; "–" for no pixels at all
+const psnrText = (v, none = false) => none ? "–" : (v === null || v === undefined) ? "exact" : `${Number(v).toFixed(2)} dB`;
 const int = (v) => Number(v).toLocaleString("en");
 
 // ---- start --------------------------------------------------------------------------------------
@@ -66,8 +67,6 @@ async function loadImage(request, what) {
   S.steered = null;
   $("use-roi").checked = false;
   $("use-roi").disabled = true;
-  $("roi-result").hidden = true;
-  $("roi-status").textContent = "";
   await drawOriginal();
   await encode();
 }
@@ -86,10 +85,21 @@ async function drawOriginal() {
 
 async function encode() {
   clearError();
+  $("roi-result").hidden = true;          // the region's comparison was of the coding replaced
+  $("roi-status").textContent = "";
+  const before = $("status").textContent;
   $("status").textContent = `Encoding ${S.image.name} (${S.image.width}x${S.image.height}) with ${$("tokenizer").value}...`;
   try {
     S.plain = await apiJson("/api/codings", form({ image: S.image.image, tokenizer: $("tokenizer").value }));
-  } catch (e) { showError(e.message); $("status").textContent = ""; return; }
+  } catch (e) {
+    showError(e.message);
+    // the coding on screen stays: the menu names it again (it named the tokenizer that failed)
+    if (S.coding && S.coding.image === S.image.image) {
+      $("tokenizer").value = S.coding.tokenizer;
+      $("status").textContent = before;
+    } else $("status").textContent = "";
+    return;
+  }
   S.coding = S.plain;
   S.steered = null;
   $("use-roi").checked = false;
@@ -157,7 +167,7 @@ async function showFrame(query) {
   $("n-tokens").textContent = `${int(n.tokens)} of ${int(n.total)}`;
   $("n-bytes").textContent = int(n.bytes);
   $("n-bpp").textContent = n.bpp.toFixed(4);
-  $("n-psnr").textContent = n.psnr === null ? "exact" : `${n.psnr.toFixed(2)} dB`;
+  $("n-psnr").textContent = psnrText(n.psnr);
   $("n-ms").textContent = `${n.server_ms.toFixed(1)} ms`;
   $("cap-k").textContent = int(n.k);
   const at = `tokens=${n.k}`;
@@ -205,7 +215,7 @@ async function computeCurve() {
   $("curve-status").textContent = "JPEG, WebP and JPEG 2000 at the same bytes: a few seconds...";
   try {
     const curve = await apiJson(`/api/codings/${c.coding}/curve`);
-    if (c === S.coding) { drawCurve(curve); $("curve-status").textContent = ""; }
+    if (c === S.coding) { $("curve-status").textContent = ""; drawCurve(curve); }
   } catch (e) { showError(e.message); $("curve-status").textContent = ""; }
   $("curve-go").disabled = false;
 }
@@ -216,6 +226,12 @@ function drawCurve(curve) {
                   ...curve.codecs.map((c) => ({ key: c.name, label: c.label, points: c.points }))];
   const bpp = (bytes) => 8 * bytes / curve.pixels;
   const all = series.flatMap((s) => s.points.filter((p) => p.psnr !== null && p.bytes > 0));
+  if (all.length === 0) {          // every point bit-exact (a flat image): no finite PSNR to place
+    $("curve").innerHTML = "";
+    $("curve-status").textContent = "Every point of every method decodes exactly (infinite PSNR): nothing to plot.";
+    S.curveX = null;
+    return;
+  }
   const xs = all.map((p) => Math.log2(bpp(p.bytes))), ys = all.map((p) => p.psnr);
   const x0 = Math.floor(Math.min(...xs)), x1 = Math.ceil(Math.max(...xs));
   const y0 = Math.floor(Math.min(...ys) / 5) * 5, y1 = Math.ceil(Math.max(...ys) / 5) * 5;
@@ -331,9 +347,9 @@ async function compareRegion() {
     const cells = $(`roi-${key}`).querySelectorAll("td");
     cells[0].textContent = int(row.tokens);
     cells[1].textContent = int(row.bytes);
-    cells[2].textContent = `${fmt(row.inside, 2)} dB`;
-    cells[3].textContent = `${fmt(row.outside, 2)} dB`;
-    cells[4].textContent = `${fmt(row.psnr, 2)} dB`;
+    cells[2].textContent = psnrText(row.inside, r.region_pixels === 0);
+    cells[3].textContent = psnrText(row.outside, r.region_pixels === r.pixels);
+    cells[4].textContent = psnrText(row.psnr);
   }
   $("roi-result").hidden = false;
   const pct = (100 * r.region_pixels / r.pixels).toFixed(1);
