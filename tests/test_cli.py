@@ -328,3 +328,47 @@ def test_encode_roi_accepts_a_method_by_its_us_spelling(tmp_path, photo_png):
     out = tmp_path / "c.atk"
     assert_ok(run("encode", photo_png, str(out), "--bpp", "0.5", "--roi", "center"))
     assert "roi" in adatok.TokenSequence.from_bytes(out.read_bytes()).params
+
+
+# --- found by review (2026-11-30, session 12): options ignored, errors that were not one line -------
+
+
+def test_serve_refuses_a_busy_port_and_an_unknown_generator_before_printing_its_address():
+    import socket
+
+    with socket.create_server(("127.0.0.1", 0)) as busy:
+        port = busy.getsockname()[1]
+        result = run("serve", "--port", port)
+    assert_user_error(result, "cannot listen on 127.0.0.1 port")
+    assert "open http" not in result.output
+    assert_user_error(run("serve", "-g", "fmnist-gpt-wavlet"), "unknown generator 'fmnist-gpt-wavlet'")
+    assert_user_error(run("serve", "-g", "fmnist-judge"), "a judge checkpoint, not a generator")
+
+
+def test_saliency_goes_with_roi_auto_only(tmp_path, photo_png):
+    assert_user_error(run("encode", photo_png, tmp_path / "a.atk", "--saliency", "bogus"), "unknown saliency method")
+    assert_user_error(run("encode", photo_png, tmp_path / "b.atk", "--saliency", "spectral"), "--roi auto")
+    assert_ok(run("encode", photo_png, tmp_path / "c.atk", "--roi", "auto", "--saliency", "spectral", "--bpp", "1"))
+    assert_user_error(run("eval", "--data", "samples", "--limit", "1", "--bpp", "1", "--baselines", "none",
+                          "--saliency", "gradient", "--out", tmp_path / "ev"), "--roi auto")
+    assert not (tmp_path / "ev").exists()
+
+
+def test_a_generator_or_judge_given_as_a_tokenizer_says_what_it_is(tmp_path, photo_png):
+    from adatok.generate.sample import generator_folder
+
+    pytest.importorskip("torch")
+    result = run("encode", photo_png, tmp_path / "a.atk", "-t", generator_folder("fmnist-gpt-learned"))
+    assert_user_error(result, "a generator checkpoint, not a tokenizer")
+    assert "install" not in result.stderr
+
+
+def test_generate_writes_a_grid_in_any_image_format_and_checks_its_folder_first(tmp_path):
+    pytest.importorskip("torch")
+    assert_ok(run("generate", "-m", "fmnist-gpt-learned", "-n", "2", "--out", tmp_path / "grid.jpg", "-q"))
+    assert (tmp_path / "grid.jpg").is_file() and read_image(tmp_path / "grid.jpg").ndim == 3
+    assert_user_error(run("generate", "-m", "fmnist-gpt-learned", "-n", "2", "--out", tmp_path / "no" / "g.png"),
+                      "does not exist")
+    assert_user_error(run("train-generator", "--image-size", "32", "--steps", "1", "--out", tmp_path / "gen"),
+                      "--image-size and --channels are for --data FOLDER")
+    assert not (tmp_path / "gen").exists()

@@ -463,3 +463,14 @@ def test_grid_rows_say_when_the_other_half_had_too_few_patches():
     for b in (0.5, 2.0):
         assert rows[("a", b)]["psnr"] is None and "fewer than its 256 entries" in rows[("a", b)]["note"]
         assert rows[("b", b)]["psnr"] is not None and rows[("b", b)]["note"] == ""
+
+
+def test_a_run_of_zero_tokens_plots_without_warnings(tmp_path):
+    import warnings
+
+    from adatok.eval import write_report
+
+    ev = evaluate(crops(), ["wavelet"], tokens=(0,), baselines=())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # (matplotlib: "Data has no positive values, and therefore cannot be log-scaled")
+        write_report(ev, tmp_path)

@@ -315,6 +315,11 @@ def test_a_folder_named_like_a_shipped_checkpoint_reads_its_own_bytes(ckpt, tmp_
     assert r.exit_code == 0, r.output
     if (SHIPPED / "model.safetensors").is_file():
         assert adatok.load("fashion-mnist-32").version != mine.version
+        # two tokenizers of one name in one evaluation: refused (the second was dropped without a word)
+        from adatok.eval import evaluate
+
+        with pytest.raises(adatok.AdatokError, match="two tokenizers named 'fashion-mnist-32'"):
+            evaluate([("a", img)], [str(folder), "fashion-mnist-32"], tokens=(4,), baselines=())
 
 
 def test_bytes_round_trip_and_cuts(tok):

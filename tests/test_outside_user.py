@@ -302,8 +302,9 @@ def test_no_command_overwrites_its_input(photo, tmp_path, out):
         assert result.exit_code == 2 and "is also the input" in result.stderr, result.output
     seq_file = tmp_path / "x.atk"
     assert runner.invoke(app, ["encode", str(photo), str(seq_file)]).exit_code == 0
-    result = runner.invoke(app, ["decode", str(seq_file), str(seq_file), "--force"])
+    result = runner.invoke(app, ["decode", str(seq_file), str(seq_file)])
     assert result.exit_code == 2 and "is also the input" in result.stderr
+    assert "--force" not in runner.invoke(app, ["decode", "--help"]).output  # (it did nothing there)
     assert photo.read_bytes() == before and seq_file.read_bytes()[:4] == b"\x89ATK"
 
 

@@ -18,6 +18,7 @@ from rich.console import Console
 
 import adatok
 from adatok import AdatokError, BudgetError, Bpp, Lossless, Quality, TokenSequence, Tokens
+from adatok.core.imageio import image_suffixes
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -91,11 +92,14 @@ def check_output(out: Path, *inputs: Path, force: bool = False, image: bool = Fa
                           ".atk, or --force to write it anyway")
 
 
-def image_suffixes() -> set[str]:
-    """Suffixes Pillow reads or writes as images (``.png``, ``.jpg``, ``.webp``, ...)."""
-    from PIL import Image
+def check_saliency(roi: Any, method: str) -> None:
+    """``--saliency METHOD`` names a method, and goes with ``--roi auto`` (it was accepted and
+    ignored with a mask or no region: :class:`~adatok.AdatokError`)."""
+    from adatok.core.saliency import check_method
 
-    return set(Image.registered_extensions())
+    check_method(method)
+    if method != "auto" and str(roi) != "auto":
+        raise BudgetError(f"--saliency {method} chooses the map of --roi auto; give --roi auto with it, or leave it out")
 
 
 def budget(tokens: int | None, psnr_db: float | None, ssim: float | None, lossless: bool,
@@ -207,6 +211,13 @@ class EvalProgress:
             self.progress.stop()
 
 
+def given_options(ctx: typer.Context) -> list[str]:
+    """The names of the options given on the command line (or by environment), not defaulted."""
+    # (by name: typer carries a click of its own, whose ParameterSource is not click's)
+    return [p for p in ctx.params if getattr(ctx.get_parameter_source(p), "name", "") in ("COMMANDLINE",
+                                                                                             "ENVIRONMENT")]
+
+
 def resume_overrides(ctx: typer.Context, out: Path, resumable: tuple[str, ...],
                      kept: dict[str, Callable[[dict], Any]]) -> dict:
     """On --resume of a trainer: the options given that a resumed run may change (``resumable``),
@@ -214,9 +225,7 @@ def resume_overrides(ctx: typer.Context, out: Path, resumable: tuple[str, ...],
     silently ignored); ``kept`` reads each such option's value from the checkpoint's config.json."""
     from adatok.neural.folder import read_json
 
-    # (by name: typer carries a click of its own, whose ParameterSource is not click's)
-    given = [p for p in ctx.params if getattr(ctx.get_parameter_source(p), "name", "") in ("COMMANDLINE",
-                                                                                              "ENVIRONMENT")]
+    given = given_options(ctx)
     changed = {name: ctx.params[name] for name in given if name in resumable}
     try:
         config = read_json(out)

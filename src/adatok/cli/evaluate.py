@@ -16,7 +16,8 @@ from adatok import AdatokError, BudgetError, Quality
 from adatok.core.imageio import atomic_write_bytes, read_image
 
 from .app import app
-from .common import EvalProgress, check_at_least, check_output, invoked_command, reporting_errors, split_list
+from .common import (EvalProgress, check_at_least, check_output, check_saliency, invoked_command, reporting_errors,
+                     split_list)
 from .options import NoProgress, Quiet, SaliencyMethod, out_dir
 from .tables import print_eval, print_region
 
@@ -93,6 +94,7 @@ def eval_(
     names = [n.strip() for t in tokenizer for n in t.split(",") if n.strip()]
     if not names:
         raise AdatokError("--tokenizer needs at least one name")
+    check_saliency(roi, saliency_method)
     bpps = split_list(bpp, "--bpp", float)
     token_counts = split_list(tokens, "--tokens", int)
     if bpp is None and not token_counts:

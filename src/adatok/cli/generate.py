@@ -13,7 +13,8 @@ import typer
 from adatok import AdatokError, TokenSequence
 
 from .app import app
-from .common import EvalProgress, check_at_least, check_output, read_bytes, reporting_errors, resume_overrides
+from .common import (EvalProgress, check_at_least, check_output, given_options, read_bytes, reporting_errors,
+                     resume_overrides)
 from .options import NoProgress, Quiet, Resume, StartOver, out_dir
 
 #: What --language takes: a wavelet tokenizer, a learned checkpoint, or the pixel baseline.
@@ -140,6 +141,9 @@ def train_generator_cmd(
         raise AdatokError(f"--position takes 'index' (or nothing), got {position!r}")
     kind = train.data_kind(data)
     shape, classes = (28, 28, 1), 10
+    if kind != "images" and {"image_size", "channels"} & set(given_options(ctx)):
+        raise AdatokError("--image-size and --channels are for --data FOLDER of images (Fashion-MNIST is 28 x 28 "
+                          "gray; token shards have their own shape)")
     if kind == "images":
         check_at_least(image_size, "--image-size", 2)
         if channels not in (1, 3):
@@ -198,8 +202,9 @@ def train_generator_cmd(
 @reporting_errors
 def generate_cmd(
     out: Annotated[Path, typer.Option("--out", "-o", metavar="OUT.png|FOLDER",
-                                      help="A .png: one grid of the samples. A folder: one PNG and one .atk per "
-                                           "sample, and samples.npz (images, labels).")],
+                                      help="An image name (.png, .jpg, ...): one grid of the samples. A folder "
+                                           "(no suffix): one PNG and one .atk per sample, and samples.npz (images, "
+                                           "labels).")],
     model: Annotated[str, typer.Option("--model", "-m", metavar="NAME|FOLDER",
                                        help="A shipped generator or a checkpoint folder.")] = "fmnist-gpt-learned",
     label: Annotated[int | None, typer.Option("--class", "-c", metavar="C", show_default=False,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 from typing import Annotated
 
@@ -40,6 +41,17 @@ def serve_cmd(
     for g in generator or []:
         if ("/" in g or g.startswith(".")) and not Path(g).is_dir():
             raise AdatokError(f"--generator {g}: no such checkpoint folder")
+    if generator:  # each one known before the page offers it (a misspelt name failed only when used)
+        try:
+            from adatok.generate.sample import generator_folder
+            from adatok.neural.folder import read_json
+        except ImportError as exc:
+            raise AdatokError(f"--generator needs the neural extra ({exc.name} is missing): "
+                              "pip install 'adatok[neural]'") from None
+        for g in generator:
+            family = read_json(generator_folder(g)).get("family")
+            if family != "generator":
+                raise AdatokError(f"--generator {g}: a {family} checkpoint, not a generator")
     try:
         import uvicorn
 
@@ -49,6 +61,11 @@ def serve_cmd(
                           "pip install 'adatok[serve]'") from None
     limits = Limits(max_upload_bytes=max_upload, max_pixels=max_pixels, seconds=seconds, encoders=encoders)
     web = create_app(limits, generator or None)
+    try:  # bound before the address is printed: a busy port is one error line, not uvicorn's log
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        sock = socket.create_server((host, port), family=family)
+    except OSError as exc:
+        raise AdatokError(f"cannot listen on {host} port {port}: {exc.strerror or exc}") from None
     shown = f"[{host}]" if ":" in host else host
     typer.echo(f"adatok serve: open http://{shown}:{port}/ in a browser (Ctrl-C stops it)", err=True)
-    uvicorn.run(web, host=host, port=port, log_level="warning")
+    uvicorn.Server(uvicorn.Config(web, log_level="warning")).run(sockets=[sock])

@@ -15,8 +15,8 @@ from adatok.core.metrics import psnr
 from adatok.core.sequence import parse_container
 
 from .app import app
-from .common import (budget, check_at_least, check_output, default_tokenizer, model_card, file_bpp, fmt_psnr, fmt_shape, load_checkpoint, read_bytes,
-                     reporting_errors)
+from .common import (budget, check_at_least, check_output, check_saliency, default_tokenizer, file_bpp, fmt_psnr,
+                     fmt_shape, load_checkpoint, model_card, read_bytes, reporting_errors)
 from .options import (BppBudget, CheckpointFolder, Force, LosslessBudget, PsnrBudget, Quiet, SaliencyMethod, SsimBudget,
                       TokensBudget)
 from .tables import token_table
@@ -55,6 +55,7 @@ def encode(
     """
     from adatok.core.saliency import is_method
 
+    check_saliency(roi, saliency_method)
     # a method's name (a file of that name wins); was read as a mask file, refused, with a message naming methods
     spec = saliency_method if roi == "auto" else roi if is_method(roi) and not Path(roi).exists() else roi and Path(roi)
     check_output(out, image, *([spec] if isinstance(spec, Path) else []), force=force)
@@ -96,10 +97,9 @@ def decode(
              "embedded: any cut past the header decodes).")] = None,
     tokenizer: CheckpointFolder = None,
     quiet: Quiet = False,
-    force: Force = False,
 ) -> None:
     """Decode a token file (or a prefix of it) to an image."""
-    check_output(out, src, force=force, image=True)
+    check_output(out, src, image=True)
     check_at_least(tokens, "--tokens")
     check_at_least(n_bytes, "--bytes")
     load_checkpoint(tokenizer)

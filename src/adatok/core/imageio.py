@@ -544,7 +544,9 @@ def atomic_write_bytes(path: PathLike, data: bytes) -> None:
             raise AdatokError(f"cannot write {os.fspath(path)}: {exc.strerror or exc}") from exc
 
 
-def _save_format(target: Path) -> str:
+def save_format(target: Path) -> str:
+    """The Pillow format :func:`write_image` writes ``target`` in, chosen by its suffix
+    (:class:`~adatok.AdatokError` for a suffix it cannot write an image to as it is)."""
     ext = target.suffix.lower()
     if not ext:
         raise AdatokError(
@@ -569,6 +571,11 @@ def _save_format(target: Path) -> str:
     return fmt
 
 
+def image_suffixes() -> set[str]:
+    """Suffixes Pillow reads or writes as images (``.png``, ``.jpg``, ``.webp``, ...)."""
+    return set(Image.registered_extensions())
+
+
 #: Formats Pillow writes at sizes of their own (icon sizes), not the image's.
 _RESIZING_FORMATS = frozenset({"ICO", "ICNS"})
 
@@ -590,7 +597,7 @@ def write_image(path: PathLike, array: np.ndarray) -> None:
     """
     target = Path(os.fspath(path))
     image = as_image(array)
-    fmt = _save_format(target)
+    fmt = save_format(target)
     pil = Image.fromarray(image[:, :, 0] if image.shape[2] == 1 else image)
     with atomic_path(target) as tmp:
         try:

@@ -109,6 +109,11 @@ def _stamp(key: str) -> tuple | None:
     return tuple(out)
 
 
+#: Checkpoint families of the project that are not tokenizers, and what to do with one instead.
+_NOT_TOKENIZERS = {"generator": "give it to adatok generate --model (or adatok.generate.sample.load_generator)",
+                   "judge": "the Fashion-MNIST classifier of adatok.generate.judge (load_judge)"}
+
+
 def _make(key: str):
     """A new tokenizer for a registered name or a checkpoint folder (what load caches)."""
     if key in _NAMED:
@@ -125,8 +130,12 @@ def _make(key: str):
         except (OSError, ValueError, KeyError, TypeError):
             raise UnknownTokenizerError(f"{key} is not a checkpoint folder: it needs a config.json naming "
                                         "its 'family'") from None
+        if family in _NOT_TOKENIZERS:
+            raise UnknownTokenizerError(f"{key} is a {family} checkpoint, not a tokenizer: "
+                                        f"{_NOT_TOKENIZERS[family]}")
         if not isinstance(family, str) or family not in _FOLDERS:
-            raise UnknownTokenizerError(f"checkpoint family {family!r} of {key} is not available here: "
-                                        "install adatok[neural] for learned tokenizers")
+            raise UnknownTokenizerError(f"checkpoint family {family!r} of {key} is not available here"
+                                        + (": install adatok[neural] for learned tokenizers" if family == "neural"
+                                           else ""))
         tok = _FOLDERS[family](path)
     return tok

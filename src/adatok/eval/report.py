@@ -165,7 +165,7 @@ def plot_curves(rows: Sequence[dict[str, str]], methods: Sequence[Method],
         fig = Figure(figsize=(6.4, 4.2), dpi=100)
         FigureCanvasAgg(fig)
         ax = fig.add_subplot()
-        counts = {}
+        counts, positive = {}, False
         for m in methods:
             if which == "tokens" and m.kind != "tokenizer":
                 continue
@@ -178,10 +178,11 @@ def plot_curves(rows: Sequence[dict[str, str]], methods: Sequence[Method],
                     pts.append((x, y))
             pts.sort()
             counts[m.name] = len(pts)
+            positive = positive or any(p[0] > 0 for p in pts)
             if pts:
                 ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", ms=4, lw=1.6,
                         ls="--" if m.roi_of else "-", color=_colour(m.name, order), label=m.label)
-        if which == "tokens":
+        if which == "tokens" and positive:  # (a log axis of 0 tokens alone has no place to put it)
             ax.set_xscale("log")
         ax.set_title(_TITLES[stem], fontsize=11)
         ax.set_xlabel(xlabel + (" of the token stream (headers excluded)" if stream and which == "bpp" else ""))

@@ -236,7 +236,12 @@ def evaluate(images: Sequence[tuple[str, np.ndarray]], tokenizers: Sequence[Any]
     runners: list[tuple[Method, Any]] = []
     for t in tokenizers:
         tok = adatok.load(t) if isinstance(t, str) else t
-        if any(m.name == tok.name for m, _ in runners):
+        same = [other for m, other in runners if m.name == tok.name]
+        if same and getattr(same[0], "version", None) != getattr(tok, "version", None):
+            raise AdatokError(f"two tokenizers named {tok.name!r} with other weights (versions "
+                              f"{getattr(same[0], 'version', None)} and {getattr(tok, 'version', None)}): their rows "
+                              "would share one name; give one another name (adatok train --name)")
+        if same:  # the same tokenizer twice: once
             continue
         runners.append((Method(tok.name, _label(tok.name), "tokenizer", int(tok.vocab_size)), tok))
         if regions and getattr(tok, "supports_roi", False):

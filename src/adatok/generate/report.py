@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..core.errors import AdatokError
-from ..core.imageio import atomic_path, atomic_write_bytes, write_image
+from ..core.imageio import atomic_path, atomic_write_bytes, image_suffixes, save_format, write_image
 
 
 def grid(images: Sequence[np.ndarray], columns: int = 10, pad: int = 2, scale: int = 1) -> np.ndarray:
@@ -41,12 +41,26 @@ def grid(images: Sequence[np.ndarray], columns: int = 10, pad: int = 2, scale: i
 SAMPLE_FILES = re.compile(r"(\d{4,}\.(png|atk)|samples\.npz|plain\.png)")
 
 
+def is_grid(out: Path) -> bool:
+    """Whether samples written to ``out`` make one grid image (a name with an image suffix:
+    ``.png``, ``.jpg``, ...) rather than a folder of samples."""
+    return Path(out).suffix.lower() in image_suffixes()
+
+
 def check_samples_folder(out: Path, replace: bool = False) -> None:
-    """Before sampling into the folder ``out`` (not a ``.png``): refuse a file, and a folder that
-    holds anything unless ``replace``: an earlier run of more samples left files this one would
-    not overwrite, and the folder would mix the two runs (or a user's files would be written over)."""
+    """Before sampling to ``out``: for a grid (:func:`is_grid`), that its folder exists and it is not
+    a folder; for a folder of samples, refuse a file, and a folder that holds anything unless
+    ``replace``: an earlier run of more samples left files this one would not overwrite, and the
+    folder would mix the two runs (or a user's files would be written over)."""
     out = Path(out)
-    if out.suffix.lower() == ".png" or not out.exists():
+    if is_grid(out):
+        if out.is_dir():
+            raise AdatokError(f"{out} is a folder: give a new image name for the grid, or the folder without a suffix")
+        if not out.parent.is_dir():
+            raise AdatokError(f"the folder {out.parent} does not exist: make it first")
+        save_format(out)  # a suffix Pillow cannot write is refused now, not after sampling
+        return
+    if not out.exists():
         return
     if not out.is_dir():
         raise AdatokError(f"{out} is a file: give a folder (or a name ending in .png for a grid)")
@@ -59,7 +73,7 @@ def check_samples_folder(out: Path, replace: bool = False) -> None:
 
 def write_samples(out: Path, seqs: Sequence, images: Sequence[np.ndarray], labels: Sequence[int],
                   replace: bool = False, plain: np.ndarray | None = None) -> None:
-    """``out`` ending in ``.png``: one grid. Otherwise a folder: ``NNNN.png`` (and ``NNNN.atk`` for
+    """``out`` with an image suffix (``.png``, ...): one grid. Otherwise a folder: ``NNNN.png`` (and ``NNNN.atk`` for
     token sequences) per sample, and ``samples.npz`` holding ``images`` (N x H x W x C uint8) and
     ``labels``; a folder that holds anything is refused unless ``replace`` (then the sample files
     of an earlier run are removed first: :func:`check_samples_folder`). Every file is written
@@ -68,7 +82,7 @@ def write_samples(out: Path, seqs: Sequence, images: Sequence[np.ndarray], label
     out = Path(out)
     if plain is not None:
         plain = np.asarray(plain).reshape(np.asarray(images[0]).shape)
-    if out.suffix.lower() == ".png":
+    if is_grid(out):
         write_image(out, grid(([plain] if plain is not None else []) + list(images)))
         return
     check_samples_folder(out, replace)

@@ -27,6 +27,7 @@ import os
 import shutil
 import tempfile
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -110,7 +111,9 @@ def start_ray(workers: int | None, address: str | None) -> tuple[bool, str | Non
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no usage reports sent anywhere
     if address is not None:
         try:
-            ray.init(address=address, logging_level=logging.ERROR)
+            with warnings.catch_warnings():  # (Ray Client warns before it raises: the error below says it all)
+                warnings.simplefilter("ignore")
+                ray.init(address=address, logging_level=logging.ERROR)
         except Exception as exc:  # noqa: BLE001  (Ray raises ConnectionError, ValueError, RuntimeError ...)
             raise AdatokError(f"cannot connect to the Ray cluster at {address!r} ({type(exc).__name__}: "
                               f"{str(exc).strip().splitlines()[-1] if str(exc).strip() else exc!r}); is it "
