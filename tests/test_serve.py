@@ -542,8 +542,12 @@ def test_the_command(monkeypatch):
     calls = {}
     import uvicorn
 
-    monkeypatch.setattr(uvicorn, "run", lambda web, **kw: calls.update(kw, app=web))
+    def run(self, sockets=None):  # the server would run on the socket the command bound
+        calls.update(app=self.config.app, address=sockets[0].getsockname())
+        sockets[0].close()
+
+    monkeypatch.setattr(uvicorn.Server, "run", run)
     ok = runner.invoke(app, ["serve", "--port", "8123", "--max-pixels", "4096"])
     assert ok.exit_code == 0 and "http://127.0.0.1:8123/" in ok.stderr
-    assert calls["host"] == "127.0.0.1" and calls["port"] == 8123
+    assert calls["address"] == ("127.0.0.1", 8123)
     assert calls["app"].state.server.limits.max_pixels == 4096

@@ -130,7 +130,7 @@ def _make(key: str):
         except (OSError, ValueError, KeyError, TypeError):
             raise UnknownTokenizerError(f"{key} is not a checkpoint folder: it needs a config.json naming "
                                         "its 'family'") from None
-        if family in _NOT_TOKENIZERS:
+        if isinstance(family, str) and family in _NOT_TOKENIZERS:
             raise UnknownTokenizerError(f"{key} is a {family} checkpoint, not a tokenizer: "
                                         f"{_NOT_TOKENIZERS[family]}")
         if not isinstance(family, str) or family not in _FOLDERS:
