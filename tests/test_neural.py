@@ -754,7 +754,8 @@ def test_shards_of_a_checkpoint_of_your_own_are_read_without_loading_it(ckpt, tm
         adatok.write_image(tmp_path / "imgs" / f"{i}.png", img)
     tokenize_dataset(tmp_path / "imgs", tmp_path / "shards", str(folder), Tokens(4), workers=0)
     code = ("import sys; from adatok.neural.trainer import load_images; "
-            "print(load_images(sys.argv[1], 'train').shape)")
+            "from adatok.scale.loader import TokenShardDataset; "
+            "print(load_images(sys.argv[1], 'train').shape, len(list(TokenShardDataset(sys.argv[1], positions=True))))")
     r = subprocess.run([sys.executable, "-c", code, str(tmp_path / "shards")], capture_output=True, text=True,
                        env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert r.returncode == 0 and "(3, 28, 28, 1)" in r.stdout, r.stderr[-1500:]
+    assert r.returncode == 0 and "(3, 28, 28, 1) 4" in r.stdout, r.stderr[-1500:]

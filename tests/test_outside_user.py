@@ -405,6 +405,17 @@ def test_a_sequence_does_not_change_with_the_arrays_and_params_it_was_built_from
 
     back = pickle.loads(pickle.dumps(mine))
     assert back.params == mine.params and back.to_bytes() == data
+    assert back.ids.flags.writeable is False and back.pos.flags.writeable is False
+    assert mine.cache and not pickle.loads(pickle.dumps(mine)).cache  # (the cache is not pickled)
+    import copy
+
+    assert copy.deepcopy(mine).ids.flags.writeable is False
+    for made in (seq, TokenSequence.from_bytes(data), back):  # a prefix is a view: no copy of its ids
+        assert np.shares_memory(made.prefix(5).ids, made.ids)
+    mine_ro = seq.ids.copy()
+    mine_ro.flags.writeable = False  # read-only, but its owner may make it writable again: copied
+    assert not np.shares_memory(TokenSequence(mine_ro, seq.pos, seq.shape, seq.tokenizer, seq.version, seq.params,
+                                              seq.pos_fields).ids, mine_ro)
     frozen = np.frombuffer(seq.ids.tobytes(), np.int32)  # read-only over bytes: no copy needed
     assert np.shares_memory(TokenSequence(frozen, seq.pos, seq.shape, seq.tokenizer, seq.version, seq.params,
                                           seq.pos_fields).ids, frozen)

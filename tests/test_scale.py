@@ -620,7 +620,7 @@ def test_generator_classes_come_from_the_shards_labels(tmp_path):
     blobs = []
     for _ in range(24):
         buf = io.BytesIO()
-        Image.fromarray(rng.integers(0, 256, (28, 28), dtype=np.uint8)).save(buf, format="PNG")
+        Image.fromarray(rng.integers(0, 256, (16, 16), dtype=np.uint8)).save(buf, format="PNG")  # (not 28 x 28)
         blobs.append(buf.getvalue())
     args = ["--language", "wavelet-w8", "--steps", "1", "--batch", "4", "--dim", "32", "--layers", "1", "--heads", "2",
             "--val-images", "1", "--quiet"]
@@ -632,6 +632,7 @@ def test_generator_classes_come_from_the_shards_labels(tmp_path):
                                        "--out", str(tmp_path / f"{name}-gen")])
         if name == "twelve":  # labels 10 and 11 were the model's "no class" and a raw IndexError
             assert res.exit_code == 0, res.output
-            assert json.loads((tmp_path / "twelve-gen" / "config.json").read_text())["model"]["classes"] == 12
+            config = json.loads((tmp_path / "twelve-gen" / "config.json").read_text())
+            assert config["model"]["classes"] == 12 and config["language"]["shape"] == [16, 16, 1]
         else:
             assert res.exit_code == 2 and "outside the model's classes" in res.output

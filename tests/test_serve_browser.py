@@ -64,6 +64,7 @@ def served(tmp_path_factory):
             proc.kill()
             proc.wait()
         log.close()
+        assert proc.returncode == 0, (folder / "server.log").read_text()  # Ctrl-C is a normal stop
 
 
 @pytest.fixture(scope="module")

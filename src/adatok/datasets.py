@@ -416,7 +416,7 @@ def token_column(folder: str | os.PathLike[str], column: str) -> list:
     return [v for f in token_shards(folder) for v in pq.read_table(f, columns=[column]).column(column).to_pylist()]
 
 
-def _load_shards_tokenizer(folder: str | os.PathLike[str]) -> None:
+def load_shards_tokenizer(folder: str | os.PathLike[str]) -> None:
     """Load (and so register) the checkpoint folder a shard folder's tokenizer came from, when its
     name is not registered here and its manifest records a folder that still exists (shards of a
     tokenizer of your own are read without loading it first)."""
@@ -464,7 +464,7 @@ def read_tokens(folder: str | os.PathLike[str], shards: Sequence[str | os.PathLi
         return
     pq = _pyarrow()
     files = token_shards(folder, complete) if shards is None else [Path(f) for f in shards]
-    _load_shards_tokenizer(folder)
+    load_shards_tokenizer(folder)
     for file in files:
         table = pq.read_table(file, columns=["index", "source", "label", "atk", "psnr"])
         cols = {name: table.column(name).to_pylist() for name in table.column_names}

@@ -159,6 +159,11 @@ def train_generator_cmd(
 
         labels = [label for label in token_column(data, "label") if label is not None]
         classes = max(labels, default=0) + 1  # labels 0..max (negative ones are refused in training)
+        shapes = {tuple(s) + (1,) * (3 - len(s)) for s in token_column(data, "shape")}
+        if len(shapes) != 1:
+            raise AdatokError(f"{data} holds images of {len(shapes)} shapes ({', '.join(map(str, sorted(shapes)[:3]))}"
+                              " ...): a generator writes one; tokenize images of one size")
+        (shape,) = shapes
     target = Quality(psnr=target_psnr) if target_psnr is not None else None
     if (context or canvas) and not language.startswith("wavelet"):
         raise AdatokError(f"--context and --canvas are for the wavelet languages, not {language}")

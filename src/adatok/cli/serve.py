@@ -68,4 +68,9 @@ def serve_cmd(
         raise AdatokError(f"cannot listen on {host} port {port}: {exc.strerror or exc}") from None
     shown = f"[{host}]" if ":" in host else host
     typer.echo(f"adatok serve: open http://{shown}:{port}/ in a browser (Ctrl-C stops it)", err=True)
-    uvicorn.Server(uvicorn.Config(web, log_level="warning")).run(sockets=[sock])
+    try:
+        uvicorn.Server(uvicorn.Config(web, log_level="warning")).run(sockets=[sock])
+    except KeyboardInterrupt:  # Ctrl-C, after uvicorn's clean shutdown: a normal stop (exit 0)
+        pass
+    finally:
+        sock.close()

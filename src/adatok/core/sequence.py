@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import struct
+import weakref
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -104,7 +105,14 @@ class TokenSequence:
 
     def __getstate__(self) -> dict:
         self.pos  # noqa: B018  (a pickled sequence carries its positions, not the function that makes them)
-        return self.__dict__
+        return {k: v for k, v in self.__dict__.items() if k != "cache"} | {"cache": {}}
+
+    def __setstate__(self, state: dict) -> None:
+        """An unpickled (or deep-copied) sequence is as frozen as the original: its arrays read-only."""
+        self.__dict__.update(state)
+        for name in ("ids", "pos"):
+            if isinstance(state.get(name), np.ndarray):
+                self.__dict__[name] = _frozen(np.array(state[name], np.int32, copy=True))
 
     def __len__(self) -> int:
         return int(self.ids.shape[0])
@@ -185,7 +193,7 @@ def _checked_ints(values, what: str) -> np.ndarray:
     except (ValueError, TypeError) as exc:
         raise InvalidTokensError(f"{what} must be an array of whole numbers ({exc})") from None
     if arr.size == 0:
-        return np.zeros(arr.shape, np.int32)
+        return _frozen(np.zeros(arr.shape, np.int32))
     if arr.dtype.kind == "f":
         if not (np.isfinite(arr).all() and (arr == np.round(arr)).all()):
             raise InvalidTokensError(f"{what} must be whole numbers, got {arr.dtype} values that are not")
@@ -194,18 +202,33 @@ def _checked_ints(values, what: str) -> np.ndarray:
     if arr.min() < _INT32.min or arr.max() > _INT32.max:
         raise InvalidTokensError(f"{what} must fit in int32, got values from {arr.min()} to {arr.max()}")
     out = np.ascontiguousarray(arr, dtype=np.int32)
-    return out if _owned(out) else out.copy()  # a sequence is frozen: not a view of the caller's array
+    return out if _owned(out) else _frozen(out.copy())  # a sequence is frozen: not a view of the caller's array
+
+
+#: The arrays this module froze (by id, while they live): memory no one else holds, so that views of
+#: it (a sequence's prefixes) need no copy. (Read-only is not enough: the owner of an array may make
+#: it writable again.)
+_FROZEN: weakref.WeakValueDictionary[int, np.ndarray] = weakref.WeakValueDictionary()
+
+
+def _frozen(arr: np.ndarray) -> np.ndarray:
+    """``arr`` (an array only this module holds) made read-only and noted as such."""
+    arr.flags.writeable = False
+    _FROZEN[id(arr)] = arr
+    return arr
 
 
 def _owned(arr: np.ndarray) -> bool:
-    """Whether no one can write to ``arr``'s memory: read-only, and so is every array it views
-    (or it views ``bytes``)."""
+    """Whether no one can write to ``arr``'s memory: read-only, and so is every array it views,
+    down to one this module froze or to ``bytes``."""
     a: Any = arr
     while isinstance(a, np.ndarray):
         if a.flags.writeable:
             return False
+        if _FROZEN.get(id(a)) is a:
+            return True
         a = a.base
-    return a is None or isinstance(a, bytes)
+    return isinstance(a, bytes)
 
 
 def _checked_shape(shape) -> tuple[int, ...]:

@@ -63,7 +63,7 @@ def check_samples_folder(out: Path, replace: bool = False) -> None:
     if not out.exists():
         return
     if not out.is_dir():
-        raise AdatokError(f"{out} is a file: give a folder (or a name ending in .png for a grid)")
+        raise AdatokError(f"{out} is a file: give a folder (or an image name, .png or .jpg ..., for a grid)")
     held = sum(1 for _ in out.iterdir())
     if held and not replace:
         raise AdatokError(f"{out} is not empty ({held} entries): give a new or empty folder, or --force to replace "

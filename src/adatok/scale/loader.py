@@ -26,7 +26,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from ..core.errors import AdatokError
 from ..core.sequence import TokenSequence
-from ..datasets import token_shards
+from ..datasets import load_shards_tokenizer, token_shards
 
 
 def _count(value, what: str) -> int:
@@ -60,6 +60,7 @@ class TokenShardDataset(IterableDataset):
                  positions: bool = False, rank: int | None = None, world_size: int | None = None,
                  even: bool = False):
         super().__init__()
+        self.folder = folder
         self.files = token_shards(folder)
         if not self.files:
             raise AdatokError(f"{folder} has no Parquet shards (was it written with --format webdataset only?)")
@@ -137,6 +138,8 @@ class TokenShardDataset(IterableDataset):
         columns = ["index", "label", "shape", "ids"] + (["atk"] if self.positions else [])
         if not len(which):  # (more consumers than rows)
             return
+        if self.positions:  # (in this process: a worker started by spawn has a registry of its own)
+            load_shards_tokenizer(self.folder)
         cuts = [0, *(np.flatnonzero(np.diff(which)) + 1).tolist(), len(which)]
         for at, end in zip(cuts[:-1], cuts[1:]):  # the rows of one shard are consecutive in the order
             table = pq.read_table(self.files[which[at]], columns=columns).take(rows[at:end])
