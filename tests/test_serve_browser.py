@@ -225,7 +225,7 @@ def test_the_page_stays_true_to_what_it_shows(served, tab):
     assert page.input_value("#tokenizer") == "wavelet" and page.text_content("#status") == status
     # another tokenizer: the region's comparison of the old coding goes
     page.select_option("#tokenizer", "wavelet-lossless")
-    page.wait_for_function("document.querySelector('#status').textContent.includes('with wavelet-lossless')",
+    page.wait_for_function("document.querySelector('#status').textContent.includes('bpp) with wavelet-lossless')",
                            timeout=60_000)
     assert page.is_hidden("#roi-result") and page.text_content("#roi-status") == ""
     # a flat image: every point exact, nothing to plot, no error

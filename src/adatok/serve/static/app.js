@@ -85,8 +85,6 @@ async function drawOriginal() {
 
 async function encode() {
   clearError();
-  $("roi-result").hidden = true;          // the region's comparison was of the coding replaced
-  $("roi-status").textContent = "";
   const before = $("status").textContent;
   $("status").textContent = `Encoding ${S.image.name} (${S.image.width}x${S.image.height}) with ${$("tokenizer").value}...`;
   try {
@@ -102,6 +100,8 @@ async function encode() {
   }
   S.coding = S.plain;
   S.steered = null;
+  $("roi-result").hidden = true;          // the region's comparison was of the coding replaced
+  $("roi-status").textContent = "";
   $("use-roi").checked = false;
   $("use-roi").disabled = true;
   $("status").textContent = `${S.image.name}: ${S.image.width}x${S.image.height}, ${int(S.plain.tokens)} tokens ` +
@@ -340,9 +340,11 @@ async function encodeRegion(kind) {
 }
 
 async function compareRegion() {
-  if (!S.steered) return;
-  const bytes = Math.max(S.lastBytes || 0, S.steered.min_bytes + 1);
-  const r = await apiJson(`/api/codings/${S.steered.coding}/compare?bytes=${bytes}`);
+  const steered = S.steered;
+  if (!steered) return;
+  const bytes = Math.max(S.lastBytes || 0, steered.min_bytes + 1);
+  const r = await apiJson(`/api/codings/${steered.coding}/compare?bytes=${bytes}`);
+  if (S.steered !== steered) return;      // another coding came meanwhile: this comparison is not of it
   for (const [key, row] of [["without", r.without], ["with", r.with]]) {
     const cells = $(`roi-${key}`).querySelectorAll("td");
     cells[0].textContent = int(row.tokens);
@@ -353,7 +355,7 @@ async function compareRegion() {
   }
   $("roi-result").hidden = false;
   const pct = (100 * r.region_pixels / r.pixels).toFixed(1);
-  $("roi-status").textContent = `At ${int(r.bytes)} bytes; the region (${S.steered.roi}) covers ${pct}% of the image.`;
+  $("roi-status").textContent = `At ${int(r.bytes)} bytes; the region (${steered.roi}) covers ${pct}% of the image.`;
 }
 
 // ---- generation (server-sent events) ------------------------------------------------------------
