@@ -474,3 +474,36 @@ def test_a_run_of_zero_tokens_plots_without_warnings(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # (matplotlib: "Data has no positive values, and therefore cannot be log-scaled")
         write_report(ev, tmp_path)
+
+
+def test_eval_found_by_review_session_12(tmp_path):
+    """A gray fold no longer codes colour images in gray; BD-rate counts per metric, in real CSV;
+    --stream with a region refused; large synthetic images; codec sizes not monotone in quality."""
+    from adatok.eval.baselines import DIP
+    from adatok.eval.report import bd_rates
+    from adatok.eval.synthetic import synthetic_images
+
+    rng = np.random.default_rng(0)
+    colour = [rng.integers(0, 256, (32, 32, 3), dtype=np.uint8) for _ in range(2)]
+    gray = [rng.integers(0, 256, (32, 32, 1), dtype=np.uint8) for _ in range(2)]
+    imgs = [("c0", colour[0]), ("g0", gray[0]), ("c1", colour[1]), ("g1", gray[1])]  # one fold all gray
+    ev = evaluate(imgs, [], bpp=(2.0,), baselines=("grid",), keep=4)
+    shot = ev.shots[("c0", "grid", "bpp", 2.0)].image
+    assert not (np.array_equal(shot[..., 0], shot[..., 1]) and np.array_equal(shot[..., 1], shot[..., 2]))
+    with pytest.raises(AdatokError, match="--stream"):
+        evaluate(imgs[:1], ["wavelet"], bpp=(1.0,), baselines=(), header=False, roi="centre")
+    assert max(max(im.shape[:2]) for _, im in synthetic_images(24, seed=1, max_side=700)) > 300
+    webp = CODECS["webp"]
+    img = crops()[0][1]
+    sizes = {q: len(webp.encode(img, q)) for q in range(int(webp.low), int(webp.high) + 1)}
+    for budget in sorted(set(sizes.values()))[::7]:
+        got = webp.at_most(img, budget)
+        assert len(got.data) <= budget
+        assert all(sizes[q] > budget for q in range(int(got.setting) + 1, min(int(got.setting) + DIP, int(webp.high)) + 1))
+    rows = [{"budget_kind": "bpp", "image": i, "method": m, "bpp": str(b), "psnr": str(p), "ms_ssim": str(s)}
+            for i, pts in (("a", {"jp2": [(0.5, 30, 0.9), (1, 35, 0.95)], "m, x": [(0.5, 31, 0.91), (1, 36, 0.96)]}),
+                           ("b", {"jp2": [(0.5, 30, 0.9), (1, 35, 0.95)], "m, x": [(0.5, float("inf"), 0.91),
+                                                                                 (1, float("inf"), 0.96)]}))
+            for m, ps in pts.items() for b, p, s in ps]
+    rate = bd_rates(rows)["m, x"]
+    assert rate["n"] == 1 and rate["n_ms_ssim"] == 2  # (inf PSNR: no PSNR curve for image b)

@@ -479,7 +479,8 @@ def test_a_folder_of_samples_does_not_hide_the_shipped_generator_of_its_name(tmp
 
 
 @pytest.mark.parametrize("bad", [{"lr": -1.0}, {"lr": float("nan")}, {"minutes": 0.0}, {"minutes": float("nan")},
-                                 {"p_uncond": 1.5}, {"weight_decay": -0.1}])
+                                 {"p_uncond": 1.5}, {"weight_decay": -0.1}, {"warmup": -5}, {"steps": 0},
+                                 {"batch": 0}, {"val_images": 0}, {"limit": 0}, {"threads": 0}, {"batch": 2.5}])
 def test_training_settings_no_run_can_follow_are_refused(bad):
     with pytest.raises(adatok.AdatokError):
         GenTrainConfig(**bad)
@@ -646,3 +647,15 @@ def test_a_class_folder_beside_files_that_are_not_images(tmp_path):
     adatok.write_image(tmp_path / "stray.png", np.zeros((8, 8, 1), np.uint8))
     with pytest.raises(adatok.AdatokError, match="both in itself and in sub-folders"):
         folder_classes(tmp_path)
+
+
+def test_completion_takes_any_seed_and_one_named_models_are_told_apart():
+    from adatok.generate.evaluate import labelled
+
+    gen = load_generator("fmnist-gpt-learned")
+    prefix = sample(gen, [3], seed=0)[0][0].prefix(2)
+    for seed in (2**64, -1, 2**100):  # (2**64 was a raw OverflowError from torch; sample() took it)
+        assert len(complete(gen, prefix, n=1, seed=seed)[0]) == 1
+    a, b = {"name": "mine", "fd": 1.0}, {"name": "mine", "fd": 2.0}
+    assert [m["name"] for m in labelled(["x/mine", "y/mine"], [a, b])] == ["x/mine", "y/mine"]
+    assert labelled(["only"], [{"name": "mine"}])[0]["name"] == "mine"

@@ -76,7 +76,8 @@ def print_eval(ev, report: Path, console: Console) -> None:
             console.print(f"  {name}: {reason}", markup=False, soft_wrap=True)
     stats = summarize(rows)
     rates = bd_rates(rows)
-    caption = "n/N: the budget was met on n of N images" + ("; BD-rate: against JPEG 2000, on PSNR" if rates else "")
+    caption = "n/N: the budget was met on n of N images" + (
+        "; BD-rate: against JPEG 2000, on PSNR (n/N: over the n images where both curves overlap)" if rates else "")
     table = Table(title=f"mean PSNR in dB (mean bits per pixel) over {len(ev.images)} images", caption=caption)
     table.add_column("method", no_wrap=True, min_width=max(len(m.label) for m in ev.methods))
     for kind, b in ev.budgets:
@@ -96,7 +97,9 @@ def print_eval(ev, report: Path, console: Console) -> None:
                 cells.append(f"{st['psnr']:.2f} ({st['bpp']:.2f}){part}")
         if rates:
             v = rates.get(m.name, {}).get("psnr")
-            cells.append("ref." if m.name == "jp2" else ("n/a" if v is None or math.isnan(v) else f"{v:+.1f}%"))
+            n = int(rates.get(m.name, {}).get("n", 0))
+            part = f" {n}/{len(ev.images)}" if n < len(ev.images) else ""  # (a mean of fewer images: said, as above)
+            cells.append("ref." if m.name == "jp2" else ("n/a" if v is None or math.isnan(v) else f"{v:+.1f}%{part}"))
         table.add_row(m.label, *cells)
     console.print(table)
     console.print(f"results: {report.parent / 'results.csv'}", markup=False, soft_wrap=True)

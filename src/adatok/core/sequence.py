@@ -49,7 +49,8 @@ class TokenSequence:
     Attributes:
         ids: int32 token ids, shape (n,).
         pos: int32 token positions, shape (n, P); the column names are ``pos_fields``. A tokenizer
-            may pass a function of no arguments instead, which makes them on first access.
+            may pass a function of no arguments instead, which makes them on first access (a new
+            array each call: the sequence keeps it without a copy).
         shape: shape of the encoded image (H, W) or (H, W, C).
         tokenizer: name of the tokenizer that made it (e.g. ``"wavelet"``).
         version: that tokenizer's version; a decoder refuses sequences of another version.
@@ -84,8 +85,8 @@ class TokenSequence:
         object.__setattr__(self, "pos_fields", tuple(self.pos_fields))
         object.__setattr__(self, "params", frozen_params(self.params))
 
-    def _set_pos(self, pos) -> np.ndarray:
-        pos = _checked_ints(pos, "pos")
+    def _set_pos(self, pos, fresh: bool = False) -> np.ndarray:
+        pos = _checked_ints(pos, "pos", fresh)
         if pos.ndim != 2 or pos.shape[0] != self.ids.shape[0]:
             raise InvalidTokensError(f"pos must have shape (n, P) with n = {self.ids.shape[0]}, got {pos.shape}")
         pos.flags.writeable = False
@@ -97,8 +98,8 @@ class TokenSequence:
         """Called only for attributes not set: ``pos`` not made yet."""
         if name == "pos":
             make = self.__dict__.get("_make_pos")
-            if make is not None:
-                return self._set_pos(make())
+            if make is not None:  # (a maker's positions are made for this sequence alone: not copied)
+                return self._set_pos(make(), fresh=True)
             if "pos" in self.__dict__:  # another thread made them after this one looked
                 return self.__dict__["pos"]
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
@@ -183,11 +184,13 @@ class TokenSequence:
 _INT32 = np.iinfo(np.int32)
 
 
-def _checked_ints(values, what: str) -> np.ndarray:
+def _checked_ints(values, what: str, fresh: bool = False) -> np.ndarray:
     """``values`` as a contiguous int32 array, refusing what a cast would change: values that are
     not whole numbers (a float array is taken only when every value is whole: 2.7 is not truncated;
     bools, strings and objects are not numbers here) and values outside int32 (a cast would wrap
-    ``2**32`` to 0)."""
+    ``2**32`` to 0). The array is read-only and no one else's: ``values`` is copied unless it is
+    already such (a view of a sequence's arrays, or of ``bytes``), or ``fresh`` (made for this
+    sequence, held by no one else: a tokenizer's own output)."""
     try:
         arr = np.asarray(values)
     except (ValueError, TypeError) as exc:
@@ -202,6 +205,8 @@ def _checked_ints(values, what: str) -> np.ndarray:
     if arr.min() < _INT32.min or arr.max() > _INT32.max:
         raise InvalidTokensError(f"{what} must fit in int32, got values from {arr.min()} to {arr.max()}")
     out = np.ascontiguousarray(arr, dtype=np.int32)
+    if fresh or (out is not arr and not np.may_share_memory(out, arr)):  # no one else holds it: kept as it is
+        return _frozen(out)
     return out if _owned(out) else _frozen(out.copy())  # a sequence is frozen: not a view of the caller's array
 
 

@@ -23,6 +23,7 @@ Images are embedded as base64 PNG data URIs: ``report.html`` is one file that op
 from __future__ import annotations
 
 import base64
+import csv
 import html
 import io
 import math
@@ -108,8 +109,10 @@ def summarize(rows: Sequence[dict[str, str]]) -> dict[tuple[str, str, str], dict
 def bd_rates(rows: Sequence[dict[str, str]], reference: str = REFERENCE) -> dict[str, dict[str, float]]:
     """BD-rate (%) of each method against ``reference``, from the ``Bpp`` rows of each image.
 
-    Returns ``{method: {"psnr": mean %, "ms_ssim": mean %, "n": images with a value}}`` (means over
-    the images whose curves overlap the reference's); empty if the reference did not run.
+    Returns ``{method: {"psnr": mean %, "ms_ssim": mean %, "n": images of the PSNR mean, "n_ms_ssim":
+    images of the MS-SSIM mean}}`` (means over the images whose curves overlap the reference's; the
+    two counts differ where a curve loses points to an exact reconstruction); empty if the
+    reference did not run.
     """
     curves: dict[tuple[str, str], list[tuple[float, float, float]]] = defaultdict(list)
     for r in rows:
@@ -132,7 +135,7 @@ def bd_rates(rows: Sequence[dict[str, str]], reference: str = REFERENCE) -> dict
                     per[metric].append(v)
         out[m] = {"psnr": float(np.mean(per["psnr"])) if per["psnr"] else float("nan"),
                   "ms_ssim": float(np.mean(per["ms_ssim"])) if per["ms_ssim"] else float("nan"),
-                  "n": float(len(per["psnr"]))}
+                  "n": float(len(per["psnr"])), "n_ms_ssim": float(len(per["ms_ssim"]))}
     return out
 
 
@@ -326,9 +329,12 @@ def write_report(ev: Evaluation, out: str | Path, *, results: Sequence[dict[str,
         (out / "plots" / f"{stem}.png").unlink(missing_ok=True)
 
     rates = bd_rates(rows)
-    bd_csv = "method,bd_rate_psnr_percent,bd_rate_ms_ssim_percent,images\n" + "".join(
-        f"{m},{_fmt_pct(v['psnr'])},{_fmt_pct(v['ms_ssim'])},{int(v['n'])}\n" for m, v in rates.items())
-    atomic_write_bytes(out / "bd_rate.csv", bd_csv.encode())
+    bd_csv = io.StringIO()  # (csv quotes a method name holding a comma: a checkpoint's --name may)
+    writer = csv.writer(bd_csv, lineterminator="\n")
+    writer.writerow(["method", "bd_rate_psnr_percent", "bd_rate_ms_ssim_percent", "images_psnr", "images_ms_ssim"])
+    writer.writerows([m, _fmt_pct(v["psnr"]), _fmt_pct(v["ms_ssim"]), int(v["n"]), int(v["n_ms_ssim"])]
+                     for m, v in rates.items())
+    atomic_write_bytes(out / "bd_rate.csv", bd_csv.getvalue().encode())
 
     parts = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'>"
              f"<meta name='viewport' content='width=device-width, initial-scale=1'>"
@@ -420,12 +426,12 @@ def _bd_table(ev: Evaluation, rates: dict[str, dict[str, float]]) -> str:
              "<p>Bjontegaard delta rate over the bpp budgets, per image, then the mean: the extra bits a method "
              "needs for the quality JPEG 2000 reaches (negative: fewer bits). Also in <code>bd_rate.csv</code>.</p>",
              "<table id='bd-rate'><tr><th class='l'>method</th><th>BD-rate (PSNR)</th><th>BD-rate (MS-SSIM)</th>"
-             "<th>images</th></tr>"]
+             "<th>images (PSNR / MS-SSIM)</th></tr>"]
     labels = {m.name: m.label for m in ev.methods}
     for m, v in rates.items():
         parts.append(f"<tr data-method='{_e(m)}'><td class='l'>{_e(labels.get(m, m))}</td>"
                      f"<td>{_fmt_pct(v['psnr']) or 'n/a'} %</td><td>{_fmt_pct(v['ms_ssim']) or 'n/a'} %</td>"
-                     f"<td>{int(v['n'])}</td></tr>")
+                     f"<td>{int(v['n'])} / {int(v['n_ms_ssim'])}</td></tr>")
     parts.append("</table>")
     return "\n".join(parts)
 

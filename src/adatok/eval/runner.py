@@ -196,7 +196,8 @@ def evaluate(images: Sequence[tuple[str, np.ndarray]], tokenizers: Sequence[Any]
 
     Raises:
         AdatokError: no budget, an unknown baseline or tokenizer, no image left to evaluate, an
-            unknown saliency method, or a map missing for an image or of another size.
+            unknown saliency method, a map missing for an image or of another size, or bpp budgets
+            of the token stream alone (``header=False``) with a region.
     """
     bpp = list(dict.fromkeys(float(b) for b in bpp))  # each budget once (0.5 and .5 are one)
     tokens = list(dict.fromkeys(int(k) for k in tokens))
@@ -208,6 +209,10 @@ def evaluate(images: Sequence[tuple[str, np.ndarray]], tokenizers: Sequence[Any]
         Bpp(b)  # validates
     for k in tokens:
         Tokens(k)
+    if not header and roi is not None and bpp:
+        raise AdatokError("--stream counts the token stream alone, but a steered sequence's region map is in its "
+                          "header (tens of bytes): its bpp would leave out what the decoder needs; measure regions "
+                          "with headers counted (without --stream), or give --tokens budgets")
     baselines = list(dict.fromkeys(baselines))  # each once, in the order given
     unknown = [b for b in baselines if b not in CODECS and b != "grid"]
     if unknown:
@@ -306,8 +311,10 @@ class GridFolds:
     nothing to fit on: every row of the grid then says so."""
 
     def __init__(self, grids: Sequence[GridTokenizer | None], info: dict[str, Any], note: str = "",
-                 thin: Sequence[dict[int, int]] | None = None):
+                 thin: Sequence[dict[int, int]] | None = None, parts: Sequence[int] | None = None):
         self.grids, self.info, self.note = list(grids), info, note
+        #: the fold each image is coded by (default: by its number's parity, see :func:`_fold_parts`)
+        self.parts = list(parts) if parts is not None else None
         self.thin = list(thin) if thin is not None else [{} for _ in self.grids]
         self.vocab_size = next((g.vocab_size for g in self.grids if g is not None), 0)
 
@@ -316,7 +323,7 @@ class GridFolds:
         none, or when the patch side the budget picks had fewer patches to learn from, in the
         images its codebook was fitted on, than the codebook has entries: with images of other
         sizes crosswise, a 16-pixel codebook fitted on one 16 x 16 image would code a 128 x 128 one)."""
-        part = index % len(self.grids)
+        part = self.parts[index] if self.parts is not None else index % len(self.grids)
         grid = self.grids[part]
         if grid is None:
             return self.note
@@ -348,23 +355,45 @@ def _fit_grid(kept: Sequence[tuple[str, np.ndarray]], budgets: Sequence[tuple[st
                 pass
     patches = sorted(patches or {min(GRID_PATCHES)}, reverse=True)
     info = {"patches": patches, "codebook": codebook, "bits": max(1, math.ceil(math.log2(codebook)))}
+    # colour codebooks when any image, evaluated or trained on, is in colour: a fold (or a training
+    # split) of gray images alone coded the colour images in gray
+    colour = any(im.shape[2] == 3 for _, im in kept)
     if grid_train is not None:
         train = [as_image(im) for im in grid_train]
         starting()
-        return GridFolds([GridTokenizer.fit(train, patch=patches, codebook=codebook, seed=seed)],
+        channels = 3 if colour or any(im.shape[2] == 3 for im in train) else 1
+        return GridFolds([GridTokenizer.fit(train, patch=patches, codebook=codebook, seed=seed, channels=channels)],
                          {**info, "train_images": len(train), "fitted_on": "given training images"})
     if len(kept) < 2:
         return GridFolds([None], {**info, "train_images": 0, "fitted_on": "nothing (one image, no training split)"},
                          "the grid baseline needs training images: a training split, or at least two images "
                          "(each is coded by codebooks fitted on the others)")
     starting()
-    halves = [[im for i, (_, im) in enumerate(kept) if i % 2 != part] for part in (0, 1)]
-    folds = [GridTokenizer.fit(half, patch=patches, codebook=codebook, seed=seed) for half in halves]
+    parts = _fold_parts([im for _, im in kept])
+    halves = [[im for i, (_, im) in enumerate(kept) if parts[i] != part] for part in (0, 1)]
+    folds = [GridTokenizer.fit(half, patch=patches, codebook=codebook, seed=seed, channels=3 if colour else 1)
+             for half in halves]
     places = [{p: sum(max(1, im.shape[0] - p + 1) * max(1, im.shape[1] - p + 1) for im in half) for p in patches}
               for half in halves]
     thin = [{p: n for p, n in fold.items() if n < codebook} for fold in places]
     return GridFolds(folds, {**info, "train_images": len(kept), "fitted_on": "the evaluated images crosswise (each "
-                             "coded by codebooks fitted on the other half: even- and odd-numbered images)"}, thin=thin)
+                             "coded by codebooks fitted on the other half: even- and odd-numbered images)"}, thin=thin,
+                     parts=parts)
+
+
+def _fold_parts(images: Sequence[np.ndarray]) -> list[int]:
+    """The fold (0 or 1) of each image, coded by codebooks fitted on the other fold: by its number's
+    parity; but when that leaves all the colour images in one fold (colour and gray alternating),
+    the colour and the gray images each alternate on their own, so that colour images are coded by
+    codebooks that saw colour (fitted on gray images alone, they came back gray)."""
+    parts = [i % 2 for i in range(len(images))]
+    colour = [i for i, im in enumerate(images) if im.shape[2] == 3]
+    if len(colour) >= 2 and len({parts[i] for i in colour}) == 1:
+        gray = [i for i, im in enumerate(images) if im.shape[2] != 3]
+        for group in (colour, gray):
+            for k, i in enumerate(group):
+                parts[i] = k % 2
+    return parts
 
 
 def _measure(method: Method, runner: Any, img: np.ndarray, kind: str, b: float,

@@ -32,6 +32,8 @@ def _photos() -> list[np.ndarray]:
 
 def _crop(rng: np.random.Generator, photos: list[np.ndarray], h: int, w: int) -> np.ndarray:
     p = photos[int(rng.integers(len(photos)))]
+    if h > p.shape[0] or w > p.shape[1]:  # larger than the photo: mirrored on past its edges
+        p = np.pad(p, ((0, max(0, h - p.shape[0])), (0, max(0, w - p.shape[1])), (0, 0)), mode="symmetric")
     y, x = int(rng.integers(0, p.shape[0] - h + 1)), int(rng.integers(0, p.shape[1] - w + 1))
     return p[y : y + h, x : x + w]
 

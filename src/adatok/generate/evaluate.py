@@ -27,6 +27,7 @@ import pickle
 import shlex
 import sys
 import time
+from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -199,6 +200,14 @@ def _keep(out: Path, job: tuple, m: dict) -> dict:
     return m
 
 
+def labelled(entries: list[str], models: list[dict]) -> list[dict]:
+    """The measured ``models`` named as the table shows them: by their checkpoints' names, or where
+    two share one (two folders named ``mine``), by the ``--models`` entry each came from (one of
+    them was dropped from the prefix table, keyed by name)."""
+    clash = Counter(m["name"] for m in models)
+    return [dict(m, name=entry) if clash[m["name"]] > 1 else m for entry, m in zip(entries, models, strict=True)]
+
+
 def main(argv: list[str] | None = None) -> None:
     from ..datasets import load
 
@@ -237,7 +246,7 @@ def main(argv: list[str] | None = None) -> None:
     else:
         for job in todo:
             done[job[0]] = _keep(out, job, _measure_named(*job, judge=judge, test=(test_images, test_feats)))
-    models = [done[name] for name in names]
+    models = labelled(names, [done[name] for name in names])
     table = [{"row": m["name"], "params": f"{m['params']:,}", "train_time": f"{m['train_minutes']:.0f} min",
               "fd": m["fd"], "accuracy": m["accuracy"], "mean_length": m["mean_length"],
               "images_per_s": m["images_per_s"]} for m in models]

@@ -142,7 +142,7 @@ def run(gen: Generator, st, labels: np.ndarray, *, cfg: float = 1.0, temperature
     check_options(mc.classes, labels, cfg, temperature, top_k, top_p, max_tokens, min_tokens)
     model.eval()
     B = len(st)
-    g = torch.Generator().manual_seed(seed)
+    g = torch.Generator().manual_seed(int(seed) % 2**64)  # (any whole number: torch takes 64 bits)
     labels = np.array([mc.null_class if (lab is None or lab < 0) else lab for lab in labels], np.int64)
     guided = cfg != 1.0
     cls = np.concatenate([labels, np.full(B, mc.null_class)]) if guided else labels

@@ -87,6 +87,12 @@ class GenTrainConfig:
                 raise AdatokError(f"{what} must be a number of seconds >= 0, got {v!r}")
         if not (number(self.p_uncond) and 0 <= self.p_uncond <= 1):
             raise AdatokError(f"p_uncond is a share in [0, 1], got {self.p_uncond!r}")
+        for what, v, low in (("warmup", self.warmup, 0), ("batch", self.batch, 1), ("val_images", self.val_images, 1),
+                             ("threads", self.threads, 1), ("steps", self.steps, 1), ("limit", self.limit, 1)):
+            if v is None and what in ("steps", "limit"):
+                continue  # (no step count: minutes decide; no limit: every image)
+            if isinstance(v, bool) or not isinstance(v, int) or v < low:
+                raise AdatokError(f"{what} must be a whole number >= {low}, got {v!r}")
 
 
 def corpus_key(lang, split: str, limit: int | None, data: str) -> str:
@@ -529,7 +535,8 @@ def train_generator(out: str | Path, lang=None, model_cfg: GPTConfig | None = No
     while running():
         t0 = time.process_time()
         angle = math.pi * step / train_cfg.steps if by_steps else math.pi * elapsed / budget
-        lr = train_cfg.lr * min(1.0, (step + 1) / train_cfg.warmup) * 0.5 * (1 + math.cos(angle))
+        warm = min(1.0, (step + 1) / train_cfg.warmup) if train_cfg.warmup else 1.0
+        lr = train_cfg.lr * warm * 0.5 * (1 + math.cos(angle))
         for g in opt.param_groups:
             g["lr"] = lr
         # each step's batch from (seed, step) alone: a resumed run draws what the interrupted one would
