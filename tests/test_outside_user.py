@@ -455,3 +455,23 @@ def test_prefixes_refuse_words_and_bad_steps():
     for bad in (0, -1, 2.5, True):
         with pytest.raises(InvalidTokensError, match="step"):
             Prefixes(words.base, words.to_decisions(seq), step=bad)
+
+
+def test_a_bit_budget_gives_the_longest_prefix_that_fits_at_chunk_boundaries():
+    """Across a 512-byte payload boundary (the header gains a checksum there) the file holds the
+    longest prefix that fits: it stopped 1-2 bytes short (21,435 tokens where 21,444 fit)."""
+    from adatok.wavelet.prefixes import Prefixes
+
+    img = np.random.default_rng(3).integers(0, 256, (40, 40, 3), dtype=np.uint8)
+    for name in ("wavelet", "wavelet-lossless"):
+        tok = adatok.load(name)
+        seq, = tok.encode([img])
+        p = Prefixes(tok, seq, step=1)
+        header = p.nbytes(0)
+        for total in range(header + 508, header + 520):
+            longest = max(k for k in range(len(seq) + 1) if p.nbytes(k) <= total)
+            got, = tok.encode([img], Bpp((total + 0.5) * 8 / (40 * 40)))
+            assert len(got.to_bytes()) <= total and len(got) == longest, (name, total)
+    for bad in ("x", 2.7, True, [3]):
+        with pytest.raises(InvalidTokensError, match="nmax"):
+            tok.with_top_plane(seq, bad)

@@ -197,6 +197,14 @@ def _magnitudes(coef, shift):
     return mag, sgn, top
 
 
+def _plane(nmax) -> int:
+    """A bit-plane given by a caller (``nmax``) as an int: a whole number, else
+    :class:`~adatok.InvalidTokensError` (``2.7`` was truncated, ``"x"`` a raw ValueError)."""
+    if isinstance(nmax, bool) or not isinstance(nmax, numbers.Integral):
+        raise InvalidTokensError(f"nmax must be a whole number (a bit-plane), got {nmax!r}")
+    return int(nmax)
+
+
 class WaveletTokenizer:
     """Training-free, embedded wavelet tokenizer (see ``docs/wavelet-language.md``).
 
@@ -450,7 +458,7 @@ class WaveletTokenizer:
             shape = _image_shape(start, i)
             params = header.fixed_params(self, shape)
             if nmax is not None:
-                params["nmax"] = int(nmax)
+                params["nmax"] = _plane(nmax)
             self._layout(shape, params)  # checks nmax
             out.append((shape, params, _NO_IDS))
         return WaveletStepper(self, out)
@@ -471,7 +479,7 @@ class WaveletTokenizer:
         check_maker(seq.tokenizer, seq.version, self)
         layout = self._layout(seq.shape, seq.params)
         old = int(seq.params["nmax"])
-        new = self.top_plane(seq.shape) if nmax is None else int(nmax)
+        new = self.top_plane(seq.shape) if nmax is None else _plane(nmax)
         if new < old:
             raise InvalidTokensError(f"cannot re-express a sequence of top plane {old} from plane {new}: a sequence "
                                      f"can only gain planes above its own; give nmax >= {old}")
@@ -517,11 +525,16 @@ class WaveletTokenizer:
         probe = TokenSequence(np.zeros(0, np.int32), np.zeros((0, len(maker.pos_fields)), np.int32), shape,
                               maker.name, maker.version, params, maker.pos_fields)
         overhead = (lambda n: _container_overhead(probe, n, CODEC)) if budget.header else (lambda n: 0)
-        # (at least 0: the header of a shorter payload can be smaller, with fewer chunk checksums,
-        # so a budget the empty sequence fits exactly was refused when this went below 0)
-        payload_max = max(0, total - overhead(total))
-        best = None
-        for _ in range(8):  # the header's size depends a little on the payload's: converge on it
+        # The longest payload whose file fits: the header grows with the payload (a checksum per
+        # 512-byte chunk), so between the payload the whole budget less the largest header leaves and
+        # the whole budget, the largest that fits with its own header is bisected. (A search that converged on it from
+        # walks stepped back past a chunk boundary and stopped 1-2 bytes short: 21,435 tokens where
+        # 21,444 fit.) The coder then takes the longest prefix whose payload fits that, in one walk.
+        payload_max, over = max(0, total - overhead(total)), total + 1  # fits / does not (p + overhead(p) grows)
+        while budget.header and over - payload_max > 1:  # (bisected: a huge budget's gap is millions of bytes)
+            mid = (payload_max + over) // 2
+            payload_max, over = (mid, over) if mid + overhead(mid) <= total else (payload_max, mid)
+        for _ in range(8):
             # (the decoder state is not kept: a walk stopped by its byte limit has gone one token past)
             _, _, ids, node, plane, _, _, _, out = spiht.walk(
                 spiht.SRC_COEF, True, int(params["nmax"]), -1, payload_max, mag, sgn, _NO_IDS, _NO_BYTES,
@@ -529,20 +542,11 @@ class WaveletTokenizer:
             seq = self._sequence(ids, node, plane, layout, shape, params)
             payload = out.tobytes() if len(ids) else b""  # (as pack codes the empty sequence)
             seq.cache["payload:" + CODEC] = payload
-            size = len(payload) + overhead(len(payload))
-            if size > total:
-                if payload_max == 0:
-                    break
-                payload_max = max(0, payload_max - (size - total))
-                continue
-            if best is not None and len(seq) <= len(best):
-                break  # more room gave no more tokens: done
-            best = seq
-            if size == total or not budget.header:
-                break
-            payload_max += total - size
-        if best is not None:
-            return best
+            if len(payload) + overhead(len(payload)) <= total:
+                return seq
+            if payload_max == 0:
+                break  # not even the empty sequence's header fits
+            payload_max -= 1  # (not reached: a walk keeps to its byte limit; kept as a guard)
         need = smallest_bpp(_container_overhead(probe, 0, CODEC), img.shape)
         raise BudgetError(f"Bpp({budget.x}) allows {total} bytes for this {img.shape[1]}x{img.shape[0]} image, "
                           f"less than the header alone; use at least Bpp({need})")
