@@ -759,3 +759,49 @@ def test_shards_of_a_checkpoint_of_your_own_are_read_without_loading_it(ckpt, tm
     r = subprocess.run([sys.executable, "-c", code, str(tmp_path / "shards")], capture_output=True, text=True,
                        env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert r.returncode == 0 and "(3, 28, 28, 1) 4" in r.stdout, r.stderr[-1500:]
+
+
+def test_checkpoints_found_by_review_session_12(ckpt, tmp_path):
+    """Hand-edited configs are AdatokError (mlp_ratio, booleans, format; codes past int32), a corrupt
+    training state is refused before anything is set, and a config edited with the weights kept
+    cannot take over the files of the one loaded first."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from adatok.neural.folder import restore_training
+    from adatok.neural.model import ModelConfig
+
+    def edited(name, change, model=True):
+        folder = tmp_path / name
+        shutil.copytree(ckpt, folder)
+        cfg = json.loads((folder / "config.json").read_text())
+        cfg = {**cfg, "model": {**cfg["model"], **change}} if model else {**cfg, **change}
+        (folder / "config.json").write_text(json.dumps(cfg))
+        return folder
+
+    for i, change in enumerate(({"mlp_ratio": -1}, {"mlp_ratio": None}, {"mlp_ratio": "3"}, {"vq_first": "yes"},
+                                {"linear_skip": "no"})):
+        with pytest.raises(adatok.AdatokError, match="not a learned-tokenizer checkpoint"):
+            adatok.load(str(edited(f"bad{i}", change)))
+    with pytest.raises(adatok.AdatokError, match="format"):
+        adatok.load(str(edited("format", {"format": 2}, model=False)))
+    with pytest.raises(ValueError, match="int32"):
+        ModelConfig(**{**TINY, "levels": [65536, 65536]})
+    # a training state whose random state is cut: refused, torch's own random state untouched
+    state = load_file(ckpt / "train_state.safetensors")
+    folder = edited("state", {})
+    save_file({**state, "rng": state["rng"][:3]}, folder / "train_state.safetensors")
+    model, _ = load_model(folder)
+    before = torch.get_rng_state()
+    with pytest.raises(adatok.AdatokError, match="not a training state of this checkpoint"):
+        restore_training(folder, model, torch.optim.AdamW(model.parameters()), torch.Generator())
+    assert torch.equal(torch.get_rng_state(), before)
+    # the same weights under an edited config, loaded after the original: refused
+    adatok.load(str(ckpt))
+    with pytest.raises(adatok.AdatokError, match="another configuration"):
+        adatok.load(str(edited("heads", {"heads": 1})))
+    from adatok.neural.tokenizer import fashion_mnist_tokenizer
+
+    with pytest.raises(SystemExit, match="28x28 gray"):  # (measure and classifier failed with a traceback)
+        fashion_mnist_tokenizer("wavelet")

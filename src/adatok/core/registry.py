@@ -49,14 +49,26 @@ def remember(tokenizer) -> None:
     name: :func:`names` and what iterates it (``adatok demo``) do not list it. Its sequences find it
     by name and version (:func:`find`) even when a shipped checkpoint has the same name (a
     retrained ``fashion-mnist-32``)."""
+    held = _VERSIONS.get((tokenizer.name, tokenizer.version))
+    if held is not None and held is not tokenizer and getattr(held, "cfg", None) != getattr(tokenizer, "cfg", None):
+        # (the version covers the weights, not the config: a config edited by hand that keeps their
+        # shapes took over the other's files, decoding them with another network)
+        raise UnknownTokenizerError(f"{tokenizer.name!r} version {tokenizer.version} is loaded already with another "
+                                    "configuration (the same weights, a config.json edited since?): two tokenizers "
+                                    "cannot read the same files; load one of them in a process")
     _VERSIONS[(tokenizer.name, tokenizer.version)] = tokenizer
     if tokenizer.name not in _NAMED:
         _CACHE[tokenizer.name] = (tokenizer, None)  # the folder loaded last (a retrained one: its new weights)
 
 
 def find(name: str, version: str | None = None):
-    """The tokenizer for sequences made by ``name`` at ``version``: a folder loaded in this process
-    with exactly that name and version, else ``load(name)`` (whose version the caller checks)."""
+    """The tokenizer for sequences made by ``name`` at ``version``: the registered one of that name
+    when its version is that; else a folder loaded in this process with exactly that name and
+    version; else ``load(name)`` (whose version the caller checks)."""
+    if name in _NAMED:  # a shipped name at its own version: the shipped tokenizer, whatever else was loaded
+        shipped = load(name)
+        if getattr(shipped, "version", None) == version:
+            return shipped
     tok = _VERSIONS.get((name, version))
     return tok if tok is not None else load(name)
 

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .model import Autoencoder, CodeFeatures, train_head
+from .tokenizer import fashion_mnist_tokenizer
 
 
 class PrefixClassifier(nn.Module):
@@ -71,7 +72,6 @@ def accuracy(model: PrefixClassifier, codes: np.ndarray, labels: np.ndarray, ks:
 
 
 def main(argv: list[str] | None = None) -> None:
-    import adatok
     from adatok.datasets import load
     from adatok.neural.trainer import prefix_lengths
 
@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     t0 = time.time()
-    tok = adatok.load(args.tokenizer)
+    tok = fashion_mnist_tokenizer(args.tokenizer)
     train, test = load("fashion-mnist", split="train"), load("fashion-mnist", split="test")
     enc = lambda imgs: tok._codes([np.asarray(im) for im in imgs])  # noqa: E731
     ctrain, ctest = enc(train.images), enc(test.images)

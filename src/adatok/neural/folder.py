@@ -157,11 +157,24 @@ def restore_training(folder: Path, model: torch.nn.Module, optimizer: torch.opti
     tensors = _read_tensors(path)[0]
     if "rng" not in tensors:
         raise AdatokError(f"{path} is not a training state of adatok (it has no random state): it cannot be resumed")
+    # everything checked before anything is set (a state that failed half-way had changed torch's random state)
+    rng_len = torch.get_rng_state().numel()
+    bad = [name for name in ("rng", "data_rng") if name in tensors
+           and (tensors[name].dtype != torch.uint8 or tensors[name].numel() != rng_len)]
+    state = {}
+    for i, p in enumerate(model.parameters()):
+        if f"opt.{i}.exp_avg" in tensors:
+            parts = [tensors.get(f"opt.{i}.{k}") for k in ("exp_avg", "exp_avg_sq", "step")]
+            if any(t is None for t in parts) or parts[0].shape != p.shape or parts[1].shape != p.shape \
+                    or parts[2].numel() < 1:
+                bad.append(f"opt.{i}")
+                continue
+            state[p] = {"exp_avg": parts[0].clone(), "exp_avg_sq": parts[1].clone(),
+                        "step": torch.tensor(float(parts[2].reshape(-1)[0]))}
+    if bad:
+        raise AdatokError(f"{path} is not a training state of this checkpoint ({', '.join(bad[:3])} missing or of "
+                          "another shape): it cannot be resumed; start a new folder, or give --force")
     torch.set_rng_state(tensors["rng"])
     if "data_rng" in tensors:
         generator.set_state(tensors["data_rng"])
-    for i, p in enumerate(model.parameters()):
-        if f"opt.{i}.exp_avg" in tensors:
-            optimizer.state[p] = {"exp_avg": tensors[f"opt.{i}.exp_avg"].clone(),
-                                  "exp_avg_sq": tensors[f"opt.{i}.exp_avg_sq"].clone(),
-                                  "step": torch.tensor(float(tensors[f"opt.{i}.step"][0]))}
+    optimizer.state.update(state)

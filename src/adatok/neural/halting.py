@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .model import Autoencoder, CodeFeatures, train_head
-from .tokenizer import shortest_reaching
+from .tokenizer import fashion_mnist_tokenizer, shortest_reaching
 
 #: Curves are clipped here (an exact reconstruction has infinite PSNR).
 CLIP_DB = 60.0
@@ -63,7 +63,6 @@ def predict_lengths(head: HaltingHead, codes: np.ndarray, psnr: float, margin: f
 
 
 def main(argv: list[str] | None = None) -> None:
-    import adatok
     from adatok.datasets import load
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -76,10 +75,7 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     t0 = time.time()
-    tok = adatok.load(args.tokenizer)
-    if getattr(tok, "expects", None) != (28, 28, 1) or not hasattr(tok, "quality_curves"):
-        raise SystemExit(f"error: {args.tokenizer} is not a learned tokenizer of 28x28 gray images: this measures "
-                         "one on Fashion-MNIST")
+    tok = fashion_mnist_tokenizer(args.tokenizer)
     train = [np.asarray(im) for im in load("fashion-mnist", split="train", limit=args.train_images).images]
     test = [np.asarray(im) for im in load("fashion-mnist", split="test", limit=args.test_images).images]
     ctrain = tok._codes(train)

@@ -20,6 +20,7 @@ import time
 
 import numpy as np
 import torch
+from .tokenizer import fashion_mnist_tokenizer
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -38,7 +39,7 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     t0 = time.time()
-    tok = adatok.load(args.tokenizer)
+    tok = fashion_mnist_tokenizer(args.tokenizer)
     imgs = load("fashion-mnist", split="test", limit=args.limit).images
     seqs = tok.encode(imgs)
     K = tok.tokens

@@ -66,6 +66,16 @@ class ModelConfig:
                 not isinstance(v, bool) and isinstance(v, int | np.integer) and v >= 2 for v in self.levels):
             raise ValueError(f"levels must be a list of whole numbers >= 2 (an FSQ code's levels), got {self.levels!r}")
         self.levels = [int(v) for v in self.levels]
+        if math.prod(self.levels) > 2**31 - 1:  # (token ids are int32: a larger code wrapped to negative ids)
+            raise ValueError(f"levels {self.levels} give {math.prod(self.levels):,} codes, more than int32 token ids "
+                             "hold (2**31 - 1)")
+        ratio = self.mlp_ratio
+        if isinstance(ratio, bool) or not isinstance(ratio, int | float) or not math.isfinite(ratio) \
+                or int(self.dim * ratio) < 1:
+            raise ValueError(f"mlp_ratio must be a finite number > 0 (dim x mlp_ratio >= 1), got {ratio!r}")
+        for key in ("linear_skip", "vq_first"):
+            if not isinstance(getattr(self, key), bool):
+                raise ValueError(f"{key} must be true or false, got {getattr(self, key)!r}")
 
     @property
     def fsq_tokens(self) -> int:

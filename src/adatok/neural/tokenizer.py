@@ -31,6 +31,19 @@ POS_FIELDS = ("slot",)
 _BATCH = 256
 
 
+def fashion_mnist_tokenizer(name: str):
+    """The learned tokenizer ``name`` for the Fashion-MNIST measurement tools (``python -m
+    adatok.neural.measure|halting|classifier``): one of 28 x 28 gray images, else ``SystemExit``
+    with an ``error:`` line (a tokenizer of other images failed inside them with a traceback)."""
+    import adatok
+
+    tok = adatok.load(name)
+    if getattr(tok, "expects", None) != (28, 28, 1) or not hasattr(tok, "quality_curves"):
+        raise SystemExit(f"error: {name} is not a learned tokenizer of 28x28 gray images: this measures one on "
+                         "Fashion-MNIST")
+    return tok
+
+
 def shortest_reaching(scores: np.ndarray, target: float) -> np.ndarray:
     """Each row's first prefix length whose score (``(N, K + 1)``, lengths 0..K) reaches ``target``;
     K where none does."""

@@ -214,6 +214,8 @@ def read_config(folder: Path) -> dict:
         config = json.loads((folder / "config.json").read_text())
         if config.get("family") != FAMILY:
             raise ValueError(f"family {config.get('family')!r} is not {FAMILY!r}")
+        if config.get("format") != FORMAT:
+            raise ValueError(f"format {config.get('format')!r} is not {FORMAT!r} (made by another adatok?)")
         ModelConfig(**config["model"])
         if not isinstance(config.get("name"), str) or not config["name"]:
             raise ValueError(f"its name must be a non-empty string, got {config.get('name')!r}")
