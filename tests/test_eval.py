@@ -492,14 +492,21 @@ def test_eval_found_by_review_session_12(tmp_path):
     assert not (np.array_equal(shot[..., 0], shot[..., 1]) and np.array_equal(shot[..., 1], shot[..., 2]))
     with pytest.raises(AdatokError, match="--stream"):
         evaluate(imgs[:1], ["wavelet"], bpp=(1.0,), baselines=(), header=False, roi="centre")
+    if importlib.util.find_spec("torch") is not None:  # a tokenizer that does not steer: nothing uncounted
+        from adatok.datasets import load
+
+        fm = load("fashion-mnist", "test", limit=1).items()
+        assert evaluate(fm, ["fashion-mnist-32"], bpp=(0.3,), baselines=(), header=False, roi="centre").rows
     assert max(max(im.shape[:2]) for _, im in synthetic_images(24, seed=1, max_side=700)) > 300
     webp = CODECS["webp"]
     img = crops()[0][1]
     sizes = {q: len(webp.encode(img, q)) for q in range(int(webp.low), int(webp.high) + 1)}
+    cache: dict = {}  # shared across budgets, as the runner shares it
     for budget in sorted(set(sizes.values()))[::7]:
-        got = webp.at_most(img, budget)
+        got = webp.at_most(img, budget, cache)
         assert len(got.data) <= budget
         assert all(sizes[q] > budget for q in range(int(got.setting) + 1, min(int(got.setting) + DIP, int(webp.high)) + 1))
+        assert not any(q > got.setting and len(e.data) <= budget for q, e in cache.items())  # (a better one it knew)
     rows = [{"budget_kind": "bpp", "image": i, "method": m, "bpp": str(b), "psnr": str(p), "ms_ssim": str(s)}
             for i, pts in (("a", {"jp2": [(0.5, 30, 0.9), (1, 35, 0.95)], "m, x": [(0.5, 31, 0.91), (1, 36, 0.96)]}),
                            ("b", {"jp2": [(0.5, 30, 0.9), (1, 35, 0.95)], "m, x": [(0.5, float("inf"), 0.91),

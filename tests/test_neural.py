@@ -801,6 +801,17 @@ def test_checkpoints_found_by_review_session_12(ckpt, tmp_path):
     adatok.load(str(ckpt))
     with pytest.raises(adatok.AdatokError, match="another configuration"):
         adatok.load(str(edited("heads", {"heads": 1})))
+    if (SHIPPED / "model.safetensors").is_file():  # such a copy loaded alone still writes and reads its files
+        copy = tmp_path / "shipped-copy"
+        shutil.copytree(SHIPPED, copy)
+        cfg = json.loads((copy / "config.json").read_text())
+        (copy / "config.json").write_text(json.dumps({**cfg, "model": {**cfg["model"], "heads": 6}}))
+        code = ("import sys, numpy as np, adatok; tok = adatok.load(sys.argv[1]); "
+                "s, = tok.encode([np.zeros((28, 28, 1), np.uint8)]); "
+                "print(len(adatok.TokenSequence.from_bytes(s.to_bytes())))")
+        r = subprocess.run([sys.executable, "-c", code, str(copy)], capture_output=True, text=True,
+                           env={**os.environ, "OMP_NUM_THREADS": "1"})
+        assert r.returncode == 0 and r.stdout.strip() == "32", r.stderr[-1500:]
     from adatok.neural.tokenizer import fashion_mnist_tokenizer
 
     with pytest.raises(SystemExit, match="28x28 gray"):  # (measure and classifier failed with a traceback)

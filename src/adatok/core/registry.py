@@ -62,13 +62,8 @@ def remember(tokenizer) -> None:
 
 
 def find(name: str, version: str | None = None):
-    """The tokenizer for sequences made by ``name`` at ``version``: the registered one of that name
-    when its version is that; else a folder loaded in this process with exactly that name and
-    version; else ``load(name)`` (whose version the caller checks)."""
-    if name in _NAMED:  # a shipped name at its own version: the shipped tokenizer, whatever else was loaded
-        shipped = load(name)
-        if getattr(shipped, "version", None) == version:
-            return shipped
+    """The tokenizer for sequences made by ``name`` at ``version``: a folder loaded in this process
+    with exactly that name and version, else ``load(name)`` (whose version the caller checks)."""
     tok = _VERSIONS.get((name, version))
     return tok if tok is not None else load(name)
 

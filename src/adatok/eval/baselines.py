@@ -140,7 +140,7 @@ class Codec:
                 hi = q
             guess = (hi - lo) * 2 <= width  # keep guessing while guesses at least halve the range
         for q in range(hi + 1, min(hi + DIP, int(self.high)) + 1):  # (sizes not monotone in quality)
-            if len(enc(q).data) <= nbytes:
+            if q > lo and len(enc(q).data) <= nbytes:  # (lo may be above hi already: a size cached from another budget)
                 lo = q
         return enc(lo)
 

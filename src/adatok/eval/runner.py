@@ -209,7 +209,8 @@ def evaluate(images: Sequence[tuple[str, np.ndarray]], tokenizers: Sequence[Any]
         Bpp(b)  # validates
     for k in tokens:
         Tokens(k)
-    if not header and roi is not None and bpp:
+    if not header and roi is not None and bpp and any(
+            getattr(adatok.load(t) if isinstance(t, str) else t, "supports_roi", False) for t in tokenizers):
         raise AdatokError("--stream counts the token stream alone, but a steered sequence's region map is in its "
                           "header (tens of bytes): its bpp would leave out what the decoder needs; measure regions "
                           "with headers counted (without --stream), or give --tokens budgets")
