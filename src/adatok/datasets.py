@@ -352,16 +352,10 @@ MANIFEST = "manifest.json"
 def is_token_shards(folder: str | os.PathLike[str]) -> bool:
     """Whether ``folder`` was written by ``adatok tokenize-dataset``: it has a ``manifest.json`` that
     holds the run's ``plan`` (a folder of images may have a manifest of its own)."""
-    import json
-
-    path = Path(folder) / MANIFEST
-    if not path.is_file():
-        return False
     try:
-        info = json.loads(path.read_bytes())
-    except (OSError, ValueError):
+        return read_manifest(folder) is not None
+    except AdatokError:  # (a manifest.json of another kind, or not JSON: not ours)
         return False
-    return isinstance(info, dict) and "plan" in info
 
 
 def read_manifest(folder: str | os.PathLike[str]) -> dict | None:

@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from .checks import is_whole
 from .errors import ContainerError, InvalidTokensError, TokenizerMismatchError
 
 MAGIC = b"\x89ATK"
@@ -111,9 +112,10 @@ class TokenSequence:
     def __setstate__(self, state: dict) -> None:
         """An unpickled (or deep-copied) sequence is as frozen as the original: its arrays read-only."""
         self.__dict__.update(state)
-        for name in ("ids", "pos"):
+        for name in ("ids", "pos"):  # (arrays an unpickling made: held by no one else, unless views)
             if isinstance(state.get(name), np.ndarray):
-                self.__dict__[name] = _frozen(np.array(state[name], np.int32, copy=True))
+                arr = state[name]
+                self.__dict__[name] = _frozen(arr if arr.flags.owndata else arr.copy())
 
     def __len__(self) -> int:
         return int(self.ids.shape[0])
@@ -242,7 +244,7 @@ def _checked_shape(shape) -> tuple[int, ...]:
     if isinstance(shape, str | bytes) or not isinstance(shape, tuple | list | np.ndarray):
         raise InvalidTokensError(f"shape must be a tuple of whole numbers, got {shape!r}")
     dims = list(shape)
-    if not all(isinstance(d, int | np.integer) and not isinstance(d, bool) and d >= 0 for d in dims):
+    if not all(is_whole(d) and d >= 0 for d in dims):
         raise InvalidTokensError(f"shape must be a tuple of whole numbers >= 0, got {shape!r}")
     return tuple(int(d) for d in dims)
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..core.checks import is_whole
 from ..core.errors import AdatokError
 from ..neural.folder import load_weights, read_json
 from .languages import language_from, rows_of
@@ -93,12 +94,8 @@ def _filter(logits: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:
     return logits
 
 
-def _whole(x) -> bool:
-    return not isinstance(x, bool) and isinstance(x, int | np.integer)
-
-
 def _check_labels(classes: int, labels) -> None:
-    bad = [lab for lab in labels if lab is not None and not (_whole(lab) and -1 <= lab < classes)]
+    bad = [lab for lab in labels if lab is not None and not (is_whole(lab) and -1 <= lab < classes)]
     if bad:
         raise AdatokError(f"a class is a whole number 0..{classes - 1} (or None / -1: none), got {bad[0]!r}")
 
@@ -116,7 +113,7 @@ def check_options(classes: int, labels, cfg: float, temperature: float, top_k: i
     if not 0 < top_p <= 1:
         raise AdatokError(f"top-p is in (0, 1], got {top_p}")
     for what, v, least in (("top-k", top_k, 0), ("min_tokens", min_tokens, 0), ("max_tokens", max_tokens, 1)):
-        if v is not None and not (_whole(v) and v >= least):
+        if v is not None and not (is_whole(v) and v >= least):
             raise AdatokError(f"{what} is a whole number >= {least}, got {v!r}")
 
 

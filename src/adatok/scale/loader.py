@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
+from ..core.checks import is_whole
 from ..core.errors import AdatokError
 from ..core.sequence import TokenSequence
 from ..datasets import load_shards_tokenizer, token_shards
@@ -31,7 +32,7 @@ from ..datasets import load_shards_tokenizer, token_shards
 
 def _count(value, what: str) -> int:
     """``value`` as a whole number >= 0, else :class:`~adatok.AdatokError` (numpy's seeds are)."""
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 0:
+    if not is_whole(value) or value < 0:
         raise AdatokError(f"{what} must be a whole number >= 0, got {value!r}")
     return int(value)
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from ..core.checks import is_whole
 from ..core.errors import InvalidTokensError, TokenizerMismatchError
 from ..core.sequence import TokenSequence, check_maker, container_overhead
 from . import spiht
@@ -122,7 +123,7 @@ class Prefixes:
             raise TokenizerMismatchError(f"Prefixes reads sequences of a decision tokenizer (wavelet, "
                                          f"wavelet-lossless), not of {getattr(tok, 'name', tok)!r}; for words, "
                                          "read their decisions: Prefixes(tok.base, tok.to_decisions(seq))")
-        if step is not None and (isinstance(step, bool) or not isinstance(step, int | np.integer) or step < 1):
+        if step is not None and not (is_whole(step) and step >= 1):
             raise InvalidTokensError(f"step must be a whole number >= 1, got {step!r}")
         check_maker(seq.tokenizer, seq.version, tok)
         self.tok, self.seq = tok, seq

@@ -21,6 +21,7 @@ import numpy as np
 from numba import njit
 
 from ..core.budget import Bpp, Lossless, Quality, Tokens, check_budget, smallest_bpp
+from ..core.checks import is_whole
 from ..core.errors import AdatokError, BudgetError, ContainerError, ImageFormatError, InvalidTokensError
 from ..core import imageio
 from ..core.imageio import as_image
@@ -200,7 +201,7 @@ def _magnitudes(coef, shift):
 def _plane(nmax) -> int:
     """A bit-plane given by a caller (``nmax``) as an int: a whole number, else
     :class:`~adatok.InvalidTokensError` (``2.7`` was truncated, ``"x"`` a raw ValueError)."""
-    if isinstance(nmax, bool) or not isinstance(nmax, numbers.Integral):
+    if not is_whole(nmax):
         raise InvalidTokensError(f"nmax must be a whole number (a bit-plane), got {nmax!r}")
     return int(nmax)
 
