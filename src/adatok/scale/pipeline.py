@@ -250,6 +250,9 @@ def tokenize_dataset(src: str | os.PathLike[str], out: str | os.PathLike[str], t
         seconds = time.perf_counter() - t0
     finally:
         stop_ray(started, tmp)
+    # once more at the end: a worker of an interrupted run that Ray had not yet stopped when this run
+    # began could still create a temporary file after the cleanup above (seen once in 939 tests)
+    _remove_leftovers(out)
 
     records = [done[s["shard"]] for s in specs]
     bad = [{"source": b[0], "reason": b[1]} for r in records for b in r["bad"]]
