@@ -514,3 +514,46 @@ def test_eval_found_by_review_session_12(tmp_path):
             for m, ps in pts.items() for b, p, s in ps]
     rate = bd_rates(rows)["m, x"]
     assert rate["n"] == 1 and rate["n_ms_ssim"] == 2  # (inf PSNR: no PSNR curve for image b)
+
+
+def test_bd_rate_keeps_the_lowest_rate_of_a_quality_whatever_the_order():
+    """Two points of one quality (a saturated codec, rounded figures): the first given was kept, so
+    the same curves gave -19.56 % in one order and -9.70 % in the other (found by review)."""
+    r1, p1 = [1, 2, 4, 8], [30, 33, 36, 36]
+    r2, p2 = [0.8, 1.6, 3.2, 6.4], [30, 33, 36, 38]
+    ascending = bd_rate(r1, p1, r2, p2)
+    assert bd_rate(r1[::-1], p1[::-1], r2[::-1], p2[::-1]) == pytest.approx(ascending)
+    assert ascending == pytest.approx(bd_rate(r1[:3], p1[:3], r2, p2))  # (the 8 at 36 dB never counts)
+
+
+@pytest.mark.parametrize("r, p", [([1, 2, 3], [30, 33]), ([[1, 2], [3, 4]], [30, 33]), (["a", "b"], [30, 33])])
+def test_bd_rate_refuses_malformed_curves(r, p):
+    with pytest.raises(AdatokError, match="curve 2"):
+        bd_rate([1, 2], [30, 33], r, p)
+
+
+def test_error_map_takes_a_gray_image_either_way_and_refuses_other_shapes():
+    """H x W against H x W x 1 broadcast to a square map of wrong numbers (found by review)."""
+    from adatok.eval.maps import error_map
+
+    gray = np.random.default_rng(0).integers(0, 256, (16, 12), dtype=np.uint8)
+    for a, b in ((gray[..., None], gray), (gray, gray[..., None]), (gray, gray)):
+        m = error_map(a, b)
+        assert m.shape == (16, 12) and m.max() == 0
+    square = gray[:12]
+    assert error_map(square[..., None], 255 - square).max() > 0
+    for b in (gray[:, :11], np.repeat(gray[..., None], 3, 2), gray.T):
+        with pytest.raises(adatok.ImageFormatError):
+            error_map(gray, b)
+
+
+def test_synthetic_images_keep_to_max_side():
+    """Tiny images and pixel art came out up to 7 and 8 pixels a side whatever max_side (found by
+    review); max_side under 1 was numpy's error."""
+    from adatok.eval.synthetic import synthetic_images
+
+    for side in (1, 2, 5):
+        assert max(max(im.shape[:2]) for _, im in synthetic_images(48, seed=0, max_side=side)) <= side
+    for bad in (0, -1, 2.5):
+        with pytest.raises(AdatokError, match="max_side"):
+            synthetic_images(3, max_side=bad)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import skimage.data
 
 import adatok
@@ -58,3 +59,39 @@ def test_eval_reports_lengths_under_a_target(tmp_path):
     assert len(rows) == 2 and all(r["reached"] == "True" and float(r["quality"]) >= 30 for r in rows)
     bad = CliRunner().invoke(app, ["eval", "--data", "samples", "--in-roi", "--out", str(tmp_path)])
     assert bad.exit_code == 2 and "target" in bad.output
+
+
+def test_the_fixed_size_is_searched_where_quality_falls_past_an_images_own_prefix():
+    """Two Fashion-MNIST test images at Quality(psnr=17) with the learned tokenizer take 2 and 3
+    tokens, but the first is at 16.89 dB at 3: the fixed count was given as 3, the largest chosen
+    one, which does not bring it to 17 dB (found by review). The smallest count that serves both
+    is searched for, and so is the smallest rate."""
+    pytest.importorskip("torch")
+    from adatok.core.metrics import psnr
+    from adatok.datasets import load
+
+    tok = adatok.load("fashion-mnist-32")
+    test = load("fashion-mnist", split="test", limit=70).images
+    images = [test[69], test[34]]
+    rep = length_report(tok, images, Quality(psnr=17))
+    assert rep.reached.all() and rep.tokens.tolist() == [2, 3]
+    assert rep.fixed_tokens == 4
+    for k, ok in ((3, False), (4, True)):
+        seqs = tok.encode(images, adatok.Tokens(k))
+        assert all(psnr(a, b) >= 17 for a, b in zip(images, tok.decode(seqs))) is ok
+    at = tok.decode(tok.encode(images, adatok.Bpp(rep.fixed_bpp)))
+    assert all(psnr(a, b) >= 17 for a, b in zip(images, at))
+    below = tok.decode(tok.encode(images, adatok.Bpp(rep.fixed_bpp * (1 - 1e-9))))
+    assert not all(psnr(a, b) >= 17 for a, b in zip(images, below))
+    assert rep.token_saving == pytest.approx(4 / 2.5)
+
+
+def test_no_fixed_size_when_an_image_falls_for_good_and_unreached_images_do_not_count():
+    """An image that never reaches the target is left out of the fixed size (it was counted at its
+    full length as if it were served); a target no image reaches has no fixed size."""
+    names, images = _images()
+    rep = length_report(adatok.load("wavelet"), images[:3], Quality(psnr=60), names[:3])
+    assert not rep.reached[2] and rep.reached[0]
+    assert rep.fixed_tokens == max(rep.tokens[rep.reached])
+    none = length_report(adatok.load("wavelet"), [images[4][:16, :16]], Quality(psnr=90))
+    assert not none.reached.any() and none.fixed_tokens is None and none.token_saving is None

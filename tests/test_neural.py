@@ -816,3 +816,67 @@ def test_checkpoints_found_by_review_session_12(ckpt, tmp_path):
 
     with pytest.raises(SystemExit, match="28x28 gray"):  # (measure and classifier failed with a traceback)
         fashion_mnist_tokenizer("wavelet")
+
+
+@pytest.mark.parametrize("damage", ["deep-config", "unknown-dtype"])
+def test_damaged_checkpoint_files_are_clear_errors(ckpt, tmp_path, damage):
+    """A config.json nested past Python's stack (RecursionError) and a safetensors dtype torch has
+    no type for (KeyError) ended in tracebacks from adatok.load (found by review)."""
+    import shutil
+    import struct
+
+    folder = tmp_path / "c"
+    shutil.copytree(ckpt, folder)
+    if damage == "deep-config":
+        (folder / "config.json").write_text("[" * 100000)
+    else:
+        head = json.dumps({"w": {"dtype": "F4", "shape": [2], "data_offsets": [0, 1]}}).encode()
+        (folder / "model.safetensors").write_bytes(struct.pack("<Q", len(head)) + head + b"\0")
+    with pytest.raises(adatok.AdatokError):
+        adatok.load(folder)
+    if damage == "deep-config":
+        from adatok.neural.folder import read_json
+
+        with pytest.raises(adatok.AdatokError):
+            read_json(folder)
+
+
+def test_the_measurement_tools_refuse_unknown_names_and_zero_counts():
+    """An unknown tokenizer name was a raw UnknownTokenizerError, --test-images 0 a division by
+    zero, --limit 0 numpy's error (found by review): an error line now, before any work."""
+    from adatok.neural import classifier, halting, measure
+
+    for tool in (measure, classifier, halting):
+        with pytest.raises(SystemExit, match="error: unknown tokenizer"):
+            tool.main(["no-such-tokenizer"])
+    for tool, option in ((halting, "--test-images"), (halting, "--train-images"), (measure, "--limit"),
+                         (classifier, "--steps")):
+        with pytest.raises(SystemExit) as exc:
+            tool.main(["fashion-mnist-32", option, "0"])
+        assert exc.value.code == 2
+
+
+def test_measure_gives_the_wavelet_the_learned_streams_bytes(monkeypatch, capsys):
+    """At k tokens the learned stream takes ceil(11 k / 8) bytes; the wavelet was given floor(11 k /
+    8) (1, 2, 5 bytes against 2, 3, 6 at k = 1, 2, 4): not the same size (found by review)."""
+    from adatok.core.sequence import header_size
+    from adatok.neural import measure
+    from adatok.wavelet.tokenizer import WaveletTokenizer
+
+    given = []
+    encode = WaveletTokenizer.encode
+
+    def spy(self, images, budget=None, **kw):
+        given.append(budget)
+        return encode(self, images, budget, **kw)
+
+    monkeypatch.setattr(WaveletTokenizer, "encode", spy)
+    measure.main(["fashion-mnist-32", "--limit", "3", "--quality-images", "2", "--wavelet-images", "1"])
+    tok = adatok.load("fashion-mnist-32")
+    seq, = tok.encode([_images(1)[0]])
+    want = []
+    for k in (1, 2, 4, 8, 16, 32):
+        data = seq.prefix(k).to_bytes()
+        want.append(len(data) - header_size(data))
+    assert [b.nbytes((28, 28)) for b in given] == want and not any(b.header for b in given)
+    assert want[:3] == [2, 3, 6]

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .core.checks import JSON_ERRORS
 from .core.errors import AdatokError
 from .core.imageio import as_image, read_image
 from .core.sequence import TokenSequence
@@ -371,7 +372,7 @@ def read_manifest(folder: str | os.PathLike[str]) -> dict | None:
         return None
     try:
         info = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
+    except (OSError, *JSON_ERRORS) as exc:
         raise AdatokError(f"cannot read {path} ({exc}); remove {Path(folder)} and run adatok tokenize-dataset "
                           "again") from None
     if not isinstance(info, dict) or "plan" not in info:

@@ -128,6 +128,11 @@ def eval_(
         (out / "lengths.csv").unlink(missing_ok=True)
 
 
+def _or_none(value: float | None, form: str) -> str:
+    """A figure of the length table, "none" where no fixed size serves every image."""
+    return "none" if value is None else form.format(value)
+
+
 def _eval_lengths(data, split, limit, max_side, tokenizers, target, roi, method, out: Path, quiet: bool,
                   known: dict) -> None:
     """The length-per-image part of ``adatok eval``: lengths.csv and a summary table. ``roi`` as for
@@ -165,7 +170,8 @@ def _eval_lengths(data, split, limit, max_side, tokenizers, target, roi, method,
         s = rep.summary()
         table.add_row(tok.name, str(s["images"]), str(s["reached"]), f"{s['tokens']['mean']:.0f}",
                       f"{s['tokens']['min']:.0f}..{s['tokens']['max']:.0f}", f"{s['bpp']['mean']:.3f}",
-                      f"{s['fixed_bpp']:.3f}", f"{s['token_saving']:.2f}x", f"{s['bpp_saving']:.2f}x")
+                      _or_none(s["fixed_bpp"], "{:.3f}"), _or_none(s["token_saving"], "{:.2f}x"),
+                      _or_none(s["bpp_saving"], "{:.2f}x"))
     atomic_write_bytes(out / "lengths.csv", buf.getvalue().encode())
     if not quiet:
         console = Console(highlight=False)

@@ -75,6 +75,16 @@ class Bpp:
         return MAX_BUDGET_BYTES if total >= MAX_BUDGET_BYTES else int(total)
 
 
+def exact_bpp(nbytes: int, shape, header: bool = True) -> "Bpp":
+    """The smallest ``Bpp(x, header)`` that allows ``nbytes`` bytes on an image of ``shape`` (H, W,
+    ...): ``x = 8 * nbytes / (H * W)``, raised by the float steps its rounding needs (``x * H * W /
+    8`` can come out a hair under ``nbytes``, and the budget's floor one byte short)."""
+    x = max(8 * nbytes / (shape[0] * shape[1]), math.ulp(0.0))
+    while Bpp(x, header).nbytes(shape) < nbytes:
+        x = math.nextafter(x, math.inf)
+    return Bpp(x, header)
+
+
 def smallest_bpp(nbytes: int, shape) -> str:
     """The smallest ``x``, written with three significant digits, for which ``Bpp(x)`` allows
     ``nbytes`` bytes on an image of ``shape`` (H, W, ...): what an error message may tell a user to

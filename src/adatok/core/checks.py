@@ -11,3 +11,9 @@ def is_whole(value: Any) -> bool:
     """Whether ``value`` is a whole number: a Python or numpy integer, not a ``bool`` (so ``2.7``,
     ``"3"`` and ``True`` are not: nothing is truncated or read as a number by accident)."""
     return not isinstance(value, bool) and isinstance(value, int | np.integer)
+
+
+#: What ``json.loads`` raises on text that is not JSON: ``ValueError`` (``UnicodeDecodeError``
+#: among them) and ``RecursionError`` (arrays nested deeper than Python's stack, ``"[" * 100000``).
+#: Catch these, with ``OSError`` for the read, wherever a user's file is parsed.
+JSON_ERRORS = (ValueError, RecursionError)

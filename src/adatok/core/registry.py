@@ -7,6 +7,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from .checks import JSON_ERRORS
 from .errors import UnknownTokenizerError
 
 _NAMED: dict[str, Callable[[], object]] = {}
@@ -134,7 +135,7 @@ def _make(key: str):
         cfg = path / "config.json"
         try:
             family = json.loads(cfg.read_text())["family"]
-        except (OSError, ValueError, KeyError, TypeError):
+        except (OSError, *JSON_ERRORS, KeyError, TypeError):
             raise UnknownTokenizerError(f"{key} is not a checkpoint folder: it needs a config.json naming "
                                         "its 'family'") from None
         if isinstance(family, str) and family in _NOT_TOKENIZERS:

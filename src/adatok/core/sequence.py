@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from .checks import is_whole
+from .checks import JSON_ERRORS, is_whole
 from .errors import ContainerError, InvalidTokensError, TokenizerMismatchError
 
 MAGIC = b"\x89ATK"
@@ -448,7 +448,7 @@ def parse_container(data: bytes) -> tuple[dict, bytes]:
         header["params"] = json.loads(r.data[r.at :].decode())
         if not isinstance(header["params"], dict):
             raise TypeError("params")
-    except (ValueError, TypeError, UnicodeDecodeError, RecursionError) as exc:  # (RecursionError: nesting)
+    except (*JSON_ERRORS, TypeError) as exc:
         raise ContainerError(f"malformed header ({type(exc).__name__}: {str(exc)[:80]}): the file is corrupt") from None
     size, n_expected = _chunking(header["payload_len"])
     if n != n_expected:

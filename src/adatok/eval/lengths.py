@@ -2,9 +2,12 @@
 
 With a quality target (``Quality(psnr=..)``, ``Quality(ssim=..)``, optionally inside the region
 of interest), a tokenizer picks each image's own shortest prefix. The alternative a pipeline
-without adaptive length has is one fixed size for every image; the smallest fixed size that
-brings *every* image to the target is the largest of the per-image sizes. The saving is that
-fixed size over the mean adaptive size.
+without adaptive length has is one fixed size for every image: the smallest token count (or rate)
+at which every image that reaches the target with a prefix of its own decodes to it. Where quality
+rises with length that is the largest of the per-image sizes; where it can fall (the learned
+tokenizer's prefixes, a wavelet prefix cut in a pass), an image past its own shortest prefix may
+be below the target again, so the fixed size is searched for, decoding the images at it. The
+saving is that fixed size over the mean adaptive size of those images.
 """
 
 from __future__ import annotations
@@ -12,10 +15,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import sys
+
 import numpy as np
 
-from ..core.budget import Quality
+from ..core.budget import Bpp, Quality, Tokens, exact_bpp
 from ..core.metrics import quality_mask, quality_score
+
+#: Prefixes decoded at once while looking for the next length at which an image is at the target.
+_SCAN = 32
 
 
 @dataclass(frozen=True)
@@ -30,25 +38,20 @@ class LengthReport:
     quality: np.ndarray  # reached quality per image (over the region when the target says so)
     reached: np.ndarray  # bool per image
 
-    @property
-    def fixed_tokens(self) -> int:
-        """The one token count that brings every image to the target: the largest chosen one."""
-        return int(self.tokens.max())
+    fixed_tokens: int | None = None  # the smallest token count that serves every image reaching the target
+    fixed_bpp: float | None = None  # the smallest rate (Bpp, header included) that does; None: no size does
 
     @property
-    def fixed_bpp(self) -> float:
-        """The one rate (bits per pixel) that brings every image to the target."""
-        return float(self.bpp.max())
+    def token_saving(self) -> float | None:
+        """The fixed token count over the mean adaptive one of the images that reach the target
+        (1.0: no saving; None: no fixed count serves them all)."""
+        return None if self.fixed_tokens is None else self.fixed_tokens / max(float(self.tokens[self.reached].mean()), 1e-12)
 
     @property
-    def token_saving(self) -> float:
-        """Fixed token count over the mean adaptive one (1.0: no saving)."""
-        return self.fixed_tokens / max(float(self.tokens.mean()), 1e-12)
-
-    @property
-    def bpp_saving(self) -> float:
-        """Fixed rate over the mean adaptive rate (1.0: no saving)."""
-        return self.fixed_bpp / max(float(self.bpp.mean()), 1e-12)
+    def bpp_saving(self) -> float | None:
+        """The fixed rate over the mean adaptive rate of the images that reach the target (None: no
+        fixed rate serves them all)."""
+        return None if self.fixed_bpp is None else self.fixed_bpp / max(float(self.bpp[self.reached].mean()), 1e-12)
 
     def summary(self) -> dict:
         """Distribution of lengths and sizes, and the savings, as plain numbers."""
@@ -82,5 +85,65 @@ def length_report(tokenizer, images: Sequence[np.ndarray], target: Quality, name
         qual.append(q)
     goal = target.psnr if target.psnr is not None else target.ssim
     qual_a = np.array(qual, dtype=np.float64)
+    reached = qual_a >= goal - 1e-9
+    fixed_k = fixed_x = None
+    if reached.any():
+        idx = np.flatnonzero(reached)
+        sub = [np.asarray(images[i]).reshape(outs[i].shape) for i in idx]
+        sub_roi = [roi[i] for i in idx] if steer else None
+        masks = [quality_mask(target, roi[i] if roi is not None else None, f"image {i}") for i in idx]
+        fixed_k = _fixed_size(tokenizer, sub, target, sub_roi, masks, max(tokens[i] for i in idx), "tokens")
+        fixed_x = _fixed_size(tokenizer, sub, target, sub_roi, masks,
+                              max(exact_bpp(nbytes[i], sub[j].shape).x for j, i in enumerate(idx)), "bpp")
     return LengthReport(target, tuple(names or [f"image {i}" for i in range(len(images))]),
-                        np.array(tokens), np.array(nbytes), np.array(bpp), qual_a, qual_a >= goal - 1e-9)
+                        np.array(tokens), np.array(nbytes), np.array(bpp), qual_a, reached, fixed_k, fixed_x)
+
+
+def _fixed_size(tokenizer, images: list[np.ndarray], target: Quality, roi, masks, start, kind: str):
+    """The smallest fixed size, a token count (``kind`` "tokens") or a rate (``"bpp"``, header
+    included), from ``start`` on, at which every one of ``images`` (each reached ``target`` with a
+    prefix of its own) decodes to the target; None when there is none (an image below it from some
+    length to its whole sequence). Each round encodes the images at the size; an image below the
+    target there moves the size to the next prefix of its own whole sequence that is at the target
+    (and, for a rate, larger than the size), and every image is checked again at the new size."""
+    goal = target.psnr if target.psnr is not None else target.ssim
+
+    def encode(budget):
+        return tokenizer.encode(images, budget, roi=roi) if roi is not None else tokenizer.encode(images, budget)
+
+    def at_goal(j: int, out: np.ndarray) -> bool:
+        return quality_score(images[j], out, target, masks[j]) >= goal - 1e-9
+
+    whole = None
+    size = start
+    while True:
+        seqs = encode(Tokens(size) if kind == "tokens" else Bpp(size))
+        below = [j for j, out in enumerate(tokenizer.decode(seqs)) if not at_goal(j, out)]
+        if not below:
+            return size
+        whole = whole or encode(Tokens(sys.maxsize))
+        nxt = []
+        for j in below:
+            def fits(k: int, out: np.ndarray, j=j) -> bool:
+                if not at_goal(j, out):
+                    return False
+                return kind == "tokens" or exact_bpp(len(whole[j].prefix(k).to_bytes()), images[j].shape).x > size
+
+            k = _next_at_goal(tokenizer, whole[j], len(seqs[j]), fits)
+            if k is None:
+                return None
+            nxt.append(k if kind == "tokens" else exact_bpp(len(whole[j].prefix(k).to_bytes()), images[j].shape).x)
+        size = max(nxt)
+
+
+def _next_at_goal(tokenizer, seq, after: int, fits) -> int | None:
+    """The first length ``k > after`` of ``seq`` whose prefix ``fits(k, decoded image)``, decoding
+    :data:`_SCAN` prefixes at a time; None when no prefix up to the whole sequence does."""
+    k = after + 1
+    while k <= len(seq):
+        ks = range(k, min(k + _SCAN - 1, len(seq)) + 1)
+        for i, out in zip(ks, tokenizer.decode([seq.prefix(i) for i in ks]), strict=True):
+            if fits(i, out):
+                return i
+        k = ks[-1] + 1
+    return None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..core.metrics import check_same_shape
 from ..core.sequence import TokenSequence
 
 __all__ = ["ERROR_MAP_MAX", "colorize", "colorize_indexed", "error_map", "token_footprints", "token_heatmap"]
@@ -63,9 +64,14 @@ def token_heatmap(seq: TokenSequence, n: int | None = None, spread: bool = True)
 
 
 def error_map(original: np.ndarray, reconstruction: np.ndarray) -> np.ndarray:
-    """``H x W`` float64: absolute error per pixel, mean over channels, in 8-bit levels."""
+    """``H x W`` float64: absolute error per pixel, mean over channels, in 8-bit levels. A gray
+    image may be ``H x W`` on one side and ``H x W x 1`` on the other; other shapes that differ are
+    refused (:class:`~adatok.ImageFormatError`), as the metrics refuse them (numpy would broadcast
+    a square pair into a map of wrong numbers)."""
     a = np.asarray(original, np.float64)
     b = np.asarray(reconstruction, np.float64)
+    a, b = (x[..., None] if x.ndim == 2 else x for x in (a, b))
+    check_same_shape(a, b)
     d = np.abs(a - b)
     return d.mean(axis=2) if d.ndim == 3 else d
 

@@ -18,6 +18,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..core.checks import is_whole
+from ..core.errors import AdatokError
+
 #: The kinds, in the order they take turns.
 KINDS = ("flat", "saturated", "gradient", "checker", "stripes", "text", "binary", "noise", "tiny", "pixelart",
          "dot", "photo")
@@ -39,7 +42,10 @@ def _crop(rng: np.random.Generator, photos: list[np.ndarray], h: int, w: int) ->
 
 
 def synthetic_image(kind: str, rng: np.random.Generator, max_side: int = 64, photos=None) -> np.ndarray:
-    """One image of ``kind`` (one of :data:`KINDS`), drawn with ``rng``: ``H x W x C`` uint8."""
+    """One image of ``kind`` (one of :data:`KINDS`), drawn with ``rng``: ``H x W x C`` uint8, of
+    sides 1 to ``max_side`` (a whole number >= 1)."""
+    if not (is_whole(max_side) and max_side >= 1):
+        raise AdatokError(f"max_side is a whole number >= 1, got {max_side!r}")
     h, w = (int(v) for v in rng.integers(1, max_side + 1, 2))
     c = int(rng.choice([1, 3]))
     yy, xx = np.mgrid[0:h, 0:w]
@@ -79,12 +85,12 @@ def synthetic_image(kind: str, rng: np.random.Generator, max_side: int = 64, pho
     if kind == "noise":
         return rng.integers(0, 256, (h, w, c), dtype=np.uint8)
     if kind == "tiny":
-        h, w = (int(v) for v in rng.integers(1, 8, 2))
+        h, w = (int(v) for v in rng.integers(1, min(8, max_side + 1), 2))  # (the same draws from 7 on)
         return rng.integers(0, 256, (h, w, c), dtype=np.uint8)
     if kind == "pixelart":
         f = int(rng.integers(2, 9))
         small = rng.integers(0, 256, (max(1, h // f), max(1, w // f), c), dtype=np.uint8)
-        return np.repeat(np.repeat(small, f, 0), f, 1)
+        return np.repeat(np.repeat(small, f, 0), f, 1)[:max_side, :max_side]  # (a block may be larger than h)
     if kind == "dot":
         img = np.full((h, w, c), int(rng.integers(0, 256)), np.uint8)
         img[int(rng.integers(h)), int(rng.integers(w))] = rng.integers(0, 256, c)

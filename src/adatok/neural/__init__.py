@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ..core.checks import JSON_ERRORS
 from ..core.errors import AdatokError
 from ..core.registry import register, register_family
 
@@ -42,7 +43,7 @@ def _register_shipped() -> None:
             continue
         try:
             family = json.loads((folder / "config.json").read_text()).get("family")
-        except (OSError, ValueError, AttributeError):
+        except (OSError, *JSON_ERRORS, AttributeError):
             continue
         if family == "neural":
             register(folder.name, lambda folder=folder: load_checkpoint(folder, folder.name))

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .model import Autoencoder, CodeFeatures, train_head
-from .tokenizer import fashion_mnist_tokenizer
+from .tokenizer import count, fashion_mnist_tokenizer
 
 
 class PrefixClassifier(nn.Module):
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> None:
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("tokenizer", nargs="?", default="fashion-mnist-32")
-    ap.add_argument("--steps", type=int, default=8000)
+    ap.add_argument("--steps", type=count, default=8000)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     torch.set_num_threads(1)

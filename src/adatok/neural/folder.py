@@ -16,6 +16,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load, save_file
 
+from ..core.checks import JSON_ERRORS
 from ..core.errors import AdatokError
 
 
@@ -111,7 +112,7 @@ def read_json(folder: Path) -> dict:
         config = json.loads((Path(folder) / "config.json").read_text())
         if not isinstance(config, dict):
             raise ValueError("not an object")
-    except (OSError, ValueError) as exc:
+    except (OSError, *JSON_ERRORS) as exc:
         raise AdatokError(f"{folder} is not a checkpoint folder: its config.json cannot be read ({exc})") from None
     return config
 
@@ -145,7 +146,7 @@ def _read_tensors(path: Path) -> tuple[dict[str, torch.Tensor], str]:
     try:
         data = path.read_bytes()
         return load(data), _digest(data)
-    except (SafetensorError, OSError, ValueError) as exc:
+    except (SafetensorError, OSError, ValueError, KeyError, TypeError) as exc:  # (KeyError: a dtype torch lacks)
         raise AdatokError(f"{path} cannot be read: it is incomplete or corrupt ({str(exc)[:200]})") from None
 
 

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .model import Autoencoder, CodeFeatures, train_head
-from .tokenizer import fashion_mnist_tokenizer, shortest_reaching
+from .tokenizer import count, fashion_mnist_tokenizer, shortest_reaching
 
 #: Curves are clipped here (an exact reconstruction has infinite PSNR).
 CLIP_DB = 60.0
@@ -67,9 +67,9 @@ def main(argv: list[str] | None = None) -> None:
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("tokenizer", nargs="?", default="fashion-mnist-32")
-    ap.add_argument("--train-images", type=int, default=5000)
-    ap.add_argument("--test-images", type=int, default=1000)
-    ap.add_argument("--steps", type=int, default=3000)
+    ap.add_argument("--train-images", type=count, default=5000)
+    ap.add_argument("--test-images", type=count, default=1000)
+    ap.add_argument("--steps", type=count, default=3000)
     ap.add_argument("--targets", default="16,18,20")
     ap.add_argument("--margins", default="0,0.5,1")
     args = ap.parse_args(argv)

@@ -5,8 +5,9 @@
 * PSNR and SSIM of the decoded prefixes at k = 1, 2, 4, 8, 16, 32 (mean over the images), with the
   ``.atk`` size of each prefix in bits per pixel (header included) and the payload alone, and the
   share of the pixels black in the original (0) that decode grey (above 0);
-* the wavelet tokenizer at the same token-stream size (``Bpp(x, header=False)`` with x the learned
-  prefix's payload bits per pixel: container headers, 60-odd bytes on a 28x28 image, excluded);
+* the wavelet tokenizer at the same token-stream size (``Bpp(x, header=False)`` with x the bits per
+  pixel of the learned prefix's payload, its whole bytes, as ``adatok eval --stream`` counts them:
+  container headers, 60-odd bytes on a 28x28 image, excluded);
 * a quality target: mean tokens per image with ``Quality(psnr=T)`` against the fixed length
   that brings every image to T (the shortest fixed k at which all of them reach it);
 * codebook health: for each slot, the share of the codes it could use on these images that it
@@ -20,12 +21,13 @@ import time
 
 import numpy as np
 import torch
-from .tokenizer import fashion_mnist_tokenizer
+from .tokenizer import count, fashion_mnist_tokenizer
 
 
 def main(argv: list[str] | None = None) -> None:
     import adatok
-    from adatok import Bpp
+    from adatok.core.budget import exact_bpp
+    from adatok.core.sequence import header_size
     from adatok.neural.tokenizer import shortest_reaching
     from adatok.neural.trainer import prefix_lengths
     from adatok.core.metrics import psnr, ssim
@@ -33,9 +35,9 @@ def main(argv: list[str] | None = None) -> None:
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("tokenizer", nargs="?", default="fashion-mnist-32")
-    ap.add_argument("--limit", type=int, default=None, help="test images for PSNR/SSIM per k (default all)")
-    ap.add_argument("--quality-images", type=int, default=1000)
-    ap.add_argument("--wavelet-images", type=int, default=300)
+    ap.add_argument("--limit", type=count, default=None, help="test images for PSNR/SSIM per k (default all)")
+    ap.add_argument("--quality-images", type=count, default=1000)
+    ap.add_argument("--wavelet-images", type=count, default=300)
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     t0 = time.time()
@@ -72,9 +74,11 @@ def main(argv: list[str] | None = None) -> None:
     sub = imgs[: args.wavelet_images]
     print(f"wavelet at the same token-stream size, headers excluded ({len(sub)} images):")
     for k in ks:
-        x = k * tok.bits / 784
+        data = seqs[0].prefix(k).to_bytes()  # (the learned stream has one size for every image)
+        budget = exact_bpp(len(data) - header_size(data), (28, 28), header=False)  # its whole bytes
+        x = budget.x
         try:
-            wseqs = wav.encode(sub, Bpp(x, header=False))
+            wseqs = wav.encode(sub, budget)
             wp = float(np.mean([psnr(a, b) for a, b in zip(sub, wav.decode(wseqs))]))
             wt = float(np.mean([len(s) for s in wseqs]))
             mine = float(np.mean([psnr(a, b) for a, b in zip(sub, tok.decode([s.prefix(k) for s in seqs[: len(sub)]]))]))

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from ..core.budget import Bpp, Lossless, Quality, Tokens, check_budget, smallest_bpp
-from ..core.errors import BudgetError, ContainerError, ImageFormatError, InvalidTokensError
+from ..core.errors import AdatokError, BudgetError, ContainerError, ImageFormatError, InvalidTokensError
 from ..core.imageio import as_image
 from ..core.protocol import image_list, sequence_list
 from ..core.metrics import ssim as ssim_metric
@@ -37,11 +37,28 @@ def fashion_mnist_tokenizer(name: str):
     with an ``error:`` line (a tokenizer of other images failed inside them with a traceback)."""
     import adatok
 
-    tok = adatok.load(name)
+    try:
+        tok = adatok.load(name)
+    except AdatokError as exc:
+        raise SystemExit(f"error: {exc}") from None
     if getattr(tok, "expects", None) != (28, 28, 1) or not hasattr(tok, "quality_curves"):
         raise SystemExit(f"error: {name} is not a learned tokenizer of 28x28 gray images: this measures one on "
                          "Fashion-MNIST")
     return tok
+
+
+def count(text: str) -> int:
+    """An ``argparse`` type for the measurement tools' counts (images, steps): a whole number >= 1
+    (zero images ended in a division by zero or in torch's and numpy's own errors)."""
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"a whole number >= 1, got {text!r}")
+    return value
 
 
 def shortest_reaching(scores: np.ndarray, target: float) -> np.ndarray:

@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 
+from ..core.checks import JSON_ERRORS
 from ..core.errors import AdatokError
 from .folder import check_fresh_start, check_overrides, load_weights, read_weights, restore_training, write_folder
 from .model import Autoencoder, ModelConfig, count_params, fit_codebook, sample_keep
@@ -221,7 +222,7 @@ def read_config(folder: Path) -> dict:
             raise ValueError(f"its name must be a non-empty string, got {config.get('name')!r}")
         if not isinstance(config.get("train") or {}, dict):
             raise ValueError(f"its 'train' must be an object, got {type(config['train']).__name__}")
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+    except (OSError, *JSON_ERRORS, KeyError, TypeError, AttributeError) as exc:
         raise AdatokError(f"{folder} is not a learned-tokenizer checkpoint ({exc})") from None
     if not (folder / "model.safetensors").is_file():
         raise AdatokError(f"{folder} has no model.safetensors: the checkpoint is incomplete")

@@ -34,6 +34,7 @@ from pathlib import Path
 import adatok
 from adatok import AdatokError, Budget, BudgetError, Lossless
 
+from ..core.checks import JSON_ERRORS
 from ..core.imageio import atomic_write_bytes
 from ..datasets import MANIFEST, read_manifest
 from .shards import FORMATS, RECORDS, ShardWriter, shard_name, shard_path, write_shard
@@ -85,7 +86,7 @@ def _done_shards(out: Path, specs: list[dict], formats: tuple[str, ...]) -> dict
         name = shard_name(spec["shard"])
         try:
             record = json.loads((out / RECORDS / f"{name}.json").read_text())
-        except (OSError, ValueError):
+        except (OSError, *JSON_ERRORS):
             continue  # no record (or, which atomic writes rule out, a damaged one): do the shard
         if record["rows"] == 0 or all(shard_path(out, f, spec["shard"]).is_file() for f in formats):
             done[spec["shard"]] = record

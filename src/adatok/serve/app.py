@@ -53,6 +53,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import adatok
 from adatok import AdatokError, TokenSequence
+from adatok.core.checks import JSON_ERRORS
 from adatok.core.sequence import parse_container
 
 from . import state
@@ -491,7 +492,7 @@ async def _read_upload(file: UploadFile, limits: Limits, image: bool) -> bytes:
 def _config(folder: Path) -> dict:
     try:
         config = json.loads((folder / "config.json").read_text())
-    except (OSError, ValueError):
+    except (OSError, *JSON_ERRORS):
         return {}
     return config if isinstance(config, dict) else {}
 
