@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import math
 import numbers
+from decimal import Decimal
 
 from dataclasses import dataclass
+
+import numpy as np
 
 from .errors import BudgetError
 
@@ -65,13 +68,18 @@ class Bpp:
             kind = "" if x is not None else f" (a {type(self.x).__name__}, not a real number)"
             raise BudgetError(f"Bpp(x) needs a finite number x > 0, got {self.x!r}{kind}")
         object.__setattr__(self, "x", x)
-        if not isinstance(self.header, bool):
+        if not isinstance(self.header, bool | np.bool_):
             raise BudgetError(f"Bpp(header=...) is True or False, got {self.header!r}")
+        object.__setattr__(self, "header", bool(self.header))  # (numpy's bool, from a comparison)
 
     def nbytes(self, shape) -> int:
         """The byte budget for an image of ``shape`` (H, W, ...): ``floor(x * H * W / 8)``, at most
-        :data:`MAX_BUDGET_BYTES` (more than any sequence needs: the full sequence)."""
-        total = self.x * shape[0] * shape[1] / 8
+        :data:`MAX_BUDGET_BYTES` (more than any sequence needs: the full sequence).
+
+        Computed in decimal from ``x`` as written (its shortest ``repr``): in floats, ``0.58 * 100 *
+        100 / 8`` is 724.999..., and ``Bpp(0.58)`` on a 100 x 100 image allowed 724 bytes, not the
+        725 that 5,800 bits are (about 1% of two-decimal rates on common sizes lost a byte)."""
+        total = Decimal(repr(self.x)) * shape[0] * shape[1] / 8
         return MAX_BUDGET_BYTES if total >= MAX_BUDGET_BYTES else int(total)
 
 
@@ -91,8 +99,8 @@ def smallest_bpp(nbytes: int, shape) -> str:
     use (the nearest three-digit value can lie just under it, and be refused in turn)."""
     need = nbytes * 8 / (shape[0] * shape[1])
     step = 10.0 ** (math.floor(math.log10(need)) - 2)
-    x = math.ceil(need / step) * step
-    while Bpp(float(f"{x:.3g}")).nbytes(shape) < nbytes:  # float rounding: one step more
+    x = (math.ceil(need / step) - 1) * step  # (one step under: float rounding can put need a hair above)
+    while Bpp(float(f"{x:.3g}")).nbytes(shape) < nbytes:  # the first three-digit value that allows nbytes
         x += step
     return f"{x:.3g}"
 

@@ -18,20 +18,46 @@ def check_same_shape(a: np.ndarray, b: np.ndarray) -> None:
         raise ImageFormatError(f"the images differ in shape: {np.shape(a)} against {np.shape(b)}")
 
 
+def measured_pixels(mask, image: np.ndarray) -> np.ndarray | None:
+    """The pixels a metric measures ``image`` on: ``None`` (all) without ``mask``, else an ``H x W``
+    bool array: a bool mask as it is, any other map by :func:`region_mask` (inside where it is at
+    least :data:`REGION_THRESHOLD`, as everywhere in adatok: a soft map's 0.2 is outside). An
+    ``H x W x 1`` mask is read as ``H x W``. Raises :class:`~adatok.ImageFormatError` for a mask of
+    another size than the image, or one with no pixel (a metric over no pixels has no value: PSNR
+    was ``inf``, as for identical images, and SSIM ``nan``)."""
+    if mask is None:
+        return None
+    m = np.asarray(mask)
+    if m.dtype == bool:
+        m = m[:, :, 0] if m.ndim == 3 and m.shape[2] == 1 else m
+        if m.ndim != 2:
+            raise ImageFormatError(f"a mask is an H x W map, got an array of shape {m.shape}")
+    else:
+        m = region_mask(m)
+    if m.shape != np.shape(image)[:2]:
+        raise ImageFormatError(f"the mask is {m.shape[0]}x{m.shape[1]} but the image is "
+                               f"{np.shape(image)[0]}x{np.shape(image)[1]} (H x W)")
+    if not m.any():
+        raise ImageFormatError("the mask has no pixel inside: there is nothing to measure")
+    return m
+
+
 def mse(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> float:
-    """Mean squared error over all pixels and channels (inside ``mask`` if given)."""
+    """Mean squared error over all pixels and channels (inside ``mask`` if given: see
+    :func:`measured_pixels`)."""
     check_same_shape(a, b)
+    m = measured_pixels(mask, a)
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
     d = (a - b) ** 2
-    if mask is not None:
-        m = np.asarray(mask, dtype=bool)
-        d = d[m] if d.ndim == m.ndim else d[m[..., None].repeat(d.shape[-1], axis=-1)]
+    if m is not None:
+        d = d[m]  # (H x W selects whole pixels: every channel of each)
     return float(d.mean()) if d.size else 0.0
 
 
 def psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> float:
-    """Peak signal-to-noise ratio in dB for 8-bit images; ``inf`` when they are identical."""
+    """Peak signal-to-noise ratio in dB for 8-bit images; ``inf`` when they are identical (inside
+    ``mask`` if given: see :func:`measured_pixels`)."""
     e = mse(a, b, mask)
     return float("inf") if e == 0 else float(10.0 * np.log10(255.0**2 / e))
 
@@ -93,19 +119,19 @@ def region_psnr(a: np.ndarray, b: np.ndarray, roi: np.ndarray) -> tuple[float | 
 def ssim(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> float:
     """Structural similarity (scikit-image's, Gaussian-weighted as in Wang et al.), mean over channels.
 
-    With ``mask`` (``H x W`` bool), the mean of the SSIM map over the mask's pixels (those a full
+    With ``mask`` (see :func:`measured_pixels`), the mean of the SSIM map over the mask's pixels (those a full
     window fits around, as the whole image's SSIM leaves out its border; all of the mask's pixels
     when none does), not over a box around them. Images too small for a 3 x 3 window are one
     window (of the mask's pixels)."""
     from skimage.metrics import structural_similarity
 
     check_same_shape(a, b)
+    m = measured_pixels(mask, a)
     a = np.asarray(a)
     b = np.asarray(b)
     if a.ndim == 2:
         a, b = a[..., None], b[..., None]
     h, w = a.shape[:2]
-    m = None if mask is None else np.asarray(mask, dtype=bool)
     win = min(7, h, w)
     win -= 1 - win % 2  # odd
     if m is not None and win >= 3:
