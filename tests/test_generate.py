@@ -659,3 +659,40 @@ def test_completion_takes_any_seed_and_one_named_models_are_told_apart():
     a, b = {"name": "mine", "fd": 1.0}, {"name": "mine", "fd": 2.0}
     assert [m["name"] for m in labelled(["x/mine", "y/mine"], [a, b])] == ["x/mine", "y/mine"]
     assert labelled(["only"], [{"name": "mine"}])[0]["name"] == "mine"
+
+
+def test_sampling_counts_are_checked_and_gray_prefixes_complete():
+    """sample(batch=-1) returned no samples, silently, batch=0 a raw ValueError; complete(n=0) spoke
+    of a stepper's starts, n=2.0 a raw TypeError; a prefix of an H x W gray image, which the server
+    accepts, was refused by complete (found by review)."""
+    from adatok.core.errors import AdatokError
+
+    gen = load_generator("fmnist-gpt-wavelet-words")
+    for batch in (-1, 0, 2.0):
+        with pytest.raises(AdatokError, match="batch is a whole number"):
+            sample(gen, [1, 2], batch=batch)
+    img = np.random.default_rng(0).integers(0, 256, (28, 28), dtype=np.uint8)
+    seq, = gen.lang.tok.encode([img], adatok.Tokens(24), fixed_header=True)
+    assert seq.shape == (28, 28)
+    for n in (0, -1, 2.0):
+        with pytest.raises(AdatokError, match="n is a whole number"):
+            complete(gen, seq, n=n)
+    done, images = complete(gen, seq, n=2, seed=0, max_tokens=40)
+    assert len(done) == 2 and all((s.ids[: len(seq)] == seq.ids).all() for s in done)
+    assert all(TokenSequence.from_bytes(s.to_bytes()).ids.tolist() == s.ids.tolist() for s in done)
+
+
+@pytest.mark.parametrize("name", ["wavelet", "wavelet-w8"])
+def test_a_region_coded_prefix_is_refused_for_its_region(name):
+    """The region's shift lifted the prefix's top plane, and with_top_plane refused it first with
+    advice about nmax, which complete() has not (found by review)."""
+    from adatok.core.errors import AdatokError
+    from adatok.generate.languages import WordLanguage
+
+    lang = (WaveletLanguage if name == "wavelet" else WordLanguage)(name, (28, 28, 1))
+    img = np.random.default_rng(1).integers(0, 256, (28, 28, 1), dtype=np.uint8)
+    roi = np.zeros((28, 28))
+    roi[5:15, 5:15] = 1
+    seq, = lang.tok.encode([img], adatok.Tokens(40), roi=[roi])
+    with pytest.raises(AdatokError, match="region of interest"):
+        lang.stepper(prefixes=[seq])

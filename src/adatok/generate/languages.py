@@ -276,15 +276,22 @@ class WaveletLanguage:
         (re-expressed with the fixed header; a prefix coded on another tree, with pixel replication
         or a region of interest, is refused: the model knows only the language's tree)."""
         if prefixes is not None:
+            # replication and regions are checked before the prefix is re-expressed: a region's shift lifts
+            # a prefix's top plane past the shape's, which with_top_plane refused first, advising on nmax
+            for p in prefixes:
+                if "rep" in p.params or "roi" in p.params:
+                    self._other_tree("pixel replication" if "rep" in p.params else "a region of interest")
             fixed = [self.tok.with_top_plane(p) for p in prefixes]
             for p in fixed:
-                if "rep" in p.params or "roi" in p.params or p.params.get("levels") != self.levels:
-                    raise AdatokError("a prefix to complete must be coded on the language's own tree: this one has "
-                                      + ("pixel replication" if "rep" in p.params else "a region of interest"
-                                         if "roi" in p.params else f"{p.params.get('levels')} levels, not {self.levels}")
-                                      + "; encode the image with tok.encode([image], fixed_header=True)")
+                if p.params.get("levels") != self.levels:
+                    self._other_tree(f"{p.params.get('levels')} levels, not {self.levels}")
             return self.tok.stepper(fixed)
         return self.tok.stepper([self.shape] * n)
+
+    @staticmethod
+    def _other_tree(what: str) -> None:
+        raise AdatokError(f"a prefix to complete must be coded on the language's own tree: this one has {what}; "
+                          "encode the image with tok.encode([image], fixed_header=True)")
 
     def step_features(self, st) -> tuple[np.ndarray, np.ndarray]:
         legal = st.legal()

@@ -100,6 +100,11 @@ def _check_labels(classes: int, labels) -> None:
         raise AdatokError(f"a class is a whole number 0..{classes - 1} (or None / -1: none), got {bad[0]!r}")
 
 
+def _check_whole(what: str, value, least: int = 1) -> None:
+    if not (is_whole(value) and value >= least):
+        raise AdatokError(f"{what} is a whole number >= {least}, got {value!r}")
+
+
 def check_options(classes: int, labels, cfg: float, temperature: float, top_k: int, top_p: float,
                   max_tokens: int | None, min_tokens: int) -> None:
     """Refuse sampling options no sampling can follow, with an :class:`AdatokError` naming them
@@ -113,8 +118,8 @@ def check_options(classes: int, labels, cfg: float, temperature: float, top_k: i
     if not 0 < top_p <= 1:
         raise AdatokError(f"top-p is in (0, 1], got {top_p}")
     for what, v, least in (("top-k", top_k, 0), ("min_tokens", min_tokens, 0), ("max_tokens", max_tokens, 1)):
-        if v is not None and not (is_whole(v) and v >= least):
-            raise AdatokError(f"{what} is a whole number >= {least}, got {v!r}")
+        if v is not None:
+            _check_whole(what, v, least)
 
 
 @torch.no_grad()
@@ -234,6 +239,7 @@ def sample(gen: Generator, labels: Sequence[int | None], *, seed: int = 0, batch
     seqs, images = [], []
     labels = list(labels)
     _check_labels(gen.model.cfg.classes, labels)  # (before they are made whole numbers below)
+    _check_whole("batch", batch)  # (-1 gave no samples, silently)
     for at in range(0, len(labels), batch):
         part = np.array([-1 if lab is None else int(lab) for lab in labels[at : at + batch]], np.int64)
         st = gen.lang.stepper(len(part))
@@ -266,8 +272,9 @@ def complete(gen: Generator, prefix, n: int = 4, label: int | None = None, *, se
     lang = gen.lang
     if not hasattr(lang, "tok"):
         raise AdatokError(f"{gen.name} writes pixels: completion takes a token language")
+    _check_whole("n", n)
     shape = tuple(getattr(prefix, "shape", ()) or ())
-    if shape != tuple(lang.shape):
+    if shape != tuple(lang.shape) and shape + (1,) != tuple(lang.shape):  # (a gray H x W image is H x W x 1)
         raise AdatokError(f"{gen.name} writes {'x'.join(map(str, lang.shape))} images; the prefix is of a "
                           f"{'x'.join(map(str, shape)) or 'shapeless'} image")
     st = lang.stepper(prefixes=[prefix] * n)
