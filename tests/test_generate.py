@@ -696,3 +696,95 @@ def test_a_region_coded_prefix_is_refused_for_its_region(name):
     seq, = lang.tok.encode([img], adatok.Tokens(40), roi=[roi])
     with pytest.raises(AdatokError, match="region of interest"):
         lang.stepper(prefixes=[seq])
+
+
+def test_the_judge_needs_one_class_an_image_and_two_images_a_side():
+    """One label for many images was broadcast and -1 counted as a miss; a Fréchet distance of one
+    image was a raw scipy error (found by review)."""
+    from adatok.core.errors import AdatokError
+    from adatok.generate.judge import accuracy, load_judge
+
+    judge = load_judge()
+    images = np.zeros((6, 28, 28, 1), np.uint8)
+    assert 0 <= accuracy(judge, images, [0, 1, 2, 3, 4, 5]) <= 1
+    for labels in ([0], [0, 1, 2, 3, 4, -1], [0, 1, 2, 3, 4, 10], np.zeros((6, 1), int)):
+        with pytest.raises(AdatokError, match="one class 0..9"):
+            accuracy(judge, images, labels)
+    with pytest.raises(AdatokError, match="at least 2"):
+        frechet_distance(np.zeros((1, 4)), np.ones((5, 4)))
+
+
+def test_evaluate_refuses_what_it_cannot_measure_before_sampling(tmp_path, capsys):
+    """A generator of a folder of images was judged as Fashion-MNIST; --reading of learned tokens read
+    lengths past its 32; a model named twice was sampled twice; a file as --out, --samples 1 and 0
+    failed after sampling or loading (found by review)."""
+    from PIL import Image
+
+    from adatok.generate.evaluate import main
+
+    imgs = tmp_path / "imgs"
+    rng = np.random.default_rng(0)
+    for c in range(10):
+        (imgs / f"c{c}").mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(rng.integers(0, 256, (28, 28), np.uint8)).save(imgs / f"c{c}" / f"{i}.png")
+    lang = PixelLanguage((28, 28, 1))
+    cfg = dataclasses.replace(model_config_for(lang, 16, 1, 1, 785), classes=10)
+    train_generator(tmp_path / "mine", lang, cfg, GenTrainConfig(steps=1, batch=2, val_images=2, eval_every=1e9,
+                                                                 data=str(imgs)), log=lambda *a: None)
+    (tmp_path / "file").write_text("x")
+    import json
+    import shutil
+
+    from adatok.generate.sample import generator_folder
+
+    reader = shutil.copytree(generator_folder("fmnist-gpt-learned"), tmp_path / "reader")
+    config = json.loads((reader / "config.json").read_text())
+    config["train"]["gen_weight"] = 0.0
+    (reader / "config.json").write_text(json.dumps(config))
+    out = str(tmp_path / "eval")
+    for args, says in ((["--models", str(tmp_path / "mine")], "not trained on Fashion-MNIST"),
+                       (["--models", "fmnist-gpt-learned,fmnist-gpt-learned"], "twice"),
+                       (["--models", "", "--reading", "fmnist-gpt-learned"], "--reading takes"),
+                       (["--models", "fmnist-gpt-learned", "--out", str(tmp_path / "file")], "is a file"),
+                       (["--models", "fmnist-gpt-learned", "--samples", "1"], "at least 2"),
+                       (["--models", "fmnist-gpt-learned", "--samples", "0"], ">= 1"),
+                       (["--models", "nope"], "unknown generator"),
+                       (["--models", str(reader)], "is a reader")):
+        with pytest.raises(SystemExit) as exc:
+            main(["--out", out, *args])
+        assert exc.value.code == 2 and says in capsys.readouterr().err
+    assert not (tmp_path / "eval").exists()
+
+
+def test_a_generator_with_an_ssim_target_is_measured_with_its_own_ceiling(tmp_path):
+    """The ceiling row formatted the target's PSNR, None for an SSIM target: a raw TypeError after
+    sampling (found by review)."""
+    import json
+
+    from adatok.generate.evaluate import main
+
+    lang = WaveletLanguage("wavelet", (28, 28, 1), Quality(ssim=0.5))
+    train_generator(tmp_path / "gen", lang, model_config_for(lang, 32, 1, 2, 2048),
+                    GenTrainConfig(steps=1, limit=24, val_images=8, batch=4, eval_every=1e9), log=lambda *a: None)
+    main(["--models", str(tmp_path / "gen"), "--samples", "4", "--limit", "20", "--out", str(tmp_path / "eval")])
+    rows = [r["row"] for r in json.loads((tmp_path / "eval" / "results.json").read_text())["table"]]
+    assert "wavelet reconstructions at SSIM 0.5 (ceiling)" in rows
+
+
+def test_with_jobs_a_failing_model_loses_no_other_models_measurement(tmp_path):
+    """Measurements were kept while pool.map was read in order: the first model's failure threw
+    away the second's finished sampling (found by review)."""
+    import shutil
+
+    from adatok.core.errors import AdatokError
+    from adatok.generate.evaluate import main
+    from adatok.generate.sample import generator_folder
+
+    broken = shutil.copytree(generator_folder("fmnist-gpt-learned"), tmp_path / "broken")
+    (broken / "model.safetensors").write_bytes(b"not weights")
+    out = tmp_path / "eval"
+    with pytest.raises(AdatokError):
+        main(["--models", f"{broken},fmnist-gpt-learned", "--samples", "4", "--limit", "20", "--jobs", "2",
+              "--out", str(out)])
+    assert [p.name.startswith("fmnist-gpt-learned-") for p in (out / "measured").glob("*.pkl")] == [True]

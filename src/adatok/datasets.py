@@ -350,6 +350,56 @@ def _pyarrow():
 MANIFEST = "manifest.json"
 
 
+def data_source(data: str | os.PathLike[str], times: bool = True) -> dict:
+    """What a training run's ``--data`` is: ``{"data": "fashion-mnist"}``, or a folder's absolute path
+    and a digest of what it holds (``"contents"``: a token shard folder's manifest; an image
+    folder's files, their sizes and, with ``times``, their modification times). The generator's
+    token cache is keyed by it (``times``: a file rewritten is tokenized again), and a resumed run
+    checks it without ``times`` (its held-out part is taken by the files' order: a file added or
+    removed moves images between training and held-out, a copy of the folder does not)."""
+    import hashlib
+
+    if str(data) == "fashion-mnist":
+        return {"data": "fashion-mnist"}
+    folder = Path(data).resolve()
+    digest = hashlib.sha256()
+    if is_token_shards(folder):
+        digest.update((folder / MANIFEST).read_bytes())
+    else:
+        for path in image_files(folder):  # the files a folder's reader takes (linked folders too)
+            st = path.stat()
+            digest.update(f"{path.relative_to(folder)}\0{st.st_size}".encode()
+                          + (f"\0{st.st_mtime_ns}" if times else "").encode() + b"\n")
+    return {"data": str(folder), "contents": digest.hexdigest()}
+
+
+def check_out_outside(data: str | os.PathLike[str], out) -> None:
+    """Refuse a training run's ``out`` folder inside its ``--data`` folder: the run's own files would
+    be read as data (a folder of classes gained a class, a flat folder became one with sub-folders,
+    and every resume tokenized the corpus again)."""
+    if str(data) == "fashion-mnist":
+        return
+    folder, target = Path(data).resolve(), Path(out).resolve()
+    if target == folder or folder in target.parents:
+        raise AdatokError(f"--out {out} is inside --data {data}: the run's files would be read as its data; "
+                          "give an --out outside it")
+
+
+def check_same_data(recorded: dict | None, data: str | os.PathLike[str], out) -> None:
+    """Refuse to resume the run in ``out`` when its data is not what it began with (``recorded``:
+    :func:`data_source` without times, as the run's ``config.json`` keeps it; None for checkpoints
+    made before it was kept): its held-out part would take in images trained on, or another folder
+    of the same name would be read."""
+    if recorded is None:
+        return
+    now = data_source(data, times=False) if str(data) == "fashion-mnist" or Path(data).exists() else {"data": None}
+    if now != recorded:
+        raise AdatokError(f"{out} began on {recorded['data']} as it was then; "
+                          + ("that folder is gone" if now["data"] is None else "its files have changed since (added, "
+                             "removed or resized): the held-out part would take in images trained on")
+                          + "; resume with the same data, or start over (--force, or another --out)")
+
+
 def is_token_shards(folder: str | os.PathLike[str]) -> bool:
     """Whether ``folder`` was written by ``adatok tokenize-dataset``: it has a ``manifest.json`` that
     holds the run's ``plan`` (a folder of images may have a manifest of its own)."""

@@ -232,8 +232,12 @@ def resume_overrides(ctx: typer.Context, out: Path, resumable: tuple[str, ...],
     except AdatokError:
         return changed  # (no checkpoint: the trainer says so)
     flag = {p.name: p.opts[0] for p in ctx.command.params if p.opts}
+    def same(name: str, have, want) -> bool:  # (a data folder is kept by its absolute path)
+        return have == want or (name == "data" and "fashion-mnist" not in (have, want)
+                                and Path(have).resolve() == Path(want).resolve())
+
     clashes = [f"{flag[name]} (the checkpoint has {kept[name](config)!r}, given {ctx.params[name]!r})"
-               for name in given if name in kept and kept[name](config) != ctx.params[name]]
+               for name in given if name in kept and not same(name, kept[name](config), ctx.params[name])]
     if clashes:
         raise AdatokError(f"--resume continues {out} with its own settings; these differ from it: {'; '.join(clashes)}. "
                           f"A resumed run can change only {', '.join(flag[r] for r in resumable)}; "

@@ -139,9 +139,11 @@ def train_generator_cmd(
         raise AdatokError(f"--eval-every takes seconds >= 0, got {eval_every}")
     if position not in (None, "index"):
         raise AdatokError(f"--position takes 'index' (or nothing), got {position!r}")
-    kind = train.data_kind(data)
+    # the data's kind decides the shape and classes of a new run; a resumed one has its checkpoint's (and the
+    # options it repeats are checked against them by resume_overrides): --data's default named no kind of it
+    kind = train.data_kind(data) if not resume else None
     shape, classes = (28, 28, 1), 10
-    if kind != "images" and {"image_size", "channels"} & set(given_options(ctx)):
+    if kind not in ("images", None) and {"image_size", "channels"} & set(given_options(ctx)):
         raise AdatokError("--image-size and --channels are for --data FOLDER of images (Fashion-MNIST is 28 x 28 "
                           "gray; token shards have their own shape)")
     if kind == "images":

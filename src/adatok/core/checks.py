@@ -13,6 +13,13 @@ def is_whole(value: Any) -> bool:
     return not isinstance(value, bool) and isinstance(value, int | np.integer)
 
 
+
+def is_finite_number(value: Any) -> bool:
+    """Whether ``value`` is a finite real number (Python or numpy, not a ``bool``, not NaN or inf)."""
+    return not isinstance(value, bool) and isinstance(value, int | float | np.integer | np.floating) \
+        and bool(np.isfinite(value))
+
+
 #: What ``json.loads`` raises on text that is not JSON: ``ValueError`` (``UnicodeDecodeError``
 #: among them) and ``RecursionError`` (arrays nested deeper than Python's stack, ``"[" * 100000``).
 #: Catch these, with ``OSError`` for the read, wherever a user's file is parsed.

@@ -28,7 +28,7 @@ import shlex
 import sys
 import time
 from collections import Counter
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import numpy as np
@@ -37,8 +37,11 @@ import torch
 import adatok
 from adatok import Quality, Tokens, TokenSequence
 
+from ..core.errors import AdatokError
 from ..core.imageio import atomic_write_bytes
+from ..datasets import is_token_shards
 from ..neural.folder import read_json, weights_digest
+from ..neural.tokenizer import count
 from .judge import JUDGE_DIR, accuracy, fd_fmnist, features, frechet_distance, load_judge
 from .languages import build_corpus, language_from
 from .report import write_report
@@ -208,32 +211,68 @@ def labelled(entries: list[str], models: list[dict]) -> list[dict]:
     return [dict(m, name=entry) if clash[m["name"]] > 1 else m for entry, m in zip(entries, models, strict=True)]
 
 
+def check_arguments(args, names: list[str]) -> None:
+    """Refuse, before anything is loaded or sampled, what no evaluation can do: a model named twice,
+    a model that is not of Fashion-MNIST (the judge, the FD reference and the class names are its:
+    a generator of a folder of images was scored as if its classes were garments), a reading model
+    that does not read wavelet tokens, a file as ``--out``, fewer than 2 samples (a Fréchet
+    distance of one image)."""
+    if args.samples < 2:
+        raise AdatokError(f"--samples is at least 2 (a Fréchet distance needs two images), got {args.samples}")
+    if args.limit is not None and args.limit < 2:
+        raise AdatokError(f"--limit is at least 2 test images, got {args.limit}")
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise AdatokError(f"--out {args.out} is a file: give a folder")
+    twice = sorted(n for n, c in Counter(names).items() if c > 1)
+    if twice:
+        raise AdatokError(f"--models names {', '.join(twice)} twice")
+    for name in names + ([args.reading] if args.reading else []):
+        config = read_json(generator_folder(name))
+        lang = config.get("language", {})
+        data = config.get("train", {}).get("data", "fashion-mnist")
+        if config.get("family") != "generator":
+            raise AdatokError(f"{name} is not a generator checkpoint")
+        if tuple(lang.get("shape", ())) != (28, 28, 1) or config.get("model", {}).get("classes") != 10 \
+                or (data != "fashion-mnist" and not is_token_shards(data)):
+            raise AdatokError(f"{name} was not trained on Fashion-MNIST ({data}): the judge, the FD-fmnist reference "
+                              "and the classes here are Fashion-MNIST's")
+        if name in names and config.get("train", {}).get("gen_weight", 1.0) == 0:
+            raise AdatokError(f"{name} is a reader (trained with --reader): it cannot generate; give it as --reading")
+        if name == args.reading and lang.get("language") not in ("wavelet", "words"):
+            raise AdatokError(f"--reading takes a model of wavelet decisions or words; {name} writes "
+                              f"{lang.get('language')}")
+
+
 def main(argv: list[str] | None = None) -> None:
     from ..datasets import load
 
     ap = argparse.ArgumentParser(description="Measure generators: FD-fmnist, class accuracy, lengths, speed.")
     ap.add_argument("--models", default="fmnist-gpt-wavelet,fmnist-gpt-learned")
-    ap.add_argument("--samples", type=int, default=10000)
+    ap.add_argument("--samples", type=count, default=10000)
     ap.add_argument("--cfg", type=float, default=2.0)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--temperature", type=float, default=1.0, help="sampling temperature")
     ap.add_argument("--top-p", type=float, default=1.0, help="nucleus: keep ids up to this probability")
     ap.add_argument("--min-tokens", type=int, default=0, help="no END before this many tokens (0: anywhere)")
     ap.add_argument("--out", default="out/generation")
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--jobs", type=int, default=1, help="models measured at once, one process each")
-    ap.add_argument("--batch", type=int, default=64,
+    ap.add_argument("--threads", type=count, default=1)
+    ap.add_argument("--jobs", type=count, default=1, help="models measured at once, one process each")
+    ap.add_argument("--batch", type=count, default=64,
                     help="samples drawn at once (images/s in the table: at this batch)")
-    ap.add_argument("--limit", type=int, default=None,
+    ap.add_argument("--limit", type=count, default=None,
                     help="the first N test images only (FD reference, ceilings, floor, reading): a quick check")
     ap.add_argument("--reading", default="", help="a wavelet generator or reader (--reader; decisions or words) whose reading head to measure")
     args = ap.parse_args(argv)
+    names = [m for m in args.models.split(",") if m]  # (none: the reading, ceilings and floor only)
+    try:  # before anything is loaded or sampled (a file as --out was found after the first model's sampling)
+        check_arguments(args, names)
+    except AdatokError as exc:
+        ap.error(str(exc))
     torch.set_num_threads(args.threads)
     judge = load_judge()
     train, test = load("fashion-mnist", split="train"), load("fashion-mnist", split="test", limit=args.limit)
     test_images, test_labels = np.stack(test.images), test.labels
     test_feats = features(judge, test_images)
-    names = [m for m in args.models.split(",") if m]  # (none: the reading, ceilings and floor only)
     out = Path(args.out)
     jobs = {name: (name, args.samples, args.cfg, args.seed, args.threads, args.limit, args.batch, args.temperature,
                    args.top_p, args.min_tokens) for name in names}
@@ -241,8 +280,16 @@ def main(argv: list[str] | None = None) -> None:
     todo = [jobs[name] for name in names if name not in done]
     if args.jobs > 1 and len(todo) > 1:  # one process a model: sampling is sequential, batch by batch
         with ProcessPoolExecutor(min(args.jobs, len(todo)), mp_context=multiprocessing.get_context("spawn")) as pool:
-            for job, m in zip(todo, pool.map(_measure_named, *zip(*todo)), strict=True):
-                done[job[0]] = _keep(out, job, m)
+            running = {pool.submit(_measure_named, *job): job for job in todo}
+            failed = None
+            for future in as_completed(running):  # each kept as it ends: one model's failure loses no other's
+                job = running[future]
+                try:
+                    done[job[0]] = _keep(out, job, future.result())
+                except Exception as exc:  # noqa: BLE001 (raised below, once the others are kept)
+                    failed = failed or exc
+            if failed is not None:
+                raise failed
     else:
         for job in todo:
             done[job[0]] = _keep(out, job, _measure_named(*job, judge=judge, test=(test_images, test_feats)))
@@ -254,17 +301,19 @@ def main(argv: list[str] | None = None) -> None:
     few = slice(0, args.samples)  # the ceilings: reconstructions of as many test images as samples drawn
     for m in models:  # the ceilings of the token languages
         lang = m["language"]
+        budget = row = None
         if lang["language"] in ("wavelet", "words") and lang.get("target"):
-            row = f"{lang['tokenizer']} reconstructions at PSNR {lang['target']['psnr']:g} dB (ceiling)"
-            if any(r["row"] == row for r in table):  # (the same ceiling for another model of the language)
-                continue
-            c = ceiling(lang["tokenizer"], test_images[few], Quality(psnr=lang["target"]["psnr"]), judge, test_feats,
-                        test_labels[few], fixed_header=True)
-            table.append({"row": row, **c})
+            t = lang["target"]  # (PSNR or SSIM: a target of either trains)
+            budget = Quality(psnr=t["psnr"]) if t.get("psnr") is not None else Quality(ssim=t["ssim"])
+            what = f"PSNR {t['psnr']:g} dB" if t.get("psnr") is not None else f"SSIM {t['ssim']:g}"
+            row = f"{lang['tokenizer']} reconstructions at {what} (ceiling)"
         if lang["language"] == "slot":
             k = int(round(m["mean_length"]))
-            c = ceiling(lang["tokenizer"], test_images[few], Tokens(k), judge, test_feats, test_labels[few])
-            table.append({"row": f"{lang['tokenizer']} reconstructions at {k} tokens (ceiling)", **c})
+            budget, row = Tokens(k), f"{lang['tokenizer']} reconstructions at {k} tokens (ceiling)"
+        if row is not None and not any(r["row"] == row for r in table):  # (one ceiling for models that share it)
+            c = ceiling(lang["tokenizer"], test_images[few], budget, judge, test_feats, test_labels[few],
+                        **({"fixed_header": True} if lang["language"] != "slot" else {}))
+            table.append({"row": row, **c})
     prefixes = {}  # the samples' prefixes beside the same prefixes of test images' sequences
     for m in models:
         if m.get("prefix_accuracy"):

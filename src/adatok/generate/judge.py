@@ -24,8 +24,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..core.checks import is_whole
 from ..core.errors import AdatokError
 from ..neural.folder import load_weights, read_json, write_folder
+from ..neural.tokenizer import count
 
 FAMILY = "judge"
 #: Where the shipped judge lives.
@@ -82,6 +84,9 @@ def train_judge(out: str | Path, cfg: JudgeConfig | None = None, quiet: bool = F
     from ..datasets import load
 
     cfg = cfg or JudgeConfig()
+    for what, v in (("epochs", cfg.epochs), ("batch", cfg.batch)):  # (0 epochs was OneCycleLR's error, after loading)
+        if not (is_whole(v) and v >= 1):
+            raise AdatokError(f"the judge's {what} is a whole number >= 1, got {v!r}")
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     train, test = load("fashion-mnist", split="train"), load("fashion-mnist", split="test")
@@ -136,8 +141,14 @@ def predict(judge: Judge, images: np.ndarray) -> np.ndarray:
 
 
 def accuracy(judge: Judge, images: np.ndarray, labels: np.ndarray) -> float:
-    """Share of ``images`` the judge puts in the class ``labels`` gives."""
-    return float((predict(judge, images) == np.asarray(labels)).mean())
+    """Share of ``images`` the judge puts in the class ``labels`` gives: one label 0..9 an image (one
+    label for many was broadcast, and -1, "no class", counted as a miss)."""
+    labels = np.asarray(labels)
+    if labels.shape != (len(images),) or not np.isin(labels, np.arange(10)).all():
+        raise AdatokError(f"the judge needs one class 0..9 for each of the {len(images)} images, got labels of "
+                          f"shape {labels.shape}" + ("" if labels.shape != (len(images),) else
+                                                     f" with {sorted(set(labels[~np.isin(labels, np.arange(10))].tolist()))[:3]}"))
+    return float((predict(judge, images) == labels).mean())
 
 
 @torch.no_grad()
@@ -152,6 +163,8 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     ``|mu_a - mu_b|^2 + Tr(S_a + S_b - 2 (S_a S_b)^(1/2))``."""
     from scipy import linalg
 
+    if len(a) < 2 or len(b) < 2:  # (a covariance of one row is NaN: a raw scipy error)
+        raise AdatokError(f"a Fréchet distance needs at least 2 images a side, got {len(a)} and {len(b)}")
     mu_a, mu_b = a.mean(0), b.mean(0)
     s_a, s_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
     root = np.real(linalg.sqrtm(s_a @ s_b))
@@ -168,9 +181,9 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description="Train the Fashion-MNIST judge (classifier for class accuracy "
                                              "and FD-fmnist).")
     ap.add_argument("--out", default=str(JUDGE_DIR))
-    ap.add_argument("--epochs", type=int, default=JudgeConfig.epochs)
+    ap.add_argument("--epochs", type=count, default=JudgeConfig.epochs)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--threads", type=count, default=1)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     train_judge(args.out, JudgeConfig(epochs=args.epochs, seed=args.seed))

@@ -25,7 +25,6 @@ so that the processes stop together: ``minutes`` is then each process's budget.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -37,6 +36,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..core.checks import is_finite_number, is_whole
 from ..core.errors import AdatokError
 from ..neural.folder import check_fresh_start, check_overrides, read_json, restore_training, write_folder
 from .languages import Corpus, build_corpus, gather_corpus, language_from, rows_of
@@ -72,20 +72,17 @@ class GenTrainConfig:
         """Settings no run can follow are refused here, before any data is tokenized (a NaN or
         negative learning rate failed in AdamW after it; 0 or NaN minutes wrote an untrained model
         marked final)."""
-        def number(v) -> bool:
-            return not isinstance(v, bool) and isinstance(v, int | float) and math.isfinite(v)
-
         for what, v in (("learning rate", self.lr), ("minutes", self.minutes)):
-            if not (number(v) and v > 0):
+            if not (is_finite_number(v) and v > 0):
                 raise AdatokError(f"the {what} must be a finite number > 0, got {v!r}")
         for what, v in (("weight decay", self.weight_decay), ("reading weight", self.read_weight),
                         ("generation weight", self.gen_weight)):
-            if not (number(v) and v >= 0):
+            if not (is_finite_number(v) and v >= 0):
                 raise AdatokError(f"the {what} must be a finite number >= 0, got {v!r}")
         for what, v in (("eval_every", self.eval_every), ("save_every", self.save_every)):  # (inf: at the end only)
             if isinstance(v, bool) or not isinstance(v, int | float) or not v >= 0:
                 raise AdatokError(f"{what} must be a number of seconds >= 0, got {v!r}")
-        if not (number(self.p_uncond) and 0 <= self.p_uncond <= 1):
+        if not (is_finite_number(self.p_uncond) and 0 <= self.p_uncond <= 1):
             raise AdatokError(f"p_uncond is a share in [0, 1], got {self.p_uncond!r}")
         for what, v, low in (("warmup", self.warmup, 0), ("batch", self.batch, 1), ("val_images", self.val_images, 1),
                              ("threads", self.threads, 1), ("steps", self.steps, 1), ("limit", self.limit, 1)):
@@ -99,22 +96,10 @@ def corpus_key(lang, split: str, limit: int | None, data: str) -> str:
     """What a cached corpus was made from, as JSON: the language (tokenizer, its version, shape,
     target), the split, the limit and the data: Fashion-MNIST, or a folder's absolute path and
     what it holds (a token shard folder's manifest; an image folder's files, sizes and times)."""
+    from ..datasets import data_source
+
     tok = getattr(lang, "tok", None)
-    source: dict = {"data": data}
-    if data != "fashion-mnist":
-        folder = Path(data).resolve()
-        digest = hashlib.sha256()
-        if data_kind(folder) == "shards":
-            from ..datasets import MANIFEST
-
-            digest.update((folder / MANIFEST).read_bytes())
-        else:
-            from ..datasets import image_files
-
-            for path in image_files(folder):  # the files image_folder reads (linked folders too)
-                st = path.stat()
-                digest.update(f"{path.relative_to(folder)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-        source = {"data": str(folder), "contents": digest.hexdigest()}
+    source = data_source(data)
     return json.dumps({"language": lang.describe(), "version": getattr(tok, "version", None), "split": split,
                        "limit": limit, **source}, sort_keys=True)
 
@@ -444,6 +429,8 @@ def train_generator(out: str | Path, lang=None, model_cfg: GPTConfig | None = No
     (``{"minutes": 75}``: train on to 75 minutes in all). A folder without the training state
     (``train_state.safetensors``: a shipped or copied model) is refused: resuming it would start
     from nothing and replace its weights."""
+    from ..datasets import check_out_outside, check_same_data, data_source
+
     out = Path(out)
     check_fresh_start(out, resume, force)  # (its token caches stay: corpus_for rebuilds one made otherwise)
     overrides = check_overrides(overrides, resume, RESUMABLE)
@@ -454,16 +441,32 @@ def train_generator(out: str | Path, lang=None, model_cfg: GPTConfig | None = No
         config = read_json(out)
         if config.get("family") != FAMILY:
             raise AdatokError(f"{out} is not a generator checkpoint")
-        lang = language_from(config["language"])
-        model_cfg = GPTConfig(**config["model"])
-        train_cfg = GenTrainConfig(**config["train"])
-        name = config["name"]
+        try:  # (a hand-edited or other version's config.json: raw KeyError / TypeError before)
+            lang = language_from(config["language"])
+            model_cfg = GPTConfig(**config["model"])
+            train_cfg = GenTrainConfig(**config["train"])
+            name, done, spent = config["name"], config["step"], config["elapsed"]
+            if not (is_whole(done) and done >= 0 and is_finite_number(spent) and spent >= 0
+                    and isinstance(config.get("history", []), list)):
+                raise ValueError("its step, elapsed or history")
+        except (KeyError, TypeError, ValueError) as exc:
+            raise AdatokError(f"{out}/config.json cannot be resumed: {type(exc).__name__} {exc}") from None
         if "minutes" in overrides and "steps" not in overrides:
             overrides["steps"] = None  # a time budget replaces a step count
         train_cfg = replace(train_cfg, **overrides)
+        if (done >= train_cfg.steps) if train_cfg.steps is not None else (spent >= 60 * train_cfg.minutes):
+            raise AdatokError(f"{out} has trained {done} steps, {spent / 60:.1f} minutes, already: give more to go on "
+                              "(--steps N or --minutes M beyond them)")
+        check_same_data(config.get("data_source"), train_cfg.data, out)
+        source = config.get("data_source")
     elif lang is None or model_cfg is None:
         raise AdatokError("train_generator needs a language and a model config (or resume=True)")
     train_cfg = train_cfg or GenTrainConfig()
+    check_out_outside(train_cfg.data, out)
+    if not resume:  # a folder by its absolute path: a resume from elsewhere reads the same one
+        if train_cfg.data != "fashion-mnist":
+            train_cfg = replace(train_cfg, data=str(Path(train_cfg.data).resolve()))
+        source = data_source(train_cfg.data, times=False)
     reader = train_cfg.gen_weight == 0
     if reader and train_cfg.p_uncond != 1:
         raise AdatokError("a reader (gen_weight 0) learns from the rows given no class: give p_uncond=1 (every row)")
@@ -499,8 +502,9 @@ def train_generator(out: str | Path, lang=None, model_cfg: GPTConfig | None = No
                               f"0..{model_cfg.classes - 1}: give the model as many classes as the data has")
     corpus, val = rows_for(model_cfg, corpus), rows_for(model_cfg, val)
     build_seconds = time.time() - t_build
-    if int(corpus.lengths.max()) + 1 > model_cfg.max_len:
-        raise AdatokError(f"sequences of up to {int(corpus.lengths.max()) + 1} steps, but max_len is {model_cfg.max_len}")
+    longest = max(int(corpus.lengths.max()), int(val.lengths.max()))  # (validation too: it ran after training)
+    if longest + 1 > model_cfg.max_len:
+        raise AdatokError(f"sequences of up to {longest + 1} steps, but max_len is {model_cfg.max_len}")
     model = GPT(model_cfg)
     opt = torch.optim.AdamW(model.parameters(), lr=train_cfg.lr, weight_decay=train_cfg.weight_decay,
                             betas=(0.9, 0.95))
@@ -520,7 +524,8 @@ def train_generator(out: str | Path, lang=None, model_cfg: GPTConfig | None = No
         config = {"family": FAMILY, "name": name, "model": model_cfg.to_dict(), "language": lang.describe(),
                   "train": asdict(train_cfg), "step": step, "elapsed": round(elapsed, 1), "history": history,
                   "params": count_params(model), "corpus_seconds": round(build_seconds, 1),
-                  "mean_length": float(corpus.lengths.mean()), "longest": int(corpus.lengths.max()), "final": final}
+                  "mean_length": float(corpus.lengths.mean()), "longest": int(corpus.lengths.max()), "final": final,
+                  "data_source": source}
         write_folder(out, model, config, opt, gen)
 
     model.train()

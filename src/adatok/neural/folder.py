@@ -102,8 +102,34 @@ def write_folder(out: Path, model: torch.nn.Module, config: dict, optimizer: tor
             if "step" in st:
                 tensors[f"opt.{i}.step"] = torch.as_tensor(st["step"], dtype=torch.float32).reshape(1)
         files.append((out / "train_state.safetensors", lambda p: save_file(tensors, str(p))))
-    files.append((out / "config.json", lambda p: p.write_text(json.dumps(config, indent=2) + "\n")))
-    atomic_writes(files)  # the weights, the training state and the config of one step: never of two
+    parts = [path for path, _ in files]
+
+    def write_config(p: Path) -> None:  # with the digests of the files written before it (their .tmp)
+        digests = {q.name: weights_digest(q.with_name(q.name + ".tmp")) for q in parts}
+        p.write_text(json.dumps({**config, SAVED_TOGETHER: digests}, indent=2) + "\n")
+
+    files.append((out / "config.json", write_config))
+    # the weights, the training state and the config of one step: never of two (renamed one by one, the
+    # files of a save interrupted between two renames are told apart by the digests in config.json)
+    atomic_writes(files)
+
+
+#: The key of config.json under which a save records the digests of the files it wrote with it.
+SAVED_TOGETHER = "files"
+
+
+def check_saved_together(folder: Path, name: str, digest: str) -> None:
+    """Refuse ``folder/name`` whose bytes' digest is not the one its ``config.json`` recorded (a save
+    interrupted between its renames: the weights of one step beside the config and training state
+    of another), when a run is resumed from it. Folders written before the digests were recorded
+    pass; loading a model alone does not check (weights put in a folder by hand load)."""
+    try:
+        recorded = json.loads((Path(folder) / "config.json").read_text()).get(SAVED_TOGETHER, {}).get(name)
+    except (OSError, *JSON_ERRORS, AttributeError):
+        return  # (a config that cannot be read is refused where it is read)
+    if recorded is not None and recorded != digest:
+        raise AdatokError(f"{Path(folder) / name} is not the file its config.json was saved with (a save was "
+                          "interrupted): the folder mixes two steps; train again, or resume from a copy")
 
 
 def read_json(folder: Path) -> dict:
@@ -155,7 +181,7 @@ def restore_training(folder: Path, model: torch.nn.Module, optimizer: torch.opti
     """Put back what :func:`write_folder` saved with an optimizer: AdamW's moments and the random
     states, so that a resumed run goes on as the interrupted one would have."""
     path = Path(folder) / "train_state.safetensors"
-    tensors = _read_tensors(path)[0]
+    tensors, digest = _read_tensors(path)
     if "rng" not in tensors:
         raise AdatokError(f"{path} is not a training state of adatok (it has no random state): it cannot be resumed")
     # everything checked before anything is set (a state that failed half-way had changed torch's random state)
@@ -175,6 +201,10 @@ def restore_training(folder: Path, model: torch.nn.Module, optimizer: torch.opti
     if bad:
         raise AdatokError(f"{path} is not a training state of this checkpoint ({', '.join(bad[:3])} missing or of "
                           "another shape): it cannot be resumed; start a new folder, or give --force")
+    # a state of the weights' own save (loading alone takes weights put in by hand; a resume needs the three of
+    # one step)
+    check_saved_together(folder, path.name, digest)
+    check_saved_together(folder, "model.safetensors", weights_digest(Path(folder) / "model.safetensors"))
     torch.set_rng_state(tensors["rng"])
     if "data_rng" in tensors:
         generator.set_state(tensors["data_rng"])

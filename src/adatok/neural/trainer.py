@@ -21,7 +21,7 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 
-from ..core.checks import JSON_ERRORS
+from ..core.checks import JSON_ERRORS, is_finite_number, is_whole
 from ..core.errors import AdatokError
 from .folder import check_fresh_start, check_overrides, load_weights, read_weights, restore_training, write_folder
 from .model import Autoencoder, ModelConfig, count_params, fit_codebook, sample_keep
@@ -62,8 +62,19 @@ class TrainConfig:
             raise AdatokError(f"unknown loss {self.loss!r}: use {' or '.join(LOSSES)}")
         if not self.ssim_weight >= 0:
             raise AdatokError(f"the SSIM weight must be >= 0, got {self.ssim_weight}")
-        if isinstance(self.lr, bool) or not isinstance(self.lr, int | float) or not 0 < self.lr < math.inf:
+        if not (is_finite_number(self.lr) and self.lr > 0):
             raise AdatokError(f"the learning rate must be a finite number > 0, got {self.lr!r}")
+        if not (is_finite_number(self.weight_decay) and self.weight_decay >= 0):
+            raise AdatokError(f"the weight decay must be a finite number >= 0, got {self.weight_decay!r}")
+        # (eval_every 0 was a division by zero after the first step, steps 0 a run that wrote nothing,
+        # batch 0 "training diverged", batch 2.5 a raw TypeError)
+        for what, v, low in (("steps", self.steps, 1), ("batch", self.batch, 1), ("warmup", self.warmup, 0),
+                             ("eval_every", self.eval_every, 1), ("eval_images", self.eval_images, 1),
+                             ("threads", self.threads, 1), ("crop", self.crop, 1)):
+            if v is None and what == "crop":
+                continue
+            if not (is_whole(v) and v >= low):
+                raise AdatokError(f"{what} must be a whole number >= {low}, got {v!r}")
 
 
 #: What a resumed run may change (``train(..., resume=True, overrides={"steps": 12000})``); the
@@ -367,6 +378,8 @@ def train(out: str | Path, model_cfg: ModelConfig | None = None, train_cfg: Trai
     """
     import torch.distributed as dist
 
+    from ..datasets import check_out_outside, check_same_data, data_source
+
     out = Path(out)
     check_fresh_start(out, resume, force)
     overrides = check_overrides(overrides, resume, RESUMABLE)
@@ -376,17 +389,25 @@ def train(out: str | Path, model_cfg: ModelConfig | None = None, train_cfg: Trai
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     main = rank == 0
-    torch.set_num_threads(max(1, train_cfg.threads))
 
     start = 0
+    source = None  # what the data is (datasets.data_source), kept in config.json for a resume to check
     if resume:
         if not (out / "train_state.safetensors").is_file():
             raise AdatokError(f"nothing to resume in {out}: it has no train_state.safetensors "
                               "(train without --resume to start)")
         model, config = load_model(out)
         model.train()
-        train_cfg = TrainConfig(**{"loss": "mse", "ssim_weight": 0.0, **config["train"], **overrides})
-        model_cfg, name, start = model.cfg, config["name"], int(config["step"])
+        try:  # (a hand-edited or other version's config.json: raw KeyError / TypeError before)
+            train_cfg = TrainConfig(**{"loss": "mse", "ssim_weight": 0.0, **config["train"], **overrides})
+            model_cfg, name, start = model.cfg, config["name"], config["step"]
+            if not (is_whole(start) and start >= 0):
+                raise ValueError(f"its step {start!r}")
+        except (KeyError, TypeError, ValueError) as exc:
+            raise AdatokError(f"{out}/config.json cannot be resumed: {type(exc).__name__} {exc}") from None
+        if images is None:
+            check_same_data(config.get("data_source"), train_cfg.data, out)
+            source = config.get("data_source")
         if start >= train_cfg.steps:
             raise AdatokError(f"{out} has trained its {train_cfg.steps} steps already (step {start}); give more "
                               "steps to go on (--steps N, overrides={'steps': N})")
@@ -394,6 +415,13 @@ def train(out: str | Path, model_cfg: ModelConfig | None = None, train_cfg: Trai
         model_cfg = model_cfg or ModelConfig()
         torch.manual_seed(train_cfg.seed)
         model = Autoencoder(model_cfg)
+        if images is None:  # a folder by its absolute path: a resume from elsewhere reads the same one
+            if train_cfg.data != "fashion-mnist":
+                train_cfg = replace(train_cfg, data=str(Path(train_cfg.data).resolve()))
+            source = data_source(train_cfg.data, times=False)
+    torch.set_num_threads(max(1, train_cfg.threads))  # (the checkpoint's, or --threads given to a resume)
+    if images is None:
+        check_out_outside(train_cfg.data, out)
     if name is None:  # DATA-K; a folder by its own name (``--data .`` is the folder it names, not "")
         data_name = train_cfg.data if train_cfg.data == "fashion-mnist" else Path(train_cfg.data).resolve().name
         name = f"{data_name}-{model_cfg.tokens}"
@@ -493,7 +521,8 @@ def train(out: str | Path, model_cfg: ModelConfig | None = None, train_cfg: Trai
                 if main:
                     metrics = evaluate(model, held)
                     metrics["wall_s"] = round(time.time() - t0, 1)
-                    save_checkpoint(out, model, name, train_cfg, done, metrics, opt, generator=gen)
+                    save_checkpoint(out, model, name, train_cfg, done, metrics, opt, generator=gen,
+                                    extra={"data_source": source})
                     line = " ".join(f"{k}={v}" for k, v in metrics.items() if k != "collapsed")
                     if not quiet:
                         progress.console.print(f"step {done}: {line}")

@@ -1,0 +1,183 @@
+"""Resuming and checking training runs (the learned tokenizer's and the generator's): the data a
+run began on, its checkpoint's files, the settings it takes (found by review, 2026-11-30)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+pytest.importorskip("torch")
+
+from adatok import AdatokError  # noqa: E402
+from adatok.generate import train as G  # noqa: E402
+from adatok.generate.languages import PixelLanguage  # noqa: E402
+from adatok.neural.model import ModelConfig  # noqa: E402
+from adatok.neural.trainer import TrainConfig, train  # noqa: E402
+
+TINY = ModelConfig(image_size=28, channels=1, patch=7, tokens=2, dim=16, enc_depth=1, dec_depth=1, heads=1,
+                   levels=[4, 4], vq_first=False)
+
+
+def _folder(root, n=20, start=0, side=28):
+    rng = np.random.default_rng(start)
+    for c in ("x", "y"):
+        (root / c).mkdir(parents=True, exist_ok=True)
+        for i in range(start, start + n // 2):
+            Image.fromarray(rng.integers(0, 256, (side, side), np.uint8)).save(root / c / f"{i:02}.png")
+    return root
+
+
+def _tokenizer(tmp_path, data, steps=4, **kw):
+    return train(tmp_path / "tok", TINY, TrainConfig(data=data, steps=steps, batch=4, eval_every=2, ssim_weight=0,
+                                                     **kw), quiet=True, stop_after=2)
+
+
+def _generator(tmp_path, data, steps=1):
+    lang = PixelLanguage((8, 8, 1))
+    cfg = dataclasses.replace(G.model_config_for(lang, 16, 1, 1, 65), classes=2)
+    G.train_generator(tmp_path / "gen", lang, cfg, G.GenTrainConfig(steps=steps, batch=2, val_images=2, eval_every=1e9,
+                                                                     data=data), log=lambda *a: None)
+
+
+def test_a_resume_from_another_directory_reads_the_folder_the_run_began_on(tmp_path, monkeypatch):
+    """--data imgs was kept as typed: a resume from another directory read that directory's imgs."""
+    for where in ("A", "B"):
+        _folder(tmp_path / where / "imgs", 20 if where == "A" else 30, start=0 if where == "A" else 50)
+    monkeypatch.chdir(tmp_path / "A")
+    _tokenizer(tmp_path, "imgs")
+    _generator(tmp_path, "imgs")
+    want = str((tmp_path / "A" / "imgs").resolve())
+    for run in ("tok", "gen"):
+        assert json.loads((tmp_path / run / "config.json").read_text())["train"]["data"] == want
+    monkeypatch.chdir(tmp_path / "B")
+    train(tmp_path / "tok", resume=True, quiet=True)
+    G.train_generator(tmp_path / "gen", resume=True, overrides={"steps": 2}, log=lambda *a: None)
+    key = json.loads(G.Corpus.load_key(tmp_path / "gen" / "corpus-train.npz"))
+    assert key["data"] == want
+
+
+def test_a_data_folder_changed_since_the_run_began_is_refused_on_resume(tmp_path):
+    """Files added before a resume moved images trained on into the held-out part, silently."""
+    imgs = _folder(tmp_path / "imgs")
+    _tokenizer(tmp_path, str(imgs))
+    _generator(tmp_path, str(imgs))
+    _folder(imgs, 6, start=40)
+    with pytest.raises(AdatokError, match="files have changed"):
+        train(tmp_path / "tok", resume=True, quiet=True)
+    with pytest.raises(AdatokError, match="files have changed"):
+        G.train_generator(tmp_path / "gen", resume=True, overrides={"steps": 2}, log=lambda *a: None)
+
+
+def test_an_out_folder_inside_the_data_folder_is_refused_before_any_work(tmp_path):
+    imgs = _folder(tmp_path / "imgs")
+    with pytest.raises(AdatokError, match="inside --data"):
+        G.train_generator(imgs / "gen", PixelLanguage((8, 8, 1)), G.model_config_for(PixelLanguage((8, 8, 1)), 16, 1, 1, 65),
+                          G.GenTrainConfig(steps=1, data=str(imgs)), log=lambda *a: None)
+    with pytest.raises(AdatokError, match="inside --data"):
+        train(imgs / "tok", TINY, TrainConfig(data=str(imgs), steps=2, batch=4, ssim_weight=0), quiet=True)
+    assert not (imgs / "gen").exists() and not (imgs / "tok").exists()
+
+
+def test_a_save_interrupted_between_its_renames_is_refused(tmp_path, monkeypatch):
+    """Renamed one at a time, an interrupt between two renames left step-4 weights beside the
+    step-2 config and training state: it resumed without a word."""
+    import os
+
+    import adatok
+    from adatok.neural import folder as F
+
+    imgs = _folder(tmp_path / "imgs")
+    _tokenizer(tmp_path, str(imgs))
+    real = os.replace
+    calls = []
+
+    def interrupted(a, b):
+        calls.append(b)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(a, b)
+
+    monkeypatch.setattr(F.os, "replace", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train(tmp_path / "tok", resume=True, quiet=True)
+    monkeypatch.setattr(F.os, "replace", real)
+    adatok.load(tmp_path / "tok")  # (its weights are whole: a model alone loads)
+    with pytest.raises(AdatokError, match="interrupted"):
+        train(tmp_path / "tok", resume=True, quiet=True)
+
+
+def test_resumed_tokenizer_takes_its_threads_and_configs_are_checked(tmp_path, monkeypatch):
+    """--threads given to a resume was ignored (set before the checkpoint was read); eval_every 0 was
+    a division by zero after a step, steps 0 a run that wrote nothing, batch 2.5 a raw TypeError."""
+    import torch
+
+    imgs = _folder(tmp_path / "imgs")
+    _tokenizer(tmp_path, str(imgs), threads=1)
+    seen = []
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: seen.append(n))
+    train(tmp_path / "tok", resume=True, overrides={"threads": 2}, quiet=True)
+    assert seen and seen[-1] == 2
+    for bad in ({"eval_every": 0}, {"steps": 0}, {"batch": 0}, {"batch": 2.5}, {"weight_decay": -1},
+                {"threads": 0}, {"crop": 0}):
+        with pytest.raises(AdatokError):
+            TrainConfig(**bad)
+
+
+def test_generator_resume_checks(tmp_path):
+    """A resume to steps already trained trained nothing and rewrote config.json; a damaged config
+    (no step, an unknown setting, history null) gave raw KeyError / TypeError."""
+    imgs = _folder(tmp_path / "imgs", side=8)
+    _generator(tmp_path, str(imgs), steps=2)
+    before = (tmp_path / "gen" / "config.json").read_text()
+    with pytest.raises(AdatokError, match="already"):
+        G.train_generator(tmp_path / "gen", resume=True, overrides={"steps": 2}, log=lambda *a: None)
+    assert (tmp_path / "gen" / "config.json").read_text() == before
+    config = json.loads(before)
+    for change in ({"step": None}, {"history": None}, {"train": {**config["train"], "new_setting": 1}}):
+        broken = {**config, **change}
+        if change.get("step", 1) is None:
+            del broken["step"]
+        (tmp_path / "gen" / "config.json").write_text(json.dumps(broken))
+        with pytest.raises(AdatokError, match="cannot be resumed"):
+            G.train_generator(tmp_path / "gen", resume=True, overrides={"steps": 3}, log=lambda *a: None)
+
+
+def test_validation_sequences_longer_than_the_model_are_refused_before_training(tmp_path):
+    """Only the training sequences were checked against max_len: a longer validation sequence was a
+    raw IndexError at the first validation, after training."""
+    from adatok import Quality
+    from adatok.generate.languages import WaveletLanguage
+
+    lang = WaveletLanguage("wavelet", (28, 28, 1), Quality(psnr=16))
+    longest = int(G.corpus_for(lang, "train", 4, None).lengths.max())
+    cfg = G.model_config_for(lang, 16, 1, 1, longest + 1, position="index")
+    with pytest.raises(AdatokError, match="max_len"):
+        G.train_generator(tmp_path / "g", lang, cfg, G.GenTrainConfig(steps=2, limit=4, val_images=40, batch=2,
+                                                                       eval_every=1e9), log=lambda *a: None)
+
+
+def test_the_cli_resume_takes_the_checkpoints_own_image_size_and_a_relative_data_path(tmp_path, monkeypatch):
+    """--image-size repeated on a resume was refused as "for --data FOLDER of images" (the kind was
+    read from --data's default); --data repeated as typed must match the folder kept by its path."""
+    from typer.testing import CliRunner
+
+    from adatok.cli import app
+
+    _folder(tmp_path / "imgs", side=12)
+    monkeypatch.chdir(tmp_path)
+    r = CliRunner().invoke(app, ["train-generator", "--out", "g", "--language", "pixels", "--data", "imgs",
+                                 "--image-size", "8", "--dim", "16", "--layers", "1", "--heads", "1", "--batch", "2",
+                                 "--val-images", "2", "--steps", "1", "--quiet"])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(app, ["train-generator", "--out", "g", "--resume", "--steps", "2", "--image-size", "8",
+                                 "--quiet"])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(app, ["train-generator", "--out", "g", "--resume", "--steps", "3", "--data", "imgs", "--quiet"])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(app, ["train-generator", "--out", "g", "--resume", "--steps", "4", "--image-size", "9",
+                                 "--quiet"])
+    assert r.exit_code == 2 and "image-size" in r.output
