@@ -788,3 +788,27 @@ def test_with_jobs_a_failing_model_loses_no_other_models_measurement(tmp_path):
         main(["--models", f"{broken},fmnist-gpt-learned", "--samples", "4", "--limit", "20", "--jobs", "2",
               "--out", str(out)])
     assert [p.name.startswith("fmnist-gpt-learned-") for p in (out / "measured").glob("*.pkl")] == [True]
+
+
+def test_evaluate_takes_a_generator_whose_fashion_mnist_shards_are_gone(tmp_path):
+    """A generator trained on token shards of Fashion-MNIST was refused once the shards were moved
+    (found by reviewing the change); one of a folder of images still is."""
+    import argparse
+    import json
+    import shutil
+
+    from adatok.core.errors import AdatokError
+    from adatok.generate.evaluate import check_arguments
+    from adatok.generate.sample import generator_folder
+
+    model = shutil.copytree(generator_folder("fmnist-gpt-learned"), tmp_path / "m")
+    config = json.loads((model / "config.json").read_text())
+    config["train"]["data"] = str(tmp_path / "shards-moved-away")
+    (model / "config.json").write_text(json.dumps(config))
+    args = argparse.Namespace(samples=10, limit=None, out=str(tmp_path / "eval"), reading="")
+    check_arguments(args, [str(model)])
+    (tmp_path / "imgs").mkdir()
+    config["train"]["data"] = str(tmp_path / "imgs")
+    (model / "config.json").write_text(json.dumps(config))
+    with pytest.raises(AdatokError, match="not trained on Fashion-MNIST"):
+        check_arguments(args, [str(model)])

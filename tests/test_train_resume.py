@@ -181,3 +181,45 @@ def test_the_cli_resume_takes_the_checkpoints_own_image_size_and_a_relative_data
     r = CliRunner().invoke(app, ["train-generator", "--out", "g", "--resume", "--steps", "4", "--image-size", "9",
                                  "--quiet"])
     assert r.exit_code == 2 and "image-size" in r.output
+
+
+def test_a_resume_is_not_refused_for_what_does_not_change_the_split(tmp_path):
+    """A README added beside the images, or tokenize-dataset run again with nothing to do (it
+    rewrites its manifest's last run), refused a resume (found by reviewing the change)."""
+    from typer.testing import CliRunner
+
+    from adatok.cli import app
+
+    imgs = _folder(tmp_path / "imgs")
+    _tokenizer(tmp_path, str(imgs))
+    (imgs / "README.txt").write_text("notes")
+    train(tmp_path / "tok", resume=True, quiet=True)
+    shards = tmp_path / "shards"
+    tokenize = ["tokenize-dataset", str(imgs), str(shards), "--lossless", "--workers", "0", "--quiet"]
+    assert CliRunner().invoke(app, tokenize).exit_code == 0
+    train(tmp_path / "tok2", TINY, TrainConfig(data=str(shards), steps=4, batch=4, eval_every=2, ssim_weight=0),
+          quiet=True, stop_after=2)
+    assert CliRunner().invoke(app, tokenize).exit_code == 0  # nothing to do: the manifest is written again
+    train(tmp_path / "tok2", resume=True, quiet=True)
+
+
+def test_adatok_train_keeps_its_data_and_refuses_a_changed_folder(tmp_path, monkeypatch):
+    """The command line read the images itself and passed them in: the data checks never ran for it
+    (found by reviewing the change)."""
+    from typer.testing import CliRunner
+
+    from adatok.cli import app
+
+    imgs = _folder(tmp_path / "imgs")
+    monkeypatch.chdir(tmp_path)
+    args = ["train", "--data", "imgs", "--tokens", "2", "--dim", "16", "--depth", "1", "--patch", "7", "--levels",
+            "4,4", "--no-vq-first", "--ssim-weight", "0", "--batch", "4", "--eval-every", "2", "--steps", "2",
+            "--quiet"]
+    r = CliRunner().invoke(app, [*args, "--out", "run"])
+    assert r.exit_code == 0, r.output
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["train"]["data"] == str(imgs.resolve())
+    _folder(imgs, 4, start=60)
+    r = CliRunner().invoke(app, ["train", "--out", "run", "--resume", "--steps", "4", "--quiet"])
+    assert r.exit_code == 2 and "changed" in r.output
+    r = CliRunner().invoke(app, [*args, "--out", "imgs/run"])
+    assert r.exit_code == 2 and "inside --data" in r.output and not (imgs / "run").exists()

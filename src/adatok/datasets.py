@@ -23,6 +23,7 @@ array ``H x W x C`` with ``C`` 1 (gray) or 3 (RGB).
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import warnings
 from collections.abc import Iterator, Sequence
@@ -353,7 +354,7 @@ MANIFEST = "manifest.json"
 def data_source(data: str | os.PathLike[str], times: bool = True) -> dict:
     """What a training run's ``--data`` is: ``{"data": "fashion-mnist"}``, or a folder's absolute path
     and a digest of what it holds (``"contents"``: a token shard folder's manifest; an image
-    folder's files, their sizes and, with ``times``, their modification times). The generator's
+    folder's image files (by suffix), their sizes and, with ``times``, their modification times). The generator's
     token cache is keyed by it (``times``: a file rewritten is tokenized again), and a resumed run
     checks it without ``times`` (its held-out part is taken by the files' order: a file added or
     removed moves images between training and held-out, a copy of the folder does not)."""
@@ -361,12 +362,18 @@ def data_source(data: str | os.PathLike[str], times: bool = True) -> dict:
 
     if str(data) == "fashion-mnist":
         return {"data": "fashion-mnist"}
+    from .core.imageio import image_suffixes
+
     folder = Path(data).resolve()
     digest = hashlib.sha256()
-    if is_token_shards(folder):
-        digest.update((folder / MANIFEST).read_bytes())
+    if is_token_shards(folder):  # what the run planned and wrote (a run with nothing to do rewrites the rest)
+        manifest = read_manifest(folder)
+        digest.update(json.dumps([manifest.get("plan"), manifest.get("shards")], sort_keys=True).encode())
     else:
-        for path in image_files(folder):  # the files a folder's reader takes (linked folders too)
+        suffixes = image_suffixes()
+        for path in image_files(folder):  # the images a folder's reader takes (linked folders too; a README
+            if path.suffix.lower() not in suffixes:  # added beside them is not one)
+                continue
             st = path.stat()
             digest.update(f"{path.relative_to(folder)}\0{st.st_size}".encode()
                           + (f"\0{st.st_mtime_ns}" if times else "").encode() + b"\n")
@@ -415,8 +422,6 @@ def read_manifest(folder: str | os.PathLike[str]) -> dict | None:
     Raises:
         AdatokError: the manifest is there but cannot be read.
     """
-    import json
-
     path = Path(folder) / MANIFEST
     if not path.is_file():
         return None

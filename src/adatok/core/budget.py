@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from decimal import Decimal
+from fractions import Fraction
 
 from dataclasses import dataclass
 
@@ -76,11 +76,16 @@ class Bpp:
         """The byte budget for an image of ``shape`` (H, W, ...): ``floor(x * H * W / 8)``, at most
         :data:`MAX_BUDGET_BYTES` (more than any sequence needs: the full sequence).
 
-        Computed in decimal from ``x`` as written (its shortest ``repr``): in floats, ``0.58 * 100 *
-        100 / 8`` is 724.999..., and ``Bpp(0.58)`` on a 100 x 100 image allowed 724 bytes, not the
-        725 that 5,800 bits are (about 1% of two-decimal rates on common sizes lost a byte)."""
-        total = Decimal(repr(self.x)) * shape[0] * shape[1] / 8
-        return MAX_BUDGET_BYTES if total >= MAX_BUDGET_BYTES else int(total)
+        Computed exactly from ``x``'s float value, a product within a float's rounding (2**-50 of
+        it) under a whole number taken as that number: ``0.58`` is stored as 0.57999999999999996, so
+        ``x * 100 * 100 / 8`` is a hair under 725, and ``Bpp(0.58)`` on a 100 x 100 image allowed
+        724 bytes, not the 725 that 5,800 bits are; so did the rate an n-byte file is printed with,
+        ``8 * n / (H * W)``, half the time."""
+        total = Fraction(self.x) * Fraction(shape[0]) * Fraction(shape[1]) / 8
+        if total >= MAX_BUDGET_BYTES:
+            return MAX_BUDGET_BYTES
+        whole = math.floor(total)
+        return whole + 1 if (whole + 1 - total) <= total * Fraction(1, 2**50) else whole
 
 
 def exact_bpp(nbytes: int, shape, header: bool = True) -> "Bpp":

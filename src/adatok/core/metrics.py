@@ -22,13 +22,16 @@ def measured_pixels(mask, image: np.ndarray) -> np.ndarray | None:
     """The pixels a metric measures ``image`` on: ``None`` (all) without ``mask``, else an ``H x W``
     bool array: a bool mask as it is, any other map by :func:`region_mask` (inside where it is at
     least :data:`REGION_THRESHOLD`, as everywhere in adatok: a soft map's 0.2 is outside). An
-    ``H x W x 1`` mask is read as ``H x W``. Raises :class:`~adatok.ImageFormatError` for a mask of
+    ``H x W x 1`` mask is read as ``H x W``, and so is a bool mask of the image's own shape that is
+    alike in every channel. Raises :class:`~adatok.ImageFormatError` for a mask of
     another size than the image, or one with no pixel (a metric over no pixels has no value: PSNR
     was ``inf``, as for identical images, and SSIM ``nan``)."""
     if mask is None:
         return None
     m = np.asarray(mask)
     if m.dtype == bool:
+        if m.ndim == 3 and m.shape == np.shape(image) and (m == m[:, :, :1]).all():
+            m = m[:, :, 0]  # (a mask of the image's own shape, alike in every channel: whole pixels)
         m = m[:, :, 0] if m.ndim == 3 and m.shape[2] == 1 else m
         if m.ndim != 2:
             raise ImageFormatError(f"a mask is an H x W map, got an array of shape {m.shape}")

@@ -39,7 +39,7 @@ from adatok import Quality, Tokens, TokenSequence
 
 from ..core.errors import AdatokError
 from ..core.imageio import atomic_write_bytes
-from ..datasets import is_token_shards
+from ..datasets import is_token_shards, read_manifest
 from ..neural.folder import read_json, weights_digest
 from ..neural.tokenizer import count
 from .judge import JUDGE_DIR, accuracy, fd_fmnist, features, frechet_distance, load_judge
@@ -211,6 +211,17 @@ def labelled(entries: list[str], models: list[dict]) -> list[dict]:
     return [dict(m, name=entry) if clash[m["name"]] > 1 else m for entry, m in zip(entries, models, strict=True)]
 
 
+def _of_fashion_mnist(data: str) -> bool:
+    """Whether a generator's training data was Fashion-MNIST: by name, or token shards made from it;
+    a folder of images is not; data no longer there (shards removed or moved) is taken on the
+    model's shape and classes, the rest of the check."""
+    if data == "fashion-mnist" or not Path(data).exists():
+        return True
+    if is_token_shards(data):
+        return (read_manifest(data).get("plan") or {}).get("source", {}).get("kind") == "fashion-mnist"
+    return False
+
+
 def check_arguments(args, names: list[str]) -> None:
     """Refuse, before anything is loaded or sampled, what no evaluation can do: a model named twice,
     a model that is not of Fashion-MNIST (the judge, the FD reference and the class names are its:
@@ -233,7 +244,7 @@ def check_arguments(args, names: list[str]) -> None:
         if config.get("family") != "generator":
             raise AdatokError(f"{name} is not a generator checkpoint")
         if tuple(lang.get("shape", ())) != (28, 28, 1) or config.get("model", {}).get("classes") != 10 \
-                or (data != "fashion-mnist" and not is_token_shards(data)):
+                or not _of_fashion_mnist(data):
             raise AdatokError(f"{name} was not trained on Fashion-MNIST ({data}): the judge, the FD-fmnist reference "
                               "and the classes here are Fashion-MNIST's")
         if name in names and config.get("train", {}).get("gen_weight", 1.0) == 0:

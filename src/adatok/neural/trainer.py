@@ -405,9 +405,8 @@ def train(out: str | Path, model_cfg: ModelConfig | None = None, train_cfg: Trai
                 raise ValueError(f"its step {start!r}")
         except (KeyError, TypeError, ValueError) as exc:
             raise AdatokError(f"{out}/config.json cannot be resumed: {type(exc).__name__} {exc}") from None
-        if images is None:
-            check_same_data(config.get("data_source"), train_cfg.data, out)
-            source = config.get("data_source")
+        check_same_data(config.get("data_source"), train_cfg.data, out)  # (adatok train passes the images it read)
+        source = config.get("data_source")
         if start >= train_cfg.steps:
             raise AdatokError(f"{out} has trained its {train_cfg.steps} steps already (step {start}); give more "
                               "steps to go on (--steps N, overrides={'steps': N})")
@@ -415,13 +414,14 @@ def train(out: str | Path, model_cfg: ModelConfig | None = None, train_cfg: Trai
         model_cfg = model_cfg or ModelConfig()
         torch.manual_seed(train_cfg.seed)
         model = Autoencoder(model_cfg)
-        if images is None:  # a folder by its absolute path: a resume from elsewhere reads the same one
+        # a folder by its absolute path: a resume from elsewhere reads the same one (images given by a caller
+        # with a data name that names no folder: nothing to keep)
+        if train_cfg.data == "fashion-mnist" or Path(train_cfg.data).exists():
             if train_cfg.data != "fashion-mnist":
                 train_cfg = replace(train_cfg, data=str(Path(train_cfg.data).resolve()))
             source = data_source(train_cfg.data, times=False)
     torch.set_num_threads(max(1, train_cfg.threads))  # (the checkpoint's, or --threads given to a resume)
-    if images is None:
-        check_out_outside(train_cfg.data, out)
+    check_out_outside(train_cfg.data, out)
     if name is None:  # DATA-K; a folder by its own name (``--data .`` is the folder it names, not "")
         data_name = train_cfg.data if train_cfg.data == "fashion-mnist" else Path(train_cfg.data).resolve().name
         name = f"{data_name}-{model_cfg.tokens}"
