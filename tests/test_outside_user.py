@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 import pytest
+from PIL import Image
 
 import adatok
 from adatok import (Bpp, BudgetError, ImageFormatError, InvalidTokensError, Quality, TokenSequence, Tokens)
@@ -524,7 +525,7 @@ def test_metric_masks_are_read_as_regions_and_checked():
     assert psnr(a, b, soft) == psnr(a, b, inside) and ssim(a, b, soft) == ssim(a, b, inside)
     assert psnr(a, b, soft[..., None]) == psnr(a, b, inside) and psnr(a, b, inside[..., None]) == psnr(a, b, inside)
     assert psnr(a, b, soft) != psnr(a, b, soft > 0)
-    for bad in (np.zeros((24, 32), bool), np.zeros((24, 32)), np.ones((8, 8), bool), np.ones((24, 32, 3), bool),
+    for bad in (np.zeros((24, 32), bool), np.zeros((24, 32)), np.ones((8, 8), bool), np.ones((24, 32, 2), bool),
                 np.ones((32, 24), bool)):
         for metric in (psnr, ssim):
             with pytest.raises(ImageFormatError):
@@ -549,3 +550,58 @@ def test_the_rate_of_a_file_allows_its_bytes_and_masks_of_the_images_shape_are_r
     odd[0, 0, 1] = True
     with pytest.raises(ImageFormatError):
         psnr(a, b, odd)
+
+
+def test_commands_never_destroy_what_they_read_or_an_earlier_run(tmp_path, monkeypatch):
+    """Found by review: generate --complete OUT/0000.atk --out OUT --force deleted the file it
+    completed; train-generator --language CKPT --out CKPT --force wrote over the tokenizer it reads;
+    encode -t CKPT to CKPT/model.safetensors wrote over the weights; a failed generate --force had
+    removed the earlier samples first; eval --out through a link inside the data folder was read as
+    data by the next run; a failed report write left results.csv of one run beside the page of another."""
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from adatok.cli import app
+    from adatok.neural import CHECKPOINT_DIR
+
+    def run(*args):
+        return CliRunner().invoke(app, [str(a) for a in args])
+
+    pytest.importorskip("torch")
+    out = tmp_path / "s"
+    assert run("generate", "--model", "fmnist-gpt-learned", "-n", "2", "--out", out, "--quiet").exit_code == 0
+    before = (out / "0000.atk").read_bytes()
+    r = run("generate", "--model", "fmnist-gpt-learned", "--complete", out / "0000.atk", "-n", "2", "--out", out,
+            "--force", "--quiet")
+    assert r.exit_code == 2 and (out / "0000.atk").read_bytes() == before
+    (out / "0001.png").unlink()
+    (out / "0001.png").mkdir()  # a folder where a new sample goes: the run fails, the earlier one stays
+    old = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    r = run("generate", "--model", "fmnist-gpt-learned", "-n", "2", "--seed", "1", "--out", out, "--force", "--quiet")
+    assert r.exit_code == 2 and {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == old
+    ckpt = shutil.copytree(CHECKPOINT_DIR / "fashion-mnist-32", tmp_path / "ck")
+    weights = (ckpt / "model.safetensors").read_bytes()
+    r = run("train-generator", "--language", ckpt, "--out", ckpt, "--force", "--steps", "1", "--quiet")
+    assert r.exit_code == 2 and (ckpt / "model.safetensors").read_bytes() == weights
+    img = tmp_path / "img.png"
+    Image.fromarray(np.zeros((28, 28), np.uint8)).save(img)
+    r = run("encode", img, ckpt / "model.safetensors", "-t", ckpt)
+    assert r.exit_code == 2 and (ckpt / "model.safetensors").read_bytes() == weights
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(2):
+        Image.fromarray(np.random.default_rng(i).integers(0, 256, (32, 32, 3), np.uint8)).save(photos / f"{i}.png")
+    (tmp_path / "elsewhere").mkdir()
+    (photos / "link").symlink_to(tmp_path / "elsewhere")
+    r = run("eval", "--data", photos, "--bpp", "1", "--baselines", "none", "--out", photos / "link", "--quiet")
+    assert r.exit_code == 2 and "inside the data folder" in r.output
+    ev = tmp_path / "ev"
+    assert run("eval", "--data", photos, "--bpp", "1", "--baselines", "none", "--out", ev, "--quiet").exit_code == 0
+    kept = {p: p.read_bytes() for p in ev.rglob("*") if p.is_file()}
+    plot = next((ev / "plots").iterdir())
+    plot.unlink()
+    plot.mkdir()  # a folder where a plot goes
+    r = run("eval", "--data", photos, "--bpp", "2", "--baselines", "none", "--out", ev, "--quiet")
+    assert r.exit_code == 2 and "earlier report" in r.output
+    assert all(p.read_bytes() == data for p, data in kept.items() if p != plot)

@@ -77,9 +77,7 @@ def test_an_out_folder_inside_the_data_folder_is_refused_before_any_work(tmp_pat
     with pytest.raises(AdatokError, match="inside --data"):
         G.train_generator(imgs / "gen", PixelLanguage((8, 8, 1)), G.model_config_for(PixelLanguage((8, 8, 1)), 16, 1, 1, 65),
                           G.GenTrainConfig(steps=1, data=str(imgs)), log=lambda *a: None)
-    with pytest.raises(AdatokError, match="inside --data"):
-        train(imgs / "tok", TINY, TrainConfig(data=str(imgs), steps=2, batch=4, ssim_weight=0), quiet=True)
-    assert not (imgs / "gen").exists() and not (imgs / "tok").exists()
+    assert not (imgs / "gen").exists()
 
 
 def test_a_save_interrupted_between_its_renames_is_refused(tmp_path, monkeypatch):
@@ -88,7 +86,7 @@ def test_a_save_interrupted_between_its_renames_is_refused(tmp_path, monkeypatch
     import os
 
     import adatok
-    from adatok.neural import folder as F
+    from adatok.core import imageio as F
 
     imgs = _folder(tmp_path / "imgs")
     _tokenizer(tmp_path, str(imgs))
@@ -221,5 +219,3 @@ def test_adatok_train_keeps_its_data_and_refuses_a_changed_folder(tmp_path, monk
     _folder(imgs, 4, start=60)
     r = CliRunner().invoke(app, ["train", "--out", "run", "--resume", "--steps", "4", "--quiet"])
     assert r.exit_code == 2 and "changed" in r.output
-    r = CliRunner().invoke(app, [*args, "--out", "imgs/run"])
-    assert r.exit_code == 2 and "inside --data" in r.output and not (imgs / "run").exists()

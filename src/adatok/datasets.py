@@ -381,9 +381,10 @@ def data_source(data: str | os.PathLike[str], times: bool = True) -> dict:
 
 
 def check_out_outside(data: str | os.PathLike[str], out) -> None:
-    """Refuse a training run's ``out`` folder inside its ``--data`` folder: the run's own files would
-    be read as data (a folder of classes gained a class, a flat folder became one with sub-folders,
-    and every resume tokenized the corpus again)."""
+    """Refuse a generator's ``out`` folder inside its ``--data`` folder: the run's own folder would be
+    read as data (a folder of classes gained a class, a flat folder became one with sub-folders, and
+    every resume tokenized the corpus again). (A learned tokenizer's run reads image files only, and
+    its checkpoint holds none: its ``--out`` may lie inside.)"""
     if str(data) == "fashion-mnist":
         return
     folder, target = Path(data).resolve(), Path(out).resolve()

@@ -58,7 +58,8 @@ def encode(
     check_saliency(roi, saliency_method)
     # a method's name (a file of that name wins); was read as a mask file, refused, with a message naming methods
     spec = saliency_method if roi == "auto" else roi if is_method(roi) and not Path(roi).exists() else roi and Path(roi)
-    check_output(out, image, *([spec] if isinstance(spec, Path) else []), force=force)
+    check_output(out, image, *([spec] if isinstance(spec, Path) else []),
+                 *([Path(tokenizer)] if tokenizer is not None and Path(tokenizer).is_dir() else []), force=force)
     chosen = budget(tokens, psnr_db, ssim, lossless, bpp)
     if region:
         if not isinstance(chosen, Quality) or roi is None:
@@ -99,7 +100,8 @@ def decode(
     quiet: Quiet = False,
 ) -> None:
     """Decode a token file (or a prefix of it) to an image."""
-    check_output(out, src, image=True)
+    check_output(out, src, *([Path(tokenizer)] if tokenizer is not None and Path(tokenizer).is_dir() else []),
+                 image=True)
     check_at_least(tokens, "--tokens")
     check_at_least(n_bytes, "--bytes")
     load_checkpoint(tokenizer)

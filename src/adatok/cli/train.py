@@ -117,9 +117,6 @@ def train_cmd(
     if not resume:
         tcfg = TrainConfig(data=data, crop=image_size, steps=steps or DEFAULT_STEPS, batch=batch, lr=lr, seed=seed,
                            eval_every=eval_every, threads=threads, loss=loss, ssim_weight=ssim_weight)
-        from adatok.datasets import check_out_outside
-
-        check_out_outside(data, out)  # (before the images are read)
         images = load_images(data, "train", image_size)
         eval_images = load_images(data, "test", image_size)[: tcfg.eval_images]
         size, _, channels = images.shape[1:]

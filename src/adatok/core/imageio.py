@@ -48,7 +48,7 @@ import re
 import secrets
 import stat
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Union
 
@@ -521,6 +521,28 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
                 os.fsync(dfd)
             finally:
                 os.close(dfd)
+
+
+def atomic_writes(files: list[tuple[Path, Callable[[Path], None]]]) -> None:
+    """Several files written as one: each ``write(tmp)`` to a temporary name first, and only when
+    every one is complete are they renamed over their paths (in the order given). A write that
+    fails (a full disk, an interrupt) leaves every path as it was and no temporary file behind."""
+    tmps = [(path.with_name(path.name + ".tmp"), path) for path, _ in files]
+    try:
+        for (tmp, _), (_, write) in zip(tmps, files, strict=True):
+            write(tmp)
+            os.chmod(tmp, 0o644)  # safetensors writes 0600
+            with open(tmp, "rb+") as fh:
+                os.fsync(fh.fileno())  # on disk before any rename makes it current
+        blocked = [path for _, path in tmps if path.exists() and not path.is_file()]
+        if blocked:  # (a folder where a file goes: found before any rename, not after the first ones)
+            raise IsADirectoryError(21, "not a file", str(blocked[0]))
+    except BaseException:
+        for tmp, _ in tmps:
+            tmp.unlink(missing_ok=True)
+        raise
+    for tmp, path in tmps:
+        os.replace(tmp, path)
 
 
 def atomic_write_bytes(path: PathLike, data: bytes) -> None:

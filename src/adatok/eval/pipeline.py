@@ -5,6 +5,7 @@ from __future__ import annotations
 import shlex
 
 from collections.abc import Callable, Sequence
+import os
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +59,8 @@ def run(data: str, out: str | Path, tokenizers: Sequence[Any] = ("wavelet",), *,
     split = default_split(data, split)
     out = Path(out)
     folder = Path(data) if str(data) not in ("samples", "fashion-mnist") else None
-    if folder is not None and folder.is_dir() and out.resolve().is_relative_to(folder.resolve()):
+    if folder is not None and folder.is_dir() and (out.resolve().is_relative_to(folder.resolve()) or Path(
+            os.path.abspath(out)).is_relative_to(os.path.abspath(folder))):  # (a link in it leading out: still read)
         raise AdatokError(f"the output folder {out} is inside the data folder {folder}: the report's plots would be "
                           "read as images by the next run over it; give an output folder outside it")
     ds = load(data, split, limit=limit, max_side=max_side)

@@ -35,10 +35,11 @@ from typing import Any
 
 import numpy as np
 
-from ..core.imageio import atomic_write_bytes
+from ..core.errors import AdatokError
+from ..core.imageio import atomic_writes
 from .bdrate import bd_rate
 from .maps import ERROR_MAP_MAX, colorize_indexed, error_map, token_heatmap
-from .runner import REGION_COLUMNS, ROI_SUFFIX, Evaluation, Method, budget_text, read_results, write_results
+from .runner import REGION_COLUMNS, ROI_SUFFIX, Evaluation, Method, budget_text, parse_results, results_csv
 
 __all__ = ["PLOTS", "REFERENCE", "REGION_PLOTS", "bd_rates", "plot_curves", "summarize", "write_report"]
 
@@ -314,19 +315,18 @@ def write_report(ev: Evaluation, out: str | Path, *, results: Sequence[dict[str,
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    files: dict[Path, bytes] = {}  # written together at the end: a failed write leaves the earlier run whole
     if results is None:
-        write_results(ev, out / "results.csv")
-        results = read_results(out / "results.csv")
+        text = results_csv(ev)
+        files[out / "results.csv"] = text.encode()
+        results = parse_results(text)
     rows = list(results)
     by_key = {(r["image"], r["method"], r["budget_kind"], r["budget"]): r for r in rows}
     order = [m.name for m in ev.methods]
 
     plots = plot_curves(rows, ev.methods, stream=ev.config.get("bpp_counts") == "stream")
-    (out / "plots").mkdir(exist_ok=True)
     for stem, (png, _) in plots.items():
-        atomic_write_bytes(out / "plots" / f"{stem}.png", png)
-    for stem in set(PLOTS) - set(plots):  # an earlier run's plot this one does not draw: not this run's
-        (out / "plots" / f"{stem}.png").unlink(missing_ok=True)
+        files[out / "plots" / f"{stem}.png"] = png
 
     rates = bd_rates(rows)
     bd_csv = io.StringIO()  # (csv quotes a method name holding a comma: a checkpoint's --name may)
@@ -334,7 +334,7 @@ def write_report(ev: Evaluation, out: str | Path, *, results: Sequence[dict[str,
     writer.writerow(["method", "bd_rate_psnr_percent", "bd_rate_ms_ssim_percent", "images_psnr", "images_ms_ssim"])
     writer.writerows([m, _fmt_pct(v["psnr"]), _fmt_pct(v["ms_ssim"]), int(v["n"]), int(v["n_ms_ssim"])]
                      for m, v in rates.items())
-    atomic_write_bytes(out / "bd_rate.csv", bd_csv.getvalue().encode())
+    files[out / "bd_rate.csv"] = bd_csv.getvalue().encode()
 
     parts = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'>"
              f"<meta name='viewport' content='width=device-width, initial-scale=1'>"
@@ -348,7 +348,15 @@ def write_report(ev: Evaluation, out: str | Path, *, results: Sequence[dict[str,
     parts.append(_results_table(rows))
     parts.append("</body></html>\n")
     path = out / "report.html"
-    atomic_write_bytes(path, "\n".join(parts).encode())
+    files[path] = "\n".join(parts).encode()
+    try:
+        (out / "plots").mkdir(exist_ok=True)
+        atomic_writes([(p, lambda tmp, data=data: tmp.write_bytes(data)) for p, data in files.items()])
+        for stem in set(PLOTS) - set(plots):  # an earlier run's plot this one does not draw: not this run's
+            (out / "plots" / f"{stem}.png").unlink(missing_ok=True)
+    except OSError as exc:
+        raise AdatokError(f"cannot write the report into {out} ({exc.strerror or exc}); the earlier report there, "
+                          "if any, is as it was") from None
     return path
 
 

@@ -471,15 +471,20 @@ def _regions(kept: Sequence[tuple[str, np.ndarray]], roi: str | Mapping[str, np.
     return {name: check_region(name, img, roi[name], "region") for name, img in kept}
 
 
-def write_results(ev: Evaluation, path) -> None:
-    """Write ``ev.rows`` to ``path`` as CSV (columns :data:`COLUMNS`), atomically."""
+def results_csv(ev: Evaluation) -> str:
+    """``ev.rows`` as the text of a ``results.csv`` (columns :data:`COLUMNS`)."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(COLUMNS)
     for row in ev.rows:
         writer.writerow([budget_text(row["budget_kind"], row["budget"]) if col == "budget" else _fmt(row[col], col)
                          for col in COLUMNS])
-    atomic_write_bytes(path, buf.getvalue().encode())
+    return buf.getvalue()
+
+
+def write_results(ev: Evaluation, path) -> None:
+    """Write ``ev.rows`` to ``path`` as CSV (columns :data:`COLUMNS`), atomically."""
+    atomic_write_bytes(path, results_csv(ev).encode())
 
 
 def read_results(path) -> list[dict[str, str]]:
@@ -487,4 +492,9 @@ def read_results(path) -> list[dict[str, str]]:
 
     Files written before a column existed (:data:`REGION_COLUMNS`) read as if it were empty."""
     with open(path, newline="") as fh:
-        return [{**row, **{c: "" for c in REGION_COLUMNS if c not in row}} for row in csv.DictReader(fh)]
+        return parse_results(fh.read())
+
+
+def parse_results(text: str) -> list[dict[str, str]]:
+    """The rows of a ``results.csv``'s text, as :func:`read_results` gives them."""
+    return [{**row, **{c: "" for c in REGION_COLUMNS if c not in row}} for row in csv.DictReader(io.StringIO(text))]

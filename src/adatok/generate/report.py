@@ -10,14 +10,16 @@ import base64
 import html
 import io
 import json
+import os
 import re
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from ..core.errors import AdatokError
-from ..core.imageio import atomic_path, atomic_write_bytes, image_suffixes, save_format, write_image
+from ..core.imageio import atomic_write_bytes, image_suffixes, save_format, write_image
 
 
 def grid(images: Sequence[np.ndarray], columns: int = 10, pad: int = 2, scale: int = 1) -> np.ndarray:
@@ -67,8 +69,12 @@ def check_samples_folder(out: Path, replace: bool = False) -> None:
     held = sum(1 for _ in out.iterdir())
     if held and not replace:
         raise AdatokError(f"{out} is not empty ({held} entries): give a new or empty folder, or --force to replace "
-                          "an earlier run's samples there (NNNN.png, NNNN.atk, samples.npz are removed first; "
+                          "an earlier run's samples there (NNNN.png, NNNN.atk, samples.npz, plain.png are replaced; "
                           "nothing else is)")
+    try:  # writable, before sampling (a read-only folder failed after the whole run, with a traceback)
+        tempfile.TemporaryFile(dir=out).close()
+    except OSError as exc:
+        raise AdatokError(f"cannot write into {out}: {exc.strerror or exc}") from None
 
 
 def write_samples(out: Path, seqs: Sequence, images: Sequence[np.ndarray], labels: Sequence[int],
@@ -86,20 +92,32 @@ def write_samples(out: Path, seqs: Sequence, images: Sequence[np.ndarray], label
         write_image(out, grid(([plain] if plain is not None else []) + list(images)))
         return
     check_samples_folder(out, replace)
-    if out.is_dir() and replace:
-        for old in out.iterdir():
-            if old.is_file() and SAMPLE_FILES.fullmatch(old.name):
-                old.unlink()
     out.mkdir(parents=True, exist_ok=True)
-    for i, (seq, img) in enumerate(zip(seqs, images, strict=True)):
-        write_image(out / f"{i:04d}.png", img)
-        if hasattr(seq, "to_bytes"):
-            atomic_write_bytes(out / f"{i:04d}.atk", seq.to_bytes())
-    if plain is not None:
-        write_image(out / "plain.png", plain)
-    with atomic_path(out / "samples.npz") as tmp:
-        with open(tmp, "wb") as f:
-            np.savez(f, images=np.stack(images).astype(np.uint8), labels=np.asarray(labels, np.int64))
+    # every new file is written into a folder of its own inside ``out`` first; only when all are there is
+    # the earlier run's sample files removed and the new ones moved in (its files were removed first, and a
+    # write that failed half-way left neither run)
+    try:
+        with tempfile.TemporaryDirectory(dir=out, prefix=".adatok-samples-") as tmp:
+            new = Path(tmp)
+            for i, (seq, img) in enumerate(zip(seqs, images, strict=True)):
+                write_image(new / f"{i:04d}.png", img)
+                if hasattr(seq, "to_bytes"):
+                    (new / f"{i:04d}.atk").write_bytes(seq.to_bytes())
+            if plain is not None:
+                write_image(new / "plain.png", plain)
+            with open(new / "samples.npz", "wb") as f:
+                np.savez(f, images=np.stack(images).astype(np.uint8), labels=np.asarray(labels, np.int64))
+            blocked = [p.name for p in new.iterdir() if (out / p.name).exists() and not (out / p.name).is_file()]
+            if blocked:  # (found before anything of the earlier run is touched)
+                raise AdatokError(f"{out / blocked[0]} is not a file: a sample cannot be written there; move it")
+            if replace:
+                for old in out.iterdir():
+                    if old.is_file() and SAMPLE_FILES.fullmatch(old.name) and not (new / old.name).exists():
+                        old.unlink()
+            for path in sorted(new.iterdir()):
+                os.replace(path, out / path.name)
+    except OSError as exc:
+        raise AdatokError(f"cannot write the samples into {out}: {exc.strerror or exc}") from None
 
 
 def _png(img: np.ndarray, scale: int = 2) -> str:

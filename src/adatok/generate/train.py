@@ -432,6 +432,10 @@ def train_generator(out: str | Path, lang=None, model_cfg: GPTConfig | None = No
     from ..datasets import check_out_outside, check_same_data, data_source
 
     out = Path(out)
+    reads = (lang.describe().get("tokenizer") if lang is not None and not resume else None) or ""
+    if reads and Path(reads).is_dir() and Path(reads).resolve() == out.resolve():  # (even with force)
+        raise AdatokError(f"--out {out} is the checkpoint of the tokenizer {reads} the generator's language reads: "
+                          "writing the generator there would destroy it; give another --out")
     check_fresh_start(out, resume, force)  # (its token caches stay: corpus_for rebuilds one made otherwise)
     overrides = check_overrides(overrides, resume, RESUMABLE)
     if resume:

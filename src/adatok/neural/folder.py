@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -17,26 +15,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load, save_file
 
 from ..core.checks import JSON_ERRORS
+from ..core.imageio import atomic_writes
 from ..core.errors import AdatokError
-
-
-def atomic_writes(files: list[tuple[Path, Callable[[Path], None]]]) -> None:
-    """Several files written as one: each ``write(tmp)`` to a temporary name first, and only when
-    every one is complete are they renamed over their paths (in the order given). A write that
-    fails (a full disk, an interrupt) leaves every path as it was and no temporary file behind."""
-    tmps = [(path.with_name(path.name + ".tmp"), path) for path, _ in files]
-    try:
-        for (tmp, _), (_, write) in zip(tmps, files, strict=True):
-            write(tmp)
-            os.chmod(tmp, 0o644)  # safetensors writes 0600
-            with open(tmp, "rb+") as fh:
-                os.fsync(fh.fileno())  # on disk before any rename makes it current
-    except BaseException:
-        for tmp, _ in tmps:
-            tmp.unlink(missing_ok=True)
-        raise
-    for tmp, path in tmps:
-        os.replace(tmp, path)
 
 
 def check_overrides(overrides: dict | None, resume: bool, resumable: tuple[str, ...]) -> dict:

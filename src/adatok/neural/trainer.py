@@ -378,7 +378,7 @@ def train(out: str | Path, model_cfg: ModelConfig | None = None, train_cfg: Trai
     """
     import torch.distributed as dist
 
-    from ..datasets import check_out_outside, check_same_data, data_source
+    from ..datasets import check_same_data, data_source
 
     out = Path(out)
     check_fresh_start(out, resume, force)
@@ -421,7 +421,6 @@ def train(out: str | Path, model_cfg: ModelConfig | None = None, train_cfg: Trai
                 train_cfg = replace(train_cfg, data=str(Path(train_cfg.data).resolve()))
             source = data_source(train_cfg.data, times=False)
     torch.set_num_threads(max(1, train_cfg.threads))  # (the checkpoint's, or --threads given to a resume)
-    check_out_outside(train_cfg.data, out)
     if name is None:  # DATA-K; a folder by its own name (``--data .`` is the folder it names, not "")
         data_name = train_cfg.data if train_cfg.data == "fashion-mnist" else Path(train_cfg.data).resolve().name
         name = f"{data_name}-{model_cfg.tokens}"
