@@ -551,3 +551,74 @@ def test_the_command(monkeypatch):
     assert ok.exit_code == 0 and "http://127.0.0.1:8123/" in ok.stderr
     assert calls["address"] == ("127.0.0.1", 8123)
     assert calls["app"].state.server.limits.max_pixels == 4096
+
+
+def _png_bytes(img: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def test_server_review_2026_12_01(tmp_path, monkeypatch):
+    """Found by review: a coding handed to the page again was the next one dropped; sample photos
+    skipped --max-pixels; a byte budget under the empty file answered a larger file (and compared
+    two codings at different bytes); seconds NaN was accepted and refused everything after."""
+    from adatok.serve import Limits, create_app
+
+    with pytest.raises(adatok.AdatokError):
+        Limits(seconds=float("nan"))
+    c = TestClient(create_app(Limits(codings=2, max_pixels=65536)), raise_server_exceptions=False)
+    rng = np.random.default_rng(0)
+    ids = [c.post("/api/images", files={"file": (f"{i}.png", _png_bytes(rng.integers(0, 256, (24, 24, 3), np.uint8)),
+                                                 "image/png")}).json()["image"] for i in range(3)]
+    a = c.post("/api/codings", data={"image": ids[0]}).json()["coding"]
+    b = c.post("/api/codings", data={"image": ids[1]}).json()["coding"]
+    assert c.post("/api/codings", data={"image": ids[0]}).json()["coding"] == a
+    c.post("/api/codings", data={"image": ids[2]})
+    assert c.get(f"/api/codings/{a}/frame", params={"tokens": 0}).status_code == 200
+    assert c.get(f"/api/codings/{b}/frame", params={"tokens": 0}).status_code == 404
+    big = c.post("/api/samples/astronaut")
+    assert big.status_code == 413 and "pixels" in big.json()["error"]
+    smallest = json.loads(c.get(f"/api/codings/{a}/frame", params={"tokens": 0}).headers["X-Adatok-Frame"])["bytes"]
+    assert c.get(f"/api/codings/{a}/frame", params={"bytes": smallest}).status_code == 200
+    low = c.get(f"/api/codings/{a}/frame", params={"bytes": smallest - 1})
+    assert low.status_code == 422 and "smallest" in low.json()["error"]
+
+
+def test_server_completion_and_generator_ids(tmp_path):
+    """Found by review: two generator folders named alike shared one id (the last one ran); a cut
+    file coded with a region was accepted and failed in the job; a cut file as long as the model's
+    longest sequence, without max_tokens, gave completions that wrote nothing."""
+    import shutil
+
+    import adatok.datasets
+    from adatok.serve import Limits, create_app
+
+    pytest.importorskip("torch")
+    shipped = Path(adatok.__file__).parent / "checkpoints"
+    shutil.copytree(shipped / "fmnist-gpt-wavelet", tmp_path / "a" / "gen")
+    shutil.copytree(shipped / "fmnist-gpt-learned", tmp_path / "b" / "gen")
+    c = TestClient(create_app(Limits(updates=0.0), generators=[tmp_path / "a" / "gen", tmp_path / "b" / "gen"]),
+                   raise_server_exceptions=False)
+    listed = c.get("/api/info").json()["generators"]
+    assert len({g["id"] for g in listed}) == 2
+    wavelet = next(g["id"] for g in listed if g["tokenizer"] == "wavelet")
+    image = adatok.datasets.load("fashion-mnist", "test", limit=1).images[0]
+    tok = adatok.load("wavelet")
+    data = tok.encode([image])[0].to_bytes()
+
+    def post(blob, **extra):
+        return c.post("/api/jobs/complete", data={"model": wavelet, "n": 1, **extra},
+                      files={"file": ("cut.atk", blob, "application/octet-stream")})
+
+    assert post(data[: int(len(data) * 0.4)]).status_code == 200
+    roi = np.zeros((28, 28))
+    roi[4:12, 4:12] = 1
+    coded = tok.encode([image], adatok.Tokens(300), roi=[roi])[0].to_bytes()
+    r = post(coded)
+    assert r.status_code == 400 and "region of interest" in r.json()["error"]
+    r = post(data[: len(data) // 2])
+    assert r.status_code == 400 and "max_tokens" in r.json()["error"]
+    assert post(data[: len(data) // 2], max_tokens=20).status_code == 200

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import socket
 from pathlib import Path
 from typing import Annotated
@@ -36,8 +37,8 @@ def serve_cmd(
         check_at_least(value, name, 1)
     if not 0 < port < 65536:
         raise AdatokError(f"--port is 1..65535, got {port}")
-    if seconds <= 0:
-        raise AdatokError(f"--seconds must be > 0, got {seconds}")
+    if not (math.isfinite(seconds) and seconds > 0):  # (NaN passed, then every upload got 503)
+        raise AdatokError(f"--seconds must be a finite number > 0, got {seconds}")
     for g in generator or []:
         if ("/" in g or g.startswith(".")) and not Path(g).is_dir():
             raise AdatokError(f"--generator {g}: no such checkpoint folder")

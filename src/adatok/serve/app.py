@@ -39,6 +39,7 @@ import json
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -132,11 +133,19 @@ class Server:
         return self._generator_specs
 
     def generator_list(self) -> list[dict]:
+        specs = self.generator_specs()
+        if not specs:
+            return []
+        from adatok.generate.sample import generator_folder  # (the folder the loader takes: a folder of samples
+        # named like a shipped generator in the working directory was listed in its place)
+
+        folders = [generator_folder(spec) for spec in specs]
+        named = Counter(f.name for f in folders)
         out = []
-        for spec in self.generator_specs():
-            folder = Path(spec) if Path(spec).is_dir() else CHECKPOINTS / spec
+        for spec, folder in zip(specs, folders, strict=True):
             lang = _config(folder).get("language", {})
-            out.append({"id": folder.name, "language": lang.get("language"), "tokenizer": lang.get("tokenizer"),
+            out.append({"id": folder.name if named[folder.name] == 1 else spec,  # (two folders named alike: by path)
+                        "language": lang.get("language"), "tokenizer": lang.get("tokenizer"),
                         "shape": lang.get("shape")})
         return out
 
@@ -298,6 +307,10 @@ def create_app(limits: Limits | None = None, generators: Sequence[str | Path] | 
     @app.post("/api/samples/{name}")
     async def sample(name: str):
         pixels = await server.run_light(state.sample_image, name)
+        h, w = pixels.shape[:2]
+        if h * w > limits.max_pixels:  # (as an upload of the same photo is: the samples skipped the limit)
+            raise TooLarge(f"{name} is {w}x{h} = {w * h:,} pixels, over this server's limit of {limits.max_pixels:,} "
+                           "pixels (start the server with a larger --max-pixels)")
         return _add_image(name, pixels)
 
     @app.get("/api/images/{iid}.png")
@@ -417,7 +430,8 @@ def create_app(limits: Limits | None = None, generators: Sequence[str | Path] | 
         if not 0 <= cfg <= 10:
             raise OutOfRange(f"cfg={cfg} is out of range: a guidance weight from 0 to 10 (1: none)")
         if max_tokens is not None and max_tokens < 1:
-            raise OutOfRange(f"max_tokens={max_tokens} is out of range: 1 or more (or leave it out: no limit)")
+            raise OutOfRange(f"max_tokens={max_tokens} is out of range: 1 or more (or leave it out: up to the "
+                             "model's longest training sequence, a completion's prefix counted)")
 
     @app.post("/api/jobs/generate")
     async def generate(model: str = Form(...), label: int = Form(-1), n: int = Form(4), seed: int = Form(0),
@@ -437,6 +451,8 @@ def create_app(limits: Limits | None = None, generators: Sequence[str | Path] | 
             raise ServeError(f"{state.display_name(file.filename)} is empty (0 bytes): choose a cut .atk file")
         gen = await server.run_heavy(server.generator, model)
         prefix = await server.run_light(_prefix_for, gen, data, state.display_name(file.filename))
+        if max_tokens is None:
+            await server.run_light(_room_after, gen, prefix)
         picture = await server.run_light(lambda: gen.lang.decode([prefix])[0])
         work = state.complete_job(gen, prefix, None if label < 0 else label, n, seed, cfg, limits.updates,
                                   limits.seconds, max_tokens)
@@ -525,7 +541,22 @@ def _prefix_for(gen, data: bytes, name: str) -> TokenSequence:
     if have != shape and have + (1,) != shape:
         raise ServeError(f"{name} is of a {'x'.join(map(str, have))} image; {gen.name} writes "
                          f"{'x'.join(map(str, shape))} images")
-    return TokenSequence.from_bytes(data)
+    seq = TokenSequence.from_bytes(data)
+    try:  # a prefix the model cannot go on from (a region's, pixel replication's tree): refused here, not in the job
+        gen.lang.stepper(prefixes=[seq])
+    except AdatokError as exc:
+        raise ServeError(f"{name}: {exc}") from None
+    return seq
+
+
+def _room_after(gen, prefix: TokenSequence) -> None:
+    """Refuse a completion without ``max_tokens`` of a prefix as long as the longest sequence the
+    model learned: the sampler stops there, the prefix counted, and such a job wrote nothing."""
+    held = int(gen.lang.stepper(prefixes=[prefix]).lengths[0])
+    longest = gen.config.get("longest")
+    if longest is not None and held >= longest:
+        raise ServeError(f"the cut file holds {held:,} of {gen.name}'s tokens, as many as the longest sequence it "
+                         f"learned ({longest:,}): it would write nothing more; give max_tokens, or cut the file shorter")
 
 
 def _run_job(server: Server, job: Job, emit) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import io
+import math
 import queue
 import re
 import secrets
@@ -95,6 +96,8 @@ class Limits:
 
     def __post_init__(self) -> None:
         self.max_pixels = min(int(self.max_pixels), imageio.MAX_PIXELS)
+        if not (math.isfinite(self.seconds) and self.seconds > 0):
+            raise AdatokError(f"the time limit is a finite number of seconds > 0, got {self.seconds}")
 
 
 def new_id() -> str:
@@ -298,9 +301,9 @@ class Coding:
                 raise OutOfRange(f"tokens={tokens} is out of range: this sequence has 0 to {len(p):,} tokens")
             return p.snap(tokens)
         if nbytes is not None:
-            if not 0 <= nbytes <= 2**40:
-                raise OutOfRange(f"bytes={nbytes} is out of range: give 0 or more (the whole file is "
-                                 f"{int(p.sizes[-1]):,} bytes)")
+            if not int(p.sizes[0]) <= nbytes <= 2**40:  # (below the empty file: a larger file was answered)
+                raise OutOfRange(f"bytes={nbytes} is out of range: the smallest file of this coding (its header, no "
+                                 f"token) is {int(p.sizes[0]):,} bytes, the whole file {int(p.sizes[-1]):,}")
             return p.longest(nbytes)
         if not 0 < target <= 200:
             raise OutOfRange(f"psnr={target} is out of range: give a PSNR in dB, above 0 (e.g. 20 to 60)")
@@ -459,6 +462,9 @@ def curve(coding: Coding, points: int = 24) -> dict:
 def compare(plain: Coding, steered: Coding, nbytes: int) -> dict:
     """PSNR inside and outside the region of ``steered`` for both codings at the same bytes (each
     at its longest cut whose file fits ``nbytes``)."""
+    least = max(int(plain.prefixes.sizes[0]), int(steered.prefixes.sizes[0]))
+    if nbytes < least:  # (each coding's empty file is the least it answers: one was compared at more bytes)
+        raise OutOfRange(f"bytes={nbytes} is out of range: both codings fit from {least:,} bytes (their headers)")
     mask = region_mask(steered.roi)
     out = {"bytes": int(nbytes), "region_pixels": int(mask.sum()), "pixels": int(mask.size)}
     for key, cd in (("without", plain), ("with", steered)):
@@ -501,9 +507,12 @@ class Store:
             return item
 
     def find(self, match: Callable[[object], bool]) -> tuple[str, object] | None:
+        """The newest item that ``match``es, marked as used now (a coding handed to the page again was
+        the next to be dropped, and its slider then found it gone)."""
         with self._lock:
             for key, item in reversed(self._items.items()):
                 if match(item):
+                    self._items.move_to_end(key)
                     return key, item
         return None
 
