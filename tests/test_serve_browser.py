@@ -8,6 +8,7 @@ folder (``screens/``)."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -26,7 +27,7 @@ import adatok  # noqa: E402
 from adatok import TokenSequence  # noqa: E402
 
 from test_report_browser import ARGS, _chromium  # noqa: E402
-from test_serve import cut_atk, free_port, png_bytes, train_tiny_generator  # noqa: E402
+from test_serve import fashion_image, free_port, png_bytes, train_tiny_generator  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -180,8 +181,11 @@ def test_a_person_s_visit(served, tab):
     assert page.text_content("#gen-status").startswith("done")
     _shot(page, folder, "7-generated")
 
-    # complete a cut file of a Fashion-MNIST-sized image
-    (folder / "cut.atk").write_bytes(cut_atk(0.3))
+    # complete a cut file of a Fashion-MNIST-sized image, shorter than what the generator learned to write
+    # (a longer one, completed without max_tokens as the page asks, is refused: nothing would be written)
+    longest = json.loads((folder / "tiny-gen" / "config.json").read_text())["longest"]
+    cut = adatok.load("wavelet").encode([fashion_image(0)], adatok.Tokens(longest // 3))[0]
+    (folder / "cut.atk").write_bytes(cut.to_bytes())
     page.set_input_files("#cmp-file", str(folder / "cut.atk"))
     page.click("#cmp-go")
     page.wait_for_selector("#cmp-out[data-done='1']", timeout=120_000)
