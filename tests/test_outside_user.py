@@ -605,3 +605,57 @@ def test_commands_never_destroy_what_they_read_or_an_earlier_run(tmp_path, monke
     r = run("eval", "--data", photos, "--bpp", "2", "--baselines", "none", "--out", ev, "--quiet")
     assert r.exit_code == 2 and "earlier report" in r.output
     assert all(p.read_bytes() == data for p, data in kept.items() if p != plot)
+
+
+def test_the_write_checks_leave_alone_what_they_need_not_touch(tmp_path, monkeypatch):
+    """Found by reviewing the fixes above: a folder named like a registered tokenizer (./wavelet/)
+    was taken for its checkpoint; a --complete file beside the samples, not one of them, was refused;
+    eval's files came out 0644 whatever the umask or their own mode, and a link was replaced; a
+    killed generate left a hidden folder that made OUT "not empty" for ever."""
+    import os
+    import stat
+
+    from typer.testing import CliRunner
+
+    from adatok.cli import app
+
+    def run(*args):
+        return CliRunner().invoke(app, [str(a) for a in args])
+
+    monkeypatch.chdir(tmp_path)
+    Image.fromarray(np.zeros((16, 16), np.uint8)).save("img.png")
+    os.mkdir("wavelet")
+    assert run("encode", "img.png", "wavelet/img.atk", "-t", "wavelet").exit_code == 0
+    assert run("encode", "img.png", "wavelet/img.atk", "-t", "wavelet", "--force").exit_code == 0
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(2):
+        Image.fromarray(np.random.default_rng(i).integers(0, 256, (32, 32, 3), np.uint8)).save(photos / f"{i}.png")
+    ev = tmp_path / "ev"
+    old = os.umask(0o077)
+    try:
+        assert run("eval", "--data", photos, "--bpp", "1", "--baselines", "none", "--out", ev, "--quiet").exit_code == 0
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((ev / "report.html").stat().st_mode) == 0o600
+    (ev / "report.html").chmod(0o664)
+    kept = tmp_path / "kept.csv"
+    (ev / "results.csv").rename(kept)
+    (ev / "results.csv").symlink_to(kept)
+    assert run("eval", "--data", photos, "--bpp", "2", "--baselines", "none", "--out", ev, "--quiet").exit_code == 0
+    assert stat.S_IMODE((ev / "report.html").stat().st_mode) == 0o664
+    import csv
+
+    assert (ev / "results.csv").is_symlink()
+    assert {r["budget"] for r in csv.DictReader(kept.open())} == {"2"}  # (written through the link)
+    pytest.importorskip("torch")
+    out = tmp_path / "s"
+    (out / ".adatok-samples-left").mkdir(parents=True)  # what a killed run leaves
+    (out / ".adatok-samples-left" / "0000.png").write_bytes(b"x")
+    assert run("generate", "--model", "fmnist-gpt-learned", "-n", "1", "--out", out, "--quiet").exit_code == 0
+    assert not list(out.glob(".adatok-samples-*"))
+    cut = (out / "0000.atk").read_bytes()
+    (out / "cut.atk").write_bytes(cut)
+    r = run("generate", "--model", "fmnist-gpt-learned", "--complete", out / "cut.atk", "-n", "1", "--out", out,
+            "--force", "--quiet")
+    assert r.exit_code == 0 and (out / "cut.atk").read_bytes() == cut and (out / "plain.png").exists()

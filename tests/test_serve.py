@@ -622,3 +622,28 @@ def test_server_completion_and_generator_ids(tmp_path):
     r = post(data[: len(data) // 2])
     assert r.status_code == 400 and "max_tokens" in r.json()["error"]
     assert post(data[: len(data) // 2], max_tokens=20).status_code == 200
+
+
+def test_the_page_loads_without_torch_and_with_a_generator_folder_gone(tmp_path):
+    """Listing generators imported torch on every page load (235 MB more); one --generator folder
+    removed while the server ran made /api/info and every generation fail (found by review)."""
+    import shutil
+    import subprocess
+    import sys
+
+    code = ("import sys; from fastapi.testclient import TestClient; from adatok.serve import Limits, create_app; "
+            "c = TestClient(create_app(Limits())); r = c.get('/api/info'); "
+            "assert r.status_code == 200 and r.json()['generators'], r.text; assert 'torch' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+    from adatok.serve import Limits, create_app
+
+    pytest.importorskip("torch")
+    shipped = Path(adatok.__file__).parent / "checkpoints"
+    shutil.copytree(shipped / "fmnist-gpt-learned", tmp_path / "mine")
+    shutil.copytree(shipped / "fmnist-gpt-learned", tmp_path / "other")
+    c = TestClient(create_app(Limits(updates=0.0), generators=[tmp_path / "mine", tmp_path / "other"]),
+                   raise_server_exceptions=False)
+    assert c.get("/api/info").status_code == 200
+    shutil.rmtree(tmp_path / "mine")
+    assert c.get("/api/info").status_code == 200
+    assert c.post("/api/jobs/generate", data={"model": "other", "n": 1}).status_code == 200

@@ -75,7 +75,8 @@ def check_output(out: Path, *inputs: Path, force: bool = False, image: bool = Fa
     out_path = Path(out)
     for src in inputs:
         src_path = Path(src)
-        if src_path.is_dir() and out_path.exists() and out_path.resolve().parent == src_path.resolve():
+        if src_path.is_dir() and out_path.exists() and out_path.resolve().parent == src_path.resolve() \
+                and (out_path.name == "config.json" or out_path.suffix == ".safetensors"):  # (a checkpoint's files)
             raise AdatokError(f"{out} is a file of the input folder {src} (a checkpoint this command reads): writing "
                               "it would destroy it; give another output path")
         same = out_path.resolve() == src_path.resolve()
@@ -94,6 +95,16 @@ def check_output(out: Path, *inputs: Path, force: bool = False, image: bool = Fa
     if not force and not image and suffix in image_suffixes():
         raise AdatokError(f"{out} has an image suffix but would hold token bytes (.atk); give a name ending in "
                           ".atk, or --force to write it anyway")
+
+
+def checkpoint_inputs(tokenizer: str | None) -> list[Path]:
+    """The checkpoint folder a ``--tokenizer`` names, as an input of the command (its files must not be
+    written over), or nothing: a registered name (``wavelet``) is not read from a folder of that name."""
+    from adatok.core.registry import names
+
+    if tokenizer is None or tokenizer in names() or not Path(tokenizer).is_dir():
+        return []
+    return [Path(tokenizer)]
 
 
 def check_saliency(roi: Any, method: str) -> None:

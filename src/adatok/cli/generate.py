@@ -245,9 +245,10 @@ def generate_cmd(
     if not 0 < top_p <= 1 or temperature <= 0:
         raise AdatokError("--top-p is in (0, 1] and --temperature > 0")
     check_output(out, *([complete] if complete else []), force=True)
-    from adatok.generate.report import check_samples_folder, is_grid, write_samples
+    from adatok.generate.report import SAMPLE_FILES, check_samples_folder, is_grid, write_samples
 
-    if complete is not None and not is_grid(out) and Path(out).resolve() in Path(complete).resolve().parents:
+    if complete is not None and not is_grid(out) and Path(complete).resolve().parent == Path(out).resolve() \
+            and SAMPLE_FILES.fullmatch(Path(complete).name):  # (a file of the folder's samples: replaced)
         raise AdatokError(f"the file to complete, {complete}, is inside --out {out}, whose earlier samples --force "
                           "removes (and a new sample would take its name): copy it elsewhere, or give another --out")
 

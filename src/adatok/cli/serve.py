@@ -44,7 +44,7 @@ def serve_cmd(
             raise AdatokError(f"--generator {g}: no such checkpoint folder")
     if generator:  # each one known before the page offers it (a misspelt name failed only when used)
         try:
-            from adatok.generate.sample import generator_folder
+            from adatok.generate.folders import generator_folder
             from adatok.neural.folder import read_json
         except ImportError as exc:
             raise AdatokError(f"--generator needs the neural extra ({exc.name} is missing): "

@@ -15,8 +15,8 @@ from adatok.core.metrics import psnr
 from adatok.core.sequence import parse_container
 
 from .app import app
-from .common import (budget, check_at_least, check_output, check_saliency, default_tokenizer, file_bpp, fmt_psnr,
-                     fmt_shape, load_checkpoint, model_card, read_bytes, reporting_errors)
+from .common import (budget, check_at_least, check_output, check_saliency, checkpoint_inputs, default_tokenizer,
+                     file_bpp, fmt_psnr, fmt_shape, load_checkpoint, model_card, read_bytes, reporting_errors)
 from .options import (BppBudget, CheckpointFolder, Force, LosslessBudget, PsnrBudget, Quiet, SaliencyMethod, SsimBudget,
                       TokensBudget)
 from .tables import token_table
@@ -59,7 +59,7 @@ def encode(
     # a method's name (a file of that name wins); was read as a mask file, refused, with a message naming methods
     spec = saliency_method if roi == "auto" else roi if is_method(roi) and not Path(roi).exists() else roi and Path(roi)
     check_output(out, image, *([spec] if isinstance(spec, Path) else []),
-                 *([Path(tokenizer)] if tokenizer is not None and Path(tokenizer).is_dir() else []), force=force)
+                 *checkpoint_inputs(tokenizer), force=force)
     chosen = budget(tokens, psnr_db, ssim, lossless, bpp)
     if region:
         if not isinstance(chosen, Quality) or roi is None:
@@ -100,8 +100,7 @@ def decode(
     quiet: Quiet = False,
 ) -> None:
     """Decode a token file (or a prefix of it) to an image."""
-    check_output(out, src, *([Path(tokenizer)] if tokenizer is not None and Path(tokenizer).is_dir() else []),
-                 image=True)
+    check_output(out, src, *checkpoint_inputs(tokenizer), image=True)
     check_at_least(tokens, "--tokens")
     check_at_least(n_bytes, "--bytes")
     load_checkpoint(tokenizer)

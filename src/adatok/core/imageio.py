@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import re
 import secrets
 import stat
@@ -523,15 +524,21 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
                 os.close(dfd)
 
 
-def atomic_writes(files: list[tuple[Path, Callable[[Path], None]]]) -> None:
+def atomic_writes(files: list[tuple[Path, Callable[[Path], None]]], mode: int | None = None) -> None:
     """Several files written as one: each ``write(tmp)`` to a temporary name first, and only when
     every one is complete are they renamed over their paths (in the order given). A write that
     fails (a full disk, an interrupt) leaves every path as it was and no temporary file behind."""
-    tmps = [(path.with_name(path.name + ".tmp"), path) for path, _ in files]
+    # (a link is written through, as a plain write would; a file keeps its own mode, a new one the umask's,
+    # unless ``mode`` is given: checkpoints are 0644 whatever safetensors makes)
+    targets = [Path(os.path.realpath(path)) if Path(path).is_symlink() else Path(path) for path, _ in files]
+    tmps = [(path.with_name(path.name + ".tmp"), path) for path in targets]
     try:
-        for (tmp, _), (_, write) in zip(tmps, files, strict=True):
+        for (tmp, path), (_, write) in zip(tmps, files, strict=True):
             write(tmp)
-            os.chmod(tmp, 0o644)  # safetensors writes 0600
+            if mode is not None:
+                os.chmod(tmp, mode)
+            elif path.is_file():
+                shutil.copymode(path, tmp)
             with open(tmp, "rb+") as fh:
                 os.fsync(fh.fileno())  # on disk before any rename makes it current
         blocked = [path for _, path in tmps if path.exists() and not path.is_file()]

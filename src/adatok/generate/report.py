@@ -12,6 +12,7 @@ import io
 import json
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -43,6 +44,10 @@ def grid(images: Sequence[np.ndarray], columns: int = 10, pad: int = 2, scale: i
 SAMPLE_FILES = re.compile(r"(\d{4,}\.(png|atk)|samples\.npz|plain\.png)")
 
 
+#: The prefix of the folder inside OUT that a run writes its samples into before moving them in.
+_WORK = ".adatok-samples-"
+
+
 def is_grid(out: Path) -> bool:
     """Whether samples written to ``out`` make one grid image (a name with an image suffix:
     ``.png``, ``.jpg``, ...) rather than a folder of samples."""
@@ -66,7 +71,7 @@ def check_samples_folder(out: Path, replace: bool = False) -> None:
         return
     if not out.is_dir():
         raise AdatokError(f"{out} is a file: give a folder (or an image name, .png or .jpg ..., for a grid)")
-    held = sum(1 for _ in out.iterdir())
+    held = sum(1 for p in out.iterdir() if not p.name.startswith(_WORK))  # (a killed run's work folder: ours)
     if held and not replace:
         raise AdatokError(f"{out} is not empty ({held} entries): give a new or empty folder, or --force to replace "
                           "an earlier run's samples there (NNNN.png, NNNN.atk, samples.npz, plain.png are replaced; "
@@ -93,11 +98,13 @@ def write_samples(out: Path, seqs: Sequence, images: Sequence[np.ndarray], label
         return
     check_samples_folder(out, replace)
     out.mkdir(parents=True, exist_ok=True)
+    for left in out.glob(_WORK + "*"):  # a run killed while writing (SIGKILL, the OOM killer) left its folder
+        shutil.rmtree(left, ignore_errors=True)
     # every new file is written into a folder of its own inside ``out`` first; only when all are there is
     # the earlier run's sample files removed and the new ones moved in (its files were removed first, and a
     # write that failed half-way left neither run)
     try:
-        with tempfile.TemporaryDirectory(dir=out, prefix=".adatok-samples-") as tmp:
+        with tempfile.TemporaryDirectory(dir=out, prefix=_WORK) as tmp:
             new = Path(tmp)
             for i, (seq, img) in enumerate(zip(seqs, images, strict=True)):
                 write_image(new / f"{i:04d}.png", img)

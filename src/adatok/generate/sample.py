@@ -23,11 +23,9 @@ import torch
 from ..core.checks import is_whole
 from ..core.errors import AdatokError
 from ..neural.folder import load_weights, read_json
+from .folders import CHECKPOINT_DIR, generator_folder, shipped  # noqa: F401 (also imported from here)
 from .languages import language_from, rows_of
 from .model import GPT, GPTConfig
-
-#: Where shipped generators live (folders whose config.json names the family "generator").
-CHECKPOINT_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
 
 
 @dataclass
@@ -41,33 +39,6 @@ class Generator:
     @property
     def name(self) -> str:
         return self.config["name"]
-
-
-def shipped() -> list[str]:
-    """Names of the generators shipped in the package."""
-    out = []
-    for folder in sorted(CHECKPOINT_DIR.iterdir()) if CHECKPOINT_DIR.is_dir() else []:
-        try:
-            if read_json(folder).get("family") == "generator":
-                out.append(folder.name)
-        except AdatokError:
-            continue
-    return out
-
-
-def generator_folder(name_or_folder: str | Path) -> Path:
-    """The checkpoint folder given, or that of a shipped generator's name. A folder without a
-    config.json (samples written by ``adatok generate -m NAME -o NAME``) does not hide the shipped
-    generator of its name."""
-    folder = Path(name_or_folder)
-    own = CHECKPOINT_DIR / folder.name  # (a shipped name, written as "name/" or "./name" too)
-    bare = str(name_or_folder) == folder.name
-    if folder.is_dir() and ((folder / "config.json").is_file() or not bare or not own.is_dir()):
-        return folder
-    if folder.name and own.is_dir():
-        return own
-    raise AdatokError(f"unknown generator {str(name_or_folder)!r}: use one of {', '.join(shipped()) or '(none)'} "
-                      "or a checkpoint folder")
 
 
 def load_generator(name_or_folder: str | Path) -> Generator:

@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 
 from ..core.checks import is_finite_number, is_whole
+from ..core.registry import names as registered_names
 from ..core.errors import AdatokError
 from ..neural.folder import check_fresh_start, check_overrides, read_json, restore_training, write_folder
 from .languages import Corpus, build_corpus, gather_corpus, language_from, rows_of
@@ -433,7 +434,7 @@ def train_generator(out: str | Path, lang=None, model_cfg: GPTConfig | None = No
 
     out = Path(out)
     reads = (lang.describe().get("tokenizer") if lang is not None and not resume else None) or ""
-    if reads and Path(reads).is_dir() and Path(reads).resolve() == out.resolve():  # (even with force)
+    if reads and reads not in registered_names() and Path(reads).is_dir() and Path(reads).resolve() == out.resolve():
         raise AdatokError(f"--out {out} is the checkpoint of the tokenizer {reads} the generator's language reads: "
                           "writing the generator there would destroy it; give another --out")
     check_fresh_start(out, resume, force)  # (its token caches stay: corpus_for rebuilds one made otherwise)

@@ -91,7 +91,7 @@ def write_folder(out: Path, model: torch.nn.Module, config: dict, optimizer: tor
     files.append((out / "config.json", write_config))
     # the weights, the training state and the config of one step: never of two (renamed one by one, the
     # files of a save interrupted between two renames are told apart by the digests in config.json)
-    atomic_writes(files)
+    atomic_writes(files, mode=0o644)  # (safetensors writes 0600)
 
 
 #: The key of config.json under which a save records the digests of the files it wrote with it.

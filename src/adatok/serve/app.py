@@ -136,10 +136,16 @@ class Server:
         specs = self.generator_specs()
         if not specs:
             return []
-        from adatok.generate.sample import generator_folder  # (the folder the loader takes: a folder of samples
-        # named like a shipped generator in the working directory was listed in its place)
+        from adatok.generate.folders import generator_folder  # (torch-free) the folder the loader takes: a folder
+        # of samples named like a shipped generator in the working directory was listed in its place
 
-        folders = [generator_folder(spec) for spec in specs]
+        def folder_of(spec) -> Path:
+            try:
+                return generator_folder(spec)
+            except AdatokError:  # (a folder gone since the start: listed as it was given, its jobs refused alone)
+                return Path(spec)
+
+        folders = [folder_of(spec) for spec in specs]
         named = Counter(f.name for f in folders)
         out = []
         for spec, folder in zip(specs, folders, strict=True):
