@@ -650,10 +650,10 @@ def test_a_checkpoint_save_is_all_or_nothing(tmp_path, monkeypatch):
     before = {f.name: f.read_bytes() for f in out.iterdir()}
     real = folder.atomic_writes
 
-    def full_disk(files):
+    def full_disk(files, **kw):
         def fail(path):
             raise OSError(28, "No space left on device")
-        real([*files[:-1], (files[-1][0], fail)])
+        real([*files[:-1], (files[-1][0], fail)], **kw)
 
     monkeypatch.setattr(folder, "atomic_writes", full_disk)
     with pytest.raises(OSError, match="No space"):
