@@ -181,17 +181,21 @@ def test_the_cli_resume_takes_the_checkpoints_own_image_size_and_a_relative_data
     assert r.exit_code == 2 and "image-size" in r.output
 
 
-def test_a_resume_is_not_refused_for_what_does_not_change_the_split(tmp_path):
-    """A README added beside the images, or tokenize-dataset run again with nothing to do (it
-    rewrites its manifest's last run), refused a resume (found by reviewing the change)."""
+def test_a_resume_is_refused_exactly_when_what_the_reader_takes_changed(tmp_path):
+    """tokenize-dataset run again with nothing to do (it rewrites its manifest's last run) refused a
+    resume (found by reviewing the change). A file without an image suffix added beside the images
+    does refuse it: the reader tries every file as an image (a PNG named im05b was read, and moved
+    the held-out split, while the check looked at suffixes only: found by a later review)."""
+    from PIL import Image
     from typer.testing import CliRunner
 
     from adatok.cli import app
 
     imgs = _folder(tmp_path / "imgs")
     _tokenizer(tmp_path, str(imgs))
-    (imgs / "README.txt").write_text("notes")
-    train(tmp_path / "tok", resume=True, quiet=True)
+    Image.fromarray(np.zeros((28, 28), np.uint8)).save(imgs / "x" / "im05b", format="PNG")
+    with pytest.raises(AdatokError, match="changed"):
+        train(tmp_path / "tok", resume=True, quiet=True)
     shards = tmp_path / "shards"
     tokenize = ["tokenize-dataset", str(imgs), str(shards), "--lossless", "--workers", "0", "--quiet"]
     assert CliRunner().invoke(app, tokenize).exit_code == 0
@@ -199,6 +203,13 @@ def test_a_resume_is_not_refused_for_what_does_not_change_the_split(tmp_path):
           quiet=True, stop_after=2)
     assert CliRunner().invoke(app, tokenize).exit_code == 0  # nothing to do: the manifest is written again
     train(tmp_path / "tok2", resume=True, quiet=True)
+    from adatok.datasets import read_tokens
+
+    rows = len(list(read_tokens(shards)))
+    (shards / "parquet" / "part-00000.parquet").unlink()  # lost in a copy: it was left out silently
+    with pytest.raises(AdatokError, match="lacks 1 of its"):
+        list(read_tokens(shards))
+    assert rows == 21
 
 
 def test_adatok_train_keeps_its_data_and_refuses_a_changed_folder(tmp_path, monkeypatch):

@@ -354,7 +354,7 @@ MANIFEST = "manifest.json"
 def data_source(data: str | os.PathLike[str], times: bool = True) -> dict:
     """What a training run's ``--data`` is: ``{"data": "fashion-mnist"}``, or a folder's absolute path
     and a digest of what it holds (``"contents"``: a token shard folder's manifest; an image
-    folder's image files (by suffix), their sizes and, with ``times``, their modification times). The generator's
+    folder's files (each its reader tries as an image), their sizes and, with ``times``, their modification times). The generator's
     token cache is keyed by it (``times``: a file rewritten is tokenized again), and a resumed run
     checks it without ``times`` (its held-out part is taken by the files' order: a file added or
     removed moves images between training and held-out, a copy of the folder does not)."""
@@ -362,19 +362,14 @@ def data_source(data: str | os.PathLike[str], times: bool = True) -> dict:
 
     if str(data) == "fashion-mnist":
         return {"data": "fashion-mnist"}
-    from .core.imageio import image_suffixes
-
     folder = Path(data).resolve()
     digest = hashlib.sha256()
     if is_token_shards(folder):  # what the run planned and wrote (a run with nothing to do rewrites the rest)
         manifest = read_manifest(folder)
         digest.update(json.dumps([manifest.get("plan"), manifest.get("shards")], sort_keys=True).encode())
     else:
-        suffixes = image_suffixes()
-        for path in image_files(folder):  # the images a folder's reader takes (linked folders too; a README
-            if path.suffix.lower() not in suffixes:  # added beside them is not one)
-                continue
-            st = path.stat()
+        for path in image_files(folder):  # every file the folder's reader tries (linked folders too; one without
+            st = path.stat()  # an image suffix may be an image: a README added refuses a resume, the safe way)
             digest.update(f"{path.relative_to(folder)}\0{st.st_size}".encode()
                           + (f"\0{st.st_mtime_ns}" if times else "").encode() + b"\n")
     return {"data": str(folder), "contents": digest.hexdigest()}
@@ -456,6 +451,15 @@ def token_shards(folder: str | os.PathLike[str], complete: bool = True) -> list[
         raise AdatokError(f"{path} holds no Parquet shards (written with --format "
                           f"{' '.join(info['plan']['formats'])}): read its tar shards with webdataset, or tokenize "
                           "again with --format parquet")
+    if info.get("status") == "complete" and isinstance(info.get("shards"), list):
+        # the shards the run wrote, by its manifest (the files found were read: one lost in a copy was left out
+        # silently, a stray one read); a shard of bad images only has no file
+        files = [path / "parquet" / f"{s['name']}.parquet" for s in info["shards"] if s.get("rows")]
+        gone = [f.name for f in files if not f.is_file()]
+        if gone:
+            raise AdatokError(f"{path} lacks {len(gone)} of its {len(files)} shards ({', '.join(gone[:3])}): copy them "
+                              f"back, or run the same command again to write them: {info.get('command') or ''}")
+        return files
     # by number: past part-99999 the names grow a digit, and as strings part-100000 sorted first
     return sorted((path / "parquet").glob("part-*.parquet"), key=lambda f: int(f.stem.split("-")[1]))
 
