@@ -230,3 +230,12 @@ def test_adatok_train_keeps_its_data_and_refuses_a_changed_folder(tmp_path, monk
     _folder(imgs, 4, start=60)
     r = CliRunner().invoke(app, ["train", "--out", "run", "--resume", "--steps", "4", "--quiet"])
     assert r.exit_code == 2 and "changed" in r.output
+
+
+def test_a_tokenizer_checkpoint_inside_its_image_folder_resumes(tmp_path):
+    """Its own files changed the folder's digest at every save, so such a run could never resume
+    (found by reviewing the change that digests every file)."""
+    imgs = _folder(tmp_path / "imgs")
+    train(imgs / "ckpt", TINY, TrainConfig(data=str(imgs), steps=4, batch=4, eval_every=2, ssim_weight=0), quiet=True,
+          stop_after=2)
+    train(imgs / "ckpt", resume=True, quiet=True)

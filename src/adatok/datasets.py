@@ -351,13 +351,15 @@ def _pyarrow():
 MANIFEST = "manifest.json"
 
 
-def data_source(data: str | os.PathLike[str], times: bool = True) -> dict:
+def data_source(data: str | os.PathLike[str], times: bool = True, skip=None) -> dict:
     """What a training run's ``--data`` is: ``{"data": "fashion-mnist"}``, or a folder's absolute path
-    and a digest of what it holds (``"contents"``: a token shard folder's manifest; an image
-    folder's files (each its reader tries as an image), their sizes and, with ``times``, their modification times). The generator's
-    token cache is keyed by it (``times``: a file rewritten is tokenized again), and a resumed run
+    and a digest of what it holds (``"contents"``: a token shard folder's plan and shard list; an
+    image folder's files, each its reader tries as an image, their sizes and, with ``times``, their
+    modification times). The generator's token cache is keyed by it (``times``: a file rewritten is tokenized again), and a resumed run
     checks it without ``times`` (its held-out part is taken by the files' order: a file added or
-    removed moves images between training and held-out, a copy of the folder does not)."""
+    removed moves images between training and held-out, a copy of the folder does not). ``skip``: a
+    folder left out (a learned tokenizer's own ``--out`` inside its ``--data``: its files are no images,
+    and they change at every save)."""
     import hashlib
 
     if str(data) == "fashion-mnist":
@@ -368,8 +370,10 @@ def data_source(data: str | os.PathLike[str], times: bool = True) -> dict:
         manifest = read_manifest(folder)
         digest.update(json.dumps([manifest.get("plan"), manifest.get("shards")], sort_keys=True).encode())
     else:
-        for path in image_files(folder):  # every file the folder's reader tries (linked folders too; one without
-            st = path.stat()  # an image suffix may be an image: a README added refuses a resume, the safe way)
+        # every file the folder's reader tries (linked folders too; one without an image suffix may be an
+        # image: a README added refuses a resume, the safe way)
+        for path in image_files(folder, skip=skip):
+            st = path.stat()
             digest.update(f"{path.relative_to(folder)}\0{st.st_size}".encode()
                           + (f"\0{st.st_mtime_ns}" if times else "").encode() + b"\n")
     return {"data": str(folder), "contents": digest.hexdigest()}
@@ -388,14 +392,15 @@ def check_out_outside(data: str | os.PathLike[str], out) -> None:
                           "give an --out outside it")
 
 
-def check_same_data(recorded: dict | None, data: str | os.PathLike[str], out) -> None:
+def check_same_data(recorded: dict | None, data: str | os.PathLike[str], out, skip=None) -> None:
     """Refuse to resume the run in ``out`` when its data is not what it began with (``recorded``:
     :func:`data_source` without times, as the run's ``config.json`` keeps it; None for checkpoints
     made before it was kept): its held-out part would take in images trained on, or another folder
     of the same name would be read."""
     if recorded is None:
         return
-    now = data_source(data, times=False) if str(data) == "fashion-mnist" or Path(data).exists() else {"data": None}
+    there = str(data) == "fashion-mnist" or Path(data).exists()
+    now = data_source(data, times=False, skip=skip) if there else {"data": None}
     if now != recorded:
         raise AdatokError(f"{out} began on {recorded['data']} as it was then; "
                           + ("that folder is gone" if now["data"] is None else "its files have changed since (added, "

@@ -405,7 +405,8 @@ def train(out: str | Path, model_cfg: ModelConfig | None = None, train_cfg: Trai
                 raise ValueError(f"its step {start!r}")
         except (KeyError, TypeError, ValueError) as exc:
             raise AdatokError(f"{out}/config.json cannot be resumed: {type(exc).__name__} {exc}") from None
-        check_same_data(config.get("data_source"), train_cfg.data, out)  # (adatok train passes the images it read)
+        # (adatok train passes the images it read: checked all the same)
+        check_same_data(config.get("data_source"), train_cfg.data, out, skip=out)
         source = config.get("data_source")
         if start >= train_cfg.steps:
             raise AdatokError(f"{out} has trained its {train_cfg.steps} steps already (step {start}); give more "
@@ -419,7 +420,7 @@ def train(out: str | Path, model_cfg: ModelConfig | None = None, train_cfg: Trai
         if train_cfg.data == "fashion-mnist" or Path(train_cfg.data).exists():
             if train_cfg.data != "fashion-mnist":
                 train_cfg = replace(train_cfg, data=str(Path(train_cfg.data).resolve()))
-            source = data_source(train_cfg.data, times=False)
+            source = data_source(train_cfg.data, times=False, skip=out)  # (its own files, when --out is inside)
     torch.set_num_threads(max(1, train_cfg.threads))  # (the checkpoint's, or --threads given to a resume)
     if name is None:  # DATA-K; a folder by its own name (``--data .`` is the folder it names, not "")
         data_name = train_cfg.data if train_cfg.data == "fashion-mnist" else Path(train_cfg.data).resolve().name
