@@ -13,7 +13,6 @@ def is_whole(value: Any) -> bool:
     return not isinstance(value, bool) and isinstance(value, int | np.integer)
 
 
-
 def is_finite_number(value: Any) -> bool:
     """Whether ``value`` is a finite real number (Python or numpy, not a ``bool``, not NaN or inf)."""
     return not isinstance(value, bool) and isinstance(value, int | float | np.integer | np.floating) \

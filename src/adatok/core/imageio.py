@@ -44,9 +44,9 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import re
 import secrets
+import shutil
 import stat
 import threading
 from collections.abc import Callable, Iterator

@@ -12,10 +12,9 @@ saving is that fixed size over the mean adaptive size of those images.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-
-import sys
 
 import numpy as np
 
@@ -115,6 +114,7 @@ def _fixed_size(tokenizer, images: list[np.ndarray], target: Quality, roi, masks
         return quality_score(images[j], out, target, masks[j]) >= goal - 1e-9
 
     whole = None
+    rates: dict[tuple[int, int], float] = {}
     size = start
     while True:
         seqs = encode(Tokens(size) if kind == "tokens" else Bpp(size))
@@ -124,15 +124,20 @@ def _fixed_size(tokenizer, images: list[np.ndarray], target: Quality, roi, masks
         whole = whole or encode(Tokens(sys.maxsize))
         nxt = []
         for j in below:
-            def fits(k: int, out: np.ndarray, j=j) -> bool:
-                if not at_goal(j, out):
-                    return False
-                return kind == "tokens" or exact_bpp(len(whole[j].prefix(k).to_bytes()), images[j].shape).x > size
+            def size_at(k: int, j=j):  # what size a prefix of k tokens of image j asks for (a rate: coded once)
+                if kind == "tokens":
+                    return k
+                if (j, k) not in rates:
+                    rates[j, k] = exact_bpp(len(whole[j].prefix(k).to_bytes()), images[j].shape).x
+                return rates[j, k]
+
+            def fits(k: int, out: np.ndarray, j=j) -> bool:  # (a rate must grow: the prefix at it was below)
+                return at_goal(j, out) and (kind == "tokens" or size_at(k) > size)
 
             k = _next_at_goal(tokenizer, whole[j], len(seqs[j]), fits)
             if k is None:
                 return None
-            nxt.append(k if kind == "tokens" else exact_bpp(len(whole[j].prefix(k).to_bytes()), images[j].shape).x)
+            nxt.append(size_at(k))
         size = max(nxt)
 
 

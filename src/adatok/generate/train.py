@@ -469,9 +469,8 @@ def train_generator(out: str | Path, lang=None, model_cfg: GPTConfig | None = No
     train_cfg = train_cfg or GenTrainConfig()
     check_out_outside(train_cfg.data, out)
     if not resume:  # a folder by its absolute path: a resume from elsewhere reads the same one
-        if train_cfg.data != "fashion-mnist":
-            train_cfg = replace(train_cfg, data=str(Path(train_cfg.data).resolve()))
         source = data_source(train_cfg.data, times=False)
+        train_cfg = replace(train_cfg, data=source["data"])
     reader = train_cfg.gen_weight == 0
     if reader and train_cfg.p_uncond != 1:
         raise AdatokError("a reader (gen_weight 0) learns from the rows given no class: give p_uncond=1 (every row)")

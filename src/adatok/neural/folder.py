@@ -98,18 +98,22 @@ def write_folder(out: Path, model: torch.nn.Module, config: dict, optimizer: tor
 SAVED_TOGETHER = "files"
 
 
-def check_saved_together(folder: Path, name: str, digest: str) -> None:
-    """Refuse ``folder/name`` whose bytes' digest is not the one its ``config.json`` recorded (a save
-    interrupted between its renames: the weights of one step beside the config and training state
-    of another), when a run is resumed from it. Folders written before the digests were recorded
-    pass; loading a model alone does not check (weights put in a folder by hand load)."""
+def check_saved_together(folder: Path, digests: dict[str, str]) -> None:
+    """Refuse a file of ``folder`` (``digests``: its name and the digest of its bytes) whose digest is
+    not the one its ``config.json`` recorded (a save interrupted between its renames: the weights of
+    one step beside the config and training state of another), when a run is resumed from it.
+    Folders written before the digests were recorded pass; loading a model alone does not check
+    (weights put in a folder by hand load)."""
     try:
-        recorded = json.loads((Path(folder) / "config.json").read_text()).get(SAVED_TOGETHER, {}).get(name)
+        recorded = json.loads((Path(folder) / "config.json").read_text()).get(SAVED_TOGETHER, {})
     except (OSError, *JSON_ERRORS, AttributeError):
         return  # (a config that cannot be read is refused where it is read)
-    if recorded is not None and recorded != digest:
-        raise AdatokError(f"{Path(folder) / name} is not the file its config.json was saved with (a save was "
-                          "interrupted): the folder mixes two steps; train again, or resume from a copy")
+    if not isinstance(recorded, dict):
+        return
+    for name, digest in digests.items():
+        if recorded.get(name) not in (None, digest):
+            raise AdatokError(f"{Path(folder) / name} is not the file its config.json was saved with (a save was "
+                              "interrupted): the folder mixes two steps; train again, or resume from a copy")
 
 
 def read_json(folder: Path) -> dict:
@@ -183,8 +187,8 @@ def restore_training(folder: Path, model: torch.nn.Module, optimizer: torch.opti
                           "another shape): it cannot be resumed; start a new folder, or give --force")
     # a state of the weights' own save (loading alone takes weights put in by hand; a resume needs the three of
     # one step)
-    check_saved_together(folder, path.name, digest)
-    check_saved_together(folder, "model.safetensors", weights_digest(Path(folder) / "model.safetensors"))
+    check_saved_together(folder, {path.name: digest,
+                                  "model.safetensors": weights_digest(Path(folder) / "model.safetensors")})
     torch.set_rng_state(tensors["rng"])
     if "data_rng" in tensors:
         generator.set_state(tensors["data_rng"])

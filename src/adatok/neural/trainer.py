@@ -418,9 +418,8 @@ def train(out: str | Path, model_cfg: ModelConfig | None = None, train_cfg: Trai
         # a folder by its absolute path: a resume from elsewhere reads the same one (images given by a caller
         # with a data name that names no folder: nothing to keep)
         if train_cfg.data == "fashion-mnist" or Path(train_cfg.data).exists():
-            if train_cfg.data != "fashion-mnist":
-                train_cfg = replace(train_cfg, data=str(Path(train_cfg.data).resolve()))
             source = data_source(train_cfg.data, times=False, skip=out)  # (its own files, when --out is inside)
+            train_cfg = replace(train_cfg, data=source["data"])  # (the folder's absolute path)
     torch.set_num_threads(max(1, train_cfg.threads))  # (the checkpoint's, or --threads given to a resume)
     if name is None:  # DATA-K; a folder by its own name (``--data .`` is the folder it names, not "")
         data_name = train_cfg.data if train_cfg.data == "fashion-mnist" else Path(train_cfg.data).resolve().name

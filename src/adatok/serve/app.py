@@ -456,9 +456,7 @@ def create_app(limits: Limits | None = None, generators: Sequence[str | Path] | 
         if not data:
             raise ServeError(f"{state.display_name(file.filename)} is empty (0 bytes): choose a cut .atk file")
         gen = await server.run_heavy(server.generator, model)
-        prefix = await server.run_light(_prefix_for, gen, data, state.display_name(file.filename))
-        if max_tokens is None:
-            await server.run_light(_room_after, gen, prefix)
+        prefix = await server.run_light(_prefix_for, gen, data, state.display_name(file.filename), max_tokens is None)
         picture = await server.run_light(lambda: gen.lang.decode([prefix])[0])
         work = state.complete_job(gen, prefix, None if label < 0 else label, n, seed, cfg, limits.updates,
                                   limits.seconds, max_tokens)
@@ -531,7 +529,7 @@ def _saliency(pixels: np.ndarray, method: str) -> np.ndarray:
     return saliency(pixels, method)
 
 
-def _prefix_for(gen, data: bytes, name: str) -> TokenSequence:
+def _prefix_for(gen, data: bytes, name: str, need_room: bool = False) -> TokenSequence:
     """The prefix a cut ``.atk`` file holds, checked against what ``gen`` writes: from its header
     first (a file of a hundred bytes may ask for an image of 50 million pixels, which decoding
     would build before the shape were checked), then decoded."""
@@ -549,20 +547,16 @@ def _prefix_for(gen, data: bytes, name: str) -> TokenSequence:
                          f"{'x'.join(map(str, shape))} images")
     seq = TokenSequence.from_bytes(data)
     try:  # a prefix the model cannot go on from (a region's, pixel replication's tree): refused here, not in the job
-        gen.lang.stepper(prefixes=[seq])
+        held = int(gen.lang.stepper(prefixes=[seq]).lengths[0])
     except AdatokError as exc:
         raise ServeError(f"{name}: {exc}") from None
-    return seq
-
-
-def _room_after(gen, prefix: TokenSequence) -> None:
-    """Refuse a completion without ``max_tokens`` of a prefix as long as the longest sequence the
-    model learned: the sampler stops there, the prefix counted, and such a job wrote nothing."""
-    held = int(gen.lang.stepper(prefixes=[prefix]).lengths[0])
+    # ``need_room`` (a completion without max_tokens): a prefix as long as the longest sequence the model
+    # learned is refused: the sampler stops there, the prefix counted, and such a job wrote nothing
     longest = gen.config.get("longest")
-    if longest is not None and held >= longest:
+    if need_room and longest is not None and held >= longest:
         raise ServeError(f"the cut file holds {held:,} of {gen.name}'s tokens, as many as the longest sequence it "
                          f"learned ({longest:,}): it would write nothing more; give max_tokens, or cut the file shorter")
+    return seq
 
 
 def _run_job(server: Server, job: Job, emit) -> None:
