@@ -339,6 +339,20 @@ def test_bytes_round_trip_and_cuts(tok):
         assert len(part) == min(n, 6) and (part.ids == seq.ids[: len(part)]).all()
 
 
+def test_stepper_starts_are_whole_number_shapes(tok):
+    """(28.0, 28.0) was taken (it equals (28, 28)) and its sequences then refused by sequences();
+    numpy arrays of the shape, taken by the wavelet steppers, were refused. Indices of images() are
+    checked as every stepper's are."""
+    for bad in ((28.0, 28.0), (28, 28, 3), ("28", "28"), (True, 28)):
+        with pytest.raises(adatok.ImageFormatError):
+            tok.stepper([bad])
+    stepper = tok.stepper([np.array([28, 28]), [28, 28, 1]])
+    stepper.push([1, 2])
+    assert [s.shape for s in stepper.sequences()] == [(28, 28), (28, 28, 1)]
+    with pytest.raises(adatok.InvalidTokensError, match="images"):
+        stepper.images([2])
+
+
 def test_stepper_slots_every_id_and_images_of_the_prefixes(tok):
     """The learned tokenizer's stepper: slot k next, every id legal until K tokens, the encoder's
     codes give back its sequences, and images() is decode of the current prefixes."""

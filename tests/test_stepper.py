@@ -383,8 +383,10 @@ def test_images_of_some_sequences_index_as_a_list(name):
     as the other steppers have, now)."""
     stepper = adatok.load(name).stepper([(4, 4), (6, 5)])
     assert stepper.images([-1])[0].shape == stepper.images([1])[0].shape == (6, 5)
-    with pytest.raises(IndexError):
-        stepper.images([2])
+    assert [im.shape for im in stepper.images(np.array([1, 0]))] == [(6, 5), (4, 4)]
+    for bad in ([2], [-3], [0.0], ["0"], [True], 0, "01"):  # (raw IndexError / TypeError before)
+        with pytest.raises(InvalidTokensError, match="images"):
+            stepper.images(bad)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -438,6 +440,44 @@ def test_a_lower_nmax_and_an_all_zero_image():
     assert all(np.array_equal(img, gray) for img in stepper.images())
     low = t.stepper([(6, 6)], nmax=2)
     assert low.next_pos()[0, 0] == 2 and low.sequences()[0].params["nmax"] == 2
+
+
+def test_a_grid_checks_what_it_is_given():
+    """The grid baseline refused little: another fitted grid's sequences decoded to a wrong image
+    (the version was "1" for every grid), bytes with an impossible header, bad shapes and params and
+    stepper starts reached numpy (ValueError, MemoryError), and seq.to_bytes() named the registry."""
+    import dataclasses
+    import struct
+
+    from adatok import ContainerError, UnknownTokenizerError
+    from adatok.eval import GridTokenizer
+
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (9, 9, 3), dtype=np.uint8)
+    a = GridTokenizer.fit([img], patch=(8, 4), codebook=16)
+    b = GridTokenizer.fit([255 - img], patch=(8, 4), codebook=16)
+    again = GridTokenizer.fit([img], patch=(8, 4), codebook=16)
+    assert a.version != b.version and a.version == again.version  # the version names the codebooks
+    (seq,) = a.encode([img])
+    assert np.array_equal(again.decode([seq])[0], a.decode([seq])[0])
+    for other in (b, dataclasses.replace(seq, version="1")):
+        with pytest.raises(TokenizerMismatchError, match="another grid"):
+            b.decode([seq]) if other is b else a.decode([other])
+    for bad in (dataclasses.replace(seq, shape=(9, 9, 4)), dataclasses.replace(seq, params={"patch": "x"}),
+                dataclasses.replace(seq, params={"patch": 4.0}), dataclasses.replace(seq, shape=(10**5, 10**5, 3))):
+        with pytest.raises(InvalidTokensError):
+            a.decode([bad])
+    data = a.to_bytes(seq)
+    h, w, c, p, n = struct.unpack_from(">IIBBI", data)
+    assert a.decode([a.from_bytes(data)])[0].tolist() == a.decode([seq])[0].tolist()
+    for head in ((h, w, 5, p, n), (2**30, 2**30, c, p, n), (0, w, c, p, n)):
+        with pytest.raises(ContainerError, match="no image"):
+            a.from_bytes(struct.pack(">IIBBI", *head) + data[14:])
+    for start in (("28", "28"), (10**6, 10**6), (28.0, 28)):
+        with pytest.raises(ImageFormatError):
+            a.stepper([start])
+    with pytest.raises(UnknownTokenizerError, match="GridTokenizer.to_bytes"):
+        seq.to_bytes()
 
 
 def test_every_tokenizer_has_a_stepper():

@@ -192,6 +192,17 @@ def test_conversions_and_errors():
             WordTokenizer(d, n)
 
 
+def test_words_are_made_of_a_wavelet_tokenizers_decisions_only():
+    """WordTokenizer(wavelet-w8, 2) was taken and remembered by name (every encode then an
+    AttributeError); a learned tokenizer as the base an AttributeError."""
+    from adatok.core.registry import known
+
+    for base in (adatok.load("wavelet-w8"), object()):
+        with pytest.raises(adatok.AdatokError, match="decisions of a wavelet tokenizer"):
+            WordTokenizer(base, 2)
+    assert not known("wavelet-w8-w2")
+
+
 def test_a_word_tokenizer_of_its_own_writes_and_reads_its_bytes():
     """``WordTokenizer(base, 4)`` could not write bytes (its name was not registered), and named
     ``wavelet-w8`` it wrote 4-decision words that read back as 8-decision ones, another image."""

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from .checks import JSON_ERRORS, is_whole
-from .errors import ContainerError, InvalidTokensError, TokenizerMismatchError
+from .errors import ContainerError, InvalidTokensError, TokenizerMismatchError, UnknownTokenizerError
 
 MAGIC = b"\x89ATK"
 FORMAT_VERSION = 1
@@ -145,7 +145,14 @@ class TokenSequence:
         """The sequence as a self-describing, embedded byte string (the ``.atk`` format)."""
         from .registry import maker
 
-        codec = getattr(maker(self), "payload_codec", None) or RAW_CODEC
+        try:
+            tok = maker(self)
+        except UnknownTokenizerError:
+            raise UnknownTokenizerError(
+                f"the .atk container is for sequences of the tokenizers adatok.load finds; "
+                f"{self.tokenizer!r} is not one: write this sequence with its own tokenizer's to_bytes (the grid "
+                "baseline: GridTokenizer.to_bytes(seq))") from None
+        codec = getattr(tok, "payload_codec", None) or RAW_CODEC
         key = "payload:" + codec.codec_name
         payload = self.cache.get(key)
         if payload is None:

@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from . import imageio
 from .errors import ImageFormatError, InvalidTokensError
 from .sequence import TokenSequence
 
@@ -23,6 +24,39 @@ def check_starts(starts) -> list:
         raise ImageFormatError("stepper takes a non-empty list of starts (image shapes or sequences); "
                                "wrap a single one as [start]")
     return list(starts)
+
+
+def start_shape(shape, i: int) -> tuple[int, ...]:
+    """A stepper start's image shape, checked: ``(H, W)`` or ``(H, W, C)`` with C 1 or 3, whole
+    numbers (not bools, not floats), at most ``adatok.core.imageio.MAX_PIXELS`` pixels."""
+    try:
+        out = tuple(int(v) for v in shape)
+    except (TypeError, ValueError):
+        out = ()
+    if (len(out) not in (2, 3) or min(out[:2]) < 1 or (len(out) == 3 and out[2] not in (1, 3))
+            or any(not isinstance(v, int | np.integer) or isinstance(v, bool) for v in shape)):
+        raise ImageFormatError(f"start {i}: {shape!r} is not an image shape: give (H, W) or (H, W, C) with "
+                               "C 1 or 3, or a TokenSequence")
+    if out[0] * out[1] > imageio.MAX_PIXELS:
+        raise ImageFormatError(f"start {i}: {out[0]} x {out[1]} pixels is over the limit "
+                               f"adatok.core.imageio.MAX_PIXELS ({imageio.MAX_PIXELS})")
+    return out
+
+
+def check_which(which, batch: int) -> list[int]:
+    """The sequences a stepper's ``images(which)`` names, as indices 0..batch-1 (``None``: all;
+    negative ones count from the end, as in a list)."""
+    if which is None:
+        return list(range(batch))
+    if isinstance(which, str | bytes) or not hasattr(which, "__iter__"):
+        raise InvalidTokensError(f"images takes a list of sequence indices (or None for all), got {which!r}")
+    out = []
+    for b in which:
+        if isinstance(b, bool) or not isinstance(b, int | np.integer) or not -batch <= b < batch:
+            raise InvalidTokensError(f"images: {b!r} is not the index of one of the {batch} sequences "
+                                     f"(whole numbers {-batch}..{batch - 1})")
+        out.append(int(b) % batch)
+    return out
 
 
 def check_ids(ids, batch: int) -> np.ndarray:
@@ -120,5 +154,4 @@ class SlotStepper:
     def images(self, which: Sequence[int] | None = None) -> list[np.ndarray]:
         """Each sequence's current prefix (or those of the sequences ``which``), decoded (in one
         batch where the tokenizer batches)."""
-        seqs = self.sequences()
-        return self._decode(seqs if which is None else [seqs[b] for b in which])
+        return self._decode([self._make(b, self._ids[b, : self._n[b]].copy()) for b in check_which(which, len(self))])

@@ -20,6 +20,7 @@ with :func:`adatok.load`: make one with :meth:`GridTokenizer.fit`.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import math
 import struct
@@ -32,11 +33,12 @@ from PIL import Image
 
 from ..core.budget import Bpp, Lossless, Quality, Tokens, check_budget, smallest_bpp
 from ..core.errors import AdatokError, BudgetError, ContainerError, ImageFormatError, InvalidTokensError
-from ..core.imageio import as_image
+from ..core.imageio import MAX_PIXELS, as_image
 from ..core.protocol import image_list, sequence_list
 from ..core.metrics import psnr, ssim
-from ..core.sequence import TokenSequence
-from ..core.stepper import SlotStepper, check_starts
+from ..core.checks import is_whole
+from ..core.sequence import TokenSequence, check_maker
+from ..core.stepper import SlotStepper, check_starts, start_shape
 
 __all__ = ["CODECS", "Codec", "Encoded", "GridTokenizer", "codec"]
 
@@ -231,7 +233,6 @@ class GridTokenizer:
     """
 
     name = "grid"
-    version = "1"
     pos_fields = ("patch", "y", "x")
     supports_roi = False  # a fixed grid: no region of interest
 
@@ -246,6 +247,12 @@ class GridTokenizer:
         self.vocab_size = int(codebook_size)
         self.seed = seed
         self.bits = max(1, math.ceil(math.log2(self.vocab_size)))
+        # The version names the codebooks: a sequence of another fitted grid (same name, same patch
+        # sides) would decode here without error to another image.
+        digest = hashlib.sha256(repr((self.channels, self.vocab_size)).encode())
+        for p, book in self.codebooks.items():
+            digest.update(repr((p, book.shape)).encode() + book.tobytes() + self.fill[p].tobytes())
+        self.version = "1-" + digest.hexdigest()[:12]
 
     def __repr__(self) -> str:
         return (f"GridTokenizer(patches={self.patches}, codebook={self.vocab_size}, channels={self.channels}, "
@@ -389,11 +396,7 @@ class GridTokenizer:
                 grids.append((tuple(start.shape), int(start.params["patch"])))
                 prefixes.append(start.ids)
                 continue
-            shape = tuple(start) if isinstance(start, tuple | list) else ()
-            if len(shape) not in (2, 3) or min(shape[:2]) < 1 or (len(shape) == 3 and shape[2] not in (1, 3)):
-                raise ImageFormatError(f"start {i}: {start!r} is not an image shape: give (H, W) or (H, W, C) with "
-                                       "C 1 or 3, or a TokenSequence")
-            grids.append((shape, p0))
+            grids.append((start_shape(start, i), p0))
             prefixes.append(np.zeros(0, np.int64))
         full = [self._sequence(np.zeros(self.grid_tokens(s, p), np.int64), s, p).pos for s, p in grids]
         return SlotStepper(self.vocab_size, self.pos_fields, full, prefixes,
@@ -407,7 +410,10 @@ class GridTokenizer:
 
     def to_bytes(self, seq: TokenSequence) -> bytes:
         """A 14-byte header (height, width, channels, patch side, tokens), then the ids at
-        ``ceil(log2(vocab_size))`` bits each, most significant bit first."""
+        ``ceil(log2(vocab_size))`` bits each, most significant bit first. The bytes do not name
+        the codebooks (a baseline's rate counts what a decoder that has them needs): read them
+        with the tokenizer that wrote them. (Not the ``.atk`` container: ``seq.to_bytes()`` is
+        for registered tokenizers.)"""
         self._check(seq)
         h, w = seq.shape[:2]
         c = seq.shape[2] if len(seq.shape) == 3 else 0  # 0: a 2-D image
@@ -419,6 +425,8 @@ class GridTokenizer:
         if len(data) < _HEADER.size:
             raise ContainerError(f"grid token bytes need a {_HEADER.size}-byte header, got {len(data)} bytes")
         h, w, c, p, n = _HEADER.unpack_from(data)
+        if c not in (0, 1, 3) or min(h, w) < 1 or h * w > MAX_PIXELS:
+            raise ContainerError(f"grid token bytes hold no image: {h} x {w} pixels, {c} channels (corrupt?)")
         if p not in self.codebooks or n > self.grid_tokens((h, w), p) or len(data) < self.nbytes(n):
             raise ContainerError("grid token bytes do not match this grid tokenizer: corrupt, or another codebook")
         bits = np.unpackbits(np.frombuffer(data, np.uint8, offset=_HEADER.size))[: n * self.bits]
@@ -456,12 +464,16 @@ class GridTokenizer:
     def _check(self, seq: TokenSequence) -> None:
         if not isinstance(seq, TokenSequence):
             raise InvalidTokensError(f"expected a TokenSequence, got {type(seq).__name__}")
-        if seq.tokenizer != self.name:
-            raise InvalidTokensError(f"this sequence was made by {seq.tokenizer!r}, not by the grid tokenizer")
-        p = int(seq.params.get("patch", -1))
-        if p not in self.codebooks:
+        check_maker(seq.tokenizer, seq.version, self, "another grid (other codebooks) made it")
+        shape = seq.shape
+        if len(shape) not in (2, 3) or (len(shape) == 3 and shape[2] not in (1, 3)) or shape[0] * shape[1] > MAX_PIXELS:
+            raise InvalidTokensError(f"shape {shape} is not an image's of at most {MAX_PIXELS} pixels with 1 or 3 "
+                                     "channels")
+        p = seq.params.get("patch", -1)
+        if not is_whole(p) or int(p) not in self.codebooks:
             raise InvalidTokensError(f"this grid tokenizer has no codebook for {p}-pixel patches "
                                      f"(it has {', '.join(map(str, self.patches))})")
+        p = int(p)
         if len(seq) > self.grid_tokens(seq.shape, p):
             raise InvalidTokensError(f"{len(seq)} tokens, more than the {self.grid_tokens(seq.shape, p)} patches "
                                      "of the grid")

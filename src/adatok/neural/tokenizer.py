@@ -21,7 +21,7 @@ from ..core.imageio import as_image
 from ..core.protocol import image_list, sequence_list
 from ..core.metrics import ssim as ssim_metric
 from ..core.sequence import TokenSequence, check_maker, container_overhead
-from ..core.stepper import SlotStepper, check_starts
+from ..core.stepper import SlotStepper, check_starts, start_shape
 from .model import Autoencoder
 from .trainer import FORMAT, load_model, to_uint8
 
@@ -197,7 +197,7 @@ class NeuralTokenizer:
                 shapes.append(tuple(start.shape))
                 prefixes.append(start.ids)
                 continue
-            shape = tuple(start) if isinstance(start, tuple | list) else None
+            shape = start_shape(start, i)  # (whole numbers: 28.0 is no side)
             if shape not in (self.expects, self.expects[:2] if self.expects[2] == 1 else None):
                 h, w, c = self.expects
                 raise ImageFormatError(f"start {i}: {self.name} makes {w}x{h} images with {c} channel(s), shape "

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..core.errors import InvalidTokensError
 from ..core.sequence import TokenSequence
-from ..core.stepper import check_ids
+from ..core.stepper import check_ids, check_which
 from . import spiht
 from .layout import GEO_DOWN, GEO_LEFT, GEO_RIGHT, GEO_UP, POS_FIELDS, Layout
 
@@ -268,8 +268,7 @@ class WaveletStepper:
         """Each sequence's current prefix (or those of the sequences ``which``), decoded as
         ``decode`` would, from the knowledge the stepper keeps: no replay of the prefix."""
         out = []
-        for b in range(len(self)) if which is None else which:
-            b = range(len(self))[b]  # indexed as a list is (-1: the last; past the end: IndexError), as other steppers do
+        for b in check_which(which, len(self)):
             g, r = self._row[b]
             out.append(self._tok._image(g.layout, g.value[r], g.low[r], g.neg[r], self._params[b], self._shapes[b]))
         return out

@@ -29,7 +29,7 @@ from ..core.protocol import image_list, sequence_list
 from ..core.metrics import quality_mask, quality_score
 from ..core.registry import registered
 from ..core.sequence import TokenSequence, check_maker, container_overhead as _container_overhead
-from ..core.stepper import check_starts
+from ..core.stepper import check_starts, start_shape
 from . import header
 from . import roi as roi_coding
 from . import spiht
@@ -138,22 +138,6 @@ def _make_weights(shape, channels, levels, lossless, step) -> tuple[tuple[np.nda
     imp.flags.writeable = False
     weights.flags.writeable = False
     return (imp, weights), len(imp)
-
-
-def _image_shape(shape, i: int) -> tuple[int, ...]:
-    """A start's image shape, checked: ``(H, W)`` or ``(H, W, C)`` with C 1 or 3."""
-    try:
-        out = tuple(int(v) for v in shape)
-    except (TypeError, ValueError):
-        out = ()
-    if (len(out) not in (2, 3) or min(out[:2]) < 1 or (len(out) == 3 and out[2] not in (1, 3))
-            or any(not isinstance(v, int | np.integer) or isinstance(v, bool) for v in shape)):
-        raise ImageFormatError(f"start {i}: {shape!r} is not an image shape: give (H, W) or (H, W, C) with "
-                               "C 1 or 3, or a TokenSequence")
-    if out[0] * out[1] > imageio.MAX_PIXELS:
-        raise ImageFormatError(f"start {i}: {out[0]} x {out[1]} pixels is over the limit "
-                               f"adatok.core.imageio.MAX_PIXELS ({imageio.MAX_PIXELS})")
-    return out
 
 
 def replication(img: np.ndarray, most: int = 8, min_side: int = 8) -> tuple[int, int]:
@@ -456,7 +440,7 @@ class WaveletTokenizer:
                 self._check_range(start.ids, f"start {i}: ")
                 out.append((tuple(start.shape), dict(start.params), start.ids))
                 continue
-            shape = _image_shape(start, i)
+            shape = start_shape(start, i)
             params = header.fixed_params(self, shape)
             if nmax is not None:
                 params["nmax"] = _plane(nmax)
@@ -469,7 +453,7 @@ class WaveletTokenizer:
         of ``shape`` without a region of interest: the ``nmax`` of every sequence of that shape
         made with ``fixed_header=True`` or by a stepper started from the shape. An upper bound
         from the transforms, attained (see :mod:`adatok.wavelet.header`)."""
-        shape = _image_shape(shape, 0)
+        shape = start_shape(shape, 0)
         return header.fixed_params(self, shape)["nmax"]
 
     def with_top_plane(self, seq: TokenSequence, nmax: int | None = None) -> TokenSequence:

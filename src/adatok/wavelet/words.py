@@ -42,6 +42,7 @@ from .spiht import (BAD_TOKEN, K_D, K_END, K_L, K_L_FORCED, K_REF, K_SIG, K_SIG_
                     TOO_LONG, WS_C, WS_KIND, WS_LAST, WS_LOPEN, WS_NODE, WS_PHASE, WS_PLANE, WS_SET, WS_SIZE, WS_T,
                     _advance, undo, walk_row)
 from .stepper import WaveletStepper
+from .tokenizer import WaveletTokenizer
 
 #: The ``pos`` columns of a word: its first decision's, and that decision's kind.
 WORD_POS_FIELDS = (*POS_FIELDS, "kind")
@@ -310,6 +311,9 @@ class WordTokenizer:
         if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_WORD:
             raise AdatokError(f"a word holds 1 to {MAX_WORD} decisions (a vocabulary of at most 3**{MAX_WORD}), "
                               f"got {n!r}")
+        if not isinstance(base, WaveletTokenizer):  # words are a wavelet tokenizer's decisions, nothing else's
+            raise AdatokError(f"words are made of the decisions of a wavelet tokenizer (wavelet, wavelet-lossless), "
+                              f"not of {getattr(base, 'name', type(base).__name__)!r}")
         # The name says what the words are: the container stores only the name (and the decisions'
         # version), so another n under a name in use would be read back as that tokenizer's words.
         expected = f"{base.name}-w{n}"
