@@ -1,6 +1,7 @@
 """PSNR inside and outside each sample photo's subject mask (tests/data/masks) at one rate, with
-and without the mask as region of interest, at the same total size; and the bound: the inside
-PSNR when the outside is flattened to one colour (every bit spent inside).
+and without the mask as region of interest, at the same total size; and for reference the inside
+PSNR when the outside is flattened to one colour (at the same size: not a bound, the flat outside
+and the mask's edge still take bits).
 
     python benchmarks/roi_gain.py [--bpp 0.25] [--tokenizer wavelet]
 """
@@ -27,7 +28,7 @@ def main() -> None:
     args = ap.parse_args()
     tok = adatok.load(args.tokenizer)
     print(f"{'image':10s} {'mask':>5s} {'bytes':>6s} {'in, no roi':>10s} {'in, roi':>8s} {'gain':>6s} "
-          f"{'bound':>6s} {'out, no roi':>11s} {'out, roi':>8s}")
+          f"{'flat':>6s} {'out, no roi':>11s} {'out, roi':>8s}")
     for name, img in sample_images(SAMPLE_IMAGES):
         m = read_mask(MASKS / f"{name}.png", img.shape[:2])
         inside = m >= 0.5

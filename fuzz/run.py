@@ -2,8 +2,9 @@
 
 ``make fuzz`` runs every target in turn for ``FUZZ_SECONDS`` each; for a long campaign, run this
 directly (see docs/reliability.md). adatok's Python code is instrumented for coverage (the
-compiled numba functions cannot be: their modules are left out), and, for the ``image`` target,
-Pillow's. A failing input is written where ``-artifact_prefix`` says; it becomes a regression input
+compiled numba functions cannot be: their modules are imported plainly, then their Python
+functions and methods instrumented one by one), and, for the ``image`` target, Pillow's. The
+first corpus folder (where new inputs go) is made when it is missing. A failing input is written where ``-artifact_prefix`` says; it becomes a regression input
 in ``fuzz/regressions/TARGET/`` (replayed by ``tests/test_fuzz.py``).
 """
 
@@ -28,13 +29,42 @@ def numba_modules() -> list[str]:
             if re.search(r"^(from|import) numba", p.read_text(encoding="utf-8"), re.M)]
 
 
+def instrument_plain(modules: list[str]) -> int:
+    """Instrument the plain Python functions and methods of the ``modules`` left out above (a
+    tokenizer's header checks live beside its compiled kernels), leaving every numba-compiled
+    function and the Python function it compiles from as they are. Returns how many were."""
+    import importlib
+    import types
+
+    done = 0
+    for name in modules:
+        mod = importlib.import_module(name)
+        compiled = {id(getattr(v, "py_func", None)) for v in vars(mod).values()}
+
+        def plain(f, name=name, compiled=compiled) -> bool:
+            return isinstance(f, types.FunctionType) and f.__module__ == name and id(f) not in compiled
+
+        for value in list(vars(mod).values()):
+            found = [value]
+            if isinstance(value, type) and value.__module__ == name:
+                for member in vars(value).values():
+                    member = getattr(member, "__func__", member)  # staticmethod, classmethod
+                    found += [member.fget, member.fset] if isinstance(member, property) else [member]
+            for f in found:
+                if plain(f):
+                    atheris.instrument_func(f)
+                    done += 1
+    return done
+
+
 def main(argv: list[str]) -> None:
     if len(argv) < 2 or argv[1].startswith("-"):
         sys.exit(f"usage: {argv[0]} TARGET [libFuzzer options] [corpus folders]")
     name = argv[1]
     sys.path.insert(0, str(HERE))
     include = ["adatok"] + (["PIL"] if name in ("image", "serve_image") else [])
-    with atheris.instrument_imports(include=include, exclude=numba_modules()):
+    compiled = numba_modules()
+    with atheris.instrument_imports(include=include, exclude=compiled):
         import adatok  # noqa: F401  (instrumented here, before the targets import it)
         import targets
 
@@ -42,6 +72,7 @@ def main(argv: list[str]) -> None:
             from PIL import Image
 
             Image.init()
+    instrument_plain(compiled)
     if name not in targets.TARGETS:
         sys.exit(f"unknown target {name!r}: one of {', '.join(targets.TARGETS)}")
     try:  # one thread for the learned tokenizer's model: a fuzzer is one process on one core
@@ -50,6 +81,9 @@ def main(argv: list[str]) -> None:
         torch.set_num_threads(1)
     except ImportError:
         pass
+    folders = [a for a in argv[2:] if not a.startswith("-")]
+    if folders:  # libFuzzer writes new inputs to the first corpus folder, and stops when it is missing
+        Path(folders[0]).mkdir(parents=True, exist_ok=True)
     with targets.limits():
         atheris.Setup([argv[0], *argv[2:]], targets.TARGETS[name])
         atheris.Fuzz()

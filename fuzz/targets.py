@@ -248,9 +248,15 @@ def image(data: bytes) -> None:
     finally:
         with contextlib.suppress(OSError):
             os.unlink(path)
+    check_image(img, imageio.MAX_PIXELS)
+
+
+def check_image(img, max_pixels: int) -> None:
+    """What an image read from any bytes must be: uint8, contiguous, H x W x 1 or 3, at least one
+    pixel and at most ``max_pixels``; a small one comes back exactly from lossless tokens."""
     assert isinstance(img, np.ndarray) and img.dtype == np.uint8 and img.flags.c_contiguous
     assert img.ndim == 3 and img.shape[2] in (1, 3) and min(img.shape[:2]) >= 1, img.shape
-    assert img.shape[0] * img.shape[1] <= imageio.MAX_PIXELS
+    assert img.shape[0] * img.shape[1] <= max_pixels
     if img.shape[0] * img.shape[1] <= ROUND_TRIP_PIXELS:
         tok = adatok.load("wavelet-lossless")
         (seq,) = tok.encode([img])
@@ -344,8 +350,7 @@ def serve_image(data: bytes) -> None:
             img = state.read_upload(data, "upload.png", state.Limits(max_pixels=FUZZ_MAX_PIXELS))
     except AdatokError:
         return
-    assert isinstance(img, np.ndarray) and img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] in (1, 3)
-    assert img.shape[0] * img.shape[1] <= FUZZ_MAX_PIXELS
+    check_image(img, FUZZ_MAX_PIXELS)
 
 
 _LANGUAGES: list = []

@@ -6,6 +6,8 @@ input passing is the test. The long runs are ``make fuzz`` (docs/reliability.md)
 
 from __future__ import annotations
 
+import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -110,3 +112,73 @@ def test_a_broken_target_is_caught():
     finally:
         WaveletTokenizer.decode = real
     targets.container(data)
+
+
+def test_the_upload_target_checks_images_as_the_image_target_does(monkeypatch):
+    """serve_image checked only dtype, dims and pixel count: an empty or non-contiguous image from
+    the upload reader passed it (the docs say it checks "as image")."""
+    from adatok.serve import state
+
+    for bad in (np.zeros((0, 5, 3), np.uint8), np.asfortranarray(np.zeros((4, 5, 3), np.uint8))):
+        monkeypatch.setattr(state, "read_upload", lambda data, name, limits, bad=bad: bad)
+        with pytest.raises(AssertionError):
+            targets.serve_image(b"x")
+    monkeypatch.setattr(state, "read_upload", lambda data, name, limits: np.zeros((4, 5, 3), np.uint8))
+    targets.serve_image(b"x")
+
+
+def test_a_campaign_adds_to_its_summary_and_refuses_unknown_targets(tmp_path, monkeypatch, capsys):
+    """summary.json was replaced by each campaign (the rows of earlier targets lost) and written only
+    once a target's sessions were over; a misspelt target ran, failed, and counted as crashes; a
+    failing input's path was cut at its first space."""
+    from fuzz import campaign
+
+    ends = iter(["ok", "crash"] + ["ok"] * 20)
+    monkeypatch.setattr(campaign, "session", lambda target, seconds, out: {
+        "runs": 10, "peak_rss_mb": 100, "end": (e := next(ends)), "artifact": None if e == "ok" else "x y"})
+    clock = iter(range(1000))  # two sessions a target in 10 "seconds"
+    monkeypatch.setattr(campaign.time, "monotonic", lambda: next(clock))
+    campaign.main(["--seconds", "10", "--out", str(tmp_path), "container"])
+    first = json.loads((tmp_path / "summary.json").read_text())
+    assert first["container"]["sessions"] == 2 and first["container"]["crash"] == 1
+    campaign.main(["--seconds", "10", "--out", str(tmp_path), "container", "image"])
+    both = json.loads((tmp_path / "summary.json").read_text())
+    assert both["container"]["sessions"] == 4 and both["container"]["runs"] == 40 and both["container"]["crash"] == 1
+    assert both["image"]["sessions"] == 2 and both["container"]["artifacts"] == ["x y"]
+    with pytest.raises(SystemExit):
+        campaign.main(["--out", str(tmp_path), "contaner"])
+    assert "unknown target" in capsys.readouterr().err
+    log = "#5\tNEW\n==1== ERROR: libFuzzer: deadly signal\nTest unit written to /tmp/with space/out/t-crash-ab12\n"
+    assert campaign.ending(log, 1) == {"runs": 5, "peak_rss_mb": 0, "end": "crash",
+                                        "artifact": "/tmp/with space/out/t-crash-ab12"}
+
+
+def test_the_fuzzer_instruments_the_header_checks_and_makes_its_corpus_folder(tmp_path):
+    """The modules with numba kernels were left out of the coverage instrumentation whole, the
+    wavelet tokenizer's header checks with them (libFuzzer had no signal from them); fuzz/run.py
+    stopped at once when its first corpus folder did not exist."""
+    pytest.importorskip("atheris")
+    code = """
+import sys
+sys.path.insert(0, "fuzz")
+import atheris, numpy as np, run
+compiled = run.numba_modules()
+with atheris.instrument_imports(include=["adatok"], exclude=compiled):
+    import adatok
+run.instrument_plain(compiled)
+from adatok.wavelet import spiht
+from adatok.wavelet.tokenizer import WaveletTokenizer
+from adatok.wavelet.words import WordTokenizer
+mark = lambda f: "__ATHERIS_INSTRUMENTED__" in f.__code__.co_consts
+assert all(map(mark, (WaveletTokenizer._layout, WaveletTokenizer.unpack_sequence, WordTokenizer.unpack_sequence)))
+assert not mark(spiht.walk.py_func)
+img = np.arange(60, dtype=np.uint8).reshape(6, 10)
+t = adatok.load("wavelet-lossless-w8")
+assert (t.decode([adatok.TokenSequence.from_bytes(t.encode([img])[0].to_bytes())])[0] == img).all()
+"""
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    new = tmp_path / "new" / "inputs"
+    done = subprocess.run([sys.executable, "fuzz/run.py", "container", "-runs=20", str(new),
+                           str(targets.CORPUS / "container")], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0 and new.is_dir(), done.stderr[-2000:]

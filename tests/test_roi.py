@@ -29,9 +29,9 @@ def tok():
 @pytest.mark.parametrize("name", PHOTOS)
 def test_roi_raises_psnr_inside_the_mask_at_the_same_size(tok, name):
     """At 0.25 bpp, PSNR inside the subject's mask rises by at least 3 dB with the mask as roi, or,
-    where even spending every bit inside could not gain that much (chelsea: the cat's head is 40%
-    of the frame, all fur), by at least 65% of that bound: the inside of an image whose outside
-    is flattened to one colour, coded at the same size. (Chelsea: 1.09 dB of a 1.59 dB bound, 68%;
+    where even flattening the outside could not gain that much (chelsea: the cat's head is 40%
+    of the frame, all fur), by at least 65% of that reference: the inside of an image whose outside
+    is flattened to one colour, coded at the same size. (Chelsea: 1.09 dB of 1.59 dB, 68%;
     1.18 dB, 74%, before quiet roots were held in the decoder: the region's roots are refined
     several planes before their trees, and a held root drifts to the ends of its interval.)"""
     img = _photo(name)

@@ -156,10 +156,20 @@ def test_a_cluster_that_cannot_be_reached_is_one_error_and_writes_nothing(ray_lo
     def refuse(**kwargs):
         raise ConnectionError(f"Failed to connect to Ray cluster at {kwargs['address']}")
 
+    import socket
+
     monkeypatch.setattr(ray, "is_initialized", lambda: False)
     monkeypatch.setattr(ray, "init", refuse)
-    with pytest.raises(AdatokError, match=r"cannot connect to the Ray cluster at 'head:6379' .*Failed to connect"):
-        tokenize_dataset(folder, tmp_path / "out", "wavelet", Tokens(50), address="head:6379")
+    with socket.create_server(("127.0.0.1", 0)) as listening:  # something answers, and Ray refuses
+        where = f"127.0.0.1:{listening.getsockname()[1]}"
+        with pytest.raises(AdatokError, match=rf"cannot connect to the Ray cluster at '{where}' .*Failed to connect"):
+            tokenize_dataset(folder, tmp_path / "out", "wavelet", Tokens(50), address=where)
+    assert not (tmp_path / "out").exists()
+    # nothing answers: refused at once (ray.init retried such an address for minutes, printing warnings)
+    monkeypatch.setattr(ray, "init", lambda **kwargs: pytest.fail("ray.init was called"))
+    for address in (where, f"ray://{where}", "nosuchhost.invalid:6379"):
+        with pytest.raises(AdatokError, match=r"cannot connect to the Ray cluster .*nothing answers"):
+            tokenize_dataset(folder, tmp_path / "out", "wavelet", Tokens(50), address=address)
     assert not (tmp_path / "out").exists()
 
 

@@ -100,6 +100,23 @@ def _remove_leftovers(out: Path) -> None:
             tmp.unlink(missing_ok=True)
 
 
+def _reachable(address: str, seconds: float = 10.0) -> None:
+    """Refuse a ``HOST:PORT`` (or ``ray://HOST:PORT``) address nothing answers at: ``ray.init``
+    retries such an address for minutes, printing its own warnings (``auto`` is left to Ray)."""
+    import socket
+
+    where = address.removeprefix("ray://")
+    host, _, port = where.rpartition(":")
+    if not host or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=seconds).close()
+    except (OSError, ValueError) as exc:
+        raise AdatokError(f"cannot connect to the Ray cluster at {address!r} (nothing answers at {where}: "
+                          f"{exc.strerror or exc}); is it running (ray status), and is the address its head's "
+                          "(HOST:6379, ray://HOST:10001)?") from None
+
+
 def start_ray(workers: int | None, address: str | None) -> tuple[bool, str | None]:
     """Connect to Ray: the cluster at ``address``, or a local one of ``workers`` CPUs (no
     dashboard, address 127.0.0.1, its files under a new temporary folder). Returns whether this call
@@ -111,6 +128,7 @@ def start_ray(workers: int | None, address: str | None) -> tuple[bool, str | Non
         return False, None
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no usage reports sent anywhere
     if address is not None:
+        _reachable(address)
         try:
             with warnings.catch_warnings():  # (Ray Client warns before it raises: the error below says it all)
                 warnings.simplefilter("ignore")
