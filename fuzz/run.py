@@ -10,6 +10,7 @@ in ``fuzz/regressions/TARGET/`` (replayed by ``tests/test_fuzz.py``).
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from pathlib import Path
@@ -36,13 +37,18 @@ def instrument_plain(modules: list[str]) -> int:
     import importlib
     import types
 
+    from numba.core.typing.templates import builtin_registry
+
+    # numba's @overload implementations stay plain too: they return the functions numba compiles
+    # (instrumented ones fail to compile once the on-disk cache is cold)
+    overloads = {id(getattr(t, "_overload_func", None)) for t in builtin_registry.functions}
     done = 0
     for name in modules:
         mod = importlib.import_module(name)
         compiled = {id(getattr(v, "py_func", None)) for v in vars(mod).values()}
 
         def plain(f, name=name, compiled=compiled) -> bool:
-            return isinstance(f, types.FunctionType) and f.__module__ == name and id(f) not in compiled
+            return isinstance(f, types.FunctionType) and f.__module__ == name and id(f) not in compiled | overloads
 
         for value in list(vars(mod).values()):
             found = [value]
@@ -82,8 +88,8 @@ def main(argv: list[str]) -> None:
     except ImportError:
         pass
     folders = [a for a in argv[2:] if not a.startswith("-")]
-    if folders:  # libFuzzer writes new inputs to the first corpus folder, and stops when it is missing
-        Path(folders[0]).mkdir(parents=True, exist_ok=True)
+    if folders and not os.path.exists(folders[0]):  # libFuzzer writes new inputs to the first corpus folder,
+        Path(folders[0]).mkdir(parents=True)          # and stops when it is missing (a file: an input to replay)
     with targets.limits():
         atheris.Setup([argv[0], *argv[2:]], targets.TARGETS[name])
         atheris.Fuzz()

@@ -351,6 +351,11 @@ def test_stepper_starts_are_whole_number_shapes(tok):
     assert [s.shape for s in stepper.sequences()] == [(28, 28), (28, 28, 1)]
     with pytest.raises(adatok.InvalidTokensError, match="images"):
         stepper.images([2])
+    (seq,) = tok.encode([np.zeros((28, 28), np.uint8)], Tokens(5))
+    for k in (2.7, "3", True, -1, None):  # (taken as int(k), or a raw TypeError, before)
+        with pytest.raises(adatok.InvalidTokensError, match="prefix length"):
+            tok.decode_prefixes(seq, [k])
+    assert [im.shape for im in tok.decode_prefixes(seq, [np.int64(2), 99])] == [(28, 28), (28, 28)]
 
 
 def test_stepper_slots_every_id_and_images_of_the_prefixes(tok):

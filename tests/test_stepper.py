@@ -384,9 +384,12 @@ def test_images_of_some_sequences_index_as_a_list(name):
     stepper = adatok.load(name).stepper([(4, 4), (6, 5)])
     assert stepper.images([-1])[0].shape == stepper.images([1])[0].shape == (6, 5)
     assert [im.shape for im in stepper.images(np.array([1, 0]))] == [(6, 5), (4, 4)]
-    for bad in ([2], [-3], [0.0], ["0"], [True], 0, "01"):  # (raw IndexError / TypeError before)
+    for bad in ([2], [-3], [0.0], ["0"], [True], [np.bool_(True)], 0, "01", np.array(1)):  # (raw errors before)
         with pytest.raises(InvalidTokensError, match="images"):
             stepper.images(bad)
+    assert stepper.images([np.array(1)])[0].shape == stepper.images(np.array([np.uint8(1)]))[0].shape == (6, 5)
+    torch = pytest.importorskip("torch")  # any integer a list takes: torch's too
+    assert stepper.images(torch.tensor([1]))[0].shape == stepper.images([torch.tensor(-1)])[0].shape == (6, 5)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -476,7 +479,22 @@ def test_a_grid_checks_what_it_is_given():
     for start in (("28", "28"), (10**6, 10**6), (28.0, 28)):
         with pytest.raises(ImageFormatError):
             a.stepper([start])
-    with pytest.raises(UnknownTokenizerError, match="GridTokenizer.to_bytes"):
+    for patch in ("x", [4], 4.9, "4", True):
+        with pytest.raises(adatok.AdatokError, match="no codebook"):
+            a.stepper([(8, 8)], patch=patch)
+    assert a.stepper([(8, 8)], patch=np.int64(4)).sequences()[0].params["patch"] == 4
+    from adatok.core import imageio
+
+    real = imageio.MAX_PIXELS
+    try:  # the pixel limit is read when checking, as everywhere (it was read once, at import)
+        imageio.MAX_PIXELS = 50
+        with pytest.raises(InvalidTokensError, match="at most 50 pixels"):
+            a.decode([seq])
+        with pytest.raises(ContainerError, match="no image"):
+            a.from_bytes(data)
+    finally:
+        imageio.MAX_PIXELS = real
+    with pytest.raises(UnknownTokenizerError, match=r"grid.to_bytes\(seq\), with the grid that made it"):
         seq.to_bytes()
 
 

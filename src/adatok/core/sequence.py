@@ -151,7 +151,7 @@ class TokenSequence:
             raise UnknownTokenizerError(
                 f"the .atk container is for sequences of the tokenizers adatok.load finds; "
                 f"{self.tokenizer!r} is not one: write this sequence with its own tokenizer's to_bytes (the grid "
-                "baseline: GridTokenizer.to_bytes(seq))") from None
+                "baseline: grid.to_bytes(seq), with the grid that made it)") from None
         codec = getattr(tok, "payload_codec", None) or RAW_CODEC
         key = "payload:" + codec.codec_name
         payload = self.cache.get(key)

@@ -7,6 +7,7 @@ the prefix. Both follow :class:`adatok.core.protocol.Stepper`.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -48,14 +49,18 @@ def check_which(which, batch: int) -> list[int]:
     negative ones count from the end, as in a list)."""
     if which is None:
         return list(range(batch))
-    if isinstance(which, str | bytes) or not hasattr(which, "__iter__"):
+    if isinstance(which, str | bytes) or not hasattr(which, "__iter__") or getattr(which, "ndim", 1) != 1:
         raise InvalidTokensError(f"images takes a list of sequence indices (or None for all), got {which!r}")
     out = []
     for b in which:
-        if isinstance(b, bool) or not isinstance(b, int | np.integer) or not -batch <= b < batch:
+        try:  # any integer, as a list takes it (numpy and torch ones too), not a bool, float or string
+            i = None if isinstance(b, bool) or getattr(b, "dtype", None) == bool else operator.index(b)
+        except TypeError:
+            i = None
+        if i is None or not -batch <= i < batch:
             raise InvalidTokensError(f"images: {b!r} is not the index of one of the {batch} sequences "
                                      f"(whole numbers {-batch}..{batch - 1})")
-        out.append(int(b) % batch)
+        out.append(i % batch)
     return out
 
 

@@ -33,7 +33,8 @@ from PIL import Image
 
 from ..core.budget import Bpp, Lossless, Quality, Tokens, check_budget, smallest_bpp
 from ..core.errors import AdatokError, BudgetError, ContainerError, ImageFormatError, InvalidTokensError
-from ..core.imageio import MAX_PIXELS, as_image
+from ..core import imageio
+from ..core.imageio import as_image
 from ..core.protocol import image_list, sequence_list
 from ..core.metrics import psnr, ssim
 from ..core.checks import is_whole
@@ -385,10 +386,11 @@ class GridTokenizer:
         an image shape (an empty sequence on the grid of ``patch``, default the finest) or a
         sequence of this tokenizer (to go on from, on its grid)."""
         starts = check_starts(starts)
-        p0 = min(self.codebooks) if patch is None else int(patch)
-        if p0 not in self.codebooks:
+        p0 = min(self.codebooks) if patch is None else patch
+        if not is_whole(p0) or p0 not in self.codebooks:
             raise AdatokError(f"this grid tokenizer has no codebook for {p0}-pixel patches "
                               f"(it has {', '.join(map(str, self.patches))})")
+        p0 = int(p0)
         grids, prefixes = [], []
         for i, start in enumerate(starts):
             if isinstance(start, TokenSequence):
@@ -425,7 +427,7 @@ class GridTokenizer:
         if len(data) < _HEADER.size:
             raise ContainerError(f"grid token bytes need a {_HEADER.size}-byte header, got {len(data)} bytes")
         h, w, c, p, n = _HEADER.unpack_from(data)
-        if c not in (0, 1, 3) or min(h, w) < 1 or h * w > MAX_PIXELS:
+        if c not in (0, 1, 3) or min(h, w) < 1 or h * w > imageio.MAX_PIXELS:
             raise ContainerError(f"grid token bytes hold no image: {h} x {w} pixels, {c} channels (corrupt?)")
         if p not in self.codebooks or n > self.grid_tokens((h, w), p) or len(data) < self.nbytes(n):
             raise ContainerError("grid token bytes do not match this grid tokenizer: corrupt, or another codebook")
@@ -466,9 +468,10 @@ class GridTokenizer:
             raise InvalidTokensError(f"expected a TokenSequence, got {type(seq).__name__}")
         check_maker(seq.tokenizer, seq.version, self, "another grid (other codebooks) made it")
         shape = seq.shape
-        if len(shape) not in (2, 3) or (len(shape) == 3 and shape[2] not in (1, 3)) or shape[0] * shape[1] > MAX_PIXELS:
-            raise InvalidTokensError(f"shape {shape} is not an image's of at most {MAX_PIXELS} pixels with 1 or 3 "
-                                     "channels")
+        if (len(shape) not in (2, 3) or (len(shape) == 3 and shape[2] not in (1, 3))
+                or shape[0] * shape[1] > imageio.MAX_PIXELS):
+            raise InvalidTokensError(f"shape {shape} is not an image's of at most {imageio.MAX_PIXELS} pixels "
+                                     "with 1 or 3 channels")
         p = seq.params.get("patch", -1)
         if not is_whole(p) or int(p) not in self.codebooks:
             raise InvalidTokensError(f"this grid tokenizer has no codebook for {p}-pixel patches "

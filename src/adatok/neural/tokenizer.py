@@ -211,7 +211,7 @@ class NeuralTokenizer:
     def decode_prefixes(self, seq: TokenSequence, ks: Sequence[int]) -> list[np.ndarray]:
         """The images of several prefixes of one sequence, in one batch."""
         self._check_sequence(seq)
-        ks = [min(int(k), len(seq)) for k in ks]
+        ks = [len(seq.prefix(k)) for k in ks]  # (checked as prefix checks them: whole numbers >= 0)
         codes = np.zeros((len(ks), self.tokens), np.int32)
         codes[:, : len(seq)] = seq.ids
         out = self._render(codes, np.array(ks))
