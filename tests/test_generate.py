@@ -66,6 +66,26 @@ def test_min_tokens_writes_on_past_where_the_model_stops(trained):
     assert all(len(s) <= 60 for s in sample(gen, [0, 1], seed=2, max_tokens=60, min_tokens=100)[0])  # the cap wins
 
 
+def test_the_first_tokens_at_their_own_temperature(trained):
+    """--early-tokens K --early-temperature T0: the first K tokens are drawn at T0 and the rest at
+    --temperature. The random draws do not depend on the temperature, so two runs that differ only
+    after K tokens agree on their first K, and one drawn at a near-zero T0 takes the likeliest id
+    there, as temperature 0 throughout does."""
+    kind, gen, _ = trained
+    k = 6
+    a = sample(gen, [0, 1, 2, 3], seed=3, max_tokens=30, early_tokens=k, early_temperature=0.0, temperature=1.0)[0]
+    b = sample(gen, [0, 1, 2, 3], seed=3, max_tokens=30, early_tokens=k, early_temperature=0.0, temperature=3.0)[0]
+    cold = sample(gen, [0, 1, 2, 3], seed=3, max_tokens=30, temperature=0.0)[0]
+    ids = (lambda s: np.asarray(s)) if kind == "pixels" else (lambda s: s.ids)
+    for x, y, z in zip(a, b, cold, strict=True):
+        assert np.array_equal(ids(x)[:k], ids(y)[:k]) and np.array_equal(ids(x)[:k], ids(z)[:k])
+    assert any(not np.array_equal(ids(x), ids(y)) for x, y in zip(a, b))  # the rest at its own temperature
+    for bad in ({"early_temperature": float("nan"), "early_tokens": 2}, {"early_tokens": -1},
+                {"early_tokens": 2.5}, {"early_temperature": True, "early_tokens": 2}):
+        with pytest.raises(adatok.AdatokError, match="early"):
+            sample(gen, [0], max_tokens=5, **bad)
+
+
 def test_sampling_stops_at_the_longest_training_sequence(trained):
     kind, gen, _ = trained
     if kind == "pixels":
@@ -178,6 +198,19 @@ def test_command_line(trained, tmp_path):
         assert all(len(TokenSequence.from_bytes(p.read_bytes())) >= 25 for p in (tmp_path / "long").glob("*.atk"))
         result = runner.invoke(app, ["generate", "--model", str(folder), "--min-tokens", "-1", "--out", str(png)])
         assert result.exit_code == 2 and "--min-tokens" in result.stderr
+    # the first tokens at their own temperature: the same first 4 ids as temperature 0 throughout
+    firsts = []
+    for extra in (["--early-tokens", "4", "--early-temperature", "0.000001"], ["--temperature", "0.000001"]):
+        result = runner.invoke(app, ["generate", "--model", str(folder), "-n", "2", "--max-tokens", "8", "--out",
+                                     str(tmp_path / f"early{len(firsts)}"), "--quiet", *extra])
+        assert result.exit_code == 0, result.output
+        with np.load(tmp_path / f"early{len(firsts)}" / "samples.npz") as z:
+            firsts.append(z["images"])
+    if kind == "pixels":  # (the images of the first 4 pixels, the rest differ)
+        assert np.array_equal(firsts[0].reshape(2, -1)[:, :4], firsts[1].reshape(2, -1)[:, :4])
+    for bad in (["--early-tokens", "-1"], ["--early-temperature", "0"]):
+        result = runner.invoke(app, ["generate", "--model", str(folder), *bad, "--out", str(png)])
+        assert result.exit_code == 2 and "--early" in result.stderr
     result = runner.invoke(app, ["generate", "--model", str(tmp_path / "nothing"), "--out", str(png)])
     assert result.exit_code == 2 and "unknown generator" in result.stderr
 
@@ -214,13 +247,15 @@ def test_a_measurement_is_kept_for_one_judge_and_tokenizer(monkeypatch, tmp_path
     samples: a retrained judge would have had the old judge's rows mixed with new ceilings."""
     from adatok.generate import evaluate
 
-    job = ("fmnist-gpt-learned", 10, 2.0, 0, 1, None, 64, 1.0, 1.0, 0)
+    job = ("fmnist-gpt-learned", 10, 2.0, 0, 1, None, 64, 1.0, 1.0, 0, 1.0, 0)
     first = evaluate._measured_path(tmp_path, job)
     assert evaluate._measured_path(tmp_path, job) == first
     monkeypatch.setattr(evaluate, "weights_digest", lambda path: "other" if "judge" in str(path) else "same")
     assert evaluate._measured_path(tmp_path, job) != first
     assert evaluate._measured_path(tmp_path, (*job[:4], 2, *job[5:])) != evaluate._measured_path(tmp_path, job)
-    assert evaluate._measured_path(tmp_path, (*job[:9], 30)) != evaluate._measured_path(tmp_path, job)  # min_tokens
+    assert evaluate._measured_path(tmp_path, (*job[:9], 30, *job[10:])) != evaluate._measured_path(tmp_path, job)
+    assert evaluate._measured_path(tmp_path, (*job[:10], 0.3, 16)) != evaluate._measured_path(tmp_path, job)
+    assert evaluate._measured_path(tmp_path, (*job[:10], 0.3, 0)) == evaluate._measured_path(tmp_path, job)  # unused
     words = ("fmnist-gpt-wavelet-words", *job[1:])
     kept = evaluate._measured_path(tmp_path, words)
     monkeypatch.setattr(adatok.wavelet.WaveletTokenizer, "decoder_revision", 99)  # the same tokens decode otherwise
@@ -750,7 +785,9 @@ def test_evaluate_refuses_what_it_cannot_measure_before_sampling(tmp_path, capsy
                        (["--models", "fmnist-gpt-learned", "--samples", "1"], "at least 2"),
                        (["--models", "fmnist-gpt-learned", "--samples", "0"], ">= 1"),
                        (["--models", "nope"], "unknown generator"),
-                       (["--models", str(reader)], "is a reader")):
+                       (["--models", str(reader)], "is a reader"),
+                       (["--models", "fmnist-gpt-learned", "--temperature", "nan"], "temperature is a finite"),
+                       (["--models", "fmnist-gpt-learned", "--early-tokens", "-2"], "early_tokens")):
         with pytest.raises(SystemExit) as exc:
             main(["--out", out, *args])
         assert exc.value.code == 2 and says in capsys.readouterr().err
@@ -805,7 +842,8 @@ def test_evaluate_takes_a_generator_whose_fashion_mnist_shards_are_gone(tmp_path
     config = json.loads((model / "config.json").read_text())
     config["train"]["data"] = str(tmp_path / "shards-moved-away")
     (model / "config.json").write_text(json.dumps(config))
-    args = argparse.Namespace(samples=10, limit=None, out=str(tmp_path / "eval"), reading="")
+    args = argparse.Namespace(samples=10, limit=None, out=str(tmp_path / "eval"), reading="", cfg=2.0, temperature=1.0,
+                              top_p=1.0, min_tokens=0, early_temperature=1.0, early_tokens=0)
     check_arguments(args, [str(model)])
     (tmp_path / "imgs").mkdir()
     config["train"]["data"] = str(tmp_path / "imgs")

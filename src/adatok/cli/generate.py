@@ -227,6 +227,11 @@ def generate_cmd(
     min_tokens: Annotated[int, typer.Option("--min-tokens", metavar="K",
                                             help="No sample ends before K tokens (unless its stream does; --max-tokens wins): "
                                                  "write on past the model's training target.")] = 0,
+    early_temperature: Annotated[float, typer.Option(
+        "--early-temperature", metavar="T", help="The temperature of each sample's first --early-tokens tokens (a "
+                                                 "word model's coarse shape); the rest at --temperature.")] = 1.0,
+    early_tokens: Annotated[int, typer.Option("--early-tokens", metavar="K",
+                                              help="Tokens drawn at --early-temperature.")] = 0,
     complete: Annotated[Path | None, typer.Option(
         "--complete", metavar="FILE.atk", show_default=False,
         help="Complete this (cut) token file: N samples of its rest, beside its plain decoding (the grid's first "
@@ -242,8 +247,9 @@ def generate_cmd(
     check_at_least(top_k, "--top-k", 0)
     check_at_least(max_tokens, "--max-tokens", 1)
     check_at_least(min_tokens, "--min-tokens", 0)
-    if not 0 < top_p <= 1 or temperature <= 0:
-        raise AdatokError("--top-p is in (0, 1] and --temperature > 0")
+    check_at_least(early_tokens, "--early-tokens", 0)
+    if not 0 < top_p <= 1 or temperature <= 0 or early_temperature <= 0:
+        raise AdatokError("--top-p is in (0, 1], --temperature and --early-temperature > 0")
     check_output(out, *([complete] if complete else []), force=True)
     from adatok.generate.report import SAMPLE_FILES, check_samples_folder, is_grid, write_samples
 
@@ -258,7 +264,7 @@ def generate_cmd(
     if label is not None and not 0 <= label < classes:
         raise AdatokError(f"--class is 0..{classes - 1} for {gen.name}, got {label}")
     options = dict(cfg=cfg, temperature=temperature, top_k=top_k, top_p=top_p, max_tokens=max_tokens,
-                   min_tokens=min_tokens)
+                   min_tokens=min_tokens, early_temperature=early_temperature, early_tokens=early_tokens)
     plain = None
     if complete is not None:
         from adatok.core.registry import maker

@@ -45,7 +45,7 @@ from ..neural.tokenizer import count
 from .judge import JUDGE_DIR, accuracy, fd_fmnist, features, frechet_distance, load_judge
 from .languages import build_corpus, language_from
 from .report import write_report
-from .sample import complete, generator_folder, load_generator, sample
+from .sample import check_options, complete, generator_folder, load_generator, sample
 
 
 def _as_gray(images) -> np.ndarray:
@@ -57,13 +57,16 @@ def _say(message: str) -> None:
 
 
 def measure_model(gen, judge, test_feats: np.ndarray, n: int, cfg: float, seed: int, progress=_say,
-                  batch: int = 64, temperature: float = 1.0, top_p: float = 1.0, min_tokens: int = 0) -> dict:
+                  batch: int = 64, temperature: float = 1.0, top_p: float = 1.0, min_tokens: int = 0,
+                  early_temperature: float = 1.0, early_tokens: int = 0) -> dict:
     """Samples of one generator (``batch`` at a time; guidance ``cfg``, ``temperature``, nucleus
-    ``top_p``, at least ``min_tokens`` tokens) and what the judge says of them."""
+    ``top_p``, at least ``min_tokens`` tokens, the first ``early_tokens`` at ``early_temperature``)
+    and what the judge says of them."""
     labels = [i % 10 for i in range(n)]
     t0 = time.time()
     seqs, images = sample(gen, labels, seed=seed, cfg=cfg, batch=batch, temperature=temperature, top_p=top_p,
-                          min_tokens=min_tokens, progress=lambda done, total: progress(f"{gen.name}: {done}/{total} samples, "
+                          min_tokens=min_tokens, early_temperature=early_temperature, early_tokens=early_tokens,
+                          progress=lambda done, total: progress(f"{gen.name}: {done}/{total} samples, "
                                                                 f"{time.time() - t0:.0f} s"))
     seconds = time.time() - t0
     images = _as_gray(images)
@@ -85,7 +88,8 @@ def measure_model(gen, judge, test_feats: np.ndarray, n: int, cfg: float, seed: 
            "lengths": {c: lengths[lab == c].tolist() for c in drawn},
            "grids": {c: [images[i] for i in np.nonzero(lab == c)[0][:10]] for c in drawn},
            "language": gen.config["language"], "samples": n, "cfg": cfg, "seed": seed, "batch": batch,
-           "temperature": temperature, "top_p": top_p,
+           "temperature": temperature, "top_p": top_p, "early_temperature": early_temperature,
+           "early_tokens": early_tokens,
            "round_trips": survived, "prefix_accuracy": prefixes}
     progress(f"{gen.name}: FD-fmnist {out['fd']:.2f}, accuracy {100 * out['accuracy']:.1f}%, "
              f"mean length {out['mean_length']:.1f}, {out['images_per_s']:.2f} images/s"
@@ -137,8 +141,8 @@ def read_payload(lang, images: np.ndarray, lengths: list[int]) -> tuple[dict[int
 
 
 def _measure_named(name: str, samples: int, cfg: float, seed: int, threads: int = 1, limit: int | None = None,
-                   batch: int = 64, temperature: float = 1.0, top_p: float = 1.0, min_tokens: int = 0, judge=None,
-                   test=None) -> dict:
+                   batch: int = 64, temperature: float = 1.0, top_p: float = 1.0, min_tokens: int = 0,
+                   early_temperature: float = 1.0, early_tokens: int = 0, judge=None, test=None) -> dict:
     """:func:`measure_model` of the generator ``name`` and, for a token language, a completion strip
     (the first test image cut at a quarter of its tokens). Loads the judge and the test split when
     not given (a worker process of ``--jobs``)."""
@@ -153,11 +157,12 @@ def _measure_named(name: str, samples: int, cfg: float, seed: int, threads: int 
     test_images, test_feats = test
     gen = load_generator(name)
     m = measure_model(gen, judge, test_feats, samples, cfg, seed, batch=batch, temperature=temperature, top_p=top_p,
-                      min_tokens=min_tokens)
+                      min_tokens=min_tokens, early_temperature=early_temperature, early_tokens=early_tokens)
     m["about"] = (f"{m['params']:,} parameters, {m['train_minutes']:.0f} minutes of training, language "
                   f"{m['language']}; {samples} samples, guidance {cfg}"
                   + (f", temperature {temperature}" if temperature != 1 else "") + (f", top-p {top_p}" if top_p != 1 else "")
-                  + (f", at least {min_tokens} tokens" if min_tokens else ""))
+                  + (f", at least {min_tokens} tokens" if min_tokens else "")
+                  + (f", the first {early_tokens} tokens at temperature {early_temperature}" if early_tokens else ""))
     if hasattr(gen.lang, "tok"):
         wavelet = gen.lang.position == "wavelet"
         full = gen.lang.tok.encode([test_images[0]], **({"fixed_header": True} if wavelet else {}))[0]
@@ -174,12 +179,13 @@ def _measured_path(out: Path, job: tuple) -> Path:
     model trained on in its folder, or shipped anew under its name, once got the old model's
     measurement; a retrained judge would have mixed old rows with new ceilings; a changed decoder
     decodes the same tokens to other images), and of the threads (its images per second)."""
-    name, samples, cfg, seed, threads, limit, batch, temperature, top_p, min_tokens = job
+    name, samples, cfg, seed, threads, limit, batch, temperature, top_p, min_tokens, early_temperature, early_tokens = job
     folder = generator_folder(name)
     weights = weights_digest(folder / "model.safetensors")
     tokenizer = read_json(folder).get("language", {}).get("tokenizer")  # none for pixels
     key = (str(Path(name).resolve()) if Path(name).is_dir() else name, samples, cfg, seed, limit, batch, weights,
-           temperature, top_p, min_tokens, threads, weights_digest(JUDGE_DIR / "model.safetensors"), tokenizer,
+           temperature, top_p, min_tokens, *((early_temperature, early_tokens) if early_tokens else ()), threads,
+           weights_digest(JUDGE_DIR / "model.safetensors"), tokenizer,
            *((tok.version, getattr(tok, "decoder_revision", None)) if (tok := tokenizer and adatok.load(tokenizer))
              else ()))
     tag = hashlib.sha256(repr(key).encode()).hexdigest()[:16]
@@ -227,9 +233,11 @@ def check_arguments(args, names: list[str]) -> None:
     a model that is not of Fashion-MNIST (the judge, the FD reference and the class names are its:
     a generator of a folder of images was scored as if its classes were garments), a reading model
     that does not read wavelet tokens, a file as ``--out``, fewer than 2 samples (a Fréchet
-    distance of one image)."""
+    distance of one image), sampling options no sampling can follow."""
     if args.samples < 2:
         raise AdatokError(f"--samples is at least 2 (a Fréchet distance needs two images), got {args.samples}")
+    check_options(10, [], args.cfg, args.temperature, 0, args.top_p, None, args.min_tokens, args.early_temperature,
+                  args.early_tokens)  # (the sampling options: before the judge and test split are read)
     if args.limit is not None and args.limit < 2:
         raise AdatokError(f"--limit is at least 2 test images, got {args.limit}")
     if Path(args.out).exists() and not Path(args.out).is_dir():
@@ -265,6 +273,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--temperature", type=float, default=1.0, help="sampling temperature")
     ap.add_argument("--top-p", type=float, default=1.0, help="nucleus: keep ids up to this probability")
     ap.add_argument("--min-tokens", type=int, default=0, help="no END before this many tokens (0: anywhere)")
+    ap.add_argument("--early-temperature", type=float, default=1.0,
+                    help="the temperature of each sample's first --early-tokens tokens (the rest: --temperature)")
+    ap.add_argument("--early-tokens", type=int, default=0, help="tokens drawn at --early-temperature")
     ap.add_argument("--out", default="out/generation")
     ap.add_argument("--threads", type=count, default=1)
     ap.add_argument("--jobs", type=count, default=1, help="models measured at once, one process each")
@@ -286,7 +297,7 @@ def main(argv: list[str] | None = None) -> None:
     test_feats = features(judge, test_images)
     out = Path(args.out)
     jobs = {name: (name, args.samples, args.cfg, args.seed, args.threads, args.limit, args.batch, args.temperature,
-                   args.top_p, args.min_tokens) for name in names}
+                   args.top_p, args.min_tokens, args.early_temperature, args.early_tokens) for name in names}
     done = {name: m for name in names if (m := _measured(out, jobs[name])) is not None}  # an earlier run's
     todo = [jobs[name] for name in names if name not in done]
     if args.jobs > 1 and len(todo) > 1:  # one process a model: sampling is sequential, batch by batch

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..core.checks import is_whole
+from ..core.checks import is_finite_number, is_whole
 from ..core.errors import AdatokError
 from ..neural.folder import load_weights, read_json
 from .folders import CHECKPOINT_DIR, generator_folder, shipped  # noqa: F401 (also imported from here)
@@ -77,32 +77,38 @@ def _check_whole(what: str, value, least: int = 1) -> None:
 
 
 def check_options(classes: int, labels, cfg: float, temperature: float, top_k: int, top_p: float,
-                  max_tokens: int | None, min_tokens: int) -> None:
+                  max_tokens: int | None, min_tokens: int, early_temperature: float = 1.0, early_tokens: int = 0
+                  ) -> None:
     """Refuse sampling options no sampling can follow, with an :class:`AdatokError` naming them
     (a label of ``classes`` drew unconditional samples, one past it was a raw torch error; a NaN
     guidance or temperature ended in torch.multinomial)."""
     _check_labels(classes, labels)
     if not math.isfinite(cfg):
         raise AdatokError(f"the guidance weight is a finite number, got {cfg}")
-    if not (math.isfinite(temperature) and temperature >= 0):
-        raise AdatokError(f"the temperature is a finite number >= 0 (0: the likeliest id), got {temperature}")
+    for what, t in (("temperature", temperature), ("early temperature", early_temperature)):
+        if not (is_finite_number(t) and t >= 0):
+            raise AdatokError(f"the {what} is a finite number >= 0 (0: the likeliest id), got {t!r}")
     if not 0 < top_p <= 1:
         raise AdatokError(f"top-p is in (0, 1], got {top_p}")
-    for what, v, least in (("top-k", top_k, 0), ("min_tokens", min_tokens, 0), ("max_tokens", max_tokens, 1)):
+    for what, v, least in (("top-k", top_k, 0), ("min_tokens", min_tokens, 0), ("max_tokens", max_tokens, 1),
+                           ("early_tokens", early_tokens, 0)):
         if v is not None:
             _check_whole(what, v, least)
 
 
 @torch.no_grad()
 def run(gen: Generator, st, labels: np.ndarray, *, cfg: float = 1.0, temperature: float = 1.0, top_k: int = 0,
-        top_p: float = 1.0, max_tokens: int | None = None, min_tokens: int = 0, seed: int = 0, kv_cache: bool = True,
-        prefix: tuple | None = None, on_step: Callable | None = None) -> np.ndarray:
+        top_p: float = 1.0, max_tokens: int | None = None, min_tokens: int = 0, early_temperature: float = 1.0,
+        early_tokens: int = 0, seed: int = 0, kv_cache: bool = True, prefix: tuple | None = None,
+        on_step: Callable | None = None) -> np.ndarray:
     """Grow the sequences of stepper ``st`` until each writes END (or its stream ends, or it
     reaches ``max_tokens``; default: the longest training sequence, from the checkpoint's
     ``longest``: the model never learned where to stand past it). ``min_tokens``: END is not
     drawn before a sequence holds that many tokens (unless its stream ends first; ``max_tokens``
     wins): a model that learned to stop at its training target then writes on, past it.
-    Both count the whole sequence, a completion's prefix included. ``labels``: a class per sequence
+    ``early_tokens``: a sequence's first that many tokens are drawn at ``early_temperature``
+    (the rest at ``temperature``): a word model's first words draw its image's coarse shape
+    (docs/generation.md). These three count the whole sequence, a completion's prefix included. ``labels``: a class per sequence
     (``None`` entries or -1: no class).
     ``prefix``: model inputs of tokens already in ``st`` (``(ids, ints, floats)`` of one prefix,
     the same for every sequence), read first. Returns the number of tokens each sequence got."""
@@ -112,7 +118,8 @@ def run(gen: Generator, st, labels: np.ndarray, *, cfg: float = 1.0, temperature
         raise AdatokError(f"{gen.name} is a reader (trained with --reader to classify prefixes): it cannot generate")
     if max_tokens is None:
         max_tokens = gen.config.get("longest")
-    check_options(mc.classes, labels, cfg, temperature, top_k, top_p, max_tokens, min_tokens)
+    check_options(mc.classes, labels, cfg, temperature, top_k, top_p, max_tokens, min_tokens, early_temperature,
+                  early_tokens)
     model.eval()
     B = len(st)
     g = torch.Generator().manual_seed(int(seed) % 2**64)  # (any whole number: torch takes 64 bits)
@@ -172,7 +179,11 @@ def run(gen: Generator, st, labels: np.ndarray, *, cfg: float = 1.0, temperature
             if min_tokens:  # too short for END, while an id may still stand
                 short = (counts[active] < min_tokens) & allowed[:, :-1].any(1)
                 allowed[short, -1] = False
-            logits = logits.masked_fill(~torch.from_numpy(allowed), -torch.inf) / max(temperature, 1e-6)
+            heat = max(temperature, 1e-6)
+            if early_tokens:
+                heat = torch.from_numpy(np.where(counts[active] < early_tokens, max(early_temperature, 1e-6),
+                                                 heat).astype(np.float32))[:, None]
+            logits = logits.masked_fill(~torch.from_numpy(allowed), -torch.inf) / heat
             logits = _filter(logits, top_k, top_p)
             picked = torch.multinomial(logits.softmax(-1), 1, generator=g)[:, 0].numpy()
             chosen = np.full(B, mc.end, np.int64)
@@ -205,7 +216,8 @@ def sample(gen: Generator, labels: Sequence[int | None], *, seed: int = 0, batch
            **options) -> tuple[list, list[np.ndarray]]:
     """Sample one sequence per entry of ``labels`` (a class, or None for none), ``batch`` at a time.
     Returns the sequences (``TokenSequence``; pixel arrays for the pixel baseline) and their images.
-    ``options``: ``cfg``, ``temperature``, ``top_k``, ``top_p``, ``max_tokens``, ``min_tokens``, ``kv_cache``
+    ``options``: ``cfg``, ``temperature``, ``top_k``, ``top_p``, ``max_tokens``, ``min_tokens``,
+    ``early_temperature``, ``early_tokens``, ``kv_cache``
     (see :func:`run`)."""
     seqs, images = [], []
     labels = list(labels)
