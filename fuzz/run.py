@@ -39,15 +39,15 @@ def instrument_plain(modules: list[str]) -> int:
 
     from numba.core.typing.templates import builtin_registry
 
-    # numba's @overload implementations stay plain too: they return the functions numba compiles
-    # (instrumented ones fail to compile once the on-disk cache is cold)
-    overloads = {id(getattr(t, "_overload_func", None)) for t in builtin_registry.functions}
     done = 0
     for name in modules:
         mod = importlib.import_module(name)
+        # numba's @overload implementations stay plain too: they return the functions numba compiles
+        # (instrumented ones fail to compile once the on-disk cache is cold); registered on import
+        overloads = {id(getattr(t, "_overload_func", None)) for t in builtin_registry.functions}
         compiled = {id(getattr(v, "py_func", None)) for v in vars(mod).values()}
 
-        def plain(f, name=name, compiled=compiled) -> bool:
+        def plain(f, name=name, compiled=compiled, overloads=overloads) -> bool:
             return isinstance(f, types.FunctionType) and f.__module__ == name and id(f) not in compiled | overloads
 
         for value in list(vars(mod).values()):

@@ -181,6 +181,11 @@ assert (transforms.idwt2(transforms.dwt2(x, 1, "5/3"), "5/3") == x).all()
     cold = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "numba"))  # (with the cache warm, numba compiled nothing)
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, env=cold)
     assert done.returncode == 0, done.stderr[-2000:]
+    alone = ("import sys; sys.path.insert(0, 'fuzz'); import run; run.instrument_plain(['adatok.wavelet.transforms']); "
+             "from adatok.wavelet import transforms; "
+             "assert '__ATHERIS_INSTRUMENTED__' not in transforms._rounded_impl.__code__.co_consts")
+    done = subprocess.run([sys.executable, "-c", alone], cwd=ROOT, capture_output=True, text=True)  # (not imported first)
+    assert done.returncode == 0, done.stderr[-2000:]
     new = tmp_path / "new" / "inputs"
     done = subprocess.run([sys.executable, "fuzz/run.py", "container", "-runs=20", str(new),
                            str(targets.CORPUS / "container")], cwd=ROOT, capture_output=True, text=True)

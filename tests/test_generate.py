@@ -73,14 +73,19 @@ def test_the_first_tokens_at_their_own_temperature(trained):
     there, as temperature 0 throughout does."""
     kind, gen, _ = trained
     k = 6
-    a = sample(gen, [0, 1, 2, 3], seed=3, max_tokens=30, early_tokens=k, early_temperature=0.0, temperature=1.0)[0]
-    b = sample(gen, [0, 1, 2, 3], seed=3, max_tokens=30, early_tokens=k, early_temperature=0.0, temperature=3.0)[0]
-    cold = sample(gen, [0, 1, 2, 3], seed=3, max_tokens=30, temperature=0.0)[0]
+    labels = list(range(8))
+    a = sample(gen, labels, seed=3, max_tokens=30, min_tokens=12, early_tokens=k, early_temperature=0.0, temperature=1.0)[0]
+    b = sample(gen, labels, seed=3, max_tokens=30, min_tokens=12, early_tokens=k, early_temperature=0.0, temperature=5.0)[0]
+    cold = sample(gen, labels, seed=3, max_tokens=30, min_tokens=12, temperature=0.0)[0]
     ids = (lambda s: np.asarray(s)) if kind == "pixels" else (lambda s: s.ids)
     for x, y, z in zip(a, b, cold, strict=True):
         assert np.array_equal(ids(x)[:k], ids(y)[:k]) and np.array_equal(ids(x)[:k], ids(z)[:k])
+    assert any(len(ids(x)) > k for x in a + b)  # (so that the rest can differ:)
     assert any(not np.array_equal(ids(x), ids(y)) for x, y in zip(a, b))  # the rest at its own temperature
+    assert len(sample(gen, [0], max_tokens=5, temperature=torch.tensor(0.7), early_temperature=np.array(0.5),
+                      early_tokens=2)[0]) == 1  # (0-d arrays and tensors, as the guidance weight takes them)
     for bad in ({"early_temperature": float("nan"), "early_tokens": 2}, {"early_tokens": -1},
+                {"early_temperature": "0.5", "early_tokens": 2}, {"early_temperature": np.array(True), "early_tokens": 2},
                 {"early_tokens": 2.5}, {"early_temperature": True, "early_tokens": 2}):
         with pytest.raises(adatok.AdatokError, match="early"):
             sample(gen, [0], max_tokens=5, **bad)
@@ -201,13 +206,17 @@ def test_command_line(trained, tmp_path):
     # the first tokens at their own temperature: the same first 4 ids as temperature 0 throughout
     firsts = []
     for extra in (["--early-tokens", "4", "--early-temperature", "0.000001"], ["--temperature", "0.000001"]):
+        folder_out = tmp_path / f"early{len(firsts)}"
         result = runner.invoke(app, ["generate", "--model", str(folder), "-n", "2", "--max-tokens", "8", "--out",
-                                     str(tmp_path / f"early{len(firsts)}"), "--quiet", *extra])
+                                     str(folder_out), "--quiet", *extra])
         assert result.exit_code == 0, result.output
-        with np.load(tmp_path / f"early{len(firsts)}" / "samples.npz") as z:
-            firsts.append(z["images"])
-    if kind == "pixels":  # (the images of the first 4 pixels, the rest differ)
-        assert np.array_equal(firsts[0].reshape(2, -1)[:, :4], firsts[1].reshape(2, -1)[:, :4])
+        if kind == "pixels":  # (the first 4 pixels)
+            with np.load(folder_out / "samples.npz") as z:
+                firsts.append(z["images"].reshape(2, -1)[:, :4])
+        else:
+            firsts.append([TokenSequence.from_bytes(p.read_bytes()).ids[:4] for p in sorted(folder_out.glob("*.atk"))])
+    assert len(firsts[0]) == len(firsts[1]) == 2  # (a sample may end before 4 tokens, the same in both)
+    assert all(np.array_equal(a, b) for a, b in zip(firsts[0], firsts[1], strict=True))
     for bad in (["--early-tokens", "-1"], ["--early-temperature", "0"]):
         result = runner.invoke(app, ["generate", "--model", str(folder), *bad, "--out", str(png)])
         assert result.exit_code == 2 and "--early" in result.stderr

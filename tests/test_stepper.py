@@ -390,6 +390,9 @@ def test_images_of_some_sequences_index_as_a_list(name):
     assert stepper.images([np.array(1)])[0].shape == stepper.images(np.array([np.uint8(1)]))[0].shape == (6, 5)
     torch = pytest.importorskip("torch")  # any integer a list takes: torch's too
     assert stepper.images(torch.tensor([1]))[0].shape == stepper.images([torch.tensor(-1)])[0].shape == (6, 5)
+    for bad in ([torch.tensor(True)], torch.tensor([True, False])):  # a mask is no list of indices
+        with pytest.raises(InvalidTokensError, match="images"):
+            stepper.images(bad)
 
 
 @pytest.mark.parametrize("name", NAMES)

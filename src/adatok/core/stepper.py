@@ -54,7 +54,8 @@ def check_which(which, batch: int) -> list[int]:
     out = []
     for b in which:
         try:  # any integer, as a list takes it (numpy and torch ones too), not a bool, float or string
-            i = None if isinstance(b, bool) or getattr(b, "dtype", None) == bool else operator.index(b)
+            i = None if isinstance(b, bool) or str(getattr(b, "dtype", "")) in ("bool", "torch.bool") \
+                else operator.index(b)
         except TypeError:
             i = None
         if i is None or not -batch <= i < batch:

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..core.checks import is_finite_number, is_whole
+from ..core.checks import is_whole
 from ..core.errors import AdatokError
 from ..neural.folder import load_weights, read_json
 from .folders import CHECKPOINT_DIR, generator_folder, shipped  # noqa: F401 (also imported from here)
@@ -86,7 +86,12 @@ def check_options(classes: int, labels, cfg: float, temperature: float, top_k: i
     if not math.isfinite(cfg):
         raise AdatokError(f"the guidance weight is a finite number, got {cfg}")
     for what, t in (("temperature", temperature), ("early temperature", early_temperature)):
-        if not (is_finite_number(t) and t >= 0):
+        try:  # (any real number, a 0-d array or tensor too, as the guidance weight; not a bool or a string)
+            value = None if isinstance(t, bool | str) or str(getattr(t, "dtype", "")) in ("bool", "torch.bool") \
+                else float(t)
+        except (TypeError, ValueError):
+            value = None
+        if value is None or not (math.isfinite(value) and value >= 0):
             raise AdatokError(f"the {what} is a finite number >= 0 (0: the likeliest id), got {t!r}")
     if not 0 < top_p <= 1:
         raise AdatokError(f"top-p is in (0, 1], got {top_p}")
