@@ -484,7 +484,8 @@ def test_sampling_options_no_sampling_can_follow_are_refused(trained):
     error; NaN guidance or temperature ended in torch.multinomial."""
     kind, gen, _ = trained
     for labels, options in (([10], {}), ([11], {}), ([2.5], {}), ([True], {}), ([0], {"cfg": float("nan")}),
-                            ([0], {"temperature": float("inf")}), ([0], {"top_p": 0.0}), ([0], {"min_tokens": -1})):
+                            ([0], {"temperature": float("inf")}), ([0], {"top_p": 0.0}), ([0], {"min_tokens": -1}),
+                            ([0], {"temperature": 1e39}), ([0], {"cfg": 1e39}), ([0], {"cfg": -1e39})):  # (float32: inf)
         with pytest.raises(adatok.AdatokError):
             sample(gen, labels, max_tokens=5, **options)
     assert len(sample(gen, [np.int64(1), None, -1], max_tokens=5, temperature=0.0)[0]) == 3  # 0: the likeliest
@@ -795,7 +796,7 @@ def test_evaluate_refuses_what_it_cannot_measure_before_sampling(tmp_path, capsy
                        (["--models", "fmnist-gpt-learned", "--samples", "0"], ">= 1"),
                        (["--models", "nope"], "unknown generator"),
                        (["--models", str(reader)], "is a reader"),
-                       (["--models", "fmnist-gpt-learned", "--temperature", "nan"], "temperature is a finite"),
+                       (["--models", "fmnist-gpt-learned", "--temperature", "nan"], "temperature is a number"),
                        (["--models", "fmnist-gpt-learned", "--early-tokens", "-2"], "early_tokens")):
         with pytest.raises(SystemExit) as exc:
             main(["--out", out, *args])
@@ -803,19 +804,34 @@ def test_evaluate_refuses_what_it_cannot_measure_before_sampling(tmp_path, capsy
     assert not (tmp_path / "eval").exists()
 
 
-def test_a_generator_with_an_ssim_target_is_measured_with_its_own_ceiling(tmp_path):
+def test_a_generator_with_an_ssim_target_is_measured_with_its_own_ceiling(tmp_path, monkeypatch):
     """The ceiling row formatted the target's PSNR, None for an SSIM target: a raw TypeError after
-    sampling (found by review)."""
+    sampling (found by review). A negative seed failed after sampling (the report's random pick);
+    the completion strip was drawn without the run's sampling options; results.json left out
+    min_tokens (found by review)."""
     import json
 
-    from adatok.generate.evaluate import main
+    from adatok.generate import evaluate
 
+    real, given = evaluate.complete, {}
+
+    def completing(*args, **options):
+        given.update(options)
+        return real(*args, **options)
+
+    monkeypatch.setattr(evaluate, "complete", completing)
     lang = WaveletLanguage("wavelet", (28, 28, 1), Quality(ssim=0.5))
     train_generator(tmp_path / "gen", lang, model_config_for(lang, 32, 1, 2, 2048),
                     GenTrainConfig(steps=1, limit=24, val_images=8, batch=4, eval_every=1e9), log=lambda *a: None)
-    main(["--models", str(tmp_path / "gen"), "--samples", "4", "--limit", "20", "--out", str(tmp_path / "eval")])
-    rows = [r["row"] for r in json.loads((tmp_path / "eval" / "results.json").read_text())["table"]]
+    evaluate.main(["--models", str(tmp_path / "gen"), "--samples", "4", "--limit", "20", "--out", str(tmp_path / "eval"),
+                   "--seed", "-1", "--temperature", "0.5", "--min-tokens", "3", "--early-tokens", "2",
+                   "--early-temperature", "0.1"])
+    results = json.loads((tmp_path / "eval" / "results.json").read_text())
+    rows = [r["row"] for r in results["table"]]
     assert "wavelet reconstructions at SSIM 0.5 (ceiling)" in rows
+    assert given == {"seed": -1, "cfg": 2.0, "temperature": 0.5, "top_p": 1.0, "min_tokens": 3, "early_temperature": 0.1,
+                     "early_tokens": 2}
+    assert '"min_tokens": 3' in json.dumps(results)
 
 
 def test_with_jobs_a_failing_model_loses_no_other_models_measurement(tmp_path):

@@ -575,6 +575,13 @@ def test_commands_never_destroy_what_they_read_or_an_earlier_run(tmp_path, monke
     r = run("generate", "--model", "fmnist-gpt-learned", "--complete", out / "0000.atk", "-n", "2", "--out", out,
             "--force", "--quiet")
     assert r.exit_code == 2 and (out / "0000.atk").read_bytes() == before
+    link = tmp_path / "link.atk"  # the same file through a link elsewhere (taken, and replaced, before)
+    link.symlink_to(out / "0000.atk")
+    r = run("generate", "--model", "fmnist-gpt-learned", "--complete", link, "-n", "2", "--out", out, "--force", "--quiet")
+    assert r.exit_code == 2 and "inside --out" in r.stderr and (out / "0000.atk").read_bytes() == before
+    (tmp_path / "afile").write_text("mine")  # a folder that cannot be made: refused before sampling (a traceback after)
+    r = run("generate", "--model", "fmnist-gpt-learned", "-n", "1", "--out", tmp_path / "afile" / "s", "--quiet")
+    assert r.exit_code == 2 and "cannot make the folder" in r.stderr and (tmp_path / "afile").read_text() == "mine"
     (out / "0001.png").unlink()
     (out / "0001.png").mkdir()  # a folder where a new sample goes: the run fails, the earlier one stays
     old = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}

@@ -254,7 +254,7 @@ def generate_cmd(
     from adatok.generate.report import SAMPLE_FILES, check_samples_folder, is_grid, write_samples
 
     if complete is not None and not is_grid(out) and Path(complete).resolve().parent == Path(out).resolve() \
-            and SAMPLE_FILES.fullmatch(Path(complete).name):  # (a file of the folder's samples: replaced)
+            and SAMPLE_FILES.fullmatch(Path(complete).resolve().name):  # (a file of the folder's samples: replaced)
         raise AdatokError(f"the file to complete, {complete}, is inside --out {out}, whose earlier samples --force "
                           "removes (and a new sample would take its name): copy it elsewhere, or give another --out")
 

@@ -88,7 +88,7 @@ def measure_model(gen, judge, test_feats: np.ndarray, n: int, cfg: float, seed: 
            "lengths": {c: lengths[lab == c].tolist() for c in drawn},
            "grids": {c: [images[i] for i in np.nonzero(lab == c)[0][:10]] for c in drawn},
            "language": gen.config["language"], "samples": n, "cfg": cfg, "seed": seed, "batch": batch,
-           "temperature": temperature, "top_p": top_p, "early_temperature": early_temperature,
+           "temperature": temperature, "top_p": top_p, "min_tokens": min_tokens, "early_temperature": early_temperature,
            "early_tokens": early_tokens,
            "round_trips": survived, "prefix_accuracy": prefixes}
     progress(f"{gen.name}: FD-fmnist {out['fd']:.2f}, accuracy {100 * out['accuracy']:.1f}%, "
@@ -167,7 +167,8 @@ def _measure_named(name: str, samples: int, cfg: float, seed: int, threads: int 
         wavelet = gen.lang.position == "wavelet"
         full = gen.lang.tok.encode([test_images[0]], **({"fixed_header": True} if wavelet else {}))[0]
         cut = full.prefix(max(1, len(full) // 4 if wavelet else 4))
-        _, comps = complete(gen, cut, 6, seed=seed)
+        _, comps = complete(gen, cut, 6, seed=seed, cfg=cfg, temperature=temperature, top_p=top_p,  # (the run's options)
+                            min_tokens=min_tokens, early_temperature=early_temperature, early_tokens=early_tokens)
         m["completion"] = {"prefix_tokens": len(cut), "plain": gen.lang.decode([cut])[0],
                            "samples": comps, "original": test_images[0]}
     return m
@@ -319,7 +320,7 @@ def main(argv: list[str] | None = None) -> None:
     table = [{"row": m["name"], "params": f"{m['params']:,}", "train_time": f"{m['train_minutes']:.0f} min",
               "fd": m["fd"], "accuracy": m["accuracy"], "mean_length": m["mean_length"],
               "images_per_s": m["images_per_s"]} for m in models]
-    rng = np.random.default_rng(args.seed)
+    rng = np.random.default_rng(args.seed % 2**64)  # (any whole number, as sampling takes it: -1 failed after sampling)
     few = slice(0, args.samples)  # the ceilings: reconstructions of as many test images as samples drawn
     for m in models:  # the ceilings of the token languages
         lang = m["language"]

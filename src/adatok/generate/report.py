@@ -67,7 +67,11 @@ def check_samples_folder(out: Path, replace: bool = False) -> None:
             raise AdatokError(f"the folder {out.parent} does not exist: make it first")
         save_format(out)  # a suffix Pillow cannot write is refused now, not after sampling
         return
-    if not out.exists():
+    if not out.exists():  # made when the samples are written: its nearest existing folder must take it
+        parent = next(p for p in out.absolute().parents if p.exists())
+        if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+            what = "not a folder" if not parent.is_dir() else "not writable"
+            raise AdatokError(f"cannot make the folder {out}: {parent} is {what}")
         return
     if not out.is_dir():
         raise AdatokError(f"{out} is a file: give a folder (or an image name, .png or .jpg ..., for a grid)")

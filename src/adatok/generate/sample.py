@@ -76,6 +76,10 @@ def _check_whole(what: str, value, least: int = 1) -> None:
         raise AdatokError(f"{what} is a whole number >= {least}, got {value!r}")
 
 
+#: The largest guidance weight or temperature taken: larger ones overflow float32 logits (to NaN).
+MAX_WEIGHT = 1e6
+
+
 def check_options(classes: int, labels, cfg: float, temperature: float, top_k: int, top_p: float,
                   max_tokens: int | None, min_tokens: int, early_temperature: float = 1.0, early_tokens: int = 0
                   ) -> None:
@@ -83,16 +87,16 @@ def check_options(classes: int, labels, cfg: float, temperature: float, top_k: i
     (a label of ``classes`` drew unconditional samples, one past it was a raw torch error; a NaN
     guidance or temperature ended in torch.multinomial)."""
     _check_labels(classes, labels)
-    if not math.isfinite(cfg):
-        raise AdatokError(f"the guidance weight is a finite number, got {cfg}")
+    if not (math.isfinite(cfg) and abs(cfg) <= MAX_WEIGHT):  # (1e39 overflowed the model's float32 logits)
+        raise AdatokError(f"the guidance weight is a number from -{MAX_WEIGHT:g} to {MAX_WEIGHT:g}, got {cfg}")
     for what, t in (("temperature", temperature), ("early temperature", early_temperature)):
         try:  # (any real number, a 0-d array or tensor too, as the guidance weight; not a bool or a string)
             value = None if isinstance(t, bool | str) or str(getattr(t, "dtype", "")) in ("bool", "torch.bool") \
                 else float(t)
         except (TypeError, ValueError):
             value = None
-        if value is None or not (math.isfinite(value) and value >= 0):
-            raise AdatokError(f"the {what} is a finite number >= 0 (0: the likeliest id), got {t!r}")
+        if value is None or not (math.isfinite(value) and 0 <= value <= MAX_WEIGHT):
+            raise AdatokError(f"the {what} is a number from 0 (the likeliest id) to {MAX_WEIGHT:g}, got {t!r}")
     if not 0 < top_p <= 1:
         raise AdatokError(f"top-p is in (0, 1], got {top_p}")
     for what, v, least in (("top-k", top_k, 0), ("min_tokens", min_tokens, 0), ("max_tokens", max_tokens, 1),
