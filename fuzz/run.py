@@ -4,8 +4,9 @@
 directly (see docs/reliability.md). adatok's Python code is instrumented for coverage (the
 compiled numba functions cannot be: their modules are imported plainly, then their Python
 functions and methods instrumented one by one), and, for the ``image`` target, Pillow's. The
-first corpus folder (where new inputs go) is made when it is missing. A failing input is written where ``-artifact_prefix`` says; it becomes a regression input
-in ``fuzz/regressions/TARGET/`` (replayed by ``tests/test_fuzz.py``).
+first corpus folder (where new inputs go) is made when it is missing. A failing input is written
+where ``-artifact_prefix`` says; it becomes a regression input in ``fuzz/regressions/TARGET/``
+(replayed by ``tests/test_fuzz.py``).
 """
 
 from __future__ import annotations

@@ -355,8 +355,8 @@ def data_source(data: str | os.PathLike[str], times: bool = True, skip=None) -> 
     """What a training run's ``--data`` is: ``{"data": "fashion-mnist"}``, or a folder's absolute path
     and a digest of what it holds (``"contents"``: a token shard folder's plan and shard list; an
     image folder's files, each its reader tries as an image, their sizes and, with ``times``, their
-    modification times). The generator's token cache is keyed by it (``times``: a file rewritten is tokenized again), and a resumed run
-    checks it without ``times`` (its held-out part is taken by the files' order: a file added or
+    modification times). The generator's token cache is keyed by it (``times``: a file rewritten is
+    tokenized again), and a resumed run checks it without ``times`` (its held-out part is taken by the files' order: a file added or
     removed moves images between training and held-out, a copy of the folder does not). ``skip``: a
     folder left out (a learned tokenizer's own ``--out`` inside its ``--data``: its files are no images,
     and they change at every save)."""

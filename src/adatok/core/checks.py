@@ -13,6 +13,12 @@ def is_whole(value: Any) -> bool:
     return not isinstance(value, bool) and isinstance(value, int | np.integer)
 
 
+def is_bool(value: Any) -> bool:
+    """Whether ``value`` is a truth value: a ``bool``, or a scalar or 0-d array of a bool dtype
+    (numpy's or torch's), which ``int()``, ``float()`` and ``operator.index`` would take as 0 or 1."""
+    return isinstance(value, bool) or str(getattr(value, "dtype", "")) in ("bool", "torch.bool")
+
+
 def is_finite_number(value: Any) -> bool:
     """Whether ``value`` is a finite real number (Python or numpy, not a ``bool``, not NaN or inf)."""
     return not isinstance(value, bool) and isinstance(value, int | float | np.integer | np.floating) \

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from . import imageio
+from .checks import is_bool
 from .errors import ImageFormatError, InvalidTokensError
 from .sequence import TokenSequence
 
@@ -54,8 +55,7 @@ def check_which(which, batch: int) -> list[int]:
     out = []
     for b in which:
         try:  # any integer, as a list takes it (numpy and torch ones too), not a bool, float or string
-            i = None if isinstance(b, bool) or str(getattr(b, "dtype", "")) in ("bool", "torch.bool") \
-                else operator.index(b)
+            i = None if is_bool(b) else operator.index(b)
         except TypeError:
             i = None
         if i is None or not -batch <= i < batch:

@@ -32,7 +32,7 @@ import numpy as np
 from PIL import Image
 
 from ..core.budget import Bpp, Lossless, Quality, Tokens, check_budget, smallest_bpp
-from ..core.errors import AdatokError, BudgetError, ContainerError, ImageFormatError, InvalidTokensError
+from ..core.errors import AdatokError, BudgetError, ContainerError, InvalidTokensError
 from ..core import imageio
 from ..core.imageio import as_image
 from ..core.protocol import image_list, sequence_list

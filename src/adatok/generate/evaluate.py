@@ -167,8 +167,8 @@ def _measure_named(name: str, samples: int, cfg: float, seed: int, threads: int 
         wavelet = gen.lang.position == "wavelet"
         full = gen.lang.tok.encode([test_images[0]], **({"fixed_header": True} if wavelet else {}))[0]
         cut = full.prefix(max(1, len(full) // 4 if wavelet else 4))
-        _, comps = complete(gen, cut, 6, seed=seed, cfg=cfg, temperature=temperature, top_p=top_p,  # (the run's options)
-                            min_tokens=min_tokens, early_temperature=early_temperature, early_tokens=early_tokens)
+        _, comps = complete(gen, cut, 6, seed=seed, cfg=cfg, temperature=temperature,  # (the run's options)
+                            top_p=top_p, min_tokens=min_tokens, early_temperature=early_temperature, early_tokens=early_tokens)
         m["completion"] = {"prefix_tokens": len(cut), "plain": gen.lang.decode([cut])[0],
                            "samples": comps, "original": test_images[0]}
     return m
@@ -180,7 +180,8 @@ def _measured_path(out: Path, job: tuple) -> Path:
     model trained on in its folder, or shipped anew under its name, once got the old model's
     measurement; a retrained judge would have mixed old rows with new ceilings; a changed decoder
     decodes the same tokens to other images), and of the threads (its images per second)."""
-    name, samples, cfg, seed, threads, limit, batch, temperature, top_p, min_tokens, early_temperature, early_tokens = job
+    (name, samples, cfg, seed, threads, limit, batch, temperature, top_p, min_tokens, early_temperature,
+     early_tokens) = job
     folder = generator_folder(name)
     weights = weights_digest(folder / "model.safetensors")
     tokenizer = read_json(folder).get("language", {}).get("tokenizer")  # none for pixels

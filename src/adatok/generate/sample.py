@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..core.checks import is_whole
+from ..core.checks import is_bool, is_whole
 from ..core.errors import AdatokError
 from ..neural.folder import load_weights, read_json
 from .folders import CHECKPOINT_DIR, generator_folder, shipped  # noqa: F401 (also imported from here)
@@ -91,8 +91,7 @@ def check_options(classes: int, labels, cfg: float, temperature: float, top_k: i
         raise AdatokError(f"the guidance weight is a number from -{MAX_WEIGHT:g} to {MAX_WEIGHT:g}, got {cfg}")
     for what, t in (("temperature", temperature), ("early temperature", early_temperature)):
         try:  # (any real number, a 0-d array or tensor too, as the guidance weight; not a bool or a string)
-            value = None if isinstance(t, bool | str) or str(getattr(t, "dtype", "")) in ("bool", "torch.bool") \
-                else float(t)
+            value = None if isinstance(t, str) or is_bool(t) else float(t)
         except (TypeError, ValueError):
             value = None
         if value is None or not (math.isfinite(value) and 0 <= value <= MAX_WEIGHT):
@@ -117,8 +116,8 @@ def run(gen: Generator, st, labels: np.ndarray, *, cfg: float = 1.0, temperature
     wins): a model that learned to stop at its training target then writes on, past it.
     ``early_tokens``: a sequence's first that many tokens are drawn at ``early_temperature``
     (the rest at ``temperature``): a word model's first words draw its image's coarse shape
-    (docs/generation.md). These three count the whole sequence, a completion's prefix included. ``labels``: a class per sequence
-    (``None`` entries or -1: no class).
+    (docs/generation.md). These three count the whole sequence, a completion's prefix included.
+    ``labels``: a class per sequence (``None`` entries or -1: no class).
     ``prefix``: model inputs of tokens already in ``st`` (``(ids, ints, floats)`` of one prefix,
     the same for every sequence), read first. Returns the number of tokens each sequence got."""
     model, lang = gen.model, gen.lang

@@ -555,7 +555,8 @@ def _prefix_for(gen, data: bytes, name: str, need_room: bool = False) -> TokenSe
     longest = gen.config.get("longest")
     if need_room and longest is not None and held >= longest:
         raise ServeError(f"the cut file holds {held:,} of {gen.name}'s tokens, as many as the longest sequence it "
-                         f"learned ({longest:,}): it would write nothing more; give max_tokens, or cut the file shorter")
+                         f"learned ({longest:,}): it would write nothing more; give max_tokens, or cut the file "
+                         "shorter")
     return seq
 
 
