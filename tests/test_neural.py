@@ -343,7 +343,7 @@ def test_stepper_starts_are_whole_number_shapes(tok):
     """(28.0, 28.0) was taken (it equals (28, 28)) and its sequences then refused by sequences();
     numpy arrays of the shape, taken by the wavelet steppers, were refused. Indices of images() are
     checked as every stepper's are."""
-    for bad in ((28.0, 28.0), (28, 28, 3), ("28", "28"), (True, 28)):
+    for bad in ((28.0, 28.0), (28, 28, 3), ("28", "28"), (True, 28), b"\x1c\x1c"):
         with pytest.raises(adatok.ImageFormatError):
             tok.stepper([bad])
     stepper = tok.stepper([np.array([28, 28]), [28, 28, 1]])

@@ -402,7 +402,8 @@ def test_stepper_errors(name):
     for bad in ([0], [[0, 0]], [0.0, 1.0], "ab"):
         with pytest.raises(InvalidTokensError, match=r"push takes one integer id per sequence"):
             stepper.push(bad)
-    for bad in ((0, 5), (5, 5, 2), (5,), "55", (5.0, 5), 7):
+    for bad in ((0, 5), (5, 5, 2), (5,), "55", (5.0, 5), 7,
+                b"\x09\x0b", bytearray(b"\x09\x0b\x03"), memoryview(b"\x08\x08")):  # (bytes: a cut .atk file)
         with pytest.raises(ImageFormatError, match="not an image shape"):
             t.stepper([bad])
     with pytest.raises(ImageFormatError, match="over the limit"):

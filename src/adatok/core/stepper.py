@@ -30,9 +30,10 @@ def check_starts(starts) -> list:
 
 def start_shape(shape, i: int) -> tuple[int, ...]:
     """A stepper start's image shape, checked: ``(H, W)`` or ``(H, W, C)`` with C 1 or 3, whole
-    numbers (not bools, not floats), at most ``adatok.core.imageio.MAX_PIXELS`` pixels."""
+    numbers (not bools, not floats), at most ``adatok.core.imageio.MAX_PIXELS`` pixels. Bytes are
+    refused (iterated, they are whole numbers: a cut ``.atk`` file would start a made-up image)."""
     try:
-        out = tuple(int(v) for v in shape)
+        out = () if isinstance(shape, str | bytes | bytearray | memoryview) else tuple(int(v) for v in shape)
     except (TypeError, ValueError):
         out = ()
     if (len(out) not in (2, 3) or min(out[:2]) < 1 or (len(out) == 3 and out[2] not in (1, 3))
