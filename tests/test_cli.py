@@ -284,6 +284,32 @@ def test_usage_errors_exit_2(small_png, tmp_path):
     assert not (tmp_path / "x.atk").exists()
 
 
+def test_ctrl_c_inside_compiled_code_is_one_line_and_exit_130(monkeypatch, capsys):
+    """Found by review: Ctrl-C while numba's coder ran reached the command as a SystemError (numba's
+    "returned a result with an exception set", the KeyboardInterrupt as its context) and printed a
+    long traceback with exit 1; as plain KeyboardInterrupt it was one line and 130."""
+    import importlib
+
+    cli_app = importlib.import_module("adatok.cli.app")  # (the module: adatok.cli.app is also the Typer app)
+
+    def interrupted(**kwargs):
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            raise SystemError("CPUDispatcher(<function walk>) returned a result with an exception set") from None
+
+    monkeypatch.setattr(cli_app, "app", interrupted)
+    assert cli_app.run(["encode", "a.png", "b.atk"]) == 130
+    assert capsys.readouterr().err == "error: aborted\n"
+
+    def broken(**kwargs):
+        raise SystemError("another")  # not an interrupt: raised as it is
+
+    monkeypatch.setattr(cli_app, "app", broken)
+    with pytest.raises(SystemError):
+        cli_app.run(["encode", "a.png", "b.atk"])
+
+
 def test_the_suggested_smallest_bpp_is_accepted():
     """'use at least Bpp(x)' printed x rounded to nearest, often just under what fits: refused in turn."""
     from adatok.core.budget import smallest_bpp

@@ -595,6 +595,19 @@ def test_commands_never_destroy_what_they_read_or_an_earlier_run(tmp_path, monke
     Image.fromarray(np.zeros((28, 28), np.uint8)).save(img)
     r = run("encode", img, ckpt / "model.safetensors", "-t", ckpt)
     assert r.exit_code == 2 and (ckpt / "model.safetensors").read_bytes() == weights
+    (tmp_path / "w.atk").symlink_to(ckpt / "model.safetensors")  # through a link of another name (written, before)
+    r = run("encode", img, tmp_path / "w.atk", "-t", ckpt, "--force")
+    assert r.exit_code == 2 and "a link to a file of the input folder" in r.stderr
+    assert (ckpt / "model.safetensors").read_bytes() == weights
+    gen = shutil.copytree(CHECKPOINT_DIR / "fmnist-gpt-learned", tmp_path / "gen")
+    (tmp_path / "g.png").symlink_to(gen / "model.safetensors")  # the generator's weights, as generate's grid
+    r = run("generate", "--model", gen, "-n", "1", "--out", tmp_path / "g.png", "--quiet")
+    assert r.exit_code == 2 and (gen / "model.safetensors").read_bytes() == (
+        CHECKPOINT_DIR / "fmnist-gpt-learned" / "model.safetensors").read_bytes()
+    monkeypatch.setattr("adatok.neural.CHECKPOINT_DIR", tmp_path)  # (a copy stands for the shipped checkpoints)
+    r = run("encode", img, tmp_path / "g.png", "-t", "fashion-mnist-32", "--force")  # a shipped one read by name
+    assert r.exit_code == 2 and "a link to a file of the input folder" in r.stderr
+    monkeypatch.undo()
     photos = tmp_path / "photos"
     photos.mkdir()
     for i in range(2):
@@ -605,6 +618,14 @@ def test_commands_never_destroy_what_they_read_or_an_earlier_run(tmp_path, monke
     assert r.exit_code == 2 and "inside the data folder" in r.output
     ev = tmp_path / "ev"
     assert run("eval", "--data", photos, "--bpp", "1", "--baselines", "none", "--out", ev, "--quiet").exit_code == 0
+    mask = ev / "plots" / "psnr_bpp.png"  # an input where the report writes: replaced by a plot, before
+    shutil.copy(photos / "0.png", mask)
+    before = mask.read_bytes()
+    r = run("eval", "--data", photos, "--bpp", "1", "--baselines", "none", "--roi", mask, "--out", ev, "--quiet")
+    assert r.exit_code == 2 and "is read by this run" in r.output and mask.read_bytes() == before
+    r = run("eval", "--data", ev / "plots", "--bpp", "1", "--baselines", "none", "--out", ev, "--quiet")
+    assert r.exit_code == 2 and "is read by this run" in r.output and mask.read_bytes() == before
+    mask.unlink()
     kept = {p: p.read_bytes() for p in ev.rglob("*") if p.is_file()}
     plot = next((ev / "plots").iterdir())
     plot.unlink()

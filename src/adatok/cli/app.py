@@ -55,6 +55,9 @@ def run(argv: list[str] | None = None) -> int:
         typer.echo("error: aborted", err=True)
         return 130
     except Exception as exc:
+        if _interrupted(exc):  # Ctrl-C inside compiled code: numba hands it on as a SystemError
+            typer.echo("error: aborted", err=True)
+            return 130
         # click's usage errors (typer vendors click privately: recognised by what they carry)
         if not (hasattr(exc, "format_message") and hasattr(exc, "exit_code")):
             raise
@@ -63,6 +66,17 @@ def run(argv: list[str] | None = None) -> int:
         typer.echo(f"error: {' '.join(exc.format_message().split())}{where}", err=True)
         return 2
     return code if isinstance(code, int) else 0
+
+
+def _interrupted(exc: BaseException) -> bool:
+    """Whether ``exc`` came from a KeyboardInterrupt (its cause or context, at any depth)."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def main() -> None:

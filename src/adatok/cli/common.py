@@ -69,16 +69,22 @@ def check_output(out: Path, *inputs: Path, force: bool = False, image: bool = Fa
     """Refuse to write ``out`` when it is one of the command's ``inputs`` (the same path, or the
     same file under another name: a link, ``./x``), or a file already in an input that is a folder
     (a tokenizer's checkpoint folder: ``encode IMG CKPT/model.safetensors -t CKPT`` wrote its bytes
-    over the weights), so that no command ever overwrites what it reads. Without ``force``, also refuse token bytes (``image=False``) to a name with an image
-    suffix (``photo.png``): almost always a slip of the argument order. An image (``image=True``) to
-    ``.atk`` is refused even with ``force``: an image's format comes from its suffix."""
+    over the weights; by any name: a link ``x.atk`` to it), so that no command ever overwrites what
+    it reads. The shipped checkpoints' folder is always such an input. Without ``force``, also
+    refuse token bytes (``image=False``) to a name with an image suffix (``photo.png``): almost
+    always a slip of the argument order. An image (``image=True``) to ``.atk`` is refused even with
+    ``force``: an image's format comes from its suffix."""
+    from adatok.neural import CHECKPOINT_DIR
+
     out_path = Path(out)
-    for src in inputs:
+    real = out_path.resolve()
+    for src in (*inputs, CHECKPOINT_DIR):
         src_path = Path(src)
-        if src_path.is_dir() and out_path.exists() and out_path.resolve().parent == src_path.resolve() \
-                and (out_path.name == "config.json" or out_path.suffix == ".safetensors"):  # (a checkpoint's files)
-            raise AdatokError(f"{out} is a file of the input folder {src} (a checkpoint this command reads): writing "
-                              "it would destroy it; give another output path")
+        if src_path.is_dir() and out_path.exists() and real != src_path.resolve() \
+                and real.is_relative_to(src_path.resolve()):  # (a checkpoint's files, through a link too)
+            raise AdatokError(f"{out} is {'a link to ' if out_path.is_symlink() else ''}a file of the input folder "
+                              f"{src} (a checkpoint this command reads): writing it would destroy it; give another "
+                              "output path")
         same = out_path.resolve() == src_path.resolve()
         if not same and out_path.exists() and src_path.exists():
             try:

@@ -250,7 +250,9 @@ def generate_cmd(
     check_at_least(early_tokens, "--early-tokens", 0)
     if not 0 < top_p <= 1 or temperature <= 0 or early_temperature <= 0:
         raise AdatokError("--top-p is in (0, 1], --temperature and --early-temperature > 0")
-    check_output(out, *([complete] if complete else []), force=True)
+    from adatok.generate.folders import generator_folder
+
+    check_output(out, generator_folder(model), *([complete] if complete else []), force=True)
     from adatok.generate.report import SAMPLE_FILES, check_samples_folder, is_grid, write_samples
 
     if complete is not None and not is_grid(out) and Path(complete).resolve().parent == Path(out).resolve() \

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import AdatokError
-from .report import write_report
+from .report import check_report_spares, write_report
 from .runner import DEFAULT_BASELINES, DEFAULT_BPP, Evaluation, evaluate
 
 __all__ = ["GRID_TRAIN_LIMIT", "default_split", "run"]
@@ -63,6 +63,7 @@ def run(data: str, out: str | Path, tokenizers: Sequence[Any] = ("wavelet",), *,
             os.path.abspath(out)).is_relative_to(os.path.abspath(folder))):  # (a link in it leading out: still read)
         raise AdatokError(f"the output folder {out} is inside the data folder {folder}: the report's plots would be "
                           "read as images by the next run over it; give an output folder outside it")
+    check_report_spares(out, [p for p in (folder, None if roi is None or str(roi) == "auto" else roi) if p is not None])
     ds = load(data, split, limit=limit, max_side=max_side)
     region, region_note = None, None
     if roi is not None and str(roi) == "auto":

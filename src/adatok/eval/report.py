@@ -307,6 +307,24 @@ ul.legend li::before{content:"";display:inline-block;width:18px;height:3px;margi
 """
 
 
+#: The files :func:`write_report` writes into its folder (and it writes ``plots/*.png``).
+REPORT_FILES = ("results.csv", "bd_rate.csv", "report.html")
+
+
+def check_report_spares(out: str | Path, inputs: Sequence[str | Path]) -> None:
+    """Refuse (:class:`~adatok.AdatokError`) a report into ``out`` that would write over one of
+    ``inputs`` (a run's data folder, its mask file or folder): one of :data:`REPORT_FILES`, in its
+    ``plots`` folder, or a folder around it (by the paths they lead to: links followed)."""
+    out = Path(out)
+    written = {(out / name).resolve() for name in REPORT_FILES}
+    plots = (out / "plots").resolve()
+    for given in inputs:
+        real = Path(given).resolve()
+        if real in written or real.is_relative_to(plots) or (real.is_dir() and plots.is_relative_to(real)):
+            raise AdatokError(f"{given} is read by this run, but its report into {out} writes "
+                              f"{', '.join(REPORT_FILES)} and plots/ there: give an output folder apart from it")
+
+
 def write_report(ev: Evaluation, out: str | Path, *, results: Sequence[dict[str, str]] | None = None) -> Path:
     """Write ``results.csv`` (unless ``results`` are given), the plots, ``bd_rate.csv`` and
     ``report.html`` for an evaluation into folder ``out``; return the report's path.

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..core.checks import JSON_ERRORS
 from ..core.errors import AdatokError
+from ..neural import CHECKPOINT_DIR  # (where shipped generators live too: folders whose family is "generator")
 
 
 def _family(folder: Path) -> str | None:
@@ -18,8 +19,6 @@ def _family(folder: Path) -> str | None:
     return config.get("family") if isinstance(config, dict) else None
 
 
-#: Where shipped generators live (folders whose config.json names the family "generator").
-CHECKPOINT_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
 
 
 def shipped() -> list[str]:
