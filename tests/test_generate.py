@@ -603,7 +603,7 @@ def test_resuming_goes_on_with_the_checkpoints_settings_and_never_replaces_a_mod
     config = json.loads((out / "config.json").read_text())
     assert config["step"] == 4 and config["train"]["steps"] == 4
     weights = (out / "model.safetensors").read_bytes()
-    for other in (["--digits"], ["--dim", "32"], ["--target-psnr", "20"], ["--lr", "0.01"]):
+    for other in (["--digits"], ["--class-every"], ["--dim", "32"], ["--target-psnr", "20"], ["--lr", "0.01"]):
         run = CliRunner().invoke(app, ["train-generator", "--out", str(out), "--resume", "--steps", "6", *other])
         assert run.exit_code == 2 and "differ" in run.output and other[0] in run.output, run.output
     assert (out / "model.safetensors").read_bytes() == weights
@@ -875,3 +875,70 @@ def test_evaluate_takes_a_generator_whose_fashion_mnist_shards_are_gone(tmp_path
     (model / "config.json").write_text(json.dumps(config))
     with pytest.raises(AdatokError, match="not trained on Fashion-MNIST"):
         check_arguments(args, [str(model)])
+
+
+def test_a_class_added_at_every_step_starts_as_none_and_caches_as_one_pass(tmp_path):
+    """``class_every``: its table starts at zero (the logits are those of the same weights without
+    it, so a model can be trained on from one without), then with any weights the cached steps give
+    the logits of one pass, and sampling with the cache, guidance and rows ending at different
+    steps draws what it draws without the cache (the caches keep each row's class and drop it with
+    the row)."""
+    lang = LANGS["wavelet"]()
+    cfg = model_config_for(lang, 32, 2, 2, 64)
+    torch.manual_seed(0)
+    plain = GPT(cfg).eval()
+    every = GPT(dataclasses.replace(cfg, class_every=True)).eval()
+    missing = every.load_state_dict(plain.state_dict(), strict=False).missing_keys
+    assert missing == ["class_steps.weight"]
+    T = 6
+    inputs = torch.tensor([[lang.vocab_size + 2, 1, 0, 2, 1, 1], [lang.vocab_size + 5, 0, 0, 1, 2, 1]])
+    ints = torch.stack([torch.randint(0, s, (2, T)) for s in cfg.int_sizes], -1)
+    floats = torch.rand(2, T, cfg.float_fields)
+    with torch.no_grad():
+        assert torch.equal(plain(inputs, ints, floats), every(inputs, ints, floats))
+        torch.nn.init.normal_(every.class_steps.weight)
+        full = every(inputs, ints, floats)
+        assert not torch.allclose(full, plain(inputs, ints, floats), atol=1e-3)
+        caches = [dict() for _ in range(cfg.n_layer)]
+        steps = torch.cat([every(inputs[:, t : t + 1], ints[:, t : t + 1], floats[:, t : t + 1], caches)
+                           for t in range(T)], 1)
+    assert torch.allclose(full, steps, atol=1e-5)
+    with pytest.raises(ValueError, match="class token"):
+        every(inputs[:, 1:], ints[:, 1:], floats[:, 1:])
+
+    out = tmp_path / "gen"
+    train_generator(out, lang, dataclasses.replace(cfg, max_len=2048, class_every=True),
+                    GenTrainConfig(steps=2, limit=16, val_images=4, batch=4, eval_every=1e9), log=lambda *a: None)
+    gen = load_generator(out)
+    assert gen.model.cfg.class_every
+    with torch.no_grad():
+        torch.nn.init.normal_(gen.model.class_steps.weight)
+        gen.model.head.bias[gen.model.cfg.end] += 2.0  # (END drawn at random steps: rows leave the batch)
+    a = sample(gen, [0, 3, 7, 9], seed=1, cfg=2.0, max_tokens=40)[0]
+    b = sample(gen, [0, 3, 7, 9], seed=1, cfg=2.0, max_tokens=40, kv_cache=False)[0]
+    assert len({len(s) for s in a}) > 1 and all(np.array_equal(x.ids, y.ids) for x, y in zip(a, b))
+
+
+def test_a_refused_training_run_leaves_no_folder_behind(tmp_path):
+    """Found by review: a run refused after its folder was made (sequences longer than the model
+    takes, shards of another tokenizer, a model too large to allocate) left --out and the parents it
+    made, with megabytes of token caches and no checkpoint; the length error did not say what to do."""
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from adatok.cli import app
+
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    for i in range(4):
+        Image.fromarray(np.random.default_rng(i).integers(0, 256, (32, 32, 3), np.uint8)).save(imgs / f"{i}.png")
+    base = ["train-generator", "--steps", "1", "--dim", "16", "--layers", "1", "--heads", "1", "--batch", "2",
+            "--val-images", "1", "--quiet", "--data", str(imgs), "--image-size", "32", "--channels", "3"]
+    run = CliRunner().invoke(app, [*base, "--out", str(tmp_path / "new" / "deep" / "gen")])
+    assert run.exit_code == 2 and "--target-psnr" in run.stderr and not (tmp_path / "new").exists()
+    run = CliRunner().invoke(app, [*base, "--target-psnr", "12", "--dim", "2000000", "--heads", "1",
+                                   "--out", str(tmp_path / "big")])
+    assert run.exit_code == 2 and "smaller --dim" in run.stderr and not (tmp_path / "big").exists()
+    (tmp_path / "kept").mkdir()  # a folder that was there: left (empty) as it was
+    run = CliRunner().invoke(app, [*base, "--out", str(tmp_path / "kept")])
+    assert run.exit_code == 2 and (tmp_path / "kept").is_dir()

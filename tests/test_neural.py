@@ -498,6 +498,11 @@ def test_cli_train_runs_and_resumes(tmp_path):
     assert r.exit_code == 2 and "levels" in r.output
     r = CliRunner().invoke(app, ["train", "--out", str(tmp_path / "y"), "--tokens", "1"])
     assert r.exit_code == 2 and "--no-vq-first" in r.output and not (tmp_path / "y").exists()
+    small = ["train", "--steps", "1", "--depth", "1", "--batch", "8", "--quiet"]
+    r = CliRunner().invoke(app, [*small, "--out", str(tmp_path / "z"), "--levels", "65536,65536"])  # (a traceback)
+    assert r.exit_code == 2 and "more than int32 token ids hold" in r.stderr and not (tmp_path / "z").exists()
+    r = CliRunner().invoke(app, [*small, "--out", str(tmp_path / "z"), "--dim", "1000000"])  # (too large to allocate)
+    assert r.exit_code == 2 and "smaller --dim" in r.stderr and not (tmp_path / "z").exists()
 
 
 SHIPPED = CHECKPOINT_DIR / "fashion-mnist-32"

@@ -32,6 +32,7 @@ KEPT_ON_RESUME = {
     "heads": lambda c: c["model"]["n_head"],
     "tie": lambda c: bool(c["model"].get("tie")),
     "digits": lambda c: bool(c["model"].get("digits")),
+    "class_every": lambda c: bool(c["model"].get("class_every")),
     "position": lambda c: "index" if c["model"]["position"] == "index" else None,
     "context": lambda c: bool(c["language"].get("context")),
     "canvas": lambda c: bool(c["language"].get("canvas")),
@@ -104,6 +105,9 @@ def train_generator_cmd(
                           "(the next coefficient, its parent, grandparent and neighbours).")] = False,
     digits: Annotated[bool, typer.Option(
         "--digits", help="Word languages: embed each word with its decisions' digits as well as its own vector.")
+    ] = False,
+    class_every: Annotated[bool, typer.Option(
+        "--class-every", help="Add the class's vector to every step's input, not only read it at the first step.")
     ] = False,
     canvas: Annotated[bool, typer.Option(
         "--canvas", help="Wavelet languages: each step also reads the image its prefix decodes to (7x7 blocks, and "
@@ -191,7 +195,7 @@ def train_generator_cmd(
         if d_model % heads:
             raise AdatokError(f"--dim {d_model} must be a multiple of --heads {heads}")
         model_cfg = dataclasses.replace(train.model_config_for(lang, d_model, layers, heads, max_len, position, tie, digits),
-                                        classes=classes)
+                                        classes=classes, class_every=class_every)
     tcfg = train.GenTrainConfig(minutes=minutes, batch=batch, lr=lr, seed=seed, limit=limit, threads=threads,
                                 steps=steps, eval_every=eval_every, val_images=val_images, data=data,
                                 **({"gen_weight": 0.0, "p_uncond": 1.0, "read_weight": 1.0} if reader else {}))

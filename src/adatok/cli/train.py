@@ -125,9 +125,12 @@ def train_cmd(
         heads = max(1, dim // 32)
         if dim % heads:
             raise AdatokError(f"--dim {dim} must be a multiple of 32 (or below 32)")
-        mcfg = ModelConfig(image_size=size, channels=channels, patch=patch, tokens=tokens, dim=dim,
-                           enc_depth=depth, dec_depth=depth, heads=heads, levels=level_list, linear_skip=linear_skip,
-                           vq_first=vq_first)
+        try:  # (--levels 65536,65536: more codes than int32 ids hold, said by the config)
+            mcfg = ModelConfig(image_size=size, channels=channels, patch=patch, tokens=tokens, dim=dim,
+                               enc_depth=depth, dec_depth=depth, heads=heads, levels=level_list,
+                               linear_skip=linear_skip, vq_first=vq_first)
+        except ValueError as exc:
+            raise AdatokError(str(exc)) from None
     metrics = train(out, mcfg, tcfg, name=name, resume=resume, quiet=quiet, images=images, eval_images=eval_images,
                     force=force, overrides=overrides)
     if not quiet:

@@ -68,6 +68,9 @@ class GPTConfig:
     #: the output layer shares the id embeddings (plus an END vector): with a large vocabulary (the
     #: 6,561 words of wavelet-w8) this halves the parameters the vocabulary costs
     tie: bool = False
+    #: the class token's condition is also added to every step's input (a table of its own, zero at
+    #: the start), not only read at the first step through attention
+    class_every: bool = False
 
     def __post_init__(self) -> None:
         self.int_sizes = tuple(int(s) for s in self.int_sizes)
@@ -196,6 +199,9 @@ class GPT(nn.Module):
             self.register_buffer("digit_rows", digit, persistent=False)
             self.digit_table = nn.Embedding(n * base, cfg.d_model)
         self.positions = Positions(cfg)
+        #: ``class_every``: each class's vector added at every step (zero at the start: a model that
+        #: has it begins as one without)
+        self.class_steps = nn.Embedding(cfg.classes + 1, cfg.d_model) if cfg.class_every else None
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
         self.ln_f = nn.LayerNorm(cfg.d_model)
@@ -209,6 +215,8 @@ class GPT(nn.Module):
         for name, p in self.named_parameters():  # scaled residual projections (GPT-2)
             if name.endswith("proj.weight") or name.endswith("mlp.2.weight"):
                 nn.init.normal_(p, 0.0, 0.02 / math.sqrt(2 * cfg.n_layer))
+        if self.class_steps is not None:
+            nn.init.zeros_(self.class_steps.weight)
 
     @staticmethod
     def _init(module: nn.Module) -> None:
@@ -241,11 +249,27 @@ class GPT(nn.Module):
     def hidden(self, inputs: torch.Tensor, ints: torch.Tensor, floats: torch.Tensor | None,
                caches: list[dict] | None = None) -> torch.Tensor:
         """Final hidden states (B, T, d_model) of ``inputs`` (B, T) read with the next positions.
-        With ``caches`` (sampling), the steps given follow those the caches hold."""
-        x = self.drop(self.embed(inputs) + self.positions(ints, floats))
+        With ``caches`` (sampling), the steps given follow those the caches hold. Each row's first
+        input is its class token (in the first call with ``caches``: they keep the class for
+        ``class_every``, under ``"class"``)."""
+        x = self.embed(inputs) + self.positions(ints, floats)
+        if self.class_steps is not None:
+            x = x + self.class_steps(self._row_classes(inputs, caches))[:, None]
+        x = self.drop(x)
         for i, block in enumerate(self.blocks):
             x = block(x, None if caches is None else caches[i])
         return self.ln_f(x)
+
+    def _row_classes(self, inputs: torch.Tensor, caches: list[dict] | None) -> torch.Tensor:
+        """Each row's class (0..classes, the last "no class"): its first input's, or what the caches kept."""
+        if caches is not None and "class" in caches[0]:
+            return caches[0]["class"]
+        first = inputs[:, 0] - self.cfg.vocab_size
+        if bool(((first < 0) | (first > self.cfg.classes)).any()):
+            raise ValueError("class_every: a row's first input must be its class token")
+        if caches is not None:
+            caches[0]["class"] = first
+        return first
 
     def logits(self, h: torch.Tensor) -> torch.Tensor:
         """Logits (..., vocab_size + 1) of ids and END from hidden states."""

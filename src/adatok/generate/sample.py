@@ -207,7 +207,9 @@ def run(gen: Generator, st, labels: np.ndarray, *, cfg: float = 1.0, temperature
                 active = active[keep]
                 rows_kept = torch.from_numpy(np.concatenate([keep, keep]) if guided else keep)
                 for cache in caches or ():
-                    cache["k"], cache["v"] = cache["k"][rows_kept], cache["v"][rows_kept]
+                    for key in ("k", "v", "class"):
+                        if key in cache:
+                            cache[key] = cache[key][rows_kept]
                 if not kv_cache:
                     hist_tok, hist_ints, hist_floats = hist_tok[rows_kept], hist_ints[rows_kept], hist_floats[rows_kept]
             nxt = chosen[active]

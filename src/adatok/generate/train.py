@@ -25,9 +25,11 @@ so that the processes stop together: ``minutes`` is then each process's budget.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
+import shutil
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -419,6 +421,38 @@ def rows_for(cfg: GPTConfig, corpus: Corpus) -> Corpus:
 RESUMABLE = ("minutes", "steps", "threads", "eval_every")
 
 
+def _prepare(out: Path, lang, model_cfg: GPTConfig, train_cfg: GenTrainConfig, progress, world: int, rank: int):
+    """The training and validation corpora (cached in ``out``, which is made), the seconds they
+    took, and a new model, each checked against the other."""
+    import torch.distributed as dist
+
+    out.mkdir(parents=True, exist_ok=True)
+    t_build = time.time()
+    if world > 1 and rank != 0:
+        dist.barrier()  # rank 0 builds the caches, the others read them
+    corpus = corpus_for(lang, "train", train_cfg.limit, out / "corpus-train.npz", progress, train_cfg.data)
+    val = corpus_for(lang, "test", train_cfg.val_images, out / "corpus-val.npz", data=train_cfg.data)
+    if world > 1 and rank == 0:
+        dist.barrier()
+    for part, what in ((corpus, "training"), (val, "validation")):
+        bad = np.unique(part.labels[(part.labels < 0) | (part.labels >= model_cfg.classes)])
+        if bad.size:  # (a label equal to classes is the model's own "no class" token: never data)
+            raise AdatokError(f"{what} labels {', '.join(map(str, bad[:5]))} are outside the model's classes "
+                              f"0..{model_cfg.classes - 1}: give the model as many classes as the data has")
+    corpus, val = rows_for(model_cfg, corpus), rows_for(model_cfg, val)
+    build_seconds = time.time() - t_build
+    longest = max(int(corpus.lengths.max()), int(val.lengths.max()))  # (validation too: it ran after training)
+    if longest + 1 > model_cfg.max_len:
+        raise AdatokError(f"sequences of up to {longest + 1} steps, but the model takes at most {model_cfg.max_len}: "
+                          "give a --target-psnr (shorter prefixes), a word language (wavelet-w8) or smaller images")
+    try:
+        model = GPT(model_cfg)
+    except (RuntimeError, MemoryError) as exc:  # (--dim 1000000: torch cannot allocate it)
+        raise AdatokError(f"cannot make a model of width {model_cfg.d_model}, {model_cfg.n_layer} blocks "
+                          f"({type(exc).__name__}: {str(exc)[:120]}): give a smaller --dim or --layers") from None
+    return corpus, val, build_seconds, model
+
+
 def train_generator(out: str | Path, lang=None, model_cfg: GPTConfig | None = None,
                     train_cfg: GenTrainConfig | None = None, name: str | None = None, resume: bool = False,
                     progress=None, log=print, force: bool = False, overrides: dict | None = None) -> GPT:
@@ -491,25 +525,16 @@ def train_generator(out: str | Path, lang=None, model_cfg: GPTConfig | None = No
     torch.set_num_threads(train_cfg.threads)
     torch.manual_seed(train_cfg.seed)
     gen = torch.Generator().manual_seed(train_cfg.seed)
-    out.mkdir(parents=True, exist_ok=True)
-    t_build = time.time()
-    if world > 1 and rank != 0:
-        dist.barrier()  # rank 0 builds the caches, the others read them
-    corpus = corpus_for(lang, "train", train_cfg.limit, out / "corpus-train.npz", progress, train_cfg.data)
-    val = corpus_for(lang, "test", train_cfg.val_images, out / "corpus-val.npz", data=train_cfg.data)
-    if world > 1 and rank == 0:
-        dist.barrier()
-    for part, what in ((corpus, "training"), (val, "validation")):
-        bad = np.unique(part.labels[(part.labels < 0) | (part.labels >= model_cfg.classes)])
-        if bad.size:  # (a label equal to classes is the model's own "no class" token: never data)
-            raise AdatokError(f"{what} labels {', '.join(map(str, bad[:5]))} are outside the model's classes "
-                              f"0..{model_cfg.classes - 1}: give the model as many classes as the data has")
-    corpus, val = rows_for(model_cfg, corpus), rows_for(model_cfg, val)
-    build_seconds = time.time() - t_build
-    longest = max(int(corpus.lengths.max()), int(val.lengths.max()))  # (validation too: it ran after training)
-    if longest + 1 > model_cfg.max_len:
-        raise AdatokError(f"sequences of up to {longest + 1} steps, but max_len is {model_cfg.max_len}")
-    model = GPT(model_cfg)
+    made = [p for p in (out, *out.parents) if not p.exists()]  # (the folders this run makes, deepest first)
+    try:
+        corpus, val, build_seconds, model = _prepare(out, lang, model_cfg, train_cfg, progress, world, rank)
+    except BaseException:  # refused before a checkpoint was written: the folders it made are not left behind
+        if rank == 0 and made and not resume:
+            shutil.rmtree(made[0], ignore_errors=True)
+            for folder in made[1:]:
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
+        raise
     opt = torch.optim.AdamW(model.parameters(), lr=train_cfg.lr, weight_decay=train_cfg.weight_decay,
                             betas=(0.9, 0.95))
     step, elapsed, history = 0, 0.0, []
