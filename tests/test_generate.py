@@ -942,3 +942,7 @@ def test_a_refused_training_run_leaves_no_folder_behind(tmp_path):
     (tmp_path / "kept").mkdir()  # a folder that was there: left (empty) as it was
     run = CliRunner().invoke(app, [*base, "--out", str(tmp_path / "kept")])
     assert run.exit_code == 2 and (tmp_path / "kept").is_dir()
+    (tmp_path / "kept" / "mine.txt").write_text("mine")  # reached through a folder that did not exist (emptied, before)
+    run = CliRunner().invoke(app, [*base, "--out", str(tmp_path / "missing" / ".." / "kept")])
+    assert run.exit_code == 2 and (tmp_path / "kept" / "mine.txt").read_text() == "mine"
+    assert not (tmp_path / "missing").exists()

@@ -597,16 +597,25 @@ def test_commands_never_destroy_what_they_read_or_an_earlier_run(tmp_path, monke
     assert r.exit_code == 2 and (ckpt / "model.safetensors").read_bytes() == weights
     (tmp_path / "w.atk").symlink_to(ckpt / "model.safetensors")  # through a link of another name (written, before)
     r = run("encode", img, tmp_path / "w.atk", "-t", ckpt, "--force")
-    assert r.exit_code == 2 and "a link to a file of the input folder" in r.stderr
+    assert r.exit_code == 2 and "a link to model.safetensors of the checkpoint folder" in r.stderr
     assert (ckpt / "model.safetensors").read_bytes() == weights
     gen = shutil.copytree(CHECKPOINT_DIR / "fmnist-gpt-learned", tmp_path / "gen")
     (tmp_path / "g.png").symlink_to(gen / "model.safetensors")  # the generator's weights, as generate's grid
     r = run("generate", "--model", gen, "-n", "1", "--out", tmp_path / "g.png", "--quiet")
     assert r.exit_code == 2 and (gen / "model.safetensors").read_bytes() == (
         CHECKPOINT_DIR / "fmnist-gpt-learned" / "model.safetensors").read_bytes()
+    snap = tmp_path / "snap"  # a checkpoint whose files are links (a Hugging Face snapshot's)
+    snap.mkdir()
+    (snap / "config.json").symlink_to(ckpt / "config.json")
+    (snap / "model.safetensors").symlink_to(ckpt / "model.safetensors")
+    r = run("encode", img, snap / "model.safetensors", "-t", snap, "--force")
+    assert r.exit_code == 2 and "model.safetensors of the checkpoint folder" in r.stderr
+    assert (ckpt / "model.safetensors").read_bytes() == weights
+    for _ in range(2):  # another file in the folder, written again: not the checkpoint's (refused, before)
+        assert run("encode", img, ckpt / "img.atk", "-t", ckpt).exit_code == 0
     monkeypatch.setattr("adatok.neural.CHECKPOINT_DIR", tmp_path)  # (a copy stands for the shipped checkpoints)
     r = run("encode", img, tmp_path / "g.png", "-t", "fashion-mnist-32", "--force")  # a shipped one read by name
-    assert r.exit_code == 2 and "a link to a file of the input folder" in r.stderr
+    assert r.exit_code == 2 and "a link to model.safetensors of the checkpoint folder" in r.stderr
     monkeypatch.undo()
     photos = tmp_path / "photos"
     photos.mkdir()
@@ -625,6 +634,11 @@ def test_commands_never_destroy_what_they_read_or_an_earlier_run(tmp_path, monke
     assert r.exit_code == 2 and "is read by this run" in r.output and mask.read_bytes() == before
     r = run("eval", "--data", ev / "plots", "--bpp", "1", "--baselines", "none", "--out", ev, "--quiet")
     assert r.exit_code == 2 and "is read by this run" in r.output and mask.read_bytes() == before
+    mask.unlink()
+    mask.symlink_to(photos / "0.png")  # a plot that is a link to a data image: written through, before
+    image = (photos / "0.png").read_bytes()
+    r = run("eval", "--data", photos, "--bpp", "1", "--baselines", "none", "--out", ev, "--quiet")
+    assert r.exit_code == 2 and "through a link" in r.output and (photos / "0.png").read_bytes() == image
     mask.unlink()
     kept = {p: p.read_bytes() for p in ev.rglob("*") if p.is_file()}
     plot = next((ev / "plots").iterdir())

@@ -77,14 +77,17 @@ def check_output(out: Path, *inputs: Path, force: bool = False, image: bool = Fa
     from adatok.neural import CHECKPOINT_DIR
 
     out_path = Path(out)
-    real = out_path.resolve()
+    named, real = Path(os.path.abspath(out_path)), out_path.resolve()
     for src in (*inputs, CHECKPOINT_DIR):
         src_path = Path(src)
-        if src_path.is_dir() and out_path.exists() and real != src_path.resolve() \
-                and real.is_relative_to(src_path.resolve()):  # (a checkpoint's files, through a link too)
-            raise AdatokError(f"{out} is {'a link to ' if out_path.is_symlink() else ''}a file of the input folder "
-                              f"{src} (a checkpoint this command reads): writing it would destroy it; give another "
-                              "output path")
+        for read in checkpoint_files(src_path) if src_path.is_dir() else ():
+            # by its name in the folder (the file may be a link itself: a Hugging Face snapshot's), or
+            # by where the output leads (a link of another name to it)
+            if named == Path(os.path.abspath(read)) or real == read.resolve():
+                link = "" if named == Path(os.path.abspath(read)) else "a link to "
+                raise AdatokError(f"{out} is {link}{read.name} of the checkpoint "
+                                  f"folder {src} this command reads: writing it would destroy it; give another "
+                                  "output path")
         same = out_path.resolve() == src_path.resolve()
         if not same and out_path.exists() and src_path.exists():
             try:
@@ -101,6 +104,13 @@ def check_output(out: Path, *inputs: Path, force: bool = False, image: bool = Fa
     if not force and not image and suffix in image_suffixes():
         raise AdatokError(f"{out} has an image suffix but would hold token bytes (.atk); give a name ending in "
                           ".atk, or --force to write it anyway")
+
+
+def checkpoint_files(folder: Path) -> list[Path]:
+    """The files of a checkpoint folder a command reads (``config.json``, ``*.safetensors``), and for
+    a folder of checkpoints (the shipped ones') those of each checkpoint in it."""
+    return [p for pattern in ("config.json", "*.safetensors", "*/config.json", "*/*.safetensors")
+            for p in folder.glob(pattern)]
 
 
 def checkpoint_inputs(tokenizer: str | None) -> list[Path]:

@@ -63,7 +63,7 @@ def run(data: str, out: str | Path, tokenizers: Sequence[Any] = ("wavelet",), *,
             os.path.abspath(out)).is_relative_to(os.path.abspath(folder))):  # (a link in it leading out: still read)
         raise AdatokError(f"the output folder {out} is inside the data folder {folder}: the report's plots would be "
                           "read as images by the next run over it; give an output folder outside it")
-    check_report_spares(out, [p for p in (folder, None if roi is None or str(roi) == "auto" else roi) if p is not None])
+    check_report_spares(out, folder, None if roi is None or str(roi) == "auto" else roi)
     ds = load(data, split, limit=limit, max_side=max_side)
     region, region_note = None, None
     if roi is not None and str(roi) == "auto":

@@ -27,6 +27,7 @@ import csv
 import html
 import io
 import math
+import os
 import platform
 from collections import defaultdict
 from collections.abc import Sequence
@@ -311,18 +312,26 @@ ul.legend li::before{content:"";display:inline-block;width:18px;height:3px;margi
 REPORT_FILES = ("results.csv", "bd_rate.csv", "report.html")
 
 
-def check_report_spares(out: str | Path, inputs: Sequence[str | Path]) -> None:
-    """Refuse (:class:`~adatok.AdatokError`) a report into ``out`` that would write over one of
-    ``inputs`` (a run's data folder, its mask file or folder): one of :data:`REPORT_FILES`, in its
-    ``plots`` folder, or a folder around it (by the paths they lead to: links followed)."""
+def check_report_spares(out: str | Path, data: str | Path | None = None, roi: str | Path | None = None) -> None:
+    """Refuse (:class:`~adatok.AdatokError`) a report into ``out`` that would write over what its run
+    reads, by where each report file leads (a link is written through): nothing in the ``data``
+    folder (read whole), not the ``roi`` mask file, and nothing a link leads to in a mask folder."""
     out = Path(out)
-    written = {(out / name).resolve() for name in REPORT_FILES}
-    plots = (out / "plots").resolve()
-    for given in inputs:
-        real = Path(given).resolve()
-        if real in written or real.is_relative_to(plots) or (real.is_dir() and plots.is_relative_to(real)):
-            raise AdatokError(f"{given} is read by this run, but its report into {out} writes "
-                              f"{', '.join(REPORT_FILES)} and plots/ there: give an output folder apart from it")
+    written = [out / name for name in REPORT_FILES] + [out / "plots" / f"{stem}.png" for stem in PLOTS]
+    for path in written:
+        named, real = Path(os.path.abspath(path)), path.resolve()
+        for given, tree in ((data, True), (roi, False)):
+            if given is None:
+                continue
+            read = Path(given).resolve()
+            if read.is_dir():
+                hit = real.is_relative_to(read) and (tree or not named.is_relative_to(Path(os.path.abspath(given))))
+            else:
+                hit = real == read
+            if hit:
+                raise AdatokError(f"{given} is read by this run, but its report into {out} writes "
+                                  f"{', '.join(REPORT_FILES)} and plots/ there{' (through a link)' if named != real else ''}:"
+                                  " give an output folder apart from it, or remove the link")
 
 
 def write_report(ev: Evaluation, out: str | Path, *, results: Sequence[dict[str, str]] | None = None) -> Path:

@@ -421,12 +421,26 @@ def rows_for(cfg: GPTConfig, corpus: Corpus) -> Corpus:
 RESUMABLE = ("minutes", "steps", "threads", "eval_every")
 
 
+def make_folders(out: Path) -> list[Path]:
+    """Make folder ``out`` and its missing parents; return those this call made, outermost first
+    (one that another process made meanwhile is not among them)."""
+    made = []
+    for folder in (*reversed(out.parents), out):
+        try:
+            folder.mkdir()
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            raise AdatokError(f"cannot make the folder {folder}: {exc.strerror or exc}") from None
+        made.append(folder)
+    return made
+
+
 def _prepare(out: Path, lang, model_cfg: GPTConfig, train_cfg: GenTrainConfig, progress, world: int, rank: int):
     """The training and validation corpora (cached in ``out``, which is made), the seconds they
     took, and a new model, each checked against the other."""
     import torch.distributed as dist
 
-    out.mkdir(parents=True, exist_ok=True)
     t_build = time.time()
     if world > 1 and rank != 0:
         dist.barrier()  # rank 0 builds the caches, the others read them
@@ -466,7 +480,7 @@ def train_generator(out: str | Path, lang=None, model_cfg: GPTConfig | None = No
     from nothing and replace its weights."""
     from ..datasets import check_out_outside, check_same_data, data_source
 
-    out = Path(out)
+    out = Path(out).resolve()  # (the folder a path leads to: new/.. is this folder, whose checkpoint is checked)
     reads = (lang.describe().get("tokenizer") if lang is not None and not resume else None) or ""
     if reads and reads not in registered_names() and Path(reads).is_dir() and Path(reads).resolve() == out.resolve():
         raise AdatokError(f"--out {out} is the checkpoint of the tokenizer {reads} the generator's language reads: "
@@ -525,15 +539,15 @@ def train_generator(out: str | Path, lang=None, model_cfg: GPTConfig | None = No
     torch.set_num_threads(train_cfg.threads)
     torch.manual_seed(train_cfg.seed)
     gen = torch.Generator().manual_seed(train_cfg.seed)
-    made = [p for p in (out, *out.parents) if not p.exists()]  # (the folders this run makes, deepest first)
+    made = make_folders(out) if rank == 0 else (out.mkdir(parents=True, exist_ok=True) or [])
     try:
         corpus, val, build_seconds, model = _prepare(out, lang, model_cfg, train_cfg, progress, world, rank)
     except BaseException:  # refused before a checkpoint was written: the folders it made are not left behind
-        if rank == 0 and made and not resume:
-            shutil.rmtree(made[0], ignore_errors=True)
-            for folder in made[1:]:
-                with contextlib.suppress(OSError):
-                    folder.rmdir()
+        if made and made[-1] == out:  # (out itself made here: only this run's token caches in it)
+            shutil.rmtree(out, ignore_errors=True)
+        for folder in reversed(made):
+            with contextlib.suppress(OSError):
+                folder.rmdir()
         raise
     opt = torch.optim.AdamW(model.parameters(), lr=train_cfg.lr, weight_decay=train_cfg.weight_decay,
                             betas=(0.9, 0.95))
