@@ -398,3 +398,20 @@ def test_generate_writes_a_grid_in_any_image_format_and_checks_its_folder_first(
     assert_user_error(run("train-generator", "--image-size", "32", "--steps", "1", "--out", tmp_path / "gen"),
                       "--image-size and --channels are for --data FOLDER")
     assert not (tmp_path / "gen").exists()
+
+
+def test_a_name_the_terminal_cannot_show_is_escaped(tmp_path):
+    """Found by review: `adatok info é.atk` under an ASCII terminal (PYTHONIOENCODING=ascii) ended in a
+    UnicodeEncodeError traceback."""
+    import os
+    import subprocess
+    import sys
+
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "é.png")
+    code = "import sys; from adatok.cli.app import run; sys.exit(run(sys.argv[1:]))"
+    env = {**os.environ, "PYTHONIOENCODING": "ascii"}
+    for args in (["encode", "é.png", "é.atk"], ["info", "é.atk"]):
+        r = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120, env=env,
+                           cwd=tmp_path, encoding="ascii", errors="replace")
+        assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    assert "\\xe9.atk" in r.stdout

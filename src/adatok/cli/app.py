@@ -46,6 +46,9 @@ def run(argv: list[str] | None = None) -> int:
     # Pillow warns (two lines on stderr) about an image between its pixel limit and twice it, then
     # adatok refuses the image with its own one-line error: the warning says nothing more.
     warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+    for stream in (sys.stdout, sys.stderr):  # a file name the terminal's encoding lacks: escaped, not a traceback
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     argv = sys.argv[1:] if argv is None else list(argv)
     try:  # `adatok` alone shows the help, as the app's no_args_is_help does when run standalone
         code = app(args=argv or ["--help"], prog_name="adatok", standalone_mode=False)
