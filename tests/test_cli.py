@@ -415,3 +415,14 @@ def test_a_name_the_terminal_cannot_show_is_escaped(tmp_path):
                            cwd=tmp_path, encoding="ascii", errors="replace")
         assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
     assert "\\xe9.atk" in r.stdout
+    import importlib
+    import io
+
+    cli_app = importlib.import_module("adatok.cli.app")
+    host = io.TextIOWrapper(io.BytesIO(), encoding="ascii", errors="strict")
+    old, sys.stdout = sys.stdout, host
+    try:  # in-process: the caller's strict stream is strict again afterwards
+        assert cli_app.run(["--version"]) == 0
+    finally:
+        sys.stdout = old
+    assert host.errors == "strict"

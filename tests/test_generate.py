@@ -922,7 +922,11 @@ def test_a_class_added_at_every_step_starts_as_none_and_caches_as_one_pass(tmp_p
 def test_a_refused_training_run_leaves_no_folder_behind(tmp_path):
     """Found by review: a run refused after its folder was made (sequences longer than the model
     takes, shards of another tokenizer, a model too large to allocate) left --out and the parents it
-    made, with megabytes of token caches and no checkpoint; the length error did not say what to do."""
+    made, with megabytes of token caches and no checkpoint; the length error did not say what to do.
+    Reviewing the fix: a path through a folder that did not exist (missing/../kept) had the run
+    remove a folder it had not made; a link as --out named the model after where it led."""
+    import json
+
     from PIL import Image
     from typer.testing import CliRunner
 
@@ -946,3 +950,8 @@ def test_a_refused_training_run_leaves_no_folder_behind(tmp_path):
     run = CliRunner().invoke(app, [*base, "--out", str(tmp_path / "missing" / ".." / "kept")])
     assert run.exit_code == 2 and (tmp_path / "kept" / "mine.txt").read_text() == "mine"
     assert not (tmp_path / "missing").exists()
+    (tmp_path / "runs" / "run7").mkdir(parents=True)
+    (tmp_path / "mygen").symlink_to(tmp_path / "runs" / "run7")  # a link as --out: the model is named by it
+    run = CliRunner().invoke(app, [*base, "--target-psnr", "12", "--out", str(tmp_path / "mygen")])
+    assert run.exit_code == 0, run.output
+    assert json.loads((tmp_path / "runs" / "run7" / "config.json").read_text())["name"] == "mygen"

@@ -631,15 +631,30 @@ def test_commands_never_destroy_what_they_read_or_an_earlier_run(tmp_path, monke
     shutil.copy(photos / "0.png", mask)
     before = mask.read_bytes()
     r = run("eval", "--data", photos, "--bpp", "1", "--baselines", "none", "--roi", mask, "--out", ev, "--quiet")
-    assert r.exit_code == 2 and "is read by this run" in r.output and mask.read_bytes() == before
+    assert r.exit_code == 2 and "this run reads" in r.output and mask.read_bytes() == before
     r = run("eval", "--data", ev / "plots", "--bpp", "1", "--baselines", "none", "--out", ev, "--quiet")
-    assert r.exit_code == 2 and "is read by this run" in r.output and mask.read_bytes() == before
+    assert r.exit_code == 2 and "this run reads" in r.output and mask.read_bytes() == before
     mask.unlink()
     mask.symlink_to(photos / "0.png")  # a plot that is a link to a data image: written through, before
     image = (photos / "0.png").read_bytes()
     r = run("eval", "--data", photos, "--bpp", "1", "--baselines", "none", "--out", ev, "--quiet")
-    assert r.exit_code == 2 and "through a link" in r.output and (photos / "0.png").read_bytes() == image
+    assert r.exit_code == 2 and "a link to" in r.output and (photos / "0.png").read_bytes() == image
     mask.unlink()
+    ext = tmp_path / "ext"  # a folder the data reaches through a link: read as data, so never written into
+    ext.mkdir()
+    (photos / "more").symlink_to(ext)
+    r = run("eval", "--data", photos, "--bpp", "1", "--baselines", "none", "--out", ext, "--quiet")
+    assert r.exit_code == 2 and "in the data folder" in r.output and not any(ext.iterdir())
+    (photos / "more").unlink()
+    masks = tmp_path / "masks"  # --out the mask folder, whose masks/plots/0.png is the mask of plots/0.png
+    (masks / "plots").mkdir(parents=True)
+    (tmp_path / "d" / "plots").mkdir(parents=True)
+    Image.fromarray(np.full((32, 32), 255, np.uint8)).save(masks / "plots" / "psnr_bpp.png")
+    shutil.copy(photos / "0.png", tmp_path / "d" / "plots" / "psnr_bpp.png")
+    before = (masks / "plots" / "psnr_bpp.png").read_bytes()
+    r = run("eval", "--data", tmp_path / "d", "--bpp", "1", "--baselines", "none", "--roi", masks, "--out", masks,
+            "--quiet")
+    assert r.exit_code == 2 and "the mask" in r.output and (masks / "plots" / "psnr_bpp.png").read_bytes() == before
     kept = {p: p.read_bytes() for p in ev.rglob("*") if p.is_file()}
     plot = next((ev / "plots").iterdir())
     plot.unlink()

@@ -233,10 +233,20 @@ def _folder(path: Path, split: str | None, limit: int | None, max_side: int | No
     return Dataset(str(path), split, images, ids, skipped=skipped)
 
 
-def _walk(folder: Path, unreadable: list | None = None, skip=None) -> Iterator[Path]:
+def data_folders(folder: str | os.PathLike[str]) -> list[Path]:
+    """The real folders (links resolved) a read of ``folder`` walks: itself and every folder under
+    it, through linked folders too (:func:`_walk`). Writing into any of them adds to the data."""
+    out: list[Path] = []
+    for _ in _walk(Path(folder), folders=out):
+        pass
+    return out
+
+
+def _walk(folder: Path, unreadable: list | None = None, skip=None, folders: list | None = None) -> Iterator[Path]:
     """Regular files under ``folder``, recursively, leaving out hidden files and folders. Linked
     folders are followed (as linked files are read), each real folder once: a link back up the
-    tree is not walked again. See :func:`image_files` for ``unreadable`` and ``skip``."""
+    tree is not walked again. See :func:`image_files` for ``unreadable`` and ``skip``; ``folders``
+    gets the real path of each folder walked."""
     seen: set[tuple[int, int]] = set()
     avoid = Path(os.path.realpath(skip)) if skip is not None else None
 
@@ -251,6 +261,8 @@ def _walk(folder: Path, unreadable: list | None = None, skip=None) -> Iterator[P
             dirs[:] = []
             continue
         seen.add((st.st_dev, st.st_ino))
+        if folders is not None:
+            folders.append(Path(os.path.realpath(root)))
         dirs[:] = [d for d in dirs if not d.startswith(".")]
         for f in files:
             p = Path(root) / f

@@ -46,10 +46,21 @@ def run(argv: list[str] | None = None) -> int:
     # Pillow warns (two lines on stderr) about an image between its pixel limit and twice it, then
     # adatok refuses the image with its own one-line error: the warning says nothing more.
     warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
-    for stream in (sys.stdout, sys.stderr):  # a file name the terminal's encoding lacks: escaped, not a traceback
-        if hasattr(stream, "reconfigure"):
-            stream.reconfigure(errors="backslashreplace")
-    argv = sys.argv[1:] if argv is None else list(argv)
+    # a file name the terminal's encoding lacks: escaped, not a traceback (a strict stream only: UTF-8
+    # mode's surrogateescape writes a name's own bytes); as it was again after the command
+    strict = [s for s in (sys.stdout, sys.stderr)
+              if getattr(s, "errors", None) == "strict" and hasattr(s, "reconfigure")]
+    for stream in strict:
+        stream.reconfigure(errors="backslashreplace")
+    try:
+        return _run(sys.argv[1:] if argv is None else list(argv))
+    finally:
+        for stream in strict:
+            stream.reconfigure(errors="strict")
+
+
+def _run(argv: list[str]) -> int:
+    """:func:`run`'s work."""
     try:  # `adatok` alone shows the help, as the app's no_args_is_help does when run standalone
         code = app(args=argv or ["--help"], prog_name="adatok", standalone_mode=False)
     except typer.Exit as exc:

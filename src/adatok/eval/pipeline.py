@@ -54,7 +54,8 @@ def run(data: str, out: str | Path, tokenizers: Sequence[Any] = ("wavelet",), *,
             :func:`adatok.eval.evaluate`); codecs sit them out.
         Other arguments as for :func:`adatok.eval.evaluate`.
     """
-    from ..datasets import load
+    from ..datasets import data_folders, load
+    from .regions import mask_files, mask_regions
 
     split = default_split(data, split)
     out = Path(out)
@@ -63,7 +64,6 @@ def run(data: str, out: str | Path, tokenizers: Sequence[Any] = ("wavelet",), *,
             os.path.abspath(out)).is_relative_to(os.path.abspath(folder))):  # (a link in it leading out: still read)
         raise AdatokError(f"the output folder {out} is inside the data folder {folder}: the report's plots would be "
                           "read as images by the next run over it; give an output folder outside it")
-    check_report_spares(out, folder, None if roi is None or str(roi) == "auto" else roi)
     ds = load(data, split, limit=limit, max_side=max_side)
     region, region_note = None, None
     if roi is not None and str(roi) == "auto":
@@ -71,9 +71,10 @@ def run(data: str, out: str | Path, tokenizers: Sequence[Any] = ("wavelet",), *,
 
         region = check_method(saliency)  # checked before anything is written
     elif roi is not None:
-        from .regions import mask_regions
-
         region, region_note = mask_regions(roi, ds.items(), max_side)
+    check_report_spares(out, data_folders(folder) if folder is not None and folder.is_dir() else [],
+                        list(mask_files(roi, [name for name, _ in ds.items()]).values())
+                        if roi is not None and str(roi) != "auto" else [])
     grid_train = None
     if "grid" in baselines and ds.train_split is not None:
         grid_train = load(data, ds.train_split, limit=GRID_TRAIN_LIMIT, max_side=max_side).images

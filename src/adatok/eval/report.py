@@ -27,7 +27,6 @@ import csv
 import html
 import io
 import math
-import os
 import platform
 from collections import defaultdict
 from collections.abc import Sequence
@@ -312,26 +311,22 @@ ul.legend li::before{content:"";display:inline-block;width:18px;height:3px;margi
 REPORT_FILES = ("results.csv", "bd_rate.csv", "report.html")
 
 
-def check_report_spares(out: str | Path, data: str | Path | None = None, roi: str | Path | None = None) -> None:
+def check_report_spares(out: str | Path, data_folders: Sequence[Path] = (), masks: Sequence[Path] = ()) -> None:
     """Refuse (:class:`~adatok.AdatokError`) a report into ``out`` that would write over what its run
-    reads, by where each report file leads (a link is written through): nothing in the ``data``
-    folder (read whole), not the ``roi`` mask file, and nothing a link leads to in a mask folder."""
+    reads, by where each report file leads (a link is written through): a file in any of
+    ``data_folders`` (the real folders a read of the data walks: the next run would read it as
+    data), or one of the ``masks`` the run uses."""
     out = Path(out)
-    written = [out / name for name in REPORT_FILES] + [out / "plots" / f"{stem}.png" for stem in PLOTS]
-    for path in written:
-        named, real = Path(os.path.abspath(path)), path.resolve()
-        for given, tree in ((data, True), (roi, False)):
-            if given is None:
-                continue
-            read = Path(given).resolve()
-            if read.is_dir():
-                hit = real.is_relative_to(read) and (tree or not named.is_relative_to(Path(os.path.abspath(given))))
-            else:
-                hit = real == read
-            if hit:
-                raise AdatokError(f"{given} is read by this run, but its report into {out} writes "
-                                  f"{', '.join(REPORT_FILES)} and plots/ there{' (through a link)' if named != real else ''}:"
-                                  " give an output folder apart from it, or remove the link")
+    folders = [Path(f).resolve() for f in data_folders]
+    used = {Path(m).resolve(): m for m in masks}
+    for path in [out / name for name in REPORT_FILES] + [out / "plots" / f"{stem}.png" for stem in PLOTS]:
+        real = path.resolve()
+        inside = next((f for f in folders if real.is_relative_to(f)), None)
+        if inside is not None or real in used:
+            what = f"the data folder {inside}" if inside is not None else f"the mask {used[real]}"
+            raise AdatokError(f"the report into {out} would write {path}"
+                              f"{f' (a link to {real})' if path.is_symlink() else ''}, which is {'in ' if inside else ''}"
+                              f"{what} this run reads: give an output folder apart from them")
 
 
 def write_report(ev: Evaluation, out: str | Path, *, results: Sequence[dict[str, str]] | None = None) -> Path:

@@ -480,7 +480,9 @@ def train_generator(out: str | Path, lang=None, model_cfg: GPTConfig | None = No
     from nothing and replace its weights."""
     from ..datasets import check_out_outside, check_same_data, data_source
 
-    out = Path(out).resolve()  # (the folder a path leads to: new/.. is this folder, whose checkpoint is checked)
+    out = Path(out)
+    if ".." in out.parts:  # (new/.. is this folder, whose checkpoint is checked, even while new does not exist)
+        out = out.resolve()
     reads = (lang.describe().get("tokenizer") if lang is not None and not resume else None) or ""
     if reads and reads not in registered_names() and Path(reads).is_dir() and Path(reads).resolve() == out.resolve():
         raise AdatokError(f"--out {out} is the checkpoint of the tokenizer {reads} the generator's language reads: "
@@ -522,7 +524,7 @@ def train_generator(out: str | Path, lang=None, model_cfg: GPTConfig | None = No
     reader = train_cfg.gen_weight == 0
     if reader and train_cfg.p_uncond != 1:
         raise AdatokError("a reader (gen_weight 0) learns from the rows given no class: give p_uncond=1 (every row)")
-    name = name or out.name
+    name = name or out.name or out.resolve().name  # (a link by its own name; "." by the folder's)
     world, rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
     if world > 1:
         import datetime
@@ -539,12 +541,13 @@ def train_generator(out: str | Path, lang=None, model_cfg: GPTConfig | None = No
     torch.set_num_threads(train_cfg.threads)
     torch.manual_seed(train_cfg.seed)
     gen = torch.Generator().manual_seed(train_cfg.seed)
-    made = make_folders(out) if rank == 0 else (out.mkdir(parents=True, exist_ok=True) or [])
+    real = out.resolve()  # (a link's folder, made where it leads)
+    made = make_folders(real) if rank == 0 else (real.mkdir(parents=True, exist_ok=True) or [])
     try:
         corpus, val, build_seconds, model = _prepare(out, lang, model_cfg, train_cfg, progress, world, rank)
     except BaseException:  # refused before a checkpoint was written: the folders it made are not left behind
-        if made and made[-1] == out:  # (out itself made here: only this run's token caches in it)
-            shutil.rmtree(out, ignore_errors=True)
+        if made and made[-1] == real:  # (out itself made here: only this run's token caches in it)
+            shutil.rmtree(real, ignore_errors=True)
         for folder in reversed(made):
             with contextlib.suppress(OSError):
                 folder.rmdir()
