@@ -644,7 +644,7 @@ def test_commands_never_destroy_what_they_read_or_an_earlier_run(tmp_path, monke
     ext.mkdir()
     (photos / "more").symlink_to(ext)
     r = run("eval", "--data", photos, "--bpp", "1", "--baselines", "none", "--out", ext, "--quiet")
-    assert r.exit_code == 2 and "in the data folder" in r.output and not any(ext.iterdir())
+    assert r.exit_code == 2 and "this run reads" in r.output and not any(ext.iterdir())
     (photos / "more").unlink()
     masks = tmp_path / "masks"  # --out the mask folder, whose masks/plots/0.png is the mask of plots/0.png
     (masks / "plots").mkdir(parents=True)
@@ -654,7 +654,15 @@ def test_commands_never_destroy_what_they_read_or_an_earlier_run(tmp_path, monke
     before = (masks / "plots" / "psnr_bpp.png").read_bytes()
     r = run("eval", "--data", tmp_path / "d", "--bpp", "1", "--baselines", "none", "--roi", masks, "--out", masks,
             "--quiet")
-    assert r.exit_code == 2 and "the mask" in r.output and (masks / "plots" / "psnr_bpp.png").read_bytes() == before
+    assert r.exit_code == 2 and "this run reads" in r.output and (masks / "plots" / "psnr_bpp.png").read_bytes() == before
+    lengths = tmp_path / "ev" / "lengths.csv"  # written by --target-psnr through a link onto a data image, before
+    lengths.symlink_to(photos / "1.png")
+    image = (photos / "1.png").read_bytes()
+    r = run("eval", "--data", photos, "--bpp", "1", "--baselines", "none", "--target-psnr", "30", "--out", ev, "--quiet")
+    assert r.exit_code == 2 and "this run reads" in r.output and (photos / "1.png").read_bytes() == image
+    r = run("eval", "--data", photos / "1.png", "--bpp", "1", "--baselines", "none", "--out", ev, "--quiet")
+    assert r.exit_code == 2 and (photos / "1.png").read_bytes() == image  # --data the very file, not a folder
+    lengths.unlink()
     kept = {p: p.read_bytes() for p in ev.rglob("*") if p.is_file()}
     plot = next((ev / "plots").iterdir())
     plot.unlink()

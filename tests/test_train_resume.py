@@ -153,7 +153,7 @@ def test_validation_sequences_longer_than_the_model_are_refused_before_training(
     lang = WaveletLanguage("wavelet", (28, 28, 1), Quality(psnr=16))
     longest = int(G.corpus_for(lang, "train", 4, None).lengths.max())
     cfg = G.model_config_for(lang, 16, 1, 1, longest + 1, position="index")
-    with pytest.raises(AdatokError, match="max_len"):
+    with pytest.raises(AdatokError, match="the model takes at most"):
         G.train_generator(tmp_path / "g", lang, cfg, G.GenTrainConfig(steps=2, limit=4, val_images=40, batch=2,
                                                                        eval_every=1e9), log=lambda *a: None)
 

@@ -233,13 +233,16 @@ def _folder(path: Path, split: str | None, limit: int | None, max_side: int | No
     return Dataset(str(path), split, images, ids, skipped=skipped)
 
 
-def data_folders(folder: str | os.PathLike[str]) -> list[Path]:
-    """The real folders (links resolved) a read of ``folder`` walks: itself and every folder under
-    it, through linked folders too (:func:`_walk`). Writing into any of them adds to the data."""
-    out: list[Path] = []
-    for _ in _walk(Path(folder), folders=out):
-        pass
-    return out
+def data_reads(path: str | os.PathLike[str]) -> tuple[list[Path], list[Path]]:
+    """What a read of ``path`` (a folder, or an image file) reads, links resolved: the real folders
+    it walks (itself and every folder under it, through linked folders too: :func:`_walk`; writing
+    into any of them adds to the data) and the real files it reads (a linked file's target)."""
+    path = Path(path)
+    if not path.is_dir():
+        return [], [path.resolve()]
+    folders: list[Path] = []
+    files = [p.resolve() for p in _walk(path, folders=folders)]
+    return folders, files
 
 
 def _walk(folder: Path, unreadable: list | None = None, skip=None, folders: list | None = None) -> Iterator[Path]:

@@ -54,8 +54,8 @@ def run(data: str, out: str | Path, tokenizers: Sequence[Any] = ("wavelet",), *,
             :func:`adatok.eval.evaluate`); codecs sit them out.
         Other arguments as for :func:`adatok.eval.evaluate`.
     """
-    from ..datasets import data_folders, load
-    from .regions import mask_files, mask_regions
+    from ..datasets import data_reads, load
+    from .regions import mask_reads, mask_regions
 
     split = default_split(data, split)
     out = Path(out)
@@ -72,9 +72,8 @@ def run(data: str, out: str | Path, tokenizers: Sequence[Any] = ("wavelet",), *,
         region = check_method(saliency)  # checked before anything is written
     elif roi is not None:
         region, region_note = mask_regions(roi, ds.items(), max_side)
-    check_report_spares(out, data_folders(folder) if folder is not None and folder.is_dir() else [],
-                        list(mask_files(roi, [name for name, _ in ds.items()]).values())
-                        if roi is not None and str(roi) != "auto" else [])
+    check_report_spares(out, [data_reads(data) if folder is not None else ([], []),
+                              mask_reads(roi) if roi is not None and str(roi) != "auto" else ([], [])])
     grid_train = None
     if "grid" in baselines and ds.train_split is not None:
         grid_train = load(data, ds.train_split, limit=GRID_TRAIN_LIMIT, max_side=max_side).images

@@ -85,11 +85,14 @@ def _shrunk_mask(m: np.ndarray, path: Path, max_side: int | None) -> tuple[np.nd
     return small, f"mask {path} ({m.shape[0]}x{m.shape[1]}, shrunk by --max-side {max_side})"
 
 
-def _mask_index(folder: Path) -> tuple[dict[str, list[Path]], dict[str, list[Path]]]:
-    """The files under ``folder`` (hidden ones left out) by path-without-suffix and by stem."""
+def _mask_index(folder: Path, roots: list | None = None) -> tuple[dict[str, list[Path]], dict[str, list[Path]]]:
+    """The files under ``folder`` (hidden ones left out) by path-without-suffix and by stem;
+    ``roots`` gets each folder walked."""
     by_path: dict[str, list[Path]] = {}
     by_stem: dict[str, list[Path]] = {}
     for root, dirs, files in os.walk(folder):
+        if roots is not None:
+            roots.append(Path(root))
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for f in sorted(files):
             p = Path(root) / f
@@ -111,6 +114,18 @@ def _find_mask(name: str, folder: Path, by_path: dict, by_stem: dict) -> Path | 
         if found:
             return found[0]
     return None
+
+
+def mask_reads(path: str | os.PathLike[str]) -> tuple[list[Path], list[Path]]:
+    """What masks at ``path`` (a file, or a folder of masks) are read from, links resolved: the real
+    folders a match walks (a file written into one is a candidate mask the next time) and every
+    mask file in them, whichever images a run matches (``--limit`` reads a few)."""
+    path = Path(path)
+    if not path.is_dir():
+        return [], [path.resolve()]
+    roots: list[Path] = []
+    by_path, _ = _mask_index(path, roots)
+    return [r.resolve() for r in roots], [p.resolve() for found in by_path.values() for p in found]
 
 
 def mask_files(path: str | os.PathLike[str], names: Sequence[str]) -> dict[str, Path]:

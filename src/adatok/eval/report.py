@@ -311,22 +311,24 @@ ul.legend li::before{content:"";display:inline-block;width:18px;height:3px;margi
 REPORT_FILES = ("results.csv", "bd_rate.csv", "report.html")
 
 
-def check_report_spares(out: str | Path, data_folders: Sequence[Path] = (), masks: Sequence[Path] = ()) -> None:
+def check_report_spares(out: str | Path, reads: Sequence[tuple[Sequence[Path], Sequence[Path]]]) -> None:
     """Refuse (:class:`~adatok.AdatokError`) a report into ``out`` that would write over what its run
-    reads, by where each report file leads (a link is written through): a file in any of
-    ``data_folders`` (the real folders a read of the data walks: the next run would read it as
-    data), or one of the ``masks`` the run uses."""
+    reads, by where each file of it leads (a link is written through): ``reads`` holds, for the data
+    and the masks, ``(folders, files)`` with links resolved (:func:`adatok.datasets.data_reads`,
+    :func:`adatok.eval.regions.mask_reads`): no report file may be one of the files, nor land in
+    one of the folders (the next run would read it). ``lengths.csv`` (``--target-psnr``) counts too."""
     out = Path(out)
-    folders = [Path(f).resolve() for f in data_folders]
-    used = {Path(m).resolve(): m for m in masks}
-    for path in [out / name for name in REPORT_FILES] + [out / "plots" / f"{stem}.png" for stem in PLOTS]:
+    folders = {Path(f) for group, _ in reads for f in group}
+    files = {Path(f) for _, group in reads for f in group}
+    names = (*REPORT_FILES, "lengths.csv")
+    for path in [out / name for name in names] + [out / "plots" / f"{stem}.png" for stem in PLOTS]:
         real = path.resolve()
-        inside = next((f for f in folders if real.is_relative_to(f)), None)
-        if inside is not None or real in used:
-            what = f"the data folder {inside}" if inside is not None else f"the mask {used[real]}"
+        inside = next((f for f in real.parents if f in folders), None)
+        if inside is not None or real in files:
+            what = f"in the folder {inside}" if inside is not None else f"the file {real}"
             raise AdatokError(f"the report into {out} would write {path}"
-                              f"{f' (a link to {real})' if path.is_symlink() else ''}, which is {'in ' if inside else ''}"
-                              f"{what} this run reads: give an output folder apart from them")
+                              f"{f' (a link to {real})' if path.is_symlink() else ''}, which is {what} this run "
+                              "reads (data or masks): give an output folder apart from them")
 
 
 def write_report(ev: Evaluation, out: str | Path, *, results: Sequence[dict[str, str]] | None = None) -> Path:
