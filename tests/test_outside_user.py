@@ -724,3 +724,42 @@ def test_the_write_checks_leave_alone_what_they_need_not_touch(tmp_path, monkeyp
     r = run("generate", "--model", "fmnist-gpt-learned", "--complete", out / "cut.atk", "-n", "1", "--out", out,
             "--force", "--quiet")
     assert r.exit_code == 0 and (out / "cut.atk").read_bytes() == cut and (out / "plain.png").exists()
+
+
+def test_eval_writes_nothing_through_planted_names_or_escaping_splits(tmp_path):
+    """Found by the fourth review of eval's write check: a link at a report file's fixed temporary
+    name (results.csv.tmp) was written through onto a data image; --split ../other (or an absolute
+    path) had the run read a folder the check never looked at; a hidden folder under the mask folder,
+    which no read walks, was refused as --out."""
+    from typer.testing import CliRunner
+
+    from adatok.cli import app
+
+    def run(*args):
+        return CliRunner().invoke(app, [str(a) for a in args])
+
+    data, other, masks = tmp_path / "data", tmp_path / "other", tmp_path / "masks"
+    for folder in (data / "test", other, masks):
+        folder.mkdir(parents=True)
+    for i in range(2):
+        img = np.random.default_rng(i).integers(0, 256, (32, 32, 3), np.uint8)
+        for folder in (data / "test", other):
+            Image.fromarray(img).save(folder / f"{i}.png")
+        Image.fromarray(np.full((32, 32), 255, np.uint8)).save(masks / f"{i}.png")
+    image = (data / "test" / "0.png").read_bytes()
+    out = tmp_path / "rep"
+    out.mkdir()
+    (out / "results.csv.tmp").symlink_to(data / "test" / "0.png")
+    r = run("eval", "--data", data / "test", "--bpp", "1", "--baselines", "none", "--out", out, "--quiet")
+    assert r.exit_code == 0 and (data / "test" / "0.png").read_bytes() == image
+    assert not (out / "results.csv.tmp").exists() and not (out / "results.csv").is_symlink()
+    for split in ("../other", str(other)):
+        r = run("eval", "--data", data, "--split", split, "--bpp", "1", "--baselines", "none", "--out", other / "r",
+                "--quiet")
+        assert r.exit_code == 2 and "name of one of its sub-folders" in r.output and not (other / "r").exists()
+    r = run("eval", "--data", data, "--split", "test", "--bpp", "1", "--baselines", "none", "--roi", masks,
+            "--out", masks / ".reports", "--quiet")
+    assert r.exit_code == 0, r.output
+    r = run("eval", "--data", data, "--split", "test", "--bpp", "1", "--baselines", "none", "--roi", masks,
+            "--out", masks / "reports", "--quiet")
+    assert r.exit_code == 2 and "this run reads" in r.output

@@ -138,6 +138,9 @@ def load(name: str | os.PathLike[str], split: str | None = None, *, limit: int |
         raise AdatokError(f"unknown dataset {key!r}: use one of {', '.join(DATASETS)} or the path of a folder "
                           "of images")
     if split is not None:
+        if (not isinstance(split, str) or len(Path(split).parts) != 1 or split in (".", "..")
+                or Path(split).is_absolute()):  # (../other: a folder beside it, which nothing else checks)
+            raise AdatokError(f"a split of folder {path} is the name of one of its sub-folders, got {split!r}")
         if not (path / split).is_dir():
             raise AdatokError(f"folder {path} has no sub-folder {split!r} to use as a split")
         path = path / split
@@ -236,12 +239,13 @@ def _folder(path: Path, split: str | None, limit: int | None, max_side: int | No
 def data_reads(path: str | os.PathLike[str]) -> tuple[list[Path], list[Path]]:
     """What a read of ``path`` (a folder, or an image file) reads, links resolved: the real folders
     it walks (itself and every folder under it, through linked folders too: :func:`_walk`; writing
-    into any of them adds to the data) and the real files it reads (a linked file's target)."""
+    into any of them adds to the data) and the real files it reads that lie elsewhere (a linked
+    file's target; the others lie in those folders)."""
     path = Path(path)
     if not path.is_dir():
         return [], [path.resolve()]
     folders: list[Path] = []
-    files = [p.resolve() for p in _walk(path, folders=folders)]
+    files = [p.resolve() for p in _walk(path, folders=folders) if p.is_symlink()]  # (the others: in a folder)
     return folders, files
 
 

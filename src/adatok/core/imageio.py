@@ -534,6 +534,7 @@ def atomic_writes(files: list[tuple[Path, Callable[[Path], None]]], mode: int | 
     tmps = [(path.with_name(path.name + ".tmp"), path) for path in targets]
     try:
         for (tmp, path), (_, write) in zip(tmps, files, strict=True):
+            tmp.unlink(missing_ok=True)  # (a stale one, or a link planted there: never written through)
             write(tmp)
             if mode is not None:
                 os.chmod(tmp, mode)

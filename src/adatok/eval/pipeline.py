@@ -72,7 +72,8 @@ def run(data: str, out: str | Path, tokenizers: Sequence[Any] = ("wavelet",), *,
         region = check_method(saliency)  # checked before anything is written
     elif roi is not None:
         region, region_note = mask_regions(roi, ds.items(), max_side)
-    check_report_spares(out, [data_reads(data) if folder is not None else ([], []),
+    read = folder / split if folder is not None and split is not None else folder  # (what load read)
+    check_report_spares(out, [data_reads(read) if read is not None else ([], []),
                               mask_reads(roi) if roi is not None and str(roi) != "auto" else ([], [])])
     grid_train = None
     if "grid" in baselines and ds.train_split is not None:

@@ -118,14 +118,15 @@ def _find_mask(name: str, folder: Path, by_path: dict, by_stem: dict) -> Path | 
 
 def mask_reads(path: str | os.PathLike[str]) -> tuple[list[Path], list[Path]]:
     """What masks at ``path`` (a file, or a folder of masks) are read from, links resolved: the real
-    folders a match walks (a file written into one is a candidate mask the next time) and every
-    mask file in them, whichever images a run matches (``--limit`` reads a few)."""
+    folders a match walks (a file written into one is a candidate mask the next time: every mask
+    there is protected, whichever images a run matches, ``--limit`` reads a few) and the masks
+    that lie elsewhere (a linked file's target)."""
     path = Path(path)
     if not path.is_dir():
         return [], [path.resolve()]
     roots: list[Path] = []
     by_path, _ = _mask_index(path, roots)
-    return [r.resolve() for r in roots], [p.resolve() for found in by_path.values() for p in found]
+    return [r.resolve() for r in roots], [p.resolve() for found in by_path.values() for p in found if p.is_symlink()]
 
 
 def mask_files(path: str | os.PathLike[str], names: Sequence[str]) -> dict[str, Path]:

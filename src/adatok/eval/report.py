@@ -324,6 +324,8 @@ def check_report_spares(out: str | Path, reads: Sequence[tuple[Sequence[Path], S
     for path in [out / name for name in names] + [out / "plots" / f"{stem}.png" for stem in PLOTS]:
         real = path.resolve()
         inside = next((f for f in real.parents if f in folders), None)
+        if inside is not None and any(part.startswith(".") for part in real.parent.relative_to(inside).parts):
+            inside = None  # (under a hidden folder, which no read walks)
         if inside is not None or real in files:
             what = f"in the folder {inside}" if inside is not None else f"the file {real}"
             raise AdatokError(f"the report into {out} would write {path}"
