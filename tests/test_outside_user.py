@@ -763,3 +763,27 @@ def test_eval_writes_nothing_through_planted_names_or_escaping_splits(tmp_path):
     r = run("eval", "--data", data, "--split", "test", "--bpp", "1", "--baselines", "none", "--roi", masks,
             "--out", masks / "reports", "--quiet")
     assert r.exit_code == 2 and "this run reads" in r.output
+
+
+def test_eval_spares_broken_links_targets_and_the_builtin_datasets(tmp_path, monkeypatch):
+    """Found by the fourth review: a link in the data folder that led nowhere yet (to where the
+    report then wrote its plot) was not protected, and the next run read the plot as data; a plot
+    planted as a link to a file of --data samples (scikit-image's photos) was written through."""
+    from pathlib import Path
+
+    import skimage.data
+
+    from adatok.eval import pipeline
+
+    data = tmp_path / "data"
+    data.mkdir()
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(data / "a.png")
+    (data / "p.png").symlink_to(tmp_path / "rep" / "plots" / "psnr_bpp.png")
+    with pytest.raises(adatok.AdatokError, match="this run reads"):
+        pipeline.run(str(data), tmp_path / "rep", ("wavelet",), bpp=(0.5,), baselines=())
+    (tmp_path / "rep2" / "plots").mkdir(parents=True)
+    camera = Path(skimage.data.__file__).parent / "camera.png"
+    (tmp_path / "rep2" / "plots" / "psnr_bpp.png").symlink_to(camera)
+    monkeypatch.setattr(pipeline, "write_report", lambda *a, **k: pytest.fail("written"))  # (never, if it fails)
+    with pytest.raises(adatok.AdatokError, match="this run reads"):
+        pipeline.run("samples", tmp_path / "rep2", ("wavelet",), bpp=(0.5,), baselines=(), limit=1, max_side=16)

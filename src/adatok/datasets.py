@@ -22,6 +22,7 @@ array ``H x W x C`` with ``C`` 1 (gray) or 3 (RGB).
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import os
@@ -237,16 +238,36 @@ def _folder(path: Path, split: str | None, limit: int | None, max_side: int | No
 
 
 def data_reads(path: str | os.PathLike[str]) -> tuple[list[Path], list[Path]]:
-    """What a read of ``path`` (a folder, or an image file) reads, links resolved: the real folders
-    it walks (itself and every folder under it, through linked folders too: :func:`_walk`; writing
-    into any of them adds to the data) and the real files it reads that lie elsewhere (a linked
-    file's target; the others lie in those folders)."""
+    """What a read of ``path`` (a folder, an image file, ``samples``, ``fashion-mnist``) reads, links
+    resolved: the real folders it walks (itself and every folder under it, through linked folders
+    too: :func:`_walk`; writing into any of them adds to the data; the built-in datasets' folders)
+    and the real files it reads that lie elsewhere (a linked file's target; the others lie in those
+    folders), and where links that lead nowhere yet lead (:func:`broken_links`)."""
+    if str(path) == "fashion-mnist":
+        return [Path(FASHION_MNIST_DIR).resolve()], []
+    if str(path) == "samples":
+        import skimage.data
+
+        return [Path(skimage.data.__file__).resolve().parent], []
     path = Path(path)
     if not path.is_dir():
         return [], [path.resolve()]
     folders: list[Path] = []
     files = [p.resolve() for p in _walk(path, folders=folders) if p.is_symlink()]  # (the others: in a folder)
-    return folders, files
+    broken = broken_links(folders)
+    return folders + broken, files + broken
+
+
+def broken_links(folders: Sequence[Path]) -> list[Path]:
+    """Where the links in ``folders`` that lead nowhere yet lead (hidden ones left out): a file or
+    folder written there is read by the next read of them."""
+    out = []
+    for folder in folders:
+        with contextlib.suppress(OSError):
+            for entry in os.scandir(folder):
+                if not entry.name.startswith(".") and entry.is_symlink() and not os.path.exists(entry.path):
+                    out.append(Path(os.path.realpath(entry.path)))
+    return out
 
 
 def _walk(folder: Path, unreadable: list | None = None, skip=None, folders: list | None = None) -> Iterator[Path]:

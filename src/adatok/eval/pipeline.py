@@ -73,7 +73,7 @@ def run(data: str, out: str | Path, tokenizers: Sequence[Any] = ("wavelet",), *,
     elif roi is not None:
         region, region_note = mask_regions(roi, ds.items(), max_side)
     read = folder / split if folder is not None and split is not None else folder  # (what load read)
-    check_report_spares(out, [data_reads(read) if read is not None else ([], []),
+    check_report_spares(out, [data_reads(read if read is not None else data),
                               mask_reads(roi) if roi is not None and str(roi) != "auto" else ([], [])])
     grid_train = None
     if "grid" in baselines and ds.train_split is not None:

@@ -124,9 +124,13 @@ def mask_reads(path: str | os.PathLike[str]) -> tuple[list[Path], list[Path]]:
     path = Path(path)
     if not path.is_dir():
         return [], [path.resolve()]
+    from ..datasets import broken_links
+
     roots: list[Path] = []
     by_path, _ = _mask_index(path, roots)
-    return [r.resolve() for r in roots], [p.resolve() for found in by_path.values() for p in found if p.is_symlink()]
+    folders = [r.resolve() for r in roots]
+    broken = broken_links(folders)
+    return folders + broken, [p.resolve() for found in by_path.values() for p in found if p.is_symlink()] + broken
 
 
 def mask_files(path: str | os.PathLike[str], names: Sequence[str]) -> dict[str, Path]:
