@@ -83,12 +83,11 @@ def check_output(out: Path, *inputs: Path, force: bool = False, image: bool = Fa
         for read in checkpoint_files(src_path) if src_path.is_dir() else ():
             # by its name in the folder (the file may be a link itself: a Hugging Face snapshot's), or
             # by where the output leads (a link of another name to it)
-            if named == Path(os.path.abspath(read)) or real == read.resolve():
-                link = "" if named == Path(os.path.abspath(read)) else "a link to "
-                raise AdatokError(f"{out} is {link}{read.name} of the checkpoint "
-                                  f"folder {src} this command reads: writing it would destroy it; give another "
-                                  "output path")
-        same = out_path.resolve() == src_path.resolve()
+            by_name = named == Path(os.path.abspath(read))
+            if by_name or real == read.resolve():
+                raise AdatokError(f"{out} is {'' if by_name else 'a link to '}{read.name} of the checkpoint folder "
+                                  f"{src} this command reads: writing it would destroy it; give another output path")
+        same = real == src_path.resolve()
         if not same and out_path.exists() and src_path.exists():
             try:
                 same = os.path.samefile(out_path, src_path)

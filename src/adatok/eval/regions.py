@@ -133,30 +133,6 @@ def mask_reads(path: str | os.PathLike[str]) -> tuple[list[Path], list[Path]]:
     return folders + broken, [p.resolve() for found in by_path.values() for p in found if p.is_symlink()] + broken
 
 
-def mask_files(path: str | os.PathLike[str], names: Sequence[str]) -> dict[str, Path]:
-    """The mask file of each image id in ``names``: ``path`` itself (one for all), or the one a
-    folder of masks holds for it (matched as the module says).
-
-    Raises:
-        AdatokError: no such file or folder, images without a mask, two masks for one image.
-    """
-    path = Path(path)
-    if not path.exists():
-        raise AdatokError(f"no such mask file or folder: {path}; give --roi auto, a mask PNG or a folder of masks")
-    if path.is_file():
-        return {name: path for name in names}
-    by_path, by_stem = _mask_index(path)
-    found = {name: _find_mask(name, path, by_path, by_stem) for name in names}
-    missing = [name for name, p in found.items() if p is None]
-    if missing:
-        listed = ", ".join(repr(n) for n in missing[:_SHOW_MISSING])
-        listed += ", ..." if len(missing) > _SHOW_MISSING else ""
-        example = path / (PurePosixPath(missing[0]).stem + ".png")
-        raise AdatokError(f"no mask in {path} for {len(missing)} of {len(names)} images: {listed}; a mask is "
-                          f"matched by the image's path or file stem (e.g. {example})")
-    return found
-
-
 def mask_regions(path: str | os.PathLike[str], items: Sequence[tuple[str, np.ndarray]],
                  max_side: int | None = None) -> tuple[dict[str, np.ndarray], str]:
     """Masks for ``(id, image)`` pairs from a mask file (one for all) or a folder of masks (one
@@ -173,12 +149,22 @@ def mask_regions(path: str | os.PathLike[str], items: Sequence[tuple[str, np.nda
     from ..core.saliency import read_mask
 
     path = Path(path)
-    found = mask_files(path, [name for name, _ in items])
+    if not path.exists():
+        raise AdatokError(f"no such mask file or folder: {path}; give --roi auto, a mask PNG or a folder of masks")
     if path.is_file():
         full = read_mask(path)
         m, what = _shrunk_mask(full, path, max_side)
         return ({name: check_region(name, img, m, what) for name, img in items},
                 f"mask {path} (the same for every image)")
+    by_path, by_stem = _mask_index(path)
+    found = {name: _find_mask(name, path, by_path, by_stem) for name, _ in items}
+    missing = [name for name, p in found.items() if p is None]
+    if missing:
+        listed = ", ".join(repr(n) for n in missing[:_SHOW_MISSING])
+        listed += ", ..." if len(missing) > _SHOW_MISSING else ""
+        example = path / (PurePosixPath(missing[0]).stem + ".png")
+        raise AdatokError(f"no mask in {path} for {len(missing)} of {len(items)} images: {listed}; a mask is "
+                          f"matched by the image's path or file stem (e.g. {example})")
     out = {}
     for name, img in items:
         out[name] = check_region(name, img, *_shrunk_mask(read_mask(found[name]), found[name], max_side))

@@ -19,8 +19,6 @@ def _family(folder: Path) -> str | None:
     return config.get("family") if isinstance(config, dict) else None
 
 
-
-
 def shipped() -> list[str]:
     """Names of the generators shipped in the package."""
     out = []

@@ -41,7 +41,8 @@ import torch.nn.functional as F
 from ..core.checks import is_finite_number, is_whole
 from ..core.registry import names as registered_names
 from ..core.errors import AdatokError
-from ..neural.folder import check_fresh_start, check_overrides, read_json, restore_training, write_folder
+from ..neural.folder import (allocated, check_fresh_start, check_overrides, read_json, restore_training,
+                             write_folder)
 from .languages import Corpus, build_corpus, gather_corpus, language_from, rows_of
 from .model import GPT, GPTConfig, count_params
 
@@ -437,8 +438,8 @@ def make_folders(out: Path) -> list[Path]:
 
 
 def _prepare(out: Path, lang, model_cfg: GPTConfig, train_cfg: GenTrainConfig, progress, world: int, rank: int):
-    """The training and validation corpora (cached in ``out``, which is made), the seconds they
-    took, and a new model, each checked against the other."""
+    """The training and validation corpora (cached in the folder ``out``), the seconds they took,
+    and a new model, each checked against the other."""
     import torch.distributed as dist
 
     t_build = time.time()
@@ -459,11 +460,8 @@ def _prepare(out: Path, lang, model_cfg: GPTConfig, train_cfg: GenTrainConfig, p
     if longest + 1 > model_cfg.max_len:
         raise AdatokError(f"sequences of up to {longest + 1} steps, but the model takes at most {model_cfg.max_len}: "
                           "give a --target-psnr (shorter prefixes), a word language (wavelet-w8) or smaller images")
-    try:
-        model = GPT(model_cfg)
-    except (RuntimeError, MemoryError) as exc:  # (--dim 1000000: torch cannot allocate it)
-        raise AdatokError(f"cannot make a model of width {model_cfg.d_model}, {model_cfg.n_layer} blocks "
-                          f"({type(exc).__name__}: {str(exc)[:120]}): give a smaller --dim or --layers") from None
+    model = allocated(lambda: GPT(model_cfg), f"width {model_cfg.d_model}, {model_cfg.n_layer} blocks",
+                      "--dim or --layers")
     return corpus, val, build_seconds, model
 
 
@@ -542,7 +540,8 @@ def train_generator(out: str | Path, lang=None, model_cfg: GPTConfig | None = No
     torch.manual_seed(train_cfg.seed)
     gen = torch.Generator().manual_seed(train_cfg.seed)
     real = out.resolve()  # (a link's folder, made where it leads)
-    made = make_folders(real) if rank == 0 else (real.mkdir(parents=True, exist_ok=True) or [])
+    made = make_folders(real) if rank == 0 else []  # (rank 0 makes them, and removes them if refused)
+    real.mkdir(parents=True, exist_ok=True)
     try:
         corpus, val, build_seconds, model = _prepare(out, lang, model_cfg, train_cfg, progress, world, rank)
     except BaseException:  # refused before a checkpoint was written: the folders it made are not left behind

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 from safetensors import SafetensorError
@@ -17,6 +19,8 @@ from safetensors.torch import load, save_file
 from ..core.checks import JSON_ERRORS
 from ..core.imageio import atomic_writes
 from ..core.errors import AdatokError
+
+T = TypeVar("T")
 
 
 def check_overrides(overrides: dict | None, resume: bool, resumable: tuple[str, ...]) -> dict:
@@ -51,6 +55,16 @@ def check_fresh_start(out: Path, resume: bool, force: bool) -> None:
         raise AdatokError(f"{out} holds a checkpoint already ({held[0]}): continue it with --resume "
                           "(resume=True), start over and replace it with --force (force=True), or give "
                           "another --out")
+
+
+def allocated(make: Callable[[], T], size: str, smaller: str) -> T:
+    """``make()``, a new model; one torch cannot allocate (``--dim 1000000``: a RuntimeError or
+    MemoryError) as an :class:`AdatokError` naming its ``size`` and the options to make ``smaller``."""
+    try:
+        return make()
+    except (RuntimeError, MemoryError) as exc:
+        raise AdatokError(f"cannot make a model of {size} ({type(exc).__name__}: {str(exc)[:120]}): give a "
+                          f"smaller {smaller}") from None
 
 
 def weights_digest(path: Path) -> str:

@@ -31,7 +31,8 @@ import torch.nn.functional as F
 
 from ..core.checks import JSON_ERRORS, is_finite_number, is_whole
 from ..core.errors import AdatokError
-from .folder import check_fresh_start, check_overrides, load_weights, read_weights, restore_training, write_folder
+from .folder import (allocated, check_fresh_start, check_overrides, load_weights, read_weights, restore_training,
+                     write_folder)
 from .model import Autoencoder, ModelConfig, count_params, fit_codebook, sample_keep
 
 FAMILY = "neural"
@@ -414,11 +415,8 @@ def train(out: str | Path, model_cfg: ModelConfig | None = None, train_cfg: Trai
     else:
         model_cfg = model_cfg or ModelConfig()
         torch.manual_seed(train_cfg.seed)
-        try:
-            model = Autoencoder(model_cfg)
-        except (RuntimeError, MemoryError) as exc:  # (--dim 1000000, --levels 1000,1000,1000: too large to allocate)
-            raise AdatokError(f"cannot make a model of width {model_cfg.dim} with {math.prod(model_cfg.levels):,} codes "
-                              f"({type(exc).__name__}: {str(exc)[:120]}): give a smaller --dim or --levels") from None
+        model = allocated(lambda: Autoencoder(model_cfg),
+                          f"width {model_cfg.dim} with {math.prod(model_cfg.levels):,} codes", "--dim or --levels")
         # a folder by its absolute path: a resume from elsewhere reads the same one (images given by a caller
         # with a data name that names no folder: nothing to keep)
         if train_cfg.data == "fashion-mnist" or Path(train_cfg.data).exists():
