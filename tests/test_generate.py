@@ -205,7 +205,7 @@ def test_command_line(trained, tmp_path):
         assert result.exit_code == 2 and "--min-tokens" in result.stderr
     # the first tokens at their own temperature: the same first 4 ids as temperature 0 throughout
     firsts = []
-    for extra in (["--early-tokens", "4", "--early-temperature", "0.000001"], ["--temperature", "0.000001"]):
+    for extra in (["--early-tokens", "4", "--early-temperature", "0"], ["--temperature", "0"]):  # (0: the likeliest)
         folder_out = tmp_path / f"early{len(firsts)}"
         result = runner.invoke(app, ["generate", "--model", str(folder), "-n", "2", "--max-tokens", "8", "--out",
                                      str(folder_out), "--quiet", *extra])
@@ -217,9 +217,14 @@ def test_command_line(trained, tmp_path):
             firsts.append([TokenSequence.from_bytes(p.read_bytes()).ids[:4] for p in sorted(folder_out.glob("*.atk"))])
     assert len(firsts[0]) == len(firsts[1]) == 2  # (a sample may end before 4 tokens, the same in both)
     assert all(np.array_equal(a, b) for a, b in zip(firsts[0], firsts[1], strict=True))
-    for bad in (["--early-tokens", "-1"], ["--early-temperature", "0"]):
-        result = runner.invoke(app, ["generate", "--model", str(folder), *bad, "--out", str(png)])
-        assert result.exit_code == 2 and "--early" in result.stderr
+    for bad, said in ((["--early-tokens", "-1"], "--early-tokens"), (["--early-temperature", "-0.5"], "early temperature"),
+                      (["--temperature", "nan"], "temperature"), (["--top-p", "0"], "top-p")):
+        result = runner.invoke(app, ["generate", "--model", str(folder), *bad, "--out", str(tmp_path / "no.png")])
+        assert result.exit_code == 2 and said in result.stderr, (bad, result.stderr)
+    for bad, said in ((["-n", str(10**12)], "at most 1,000,000"), (["--out", str(tmp_path / "s.atk")], "names a .atk")):
+        result = runner.invoke(app, ["generate", "--model", str(folder), "--out", str(tmp_path / "no.png"), *bad])
+        assert result.exit_code == 2 and said in result.stderr, result.stderr
+    assert not (tmp_path / "no.png").exists() and not (tmp_path / "s.atk").exists()
     result = runner.invoke(app, ["generate", "--model", str(tmp_path / "nothing"), "--out", str(png)])
     assert result.exit_code == 2 and "unknown generator" in result.stderr
 

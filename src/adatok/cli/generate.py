@@ -22,6 +22,9 @@ LANGUAGE_HELP = ("wavelet, wavelet-lossless (decisions), wavelet-w8, wavelet-los
                  "a learned tokenizer (fashion-mnist-32 or a checkpoint folder), or pixels.")
 
 
+#: The most samples one ``adatok generate`` draws (all are held in memory until written).
+MAX_SAMPLES = 1_000_000
+
 #: What each option of train-generator is in a checkpoint's config.json: on --resume an option given
 #: must say what the checkpoint has (or be one a resumed run may change: ``train.RESUMABLE``).
 KEPT_ON_RESUME = {
@@ -223,7 +226,7 @@ def generate_cmd(
     n: Annotated[int, typer.Option("-n", metavar="N", help="Samples.")] = 16,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     cfg: Annotated[float, typer.Option("--cfg", metavar="W", help="Classifier-free guidance weight (1: none).")] = 2.0,
-    temperature: Annotated[float, typer.Option("--temperature", "-T")] = 1.0,
+    temperature: Annotated[float, typer.Option("--temperature", "-T", help="0: the likeliest id at every step.")] = 1.0,
     top_k: Annotated[int, typer.Option("--top-k", help="Keep the K likeliest ids (0: all).")] = 0,
     top_p: Annotated[float, typer.Option("--top-p", help="Nucleus: keep ids up to this probability.")] = 1.0,
     max_tokens: Annotated[int | None, typer.Option("--max-tokens", metavar="K", show_default=False,
@@ -248,12 +251,15 @@ def generate_cmd(
     """Sample images from a generator (grammar-constrained: every sample is a valid token sequence)."""
     sample, _ = _import()
     check_at_least(n, "-n", 1)
+    if n > MAX_SAMPLES:  # (every sample is held until written: 10**12 ended in a MemoryError)
+        raise AdatokError(f"-n is at most {MAX_SAMPLES:,} a run (every sample is held in memory until they are "
+                          f"written), got {n:,}: run several, each with its own --seed and --out")
     check_at_least(top_k, "--top-k", 0)
     check_at_least(max_tokens, "--max-tokens", 1)
     check_at_least(min_tokens, "--min-tokens", 0)
     check_at_least(early_tokens, "--early-tokens", 0)
-    if not 0 < top_p <= 1 or temperature <= 0 or early_temperature <= 0:
-        raise AdatokError("--top-p is in (0, 1], --temperature and --early-temperature > 0")
+    sample.check_options(1, [], cfg, temperature, top_k, top_p, max_tokens, min_tokens, early_temperature,
+                         early_tokens)  # (the library's: a temperature of 0 takes the likeliest id)
     from adatok.generate.folders import generator_folder
 
     check_output(out, generator_folder(model), *([complete] if complete else []), force=True)
