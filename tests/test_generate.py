@@ -6,6 +6,7 @@ the reading head, the judge's Fréchet distance, the command line."""
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import adatok  # noqa: E402
-from adatok import Quality, TokenSequence  # noqa: E402
+from adatok import Quality, Tokens, TokenSequence  # noqa: E402
 from adatok.generate.judge import frechet_distance  # noqa: E402
 from adatok.generate.languages import PixelLanguage, SlotLanguage, WaveletLanguage  # noqa: E402
 from adatok.generate.model import GPT  # noqa: E402
@@ -496,6 +497,59 @@ def test_sampling_options_no_sampling_can_follow_are_refused(trained):
     assert len(sample(gen, [np.int64(1), None, -1], max_tokens=5, temperature=0.0)[0]) == 3  # 0: the likeliest
 
 
+def test_sampling_arguments_of_the_wrong_kind_are_refused():
+    """Found by an outside user's review: each was a raw TypeError / IndexError / ValueError, or
+    was taken as something else (cfg=True, kv_cache="no"), or returned a wrong number."""
+    from adatok.generate.evaluate import reading_accuracy
+    from adatok.generate.judge import accuracy, fd_fmnist, load_judge
+
+    gen = load_generator("fmnist-gpt-wavelet-words")
+    some = adatok.datasets.load("fashion-mnist", "test", limit=6)
+    prefix, = gen.lang.tok.encode([some.images[0]], Tokens(12), fixed_header=True)
+    refused = {
+        "cfg of a string": lambda: sample(gen, [1], cfg="2"), "cfg of a bool": lambda: sample(gen, [1], cfg=True),
+        "kv_cache of a string": lambda: sample(gen, [1], kv_cache="no"),
+        "a misspelt option": lambda: sample(gen, [1], tmperature=0.5),
+        "labels of an int": lambda: sample(gen, 7), "labels of a string": lambda: sample(gen, "7"),
+        "a list as the label": lambda: complete(gen, prefix, n=2, label=[7, 3]),
+        "a list as the prefix": lambda: complete(gen, [1, 2, 3]), "an array": lambda: complete(gen, np.arange(3)),
+        "max_tokens below the prefix": lambda: complete(gen, prefix, max_tokens=len(prefix) - 1),
+        "max_tokens at the prefix": lambda: complete(gen, prefix, max_tokens=len(prefix)),
+        "a misspelt completion option": lambda: complete(gen, prefix, tmperature=0.5),
+        "a generator of a number": lambda: load_generator(3), "of None": lambda: load_generator(None),
+    }
+    for what, call in refused.items():
+        try:
+            call()
+        except adatok.AdatokError:
+            continue
+        pytest.fail(f"{what}: taken")
+    with pytest.raises(adatok.AdatokError, match=r"0..9 \(or None / -1: none\), got 10$"):  # (not np.int64(10))
+        sample(gen, [np.int64(10)])
+    # completions come in batches of `batch`, each starting with the prefix; the sequence of a seed
+    # does not depend on how many batches there are before it ends
+    done, images = complete(gen, prefix, n=3, seed=4, batch=2, max_tokens=len(prefix) + 3, progress=lambda d, t: None)
+    assert len(done) == len(images) == 3 and all((s.ids[: len(prefix)] == prefix.ids).all() for s in done)
+    assert [s.ids.tolist() for s in done[:2]] == [s.ids.tolist() for s in complete(
+        gen, prefix, n=2, seed=4, batch=2, max_tokens=len(prefix) + 3)[0]]
+    # the judge and the reader: no images, and labels that do not fit them
+    judge = load_judge()
+    empty = np.zeros((0, 28, 28, 1), np.uint8)
+    images, labels = np.stack(some.images), np.asarray(some.labels)
+    for call in (lambda: fd_fmnist(judge, empty, images), lambda: accuracy(judge, empty, [])):
+        with pytest.raises(adatok.AdatokError, match="at least one image"):
+            call()
+    with warnings.catch_warnings():  # (6 images: a singular covariance, as expected)
+        warnings.simplefilter("ignore")
+        assert fd_fmnist(judge, images, images) == 0.0  # (rounding gave -8e-5)
+    for imgs, labs, lengths in ((images, labels[:2], [8]), (images, np.r_[labels, labels], [8]),
+                                (images, np.full(6, 42), [8]), (images, np.full(6, -1), [8]), (empty, [], [8]),
+                                (images, labels, [0]), (images, labels, [-3]), (images, labels, []),
+                                (images, labels, [2.5])):
+        with pytest.raises(adatok.AdatokError):
+            reading_accuracy(gen, imgs, labs, lengths)
+
+
 def test_other_seeds_draw_other_samples(trained):
     """Each batch was seeded seed + its first index: seed 0's samples 64.. were seed 64's first."""
     from adatok.generate.sample import batch_seed
@@ -699,13 +753,19 @@ def test_a_class_folder_beside_files_that_are_not_images(tmp_path):
         folder_classes(tmp_path)
 
 
-def test_completion_takes_any_seed_and_one_named_models_are_told_apart():
+def test_seeds_are_64_bit_whole_numbers_and_one_named_models_are_told_apart():
+    """2**64 was a raw OverflowError from torch in complete() (sample() took it); taken, it drew seed
+    0's samples (as 2**64 - 1 drew -1's); 1.5 drew seed 1's, "3" seed 3's, None a raw TypeError."""
     from adatok.generate.evaluate import labelled
 
     gen = load_generator("fmnist-gpt-learned")
     prefix = sample(gen, [3], seed=0)[0][0].prefix(2)
-    for seed in (2**64, -1, 2**100):  # (2**64 was a raw OverflowError from torch; sample() took it)
+    for seed in (-(2**63), -1, np.int64(5), 2**63 - 1):
         assert len(complete(gen, prefix, n=1, seed=seed)[0]) == 1
+    for seed in (2**63, 2**64, -(2**63) - 1, 2**100, 1.5, "3", True, None, float("nan")):
+        for draw in (lambda: complete(gen, prefix, n=1, seed=seed), lambda: sample(gen, [1], seed=seed)):
+            with pytest.raises(adatok.AdatokError, match="the seed is a whole number"):
+                draw()
     a, b = {"name": "mine", "fd": 1.0}, {"name": "mine", "fd": 2.0}
     assert [m["name"] for m in labelled(["x/mine", "y/mine"], [a, b])] == ["x/mine", "y/mine"]
     assert labelled(["only"], [{"name": "mine"}])[0]["name"] == "mine"
@@ -872,7 +932,7 @@ def test_evaluate_takes_a_generator_whose_fashion_mnist_shards_are_gone(tmp_path
     config = json.loads((model / "config.json").read_text())
     config["train"]["data"] = str(tmp_path / "shards-moved-away")
     (model / "config.json").write_text(json.dumps(config))
-    args = argparse.Namespace(samples=10, limit=None, out=str(tmp_path / "eval"), reading="", cfg=2.0, temperature=1.0,
+    args = argparse.Namespace(samples=10, seed=0, limit=None, out=str(tmp_path / "eval"), reading="", cfg=2.0, temperature=1.0,
                               top_p=1.0, min_tokens=0, early_temperature=1.0, early_tokens=0)
     check_arguments(args, [str(model)])
     (tmp_path / "imgs").mkdir()

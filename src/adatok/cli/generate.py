@@ -259,7 +259,7 @@ def generate_cmd(
     check_at_least(min_tokens, "--min-tokens", 0)
     check_at_least(early_tokens, "--early-tokens", 0)
     sample.check_options(1, [], cfg, temperature, top_k, top_p, max_tokens, min_tokens, early_temperature,
-                         early_tokens)  # (the library's: a temperature of 0 takes the likeliest id)
+                         early_tokens, seed=seed)  # (the library's: a temperature of 0 takes the likeliest id)
     from adatok.generate.folders import generator_folder
 
     check_output(out, generator_folder(model), *([complete] if complete else []), force=True)
@@ -282,7 +282,9 @@ def generate_cmd(
         from adatok.core.registry import maker
 
         prefix = TokenSequence.from_bytes(read_bytes(complete))
-        seqs, images = sample.complete(gen, prefix, n, label, seed=seed, **options)
+        with EvalProgress(quiet) as progress:
+            seqs, images = sample.complete(gen, prefix, n, label, seed=seed,
+                                           progress=lambda d, t: progress(d, t, "completing"), **options)
         labels = np.full(n, -1 if label is None else label)
         plain = maker(prefix).decode([prefix])[0]  # (the tokens the file holds, zeros for the rest)
     else:

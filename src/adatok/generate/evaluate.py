@@ -37,6 +37,7 @@ import torch
 import adatok
 from adatok import Quality, Tokens, TokenSequence
 
+from ..core.checks import is_whole
 from ..core.errors import AdatokError
 from ..core.imageio import atomic_write_bytes
 from ..datasets import is_token_shards, read_manifest
@@ -125,6 +126,13 @@ def reading_accuracy(gen, images: np.ndarray, labels: np.ndarray, lengths: list[
     sequence; all of a shorter one), for each n."""
     from .train import read_corpus, rows_for
 
+    classes = gen.model.cfg.classes
+    labels = np.asarray(labels)
+    if len(images) == 0 or labels.shape != (len(images),) or not np.isin(labels, np.arange(classes)).all():
+        raise AdatokError(f"reading needs one or more images and a class 0..{classes - 1} for each, got "
+                          f"{len(images)} images and labels of shape {labels.shape}")  # (a miscount was read silently)
+    if isinstance(lengths, str) or not len(lengths) or not all(is_whole(n) and n >= 1 for n in lengths):
+        raise AdatokError(f"the lengths read are whole numbers >= 1, got {lengths!r}")
     return read_corpus(gen.model, rows_for(gen.model.cfg, build_corpus(gen.lang, list(images), labels)), lengths)
 
 
@@ -144,7 +152,8 @@ def _measure_named(name: str, samples: int, cfg: float, seed: int, threads: int 
                    batch: int = 64, temperature: float = 1.0, top_p: float = 1.0, min_tokens: int = 0,
                    early_temperature: float = 1.0, early_tokens: int = 0, judge=None, test=None) -> dict:
     """:func:`measure_model` of the generator ``name`` and, for a token language, a completion strip
-    (the first test image cut at a quarter of its tokens). Loads the judge and the test split when
+    (the first test image cut at a quarter of its tokens, or of the model's longest training
+    sequence where that is shorter). Loads the judge and the test split when
     not given (a worker process of ``--jobs``)."""
     from ..datasets import load
 
@@ -166,7 +175,10 @@ def _measure_named(name: str, samples: int, cfg: float, seed: int, threads: int 
     if hasattr(gen.lang, "tok"):
         wavelet = gen.lang.position == "wavelet"
         full = gen.lang.tok.encode([test_images[0]], **({"fixed_header": True} if wavelet else {}))[0]
-        cut = full.prefix(max(1, len(full) // 4 if wavelet else 4))
+        # a quarter of the image's tokens, of no more than the model's longest training sequence
+        # (a cut at or past it has nothing left to complete: the prefix came back unchanged)
+        longest = gen.config.get("longest") or len(full)
+        cut = full.prefix(max(1, min(len(full), longest) // 4 if wavelet else min(4, longest - 1)))
         _, comps = complete(gen, cut, 6, seed=seed, cfg=cfg, temperature=temperature,  # (the run's options)
                             top_p=top_p, min_tokens=min_tokens, early_temperature=early_temperature, early_tokens=early_tokens)
         m["completion"] = {"prefix_tokens": len(cut), "plain": gen.lang.decode([cut])[0],
@@ -239,7 +251,7 @@ def check_arguments(args, names: list[str]) -> None:
     if args.samples < 2:
         raise AdatokError(f"--samples is at least 2 (a Fréchet distance needs two images), got {args.samples}")
     check_options(10, [], args.cfg, args.temperature, 0, args.top_p, None, args.min_tokens, args.early_temperature,
-                  args.early_tokens)  # (the sampling options: before the judge and test split are read)
+                  args.early_tokens, seed=args.seed)  # (the sampling options: before the judge and test split are read)
     if args.limit is not None and args.limit < 2:
         raise AdatokError(f"--limit is at least 2 test images, got {args.limit}")
     if Path(args.out).exists() and not Path(args.out).is_dir():

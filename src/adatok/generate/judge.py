@@ -71,6 +71,8 @@ class Judge(nn.Module):
 
 
 def _batches(images: np.ndarray, batch: int = 500):
+    if len(images) == 0:  # (features of none: a raw numpy error; an accuracy of none: NaN)
+        raise AdatokError("the judge needs at least one image, got none")
     for i in range(0, len(images), batch):
         chunk = np.asarray(images[i : i + batch])
         if chunk.ndim != 4 or chunk.shape[1:] != (28, 28, 1) or chunk.dtype != np.uint8:
@@ -141,8 +143,9 @@ def predict(judge: Judge, images: np.ndarray) -> np.ndarray:
 
 
 def accuracy(judge: Judge, images: np.ndarray, labels: np.ndarray) -> float:
-    """Share of ``images`` the judge puts in the class ``labels`` gives: one label 0..9 an image (one
-    label for many was broadcast, and -1, "no class", counted as a miss)."""
+    """Share of ``images`` the judge puts in the class ``labels`` gives: one label 0..9 an image
+    (anything else is refused: one label for many images, or -1, "no class", which would count as a
+    miss)."""
     labels = np.asarray(labels)
     if labels.shape != (len(images),) or not np.isin(labels, np.arange(10)).all():
         raise AdatokError(f"the judge needs one class 0..9 for each of the {len(images)} images, got labels of "
@@ -168,7 +171,8 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     mu_a, mu_b = a.mean(0), b.mean(0)
     s_a, s_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
     root = np.real(linalg.sqrtm(s_a @ s_b))
-    return float(((mu_a - mu_b) ** 2).sum() + np.trace(s_a + s_b - 2 * root))
+    # (at least 0: rounding gave -8e-5 for a set against itself)
+    return max(0.0, float(((mu_a - mu_b) ** 2).sum() + np.trace(s_a + s_b - 2 * root)))
 
 
 def fd_fmnist(judge: Judge, images: np.ndarray, reference: np.ndarray) -> float:

@@ -54,10 +54,6 @@ def is_grid(out: Path) -> bool:
     return Path(out).suffix.lower() in image_suffixes()
 
 
-#: Suffixes of the files a folder of samples holds: a new ``--out`` named so meant a file, not a folder.
-_FILE_SUFFIXES = (".atk", ".npz")
-
-
 def check_samples_folder(out: Path, replace: bool = False) -> None:
     """Before sampling to ``out``: for a grid (:func:`is_grid`), that its folder exists and it is not
     a folder; for a folder of samples, refuse a file, and a folder that holds anything unless
@@ -72,9 +68,10 @@ def check_samples_folder(out: Path, replace: bool = False) -> None:
         save_format(out)  # a suffix Pillow cannot write is refused now, not after sampling
         return
     if not out.exists():  # made when the samples are written: its nearest existing folder must take it
-        if out.suffix.lower() in _FILE_SUFFIXES:  # (`--out samples.atk` made a folder of that name)
-            raise AdatokError(f"{out} names a {out.suffix} file, but samples go to a folder (one PNG and one .atk "
-                              "each, and samples.npz) or to one grid image (.png, .jpg, ...): give one of those")
+        if out.suffix:  # (`--out samples.atk` or a misspelt `grid.pgn` made a folder of that name)
+            raise AdatokError(f"{out} names a {out.suffix} file, which is no image Pillow writes: samples go to a "
+                              "new folder without a suffix (one PNG and one .atk each, and samples.npz) or to one "
+                              "grid image (.png, .jpg, ...)")
         parent = next(p for p in out.absolute().parents if p.exists())
         if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
             what = "not a folder" if not parent.is_dir() else "not writable"

@@ -13,6 +13,7 @@ a real image's prefix (a cut ``.atk`` file).
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ import torch
 
 from ..core.checks import is_bool, is_whole
 from ..core.errors import AdatokError
+from ..core.sequence import TokenSequence
 from ..neural.folder import load_weights, read_json
 from .folders import CHECKPOINT_DIR, generator_folder, shipped  # noqa: F401 (also imported from here)
 from .languages import language_from, rows_of
@@ -43,6 +45,8 @@ class Generator:
 
 def load_generator(name_or_folder: str | Path) -> Generator:
     """A shipped generator by name (``fmnist-gpt-wavelet``, ...) or a checkpoint folder."""
+    if not isinstance(name_or_folder, str | os.PathLike):  # (3 or None: a raw TypeError from pathlib)
+        raise AdatokError(f"a generator is a shipped name or a checkpoint folder, got {name_or_folder!r}")
     folder = generator_folder(name_or_folder)
     config = read_json(folder)
     if config.get("family") != "generator":
@@ -65,39 +69,73 @@ def _filter(logits: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:
     return logits
 
 
-def _check_labels(classes: int, labels) -> None:
+def _check_labels(classes: int, labels) -> list:
+    """``labels`` as a list, each a class ``0..classes-1`` or ``None`` / ``-1`` (no class)."""
+    if isinstance(labels, str | bytes) or not hasattr(labels, "__iter__"):  # (7: a raw "not iterable")
+        raise AdatokError(f"labels are a list of classes (one a sample; None: no class), got {labels!r}")
+    labels = list(labels)
     bad = [lab for lab in labels if lab is not None and not (is_whole(lab) and -1 <= lab < classes)]
     if bad:
-        raise AdatokError(f"a class is a whole number 0..{classes - 1} (or None / -1: none), got {bad[0]!r}")
+        raise AdatokError(f"a class is a whole number 0..{classes - 1} (or None / -1: none), got {_shown(bad[0])}")
+    return labels
+
+
+def _shown(value) -> str:
+    """``value`` as a message shows it: a numpy scalar as the number it holds (not ``np.int64(10)``)."""
+    return repr(value.item() if isinstance(value, np.generic) else value)
+
+
+#: The seeds taken: any whole number of 64 bits, signed (mixed as ``seed % 2**64``, so no two share samples).
+SEEDS = range(-(2**63), 2**63)
+
+
+def _check_seed(seed) -> None:
+    # (1.5 was truncated to 1; 2**64 gave seed 0's samples. int(): `in` a range tries a numpy integer
+    # against each of its 2**64 numbers)
+    if not (is_whole(seed) and int(seed) in SEEDS):
+        raise AdatokError(f"the seed is a whole number from -2**63 to 2**63 - 1, got {_shown(seed)}")
 
 
 def _check_whole(what: str, value, least: int = 1) -> None:
     if not (is_whole(value) and value >= least):
-        raise AdatokError(f"{what} is a whole number >= {least}, got {value!r}")
+        raise AdatokError(f"{what} is a whole number >= {least}, got {_shown(value)}")
 
 
 #: The largest guidance weight or temperature taken: larger ones overflow float32 logits (to NaN).
 MAX_WEIGHT = 1e6
 
 
+def _real(value) -> float | None:
+    """``value`` as a float if it is a real number (a 0-d array or tensor too), else ``None`` (a
+    string or a bool is not: ``"2"`` or ``True`` are no guidance weight)."""
+    try:
+        return None if isinstance(value, str | bytes) or is_bool(value) else float(value)
+    except (TypeError, ValueError):
+        return None
+
+
 def check_options(classes: int, labels, cfg: float, temperature: float, top_k: int, top_p: float,
-                  max_tokens: int | None, min_tokens: int, early_temperature: float = 1.0, early_tokens: int = 0
-                  ) -> None:
+                  max_tokens: int | None, min_tokens: int, early_temperature: float = 1.0, early_tokens: int = 0,
+                  *, seed: int | None = None, kv_cache: bool = True) -> None:
     """Refuse sampling options no sampling can follow, with an :class:`AdatokError` naming them
     (a label of ``classes`` drew unconditional samples, one past it was a raw torch error; a NaN
-    guidance or temperature ended in torch.multinomial)."""
+    guidance or temperature ended in torch.multinomial; ``cfg="2"`` a raw TypeError). ``seed``:
+    one of :data:`SEEDS` (``None``: not checked)."""
     _check_labels(classes, labels)
-    if not (math.isfinite(cfg) and abs(cfg) <= MAX_WEIGHT):  # (1e39 overflowed the model's float32 logits)
-        raise AdatokError(f"the guidance weight is a number from -{MAX_WEIGHT:g} to {MAX_WEIGHT:g}, got {cfg}")
+    weight = _real(cfg)
+    if weight is None or not (math.isfinite(weight) and abs(weight) <= MAX_WEIGHT):  # (1e39: float32 overflow)
+        raise AdatokError(f"the guidance weight is a number from -{MAX_WEIGHT:g} to {MAX_WEIGHT:g}, got {_shown(cfg)}")
     for what, t in (("temperature", temperature), ("early temperature", early_temperature)):
-        try:  # (any real number, a 0-d array or tensor too, as the guidance weight; not a bool or a string)
-            value = None if isinstance(t, str) or is_bool(t) else float(t)
-        except (TypeError, ValueError):
-            value = None
+        value = _real(t)
         if value is None or not (math.isfinite(value) and 0 <= value <= MAX_WEIGHT):
-            raise AdatokError(f"the {what} is a number from 0 (the likeliest id) to {MAX_WEIGHT:g}, got {t!r}")
-    if not 0 < top_p <= 1:
-        raise AdatokError(f"top-p is in (0, 1], got {top_p}")
+            raise AdatokError(f"the {what} is a number from 0 (the likeliest id) to {MAX_WEIGHT:g}, got {_shown(t)}")
+    nucleus = _real(top_p)
+    if nucleus is None or not 0 < nucleus <= 1:
+        raise AdatokError(f"top-p is a number in (0, 1], got {_shown(top_p)}")
+    if not isinstance(kv_cache, bool | np.bool_):  # ("no" was taken as true)
+        raise AdatokError(f"kv_cache is True or False, got {kv_cache!r}")
+    if seed is not None:
+        _check_seed(seed)
     for what, v, least in (("top-k", top_k, 0), ("min_tokens", min_tokens, 0), ("max_tokens", max_tokens, 1),
                            ("early_tokens", early_tokens, 0)):
         if v is not None:
@@ -127,7 +165,9 @@ def run(gen: Generator, st, labels: np.ndarray, *, cfg: float = 1.0, temperature
     if max_tokens is None:
         max_tokens = gen.config.get("longest")
     check_options(mc.classes, labels, cfg, temperature, top_k, top_p, max_tokens, min_tokens, early_temperature,
-                  early_tokens)
+                  early_tokens, kv_cache=kv_cache)
+    if not is_whole(seed):  # (a run's seed: sample() and complete() mix the one they were given into it)
+        raise AdatokError(f"the seed is a whole number, got {_shown(seed)}")
     model.eval()
     B = len(st)
     g = torch.Generator().manual_seed(int(seed) % 2**64)  # (any whole number: torch takes 64 bits)
@@ -230,9 +270,10 @@ def sample(gen: Generator, labels: Sequence[int | None], *, seed: int = 0, batch
     ``early_temperature``, ``early_tokens``, ``kv_cache``
     (see :func:`run`)."""
     seqs, images = [], []
-    labels = list(labels)
-    _check_labels(gen.model.cfg.classes, labels)  # (before they are made whole numbers below)
+    labels = _check_labels(gen.model.cfg.classes, labels)  # (before they are made whole numbers below)
     _check_whole("batch", batch)  # (-1 gave no samples, silently)
+    _check_seed(seed)
+    _check_names(options)
     for at in range(0, len(labels), batch):
         part = np.array([-1 if lab is None else int(lab) for lab in labels[at : at + batch]], np.int64)
         st = gen.lang.stepper(len(part))
@@ -242,6 +283,17 @@ def sample(gen: Generator, labels: Sequence[int | None], *, seed: int = 0, batch
         if progress is not None:
             progress(min(at + batch, len(labels)), len(labels))
     return seqs, images
+
+
+#: The sampling options :func:`sample` and :func:`complete` pass on to :func:`run`.
+OPTIONS = ("cfg", "temperature", "top_k", "top_p", "max_tokens", "min_tokens", "early_temperature", "early_tokens",
+           "kv_cache", "on_step")
+
+
+def _check_names(options: dict) -> None:
+    unknown = sorted(set(options) - set(OPTIONS))  # (a misspelt one was a raw TypeError naming run())
+    if unknown:
+        raise AdatokError(f"unknown sampling option {unknown[0]!r}: the options are {', '.join(OPTIONS)}")
 
 
 def batch_seed(seed: int, at: int) -> int:
@@ -257,28 +309,49 @@ def _sequences(st) -> list:
     return [row[:n].copy() for row, n in zip(st.ids, st.lengths, strict=True)]
 
 
-def complete(gen: Generator, prefix, n: int = 4, label: int | None = None, *, seed: int = 0, **options
-             ) -> tuple[list, list[np.ndarray]]:
+def complete(gen: Generator, prefix, n: int = 4, label: int | None = None, *, seed: int = 0, batch: int = 64,
+             progress=None, **options) -> tuple[list, list[np.ndarray]]:
     """``n`` completions of one real prefix (a ``TokenSequence`` of the generator's tokenizer, e.g.
     ``TokenSequence.from_bytes`` of a cut ``.atk`` file): the model reads the prefix, then samples
-    the rest. Returns the completed sequences and their images."""
+    the rest, ``batch`` at a time (seeded as :func:`sample` is). ``label``: a class, or None / -1
+    for none. ``max_tokens`` counts the whole sequence, the prefix included: it must leave room for
+    a token. Returns the completed sequences and their images."""
     lang = gen.lang
     if not hasattr(lang, "tok"):
         raise AdatokError(f"{gen.name} writes pixels: completion takes a token language")
     _check_whole("n", n)
-    shape = tuple(getattr(prefix, "shape", ()) or ())
+    _check_whole("batch", batch)
+    _check_seed(seed)
+    _check_names(options)
+    _check_labels(gen.model.cfg.classes, [label])
+    if not isinstance(prefix, TokenSequence):  # (a list or an array was "the prefix of a shapeless image")
+        raise AdatokError(f"the prefix is a TokenSequence (e.g. TokenSequence.from_bytes of a cut .atk file), "
+                          f"got {type(prefix).__name__}")
+    shape = tuple(prefix.shape or ())
     if shape != tuple(lang.shape) and shape + (1,) != tuple(lang.shape):  # (a gray H x W image is H x W x 1)
         raise AdatokError(f"{gen.name} writes {'x'.join(map(str, lang.shape))} images; the prefix is of a "
                           f"{'x'.join(map(str, shape)) or 'shapeless'} image")
-    st = lang.stepper(prefixes=[prefix] * n)
     full = lang.stepper(prefixes=[prefix]).sequences()[0]  # the prefix as the generator's tokens
     m = len(full)
+    cap = options.get("max_tokens")
+    cap = gen.config.get("longest") if cap is None else cap
+    if is_whole(cap) and cap <= m:  # (the prefix came back n times, silently, as its "completions")
+        given = "max_tokens" if options.get("max_tokens") is not None else "the model's longest training sequence"
+        raise AdatokError(f"the prefix holds {m} tokens and {given} is {cap} (it counts the prefix): no token is "
+                          f"left to sample; give a max_tokens above {m}, or a shorter prefix")
     if gen.model.cfg.position == "index":
         ids, ints, floats = np.asarray(full.ids), np.arange(m).reshape(-1, 1), np.zeros((m, 0), np.float32)
     else:
         ids, ints, floats = next(rows_of(lang, [(full, m)]))
         ints, floats = ints[:m], floats[:m]  # where each prefix token stands (the stepper gives the next)
-    run(gen, st, np.full(n, -1 if label is None else label), seed=seed, prefix=(np.asarray(ids), ints, floats),
-        **options)
-    seqs = _sequences(st)
-    return seqs, st.images()
+    seqs, images = [], []
+    for at in range(0, n, batch):  # (all n in one batch: 4,096 took 107 s and 2 GB)
+        k = min(batch, n - at)
+        st = lang.stepper(prefixes=[prefix] * k)
+        run(gen, st, np.full(k, -1 if label is None else label), seed=batch_seed(seed, at),
+            prefix=(np.asarray(ids), ints, floats), **options)
+        seqs += _sequences(st)
+        images += st.images()
+        if progress is not None:
+            progress(at + k, n)
+    return seqs, images
