@@ -650,3 +650,75 @@ def test_generator_classes_come_from_the_shards_labels(tmp_path):
             assert config["model"]["classes"] == 12 and config["language"]["shape"] == [16, 16, 1]
         else:
             assert res.exit_code == 2 and "outside the model's classes" in res.output
+
+
+def test_shards_changed_after_their_run_are_refused_by_readers_and_rewritten_by_a_rerun(tmp_path, monkeypatch):
+    """Found by review: a rerun certified a damaged, short or copied shard `complete` (it trusted the
+    records); readers read a short shard short, a duplicated one twice and another tokenizer's rows
+    silently; a cut shard was a raw pyarrow traceback, a damaged row a container error naming no
+    shard; `shards=` names were looked up in the working folder."""
+    import pyarrow as pa
+
+    from adatok.datasets import token_column
+    from adatok.scale.loader import TokenShardDataset
+
+    src, out, other = tmp_path / "src", tmp_path / "out", tmp_path / "other"
+    _images(src, 6)
+    args = dict(workers=0, shard_size=2, formats=("parquet", "webdataset"))
+    tokenize_dataset(src, out, "wavelet", Tokens(12), **args)
+    tokenize_dataset(src, other, "wavelet", Tokens(30), **args)  # the same images, a longer budget
+    first = _table(out)
+    part = [out / "parquet" / f"part-0000{k}.parquet" for k in range(3)]
+    kept = part[0].read_bytes()
+
+    def readers():
+        yield lambda: list(read_tokens(out))
+        yield lambda: token_column(out, "label")
+        yield lambda: list(TokenShardDataset(out, positions=True))
+
+    def refused(match):
+        for read in readers():
+            with pytest.raises(AdatokError, match=match):
+                read()
+
+    def rerun(rewritten):
+        manifest = tokenize_dataset(src, out, "wavelet", Tokens(12), **args)
+        assert manifest["counts"]["resumed_shards"] == 3 - rewritten and _table(out).equals(first)
+        assert len(list(read_tokens(out))) == 6
+
+    part[1].write_bytes(kept)  # a shard copied over another: its images twice, another's none
+    refused("holds images 0..1 where its run wrote images 2..3")
+    rerun(1)
+    part[0].write_bytes(kept[: len(kept) // 2])  # cut short
+    refused("cannot read the shard .*part-00000.parquet")
+    rerun(1)
+    table = pq.read_table(part[0])
+    pq.write_table(table.slice(0, 1), part[0])  # a row lost
+    refused(r"holds 1 row\(s\) where its run wrote 2")
+    rerun(1)
+    atk = table.column("atk").to_pylist()
+    damaged = table.set_column(table.schema.get_field_index("atk"), "atk",
+                               pa.array([atk[0], b"ATK?" + atk[1][4:]], pa.binary()))
+    pq.write_table(damaged, part[0])
+    with pytest.raises(AdatokError, match="row 1 .* of the shard .*part-00000.parquet holds no token sequence"):
+        list(read_tokens(out))
+    with pytest.raises(AdatokError, match="row 1 of the shard .*part-00000.parquet"):
+        list(TokenShardDataset(out, positions=True))
+    rerun(1)
+    foreign = table.set_column(table.schema.get_field_index("tokenizer"), "tokenizer",
+                               pa.array(["wavelet-lossless"] * 2, pa.string()))
+    pq.write_table(foreign, part[0])
+    refused("holds tokens of 'wavelet-lossless', not of 'wavelet'")
+    rerun(1)
+    # another run's shard of the same images and tokenizer passes the readers' checks, not a rerun's
+    part[0].write_bytes((other / "parquet" / "part-00000.parquet").read_bytes())
+    record = out / "_shards" / "part-00002.json"
+    record.write_text(json.dumps({k: v for k, v in json.loads(record.read_text()).items() if k != "sha256"}))
+    rerun(2)  # (and a record without digests, from before they were kept: its shard is done again)
+    # shards by name are the folder's, whatever the working folder holds
+    monkeypatch.chdir(other / "parquet")
+    assert [r.index for r in read_tokens(out, shards=["part-00001", "part-00000.parquet"])] == [2, 3, 0, 1]
+    with pytest.raises(AdatokError, match="is not a Parquet shard of"):
+        list(read_tokens(out, shards=[other / "parquet" / "part-00000.parquet"]))
+    with pytest.raises(AdatokError, match="world size is a whole number >= 1"):
+        TokenShardDataset(out, rank=0, world_size=0).place()

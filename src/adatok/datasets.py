@@ -511,9 +511,67 @@ def token_shards(folder: str | os.PathLike[str], complete: bool = True) -> list[
 
 def token_column(folder: str | os.PathLike[str], column: str) -> list:
     """One column (of :data:`TOKEN_COLUMNS`) of every row of a token shard folder, in order, read
-    alone: e.g. ``"label"`` (``None`` where a row has none) or ``"shape"``."""
-    pq = _pyarrow()
-    return [v for f in token_shards(folder) for v in pq.read_table(f, columns=[column]).column(column).to_pylist()]
+    alone: e.g. ``"label"`` (``None`` where a row has none) or ``"shape"``. Each shard is checked
+    as :func:`read_shard` checks it."""
+    expected = ShardCheck.of(folder)
+    return [v for f in token_shards(folder) for v in expected.read(f, [column]).column(column).to_pylist()]
+
+
+@dataclass
+class ShardCheck:
+    """What a finished ``tokenize-dataset`` run recorded of its Parquet shards (each file's ``rows``,
+    and the ``start``/``stop`` of its images' indexes; a run before 2026-12-01 kept no range) and its
+    tokenizer's name: :meth:`read` refuses a shard that does not hold what was recorded."""
+
+    folder: Path
+    shards: dict[str, dict]
+    tokenizer: str | None
+
+    @classmethod
+    def of(cls, folder: str | os.PathLike[str]) -> ShardCheck:
+        """The records of ``folder`` (none for an unfinished run: its shards are read unchecked)."""
+        info = read_manifest(folder) or {}
+        entries = info.get("shards") if info.get("status") == "complete" else None
+        tok = info.get("tokenizer") if isinstance(info.get("tokenizer"), dict) else {}
+        shards = {f"{e['name']}.parquet": e for e in entries or [] if isinstance(e, dict) and "name" in e}
+        return cls(Path(folder), shards, tok.get("name") if isinstance(tok.get("name"), str) else None)
+
+    def read(self, file: str | os.PathLike[str], columns: Sequence[str]):
+        """The ``columns`` of the shard ``file`` (a pyarrow table).
+
+        Raises:
+            AdatokError: pyarrow cannot read it (cut short, damaged, no Parquet file), or it holds
+                other rows than its run recorded: another number of them, images outside the
+                shard's range or out of order (another shard's copy), another tokenizer's tokens.
+        """
+        import pyarrow as pa
+
+        file = Path(file)
+        entry = self.shards.get(file.name) if file.parent.resolve() == (self.folder / "parquet").resolve() else None
+        ranged = entry is not None and isinstance(entry.get("start"), int) and isinstance(entry.get("stop"), int)
+        extra = [c for c in (["index"] if ranged else []) + (["tokenizer"] if self.tokenizer else []) if c not in columns]
+        again = (f"run the tokenize-dataset command again (it rewrites a shard that is not as it wrote it): "
+                 f"{(read_manifest(self.folder) or {}).get('command') or 'adatok tokenize-dataset ...'}")
+        try:
+            table = _pyarrow().read_table(file, columns=[*columns, *extra])
+        except (OSError, ValueError, pa.ArrowException) as exc:  # (ArrowInvalid: a cut file; a raw traceback)
+            raise AdatokError(f"cannot read the shard {file} ({str(exc).splitlines()[0] if str(exc) else exc!r}); "
+                              + again) from None
+        problem = None
+        if entry is not None and table.num_rows != entry.get("rows"):
+            problem = f"holds {table.num_rows} row(s) where its run wrote {entry.get('rows')}"
+        elif ranged:
+            index = np.asarray(table.column("index").to_numpy(zero_copy_only=False))
+            if len(index) and (index[0] < entry["start"] or index[-1] >= entry["stop"] or (np.diff(index) <= 0).any()):
+                problem = (f"holds images {int(index.min())}..{int(index.max())} where its run wrote images "
+                           f"{entry['start']}..{entry['stop'] - 1}, each once in order (another shard's copy?)")
+        if problem is None and self.tokenizer:
+            names = set(table.column("tokenizer").unique().to_pylist())
+            if names - {self.tokenizer}:
+                problem = f"holds tokens of {sorted(map(str, names - {self.tokenizer}))[0]!r}, not of {self.tokenizer!r}"
+        if problem:
+            raise AdatokError(f"the shard {file} {problem}: it was changed after its run; " + again)
+        return table.select(list(columns))
 
 
 def load_shards_tokenizer(folder: str | os.PathLike[str]) -> None:
@@ -537,13 +595,18 @@ def read_tokens(folder: str | os.PathLike[str], shards: Sequence[str | os.PathLi
 
     Args:
         folder: the folder (its ``manifest.json`` is checked, see :func:`token_shards`).
-        shards: read only these shard files (default: all of them, in order).
+        shards: read only these of its shards, in this order: names (``part-00003``) or paths
+            (default: all of them, in order).
         complete: refuse a folder whose run has not finished.
         split: ``"train"`` or ``"test"``. When some source ids start with ``train/`` or ``test/``
             (Fashion-MNIST's ``train/00042``), ``"test"`` is the rows whose id starts with ``test/``
             and ``"train"`` every other row (those of ``train/``, and any other: each row is in one
             split); a source without such ids is split as training splits a folder of images: its
             last 5% are ``"test"``, the rest ``"train"``.
+
+    Raises:
+        AdatokError: besides :func:`token_shards`' errors, a shard that cannot be read or does not
+            hold what its run wrote (see :meth:`ShardCheck.read`), a row whose bytes are no sequence.
 
     Example:
         >>> rows = read_tokens("out/fmnist-tokens")                 # doctest: +SKIP
@@ -562,12 +625,43 @@ def read_tokens(folder: str | os.PathLike[str], shards: Sequence[str | os.PathLi
             held = max(1, len(rows) // 20)
             yield from (rows[-held:] if split == "test" else rows[:-held])
         return
-    pq = _pyarrow()
-    files = token_shards(folder, complete) if shards is None else [Path(f) for f in shards]
+    every = token_shards(folder, complete)
+    files = every if shards is None else _named_shards(folder, every, shards)
     load_shards_tokenizer(folder)
+    check = ShardCheck.of(folder)
     for file in files:
-        table = pq.read_table(file, columns=["index", "source", "label", "atk", "psnr"])
+        table = check.read(file, ["index", "source", "label", "atk", "psnr"])
         cols = {name: table.column(name).to_pylist() for name in table.column_names}
-        for index, source, label, atk, psnr in zip(cols["index"], cols["source"], cols["label"], cols["atk"],
-                                                   cols["psnr"], strict=True):
-            yield TokenRow(TokenSequence.from_bytes(atk), label, source, index, psnr)
+        for row, (index, source, label, atk, psnr) in enumerate(zip(
+                cols["index"], cols["source"], cols["label"], cols["atk"], cols["psnr"], strict=True)):
+            yield TokenRow(shard_sequence(atk, file, row, source), label, source, index, psnr)
+
+
+def shard_sequence(atk: bytes, file: Path, row: int, source: str | None = None) -> TokenSequence:
+    """The sequence of one shard row's ``.atk`` bytes; bytes that are no sequence are an
+    :class:`AdatokError` naming the shard and the row (the container's error named neither)."""
+    try:
+        return TokenSequence.from_bytes(atk)
+    except AdatokError as exc:
+        raise AdatokError(f"row {row}{f' ({source})' if source else ''} of the shard {file} holds no token sequence "
+                          f"({exc}): the shard was damaged after its run; run the tokenize-dataset command again "
+                          "(it rewrites such a shard)") from None
+
+
+def _named_shards(folder, every: list[Path], shards) -> list[Path]:
+    """``shards`` (names ``part-00003`` / ``part-00003.parquet``, or paths) as shards of ``folder``, in
+    the order given; a file that is none of them is refused (a name was looked up in the working
+    folder, where another folder's shard of that name was read as this one's)."""
+    if isinstance(shards, str | os.PathLike):
+        shards = [shards]
+    mine = {f.resolve(): f for f in every}
+    files = []
+    for s in shards:
+        path = Path(s)
+        if len(path.parts) == 1:  # a bare name: the folder's shard of that name
+            path = Path(folder) / "parquet" / (path.name if path.suffix == ".parquet" else f"{path.name}.parquet")
+        if path.resolve() not in mine:
+            raise AdatokError(f"{s} is not a Parquet shard of {folder} (its shards are {every[0].name if every else 'none'}"
+                              f"{f' .. {every[-1].name}' if len(every) > 1 else ''}, given by name or path)")
+        files.append(mine[path.resolve()])
+    return files

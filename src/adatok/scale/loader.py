@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -26,8 +27,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from ..core.checks import is_whole
 from ..core.errors import AdatokError
-from ..core.sequence import TokenSequence
-from ..datasets import load_shards_tokenizer, token_shards
+from ..datasets import ShardCheck, load_shards_tokenizer, shard_sequence, token_shards
 
 
 def _count(value, what: str) -> int:
@@ -65,12 +65,26 @@ class TokenShardDataset(IterableDataset):
         self.files = token_shards(folder)
         if not self.files:
             raise AdatokError(f"{folder} has no Parquet shards (was it written with --format webdataset only?)")
-        self.counts = np.array([pq.ParquetFile(f).metadata.num_rows for f in self.files], np.int64)
+        self.check = ShardCheck.of(folder)
+        self.counts = np.array([self._rows(f) for f in self.files], np.int64)
         self.shuffle, self.seed, self.positions, self.even = shuffle, _count(seed, "seed"), positions, even
         self._rank, self._world = rank, world_size
         # in shared memory: data-loader workers kept from epoch to epoch (persistent_workers) hold a
         # copy of this dataset made when they started, and must still see set_epoch
         self._epoch = torch.zeros(1, dtype=torch.int64).share_memory_()
+
+    def _rows(self, file) -> int:
+        """The rows of one shard, by its footer; one that cannot be read, or holds another number of
+        rows than its run wrote, is refused now, by :meth:`ShardCheck.read` (a shard cut short was
+        read short, silently; a damaged one was a raw pyarrow error)."""
+        try:
+            rows = pq.ParquetFile(file).metadata.num_rows
+        except (OSError, ValueError):  # (pyarrow's ArrowInvalid is a ValueError)
+            rows = None
+        recorded = self.check.shards.get(Path(file).name, {}).get("rows")
+        if rows is None or (recorded is not None and rows != recorded):
+            return self.check.read(file, ["index"]).num_rows  # its error names the shard and what is wrong
+        return rows
 
     @property
     def rows(self) -> int:
@@ -105,7 +119,9 @@ class TokenShardDataset(IterableDataset):
             rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
         rank = rank if self._rank is None else self._rank
         world = world if self._world is None else self._world
-        if not 0 <= rank < world:
+        if not (is_whole(world) and world >= 1):  # ("rank 0 is not in 0..-1")
+            raise AdatokError(f"the world size is a whole number >= 1, got {world!r}")
+        if not (is_whole(rank) and 0 <= rank < world):
             raise AdatokError(f"rank {rank} is not in 0..{world - 1}")
         return rank, world
 
@@ -143,14 +159,16 @@ class TokenShardDataset(IterableDataset):
             load_shards_tokenizer(self.folder)
         cuts = [0, *(np.flatnonzero(np.diff(which)) + 1).tolist(), len(which)]
         for at, end in zip(cuts[:-1], cuts[1:]):  # the rows of one shard are consecutive in the order
-            table = pq.read_table(self.files[which[at]], columns=columns).take(rows[at:end])
+            file = self.files[which[at]]
+            table = self.check.read(file, columns).take(rows[at:end])
             cols = {c: table.column(c).to_pylist() for c in columns}
             for k in range(end - at):
                 ids = torch.tensor(cols["ids"][k], dtype=torch.int64)
                 item = {"ids": ids, "label": -1 if cols["label"][k] is None else int(cols["label"][k]),
                         "index": int(cols["index"][k]), "shape": list(cols["shape"][k])}
                 if self.positions:
-                    item["pos"] = torch.from_numpy(np.asarray(TokenSequence.from_bytes(cols["atk"][k]).pos, np.int64))
+                    seq = shard_sequence(cols["atk"][k], file, int(rows[at + k]))
+                    item["pos"] = torch.from_numpy(np.asarray(seq.pos, np.int64))
                 yield item
 
 

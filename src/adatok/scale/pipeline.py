@@ -8,8 +8,9 @@ temporary names, then renamed). The driver streams the shards' records back for 
 and when every shard is done, rewrites the manifest with the counts and the bad inputs (status
 ``complete``).
 
-Resuming is running the same command again: the plan is the same, shards with a record are
-skipped, and the result is the dataset one uninterrupted run writes. Ray is started locally by
+Resuming is running the same command again: the plan is the same, shards with a record whose
+files still have the digests it keeps are skipped (any other is written again: one damaged or
+replaced since), and the result is the dataset one uninterrupted run writes. Ray is started locally by
 default (``num_cpus`` = workers, no dashboard, address 127.0.0.1 (Ray 2.60 still listens on every
 interface: see docs/scale.md), its files under a temporary folder)
 and stopped at the end; with ``address`` the run uses an existing cluster (whose workers need
@@ -37,7 +38,7 @@ from adatok import AdatokError, Budget, BudgetError, Lossless
 from ..core.checks import JSON_ERRORS
 from ..core.imageio import atomic_write_bytes
 from ..datasets import MANIFEST, read_manifest
-from .shards import FORMATS, RECORDS, ShardWriter, shard_name, shard_path, write_shard
+from .shards import FORMATS, RECORDS, ShardWriter, file_digest, shard_name, shard_path, write_shard
 from .sources import Source, open_source
 
 #: Version of the folder layout and ``manifest.json``.
@@ -79,8 +80,11 @@ def _write_manifest(out: Path, manifest: dict) -> None:
 
 
 def _done_shards(out: Path, specs: list[dict], formats: tuple[str, ...]) -> dict[int, dict]:
-    """Records of the shards already written (their record and every file present; a shard whose
-    images were all bad has no files)."""
+    """Records of the shards already written and still as written: the record of the shard the plan
+    has (its images ``start..stop``) and every file present with the digest the record keeps (a shard
+    whose images were all bad has no files). Any other shard is done again: a file damaged, cut
+    short or replaced since (another run's shard copied over it was certified ``complete``), or a
+    record written before records kept digests."""
     done = {}
     for spec in specs:
         name = shard_name(spec["shard"])
@@ -88,9 +92,26 @@ def _done_shards(out: Path, specs: list[dict], formats: tuple[str, ...]) -> dict
             record = json.loads((out / RECORDS / f"{name}.json").read_text())
         except (OSError, *JSON_ERRORS):
             continue  # no record (or, which atomic writes rule out, a damaged one): do the shard
-        if record["rows"] == 0 or all(shard_path(out, f, spec["shard"]).is_file() for f in formats):
+        if not isinstance(record, dict) or [record.get(k) for k in ("shard", "start", "stop")] != [
+                spec["shard"], spec["start"], spec["stop"]]:
+            continue
+        if record.get("rows") == 0 or _as_recorded(out, spec["shard"], formats, record.get("sha256")):
             done[spec["shard"]] = record
     return done
+
+
+def _as_recorded(out: Path, k: int, formats: tuple[str, ...], digests) -> bool:
+    """Whether shard ``k``'s file in each format is there with the digest its record keeps."""
+    if not isinstance(digests, dict):
+        return False
+    for fmt in formats:
+        path = shard_path(out, fmt, k)
+        try:
+            if digests.get(fmt) != file_digest(path):
+                return False
+        except OSError:  # gone, or unreadable
+            return False
+    return True
 
 
 def _remove_leftovers(out: Path) -> None:
@@ -278,7 +299,8 @@ def tokenize_dataset(src: str | os.PathLike[str], out: str | os.PathLike[str], t
     manifest.update(status="complete", counts={
         "images": total, "written": sum(r["rows"] for r in records), "bad": len(bad), "shards": len(specs),
         "tokens": sum(r["tokens"] for r in records), "resumed_shards": len(specs) - len(todo)},
-        bad=bad, shards=[{"name": shard_name(r["shard"]), "rows": r["rows"]} for r in records],
+        bad=bad, shards=[{"name": shard_name(r["shard"]), "rows": r["rows"], "start": r["start"], "stop": r["stop"],
+                          "sha256": r["sha256"]} for r in records],
         last_run={"workers": workers, "address": address, "seconds": round(seconds, 2)})
     _write_manifest(out, manifest)
     return manifest

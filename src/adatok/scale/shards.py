@@ -13,6 +13,7 @@ decoding is bit-exact, as JSON has no infinity).
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import math
@@ -45,6 +46,16 @@ def shard_path(out: Path, fmt: str, k: int) -> Path:
 def shard_name(k: int) -> str:
     """``part-00007`` for shard 7."""
     return f"part-{k:05d}"
+
+
+def file_digest(path: Path) -> str:
+    """The SHA-256 of a file (hex), read in pieces: a shard's record keeps it, so that a resumed run
+    rewrites a shard changed since (damaged, cut short, or another run's copied over it)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for piece in iter(lambda: f.read(1 << 20), b""):
+            digest.update(piece)
+    return digest.hexdigest()
 
 
 def schema():
@@ -129,7 +140,8 @@ def write_shard(out: Path, source: Source, spec: dict, tok, budget: Budget | Non
                 formats: tuple[str, ...]) -> dict:
     """Do shard ``spec`` (see :meth:`Source.plan`) into ``out``; return its record (also written
     to ``_shards/``): ``shard``, ``start``, ``stop``, ``rows``, ``tokens``, ``bad`` (``[source,
-    reason]`` pairs), and when the worker began it (``began``: Unix time) and its ``seconds``."""
+    reason]`` pairs), ``sha256`` (each format's file's digest; none for a shard of bad inputs
+    only), and when the worker began it (``began``: Unix time) and its ``seconds``."""
     began, t0 = time.time(), time.perf_counter()
     items = list(source.read(spec["start"], json.loads(spec["items"])))
     rows, bad = tokenize_items(tok, budget, items)
@@ -139,8 +151,9 @@ def write_shard(out: Path, source: Source, spec: dict, tok, budget: Budget | Non
             write_parquet(shard_path(out, "parquet", spec["shard"]), rows)
         if "webdataset" in formats:
             write_webdataset(shard_path(out, "webdataset", spec["shard"]), rows)
+    digests = {fmt: file_digest(shard_path(out, fmt, spec["shard"])) for fmt in formats} if rows else {}
     record = {"shard": spec["shard"], "start": spec["start"], "stop": spec["stop"], "rows": len(rows),
-              "tokens": int(sum(r["n_tokens"] for r in rows)), "bad": [list(b) for b in bad],
+              "tokens": int(sum(r["n_tokens"] for r in rows)), "bad": [list(b) for b in bad], "sha256": digests,
               "began": round(began, 3), "seconds": round(time.perf_counter() - t0, 3)}
     atomic_write_bytes(out / RECORDS / f"{name}.json", json.dumps(record).encode())
     return record
