@@ -512,7 +512,7 @@ def test_unlistable_folders_and_names_not_utf8_are_bad_inputs(tmp_path, monkeypa
 
 def test_parquet_sources_beside_markers_with_damage_and_text_labels(tmp_path):
     """_SUCCESS beside the files made the folder a folder of images (0 rows, "complete"); damaged pages were
-    a raw pyarrow traceback; a text 'label' column refused the source."""
+    a raw pyarrow traceback; a text 'label' column refused the source; a uint64 label past int64 stopped the run."""
     import io
 
     import pyarrow as pa
@@ -538,6 +538,13 @@ def test_parquet_sources_beside_markers_with_damage_and_text_labels(tmp_path):
     manifest = tokenize_dataset(damaged, tmp_path / "out2", "wavelet", Tokens(10), workers=0)
     assert manifest["status"] == "complete" and len(manifest["bad"]) == 4
     assert all("cannot read its Parquet rows" in b["reason"] for b in manifest["bad"])
+    # an unsigned label past the shards' int64 (a raw OverflowError stopped the run): that row a bad input
+    pq.write_table(pa.table({"image": pa.array(blobs, pa.binary()),
+                             "label": pa.array([0, 2**64 - 1, None, 2**63 - 1], pa.uint64())}), tmp_path / "u.parquet")
+    manifest = tokenize_dataset(tmp_path / "u.parquet", tmp_path / "out3", "wavelet", Tokens(10), workers=0)
+    assert manifest["bad"] == [{"source": "u.parquet#1",
+                                "reason": "label 18446744073709551615 is outside the 64-bit integers the shards hold"}]
+    assert [r.label for r in read_tokens(tmp_path / "out3")] == [0, None, 2**63 - 1]
 
 
 def test_reading_shards_splits_orders_and_checks(tmp_path):

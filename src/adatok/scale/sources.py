@@ -170,8 +170,8 @@ class ParquetSource(Source):
     """Rows of a Parquet dataset (one file, or every ``*.parquet`` under a folder, sorted) with
     the bytes of an image file in ``image_column``: a binary column, or a struct with a ``bytes``
     field (the Hugging Face ``Image`` feature). ``label_column`` (an integer column) gives labels.
-    The source id is ``FILE#ROW``. Rows whose bytes are not a readable 8-bit image (or are null)
-    become bad inputs with their reason."""
+    The source id is ``FILE#ROW``. Rows whose bytes are not a readable 8-bit image (or are null),
+    or whose label is outside the 64-bit signed integers, become bad inputs with their reason."""
 
     kind = "parquet"
 
@@ -283,6 +283,8 @@ class ParquetSource(Source):
                 try:
                     if data is None:
                         raise AdatokError("no image bytes (null)")
+                    if label is not None and not -(2**63) <= label < 2**63:  # (a uint64 label: the shard's
+                        raise AdatokError(f"label {label} is outside the 64-bit integers the shards hold")  # int64
                     image = read_image_bytes(data, sid)
                 except AdatokError as exc:
                     yield g, sid, label, None, skip_reason(str(exc), sid)
