@@ -217,6 +217,9 @@ def test_fashion_mnist_and_parquet_sources(tmp_path):
     assert [r.label for r in rows] == fm.labels.tolist() and rows[3].source == "train/00003"
     tok = adatok.load("wavelet-lossless")
     assert all(np.isinf(r.psnr) and (tok.decode([r.seq])[0] == img).all() for r, img in zip(rows, fm.images))
+    assert len(list(read_tokens(out, split="train"))) == 12 and list(read_tokens(out, split="test")) == []
+    with pytest.raises(AdatokError, match="took the first 12 of Fashion-MNIST's .* without --limit"):
+        adatok.datasets.split_rows(out, "test")  # (a training run said "holds no test sequences", not why)
 
     import io
 
@@ -393,13 +396,13 @@ def test_generator_trains_on_token_shards(tmp_path):
                 assert np.array_equal(getattr(a, field), getattr(b, field)), (name, state, field)
     with pytest.raises(AdatokError, match="sequences of wavelet-w8, not of wavelet"):
         shard_corpus(WaveletLanguage("wavelet", (28, 28, 1)), tmp_path / "wavelet-w8", "train")
-    with pytest.raises(AdatokError, match="no test sequences"):
+    with pytest.raises(AdatokError, match="holds no rows of the .test. split: its run took the first"):
         shard_corpus(lang, tmp_path / "wavelet-w8", "test")  # fashion-mnist's train split only
     args = ["--language", "wavelet-w8", "--steps", "2", "--batch", "4", "--dim", "32", "--layers", "1", "--heads", "2",
             "--val-images", "1", "--quiet"]
     res = CliRunner().invoke(app, ["train-generator", "--data", str(tmp_path / "wavelet-w8"), *args,
                                    "--out", str(tmp_path / "gen0")])
-    assert res.exit_code == 2 and "no test sequences" in res.output  # validation needs test sequences too
+    assert res.exit_code == 2 and "holds no rows of the 'test' split" in res.output  # validation needs test sequences too
     # a labelled Parquet source has no splits: its last 5% are the test split
     import io
 

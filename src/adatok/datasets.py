@@ -637,6 +637,23 @@ def read_tokens(folder: str | os.PathLike[str], shards: Sequence[str | os.PathLi
             yield TokenRow(shard_sequence(atk, file, row, source), label, source, index, psnr)
 
 
+def split_rows(folder: str | os.PathLike[str], split: str) -> list[TokenRow]:
+    """The rows of ``split`` of a token shard folder (see :func:`read_tokens`) for a training run,
+    which needs some: none is an :class:`AdatokError` that says why (a Fashion-MNIST run with
+    ``--limit`` up to 60,000 holds no test image; the runs said "holds no test sequences", and
+    not why)."""
+    rows = list(read_tokens(folder, split=split))
+    if not rows:
+        plan = (read_manifest(folder) or {}).get("plan") or {}
+        if (plan.get("source") or {}).get("kind") == "fashion-mnist" and plan.get("limit") and split == "test":
+            why = (f": its run took the first {plan['limit']:,} of Fashion-MNIST's 70,000 images, and the test split is "
+                   "the last 10,000; tokenize it again without --limit (or with --limit above 60,000)")
+        else:
+            why = (" (the rows whose source id starts with test/)" if split == "test" else
+                   " (the rows whose source id does not start with test/)")
+        raise AdatokError(f"{folder} holds no rows of the {split!r} split{why}")
+    return rows
+
 def shard_sequence(atk: bytes, file: Path, row: int, source: str | None = None) -> TokenSequence:
     """The sequence of one shard row's ``.atk`` bytes; bytes that are no sequence are an
     :class:`AdatokError` naming the shard and the row (the container's error named neither)."""

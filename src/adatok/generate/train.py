@@ -228,14 +228,12 @@ def shard_corpus(lang, folder: str | Path, split: str, limit: int | None = None,
     ``split``: ``"train"`` or ``"test"`` (see :func:`adatok.datasets.read_tokens`: Fashion-MNIST's
     own splits, else the last 5% held out); ``limit``: the first rows of the split only.
     """
-    from ..datasets import read_tokens
+    from ..datasets import split_rows
 
     if not hasattr(lang, "tok"):
         raise AdatokError(f"the {lang.name} language has no tokenizer: it cannot be read from token shards")
-    rows = list(read_tokens(folder, split=split))
+    rows = split_rows(folder, split)
     rows = rows[:limit] if limit is not None else rows
-    if not rows:
-        raise AdatokError(f"{folder} holds no {split} sequences")
     first = rows[0].seq
     if first.tokenizer != lang.tok.name:
         raise AdatokError(f"{folder} holds sequences of {first.tokenizer}, not of {lang.tok.name}: tokenize with "

@@ -162,9 +162,7 @@ def load_images(data: str, split: str | None = "train", crop: int | None = None)
     elif datasets.is_token_shards(data):  # token shards (adatok tokenize-dataset): their decodings
         import adatok
 
-        seqs = [r.seq for r in datasets.read_tokens(data, split=split or "train")]
-        if not seqs:
-            raise AdatokError(f"{data} holds no {split} sequences")
+        seqs = [r.seq for r in datasets.split_rows(data, split or "train")]
         images = adatok.load(seqs[0].tokenizer).decode(seqs)  # (one run, one tokenizer)
         if any(shape[2] == 3 for shape in datasets.token_column(data, "shape")):  # as a folder: both parts alike
             images = [np.repeat(im, 3, 2) if im.shape[2] == 1 else im for im in images]
