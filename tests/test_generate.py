@@ -280,7 +280,8 @@ def test_a_measurement_is_kept_for_one_judge_and_tokenizer(monkeypatch, tmp_path
 def test_tied_output_layer():
     """With ``tie`` the output layer is the id embeddings (plus END): fewer parameters, the same
     shapes, and the logits move with the embeddings."""
-    from adatok.generate.model import GPT, count_params
+    from adatok.generate.model import GPT
+    from adatok.neural.model import count_params
 
     lang = LANGS["learned"]()
     plain, tied = (GPT(model_config_for(lang, 32, 1, 2, 64, tie=t)) for t in (False, True))

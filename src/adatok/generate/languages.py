@@ -148,6 +148,8 @@ class WaveletLanguage:
                       _pooling(w, -(-w // 2)))
 
     def describe(self) -> dict:
+        """The language as the checkpoint's ``config["language"]`` keeps it (:func:`language_from`
+        makes the language again from it)."""
         out = {"language": "wavelet", "tokenizer": self.name, "shape": list(self.shape),
                "target": None if self.target is None else {"psnr": self.target.psnr, "ssim": self.target.ssim}}
         return out | ({"context": True} if self.context else {}) | ({"canvas": True} if self.canvas else {})
@@ -294,11 +296,14 @@ class WaveletLanguage:
                           "encode the image with tok.encode([image], fixed_header=True)")
 
     def step_features(self, st) -> tuple[np.ndarray, np.ndarray]:
+        """Position ints and floats of each row's next token from a stepper ``st`` (see
+        :meth:`features`): what the model reads beside the id just written, at sampling time."""
         legal = st.legal()
         ints, floats = self.features(st.next_pos(), self.kinds_of(legal))
         return self._with_state(ints, floats, self._state(st) if self.reads_state else None)
 
     def decode(self, seqs: Sequence[TokenSequence]) -> list[np.ndarray]:
+        """The images of sequences of the language (the tokenizer's decoding)."""
         return self.tok.decode(list(seqs))
 
 
@@ -315,6 +320,7 @@ class WordLanguage(WaveletLanguage):
         return self.tok.n
 
     def describe(self) -> dict:
+        """See :meth:`WaveletLanguage.describe`."""
         return super().describe() | {"language": "words"}
 
     def _decisions(self, full: TokenSequence) -> np.ndarray:
@@ -333,6 +339,7 @@ class WordLanguage(WaveletLanguage):
         return (ids, *self._with_state(ints, floats, state))
 
     def step_features(self, st) -> tuple[np.ndarray, np.ndarray]:
+        """See :meth:`WaveletLanguage.step_features` (a word's: those of its first decision)."""
         pos = st.next_pos()
         ints, floats = self.features(pos[:, :6], np.where(pos[:, 6] < 0, KIND_END, pos[:, 6]).astype(np.int64))
         return self._with_state(ints, floats, self._state(st.decisions) if self.reads_state else None)
@@ -356,28 +363,36 @@ class SlotLanguage:
         self.int_sizes = (self.tok.tokens + 1,)
 
     def describe(self) -> dict:
+        """See :meth:`WaveletLanguage.describe`."""
         return {"language": "slot", "tokenizer": self.name, "shape": list(self.shape),
                 "target": None if self.target is None else {"psnr": self.target.psnr, "ssim": self.target.ssim}}
 
     def encode(self, images: Sequence[np.ndarray]) -> list[tuple[TokenSequence, int]]:
+        """Each image's full sequence (all K slots) and the length of its training prefix (the
+        shortest reaching the target; all K without one)."""
         fulls = self.tok.encode(list(images))
         if self.target is None:
             return [(s, len(s)) for s in fulls]
         return [(f, len(s)) for f, s in zip(fulls, self.tok.encode(list(images), self.target), strict=True)]
 
     def features(self, slots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Position features of next tokens: the slot as the one int, no floats."""
         return np.asarray(slots, np.int16).reshape(-1, 1), np.zeros((len(slots), 0), np.float32)
 
     def rows(self, full: TokenSequence, n: int):
+        """Training rows of a prefix of length ``n`` of ``full``: ids (n,), ints and floats (n + 1)."""
         return (full.ids[:n], *self.features(np.arange(n + 1)))
 
     def stepper(self, n: int = 0, prefixes: Sequence[TokenSequence] | None = None):
+        """The learned tokenizer's stepper of ``n`` empty sequences, or going on from ``prefixes``."""
         return self.tok.stepper(list(prefixes) if prefixes is not None else [self.shape] * n)
 
     def step_features(self, st) -> tuple[np.ndarray, np.ndarray]:
+        """Position features of each row's next token: its slot, the row's length so far."""
         return self.features(np.asarray(st.lengths))
 
     def decode(self, seqs: Sequence[TokenSequence]) -> list[np.ndarray]:
+        """The images of sequences of the language (the tokenizer's decoding)."""
         return self.tok.decode(list(seqs))
 
 
@@ -398,12 +413,15 @@ class PixelStepper:
 
     @property
     def done(self) -> np.ndarray:
+        """Which rows hold all their pixels."""
         return self.lengths >= self.size
 
     def legal(self) -> np.ndarray:
+        """(B, 256) mask of the values each row may take next (all of them, none for a done row)."""
         return np.repeat(~self.done[:, None], 256, 1)
 
     def push(self, ids) -> None:
+        """Append one value to each row (a negative id, or a done row: nothing)."""
         ids = np.asarray(ids, np.int64)
         go = (ids >= 0) & ~self.done
         if ((ids[go] > 255)).any():
@@ -433,24 +451,31 @@ class PixelLanguage:
         self.int_sizes = (self.size + 1,)
 
     def describe(self) -> dict:
+        """See :meth:`WaveletLanguage.describe`."""
         return {"language": "pixels", "shape": list(self.shape)}
 
     def encode(self, images: Sequence[np.ndarray]) -> list[tuple[np.ndarray, int]]:
+        """Each image's pixels in raster order, and its length (all of them)."""
         return [(np.asarray(img, np.int64).reshape(-1), self.size) for img in images]
 
     def features(self, slots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Position features of next tokens: the slot as the one int, no floats."""
         return np.asarray(slots, np.int16).reshape(-1, 1), np.zeros((len(slots), 0), np.float32)
 
     def rows(self, full: np.ndarray, n: int):
+        """Training rows of the first ``n`` pixels of ``full``: ids (n,), ints and floats (n + 1)."""
         return (full[:n], *self.features(np.arange(n + 1)))
 
     def stepper(self, n: int = 0, prefixes=None) -> PixelStepper:
+        """A :class:`PixelStepper` of ``n`` empty rows, or going on from ``prefixes``."""
         return PixelStepper(self.shape, n if prefixes is None else len(prefixes), prefixes)
 
     def step_features(self, st) -> tuple[np.ndarray, np.ndarray]:
+        """Position features of each row's next pixel: its place in raster order."""
         return self.features(st.lengths)
 
     def decode(self, seqs) -> list[np.ndarray]:
+        """The images of pixel sequences (all their pixels)."""
         return [np.asarray(s, np.uint8).reshape(self.shape) for s in seqs]
 
 

@@ -98,6 +98,7 @@ class GPTConfig:
         return self.classes
 
     def to_dict(self) -> dict:
+        """The configuration as ``config.json`` keeps it."""
         return asdict(self)
 
 
@@ -172,6 +173,9 @@ class Attention(nn.Module):
 
 
 class Block(nn.Module):
+    """Pre-norm transformer block: causal self-attention (with a key/value cache) and an MLP, each
+    with a residual."""
+
     def __init__(self, cfg: GPTConfig):
         super().__init__()
         self.ln1 = nn.LayerNorm(cfg.d_model)
@@ -313,8 +317,3 @@ class GPT(nn.Module):
         steps = torch.arange(h.shape[1], device=h.device)[None, :, None]
         kept = (steps < lengths[:, None, None]).to(h.dtype)
         return self.read((h * kept).sum(1) / lengths[:, None].to(h.dtype))
-
-
-def count_params(model: nn.Module) -> int:
-    """Number of parameters."""
-    return sum(p.numel() for p in model.parameters())

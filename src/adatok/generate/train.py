@@ -43,8 +43,9 @@ from ..core.registry import names as registered_names
 from ..core.errors import AdatokError
 from ..neural.folder import (allocated, check_fresh_start, check_overrides, read_json, restore_training,
                              write_folder)
+from ..neural.model import count_params
 from .languages import Corpus, build_corpus, gather_corpus, language_from, rows_of
-from .model import GPT, GPTConfig, count_params
+from .model import GPT, GPTConfig
 
 FAMILY = "generator"
 

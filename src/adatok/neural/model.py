@@ -95,10 +95,12 @@ class ModelConfig:
         return math.prod(self.levels)
 
     def to_dict(self) -> dict:
+        """The configuration as ``config.json`` keeps it."""
         return asdict(self)
 
 
 def exists(x) -> bool:
+    """Whether ``x`` is not None."""
     return x is not None
 
 
@@ -387,4 +389,5 @@ def sample_keep(batch: int, tokens: int, generator: torch.Generator | None = Non
 
 
 def count_params(model: nn.Module) -> int:
+    """Number of parameters (of any model: the tokenizers' and the generators')."""
     return sum(p.numel() for p in model.parameters())

@@ -115,6 +115,7 @@ class Crops:
         return (len(self.images), self.size, self.size, self.channels)
 
     def using(self, generator: torch.Generator) -> Crops:
+        """These crops, drawn with ``generator`` (the run's seeded one)."""
         self.generator = generator
         return self
 
