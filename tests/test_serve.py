@@ -647,3 +647,143 @@ def test_the_page_loads_without_torch_and_with_a_generator_folder_gone(tmp_path)
     shutil.rmtree(tmp_path / "mine")
     assert c.get("/api/info").status_code == 200
     assert c.post("/api/jobs/generate", data={"model": "other", "n": 1}).status_code == 200
+
+
+def test_server_review_2026_12_02_generation_and_completion(client, generator_folder):
+    """Found by review: the page's generation with seed S drew other samples than the library's
+    ``sample(gen, labels, seed=S)`` and ``adatok generate --seed S`` (it gave ``run`` the raw seed;
+    they seed each batch with a mix of the seed and its index); a whole ``.atk`` file (not cut) to
+    complete was taken, and its n "completions" were copies of it, reported done without a word."""
+    import base64
+
+    from PIL import Image
+
+    from adatok.generate.sample import load_generator, sample
+
+    r = client.post("/api/jobs/generate", data={"model": generator_folder.name, "label": 5, "n": 2, "seed": 7,
+                                                "cfg": 2.0, "max_tokens": 60})
+    with client.stream("GET", f"/api/jobs/{r.json()['job']}/events") as s:
+        last = sse_events("".join(s.iter_text()))[-1]
+    seqs, images = sample(load_generator(generator_folder), [5, 5], seed=7, cfg=2.0, max_tokens=60)
+    assert last["done"] and last["tokens"] == [len(q) for q in seqs]
+    served = [np.asarray(Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1])))) for uri in last["images"]]
+    assert all(np.array_equal(a.reshape(np.shape(b)), b) for a, b in zip(served, images, strict=True))
+    whole = cut_atk(1.0)
+    for extra in ({}, {"max_tokens": 20}):
+        message = refused(client.post("/api/jobs/complete", data={"model": generator_folder.name, "n": 2, **extra},
+                                      files={"file": ("whole.atk", whole, "application/octet-stream")}), 400)
+        assert "whole sequence" in message and "whole.atk" in message
+    assert client.post("/api/jobs/complete", data={"model": generator_folder.name, "n": 1, "max_tokens": 5},
+                       files={"file": ("cut.atk", cut_atk(0.3), "application/octet-stream")}).status_code == 200
+
+
+def test_work_whose_request_ended_is_not_started(monkeypatch):
+    """Found by review: an encode (curve, comparison) whose request had already been answered 503
+    (the time limit) still ran once a slot freed: a thread that began waiting late waited a time
+    limit of its own, then worked for nobody while later requests waited. Made certain by a slot
+    that frees only after the answer."""
+    from adatok.serve import state
+
+    go, ran = threading.Event(), []
+
+    class Gate:
+        def acquire(self, timeout=None):
+            go.wait(10)
+            return True
+
+        def release(self):
+            pass
+
+    app = create_app(Limits(seconds=0.5))
+    with TestClient(app) as c:
+        iid = c.post("/api/images", files={"file": ("p.png", png_bytes(photo(24)), "image/png")}).json()["image"]
+        cid = c.post("/api/codings", data={"image": iid}).json()["coding"]
+        app.state.server.slots = Gate()
+        monkeypatch.setattr(state, "curve", lambda coding: ran.append(coding) or {})
+        assert "time limit" in refused(c.get(f"/api/codings/{cid}/curve"), 503)
+        go.set()
+        time.sleep(0.3)
+        assert ran == []
+
+
+def test_the_curve_of_an_image_longer_than_a_codec_encodes(client):
+    """Found by review: a 1 x 20000 strip (under the pixel limit) was taken and coded, and its curve
+    was a 500: libwebp encodes at most 16,383 pixels a side (Pillow's raw ValueError; libjpeg's limit
+    of 65,500, an OSError). Now that codec has no points and a note; the others are drawn."""
+    strip = (np.arange(20000) % 251).astype(np.uint8).reshape(1, 20000, 1)
+    iid = client.post("/api/images", files={"file": ("strip.png", png_bytes(strip), "image/png")}).json()["image"]
+    cid = client.post("/api/codings", data={"image": iid}).json()["coding"]
+    r = client.get(f"/api/codings/{cid}/curve")
+    assert r.status_code == 200, r.text
+    codecs = {s["name"]: s for s in r.json()["codecs"]}
+    assert codecs["webp"]["points"] == [] and "16,383 pixels a side" in codecs["webp"]["note"]
+    assert codecs["jpeg"]["points"] and codecs["jpeg"]["note"] is None and codecs["jp2"]["points"]
+
+
+@pytest.mark.parametrize("bad", [{"encoders": 0}, {"images": 0}, {"codings": -1}, {"generations": 0},
+                                 {"max_pixels": 0}, {"max_upload_bytes": 0}, {"encoders": 1.5},
+                                 {"updates": float("nan")}, {"updates": -1.0}])
+def test_limits_are_checked(bad):
+    """Found by review: Limits(encoders=0) made every encode wait out the time limit and get 503;
+    images=0 (or codings=0) answered an upload with an id already dropped. Now refused in words."""
+    with pytest.raises(adatok.AdatokError, match="Limits.|seconds"):
+        Limits(**bad)
+
+
+def test_a_job_whose_page_went_away_stops_waiting_for_its_turn():
+    """Found by review: a job whose events were asked for and then dropped (the page closed) while
+    another generation ran kept its thread waiting for a generation slot for the whole time limit:
+    asking for jobs and hanging up piled up threads. Now it ends once its page has gone."""
+    from adatok.serve.app import _run_job
+    from adatok.serve.state import Job
+
+    app = create_app(Limits(seconds=30))
+    server = app.state.server
+    assert server.gen_slots.acquire(timeout=1)  # another generation running
+    ran, events = [], []
+    job = Job(lambda emit, stop: ran.append(1))
+    thread = threading.Thread(target=_run_job, args=(server, job, events.append), daemon=True)
+    try:
+        thread.start()
+        time.sleep(0.2)
+        job.cancel.set()  # the page went away
+        thread.join(3)
+        assert not thread.is_alive() and ran == [] and events == [None]
+    finally:
+        server.gen_slots.release()
+    job = Job(lambda emit, stop: ran.append(1))
+    _run_job(server, job, events.append)  # a free slot: the work runs
+    assert ran == [1]
+
+
+def test_error_messages_do_not_echo_a_whole_field(client, coded):
+    """Found by review: a field of up to 1 MB (the form parser's limit) came back whole in the error
+    message, escaped (a file part sent without a file name: its bytes, four times their size)."""
+    iid = coded[0]
+    blob = bytes(range(256)) * 2000
+    cases = [client.post("/api/images", content=b'--b\r\nContent-Disposition: form-data; name="file"\r\n\r\n' + blob
+                         + b"\r\n--b--\r\n", headers={"Content-Type": "multipart/form-data; boundary=b"}),
+             client.post("/api/codings", data={"image": iid, "tokenizer": "t" * 500_000}),
+             client.post("/api/codings", data={"image": iid, "roi": "r" * 500_000}),
+             client.post("/api/jobs/generate", data={"model": "m" * 500_000}),
+             client.post("/api/jobs/generate", data={"model": "m", "seed": "1" * 4000})]
+    for r in cases:
+        assert len(refused(r, (400, 422))) < 400, r.text[:200]
+
+
+def test_details_take_an_encoders_slot():
+    """Found by review: the details (SSIM, error map, token heat map) ran on the four frame threads,
+    outside the encoders' limit, and the heat map of a long prefix builds every token's place: four
+    at once on a 1024x512 photo at full length took 1.9 GB. Now each takes an encoder's slot."""
+    app = create_app(Limits(encoders=1, seconds=0.5))
+    with TestClient(app) as c:
+        iid = c.post("/api/images", files={"file": ("p.png", png_bytes(photo(24)), "image/png")}).json()["image"]
+        cid = c.post("/api/codings", data={"image": iid}).json()["coding"]
+        slots = app.state.server.slots
+        assert slots.acquire(timeout=1)  # an encode running
+        try:
+            assert "busy" in refused(c.get(f"/api/codings/{cid}/details", params={"tokens": 10}), 503)
+            assert c.get(f"/api/codings/{cid}/frame", params={"tokens": 10}).status_code == 200  # frames do not wait
+        finally:
+            slots.release()
+        assert c.get(f"/api/codings/{cid}/details", params={"tokens": 10}).status_code == 200

@@ -85,19 +85,29 @@ class Server:
 
     async def run_heavy(self, fn, *args):
         """Run ``fn`` in a thread once one of the ``encoders`` slots is free; 503 when none frees up or
-        the work runs past the time limit (it then finishes in the background, its slot held)."""
+        the work runs past the time limit (it then finishes in the background, its slot held). Work
+        whose request has ended (answered 503, or the client gone) before it got a slot is not
+        started: a thread that began waiting late (queued behind others) waited a whole time limit
+        of its own and then encoded for nobody, the slot held from the requests still waiting."""
         limits = self.limits
+        deadline = time.monotonic() + limits.seconds
+        abandoned = threading.Event()
 
         def task():
-            if not self.slots.acquire(timeout=limits.seconds):
+            if abandoned.is_set() or not self.slots.acquire(timeout=max(deadline - time.monotonic(), 0)):
                 raise Busy(f"the server is busy ({limits.encoders} encodes running for {limits.seconds:g} s): try "
                            "again in a moment")
             try:
+                if abandoned.is_set():
+                    raise Busy("the request ended before its work started")
                 return fn(*args)
             finally:
                 self.slots.release()
 
-        return await self._bounded(self.heavy, task)
+        try:
+            return await self._bounded(self.heavy, task)
+        finally:
+            abandoned.set()  # (answered, timed out or cancelled: a task not yet started has no one to answer)
 
     async def run_light(self, fn, *args):
         return await self._bounded(self.light, lambda: fn(*args))
@@ -120,7 +130,7 @@ class Server:
     def check_tokenizer(self, name: str) -> str:
         known = self.tokenizers()
         if name not in known:  # (a name only: never a folder given by a request)
-            raise ServeError(f"unknown tokenizer {name!r}: choose one of {', '.join(known)}")
+            raise ServeError(f"unknown tokenizer {state.shown(name)}: choose one of {', '.join(known)}")
         return name
 
     def generator_specs(self) -> list[str]:
@@ -159,7 +169,8 @@ class Server:
         """The generator the page calls ``model`` (one of :meth:`generator_list`), loaded once."""
         specs = {g["id"]: s for g, s in zip(self.generator_list(), self.generator_specs())}
         if model not in specs:
-            raise ServeError(f"unknown generator {model!r}: choose one of {', '.join(specs) or '(none installed)'}")
+            raise ServeError(f"unknown generator {state.shown(model)}: choose one of "
+                             f"{', '.join(specs) or '(none installed)'}")
         with self._gen_lock:
             if model not in self._generators:
                 from adatok.generate.sample import load_generator
@@ -184,7 +195,7 @@ def _validation_message(exc: RequestValidationError) -> str:
         where = ".".join(str(p) for p in err.get("loc", ()) if p not in ("query", "body", "path", "form"))
         value = err.get("input")
         msg = err.get("msg", "is invalid")
-        parts.append(f"{where or 'the request'}: {msg}" + (f" (got {value!r})" if value is not None and
+        parts.append(f"{where or 'the request'}: {msg}" + (f" (got {state.shown(value)})" if value is not None and
                                                            not isinstance(value, dict | bytes) else ""))
     return "; ".join(parts) or "the request is invalid"
 
@@ -352,7 +363,8 @@ def create_app(limits: Limits | None = None, generators: Sequence[str | Path] | 
             from adatok.core.saliency import METHODS, check_method, is_method
 
             if not is_method(roi):
-                raise ServeError(f"roi must be none, paint or a saliency method ({', '.join(METHODS)}), got {roi!r}")
+                raise ServeError(f"roi must be none, paint or a saliency method ({', '.join(METHODS)}), "
+                                 f"got {state.shown(roi)}")
             roi_name = check_method(roi)
             region = await server.run_light(_saliency, img.pixels, roi_name)
         if region is None:
@@ -378,7 +390,10 @@ def create_app(limits: Limits | None = None, generators: Sequence[str | Path] | 
     @app.get("/api/codings/{cid}/details")
     async def details(cid: str, tokens: int = Query(...)):
         coding: Coding = server.codings.get(cid)
-        return await server.run_light(lambda: coding.details(coding.resolve(tokens=tokens)))
+        k = await server.run_light(coding.resolve, tokens)
+        # an encoder's slot: the heat map of a long prefix builds every token's place (half a GB for the
+        # 4.8 million tokens of a 1024x512 photo); four at once on the frame threads took 1.9 GB
+        return await server.run_heavy(coding.details, k)
 
     @app.get("/api/codings/{cid}/curve")
     async def rd_curve(cid: str):
@@ -393,7 +408,7 @@ def create_app(limits: Limits | None = None, generators: Sequence[str | Path] | 
         if steered.roi is None:
             raise ServeError("this coding has no region of interest: encode with a painted or automatic region first")
         if nbytes < 0:
-            raise OutOfRange(f"bytes={nbytes} is out of range: give 0 or more")
+            raise OutOfRange(f"bytes={state.shown(nbytes)} is out of range: give 0 or more")
         found = server.codings.find(lambda c: c.iid == steered.iid and c.tokenizer == steered.tokenizer and c.roi is None)
         if found is None:
             plain = await server.run_heavy(Coding, steered.iid, steered.image, steered.tokenizer)
@@ -428,16 +443,16 @@ def create_app(limits: Limits | None = None, generators: Sequence[str | Path] | 
 
     def _job_options(label: int, n: int, cfg: float, max_tokens: int | None, seed: int) -> None:
         if not 0 <= seed < 2**63:  # (torch's generator takes no more; past it the job failed as a bug)
-            raise OutOfRange(f"seed={seed} is out of range: 0 to 2**63 - 1")
+            raise OutOfRange(f"seed={state.shown(seed)} is out of range: 0 to 2**63 - 1")
         if not -1 <= label <= 9:
-            raise OutOfRange(f"label={label} is out of range: a Fashion-MNIST class 0..9, or -1 for any")
+            raise OutOfRange(f"label={state.shown(label)} is out of range: a Fashion-MNIST class 0..9, or -1 for any")
         if not 1 <= n <= 16:
-            raise OutOfRange(f"n={n} is out of range: 1 to 16 samples")
+            raise OutOfRange(f"n={state.shown(n)} is out of range: 1 to 16 samples")
         if not 0 <= cfg <= 10:
-            raise OutOfRange(f"cfg={cfg} is out of range: a guidance weight from 0 to 10 (1: none)")
+            raise OutOfRange(f"cfg={state.shown(cfg)} is out of range: a guidance weight from 0 to 10 (1: none)")
         if max_tokens is not None and max_tokens < 1:
-            raise OutOfRange(f"max_tokens={max_tokens} is out of range: 1 or more (or leave it out: up to the "
-                             "model's longest training sequence, a completion's prefix counted)")
+            raise OutOfRange(f"max_tokens={state.shown(max_tokens)} is out of range: 1 or more (or leave it out: up "
+                             "to the model's longest training sequence, a completion's prefix counted)")
 
     @app.post("/api/jobs/generate")
     async def generate(model: str = Form(...), label: int = Form(-1), n: int = Form(4), seed: int = Form(0),
@@ -456,7 +471,8 @@ def create_app(limits: Limits | None = None, generators: Sequence[str | Path] | 
         if not data:
             raise ServeError(f"{state.display_name(file.filename)} is empty (0 bytes): choose a cut .atk file")
         gen = await server.run_heavy(server.generator, model)
-        prefix = await server.run_light(_prefix_for, gen, data, state.display_name(file.filename), max_tokens is None)
+        prefix = await server.run_light(_prefix_for, gen, data, state.display_name(file.filename), max_tokens is None,
+                                        True)
         picture = await server.run_light(lambda: gen.lang.decode([prefix])[0])
         work = state.complete_job(gen, prefix, None if label < 0 else label, n, seed, cfg, limits.updates,
                                   limits.seconds, max_tokens)
@@ -529,27 +545,34 @@ def _saliency(pixels: np.ndarray, method: str) -> np.ndarray:
     return saliency(pixels, method)
 
 
-def _prefix_for(gen, data: bytes, name: str, need_room: bool = False) -> TokenSequence:
+def _prefix_for(gen, data: bytes, name: str, need_room: bool = False, need_more: bool = False) -> TokenSequence:
     """The prefix a cut ``.atk`` file holds, checked against what ``gen`` writes: from its header
     first (a file of a hundred bytes may ask for an image of 50 million pixels, which decoding
-    would build before the shape were checked), then decoded."""
+    would build before the shape were checked), then decoded. ``need_more`` (a completion): a
+    whole sequence, after which no token may stand, is refused."""
     header, _ = parse_container(data)
     lang = gen.lang
     tok = getattr(lang, "tok", None)
     if tok is None:
         raise ServeError(f"{gen.name} writes pixels, not tokens: choose a generator of a tokenizer to complete a file")
     if header["tokenizer"] != tok.name:
-        raise ServeError(f"{name} was made by {header['tokenizer']!r}; {gen.name} writes {tok.name!r} tokens: choose "
-                         "a generator of that tokenizer")
+        raise ServeError(f"{name} was made by {state.shown(header['tokenizer'])}; {gen.name} writes {tok.name!r} "
+                         "tokens: choose a generator of that tokenizer")
     shape, have = tuple(lang.shape), tuple(header["shape"])
     if have != shape and have + (1,) != shape:
         raise ServeError(f"{name} is of a {'x'.join(map(str, have))} image; {gen.name} writes "
                          f"{'x'.join(map(str, shape))} images")
     seq = TokenSequence.from_bytes(data)
     try:  # a prefix the model cannot go on from (a region's, pixel replication's tree): refused here, not in the job
-        held = int(gen.lang.stepper(prefixes=[seq]).lengths[0])
+        st = gen.lang.stepper(prefixes=[seq])
+        held = int(st.lengths[0])
     except AdatokError as exc:
         raise ServeError(f"{name}: {exc}") from None
+    # a whole file (not cut): its stream has ended and no token may follow; its "completions" were n copies
+    # of it, given as done without a word
+    if need_more and not np.asarray(st.legal(), bool)[0].any():
+        raise ServeError(f"{name} is a whole sequence ({held:,} tokens: its stream has ended), not a cut one: nothing "
+                         "is left to write; upload its first bytes (a prefix)")
     # ``need_room`` (a completion without max_tokens): a prefix as long as the longest sequence the model
     # learned is refused: the sampler stops there, the prefix counted, and such a job wrote nothing
     longest = gen.config.get("longest")
@@ -561,12 +584,20 @@ def _prefix_for(gen, data: bytes, name: str, need_room: bool = False) -> TokenSe
 
 
 def _run_job(server: Server, job: Job, emit) -> None:
-    """A job in its thread: waits for a generation slot, runs, sends its events, then None."""
+    """A job in its thread: waits for a generation slot, runs, sends its events, then None. A job
+    whose page went away while it waited ends at once (its thread waited out the time limit for a
+    slot: a client asking for jobs and hanging up piled up threads as fast as it asked)."""
     try:
-        if not server.gen_slots.acquire(timeout=server.limits.seconds):
-            emit({"error": "the server is busy with other generations: try again in a moment"})
-            return
+        deadline = time.monotonic() + server.limits.seconds
+        while not server.gen_slots.acquire(timeout=min(0.1, max(deadline - time.monotonic(), 0))):
+            if job.cancel.is_set():
+                return
+            if time.monotonic() >= deadline:
+                emit({"error": "the server is busy with other generations: try again in a moment"})
+                return
         try:
+            if job.cancel.is_set():
+                return
             job.work(emit, job.cancel.is_set)
         finally:
             server.gen_slots.release()

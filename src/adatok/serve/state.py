@@ -78,8 +78,8 @@ class Limits:
         max_pixels: largest image (H * W), checked from the file's header before any pixel is
             decoded; at most :data:`adatok.core.imageio.MAX_PIXELS`.
         seconds: the time limit of one request's work (encoding, curves, a generation).
-        encoders: encodes (and curves, comparisons) running at once; more wait for a free one, up
-            to ``seconds``, and are then refused with 503.
+        encoders: encodes (and curves, comparisons, a prefix's details) running at once; more wait
+            for a free one, up to ``seconds``, and are then refused with 503.
         images, codings: how many of each the server keeps (least recently used dropped first).
         generations: generation jobs running at once.
         updates: seconds between two pictures of a generation in progress (several a second).
@@ -95,13 +95,28 @@ class Limits:
     updates: float = 0.1
 
     def __post_init__(self) -> None:
+        # (each at least 1: encoders=0 made every encode wait out the time limit, then 503; images=0 or
+        # codings=0 answered an id already dropped, so the next request was told to load it again)
+        for name in ("max_upload_bytes", "max_pixels", "encoders", "images", "codings", "generations"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+                raise AdatokError(f"Limits.{name} is a whole number >= 1, got {value!r}")
         self.max_pixels = min(int(self.max_pixels), imageio.MAX_PIXELS)
         if not (math.isfinite(self.seconds) and self.seconds > 0):
             raise AdatokError(f"the time limit is a finite number of seconds > 0, got {self.seconds}")
+        if not (math.isfinite(self.updates) and self.updates >= 0):
+            raise AdatokError(f"Limits.updates is a finite number of seconds >= 0, got {self.updates}")
 
 
 def new_id() -> str:
     return secrets.token_hex(8)
+
+
+def shown(value, limit: int = 80) -> str:
+    """``repr(value)`` for an error message, cut to ``limit`` characters (a request's field of up
+    to 1 MB came back whole in the message, several times its size once escaped)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 # --------------------------------------------------------------------------------------------
@@ -202,7 +217,8 @@ def sample_image(name: str) -> np.ndarray:
         ds = datasets.load("fashion-mnist", "test", limit=200)
         at = int(np.flatnonzero(np.asarray(ds.labels) == label)[0])
         return ds.images[at]
-    raise NotFound(f"unknown sample {name!r}: use one of {', '.join([*datasets.SAMPLE_IMAGES, *fashion_samples()])}")
+    raise NotFound(f"unknown sample {shown(name)}: use one of "
+                   f"{', '.join([*datasets.SAMPLE_IMAGES, *fashion_samples()])}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -298,15 +314,15 @@ class Coding:
         p = self.prefixes
         if tokens is not None:
             if not 0 <= tokens <= len(p):
-                raise OutOfRange(f"tokens={tokens} is out of range: this sequence has 0 to {len(p):,} tokens")
+                raise OutOfRange(f"tokens={shown(tokens)} is out of range: this sequence has 0 to {len(p):,} tokens")
             return p.snap(tokens)
         if nbytes is not None:
             if not int(p.sizes[0]) <= nbytes <= 2**40:  # (below the empty file: a larger file was answered)
-                raise OutOfRange(f"bytes={nbytes} is out of range: the smallest file of this coding (its header, no "
-                                 f"token) is {int(p.sizes[0]):,} bytes, the whole file {int(p.sizes[-1]):,}")
+                raise OutOfRange(f"bytes={shown(nbytes)} is out of range: the smallest file of this coding (its "
+                                 f"header, no token) is {int(p.sizes[0]):,} bytes, the whole file {int(p.sizes[-1]):,}")
             return p.longest(nbytes)
         if not 0 < target <= 200:
-            raise OutOfRange(f"psnr={target} is out of range: give a PSNR in dB, above 0 (e.g. 20 to 60)")
+            raise OutOfRange(f"psnr={shown(target)} is out of range: give a PSNR in dB, above 0 (e.g. 20 to 60)")
         return self.shortest_reaching(target)
 
     #: PSNRs kept per coding (the oldest half dropped beyond it): a bound on memory.
@@ -425,12 +441,17 @@ def png_uri(img: np.ndarray, palette: np.ndarray | None = None) -> str:
 CURVE_CODECS = ("jpeg", "webp", "jp2")
 #: The bit rates the codecs are run at (bits per pixel of the file), where the image allows.
 CURVE_BPP = (0.0625, 0.125, 0.25, 0.5, 1.0, 2.0)
+#: The longest side a codec's library encodes (libwebp 16,383 pixels, libjpeg 65,500): an image with a
+#: longer one (a 20000 x 50 strip, under the pixel limit) is drawn without that codec, and a note says why
+#: (Pillow raised a raw ValueError / OSError: the curve was a 500).
+CODEC_MAX_SIDE = {"jpeg": 65_500, "webp": 16_383}
 
 
 def curve(coding: Coding, points: int = 24) -> dict:
     """PSNR against file bytes: the coding's prefixes (``points`` cuts, evenly spaced in log bytes,
     and the codecs' budgets) and JPEG, WebP and JPEG 2000 each at its best setting within the same
-    byte budgets (:meth:`adatok.eval.baselines.Codec.at_most`)."""
+    byte budgets (:meth:`adatok.eval.baselines.Codec.at_most`); a codec that cannot encode an image
+    of this size (:data:`CODEC_MAX_SIDE`) has no points and a ``note`` saying why (else ``None``)."""
     from adatok.eval.baselines import codec
 
     p, img = coding.prefixes, coding.image
@@ -446,6 +467,12 @@ def curve(coding: Coding, points: int = 24) -> dict:
            "codecs": []}
     for name in CURVE_CODECS:
         cd = codec(name)
+        side = CODEC_MAX_SIDE.get(name)
+        if side is not None and max(h, w) > side:
+            out["codecs"].append({"name": name, "label": cd.label, "points": [],
+                                  "note": f"{cd.label} encodes images up to {side:,} pixels a side; this one is "
+                                          f"{h:,}x{w:,}"})
+            continue
         rows = []
         with img.lock:
             cache = img.codecs.setdefault(name, {})
@@ -455,7 +482,7 @@ def curve(coding: Coding, points: int = 24) -> dict:
                     continue
                 rows.append({"bytes": len(enc.data), "budget": b,
                              "psnr": _finite(psnr(img.pixels, cd.decode(enc.data, c)))})
-        out["codecs"].append({"name": name, "label": cd.label, "points": rows})
+        out["codecs"].append({"name": name, "label": cd.label, "points": rows, "note": None})
     return out
 
 
@@ -464,7 +491,8 @@ def compare(plain: Coding, steered: Coding, nbytes: int) -> dict:
     at its longest cut whose file fits ``nbytes``)."""
     least = max(int(plain.prefixes.sizes[0]), int(steered.prefixes.sizes[0]))
     if nbytes < least:  # (each coding's empty file is the least it answers: one was compared at more bytes)
-        raise OutOfRange(f"bytes={nbytes} is out of range: both codings fit from {least:,} bytes (their headers)")
+        raise OutOfRange(f"bytes={shown(nbytes)} is out of range: both codings fit from {least:,} bytes (their "
+                         "headers)")
     mask = region_mask(steered.roi)
     out = {"bytes": int(nbytes), "region_pixels": int(mask.sum()), "pixels": int(mask.size)}
     for key, cd in (("without", plain), ("with", steered)):
@@ -569,15 +597,17 @@ def stepper_event(st, done: bool, extra: dict | None = None) -> dict:
 
 def generate_job(gen, label: int | None, n: int, seed: int, cfg: float, interval: float, seconds: float,
                  max_tokens: int | None = None) -> Callable:
-    """The work of a job that samples ``n`` images of class ``label`` (None: any), streaming them."""
-    from adatok.generate.sample import run
+    """The work of a job that samples ``n`` images of class ``label`` (None: any), streaming them:
+    the samples of :func:`adatok.generate.sample.sample` (and ``adatok generate``) with the same
+    seed and options, their first batch seeded as it seeds it (the raw seed drew other samples)."""
+    from adatok.generate.sample import batch_seed, run
 
     def work(emit, stop) -> None:
         st = gen.lang.stepper(n)
         t0 = time.monotonic()
         halt = lambda: stop() or time.monotonic() - t0 > seconds  # noqa: E731
-        run(gen, st, np.full(n, -1 if label is None else label), cfg=cfg, seed=seed, max_tokens=max_tokens,
-            on_step=generator_frames(gen, st, interval, emit, halt))
+        run(gen, st, np.full(n, -1 if label is None else label), cfg=cfg, seed=batch_seed(seed, 0),
+            max_tokens=max_tokens, on_step=generator_frames(gen, st, interval, emit, halt))
         emit(stepper_event(st, True, {"seconds": time.monotonic() - t0}))
 
     return work

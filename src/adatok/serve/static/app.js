@@ -215,7 +215,10 @@ async function computeCurve() {
   $("curve-status").textContent = "JPEG, WebP and JPEG 2000 at the same bytes: a few seconds...";
   try {
     const curve = await apiJson(`/api/codings/${c.coding}/curve`);
-    if (c === S.coding) { $("curve-status").textContent = ""; drawCurve(curve); }
+    if (c === S.coding) {   // (a codec that cannot encode an image this long has no points: its note says why)
+      $("curve-status").textContent = curve.codecs.filter((s) => s.note).map((s) => s.note).join("; ");
+      drawCurve(curve);
+    }
   } catch (e) { showError(e.message); $("curve-status").textContent = ""; }
   $("curve-go").disabled = false;
 }
