@@ -517,6 +517,8 @@ def test_sampling_arguments_of_the_wrong_kind_are_refused():
         "max_tokens below the prefix": lambda: complete(gen, prefix, max_tokens=len(prefix) - 1),
         "max_tokens at the prefix": lambda: complete(gen, prefix, max_tokens=len(prefix)),
         "a misspelt completion option": lambda: complete(gen, prefix, tmperature=0.5),
+        "a whole sequence (its n copies came back)": lambda: complete(
+            gen, gen.lang.tok.encode([some.images[0]], fixed_header=True)[0], n=2, max_tokens=10**6),
         "a generator of a number": lambda: load_generator(3), "of None": lambda: load_generator(None),
     }
     for what, call in refused.items():

@@ -331,8 +331,12 @@ def complete(gen: Generator, prefix, n: int = 4, label: int | None = None, *, se
     if shape != tuple(lang.shape) and shape + (1,) != tuple(lang.shape):  # (a gray H x W image is H x W x 1)
         raise AdatokError(f"{gen.name} writes {'x'.join(map(str, lang.shape))} images; the prefix is of a "
                           f"{'x'.join(map(str, shape)) or 'shapeless'} image")
-    full = lang.stepper(prefixes=[prefix]).sequences()[0]  # the prefix as the generator's tokens
+    st = lang.stepper(prefixes=[prefix])
+    full = st.sequences()[0]  # the prefix as the generator's tokens
     m = len(full)
+    if not np.asarray(st.legal(), bool)[0].any():  # (n copies of it came back as its "completions")
+        raise AdatokError(f"the prefix is a whole sequence ({m} tokens: its stream has ended, no token may follow), "
+                          "not a cut one: nothing is left to sample; give a prefix of it")
     cap = options.get("max_tokens")
     cap = gen.config.get("longest") if cap is None else cap
     if is_whole(cap) and cap <= m:  # (the prefix came back n times, silently, as its "completions")
