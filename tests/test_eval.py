@@ -411,6 +411,24 @@ def test_jp2_with_no_byte_to_spend_is_a_note():
     assert len(low) == 1 and "cannot make a file of at most 0 bytes" in low[0]["note"]
 
 
+def test_a_codec_that_cannot_encode_an_image_so_long_is_a_note():
+    """Found by review: a 16 x 17000 strip ended `adatok eval` in Pillow's raw ValueError (libwebp
+    encodes at most 16,383 pixels a side; libjpeg 65,500: an OSError; libavif wrote files past 32,768
+    that it could not open). Now each such codec's rows say why; the others are measured."""
+    from adatok.eval import codec
+
+    strip = noise(1, (16, 17000, 1))
+    with pytest.raises(AdatokError, match="WebP encodes images up to 16,383 pixels a side; this one is 17,000x16"):
+        codec("webp").encode(strip, 50)
+    assert codec("avif").refuses((16, 32769)) and not codec("avif").refuses((16, 32768))
+    assert codec("jpeg").refuses((65501, 16)) and codec("jp2").refuses((16, 10**6)) is None
+    smooth = np.broadcast_to((np.arange(17000) % 256).astype(np.uint8)[None, :, None], (16, 17000, 1))
+    ev = evaluate([("strip", np.ascontiguousarray(smooth))], [], bpp=(1.0,), baselines=("webp", "jpeg"))
+    rows = {r["method"]: r for r in ev.rows}
+    assert rows["webp"]["psnr"] is None and "up to 16,383 pixels a side" in rows["webp"]["note"]
+    assert rows["jpeg"]["psnr"] is not None
+
+
 def test_evaluate_seeds_and_budgets_are_checked_and_each_budget_runs_once():
     for seed in (-1, 2**32, True, 1.5):
         with pytest.raises(AdatokError, match="seed"):

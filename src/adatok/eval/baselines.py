@@ -62,6 +62,7 @@ class Codec:
         label: display name (``"JPEG 2000"``).
         format: Pillow's format name.
         low, high: range of the quality setting (for ``jp2``: of the compression ratio).
+        max_side: the longest side the codec's library encodes (None: no limit below adatok's own).
     """
 
     name: str
@@ -69,10 +70,27 @@ class Codec:
     format: str
     low: float
     high: float
+    max_side: int | None = None
+
+    def refuses(self, shape: tuple[int, ...]) -> str | None:
+        """Why the codec cannot encode an image of ``shape`` (H, W, ...), or None. libwebp encodes at
+        most 16,383 pixels a side, libjpeg 65,500, and libavif writes files of up to 32,768 that it reads
+        back (Pillow raised a raw ValueError, an OSError, or wrote an AVIF file it could not open)."""
+        h, w = shape[:2]
+        if self.max_side is not None and max(h, w) > self.max_side:
+            return f"{self.label} encodes images up to {self.max_side:,} pixels a side; this one is {w:,}x{h:,}"
+        return None
 
     def encode(self, image: np.ndarray, setting: float) -> bytes:
-        """Encode an ``H x W x C`` uint8 image at ``setting`` (quality, or for ``jp2`` a compression ratio)."""
+        """Encode an ``H x W x C`` uint8 image at ``setting`` (quality, or for ``jp2`` a compression ratio).
+
+        Raises:
+            AdatokError: an image the codec cannot encode (see :meth:`refuses`).
+        """
         img = as_image(image)
+        why = self.refuses(img.shape)
+        if why is not None:
+            raise AdatokError(why)
         gray = img.shape[2] == 1
         pil = Image.fromarray(img[:, :, 0] if gray else img)
         buf = io.BytesIO()
@@ -178,9 +196,9 @@ class Encoded:
 
 #: The codecs, by name.
 CODECS: dict[str, Codec] = {
-    "jpeg": Codec("jpeg", "JPEG", "JPEG", 1, 100),
-    "webp": Codec("webp", "WebP", "WEBP", 0, 100),
-    "avif": Codec("avif", "AVIF", "AVIF", 0, 100),
+    "jpeg": Codec("jpeg", "JPEG", "JPEG", 1, 100, max_side=65_500),
+    "webp": Codec("webp", "WebP", "WEBP", 0, 100, max_side=16_383),
+    "avif": Codec("avif", "AVIF", "AVIF", 0, 100, max_side=32_768),
     "jp2": Codec("jp2", "JPEG 2000", "JPEG2000", 1.0, 1e5),
 }
 

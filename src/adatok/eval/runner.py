@@ -413,6 +413,8 @@ def _measure(method: Method, runner: Any, img: np.ndarray, kind: str, b: float,
     if method.kind == "codec" and not header:
         return {**empty, "note": f"{method.label} has no token stream apart from its headers (bpp counts "
                                  "the token stream in this run)"}, None
+    if method.kind == "codec" and runner.refuses(img.shape):
+        return {**empty, "note": runner.refuses(img.shape)}, None
     if method.kind == "codec":
         nbytes = Bpp(b).nbytes(img.shape)
         found = runner.at_most(img, nbytes, cache)

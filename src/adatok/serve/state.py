@@ -441,17 +441,14 @@ def png_uri(img: np.ndarray, palette: np.ndarray | None = None) -> str:
 CURVE_CODECS = ("jpeg", "webp", "jp2")
 #: The bit rates the codecs are run at (bits per pixel of the file), where the image allows.
 CURVE_BPP = (0.0625, 0.125, 0.25, 0.5, 1.0, 2.0)
-#: The longest side a codec's library encodes (libwebp 16,383 pixels, libjpeg 65,500): an image with a
-#: longer one (a 20000 x 50 strip, under the pixel limit) is drawn without that codec, and a note says why
-#: (Pillow raised a raw ValueError / OSError: the curve was a 500).
-CODEC_MAX_SIDE = {"jpeg": 65_500, "webp": 16_383}
 
 
 def curve(coding: Coding, points: int = 24) -> dict:
     """PSNR against file bytes: the coding's prefixes (``points`` cuts, evenly spaced in log bytes,
     and the codecs' budgets) and JPEG, WebP and JPEG 2000 each at its best setting within the same
     byte budgets (:meth:`adatok.eval.baselines.Codec.at_most`); a codec that cannot encode an image
-    of this size (:data:`CODEC_MAX_SIDE`) has no points and a ``note`` saying why (else ``None``)."""
+    of this size (:meth:`~adatok.eval.baselines.Codec.refuses`: a 20000 x 50 strip, under the pixel
+    limit, was a raw 500) has no points and a ``note`` saying why (else ``None``)."""
     from adatok.eval.baselines import codec
 
     p, img = coding.prefixes, coding.image
@@ -467,11 +464,9 @@ def curve(coding: Coding, points: int = 24) -> dict:
            "codecs": []}
     for name in CURVE_CODECS:
         cd = codec(name)
-        side = CODEC_MAX_SIDE.get(name)
-        if side is not None and max(h, w) > side:
-            out["codecs"].append({"name": name, "label": cd.label, "points": [],
-                                  "note": f"{cd.label} encodes images up to {side:,} pixels a side; this one is "
-                                          f"{h:,}x{w:,}"})
+        why = cd.refuses(img.shape)
+        if why is not None:
+            out["codecs"].append({"name": name, "label": cd.label, "points": [], "note": why})
             continue
         rows = []
         with img.lock:
