@@ -260,6 +260,9 @@ def test_region_of_interest(client, coded):
     for key in ("with", "without"):
         assert cmp[key]["bytes"] <= 1200 and cmp[key]["inside"] and cmp[key]["outside"]
     assert cmp["with"]["inside"] > cmp["without"]["inside"]  # the early tokens went to the region
+    for huge in (2**40 + 1, 10**23):  # (came back in the JSON, a number JavaScript cannot hold)
+        refused(client.get(f"/api/codings/{steered['coding']}/compare?bytes={huge}"), 422)
+    assert client.get(f"/api/codings/{steered['coding']}/compare?bytes={2**40}").json()["with"]["bytes"] > 1200
     auto = client.post("/api/codings", data={"image": iid, "tokenizer": "wavelet", "roi": "auto"})
     assert auto.status_code == 200 and auto.json()["roi"] == "auto"
     # a painted region of the wrong size, an empty one, none, and a tokenizer without regions

@@ -407,8 +407,8 @@ def create_app(limits: Limits | None = None, generators: Sequence[str | Path] | 
         steered: Coding = server.codings.get(cid)
         if steered.roi is None:
             raise ServeError("this coding has no region of interest: encode with a painted or automatic region first")
-        if nbytes < 0:
-            raise OutOfRange(f"bytes={state.shown(nbytes)} is out of range: give 0 or more")
+        if not 0 <= nbytes <= 2**40:
+            raise OutOfRange(f"bytes={state.shown(nbytes)} is out of range: give 0 to 2**40")
         found = server.codings.find(lambda c: c.iid == steered.iid and c.tokenizer == steered.tokenizer and c.roi is None)
         if found is None:
             plain = await server.run_heavy(Coding, steered.iid, steered.image, steered.tokenizer)

@@ -485,9 +485,10 @@ def compare(plain: Coding, steered: Coding, nbytes: int) -> dict:
     """PSNR inside and outside the region of ``steered`` for both codings at the same bytes (each
     at its longest cut whose file fits ``nbytes``)."""
     least = max(int(plain.prefixes.sizes[0]), int(steered.prefixes.sizes[0]))
-    if nbytes < least:  # (each coding's empty file is the least it answers: one was compared at more bytes)
+    if not least <= nbytes <= 2**40:  # (each coding's empty file is the least it answers: one was compared at
+        # more bytes; above, as for a frame: 10**23 came back in the JSON, a number JavaScript cannot hold)
         raise OutOfRange(f"bytes={shown(nbytes)} is out of range: both codings fit from {least:,} bytes (their "
-                         "headers)")
+                         "headers) to 2**40")
     mask = region_mask(steered.roi)
     out = {"bytes": int(nbytes), "region_pixels": int(mask.sum()), "pixels": int(mask.size)}
     for key, cd in (("without", plain), ("with", steered)):
