@@ -464,7 +464,9 @@ def test_bad_requests(client, coded, generator_folder):
         (client.post("/api/images", json={"file": "photo.png"}), 422, "file"),
         (client.get("/api/nothing"), 404, "nothing here"),
         (client.post("/api/jobs/generate", data={"model": "/tmp"}), 400, "unknown generator"),
-        (client.post("/api/jobs/generate", data={"model": generator_folder.name, "label": 12}), 422, "label"),
+        (client.post("/api/jobs/generate", data={"model": generator_folder.name, "label": 12}), 422,
+         "has the classes 0..9"),  # (the generator's own: they were 0..9 whatever the model)
+        (client.post("/api/jobs/generate", data={"model": generator_folder.name, "label": -2}), 422, "label="),
         (client.post("/api/jobs/generate", data={"model": generator_folder.name, "n": 1000}), 422, "n="),
         (client.post("/api/jobs/generate", data={"model": generator_folder.name, "seed": 2**70}), 422, "seed="),
         (client.get("/api/jobs/nosuchjob/events"), 404, "no longer"),

@@ -444,8 +444,8 @@ def create_app(limits: Limits | None = None, generators: Sequence[str | Path] | 
     def _job_options(label: int, n: int, cfg: float, max_tokens: int | None, seed: int) -> None:
         if not 0 <= seed < 2**63:  # (torch's generator takes no more; past it the job failed as a bug)
             raise OutOfRange(f"seed={state.shown(seed)} is out of range: 0 to 2**63 - 1")
-        if not -1 <= label <= 9:
-            raise OutOfRange(f"label={state.shown(label)} is out of range: a Fashion-MNIST class 0..9, or -1 for any")
+        if label < -1:
+            raise OutOfRange(f"label={state.shown(label)} is out of range: a class 0 or more, or -1 for any")
         if not 1 <= n <= 16:
             raise OutOfRange(f"n={state.shown(n)} is out of range: 1 to 16 samples")
         if not 0 <= cfg <= 10:
@@ -454,12 +454,21 @@ def create_app(limits: Limits | None = None, generators: Sequence[str | Path] | 
             raise OutOfRange(f"max_tokens={state.shown(max_tokens)} is out of range: 1 or more (or leave it out: up "
                              "to the model's longest training sequence, a completion's prefix counted)")
 
+    def _class_of(gen, label: int) -> int | None:
+        """The job's class, checked against the generator's own (they were 0..9 whatever the model:
+        a generator of 12 classes could not be asked for class 11, one of 3 failed in its job)."""
+        classes = gen.model.cfg.classes
+        if label >= classes:
+            raise OutOfRange(f"label={state.shown(label)} is out of range: {gen.name} has the classes 0..{classes - 1} "
+                             "(-1: any)")
+        return None if label < 0 else label
+
     @app.post("/api/jobs/generate")
     async def generate(model: str = Form(...), label: int = Form(-1), n: int = Form(4), seed: int = Form(0),
                        cfg: float = Form(2.0), max_tokens: int | None = Form(None)):
         _job_options(label, n, cfg, max_tokens, seed)
         gen = await server.run_heavy(server.generator, model)
-        work = state.generate_job(gen, None if label < 0 else label, n, seed, cfg, limits.updates, limits.seconds,
+        work = state.generate_job(gen, _class_of(gen, label), n, seed, cfg, limits.updates, limits.seconds,
                                   max_tokens)
         return {"job": server.jobs.add(Job(work)), "model": model, "n": n}
 
@@ -474,7 +483,7 @@ def create_app(limits: Limits | None = None, generators: Sequence[str | Path] | 
         prefix = await server.run_light(_prefix_for, gen, data, state.display_name(file.filename), max_tokens is None,
                                         True)
         picture = await server.run_light(lambda: gen.lang.decode([prefix])[0])
-        work = state.complete_job(gen, prefix, None if label < 0 else label, n, seed, cfg, limits.updates,
+        work = state.complete_job(gen, prefix, _class_of(gen, label), n, seed, cfg, limits.updates,
                                   limits.seconds, max_tokens)
         return {"job": server.jobs.add(Job(work)), "model": model, "n": n, "prefix": len(prefix),
                 "prefix_image": state.png_uri(np.asarray(picture).reshape(prefix.shape[0], prefix.shape[1], -1))}
