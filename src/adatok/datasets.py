@@ -157,21 +157,29 @@ def _fashion_mnist(split: str | None, limit: int | None, max_side: int | None) -
         want = None if limit is None else limit - len(ids)
         if want is not None and want <= 0:
             break
-        imgs = _read_idx(_fashion_file(_FASHION_FILES[s][0]), ndim=3)
-        labs = _read_idx(_fashion_file(_FASHION_FILES[s][1]), ndim=1)
-        if len(imgs) != len(labs):
-            raise AdatokError(f"fashion-mnist {s}: {len(imgs)} images but {len(labs)} labels; reinstall "
-                              "it with: apt-get install --reinstall dataset-fashion-mnist")
+        imgs, labs = fashion_mnist_arrays(s)
         if want is not None:
             imgs, labs = imgs[:want], labs[:want]
-        images.extend(imgs[i][:, :, None] for i in range(len(imgs)))
-        labels.append(labs.astype(np.int64))
+        images.extend(imgs)
+        labels.append(labs)
         ids.extend(f"{s}/{i:05d}" for i in range(len(imgs)))
     if max_side is not None:
         images = [shrink(img, max_side) for img in images]
     lab = np.concatenate(labels) if labels else np.zeros(0, np.int64)
     return Dataset("fashion-mnist", split, images, ids, lab, FASHION_MNIST_CLASSES,
                    train_split="train" if split == "test" else None)
+
+
+def fashion_mnist_arrays(split: str) -> tuple[np.ndarray, np.ndarray]:
+    """One split of Fashion-MNIST as two arrays: images (N, 28, 28, 1) uint8, read-only, and labels
+    (N,) int64 (:func:`load` gives them as a list of images; a reader of the whole split, as each
+    worker of ``adatok tokenize-dataset``, stacked that list again)."""
+    imgs = _read_idx(_fashion_file(_FASHION_FILES[split][0]), ndim=3)
+    labs = _read_idx(_fashion_file(_FASHION_FILES[split][1]), ndim=1)
+    if len(imgs) != len(labs):
+        raise AdatokError(f"fashion-mnist {split}: {len(imgs)} images but {len(labs)} labels; reinstall "
+                          "it with: apt-get install --reinstall dataset-fashion-mnist")
+    return imgs[..., None], labs.astype(np.int64)
 
 
 def _fashion_file(stem: str) -> Path:

@@ -148,10 +148,9 @@ class FashionMnistSource(Source):
 
     def _split(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         if name not in self._arrays:  # read once per worker
-            from ..datasets import load
+            from ..datasets import fashion_mnist_arrays
 
-            ds = load("fashion-mnist", split=name)
-            self._arrays[name] = (np.stack(ds.images), ds.labels)
+            self._arrays[name] = fashion_mnist_arrays(name)
         return self._arrays[name]
 
     def read(self, start: int, items: list[int]) -> Iterator[Item]:
