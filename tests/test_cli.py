@@ -426,3 +426,110 @@ def test_a_name_the_terminal_cannot_show_is_escaped(tmp_path):
     finally:
         sys.stdout = old
     assert host.errors == "strict"
+
+
+#: A child process running the command line with every fsync slowed (it says "writing" first): the
+#: moment a command has its output's temporary file written and not yet renamed into place.
+_SLOW_WRITE = r"""
+import os, signal, sys, time
+signal.signal(signal.SIGINT, signal.default_int_handler)  # (as in a terminal, whatever the test runner ignores)
+real = os.fsync
+def slow(fd):
+    print("writing", flush=True)
+    time.sleep(60)
+    real(fd)
+os.fsync = slow
+from adatok.cli.app import run
+sys.exit(run(sys.argv[1:]))
+"""
+
+
+@pytest.mark.skipif(__import__("sys").platform == "win32", reason="POSIX signals")
+@pytest.mark.parametrize("signame, code, message", [("SIGINT", 130, "error: aborted"),
+                                                    ("SIGTERM", 143, "error: stopped by SIGTERM")])
+def test_a_command_stopped_while_writing_leaves_no_temporary_file_and_says_so(small_png, tmp_path, signame, code,
+                                                                               message):
+    """Found by review: SIGTERM (`kill`, a job scheduler's time limit) killed a command on the spot, with no
+    word, and left its half-written temporary file (`.out.atk.XXXX.tmp`; a generator's work folder of samples,
+    a checkpoint's NAME.tmp); Ctrl-C outside compiled code exited 130 without the `error: aborted` line (typer
+    turned the KeyboardInterrupt into a silent exit code). Now both clean up and say one line."""
+    import signal
+    import subprocess
+    import sys
+    import threading
+
+    out = tmp_path / "out.atk"
+    out.write_bytes(b"an earlier good output")
+    proc = subprocess.Popen([sys.executable, "-c", _SLOW_WRITE, "encode", str(small_png), str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    watchdog = threading.Timer(120, proc.kill)
+    watchdog.start()
+    try:
+        assert proc.stdout.readline() == "writing\n"  # its temporary file is there now
+        assert any(p.name.endswith(".tmp") for p in tmp_path.iterdir())
+        proc.send_signal(getattr(signal, signame))
+        _, err = proc.communicate(timeout=60)
+    finally:
+        watchdog.cancel()
+        proc.kill()
+    assert proc.returncode == code and err.strip() == message, (proc.returncode, err)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.atk", "small.png"]
+    assert out.read_bytes() == b"an earlier good output"
+
+
+def test_two_runs_writing_one_folder_of_samples_at_once_do_not_mix(tmp_path, monkeypatch):
+    """Found by review: two `adatok generate --out F` at once both found F empty, each removed the other's
+    work folder, and the one that moved its samples in last replaced the other's (or mixed with them: 300
+    PNGs beside a samples.npz of 200), both saying all went well. Now a run writes F alone: the second
+    waits, then finds the first's samples there and is refused (without --force), as run after it."""
+    import threading
+
+    from adatok.generate import report
+
+    out = tmp_path / "samples"
+    first_images = [np.full((4, 4, 1), 10 * i, np.uint8) for i in range(3)]
+    second_images = [np.full((4, 4, 1), 200, np.uint8)]
+    saving, go_on = threading.Event(), threading.Event()
+    real_savez = np.savez
+
+    def savez(*args, **kwargs):  # the first run is slow to write its samples.npz
+        if threading.current_thread().name == "first":
+            saving.set()
+            go_on.wait(5)
+        return real_savez(*args, **kwargs)
+
+    monkeypatch.setattr(report.np, "savez", savez)
+    errors = []
+
+    def first():
+        try:
+            report.write_samples(out, [None] * 3, first_images, [0, 1, 2])
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    thread = threading.Thread(target=first, name="first")
+    thread.start()
+    try:
+        assert saving.wait(10)
+        threading.Timer(0.5, go_on.set).start()
+        with pytest.raises(adatok.AdatokError, match="is not empty"):
+            report.write_samples(out, [None], second_images, [0])
+    finally:
+        go_on.set()
+        thread.join(10)
+    assert not errors, errors
+    assert sorted(p.name for p in out.iterdir()) == ["0000.png", "0001.png", "0002.png", "samples.npz"]
+    with np.load(out / "samples.npz") as npz:
+        assert np.array_equal(npz["images"], np.stack(first_images))
+
+
+def test_samples_interrupted_while_written_leave_no_folder(tmp_path, monkeypatch):
+    from adatok.generate import report
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(report.np, "savez", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        report.write_samples(tmp_path / "new", [None], [np.zeros((4, 4, 1), np.uint8)], [0])
+    assert list(tmp_path.iterdir()) == []

@@ -669,3 +669,81 @@ def test_special_files_are_not_replaced_and_links_are_written_through(tmp_path):
     link.symlink_to(real)
     atomic_write_bytes(link, b"new")
     assert link.is_symlink() and real.read_bytes() == b"new"
+
+
+def test_atomic_writes_of_two_writers_at_once_do_not_touch_each_others_files(tmp_path):
+    """Found by review: atomic_writes wrote every file to the fixed name NAME.tmp, and removed one found
+    there first: a second process writing the same folder at once (two `adatok eval --out F`, two trainings
+    into one folder) removed the first's half-written file, and the first then failed, or renamed the
+    second's half-written file into place. Now each call has temporary files of its own."""
+    import threading
+
+    target = tmp_path / "results.csv"
+    target.write_bytes(b"old")
+    half_written, other_done = threading.Event(), threading.Event()
+    errors = []
+
+    def slow(tmp):
+        with open(tmp, "wb") as fh:
+            fh.write(b"first, ")
+            fh.flush()
+            half_written.set()
+            other_done.wait(10)
+            fh.write(b"whole")
+
+    def first():
+        try:
+            imageio.atomic_writes([(target, slow)])
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    try:
+        assert half_written.wait(10)
+        imageio.atomic_writes([(target, lambda tmp: tmp.write_bytes(b"second"))])  # meanwhile, whole
+        assert target.read_bytes() == b"second"
+    finally:
+        other_done.set()
+        thread.join(10)
+    assert not errors, errors
+    assert target.read_bytes() == b"first, whole"  # the last rename: the first writer's file, whole
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results.csv"]
+
+
+def test_an_interrupt_in_atomic_writes_leaves_no_temporary_file(tmp_path):
+    a, b = tmp_path / "a.bin", tmp_path / "b.bin"
+    a.write_bytes(b"old a")
+
+    def interrupted(tmp):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        imageio.atomic_writes([(a, lambda tmp: tmp.write_bytes(b"new a")), (b, interrupted)])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.bin"] and a.read_bytes() == b"old a"
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="flock")
+def test_folder_lock_refuses_or_waits_for_another_holder(tmp_path):
+    import threading
+    import time
+
+    with imageio.folder_lock(tmp_path, "another adatok generate"):
+        with pytest.raises(AdatokError, match="is being written by another adatok generate now"):
+            with imageio.folder_lock(tmp_path, "another adatok generate"):
+                pass
+    assert list(tmp_path.iterdir()) == []  # nothing written for the lock
+    held = threading.Event()
+
+    def hold():
+        with imageio.folder_lock(tmp_path, "x"):
+            held.set()
+            time.sleep(0.3)
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    assert held.wait(10)
+    t0 = time.monotonic()
+    with imageio.folder_lock(tmp_path, "x", wait=10):  # waits for the other to let go
+        assert time.monotonic() - t0 > 0.1
+    thread.join(10)

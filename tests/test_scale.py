@@ -732,3 +732,60 @@ def test_shards_changed_after_their_run_are_refused_by_readers_and_rewritten_by_
         list(read_tokens(out, shards=[other / "parquet" / "part-00000.parquet"]))
     with pytest.raises(AdatokError, match="world size is a whole number >= 1"):
         TokenShardDataset(out, rank=0, world_size=0).place()
+
+
+def test_two_runs_into_one_folder_at_once(tmp_path, monkeypatch):
+    """Found by review: two `tokenize-dataset SRC DST` at once each removed the other's temporary files as an
+    interrupted run's leftovers, and one failed with "cannot write DST/parquet/part-00004.parquet: No such
+    file or directory". Now a run holds DST: a second one is refused at once, saying why."""
+    import threading
+
+    from adatok.scale import pipeline
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(3):
+        Image.fromarray(np.full((8, 8), 40 * i, np.uint8)).save(src / f"{i}.png")
+    out = tmp_path / "dst"
+    writing, go_on = threading.Event(), threading.Event()
+    real = pipeline.write_shard
+
+    def slow(*args, **kwargs):  # the first run is slow to write its shards
+        if threading.current_thread().name == "first":
+            writing.set()
+            go_on.wait(10)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "write_shard", slow)
+    results = []
+    thread = threading.Thread(name="first", target=lambda: results.append(
+        tokenize_dataset(src, out, "wavelet", Tokens(50), workers=0, shard_size=2)))
+    thread.start()
+    try:
+        assert writing.wait(60)
+        with pytest.raises(AdatokError, match="is being written by another adatok tokenize-dataset now"):
+            tokenize_dataset(src, out, "wavelet", Tokens(50), workers=0, shard_size=2)
+    finally:
+        go_on.set()
+        thread.join(60)
+    assert results and results[0]["status"] == "complete" and results[0]["counts"]["written"] == 3
+    assert not list(out.rglob(".*.tmp"))
+    again = tokenize_dataset(src, out, "wavelet", Tokens(50), workers=0, shard_size=2)  # afterwards: as resumed
+    assert again["counts"]["resumed_shards"] == 2
+
+
+def test_starting_ray_keeps_the_command_lines_sigterm_handler():
+    """Found by review: `ray.init` put its own SIGTERM handler in place of the command line's, so that
+    `kill` of a `tokenize-dataset` with Ray exited with code 15 and a stack dump of Ray's, without stopping
+    Ray or removing its folder (/tmp/adatok-ray-*, and a Ray process left running). Now the command
+    line's stays: the run stops as on Ctrl-C (`error: stopped by SIGTERM`, exit 143), cleaned up."""
+    code = ("import signal, sys\n"
+            "def mine(signum, frame): pass\n"
+            "signal.signal(signal.SIGTERM, mine)\n"
+            "from adatok.scale.pipeline import start_ray, stop_ray\n"
+            "started, tmp = start_ray(1, None)\n"
+            "kept = signal.getsignal(signal.SIGTERM) is mine\n"
+            "stop_ray(started, tmp)\n"
+            "sys.exit(0 if started and kept else 3)\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180)
+    assert r.returncode == 0, r.stderr[-2000:]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Annotated
 
 import typer
@@ -53,10 +54,65 @@ def run(argv: list[str] | None = None) -> int:
     for stream in strict:
         stream.reconfigure(errors="backslashreplace")
     try:
-        return _run(sys.argv[1:] if argv is None else list(argv))
+        with _terminating_as_interrupt():
+            return _run(sys.argv[1:] if argv is None else list(argv))
     finally:
         for stream in strict:
             stream.reconfigure(errors="strict")
+
+
+#: The signal that stopped the command (SIGTERM, SIGHUP), set by :func:`_terminating_as_interrupt`'s handler.
+_stopped_by: int | None = None
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP (``kill``, a closed terminal, a job scheduler's time limit) raised as an exception,
+    as Ctrl-C is: the ``finally`` and ``except BaseException`` blocks that remove temporary files and
+    half-made folders run (the default action killed the process on the spot and left them)."""
+
+
+@contextlib.contextmanager
+def _terminating_as_interrupt():
+    """While the command runs, SIGTERM and SIGHUP raise :class:`Terminated` in the main thread (a
+    signal ignored, as under ``nohup``, stays ignored); the handlers before are restored after."""
+    import signal
+    import threading
+
+    global _stopped_by
+    _stopped_by = None
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum, frame):
+        global _stopped_by
+        if _stopped_by is None:  # (a second one while cleaning up is not raised again)
+            _stopped_by = signum
+            raise Terminated(signum)
+
+    saved = {}
+    for name in ("SIGTERM", "SIGHUP"):
+        signum = getattr(signal, name, None)
+        if signum is not None and signal.getsignal(signum) is signal.SIG_DFL:
+            saved[signum] = signal.signal(signum, stop)
+    try:
+        yield
+    finally:
+        for signum, handler in saved.items():
+            signal.signal(signum, handler)
+
+
+def _aborted() -> int:
+    """Say why the command stopped early (Ctrl-C, or a signal that ends it) on stderr; its exit code:
+    130 for Ctrl-C, 128 + the signal's number for the others (143 for SIGTERM), as a shell reports them."""
+    import signal
+
+    with contextlib.suppress(OSError):  # (SIGHUP: the terminal may be gone)
+        if _stopped_by is not None:
+            typer.echo(f"error: stopped by {signal.Signals(_stopped_by).name}", err=True)
+        else:
+            typer.echo("error: aborted", err=True)
+    return 130 if _stopped_by is None else 128 + _stopped_by
 
 
 def _run(argv: list[str]) -> int:
@@ -64,14 +120,16 @@ def _run(argv: list[str]) -> int:
     try:  # `adatok` alone shows the help, as the app's no_args_is_help does when run standalone
         code = app(args=argv or ["--help"], prog_name="adatok", standalone_mode=False)
     except typer.Exit as exc:
+        if _interrupted(exc):
+            return _aborted()
         return exc.exit_code
     except typer.Abort:
-        typer.echo("error: aborted", err=True)
-        return 130
+        return _aborted()
+    except KeyboardInterrupt:  # (one raised outside typer's own handling)
+        return _aborted()
     except Exception as exc:
         if _interrupted(exc):  # Ctrl-C inside compiled code: numba hands it on as a SystemError
-            typer.echo("error: aborted", err=True)
-            return 130
+            return _aborted()
         # click's usage errors (typer vendors click privately: recognised by what they carry)
         if not (hasattr(exc, "format_message") and hasattr(exc, "exit_code")):
             raise
@@ -79,6 +137,8 @@ def _run(argv: list[str]) -> int:
         where = f" (see: {ctx.command_path} --help)" if ctx is not None else ""
         typer.echo(f"error: {' '.join(exc.format_message().split())}{where}", err=True)
         return 2
+    if code == 130:  # typer 0.29 turns a KeyboardInterrupt into exit code 130, returned without a word
+        return _aborted()
     return code if isinstance(code, int) else 0
 
 

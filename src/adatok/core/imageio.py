@@ -67,6 +67,7 @@ __all__ = [
     "write_image",
     "atomic_write_bytes",
     "atomic_path",
+    "folder_lock",
 ]
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -524,17 +525,63 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
                 os.close(dfd)
 
 
+@contextlib.contextmanager
+def folder_lock(folder: PathLike, what: str, wait: float = 0.0) -> Iterator[None]:
+    """Hold an exclusive lock on ``folder`` (an existing folder) while a command writes into it, so
+    that two processes writing one folder at once (two ``adatok generate --out F``, two
+    ``tokenize-dataset`` into one DST) do not mix their files or remove each other's temporary ones.
+
+    The lock is ``flock`` on the folder itself: nothing is written for it, and it goes with the process
+    however that ends (a kill too). Waits up to ``wait`` seconds for another holder, then raises
+    :class:`AdatokError` naming ``what`` (the command, for the message). Where the system has no such
+    lock (Windows, some network file systems), nothing is locked.
+    """
+    try:
+        import fcntl
+    except ImportError:  # (Windows)
+        yield
+        return
+    import errno
+    import time
+
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError as exc:
+        raise AdatokError(f"cannot open the folder {os.fspath(folder)}: {exc.strerror or exc}") from exc
+    try:
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as exc:
+                if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                    break  # no locks here: go on unlocked
+                if time.monotonic() >= deadline:
+                    raise AdatokError(f"{os.fspath(folder)} is being written by {what} now; wait for it to finish, "
+                                      "or give another folder") from None
+                time.sleep(0.05)
+        yield
+    finally:
+        os.close(fd)  # (releases the lock)
+
+
 def atomic_writes(files: list[tuple[Path, Callable[[Path], None]]], mode: int | None = None) -> None:
-    """Several files written as one: each ``write(tmp)`` to a temporary name first, and only when
-    every one is complete are they renamed over their paths (in the order given). A write that
-    fails (a full disk, an interrupt) leaves every path as it was and no temporary file behind."""
+    """Several files written as one: each ``write(tmp)`` to a temporary file first (a new one of its own
+    next to its path, ``.NAME.XXXXXXXX.tmp`` as :func:`atomic_path` makes), and only when every one is
+    complete are they renamed over their paths (in the order given). A write that fails (a full disk, an
+    interrupt) leaves every path as it was and no temporary file behind; another process writing the
+    same paths at the same time never writes into, renames or removes this call's files."""
     # (a link is written through, as a plain write would; a file keeps its own mode, a new one the umask's,
     # unless ``mode`` is given: checkpoints are 0644 whatever safetensors makes)
     targets = [Path(os.path.realpath(path)) if Path(path).is_symlink() else Path(path) for path, _ in files]
-    tmps = [(path.with_name(path.name + ".tmp"), path) for path in targets]
+    tmps: list[tuple[Path, Path]] = []
     try:
-        for (tmp, path), (_, write) in zip(tmps, files, strict=True):
-            tmp.unlink(missing_ok=True)  # (a stale one, or a link planted there: never written through)
+        for path, (_, write) in zip(targets, files, strict=True):
+            # (a fixed name, NAME.tmp, was shared by two runs writing one folder at once: one renamed the
+            # other's half-written file into place, or removed it under it)
+            tmp = _create_temp(path.parent, path)
+            tmps.append((tmp, path))
             write(tmp)
             if mode is not None:
                 os.chmod(tmp, mode)
@@ -549,8 +596,14 @@ def atomic_writes(files: list[tuple[Path, Callable[[Path], None]]], mode: int | 
         for tmp, _ in tmps:
             tmp.unlink(missing_ok=True)
         raise
-    for tmp, path in tmps:
-        os.replace(tmp, path)
+    renamed = 0
+    try:
+        for tmp, path in tmps:
+            os.replace(tmp, path)
+            renamed += 1
+    finally:  # (an interrupt between two renames: the ones not renamed are not left behind)
+        for tmp, _ in tmps[renamed:]:
+            _remove_quietly(tmp)
 
 
 def atomic_write_bytes(path: PathLike, data: bytes) -> None:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import shlex
-
-from collections.abc import Callable, Sequence
+import contextlib
 import os
+import shlex
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -94,13 +94,15 @@ def run(data: str, out: str | Path, tokenizers: Sequence[Any] = ("wavelet",), *,
         ev = evaluate(ds.items(), tokenizers, bpp, tokens, baselines, seed=seed, grid_train=grid_train,
                       skipped=ds.skipped, keep=keep, progress=progress, roi=region, config=config,
                       header=not stream)
+        if ev.config.get("grid") and grid_train is not None:
+            ev.config["grid"]["fitted_on"] = f"the {ds.train_split} split"
+        return ev, write_report(ev, out)
     except BaseException:
-        if created and not any(out.iterdir()):  # made for this run, which wrote nothing: not left behind
-            out.rmdir()
+        if created:  # made for this run, which wrote nothing (interrupted while writing too): not left behind
+            for folder in (out / "plots", out):
+                with contextlib.suppress(OSError):
+                    folder.rmdir()  # (only an empty one)
         raise
-    if ev.config.get("grid") and grid_train is not None:
-        ev.config["grid"]["fitted_on"] = f"the {ds.train_split} split"
-    return ev, write_report(ev, out)
 
 
 def _command(data, tokenizers, bpp, tokens, baselines, split, limit, max_side, seed, out, stream=False,

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from ..core.errors import AdatokError
-from ..core.imageio import atomic_writes
+from ..core.imageio import atomic_writes, folder_lock
 from .bdrate import bd_rate
 from .maps import ERROR_MAP_MAX, colorize_indexed, error_map, token_heatmap
 from .runner import REGION_COLUMNS, ROI_SUFFIX, Evaluation, Method, budget_text, parse_results, results_csv
@@ -377,9 +377,11 @@ def write_report(ev: Evaluation, out: str | Path, *, results: Sequence[dict[str,
     files[path] = "\n".join(parts).encode()
     try:
         (out / "plots").mkdir(exist_ok=True)
-        atomic_writes([(p, lambda tmp, data=data: tmp.write_bytes(data)) for p, data in files.items()])
-        for stem in set(PLOTS) - set(plots):  # an earlier run's plot this one does not draw: not this run's
-            (out / "plots" / f"{stem}.png").unlink(missing_ok=True)
+        # (two runs into one folder at once: one after the other, the files of one run, never some of each)
+        with folder_lock(out, "another adatok eval", wait=120.0):
+            atomic_writes([(p, lambda tmp, data=data: tmp.write_bytes(data)) for p, data in files.items()])
+            for stem in set(PLOTS) - set(plots):  # an earlier run's plot this one does not draw: not this run's
+                (out / "plots" / f"{stem}.png").unlink(missing_ok=True)
     except OSError as exc:
         raise AdatokError(f"cannot write the report into {out} ({exc.strerror or exc}); the earlier report there, "
                           "if any, is as it was") from None

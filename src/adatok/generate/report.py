@@ -7,6 +7,7 @@ table of FD-fmnist, class accuracy, mean length and speed (measured by
 from __future__ import annotations
 
 import base64
+import contextlib
 import html
 import io
 import json
@@ -20,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ..core.errors import AdatokError
-from ..core.imageio import atomic_write_bytes, image_suffixes, save_format, write_image
+from ..core.imageio import atomic_write_bytes, folder_lock, image_suffixes, save_format, write_image
 
 
 def grid(images: Sequence[np.ndarray], columns: int = 10, pad: int = 2, scale: int = 1) -> np.ndarray:
@@ -105,7 +106,30 @@ def write_samples(out: Path, seqs: Sequence, images: Sequence[np.ndarray], label
         write_image(out, grid(([plain] if plain is not None else []) + list(images)))
         return
     check_samples_folder(out, replace)
+    made = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
+    # one run at a time writes a folder, and checks it again once it holds the lock (a second run waits, then
+    # finds the first's samples: refused without --force); two at once both passed the check, each removed the
+    # other's work folder, and the one that moved its files in last replaced the other's samples, or mixed
+    # with them, both saying all went well
+    try:
+        with folder_lock(out, "another adatok generate", wait=LOCK_WAIT):
+            _write_samples(out, seqs, images, labels, replace, plain)
+    except BaseException:  # (an interrupt, a full disk: the folder made for the samples is not left empty)
+        if made:
+            with contextlib.suppress(OSError):
+                out.rmdir()
+        raise
+
+
+#: Seconds :func:`write_samples` waits for another run writing into the same folder.
+LOCK_WAIT = 120.0
+
+
+def _write_samples(out: Path, seqs: Sequence, images: Sequence[np.ndarray], labels: Sequence[int], replace: bool,
+                   plain: np.ndarray | None) -> None:
+    """:func:`write_samples` into a folder, with the folder locked."""
+    check_samples_folder(out, replace)
     for left in out.glob(_WORK + "*"):  # a run killed while writing (SIGKILL, the OOM killer) left its folder
         shutil.rmtree(left, ignore_errors=True)
     # every new file is written into a folder of its own inside ``out`` first; only when all are there is

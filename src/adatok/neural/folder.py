@@ -96,10 +96,18 @@ def write_folder(out: Path, model: torch.nn.Module, config: dict, optimizer: tor
             if "step" in st:
                 tensors[f"opt.{i}.step"] = torch.as_tensor(st["step"], dtype=torch.float32).reshape(1)
         files.append((out / "train_state.safetensors", lambda p: save_file(tensors, str(p))))
-    parts = [path for path, _ in files]
+    written: dict[str, Path] = {}  # each file's temporary file (atomic_writes names them), by its name
 
-    def write_config(p: Path) -> None:  # with the digests of the files written before it (their .tmp)
-        digests = {q.name: weights_digest(q.with_name(q.name + ".tmp")) for q in parts}
+    def noting(path: Path, write: Callable[[Path], None]) -> tuple[Path, Callable[[Path], None]]:
+        def wrapped(tmp: Path) -> None:
+            write(tmp)
+            written[path.name] = tmp
+        return path, wrapped
+
+    files = [noting(path, write) for path, write in files]
+
+    def write_config(p: Path) -> None:  # with the digests of the files written before it (their temporary files)
+        digests = {name: weights_digest(tmp) for name, tmp in written.items()}
         p.write_text(json.dumps({**config, SAVED_TOGETHER: digests}, indent=2) + "\n")
 
     files.append((out / "config.json", write_config))

@@ -20,6 +20,7 @@ process, without Ray (the plain loop the benchmark compares with).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -36,7 +37,7 @@ import adatok
 from adatok import AdatokError, Budget, BudgetError, Lossless
 
 from ..core.checks import JSON_ERRORS
-from ..core.imageio import atomic_write_bytes
+from ..core.imageio import atomic_write_bytes, folder_lock
 from ..datasets import MANIFEST, read_manifest
 from .shards import FORMATS, RECORDS, ShardWriter, file_digest, shard_name, shard_path, write_shard
 from .sources import Source, open_source
@@ -153,7 +154,8 @@ def start_ray(workers: int | None, address: str | None) -> tuple[bool, str | Non
         try:
             with warnings.catch_warnings():  # (Ray Client warns before it raises: the error below says it all)
                 warnings.simplefilter("ignore")
-                ray.init(address=address, logging_level=logging.ERROR)
+                with _keeping_sigterm_handler():
+                    ray.init(address=address, logging_level=logging.ERROR)
         except Exception as exc:  # noqa: BLE001  (Ray raises ConnectionError, ValueError, RuntimeError ...)
             raise AdatokError(f"cannot connect to the Ray cluster at {address!r} ({type(exc).__name__}: "
                               f"{str(exc).strip().splitlines()[-1] if str(exc).strip() else exc!r}); is it "
@@ -162,9 +164,26 @@ def start_ray(workers: int | None, address: str | None) -> tuple[bool, str | Non
                               "(RAY_AUTH_TOKEN, or ~/.ray/auth_token) with RAY_AUTH_MODE=token?") from None
         return True, None
     tmp = tempfile.mkdtemp(prefix="adatok-ray-")
-    ray.init(num_cpus=workers, include_dashboard=False, _temp_dir=tmp, _node_ip_address="127.0.0.1",
-             object_store_memory=256 * 1024**2, logging_level=logging.ERROR)
+    with _keeping_sigterm_handler():
+        ray.init(num_cpus=workers, include_dashboard=False, _temp_dir=tmp, _node_ip_address="127.0.0.1",
+                 object_store_memory=256 * 1024**2, logging_level=logging.ERROR)
     return True, tmp
+
+
+@contextlib.contextmanager
+def _keeping_sigterm_handler():
+    """Keep a SIGTERM handler of Python's that ``ray.init`` replaces (the command line's, which stops the
+    command as Ctrl-C does: Ray's exited at once with code 15 and a stack dump of its own on stderr, without
+    the clean-up that stops Ray and removes its folder, and left some of its processes running)."""
+    import signal
+    import threading
+
+    before = signal.getsignal(signal.SIGTERM) if threading.current_thread() is threading.main_thread() else None
+    try:
+        yield
+    finally:
+        if callable(before):
+            signal.signal(signal.SIGTERM, before)
 
 
 def stop_ray(started: bool, tmp: str | None) -> None:
@@ -261,46 +280,53 @@ def tokenize_dataset(src: str | os.PathLike[str], out: str | os.PathLike[str], t
     done = _done_shards(out, specs, formats)
     todo = [s for s in specs if s["shard"] not in done]
     use_ray = bool(todo) and workers != 0
-    started, tmp = start_ray(workers, address) if use_ray else (False, None)  # before writing anything
-    try:
-        for folder in (RECORDS, *formats):
-            (out / folder).mkdir(parents=True, exist_ok=True)
-        _remove_leftovers(out)
-        manifest = {"format": MANIFEST_FORMAT, "status": "incomplete", "command": command,
-                    "adatok_version": adatok.__version__, "plan": plan,
-                    "tokenizer": {"name": tok.name, "version": tok.version, "vocab_size": int(tok.vocab_size),
-                                  "reference": worker_tokenizer},
-                    "budget": budget_json(budget), "formats": list(formats)}
-        if previous is None:
-            _write_manifest(out, manifest)
-        total = plan["images"]
-        finished = sum(r["stop"] - r["start"] for r in done.values())
-        if progress is not None:
-            progress(finished, total, f"{len(done)}/{len(specs)} shards")
-        t0 = time.perf_counter()
-        if use_ray:
-            records = _run_ray(out, source, todo, worker_tokenizer, budget, formats, workers)
-        else:
-            records = (write_shard(out, source, spec, tok, budget, formats) for spec in todo)
-        for record in records:
-            done[record["shard"]] = record
-            finished += record["stop"] - record["start"]
+    with contextlib.ExitStack() as hold:  # the folder's lock, held to the end of the run
+        started, tmp = start_ray(workers, address) if use_ray else (False, None)  # before writing anything
+        try:
+            for folder in (RECORDS, *formats):
+                (out / folder).mkdir(parents=True, exist_ok=True)
+            # one run at a time in a folder: two at once removed each other's temporary files as leftovers,
+            # and one of them failed with "cannot write ...: No such file or directory"
+            hold.enter_context(folder_lock(out, "another adatok tokenize-dataset", wait=0))
+            if read_manifest(out) != previous:  # (another run began or ended it between the checks and the lock)
+                raise AdatokError(f"another adatok tokenize-dataset wrote into {out} meanwhile; run the command again "
+                                  "to go on from what is written")
+            _remove_leftovers(out)
+            manifest = {"format": MANIFEST_FORMAT, "status": "incomplete", "command": command,
+                        "adatok_version": adatok.__version__, "plan": plan,
+                        "tokenizer": {"name": tok.name, "version": tok.version, "vocab_size": int(tok.vocab_size),
+                                      "reference": worker_tokenizer},
+                        "budget": budget_json(budget), "formats": list(formats)}
+            if previous is None:
+                _write_manifest(out, manifest)
+            total = plan["images"]
+            finished = sum(r["stop"] - r["start"] for r in done.values())
             if progress is not None:
                 progress(finished, total, f"{len(done)}/{len(specs)} shards")
-        seconds = time.perf_counter() - t0
-    finally:
-        stop_ray(started, tmp)
-    # once more at the end: a worker of an interrupted run that Ray had not yet stopped when this run
-    # began could still create a temporary file after the cleanup above (seen once in 939 tests)
-    _remove_leftovers(out)
+            t0 = time.perf_counter()
+            if use_ray:
+                records = _run_ray(out, source, todo, worker_tokenizer, budget, formats, workers)
+            else:
+                records = (write_shard(out, source, spec, tok, budget, formats) for spec in todo)
+            for record in records:
+                done[record["shard"]] = record
+                finished += record["stop"] - record["start"]
+                if progress is not None:
+                    progress(finished, total, f"{len(done)}/{len(specs)} shards")
+            seconds = time.perf_counter() - t0
+        finally:
+            stop_ray(started, tmp)
+        # once more at the end: a worker of an interrupted run that Ray had not yet stopped when this run
+        # began could still create a temporary file after the cleanup above (seen once in 939 tests)
+        _remove_leftovers(out)
 
-    records = [done[s["shard"]] for s in specs]
-    bad = [{"source": b[0], "reason": b[1]} for r in records for b in r["bad"]]
-    manifest.update(status="complete", counts={
-        "images": total, "written": sum(r["rows"] for r in records), "bad": len(bad), "shards": len(specs),
-        "tokens": sum(r["tokens"] for r in records), "resumed_shards": len(specs) - len(todo)},
-        bad=bad, shards=[{"name": shard_name(r["shard"]), "rows": r["rows"], "start": r["start"], "stop": r["stop"],
-                          "sha256": r["sha256"]} for r in records],
-        last_run={"workers": workers, "address": address, "seconds": round(seconds, 2)})
-    _write_manifest(out, manifest)
+        records = [done[s["shard"]] for s in specs]
+        bad = [{"source": b[0], "reason": b[1]} for r in records for b in r["bad"]]
+        manifest.update(status="complete", counts={
+            "images": total, "written": sum(r["rows"] for r in records), "bad": len(bad), "shards": len(specs),
+            "tokens": sum(r["tokens"] for r in records), "resumed_shards": len(specs) - len(todo)},
+            bad=bad, shards=[{"name": shard_name(r["shard"]), "rows": r["rows"], "start": r["start"], "stop": r["stop"],
+                              "sha256": r["sha256"]} for r in records],
+            last_run={"workers": workers, "address": address, "seconds": round(seconds, 2)})
+        _write_manifest(out, manifest)
     return manifest
