@@ -281,10 +281,24 @@ def broken_links(folders: Sequence[Path]) -> list[Path]:
 def _walk(folder: Path, unreadable: list | None = None, skip=None, folders: list | None = None) -> Iterator[Path]:
     """Regular files under ``folder``, recursively, leaving out hidden files and folders. Linked
     folders are followed (as linked files are read), each real folder once: a link back up the
-    tree is not walked again. See :func:`image_files` for ``unreadable`` and ``skip``; ``folders``
-    gets the real path of each folder walked."""
+    tree is not walked again. A link to a file or folder that the walk reaches under its own name
+    anyway (inside ``folder``, not hidden) is left out: the file is read once, by its own path (a
+    linked file was read twice, its copies falling in training and held-out parts alike; and which
+    of a folder and a link to it was walked, and so named its images' ids and class, depended on
+    the order the file system listed them). Sub-folders are walked in sorted order. See
+    :func:`image_files` for ``unreadable`` and ``skip``; ``folders`` gets the real path of each
+    folder walked."""
     seen: set[tuple[int, int]] = set()
     avoid = Path(os.path.realpath(skip)) if skip is not None else None
+    home = Path(os.path.realpath(folder))
+
+    def read_anyway(link: str) -> bool:  # a link whose target the walk reaches under the target's own name
+        if not os.path.islink(link):
+            return False
+        real = Path(os.path.realpath(link))
+        if not real.is_relative_to(home) or (avoid is not None and real.is_relative_to(avoid)):
+            return False
+        return not any(part.startswith(".") for part in real.relative_to(home).parts)
 
     def failed(exc: OSError) -> None:
         if unreadable is not None:
@@ -299,11 +313,22 @@ def _walk(folder: Path, unreadable: list | None = None, skip=None, folders: list
         seen.add((st.st_dev, st.st_ino))
         if folders is not None:
             folders.append(Path(os.path.realpath(root)))
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
-        for f in files:
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and not read_anyway(os.path.join(root, d)))
+        for f in sorted(files):
             p = Path(root) / f
-            if not f.startswith(".") and p.is_file():
+            if not f.startswith(".") and p.is_file() and not read_anyway(str(p)):
                 yield p
+
+
+def left_out_line(skipped: Sequence[tuple[str, str]], folder: str | os.PathLike[str], shown: int = 3) -> str:
+    """One line that tells a training run's user which files of their ``folder`` it left out
+    (``skipped``: ``(id, reason)`` pairs, as :attr:`Dataset.skipped`), the first ``shown`` with
+    their reasons; ``""`` for none."""
+    if not skipped:
+        return ""
+    listed = "; ".join(f"{name} ({reason})" for name, reason in skipped[:shown])
+    more = f"; and {len(skipped) - shown} more" if len(skipped) > shown else ""
+    return f"left out {len(skipped)} file{'s' if len(skipped) != 1 else ''} of {folder}: {listed}{more}"
 
 
 def skip_reason(message: str, file: str | os.PathLike[str]) -> str:
@@ -399,6 +424,11 @@ def _pyarrow():
 MANIFEST = "manifest.json"
 
 
+#: The files a training run writes into its ``--out`` folder (left out of the digest of a data folder
+#: that holds it: :func:`data_source`).
+RUN_FILES: tuple[str, ...] = ("config.json", "model.safetensors", "train_state.safetensors")
+
+
 def data_source(data: str | os.PathLike[str], times: bool = True, skip=None) -> dict:
     """What a training run's ``--data`` is: ``{"data": "fashion-mnist"}``, or a folder's absolute path
     and a digest of what it holds (``"contents"``: a token shard folder's plan and shard list; an
@@ -406,8 +436,10 @@ def data_source(data: str | os.PathLike[str], times: bool = True, skip=None) -> 
     modification times). The generator's token cache is keyed by it (``times``: a file rewritten is
     tokenized again), and a resumed run checks it without ``times`` (its held-out part is taken by the files' order: a file added or
     removed moves images between training and held-out, a copy of the folder does not). ``skip``: a
-    folder left out (a learned tokenizer's own ``--out`` inside its ``--data``: its files are no images,
-    and they change at every save)."""
+    learned tokenizer's own ``--out`` inside its ``--data``, whose checkpoint files (:data:`RUN_FILES`)
+    are left out: they are no images, and they change at every save. Only those files: the folder's
+    images are read as data all the same (with the whole folder left out, ``--out`` the data folder
+    itself kept the digest of nothing, and a resume took any change of the data)."""
     import hashlib
 
     if str(data) == "fashion-mnist":
@@ -420,7 +452,10 @@ def data_source(data: str | os.PathLike[str], times: bool = True, skip=None) -> 
     else:
         # every file the folder's reader tries (linked folders too; one without an image suffix may be an
         # image: a README added refuses a resume, the safe way)
-        for path in image_files(folder, skip=skip):
+        own = Path(os.path.realpath(skip)) if skip is not None else None
+        for path in image_files(folder):
+            if own is not None and path.name in RUN_FILES and Path(os.path.realpath(path.parent)) == own:
+                continue
             st = path.stat()
             digest.update(f"{path.relative_to(folder)}\0{st.st_size}".encode()
                           + (f"\0{st.st_mtime_ns}" if times else "").encode() + b"\n")
@@ -665,8 +700,15 @@ def split_rows(folder: str | os.PathLike[str], split: str) -> list[TokenRow]:
 def shard_sequence(atk: bytes, file: Path, row: int, source: str | None = None) -> TokenSequence:
     """The sequence of one shard row's ``.atk`` bytes; bytes that are no sequence are an
     :class:`AdatokError` naming the shard and the row (the container's error named neither)."""
+    from .core.errors import TokenizerMismatchError
+
     try:
         return TokenSequence.from_bytes(atk)
+    except TokenizerMismatchError as exc:  # (not damage: the tokenizer loaded now is not the one that wrote it)
+        raise AdatokError(f"row {row}{f' ({source})' if source else ''} of the shard {file} was written by another "
+                          f"tokenizer than the one loaded now ({exc}): a checkpoint trained on since the shards were "
+                          "written decodes them to other images; tokenize again into a new folder, or use the "
+                          "checkpoint as it was when they were written") from None
     except AdatokError as exc:
         raise AdatokError(f"row {row}{f' ({source})' if source else ''} of the shard {file} holds no token sequence "
                           f"({exc}): the shard was damaged after its run; run the tokenize-dataset command again "

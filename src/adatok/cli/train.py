@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -92,7 +93,7 @@ def train_cmd(
     """
     try:
         from adatok.neural.model import ModelConfig
-        from adatok.neural.trainer import TrainConfig, load_images, train
+        from adatok.neural.trainer import TrainConfig, load_images, report_left_out, train
     except ImportError as exc:
         raise AdatokError(f"training needs the neural extra ({exc.name} is missing): "
                           "pip install 'adatok[neural]'") from None
@@ -117,7 +118,10 @@ def train_cmd(
     if not resume:
         tcfg = TrainConfig(data=data, crop=image_size, steps=steps or DEFAULT_STEPS, batch=batch, lr=lr, seed=seed,
                            eval_every=eval_every, threads=threads, loss=loss, ssim_weight=ssim_weight)
-        images = load_images(data, "train", image_size)
+        left_out: list = []
+        images = load_images(data, "train", image_size, skipped=left_out)
+        if os.environ.get("RANK", "0") == "0":  # (under torchrun: once)
+            report_left_out(left_out, data, out)
         eval_images = load_images(data, "test", image_size)[: tcfg.eval_images]
         size, _, channels = images.shape[1:]
         if size % patch:
@@ -132,6 +136,6 @@ def train_cmd(
         except ValueError as exc:
             raise AdatokError(str(exc)) from None
     metrics = train(out, mcfg, tcfg, name=name, resume=resume, quiet=quiet, images=images, eval_images=eval_images,
-                    force=force, overrides=overrides)
+                    force=force, overrides=overrides, images_of_data=not resume)
     if not quiet:
         typer.echo(f"{out}: " + " ".join(f"{k}={v}" for k, v in metrics.items()))

@@ -30,6 +30,7 @@ import json
 import math
 import os
 import shutil
+import sys
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -110,12 +111,13 @@ def corpus_key(lang, split: str, limit: int | None, data: str) -> str:
 
 
 def corpus_for(lang, split: str, limit: int | None, cache: Path | None, progress=None,
-               data: str = "fashion-mnist") -> Corpus:
+               data: str = "fashion-mnist", log=None) -> Corpus:
     """Fashion-MNIST ``split`` (its first ``limit`` images) in ``lang``, read from ``cache`` when it
     was made from the same language, images and limit (:func:`corpus_key`), else built and written
     there. ``data``: a folder of token shards instead (:func:`shard_corpus`), or a folder of images
-    (:func:`image_folder`). (The cache was once taken whenever its length matched: a run with
-    another target in the same folder trained on the old target's sequences.)"""
+    (:func:`image_folder`; ``log`` gets a line naming the files it left out, when it builds the
+    corpus). (The cache was once taken whenever its length matched: a run with another target in
+    the same folder trained on the old target's sequences.)"""
     from ..datasets import load
 
     key = corpus_key(lang, split, limit, data)
@@ -127,7 +129,22 @@ def corpus_for(lang, split: str, limit: int | None, cache: Path | None, progress
     elif data_kind(data) == "shards":
         corpus = shard_corpus(lang, data, split, limit, progress)
     else:
-        images, labels, _, _ = image_folder(data, lang.shape, split)
+        notes: list = []
+        images, labels, _, _ = image_folder(data, lang.shape, split, notes)
+        if log is not None and notes:
+            from ..datasets import left_out_line
+
+            log("warning: " + left_out_line(notes, data))
+        if split == "train" and limit is not None and limit < len(images):
+            gone = sorted(set(labels.tolist()) - set(labels[:limit].tolist()))
+            if gone:  # (a folder is in sorted order, class after class: the first N were the first classes only)
+                classes = folder_classes(data)
+                raise AdatokError(f"--limit {limit} takes the first {limit} of the {len(images)} training images of "
+                                  f"{data}, in sorted order, class after class: the class"
+                                  f"{'es' if len(gone) > 1 else ''} {', '.join(classes[g] for g in gone[:3])} "
+                                  f"would get none: the model would never train on "
+                                  f"{'them' if len(gone) > 1 else 'it'}; give a larger --limit (or none), or a folder "
+                                  "with fewer images")
         corpus = build_corpus(lang, images[:limit], labels[:limit], progress)
     if cache is not None:
         corpus.save(cache, key)
@@ -145,8 +162,11 @@ def data_kind(data: str | Path) -> str:
 
 
 def folder_classes(folder: str | Path) -> list[str]:
-    """The classes of a folder of images: its sub-folders' names (sorted) when every file lies in
-    one, ``["all"]`` when every file lies in the folder itself (see :func:`image_folder`)."""
+    """The classes of a folder of images: its sub-folders' names (sorted) when every image lies in
+    one, ``["all"]`` when every image lies in the folder itself (see :func:`image_folder`). Files
+    that are not images do not count: a README beside the class sub-folders, or a sub-folder of
+    no images beside images (a learned tokenizer's checkpoint, ``adatok train --out FOLDER/tok``,
+    refused such a folder: 'images both in itself and in sub-folders')."""
     from ..datasets import image_files
 
     root = Path(folder)
@@ -167,13 +187,20 @@ def folder_classes(folder: str | Path) -> list[str]:
             return True
 
         if any(is_image(p) for p, n in zip(parts, nested, strict=True) if not n):
+            if not any(is_image(p) for p, n in zip(parts, nested, strict=True) if n):
+                return ["all"]  # images in the folder itself, none below (a tokenizer's checkpoint folder: refused)
             raise AdatokError(f"{folder} has images both in itself and in sub-folders: put every image in a class "
                               "sub-folder (FOLDER/CLASS/...), or none")
         parts = [p for p, n in zip(parts, nested, strict=True) if n]  # beside the classes: a README, notes
-    return sorted({p[0] for p in parts}) if len(parts[0]) > 1 else ["all"]
+    classes = sorted({p[0] for p in parts}) if len(parts[0]) > 1 else ["all"]
+    if {"train", "test"} <= set(classes):  # (they were classes 'test' and 'train', each image's label its split)
+        raise AdatokError(f"{folder} has sub-folders train and test: splits, not classes (the generator's classes are "
+                          f"the sub-folders); give --data {Path(folder) / 'train'} (its sub-folders the classes; "
+                          "every 20th image is held out for validation)")
+    return classes
 
 
-def image_folder(folder: str | Path, shape: tuple[int, ...], split: str | None = None
+def image_folder(folder: str | Path, shape: tuple[int, ...], split: str | None = None, notes: list | None = None
                  ) -> tuple[list[np.ndarray], np.ndarray, list[str], int]:
     """A folder of your own images as a generator's training data, at the language's ``shape``
     (S x S x C): ``(images, labels, classes, left_out)``.
@@ -183,7 +210,12 @@ def image_folder(folder: str | Path, shape: tuple[int, ...], split: str | None =
     to S x S (Pillow, Lanczos), converted to gray (C = 1) or RGB (C = 3). Left out and counted:
     files that are not readable images, and images whose shorter side is under S (enlarging would
     invent detail). ``split``: ``"test"`` is every 20th image (the 20th, 40th, ... in sorted order,
-    so every class has some), ``"train"`` the others, ``None`` all.
+    so every class has some), ``"train"`` the others, ``None`` all. ``notes``: a list that gets
+    ``(id, reason)`` of each file left out.
+
+    A class sub-folder without a usable image, or whose only images are held out, is refused: the
+    model would have a class it never trained on, numbered among the others (a folder of notes, or
+    of images all under S, was silently class 0, and every real class's number moved up one).
     """
     from PIL import Image
 
@@ -198,6 +230,8 @@ def image_folder(folder: str | Path, shape: tuple[int, ...], split: str | None =
         h, w = img.shape[:2]
         if min(h, w) < size:
             small += 1
+            if notes is not None:
+                notes.append((Path(*p).as_posix(), f"{w} x {h}: smaller than {size} x {size}"))
             continue
         side = min(h, w)
         y, x = (h - side) // 2, (w - side) // 2
@@ -212,6 +246,20 @@ def image_folder(folder: str | Path, shape: tuple[int, ...], split: str | None =
     if len(images) < 2:
         raise AdatokError(f"{folder}: one usable image; training and validation need at least 2")
     test = {i for i in range(len(images)) if i % 20 == 19} or {len(images) - 1}
+    have = np.bincount([labels[i] for i in range(len(images)) if i not in test], minlength=len(classes))
+    if (have == 0).any():
+        held = np.bincount(labels, minlength=len(classes))
+        empty = [classes[c] for c in np.nonzero(held == 0)[0]]
+        late = [classes[c] for c in np.nonzero((have == 0) & (held > 0))[0]]
+        many = len(empty) > 1
+        why = (f"the class folder{'s' if many else ''} {', '.join(empty[:3])} hold{'' if many else 's'} "
+               f"no readable image of at least {size} x {size} pixels" if empty else
+               f"the class {late[0]}'s only image{'s are' if held[classes.index(late[0])] > 1 else ' is'} held out for "
+               "validation (every 20th image)")
+        raise AdatokError(f"{folder}: {why}; the model would have a class it never trained on (the classes are the "
+                          "sorted sub-folders, numbered from 0): add images to it, or move it out of the folder")
+    if notes is not None:
+        notes.extend(ds.skipped)
     keep = [i for i in range(len(images)) if split is None or ((i in test) == (split == "test"))]
     return [images[i] for i in keep], np.array([labels[i] for i in keep], np.int64), classes, \
         small + len(ds.skipped)
@@ -436,7 +484,8 @@ def make_folders(out: Path) -> list[Path]:
     return made
 
 
-def _prepare(out: Path, lang, model_cfg: GPTConfig, train_cfg: GenTrainConfig, progress, world: int, rank: int):
+def _prepare(out: Path, lang, model_cfg: GPTConfig, train_cfg: GenTrainConfig, progress, world: int, rank: int,
+             log=None):
     """The training and validation corpora (cached in the folder ``out``), the seconds they took,
     and a new model, each checked against the other."""
     import torch.distributed as dist
@@ -444,7 +493,7 @@ def _prepare(out: Path, lang, model_cfg: GPTConfig, train_cfg: GenTrainConfig, p
     t_build = time.time()
     if world > 1 and rank != 0:
         dist.barrier()  # rank 0 builds the caches, the others read them
-    corpus = corpus_for(lang, "train", train_cfg.limit, out / "corpus-train.npz", progress, train_cfg.data)
+    corpus = corpus_for(lang, "train", train_cfg.limit, out / "corpus-train.npz", progress, train_cfg.data, log)
     val = corpus_for(lang, "test", train_cfg.val_images, out / "corpus-val.npz", data=train_cfg.data)
     if world > 1 and rank == 0:
         dist.barrier()
@@ -542,7 +591,11 @@ def train_generator(out: str | Path, lang=None, model_cfg: GPTConfig | None = No
     made = make_folders(real) if rank == 0 else []  # (rank 0 makes them, and removes them if refused)
     real.mkdir(parents=True, exist_ok=True)
     try:
-        corpus, val, build_seconds, model = _prepare(out, lang, model_cfg, train_cfg, progress, world, rank)
+        def warn(line: str) -> None:  # (on stderr, even with --quiet: files left out of the user's data)
+            if rank == 0:
+                print(line, file=sys.stderr, flush=True)
+
+        corpus, val, build_seconds, model = _prepare(out, lang, model_cfg, train_cfg, progress, world, rank, warn)
     except BaseException:  # refused before a checkpoint was written: the folders it made are not left behind
         if made and made[-1] == real:  # (out itself made here: only this run's token caches in it)
             shutil.rmtree(real, ignore_errors=True)

@@ -78,6 +78,9 @@ class TrainConfig:
                 raise AdatokError(f"{what} must be a whole number >= {low}, got {v!r}")
 
 
+#: What ``config.json`` says a run's data was when its images were given to :func:`train` as arrays.
+GIVEN_IMAGES = "<images given to train()>"
+
 #: What a resumed run may change (``train(..., resume=True, overrides={"steps": 12000})``); the
 #: rest is the checkpoint's.
 RESUMABLE = ("steps", "eval_every", "threads")
@@ -144,7 +147,8 @@ class Crops:
                             (im.shape[1] - s) // 2 : (im.shape[1] - s) // 2 + s] for im in self.images])
 
 
-def load_images(data: str, split: str | None = "train", crop: int | None = None) -> np.ndarray | Crops:
+def load_images(data: str, split: str | None = "train", crop: int | None = None,
+                skipped: list | None = None) -> np.ndarray | Crops:
     """The training (or evaluation) images of ``data``.
 
     ``data`` is ``"fashion-mnist"`` (split ``"train"`` or ``"test"``: one (N, 28, 28, 1) uint8 array),
@@ -154,7 +158,8 @@ def load_images(data: str, split: str | None = "train", crop: int | None = None)
     shards of Fashion-MNIST keep its splits). Without ``crop``, a folder's images must all have one
     square size (one array, as Fashion-MNIST). With ``crop``, they may have any size: training
     gets :class:`Crops` (random crops of that side and flips; smaller images left out and
-    counted), evaluation the centre crops (an array).
+    counted), evaluation the centre crops (an array). ``skipped``: a list that gets ``(id, reason)``
+    of each file of a folder of images that is not a readable image (left out: :func:`report_left_out`).
     """
     from .. import datasets
 
@@ -171,9 +176,13 @@ def load_images(data: str, split: str | None = "train", crop: int | None = None)
         # The whole folder is read and sorted out before the held-out 5% is taken, so that both parts
         # are alike: images too small for the crop left out of both, and gray images repeated to RGB
         # in both when any image of the folder is in colour.
-        images = datasets.load(data).images
-        if not images:
-            raise AdatokError(f"no readable images under {data}")
+        ds = datasets.load(data)
+        images = ds.images
+        if skipped is not None:
+            skipped.extend(ds.skipped)
+        if not images:  # (with why: "notes.txt" said only "no readable images under notes.txt")
+            why = datasets.left_out_line(ds.skipped, data, shown=1)
+            raise AdatokError(f"no readable images under {data}" + (f" ({why})" if why else ""))
         too_small = 0
         if crop is not None:
             big = [im for im in images if min(im.shape[:2]) >= crop]
@@ -206,6 +215,23 @@ def load_images(data: str, split: str | None = "train", crop: int | None = None)
         raise AdatokError(f"{data}: the images are {shape[1]}x{shape[0]}; give --image-size S to train on square "
                           "crops of them")
     return np.stack(images)
+
+
+def report_left_out(skipped: list, data: str, out: str | Path | None = None) -> None:
+    """Tell (on stderr, even with ``quiet``: a run that trained on fewer images than the folder
+    holds said nothing of it) the files of the data folder that were left out as unreadable; the
+    run's own checkpoint files, when its ``out`` lies inside the folder, are not data."""
+    from ..datasets import RUN_FILES, left_out_line
+
+    if out is not None:
+        own = Path(os.path.realpath(out))
+        skipped = [(name, why) for name, why in skipped
+                   if not (Path(name).name in RUN_FILES and Path(os.path.realpath(Path(data) / name)).parent == own)]
+    line = left_out_line(skipped, data)
+    if line:
+        import sys
+
+        print(f"warning: {line}", file=sys.stderr, flush=True)
 
 
 def save_checkpoint(out: Path, model: Autoencoder, name: str, train_cfg: TrainConfig | None = None,
@@ -365,10 +391,16 @@ def _lr(step: int, cfg: TrainConfig) -> float:
 def train(out: str | Path, model_cfg: ModelConfig | None = None, train_cfg: TrainConfig | None = None,
           name: str | None = None, resume: bool = False, quiet: bool = False,
           images: np.ndarray | None = None, eval_images: np.ndarray | None = None,
-          stop_after: int | None = None, force: bool = False, overrides: dict | None = None) -> dict:
+          stop_after: int | None = None, force: bool = False, overrides: dict | None = None,
+          images_of_data: bool = False) -> dict:
     """Train a learned tokenizer and write its checkpoint to ``out``; return the last evaluation.
 
-    ``images`` / ``eval_images`` (N, H, W, C uint8) override loading ``train_cfg.data``. With
+    ``images`` / ``eval_images`` (N, H, W, C uint8) are trained on and evaluated on instead of
+    loading ``train_cfg.data``: the checkpoint's ``config.json`` then says its data was
+    :data:`GIVEN_IMAGES` (it said ``train_cfg.data``, by default Fashion-MNIST, and a resume
+    without them trained on that), and a resume needs them given again;
+    ``images_of_data``: they are ``train_cfg.data``'s own (``adatok train`` read them), which is
+    kept. With
     ``resume``, training continues from the checkpoint in ``out`` with its model and training
     settings (``model_cfg`` and ``train_cfg`` are not read); ``overrides`` changes those of
     :data:`RESUMABLE` (``{"steps": 12000}``: train on to step 12,000). ``stop_after`` ends this run after that many steps (with a
@@ -405,6 +437,9 @@ def train(out: str | Path, model_cfg: ModelConfig | None = None, train_cfg: Trai
                 raise ValueError(f"its step {start!r}")
         except (KeyError, TypeError, ValueError) as exc:
             raise AdatokError(f"{out}/config.json cannot be resumed: {type(exc).__name__} {exc}") from None
+        if train_cfg.data == GIVEN_IMAGES and (images is None or eval_images is None):
+            raise AdatokError(f"{out} was trained on images given to train() (images=, eval_images=), no dataset it "
+                              "can read again: resume it with them given again")
         # (adatok train passes the images it read: checked all the same)
         check_same_data(config.get("data_source"), train_cfg.data, out, skip=out)
         source = config.get("data_source")
@@ -418,16 +453,25 @@ def train(out: str | Path, model_cfg: ModelConfig | None = None, train_cfg: Trai
                           f"width {model_cfg.dim} with {math.prod(model_cfg.levels):,} codes", "--dim or --levels")
         # a folder by its absolute path: a resume from elsewhere reads the same one (images given by a caller
         # with a data name that names no folder: nothing to keep)
-        if train_cfg.data == "fashion-mnist" or Path(train_cfg.data).exists():
+        if images is not None and not images_of_data:  # the caller's arrays, not train_cfg.data's images
+            if eval_images is None:
+                raise AdatokError("images given to train() need eval_images given with them (the held-out part "
+                                  f"of {train_cfg.data} is no held-out part of them)")
+            train_cfg = replace(train_cfg, data=GIVEN_IMAGES)
+        elif train_cfg.data == "fashion-mnist" or Path(train_cfg.data).exists():
             source = data_source(train_cfg.data, times=False, skip=out)  # (its own files, when --out is inside)
             train_cfg = replace(train_cfg, data=source["data"])  # (the folder's absolute path)
     torch.set_num_threads(max(1, train_cfg.threads))  # (the checkpoint's, or --threads given to a resume)
     if name is None:  # DATA-K; a folder by its own name (``--data .`` is the folder it names, not "")
-        data_name = train_cfg.data if train_cfg.data == "fashion-mnist" else Path(train_cfg.data).resolve().name
+        data_name = (train_cfg.data if train_cfg.data == "fashion-mnist" else "images" if train_cfg.data == GIVEN_IMAGES
+                     else Path(train_cfg.data).resolve().name)
         name = f"{data_name}-{model_cfg.tokens}"
 
     if images is None:
-        images = load_images(train_cfg.data, "train", train_cfg.crop)
+        left_out: list = []
+        images = load_images(train_cfg.data, "train", train_cfg.crop, skipped=left_out)
+        if main:
+            report_left_out(left_out, train_cfg.data, out)
     if eval_images is None:
         eval_images = load_images(train_cfg.data, "test", train_cfg.crop)[: train_cfg.eval_images]
     if train_cfg.ssim_weight and model_cfg.image_size < 7:
