@@ -1023,3 +1023,19 @@ def test_a_refused_training_run_leaves_no_folder_behind(tmp_path):
     run = CliRunner().invoke(app, [*base, "--target-psnr", "12", "--out", str(tmp_path / "mygen")])
     assert run.exit_code == 0, run.output
     assert json.loads((tmp_path / "runs" / "run7" / "config.json").read_text())["name"] == "mygen"
+
+
+def test_a_new_samples_folder_named_with_a_number_after_a_dot_is_taken(tmp_path):
+    """Found by review: every new --out with a suffix was refused as a misspelt file, so a folder named
+    by a date or a version (runs/2026.12.02, samples-v1.2), taken before, was refused."""
+    from adatok.generate.report import check_samples_folder, write_samples
+
+    for name in ("2026.12.02", "samples-v1.2"):
+        check_samples_folder(tmp_path / name)
+    for name in ("s.atk", "grid.pgn", "samples.npz"):
+        with pytest.raises(adatok.AdatokError, match="names a"):
+            check_samples_folder(tmp_path / name)
+    image = np.tile(np.arange(28, dtype=np.uint8)[:, None, None] * 9, (1, 28, 1))
+    seq = adatok.load("wavelet").encode([image], Tokens(50))[0]
+    write_samples(tmp_path / "2026.12.02", [seq], [image], [0])
+    assert (tmp_path / "2026.12.02" / "samples.npz").is_file()

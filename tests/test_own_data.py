@@ -257,3 +257,26 @@ def test_a_data_folder_of_no_images_says_why(tmp_path):
     (tmp_path / "notes.txt").write_text("not an image")
     with pytest.raises(adatok.AdatokError, match=r"no readable images under .*notes.txt \(not an image file"):
         load_images(str(tmp_path / "notes.txt"), "train")
+
+
+def test_a_checkpoint_with_out_the_data_folder_from_before_its_digest_was_kept_resumes(tmp_path):
+    """Found by review: a run before 2026-12-02 with --out the data folder itself kept the digest of no file;
+    its resume was refused as 'its files have changed since', though none had."""
+    import hashlib
+    import json
+
+    from adatok.neural.model import ModelConfig
+    from adatok.neural.trainer import TrainConfig, train
+
+    data = tmp_path / "data"
+    for i in range(6):
+        _png(data / f"{i}.png", 40 * i)
+    cfg = ModelConfig(image_size=16, channels=1, patch=8, tokens=2, dim=16, enc_depth=1, dec_depth=1, heads=1,
+                      levels=[4, 4], vq_first=False)
+    train(data, cfg, TrainConfig(data=str(data), steps=4, batch=2, eval_every=1, ssim_weight=0), quiet=True,
+          stop_after=1)
+    config = json.loads((data / "config.json").read_text())
+    config["data_source"]["contents"] = hashlib.sha256().hexdigest()  # as such a run kept it
+    (data / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    train(data, resume=True, quiet=True, stop_after=1)
+    assert json.loads((data / "config.json").read_text())["step"] == 2

@@ -789,3 +789,23 @@ def test_starting_ray_keeps_the_command_lines_sigterm_handler():
             "sys.exit(0 if started and kept else 3)\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180)
     assert r.returncode == 0, r.stderr[-2000:]
+
+
+def test_a_folder_written_before_records_kept_digests_resumes_with_a_shard_of_bad_inputs_only(tmp_path):
+    # a record of a shard whose images were all bad, from before 2026-12-01, has no "sha256": it is done, and
+    # the run's end read its digests (a KeyError)
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(2):
+        Image.fromarray(np.full((8, 8), 40 * i, np.uint8)).save(src / f"a{i}.png")
+    for i in range(2):
+        (src / f"z{i}.png").write_bytes(b"not an image")
+    out = tmp_path / "out"
+    tokenize_dataset(src, out, "wavelet", Tokens(100), workers=0, shard_size=2)
+    for record in (out / "_shards").glob("*.json"):
+        kept = json.loads(record.read_text())
+        kept.pop("sha256")
+        record.write_text(json.dumps(kept))
+    manifest = tokenize_dataset(src, out, "wavelet", Tokens(100), workers=0, shard_size=2)
+    assert manifest["counts"]["written"] == 2 and manifest["counts"]["bad"] == 2
+    assert [len(r.seq) > 0 for r in read_tokens(out)] == [True, True]

@@ -792,3 +792,34 @@ def test_details_take_an_encoders_slot():
         finally:
             slots.release()
         assert c.get(f"/api/codings/{cid}/details", params={"tokens": 10}).status_code == 200
+
+
+@pytest.mark.skipif(__import__("sys").platform == "win32", reason="POSIX signals")
+def test_sighup_stops_the_server():
+    """Found by review: the command line's SIGHUP handler (a closed terminal) raised its interrupt inside
+    uvicorn's event loop: logged as a request's error, the server went on serving, and a second SIGHUP did
+    nothing. Now SIGHUP shuts it down as SIGTERM does."""
+    import signal
+    import subprocess
+    import sys
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-c", "import sys; from adatok.cli.app import run; sys.exit(run())",
+                             "serve", "--port", str(port)], stderr=subprocess.PIPE, text=True)
+    try:
+        assert "in a browser" in proc.stderr.readline()
+        for _ in range(100):  # until it answers
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as reply:
+                    assert reply.status == 200
+                break
+            except OSError:
+                time.sleep(0.1)
+        proc.send_signal(signal.SIGHUP)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0 and "Traceback" not in err, (proc.returncode, err)

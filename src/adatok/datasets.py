@@ -482,6 +482,8 @@ def check_same_data(recorded: dict | None, data: str | os.PathLike[str], out, sk
     of the same name would be read."""
     if recorded is None:
         return
+    if _digest_of_nothing(recorded, data, skip):  # (nothing to check it against: resumed as before)
+        return
     there = str(data) == "fashion-mnist" or Path(data).exists()
     now = data_source(data, times=False, skip=skip) if there else {"data": None}
     if now != recorded:
@@ -489,6 +491,16 @@ def check_same_data(recorded: dict | None, data: str | os.PathLike[str], out, sk
                           + ("that folder is gone" if now["data"] is None else "its files have changed since (added, "
                              "removed or resized): the held-out part would take in images trained on")
                           + "; resume with the same data, or start over (--force, or another --out)")
+
+
+def _digest_of_nothing(recorded: dict, data, skip) -> bool:
+    """Whether ``recorded`` is what a run before 2026-12-02 with ``--out`` the data folder itself kept:
+    the digest of no file (the whole folder was left out as the run's own), which any data matched."""
+    import hashlib
+
+    if skip is None or str(data) == "fashion-mnist" or recorded.get("contents") != hashlib.sha256().hexdigest():
+        return False
+    return os.path.realpath(data) == os.path.realpath(skip) == os.path.realpath(str(recorded.get("data")))
 
 
 def is_token_shards(folder: str | os.PathLike[str]) -> bool:

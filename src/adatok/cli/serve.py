@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import socket
 from pathlib import Path
@@ -69,9 +70,31 @@ def serve_cmd(
         raise AdatokError(f"cannot listen on {host} port {port}: {exc.strerror or exc}") from None
     shown = f"[{host}]" if ":" in host else host
     typer.echo(f"adatok serve: open http://{shown}:{port}/ in a browser (Ctrl-C stops it)", err=True)
+    server = uvicorn.Server(uvicorn.Config(web, log_level="warning"))
     try:
-        uvicorn.Server(uvicorn.Config(web, log_level="warning")).run(sockets=[sock])
+        with _hangup_stops(server):
+            server.run(sockets=[sock])
     except KeyboardInterrupt:  # Ctrl-C, after uvicorn's clean shutdown: a normal stop (exit 0)
         pass
     finally:
         sock.close()
+
+
+@contextlib.contextmanager
+def _hangup_stops(server):
+    """SIGHUP (a closed terminal) shuts ``server`` down as uvicorn does for SIGTERM. The command line's
+    handler raised it inside whatever request was running: uvicorn logged it as that request's error
+    and went on serving, and a second SIGHUP did nothing. An ignored SIGHUP (``nohup``) stays ignored."""
+    import signal
+    import threading
+
+    hup = getattr(signal, "SIGHUP", None)
+    if hup is None or threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(hup) is signal.SIG_IGN:
+        yield
+        return
+    before = signal.signal(hup, server.handle_exit)
+    try:
+        yield
+    finally:
+        signal.signal(hup, before)

@@ -69,7 +69,9 @@ def check_samples_folder(out: Path, replace: bool = False) -> None:
         save_format(out)  # a suffix Pillow cannot write is refused now, not after sampling
         return
     if not out.exists():  # made when the samples are written: its nearest existing folder must take it
-        if out.suffix:  # (`--out samples.atk` or a misspelt `grid.pgn` made a folder of that name)
+        # (`--out samples.atk` or a misspelt `grid.pgn` made a folder of that name; a suffix of digits only is a
+        # folder's name, as `runs/2026.12.02` or `samples-v1.2`)
+        if out.suffix and not out.suffix[1:].isdigit():
             raise AdatokError(f"{out} names a {out.suffix} file, which is no image Pillow writes: samples go to a "
                               "new folder without a suffix (one PNG and one .atk each, and samples.npz) or to one "
                               "grid image (.png, .jpg, ...)")

@@ -326,7 +326,8 @@ def tokenize_dataset(src: str | os.PathLike[str], out: str | os.PathLike[str], t
             "images": total, "written": sum(r["rows"] for r in records), "bad": len(bad), "shards": len(specs),
             "tokens": sum(r["tokens"] for r in records), "resumed_shards": len(specs) - len(todo)},
             bad=bad, shards=[{"name": shard_name(r["shard"]), "rows": r["rows"], "start": r["start"], "stop": r["stop"],
-                              "sha256": r["sha256"]} for r in records],
+                              "sha256": r.get("sha256", {})} for r in records],  # (none in a record of bad
+                                                                                  # inputs only from before 2026-12-01)
             last_run={"workers": workers, "address": address, "seconds": round(seconds, 2)})
         _write_manifest(out, manifest)
     return manifest
