@@ -239,3 +239,22 @@ def test_a_tokenizer_checkpoint_inside_its_image_folder_resumes(tmp_path):
     train(imgs / "ckpt", TINY, TrainConfig(data=str(imgs), steps=4, batch=4, eval_every=2, ssim_weight=0), quiet=True,
           stop_after=2)
     train(imgs / "ckpt", resume=True, quiet=True)
+
+
+def test_a_save_sweeps_the_temporary_files_of_a_save_killed_outright(tmp_path):
+    """Found by review: with a new temporary file per write, a save killed by SIGKILL (no clean-up ran)
+    left `.model.safetensors.XXXXXXXX.tmp`, a weights-sized hidden file, and the next save no longer
+    removed it (the old fixed NAME.tmp it did): they piled up. Saves now hold the folder's lock, and
+    under it remove their own files' stale temporary files, nothing else."""
+    import torch
+
+    from adatok.neural.folder import write_folder
+
+    stale = [".model.safetensors.deadbeef.tmp", ".config.json.0123abcd.tmp", ".train_state.safetensors.00ff00ff.tmp"]
+    kept = [".model.safetensors.notmine.tmp", ".photo.png.deadbeef.tmp", "notes.txt"]
+    for name in stale + kept:
+        (tmp_path / name).write_bytes(b"x")
+    model = torch.nn.Linear(2, 2)
+    write_folder(tmp_path, model, {"family": "test"}, torch.optim.Adam(model.parameters()))
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        kept + ["config.json", "model.safetensors", "train_state.safetensors"])

@@ -6,8 +6,10 @@ so a folder is never half-written."""
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -17,7 +19,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load, save_file
 
 from ..core.checks import JSON_ERRORS
-from ..core.imageio import atomic_writes
+from ..core.imageio import atomic_writes, folder_lock
 from ..core.errors import AdatokError
 
 T = TypeVar("T")
@@ -111,9 +113,21 @@ def write_folder(out: Path, model: torch.nn.Module, config: dict, optimizer: tor
         p.write_text(json.dumps({**config, SAVED_TOGETHER: digests}, indent=2) + "\n")
 
     files.append((out / "config.json", write_config))
-    # the weights, the training state and the config of one step: never of two (renamed one by one, the
-    # files of a save interrupted between two renames are told apart by the digests in config.json)
-    atomic_writes(files, mode=0o644)  # (safetensors writes 0600)
+    # one save at a time into a folder; under the lock, the temporary files of a save killed outright
+    # (SIGKILL, the OOM killer: no clean-up ran) are its own to remove: a weights-sized hidden file piled up
+    # at each such kill (no other save can be writing them)
+    with folder_lock(out, "another run saving a checkpoint", wait=120.0):
+        for path, _ in files:
+            for stale in out.glob(f".{glob.escape(path.name)}.*.tmp"):
+                if STALE.fullmatch(stale.name[len(path.name) + 1:]):
+                    stale.unlink(missing_ok=True)
+        # the weights, the training state and the config of one step: never of two (renamed one by one, the
+        # files of a save interrupted between two renames are told apart by the digests in config.json)
+        atomic_writes(files, mode=0o644)  # (safetensors writes 0600)
+
+
+#: The tail of a temporary file :func:`~adatok.core.imageio.atomic_writes` makes (``.NAME`` before it).
+STALE = re.compile(r"\.[0-9a-f]{8}\.tmp")
 
 
 #: The key of config.json under which a save records the digests of the files it wrote with it.
