@@ -88,9 +88,8 @@ def test_a_linked_file_or_folder_inside_the_data_is_read_once_by_its_own_name(tm
     assert folder_classes(data) == ["cat", "zebra"]
 
 
-def test_out_the_data_folder_itself_keeps_its_data_checked_on_resume(tmp_path):
-    """With --out the data folder, the whole folder was left out of the data's digest (as the run's own
-    folder): the digest was of nothing, and a resume went on after images were added or removed."""
+def _tokenizer_trained_into_its_data(tmp_path):
+    """A folder of six images, a learned tokenizer trained one step into it (``--out`` the data folder)."""
     from adatok.neural.model import ModelConfig
     from adatok.neural.trainer import TrainConfig, train
 
@@ -101,6 +100,15 @@ def test_out_the_data_folder_itself_keeps_its_data_checked_on_resume(tmp_path):
                       levels=[4, 4], vq_first=False)
     train(data, cfg, TrainConfig(data=str(data), steps=4, batch=2, eval_every=1, ssim_weight=0), quiet=True,
           stop_after=1)
+    return data
+
+
+def test_out_the_data_folder_itself_keeps_its_data_checked_on_resume(tmp_path):
+    """With --out the data folder, the whole folder was left out of the data's digest (as the run's own
+    folder): the digest was of nothing, and a resume went on after images were added or removed."""
+    from adatok.neural.trainer import train
+
+    data = _tokenizer_trained_into_its_data(tmp_path)
     train(data, resume=True, quiet=True, stop_after=1)  # its own files, rewritten at every save: no change
     _png(data / "new.png", 7)
     with pytest.raises(adatok.AdatokError, match="changed"):
@@ -265,16 +273,9 @@ def test_a_checkpoint_with_out_the_data_folder_from_before_its_digest_was_kept_r
     import hashlib
     import json
 
-    from adatok.neural.model import ModelConfig
-    from adatok.neural.trainer import TrainConfig, train
+    from adatok.neural.trainer import train
 
-    data = tmp_path / "data"
-    for i in range(6):
-        _png(data / f"{i}.png", 40 * i)
-    cfg = ModelConfig(image_size=16, channels=1, patch=8, tokens=2, dim=16, enc_depth=1, dec_depth=1, heads=1,
-                      levels=[4, 4], vq_first=False)
-    train(data, cfg, TrainConfig(data=str(data), steps=4, batch=2, eval_every=1, ssim_weight=0), quiet=True,
-          stop_after=1)
+    data = _tokenizer_trained_into_its_data(tmp_path)
     config = json.loads((data / "config.json").read_text())
     config["data_source"]["contents"] = hashlib.sha256().hexdigest()  # as such a run kept it
     (data / "config.json").write_text(json.dumps(config, indent=2) + "\n")

@@ -605,13 +605,11 @@ class ShardCheck:
         entry = self.shards.get(file.name) if file.parent.resolve() == (self.folder / "parquet").resolve() else None
         ranged = entry is not None and isinstance(entry.get("start"), int) and isinstance(entry.get("stop"), int)
         extra = [c for c in (["index"] if ranged else []) + (["tokenizer"] if self.tokenizer else []) if c not in columns]
-        again = (f"run the tokenize-dataset command again (it rewrites a shard that is not as it wrote it): "
-                 f"{(read_manifest(self.folder) or {}).get('command') or 'adatok tokenize-dataset ...'}")
         try:
             table = _pyarrow().read_table(file, columns=[*columns, *extra])
         except (OSError, ValueError, pa.ArrowException) as exc:  # (ArrowInvalid: a cut file; a raw traceback)
             raise AdatokError(f"cannot read the shard {file} ({str(exc).splitlines()[0] if str(exc) else exc!r}); "
-                              + again) from None
+                              + self._again()) from None
         problem = None
         if entry is not None and table.num_rows != entry.get("rows"):
             problem = f"holds {table.num_rows} row(s) where its run wrote {entry.get('rows')}"
@@ -625,8 +623,13 @@ class ShardCheck:
             if names - {self.tokenizer}:
                 problem = f"holds tokens of {sorted(map(str, names - {self.tokenizer}))[0]!r}, not of {self.tokenizer!r}"
         if problem:
-            raise AdatokError(f"the shard {file} {problem}: it was changed after its run; " + again)
+            raise AdatokError(f"the shard {file} {problem}: it was changed after its run; " + self._again())
         return table.select(list(columns))
+
+    def _again(self) -> str:
+        """The remedy an error names (the manifest read then only, not at every shard read)."""
+        return ("run the tokenize-dataset command again (it rewrites a shard that is not as it wrote it): "
+                f"{(read_manifest(self.folder) or {}).get('command') or 'adatok tokenize-dataset ...'}")
 
 
 def load_shards_tokenizer(folder: str | os.PathLike[str]) -> None:
