@@ -134,6 +134,55 @@ def test_resume_continues_and_matches_an_uninterrupted_run(tmp_path):
         assert ka == kb and torch.allclose(va, vb, atol=1e-5), ka
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="flock")
+def test_a_second_run_into_a_folder_being_trained_is_refused(tmp_path, monkeypatch):
+    """Two runs into one new folder both trained, each save alone locked, and the last to save won:
+    the other's model was replaced without a word (and a --resume beside a running run did the same)."""
+    import threading
+
+    from adatok.core.imageio import folder_lock
+    from adatok.neural import trainer
+
+    kw = dict(name="r", quiet=True, images=_images(64), eval_images=_images(8, 1))
+    cfg, tc = ModelConfig(**TINY), TrainConfig(steps=2, batch=8, eval_every=1, warmup=1)
+    out = tmp_path / "run"
+    out.mkdir()
+    held, release = threading.Event(), threading.Event()
+
+    def another_run():  # another run holding the folder (another thread: another holder, as another process is)
+        with folder_lock(out, "x"):
+            held.set()
+            release.wait(30)
+
+    thread = threading.Thread(target=another_run)
+    thread.start()
+    assert held.wait(10)
+    try:
+        for resume in (False, True):
+            with pytest.raises(adatok.AdatokError, match="being written by another training run"):
+                train(out, cfg, tc, resume=resume, **kw)
+    finally:
+        release.set()
+        thread.join(10)
+    assert list(out.iterdir()) == []
+    # a new folder is held from the first save; a checkpoint another run saved there meanwhile is refused
+    real_evaluate = trainer.evaluate
+
+    def another_run_saves_first(model, images):
+        monkeypatch.setattr(trainer, "evaluate", real_evaluate)
+        train(tmp_path / "new", cfg, TrainConfig(steps=1, batch=8, eval_every=1, warmup=1), **kw)
+        return real_evaluate(model, images)
+
+    monkeypatch.setattr(trainer, "evaluate", another_run_saves_first)
+    theirs = None
+    with pytest.raises(adatok.AdatokError, match="holds a checkpoint already"):
+        theirs = train(tmp_path / "new", cfg, tc, **kw)
+    assert theirs is None and json.loads((tmp_path / "new" / "config.json").read_text())["step"] == 1
+    monkeypatch.setattr(trainer, "evaluate", real_evaluate)
+    train(out, cfg, tc, **kw)  # the folder let go: a run trains and saves (each save locks it again)
+    assert json.loads((out / "config.json").read_text())["step"] == 2
+
+
 def test_torchrun_data_parallel_matches_one_process(tmp_path):
     """The same command under ``torchrun --nproc_per_node 2`` (gloo): each process takes half of
     every batch and gradients are averaged, so the weights match a one-process run; also with

@@ -525,6 +525,12 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
                 os.close(dfd)
 
 
+#: The folders (device, inode) each thread holds a :func:`folder_lock` on, with the thread's id: a
+#: second lock of the same folder in the same thread is the same hold (``flock`` on a second open of
+#: the folder would wait for the first, in the same process, forever or until its time is up).
+_HELD: set[tuple[int, int, int]] = set()
+
+
 @contextlib.contextmanager
 def folder_lock(folder: PathLike, what: str, wait: float = 0.0) -> Iterator[None]:
     """Hold an exclusive lock on ``folder`` (an existing folder) while a command writes into it, so
@@ -533,8 +539,9 @@ def folder_lock(folder: PathLike, what: str, wait: float = 0.0) -> Iterator[None
 
     The lock is ``flock`` on the folder itself: nothing is written for it, and it goes with the process
     however that ends (a kill too). Waits up to ``wait`` seconds for another holder, then raises
-    :class:`AdatokError` naming ``what`` (the command, for the message). Where the system has no such
-    lock (Windows, some network file systems), nothing is locked.
+    :class:`AdatokError` naming ``what`` (the command, for the message). A thread that holds the lock
+    already takes it again at once (a training run holds its folder while each save locks it). Where
+    the system has no such lock (Windows, some network file systems), nothing is locked.
     """
     try:
         import fcntl
@@ -548,6 +555,12 @@ def folder_lock(folder: PathLike, what: str, wait: float = 0.0) -> Iterator[None
         fd = os.open(folder, os.O_RDONLY)
     except OSError as exc:
         raise AdatokError(f"cannot open the folder {os.fspath(folder)}: {exc.strerror or exc}") from exc
+    st = os.fstat(fd)
+    key = (st.st_dev, st.st_ino, threading.get_ident())
+    if key in _HELD:  # held by this thread already (a training run holds its folder, and each save locks it again)
+        os.close(fd)
+        yield
+        return
     try:
         deadline = time.monotonic() + wait
         while True:
@@ -561,7 +574,11 @@ def folder_lock(folder: PathLike, what: str, wait: float = 0.0) -> Iterator[None
                     raise AdatokError(f"{os.fspath(folder)} is being written by {what} now; wait for it to finish, "
                                       "or give another folder") from None
                 time.sleep(0.05)
-        yield
+        _HELD.add(key)
+        try:
+            yield
+        finally:
+            _HELD.discard(key)
     finally:
         os.close(fd)  # (releases the lock)
 

@@ -42,8 +42,8 @@ import torch.nn.functional as F
 from ..core.checks import is_finite_number, is_whole
 from ..core.registry import names as registered_names
 from ..core.errors import AdatokError
-from ..neural.folder import (allocated, check_fresh_start, check_overrides, read_json, restore_training,
-                             write_folder)
+from ..neural.folder import (allocated, check_fresh_start, check_overrides, hold_run_folder, read_json,
+                             restore_training, write_folder)
 from ..neural.model import count_params
 from .languages import Corpus, build_corpus, gather_corpus, language_from, rows_of
 from .model import GPT, GPTConfig
@@ -523,12 +523,23 @@ def train_generator(out: str | Path, lang=None, model_cfg: GPTConfig | None = No
     ``model_cfg`` and ``train_cfg`` are not read); ``overrides`` changes those of :data:`RESUMABLE`
     (``{"minutes": 75}``: train on to 75 minutes in all). A folder without the training state
     (``train_state.safetensors``: a shipped or copied model) is refused: resuming it would start
-    from nothing and replace its weights."""
+    from nothing and replace its weights. The folder is held for the whole run: a second run into it
+    at the same time is refused (:func:`~adatok.neural.folder.hold_run_folder`)."""
+    with contextlib.ExitStack() as hold:
+        return _train_generator(hold, out, lang, model_cfg, train_cfg, name, resume, progress, log, force, overrides)
+
+
+def _train_generator(hold: contextlib.ExitStack, out, lang, model_cfg, train_cfg, name, resume, progress, log, force,
+                     overrides) -> GPT:
     from ..datasets import check_out_outside, check_same_data, data_source
 
     out = Path(out)
     if ".." in out.parts:  # (new/.. is this folder, whose checkpoint is checked, even while new does not exist)
         out = out.resolve()
+    main = int(os.environ.get("RANK", "0")) == 0  # (the process that saves: it alone holds the folder)
+    held = main and out.is_dir()
+    if held:  # before anything is read from it (a resume's checkpoint)
+        hold_run_folder(hold, out, resume, force)
     reads = (lang.describe().get("tokenizer") if lang is not None and not resume else None) or ""
     if reads and reads not in registered_names() and Path(reads).is_dir() and Path(reads).resolve() == out.resolve():
         raise AdatokError(f"--out {out} is the checkpoint of the tokenizer {reads} the generator's language reads: "
@@ -590,6 +601,8 @@ def train_generator(out: str | Path, lang=None, model_cfg: GPTConfig | None = No
     real = out.resolve()  # (a link's folder, made where it leads)
     made = make_folders(real) if rank == 0 else []  # (rank 0 makes them, and removes them if refused)
     real.mkdir(parents=True, exist_ok=True)
+    if main and not held:  # (refused here, the folder is another run's now: not removed)
+        hold_run_folder(hold, real, resume, force)
     try:
         def warn(line: str) -> None:  # (on stderr, even with --quiet: files left out of the user's data)
             if rank == 0:

@@ -6,6 +6,7 @@ so a folder is never half-written."""
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import hashlib
 import json
@@ -57,6 +58,16 @@ def check_fresh_start(out: Path, resume: bool, force: bool) -> None:
         raise AdatokError(f"{out} holds a checkpoint already ({held[0]}): continue it with --resume "
                           "(resume=True), start over and replace it with --force (force=True), or give "
                           "another --out")
+
+
+def hold_run_folder(hold: contextlib.ExitStack, out: Path, resume: bool, force: bool) -> None:
+    """Hold the folder ``out`` (it exists) for the rest of a training run (until ``hold`` closes), so
+    that a second run into it at the same time is refused (:class:`AdatokError`) instead of saving over
+    the first's checkpoints (each save alone was locked, and the last run to save won). Under the hold,
+    the folder is checked again as :func:`check_fresh_start` does: a run that found it empty refuses
+    the checkpoint another run saved there meanwhile."""
+    hold.enter_context(folder_lock(out, "another training run", wait=0))
+    check_fresh_start(out, resume, force)
 
 
 def allocated(make: Callable[[], T], size: str, smaller: str) -> T:

@@ -17,6 +17,7 @@ its share of every batch and gradients are averaged (gloo on CPUs, NCCL on GPUs)
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -31,8 +32,8 @@ import torch.nn.functional as F
 
 from ..core.checks import JSON_ERRORS, is_finite_number, is_whole
 from ..core.errors import AdatokError
-from .folder import (allocated, check_fresh_start, check_overrides, load_weights, read_weights, restore_training,
-                     write_folder)
+from .folder import (allocated, check_fresh_start, check_overrides, hold_run_folder, load_weights, read_weights,
+                     restore_training, write_folder)
 from .model import Autoencoder, ModelConfig, count_params, fit_codebook, sample_keep
 
 FAMILY = "neural"
@@ -406,13 +407,24 @@ def train(out: str | Path, model_cfg: ModelConfig | None = None, train_cfg: Trai
     :data:`RESUMABLE` (``{"steps": 12000}``: train on to step 12,000). ``stop_after`` ends this run after that many steps (with a
     checkpoint), for training in slices; a resumed run continues exactly where it stopped. A folder
     that holds a checkpoint already is refused unless ``resume`` or ``force`` (start over,
-    replacing it).
+    replacing it). The folder is held for the whole run (from its first save when it is new): a
+    second run into it at the same time is refused (:func:`~adatok.neural.folder.hold_run_folder`).
     """
+    with contextlib.ExitStack() as hold:
+        return _train(hold, out, model_cfg, train_cfg, name, resume, quiet, images, eval_images, stop_after, force,
+                      overrides, images_of_data)
+
+
+def _train(hold: contextlib.ExitStack, out, model_cfg, train_cfg, name, resume, quiet, images, eval_images,
+           stop_after, force, overrides, images_of_data) -> dict:
     import torch.distributed as dist
 
     from ..datasets import check_same_data, data_source
 
     out = Path(out)
+    held = int(os.environ.get("RANK", "0")) == 0 and out.is_dir()
+    if held:  # before anything is read from it (a resume's checkpoint)
+        hold_run_folder(hold, out, resume, force)
     check_fresh_start(out, resume, force)
     overrides = check_overrides(overrides, resume, RESUMABLE)
     train_cfg = train_cfg or TrainConfig()
@@ -483,7 +495,7 @@ def train(out: str | Path, model_cfg: ModelConfig | None = None, train_cfg: Trai
             raise AdatokError(f"the {what} images are {tuple(imgs.shape[1:])} (H, W, C) but the model is set up for "
                               f"{want}: pass --image-size to match")
     data = images if isinstance(images, Crops) else _to_tensor(images)
-    held = _to_tensor(eval_images)
+    held_out = _to_tensor(eval_images)
 
     t0 = time.time()
     if model_cfg.vq_first and not resume:
@@ -563,8 +575,12 @@ def train(out: str | Path, model_cfg: ModelConfig | None = None, train_cfg: Trai
             progress.update(task, completed=done, info=info)
             if done % train_cfg.eval_every == 0 or done == end:
                 if main:
-                    metrics = evaluate(model, held)
+                    metrics = evaluate(model, held_out)
                     metrics["wall_s"] = round(time.time() - t0, 1)
+                    if not held:  # a new folder: held from its first save (refused if another run saved there since)
+                        out.mkdir(parents=True, exist_ok=True)
+                        hold_run_folder(hold, out, resume, force)
+                        held = True
                     save_checkpoint(out, model, name, train_cfg, done, metrics, opt, generator=gen,
                                     extra={"data_source": source})
                     line = " ".join(f"{k}={v}" for k, v in metrics.items() if k != "collapsed")
