@@ -727,7 +727,9 @@ class WaveletTokenizer:
     def _image(self, layout: Layout, value: np.ndarray, low: np.ndarray, neg: np.ndarray, params, shape) -> np.ndarray:
         """The image the decoder's knowledge (``value``, ``low``, ``neg``: see :func:`spiht.walk`)
         stands for: :meth:`decode` and the stepper's ``images`` both end here."""
-        img = self._synthesize(layout, spiht.reconstruct(value, low, neg, self.bias, layout.parent, self.hold_roots))
+        shift = self._shifts(layout, params)[0]
+        img = self._synthesize(layout, spiht.reconstruct(value, low, neg, self.bias, layout.parent, shift,
+                                                         self.hold_roots))
         fy, fx = params.get("rep", (1, 1))
         if (fy, fx) != (1, 1):
             img = np.repeat(np.repeat(img, fy, axis=0), fx, axis=1)
