@@ -571,7 +571,9 @@ def test_top_p_keeps_the_smallest_set_that_reaches_it():
         assert int(torch.isfinite(_filter(logits, 0, top_p)).sum()) == kept
 
 
-def test_a_folder_of_samples_does_not_hide_the_shipped_generator_of_its_name(tmp_path, monkeypatch):
+def test_a_folder_of_its_name_does_not_hide_the_shipped_generator(tmp_path, monkeypatch):
+    """A run trained into --out fmnist-gpt-learned stood in for the shipped generator, named as it in
+    every message: a bare shipped name is the shipped generator, as a tokenizer's name is."""
     from adatok.generate.sample import CHECKPOINT_DIR, generator_folder, shipped
 
     name = shipped()[0]
@@ -579,8 +581,9 @@ def test_a_folder_of_samples_does_not_hide_the_shipped_generator_of_its_name(tmp
     (tmp_path / name).mkdir()
     (tmp_path / name / "0000.png").write_bytes(b"")  # samples written by `adatok generate -m NAME -o NAME`
     assert generator_folder(name) == CHECKPOINT_DIR / name
-    (tmp_path / name / "config.json").write_text("{}")  # a checkpoint folder of that name: it is the one meant
-    assert generator_folder(name) == Path(name)
+    (tmp_path / name / "config.json").write_text("{}")  # a checkpoint folder of that name: ./NAME
+    assert generator_folder(name) == generator_folder(f"{name}/") == CHECKPOINT_DIR / name
+    assert generator_folder(f"./{name}") == Path(f"./{name}")
     monkeypatch.chdir(tmp_path / name)  # no folder of that name here: the shipped one, however written
     assert generator_folder(f"{name}/") == generator_folder(f"./{name}") == CHECKPOINT_DIR / name
 
@@ -742,6 +745,61 @@ def test_a_cached_corpus_is_used_only_for_what_it_was_made_from(tmp_path):
     words = corpus_for(SlotLanguage("fashion-mnist-32", Quality(psnr=30)), "train", 5, cache)
     assert words.lengths.max() <= 32  # another language: rebuilt too
     assert corpus_for(PixelLanguage((28, 28, 1)), "test", 5, cache).lengths.tolist() == [784] * 5
+
+
+@pytest.mark.parametrize("keep", [100, 600])
+def test_a_damaged_corpus_cache_is_made_again(tmp_path, keep):
+    """A corpus file cut short (a copy interrupted, a full disk) ended a run in a raw BadZipFile."""
+    from adatok.generate.languages import Corpus
+    from adatok.generate.train import corpus_for
+
+    lang = WaveletLanguage("wavelet", (28, 28, 1), Quality(psnr=16))
+    cache = tmp_path / "corpus.npz"
+    whole = corpus_for(lang, "train", 5, cache)
+    cache.write_bytes(cache.read_bytes()[:keep])  # (600 bytes: past the key, into the arrays)
+    again = corpus_for(lang, "train", 5, cache)
+    assert np.array_equal(again.ids, whole.ids) and np.array_equal(Corpus.load(cache).ids, whole.ids)
+
+
+def test_a_training_step_out_of_memory_says_to_give_a_smaller_batch(tmp_path, monkeypatch):
+    """--batch 100000 on a small corpus ended in torch's raw allocator traceback (exit 1)."""
+    from adatok.generate import train as train_module
+
+    lang = SlotLanguage("fashion-mnist-32", Quality(psnr=20))
+    cfg = model_config_for(lang, 16, 1, 1, 64)
+    tc = GenTrainConfig(steps=2, limit=8, val_images=4, batch=4, eval_every=1e9, warmup=1)
+
+    def losses(*args, **kwargs):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:118] DefaultCPUAllocator: can't allocate memory: you "
+                           "tried to allocate 160112800000 bytes")
+
+    monkeypatch.setattr(train_module, "losses", losses)
+    with pytest.raises(adatok.AdatokError, match="ran out of memory.*give a smaller --batch"):
+        train_generator(tmp_path / "g", lang, cfg, tc, log=lambda *a: None)
+
+    def other(*args, **kwargs):
+        raise RuntimeError("shapes do not match")  # (any other error stays what it is)
+
+    monkeypatch.setattr(train_module, "losses", other)
+    with pytest.raises(RuntimeError, match="shapes do not match"):
+        train_generator(tmp_path / "h", lang, cfg, tc, log=lambda *a: None)
+
+
+def test_a_corpus_of_empty_sequences_is_refused(tmp_path):
+    """Images that all reach the target with no token trained a model that wrote nothing, and
+    `adatok generate` then said "max_tokens is a whole number >= 1, got 0" (none was given)."""
+    from PIL import Image
+
+    data = tmp_path / "flat"
+    data.mkdir()
+    for i in range(6):
+        Image.fromarray(np.full((16, 16), 128, np.uint8)).save(data / f"{i}.png")
+    lang = WaveletLanguage("wavelet", (16, 16, 1), Quality(psnr=10))
+    with pytest.raises(adatok.AdatokError, match="every training sequence is empty.*higher --target-psnr"):
+        train_generator(tmp_path / "g", lang, model_config_for(lang, 16, 1, 1, 64),
+                        GenTrainConfig(data=str(data), steps=1, batch=2, val_images=2, eval_every=1e9),
+                        log=lambda *a: None)
+    assert not (tmp_path / "g").exists()
 
 
 def test_a_cached_corpus_of_a_folder_follows_the_folder(tmp_path):

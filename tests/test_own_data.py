@@ -281,3 +281,37 @@ def test_a_checkpoint_with_out_the_data_folder_from_before_its_digest_was_kept_r
     (data / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     train(data, resume=True, quiet=True, stop_after=1)
     assert json.loads((data / "config.json").read_text())["step"] == 2
+
+
+def test_a_generator_on_your_own_tokenizer_finds_it_from_anywhere_and_refuses_it_trained_again(tmp_path, monkeypatch):
+    """A generator over a learned tokenizer's folder kept its name as given (``tok``, relative to the
+    working folder: elsewhere unknown, or another folder of that name), and the tokenizer trained again
+    changed its samples silently, and a --resume tokenized its corpus again with the new weights."""
+    from adatok.generate.languages import SlotLanguage
+    from adatok.generate.sample import load_generator
+    from adatok.generate.train import GenTrainConfig, model_config_for, train_generator
+    from adatok.neural.model import ModelConfig
+    from adatok.neural.trainer import TrainConfig, train
+
+    data = tmp_path / "data"
+    for i in range(6):
+        _png(data / f"{i}.png", 40 * i)
+    cfg = ModelConfig(image_size=16, channels=1, patch=8, tokens=2, dim=16, enc_depth=1, dec_depth=1, heads=1,
+                      levels=[4, 4], vq_first=False)
+    monkeypatch.chdir(tmp_path)
+    train("tok", cfg, TrainConfig(data=str(data), steps=4, batch=2, eval_every=1, ssim_weight=0), quiet=True,
+          stop_after=1)
+    lang = SlotLanguage("tok")
+    train_generator("gen", lang, model_config_for(lang, 16, 1, 1, 8),
+                    GenTrainConfig(data=str(data), steps=1, limit=6, val_images=2, batch=2, eval_every=1e9),
+                    log=lambda *a: None)
+    described = load_generator("gen").config["language"]
+    assert described["tokenizer"] == str(tmp_path / "tok") and described["version"] == adatok.load("tok").version
+    monkeypatch.chdir(data)  # another working folder: the same tokenizer
+    assert load_generator(tmp_path / "gen").lang.tok.version == described["version"]
+    monkeypatch.chdir(tmp_path)
+    train("tok", resume=True, quiet=True, stop_after=1)  # trained again: new weights, another version
+    with pytest.raises(adatok.AdatokError, match="trained again or replaced"):
+        load_generator("gen")
+    with pytest.raises(adatok.AdatokError, match="trained again or replaced"):
+        train_generator("gen", resume=True, overrides={"steps": 2}, log=lambda *a: None)

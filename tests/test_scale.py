@@ -414,7 +414,8 @@ def test_generator_trains_on_token_shards(tmp_path):
         Image.fromarray(img[..., 0]).save(buf, format="PNG")
         blobs.append(buf.getvalue())
     (tmp_path / "table").mkdir()
-    pq.write_table(pa.table({"image": blobs, "label": fm.labels}), tmp_path / "table" / "fm.parquet")
+    dense = np.unique(fm.labels, return_inverse=True)[1]  # (labels 0, 1, 2, ...: the first 12 images hold 6 classes)
+    pq.write_table(pa.table({"image": blobs, "label": dense}), tmp_path / "table" / "fm.parquet")
     shards = tmp_path / "labelled"
     tokenize_dataset(tmp_path / "table", shards, "wavelet-w8", Quality(psnr=16), workers=0)
     assert len(shard_corpus(lang, shards, "train")) == 11 and len(shard_corpus(lang, shards, "test")) == 1
@@ -548,6 +549,11 @@ def test_parquet_sources_beside_markers_with_damage_and_text_labels(tmp_path):
     assert manifest["bad"] == [{"source": "u.parquet#1",
                                 "reason": "label 18446744073709551615 is outside the 64-bit integers the shards hold"}]
     assert [r.label for r in read_tokens(tmp_path / "out3")] == [0, None, 2**63 - 1]
+    # a 'label' of floats, as pandas writes integers with one missing: every label was dropped, silently
+    pq.write_table(pa.table({"image": pa.array(blobs, pa.binary()), "label": [0.0, 1.0, None, 1.0]}), tmp_path / "f.parquet")
+    with pytest.raises(AdatokError, match="'label' is double, not integers .pandas"):
+        tokenize_dataset(tmp_path / "f.parquet", tmp_path / "out4", "wavelet", Tokens(10), workers=0)
+    assert not (tmp_path / "out4").exists()
 
 
 def test_reading_shards_splits_orders_and_checks(tmp_path):
@@ -659,7 +665,7 @@ def test_generator_classes_come_from_the_shards_labels(tmp_path):
             config = json.loads((tmp_path / "twelve-gen" / "config.json").read_text())
             assert config["model"]["classes"] == 12 and config["language"]["shape"] == [16, 16, 1]
         else:
-            assert res.exit_code == 2 and "outside the model's classes" in res.output
+            assert res.exit_code == 2 and "holds label -1" in res.output
 
 
 def test_shards_changed_after_their_run_are_refused_by_readers_and_rewritten_by_a_rerun(tmp_path, monkeypatch):
@@ -809,3 +815,34 @@ def test_a_folder_written_before_records_kept_digests_resumes_with_a_shard_of_ba
     manifest = tokenize_dataset(src, out, "wavelet", Tokens(100), workers=0, shard_size=2)
     assert manifest["counts"]["written"] == 2 and manifest["counts"]["bad"] == 2
     assert [len(r.seq) > 0 for r in read_tokens(out)] == [True, True]
+
+
+@pytest.mark.parametrize("labels, message", [([0, 5], "2 labels from 0 to 5, none of 1, 2, 3 ..."),
+                                             ([0, 10**12], "none of 1, 2, 3 ..."), ([0, -3], "holds label -3")])
+def test_a_generator_refuses_shard_labels_that_leave_out_classes(tmp_path, labels, message):
+    """Labels 0 and 5 made a model of six classes, four never trained on, sampled and labelled as if
+    they were classes; a label of -3 was refused as "outside the model's classes 0..0", one of 10**12
+    as a model too large to make ("give a smaller --dim")."""
+    pytest.importorskip("torch")
+    import io
+
+    import pyarrow as pa
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from adatok.cli import app
+
+    rng = np.random.default_rng(0)
+    blobs = []
+    for _ in range(8):
+        buf = io.BytesIO()
+        Image.fromarray(rng.integers(0, 256, (8, 8), dtype=np.uint8)).save(buf, format="PNG")
+        blobs.append(buf.getvalue())
+    (tmp_path / "table").mkdir()
+    pq.write_table(pa.table({"image": blobs, "label": [labels[i % 2] for i in range(8)]}), tmp_path / "table" / "t.parquet")
+    tokenize_dataset(tmp_path / "table", tmp_path / "shards", "wavelet-w8", Quality(psnr=12), workers=0)
+    res = CliRunner().invoke(app, ["train-generator", "--data", str(tmp_path / "shards"), "--language", "wavelet-w8",
+                                   "--steps", "1", "--dim", "16", "--layers", "1", "--heads", "1", "--quiet",
+                                   "--out", str(tmp_path / "gen")])
+    assert res.exit_code == 2 and message in res.output, res.output
+    assert not (tmp_path / "gen").exists()

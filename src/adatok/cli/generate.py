@@ -166,8 +166,7 @@ def train_generator_cmd(
             raise AdatokError("pixels are not read from token shards: give --data fashion-mnist")
         from adatok.datasets import token_column
 
-        labels = [label for label in token_column(data, "label") if label is not None]
-        classes = max(labels, default=0) + 1  # labels 0..max (negative ones are refused in training)
+        classes = train.shard_classes(data, {label for label in token_column(data, "label") if label is not None})
         shapes = {tuple(s) + (1,) * (3 - len(s)) for s in token_column(data, "shape")}
         if len(shapes) != 1:
             raise AdatokError(f"{data} holds images of {len(shapes)} shapes ({', '.join(map(str, sorted(shapes)[:3]))}"

@@ -29,15 +29,19 @@ def shipped() -> list[str]:
 
 
 def generator_folder(name_or_folder: str | Path) -> Path:
-    """The checkpoint folder given, or that of a shipped generator's name. A folder without a
-    config.json (samples written by ``adatok generate -m NAME -o NAME``) does not hide the shipped
-    generator of its name."""
+    """The checkpoint folder given, or that of a shipped generator's name. A shipped name written
+    bare (``fmnist-gpt-learned``, or with a trailing slash) is the shipped generator even where the
+    working folder holds a folder of that name, as a tokenizer's name is (:func:`adatok.load`): a
+    user's run trained into ``--out fmnist-gpt-learned`` stood in for the shipped model, named as it
+    in every message. Such a folder is ``./fmnist-gpt-learned``."""
     folder = Path(name_or_folder)
-    own = CHECKPOINT_DIR / folder.name  # (a shipped name, written as "name/" or "./name" too)
-    bare = str(name_or_folder) == folder.name
-    if folder.is_dir() and ((folder / "config.json").is_file() or not bare or not own.is_dir()):
+    own = CHECKPOINT_DIR / folder.name
+    bare = str(name_or_folder).rstrip("/") == folder.name
+    if bare and folder.name and own.is_dir():
+        return own
+    if folder.is_dir():
         return folder
-    if folder.name and own.is_dir():
+    if folder.name and own.is_dir():  # (./NAME where no folder of that name is: the shipped one)
         return own
     raise AdatokError(f"unknown generator {str(name_or_folder)!r}: use one of {', '.join(shipped()) or '(none)'} "
                       "or a checkpoint folder")

@@ -19,13 +19,17 @@ sampling (from the stepper) see exactly the same numbers.
 
 from __future__ import annotations
 
+import zipfile
+import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 import adatok
 from adatok import AdatokError, InvalidTokensError, Quality, TokenSequence
+from adatok.core.registry import registered
 from adatok.wavelet import spiht
 from adatok.wavelet.tokenizer import WaveletTokenizer
 from adatok.wavelet.words import WordTokenizer
@@ -89,8 +93,12 @@ class Corpus:
         try:
             with np.load(path) as z:
                 return str(z["key"]) if "key" in z.files else None
-        except (OSError, ValueError, EOFError):
+        except Corpus.UNREADABLE:
             return None
+
+    #: What reading a damaged corpus file raises (a file cut short is no zip: BadZipFile; a member cut
+    #: short, zlib.error), beside the errors of a file that is not there or not an array file.
+    UNREADABLE = (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error)
 
 
 class WaveletLanguage:
@@ -352,11 +360,18 @@ class SlotLanguage:
     float_fields = 0
     variable_length = True
 
-    def __init__(self, tokenizer: str, target: Quality | None = None):
+    def __init__(self, tokenizer: str, target: Quality | None = None, version: str | None = None):
         self.tok = adatok.load(tokenizer)
         if not hasattr(self.tok, "expects") or not hasattr(self.tok, "tokens"):
             raise AdatokError(f"the slot language is written in a learned tokenizer's tokens; {tokenizer!r} is not one")
-        self.name = tokenizer
+        if version is not None and self.tok.version != version:
+            # (a checkpoint folder trained again: the same ids now decode to other images, and a resumed run
+            # tokenized its corpus again with the new weights, silently)
+            raise AdatokError(f"this generator writes the tokens of {tokenizer} version {version}, but that tokenizer "
+                              f"is version {self.tok.version} now (trained again or replaced): its samples would be "
+                              "other images; restore the tokenizer it was trained on, or train the generator again")
+        # a folder by its absolute path, so that the generator's checkpoint finds it from any working folder
+        self.name = str(tokenizer) if registered(str(tokenizer)) else str(Path(tokenizer).resolve())
         self.target = target
         self.vocab_size = self.tok.vocab_size
         self.shape = tuple(self.tok.expects)
@@ -364,7 +379,7 @@ class SlotLanguage:
 
     def describe(self) -> dict:
         """See :meth:`WaveletLanguage.describe`."""
-        return {"language": "slot", "tokenizer": self.name, "shape": list(self.shape),
+        return {"language": "slot", "tokenizer": self.name, "version": self.tok.version, "shape": list(self.shape),
                 "target": None if self.target is None else {"psnr": self.target.psnr, "ssim": self.target.ssim}}
 
     def encode(self, images: Sequence[np.ndarray]) -> list[tuple[TokenSequence, int]]:
@@ -499,7 +514,7 @@ def _language_from(config: dict):
         return WordLanguage(config["tokenizer"], tuple(config["shape"]), q, config.get("context", False),
                             config.get("canvas", False))
     if kind == "slot":
-        return SlotLanguage(config["tokenizer"], q)
+        return SlotLanguage(config["tokenizer"], q, config.get("version"))  # (no version: kept before 2026-12-02)
     if kind == "pixels":
         return PixelLanguage(tuple(config["shape"]))
     raise ValueError(f"unknown language {kind!r}")

@@ -42,8 +42,8 @@ import torch.nn.functional as F
 from ..core.checks import is_finite_number, is_whole
 from ..core.registry import names as registered_names
 from ..core.errors import AdatokError
-from ..neural.folder import (allocated, check_fresh_start, check_overrides, hold_run_folder, read_json,
-                             restore_training, write_folder)
+from ..neural.folder import (allocated, check_fresh_start, check_overrides, hold_run_folder, out_of_memory,
+                             read_json, restore_training, write_folder)
 from ..neural.model import count_params
 from .languages import Corpus, build_corpus, gather_corpus, language_from, rows_of
 from .model import GPT, GPTConfig
@@ -122,7 +122,8 @@ def corpus_for(lang, split: str, limit: int | None, cache: Path | None, progress
 
     key = corpus_key(lang, split, limit, data)
     if cache is not None and cache.is_file() and Corpus.load_key(cache) == key:
-        return Corpus.load(cache)
+        with contextlib.suppress(*Corpus.UNREADABLE):  # (a damaged cache is made again, as a stale one is)
+            return Corpus.load(cache)
     if data == "fashion-mnist":
         ds = load("fashion-mnist", split=split, limit=limit)
         corpus = build_corpus(lang, ds.images, ds.labels, progress)
@@ -263,6 +264,30 @@ def image_folder(folder: str | Path, shape: tuple[int, ...], split: str | None =
     keep = [i for i in range(len(images)) if split is None or ((i in test) == (split == "test"))]
     return [images[i] for i in keep], np.array([labels[i] for i in keep], np.int64), classes, \
         small + len(ds.skipped)
+
+
+def shard_classes(folder: str | Path, labels: set[int]) -> int:
+    """The number of classes of a generator trained on a token shard folder whose rows hold ``labels``:
+    Fashion-MNIST's ten for shards of it, else the numbers 0 to the largest label, every one of which
+    must be a label (labels 0 and 5 made classes 1 to 4, which were sampled and labelled as if they were
+    classes; a class folder with no image is refused the same way, :func:`image_folder`). A negative
+    label is no class (it was refused later as "outside the model's classes 0..0")."""
+    from ..datasets import read_manifest
+
+    negative = sorted(lab for lab in labels if lab < 0)
+    if negative:
+        raise AdatokError(f"{folder} holds label {negative[0]}: a generator's classes are numbered 0, 1, 2, ...; "
+                          "tokenize the images with labels from 0")
+    source = ((read_manifest(folder) or {}).get("plan") or {}).get("source") or {}
+    if source.get("kind") == "fashion-mnist":  # (its own classes, however few rows a --limit took)
+        return 10
+    if labels and len(labels) != max(labels) + 1:
+        missing = sorted(set(range(min(max(labels) + 1, len(labels) + 3))) - labels)[:3]
+        raise AdatokError(f"{folder} holds {len(labels)} labels from 0 to {max(labels)}, none of "
+                          f"{', '.join(map(str, missing))}{' ...' if max(labels) + 1 - len(labels) > len(missing) else ''}: "
+                          "the classes are the numbers 0 to the largest label, so the model would have classes it "
+                          "never trained on; tokenize the images with labels 0, 1, 2, ... (one a class, none left out)")
+    return max(labels, default=0) + 1
 
 
 def shard_corpus(lang, folder: str | Path, split: str, limit: int | None = None, progress=None,
@@ -505,6 +530,9 @@ def _prepare(out: Path, lang, model_cfg: GPTConfig, train_cfg: GenTrainConfig, p
     corpus, val = rows_for(model_cfg, corpus), rows_for(model_cfg, val)
     build_seconds = time.time() - t_build
     longest = max(int(corpus.lengths.max()), int(val.lengths.max()))  # (validation too: it ran after training)
+    if int(corpus.lengths.max()) == 0:  # (trained, it wrote nothing, and sampling refused max_tokens 0)
+        raise AdatokError("every training sequence is empty: each image reaches the target with no token at all "
+                          "(what the empty sequence decodes to is near enough); give a higher --target-psnr")
     if longest + 1 > model_cfg.max_len:
         raise AdatokError(f"sequences of up to {longest + 1} steps, but the model takes at most {model_cfg.max_len}: "
                           "give a --target-psnr (shorter prefixes), a word language (wavelet-w8) or smaller images")
@@ -659,10 +687,16 @@ def _train_generator(hold: contextlib.ExitStack, out, lang, model_cfg, train_cfg
         rng = np.random.default_rng([train_cfg.seed, step])
         idx = rng.integers(0, len(corpus), train_cfg.batch)
         uncond = rng.random(train_cfg.batch) < train_cfg.p_uncond
-        loss, read = losses(model, corpus, idx, uncond, gen, None if world == 1 else (rank, world), reader is False)
-        total = train_cfg.gen_weight * loss if read is None else train_cfg.gen_weight * loss + train_cfg.read_weight * read
-        opt.zero_grad(set_to_none=True)
-        total.backward()
+        try:
+            loss, read = losses(model, corpus, idx, uncond, gen, None if world == 1 else (rank, world), reader is False)
+            total = train_cfg.gen_weight * loss if read is None else train_cfg.gen_weight * loss + train_cfg.read_weight * read
+            opt.zero_grad(set_to_none=True)
+            total.backward()
+        except (RuntimeError, MemoryError) as exc:  # (--batch 100000: a raw torch allocator traceback)
+            if not out_of_memory(exc):
+                raise
+            raise AdatokError(f"a training step of {train_cfg.batch:,} sequences ran out of memory ({str(exc)[:100]}): "
+                              f"give a smaller --batch (the last checkpoint in {out} is kept)") from None
         if reader:  # what the reader learns: its reading loss
             loss = read.detach()
         if world > 1:

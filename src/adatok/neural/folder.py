@@ -80,6 +80,12 @@ def allocated(make: Callable[[], T], size: str, smaller: str) -> T:
                           f"smaller {smaller}") from None
 
 
+def out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` is running out of memory: Python's MemoryError, or torch's RuntimeError ("...
+    can't allocate memory ...", "DefaultCPUAllocator: not enough memory")."""
+    return isinstance(exc, MemoryError) or (isinstance(exc, RuntimeError) and "alloc" in str(exc).lower())
+
+
 def weights_digest(path: Path) -> str:
     """First 8 hex digits of the SHA-256 of a weights file (part of a tokenizer's version)."""
     return _digest(Path(path).read_bytes())

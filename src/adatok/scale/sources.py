@@ -222,6 +222,11 @@ class ParquetSource(Source):
                               "or a struct with a 'bytes' field)")
         if label_column is None and "label" in names and pa.types.is_integer(schema.field("label").type):
             label_column = "label"  # (a 'label' of another type, class names say, is not taken unasked)
+        elif label_column is None and "label" in names and pa.types.is_floating(schema.field("label").type):
+            # (pandas writes an integer column with a missing value as floats: every label was dropped, silently)
+            raise AdatokError(f"{path}: its column 'label' is {schema.field('label').type}, not integers (pandas writes "
+                              "an integer column with a missing value as floats): cast it to integers (a missing label "
+                              "as null, pandas' Int64), or rename the column to tokenize the images without labels")
         if label_column is not None:
             if label_column not in names:
                 raise AdatokError(f"{path} has no column {label_column!r} (it has {names}); give --label-column")
