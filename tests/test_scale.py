@@ -846,3 +846,20 @@ def test_a_generator_refuses_shard_labels_that_leave_out_classes(tmp_path, label
                                    "--out", str(tmp_path / "gen")])
     assert res.exit_code == 2 and message in res.output, res.output
     assert not (tmp_path / "gen").exists()
+
+
+def test_training_on_the_shards_of_an_empty_folder_says_it_holds_no_rows(tmp_path):
+    """A tokenize-dataset run over an empty folder succeeds with no row; training on it said the folder
+    "holds one row" (adatok train) and "holds images of 0 shapes" (train-generator)."""
+    pytest.importorskip("torch")
+    from typer.testing import CliRunner
+
+    from adatok.cli import app
+
+    (tmp_path / "empty").mkdir()
+    tokenize_dataset(tmp_path / "empty", tmp_path / "shards", "wavelet-w8", Quality(psnr=12), workers=0)
+    with pytest.raises(AdatokError, match="holds no rows: a training and a test split"):
+        list(read_tokens(tmp_path / "shards", split="train"))
+    res = CliRunner().invoke(app, ["train-generator", "--data", str(tmp_path / "shards"), "--language", "wavelet-w8",
+                                   "--steps", "1", "--quiet", "--out", str(tmp_path / "gen")])
+    assert res.exit_code == 2 and "holds no rows" in res.output, res.output

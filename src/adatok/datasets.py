@@ -679,7 +679,8 @@ def read_tokens(folder: str | os.PathLike[str], shards: Sequence[str | os.PathLi
             yield from (r for r in rows if r.source.startswith("test/") == (split == "test"))
         else:
             if len(rows) < 2:
-                raise AdatokError(f"{folder} holds one row: a training and a test split need at least 2")
+                raise AdatokError(f"{folder} holds {'one row' if rows else 'no rows'}: a training and a test split "
+                                  "need at least 2")
             held = max(1, len(rows) // 20)
             yield from (rows[-held:] if split == "test" else rows[:-held])
         return

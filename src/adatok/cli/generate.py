@@ -168,6 +168,8 @@ def train_generator_cmd(
 
         classes = train.shard_classes(data, {label for label in token_column(data, "label") if label is not None})
         shapes = {tuple(s) + (1,) * (3 - len(s)) for s in token_column(data, "shape")}
+        if not shapes:  # (a run over an empty folder wrote none: "images of 0 shapes")
+            raise AdatokError(f"{data} holds no rows: its tokenize-dataset run found no image to write")
         if len(shapes) != 1:
             raise AdatokError(f"{data} holds images of {len(shapes)} shapes ({', '.join(map(str, sorted(shapes)[:3]))}"
                               " ...): a generator writes one; tokenize images of one size")
