@@ -371,7 +371,8 @@ class SlotLanguage:
                               f"is version {self.tok.version} now (trained again or replaced): its samples would be "
                               "other images; restore the tokenizer it was trained on, or train the generator again")
         # a folder by its absolute path, so that the generator's checkpoint finds it from any working folder
-        self.name = str(tokenizer) if registered(str(tokenizer)) else str(Path(tokenizer).resolve())
+        self.name = str(Path(tokenizer).resolve()) if not registered(str(tokenizer)) and Path(tokenizer).is_dir() \
+            else str(tokenizer)
         self.target = target
         self.vocab_size = self.tok.vocab_size
         self.shape = tuple(self.tok.expects)
