@@ -823,3 +823,147 @@ def test_sighup_stops_the_server():
     finally:
         proc.kill()
     assert proc.returncode == 0 and "Traceback" not in err, (proc.returncode, err)
+
+
+# ------------------------------------------------------------------------------------------------
+# Found by an outside tester (2026-12): the PSNR slider, a gray mask, the 413 message, a tiny curve
+# ------------------------------------------------------------------------------------------------
+
+
+def psnr_frame(c, cid: str, target: float) -> dict:
+    r = c.get(f"/api/codings/{cid}/frame", params={"psnr": target})
+    assert r.status_code == 200, r.text
+    return frame_of(r)[1]
+
+
+def test_a_psnr_target_gives_the_learned_tokenizer_s_quality_prefix(client):
+    """The server bisected the cuts taking PSNR to rise with k and gave the full sequence whenever it
+    missed the target: fashion-mnist-6 at 23.273 dB got 32 tokens at 23.217 dB, where
+    ``Quality(psnr=23.273)`` gives 30 at 23.283 (a learned tokenizer's PSNR does not rise with k).
+    Now every target gets the library's prefix."""
+    from adatok import Quality
+    from adatok.serve.state import sample_image
+
+    r = client.post("/api/samples/fashion-mnist-6")
+    assert r.status_code == 200, r.text
+    cid = client.post("/api/codings", data={"image": r.json()["image"], "tokenizer": "fashion-mnist-32"}).json()["coding"]
+    img, tok = sample_image("fashion-mnist-6"), adatok.load("fashion-mnist-32")
+    (seq,) = tok.encode([img])
+    curve = [psnr(img, im) for im in tok.decode_prefixes(seq, range(len(seq) + 1))]
+    for target in [23.273, *(v - 1e-3 for v in curve if np.isfinite(v))]:
+        (want,) = tok.encode([img], Quality(psnr=float(target)))
+        n = psnr_frame(client, cid, target)
+        assert n["k"] == len(want), target
+    n = psnr_frame(client, cid, 23.273)
+    assert n["k"] == 30 and n["psnr"] >= 23.273  # (the full sequence, 32 tokens, is at 23.217 dB)
+
+
+@pytest.mark.parametrize("name", ["wavelet", "wavelet-lossless"])
+def test_a_psnr_target_gives_the_wavelet_quality_prefix_whatever_was_asked_before(name):
+    """On small images the server's bisection over the cuts gave longer prefixes than the library's
+    ``Quality(psnr=T)`` (which checks every shorter prefix there: PSNR does not always rise with
+    k), and it narrowed each search by the PSNRs earlier ones measured, so the answer hung on what
+    was asked before: 26.86 dB alone got 316 tokens, after other targets 322. Now each target's
+    prefix is the library's, on a fresh server or after any other targets."""
+    from adatok import Quality
+
+    img = np.random.default_rng(1).integers(0, 256, (5, 6, 3), dtype=np.uint8)
+    tok = adatok.load(name)
+    want = {t: len(tok.encode([img], Quality(psnr=float(t)))[0]) for t in (*np.arange(12, 60, 2.0), 26.86, 34.5, 57.0)}
+    with TestClient(create_app()) as c:
+        iid = c.post("/api/images", files={"file": ("n.png", png_bytes(img), "image/png")}).json()["image"]
+        cid = c.post("/api/codings", data={"image": iid, "tokenizer": name}).json()["coding"]
+        for t, k in want.items():
+            assert psnr_frame(c, cid, t)["k"] == k, t
+        again = {t: psnr_frame(c, cid, t)["k"] for t in reversed(want)}  # (and kept answers are the same)
+        assert again == want
+    with TestClient(create_app()) as c:  # the same target alone, on a fresh server
+        iid = c.post("/api/images", files={"file": ("n.png", png_bytes(img), "image/png")}).json()["image"]
+        cid = c.post("/api/codings", data={"image": iid, "tokenizer": name}).json()["coding"]
+        assert psnr_frame(c, cid, 26.86)["k"] == want[26.86]
+    if name == "wavelet":
+        assert (want[34.5], want[57.0]) == (431, 754)  # the tester's numbers (the server gave 433 and 760)
+
+
+def test_a_psnr_target_of_a_steered_long_coding_is_the_library_s_prefix(client, tmp_path):
+    """Past 65,536 tokens the slider's cuts are every step-th prefix, and the library's prefix for a
+    target need not be one: the frame is that prefix, and so are the details and downloads the page
+    asks for by its length (a length between cuts otherwise snaps to the cut below). With a region
+    of interest, the prefix is the library's for the same region."""
+    from PIL import Image as PILImage
+
+    from adatok import Quality
+
+    img = photo(160)
+    mask = np.zeros((*img.shape[:2], 1), np.uint8)
+    mask[40:100, 50:120] = 255
+    (tmp_path / "m.png").write_bytes(png_bytes(mask))
+    iid = client.post("/api/images", files={"file": ("p.png", png_bytes(img), "image/png")}).json()["image"]
+    r = client.post("/api/codings", data={"image": iid, "tokenizer": "wavelet", "roi": "paint"},
+                    files={"mask": ("m.png", png_bytes(mask), "image/png")})
+    coding = r.json()
+    assert coding["step"] > 1, coding  # (a long sequence: not every prefix is a cut)
+    tok = adatok.load("wavelet")
+    (want,) = tok.encode([img], Quality(psnr=31.0), roi=[tmp_path / "m.png"])
+    assert len(want) % coding["step"]  # (the library's prefix is not a cut: the case this checks)
+    cid = coding["coding"]
+    pixels, n = frame_of(client.get(f"/api/codings/{cid}/frame", params={"psnr": 31.0}))
+    assert n["k"] == len(want) and np.array_equal(pixels, tok.decode([want])[0])
+    assert n["bytes"] == len(want.to_bytes())
+    atk = client.get(f"/api/codings/{cid}/prefix.atk", params={"tokens": n["k"]})
+    assert atk.content == want.to_bytes()
+    png = client.get(f"/api/codings/{cid}/prefix.png", params={"tokens": n["k"]})
+    assert np.array_equal(np.asarray(PILImage.open(io.BytesIO(png.content))).reshape(img.shape), pixels)
+    assert client.get(f"/api/codings/{cid}/details", params={"tokens": n["k"]}).json()["k"] == n["k"]
+    # any other length between cuts still snaps to the cut below
+    assert frame_of(client.get(f"/api/codings/{cid}/frame", params={"tokens": n["k"] + 1}))[1]["k"] % coding["step"] == 0
+
+
+def test_a_gray_painted_mask_steers_as_the_library_s(client, coded, tmp_path):
+    """A mask painted in gray 100 (no pixel at 0.5 or more) was refused as "the painted region is
+    empty", though ``encode(..., roi=[that file])`` (and ``adatok encode --roi``) steers with it.
+    Now only a mask with nothing painted (all black) is refused; the coding is the library's, and
+    its comparison has no pixel inside (the library counts a pixel inside from 0.5), not an error."""
+    iid, _, img = coded
+    gray = np.zeros((*img.shape[:2], 1), np.uint8)
+    gray[20:60, 30:70] = 100
+    (tmp_path / "gm.png").write_bytes(png_bytes(gray))
+    r = client.post("/api/codings", data={"image": iid, "tokenizer": "wavelet", "roi": "paint"},
+                    files={"mask": ("gm.png", png_bytes(gray), "image/png")})
+    assert r.status_code == 200, r.text
+    cid, k = r.json()["coding"], r.json()["tokens"]
+    (seq,) = adatok.load("wavelet").encode([img], roi=[tmp_path / "gm.png"])
+    assert client.get(f"/api/codings/{cid}/prefix.atk", params={"tokens": k}).content == seq.to_bytes()
+    cmp = client.get(f"/api/codings/{cid}/compare", params={"bytes": 1200})
+    assert cmp.status_code == 200, cmp.text
+    assert cmp.json()["region_pixels"] == 0 and cmp.json()["with"]["inside"] is None
+    black = client.post("/api/codings", data={"image": iid, "tokenizer": "wavelet", "roi": "paint"},
+                        files={"mask": ("b.png", png_bytes(0 * gray), "image/png")})
+    assert "empty" in refused(black, 400)
+
+
+def test_the_413_message_names_the_configured_upload_limit():
+    """A body over the limit plus the 64 KiB allowed for the form around the file was told the
+    limit was 16,842,752 bytes, a file just over the limit 16,777,216: now both are told the limit
+    the server was given."""
+    limit = 50_000
+    with TestClient(create_app(Limits(max_upload_bytes=limit))) as c:
+        assert c.get("/api/info").json()["limits"]["max_upload_bytes"] == limit
+        for size in (limit + 100_000, limit + 1_000):  # over the body's limit; between the two
+            r = c.post("/api/images", files={"file": ("big.png", b"\0" * size, "image/png")})
+            assert "upload limit of 50,000 bytes" in refused(r, 413), size
+
+
+def test_every_codec_without_points_on_the_curve_says_why(client):
+    """A 1x1 image's curve had every codec with no points and no note: at 0.0625 to 2 bits per pixel
+    its byte budgets are 0 bytes, none above the coding's empty file. A 24x24 noise image gets
+    budgets, but JPEG's smallest file of it is over them all. Each such codec now says why."""
+    rng = np.random.default_rng(0)
+    for shape, words in (((1, 1, 3), "no byte budget"), ((24, 24, 3), "smallest file")):
+        iid = client.post("/api/images", files={"file": ("t.png", png_bytes(rng.integers(0, 256, shape, np.uint8)),
+                                                           "image/png")}).json()["image"]
+        cid = client.post("/api/codings", data={"image": iid}).json()["coding"]
+        codecs = client.get(f"/api/codings/{cid}/curve").json()["codecs"]
+        assert any(not s["points"] and words in s["note"] for s in codecs), (shape, codecs)
+        for s in codecs:
+            assert (s["note"] is None) == bool(s["points"]), (shape, s)

@@ -218,19 +218,22 @@ class _BodyTooLarge(StarletteHTTPException):
 
 
 class BodyLimit:
-    """Refuse a request body larger than ``max_bytes`` with 413, from its Content-Length or while it
-    arrives (a chunked upload), before the rest of it is read or parsed."""
+    """Refuse a request body larger than ``max_bytes`` plus ``framing`` (the multipart form around
+    the file: its boundaries and small fields) with 413, from its Content-Length or while it
+    arrives (a chunked upload), before the rest of it is read or parsed. The message names
+    ``max_bytes``, the limit the server was given (``--max-upload``): it named the body's limit, 64
+    KiB more, so a file over both was told one limit and a file between them the other."""
 
-    def __init__(self, app, max_bytes: int) -> None:
-        self.app, self.max_bytes = app, int(max_bytes)
+    def __init__(self, app, max_bytes: int, framing: int = 64 * 1024) -> None:
+        self.app, self.max_bytes, self.max_body = app, int(max_bytes), int(max_bytes) + int(framing)
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        message = (f"the request is larger than this server's upload limit of {self.max_bytes:,} bytes: "
+        message = (f"the upload is larger than this server's upload limit of {self.max_bytes:,} bytes: "
                    "choose a smaller file")
         length = dict(scope.get("headers") or []).get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > self.max_bytes:
+        if length is not None and length.isdigit() and int(length) > self.max_body:
             return await _error(413, message)(scope, receive, send)
         seen = 0
         started = False
@@ -240,7 +243,7 @@ class BodyLimit:
             msg = await receive()
             if msg["type"] == "http.request":
                 seen += len(msg.get("body", b""))
-                if seen > self.max_bytes:
+                if seen > self.max_body:
                     raise _BodyTooLarge(message)
             return msg
 
@@ -268,8 +271,7 @@ def create_app(limits: Limits | None = None, generators: Sequence[str | Path] | 
     server = Server(limits, generators)
     app = FastAPI(title="adatok", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.server = server
-    # multipart framing around the file: a few hundred bytes, and the form's small fields
-    app.add_middleware(BodyLimit, max_bytes=limits.max_upload_bytes + 64 * 1024)
+    app.add_middleware(BodyLimit, max_bytes=limits.max_upload_bytes)
 
     @app.exception_handler(AdatokError)
     async def adatok_error(request: Request, exc: AdatokError):
@@ -346,7 +348,6 @@ def create_app(limits: Limits | None = None, generators: Sequence[str | Path] | 
         if roi == "paint":
             if mask is None:
                 raise ServeError("roi=paint needs the painted region as a PNG mask (the form field 'mask')")
-            from adatok.core.metrics import region_mask
             from adatok.core.saliency import read_mask
 
             data = await _read_upload(mask, limits, image=True)
@@ -356,8 +357,11 @@ def create_app(limits: Limits | None = None, generators: Sequence[str | Path] | 
             if region.shape[:2] != img.shape[:2]:
                 raise ServeError(f"the painted region is {region.shape[0]}x{region.shape[1]} but the image is "
                                  f"{img.shape[0]}x{img.shape[1]}: paint on the image as shown")
-            if not region_mask(region).any():
-                raise ServeError("the painted region is empty: paint over the part of the image that matters")
+            # refused only with nothing painted: a gray mask (no pixel >= 0.5, so no pixel "inside" as
+            # region_mask counts) still steers the library's encode, and was refused as empty
+            if not np.any(region > 0):
+                raise ServeError("the painted region is empty (every pixel of the mask is black): paint over the "
+                                 "part of the image that matters")
             roi_name = "painted"
         elif roi != "none":
             from adatok.core.saliency import METHODS, check_method, is_method
@@ -529,7 +533,7 @@ async def _read_upload(file: UploadFile, limits: Limits, image: bool) -> bytes:
     finally:
         await file.close()
     if len(data) > limits.max_upload_bytes:
-        raise TooLarge(f"{state.display_name(file.filename)} is larger than this server's limit of "
+        raise TooLarge(f"{state.display_name(file.filename)} is larger than this server's upload limit of "
                        f"{limits.max_upload_bytes:,} bytes")
     return data
 

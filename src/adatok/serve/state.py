@@ -288,6 +288,7 @@ class Coding:
         self.tok, self.seq = tok, seq
         self._frames: OrderedDict[int, np.ndarray] = OrderedDict()
         self._psnr: dict[int, float] = {}
+        self._reaching: dict[float, int] = {}  # a PSNR target's prefix, by target
         self._lock = threading.Lock()
         self.curve: dict | None = None
 
@@ -306,8 +307,9 @@ class Coding:
 
     def resolve(self, tokens: int | None = None, nbytes: int | None = None, target: float | None = None) -> int:
         """The prefix a slider value stands for: ``tokens`` (snapped to the longest cut at most
-        that long), ``nbytes`` (the longest cut whose ``.atk`` file fits) or ``target`` (the
-        shortest cut whose PSNR reaches it, by bisection over the cuts; the full sequence if none)."""
+        that long, unless it is a prefix a PSNR target was answered with), ``nbytes`` (the longest
+        cut whose ``.atk`` file fits) or ``target`` (the prefix the library's ``Quality(psnr=target)``
+        gives: see :meth:`shortest_reaching`)."""
         given = [v is not None for v in (tokens, nbytes, target)]
         if sum(given) != 1:
             raise OutOfRange("give exactly one of tokens, bytes or psnr")
@@ -315,7 +317,10 @@ class Coding:
         if tokens is not None:
             if not 0 <= tokens <= len(p):
                 raise OutOfRange(f"tokens={shown(tokens)} is out of range: this sequence has 0 to {len(p):,} tokens")
-            return p.snap(tokens)
+            k = p.snap(tokens)
+            # a PSNR target's prefix need not be a cut (past 65,536 tokens); the page asks for its
+            # details and downloads by its length, and they are of that very prefix
+            return tokens if k != tokens and self._answered(tokens) else k
         if nbytes is not None:
             if not int(p.sizes[0]) <= nbytes <= 2**40:  # (below the empty file: a larger file was answered)
                 raise OutOfRange(f"bytes={shown(nbytes)} is out of range: the smallest file of this coding (its "
@@ -325,7 +330,7 @@ class Coding:
             raise OutOfRange(f"psnr={shown(target)} is out of range: give a PSNR in dB, above 0 (e.g. 20 to 60)")
         return self.shortest_reaching(target)
 
-    #: PSNRs kept per coding (the oldest half dropped beyond it): a bound on memory.
+    #: PSNRs kept per coding, and answers to PSNR targets (the oldest half dropped beyond it): a bound on memory.
     KEEP_PSNR = 8192
 
     def psnr_at(self, k: int) -> float:
@@ -333,47 +338,44 @@ class Coding:
         if v is None:
             v = psnr(self.image.pixels, self.picture(k))
             with self._lock:
-                if len(self._psnr) >= self.KEEP_PSNR:
-                    for old in list(self._psnr)[: self.KEEP_PSNR // 2]:
-                        self._psnr.pop(old, None)
-                self._psnr[k] = v
+                _keep(self._psnr, k, v, self.KEEP_PSNR)
         return v
 
     def shortest_reaching(self, target: float) -> int:
-        """The shortest cut whose PSNR reaches ``target`` (PSNR taken to rise with the prefix, as a
-        quality budget's search does for large images), else the full sequence. The search guesses
-        from PSNR's near-linear rise in log tokens and falls back to halving when a guess is poor;
-        the PSNRs it measures are kept, so later targets start from a narrower range."""
-        cuts = self.prefixes.cuts
-        lo, hi = 0, len(cuts) - 1  # cuts[lo] below the target, cuts[hi] reaching it
-        if self.psnr_at(int(cuts[hi])) < target:
-            return int(cuts[hi])
-        if self.psnr_at(int(cuts[lo])) >= target:
-            return int(cuts[lo])
-        for k, v in list(self._psnr.items()):  # narrow by what is known
-            i = int(np.searchsorted(cuts, k))
-            if i < len(cuts) and cuts[i] == k:
-                if v >= target and i < hi:
-                    hi = i
-                elif v < target and i > lo:
-                    lo = i
-        guess = True
-        while hi - lo > 1:
-            if guess:
-                a, b = self.psnr_at(int(cuts[lo])), self.psnr_at(int(cuts[hi]))
-                t = (target - a) / (b - a) if np.isfinite(b) and b > a else 0.5
-                la, lb = np.log1p(cuts[lo]), np.log1p(cuts[hi])
-                mid = int(np.searchsorted(cuts, np.expm1(la + t * (lb - la))))
-                mid = min(max(mid, lo + 1), hi - 1)
-            else:
-                mid = (lo + hi) // 2
-            width = hi - lo
-            if self.psnr_at(int(cuts[mid])) >= target:
-                hi = mid
-            else:
-                lo = mid
-            guess = (hi - lo) * 2 <= width  # keep guessing while guesses at least halve the range
-        return int(cuts[hi])
+        """The prefix ``tok.encode([image], Quality(psnr=target), roi=[this coding's region])``
+        gives: the shortest reaching ``target``, or the full sequence if none does, found by the
+        library's own search (a wavelet tokenizer's on the sequence held here: its bisection, then
+        every shorter prefix that changes a coefficient checked while that is cheap,
+        ``adatok.wavelet.tokenizer.EXACT_SEARCH``; a learned tokenizer's image is encoded again with
+        the budget, which decodes its 33 prefixes: a few tens of milliseconds). Answers
+        are kept per target; no answer narrows another's search, so each is the library's whatever
+        was asked before. (The server's own bisection over the cuts took PSNR to rise with k: it
+        gave a learned tokenizer's full sequence when a shorter prefix reached the target, and on
+        small images longer prefixes than the library's, which hung on earlier targets.)"""
+        with self._lock:
+            k = self._reaching.get(target)
+        if k is not None:
+            return k
+        k = self._library_shortest(target)
+        with self._lock:
+            _keep(self._reaching, target, k, self.KEEP_PSNR)
+        return k
+
+    def _library_shortest(self, target: float) -> int:
+        from adatok.core.metrics import quality_mask
+        from adatok.wavelet.prefixes import Prefixes
+
+        q = adatok.Quality(psnr=target)
+        p = self.prefixes
+        if isinstance(p, Prefixes):  # the encoder's walk is in Prefixes: the search needs no encode again
+            mask = quality_mask(q, self.roi)  # (None: the slider's PSNR is over the whole image, as the budget's)
+            return int(self.tok._shortest_prefix(self.seq, p._node, p._plane, self.image.pixels, q, mask))
+        (seq,) = self.tok.encode([self.image.pixels], q, roi=None if self.roi is None else [self.roi])
+        return len(seq)
+
+    def _answered(self, k: int) -> bool:
+        with self._lock:
+            return k in self._reaching.values()
 
     # --- a prefix ---------------------------------------------------------------------------------
 
@@ -408,6 +410,14 @@ class Coding:
         if heat is not None:
             out["token_map"] = png_uri(*colorize_indexed(heat, "viridis", log=True))
         return out
+
+
+def _keep(store: dict, key, value, size: int) -> None:
+    """``store[key] = value``, the oldest half of ``store`` dropped first when it holds ``size``."""
+    if len(store) >= size:
+        for old in list(store)[: size // 2]:
+            store.pop(old, None)
+    store[key] = value
 
 
 def _finite(v: float) -> float | None:
@@ -448,7 +458,9 @@ def curve(coding: Coding, points: int = 24) -> dict:
     and the codecs' budgets) and JPEG, WebP and JPEG 2000 each at its best setting within the same
     byte budgets (:meth:`adatok.eval.baselines.Codec.at_most`); a codec that cannot encode an image
     of this size (:meth:`~adatok.eval.baselines.Codec.refuses`: a 20000 x 50 strip, under the pixel
-    limit, was a raw 500) has no points and a ``note`` saying why (else ``None``)."""
+    limit, was a raw 500) has no points and a ``note`` saying why, as has one with no budget above the
+    coding's empty file or whose smallest file is over every budget (see :func:`_no_points`); a
+    codec with points has ``note`` ``None``."""
     from adatok.eval.baselines import codec
 
     p, img = coding.prefixes, coding.image
@@ -477,8 +489,24 @@ def curve(coding: Coding, points: int = 24) -> dict:
                     continue
                 rows.append({"bytes": len(enc.data), "budget": b,
                              "psnr": _finite(psnr(img.pixels, cd.decode(enc.data, c)))})
-        out["codecs"].append({"name": name, "label": cd.label, "points": rows, "note": None})
+            smallest = min((len(e.data) for e in cache.values()), default=None)
+        note = None if rows else _no_points(cd.label, budgets, smallest, lo, (h, w))
+        out["codecs"].append({"name": name, "label": cd.label, "points": rows, "note": note})
     return out
+
+
+def _no_points(label: str, budgets: list[int], smallest: int | None, lo: int, shape: tuple[int, int]) -> str:
+    """Why a codec the image's size allows has no point on the curve (a 1x1 image's codecs came
+    with no point and no note): no budget holds more than the coding's empty file, or the codec's
+    smallest file is over every budget."""
+    h, w = shape
+    if not budgets:
+        top = adatok.Bpp(CURVE_BPP[-1]).nbytes((h, w))
+        return (f"no byte budget to draw {label} within: at {CURVE_BPP[0]:g} to {CURVE_BPP[-1]:g} bits per pixel "
+                f"this {w}x{h} image gets at most {top:,} bytes, no more than this coding's empty file ({lo:,} "
+                "bytes: its header)")
+    return (f"{label}'s smallest file of this {w}x{h} image ({smallest:,} bytes) is larger than every budget "
+            f"(up to {max(budgets):,} bytes: {CURVE_BPP[-1]:g} bits per pixel)")
 
 
 def compare(plain: Coding, steered: Coding, nbytes: int) -> dict:
