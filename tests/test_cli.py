@@ -533,3 +533,141 @@ def test_samples_interrupted_while_written_leave_no_folder(tmp_path, monkeypatch
     with pytest.raises(KeyboardInterrupt):
         report.write_samples(tmp_path / "new", [None], [np.zeros((4, 4, 1), np.uint8)], [0])
     assert list(tmp_path.iterdir()) == []
+
+
+# --- found by an outside tester (2026-12-02): link loops, endless inputs, sizes in two orders ------
+
+
+def test_a_symbolic_link_loop_is_one_error_line(tmp_path, photo_png):
+    """A link loop (``ln -s loop1 loop2.atk; ln -s loop2.atk loop1``) as an input, an output, a mask, a
+    checkpoint folder or a report folder ended in a traceback (RuntimeError from Path.resolve, exit 1);
+    `info` said "no such file" of a name that is there."""
+    pytest.importorskip("torch")  # (generate)
+    (tmp_path / "loop2.atk").symlink_to("loop1")
+    (tmp_path / "loop1").symlink_to("loop2.atk")
+    loop, out, good = tmp_path / "loop1", tmp_path / "o.atk", tmp_path / "good.atk"
+    assert_ok(run("encode", photo_png, good, "-q"))
+    before = sorted(p.name for p in tmp_path.iterdir())
+    for argv in (["encode", photo_png, tmp_path / "loop2.atk"], ["encode", loop, out],
+                 ["encode", photo_png, loop / "x.atk"], ["encode", photo_png, out, "--roi", loop],
+                 ["encode", photo_png, out, "-t", loop], ["decode", good, loop], ["decode", loop, tmp_path / "o.png"],
+                 ["info", loop], ["info", good, "-t", loop], ["saliency", loop, tmp_path / "s.png"],
+                 ["saliency", photo_png, loop], ["eval", "--data", loop, "--out", tmp_path / "e"],
+                 ["eval", "--data", tmp_path, "--out", loop], ["eval", "--data", tmp_path, "--roi", loop, "--out",
+                                                                tmp_path / "e"],
+                 ["demo", "--out", loop], ["generate", "--out", loop], ["train", "--out", loop],
+                 ["train-generator", "--out", loop], ["train-generator", "--data", loop, "--out", tmp_path / "g"],
+                 ["tokenize-dataset", tmp_path, loop, "--workers", "0"],
+                 ["tokenize-dataset", loop, tmp_path / "ds", "--workers", "0"]):
+        result = run(*argv)
+        assert_user_error(result, "symbolic link loop")
+        assert re.search(r"error: \S*(loop1|loop2\.atk)\S* goes through", result.stderr), result.stderr  # (named)
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def _fed_pipe(path, chunks):
+    """A named pipe at ``path`` that a thread fills with ``chunks`` once a reader opens it, and how many
+    bytes went in (``[n]``): a reader that closes it early stops the rest."""
+    import os
+    import threading
+
+    os.mkfifo(path)
+    written = [0]
+
+    def feed():
+        try:
+            fd = os.open(path, os.O_WRONLY)  # (waits for the reader)
+            try:
+                for chunk in chunks:
+                    written[0] += os.write(fd, chunk)
+            finally:
+                os.close(fd)
+        except BrokenPipeError:  # the reader is done
+            pass
+
+    thread = threading.Thread(target=feed, daemon=True)
+    thread.start()
+    return thread, written
+
+
+@pytest.mark.parametrize("command", ["decode", "info"])
+def test_an_endless_input_is_read_no_further_than_a_container_goes(tmp_path, photo_png, command):
+    """`adatok decode /dev/zero o.png` and `adatok info /dev/zero` read the whole input before any check:
+    a MemoryError after 5 s, or a machine out of memory. Now the first bytes are checked (the magic
+    number, the header) and the header's payload length bounds the rest. Here a pipe offers 16 MB."""
+    good = tmp_path / "good.atk"
+    assert_ok(run("encode", photo_png, good, "-q"))
+    data = good.read_bytes()
+    zeros = [bytes(4096)] * 4096
+    for name, chunks, needle in (("zeros", zeros, "not an adatok container"),
+                                 ("joined", [data, *zeros], f"longer than the {len(data):,}-byte container")):
+        thread, written = _fed_pipe(tmp_path / name, chunks)
+        assert_user_error(run(command, tmp_path / name, *([tmp_path / "o.png"] if command == "decode" else [])),
+                          needle)
+        thread.join(10)
+        assert not thread.is_alive() and written[0] < len(data) + 2**20, written  # (a pipe holds 64 kB)
+    assert not (tmp_path / "o.png").exists()
+    thread, _ = _fed_pipe(tmp_path / "whole", [data])  # a container and its end: read as from a file
+    assert_ok(run(command, tmp_path / "whole", *([tmp_path / "o.png"] if command == "decode" else [])))
+    thread.join(10)
+    (tmp_path / "two.atk").write_bytes(data + data)
+    assert_user_error(run(command, tmp_path / "two.atk", *([tmp_path / "o.png"] if command == "decode" else [])),
+                      "two files were joined")
+
+
+def test_decode_bytes_reads_only_the_bytes_asked_for(tmp_path, photo_png):
+    """--bytes N decodes as the first N bytes of the file do, whatever follows them (even no end)."""
+    good = tmp_path / "good.atk"
+    assert_ok(run("encode", photo_png, good, "-q"))
+    data = good.read_bytes()
+    cut = header_size(data) + 40
+    (tmp_path / "cut.atk").write_bytes(data[:cut])
+    assert_ok(run("decode", tmp_path / "cut.atk", tmp_path / "want.png", "-q"))
+    thread, written = _fed_pipe(tmp_path / "endless", [data[:cut], *[bytes(4096)] * 4096])
+    assert_ok(run("decode", tmp_path / "endless", tmp_path / "got.png", "--bytes", cut, "-q"))
+    thread.join(10)
+    assert written[0] < cut + 2**20
+    assert np.array_equal(read_image(tmp_path / "got.png"), read_image(tmp_path / "want.png"))
+
+
+def test_image_sizes_are_said_height_by_width(tmp_path, photo_png):
+    """Messages gave sizes W x H and H x W alike: `image 0 is 64x48 (H x W x C = 48 x 64 x 3)`, `Bpp(2.0)
+    allows 12 bytes for this 50x1 image` of an image 1 pixel high; `info` and the rest say H x W."""
+    from adatok import Bpp
+    from adatok.core.budget import too_small
+
+    pytest.importorskip("torch")
+    result = run("encode", photo_png, tmp_path / "o.atk", "-t", "fashion-mnist-32")  # (a 48 x 64 photo)
+    assert_user_error(result, "image 0 is 48x64x3", "28x28x1")
+    assert "64x48" not in result.stderr
+    assert "for this 1x50 image (H x W)" in str(too_small(Bpp(2), 12, (1, 50, 3), 80))
+
+
+def test_the_wavelet_budget_message_says_height_by_width(tmp_path):
+    path = tmp_path / "row.png"
+    Image.fromarray(np.zeros((1, 50, 3), np.uint8)).save(path)
+    assert_user_error(run("encode", path, tmp_path / "o.atk", "--bpp", "2"), "for this 1x50 image")
+
+
+def test_an_unknown_tokenizer_is_told_every_name_that_loads(tmp_path, photo_png):
+    """The list left out the word views, wavelet-w8 and wavelet-lossless-w8, which load by name."""
+    from adatok.core.registry import names
+
+    result = run("encode", photo_png, tmp_path / "o.atk", "-t", "nonexist")
+    assert_user_error(result, "unknown tokenizer 'nonexist'")
+    listed = re.search(r"use one of (.*) or a checkpoint folder", result.stderr).group(1).split(", ")
+    assert listed == names(views=True) and {"wavelet-w8", "wavelet-lossless-w8"} <= set(listed)
+    for name in listed:
+        adatok.load(name)
+
+
+def test_a_missing_mask_is_said_missing_before_it_is_compared_with_the_output(tmp_path, photo_png):
+    """`encode photo.png m.atk --roi m.atk`, no m.atk anywhere, said "m.atk is also the input m.atk": the
+    output was compared with a mask that is not there. An input that is missing is its reader's to say."""
+    out = tmp_path / "m.atk"
+    assert_user_error(run("encode", photo_png, out, "--roi", out), "neither a saliency method nor an existing file")
+    assert_user_error(run("decode", tmp_path / "x.png", tmp_path / "x.png"), "no such file")
+    assert not out.exists() and not (tmp_path / "x.png").exists()
+    mask = tmp_path / "mask.png"  # an existing one is an input as before
+    Image.fromarray(np.full((48, 64), 255, np.uint8)).save(mask)
+    assert_user_error(run("encode", photo_png, mask, "--roi", mask, "--force"), "is also the input")

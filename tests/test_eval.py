@@ -418,7 +418,7 @@ def test_a_codec_that_cannot_encode_an_image_so_long_is_a_note():
     from adatok.eval import codec
 
     strip = noise(1, (16, 17000, 1))
-    with pytest.raises(AdatokError, match="WebP encodes images up to 16,383 pixels a side; this one is 17,000x16"):
+    with pytest.raises(AdatokError, match="WebP encodes images up to 16,383 pixels a side; this one is 16x17,000 .H x W."):
         codec("webp").encode(strip, 50)
     assert codec("avif").refuses((16, 32769)) and not codec("avif").refuses((16, 32768))
     assert codec("jpeg").refuses((65501, 16)) and codec("jp2").refuses((16, 10**6)) is None

@@ -3,6 +3,7 @@ lists, checking counts, formatting numbers, and the progress bar of long runs.""
 
 from __future__ import annotations
 
+import errno
 import functools
 import math
 import os
@@ -17,8 +18,9 @@ import typer
 from rich.console import Console
 
 import adatok
-from adatok import AdatokError, BudgetError, Bpp, Lossless, Quality, TokenSequence, Tokens
+from adatok import AdatokError, BudgetError, Bpp, ContainerError, Lossless, Quality, TokenSequence, Tokens
 from adatok.core.imageio import image_suffixes
+from adatok.core.sequence import MAGIC, parse_container
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -53,16 +55,62 @@ def default_tokenizer(lossless: bool) -> str:
     return "wavelet-lossless" if lossless else "wavelet"
 
 
-def read_bytes(path: Path) -> bytes:
-    """The bytes of a file, with missing / unreadable files as :class:`AdatokError`."""
+def check_link_loop(path: Path) -> None:
+    """Refuse a path that is, or goes through, a symbolic link loop (``ln -s a b; ln -s b a``):
+    ``Path.resolve`` raised RuntimeError (Python < 3.13) and ``exists()`` said False, so a loop was
+    a traceback, or "no such file" for a name that is there."""
+    try:
+        os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise _link_loop(path) from None
+
+
+def resolved(path: Path) -> Path:
+    """``path.resolve()``, with a symbolic link loop on the way an :class:`AdatokError`."""
+    check_link_loop(path)
+    try:
+        return Path(path).resolve()
+    except RuntimeError:  # (a loop os.stat did not walk into: Python < 3.13 reports it so)
+        raise _link_loop(path) from None
+
+
+def _link_loop(path: Path) -> AdatokError:
+    return AdatokError(f"{path} goes through a symbolic link loop (links that point at each other, never at a file); "
+                       "give another path")
+
+
+def read_bytes(path: Path, n_bytes: int | None = None) -> bytes:
+    """The bytes of an ``.atk`` file (its first ``n_bytes`` when given), with missing / unreadable
+    files as :class:`AdatokError`, read no further than the container goes: its fixed first bytes
+    (magic number, version, header length) and header are read and checked first, and then the
+    payload length the header gives bounds the rest. ``/dev/zero`` or a large file of something else
+    was read whole into memory before any check (a MemoryError, or a machine out of memory)."""
+    check_link_loop(path)
     if not path.exists():
         raise AdatokError(f"no such file: {path}")
     if path.is_dir():
         raise AdatokError(f"{path} is a folder, not an .atk file; give the path of a file")
+    cap = math.inf if n_bytes is None else n_bytes
+
+    def more(data: bytes, upto: float) -> bytes:  # (the bytes up to offset `upto`, at most `cap` in all)
+        return data + f.read(max(0, int(min(upto, cap)) - len(data)))
+
     try:
-        return path.read_bytes()
+        with open(path, "rb") as f:
+            # magic, version, and the header's length: a u16 (see adatok.core.sequence's byte layout)
+            data = more(b"", len(MAGIC) + 3)
+            if data.startswith(MAGIC) and len(data) == len(MAGIC) + 3:
+                data = more(data, len(data) + int.from_bytes(data[-2:], "big") + 4)  # the header and its checksum
+            header, _ = parse_container(data)  # a wrong magic number or header ends here, as a cut one does
+            end = len(data) + header["payload_len"]
+            data = more(data, end + 1)  # one byte past the container's end tells that the file goes on
     except OSError as exc:
         raise AdatokError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    if len(data) > end:
+        raise ContainerError(f"{path} is longer than the {end:,}-byte container its header describes: the file is "
+                             "corrupt or two files were joined")
+    return data
 
 
 def check_output(out: Path, *inputs: Path, force: bool = False, image: bool = False) -> None:
@@ -77,9 +125,12 @@ def check_output(out: Path, *inputs: Path, force: bool = False, image: bool = Fa
     from adatok.neural import CHECKPOINT_DIR
 
     out_path = Path(out)
-    named, real = Path(os.path.abspath(out_path)), out_path.resolve()
+    named, real = Path(os.path.abspath(out_path)), resolved(out_path)
     for src in (*inputs, CHECKPOINT_DIR):
         src_path = Path(src)
+        src_real = resolved(src_path)
+        if not src_path.exists():
+            continue  # nothing to destroy: its reader says it is missing (--roi m.atk to m.atk was "also the input")
         for read in checkpoint_files(src_path) if src_path.is_dir() else ():
             # by its name in the folder (the file may be a link itself: a Hugging Face snapshot's), or
             # by where the output leads (a link of another name to it)
@@ -87,8 +138,8 @@ def check_output(out: Path, *inputs: Path, force: bool = False, image: bool = Fa
             if by_name or real == read.resolve():
                 raise AdatokError(f"{out} is {'' if by_name else 'a link to '}{read.name} of the checkpoint folder "
                                   f"{src} this command reads: writing it would destroy it; give another output path")
-        same = real == src_path.resolve()
-        if not same and out_path.exists() and src_path.exists():
+        same = real == src_real
+        if not same and out_path.exists():
             try:
                 same = os.path.samefile(out_path, src_path)
             except OSError:
@@ -115,9 +166,12 @@ def checkpoint_files(folder: Path) -> list[Path]:
 def checkpoint_inputs(tokenizer: str | None) -> list[Path]:
     """The checkpoint folder a ``--tokenizer`` names, as an input of the command (its files must not be
     written over), or nothing: a registered name (``wavelet``) is not read from a folder of that name."""
-    from adatok.core.registry import names
+    from adatok.core.registry import registered
 
-    if tokenizer is None or tokenizer in names() or not Path(tokenizer).is_dir():
+    if tokenizer is None or registered(tokenizer):  # (views too: wavelet-w8 is not a folder either)
+        return []
+    check_link_loop(Path(tokenizer))  # (is_dir said False: "unknown tokenizer")
+    if not Path(tokenizer).is_dir():
         return []
     return [Path(tokenizer)]
 
@@ -198,6 +252,7 @@ def load_checkpoint(folder: str | None) -> None:
     """Load a checkpoint folder given with ``--tokenizer`` (remembered in this process, so that files
     naming it are read with its weights)."""
     if folder is not None:
+        check_link_loop(Path(folder))  # (is_dir said False: "unknown tokenizer")
         adatok.load(folder)
 
 
@@ -262,9 +317,9 @@ def resume_overrides(ctx: typer.Context, out: Path, resumable: tuple[str, ...],
     except AdatokError:
         return changed  # (no checkpoint: the trainer says so)
     flag = {p.name: p.opts[0] for p in ctx.command.params if p.opts}
-    def same(name: str, have, want) -> bool:  # (a data folder is kept by its absolute path)
-        return have == want or (name == "data" and "fashion-mnist" not in (have, want)
-                                and Path(have).resolve() == Path(want).resolve())
+    def same(name: str, have, want) -> bool:  # (a data folder, a tokenizer's folder: kept by its absolute path)
+        return have == want or (name in ("data", "language") and isinstance(have, str) and isinstance(want, str)
+                                and "fashion-mnist" not in (have, want) and Path(have).resolve() == Path(want).resolve())
 
     clashes = [f"{flag[name]} (the checkpoint has {kept[name](config)!r}, given {ctx.params[name]!r})"
                for name in given if name in kept and not same(name, kept[name](config), ctx.params[name])]

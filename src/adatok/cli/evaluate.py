@@ -16,8 +16,8 @@ from adatok import AdatokError, BudgetError, Quality
 from adatok.core.imageio import atomic_write_bytes, read_image
 
 from .app import app
-from .common import (EvalProgress, check_at_least, check_output, check_saliency, invoked_command, reporting_errors,
-                     split_list)
+from .common import (EvalProgress, check_at_least, check_output, check_link_loop, check_saliency, fmt_shape,
+                     invoked_command, reporting_errors, split_list)
 from .options import NoProgress, Quiet, SaliencyMethod, out_dir
 from .tables import print_eval, print_region
 
@@ -110,6 +110,8 @@ def eval_(
         target = Quality(psnr=target_psnr, ssim=target_ssim, region="roi" if in_roi else None)
     if in_roi and (target is None or roi is None):
         raise BudgetError("--in-roi goes with --target-psnr or --target-ssim and --roi")
+    for path in (data, out, *([roi] if roi not in (None, "auto") else [])):  # (a loop deep inside: a traceback)
+        check_link_loop(Path(path))
     if roi is not None and roi != "auto" and not Path(roi).exists():
         raise AdatokError(f"--roi takes 'auto', a mask PNG or a folder of masks; no such file or folder: {roi}")
     tokenizers = [adatok.load(n) for n in names]
@@ -215,6 +217,7 @@ def demo(
     check_at_least(limit, "--limit", 1)
     check_at_least(max_side, "--max-side", 1)
     check_at_least(learned_images, "--learned-images")
+    check_link_loop(out)  # (found only when its first file was written: a traceback)
     first = ["wavelet", "wavelet-lossless"]
     learned = []
     tokenizers, unavailable = [], []
@@ -230,7 +233,7 @@ def demo(
             if learned_images and data in DATASETS and data != "samples":  # its own (built-in) dataset is here
                 learned.append(tok)
             else:
-                unavailable.append(f"{name}: takes only {fixed[1]}x{fixed[0]}x{fixed[2]} images, not the sample "
+                unavailable.append(f"{name}: takes only {fmt_shape(fixed)} images (H x W x C), not the sample "
                                    f"photos (adatok eval --data {data or 'DATA'} -t {name} --stream)")
             continue
         tokenizers.append(tok)

@@ -13,8 +13,8 @@ import typer
 from adatok import AdatokError, TokenSequence
 
 from .app import app
-from .common import (EvalProgress, check_at_least, check_output, given_options, read_bytes, reporting_errors,
-                     resume_overrides)
+from .common import (EvalProgress, check_at_least, check_link_loop, check_output, given_options, read_bytes,
+                     reporting_errors, resume_overrides)
 from .options import NoProgress, Quiet, Resume, StartOver, out_dir
 
 #: What --language takes: a wavelet tokenizer, a learned checkpoint, or the pixel baseline.
@@ -136,6 +136,8 @@ def train_generator_cmd(
     _, train = _import()
     from adatok.generate.languages import PixelLanguage, SlotLanguage, WaveletLanguage, WordLanguage
 
+    check_link_loop(out)
+    check_link_loop(Path(data))
     for option, value in (("--dim", d_model), ("--layers", layers), ("--heads", heads), ("--batch", batch),
                           ("--threads", threads)):
         check_at_least(value, option, 1)

@@ -10,7 +10,8 @@ import typer
 from adatok import AdatokError
 
 from .app import app
-from .common import EvalProgress, budget, check_at_least, default_tokenizer, invoked_command, reporting_errors
+from .common import (EvalProgress, budget, check_at_least, check_link_loop, default_tokenizer, invoked_command,
+                     reporting_errors)
 from .options import BppBudget, LosslessBudget, NoProgress, PsnrBudget, SsimBudget, TokensBudget
 
 
@@ -53,6 +54,8 @@ def tokenize_dataset_cmd(
 ) -> None:
     """Tokenize every image of SRC into shards under DST (one row per image: ids, .atk bytes, PSNR, label),
     with Ray Data; images that cannot be read are counted and listed in DST/manifest.json."""
+    check_link_loop(Path(src))
+    check_link_loop(dst)
     check_at_least(workers, "--workers", 0)
     check_at_least(shard_size, "--shard-size", 1)
     check_at_least(limit, "--limit", 1)

@@ -104,9 +104,7 @@ def decode(
     check_at_least(tokens, "--tokens")
     check_at_least(n_bytes, "--bytes")
     load_checkpoint(tokenizer)
-    data = read_bytes(src)
-    if n_bytes is not None:
-        data = data[:n_bytes]
+    data = read_bytes(src, n_bytes)
     seq = TokenSequence.from_bytes(data, max_tokens=tokens)  # (the rest of a long file is not decoded)
     from adatok.core.registry import maker
 

@@ -11,7 +11,7 @@ import typer
 from adatok import AdatokError
 
 from .app import app
-from .common import check_at_least, reporting_errors, resume_overrides
+from .common import check_at_least, check_link_loop, reporting_errors, resume_overrides
 from .options import NoProgress, Resume, StartOver, out_dir
 
 #: Steps of a new run when --steps is not given.
@@ -97,6 +97,8 @@ def train_cmd(
     except ImportError as exc:
         raise AdatokError(f"training needs the neural extra ({exc.name} is missing): "
                           "pip install 'adatok[neural]'") from None
+    check_link_loop(out)
+    check_link_loop(Path(data))
     for option, value in (("--tokens", tokens), ("--steps", steps), ("--batch", batch), ("--dim", dim),
                           ("--depth", depth), ("--patch", patch), ("--eval-every", eval_every), ("--threads", threads)):
         check_at_least(value, option, 1)

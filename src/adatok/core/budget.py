@@ -110,6 +110,15 @@ def smallest_bpp(nbytes: int, shape) -> str:
     return f"{x:.3g}"
 
 
+def too_small(budget: Bpp, total: int, shape, header: int, what: str = "the header alone") -> BudgetError:
+    """The error of a ``budget`` whose ``total`` bytes on an image of ``shape`` (H, W, ...) cannot
+    hold the ``header`` bytes every sequence needs (``what``: how to call them), with the smallest
+    Bpp that can. One message for every tokenizer, the image's size in the H x W order of every
+    other message (copies of it said W x H: "this 96x64 image" of a 64 x 96 photo)."""
+    return BudgetError(f"Bpp({budget.x}) allows {total} bytes for this {shape[0]}x{shape[1]} image (H x W), less than "
+                       f"{what}; use at least Bpp({smallest_bpp(header, shape)})")
+
+
 @dataclass(frozen=True)
 class Quality:
     """The shortest prefix whose decoded image reaches a target, found for each image separately.

@@ -123,14 +123,15 @@ _NOT_TOKENIZERS = {"generator": "give it to adatok generate --model (or adatok.g
 
 
 def _make(key: str):
-    """A new tokenizer for a registered name or a checkpoint folder (what load caches)."""
+    """A new tokenizer for a registered name or a checkpoint folder (what load caches). An unknown
+    name is told every name that loads, views included (``wavelet-w8`` worked but went unnamed)."""
     if key in _NAMED:
         tok = _NAMED[key]()
     else:
         path = Path(key)
         if not path.is_dir():
             raise UnknownTokenizerError(
-                f"unknown tokenizer {key!r}: use one of {', '.join(names())} or a checkpoint folder"
+                f"unknown tokenizer {key!r}: use one of {', '.join(names(views=True))} or a checkpoint folder"
             )
         cfg = path / "config.json"
         try:

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from ..core.budget import Bpp, Lossless, Quality, Tokens, check_budget, smallest_bpp
+from ..core.budget import Bpp, Lossless, Quality, Tokens, check_budget, too_small
 from ..core.errors import AdatokError, BudgetError, ContainerError, InvalidTokensError
 from ..core import imageio
 from ..core.imageio import as_image
@@ -78,7 +78,7 @@ class Codec:
         back (Pillow raised a raw ValueError, an OSError, or wrote an AVIF file it could not open)."""
         h, w = shape[:2]
         if self.max_side is not None and max(h, w) > self.max_side:
-            return f"{self.label} encodes images up to {self.max_side:,} pixels a side; this one is {w:,}x{h:,}"
+            return f"{self.label} encodes images up to {self.max_side:,} pixels a side; this one is {h:,}x{w:,} (H x W)"
         return None
 
     def encode(self, image: np.ndarray, setting: float) -> bytes:
@@ -365,9 +365,7 @@ class GridTokenizer:
                 return fits[0], self.grid_tokens(shape, fits[0])
             k = (total - _HEADER.size) * 8 // self.bits
             if k < 0:
-                raise BudgetError(f"Bpp({budget.x}) allows {total} bytes for this {shape[1]}x{shape[0]} image, "
-                                  f"less than the grid's {_HEADER.size}-byte header; use at least "
-                                  f"Bpp({smallest_bpp(_HEADER.size, shape)})")
+                raise too_small(budget, total, shape, _HEADER.size, f"the grid's {_HEADER.size}-byte header")
             return sides[-1], int(k)
         raise BudgetError(f"choose takes Tokens or Bpp budgets, got {budget!r}")
 

@@ -226,7 +226,7 @@ def evaluate(images: Sequence[tuple[str, np.ndarray]], tokenizers: Sequence[Any]
         img = as_image(img, what=f"image {name!r}")
         h, w = img.shape[:2]
         if min(h, w) < MIN_SIDE:
-            skipped.append((name, f"too small ({w}x{h} pixels): evaluation needs at least {MIN_SIDE}x{MIN_SIDE}"))
+            skipped.append((name, f"too small ({h}x{w} pixels, H x W): evaluation needs at least {MIN_SIDE}x{MIN_SIDE}"))
         else:
             kept.append((name, img))
     if not kept:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..core.budget import Bpp, Lossless, Quality, Tokens, check_budget, smallest_bpp
+from ..core.budget import Bpp, Lossless, Quality, Tokens, check_budget, too_small
 from ..core.errors import AdatokError, BudgetError, ContainerError, ImageFormatError, InvalidTokensError
 from ..core.imageio import as_image
 from ..core.protocol import image_list, sequence_list
@@ -110,9 +110,9 @@ class NeuralTokenizer:
             h, w, c = self.expects
             kind = "gray" if c == 1 else "RGB"
             raise ImageFormatError(
-                f"{self.name} was trained on {w}x{h} {kind} images (H x W x C = {h} x {w} x {c}); image {i} is "
-                f"{img.shape[1]}x{img.shape[0]} (H x W x C = {' x '.join(map(str, img.shape))}): resize it to {w}x{h}"
-                f"{' gray' if c == 1 else ' RGB'}, or use the wavelet tokenizer, which takes any size")
+                f"{self.name} was trained on {h}x{w}x{c} {kind} images (H x W x C); image {i} is "
+                f"{'x'.join(map(str, img.shape))}: resize it to {h}x{w} {kind}, or use the wavelet tokenizer, "
+                "which takes any size")
         return img
 
     @torch.no_grad()
@@ -200,7 +200,7 @@ class NeuralTokenizer:
             shape = start_shape(start, i)  # (whole numbers: 28.0 is no side)
             if shape not in (self.expects, self.expects[:2] if self.expects[2] == 1 else None):
                 h, w, c = self.expects
-                raise ImageFormatError(f"start {i}: {self.name} makes {w}x{h} images with {c} channel(s), shape "
+                raise ImageFormatError(f"start {i}: {self.name} makes {h}x{w} images with {c} channel(s), shape "
                                        f"{self.expects}; got {start!r}")
             shapes.append(shape)
             prefixes.append(np.zeros(0, np.int32))
@@ -229,9 +229,7 @@ class NeuralTokenizer:
             n = self._payload_len(k)
             if (container_overhead(probe, n, self.codec_name) if budget.header else 0) + n <= total:
                 return k
-        need = smallest_bpp(container_overhead(probe, 0, self.codec_name), shape)
-        raise BudgetError(f"Bpp({budget.x}) allows {total} bytes for this {shape[1]}x{shape[0]} image, less than "
-                          f"the header alone; use at least Bpp({need})")
+        raise too_small(budget, total, shape, container_overhead(probe, 0, self.codec_name))
 
     def quality_curves(self, imgs: list[np.ndarray], codes: np.ndarray, metric: str = "psnr") -> np.ndarray:
         """``(N, K + 1)``: the PSNR (dB; ``inf`` when exact) or SSIM of every prefix length 0..K of

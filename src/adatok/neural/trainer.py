@@ -213,7 +213,7 @@ def load_images(data: str, split: str | None = "train", crop: int | None = None,
                           "give --image-size S to train on random S x S crops of them")
     (shape,) = shapes
     if shape[0] != shape[1]:
-        raise AdatokError(f"{data}: the images are {shape[1]}x{shape[0]}; give --image-size S to train on square "
+        raise AdatokError(f"{data}: the images are {shape[0]}x{shape[1]} (H x W); give --image-size S to train on square "
                           "crops of them")
     return np.stack(images)
 

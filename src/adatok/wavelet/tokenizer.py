@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from numba import njit
 
-from ..core.budget import Bpp, Lossless, Quality, Tokens, check_budget, smallest_bpp
+from ..core.budget import Bpp, Lossless, Quality, Tokens, check_budget, too_small
 from ..core.checks import is_whole
 from ..core.errors import AdatokError, BudgetError, ContainerError, ImageFormatError, InvalidTokensError
 from ..core import imageio
@@ -532,9 +532,7 @@ class WaveletTokenizer:
             if payload_max == 0:
                 break  # not even the empty sequence's header fits
             payload_max -= 1  # (not reached: a walk keeps to its byte limit; kept as a guard)
-        need = smallest_bpp(_container_overhead(probe, 0, CODEC), img.shape)
-        raise BudgetError(f"Bpp({budget.x}) allows {total} bytes for this {img.shape[1]}x{img.shape[0]} image, "
-                          f"less than the header alone; use at least Bpp({need})")
+        raise too_small(budget, total, img.shape, _container_overhead(probe, 0, CODEC))
 
     # --- bytes ------------------------------------------------------------------------------------
 
