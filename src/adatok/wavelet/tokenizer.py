@@ -734,7 +734,7 @@ class WaveletTokenizer:
         return img.reshape(shape)
 
     def _shortest_prefix(self, seq: TokenSequence, node: np.ndarray, plane: np.ndarray, img: np.ndarray, q: Quality,
-                         mask: np.ndarray | None, unit: int = 1) -> int:
+                         mask: np.ndarray | None, unit: int = 1, known: dict[int, float] | None = None) -> int:
         """The smallest k whose decoded prefix reaches the target (with ``mask``, the region of
         interest: the quality inside it), or ``len(seq)`` when even the full sequence does not;
         with ``unit``, among the lengths ``unit * j`` and ``len(seq)`` (whole words).
@@ -754,6 +754,10 @@ class WaveletTokenizer:
         prefix, each token is applied once (:func:`spiht.apply_tokens`). (Each prefix was walked
         again from its first token: the check cost ``hi**2`` token steps, 9.6 s for a 30 x 30 x 3
         noise image at ``Quality(ssim=0.999)``.)
+
+        ``known``: scores of prefixes already measured (by length: ``q``'s metric, with ``mask``), read
+        by the bisection and added to, so that a caller asking for several targets of one sequence
+        (``adatok serve``'s PSNR slider) synthesises each prefix once.
         """
         ref = img.reshape(seq.shape)
         target = q.psnr if q.psnr is not None else q.ssim
@@ -769,7 +773,13 @@ class WaveletTokenizer:
             return quality_score(ref, self._image(layout, value, low, neg, seq.params, seq.shape), q, mask)
 
         def reaches(j: int) -> bool:
-            return score(*spiht.knowledge(ids, node, plane, shift, length(j), layout.size)) >= target
+            k = length(j)
+            v = None if known is None else known.get(k)
+            if v is None:
+                v = score(*spiht.knowledge(ids, node, plane, shift, k, layout.size))
+                if known is not None:
+                    known[k] = v
+            return v >= target
 
         lo, hi = 0, -(-n // unit)
         if not reaches(hi):
