@@ -424,7 +424,12 @@ def test_training_on_a_folder_of_your_own_images(tmp_path):
     assert run.exit_code == 0, run.output
     assert np.load(tmp_path / "samples" / "samples.npz")["images"].shape == (2, 16, 16, 1)
     run = CliRunner().invoke(app, ["generate", "--model", str(out), "--class", "2", "--out", str(tmp_path / "x.png")])
-    assert run.exit_code == 2 and "--class is 0..1" in run.output
+    assert run.exit_code == 2 and "--class: a class of gen is a number 0..1, or one of 'cats', 'dogs'" in run.output
+    # the classes' names are kept (only their count was: folders 0, 1, 10, 2 are numbered 0, 1, 2, 3)
+    assert config["class_names"] == ["cats", "dogs"] and load_generator(out).class_number("dogs") == 1
+    run = CliRunner().invoke(app, ["generate", "--model", str(out), "--class", "dogs", "-n", "1", "--max-tokens", "40",
+                                   "--out", str(tmp_path / "dogs"), "-q"])
+    assert run.exit_code == 0 and np.load(tmp_path / "dogs" / "samples.npz")["labels"].tolist() == [1], run.output
     (tmp_path / "data" / "loose.png").write_bytes((tmp_path / "data" / "cats" / "0.png").read_bytes())
     run = CliRunner().invoke(app, ["train-generator", "--out", str(tmp_path / "g2"), "--data", str(tmp_path / "data"),
                                    "--steps", "1", "-q"])

@@ -224,8 +224,10 @@ def generate_cmd(
                                            "labels).")],
     model: Annotated[str, typer.Option("--model", "-m", metavar="NAME|FOLDER",
                                        help="A shipped generator or a checkpoint folder.")] = "fmnist-gpt-learned",
-    label: Annotated[int | None, typer.Option("--class", "-c", metavar="C", show_default=False,
-                                              help="Class to draw (0..9 for Fashion-MNIST's); default: every class in turn.")] = None,
+    label: Annotated[str | None, typer.Option("--class", "-c", metavar="C", show_default=False,
+                                              help="Class to draw: its number (0..9 for Fashion-MNIST's) or its name (a "
+                                                   "class folder's, Fashion-MNIST's: Sneaker); default: every class "
+                                                   "in turn.")] = None,
     n: Annotated[int, typer.Option("-n", metavar="N", help="Samples.")] = 16,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     cfg: Annotated[float, typer.Option("--cfg", metavar="W", help="Classifier-free guidance weight (1: none).")] = 2.0,
@@ -276,8 +278,11 @@ def generate_cmd(
     check_samples_folder(out, force)  # before sampling, which can take minutes
     gen = sample.load_generator(model)
     classes = gen.model.cfg.classes
-    if label is not None and not 0 <= label < classes:
-        raise AdatokError(f"--class is 0..{classes - 1} for {gen.name}, got {label}")
+    if label is not None:
+        try:
+            label = gen.class_number(label)
+        except AdatokError as exc:
+            raise AdatokError(f"--class: {exc}") from None
     options = dict(cfg=cfg, temperature=temperature, top_k=top_k, top_p=top_p, max_tokens=max_tokens,
                    min_tokens=min_tokens, early_temperature=early_temperature, early_tokens=early_tokens)
     plain = None

@@ -42,6 +42,30 @@ class Generator:
     def name(self) -> str:
         return self.config["name"]
 
+    @property
+    def class_names(self) -> list[str] | None:
+        """Its classes' names by number (Fashion-MNIST's, a folder's class sub-folders), or None
+        (token shards' numbered labels, and folders' checkpoints from before 2026-12-02)."""
+        names = self.config.get("class_names")
+        if names is None and (self.config.get("train") or {}).get("data", "fashion-mnist") == "fashion-mnist":
+            from adatok.datasets import FASHION_MNIST_CLASSES  # (a checkpoint from before names were kept)
+
+            names = list(FASHION_MNIST_CLASSES)
+        return list(names) if isinstance(names, list) and len(names) == self.model.cfg.classes else None
+
+    def class_number(self, label: str | int) -> int:
+        """The number of class ``label``: a number 0..classes-1, or one of :attr:`class_names`
+        (:class:`~adatok.AdatokError` for anything else, naming what it takes)."""
+        classes, names = self.model.cfg.classes, self.class_names or []
+        if str(label) in names:  # (a name first: a folder of classes named 0, 1, 10, 2 numbers them 0, 1, 2, 3)
+            return names.index(str(label))
+        text = str(label).strip()
+        if text.lstrip("-").isdigit() and 0 <= int(text) < classes:
+            return int(text)
+        shown = "" if not names else ", or one of " + ", ".join(repr(n) for n in names[:12]) + \
+            (" ..." if len(names) > 12 else "")
+        raise AdatokError(f"a class of {self.name} is a number 0..{classes - 1}{shown}; got {label!r}")
+
 
 def load_generator(name_or_folder: str | Path) -> Generator:
     """A shipped generator by name (``fmnist-gpt-wavelet``, ...) or a checkpoint folder."""

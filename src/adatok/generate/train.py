@@ -162,6 +162,20 @@ def data_kind(data: str | Path) -> str:
     return "shards" if is_token_shards(data) else "images"
 
 
+def class_names(data: str | Path) -> list[str] | None:
+    """The names of a generator's classes, by their numbers: Fashion-MNIST's (its token shards' too),
+    a folder's class sub-folders (sorted, as they are numbered: ``0, 1, 10, 2``), None for other token
+    shards (their labels are numbers). Kept in the checkpoint, so that ``--class`` takes a name and a
+    number can be looked up after (a folder of classes kept only their count)."""
+    from ..datasets import FASHION_MNIST_CLASSES, read_manifest
+
+    kind = data_kind(data)
+    if kind == "images":
+        return folder_classes(data)
+    source = {} if kind == "fashion-mnist" else ((read_manifest(data) or {}).get("plan") or {}).get("source") or {}
+    return list(FASHION_MNIST_CLASSES) if kind == "fashion-mnist" or source.get("kind") == "fashion-mnist" else None
+
+
 def folder_classes(folder: str | Path) -> list[str]:
     """The classes of a folder of images: its sub-folders' names (sorted) when every image lies in
     one, ``["all"]`` when every image lies in the folder itself (see :func:`image_folder`). Files
@@ -598,7 +612,7 @@ def _train_generator(hold: contextlib.ExitStack, out, lang, model_cfg, train_cfg
             raise AdatokError(f"{out} has trained {done} steps, {spent / 60:.1f} minutes, already: give more to go on "
                               "(--steps N or --minutes M beyond them)")
         check_same_data(config.get("data_source"), train_cfg.data, out)
-        source = config.get("data_source")
+        source, names = config.get("data_source"), config.get("class_names")
     elif lang is None or model_cfg is None:
         raise AdatokError("train_generator needs a language and a model config (or resume=True)")
     train_cfg = train_cfg or GenTrainConfig()
@@ -606,6 +620,7 @@ def _train_generator(hold: contextlib.ExitStack, out, lang, model_cfg, train_cfg
     if not resume:  # a folder by its absolute path: a resume from elsewhere reads the same one
         source = data_source(train_cfg.data, times=False)
         train_cfg = replace(train_cfg, data=source["data"])
+        names = class_names(train_cfg.data)
     reader = train_cfg.gen_weight == 0
     if reader and train_cfg.p_uncond != 1:
         raise AdatokError("a reader (gen_weight 0) learns from the rows given no class: give p_uncond=1 (every row)")
@@ -663,7 +678,8 @@ def _train_generator(hold: contextlib.ExitStack, out, lang, model_cfg, train_cfg
                   "train": asdict(train_cfg), "step": step, "elapsed": round(elapsed, 1), "history": history,
                   "params": count_params(model), "corpus_seconds": round(build_seconds, 1),
                   "mean_length": float(corpus.lengths.mean()), "longest": int(corpus.lengths.max()), "final": final,
-                  "data_source": source}
+                  "data_source": source,
+                  "class_names": names if names is not None and len(names) == model_cfg.classes else None}
         write_folder(out, model, config, opt, gen)
 
     model.train()
