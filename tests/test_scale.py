@@ -23,7 +23,7 @@ pq = pytest.importorskip("pyarrow.parquet")
 
 import adatok  # noqa: E402
 from adatok import AdatokError, Quality, Tokens  # noqa: E402
-from adatok.datasets import read_tokens  # noqa: E402
+from adatok.datasets import read_tokens, token_column  # noqa: E402
 from adatok.scale import tokenize_dataset  # noqa: E402
 from adatok.scale.pipeline import start_ray, stop_ray  # noqa: E402
 
@@ -863,3 +863,29 @@ def test_training_on_the_shards_of_an_empty_folder_says_it_holds_no_rows(tmp_pat
     res = CliRunner().invoke(app, ["train-generator", "--data", str(tmp_path / "shards"), "--language", "wavelet-w8",
                                    "--steps", "1", "--quiet", "--out", str(tmp_path / "gen")])
     assert res.exit_code == 2 and "holds no rows" in res.output, res.output
+
+
+def test_the_readers_refuse_bad_arguments_with_their_own_errors(tmp_path, monkeypatch):
+    """Each was a raw exception, or an error that named the wrong cause: shards=[1] (TypeError), an
+    unknown column ("the shard cannot be read: run tokenize-dataset again"), set_epoch(2**70) (numpy's
+    overflow), RANK=abc (int()'s ValueError), rank="1" ("rank 1 is not in 0..1")."""
+    pytest.importorskip("torch")
+    from adatok.scale.loader import TokenShardDataset
+
+    _images(tmp_path / "src")
+    tokenize_dataset(tmp_path / "src", tmp_path / "out", "wavelet", Tokens(10), workers=0)
+    with pytest.raises(AdatokError, match="by name .part-00003. or path, got 1"):
+        list(read_tokens(tmp_path / "out", shards=[1]))
+    for column in (None, "nope"):
+        with pytest.raises(AdatokError, match="token shards have the columns index, source"):
+            token_column(tmp_path / "out", column)
+    ds = TokenShardDataset(tmp_path / "out")
+    with pytest.raises(AdatokError, match="epoch must be a whole number from 0 to 2..63 - 1, got 1180591620717411303424"):
+        ds.set_epoch(2**70)
+    with pytest.raises(AdatokError, match="the rank is a whole number 0..1, got '1'"):
+        list(TokenShardDataset(tmp_path / "out", rank="1", world_size=2))
+    monkeypatch.setenv("RANK", "abc")
+    with pytest.raises(AdatokError, match="RANK is 'abc', not a whole number"):
+        list(ds)
+    monkeypatch.setenv("RANK", "0")
+    assert len(list(ds)) == 3

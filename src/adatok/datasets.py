@@ -568,6 +568,8 @@ def token_column(folder: str | os.PathLike[str], column: str) -> list:
     """One column (of :data:`TOKEN_COLUMNS`) of every row of a token shard folder, in order, read
     alone: e.g. ``"label"`` (``None`` where a row has none) or ``"shape"``. Each shard is checked
     as :func:`read_shard` checks it."""
+    if column not in TOKEN_COLUMNS:  # (an unknown one was said to be a shard that cannot be read: "run again")
+        raise AdatokError(f"token shards have the columns {', '.join(TOKEN_COLUMNS)}; got {column!r}")
     expected = ShardCheck.of(folder)
     return [v for f in token_shards(folder) for v in expected.read(f, [column]).column(column).to_pylist()]
 
@@ -740,6 +742,8 @@ def _named_shards(folder, every: list[Path], shards) -> list[Path]:
     mine = {f.resolve(): f for f in every}
     files = []
     for s in shards:
+        if not isinstance(s, str | os.PathLike):  # (3: a raw TypeError from pathlib)
+            raise AdatokError(f"shards are given by name (part-00003) or path, got {s!r}")
         path = Path(s)
         if len(path.parts) == 1:  # a bare name: the folder's shard of that name
             path = Path(folder) / "parquet" / (path.name if path.suffix == ".parquet" else f"{path.name}.parquet")

@@ -31,10 +31,20 @@ from ..datasets import ShardCheck, load_shards_tokenizer, shard_sequence, token_
 
 
 def _count(value, what: str) -> int:
-    """``value`` as a whole number >= 0, else :class:`~adatok.AdatokError` (numpy's seeds are)."""
-    if not is_whole(value) or value < 0:
-        raise AdatokError(f"{what} must be a whole number >= 0, got {value!r}")
+    """``value`` as a whole number from 0 to 2**63 - 1 (numpy's seeds are whole numbers >= 0; the epoch is
+    kept in an int64: 2**70 was a raw "Overflow when unpacking long long"), else :class:`~adatok.AdatokError`."""
+    if not is_whole(value) or not 0 <= value < 2**63:
+        raise AdatokError(f"{what} must be a whole number from 0 to 2**63 - 1, got {value!r}")
     return int(value)
+
+
+def _environ_int(name: str, default: str) -> int:
+    """The whole number in the environment variable ``name`` (torchrun's ``RANK``, ``WORLD_SIZE``)."""
+    text = os.environ.get(name, default)
+    try:
+        return int(text)
+    except ValueError:  # (RANK=abc: a raw "invalid literal for int()")
+        raise AdatokError(f"the environment variable {name} is {text!r}, not a whole number") from None
 
 
 class TokenShardDataset(IterableDataset):
@@ -116,13 +126,13 @@ class TokenShardDataset(IterableDataset):
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
         else:
-            rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+            rank, world = _environ_int("RANK", "0"), _environ_int("WORLD_SIZE", "1")
         rank = rank if self._rank is None else self._rank
         world = world if self._world is None else self._world
         if not (is_whole(world) and world >= 1):  # ("rank 0 is not in 0..-1")
             raise AdatokError(f"the world size is a whole number >= 1, got {world!r}")
-        if not (is_whole(rank) and 0 <= rank < world):
-            raise AdatokError(f"rank {rank} is not in 0..{world - 1}")
+        if not (is_whole(rank) and 0 <= rank < world):  # (rank="1": "rank 1 is not in 0..1")
+            raise AdatokError(f"the rank is a whole number 0..{world - 1}, got {rank!r}")
         return rank, world
 
     def order(self) -> tuple[np.ndarray, np.ndarray]:
