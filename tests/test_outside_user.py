@@ -819,3 +819,26 @@ def test_eval_spares_broken_links_targets_and_the_builtin_datasets(tmp_path, mon
     monkeypatch.setattr(pipeline, "write_report", lambda *a, **k: pytest.fail("written"))  # (never, if it fails)
     with pytest.raises(adatok.AdatokError, match="this run reads"):
         pipeline.run("samples", tmp_path / "rep2", ("wavelet",), bpp=(0.5,), baselines=(), limit=1, max_side=16)
+
+
+def test_wavelet_tokenizers_pickle_and_code_the_same_after():
+    """A wavelet tokenizer could not be sent to another process (multiprocessing, Ray): "cannot pickle
+    '_thread.lock' object" (its caches' locks); its caches now travel empty."""
+    import pickle
+
+    img = np.random.default_rng(0).integers(0, 256, (9, 13, 3), np.uint8)
+    for name in (*WAVELETS, "wavelet-w8", "wavelet-lossless-w8"):
+        t = tok(name)
+        t.encode([img])  # (its caches hold this shape's layout)
+        again = pickle.loads(pickle.dumps(t))
+        a, = t.encode([img])
+        b, = again.encode([img])
+        assert np.array_equal(a.ids, b.ids) and np.array_equal(t.decode([a])[0], again.decode([b])[0]), name
+
+
+def test_datasets_load_of_no_name_is_its_own_error():
+    from adatok.datasets import load
+
+    for bad in (3, None):
+        with pytest.raises(adatok.AdatokError, match="a dataset is a name .samples, fashion-mnist. or a folder"):
+            load(bad)

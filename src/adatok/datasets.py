@@ -122,6 +122,8 @@ def load(name: str | os.PathLike[str], split: str | None = None, *, limit: int |
     """
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int | np.integer) or limit < 0):
         raise AdatokError(f"limit must be a whole number >= 0, got {limit!r}")
+    if not isinstance(name, str | os.PathLike):  # (3, None: a raw TypeError from os.fspath)
+        raise AdatokError(f"a dataset is a name ({', '.join(DATASETS)}) or a folder's path, got {name!r}")
     key = os.fspath(name)
     if key in ("samples", "fashion-mnist") and Path(key).is_dir():
         warnings.warn(f"{key!r} names the built-in dataset, not the folder {key!r} here: give ./{key} for the folder",

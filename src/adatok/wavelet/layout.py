@@ -115,6 +115,15 @@ class BoundedCache:
                 self._total -= self._data.popitem(last=False)[1][1]
         return value
 
+    def __getstate__(self) -> dict:
+        """Pickled empty, with a lock of its own when unpickled: a tokenizer sent to another process
+        (``multiprocessing``, Ray) makes its layouts there again (a lock cannot be pickled: pickling a
+        wavelet tokenizer was a raw "cannot pickle '_thread.lock' object")."""
+        return {"items": self.items, "nodes": self.nodes}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["items"], state["nodes"])
+
     def __len__(self) -> int:
         return len(self._data)
 
