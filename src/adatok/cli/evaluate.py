@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import shlex
-
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -13,7 +15,7 @@ from rich.table import Table
 
 import adatok
 from adatok import AdatokError, BudgetError, Quality
-from adatok.core.imageio import atomic_write_bytes, read_image
+from adatok.core.imageio import read_image
 
 from .app import app
 from .common import (EvalProgress, check_at_least, check_output, check_link_loop, check_saliency, fmt_shape,
@@ -115,19 +117,33 @@ def eval_(
     if roi is not None and roi != "auto" and not Path(roi).exists():
         raise AdatokError(f"--roi takes 'auto', a mask PNG or a folder of masks; no such file or folder: {roi}")
     tokenizers = [adatok.load(n) for n in names]
+    if data == "samples" and split is not None:  # (load's message names its Python argument, split=None)
+        raise AdatokError(f"the sample photos have no splits; leave out --split {split}")
     split = default_split(data, split)  # the rate-distortion run and the lengths measure the same images
-    with EvalProgress(quiet) as step:
+    with EvalProgress(quiet) as step, warnings_as_lines():
         ev, report = run(data, out, tokenizers, bpp=bpps, tokens=token_counts, baselines=base, split=split,
                          limit=limit, max_side=max_side, seed=seed, keep=keep, roi=roi, saliency=saliency_method,
-                         stream=stream, command=invoked_command(), progress=step)
+                         stream=stream, target=target, command=invoked_command(), progress=step)
     if not quiet:
         console = Console(highlight=False)
         print_eval(ev, report, console)
         print_region(ev, report, console)
-    if target is not None:
-        _eval_lengths(data, split, limit, max_side, tokenizers, target, roi, saliency_method, out, quiet, ev.regions)
-    else:  # an earlier run's lengths in this folder would read as this run's
-        (out / "lengths.csv").unlink(missing_ok=True)
+        if target is not None:
+            _print_lengths(ev, target, out, console)
+
+
+@contextlib.contextmanager
+def warnings_as_lines() -> Iterator[None]:
+    """Python's warnings while a run loads its data (``--data samples`` beside a folder named
+    ``samples``) as one ``warning: ...`` line on stderr, as the other commands print theirs, not
+    Python's two lines with the source line that warned; shown under ``--quiet`` too: they say the
+    run may not read what its user meant."""
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        typer.echo(f"warning: {message}", err=True)
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show  # (restored by catch_warnings)
+        yield
 
 
 def _or_none(value: float | None, form: str) -> str:
@@ -135,50 +151,25 @@ def _or_none(value: float | None, form: str) -> str:
     return "none" if value is None else form.format(value)
 
 
-def _eval_lengths(data, split, limit, max_side, tokenizers, target, roi, method, out: Path, quiet: bool,
-                  known: dict) -> None:
-    """The length-per-image part of ``adatok eval``: lengths.csv and a summary table. ``roi`` as for
-    ``adatok eval``; ``known`` holds the region maps the rate-distortion run made (by id): only the
-    images it left out (too small) get theirs made here."""
-    import csv
-    import io
-
-    from adatok.datasets import load
-    from adatok.eval.lengths import length_report
-    from adatok.eval.regions import region_maps
-
-    ds = load(data, split, limit=limit, max_side=max_side)
-    maps = None
-    if roi is not None:
-        need = [(i, img) for i, img in ds.items() if i not in known]
-        made = region_maps(roi, need, method, max_side)[0] if need else {}
-        maps = [known[i] if i in known else made[i] for i in ds.ids]
-    buf = io.StringIO()
-    writer = csv.writer(buf)
-    writer.writerow(["tokenizer", "image", "target", "tokens", "bytes", "bpp", "quality", "reached"])
+def _print_lengths(ev, target, out: Path, console: Console) -> None:
+    """The length-per-image part of ``adatok eval``'s summary: a row per tokenizer (``ev.lengths``,
+    measured by :func:`adatok.eval.run` and written to ``OUT/lengths.csv`` with the report)."""
     table = Table(title=f"length per image for {target}")
     for col in ("tokenizer", "images", "reached", "tokens mean", "tokens min..max", "bpp mean", "fixed bpp",
                 "saving (tokens)", "saving (bpp)"):
         table.add_column(col)
-    for tok in tokenizers:
-        try:
-            rep = length_report(tok, ds.images, target, ds.ids, roi=maps)
-        except AdatokError as exc:
-            table.add_row(tok.name, str(len(ds)), f"left out: {exc}", "", "", "", "", "", "")
+    images = str(len(ev.images) + len(ev.skipped))
+    for name, rep in ev.lengths:
+        if isinstance(rep, str):
+            table.add_row(name, images, f"left out: {rep}", "", "", "", "", "", "")
             continue
-        for i, name in enumerate(rep.names):
-            writer.writerow([tok.name, name, str(target), int(rep.tokens[i]), int(rep.nbytes[i]),
-                             f"{rep.bpp[i]:.6f}", f"{rep.quality[i]:.4f}", bool(rep.reached[i])])
         s = rep.summary()
-        table.add_row(tok.name, str(s["images"]), str(s["reached"]), f"{s['tokens']['mean']:.0f}",
+        table.add_row(name, str(s["images"]), str(s["reached"]), f"{s['tokens']['mean']:.0f}",
                       f"{s['tokens']['min']:.0f}..{s['tokens']['max']:.0f}", f"{s['bpp']['mean']:.3f}",
                       _or_none(s["fixed_bpp"], "{:.3f}"), _or_none(s["token_saving"], "{:.2f}x"),
                       _or_none(s["bpp_saving"], "{:.2f}x"))
-    atomic_write_bytes(out / "lengths.csv", buf.getvalue().encode())
-    if not quiet:
-        console = Console(highlight=False)
-        console.print(table)
-        console.print(f"per-image lengths in {out / 'lengths.csv'}", markup=False)
+    console.print(table)
+    console.print(f"per-image lengths in {out / 'lengths.csv'}", markup=False)
 
 
 @app.command()
@@ -240,7 +231,7 @@ def demo(
     command = shlex.join(["adatok", "demo", "--out", str(out)] + (["--limit", str(limit)] if limit else [])
                          + (["--max-side", str(max_side)] if max_side != DEMO_MAX_SIDE else [])
                          + (["--learned-images", str(learned_images)] if learned_images != DEMO_LEARNED_IMAGES else []))
-    with EvalProgress(quiet) as step:
+    with EvalProgress(quiet) as step, warnings_as_lines():
         ev, report = run("samples", out, tokenizers, limit=limit, max_side=max_side, keep=len(SAMPLE_IMAGES),
                          command=command, progress=step)
     console = Console(highlight=False)

@@ -13,12 +13,13 @@ saving is that fixed size over the mean adaptive size of those images.
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..core.budget import Bpp, Quality, Tokens, exact_bpp
+from ..core.errors import AdatokError, BudgetError
 from ..core.metrics import quality_mask, quality_score
 
 #: Prefixes decoded at once while looking for the next length at which an image is at the target.
@@ -68,7 +69,28 @@ def length_report(tokenizer, images: Sequence[np.ndarray], target: Quality, name
                   roi: Sequence[np.ndarray | None] | None = None) -> LengthReport:
     """Encode ``images`` under ``target`` (one call: each image gets its own shortest prefix) and
     measure what each got. ``roi`` steers a tokenizer that steers by region (``supports_roi``); one
-    that does not runs as without (it is still needed, and refused, for ``region="roi"``)."""
+    that does not runs as without (it is still needed, and refused, for ``region="roi"``).
+
+    ``tokenizer`` is a tokenizer or a name for :func:`adatok.load`; ``images`` a list of images, as
+    ``encode`` takes them (a bare array is refused, :class:`~adatok.ImageFormatError`).
+
+    Raises:
+        BudgetError: ``target`` is not a :class:`~adatok.Quality`.
+        ImageFormatError: ``images`` is not a list of images, or ``roi`` not one map per image.
+    """
+    from ..core.protocol import image_list
+    from .runner import tokenizer as as_tokenizer
+
+    tokenizer = as_tokenizer(tokenizer)
+    if not isinstance(target, Quality):  # (a Bpp had no .region: an AttributeError)
+        raise BudgetError(f"length_report measures a quality target, Quality(psnr=..) or Quality(ssim=..); "
+                          f"got {target!r}")
+    images, maps = image_list(images, roi)  # the checks encode makes, before anything is encoded
+    roi = maps if roi is not None else None
+    if names is not None:
+        names = list(names) if not isinstance(names, str | bytes) and isinstance(names, Iterable) else None
+        if names is None or len(names) != len(images):
+            raise AdatokError(f"names takes a list of one name per image ({len(images)})")
     steer = roi is not None and (getattr(tokenizer, "supports_roi", False) or target.region == "roi")
     seqs = tokenizer.encode(list(images), target, roi=roi) if steer else tokenizer.encode(list(images), target)
     outs = tokenizer.decode(seqs)
@@ -152,3 +174,37 @@ def _next_at_goal(tokenizer, seq, after: int, fits) -> int | None:
                 return i
         k = ks[-1] + 1
     return None
+
+
+#: The columns of ``lengths.csv``, in order.
+LENGTH_COLUMNS: tuple[str, ...] = ("tokenizer", "image", "target", "tokens", "bytes", "bpp", "quality", "reached")
+
+
+def length_reports(tokenizers: Sequence, images: Sequence[np.ndarray], target: Quality, names: Sequence[str],
+                   roi: Sequence[np.ndarray | None] | None = None) -> list[tuple[str, LengthReport | str]]:
+    """:func:`length_report` of each tokenizer: ``(name, report)``, or ``(name, why)`` for one that
+    cannot take the images or the target (a learned tokenizer and a region, photos of another size)."""
+    out: list[tuple[str, LengthReport | str]] = []
+    for tok in tokenizers:
+        try:
+            out.append((tok.name, length_report(tok, images, target, names, roi=roi)))
+        except AdatokError as exc:
+            out.append((tok.name, str(exc)))
+    return out
+
+
+def lengths_csv(reports: Sequence[tuple[str, LengthReport | str]]) -> str:
+    """The text of ``lengths.csv`` (columns :data:`LENGTH_COLUMNS`): a row per tokenizer and image."""
+    import csv
+    import io
+
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(LENGTH_COLUMNS)
+    for name, rep in reports:
+        if isinstance(rep, str):
+            continue
+        for i, image in enumerate(rep.names):
+            writer.writerow([name, image, str(rep.target), int(rep.tokens[i]), int(rep.nbytes[i]),
+                             f"{rep.bpp[i]:.6f}", f"{rep.quality[i]:.4f}", bool(rep.reached[i])])
+    return buf.getvalue()

@@ -9,9 +9,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..core.errors import AdatokError
-from .report import check_report_spares, write_report
-from .runner import DEFAULT_BASELINES, DEFAULT_BPP, Evaluation, evaluate
+from ..core.checks import is_whole
+from ..core.errors import AdatokError, BudgetError
+from .report import check_report_folder, check_report_spares, write_report
+from .runner import DEFAULT_BASELINES, DEFAULT_BPP, Evaluation, _listed, check_budgets, evaluate, tokenizer
 
 __all__ = ["GRID_TRAIN_LIMIT", "default_split", "run"]
 
@@ -30,13 +31,14 @@ def run(data: str, out: str | Path, tokenizers: Sequence[Any] = ("wavelet",), *,
         baselines: Sequence[str] = DEFAULT_BASELINES, split: str | None = None, limit: int | None = None,
         max_side: int | None = None, seed: int = 0, keep: int = 8, command: str | None = None,
         roi: str | Path | None = None, saliency: str = "auto", stream: bool = False,
-        progress: Callable[[int, int, str], None] | None = None) -> tuple[Evaluation, Path]:
+        target: Any = None, progress: Callable[[int, int, str], None] | None = None) -> tuple[Evaluation, Path]:
     """Evaluate tokenizers and baselines on a dataset and write ``out/results.csv``, ``out/plots/``,
     ``out/bd_rate.csv`` and ``out/report.html``; return the evaluation and the report's path.
 
     Args:
         data: ``"samples"``, ``"fashion-mnist"`` or a folder (see :func:`adatok.datasets.load`).
-        out: the folder to write into (created if missing).
+        out: the folder to write into: a new or empty one, or an earlier report's (created if
+            missing; a folder holding anything else is refused, see :func:`check_report_folder`).
         split: the dataset split to evaluate; Fashion-MNIST defaults to ``"test"``. When the
             dataset has a training split, the grid baseline is fitted on it (at most
             :data:`GRID_TRAIN_LIMIT` images), otherwise crosswise on the evaluated images (see
@@ -50,13 +52,32 @@ def run(data: str, out: str | Path, tokenizers: Sequence[Any] = ("wavelet",), *,
             checked before anything is written: an image without a mask, or with a mask of another
             size, is an error and ``out`` is not created.
         saliency: the saliency method for ``roi="auto"``.
+        target: a quality target (:class:`adatok.Quality`): also give every image its own shortest
+            prefix reaching it, with each tokenizer, and write ``out/lengths.csv`` with the report
+            (:mod:`adatok.eval.lengths`; the reports in :attr:`Evaluation.lengths`). Without one, a
+            ``lengths.csv`` of an earlier run in ``out`` is removed.
         stream: bpp budgets count the token stream alone (``header=False`` of
             :func:`adatok.eval.evaluate`); codecs sit them out.
         Other arguments as for :func:`adatok.eval.evaluate`.
     """
-    from ..datasets import data_reads, load
-    from .regions import mask_reads, mask_regions
+    from ..core.budget import Quality
+    from ..datasets import data_reads, load, shrink
+    from .lengths import length_reports, lengths_csv
+    from .regions import mask_reads, mask_regions, saliency_regions
 
+    # (every argument checked before any work: a bad one failed deep inside, or after the whole run)
+    for value, what in ((data, "data"), (out, "out")):
+        if not isinstance(value, str | os.PathLike):
+            raise AdatokError(f"{what} is a name or a folder's path, got {value!r}")
+    if roi is not None and not isinstance(roi, str | os.PathLike):
+        raise AdatokError(f"roi is 'auto', a mask file or a folder of masks, got {roi!r}")
+    if target is not None and not isinstance(target, Quality):
+        raise BudgetError(f"target is a quality target, Quality(psnr=..) or Quality(ssim=..), got {target!r}")
+    bpp, tokens = check_budgets(bpp, tokens)
+    baselines = _listed(baselines, "baselines", "names")
+    if not is_whole(keep) or keep < 0:
+        raise AdatokError(f"keep is a whole number >= 0, got {keep!r}")
+    tokenizers = [tokenizer(t) for t in _listed(tokenizers, "tokenizers", "names or tokenizer objects")]
     split = default_split(data, split)
     out = Path(out)
     folder = Path(data) if str(data) not in ("samples", "fashion-mnist") else None
@@ -64,29 +85,41 @@ def run(data: str, out: str | Path, tokenizers: Sequence[Any] = ("wavelet",), *,
             os.path.abspath(out)).is_relative_to(os.path.abspath(folder))):  # (a link in it leading out: still read)
         raise AdatokError(f"the output folder {out} is inside the data folder {folder}: the report's plots would be "
                           "read as images by the next run over it; give an output folder outside it")
-    ds = load(data, split, limit=limit, max_side=max_side)
+    check_report_folder(out)
+    masks = roi is not None and str(roi) != "auto"
+    # (masks are checked against their images' own size, then shrunk with them: a mask compared after
+    # shrinking passed with any size of the image's aspect ratio)
+    ds = load(data, split, limit=limit, max_side=None if masks else max_side)
     region, region_note = None, None
-    if roi is not None and str(roi) == "auto":
+    if roi is not None and not masks:
         from ..core.saliency import check_method
 
         region = check_method(saliency)  # checked before anything is written
-    elif roi is not None:
+    elif masks:
         region, region_note = mask_regions(roi, ds.items(), max_side)
+        if max_side is not None:
+            for i, img in enumerate(ds.images):  # (one at a time: the full-size image goes as its copy comes)
+                ds.images[i] = shrink(img, max_side)
     read = folder / split if folder is not None and split is not None else folder  # (what load read)
     check_report_spares(out, [data_reads(read if read is not None else data),
-                              mask_reads(roi) if roi is not None and str(roi) != "auto" else ([], [])])
+                              mask_reads(roi) if masks else ([], [])])
     grid_train = None
     if "grid" in baselines and ds.train_split is not None:
         grid_train = load(data, ds.train_split, limit=GRID_TRAIN_LIMIT, max_side=max_side).images
-    created = not out.exists()
+    made = []  # the folders this run creates, deepest first: a failed run leaves none of them behind
+    for path in (out, *out.parents):
+        if path.exists() or path.is_symlink():
+            break
+        made.append(path)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
+        _remove_empty(made)
         raise AdatokError(f"cannot create folder {out}: {exc.strerror or exc}") from exc
     split_txt = f" ({split})" if split else ""
     if command is None:
         command = _command(data, tokenizers, bpp, tokens, baselines, split, limit, max_side, seed, out, stream, roi,
-                           saliency)
+                           saliency, target)
     config = {"data": str(data), "data_note": split_txt, "command": command}
     if region_note:
         config["roi"] = region_note
@@ -96,17 +129,32 @@ def run(data: str, out: str | Path, tokenizers: Sequence[Any] = ("wavelet",), *,
                       header=not stream)
         if ev.config.get("grid") and grid_train is not None:
             ev.config["grid"]["fitted_on"] = f"the {ds.train_split} split"
-        return ev, write_report(ev, out)
+        lengths = None
+        if target is not None:  # measured before anything is written: the report and its lengths go in as one
+            maps = None
+            if roi is not None:  # the run's own maps; images it left out (too small) get theirs here
+                given = region if isinstance(region, dict) else ev.regions
+                need = [(i, img) for i, img in ds.items() if i not in given]
+                made_maps = saliency_regions(need, region) if need and isinstance(region, str) else {}
+                maps = [given[i] if i in given else made_maps[i] for i in ds.ids]
+            ev.lengths = length_reports(tokenizers, ds.images, target, ds.ids, roi=maps)
+            lengths = lengths_csv(ev.lengths)
+        return ev, write_report(ev, out, lengths=lengths)
     except BaseException:
-        if created:  # made for this run, which wrote nothing (interrupted while writing too): not left behind
-            for folder in (out / "plots", out):
-                with contextlib.suppress(OSError):
-                    folder.rmdir()  # (only an empty one)
+        # made for this run, which wrote nothing (interrupted while writing too): not left behind
+        _remove_empty([out / "plots", *made] if made else [])
         raise
 
 
+def _remove_empty(folders: Sequence[Path]) -> None:
+    """Remove each of ``folders`` (in the order given) that is empty; leave any other."""
+    for folder in folders:
+        with contextlib.suppress(OSError):
+            folder.rmdir()  # (only an empty one)
+
+
 def _command(data, tokenizers, bpp, tokens, baselines, split, limit, max_side, seed, out, stream=False,
-             roi=None, saliency="auto") -> str:
+             roi=None, saliency="auto", target=None) -> str:
     """The ``adatok eval`` command line of a run, quoted for a shell (a path with a space stays one argument)."""
     names = ",".join(t if isinstance(t, str) else t.name for t in tokenizers)
     parts = ["adatok", "eval", "--tokenizer", names, "--data", str(data)]
@@ -126,4 +174,8 @@ def _command(data, tokenizers, bpp, tokens, baselines, split, limit, max_side, s
     parts += ["--seed", str(seed), "--out", str(out)]
     if roi is not None:
         parts += ["--roi", str(roi)] + (["--saliency", saliency] if str(roi) == "auto" else [])
+    if target is not None:
+        parts += ["--target-psnr", f"{target.psnr:g}"] if target.psnr is not None else \
+            ["--target-ssim", f"{target.ssim:g}"]
+        parts += ["--in-roi"] if target.region == "roi" else []
     return shlex.join(parts)

@@ -12,9 +12,10 @@ What ``adatok eval --roi`` takes, turned into ``{image id: H x W float map in [0
   for one image, or an image without a mask, is an error that lists them.
 
 Masks are read with :func:`adatok.core.saliency.read_mask` (value = brightest channel / 255:
-white inside, black outside) and must have their image's size. With ``max_side`` (``--max-side``,
-which shrinks the images), a mask is first shrunk the same way as its image
-(:func:`adatok.datasets.shrink`), so masks drawn on the full-size images fit the shrunk ones. A
+white inside, black outside) and must have their image's size, before ``max_side``
+(``--max-side``, which shrinks the images) shrinks either; then a mask is shrunk the same way as
+its image (:func:`adatok.datasets.shrink`), so masks drawn on the full-size images fit the shrunk
+ones. A
 pixel is inside the region where the map is at least
 :data:`adatok.core.metrics.REGION_THRESHOLD` (0.5).
 """
@@ -74,15 +75,16 @@ def saliency_regions(items: Sequence[tuple[str, np.ndarray]], method: str = "aut
     return out
 
 
-def _shrunk_mask(m: np.ndarray, path: Path, max_side: int | None) -> tuple[np.ndarray, str]:
-    """A mask shrunk as :func:`adatok.datasets.shrink` shrinks its image (unchanged without
-    ``max_side``), and how an error names it."""
+def _fitted_mask(name: str, image: np.ndarray, m: np.ndarray, path: Path, max_side: int | None) -> np.ndarray:
+    """Mask ``m`` (read from ``path``) checked against ``image`` at the image's own size, then
+    shrunk as :func:`adatok.datasets.shrink` shrinks the image (unchanged without ``max_side``).
+    (Compared after shrinking, any mask of the image's aspect ratio had passed.)"""
+    m = check_region(name, image, m, f"mask {path}")
     if max_side is None or max(m.shape) <= max_side:
-        return m, f"mask {path}"
+        return m
     from ..datasets import shrink
 
-    small = shrink(np.rint(m * 255).astype(np.uint8), max_side)[:, :, 0] / 255.0
-    return small, f"mask {path} ({m.shape[0]}x{m.shape[1]}, shrunk by --max-side {max_side})"
+    return shrink(np.rint(m * 255).astype(np.uint8), max_side)[:, :, 0] / 255.0
 
 
 def _mask_index(folder: Path, roots: list | None = None) -> tuple[dict[str, list[Path]], dict[str, list[Path]]]:
@@ -138,8 +140,9 @@ def mask_regions(path: str | os.PathLike[str], items: Sequence[tuple[str, np.nda
     """Masks for ``(id, image)`` pairs from a mask file (one for all) or a folder of masks (one
     each, matched as the module says); return ``{id: map}`` and a description for the report.
 
-    Every image needs a mask of its size (after ``max_side``, see the module), else nothing is
-    returned: the error names the images without a mask (the first few) or the first image whose
+    ``items`` are the images at their own size (before ``max_side`` shrinks them); the maps
+    returned are shrunk by ``max_side`` as the images are (:func:`adatok.datasets.shrink`). Every
+    image needs a mask of its own size, else nothing is returned: the error names the images without a mask (the first few) or the first image whose
     mask has another size, with both sizes.
 
     Raises:
@@ -153,8 +156,7 @@ def mask_regions(path: str | os.PathLike[str], items: Sequence[tuple[str, np.nda
         raise AdatokError(f"no such mask file or folder: {path}; give --roi auto, a mask PNG or a folder of masks")
     if path.is_file():
         full = read_mask(path)
-        m, what = _shrunk_mask(full, path, max_side)
-        return ({name: check_region(name, img, m, what) for name, img in items},
+        return ({name: _fitted_mask(name, img, full, path, max_side) for name, img in items},
                 f"mask {path} (the same for every image)")
     by_path, by_stem = _mask_index(path)
     found = {name: _find_mask(name, path, by_path, by_stem) for name, _ in items}
@@ -167,7 +169,7 @@ def mask_regions(path: str | os.PathLike[str], items: Sequence[tuple[str, np.nda
                           f"matched by the image's path or file stem (e.g. {example})")
     out = {}
     for name, img in items:
-        out[name] = check_region(name, img, *_shrunk_mask(read_mask(found[name]), found[name], max_side))
+        out[name] = _fitted_mask(name, img, read_mask(found[name]), found[name], max_side)
     return out, f"masks in {path} (one per image, matched by path or file stem)"
 
 
@@ -175,7 +177,7 @@ def region_maps(spec: str | os.PathLike[str], items: Sequence[tuple[str, np.ndar
                 max_side: int | None = None,
                 progress: Callable[[int, int, str], None] | None = None) -> tuple[dict[str, np.ndarray], str]:
     """``{id: map}`` and a description for ``spec``: ``"auto"`` (saliency maps of ``saliency``'s
-    method), a mask file or a folder of masks (:func:`mask_regions`)."""
+    method), a mask file or a folder of masks (:func:`mask_regions`: ``items`` at their own size)."""
     if str(spec) == "auto":
         return saliency_regions(items, saliency, progress), f"saliency ({saliency}) of each image"
     return mask_regions(spec, items, max_side)

@@ -310,6 +310,61 @@ ul.legend li::before{content:"";display:inline-block;width:18px;height:3px;margi
 #: The files :func:`write_report` writes into its folder (and it writes ``plots/*.png``).
 REPORT_FILES = ("results.csv", "bd_rate.csv", "report.html")
 
+#: The per-image lengths a run with a quality target adds to its report (:mod:`adatok.eval.lengths`).
+LENGTHS = "lengths.csv"
+
+
+def utf8(text: str) -> bytes:
+    """``text`` as UTF-8, a file name's bytes that are not UTF-8 (``bad\\xff.png``, which Python
+    holds as lone surrogates) written as ``\\xff`` escapes: the report is written, the name shown
+    as near as text can (``str.encode`` failed after the whole run)."""
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        try:
+            raw = text.encode("utf-8", "surrogateescape")  # (the bytes of the file's name)
+        except UnicodeEncodeError:
+            return text.encode("utf-8", "backslashreplace")  # (a lone surrogate from elsewhere)
+        return raw.decode("utf-8", "backslashreplace").encode()
+
+
+def check_report_files(out: str | Path) -> None:
+    """Refuse (:class:`~adatok.AdatokError`) a report into ``out`` where one of its files is a folder
+    (or a device, a pipe): found before any work, not when the report is written after it."""
+    out = Path(out)
+    for path in [out / name for name in (*REPORT_FILES, LENGTHS)] + [out / "plots" / f"{s}.png" for s in PLOTS]:
+        if path.exists() and not path.is_file():
+            raise AdatokError(f"cannot write the report into {out}: {path} is {'a folder' if path.is_dir() else 'not a file'}"
+                              "; the earlier report there, if any, is as it was; remove it or give another folder")
+    if (out / "plots").exists() and not (out / "plots").is_dir():
+        raise AdatokError(f"cannot write the report into {out}: {out / 'plots'} is not a folder; remove it or give "
+                          "another output folder")
+
+
+def _is_our_results(path: Path) -> bool:
+    """Whether ``path`` is a ``results.csv`` an evaluation wrote (its header, older files' too)."""
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(200).startswith(b"image,height,width,channels,method,kind,budget_kind,budget,")
+    except OSError:
+        return False
+
+
+def check_report_folder(out: str | Path) -> None:
+    """Refuse (:class:`~adatok.AdatokError`) a report into ``out`` where it would write over files of
+    the report's names (``results.csv``, ``report.html``, ``bd_rate.csv``, ``lengths.csv``) that are
+    not an earlier report's: one is recognised by its ``results.csv``. A new folder, or one of other
+    files only (which the run leaves alone), is taken. A file that is no folder, and report files
+    that are folders, are refused too."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise AdatokError(f"the output {out} is a file; give a folder for the report")
+    check_report_files(out)
+    present = [name for name in (*REPORT_FILES, LENGTHS) if (out / name).exists()]
+    if present and not _is_our_results(out / "results.csv"):
+        raise AdatokError(f"the output folder {out} holds {present[0]}, but not the results.csv of an adatok eval "
+                          "report: the report would write over it; give a new folder, or an earlier report's")
+
 
 def check_report_spares(out: str | Path, reads: Sequence[tuple[Sequence[Path], Sequence[Path]]]) -> None:
     """Refuse (:class:`~adatok.AdatokError`) a report into ``out`` that would write over what its run
@@ -318,9 +373,10 @@ def check_report_spares(out: str | Path, reads: Sequence[tuple[Sequence[Path], S
     :func:`adatok.eval.regions.mask_reads`): no report file may be one of the files, nor land in
     one of the folders (the next run would read it). ``lengths.csv`` (``--target-psnr``) counts too."""
     out = Path(out)
+    check_report_files(out)
     folders = {Path(f) for group, _ in reads for f in group}
     files = {Path(f) for _, group in reads for f in group}
-    names = (*REPORT_FILES, "lengths.csv")
+    names = (*REPORT_FILES, LENGTHS)
     for path in [out / name for name in names] + [out / "plots" / f"{stem}.png" for stem in PLOTS]:
         real = path.resolve()
         inside = next((f for f in real.parents if f in folders), None)
@@ -333,19 +389,30 @@ def check_report_spares(out: str | Path, reads: Sequence[tuple[Sequence[Path], S
                               "reads (data or masks): give an output folder apart from them")
 
 
-def write_report(ev: Evaluation, out: str | Path, *, results: Sequence[dict[str, str]] | None = None) -> Path:
+def write_report(ev: Evaluation, out: str | Path, *, results: Sequence[dict[str, str]] | None = None,
+                 lengths: str | None = None) -> Path:
     """Write ``results.csv`` (unless ``results`` are given), the plots, ``bd_rate.csv`` and
     ``report.html`` for an evaluation into folder ``out``; return the report's path.
 
+    ``lengths``: the text of ``lengths.csv`` (:func:`adatok.eval.lengths.lengths_csv`), written with
+    the rest; without it, a new ``results.csv`` removes an earlier run's ``lengths.csv`` there, which
+    would read as this run's. All of it is written as one (:func:`~adatok.core.imageio.atomic_writes`,
+    under the folder's lock): the folder holds one run's report, an earlier one or this one, whole.
     The page's numbers are read back from ``out/results.csv``.
     """
     out = Path(out)
+    check_report_files(out)
     out.mkdir(parents=True, exist_ok=True)
     files: dict[Path, bytes] = {}  # written together at the end: a failed write leaves the earlier run whole
+    stale: list[Path] = []  # an earlier run's files this run does not write: not this run's
     if results is None:
         text = results_csv(ev)
-        files[out / "results.csv"] = text.encode()
+        files[out / "results.csv"] = utf8(text)
         results = parse_results(text)
+        if lengths is None:
+            stale.append(out / LENGTHS)
+    if lengths is not None:
+        files[out / LENGTHS] = utf8(lengths)
     rows = list(results)
     by_key = {(r["image"], r["method"], r["budget_kind"], r["budget"]): r for r in rows}
     order = [m.name for m in ev.methods]
@@ -360,7 +427,7 @@ def write_report(ev: Evaluation, out: str | Path, *, results: Sequence[dict[str,
     writer.writerow(["method", "bd_rate_psnr_percent", "bd_rate_ms_ssim_percent", "images_psnr", "images_ms_ssim"])
     writer.writerows([m, _fmt_pct(v["psnr"]), _fmt_pct(v["ms_ssim"]), int(v["n"]), int(v["n_ms_ssim"])]
                      for m, v in rates.items())
-    files[out / "bd_rate.csv"] = bd_csv.getvalue().encode()
+    files[out / "bd_rate.csv"] = utf8(bd_csv.getvalue())
 
     parts = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'>"
              f"<meta name='viewport' content='width=device-width, initial-scale=1'>"
@@ -374,14 +441,15 @@ def write_report(ev: Evaluation, out: str | Path, *, results: Sequence[dict[str,
     parts.append(_results_table(rows))
     parts.append("</body></html>\n")
     path = out / "report.html"
-    files[path] = "\n".join(parts).encode()
+    files[path] = utf8("\n".join(parts))
     try:
         (out / "plots").mkdir(exist_ok=True)
         # (two runs into one folder at once: one after the other, the files of one run, never some of each)
         with folder_lock(out, "another adatok eval", wait=120.0):
             atomic_writes([(p, lambda tmp, data=data: tmp.write_bytes(data)) for p, data in files.items()])
-            for stem in set(PLOTS) - set(plots):  # an earlier run's plot this one does not draw: not this run's
-                (out / "plots" / f"{stem}.png").unlink(missing_ok=True)
+            stale += [out / "plots" / f"{stem}.png" for stem in set(PLOTS) - set(plots)]  # (a plot it does not draw)
+            for old in stale:
+                old.unlink(missing_ok=True)
     except OSError as exc:
         raise AdatokError(f"cannot write the report into {out} ({exc.strerror or exc}); the earlier report there, "
                           "if any, is as it was") from None

@@ -29,8 +29,9 @@ from __future__ import annotations
 import csv
 import io
 import math
+import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,7 +40,7 @@ import numpy as np
 import adatok
 
 from ..core.budget import Bpp, Tokens
-from ..core.errors import AdatokError, BudgetError
+from ..core.errors import AdatokError, BudgetError, ImageFormatError
 from ..core.imageio import as_image, atomic_write_bytes
 from ..core.metrics import region_psnr
 from ..core.sequence import TokenSequence, header_size
@@ -121,6 +122,8 @@ class Evaluation:
             ``roi``: which region of interest, or ``None``), for the report's reproduction note.
         regions: the region of interest of each evaluated image (``H x W`` maps in [0, 1]), by
             id; empty without one.
+        lengths: with a quality target (:func:`adatok.eval.run`'s ``target``), per tokenizer its
+            name and its :class:`~adatok.eval.lengths.LengthReport`, or why it was left out.
     """
 
     rows: list[dict[str, Any]]
@@ -132,6 +135,7 @@ class Evaluation:
     shots: dict[tuple[str, str, str, float], Shot] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
     regions: dict[str, np.ndarray] = field(default_factory=dict)
+    lengths: list[tuple[str, Any]] = field(default_factory=list)
 
 
 def _label(name: str) -> str:
@@ -158,6 +162,58 @@ def _fmt(value: Any, column: str) -> str:
 def budget_text(kind: str, value: float) -> str:
     """A budget as results.csv writes it: ``"0.25"`` (bpp) or ``"5000"`` (tokens)."""
     return _fmt(float(value), "budget") if kind == "bpp" else str(int(value))
+
+
+def _listed(values: Any, what: str, kind: str) -> list:
+    """``values`` (a list, a tuple, any iterable but a string) as a list; one value alone, a string
+    or a non-iterable is an :class:`~adatok.AdatokError` (``bpp=0.5`` would fail deep inside)."""
+    if isinstance(values, str | bytes | np.ndarray) or not isinstance(values, Iterable):
+        raise AdatokError(f"{what} takes a list of {kind}, got {values!r}; give a single one as [value]")
+    return list(values)
+
+
+def check_budgets(bpp: Any, tokens: Any) -> tuple[list[float], list[int]]:
+    """The budgets of a run as lists, each once (0.5 and .5 are one), each checked as ``Bpp(x)`` and
+    ``Tokens(k)`` check theirs (:class:`~adatok.BudgetError`: ``10.5`` tokens is refused, not cut to 10).
+
+    Raises:
+        BudgetError: a budget that is not a list, a malformed budget, or no budget at all.
+    """
+    if bpp is None:  # (what "no bpp budget" reads as beside token budgets)
+        bpp = ()
+    if tokens is None:
+        tokens = ()
+    for values, what, kind in ((bpp, "bpp", "bits per pixel"), (tokens, "tokens", "token counts")):
+        if isinstance(values, str | bytes | np.ndarray) or not isinstance(values, Iterable):
+            raise BudgetError(f"{what} takes a list of {kind}, got {values!r}; give a single one as [value]")
+    bpp_list = list(dict.fromkeys(Bpp(b).x for b in bpp))
+    token_list = list(dict.fromkeys(Tokens(k).k for k in tokens))
+    if not bpp_list and not token_list:
+        raise BudgetError("give at least one budget: --bpp or --tokens")
+    return bpp_list, token_list
+
+
+def tokenizer(value: Any) -> Any:
+    """A tokenizer given by name (:func:`adatok.load`) or as an object; anything else is an
+    :class:`~adatok.AdatokError` (a number had failed deep inside, on its missing ``name``)."""
+    if isinstance(value, str):
+        return adatok.load(value)
+    if not all(hasattr(value, attr) for attr in ("name", "encode", "decode")):
+        raise AdatokError(f"a tokenizer is a name for adatok.load or a tokenizer object, got {value!r}")
+    return value
+
+
+def _pairs(images: Any) -> list[tuple[str, Any]]:
+    """``evaluate``'s images as ``(id, image)`` pairs, refusing anything else clearly."""
+    if isinstance(images, np.ndarray | str | bytes) or not isinstance(images, Iterable):
+        raise ImageFormatError("evaluate takes (id, image) pairs, e.g. [('photo', image)] or "
+                               f"adatok.datasets.load(...).items(), got {type(images).__name__}")
+    pairs = list(images)
+    for pair in pairs:
+        if not isinstance(pair, tuple | list) or len(pair) != 2 or not isinstance(pair[0], str):
+            raise ImageFormatError(f"evaluate takes (id, image) pairs with a string id, e.g. [('photo', image)]; "
+                                   f"got an item of type {type(pair).__name__}")
+    return pairs
 
 
 def evaluate(images: Sequence[tuple[str, np.ndarray]], tokenizers: Sequence[Any] = ("wavelet",),
@@ -199,30 +255,26 @@ def evaluate(images: Sequence[tuple[str, np.ndarray]], tokenizers: Sequence[Any]
             unknown saliency method, a map missing for an image or of another size, or bpp budgets
             of the token stream alone (``header=False``) with a region.
     """
-    bpp = list(dict.fromkeys(float(b) for b in bpp))  # each budget once (0.5 and .5 are one)
-    tokens = list(dict.fromkeys(int(k) for k in tokens))
-    if not bpp and not tokens:
-        raise AdatokError("give at least one budget: --bpp or --tokens")
+    bpp, tokens = check_budgets(bpp, tokens)
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or not 0 <= seed < 2**32:
         raise AdatokError(f"the seed must be a whole number from 0 to {2**32 - 1}, got {seed!r}")
-    for b in bpp:
-        Bpp(b)  # validates
-    for k in tokens:
-        Tokens(k)
+    tokenizers = [tokenizer(t) for t in _listed(tokenizers, "tokenizers", "names or tokenizer objects")]
+    if roi is not None and not isinstance(roi, str | Mapping):
+        raise AdatokError(f"roi is a saliency method's name or {{image id: map}}, got {type(roi).__name__}")
     if not header and roi is not None and bpp and any(
-            getattr(adatok.load(t) if isinstance(t, str) else t, "supports_roi", False) for t in tokenizers):
+            getattr(t, "supports_roi", False) for t in tokenizers):
         raise AdatokError("--stream counts the token stream alone, but a steered sequence's region map is in its "
                           "header (tens of bytes): its bpp would leave out what the decoder needs; measure regions "
                           "with headers counted (without --stream), or give --tokens budgets")
-    baselines = list(dict.fromkeys(baselines))  # each once, in the order given
-    unknown = [b for b in baselines if b not in CODECS and b != "grid"]
+    baselines = list(dict.fromkeys(_listed(baselines, "baselines", "names")))  # each once, in the order given
+    unknown = [b for b in baselines if not isinstance(b, str) or (b not in CODECS and b != "grid")]
     if unknown:
         raise AdatokError(f"unknown baseline {unknown[0]!r}: use any of {', '.join([*CODECS, 'grid'])}")
     budgets = [("bpp", b) for b in bpp] + [("tokens", k) for k in tokens]
 
     skipped = list(skipped)
     kept: list[tuple[str, np.ndarray]] = []
-    for name, img in images:
+    for name, img in _pairs(images):
         img = as_image(img, what=f"image {name!r}")
         h, w = img.shape[:2]
         if min(h, w) < MIN_SIDE:
@@ -240,8 +292,7 @@ def evaluate(images: Sequence[tuple[str, np.ndarray]], tokenizers: Sequence[Any]
     total = len(kept) * (len(tokenizers) + len(baselines))
     regions = _regions(kept, roi, report)
     runners: list[tuple[Method, Any]] = []
-    for t in tokenizers:
-        tok = adatok.load(t) if isinstance(t, str) else t
+    for tok in tokenizers:
         same = [other for m, other in runners if m.name == tok.name]
         if same and getattr(same[0], "version", None) != getattr(tok, "version", None):
             raise AdatokError(f"two tokenizers named {tok.name!r} with other weights (versions "
@@ -493,8 +544,13 @@ def read_results(path) -> list[dict[str, str]]:
     """The rows of a ``results.csv`` as dicts of strings (empty string: not measured).
 
     Files written before a column existed (:data:`REGION_COLUMNS`) read as if it were empty."""
-    with open(path, newline="") as fh:
-        return parse_results(fh.read())
+    if not isinstance(path, str | os.PathLike):  # (open(5) reads file descriptor 5)
+        raise AdatokError(f"read_results takes the path of a results.csv, got {path!r}")
+    try:
+        with open(path, newline="") as fh:
+            return parse_results(fh.read())
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise AdatokError(f"cannot read the results {path}: {getattr(exc, 'strerror', None) or exc}") from exc
 
 
 def parse_results(text: str) -> list[dict[str, str]]:
