@@ -575,3 +575,14 @@ def test_synthetic_images_keep_to_max_side():
     for bad in (0, -1, 2.5):
         with pytest.raises(AdatokError, match="max_side"):
             synthetic_images(3, max_side=bad)
+
+
+def test_jpeg_of_a_short_wide_strip_at_high_quality_is_written():
+    """Pillow's optimized JPEG failed on 2 x 17000 noise at high quality ("broken data stream when
+    writing image file": a 500 from adatok serve's curve); it falls back to the standard tables."""
+    from adatok.eval import codec
+
+    strip = np.random.default_rng(0).integers(0, 256, (2, 17000, 1), dtype=np.uint8)
+    for q in (95, 50):
+        data = codec("jpeg").encode(strip, q)
+        assert codec("jpeg").decode(data, 1).shape == (2, 17000, 1)

@@ -98,7 +98,12 @@ class Codec:
             pil.save(buf, "JPEG2000", irreversible=True, mct=0 if gray else 1, quality_mode="rates",
                      quality_layers=[float(setting)], no_jp2=True)
         elif self.name == "jpeg":
-            pil.save(buf, "JPEG", quality=int(setting), optimize=True)
+            try:
+                pil.save(buf, "JPEG", quality=int(setting), optimize=True)
+            except OSError:  # (Pillow's optimized Huffman pass fails on very short, wide images at high quality:
+                # 2 x 12000 at 95, "broken data stream", a 500 in adatok serve's curve; the standard tables do)
+                buf = io.BytesIO()
+                pil.save(buf, "JPEG", quality=int(setting), optimize=False)
         elif self.name == "webp":
             pil.save(buf, "WEBP", quality=int(setting), method=6)
         elif self.name == "avif":
