@@ -842,3 +842,17 @@ def test_datasets_load_of_no_name_is_its_own_error():
     for bad in (3, None):
         with pytest.raises(adatok.AdatokError, match="a dataset is a name .samples, fashion-mnist. or a folder"):
             load(bad)
+
+
+def test_a_link_to_nothing_in_a_folder_is_listed_as_skipped(tmp_path):
+    """A broken link in a data folder was left out silently, where every other file that is no image is
+    listed with its reason (adatok eval, load, tokenize-dataset)."""
+    from PIL import Image
+
+    from adatok.datasets import load
+
+    Image.fromarray(np.zeros((4, 4), np.uint8)).save(tmp_path / "a.png")
+    (tmp_path / "broken.png").symlink_to("nowhere.png")
+    ds = load(tmp_path)
+    assert len(ds.images) == 1
+    assert ds.skipped == [("broken.png", "a link to nowhere.png, which does not exist")]

@@ -320,6 +320,10 @@ def _walk(folder: Path, unreadable: list | None = None, skip=None, folders: list
             p = Path(root) / f
             if not f.startswith(".") and p.is_file() and not read_anyway(str(p)):
                 yield p
+            elif (not f.startswith(".") and p.is_symlink() and not p.exists() and unreadable is not None
+                  and not (avoid is not None and Path(os.path.realpath(p)).is_relative_to(avoid))):  # (into the output)
+                # (a link to nothing was left out silently, where every other file that is no image is listed)
+                unreadable.append((p.relative_to(folder).as_posix(), f"a link to {os.readlink(p)}, which does not exist"))
 
 
 def left_out_line(skipped: Sequence[tuple[str, str]], folder: str | os.PathLike[str], shown: int = 3) -> str:
