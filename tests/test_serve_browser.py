@@ -114,7 +114,7 @@ def test_a_person_s_visit(served, tab):
     (folder / "coffee.png").write_bytes(png_bytes(photo))
     page.set_input_files("#file", str(folder / "coffee.png"))
     page.wait_for_selector("#recon[data-k]", timeout=60_000)
-    page.wait_for_function("document.querySelector('#n-ssim').textContent !== '-'")
+    page.wait_for_function("/^[0-9]/.test(document.querySelector('#n-ssim').textContent)")
     assert "coffee.png" in page.text_content("#status")
     assert np.array_equal(_canvas(page, "#original"), photo)
     _shot(page, folder, "2-uploaded")
@@ -240,4 +240,100 @@ def test_the_page_stays_true_to_what_it_shows(served, tab):
     page.click("#curve-go")
     page.wait_for_function("document.querySelector('#curve-status').textContent.includes('nothing to plot')",
                            timeout=120_000)
+    assert errors == [], errors
+
+
+def test_the_page_shows_one_image_and_one_sequence(served, tab):
+    """Found by an outside tester: a new image that failed to encode was shown beside the old
+    coding's reconstruction; SSIM and the maps lagged a slider move (and stayed wrong when their
+    request failed); an error of a lower section went to a box scrolled out of view; a download of
+    a dropped coding saved the server's JSON error; the curve outlived the sequence it was of."""
+    url, folder, _ = served
+    page, errors = tab
+    fashion = fashion_image(0)
+    (folder / "fashion.png").write_bytes(png_bytes(fashion))
+    page.set_input_files("#file", str(folder / "fashion.png"))     # (with the tokenizer the page has)
+    page.wait_for_function("document.querySelector('#status').textContent.includes('fashion.png: 28x28')",
+                           timeout=60_000)
+    page.select_option("#tokenizer", "fashion-mnist-32")
+    page.wait_for_function("document.querySelector('#status').textContent.includes('bpp) with fashion-mnist-32')",
+                           timeout=60_000)
+    page.wait_for_function("/^[0-9]/.test(document.querySelector('#n-ssim').textContent)")
+    status, shown = page.text_content("#status"), _canvas(page, "#original")
+    # 1. a new image the tokenizer cannot take: the page stays with the image and the coding it shows
+    noise = np.random.default_rng(1).integers(0, 256, (40, 48, 3), dtype=np.uint8)
+    (folder / "noise2.png").write_bytes(png_bytes(noise))
+    page.set_input_files("#file", str(folder / "noise2.png"))
+    page.wait_for_function("!document.querySelector('#error').hidden", timeout=60_000)
+    assert "still shows fashion.png" in page.text_content("#error")
+    assert page.text_content("#status") == status and np.array_equal(_canvas(page, "#original"), shown)
+    assert page.evaluate("[$('recon').width, $('recon').height]") == [28, 28]
+
+    # the same image with the wavelet tokenizer
+    page.select_option("#tokenizer", "wavelet")
+    page.wait_for_function("document.querySelector('#status').textContent.includes('bpp) with wavelet.')",
+                           timeout=60_000)
+    page.wait_for_function("/^[0-9]/.test(document.querySelector('#n-ssim').textContent)")
+
+    # 2. SSIM and the maps of a new prefix: greyed until they come, cleared (and why) if refused
+    held = []
+    page.route("**/details*", lambda route: held.append(route))
+    page.select_option("#mode", "tokens")
+    page.fill("#value", "40")
+    page.dispatch_event("#value", "change")
+    page.wait_for_function("document.querySelector('#recon').dataset.k === '40'")
+    page.wait_for_function("document.querySelector('#n-ssim').textContent === '…'")
+    assert "stale" in page.get_attribute("#errmap", "class")
+    page.wait_for_timeout(400)
+    assert held, "no details request"
+    for route in held:
+        route.fulfill(status=503, content_type="application/json", body='{"error": "the server is busy (test)"}')
+    page.wait_for_function("document.querySelector('#n-ssim').textContent === '–'")
+    assert "busy (test)" in page.text_content("#error") and page.get_attribute("#errmap", "src") is None
+    page.unroute("**/details*")
+    page.fill("#value", "60")
+    page.dispatch_event("#value", "change")
+    page.wait_for_function("/^[0-9]/.test(document.querySelector('#n-ssim').textContent)")
+    assert page.is_hidden("#error") and page.get_attribute("#errmap", "src").startswith("data:")
+
+    # 3. a refusal in a lower section: its message is in view
+    page.fill("#gen-n", "17")
+    page.locator("#gen-go").scroll_into_view_if_needed()
+    page.click("#gen-go")
+    page.wait_for_function("!document.querySelector('#error').hidden")
+    top, bottom, height = page.evaluate("[$('error').getBoundingClientRect().top, "
+                                        "$('error').getBoundingClientRect().bottom, innerHeight]")
+    assert 0 <= top and bottom <= height, (top, bottom, height)
+    page.fill("#gen-n", "3")
+    page.click("#error")                    # a click puts it away
+    assert page.is_hidden("#error")
+
+    # 4. a download the server refuses (a coding it no longer keeps): a message, no file of JSON
+    downloads = []
+
+    def downloaded(d):
+        downloads.append(d)
+
+    page.on("download", downloaded)
+    href = page.get_attribute("#dl-atk", "href")
+    page.evaluate("() => { $('dl-atk').href = '/api/codings/0000000000000000/prefix.atk?tokens=3'; }")
+    page.click("#dl-atk")
+    page.wait_for_function("!document.querySelector('#error').hidden")
+    page.wait_for_timeout(300)
+    assert page.text_content("#error").startswith("Download the .atk") and downloads == []
+    page.remove_listener("download", downloaded)
+    page.evaluate(f"() => {{ $('dl-atk').href = {json.dumps(href)}; }}")
+
+    # 5. the curve is of the sequence the slider shows: a region encode, or the toggle, takes it away
+    page.click("#curve-go")
+    page.wait_for_selector("#curve svg polyline[data-series='ours']", timeout=120_000)
+    page.click("#roi-auto")
+    page.wait_for_selector("#roi-result:not([hidden])", timeout=60_000)
+    assert page.query_selector("#curve svg") is None
+    assert "compute the curve again" in page.text_content("#curve-status")
+    page.click("#curve-go")
+    page.wait_for_selector("#curve svg polyline[data-series='ours']", timeout=120_000)
+    page.uncheck("#use-roi")
+    page.wait_for_function("!document.querySelector('#curve svg')")
+    assert "without the region" in page.text_content("#curve-status")
     assert errors == [], errors

@@ -60,15 +60,15 @@ async function start() {
 
 async function loadImage(request, what) {
   clearError();
+  const before = $("status").textContent;
   $("status").textContent = `Reading ${what}...`;
+  let image;
   try {
-    S.image = await apiJson(...request);
-  } catch (e) { showError(e.message); $("status").textContent = ""; return; }
-  S.steered = null;
-  $("use-roi").checked = false;
-  $("use-roi").disabled = true;
-  await drawOriginal();
-  await encode();
+    image = await apiJson(...request);
+  } catch (e) { showError(e.message); $("status").textContent = S.coding ? codingStatus() : before; return; }
+  // the new image takes the page only once it is encoded: on a failure the page stays as it was
+  // (the original, the reconstruction and the numbers always belong to one image)
+  await encode(image);
 }
 
 async function drawOriginal() {
@@ -83,33 +83,53 @@ async function drawOriginal() {
   clearPaint();
 }
 
-async function encode() {
+function codingStatus() {          // the status line of the coding on screen
+  return `${S.image.name}: ${S.image.width}x${S.image.height}, ${int(S.plain.tokens)} tokens ` +
+    `(${int(S.plain.bytes)} bytes, ${S.plain.bpp.toFixed(3)} bpp) with ${S.plain.tokenizer}.`;
+}
+
+async function encode(image = S.image) {
   clearError();
-  const before = $("status").textContent;
-  $("status").textContent = `Encoding ${S.image.name} (${S.image.width}x${S.image.height}) with ${$("tokenizer").value}...`;
+  const fresh = image !== S.image;       // a new image, not yet on the page
+  $("status").textContent = `Encoding ${image.name} (${image.width}x${image.height}) with ${$("tokenizer").value}...`;
+  let coding;
   try {
-    S.plain = await apiJson("/api/codings", form({ image: S.image.image, tokenizer: $("tokenizer").value }));
+    coding = await apiJson("/api/codings", form({ image: image.image, tokenizer: $("tokenizer").value }));
   } catch (e) {
-    showError(e.message);
+    const shown = S.coding && S.image && S.coding.image === S.image.image;
+    if (fresh && shown) {
+      // the image on screen and its coding stay: the message says the new one was not taken
+      showError(`${image.name} cannot be shown: ${e.message} (the page still shows ${S.image.name})`);
+    } else showError(e.message);
+    if (fresh && !shown) {               // nothing on screen yet: the new image is the one to encode next
+      S.image = image;
+      await drawOriginal();
+    }
     // the coding on screen stays: the menu names it again (it named the tokenizer that failed)
-    if (S.coding && S.coding.image === S.image.image) {
+    if (shown) {
       $("tokenizer").value = S.coding.tokenizer;
-      $("status").textContent = before;
+      $("status").textContent = codingStatus();
     } else $("status").textContent = "";
     return;
   }
+  S.plain = coding;
   S.coding = S.plain;
   S.steered = null;
+  if (fresh) {
+    S.image = image;
+    await drawOriginal();
+  }
   $("roi-result").hidden = true;          // the region's comparison was of the coding replaced
   $("roi-status").textContent = "";
   $("use-roi").checked = false;
   $("use-roi").disabled = true;
-  $("status").textContent = `${S.image.name}: ${S.image.width}x${S.image.height}, ${int(S.plain.tokens)} tokens ` +
-    `(${int(S.plain.bytes)} bytes, ${S.plain.bpp.toFixed(3)} bpp) with ${S.plain.tokenizer}.`;
+  $("status").textContent = codingStatus();
   for (const id of ["viewer", "rd", "roi"]) $(id).hidden = false;
   $("roi").hidden = !S.plain.tokenizer.startsWith("wavelet");
   $("curve").innerHTML = "";
   $("curve-status").textContent = "";
+  S.curveX = null;
+  S.curveFor = null;
   $("slider").value = 600;
   slid();
 }
@@ -174,8 +194,26 @@ async function showFrame(query) {
   $("dl-atk").href = `/api/codings/${c.coding}/prefix.atk?${at}`;
   $("dl-png").href = `/api/codings/${c.coding}/prefix.png?${at}`;
   markCurve(n.bytes);
+  if (!S.detailsShown || S.detailsShown.coding !== c || S.detailsShown.k !== n.k) detailsStale();
   clearTimeout(S.detailsTimer);
   S.detailsTimer = setTimeout(() => details(c, n.k), 120);
+}
+
+// SSIM, the error map and the heat map come in a second request: until they are of the prefix shown,
+// they are greyed ("…"), never the previous prefix's values
+function detailsStale() {
+  S.detailsShown = null;
+  $("n-ssim").textContent = "…";
+  $("n-ssim").removeAttribute("title");
+  for (const id of ["errmap", "heatmap"]) $(id).classList.add("stale");
+}
+
+function detailsFailed(message) {      // the details of the prefix shown cannot come: cleared, and why
+  S.detailsShown = null;
+  $("n-ssim").textContent = "–";
+  $("n-ssim").title = `not computed: ${message}`;
+  for (const id of ["errmap", "heatmap"]) { $(id).removeAttribute("src"); $(id).classList.remove("stale"); }
+  showError(`SSIM, the error map and the heat map of this prefix are missing: ${message}`);
 }
 
 function drawPixels(canvas, raw, w, h, channels) {
@@ -196,13 +234,53 @@ async function details(coding, k) {
   let d;
   try {
     d = await apiJson(`/api/codings/${coding.coding}/details?tokens=${k}`);
-  } catch (e) { showError(e.message); return; }
+  } catch (e) {
+    if (coding === S.coding && S.detailsFor === k) detailsFailed(e.message);   // (else a newer one is coming)
+    return;
+  }
   if (coding !== S.coding || S.detailsFor !== k) return;
   $("n-ssim").textContent = d.ssim.toFixed(4);
+  $("n-ssim").removeAttribute("title");
   $("errmap").src = d.error_map;
   if (d.token_map) $("heatmap").src = d.token_map;
   else $("heatmap").removeAttribute("src");
+  for (const id of ["errmap", "heatmap"]) $(id).classList.remove("stale");
+  S.detailsShown = { coding, k };
   if (S.steered) compareRegion().catch((e) => showError(e.message));
+}
+
+// ---- downloads: fetched first, so that a refusal is a message on the page, not a saved error body ----
+
+function attachmentName(header) {
+  if (!header) return null;
+  const star = /filename\*=UTF-8''([^;]+)/i.exec(header);
+  if (star) { try { return decodeURIComponent(star[1]); } catch (e) { /* the plain name below */ } }
+  const plain = /filename="([^"]*)"/i.exec(header);
+  return plain ? plain[1] : null;
+}
+
+async function download(ev) {
+  const link = ev.currentTarget, href = link.getAttribute("href");
+  ev.preventDefault();
+  if (!href || link.dataset.busy) return;
+  clearError();
+  link.dataset.busy = "1";
+  try {
+    const response = await api(href);
+    const blob = await response.blob();
+    const url = URL.createObjectURL(blob);
+    const save = document.createElement("a");
+    save.href = url;
+    save.download = attachmentName(response.headers.get("Content-Disposition")) || href.split("/").pop().split("?")[0];
+    document.body.appendChild(save);
+    save.click();
+    save.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 60_000);
+  } catch (e) {
+    showError(`${link.textContent.trim()}: ${e.message}`);
+  } finally {
+    delete link.dataset.busy;
+  }
 }
 
 // ---- the rate-distortion curve (inline SVG) -----------------------------------------------------
@@ -217,6 +295,7 @@ async function computeCurve() {
     const curve = await apiJson(`/api/codings/${c.coding}/curve`);
     if (c === S.coding) {   // (a codec that cannot encode an image this long has no points: its note says why)
       $("curve-status").textContent = curve.codecs.filter((s) => s.note).map((s) => s.note).join("; ");
+      S.curveFor = c;
       drawCurve(curve);
     }
   } catch (e) { showError(e.message); $("curve-status").textContent = ""; }
@@ -270,6 +349,16 @@ function drawCurve(curve) {
   S.curveX = (bytes) => X(Math.log2(bpp(bytes)));
   S.curveRange = [x0, x1];
   if (S.lastBytes) markCurve(S.lastBytes);
+}
+
+function curveFollows() {          // the curve drawn is of the sequence the slider shows, or it goes
+  if (!S.curveFor || S.curveFor === S.coding) return;
+  S.curveFor = null;
+  S.curveX = null;
+  $("curve").innerHTML = "";
+  $("curve-status").textContent = S.coding === S.steered
+    ? "The slider now shows the steered sequence: compute the curve again for it."
+    : "The slider now shows the sequence without the region: compute the curve again for it.";
 }
 
 function markCurve(bytes) {
@@ -334,6 +423,7 @@ async function encodeRegion(kind) {
   try {
     S.steered = await apiJson("/api/codings", f);
     S.coding = S.steered;
+    curveFollows();
     $("use-roi").disabled = false;
     $("use-roi").checked = true;
     await compareRegion();
@@ -464,15 +554,18 @@ function setupInputs() {
   $("mode").addEventListener("change", slid);
   $("value").addEventListener("change", typed);
   $("curve-go").addEventListener("click", computeCurve);
+  for (const id of ["dl-atk", "dl-png"]) $(id).addEventListener("click", download);
   $("roi-paint").addEventListener("click", () => encodeRegion("paint"));
   $("roi-auto").addEventListener("click", () => encodeRegion("auto"));
   $("use-roi").addEventListener("change", () => {
     S.coding = $("use-roi").checked && S.steered ? S.steered : S.plain;
+    curveFollows();
     slid();
   });
   $("gen-go").addEventListener("click", generate);
   $("cmp-go").addEventListener("click", completeFile);
   setupPainting();
+  $("error").addEventListener("click", clearError);     // (it stays in view: a click puts it away)
 }
 
 setupInputs();
