@@ -652,12 +652,9 @@ def test_a_second_run_into_a_checkpoint_is_refused_unless_resumed_or_forced(tmp_
     assert Corpus.load(tmp_path / "g" / "corpus-train.npz").lengths.sum() > short  # 30 dB needs more tokens
 
 
-def test_a_second_run_into_a_folder_being_trained_is_refused(tmp_path, monkeypatch):
+def test_a_second_run_into_a_folder_being_trained_is_refused(tmp_path, monkeypatch, held_elsewhere):
     """Two runs into one folder at once both trained, each save alone locked, and the last to save
     won: the other's model was replaced without a word."""
-    import threading
-
-    from adatok.core.imageio import folder_lock
     from adatok.generate import train as train_module
 
     lang = SlotLanguage("fashion-mnist-32", Quality(psnr=20))
@@ -665,23 +662,10 @@ def test_a_second_run_into_a_folder_being_trained_is_refused(tmp_path, monkeypat
     tc = GenTrainConfig(steps=2, limit=8, val_images=4, batch=4, eval_every=1e9, warmup=1)
     out = tmp_path / "g"
     out.mkdir()
-    held, release = threading.Event(), threading.Event()
-
-    def another_run():  # another thread: another holder, as another process is
-        with folder_lock(out, "x"):
-            held.set()
-            release.wait(30)
-
-    thread = threading.Thread(target=another_run)
-    thread.start()
-    assert held.wait(10)
-    try:
+    with held_elsewhere(out):
         for resume in (False, True):
             with pytest.raises(adatok.AdatokError, match="being written by another training run"):
                 train_generator(out, lang, cfg, tc, resume=resume, log=lambda *a: None)
-    finally:
-        release.set()
-        thread.join(10)
     assert list(out.iterdir()) == []
     # a new folder: held once made; a checkpoint another run saved there since the first check is refused
     real_make = train_module.make_folders

@@ -135,35 +135,19 @@ def test_resume_continues_and_matches_an_uninterrupted_run(tmp_path):
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="flock")
-def test_a_second_run_into_a_folder_being_trained_is_refused(tmp_path, monkeypatch):
+def test_a_second_run_into_a_folder_being_trained_is_refused(tmp_path, monkeypatch, held_elsewhere):
     """Two runs into one new folder both trained, each save alone locked, and the last to save won:
     the other's model was replaced without a word (and a --resume beside a running run did the same)."""
-    import threading
-
-    from adatok.core.imageio import folder_lock
     from adatok.neural import trainer
 
     kw = dict(name="r", quiet=True, images=_images(64), eval_images=_images(8, 1))
     cfg, tc = ModelConfig(**TINY), TrainConfig(steps=2, batch=8, eval_every=1, warmup=1)
     out = tmp_path / "run"
     out.mkdir()
-    held, release = threading.Event(), threading.Event()
-
-    def another_run():  # another run holding the folder (another thread: another holder, as another process is)
-        with folder_lock(out, "x"):
-            held.set()
-            release.wait(30)
-
-    thread = threading.Thread(target=another_run)
-    thread.start()
-    assert held.wait(10)
-    try:
+    with held_elsewhere(out):
         for resume in (False, True):
             with pytest.raises(adatok.AdatokError, match="being written by another training run"):
                 train(out, cfg, tc, resume=resume, **kw)
-    finally:
-        release.set()
-        thread.join(10)
     assert list(out.iterdir()) == []
     # a new folder is held from the first save; a checkpoint another run saved there meanwhile is refused
     real_evaluate = trainer.evaluate

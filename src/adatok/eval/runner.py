@@ -164,11 +164,11 @@ def budget_text(kind: str, value: float) -> str:
     return _fmt(float(value), "budget") if kind == "bpp" else str(int(value))
 
 
-def _listed(values: Any, what: str, kind: str) -> list:
+def _listed(values: Any, what: str, kind: str, error: type[AdatokError] = AdatokError) -> list:
     """``values`` (a list, a tuple, any iterable but a string) as a list; one value alone, a string
-    or a non-iterable is an :class:`~adatok.AdatokError` (``bpp=0.5`` would fail deep inside)."""
+    or a non-iterable is an ``error`` (``bpp=0.5`` would fail deep inside)."""
     if isinstance(values, str | bytes | np.ndarray) or not isinstance(values, Iterable):
-        raise AdatokError(f"{what} takes a list of {kind}, got {values!r}; give a single one as [value]")
+        raise error(f"{what} takes a list of {kind}, got {values!r}; give a single one as [value]")
     return list(values)
 
 
@@ -179,13 +179,9 @@ def check_budgets(bpp: Any, tokens: Any) -> tuple[list[float], list[int]]:
     Raises:
         BudgetError: a budget that is not a list, a malformed budget, or no budget at all.
     """
-    if bpp is None:  # (what "no bpp budget" reads as beside token budgets)
-        bpp = ()
-    if tokens is None:
-        tokens = ()
-    for values, what, kind in ((bpp, "bpp", "bits per pixel"), (tokens, "tokens", "token counts")):
-        if isinstance(values, str | bytes | np.ndarray) or not isinstance(values, Iterable):
-            raise BudgetError(f"{what} takes a list of {kind}, got {values!r}; give a single one as [value]")
+    # (None: what "no bpp budget" reads as beside token budgets)
+    bpp = _listed(() if bpp is None else bpp, "bpp", "bits per pixel", BudgetError)
+    tokens = _listed(() if tokens is None else tokens, "tokens", "token counts", BudgetError)
     bpp_list = list(dict.fromkeys(Bpp(b).x for b in bpp))
     token_list = list(dict.fromkeys(Tokens(k).k for k in tokens))
     if not bpp_list and not token_list:
