@@ -337,3 +337,60 @@ def test_the_page_shows_one_image_and_one_sequence(served, tab):
     page.wait_for_function("!document.querySelector('#curve svg')")
     assert "without the region" in page.text_content("#curve-status")
     assert errors == [], errors
+
+
+def test_the_page_works_from_the_keyboard_and_says_what_it_cannot_show(served, tab):
+    """Found by review: the file chooser could not be reached from the keyboard (its input was
+    hidden and the drop zone did nothing on Enter); the slider told a screen reader only its place
+    0..1000; the exact-value box took 1.5 tokens; a learned tokenizer's heat-map panel was a broken
+    image; an emptied Samples box was sent as "" and the server drew its default 4 samples."""
+    url, folder, model = served
+    page, errors = tab
+    fashion = fashion_image(1)
+    (folder / "fashion1.png").write_bytes(png_bytes(fashion))
+    # the drop zone from the keyboard: Tab to it, Enter opens the file chooser
+    page.focus("#drop")
+    with page.expect_file_chooser() as chooser:
+        page.keyboard.press("Enter")
+    chooser.value.set_files(str(folder / "fashion1.png"))
+    page.wait_for_function("document.querySelector('#status').textContent.includes('fashion1.png: 28x28')",
+                           timeout=60_000)
+    # the slider from the keyboard, and what it says: tokens of the whole, bytes, PSNR
+    page.select_option("#mode", "tokens")
+    k = page.get_attribute("#recon", "data-k")
+    page.focus("#slider")
+    for _ in range(60):
+        page.keyboard.press("ArrowLeft")
+    page.wait_for_function(f"document.querySelector('#recon').dataset.k !== '{k}'")
+    page.wait_for_function("/ of [0-9,]+ tokens, [0-9,]+ bytes, PSNR /.test($('slider').getAttribute('aria-valuetext'))")
+    assert page.get_attribute("#value", "step") == "1"
+    page.select_option("#mode", "psnr")
+    assert page.get_attribute("#value", "step") == "0.01"
+    # a learned tokenizer: no heat map, and the caption says why (no broken image)
+    page.select_option("#tokenizer", "fashion-mnist-32")
+    page.wait_for_function("document.querySelector('#status').textContent.includes('bpp) with fashion-mnist-32')",
+                           timeout=60_000)
+    page.wait_for_function("document.querySelector('#heatmap-cap').textContent.startsWith('no heat map')")
+    assert page.is_hidden("#heatmap")
+    page.select_option("#tokenizer", "wavelet")
+    page.wait_for_function("document.querySelector('#heatmap-cap').textContent === 'where the first tokens landed'",
+                           timeout=60_000)
+    assert page.is_visible("#heatmap")
+    # an emptied number box is refused on the page: no job is asked for
+    jobs = []
+    page.on("request", lambda r: jobs.append(r.url) if "/api/jobs" in r.url else None)
+    page.select_option("#gen-model", model)
+    page.fill("#gen-n", "")
+    page.click("#gen-go")
+    page.wait_for_function("!document.querySelector('#error').hidden")
+    assert page.text_content("#error") == "Samples: give a number from 1 to 16 (the box is empty)"
+    page.fill("#gen-n", "3")
+    page.fill("#gen-seed", "-4")
+    page.click("#gen-go")
+    page.wait_for_function("document.querySelector('#error').textContent.startsWith('Seed:')")
+    assert "not such a number" in page.text_content("#error")
+    page.wait_for_timeout(200)
+    assert jobs == [] and page.is_enabled("#gen-go")
+    page.fill("#gen-seed", "0")
+    page.click("#error")
+    assert errors == [], errors

@@ -144,9 +144,14 @@ function sliderQuery() {            // the slider's place (0..1000) as a query i
   return { psnr: Math.round((10 + t * (top - 10)) * 100) / 100 };
 }
 
+const UNITS = { tokens: "tokens", bytes: "bytes", psnr: "dB target PSNR" };
+
 function slid() {
-  const q = sliderQuery();
-  $("value").value = Object.values(q)[0];
+  const q = sliderQuery(), mode = $("mode").value, v = Object.values(q)[0];
+  $("value").value = v;
+  // the box takes what the mode takes: whole tokens and bytes, PSNR in hundredths of a dB
+  $("value").step = mode === "psnr" ? "0.01" : "1";
+  $("slider").setAttribute("aria-valuetext", `${mode === "psnr" ? v : int(v)} ${UNITS[mode]}`);
   ask(q);
 }
 
@@ -190,6 +195,8 @@ async function showFrame(query) {
   $("n-psnr").textContent = psnrText(n.psnr);
   $("n-ms").textContent = `${n.server_ms.toFixed(1)} ms`;
   $("cap-k").textContent = int(n.k);
+  $("slider").setAttribute("aria-valuetext", `${int(n.k)} of ${int(n.total)} tokens, ${int(n.bytes)} bytes, ` +
+    `PSNR ${psnrText(n.psnr)}`);
   const at = `tokens=${n.k}`;
   $("dl-atk").href = `/api/codings/${c.coding}/prefix.atk?${at}`;
   $("dl-png").href = `/api/codings/${c.coding}/prefix.png?${at}`;
@@ -242,6 +249,10 @@ async function details(coding, k) {
   $("n-ssim").textContent = d.ssim.toFixed(4);
   $("n-ssim").removeAttribute("title");
   $("errmap").src = d.error_map;
+  // a learned tokenizer's tokens have no place in the image: no heat map, and the caption says so
+  $("heatmap").hidden = !d.token_map;
+  $("heatmap-cap").textContent = d.token_map ? "where the first tokens landed"
+    : "no heat map: this tokenizer's tokens describe the whole image, not places in it";
   if (d.token_map) $("heatmap").src = d.token_map;
   else $("heatmap").removeAttribute("src");
   for (const id of ["errmap", "heatmap"]) $(id).classList.remove("stale");
@@ -462,9 +473,20 @@ function setupGeneration() {
   $("gen-class").value = "5";
 }
 
-function options() {
-  return { model: $("gen-model").value, label: $("gen-class").value, n: $("gen-n").value,
-           seed: $("gen-seed").value, cfg: $("gen-cfg").value };
+function options() {                // the form's fields; an empty or unreadable number is refused here
+  // (an empty field was sent as "", which the server took as its default: 4 samples for an empty box)
+  const fields = { n: ["gen-n", "Samples"], seed: ["gen-seed", "Seed"], cfg: ["gen-cfg", "Guidance"] };
+  const out = { model: $("gen-model").value, label: $("gen-class").value };
+  for (const [key, [id, name]] of Object.entries(fields)) {
+    const box = $(id);
+    const v = box.validity, empty = box.value.trim() === "";   // (guidance takes any value between its ends)
+    if (empty || v.badInput || v.rangeOverflow || v.rangeUnderflow || (key !== "cfg" && v.stepMismatch)) {
+      throw new Error(`${name}: give a number${box.min !== "" ? ` from ${box.min}` : ""}` +
+                      `${box.max !== "" ? ` to ${box.max}` : ""} (the box is ${empty ? "empty" : "not such a number"})`);
+    }
+    out[key] = box.value.trim();
+  }
+  return out;
 }
 
 function stream(job, out, status, button) {
@@ -499,12 +521,14 @@ function stream(job, out, status, button) {
 
 async function generate() {
   clearError();
+  let fields;
+  try { fields = options(); } catch (e) { showError(e.message); return; }
   $("gen-go").disabled = true;
   $("gen-out").innerHTML = "";
   delete $("gen-out").dataset.done;
   $("gen-status").textContent = "Loading the model...";
   try {
-    const { job } = await apiJson("/api/jobs/generate", form(options()));
+    const { job } = await apiJson("/api/jobs/generate", form(fields));
     await stream(job, $("gen-out"), $("gen-status"), $("gen-go"));
   } catch (e) { showError(e.message); $("gen-status").textContent = ""; $("gen-go").disabled = false; }
 }
@@ -513,10 +537,12 @@ async function completeFile() {
   clearError();
   const file = $("cmp-file").files[0];
   if (!file) { showError("choose a cut .atk file first"); return; }
+  let fields;
+  try { fields = options(); } catch (e) { showError(e.message); return; }
   $("cmp-go").disabled = true;
   $("cmp-out").innerHTML = "";
   delete $("cmp-out").dataset.done;
-  const f = form(options());
+  const f = form(fields);
   f.body.append("file", file, file.name);
   try {
     const r = await apiJson("/api/jobs/complete", f);
@@ -540,8 +566,11 @@ function setupInputs() {
     f.append("file", file, file.name);
     loadImage(["/api/images", { method: "POST", body: f }], file.name);
   };
-  $("file").addEventListener("change", () => upload($("file").files[0]));
+  $("file").addEventListener("change", () => { upload($("file").files[0]); $("file").value = ""; });
   const drop = $("drop");
+  drop.addEventListener("keydown", (ev) => {     // the drop zone is the keyboard's way to the file chooser
+    if (ev.key === "Enter" || ev.key === " ") { ev.preventDefault(); $("file").click(); }
+  });
   drop.addEventListener("dragover", (ev) => { ev.preventDefault(); drop.classList.add("over"); });
   drop.addEventListener("dragleave", () => drop.classList.remove("over"));
   drop.addEventListener("drop", (ev) => {
