@@ -638,8 +638,8 @@ def test_image_sizes_are_said_height_by_width(tmp_path, photo_png):
 
     pytest.importorskip("torch")
     result = run("encode", photo_png, tmp_path / "o.atk", "-t", "fashion-mnist-32")  # (a 48 x 64 photo)
-    assert_user_error(result, "image 0 is 48x64x3", "28x28x1")
-    assert "64x48" not in result.stderr
+    assert_user_error(result, f"{photo_png} is 48x64x3", "28x28x1")   # (the file's name, not "image 0")
+    assert "64x48" not in result.stderr and "image 0" not in result.stderr
     assert "for this 1x50 image (H x W)" in str(too_small(Bpp(2), 12, (1, 50, 3), 80))
 
 

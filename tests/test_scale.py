@@ -889,3 +889,17 @@ def test_the_readers_refuse_bad_arguments_with_their_own_errors(tmp_path, monkey
         list(ds)
     monkeypatch.setenv("RANK", "0")
     assert len(list(ds)) == 3
+
+
+def test_a_refused_image_s_reason_does_not_call_it_image_0():
+    """Found by review: every image a tokenizer refused was listed as "image 0 is 20x20x3" (its place
+    in the one-image list the shard encoded it in), whatever its source."""
+    pytest.importorskip("torch")
+    from adatok.scale.shards import tokenize_items
+
+    tok = adatok.load("fashion-mnist-32")
+    items = [(0, "a.png", None, np.zeros((28, 28, 1), np.uint8), None),
+             (1, "b.png", None, np.zeros((20, 20, 3), np.uint8), None)]
+    rows, bad = tokenize_items(tok, None, items)
+    assert [r["source"] for r in rows] == ["a.png"]
+    assert bad == [("b.png", bad[0][1])] and "the image is 20x20x3" in bad[0][1] and "image 0" not in bad[0][1]

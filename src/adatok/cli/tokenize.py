@@ -9,7 +9,8 @@ import typer
 from rich.console import Console
 
 import adatok
-from adatok import BudgetError, Quality, TokenSequence
+from adatok import AdatokError, BudgetError, Quality, TokenSequence
+from adatok.core.errors import naming_image
 from adatok.core.imageio import atomic_write_bytes, read_image, write_image
 from adatok.core.metrics import psnr
 from adatok.core.sequence import parse_container
@@ -73,7 +74,10 @@ def encode(
         from adatok.core import saliency as sal
 
         roi_map = sal.roi_from(spec, img)
-    seq = tok.encode([img], chosen, roi=None if roi_map is None else [roi_map])[0]
+    try:
+        seq = tok.encode([img], chosen, roi=None if roi_map is None else [roi_map])[0]
+    except AdatokError as exc:
+        raise naming_image(exc, str(image)) from None
     data = seq.to_bytes()
     atomic_write_bytes(out, data)
     if not quiet:

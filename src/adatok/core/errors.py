@@ -37,3 +37,17 @@ class ContainerError(AdatokError):
 
 class UnknownTokenizerError(AdatokError):
     """``adatok.load`` was given a name that is neither registered nor a checkpoint folder."""
+
+
+def naming_image(exc: AdatokError, name: str) -> AdatokError:
+    """``exc``, raised by a tokenizer given a list of one image, with that image called ``name``:
+    the library names an image by its place in the list it was given (``image 0``), which says
+    nothing to a shell that encodes one file at a time (``adatok encode``, ``adatok
+    tokenize-dataset``) and knows its name. The same exception, its message changed; returned for
+    ``raise naming_image(exc, name) from None``."""
+    import re
+
+    message = re.sub(r"\bimage 0\b", lambda _: name, str(exc))
+    if message != str(exc):
+        exc.args = (message,)
+    return exc

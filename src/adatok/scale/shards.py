@@ -26,6 +26,7 @@ import numpy as np
 import adatok
 from adatok import AdatokError, Budget, TokenSequence
 
+from ..core.errors import naming_image
 from ..core.imageio import atomic_path, atomic_write_bytes
 from ..core.metrics import psnr
 from .sources import Item, Source, from_description
@@ -82,7 +83,7 @@ def tokenize_items(tok, budget: Budget | None, items: list[Item]) -> tuple[list[
                 seqs.append(tok.encode([img], budget)[0])
             except AdatokError as exc:
                 seqs.append(None)
-                bad.append((sid, str(exc)))
+                bad.append((sid, str(naming_image(exc, "the image"))))   # (the listing names its source)
     kept = [(it, s) for it, s in zip(good, seqs, strict=True) if s is not None]
     decoded = tok.decode([s for _, s in kept]) if kept else []
     rows = []
