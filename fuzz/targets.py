@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 import adatok
-from adatok import AdatokError, InvalidTokensError, TokenSequence
+from adatok import AdatokError, ContainerError, InvalidTokensError, TokenSequence
 from adatok.core import imageio
 from adatok.core.registry import maker, names
 from adatok.core.sequence import header_size, parse_container
@@ -105,7 +105,13 @@ def check_container(data: bytes) -> tuple[TokenSequence, np.ndarray] | None:
     back = TokenSequence.from_bytes(seq.to_bytes())
     assert np.array_equal(back.ids, seq.ids) and back.shape == seq.shape and dict(back.params) == dict(seq.params)
     cut = header_size(data) + len(payload) // 2
-    part = TokenSequence.from_bytes(data[:cut])
+    try:
+        part = TokenSequence.from_bytes(data[:cut])
+    except ContainerError as exc:
+        # a payload no encoder wrote may hold more bytes than its tokens need: a cut of it that still codes
+        # them all is read as a file with bytes lost from inside (no cut of an encoder's payload does that)
+        assert "which no cut of it does" in str(exc) and len(seq) == header["n_tokens"], exc
+        return seq, img
     assert np.array_equal(part.ids, seq.ids[: len(part)]), "a cut did not read as a prefix"
     return seq, img
 

@@ -671,3 +671,31 @@ def test_a_missing_mask_is_said_missing_before_it_is_compared_with_the_output(tm
     mask = tmp_path / "mask.png"  # an existing one is an input as before
     Image.fromarray(np.full((48, 64), 255, np.uint8)).save(mask)
     assert_user_error(run("encode", photo_png, mask, "--roi", mask, "--force"), "is also the input")
+
+
+def test_a_cut_file_is_said_to_be_cut_and_memory_running_out_is_one_line(tmp_path, photo_png, monkeypatch):
+    """Found by review: `info` named a file cut only when it held fewer tokens than its header, and
+    `decode` never; a payload short by a byte that still coded every token read as a whole file.
+    Running out of memory (a header may ask for a huge image) was a 119-line traceback."""
+    assert_ok(run("encode", photo_png, tmp_path / "a.atk", "--bpp", "2", "-q"))
+    data = (tmp_path / "a.atk").read_bytes()
+    (tmp_path / "cut.atk").write_bytes(data[:-200])
+    info = run("info", tmp_path / "cut.atk")
+    assert_ok(info)
+    flat = " ".join(info.stdout.split())
+    assert re.search(r"tokens: [0-9,]+ of [0-9,]+ \(the file is cut: its payload holds [0-9,]+ of [0-9,]+ bytes", flat)
+    out = run("decode", tmp_path / "cut.atk", tmp_path / "cut.png")
+    assert_ok(out)
+    assert "the file is cut" in out.stdout and re.search(r"from [0-9,]+ of [0-9,]+ tokens", out.stdout)
+    whole = run("decode", tmp_path / "a.atk", tmp_path / "a.png")
+    assert "the file is cut" not in whole.stdout and " of " not in whole.stdout
+    asked = run("decode", tmp_path / "a.atk", tmp_path / "b.png", "--bytes", len(data) - 200)  # (a cut asked for)
+    assert_ok(asked)
+    assert "the file is cut" not in asked.stdout
+
+    def out_of_memory(*args, **kwargs):
+        raise MemoryError("Unable to allocate 572. MiB for an array with shape (149960160,) and data type int32")
+
+    monkeypatch.setattr(adatok.TokenSequence, "from_bytes", out_of_memory)
+    assert_user_error(run("decode", tmp_path / "a.atk", tmp_path / "c.png"), "out of memory (Unable to allocate 572.")
+    assert not (tmp_path / "c.png").exists()

@@ -131,6 +131,40 @@ def test_completion_keeps_the_prefix(trained):
             complete(gen, prefix, 2)
 
 
+def test_a_file_to_complete_is_checked_from_its_header_first(trained, monkeypatch):
+    """`adatok generate --complete` read the whole file before comparing its shape: a 0-token file
+    of 83 bytes asking for a 4096 x 4096 x 3 image took 22 s and 5.4 GB to be told "writes 28x28x1
+    images" (found by review). The header is compared first now, as the server did."""
+    import sys
+    from dataclasses import replace
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from fuzz import craft
+    from adatok.generate.sample import prefix_from_bytes
+    from adatok.wavelet.transforms import default_levels
+
+    kind, gen, _ = trained
+    if kind != "wavelet":
+        pytest.skip("the shape of a wavelet file is the case")
+    base = craft.fields_of(gen.lang.tok.encode([np.zeros((28, 28), np.uint8)])[0].to_bytes())
+    huge = (4096, 4096, 3)
+    data = craft.frame(replace(base, shape=huge, params=dict(base.params) | {"levels": default_levels(huge[:2])},
+                               n_tokens=0, payload=b"", payload_len=0))
+    def not_read(*args, **kwargs):
+        raise AssertionError("the payload was read before the header was checked")
+
+    with monkeypatch.context() as m:
+        m.setattr(TokenSequence, "from_bytes", not_read)
+        with pytest.raises(adatok.AdatokError, match="big.atk is of a 4096x4096x3 image; .* writes 28x28x1 images"):
+            prefix_from_bytes(gen, data, "big.atk")
+    other = craft.frame(replace(base, tokenizer="wavelet-lossless"))
+    with pytest.raises(adatok.AdatokError, match="was made by 'wavelet-lossless'"):
+        prefix_from_bytes(gen, other)
+    full = gen.lang.tok.encode([adatok.datasets.load("fashion-mnist", "test", limit=1).images[0]])[0].to_bytes()
+    assert len(prefix_from_bytes(gen, full[: len(full) // 2])) > 0
+
+
 def test_grammar_masks_every_step():
     """With uniform logits (an untrained model's), random choices among the legal ids alone still
     decode: the sampler never pushes an id the stepper refuses (it would raise)."""

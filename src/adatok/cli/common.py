@@ -36,6 +36,10 @@ def reporting_errors(fn: F) -> F:
             message = re.sub(r"\s*\n\s*", " ", str(exc).strip()) or type(exc).__name__
             typer.echo(f"error: {message}", err=True)
             raise typer.Exit(code=2) from None
+        except MemoryError as exc:  # (a 119-line traceback: an input, e.g. a .atk header, may ask for more)
+            detail = f" ({str(exc).strip()[:160]})" if str(exc).strip() else ""
+            typer.echo(f"error: out of memory{detail}: the input needs more memory than this machine has", err=True)
+            raise typer.Exit(code=2) from None
 
     return wrapper  # type: ignore[return-value]
 

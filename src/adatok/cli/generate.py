@@ -10,7 +10,7 @@ from typing import Annotated
 import numpy as np
 import typer
 
-from adatok import AdatokError, TokenSequence
+from adatok import AdatokError
 
 from .app import app
 from .common import (EvalProgress, check_at_least, check_link_loop, check_output, given_options, read_bytes,
@@ -289,7 +289,7 @@ def generate_cmd(
     if complete is not None:
         from adatok.core.registry import maker
 
-        prefix = TokenSequence.from_bytes(read_bytes(complete))
+        prefix = sample.prefix_from_bytes(gen, read_bytes(complete), str(complete))
         with EvalProgress(quiet) as progress:
             seqs, images = sample.complete(gen, prefix, n, label, seed=seed,
                                            progress=lambda d, t: progress(d, t, "completing"), **options)

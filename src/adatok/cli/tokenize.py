@@ -13,7 +13,7 @@ from adatok import AdatokError, BudgetError, Quality, TokenSequence
 from adatok.core.errors import naming_image
 from adatok.core.imageio import atomic_write_bytes, read_image, write_image
 from adatok.core.metrics import psnr
-from adatok.core.sequence import parse_container
+from adatok.core.sequence import parse_container, unchecked_bytes
 
 from .app import app
 from .common import (budget, check_at_least, check_output, check_saliency, checkpoint_inputs, default_tokenizer,
@@ -115,7 +115,18 @@ def decode(
     img = maker(seq).decode([seq])[0]
     write_image(out, img)
     if not quiet:
-        typer.echo(f"{out}: {fmt_shape(img.shape)} from {len(seq):,} tokens ({seq.tokenizer})")
+        header, payload = parse_container(data)
+        # a file cut short says so (a copy cut off in transfer decoded without a word): unless --bytes cut it
+        cut = n_bytes is None and len(payload) < header["payload_len"]
+        of, note = (f" of {int(header['n_tokens']):,}", f"; {cut_note(header, payload)}") if cut else ("", "")
+        typer.echo(f"{out}: {fmt_shape(img.shape)} from {len(seq):,}{of} tokens ({seq.tokenizer}{note})")
+
+
+def cut_note(header: dict, payload: bytes) -> str:
+    """What ``info`` and ``decode`` say of a file whose payload is cut short."""
+    unchecked = unchecked_bytes(header, payload)
+    return (f"the file is cut: its payload holds {len(payload):,} of {header['payload_len']:,} bytes"
+            + (f", the last {unchecked:,} of them in a chunk cut short, which no checksum covers" if unchecked else ""))
 
 
 @app.command()
@@ -134,11 +145,11 @@ def info(
         return
     load_checkpoint(tokenizer)
     data = read_bytes(src)
-    header, _ = parse_container(data)
+    header, payload = parse_container(data)
     seq = TokenSequence.from_bytes(data)
     console = Console(highlight=False)
     n_full = int(header["n_tokens"])
-    cut = f" of {n_full:,} (the file is cut)" if len(seq) < n_full else ""
+    cut = f" of {n_full:,} ({cut_note(header, payload)})" if len(payload) < header["payload_len"] else ""
     params = " ".join(f"{k}={v}" for k, v in sorted(seq.params.items()))
     for key, value in (("file", str(src)), ("tokenizer", seq.tokenizer), ("version", seq.version),
                        ("shape", fmt_shape(seq.shape)), ("tokens", f"{len(seq):,}{cut}"),

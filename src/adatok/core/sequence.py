@@ -166,7 +166,11 @@ class TokenSequence:
         A cut payload gives the longest token prefix its bytes determine. ``max_tokens``: at most
         that many tokens (``from_bytes(data).prefix(k)``, without decoding the rest of a long
         payload: the wavelet codecs stop their walk there). Raises
-        :class:`~adatok.ContainerError` for anything that is not such bytes.
+        :class:`~adatok.ContainerError` for anything that is not such bytes. Every complete chunk of
+        the payload is checked (flipped, inserted or deleted bytes there are refused); the last,
+        partial chunk of a cut payload has no checksum to check, so a file with bytes lost from that
+        chunk reads as a cut one (its tokens from the gap on are wrong), unless it then codes all its
+        tokens, which no cut does (refused).
         """
         if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int | np.integer)
                                        or max_tokens < 0):
@@ -187,6 +191,17 @@ class TokenSequence:
             seq = codec.unpack_sequence(header, payload, limit=max_tokens)
         else:
             seq = tok.sequence_from_ids(codec.unpack(header, payload), header)
+        full = int(header["n_tokens"])
+        if len(payload) < header["payload_len"] and full and len(seq) >= full:
+            # No cut of a payload codes all of its tokens: every codec ends its payload with the fewest
+            # bytes that pin its last token (the arithmetic coder's termination; one or four bytes a
+            # token in the raw one), so a payload short of its length that still gives every token
+            # lost bytes from inside, and the tokens after the gap were read from the wrong bytes. A
+            # gap in the last, partial chunk of a cut payload is otherwise unchecked (its checksum is
+            # of the whole chunk).
+            raise ContainerError(f"the payload holds {len(payload):,} of its {header['payload_len']:,} bytes yet "
+                                 f"codes all {full:,} tokens, which no cut of it does: bytes are missing from "
+                                 "inside it (the file is damaged)")
         return seq if max_tokens is None or len(seq) <= max_tokens else seq.prefix(int(max_tokens))
 
 
@@ -211,7 +226,8 @@ def _checked_ints(values, what: str, fresh: bool = False) -> np.ndarray:
             raise InvalidTokensError(f"{what} must be whole numbers, got {arr.dtype} values that are not")
     elif arr.dtype.kind not in "iu":
         raise InvalidTokensError(f"{what} must be whole numbers (an integer array), got dtype {arr.dtype}")
-    if arr.min() < _INT32.min or arr.max() > _INT32.max:
+    # (compared as Python numbers: float32(2**31) equals float32(int32 max), and it wrapped to -2**31)
+    if int(arr.min()) < _INT32.min or int(arr.max()) > _INT32.max:
         raise InvalidTokensError(f"{what} must fit in int32, got values from {arr.min()} to {arr.max()}")
     out = np.ascontiguousarray(arr, dtype=np.int32)
     if fresh or (out is not arr and not np.may_share_memory(out, arr)):  # no one else holds it: kept as it is
@@ -253,6 +269,8 @@ def _checked_shape(shape) -> tuple[int, ...]:
     dims = list(shape)
     if not all(is_whole(d) and d >= 0 for d in dims):
         raise InvalidTokensError(f"shape must be a tuple of whole numbers >= 0, got {shape!r}")
+    if len(dims) not in (2, 3):  # (accepted, then num_pixels raised IndexError and to_bytes refused it)
+        raise InvalidTokensError(f"shape must be an image's (H, W) or (H, W, C), got {shape!r}")
     return tuple(int(d) for d in dims)
 
 
@@ -300,12 +318,20 @@ def frozen_params(params: Any) -> FrozenParams:
         return params
     if not isinstance(params, Mapping):
         raise InvalidTokensError(f"params must be a mapping (a dict), got {type(params).__name__}")
-    return FrozenParams(_plain(params, "params"))
+    try:
+        return FrozenParams(_plain(params, "params"))
+    except RecursionError:  # (nested past Python's limit, or holding itself)
+        raise InvalidTokensError("params are nested too deeply (or hold themselves): JSON values only") from None
 
 
 def _checked_ids(ids) -> np.ndarray:
-    """Token ids as a flat int32 array (see :func:`_checked_ints`)."""
-    return _checked_ints(ids, "token ids").reshape(-1)
+    """Token ids as a flat int32 array (see :func:`_checked_ints`); a 2-D array is refused (it was
+    flattened into one sequence)."""
+    arr = _checked_ints(ids, "token ids")
+    if arr.ndim > 1:
+        raise InvalidTokensError(f"token ids must be one row of ids, got an array of shape {arr.shape}: one "
+                                 "TokenSequence is one image's sequence")
+    return arr.reshape(-1)
 
 
 def check_maker(name: str, version: str, tokenizer, mismatch: str = "use the adatok that made it") -> None:
@@ -328,6 +354,15 @@ def _chunking(payload_len: int) -> tuple[int, int]:
     n = min(8, -(-payload_len // 512))
     size = -(-payload_len // n)
     return size, -(-payload_len // size)
+
+
+def unchecked_bytes(header: dict, payload: bytes) -> int:
+    """How many bytes at the end of a cut ``payload`` (as :func:`parse_container` gives it) no
+    checksum covers: those past its last complete chunk. 0 for a whole payload."""
+    if len(payload) >= header["payload_len"]:
+        return 0
+    size, _ = _chunking(header["payload_len"])
+    return len(payload) - len(payload) // size * size
 
 
 def _crc16(data: bytes) -> int:

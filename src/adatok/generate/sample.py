@@ -23,7 +23,7 @@ import torch
 
 from ..core.checks import is_bool, is_whole
 from ..core.errors import AdatokError
-from ..core.sequence import TokenSequence
+from ..core.sequence import TokenSequence, parse_container
 from ..neural.folder import load_weights, read_json
 from .folders import CHECKPOINT_DIR, generator_folder, shipped  # noqa: F401 (also imported from here)
 from .languages import language_from, rows_of
@@ -331,6 +331,28 @@ def _sequences(st) -> list:
     if hasattr(st, "sequences"):
         return st.sequences()
     return [row[:n].copy() for row, n in zip(st.ids, st.lengths, strict=True)]
+
+
+def prefix_from_bytes(gen: Generator, data: bytes, name: str = "the file") -> TokenSequence:
+    """The prefix the bytes of a (cut) ``.atk`` file hold, for :func:`complete` with ``gen``: the
+    header is checked against what ``gen`` writes before the payload is read (a file of a hundred
+    bytes may ask for an image of 50 million pixels, whose layout reading it builds first: 22 s
+    and 5 GB before a 4096 x 4096 file was refused as not 28 x 28). ``name`` names the file in
+    messages. :class:`~adatok.AdatokError` for a file ``gen`` cannot go on from."""
+    header, _ = parse_container(data)
+    lang = gen.lang
+    tok = getattr(lang, "tok", None)
+    if tok is None:
+        raise AdatokError(f"{gen.name} writes pixels, not tokens: completion takes a generator of a tokenizer")
+    if header["tokenizer"] != tok.name:
+        made = repr(header["tokenizer"])
+        raise AdatokError(f"{name} was made by {made if len(made) <= 80 else made[:77] + '...'}; {gen.name} writes "
+                          f"{tok.name!r} tokens: choose a generator of that tokenizer")
+    shape, have = tuple(lang.shape), tuple(header["shape"])
+    if have != shape and have + (1,) != shape:  # (a gray H x W image is H x W x 1)
+        raise AdatokError(f"{name} is of a {'x'.join(map(str, have))} image; {gen.name} writes "
+                          f"{'x'.join(map(str, shape))} images")
+    return TokenSequence.from_bytes(data)
 
 
 def complete(gen: Generator, prefix, n: int = 4, label: int | None = None, *, seed: int = 0, batch: int = 64,

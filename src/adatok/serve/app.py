@@ -55,7 +55,6 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 import adatok
 from adatok import AdatokError, TokenSequence
 from adatok.core.checks import JSON_ERRORS
-from adatok.core.sequence import parse_container
 
 from . import state
 from .state import Busy, Coding, Image, Job, Limits, NotFound, OutOfRange, ServeError, TooLarge, WrongType
@@ -563,19 +562,9 @@ def _prefix_for(gen, data: bytes, name: str, need_room: bool = False, need_more:
     first (a file of a hundred bytes may ask for an image of 50 million pixels, which decoding
     would build before the shape were checked), then decoded. ``need_more`` (a completion): a
     whole sequence, after which no token may stand, is refused."""
-    header, _ = parse_container(data)
-    lang = gen.lang
-    tok = getattr(lang, "tok", None)
-    if tok is None:
-        raise ServeError(f"{gen.name} writes pixels, not tokens: choose a generator of a tokenizer to complete a file")
-    if header["tokenizer"] != tok.name:
-        raise ServeError(f"{name} was made by {state.shown(header['tokenizer'])}; {gen.name} writes {tok.name!r} "
-                         "tokens: choose a generator of that tokenizer")
-    shape, have = tuple(lang.shape), tuple(header["shape"])
-    if have != shape and have + (1,) != shape:
-        raise ServeError(f"{name} is of a {'x'.join(map(str, have))} image; {gen.name} writes "
-                         f"{'x'.join(map(str, shape))} images")
-    seq = TokenSequence.from_bytes(data)
+    from adatok.generate.sample import prefix_from_bytes
+
+    seq = prefix_from_bytes(gen, data, name)
     try:  # a prefix the model cannot go on from (a region's, pixel replication's tree): refused here, not in the job
         st = gen.lang.stepper(prefixes=[seq])
         held = int(st.lengths[0])

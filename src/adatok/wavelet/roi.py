@@ -79,7 +79,9 @@ def grid_from_params(p: dict, shape: tuple[int, int]) -> tuple[np.ndarray, int]:
         if grid.max(initial=0) > ROI_SHIFT:
             raise ValueError("values")
     except (KeyError, TypeError, ValueError, zlib.error) as exc:
-        raise ContainerError(f"the region of interest in the header is invalid ({exc!r}): the file is corrupt") from None
+        why = {"grid": "its grid's cell size is out of range", "values": "its values are out of range"}.get(str(exc)) \
+            or ("a field is missing" if isinstance(exc, KeyError) else f"its grid does not fit the image ({type(exc).__name__})")
+        raise ContainerError(f"the region of interest in the header is invalid ({why}): the file is corrupt") from None
     return grid, g
 
 

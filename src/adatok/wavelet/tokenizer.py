@@ -682,8 +682,8 @@ class WaveletTokenizer:
                 raise InvalidTokensError(f"the region's grid d must be a base64 string, got {type(roi_p['d']).__name__}")
             try:
                 self._shifts(layout, params)  # decodes the region's grid
-            except ContainerError as exc:
-                raise InvalidTokensError(str(exc)) from None
+            except ContainerError as exc:  # (said once: the file's reader adds that it is corrupt)
+                raise InvalidTokensError(str(exc).removesuffix(": the file is corrupt")) from None
         return layout
 
     def _check_range(self, ids: np.ndarray, what: str = "") -> None:
