@@ -365,3 +365,10 @@ def test_a_region_grid_of_the_wrong_size_is_said_once_in_words(gray):
     message = str(info.value)
     assert "does not fit the image" in message and message.count("the file is corrupt") == 1
     assert "Error(" not in message
+
+
+def test_an_unknown_tokenizer_s_file_names_every_tokenizer_adatok_load_takes(gray):
+    """The list left out the word views (`wavelet-w8`, `wavelet-lossless-w8`), which adatok.load takes."""
+    with pytest.raises(ContainerError) as info:
+        TokenSequence.from_bytes(craft.frame(replace(gray, tokenizer="mystery")))
+    assert "wavelet-w8" in str(info.value) and "wavelet-lossless-w8" in str(info.value)

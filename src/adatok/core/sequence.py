@@ -180,7 +180,7 @@ class TokenSequence:
         header, payload = parse_container(data)
         if not known(header["tokenizer"]):
             raise ContainerError(f"made by tokenizer {header['tokenizer']!r}, which is not registered here "
-                                 f"(known: {', '.join(names())}); a checkpoint of your own: load it first "
+                                 f"(known: {', '.join(names(views=True))}); a checkpoint of your own: load it first "
                                  "with adatok.load(FOLDER), or give --tokenizer FOLDER on the command line")
         tok = find(header["tokenizer"], header.get("version"))
         codec = getattr(tok, "payload_codec", None) or RAW_CODEC
