@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -866,8 +867,8 @@ def test_training_on_the_shards_of_an_empty_folder_says_it_holds_no_rows(tmp_pat
 
 
 def test_the_readers_refuse_bad_arguments_with_their_own_errors(tmp_path, monkeypatch):
-    """Each was a raw exception, or an error that named the wrong cause: shards=[1] (TypeError), an
-    unknown column ("the shard cannot be read: run tokenize-dataset again"), set_epoch(2**70) (numpy's
+    """Each was a raw exception, or an error that named the wrong cause (or none): shards=[1] (TypeError),
+    a shard given twice in shards= (its rows read twice), an unknown column ("the shard cannot be read: run tokenize-dataset again"), set_epoch(2**70) (numpy's
     overflow), RANK=abc (int()'s ValueError), rank="1" ("rank 1 is not in 0..1")."""
     pytest.importorskip("torch")
     from adatok.scale.loader import TokenShardDataset
@@ -876,6 +877,8 @@ def test_the_readers_refuse_bad_arguments_with_their_own_errors(tmp_path, monkey
     tokenize_dataset(tmp_path / "src", tmp_path / "out", "wavelet", Tokens(10), workers=0)
     with pytest.raises(AdatokError, match="by name .part-00003. or path, got 1"):
         list(read_tokens(tmp_path / "out", shards=[1]))
+    with pytest.raises(AdatokError, match="gives the shard part-00000 of .* twice .*; give each shard once"):
+        list(read_tokens(tmp_path / "out", shards=["part-00000", tmp_path / "out" / "parquet" / "part-00000.parquet"]))
     for column in (None, "nope"):
         with pytest.raises(AdatokError, match="token shards have the columns index, source"):
             token_column(tmp_path / "out", column)
@@ -903,3 +906,165 @@ def test_a_refused_image_s_reason_does_not_call_it_image_0():
     rows, bad = tokenize_items(tok, None, items)
     assert [r["source"] for r in rows] == ["a.png"]
     assert bad == [("b.png", bad[0][1])] and "the image is 20x20x3" in bad[0][1] and "image 0" not in bad[0][1]
+
+
+# --- found by an outside user's review (2026-12-02); without Ray ------------------------------------
+
+
+def _edit_manifest(out: Path, change) -> None:
+    manifest = json.loads((out / "manifest.json").read_text())
+    change(manifest)
+    (out / "manifest.json").write_text(json.dumps(manifest))
+
+
+def test_a_manifest_that_does_not_list_the_whole_run_is_refused(tmp_path):
+    """A manifest missing one shard's entry (its record and file still there, its counts still the
+    whole run's) was read short by every reader, without a word; now each refuses it, saying what is
+    missing, and a rerun lists every shard again."""
+    pytest.importorskip("torch")
+    from adatok.scale.loader import TokenShardDataset
+
+    src, out = tmp_path / "src", tmp_path / "out"
+    _images(src, 6)
+    tokenize_dataset(src, out, "wavelet", Tokens(12), workers=0, shard_size=2)
+    kept = (out / "manifest.json").read_text()
+
+    def refused(match):
+        for read in (lambda: list(read_tokens(out)), lambda: token_column(out, "label"),
+                     lambda: list(TokenShardDataset(out))):
+            with pytest.raises(AdatokError, match=match):
+                read()
+
+    _edit_manifest(out, lambda m: m["shards"].pop(1))
+    refused(r"manifest.json does not list the whole run: it lists no shard of images 2..3 \(between part-00000 and "
+            r"part-00002\), while the folder holds _shards/part-00001.json, parquet/part-00001.parquet, which it does "
+            "not list; run the tokenize-dataset command again")
+    manifest = tokenize_dataset(src, out, "wavelet", Tokens(12), workers=0, shard_size=2)  # the remedy
+    assert manifest["counts"]["resumed_shards"] == 3 and len(list(read_tokens(out))) == 6
+    _edit_manifest(out, lambda m: m["shards"].pop())
+    refused("its shards hold images 0..3 of the run's 6, while the folder holds _shards/part-00002.json")
+    (out / "manifest.json").write_text(kept)
+    _edit_manifest(out, lambda m: m["counts"].update(written=7))
+    refused("its shards hold 6 rows where its counts say 7 were written")
+    (out / "manifest.json").write_text(kept)
+    (out / "_shards" / "part-00009.json").write_text((out / "_shards" / "part-00000.json").read_text())
+    refused("the folder holds _shards/part-00009.json, which it does not list")
+    (out / "_shards" / "part-00009.json").unlink()
+    assert len(list(read_tokens(out))) == 6
+
+
+def test_a_folder_being_written_now_is_said_to_be_and_complete_false_reads_it(tmp_path, monkeypatch):
+    """Read while a tokenize-dataset wrote it, a folder was "an unfinished run: run the same command
+    again", which the running one refuses; the torch dataset had no complete=False. The readers look
+    at the writer's lock without waiting for it."""
+    pytest.importorskip("torch")
+    import threading
+
+    from adatok.datasets import being_written
+    from adatok.scale import pipeline
+    from adatok.scale.loader import TokenShardDataset
+
+    src, out = tmp_path / "src", tmp_path / "out"
+    _images(src, 6)
+    started, go_on = threading.Event(), threading.Event()
+    real = pipeline.write_shard
+
+    def slow(out_, source, spec, *args, **kwargs):  # the run stops before its second shard
+        if spec["shard"] == 1:
+            started.set()
+            go_on.wait(30)
+        return real(out_, source, spec, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "write_shard", slow)
+    run = threading.Thread(target=tokenize_dataset, args=(src, out, "wavelet", Tokens(12)),
+                           kwargs=dict(workers=0, shard_size=2))
+    run.start()
+    try:
+        assert started.wait(60) and being_written(out)
+        for read in (lambda: list(read_tokens(out)), lambda: TokenShardDataset(out)):
+            with pytest.raises(AdatokError, match=r"is being written by an adatok tokenize-dataset now; read it when "
+                                                  r"that run has finished \(complete=False reads"):
+                read()
+        assert [r.index for r in read_tokens(out, complete=False)] == [0, 1]
+        assert sorted(r["index"] for r in TokenShardDataset(out, complete=False)) == [0, 1]
+    finally:
+        go_on.set()
+        run.join(60)
+    assert not being_written(out) and len(list(TokenShardDataset(out))) == 6
+
+
+def test_the_remedy_of_a_shard_error_writes_into_the_folder_read(tmp_path, monkeypatch):
+    """A copy's errors told to run the original command, which wrote into the original folder (relative
+    to where that run started); now the command shown says to run it with the folder read as DST and
+    the source by the path its run resolved. Run so, it repairs the copy and leaves the original."""
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from adatok.cli import app
+
+    (tmp_path / "a").mkdir()
+    _images(tmp_path / "a" / "photos", 6)
+    monkeypatch.chdir(tmp_path / "a")
+    args = ["tokenize-dataset", "photos", "sh", "--tokens", "10", "--workers", "0", "--shard-size", "2", "--quiet"]
+    monkeypatch.setattr(sys, "argv", ["adatok", *args])  # (the command a manifest records)
+    assert CliRunner().invoke(app, args).exit_code == 0
+    (tmp_path / "b").mkdir()
+    shutil.copytree(tmp_path / "a" / "sh", tmp_path / "b" / "s_a")
+    monkeypatch.chdir(tmp_path)
+    copy = Path("b") / "s_a"
+    want = ("adatok tokenize-dataset photos sh --tokens 10 --workers 0 --shard-size 2 --quiet "
+            f"(with SRC {tmp_path / 'a' / 'photos'} and DST b/s_a)")
+    (copy / "parquet" / "part-00001.parquet").unlink()
+    with pytest.raises(AdatokError, match="lacks 1 of its 3 shards") as lacks:
+        list(read_tokens(copy))
+    assert str(lacks.value).endswith(f"run the same command again to write them: {want}")
+    shutil.copy(copy / "parquet" / "part-00000.parquet", copy / "parquet" / "part-00001.parquet")
+    with pytest.raises(AdatokError, match="it was changed after its run") as changed:
+        list(read_tokens(copy))
+    assert str(changed.value).endswith(f"rewrites a shard that is not as it wrote it): {want}")
+    before = {f.name: f.read_bytes() for f in (tmp_path / "a" / "sh" / "parquet").iterdir()}
+    again = ["tokenize-dataset", str(tmp_path / "a" / "photos"), "b/s_a", *args[3:]]  # what the message says to run
+    assert CliRunner().invoke(app, again).exit_code == 0
+    assert [r.index for r in read_tokens(copy)] == list(range(6))
+    assert {f.name: f.read_bytes() for f in (tmp_path / "a" / "sh" / "parquet").iterdir()} == before
+
+
+def test_shards_of_a_checkpoint_that_keeps_a_shipped_name_are_read_with_it(tmp_path, monkeypatch):
+    """Shards of a retrained fashion-mnist-32 in a folder of its own were refused in a new process as
+    "written by another tokenizer ... trained on since": the readers took the shipped checkpoint of the
+    name and never loaded the folder the manifest records. Now they load it when it is still the
+    version that wrote them, and say what changed when it is not."""
+    pytest.importorskip("torch")
+    from adatok.core import registry
+    from adatok.neural.model import ModelConfig
+    from adatok.neural.trainer import TrainConfig, train
+    from adatok.scale.loader import TokenShardDataset
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (8, 28, 28, 1), dtype=np.uint8)
+    ck = tmp_path / "ck"
+    tiny = ModelConfig(image_size=28, channels=1, patch=7, tokens=2, dim=16, enc_depth=1, dec_depth=1, heads=1,
+                       levels=[4, 4], vq_first=False)
+    train(ck, tiny, TrainConfig(steps=2, batch=4, eval_every=1), name="fashion-mnist-32", quiet=True, images=images,
+          eval_images=images[:4], stop_after=1)
+    (tmp_path / "src").mkdir()
+    for i, img in enumerate(images[:4]):
+        Image.fromarray(img[..., 0]).save(tmp_path / "src" / f"{i}.png")
+    out = tmp_path / "out"
+    tokenize_dataset(tmp_path / "src", out, str(ck), Tokens(2), workers=0)
+    version = adatok.load(str(ck)).version
+
+    def fresh_process():  # the registry of a new process: nothing loaded yet
+        monkeypatch.setattr(registry, "_VERSIONS", {})
+        monkeypatch.setattr(registry, "_CACHE", {})
+
+    fresh_process()
+    rows = list(read_tokens(out))
+    assert len(rows) == 4 and {r.seq.version for r in rows} == {version}
+    assert len(list(TokenShardDataset(out, positions=True))) == 4
+    train(ck, resume=True, quiet=True, images=images, eval_images=images[:4])  # trained on since
+    fresh_process()
+    since = f"the checkpoint {ck} they were written with (version {version}) was trained on since (it is version "
+    with pytest.raises(AdatokError, match=re.escape(since)):
+        list(read_tokens(out))

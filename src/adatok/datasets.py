@@ -540,19 +540,26 @@ def read_manifest(folder: str | os.PathLike[str]) -> dict | None:
 
 def token_shards(folder: str | os.PathLike[str], complete: bool = True) -> list[Path]:
     """The Parquet shards (``parquet/part-NNNNN.parquet``) of a folder written by ``adatok
-    tokenize-dataset``, in order.
+    tokenize-dataset``, in order. A finished run's shards are those its manifest lists, checked to be
+    the whole run (:func:`whole_run_problem`); an unfinished run's (``complete=False``) the files found.
 
     Raises:
-        AdatokError: the folder has no ``manifest.json`` (it is not such a folder), or, with
-            ``complete``, its run has not finished (the message says how to finish it).
+        AdatokError: the folder has no ``manifest.json`` (it is not such a folder); with
+            ``complete``, its run has not finished (being written now, or interrupted: the message
+            says which, and how to finish it); it holds no Parquet shards; its manifest lists a
+            shard whose file is gone, or does not list the whole run (a gap in the images its
+            shards hold, row counts that do not add up, shard files or records it does not list).
     """
     path = Path(folder)
     info = read_manifest(path)
     if info is None:
         raise AdatokError(f"{path} has no manifest.json: it is not a folder written by adatok tokenize-dataset")
     if complete and info.get("status") != "complete":
+        if being_written(path):  # (rerunning the command now is refused: the running one holds the folder)
+            raise AdatokError(f"{path} is being written by an adatok tokenize-dataset now; read it when that run "
+                              "has finished (complete=False reads the shards written so far)")
         raise AdatokError(f"{path} holds an unfinished run ({info.get('status')}); run the same command again to "
-                          f"finish it: {info.get('command') or 'adatok tokenize-dataset ...'}")
+                          f"finish it: {rerun_command(path, info)}")
     if "parquet" not in info.get("plan", {}).get("formats", ["parquet"]):
         raise AdatokError(f"{path} holds no Parquet shards (written with --format "
                           f"{' '.join(info['plan']['formats'])}): read its tar shards with webdataset, or tokenize "
@@ -564,10 +571,102 @@ def token_shards(folder: str | os.PathLike[str], complete: bool = True) -> list[
         gone = [f.name for f in files if not f.is_file()]
         if gone:
             raise AdatokError(f"{path} lacks {len(gone)} of its {len(files)} shards ({', '.join(gone[:3])}): copy them "
-                              f"back, or run the same command again to write them: {info.get('command') or ''}")
+                              f"back, or run the same command again to write them: {rerun_command(path, info)}")
+        problem = whole_run_problem(path, info)
+        if problem:
+            raise AdatokError(f"{path}/{MANIFEST} does not list the whole run: {problem}; run the tokenize-dataset "
+                              f"command again (it lists every shard its records hold): {rerun_command(path, info)}")
         return files
     # by number: past part-99999 the names grow a digit, and as strings part-100000 sorted first
     return sorted((path / "parquet").glob("part-*.parquet"), key=lambda f: int(f.stem.split("-")[1]))
+
+
+def whole_run_problem(folder: str | os.PathLike[str], info: dict) -> str | None:
+    """What shows that the shard list of a finished run's manifest (``info``) is not the whole run,
+    or ``None``: its shards' images must run from 0 to ``counts.images`` without a gap or an overlap
+    (a run before 2026-12-01 kept no ranges: not checked), their rows add up to ``counts.written``,
+    they are ``counts.shards`` in number, and the folder holds no shard record (``_shards/``) or
+    Parquet shard it does not list. (A manifest missing one shard's entry was read short, silently.)"""
+    entries = [e for e in info.get("shards") or [] if isinstance(e, dict)]
+    counts = info.get("counts") if isinstance(info.get("counts"), dict) else {}
+    listed = {e.get("name") for e in entries}
+    path = Path(folder)
+    stray = [f"{sub}/{f.name}" for sub, suffix in (("_shards", "json"), ("parquet", "parquet"))
+             for f in sorted((path / sub).glob(f"part-*.{suffix}")) if f.stem not in listed]
+    listing = f"{', '.join(stray[:3])}{f' and {len(stray) - 3} more' if len(stray) > 3 else ''}"
+    there = f", while the folder holds {listing}, which it does not list" if stray else ""
+    images = counts.get("images", (info.get("plan") or {}).get("images"))
+    if entries and all(isinstance(e.get("start"), int) and isinstance(e.get("stop"), int) for e in entries):
+        at, last = 0, None
+        for e in entries:
+            if e["start"] > at:
+                where = f"between {last} and {e.get('name')}" if last else f"before {e.get('name')}"
+                return f"it lists no shard of images {at}..{e['start'] - 1} ({where}){there}"
+            if e["start"] < at:
+                return f"{e.get('name')} begins at image {e['start']}, inside {last} (which ends at {at - 1}){there}"
+            at, last = e["stop"], e.get("name")
+        if isinstance(images, int) and at != images:
+            return f"its shards hold images 0..{at - 1} of the run's {images}{there}"
+    rows = sum(e.get("rows") for e in entries if isinstance(e.get("rows"), int))
+    if isinstance(counts.get("written"), int) and rows != counts["written"]:
+        return f"its shards hold {rows} rows where its counts say {counts['written']} were written{there}"
+    if isinstance(counts.get("shards"), int) and len(entries) != counts["shards"]:
+        return f"it lists {len(entries)} shards where its counts say {counts['shards']}{there}"
+    if stray:
+        return f"the folder holds {listing}, which it does not list (another run's?)"
+    return None
+
+
+def being_written(folder: str | os.PathLike[str]) -> bool:
+    """Whether a run (``adatok tokenize-dataset``) holds ``folder``'s lock now
+    (:func:`adatok.core.imageio.folder_lock`), found without waiting: a shared lock tried once and
+    let go at once. ``False`` where the system has no such locks."""
+    try:
+        import fcntl
+    except ImportError:  # (Windows)
+        return False
+    import errno
+
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError as exc:
+            return exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    finally:
+        os.close(fd)
+
+
+def rerun_command(folder: str | os.PathLike[str], info: dict | None = None) -> str:
+    """The command that finishes or repairs the token shard folder ``folder`` (its path as given):
+    the command line its manifest (``info``, else read) records, and what to run it with: ``folder``
+    as its DST (the recorded one is the folder its run wrote, which a copy is not, relative to where
+    that run started), its source and checkpoint by the absolute paths the run resolved. For a run
+    started from Python (no command recorded), the command's shape with its source and this folder.
+    (The recorded line is shown, not rewritten: finding its DST among its words takes the command
+    line's parser, a layer above this one.)"""
+    import shlex
+
+    info = read_manifest(folder) if info is None else info
+    info = info or {}
+    source = (info.get("plan") or {}).get("source") or {}
+    src = source.get("path") if isinstance(source.get("path"), str) else None
+    tok = info.get("tokenizer") if isinstance(info.get("tokenizer"), dict) else {}
+    ref = tok.get("reference")
+    ref = ref if isinstance(ref, str) and ref != tok.get("name") and Path(ref).is_absolute() else None
+    command = info.get("command")
+    if isinstance(command, str):
+        with_ = [f"SRC {shlex.quote(src)}"] if src else []
+        with_ += [f"DST {shlex.quote(os.fspath(folder))}"] + ([f"--tokenizer {shlex.quote(ref)}"] if ref else [])
+        return f"{command} (with {', '.join(with_[:-1]) + ' and ' if len(with_) > 1 else ''}{with_[-1]})"
+    shown = src or ("fashion-mnist" if source.get("kind") == "fashion-mnist" else "SRC")
+    return (f"adatok tokenize-dataset {shlex.quote(shown)} {shlex.quote(os.fspath(folder))} with the options of its "
+            f"run (see its {MANIFEST})")
 
 
 def token_column(folder: str | os.PathLike[str], column: str) -> list:
@@ -637,20 +736,34 @@ class ShardCheck:
     def _again(self) -> str:
         """The remedy an error names (the manifest read then only, not at every shard read)."""
         return ("run the tokenize-dataset command again (it rewrites a shard that is not as it wrote it): "
-                f"{(read_manifest(self.folder) or {}).get('command') or 'adatok tokenize-dataset ...'}")
+                f"{rerun_command(self.folder)}")
 
 
 def load_shards_tokenizer(folder: str | os.PathLike[str]) -> None:
-    """Load (and so register) the checkpoint folder a shard folder's tokenizer came from, when its
-    name is not registered here and its manifest records a folder that still exists (shards of a
-    tokenizer of your own are read without loading it first)."""
-    from .core.registry import known, load as load_tokenizer
+    """Make the tokenizer that wrote a shard folder's sequences the one their bytes find here
+    (:func:`adatok.core.registry.find`, by name and version): when the tokenizer of its name found
+    now is not the version its manifest records (none of that name, or a registered one of another
+    version: a retrained checkpoint that keeps a shipped name), load the checkpoint folder the
+    manifest records as its reference, if it is still there and still that version (shards of a
+    tokenizer of your own are read without loading it first). A folder trained on since keeps its
+    new version, and the rows are refused as another tokenizer's (:func:`shard_sequence`)."""
+    from .core.registry import find, known, load as load_tokenizer, remember
 
     info = read_manifest(folder) or {}
     tok = info.get("tokenizer") if isinstance(info.get("tokenizer"), dict) else {}
-    ref = tok.get("reference")
-    if isinstance(ref, str) and isinstance(tok.get("name"), str) and not known(tok["name"]) and Path(ref).is_dir():
-        load_tokenizer(ref)
+    name, version, ref = tok.get("name"), tok.get("version"), tok.get("reference")
+    if not isinstance(name, str):
+        return
+    try:  # (an unknown name is not looked up: load() would take a folder of that name in the working folder)
+        here = find(name, version) if known(name) else None
+    except AdatokError:  # (it cannot be loaded here)
+        here = None
+    if here is not None and (version is None or here.version == version):
+        return
+    if isinstance(ref, str) and ref != name and Path(ref).is_dir():  # (a reference equal to the name: registered)
+        mine = load_tokenizer(ref)
+        if getattr(mine, "name", None) == name and getattr(mine, "version", None) == version:
+            remember(mine)  # (loading a folder remembers it; a cached one may not be again)
 
 
 def read_tokens(folder: str | os.PathLike[str], shards: Sequence[str | os.PathLike[str]] | None = None,
@@ -662,8 +775,9 @@ def read_tokens(folder: str | os.PathLike[str], shards: Sequence[str | os.PathLi
     Args:
         folder: the folder (its ``manifest.json`` is checked, see :func:`token_shards`).
         shards: read only these of its shards, in this order: names (``part-00003``) or paths
-            (default: all of them, in order).
-        complete: refuse a folder whose run has not finished.
+            (default: all of them, in order); each at most once (a shard given twice is refused).
+        complete: refuse a folder whose run has not finished (``False``: read the shards written so
+            far, as found, unchecked against a manifest that does not list them yet).
         split: ``"train"`` or ``"test"``. When some source ids start with ``train/`` or ``test/``
             (Fashion-MNIST's ``train/00042``), ``"test"`` is the rows whose id starts with ``test/``
             and ``"train"`` every other row (those of ``train/``, and any other: each row is in one
@@ -723,30 +837,70 @@ def split_rows(folder: str | os.PathLike[str], split: str) -> list[TokenRow]:
 
 def shard_sequence(atk: bytes, file: Path, row: int, source: str | None = None) -> TokenSequence:
     """The sequence of one shard row's ``.atk`` bytes; bytes that are no sequence are an
-    :class:`AdatokError` naming the shard and the row (the container's error named neither)."""
+    :class:`AdatokError` naming the shard and the row (the container's error named neither), and
+    bytes of a version of their tokenizer other than the one found here say so and why (another
+    version's bytes may fail on its payload codec before its version is compared: they were called
+    damaged)."""
     from .core.errors import TokenizerMismatchError
 
+    where = f"row {row}{f' ({source})' if source else ''} of the shard {file}"
     try:
         return TokenSequence.from_bytes(atk)
-    except TokenizerMismatchError as exc:  # (not damage: the tokenizer loaded now is not the one that wrote it)
-        raise AdatokError(f"row {row}{f' ({source})' if source else ''} of the shard {file} was written by another "
-                          f"tokenizer than the one loaded now ({exc}): a checkpoint trained on since the shards were "
-                          "written decodes them to other images; tokenize again into a new folder, or use the "
-                          "checkpoint as it was when they were written") from None
-    except AdatokError as exc:
-        raise AdatokError(f"row {row}{f' ({source})' if source else ''} of the shard {file} holds no token sequence "
-                          f"({exc}): the shard was damaged after its run; run the tokenize-dataset command again "
-                          "(it rewrites such a shard)") from None
+    except AdatokError as exc:  # (a mismatch is not damage: the tokenizer loaded now is not the one that wrote it)
+        if isinstance(exc, TokenizerMismatchError) or _another_version(atk):
+            raise AdatokError(f"{where} was written by another tokenizer than the one loaded now ({exc}): "
+                              f"{_why_another(file.parent.parent)}; tokenize again into a new folder, or use the "
+                              "checkpoint as it was when they were written") from None
+        raise AdatokError(f"{where} holds no token sequence ({exc}): the shard was damaged after its run; run the "
+                          "tokenize-dataset command again (it rewrites such a shard): "
+                          f"{rerun_command(file.parent.parent)}") from None
+
+
+def _another_version(atk: bytes) -> bool:
+    """Whether ``atk``'s header names a tokenizer whose version found here (:func:`adatok.core.registry.find`)
+    is not the one it names."""
+    from .core.registry import find, known
+    from .core.sequence import parse_container
+
+    try:
+        header = parse_container(atk)[0]
+        name, version = header["tokenizer"], header.get("version")
+        return known(name) and find(name, version).version != version
+    except Exception:  # noqa: BLE001  (no header to go by: damage, as the caller says)
+        return False
+
+
+def _why_another(folder: Path) -> str:
+    """Why the tokenizer a shard folder's sequences find here is not the version that wrote them (see
+    :func:`load_shards_tokenizer`), by what its manifest records as the tokenizer's reference."""
+    tok = (read_manifest(folder) or {}).get("tokenizer")
+    tok = tok if isinstance(tok, dict) else {}
+    ref = tok.get("reference")
+    if isinstance(ref, str) and ref != tok.get("name"):
+        if Path(ref).is_dir():
+            from .core.registry import load as load_tokenizer
+
+            try:
+                now = f" (it is version {load_tokenizer(ref).version} now)"
+            except AdatokError:
+                now = ""
+            return (f"the checkpoint {ref} they were written with (version {tok.get('version')}) was trained on "
+                    f"since{now}, and decodes them to other images")
+        return (f"the checkpoint {ref} they were written with is gone, and the tokenizer of that name here decodes "
+                "them to other images")
+    return (f"the tokenizer {tok.get('name')!r} here is another version than the one they were written with (another "
+            "adatok, or another checkpoint of that name), and decodes them to other images")
 
 
 def _named_shards(folder, every: list[Path], shards) -> list[Path]:
     """``shards`` (names ``part-00003`` / ``part-00003.parquet``, or paths) as shards of ``folder``, in
     the order given; a file that is none of them is refused (a name was looked up in the working
-    folder, where another folder's shard of that name was read as this one's)."""
+    folder, where another folder's shard of that name was read as this one's), and so is one given
+    twice (its rows were read twice)."""
     if isinstance(shards, str | os.PathLike):
         shards = [shards]
     mine = {f.resolve(): f for f in every}
-    files = []
+    files: list[Path] = []
     for s in shards:
         if not isinstance(s, str | os.PathLike):  # (3: a raw TypeError from pathlib)
             raise AdatokError(f"shards are given by name (part-00003) or path, got {s!r}")
@@ -756,5 +910,8 @@ def _named_shards(folder, every: list[Path], shards) -> list[Path]:
         if path.resolve() not in mine:
             raise AdatokError(f"{s} is not a Parquet shard of {folder} (its shards are {every[0].name if every else 'none'}"
                               f"{f' .. {every[-1].name}' if len(every) > 1 else ''}, given by name or path)")
+        if mine[path.resolve()] in files:  # (its rows were read twice)
+            raise AdatokError(f"shards= gives the shard {mine[path.resolve()].stem} of {folder} twice ({s}); give "
+                              "each shard once")
         files.append(mine[path.resolve()])
     return files

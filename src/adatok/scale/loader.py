@@ -65,14 +65,21 @@ class TokenShardDataset(IterableDataset):
         even: give every consumer the same number of rows (the last ``rows % consumers`` of the
             epoch's order are left out), for DDP loops that need equal steps on every rank; by
             default every row is read, and consumers differ by at most one row.
+        complete: refuse a folder whose run has not finished (as :func:`~adatok.datasets.read_tokens`
+            does); ``False``: read the shards written so far (those there when the dataset is made).
+
+    Raises:
+        AdatokError: the folder's errors of :func:`~adatok.datasets.token_shards` (not such a
+            folder, an unfinished run or one being written now, shards lost or not all listed), a
+            shard that cannot be read or holds another number of rows than its run wrote.
     """
 
     def __init__(self, folder: str | os.PathLike[str], *, shuffle: bool = False, seed: int = 0,
                  positions: bool = False, rank: int | None = None, world_size: int | None = None,
-                 even: bool = False):
+                 even: bool = False, complete: bool = True):
         super().__init__()
         self.folder = folder
-        self.files = token_shards(folder)
+        self.files = token_shards(folder, complete)
         if not self.files:
             raise AdatokError(f"{folder} has no Parquet shards (was it written with --format webdataset only?)")
         self.check = ShardCheck.of(folder)
