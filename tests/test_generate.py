@@ -59,11 +59,13 @@ def test_min_tokens_writes_on_past_where_the_model_stops(trained):
     if kind == "pixels":
         pytest.skip("the pixel baseline has one length")
     free = sample(gen, [0, 1, 2, 3], seed=2, max_tokens=60)[0]
-    k = min(len(s) for s in free) + 2  # longer than the shortest stopped by itself
+    # longer than the shortest stopped by itself, where the language has room (fashion-mnist-32 has 32 slots:
+    # a tiny model whose samples all filled them asked for 34, which nothing can write; it failed now and then)
+    longest = 32 if kind == "learned" else 60
+    k = min(min(len(s) for s in free) + 2, longest)
     seqs, images = sample(gen, [0, 1, 2, 3], seed=2, max_tokens=60, min_tokens=k)
     ended = [not gen.lang.stepper(prefixes=[s]).legal().any() for s in seqs] if hasattr(gen.lang, "tok") else [False] * 4
     assert all(len(s) >= k or e for s, e in zip(seqs, ended))  # unless the stream itself ended
-    assert min(len(s) for s in seqs) >= k
     assert all(len(s) <= 60 for s in sample(gen, [0, 1], seed=2, max_tokens=60, min_tokens=100)[0])  # the cap wins
 
 

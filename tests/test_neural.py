@@ -937,3 +937,39 @@ def test_measure_gives_the_wavelet_the_learned_streams_bytes(monkeypatch, capsys
         want.append(len(data) - header_size(data))
     assert [b.nbytes((28, 28)) for b in given] == want and not any(b.header for b in given)
     assert want[:3] == [2, 3, 6]
+
+
+def test_the_codebook_fit_keeps_to_the_runs_threads_and_says_what_it_fits(tmp_path, monkeypatch, capsys):
+    """Found by an outside user: the first token's k-means (scikit-learn: OpenMP and BLAS, which do not
+    follow torch.set_num_threads) took every core under ``--threads 1``, and the log said "over 76
+    images" of a fit on 3,040 random crops of them, with nothing on screen while it ran."""
+    from PIL import Image
+    from sklearn.cluster import MiniBatchKMeans
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from adatok.neural.model import fit_codebook
+
+    seen = []
+    real_fit = MiniBatchKMeans.fit
+
+    def fit(self, *args, **kwargs):
+        seen.append({pool["num_threads"] for pool in threadpool_info()})
+        return real_fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(MiniBatchKMeans, "fit", fit)
+    x = torch.from_numpy(_images(300, 4)).permute(0, 3, 1, 2).float() / 127.5 - 1
+    rng = np.random.default_rng(0)
+    for i in range(20):  # images of mixed sizes, trained on as random 16 x 16 crops
+        Image.fromarray(rng.integers(0, 256, rng.integers(16, 30, 2), np.uint8)).save(tmp_path / f"{i:02}.png")
+    with threadpool_limits(2):  # libraries that take two threads (the cores of the user's machine)
+        book = fit_codebook(x, 16, threads=1)
+        assert seen == [{1}]
+        assert torch.equal(fit_codebook(x, 16, threads=2), book) and seen[-1] == {2}  # the same codebook
+        seen.clear()
+        cfg = ModelConfig(image_size=16, patch=8, tokens=2, dim=16, enc_depth=1, dec_depth=1, heads=1, levels=[4, 4],
+                          vq_first=True)
+        train(tmp_path / "run", cfg, TrainConfig(data=str(tmp_path), crop=16, steps=1, batch=4, threads=1), name="t")
+    assert seen == [{1}]  # the run's --threads
+    out = capsys.readouterr().out
+    assert "first token: k-means codebook of 16 centroids over 320 random 16x16 crops of 19 images ..." in out
+    assert "first token: codebook fit in" in out

@@ -258,3 +258,109 @@ def test_a_save_sweeps_the_temporary_files_of_a_save_killed_outright(tmp_path):
     write_folder(tmp_path, model, {"family": "test"}, torch.optim.Adam(model.parameters()))
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         kept + ["config.json", "model.safetensors", "train_state.safetensors"])
+
+
+def _files(folder):
+    return {p.name: p.read_bytes() for p in folder.iterdir()}
+
+
+def _cli(*args):
+    from typer.testing import CliRunner
+
+    from adatok.cli import app
+
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def _refused(r, message):
+    """One error line, exit code 2, saying ``message``."""
+    assert r.exit_code == 2 and r.stderr.startswith("error: ") and r.stderr.count("\n") == 1, r.output
+    assert message in r.stderr and "Traceback" not in r.output, r.stderr
+
+
+def test_force_and_resume_never_take_a_folder_holding_no_checkpoint_of_the_run(tmp_path):
+    """Found by an outside user: ``adatok train --force`` replaced a config.json and model.safetensors
+    of the user's own (and a generator copied from the package, leaving its model card and token cache
+    beside tokenizer weights), after the refusal without it had called them "a checkpoint"; --resume
+    with any option was a raw KeyError, or named the generator's batch as the checkpoint's. Such
+    folders are refused under what they are, with --force and --resume as without."""
+    import shutil
+
+    from adatok.neural import CHECKPOINT_DIR
+
+    imgs = _folder(tmp_path / "imgs")
+    for name, files in {"mine": {"config.json": '{"my": "settings"}\n', "model.safetensors": "precious"},
+                        "notjson": {"config.json": "{not json", "model.safetensors": "precious"},
+                        "weights": {"model.safetensors": "precious"}}.items():
+        (tmp_path / name).mkdir()
+        for f, text in files.items():
+            (tmp_path / name / f).write_text(text)
+    shutil.copytree(CHECKPOINT_DIR / "fmnist-gpt-learned", tmp_path / "gen")
+    (tmp_path / "gen" / "corpus-train.npz").write_bytes(b"its token cache")
+    said = {"mine": "mine holds a config.json that is not an adatok checkpoint (it names no family): give another --out",
+            "notjson": "holds a config.json that is not an adatok checkpoint (it is not JSON): give another --out",
+            "weights": "holds a model.safetensors without a config.json, which is not an adatok checkpoint",
+            "gen": "gen holds a generator's checkpoint, and this run trains a learned tokenizer: give another --out"}
+    new = ["--data", imgs, "--tokens", "2", "--dim", "16", "--depth", "1", "--levels", "4,4", "--no-vq-first",
+           "--ssim-weight", "0", "--batch", "4", "--eval-every", "2", "--steps", "2", "--quiet"]
+    for name, message in said.items():
+        out = tmp_path / name
+        before = _files(out)
+        for args in ([*new, "--force"], new, ["--resume"], ["--resume", "--steps", "4", "--batch", "64"],
+                     ["--resume", "--data", imgs]):
+            _refused(_cli("train", "--out", out, *args), message)
+        with pytest.raises(AdatokError, match="give another --out"):
+            train(out, TINY, TrainConfig(data=str(imgs), steps=2, batch=4, ssim_weight=0), quiet=True, force=True)
+        assert _files(out) == before
+    # a learned tokenizer's checkpoint: --force replaces it, and nothing else in the folder
+    _tokenizer(tmp_path, str(imgs), steps=2)
+    (tmp_path / "tok" / "notes.txt").write_text("mine")
+    r = _cli("train", "--out", tmp_path / "tok", *new, "--steps", "1", "--force")
+    assert r.exit_code == 0, r.output
+    assert json.loads((tmp_path / "tok" / "config.json").read_text())["train"]["steps"] == 1
+    assert (tmp_path / "tok" / "notes.txt").read_text() == "mine"
+
+
+def test_the_generator_trainer_never_takes_a_learned_tokenizers_folder(tmp_path):
+    """The same protection the other way: ``adatok train-generator --force`` into a copy of a learned
+    tokenizer replaced it with a generator, and --resume with an option compared the tokenizer's
+    settings (its batch) as a generator's."""
+    import shutil
+
+    from adatok.neural import CHECKPOINT_DIR
+
+    out = tmp_path / "tok"
+    shutil.copytree(CHECKPOINT_DIR / "fashion-mnist-32", out)
+    before = _files(out)
+    message = "tok holds a learned tokenizer's checkpoint, and this run trains a generator: give another --out"
+    new = ["--language", "pixels", "--dim", "16", "--layers", "1", "--heads", "1", "--limit", "4", "--val-images", "2",
+           "--batch", "2", "--steps", "1", "--quiet"]
+    for args in ([*new, "--force"], new, ["--resume"], ["--resume", "--batch", "32"], ["--resume", "--steps", "9"]):
+        _refused(_cli("train-generator", "--out", out, *args), message)
+    lang = PixelLanguage((8, 8, 1))
+    with pytest.raises(AdatokError, match=message):
+        G.train_generator(out, lang, G.model_config_for(lang, 16, 1, 1, 65), G.GenTrainConfig(steps=1), force=True,
+                          log=lambda *a: None)
+    assert _files(out) == before
+
+
+def test_resume_messages_say_what_is_wrong_in_command_line_terms(tmp_path):
+    """``--resume --steps 10`` at step 30 said "has trained its 10 steps already (step 30)", and the
+    messages quoted Python arguments to command-line users ("overrides={'steps': N}", "(resume=True)");
+    a checkpoint's config.json without a setting an option is compared with was a raw KeyError."""
+    imgs = _folder(tmp_path / "imgs")
+    _tokenizer(tmp_path, str(imgs), steps=4)  # (stopped after 2 of 4 steps)
+    out = tmp_path / "tok"
+    r = _cli("train", "--out", out, "--resume", "--steps", "1", "--quiet")
+    _refused(r, "tok has trained 2 steps already, past --steps 1: give a larger --steps to train on")
+    r = _cli("train", "--out", out, "--resume", "--steps", "2", "--quiet")
+    _refused(r, "tok has trained its 2 steps already: give a larger --steps to train on")
+    r = _cli("train", "--out", out, "--data", imgs, "--steps", "4", "--quiet")
+    _refused(r, "tok holds a checkpoint already (a learned tokenizer's): continue it with --resume, start over and "
+                "replace it with --force, or give another --out")
+    r = _cli("train", "--out", out, "--resume", "--force", "--quiet")
+    _refused(r, "--resume continues the checkpoint in --out, --force starts over and replaces it: give one, not both")
+    config = json.loads((out / "config.json").read_text())
+    (out / "config.json").write_text(json.dumps({k: v for k, v in config.items() if k != "train"}))
+    _refused(_cli("train", "--out", out, "--resume", "--batch", "4"),
+             "config.json cannot be resumed: it does not say its --batch (KeyError 'train')")

@@ -308,14 +308,18 @@ def given_options(ctx: typer.Context) -> list[str]:
 
 
 def resume_overrides(ctx: typer.Context, out: Path, resumable: tuple[str, ...],
-                     kept: dict[str, Callable[[dict], Any]]) -> dict:
-    """On --resume of a trainer: the options given that a resumed run may change (``resumable``),
-    and an error for any other option given with a value other than the checkpoint's (it would be
-    silently ignored); ``kept`` reads each such option's value from the checkpoint's config.json."""
-    from adatok.neural.folder import read_json
+                     kept: dict[str, Callable[[dict], Any]], family: str) -> dict:
+    """On --resume of a trainer that writes checkpoints of ``family`` (``"neural"``, ``"generator"``):
+    the options given that a resumed run may change (``resumable``), and an error for any other option
+    given with a value other than the checkpoint's (it would be silently ignored); ``kept`` reads each
+    such option's value from the checkpoint's config.json. A folder that holds no checkpoint of
+    ``family`` is refused first, as the trainer refuses it (its config.json has none of the settings
+    compared: a raw KeyError, or another model's batch named as the checkpoint's)."""
+    from adatok.neural.folder import check_fresh_start, read_json
 
     given = given_options(ctx)
     changed = {name: ctx.params[name] for name in given if name in resumable}
+    check_fresh_start(out, resume=True, force=False, family=family)
     try:
         config = read_json(out)
     except AdatokError:
@@ -325,8 +329,15 @@ def resume_overrides(ctx: typer.Context, out: Path, resumable: tuple[str, ...],
         return have == want or (name in ("data", "language") and isinstance(have, str) and isinstance(want, str)
                                 and "fashion-mnist" not in (have, want) and Path(have).resolve() == Path(want).resolve())
 
-    clashes = [f"{flag[name]} (the checkpoint has {kept[name](config)!r}, given {ctx.params[name]!r})"
-               for name in given if name in kept and not same(name, kept[name](config), ctx.params[name])]
+    def held(name: str) -> Any:
+        try:
+            return kept[name](config)
+        except (KeyError, TypeError, AttributeError, IndexError) as exc:  # (a hand-edited or other version's config)
+            raise AdatokError(f"{out}/config.json cannot be resumed: it does not say its {flag[name]} "
+                              f"({type(exc).__name__} {exc}); train without --resume into a new folder") from None
+
+    clashes = [f"{flag[name]} (the checkpoint has {held(name)!r}, given {ctx.params[name]!r})"
+               for name in given if name in kept and not same(name, held(name), ctx.params[name])]
     if clashes:
         raise AdatokError(f"--resume continues {out} with its own settings; these differ from it: {'; '.join(clashes)}. "
                           f"A resumed run can change only {', '.join(flag[r] for r in resumable)}; "

@@ -182,7 +182,7 @@ def train_generator_cmd(
     if (context or canvas) and position == "index":
         raise AdatokError("--context and --canvas are read beside the next positions; --position index has none")
     lang = model_cfg = None
-    overrides = resume_overrides(ctx, out, train.RESUMABLE, KEPT_ON_RESUME) if resume else None
+    overrides = resume_overrides(ctx, out, train.RESUMABLE, KEPT_ON_RESUME, train.FAMILY) if resume else None
     if not resume:
         if language == "pixels":
             if target is not None:

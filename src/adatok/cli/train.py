@@ -112,9 +112,11 @@ def train_cmd(
     except ValueError:
         raise AdatokError(f"--levels needs whole numbers >= 2 separated by commas, got {levels!r}") from None
     check_at_least(image_size, "--image-size", 1)
-    from adatok.neural.trainer import RESUMABLE
+    from adatok.neural.folder import check_fresh_start
+    from adatok.neural.trainer import FAMILY, RESUMABLE
 
-    overrides = resume_overrides(ctx, out, RESUMABLE, KEPT_ON_RESUME) if resume else None
+    check_fresh_start(out, resume, force, FAMILY)  # (before the data is read: a folder refused at once)
+    overrides = resume_overrides(ctx, out, RESUMABLE, KEPT_ON_RESUME, FAMILY) if resume else None
     mcfg = tcfg = None
     images = eval_images = None
     if not resume:

@@ -581,12 +581,12 @@ def _train_generator(hold: contextlib.ExitStack, out, lang, model_cfg, train_cfg
     main = int(os.environ.get("RANK", "0")) == 0  # (the process that saves: it alone holds the folder)
     held = main and out.is_dir()
     if held:  # before anything is read from it (a resume's checkpoint)
-        hold_run_folder(hold, out, resume, force)
+        hold_run_folder(hold, out, resume, force, FAMILY)
     reads = (lang.describe().get("tokenizer") if lang is not None and not resume else None) or ""
     if reads and reads not in registered_names() and Path(reads).is_dir() and Path(reads).resolve() == out.resolve():
         raise AdatokError(f"--out {out} is the checkpoint of the tokenizer {reads} the generator's language reads: "
                           "writing the generator there would destroy it; give another --out")
-    check_fresh_start(out, resume, force)  # (its token caches stay: corpus_for rebuilds one made otherwise)
+    check_fresh_start(out, resume, force, FAMILY)  # (its token caches stay: corpus_for rebuilds one made otherwise)
     overrides = check_overrides(overrides, resume, RESUMABLE)
     if resume:
         if not (out / "train_state.safetensors").is_file():
@@ -645,7 +645,7 @@ def _train_generator(hold: contextlib.ExitStack, out, lang, model_cfg, train_cfg
     made = make_folders(real) if rank == 0 else []  # (rank 0 makes them, and removes them if refused)
     real.mkdir(parents=True, exist_ok=True)
     if main and not held:  # (refused here, the folder is another run's now: not removed)
-        hold_run_folder(hold, real, resume, force)
+        hold_run_folder(hold, real, resume, force, FAMILY)
     try:
         def warn(line: str) -> None:  # (on stderr, even with --quiet: files left out of the user's data)
             if rank == 0:

@@ -42,32 +42,69 @@ def check_overrides(overrides: dict | None, resume: bool, resumable: tuple[str, 
 #: What marks a folder as holding a checkpoint (a run that saved at least once).
 CHECKPOINT_FILES = ("config.json", "model.safetensors")
 
+#: The families of checkpoint the project writes (``config.json``'s ``"family"``), each as its messages name it.
+FAMILIES = {"neural": "learned tokenizer", "generator": "generator", "judge": "judge"}
 
-def check_fresh_start(out: Path, resume: bool, force: bool) -> None:
-    """Before a training run that starts from nothing writes into ``out``: refuse a folder that
-    holds a checkpoint already (its model would be replaced, and a run of other settings would
-    mix with it), unless ``resume`` (the caller continues it) or ``force`` (start over: the
-    checkpoint is replaced)."""
+
+def _held_family(folder: Path) -> str:
+    """The family of the checkpoint in ``folder`` (a key of :data:`FAMILIES`), read from its
+    ``config.json``; an :class:`AdatokError` when the folder holds checkpoint files
+    (:data:`CHECKPOINT_FILES`) that are no adatok checkpoint: a ``config.json`` that cannot be read,
+    is not a JSON object or names no family of the project's, or weights without a ``config.json``."""
+    folder = Path(folder)
+    if not (folder / "config.json").is_file():
+        raise AdatokError(f"{folder} holds a model.safetensors without a config.json, which is not an adatok "
+                          "checkpoint: give another --out")
+    try:
+        config = json.loads((folder / "config.json").read_text())
+    except OSError as exc:
+        why = f"it cannot be read: {exc.strerror or exc}"
+    except JSON_ERRORS:
+        why = "it is not JSON"
+    else:
+        family = config.get("family") if isinstance(config, dict) else None
+        if isinstance(family, str) and family in FAMILIES:
+            return family
+        why = ("it is not a JSON object" if not isinstance(config, dict) else "it names no family" if family is None
+               else f"its family {str(family)[:40]!r} is none of adatok's")
+    raise AdatokError(f"{folder} holds a config.json that is not an adatok checkpoint ({why}): give another --out")
+
+
+def check_fresh_start(out: Path, resume: bool, force: bool, family: str) -> None:
+    """Before a training run writes a checkpoint of ``family`` (a key of :data:`FAMILIES`) into
+    ``out``: refuse a folder that holds a checkpoint already (its model would be replaced, and a run
+    of other settings would mix with it), unless ``resume`` (the caller continues it) or ``force``
+    (start over: the run's saves replace its files). A folder whose checkpoint files are not a
+    checkpoint of ``family`` (another family's: a shipped generator copied; files of the user's own
+    that are no adatok checkpoint) is refused even so: neither continuing nor replacing it is the
+    run's to do. ``force`` removes nothing itself: the run's saves rewrite the checkpoint's files (a
+    generator's run also its token caches, or takes them as they are when made from the same data),
+    and every other file in the folder stays."""
     if resume and force:
-        raise AdatokError("--resume continues the checkpoint in --out, --force starts over and replaces it: give one "
-                          "(resume=True or force=True), not both")
+        raise AdatokError("--resume continues the checkpoint in --out, --force starts over and replaces it: give one, "
+                          "not both")
     if Path(out).exists() and not Path(out).is_dir():
         raise AdatokError(f"{out} is a file, not a folder: give a folder (new or holding a checkpoint) as --out")
-    held = [f for f in CHECKPOINT_FILES if (Path(out) / f).is_file()]
-    if held and not (resume or force):
-        raise AdatokError(f"{out} holds a checkpoint already ({held[0]}): continue it with --resume "
-                          "(resume=True), start over and replace it with --force (force=True), or give "
-                          "another --out")
+    if not any((Path(out) / f).is_file() for f in CHECKPOINT_FILES):
+        return
+    held = _held_family(out)
+    what = FAMILIES[family]
+    if held != family:
+        raise AdatokError(f"{out} holds a {FAMILIES[held]}'s checkpoint, and this run trains a {what}: give another "
+                          "--out")
+    if not (resume or force):
+        raise AdatokError(f"{out} holds a checkpoint already (a {what}'s): continue it with --resume, start over and "
+                          "replace it with --force, or give another --out")
 
 
-def hold_run_folder(hold: contextlib.ExitStack, out: Path, resume: bool, force: bool) -> None:
+def hold_run_folder(hold: contextlib.ExitStack, out: Path, resume: bool, force: bool, family: str) -> None:
     """Hold the folder ``out`` (it exists) for the rest of a training run (until ``hold`` closes), so
     that a second run into it at the same time is refused (:class:`AdatokError`) instead of saving over
     the first's checkpoints (each save alone was locked, and the last run to save won). Under the hold,
-    the folder is checked again as :func:`check_fresh_start` does: a run that found it empty refuses
-    the checkpoint another run saved there meanwhile."""
+    the folder is checked again as :func:`check_fresh_start` does (for a checkpoint of ``family``): a
+    run that found it empty refuses the checkpoint another run saved there meanwhile."""
     hold.enter_context(folder_lock(out, "another training run", wait=0))
-    check_fresh_start(out, resume, force)
+    check_fresh_start(out, resume, force, family)
 
 
 def allocated(make: Callable[[], T], size: str, smaller: str) -> T:

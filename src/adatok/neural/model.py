@@ -368,18 +368,24 @@ def train_head(head: nn.Module, n: int, batch_loss, steps: int, batch: int, lr: 
     return head.eval()
 
 
-def fit_codebook(images: torch.Tensor, size: int, seed: int = 0, quiet: bool = True) -> torch.Tensor:
+def fit_codebook(images: torch.Tensor, size: int, seed: int = 0, quiet: bool = True,
+                 threads: int | None = None) -> torch.Tensor:
     """A k-means codebook of ``size`` whole images (flattened; mini-batch k-means, scikit-learn) for
     the first token with ``vq_first``: ``(size, C * H * W)``. With fewer images than ``size``, the
-    images themselves, repeated to fill it (a repeated row is never the nearest: ties go to the first)."""
+    images themselves, repeated to fill it (a repeated row is never the nearest: ties go to the first).
+    ``threads``: the most threads the fit uses (scikit-learn's OpenMP loops and the BLAS under them,
+    set through threadpoolctl: they do not follow ``torch.set_num_threads``, and took every core);
+    ``None``: the libraries' own defaults. The codebook is the same for any number of threads."""
     flat = images.flatten(1).numpy().astype(np.float32)
     n = len(flat)
     if n <= size:
         return torch.from_numpy(flat[np.arange(size) % n])
     from sklearn.cluster import MiniBatchKMeans
+    from threadpoolctl import threadpool_limits
 
-    km = MiniBatchKMeans(n_clusters=size, random_state=seed, batch_size=4096, n_init=1, max_iter=30,
-                         verbose=0).fit(flat)
+    with threadpool_limits(limits=threads):  # (None: no limit)
+        km = MiniBatchKMeans(n_clusters=size, random_state=seed, batch_size=4096, n_init=1, max_iter=30,
+                             verbose=0).fit(flat)
     return torch.from_numpy(km.cluster_centers_.astype(np.float32))
 
 

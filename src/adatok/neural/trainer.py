@@ -407,7 +407,8 @@ def train(out: str | Path, model_cfg: ModelConfig | None = None, train_cfg: Trai
     :data:`RESUMABLE` (``{"steps": 12000}``: train on to step 12,000). ``stop_after`` ends this run after that many steps (with a
     checkpoint), for training in slices; a resumed run continues exactly where it stopped. A folder
     that holds a checkpoint already is refused unless ``resume`` or ``force`` (start over,
-    replacing it). The folder is held for the whole run (from its first save when it is new): a
+    replacing it); one whose checkpoint files are not a learned tokenizer's (a generator's, files
+    of the user's own) is refused even so (:func:`~adatok.neural.folder.check_fresh_start`). The folder is held for the whole run (from its first save when it is new): a
     second run into it at the same time is refused (:func:`~adatok.neural.folder.hold_run_folder`).
     """
     with contextlib.ExitStack() as hold:
@@ -424,8 +425,8 @@ def _train(hold: contextlib.ExitStack, out, model_cfg, train_cfg, name, resume, 
     out = Path(out)
     held = int(os.environ.get("RANK", "0")) == 0 and out.is_dir()
     if held:  # before anything is read from it (a resume's checkpoint)
-        hold_run_folder(hold, out, resume, force)
-    check_fresh_start(out, resume, force)
+        hold_run_folder(hold, out, resume, force, FAMILY)
+    check_fresh_start(out, resume, force, FAMILY)
     overrides = check_overrides(overrides, resume, RESUMABLE)
     train_cfg = train_cfg or TrainConfig()
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -456,8 +457,9 @@ def _train(hold: contextlib.ExitStack, out, model_cfg, train_cfg, name, resume, 
         check_same_data(config.get("data_source"), train_cfg.data, out, skip=out)
         source = config.get("data_source")
         if start >= train_cfg.steps:
-            raise AdatokError(f"{out} has trained its {train_cfg.steps} steps already (step {start}); give more "
-                              "steps to go on (--steps N, overrides={'steps': N})")
+            past = f"its {start:,} steps already" if start == train_cfg.steps else \
+                f"{start:,} steps already, past --steps {train_cfg.steps:,}"
+            raise AdatokError(f"{out} has trained {past}: give a larger --steps to train on")
     else:
         model_cfg = model_cfg or ModelConfig()
         torch.manual_seed(train_cfg.seed)
@@ -497,14 +499,23 @@ def _train(hold: contextlib.ExitStack, out, model_cfg, train_cfg, name, resume, 
     data = images if isinstance(images, Crops) else _to_tensor(images)
     held_out = _to_tensor(eval_images)
 
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
     t0 = time.time()
     if model_cfg.vq_first and not resume:
-        if main and not quiet:
-            print(f"first token: k-means codebook of {model_cfg.vocab_size:,} centroids over {len(data):,} images ...",
-                  flush=True)
         pool = data if not isinstance(data, Crops) else data.sample(
             min(20 * model_cfg.vocab_size, 40 * len(data)), torch.Generator().manual_seed(train_cfg.seed))
-        model.set_codebook(fit_codebook(pool, model_cfg.vocab_size, seed=train_cfg.seed))
+        over = (f"{len(pool):,} images" if not isinstance(data, Crops) else
+                f"{len(pool):,} random {data.size}x{data.size} crops of {len(data):,} images")
+        if main and not quiet:
+            print(f"first token: k-means codebook of {model_cfg.vocab_size:,} centroids over {over} ...", flush=True)
+        # (k-means gives no progress of its own: the bar runs, with the time, from its start to its end)
+        fitting = Progress(TextColumn("[bold]k-means"), BarColumn(), TextColumn("{task.fields[info]}"),
+                           TimeElapsedColumn(), disable=quiet or not main)
+        with fitting:
+            task = fitting.add_task("k-means", total=None, info=f"{model_cfg.vocab_size:,} centroids")
+            model.set_codebook(fit_codebook(pool, model_cfg.vocab_size, seed=train_cfg.seed, threads=train_cfg.threads))
+            fitting.update(task, total=1, completed=1)
         if world > 1:  # every process uses rank 0's codebook
             dist.broadcast(model.centroids, 0)
         if main and not quiet:
@@ -532,8 +543,6 @@ def _train(hold: contextlib.ExitStack, out, model_cfg, train_cfg, name, resume, 
         print(f"training {name}: {count_params(model):,} parameters, {len(data):,} images "
               f"{tuple(want)}, K={model_cfg.tokens}, vocabulary {model_cfg.vocab_size}, steps {start}..{train_cfg.steps}"
               + (f", {world} processes" if world > 1 else ""))
-
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     progress = Progress(TextColumn("[bold]train"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                         TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
@@ -579,7 +588,7 @@ def _train(hold: contextlib.ExitStack, out, model_cfg, train_cfg, name, resume, 
                     metrics["wall_s"] = round(time.time() - t0, 1)
                     if not held:  # a new folder: held from its first save (refused if another run saved there since)
                         out.mkdir(parents=True, exist_ok=True)
-                        hold_run_folder(hold, out, resume, force)
+                        hold_run_folder(hold, out, resume, force, FAMILY)
                         held = True
                     save_checkpoint(out, model, name, train_cfg, done, metrics, opt, generator=gen,
                                     extra={"data_source": source})
