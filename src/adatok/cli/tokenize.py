@@ -117,13 +117,15 @@ def decode(
     if not quiet:
         header, payload = parse_container(data)
         # a file cut short says so (a copy cut off in transfer decoded without a word): unless --bytes cut it
-        cut = n_bytes is None and len(payload) < header["payload_len"]
-        of, note = (f" of {int(header['n_tokens']):,}", f"; {cut_note(header, payload)}") if cut else ("", "")
+        note = cut_note(header, payload) if n_bytes is None else None
+        of, note = (f" of {int(header['n_tokens']):,}", f"; {note}") if note else ("", "")
         typer.echo(f"{out}: {fmt_shape(img.shape)} from {len(seq):,}{of} tokens ({seq.tokenizer}{note})")
 
 
-def cut_note(header: dict, payload: bytes) -> str:
-    """What ``info`` and ``decode`` say of a file whose payload is cut short."""
+def cut_note(header: dict, payload: bytes) -> str | None:
+    """What ``info`` and ``decode`` say of a file whose payload is cut short; ``None`` for a whole one."""
+    if len(payload) >= header["payload_len"]:
+        return None
     unchecked = unchecked_bytes(header, payload)
     return (f"the file is cut: its payload holds {len(payload):,} of {header['payload_len']:,} bytes"
             + (f", the last {unchecked:,} of them in a chunk cut short, which no checksum covers" if unchecked else ""))
@@ -149,7 +151,8 @@ def info(
     seq = TokenSequence.from_bytes(data)
     console = Console(highlight=False)
     n_full = int(header["n_tokens"])
-    cut = f" of {n_full:,} ({cut_note(header, payload)})" if len(payload) < header["payload_len"] else ""
+    note = cut_note(header, payload)
+    cut = f" of {n_full:,} ({note})" if note else ""
     params = " ".join(f"{k}={v}" for k, v in sorted(seq.params.items()))
     for key, value in (("file", str(src)), ("tokenizer", seq.tokenizer), ("version", seq.version),
                        ("shape", fmt_shape(seq.shape)), ("tokens", f"{len(seq):,}{cut}"),

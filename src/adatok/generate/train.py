@@ -40,7 +40,6 @@ import torch
 import torch.nn.functional as F
 
 from ..core.checks import is_finite_number, is_whole
-from ..core.registry import names as registered_names
 from ..core.errors import AdatokError
 from ..neural.folder import (allocated, check_fresh_start, check_overrides, hold_run_folder, out_of_memory,
                              read_json, restore_training, write_folder)
@@ -582,19 +581,15 @@ def _train_generator(hold: contextlib.ExitStack, out, lang, model_cfg, train_cfg
     held = main and out.is_dir()
     if held:  # before anything is read from it (a resume's checkpoint)
         hold_run_folder(hold, out, resume, force, FAMILY)
-    reads = (lang.describe().get("tokenizer") if lang is not None and not resume else None) or ""
-    if reads and reads not in registered_names() and Path(reads).is_dir() and Path(reads).resolve() == out.resolve():
-        raise AdatokError(f"--out {out} is the checkpoint of the tokenizer {reads} the generator's language reads: "
-                          "writing the generator there would destroy it; give another --out")
-    check_fresh_start(out, resume, force, FAMILY)  # (its token caches stay: corpus_for rebuilds one made otherwise)
+    # (its token caches stay: corpus_for rebuilds one made otherwise; the checkpoint of the tokenizer the language
+    # reads, as --out, is another family's: refused here)
+    check_fresh_start(out, resume, force, FAMILY)
     overrides = check_overrides(overrides, resume, RESUMABLE)
     if resume:
         if not (out / "train_state.safetensors").is_file():
             raise AdatokError(f"nothing to resume in {out}: it has no train_state.safetensors (a shipped or copied "
                               "model keeps only its weights); train without --resume into a new folder to start")
-        config = read_json(out)
-        if config.get("family") != FAMILY:
-            raise AdatokError(f"{out} is not a generator checkpoint")
+        config = read_json(out)  # (a generator's: check_fresh_start refused any other family)
         try:  # (a hand-edited or other version's config.json: raw KeyError / TypeError before)
             lang = language_from(config["language"])
             model_cfg = GPTConfig(**config["model"])
