@@ -29,3 +29,11 @@ def is_finite_number(value: Any) -> bool:
 #: among them) and ``RecursionError`` (arrays nested deeper than Python's stack, ``"[" * 100000``).
 #: Catch these, with ``OSError`` for the read, wherever a user's file is parsed.
 JSON_ERRORS = (ValueError, RecursionError)
+
+
+def shown(value: Any, limit: int = 80) -> str:
+    """``repr(value)`` for an error message, cut to ``limit`` characters (a request's field of up
+    to 1 MB came back whole in the message, several times its size once escaped; a file's header
+    may name a tokenizer of any length)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

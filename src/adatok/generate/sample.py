@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..core.checks import is_bool, is_whole
+from ..core.checks import is_bool, is_whole, shown
 from ..core.errors import AdatokError
 from ..core.sequence import TokenSequence, parse_container
 from ..neural.folder import load_weights, read_json
@@ -345,8 +345,7 @@ def prefix_from_bytes(gen: Generator, data: bytes, name: str = "the file") -> To
     if tok is None:
         raise AdatokError(f"{gen.name} writes pixels, not tokens: completion takes a generator of a tokenizer")
     if header["tokenizer"] != tok.name:
-        made = repr(header["tokenizer"])
-        raise AdatokError(f"{name} was made by {made if len(made) <= 80 else made[:77] + '...'}; {gen.name} writes "
+        raise AdatokError(f"{name} was made by {shown(header['tokenizer'])}; {gen.name} writes "
                           f"{tok.name!r} tokens: choose a generator of that tokenizer")
     shape, have = tuple(lang.shape), tuple(header["shape"])
     if have != shape and have + (1,) != shape:  # (a gray H x W image is H x W x 1)

@@ -35,6 +35,7 @@ import numpy as np
 import adatok
 from adatok import AdatokError, TokenSequence
 from adatok.core import imageio
+from adatok.core.checks import shown  # (also app.py's state.shown)
 from adatok.core.metrics import psnr, region_mask, region_psnr, ssim
 from adatok.eval.maps import ERROR_MAP_MAX, colorize_indexed, error_map, token_heatmap
 
@@ -112,11 +113,6 @@ def new_id() -> str:
     return secrets.token_hex(8)
 
 
-def shown(value, limit: int = 80) -> str:
-    """``repr(value)`` for an error message, cut to ``limit`` characters (a request's field of up
-    to 1 MB came back whole in the message, several times its size once escaped)."""
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 # --------------------------------------------------------------------------------------------
