@@ -99,7 +99,7 @@ def memory() -> None:
     import skimage.data
 
     from fuzz import craft
-    from adatok.wavelet.tokenizer import max_coded_tokens
+    from adatok.wavelet.tokenizer import max_coded_tokens, max_stream_tokens
     from adatok.wavelet.transforms import default_levels
 
     wl = adatok.load("wavelet-lossless")
@@ -112,10 +112,11 @@ def memory() -> None:
         cases[f"empty payload {side}x{side}x3"] = craft.frame(replace(base, payload=b"", payload_len=0, n_tokens=0))
         cases[f"photo {side}x{side}x3, whole"] = full
         cases[f"photo {side}x{side}x3, cut at 99%"] = full[: len(full) * 99 // 100]
-        params = dict(base.params) | {"nmax": 61, "levels": default_levels((side, side))}
+        params = dict(base.params) | {"nmax": wl.top_plane((side, side, 3)), "levels": default_levels((side, side))}
         ones = b"\xfe" + b"\xff" * 1023
         cases[f"hostile {side}x{side}x3: 1 kB of ones, every token it can code"] = craft.frame(replace(
-            base, params=params, payload=ones, payload_len=len(ones), n_tokens=max_coded_tokens(len(ones))))
+            base, params=params, payload=ones, payload_len=len(ones),
+            n_tokens=min(max_coded_tokens(len(ones)), max_stream_tokens(side * side * 3, params["nmax"]))))
     tmp = ROOT / "out" / "reliability-memory.atk"
     tmp.parent.mkdir(exist_ok=True)
     print(f"{'container':60s} {'bytes':>9s} {'tokens':>10s} {'MB':>8s} {'B/coef':>7s} {'B/token':>8s}")

@@ -128,13 +128,14 @@ def containers(tmp_path_factory) -> dict[str, bytes]:
     rep = np.repeat(np.repeat(_photo(128, 128), 8, 0), 8, 1)
     out["replicated 8x8 to 1024x1024"] = wl.encode([rep])[0].to_bytes()
     base = craft.fields_of(w.encode([np.full((8, 8), 3, np.uint8)])[0].to_bytes())
-    big = dict(base.params) | {"nmax": 61, "levels": default_levels((512, 512))}
+    top = w.top_plane((512, 512, 3))  # (a higher plane is refused: no 8-bit image has it)
+    big = dict(base.params) | {"nmax": top, "levels": default_levels((512, 512))}
     ones = replace(base, shape=(512, 512, 3), params=big, payload=b"\xfe" + b"\xff" * 255, payload_len=256)
     out["hostile: 256 bytes of ones, every token they can code"] = craft.frame(
         replace(ones, n_tokens=max_coded_tokens(256)))
     out["hostile: 2**32 - 1 tokens"] = craft.frame(replace(ones, n_tokens=craft.U32))
     out["hostile: a cut payload of 2**32 - 1 bytes"] = craft.frame(
-        replace(ones, payload_len=craft.U32, n_tokens=max_stream_tokens(512 * 512 * 3, 61)))
+        replace(ones, payload_len=craft.U32, n_tokens=max_stream_tokens(512 * 512 * 3, top)))
     flat = dict(base.params) | {"levels": default_levels((1024, 1024))}
     out["empty payload, 1024x1024"] = craft.frame(replace(base, shape=(1024, 1024), params=flat, payload=b"",
                                                            payload_len=0, n_tokens=0))

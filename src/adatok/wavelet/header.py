@@ -199,7 +199,7 @@ def fixed_params(tok, shape: tuple[int, ...]) -> dict:
     params = {"levels": default_levels(shape[:2], tok.max_levels)}
     if not tok.lossless:
         params["step"] = tok.step
-    params["nmax"] = top_plane(tok, tok._layout(tuple(shape), params | {"nmax": 0}))
+    params["nmax"] = tok._top_plane(tok._layout(tuple(shape), params | {"nmax": 0}))
     return params
 
 

@@ -228,6 +228,7 @@ class WaveletTokenizer:
         self.max_levels = int(max_levels)
         self.payload_codec = self  # the tokenizer codes its own payload (see pack / unpack)
         self._shift_cache = BoundedCache(64)  # (shape, channels, levels, region) -> shifts and set minima
+        self._top_cache = BoundedCache(256)  # (shape, channels, levels) -> header.top_plane (checked by every _layout)
         self.prior, digest = load_prior(name)
         self.version = f"{VERSION}+{digest}"
         # Where a coefficient is put inside its remaining interval: 0.5 is the centre; the 9/7
@@ -251,6 +252,12 @@ class WaveletTokenizer:
     def _weights(self, layout: Layout) -> np.ndarray:
         """Per-node scale of the 9/7 coefficients: importance / step."""
         return _importance_weights(layout.shape, layout.channels, layout.levels, self.lossless, self.step)[1]
+
+    def _top_plane(self, layout: Layout) -> int:
+        """:func:`header.top_plane <adatok.wavelet.header.top_plane>` of ``layout``, computed once a
+        shape (as much again as the rest of a 28 x 28 sequence's checks)."""
+        key = (layout.shape, layout.channels, layout.levels)
+        return self._top_cache.get(key, lambda: (header.top_plane(self, layout), 0))
 
     def _shifts(self, layout: Layout, params: dict | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Bit-plane shift of every node and the smallest shift of each node's D and L sets.
@@ -389,7 +396,7 @@ class WaveletTokenizer:
             mag, sgn, top = _magnitudes(coef, self._shifts(layout, params)[0])
             params["nmax"] = int(top).bit_length() - 1  # -1 when every coefficient is 0
             if fixed_header:  # the walk from a higher plane is the re-expressed sequence
-                params["nmax"] = max(params["nmax"], header.top_plane(self, layout))
+                params["nmax"] = max(params["nmax"], self._top_plane(layout))
             limit = min(budget.k, spiht.MAX_TOKENS) if isinstance(budget, Tokens) else -1
             if isinstance(budget, Bpp):
                 seq = self._encode_bytes(img, np.shape(image), layout, mag, sgn, params, budget, maker)
@@ -587,10 +594,11 @@ class WaveletTokenizer:
             _, k, ids, node, plane, value, low, neg, _ = walk(n, 0)
         else:
             # The two readings agree on the determined prefix and then part. Both walked to the cap
-            # (up to ~23,000 tokens a payload byte: certain decisions cost almost nothing) took 44 s
-            # on 1 KB of random bytes in a 512 x 512 x 3 header, for 8,438 tokens determined; so
-            # the cap starts near what the bytes hold at a few tokens a byte and grows fourfold
-            # until the readings part or end: the same prefix, at a few times its own walk.
+            # (up to ~23,000 tokens a payload byte: certain decisions cost almost nothing) took
+            # 1.9-6 s on 1 KB of random bytes in a 512 x 512 x 3 header (44 s from plane 61), for
+            # about 8,400 tokens determined; so the cap starts near what the bytes hold at a few
+            # tokens a byte and grows fourfold until the readings part or end: the same prefix, at a
+            # few times its own walk (0.03-0.07 s there).
             cap = min(n, 16 * len(payload) + 1024)
             while True:
                 first = walk(cap, 0)
@@ -605,8 +613,7 @@ class WaveletTokenizer:
             if k < len(ids):  # the decoder state went past the determined prefix: walk it again
                 ids = ids[:k]
                 _, _, _, node, plane, value, low, neg, _ = spiht.walk(
-                    spiht.SRC_IDS, False, int(params["nmax"]), -1, -1, _NO_MAG, _NO_SGN, ids, _NO_BYTES, 0,
-                    *self._walk_args(layout, params))
+                    spiht.SRC_IDS, False, int(params["nmax"]), -1, -1, _NO_MAG, _NO_SGN, ids, _NO_BYTES, 0, *walk_args)
         seq = self._sequence(ids, node, plane, layout, shape, params)
         seq.cache["state"] = (value, low, neg)
         return seq
@@ -690,10 +697,10 @@ class WaveletTokenizer:
         layout = make_layout((h, w), channels, levels)
         # No 8-bit image of this shape codes a plane above the transforms' bound (header.top_plane,
         # a region lifting its coefficients up to ROI_SHIFT planes more). A higher one only adds
-        # planes of tokens no image has: a hostile header's nmax of 61 let a few KB of payload
-        # code 150 million tokens. One plane of margin: the bound's float sums must never refuse a
+        # planes of tokens no image has: a hostile header's nmax of 61 let 16 KB of payload code
+        # 156 million tokens. One plane of margin: the bound's float sums must never refuse a
         # real file, and one plane more or less does not matter against such a header.
-        top = header.top_plane(self, layout) + (roi_coding.ROI_SHIFT if "roi" in params else 0) + 1
+        top = self._top_plane(layout) + (roi_coding.ROI_SHIFT if "roi" in params else 0) + 1
         if int(params["nmax"]) > top:
             raise InvalidTokensError(f"invalid top bit-plane {params['nmax']} in the sequence: no 8-bit image of "
                                      f"shape {shape} has a coefficient above plane {top}")
