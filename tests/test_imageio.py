@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import stat
 import struct
@@ -255,6 +256,70 @@ def test_truncated_file(tmp_path, suffix):
     (tmp_path / f"half{suffix}").write_bytes(data[: len(data) // 2])
     with pytest.raises(ImageReadError, match="truncated"):
         read_image(tmp_path / f"half{suffix}")
+
+
+def _png(width: int, height: int, raw: bytes, colour: int = 2, depth: int = 8, interlace: int = 0,
+         idat_parts: int = 1) -> bytes:
+    """A PNG built by hand around the given inflated image data (filter bytes included), its zlib
+    stream complete whatever its length, split over ``idat_parts`` IDAT chunks (a palette of black
+    and white for colour type 3)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    z = zlib.compress(raw)
+    step = -(-len(z) // idat_parts)
+    idats = b"".join(chunk(b"IDAT", z[i:i + step]) for i in range(0, len(z), step))
+    ihdr = struct.pack(">IIBBBBB", width, height, depth, colour, 0, 0, interlace)
+    plte = chunk(b"PLTE", b"\x00\x00\x00\xff\xff\xff") if colour == 3 else b""
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + plte + chunk(b"tEXt", b"k\x00v") + idats
+            + chunk(b"IEND", b""))
+
+
+def _adam7_raw(width: int, height: int, row_bytes_per_pixel: int) -> bytes:
+    """Inflated data of an interlaced 8-bit image: every row of each of Adam7's passes, value 7."""
+    raw = b""
+    for x0, y0, dx, dy in ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2),
+                           (0, 1, 1, 2)):
+        w, h = -(-(width - x0) // dx), -(-(height - y0) // dy)
+        if w > 0 and h > 0:
+            raw += (b"\x00" + bytes([7]) * (w * row_bytes_per_pixel)) * h
+    return raw
+
+
+@pytest.mark.parametrize(("rows", "idat_parts"), [(1, 1), (20, 3), (39, 1)])
+def test_a_png_whose_complete_data_end_early_is_refused(tmp_path, rows, idat_parts):
+    """Pillow reads a PNG whose zlib stream ends after ``rows`` of its 40 rows without an error and
+    fills the rest with black: a wrong image returned silently. It is refused as truncated."""
+    data = _png(30, 40, (b"\x00" + b"\xc8" * 90) * rows, idat_parts=idat_parts)
+    with Image.open(io.BytesIO(data)) as im:
+        im.load()  # Pillow itself says nothing
+    (tmp_path / "short.png").write_bytes(data)
+    with pytest.raises(ImageReadError, match=r"short.png is truncated: its image data end after .* of the 3,640 bytes"):
+        read_image(tmp_path / "short.png")
+    with pytest.raises(ImageReadError, match="truncated"):
+        imageio.read_image_bytes(data)
+
+
+@pytest.mark.parametrize(("colour", "depth", "channels"), [(2, 8, 3), (0, 8, 1), (0, 1, 1), (3, 4, 1), (6, 8, 4)])
+def test_a_png_with_all_its_rows_reads_whatever_its_layout(colour, depth, channels):
+    """The rows check counts bytes by the header's layout: bit depths below 8, palettes, alpha,
+    several IDAT chunks read as before; one row short is refused."""
+    w, h = 13, 11
+    row = -(-(w * channels * depth) // 8)
+    raw = (b"\x00" + bytes([1]) * row) * h
+    image = imageio.read_image_bytes(_png(w, h, raw, colour, depth, idat_parts=2))
+    assert image.shape[:2] == (h, w)
+    with pytest.raises(ImageReadError, match="truncated"):
+        imageio.read_image_bytes(_png(w, h, raw[: -(row + 1)], colour, depth))
+
+
+def test_an_interlaced_png_reads_and_a_short_one_is_refused():
+    for w, h in ((1, 1), (5, 3), (17, 9)):
+        raw = _adam7_raw(w, h, 3)
+        image = imageio.read_image_bytes(_png(w, h, raw, interlace=1))
+        assert image.shape == (h, w, 3) and (image == 7).all()
+        with pytest.raises(ImageReadError, match="truncated"):
+            imageio.read_image_bytes(_png(w, h, raw[:-1], interlace=1))
 
 
 def test_errors_are_adatok_errors_and_files_are_closed(tmp_path):

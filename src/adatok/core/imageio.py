@@ -368,7 +368,8 @@ def read_image(path: PathLike) -> np.ndarray:
 
     Raises:
         ImageReadError: the file is missing, is a folder, cannot be opened, is not an image
-            (including empty files), or is truncated or corrupt.
+            (including empty files), or is truncated or corrupt (a PNG whose image data end
+            before its last row too, which Pillow alone returns with the missing rows black).
         ImageFormatError: the image is wider * taller than :data:`MAX_PIXELS` (checked before
             decoding), has a zero-size dimension, or has a mode adatok does not read.
     """
@@ -433,12 +434,79 @@ def _read_open(fp: Any, name: str) -> np.ndarray:
             except _DECODE_ERRORS as exc:
                 raise _corrupt(name, exc) from exc
             _check_decoded_size(im.size, name)
+            if im.format == "PNG":
+                _check_png_rows(fp, name)
             try:
                 return _pillow_to_array(im, name, bits)
             except AdatokError:
                 raise
             except _DECODE_ERRORS as exc:  # a conversion of a damaged image's palette or mode
                 raise _corrupt(name, exc, "corrupt") from exc
+
+
+# Channels a PNG pixel has, by its colour type (PNG specification, IHDR).
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
+# Adam7's passes: first column, first row, column step, row step.
+_ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
+
+
+def _png_data_size(width: int, height: int, depth: int, colour: int, interlace: int) -> int:
+    """Bytes the inflated image data of a PNG with this header holds: each row of each pass
+    (one pass without interlacing) is a filter byte and ``ceil(width * channels * depth / 8)``."""
+    bits = _PNG_CHANNELS.get(colour, 4) * depth
+    passes = _ADAM7 if interlace else ((0, 0, 1, 1),)
+    total = 0
+    for x0, y0, dx, dy in passes:
+        w, h = -(-(width - x0) // dx), -(-(height - y0) // dy)
+        if w > 0 and h > 0:
+            total += h * (1 + -(-(w * bits) // 8))
+    return total
+
+
+def _check_png_rows(fp: Any, name: str) -> None:
+    """Refuse a PNG whose image data ends before its last row.
+
+    Pillow's PNG decoder stops without an error when the zlib stream ends early, whatever rows are
+    still missing (its check of "image and data end together" is commented out), and returns them
+    as zeros: a PNG of 1,000 rows whose complete data hold one row read as a black image. No
+    library here checks it, so this walks the chunks again (the file is already read; a second
+    inflate costs what the first did) and counts the inflated bytes against the header's."""
+    import struct
+    import zlib
+
+    fp.seek(8)  # after the signature, which Pillow checked
+    head = fp.read(8 + 13)
+    if len(head) < 21 or head[4:8] != b"IHDR":
+        return  # Pillow read it: not a layout this check knows (nothing to say)
+    width, height, depth, colour, _, _, interlace = struct.unpack(">IIBBBBB", head[8:21])
+    expected = _png_data_size(width, height, depth, colour, interlace)
+    fp.seek(8 + 8 + 13 + 4)
+    inflate, got, seen = zlib.decompressobj(), 0, False
+    while got < expected:
+        header = fp.read(8)
+        if len(header) < 8:
+            break
+        length, kind = struct.unpack(">I4s", header)
+        if kind != b"IDAT":
+            if seen:
+                break  # the image data are consecutive IDAT chunks
+            fp.seek(length + 4, os.SEEK_CUR)
+            continue
+        seen = True
+        data = fp.read(length)
+        fp.seek(4, os.SEEK_CUR)  # CRC
+        try:
+            while data and got < expected:  # in pieces: a bomb's data are never held whole
+                got += len(inflate.decompress(data, 1 << 20))
+                data = inflate.unconsumed_tail
+        except zlib.error as exc:
+            raise _corrupt(name, exc) from exc
+        if inflate.eof:
+            break
+    if got < expected:
+        rows = f"{height:,} rows of {width:,} pixels"
+        raise ImageReadError(f"{name} is truncated: its image data end after {got:,} of the {expected:,} bytes its "
+                             f"{rows} need (the rest would read as black); re-export or re-download it")
 
 
 # --------------------------------------------------------------------------------------------
