@@ -973,3 +973,19 @@ def test_the_codebook_fit_keeps_to_the_runs_threads_and_says_what_it_fits(tmp_pa
     out = capsys.readouterr().out
     assert "first token: k-means codebook of 16 centroids over 320 random 16x16 crops of 19 images ..." in out
     assert "first token: codebook fit in" in out
+
+
+def test_the_header_and_stream_sizes_docs_learned_tokenizer_gives():
+    """docs/learned-tokenizer.md gave a 63-byte header (61 empty), which holds for 2-D arrays only: the
+    header keeps the shape, and a 28x28x1 image (a PNG read from a file, the CLI's) has a 64-byte one
+    (62 empty). ``Bpp(x, header=False)`` counts the payload's whole bytes, not the ids' 11 k bits."""
+    from adatok.core.sequence import header_size
+
+    tok = adatok.load("fashion-mnist-32")
+    img = _images(1)[0]
+    for image, full, empty in ((img, 64, 62), (img[:, :, 0], 63, 61)):
+        seq, = tok.encode([image])
+        assert header_size(seq.to_bytes()) == full and header_size(seq.prefix(0).to_bytes()) == empty
+    for x, tokens in ((0.014, 0), (0.028, 1), (0.056, 3), (0.0613, 4), (0.112, 7), (0.1123, 8), (0.449, 32)):
+        seq, = tok.encode([img], Bpp(x, header=False))
+        assert len(seq) == tokens, x

@@ -67,6 +67,25 @@ def test_flat_image_has_no_saliency_but_a_centre_prior():
     np.testing.assert_allclose(saliency(img), normalise(centre_prior(img.shape)), atol=1e-12)
 
 
+@pytest.mark.parametrize("shape", [(1, 1), (2, 2), (1, 2), (2, 1), (2, 2, 3)])
+def test_a_tiny_flat_image_is_as_salient_everywhere_as_the_centre_of_a_larger_one(shape):
+    """Found by an outside user: ``saliency(img, "auto")`` of a flat 1 x 1 or 2 x 2 image was all 0,
+    where a larger flat image's is its centre prior, 1 at the centre pixels: every pixel of these is a
+    centre pixel (their centre prior is all 1, with no contrast to stretch). Now all 1, uniform, as
+    their centre prior; and ``--roi auto`` with a quality target inside the region takes them (it
+    was refused: "the region of interest is empty")."""
+    import adatok
+    from adatok import Quality
+
+    img = np.full(shape, 77, np.uint8)
+    np.testing.assert_array_equal(saliency(img), np.ones(shape[:2]))
+    np.testing.assert_array_equal(saliency(img), centre_prior(shape))
+    larger = saliency(np.full((8, 8), 77, np.uint8))  # (the same at the centre of a larger flat image)
+    assert larger[3:5, 3:5].min() == 1.0 and larger.min() == 0.0
+    seq, = adatok.load("wavelet").encode([img], Quality(psnr=30, region="roi"), roi=["auto"])
+    assert adatok.load("wavelet").decode([seq])[0].shape == img.shape
+
+
 def test_maps_are_deterministic_and_do_not_touch_the_image():
     img = _image((33, 41, 3))
     before = img.copy()

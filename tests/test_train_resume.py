@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ from PIL import Image
 
 pytest.importorskip("torch")
 
+import torch  # noqa: E402
 from adatok import AdatokError  # noqa: E402
 from adatok.generate import train as G  # noqa: E402
 from adatok.generate.languages import PixelLanguage  # noqa: E402
@@ -364,3 +366,144 @@ def test_resume_messages_say_what_is_wrong_in_command_line_terms(tmp_path):
     (out / "config.json").write_text(json.dumps({k: v for k, v in config.items() if k != "train"}))
     _refused(_cli("train", "--out", out, "--resume", "--batch", "4"),
              "config.json cannot be resumed: it does not say its --batch (KeyError 'train')")
+
+
+def _no_data_read(monkeypatch):
+    """Fail the test if a run reads its data (the refusals below come before any work)."""
+    from adatok.neural import trainer
+
+    def read(*a, **kw):
+        raise AssertionError("the run read its data before refusing")
+
+    monkeypatch.setattr(trainer, "load_images", read)
+
+
+def test_an_out_that_cannot_be_made_is_refused_before_any_training(tmp_path, monkeypatch):
+    """Found by an outside user: ``adatok train --out fm0.png/sub`` trained in full, then failed at its
+    first save with a raw NotADirectoryError (a link to nothing: a raw FileExistsError). Such an --out
+    is refused before the data is read, and nothing is made."""
+    import os
+
+    imgs = _folder(tmp_path / "imgs")
+    (tmp_path / "fm0.png").write_bytes(b"mine")
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    _no_data_read(monkeypatch)
+    new = ["--data", imgs, "--tokens", "2", "--dim", "16", "--depth", "1", "--levels", "4,4", "--no-vq-first",
+           "--ssim-weight", "0", "--batch", "4", "--eval-every", "2", "--steps", "2", "--quiet"]
+    said = {"fm0.png/sub": "fm0.png/sub: {root}/fm0.png is a file, not a folder; give another --out",
+            "fm0.png/a/b": "fm0.png/a/b: {root}/fm0.png is a file, not a folder",
+            "dangling": "dangling: {root}/dangling is a link to {root}/nowhere, which does not exist",
+            "dangling/run": "dangling/run: {root}/dangling is a link to {root}/nowhere, which does not exist"}
+    for out, message in said.items():
+        _refused(_cli("train", "--out", tmp_path / out, *new), f"cannot make the folder {tmp_path}/"
+                 + message.format(root=tmp_path))
+        with pytest.raises(AdatokError, match="cannot make the folder"):
+            train(tmp_path / out, TINY, TrainConfig(data=str(imgs), steps=2, batch=4, ssim_weight=0), quiet=True)
+    assert (tmp_path / "fm0.png").read_bytes() == b"mine" and not (tmp_path / "nowhere").exists()
+    # a folder the user may not write (os.access, as root writes anywhere): the parent of a new --out, or --out
+    (tmp_path / "ro").mkdir()
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode, **kw: real(p, mode, **kw) and not (
+        Path(p) == tmp_path / "ro" and mode & os.W_OK))
+    _refused(_cli("train", "--out", tmp_path / "ro" / "run", *new),
+             f"cannot make the folder {tmp_path}/ro/run: no permission to make a folder in {tmp_path}/ro")
+    _refused(_cli("train", "--out", tmp_path / "ro", *new), f"cannot write into the folder {tmp_path}/ro: permission")
+    assert list((tmp_path / "ro").iterdir()) == []
+
+
+def test_a_name_another_tokenizer_would_read_the_files_of_is_refused(tmp_path, monkeypatch):
+    """Found by an outside user: a checkpoint trained with ``--name wavelet`` or ``--name
+    fashion-mnist-32`` (other levels) wrote files that every reader took for the registered
+    tokenizer's and refused as corrupt (another payload codec). Such names are refused before any
+    training; a shipped name with tokens of its bits stays open (the shipped checkpoint's recipe), and
+    its files, read without the folder, say to give it."""
+    import adatok
+    from adatok.core.errors import TokenizerMismatchError
+
+    imgs = _folder(tmp_path / "imgs")
+    new = ["--data", imgs, "--tokens", "2", "--dim", "16", "--depth", "1", "--no-vq-first", "--ssim-weight", "0",
+           "--batch", "4", "--eval-every", "2", "--steps", "2", "--quiet"]
+    with monkeypatch.context() as m:
+        from adatok.neural import trainer
+
+        m.setattr(trainer, "_loss", lambda *a: pytest.fail("trained before refusing the name"))
+        for name in ("wavelet", "wavelet-lossless"):
+            _refused(_cli("train", "--out", tmp_path / name, *new, "--levels", "4,4", "--name", name),
+                     f"--name {name} names the built-in tokenizer {name}: an .atk file names the tokenizer that made "
+                     f"it, and this checkpoint's files would be read as {name}'s and refused; give another --name")
+        _refused(_cli("train", "--out", tmp_path / "fm", *new, "--levels", "4,4", "--name", "fashion-mnist-32"),
+                 "--name fashion-mnist-32 names the shipped checkpoint fashion-mnist-32, whose tokens take 11 bits; "
+                 "this model's take 4 (16 codes)")
+        # the default name, DATA-K, of a folder named so
+        _folder(tmp_path / "fashion-mnist", n=4)
+        _refused(_cli("train", "--out", tmp_path / "fm", *new[2:], "--data", tmp_path / "fashion-mnist", "--tokens",
+                      "32", "--levels", "4,4"),
+                 "the name fashion-mnist-32 (DATA-K: no --name was given) names the shipped checkpoint")
+        with pytest.raises(AdatokError, match="--name wavelet names the built-in tokenizer"):
+            train(tmp_path / "api", TINY, TrainConfig(data=str(imgs), steps=2, batch=4, ssim_weight=0), name="wavelet",
+                  quiet=True)
+        assert not any((tmp_path / d).exists() for d in ("wavelet", "wavelet-lossless", "fm", "api"))
+    # 11-bit tokens (1,920 codes, as the shipped one's): a retrain under the shipped name
+    r = _cli("train", "--out", tmp_path / "mine", *new, "--levels", "8,8,6,5", "--name", "fashion-mnist-32")
+    assert r.exit_code == 0, r.output
+    img = np.random.default_rng(0).integers(0, 256, (28, 28, 1), np.uint8)
+    seq, = adatok.load(str(tmp_path / "mine")).encode([img])
+    with pytest.raises(TokenizerMismatchError, match=r"other weights: read it with the checkpoint folder that made it "
+                                                      r"\(--tokenizer FOLDER on the command line"):
+        adatok.load("fashion-mnist-32").decode([seq])
+    # a file of other weights whose payload codec differs as well (a checkpoint trained under the
+    # shipped name before such names were refused, with other levels): not "corrupt", other weights
+    from adatok.core import sequence as sequence_module
+    from adatok.core.errors import ContainerError
+
+    other = dataclasses.replace(seq, ids=seq.ids % 16, version="0123456789abcdef")
+    data = sequence_module._container(other, "fixed4", bytes(-(-len(other) * 4 // 8)))
+    with pytest.raises(TokenizerMismatchError, match=r"made by 'fashion-mnist-32' version 0123456789abcdef, this is "
+                                                      r"version .*: other weights: read it with the checkpoint folder"):
+        adatok.TokenSequence.from_bytes(data)
+    # the loaded version's own codec differing is still a corrupt file
+    same = sequence_module._container(seq, "fixed4", bytes(-(-len(seq) * 4 // 8)))
+    with pytest.raises(ContainerError, match="the file is corrupt"):
+        adatok.TokenSequence.from_bytes(same)
+
+
+def _nan_from(monkeypatch, step):
+    """Make the loss NaN from the ``step``-th step a run takes on (0: its first)."""
+    from adatok.neural import trainer
+
+    real, taken = getattr(trainer._loss, "real", trainer._loss), []  # (the trainer's own, when patched already)
+
+    def loss(*a):
+        taken.append(1)
+        return real(*a) if len(taken) <= step else torch.tensor(float("nan"), requires_grad=True)
+
+    loss.real = real
+    monkeypatch.setattr(trainer, "_loss", loss)
+
+
+def test_a_diverged_run_says_which_checkpoint_its_folder_holds(tmp_path, monkeypatch):
+    """Found by an outside user: a run that diverged before its first save said "the checkpoint in X
+    is the last one saved" of a checkpoint never saved (and, with --force, of the earlier run's)."""
+    imgs = _folder(tmp_path / "imgs")
+    out = tmp_path / "tok"
+
+    def run(steps=6, **kw):
+        return train(out, TINY, TrainConfig(data=str(imgs), steps=steps, batch=4, eval_every=2, ssim_weight=0),
+                     quiet=True, **kw)
+
+    _nan_from(monkeypatch, 0)
+    with pytest.raises(AdatokError, match=r"training diverged at step 0: the loss is nan; this run saved no checkpoint "
+                                          r"\(its first save was due at step 2\); train again with a lower --lr"):
+        run()
+    assert not out.exists()
+    _nan_from(monkeypatch, 3)
+    with pytest.raises(AdatokError, match=f"diverged at step 3: the loss is nan; the checkpoint in {out} is the last "
+                                          r"one saved \(step 2\)"):
+        run()
+    _nan_from(monkeypatch, 0)  # a resume: the checkpoint it resumed from
+    with pytest.raises(AdatokError, match=r"diverged at step 2: .*the last one saved \(step 2\)"):
+        train(out, resume=True, quiet=True)
+    with pytest.raises(AdatokError, match=f"diverged at step 0: the loss is nan; this run saved no checkpoint: {out} "
+                                          "holds the earlier run's it was to replace"):
+        run(force=True)
+    assert json.loads((out / "config.json").read_text())["step"] == 2

@@ -115,7 +115,8 @@ def train_cmd(
     from adatok.neural.folder import check_fresh_start
     from adatok.neural.trainer import FAMILY, RESUMABLE
 
-    check_fresh_start(out, resume, force, FAMILY)  # (before the data is read: a folder refused at once)
+    # (before the data is read: a folder that holds another checkpoint, or cannot be made, refused at once)
+    check_fresh_start(out, resume, force, FAMILY)
     overrides = resume_overrides(ctx, out, RESUMABLE, KEPT_ON_RESUME, FAMILY) if resume else None
     mcfg = tcfg = None
     images = eval_images = None

@@ -24,7 +24,10 @@ Rules
 
     *Combination* (:func:`combine`): the weighted mean ``sum(w_i * m_i) / sum(w_i)``, then
     :func:`normalise`. ``saliency(image, "auto")`` combines the three maps with
-    :data:`AUTO_WEIGHTS`: equal weights, i.e. the plain mean of the three.
+    :data:`AUTO_WEIGHTS`: equal weights, i.e. the plain mean of the three. Of a flat image it is
+    the stretched centre prior (1 at the centre pixels); where that mean has no contrast (a flat
+    image of 1 or 2 pixels a side, whose every pixel is a centre pixel), all 1: no place stands out
+    from another, and every place is as salient as the centre of a larger flat image.
 
 Regions of interest
     :func:`read_mask` reads a user's PNG mask (value = brightest channel / 255, so white is 1,
@@ -378,7 +381,8 @@ def saliency(image: np.ndarray, method: str = "auto") -> np.ndarray:
         ``"spectral"``: :func:`spectral_residual`; ``"gradient"``: :func:`gradient_entropy`;
         ``"centre"`` (or ``"center"``): :func:`centre_prior` of the image's shape;
         ``"auto"``: ``combine([spectral, gradient, centre], [1, 1, 1])``, the three maps'
-        mean stretched to ``[0, 1]`` (:data:`AUTO_WEIGHTS`, :func:`combine`).
+        mean stretched to ``[0, 1]`` (:data:`AUTO_WEIGHTS`, :func:`combine`); all 1 when that
+        mean has no contrast (a flat 1 x 1 or 2 x 2 image: every pixel is its centre).
 
     Raises:
         ImageFormatError: ``image`` is not a uint8 image array.
@@ -394,7 +398,11 @@ def saliency(image: np.ndarray, method: str = "auto") -> np.ndarray:
         return centre_prior(img.shape)
     parts = {"spectral": spectral_residual(img), "gradient": gradient_entropy(img),
              "centre": centre_prior(img.shape)}
-    return combine(list(parts.values()), [AUTO_WEIGHTS[k] for k in parts])
+    m = combine(list(parts.values()), [AUTO_WEIGHTS[k] for k in parts])
+    if not m.any():  # no contrast (a flat image whose every pixel is a centre pixel, 1 or 2 a side): stretched to
+        # all 0 it had no region at all, where a larger flat image's centre pixels are 1
+        return np.ones(m.shape, np.float64)
+    return m
 
 
 # --------------------------------------------------------------------------------------------

@@ -184,6 +184,9 @@ class TokenSequence:
                                  "with adatok.load(FOLDER), or give --tokenizer FOLDER on the command line")
         tok = find(header["tokenizer"], header.get("version"))
         codec = getattr(tok, "payload_codec", None) or RAW_CODEC
+        if codec.codec_name != header["codec"] and header.get("version") != getattr(tok, "version", None):
+            # another version of the name (a checkpoint of your own trained under a shipped name): say so
+            check_maker(header["tokenizer"], header["version"], tok, OTHER_WEIGHTS)
         if codec.codec_name != header["codec"]:
             raise ContainerError(f"payload codec {header['codec']!r} is not the one {header['tokenizer']!r} uses "
                                  f"({codec.codec_name!r}): the file is corrupt or from another adatok")
@@ -332,6 +335,12 @@ def _checked_ids(ids) -> np.ndarray:
         raise InvalidTokensError(f"token ids must be one row of ids, got an array of shape {arr.shape}: one "
                                  "TokenSequence is one image's sequence")
     return arr.reshape(-1)
+
+
+#: What to do about a sequence made by another version of a tokenizer's name: other weights (a
+#: checkpoint of your own trained under a shipped checkpoint's name, read back without its folder).
+OTHER_WEIGHTS = ("other weights: read it with the checkpoint folder that made it (--tokenizer FOLDER on the command "
+                 "line, adatok.load(FOLDER) first in Python)")
 
 
 def check_maker(name: str, version: str, tokenizer, mismatch: str = "use the adatok that made it") -> None:

@@ -486,7 +486,9 @@ def _header(ev: Evaluation, rows: Sequence[dict[str, str]]) -> str:
          "cannot be taken apart from their data, sit out the bpp budgets</li>"
          if cfg.get("bpp_counts") == "stream" else
          "<li>bits per pixel count whole files, headers included</li>"),
-        "<li>PSNR over all channels of the 8-bit image; SSIM scikit-image's (Gaussian, mean over channels); "
+        "<li>PSNR over all channels of the 8-bit image; SSIM scikit-image's (Gaussian weights of sigma 1.5 over "
+        "11 x 11 pixels, a 3-pixel border left out: win_size 7; under 7 pixels a side a 5 x 5 or 3 x 3 uniform "
+        "window, under 3 the whole image as one; mean over channels); "
         "MS-SSIM sewar's (mean over channels)</li>",
         f"<li>reproduce: <code>{_e(cfg.get('command', ''))}</code> (seed {cfg.get('seed')}; adatok "
         f"{_e(cfg.get('adatok'))}, Python {_e(platform.python_version())}); a second run gives the same "

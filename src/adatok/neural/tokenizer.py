@@ -20,15 +20,20 @@ from ..core.errors import AdatokError, BudgetError, ContainerError, ImageFormatE
 from ..core.imageio import as_image
 from ..core.protocol import image_list, sequence_list
 from ..core.metrics import ssim as ssim_metric
-from ..core.sequence import TokenSequence, check_maker, container_overhead
+from ..core.sequence import OTHER_WEIGHTS, TokenSequence, check_maker, container_overhead
 from ..core.stepper import SlotStepper, check_starts, start_shape
 from .model import Autoencoder
 from .trainer import FORMAT, load_model, to_uint8
 
-_MISMATCH = "other weights; use the checkpoint that made it"
 
 POS_FIELDS = ("slot",)
 _BATCH = 256
+
+
+def token_bits(vocab_size: int) -> int:
+    """The bits each token id takes in the ``.atk`` payload of a vocabulary of ``vocab_size`` codes
+    (the payload codec is ``fixed{bits}``)."""
+    return max(1, math.ceil(math.log2(vocab_size)))
 
 
 def fashion_mnist_tokenizer(name: str):
@@ -88,7 +93,7 @@ class NeuralTokenizer:
         self.version = version
         self.vocab_size = self.cfg.vocab_size
         self.tokens = self.cfg.tokens
-        self.bits = max(1, math.ceil(math.log2(self.vocab_size)))
+        self.bits = token_bits(self.vocab_size)
         self.payload_codec = self
         c = self.cfg.channels
         self.expects = (self.cfg.image_size, self.cfg.image_size, c)
@@ -280,7 +285,7 @@ class NeuralTokenizer:
         """Ids from a payload; a cut payload gives the whole tokens it holds. The header is checked
         first (:class:`~adatok.ContainerError`): its shape, no params, at most K tokens, and exactly
         the payload length they take."""
-        check_maker(header["tokenizer"], header["version"], self, _MISMATCH)
+        check_maker(header["tokenizer"], header["version"], self, OTHER_WEIGHTS)
         shape, n, nbytes = tuple(header["shape"]), int(header["n_tokens"]), int(header["payload_len"])
         if shape not in (self.expects, self.expects[:2] if self.expects[2] == 1 else None):
             raise ContainerError(f"the header's image shape {shape} is not what {self.name} makes ({self.expects}): "
@@ -296,7 +301,7 @@ class NeuralTokenizer:
 
     def sequence_from_ids(self, ids: np.ndarray, header: dict) -> TokenSequence:
         """Rebuild a sequence from ids and a container header."""
-        check_maker(header["tokenizer"], header["version"], self, _MISMATCH)
+        check_maker(header["tokenizer"], header["version"], self, OTHER_WEIGHTS)
         shape = tuple(int(v) for v in header["shape"])
         ids = np.asarray(ids, np.int32)[: int(header["n_tokens"])]
         seq = self._sequence(ids, shape)
@@ -309,7 +314,7 @@ class NeuralTokenizer:
     # --- checks ----------------------------------------------------------------------------------
 
     def _check_sequence(self, seq: TokenSequence) -> None:
-        check_maker(seq.tokenizer, seq.version, self, _MISMATCH)
+        check_maker(seq.tokenizer, seq.version, self, OTHER_WEIGHTS)
         shape = tuple(seq.shape)
         if shape not in (self.expects, self.expects[:2] if self.expects[2] == 1 else None):
             raise InvalidTokensError(f"the sequence's image shape {shape} is not what {self.name} makes "

@@ -32,8 +32,8 @@ import torch.nn.functional as F
 
 from ..core.checks import JSON_ERRORS, is_finite_number, is_whole
 from ..core.errors import AdatokError
-from .folder import (allocated, check_fresh_start, check_overrides, hold_run_folder, load_weights, read_weights,
-                     restore_training, write_folder)
+from .folder import (CHECKPOINT_FILES, allocated, check_fresh_start, check_overrides, hold_run_folder, load_weights,
+                     read_weights, restore_training, write_folder)
 from .model import Autoencoder, ModelConfig, count_params, fit_codebook, sample_keep
 
 FAMILY = "neural"
@@ -382,6 +382,40 @@ def prefix_lengths(tokens: int) -> list[int]:
     return sorted({k for k in (1, 2, 4, 8, 16) if k < tokens} | {tokens})
 
 
+def default_name(data: str, tokens: int) -> str:
+    """A run's tokenizer name when none is given: DATA-K, a folder by its own name (``--data .`` is
+    the folder it names, not "")."""
+    data_name = (data if data == "fashion-mnist" else "images" if data == GIVEN_IMAGES else Path(data).resolve().name)
+    return f"{data_name}-{tokens}"
+
+
+def check_name(name: str, vocab_size: int, given: bool = True) -> None:
+    """Refuse a new run's tokenizer ``name`` under which its ``.atk`` files would be read by another
+    tokenizer: a file names the tokenizer that made it, and a registered name (``wavelet``, a shipped
+    checkpoint) is found before any folder, so such files were refused as "corrupt" (another payload
+    codec). A shipped learned checkpoint's name stays open to a retrain whose tokens take as many
+    bits (the shipped one's own recipe: its files read back with ``--tokenizer FOLDER``, and without
+    it are refused as made by other weights); ``given``: the name came from ``--name`` (else DATA-K)."""
+    from ..core.registry import load, registered
+
+    if not registered(name):
+        return
+    from .tokenizer import NeuralTokenizer, token_bits  # (here: tokenizer imports this module)
+
+    which = f"--name {name}" if given else f"the name {name} (DATA-K: no --name was given)"
+    tok = load(name)
+    if not isinstance(tok, NeuralTokenizer):
+        raise AdatokError(f"{which} names the built-in tokenizer {name}: an .atk file names the tokenizer that made "
+                          f"it, and this checkpoint's files would be read as {name}'s and refused; give another --name")
+    bits = token_bits(vocab_size)
+    if bits != tok.bits:
+        low = 2 ** (tok.bits - 1) + 1 if tok.bits > 1 else 2
+        raise AdatokError(f"{which} names the shipped checkpoint {name}, whose tokens take {tok.bits} bits; this "
+                          f"model's take {bits} ({vocab_size:,} codes), so its .atk files would be read as the shipped "
+                          f"{name}'s and refused; give another --name (a retrain keeps a shipped name only with "
+                          f"{tok.bits}-bit tokens: --levels whose product is {low:,} to {2 ** tok.bits:,})")
+
+
 def _lr(step: int, cfg: TrainConfig) -> float:
     if step < cfg.warmup:
         return cfg.lr * (step + 1) / cfg.warmup
@@ -476,10 +510,10 @@ def _train(hold: contextlib.ExitStack, out, model_cfg, train_cfg, name, resume, 
             source = data_source(train_cfg.data, times=False, skip=out)  # (its own files, when --out is inside)
             train_cfg = replace(train_cfg, data=source["data"])  # (the folder's absolute path)
     torch.set_num_threads(max(1, train_cfg.threads))  # (the checkpoint's, or --threads given to a resume)
-    if name is None:  # DATA-K; a folder by its own name (``--data .`` is the folder it names, not "")
-        data_name = (train_cfg.data if train_cfg.data == "fashion-mnist" else "images" if train_cfg.data == GIVEN_IMAGES
-                     else Path(train_cfg.data).resolve().name)
-        name = f"{data_name}-{model_cfg.tokens}"
+    given = name is not None
+    name = name if given else default_name(train_cfg.data, model_cfg.tokens)
+    if not resume:  # (a resumed run keeps its checkpoint's name: its files carry it already)
+        check_name(name, model_cfg.vocab_size, given)
 
     if images is None:
         left_out: list = []
@@ -489,7 +523,7 @@ def _train(hold: contextlib.ExitStack, out, model_cfg, train_cfg, name, resume, 
     if eval_images is None:
         eval_images = load_images(train_cfg.data, "test", train_cfg.crop)[: train_cfg.eval_images]
     if train_cfg.ssim_weight and model_cfg.image_size < 7:
-        raise AdatokError(f"the SSIM loss needs images of at least 7x7 (a 7-pixel window), these are "
+        raise AdatokError(f"the SSIM loss needs images of at least 7x7 (it leaves out a 3-pixel border), these are "
                           f"{model_cfg.image_size}x{model_cfg.image_size}: train with --ssim-weight 0")
     want = (model_cfg.image_size, model_cfg.image_size, model_cfg.channels)
     for what, imgs in (("training", images), ("held-out", eval_images)):
@@ -536,6 +570,9 @@ def _train(hold: contextlib.ExitStack, out, model_cfg, train_cfg, name, resume, 
     end = train_cfg.steps if stop_after is None else min(train_cfg.steps, start + max(0, stop_after))
 
     metrics: dict = {}
+    # the step of the checkpoint in out (None: none of this run's yet), for a diverged run to say which is there
+    saved = start if resume else None
+    replaced = not resume and any((out / f).is_file() for f in CHECKPOINT_FILES)  # (--force: replaced at a save)
     if main and not quiet:
         if isinstance(data, Crops):
             print(f"training on random {data.size}x{data.size} crops of {len(data):,} images of {train_cfg.data} "
@@ -569,8 +606,12 @@ def _train(hold: contextlib.ExitStack, out, model_cfg, train_cfg, name, resume, 
             if world > 1:  # every process stops together
                 dist.all_reduce(diverged)
             if diverged.item():  # stop before a step writes NaN weights (the last checkpoint stays)
-                raise AdatokError(f"training diverged at step {step}: the loss is {loss.item()}; the checkpoint in "
-                                  f"{out} is the last one saved; train again with a lower --lr (now {train_cfg.lr})")
+                kept = (f"the checkpoint in {out} is the last one saved (step {saved:,})" if saved is not None else
+                        f"this run saved no checkpoint: {out} holds the earlier run's it was to replace" if replaced
+                        else f"this run saved no checkpoint (its first save was due at step "
+                             f"{min(end, (start // train_cfg.eval_every + 1) * train_cfg.eval_every):,})")
+                raise AdatokError(f"training diverged at step {step}: the loss is {loss.item()}; {kept}; train again "
+                                  f"with a lower --lr (now {train_cfg.lr})")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -599,6 +640,7 @@ def _train(hold: contextlib.ExitStack, out, model_cfg, train_cfg, name, resume, 
                             progress.console.print(
                                 f"warning: slots {metrics['collapsed']} use under {USAGE_WARNING:.0%} of the codes they "
                                 "could on the evaluation images (codebook collapse)")
+                saved = done  # (by rank 0, for every process)
                 if world > 1:
                     dist.barrier()
     if world > 1:
