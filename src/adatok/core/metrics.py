@@ -120,7 +120,11 @@ def region_psnr(a: np.ndarray, b: np.ndarray, roi: np.ndarray) -> tuple[float | 
 
 
 def ssim(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> float:
-    """Structural similarity (scikit-image's, Gaussian-weighted as in Wang et al.), mean over channels.
+    """Structural similarity (scikit-image's), mean over channels.
+
+    Gaussian weights of sigma 1.5 (scikit-image's ``gaussian_weights``: 11 x 11 taps) with
+    ``win_size=7``, which only sets the border left out (3 pixels; Wang et al. leave out 5); under 7
+    pixels a side a 5 x 5 or 3 x 3 uniform window.
 
     With ``mask`` (see :func:`measured_pixels`), the mean of the SSIM map over the mask's pixels (those a full
     window fits around, as the whole image's SSIM leaves out its border; all of the mask's pixels
