@@ -80,9 +80,11 @@ def gray():
 
 
 def test_deeply_nested_params_are_a_container_error(gray):
-    """Was RecursionError, from json.loads."""
-    with pytest.raises(ContainerError, match="malformed header"):
+    """Was RecursionError, from json.loads; its message whole, not cut mid-word ("unicode stri")."""
+    with pytest.raises(ContainerError, match="malformed header") as err:
         TokenSequence.from_bytes(craft.frame(replace(gray, params=craft.NESTED)))
+    assert "RecursionError: 'maximum recursion depth exceeded" in str(err.value)
+    assert str(err.value).endswith("'): the file is corrupt"), str(err.value)
 
 
 def test_a_step_too_large_for_a_float_is_refused(gray):

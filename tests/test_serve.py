@@ -28,6 +28,7 @@ from adatok import TokenSequence  # noqa: E402
 from adatok.core.metrics import psnr, ssim  # noqa: E402
 from adatok.datasets import sample_images  # noqa: E402
 from adatok.serve import Limits, create_app  # noqa: E402
+from adatok.serve import state as serve_state  # noqa: E402
 
 STATIC = Path(adatok.__file__).parent / "serve" / "static"
 
@@ -35,6 +36,12 @@ STATIC = Path(adatok.__file__).parent / "serve" / "static"
 # ------------------------------------------------------------------------------------------------
 # Helpers, shared with tests/test_serve_browser.py
 # ------------------------------------------------------------------------------------------------
+
+
+def local_client(app, **kwargs) -> TestClient:
+    """FastAPI's test client of ``app`` as a browser on this machine calls it (the app answers the
+    Host names 127.0.0.1, localhost and ::1 only: the client's own, testserver, is refused)."""
+    return TestClient(app, base_url="http://127.0.0.1", **kwargs)
 
 
 def png_bytes(img: np.ndarray) -> bytes:
@@ -121,7 +128,7 @@ def generator_folder(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def client(generator_folder):
-    with TestClient(create_app(Limits(updates=0.0), generators=[generator_folder])) as c:
+    with local_client(create_app(Limits(updates=0.0), generators=[generator_folder])) as c:
         yield c
 
 
@@ -322,7 +329,7 @@ def test_an_upload_is_opened_under_the_librarys_pixel_limit(monkeypatch):
     head = b"GIF87a" + struct.pack("<HH", 1, 1) + bytes([0x80, 0, 0]) + b"\x00\x00\x00\xff\xff\xff"
     frame = b"\x21\xf9\x04\x09\x00\x00\x00\x00" + b"," + struct.pack("<HHHH", 0, 0, 13000, 13000) + b"\x00"
     gif = head + frame + bytes([2, 2, 0x4C, 0x01, 0]) + b";"
-    with TestClient(create_app(Limits(max_pixels=5000))) as c:
+    with local_client(create_app(Limits(max_pixels=5000))) as c:
         assert "pixels" in refused(c.post("/api/images", files={"file": ("b.gif", gif, "image/gif")}), 413)
         assert c.post("/api/images", files={"file": ("s.png", png_bytes(photo(64)), "image/png")}).status_code == 200
     assert seen and seen[0] == MAX_PIXELS  # Pillow's check at the library's limit while the header is read
@@ -493,7 +500,7 @@ def test_limits_of_a_small_server(tmp_path, monkeypatch):
     tmp.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(tmp))
     app = create_app(Limits(max_upload_bytes=50_000, max_pixels=64 * 64))
-    with TestClient(app) as c:
+    with local_client(app) as c:
         big = png_bytes(np.random.default_rng(0).integers(0, 255, (200, 200, 3), dtype=np.uint8))
         assert "upload limit" in refused(c.post("/api/images", files={"file": ("big.png", big, "image/png")}), 413)
         assert "pixels" in refused(c.post("/api/images", files={"file": ("p.png", png_bytes(photo(96)), "image/png")}), 413)
@@ -527,7 +534,7 @@ def test_a_queue_not_a_crash():
             results = list(pool.map(encode, ["wavelet", "wavelet-lossless", "wavelet"]))
         assert [r.status_code for r in results] == [200, 200, 200], [r.text for r in results]
     app = create_app()
-    with TestClient(app) as c:
+    with local_client(app) as c:
         iid = c.post("/api/samples/astronaut").json()["image"]
         app.state.server.limits.seconds = 0.01  # far less than encoding a 512x512 photo takes
         assert "time limit" in refused(c.post("/api/codings", data={"image": iid}), 503)
@@ -574,7 +581,7 @@ def test_server_review_2026_12_01(tmp_path, monkeypatch):
 
     with pytest.raises(adatok.AdatokError):
         Limits(seconds=float("nan"))
-    c = TestClient(create_app(Limits(codings=2, max_pixels=65536)), raise_server_exceptions=False)
+    c = local_client(create_app(Limits(codings=2, max_pixels=65536)), raise_server_exceptions=False)
     rng = np.random.default_rng(0)
     ids = [c.post("/api/images", files={"file": (f"{i}.png", _png_bytes(rng.integers(0, 256, (24, 24, 3), np.uint8)),
                                                  "image/png")}).json()["image"] for i in range(3)]
@@ -605,7 +612,7 @@ def test_server_completion_and_generator_ids(tmp_path):
     shipped = Path(adatok.__file__).parent / "checkpoints"
     shutil.copytree(shipped / "fmnist-gpt-wavelet", tmp_path / "a" / "gen")
     shutil.copytree(shipped / "fmnist-gpt-learned", tmp_path / "b" / "gen")
-    c = TestClient(create_app(Limits(updates=0.0), generators=[tmp_path / "a" / "gen", tmp_path / "b" / "gen"]),
+    c = local_client(create_app(Limits(updates=0.0), generators=[tmp_path / "a" / "gen", tmp_path / "b" / "gen"]),
                    raise_server_exceptions=False)
     listed = c.get("/api/info").json()["generators"]
     assert len({g["id"] for g in listed}) == 2
@@ -637,7 +644,7 @@ def test_the_page_loads_without_torch_and_with_a_generator_folder_gone(tmp_path)
     import sys
 
     code = ("import sys; from fastapi.testclient import TestClient; from adatok.serve import Limits, create_app; "
-            "c = TestClient(create_app(Limits())); r = c.get('/api/info'); "
+            "c = TestClient(create_app(Limits()), base_url='http://127.0.0.1'); r = c.get('/api/info'); "
             "assert r.status_code == 200 and r.json()['generators'], r.text; assert 'torch' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
     from adatok.serve import Limits, create_app
@@ -646,7 +653,7 @@ def test_the_page_loads_without_torch_and_with_a_generator_folder_gone(tmp_path)
     shipped = Path(adatok.__file__).parent / "checkpoints"
     shutil.copytree(shipped / "fmnist-gpt-learned", tmp_path / "mine")
     shutil.copytree(shipped / "fmnist-gpt-learned", tmp_path / "other")
-    c = TestClient(create_app(Limits(updates=0.0), generators=[tmp_path / "mine", tmp_path / "other"]),
+    c = local_client(create_app(Limits(updates=0.0), generators=[tmp_path / "mine", tmp_path / "other"]),
                    raise_server_exceptions=False)
     assert c.get("/api/info").status_code == 200
     shutil.rmtree(tmp_path / "mine")
@@ -700,11 +707,11 @@ def test_work_whose_request_ended_is_not_started(monkeypatch):
             pass
 
     app = create_app(Limits(seconds=0.5))
-    with TestClient(app) as c:
+    with local_client(app) as c:
         iid = c.post("/api/images", files={"file": ("p.png", png_bytes(photo(24)), "image/png")}).json()["image"]
         cid = c.post("/api/codings", data={"image": iid}).json()["coding"]
         app.state.server.slots = Gate()
-        monkeypatch.setattr(state, "curve", lambda coding: ran.append(coding) or {})
+        monkeypatch.setattr(state, "curve", lambda coding, stop: ran.append(coding) or {})
         assert "time limit" in refused(c.get(f"/api/codings/{cid}/curve"), 503)
         go.set()
         time.sleep(0.3)
@@ -781,7 +788,7 @@ def test_details_take_an_encoders_slot():
     outside the encoders' limit, and the heat map of a long prefix builds every token's place: four
     at once on a 1024x512 photo at full length took 1.9 GB. Now each takes an encoder's slot."""
     app = create_app(Limits(encoders=1, seconds=0.5))
-    with TestClient(app) as c:
+    with local_client(app) as c:
         iid = c.post("/api/images", files={"file": ("p.png", png_bytes(photo(24)), "image/png")}).json()["image"]
         cid = c.post("/api/codings", data={"image": iid}).json()["coding"]
         slots = app.state.server.slots
@@ -870,14 +877,14 @@ def test_a_psnr_target_gives_the_wavelet_quality_prefix_whatever_was_asked_befor
     img = np.random.default_rng(1).integers(0, 256, (5, 6, 3), dtype=np.uint8)
     tok = adatok.load(name)
     want = {t: len(tok.encode([img], Quality(psnr=float(t)))[0]) for t in (*np.arange(12, 60, 2.0), 26.86, 34.5, 57.0)}
-    with TestClient(create_app()) as c:
+    with local_client(create_app()) as c:
         iid = c.post("/api/images", files={"file": ("n.png", png_bytes(img), "image/png")}).json()["image"]
         cid = c.post("/api/codings", data={"image": iid, "tokenizer": name}).json()["coding"]
         for t, k in want.items():
             assert psnr_frame(c, cid, t)["k"] == k, t
         again = {t: psnr_frame(c, cid, t)["k"] for t in reversed(want)}  # (and kept answers are the same)
         assert again == want
-    with TestClient(create_app()) as c:  # the same target alone, on a fresh server
+    with local_client(create_app()) as c:  # the same target alone, on a fresh server
         iid = c.post("/api/images", files={"file": ("n.png", png_bytes(img), "image/png")}).json()["image"]
         cid = c.post("/api/codings", data={"image": iid, "tokenizer": name}).json()["coding"]
         assert psnr_frame(c, cid, 26.86)["k"] == want[26.86]
@@ -947,7 +954,7 @@ def test_the_413_message_names_the_configured_upload_limit():
     limit was 16,842,752 bytes, a file just over the limit 16,777,216: now both are told the limit
     the server was given."""
     limit = 50_000
-    with TestClient(create_app(Limits(max_upload_bytes=limit))) as c:
+    with local_client(create_app(Limits(max_upload_bytes=limit))) as c:
         assert c.get("/api/info").json()["limits"]["max_upload_bytes"] == limit
         for size in (limit + 100_000, limit + 1_000):  # over the body's limit; between the two
             r = c.post("/api/images", files={"file": ("big.png", b"\0" * size, "image/png")})
@@ -967,3 +974,163 @@ def test_every_codec_without_points_on_the_curve_says_why(client):
         assert any(not s["points"] and words in s["note"] for s in codecs), (shape, codecs)
         for s in codecs:
             assert (s["note"] is None) == bool(s["points"]), (shape, s)
+
+
+# ------------------------------------------------------------------------------------------------
+# Review of 2026-12-03: other sites, work after its request ended, messages
+# ------------------------------------------------------------------------------------------------
+
+
+def test_only_this_machine_s_names_and_pages_drive_the_server():
+    """Found by review: no Host or Origin check, so a DNS-rebinding page (its own name resolving to
+    127.0.0.1) or a form posted by any web site could drive the server. Now a Host other than
+    127.0.0.1, localhost, ::1 and --host is 400 (Starlette's TrustedHostMiddleware), and a POST whose
+    Origin is another site's is 403 in words; the page's own POSTs, and those without Origin, work."""
+    app = create_app(Limits())
+    upload = {"file": ("p.png", png_bytes(photo(24)), "image/png")}
+    with local_client(app) as c:
+        for host in ("evil.example", "evil.example:8000", "127.0.0.1.evil.example", "10.0.0.1:8000"):
+            r = c.get("/api/info", headers={"Host": host})
+            assert r.status_code == 400, host
+        for host in ("127.0.0.1", "127.0.0.1:8000", "localhost:8123", "LOCALHOST", "[::1]:8000"):
+            assert c.get("/api/info", headers={"Host": host}).status_code == 200, host
+        for origin in ("https://evil.example", "http://localhost", "http://127.0.0.1:8001", "null", "garbage"):
+            message = refused(c.post("/api/images", files=upload, headers={"Origin": origin}), 403)
+            assert "another site" in message and "http://127.0.0.1/" in message, message
+        assert c.post("/api/images", files=upload).status_code == 200  # no Origin: not a browser's cross-site POST
+        assert c.post("/api/images", files=upload, headers={"Origin": "http://127.0.0.1"}).status_code == 200
+        assert c.post("/api/images", files=upload, headers={"Origin": "http://127.0.0.1:80"}).status_code == 200
+        assert c.get("/api/info", headers={"Origin": "https://evil.example"}).status_code == 200  # reads: CORS's
+    with TestClient(app, base_url="http://localhost:8123") as c:  # the port is the origin's: the page's POST passes
+        assert c.post("/api/images", files=upload, headers={"Origin": "http://localhost:8123"}).status_code == 200
+        assert refused(c.post("/api/images", files=upload, headers={"Origin": "http://localhost:8124"}), 403)
+    for host, name in (("192.168.1.5", "192.168.1.5:8000"), ("fe80::1", "[fe80::1]:8000"), ("My-Box", "my-box")):
+        with TestClient(create_app(Limits(), host=host), base_url=f"http://{name}") as c:
+            assert c.get("/api/info").status_code == 200, host
+            assert c.get("/api/info", headers={"Host": "other.example"}).status_code == 400
+
+
+def _slow_work(log: list, seconds: float = 20.0):
+    """A stand-in for long work that checks ``stop()`` between its steps, noting how it ended."""
+
+    def work(*args, stop):
+        t0 = time.monotonic()
+        try:
+            while time.monotonic() - t0 < seconds:
+                stop()
+                time.sleep(0.02)
+        except serve_state.Cancelled:
+            log.append(("stopped", time.monotonic()))
+            raise
+        log.append(("ran out", time.monotonic()))
+        return {}
+
+    return work
+
+
+def _wait_for(log: list, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while not log and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+def test_work_stops_when_its_request_times_out_or_its_client_goes(monkeypatch):
+    """Found by review: work went on after its request had ended: a PSNR target's search for up to
+    a minute after its 503, a prefix's details (2.7 GB at full length of a 1024x1024 image) after
+    the page had gone. Now its ``stop()`` raises once the request is answered, runs past the time
+    limit, or its client disconnects, and the work ends at its next step."""
+    import httpx
+
+    monkeypatch.setattr(serve_state, "curve", _slow_work(log := []))
+    app = create_app(Limits(seconds=0.5))
+    with local_client(app) as c:
+        iid = c.post("/api/images", files={"file": ("p.png", png_bytes(photo(24)), "image/png")}).json()["image"]
+        cid = c.post("/api/codings", data={"image": iid}).json()["coding"]
+        t0 = time.monotonic()
+        assert "time limit" in refused(c.get(f"/api/codings/{cid}/curve"), 503)
+        _wait_for(log, 3)
+        assert log and log[0][0] == "stopped" and log[0][1] - t0 < 2, log
+    log.clear()
+    app = create_app(Limits(seconds=30))
+    with live_server(app) as url, httpx.Client(base_url=url, timeout=30) as http:
+        iid = http.post("/api/images", files={"file": ("p.png", png_bytes(photo(24)), "image/png")}).json()["image"]
+        cid = http.post("/api/codings", data={"image": iid}).json()["coding"]
+        t0 = time.monotonic()
+        with pytest.raises(httpx.ReadTimeout):  # the client gives up, and closes its connection
+            http.get(f"/api/codings/{cid}/curve", timeout=0.5)
+        _wait_for(log, 5)
+        assert log and log[0][0] == "stopped" and log[0][1] - t0 < 3, log  # long before the 30 s limit
+        assert http.get("/api/info").status_code == 200
+
+
+def _raising_after(n: int):
+    calls = []
+
+    def stop():
+        calls.append(1)
+        if len(calls) > n:
+            raise serve_state.Cancelled
+
+    return stop, calls
+
+
+def test_the_details_and_a_psnr_search_stop_between_their_steps():
+    """The steps the server's stop() is checked at: a prefix's details (the token heat map by runs of
+    tokens, whose sum is the library's map: at once, the details of the 25 million tokens of a
+    1024x1024 noise image peaked at 2.7 GB more) and a PSNR target's search, the library's (before
+    each prefix it measures), with a region too."""
+    from adatok.eval.maps import token_heatmap
+
+    img = photo(64)
+    tok = adatok.load("wavelet")
+    for roi in (None, np.pad(np.ones((16, 16)), 24)):
+        coding = serve_state.Coding("i", serve_state.Image("p", img), "wavelet", roi, None if roi is None else "painted")
+        k = len(coding.prefixes) // 2
+        coding.HEAT_CHUNK = 1000  # many runs
+        expect = token_heatmap(coding.seq.prefix(k))
+        assert np.allclose(coding.token_map(k), expect, rtol=1e-9, atol=1e-9)
+        assert np.allclose(coding.token_map(0), 0)
+        stop, calls = _raising_after(3)
+        with pytest.raises(serve_state.Cancelled):
+            coding.details(k, stop=stop)
+        assert len(calls) == 4  # after the picture, after SSIM, before the heat map's first run, its second
+        stop, calls = _raising_after(2)
+        with pytest.raises(serve_state.Cancelled):
+            coding.resolve(target=45.0, stop=stop)
+        assert len(calls) == 3 and coding.resolve(target=45.0) == len(
+            tok.encode([img], adatok.Quality(psnr=45.0), roi=None if roi is None else [roi])[0])
+
+
+def test_messages_of_the_2026_12_03_review(client, coded, generator_folder):
+    """Found by review: the curve's notes gave an image's size as W x H but WebP's as H x W; psnr=250
+    was refused without the bound; a text sent as the upload was told pydantic's "Expected
+    UploadFile, received: <class 'str'>"; a second stream of a job's events said "run already";
+    --max-pixels over the library's 50,000,000 was lowered to it without a word."""
+    from typer.testing import CliRunner
+
+    from adatok.cli import app as cli
+
+    rng = np.random.default_rng(0)
+    notes = []
+    for shape in ((2, 3, 3), (1, 20000, 1)):
+        iid = client.post("/api/images", files={"file": ("t.png", png_bytes(rng.integers(0, 256, shape, np.uint8)),
+                                                           "image/png")}).json()["image"]
+        cid = client.post("/api/codings", data={"image": iid}).json()["coding"]
+        notes += [(shape, s["name"], s["note"]) for s in client.get(f"/api/codings/{cid}/curve").json()["codecs"]
+                  if s["note"]]
+    assert {name for _, name, _ in notes} >= {"jpeg", "webp"}
+    for shape, name, note in notes:  # ours (no budget: the 2x3 image) and the library's (WebP: the strip) alike
+        assert f"{shape[0]:,}x{shape[1]:,} (H x W)" in note, (name, note)
+    cid = coded[1]["coding"]
+    assert "at most 200" in refused(client.get(f"/api/codings/{cid}/frame", params={"psnr": 250}), 422)
+    message = refused(client.post("/api/images", data={"file": "photo.png"}), 422)
+    assert "expected a file" in message and "UploadFile" not in message and "class" not in message, message
+    job = client.post("/api/jobs/generate", data={"model": generator_folder.name, "n": 1, "max_tokens": 3}).json()
+    assert sse_events(client.get(f"/api/jobs/{job['job']}/events").text)[-1]["done"]
+    message = refused(client.get(f"/api/jobs/{job['job']}/events"), 400)
+    assert "asked for already" in message and "start a new job" in message
+    with pytest.raises(adatok.AdatokError, match="at most 50,000,000"):
+        Limits(max_pixels=50_000_001)
+    assert Limits(max_pixels=50_000_000).max_pixels == 50_000_000
+    bad = CliRunner().invoke(cli, ["serve", "--max-pixels", "60000000"])
+    assert bad.exit_code == 2 and "--max-pixels" in bad.stderr and "at most 50,000,000" in bad.stderr

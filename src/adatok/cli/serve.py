@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from adatok import AdatokError
+from adatok.core.imageio import MAX_PIXELS
 
 from .app import app
 from .common import check_at_least, reporting_errors
@@ -19,14 +20,16 @@ from .common import check_at_least, reporting_errors
 @app.command("serve")
 @reporting_errors
 def serve_cmd(
-    host: Annotated[str, typer.Option("--host", help="Address to listen on (the default: this machine only).")]
+    host: Annotated[str, typer.Option("--host", help="Address to listen on (the default: this machine only); "
+                                      "a request whose Host names neither it nor 127.0.0.1, localhost or ::1 is "
+                                      "refused.")]
         = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", "-p", help="Port to listen on.")] = 8000,
     generator: Annotated[list[str] | None, typer.Option(
         "--generator", "-g", metavar="NAME|FOLDER", show_default=False,
         help="A generator the page offers (repeatable; default: the shipped ones).")] = None,
     max_pixels: Annotated[int, typer.Option("--max-pixels", metavar="N",
-                                            help="Largest image accepted, H x W.")] = 2**20,
+                                            help=f"Largest image accepted, H x W (at most {MAX_PIXELS:,}).")] = 2**20,
     max_upload: Annotated[int, typer.Option("--max-upload", metavar="BYTES", help="Largest upload.")] = 16 * 2**20,
     seconds: Annotated[float, typer.Option("--seconds", metavar="S", help="Time limit of one request's work.")] = 60.0,
     encoders: Annotated[int, typer.Option("--encoders", metavar="N", help="Encodes running at once.")] = 2,
@@ -58,18 +61,18 @@ def serve_cmd(
         import uvicorn
 
         from adatok.serve import Limits, create_app
+        from adatok.serve.app import url_host
     except ImportError as exc:
         raise AdatokError(f"adatok serve needs the serve extra ({exc.name} is missing): "
                           "pip install 'adatok[serve]'") from None
     limits = Limits(max_upload_bytes=max_upload, max_pixels=max_pixels, seconds=seconds, encoders=encoders)
-    web = create_app(limits, generator or None)
+    web = create_app(limits, generator or None, host=host)
     try:  # bound before the address is printed: a busy port is one error line, not uvicorn's log
         family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
         sock = socket.create_server((host, port), family=family)
     except OSError as exc:
         raise AdatokError(f"cannot listen on {host} port {port}: {exc.strerror or exc}") from None
-    shown = f"[{host}]" if ":" in host else host
-    typer.echo(f"adatok serve: open http://{shown}:{port}/ in a browser (Ctrl-C stops it)", err=True)
+    typer.echo(f"adatok serve: open http://{url_host(host)}:{port}/ in a browser (Ctrl-C stops it)", err=True)
     server = uvicorn.Server(uvicorn.Config(web, log_level="warning"))
     try:
         with _hangup_stops(server):

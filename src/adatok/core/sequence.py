@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from .checks import JSON_ERRORS, is_whole
+from .checks import JSON_ERRORS, is_whole, shown
 from .errors import ContainerError, InvalidTokensError, TokenizerMismatchError, UnknownTokenizerError
 
 MAGIC = b"\x89ATK"
@@ -500,7 +500,7 @@ def parse_container(data: bytes) -> tuple[dict, bytes]:
         if not isinstance(header["params"], dict):
             raise TypeError("params")
     except (*JSON_ERRORS, TypeError) as exc:
-        raise ContainerError(f"malformed header ({type(exc).__name__}: {str(exc)[:80]}): the file is corrupt") from None
+        raise ContainerError(f"malformed header ({type(exc).__name__}: {shown(str(exc), 160)}): the file is corrupt") from None
     size, n_expected = _chunking(header["payload_len"])
     if n != n_expected:
         raise ContainerError("malformed header: payload checksums do not match its length (the file is corrupt)")

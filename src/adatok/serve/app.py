@@ -4,6 +4,9 @@ the library (:mod:`adatok.serve.state` holds what the requests work on).
 Every refused request gets a 4xx (503 when the server is busy or the work ran past the time limit)
 with a JSON body ``{"error": "<what was wrong and what to do>"}`` the page shows as it is; a bug
 gets a 500 with a one-line message, never a stack trace (the trace goes to the server's log).
+Only this machine's names (and ``--host``) are answered, and a POST sent by another site's page is
+refused (:func:`create_app`); a request's work stops once the request has ended
+(:meth:`Server._bounded`).
 
 The API (``{iid}``: an image id, ``{cid}``: a coding id, ``{jid}``: a job id):
 
@@ -40,28 +43,32 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import numpy as np
 from fastapi import FastAPI, File, Form, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.datastructures import URL, Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 import adatok
 from adatok import AdatokError, TokenSequence
 from adatok.core.checks import JSON_ERRORS
 
 from . import state
-from .state import Busy, Coding, Image, Job, Limits, NotFound, OutOfRange, ServeError, TooLarge, WrongType
+from .state import Busy, Coding, Gone, Image, Job, Limits, NotFound, OutOfRange, ServeError, TooLarge, WrongType
 
 STATIC = Path(__file__).resolve().parent / "static"
 CHECKPOINTS = Path(adatok.__file__).resolve().parent / "checkpoints"
 log = logging.getLogger("adatok.serve")
+#: Seconds between two checks of whether a request's client is still there (while its work runs).
+POLL = 0.25
 
 
 class Server:
@@ -80,44 +87,70 @@ class Server:
         self._generators: dict[str, object] = {}
         self._gen_lock = threading.Lock()
 
-    # --- work in threads, bounded ----------------------------------------------------------------
+    # --- work in threads, bounded ---------------------------------------------------------------
 
-    async def run_heavy(self, fn, *args):
-        """Run ``fn`` in a thread once one of the ``encoders`` slots is free; 503 when none frees up or
-        the work runs past the time limit (it then finishes in the background, its slot held). Work
-        whose request has ended (answered 503, or the client gone) before it got a slot is not
-        started: a thread that began waiting late (queued behind others) waited a whole time limit
-        of its own and then encoded for nobody, the slot held from the requests still waiting."""
+    async def run_heavy(self, request: Request | None, work: Callable[[Callable[[], None]], object]):
+        """``work(stop)`` in a thread once one of the ``encoders`` slots is free: encodes, curves,
+        comparisons, a prefix's details and downloads (see :meth:`_bounded`). 503 when no slot frees
+        up within the time limit. Work whose request has ended (answered 503, or the client gone)
+        before it got a slot is not started: a thread that began waiting late (queued behind others)
+        waited a whole time limit of its own and then encoded for nobody, the slot held from the
+        requests still waiting."""
+        return await self._bounded(self.heavy, work, request, self.slots)
+
+    async def run_light(self, request: Request | None, work: Callable[[Callable[[], None]], object]):
+        """``work(stop)`` on one of the 4 frame threads (reading an upload, a frame, a PSNR target's
+        search), under the same time limit and stopped as :meth:`run_heavy`'s, without a slot."""
+        return await self._bounded(self.light, work, request)
+
+    async def _bounded(self, executor, work, request: Request | None, slots=None):
+        """Run ``work(stop)`` on ``executor`` (holding one of ``slots`` while it runs, if given) and
+        answer with its result, or 503 once the time limit has passed. The request ends when it is
+        answered, runs past the time limit, or its client has gone (checked every
+        :data:`POLL` seconds: Starlette does not cancel a request whose client hung up); from then
+        on ``stop()`` raises :class:`~adatok.serve.state.Cancelled`, so work that calls it between
+        its steps ends at the next one (a step itself, an encode above all, runs to its end, its slot
+        held: until 2026-12-03 all of it did, e.g. a PSNR target's search for up to a minute after
+        its 503, and the details of a prefix after the page had gone), and work not yet started is
+        never started."""
         limits = self.limits
         deadline = time.monotonic() + limits.seconds
-        abandoned = threading.Event()
+        ended = threading.Event()
+
+        def stop() -> None:
+            if ended.is_set():
+                raise state.Cancelled
 
         def task():
-            if abandoned.is_set() or not self.slots.acquire(timeout=max(deadline - time.monotonic(), 0)):
-                raise Busy(f"the server is busy ({limits.encoders} encodes running for {limits.seconds:g} s): try "
-                           "again in a moment")
+            # a slot, waited for while the request lasts (a thread waiting on for a request that had ended
+            # was one fewer for those still waiting)
+            while slots is not None and not slots.acquire(timeout=min(POLL, max(deadline - time.monotonic(), 0))):
+                stop()
+                if time.monotonic() >= deadline:
+                    raise Busy(f"the server is busy ({limits.encoders} encodes running for {limits.seconds:g} s): "
+                               "try again in a moment")
             try:
-                if abandoned.is_set():
-                    raise Busy("the request ended before its work started")
-                return fn(*args)
+                stop()  # (the request ended before its work started: there is no one to answer)
+                return work(stop)
             finally:
-                self.slots.release()
+                if slots is not None:
+                    slots.release()
 
-        try:
-            return await self._bounded(self.heavy, task)
-        finally:
-            abandoned.set()  # (answered, timed out or cancelled: a task not yet started has no one to answer)
-
-    async def run_light(self, fn, *args):
-        return await self._bounded(self.light, lambda: fn(*args))
-
-    async def _bounded(self, executor, task):
         future = asyncio.get_running_loop().run_in_executor(executor, task)
         try:
-            return await asyncio.wait_for(future, self.limits.seconds)
-        except TimeoutError:
-            raise Busy(f"this took longer than the server's time limit of {self.limits.seconds:g} s: try a "
-                       "smaller image, or again when the server is less busy") from None
+            while True:
+                left = deadline - time.monotonic()
+                done, _ = await asyncio.wait({future}, timeout=max(min(left, POLL), 0))
+                if done:
+                    return future.result()
+                if time.monotonic() >= deadline:
+                    raise Busy(f"this took longer than the server's time limit of {limits.seconds:g} s: try a "
+                               "smaller image, or again when the server is less busy")
+                if request is not None and await request.is_disconnected():
+                    raise Gone("the client closed the request before its answer was ready")
+        finally:
+            ended.set()  # (answered, timed out, client gone or cancelled: the work stops at its next step)
+            future.cancel()  # (its result, if it comes, is for no one)
 
     # --- tokenizers and generators ---------------------------------------------------------------
 
@@ -188,15 +221,29 @@ def _error(status: int, message: str) -> JSONResponse:
                         headers={"Cache-Control": "no-store"})
 
 
-def _validation_message(exc: RequestValidationError) -> str:
+def _validation_message(exc: RequestValidationError, files: set[str] = frozenset()) -> str:
+    """The validation errors in words; ``files``: the request's file fields (a text sent in one was
+    told pydantic's "Value error, Expected UploadFile, received: <class 'str'>")."""
     parts = []
     for err in exc.errors():
         where = ".".join(str(p) for p in err.get("loc", ()) if p not in ("query", "body", "path", "form"))
         value = err.get("input")
         msg = err.get("msg", "is invalid")
+        if where in files and err.get("type") != "missing":
+            parts.append(f"{where}: expected a file (a part of a multipart form with a file name), got "
+                         f"{'text' if isinstance(value, str) else 'something else'}")
+            continue
         parts.append(f"{where or 'the request'}: {msg}" + (f" (got {state.shown(value)})" if value is not None and
                                                            not isinstance(value, dict | bytes) else ""))
     return "; ".join(parts) or "the request is invalid"
+
+
+def _file_fields(request: Request) -> set[str]:
+    """The names of the file fields (``File(...)``) of the route ``request`` went to."""
+    from fastapi import params
+
+    dependant = getattr(request.scope.get("route"), "dependant", None)
+    return {f.alias for f in getattr(dependant, "body_params", ()) if isinstance(f.field_info, params.File)}
 
 
 def _attachment(name: str) -> str:
@@ -258,19 +305,84 @@ class BodyLimit:
                 await _error(413, message)(scope, receive, send)
 
 
+#: The names a browser on this machine reaches the server by (a Host header's name, the port aside).
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "[::1]")
+#: Methods that change nothing on the server; any other (POST ...) must come from the server's own page.
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def url_host(host: str) -> str:
+    """``host`` as it stands in a URL and a Host header: an IPv6 address in brackets."""
+    host = host.strip()
+    return f"[{host.strip('[]')}]" if ":" in host else host
+
+
+def allowed_hosts(host: str | None = None) -> list[str]:
+    """The Host names the app answers: this machine's (:data:`LOCAL_HOSTS`) and ``host``, the address
+    it listens on (``--host``), each with any port (Starlette's TrustedHostMiddleware compares the
+    name alone)."""
+    hosts = list(LOCAL_HOSTS)
+    if host and url_host(host).lower() not in hosts:
+        hosts.append(url_host(host).lower())
+    return hosts
+
+
+class SameOrigin:
+    """Refuse (403) a request that may change the server's state (any method but GET, HEAD and
+    OPTIONS) whose ``Origin`` header names another site than the one it is sent to: a form or a
+    ``fetch`` of any web page the person has open could otherwise upload, encode and start
+    generations on their machine. A request without ``Origin`` (a script, ``curl``, the test
+    client) passes: a browser sends it with every cross-site POST. (The Host check, DNS rebinding's
+    defence, is Starlette's ``TrustedHostMiddleware``; starlette has no origin check of its own.)"""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and scope["method"] not in SAFE_METHODS:
+            origin = Headers(scope=scope).get("origin")
+            if origin is not None and not _same_origin(origin, URL(scope=scope)):
+                here = f"{scope.get('scheme', 'http')}://{Headers(scope=scope).get('host', '')}"
+                return await _error(403, f"refused: this {scope['method']} was sent by a page of another site "
+                                         f"({state.shown(origin)}), not by this server's own page ({here}); "
+                                         f"open {here}/ to use it")(scope, receive, send)
+        await self.app(scope, receive, send)
+
+
+def _same_origin(origin: str, url: URL) -> bool:
+    """Whether the ``Origin`` header ``origin`` is the scheme, host and port of ``url`` (a default
+    port written or not; ``null``, an opaque origin, is never the same)."""
+    ports = {"http": 80, "https": 443}
+    try:
+        o = urlsplit(origin.strip())
+        port = o.port
+    except ValueError:
+        return False
+    if not o.scheme or not o.hostname:
+        return False
+    return (o.scheme.lower(), o.hostname.lower(), port or ports.get(o.scheme.lower())) == \
+        (url.scheme.lower(), (url.hostname or "").lower(), url.port or ports.get(url.scheme.lower()))
+
+
 # --------------------------------------------------------------------------------------------
 # The app
 # --------------------------------------------------------------------------------------------
 
 
-def create_app(limits: Limits | None = None, generators: Sequence[str | Path] | None = None) -> FastAPI:
+def create_app(limits: Limits | None = None, generators: Sequence[str | Path] | None = None,
+               host: str | None = None) -> FastAPI:
     """The page's app. ``generators``: the generator names or checkpoint folders the page offers
-    (default: the shipped ones)."""
+    (default: the shipped ones). ``host``: the address the server listens on (``--host``): with
+    127.0.0.1, localhost and ::1 the only names a request's Host header may give (400 for any other:
+    a DNS-rebinding page reaches the server under its own name); a POST a page of another site sent
+    (its ``Origin`` header) is refused with 403 (:class:`SameOrigin`)."""
     limits = limits or Limits()
     server = Server(limits, generators)
     app = FastAPI(title="adatok", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.server = server
     app.add_middleware(BodyLimit, max_bytes=limits.max_upload_bytes)
+    app.add_middleware(SameOrigin)
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts(host), www_redirect=False)  # (outermost)
 
     @app.exception_handler(AdatokError)
     async def adatok_error(request: Request, exc: AdatokError):
@@ -278,7 +390,7 @@ def create_app(limits: Limits | None = None, generators: Sequence[str | Path] | 
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError):
-        return _error(422, _validation_message(exc))
+        return _error(422, _validation_message(exc, _file_fields(request)))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
@@ -301,12 +413,12 @@ def create_app(limits: Limits | None = None, generators: Sequence[str | Path] | 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.get("/api/info")
-    async def info():
+    async def info(request: Request):
         from adatok.datasets import FASHION_MNIST_CLASSES, SAMPLE_IMAGES
 
         return {"version": adatok.__version__, "tokenizers": server.tokenizers(),
                 "samples": [*SAMPLE_IMAGES, *state.fashion_samples()], "classes": list(FASHION_MNIST_CLASSES),
-                "generators": await server.run_light(server.generator_list),
+                "generators": await server.run_light(request, lambda stop: server.generator_list()),
                 "limits": {"max_upload_bytes": limits.max_upload_bytes, "max_pixels": limits.max_pixels,
                            "seconds": limits.seconds, "encoders": limits.encoders}}
 
@@ -317,29 +429,29 @@ def create_app(limits: Limits | None = None, generators: Sequence[str | Path] | 
         return img.describe(server.images.add(img))
 
     @app.post("/api/images")
-    async def upload_image(file: UploadFile = File(...)):
+    async def upload_image(request: Request, file: UploadFile = File(...)):
         data = await _read_upload(file, limits, image=True)
-        pixels = await server.run_light(state.read_upload, data, file.filename, limits)
+        pixels = await server.run_light(request, lambda stop: state.read_upload(data, file.filename, limits))
         return _add_image(state.display_name(file.filename), pixels)
 
     @app.post("/api/samples/{name}")
-    async def sample(name: str):
-        pixels = await server.run_light(state.sample_image, name)
+    async def sample(request: Request, name: str):
+        pixels = await server.run_light(request, lambda stop: state.sample_image(name))
         h, w = pixels.shape[:2]
         if h * w > limits.max_pixels:  # (as an upload of the same photo is: the samples skipped the limit)
-            raise TooLarge(f"{name} is {w}x{h} = {w * h:,} pixels, over this server's limit of {limits.max_pixels:,} "
-                           "pixels (start the server with a larger --max-pixels)")
+            raise TooLarge(f"{name} is {state.size_text(pixels.shape)} = {w * h:,} pixels, over this server's limit "
+                           f"of {limits.max_pixels:,} pixels (start the server with a larger --max-pixels)")
         return _add_image(name, pixels)
 
     @app.get("/api/images/{iid}.png")
-    async def image_png(iid: str):
+    async def image_png(request: Request, iid: str):
         img = server.images.get(iid)
-        return Response(await server.run_light(state.png, img.pixels), media_type="image/png")
+        return Response(await server.run_light(request, lambda stop: state.png(img.pixels)), media_type="image/png")
 
     # --- codings ---------------------------------------------------------------------------------
 
     @app.post("/api/codings")
-    async def new_coding(image: str = Form(...), tokenizer: str = Form("wavelet"), roi: str = Form("none"),
+    async def new_coding(request: Request, image: str = Form(...), tokenizer: str = Form("wavelet"), roi: str = Form("none"),
                          mask: UploadFile | None = File(None)):
         img = server.images.get(image)
         server.check_tokenizer(tokenizer)
@@ -352,10 +464,11 @@ def create_app(limits: Limits | None = None, generators: Sequence[str | Path] | 
             data = await _read_upload(mask, limits, image=True)
             # read as the library reads a mask file (gray levels graded, transparency refused), so the
             # coding is the library's encode(img, roi=[that file])
-            region = await server.run_light(state.read_upload, data, "the painted region", limits, read_mask)
+            region = await server.run_light(request, lambda stop: state.read_upload(data, "the painted region", limits,
+                                                                                    read_mask))
             if region.shape[:2] != img.shape[:2]:
-                raise ServeError(f"the painted region is {region.shape[0]}x{region.shape[1]} but the image is "
-                                 f"{img.shape[0]}x{img.shape[1]}: paint on the image as shown")
+                raise ServeError(f"the painted region is {state.size_text(region.shape)} but the image is "
+                                 f"{state.size_text(img.shape)}: paint on the image as shown")
             # refused only with nothing painted: a gray mask (no pixel >= 0.5, so no pixel "inside" as
             # region_mask counts) still steers the library's encode, and was refused as empty
             if not np.any(region > 0):
@@ -369,20 +482,21 @@ def create_app(limits: Limits | None = None, generators: Sequence[str | Path] | 
                 raise ServeError(f"roi must be none, paint or a saliency method ({', '.join(METHODS)}), "
                                  f"got {state.shown(roi)}")
             roi_name = check_method(roi)
-            region = await server.run_light(_saliency, img.pixels, roi_name)
+            region = await server.run_light(request, lambda stop: _saliency(img.pixels, roi_name))
         if region is None:
             found = server.codings.find(lambda c: c.iid == image and c.tokenizer == tokenizer and c.roi is None)
             if found is not None:
                 return found[1].describe(found[0])
-        coding = await server.run_heavy(Coding, image, img, tokenizer, region, roi_name)
+        coding = await server.run_heavy(request, lambda stop: Coding(image, img, tokenizer, region, roi_name, stop=stop))
         return coding.describe(server.codings.add(coding))
 
     @app.get("/api/codings/{cid}/frame")
-    async def frame(cid: str, tokens: int | None = None, nbytes: int | None = Query(None, alias="bytes"),
-                    psnr: float | None = None):
+    async def frame(request: Request, cid: str, tokens: int | None = None,
+                    nbytes: int | None = Query(None, alias="bytes"), psnr: float | None = None):
         coding: Coding = server.codings.get(cid)
         t0 = time.perf_counter()
-        pixels, numbers = await server.run_light(lambda: coding.frame(coding.resolve(tokens, nbytes, psnr)))
+        pixels, numbers = await server.run_light(
+            request, lambda stop: coding.frame(coding.resolve(tokens, nbytes, psnr, stop=stop)))
         ms = (time.perf_counter() - t0) * 1e3
         h, w, c = pixels.shape
         numbers.update(width=w, height=h, channels=c, server_ms=round(ms, 2))
@@ -391,22 +505,21 @@ def create_app(limits: Limits | None = None, generators: Sequence[str | Path] | 
                                  "Cache-Control": "no-store"})
 
     @app.get("/api/codings/{cid}/details")
-    async def details(cid: str, tokens: int = Query(...)):
+    async def details(request: Request, cid: str, tokens: int = Query(...)):
         coding: Coding = server.codings.get(cid)
-        k = await server.run_light(coding.resolve, tokens)
-        # an encoder's slot: the heat map of a long prefix builds every token's place (half a GB for the
-        # 4.8 million tokens of a 1024x512 photo); four at once on the frame threads took 1.9 GB
-        return await server.run_heavy(coding.details, k)
+        k = await server.run_light(request, lambda stop: coding.resolve(tokens, stop=stop))
+        # an encoder's slot (SSIM and the maps of a 1024x1024 image take seconds), stopped between its steps
+        return await server.run_heavy(request, lambda stop: coding.details(k, stop=stop))
 
     @app.get("/api/codings/{cid}/curve")
-    async def rd_curve(cid: str):
+    async def rd_curve(request: Request, cid: str):
         coding: Coding = server.codings.get(cid)
         if coding.curve is None:
-            coding.curve = await server.run_heavy(state.curve, coding)
+            coding.curve = await server.run_heavy(request, lambda stop: state.curve(coding, stop=stop))
         return coding.curve
 
     @app.get("/api/codings/{cid}/compare")
-    async def compare(cid: str, nbytes: int = Query(..., alias="bytes")):
+    async def compare(request: Request, cid: str, nbytes: int = Query(..., alias="bytes")):
         steered: Coding = server.codings.get(cid)
         if steered.roi is None:
             raise ServeError("this coding has no region of interest: encode with a painted or automatic region first")
@@ -414,31 +527,32 @@ def create_app(limits: Limits | None = None, generators: Sequence[str | Path] | 
             raise OutOfRange(f"bytes={state.shown(nbytes)} is out of range: give 0 to 2**40")
         found = server.codings.find(lambda c: c.iid == steered.iid and c.tokenizer == steered.tokenizer and c.roi is None)
         if found is None:
-            plain = await server.run_heavy(Coding, steered.iid, steered.image, steered.tokenizer)
+            plain = await server.run_heavy(request, lambda stop: Coding(steered.iid, steered.image, steered.tokenizer,
+                                                                        stop=stop))
             server.codings.add(plain)
         else:
             plain = found[1]
-        return await server.run_heavy(state.compare, plain, steered, nbytes)
+        return await server.run_heavy(request, lambda stop: state.compare(plain, steered, nbytes, stop=stop))
 
     def _download_name(coding: Coding, k: int, suffix: str) -> str:
         stem = coding.image.name.rsplit(".", 1)[0] or "image"
         return f"{stem}-{coding.tokenizer}-{k}{suffix}"
 
     @app.get("/api/codings/{cid}/prefix.atk")
-    async def prefix_atk(cid: str, tokens: int | None = None, nbytes: int | None = Query(None, alias="bytes"),
-                         psnr: float | None = None):
+    async def prefix_atk(request: Request, cid: str, tokens: int | None = None,
+                         nbytes: int | None = Query(None, alias="bytes"), psnr: float | None = None):
         coding: Coding = server.codings.get(cid)
-        k = await server.run_light(coding.resolve, tokens, nbytes, psnr)
-        data = await server.run_heavy(lambda: coding.prefixes.sequence(k).to_bytes())
+        k = await server.run_light(request, lambda stop: coding.resolve(tokens, nbytes, psnr, stop=stop))
+        data = await server.run_heavy(request, lambda stop: coding.prefixes.sequence(k).to_bytes())
         return Response(data, media_type="application/octet-stream", headers={
             "Content-Disposition": _attachment(_download_name(coding, k, ".atk")), "X-Adatok-Tokens": str(k)})
 
     @app.get("/api/codings/{cid}/prefix.png")
-    async def prefix_png(cid: str, tokens: int | None = None, nbytes: int | None = Query(None, alias="bytes"),
-                         psnr: float | None = None):
+    async def prefix_png(request: Request, cid: str, tokens: int | None = None,
+                         nbytes: int | None = Query(None, alias="bytes"), psnr: float | None = None):
         coding: Coding = server.codings.get(cid)
-        k = await server.run_light(coding.resolve, tokens, nbytes, psnr)
-        data = await server.run_light(lambda: state.png(coding.picture(k)))
+        k = await server.run_light(request, lambda stop: coding.resolve(tokens, nbytes, psnr, stop=stop))
+        data = await server.run_light(request, lambda stop: state.png(coding.picture(k)))
         return Response(data, media_type="image/png", headers={
             "Content-Disposition": _attachment(_download_name(coding, k, ".png"))})
 
@@ -467,25 +581,25 @@ def create_app(limits: Limits | None = None, generators: Sequence[str | Path] | 
         return None if label < 0 else label
 
     @app.post("/api/jobs/generate")
-    async def generate(model: str = Form(...), label: int = Form(-1), n: int = Form(4), seed: int = Form(0),
+    async def generate(request: Request, model: str = Form(...), label: int = Form(-1), n: int = Form(4), seed: int = Form(0),
                        cfg: float = Form(2.0), max_tokens: int | None = Form(None)):
         _job_options(label, n, cfg, max_tokens, seed)
-        gen = await server.run_heavy(server.generator, model)
+        gen = await server.run_heavy(request, lambda stop: server.generator(model))
         work = state.generate_job(gen, _class_of(gen, label), n, seed, cfg, limits.updates, limits.seconds,
                                   max_tokens)
         return {"job": server.jobs.add(Job(work)), "model": model, "n": n}
 
     @app.post("/api/jobs/complete")
-    async def complete(file: UploadFile = File(...), model: str = Form(...), label: int = Form(-1),
+    async def complete(request: Request, file: UploadFile = File(...), model: str = Form(...), label: int = Form(-1),
                        n: int = Form(4), seed: int = Form(0), cfg: float = Form(2.0), max_tokens: int | None = Form(None)):
         _job_options(label, n, cfg, max_tokens, seed)
         data = await _read_upload(file, limits, image=False)
         if not data:
             raise ServeError(f"{state.display_name(file.filename)} is empty (0 bytes): choose a cut .atk file")
-        gen = await server.run_heavy(server.generator, model)
-        prefix = await server.run_light(_prefix_for, gen, data, state.display_name(file.filename), max_tokens is None,
-                                        True)
-        picture = await server.run_light(lambda: gen.lang.decode([prefix])[0])
+        gen = await server.run_heavy(request, lambda stop: server.generator(model))
+        prefix = await server.run_light(request, lambda stop: _prefix_for(gen, data, state.display_name(file.filename),
+                                                                          max_tokens is None, True))
+        picture = await server.run_light(request, lambda stop: gen.lang.decode([prefix])[0])
         work = state.complete_job(gen, prefix, _class_of(gen, label), n, seed, cfg, limits.updates,
                                   limits.seconds, max_tokens)
         return {"job": server.jobs.add(Job(work)), "model": model, "n": n, "prefix": len(prefix),
@@ -494,8 +608,9 @@ def create_app(limits: Limits | None = None, generators: Sequence[str | Path] | 
     @app.get("/api/jobs/{jid}/events")
     async def events(jid: str):
         job: Job = server.jobs.get(jid)
-        if job.started:
-            raise ServeError("this job has run already: start a new one")
+        if job.started:  # (one stream per job: its pictures go to the page that asked first)
+            raise ServeError("this job's events were asked for already: a job runs once, for the first request of "
+                             "its events (it is running, or has ended, there); start a new job to watch it here")
         job.started = True
         loop = asyncio.get_running_loop()
         out: asyncio.Queue = asyncio.Queue()

@@ -70,6 +70,26 @@ class Busy(ServeError):
     status = 503
 
 
+class Gone(ServeError):
+    """The client closed the request before its answer was ready (nginx's 499: no one reads it)."""
+
+    status = 499
+
+
+class Cancelled(Exception):
+    """Raised inside work to stop it: a generation's (the page went away, or the time limit), or a
+    request's ``stop()`` between the steps of its work once the request has ended."""
+
+
+def go_on() -> None:
+    """The ``stop`` of work nobody stops (a call outside the server): never raises."""
+
+
+def size_text(shape: tuple[int, ...]) -> str:
+    """An image's size in a message, as the library gives it (``adatok.eval.baselines``): ``H x W``."""
+    return f"{shape[0]:,}x{shape[1]:,} (H x W)"
+
+
 @dataclass
 class Limits:
     """What one server accepts and keeps.
@@ -77,10 +97,12 @@ class Limits:
     Attributes:
         max_upload_bytes: largest request body (an image or ``.atk`` upload).
         max_pixels: largest image (H * W), checked from the file's header before any pixel is
-            decoded; at most :data:`adatok.core.imageio.MAX_PIXELS`.
-        seconds: the time limit of one request's work (encoding, curves, a generation).
-        encoders: encodes (and curves, comparisons, a prefix's details) running at once; more wait
-            for a free one, up to ``seconds``, and are then refused with 503.
+            decoded; at most :data:`adatok.core.imageio.MAX_PIXELS` (more is refused: it was lowered
+            to that without a word).
+        seconds: the time limit of one request's work (encoding, curves, a PSNR target's search, a
+            generation): then 503, and the work stops at its next step.
+        encoders: encodes (and curves, comparisons, a prefix's details and ``.atk``) running at once;
+            more wait for a free one, up to ``seconds``, and are then refused with 503.
         images, codings: how many of each the server keeps (least recently used dropped first).
         generations: generation jobs running at once.
         updates: seconds between two pictures of a generation in progress (several a second).
@@ -102,7 +124,11 @@ class Limits:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
                 raise AdatokError(f"Limits.{name} is a whole number >= 1, got {value!r}")
-        self.max_pixels = min(int(self.max_pixels), imageio.MAX_PIXELS)
+        if self.max_pixels > imageio.MAX_PIXELS:
+            raise AdatokError(f"the pixel limit (Limits.max_pixels, --max-pixels) is at most {imageio.MAX_PIXELS:,}, "
+                              f"the library's limit on any image (adatok.core.imageio.MAX_PIXELS); got "
+                              f"{int(self.max_pixels):,}")
+        self.max_pixels = int(self.max_pixels)
         if not (math.isfinite(self.seconds) and self.seconds > 0):
             raise AdatokError(f"the time limit is a finite number of seconds > 0, got {self.seconds}")
         if not (math.isfinite(self.updates) and self.updates >= 0):
@@ -168,7 +194,7 @@ def _check_pixels(path: Path, name: str, max_pixels: int) -> None:
     except Exception:  # noqa: BLE001 - not an image, truncated ...: read_image reports it in words
         return
     if w * h > max_pixels:
-        raise TooLarge(f"{name} is {h}x{w} = {w * h:,} pixels, more than this server's limit of "
+        raise TooLarge(f"{name} is {size_text((h, w))} = {w * h:,} pixels, more than this server's limit of "
                        f"{max_pixels:,} pixels; downscale it first (or start the server with a larger "
                        "--max-pixels)")
 
@@ -254,15 +280,18 @@ class _Decoded:
 
 #: The longest sequence a tokenizer without a fast prefix path is served with.
 SHORT = 4096
+#: The highest PSNR target (dB) the slider takes.
+MAX_PSNR = 200
 
 
 class Coding:
     """One tokenizer's full sequence of one image (steered to a region of interest, or not), and
     every prefix of it: :meth:`resolve` turns a slider value into a prefix length, :meth:`frame`
-    gives that prefix's image and numbers."""
+    gives that prefix's image and numbers. ``stop()`` (the server's, see
+    :meth:`adatok.serve.app.Server._bounded`) is called after the library's encode, before the walk."""
 
     def __init__(self, iid: str, image: Image, tokenizer: str, roi: np.ndarray | None = None,
-                 roi_name: str | None = None) -> None:
+                 roi_name: str | None = None, stop: Callable[[], None] = go_on) -> None:
         from adatok.wavelet import WaveletTokenizer
         from adatok.wavelet.prefixes import Prefixes
 
@@ -272,8 +301,9 @@ class Coding:
         if roi is not None and not getattr(tok, "supports_roi", False):
             raise ServeError(f"{tokenizer} has no region of interest (its tokens have no place in the image): "
                              "choose a wavelet tokenizer for that")
-        (seq,) = tok.encode([image.pixels], roi=None if roi is None else [roi])
+        (seq,) = tok.encode([image.pixels], roi=None if roi is None else [roi])  # (one step: the library's)
         seq.cache.clear()  # (the full sequence's decoder state: the prefixes make their own)
+        stop()
         if isinstance(tok, WaveletTokenizer):
             self.prefixes = Prefixes(tok, seq)
         elif len(seq) <= SHORT:
@@ -301,11 +331,12 @@ class Coding:
 
     # --- slider values to prefix lengths --------------------------------------------------------
 
-    def resolve(self, tokens: int | None = None, nbytes: int | None = None, target: float | None = None) -> int:
+    def resolve(self, tokens: int | None = None, nbytes: int | None = None, target: float | None = None,
+                stop: Callable[[], None] = go_on) -> int:
         """The prefix a slider value stands for: ``tokens`` (snapped to the longest cut at most
         that long, unless it is a prefix a PSNR target was answered with), ``nbytes`` (the longest
         cut whose ``.atk`` file fits) or ``target`` (the prefix the library's ``Quality(psnr=target)``
-        gives: see :meth:`shortest_reaching`)."""
+        gives: see :meth:`shortest_reaching`, which ``stop()`` can end)."""
         given = [v is not None for v in (tokens, nbytes, target)]
         if sum(given) != 1:
             raise OutOfRange("give exactly one of tokens, bytes or psnr")
@@ -322,9 +353,10 @@ class Coding:
                 raise OutOfRange(f"bytes={shown(nbytes)} is out of range: the smallest file of this coding (its "
                                  f"header, no token) is {int(p.sizes[0]):,} bytes, the whole file {int(p.sizes[-1]):,}")
             return p.longest(nbytes)
-        if not 0 < target <= 200:
-            raise OutOfRange(f"psnr={shown(target)} is out of range: give a PSNR in dB, above 0 (e.g. 20 to 60)")
-        return self.shortest_reaching(target)
+        if not 0 < target <= MAX_PSNR:
+            raise OutOfRange(f"psnr={shown(target)} is out of range: give a PSNR in dB above 0 and at most "
+                             f"{MAX_PSNR:g} (e.g. 20 to 60)")
+        return self.shortest_reaching(target, stop)
 
     #: PSNRs kept per coding, and answers to PSNR targets (the oldest half dropped beyond it): a bound on memory.
     KEEP_PSNR = 8192
@@ -337,7 +369,7 @@ class Coding:
                 _keep(self._psnr, k, v, self.KEEP_PSNR)
         return v
 
-    def shortest_reaching(self, target: float) -> int:
+    def shortest_reaching(self, target: float, stop: Callable[[], None] = go_on) -> int:
         """The prefix ``tok.encode([image], Quality(psnr=target), roi=[this coding's region])``
         gives: the shortest reaching ``target``, or the full sequence if none does, found by the
         library's own search (a wavelet tokenizer's on the sequence held here: its bisection, then
@@ -347,17 +379,18 @@ class Coding:
         are kept per target; no answer narrows another's search, so each is the library's whatever
         was asked before. (The server's own bisection over the cuts took PSNR to rise with k: it
         gave a learned tokenizer's full sequence when a shorter prefix reached the target, and on
-        small images longer prefixes than the library's, which hung on earlier targets.)"""
+        small images longer prefixes than the library's, which hung on earlier targets.) ``stop()``
+        is called before each prefix the search measures (see :class:`_Stoppable`)."""
         with self._lock:
             k = self._reaching.get(target)
         if k is not None:
             return k
-        k = self._library_shortest(target)
+        k = self._library_shortest(target, stop)
         with self._lock:
             _keep(self._reaching, target, k, self.KEEP_PSNR)
         return k
 
-    def _library_shortest(self, target: float) -> int:
+    def _library_shortest(self, target: float, stop: Callable[[], None]) -> int:
         from adatok.core.metrics import quality_mask
         from adatok.wavelet.prefixes import Prefixes
 
@@ -367,13 +400,15 @@ class Coding:
             mask = quality_mask(q, self.roi)  # (None: the slider's PSNR is over the whole image, as the budget's)
             # the PSNRs measured so far (the slider's, the searches' before): each prefix is synthesised once
             # (a new target on a 768x512 photo took 0.5-0.9 s, its bisection synthesising ~22 images anew)
+            # (with a region, the scores are the region's: kept for this search only)
             with self._lock:
-                known = dict(self._psnr) if mask is None else None
+                known = _Stoppable(self._psnr if mask is None else {}, stop)
             k = int(self.tok._shortest_prefix(self.seq, p._node, p._plane, self.image.pixels, q, mask, known=known))
-            with self._lock:
-                for at, v in (known or {}).items():
-                    if at not in self._psnr:
-                        _keep(self._psnr, at, v, self.KEEP_PSNR)
+            if mask is None:
+                with self._lock:
+                    for at, v in known.items():
+                        if at not in self._psnr:
+                            _keep(self._psnr, at, v, self.KEEP_PSNR)
             return k
         (seq,) = self.tok.encode([self.image.pixels], q, roi=None if self.roi is None else [self.roi])
         return len(seq)
@@ -405,16 +440,55 @@ class Coding:
         return img, {"k": int(k), "tokens": int(k), "total": len(self.prefixes), "bytes": nbytes,
                      "bpp": 8 * nbytes / self.pixels, "psnr": _finite(self.psnr_at(k))}
 
-    def details(self, k: int) -> dict:
-        """SSIM of the prefix, its error map and where its tokens landed (palette PNGs as data URIs)."""
+    def details(self, k: int, stop: Callable[[], None] = go_on) -> dict:
+        """SSIM of the prefix, its error map and where its tokens landed (palette PNGs as data URIs);
+        ``stop()`` between the steps."""
         img = self.picture(k)
-        out = {"k": int(k), "ssim": ssim(self.image.pixels, img),
-               "error_map": png_uri(*colorize_indexed(error_map(self.image.pixels, img), "magma", vmax=ERROR_MAP_MAX)),
-               "token_map": None}
-        heat = token_heatmap(self.prefixes.sequence(k))
+        stop()
+        out = {"k": int(k), "ssim": ssim(self.image.pixels, img), "token_map": None}
+        stop()
+        out["error_map"] = png_uri(*colorize_indexed(error_map(self.image.pixels, img), "magma", vmax=ERROR_MAP_MAX))
+        heat = self.token_map(k, stop)
         if heat is not None:
+            stop()
             out["token_map"] = png_uri(*colorize_indexed(heat, "viridis", log=True))
         return out
+
+    #: Tokens placed at a time in :meth:`token_map`.
+    HEAT_CHUNK = 2**20
+
+    def token_map(self, k: int, stop: Callable[[], None] = go_on) -> np.ndarray | None:
+        """:func:`~adatok.eval.maps.token_heatmap` of the first ``k`` tokens, summed over runs of
+        :attr:`HEAT_CHUNK` tokens (the map is a sum over tokens), ``stop()`` between them: its
+        memory is that of one run's tokens, whatever ``k``. (At once, it made every token's place and
+        footprint first: 2.7 GB at the peak for the 25 million tokens of a 1024x1024 noise image;
+        see docs/serve.md, "Memory".)"""
+        p = self.prefixes
+        if not isinstance(p, _Decoded):  # (a wavelet tokenizer's: each token's place is its own, by its node)
+            heat = None
+            for a in range(0, max(int(k), 1), self.HEAT_CHUNK):
+                stop()
+                b = min(a + self.HEAT_CHUNK, int(k))
+                part = token_heatmap(self.tok._sequence(self.seq.ids[a:b], p._node[a:b], p._plane[a:b], p._layout,
+                                                        self.seq.shape, dict(self.seq.params)))
+                if part is None:
+                    return None
+                heat = part if heat is None else np.add(heat, part, out=heat)
+            return heat
+        return token_heatmap(p.sequence(k))
+
+
+class _Stoppable(dict):
+    """The ``known`` scores handed to the library's PSNR search (a copy of ``scores``): it looks a
+    prefix up here before it measures one, so ``stop()`` is called there, between its steps."""
+
+    def __init__(self, scores: dict, stop: Callable[[], None]) -> None:
+        super().__init__(scores)
+        self._stop = stop
+
+    def get(self, key, default=None):
+        self._stop()
+        return super().get(key, default)
 
 
 def _keep(store: dict, key, value, size: int) -> None:
@@ -458,14 +532,14 @@ CURVE_CODECS = ("jpeg", "webp", "jp2")
 CURVE_BPP = (0.0625, 0.125, 0.25, 0.5, 1.0, 2.0)
 
 
-def curve(coding: Coding, points: int = 24) -> dict:
+def curve(coding: Coding, points: int = 24, stop: Callable[[], None] = go_on) -> dict:
     """PSNR against file bytes: the coding's prefixes (``points`` cuts, evenly spaced in log bytes,
     and the codecs' budgets) and JPEG, WebP and JPEG 2000 each at its best setting within the same
     byte budgets (:meth:`adatok.eval.baselines.Codec.at_most`); a codec that cannot encode an image
     of this size (:meth:`~adatok.eval.baselines.Codec.refuses`: a 20000 x 50 strip, under the pixel
     limit, was a raw 500) has no points and a ``note`` saying why, as has one with no budget above the
     coding's empty file or whose smallest file is over every budget (see :func:`_no_points`); a
-    codec with points has ``note`` ``None``."""
+    codec with points has ``note`` ``None``. ``stop()`` before each point."""
     from adatok.eval.baselines import codec
 
     p, img = coding.prefixes, coding.image
@@ -475,6 +549,7 @@ def curve(coding: Coding, points: int = 24) -> dict:
     budgets = [b for b in budgets if lo < b]
     ours = {}
     for b in [*np.geomspace(lo + 1, hi, points).astype(int).tolist(), *[b for b in budgets if b <= hi]]:
+        stop()
         k = p.longest(b)
         ours[k] = {"tokens": k, "bytes": p.nbytes(k), "psnr": _finite(coding.psnr_at(k))}
     out = {"pixels": h * w, "ours": {"label": coding.tokenizer, "points": sorted(ours.values(), key=lambda r: r["tokens"])},
@@ -489,6 +564,7 @@ def curve(coding: Coding, points: int = 24) -> dict:
         with img.lock:
             cache = img.codecs.setdefault(name, {})
             for b in budgets:
+                stop()
                 enc = cd.at_most(img.pixels, b, cache)
                 if enc is None:
                     continue
@@ -508,15 +584,15 @@ def _no_points(label: str, budgets: list[int], smallest: int | None, lo: int, sh
     if not budgets:
         top = adatok.Bpp(CURVE_BPP[-1]).nbytes((h, w))
         return (f"no byte budget to draw {label} within: at {CURVE_BPP[0]:g} to {CURVE_BPP[-1]:g} bits per pixel "
-                f"this {w}x{h} image gets at most {top:,} bytes, no more than this coding's empty file ({lo:,} "
-                "bytes: its header)")
-    return (f"{label}'s smallest file of this {w}x{h} image ({smallest:,} bytes) is larger than every budget "
+                f"this image, {size_text(shape)}, gets at most {top:,} bytes, no more than this coding's empty file "
+                f"({lo:,} bytes: its header)")
+    return (f"{label}'s smallest file of this image, {size_text(shape)}, ({smallest:,} bytes) is larger than every budget "
             f"(up to {max(budgets):,} bytes: {CURVE_BPP[-1]:g} bits per pixel)")
 
 
-def compare(plain: Coding, steered: Coding, nbytes: int) -> dict:
+def compare(plain: Coding, steered: Coding, nbytes: int, stop: Callable[[], None] = go_on) -> dict:
     """PSNR inside and outside the region of ``steered`` for both codings at the same bytes (each
-    at its longest cut whose file fits ``nbytes``)."""
+    at its longest cut whose file fits ``nbytes``); ``stop()`` before each."""
     least = max(int(plain.prefixes.sizes[0]), int(steered.prefixes.sizes[0]))
     if not least <= nbytes <= 2**40:  # (each coding's empty file is the least it answers: one was compared at
         # more bytes; above, as for a frame: 10**23 came back in the JSON, a number JavaScript cannot hold)
@@ -525,6 +601,7 @@ def compare(plain: Coding, steered: Coding, nbytes: int) -> dict:
     mask = region_mask(steered.roi)
     out = {"bytes": int(nbytes), "region_pixels": int(mask.sum()), "pixels": int(mask.size)}
     for key, cd in (("without", plain), ("with", steered)):
+        stop()
         k = cd.prefixes.longest(nbytes)
         inside, outside = region_psnr(cd.image.pixels, cd.picture(k), mask)
         out[key] = {"tokens": k, "bytes": cd.prefixes.nbytes(k), "inside": _finite(inside if inside is not None else np.inf),
@@ -580,10 +657,6 @@ class Store:
 # --------------------------------------------------------------------------------------------
 # Generation jobs
 # --------------------------------------------------------------------------------------------
-
-
-class Cancelled(Exception):
-    """Raised inside a generation to stop it (the page went away, or the time limit)."""
 
 
 @dataclass
