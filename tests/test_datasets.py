@@ -167,3 +167,21 @@ def test_a_folder_named_like_a_built_in_dataset_gets_a_warning(tmp_path, monkeyp
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert len(load("./samples")) == 0  # the folder itself, as asked
+
+
+def test_skip_reasons_leave_out_the_file_s_path_inside_the_sentence_too(tmp_path):
+    """Found by review: a 16-bit image's reason had the file's absolute path in the middle ("16-bit image
+    (Pillow raw mode I;16B) /abs/x.png: adatok reads ..."), where the listing names the file already; a
+    link to nothing keeps the walker's reason ("a link to X, which does not exist")."""
+    Image.fromarray(np.arange(64, dtype=np.uint16).reshape(8, 8) * 1000).save(tmp_path / "deep.png")
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "ok.png")
+    (tmp_path / "gone.png").symlink_to(tmp_path / "nowhere.png")
+    reasons = dict(load(tmp_path).skipped)
+    assert reasons["deep.png"].startswith("16-bit image (") and str(tmp_path) not in reasons["deep.png"], reasons
+    assert reasons["gone.png"] == f"a link to {tmp_path / 'nowhere.png'}, which does not exist"
+    assert datasets.broken_link_reason(tmp_path / "gone.png") == reasons["gone.png"]
+    assert datasets.broken_link_reason(tmp_path / "ok.png") is None
+    assert datasets.broken_link_reason(tmp_path / "none.png") is None
+    # the path in front is cut with its "is"; at the end it is what the message is about, and stays
+    assert datasets.skip_reason("/x/a.png is not an image", "/x/a.png") == "not an image"
+    assert datasets.skip_reason("no such file: /x/a.png", "/x/a.png") == "no such file: /x/a.png"

@@ -316,17 +316,21 @@ def test_torch_dataset_reads_every_row_once_across_ranks_and_workers(tmp_path):
 
 
 def test_the_command_starts_and_stops_its_own_ray(folder, tmp_path):
-    """In a fresh process: a local Ray of --workers CPUs, under a temporary folder, gone after."""
+    """In a fresh process: a local Ray of --workers CPUs, under a temporary folder, gone after; none started
+    implicitly in the command's process (RAY_ENABLE_AUTO_CONNECT=0); no warning of Pillow's from the worker."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(adatok.__file__).parents[1]),
                                                         os.environ.get("PYTHONPATH", "")])}
-    code = ("import sys, tempfile, glob; from adatok.cli.app import main; sys.argv = ['adatok', 'tokenize-dataset', "
+    env.pop("RAY_ENABLE_AUTO_CONNECT", None)
+    code = ("import os, sys, tempfile, glob; from adatok.cli.app import main; sys.argv = ['adatok', 'tokenize-dataset', "
             f"{str(folder)!r}, {str(tmp_path / 'o')!r}, '--tokens', '50', '--workers', '1', '--quiet'];\n"
             "try:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
             "import ray; assert not ray.is_initialized()\n"
+            "assert os.environ['RAY_ENABLE_AUTO_CONNECT'] == '0'\n"
             "print(glob.glob(tempfile.gettempdir() + '/adatok-ray-*'))")
     before = set(Path("/tmp").glob("adatok-ray-*"))
     res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
+    assert "DecompressionBombWarning" not in res.stderr, res.stderr[-3000:]  # (huge.png: listed as bad, with its reason)
     assert set(Path("/tmp").glob("adatok-ray-*")) <= before  # its folder removed
     assert json.loads((tmp_path / "o" / "manifest.json").read_text())["counts"]["written"] == 7
 
@@ -517,7 +521,9 @@ def test_unlistable_folders_and_names_not_utf8_are_bad_inputs(tmp_path, monkeypa
 
 def test_parquet_sources_beside_markers_with_damage_and_text_labels(tmp_path):
     """_SUCCESS beside the files made the folder a folder of images (0 rows, "complete"); damaged pages were
-    a raw pyarrow traceback; a text 'label' column refused the source; a uint64 label past int64 stopped the run."""
+    a raw pyarrow traceback; a uint64 label past int64 stopped the run. A text 'label' column was dropped
+    silently (where one of floats is refused): it is refused the same way, and --label-column none
+    tokenizes the images without labels."""
     import io
 
     import pyarrow as pa
@@ -532,8 +538,11 @@ def test_parquet_sources_beside_markers_with_damage_and_text_labels(tmp_path):
     src.mkdir()
     pq.write_table(pa.table({"image": pa.array(blobs, pa.binary()), "label": ["a", "b", "c", "d"]}), src / "a.parquet")
     (src / "_SUCCESS").write_bytes(b"")
-    manifest = tokenize_dataset(src, tmp_path / "out", "wavelet", Tokens(10), workers=0)
+    with pytest.raises(AdatokError, match="label column 'label' is string, not integers.*--label-column none"):
+        tokenize_dataset(src, tmp_path / "out", "wavelet", Tokens(10), workers=0)
+    manifest = tokenize_dataset(src, tmp_path / "out", "wavelet", Tokens(10), workers=0, label_column="none")
     assert manifest["counts"]["written"] == 4 and [r.label for r in read_tokens(tmp_path / "out")] == [None] * 4
+    assert manifest["plan"]["source"]["label_column"] is None
     damaged = tmp_path / "damaged.parquet"
     pq.write_table(pa.table({"image": pa.array(blobs, pa.binary())}), damaged, compression="none")
     data = bytearray(damaged.read_bytes())
@@ -552,9 +561,42 @@ def test_parquet_sources_beside_markers_with_damage_and_text_labels(tmp_path):
     assert [r.label for r in read_tokens(tmp_path / "out3")] == [0, None, 2**63 - 1]
     # a 'label' of floats, as pandas writes integers with one missing: every label was dropped, silently
     pq.write_table(pa.table({"image": pa.array(blobs, pa.binary()), "label": [0.0, 1.0, None, 1.0]}), tmp_path / "f.parquet")
-    with pytest.raises(AdatokError, match="'label' is double, not integers .pandas"):
+    with pytest.raises(AdatokError, match="'label' is double, not integers .pandas.*--label-column none"):
         tokenize_dataset(tmp_path / "f.parquet", tmp_path / "out4", "wavelet", Tokens(10), workers=0)
     assert not (tmp_path / "out4").exists()
+
+
+def test_parquet_column_messages_name_the_way_out(tmp_path):
+    """Found by review: a folder whose second file lacks the first's 'label' said "give --label-column", and
+    --label-column label failed the same way, with no way to ask for no labels; a string 'image' column
+    beside a binary one was refused without naming the binary one."""
+    import io
+
+    import pyarrow as pa
+
+    buf = io.BytesIO()
+    Image.fromarray(np.full((8, 8), 90, np.uint8)).save(buf, format="PNG")
+    png = buf.getvalue()
+    src = tmp_path / "folder"
+    src.mkdir()
+    pq.write_table(pa.table({"image": pa.array([png], pa.binary()), "label": [3]}), src / "a.parquet")
+    pq.write_table(pa.table({"image": pa.array([png], pa.binary())}), src / "b.parquet")
+    with pytest.raises(AdatokError, match="b.parquet has no column 'label' .*which a.parquet has and this run took as "
+                                          "the labels; give --label-column none"):
+        tokenize_dataset(src, tmp_path / "o1", "wavelet", Tokens(10), workers=0)
+    with pytest.raises(AdatokError, match="b.parquet has no column 'label' .*give --label-column with a column every "
+                                          "file has, or --label-column none"):
+        tokenize_dataset(src, tmp_path / "o1", "wavelet", Tokens(10), workers=0, label_column="label")
+    assert not (tmp_path / "o1").exists()
+    manifest = tokenize_dataset(src, tmp_path / "o1", "wavelet", Tokens(10), workers=0, label_column="none")
+    assert manifest["counts"]["written"] == 2 and [r.label for r in read_tokens(tmp_path / "o1")] == [None, None]
+    pq.write_table(pa.table({"image": ["a"], "data": pa.array([png], pa.binary())}), tmp_path / "s.parquet")
+    with pytest.raises(AdatokError, match="column 'image' is string, not the bytes .*its binary column 'data' may hold "
+                                          "them: give --image-column data"):
+        tokenize_dataset(tmp_path / "s.parquet", tmp_path / "o2", "wavelet", Tokens(10), workers=0)
+    manifest = tokenize_dataset(tmp_path / "s.parquet", tmp_path / "o2", "wavelet", Tokens(10), workers=0,
+                                image_column="data")
+    assert manifest["counts"]["written"] == 1
 
 
 def test_reading_shards_splits_orders_and_checks(tmp_path):
@@ -1045,7 +1087,7 @@ def test_shards_of_a_checkpoint_that_keeps_a_shipped_name_are_read_with_it(tmp_p
     images = rng.integers(0, 256, (8, 28, 28, 1), dtype=np.uint8)
     ck = tmp_path / "ck"
     tiny = ModelConfig(image_size=28, channels=1, patch=7, tokens=2, dim=16, enc_depth=1, dec_depth=1, heads=1,
-                       levels=[4, 4], vq_first=False)
+                       levels=[8, 8, 6, 5], vq_first=False)  # (11-bit tokens, as the shipped one's: the name is open)
     train(ck, tiny, TrainConfig(steps=2, batch=4, eval_every=1), name="fashion-mnist-32", quiet=True, images=images,
           eval_images=images[:4], stop_after=1)
     (tmp_path / "src").mkdir()
@@ -1068,3 +1110,182 @@ def test_shards_of_a_checkpoint_that_keeps_a_shipped_name_are_read_with_it(tmp_p
     since = f"the checkpoint {ck} they were written with (version {version}) was trained on since (it is version "
     with pytest.raises(AdatokError, match=re.escape(since)):
         list(read_tokens(out))
+
+
+# --- found by review (2026-12-03) ------------------------------------------------------------------
+
+
+def _lose_a_shard(src: Path, out: Path) -> None:
+    """A finished run of 4 images in 2 shards whose second shard is lost, and a folder in its Parquet
+    file's place: a rerun must write the shard there, and cannot (as on a read-only shard folder or a full
+    disk, which tests run as root cannot make)."""
+    _images(src, 4)
+    tokenize_dataset(src, out, "wavelet", Tokens(20), workers=0, shard_size=2)
+    (out / "_shards" / "part-00001.json").unlink()
+    (out / "parquet" / "part-00001.parquet").unlink()
+    (out / "parquet" / "part-00001.parquet").mkdir()
+
+
+def test_a_worker_s_error_is_the_plain_loop_s_one_line_error(ray_local, tmp_path):
+    """A shard a Ray worker could not write was a RayTaskError of some 160 lines, exit 1 (Ray Data wraps the
+    worker's exception, and its type is lost on the way); with --workers 0 one error line, exit 2. Now the
+    worker hands its error back, and both are the same line (an OSError there was a raw traceback in both)."""
+    from typer.testing import CliRunner
+
+    from adatok.cli import app
+
+    _lose_a_shard(tmp_path / "src", tmp_path / "out")
+    messages = []
+    for workers in (0, 1):
+        with pytest.raises(AdatokError, match=r"cannot write .*/part-00001.parquet: it is a folder") as err:
+            tokenize_dataset(tmp_path / "src", tmp_path / "out", "wavelet", Tokens(20), workers=workers, shard_size=2)
+        messages.append(str(err.value))
+    assert messages[0] == messages[1]
+    res = CliRunner().invoke(app, ["tokenize-dataset", str(tmp_path / "src"), str(tmp_path / "out"), "--tokens", "20",
+                                   "--workers", "1", "--shard-size", "2", "--quiet"])
+    assert res.exit_code == 2 and res.output == f"error: {messages[0]}\n", res.output
+
+
+def test_a_worker_that_cannot_start_hands_its_error_back(tmp_path):
+    """A worker that cannot load the tokenizer (a checkpoint folder its node does not have) died in its
+    constructor with a Ray traceback; its error now comes back as each shard's record, raised by the driver."""
+    from adatok.scale.shards import ShardWriter, worker_record
+    from adatok.scale.sources import FolderSource
+
+    _images(tmp_path / "src", 1)
+    writer = ShardWriter(str(tmp_path / "out"), FolderSource(tmp_path / "src").describe(), str(tmp_path / "no-such-ck"),
+                         None, ("parquet",))
+    batch = {"shard": np.array([0]), "start": np.array([0]), "stop": np.array([1]), "items": np.array(['["0.png"]'])}
+    (text,) = writer(batch)["record"]
+    with pytest.raises(AdatokError, match="no-such-ck"):
+        worker_record(text)
+
+
+def test_a_system_error_writing_a_shard_is_an_adatok_error(tmp_path, monkeypatch):
+    """DST removed mid-run, a full disk: an OSError of writing a shard was a raw traceback (in a Ray worker,
+    inside the RayTaskError); now it names the shard and the file."""
+    from adatok.scale import shards
+
+    def gone(path):
+        raise FileNotFoundError(2, "No such file or directory", str(path))
+
+    _images(tmp_path / "src", 2)
+    monkeypatch.setattr(shards, "file_digest", gone)
+    with pytest.raises(AdatokError, match=r"cannot write the shard part-00000 into .*: No such file or directory "
+                                          r"\(.*/parquet/part-00000.parquet\); check that the folder is there"):
+        tokenize_dataset(tmp_path / "src", tmp_path / "out", "wavelet", Tokens(20), workers=0)
+
+
+def test_a_dst_that_cannot_be_made_is_one_error_before_ray_starts(tmp_path, monkeypatch):
+    """DST under a file, or under /proc, was a raw NotADirectoryError / FileNotFoundError (exit 1), and with
+    Ray only once Ray had started."""
+    from typer.testing import CliRunner
+
+    from adatok.cli import app
+    from adatok.scale import pipeline
+
+    _images(tmp_path / "src")
+    (tmp_path / "afile").write_text("not a folder")
+    monkeypatch.setattr(pipeline, "start_ray", lambda *args: pytest.fail("Ray was started"))
+    cases = [(tmp_path / "afile" / "sub", f"{tmp_path / 'afile'} is a file, not a folder")]
+    if Path("/proc/self").is_dir():
+        cases.append((Path("/proc/adatok-no-such"), "cannot make the folder /proc/adatok-no-such: "))
+    for dst, why in cases:
+        res = CliRunner().invoke(app, ["tokenize-dataset", str(tmp_path / "src"), str(dst), "--tokens", "20", "-q"])
+        assert res.exit_code == 2 and res.output.startswith("error: ") and res.output.count("\n") == 1, res.output
+        assert why in res.output, res.output
+
+
+def test_a_second_run_is_refused_before_its_ray_starts(tmp_path, monkeypatch):
+    """With Ray, a second run into a DST being written started its Ray first and was refused seconds later."""
+    import threading
+
+    from adatok.core.imageio import folder_lock
+    from adatok.scale import pipeline
+
+    _images(tmp_path / "src")
+    out = tmp_path / "out"
+    out.mkdir()
+    holding, go_on = threading.Event(), threading.Event()
+
+    def first_run():
+        with folder_lock(out, "the first run"):
+            holding.set()
+            go_on.wait(30)
+
+    thread = threading.Thread(target=first_run)
+    thread.start()
+    try:
+        assert holding.wait(30)
+        monkeypatch.setattr(pipeline, "start_ray", lambda *args: pytest.fail("Ray was started"))
+        with pytest.raises(AdatokError, match="is being written by another adatok tokenize-dataset now"):
+            tokenize_dataset(tmp_path / "src", out, "wavelet", Tokens(20), workers=2)
+    finally:
+        go_on.set()
+        thread.join(30)
+    assert list(out.iterdir()) == [], list(out.iterdir())  # (nothing of the refused run's: its folders removed)
+
+
+def test_a_run_that_writes_no_image_says_so_and_the_readers_name_the_cause(tmp_path):
+    """An empty SRC, or one of bad inputs only, was "0 images in 0 shards", exit 0, without a word; the torch
+    dataset then asked whether it was "written with --format webdataset only?"."""
+    pytest.importorskip("torch")
+    from typer.testing import CliRunner
+
+    from adatok.cli import app
+    from adatok.scale.loader import TokenShardDataset
+
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "a.png").write_bytes(b"not a png")
+    (tmp_path / "bad" / "b.txt").write_text("notes")
+    for src, why in (("empty", "found no input in"), ("bad", "none of the 2 inputs of")):
+        out = tmp_path / f"out-{src}"
+        res = CliRunner().invoke(app, ["tokenize-dataset", str(tmp_path / src), str(out), "--workers", "0", "-q"])
+        assert res.exit_code == 0 and f"warning: no image written: {why}" in res.output, res.output
+        with pytest.raises(AdatokError, match=re.escape(f"{out} holds no rows: its tokenize-dataset run found no image "
+                                                        "to write")):
+            TokenShardDataset(out)
+    assert [b["source"] for b in json.loads((tmp_path / "out-bad" / "manifest.json").read_text())["bad"]] == [
+        "a.png", "b.txt"]
+
+
+def test_pillow_s_warning_of_an_image_over_the_limit_is_not_printed(folder, tmp_path):
+    """A Ray worker printed Pillow's DecompressionBombWarning (two lines) for an image it listed as bad,
+    with its reason: the command line silenced it in its own process only."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        manifest = tokenize_dataset(folder, tmp_path / "out", "wavelet", Tokens(20), workers=0)
+    assert "limit" in {b["source"]: b["reason"] for b in manifest["bad"]}["huge.png"]
+    assert not [w for w in caught if issubclass(w.category, Image.DecompressionBombWarning)]
+
+
+def test_a_link_to_nothing_keeps_the_walker_s_reason(tmp_path):
+    """Its reason was "no such file: /abs/path", though the folder's walker says where it leads."""
+    _images(tmp_path / "src", 1)
+    (tmp_path / "src" / "gone.png").symlink_to(tmp_path / "nowhere.png")
+    manifest = tokenize_dataset(tmp_path / "src", tmp_path / "out", "wavelet", Tokens(20), workers=0)
+    assert manifest["bad"] == [{"source": "gone.png", "reason": f"a link to {tmp_path / 'nowhere.png'}, which does "
+                                                                 "not exist"}]
+
+
+def test_an_interrupted_run_leaves_no_ray_behind(tmp_path):
+    """Found by review (now and then, on Ctrl-C): Ray Data's threads, left running when the run stopped, called
+    Ray after its ray.shutdown(), and Ray's automatic ray.init started a new default cluster (a dashboard, its
+    GCS on every interface) whose agents outlived the command. Here without the command line's
+    RAY_ENABLE_AUTO_CONNECT=0: the run itself stops Ray Data before Ray."""
+    _images(tmp_path / "src", 6)
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ENABLE_AUTO_CONNECT"}
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(adatok.__file__).parents[1]), os.environ.get("PYTHONPATH", "")])
+    code = ("import sys, time\nfrom adatok import Tokens\nfrom adatok.scale import tokenize_dataset\n"
+            "def stop(done, total, what):\n    if done:\n        raise KeyboardInterrupt\n"
+            f"try:\n    tokenize_dataset({str(tmp_path / 'src')!r}, {str(tmp_path / 'out')!r}, 'wavelet', Tokens(20), "
+            "workers=1, shard_size=1, progress=stop)\nexcept KeyboardInterrupt:\n    pass\nelse:\n    sys.exit(3)\n"
+            "time.sleep(2)\nimport ray\nprint('initialized:', ray.is_initialized())\n"
+            "ray.shutdown()\n")  # (a Ray started anyway: its processes stopped, not left running)
+    res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert res.stdout.splitlines()[-1] == "initialized: False", res.stderr[-3000:]
+    assert "Started a local Ray instance" not in res.stderr and "SIGTERM handler is not set" not in res.stderr

@@ -39,7 +39,7 @@ from .core.imageio import as_image, read_image
 from .core.sequence import TokenSequence
 
 __all__ = ["DATASETS", "Dataset", "FASHION_MNIST_CLASSES", "FASHION_MNIST_DIR", "SAMPLE_IMAGES", "TOKEN_COLUMNS",
-           "TokenRow", "image_files", "is_token_shards", "load", "read_manifest", "read_tokens", "sample_images", "shrink", "skip_reason", "token_shards"]
+           "TokenRow", "broken_link_reason", "image_files", "is_token_shards", "load", "no_rows_error", "read_manifest", "read_tokens", "sample_images", "shrink", "skip_reason", "token_shards"]
 
 #: Names of the bundled sample photos, in demo order; each is a function of ``skimage.data``.
 SAMPLE_IMAGES: tuple[str, ...] = ("astronaut", "camera", "coffee", "chelsea", "rocket")
@@ -320,10 +320,19 @@ def _walk(folder: Path, unreadable: list | None = None, skip=None, folders: list
             p = Path(root) / f
             if not f.startswith(".") and p.is_file() and not read_anyway(str(p)):
                 yield p
-            elif (not f.startswith(".") and p.is_symlink() and not p.exists() and unreadable is not None
+            elif (not f.startswith(".") and unreadable is not None and (reason := broken_link_reason(p))
                   and not (avoid is not None and Path(os.path.realpath(p)).is_relative_to(avoid))):  # (into the output)
                 # (a link to nothing was left out silently, where every other file that is no image is listed)
-                unreadable.append((p.relative_to(folder).as_posix(), f"a link to {os.readlink(p)}, which does not exist"))
+                unreadable.append((p.relative_to(folder).as_posix(), reason))
+
+
+def broken_link_reason(path: str | os.PathLike[str]) -> str | None:
+    """Why ``path`` cannot be read when it is a symbolic link to nothing (``a link to X, which does not
+    exist``: clearer than the "no such file" of opening it), else ``None``."""
+    try:
+        return f"a link to {os.readlink(path)}, which does not exist" if not os.path.exists(path) else None
+    except OSError:  # (not a link)
+        return None
 
 
 def left_out_line(skipped: Sequence[tuple[str, str]], folder: str | os.PathLike[str], shown: int = 3) -> str:
@@ -338,12 +347,16 @@ def left_out_line(skipped: Sequence[tuple[str, str]], folder: str | os.PathLike[
 
 
 def skip_reason(message: str, file: str | os.PathLike[str]) -> str:
-    """Why ``file`` was skipped: its error ``message`` without the file's own path in front (the
-    listing of skipped files already names it)."""
+    """Why ``file`` was skipped: its error ``message`` without the file's own path (the listing of
+    skipped files already names it), in front or inside a sentence (``16-bit image (...) FILE: adatok
+    reads ...``: the path, absolute in a tokenize-dataset run, stood in the middle of the reason)."""
     for prefix in (f"{file}: ", f"{file} ", str(file)):
         if message.startswith(prefix):
             rest = message[len(prefix):].strip()
             return (rest[3:] if rest.startswith("is ") else rest) or message
+    for inside, instead in ((f" {file}: ", ": "), (f" {file} ", " ")):  # (at the end it is what the message is about)
+        if inside in message:
+            return message.replace(inside, instead, 1)
     return message
 
 
@@ -816,6 +829,14 @@ def read_tokens(folder: str | os.PathLike[str], shards: Sequence[str | os.PathLi
         for row, (index, source, label, atk, psnr) in enumerate(zip(
                 cols["index"], cols["source"], cols["label"], cols["atk"], cols["psnr"], strict=True)):
             yield TokenRow(shard_sequence(atk, file, row, source), label, source, index, psnr)
+
+
+def no_rows_error(folder: str | os.PathLike[str]) -> AdatokError:
+    """The error of a reader that needs rows (a training run, the torch dataset) given a token shard
+    folder whose finished run wrote none: its source held no file, or only bad inputs (listed in its
+    manifest). One message for every such reader (the torch dataset said "has no Parquet shards (was
+    it written with --format webdataset only?)", which was not the cause)."""
+    return AdatokError(f"{folder} holds no rows: its tokenize-dataset run found no image to write")
 
 
 def split_rows(folder: str | os.PathLike[str], split: str) -> list[TokenRow]:

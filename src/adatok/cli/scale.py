@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -49,7 +50,7 @@ def tokenize_dataset_cmd(
                                                           "(default: image, or the binary column).")] = None,
     label_column: Annotated[str | None, typer.Option("--label-column", metavar="NAME", show_default=False,
                                                      help="Parquet SRC: an integer label column (default: label, "
-                                                          "if there is one).")] = None,
+                                                          "if there is one); none: no labels.")] = None,
     quiet: NoProgress = False,
 ) -> None:
     """Tokenize every image of SRC into shards under DST (one row per image: ids, .atk bytes, PSNR, label),
@@ -66,6 +67,9 @@ def tokenize_dataset_cmd(
         from adatok.scale import tokenize_dataset
 
         if workers != 0:
+            # No Ray started implicitly in this process (read when Ray is imported): a thread of Ray Data's that
+            # called Ray after the run had stopped it started a new default cluster (see adatok.scale.pipeline)
+            os.environ.setdefault("RAY_ENABLE_AUTO_CONNECT", "0")
             import ray  # noqa: F401
         import pyarrow  # noqa: F401
     except ImportError as exc:
@@ -76,8 +80,13 @@ def tokenize_dataset_cmd(
                                     formats=tuple(formats or ("parquet",)), shard_size=shard_size, limit=limit,
                                     image_column=image_column, label_column=label_column, command=command,
                                     progress=lambda done, total, what: progress(done, total, f"tokenizing {what}"))
+    c = manifest["counts"]
     if not quiet:
-        c = manifest["counts"]
         typer.echo(f"{dst}: {c['written']:,} images in {c['shards']} shards, {c['tokens']:,} tokens"
                    + (f"; {c['bad']} bad inputs listed in {dst / 'manifest.json'}" if c["bad"] else "")
                    + (f" ({c['resumed_shards']} shards already written)" if c["resumed_shards"] else ""))
+    if not c["written"]:  # (a run that wrote nothing said "0 images in 0 shards", exit 0, and no more)
+        why = (f"found no input in {src} (no file, or no Parquet row)" if not c["images"] else
+               f"none of the {c['images']:,} inputs of {src} could be used (each listed with its reason in "
+               f"{dst / 'manifest.json'})")
+        typer.echo(f"warning: no image written: {why}; readers of {dst} will find no rows", err=True)

@@ -27,7 +27,8 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from ..core.checks import is_whole
 from ..core.errors import AdatokError
-from ..datasets import ShardCheck, load_shards_tokenizer, shard_sequence, token_shards
+from ..datasets import (ShardCheck, load_shards_tokenizer, no_rows_error, read_manifest, shard_sequence,
+                        token_shards)
 
 
 def _count(value, what: str) -> int:
@@ -71,7 +72,8 @@ class TokenShardDataset(IterableDataset):
     Raises:
         AdatokError: the folder's errors of :func:`~adatok.datasets.token_shards` (not such a
             folder, an unfinished run or one being written now, shards lost or not all listed), a
-            shard that cannot be read or holds another number of rows than its run wrote.
+            run that wrote no row (:func:`~adatok.datasets.no_rows_error`), a shard that cannot be
+            read or holds another number of rows than its run wrote.
     """
 
     def __init__(self, folder: str | os.PathLike[str], *, shuffle: bool = False, seed: int = 0,
@@ -80,8 +82,10 @@ class TokenShardDataset(IterableDataset):
         super().__init__()
         self.folder = folder
         self.files = token_shards(folder, complete)
-        if not self.files:
-            raise AdatokError(f"{folder} has no Parquet shards (was it written with --format webdataset only?)")
+        if not self.files:  # (a folder of tar shards only is refused by token_shards, saying so)
+            if (read_manifest(folder) or {}).get("status") == "complete":
+                raise no_rows_error(folder)
+            raise AdatokError(f"{folder} holds no Parquet shard yet: its unfinished run has written none so far")
         self.check = ShardCheck.of(folder)
         self.counts = np.array([self._rows(f) for f in self.files], np.int64)
         self.shuffle, self.seed, self.positions, self.even = shuffle, _count(seed, "seed"), positions, even

@@ -1,12 +1,15 @@
 """``adatok tokenize-dataset``: tokenize an image corpus into shards with Ray Data.
 
-The driver plans the shards (:mod:`.sources`), writes ``manifest.json`` (status ``incomplete``,
-the plan), and hands the shards not yet done to a Ray Data pipeline: a dataset of shard specs
-whose ``map_batches`` runs :class:`~adatok.scale.shards.ShardWriter`, a callable class, so each
-worker loads the tokenizer once and then reads, tokenizes and writes whole shards (under
-temporary names, then renamed). The driver streams the shards' records back for the progress bar,
-and when every shard is done, rewrites the manifest with the counts and the bad inputs (status
-``complete``).
+The driver plans the shards (:mod:`.sources`), makes the output folder and takes its lock (before
+Ray starts: a folder that cannot be made, or another run's, is refused at once), writes
+``manifest.json`` (status ``incomplete``, the plan), and hands the shards not yet done to a Ray
+Data pipeline: a dataset of shard specs whose ``map_batches`` runs
+:class:`~adatok.scale.shards.ShardWriter`, a callable class, so each worker loads the tokenizer
+once and then reads, tokenizes and writes whole shards (under temporary names, then renamed). The
+driver streams the shards' records back for the progress bar (a worker's error comes back as its
+record, and is raised as the plain loop raises it), and when every shard is done, rewrites the
+manifest with the counts and the bad inputs (status ``complete``). A run that stops early stops the
+pipeline before Ray (see :func:`_run_ray`).
 
 Resuming is running the same command again: the plan is the same, shards with a record whose
 files still have the digests it keeps are skipped (any other is written again: one damaged or
@@ -28,6 +31,7 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
 import time
 import warnings
 from collections.abc import Callable
@@ -39,7 +43,7 @@ from adatok import AdatokError, Budget, BudgetError, Lossless
 from ..core.checks import JSON_ERRORS
 from ..core.imageio import atomic_write_bytes, folder_lock
 from ..datasets import MANIFEST, read_manifest
-from .shards import FORMATS, RECORDS, ShardWriter, file_digest, shard_name, shard_path, write_shard
+from .shards import FORMATS, RECORDS, ShardWriter, file_digest, shard_name, shard_path, worker_record, write_shard
 from .sources import Source, open_source
 
 #: Version of the folder layout and ``manifest.json``.
@@ -122,6 +126,44 @@ def _remove_leftovers(out: Path) -> None:
             tmp.unlink(missing_ok=True)
 
 
+def _make_folders(out: Path, subs: tuple[str, ...] = ()) -> list[Path]:
+    """Make the folder ``out`` (``subs``: its sub-folders of those names), with any missing parent;
+    return the folders made, outermost first (for :func:`_unmake`). One that cannot be made is an
+    :class:`AdatokError` that says why (DST under a file, ``/proc/x``: a raw NotADirectoryError or
+    FileNotFoundError)."""
+    made: list[Path] = []
+    for folder in [out / sub for sub in subs] or [out]:
+        missing = []
+        for path in (folder, *folder.parents):
+            if os.path.lexists(path):
+                break
+            missing.append(path)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise AdatokError(f"cannot make the folder {folder}: {_why_not_made(folder, exc)}; give another "
+                              "output folder") from None
+        made += reversed(missing)
+    return made
+
+
+def _why_not_made(folder: Path, exc: OSError) -> str:
+    """Why ``folder`` could not be made: the nearest of it and its parents that is there, when that is
+    a file, else the system's reason."""
+    for path in (folder, *folder.parents):
+        if os.path.lexists(path):
+            return f"{path} is a file, not a folder" if not path.is_dir() else f"{exc.strerror or exc} (in {path})"
+    return exc.strerror or str(exc)
+
+
+def _unmake(made: list[Path]) -> None:
+    """Remove the folders :func:`_make_folders` made, innermost first, if still empty (a run refused
+    before it wrote anything leaves nothing behind)."""
+    for folder in reversed(made):
+        with contextlib.suppress(OSError):
+            folder.rmdir()
+
+
 def _reachable(address: str, seconds: float = 10.0) -> None:
     """Refuse a ``HOST:PORT`` (or ``ray://HOST:PORT``) address nothing answers at: ``ray.init``
     retries such an address for minutes, printing its own warnings (``auto`` is left to Ray)."""
@@ -199,7 +241,8 @@ def stop_ray(started: bool, tmp: str | None) -> None:
 def _run_ray(out: Path, source: Source, todo: list[dict], tokenizer: str, budget: Budget | None,
              formats: tuple[str, ...], workers: int | None):
     """Yield the records of the shards ``todo`` as the Ray workers (of the Ray this process is
-    connected to) finish them."""
+    connected to) finish them; a worker's error is raised (:func:`~.shards.worker_record`). Closing
+    the generator (the caller does, before :func:`stop_ray`) stops the pipeline."""
     import ray
     import ray.data
 
@@ -213,8 +256,33 @@ def _run_ray(out: Path, source: Source, todo: list[dict], tokenizer: str, budget
                         compute=ray.data.ActorPoolStrategy(size=size),
                         fn_constructor_kwargs=dict(out=str(out), source=source.describe(), tokenizer=tokenizer,
                                                    budget=budget, formats=formats))
-    for row in ds.iter_rows():
-        yield json.loads(row["record"])
+    rows = iter(ds.iter_rows())
+    before = set(threading.enumerate())
+    try:
+        for row in rows:
+            yield worker_record(row["record"])  # (a worker's error raised here, as the plain loop raises it)
+    finally:
+        # Stop Ray Data now, before stop_ray shuts Ray down: left to the garbage collector (an interrupted
+        # run, a worker's error), its threads went on, one of them called Ray after the shutdown, and Ray's
+        # automatic ray.init started a new default cluster (a dashboard, its GCS on every interface) whose
+        # agents outlived the command. Closing the rows stops the executor (joining its thread); its other
+        # threads end just after.
+        rows.close()
+        _wait_for_threads(set(threading.enumerate()) - before)
+
+
+#: Threads of Ray Data's that outlive a stopped pipeline, parked: its block prefetcher waits, until its
+#: iterator is collected, for blocks that only the pipeline's own threads (ended) hand it.
+_PARKED_THREADS = ("Prefetcher",)
+
+
+def _wait_for_threads(threads: set[threading.Thread], seconds: float = 5.0) -> None:
+    """Wait up to ``seconds`` in all for ``threads`` (those a Ray Data pipeline started) to end, but
+    for the parked ones (:data:`_PARKED_THREADS`)."""
+    deadline = time.monotonic() + seconds
+    for thread in threads:
+        if thread.name not in _PARKED_THREADS:
+            thread.join(max(0.0, deadline - time.monotonic()))
 
 
 def tokenize_dataset(src: str | os.PathLike[str], out: str | os.PathLike[str], tokenizer: str = "wavelet",
@@ -244,7 +312,9 @@ def tokenize_dataset(src: str | os.PathLike[str], out: str | os.PathLike[str], t
 
     Raises:
         AdatokError: a source that cannot be read, an unknown tokenizer, a budget the tokenizer
-            cannot meet, an ``out`` that holds something else (another run, other files).
+            cannot meet, an ``out`` that holds something else (another run, other files), that
+            cannot be made, or that another run is writing now (each before Ray starts), a shard
+            that cannot be written (by a Ray worker too: the same error).
     """
     unknown = [f for f in formats if f not in FORMATS]
     formats = tuple(f for f in FORMATS if f in formats)  # each once, in one order (a resumed run gives any)
@@ -281,16 +351,23 @@ def tokenize_dataset(src: str | os.PathLike[str], out: str | os.PathLike[str], t
     todo = [s for s in specs if s["shard"] not in done]
     use_ray = bool(todo) and workers != 0
     with contextlib.ExitStack() as hold:  # the folder's lock, held to the end of the run
-        started, tmp = start_ray(workers, address) if use_ray else (False, None)  # before writing anything
+        # The folders and the lock before Ray starts (a DST that cannot be made was a raw NotADirectoryError once
+        # Ray had started; a second run into DST was refused only after its Ray had started, seconds later), and
+        # the manifest after (a cluster that cannot be reached: nothing written, the folders made removed).
+        made = _make_folders(out)
+        # one run at a time in a folder: two at once removed each other's temporary files as leftovers,
+        # and one of them failed with "cannot write ...: No such file or directory"
+        hold.enter_context(folder_lock(out, "another adatok tokenize-dataset", wait=0))
         try:
-            for folder in (RECORDS, *formats):
-                (out / folder).mkdir(parents=True, exist_ok=True)
-            # one run at a time in a folder: two at once removed each other's temporary files as leftovers,
-            # and one of them failed with "cannot write ...: No such file or directory"
-            hold.enter_context(folder_lock(out, "another adatok tokenize-dataset", wait=0))
             if read_manifest(out) != previous:  # (another run began or ended it between the checks and the lock)
                 raise AdatokError(f"another adatok tokenize-dataset wrote into {out} meanwhile; run the command again "
                                   "to go on from what is written")
+            made += _make_folders(out, (RECORDS, *formats))
+            started, tmp = start_ray(workers, address) if use_ray else (False, None)
+        except BaseException:
+            _unmake(made)
+            raise
+        try:
             _remove_leftovers(out)
             manifest = {"format": MANIFEST_FORMAT, "status": "incomplete", "command": command,
                         "adatok_version": adatok.__version__, "plan": plan,
@@ -308,11 +385,14 @@ def tokenize_dataset(src: str | os.PathLike[str], out: str | os.PathLike[str], t
                 records = _run_ray(out, source, todo, worker_tokenizer, budget, formats, workers)
             else:
                 records = (write_shard(out, source, spec, tok, budget, formats) for spec in todo)
-            for record in records:
-                done[record["shard"]] = record
-                finished += record["stop"] - record["start"]
-                if progress is not None:
-                    progress(finished, total, f"{len(done)}/{len(specs)} shards")
+            try:
+                for record in records:
+                    done[record["shard"]] = record
+                    finished += record["stop"] - record["start"]
+                    if progress is not None:
+                        progress(finished, total, f"{len(done)}/{len(specs)} shards")
+            finally:
+                records.close()  # (now, not when collected: Ray Data stopped before Ray is, see _run_ray)
             seconds = time.perf_counter() - t0
         finally:
             stop_ray(started, tmp)

@@ -19,9 +19,11 @@ import json
 import math
 import tarfile
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 import adatok
 from adatok import AdatokError, Budget, TokenSequence
@@ -144,31 +146,51 @@ def write_shard(out: Path, source: Source, spec: dict, tok, budget: Budget | Non
     reason]`` pairs), ``sha256`` (each format's file's digest; none for a shard of bad inputs
     only), and when the worker began it (``began``: Unix time) and its ``seconds``."""
     began, t0 = time.time(), time.perf_counter()
-    items = list(source.read(spec["start"], json.loads(spec["items"])))
+    # Pillow warns (two lines on stderr) of an image over its pixel limit, which becomes a bad input with
+    # adatok's own reason: the command line silences it in its own process, not in a Ray worker's
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        items = list(source.read(spec["start"], json.loads(spec["items"])))
     rows, bad = tokenize_items(tok, budget, items)
     name = shard_name(spec["shard"])
-    if rows:  # a shard of bad inputs only has its record alone (an empty Parquet file trips some readers)
-        if "parquet" in formats:
-            write_parquet(shard_path(out, "parquet", spec["shard"]), rows)
-        if "webdataset" in formats:
-            write_webdataset(shard_path(out, "webdataset", spec["shard"]), rows)
-    digests = {fmt: file_digest(shard_path(out, fmt, spec["shard"])) for fmt in formats} if rows else {}
-    record = {"shard": spec["shard"], "start": spec["start"], "stop": spec["stop"], "rows": len(rows),
-              "tokens": int(sum(r["n_tokens"] for r in rows)), "bad": [list(b) for b in bad], "sha256": digests,
-              "began": round(began, 3), "seconds": round(time.perf_counter() - t0, 3)}
-    atomic_write_bytes(out / RECORDS / f"{name}.json", json.dumps(record).encode())
+    try:
+        if rows:  # a shard of bad inputs only has its record alone (an empty Parquet file trips some readers)
+            if "parquet" in formats:
+                write_parquet(shard_path(out, "parquet", spec["shard"]), rows)
+            if "webdataset" in formats:
+                write_webdataset(shard_path(out, "webdataset", spec["shard"]), rows)
+        digests = {fmt: file_digest(shard_path(out, fmt, spec["shard"])) for fmt in formats} if rows else {}
+        record = {"shard": spec["shard"], "start": spec["start"], "stop": spec["stop"], "rows": len(rows),
+                  "tokens": int(sum(r["n_tokens"] for r in rows)), "bad": [list(b) for b in bad], "sha256": digests,
+                  "began": round(began, 3), "seconds": round(time.perf_counter() - t0, 3)}
+        atomic_write_bytes(out / RECORDS / f"{name}.json", json.dumps(record).encode())
+    except OSError as exc:  # (a full disk, a shard's path taken by a folder, DST removed mid-run: a raw traceback)
+        path = exc.filename2 or exc.filename  # (os.replace's: the shard's own name, not its temporary one)
+        where = f" ({path})" if path else ""
+        raise AdatokError(f"cannot write the shard {name} into {out}: {exc.strerror or exc}{where}; check that "
+                          "the folder is there and writable, and has room") from exc
     return record
 
 
 class ShardWriter:
     """The callable class Ray Data's ``map_batches`` runs: one per worker, loading the tokenizer
     (and opening the source) once, then writing each shard of a batch of shard specs and
-    returning their records, one row each (``record``: the JSON)."""
+    returning their records, one row each (``record``: the JSON).
+
+    An :class:`AdatokError` (or ``OSError``) of the worker's, while it starts (a checkpoint folder
+    a node does not have) or writes a shard (a folder it cannot write), comes back as a record
+    ``{"error": message}``, which the driver raises as the same error (:func:`worker_record`): raised
+    in the worker, it reached the driver as a RayTaskError (159 lines on stderr, the message in the
+    middle: Ray Data wraps it in its own exception, and the original's type is lost on the way)."""
 
     def __init__(self, out: str, source: dict, tokenizer: str, budget: Budget | None, formats: tuple[str, ...]):
-        self.out = Path(out)
-        self.source = from_description(source)
-        self.tok = adatok.load(tokenizer)  # a name or a checkpoint folder
+        self.error = None
+        try:
+            self.out = Path(out)
+            self.source = from_description(source)
+            self.tok = adatok.load(tokenizer)  # a name or a checkpoint folder
+        except (AdatokError, OSError) as exc:
+            self.error = str(exc)
         self.budget = budget
         self.formats = tuple(formats)
 
@@ -176,5 +198,20 @@ class ShardWriter:
         records = []
         for k in range(len(batch["shard"])):
             spec = {key: (batch[key][k].item() if hasattr(batch[key][k], "item") else batch[key][k]) for key in batch}
-            records.append(json.dumps(write_shard(self.out, self.source, spec, self.tok, self.budget, self.formats)))
+            try:
+                if self.error is not None:
+                    raise AdatokError(self.error)
+                record = write_shard(self.out, self.source, spec, self.tok, self.budget, self.formats)
+            except (AdatokError, OSError) as exc:
+                record = {"error": str(exc)}
+            records.append(json.dumps(record))
         return {"record": np.array(records, dtype=object)}
+
+
+def worker_record(text: str) -> dict:
+    """A shard's record as a :class:`ShardWriter` returned it (JSON); one that carries a worker's
+    error is raised as an :class:`AdatokError` with its message."""
+    record = json.loads(text)
+    if "error" in record:
+        raise AdatokError(record["error"])
+    return record

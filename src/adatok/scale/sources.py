@@ -20,11 +20,28 @@ import numpy as np
 
 from ..core.errors import AdatokError
 from ..core.imageio import read_image, read_image_bytes
-from ..datasets import image_files, skip_reason
+from ..datasets import broken_link_reason, image_files, skip_reason
 
 #: One image a worker read: ``(index, source id, label or None, image or None, reason or None)``;
 #: the image is ``None`` (and the reason says why) when the input could not be used.
 Item = tuple[int, str, int | None, np.ndarray | None, str | None]
+
+#: ``label_column`` (``--label-column``) of a Parquet source without labels, even with a ``label`` column.
+NO_LABELS = "none"
+
+
+def _unlike_first(first: Path | None, given: bool, option: str, what: str) -> str:
+    """The advice of an error about a column (of the ``what``, named by ``option``) a Parquet file
+    lacks: the first file (``first`` None), or a later one of a folder, whose columns are the first
+    file's (``given``: the user named the column; else this run took it from the first file)."""
+    none = f", or {option} none" if what == "labels" else ""
+    if first is None:
+        return f"; give {option} with one of its columns{none}"
+    if not given:
+        return (f", which {first.name} has and this run took as the {what}; give {option} "
+                + ("none to tokenize the images without labels" if what == "labels" else "with a column every file has")
+                + ", or tokenize the files apart")
+    return f"; give {option} with a column every file has{none}"
 
 
 class Source:
@@ -123,8 +140,8 @@ class FolderSource(Source):
                 continue
             try:
                 yield start + i, rel, None, read_image(file), None
-            except AdatokError as exc:
-                yield start + i, rel, None, None, skip_reason(str(exc), file)
+            except AdatokError as exc:  # (a link to nothing: the walker's reason, which names where it leads)
+                yield start + i, rel, None, None, broken_link_reason(file) or skip_reason(str(exc), file)
 
 
 class FashionMnistSource(Source):
@@ -168,7 +185,8 @@ class FashionMnistSource(Source):
 class ParquetSource(Source):
     """Rows of a Parquet dataset (one file, or every ``*.parquet`` under a folder, sorted) with
     the bytes of an image file in ``image_column``: a binary column, or a struct with a ``bytes``
-    field (the Hugging Face ``Image`` feature). ``label_column`` (an integer column) gives labels.
+    field (the Hugging Face ``Image`` feature). ``label_column`` (an integer column; by default
+    ``label`` when there is one, which must then be of integers; :data:`NO_LABELS`: none) gives labels.
     The source id is ``FILE#ROW``. Rows whose bytes are not a readable 8-bit image (or are null),
     or whose label is outside the 64-bit signed integers, become bad inputs with their reason."""
 
@@ -180,6 +198,7 @@ class ParquetSource(Source):
 
         self.root = Path(root).resolve()
         if files is None:
+            given = (image_column is not None, label_column is not None)
             paths = [self.root] if self.root.is_file() else sorted(
                 p for p in self.root.rglob("*.parquet") if not any(part.startswith((".", "_"))
                                                                     for part in p.relative_to(self.root).parts))
@@ -194,45 +213,60 @@ class ParquetSource(Source):
                     raise AdatokError(f"{p} is not a readable Parquet file ({exc}); remove it or fix it") from None
                 files.append([rel, opened.metadata.num_rows])
                 schemas.append(opened.schema_arrow)
-            image_column, label_column = self._columns(schemas[0], image_column, label_column, paths[0])
+            image_column, label_column = self._columns(schemas[0], image_column, label_column, paths[0], given=given)
             for p, schema in zip(paths[1:], schemas[1:]):  # every file: a column missing from a later one
-                self._columns(schema, image_column, label_column, p)  # stopped the run half done
+                self._columns(schema, image_column, label_column or NO_LABELS, p,  # stopped the run half done
+                              first=paths[0], given=given)
         self.files = files
         self.image_column = image_column
         self.label_column = label_column
         self._offsets = np.cumsum([0] + [n for _, n in files])
 
     @staticmethod
-    def _columns(schema, image_column: str | None, label_column: str | None, path: Path) -> tuple[str, str | None]:
+    def _columns(schema, image_column: str | None, label_column: str | None, path: Path, first: Path | None = None,
+                 given: tuple[bool, bool] = (True, True)) -> tuple[str, str | None]:
+        """The image and label columns of the file at ``path`` (``None``: found by name; a label
+        column :data:`NO_LABELS`: none), checked; a later file of a folder is checked against the
+        columns of the ``first`` (``given``: whether the user named each, for the message)."""
         import pyarrow as pa
 
         names = schema.names
+
+        def binary(kind) -> bool:
+            return pa.types.is_binary(kind) or pa.types.is_large_binary(kind)
+
         if image_column is None:
             candidates = [n for n in ("image", "img", "bytes", "png", "jpg") if n in names] or [
-                f.name for f in schema if pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type)]
+                f.name for f in schema if binary(f.type)]
             if not candidates:
                 raise AdatokError(f"{path}: no image column found among {names}; name it with --image-column")
             image_column = candidates[0]
         if image_column not in names:
-            raise AdatokError(f"{path} has no column {image_column!r} (it has {names}); give --image-column")
+            raise AdatokError(f"{path} has no column {image_column!r} (it has {names})"
+                              + _unlike_first(first, given[0], "--image-column", "images"))
         kind = schema.field(image_column).type
-        if not (pa.types.is_binary(kind) or pa.types.is_large_binary(kind)
-                or (pa.types.is_struct(kind) and kind.get_field_index("bytes") >= 0)):
+        if not (binary(kind) or (pa.types.is_struct(kind) and kind.get_field_index("bytes") >= 0)):
+            others = [f.name for f in schema if f.name != image_column and binary(f.type)]
+            hint = (f"; its binary column {others[0]!r} may hold them: give --image-column {others[0]}" if others
+                    else "; name the column that holds them with --image-column")
             raise AdatokError(f"{path}: column {image_column!r} is {kind}, not the bytes of image files (binary, "
-                              "or a struct with a 'bytes' field)")
-        if label_column is None and "label" in names and pa.types.is_integer(schema.field("label").type):
-            label_column = "label"  # (a 'label' of another type, class names say, is not taken unasked)
-        elif label_column is None and "label" in names and pa.types.is_floating(schema.field("label").type):
-            # (pandas writes an integer column with a missing value as floats: every label was dropped, silently)
-            raise AdatokError(f"{path}: its column 'label' is {schema.field('label').type}, not integers (pandas writes "
-                              "an integer column with a missing value as floats): cast it to integers (a missing label "
-                              "as null, pandas' Int64), or rename the column to tokenize the images without labels")
+                              f"or a struct with a 'bytes' field){hint}")
+        if label_column is None and "label" in names:
+            label_column = "label"  # (one of another type is refused below: its labels were dropped, silently)
+        if label_column == NO_LABELS:
+            return image_column, None
         if label_column is not None:
             if label_column not in names:
-                raise AdatokError(f"{path} has no column {label_column!r} (it has {names}); give --label-column")
-            if not pa.types.is_integer(schema.field(label_column).type):
-                raise AdatokError(f"{path}: label column {label_column!r} is {schema.field(label_column).type}, "
-                                  "not integers")
+                raise AdatokError(f"{path} has no column {label_column!r} (it has {names})"
+                                  + _unlike_first(first, given[1], "--label-column", "labels"))
+            kind = schema.field(label_column).type
+            if not pa.types.is_integer(kind):
+                # (pandas writes an integer column with a missing value as floats; class names are strings)
+                why = (" (pandas writes an integer column with a missing value as floats: cast it to integers, a "
+                       "missing label as null, pandas' Int64)" if pa.types.is_floating(kind) else "")
+                raise AdatokError(f"{path}: its label column {label_column!r} is {kind}, not integers{why}; labels "
+                                  "are class numbers 0, 1, 2, ...: give --label-column none to tokenize the images "
+                                  "without labels")
         return image_column, label_column
 
     def __len__(self) -> int:
