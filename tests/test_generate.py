@@ -231,7 +231,7 @@ def test_command_line(trained, tmp_path):
     assert (out / "notes.txt").read_text() == "mine"
     with np.load(out / "samples.npz") as z:
         assert z["labels"].tolist() == [1, 1]
-    result = runner.invoke(app, ["generate", "--model", str(folder), "--class", "12", "--out", str(png)])
+    result = runner.invoke(app, ["generate", "--model", str(folder), "--class", "12", "--out", str(tmp_path / "no.png")])
     assert result.exit_code == 2 and "--class" in result.stderr
     if kind != "pixels":  # at least K tokens; below 0 refused
         result = runner.invoke(app, ["generate", "--model", str(folder), "-n", "2", "--min-tokens", "25", "--max-tokens",
@@ -254,7 +254,7 @@ def test_command_line(trained, tmp_path):
             firsts.append([TokenSequence.from_bytes(p.read_bytes()).ids[:4] for p in sorted(folder_out.glob("*.atk"))])
     assert len(firsts[0]) == len(firsts[1]) == 2  # (a sample may end before 4 tokens, the same in both)
     assert all(np.array_equal(a, b) for a, b in zip(firsts[0], firsts[1], strict=True))
-    for bad, said in ((["--early-tokens", "-1"], "--early-tokens"), (["--early-temperature", "-0.5"], "early temperature"),
+    for bad, said in ((["--early-tokens", "-1"], "--early-tokens"), (["--early-temperature", "-0.5"], "--early-temperature"),
                       (["--temperature", "nan"], "temperature"), (["--top-p", "0"], "top-p")):
         result = runner.invoke(app, ["generate", "--model", str(folder), *bad, "--out", str(tmp_path / "no.png")])
         assert result.exit_code == 2 and said in result.stderr, (bad, result.stderr)
@@ -1170,3 +1170,269 @@ def test_a_new_samples_folder_named_with_a_number_after_a_dot_is_taken(tmp_path)
     seq = adatok.load("wavelet").encode([image], Tokens(50))[0]
     write_samples(tmp_path / "2026.12.02", [seq], [image], [0])
     assert (tmp_path / "2026.12.02" / "samples.npz").is_file()
+
+
+# --- found by an outside user's review (2026-12-03): outputs, --force, lengths, class names, seeds ----------
+
+
+def _generate(*args: str):
+    from typer.testing import CliRunner
+
+    from adatok.cli import app
+
+    return CliRunner().invoke(app, ["generate", *map(str, args)])
+
+
+@pytest.fixture
+def no_sampling(monkeypatch):
+    """Sampling (and completing) fails the test: what is refused is refused before it."""
+    from adatok.generate import sample as sample_module
+
+    def sampled(*args, **kwargs):
+        raise AssertionError("sampled before the output was checked")
+
+    monkeypatch.setattr(sample_module, "sample", sampled)
+    monkeypatch.setattr(sample_module, "complete", sampled)
+
+
+def test_a_grid_replaces_a_file_or_link_of_its_name_only_with_force(trained, tmp_path, no_sampling):
+    """--out photo.png silently replaced a file of that name, and wrote through a link to where it
+    led; a dangling link was a raw traceback after sampling. Now a file or any link of that name is
+    refused before sampling, and --force replaces it, the link itself and never its target."""
+    kind, _, folder = trained
+    if kind != "learned":
+        pytest.skip("one language is enough")
+    photo, target, link, dangling = (tmp_path / n for n in ("photo.png", "target.txt", "link.png", "dangling.png"))
+    photo.write_bytes(b"mine")
+    target.write_text("the link's target")
+    link.symlink_to(target)
+    dangling.symlink_to(tmp_path / "missing" / "x.png")
+    for out, says in ((photo, "photo.png exists: give --force"), (link, "link.png is a symbolic link (to "),
+                      (dangling, "dangling.png is a symbolic link (to ")):
+        run = _generate("--model", folder, "-n", "2", "--max-tokens", "5", "--out", out, "-q")
+        assert run.exit_code == 2 and says in run.stderr and "--force" in run.stderr, run.output
+    assert photo.read_bytes() == b"mine" and link.is_symlink() and dangling.is_symlink()
+
+
+def test_force_replaces_a_grid_and_links_of_its_name_not_their_targets(trained, tmp_path):
+    kind, _, folder = trained
+    if kind != "learned":
+        pytest.skip("one language is enough")
+    photo, target, link, dangling = (tmp_path / n for n in ("photo.png", "target.txt", "link.png", "dangling.png"))
+    photo.write_bytes(b"mine")
+    photo.chmod(0o640)
+    target.write_text("the link's target")
+    link.symlink_to(target)
+    dangling.symlink_to(tmp_path / "missing" / "x.png")
+    for out in (photo, link, dangling):
+        run = _generate("--model", folder, "-n", "2", "--max-tokens", "5", "--out", out, "-q", "--force")
+        assert run.exit_code == 0, run.output
+        assert not out.is_symlink() and adatok.read_image(out).shape[0] > 28
+    assert target.read_text() == "the link's target" and not (tmp_path / "missing").exists()
+    assert photo.stat().st_mode & 0o777 == 0o640  # (a file replaced keeps its permissions)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dangling.png", "link.png", "photo.png", "target.txt"]
+
+
+def test_every_output_is_checked_before_sampling_and_says_what_is_wrong(trained, tmp_path, no_sampling):
+    """A dangling link as the samples folder was a raw FileExistsError after sampling; a grid whose
+    folder is a file was "the folder ... does not exist"."""
+    kind, _, folder = trained
+    if kind != "learned":
+        pytest.skip("one language is enough")
+    (tmp_path / "notes.txt").write_text("mine")
+    (tmp_path / "gone").symlink_to(tmp_path / "nowhere")
+    for out, says in (("gone", "gone is a symbolic link to"), ("missing/x.png", "the folder"),
+                      ("notes.txt/x.png", "notes.txt is a file, not a folder"),
+                      ("notes.txt/sub/x.png", "notes.txt is a file, not a folder"),
+                      ("notes.txt/samples", "notes.txt is a file, not a folder")):
+        run = _generate("--model", folder, "-n", "2", "--out", tmp_path / out, "-q", "--force")
+        assert run.exit_code == 2 and says in run.stderr, (out, run.output)
+        assert "Traceback" not in run.output
+    run = _generate("--model", folder, "--out", tmp_path / "missing" / "x.png")
+    assert f"the folder {tmp_path / 'missing'} does not exist" in run.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gone", "notes.txt"]
+
+
+def test_force_removes_only_the_samples_an_earlier_run_wrote(tmp_path):
+    """--force removed any name of 4 digits or more (20240101.png, a photo of the user's): now only the
+    numbered samples the earlier run wrote (up to its samples.npz's count, or while the numbers go on from
+    0000), samples.npz and plain.png."""
+    from adatok.generate.report import earlier_samples, write_samples
+
+    out = tmp_path / "samples"
+    images = [np.full((4, 4, 1), 10 * i, np.uint8) for i in range(12)]
+    write_samples(out, [None] * 12, images, list(range(12)))
+    (out / "0005.png").unlink()  # (a sample the user removed: the later ones are the earlier run's still)
+    mine = ["20240101.png", "007.png", "00012.png", "0012.png", "12345.atk", "notes.txt"]
+    for name in mine:
+        (out / name).write_bytes(b"mine")
+    assert {p.name for p in earlier_samples(out)} == {f"{i:04d}.png" for i in range(12) if i != 5} | {"samples.npz"}
+    write_samples(out, [None] * 3, images[:3], [0, 1, 2], replace=True)
+    assert sorted(p.name for p in out.iterdir()) == sorted(["0000.png", "0001.png", "0002.png", "samples.npz", *mine])
+    assert all((out / name).read_bytes() == b"mine" for name in mine)
+    (out / "samples.npz").unlink()  # without it: the numbers from 0000 on, without a gap
+    assert {p.name for p in earlier_samples(out)} == {"0000.png", "0001.png", "0002.png"}
+    (out / "0003.png").write_bytes(b"mine")
+    assert {p.name for p in earlier_samples(out)} == {"0000.png", "0001.png", "0002.png", "0003.png"}
+
+
+def test_force_on_a_folder_of_samples_from_the_command_line(trained, tmp_path):
+    kind, _, folder = trained
+    if kind != "wavelet":
+        pytest.skip("one token language is enough")
+    out = tmp_path / "samples"
+    run = _generate("--model", folder, "-n", "3", "--max-tokens", "8", "--out", out, "-q")
+    assert run.exit_code == 0, run.output
+    for name in ("20240101.png", "notes.txt"):
+        (out / name).write_bytes(b"mine")
+    run = _generate("--model", folder, "-n", "2", "--max-tokens", "8", "--out", out, "-q", "--force")
+    assert run.exit_code == 0, run.output
+    assert sorted(p.name for p in out.iterdir()) == ["0000.atk", "0000.png", "0001.atk", "0001.png", "20240101.png",
+                                                     "notes.txt", "samples.npz"]
+
+
+def test_lengths_past_an_index_models_positions_are_refused_naming_the_option(tmp_path):
+    """A --position index model asked for more tokens than it has positions ended in a raw IndexError
+    (once a sample got that far)."""
+    from adatok.generate.sample import check_lengths
+
+    lang = LANGS["wavelet"]()
+    train_generator(tmp_path / "g", lang, model_config_for(lang, 16, 1, 1, 2048, position="index"),
+                    GenTrainConfig(steps=1, limit=6, val_images=2, batch=2, eval_every=1e9), log=lambda *a: None)
+    gen = load_generator(tmp_path / "g")
+    check_lengths(gen, 2048, 2048)  # the last step it has a position for
+    for option in ("max_tokens", "min_tokens"):
+        with pytest.raises(adatok.AdatokError, match=rf"^{option} 2049 is past .* up to 2048; give {option} 2048"):
+            sample(gen, [0], **{option: 2049})
+        flag = "--" + option.replace("_", "-")
+        run = _generate("--model", tmp_path / "g", flag, "2049", "--out", tmp_path / "x.png")
+        assert run.exit_code == 2 and f"{flag} 2049 is past" in run.stderr and "2048" in run.stderr, run.output
+        assert "_tokens" not in run.stderr
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_class_numbers_and_names_agree_in_python_and_on_the_command_line(trained, tmp_path):
+    """Class folders named 1, 2, ...: --class 1 drew the folder 1 (number 0), Generator.class_number(1)
+    gave 0 while sample(gen, [1]) drew number 1, and --class 0 drew the folder 1 too. Now a whole
+    number is a class's number and a string a name only, where names are numbers."""
+    import json
+    import shutil
+
+    kind, gen, folder = trained
+    if kind != "learned":
+        pytest.skip("one language is enough")
+    names = sorted(str(i) for i in range(1, 11))  # 1, 10, 2, ..., 9: as folders are numbered
+    numbered = dataclasses.replace(gen, config={**gen.config, "class_names": names})
+    assert [numbered.class_number(c) for c in ("1", "10", "2", 1, np.int64(3))] == [0, 1, 2, 1, 3]
+    for bad in ("0", "11", " 1", True, 10):
+        with pytest.raises(adatok.AdatokError, match="a class of"):
+            numbered.class_number(bad)
+    fashion = dataclasses.replace(gen, config={**gen.config, "class_names": None})
+    assert [fashion.class_number(c) for c in ("Sneaker", "7", 7)] == [7, 7, 7]  # (names no numbers: both)
+    model = shutil.copytree(folder, tmp_path / "model")
+    config = json.loads((model / "config.json").read_text())
+    (model / "config.json").write_text(json.dumps({**config, "class_names": names}))
+    run = _generate("--model", model, "--class", "1", "-n", "2", "--max-tokens", "6", "--out", tmp_path / "one")
+    assert run.exit_code == 0 and "of class 0 (1)" in run.stdout, run.output
+    with np.load(tmp_path / "one" / "samples.npz") as z:
+        assert z["labels"].tolist() == [0, 0]
+        assert all(np.array_equal(a, b) for a, b in zip(z["images"], sample(gen, [0, 0], cfg=2.0, max_tokens=6)[1]))
+    run = _generate("--model", model, "--class", "0", "--out", tmp_path / "zero.png")
+    assert run.exit_code == 2 and "names are numbers" in run.stderr and "'10'" in run.stderr, run.output
+
+
+def test_a_sample_depends_on_the_seed_and_its_index_alone(trained):
+    """The same --seed gave other samples when -n or the batch changed: one generator served a batch,
+    and a sample's draws depended on the rows beside it (and on when they ended)."""
+    kind, gen, _ = trained
+    ids = (lambda s: np.asarray(s)) if kind == "pixels" else (lambda s: s.ids)
+    cap = {"max_tokens": 20}
+    some = sample(gen, [3, 1, 4, 1, 5], seed=7, batch=2, **cap)[0]
+    more = sample(gen, [3, 1, 4, 1, 5, 9, 2, 6], seed=7, batch=64, **cap)[0]
+    assert all(np.array_equal(ids(a), ids(b)) for a, b in zip(some, more[:5], strict=False))
+    beside = sample(gen, [3, 0], seed=7, batch=64, **cap)[0]  # another row beside the first: the same first
+    assert np.array_equal(ids(beside[0]), ids(some[0]))
+    assert not all(np.array_equal(ids(a), ids(b)) for a, b in zip(some, sample(gen, [3, 1, 4, 1, 5], seed=8, **cap)[0]))
+    if kind == "pixels":
+        return
+    img = adatok.datasets.load("fashion-mnist", "test", limit=1).images[0]
+    full = gen.lang.tok.encode([img])[0]
+    cut = full.prefix(len(full) // 2)
+    three = complete(gen, cut, 3, seed=2, batch=1, max_tokens=len(cut) + 40)[0]
+    five = complete(gen, cut, 5, seed=2, batch=64, max_tokens=len(cut) + 40)[0]
+    assert all(np.array_equal(a.ids, b.ids) for a, b in zip(three, five[:3], strict=True))
+
+
+def test_completion_messages_name_the_file_and_the_option_and_give_command_line_advice(trained, tmp_path):
+    """--complete x.png said "not an adatok container" naming no file; a file coded with a region
+    advised Python's tok.encode(..., fixed_header=True); a --max-tokens that left no room said
+    max_tokens; a completion's labels in samples.npz were undocumented (-1)."""
+    kind, gen, folder = trained
+    if kind != "wavelet":
+        pytest.skip("a wavelet generator's files")
+    tok = gen.lang.tok
+    img = adatok.datasets.load("fashion-mnist", "test", limit=1).images[0]
+    adatok.write_image(tmp_path / "x.png", img)
+    roi = np.zeros((28, 28))
+    roi[4:12, 4:12] = 1
+    (tmp_path / "roi.atk").write_bytes(tok.encode([img], Tokens(40), roi=[roi])[0].to_bytes())
+    (tmp_path / "cut.atk").write_bytes(tok.encode([img], fixed_header=True)[0].prefix(30).to_bytes())
+    for file, extra, says in (("x.png", [], "--complete"), ("roi.atk", [], "region of interest"),
+                              ("cut.atk", ["--max-tokens", "10"], "--max-tokens is 10")):
+        run = _generate("--model", folder, "--complete", tmp_path / file, *extra, "--out", tmp_path / "c.png")
+        assert run.exit_code == 2 and says in run.stderr, run.output
+        assert (file in run.stderr or "--max-tokens" in run.stderr) and "tok.encode" not in run.stderr
+        assert "fixed_header" not in run.stderr and "max_tokens" not in run.stderr
+    for extra, labels in (([], [-1, -1]), (["--class", "3"], [3, 3])):
+        out = tmp_path / f"done{len(extra)}"
+        run = _generate("--model", folder, "--complete", tmp_path / "cut.atk", "-n", "2", "--max-tokens", "40", *extra,
+                        "--out", out, "-q")
+        assert run.exit_code == 0, run.output
+        with np.load(out / "samples.npz") as z:
+            assert z["labels"].tolist() == labels
+
+
+def test_starting_over_removes_the_replaced_checkpoints_model_card(tmp_path):
+    """train-generator --force left the earlier checkpoint's README.md (a shipped model's card, in a
+    copy of its folder) describing a model no longer there; a README in a folder of no checkpoint stays."""
+    lang = LANGS["learned"]()
+    cfg = model_config_for(lang, 16, 1, 1, 64)
+    tc = GenTrainConfig(steps=1, limit=8, val_images=4, batch=4, eval_every=1e9, warmup=1)
+    for folder in ("g", "fresh"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "README.md").write_text("# a card")
+    train_generator(tmp_path / "fresh", lang, cfg, tc, log=lambda *a: None)
+    assert (tmp_path / "fresh" / "README.md").read_text() == "# a card"  # (no checkpoint it described)
+    train_generator(tmp_path / "g", lang, cfg, tc, log=lambda *a: None)
+    train_generator(tmp_path / "g", lang, cfg, dataclasses.replace(tc, steps=2), log=lambda *a: None, force=True)
+    assert not (tmp_path / "g" / "README.md").exists() and load_generator(tmp_path / "g").config["step"] == 2
+
+
+def test_an_interrupted_training_run_keeps_its_steps(tmp_path, monkeypatch, capsys):
+    """Ctrl-C before the first 5-minute checkpoint threw every step away. Now the run saves the steps
+    it trained, then stops, and a resumed run goes on as the run not stopped did."""
+    from adatok.generate import train as train_module
+    from adatok.neural.folder import load_weights as load
+
+    lang = LANGS["learned"]()
+    cfg = model_config_for(lang, 16, 1, 1, 64)
+    tc = GenTrainConfig(steps=4, limit=16, val_images=4, batch=4, eval_every=1e9, warmup=1, lr=1e-2)
+    train_generator(tmp_path / "whole", lang, cfg, tc, log=lambda *a: None)
+    real, calls = train_module.losses, []
+
+    def interrupted_at_the_third_step(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "losses", interrupted_at_the_third_step)
+    with pytest.raises(KeyboardInterrupt):
+        train_generator(tmp_path / "stopped", lang, cfg, tc, log=lambda *a: None)
+    assert "interrupted at step 2" in capsys.readouterr().err
+    config = load_generator(tmp_path / "stopped").config
+    assert config["step"] == 2 and config["final"] is False
+    monkeypatch.setattr(train_module, "losses", real)
+    train_generator(tmp_path / "stopped", resume=True, log=lambda *a: None)
+    a, b = (load(tmp_path / f, GPT(cfg)).state_dict() for f in ("whole", "stopped"))
+    assert all(torch.equal(a[k], b[k]) for k in a)

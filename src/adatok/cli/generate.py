@@ -10,7 +10,7 @@ from typing import Annotated
 import numpy as np
 import typer
 
-from adatok import AdatokError
+from adatok import AdatokError, ContainerError
 
 from .app import app
 from .common import (EvalProgress, check_at_least, check_link_loop, check_output, given_options, read_bytes,
@@ -219,17 +219,20 @@ def train_generator_cmd(
 @reporting_errors
 def generate_cmd(
     out: Annotated[Path, typer.Option("--out", "-o", metavar="OUT.png|FOLDER",
-                                      help="An image name (.png, .jpg, ...): one grid of the samples. A folder "
-                                           "(no suffix): one PNG and one .atk per sample, and samples.npz (images, "
-                                           "labels).")],
+                                      help="An image name (.png, .jpg, ...): one grid of the samples (a file or "
+                                           "link of that name is refused without --force). A folder (no suffix): one "
+                                           "PNG and one .atk per sample, and samples.npz (images; labels: each "
+                                           "sample's class number, -1 for completions without --class).")],
     model: Annotated[str, typer.Option("--model", "-m", metavar="NAME|FOLDER",
                                        help="A shipped generator or a checkpoint folder.")] = "fmnist-gpt-learned",
     label: Annotated[str | None, typer.Option("--class", "-c", metavar="C", show_default=False,
-                                              help="Class to draw: its number (0..9 for Fashion-MNIST's) or its name (a "
-                                                   "class folder's, Fashion-MNIST's: Sneaker); default: every class "
-                                                   "in turn.")] = None,
+                                              help="Class to draw: its name (a class folder's; Fashion-MNIST's: "
+                                                   "Sneaker) or its number (0..9 for Fashion-MNIST's); where the "
+                                                   "classes' names are numbers (folders 1, 2, ...), a name only: "
+                                                   "--class 1 is the folder 1. Default: every class in turn.")] = None,
     n: Annotated[int, typer.Option("-n", metavar="N", help="Samples.")] = 16,
-    seed: Annotated[int, typer.Option("--seed")] = 0,
+    seed: Annotated[int, typer.Option("--seed", help="Sample i depends on the seed, i and its class alone (the "
+                                                     "first 16 of -n 100 are those of -n 16).")] = 0,
     cfg: Annotated[float, typer.Option("--cfg", metavar="W", help="Classifier-free guidance weight (1: none).")] = 2.0,
     temperature: Annotated[float, typer.Option("--temperature", "-T", help="0: the likeliest id at every step.")] = 1.0,
     top_k: Annotated[int, typer.Option("--top-k", help="Keep the K likeliest ids (0: all).")] = 0,
@@ -249,8 +252,9 @@ def generate_cmd(
         help="Complete this (cut) token file: N samples of its rest, beside its plain decoding (the grid's first "
              "cell, or plain.png in the folder).")] = None,
     force: Annotated[bool, typer.Option(
-        "--force", help="Write into a folder OUT that holds files, replacing an earlier run's samples there (without "
-                        "it, such a folder is refused).")] = False,
+        "--force", help="Replace OUT's earlier contents: a grid image (or a symbolic link) of its name, or in a folder "
+                        "that holds files, an earlier run's samples (its numbered samples, samples.npz, plain.png; "
+                        "nothing else). Without it, both are refused before sampling.")] = False,
     quiet: Quiet = False,
 ) -> None:
     """Sample images from a generator (grammar-constrained: every sample is a valid token sequence)."""
@@ -264,18 +268,15 @@ def generate_cmd(
     check_at_least(min_tokens, "--min-tokens", 0)
     check_at_least(early_tokens, "--early-tokens", 0)
     sample.check_options(1, [], cfg, temperature, top_k, top_p, max_tokens, min_tokens, early_temperature,
-                         early_tokens, seed=seed)  # (the library's: a temperature of 0 takes the likeliest id)
+                         early_tokens, seed=seed, flags=True)  # (the library's: a temperature of 0 takes the likeliest id)
     from adatok.generate.folders import generator_folder
 
     check_output(out, generator_folder(model), *([complete] if complete else []), force=True)
-    from adatok.generate.report import SAMPLE_FILES, check_samples_folder, is_grid, write_samples
+    from adatok.generate.report import check_samples_folder, check_untouched, write_samples
 
-    if complete is not None and not is_grid(out) and Path(complete).resolve().parent == Path(out).resolve() \
-            and SAMPLE_FILES.fullmatch(Path(complete).resolve().name):  # (a file of the folder's samples: replaced)
-        raise AdatokError(f"the file to complete, {complete}, is inside --out {out}, whose earlier samples --force "
-                          "removes (and a new sample would take its name): copy it elsewhere, or give another --out")
-
-    check_samples_folder(out, force)  # before sampling, which can take minutes
+    check_samples_folder(out, force)  # everything the output needs, before sampling, which can take minutes
+    if complete is not None:
+        check_untouched(out, n, complete, "the file to complete")
     gen = sample.load_generator(model)
     classes = gen.model.cfg.classes
     if label is not None:
@@ -283,17 +284,23 @@ def generate_cmd(
             label = gen.class_number(label)
         except AdatokError as exc:
             raise AdatokError(f"--class: {exc}") from None
+    sample.check_lengths(gen, max_tokens, min_tokens, flags=True)
     options = dict(cfg=cfg, temperature=temperature, top_k=top_k, top_p=top_p, max_tokens=max_tokens,
                    min_tokens=min_tokens, early_temperature=early_temperature, early_tokens=early_tokens)
     plain = None
     if complete is not None:
         from adatok.core.registry import maker
 
-        prefix = sample.prefix_from_bytes(gen, read_bytes(complete), str(complete))
+        try:
+            data = read_bytes(complete)
+        except ContainerError as exc:  # (it said "not an adatok container", naming no file)
+            raise AdatokError(f"--complete {complete}: {exc}") from None
+        prefix = sample.prefix_from_bytes(gen, data, str(complete))
+        sample.check_prefix(gen, prefix, max_tokens, min_tokens, flags=True)
         with EvalProgress(quiet) as progress:
             seqs, images = sample.complete(gen, prefix, n, label, seed=seed,
                                            progress=lambda d, t: progress(d, t, "completing"), **options)
-        labels = np.full(n, -1 if label is None else label)
+        labels = np.full(n, -1 if label is None else label)  # (no class given: -1 in samples.npz)
         plain = maker(prefix).decode([prefix])[0]  # (the tokens the file holds, zeros for the rest)
     else:
         labels = np.array([label if label is not None else i % classes for i in range(n)])
@@ -303,4 +310,6 @@ def generate_cmd(
     write_samples(out, seqs, images, labels, replace=force, plain=plain)
     if not quiet:
         lengths = [len(s) for s in seqs]
-        typer.echo(f"{out}: {n} samples of {gen.name}, {np.mean(lengths):.1f} tokens on average")
+        names = gen.class_names
+        drawn = "" if label is None else f" of class {label}" + (f" ({names[label]})" if names else "")
+        typer.echo(f"{out}: {n} samples{drawn} of {gen.name}, {np.mean(lengths):.1f} tokens on average")

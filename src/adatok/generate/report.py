@@ -13,8 +13,11 @@ import io
 import json
 import os
 import re
+import secrets
 import shutil
+import stat
 import tempfile
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -41,8 +44,64 @@ def grid(images: Sequence[np.ndarray], columns: int = 10, pad: int = 2, scale: i
     return out
 
 
-#: The files :func:`write_samples` writes into a folder (what ``replace`` removes first).
-SAMPLE_FILES = re.compile(r"(\d{4,}\.(png|atk)|samples\.npz|plain\.png)")
+def sample_name(i: int) -> str:
+    """The name (without suffix) :func:`write_samples` gives sample ``i``: ``0000``, ``0001``, ...,
+    ``9999``, ``10000``: four digits at least, no more than the number needs."""
+    return f"{i:04d}"
+
+
+#: The files besides the numbered samples that :func:`write_samples` writes into a folder.
+OTHER_FILES = ("samples.npz", "plain.png")
+
+#: A name that may be a numbered sample's (:func:`sample_name`, then ``.png`` or ``.atk``).
+_NUMBERED = re.compile(r"(\d{4,})\.(png|atk)")
+
+
+def is_sample_file(name: str, n: int) -> bool:
+    """Whether :func:`write_samples` may give a file of ``n`` samples in a folder the name ``name``."""
+    numbered = _NUMBERED.fullmatch(name)
+    return name in OTHER_FILES or (numbered is not None and int(numbered[1]) < n
+                                   and sample_name(int(numbered[1])) == numbered[1])
+
+
+def earlier_samples(out: Path) -> list[Path]:
+    """The files of the samples an earlier run wrote into the folder ``out``, which a run with
+    ``replace`` removes (:func:`write_samples`): ``samples.npz``, ``plain.png``, and the numbered
+    samples ``0000.png`` ... as :func:`sample_name` names them, as many as that run wrote (its
+    ``samples.npz`` says; without one, while the numbers go on from 0000 without a gap). No other
+    file: not one past them, nor a name of other digits (``20240101.png``, ``007.png``, ``00012.png``)."""
+    out = Path(out)
+    count = _count_written(out)
+    if count is None:
+        count = 0
+        while any((out / f"{sample_name(count)}.{ext}").is_file() for ext in ("png", "atk")):
+            count += 1
+    # (a folder of such a name is no sample: write_samples refuses to write over it)
+    return [path for path in sorted(out.iterdir())
+            if is_sample_file(path.name, count) and (path.is_file() or path.is_symlink())]
+
+
+def check_untouched(out: Path, n: int, path: Path, what: str) -> None:
+    """Refuse ``path`` (a file the run reads: ``what`` names it) when writing ``n`` samples into the
+    folder ``out`` with ``replace`` would remove it (:func:`earlier_samples`) or write over it (a
+    name :func:`is_sample_file`), by any name (a link to it elsewhere)."""
+    out, path = Path(out), Path(path)
+    if is_grid(out) or not out.is_dir() or not path.exists() or path.resolve().parent != out.resolve():
+        return
+    name = path.resolve().name
+    if is_sample_file(name, n) or name in {p.name for p in earlier_samples(out)}:
+        raise AdatokError(f"{what}, {path}, is inside --out {out}, whose earlier samples --force removes (and a new "
+                          "sample would take its name): copy it elsewhere, or give another --out")
+
+
+def _count_written(out: Path) -> int | None:
+    """How many samples the run that wrote ``out/samples.npz`` wrote (None when it is not there or
+    cannot be read)."""
+    try:
+        with np.load(out / "samples.npz", allow_pickle=False) as z:
+            return len(z["labels"])
+    except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile):
+        return None
 
 
 #: The prefix of the folder inside OUT that a run writes its samples into before moving them in.
@@ -56,18 +115,31 @@ def is_grid(out: Path) -> bool:
 
 
 def check_samples_folder(out: Path, replace: bool = False) -> None:
-    """Before sampling to ``out``: for a grid (:func:`is_grid`), that its folder exists and it is not
-    a folder; for a folder of samples, refuse a file, and a folder that holds anything unless
-    ``replace``: an earlier run of more samples left files this one would not overwrite, and the
-    folder would mix the two runs (or a user's files would be written over)."""
+    """Before sampling to ``out``, everything writing it later needs, with an :class:`AdatokError`
+    naming what is wrong. For a grid (:func:`is_grid`): its folder exists, is a folder and is
+    writable, it is not a folder itself, its suffix is a format Pillow writes, and unless
+    ``replace`` no file or symbolic link (dangling or not) has its name already. For a folder of
+    samples: not a file nor a dangling symbolic link, a new one can be made where it is, and one
+    that holds anything is refused unless ``replace``: an earlier run of more samples left files
+    this one would not overwrite, and the folder would mix the two runs (or a user's files would be
+    written over)."""
     out = Path(out)
     if is_grid(out):
         if out.is_dir():
             raise AdatokError(f"{out} is a folder: give a new image name for the grid, or the folder without a suffix")
-        if not out.parent.is_dir():
-            raise AdatokError(f"the folder {out.parent} does not exist: make it first")
+        _check_folder(out.parent)
+        if out.is_symlink() or out.exists():
+            if not replace:
+                what = (f"is a symbolic link (to {os.readlink(out)}): give --force to replace the link (not what it "
+                        "points to)") if out.is_symlink() else "exists: give --force to replace it"
+                raise AdatokError(f"{out} {what}, or another name")
+            if not out.is_symlink() and not out.is_file():
+                raise AdatokError(f"{out} is not a regular file (a device, pipe or socket): give another name")
         save_format(out)  # a suffix Pillow cannot write is refused now, not after sampling
         return
+    if out.is_symlink() and not out.exists():
+        raise AdatokError(f"{out} is a symbolic link to {os.readlink(out)}, which does not exist: make that folder "
+                          "first, or give another --out")
     if not out.exists():  # made when the samples are written: its nearest existing folder must take it
         # (`--out samples.atk` or a misspelt `grid.pgn` made a folder of that name; a suffix of digits only is a
         # folder's name, as `runs/2026.12.02` or `samples-v1.2`)
@@ -76,38 +148,52 @@ def check_samples_folder(out: Path, replace: bool = False) -> None:
                               "new folder without a suffix (one PNG and one .atk each, and samples.npz) or to one "
                               "grid image (.png, .jpg, ...)")
         parent = next(p for p in out.absolute().parents if p.exists())
-        if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
-            what = "not a folder" if not parent.is_dir() else "not writable"
-            raise AdatokError(f"cannot make the folder {out}: {parent} is {what}")
+        if not parent.is_dir():
+            raise AdatokError(f"cannot make the folder {out}: {parent} is a file, not a folder")
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise AdatokError(f"cannot make the folder {out}: {parent} is not writable")
         return
     if not out.is_dir():
         raise AdatokError(f"{out} is a file: give a folder (or an image name, .png or .jpg ..., for a grid)")
     held = sum(1 for p in out.iterdir() if not p.name.startswith(_WORK))  # (a killed run's work folder: ours)
     if held and not replace:
         raise AdatokError(f"{out} is not empty ({held} entries): give a new or empty folder, or --force to replace "
-                          "an earlier run's samples there (NNNN.png, NNNN.atk, samples.npz, plain.png are replaced; "
-                          "nothing else is)")
+                          "an earlier run's samples there (its numbered samples 0000.png, 0000.atk, ..., samples.npz "
+                          "and plain.png are replaced; nothing else is)")
+    _check_folder(out)
+
+
+def _check_folder(folder: Path) -> None:
+    """That ``folder`` is a folder files can be written into: "does not exist" and "is a file, not
+    a folder" told apart (a file on the way, ``notes.txt/grid.png``, was said not to exist)."""
+    if not folder.is_dir():
+        on_the_way = next((p for p in (folder, *folder.parents) if p.exists() or p.is_symlink()), None)
+        if on_the_way is not None and on_the_way.exists() and not on_the_way.is_dir():
+            raise AdatokError(f"{on_the_way} is a file, not a folder")
+        raise AdatokError(f"the folder {folder} does not exist: make it first")
     try:  # writable, before sampling (a read-only folder failed after the whole run, with a traceback)
-        tempfile.TemporaryFile(dir=out).close()
+        tempfile.TemporaryFile(dir=folder).close()
     except OSError as exc:
-        raise AdatokError(f"cannot write into {out}: {exc.strerror or exc}") from None
+        raise AdatokError(f"cannot write into {folder}: {exc.strerror or exc}") from None
 
 
 def write_samples(out: Path, seqs: Sequence, images: Sequence[np.ndarray], labels: Sequence[int],
                   replace: bool = False, plain: np.ndarray | None = None) -> None:
-    """``out`` with an image suffix (``.png``, ...): one grid. Otherwise a folder: ``NNNN.png`` (and ``NNNN.atk`` for
-    token sequences) per sample, and ``samples.npz`` holding ``images`` (N x H x W x C uint8) and
-    ``labels``; a folder that holds anything is refused unless ``replace`` (then the sample files
-    of an earlier run are removed first: :func:`check_samples_folder`). Every file is written
-    atomically. ``plain``: a completion's cut file decoded plainly (zeros for the rest), shown
-    beside its completions: the grid's first cell, or ``plain.png`` in the folder."""
+    """``out`` with an image suffix (``.png``, ...): one grid; a file or a symbolic link of that name
+    is refused unless ``replace``, and then replaced itself (the link, not what it points to). Otherwise
+    a folder: ``NNNN.png`` (and ``NNNN.atk`` for token sequences) per sample (:func:`sample_name`),
+    and ``samples.npz`` holding ``images`` (N x H x W x C uint8) and ``labels``; a folder that holds
+    anything is refused unless ``replace`` (then the sample files of an earlier run are removed:
+    :func:`earlier_samples`, no other file). Everything is checked first (:func:`check_samples_folder`),
+    and every file is written atomically. ``plain``: a completion's cut file decoded plainly (zeros
+    for the rest), shown beside its completions: the grid's first cell, or ``plain.png`` in the folder."""
     out = Path(out)
     if plain is not None:
         plain = np.asarray(plain).reshape(np.asarray(images[0]).shape)
-    if is_grid(out):
-        write_image(out, grid(([plain] if plain is not None else []) + list(images)))
-        return
     check_samples_folder(out, replace)
+    if is_grid(out):
+        _write_grid(out, grid(([plain] if plain is not None else []) + list(images)))
+        return
     made = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     # one run at a time writes a folder, and checks it again once it holds the lock (a second run waits, then
@@ -122,6 +208,23 @@ def write_samples(out: Path, seqs: Sequence, images: Sequence[np.ndarray], label
             with contextlib.suppress(OSError):
                 out.rmdir()
         raise
+
+
+def _write_grid(out: Path, image: np.ndarray) -> None:
+    """Write ``image`` to ``out`` under a new name in its folder, then rename it onto ``out``: a file
+    there is replaced (keeping its permissions), and so is a symbolic link, not the file it points to."""
+    tmp = out.parent / f".{out.stem[:100]}.{secrets.token_hex(4)}{out.suffix}"  # (the suffix: its format)
+    try:
+        write_image(tmp, image)
+        if out.is_file() and not out.is_symlink():
+            with contextlib.suppress(OSError):
+                os.chmod(tmp, stat.S_IMODE(os.stat(out).st_mode))
+        os.replace(tmp, out)
+    except OSError as exc:
+        raise AdatokError(f"cannot write {out}: {exc.strerror or exc}") from None
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
 
 
 #: Seconds :func:`write_samples` waits for another run writing into the same folder.
@@ -141,9 +244,9 @@ def _write_samples(out: Path, seqs: Sequence, images: Sequence[np.ndarray], labe
         with tempfile.TemporaryDirectory(dir=out, prefix=_WORK) as tmp:
             new = Path(tmp)
             for i, (seq, img) in enumerate(zip(seqs, images, strict=True)):
-                write_image(new / f"{i:04d}.png", img)
+                write_image(new / f"{sample_name(i)}.png", img)
                 if hasattr(seq, "to_bytes"):
-                    (new / f"{i:04d}.atk").write_bytes(seq.to_bytes())
+                    (new / f"{sample_name(i)}.atk").write_bytes(seq.to_bytes())
             if plain is not None:
                 write_image(new / "plain.png", plain)
             with open(new / "samples.npz", "wb") as f:
@@ -152,8 +255,8 @@ def _write_samples(out: Path, seqs: Sequence, images: Sequence[np.ndarray], labe
             if blocked:  # (found before anything of the earlier run is touched)
                 raise AdatokError(f"{out / blocked[0]} is not a file: a sample cannot be written there; move it")
             if replace:
-                for old in out.iterdir():
-                    if old.is_file() and SAMPLE_FILES.fullmatch(old.name) and not (new / old.name).exists():
+                for old in earlier_samples(out):
+                    if not (new / old.name).exists():
                         old.unlink()
             for path in sorted(new.iterdir()):
                 os.replace(path, out / path.name)

@@ -11,7 +11,9 @@ minutes get the same schedule whatever their speed. The budget counts the traini
 time (``time.process_time``: on an idle machine with one thread, its wall time), so that models
 trained side by side on a shared machine get the same compute, not the same share of a crowd. Validation loss on held-out test images is
 logged. Checkpoints (``config.json`` + ``model.safetensors`` + ``train_state.safetensors``) are
-written every ``save_every`` seconds and at the end; ``resume`` goes on from one. ``steps``
+written every ``save_every`` seconds, at the end, and when the run is interrupted (Ctrl-C; SIGTERM or
+SIGHUP under the ``adatok`` command, which raises them as KeyboardInterrupt): the steps trained since
+the last one are kept; ``resume`` goes on from one. ``steps``
 trains that many steps instead, the schedule following the step count.
 
 Data-parallel: the same command under ``torchrun --nproc_per_node N`` (gloo on CPUs, NCCL on
@@ -41,8 +43,8 @@ import torch.nn.functional as F
 
 from ..core.checks import is_finite_number, is_whole
 from ..core.errors import AdatokError
-from ..neural.folder import (allocated, check_fresh_start, check_overrides, hold_run_folder, out_of_memory,
-                             read_json, restore_training, write_folder)
+from ..neural.folder import (CHECKPOINT_FILES, allocated, check_fresh_start, check_overrides, hold_run_folder,
+                             out_of_memory, read_json, restore_training, write_folder)
 from ..neural.model import count_params
 from .languages import Corpus, build_corpus, gather_corpus, language_from, rows_of
 from .model import GPT, GPTConfig
@@ -565,7 +567,10 @@ def train_generator(out: str | Path, lang=None, model_cfg: GPTConfig | None = No
     (``{"minutes": 75}``: train on to 75 minutes in all). A folder without the training state
     (``train_state.safetensors``: a shipped or copied model) is refused: resuming it would start
     from nothing and replace its weights. The folder is held for the whole run: a second run into it
-    at the same time is refused (:func:`~adatok.neural.folder.hold_run_folder`)."""
+    at the same time is refused (:func:`~adatok.neural.folder.hold_run_folder`). A run interrupted
+    (KeyboardInterrupt) saves a checkpoint of the steps it trained, then lets the interrupt go on; one
+    that starts over (``force``) removes the replaced checkpoint's model card (``README.md``) at its first
+    save."""
     with contextlib.ExitStack() as hold:
         return _train_generator(hold, out, lang, model_cfg, train_cfg, name, resume, progress, log, force, overrides)
 
@@ -621,6 +626,9 @@ def _train_generator(hold: contextlib.ExitStack, out, lang, model_cfg, train_cfg
         raise AdatokError("a reader (gen_weight 0) learns from the rows given no class: give p_uncond=1 (every row)")
     name = name or out.name or out.resolve().name  # (a link by its own name; "." by the folder's)
     world, rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
+    # starting over on a checkpoint (--force): its model card (README.md, as a shipped checkpoint has) describes
+    # the model replaced, and goes with it at this run's first save (it stayed, describing another model)
+    card = out / "README.md" if force and not resume and any((out / f).is_file() for f in CHECKPOINT_FILES) else None
     if world > 1:
         import datetime
 
@@ -666,7 +674,10 @@ def _train_generator(hold: contextlib.ExitStack, out, lang, model_cfg, train_cfg
     budget = 60.0 * train_cfg.minutes
     by_steps = train_cfg.steps is not None
 
+    saved = step  # the step of the last checkpoint (a resumed run's: the one it started from)
+
     def save(final: bool = False) -> None:
+        nonlocal saved, card
         if rank != 0:
             return
         config = {"family": FAMILY, "name": name, "model": model_cfg.to_dict(), "language": lang.describe(),
@@ -676,6 +687,12 @@ def _train_generator(hold: contextlib.ExitStack, out, lang, model_cfg, train_cfg
                   "data_source": source,
                   "class_names": names if names is not None and len(names) == model_cfg.classes else None}
         write_folder(out, model, config, opt, gen)
+        saved = step
+        if card is not None:
+            if card.is_file():
+                card.unlink()
+                log(f"{name}: removed {card}, the model card of the checkpoint this run replaces")
+            card = None
 
     model.train()
     log(f"{name}: {count_params(model):,} parameters, {len(corpus):,} sequences (mean {corpus.lengths.mean():.1f} "
@@ -686,66 +703,72 @@ def _train_generator(hold: contextlib.ExitStack, out, lang, model_cfg, train_cfg
     def running() -> bool:
         return step < train_cfg.steps if by_steps else elapsed < budget
 
-    while running():
-        t0 = time.process_time()
-        angle = math.pi * step / train_cfg.steps if by_steps else math.pi * elapsed / budget
-        warm = min(1.0, (step + 1) / train_cfg.warmup) if train_cfg.warmup else 1.0
-        lr = train_cfg.lr * warm * 0.5 * (1 + math.cos(angle))
-        for g in opt.param_groups:
-            g["lr"] = lr
-        # each step's batch from (seed, step) alone: a resumed run draws what the interrupted one would
-        # have (one generator drawn from since step 0 was reseeded on resume, and the batches differed)
-        rng = np.random.default_rng([train_cfg.seed, step])
-        idx = rng.integers(0, len(corpus), train_cfg.batch)
-        uncond = rng.random(train_cfg.batch) < train_cfg.p_uncond
-        try:
-            loss, read = losses(model, corpus, idx, uncond, gen, None if world == 1 else (rank, world), reader is False)
-            total = train_cfg.gen_weight * loss if read is None else train_cfg.gen_weight * loss + train_cfg.read_weight * read
-            opt.zero_grad(set_to_none=True)
-            total.backward()
-        except (RuntimeError, MemoryError) as exc:  # (--batch 100000: a raw torch allocator traceback)
-            if not out_of_memory(exc):
-                raise
-            raise AdatokError(f"a training step of {train_cfg.batch:,} sequences ran out of memory ({str(exc)[:100]}): "
-                              f"give a smaller --batch (the last checkpoint in {out} is kept)") from None
-        if reader:  # what the reader learns: its reading loss
-            loss = read.detach()
-        if world > 1:
-            _sum_gradients(model)
-            shown = loss.detach().clone()
-            dist.all_reduce(shown)  # the whole batch's loss (next-token, or a reader's reading loss)
-            loss = shown
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        step += 1
-        spent = time.process_time() - t0
-        if world > 1:  # the slowest process's time, so that every process stops at the same step
-            spent_t = torch.tensor([spent], dtype=torch.float64)
-            dist.all_reduce(spent_t, op=dist.ReduceOp.MAX)
-            spent = float(spent_t)
-        elapsed += spent
-        if progress is not None:
-            if by_steps:
-                progress(step, train_cfg.steps, f"step {step} loss {loss.item():.3f}")
-            else:
-                progress(min(elapsed, budget), budget, f"step {step} loss {loss.item():.3f}")
-        if rank == 0 and (elapsed - last_eval >= train_cfg.eval_every or not running()):
-            acc = read_corpus(model, val, [int(val.lengths.max())])[int(val.lengths.max())]  # whole sequences
-            if reader:
-                history.append({"step": step, "seconds": round(elapsed, 1), "read_loss": round(loss.item(), 4),
-                                "val_read_accuracy": round(acc, 4)})
-                log(f"step {step}, {elapsed / 60:.1f} min: reading loss {loss.item():.4f}, "
-                    f"validation accuracy {100 * acc:.1f}%")
-            else:
-                v = validation_loss(model, val)
-                history.append({"step": step, "seconds": round(elapsed, 1), "train_loss": round(loss.item(), 4),
-                                "val_loss": round(v, 4), "val_read_accuracy": round(acc, 4)})
-                log(f"step {step}, {elapsed / 60:.1f} min: train loss {loss.item():.4f}, val loss {v:.4f}, "
-                    f"reading {100 * acc:.1f}%")
-            last_eval = elapsed
-        if elapsed - last_save >= train_cfg.save_every:
+    try:
+        while running():
+            t0 = time.process_time()
+            angle = math.pi * step / train_cfg.steps if by_steps else math.pi * elapsed / budget
+            warm = min(1.0, (step + 1) / train_cfg.warmup) if train_cfg.warmup else 1.0
+            lr = train_cfg.lr * warm * 0.5 * (1 + math.cos(angle))
+            for g in opt.param_groups:
+                g["lr"] = lr
+            # each step's batch from (seed, step) alone: a resumed run draws what the interrupted one would
+            # have (one generator drawn from since step 0 was reseeded on resume, and the batches differed)
+            rng = np.random.default_rng([train_cfg.seed, step])
+            idx = rng.integers(0, len(corpus), train_cfg.batch)
+            uncond = rng.random(train_cfg.batch) < train_cfg.p_uncond
+            try:
+                loss, read = losses(model, corpus, idx, uncond, gen, None if world == 1 else (rank, world), reader is False)
+                total = train_cfg.gen_weight * loss if read is None else train_cfg.gen_weight * loss + train_cfg.read_weight * read
+                opt.zero_grad(set_to_none=True)
+                total.backward()
+            except (RuntimeError, MemoryError) as exc:  # (--batch 100000: a raw torch allocator traceback)
+                if not out_of_memory(exc):
+                    raise
+                raise AdatokError(f"a training step of {train_cfg.batch:,} sequences ran out of memory ({str(exc)[:100]}): "
+                                  f"give a smaller --batch (the last checkpoint in {out} is kept)") from None
+            if reader:  # what the reader learns: its reading loss
+                loss = read.detach()
+            if world > 1:
+                _sum_gradients(model)
+                shown = loss.detach().clone()
+                dist.all_reduce(shown)  # the whole batch's loss (next-token, or a reader's reading loss)
+                loss = shown
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            step += 1
+            spent = time.process_time() - t0
+            if world > 1:  # the slowest process's time, so that every process stops at the same step
+                spent_t = torch.tensor([spent], dtype=torch.float64)
+                dist.all_reduce(spent_t, op=dist.ReduceOp.MAX)
+                spent = float(spent_t)
+            elapsed += spent
+            if progress is not None:
+                if by_steps:
+                    progress(step, train_cfg.steps, f"step {step} loss {loss.item():.3f}")
+                else:
+                    progress(min(elapsed, budget), budget, f"step {step} loss {loss.item():.3f}")
+            if rank == 0 and (elapsed - last_eval >= train_cfg.eval_every or not running()):
+                acc = read_corpus(model, val, [int(val.lengths.max())])[int(val.lengths.max())]  # whole sequences
+                if reader:
+                    history.append({"step": step, "seconds": round(elapsed, 1), "read_loss": round(loss.item(), 4),
+                                    "val_read_accuracy": round(acc, 4)})
+                    log(f"step {step}, {elapsed / 60:.1f} min: reading loss {loss.item():.4f}, "
+                        f"validation accuracy {100 * acc:.1f}%")
+                else:
+                    v = validation_loss(model, val)
+                    history.append({"step": step, "seconds": round(elapsed, 1), "train_loss": round(loss.item(), 4),
+                                    "val_loss": round(v, 4), "val_read_accuracy": round(acc, 4)})
+                    log(f"step {step}, {elapsed / 60:.1f} min: train loss {loss.item():.4f}, val loss {v:.4f}, "
+                        f"reading {100 * acc:.1f}%")
+                last_eval = elapsed
+            if elapsed - last_save >= train_cfg.save_every:
+                save()
+                last_save = elapsed
+    except KeyboardInterrupt:  # Ctrl-C (or SIGTERM / SIGHUP under the adatok command): the steps so far are kept
+        if step > saved:
             save()
-            last_save = elapsed
+            warn(f"{name}: interrupted at step {step}: its checkpoint is saved in {out}; --resume goes on from it")
+        raise
     save(final=True)
     if world > 1:
         dist.barrier()  # the checkpoint is written before any process returns
