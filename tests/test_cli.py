@@ -699,3 +699,14 @@ def test_a_cut_file_is_said_to_be_cut_and_memory_running_out_is_one_line(tmp_pat
     monkeypatch.setattr(adatok.TokenSequence, "from_bytes", out_of_memory)
     assert_user_error(run("decode", tmp_path / "a.atk", tmp_path / "c.png"), "out of memory (Unable to allocate 572.")
     assert not (tmp_path / "c.png").exists()
+
+
+@pytest.mark.parametrize("command", ["decode", "info"])
+def test_a_file_that_is_no_container_is_named_in_the_error(tmp_path, command):
+    """``adatok decode x.png y.png`` said "not an adatok container", naming no file (found by an
+    outside user: with several files in a script, which one?)."""
+    (tmp_path / "x.png").write_bytes(b"hello, I am not tokens\n")
+    r = run(command, tmp_path / "x.png", *([tmp_path / "y.png"] if command == "decode" else []))
+    assert r.exit_code == 2, r.output
+    assert f"error: {tmp_path / 'x.png'}: not an adatok container" in r.output
+    assert not (tmp_path / "y.png").exists()

@@ -295,7 +295,8 @@ def test_the_reading_payload_is_that_of_what_is_read(trained):
 
 def test_a_measurement_is_kept_for_one_judge_and_tokenizer(monkeypatch, tmp_path):
     """The kept measurement's key named neither the judge nor the tokenizer that decodes the
-    samples: a retrained judge would have had the old judge's rows mixed with new ceilings."""
+    samples: a retrained judge would have had the old judge's rows mixed with new ceilings; nor how
+    samples are drawn from a seed (measurements of the old draws were reused after it changed)."""
     from adatok.generate import evaluate
 
     job = ("fmnist-gpt-learned", 10, 2.0, 0, 1, None, 64, 1.0, 1.0, 0, 1.0, 0)
@@ -311,6 +312,9 @@ def test_a_measurement_is_kept_for_one_judge_and_tokenizer(monkeypatch, tmp_path
     kept = evaluate._measured_path(tmp_path, words)
     monkeypatch.setattr(adatok.wavelet.WaveletTokenizer, "decoder_revision", 99)  # the same tokens decode otherwise
     assert evaluate._measured_path(tmp_path, words) != kept
+    drawn = evaluate._measured_path(tmp_path, job)
+    monkeypatch.setattr(evaluate, "SAMPLER_REVISION", evaluate.SAMPLER_REVISION + 1)  # the same seed draws otherwise
+    assert evaluate._measured_path(tmp_path, job) != drawn
 
 
 def test_tied_output_layer():

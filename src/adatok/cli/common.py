@@ -106,7 +106,10 @@ def read_bytes(path: Path, n_bytes: int | None = None) -> bytes:
             data = more(b"", len(MAGIC) + 3)
             if data.startswith(MAGIC) and len(data) == len(MAGIC) + 3:
                 data = more(data, len(data) + int.from_bytes(data[-2:], "big") + 4)  # the header and its checksum
-            header, _ = parse_container(data)  # a wrong magic number or header ends here, as a cut one does
+            try:
+                header, _ = parse_container(data)  # a wrong magic number or header ends here, as a cut one does
+            except ContainerError as exc:  # (said "not an adatok container", naming no file)
+                raise ContainerError(f"{path}: {exc}") from None
             end = len(data) + header["payload_len"]
             data = more(data, end + 1)  # one byte past the container's end tells that the file goes on
     except OSError as exc:

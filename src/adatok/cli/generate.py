@@ -166,12 +166,12 @@ def train_generator_cmd(
                               "(adatok tokenize-dataset --psnr Q)")
         if language == "pixels":
             raise AdatokError("pixels are not read from token shards: give --data fashion-mnist")
-        from adatok.datasets import token_column
+        from adatok.datasets import no_rows_error, token_column
 
         classes = train.shard_classes(data, {label for label in token_column(data, "label") if label is not None})
         shapes = {tuple(s) + (1,) * (3 - len(s)) for s in token_column(data, "shape")}
         if not shapes:  # (a run over an empty folder wrote none: "images of 0 shapes")
-            raise AdatokError(f"{data} holds no rows: its tokenize-dataset run found no image to write")
+            raise no_rows_error(data)
         if len(shapes) != 1:
             raise AdatokError(f"{data} holds images of {len(shapes)} shapes ({', '.join(map(str, sorted(shapes)[:3]))}"
                               " ...): a generator writes one; tokenize images of one size")
@@ -293,8 +293,8 @@ def generate_cmd(
 
         try:
             data = read_bytes(complete)
-        except ContainerError as exc:  # (it said "not an adatok container", naming no file)
-            raise AdatokError(f"--complete {complete}: {exc}") from None
+        except ContainerError as exc:  # (the file's name is in it: say the option too)
+            raise AdatokError(f"--complete: {exc}") from None
         prefix = sample.prefix_from_bytes(gen, data, str(complete))
         sample.check_prefix(gen, prefix, max_tokens, min_tokens, flags=True)
         with EvalProgress(quiet) as progress:

@@ -46,7 +46,7 @@ from ..neural.tokenizer import count
 from .judge import JUDGE_DIR, accuracy, fd_fmnist, features, frechet_distance, load_judge
 from .languages import build_corpus, language_from
 from .report import write_report
-from .sample import check_options, complete, generator_folder, load_generator, sample
+from .sample import SAMPLER_REVISION, check_options, complete, generator_folder, load_generator, sample
 
 
 def _as_gray(images) -> np.ndarray:
@@ -191,7 +191,9 @@ def _measured_path(out: Path, job: tuple) -> Path:
     of its weights, of the judge's and of the version of the tokenizer that decodes its samples (a
     model trained on in its folder, or shipped anew under its name, once got the old model's
     measurement; a retrained judge would have mixed old rows with new ceilings; a changed decoder
-    decodes the same tokens to other images), and of the threads (its images per second)."""
+    decodes the same tokens to other images), of how samples are drawn from a seed
+    (:data:`~adatok.generate.sample.SAMPLER_REVISION`: measurements of the samples of one stream a
+    batch were reused after each sample had its own), and of the threads (its images per second)."""
     (name, samples, cfg, seed, threads, limit, batch, temperature, top_p, min_tokens, early_temperature,
      early_tokens) = job
     folder = generator_folder(name)
@@ -199,7 +201,7 @@ def _measured_path(out: Path, job: tuple) -> Path:
     tokenizer = read_json(folder).get("language", {}).get("tokenizer")  # none for pixels
     key = (str(Path(name).resolve()) if Path(name).is_dir() else name, samples, cfg, seed, limit, batch, weights,
            temperature, top_p, min_tokens, *((early_temperature, early_tokens) if early_tokens else ()), threads,
-           weights_digest(JUDGE_DIR / "model.safetensors"), tokenizer,
+           weights_digest(JUDGE_DIR / "model.safetensors"), tokenizer, SAMPLER_REVISION,
            *((tok.version, getattr(tok, "decoder_revision", None)) if (tok := tokenizer and adatok.load(tokenizer))
              else ()))
     tag = hashlib.sha256(repr(key).encode()).hexdigest()[:16]

@@ -127,6 +127,10 @@ def _shown(value) -> str:
     return repr(value.item() if isinstance(value, np.generic) else value)
 
 
+#: How samples are drawn from a seed; changed whenever the same arguments give other samples (2: a
+#: random stream a sample, 2026-12-03; 1: one stream a batch). Kept measurements are keyed by it.
+SAMPLER_REVISION = 2
+
 #: The seeds taken: any whole number of 64 bits, signed (mixed as ``seed % 2**64``, so no two share samples).
 SEEDS = range(-(2**63), 2**63)
 
