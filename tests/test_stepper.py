@@ -426,14 +426,36 @@ def test_stepper_errors(name):
         t.stepper([edited])
     longer = TokenSequence(np.append(seq.ids, 0), np.zeros((len(seq) + 1, 6)), seq.shape, seq.tokenizer,
                            seq.version, seq.params, seq.pos_fields)
-    with pytest.raises(InvalidTokensError, match="past the end of its stream"):
+    with pytest.raises(InvalidTokensError, match="has 1 token past the end of its stream"):
         t.stepper([longer])
+    with pytest.raises(ImageFormatError, match=r"start 0: b'.{60,}\.\.\. is not an image shape") as e:
+        t.stepper([seq.to_bytes() * 100])  # (a whole file's repr in the message: 38,525 characters)
+    assert len(str(e.value)) < 200
     with pytest.raises(ImageFormatError, match="no region of interest"):
         t.encode([noise((8, 8))], roi=[np.ones((8, 8))], fixed_header=True)
     with pytest.raises(InvalidTokensError, match="can only gain planes above its own"):
         t.with_top_plane(seq, seq.params["nmax"] - 1)
     with pytest.raises(InvalidTokensError, match="invalid top bit-plane"):
         t.stepper([(8, 8)], nmax=70)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_pushes_that_move_no_row_do_not_grow_the_buffers(name):
+    """Held (-1) and ignored pushes (after the end) move no row, so they need no room: each push
+    counted as a token of the longest row, and 200,000 of them grew the buffers to 262,144 tokens."""
+    t = tok(name)
+    stepper = t.stepper([(4, 4), (4, 4)])
+    while not stepper.done[0]:
+        stepper.push(np.array([int(np.argmax(stepper.legal()[0])), -1]))  # row 0 to its end, row 1 held
+    (g,) = stepper._groups
+    cap, lengths = g.cap, stepper.lengths
+    for _ in range(3 * cap):
+        stepper.push(np.array([0, -1]))  # ignored (ended), held
+    assert g.cap == cap and np.array_equal(stepper.lengths, lengths)
+    while not stepper.done[1]:  # the held row still grows, and round-trips
+        stepper.push(np.array([-1, int(np.argmax(stepper.legal()[1]))]))
+    for seq, img in zip(stepper.sequences(), stepper.images()):
+        assert np.array_equal(t.decode([TokenSequence.from_bytes(seq.to_bytes())])[0], img)
 
 
 def test_a_lower_nmax_and_an_all_zero_image():

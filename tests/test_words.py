@@ -183,6 +183,18 @@ def test_conversions_and_errors():
     with pytest.raises(InvalidTokensError, match="2 words past the end"):
         w.decode([TokenSequence(longer, np.zeros((len(longer), 7)), tiny.shape, w.name, w.version, tiny.params,
                                 tiny.pos_fields)])
+    with pytest.raises(InvalidTokensError, match="has 1 word past the end"):
+        w.decode([TokenSequence(longer[:-1], np.zeros((len(longer) - 1, 7)), tiny.shape, w.name, w.version,
+                                tiny.params, tiny.pos_fields)])
+    with pytest.raises(TokenizerMismatchError, match="from_decisions takes a sequence of 'wavelet' decisions: it is "
+                                                     r"words already \(to_decisions gives its decisions\)"):
+        w.from_decisions(words)
+    with pytest.raises(TokenizerMismatchError, match="it was made by 'wavelet-lossless'; encode the image with "
+                                                     r"adatok.load\('wavelet'\)"):
+        w.from_decisions(adatok.load("wavelet-lossless").encode([img])[0])
+    with pytest.raises(adatok.ImageFormatError, match=r"start 0: b'.{60,}\.\.\. is not an image shape") as e:
+        w.stepper([words.to_bytes()])
+    assert len(str(e.value)) < 200
     with pytest.raises(TokenizerMismatchError):
         w.decode([full])
     with pytest.raises(TokenizerMismatchError):
@@ -379,6 +391,122 @@ def test_illegal_words_are_refused_and_change_nothing():
 
 
     assert refused > 3
+
+
+def _whole(st, w) -> None:
+    """Every sequence of a word stepper round-trips: its bytes give its ids, and its ids (nothing
+    cached) decode to the stepper's image."""
+    for s, img in zip(st.sequences(), st.images()):
+        assert np.array_equal(TokenSequence.from_bytes(s.to_bytes()).ids, s.ids)
+        assert np.array_equal(w.decode([plain(s)])[0], img)
+
+
+def test_decisions_pushed_directly_go_on_only_from_whole_words():
+    """A decision pushed to ``st.decisions`` left a word unfinished, and the word stepper went on:
+    its sequence's ids came back from their bytes as other ids, and decoded without the cached
+    decisions raised. Now the word stepper refuses to go on while a sequence stands inside a word,
+    and takes the decisions in once the word is whole (its mask made again)."""
+    w = adatok.load("wavelet-w8")
+    st = w.stepper([(8, 8), (8, 8)])
+    st.push([5, 5])
+    st.legal()  # (a mask made before the decisions moved)
+    dec = st.decisions
+    dec.push(np.array([int(np.flatnonzero(dec.legal()[0])[-1]), -1]))
+    for call in (st.legal, st.next_pos, st.sequences, lambda: st.push([0, 0])):
+        with pytest.raises(InvalidTokensError, match=r"sequence 0 holds 9 decisions, 1 into a word of 8: decisions "
+                                                     r"were pushed to the word stepper's .decisions directly. Push "
+                                                     "the word's other 7 there too"):
+            call()
+    for _ in range(7):
+        dec.push(np.array([int(np.flatnonzero(dec.legal()[0])[-1]), -1]))
+    assert list(st.lengths) == [2, 1]
+    (fresh,) = w.stepper([st.sequences()[0]]).legal()
+    assert np.array_equal(st.legal()[0], fresh)  # the mask of the state the decisions left
+    for _ in range(4):
+        st.push(st.legal().argmax(1))
+    _whole(st, w)
+
+
+def test_a_push_the_walk_refuses_changes_nothing():
+    """Changed under its mask (the state moved between ``legal()`` and ``push()``: another thread),
+    the walk refused an offered word half-way, with an AssertionError, rows before it pushed. Now
+    it is an InvalidTokensError and every row is put back."""
+    w = adatok.load("wavelet-w8")
+    rng = np.random.default_rng(4)
+    st = w.stepper([(12, 12), (12, 12)])
+    for _ in range(6):
+        st.push((rng.random((2, w.vocab_size)) * st.legal()).argmax(1))
+    old = st.legal()
+    (g,) = st.decisions._groups
+    for _ in range(8):  # a word in row 1, stepped behind the word stepper's back (its count not raised)
+        g.step(np.array([-1, int(np.flatnonzero(g.legal[1])[0])]))
+    before = [s.ids.copy() for s in st.decisions.sequences()], st.decisions.next_pos(), st.decisions.images()
+    now = set(np.flatnonzero(w.stepper([st.sequences()[1]]).legal()[0]).tolist())
+    stale = [v for v in np.flatnonzero(old[1]) if v not in now]
+    refused = 0
+    for v in stale[:: max(1, len(stale) // 20)]:
+        st._mask = old.copy()  # (a refused push drops the mask: the next one is made from the state)
+        with pytest.raises(InvalidTokensError, match=f"word {v} was offered by legal.. but does not walk in sequence "
+                                                     "1 now.*nothing was pushed"):
+            st.push([int(np.flatnonzero(old[0])[-1]), v])  # row 0 walks first, then row 1 fails
+        after = [s.ids for s in st.decisions.sequences()], st.decisions.next_pos(), st.decisions.images()
+        assert all(np.array_equal(a, b) for a, b in zip(before[0], after[0]))
+        assert np.array_equal(before[1], after[1]) and all(np.array_equal(a, b) for a, b in zip(before[2], after[2]))
+        refused += 1
+    assert refused > 3
+    while not st.done.all():  # and it goes on from there
+        st.push(np.where(st.done, -1, (rng.random((2, w.vocab_size)) * st.legal()).argmax(1)))
+    _whole(st, w)
+
+
+@pytest.mark.parametrize("wname,shape,roi", [("wavelet-w8", (28, 28), False), ("wavelet-lossless-w8", (12, 10, 3), True)])
+def test_a_journal_too_small_for_a_path_grows_and_the_masks_are_the_same(wname, shape, roi):
+    """The journal holds what a path changes, not room for the whole image (336 bytes a
+    coefficient, 1 GB for a 1024x1024 RGB image): a path that overflows it has its row walked
+    again from its tokens and the journal grows. Started with room for one entry, a stepper gives
+    the masks, positions and sequences of one with the usual journal, along random walks to the end."""
+    from adatok.wavelet.words import journal
+
+    w = adatok.load(wname)
+    rng = np.random.default_rng(9)
+    if roi:
+        img, region = noise(shape, 2), np.zeros(shape[:2])
+        region[3:8, 2:6] = 1
+        starts = [w.encode([img], Tokens(3), roi=[region])[0]] * 3
+    else:
+        starts = [shape] * 3
+    small, usual = w.stepper(starts), w.stepper(starts)
+    small._journals = [journal(1)]
+    while not usual.done.all():
+        mask = usual.legal()
+        assert np.array_equal(small.legal(), mask) and np.array_equal(small.next_pos(), usual.next_pos())
+        ids = np.where(usual.done, -1, (rng.random(mask.shape) * mask).argmax(1))
+        small.push(ids)
+        usual.push(ids)
+    assert small.done.all() and len(small._journals[0]) > len(journal(1))
+    for a, b in zip(small.sequences(), usual.sequences()):
+        assert np.array_equal(a.ids, b.ids)
+    _whole(small, w)
+    big = w.stepper([(256, 256, 3)])
+    big.legal()
+    assert big._journals[0].nbytes < 10_000  # (it was 66 MB)
+
+
+def test_pushes_that_move_no_row_do_not_grow_the_buffers():
+    """Each held or ignored push counted as 8 decisions of the longest row: 200,000 of them grew
+    the buffers of 4 sequences to 2,097,152 decisions (50 MB)."""
+    w = adatok.load("wavelet-w8")
+    st = w.stepper([(4, 4), (4, 4)])
+    while not st.done[0]:
+        st.push([int(np.argmax(st.legal()[0])), -1])
+    (g,) = st.decisions._groups
+    cap, lengths = g.cap, st.lengths
+    for _ in range(cap):
+        st.push([7, -1])  # ignored (ended), held
+    assert g.cap == cap and np.array_equal(st.lengths, lengths)
+    while not st.done[1]:
+        st.push([-1, int(np.argmax(st.legal()[1]))])
+    _whole(st, w)
 
 
 def test_going_on_from_a_word_prefix():

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from . import imageio
-from .checks import is_bool
+from .checks import is_bool, shown
 from .errors import ImageFormatError, InvalidTokensError
 from .sequence import TokenSequence
 
@@ -38,7 +38,7 @@ def start_shape(shape, i: int) -> tuple[int, ...]:
         out = ()
     if (len(out) not in (2, 3) or min(out[:2]) < 1 or (len(out) == 3 and out[2] not in (1, 3))
             or any(not isinstance(v, int | np.integer) or isinstance(v, bool) for v in shape)):
-        raise ImageFormatError(f"start {i}: {shape!r} is not an image shape: give (H, W) or (H, W, C) with "
+        raise ImageFormatError(f"start {i}: {shown(shape)} is not an image shape: give (H, W) or (H, W, C) with "
                                "C 1 or 3, or a TokenSequence")
     if out[0] * out[1] > imageio.MAX_PIXELS:
         raise ImageFormatError(f"start {i}: {out[0]} x {out[1]} pixels is over the limit "
@@ -52,7 +52,7 @@ def check_which(which, batch: int) -> list[int]:
     if which is None:
         return list(range(batch))
     if isinstance(which, str | bytes) or not hasattr(which, "__iter__") or getattr(which, "ndim", 1) != 1:
-        raise InvalidTokensError(f"images takes a list of sequence indices (or None for all), got {which!r}")
+        raise InvalidTokensError(f"images takes a list of sequence indices (or None for all), got {shown(which)}")
     out = []
     for b in which:
         try:  # any integer, as a list takes it (numpy and torch ones too), not a bool, float or string
@@ -60,7 +60,7 @@ def check_which(which, batch: int) -> list[int]:
         except TypeError:
             i = None
         if i is None or not -batch <= i < batch:
-            raise InvalidTokensError(f"images: {b!r} is not the index of one of the {batch} sequences "
+            raise InvalidTokensError(f"images: {shown(b)} is not the index of one of the {batch} sequences "
                                      f"(whole numbers {-batch}..{batch - 1})")
         out.append(i % batch)
     return out

@@ -58,6 +58,7 @@ class _Walks:
         b, n = len(rows), layout.size
         self.tree = (*tok._shifts(layout, params), *layout.tree_args(), layout.node_pos)
         self._near: np.ndarray | None = None  # context_nodes(layout), made by the first context()
+        self.nmax = np.array(nmaxes, np.int64)  # each row's top plane (its fresh state's: see replay)
         self.ws = np.stack([spiht.fresh_state(m) for m in nmaxes])
         self.value = np.zeros((b, n), np.int64)
         self.low = np.full((b, n), -1, np.int8)
@@ -79,15 +80,16 @@ class _Walks:
         status = np.empty(b, np.int64)
         self.args = self._arrays()
         spiht.start(counts, self.ws, *self.args, status)
-        self.longest = int(counts.max())
+        self.longest = int(counts.max())  # at least the longest row's tokens (see reserve)
         for r, p in enumerate(prefixes):
             if status[r] == spiht.BAD_TOKEN:
                 at = int(counts[r])
                 raise InvalidTokensError(f"start {rows[r]}: token {spiht.TOKEN_NAMES[p[at]]} (id {int(p[at])}) at "
                                          f"index {at} cannot stand there: the sequence is corrupt or was edited")
             if status[r] == spiht.TOO_LONG:
-                raise InvalidTokensError(f"start {rows[r]}: the sequence has {len(p) - int(counts[r])} tokens past "
-                                         f"the end of its stream (it ends at {int(counts[r])})")
+                extra = len(p) - int(counts[r])
+                raise InvalidTokensError(f"start {rows[r]}: the sequence has {extra} token{'s' if extra != 1 else ''} "
+                                         f"past the end of its stream (it ends at {int(counts[r])})")
 
     def _arrays(self) -> tuple:
         """The arguments of :func:`spiht.start` / :func:`spiht.step` after ``ws``."""
@@ -95,9 +97,36 @@ class _Walks:
                 self.lis_b, self.lis_f, *self.tree, self.pos, self.legal, _NO_NBF)
 
     def reserve(self, extra: int) -> None:
-        """Room in the token buffers for ``extra`` more tokens in every row."""
-        while self.longest + extra > self.cap:
-            self._grow()
+        """Room in the token buffers for ``extra`` more tokens in every row.
+
+        ``longest`` is an upper bound on the tokens of the longest row, raised by every push
+        whether or not a row moved (a held or ended row does not); it is made exact here before
+        the buffers grow, so pushes that move no row never grow them (200,000 held pushes grew
+        them to 262,144 tokens a row, and a word stepper's to 2,097,152)."""
+        if self.longest + extra > self.cap:
+            self.longest = int(self.ws[:, spiht.WS_T].max())
+            while self.longest + extra > self.cap:
+                self._grow()
+
+    def replay(self, r: int, t: int) -> None:
+        """Walk row ``r`` again, from a fresh state, over the first ``t`` tokens it holds: its
+        state becomes the one those tokens leave (the ids are kept; what lies past them is
+        forgotten). For a caller whose walk changed the row without being able to undo it: see
+        :mod:`adatok.wavelet.words`, whose journal may be too small for a path, and whose refused
+        push puts rows back."""
+        one = slice(r, r + 1)
+        self.ws[r] = spiht.fresh_state(self.nmax[r])
+        self.value[r] = 0
+        self.low[r] = -1
+        self.neg[r] = False
+        self.lis_f[r] = False  # (the start of a walk writes the LIS without it)
+        status = np.empty(1, np.int64)
+        spiht.start(np.array([t], np.int64), self.ws[one], self.ids[one], self.tnode[one], self.tplane[one],
+                    self.value[one], self.low[one], self.neg[one], self.lip[one], self.lsp[one], self.lis[one],
+                    self.lis_b[one], self.lis_f[one], *self.tree, self.pos[one], self.legal[one], _NO_NBF, status)
+        if status[0] != spiht.OK:  # tokens the row held: never, unless another thread changed them meanwhile
+            raise InvalidTokensError(f"the tokens of row {r} no longer walk: the stepper was changed while in use "
+                                     "(a stepper is for one thread)")
 
     def context(self) -> np.ndarray:
         """The rows' :meth:`WaveletStepper.context`."""
@@ -118,12 +147,12 @@ class _Walks:
     def step(self, new: np.ndarray) -> int:
         """One token per row (see :func:`spiht.step`); -1 or the first row whose id cannot stand."""
         if self.longest + 1 > self.cap:
-            self._grow()
+            self.reserve(1)
         bad = spiht.step(new, self.ws, *self.args)
         if bad >= len(self.rows):  # the walk and LEGAL disagree: never (tests/test_stepper.py)
             raise AssertionError(f"the walk refused an id LEGAL allows, in row {bad - len(self.rows)}")
         if bad < 0:
-            self.longest += 1  # (an upper bound: some rows may have been held)
+            self.longest += 1  # (an upper bound: some rows may have been held; see reserve)
         return bad
 
     def _grow(self) -> None:
@@ -150,7 +179,7 @@ class WaveletStepper:
     The cost of a step does not grow along the sequence: each sequence keeps the decoder's lists,
     its place in the passes and what it knows of every coefficient between tokens, and a step is
     one compiled call for the whole batch. Memory: about 36 bytes per coefficient and 6 per token,
-    per sequence (7 MB for a 256x256 RGB image).
+    per sequence (7 MB for a 256x256 RGB image). For one thread (``docs/stepper.md``).
     """
 
     pos_fields = POS_FIELDS
@@ -174,6 +203,7 @@ class WaveletStepper:
                                        [int(starts[b][1]["nmax"]) for b in rows]))
         self._one = self._groups[0] if len(self._groups) == 1 else None
         self._row = {}  # batch index -> (walks, row)
+        self._pushes = 0  # pushes so far (a word stepper reads it: were decisions pushed to it directly?)
         for g in self._groups:
             for r, b in enumerate(g.rows):
                 self._row[int(b)] = (g, r)
@@ -243,6 +273,7 @@ class WaveletStepper:
             bad = self._one.step(new)
             if bad >= 0:
                 self._refuse(int(bad), new)
+            self._pushes += 1
             return
         for g in self._groups:  # check every group before any steps: all or nothing
             kind = g.ws[:, spiht.WS_KIND]
@@ -253,6 +284,7 @@ class WaveletStepper:
                 self._refuse(int(g.rows[np.argmin(ok)]), new)
         for g in self._groups:
             g.step(new[g.rows])
+        self._pushes += 1
 
     def _refuse(self, b: int, new: np.ndarray) -> None:
         g, r = self._row[b]

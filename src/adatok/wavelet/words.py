@@ -32,7 +32,8 @@ import numpy as np
 from numba import njit
 
 from ..core.budget import Tokens, check_budget
-from ..core.errors import AdatokError, InvalidTokensError
+from ..core.checks import shown
+from ..core.errors import AdatokError, InvalidTokensError, TokenizerMismatchError
 from ..core.registry import registered, remember
 from ..core.sequence import TokenSequence, check_maker
 from ..core.stepper import check_ids, check_starts
@@ -136,11 +137,12 @@ _AT_SIZE = 9
 
 
 @njit(cache=True)
-def legal_words(n, mask, jr, ws, ids, tnode, tplane, value, low, neg, lip, lsp, lis, lis_b, lis_f, shift, smin_d,
-                smin_l, parent, child_ptr, child_idx, has_l, roots, geo, ncls, nbf):
-    """Write in ``mask[b]`` (B x 3**n) the words that may stand next in each row ``b``: those whose
-    digits the walk takes one after another from the row's state (:func:`push`). Returns the
-    journal (``jr``, grown when it had too little room) and the number of paths walked.
+def legal_words(n, mask, jr, first, ws, ids, tnode, tplane, value, low, neg, lip, lsp, lis, lis_b, lis_f, shift,
+                smin_d, smin_l, parent, child_ptr, child_idx, has_l, roots, geo, ncls, nbf):
+    """Write in ``mask[b]`` (B x 3**n) the words that may stand next in each row ``b`` from row
+    ``first`` on: those whose digits the walk takes one after another from the row's state
+    (:func:`push`). Returns ``(walked, over, peak)``: the number of paths walked, the row whose
+    walk the journal ``jr`` had no room for (-1: none) and the most entries the journal held.
 
     Every path of ``n`` decisions below the state is walked by the walk itself (``walk_row``, on
     the row's own arrays), and undone: the journal notes the list entries the walk overwrites
@@ -148,14 +150,18 @@ def legal_words(n, mask, jr, ws, ids, tnode, tplane, value, low, neg, lip, lsp, 
     node each decision stands at. Only the classes of :data:`CLASS_REP` are walked, and SIG0's
     walk counts for SIG+ and SIG- too where it met nothing they change: for a coefficient of the
     LIP, no decision of a later plane; for a child of a D1 set, also no later sibling and not the
-    set's L test. A row that has ended has no legal word. The other arguments are those of
-    :func:`spiht.step` (but ``node_pos``, ``pos`` and ``legal``)."""
+    set's L test. A row that has ended has no legal word.
+
+    The journal holds what one path changes (a few entries a decision, but a walk past sets
+    known to be 0 may move many LIS entries down): its size is the caller's, not the image's.
+    When a path's changes do not fit, the walk has changed the row without a note of every
+    entry: the row's ``ws`` is put back and the call returns ``over``, with the masks of the rows
+    before it written; the caller walks that row again from its tokens
+    (:meth:`adatok.wavelet.stepper._Walks.replay`) and calls again from it with a larger
+    journal. The other arguments are those of :func:`spiht.step` (but ``node_pos``, ``pos`` and
+    ``legal``)."""
     nb = ws.shape[0]
     nv = mask.shape[1]
-    # The most one decision's walk can note: the LIS entries it moves down in the rest of its pass
-    # and in the next plane's (it notes only entries that change), a few LIP entries (its own, the
-    # children of a D1 set) and the sets an L1 appends.
-    room = 2 * lis.shape[1] + lip.shape[1] + 16
     saved = np.empty((n, WS_SIZE), np.int64)  # per depth: the walk's state before its decision,
     at = np.zeros((n, _AT_SIZE), np.int64)  # what that decision was (columns _KIND ...),
     slow = np.zeros(n, np.int8)  # and its node's knowledge (with at[:, _VALUE])
@@ -166,11 +172,10 @@ def legal_words(n, mask, jr, ws, ids, tnode, tplane, value, low, neg, lip, lsp, 
     buf = np.empty(nv, np.int64)
     buf2 = np.empty(nv, np.int64)
     walked = 0
-    if jr.shape[0] < 2 * room + 2:
-        jr = np.zeros(2 * room + 2, np.int64)
+    peak = 0
     jr[0] = 0
     jr[1] = 0
-    for b in range(nb):
+    for b in range(first, nb):
         mask[b, :] = False
         if ws[b, WS_KIND] == K_END:
             continue
@@ -193,7 +198,6 @@ def legal_words(n, mask, jr, ws, ids, tnode, tplane, value, low, neg, lip, lsp, 
                     else:
                         leaves[nleaves, d] = DIGITS[kind]
                     nleaves += 1
-                    walked += 1
                     d -= 1
                     entering = False
                     continue
@@ -234,17 +238,17 @@ def legal_words(n, mask, jr, ws, ids, tnode, tplane, value, low, neg, lip, lsp, 
                 continue
             path[d] = CLASS_BITS[kind, c]
             sens[d] = False
-            used = 2 * jr[0] + 2
-            if jr.shape[0] - used < 2 * room:
-                bigger = np.zeros(2 * jr.shape[0] + 2 * room, np.int64)
-                bigger[:used] = jr[:used]
-                jr = bigger
             t = ws[b, WS_T]
             ids[b, t] = FIRST[kind] + rep
             walk_row(b, t + 1, jr, ws, ids, tnode, tplane, value, low, neg, lip, lsp, lis, lis_b, lis_f, shift, smin_d,
                      smin_l, parent, child_ptr, child_idx, has_l, roots, geo, ncls, nbf)
-            if jr[1]:
-                raise AssertionError("legal_words: the journal overflowed")
+            if jr[1]:  # no room for this path's changes: the row's lists cannot be undone (see above)
+                for j in range(WS_SIZE):
+                    ws[b, j] = saved[0, j]
+                jr[0] = 0
+                jr[1] = 0
+                return walked, b, peak
+            peak = max(peak, jr[0])
             plane = ws[b, WS_PLANE]
             for a in range(d + 1):  # what the decisions above this one would see changed
                 if at[a, _KIND] == K_SIG and not sens[a]:
@@ -258,6 +262,7 @@ def legal_words(n, mask, jr, ws, ids, tnode, tplane, value, low, neg, lip, lsp, 
                             sens[a] = True
             d += 1
             entering = True
+        walked += nleaves
         for q in range(nleaves):  # each leaf: every word of its digit sets
             cnt = 1
             buf[0] = 0
@@ -274,7 +279,7 @@ def legal_words(n, mask, jr, ws, ids, tnode, tplane, value, low, neg, lip, lsp, 
                 cnt = m
             for x in range(cnt):
                 mask[b, buf[x]] = True
-    return jr, walked
+    return walked, -1, peak
 
 
 # --- the tokenizer -------------------------------------------------------------------------------------
@@ -387,7 +392,13 @@ class WordTokenizer:
 
     def from_decisions(self, seq: TokenSequence) -> TokenSequence:
         """The words of a sequence of the decision tokenizer: all of them when it is a whole
-        stream, else its longest whole-word prefix."""
+        stream, else its longest whole-word prefix. Raises
+        :class:`~adatok.TokenizerMismatchError` for a sequence of another tokenizer (these words' too)."""
+        if seq.tokenizer != self.base.name:  # (check_maker would say to decode it: not what this call does)
+            how = ("it is words already (to_decisions gives its decisions)" if seq.tokenizer == self.name else
+                   f"it was made by {shown(seq.tokenizer)}; encode the image with adatok.load({self.base.name!r}) "
+                   f"for its decisions, or with adatok.load({self.name!r}) for its words directly")
+            raise TokenizerMismatchError(f"from_decisions takes a sequence of {self.base.name!r} decisions: {how}")
         check_maker(seq.tokenizer, seq.version, self.base)
         layout = self.base._layout(seq.shape, seq.params)
         self.base._replay(seq.ids, layout, seq.params)  # (checks the ids)
@@ -420,8 +431,9 @@ class WordTokenizer:
                                      "decisions the walk takes one after another): the sequence is corrupt or "
                                      "was edited")
         if status[0] == TOO_LONG:
-            raise InvalidTokensError(f"the sequence has {len(ids) - int(at[0])} words past the end of its stream "
-                                     f"(it ends at {int(at[0])})")
+            extra = len(ids) - int(at[0])
+            raise InvalidTokensError(f"the sequence has {extra} word{'s' if extra != 1 else ''} past the end of its "
+                                     f"stream (it ends at {int(at[0])})")
         out = st.sequences()[0]
         seq.cache["decisions"] = out
         return out
@@ -473,6 +485,19 @@ class WordTokenizer:
 # --- the stepper ---------------------------------------------------------------------------------------
 
 
+#: The entries a word stepper's first journal has room for (``legal_words``): a path of 8 decisions
+#: notes a few each; a journal is doubled when a mask fills half of it, and when a path overflows
+#: it (its row is then walked again from its tokens), so it grows with what the walks change, not
+#: with the image (it was sized by the image: room for twice the LIS and the LIP, grown 3x, 336
+#: bytes a coefficient, 1 GB for a 1024x1024 RGB image).
+FIRST_JOURNAL = 256
+
+
+def journal(entries: int) -> np.ndarray:
+    """An empty journal with room for ``entries`` entries (see :func:`spiht.undo`)."""
+    return np.zeros(2 + 2 * entries, np.int64)
+
+
 class WordStepper:
     """B word sequences, grown one word at a time under the wavelet language's grammar.
 
@@ -481,7 +506,8 @@ class WordStepper:
     row of the next word (its first decision's, and that decision's ``kind``), :meth:`legal` the
     mask of the words that may stand next (the words whose decisions the decision stepper would
     take one after another; a word that runs past the end of the stream only there, padded with
-    0 digits), :meth:`push` pushes one word's decisions per sequence.
+    0 digits), :meth:`push` pushes one word's decisions per sequence. For one thread, as every
+    stepper (``docs/stepper.md``).
     """
 
     pos_fields = WORD_POS_FIELDS
@@ -492,7 +518,8 @@ class WordStepper:
         self.n = tok.n
         self.vocab_size = tok.vocab_size
         self._mask: np.ndarray | None = None
-        self._journals = [np.zeros(0, np.int64) for _ in decisions._groups]
+        self._seen = decisions._pushes  # the decision stepper's pushes the mask and this stepper know of
+        self._journals = [journal(FIRST_JOURNAL) for _ in decisions._groups]
         self.walked = 0  #: paths walked by the legal-word masks so far (see legal_words)
 
     def __len__(self) -> int:
@@ -503,9 +530,11 @@ class WordStepper:
 
     @property
     def decisions(self) -> WaveletStepper:
-        """The decision stepper underneath, to read (its ``sequences()``, and the ``legal()`` and
-        ``next_pos()`` of the next decision); decisions pushed to it directly would leave a word
-        unfinished."""
+        """The decision stepper underneath, to read (its ``sequences()``, ``context()``, and the
+        ``legal()`` and ``next_pos()`` of the next decision). Decisions pushed to it directly are
+        words only in whole words: while a sequence stands inside a word, this stepper refuses to
+        go on (``legal``, ``next_pos``, ``push``, ``sequences`` raise
+        :class:`~adatok.InvalidTokensError`) until the word's other decisions are pushed there."""
         return self._st
 
     @property
@@ -518,9 +547,32 @@ class WordStepper:
         """``(B,)`` int64: words in each sequence so far."""
         return -(-self._st.lengths // self.n)
 
+    def _whole_words(self) -> None:
+        """Raise unless every sequence holds whole words (or has ended): decisions pushed to
+        :attr:`decisions` directly may leave one inside a word, whose words would not be its
+        decisions (ids that decode to another image, or not at all)."""
+        t = self._st.lengths
+        inside = (t % self.n != 0) & ~self._st.done
+        if inside.any():
+            b = int(np.argmax(inside))
+            k = int(t[b])
+            raise InvalidTokensError(f"sequence {b} holds {k} decisions, {k % self.n} into a word of {self.n}: "
+                                     "decisions were pushed to the word stepper's .decisions directly. Push the "
+                                     f"word's other {self.n - k % self.n} there too, or push words to the word "
+                                     "stepper only")
+
+    def _synced(self) -> None:
+        """Take in decisions pushed to :attr:`decisions` directly since the last call: the mask is
+        made again, and only from whole words (:meth:`_whole_words`)."""
+        if self._st._pushes != self._seen:
+            self._mask = None
+            self._whole_words()
+            self._seen = self._st._pushes
+
     def next_pos(self) -> np.ndarray:
         """``(B, 7)`` int32: the ``pos`` row of each sequence's next word (``pos_fields``: its first
         decision's plane, level, band, channel, y, x, and kind); -1 throughout once ended."""
+        self._synced()
         pos = self._st.next_pos()
         kinds = np.empty((len(self), 1), np.int32)
         for g in self._st._groups:
@@ -532,15 +584,27 @@ class WordStepper:
         return self._legal().copy()
 
     def _legal(self) -> np.ndarray:
+        self._synced()
         if self._mask is None:
             groups = self._st._groups
             mask = np.zeros((len(self), self.vocab_size), np.bool_)
             for k, g in enumerate(groups):
                 g.reserve(self.n + 1)
                 out = mask if len(groups) == 1 else np.zeros((len(g.rows), self.vocab_size), np.bool_)
-                self._journals[k], walked = legal_words(self.n, out, self._journals[k], g.ws, *g.args[:-4],
-                                                        g.args[-1])
-                self.walked += walked
+                first = 0
+                while True:
+                    walked, over, peak = legal_words(self.n, out, self._journals[k], first, g.ws, *g.args[:-4],
+                                                     g.args[-1])
+                    self.walked += walked
+                    room = (len(self._journals[k]) - 2) // 2
+                    if over < 0:
+                        break
+                    # a path changed more than the journal holds: walk its row again, go on with 4x the room
+                    g.replay(over, int(g.ws[over, WS_T]))
+                    self._journals[k] = journal(4 * room)
+                    first = over
+                if 2 * peak > room:
+                    self._journals[k] = journal(2 * room)
                 if out is not mask:
                     mask[g.rows] = out
             self._mask = mask
@@ -554,8 +618,8 @@ class WordStepper:
         word may not stand next in its sequence (see :meth:`legal`); nothing changes then, in any
         sequence."""
         new = check_ids(ids, len(self))
-        live = ~self.done & (new != -1)
         mask = self._legal()
+        live = ~self.done & (new != -1)
         ok = ~live | ((new >= 0) & (new < self.vocab_size)
                       & mask[np.arange(len(self)), np.clip(new, 0, self.vocab_size - 1)])
         if not ok.all():
@@ -564,14 +628,30 @@ class WordStepper:
             what = f"word {v}" if 0 <= v < self.vocab_size else f"word id {v} (ids are 0..{self.vocab_size - 1})"
             raise InvalidTokensError(f"{what} cannot stand next in sequence {b} ({int(mask[b].sum())} words can); "
                                      f"choose among legal()[{b}]")
-        for g in self._st._groups:
+        groups = self._st._groups
+        before = []  # each group's decisions before the push, to put back a refused one
+        for g in groups:
+            before.append(g.ws[:, WS_T].copy())
             go = live[g.rows]
             g.reserve(self.n + 1)
             status, at = np.zeros(len(g.rows), np.int64), np.zeros(len(g.rows), np.int64)
             push(self.n, new[g.rows][:, None], go.astype(np.int64), g.ws, *g.args, status, at)
-            if (status != OK).any():  # the mask and the walk disagree: never (tests/test_words.py)
-                raise AssertionError(f"the walk refused a legal word in row {int(np.argmax(status != OK))}")
             g.longest += self.n
+            if (status != OK).any():  # the mask and the walk disagree: the state changed under the mask
+                self._undo_push(groups, before)
+                b = int(g.rows[np.argmax(status != OK)])
+                raise InvalidTokensError(f"word {int(new[b])} was offered by legal() but does not walk in sequence "
+                                         f"{b} now: the stepper changed between legal() and push() (a stepper is for "
+                                         "one thread); nothing was pushed")
+        if live.any():  # (a push that moves no row keeps the mask)
+            self._mask = None
+
+    def _undo_push(self, groups, before: list[np.ndarray]) -> None:
+        """Put every row a push moved back where it stood (``before``: each group's decisions then),
+        walking it again from its tokens."""
+        for g, t in zip(groups, before):  # (zip: the groups the push reached)
+            for r in np.flatnonzero(g.ws[:, WS_T] != t):
+                g.replay(int(r), int(t[r]))
         self._mask = None
 
     def images(self, which: Sequence[int] | None = None) -> list[np.ndarray]:
@@ -579,5 +659,7 @@ class WordStepper:
         return self._st.images(which)
 
     def sequences(self) -> list[TokenSequence]:
-        """Each sequence as it stands, as a word :class:`~adatok.TokenSequence`."""
+        """Each sequence as it stands, as a word :class:`~adatok.TokenSequence` (whole words: see
+        :attr:`decisions`)."""
+        self._whole_words()
         return [self._tok._words(s) for s in self._st.sequences()]
