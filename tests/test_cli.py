@@ -651,13 +651,14 @@ def test_the_wavelet_budget_message_says_height_by_width(tmp_path):
 
 def test_an_unknown_tokenizer_is_told_every_name_that_loads(tmp_path, photo_png):
     """The list left out the word views, wavelet-w8 and wavelet-lossless-w8, which load by name."""
-    from adatok.core.registry import names
+    from adatok.core.registry import names, pattern_names
 
     result = run("encode", photo_png, tmp_path / "o.atk", "-t", "nonexist")
     assert_user_error(result, "unknown tokenizer 'nonexist'")
     listed = re.search(r"use one of (.*) or a checkpoint folder", result.stderr).group(1).split(", ")
-    assert listed == names(views=True) and {"wavelet-w8", "wavelet-lossless-w8"} <= set(listed)
-    for name in listed:
+    assert listed == names(views=True) + pattern_names() and {"wavelet-w8", "wavelet-lossless-w8"} <= set(listed)
+    assert pattern_names() == ["wavelet-wN / wavelet-lossless-wN (N = 1 to 10)"]  # (the words of any n)
+    for name in names(views=True):
         adatok.load(name)
 
 

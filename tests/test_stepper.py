@@ -435,8 +435,13 @@ def test_stepper_errors(name):
         t.encode([noise((8, 8))], roi=[np.ones((8, 8))], fixed_header=True)
     with pytest.raises(InvalidTokensError, match="can only gain planes above its own"):
         t.with_top_plane(seq, seq.params["nmax"] - 1)
-    with pytest.raises(InvalidTokensError, match="invalid top bit-plane"):
+    # an nmax argument is said to be one (it said "in the sequence")
+    with pytest.raises(InvalidTokensError, match="invalid top bit-plane 70 given as nmax"):
         t.stepper([(8, 8)], nmax=70)
+    with pytest.raises(InvalidTokensError, match="invalid top bit-plane 30 given as nmax: no 8-bit image"):
+        t.stepper([(8, 8)], nmax=30)
+    with pytest.raises(InvalidTokensError, match="invalid top bit-plane 30 given as nmax: no 8-bit image"):
+        t.with_top_plane(seq, 30)
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -17,7 +17,7 @@ import pytest
 
 import adatok
 from adatok import (Bpp, InvalidTokensError, Lossless, Quality, Stepper, TokenizerMismatchError, Tokens,
-                    TokenSequence)
+                    TokenSequence, UnknownTokenizerError)
 from adatok.core.metrics import psnr
 from adatok.core.registry import remember
 from adatok.core.sequence import parse_container
@@ -529,5 +529,28 @@ def test_lossless_on_a_lossy_word_tokenizer_names_it_and_its_lossless_sibling():
 
     with pytest.raises(adatok.BudgetError, match=r"'wavelet-w8' is not lossless; use adatok.load\('wavelet-lossless-w8'\)"):
         adatok.load("wavelet-w8").encode([np.zeros((8, 8), np.uint8)], adatok.Lossless())
-    with pytest.raises(adatok.BudgetError, match=r"use WordTokenizer\(adatok.load\('wavelet-lossless'\), 4\)"):
+    with pytest.raises(adatok.BudgetError, match=r"use adatok.load\('wavelet-lossless-w4'\)"):  # (loads by name)
         WordTokenizer(adatok.load("wavelet"), 4).encode([np.zeros((8, 8), np.uint8)], adatok.Lossless())
+
+
+def test_words_of_any_n_read_back_in_a_new_process_and_on_the_command_line(tmp_path):
+    """A wavelet-w4 file read in another process was refused as "made by tokenizer 'wavelet-w4',
+    which is not registered here", with advice (load a checkpoint folder) that did not apply, and
+    the command line could not read it at all. Every wavelet-wN / wavelet-lossless-wN loads by name."""
+    import subprocess
+    import sys
+
+    img = np.arange(96, dtype=np.uint8).reshape(8, 12)
+    seq, = WordTokenizer(adatok.load("wavelet"), 4).encode([img], Tokens(7))
+    (tmp_path / "w4.atk").write_bytes(seq.to_bytes())
+    code = ("import sys, numpy as np, adatok; s = adatok.TokenSequence.from_bytes(open(sys.argv[1], 'rb').read()); "
+            "print(s.tokenizer, len(s), adatok.load(s.tokenizer).decode([s])[0].sum())")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "w4.atk")], capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out == ["wavelet-w4", "7", str(int(adatok.load("wavelet-w4").decode([seq])[0].sum()))]
+    lossless = adatok.load("wavelet-lossless-w3")
+    assert lossless.n == 3 and lossless.lossless
+    assert (lossless.decode(lossless.encode([img], Lossless()))[0].reshape(img.shape) == img).all()
+    for bad in ("wavelet-w0", "wavelet-w11", "wavelet-w08", "wavelet-lossless-w"):
+        with pytest.raises(UnknownTokenizerError, match="wavelet-wN / wavelet-lossless-wN"):
+            adatok.load(bad)

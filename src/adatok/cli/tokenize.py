@@ -12,6 +12,7 @@ import adatok
 from adatok import AdatokError, BudgetError, Quality, TokenSequence
 from adatok.core.errors import naming_image
 from adatok.core.imageio import atomic_write_bytes, read_image, write_image
+from adatok.core.registry import names, pattern_names
 from adatok.core.metrics import psnr
 from adatok.core.sequence import parse_container, unchecked_bytes
 
@@ -32,7 +33,7 @@ def encode(
                                         show_default=False)],
     tokenizer: Annotated[str | None, typer.Option(
         "--tokenizer", "-t", metavar="NAME", show_default=False,
-        help="Tokenizer name (wavelet, wavelet-lossless) or checkpoint folder; "
+        help=f"Tokenizer name ({', '.join(names(views=True) + pattern_names())}) or checkpoint folder; "
              "default: wavelet-lossless with --lossless, else wavelet.")] = None,
     tokens: TokensBudget = None,
     psnr_db: PsnrBudget = None,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -11,6 +12,9 @@ from .checks import JSON_ERRORS
 from .errors import UnknownTokenizerError
 
 _NAMED: dict[str, Callable[[], object]] = {}
+#: (pattern, factory of its match, how messages name the family): names made on demand, a family too
+#: large to list (the wavelet words of any n: ``wavelet-w4``; see register_pattern)
+_PATTERNS: list[tuple[re.Pattern[str], Callable[[re.Match[str]], object], str]] = []
 _UNLISTED: set[str] = set()  # registered views of another tokenizer (see register)
 _FOLDERS: dict[str, Callable[[Path], object]] = {}
 #: key -> (tokenizer, its folder's files' sizes and times when it was loaded, or None): one entry, read
@@ -30,6 +34,29 @@ def register(name: str, factory: Callable[[], object], listed: bool = True) -> N
     _NAMED[name] = factory
     if not listed:
         _UNLISTED.add(name)
+
+
+def register_pattern(pattern: str, factory: Callable[[re.Match[str]], object], shown: str) -> None:
+    """Register the tokenizers of every name that matches ``pattern`` whole (``factory(match)`` makes
+    one, on first ``load``), named ``shown`` in messages: a family of views too large to list, whose
+    names say what they are, so that a file of any of them reads back in any process (a
+    ``wavelet-w4`` file was refused in a new process as made by a tokenizer not registered, and the
+    command line could not read it at all). Such names are registered (:func:`registered`) but not
+    listed."""
+    _PATTERNS.append((re.compile(pattern), factory, shown))
+
+
+def _pattern(name: str) -> tuple[Callable[[re.Match[str]], object], re.Match[str]] | None:
+    for pattern, factory, _ in _PATTERNS:
+        match = pattern.fullmatch(name)
+        if match is not None:
+            return factory, match
+    return None
+
+
+def pattern_names() -> list[str]:
+    """How messages name the families registered by :func:`register_pattern` (``wavelet-wN``)."""
+    return [shown for _, _, shown in _PATTERNS]
 
 
 def register_family(family: str, loader: Callable[[Path], object]) -> None:
@@ -78,19 +105,19 @@ def maker(seq):
 def registered(name: str) -> bool:
     """Whether ``name`` is a registered tokenizer name (listed or not), which :func:`load` prefers
     to a folder of that name."""
-    return name in _NAMED
+    return name in _NAMED or _pattern(name) is not None
 
 
 def known(name: str) -> bool:
     """Whether ``load(name)`` finds a tokenizer by that name (registered or remembered)."""
-    return name in _NAMED or name in _CACHE
+    return name in _NAMED or name in _CACHE or _pattern(name) is not None
 
 
 def load(name_or_path: str | Path):
     """Return a tokenizer: a registered name (``"wavelet"``, ``"wavelet-lossless"``, a shipped
     checkpoint) or a checkpoint folder holding ``config.json`` and ``model.safetensors``."""
     key = str(name_or_path)
-    stamp = None if key in _NAMED else _stamp(key)
+    stamp = None if registered(key) else _stamp(key)
     hit = _CACHE.get(key)
     if hit is not None and hit[1] == stamp:
         return hit[0]
@@ -127,11 +154,15 @@ def _make(key: str):
     name is told every name that loads, views included (``wavelet-w8`` worked but went unnamed)."""
     if key in _NAMED:
         tok = _NAMED[key]()
+    elif (made := _pattern(key)) is not None:
+        factory, match = made
+        tok = factory(match)
     else:
         path = Path(key)
         if not path.is_dir():
             raise UnknownTokenizerError(
-                f"unknown tokenizer {key!r}: use one of {', '.join(names(views=True))} or a checkpoint folder"
+                f"unknown tokenizer {key!r}: use one of {', '.join(names(views=True) + pattern_names())} or a "
+                "checkpoint folder"
             )
         cfg = path / "config.json"
         try:

@@ -175,12 +175,13 @@ class TokenSequence:
         if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int | np.integer)
                                        or max_tokens < 0):
             raise InvalidTokensError(f"max_tokens must be a whole number >= 0, got {max_tokens!r}")
-        from .registry import find, known, names
+        from .registry import find, known, names, pattern_names
 
         header, payload = parse_container(data)
         if not known(header["tokenizer"]):
             raise ContainerError(f"made by tokenizer {header['tokenizer']!r}, which is not registered here "
-                                 f"(known: {', '.join(names(views=True))}); a checkpoint of your own: load it first "
+                                 f"(known: {', '.join(names(views=True) + pattern_names())}); a checkpoint of your "
+                                 "own: load it first "
                                  "with adatok.load(FOLDER), or give --tokenizer FOLDER on the command line")
         tok = find(header["tokenizer"], header.get("version"))
         codec = getattr(tok, "payload_codec", None) or RAW_CODEC

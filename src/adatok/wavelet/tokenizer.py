@@ -451,7 +451,7 @@ class WaveletTokenizer:
             params = header.fixed_params(self, shape)
             if nmax is not None:
                 params["nmax"] = _plane(nmax)
-            self._layout(shape, params)  # checks nmax
+            self._layout(shape, params, nmax_from="given as nmax")  # checks nmax
             out.append((shape, params, _NO_IDS))
         return WaveletStepper(self, out)
 
@@ -476,7 +476,7 @@ class WaveletTokenizer:
             raise InvalidTokensError(f"cannot re-express a sequence of top plane {old} from plane {new}: a sequence "
                                      f"can only gain planes above its own; give nmax >= {old}")
         params = dict(seq.params) | {"nmax": new}
-        self._layout(seq.shape, params)  # checks nmax
+        self._layout(seq.shape, params, nmax_from="given as nmax")  # checks nmax
         shift, smin_d, _ = self._shifts(layout, params)
         ids, node, plane = header.raise_top_plane(layout, shift, smin_d, old, new)
         pos = np.empty((len(ids), 6), np.int32)
@@ -633,7 +633,7 @@ class WaveletTokenizer:
         return shape, params, layout
 
     def _layout(self, shape: tuple[int, ...], params, counts: tuple[int, int] | None = None,
-                unit: int = 1) -> Layout:
+                unit: int = 1, nmax_from: str = "in the sequence") -> Layout:
         """The layout a sequence of ``shape`` with ``params`` is coded on, after checking every
         value the decoder reads (type and range), so that a hand-built or edited sequence is refused
         with :class:`InvalidTokensError` before anything is allocated from it, exactly as its bytes
@@ -641,7 +641,8 @@ class WaveletTokenizer:
         length, checked (:class:`ContainerError`) against what that payload can code and what a
         stream of the image can hold (:func:`max_coded_tokens`, :func:`max_stream_tokens`), also
         before the layout is built; in tokens of ``unit`` decisions (a word's: the last word of a
-        stream is padded, so a count up to the bound's in whole words, rounded up, is a real one)."""
+        stream is padded, so a count up to the bound's in whole words, rounded up, is a real one).
+        ``nmax_from``: where a refused top bit-plane came from, for the message."""
 
         def whole(v, what: str) -> int:
             if isinstance(v, bool) or not isinstance(v, numbers.Integral):
@@ -686,7 +687,7 @@ class WaveletTokenizer:
         if levels != default_levels((h, w), self.max_levels):
             raise InvalidTokensError(f"the sequence's {levels} levels do not fit its shape {shape}")
         if not -1 <= whole(params["nmax"], "top bit-plane nmax") < 62:
-            raise InvalidTokensError(f"invalid top bit-plane {params['nmax']} in the sequence")
+            raise InvalidTokensError(f"invalid top bit-plane {params['nmax']} {nmax_from}")
         if counts is not None:
             n, nbytes = counts
             most = min(max_coded_tokens(nbytes), max_stream_tokens(h * w * channels, int(params["nmax"])))
@@ -702,7 +703,7 @@ class WaveletTokenizer:
         # real file, and one plane more or less does not matter against such a header.
         top = self._top_plane(layout) + (roi_coding.ROI_SHIFT if "roi" in params else 0) + 1
         if int(params["nmax"]) > top:
-            raise InvalidTokensError(f"invalid top bit-plane {params['nmax']} in the sequence: no 8-bit image of "
+            raise InvalidTokensError(f"invalid top bit-plane {params['nmax']} {nmax_from}: no 8-bit image of "
                                      f"shape {shape} has a coefficient above plane {top}")
         if "roi" in params:
             roi_p = params["roi"]

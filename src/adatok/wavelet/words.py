@@ -292,9 +292,10 @@ class WordTokenizer:
         base: the decision tokenizer (``adatok.load("wavelet")`` or ``"wavelet-lossless"``).
         n: decisions per word, 1 to 10 (vocabulary ``3**n``).
         name: ``f"{base.name}-w{n}"`` (the default; any other is refused): the ``.atk``
-            container names the tokenizer. A name that is not registered (``"wavelet-w4"``) is
-            remembered in this process (:func:`adatok.core.registry.remember`), so that its bytes
-            read back here; another process makes the same tokenizer again to read them.
+            container names the tokenizer. Every such name loads by name (``adatok.load("wavelet-w4")``:
+            registered as a pattern in :mod:`adatok.wavelet`), so that its bytes read back in any
+            process; words of another base tokenizer's name are remembered in this process
+            (:func:`adatok.core.registry.remember`)
 
     Example:
         >>> import numpy as np, adatok
