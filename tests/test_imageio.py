@@ -8,6 +8,7 @@ import stat
 import struct
 import sys
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -827,3 +828,22 @@ def test_folder_lock_refuses_or_waits_for_another_holder(tmp_path):
     with imageio.folder_lock(tmp_path, "x", wait=10):  # waits for the other to let go
         assert time.monotonic() - t0 > 0.1
     thread.join(10)
+
+
+def test_folder_problem_says_why_a_folder_cannot_be_made_and_makes_nothing(tmp_path, monkeypatch):
+    """One check for the commands that write a folder after long work (train, generate, tokenize-dataset)."""
+    (tmp_path / "afile").write_text("mine")
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    assert imageio.folder_problem(tmp_path / "new" / "deeper") is None
+    assert imageio.folder_problem(tmp_path) is None
+    assert imageio.folder_problem(tmp_path / "afile" / "sub" / "x") == \
+        f"cannot make the folder {tmp_path}/afile/sub/x: {tmp_path}/afile is a file, not a folder"
+    assert imageio.folder_problem(tmp_path / "dangling" / "run") == \
+        f"cannot make the folder {tmp_path}/dangling/run: {tmp_path}/dangling is a link to {tmp_path}/nowhere, " \
+        "which does not exist"
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode, **kw: real(p, mode, **kw) and Path(p) != tmp_path)
+    assert imageio.folder_problem(tmp_path / "run") == \
+        f"cannot make the folder {tmp_path}/run: no permission to make a folder in {tmp_path}"
+    assert imageio.folder_problem(tmp_path) == f"cannot write into the folder {tmp_path}: permission denied"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "dangling"]

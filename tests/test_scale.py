@@ -1196,33 +1196,17 @@ def test_a_dst_that_cannot_be_made_is_one_error_before_ray_starts(tmp_path, monk
         assert why in res.output, res.output
 
 
-def test_a_second_run_is_refused_before_its_ray_starts(tmp_path, monkeypatch):
+def test_a_second_run_is_refused_before_its_ray_starts(tmp_path, monkeypatch, held_elsewhere):
     """With Ray, a second run into a DST being written started its Ray first and was refused seconds later."""
-    import threading
-
-    from adatok.core.imageio import folder_lock
     from adatok.scale import pipeline
 
     _images(tmp_path / "src")
     out = tmp_path / "out"
     out.mkdir()
-    holding, go_on = threading.Event(), threading.Event()
-
-    def first_run():
-        with folder_lock(out, "the first run"):
-            holding.set()
-            go_on.wait(30)
-
-    thread = threading.Thread(target=first_run)
-    thread.start()
-    try:
-        assert holding.wait(30)
+    with held_elsewhere(out):
         monkeypatch.setattr(pipeline, "start_ray", lambda *args: pytest.fail("Ray was started"))
         with pytest.raises(AdatokError, match="is being written by another adatok tokenize-dataset now"):
             tokenize_dataset(tmp_path / "src", out, "wavelet", Tokens(20), workers=2)
-    finally:
-        go_on.set()
-        thread.join(30)
     assert list(out.iterdir()) == [], list(out.iterdir())  # (nothing of the refused run's: its folders removed)
 
 

@@ -43,6 +43,7 @@ nor clobbers an existing one.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import secrets
@@ -507,6 +508,31 @@ def _check_png_rows(fp: Any, name: str) -> None:
         rows = f"{height:,} rows of {width:,} pixels"
         raise ImageReadError(f"{name} is truncated: its image data end after {got:,} of the {expected:,} bytes its "
                              f"{rows} need (the rest would read as black); re-export or re-download it")
+
+
+def folder_problem(folder: PathLike) -> str | None:
+    """Why files could not be written into the folder ``folder`` once it is made (it need not exist
+    yet), or None: a file, or a symbolic link to nothing, on its path; no permission to write into it,
+    or to make a folder in its nearest existing parent. Nothing is made. One check for every command
+    that writes a folder after long work (training, sampling, tokenizing a corpus), so that it is told
+    before the work, not as a raw NotADirectoryError after it."""
+    out = Path(folder)
+    for path in (out, *out.parents):
+        try:
+            st = os.stat(path)
+        except OSError as exc:
+            if exc.errno == errno.ENOENT and os.path.islink(path):
+                return f"cannot make the folder {out}: {path} is a link to {os.readlink(path)}, which does not exist"
+            if exc.errno in (errno.ENOENT, errno.ENOTDIR):  # (not there, or under a file: found further up)
+                continue
+            return f"cannot make the folder {out}: {path}: {exc.strerror or exc}"
+        if not stat.S_ISDIR(st.st_mode):
+            return f"cannot make the folder {out}: {path} is a file, not a folder"
+        if not os.access(path, os.W_OK | os.X_OK):
+            return (f"cannot write into the folder {out}: permission denied" if path == out else
+                    f"cannot make the folder {out}: no permission to make a folder in {path}")
+        return None
+    return None
 
 
 # --------------------------------------------------------------------------------------------

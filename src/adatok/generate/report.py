@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from ..core.errors import AdatokError
-from ..core.imageio import atomic_write_bytes, folder_lock, image_suffixes, save_format, write_image
+from ..core.imageio import atomic_write_bytes, folder_lock, folder_problem, image_suffixes, save_format, write_image
 
 
 def grid(images: Sequence[np.ndarray], columns: int = 10, pad: int = 2, scale: int = 1) -> np.ndarray:
@@ -147,11 +147,9 @@ def check_samples_folder(out: Path, replace: bool = False) -> None:
             raise AdatokError(f"{out} names a {out.suffix} file, which is no image Pillow writes: samples go to a "
                               "new folder without a suffix (one PNG and one .atk each, and samples.npz) or to one "
                               "grid image (.png, .jpg, ...)")
-        parent = next(p for p in out.absolute().parents if p.exists())
-        if not parent.is_dir():
-            raise AdatokError(f"cannot make the folder {out}: {parent} is a file, not a folder")
-        if not os.access(parent, os.W_OK | os.X_OK):
-            raise AdatokError(f"cannot make the folder {out}: {parent} is not writable")
+        why = folder_problem(out)
+        if why is not None:
+            raise AdatokError(why)
         return
     if not out.is_dir():
         raise AdatokError(f"{out} is a file: give a folder (or an image name, .png or .jpg ..., for a grid)")

@@ -7,13 +7,10 @@ so a folder is never half-written."""
 from __future__ import annotations
 
 import contextlib
-import errno
 import glob
 import hashlib
 import json
-import os
 import re
-import stat
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -23,7 +20,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load, save_file
 
 from ..core.checks import JSON_ERRORS
-from ..core.imageio import atomic_writes, folder_lock
+from ..core.imageio import atomic_writes, folder_lock, folder_problem
 from ..core.errors import AdatokError
 
 T = TypeVar("T")
@@ -102,30 +99,13 @@ def check_fresh_start(out: Path, resume: bool, force: bool, family: str) -> None
 
 
 def check_writable_folder(out: Path) -> None:
-    """Refuse, before any work, a folder ``out`` that a run could not save into: one under a file
-    (``--out photo.png/run``), under a link to nothing, or in a folder it may not write (``out`` itself
-    when it exists, else its nearest existing parent). Nothing is made: a new folder is made at the
-    run's first save (the run found this out there, after all its training, as a raw
-    NotADirectoryError)."""
-    out = Path(out)
-    for path in (out, *out.parents):
-        try:
-            st = os.stat(path)
-        except OSError as exc:
-            if exc.errno == errno.ENOENT and os.path.islink(path):
-                raise AdatokError(f"cannot make the folder {out}: {path} is a link to {os.readlink(path)}, which does "
-                                  "not exist; give another --out") from None
-            if exc.errno in (errno.ENOENT, errno.ENOTDIR):  # (not there, or under a file: found further up)
-                continue
-            raise AdatokError(f"cannot make the folder {out}: {path}: {exc.strerror or exc}; give another "
-                              "--out") from None
-        if not stat.S_ISDIR(st.st_mode):
-            raise AdatokError(f"cannot make the folder {out}: {path} is a file, not a folder; give another --out")
-        if not os.access(path, os.W_OK | os.X_OK):
-            raise AdatokError(f"cannot write into the folder {out}: permission denied; give another --out"
-                              if path == out else f"cannot make the folder {out}: no permission to make a folder in "
-                              f"{path}; give another --out")
-        return
+    """Refuse, before any work, a folder ``out`` that a run could not save into
+    (:func:`adatok.core.imageio.folder_problem`: ``--out photo.png/run``, a link to nothing, no
+    permission). Nothing is made: a new folder is made at the run's first save (the run found this
+    out there, after all its training, as a raw NotADirectoryError)."""
+    why = folder_problem(out)
+    if why is not None:
+        raise AdatokError(f"{why}; give another --out")
 
 
 def hold_run_folder(hold: contextlib.ExitStack, out: Path, resume: bool, force: bool, family: str) -> None:

@@ -41,7 +41,7 @@ import adatok
 from adatok import AdatokError, Budget, BudgetError, Lossless
 
 from ..core.checks import JSON_ERRORS
-from ..core.imageio import atomic_write_bytes, folder_lock
+from ..core.imageio import atomic_write_bytes, folder_lock, folder_problem
 from ..datasets import MANIFEST, read_manifest
 from .shards import FORMATS, RECORDS, ShardWriter, file_digest, shard_name, shard_path, worker_record, write_shard
 from .sources import Source, open_source
@@ -138,22 +138,17 @@ def _make_folders(out: Path, subs: tuple[str, ...] = ()) -> list[Path]:
             if os.path.lexists(path):
                 break
             missing.append(path)
+        why = folder_problem(folder)
+        if why is not None:
+            raise AdatokError(f"{why}; give another output folder")
         try:
             folder.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise AdatokError(f"cannot make the folder {folder}: {_why_not_made(folder, exc)}; give another "
-                              "output folder") from None
+        except OSError as exc:  # what no check foresees (/proc takes no folder, whoever asks)
+            where = next((p for p in folder.parents if os.path.lexists(p)), None)
+            raise AdatokError(f"cannot make the folder {folder}: {exc.strerror or exc}"
+                              f"{f' (in {where})' if where is not None else ''}; give another output folder") from None
         made += reversed(missing)
     return made
-
-
-def _why_not_made(folder: Path, exc: OSError) -> str:
-    """Why ``folder`` could not be made: the nearest of it and its parents that is there, when that is
-    a file, else the system's reason."""
-    for path in (folder, *folder.parents):
-        if os.path.lexists(path):
-            return f"{path} is a file, not a folder" if not path.is_dir() else f"{exc.strerror or exc} (in {path})"
-    return exc.strerror or str(exc)
 
 
 def _unmake(made: list[Path]) -> None:
