@@ -134,6 +134,43 @@ def test_resume_continues_and_matches_an_uninterrupted_run(tmp_path):
         assert ka == kb and torch.allclose(va, vb, atol=1e-5), ka
 
 
+def test_an_interrupted_run_keeps_its_steps_and_resumes_as_if_not_stopped(tmp_path, monkeypatch, capsys):
+    """Ctrl-C (SIGTERM under the command) threw away every step since the last checkpoint (up to
+    --eval-every steps; before the first, the whole run). Now the steps done are saved, a step cut
+    short is drawn again on resume, and the resumed run ends with the uninterrupted run's weights."""
+    from adatok.neural import trainer
+
+    kw = dict(name="r", quiet=True, images=_images(128), eval_images=_images(16, 1))
+    cfg, tc = ModelConfig(**TINY), TrainConfig(steps=6, batch=16, eval_every=4, warmup=2)
+    train(tmp_path / "a", cfg, tc, **kw)
+    real, calls = trainer._loss, []
+
+    def interrupted_in_the_third_step(*args):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*args)
+
+    monkeypatch.setattr(trainer, "_loss", interrupted_in_the_third_step)
+    with pytest.raises(KeyboardInterrupt):
+        train(tmp_path / "b", cfg, tc, **kw)
+    said = capsys.readouterr()
+    assert "r: interrupted at step 2: its checkpoint is saved in" in said.out + said.err, said
+    assert json.loads((tmp_path / "b" / "config.json").read_text())["step"] == 2  # (the first save was due at 4)
+    monkeypatch.setattr(trainer, "_loss", real)
+    train(tmp_path / "b", resume=True, **kw)
+    a, _ = load_model(tmp_path / "a")
+    b, _ = load_model(tmp_path / "b")
+    for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert ka == kb and torch.allclose(va, vb, atol=1e-5), ka
+    # interrupted before any step: nothing to keep, nothing made
+    calls.clear()
+    monkeypatch.setattr(trainer, "_loss", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt()))
+    with pytest.raises(KeyboardInterrupt):
+        train(tmp_path / "c", cfg, tc, **kw)
+    assert not (tmp_path / "c").exists()
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="flock")
 def test_a_second_run_into_a_folder_being_trained_is_refused(tmp_path, monkeypatch, held_elsewhere):
     """Two runs into one new folder both trained, each save alone locked, and the last to save won:

@@ -585,64 +585,81 @@ def _train(hold: contextlib.ExitStack, out, model_cfg, train_cfg, name, resume, 
                         TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
                         disable=quiet or not main)
     loss_avg = None
+
+    def save(done: int) -> None:
+        """A checkpoint of the run's first ``done`` steps (rank 0's), evaluated first."""
+        nonlocal held, metrics
+        metrics = evaluate(model, held_out)
+        metrics["wall_s"] = round(time.time() - t0, 1)
+        if not held:  # a new folder: held from its first save (refused if another run saved there since)
+            out.mkdir(parents=True, exist_ok=True)
+            hold_run_folder(hold, out, resume, force, FAMILY)
+            held = True
+        save_checkpoint(out, model, name, train_cfg, done, metrics, opt, generator=gen,
+                        extra={"data_source": source})
+
+    done = start
     with progress:
         task = progress.add_task("train", total=train_cfg.steps, completed=start, info="")
-        for step in range(start, end):
-            idx = torch.randint(0, len(data), (train_cfg.batch,), generator=gen)
-            keep = sample_keep(train_cfg.batch, model_cfg.tokens, gen)
-            keep = keep[rank::world]
-            # the whole batch on every rank, then each rank's share: Crops draws each image's crop and
-            # flip from gen, so every rank must draw them all (a share drawn alone took other crops)
-            x = data[idx][rank::world]
-            for group in opt.param_groups:
-                group["lr"] = _lr(step, train_cfg)
-            y = ddp_model(x, keep)
-            # the loss sees what decoding gives, the output clamped to [-1, 1], with a straight-through
-            # gradient: the model may overshoot black (or white) at no cost, so flat backgrounds come
-            # out exact instead of a little grey, which SSIM punishes hard in dark areas
-            y = y + (y.clamp(-1, 1) - y).detach()
-            loss = _loss(y, x, train_cfg.loss, train_cfg.ssim_weight)
-            diverged = torch.tensor(0.0 if torch.isfinite(loss) else 1.0)
-            if world > 1:  # every process stops together
-                dist.all_reduce(diverged)
-            if diverged.item():  # stop before a step writes NaN weights (the last checkpoint stays)
-                kept = (f"the checkpoint in {out} is the last one saved (step {saved:,})" if saved is not None else
-                        f"this run saved no checkpoint: {out} holds the earlier run's it was to replace" if replaced
-                        else f"this run saved no checkpoint (its first save was due at step "
-                             f"{min(end, (start // train_cfg.eval_every + 1) * train_cfg.eval_every):,})")
-                raise AdatokError(f"training diverged at step {step}: the loss is {loss.item()}; {kept}; train again "
-                                  f"with a lower --lr (now {train_cfg.lr})")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            lv = loss.item()
-            loss_avg = lv if loss_avg is None else 0.98 * loss_avg + 0.02 * lv
-            done = step + 1
-            mean_log = loss_avg if train_cfg.loss == "log-mse" else math.log(max(loss_avg, 1e-10))
-            psnr_train = 10 * math.log10(4.0) - 10 * mean_log / math.log(10)
-            info = f"loss {loss_avg:.4f}" + ("" if train_cfg.ssim_weight else f" (~{psnr_train:.1f} dB, mean over k)")
-            progress.update(task, completed=done, info=info)
-            if done % train_cfg.eval_every == 0 or done == end:
-                if main:
-                    metrics = evaluate(model, held_out)
-                    metrics["wall_s"] = round(time.time() - t0, 1)
-                    if not held:  # a new folder: held from its first save (refused if another run saved there since)
-                        out.mkdir(parents=True, exist_ok=True)
-                        hold_run_folder(hold, out, resume, force, FAMILY)
-                        held = True
-                    save_checkpoint(out, model, name, train_cfg, done, metrics, opt, generator=gen,
-                                    extra={"data_source": source})
-                    line = " ".join(f"{k}={v}" for k, v in metrics.items() if k != "collapsed")
-                    if not quiet:
-                        progress.console.print(f"step {done}: {line}")
-                        if metrics["collapsed"]:
-                            progress.console.print(
-                                f"warning: slots {metrics['collapsed']} use under {USAGE_WARNING:.0%} of the codes they "
-                                "could on the evaluation images (codebook collapse)")
-                saved = done  # (by rank 0, for every process)
-                if world > 1:
-                    dist.barrier()
+        try:
+            for step in range(start, end):
+                drawn = gen.get_state()  # (where this step's draws start)
+                idx = torch.randint(0, len(data), (train_cfg.batch,), generator=gen)
+                keep = sample_keep(train_cfg.batch, model_cfg.tokens, gen)
+                keep = keep[rank::world]
+                # the whole batch on every rank, then each rank's share: Crops draws each image's crop and
+                # flip from gen, so every rank must draw them all (a share drawn alone took other crops)
+                x = data[idx][rank::world]
+                for group in opt.param_groups:
+                    group["lr"] = _lr(step, train_cfg)
+                y = ddp_model(x, keep)
+                # the loss sees what decoding gives, the output clamped to [-1, 1], with a straight-through
+                # gradient: the model may overshoot black (or white) at no cost, so flat backgrounds come
+                # out exact instead of a little grey, which SSIM punishes hard in dark areas
+                y = y + (y.clamp(-1, 1) - y).detach()
+                loss = _loss(y, x, train_cfg.loss, train_cfg.ssim_weight)
+                diverged = torch.tensor(0.0 if torch.isfinite(loss) else 1.0)
+                if world > 1:  # every process stops together
+                    dist.all_reduce(diverged)
+                if diverged.item():  # stop before a step writes NaN weights (the last checkpoint stays)
+                    kept = (f"the checkpoint in {out} is the last one saved (step {saved:,})" if saved is not None else
+                            f"this run saved no checkpoint: {out} holds the earlier run's it was to replace" if replaced
+                            else f"this run saved no checkpoint (its first save was due at step "
+                                 f"{min(end, (start // train_cfg.eval_every + 1) * train_cfg.eval_every):,})")
+                    raise AdatokError(f"training diverged at step {step}: the loss is {loss.item()}; {kept}; train again "
+                                      f"with a lower --lr (now {train_cfg.lr})")
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                opt.step()
+                done = step + 1  # (at once: an interrupt from here on keeps this step, and its draws)
+                lv = loss.item()
+                loss_avg = lv if loss_avg is None else 0.98 * loss_avg + 0.02 * lv
+                mean_log = loss_avg if train_cfg.loss == "log-mse" else math.log(max(loss_avg, 1e-10))
+                psnr_train = 10 * math.log10(4.0) - 10 * mean_log / math.log(10)
+                info = f"loss {loss_avg:.4f}" + ("" if train_cfg.ssim_weight else f" (~{psnr_train:.1f} dB, mean over k)")
+                progress.update(task, completed=done, info=info)
+                if done % train_cfg.eval_every == 0 or done == end:
+                    if main:
+                        save(done)
+                        line = " ".join(f"{k}={v}" for k, v in metrics.items() if k != "collapsed")
+                        if not quiet:
+                            progress.console.print(f"step {done}: {line}")
+                            if metrics["collapsed"]:
+                                progress.console.print(
+                                    f"warning: slots {metrics['collapsed']} use under {USAGE_WARNING:.0%} of the codes "
+                                    "they could on the evaluation images (codebook collapse)")
+                    saved = done  # (by rank 0, for every process)
+                    if world > 1:
+                        dist.barrier()
+        except KeyboardInterrupt:  # Ctrl-C (or SIGTERM / SIGHUP under the adatok command): the steps done are kept
+            if main and world == 1 and done > (start if saved is None else saved):
+                if done == step:  # cut inside a step: its draws made again on resume, as they were made here
+                    gen.set_state(drawn)
+                save(done)
+                progress.console.print(f"{name}: interrupted at step {done:,}: its checkpoint is saved in {out}; "
+                                       "--resume goes on from it")
+            raise
     if world > 1:
         dist.destroy_process_group()
     return metrics
