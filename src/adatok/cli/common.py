@@ -264,8 +264,9 @@ def load_checkpoint(folder: str | None) -> None:
 
 
 def fmt_psnr(value: float) -> str:
-    """A PSNR in dB with two decimals, ``exact`` for a bit-exact image."""
-    return "exact" if math.isinf(value) else f"{value:.2f}"
+    """A PSNR with two decimals and its unit (``31.20 dB``), ``exact`` for a bit-exact image (it
+    said "PSNR exact dB")."""
+    return "exact" if math.isinf(value) else f"{value:.2f} dB"
 
 
 def fmt_shape(shape: tuple[int, ...]) -> str:

@@ -84,7 +84,7 @@ def encode(
     if not quiet:
         quality = psnr(img, tok.decode([seq])[0])
         typer.echo(f"{out}: {len(seq):,} tokens, {len(data):,} bytes, {file_bpp(len(data), seq):.4f} bpp, "
-                   f"PSNR {fmt_psnr(quality)} dB ({seq.tokenizer}, {fmt_shape(seq.shape)})")
+                   f"PSNR {fmt_psnr(quality)} ({seq.tokenizer}, {fmt_shape(seq.shape)})")
 
 
 @app.command()
