@@ -127,9 +127,26 @@ def eval_(
     if not quiet:
         console = Console(highlight=False)
         print_eval(ev, report, console)
+        _print_exact(ev, console)
         print_region(ev, report, console)
         if target is not None:
             _print_lengths(ev, target, out, console)
+
+
+def _print_exact(ev, console: Console) -> None:
+    """Below the summary table: which methods reconstructed images exactly, each counted as
+    :data:`~adatok.eval.metrics.EXACT_PSNR` dB in the means (its PSNR is infinite)."""
+    from adatok.eval import summarize
+    from adatok.eval.metrics import EXACT_PSNR
+
+    exact: dict[str, int] = {}
+    for (method, _, _), st in summarize(ev).items():
+        exact[method] = max(exact.get(method, 0), int(st["exact"]))
+    labels = {m.name: m.label for m in ev.methods}
+    named = [f"{labels.get(m, m)} {n}" for m, n in exact.items() if n]
+    if named:
+        console.print(f"exact reconstructions (at most, per budget): {', '.join(named)} of {len(ev.images)} images; "
+                      f"each counts as {EXACT_PSNR:g} dB in a mean PSNR", markup=False, soft_wrap=True)
 
 
 @contextlib.contextmanager
@@ -146,30 +163,28 @@ def warnings_as_lines() -> Iterator[None]:
         yield
 
 
-def _or_none(value: float | None, form: str) -> str:
-    """A figure of the length table, "none" where no fixed size serves every image."""
-    return "none" if value is None else form.format(value)
-
-
 def _print_lengths(ev, target, out: Path, console: Console) -> None:
-    """The length-per-image part of ``adatok eval``'s summary: a row per tokenizer (``ev.lengths``,
-    measured by :func:`adatok.eval.run` and written to ``OUT/lengths.csv`` with the report)."""
-    table = Table(title=f"length per image for {target}")
-    for col in ("tokenizer", "images", "reached", "tokens mean", "tokens min..max", "bpp mean", "fixed bpp",
-                "saving (tokens)", "saving (bpp)"):
-        table.add_column(col)
-    images = str(len(ev.images) + len(ev.skipped))
+    """The length-per-image part of ``adatok eval``'s summary (``ev.lengths``, measured by
+    :func:`adatok.eval.run` and written to ``OUT/lengths.csv`` and the report with the rest): a
+    column per tokenizer, a row per figure, so that it fits 80 columns with names whole (a row per
+    tokenizer cut them to ``wavel…``); a tokenizer left out is a line below, with why."""
+    from adatok.eval.lengths import SUMMARY_COLUMNS, summary_rows
+
+    rows = summary_rows(ev.lengths, len(ev.images) + len(ev.skipped))
+    measured = [row for (_, rep), row in zip(ev.lengths, rows, strict=True) if not isinstance(rep, str)]
+    if measured:
+        table = Table(title=f"length per image for {target}")
+        table.add_column("", no_wrap=True)
+        for row in measured:
+            table.add_column(row[0], justify="right", no_wrap=True)
+        for i, col in enumerate(SUMMARY_COLUMNS[1:], 1):
+            table.add_row(col, *[row[i] for row in measured])
+        console.print(table)
     for name, rep in ev.lengths:
         if isinstance(rep, str):
-            table.add_row(name, images, f"left out: {rep}", "", "", "", "", "", "")
-            continue
-        s = rep.summary()
-        table.add_row(name, str(s["images"]), str(s["reached"]), f"{s['tokens']['mean']:.0f}",
-                      f"{s['tokens']['min']:.0f}..{s['tokens']['max']:.0f}", f"{s['bpp']['mean']:.3f}",
-                      _or_none(s["fixed_bpp"], "{:.3f}"), _or_none(s["token_saving"], "{:.2f}x"),
-                      _or_none(s["bpp_saving"], "{:.2f}x"))
-    console.print(table)
-    console.print(f"per-image lengths in {out / 'lengths.csv'}", markup=False)
+            console.print(f"length per image: left out {name}: {rep}", markup=False, soft_wrap=True)
+    console.print(f"per-image lengths in {out / 'lengths.csv'}; this table is in the report too", markup=False,
+                  soft_wrap=True)
 
 
 @app.command()
@@ -199,11 +214,13 @@ def demo(
     A learned checkpoint takes only images like its training data: each one whose dataset is here
     (e.g. `fashion-mnist-32` on Fashion-MNIST) gets its own run on `--learned-images` test images,
     beside `wavelet` and the grid baseline, with bpp counted on the token stream (`eval --stream`),
-    written to `OUT/NAME/`.
+    written to `OUT/NAME/` and linked from `OUT/report.html`; a checkpoint left out (`--learned-images
+    0`) has an earlier demo's `OUT/NAME/` report removed (its files only).
     """
     from adatok.core.registry import names as registered
     from adatok.datasets import DATASETS, SAMPLE_IMAGES, load
     from adatok.eval import run
+    from adatok.eval.report import remove_report
 
     check_at_least(limit, "--limit", 1)
     check_at_least(max_side, "--max-side", 1)
@@ -231,25 +248,37 @@ def demo(
     command = shlex.join(["adatok", "demo", "--out", str(out)] + (["--limit", str(limit)] if limit else [])
                          + (["--max-side", str(max_side)] if max_side != DEMO_MAX_SIDE else [])
                          + (["--learned-images", str(learned_images)] if learned_images != DEMO_LEARNED_IMAGES else []))
+    console = Console(highlight=False)
+    runs, missing = [], []
+    for tok in learned:
+        try:  # (only a dataset that is not here leaves a run out: a failed write is an error, exit 2)
+            load(tok.trained_on, limit=1)
+            runs.append(tok)
+        except AdatokError as exc:  # e.g. dataset-fashion-mnist not installed: the sample photos' run stands
+            missing.append(f"{tok.name}: {exc}")
     with EvalProgress(quiet) as step, warnings_as_lines():
         ev, report = run("samples", out, tokenizers, limit=limit, max_side=max_side, keep=len(SAMPLE_IMAGES),
-                         command=command, progress=step)
-    console = Console(highlight=False)
+                         command=command, progress=step,
+                         links=[(f"{t.name} on {t.trained_on}", f"{t.name}/report.html") for t in runs])
+    # an earlier demo's report of a learned checkpoint this run leaves out read as this run's (its
+    # files only: a folder of the name holding anything else stays)
+    for name in registered():
+        if name not in {t.name for t in runs} and name not in (".", "..") and "/" not in name:
+            remove_report(out / name)
     for line in unavailable:
         console.print(f"left out {line}", markup=False, soft_wrap=True)
     print_eval(ev, report, console)
-    for tok in learned:
+    _print_exact(ev, console)
+    for line in missing:
+        console.print(f"left out {line}", markup=False, soft_wrap=True)
+    for tok in runs:
         sub = out / tok.name
-        try:  # (only a dataset that is not here leaves a run out: a failed write is an error, exit 2)
-            load(tok.trained_on, limit=1)
-        except AdatokError as exc:  # e.g. dataset-fashion-mnist not installed: the sample photos' run stands
-            console.print(f"left out {tok.name}: {exc}", markup=False, soft_wrap=True)
-            continue
         with EvalProgress(quiet) as step:
             sub_ev, sub_report = run(tok.trained_on, sub, [tok, "wavelet"], bpp=LEARNED_BPP, baselines=["grid"],
                                      limit=learned_images, stream=True, progress=step)
         console.print(f"\n{tok.name} on {tok.trained_on} (bits per pixel of the token stream, headers excluded):")
         print_eval(sub_ev, sub_report, console)
+        _print_exact(sub_ev, console)
 
 
 @app.command("saliency")

@@ -31,6 +31,12 @@ def is_finite_number(value: Any) -> bool:
 JSON_ERRORS = (ValueError, RecursionError)
 
 
+def size_text(shape: tuple[int, ...]) -> str:
+    """An image's size as every message and page gives it: ``512x768 (H x W)`` (the serve page's
+    notes gave JPEG's ``WxH`` and the eval report ``WxH`` beside results.csv's ``HxW``)."""
+    return f"{shape[0]:,}x{shape[1]:,} (H x W)"
+
+
 def shown(value: Any, limit: int = 80) -> str:
     """``repr(value)`` for an error message, cut to ``limit`` characters (a request's field of up
     to 1 MB came back whole in the message, several times its size once escaped; a file's header

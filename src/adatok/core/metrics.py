@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .checks import size_text
 from .errors import BudgetError, ImageFormatError
 
 #: A pixel is inside the region of interest where its map (values in [0, 1]) is at least this;
@@ -39,7 +40,7 @@ def measured_pixels(mask, image: np.ndarray) -> np.ndarray | None:
         m = region_mask(m)
     if m.shape != np.shape(image)[:2]:
         raise ImageFormatError(f"the mask is {m.shape[0]}x{m.shape[1]} but the image is "
-                               f"{np.shape(image)[0]}x{np.shape(image)[1]} (H x W)")
+                               f"{size_text(np.shape(image))}")
     if not m.any():
         raise ImageFormatError("the mask has no pixel inside: there is nothing to measure")
     return m
@@ -114,7 +115,7 @@ def region_psnr(a: np.ndarray, b: np.ndarray, roi: np.ndarray) -> tuple[float | 
     inside = region_mask(roi)
     if inside.shape != np.shape(a)[:2]:
         raise ImageFormatError(f"region is {inside.shape[0]}x{inside.shape[1]} but the image is "
-                         f"{np.shape(a)[0]}x{np.shape(a)[1]} (H x W)")
+                         f"{size_text(np.shape(a))}")
     return (psnr(a, b, inside) if inside.any() else None,
             psnr(a, b, ~inside) if not inside.all() else None)
 

@@ -37,7 +37,7 @@ from ..core import imageio
 from ..core.imageio import as_image
 from ..core.protocol import image_list, sequence_list
 from ..core.metrics import psnr, ssim
-from ..core.checks import is_whole
+from ..core.checks import is_whole, size_text
 from ..core.sequence import TokenSequence, check_maker
 from ..core.stepper import SlotStepper, check_starts, start_shape
 
@@ -78,7 +78,7 @@ class Codec:
         back (Pillow raised a raw ValueError, an OSError, or wrote an AVIF file it could not open)."""
         h, w = shape[:2]
         if self.max_side is not None and max(h, w) > self.max_side:
-            return f"{self.label} encodes images up to {self.max_side:,} pixels a side; this one is {h:,}x{w:,} (H x W)"
+            return f"{self.label} encodes images up to {self.max_side:,} pixels a side; this one is {size_text(shape)}"
         return None
 
     def encode(self, image: np.ndarray, setting: float) -> bytes:

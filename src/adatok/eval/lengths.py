@@ -12,9 +12,11 @@ saving is that fixed size over the mean adaptive size of those images.
 
 from __future__ import annotations
 
+import math
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
 
@@ -24,6 +26,23 @@ from ..core.metrics import quality_mask, quality_score
 
 #: Prefixes decoded at once while looking for the next length at which an image is at the target.
 _SCAN = 32
+
+#: Decimals of the fixed rate ``adatok eval --target-psnr`` prints (and the report shows).
+BPP_DIGITS = 3
+#: Decimals of each image's rate in ``lengths.csv``.
+CSV_BPP_DIGITS = 6
+
+
+def rate_up(nbytes: int, pixels: Sequence[int], digits: int) -> float:
+    """The smallest rate of ``digits`` decimals whose ``Bpp`` allows at least ``nbytes`` bytes on
+    every image of ``pixels`` (H x W each): a printed rate a reader can give back as a budget
+    (``8 * 1083 / 4096`` printed as 2.115 allowed 1082 bytes)."""
+    step = Fraction(1, 10**digits)
+    need = max(Fraction(8 * nbytes, p) for p in pixels)
+    x = math.ceil(need / step) * step
+    while any(Bpp(float(x)).nbytes((p, 1)) < nbytes for p in pixels):  # (the float of x a hair under it)
+        x += step
+    return float(x)
 
 
 @dataclass(frozen=True)
@@ -40,6 +59,10 @@ class LengthReport:
 
     fixed_tokens: int | None = None  # the smallest token count that serves every image reaching the target
     fixed_bpp: float | None = None  # the smallest rate (Bpp, header included) that does; None: no size does
+    #: ``fixed_bpp`` as printed (:data:`BPP_DIGITS` decimals), rounded up to a value that, given as
+    #: ``Bpp``, still serves every image (checked: rounded down, 2.115 left astro 1 byte short, at 24.985 dB)
+    fixed_bpp_shown: float | None = None
+    pixels: np.ndarray | None = None  # H x W of each image (for rates written with a few decimals)
 
     @property
     def token_saving(self) -> float | None:
@@ -62,6 +85,7 @@ class LengthReport:
 
         return {"images": len(self.names), "reached": int(self.reached.sum()), "tokens": dist(self.tokens),
                 "bpp": dist(self.bpp), "fixed_tokens": self.fixed_tokens, "fixed_bpp": self.fixed_bpp,
+                "fixed_bpp_shown": self.fixed_bpp_shown,
                 "token_saving": self.token_saving, "bpp_saving": self.bpp_saving}
 
 
@@ -94,7 +118,7 @@ def length_report(tokenizer, images: Sequence[np.ndarray], target: Quality, name
     steer = roi is not None and (getattr(tokenizer, "supports_roi", False) or target.region == "roi")
     seqs = tokenizer.encode(list(images), target, roi=roi) if steer else tokenizer.encode(list(images), target)
     outs = tokenizer.decode(seqs)
-    tokens, nbytes, bpp, qual = [], [], [], []
+    tokens, nbytes, bpp, qual, pixels = [], [], [], [], []
     for i, (img, seq, out) in enumerate(zip(images, seqs, outs, strict=True)):
         img = np.asarray(img).reshape(out.shape)
         mask = quality_mask(target, roi[i] if roi is not None else None, f"image {i}")
@@ -103,6 +127,7 @@ def length_report(tokenizer, images: Sequence[np.ndarray], target: Quality, name
         tokens.append(len(seq))
         nbytes.append(len(data))
         bpp.append(8 * len(data) / (img.shape[0] * img.shape[1]))
+        pixels.append(img.shape[0] * img.shape[1])
         qual.append(q)
     goal = target.psnr if target.psnr is not None else target.ssim
     qual_a = np.array(qual, dtype=np.float64)
@@ -116,8 +141,24 @@ def length_report(tokenizer, images: Sequence[np.ndarray], target: Quality, name
         fixed_k = _fixed_size(tokenizer, sub, target, sub_roi, masks, max(tokens[i] for i in idx), "tokens")
         fixed_x = _fixed_size(tokenizer, sub, target, sub_roi, masks,
                               max(exact_bpp(nbytes[i], sub[j].shape).x for j, i in enumerate(idx)), "bpp")
+        fixed_shown = _shown_size(tokenizer, sub, target, sub_roi, masks, fixed_x)
     return LengthReport(target, tuple(names or [f"image {i}" for i in range(len(images))]),
-                        np.array(tokens), np.array(nbytes), np.array(bpp), qual_a, reached, fixed_k, fixed_x)
+                        np.array(tokens), np.array(nbytes), np.array(bpp), qual_a, reached, fixed_k, fixed_x,
+                        fixed_shown if reached.any() else None, np.array(pixels))
+
+
+def _shown_size(tokenizer, images: list[np.ndarray], target: Quality, roi, masks, fixed: float | None) -> float | None:
+    """``fixed`` (the smallest rate serving ``images``) rounded up to :data:`BPP_DIGITS` decimals, to
+    a value at which every image is at the target, checked by encoding them at it (quality need not
+    rise with length: past the smallest rate, a larger one is searched as :func:`_fixed_size` does)."""
+    pixels = [im.shape[0] * im.shape[1] for im in images]
+    while fixed is not None:
+        x = max(rate_up(Bpp(fixed).nbytes((p, 1)), [p], BPP_DIGITS) for p in pixels)  # each image's bytes at least
+        served = _fixed_size(tokenizer, images, target, roi, masks, x, "bpp")
+        if served == x:
+            return x
+        fixed = served
+    return None
 
 
 def _fixed_size(tokenizer, images: list[np.ndarray], target: Quality, roi, masks, start, kind: str):
@@ -176,6 +217,32 @@ def _next_at_goal(tokenizer, seq, after: int, fits) -> int | None:
     return None
 
 
+#: The columns of the length summary (``adatok eval --target-psnr``'s table, and the report's).
+SUMMARY_COLUMNS: tuple[str, ...] = ("tokenizer", "images", "reached", "tokens mean", "tokens min..max", "bpp mean",
+                                    "fixed tokens", "fixed bpp", "saving (tokens)", "saving (bpp)")
+
+
+def summary_rows(reports: Sequence[tuple[str, LengthReport | str]], images: int) -> list[tuple[str, ...]]:
+    """One row of :data:`SUMMARY_COLUMNS` per tokenizer, as text: what the terminal and the report
+    show. ``"none"`` where no fixed size serves every image; a tokenizer left out gets ``images``
+    (all the run's) and why in the third column. The fixed bpp is :attr:`LengthReport.fixed_bpp_shown`,
+    a budget that serves every image as printed."""
+    def shown(value, form: str) -> str:
+        return "none" if value is None else form.format(value)
+
+    rows = []
+    for name, rep in reports:
+        if isinstance(rep, str):
+            rows.append((name, str(images), f"left out: {rep}", *[""] * (len(SUMMARY_COLUMNS) - 3)))
+            continue
+        s = rep.summary()
+        rows.append((name, str(s["images"]), str(s["reached"]), f"{s['tokens']['mean']:.0f}",
+                     f"{s['tokens']['min']:.0f}..{s['tokens']['max']:.0f}", f"{s['bpp']['mean']:.3f}",
+                     shown(s["fixed_tokens"], "{:d}"), shown(s["fixed_bpp_shown"], f"{{:.{BPP_DIGITS}f}}"),
+                     shown(s["token_saving"], "{:.2f}x"), shown(s["bpp_saving"], "{:.2f}x")))
+    return rows
+
+
 #: The columns of ``lengths.csv``, in order.
 LENGTH_COLUMNS: tuple[str, ...] = ("tokenizer", "image", "target", "tokens", "bytes", "bpp", "quality", "reached")
 
@@ -205,6 +272,8 @@ def lengths_csv(reports: Sequence[tuple[str, LengthReport | str]]) -> str:
         if isinstance(rep, str):
             continue
         for i, image in enumerate(rep.names):
+            rate = rep.bpp[i] if rep.pixels is None else rate_up(int(rep.nbytes[i]), [int(rep.pixels[i])],
+                                                                                 CSV_BPP_DIGITS)
             writer.writerow([name, image, str(rep.target), int(rep.tokens[i]), int(rep.nbytes[i]),
-                             f"{rep.bpp[i]:.6f}", f"{rep.quality[i]:.4f}", bool(rep.reached[i])])
+                             f"{rate:.{CSV_BPP_DIGITS}f}", f"{rep.quality[i]:.4f}", bool(rep.reached[i])])
     return buf.getvalue()

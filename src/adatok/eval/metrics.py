@@ -17,10 +17,25 @@ import numpy as np
 from ..core.errors import AdatokError
 from ..core.metrics import check_same_shape, psnr, ssim
 
-__all__ = ["MS_SSIM_MIN_SIDE", "ms_ssim", "quality"]
+__all__ = ["EXACT_PSNR", "MS_SSIM_MIN_SIDE", "mean_psnr", "ms_ssim", "quality"]
 
 #: Smallest side (pixels) with an MS-SSIM: one 11 x 11 window.
 MS_SSIM_MIN_SIDE = 11
+
+#: What an exact reconstruction (PSNR infinite) counts as in a mean PSNR, in dB: the rule of
+#: ``benchmarks/monotonicity.py`` (``EXACT_DB``) too. One flat image decoded exactly made every
+#: method's mean ``inf``, and its curve vanish from the plots.
+EXACT_PSNR = 100.0
+
+
+def mean_psnr(values) -> tuple[float, int]:
+    """The mean of PSNRs in dB with each exact one (``inf``) counted as :data:`EXACT_PSNR`, and how
+    many were exact; ``(nan, 0)`` for none. NaN values (not measured) are left out."""
+    vals = [float(v) for v in values if not np.isnan(v)]
+    if not vals:
+        return float("nan"), 0
+    exact = sum(1 for v in vals if v == float("inf"))
+    return float(np.mean([min(v, EXACT_PSNR) for v in vals])), exact
 
 
 def ms_ssim(a: np.ndarray, b: np.ndarray) -> float:

@@ -31,7 +31,8 @@ def run(data: str, out: str | Path, tokenizers: Sequence[Any] = ("wavelet",), *,
         baselines: Sequence[str] = DEFAULT_BASELINES, split: str | None = None, limit: int | None = None,
         max_side: int | None = None, seed: int = 0, keep: int = 8, command: str | None = None,
         roi: str | Path | None = None, saliency: str = "auto", stream: bool = False,
-        target: Any = None, progress: Callable[[int, int, str], None] | None = None) -> tuple[Evaluation, Path]:
+        target: Any = None, links: Sequence[tuple[str, str]] = (),
+        progress: Callable[[int, int, str], None] | None = None) -> tuple[Evaluation, Path]:
     """Evaluate tokenizers and baselines on a dataset and write ``out/results.csv``, ``out/plots/``,
     ``out/bd_rate.csv`` and ``out/report.html``; return the evaluation and the report's path.
 
@@ -58,6 +59,8 @@ def run(data: str, out: str | Path, tokenizers: Sequence[Any] = ("wavelet",), *,
             ``lengths.csv`` of an earlier run in ``out`` is removed.
         stream: bpp budgets count the token stream alone (``header=False`` of
             :func:`adatok.eval.evaluate`); codecs sit them out.
+        links: ``(text, relative address)`` of other reports the page links to (``adatok demo``'s
+            learned runs).
         Other arguments as for :func:`adatok.eval.evaluate`.
     """
     from ..core.budget import Quality
@@ -120,7 +123,7 @@ def run(data: str, out: str | Path, tokenizers: Sequence[Any] = ("wavelet",), *,
     if command is None:
         command = _command(data, tokenizers, bpp, tokens, baselines, split, limit, max_side, seed, out, stream, roi,
                            saliency, target)
-    config = {"data": str(data), "data_note": split_txt, "command": command}
+    config = {"data": str(data), "data_note": split_txt, "command": command, "links": list(links)}
     if region_note:
         config["roi"] = region_note
     try:

@@ -29,17 +29,20 @@ import io
 import math
 import platform
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..core.checks import shown, size_text
 from ..core.errors import AdatokError
 from ..core.imageio import atomic_writes, folder_lock
 from .bdrate import bd_rate
 from .maps import ERROR_MAP_MAX, colorize_indexed, error_map, token_heatmap
-from .runner import REGION_COLUMNS, ROI_SUFFIX, Evaluation, Method, budget_text, parse_results, results_csv
+from .metrics import EXACT_PSNR, mean_psnr
+from .runner import (COLUMNS, REGION_COLUMNS, ROI_SUFFIX, Evaluation, Method, _fmt, budget_text, parse_results,
+                     results_csv, utf8)
 
 __all__ = ["PLOTS", "REFERENCE", "REGION_PLOTS", "bd_rates", "plot_curves", "summarize", "write_report"]
 
@@ -84,37 +87,74 @@ def _colour(name: str, order: Sequence[str]) -> str:
 # --------------------------------------------------------------------------------------------
 
 
-def summarize(rows: Sequence[dict[str, str]]) -> dict[tuple[str, str, str], dict[str, float]]:
-    """Means over images per ``(method, budget_kind, budget)``: ``n`` (images measured), ``images``
-    (images run), and the means of ``tokens``, ``bytes``, ``bpp``, ``psnr``, ``ssim``, ``ms_ssim``,
-    ``psnr_roi`` and ``psnr_out``.
+#: The columns a results row must have for :func:`summarize` (:func:`bd_rates`: all but ``budget``).
+_NEEDED = ("image", "method", "budget_kind", "budget", "bpp", "psnr")
 
-    A mean is over the images where the method met the budget; ``n < images`` says some did not.
-    ``psnr_roi`` / ``psnr_out`` average the images that have pixels on that side of the region
-    (``nan`` without a region, or in files written before those columns).
+
+def result_rows(rows: Any, what: str = "the report", needed: Sequence[str] = _NEEDED) -> list[dict[str, str]]:
+    """Results in the one form the report reads, rows of strings as :func:`read_results` gives them
+    (``""``: not measured), from any form the library produces: an :class:`Evaluation`, its ``rows``
+    (numbers, ``None`` where not measured: each written as ``results.csv`` writes it) or
+    :func:`read_results`' rows. Anything else is an :class:`~adatok.AdatokError` (``None`` read as
+    a measurement had counted a budget no image met as met on every image).
+    """
+    if isinstance(rows, Evaluation):
+        return parse_results(results_csv(rows))
+    if isinstance(rows, str | bytes | Mapping) or not isinstance(rows, Iterable):
+        raise AdatokError(f"{what} takes an Evaluation, its rows or read_results' rows, got {shown(rows)}")
+    out = []
+    for r in rows:
+        missing = [c for c in needed if not isinstance(r, Mapping) or c not in r]
+        if missing:
+            raise AdatokError(f"{what} takes an Evaluation, its rows or read_results' rows (dicts with the columns of "
+                              f"results.csv); got a row {'without ' + missing[0] if isinstance(r, Mapping) else shown(r)}")
+        text = {c: v if isinstance(v, str) else (budget_text(r["budget_kind"], v) if c == "budget" else _fmt(v, c))
+                for c, v in r.items()}
+        out.append({**{c: "" for c in (*COLUMNS, *REGION_COLUMNS)}, **text})
+    return out
+
+
+def summarize(rows: Any) -> dict[tuple[str, str, str], dict[str, float]]:
+    """Means over images per ``(method, budget_kind, budget)``: ``n`` (images measured), ``images``
+    (images run), ``exact`` (images reconstructed exactly: PSNR infinite), and the means of
+    ``tokens``, ``bytes``, ``bpp``, ``psnr``, ``ssim``, ``ms_ssim``, ``psnr_roi`` and ``psnr_out``.
+
+    ``rows``: an :class:`Evaluation`, its ``rows``, or :func:`read_results`' rows (see
+    :func:`result_rows`). A mean is over the images where the method met the budget; ``n < images``
+    says some did not. In a mean PSNR an exact image counts as
+    :data:`~adatok.eval.metrics.EXACT_PSNR` (100 dB). ``psnr_roi`` / ``psnr_out`` average the
+    images that have pixels on that side of the region (``nan`` without a region, or in files
+    written before those columns).
     """
     groups: dict[tuple[str, str, str], list[dict[str, str]]] = defaultdict(list)
-    for r in rows:
+    for r in result_rows(rows, "summarize"):
         groups[(r["method"], r["budget_kind"], r["budget"])].append(r)
     out = {}
     for key, rs in groups.items():
         ok = [r for r in rs if r["bpp"] != ""]
-        stats = {"n": float(len(ok)), "images": float(len(rs))}
+        stats = {"n": float(len(ok)), "images": float(len(rs)), "exact": 0.0}
         for col in ("tokens", "bytes", "bpp", "psnr", "ssim", "ms_ssim", *REGION_COLUMNS):
             vals = [_num(r[col]) for r in ok if r.get(col, "") != ""]
-            stats[col] = float(np.mean(vals)) if vals else float("nan")
+            if col.startswith("psnr"):
+                stats[col], exact = mean_psnr(vals)
+                if col == "psnr":
+                    stats["exact"] = float(exact)
+            else:
+                stats[col] = float(np.mean(vals)) if vals else float("nan")
         out[key] = stats
     return out
 
 
-def bd_rates(rows: Sequence[dict[str, str]], reference: str = REFERENCE) -> dict[str, dict[str, float]]:
-    """BD-rate (%) of each method against ``reference``, from the ``Bpp`` rows of each image.
+def bd_rates(rows: Any, reference: str = REFERENCE) -> dict[str, dict[str, float]]:
+    """BD-rate (%) of each method against ``reference``, from the ``Bpp`` rows of each image
+    (``rows`` as for :func:`summarize`).
 
     Returns ``{method: {"psnr": mean %, "ms_ssim": mean %, "n": images of the PSNR mean, "n_ms_ssim":
     images of the MS-SSIM mean}}`` (means over the images whose curves overlap the reference's; the
     two counts differ where a curve loses points to an exact reconstruction); empty if the
     reference did not run.
     """
+    rows = result_rows(rows, "bd_rates", [c for c in _NEEDED if c != "budget"])
     curves: dict[tuple[str, str], list[tuple[float, float, float]]] = defaultdict(list)
     for r in rows:
         if r["budget_kind"] == "bpp" and r["bpp"] != "":
@@ -153,12 +193,14 @@ def plot_curves(rows: Sequence[dict[str, str]], methods: Sequence[Method],
     the axes say so.
 
     A point is the mean over images of one method at one budget, drawn only where the method met
-    the budget on every image (so that every point of a curve averages the same images).
+    the budget on every image (so that every point of a curve averages the same images); an exact
+    reconstruction counts as :data:`~adatok.eval.metrics.EXACT_PSNR` dB, as in :func:`summarize`.
     :data:`REGION_PLOTS` are left out when no row has a region PSNR.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
+    rows = result_rows(rows, "plot_curves")
     stats = summarize(rows)
     order = [m.name for m in methods]
     out = {}
@@ -314,20 +356,6 @@ REPORT_FILES = ("results.csv", "bd_rate.csv", "report.html")
 LENGTHS = "lengths.csv"
 
 
-def utf8(text: str) -> bytes:
-    """``text`` as UTF-8, a file name's bytes that are not UTF-8 (``bad\\xff.png``, which Python
-    holds as lone surrogates) written as ``\\xff`` escapes: the report is written, the name shown
-    as near as text can (``str.encode`` failed after the whole run)."""
-    try:
-        return text.encode()
-    except UnicodeEncodeError:
-        try:
-            raw = text.encode("utf-8", "surrogateescape")  # (the bytes of the file's name)
-        except UnicodeEncodeError:
-            return text.encode("utf-8", "backslashreplace")  # (a lone surrogate from elsewhere)
-        return raw.decode("utf-8", "backslashreplace").encode()
-
-
 def check_report_files(out: str | Path) -> None:
     """Refuse (:class:`~adatok.AdatokError`) a report into ``out`` where one of its files is a folder
     (or a device, a pipe): found before any work, not when the report is written after it."""
@@ -364,6 +392,27 @@ def check_report_folder(out: str | Path) -> None:
     if present and not _is_our_results(out / "results.csv"):
         raise AdatokError(f"the output folder {out} holds {present[0]}, but not the results.csv of an adatok eval "
                           "report: the report would write over it; give a new folder, or an earlier report's")
+
+
+def remove_report(out: str | Path) -> bool:
+    """Remove an earlier report in ``out`` (recognised by its ``results.csv``): the files
+    :func:`write_report` writes there, and ``out/plots`` and ``out`` when that leaves them empty;
+    anything else stays. Whether there was one (``adatok demo`` without a learned run removes that
+    run's earlier ``OUT/NAME/``, which read as this run's)."""
+    out = Path(out)
+    if out.is_symlink() or not out.is_dir() or not _is_our_results(out / "results.csv"):
+        return False
+    try:
+        with folder_lock(out, "another adatok eval", wait=120.0):
+            for path in [out / name for name in (*REPORT_FILES, LENGTHS)] + [out / "plots" / f"{s}.png" for s in PLOTS]:
+                if path.is_file() or path.is_symlink():
+                    path.unlink()
+        for folder in (out / "plots", out):
+            if folder.is_dir() and not folder.is_symlink() and not any(folder.iterdir()):
+                folder.rmdir()
+    except OSError as exc:
+        raise AdatokError(f"cannot remove the earlier report in {out}: {exc.strerror or exc}") from None
+    return True
 
 
 def check_report_spares(out: str | Path, reads: Sequence[tuple[Sequence[Path], Sequence[Path]]]) -> None:
@@ -436,6 +485,7 @@ def write_report(ev: Evaluation, out: str | Path, *, results: Sequence[dict[str,
     parts.append(_summary_table(ev, rows))
     parts.append(_region_section(ev, rows, plots, order))
     parts.append(_bd_table(ev, rates))
+    parts.append(_lengths_section(ev))
     parts.append(_plots_section(ev, plots, order))
     parts.append(_images_section(ev, by_key, order))
     parts.append(_results_table(rows))
@@ -477,6 +527,7 @@ def _header(ev: Evaluation, rows: Sequence[dict[str, str]]) -> str:
         "<ul class='meta'>",
         f"<li>methods: {_e(', '.join(m.label for m in ev.methods))}</li>",
         grid_txt,
+        "".join(f"<li>also: <a href='{_e(href)}'>{_e(text)}</a></li>" for text, href in cfg.get("links", ())),
         _region_note(ev),
         "<li>codecs get each bpp budget as a byte budget and run at their best setting within it; "
         "JPEG 2000 is OpenJPEG at its strongest (irreversible 9/7, mct=1, rate control, raw codestream); "
@@ -506,7 +557,8 @@ def _summary_table(ev: Evaluation, rows: Sequence[dict[str, str]]) -> str:
     stats = summarize(rows)
     parts = ["<h2>Summary</h2>",
              "<p>Mean PSNR (dB) and mean bits per pixel over the images; <span class='note'>n/N</span> where a "
-             "method met the budget on only n of N images.</p>",
+             "method met the budget on only n of N images; <span class='note'>k exact</span> where k images were "
+             f"reconstructed exactly (PSNR infinite), each counted as {EXACT_PSNR:g} dB in the mean.</p>",
              "<table id='summary-table'><tr><th class='l'>method</th>"]
     parts += [f"<th>{_e(_budget_label(k, budget_text(k, b)))}</th>" for k, b in ev.budgets]
     parts.append("</tr>")
@@ -518,8 +570,11 @@ def _summary_table(ev: Evaluation, rows: Sequence[dict[str, str]]) -> str:
                 cells.append("<td>-</td>")
                 continue
             partial = f" <span class='note'>{int(s['n'])}/{int(s['images'])}</span>" if s["n"] < s["images"] else ""
+            if s["exact"]:
+                partial += f" <span class='note exact'>{int(s['exact'])} exact</span>"
             txt = f"{s['psnr']:.2f} dB @ {s['bpp']:.3f}" if s["n"] else "cannot"
-            cells.append(f"<td data-psnr='{s['psnr']:.3f}' data-bpp='{s['bpp']:.5f}'>{txt}{partial}</td>")
+            cells.append(f"<td data-psnr='{s['psnr']:.3f}' data-bpp='{s['bpp']:.5f}' data-exact='{int(s['exact'])}'>"
+                         f"{txt}{partial}</td>")
         parts.append(f"<tr data-method='{_e(m.name)}'><td class='l'>{_e(m.label)}</td>{''.join(cells)}</tr>")
     parts.append("</table>")
     return "\n".join(parts)
@@ -542,11 +597,33 @@ def _bd_table(ev: Evaluation, rates: dict[str, dict[str, float]]) -> str:
     return "\n".join(parts)
 
 
+def _lengths_section(ev: Evaluation) -> str:
+    """With a quality target (``ev.lengths``): the length per image summary, as ``adatok eval`` prints
+    it (empty without one): kept with the report, under ``--quiet`` too."""
+    if not ev.lengths:
+        return ""
+    from .lengths import LengthReport, SUMMARY_COLUMNS, summary_rows
+
+    target = next((rep.target for _, rep in ev.lengths if isinstance(rep, LengthReport)), None)
+    parts = [f"<h2>Length per image</h2><p>Each image's own shortest prefix reaching {_e(target or 'the target')}, "
+             "against the one fixed size that serves every image that reaches it (fixed bpp: rounded up to a "
+             f"budget that does, as printed). Per image in <code>{LENGTHS}</code>.</p>",
+             "<table id='lengths-table'><tr>" + "".join(f"<th{' class=l' if i == 0 else ''}>{_e(c)}</th>"
+                                                       for i, c in enumerate(SUMMARY_COLUMNS)) + "</tr>"]
+    for row in summary_rows(ev.lengths, len(ev.images) + len(ev.skipped)):
+        parts.append(f"<tr data-method='{_e(row[0])}'>" + "".join(
+            f"<td{' class=l' if i == 0 or v.startswith('left out') else ''}>{_e(v)}</td>"
+            for i, v in enumerate(row)) + "</tr>")
+    parts.append("</table>")
+    return "\n".join(parts)
+
+
 def _plots_section(ev: Evaluation, plots: dict[str, tuple[bytes, dict[str, int]]], order: list[str]) -> str:
     labels = {m.name: m.label for m in ev.methods}
     vocab = ", ".join(f"{m.label}: {m.vocab:,} symbols" for m in ev.methods if m.vocab)
     parts = ["<h2>Rate-distortion curves</h2>",
-             "<p>Means over the images; a point is drawn where the method met the budget on every image. "
+             "<p>Means over the images; a point is drawn where the method met the budget on every image; "
+             f"an exact reconstruction counts as {EXACT_PSNR:g} dB. "
              f"The PNG files are in <code>plots/</code>. A token is not a bit: vocabularies differ ({_e(vocab)}).</p>"
              "<div class='plots'>"]
     parts += [_plot_figure(stem, png, counts, labels, order) for stem, (png, counts) in plots.items()
@@ -636,7 +713,8 @@ def _caption(row: dict[str, str] | None, label: str, show_tokens: bool, stream: 
     else:
         size = f"<span data-col='bytes'>{row['bytes']}</span> bytes"
     return (f"<b>{_e(label)}</b><br>{tok}{size} · "
-            f"<span data-col='bpp'>{row['bpp']}</span> bpp<br><span data-col='psnr'>{row['psnr']}</span> dB · "
+            f"<span data-col='bpp'>{row['bpp']}</span> bpp<br><span data-col='psnr'>{row['psnr']}</span> dB"
+            f"{' (exact)' if row['psnr'] == 'inf' else ''} · "
             f"SSIM <span data-col='ssim'>{row['ssim']}</span>")
 
 
@@ -654,11 +732,11 @@ def _images_section(ev: Evaluation, by_key: dict, order: list[str]) -> str:
     for name in shown:
         orig = ev.originals[name]
         h, w, c = orig.shape
-        parts.append(f"<section class='image' data-image='{_e(name)}'><h3>{_e(name)} <small>{w}x{h}, "
+        parts.append(f"<section class='image' data-image='{_e(name)}'><h3>{_e(name)} <small>{size_text(orig.shape)}, "
                      f"{'gray' if c == 1 else 'RGB'}</small></h3>")
         parts.append(f"<div class='rowlabel'>every method at {_e(_budget_label(mid[0], mid_s))}</div>"
                      "<div class='strip compare'>")
-        parts.append(_figure(_png_uri(_show(orig)), f"<b>original</b><br>{w}x{h}"))
+        parts.append(_figure(_png_uri(_show(orig)), f"<b>original</b><br>{size_text(orig.shape)}"))
         for m in ev.methods:
             shot = ev.shots.get((name, m.name, *mid))
             row = by_key.get((name, m.name, mid[0], mid_s))

@@ -40,6 +40,7 @@ import numpy as np
 import adatok
 
 from ..core.budget import Bpp, Tokens
+from ..core.checks import shown
 from ..core.errors import AdatokError, BudgetError, ImageFormatError
 from ..core.imageio import as_image, atomic_write_bytes
 from ..core.metrics import region_psnr
@@ -199,8 +200,25 @@ def tokenizer(value: Any) -> Any:
     return value
 
 
+def utf8(text: str) -> bytes:
+    """``text`` as UTF-8, a file name's bytes that are not UTF-8 (``bad\\xff.png``, which Python
+    holds as lone surrogates) written as ``\\xff`` escapes: the report is written, the name shown
+    as near as text can (``str.encode`` failed after the whole run)."""
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        try:
+            raw = text.encode("utf-8", "surrogateescape")  # (the bytes of the file's name)
+        except UnicodeEncodeError:
+            return text.encode("utf-8", "backslashreplace")  # (a lone surrogate from elsewhere)
+        return raw.decode("utf-8", "backslashreplace").encode()
+
+
 def _pairs(images: Any) -> list[tuple[str, Any]]:
-    """``evaluate``'s images as ``(id, image)`` pairs, refusing anything else clearly."""
+    """``evaluate``'s images as ``(id, image)`` pairs, refusing anything else clearly, and two of one
+    id as results.csv writes it (:func:`utf8`: a file name's bytes that are not UTF-8 as ``\\xe9``
+    escapes, so ``caf\\xe9.png`` and a file literally named so): their rows, and their BD-rate
+    curves, would read as one image's."""
     if isinstance(images, np.ndarray | str | bytes) or not isinstance(images, Iterable):
         raise ImageFormatError("evaluate takes (id, image) pairs, e.g. [('photo', image)] or "
                                f"adatok.datasets.load(...).items(), got {type(images).__name__}")
@@ -209,6 +227,15 @@ def _pairs(images: Any) -> list[tuple[str, Any]]:
         if not isinstance(pair, tuple | list) or len(pair) != 2 or not isinstance(pair[0], str):
             raise ImageFormatError(f"evaluate takes (id, image) pairs with a string id, e.g. [('photo', image)]; "
                                    f"got an item of type {type(pair).__name__}")
+    seen: dict[bytes, str] = {}
+    for name, _ in pairs:
+        written = utf8(name)
+        if written in seen:
+            how = "" if seen[written] == name else \
+                f" as results.csv writes them ({shown(seen[written])} and {shown(name)})"
+            raise AdatokError(f"two images have the id {shown(written.decode())}{how}: their rows would read as one "
+                              "image's; give each image its own id (in a folder: rename one of the files)")
+        seen[written] = name
     return pairs
 
 

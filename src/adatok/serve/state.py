@@ -35,7 +35,7 @@ import numpy as np
 import adatok
 from adatok import AdatokError, TokenSequence
 from adatok.core import imageio
-from adatok.core.checks import shown  # (also app.py's state.shown)
+from adatok.core.checks import shown, size_text  # (also app.py's state.shown, state.size_text)
 from adatok.core.metrics import psnr, region_mask, region_psnr, ssim
 from adatok.eval.maps import ERROR_MAP_MAX, colorize_indexed, error_map, token_heatmap
 
@@ -83,11 +83,6 @@ class Cancelled(Exception):
 
 def go_on() -> None:
     """The ``stop`` of work nobody stops (a call outside the server): never raises."""
-
-
-def size_text(shape: tuple[int, ...]) -> str:
-    """An image's size in a message, as the library gives it (``adatok.eval.baselines``): ``H x W``."""
-    return f"{shape[0]:,}x{shape[1]:,} (H x W)"
 
 
 @dataclass
