@@ -158,3 +158,22 @@ def test_demo_removes_an_earlier_learned_report_it_does_not_rerun(tmp_path):
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in subs[0].iterdir()) == ["mine.txt"]  # the demo's files only
     assert "href=" not in (out / "report.html").read_text().split("<h2>")[0]
+
+
+def test_image_alt_texts_are_words_not_markup(tmp_path):
+    """Alt texts carried the captions' escaped markup (``&lt;b&gt;original&lt;/b&gt;&lt;br&gt;64x64``):
+    a screen reader read out the tags."""
+    ev = evaluate(photos()[:1], ["wavelet"], bpp=[1])
+    page = write_report(ev, tmp_path / "r").read_text()
+    alts = re.findall(r'<img src="[^"]*" alt="([^"]*)"', page)
+    assert alts and not any("&lt;" in a or "<" in a for a in alts), alts[:3]
+    assert any(a.startswith("original 64x80 (H x W)") for a in alts), alts[:3]
+
+
+def test_none_among_baselines_is_said_to_stand_alone(tmp_path):
+    from typer.testing import CliRunner
+
+    from adatok.cli import app
+
+    r = CliRunner().invoke(app, ["eval", "--data", str(tmp_path), "--out", str(tmp_path / "o"), "--baselines", "none,jpeg"])
+    assert r.exit_code == 2 and "none stands alone" in r.output, r.output

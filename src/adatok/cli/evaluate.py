@@ -102,6 +102,9 @@ def eval_(
     if bpp is None and not token_counts:
         bpps = [0.1, 0.25, 0.5, 1.0]
     base = [b.strip() for b in split_list(baselines, "--baselines", str) if b.strip()]
+    if "none" in (b.lower() for b in base):  # ("none,jpeg" said "unknown baseline 'none'", none being valid alone)
+        raise AdatokError(f"--baselines {baselines}: none stands alone (no baseline); give it, or a list of "
+                          "baselines without it")
     check_at_least(limit, "--limit", 1)
     check_at_least(max_side, "--max-side", 1)
     check_at_least(keep, "--report-images")

@@ -25,6 +25,7 @@ from __future__ import annotations
 import base64
 import csv
 import html
+import re
 import io
 import math
 import platform
@@ -328,7 +329,8 @@ def _budget_label(kind: str, value: str) -> str:
 
 
 def _figure(uri: str, caption: str, attrs: str = "") -> str:
-    return f'<figure{attrs}><img src="{uri}" alt="{_e(caption)}"><figcaption>{caption}</figcaption></figure>'
+    alt = re.sub(r"\s+", " ", re.sub(r"<[^>]*>", " ", caption)).strip()  # (the caption's words, not its markup)
+    return f'<figure{attrs}><img src="{uri}" alt="{_e(html.unescape(alt))}"><figcaption>{caption}</figcaption></figure>'
 
 
 _CSS = """
