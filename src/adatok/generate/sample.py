@@ -394,7 +394,9 @@ def _uniforms(keys: np.ndarray, t: int) -> np.ndarray:
     """The ``t``-th number in [0, 1) of the random stream of each of ``keys`` (uint64): SplitMix64
     of the key and the counter, so any row's draw is computed alone, at no cost of the others (a
     generator shared by the batch gave a row other numbers when another row ended, or when it was
-    in another batch)."""
+    in another batch). Written here because no library draws a batch of independent counter-based
+    streams in one call: numpy's Philox is counter-based too, but one Generator object a row, advanced
+    and drawn from row by row, costs a Python call a row a step (B = 64 at every step)."""
     z = keys + np.uint64((t + 1) * 0x9E3779B97F4A7C15 % 2**64)  # (uint64 arrays wrap, as the hash wants)
     z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
     z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
