@@ -1273,3 +1273,94 @@ def test_an_interrupted_run_leaves_no_ray_behind(tmp_path):
     assert res.returncode == 0, res.stderr[-3000:]
     assert res.stdout.splitlines()[-1] == "initialized: False", res.stderr[-3000:]
     assert "Started a local Ray instance" not in res.stderr and "SIGTERM handler is not set" not in res.stderr
+
+
+def _class_folder(src: Path) -> None:
+    """cat (3 images), dog (2 and a broken one), zebra (2), and a README beside the classes."""
+    for cls, n in (("cat", 3), ("dog", 2), ("zebra", 2)):
+        _images(src / cls, n)
+    (src / "README.txt").write_text("my pets")
+    (src / "dog" / "broken.png").write_bytes(b"no image")
+
+
+def test_labels_from_class_sub_folders_with_ray_and_without(ray_local, tmp_path):
+    """--labels folders: a folder of classes (FOLDER/CLASS/...) kept no labels, so its shards could not
+    train a class-conditional generator; each image's label is now its class's number, the names in
+    the manifest, the same in a Ray worker and in the plain loop, and a run with other labels is
+    another run."""
+    from adatok.datasets import folder_classes
+
+    src = tmp_path / "src"
+    _class_folder(src)
+    want = [("cat/0.png", 0), ("cat/1.png", 0), ("cat/2.png", 0), ("dog/0.png", 1), ("dog/1.png", 1),
+            ("zebra/0.png", 2), ("zebra/1.png", 2)]
+    for workers in (0, 1):
+        out = tmp_path / f"out{workers}"
+        manifest = tokenize_dataset(src, out, "wavelet", Tokens(10), workers=workers, shard_size=3, labels="folders")
+        rows = list(read_tokens(out))
+        assert [(r.source, r.label) for r in rows] == want
+        assert manifest["plan"]["source"]["classes"] == folder_classes(src) == ["cat", "dog", "zebra"]
+        assert sorted(b["source"] for b in manifest["bad"]) == ["README.txt", "dog/broken.png"]
+    assert (tmp_path / "out0" / "parquet").exists()
+    with pytest.raises(AdatokError, match="another run .*other source or labels"):
+        tokenize_dataset(src, tmp_path / "out0", "wavelet", Tokens(10), workers=0, shard_size=3)
+    unlabelled = tokenize_dataset(src, tmp_path / "plain", "wavelet", Tokens(10), workers=0, shard_size=3)
+    assert "classes" not in unlabelled["plan"]["source"]
+    assert {r.label for r in read_tokens(tmp_path / "plain")} == {None}
+
+
+def test_labels_from_folders_are_refused_where_they_do_not_apply(tmp_path):
+    _images(tmp_path / "flat")
+    manifest = tokenize_dataset(tmp_path / "flat", tmp_path / "o1", "wavelet", Tokens(10), workers=0, labels="folders")
+    assert manifest["plan"]["source"]["classes"] == ["all"]  # (one class, as a generator takes a flat folder)
+    assert {r.label for r in read_tokens(tmp_path / "o1")} == {0}
+    _images(tmp_path / "mixed" / "cat")
+    _images(tmp_path / "mixed")
+    for src, message in ((tmp_path / "mixed", "both in itself and in sub-folders"),
+                         ("fashion-mnist", "fashion-mnist has its own labels"),
+                         (tmp_path / "flat" / "0.png", "is a file")):
+        with pytest.raises(AdatokError, match=message):
+            tokenize_dataset(src, tmp_path / "o2", "wavelet", Tokens(10), workers=0, labels="folders")
+        assert not (tmp_path / "o2").exists()
+    with pytest.raises(AdatokError, match="unknown --labels 'classes'"):
+        tokenize_dataset(tmp_path / "flat", tmp_path / "o2", "wavelet", Tokens(10), workers=0, labels="classes")
+    # a split folder is not a folder of classes
+    _images(tmp_path / "splits" / "train" / "cat")
+    _images(tmp_path / "splits" / "test" / "cat")
+    with pytest.raises(AdatokError, match="splits, not classes"):
+        tokenize_dataset(tmp_path / "splits", tmp_path / "o2", "wavelet", Tokens(10), workers=0, labels="folders")
+
+
+def test_a_generator_trained_on_shards_of_a_folder_of_classes_takes_their_names(tmp_path):
+    pytest.importorskip("torch")
+    from typer.testing import CliRunner
+
+    from adatok.cli import app
+
+    src = tmp_path / "src"
+    _class_folder(src)
+    (src / "zebra" / "1.png").unlink()
+    (src / "zebra" / "0.png").write_bytes(b"no image")  # (zebra is a class of no image)
+    runner = CliRunner()
+    res = runner.invoke(app, ["tokenize-dataset", str(src), str(tmp_path / "shards"), "-t", "wavelet-w8", "--psnr", "12",
+                              "--workers", "0", "--labels", "folders", "--quiet"])
+    assert res.exit_code == 0, res.output
+    args = ["--language", "wavelet-w8", "--steps", "1", "--batch", "4", "--dim", "32", "--layers", "1", "--heads", "2",
+            "--val-images", "1", "--quiet", "--data", str(tmp_path / "shards")]
+    res = runner.invoke(app, ["train-generator", *args, "--out", str(tmp_path / "gen0")])
+    assert res.exit_code == 2 and "no image of the class zebra" in res.output  # (a class never trained on)
+    _images(src / "zebra", 2)
+    res = runner.invoke(app, ["tokenize-dataset", str(src), str(tmp_path / "shards2"), "-t", "wavelet-w8", "--psnr",
+                              "12", "--workers", "0", "--labels", "folders", "--quiet"])
+    assert res.exit_code == 0, res.output
+    args[-1] = str(tmp_path / "shards2")
+    res = runner.invoke(app, ["train-generator", *args, "--out", str(tmp_path / "gen")])
+    assert res.exit_code == 0, res.output
+    config = json.loads((tmp_path / "gen" / "config.json").read_text())
+    assert config["model"]["classes"] == 3
+    res = runner.invoke(app, ["generate", "--model", str(tmp_path / "gen"), "--class", "dog", "-n", "2",
+                              "--out", str(tmp_path / "dogs.png")])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["generate", "--model", str(tmp_path / "gen"), "--class", "bird", "-n", "1",
+                              "--out", str(tmp_path / "birds.png")])
+    assert res.exit_code == 2 and "cat" in res.output

@@ -39,7 +39,7 @@ from .core.imageio import as_image, read_image
 from .core.sequence import TokenSequence
 
 __all__ = ["DATASETS", "Dataset", "FASHION_MNIST_CLASSES", "FASHION_MNIST_DIR", "SAMPLE_IMAGES", "TOKEN_COLUMNS",
-           "TokenRow", "broken_link_reason", "image_files", "is_token_shards", "load", "no_rows_error", "read_manifest", "read_tokens", "sample_images", "shrink", "skip_reason", "token_shards"]
+           "TokenRow", "broken_link_reason", "folder_classes", "folder_label", "image_files", "is_token_shards", "load", "no_rows_error", "read_manifest", "read_tokens", "sample_images", "shrink", "skip_reason", "token_shards"]
 
 #: Names of the bundled sample photos, in demo order; each is a function of ``skimage.data``.
 SAMPLE_IMAGES: tuple[str, ...] = ("astronaut", "camera", "coffee", "chelsea", "rocket")
@@ -224,6 +224,55 @@ def image_files(folder: str | os.PathLike[str], unreadable: list | None = None,
     wherever links lead (an output folder)."""
     path = Path(folder)
     return [path] if path.is_file() else sorted(_walk(path, unreadable, skip))
+
+
+def folder_classes(folder: str | os.PathLike[str], files: Sequence[Path] | None = None) -> list[str]:
+    """The classes of a folder of images: its sub-folders' names (sorted) when every image lies in
+    one, ``["all"]`` when every image lies in the folder itself; :func:`folder_label` numbers an
+    image by them. Files that are not images do not count: a README beside the class sub-folders,
+    or a sub-folder of no images beside images (a learned tokenizer's checkpoint, ``adatok train
+    --out FOLDER/tok``, refused such a folder: 'images both in itself and in sub-folders').
+    ``files``: the folder's :func:`image_files`, when the caller has listed them already. One rule
+    for the generators' folders of classes and ``adatok tokenize-dataset --labels folders``."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise AdatokError(f"{folder} is not a folder (give fashion-mnist, a folder of images, or token shards)")
+    parts = [f.relative_to(root).parts for f in (image_files(root) if files is None else files)]
+    if not parts:
+        raise AdatokError(f"{folder} holds no files")
+    nested = [len(p) > 1 for p in parts]
+    if any(nested) and not all(nested):
+
+        def is_image(p: tuple[str, ...]) -> bool:
+            try:
+                read_image(root.joinpath(*p))
+            except AdatokError:
+                return False  # (left out and counted, as the readers do)
+            return True
+
+        if any(is_image(p) for p, n in zip(parts, nested, strict=True) if not n):
+            if not any(is_image(p) for p, n in zip(parts, nested, strict=True) if n):
+                return ["all"]  # images in the folder itself, none below (a tokenizer's checkpoint folder: refused)
+            raise AdatokError(f"{folder} has images both in itself and in sub-folders: put every image in a class "
+                              "sub-folder (FOLDER/CLASS/...), or none")
+        parts = [p for p, n in zip(parts, nested, strict=True) if n]  # beside the classes: a README, notes
+    classes = sorted({p[0] for p in parts}) if len(parts[0]) > 1 else ["all"]
+    if {"train", "test"} <= set(classes):  # (they were classes 'test' and 'train', each image's label its split)
+        raise AdatokError(f"{folder} has sub-folders train and test: splits, not classes (the classes are the "
+                          f"sub-folders of each); give {Path(folder) / 'train'} in its place (its sub-folders the "
+                          "classes)")
+    return classes
+
+
+def folder_label(rel: str | os.PathLike[str], classes: Sequence[str]) -> int | None:
+    """The label of the image at ``rel`` (its path inside a folder whose classes
+    :func:`folder_classes` found): the number of its class sub-folder in ``classes``, or 0 for an
+    image in the folder itself when the folder is one class (``["all"]``). ``None`` for a file in
+    no class (a README beside the class sub-folders): no image, as :func:`folder_classes` checked."""
+    parts = Path(rel).parts
+    if len(parts) > 1:
+        return classes.index(parts[0]) if parts[0] in classes else None
+    return 0 if list(classes) == ["all"] else None
 
 
 def _folder(path: Path, split: str | None, limit: int | None, max_side: int | None) -> Dataset:

@@ -51,6 +51,10 @@ def tokenize_dataset_cmd(
     label_column: Annotated[str | None, typer.Option("--label-column", metavar="NAME", show_default=False,
                                                      help="Parquet SRC: an integer label column (default: label, "
                                                           "if there is one); none: no labels.")] = None,
+    labels: Annotated[str | None, typer.Option(
+        "--labels", metavar="folders|none", show_default=False,
+        help="A folder SRC: folders labels each image by its class sub-folder (SRC/CLASS/..., classes sorted, "
+             "numbered from 0, their names in the manifest); default none.")] = None,
     quiet: NoProgress = False,
 ) -> None:
     """Tokenize every image of SRC into shards under DST (one row per image: ids, .atk bytes, PSNR, label),
@@ -78,7 +82,7 @@ def tokenize_dataset_cmd(
     with EvalProgress(quiet) as progress:
         manifest = tokenize_dataset(src, dst, tokenizer, wanted, workers=workers, address=address,
                                     formats=tuple(formats or ("parquet",)), shard_size=shard_size, limit=limit,
-                                    image_column=image_column, label_column=label_column, command=command,
+                                    image_column=image_column, label_column=label_column, labels=labels, command=command,
                                     progress=lambda done, total, what: progress(done, total, f"tokenizing {what}"))
     c = manifest["counts"]
     if not quiet:

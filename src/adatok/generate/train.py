@@ -43,6 +43,7 @@ import torch.nn.functional as F
 
 from ..core.checks import is_finite_number, is_whole
 from ..core.errors import AdatokError
+from ..datasets import folder_classes
 from ..neural.folder import (CHECKPOINT_FILES, allocated, check_fresh_start, check_overrides, hold_run_folder,
                              out_of_memory, read_json, restore_training, write_folder)
 from ..neural.model import count_params
@@ -174,46 +175,9 @@ def class_names(data: str | Path) -> list[str] | None:
     if kind == "images":
         return folder_classes(data)
     source = {} if kind == "fashion-mnist" else ((read_manifest(data) or {}).get("plan") or {}).get("source") or {}
+    if source.get("kind") == "folder" and isinstance(source.get("classes"), list):
+        return [str(c) for c in source["classes"]]  # (tokenize-dataset --labels folders: the class sub-folders)
     return list(FASHION_MNIST_CLASSES) if kind == "fashion-mnist" or source.get("kind") == "fashion-mnist" else None
-
-
-def folder_classes(folder: str | Path) -> list[str]:
-    """The classes of a folder of images: its sub-folders' names (sorted) when every image lies in
-    one, ``["all"]`` when every image lies in the folder itself (see :func:`image_folder`). Files
-    that are not images do not count: a README beside the class sub-folders, or a sub-folder of
-    no images beside images (a learned tokenizer's checkpoint, ``adatok train --out FOLDER/tok``,
-    refused such a folder: 'images both in itself and in sub-folders')."""
-    from ..datasets import image_files
-
-    root = Path(folder)
-    if not root.is_dir():
-        raise AdatokError(f"{folder} is not a folder (give fashion-mnist, a folder of images, or token shards)")
-    parts = [f.relative_to(root).parts for f in image_files(root)]
-    if not parts:
-        raise AdatokError(f"{folder} holds no files")
-    nested = [len(p) > 1 for p in parts]
-    if any(nested) and not all(nested):
-        from ..core.imageio import read_image
-
-        def is_image(p: tuple[str, ...]) -> bool:
-            try:
-                read_image(root.joinpath(*p))
-            except AdatokError:
-                return False  # (left out and counted, as image_folder does)
-            return True
-
-        if any(is_image(p) for p, n in zip(parts, nested, strict=True) if not n):
-            if not any(is_image(p) for p, n in zip(parts, nested, strict=True) if n):
-                return ["all"]  # images in the folder itself, none below (a tokenizer's checkpoint folder: refused)
-            raise AdatokError(f"{folder} has images both in itself and in sub-folders: put every image in a class "
-                              "sub-folder (FOLDER/CLASS/...), or none")
-        parts = [p for p, n in zip(parts, nested, strict=True) if n]  # beside the classes: a README, notes
-    classes = sorted({p[0] for p in parts}) if len(parts[0]) > 1 else ["all"]
-    if {"train", "test"} <= set(classes):  # (they were classes 'test' and 'train', each image's label its split)
-        raise AdatokError(f"{folder} has sub-folders train and test: splits, not classes (the generator's classes are "
-                          f"the sub-folders); give --data {Path(folder) / 'train'} (its sub-folders the classes; "
-                          "every 20th image is held out for validation)")
-    return classes
 
 
 def image_folder(folder: str | Path, shape: tuple[int, ...], split: str | None = None, notes: list | None = None
@@ -235,7 +199,7 @@ def image_folder(folder: str | Path, shape: tuple[int, ...], split: str | None =
     """
     from PIL import Image
 
-    from ..datasets import load
+    from ..datasets import folder_label, load
 
     classes = folder_classes(folder)
     ds = load(folder)
@@ -255,7 +219,7 @@ def image_folder(folder: str | Path, shape: tuple[int, ...], split: str | None =
                              img[y : y + side, x : x + side])
         im = im.convert("L" if channels == 1 else "RGB").resize((size, size), Image.Resampling.LANCZOS)
         images.append(np.asarray(im, np.uint8).reshape(size, size, channels))
-        labels.append(classes.index(p[0]) if len(p) > 1 else 0)  # (folder_classes: images all nested, or none)
+        labels.append(folder_label(Path(*p), classes))  # (an image: folder_classes checked the layout)
     if not images:
         raise AdatokError(f"{folder} holds no readable image of at least {size} x {size} pixels "
                           f"({len(ds.skipped)} unreadable, {small} smaller)")
@@ -296,6 +260,15 @@ def shard_classes(folder: str | Path, labels: set[int]) -> int:
     source = ((read_manifest(folder) or {}).get("plan") or {}).get("source") or {}
     if source.get("kind") == "fashion-mnist":  # (its own classes, however few rows a --limit took)
         return 10
+    named = source.get("classes") if source.get("kind") == "folder" else None
+    if isinstance(named, list) and named:  # (tokenize-dataset --labels folders: every class must have rows)
+        empty = [str(named[c]) for c in range(len(named)) if c not in labels]
+        if empty:
+            raise AdatokError(f"{folder} holds no image of the class{'es' if len(empty) > 1 else ''} "
+                              f"{', '.join(empty[:3])}{' ...' if len(empty) > 3 else ''} (its classes are the source's "
+                              "sub-folders): the model would have classes it never trained on; tokenize a folder "
+                              "whose every class sub-folder holds images")
+        return len(named)
     if labels and len(labels) != max(labels) + 1:
         missing = sorted(set(range(min(max(labels) + 1, len(labels) + 3))) - labels)[:3]
         raise AdatokError(f"{folder} holds {len(labels)} labels from 0 to {max(labels)}, none of "

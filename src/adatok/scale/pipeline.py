@@ -283,8 +283,8 @@ def _wait_for_threads(threads: set[threading.Thread], seconds: float = 5.0) -> N
 def tokenize_dataset(src: str | os.PathLike[str], out: str | os.PathLike[str], tokenizer: str = "wavelet",
                      budget: Budget | None = None, *, workers: int | None = None, address: str | None = None,
                      formats: tuple[str, ...] = ("parquet",), shard_size: int = SHARD_SIZE, limit: int | None = None,
-                     image_column: str | None = None, label_column: str | None = None, command: str | None = None,
-                     progress: Callable[[int, int, str], None] | None = None) -> dict:
+                     image_column: str | None = None, label_column: str | None = None, labels: str | None = None,
+                     command: str | None = None, progress: Callable[[int, int, str], None] | None = None) -> dict:
     """Tokenize every image of ``src`` into shards under ``out``; return the manifest.
 
     Args:
@@ -302,6 +302,9 @@ def tokenize_dataset(src: str | os.PathLike[str], out: str | os.PathLike[str], t
         shard_size: images per shard.
         limit: only the first ``limit`` images of the source.
         image_column, label_column: the columns of a Parquet source (default: found by name).
+        labels: a folder of image files: ``"folders"`` labels each image by its class sub-folder
+            (``FOLDER/CLASS/...``, the classes sorted and numbered from 0, their names in the
+            manifest's ``plan.source.classes``), ``"none"`` or ``None`` gives no labels.
         command: the command line to record in the manifest.
         progress: called as ``progress(images done, images in all, what)`` as shards finish.
 
@@ -325,7 +328,7 @@ def tokenize_dataset(src: str | os.PathLike[str], out: str | os.PathLike[str], t
     if isinstance(budget, Lossless) and not getattr(tok, "lossless", False):
         raise BudgetError(f"{tok.name!r} is not lossless; use wavelet-lossless for a lossless budget")
     out = Path(out).resolve()  # the workers' working folder may be another (a cluster's nodes)
-    source = open_source(src, image_column, label_column, exclude=out)  # (a link under src may lead into out)
+    source = open_source(src, image_column, label_column, exclude=out, labels=labels)  # (a link under src may lead into out)
     specs = source.plan(shard_size, limit)
     root = getattr(source, "root", None)
     if root is not None and root.is_dir() and out.is_relative_to(root):
@@ -335,7 +338,7 @@ def tokenize_dataset(src: str | os.PathLike[str], out: str | os.PathLike[str], t
     plan = _plan_key(source, specs, tok, budget, formats, shard_size, limit)
     previous = read_manifest(out)
     if previous is not None and previous.get("plan") != plan:
-        raise AdatokError(f"{out} holds the shards of another run (other source, tokenizer, budget, formats, shard "
+        raise AdatokError(f"{out} holds the shards of another run (other source or labels, tokenizer, budget, formats, shard "
                           "size or limit, or the source changed since, or it was planned by an adatok before "
                           "2026-11-30, which did not note its files' sizes and times); give another output folder "
                           "or remove it")

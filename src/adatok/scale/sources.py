@@ -20,7 +20,7 @@ import numpy as np
 
 from ..core.errors import AdatokError
 from ..core.imageio import read_image, read_image_bytes
-from ..datasets import broken_link_reason, image_files, skip_reason
+from ..datasets import broken_link_reason, folder_classes, folder_label, image_files, skip_reason
 
 #: One image a worker read: ``(index, source id, label or None, image or None, reason or None)``;
 #: the image is ``None`` (and the reason says why) when the input could not be used.
@@ -96,19 +96,32 @@ class FolderSource(Source):
     source id is the path inside the folder. Files that are not readable 8-bit images (not an
     image, truncated, 16-bit, over the pixel limit) become bad inputs with their reason, and so
     does each folder that cannot be listed (its id ends in ``/``). ``exclude``: a folder never
-    entered, wherever links under the source lead (the output folder)."""
+    entered, wherever links under the source lead (the output folder).
+
+    ``labels=True`` (``--labels folders``): each image's label is the number of its class
+    sub-folder (``FOLDER/CLASS/...``, classes sorted, as the generators number a folder of classes:
+    :func:`adatok.datasets.folder_classes`), found once by the driver and handed to the workers
+    with each shard's file names; the class names are in :meth:`describe` (the manifest's plan)."""
 
     kind = "folder"
 
     def __init__(self, root: str | os.PathLike[str], files: list[str] | None = None,
-                 exclude: str | os.PathLike[str] | None = None):
+                 exclude: str | os.PathLike[str] | None = None, labels: bool = False):
         self.root = Path(root).resolve()
+        self.classes: list[str] | None = None
+        self.labels: list[int | None] | None = None
         if files is None:
             unreadable: list = []
             found = image_files(self.root, unreadable, exclude)
             files = [self.root.name] if self.root.is_file() else sorted(  # (image_files' order: by parts)
                 [f.relative_to(self.root).as_posix() for f in found] + [rel for rel, _ in unreadable],
                 key=lambda rel: PurePosixPath(rel).parts)
+            if labels:
+                if self.root.is_file():
+                    raise AdatokError(f"--labels folders takes the labels from a folder's class sub-folders; "
+                                      f"{root} is a file")
+                self.classes = folder_classes(self.root, found)
+                self.labels = [None if rel.endswith("/") else folder_label(rel, self.classes) for rel in files]
         self.files = files
 
     def fingerprint(self, count: int) -> list:
@@ -120,14 +133,18 @@ class FolderSource(Source):
         return len(self.files)
 
     def describe(self) -> dict:
-        return {"kind": self.kind, "path": str(self.root)}
+        return {"kind": self.kind, "path": str(self.root), **({} if self.classes is None else {"classes": self.classes})}
 
-    def shard_items(self, start: int, stop: int) -> list[str]:
-        return self.files[start:stop]
+    def shard_items(self, start: int, stop: int) -> list:
+        """The shard's file names (with labels: ``[name, label]`` pairs)."""
+        if self.labels is None:
+            return self.files[start:stop]
+        return [[rel, label] for rel, label in zip(self.files[start:stop], self.labels[start:stop], strict=True)]
 
-    def read(self, start: int, items: list[str]) -> Iterator[Item]:
+    def read(self, start: int, items: list) -> Iterator[Item]:
         base = self.root.parent if self.root.is_file() else self.root
-        for i, rel in enumerate(items):
+        for i, item in enumerate(items):
+            rel, label = (item, None) if isinstance(item, str) else item
             file = base / rel
             try:
                 rel.encode()
@@ -139,9 +156,9 @@ class FolderSource(Source):
                 yield start + i, rel, None, None, "cannot list this folder (permissions?): its images were not read"
                 continue
             try:
-                yield start + i, rel, None, read_image(file), None
+                yield start + i, rel, label, read_image(file), None
             except AdatokError as exc:  # (a link to nothing: the walker's reason, which names where it leads)
-                yield start + i, rel, None, None, broken_link_reason(file) or skip_reason(str(exc), file)
+                yield start + i, rel, label, None, broken_link_reason(file) or skip_reason(str(exc), file)
 
 
 class FashionMnistSource(Source):
@@ -331,13 +348,25 @@ class ParquetSource(Source):
                 g += 1
 
 
+#: How a folder of image files is labelled (``--labels``): no labels, or by class sub-folder.
+FOLDER_LABELS = ("none", "folders")
+
+
 def open_source(src: str | os.PathLike[str], image_column: str | None = None,
-                label_column: str | None = None, exclude: str | os.PathLike[str] | None = None) -> Source:
+                label_column: str | None = None, exclude: str | os.PathLike[str] | None = None,
+                labels: str | None = None) -> Source:
     """The source ``src`` names: ``fashion-mnist``, a Parquet file or a folder holding
     ``*.parquet`` files (and no other files but hidden ones and those whose names start with
     ``_``, as ``_SUCCESS`` or ``_metadata`` beside Spark's and Dask's), or a folder of image files
-    (``exclude``: see :class:`FolderSource`)."""
+    (``exclude``, ``labels`` (one of :data:`FOLDER_LABELS`): see :class:`FolderSource`)."""
     key = os.fspath(src)
+    if labels is not None and labels not in FOLDER_LABELS:
+        raise AdatokError(f"unknown --labels {labels!r}: use folders (each image's class sub-folder) or none")
+    by_folder = labels == "folders"
+    if by_folder and (key == "fashion-mnist" or Path(key).suffix == ".parquet" or label_column is not None):
+        raise AdatokError("--labels folders is for a folder of image files (FOLDER/CLASS/...); "
+                          + ("fashion-mnist has its own labels" if key == "fashion-mnist" else
+                             "a Parquet source's labels are a column: --label-column NAME"))
     if key == "fashion-mnist" and (image_column is not None or label_column is not None):
         raise AdatokError("--image-column and --label-column are for Parquet sources; fashion-mnist has its own "
                           "images and labels")
@@ -355,11 +384,14 @@ def open_source(src: str | os.PathLike[str], image_column: str | None = None,
         files = [f for f in image_files(path, skip=exclude)
                  if not any(part.startswith("_") for part in f.relative_to(path).parts)]
         if files and all(f.suffix == ".parquet" for f in files):
+            if by_folder:
+                raise AdatokError(f"--labels folders is for a folder of image files (FOLDER/CLASS/...); {key} holds "
+                                  "Parquet files, whose labels are a column: --label-column NAME")
             return ParquetSource(path, image_column, label_column)
     if image_column is not None or label_column is not None:
         raise AdatokError("--image-column and --label-column are for Parquet sources; "
                           f"{key} is a folder of image files")
-    return FolderSource(path, exclude=exclude)
+    return FolderSource(path, exclude=exclude, labels=by_folder)
 
 
 def from_description(desc: dict) -> Source:
