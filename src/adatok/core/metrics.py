@@ -71,13 +71,13 @@ def region_mask(roi: np.ndarray) -> np.ndarray:
 
     ``roi`` is an ``H x W`` (or ``H x W x 1``) map; any other shape raises
     :class:`~adatok.ImageFormatError` (a colour mask is read into such a map by
-    :func:`adatok.read_mask`)."""
+    :func:`adatok.core.saliency.read_mask`)."""
     m = np.asarray(roi, dtype=np.float64)
     if m.ndim == 3 and m.shape[2] == 1:
         m = m[:, :, 0]
     if m.ndim != 2:
         raise ImageFormatError(f"a region of interest is an H x W map, got an array of shape {m.shape} "
-                               "(read a colour mask with adatok.read_mask)")
+                               "(read a colour mask with adatok.core.saliency.read_mask)")
     return m >= REGION_THRESHOLD
 
 

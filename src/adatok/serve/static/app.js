@@ -5,14 +5,42 @@ const $ = (id) => document.getElementById(id);
 const S = {                // what the page works on
   info: null, image: null, plain: null, steered: null, coding: null,
   k: null, pending: null, busy: false, detailsTimer: null, detailsFor: null, painted: false,
+  choice: null,            // the image and tokenizer last asked for (see newChoice)
+  shownWork: null,         // an AbortController for the work of the coding on screen (see takePage, setCoding)
+  codingWork: null,        // ... and for the requests of the sequence the slider shows
 };
+
+// ---- every answer belongs to what it was asked for ----------------------------------------------
+// A request is tied to what was current when it was sent; an answer for something no longer current
+// is dropped (and the request aborted), whatever order the answers come in (until 2026-12-03 a late
+// answer took the page: an older upload over a later sample, a region encode of the previous image
+// under the new one, a tokenizer change re-encoding the image being replaced).
+//  * a choice (an image loaded, a tokenizer picked): a newer choice aborts the older one's requests;
+//  * the coding on screen (S.plain, with its steered sequence): a region encode and its comparison
+//    are dropped when another coding takes the page;
+//  * the sequence the slider shows (S.coding): its frames, details and curve are dropped when it
+//    changes (the region toggle included).
+
+function newChoice(image = null) {      // image: the image chosen (null: an upload or sample on its way)
+  if (S.choice) S.choice.abort.abort();
+  S.choice = { abort: new AbortController(), image };
+  return S.choice;
+}
+const isCurrent = (choice) => choice === S.choice;
+function choiceDone(choice) { if (isCurrent(choice)) S.choice = null; }
+
+function setCoding(coding) {            // the sequence the slider shows; the old one's requests end
+  if (S.coding === coding && S.codingWork) return;
+  S.coding = coding;
+  if (S.codingWork) S.codingWork.abort();
+  S.codingWork = new AbortController();
+}
 
 // ---- errors in words ----------------------------------------------------------------------------
 
 function showError(message) {
-  const box = $("error");
-  box.textContent = message;
-  box.hidden = false;
+  $("error-text").textContent = message;
+  $("error").hidden = false;
 }
 function clearError() { $("error").hidden = true; }
 
@@ -21,6 +49,7 @@ async function api(path, options) {
   try {
     response = await fetch(path, options);
   } catch (e) {
+    if (e.name === "AbortError") throw e;     // (the page asked it to stop: no message)
     throw new Error("the server cannot be reached (is adatok serve still running?)");
   }
   if (!response.ok) {
@@ -51,8 +80,7 @@ async function start() {
   for (const name of S.info.tokenizers) $("tokenizer").add(new Option(name, name));
   $("tokenizer").value = S.info.tokenizers.includes("wavelet") ? "wavelet" : S.info.tokenizers[0];
   setupGeneration();
-  $("status").textContent = `Pick a sample or drop an image (up to ${int(S.info.limits.max_pixels)} pixels, ` +
-    `${int(S.info.limits.max_upload_bytes)} bytes).`;
+  $("status").textContent = readyStatus();
   document.body.dataset.ready = "1";
 }
 
@@ -60,67 +88,106 @@ async function start() {
 
 async function loadImage(request, what) {
   clearError();
-  const before = $("status").textContent;
+  const choice = newChoice();           // (an older load or encode still on its way is dropped)
+  const [path, options] = request;
   $("status").textContent = `Reading ${what}...`;
   let image;
   try {
-    image = await apiJson(...request);
-  } catch (e) { showError(e.message); $("status").textContent = S.coding ? codingStatus() : before; return; }
+    image = await apiJson(path, { ...options, signal: choice.abort.signal });
+  } catch (e) {
+    if (!isCurrent(choice)) return;     // a later choice has the page
+    choiceDone(choice);
+    showError(e.message);
+    $("status").textContent = S.coding ? codingStatus() : S.info ? readyStatus() : "";
+    return;
+  }
+  if (!isCurrent(choice)) return;
   // the new image takes the page only once it is encoded: on a failure the page stays as it was
   // (the original, the reconstruction and the numbers always belong to one image)
-  await encode(image);
+  choice.image = image;
+  await encode(image, choice);
 }
 
-async function drawOriginal() {
+async function picture(image) {    // the image's pixels, decoded, to be drawn as the original
   const img = new Image();
-  img.src = `/api/images/${S.image.image}.png`;
+  img.src = `/api/images/${image.image}.png`;
   await img.decode();
+  return img;
+}
+
+function drawOriginal(image, img) {
   for (const id of ["original", "paint", "recon"]) {
-    $(id).width = S.image.width;
-    $(id).height = S.image.height;
+    $(id).width = image.width;
+    $(id).height = image.height;
   }
   $("original").getContext("2d").drawImage(img, 0, 0);
   clearPaint();
 }
 
+const sizeText = (image) => `${int(image.height)}x${int(image.width)} (H x W)`;   // (as the library's messages)
+const readyStatus = () => `Pick a sample or drop an image (up to ${int(S.info.limits.max_pixels)} pixels, ` +
+  `${int(S.info.limits.max_upload_bytes)} bytes).`;
+
 function codingStatus() {          // the status line of the coding on screen
-  return `${S.image.name}: ${S.image.width}x${S.image.height}, ${int(S.plain.tokens)} tokens ` +
+  return `${S.image.name}: ${sizeText(S.image)}, ${int(S.plain.tokens)} tokens ` +
     `(${int(S.plain.bytes)} bytes, ${S.plain.bpp.toFixed(3)} bpp) with ${S.plain.tokenizer}.`;
 }
 
-async function encode(image = S.image) {
+async function encode(image, choice = newChoice(image)) {
   clearError();
   const fresh = image !== S.image;       // a new image, not yet on the page
-  $("status").textContent = `Encoding ${image.name} (${image.width}x${image.height}) with ${$("tokenizer").value}...`;
-  let coding;
+  const tokenizer = $("tokenizer").value;
+  $("status").textContent = `Encoding ${image.name} (${sizeText(image)}) with ${tokenizer}...`;
+  let coding, img = null;
   try {
-    coding = await apiJson("/api/codings", form({ image: image.image, tokenizer: $("tokenizer").value }));
+    coding = await apiJson("/api/codings", { ...form({ image: image.image, tokenizer }), signal: choice.abort.signal });
+    if (fresh && isCurrent(choice)) img = await picture(image);
   } catch (e) {
+    if (!isCurrent(choice)) return;      // a later choice has the page: this one's failure is no news
+    choiceDone(choice);
     const shown = S.coding && S.image && S.coding.image === S.image.image;
     if (fresh && shown) {
       // the image on screen and its coding stay: the message says the new one was not taken
       showError(`${image.name} cannot be shown: ${e.message} (the page still shows ${S.image.name})`);
     } else showError(e.message);
     if (fresh && !shown) {               // nothing on screen yet: the new image is the one to encode next
-      S.image = image;
-      await drawOriginal();
+      try {
+        const shownImg = await picture(image);
+        if (S.choice || S.image === image) return;     // (another choice came meanwhile)
+        S.image = image;
+        drawOriginal(image, shownImg);
+      } catch (e2) { /* the image's picture cannot come either: the message above stands */ }
     }
     // the coding on screen stays: the menu names it again (it named the tokenizer that failed)
     if (shown) {
       $("tokenizer").value = S.coding.tokenizer;
       $("status").textContent = codingStatus();
-    } else $("status").textContent = "";
+    } else if (!S.choice) $("status").textContent = "";
     return;
   }
+  if (!isCurrent(choice)) return;        // a later choice: this coding is not what the user asks for now
+  choiceDone(choice);
+  takePage(image, coding, img);
+}
+
+// a new coding takes the page, all at once: nothing of the one before stays on screen as its figures
+function takePage(image, coding, img) {
+  if (S.shownWork) S.shownWork.abort();  // the old coding's region encode and comparison, if any
+  S.shownWork = new AbortController();
   S.plain = coding;
-  S.coding = S.plain;
   S.steered = null;
-  if (fresh) {
+  setCoding(S.plain);
+  S.pending = null;
+  clearTimeout(S.detailsTimer);
+  if (img) {
     S.image = image;
-    await drawOriginal();
+    drawOriginal(image, img);
   }
+  $("tokenizer").value = coding.tokenizer;
+  figuresStale(Boolean(img));
   $("roi-result").hidden = true;          // the region's comparison was of the coding replaced
   $("roi-status").textContent = "";
+  for (const b of ["roi-paint", "roi-auto"]) $(b).disabled = false;
   $("use-roi").checked = false;
   $("use-roi").disabled = true;
   $("status").textContent = codingStatus();
@@ -128,10 +195,23 @@ async function encode(image = S.image) {
   $("roi").hidden = !S.plain.tokenizer.startsWith("wavelet");
   $("curve").innerHTML = "";
   $("curve-status").textContent = "";
+  $("curve-go").disabled = false;
   S.curveX = null;
   S.curveFor = null;
+  S.lastBytes = null;
   $("slider").value = 600;
   slid();
+}
+
+// the numbers, the maps and the downloads of the coding replaced: gone until the new one's first frame
+// (a new image's maps are emptied, another tokenizer's on the same image greyed)
+function figuresStale(newImage) {
+  for (const id of ["n-tokens", "n-bytes", "n-bpp", "n-psnr", "n-ms", "cap-k"]) $(id).textContent = "…";
+  delete $("recon").dataset.k;
+  $("recon").classList.add("stale");
+  for (const id of ["dl-atk", "dl-png"]) $(id).removeAttribute("href");
+  detailsStale();
+  if (newImage) for (const id of ["errmap", "heatmap"]) $(id).removeAttribute("src");
 }
 
 // ---- the slider ---------------------------------------------------------------------------------
@@ -155,38 +235,66 @@ function slid() {
   ask(q);
 }
 
+function sliderPlace(mode, v) {      // the inverse of sliderQuery: where the slider stands for a value
+  const c = S.coding;
+  let t;
+  if (mode === "tokens") t = Math.log(v + 1) / Math.log(c.tokens + 1);
+  else if (mode === "bytes") t = Math.log(v / c.min_bytes) / Math.log(c.bytes / c.min_bytes);
+  else {
+    const top = c.full_psnr === null ? 60 : c.full_psnr;
+    t = (v - 10) / (top - 10);
+  }
+  return Number.isFinite(t) ? Math.round(1000 * Math.min(1, Math.max(0, t))) : null;
+}
+
 function typed() {
-  const v = $("value").value;
-  if (v === "") return;
-  ask({ [$("mode").value]: v });
+  const box = $("value"), mode = $("mode").value;
+  if (box.validity.badInput) { showError(`${UNITS[mode]}: the box holds no number: type one`); return; }
+  if (box.value === "") return;
+  const v = Number(box.value);
+  let sent = String(v);                  // (1e3 is sent as 1000)
+  if (mode !== "psnr") {
+    if (!Number.isInteger(v)) {
+      showError(`${UNITS[mode]}: give a whole number of ${UNITS[mode]} (${box.value} is not one)`);
+      return;
+    }
+    sent = BigInt(v).toString();         // (a whole number however large, never 1e+21)
+  }
+  const place = sliderPlace(mode, v);    // the thumb follows what was typed
+  if (place !== null) $("slider").value = place;
+  ask({ [mode]: sent });
 }
 
 function ask(query) {           // the latest wins: one request in flight, the newest one next
-  S.pending = query;
+  S.pending = { query, coding: S.coding };
   if (!S.busy) pump();
 }
 
 async function pump() {
   S.busy = true;
   while (S.pending) {
-    const q = S.pending;
+    const { query, coding } = S.pending;
     S.pending = null;
-    await showFrame(q);
+    if (coding === S.coding) await showFrame(query);   // (a query of a sequence no longer shown is dropped)
   }
   S.busy = false;
 }
 
 async function showFrame(query) {
-  const c = S.coding;
-  let response;
+  const c = S.coding, signal = S.codingWork.signal;
+  let response, n, raw;
   try {
-    response = await api(`/api/codings/${c.coding}/frame?` + new URLSearchParams(query));
-  } catch (e) { showError(e.message); return; }
-  const n = JSON.parse(response.headers.get("X-Adatok-Frame"));
-  const raw = new Uint8Array(await response.arrayBuffer());
+    response = await api(`/api/codings/${c.coding}/frame?` + new URLSearchParams(query), { signal });
+    n = JSON.parse(response.headers.get("X-Adatok-Frame"));
+    raw = new Uint8Array(await response.arrayBuffer());
+  } catch (e) {
+    if (c === S.coding) showError(e.message);   // (else: of a sequence no longer shown)
+    return;
+  }
   if (c !== S.coding) return;
   clearError();
   drawPixels($("recon"), raw, n.width, n.height, n.channels);
+  $("recon").classList.remove("stale");
   S.k = n.k;
   $("recon").dataset.k = n.k;
   $("n-tokens").textContent = `${int(n.tokens)} of ${int(n.total)}`;
@@ -203,7 +311,7 @@ async function showFrame(query) {
   markCurve(n.bytes);
   if (!S.detailsShown || S.detailsShown.coding !== c || S.detailsShown.k !== n.k) detailsStale();
   clearTimeout(S.detailsTimer);
-  S.detailsTimer = setTimeout(() => details(c, n.k), 120);
+  S.detailsTimer = setTimeout(() => details(c, n.k, signal), 120);
 }
 
 // SSIM, the error map and the heat map come in a second request: until they are of the prefix shown,
@@ -236,11 +344,12 @@ function drawPixels(canvas, raw, w, h, channels) {
   ctx.putImageData(out, 0, 0);
 }
 
-async function details(coding, k) {
+async function details(coding, k, signal) {
+  if (coding !== S.coding) return;
   S.detailsFor = k;
   let d;
   try {
-    d = await apiJson(`/api/codings/${coding.coding}/details?tokens=${k}`);
+    d = await apiJson(`/api/codings/${coding.coding}/details?tokens=${k}`, { signal });
   } catch (e) {
     if (coding === S.coding && S.detailsFor === k) detailsFailed(e.message);   // (else a newer one is coming)
     return;
@@ -257,7 +366,7 @@ async function details(coding, k) {
   else $("heatmap").removeAttribute("src");
   for (const id of ["errmap", "heatmap"]) $(id).classList.remove("stale");
   S.detailsShown = { coding, k };
-  if (S.steered) compareRegion().catch((e) => showError(e.message));
+  if (S.steered) compareRegion().catch((e) => { if (e.name !== "AbortError") showError(e.message); });
 }
 
 // ---- downloads: fetched first, so that a refusal is a message on the page, not a saved error body ----
@@ -303,14 +412,16 @@ async function computeCurve() {
   $("curve-go").disabled = true;
   $("curve-status").textContent = "JPEG, WebP and JPEG 2000 at the same bytes: a few seconds...";
   try {
-    const curve = await apiJson(`/api/codings/${c.coding}/curve`);
+    const curve = await apiJson(`/api/codings/${c.coding}/curve`, { signal: S.codingWork.signal });
     if (c === S.coding) {   // (a codec that cannot encode an image this long has no points: its note says why)
       $("curve-status").textContent = curve.codecs.filter((s) => s.note).map((s) => s.note).join("; ");
       S.curveFor = c;
       drawCurve(curve);
     }
-  } catch (e) { showError(e.message); $("curve-status").textContent = ""; }
-  $("curve-go").disabled = false;
+  } catch (e) {             // (a curve of a sequence no longer shown: its status was replaced already)
+    if (c === S.coding) { showError(e.message); $("curve-status").textContent = ""; }
+  }
+  if (c === S.coding) $("curve-go").disabled = false;
 }
 
 function drawCurve(curve) {
@@ -426,20 +537,30 @@ function paintedMask() {           // the painting as a black-and-white PNG of t
 async function encodeRegion(kind) {
   clearError();
   if (kind === "paint" && !S.painted) { showError("paint the region first: drag the mouse over the original"); return; }
-  const fields = { image: S.image.image, tokenizer: S.plain.tokenizer, roi: kind };
+  // the region encode belongs to the coding on screen: if another takes the page first, it is dropped
+  const plain = S.plain, work = S.shownWork, mine = () => plain === S.plain && !work.signal.aborted;
+  const fields = { image: plain.image, tokenizer: plain.tokenizer, roi: kind };
   const f = form(fields);
   if (kind === "paint") f.body.append("mask", await paintedMask(), "region.png");
+  if (!mine()) return;
   $("roi-status").textContent = "Encoding again with the region...";
   for (const b of ["roi-paint", "roi-auto"]) $(b).disabled = true;
   try {
-    S.steered = await apiJson("/api/codings", f);
-    S.coding = S.steered;
+    const steered = await apiJson("/api/codings", { ...f, signal: work.signal });
+    if (!mine()) return;                 // (the coding that took the page reset the region's section)
+    S.steered = steered;
+    setCoding(S.steered);
     curveFollows();
     $("use-roi").disabled = false;
     $("use-roi").checked = true;
     await compareRegion();
+    if (!mine()) return;
     slid();
-  } catch (e) { showError(e.message); $("roi-status").textContent = ""; }
+  } catch (e) {
+    if (!mine()) return;
+    showError(e.message);
+    $("roi-status").textContent = "";
+  }
   for (const b of ["roi-paint", "roi-auto"]) $(b).disabled = false;
 }
 
@@ -447,7 +568,7 @@ async function compareRegion() {
   const steered = S.steered;
   if (!steered) return;
   const bytes = Math.max(S.lastBytes || 0, steered.min_bytes + 1);
-  const r = await apiJson(`/api/codings/${steered.coding}/compare?bytes=${bytes}`);
+  const r = await apiJson(`/api/codings/${steered.coding}/compare?bytes=${bytes}`, { signal: S.shownWork.signal });
   if (S.steered !== steered) return;      // another coding came meanwhile: this comparison is not of it
   for (const [key, row] of [["without", r.without], ["with", r.with]]) {
     const cells = $(`roi-${key}`).querySelectorAll("td");
@@ -541,6 +662,8 @@ async function completeFile() {
   try { fields = options(); } catch (e) { showError(e.message); return; }
   $("cmp-go").disabled = true;
   $("cmp-out").innerHTML = "";
+  $("cmp-prefix-fig").hidden = true;     // (the previous completion's prefix is not this file's)
+  $("cmp-prefix").removeAttribute("src");
   delete $("cmp-out").dataset.done;
   const f = form(fields);
   f.body.append("file", file, file.name);
@@ -578,7 +701,13 @@ function setupInputs() {
     drop.classList.remove("over");
     upload(ev.dataTransfer.files[0]);
   });
-  $("tokenizer").addEventListener("change", () => { if (S.image) encode(); });
+  $("tokenizer").addEventListener("change", () => {
+    // for the image last asked for: the one being encoded if any (a load still on its way reads the
+    // menu when its image comes), else the one shown
+    if (S.choice && !S.choice.image) return;
+    const image = S.choice ? S.choice.image : S.image;
+    if (image) encode(image);
+  });
   $("slider").addEventListener("input", slid);
   $("mode").addEventListener("change", slid);
   $("value").addEventListener("change", typed);
@@ -587,7 +716,7 @@ function setupInputs() {
   $("roi-paint").addEventListener("click", () => encodeRegion("paint"));
   $("roi-auto").addEventListener("click", () => encodeRegion("auto"));
   $("use-roi").addEventListener("change", () => {
-    S.coding = $("use-roi").checked && S.steered ? S.steered : S.plain;
+    setCoding($("use-roi").checked && S.steered ? S.steered : S.plain);
     curveFollows();
     slid();
   });
@@ -595,6 +724,8 @@ function setupInputs() {
   $("cmp-go").addEventListener("click", completeFile);
   setupPainting();
   $("error").addEventListener("click", clearError);     // (it stays in view: a click puts it away)
+  // from the keyboard: its close button (Tab to it, Enter), or Escape anywhere
+  document.addEventListener("keydown", (ev) => { if (ev.key === "Escape" && !$("error").hidden) clearError(); });
 }
 
 setupInputs();
