@@ -611,3 +611,27 @@ def test_the_value_box_moves_the_slider_and_speaks_the_page_s_words(served, tab)
     assert page.input_value("#slider") == str(round(1000 * (12 - 10) / (top - 10)))
     page.select_option("#mode", "tokens")
     assert errors == [], errors
+
+
+def test_a_stroke_held_while_another_image_arrives_does_not_paint_it(served, tab):
+    """L10: the mouse held down while a new image took the page went on painting onto it (the first
+    image's strokes cleared, the rest of the stroke landing on the new one, counted as a region)."""
+    url, folder, _ = served
+    page, errors = tab
+    _wavelet(page)
+    _upload(page, folder, "l10-a.png", _noise(31, 40, 48))
+    _settled(page, "l10-a.png")
+    box = page.locator("#paint").bounding_box()
+    page.mouse.move(box["x"] + box["width"] * 0.3, box["y"] + box["height"] * 0.4)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.4, box["y"] + box["height"] * 0.5)
+    assert page.evaluate("S.painted")
+    _upload(page, folder, "l10-b.png", _noise(32, 40, 48))
+    _settled(page, "l10-b.png")
+    for i in range(5):
+        page.mouse.move(box["x"] + box["width"] * (0.5 + 0.05 * i), box["y"] + box["height"] * 0.5)
+    page.mouse.up()
+    assert not page.evaluate("S.painted")
+    blank = page.evaluate("""() => { const p = document.getElementById('paint');
+        return p.getContext('2d').getImageData(0, 0, p.width, p.height).data.every(v => v === 0); }""")
+    assert blank and errors == [], errors

@@ -495,15 +495,17 @@ function markCurve(bytes) {
 
 // ---- a region of interest: paint it ------------------------------------------------------------
 
+let paintDown = false;              // a stroke in progress (ended by a new image too: it went on onto it)
+
 function clearPaint() {
   const p = $("paint");
   p.getContext("2d").clearRect(0, 0, p.width, p.height);
   S.painted = false;
+  paintDown = false;
 }
 
 function setupPainting() {
   const p = $("paint");
-  let down = false;
   const dab = (ev) => {
     const r = p.getBoundingClientRect();
     const x = (ev.clientX - r.left) * p.width / r.width, y = (ev.clientY - r.top) * p.height / r.height;
@@ -514,9 +516,9 @@ function setupPainting() {
     ctx.fill();
     S.painted = true;
   };
-  p.addEventListener("pointerdown", (ev) => { down = true; p.setPointerCapture(ev.pointerId); dab(ev); });
-  p.addEventListener("pointermove", (ev) => { if (down) dab(ev); });
-  p.addEventListener("pointerup", () => { down = false; });
+  p.addEventListener("pointerdown", (ev) => { paintDown = true; p.setPointerCapture(ev.pointerId); dab(ev); });
+  p.addEventListener("pointermove", (ev) => { if (paintDown) dab(ev); });
+  p.addEventListener("pointerup", () => { paintDown = false; });
   $("roi-clear").addEventListener("click", clearPaint);
 }
 
