@@ -542,20 +542,20 @@ def _grid_patches(img: np.ndarray, p: int) -> np.ndarray:
 
 
 def _sample_patches(imgs: list[np.ndarray], p: int, n: int, rng: np.random.Generator) -> np.ndarray:
-    """``n`` (or as many as there are) ``p x p`` patches at uniformly drawn offsets, as float32 rows."""
-    padded = [np.pad(im, ((0, max(0, p - im.shape[0])), (0, max(0, p - im.shape[1])), (0, 0)), mode="edge")
-              for im in imgs]
-    counts = np.array([(im.shape[0] - p + 1) * (im.shape[1] - p + 1) for im in padded], dtype=np.int64)
+    """``n`` (or as many as there are) of the patches the grid codes (:func:`_grid_patches`: the
+    images padded to multiples of ``p``, patches at multiples of ``p``), drawn uniformly without
+    replacement, as float32 rows: the codebook learns what it will code. (Until 2026-12-03 patches
+    were drawn at any offset inside the images, padded only up to ``p``: on 28 x 28 Fashion-MNIST
+    images, whose 16-pixel grid is mostly padding in its last row and column, four 16-pixel
+    tokens decoded to 13.7 dB, 2.9 dB below one 32-pixel token.)"""
+    counts = np.array([GridTokenizer.grid_tokens(im.shape, p) for im in imgs], dtype=np.int64)
     total = int(counts.sum())
     picks = np.sort(rng.choice(total, size=min(n, total), replace=False)) if total <= 50_000_000 \
         else np.sort(rng.integers(0, total, size=n))
     starts = np.concatenate([[0], np.cumsum(counts)])
     rows = []
-    for i, im in enumerate(padded):
+    for i, im in enumerate(imgs):
         sel = picks[(picks >= starts[i]) & (picks < starts[i + 1])] - starts[i]
-        if not len(sel):
-            continue
-        wpos = im.shape[1] - p + 1
-        view = np.lib.stride_tricks.sliding_window_view(im, (p, p, im.shape[2]))[:, :, 0]
-        rows.append(view[sel // wpos, sel % wpos].reshape(len(sel), -1))
+        if len(sel):
+            rows.append(_grid_patches(im, p)[sel])
     return np.concatenate(rows).astype(np.float32)
