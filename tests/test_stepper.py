@@ -553,3 +553,64 @@ def test_every_tokenizer_has_a_stepper():
         grid.stepper([(28, 28)]).push([16])
     for name in NAMES:
         assert isinstance(tok(name).stepper([(3, 3)]), Stepper)
+
+
+def test_the_grid_stepper_pickles():
+    """The grid tokenizer's stepper, like the learned one's, made each sequence with a lambda (a raw
+    "Can't pickle local object"); it pickles, and its copy goes on as it does."""
+    import pickle
+
+    from adatok.eval import GridTokenizer
+
+    imgs = fashion(20)
+    grid = GridTokenizer.fit(imgs, patch=(7, 4), codebook=16)
+    stepper = grid.stepper([(28, 28, 1), (28, 28)])
+    stepper.push([3, 4])
+    copy = pickle.loads(pickle.dumps(stepper))
+    for st in (stepper, copy):
+        st.push([5, 6])
+    assert [s.ids.tolist() for s in copy.sequences()] == [[3, 5], [4, 6]]
+    assert [s.shape for s in copy.sequences()] == [(28, 28, 1), (28, 28)]
+    assert all(np.array_equal(a, b) for a, b in zip(stepper.images(), copy.images()))
+
+
+def test_top_plane_refusals_say_the_limit_and_why():
+    """The stepper's nmax refusal said "no 8-bit image of shape (28, 28) has a coefficient above plane
+    11" where ``top_plane((28, 28))`` is 10: the limit is one plane of margin above it, and the
+    message says so. ``with_top_plane`` on a pixel-replicated sequence said an nmax the caller never
+    gave was refused: its default is of images coded at their own shape, and the message names the
+    replication. Which values are taken is unchanged."""
+    t = tok("wavelet")
+    assert t.top_plane((28, 28)) == 10
+    assert t.stepper([(28, 28)], nmax=11).next_pos()[0, 0] == 11  # one plane of margin, as before
+    with pytest.raises(InvalidTokensError, match=r"^invalid top bit-plane 12 given as nmax: no 8-bit image of shape "
+                                                 r"\(28, 28\) has a coefficient above plane 10 \(top_plane\), and one "
+                                                 r"plane more is let through as a margin .*: the highest allowed "
+                                                 r"is 11$"):
+        t.stepper([(28, 28)], nmax=12)
+    small = noise((16, 16), 3)
+    big = np.kron(small, np.ones((3, 3), np.uint8))  # an exact 3x enlargement: coded at 16x16
+    (seq,) = t.encode([big])
+    assert seq.params["rep"] == [3, 3] and t.top_plane((48, 48)) == 11 and t.top_plane((16, 16)) == 9
+    with pytest.raises(InvalidTokensError) as e:
+        t.with_top_plane(seq)
+    message = str(e.value)
+    assert "given as nmax" not in message and "3x3 pixel replication" in message and "coded at 16x16" in message
+    assert "top_plane((48, 48)) = 11" in message and "above plane 9" in message and "nmax up to 10" in message
+    assert "fixed_header=True" in message
+    assert t.with_top_plane(seq, 10).params["nmax"] == 10  # an nmax given within the limit is taken, as before
+    with pytest.raises(InvalidTokensError, match=r"invalid top bit-plane 11 given as nmax: no 8-bit image of shape "
+                                                 r"\(48, 48\) \(a 3x3 pixel replication, coded at 16x16\) has a "
+                                                 r"coefficient above plane 9 \(top_plane\(\(16, 16\)\)\)"):
+        t.with_top_plane(seq, 11)
+    (plain,) = t.encode([big], fixed_header=True)
+    assert "rep" not in plain.params and plain.params["nmax"] == 11
+
+
+def test_an_empty_tokenizer_name_is_said_to_be_empty():
+    """``adatok.load("")`` read the working folder as a checkpoint: " is not a checkpoint folder"."""
+    from adatok import UnknownTokenizerError
+
+    with pytest.raises(UnknownTokenizerError, match=r"^the tokenizer name is empty: use one of .*wavelet.* or a "
+                                                    r"checkpoint folder \('\.' for the working folder\)$"):
+        adatok.load("")

@@ -856,17 +856,9 @@ def read_tokens(folder: str | os.PathLike[str], shards: Sequence[str | os.PathLi
         [(312, 9), (655, 2)]
     """
     if split is not None:
-        if split not in ("train", "test"):
-            raise AdatokError(f"token shards have the splits 'train' and 'test' (or None for all), not {split!r}")
+        check_split(split)
         rows = list(read_tokens(folder, shards, complete))
-        if any(r.source.startswith(("train/", "test/")) for r in rows):
-            yield from (r for r in rows if r.source.startswith("test/") == (split == "test"))
-        else:
-            if len(rows) < 2:
-                raise AdatokError(f"{folder} holds {'one row' if rows else 'no rows'}: a training and a test split "
-                                  "need at least 2")
-            held = max(1, len(rows) // 20)
-            yield from (rows[-held:] if split == "test" else rows[:-held])
+        yield from (rows[i] for i in split_places([r.source for r in rows], split, folder))
         return
     every = token_shards(folder, complete)
     files = every if shards is None else _named_shards(folder, every, shards)
@@ -888,42 +880,105 @@ def no_rows_error(folder: str | os.PathLike[str]) -> AdatokError:
     return AdatokError(f"{folder} holds no rows: its tokenize-dataset run found no image to write")
 
 
+def check_split(split) -> str:
+    """``split`` if it names a split of token shards (``"train"`` or ``"test"``), else an
+    :class:`AdatokError` (checked before any row is read)."""
+    if split not in ("train", "test"):
+        raise AdatokError(f"token shards have the splits 'train' and 'test' (or None for all), not {split!r}")
+    return split
+
+
+def split_places(sources: Sequence[str], split: str, folder: str | os.PathLike[str]) -> np.ndarray:
+    """Where the rows of ``split`` stand among rows whose source ids are ``sources`` (in the source's
+    order), as ascending int64 indexes: the one rule of the token shards' splits, for
+    :func:`read_tokens` and the torch dataset (:class:`adatok.scale.loader.TokenShardDataset`).
+    When some ids start with ``train/`` or ``test/`` (Fashion-MNIST's ``train/00042``), ``"test"``
+    is the rows whose id starts with ``test/`` and ``"train"`` every other row; else the last 5%
+    (at least one row) are ``"test"`` and the rest ``"train"``, as training splits a folder of images.
+
+    Raises:
+        AdatokError: ``split`` is neither split (:func:`check_split`); a source without such ids
+            holds fewer than 2 rows (``folder`` names it in the message).
+    """
+    check_split(split)
+    marked = np.array([s.startswith(("train/", "test/")) for s in sources], bool)
+    if marked.any():
+        test = np.array([s.startswith("test/") for s in sources], bool)
+        return np.flatnonzero(test == (split == "test")).astype(np.int64)
+    if len(sources) < 2:
+        raise AdatokError(f"{folder} holds {'one row' if len(sources) else 'no rows'}: a training and a test split "
+                          "need at least 2")
+    held = max(1, len(sources) // 20)
+    cut = len(sources) - held
+    return np.arange(cut, len(sources)) if split == "test" else np.arange(cut)
+
+
+def no_split_rows_error(folder: str | os.PathLike[str], split: str) -> AdatokError:
+    """The error of a reader that needs rows of ``split`` (a training run, the torch dataset given
+    ``split``) and finds none in a token shard folder, saying why (a Fashion-MNIST run with
+    ``--limit`` up to 60,000 holds no test image; the runs said "holds no test sequences", and not
+    why)."""
+    plan = (read_manifest(folder) or {}).get("plan") or {}
+    if (plan.get("source") or {}).get("kind") == "fashion-mnist" and plan.get("limit") and split == "test":
+        why = (f": its run took the first {plan['limit']:,} of Fashion-MNIST's 70,000 images, and the test split is "
+               "the last 10,000; tokenize it again without --limit (or with --limit above 60,000)")
+    else:
+        why = (" (the rows whose source id starts with test/)" if split == "test" else
+               " (the rows whose source id does not start with test/)")
+    return AdatokError(f"{folder} holds no rows of the {split!r} split{why}")
+
+
 def split_rows(folder: str | os.PathLike[str], split: str) -> list[TokenRow]:
     """The rows of ``split`` of a token shard folder (see :func:`read_tokens`) for a training run,
-    which needs some: none is an :class:`AdatokError` that says why (a Fashion-MNIST run with
-    ``--limit`` up to 60,000 holds no test image; the runs said "holds no test sequences", and
-    not why)."""
+    which needs some: none is :func:`no_split_rows_error`."""
     rows = list(read_tokens(folder, split=split))
     if not rows:
-        plan = (read_manifest(folder) or {}).get("plan") or {}
-        if (plan.get("source") or {}).get("kind") == "fashion-mnist" and plan.get("limit") and split == "test":
-            why = (f": its run took the first {plan['limit']:,} of Fashion-MNIST's 70,000 images, and the test split is "
-                   "the last 10,000; tokenize it again without --limit (or with --limit above 60,000)")
-        else:
-            why = (" (the rows whose source id starts with test/)" if split == "test" else
-                   " (the rows whose source id does not start with test/)")
-        raise AdatokError(f"{folder} holds no rows of the {split!r} split{why}")
+        raise no_split_rows_error(folder, split)
     return rows
 
-def shard_sequence(atk: bytes, file: Path, row: int, source: str | None = None) -> TokenSequence:
+def shard_sequence(atk: bytes, file: Path, row: int, source: str | None = None,
+                   ids: np.ndarray | None = None) -> TokenSequence:
     """The sequence of one shard row's ``.atk`` bytes; bytes that are no sequence are an
     :class:`AdatokError` naming the shard and the row (the container's error named neither), and
     bytes of a version of their tokenizer other than the one found here say so and why (another
     version's bytes may fail on its payload codec before its version is compared: they were called
-    damaged)."""
+    damaged). ``ids``: the row's ``ids`` column, which must be the sequence's ids (the torch dataset
+    yields that column beside positions recomputed from the bytes: an ``ids`` column edited after
+    the run gave ids that did not match their positions, silently); other ids are the same error
+    as damaged bytes."""
     from .core.errors import TokenizerMismatchError
 
-    where = f"row {row}{f' ({source})' if source else ''} of the shard {file}"
+    where = _row_of(file, row, source)
     try:
-        return TokenSequence.from_bytes(atk)
+        seq = TokenSequence.from_bytes(atk)
     except AdatokError as exc:  # (a mismatch is not damage: the tokenizer loaded now is not the one that wrote it)
         if isinstance(exc, TokenizerMismatchError) or _another_version(atk):
             raise AdatokError(f"{where} was written by another tokenizer than the one loaded now ({exc}): "
                               f"{_why_another(file.parent.parent)}; tokenize again into a new folder, or use the "
                               "checkpoint as it was when they were written") from None
-        raise AdatokError(f"{where} holds no token sequence ({exc}): the shard was damaged after its run; run the "
-                          "tokenize-dataset command again (it rewrites such a shard): "
-                          f"{rerun_command(file.parent.parent)}") from None
+        raise damaged_row_error(file, row, f"holds no token sequence ({exc})", source) from None
+    if ids is not None and not np.array_equal(ids, seq.ids):
+        n = min(len(ids), len(seq))
+        differ = np.flatnonzero(np.asarray(ids[:n]) != seq.ids[:n])
+        at = int(differ[0]) if len(differ) else n
+        raise damaged_row_error(file, row, f"holds ids that are not those of its .atk bytes ({len(ids)} ids and "
+                                           f"{len(seq)} tokens, first different at token {at})", source)
+    return seq
+
+
+def _row_of(file: Path, row: int, source: str | None = None) -> str:
+    """How an error names a row of a shard: ``row 3 (train/00003) of the shard FILE``."""
+    return f"row {row}{f' ({source})' if source else ''} of the shard {file}"
+
+
+def damaged_row_error(file: str | os.PathLike[str], row: int, what: str, source: str | None = None) -> AdatokError:
+    """The error of the row ``row`` (source id ``source``) of the Parquet shard ``file`` changed after
+    its run: ``what`` is wrong with it (``holds no token sequence (...)``), and the remedy, the run's
+    command (:func:`rerun_command`), which rewrites such a shard."""
+    file = Path(file)
+    return AdatokError(f"{_row_of(file, row, source)} {what}: the shard was damaged after its run; run the "
+                       "tokenize-dataset command again (it rewrites such a shard): "
+                       f"{rerun_command(file.parent.parent)}")
 
 
 def _another_version(atk: bytes) -> bool:

@@ -19,21 +19,23 @@ from rich.console import Console
 
 import adatok
 from adatok import AdatokError, BudgetError, Bpp, ContainerError, Lossless, Quality, TokenSequence, Tokens
+from adatok.core.errors import cli_message
 from adatok.core.imageio import image_suffixes
-from adatok.core.sequence import MAGIC, parse_container
+from adatok.core.sequence import MAGIC, OTHER_WEIGHTS, check_maker, parse_container
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 def reporting_errors(fn: F) -> F:
-    """Turn an :class:`AdatokError` raised by a command into ``error: <message>`` and exit code 2."""
+    """Turn an :class:`AdatokError` raised by a command into ``error: <message>`` and exit code 2 (the
+    message in command-line terms where the library's advice is Python's: :func:`cli_message`)."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
         except AdatokError as exc:
-            message = re.sub(r"\s*\n\s*", " ", str(exc).strip()) or type(exc).__name__
+            message = re.sub(r"\s*\n\s*", " ", cli_message(exc).strip()) or type(exc).__name__
             typer.echo(f"error: {message}", err=True)
             raise typer.Exit(code=2) from None
         except MemoryError as exc:  # (a 119-line traceback: an input, e.g. a .atk header, may ask for more)
@@ -97,18 +99,27 @@ def read_bytes(path: Path, n_bytes: int | None = None) -> bytes:
         raise AdatokError(f"{path} is a folder, not an .atk file; give the path of a file")
     cap = math.inf if n_bytes is None else n_bytes
 
-    def more(data: bytes, upto: float) -> bytes:  # (the bytes up to offset `upto`, at most `cap` in all)
+    def more(data: bytes, upto: float, cap: float = cap) -> bytes:  # (the bytes up to offset `upto`, at most `cap`)
         return data + f.read(max(0, int(min(upto, cap)) - len(data)))
+
+    def through_header(data: bytes, cap: float = cap) -> bytes:  # (`data`, the file's first bytes, read on)
+        # magic, version, and the header's length: a u16 (see adatok.core.sequence's byte layout)
+        data = more(data, len(MAGIC) + 3, cap)
+        if data.startswith(MAGIC) and len(data) >= len(MAGIC) + 3:  # the header and its checksum
+            data = more(data, len(MAGIC) + 3 + int.from_bytes(data[len(MAGIC) + 1:len(MAGIC) + 3], "big") + 4, cap)
+        return data
 
     try:
         with open(path, "rb") as f:
-            # magic, version, and the header's length: a u16 (see adatok.core.sequence's byte layout)
-            data = more(b"", len(MAGIC) + 3)
-            if data.startswith(MAGIC) and len(data) == len(MAGIC) + 3:
-                data = more(data, len(data) + int.from_bytes(data[-2:], "big") + 4)  # the header and its checksum
+            data = through_header(b"")
             try:
                 header, _ = parse_container(data)  # a wrong magic number or header ends here, as a cut one does
             except ContainerError as exc:  # (said "not an adatok container", naming no file)
+                cut = len(data) == cap and _whole_header(through_header(data, math.inf))
+                if cut:  # --bytes ends inside a good file's header (--bytes 0 said "wrong magic number")
+                    kept = "nothing" if not n_bytes else f"only {n_bytes:,} bytes"
+                    raise ContainerError(f"{path}: --bytes {n_bytes} keeps {kept}, and its header alone needs "
+                                         f"{cut} bytes: give --bytes {cut} or more") from None
                 raise ContainerError(f"{path}: {exc}") from None
             end = len(data) + header["payload_len"]
             data = more(data, end + 1)  # one byte past the container's end tells that the file goes on
@@ -118,6 +129,16 @@ def read_bytes(path: Path, n_bytes: int | None = None) -> bytes:
         raise ContainerError(f"{path} is longer than the {end:,}-byte container its header describes: the file is "
                              "corrupt or two files were joined")
     return data
+
+
+def _whole_header(data: bytes) -> int:
+    """The length of ``data``, a container's first bytes up to its header's end, when that header is
+    whole and good; else 0."""
+    try:
+        parse_container(data)
+    except ContainerError:
+        return 0
+    return len(data)
 
 
 def check_output(out: Path, *inputs: Path, force: bool = False, image: bool = False) -> None:
@@ -255,12 +276,28 @@ def model_card(name: str) -> str | None:
     return head + f"\n\n(the whole card: {card})"
 
 
-def load_checkpoint(folder: str | None) -> None:
-    """Load a checkpoint folder given with ``--tokenizer`` (remembered in this process, so that files
-    naming it are read with its weights)."""
-    if folder is not None:
-        check_link_loop(Path(folder))  # (is_dir said False: "unknown tokenizer")
-        adatok.load(folder)
+def read_token_file(path: Path, tokenizer: str | None, n_bytes: int | None = None,
+                    max_tokens: int | None = None) -> tuple[bytes, dict, bytes, TokenSequence]:
+    """A token file (its first ``n_bytes``, its first ``max_tokens`` tokens) as ``(data, header,
+    payload, sequence)``, for the commands that read one with ``--tokenizer``. That tokenizer (a
+    checkpoint folder, or any tokenizer's name) is loaded first, remembered in this process so that
+    files naming it are read with its weights, and a file it did not make is refused
+    (:class:`~adatok.TokenizerMismatchError`): it was dropped without a word, the file read with
+    the tokenizer it names."""
+    tok = None
+    if tokenizer is not None:
+        check_link_loop(Path(tokenizer))  # (is_dir said False: "unknown tokenizer")
+        tok = adatok.load(tokenizer)
+    data = read_bytes(path, n_bytes)
+    header, payload = parse_container(data)
+    if tok is not None:
+        check_maker(header["tokenizer"], header["version"], tok, OTHER_WEIGHTS, what=str(path))
+    return data, header, payload, TokenSequence.from_bytes(data, max_tokens=max_tokens)
+
+
+def counted(n: int, noun: str) -> str:
+    """``n`` and ``noun``, plural unless one (``1 image``, ``3 shards``)."""
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
 
 
 def fmt_psnr(value: float) -> str:
@@ -281,13 +318,17 @@ def file_bpp(n_bytes: int, seq: TokenSequence) -> float:
 
 class EvalProgress:
     """A rich progress bar on stderr (transient) for a run; it shows up with the first step, so a
-    run that fails before measuring anything prints nothing but its error."""
+    run that fails before measuring anything prints nothing but its error. Only on a terminal: on a
+    file or a pipe rich shows no bar but ended it with a newline (an empty first line before a
+    command's summary, or its error)."""
 
     def __init__(self, quiet: bool):
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+        console = Console(stderr=True)
         self.progress = Progress(TextColumn("{task.description:<30}"), BarColumn(), MofNCompleteColumn(),
-                                 TimeElapsedColumn(), console=Console(stderr=True), disable=quiet, transient=True)
+                                 TimeElapsedColumn(), console=console, disable=quiet or not console.is_interactive,
+                                 transient=True)
         self.task = None
 
     def __call__(self, done: int, total: int, what: str) -> None:

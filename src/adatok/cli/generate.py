@@ -13,7 +13,7 @@ import typer
 from adatok import AdatokError, ContainerError
 
 from .app import app
-from .common import (EvalProgress, check_at_least, check_link_loop, check_output, given_options, read_bytes,
+from .common import (EvalProgress, check_at_least, check_link_loop, check_output, counted, given_options, read_bytes,
                      reporting_errors, resume_overrides)
 from .options import NoProgress, Quiet, Resume, StartOver, out_dir
 
@@ -312,4 +312,4 @@ def generate_cmd(
         lengths = [len(s) for s in seqs]
         names = gen.class_names
         drawn = "" if label is None else f" of class {label}" + (f" ({names[label]})" if names else "")
-        typer.echo(f"{out}: {n} samples{drawn} of {gen.name}, {np.mean(lengths):.1f} tokens on average")
+        typer.echo(f"{out}: {counted(n, 'sample')}{drawn} of {gen.name}, {np.mean(lengths):.1f} tokens on average")

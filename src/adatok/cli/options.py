@@ -41,7 +41,8 @@ BppBudget = Annotated[float | None, typer.Option(
 CheckpointFolder = Annotated[str | None, typer.Option(
     "--tokenizer", "-t", metavar="FOLDER", show_default=False,
     help="A checkpoint folder to load first, for files made by a learned tokenizer of your own "
-         "(shipped and built-in tokenizers are found by the name in the file).")]
+         "(shipped and built-in tokenizers are found by the name in the file); a file it did not make is "
+         "refused.")]
 
 #: ``--force``: write an output whose suffix names the other kind of file (never an input).
 Force = Annotated[bool, typer.Option(

@@ -11,8 +11,8 @@ import typer
 from adatok import AdatokError
 
 from .app import app
-from .common import (EvalProgress, budget, check_at_least, check_link_loop, default_tokenizer, invoked_command,
-                     reporting_errors)
+from .common import (EvalProgress, budget, check_at_least, check_link_loop, counted, default_tokenizer,
+                     invoked_command, reporting_errors)
 from .options import BppBudget, LosslessBudget, NoProgress, PsnrBudget, SsimBudget, TokensBudget
 
 
@@ -86,9 +86,10 @@ def tokenize_dataset_cmd(
                                     progress=lambda done, total, what: progress(done, total, f"tokenizing {what}"))
     c = manifest["counts"]
     if not quiet:
-        typer.echo(f"{dst}: {c['written']:,} images in {c['shards']} shards, {c['tokens']:,} tokens"
-                   + (f"; {c['bad']} bad inputs listed in {dst / 'manifest.json'}" if c["bad"] else "")
-                   + (f" ({c['resumed_shards']} shards already written)" if c["resumed_shards"] else ""))
+        typer.echo(f"{dst}: {counted(c['written'], 'image')} in {counted(c['shards'], 'shard')}, "
+                   f"{counted(c['tokens'], 'token')}"
+                   + (f"; {counted(c['bad'], 'bad input')} listed in {dst / 'manifest.json'}" if c["bad"] else "")
+                   + (f" ({counted(c['resumed_shards'], 'shard')} already written)" if c["resumed_shards"] else ""))
     if not c["written"]:  # (a run that wrote nothing said "0 images in 0 shards", exit 0, and no more)
         why = (f"found no input in {src} (no file, or no Parquet row)" if not c["images"] else
                f"none of the {c['images']:,} inputs of {src} could be used (each listed with its reason in "

@@ -9,16 +9,16 @@ import typer
 from rich.console import Console
 
 import adatok
-from adatok import AdatokError, BudgetError, Quality, TokenSequence
+from adatok import AdatokError, BudgetError, Quality
 from adatok.core.errors import naming_image
 from adatok.core.imageio import atomic_write_bytes, read_image, write_image
 from adatok.core.registry import names, pattern_names
-from adatok.core.metrics import psnr
-from adatok.core.sequence import parse_container, unchecked_bytes
+from adatok.core.metrics import psnr, quality_mask, quality_score
+from adatok.core.sequence import unchecked_bytes
 
 from .app import app
 from .common import (budget, check_at_least, check_output, check_saliency, checkpoint_inputs, default_tokenizer,
-                     file_bpp, fmt_psnr, fmt_shape, load_checkpoint, model_card, read_bytes, reporting_errors)
+                     file_bpp, fmt_psnr, fmt_shape, model_card, read_token_file, reporting_errors)
 from .options import (BppBudget, CheckpointFolder, Force, LosslessBudget, PsnrBudget, Quiet, SaliencyMethod, SsimBudget,
                       TokensBudget)
 from .tables import token_table
@@ -81,10 +81,18 @@ def encode(
         raise naming_image(exc, str(image)) from None
     data = seq.to_bytes()
     atomic_write_bytes(out, data)
+    decoded = tok.decode([seq])[0] if not quiet or isinstance(chosen, Quality) else None
     if not quiet:
-        quality = psnr(img, tok.decode([seq])[0])
         typer.echo(f"{out}: {len(seq):,} tokens, {len(data):,} bytes, {file_bpp(len(data), seq):.4f} bpp, "
-                   f"PSNR {fmt_psnr(quality)} ({seq.tokenizer}, {fmt_shape(seq.shape)})")
+                   f"PSNR {fmt_psnr(psnr(img, decoded))} ({seq.tokenizer}, {fmt_shape(seq.shape)})")
+    if isinstance(chosen, Quality):  # no prefix reached it: the full sequence is kept (as documented), and said
+        reached = quality_score(img, decoded, chosen, quality_mask(chosen, roi_map))
+        goal = chosen.psnr if chosen.psnr is not None else chosen.ssim
+        if reached < goal - 1e-9:
+            option, measure = (("--psnr", f"PSNR {fmt_psnr(reached)}") if chosen.psnr is not None
+                               else ("--ssim", f"SSIM {reached:.4f}"))
+            where = " inside the region of interest" if chosen.region else ""
+            typer.echo(f"warning: {option} {goal:g} not reached: the full sequence reaches {measure}{where}", err=True)
 
 
 @app.command()
@@ -108,15 +116,13 @@ def decode(
     check_output(out, src, *checkpoint_inputs(tokenizer), image=True)
     check_at_least(tokens, "--tokens")
     check_at_least(n_bytes, "--bytes")
-    load_checkpoint(tokenizer)
-    data = read_bytes(src, n_bytes)
-    seq = TokenSequence.from_bytes(data, max_tokens=tokens)  # (the rest of a long file is not decoded)
+    # (the rest of a long file is not decoded)
+    data, header, payload, seq = read_token_file(src, tokenizer, n_bytes, max_tokens=tokens)
     from adatok.core.registry import maker
 
     img = maker(seq).decode([seq])[0]
     write_image(out, img)
     if not quiet:
-        header, payload = parse_container(data)
         # a file cut short says so (a copy cut off in transfer decoded without a word): unless --bytes cut it
         note = cut_note(header, payload) if n_bytes is None else None
         of, note = (f" of {int(header['n_tokens']):,}", f"; {note}") if note else ("", "")
@@ -146,10 +152,7 @@ def info(
     if card is not None:
         typer.echo(card)
         return
-    load_checkpoint(tokenizer)
-    data = read_bytes(src)
-    header, payload = parse_container(data)
-    seq = TokenSequence.from_bytes(data)
+    data, header, payload, seq = read_token_file(src, tokenizer)
     console = Console(highlight=False)
     n_full = int(header["n_tokens"])
     note = cut_note(header, payload)

@@ -55,8 +55,11 @@ class Bpp:
     ``header=True`` (the default) counts the whole ``.atk`` file: what a file on disk or a message
     on the wire costs. ``header=False`` counts the token stream alone (the container's payload):
     what a dataset that stores many token streams under one shared header pays per image, and the
-    fair measure between tokenizers on small images, where the header (63-64 bytes for the learned
-    tokenizer, 83-94 for the wavelet one on 28x28 gray images) would be most of the budget.
+    fair measure between tokenizers on small images, where the header would be most of the budget:
+    on 28x28 gray images, 63-64 bytes for the learned tokenizer (61-62 for an empty sequence) and
+    82-86 for the wavelet one (80-82 empty), a 2-D array's a byte less than a 28x28x1 image's
+    (``adatok.core.sequence.header_size`` on the 10,000 Fashion-MNIST test images; see
+    ``docs/learned-tokenizer.md``).
     """
 
     x: float

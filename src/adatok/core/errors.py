@@ -8,7 +8,22 @@ from __future__ import annotations
 
 
 class AdatokError(Exception):
-    """Base class of every error adatok raises for a problem the user can fix."""
+    """Base class of every error adatok raises for a problem the user can fix.
+
+    ``cli``, when given, is the message in the command line's terms, for an error whose advice is
+    Python's (``adatok.load('wavelet-lossless')``, ``resize=True``) and reads otherwise there
+    (``-t wavelet-lossless``; resize the mask file): what the ``adatok`` command prints instead
+    (:func:`cli_message`). The message itself stays the library's."""
+
+    def __init__(self, *args: object, cli: str | None = None):
+        super().__init__(*args)
+        self.cli = cli
+
+
+def cli_message(exc: BaseException) -> str:
+    """What the command line says of ``exc``: its :attr:`AdatokError.cli` wording when it has one,
+    else its message."""
+    return getattr(exc, "cli", None) or str(exc)
 
 
 class ImageReadError(AdatokError):
@@ -39,6 +54,13 @@ class UnknownTokenizerError(AdatokError):
     """``adatok.load`` was given a name that is neither registered nor a checkpoint folder."""
 
 
+def not_lossless_cli(name: str, lossless: str = "wavelet-lossless") -> str:
+    """The command line's wording of a lossless budget refused by tokenizer ``name``, which is not
+    lossless (Python is told ``adatok.load(lossless)``): ``lossless`` names the tokenizer to give."""
+    return (f"{name!r} is not lossless; give -t {lossless} for --lossless, or leave out -t (--lossless alone "
+            "takes wavelet-lossless)")
+
+
 def naming_image(exc: AdatokError, name: str) -> AdatokError:
     """``exc``, raised by a tokenizer given a list of one image, with that image called ``name``:
     the library names an image by its place in the list it was given (``image 0``), which says
@@ -47,7 +69,11 @@ def naming_image(exc: AdatokError, name: str) -> AdatokError:
     ``raise naming_image(exc, name) from None``."""
     import re
 
-    message = re.sub(r"\bimage 0\b", lambda _: name, str(exc))
-    if message != str(exc):
-        exc.args = (message,)
+    def named(text: str) -> str:
+        return re.sub(r"\bimage 0\b", lambda _: name, text)
+
+    if named(str(exc)) != str(exc):
+        exc.args = (named(str(exc)),)
+    if getattr(exc, "cli", None):
+        exc.cli = named(exc.cli)
     return exc

@@ -300,11 +300,15 @@ def _pillow_to_array(im: Image.Image, name: str, gray_bits: int = 8) -> np.ndarr
         key = key * 255 // (2**gray_bits - 1)
         return flatten_alpha(np.stack([arr, np.where(arr == key, 0, 255).astype(np.uint8)], axis=-1))
     if mode in _HIGH_DEPTH_MODES:
+        # (a float's values are taken as 0..1, as ImageMagick takes a float TIFF's; `>> 8` fails on floats)
+        scaled = "(np.clip(a, 0, 1) * 255).round()" if mode == "F" else "(a >> 8)"
+        values = " (values in 0..1)" if mode == "F" else " (16-bit values)" if mode == "I" else ""
+        what = f"{_HIGH_DEPTH_MODES[mode]} image (Pillow mode {mode}) {name}: adatok reads 8-bit images"
+        magick = f"`magick IN -depth 8 OUT.png`{values}"
         raise ImageFormatError(
-            f"{_HIGH_DEPTH_MODES[mode]} image (Pillow mode {mode}) {name}: adatok reads 8-bit "
-            f"images; convert to 8-bit first, e.g. `magick IN -depth 8 OUT.png`, or in Python "
-            f"(np.asarray(PIL.Image.open(IN)) >> 8).astype(np.uint8) for 16-bit data, then "
-            f"adatok.core.imageio.write_image"
+            f"{what}; convert to 8-bit first, e.g. {magick}, or in Python with a = np.asarray(PIL.Image.open(IN)): "
+            f"{scaled}.astype(np.uint8){values}, then adatok.core.imageio.write_image",
+            cli=f"{what}; convert it to 8-bit first, e.g. {magick}",
         )
     if mode in ("1", "L", "RGB") and im.has_transparency_data:  # a tRNS colour key: flattened as alpha is
         return flatten_alpha(np.array(im.convert("RGBA" if mode == "RGB" else "LA"), dtype=np.uint8))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import threading
 from collections.abc import Callable
@@ -117,6 +118,10 @@ def load(name_or_path: str | Path):
     """Return a tokenizer: a registered name (``"wavelet"``, ``"wavelet-lossless"``, a shipped
     checkpoint) or a checkpoint folder holding ``config.json`` and ``model.safetensors``."""
     key = str(name_or_path)
+    if not key:  # (Path("") is the working folder: " is not a checkpoint folder", the name left out)
+        raise UnknownTokenizerError("the tokenizer name is empty: use one of "
+                                    f"{', '.join(names(views=True) + pattern_names())} or a checkpoint folder "
+                                    "('.' for the working folder)")
     stamp = None if registered(key) else _stamp(key)
     hit = _CACHE.get(key)
     if hit is not None and hit[1] == stamp:
@@ -160,10 +165,13 @@ def _make(key: str):
     else:
         path = Path(key)
         if not path.is_dir():
-            raise UnknownTokenizerError(
-                f"unknown tokenizer {key!r}: use one of {', '.join(names(views=True) + pattern_names())} or a "
-                "checkpoint folder"
-            )
+            known = f"{', '.join(names(views=True) + pattern_names())} or a checkpoint folder"
+            if path.exists():
+                raise UnknownTokenizerError(f"{key} is a file, not a checkpoint folder (a tokenizer is one of {known})")
+            if any(sep in key for sep in ("/", os.sep, os.altsep or "/")) or key.startswith("."):
+                # a path (out/neural/my-ckpt), not a name mistyped: said "unknown tokenizer"
+                raise UnknownTokenizerError(f"no such folder: {key} (a tokenizer is one of {known})")
+            raise UnknownTokenizerError(f"unknown tokenizer {key!r}: use one of {known}")
         cfg = path / "config.json"
         try:
             family = json.loads(cfg.read_text())["family"]

@@ -430,9 +430,11 @@ def _fit(m: np.ndarray, shape: Any, resize: bool, what: str) -> np.ndarray:
     if m.shape == (h, w):
         return m
     if not resize:
+        sizes = f"{what} is {m.shape[0]}x{m.shape[1]} (H x W) but the image is {h}x{w}"
         raise ImageFormatError(
-            f"{what} is {m.shape[0]}x{m.shape[1]} (H x W) but the image is {h}x{w}; make it the "
-            f"image's size, or pass resize=True to stretch it"
+            f"{sizes}; make it the image's size, or pass resize=True to stretch it",
+            cli=f"{sizes}; resize the mask file to the image's size first, e.g. `magick MASK -resize '{w}x{h}!' "
+                "OUT.png`",
         )
     return np.clip(_resize(m, (h, w)), 0.0, 1.0)
 

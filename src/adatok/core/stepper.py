@@ -88,16 +88,19 @@ class SlotStepper:
         pos_fields: the names of the ``pos`` columns.
         full_pos: per sequence, the ``pos`` rows of its full sequence (their count is where it ends).
         prefixes: per sequence, the ids it starts with (checked).
-        make: ``make(b, ids)``: sequence ``b`` with ``ids`` as a :class:`TokenSequence`.
+        make: ``make(ids, *args[b])``: sequence ``b`` with ``ids`` as a :class:`TokenSequence` (a
+            tokenizer's method, not a closure: the stepper pickles, as the wavelet ones do, when
+            ``make`` and ``decode`` do; a lambda was a raw "Can't pickle local object").
         decode: the tokenizer's ``decode``.
+        args: per sequence, the arguments after ``ids`` that ``make`` takes (its shape, ...).
     """
 
     def __init__(self, vocab_size: int, pos_fields: tuple[str, ...], full_pos: Sequence[np.ndarray],
-                 prefixes: Sequence[np.ndarray], make: Callable[[int, np.ndarray], TokenSequence],
-                 decode: Callable[[list[TokenSequence]], list[np.ndarray]]) -> None:
+                 prefixes: Sequence[np.ndarray], make: Callable[..., TokenSequence],
+                 decode: Callable[[list[TokenSequence]], list[np.ndarray]], args: Sequence[tuple]) -> None:
         self.vocab_size = int(vocab_size)
         self.pos_fields = tuple(pos_fields)
-        self._make, self._decode = make, decode
+        self._make, self._decode, self._args = make, decode, [tuple(a) for a in args]
         b = len(full_pos)
         self._end = np.array([len(p) for p in full_pos], np.int64)
         width = int(self._end.max()) if b else 0
@@ -156,9 +159,13 @@ class SlotStepper:
 
     def sequences(self) -> list[TokenSequence]:
         """Each sequence as it stands (complete, or a prefix)."""
-        return [self._make(b, self._ids[b, : self._n[b]].copy()) for b in range(len(self))]
+        return [self._sequence(b) for b in range(len(self))]
 
     def images(self, which: Sequence[int] | None = None) -> list[np.ndarray]:
         """Each sequence's current prefix (or those of the sequences ``which``), decoded (in one
         batch where the tokenizer batches)."""
-        return self._decode([self._make(b, self._ids[b, : self._n[b]].copy()) for b in check_which(which, len(self))])
+        return self._decode([self._sequence(b) for b in check_which(which, len(self))])
+
+    def _sequence(self, b: int) -> TokenSequence:
+        """Sequence ``b`` as it stands."""
+        return self._make(self._ids[b, : self._n[b]].copy(), *self._args[b])

@@ -422,8 +422,7 @@ class GridTokenizer:
             grids.append((start_shape(start, i), p0))
             prefixes.append(np.zeros(0, np.int64))
         full = [self._sequence(np.zeros(self.grid_tokens(s, p), np.int64), s, p).pos for s, p in grids]
-        return SlotStepper(self.vocab_size, self.pos_fields, full, prefixes,
-                           lambda b, ids: self._sequence(ids, *grids[b]), self.decode)
+        return SlotStepper(self.vocab_size, self.pos_fields, full, prefixes, self._sequence, self.decode, grids)
 
     # --- bytes -----------------------------------------------------------------------------------
 

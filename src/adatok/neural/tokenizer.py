@@ -16,7 +16,8 @@ import numpy as np
 import torch
 
 from ..core.budget import Bpp, Lossless, Quality, Tokens, check_budget, too_small
-from ..core.errors import AdatokError, BudgetError, ContainerError, ImageFormatError, InvalidTokensError
+from ..core.errors import (AdatokError, BudgetError, ContainerError, ImageFormatError, InvalidTokensError,
+                           not_lossless_cli)
 from ..core.imageio import as_image
 from ..core.protocol import image_list, sequence_list
 from ..core.metrics import ssim as ssim_metric
@@ -159,7 +160,8 @@ class NeuralTokenizer:
             raise BudgetError(f"{self.name} is a learned tokenizer and does not steer tokens by region; "
                               "use the wavelet tokenizer for regions of interest")
         if isinstance(budget, Lossless):
-            raise BudgetError(f"{self.name!r} is not lossless; use adatok.load('wavelet-lossless') for Lossless()")
+            raise BudgetError(f"{self.name!r} is not lossless; use adatok.load('wavelet-lossless') for Lossless()",
+                              cli=not_lossless_cli(self.name))
         if isinstance(budget, Quality) and budget.region is not None:
             raise BudgetError(f"{self.name} does not support Quality(region=...): it has no regions of interest")
         imgs = [self._check_image(im, i) for i, im in enumerate(images)]
@@ -210,8 +212,8 @@ class NeuralTokenizer:
             shapes.append(shape)
             prefixes.append(np.zeros(0, np.int32))
         slots = np.arange(self.tokens, dtype=np.int32)[:, None]
-        return SlotStepper(self.vocab_size, POS_FIELDS, [slots] * len(shapes), prefixes,
-                           lambda b, ids: self._sequence(ids, shapes[b]), self.decode)
+        return SlotStepper(self.vocab_size, POS_FIELDS, [slots] * len(shapes), prefixes, self._sequence, self.decode,
+                           [(shape,) for shape in shapes])
 
     def decode_prefixes(self, seq: TokenSequence, ks: Sequence[int]) -> list[np.ndarray]:
         """The images of several prefixes of one sequence, in one batch."""

@@ -27,8 +27,8 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from ..core.checks import is_whole
 from ..core.errors import AdatokError
-from ..datasets import (ShardCheck, load_shards_tokenizer, no_rows_error, read_manifest, shard_sequence,
-                        token_shards)
+from ..datasets import (ShardCheck, check_split, damaged_row_error, load_shards_tokenizer, no_rows_error,
+                        no_split_rows_error, read_manifest, shard_sequence, split_places, token_shards)
 
 
 def _count(value, what: str) -> int:
@@ -53,7 +53,8 @@ class TokenShardDataset(IterableDataset):
 
     Each item: ``ids`` (int64, ``n``), ``label`` (int; -1 when the source has no labels),
     ``index`` (the image's place in the source), ``shape`` (``[H, W, C]``), and with ``positions``
-    ``pos`` (int64, ``n x P``: recomputed from the ``.atk`` bytes, as positions are not stored).
+    ``pos`` (int64, ``n x P``: recomputed from the ``.atk`` bytes, as positions are not stored; the
+    row's ``ids`` column is checked to be those bytes' ids, so that ids and positions agree).
 
     Args:
         folder: a folder written by ``adatok tokenize-dataset`` (Parquet format).
@@ -61,6 +62,11 @@ class TokenShardDataset(IterableDataset):
             source's order.
         seed: the shuffle's seed (the same in every process).
         positions: also yield each token's position.
+        split: ``"train"`` or ``"test"``: only the rows of that split, as
+            :func:`~adatok.datasets.read_tokens` splits (Fashion-MNIST's ``train/`` and ``test/``
+            ids keep its splits; a source without them holds out its last 5% as ``"test"``); the
+            rows of the split are then divided among ranks and workers as all rows are without it.
+            Default ``None``: every row.
         rank, world_size: this process's place among the DDP processes (default: from
             ``torch.distributed`` when it is initialized, else ``RANK`` / ``WORLD_SIZE``, else 0 / 1).
         even: give every consumer the same number of rows (the last ``rows % consumers`` of the
@@ -73,14 +79,17 @@ class TokenShardDataset(IterableDataset):
         AdatokError: the folder's errors of :func:`~adatok.datasets.token_shards` (not such a
             folder, an unfinished run or one being written now, shards lost or not all listed), a
             run that wrote no row (:func:`~adatok.datasets.no_rows_error`), a shard that cannot be
-            read or holds another number of rows than its run wrote.
+            read or holds another number of rows than its run wrote, a ``split`` that is neither
+            split or holds no row (:func:`~adatok.datasets.no_split_rows_error`). While iterating:
+            a row whose bytes are no sequence, or (with ``positions``) whose ``ids`` are not its
+            bytes' ids (:func:`~adatok.datasets.shard_sequence`: the shard was changed after its run).
     """
 
     def __init__(self, folder: str | os.PathLike[str], *, shuffle: bool = False, seed: int = 0,
-                 positions: bool = False, rank: int | None = None, world_size: int | None = None,
-                 even: bool = False, complete: bool = True):
+                 positions: bool = False, split: str | None = None, rank: int | None = None,
+                 world_size: int | None = None, even: bool = False, complete: bool = True):
         super().__init__()
-        self.folder = folder
+        self.folder, self.split = folder, None if split is None else check_split(split)
         self.files = token_shards(folder, complete)
         if not self.files:  # (a folder of tar shards only is refused by token_shards, saying so)
             if (read_manifest(folder) or {}).get("status") == "complete":
@@ -88,6 +97,16 @@ class TokenShardDataset(IterableDataset):
             raise AdatokError(f"{folder} holds no Parquet shard yet: its unfinished run has written none so far")
         self.check = ShardCheck.of(folder)
         self.counts = np.array([self._rows(f) for f in self.files], np.int64)
+        # the rows read of each shard (None: all of them); the same in every process, as the order is
+        self.keep: list[np.ndarray] | None = None
+        if self.split is not None:
+            sources = [s for f in self.files for s in self.check.read(f, ["source"]).column("source").to_pylist()]
+            places = split_places(sources, self.split, folder)
+            starts = np.concatenate([[0], np.cumsum(self.counts)])
+            self.keep = [places[(places >= a) & (places < b)] - a for a, b in zip(starts[:-1], starts[1:])]
+            self.counts = np.array([len(k) for k in self.keep], np.int64)
+            if not self.counts.sum():
+                raise no_split_rows_error(folder, self.split)
         self.shuffle, self.seed, self.positions, self.even = shuffle, _count(seed, "seed"), positions, even
         self._rank, self._world = rank, world_size
         # in shared memory: data-loader workers kept from epoch to epoch (persistent_workers) hold a
@@ -109,7 +128,7 @@ class TokenShardDataset(IterableDataset):
 
     @property
     def rows(self) -> int:
-        """Rows in all the shards."""
+        """Rows in all the shards (of the split, with ``split``), over all consumers."""
         return int(self.counts.sum())
 
     @property
@@ -156,7 +175,8 @@ class TokenShardDataset(IterableDataset):
         for s in shards:
             n = int(self.counts[s])
             which.append(np.full(n, s, np.int64))
-            rows.append(rng.permutation(n) if rng is not None else np.arange(n))
+            mine = np.arange(n) if self.keep is None else self.keep[s]
+            rows.append(mine if rng is None else rng.permutation(n) if self.keep is None else rng.permutation(mine))
         return np.concatenate(which), np.concatenate(rows)
 
     def mine(self) -> tuple[np.ndarray, np.ndarray]:
@@ -182,13 +202,22 @@ class TokenShardDataset(IterableDataset):
         for at, end in zip(cuts[:-1], cuts[1:]):  # the rows of one shard are consecutive in the order
             file = self.files[which[at]]
             table = self.check.read(file, columns).take(rows[at:end])
-            cols = {c: table.column(c).to_pylist() for c in columns}
+            cols = {c: table.column(c).to_pylist() for c in columns if c != "ids"}
+            # the ids as one int64 array and each row's offsets in it (a Python list per row was half the time)
+            ids_col = table.column("ids").combine_chunks()
+            if ids_col.null_count:  # (flattened, a null is no ids: it was a raw TypeError from torch)
+                k = int(np.flatnonzero(ids_col.is_null().to_numpy(zero_copy_only=False))[0])
+                raise damaged_row_error(file, int(rows[at + k]), "holds no ids (null)")
+            flat = ids_col.flatten().to_numpy(zero_copy_only=False).astype(np.int64)
+            offsets = ids_col.offsets.to_numpy()
+            offsets = offsets - offsets[0]
             for k in range(end - at):
-                ids = torch.tensor(cols["ids"][k], dtype=torch.int64)
-                item = {"ids": ids, "label": -1 if cols["label"][k] is None else int(cols["label"][k]),
+                ids = flat[offsets[k]:offsets[k + 1]]
+                item = {"ids": torch.from_numpy(ids.copy()),
+                        "label": -1 if cols["label"][k] is None else int(cols["label"][k]),
                         "index": int(cols["index"][k]), "shape": list(cols["shape"][k])}
-                if self.positions:
-                    seq = shard_sequence(cols["atk"][k], file, int(rows[at + k]))
+                if self.positions:  # (positions from the bytes: their ids must be the column's)
+                    seq = shard_sequence(cols["atk"][k], file, int(rows[at + k]), ids=ids)
                     item["pos"] = torch.from_numpy(np.asarray(seq.pos, np.int64))
                 yield item
 

@@ -22,7 +22,8 @@ from numba import njit
 
 from ..core.budget import Bpp, Lossless, Quality, Tokens, check_budget, too_small
 from ..core.checks import is_whole
-from ..core.errors import AdatokError, BudgetError, ContainerError, ImageFormatError, InvalidTokensError
+from ..core.errors import (AdatokError, BudgetError, ContainerError, ImageFormatError, InvalidTokensError,
+                           not_lossless_cli)
 from ..core import imageio
 from ..core.imageio import as_image
 from ..core.protocol import image_list, sequence_list
@@ -259,6 +260,12 @@ class WaveletTokenizer:
         key = (layout.shape, layout.channels, layout.levels)
         return self._top_cache.get(key, lambda: (header.top_plane(self, layout), 0))
 
+    def _nmax_limit(self, layout: Layout, params) -> int:
+        """The highest top bit-plane a sequence coded on ``layout`` with ``params`` may have: one above
+        the highest any 8-bit image reaches there (:meth:`_top_plane`, plus the planes a region of
+        interest lifts), a margin so that the bound's float sums never refuse a real file."""
+        return self._top_plane(layout) + (roi_coding.ROI_SHIFT if "roi" in params else 0) + 1
+
     def _shifts(self, layout: Layout, params: dict | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Bit-plane shift of every node and the smallest shift of each node's D and L sets.
 
@@ -367,11 +374,11 @@ class WaveletTokenizer:
         if isinstance(budget, Lossless) and not self.lossless:
             name = (maker or self).name  # a word tokenizer's own name, and its lossless sibling's
             sibling = name.replace("wavelet", "wavelet-lossless", 1)
-            if not registered(sibling):  # a word tokenizer of another n: made, not loaded
-                sibling = f"WordTokenizer(adatok.load('wavelet-lossless'), {getattr(maker, 'n', 1)})"
-            else:
-                sibling = f"adatok.load({sibling!r})"
-            raise BudgetError(f"{name!r} is not lossless; use {sibling} for Lossless()")
+            if not registered(sibling):  # a word tokenizer of another n: made, not loaded (not one -t names)
+                raise BudgetError(f"{name!r} is not lossless; use WordTokenizer(adatok.load('wavelet-lossless'), "
+                                  f"{getattr(maker, 'n', 1)}) for Lossless()")
+            raise BudgetError(f"{name!r} is not lossless; use adatok.load({sibling!r}) for Lossless()",
+                              cli=not_lossless_cli(name, sibling))
         out = []
         for i, image in enumerate(images):
             img = as_image(image, what=f"image {i}")
@@ -476,7 +483,21 @@ class WaveletTokenizer:
             raise InvalidTokensError(f"cannot re-express a sequence of top plane {old} from plane {new}: a sequence "
                                      f"can only gain planes above its own; give nmax >= {old}")
         params = dict(seq.params) | {"nmax": new}
-        self._layout(seq.shape, params, nmax_from="given as nmax")  # checks nmax
+        rep = tuple(seq.params.get("rep", (1, 1)))
+        try:
+            self._layout(seq.shape, params, nmax_from="given as nmax")  # checks nmax
+        except InvalidTokensError:
+            if nmax is not None or rep == (1, 1):
+                raise
+            # the default, top_plane of the shape, is of images coded at that shape; this one is coded smaller
+            (h, w), limit = layout.shape, self._nmax_limit(layout, params)
+            raise InvalidTokensError(
+                f"with_top_plane's default top plane is of images without pixel replication: top_plane"
+                f"({tuple(seq.shape)}) = {new} is of images coded at {seq.shape[0]}x{seq.shape[1]}, and this sequence "
+                f"is a {rep[0]}x{rep[1]} pixel replication (params['rep']) coded at {h}x{w}, where no 8-bit image has a "
+                f"coefficient above plane {limit - 1} and planes above {limit} are refused; encode the image with "
+                "fixed_header=True (no replication) for the fixed header of its shape, or give nmax up to "
+                f"{limit}") from None
         shift, smin_d, _ = self._shifts(layout, params)
         ids, node, plane = header.raise_top_plane(layout, shift, smin_d, old, new)
         pos = np.empty((len(ids), 6), np.int32)
@@ -701,10 +722,17 @@ class WaveletTokenizer:
         # planes of tokens no image has: a hostile header's nmax of 61 let 16 KB of payload code
         # 156 million tokens. One plane of margin: the bound's float sums must never refuse a
         # real file, and one plane more or less does not matter against such a header.
-        top = self._top_plane(layout) + (roi_coding.ROI_SHIFT if "roi" in params else 0) + 1
-        if int(params["nmax"]) > top:
-            raise InvalidTokensError(f"invalid top bit-plane {params['nmax']} {nmax_from}: no 8-bit image of "
-                                     f"shape {shape} has a coefficient above plane {top}")
+        limit = self._nmax_limit(layout, params)
+        if int(params["nmax"]) > limit:
+            replicated = (fy, fx) != (1, 1)
+            coded = f" (a {fy}x{fx} pixel replication, coded at {h}x{w})" if replicated else ""
+            bound = f"top_plane({(h, w, *shape[2:])})" if replicated else "top_plane"
+            if "roi" in params:
+                bound += f" plus the {roi_coding.ROI_SHIFT} planes its region of interest lifts"
+            raise InvalidTokensError(f"invalid top bit-plane {params['nmax']} {nmax_from}: no 8-bit image of shape "
+                                     f"{shape}{coded} has a coefficient above plane {limit - 1} ({bound}), and one "
+                                     f"plane more is let through as a margin for the rounding of that bound: the "
+                                     f"highest allowed is {limit}")
         if "roi" in params:
             roi_p = params["roi"]
             if not isinstance(roi_p, Mapping) or set(roi_p) != {"g", "s", "d"}:
