@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -234,7 +235,8 @@ def test_encode_errors(tmp_path, small_png, case, existing):
     elif case == "not-lossless":
         extra, needle = ["--tokenizer", "wavelet", "--lossless"], "lossless"
     before = sorted(p.name for p in tmp_path.iterdir())
-    assert_user_error(run("encode", image, out, *extra), needle)
+    # (an OUT there is refused without --force: with it, the input's error still leaves OUT as it was)
+    assert_user_error(run("encode", image, out, *extra, *(["--force"] if existing else [])), needle)
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # no OUT, no temporary file
     if existing:
         assert out.read_bytes() == b"precious"
@@ -258,7 +260,7 @@ def test_decode_errors(tmp_path, small_png, case, existing):
     elif case == "too-few-bytes":
         extra = ["--bytes", "5"]
     before = sorted(p.name for p in tmp_path.iterdir())
-    result = run("decode", atk, out, *extra)
+    result = run("decode", atk, out, *extra, *(["--force"] if existing else []))
     assert_user_error(result, "wrong magic" if case == "wrong-magic" else "")
     assert sorted(p.name for p in tmp_path.iterdir()) == before
     if existing:
@@ -460,7 +462,7 @@ def test_a_command_stopped_while_writing_leaves_no_temporary_file_and_says_so(sm
 
     out = tmp_path / "out.atk"
     out.write_bytes(b"an earlier good output")
-    proc = subprocess.Popen([sys.executable, "-c", _SLOW_WRITE, "encode", str(small_png), str(out)],
+    proc = subprocess.Popen([sys.executable, "-c", _SLOW_WRITE, "encode", str(small_png), str(out), "--force"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     watchdog = threading.Timer(120, proc.kill)
     watchdog.start()
@@ -611,7 +613,7 @@ def test_an_endless_input_is_read_no_further_than_a_container_goes(tmp_path, pho
     assert_ok(run(command, tmp_path / "whole", *([tmp_path / "o.png"] if command == "decode" else [])))
     thread.join(10)
     (tmp_path / "two.atk").write_bytes(data + data)
-    assert_user_error(run(command, tmp_path / "two.atk", *([tmp_path / "o.png"] if command == "decode" else [])),
+    assert_user_error(run(command, tmp_path / "two.atk", *([tmp_path / "o2.png"] if command == "decode" else [])),
                       "two files were joined")
 
 
@@ -853,3 +855,124 @@ def test_exif_orientation_is_not_applied(tmp_path):
     assert_ok(run("encode", tmp_path / "phone.jpg", tmp_path / "p.atk", "--lossless", "-q"))
     assert_ok(run("decode", tmp_path / "p.atk", tmp_path / "p.png", "-q"))
     assert np.array_equal(read_image(tmp_path / "p.png"), np.asarray(Image.open(tmp_path / "phone.jpg")))
+
+
+# --- found by an outside user's review (2026-12-03): outputs written over, alpha, pipes, cut files ----------
+
+
+@pytest.mark.parametrize("command", ["encode", "decode", "saliency"])
+def test_an_existing_output_is_refused_without_force_and_replaced_with_it(tmp_path, small_png, command):
+    """`decode x.atk photo.png` wrote over the photo (the user's original, replaced by a lossy decode)
+    and `encode` over an existing .atk (perhaps the only copy of a lossless one), without a word. Now a
+    file or a symbolic link of OUT's name is refused (one line, exit 2, nothing written) unless --force;
+    with it the file is replaced, and a link itself, never what it points to."""
+    atk = tmp_path / "in.atk"
+    assert_ok(run("encode", small_png, atk, "-q", "--tokens", 300))
+    src, name = (small_png, "out.atk") if command == "encode" else (atk if command == "decode" else small_png,
+                                                                    "out.png")
+    out, link, target = tmp_path / name, tmp_path / f"link{Path(name).suffix}", tmp_path / "target.txt"
+    out.write_bytes(b"precious")
+    target.write_text("the link's target")
+    link.symlink_to(target)
+    for path, says in ((out, f"{out} exists: give --force"), (link, f"{link} is a symbolic link (to ")):
+        assert_user_error(run(command, src, path, "-q"), says, "--force")
+    assert out.read_bytes() == b"precious" and link.is_symlink() and target.read_text() == "the link's target"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["in.atk", "small.png", name, link.name, "target.txt"])
+    for path in (out, link):
+        assert_ok(run(command, src, path, "-q", "--force"))
+        assert not path.is_symlink() and path.read_bytes() != b"precious"
+    assert target.read_text() == "the link's target"
+    assert_user_error(run(command, src, src, "--force"), "is also the input")  # (never an input, even so)
+
+
+def test_encode_warns_that_transparency_was_flattened(tmp_path):
+    """--lossless of an RGBA PNG said "PSNR exact" without a word that its alpha was dropped (flattened
+    onto white, as documented): now a `warning:` line says so; an opaque alpha loses nothing, and is not
+    warned of."""
+    rgba = np.zeros((12, 16, 4), np.uint8)
+    rgba[..., 0], rgba[..., 3] = 200, np.arange(16, dtype=np.uint8) * 16
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "alpha.png")
+    rgba[..., 3] = 255
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "opaque.png")
+    result = run("encode", tmp_path / "alpha.png", tmp_path / "alpha.atk", "--lossless")
+    assert_ok(result)
+    assert "PSNR exact" in result.stdout
+    assert result.stderr.startswith("warning: ") and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "transparency" in result.stderr and "flattened onto white" in result.stderr
+    result = run("encode", tmp_path / "opaque.png", tmp_path / "opaque.atk", "--lossless")
+    assert_ok(result)
+    assert result.stderr == ""
+
+
+@pytest.mark.parametrize("command", ["encode", "saliency"])
+def test_an_image_from_a_pipe_reads_as_a_file_does(tmp_path, small_png, command):
+    """`cat photo.png | adatok encode /dev/stdin x.atk` (and `saliency`) was a raw traceback, exit 1: the
+    check of a PNG's rows seeks, and a pipe cannot. A pipe's bytes are now read into memory first."""
+    import os
+
+    out = tmp_path / ("x.atk" if command == "encode" else "x.png")
+    read, write = os.pipe()
+    try:
+        os.write(write, small_png.read_bytes())  # (a small PNG fits in the pipe's buffer)
+        os.close(write)
+        assert_ok(run(command, f"/dev/fd/{read}", out, "-q"))
+    finally:
+        os.close(read)
+    assert_ok(run(command, small_png, tmp_path / f"from-file{out.suffix}", "-q"))
+    assert out.read_bytes() == (tmp_path / f"from-file{out.suffix}").read_bytes()
+
+
+def test_decode_bytes_says_the_file_itself_is_cut(tmp_path, photo_png):
+    """`decode --bytes N` of a file shorter than its header says (a cut download) said nothing of the
+    cut, where decode without --bytes says it: a pipeline passing the bytes received so far was never
+    told. Now it is said whenever the file ends before N (or at N); a cut that --bytes makes is not."""
+    assert_ok(run("encode", photo_png, tmp_path / "a.atk", "--bpp", "2", "-q"))
+    data = (tmp_path / "a.atk").read_bytes()
+    (tmp_path / "cut.atk").write_bytes(data[:-200])
+    for i, n in enumerate((len(data) - 200, len(data) - 100, 10**9)):
+        result = run("decode", tmp_path / "cut.atk", tmp_path / f"{i}.png", "--bytes", n)
+        assert_ok(result)
+        assert "the file is cut" in result.stdout and re.search(r"from [0-9,]+ of [0-9,]+ tokens", result.stdout)
+    asked = run("decode", tmp_path / "cut.atk", tmp_path / "asked.png", "--bytes", len(data) - 300)
+    assert_ok(asked)
+    assert "the file is cut" not in asked.stdout
+
+
+def test_encode_in_roi_prints_the_psnr_inside_the_region(tmp_path, photo_png):
+    """`--psnr 30 --roi m.png --in-roi` printed the whole image's PSNR, not the region's it targeted."""
+    from adatok.core.metrics import region_mask
+
+    mask = np.zeros((48, 64), np.uint8)
+    mask[8:24, 8:32] = 255
+    Image.fromarray(mask).save(tmp_path / "m.png")
+    result = run("encode", photo_png, tmp_path / "r.atk", "--psnr", 30, "--roi", tmp_path / "m.png", "--in-roi")
+    assert_ok(result)
+    seq = adatok.TokenSequence.from_bytes((tmp_path / "r.atk").read_bytes())
+    img = read_image(photo_png)
+    back = adatok.load("wavelet").decode([seq])[0]
+    inside = psnr(img, back, mask=region_mask(mask / 255.0))
+    assert inside >= 30 and abs(inside - psnr(img, back)) > 0.01
+    assert f"PSNR inside the region of interest {inside:.2f} dB" in result.stdout, result.stdout
+
+
+def test_a_closed_output_pipe_ends_quietly_with_141(tmp_path, small_png):
+    """`adatok info F | head -1` exited 1 with nothing on stderr (rich and typer turn a BrokenPipeError
+    into exit code 1): now exit code 141 (128 + SIGPIPE), as a Unix tool that SIGPIPE ends, and no word."""
+    import subprocess
+    import sys
+
+    assert_ok(run("encode", small_png, tmp_path / "a.atk", "-q", "--tokens", 100))
+    for argv in (["info", str(tmp_path / "a.atk")], ["encode", "--help"]):  # (rich; typer's echo)
+        proc = subprocess.Popen([sys.executable, "-m", "adatok.cli", *argv], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE)
+        proc.stdout.close()  # the reader is gone before the first line
+        err = proc.stderr.read()
+        assert proc.wait(timeout=120) == 141 and err == b"", (argv, proc.returncode, err)
+
+
+def test_quality_help_says_the_shortest_only_up_to_a_size():
+    """`--psnr`'s help promised "the shortest prefix reaching this PSNR"; past a size the answer is a
+    bisection's (docs/wavelet-language.md), which can be longer."""
+    text = " ".join(run("encode", "--help").output.split())
+    assert "the shortest prefix reaching" not in text
+    assert "bisection" in text

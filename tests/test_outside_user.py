@@ -336,7 +336,9 @@ def test_no_command_overwrites_its_input(photo, tmp_path, out):
     assert runner.invoke(app, ["encode", str(photo), str(seq_file)]).exit_code == 0
     result = runner.invoke(app, ["decode", str(seq_file), str(seq_file)])
     assert result.exit_code == 2 and "is also the input" in result.stderr
-    assert "--force" not in runner.invoke(app, ["decode", "--help"]).output  # (it did nothing there)
+    # (decode's --force replaces an OUT that exists: never an input)
+    result = runner.invoke(app, ["decode", str(seq_file), str(seq_file), "--force"])
+    assert result.exit_code == 2 and "is also the input" in result.stderr
     assert photo.read_bytes() == before and seq_file.read_bytes()[:4] == b"\x89ATK"
 
 
@@ -642,8 +644,8 @@ def test_commands_never_destroy_what_they_read_or_an_earlier_run(tmp_path, monke
     r = run("encode", img, snap / "model.safetensors", "-t", snap, "--force")
     assert r.exit_code == 2 and "model.safetensors of the checkpoint folder" in r.stderr
     assert (ckpt / "model.safetensors").read_bytes() == weights
-    for _ in range(2):  # another file in the folder, written again: not the checkpoint's (refused, before)
-        assert run("encode", img, ckpt / "img.atk", "-t", ckpt).exit_code == 0
+    for force in ([], ["--force"]):  # another file in the folder, written again: not the checkpoint's (refused, before)
+        assert run("encode", img, ckpt / "img.atk", "-t", ckpt, *force).exit_code == 0
     monkeypatch.setattr("adatok.neural.CHECKPOINT_DIR", tmp_path)  # (a copy stands for the shipped checkpoints)
     r = run("encode", img, tmp_path / "g.png", "-t", "fashion-mnist-32", "--force")  # a shipped one read by name
     assert r.exit_code == 2 and "a link to model.safetensors of the checkpoint folder" in r.stderr

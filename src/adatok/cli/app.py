@@ -56,9 +56,40 @@ def run(argv: list[str] | None = None) -> int:
     try:
         with _terminating_as_interrupt():
             return _run(sys.argv[1:] if argv is None else list(argv))
+    except (SystemExit, BrokenPipeError) as exc:
+        if not _pipe_closed(exc):
+            raise
+        return _quiet_after_closed_pipe()
     finally:
         for stream in strict:
             stream.reconfigure(errors="strict")
+
+
+def _pipe_closed(exc: BaseException) -> bool:
+    """Whether ``exc`` came from writing to a pipe whose reader is gone (``adatok info F | head -1``):
+    a BrokenPipeError, or the SystemExit(1) that rich and typer turn one into, without a word."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, BrokenPipeError):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def _quiet_after_closed_pipe() -> int:
+    """End as a Unix tool whose reader went away: nothing more written (stdout goes to the null device,
+    so that flushing it at exit raises nothing) and exit code 141, 128 + SIGPIPE, as a shell reports a
+    tool that SIGPIPE ended (the command exited 1 with nothing on stderr)."""
+    import os
+    import signal
+    import sys
+
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.__stdout__.fileno())
+        os.close(devnull)
+    return 128 + getattr(signal, "SIGPIPE", 13)
 
 
 #: The signal that stopped the command (SIGTERM, SIGHUP), set by :func:`_terminating_as_interrupt`'s handler.

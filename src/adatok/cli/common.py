@@ -20,8 +20,8 @@ from rich.console import Console
 import adatok
 from adatok import AdatokError, BudgetError, Bpp, ContainerError, Lossless, Quality, TokenSequence, Tokens
 from adatok.core.errors import cli_message
-from adatok.core.imageio import image_suffixes
-from adatok.core.sequence import MAGIC, OTHER_WEIGHTS, check_maker, parse_container
+from adatok.core.imageio import check_new_file, image_suffixes
+from adatok.core.sequence import MAGIC, OTHER_WEIGHTS, check_maker, parse_container, unchecked_bytes
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -92,6 +92,12 @@ def read_bytes(path: Path, n_bytes: int | None = None) -> bytes:
     (magic number, version, header length) and header are read and checked first, and then the
     payload length the header gives bounds the rest. ``/dev/zero`` or a large file of something else
     was read whole into memory before any check (a MemoryError, or a machine out of memory)."""
+    return _read_container(path, n_bytes)[0]
+
+
+def _read_container(path: Path, n_bytes: int | None = None) -> tuple[bytes, bool]:
+    """:func:`read_bytes`, and whether the file itself ends within the bytes read (not only
+    ``n_bytes``): a file shorter than its container is cut, whatever ``--bytes`` asked for."""
     check_link_loop(path)
     if not path.exists():
         raise AdatokError(f"no such file: {path}")
@@ -123,12 +129,13 @@ def read_bytes(path: Path, n_bytes: int | None = None) -> bytes:
                 raise ContainerError(f"{path}: {exc}") from None
             end = len(data) + header["payload_len"]
             data = more(data, end + 1)  # one byte past the container's end tells that the file goes on
+            ended = len(data) < min(end + 1, cap) or (len(data) < end + 1 and not f.read(1))
     except OSError as exc:
         raise AdatokError(f"cannot read {path}: {exc.strerror or exc}") from exc
     if len(data) > end:
         raise ContainerError(f"{path} is longer than the {end:,}-byte container its header describes: the file is "
                              "corrupt or two files were joined")
-    return data
+    return data, ended
 
 
 def _whole_header(data: bytes) -> int:
@@ -141,14 +148,17 @@ def _whole_header(data: bytes) -> int:
     return len(data)
 
 
-def check_output(out: Path, *inputs: Path, force: bool = False, image: bool = False) -> None:
+def check_output(out: Path, *inputs: Path, force: bool = False, image: bool = False, one_file: bool = True) -> None:
     """Refuse to write ``out`` when it is one of the command's ``inputs`` (the same path, or the
     same file under another name: a link, ``./x``), or a file already in an input that is a folder
     (a tokenizer's checkpoint folder: ``encode IMG CKPT/model.safetensors -t CKPT`` wrote its bytes
     over the weights; by any name: a link ``x.atk`` to it), so that no command ever overwrites what
-    it reads. The shipped checkpoints' folder is always such an input. Without ``force``, also
-    refuse token bytes (``image=False``) to a name with an image suffix (``photo.png``): almost
-    always a slip of the argument order. An image (``image=True``) to ``.atk`` is refused even with
+    it reads, even with ``force``. The shipped checkpoints' folder is always such an input. Without
+    ``force``, also refuse token bytes (``image=False``) to a name with an image suffix
+    (``photo.png``): almost always a slip of the argument order; and for a command that writes
+    ``out`` as ``one_file``, a file or a symbolic link of its name already there
+    (:func:`~adatok.core.imageio.check_new_file`: written with ``replace_link``, ``force`` replaces the
+    link, not what it points to). An image (``image=True``) to ``.atk`` is refused even with
     ``force``: an image's format comes from its suffix."""
     from adatok.neural import CHECKPOINT_DIR
 
@@ -182,6 +192,8 @@ def check_output(out: Path, *inputs: Path, force: bool = False, image: bool = Fa
     if not force and not image and suffix in image_suffixes():
         raise AdatokError(f"{out} has an image suffix but would hold token bytes (.atk); give a name ending in "
                           ".atk, or --force to write it anyway")
+    if one_file:
+        check_new_file(out, force)
 
 
 def checkpoint_files(folder: Path) -> list[Path]:
@@ -277,9 +289,11 @@ def model_card(name: str) -> str | None:
 
 
 def read_token_file(path: Path, tokenizer: str | None, n_bytes: int | None = None,
-                    max_tokens: int | None = None) -> tuple[bytes, dict, bytes, TokenSequence]:
+                    max_tokens: int | None = None) -> tuple[bytes, dict, str | None, TokenSequence]:
     """A token file (its first ``n_bytes``, its first ``max_tokens`` tokens) as ``(data, header,
-    payload, sequence)``, for the commands that read one with ``--tokenizer``. That tokenizer (a
+    cut, sequence)``, ``cut`` saying that the file itself is cut (:func:`cut_note`: also when
+    ``n_bytes`` reaches past its end; ``None`` when only ``n_bytes`` cut it), for the commands that
+    read one with ``--tokenizer``. That tokenizer (a
     checkpoint folder, or any tokenizer's name) is loaded first, remembered in this process so that
     files naming it are read with its weights, and a file it did not make is refused
     (:class:`~adatok.TokenizerMismatchError`): it was dropped without a word, the file read with
@@ -288,11 +302,21 @@ def read_token_file(path: Path, tokenizer: str | None, n_bytes: int | None = Non
     if tokenizer is not None:
         check_link_loop(Path(tokenizer))  # (is_dir said False: "unknown tokenizer")
         tok = adatok.load(tokenizer)
-    data = read_bytes(path, n_bytes)
+    data, ended = _read_container(path, n_bytes)
     header, payload = parse_container(data)
     if tok is not None:
         check_maker(header["tokenizer"], header["version"], tok, OTHER_WEIGHTS, what=str(path))
-    return data, header, payload, TokenSequence.from_bytes(data, max_tokens=max_tokens)
+    cut = cut_note(header, payload) if ended else None
+    return data, header, cut, TokenSequence.from_bytes(data, max_tokens=max_tokens)
+
+
+def cut_note(header: dict, payload: bytes) -> str | None:
+    """What ``info`` and ``decode`` say of a file whose payload is cut short; ``None`` for a whole one."""
+    if len(payload) >= header["payload_len"]:
+        return None
+    unchecked = unchecked_bytes(header, payload)
+    return (f"the file is cut: its payload holds {len(payload):,} of {header['payload_len']:,} bytes"
+            + (f", the last {unchecked:,} of them in a chunk cut short, which no checksum covers" if unchecked else ""))
 
 
 def counted(n: int, noun: str) -> str:

@@ -20,7 +20,7 @@ from adatok.core.imageio import read_image
 from .app import app
 from .common import (EvalProgress, check_at_least, check_output, check_link_loop, check_saliency, fmt_shape,
                      invoked_command, reporting_errors, split_list)
-from .options import NoProgress, Quiet, SaliencyMethod, out_dir
+from .options import Force, NoProgress, Quiet, SaliencyMethod, out_dir
 from .tables import print_eval, print_region
 
 #: The longest side of the sample photos in `adatok demo` (keeps `make demo` quick).
@@ -296,6 +296,7 @@ def saliency_map(
         help="auto (the three combined), spectral (spectral residual), gradient (multi-scale gradient "
              "and local entropy) or centre (a centred Gaussian).")] = "auto",
     quiet: Quiet = False,
+    force: Force = False,
 ) -> None:
     """Write a training-free saliency map of an image, the same size as the image.
 
@@ -303,10 +304,10 @@ def saliency_map(
     """
     from adatok.core.saliency import saliency, write_map
 
-    check_output(out, image, image=True)
+    check_output(out, image, image=True, force=force)
     if not str(out).lower().endswith(".png"):
         raise AdatokError(f"{out}: saliency maps are written as PNG; give a path ending in .png")
     img = read_image(image)
-    write_map(out, saliency(img, method))
+    write_map(out, saliency(img, method), replace_link=True)
     if not quiet:
         typer.echo(f"{out}: {method} saliency map, {img.shape[0]}x{img.shape[1]}")

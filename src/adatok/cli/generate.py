@@ -271,7 +271,8 @@ def generate_cmd(
                          early_tokens, seed=seed, flags=True)  # (the library's: a temperature of 0 takes the likeliest id)
     from adatok.generate.folders import generator_folder
 
-    check_output(out, generator_folder(model), *([complete] if complete else []), force=True)
+    check_output(out, generator_folder(model), *([complete] if complete else []), force=True,
+                 one_file=False)  # (a grid or a folder: check_samples_folder)
     from adatok.generate.report import check_samples_folder, check_untouched, write_samples
 
     check_samples_folder(out, force)  # everything the output needs, before sampling, which can take minutes

@@ -23,11 +23,14 @@ TokensBudget = Annotated[int | None, typer.Option(
 
 #: ``--psnr``: a quality budget in PSNR.
 PsnrBudget = Annotated[float | None, typer.Option(
-    "--psnr", metavar="DB", help="Budget: the shortest prefix reaching this PSNR (dB).", show_default=False)]
+    "--psnr", metavar="DB", show_default=False,
+    help="Budget: a prefix reaching this PSNR (dB): the shortest, checked exactly up to a size (a bisection's answer "
+         "on larger images; docs/wavelet-language.md).")]
 
 #: ``--ssim``: a quality budget in SSIM.
 SsimBudget = Annotated[float | None, typer.Option(
-    "--ssim", metavar="S", help="Budget: the shortest prefix reaching this SSIM, 0 < S <= 1.", show_default=False)]
+    "--ssim", metavar="S", show_default=False,
+    help="Budget: a prefix reaching this SSIM, 0 < S <= 1: the shortest up to a size, as for --psnr.")]
 
 #: ``--lossless``: the full, bit-exact sequence.
 LosslessBudget = Annotated[bool, typer.Option(
@@ -44,10 +47,16 @@ CheckpointFolder = Annotated[str | None, typer.Option(
          "(shipped and built-in tokenizers are found by the name in the file); a file it did not make is "
          "refused.")]
 
-#: ``--force``: write an output whose suffix names the other kind of file (never an input).
-Force = Annotated[bool, typer.Option(
-    "--force", help="encode: write the .atk bytes to OUT even if its suffix names an image (.png). An output that "
-                    "is one of the inputs is refused even so.")]
+def force_option(also: str = "") -> Any:
+    """``--force`` of a command that writes one file OUT: replace one already there (``also``: what
+    else it lets through, said in its help)."""
+    return typer.Option("--force", help=f"Replace an OUT that exists (a symbolic link of its name is replaced, not "
+                                        f"what it points to){also}. An output that is one of the inputs is refused "
+                                        "even so.")
+
+
+#: ``--force``: replace an output that exists (never an input).
+Force = Annotated[bool, force_option()]
 
 #: ``--resume`` and ``--force`` of the trainers: what to do with a checkpoint already in ``--out``.
 Resume = Annotated[bool, typer.Option("--resume", help="Continue the checkpoint in --out.")]

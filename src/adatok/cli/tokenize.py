@@ -11,16 +11,15 @@ from rich.console import Console
 import adatok
 from adatok import AdatokError, BudgetError, Quality
 from adatok.core.errors import naming_image
-from adatok.core.imageio import atomic_write_bytes, read_image, write_image
+from adatok.core.imageio import atomic_write_bytes, read_image_and_alpha, write_image
 from adatok.core.registry import names, pattern_names
 from adatok.core.metrics import psnr, quality_mask, quality_score
-from adatok.core.sequence import unchecked_bytes
 
 from .app import app
 from .common import (budget, check_at_least, check_output, check_saliency, checkpoint_inputs, default_tokenizer,
                      file_bpp, fmt_psnr, fmt_shape, model_card, read_token_file, reporting_errors)
 from .options import (BppBudget, CheckpointFolder, Force, LosslessBudget, PsnrBudget, Quiet, SaliencyMethod, SsimBudget,
-                      TokensBudget)
+                      TokensBudget, force_option)
 from .tables import token_table
 
 
@@ -49,7 +48,8 @@ def encode(
     region: Annotated[bool, typer.Option(
         "--in-roi", help="Measure --psnr/--ssim inside the region of interest (mask >= 0.5) only.")] = False,
     quiet: Quiet = False,
-    force: Force = False,
+    force: Annotated[bool, force_option("; also write the .atk bytes to an OUT whose suffix names an image (.png)")
+                     ] = False,
 ) -> None:
     """Encode an image to a token file (.atk).
 
@@ -69,7 +69,7 @@ def encode(
         chosen = Quality(psnr=chosen.psnr, ssim=chosen.ssim, region="roi")
     name = tokenizer if tokenizer is not None else default_tokenizer(lossless)
     tok = adatok.load(name)
-    img = read_image(image)
+    img, transparent = read_image_and_alpha(image)
     roi_map = None
     if roi is not None:
         from adatok.core import saliency as sal
@@ -80,13 +80,18 @@ def encode(
     except AdatokError as exc:
         raise naming_image(exc, str(image)) from None
     data = seq.to_bytes()
-    atomic_write_bytes(out, data)
+    atomic_write_bytes(out, data, replace_link=True)
+    if transparent:  # (documented, and yet "PSNR exact" of --lossless said nothing was lost: it is the flattened image's)
+        typer.echo(f"warning: {image} has transparency (alpha), flattened onto white: {out} holds the flattened "
+                   "image, not the alpha", err=True)
     decoded = tok.decode([seq])[0] if not quiet or isinstance(chosen, Quality) else None
-    if not quiet:
+    mask = quality_mask(chosen, roi_map) if isinstance(chosen, Quality) else None
+    if not quiet:  # (with --in-roi the PSNR inside the region, which it targeted: the whole image's was printed)
+        where = "" if mask is None else " inside the region of interest"
         typer.echo(f"{out}: {len(seq):,} tokens, {len(data):,} bytes, {file_bpp(len(data), seq):.4f} bpp, "
-                   f"PSNR {fmt_psnr(psnr(img, decoded))} ({seq.tokenizer}, {fmt_shape(seq.shape)})")
+                   f"PSNR{where} {fmt_psnr(psnr(img, decoded, mask=mask))} ({seq.tokenizer}, {fmt_shape(seq.shape)})")
     if isinstance(chosen, Quality):  # no prefix reached it: the full sequence is kept (as documented), and said
-        reached = quality_score(img, decoded, chosen, quality_mask(chosen, roi_map))
+        reached = quality_score(img, decoded, chosen, mask)
         goal = chosen.psnr if chosen.psnr is not None else chosen.ssim
         if reached < goal - 1e-9:
             option, measure = (("--psnr", f"PSNR {fmt_psnr(reached)}") if chosen.psnr is not None
@@ -111,31 +116,24 @@ def decode(
              "embedded: any cut past the header decodes).")] = None,
     tokenizer: CheckpointFolder = None,
     quiet: Quiet = False,
+    force: Force = False,
 ) -> None:
     """Decode a token file (or a prefix of it) to an image."""
-    check_output(out, src, *checkpoint_inputs(tokenizer), image=True)
+    check_output(out, src, *checkpoint_inputs(tokenizer), image=True, force=force)
     check_at_least(tokens, "--tokens")
     check_at_least(n_bytes, "--bytes")
     # (the rest of a long file is not decoded)
-    data, header, payload, seq = read_token_file(src, tokenizer, n_bytes, max_tokens=tokens)
+    # a file cut short says so (a copy cut off in transfer decoded without a word), with --bytes too when the
+    # file ends before them (a pipeline passing the bytes received so far was never told)
+    data, header, note, seq = read_token_file(src, tokenizer, n_bytes, max_tokens=tokens)
     from adatok.core.registry import maker
 
     img = maker(seq).decode([seq])[0]
-    write_image(out, img)
+    write_image(out, img, replace_link=True)
     if not quiet:
-        # a file cut short says so (a copy cut off in transfer decoded without a word): unless --bytes cut it
-        note = cut_note(header, payload) if n_bytes is None else None
         of, note = (f" of {int(header['n_tokens']):,}", f"; {note}") if note else ("", "")
         typer.echo(f"{out}: {fmt_shape(img.shape)} from {len(seq):,}{of} tokens ({seq.tokenizer}{note})")
 
-
-def cut_note(header: dict, payload: bytes) -> str | None:
-    """What ``info`` and ``decode`` say of a file whose payload is cut short; ``None`` for a whole one."""
-    if len(payload) >= header["payload_len"]:
-        return None
-    unchecked = unchecked_bytes(header, payload)
-    return (f"the file is cut: its payload holds {len(payload):,} of {header['payload_len']:,} bytes"
-            + (f", the last {unchecked:,} of them in a chunk cut short, which no checksum covers" if unchecked else ""))
 
 
 @app.command()
@@ -152,10 +150,9 @@ def info(
     if card is not None:
         typer.echo(card)
         return
-    data, header, payload, seq = read_token_file(src, tokenizer)
+    data, header, note, seq = read_token_file(src, tokenizer)
     console = Console(highlight=False)
     n_full = int(header["n_tokens"])
-    note = cut_note(header, payload)
     cut = f" of {n_full:,} ({note})" if note else ""
     params = " ".join(f"{k}={v}" for k, v in sorted(seq.params.items()))
     for key, value in (("file", str(src)), ("tokenizer", seq.tokenizer), ("version", seq.version),

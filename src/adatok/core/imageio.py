@@ -290,15 +290,21 @@ def _gray_bits(im: Image.Image) -> int:
     return next((int(raw[2:]) for raw in map(_raw_mode, im.tile or []) if raw in ("L;1", "L;2", "L;4")), 8)
 
 
-def _pillow_to_array(im: Image.Image, name: str, gray_bits: int = 8) -> np.ndarray:
+def _flattened(array: np.ndarray) -> tuple[np.ndarray, bool]:
+    """:func:`flatten_alpha` of ``array``, and whether any of its pixels was less than opaque (what
+    the flattening lost: an image whose alpha is 255 everywhere loses nothing)."""
+    return flatten_alpha(array), bool(array[:, :, -1].min() < 255)
+
+
+def _pillow_to_array(im: Image.Image, name: str, gray_bits: int = 8) -> tuple[np.ndarray, bool]:
     """Apply the module's conversion rule to a loaded Pillow image (``gray_bits``: see
-    :func:`_gray_bits`)."""
+    :func:`_gray_bits`); with it, whether transparency was flattened (:func:`_flattened`)."""
     mode = im.mode
     key = im.info.get("transparency")
     if mode == "L" and gray_bits < 8 and isinstance(key, int):  # the key on the pixels' scale
         arr = np.array(im, dtype=np.uint8)
         key = key * 255 // (2**gray_bits - 1)
-        return flatten_alpha(np.stack([arr, np.where(arr == key, 0, 255).astype(np.uint8)], axis=-1))
+        return _flattened(np.stack([arr, np.where(arr == key, 0, 255).astype(np.uint8)], axis=-1))
     if mode in _HIGH_DEPTH_MODES:
         # (a float's values are taken as 0..1, as ImageMagick takes a float TIFF's; `>> 8` fails on floats)
         scaled = "(np.clip(a, 0, 1) * 255).round()" if mode == "F" else "(a >> 8)"
@@ -311,24 +317,24 @@ def _pillow_to_array(im: Image.Image, name: str, gray_bits: int = 8) -> np.ndarr
             cli=f"{what}; convert it to 8-bit first, e.g. {magick}",
         )
     if mode in ("1", "L", "RGB") and im.has_transparency_data:  # a tRNS colour key: flattened as alpha is
-        return flatten_alpha(np.array(im.convert("RGBA" if mode == "RGB" else "LA"), dtype=np.uint8))
+        return _flattened(np.array(im.convert("RGBA" if mode == "RGB" else "LA"), dtype=np.uint8))
     if mode == "1":
         im = im.convert("L")
         mode = "L"
     if mode == "L":
-        return np.array(im, dtype=np.uint8)[:, :, np.newaxis]
+        return np.array(im, dtype=np.uint8)[:, :, np.newaxis], False
     if mode == "RGB":
-        return np.array(im, dtype=np.uint8)
+        return np.array(im, dtype=np.uint8), False
     if mode in ("LA", "RGBA"):
-        return flatten_alpha(np.array(im, dtype=np.uint8))
+        return _flattened(np.array(im, dtype=np.uint8))
     if mode == "P":
         if im.has_transparency_data:
-            return flatten_alpha(np.array(im.convert("RGBA"), dtype=np.uint8))
-        return np.array(im.convert("RGB"), dtype=np.uint8)
+            return _flattened(np.array(im.convert("RGBA"), dtype=np.uint8))
+        return np.array(im.convert("RGB"), dtype=np.uint8), False
     if mode == "PA":
-        return flatten_alpha(np.array(im.convert("RGBA"), dtype=np.uint8))
+        return _flattened(np.array(im.convert("RGBA"), dtype=np.uint8))
     if mode in _TO_RGB_MODES:
-        return np.array(im.convert("RGB"), dtype=np.uint8)
+        return np.array(im.convert("RGB"), dtype=np.uint8), False
     raise ImageFormatError(
         f"{name}: unsupported image mode {mode!r}; adatok reads gray, RGB, RGBA, palette and "
         f"CMYK images with 8 bits per channel; convert the file first, e.g. to an 8-bit RGB PNG"
@@ -369,7 +375,8 @@ def read_image(path: PathLike) -> np.ndarray:
     give gray, ``'LA'`` gray with alpha flattened onto white, ``'RGBA'`` (and transparent
     palettes) RGB with alpha flattened onto white, ``'P'``, ``'CMYK'``, ``'YCbCr'``, ``'LAB'``,
     ``'HSV'`` RGB; 16-bit, 32-bit integer and float images are rejected. The file is closed
-    before returning.
+    before returning. A file that cannot seek (a pipe: ``/dev/stdin``, a FIFO) is read into memory
+    first, at most 8 bytes a pixel of :data:`MAX_PIXELS`.
 
     Raises:
         ImageReadError: the file is missing, is a folder, cannot be opened, is not an image
@@ -378,6 +385,15 @@ def read_image(path: PathLike) -> np.ndarray:
         ImageFormatError: the image is wider * taller than :data:`MAX_PIXELS` (checked before
             decoding), has a zero-size dimension, or has a mode adatok does not read.
     """
+    return read_image_and_alpha(path)[0]
+
+
+def read_image_and_alpha(path: PathLike) -> tuple[np.ndarray, bool]:
+    """:func:`read_image` of ``path``, and whether the file had transparency (an alpha channel, a
+    transparent colour) that made any pixel less than opaque: flattened onto white, it is not in the
+    array (for a command to say so; an image whose alpha is opaque everywhere loses nothing).
+
+    Raises what :func:`read_image` raises."""
     name = os.fspath(path)
     if not os.path.exists(name):
         raise ImageReadError(f"no such file: {name}")
@@ -388,7 +404,31 @@ def read_image(path: PathLike) -> np.ndarray:
     except OSError as exc:
         raise ImageReadError(f"cannot open {name}: {exc.strerror or exc}") from exc
     with fp:
-        return _read_open(fp, name)
+        return _read_open(fp if _seekable(fp) else _read_stream(fp, name), name)
+
+
+def _seekable(fp: Any) -> bool:
+    """Whether the open file ``fp`` can seek (a pipe cannot)."""
+    try:
+        return fp.seekable()
+    except (OSError, ValueError):
+        return False
+
+
+def _read_stream(fp: Any, name: str) -> Any:
+    """The bytes of ``fp``, a file that cannot seek (a pipe: ``/dev/stdin``, a FIFO, ``<(cmd)``), as an
+    in-memory file: Pillow and the check of a PNG's rows seek (a PNG from a pipe was a raw
+    UnsupportedOperation). At most 8 bytes a pixel of :data:`MAX_PIXELS` are read, more than an
+    uncompressed 8-bit RGBA file of that size needs."""
+    import io
+
+    limit = 8 * MAX_PIXELS
+    data = fp.read(limit + 1)
+    if len(data) > limit:
+        raise ImageReadError(f"{name} is a pipe, not a file, and holds more than {limit:,} bytes (more "
+                             f"than any 8-bit image within the pixel limit, {_LIMIT_NAME}, needs); save it to a file "
+                             "first")
+    return io.BytesIO(data)
 
 
 def read_image_bytes(data: bytes, name: str = "image bytes") -> np.ndarray:
@@ -403,11 +443,12 @@ def read_image_bytes(data: bytes, name: str = "image bytes") -> np.ndarray:
 
     if not isinstance(data, bytes | bytearray | memoryview):
         raise ImageReadError(f"{name} is a {type(data).__name__}, not bytes of an image file")
-    return _read_open(io.BytesIO(bytes(data)), name)
+    return _read_open(io.BytesIO(bytes(data)), name)[0]
 
 
-def _read_open(fp: Any, name: str) -> np.ndarray:
-    """The image of an open binary file ``fp`` (named ``name`` in error messages)."""
+def _read_open(fp: Any, name: str) -> tuple[np.ndarray, bool]:
+    """The image of an open binary file ``fp`` (named ``name`` in error messages), and whether
+    transparency was flattened (:func:`read_image_and_alpha`)."""
     with pillow_pixel_limit():
         try:
             im = Image.open(fp)
@@ -544,6 +585,28 @@ def folder_problem(folder: PathLike) -> str | None:
 # --------------------------------------------------------------------------------------------
 
 
+def check_new_file(path: PathLike, replace: bool = False) -> None:
+    """Refuse to write a file ``path`` where a file or a symbolic link (dangling or not) of that name
+    is already, unless ``replace`` (the command line's ``--force``): a decode wrote over the photo it
+    came from, an encode over the only copy of a lossless archive. With ``replace``, one that is not a
+    regular file nor a link (a device, pipe or socket) is refused still; a link is then replaced itself,
+    not what it points to (``replace_link`` of :func:`write_image`, :func:`atomic_write_bytes`). A
+    folder is left to the writer, which names it. One check for every command that writes one file."""
+    out = Path(os.fspath(path))
+    if out.is_symlink():
+        if not replace:
+            raise AdatokError(f"{out} is a symbolic link (to {os.readlink(out)}): give --force to replace the link "
+                              "(not what it points to), or another name")
+        return
+    if not out.exists() or out.is_dir():
+        return
+    if not replace:
+        raise AdatokError(f"{out} exists: give --force to replace it, or another name")
+    if not out.is_file():
+        raise AdatokError(f"{out} is not a regular file (a device, pipe or socket): give another name")
+
+
+
 def _remove_quietly(path: Path) -> None:
     with contextlib.suppress(OSError):
         os.unlink(path)
@@ -571,30 +634,34 @@ def _create_temp(folder: Path, target: Path) -> Path:
 
 
 @contextlib.contextmanager
-def atomic_path(path: PathLike) -> Iterator[Path]:
+def atomic_path(path: PathLike, replace_link: bool = False) -> Iterator[Path]:
     """Context manager for writing ``path`` atomically; yields a temporary path to write to.
 
     The temporary file is created (empty) in the same folder as ``path``. When the ``with``
     block ends normally its content is flushed to disk and it replaces ``path`` in one step
     (:func:`os.replace`), keeping the permission bits of a file it replaces; if the block (or
     the replacement) fails, the temporary file is removed, ``path`` is left untouched and the
-    exception propagates. Exceptions from the block are not translated.
+    exception propagates. Exceptions from the block are not translated. A symbolic link
+    ``path`` is written through (the file it points at is replaced, and the link stays), or with
+    ``replace_link`` replaced itself, never what it points to (the command line's ``--force``:
+    :func:`check_new_file`).
 
     Raises:
         AdatokError: the folder does not exist, is not a folder or is not writable, ``path`` is
             a folder, or the final replacement fails.
     """
     target = Path(os.fspath(path))
-    if target.is_symlink():  # the file it points at is replaced, and the link stays
+    link = target.is_symlink() and replace_link
+    if target.is_symlink() and not replace_link:  # the file it points at is replaced, and the link stays
         target = Path(os.path.realpath(target))
     folder = target.parent
     if not folder.exists():
         raise AdatokError(f"cannot write {target}: folder {folder} does not exist; create it first")
     if not folder.is_dir():
         raise AdatokError(f"cannot write {target}: {folder} is not a folder")
-    if target.is_dir():
+    if target.is_dir() and not link:
         raise AdatokError(f"cannot write {target}: it is a folder; give a file name")
-    if target.exists() and not target.is_file():  # renamed over, a device or pipe would be gone (/dev/null, as root)
+    if target.exists() and not target.is_file() and not link:  # renamed over, a device or pipe would be gone
         raise AdatokError(f"cannot write {target}: it is not a regular file (a device, pipe or socket); adatok "
                           "writes a file whole, then renames it into place: give a file name")
     tmp = _create_temp(folder, target)
@@ -602,7 +669,8 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
         yield tmp
         try:
             with contextlib.suppress(OSError):
-                os.chmod(tmp, stat.S_IMODE(os.stat(target).st_mode))
+                if not link:  # (a link's target's mode is not the new file's)
+                    os.chmod(tmp, stat.S_IMODE(os.stat(target).st_mode))
             fd = os.open(tmp, os.O_RDWR | getattr(os, "O_BINARY", 0))
             try:
                 os.fsync(fd)
@@ -721,11 +789,12 @@ def atomic_writes(files: list[tuple[Path, Callable[[Path], None]]], mode: int | 
             _remove_quietly(tmp)
 
 
-def atomic_write_bytes(path: PathLike, data: bytes) -> None:
+def atomic_write_bytes(path: PathLike, data: bytes, replace_link: bool = False) -> None:
     """Write ``data`` to ``path`` atomically (temporary file in the same folder, then rename).
 
     Either ``path`` ends up holding exactly ``data`` or, on failure, it is left as it was and no
-    temporary file remains.
+    temporary file remains. ``replace_link``: a symbolic link ``path`` is replaced, not written
+    through (:func:`atomic_path`).
 
     Raises:
         AdatokError: the folder does not exist or is not writable, ``path`` is a folder, or the
@@ -734,7 +803,7 @@ def atomic_write_bytes(path: PathLike, data: bytes) -> None:
     """
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError(f"atomic_write_bytes needs bytes, got {type(data).__name__}")
-    with atomic_path(path) as tmp:
+    with atomic_path(path, replace_link) as tmp:
         try:
             with open(tmp, "wb") as f:
                 f.write(data)
@@ -778,7 +847,7 @@ def image_suffixes() -> set[str]:
 _RESIZING_FORMATS = frozenset({"ICO", "ICNS"})
 
 
-def write_image(path: PathLike, array: np.ndarray) -> None:
+def write_image(path: PathLike, array: np.ndarray, replace_link: bool = False) -> None:
     """Write an image array to ``path`` atomically, in the format its suffix names.
 
     ``array`` is validated like :func:`as_image` (uint8, ``H x W``, ``H x W x 1`` or
@@ -786,7 +855,8 @@ def write_image(path: PathLike, array: np.ndarray) -> None:
     Pillow writes works (``.png`` is lossless; ``.jpg``/``.webp`` use Pillow's default, lossy,
     settings). The file is written to a temporary file in the same folder and renamed over
     ``path`` only when complete (see :func:`atomic_path`); on failure ``path`` is untouched
-    and no temporary file remains.
+    and no temporary file remains. ``replace_link``: a symbolic link ``path`` is replaced, not
+    written through.
 
     Raises:
         ImageFormatError: ``array`` is not an image array adatok accepts.
@@ -797,7 +867,7 @@ def write_image(path: PathLike, array: np.ndarray) -> None:
     image = as_image(array)
     fmt = save_format(target)
     pil = Image.fromarray(image[:, :, 0] if image.shape[2] == 1 else image)
-    with atomic_path(target) as tmp:
+    with atomic_path(target, replace_link) as tmp:
         try:
             pil.save(tmp, format=fmt)
         except MemoryError:

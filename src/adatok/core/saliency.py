@@ -535,8 +535,9 @@ def roi_from(spec: Any, image: np.ndarray, resize: bool = False) -> np.ndarray |
     )
 
 
-def write_map(path: PathLike, m: np.ndarray) -> None:
-    """Write a map as an 8-bit gray PNG, atomically: pixel = ``round(255 * value)``.
+def write_map(path: PathLike, m: np.ndarray, replace_link: bool = False) -> None:
+    """Write a map as an 8-bit gray PNG, atomically: pixel = ``round(255 * value)`` (``replace_link``:
+    as :func:`adatok.core.imageio.write_image`'s).
 
     ``m`` is an ``H x W`` (or ``H x W x 1``) array with values in ``[0, 1]`` (bool counts as 0 / 1).
     :func:`read_mask` reads the file back to within ``1 / 510`` of each value.
@@ -555,4 +556,4 @@ def write_map(path: PathLike, m: np.ndarray) -> None:
             f"map holds values in [{arr.min():.4g}, {arr.max():.4g}], outside [0, 1]; rescale it, "
             f"e.g. with adatok.core.saliency.normalise"
         )
-    write_image(name, np.rint(arr * 255).astype(np.uint8))
+    write_image(name, np.rint(arr * 255).astype(np.uint8), replace_link)

@@ -13,9 +13,7 @@ import io
 import json
 import os
 import re
-import secrets
 import shutil
-import stat
 import tempfile
 import zipfile
 from collections.abc import Sequence
@@ -24,7 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from ..core.errors import AdatokError
-from ..core.imageio import atomic_write_bytes, folder_lock, folder_problem, image_suffixes, save_format, write_image
+from ..core.imageio import (atomic_write_bytes, check_new_file, folder_lock, folder_problem, image_suffixes, save_format,
+                            write_image)
 
 
 def grid(images: Sequence[np.ndarray], columns: int = 10, pad: int = 2, scale: int = 1) -> np.ndarray:
@@ -128,13 +127,7 @@ def check_samples_folder(out: Path, replace: bool = False) -> None:
         if out.is_dir():
             raise AdatokError(f"{out} is a folder: give a new image name for the grid, or the folder without a suffix")
         _check_folder(out.parent)
-        if out.is_symlink() or out.exists():
-            if not replace:
-                what = (f"is a symbolic link (to {os.readlink(out)}): give --force to replace the link (not what it "
-                        "points to)") if out.is_symlink() else "exists: give --force to replace it"
-                raise AdatokError(f"{out} {what}, or another name")
-            if not out.is_symlink() and not out.is_file():
-                raise AdatokError(f"{out} is not a regular file (a device, pipe or socket): give another name")
+        check_new_file(out, replace)
         save_format(out)  # a suffix Pillow cannot write is refused now, not after sampling
         return
     if out.is_symlink() and not out.exists():
@@ -190,7 +183,8 @@ def write_samples(out: Path, seqs: Sequence, images: Sequence[np.ndarray], label
         plain = np.asarray(plain).reshape(np.asarray(images[0]).shape)
     check_samples_folder(out, replace)
     if is_grid(out):
-        _write_grid(out, grid(([plain] if plain is not None else []) + list(images)))
+        # (a file there is replaced keeping its permissions; a symbolic link itself, not the file it points to)
+        write_image(out, grid(([plain] if plain is not None else []) + list(images)), replace_link=True)
         return
     made = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
@@ -206,23 +200,6 @@ def write_samples(out: Path, seqs: Sequence, images: Sequence[np.ndarray], label
             with contextlib.suppress(OSError):
                 out.rmdir()
         raise
-
-
-def _write_grid(out: Path, image: np.ndarray) -> None:
-    """Write ``image`` to ``out`` under a new name in its folder, then rename it onto ``out``: a file
-    there is replaced (keeping its permissions), and so is a symbolic link, not the file it points to."""
-    tmp = out.parent / f".{out.stem[:100]}.{secrets.token_hex(4)}{out.suffix}"  # (the suffix: its format)
-    try:
-        write_image(tmp, image)
-        if out.is_file() and not out.is_symlink():
-            with contextlib.suppress(OSError):
-                os.chmod(tmp, stat.S_IMODE(os.stat(out).st_mode))
-        os.replace(tmp, out)
-    except OSError as exc:
-        raise AdatokError(f"cannot write {out}: {exc.strerror or exc}") from None
-    finally:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
 
 
 #: Seconds :func:`write_samples` waits for another run writing into the same folder.
