@@ -65,16 +65,21 @@ def run(argv: list[str] | None = None) -> int:
             stream.reconfigure(errors="strict")
 
 
-def _pipe_closed(exc: BaseException) -> bool:
-    """Whether ``exc`` came from writing to a pipe whose reader is gone (``adatok info F | head -1``):
-    a BrokenPipeError, or the SystemExit(1) that rich and typer turn one into, without a word."""
+def _caused_by(exc: BaseException | None, kind: type[BaseException]) -> bool:
+    """Whether ``exc`` is a ``kind``, or has one as its cause or context at any depth."""
     seen = set()
     while exc is not None and id(exc) not in seen:
-        if isinstance(exc, BrokenPipeError):
+        if isinstance(exc, kind):
             return True
         seen.add(id(exc))
         exc = exc.__cause__ or exc.__context__
     return False
+
+
+def _pipe_closed(exc: BaseException) -> bool:
+    """Whether ``exc`` came from writing to a pipe whose reader is gone (``adatok info F | head -1``):
+    a BrokenPipeError, or the SystemExit(1) that rich and typer turn one into, without a word."""
+    return _caused_by(exc, BrokenPipeError)
 
 
 def _quiet_after_closed_pipe() -> int:
@@ -175,13 +180,7 @@ def _run(argv: list[str]) -> int:
 
 def _interrupted(exc: BaseException) -> bool:
     """Whether ``exc`` came from a KeyboardInterrupt (its cause or context, at any depth)."""
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        if isinstance(exc, KeyboardInterrupt):
-            return True
-        seen.add(id(exc))
-        exc = exc.__cause__ or exc.__context__
-    return False
+    return _caused_by(exc, KeyboardInterrupt)
 
 
 def main() -> None:
