@@ -95,3 +95,25 @@ def test_no_fixed_size_when_an_image_falls_for_good_and_unreached_images_do_not_
     assert rep.fixed_tokens == max(rep.tokens[rep.reached])
     none = length_report(adatok.load("wavelet"), [images[4][:16, :16]], Quality(psnr=90))
     assert not none.reached.any() and none.fixed_tokens is None and none.token_saving is None
+
+
+def test_the_lengths_table_covers_the_images_evaluated_and_no_image_the_run_skipped(tmp_path):
+    """A 1 x 1 image the run reported as skipped (too small) had a row in lengths.csv and counted in the
+    lengths table: its header's 648 bits a pixel raised the mean fixed bpp to 217 (an outside-user review)."""
+    import csv
+
+    from typer.testing import CliRunner
+
+    from adatok.cli import app
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("camera", "coins"):
+        adatok.write_image(data / f"{name}.png", getattr(skimage.data, name)()[:48, :48])
+    adatok.write_image(data / "dot.png", np.full((1, 1, 1), 90, np.uint8))
+    args = ["eval", "--data", str(data), "--baselines", "none", "--bpp", "1", "--target-psnr", "30",
+            "--out", str(tmp_path / "out"), "--quiet"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(open(tmp_path / "out" / "lengths.csv")))
+    assert sorted({r["image"] for r in rows}) == ["camera.png", "coins.png"]
