@@ -160,3 +160,19 @@ def test_masks_are_matched_by_path_then_by_stem(tmp_path):
     Image.fromarray(np.zeros((8, 10), np.uint8)).save(folder / "y.bmp")  # two masks for y.jpg
     with pytest.raises(AdatokError, match="'y.jpg' has 2 masks"):
         mask_regions(folder, items)
+
+
+def test_an_image_whose_stem_another_image_shares_takes_no_mask_by_stem(tmp_path):
+    """sub/coffee.png, without a mask of its own, took coffee.png's mask (matched by its stem), silently
+    (an outside-user review): a stem is a mask's key only when one image of the run has it."""
+    from adatok.core.errors import AdatokError
+    from adatok.eval import mask_regions
+
+    img = np.zeros((8, 10, 3), np.uint8)
+    folder = tmp_path / "m"
+    folder.mkdir()
+    Image.fromarray(np.full((8, 10), 255, np.uint8)).save(folder / "coffee.png")
+    with pytest.raises(AdatokError, match=r"for 1 of 2 images: 'sub/coffee.png'.*share a stem.*sub/coffee.png"):
+        mask_regions(folder, [("coffee.png", img), ("sub/coffee.png", img)])
+    maps, _ = mask_regions(folder, [("sub/coffee.png", img)])  # alone, its stem finds the mask
+    assert float(maps["sub/coffee.png"].mean()) == 1.0

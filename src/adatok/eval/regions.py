@@ -8,7 +8,8 @@ What ``adatok eval --roi`` takes, turned into ``{image id: H x W float map in [0
 * a folder of masks: one for each image. The mask of image ``ID`` (its path inside the data
   folder, e.g. ``sub/cat.png``; a sample photo's name, e.g. ``camera``) is the file in the mask
   folder with the same path up to the suffix (``sub/cat.*``); failing that, the one file anywhere
-  in the mask folder with the same stem (``cat.*``). Hidden files are left out. Two candidates
+  in the mask folder with the same stem (``cat.*``), unless another image of the run has that stem
+  too (``cat.png`` beside ``sub/cat.png``: each needs the mask of its path). Hidden files are left out. Two candidates
   for one image, or an image without a mask, is an error that lists them.
 
 Masks are read with :func:`adatok.core.saliency.read_mask` (value = brightest channel / 255:
@@ -23,6 +24,7 @@ pixel is inside the region where the map is at least
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path, PurePosixPath
 
@@ -106,9 +108,13 @@ def _mask_index(folder: Path, roots: list | None = None) -> tuple[dict[str, list
     return by_path, by_stem
 
 
-def _find_mask(name: str, folder: Path, by_path: dict, by_stem: dict) -> Path | None:
+def _find_mask(name: str, folder: Path, by_path: dict, by_stem: dict, stem_shared: bool = False) -> Path | None:
+    """The mask of image ``name``: the one at its path (without suffix), else the one of its file stem,
+    unless another image of the run has the same stem (``stem_shared``): ``sub/coffee.png`` took
+    ``coffee.png``'s own mask, silently, an outside-user review found."""
     rel = PurePosixPath(name)
-    for key, index in ((str(rel.with_suffix("")) if rel.suffix else name, by_path), (rel.stem, by_stem)):
+    keys = [(str(rel.with_suffix("")) if rel.suffix else name, by_path)] + ([] if stem_shared else [(rel.stem, by_stem)])
+    for key, index in keys:
         found = index.get(key, [])
         if len(found) > 1:
             raise AdatokError(f"image {name!r} has {len(found)} masks in {folder}: "
@@ -159,14 +165,18 @@ def mask_regions(path: str | os.PathLike[str], items: Sequence[tuple[str, np.nda
         return ({name: _fitted_mask(name, img, full, path, max_side) for name, img in items},
                 f"mask {path} (the same for every image)")
     by_path, by_stem = _mask_index(path)
-    found = {name: _find_mask(name, path, by_path, by_stem) for name, _ in items}
+    stems = Counter(PurePosixPath(name).stem for name, _ in items)
+    found = {name: _find_mask(name, path, by_path, by_stem, stems[PurePosixPath(name).stem] > 1) for name, _ in items}
     missing = [name for name, p in found.items() if p is None]
     if missing:
         listed = ", ".join(repr(n) for n in missing[:_SHOW_MISSING])
         listed += ", ..." if len(missing) > _SHOW_MISSING else ""
-        example = path / (PurePosixPath(missing[0]).stem + ".png")
+        first = PurePosixPath(missing[0])
+        shared = stems[first.stem] > 1
+        example = path / ((first.with_suffix("") if shared else PurePosixPath(first.stem)).as_posix() + ".png")
         raise AdatokError(f"no mask in {path} for {len(missing)} of {len(items)} images: {listed}; a mask is "
-                          f"matched by the image's path or file stem (e.g. {example})")
+                          f"matched by the image's path or file stem, by its path alone when images share a stem "
+                          f"(e.g. {example})")
     out = {}
     for name, img in items:
         out[name] = _fitted_mask(name, img, read_mask(found[name]), found[name], max_side)
