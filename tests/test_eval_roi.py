@@ -176,3 +176,33 @@ def test_an_image_whose_stem_another_image_shares_takes_no_mask_by_stem(tmp_path
         mask_regions(folder, [("coffee.png", img), ("sub/coffee.png", img)])
     maps, _ = mask_regions(folder, [("sub/coffee.png", img)])  # alone, its stem finds the mask
     assert float(maps["sub/coffee.png"].mean()) == 1.0
+
+
+def test_inside_and_outside_means_over_fewer_images_say_so(tmp_path):
+    """An image whose mask is empty has no pixel inside: the inside mean of a cell covered 2 images
+    while its whole-image and outside means covered 3, with no mark in the report nor the terminal
+    (an outside-user review)."""
+    from typer.testing import CliRunner
+
+    from adatok.cli import app
+    from adatok.eval.report import side_count
+
+    data, masks = tmp_path / "data", tmp_path / "masks"
+    data.mkdir()
+    masks.mkdir()
+    for i, name in enumerate(("a", "b", "c")):
+        img = np.random.default_rng(i).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+        Image.fromarray(img).save(data / f"{name}.png")
+        mask = np.zeros((32, 32), np.uint8)
+        if name != "c":
+            mask[8:24, 8:24] = 255
+        Image.fromarray(mask).save(masks / f"{name}.png")
+    res = CliRunner().invoke(app, ["eval", "--data", str(data), "--bpp", "1", "--baselines", "none", "--roi",
+                                   str(masks), "--out", str(tmp_path / "out")])
+    assert res.exit_code == 0, res.output
+    stats = summarize(read_results(tmp_path / "out" / "results.csv"))[("wavelet", "bpp", "1")]
+    assert (stats["n"], stats["n_psnr_roi"], stats["n_psnr_out"]) == (3, 2, 3)
+    assert side_count(stats, "psnr_roi") == " 2/3" and side_count(stats, "psnr_out") == ""
+    assert f"{stats['psnr_roi']:.2f} 2/3 / {stats['psnr_out']:.2f} " in res.output
+    page = (tmp_path / "out" / "report.html").read_text()
+    assert f"<b>{stats['psnr_roi']:.2f}</b><span class='note'> 2/3</span> / {stats['psnr_out']:.2f} @" in page

@@ -109,6 +109,7 @@ def print_eval(ev, report: Path, console: Console) -> None:
 def print_region(ev, report: Path, console: Console) -> None:
     """With a region of interest: mean PSNR inside / outside it per method and bpp budget."""
     from adatok.eval import read_results, summarize
+    from adatok.eval.report import side_count
     from adatok.eval.runner import budget_text
 
     if not ev.config.get("roi"):
@@ -118,7 +119,8 @@ def print_region(ev, report: Path, console: Console) -> None:
     if not bpps:
         return
     table = Table(title=f"mean PSNR in dB inside / outside the region over {len(ev.images)} images",
-                  caption=f"region: {ev.config['roi']}; inside: map >= 0.5; + roi: encoded with it")
+                  caption=f"region: {ev.config['roi']}; inside: map >= 0.5; + roi: encoded with it; n/N: over the "
+                          "n images measured (budget met), or after a mean, over the n with pixels on that side")
     table.add_column("method", no_wrap=True)
     for k, b in bpps:
         table.add_column(f"{budget_text(k, b)} bpp", justify="right")
@@ -126,7 +128,11 @@ def print_region(ev, report: Path, console: Console) -> None:
         cells = []
         for k, b in bpps:
             st = stats.get((m.name, k, budget_text(k, b)))
-            cells.append("-" if st is None else "cannot" if not st["n"] else
-                         f"{st['psnr_roi']:.2f} / {st['psnr_out']:.2f}")
+            if st is None or not st["n"]:
+                cells.append("-" if st is None else "cannot")
+                continue
+            met = f" {int(st['n'])}/{int(st['images'])}" if st["n"] < st["images"] else ""  # (as print_eval says it)
+            cells.append(f"{st['psnr_roi']:.2f}{side_count(st, 'psnr_roi')} / "
+                         f"{st['psnr_out']:.2f}{side_count(st, 'psnr_out')}{met}")
         table.add_row(m.label, *cells)
     console.print(table)

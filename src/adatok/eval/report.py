@@ -125,7 +125,8 @@ def summarize(rows: Any) -> dict[tuple[str, str, str], dict[str, float]]:
     says some did not. In a mean PSNR an exact image counts as
     :data:`~adatok.eval.metrics.EXACT_PSNR` (100 dB). ``psnr_roi`` / ``psnr_out`` average the
     images that have pixels on that side of the region (``nan`` without a region, or in files
-    written before those columns).
+    written before those columns), ``n_psnr_roi`` / ``n_psnr_out`` count them (:func:`side_count`
+    shows it where it is fewer than the images run).
     """
     groups: dict[tuple[str, str, str], list[dict[str, str]]] = defaultdict(list)
     for r in result_rows(rows, "summarize"):
@@ -136,6 +137,8 @@ def summarize(rows: Any) -> dict[tuple[str, str, str], dict[str, float]]:
         stats = {"n": float(len(ok)), "images": float(len(rs)), "exact": 0.0}
         for col in ("tokens", "bytes", "bpp", "psnr", "ssim", "ms_ssim", *REGION_COLUMNS):
             vals = [_num(r[col]) for r in ok if r.get(col, "") != ""]
+            if col in REGION_COLUMNS:
+                stats[f"n_{col}"] = float(len(vals))
             if col.startswith("psnr"):
                 stats[col], exact = mean_psnr(vals)
                 if col == "psnr":
@@ -144,6 +147,15 @@ def summarize(rows: Any) -> dict[tuple[str, str, str], dict[str, float]]:
                 stats[col] = float(np.mean(vals)) if vals else float("nan")
         out[key] = stats
     return out
+
+
+def side_count(stats: dict[str, float], col: str) -> str:
+    """`` n/N`` when the mean of a region column (``psnr_roi``, ``psnr_out``) in :func:`summarize`'s
+    ``stats`` covers fewer images than its whole-image mean (``n``: an image with no pixel on that
+    side, as with an empty mask or a region covering the whole image), else ``""``: a cell's
+    whole-image, inside and outside means covered different images, which was not shown."""
+    n = int(stats.get(f"n_{col}", stats["n"]))
+    return f" {n}/{int(stats['images'])}" if n < stats["n"] else ""
 
 
 def bd_rates(rows: Any, reference: str = REFERENCE) -> dict[str, dict[str, float]]:
@@ -671,7 +683,8 @@ def _region_section(ev: Evaluation, rows: Sequence[dict[str, str]], plots: dict,
              "inside the region and outside it, of the same reconstructions, at each bpp budget (mean bits per "
              "pixel after the @). Methods marked <i>+ roi</i> spent their early tokens on the region (dashed "
              "lines); the others, the same tokenizer among them, did not know it: their inside and outside show "
-             "what the same budget gives without steering.</p>",
+             "what the same budget gives without steering. <span class='note'>n/N</span> after an inside or outside "
+             "mean: over the n images with pixels on that side, fewer than its whole-image mean.</p>",
              "<table id='region-table'><tr><th class='l'>method</th>"]
     if not bpps:
         return "\n".join([*parts[:2], "<p>No bpp budget in this run: the PSNRs inside and outside the region at "
@@ -687,9 +700,11 @@ def _region_section(ev: Evaluation, rows: Sequence[dict[str, str]], plots: dict,
                 cells.append("<td>-</td>" if st is None else "<td>cannot</td>")
                 continue
             partial = f" <span class='note'>{int(st['n'])}/{int(st['images'])}</span>" if st["n"] < st["images"] else ""
+            inside, outside = ("<span class='note'>" + side_count(st, c) + "</span>" if side_count(st, c) else ""
+                               for c in REGION_COLUMNS)
             cells.append(f"<td data-psnr='{st['psnr']:.3f}' data-psnr-roi='{st['psnr_roi']:.3f}' "
-                         f"data-psnr-out='{st['psnr_out']:.3f}'>{st['psnr']:.2f} / <b>{st['psnr_roi']:.2f}</b> / "
-                         f"{st['psnr_out']:.2f} @ {st['bpp']:.3f}{partial}</td>")
+                         f"data-psnr-out='{st['psnr_out']:.3f}'>{st['psnr']:.2f} / <b>{st['psnr_roi']:.2f}</b>{inside} / "
+                         f"{st['psnr_out']:.2f}{outside} @ {st['bpp']:.3f}{partial}</td>")
         parts.append(f"<tr data-method='{_e(m.name)}'><td class='l'>{_e(m.label)}</td>{''.join(cells)}</tr>")
     parts.append("</table><div class='plots'>")
     labels = {m.name: m.label for m in ev.methods}
