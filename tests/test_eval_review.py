@@ -10,6 +10,7 @@ import re
 import numpy as np
 import pytest
 
+import adatok
 from adatok import AdatokError
 from adatok.eval import bd_rates, evaluate, read_results, summarize, write_report, write_results
 from adatok.eval.metrics import EXACT_PSNR
@@ -177,3 +178,31 @@ def test_none_among_baselines_is_said_to_stand_alone(tmp_path):
 
     r = CliRunner().invoke(app, ["eval", "--data", str(tmp_path), "--out", str(tmp_path / "o"), "--baselines", "none,jpeg"])
     assert r.exit_code == 2 and "none stands alone" in r.output, r.output
+
+
+def test_an_empty_out_or_data_is_refused_and_a_refused_image_s_note_does_not_call_it_image_0(tmp_path, monkeypatch):
+    """run(out="") wrote the report into the working folder; fashion-mnist-32's note on every row of a
+    run said "image 0 is ..." whichever image the row was for (an outside-user review)."""
+    import csv
+
+    from typer.testing import CliRunner
+
+    from adatok.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    data = tmp_path / "data"
+    data.mkdir()
+    for i in range(2):
+        adatok.write_image(data / f"{i}.png", np.full((20, 24, 3), 60 * i, np.uint8))
+    from adatok.eval.pipeline import run
+
+    for kwargs in ({"data": str(data), "out": ""}, {"data": str(data), "out": "  "}, {"data": "", "out": "o"}):
+        with pytest.raises(AdatokError, match="is empty"):
+            run(**kwargs, bpp=[1.0], baselines=())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]
+    pytest.importorskip("torch")
+    res = CliRunner().invoke(app, ["eval", "--data", str(data), "-t", "fashion-mnist-32", "--bpp", "1", "--baselines",
+                                   "none", "--out", str(tmp_path / "o2")])
+    assert res.exit_code == 0, res.output
+    notes = [r["note"] for r in csv.DictReader(open(tmp_path / "o2" / "results.csv")) if r["method"] == "fashion-mnist-32"]
+    assert notes and all(n and "image 0" not in n and "the image" in n for n in notes), notes

@@ -72,6 +72,8 @@ def run(data: str, out: str | Path, tokenizers: Sequence[Any] = ("wavelet",), *,
     for value, what in ((data, "data"), (out, "out")):
         if not isinstance(value, str | os.PathLike):
             raise AdatokError(f"{what} is a name or a folder's path, got {value!r}")
+        if not os.fspath(value).strip():  # ('' is the working folder to Path: --out '' wrote the report there)
+            raise AdatokError(f"{what} is empty: give a name or a folder's path")
     if roi is not None and not isinstance(roi, str | os.PathLike):
         raise AdatokError(f"roi is 'auto', a mask file or a folder of masks, got {roi!r}")
     if target is not None and not isinstance(target, Quality):

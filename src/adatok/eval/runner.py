@@ -41,7 +41,7 @@ import adatok
 
 from ..core.budget import Bpp, Tokens
 from ..core.checks import shown
-from ..core.errors import AdatokError, BudgetError, ImageFormatError
+from ..core.errors import AdatokError, BudgetError, ImageFormatError, naming_image
 from ..core.imageio import as_image, atomic_write_bytes
 from ..core.metrics import region_psnr
 from ..core.sequence import TokenSequence, header_size
@@ -516,8 +516,8 @@ def _measure(method: Method, runner: Any, img: np.ndarray, kind: str, b: float,
             rec = runner.decode([from_bytes(data)])[0]
             t2 = time.perf_counter()
             enc_s, dec_s = t1 - t0, t2 - t1
-        except AdatokError as exc:
-            return {**empty, "note": str(exc)}, None
+        except AdatokError as exc:  # (the row names its image: "image 0", the place in a list of one, named none)
+            return {**empty, "note": str(naming_image(exc, "the image"))}, None
         setting = seq.params.get("patch") if method.name == "grid" else None
         stream = len(data) - head(data)
         row = {"tokens": len(seq), "bytes": len(data), "stream_bytes": stream,
