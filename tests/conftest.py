@@ -33,3 +33,27 @@ def held_elsewhere():
             thread.join(10)
 
     return hold
+
+
+
+@pytest.fixture
+def sigint_at_call(monkeypatch):
+    """``sigint_at_call(owner, name, n)`` patches ``owner.name`` so that its ``n``-th call, once done,
+    sends this process a real SIGINT (what Ctrl-C does): an interrupt landing where that call ends, as
+    a person's would."""
+    import os
+    import signal
+
+    def patch(owner, name: str, n: int) -> None:
+        real, calls = getattr(owner, name), []
+
+        def signalled(*args, **kwargs):
+            out = real(*args, **kwargs)
+            calls.append(1)
+            if len(calls) == n:
+                os.kill(os.getpid(), signal.SIGINT)
+            return out
+
+        monkeypatch.setattr(owner, name, signalled)
+
+    return patch

@@ -1072,3 +1072,22 @@ def test_bpp_docstring_gives_the_header_sizes_measured():
                 seqs = t.encode(data, budget) if budget is not None else t.encode(data)
                 sizes = {header_size(s.to_bytes()) for s in seqs}
                 assert lo <= min(sizes) and max(sizes) <= hi, (name, budget, sorted(sizes), (lo, hi))
+
+
+def test_a_signal_inside_the_update_resumes_to_the_weights_of_a_run_never_stopped(tmp_path, monkeypatch, sigint_at_call):
+    """A real SIGINT inside the optimizer's update saved the weights updated and the step not counted: the
+    resumed run applied it twice (an outside-user review). The update and the count now move together."""
+
+    kw = dict(name="r", quiet=True, images=_images(128), eval_images=_images(16, 1))
+    cfg, tc = ModelConfig(**TINY), TrainConfig(steps=6, batch=16, eval_every=4, warmup=2)
+    train(tmp_path / "a", cfg, tc, **kw)
+    sigint_at_call(torch.optim.AdamW, "step", 3)
+    with pytest.raises(KeyboardInterrupt):
+        train(tmp_path / "b", cfg, tc, **kw)
+    monkeypatch.undo()
+    assert json.loads((tmp_path / "b" / "config.json").read_text())["step"] == 3
+    train(tmp_path / "b", resume=True, **kw)
+    a, _ = load_model(tmp_path / "a")
+    b, _ = load_model(tmp_path / "b")
+    for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert ka == kb and torch.allclose(va, vb, atol=1e-5), ka

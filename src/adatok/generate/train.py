@@ -44,8 +44,8 @@ import torch.nn.functional as F
 from ..core.checks import is_finite_number, is_whole
 from ..core.errors import AdatokError
 from ..datasets import folder_classes
-from ..neural.folder import (CHECKPOINT_FILES, allocated, check_fresh_start, check_overrides, hold_run_folder,
-                             out_of_memory, read_json, restore_training, write_folder)
+from ..neural.folder import (CHECKPOINT_FILES, allocated, check_fresh_start, check_overrides, held_interrupts,
+                             hold_run_folder, out_of_memory, read_json, restore_training, write_folder)
 from ..neural.model import count_params
 from .languages import Corpus, build_corpus, gather_corpus, language_from, rows_of
 from .model import GPT, GPTConfig
@@ -676,9 +676,11 @@ def _train_generator(hold: contextlib.ExitStack, out, lang, model_cfg, train_cfg
     def running() -> bool:
         return step < train_cfg.steps if by_steps else elapsed < budget
 
+    cut = False  # (inside a step, before its update)
     try:
         while running():
             t0 = time.process_time()
+            drawn, cut = gen.get_state(), True  # (where this step's draws start; a step cut short is drawn again)
             angle = math.pi * step / train_cfg.steps if by_steps else math.pi * elapsed / budget
             warm = min(1.0, (step + 1) / train_cfg.warmup) if train_cfg.warmup else 1.0
             lr = train_cfg.lr * warm * 0.5 * (1 + math.cos(angle))
@@ -707,8 +709,9 @@ def _train_generator(hold: contextlib.ExitStack, out, lang, model_cfg, train_cfg
                 dist.all_reduce(shown)  # the whole batch's loss (next-token, or a reader's reading loss)
                 loss = shown
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            step += 1
+            with held_interrupts():  # the weights and the step count move together
+                opt.step()
+                step, cut = step + 1, False
             spent = time.process_time() - t0
             if world > 1:  # the slowest process's time, so that every process stops at the same step
                 spent_t = torch.tensor([spent], dtype=torch.float64)
@@ -738,6 +741,8 @@ def _train_generator(hold: contextlib.ExitStack, out, lang, model_cfg, train_cfg
                 save()
                 last_save = elapsed
     except KeyboardInterrupt:  # Ctrl-C (or SIGTERM / SIGHUP under the adatok command): the steps so far are kept
+        if cut:  # inside a step, before its update: its draws made again on resume, as they were made here
+            gen.set_state(drawn)
         if step > saved:
             save()
             warn(f"{name}: interrupted at step {step}: its checkpoint is saved in {out}; --resume goes on from it")

@@ -134,6 +134,37 @@ def out_of_memory(exc: BaseException) -> bool:
     return isinstance(exc, MemoryError) or (isinstance(exc, RuntimeError) and "alloc" in str(exc).lower())
 
 
+@contextlib.contextmanager
+def held_interrupts():
+    """Hold the signals that stop a training run (SIGINT, SIGTERM, SIGHUP) while the block runs, then
+    act on the first one as it would have been acted on: for a trainer's update of the weights and
+    its step count, which an interrupt must find both done or both not (cut between them, or inside
+    the optimizer's step, a resumed run applied a step twice, or half of one, and ended with other
+    weights than a run never stopped: an outside-user review). Only in the main thread (where
+    Python runs signal handlers); elsewhere the block runs as it is."""
+    import os
+    import signal
+    import threading
+
+    kinds = [s for s in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)) if s is not None]
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    got: list[int] = []
+    before = {s: signal.signal(s, lambda signum, frame: got.append(signum)) for s in kinds}
+    try:
+        yield
+    finally:
+        for s, handler in before.items():
+            signal.signal(s, handler)
+        if got:
+            handler = before[got[0]]
+            if callable(handler):
+                handler(got[0], None)  # (Python's SIGINT handler, or the command line's: a KeyboardInterrupt)
+            elif handler == signal.SIG_DFL:
+                os.kill(os.getpid(), got[0])
+
+
 def weights_digest(path: Path) -> str:
     """First 8 hex digits of the SHA-256 of a weights file (part of a tokenizer's version)."""
     return _digest(Path(path).read_bytes())

@@ -32,8 +32,8 @@ import torch.nn.functional as F
 
 from ..core.checks import JSON_ERRORS, is_finite_number, is_whole
 from ..core.errors import AdatokError
-from .folder import (CHECKPOINT_FILES, allocated, check_fresh_start, check_overrides, hold_run_folder, load_weights,
-                     read_weights, restore_training, write_folder)
+from .folder import (CHECKPOINT_FILES, allocated, check_fresh_start, check_overrides, held_interrupts, hold_run_folder,
+                     load_weights, read_weights, restore_training, write_folder)
 from .model import Autoencoder, ModelConfig, count_params, fit_codebook, sample_keep
 
 FAMILY = "neural"
@@ -631,8 +631,9 @@ def _train(hold: contextlib.ExitStack, out, model_cfg, train_cfg, name, resume, 
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-                opt.step()
-                done = step + 1  # (at once: an interrupt from here on keeps this step, and its draws)
+                with held_interrupts():  # the weights and the step count move together
+                    opt.step()
+                    done = step + 1  # (an interrupt from here on keeps this step, and its draws)
                 lv = loss.item()
                 loss_avg = lv if loss_avg is None else 0.98 * loss_avg + 0.02 * lv
                 mean_log = loss_avg if train_cfg.loss == "log-mse" else math.log(max(loss_avg, 1e-10))
