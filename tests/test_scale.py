@@ -1364,3 +1364,32 @@ def test_a_generator_trained_on_shards_of_a_folder_of_classes_takes_their_names(
     res = runner.invoke(app, ["generate", "--model", str(tmp_path / "gen"), "--class", "bird", "-n", "1",
                               "--out", str(tmp_path / "birds.png")])
     assert res.exit_code == 2 and "cat" in res.output
+
+
+def test_shards_of_one_s_own_tokenizer_name_its_folder_as_the_language_to_train_with(tmp_path):
+    """Shards of one's own learned tokenizer, given to a generator of another language, said "train with
+    --language cls-8": the checkpoint's name, which --language refuses (unknown tokenizer); the folder
+    the manifest records is what it takes (an outside-user review)."""
+    pytest.importorskip("torch")
+    from typer.testing import CliRunner
+
+    from adatok.cli import app
+    from adatok.neural.model import ModelConfig
+    from adatok.neural.trainer import TrainConfig, train
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (8, 28, 28, 1), dtype=np.uint8)
+    ck = tmp_path / "ck"
+    tiny = ModelConfig(image_size=28, channels=1, patch=7, tokens=2, dim=16, enc_depth=1, dec_depth=1, heads=1,
+                       levels=[8, 8, 6, 5], vq_first=False)
+    train(ck, tiny, TrainConfig(steps=2, batch=4, eval_every=1), name="cls-8", quiet=True, images=images,
+          eval_images=images[:4], stop_after=1)
+    for cls in ("a", "b"):
+        for i, img in enumerate(images[:4]):
+            (tmp_path / "src" / cls).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(img[..., 0]).save(tmp_path / "src" / cls / f"{i}.png")
+    tokenize_dataset(tmp_path / "src", tmp_path / "out", str(ck), Tokens(2), workers=0, labels="folders")
+    res = CliRunner().invoke(app, ["train-generator", "--data", str(tmp_path / "out"), "--language", "wavelet-w8",
+                                   "--steps", "1", "--batch", "2", "--dim", "16", "--layers", "1", "--heads", "1",
+                                   "--val-images", "1", "--quiet", "--out", str(tmp_path / "gen")])
+    assert res.exit_code == 2 and f"train with --language {ck.resolve()}" in " ".join(res.output.split()), res.output

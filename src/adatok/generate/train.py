@@ -298,12 +298,20 @@ def shard_corpus(lang, folder: str | Path, split: str, limit: int | None = None,
     rows = rows[:limit] if limit is not None else rows
     first = rows[0].seq
     if first.tokenizer != lang.tok.name:
+        from ..core.registry import registered
+        from ..datasets import read_manifest
+
+        # a checkpoint's name is no --language: its folder is (the manifest keeps where the workers loaded it)
+        made_by = first.tokenizer if registered(first.tokenizer) else str(
+            ((read_manifest(folder) or {}).get("tokenizer") or {}).get("reference") or "the checkpoint folder of "
+            f"{first.tokenizer}")
         raise AdatokError(f"{folder} holds sequences of {first.tokenizer}, not of {lang.tok.name}: tokenize with "
-                          f"-t {lang.tok.name}, or train with --language {first.tokenizer}")
+                          f"-t {lang.tok.name}, or train with --language {made_by}")
     for r in rows:
         if r.label is None:
             raise AdatokError(f"{folder}: {r.source} has no label; the generator is class-conditional (tokenize a "
-                              "labelled source: fashion-mnist, or Parquet with a label column)")
+                              "labelled source: fashion-mnist, Parquet with a label column, or a folder of classes "
+                              "with --labels folders)")
         if tuple(r.seq.shape) != tuple(lang.shape):
             raise AdatokError(f"{folder}: {r.source} is {r.seq.shape}, the language's images are {lang.shape}")
     refix = getattr(lang.tok, "with_top_plane", None)
