@@ -67,6 +67,7 @@ def token_table(seq: TokenSequence) -> Table | None:
 def print_eval(ev, report: Path, console: Console) -> None:
     """The terminal summary of a run: skipped files, mean PSNR @ bpp per method and budget, BD-rate."""
     from adatok.eval import bd_rates, read_results, summarize
+    from adatok.eval.report import met_count
     from adatok.eval.runner import budget_text
 
     rows = read_results(report.parent / "results.csv")
@@ -93,8 +94,7 @@ def print_eval(ev, report: Path, console: Console) -> None:
             elif not st["n"]:
                 cells.append("cannot")
             else:
-                part = f" {int(st['n'])}/{int(st['images'])}" if st["n"] < st["images"] else ""
-                cells.append(f"{st['psnr']:.2f} ({st['bpp']:.2f}){part}")
+                cells.append(f"{st['psnr']:.2f} ({st['bpp']:.2f}){met_count(st)}")
         if rates:
             v = rates.get(m.name, {}).get("psnr")
             n = int(rates.get(m.name, {}).get("n", 0))
@@ -109,7 +109,7 @@ def print_eval(ev, report: Path, console: Console) -> None:
 def print_region(ev, report: Path, console: Console) -> None:
     """With a region of interest: mean PSNR inside / outside it per method and bpp budget."""
     from adatok.eval import read_results, summarize
-    from adatok.eval.report import side_count
+    from adatok.eval.report import met_count, side_count
     from adatok.eval.runner import budget_text
 
     if not ev.config.get("roi"):
@@ -131,8 +131,7 @@ def print_region(ev, report: Path, console: Console) -> None:
             if st is None or not st["n"]:
                 cells.append("-" if st is None else "cannot")
                 continue
-            met = f" {int(st['n'])}/{int(st['images'])}" if st["n"] < st["images"] else ""  # (as print_eval says it)
             cells.append(f"{st['psnr_roi']:.2f}{side_count(st, 'psnr_roi')} / "
-                         f"{st['psnr_out']:.2f}{side_count(st, 'psnr_out')}{met}")
+                         f"{st['psnr_out']:.2f}{side_count(st, 'psnr_out')}{met_count(st)}")
         table.add_row(m.label, *cells)
     console.print(table)

@@ -122,9 +122,9 @@ def decode(
     check_output(out, src, *checkpoint_inputs(tokenizer), image=True, force=force)
     check_at_least(tokens, "--tokens")
     check_at_least(n_bytes, "--bytes")
-    # (the rest of a long file is not decoded)
-    # a file cut short says so (a copy cut off in transfer decoded without a word), with --bytes too when the
-    # file ends before them (a pipeline passing the bytes received so far was never told)
+    # only the tokens asked for are decoded; a file cut short says so (a copy cut off in transfer decoded without
+    # a word), with --bytes too when the file ends before them (a pipeline passing the bytes received so far was
+    # never told)
     data, header, note, seq = read_token_file(src, tokenizer, n_bytes, max_tokens=tokens)
     from adatok.core.registry import maker
 
@@ -133,7 +133,6 @@ def decode(
     if not quiet:
         of, note = (f" of {int(header['n_tokens']):,}", f"; {note}") if note else ("", "")
         typer.echo(f"{out}: {fmt_shape(img.shape)} from {len(seq):,}{of} tokens ({seq.tokenizer}{note})")
-
 
 
 @app.command()

@@ -606,7 +606,6 @@ def check_new_file(path: PathLike, replace: bool = False) -> None:
         raise AdatokError(f"{out} is not a regular file (a device, pipe or socket): give another name")
 
 
-
 def _remove_quietly(path: Path) -> None:
     with contextlib.suppress(OSError):
         os.unlink(path)

@@ -168,7 +168,7 @@ def _make(key: str):
             known = f"{', '.join(names(views=True) + pattern_names())} or a checkpoint folder"
             if path.exists():
                 raise UnknownTokenizerError(f"{key} is a file, not a checkpoint folder (a tokenizer is one of {known})")
-            if any(sep in key for sep in ("/", os.sep, os.altsep or "/")) or key.startswith("."):
+            if "/" in key or os.sep in key or (os.altsep or "/") in key or key.startswith("."):
                 # a path (out/neural/my-ckpt), not a name mistyped: said "unknown tokenizer"
                 raise UnknownTokenizerError(f"no such folder: {key} (a tokenizer is one of {known})")
             raise UnknownTokenizerError(f"unknown tokenizer {key!r}: use one of {known}")

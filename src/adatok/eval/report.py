@@ -149,6 +149,17 @@ def summarize(rows: Any) -> dict[tuple[str, str, str], dict[str, float]]:
     return out
 
 
+def met_count(stats: dict[str, float]) -> str:
+    """`` n/N`` when :func:`summarize`'s ``stats`` of a cell met the budget on ``n`` images of the ``N``
+    run, fewer than all, else ``""``: the mark every table of a run's means gives such a cell."""
+    return f" {int(stats['n'])}/{int(stats['images'])}" if stats["n"] < stats["images"] else ""
+
+
+def _note(count: str) -> str:
+    """A count of :func:`met_count` as the report's note after a cell's value (``""`` stays ``""``)."""
+    return f" <span class='note'>{count.strip()}</span>" if count else ""
+
+
 def side_count(stats: dict[str, float], col: str) -> str:
     """`` n/N`` when the mean of a region column (``psnr_roi``, ``psnr_out``) in :func:`summarize`'s
     ``stats`` covers fewer images than its whole-image mean (``n``: an image with no pixel on that
@@ -583,7 +594,7 @@ def _summary_table(ev: Evaluation, rows: Sequence[dict[str, str]]) -> str:
             if s is None:
                 cells.append("<td>-</td>")
                 continue
-            partial = f" <span class='note'>{int(s['n'])}/{int(s['images'])}</span>" if s["n"] < s["images"] else ""
+            partial = _note(met_count(s))
             if s["exact"]:
                 partial += f" <span class='note exact'>{int(s['exact'])} exact</span>"
             txt = f"{s['psnr']:.2f} dB @ {s['bpp']:.3f}" if s["n"] else "cannot"
@@ -699,9 +710,8 @@ def _region_section(ev: Evaluation, rows: Sequence[dict[str, str]], plots: dict,
             if st is None or not st["n"]:
                 cells.append("<td>-</td>" if st is None else "<td>cannot</td>")
                 continue
-            partial = f" <span class='note'>{int(st['n'])}/{int(st['images'])}</span>" if st["n"] < st["images"] else ""
-            inside, outside = ("<span class='note'>" + side_count(st, c) + "</span>" if side_count(st, c) else ""
-                               for c in REGION_COLUMNS)
+            partial = _note(met_count(st))
+            inside, outside = (f"<span class='note'>{n}</span>" if (n := side_count(st, c)) else "" for c in REGION_COLUMNS)
             cells.append(f"<td data-psnr='{st['psnr']:.3f}' data-psnr-roi='{st['psnr_roi']:.3f}' "
                          f"data-psnr-out='{st['psnr_out']:.3f}'>{st['psnr']:.2f} / <b>{st['psnr_roi']:.2f}</b>{inside} / "
                          f"{st['psnr_out']:.2f}{outside} @ {st['bpp']:.3f}{partial}</td>")

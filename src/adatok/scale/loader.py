@@ -176,7 +176,7 @@ class TokenShardDataset(IterableDataset):
             n = int(self.counts[s])
             which.append(np.full(n, s, np.int64))
             mine = np.arange(n) if self.keep is None else self.keep[s]
-            rows.append(mine if rng is None else rng.permutation(n) if self.keep is None else rng.permutation(mine))
+            rows.append(mine if rng is None else rng.permutation(mine))  # (permutation(n) is that of arange(n))
         return np.concatenate(which), np.concatenate(rows)
 
     def mine(self) -> tuple[np.ndarray, np.ndarray]:
