@@ -120,6 +120,29 @@ def test_info_table_by_first_pos_field_for_other_tokenizers(monkeypatch):
     assert rows == {"0": "1", "1": "2", "2": "2", "total": "5"}
 
 
+def test_info_table_counts_each_plane_and_level():
+    """Every cell of the plane x level table is the number of tokens with that plane and level."""
+    from rich.console import Console
+
+    from adatok.cli import token_table
+
+    img = np.random.default_rng(3).integers(0, 256, (40, 56, 3), dtype=np.uint8)
+    (seq,) = adatok.load("wavelet").encode([img])  # every plane
+    console = Console(record=True, width=200)
+    console.print(token_table(seq))
+    text = console.export_text().splitlines()
+    head = [c.strip() for c in next(line for line in text if line.startswith("┃")).split("┃")[1:-1]]
+    levels = [int(c[1:]) for c in head[1:-1]]
+    plane, level = seq.pos[:, 0], seq.pos[:, 1]
+    rows = [[c.strip().replace(",", "") for c in line.split("│")[1:-1]] for line in text if line.startswith("│")]
+    planes = [r for r in rows if r[0].isdigit()]
+    assert len(planes) == len(np.unique(plane))
+    for r in planes:
+        p = int(r[0])
+        assert [int(v) for v in r[1:-1]] == [int(np.sum((plane == p) & (level == lev))) for lev in levels]
+        assert int(r[-1]) == int(np.sum(plane == p))
+
+
 def test_psnr_budget_reaches_target(tmp_path, photo_png):
     atk, png = tmp_path / "photo.atk", tmp_path / "photo_back.png"
     result = run("encode", photo_png, atk, "--psnr", 32)

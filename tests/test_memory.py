@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 import adatok
-from adatok import Tokens
+from adatok import Tokens, TokenSequence
 from adatok.core.sequence import parse_container
 from adatok.wavelet.tokenizer import max_coded_tokens, max_stream_tokens
 from adatok.wavelet.transforms import default_levels
@@ -30,11 +30,12 @@ sys.path.insert(0, str(ROOT))
 
 from fuzz import craft  # noqa: E402
 
-# The bound (bytes), measured and rounded up: decoding 512x512 and 1024x1024 images, full, cut,
-# empty and hostile, took 109 to 115 bytes of address space a coefficient, 4 to 11 a token and
-# about 2 a byte of input (docs/reliability.md, "Memory"); a token can take up to 36 when a cut
-# stream's buffers are doubled while two walks are alive.
-PER_COEFFICIENT = 160  # the layout, the walk's lists and knowledge, the synthesis
+# The bound (bytes), measured and rounded up: decoding 256x256 to 1024x1024 images, full, cut,
+# empty and hostile, took 71 to 79 bytes of address space a coefficient (an empty payload), 10 to 17
+# a token and about 2 a byte of input (docs/reliability.md, "Memory"; 109 to 115 a coefficient until
+# 2026-12-03, when the layout kept every node's position and the weights were per node); a token can
+# take up to 36 when a cut stream's buffers are doubled while two walks are alive.
+PER_COEFFICIENT = 120  # the layout, the walk's lists and knowledge, the synthesis
 PER_TOKEN = 40  # the token buffers (ids, nodes, planes), doubled as they fill
 PER_SAMPLE = 4  # each decoded pixel and channel: the image, and its enlargement (pixel replication)
 PER_BYTE = 8  # copies of the input
@@ -271,3 +272,27 @@ def test_a_gif_whose_first_frame_is_far_larger_than_its_screen():
                           env=dict(os.environ, MALLOC_ARENA_MAX="2"))
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.startswith("ImageFormatError") and "4,282,914,432 pixels" in done.stdout, done.stdout
+
+
+def test_a_decode_keeps_the_tree_and_per_band_weights_not_per_node_positions_or_weights():
+    """The layout a decode keeps cached holds the tree the walk reads, about 18 bytes a coefficient;
+    positions are computed for the tokens (not kept for every node: 20 bytes a coefficient, 720 MB
+    at 4000 x 3000 x 3), and the weights are one value a band (kept per node: 16 bytes more)."""
+    from dataclasses import fields
+
+    from adatok.wavelet import tokenizer as tokenizer_module
+    from adatok.wavelet.layout import make_layout
+
+    tok = adatok.load("wavelet")
+    img = _photo(120, 90)
+    (seq,) = tok.encode([img], Tokens(500))
+    data = seq.to_bytes()
+    back = TokenSequence.from_bytes(data)
+    assert np.array_equal(back.pos, seq.pos)
+    tok.decode([back])
+    layout = make_layout((120, 90), 3, default_levels((120, 90), tok.max_levels))
+    held = sum(getattr(layout, f.name).nbytes for f in fields(layout) if isinstance(getattr(layout, f.name), np.ndarray))
+    assert held <= 19 * layout.size, held / layout.size
+    assert "node_pos" not in vars(layout)  # (made when a stepper or a region asks for it)
+    imp, weights = tokenizer_module._importance_weights(layout.shape, 3, layout.levels, False, tok.step)
+    assert imp.shape == weights.shape == (3, len(layout.bands))

@@ -1035,3 +1035,24 @@ def test_from_bytes_max_tokens_is_the_prefix_without_decoding_the_rest():
     for bad in (-1, 1.5, True, "3"):
         with pytest.raises(InvalidTokensError, match="max_tokens"):
             TokenSequence.from_bytes(data, max_tokens=bad)
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 9), (9, 1), (2, 3), (28, 28), (33, 17), (5, 200)])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_layout_positions_are_each_nodes_band_channel_and_place(shape, channels):
+    """Node ``offsets[c, k] + y * w + x`` is at (level, band, channel c, y, x) of band k, whatever
+    bands are empty (a 1-pixel axis); ``node_pos`` (made when asked for) is every node's."""
+    from adatok.wavelet.layout import band_level, make_layout
+
+    levels = default_levels(shape, 6)
+    layout = make_layout(shape, channels, levels)
+    want = np.zeros((layout.size, 5), np.int32)
+    for c in range(channels):
+        for k, (h, w) in enumerate(layout.bands):
+            for y in range(h):
+                for x in range(w):
+                    want[layout.offsets[c, k] + y * w + x] = (band_level(k, levels), 0 if k == 0 else (k - 1) % 3 + 1,
+                                                              c, y, x)
+    nodes = np.random.default_rng(0).permutation(layout.size)
+    assert np.array_equal(layout.positions(nodes), want[nodes])
+    assert np.array_equal(layout.node_pos, want)

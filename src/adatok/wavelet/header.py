@@ -140,7 +140,7 @@ def _bounds(tok, layout: Layout) -> list[tuple[int, int, int]]:
             if tok.lossless:
                 mag = int(np.floor(top_in * l1 * (1 + 1e-12) + err)) << int(shift[first])
             else:
-                mag = int(np.floor(top_in * l1 * float(weights[first]) * (1 + 1e-12) + 0.5))
+                mag = int(np.floor(top_in * l1 * float(weights[c, k]) * (1 + 1e-12) + 0.5))
             out.append((mag, c, k))
     return out
 

@@ -15,6 +15,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -31,14 +32,17 @@ GEO_LEFT, GEO_RIGHT, GEO_UP, GEO_DOWN = 1, 2, 4, 8
 
 @dataclass(frozen=True, eq=False)
 class Layout:
-    """Node numbering, tree and positions for one image size, channel count and depth."""
+    """Node numbering, tree and positions for one image size, channel count and depth.
+
+    About 18 bytes a coefficient (the tree the walk reads); a node's position (level, band,
+    channel, y, x) is computed from the band offsets when asked for (:meth:`positions`), not kept
+    for every node: a 4000 x 3000 x 3 image has 36 million."""
 
     shape: tuple[int, int]
     channels: int
     levels: int
     bands: tuple  # ((h, w) per band index) ; band index 0 = LL, 1 + 3 * i + b for coarse-to-fine level i
     offsets: np.ndarray  # (channels, n_bands + 1) start of each band's nodes
-    node_pos: np.ndarray  # (N, 5) int32: level, band, channel, y, x
     parent: np.ndarray  # (N,) int32, -1 for roots
     child_ptr: np.ndarray  # (N + 1,) int32
     child_idx: np.ndarray  # (M,) int32
@@ -56,6 +60,33 @@ class Layout:
         """Number of nodes (coefficients)."""
         return int(self.parent.shape[0])
 
+    def positions(self, nodes: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """``(len(nodes), 5)`` int32 (into ``out`` if given): level, band, channel, y, x of each node
+        (a band's nodes are in raster order from its offset)."""
+        nodes = np.asarray(nodes)
+        out = np.empty((len(nodes), 5), np.int32) if out is None else out
+        nb = len(self.bands)
+        starts = self.offsets[:, :nb].ravel()  # (channel, band) segments in node order
+        widths = np.array([max(w, 1) for _, w in self.bands], np.int64)
+        level = np.array([band_level(j, self.levels) for j in range(nb)], np.int32)
+        band = np.array([0] + [(j - 1) % 3 + 1 for j in range(1, nb)], np.int32)
+        for a in range(0, len(nodes), 1 << 20):  # a million at a time: the int64 temporaries stay small
+            part = nodes[a : a + (1 << 20)]
+            # The last segment starting at or before the node: an empty band shares its start with
+            # the next one, which is where its nodes (none) would be.
+            seg = np.searchsorted(starts, part, side="right") - 1
+            k = seg % nb
+            rows = out[a : a + len(part)]
+            rows[:, 0], rows[:, 1], rows[:, 2] = level[k], band[k], seg // nb
+            rows[:, 3], rows[:, 4] = np.divmod(part - starts[seg], widths[k])
+        return out
+
+    @cached_property
+    def node_pos(self) -> np.ndarray:
+        """:meth:`positions` of every node, ``(N, 5)`` int32, made when first asked for (the
+        steppers and regions of interest read it; 20 bytes a coefficient)."""
+        return self.positions(np.arange(self.size))
+
     def flatten(self, channel_coeffs: list) -> np.ndarray:
         """Per channel ``dwt2`` output -> one array over the nodes."""
         parts = []
@@ -65,15 +96,23 @@ class Layout:
                 parts.extend(b.ravel() for b in triple)
         return np.concatenate(parts)
 
-    def unflatten(self, flat: np.ndarray) -> list:
-        """Inverse of :meth:`flatten`."""
+    def unflatten(self, flat: np.ndarray, scale: np.ndarray | None = None) -> list:
+        """Inverse of :meth:`flatten`; with ``scale`` (channels x bands), each band divided by its
+        value (new arrays; without, views of ``flat``)."""
         out = []
         for c in range(self.channels):
             off = self.offsets[c]
             bands = [flat[off[k] : off[k + 1]].reshape(self.bands[k]) for k in range(len(self.bands))]
+            if scale is not None:
+                bands = [b / scale[c, k] for k, b in enumerate(bands)]
             coeffs = [bands[0]] + [tuple(bands[1 + 3 * i : 4 + 3 * i]) for i in range(self.levels)]
             out.append(coeffs)
         return out
+
+    def per_node(self, table: np.ndarray) -> np.ndarray:
+        """A (channels x bands) table of values, one per node."""
+        sizes = [h * w for h, w in self.bands]
+        return np.concatenate([np.repeat(table[c], sizes) for c in range(self.channels)])
 
 
 def band_level(k: int, levels: int) -> int:
@@ -82,7 +121,7 @@ def band_level(k: int, levels: int) -> int:
 
 
 #: Coefficients a :class:`BoundedCache` keeps in all, besides its most recent entry: a layout
-#: takes about 40 bytes a coefficient, so the layouts kept take at most about 170 MB.
+#: takes about 18 bytes a coefficient, so the layouts kept take at most about 80 MB.
 CACHE_NODES = 1 << 22
 
 
@@ -155,6 +194,8 @@ def make_layout(shape: tuple[int, int], channels: int, levels: int) -> Layout:
 
 
 def _build_layout(shape: tuple[int, int], channels: int, levels: int) -> Layout:
+    # Band by band, in int32: whole-image int64 temporaries (positions, then the neighbour flags
+    # from them) made the build's peak about 90 bytes a coefficient over the layout's own 18.
     bs = band_shapes(shape, levels)
     bands = [bs[0]] + [b for triple in bs[1:] for b in triple]
     nb = len(bands)
@@ -165,56 +206,51 @@ def _build_layout(shape: tuple[int, int], channels: int, levels: int) -> Layout:
         offsets[c, 0] = c * per_channel
         offsets[c, 1:] = c * per_channel + np.cumsum(sizes)
     n = per_channel * channels
-    node_pos = np.empty((n, 5), dtype=np.int32)
     parent = np.full(n, -1, dtype=np.int32)
+    geo = np.empty(n, dtype=np.int32)
+    ncls = np.empty(n, dtype=np.int8)
     llh, llw = bands[0]
-    for c in range(channels):
-        for k, (h, w) in enumerate(bands):
-            if h * w == 0:
-                continue
-            lev = band_level(k, levels)
-            yy, xx = np.divmod(np.arange(h * w, dtype=np.int64), w)
-            sl = slice(offsets[c, k], offsets[c, k + 1])
-            node_pos[sl, 0] = lev
-            node_pos[sl, 1] = 0 if k == 0 else (k - 1) % 3 + 1
-            node_pos[sl, 2] = c
-            node_pos[sl, 3] = yy
-            node_pos[sl, 4] = xx
-            if k == 0:
-                continue
+    for k, (h, w) in enumerate(bands):
+        if h * w == 0:
+            continue
+        lev = band_level(k, levels)
+        yy = np.arange(h, dtype=np.int32)[:, None]
+        xx = np.arange(w, dtype=np.int32)[None, :]
+        band_geo = ((np.int32(w) << 4) | np.where(xx > 0, GEO_LEFT, 0) | np.where(xx < w - 1, GEO_RIGHT, 0)
+                    | np.where(yy > 0, GEO_UP, 0) | np.where(yy < h - 1, GEO_DOWN, 0)).astype(np.int32).ravel()
+        band_kind = 0 if k == 0 else (2 if (k - 1) % 3 == 2 else 1)
+        if k > 0:
             pk = k - 3  # same band, one level coarser
             if pk >= 1 and sizes[pk] > 0:
                 ph, pw = bands[pk]
-                py, px = np.minimum(yy // 2, ph - 1), np.minimum(xx // 2, pw - 1)
-                parent[sl] = offsets[c, pk] + py * pw + px
+                local = (np.minimum(yy // 2, ph - 1) * pw + np.minimum(xx // 2, pw - 1)).ravel()
             else:
                 shift = levels - lev
-                py, px = np.minimum(yy >> shift, llh - 1), np.minimum(xx >> shift, llw - 1)
-                parent[sl] = offsets[c, 0] + py * llw + px
-    has_parent = parent >= 0
-    child_nodes = np.nonzero(has_parent)[0]
-    order = np.argsort(parent[child_nodes], kind="stable")
-    child_idx = child_nodes[order].astype(np.int32)
-    counts = np.bincount(parent[child_nodes], minlength=n)
-    child_ptr = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(counts, out=child_ptr[1:])
-    has_child = counts > 0
-    has_l = np.zeros(n, dtype=bool)
-    np.logical_or.at(has_l, parent[child_nodes], has_child[child_nodes])
-    nw = np.empty(n, dtype=np.int32)
-    nh = np.empty(n, dtype=np.int32)
+                local = (np.minimum(yy >> shift, llh - 1) * llw + np.minimum(xx >> shift, llw - 1)).ravel()
+        for c in range(channels):
+            sl = slice(offsets[c, k], offsets[c, k + 1])
+            geo[sl] = band_geo
+            ncls[sl] = (1 if c > 0 else 0) * 9 + band_kind * 3 + min(max(lev, 1), 3) - 1
+            if k > 0:
+                parent[sl] = offsets[c, pk if pk >= 1 and sizes[pk] > 0 else 0] + local
+    # Children grouped by parent (a stable sort keeps each group in node order), channel by channel
+    # (no parent has children in another channel): the sort's int64 temporaries a channel at a time.
+    child_idx = np.empty(n - channels * int(sizes[0]), dtype=np.int32)
+    counts = np.zeros(n, dtype=np.int32)
+    at = 0
     for c in range(channels):
-        for k, (h, w) in enumerate(bands):
-            nh[offsets[c, k] : offsets[c, k + 1]] = h
-            nw[offsets[c, k] : offsets[c, k + 1]] = w
-    level, band, chan = node_pos[:, 0], node_pos[:, 1], node_pos[:, 2]
-    chan_kind = (chan > 0).astype(np.int32)
-    band_kind = np.where(band == 0, 0, np.where(band == 3, 2, 1))
-    level_bucket = np.clip(level, 1, 3) - 1
-    ncls = (chan_kind * 9 + band_kind * 3 + level_bucket).astype(np.int8)
-    x, y = node_pos[:, 4], node_pos[:, 3]
-    geo = ((nw.astype(np.int32) << 4) | np.where(x > 0, GEO_LEFT, 0) | np.where(x < nw - 1, GEO_RIGHT, 0)
-           | np.where(y > 0, GEO_UP, 0) | np.where(y < nh - 1, GEO_DOWN, 0)).astype(np.int32)
+        first, last = int(offsets[c, 0]), int(offsets[c, nb])
+        kids = np.arange(first + int(sizes[0]), last, dtype=np.int32)  # every non-LL node has a parent
+        order = np.argsort(parent[kids], kind="stable")
+        child_idx[at : at + len(kids)] = kids[order]
+        at += len(kids)
+        del order
+        counts[first:last] = np.bincount(parent[kids] - first, minlength=last - first)
+    child_ptr = np.zeros(n + 1, dtype=np.int32)
+    np.cumsum(counts, out=child_ptr[1:])
+    has_l = np.zeros(n, dtype=bool)
+    kids = child_idx[counts[child_idx] > 0]  # nodes that have children: their parents have grandchildren
+    has_l[parent[kids]] = True
     ll_per = llh * llw
     roots = (offsets[:, 0][None, :] + np.arange(ll_per)[:, None]).ravel().astype(np.int32)
     return Layout(
@@ -223,12 +259,11 @@ def _build_layout(shape: tuple[int, int], channels: int, levels: int) -> Layout:
         levels=levels,
         bands=tuple(bands),
         offsets=offsets,
-        node_pos=node_pos,
         parent=parent,
-        child_ptr=child_ptr.astype(np.int32),  # int32: half the walk's reads of it
+        child_ptr=child_ptr,  # int32: half the walk's reads of it
         child_idx=child_idx,
         has_l=has_l,
         roots=roots,
         ncls=ncls,
-        geo=geo.astype(np.int32),
+        geo=geo,
     )

@@ -109,11 +109,14 @@ def load_prior(name: str) -> tuple[np.ndarray, str]:
 
 
 @njit(cache=True)
-def _quantise(flat, weights):
-    """``rint(flat * weights)`` as int64."""
+def _quantise(flat, starts, weights):
+    """``rint(flat * weight)`` as int64, the weight of each node that of its segment: ``starts``
+    (ascending) the first node of each segment, ``weights`` its weight."""
     out = np.empty(flat.shape[0], np.int64)
-    for i in range(flat.shape[0]):
-        out[i] = np.int64(np.rint(flat[i] * weights[i]))
+    for j in range(starts.shape[0]):
+        end = starts[j + 1] if j + 1 < starts.shape[0] else flat.shape[0]
+        for i in range(starts[j], end):
+            out[i] = np.int64(np.rint(flat[i] * weights[j]))
     return out
 
 
@@ -122,9 +125,9 @@ _WEIGHTS = BoundedCache(32)
 
 def _importance_weights(shape: tuple[int, int], channels: int, levels: int, lossless: bool,
                         step: float) -> tuple[np.ndarray, np.ndarray]:
-    """Per node, read-only: sqrt(band gain * channel gain), what a unit of its error costs in RGB,
-    and that / ``step``, the 9/7 coefficients' scale. Cached like the layouts (1.5 ms on a 768x512
-    image, on every encode and decode)."""
+    """Per (channel, band), read-only: sqrt(band gain * channel gain), what a unit of a coefficient's
+    error costs in RGB, and that / ``step``, the 9/7 coefficients' scale (one value a band: kept
+    for every node they took 16 bytes a coefficient). Cached like the layouts."""
     key = (tuple(shape), channels, levels, lossless, step)
     return _WEIGHTS.get(key, lambda: _make_weights(*key))
 
@@ -133,12 +136,11 @@ def _make_weights(shape, channels, levels, lossless, step) -> tuple[tuple[np.nda
     gains = synthesis_gains(shape, levels, "5/3" if lossless else "9/7")
     per_band = np.array([gains[0]] + [g for triple in gains[1:] for g in triple])
     chan = (RCT_CHANNEL_GAINS if lossless else ICT_CHANNEL_GAINS) if channels == 3 else (1.0,)
-    sizes = [h * w for h, w in make_layout(shape, channels, levels).bands]  # (cached)
-    imp = np.concatenate([np.repeat(np.sqrt(per_band * chan[c]), sizes) for c in range(channels)])
+    imp = np.stack([np.sqrt(per_band * chan[c]) for c in range(channels)])
     weights = imp / step
     imp.flags.writeable = False
     weights.flags.writeable = False
-    return (imp, weights), len(imp)
+    return (imp, weights), imp.size
 
 
 def replication(img: np.ndarray, most: int = 8, min_side: int = 8) -> tuple[int, int]:
@@ -247,11 +249,12 @@ class WaveletTokenizer:
     # --- analysis and synthesis ----------------------------------------------------------------
 
     def _importance(self, layout: Layout) -> np.ndarray:
-        """Per node: sqrt(band gain * channel gain), what a unit of its error costs in RGB."""
+        """Per (channel, band): sqrt(band gain * channel gain), what a unit of a coefficient's error
+        costs in RGB."""
         return _importance_weights(layout.shape, layout.channels, layout.levels, self.lossless, self.step)[0]
 
     def _weights(self, layout: Layout) -> np.ndarray:
-        """Per-node scale of the 9/7 coefficients: importance / step."""
+        """Per (channel, band) scale of the 9/7 coefficients: importance / step."""
         return _importance_weights(layout.shape, layout.channels, layout.levels, self.lossless, self.step)[1]
 
     def _top_plane(self, layout: Layout) -> int:
@@ -283,8 +286,10 @@ class WaveletTokenizer:
                 grid, g = roi_coding.grid_from_params(roi_p, layout.shape)
                 shift = (base + roi_coding.node_shifts(grid, g, layout)).astype(np.int8)  # at most 30 + ROI_SHIFT
             elif self.lossless:
-                imp = np.log2(self._importance(layout))
-                shift = np.clip(np.rint(imp - imp.min()), 0, 30).astype(np.int8)
+                full = [h * w > 0 for h, w in layout.bands]  # (an empty band's gain is 0, and it has no node)
+                imp = np.log2(np.where(full, self._importance(layout), 1.0))  # per (channel, band)
+                low = imp[:, full].min()
+                shift = layout.per_node(np.clip(np.rint(imp - low), 0, 30).astype(np.int8))
             else:
                 shift = np.zeros(layout.size, np.int8)
             return (shift, *spiht.set_minima(shift, layout.parent)), layout.size
@@ -327,7 +332,8 @@ class WaveletTokenizer:
         x = img.astype(np.float64) - 128.0
         planes = ict_forward(x) if c == 3 else x.transpose(2, 0, 1)
         flat = layout.flatten([dwt2(p, levels, "9/7") for p in planes])
-        return layout, _quantise(flat, self._weights(layout)), levels
+        nb = len(layout.bands)
+        return layout, _quantise(flat, layout.offsets[:, :nb].ravel(), self._weights(layout).ravel()), levels
 
     def _synthesize(self, layout: Layout, coef: np.ndarray) -> np.ndarray:
         """Inverse of :meth:`_analyze`: per-node coefficient estimates -> H x W x C uint8."""
@@ -339,7 +345,7 @@ class WaveletTokenizer:
             else:
                 img = planes.transpose(1, 2, 0) + 128
             return np.clip(img, 0, 255).astype(np.uint8)
-        planes = np.stack([idwt2(cf, "9/7") for cf in layout.unflatten(coef / self._weights(layout))])
+        planes = np.stack([idwt2(cf, "9/7") for cf in layout.unflatten(coef, self._weights(layout))])
         return to_uint8(ict_inverse(planes) if layout.channels == 3 else planes.transpose(1, 2, 0), 128.0)
 
     # --- the contract --------------------------------------------------------------------------
@@ -502,7 +508,7 @@ class WaveletTokenizer:
         ids, node, plane = header.raise_top_plane(layout, shift, smin_d, old, new)
         pos = np.empty((len(ids), 6), np.int32)
         pos[:, 0] = plane
-        pos[:, 1:] = layout.node_pos[node]
+        layout.positions(node, out=pos[:, 1:])
         out = TokenSequence(np.concatenate([ids, seq.ids]), np.concatenate([pos, seq.pos]), seq.shape, self.name,
                             self.version, params, self.pos_fields)
         if "state" in seq.cache:  # the planes above know nothing more
@@ -522,7 +528,7 @@ class WaveletTokenizer:
         def positions() -> np.ndarray:  # made when first asked for (see TokenSequence.pos)
             pos = np.empty((len(ids), 6), np.int32)
             pos[:, 0] = plane
-            np.take(layout.node_pos, node, axis=0, out=pos[:, 1:])
+            layout.positions(node, out=pos[:, 1:])
             return pos
 
         return TokenSequence(ids, positions, shape, self.name, self.version, params, self.pos_fields)
