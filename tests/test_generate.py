@@ -1468,3 +1468,39 @@ def test_a_signal_inside_a_step_resumes_to_the_weights_of_a_run_never_stopped(tm
     train_generator(tmp_path / "stopped", resume=True, log=lambda *a: None)
     a, b = (load(tmp_path / f, GPT(cfg)).state_dict() for f in ("whole", "stopped"))
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_completion_of_another_tokenizers_prefix_says_to_choose_a_generator(trained):
+    """complete() of a prefix of another tokenizer said "decode it with adatok.load(...)" (the
+    stepper's advice), not which generator to take (as the command line said)."""
+    kind, gen, _ = trained
+    if kind != "wavelet":
+        pytest.skip("a wavelet generator")
+    img = adatok.datasets.load("fashion-mnist", "test", limit=1).images[0]
+    other = adatok.load("wavelet-lossless").encode([img], fixed_header=True)[0].prefix(5)
+    with pytest.raises(adatok.AdatokError, match="'wavelet-lossless'.*choose a generator of that tokenizer"):
+        complete(gen, other, n=1)
+
+
+def test_a_minimum_past_the_models_longest_is_refused_unless_a_maximum_allows_it(trained):
+    """min_tokens above the longest a model samples to (its longest training sequence, when no
+    max_tokens is given) was silently without effect: every sample stopped at the cap."""
+    kind, gen, _ = trained
+    if kind == "pixels":
+        pytest.skip("the pixel baseline has one length")
+    longest = gen.config["longest"]
+    with pytest.raises(adatok.AdatokError, match="min_tokens .* is past .*longest"):
+        sample(gen, [0], seed=1, min_tokens=longest + 1)
+    seqs, _ = sample(gen, [0], seed=1, min_tokens=longest + 1, max_tokens=longest + 1)  # allowed: a maximum says so
+    assert len(seqs) == 1
+
+
+def test_samples_into_a_folder_that_cannot_be_made_are_one_error(trained):
+    """A folder the checks could not foresee failing (/proc/x as root: os.access says yes) ended in a
+    FileNotFoundError traceback after the sampling."""
+    from adatok.generate.report import write_samples
+
+    kind, gen, _ = trained
+    seqs, images = sample(gen, [0], seed=1, max_tokens=None if kind == "pixels" else 20)
+    with pytest.raises(adatok.AdatokError, match="/proc/adatok-"):
+        write_samples(Path("/proc/adatok-samples-test"), seqs, images, [0])

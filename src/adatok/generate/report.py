@@ -187,7 +187,10 @@ def write_samples(out: Path, seqs: Sequence, images: Sequence[np.ndarray], label
         write_image(out, grid(([plain] if plain is not None else []) + list(images)), replace_link=True)
         return
     made = not out.exists()
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # (a place the checks could not foresee, /proc/x as root: a traceback)
+        raise AdatokError(f"cannot make the folder {out}: {exc.strerror or exc}") from None
     # one run at a time writes a folder, and checks it again once it holds the lock (a second run waits, then
     # finds the first's samples: refused without --force); two at once both passed the check, each removed the
     # other's work folder, and the one that moved its files in last replaced the other's samples, or mixed

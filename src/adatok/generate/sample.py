@@ -221,6 +221,11 @@ def check_lengths(gen: Generator, max_tokens: int | None = None, min_tokens: int
                                   f"it reads each step's number (trained with --position index), up to {last}; "
                                   f"give {_named(what, flags)} {last} or less")
     cap = gen.config.get("longest") if max_tokens is None else max_tokens
+    if max_tokens is None and is_whole(cap) and is_whole(min_tokens) and min_tokens > cap:
+        # (every sample stopped at the cap, the minimum silently without effect)
+        raise AdatokError(f"{_named('min_tokens', flags)} {min_tokens} is past {cap}, the longest {gen.name} samples "
+                          f"to unless {_named('max_tokens', flags)} says otherwise (its longest training sequence): "
+                          f"give {_named('max_tokens', flags)} {min_tokens} or more as well, or a smaller minimum")
     if prefix and is_whole(cap) and cap <= prefix:
         given = _named("max_tokens", flags) if max_tokens is not None else "the model's longest training sequence"
         raise AdatokError(f"the prefix holds {prefix} tokens and {given} is {cap} (it counts the prefix): no token is "
@@ -252,11 +257,11 @@ def run(gen: Generator, st, labels: np.ndarray, *, cfg: float = 1.0, temperature
     mc = model.cfg
     if gen.config.get("train", {}).get("gen_weight", 1.0) == 0:
         raise AdatokError(f"{gen.name} is a reader (trained with --reader to classify prefixes): it cannot generate")
+    check_lengths(gen, max_tokens, min_tokens)  # (before the default: a minimum past it is refused there)
     if max_tokens is None:
         max_tokens = gen.config.get("longest")
     check_options(mc.classes, labels, cfg, temperature, top_k, top_p, max_tokens, min_tokens, early_temperature,
                   early_tokens, kv_cache=kv_cache)
-    check_lengths(gen, max_tokens, min_tokens)
     if not is_whole(seed):  # (a run's seed: sample() and complete() mix the one they were given into it)
         raise AdatokError(f"the seed is a whole number, got {_shown(seed)}")
     _check_whole("first", first, 0)
@@ -472,6 +477,9 @@ def check_prefix(gen: Generator, prefix, max_tokens: int | None = None, min_toke
     if not isinstance(prefix, TokenSequence):  # (a list or an array was "the prefix of a shapeless image")
         raise AdatokError(f"the prefix is a TokenSequence (e.g. TokenSequence.from_bytes of a cut .atk file), "
                           f"got {type(prefix).__name__}")
+    if prefix.tokenizer != lang.tok.name:  # (else the stepper's "decode it with ..." advice surfaced)
+        raise AdatokError(f"the prefix was made by {prefix.tokenizer!r}; {gen.name} writes {lang.tok.name!r} tokens: "
+                          "choose a generator of that tokenizer")
     shape = tuple(prefix.shape or ())
     if shape != tuple(lang.shape) and shape + (1,) != tuple(lang.shape):  # (a gray H x W image is H x W x 1)
         raise AdatokError(f"{gen.name} writes {'x'.join(map(str, lang.shape))} images; the prefix is of a "
