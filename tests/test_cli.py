@@ -999,3 +999,20 @@ def test_quality_help_says_the_shortest_only_up_to_a_size():
     text = " ".join(run("encode", "--help").output.split())
     assert "the shortest prefix reaching" not in text
     assert "bisection" in text
+
+
+def test_an_os_error_the_checks_could_not_foresee_is_one_line(tmp_path, photo_png, monkeypatch):
+    """A full disk, an I/O error, a folder that cannot be made (/proc/x as root, where os.access says
+    yes) while a command works: a traceback until 2026-12-03, now one error line and exit code 2."""
+    import errno
+
+    assert_ok(run("encode", photo_png, tmp_path / "a.atk", "--tokens", "300", "-q"))
+
+    def disk_full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "a.png"))
+
+    monkeypatch.setattr(adatok.TokenSequence, "from_bytes", disk_full)
+    result = run("decode", tmp_path / "a.atk", tmp_path / "a.png")
+    assert_user_error(result, "No space left on device")
+    assert "Traceback" not in result.output and len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "a.png").exists()

@@ -28,7 +28,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def reporting_errors(fn: F) -> F:
     """Turn an :class:`AdatokError` raised by a command into ``error: <message>`` and exit code 2 (the
-    message in command-line terms where the library's advice is Python's: :func:`cli_message`)."""
+    message in command-line terms where the library's advice is Python's: :func:`cli_message`); a
+    ``MemoryError`` or an ``OSError`` (not a broken pipe) likewise, in one line."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -41,6 +42,13 @@ def reporting_errors(fn: F) -> F:
         except MemoryError as exc:  # (a 119-line traceback: an input, e.g. a .atk header, may ask for more)
             detail = f" ({str(exc).strip()[:160]})" if str(exc).strip() else ""
             typer.echo(f"error: out of memory{detail}: the input needs more memory than this machine has", err=True)
+            raise typer.Exit(code=2) from None
+        except BrokenPipeError:  # (the reader of the output went away: the entry point ends quietly with 141)
+            raise
+        except OSError as exc:  # what the checks before the work could not foresee: a full disk, a folder
+            # that cannot be made (/proc/x as root), a file removed meanwhile; a traceback until 2026-12-03
+            where = f": {exc.filename}" if exc.filename else ""
+            typer.echo(f"error: {exc.strerror or exc}{where}", err=True)
             raise typer.Exit(code=2) from None
 
     return wrapper  # type: ignore[return-value]
