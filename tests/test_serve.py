@@ -462,13 +462,13 @@ def test_bad_requests(client, coded, generator_folder):
         (client.get(f"/api/codings/{cid}/frame?tokens=many"), 422, "integer"),
         (client.get(f"/api/codings/{cid}/frame?tokens=3&bytes=9"), 422, "exactly one"),
         (client.get(f"/api/codings/{cid}/frame"), 422, "exactly one"),
-        (client.get("/api/codings/nosuchcoding/frame?tokens=3"), 404, "no longer"),
+        (client.get("/api/codings/nosuchcoding/frame?tokens=3"), 404, "no coding"),
         (client.post("/api/codings", data={"image": iid, "tokenizer": "jpeg-xl"}), 400, "unknown tokenizer"),
         (client.post("/api/codings", data={"image": iid, "tokenizer": "/tmp"}), 400, "unknown tokenizer"),
-        (client.post("/api/codings", data={"image": "nosuchimage"}), 404, "no longer"),
+        (client.post("/api/codings", data={"image": "nosuchimage"}), 404, "no image"),
         (client.post("/api/samples/..%2F..%2Fetc%2Fpasswd"), 404, ""),
         (client.post("/api/samples/lena"), 404, "unknown sample"),
-        (client.post("/api/images", json={"file": "photo.png"}), 422, "file"),
+        (client.post("/api/images", json={"file": "photo.png"}), 415, "multipart/form-data"),
         (client.get("/api/nothing"), 404, "nothing here"),
         (client.post("/api/jobs/generate", data={"model": "/tmp"}), 400, "unknown generator"),
         (client.post("/api/jobs/generate", data={"model": generator_folder.name, "label": 12}), 422,
@@ -476,7 +476,7 @@ def test_bad_requests(client, coded, generator_folder):
         (client.post("/api/jobs/generate", data={"model": generator_folder.name, "label": -2}), 422, "label="),
         (client.post("/api/jobs/generate", data={"model": generator_folder.name, "n": 1000}), 422, "n="),
         (client.post("/api/jobs/generate", data={"model": generator_folder.name, "seed": 2**70}), 422, "seed="),
-        (client.get("/api/jobs/nosuchjob/events"), 404, "no longer"),
+        (client.get("/api/jobs/nosuchjob/events"), 404, "no job"),
     ]
     atk = {"model": generator_folder.name}
     corrupt = bytearray(cut_atk(1.0))
@@ -1134,3 +1134,171 @@ def test_messages_of_the_2026_12_03_review(client, coded, generator_folder):
     assert Limits(max_pixels=50_000_000).max_pixels == 50_000_000
     bad = CliRunner().invoke(cli, ["serve", "--max-pixels", "60000000"])
     assert bad.exit_code == 2 and "--max-pixels" in bad.stderr and "at most 50,000,000" in bad.stderr
+
+
+# ------------------------------------------------------------------------------------------------
+# Found by an outside user of the API (2026-12-03): methods, bodies that are not forms, messages
+# ------------------------------------------------------------------------------------------------
+
+
+def _png_of(array: np.ndarray, mode: str) -> bytes:
+    from PIL import Image as PILImage
+
+    buf = io.BytesIO()
+    PILImage.fromarray(array, mode).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def test_a_405_says_which_methods_and_get_routes_answer_head(client, coded, generator_folder):
+    """Found by review: a 405 came without its Allow header (the error handler rebuilt the response
+    and dropped the exception's headers), and HEAD was refused with 405 on every GET route of the
+    API, though the docs name it among the methods that change nothing. Now every 405 says Allow,
+    and a GET route answers HEAD with a GET's headers and no body; a job's events are not started
+    by a HEAD (the stream is the first GET's)."""
+    from fastapi.routing import APIRoute
+
+    iid, coding, _ = coded
+    cid = coding["coding"]
+    for path in ("/", "/api/info", f"/api/images/{iid}.png", f"/api/codings/{cid}/frame?tokens=50",
+                 f"/api/codings/{cid}/prefix.png?tokens=50", "/static/app.js"):
+        get, head = client.get(path), client.head(path)
+        assert head.status_code == get.status_code == 200, (path, head.status_code, head.text)
+        assert head.content == b"" and head.headers["content-type"] == get.headers["content-type"], path
+        assert head.headers.get("content-length") == get.headers.get("content-length"), path
+    assert client.head(f"/api/codings/{cid}/frame?tokens=50").headers["X-Adatok-Frame"]
+    assert client.head("/api/codings/nosuchcoding/frame?tokens=3").status_code == 404
+    routes = [r for r in client.app.routes if isinstance(r, APIRoute) and "GET" in r.methods]
+    assert routes and all("HEAD" in r.methods for r in routes), [r.path for r in routes if "HEAD" not in r.methods]
+    job = client.post("/api/jobs/generate", data={"model": generator_folder.name, "n": 1, "max_tokens": 3}).json()
+    head = client.head(f"/api/jobs/{job['job']}/events")
+    assert head.status_code == 200 and head.headers["content-type"].startswith("text/event-stream")
+    assert sse_events(client.get(f"/api/jobs/{job['job']}/events").text)[-1]["done"]  # the GET still has it
+    for method, path, allow in (("DELETE", "/api/info", {"GET", "HEAD"}), ("POST", "/api/info", {"GET", "HEAD"}),
+                                ("PUT", f"/api/images/{iid}.png", {"GET", "HEAD"}), ("GET", "/api/images", {"POST"}),
+                                ("OPTIONS", "/api/codings", {"POST"}), ("POST", "/static/app.js", {"GET", "HEAD"})):
+        r = client.request(method, path)
+        message = refused(r, 405)
+        assert {m.strip() for m in r.headers.get("allow", "").split(",")} == allow, (method, path, r.headers)
+        assert method in message and all(m in message for m in allow), message
+
+
+def test_a_body_that_is_not_a_form_is_told_to_be_one(client, coded, generator_folder):
+    """Found by review: a JSON body, or an image sent as the body itself, was told "image: Field
+    required" / "file: Field required" (the form parser finds no field in a body that is not a
+    form). Now 415, naming the form to send and its fields."""
+    iid = coded[0]
+    image = png_bytes(photo(24))
+    cases = [(client.post("/api/codings", json={"image": iid}), "image"),
+             (client.post("/api/images", content=image, headers={"Content-Type": "image/png"}), "file"),
+             (client.post("/api/images", content=image, headers={"Content-Type": ""}), "file"),
+             (client.post("/api/jobs/generate", json={"model": generator_folder.name}), "model"),
+             (client.post("/api/jobs/complete", content=cut_atk(),
+                          headers={"Content-Type": "application/octet-stream"}), "file")]
+    for r, field in cases:
+        message = refused(r, 415)
+        assert "multipart/form-data" in message and field in message and "required" not in message, message
+    assert "x-www-form-urlencoded" in refused(cases[0][0], 415)  # (where a form without a file works)
+    assert "x-www-form-urlencoded" not in refused(cases[1][0], 415)  # (a file needs multipart)
+    assert client.post("/api/codings", data={"image": iid}).status_code == 200  # an urlencoded form works
+    assert "required" in refused(client.post("/api/codings"), 422)  # nothing sent: the field is missing
+
+
+def test_a_file_sent_for_a_text_field_is_told_in_words(client, coded, generator_folder):
+    """Found by review: a file part sent where text belongs came back as pydantic's input, a Python
+    repr: "image: Input should be a valid string (got UploadFile(filename='a.png', size=..., headers=
+    Headers({..."."""
+    image = ("a.png", png_bytes(photo(24)), "image/png")
+    message = refused(client.post("/api/codings", files={"image": image}), 422)
+    assert message == "image: expected an image id (text), got a file", message
+    message = refused(client.post("/api/jobs/generate", data={"model": generator_folder.name},
+                                  files={"label": image}), 422)
+    assert message.startswith("label: expected a whole number (text), got a file"), message
+    for message in (message, refused(client.post("/api/codings", data={"image": coded[0]}, files={"roi": image}), 422)):
+        assert "UploadFile" not in message and "Headers" not in message and "filename=" not in message, message
+
+
+def test_an_unknown_id_is_not_said_to_have_been_dropped(client):
+    """Found by review: an id that never existed was told "this image is no longer on the server (it
+    keeps the 16 most recent): load it again". The server cannot tell an unknown id from a dropped
+    one: the message now says either may be so."""
+    cases = [(client.post("/api/codings", data={"image": "nope"}), "image", "load the image"),
+             (client.get("/api/codings/nope/frame", params={"tokens": 3}), "coding", "encode"),
+             (client.get("/api/jobs/nope/events"), "job", "start")]
+    for r, what, again in cases:
+        message = refused(r, 404)
+        assert "no longer" not in message and f"no {what} 'nope'" in message and "unknown" in message, message
+        assert again in message, message
+    with local_client(create_app(Limits(images=1))) as c:  # one dropped: the same words
+        first = c.post("/api/images", files={"file": ("a.png", png_bytes(photo(24)), "image/png")}).json()["image"]
+        c.post("/api/images", files={"file": ("b.png", png_bytes(photo(24)), "image/png")})
+        message = refused(c.get(f"/api/images/{first}.png"), 404)
+        assert "unknown" in message and "dropped" in message and "1 most recent image)" in message, message
+
+
+def test_a_transparent_painted_mask_is_refused_in_plain_words(client, coded):
+    """Found by review: "mask the painted region has transparent pixels, ..." (the library's "mask
+    PATH has ..." with the upload's name put in for the path)."""
+    iid, _, img = coded
+    rgba = np.zeros((*img.shape[:2], 4), np.uint8)
+    rgba[10:40, 10:40] = 255
+    message = refused(client.post("/api/codings", data={"image": iid, "roi": "paint"},
+                                  files={"mask": ("m.png", _png_of(rgba, "RGBA"), "image/png")}), 400)
+    assert message.startswith("the painted region has transparent pixels"), message
+    assert "mask the" not in message, message
+
+
+def test_empty_repeated_and_unused_fields_are_refused(client, coded, generator_folder):
+    """Found by review: an empty field took its default without a word (FastAPI reads "" in a form
+    as a field left out: ``tokenizer=`` encoded with wavelet, ``max_tokens=`` wrote without a cap);
+    of two file parts the last was taken; a mask sent with roi=none was ignored. Now each is refused,
+    naming the field."""
+    iid = coded[0]
+    gen = generator_folder.name
+    image = png_bytes(photo(24))
+    mask = png_bytes(np.full((*coded[2].shape[:2], 1), 255, np.uint8))
+    for r, field in [(client.post("/api/codings", data={"image": iid, "tokenizer": ""}), "tokenizer"),
+                     (client.post("/api/codings", data={"image": iid, "roi": ""}), "roi"),
+                     (client.post("/api/codings", data={"image": ""}), "image"),
+                     (client.post("/api/jobs/generate", data={"model": gen, "max_tokens": ""}), "max_tokens"),
+                     (client.post("/api/jobs/generate", data={"model": gen, "seed": ""}), "seed")]:
+        message = refused(r, 422)
+        assert message.startswith(f"{field} is empty"), message
+    twice = client.post("/api/images", files=[("file", ("a.png", image, "image/png")),
+                                              ("file", ("b.png", image, "image/png"))])
+    assert refused(twice, 422).startswith("file was sent 2 times"), twice.text
+    twice = client.post("/api/codings", data={"image": iid, "tokenizer": ["wavelet", "wavelet-lossless"]})
+    assert refused(twice, 422).startswith("tokenizer was sent 2 times"), twice.text
+    for roi in ("none", "auto"):
+        message = refused(client.post("/api/codings", data={"image": iid, "roi": roi},
+                                      files={"mask": ("m.png", mask, "image/png")}), 400)
+        assert "mask" in message and "roi=paint" in message and f"roi={roi!r}" in message, message
+    assert client.post("/api/codings", data={"image": iid, "roi": "paint"},
+                       files={"mask": ("m.png", mask, "image/png")}).status_code == 200
+
+
+def test_a_flattened_upload_says_so(client):
+    """Found by review: an upload with transparency (RGBA, gray + alpha, a palette with a transparent
+    colour) came back as 3 or 1 channels without a word, while ``adatok encode`` warns that its alpha
+    was flattened onto white. Now the image's answer (and its codings') has ``flattened``."""
+    rgb = np.random.default_rng(0).integers(0, 256, (16, 16, 3), np.uint8)
+    half = np.dstack([rgb, np.full((16, 16), 128, np.uint8)])
+    opaque = np.dstack([rgb, np.full((16, 16), 255, np.uint8)])
+    la = np.dstack([rgb[:, :, 0], np.where(rgb[:, :, 1] > 128, 255, 0).astype(np.uint8)])
+    from PIL import Image as PILImage
+
+    palette = PILImage.fromarray(rgb).convert("P", palette=PILImage.Palette.ADAPTIVE, colors=8)
+    palette.info["transparency"] = 0
+    buf = io.BytesIO()
+    palette.save(buf, "PNG", transparency=0)
+    for name, data, channels, flattened in [("rgb.png", _png_of(rgb, "RGB"), 3, False),
+                                            ("half.png", _png_of(half, "RGBA"), 3, True),
+                                            ("opaque.png", _png_of(opaque, "RGBA"), 3, False),
+                                            ("la.png", _png_of(la, "LA"), 1, True),
+                                            ("palette.png", buf.getvalue(), 3, True)]:
+        r = client.post("/api/images", files={"file": (name, data, "image/png")})
+        assert r.status_code == 200, r.text
+        assert (r.json()["channels"], r.json()["flattened"]) == (channels, flattened), (name, r.json())
+        if name == "half.png":
+            coding = client.post("/api/codings", data={"image": r.json()["image"]}).json()
+            assert coding["flattened"] is True
+    assert client.post("/api/samples/camera").json()["flattened"] is False

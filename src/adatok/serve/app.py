@@ -33,6 +33,12 @@ The API (``{iid}``: an image id, ``{cid}``: a coding id, ``{jid}``: a job id):
 ``POST /api/jobs/complete``            the same and a cut ``.atk`` (multipart ``file``) -> job
 ``GET /api/jobs/{jid}/events``         the job's progress, as server-sent events
 =====================================  =========================================================
+
+Every ``GET`` route answers ``HEAD`` too (a GET's headers, no body; a job's events are left to
+the first GET); any other method gets 405 with an ``Allow`` header. A ``POST``'s fields come as a
+form (``application/x-www-form-urlencoded``, or ``multipart/form-data``, which a file needs): a body
+of another type is 415, and a field left empty or sent twice is 422 (:func:`checked_form`). An
+image's answer says whether its transparency was flattened onto white (``"flattened"``).
 """
 
 from __future__ import annotations
@@ -49,11 +55,13 @@ from pathlib import Path
 from urllib.parse import quote, urlsplit
 
 import numpy as np
-from fastapi import FastAPI, File, Form, Query, Request, UploadFile
+from fastapi import Depends, FastAPI, File, Form, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from starlette.datastructures import URL, Headers
+from starlette.datastructures import UploadFile as FormFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
@@ -62,7 +70,8 @@ from adatok import AdatokError, TokenSequence
 from adatok.core.checks import JSON_ERRORS
 
 from . import state
-from .state import Busy, Coding, Gone, Image, Job, Limits, NotFound, OutOfRange, ServeError, TooLarge, WrongType
+from .state import (BadField, Busy, Coding, Gone, Image, Job, Limits, NotFound, OutOfRange, ServeError, TooLarge,
+                    WrongType)
 
 STATIC = Path(__file__).resolve().parent / "static"
 CHECKPOINTS = Path(adatok.__file__).resolve().parent / "checkpoints"
@@ -76,9 +85,9 @@ class Server:
 
     def __init__(self, limits: Limits, generators: Sequence[str | Path] | None) -> None:
         self.limits = limits
-        self.images = state.Store(limits.images, "image")
-        self.codings = state.Store(limits.codings, "coding")
-        self.jobs = state.Store(32, "job")
+        self.images = state.Store(limits.images, "image", "load the image again")
+        self.codings = state.Store(limits.codings, "coding", "encode the image again")
+        self.jobs = state.Store(32, "job", "start a new job")
         self.slots = threading.BoundedSemaphore(limits.encoders)
         self.gen_slots = threading.BoundedSemaphore(limits.generations)
         self.heavy = ThreadPoolExecutor(max_workers=limits.encoders + 8, thread_name_prefix="adatok-encode")
@@ -216,34 +225,94 @@ class Server:
 # --------------------------------------------------------------------------------------------
 
 
-def _error(status: int, message: str) -> JSONResponse:
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse({"error": " ".join(str(message).split())}, status_code=status,
-                        headers={"Cache-Control": "no-store"})
+                        headers={**(headers or {}), "Cache-Control": "no-store"})
+
+
+#: What a form field's text stands for, in a message (by the field's name; else by its type).
+FIELD_WORDS = {"image": "an image id", "tokenizer": "a tokenizer's name", "roi": "none, paint or a saliency method",
+               "model": "a generator's id"}
 
 
 def _validation_message(exc: RequestValidationError, files: set[str] = frozenset()) -> str:
     """The validation errors in words; ``files``: the request's file fields (a text sent in one was
-    told pydantic's "Value error, Expected UploadFile, received: <class 'str'>")."""
+    told pydantic's "Value error, Expected UploadFile, received: <class 'str'>", and a file sent in
+    a text field its Python repr: "got UploadFile(filename='a.png', size=..., headers=...")."""
     parts = []
     for err in exc.errors():
         where = ".".join(str(p) for p in err.get("loc", ()) if p not in ("query", "body", "path", "form"))
         value = err.get("input")
         msg = err.get("msg", "is invalid")
-        if where in files and err.get("type") != "missing":
+        kind = err.get("type", "")
+        if where in files and kind != "missing":
             parts.append(f"{where}: expected a file (a part of a multipart form with a file name), got "
                          f"{'text' if isinstance(value, str) else 'something else'}")
             continue
-        parts.append(f"{where or 'the request'}: {msg}" + (f" (got {state.shown(value)})" if value is not None and
-                                                           not isinstance(value, dict | bytes) else ""))
+        if isinstance(value, FormFile):
+            what = FIELD_WORDS.get(where) or ("a whole number" if kind.startswith("int") else
+                                              "a number" if kind.startswith("float") else None)
+            parts.append(f"{where}: expected {what + ' (text)' if what else 'text'}, got a file")
+            continue
+        parts.append(f"{where or 'the request'}: {msg}" + (f" (got {state.shown(value)})" if
+                                                           isinstance(value, str | int | float) else ""))
     return "; ".join(parts) or "the request is invalid"
+
+
+def _form_fields(request: Request) -> list:
+    """The form fields (``Form(...)`` and ``File(...)``: pydantic's fields) of the route ``request``
+    went to, in their order."""
+    dependant = getattr(request.scope.get("route"), "dependant", None)
+    return list(getattr(dependant, "body_params", ()))
 
 
 def _file_fields(request: Request) -> set[str]:
     """The names of the file fields (``File(...)``) of the route ``request`` went to."""
     from fastapi import params
 
-    dependant = getattr(request.scope.get("route"), "dependant", None)
-    return {f.alias for f in getattr(dependant, "body_params", ()) if isinstance(f.field_info, params.File)}
+    return {f.alias for f in _form_fields(request) if isinstance(f.field_info, params.File)}
+
+
+#: The content types a form comes in; a file needs the first.
+FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
+
+
+async def checked_form(request: Request) -> None:
+    """Refuse a request to a route with form fields whose form would be read wrongly, before its
+    fields are: a body that is not a form (415: the form parser finds no field in it, and each was
+    told "Field required"), a field left empty (422: FastAPI takes an empty value for a field left
+    out, so ``tokenizer=`` encoded with the default and ``max_tokens=`` wrote without a cap) or given
+    more than once (422: the last one was taken). A dependency of every route (it runs after the
+    form is parsed, before its fields are checked); a route without form fields passes."""
+    fields = _form_fields(request)
+    if not fields:
+        return
+    names = [f.alias for f in fields]
+    files = _file_fields(request)
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    has_body = request.headers.get("content-length", "0") != "0" or "transfer-encoding" in request.headers
+    if kind not in FORM_TYPES and (kind or has_body):  # (no body and no type: its fields are missing, and told so)
+        required = [f.alias for f in fields if f.field_info.is_required()]
+        if any(f in files for f in required):
+            how = "multipart/form-data"
+        elif files:
+            how = f"application/x-www-form-urlencoded, or multipart/form-data to send {' or '.join(sorted(files))}"
+        else:
+            how = "application/x-www-form-urlencoded or multipart/form-data"
+        named = lambda n: f"{n} (a file)" if n in files else n  # noqa: E731
+        optional = [named(n) for n in names if n not in required]
+        raise WrongType(f"the body is {state.shown(kind) if kind else 'of no content type'}, not a form: send a "
+                        f"form ({how})" + (f" with the field{'s' if len(required) > 1 else ''} "
+                                           f"{', '.join(named(n) for n in required)}" if required else "")
+                        + (f"; optional: {', '.join(optional)}" if optional else ""))
+    form = await request.form()  # (parsed already, and kept: this is the form the fields are read from)
+    for f in fields:
+        values = form.getlist(f.alias)
+        if len(values) > 1:
+            raise BadField(f"{f.alias} was sent {len(values)} times: send it once")
+        if values == [""]:
+            raise BadField(f"{f.alias} is empty: give a value" +
+                           ("" if f.field_info.is_required() else ", or leave the field out for its default"))
 
 
 def _attachment(name: str) -> str:
@@ -378,7 +447,8 @@ def create_app(limits: Limits | None = None, generators: Sequence[str | Path] | 
     (its ``Origin`` header) is refused with 403 (:class:`SameOrigin`)."""
     limits = limits or Limits()
     server = Server(limits, generators)
-    app = FastAPI(title="adatok", docs_url=None, redoc_url=None, openapi_url=None)
+    app = FastAPI(title="adatok", docs_url=None, redoc_url=None, openapi_url=None,
+                  dependencies=[Depends(checked_form)])
     app.state.server = server
     app.add_middleware(BodyLimit, max_bytes=limits.max_upload_bytes)
     app.add_middleware(SameOrigin)
@@ -394,10 +464,16 @@ def create_app(limits: Limits | None = None, generators: Sequence[str | Path] | 
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
+        # (its headers kept: a 405's Allow, RFC 9110, was dropped)
         detail = exc.detail if isinstance(exc.detail, str) else "the request failed"
+        headers = dict(exc.headers or {})
         if exc.status_code == 404 and detail == "Not Found":
             detail = f"nothing here: {request.url.path} (the page is at /)"
-        return _error(exc.status_code, detail)
+        if exc.status_code == 405 and "Allow" in headers:
+            allow = ", ".join(sorted(m.strip() for m in headers["Allow"].split(",")))
+            headers["Allow"] = allow
+            detail = f"{request.method} is not answered at {request.url.path}: use {allow}"
+        return _error(exc.status_code, detail, headers)
 
     @app.exception_handler(Exception)
     async def bug(request: Request, exc: Exception):
@@ -424,15 +500,19 @@ def create_app(limits: Limits | None = None, generators: Sequence[str | Path] | 
 
     # --- images ----------------------------------------------------------------------------------
 
-    def _add_image(name: str, pixels: np.ndarray) -> dict:
-        img = Image(name, pixels)
+    def _add_image(name: str, pixels: np.ndarray, flattened: bool = False) -> dict:
+        img = Image(name, pixels, flattened)
         return img.describe(server.images.add(img))
 
     @app.post("/api/images")
     async def upload_image(request: Request, file: UploadFile = File(...)):
+        from adatok.core.imageio import read_image_and_alpha
+
         data = await _read_upload(file, limits, image=True)
-        pixels = await server.run_light(request, lambda stop: state.read_upload(data, file.filename, limits))
-        return _add_image(state.display_name(file.filename), pixels)
+        # (whether transparency was flattened onto white: in the answer, as adatok encode warns of it)
+        pixels, flattened = await server.run_light(
+            request, lambda stop: state.read_upload(data, file.filename, limits, read_image_and_alpha))
+        return _add_image(state.display_name(file.filename), pixels, flattened)
 
     @app.post("/api/samples/{name}")
     async def sample(request: Request, name: str):
@@ -455,6 +535,9 @@ def create_app(limits: Limits | None = None, generators: Sequence[str | Path] | 
                          mask: UploadFile | None = File(None)):
         img = server.images.get(image)
         server.check_tokenizer(tokenizer)
+        if mask is not None and roi != "paint":  # (it was left unread: the coding had another region, or none)
+            raise ServeError(f"a mask goes with roi=paint only, and this request has roi={state.shown(roi)}: send "
+                             "roi=paint with the mask, or leave the mask out")
         region, roi_name = None, None
         if roi == "paint":
             if mask is None:
@@ -606,11 +689,14 @@ def create_app(limits: Limits | None = None, generators: Sequence[str | Path] | 
                 "prefix_image": state.png_uri(np.asarray(picture).reshape(prefix.shape[0], prefix.shape[1], -1))}
 
     @app.get("/api/jobs/{jid}/events")
-    async def events(jid: str):
+    async def events(request: Request, jid: str):
         job: Job = server.jobs.get(jid)
         if job.started:  # (one stream per job: its pictures go to the page that asked first)
             raise ServeError("this job's events were asked for already: a job runs once, for the first request of "
                              "its events (it is running, or has ended, there); start a new job to watch it here")
+        headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+        if request.method == "HEAD":  # (a GET's headers; the job is left to the first GET, which watches it)
+            return StreamingResponse(iter(()), media_type="text/event-stream", headers=headers)
         job.started = True
         loop = asyncio.get_running_loop()
         out: asyncio.Queue = asyncio.Queue()
@@ -627,9 +713,13 @@ def create_app(limits: Limits | None = None, generators: Sequence[str | Path] | 
             finally:
                 job.cancel.set()  # the page went away (or the job ended): stop the work
 
-        return StreamingResponse(stream(), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+        return StreamingResponse(stream(), media_type="text/event-stream", headers=headers)
 
+    # every GET route answers HEAD too (FastAPI's routes do not, Starlette's do): a GET's headers, its
+    # body dropped by the server (uvicorn, the test client), its work done (a job's events: not started)
+    for route in app.routes:
+        if isinstance(route, APIRoute) and "GET" in route.methods:
+            route.methods.add("HEAD")
     return app
 
 

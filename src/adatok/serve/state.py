@@ -66,6 +66,13 @@ class OutOfRange(ServeError):
     status = 422
 
 
+class BadField(ServeError):
+    """A form field given wrongly: empty, or more than once (each was taken without a word: an empty
+    value as the field left out, the last of several)."""
+
+    status = 422
+
+
 class Busy(ServeError):
     status = 503
 
@@ -148,11 +155,13 @@ def display_name(filename: str | None) -> str:
     return name or "upload"
 
 
-def read_upload(data: bytes, filename: str | None, limits: Limits, read=None) -> np.ndarray:
+def read_upload(data: bytes, filename: str | None, limits: Limits, read=None):
     """An uploaded image file as an ``H x W x C`` uint8 array, read by :func:`adatok.read_image`
-    (or by ``read``, given the file's path: a mask by :func:`adatok.core.saliency.read_mask`) from a
-    temporary folder that is removed before returning. The file's name is never used as a path;
-    error messages name the upload, not the temporary file."""
+    from a temporary folder that is removed before returning; with ``read``, what it returns given
+    the file's path (a mask by :func:`adatok.core.saliency.read_mask`, the image and whether its
+    transparency was flattened by :func:`adatok.core.imageio.read_image_and_alpha`). The file's name
+    is never used as a path; error messages name the upload, not the temporary file (a mask's, which
+    the library calls "mask PATH", by the upload's name alone: "the painted region has ...")."""
     name = display_name(filename)
     if not data:
         raise ServeError(f"{name} is empty (0 bytes): choose an image file (PNG, JPEG, WebP, TIFF ...)")
@@ -166,7 +175,7 @@ def read_upload(data: bytes, filename: str | None, limits: Limits, read=None) ->
             _check_pixels(path, name, limits.max_pixels)
             return (read or adatok.read_image)(path)
         except AdatokError as exc:
-            message = str(exc).replace(str(path), name)
+            message = str(exc).replace(f"mask {path}", name).replace(str(path), name)
             raise (TooLarge if "pixels" in message and "limit" in message else ServeError)(message) from None
 
 
@@ -200,6 +209,8 @@ class Image:
 
     name: str
     pixels: np.ndarray
+    #: Whether the upload's transparency was flattened onto white (its alpha is not in ``pixels``).
+    flattened: bool = False
     codecs: dict = field(default_factory=dict)
     #: Held while the codecs' files are made or read: curves of two codings of the image (plain and
     #: steered, or two tokenizers) share them, and one filling the dict the other walked was a 500.
@@ -211,7 +222,7 @@ class Image:
 
     def describe(self, iid: str) -> dict:
         h, w, c = self.shape
-        return {"image": iid, "name": self.name, "height": h, "width": w, "channels": c}
+        return {"image": iid, "name": self.name, "height": h, "width": w, "channels": c, "flattened": self.flattened}
 
 
 def fashion_samples() -> list[str]:
@@ -611,10 +622,11 @@ def compare(plain: Coding, steered: Coding, nbytes: int, stop: Callable[[], None
 
 
 class Store:
-    """At most ``size`` items by id, the least recently used dropped first; thread-safe."""
+    """At most ``size`` items by id, the least recently used dropped first; thread-safe. ``what``
+    names an item in messages, ``again`` tells what to do when an id is not found."""
 
-    def __init__(self, size: int, what: str) -> None:
-        self.size, self.what = int(size), what
+    def __init__(self, size: int, what: str, again: str = "load it again") -> None:
+        self.size, self.what, self.again = int(size), what, again
         self._items: OrderedDict[str, object] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -629,9 +641,10 @@ class Store:
     def get(self, key: str):
         with self._lock:
             item = self._items.get(key)
-            if item is None:
-                raise NotFound(f"this {self.what} is no longer on the server (it keeps the {self.size} most "
-                               f"recent): load it again")
+            if item is None:  # (an id never given out and one dropped look alike: the message says both)
+                raise NotFound(f"no {self.what} {shown(key)} on the server: the id is unknown, or the {self.what} was "
+                               f"dropped (the server keeps the {self.size} most recent {self.what}"
+                               f"{'' if self.size == 1 else 's'}); {self.again}")
             self._items.move_to_end(key)
             return item
 
