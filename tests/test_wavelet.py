@@ -1056,3 +1056,24 @@ def test_layout_positions_are_each_nodes_band_channel_and_place(shape, channels)
     nodes = np.random.default_rng(0).permutation(layout.size)
     assert np.array_equal(layout.positions(nodes), want[nodes])
     assert np.array_equal(layout.node_pos, want)
+
+
+def test_api_messages_found_by_a_researchers_review():
+    """fixed_header="yes" (a config's string) was taken as True; top_plane of a bad shape spoke of a
+    stepper's "start 0 ... or a TokenSequence"; a stepper started from another tokenizer's sequence
+    said to decode it; a Bpp too small for one image of a batch named no image."""
+    w = adatok.load("wavelet")
+    img = np.zeros((20, 20, 3), np.uint8)
+    with pytest.raises(ImageFormatError, match="fixed_header is True or False, got 'yes'"):
+        w.encode([img], fixed_header="yes")
+    assert w.encode([img], fixed_header=np.bool_(True))[0].params["nmax"] == w.top_plane((20, 20, 3))
+    with pytest.raises(ImageFormatError, match=r"^top_plane: \(0, 28\) is not an image shape") as err:
+        w.top_plane((0, 28))
+    assert "start" not in str(err.value) and "TokenSequence" not in str(err.value)
+    other = adatok.load("wavelet-lossless").encode([img])[0]
+    with pytest.raises(adatok.TokenizerMismatchError, match=r"start 0 was made by 'wavelet-lossless'.*step it with"):
+        w.stepper([other])
+    with pytest.raises(BudgetError, match=r"^image 1: Bpp\(1.0\) allows 50 bytes for this 20x20 image"):
+        w.encode([np.zeros((64, 64, 3), np.uint8), img], Bpp(1.0))
+    with pytest.raises(BudgetError, match=r"^Bpp\(1.0\) allows 50 bytes"):  # (one image: no index)
+        w.encode([img], Bpp(1.0))

@@ -345,17 +345,18 @@ OTHER_WEIGHTS = ("other weights: read it with the checkpoint folder that made it
 
 
 def check_maker(name: str, version: str, tokenizer, mismatch: str = "use the adatok that made it",
-                what: str = "this sequence") -> None:
+                what: str = "this sequence", use: str = "decode it") -> None:
     """Raise :class:`TokenizerMismatchError` unless a sequence made by ``name`` / ``version`` is one
     ``tokenizer`` (with ``.name`` and ``.version``) can decode; ``mismatch`` says what to do about a
-    version that differs; ``what`` is the sequence (a file's name). On the command line the
-    tokenizer is ``--tokenizer``'s, which a file names itself unless a checkpoint of your own made it."""
+    version that differs; ``what`` is the sequence (a file's name); ``use``: what to do with it
+    (a stepper steps it). On the command line the tokenizer is ``--tokenizer``'s, which a file names
+    itself unless a checkpoint of your own made it."""
     from .registry import registered
 
     if name != tokenizer.name:
         made = f"{what} was made by {name!r}, not {tokenizer.name!r}"
         raise TokenizerMismatchError(
-            f"{made}: decode it with adatok.load({name!r})",
+            f"{made}: {use} with adatok.load({name!r})",
             cli=f"{made}: " + ("leave out --tokenizer (a file names the tokenizer that made it)" if registered(name)
                                else f"give --tokenizer the checkpoint folder of {name!r} that made it"))
     if version != tokenizer.version:

@@ -21,7 +21,7 @@ import numpy as np
 from numba import njit
 
 from ..core.budget import Bpp, Lossless, Quality, Tokens, check_budget, too_small
-from ..core.checks import is_whole
+from ..core.checks import is_whole, shown
 from ..core.errors import (AdatokError, BudgetError, ContainerError, ImageFormatError, InvalidTokensError,
                            not_lossless_cli)
 from ..core import imageio
@@ -374,6 +374,8 @@ class WaveletTokenizer:
         ``maker`` (default: this tokenizer); a ``Quality`` target the shortest that reaches it."""
         check_budget(budget)
         images, roi = image_list(images, roi)
+        if not isinstance(fixed_header, bool | np.bool_):  # (a config's "false" was taken as True)
+            raise ImageFormatError(f"fixed_header is True or False, got {shown(fixed_header)}")
         if fixed_header and any(r is not None for r in roi):
             raise ImageFormatError("fixed_header=True codes every image of a shape alike and takes no region of "
                                    "interest: drop roi, or fixed_header")
@@ -412,7 +414,12 @@ class WaveletTokenizer:
                 params["nmax"] = max(params["nmax"], self._top_plane(layout))
             limit = min(budget.k, spiht.MAX_TOKENS) if isinstance(budget, Tokens) else -1
             if isinstance(budget, Bpp):
-                seq = self._encode_bytes(img, np.shape(image), layout, mag, sgn, params, budget, maker)
+                try:
+                    seq = self._encode_bytes(img, np.shape(image), layout, mag, sgn, params, budget, maker)
+                except BudgetError as exc:  # (which image of a batch: "this 20x20 image" named none)
+                    if len(images) == 1:
+                        raise
+                    raise BudgetError(f"image {i}: {exc}") from None
                 if len(seq) % unit and not self._ends(seq.ids, layout, params):
                     seq = seq.prefix(len(seq) // unit * unit)  # (its bytes are no longer: fewer decisions)
             else:
@@ -455,7 +462,7 @@ class WaveletTokenizer:
         out = []
         for i, start in enumerate(starts):
             if isinstance(start, TokenSequence):
-                check_maker(start.tokenizer, start.version, self)
+                check_maker(start.tokenizer, start.version, self, what=f"start {i}", use="step it")
                 self._layout(start.shape, start.params)
                 self._check_range(start.ids, f"start {i}: ")
                 out.append((tuple(start.shape), dict(start.params), start.ids))
@@ -473,7 +480,11 @@ class WaveletTokenizer:
         of ``shape`` without a region of interest: the ``nmax`` of every sequence of that shape
         made with ``fixed_header=True`` or by a stepper started from the shape. An upper bound
         from the transforms, attained (see :mod:`adatok.wavelet.header`)."""
-        shape = start_shape(shape, 0)
+        try:
+            shape = start_shape(shape, 0)
+        except ImageFormatError as exc:  # (in the stepper's words: "start 0: ..., or a TokenSequence")
+            why = str(exc).removeprefix("start 0: ").removesuffix(", or a TokenSequence")
+            raise ImageFormatError(f"top_plane: {why}") from None
         return header.fixed_params(self, shape)["nmax"]
 
     def with_top_plane(self, seq: TokenSequence, nmax: int | None = None) -> TokenSequence:
