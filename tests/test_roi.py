@@ -195,3 +195,63 @@ def test_lengths_run_tokenizers_that_do_not_steer_as_without_a_region():
     assert len(rep.names) == 2 and rep.reached.all()
     with pytest.raises(adatok.BudgetError):
         length_report(learned, imgs, Quality(psnr=15, region="roi"), roi=maps)
+
+
+def test_a_region_reads_alike_for_the_encoder_and_for_its_psnr():
+    """A uint8 mask of 100 was outside for the encoder (100 / 255 < 0.5) and inside for region_psnr
+    (100 >= 0.5): a Quality(region='roi') target met on the encoder's region was reported 8 dB short.
+    A NaN mask gave region_psnr a None, silently."""
+    from adatok.core.metrics import region_mask, region_psnr
+
+    u = np.zeros((32, 40), np.uint8)
+    u[4:20, 4:30] = 100
+    u[:5, :5] = 255
+    assert region_mask(u).sum() == 25
+    assert np.array_equal(region_mask(u), adatok.core.saliency.roi_from(u, np.zeros((32, 40, 3), np.uint8)) >= 0.5)
+    assert region_mask((u > 0).astype(int)).sum() == int((u > 0).sum())  # a 0/1 integer mask stays 0/1
+    img = _photo("astronaut")[:32, :40]
+    with pytest.raises(ImageFormatError, match="NaN"):
+        region_psnr(img, img, np.full((32, 40), np.nan))
+    with pytest.raises(ImageFormatError, match="outside"):
+        region_psnr(img, img, np.full((32, 40), 300.0))
+
+
+def test_a_saved_saliency_map_codes_the_region_its_method_does(tok, tmp_path):
+    """The PNG adatok saliency writes (rint(255 m)) gave another region than --roi auto in 4 of 16
+    images x methods: a cell a hair from a cut-off got another number of planes."""
+    from adatok.core.saliency import saliency, write_map
+
+    img = skimage.data.astronaut()[::4, ::4]
+    write_map(tmp_path / "s.png", saliency(img, "spectral"))
+    (a,) = tok.encode([img], Bpp(4), roi=["spectral"])
+    (b,) = tok.encode([img], Bpp(4), roi=[str(tmp_path / "s.png")])
+    assert a.params["roi"] == b.params["roi"] and a.to_bytes() == b.to_bytes()
+
+
+def test_a_method_name_is_the_method_on_the_command_line_too(tmp_path, monkeypatch):
+    """`--roi spectral` read a file called spectral in the working folder (`--roi auto` did not, nor
+    does roi_from): now the method, as everywhere; ./spectral names the file."""
+    from typer.testing import CliRunner
+
+    from adatok.cli.app import app
+
+    monkeypatch.chdir(tmp_path)
+    img = skimage.data.astronaut()[::4, ::4]
+    adatok.write_image(tmp_path / "x.png", img)
+    from PIL import Image
+
+    Image.fromarray(np.zeros((128, 128), np.uint8)).save(tmp_path / "spectral", format="PNG")  # (no suffix)
+    runner = CliRunner()
+    for out, roi in (("a.atk", ["--roi", "spectral"]), ("b.atk", ["--roi", "auto", "--saliency", "spectral"]),
+                     ("c.atk", ["--roi", "./spectral"])):
+        result = runner.invoke(app, ["encode", "x.png", out, "--bpp", "1", "-q", *roi])
+        assert result.exit_code == 0, result.output
+    assert (tmp_path / "a.atk").read_bytes() == (tmp_path / "b.atk").read_bytes()
+    assert (tmp_path / "a.atk").read_bytes() != (tmp_path / "c.atk").read_bytes()
+
+
+def test_a_map_of_another_size_is_told_how_to_stretch_it(tok):
+    """The message said "pass resize=True", which encode does not take (a TypeError when followed)."""
+    img = np.zeros((32, 32, 3), np.uint8)
+    with pytest.raises(ImageFormatError, match=r"roi_from\(\.\.\., resize=True\)"):
+        tok.encode([img], Bpp(1), roi=[np.ones((16, 16))])

@@ -58,8 +58,9 @@ def encode(
     from adatok.core.saliency import is_method
 
     check_saliency(roi, saliency_method)
-    # a method's name (a file of that name wins); was read as a mask file, refused, with a message naming methods
-    spec = saliency_method if roi == "auto" else roi if is_method(roi) and not Path(roi).exists() else roi and Path(roi)
+    # a method's name, even where a file has that name (as roi_from takes it: ./spectral for the file; a file
+    # of a method's name won here, and auto's did not); was read as a mask file, refused, naming methods
+    spec = saliency_method if roi == "auto" else roi if is_method(roi) else roi and Path(roi)
     check_output(out, image, *([spec] if isinstance(spec, Path) else []),
                  *checkpoint_inputs(tokenizer), force=force)
     chosen = budget(tokens, psnr_db, ssim, lossless, bpp)

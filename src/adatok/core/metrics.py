@@ -66,19 +66,43 @@ def psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> float:
     return float("inf") if e == 0 else float(10.0 * np.log10(255.0**2 / e))
 
 
-def region_mask(roi: np.ndarray) -> np.ndarray:
-    """The pixels inside a region of interest: ``roi >= REGION_THRESHOLD`` as an ``H x W`` bool array.
+def region_values(roi: np.ndarray, what: str = "roi array") -> np.ndarray:
+    """A region-of-interest array as the float64 ``H x W`` map every part of adatok reads it as:
+    ``bool`` as 0 / 1, floats as they are (in ``[0, 1]``), integers as value / 255 (uint8 masks,
+    255 inside) except an integer array whose values are all 0 or 1, read as 0 / 1. ``H x W x 1`` is
+    ``H x W``. Anything else (another shape or dtype, NaN, values out of range) raises
+    :class:`~adatok.ImageFormatError`. (The encoder, through ``roi_from``, and the region's PSNR read
+    one map alike: a uint8 mask of 100 was outside for the encoder, 100 / 255 < 0.5, and inside for
+    :func:`region_psnr`, which compared the raw 100 with 0.5.)"""
+    if not isinstance(roi, np.ndarray):
+        raise ImageFormatError(f"{what} is a {type(roi).__name__}, not a numpy array; "
+                               "give an H x W float array with values in [0, 1]")
+    m = roi[:, :, 0] if roi.ndim == 3 and roi.shape[2] == 1 else roi
+    if m.ndim != 2 or 0 in m.shape:
+        raise ImageFormatError(f"{what} has shape {roi.shape}; a region is an H x W map (one value per pixel; "
+                               "read a colour mask with adatok.core.saliency.read_mask)")
+    if m.dtype.kind not in "biuf":
+        raise ImageFormatError(f"{what} has dtype {m.dtype}; give a float array with values in [0, 1]")
+    kind = m.dtype.kind
+    m = m.astype(np.float64)
+    if not np.isfinite(m).all():
+        raise ImageFormatError(f"{what} holds NaN or infinite values; give finite values in [0, 1]")
+    if kind in "iu":
+        if m.min() < 0 or m.max() > 255:
+            raise ImageFormatError(f"{what} of integers must hold values 0..255 (a uint8 mask); give floats in "
+                                   "[0, 1] otherwise")
+        if m.max() > 1:  # a 0/1 integer mask stays 0/1
+            m = m / 255.0
+    elif kind == "f" and (m.min() < 0 or m.max() > 1):
+        raise ImageFormatError(f"{what} holds values in [{m.min():.4g}, {m.max():.4g}], outside [0, 1]; rescale "
+                               "it, e.g. with adatok.core.saliency.normalise")
+    return m
 
-    ``roi`` is an ``H x W`` (or ``H x W x 1``) map; any other shape raises
-    :class:`~adatok.ImageFormatError` (a colour mask is read into such a map by
-    :func:`adatok.core.saliency.read_mask`)."""
-    m = np.asarray(roi, dtype=np.float64)
-    if m.ndim == 3 and m.shape[2] == 1:
-        m = m[:, :, 0]
-    if m.ndim != 2:
-        raise ImageFormatError(f"a region of interest is an H x W map, got an array of shape {m.shape} "
-                               "(read a colour mask with adatok.core.saliency.read_mask)")
-    return m >= REGION_THRESHOLD
+
+def region_mask(roi: np.ndarray) -> np.ndarray:
+    """The pixels inside a region of interest: :func:`region_values` of ``roi`` at least
+    ``REGION_THRESHOLD``, as an ``H x W`` bool array (a list is taken as an array)."""
+    return region_values(np.asarray(roi), "a region of interest") >= REGION_THRESHOLD
 
 
 def quality_mask(target, roi: np.ndarray | None, what: str = "the image") -> np.ndarray | None:

@@ -58,6 +58,7 @@ from scipy import ndimage
 
 from adatok.core.errors import AdatokError, ImageFormatError
 from adatok.core.imageio import as_image, read_image, write_image
+from adatok.core.metrics import region_values
 
 __all__ = [
     "METHODS",
@@ -432,7 +433,8 @@ def _fit(m: np.ndarray, shape: Any, resize: bool, what: str) -> np.ndarray:
     if not resize:
         sizes = f"{what} is {m.shape[0]}x{m.shape[1]} (H x W) but the image is {h}x{w}"
         raise ImageFormatError(
-            f"{sizes}; make it the image's size, or pass resize=True to stretch it",
+            f"{sizes}; make it the image's size, or stretch it with roi_from(..., resize=True) or "
+            "read_mask(..., resize=True) (adatok.core.saliency) first",
             cli=f"{sizes}; resize the mask file to the image's size first, e.g. `magick MASK -resize '{w}x{h}!' "
                 "OUT.png`",
         )
@@ -516,19 +518,7 @@ def roi_from(spec: Any, image: np.ndarray, resize: bool = False) -> np.ndarray |
             )
         return read_mask(name, img.shape, resize=resize)
     if isinstance(spec, np.ndarray):
-        m = _as_map(spec, "roi array")
-        if spec.dtype.kind in "iu":
-            if m.min() < 0 or m.max() > 255:
-                raise ImageFormatError("roi array of integers must hold values 0..255 (a uint8 "
-                                       "mask); give floats in [0, 1] otherwise")
-            if m.max() > 1:  # a 0/1 integer mask stays 0/1 (see above)
-                m = m / 255.0
-        elif spec.dtype.kind == "f" and (m.min() < 0 or m.max() > 1):
-            raise ImageFormatError(
-                f"roi array holds values in [{m.min():.4g}, {m.max():.4g}], outside [0, 1]; "
-                f"rescale it, e.g. with adatok.core.saliency.normalise"
-            )
-        return _fit(m, img.shape, resize, "roi array")
+        return _fit(region_values(spec, "roi array"), img.shape, resize, "roi array")
     raise SaliencyError(
         f"roi must be None, a method ({', '.join(METHODS)}), a mask file path or a numpy array, "
         f"got a {type(spec).__name__}"
