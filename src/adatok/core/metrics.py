@@ -66,27 +66,35 @@ def psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> float:
     return float("inf") if e == 0 else float(10.0 * np.log10(255.0**2 / e))
 
 
-def region_values(roi: np.ndarray, what: str = "roi array") -> np.ndarray:
-    """A region-of-interest array as the float64 ``H x W`` map every part of adatok reads it as:
-    ``bool`` as 0 / 1, floats as they are (in ``[0, 1]``), integers as value / 255 (uint8 masks,
-    255 inside) except an integer array whose values are all 0 or 1, read as 0 / 1. ``H x W x 1`` is
-    ``H x W``. Anything else (another shape or dtype, NaN, values out of range) raises
-    :class:`~adatok.ImageFormatError`. (The encoder, through ``roi_from``, and the region's PSNR read
-    one map alike: a uint8 mask of 100 was outside for the encoder, 100 / 255 < 0.5, and inside for
-    :func:`region_psnr`, which compared the raw 100 with 0.5.)"""
-    if not isinstance(roi, np.ndarray):
-        raise ImageFormatError(f"{what} is a {type(roi).__name__}, not a numpy array; "
-                               "give an H x W float array with values in [0, 1]")
-    m = roi[:, :, 0] if roi.ndim == 3 and roi.shape[2] == 1 else roi
+def as_map(m, what: str = "map") -> np.ndarray:
+    """Validate a map: a finite real ``H x W`` (or ``H x W x 1``) numpy array; as float64 ``H x W``
+    (:class:`~adatok.ImageFormatError` otherwise)."""
+    if not isinstance(m, np.ndarray):
+        raise ImageFormatError(f"{what} is a {type(m).__name__}, not a numpy array; "
+                               f"give an H x W float array with values in [0, 1]")
+    if m.ndim == 3 and m.shape[2] == 1:
+        m = m[:, :, 0]
     if m.ndim != 2 or 0 in m.shape:
-        raise ImageFormatError(f"{what} has shape {roi.shape}; a region is an H x W map (one value per pixel; "
-                               "read a colour mask with adatok.core.saliency.read_mask)")
+        raise ImageFormatError(f"{what} has shape {m.shape}; give an H x W map, one value per pixel (read a colour "
+                               "mask with adatok.core.saliency.read_mask)")
     if m.dtype.kind not in "biuf":
-        raise ImageFormatError(f"{what} has dtype {m.dtype}; give a float array with values in [0, 1]")
-    kind = m.dtype.kind
+        raise ImageFormatError(f"{what} has dtype {m.dtype}; give a float array with values "
+                               f"in [0, 1]")
     m = m.astype(np.float64)
     if not np.isfinite(m).all():
         raise ImageFormatError(f"{what} holds NaN or infinite values; give finite values in [0, 1]")
+    return m
+
+
+def region_values(roi: np.ndarray, what: str = "roi array") -> np.ndarray:
+    """A region-of-interest array as the float64 ``H x W`` map every part of adatok reads it as
+    (:func:`as_map`, then): ``bool`` as 0 / 1, floats as they are (in ``[0, 1]``), integers as
+    value / 255 (uint8 masks, 255 inside) except an integer array whose values are all 0 or 1, read
+    as 0 / 1. Values out of range raise :class:`~adatok.ImageFormatError`. (The encoder, through
+    ``roi_from``, and the region's PSNR read one map alike: a uint8 mask of 100 was outside for the
+    encoder, 100 / 255 < 0.5, and inside for :func:`region_psnr`, which compared the raw 100 with 0.5.)"""
+    m = as_map(roi, what)
+    kind = roi.dtype.kind
     if kind in "iu":
         if m.min() < 0 or m.max() > 255:
             raise ImageFormatError(f"{what} of integers must hold values 0..255 (a uint8 mask); give floats in "

@@ -58,7 +58,7 @@ from scipy import ndimage
 
 from adatok.core.errors import AdatokError, ImageFormatError
 from adatok.core.imageio import as_image, read_image, write_image
-from adatok.core.metrics import region_values
+from adatok.core.metrics import as_map as _as_map, region_values
 
 __all__ = [
     "METHODS",
@@ -178,24 +178,6 @@ def _shape_of(shape: Any) -> tuple[int, int]:
             f"pass image.shape"
         )
     return int(dims[0]), int(dims[1])
-
-
-def _as_map(m: Any, what: str = "map") -> np.ndarray:
-    """Validate a saliency map: a finite real ``H x W`` (or ``H x W x 1``) array; as float64."""
-    if not isinstance(m, np.ndarray):
-        raise ImageFormatError(f"{what} is a {type(m).__name__}, not a numpy array; "
-                               f"give an H x W float array with values in [0, 1]")
-    if m.ndim == 3 and m.shape[2] == 1:
-        m = m[:, :, 0]
-    if m.ndim != 2 or 0 in m.shape:
-        raise ImageFormatError(f"{what} has shape {m.shape}; a map is H x W (one value per pixel)")
-    if m.dtype.kind not in "biuf":
-        raise ImageFormatError(f"{what} has dtype {m.dtype}; give a float array with values "
-                               f"in [0, 1]")
-    m = m.astype(np.float64)
-    if not np.isfinite(m).all():
-        raise ImageFormatError(f"{what} holds NaN or infinite values; give finite values in [0, 1]")
-    return m
 
 
 # --------------------------------------------------------------------------------------------

@@ -28,20 +28,22 @@ def check_starts(starts) -> list:
     return list(starts)
 
 
-def start_shape(shape, i: int) -> tuple[int, ...]:
+def start_shape(shape, i: int, what: str | None = None) -> tuple[int, ...]:
     """A stepper start's image shape, checked: ``(H, W)`` or ``(H, W, C)`` with C 1 or 3, whole
     numbers (not bools, not floats), at most ``adatok.core.imageio.MAX_PIXELS`` pixels. Bytes are
-    refused (iterated, they are whole numbers: a cut ``.atk`` file would start a made-up image)."""
+    refused (iterated, they are whole numbers: a cut ``.atk`` file would start a made-up image).
+    ``what``: who asks, for the message (default: ``start i``, which may also be a TokenSequence)."""
+    start = what is None
     try:
         out = () if isinstance(shape, str | bytes | bytearray | memoryview) else tuple(int(v) for v in shape)
     except (TypeError, ValueError):
         out = ()
     if (len(out) not in (2, 3) or min(out[:2]) < 1 or (len(out) == 3 and out[2] not in (1, 3))
             or any(not isinstance(v, int | np.integer) or isinstance(v, bool) for v in shape)):
-        raise ImageFormatError(f"start {i}: {shown(shape)} is not an image shape: give (H, W) or (H, W, C) with "
-                               "C 1 or 3, or a TokenSequence")
+        raise ImageFormatError(f"{what or f'start {i}'}: {shown(shape)} is not an image shape: give (H, W) or (H, W, C) "
+                               "with C 1 or 3" + (", or a TokenSequence" if start else ""))
     if out[0] * out[1] > imageio.MAX_PIXELS:
-        raise ImageFormatError(f"start {i}: {out[0]} x {out[1]} pixels is over the limit "
+        raise ImageFormatError(f"{what or f'start {i}'}: {out[0]} x {out[1]} pixels is over the limit "
                                f"adatok.core.imageio.MAX_PIXELS ({imageio.MAX_PIXELS})")
     return out
 

@@ -480,11 +480,7 @@ class WaveletTokenizer:
         of ``shape`` without a region of interest: the ``nmax`` of every sequence of that shape
         made with ``fixed_header=True`` or by a stepper started from the shape. An upper bound
         from the transforms, attained (see :mod:`adatok.wavelet.header`)."""
-        try:
-            shape = start_shape(shape, 0)
-        except ImageFormatError as exc:  # (in the stepper's words: "start 0: ..., or a TokenSequence")
-            why = str(exc).removeprefix("start 0: ").removesuffix(", or a TokenSequence")
-            raise ImageFormatError(f"top_plane: {why}") from None
+        shape = start_shape(shape, 0, "top_plane")
         return header.fixed_params(self, shape)["nmax"]
 
     def with_top_plane(self, seq: TokenSequence, nmax: int | None = None) -> TokenSequence:
