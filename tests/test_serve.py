@@ -1276,6 +1276,29 @@ def test_empty_repeated_and_unused_fields_are_refused(client, coded, generator_f
                        files={"mask": ("m.png", mask, "image/png")}).status_code == 200
 
 
+def test_unknown_fields_and_query_parameters_are_refused(client, coded, generator_folder):
+    """Found by review: a misspelt form field or query parameter was left unread without a word
+    (``tokns=5`` or ``frame?token=5`` gave the default: the whole sequence), and of a query parameter
+    given twice the last was taken. Now each is 422, naming it and what the request takes."""
+    iid, cid = coded[0], coded[1]["coding"]
+    message = refused(client.post("/api/codings", data={"image": iid, "tokeniser": "wavelet-lossless"}), 422)
+    assert message.startswith("unknown field 'tokeniser': this request takes image, tokenizer, roi, mask (a file)"), message
+    message = refused(client.post("/api/jobs/generate", data={"model": generator_folder.name, "class": 3, "nn": 2}), 422)
+    assert message.startswith("unknown fields 'class', 'nn': this request takes model, label, n, seed, cfg"), message
+    message = refused(client.post("/api/samples/astronaut", data={"x": "1"}), 422)
+    assert "unknown field 'x'" in message and "takes no field" in message, message
+    message = refused(client.get(f"/api/codings/{cid}/frame?token=5"), 422)
+    assert message.startswith("unknown query parameter 'token': this request takes tokens, bytes, psnr"), message
+    message = refused(client.get(f"/api/codings/{cid}/prefix.atk?tokens=5&tokens=9"), 422)
+    assert message.startswith("tokens was given 2 times in the query"), message
+    message = refused(client.get("/api/info?verbose=1"), 422)
+    assert message.startswith("unknown query parameter 'verbose': this request takes none"), message
+    # what the page sends is still read
+    assert client.get(f"/api/codings/{cid}/frame?tokens=5").status_code == 200
+    assert client.get(f"/api/codings/{cid}/details?tokens=5").status_code == 200
+    assert client.get("/?anything=1").status_code == 200  # (the page itself: not the API)
+
+
 def test_a_flattened_upload_says_so(client):
     """Found by review: an upload with transparency (RGBA, gray + alpha, a palette with a transparent
     colour) came back as 3 or 1 channels without a word, while ``adatok encode`` warns that its alpha

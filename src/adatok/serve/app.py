@@ -37,7 +37,9 @@ The API (``{iid}``: an image id, ``{cid}``: a coding id, ``{jid}``: a job id):
 Every ``GET`` route answers ``HEAD`` too (a GET's headers, no body; a job's events are left to
 the first GET); any other method gets 405 with an ``Allow`` header. A ``POST``'s fields come as a
 form (``application/x-www-form-urlencoded``, or ``multipart/form-data``, which a file needs): a body
-of another type is 415, and a field left empty or sent twice is 422 (:func:`checked_form`). An
+of another type is 415, and a field left empty, sent twice or unknown to the route is 422
+(:func:`checked_form`), as is a query parameter the route does not read or one given twice
+(:func:`checked_query`). An
 image's answer says whether its transparency was flattened onto white (``"flattened"``).
 """
 
@@ -283,14 +285,16 @@ async def checked_form(request: Request) -> None:
     told "Field required"), a field left empty (422: FastAPI takes an empty value for a field left
     out, so ``tokenizer=`` encoded with the default and ``max_tokens=`` wrote without a cap) or given
     more than once (422: the last one was taken). A dependency of every route (it runs after the
-    form is parsed, before its fields are checked); a route without form fields passes."""
+    form is parsed, before its fields are checked). A field the route does not take is 422 too (a
+    misspelt one was left unread: ``tokns=5`` coded with the default), a form sent to a route that
+    takes none included; a route without form fields and no form sent passes."""
     fields = _form_fields(request)
-    if not fields:
-        return
     names = [f.alias for f in fields]
     files = _file_fields(request)
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     has_body = request.headers.get("content-length", "0") != "0" or "transfer-encoding" in request.headers
+    if not fields and not (kind in FORM_TYPES and has_body):
+        return  # (a form sent to a route that takes none is read below: its fields are unknown to it)
     if kind not in FORM_TYPES and (kind or has_body):  # (no body and no type: its fields are missing, and told so)
         required = [f.alias for f in fields if f.field_info.is_required()]
         if any(f in files for f in required):
@@ -299,13 +303,16 @@ async def checked_form(request: Request) -> None:
             how = f"application/x-www-form-urlencoded, or multipart/form-data to send {' or '.join(sorted(files))}"
         else:
             how = "application/x-www-form-urlencoded or multipart/form-data"
-        named = lambda n: f"{n} (a file)" if n in files else n  # noqa: E731
-        optional = [named(n) for n in names if n not in required]
+        optional = [n for n in names if n not in required]
         raise WrongType(f"the body is {state.shown(kind) if kind else 'of no content type'}, not a form: send a "
                         f"form ({how})" + (f" with the field{'s' if len(required) > 1 else ''} "
-                                           f"{', '.join(named(n) for n in required)}" if required else "")
-                        + (f"; optional: {', '.join(optional)}" if optional else ""))
+                                           f"{_listed(required, files)}" if required else "")
+                        + (f"; optional: {_listed(optional, files)}" if optional else ""))
     form = await request.form()  # (parsed already, and kept: this is the form the fields are read from)
+    unknown = sorted(set(form.keys()) - set(names))
+    if unknown:  # (a misspelt field was left unread without a word: tokns=5 coded with the default)
+        raise BadField(f"unknown field{'s' if len(unknown) > 1 else ''} {', '.join(state.shown(u) for u in unknown)}: "
+                       f"this request takes {_listed(names, files)}")
     for f in fields:
         values = form.getlist(f.alias)
         if len(values) > 1:
@@ -313,6 +320,31 @@ async def checked_form(request: Request) -> None:
         if values == [""]:
             raise BadField(f"{f.alias} is empty: give a value" +
                            ("" if f.field_info.is_required() else ", or leave the field out for its default"))
+
+
+def _listed(names: Sequence[str], files: set[str] = frozenset()) -> str:
+    """``names`` for a message: 'a, b (a file)'; 'no field' when there is none."""
+    return ", ".join(f"{n} (a file)" if n in files else n for n in names) or "no field"
+
+
+async def checked_query(request: Request) -> None:
+    """Refuse a request to an ``/api/`` route whose query string has a parameter the route does not
+    read, or one it reads given more than once (422, naming it): ``frame?token=5`` was the whole
+    sequence, and of ``?tokens=1&tokens=9`` the last was taken, each without a word. A dependency of
+    every route, beside :func:`checked_form`."""
+    if not request.url.path.startswith("/api/"):
+        return
+    dependant = getattr(request.scope.get("route"), "dependant", None)  # (the routes' own: no dependency reads a query)
+    names = [q.alias for q in getattr(dependant, "query_params", ())]
+    unknown = sorted(set(request.query_params.keys()) - set(names))
+    if unknown:
+        raise BadField(f"unknown query parameter{'s' if len(unknown) > 1 else ''} "
+                       f"{', '.join(state.shown(u) for u in unknown)}: this request takes "
+                       + (", ".join(names) if names else "none"))
+    for name in names:
+        values = request.query_params.getlist(name)
+        if len(values) > 1:
+            raise BadField(f"{name} was given {len(values)} times in the query: give it once")
 
 
 def _attachment(name: str) -> str:
@@ -448,7 +480,7 @@ def create_app(limits: Limits | None = None, generators: Sequence[str | Path] | 
     limits = limits or Limits()
     server = Server(limits, generators)
     app = FastAPI(title="adatok", docs_url=None, redoc_url=None, openapi_url=None,
-                  dependencies=[Depends(checked_form)])
+                  dependencies=[Depends(checked_form), Depends(checked_query)])
     app.state.server = server
     app.add_middleware(BodyLimit, max_bytes=limits.max_upload_bytes)
     app.add_middleware(SameOrigin)
