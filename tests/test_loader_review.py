@@ -94,22 +94,87 @@ def test_split_takes_read_tokens_rows_once_across_ranks_and_workers(tmp_path):
         assert even == [len(want) // 3] * 3
 
 
-def test_split_of_a_source_without_split_ids_holds_out_its_last_5_percent(tmp_path):
+def test_split_of_a_source_without_split_ids_holds_out_every_20th_row(tmp_path):
+    """Every 20th row is the test split (the rule of a folder of images in training): the last 5%,
+    as before 2026-12-04, were all of a folder of classes' last class."""
     out = _shards(tmp_path, [f"{i:02d}.png" for i in range(41)], shard_size=9)
     rows = list(read_tokens(out))
     test = [it["index"] for it in TokenShardDataset(out, split="test")]
     train = [it["index"] for it in TokenShardDataset(out, split="train")]
-    assert test == [r.index for r in rows[-2:]] == [r.index for r in read_tokens(out, split="test")]  # 41 // 20
-    assert train == [r.index for r in rows[:-2]] == [r.index for r in read_tokens(out, split="train")]
+    assert test == [rows[19].index, rows[39].index] == [r.index for r in read_tokens(out, split="test")]
+    assert train == [r.index for k, r in enumerate(rows) if k not in (19, 39)] == \
+        [r.index for r in read_tokens(out, split="train")]
     shuffled = TokenShardDataset(out, split="test", shuffle=True, seed=1)
     assert sorted(it["index"] for it in shuffled) == sorted(test)
+
+
+def test_split_of_shards_given_is_the_whole_runs(tmp_path):
+    """Found by review: read_tokens(shards=..., split=...) took the split inside the shards given
+    (shard 0's last row was 'test', and missing from 'train'); it is the whole run's split, of
+    those shards' rows, as the torch dataset takes it."""
+    out = _shards(tmp_path, [f"{i:02d}.png" for i in range(41)], shard_size=9)
+    rows = list(read_tokens(out))
+    assert [r.index for r in read_tokens(out, shards=["part-00000"], split="test")] == []
+    assert [r.index for r in read_tokens(out, shards=["part-00000"], split="train")] == [r.index for r in rows[:9]]
+    assert [r.index for r in read_tokens(out, shards=["part-00004", "part-00002"], split="test")] == \
+        [rows[39].index, rows[19].index]
+
+
+def test_a_class_named_test_is_a_class(tmp_path):
+    """Found by review: a folder's lone sub-folder named test (a class) was the whole test split, and
+    never trained on. Only both train/ and test/ (or Fashion-MNIST's ids) are splits."""
+    out = _shards(tmp_path, [f"cat/{i:02d}.png" for i in range(25)] + [f"test/{i:02d}.png" for i in range(5)])
+    test = [r.source for r in read_tokens(out, split="test")]
+    assert test == ["cat/19.png"], test
+    both = _shards(tmp_path / "both", [f"train/{i}.png" for i in range(3)] + [f"test/{i}.png" for i in range(2)])
+    assert [r.source for r in read_tokens(both, split="test")] == ["test/0.png", "test/1.png"]
 
 
 def test_split_refusals(tmp_path):
     out = _shards(tmp_path, [f"train/{i:02d}.png" for i in range(3)])
     with pytest.raises(AdatokError, match="token shards have the splits 'train' and 'test' .*not 'val'"):
         TokenShardDataset(out, split="val")
-    with pytest.raises(AdatokError, match=r"holds no rows of the 'test' split \(the rows whose source id starts with "
-                                          r"test/\)"):
-        TokenShardDataset(out, split="test")
-    assert TokenShardDataset(out, split="train").rows == 3
+    # a lone train/ sub-folder is a folder like any other: every 20th row (at least the last) held out
+    assert TokenShardDataset(out, split="train").rows == 2 and TokenShardDataset(out, split="test").rows == 1
+    one = _shards(tmp_path / "one", ["a.png"])
+    with pytest.raises(AdatokError, match="holds one row: a training and a test split need at least 2"):
+        TokenShardDataset(one, split="test")
+
+
+def test_edited_manifests_are_refused_in_words(tmp_path):
+    """Found by review: a complete manifest without its list of shards was read as the files found (a
+    lost shard's rows went missing, silently); an entry that is no object or has no name, or a plan
+    of null, were raw AttributeError / KeyError tracebacks."""
+    import json
+
+    out = _shards(tmp_path, [f"{i:02d}.png" for i in range(10)], shard_size=3)
+    good = json.loads((out / "manifest.json").read_text())
+    edits = {"no shard list": lambda m: m.pop("shards"),
+             "an entry that is a string": lambda m: m["shards"].__setitem__(1, "part-00001"),
+             "an entry without a name": lambda m: m["shards"][1].pop("name"),
+             "a plan of null": lambda m: m.__setitem__("plan", None),
+             "no counts": lambda m: m.pop("counts")}
+    (out / "parquet" / "part-00003.parquet").unlink()
+    for what, edit in edits.items():
+        m = json.loads(json.dumps(good))
+        edit(m)
+        (out / "manifest.json").write_text(json.dumps(m))
+        for read in (lambda: list(read_tokens(out)), lambda: TokenShardDataset(out)):
+            with pytest.raises(AdatokError, match="is not as adatok tokenize-dataset writes it"):
+                read()
+
+
+def test_shard_damage_is_found_when_the_dataset_is_made(tmp_path):
+    """Found by review: a shard copied over another with as many rows passed TokenShardDataset() and
+    failed only while iterating, inside a data-loader worker; a path that does not exist, or a file,
+    was said to have no manifest."""
+    import shutil
+
+    out = _shards(tmp_path, [f"{i:02d}.png" for i in range(8)], shard_size=4)
+    shutil.copy(out / "parquet" / "part-00001.parquet", out / "parquet" / "part-00000.parquet")
+    with pytest.raises(AdatokError, match="holds images 4..7 where its run wrote images 0..3"):
+        TokenShardDataset(out)
+    with pytest.raises(AdatokError, match="does not exist"):
+        TokenShardDataset(tmp_path / "nowhere")
+    with pytest.raises(AdatokError, match="is a file, not a folder"):
+        list(read_tokens(out / "manifest.json"))

@@ -207,6 +207,11 @@ def test_token_shards_of_a_tokenizer_trained_on_since_are_not_called_damaged(tmp
                        env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert r.returncode != 0 and "written by another tokenizer than the one loaded now" in r.stderr, r.stderr[-800:]
     assert "damaged" not in r.stderr.splitlines()[-1]
+    # the torch dataset refuses them when it is made, positions or not (it streamed them without a word)
+    code = "import sys; from adatok.scale.loader import TokenShardDataset; TokenShardDataset(sys.argv[1])"
+    r = subprocess.run([sys.executable, "-c", code, str(tmp_path / "shards")], capture_output=True, text=True,
+                       env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert r.returncode != 0 and "written by another tokenizer than the one loaded now" in r.stderr, r.stderr[-800:]
 
 
 def test_a_generator_limit_that_leaves_out_whole_classes_of_a_folder_is_refused(tmp_path):

@@ -611,7 +611,7 @@ def test_reading_shards_splits_orders_and_checks(tmp_path):
     tokenize_dataset(src, out, "wavelet", Tokens(10), workers=0, shard_size=1, formats=("parquet", "webdataset"))
     every = [r.source for r in read_tokens(out)]
     train, test = ([r.source for r in read_tokens(out, split=s)] for s in ("train", "test"))
-    assert sorted(train + test) == sorted(every) and test == []
+    assert sorted(train + test) == sorted(every) and test == every[-1:]  # (no test/ ids: the last of fewer than 20)
     tokenize_dataset(src, out, "wavelet", Tokens(10), workers=0, shard_size=1, formats=("webdataset", "parquet"))
     parts = sorted((out / "parquet").glob("part-*.parquet"))
     (parts[0]).rename(out / "parquet" / "part-99999.parquet")

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .core.checks import JSON_ERRORS
+from .core.checks import JSON_ERRORS, is_whole
 from .core.errors import AdatokError
 from .core.imageio import as_image, read_image
 from .core.sequence import TokenSequence
@@ -597,7 +597,30 @@ def read_manifest(folder: str | os.PathLike[str]) -> dict | None:
     if not isinstance(info, dict) or "plan" not in info:
         raise AdatokError(f"{path} is not the manifest of adatok tokenize-dataset (another tool's file?); give "
                           "another folder")
+    problem = _manifest_problem(info)
+    if problem:  # (an entry of no name, "plan": null were raw KeyError / AttributeError; no shard list read short)
+        raise AdatokError(f"{path} is not as adatok tokenize-dataset writes it ({problem}): was it edited? Put it "
+                          f"back, or remove {Path(folder)} and run adatok tokenize-dataset again")
     return info
+
+
+def _manifest_problem(info: dict) -> str | None:
+    """What in a manifest's structure its readers cannot go by, or ``None``: its ``plan`` and (once
+    its run is complete) ``counts`` must be objects, and a complete run's ``shards`` a list of
+    entries, each an object with a ``name`` and a whole number of ``rows`` (a complete manifest
+    without its list was read as the files found: a lost shard's rows went missing, silently)."""
+    if not isinstance(info["plan"], dict):
+        return f"its plan is {type(info['plan']).__name__}, not an object"
+    if info.get("status") != "complete":
+        return None
+    if not isinstance(info.get("counts"), dict):
+        return "its run is complete and has no counts"
+    if not isinstance(info.get("shards"), list):
+        return "its run is complete and lists no shards"
+    for k, e in enumerate(info["shards"]):
+        if not (isinstance(e, dict) and isinstance(e.get("name"), str) and is_whole(e.get("rows"))):
+            return f"its shard entry {k} is not an object with a name and a number of rows"
+    return None
 
 
 def token_shards(folder: str | os.PathLike[str], complete: bool = True) -> list[Path]:
@@ -615,7 +638,10 @@ def token_shards(folder: str | os.PathLike[str], complete: bool = True) -> list[
     path = Path(folder)
     info = read_manifest(path)
     if info is None:
-        raise AdatokError(f"{path} has no manifest.json: it is not a folder written by adatok tokenize-dataset")
+        what = ("does not exist" if not os.path.lexists(path) else "is a file, not a folder" if not path.is_dir()
+                else "has no manifest.json: it is not a folder written by adatok tokenize-dataset")
+        raise AdatokError(f"{path} {what} (token shards: the folder adatok tokenize-dataset wrote, which holds "
+                          "manifest.json)")
     if complete and info.get("status") != "complete":
         if being_written(path):  # (rerunning the command now is refused: the running one holds the folder)
             raise AdatokError(f"{path} is being written by an adatok tokenize-dataset now; read it when that run "
@@ -626,7 +652,7 @@ def token_shards(folder: str | os.PathLike[str], complete: bool = True) -> list[
         raise AdatokError(f"{path} holds no Parquet shards (written with --format "
                           f"{' '.join(info['plan']['formats'])}): read its tar shards with webdataset, or tokenize "
                           "again with --format parquet")
-    if info.get("status") == "complete" and isinstance(info.get("shards"), list):
+    if info.get("status") == "complete":  # (read_manifest checked its list of shards)
         # the shards the run wrote, by its manifest (the files found were read: one lost in a copy was left out
         # silently, a stray one read); a shard of bad images only has no file
         files = [path / "parquet" / f"{s['name']}.parquet" for s in info["shards"] if s.get("rows")]
@@ -840,11 +866,11 @@ def read_tokens(folder: str | os.PathLike[str], shards: Sequence[str | os.PathLi
             (default: all of them, in order); each at most once (a shard given twice is refused).
         complete: refuse a folder whose run has not finished (``False``: read the shards written so
             far, as found, unchecked against a manifest that does not list them yet).
-        split: ``"train"`` or ``"test"``. When some source ids start with ``train/`` or ``test/``
-            (Fashion-MNIST's ``train/00042``), ``"test"`` is the rows whose id starts with ``test/``
-            and ``"train"`` every other row (those of ``train/``, and any other: each row is in one
-            split); a source without such ids is split as training splits a folder of images: its
-            last 5% are ``"test"``, the rest ``"train"``.
+        split: ``"train"`` or ``"test"``, the whole run's split (:func:`split_places`), of the
+            ``shards`` given their rows in it: Fashion-MNIST's ``train/`` and ``test/`` ids keep
+            their splits (and so do both sub-folders of a folder that has them), any other source is
+            split as training splits a folder of images: every 20th row is ``"test"``
+            (:func:`held_out`), the rest ``"train"``. Only the split's rows are decoded.
 
     Raises:
         AdatokError: besides :func:`token_shards`' errors, a shard that cannot be read or does not
@@ -857,18 +883,25 @@ def read_tokens(folder: str | os.PathLike[str], shards: Sequence[str | os.PathLi
     """
     if split is not None:
         check_split(split)
-        rows = list(read_tokens(folder, shards, complete))
-        yield from (rows[i] for i in split_places([r.source for r in rows], split, folder))
-        return
     every = token_shards(folder, complete)
     files = every if shards is None else _named_shards(folder, every, shards)
     load_shards_tokenizer(folder)
     check = ShardCheck.of(folder)
+    keep: dict[Path, set[int]] | None = None
+    if split is not None:  # the whole run's split (of the shards given, their rows in it), found from the ids alone
+        sources = [check.read(f, ["source"]).column("source").to_pylist() for f in every]
+        starts = np.cumsum([0] + [len(s) for s in sources])
+        places = split_places([s for part in sources for s in part], split, folder)
+        keep = {f: set((places[(places >= a) & (places < b)] - a).tolist())
+                for f, a, b in zip(every, starts[:-1], starts[1:], strict=True)}
     for file in files:
         table = check.read(file, ["index", "source", "label", "atk", "psnr"])
+        rows = range(table.num_rows) if keep is None else sorted(keep[file])
+        if keep is not None:  # (only the split's rows are decoded: a test split of 50 rows decoded all 60,000)
+            table = table.take(np.asarray(rows, np.int64))
         cols = {name: table.column(name).to_pylist() for name in table.column_names}
-        for row, (index, source, label, atk, psnr) in enumerate(zip(
-                cols["index"], cols["source"], cols["label"], cols["atk"], cols["psnr"], strict=True)):
+        for row, index, source, label, atk, psnr in zip(
+                rows, cols["index"], cols["source"], cols["label"], cols["atk"], cols["psnr"], strict=True):
             yield TokenRow(shard_sequence(atk, file, row, source), label, source, index, psnr)
 
 
@@ -888,29 +921,44 @@ def check_split(split) -> str:
     return split
 
 
+def held_out(n: int) -> np.ndarray:
+    """``(n,)`` bool: which of ``n`` images (in a folder's sorted order, or a token shard folder's
+    rows) are held out for validation: every 20th (the 20th, 40th, ...), or the last when there are
+    fewer than 20, so that every class of a folder of classes has some (the last 5% of a sorted
+    listing were all of its last class). The one rule of every split of a user's images: the
+    generators' folders, the learned tokenizer's, and token shards without ``train/`` and ``test/``
+    ids (:func:`split_places`)."""
+    test = np.arange(n) % 20 == 19
+    if n and not test.any():
+        test[-1] = True
+    return test
+
+
 def split_places(sources: Sequence[str], split: str, folder: str | os.PathLike[str]) -> np.ndarray:
     """Where the rows of ``split`` stand among rows whose source ids are ``sources`` (in the source's
     order), as ascending int64 indexes: the one rule of the token shards' splits, for
     :func:`read_tokens` and the torch dataset (:class:`adatok.scale.loader.TokenShardDataset`).
-    When some ids start with ``train/`` or ``test/`` (Fashion-MNIST's ``train/00042``), ``"test"``
-    is the rows whose id starts with ``test/`` and ``"train"`` every other row; else the last 5%
-    (at least one row) are ``"test"`` and the rest ``"train"``, as training splits a folder of images.
+    Fashion-MNIST's rows (ids ``train/00042``, ``test/00042``), and a source whose ids start with
+    both ``train/`` and ``test/`` (a folder with those two sub-folders), keep their splits:
+    ``"test"`` is the rows whose id starts with ``test/`` and ``"train"`` every other row. Any other
+    source is split as a folder of images is (:func:`held_out`: every 20th row is ``"test"``); a
+    single sub-folder named ``test`` is a class like any other (it was the whole test split).
 
     Raises:
-        AdatokError: ``split`` is neither split (:func:`check_split`); a source without such ids
-            holds fewer than 2 rows (``folder`` names it in the message).
+        AdatokError: ``split`` is neither split (:func:`check_split`); a source split by
+            :func:`held_out` holds fewer than 2 rows (``folder`` names it in the message).
     """
     check_split(split)
-    marked = np.array([s.startswith(("train/", "test/")) for s in sources], bool)
-    if marked.any():
-        test = np.array([s.startswith("test/") for s in sources], bool)
+    plan = (read_manifest(folder) or {}).get("plan") or {}
+    kind = (plan.get("source") or {}).get("kind")
+    train = np.array([s.startswith("train/") for s in sources], bool)
+    test = np.array([s.startswith("test/") for s in sources], bool)
+    if kind == "fashion-mnist" or (train.any() and test.any()):
         return np.flatnonzero(test == (split == "test")).astype(np.int64)
     if len(sources) < 2:
         raise AdatokError(f"{folder} holds {'one row' if len(sources) else 'no rows'}: a training and a test split "
                           "need at least 2")
-    held = max(1, len(sources) // 20)
-    cut = len(sources) - held
-    return np.arange(cut, len(sources)) if split == "test" else np.arange(cut)
+    return np.flatnonzero(held_out(len(sources)) == (split == "test")).astype(np.int64)
 
 
 def no_split_rows_error(folder: str | os.PathLike[str], split: str) -> AdatokError:

@@ -45,7 +45,7 @@ def train_cmd(
     out: Annotated[Path, out_dir("Checkpoint folder (config.json, model.safetensors).")],
     data: Annotated[str, typer.Option("--data", metavar="fashion-mnist|FOLDER",
                                       help="Training images: fashion-mnist, a folder of images (searched "
-                                           "recursively; the last 5% held out for evaluation), or a folder of token "
+                                           "recursively; every 20th held out for evaluation), or a folder of token "
                                            "shards from adatok tokenize-dataset (their decodings: use --lossless "
                                            "shards to train on the images themselves).")] = "fashion-mnist",
     image_size: Annotated[int | None, typer.Option(

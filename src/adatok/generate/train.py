@@ -199,7 +199,7 @@ def image_folder(folder: str | Path, shape: tuple[int, ...], split: str | None =
     """
     from PIL import Image
 
-    from ..datasets import folder_label, load
+    from ..datasets import folder_label, held_out, load
 
     classes = folder_classes(folder)
     ds = load(folder)
@@ -225,7 +225,7 @@ def image_folder(folder: str | Path, shape: tuple[int, ...], split: str | None =
                           f"({len(ds.skipped)} unreadable, {small} smaller)")
     if len(images) < 2:
         raise AdatokError(f"{folder}: one usable image; training and validation need at least 2")
-    test = {i for i in range(len(images)) if i % 20 == 19} or {len(images) - 1}
+    test = set(np.flatnonzero(held_out(len(images))).tolist())
     have = np.bincount([labels[i] for i in range(len(images)) if i not in test], minlength=len(classes))
     if (have == 0).any():
         held = np.bincount(labels, minlength=len(classes))
@@ -288,7 +288,7 @@ def shard_corpus(lang, folder: str | Path, split: str, limit: int | None = None,
     the images give with ``--target-psnr Q`` (tests/test_scale.py).
 
     ``split``: ``"train"`` or ``"test"`` (see :func:`adatok.datasets.read_tokens`: Fashion-MNIST's
-    own splits, else the last 5% held out); ``limit``: the first rows of the split only.
+    own splits, else every 20th row held out); ``limit``: the first rows of the split only.
     """
     from ..datasets import split_rows
 

@@ -155,8 +155,9 @@ def load_images(data: str, split: str | None = "train", crop: int | None = None,
     ``data`` is ``"fashion-mnist"`` (split ``"train"`` or ``"test"``: one (N, 28, 28, 1) uint8 array),
     a folder of images, searched recursively, or a folder of token shards (``adatok
     tokenize-dataset``; training sees their decodings: the images themselves for lossless shards).
-    The last 5% of a folder's readable images are held out for evaluation (``split="test"``; token
-    shards of Fashion-MNIST keep its splits). Without ``crop``, a folder's images must all have one
+    Every 20th of a folder's readable images (sorted; :func:`adatok.datasets.held_out`) is held out
+    for evaluation (``split="test"``; token shards are split as :func:`adatok.datasets.read_tokens`
+    splits them, Fashion-MNIST's keeping its splits). Without ``crop``, a folder's images must all have one
     square size (one array, as Fashion-MNIST). With ``crop``, they may have any size: training
     gets :class:`Crops` (random crops of that side and flips; smaller images left out and
     counted), evaluation the centre crops (an array). ``skipped``: a list that gets ``(id, reason)``
@@ -174,7 +175,7 @@ def load_images(data: str, split: str | None = "train", crop: int | None = None,
         if any(shape[2] == 3 for shape in datasets.token_column(data, "shape")):  # as a folder: both parts alike
             images = [np.repeat(im, 3, 2) if im.shape[2] == 1 else im for im in images]
     else:
-        # The whole folder is read and sorted out before the held-out 5% is taken, so that both parts
+        # The whole folder is read and sorted out before the held-out images are taken, so that both parts
         # are alike: images too small for the crop left out of both, and gray images repeated to RGB
         # in both when any image of the folder is in colour.
         ds = datasets.load(data)
@@ -195,8 +196,8 @@ def load_images(data: str, split: str | None = "train", crop: int | None = None,
             images = [np.repeat(im, 3, 2) if im.shape[2] == 1 else im for im in images]
         if len(images) < 2:
             raise AdatokError(f"{data} has one readable image: training and its held-out evaluation need at least 2")
-        n_eval = max(1, len(images) // 20)
-        images = images[-n_eval:] if split == "test" else images[:-n_eval]
+        test = datasets.held_out(len(images))  # (every 20th: the last 5% of a folder of classes were its last class)
+        images = [im for im, t in zip(images, test, strict=True) if t == (split == "test")]
         if crop is not None:
             crops = Crops(images, crop, skipped=too_small)
             return crops if split != "test" else crops.centre()

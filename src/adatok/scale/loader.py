@@ -5,8 +5,9 @@ workers so that every row is read exactly once per epoch.
 The epoch's order is the same in every process: the shards in order (or, with ``shuffle``, the
 shards in a random order and the rows of each in a random order, drawn from ``seed`` and the
 epoch), and consumer ``c`` of ``C`` (``C`` = ranks x workers, ``c`` = rank x workers + worker)
-takes the rows ``c, c + C, c + 2C, ...`` of it. Each process reads only the shards that hold its
-rows, and only the columns it yields.
+takes the rows ``c, c + C, c + 2C, ...`` of it. Since consecutive rows go to different consumers,
+every consumer reads every shard (only the columns it yields) and keeps its own rows: an epoch
+reads the shards' columns ``C`` times over, and decodes each row (``positions``) once.
 
 >>> from torch.utils.data import DataLoader                                    # doctest: +SKIP
 >>> ds = TokenShardDataset("out/fmnist-tokens", shuffle=True)                  # doctest: +SKIP
@@ -21,7 +22,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
@@ -64,7 +64,7 @@ class TokenShardDataset(IterableDataset):
         positions: also yield each token's position.
         split: ``"train"`` or ``"test"``: only the rows of that split, as
             :func:`~adatok.datasets.read_tokens` splits (Fashion-MNIST's ``train/`` and ``test/``
-            ids keep its splits; a source without them holds out its last 5% as ``"test"``); the
+            ids keep its splits; a source without them holds out every 20th row as ``"test"``); the
             rows of the split are then divided among ranks and workers as all rows are without it.
             Default ``None``: every row.
         rank, world_size: this process's place among the DDP processes (default: from
@@ -79,10 +79,13 @@ class TokenShardDataset(IterableDataset):
         AdatokError: the folder's errors of :func:`~adatok.datasets.token_shards` (not such a
             folder, an unfinished run or one being written now, shards lost or not all listed), a
             run that wrote no row (:func:`~adatok.datasets.no_rows_error`), a shard that cannot be
-            read or holds another number of rows than its run wrote, a ``split`` that is neither
-            split or holds no row (:func:`~adatok.datasets.no_split_rows_error`). While iterating:
-            a row whose bytes are no sequence, or (with ``positions``) whose ``ids`` are not its
-            bytes' ids (:func:`~adatok.datasets.shard_sequence`: the shard was changed after its run).
+            read or does not hold what its run wrote (another number of rows, another shard's
+            images, another tokenizer's tokens), rows of another version of their tokenizer than
+            the one found here (by the first row's header), a ``split`` that is neither split or
+            holds no row (:func:`~adatok.datasets.no_split_rows_error`). While iterating, with
+            ``positions`` (which decodes each row's ``.atk`` bytes; without it they are not read): a
+            row whose bytes are no sequence, or whose ``ids`` are not its bytes' ids
+            (:func:`~adatok.datasets.shard_sequence`: the shard was changed after its run).
     """
 
     def __init__(self, folder: str | os.PathLike[str], *, shuffle: bool = False, seed: int = 0,
@@ -97,6 +100,7 @@ class TokenShardDataset(IterableDataset):
             raise AdatokError(f"{folder} holds no Parquet shard yet: its unfinished run has written none so far")
         self.check = ShardCheck.of(folder)
         self.counts = np.array([self._rows(f) for f in self.files], np.int64)
+        self._check_version()
         # the rows read of each shard (None: all of them); the same in every process, as the order is
         self.keep: list[np.ndarray] | None = None
         if self.split is not None:
@@ -114,17 +118,24 @@ class TokenShardDataset(IterableDataset):
         self._epoch = torch.zeros(1, dtype=torch.int64).share_memory_()
 
     def _rows(self, file) -> int:
-        """The rows of one shard, by its footer; one that cannot be read, or holds another number of
-        rows than its run wrote, is refused now, by :meth:`ShardCheck.read` (a shard cut short was
-        read short, silently; a damaged one was a raw pyarrow error)."""
-        try:
-            rows = pq.ParquetFile(file).metadata.num_rows
-        except (OSError, ValueError):  # (pyarrow's ArrowInvalid is a ValueError)
-            rows = None
-        recorded = self.check.shards.get(Path(file).name, {}).get("rows")
-        if rows is None or (recorded is not None and rows != recorded):
-            return self.check.read(file, ["index"]).num_rows  # its error names the shard and what is wrong
-        return rows
+        """The rows of one shard, checked now by :meth:`ShardCheck.read` from its ``index`` (and
+        ``tokenizer``) column: a shard that cannot be read, holds another number of rows than its
+        run wrote, another shard's images or another tokenizer's tokens is refused when the dataset
+        is made (a copy of another shard with as many rows, or another tokenizer's, passed, and
+        was found only while iterating, in a data-loader worker's multi-line traceback)."""
+        return self.check.read(file, ["index"]).num_rows
+
+    def _check_version(self) -> None:
+        """Refuse, when the dataset is made, rows written by another version of their tokenizer than
+        the one found here (:func:`~adatok.datasets.shard_sequence`'s error, as ``read_tokens``
+        gives it: a checkpoint trained on after its run decodes their ids to other images), judged
+        by the first row's ``.atk`` header: without ``positions`` the rows' bytes are not read, and
+        such rows were streamed without a word."""
+        load_shards_tokenizer(self.folder)
+        for file, n in zip(self.files, self.counts, strict=True):
+            if n:
+                shard_sequence(self.check.read(file, ["atk"]).column("atk")[0].as_py(), Path(file), 0)
+                return
 
     @property
     def rows(self) -> int:
