@@ -178,3 +178,54 @@ def test_shard_damage_is_found_when_the_dataset_is_made(tmp_path):
         TokenShardDataset(tmp_path / "nowhere")
     with pytest.raises(AdatokError, match="is a file, not a folder"):
         list(read_tokens(out / "manifest.json"))
+
+
+def test_shard_folder_wordings(tmp_path):
+    """Found by review: a run that wrote nothing was told 'a training and a test split need at least 2';
+    DST/parquet given as --data was read as a folder of images; swapped manifest entries were told as a
+    shard missing; TokenShardDataset(None) was a raw TypeError and a bad rank was refused only when
+    iterating started."""
+    import json
+
+    from adatok.datasets import check_not_in_shards
+
+    empty = tmp_path / "empty"
+    (empty / "src").mkdir(parents=True)
+    tokenize_dataset(empty / "src", empty / "out", "wavelet", Tokens(30), workers=0)
+    with pytest.raises(AdatokError, match="holds no rows: its tokenize-dataset run found no image to write"):
+        list(read_tokens(empty / "out", split="train"))
+    out = _shards(tmp_path, [f"{i:02d}.png" for i in range(6)], shard_size=2)
+    with pytest.raises(AdatokError, match=r"is a part of the token shard folder .*: give .* itself"):
+        check_not_in_shards(out / "parquet")
+    check_not_in_shards(out)  # (the folder itself is fine)
+    m = json.loads((out / "manifest.json").read_text())
+    m["shards"][1], m["shards"][2] = m["shards"][2], m["shards"][1]
+    (out / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(AdatokError, match=r"lists its shards out of order \(part-00002 before part-00001\)"):
+        list(read_tokens(out))
+    for bad in (None, 3):
+        with pytest.raises(AdatokError, match="a token shard folder is given by its path"):
+            TokenShardDataset(bad)
+    m["shards"][1], m["shards"][2] = m["shards"][2], m["shards"][1]
+    (out / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(AdatokError, match="the rank is a whole number 0..1"):
+        TokenShardDataset(out, rank=-1, world_size=2)
+
+
+def test_a_learned_language_on_shards_of_other_images_names_the_remedy(tmp_path):
+    """Found by review: train-generator --data SHARDS --language fashion-mnist-32 over shards of 24 x 24
+    images said 'give --image-size 28 --channels 1', which --data SHARDS then refuses."""
+    pytest.importorskip("torch")
+    from typer.testing import CliRunner
+
+    from adatok.cli import app
+
+    for i in range(4):
+        (tmp_path / "src").mkdir(exist_ok=True)
+        Image.fromarray(np.full((24, 24), 40 * i, np.uint8)).save(tmp_path / "src" / f"{i}.png")
+    out = tmp_path / "out"
+    tokenize_dataset(tmp_path / "src", out, "wavelet", Tokens(30), workers=0)
+    res = CliRunner().invoke(app, ["train-generator", "--data", str(out), "--language", "fashion-mnist-32",
+                                   "--steps", "1", "--quiet", "--out", str(tmp_path / "gen")])
+    assert res.exit_code == 2, res.output
+    assert "give --language with the tokenizer that wrote them" in res.output and "--image-size" not in res.output

@@ -901,7 +901,7 @@ def test_training_on_the_shards_of_an_empty_folder_says_it_holds_no_rows(tmp_pat
 
     (tmp_path / "empty").mkdir()
     tokenize_dataset(tmp_path / "empty", tmp_path / "shards", "wavelet-w8", Quality(psnr=12), workers=0)
-    with pytest.raises(AdatokError, match="holds no rows: a training and a test split"):
+    with pytest.raises(AdatokError, match="holds no rows: its tokenize-dataset run found no image to write"):
         list(read_tokens(tmp_path / "shards", split="train"))
     res = CliRunner().invoke(app, ["train-generator", "--data", str(tmp_path / "shards"), "--language", "wavelet-w8",
                                    "--steps", "1", "--quiet", "--out", str(tmp_path / "gen")])
@@ -1393,3 +1393,23 @@ def test_shards_of_one_s_own_tokenizer_name_its_folder_as_the_language_to_train_
                                    "--steps", "1", "--batch", "2", "--dim", "16", "--layers", "1", "--heads", "1",
                                    "--val-images", "1", "--quiet", "--out", str(tmp_path / "gen")])
     assert res.exit_code == 2 and f"train with --language {ck.resolve()}" in " ".join(res.output.split()), res.output
+
+
+def test_a_library_warning_is_one_warning_line(tmp_path, monkeypatch):
+    """`tokenize-dataset fashion-mnist` beside a folder named fashion-mnist printed Python's UserWarning
+    (sources.py's path and line, then the line of code) where `eval` printed one `warning:` line. No Ray."""
+    from typer.testing import CliRunner
+
+    from adatok.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "fashion-mnist").mkdir()
+    res = CliRunner().invoke(app, ["tokenize-dataset", "fashion-mnist", "out", "--tokens", "10", "--workers", "0",
+                                   "--limit", "1", "-q"])
+    lines = res.stderr.splitlines()
+    assert lines[0] == ("warning: 'fashion-mnist' names the built-in dataset, not the folder 'fashion-mnist' here: "
+                        "give ./fashion-mnist for the folder"), res.stderr
+    assert "UserWarning" not in res.stderr and "sources.py" not in res.stderr
+    # the rest: the run (exit 0), or dataset-fashion-mnist missing (one error line, exit 2)
+    assert (res.exit_code, lines[1:]) == (0, []) or (res.exit_code == 2 and len(lines) == 2
+                                                       and lines[1].startswith("error: ")), res.stderr

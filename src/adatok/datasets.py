@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .core.checks import JSON_ERRORS, is_whole
+from .core.checks import JSON_ERRORS, is_whole, shown
 from .core.errors import AdatokError
 from .core.imageio import as_image, read_image
 from .core.sequence import TokenSequence
@@ -580,6 +580,16 @@ def is_token_shards(folder: str | os.PathLike[str]) -> bool:
         return False
 
 
+def check_not_in_shards(folder: str | os.PathLike[str]) -> None:
+    """Refuse, as training data, a sub-folder of a token shard folder (``DST/parquet``, which the
+    Hugging Face example names as its ``data_dir``): it was read as a folder of images, and refused
+    for holding no readable image, without a word of the folder meant."""
+    path = Path(folder)
+    if path.name in ("parquet", "webdataset", "_shards") and not is_token_shards(path) and is_token_shards(path.parent):
+        raise AdatokError(f"{folder} is a part of the token shard folder {path.parent}: give {path.parent} itself "
+                          "(it holds manifest.json)")
+
+
 def read_manifest(folder: str | os.PathLike[str]) -> dict | None:
     """The ``manifest.json`` of a token shard folder, or ``None`` when it has none.
 
@@ -635,6 +645,8 @@ def token_shards(folder: str | os.PathLike[str], complete: bool = True) -> list[
             shard whose file is gone, or does not list the whole run (a gap in the images its
             shards hold, row counts that do not add up, shard files or records it does not list).
     """
+    if not isinstance(folder, str | os.PathLike):  # (None, 3: a raw TypeError from pathlib)
+        raise AdatokError(f"a token shard folder is given by its path, got {shown(folder)}")
     path = Path(folder)
     info = read_manifest(path)
     if info is None:
@@ -685,6 +697,11 @@ def whole_run_problem(folder: str | os.PathLike[str], info: dict) -> str | None:
     there = f", while the folder holds {listing}, which it does not list" if stray else ""
     images = counts.get("images", (info.get("plan") or {}).get("images"))
     if entries and all(isinstance(e.get("start"), int) and isinstance(e.get("stop"), int) for e in entries):
+        back = [k for k in range(1, len(entries)) if entries[k]["start"] < entries[k - 1]["start"]]
+        if back:  # (two entries swapped were told as a shard missing, though both were listed)
+            k = back[0]
+            return (f"it lists its shards out of order ({entries[k - 1].get('name')} before "
+                    f"{entries[k].get('name')}){there}")
         at, last = 0, None
         for e in entries:
             if e["start"] > at:
@@ -949,6 +966,8 @@ def split_places(sources: Sequence[str], split: str, folder: str | os.PathLike[s
             :func:`held_out` holds fewer than 2 rows (``folder`` names it in the message).
     """
     check_split(split)
+    if not len(sources):  # (a run that wrote nothing was told "a training and a test split need at least 2")
+        raise no_rows_error(folder)
     plan = (read_manifest(folder) or {}).get("plan") or {}
     kind = (plan.get("source") or {}).get("kind")
     train = np.array([s.startswith("train/") for s in sources], bool)
@@ -956,8 +975,7 @@ def split_places(sources: Sequence[str], split: str, folder: str | os.PathLike[s
     if kind == "fashion-mnist" or (train.any() and test.any()):
         return np.flatnonzero(test == (split == "test")).astype(np.int64)
     if len(sources) < 2:
-        raise AdatokError(f"{folder} holds {'one row' if len(sources) else 'no rows'}: a training and a test split "
-                          "need at least 2")
+        raise AdatokError(f"{folder} holds one row: a training and a test split need at least 2")
     return np.flatnonzero(held_out(len(sources)) == (split == "test")).astype(np.int64)
 
 
@@ -1001,7 +1019,8 @@ def shard_sequence(atk: bytes, file: Path, row: int, source: str | None = None,
         seq = TokenSequence.from_bytes(atk)
     except AdatokError as exc:  # (a mismatch is not damage: the tokenizer loaded now is not the one that wrote it)
         if isinstance(exc, TokenizerMismatchError) or _another_version(atk):
-            raise AdatokError(f"{where} was written by another tokenizer than the one loaded now ({exc}): "
+            # (the container's own remedy, --tokenizer FOLDER, is no option of the training commands: not repeated)
+            raise AdatokError(f"{where} was written by another tokenizer than the one loaded now: "
                               f"{_why_another(file.parent.parent)}; tokenize again into a new folder, or use the "
                               "checkpoint as it was when they were written") from None
         raise damaged_row_error(file, row, f"holds no token sequence ({exc})", source) from None

@@ -195,6 +195,10 @@ def train_generator_cmd(
         else:
             lang = SlotLanguage(language, target)
             if tuple(lang.shape) != shape:
+                if kind == "shards":  # (--image-size is refused with shards: the advice led to another error)
+                    raise AdatokError(f"{language} reads {lang.shape} images and {data} holds sequences of {shape} "
+                                      f"images: give --language with the tokenizer that wrote them (its manifest.json "
+                                      f"names it), or tokenize images of {lang.shape} with -t {language}")
                 raise AdatokError(f"{language} reads {lang.shape} images; give --image-size {lang.shape[0]} "
                                   f"--channels {lang.shape[2]}")
         max_len = 8192 if lang.variable_length else len(np.zeros(lang.shape).reshape(-1)) + 1

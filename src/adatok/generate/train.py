@@ -159,8 +159,9 @@ def data_kind(data: str | Path) -> str:
     tokenize-dataset``: it has a ``manifest.json``) or ``"images"`` (any other folder)."""
     if str(data) == "fashion-mnist":
         return "fashion-mnist"
-    from ..datasets import is_token_shards
+    from ..datasets import check_not_in_shards, is_token_shards
 
+    check_not_in_shards(data)
     return "shards" if is_token_shards(data) else "images"
 
 

@@ -165,6 +165,8 @@ def load_images(data: str, split: str | None = "train", crop: int | None = None,
     """
     from .. import datasets
 
+    if data != "fashion-mnist":
+        datasets.check_not_in_shards(data)
     if data == "fashion-mnist":
         images = datasets.load("fashion-mnist", split=split).images
     elif datasets.is_token_shards(data):  # token shards (adatok tokenize-dataset): their decodings

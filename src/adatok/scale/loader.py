@@ -113,6 +113,7 @@ class TokenShardDataset(IterableDataset):
                 raise no_split_rows_error(folder, self.split)
         self.shuffle, self.seed, self.positions, self.even = shuffle, _count(seed, "seed"), positions, even
         self._rank, self._world = rank, world_size
+        self.place()  # (a rank or world size given wrongly: refused now, not when iterating starts)
         # in shared memory: data-loader workers kept from epoch to epoch (persistent_workers) hold a
         # copy of this dataset made when they started, and must still see set_epoch
         self._epoch = torch.zeros(1, dtype=torch.int64).share_memory_()
