@@ -822,7 +822,7 @@ class WaveletTokenizer:
         coefficient; with ``unit``, each length whose last word holds one) is checked in order,
         which makes the answer exact. That check synthesises one image per such prefix; it runs
         when their number times the image's values (H x W x C) is at most :data:`EXACT_SEARCH`
-        (28x28 gray images at any target, a 64x64 gray one up to 4,096 such prefixes), and beyond
+        (28x28 gray images at any target, a 64x64 gray one up to 4,095 such prefixes), and beyond
         that the bisection's answer is returned: the shortest when quality rises with k.
 
         ``node`` and ``plane``: each token's coefficient and bit-plane, from the encoder's walk; the
