@@ -1016,3 +1016,86 @@ def test_an_os_error_the_checks_could_not_foresee_is_one_line(tmp_path, photo_pn
     assert_user_error(result, "No space left on device")
     assert "Traceback" not in result.output and len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "a.png").exists()
+
+
+# --- found by an outside user's review (explore-A, 2026-12-03) --------------------------------------
+
+def test_a_damaged_chunk_names_the_file_and_the_bytes_intact_before_it(tmp_path, photo_png):
+    """`decode mid.atk a.png --tokens 100` of a file damaged in its payload said "payload checksum mismatch
+    in bytes 16128..20159: the data is corrupt": the only error of a file not naming it, with no way out,
+    though every byte before the damaged chunk is intact. Now the file's name comes first, and the bytes
+    intact before the chunk with the option that reads them (`from_bytes(data[:N])` in Python)."""
+    from adatok import ContainerError, TokenSequence
+
+    atk = tmp_path / "mid.atk"
+    assert_ok(run("encode", photo_png, atk, "-q"))
+    data = bytearray(atk.read_bytes())
+    start = header_size(bytes(data))
+    assert len(data) - start > 3 * 512  # (several checksum chunks)
+    damaged = bytearray(data)
+    damaged[len(data) - 10] ^= 0xFF  # in the last chunk
+    atk.write_bytes(bytes(damaged))
+    for args in (("decode", atk, tmp_path / "a.png", "--tokens", 100), ("info", atk)):
+        result = run(*args)
+        assert_user_error(result, f"error: {atk}: payload checksum mismatch in bytes ")
+        n = int(re.search(r"its first ([0-9,]+) bytes are intact: adatok decode --bytes ([0-9]+) reads",
+                          result.stderr).group(2))
+        assert "from_bytes" not in result.stderr
+    assert start < n <= len(data) - 10
+    assert_ok(run("decode", atk, tmp_path / "b.png", "--bytes", n, "-q"))
+    result = run("generate", "-m", "fmnist-gpt-wavelet", "--complete", atk, "--out", tmp_path / "g.png")
+    assert_user_error(result, f"--complete: {atk}: payload checksum mismatch", f"adatok decode --bytes {n} ")
+    with pytest.raises(ContainerError, match=rf"from_bytes\(data\[:{n}\]\)"):
+        TokenSequence.from_bytes(bytes(damaged))
+    assert len(TokenSequence.from_bytes(bytes(damaged[:n]))) > 0
+    first = bytearray(data)
+    first[start + 5] ^= 0xFF  # in the first chunk: nothing but the header before it, no way out to offer
+    atk.write_bytes(bytes(first))
+    result = run("decode", atk, tmp_path / "c.png")
+    assert_user_error(result, f"error: {atk}: payload checksum mismatch in bytes {start:,}..")
+    assert "--bytes" not in result.stderr
+
+
+def test_encode_warns_that_only_the_first_frame_is_encoded(tmp_path):
+    """An animated GIF, an APNG and a multi-page TIFF were encoded by their first frame without a word;
+    `encode` now says so in a `warning:` line, as it does of flattened transparency; one frame, no word."""
+    frames = [Image.fromarray(np.full((12, 16, 3), 40 * i, np.uint8)) for i in range(3)]
+    for name, n in (("anim.gif", 3), ("anim.png", 3), ("multi.tif", 2), ("one.gif", 1)):
+        frames[0].save(tmp_path / name, save_all=n > 1, append_images=frames[1:n])
+        result = run("encode", tmp_path / name, tmp_path / f"{name}.atk", "-q")
+        assert_ok(result)
+        if n == 1:
+            assert result.stderr == ""
+        else:
+            assert result.stderr == f"warning: {tmp_path / name} has {n} frames: only the first is encoded\n"
+    assert (adatok.read_image(tmp_path / "anim.gif") == 0).all()  # (the library reads the first, as documented)
+
+
+def test_one_token_is_said_in_the_singular(tmp_path, small_png):
+    """`encode -t fashion-mnist-32 --psnr 20` printed "1 tokens"; decode alike."""
+    result = run("encode", small_png, tmp_path / "a.atk", "--tokens", 1)
+    assert_ok(result)
+    assert ": 1 token, " in result.stdout
+    result = run("decode", tmp_path / "a.atk", tmp_path / "a.png")
+    assert_ok(result)
+    assert " from 1 token (" in result.stdout
+
+
+def test_a_python_warning_of_any_command_is_one_warning_line(monkeypatch):
+    """A library warning left `tokenize-dataset` as Python's two lines (the source file, its line and
+    the line of code that warned) where `eval` printed one `warning:` line: every command now does."""
+    import warnings
+
+    from adatok.cli.common import reporting_errors
+
+    @reporting_errors
+    def command() -> None:
+        warnings.warn("something the user\n    should know", UserWarning, stacklevel=1)
+
+    import sys
+    from io import StringIO
+
+    err = StringIO()
+    monkeypatch.setattr(sys, "stderr", err)
+    command()
+    assert err.getvalue() == "warning: something the user should know\n"

@@ -157,3 +157,31 @@ def test_the_cli_warns_in_one_line_and_names_its_own_option(tmp_path, monkeypatc
     assert result.stderr.startswith("warning: 'samples' names the built-in dataset") and result.stderr.count("\n") == 1
     result = CliRunner().invoke(app, ["eval", "--data", "samples", "--split", "x", "--out", "ev2"])
     assert result.exit_code == 2 and "--split" in result.output and "split=None" not in result.output
+
+
+def test_the_report_counts_one_in_the_singular_and_says_na_without_a_unit(tmp_path):
+    """The report said "WebP (1 points)", "1 images evaluated", and "n/a %" in the BD-rate table (found by
+    an outside user's review)."""
+    ev, report = run("samples", tmp_path / "o", ["wavelet"], bpp=[0.5, 1.0], baselines=["webp", "jp2"], limit=1,
+                     max_side=48)
+    page = report.read_text()
+    assert "1 image evaluated" in page and "(1 point)" in page
+    assert "(1 points)" not in page and "1 images" not in page
+    assert "<td>n/a</td>" in page and "n/a %" not in page
+
+
+def test_an_empty_folder_and_a_split_the_command_line_cannot_give_are_said_in_its_words(tmp_path):
+    """`eval --data EMPTY` said "no images to evaluate (0 skipped: none given)"; `--data fashion-mnist --split
+    val` offered "(or None for both)", which no command line can give."""
+    (tmp_path / "empty").mkdir()
+    result = CliRunner().invoke(app, ["eval", "--data", str(tmp_path / "empty"), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2
+    assert result.stderr == (f"error: {tmp_path / 'empty'} holds no image files (its sub-folders searched too, hidden "
+                             "files left out); give a folder of images\n")
+    result = CliRunner().invoke(app, ["eval", "--data", "fashion-mnist", "--split", "val", "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: fashion-mnist has the splits test and train, not 'val'")
+    assert "--split test" in result.stderr and "None" not in result.stderr
+    assert not (tmp_path / "o").exists()
+    with pytest.raises(AdatokError, match="no images to evaluate: none were given"):
+        evaluate([], ["wavelet"], bpp=[1.0], baselines=[])

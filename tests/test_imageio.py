@@ -847,3 +847,16 @@ def test_folder_problem_says_why_a_folder_cannot_be_made_and_makes_nothing(tmp_p
         f"cannot make the folder {tmp_path}/run: no permission to make a folder in {tmp_path}"
     assert imageio.folder_problem(tmp_path) == f"cannot write into the folder {tmp_path}: permission denied"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "dangling"]
+
+
+def test_read_image_noting_counts_the_frames_read_image_leaves_out(tmp_path):
+    """Multi-frame files give their first frame (as documented); `read_image_noting` says how many
+    frames the file holds, for `adatok encode`'s warning (they went without a word until 2026-12-03)."""
+    from adatok.core.imageio import read_image_noting
+
+    frames = [Image.fromarray(np.full((6, 8, 3), 50 * i, np.uint8)) for i in range(4)]
+    for name, n in (("a.gif", 4), ("a.png", 4), ("a.webp", 4), ("a.tif", 2), ("one.png", 1)):
+        frames[0].save(tmp_path / name, save_all=n > 1, append_images=frames[1:n])
+        img, notes = read_image_noting(tmp_path / name)
+        assert (notes.frames, notes.transparent) == (n, False), name
+        assert (img == read_image(tmp_path / name)).all() and (img == 0).all()

@@ -117,3 +117,27 @@ def test_the_lengths_table_covers_the_images_evaluated_and_no_image_the_run_skip
     assert result.exit_code == 0, result.output
     rows = list(csv.DictReader(open(tmp_path / "out" / "lengths.csv")))
     assert sorted({r["image"] for r in rows}) == ["camera.png", "coins.png"]
+
+
+def test_a_target_is_written_as_a_user_writes_it(tmp_path):
+    """`eval --target-psnr 35` titled its table `length per image for Quality(psnr=35.0, ssim=None,
+    region=None)`, and lengths.csv's target column was the same repr. Budgets print as written."""
+    import csv
+
+    from typer.testing import CliRunner
+
+    from adatok import Bpp, Tokens
+    from adatok.cli import app
+
+    for budget, text in ((Quality(psnr=35), "Quality(psnr=35)"), (Quality(psnr=34.5), "Quality(psnr=34.5)"),
+                         (Quality(ssim=0.9, region="roi"), "Quality(ssim=0.9, region='roi')"),
+                         (Tokens(32), "Tokens(32)"), (Bpp(0.25), "Bpp(0.25)"),
+                         (Bpp(0.25, header=False), "Bpp(0.25, header=False)")):
+        assert repr(budget) == str(budget) == text
+        assert eval(text, {"Quality": Quality, "Tokens": Tokens, "Bpp": Bpp}) == budget
+    result = CliRunner().invoke(app, ["eval", "--data", "samples", "--limit", "1", "--max-side", "32", "--baselines",
+                                      "none", "--bpp", "1", "--target-psnr", "30", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "Quality(psnr=30)" in " ".join(result.stdout.split()) and "ssim=None" not in result.stdout
+    rows = list(csv.DictReader(open(tmp_path / "lengths.csv")))
+    assert [r["target"] for r in rows] == ["Quality(psnr=30)"]

@@ -96,7 +96,7 @@ def test_split_takes_read_tokens_rows_once_across_ranks_and_workers(tmp_path):
 
 def test_split_of_a_source_without_split_ids_holds_out_every_20th_row(tmp_path):
     """Every 20th row is the test split (the rule of a folder of images in training): the last 5%,
-    as before 2026-12-04, were all of a folder of classes' last class."""
+    as before 2026-12-03, were all of a folder of classes' last class."""
     out = _shards(tmp_path, [f"{i:02d}.png" for i in range(41)], shard_size=9)
     rows = list(read_tokens(out))
     test = [it["index"] for it in TokenShardDataset(out, split="test")]

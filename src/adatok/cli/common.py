@@ -3,6 +3,7 @@ lists, checking counts, formatting numbers, and the progress bar of long runs.""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import math
@@ -10,7 +11,8 @@ import os
 import re
 import shlex
 import sys
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -19,22 +21,41 @@ from rich.console import Console
 
 import adatok
 from adatok import AdatokError, BudgetError, Bpp, ContainerError, Lossless, Quality, TokenSequence, Tokens
-from adatok.core.errors import cli_message
+from adatok.core.checks import counted  # noqa: F401  (the commands' plural, shared with every layer)
+from adatok.core.errors import cli_message, naming_file
 from adatok.core.imageio import check_new_file, image_suffixes
 from adatok.core.sequence import MAGIC, OTHER_WEIGHTS, check_maker, parse_container, unchecked_bytes
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+@contextlib.contextmanager
+def warnings_as_lines() -> Iterator[None]:
+    """Python's warnings while a command runs (``--data samples`` or ``tokenize-dataset fashion-mnist``
+    beside a folder of that name) as one ``warning: <message>`` line on stderr, as the commands print
+    their own, not Python's two lines with the file, line and source line that warned; shown under
+    ``--quiet`` too: they say the command may not do what its user meant. Every command has it, through
+    :func:`reporting_errors` (until 2026-12-03 ``eval`` and ``demo`` alone)."""
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        text = re.sub(r"\s*\n\s*", " ", str(message).strip())  # (one line, as an error's)
+        typer.echo(f"warning: {text}", err=True)
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show  # (restored by catch_warnings)
+        yield
+
+
 def reporting_errors(fn: F) -> F:
     """Turn an :class:`AdatokError` raised by a command into ``error: <message>`` and exit code 2 (the
     message in command-line terms where the library's advice is Python's: :func:`cli_message`); a
-    ``MemoryError`` or an ``OSError`` (not a broken pipe) likewise, in one line."""
+    ``MemoryError`` or an ``OSError`` (not a broken pipe) likewise, in one line. Python's warnings
+    while it runs are ``warning: <message>`` lines (:func:`warnings_as_lines`)."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return fn(*args, **kwargs)
+            with warnings_as_lines():
+                return fn(*args, **kwargs)
         except AdatokError as exc:
             message = re.sub(r"\s*\n\s*", " ", cli_message(exc).strip()) or type(exc).__name__
             typer.echo(f"error: {message}", err=True)
@@ -99,7 +120,9 @@ def read_bytes(path: Path, n_bytes: int | None = None) -> bytes:
     files as :class:`AdatokError`, read no further than the container goes: its fixed first bytes
     (magic number, version, header length) and header are read and checked first, and then the
     payload length the header gives bounds the rest. ``/dev/zero`` or a large file of something else
-    was read whole into memory before any check (a MemoryError, or a machine out of memory)."""
+    was read whole into memory before any check (a MemoryError, or a machine out of memory). The
+    payload's checksums are checked too; every error of the container names the file first
+    (:func:`~adatok.core.errors.naming_file`), a damaged chunk with the bytes intact before it."""
     return _read_container(path, n_bytes)[0]
 
 
@@ -134,7 +157,7 @@ def _read_container(path: Path, n_bytes: int | None = None) -> tuple[bytes, bool
                     kept = "nothing" if not n_bytes else f"only {n_bytes:,} bytes"
                     raise ContainerError(f"{path}: --bytes {n_bytes} keeps {kept}, and its header alone needs "
                                          f"{cut} bytes: give --bytes {cut} or more") from None
-                raise ContainerError(f"{path}: {exc}") from None
+                raise naming_file(exc, str(path)) from None
             end = len(data) + header["payload_len"]
             data = more(data, end + 1)  # one byte past the container's end tells that the file goes on
             ended = len(data) < min(end + 1, cap) or (len(data) < end + 1 and not f.read(1))
@@ -143,6 +166,10 @@ def _read_container(path: Path, n_bytes: int | None = None) -> tuple[bytes, bool
     if len(data) > end:
         raise ContainerError(f"{path} is longer than the {end:,}-byte container its header describes: the file is "
                              "corrupt or two files were joined")
+    try:  # the payload's checksums: a damaged chunk is said with the file's name, and what is intact before it
+        parse_container(data)
+    except ContainerError as exc:
+        raise naming_file(exc, str(path)) from None
     return data, ended
 
 
@@ -315,7 +342,11 @@ def read_token_file(path: Path, tokenizer: str | None, n_bytes: int | None = Non
     if tok is not None:
         check_maker(header["tokenizer"], header["version"], tok, OTHER_WEIGHTS, what=str(path))
     cut = cut_note(header, payload) if ended else None
-    return data, header, cut, TokenSequence.from_bytes(data, max_tokens=max_tokens)
+    try:
+        seq = TokenSequence.from_bytes(data, max_tokens=max_tokens)
+    except AdatokError as exc:  # (bad tokens, an unknown maker: said of the bytes, naming no file)
+        raise naming_file(exc, str(path)) from None
+    return data, header, cut, seq
 
 
 def cut_note(header: dict, payload: bytes) -> str | None:
@@ -325,11 +356,6 @@ def cut_note(header: dict, payload: bytes) -> str | None:
     unchecked = unchecked_bytes(header, payload)
     return (f"the file is cut: its payload holds {len(payload):,} of {header['payload_len']:,} bytes"
             + (f", the last {unchecked:,} of them in a chunk cut short, which no checksum covers" if unchecked else ""))
-
-
-def counted(n: int, noun: str) -> str:
-    """``n`` and ``noun``, plural unless one (``1 image``, ``3 shards``)."""
-    return f"{n:,} {noun}{'' if n == 1 else 's'}"
 
 
 def fmt_psnr(value: float) -> str:

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import shlex
-import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -18,8 +15,8 @@ from adatok import AdatokError, BudgetError, Quality
 from adatok.core.imageio import read_image
 
 from .app import app
-from .common import (EvalProgress, check_at_least, check_output, check_link_loop, check_saliency, fmt_shape,
-                     invoked_command, reporting_errors, split_list)
+from .common import (EvalProgress, check_at_least, check_output, check_link_loop, check_saliency, counted,
+                     fmt_shape, invoked_command, reporting_errors, split_list)
 from .options import Force, NoProgress, Quiet, SaliencyMethod, out_dir
 from .tables import print_eval, print_region
 
@@ -122,8 +119,11 @@ def eval_(
     tokenizers = [adatok.load(n) for n in names]
     if data == "samples" and split is not None:  # (load's message names its Python argument, split=None)
         raise AdatokError(f"the sample photos have no splits; leave out --split {split}")
+    if data == "fashion-mnist" and split not in (None, "train", "test"):  # (load's offers "None for both": Python's)
+        raise AdatokError(f"fashion-mnist has the splits test and train, not {split!r}: give --split test (the "
+                          "default) or --split train")
     split = default_split(data, split)  # the rate-distortion run and the lengths measure the same images
-    with EvalProgress(quiet) as step, warnings_as_lines():
+    with EvalProgress(quiet) as step:
         ev, report = run(data, out, tokenizers, bpp=bpps, tokens=token_counts, baselines=base, split=split,
                          limit=limit, max_side=max_side, seed=seed, keep=keep, roi=roi, saliency=saliency_method,
                          stream=stream, target=target, command=invoked_command(), progress=step)
@@ -148,22 +148,9 @@ def _print_exact(ev, console: Console) -> None:
     labels = {m.name: m.label for m in ev.methods}
     named = [f"{labels.get(m, m)} {n}" for m, n in exact.items() if n]
     if named:
-        console.print(f"exact reconstructions (at most, per budget): {', '.join(named)} of {len(ev.images)} images; "
+        console.print(f"exact reconstructions (at most, per budget): {', '.join(named)} of "
+                      f"{counted(len(ev.images), 'image')}; "
                       f"each counts as {EXACT_PSNR:g} dB in a mean PSNR", markup=False, soft_wrap=True)
-
-
-@contextlib.contextmanager
-def warnings_as_lines() -> Iterator[None]:
-    """Python's warnings while a run loads its data (``--data samples`` beside a folder named
-    ``samples``) as one ``warning: ...`` line on stderr, as the other commands print theirs, not
-    Python's two lines with the source line that warned; shown under ``--quiet`` too: they say the
-    run may not read what its user meant."""
-    def show(message, category, filename, lineno, file=None, line=None) -> None:
-        typer.echo(f"warning: {message}", err=True)
-
-    with warnings.catch_warnings():
-        warnings.showwarning = show  # (restored by catch_warnings)
-        yield
 
 
 def _print_lengths(ev, target, out: Path, console: Console) -> None:
@@ -259,7 +246,7 @@ def demo(
             runs.append(tok)
         except AdatokError as exc:  # e.g. dataset-fashion-mnist not installed: the sample photos' run stands
             missing.append(f"{tok.name}: {exc}")
-    with EvalProgress(quiet) as step, warnings_as_lines():
+    with EvalProgress(quiet) as step:
         ev, report = run("samples", out, tokenizers, limit=limit, max_side=max_side, keep=len(SAMPLE_IMAGES),
                          command=command, progress=step,
                          links=[(f"{t.name} on {t.trained_on}", f"{t.name}/report.html") for t in runs])

@@ -10,7 +10,8 @@ from typing import Annotated
 import numpy as np
 import typer
 
-from adatok import AdatokError, ContainerError
+from adatok import AdatokError, ContainerError, InvalidTokensError
+from adatok.core.errors import cli_message, naming_file
 
 from .app import app
 from .common import (EvalProgress, check_at_least, check_link_loop, check_output, counted, given_options, read_bytes,
@@ -298,9 +299,12 @@ def generate_cmd(
 
         try:
             data = read_bytes(complete)
-        except ContainerError as exc:  # (the file's name is in it: say the option too)
-            raise AdatokError(f"--complete: {exc}") from None
-        prefix = sample.prefix_from_bytes(gen, data, str(complete))
+        except ContainerError as exc:  # (the file's name is in it: say the option too, in the command line's words)
+            raise AdatokError(f"--complete: {exc}", cli=f"--complete: {cli_message(exc)}") from None
+        try:
+            prefix = sample.prefix_from_bytes(gen, data, str(complete))
+        except (ContainerError, InvalidTokensError) as exc:  # (of its bytes, naming no file)
+            raise naming_file(exc, str(complete)) from None
         sample.check_prefix(gen, prefix, max_tokens, min_tokens, flags=True)
         with EvalProgress(quiet) as progress:
             seqs, images = sample.complete(gen, prefix, n, label, seed=seed,

@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from adatok import TokenSequence
+from adatok.core.checks import counted
 
 
 def token_table(seq: TokenSequence) -> Table | None:
@@ -81,7 +82,8 @@ def print_eval(ev, report: Path, console: Console) -> None:
     rates = bd_rates(rows)
     caption = "n/N: the budget was met on n of N images" + (
         "; BD-rate: against JPEG 2000, on PSNR (n/N: over the n images where both curves overlap)" if rates else "")
-    table = Table(title=f"mean PSNR in dB (mean bits per pixel) over {len(ev.images)} images", caption=caption)
+    table = Table(title=f"mean PSNR in dB (mean bits per pixel) over {counted(len(ev.images), 'image')}",
+                  caption=caption)
     table.add_column("method", no_wrap=True, min_width=max(len(m.label) for m in ev.methods))
     for kind, b in ev.budgets:
         table.add_column(f"{budget_text(kind, b)} {'bpp' if kind == 'bpp' else 'tokens'}", justify="right")
@@ -120,7 +122,7 @@ def print_region(ev, report: Path, console: Console) -> None:
     bpps = [(k, b) for k, b in ev.budgets if k == "bpp"]
     if not bpps:
         return
-    table = Table(title=f"mean PSNR in dB inside / outside the region over {len(ev.images)} images",
+    table = Table(title=f"mean PSNR in dB inside / outside the region over {counted(len(ev.images), 'image')}",
                   caption=f"region: {ev.config['roi']}; inside: map >= 0.5; + roi: encoded with it; n/N: over the "
                           "n images measured (budget met), or after a mean, over the n with pixels on that side")
     table.add_column("method", no_wrap=True)

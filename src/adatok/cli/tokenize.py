@@ -11,13 +11,13 @@ from rich.console import Console
 import adatok
 from adatok import AdatokError, BudgetError, Quality
 from adatok.core.errors import naming_image
-from adatok.core.imageio import atomic_write_bytes, read_image_and_alpha, write_image
+from adatok.core.imageio import atomic_write_bytes, read_image_noting, write_image
 from adatok.core.registry import names, pattern_names
 from adatok.core.metrics import psnr, quality_mask, quality_score
 
 from .app import app
-from .common import (budget, check_at_least, check_output, check_saliency, checkpoint_inputs, default_tokenizer,
-                     file_bpp, fmt_psnr, fmt_shape, model_card, read_token_file, reporting_errors)
+from .common import (budget, check_at_least, check_output, check_saliency, checkpoint_inputs, counted,
+                     default_tokenizer, file_bpp, fmt_psnr, fmt_shape, model_card, read_token_file, reporting_errors)
 from .options import (BppBudget, CheckpointFolder, Force, LosslessBudget, PsnrBudget, Quiet, SaliencyMethod, SsimBudget,
                       TokensBudget, force_option)
 from .tables import token_table
@@ -70,7 +70,7 @@ def encode(
         chosen = Quality(psnr=chosen.psnr, ssim=chosen.ssim, region="roi")
     name = tokenizer if tokenizer is not None else default_tokenizer(lossless)
     tok = adatok.load(name)
-    img, transparent = read_image_and_alpha(image)
+    img, notes = read_image_noting(image)
     roi_map = None
     if roi is not None:
         from adatok.core import saliency as sal
@@ -82,14 +82,17 @@ def encode(
         raise naming_image(exc, str(image)) from None
     data = seq.to_bytes()
     atomic_write_bytes(out, data, replace_link=True)
-    if transparent:  # (documented, and yet "PSNR exact" of --lossless said nothing was lost: it is the flattened image's)
+    if notes.transparent:  # (documented, yet "PSNR exact" of --lossless said nothing was lost: the flattened image's)
         typer.echo(f"warning: {image} has transparency (alpha), flattened onto white: {out} holds the flattened "
                    "image, not the alpha", err=True)
+    if notes.frames > 1:  # (an animated GIF / PNG / WebP, a multi-page TIFF: the others went without a word)
+        typer.echo(f"warning: {image} has {notes.frames:,} frames: only the first is encoded", err=True)
     decoded = tok.decode([seq])[0] if not quiet or isinstance(chosen, Quality) else None
     mask = quality_mask(chosen, roi_map) if isinstance(chosen, Quality) else None
     if not quiet:  # (with --in-roi the PSNR inside the region, which it targeted: the whole image's was printed)
         where = "" if mask is None else " inside the region of interest"
-        typer.echo(f"{out}: {len(seq):,} tokens, {len(data):,} bytes, {file_bpp(len(data), seq):.4f} bpp, "
+        typer.echo(f"{out}: {counted(len(seq), 'token')}, {counted(len(data), 'byte')}, "
+                   f"{file_bpp(len(data), seq):.4f} bpp, "
                    f"PSNR{where} {fmt_psnr(psnr(img, decoded, mask=mask))} ({seq.tokenizer}, {fmt_shape(seq.shape)})")
     if isinstance(chosen, Quality):  # no prefix reached it: the full sequence is kept (as documented), and said
         reached = quality_score(img, decoded, chosen, mask)
@@ -132,8 +135,8 @@ def decode(
     img = maker(seq).decode([seq])[0]
     write_image(out, img, replace_link=True)
     if not quiet:
-        of, note = (f" of {int(header['n_tokens']):,}", f"; {note}") if note else ("", "")
-        typer.echo(f"{out}: {fmt_shape(img.shape)} from {len(seq):,}{of} tokens ({seq.tokenizer}{note})")
+        count = f"{len(seq):,} of {counted(int(header['n_tokens']), 'token')}" if note else counted(len(seq), "token")
+        typer.echo(f"{out}: {fmt_shape(img.shape)} from {count} ({seq.tokenizer}{'; ' + note if note else ''})")
 
 
 @app.command()

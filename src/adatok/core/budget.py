@@ -32,6 +32,13 @@ def _real(value) -> float | None:
     return float(value)
 
 
+def _written(value: float) -> str:
+    """A budget's number as a user writes it: ``35`` for 35.0, ``0.9``, ``1e-05``; the shortest form
+    that reads back as the same float (``f"{v:g}"`` alone would round 35.123456789)."""
+    short = f"{value:g}"
+    return short if float(short) == value else repr(value)
+
+
 @dataclass(frozen=True)
 class Tokens:
     """At most ``k`` tokens: a sequence gets exactly ``min(k, full length)``.
@@ -46,6 +53,9 @@ class Tokens:
         if isinstance(self.k, bool) or not isinstance(self.k, numbers.Integral) or self.k < 0:
             raise BudgetError(f"Tokens(k) needs a whole number k >= 0, got {self.k!r}")
         object.__setattr__(self, "k", int(self.k))  # numpy's uint64 and int64 would wrap in arithmetic
+
+    def __repr__(self) -> str:  # as a user writes it, Tokens(32) (was Tokens(k=32))
+        return f"Tokens({self.k})"
 
 
 @dataclass(frozen=True)
@@ -74,6 +84,9 @@ class Bpp:
         if not isinstance(self.header, bool | np.bool_):
             raise BudgetError(f"Bpp(header=...) is True or False, got {self.header!r}")
         object.__setattr__(self, "header", bool(self.header))  # (numpy's bool, from a comparison)
+
+    def __repr__(self) -> str:  # as a user writes it, Bpp(0.5), Bpp(0.5, header=False) (was Bpp(x=0.5, header=True))
+        return f"Bpp({_written(self.x)}{'' if self.header else ', header=False'})"
 
     def nbytes(self, shape) -> int:
         """The byte budget for an image of ``shape`` (H, W, ...): ``floor(x * H * W / 8)``, at most
@@ -149,6 +162,13 @@ class Quality:
             object.__setattr__(self, "ssim", v)
         if self.region not in (None, "roi"):
             raise BudgetError(f"Quality(region=...) is None or 'roi', got {self.region!r}")
+
+    def __repr__(self) -> str:
+        """As a user writes it, without the fields left out: ``Quality(psnr=35)``, ``Quality(ssim=0.9,
+        region='roi')``; what ``adatok eval`` titles its lengths table with and ``lengths.csv``'s
+        ``target`` column holds (until 2026-12-03 ``Quality(psnr=35.0, ssim=None, region=None)``)."""
+        goal = f"psnr={_written(self.psnr)}" if self.psnr is not None else f"ssim={_written(self.ssim)}"
+        return f"Quality({goal}{'' if self.region is None else f', region={self.region!r}'})"
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,12 @@ def size_text(shape: tuple[int, ...]) -> str:
     return f"{shape[0]:,}x{shape[1]:,} (H x W)"
 
 
+def counted(n: int, noun: str) -> str:
+    """``n`` and ``noun``, plural unless one (``1 image``, ``3 shards``, ``1,024 tokens``): every count
+    a message, a table or a page gives with its noun (``1 tokens``, ``(1 points)`` until 2026-12-03)."""
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
 def shown(value: Any, limit: int = 80) -> str:
     """``repr(value)`` for an error message, cut to ``limit`` characters (a request's field of up
     to 1 MB came back whole in the message, several times its size once escaped; a file's header

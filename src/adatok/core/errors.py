@@ -77,3 +77,19 @@ def naming_image(exc: AdatokError, name: str) -> AdatokError:
     if getattr(exc, "cli", None):
         exc.cli = named(exc.cli)
     return exc
+
+
+def naming_file(exc: AdatokError, name: str) -> AdatokError:
+    """``exc``, raised by the library reading the bytes of a file it was not told the name of (a
+    container's payload checksum, its tokens), with the file's name first, ``NAME: message`` (its
+    command-line wording too), as the command line's other errors of a file begin; unchanged when it
+    names the file first already (``NAME was made by ...``). The same exception, its message changed;
+    returned for ``raise naming_file(exc, name) from None``."""
+
+    def named(text: str) -> str:
+        return text if text.startswith((f"{name}:", f"{name} ")) else f"{name}: {text}"
+
+    exc.args = (named(str(exc)),)
+    if getattr(exc, "cli", None):
+        exc.cli = named(exc.cli)
+    return exc

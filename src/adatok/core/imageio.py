@@ -51,6 +51,7 @@ import shutil
 import stat
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Union
 
@@ -370,8 +371,9 @@ def _sixteen_bit_tile(im: Image.Image) -> str | None:
 def read_image(path: PathLike) -> np.ndarray:
     """Read an image file as a C-contiguous ``H x W x C`` uint8 array, ``C`` 1 (gray) or 3 (RGB).
 
-    Reads anything Pillow opens (PNG, JPEG, WebP, TIFF, GIF, BMP, ...); multi-frame files give
-    their first frame. Modes are converted by the rule in the module docstring: ``'1'``/``'L'``
+    Reads anything Pillow opens (PNG, JPEG, WebP, TIFF, GIF, BMP, ...); multi-frame files (an
+    animated GIF, PNG or WebP, a multi-page TIFF) give their first frame, without a word
+    (:func:`read_image_noting` counts the frames, for ``adatok encode``'s warning). Modes are converted by the rule in the module docstring: ``'1'``/``'L'``
     give gray, ``'LA'`` gray with alpha flattened onto white, ``'RGBA'`` (and transparent
     palettes) RGB with alpha flattened onto white, ``'P'``, ``'CMYK'``, ``'YCbCr'``, ``'LAB'``,
     ``'HSV'`` RGB; 16-bit, 32-bit integer and float images are rejected. The file is closed
@@ -388,12 +390,42 @@ def read_image(path: PathLike) -> np.ndarray:
     return read_image_and_alpha(path)[0]
 
 
+@dataclass(frozen=True)
+class ImageNotes:
+    """What :func:`read_image_noting` tells of a file beside its array: what the array leaves out."""
+
+    #: The file had transparency (an alpha channel, a transparent colour) that made a pixel less than
+    #: opaque: flattened onto white, it is not in the array (an alpha opaque everywhere loses nothing).
+    transparent: bool
+    #: The frames (pages) the file holds: an animated GIF, PNG or WebP, a multi-page TIFF may hold
+    #: more than one, and the array is the first (a camera's MPO JPEG counts 1: its other images are
+    #: previews of the first).
+    frames: int = 1
+
+
 def read_image_and_alpha(path: PathLike) -> tuple[np.ndarray, bool]:
     """:func:`read_image` of ``path``, and whether the file had transparency (an alpha channel, a
     transparent colour) that made any pixel less than opaque: flattened onto white, it is not in the
     array (for a command to say so; an image whose alpha is opaque everywhere loses nothing).
 
     Raises what :func:`read_image` raises."""
+    image, notes = _read_path(path)
+    return image, notes.transparent
+
+
+def read_image_noting(path: PathLike) -> tuple[np.ndarray, ImageNotes]:
+    """:func:`read_image` of ``path``, and what the array leaves out of the file (:class:`ImageNotes`:
+    transparency flattened onto white, frames after the first), for a command to say so in a
+    ``warning:`` line (``adatok encode``; an animated GIF's other frames went without a word until
+    2026-12-03). Counting the frames walks a GIF's or a TIFF's frames (their headers, not their
+    pixels), which :func:`read_image` does not.
+
+    Raises what :func:`read_image` raises."""
+    return _read_path(path, count_frames=True)
+
+
+def _read_path(path: PathLike, count_frames: bool = False) -> tuple[np.ndarray, ImageNotes]:
+    """The image of the file at ``path`` and its :class:`ImageNotes` (frames counted when asked)."""
     name = os.fspath(path)
     if not os.path.exists(name):
         raise ImageReadError(f"no such file: {name}")
@@ -404,7 +436,7 @@ def read_image_and_alpha(path: PathLike) -> tuple[np.ndarray, bool]:
     except OSError as exc:
         raise ImageReadError(f"cannot open {name}: {exc.strerror or exc}") from exc
     with fp:
-        return _read_open(fp if _seekable(fp) else _read_stream(fp, name), name)
+        return _read_open(fp if _seekable(fp) else _read_stream(fp, name), name, count_frames)
 
 
 def _seekable(fp: Any) -> bool:
@@ -446,9 +478,9 @@ def read_image_bytes(data: bytes, name: str = "image bytes") -> np.ndarray:
     return _read_open(io.BytesIO(bytes(data)), name)[0]
 
 
-def _read_open(fp: Any, name: str) -> tuple[np.ndarray, bool]:
-    """The image of an open binary file ``fp`` (named ``name`` in error messages), and whether
-    transparency was flattened (:func:`read_image_and_alpha`)."""
+def _read_open(fp: Any, name: str, count_frames: bool = False) -> tuple[np.ndarray, ImageNotes]:
+    """The image of an open binary file ``fp`` (named ``name`` in error messages), and its
+    :class:`ImageNotes` (the frames counted when ``count_frames``, else 1)."""
     with pillow_pixel_limit():
         try:
             im = Image.open(fp)
@@ -483,11 +515,24 @@ def _read_open(fp: Any, name: str) -> tuple[np.ndarray, bool]:
             if im.format == "PNG":
                 _check_png_rows(fp, name)
             try:
-                return _pillow_to_array(im, name, bits)
+                image, transparent = _pillow_to_array(im, name, bits)
             except AdatokError:
                 raise
             except _DECODE_ERRORS as exc:  # a conversion of a damaged image's palette or mode
                 raise _corrupt(name, exc, "corrupt") from exc
+            return image, ImageNotes(transparent, _frames(im) if count_frames else 1)
+
+
+def _frames(im: Image.Image) -> int:
+    """The frames (pages) of an opened image file, after its first was read: 1 for an MPO (a camera's
+    JPEG with previews of itself), and when walking the frames fails (a damaged later frame: the first
+    was read whole)."""
+    if im.format == "MPO":
+        return 1
+    try:
+        return max(1, int(getattr(im, "n_frames", 1)))
+    except _DECODE_ERRORS:
+        return 1
 
 
 # Channels a PNG pixel has, by its colour type (PNG specification, IHDR).

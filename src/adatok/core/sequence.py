@@ -523,9 +523,24 @@ def parse_container(data: bytes) -> tuple[dict, bytes]:
         if len(chunk) < min(size, total - i * size):
             break  # the cut, partial chunk
         if _crc16(chunk) != crcs[i]:
-            raise ContainerError(f"payload checksum mismatch in bytes {i * size}..{i * size + len(chunk) - 1}: "
-                                 "the data is corrupt")
+            raise _damaged(i * size, i * size + len(chunk) - 1, end + 4)
     return header, payload
+
+
+def _damaged(first: int, last: int, start: int) -> ContainerError:
+    """The error of a payload whose checksum fails in its bytes ``first..last`` (the payload starting at
+    byte ``start`` of the data; the message counts the data's bytes, as a cut does, until 2026-12-03 the
+    payload's): the bytes before that chunk are intact, and when they hold any of the payload, a cut
+    there reads the tokens they code; said in Python's terms, and the command line's (``--bytes N``:
+    until 2026-12-03 the message gave no way out)."""
+    message = f"payload checksum mismatch in bytes {start + first:,}..{start + last:,}: the data is corrupt"
+    if not first:  # (nothing before the damage but the header: no token to read)
+        return ContainerError(message)
+    n = start + first
+    return ContainerError(f"{message}; its first {n:,} bytes are intact: TokenSequence.from_bytes(data[:{n}]) "
+                          "reads the tokens they hold",
+                          cli=f"{message}; its first {n:,} bytes are intact: adatok decode --bytes {n} reads the "
+                              "tokens they hold")
 
 
 class RawCodec:

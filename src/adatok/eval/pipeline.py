@@ -95,6 +95,11 @@ def run(data: str, out: str | Path, tokenizers: Sequence[Any] = ("wavelet",), *,
     # (masks are checked against their images' own size, then shrunk with them: a mask compared after
     # shrinking passed with any size of the image's aspect ratio)
     ds = load(data, split, limit=limit, max_side=None if masks else max_side)
+    read = folder / split if folder is not None and split is not None else folder  # (what load read)
+    if read is not None and not ds.images and not ds.skipped:  # (said "no images to evaluate (0 skipped: none
+        # given)" until 2026-12-03)
+        raise AdatokError(f"{read} holds no image files (its sub-folders searched too, hidden files left out); "
+                          "give a folder of images")
     region, region_note = None, None
     if roi is not None and not masks:
         from ..core.saliency import check_method
@@ -105,7 +110,6 @@ def run(data: str, out: str | Path, tokenizers: Sequence[Any] = ("wavelet",), *,
         if max_side is not None:
             for i, img in enumerate(ds.images):  # (one at a time: the full-size image goes as its copy comes)
                 ds.images[i] = shrink(img, max_side)
-    read = folder / split if folder is not None and split is not None else folder  # (what load read)
     check_report_spares(out, [data_reads(read if read is not None else data),
                               mask_reads(roi) if masks else ([], [])])
     grid_train = None

@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from ..core.checks import shown, size_text
+from ..core.checks import counted, shown, size_text
 from ..core.errors import AdatokError
 from ..core.imageio import atomic_writes, folder_lock
 from .bdrate import bd_rate
@@ -302,9 +302,10 @@ def _saliency_row(ev: Evaluation, name: str, orig: np.ndarray, mid: tuple) -> st
         top = float(max(np.percentile(heat, 99.5), np.percentile(flat, 99.5))) or None
         figs = [_figure(_png_uri(_show_map(sal, "inferno", vmax=1.0)), _e(what)),
                 _figure(_png_uri(_show(region.astype(np.uint8))), _e(f"inside: {what} >= 0.5")),
-                _figure(_png_uri(_show_map(flat, "viridis", vmax=top)), _e(f"first {len(plain):,} tokens, no roi")),
+                _figure(_png_uri(_show_map(flat, "viridis", vmax=top)),
+                        _e(f"first {counted(len(plain), 'token')}, no roi")),
                 _figure(_png_uri(_show_map(heat, "viridis", vmax=top)),
-                        _e(f"first {len(steered):,} tokens, roi = {what}"))]
+                        _e(f"first {counted(len(steered), 'token')}, roi = {what}"))]
         return (f"<div class='saliency' data-method='{_e(m.name)}'><div class='rowlabel'><b>{_e(m.label)}</b>: "
                 f"where the early tokens go</div><div class='strip'>{''.join(figs)}</div></div>")
     return ""
@@ -348,7 +349,7 @@ def _e(x: Any) -> str:
 
 
 def _budget_label(kind: str, value: str) -> str:
-    return f"{value} bpp" if kind == "bpp" else f"{value} tokens"
+    return f"{value} bpp" if kind == "bpp" else counted(int(value), "token")
 
 
 def _figure(uri: str, caption: str, attrs: str = "") -> str:
@@ -535,6 +536,11 @@ def _fmt_pct(v: float) -> str:
     return f"{v:+.2f}" if math.isfinite(v) else ""
 
 
+def _pct_cell(v: float) -> str:
+    """A BD-rate in the report's table: ``-12.34 %``, or ``n/a`` without a unit (``n/a %`` until 2026-12-03)."""
+    return f"{_fmt_pct(v)} %" if math.isfinite(v) else "n/a"
+
+
 def _header(ev: Evaluation, rows: Sequence[dict[str, str]]) -> str:
     cfg = ev.config
     budgets = ", ".join(_budget_label(k, budget_text(k, b)) for k, b in ev.budgets)
@@ -543,12 +549,12 @@ def _header(ev: Evaluation, rows: Sequence[dict[str, str]]) -> str:
     if grid:
         grid_txt = (f"<li>grid baseline: {grid['codebook']}-entry k-means codebooks ({grid['bits']} bits a token) "
                     f"for patch sides {', '.join(map(str, grid['patches']))} px, fitted on "
-                    f"{_e(grid['fitted_on'])} ({grid['train_images']} images), seed {cfg.get('seed')}</li>")
+                    f"{_e(grid['fitted_on'])} ({counted(grid['train_images'], 'image')}), seed {cfg.get('seed')}</li>")
     parts = [
         "<h1>adatok evaluation</h1>",
         f"<p class='meta'>data <b>{_e(cfg.get('data', '?'))}</b>{_e(cfg.get('data_note', ''))}: "
-        f"{len(ev.images)} images evaluated, {len(ev.skipped)} skipped · budgets: {_e(budgets)} · "
-        f"{len(rows)} rows in <code>results.csv</code></p>",
+        f"{counted(len(ev.images), 'image')} evaluated, {len(ev.skipped)} skipped · budgets: {_e(budgets)} · "
+        f"{counted(len(rows), 'row')} in <code>results.csv</code></p>",
         "<ul class='meta'>",
         f"<li>methods: {_e(', '.join(m.label for m in ev.methods))}</li>",
         grid_txt,
@@ -616,7 +622,7 @@ def _bd_table(ev: Evaluation, rates: dict[str, dict[str, float]]) -> str:
     labels = {m.name: m.label for m in ev.methods}
     for m, v in rates.items():
         parts.append(f"<tr data-method='{_e(m)}'><td class='l'>{_e(labels.get(m, m))}</td>"
-                     f"<td>{_fmt_pct(v['psnr']) or 'n/a'} %</td><td>{_fmt_pct(v['ms_ssim']) or 'n/a'} %</td>"
+                     f"<td>{_pct_cell(v['psnr'])}</td><td>{_pct_cell(v['ms_ssim'])}</td>"
                      f"<td>{int(v['n'])} / {int(v['n_ms_ssim'])}</td></tr>")
     parts.append("</table>")
     return "\n".join(parts)
@@ -661,7 +667,7 @@ def _plot_figure(stem: str, png: bytes, counts: dict[str, int], labels: dict[str
                  extra: str = "") -> str:
     uri = "data:image/png;base64," + base64.b64encode(png).decode()
     legend = "".join(f"<li data-method='{_e(m)}' data-points='{n}' style='--c:{_colour(m, order)}'>"
-                     f"{_e(labels.get(m, m))} ({n} points)</li>" for m, n in counts.items())
+                     f"{_e(labels.get(m, m))} ({counted(n, 'point')})</li>" for m, n in counts.items())
     return (f"<figure class='plot' data-plot='{stem}{extra}'><img src='{uri}' alt='{stem}'>"
             f"<figcaption><ul class='legend'>{legend}</ul></figcaption></figure>")
 
@@ -733,7 +739,7 @@ def _caption(row: dict[str, str] | None, label: str, show_tokens: bool, stream: 
         return f"{_e(label)}"
     if row["bpp"] == "":
         return f"{_e(label)}<br><span class='note'>{_e(row['note'])}</span>"
-    tok = f"{int(row['tokens']):,} tokens · " if show_tokens and row["tokens"] else ""
+    tok = f"{counted(int(row['tokens']), 'token')} · " if show_tokens and row["tokens"] else ""
     if stream and row.get("stream_bytes", "") != "":
         size = (f"<span data-col='stream_bytes'>{row['stream_bytes']}</span> bytes of tokens "
                 f"(<span data-col='bytes'>{row['bytes']}</span> in the file)")
@@ -751,7 +757,8 @@ def _images_section(ev: Evaluation, by_key: dict, order: list[str]) -> str:
     mid = ("bpp", sorted(bpps)[(len(bpps) - 1) // 2]) if bpps else ev.budgets[(len(ev.budgets) - 1) // 2]
     mid_s = budget_text(*mid)
     shown = list(ev.originals)
-    parts = [f"<h2>Images</h2><p>The first {len(shown)} of {len(ev.images)} images. Error maps: absolute error, "
+    parts = [f"<h2>Images</h2><p>The first {len(shown)} of {counted(len(ev.images), 'image')}. Error maps: "
+             "absolute error, "
              f"mean over channels, black 0 to white {ERROR_MAP_MAX:g} levels and above (magma). Token maps: where the "
              "sequence's tokens land, each token counted once and spread over the pixels it covers (wavelet tokens: "
              "2<sup>L</sup> x 2<sup>L</sup> pixels at level L; grid tokens: their patch), from dark (none) to "
@@ -798,7 +805,7 @@ def _images_section(ev: Evaluation, by_key: dict, order: list[str]) -> str:
                     n = len(shot.seq)
                     top = float(np.percentile(heat, 99.5)) or None
                     heats.append(_figure(_png_uri(_show_map(heat, "viridis", vmax=top)),
-                                         _e(f"{label}: first {n:,} tokens"), attrs))
+                                         _e(f"{label}: first {counted(n, 'token')}"), attrs))
             parts.append(f"<div class='tokenizer' data-method='{_e(m.name)}'>")
             parts.append(f"<div class='rowlabel'><b>{_e(m.label)}</b>: reconstructions at growing budgets</div>"
                          f"<div class='strip recon'>{''.join(recon)}</div>")

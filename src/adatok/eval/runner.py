@@ -305,7 +305,9 @@ def evaluate(images: Sequence[tuple[str, np.ndarray]], tokenizers: Sequence[Any]
         else:
             kept.append((name, img))
     if not kept:
-        listing = "; ".join(f"{n}: {r}" for n, r in skipped[:5]) or "none given"
+        if not skipped:  # ("(0 skipped: none given)" until 2026-12-03)
+            raise AdatokError("no images to evaluate: none were given")
+        listing = "; ".join(f"{n}: {r}" for n, r in skipped[:5])
         raise AdatokError(f"no images to evaluate ({len(skipped)} skipped: {listing})")
 
     def report(done: int, total: int, what: str) -> None:
