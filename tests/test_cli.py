@@ -296,6 +296,13 @@ def test_info_errors(tmp_path):
     bad.write_bytes(b"\x00" * 100)
     assert_user_error(run("info", bad), "wrong magic")
     assert_user_error(run("info", tmp_path), "folder")
+    # a name that is no shipped checkpoint (a misspelt one, a tokenizer's) lists the names info takes (found by
+    # review: "no such file: wavelet")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(tmp_path)
+        for name in ("fmnist-gpt-wavelet-word", "wavelet"):
+            assert_user_error(run("info", name), f"no such file or shipped checkpoint: {name}", "fashion-mnist-32",
+                              "fmnist-judge")
 
 
 def test_demo_bad_limit(tmp_path):
@@ -379,6 +386,10 @@ def test_encode_roi_accepts_a_method_by_its_us_spelling(tmp_path, photo_png):
     out = tmp_path / "c.atk"
     assert_ok(run("encode", photo_png, str(out), "--bpp", "0.5", "--roi", "center"))
     assert "roi" in adatok.TokenSequence.from_bytes(out.read_bytes()).params
+    # info says it in words (it printed the header's coded grid, a base64 blob: found by an outside-user review)
+    shown = " ".join(run("info", out).output.split())
+    assert "roi=(a region of interest: 4 x 4-pixel cells, each raised by 0 to 4 bit-planes)" in shown, shown
+    assert "'d':" not in shown
 
 
 # --- found by review (2026-11-30, session 12): options ignored, errors that were not one line -------

@@ -308,6 +308,13 @@ def split_list(text: str | None, option: str, kind: type) -> list:
     return out
 
 
+def shipped_checkpoints() -> list[str]:
+    """The names of the shipped checkpoints that have a model card (what ``adatok info NAME`` prints)."""
+    from adatok.neural import CHECKPOINT_DIR
+
+    return sorted(p.parent.name for p in CHECKPOINT_DIR.glob("*/README.md"))
+
+
 def model_card(name: str) -> str | None:
     """The summary of a shipped checkpoint's model card (``checkpoints/NAME/README.md``: its title
     and first section, up to the first ``## `` heading), or None when ``name`` is not one."""

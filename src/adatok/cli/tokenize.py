@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -17,7 +18,8 @@ from adatok.core.metrics import psnr, quality_mask, quality_score
 
 from .app import app
 from .common import (budget, check_at_least, check_output, check_saliency, checkpoint_inputs, counted,
-                     default_tokenizer, file_bpp, fmt_psnr, fmt_shape, model_card, read_token_file, reporting_errors)
+                     default_tokenizer, file_bpp, fmt_psnr, fmt_shape, model_card, read_token_file, reporting_errors,
+                     shipped_checkpoints)
 from .options import (BppBudget, CheckpointFolder, Force, LosslessBudget, PsnrBudget, Quiet, SaliencyMethod, SsimBudget,
                       TokensBudget, force_option)
 from .tables import token_table
@@ -139,6 +141,15 @@ def decode(
         typer.echo(f"{out}: {fmt_shape(img.shape)} from {count} ({seq.tokenizer}{'; ' + note if note else ''})")
 
 
+def _shown_param(key: str, value) -> str:
+    """A sequence parameter as ``adatok info`` prints it: a region of interest in words (its coded
+    grid was printed as the header holds it, a base64 blob: found by an outside-user review)."""
+    if key == "roi" and isinstance(value, dict) and isinstance(value.get("g"), int) and isinstance(value.get("s"), int):
+        side = 1 << value["g"]
+        return f"(a region of interest: {side} x {side}-pixel cells, each raised by 0 to {value['s']} bit-planes)"
+    return str(value)
+
+
 @app.command()
 @reporting_errors
 def info(
@@ -153,11 +164,14 @@ def info(
     if card is not None:
         typer.echo(card)
         return
+    if not os.path.lexists(src) and not src.suffix and len(src.parts) == 1:  # a name, not a file's path
+        raise AdatokError(f"no such file or shipped checkpoint: {src} (the shipped checkpoints, whose model cards "
+                          f"info prints: {', '.join(shipped_checkpoints())}; a token file is described from its path)")
     data, header, note, seq = read_token_file(src, tokenizer)
     console = Console(highlight=False)
     n_full = int(header["n_tokens"])
     cut = f" of {n_full:,} ({note})" if note else ""
-    params = " ".join(f"{k}={v}" for k, v in sorted(seq.params.items()))
+    params = " ".join(f"{k}={_shown_param(k, v)}" for k, v in sorted(seq.params.items()))
     for key, value in (("file", str(src)), ("tokenizer", seq.tokenizer), ("version", seq.version),
                        ("shape", fmt_shape(seq.shape)), ("tokens", f"{len(seq):,}{cut}"),
                        ("bytes", f"{len(data):,}"), ("bpp", f"{file_bpp(len(data), seq):.4f}"),
