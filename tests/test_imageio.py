@@ -860,3 +860,20 @@ def test_read_image_noting_counts_the_frames_read_image_leaves_out(tmp_path):
         img, notes = read_image_noting(tmp_path / name)
         assert (notes.frames, notes.transparent) == (n, False), name
         assert (img == read_image(tmp_path / name)).all() and (img == 0).all()
+
+
+def test_a_file_this_machine_cannot_decode_is_not_called_corrupt(tmp_path):
+    """Found by an outside-user review: an EPS (which adatok decode writes through Pillow) read where
+    Ghostscript is missing was called 'truncated or corrupt; re-export or re-download it'."""
+    import shutil
+
+    from PIL import Image
+
+    path = tmp_path / "x.eps"
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(path)
+    if shutil.which("gs") is not None:  # (Ghostscript here: it reads)
+        assert read_image(path).shape == (8, 8, 3)
+        return
+    with pytest.raises(ImageReadError, match="cannot be decoded on this machine .*Ghostscript") as info:
+        read_image(path)
+    assert "corrupt" not in str(info.value) and "re-download" not in str(info.value)

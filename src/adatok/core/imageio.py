@@ -95,6 +95,11 @@ def _corrupt(name: str, exc: Exception, what: str = "truncated or corrupt") -> I
     """The error for a file Pillow failed on (``exc``); a MemoryError is raised again as it is."""
     if isinstance(exc, MemoryError):
         raise exc
+    text = str(exc)
+    if "Ghostscript" in text or "not available" in text:  # (a helper program or codec this machine lacks: the file
+        # may be whole; "re-download it" was wrong advice for an EPS that adatok decode had just written)
+        return ImageReadError(f"{name} cannot be decoded on this machine (Pillow: {type(exc).__name__}: {text}): it "
+                              "needs a program or codec that is not installed; convert it to PNG elsewhere")
     return ImageReadError(f"{name} is {what} (Pillow: {type(exc).__name__}: {exc}); re-export or re-download it")
 
 _HIGH_DEPTH_MODES = {
