@@ -877,3 +877,20 @@ def test_a_file_this_machine_cannot_decode_is_not_called_corrupt(tmp_path):
     with pytest.raises(ImageReadError, match="cannot be decoded on this machine .*Ghostscript") as info:
         read_image(path)
     assert "corrupt" not in str(info.value) and "re-download" not in str(info.value)
+
+
+def test_the_advice_for_a_32_bit_integer_image_goes_by_its_values(tmp_path):
+    """Found by an outside-user review: a mode-I TIFF whose values are 0..255 (an 8-bit image saved as
+    32-bit) was told to convert with (a >> 8), which makes it black."""
+    from PIL import Image
+
+    gray = (np.arange(64).reshape(8, 8) * 3).astype(np.int32)
+    for values, advice in [(gray, "a.astype(np.uint8) (its values are 0..189 already"),
+                           (gray * 200, "(a >> 8).astype(np.uint8) (16-bit values)"),
+                           (gray * 100000, "(np.clip(a, 0, None) * 255 // max(a.max(), 1)).astype(np.uint8)")]:
+        Image.fromarray(values).save(tmp_path / "i.tif")
+        with pytest.raises(ImageFormatError) as info:
+            read_image(tmp_path / "i.tif")
+        assert advice in str(info.value), str(info.value)
+        if values is gray:
+            assert "-depth 8" not in info.value.cli and "keeps the values" in info.value.cli

@@ -315,8 +315,17 @@ def _pillow_to_array(im: Image.Image, name: str, gray_bits: int = 8) -> tuple[np
         # (a float's values are taken as 0..1, as ImageMagick takes a float TIFF's; `>> 8` fails on floats)
         scaled = "(np.clip(a, 0, 1) * 255).round()" if mode == "F" else "(a >> 8)"
         values = " (values in 0..1)" if mode == "F" else " (16-bit values)" if mode == "I" else ""
+        if mode == "I":  # 32-bit integers hold any range: the advice by the values there (`>> 8` of values
+            # already in 0..255, a mode-I TIFF made from an 8-bit image, gave a black image)
+            pixels = np.asarray(im)
+            lo, hi = int(pixels.min(initial=0)), int(pixels.max(initial=0))
+            if 0 <= lo and hi <= 255:
+                scaled, values = "a", f" (its values are {lo}..{hi} already: keep them, do not rescale)"
+            elif hi > 65535 or lo < 0:
+                scaled, values = "(np.clip(a, 0, None) * 255 // max(a.max(), 1))", f" (values {lo}..{hi})"
         what = f"{_HIGH_DEPTH_MODES[mode]} image (Pillow mode {mode}) {name}: adatok reads 8-bit images"
-        magick = f"`magick IN -depth 8 OUT.png`{values}"
+        magick = (f"`magick IN -depth 8 OUT.png`{values}" if scaled != "a" else  # (-depth 8 rescales: black)
+                  f"a converter that keeps the values{values}")
         raise ImageFormatError(
             f"{what}; convert to 8-bit first, e.g. {magick}, or in Python with a = np.asarray(PIL.Image.open(IN)): "
             f"{scaled}.astype(np.uint8){values}, then adatok.core.imageio.write_image",
