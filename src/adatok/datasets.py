@@ -904,18 +904,13 @@ def read_tokens(folder: str | os.PathLike[str], shards: Sequence[str | os.PathLi
     files = every if shards is None else _named_shards(folder, every, shards)
     load_shards_tokenizer(folder)
     check = ShardCheck.of(folder)
-    keep: dict[Path, set[int]] | None = None
-    if split is not None:  # the whole run's split (of the shards given, their rows in it), found from the ids alone
-        sources = [check.read(f, ["source"]).column("source").to_pylist() for f in every]
-        starts = np.cumsum([0] + [len(s) for s in sources])
-        places = split_places([s for part in sources for s in part], split, folder)
-        keep = {f: set((places[(places >= a) & (places < b)] - a).tolist())
-                for f, a, b in zip(every, starts[:-1], starts[1:], strict=True)}
+    # the whole run's split (of the shards given, their rows in it), found from the ids alone
+    keep = None if split is None else dict(zip(every, split_rows_of_shards(folder, every, check, split), strict=True))
     for file in files:
         table = check.read(file, ["index", "source", "label", "atk", "psnr"])
-        rows = range(table.num_rows) if keep is None else sorted(keep[file])
+        rows = range(table.num_rows) if keep is None else keep[file].tolist()
         if keep is not None:  # (only the split's rows are decoded: a test split of 50 rows decoded all 60,000)
-            table = table.take(np.asarray(rows, np.int64))
+            table = table.take(keep[file])
         cols = {name: table.column(name).to_pylist() for name in table.column_names}
         for row, index, source, label, atk, psnr in zip(
                 rows, cols["index"], cols["source"], cols["label"], cols["atk"], cols["psnr"], strict=True):
@@ -977,6 +972,17 @@ def split_places(sources: Sequence[str], split: str, folder: str | os.PathLike[s
     if len(sources) < 2:
         raise AdatokError(f"{folder} holds one row: a training and a test split need at least 2")
     return np.flatnonzero(held_out(len(sources)) == (split == "test")).astype(np.int64)
+
+
+def split_rows_of_shards(folder: str | os.PathLike[str], files: Sequence[Path], check: ShardCheck,
+                         split: str) -> list[np.ndarray]:
+    """Per shard of ``files`` (all the run's shards, in order), the rows of ``split`` in it, as
+    ascending int64 indexes: :func:`split_places` over the whole run's source ids (read alone, each
+    shard checked by ``check``). One reading of a split for :func:`read_tokens` and the torch dataset."""
+    sources = [check.read(f, ["source"]).column("source").to_pylist() for f in files]
+    starts = np.cumsum([0] + [len(s) for s in sources])
+    places = split_places([s for part in sources for s in part], split, folder)
+    return [places[(places >= a) & (places < b)] - a for a, b in zip(starts[:-1], starts[1:], strict=True)]
 
 
 def no_split_rows_error(folder: str | os.PathLike[str], split: str) -> AdatokError:

@@ -126,9 +126,10 @@ def read_bytes(path: Path, n_bytes: int | None = None) -> bytes:
     return _read_container(path, n_bytes)[0]
 
 
-def _read_container(path: Path, n_bytes: int | None = None) -> tuple[bytes, bool]:
-    """:func:`read_bytes`, and whether the file itself ends within the bytes read (not only
-    ``n_bytes``): a file shorter than its container is cut, whatever ``--bytes`` asked for."""
+def _read_container(path: Path, n_bytes: int | None = None) -> tuple[bytes, bool, dict, bytes]:
+    """:func:`read_bytes`, whether the file itself ends within the bytes read (not only
+    ``n_bytes``: a file shorter than its container is cut, whatever ``--bytes`` asked for), and the
+    container's header and payload (:func:`~adatok.core.sequence.parse_container`, parsed once)."""
     check_link_loop(path)
     if not path.exists():
         raise AdatokError(f"no such file: {path}")
@@ -167,10 +168,10 @@ def _read_container(path: Path, n_bytes: int | None = None) -> tuple[bytes, bool
         raise ContainerError(f"{path} is longer than the {end:,}-byte container its header describes: the file is "
                              "corrupt or two files were joined")
     try:  # the payload's checksums: a damaged chunk is said with the file's name, and what is intact before it
-        parse_container(data)
+        header, payload = parse_container(data)
     except ContainerError as exc:
         raise naming_file(exc, str(path)) from None
-    return data, ended
+    return data, ended, header, payload
 
 
 def _whole_header(data: bytes) -> int:
@@ -344,8 +345,7 @@ def read_token_file(path: Path, tokenizer: str | None, n_bytes: int | None = Non
     if tokenizer is not None:
         check_link_loop(Path(tokenizer))  # (is_dir said False: "unknown tokenizer")
         tok = adatok.load(tokenizer)
-    data, ended = _read_container(path, n_bytes)
-    header, payload = parse_container(data)
+    data, ended, header, payload = _read_container(path, n_bytes)
     if tok is not None:
         check_maker(header["tokenizer"], header["version"], tok, OTHER_WEIGHTS, what=str(path))
     cut = cut_note(header, payload) if ended else None

@@ -69,13 +69,16 @@ def naming_image(exc: AdatokError, name: str) -> AdatokError:
     ``raise naming_image(exc, name) from None``."""
     import re
 
-    def named(text: str) -> str:
-        return re.sub(r"\bimage 0\b", lambda _: name, text)
+    return _reworded(exc, lambda text: re.sub(r"\bimage 0\b", lambda _: name, text))
 
-    if named(str(exc)) != str(exc):
-        exc.args = (named(str(exc)),)
+
+def _reworded(exc: AdatokError, change) -> AdatokError:
+    """``exc`` with ``change`` applied to its message and to its command-line wording (``exc.cli``),
+    where it changes them: what :func:`naming_image` and :func:`naming_file` do to an error."""
+    if change(str(exc)) != str(exc):
+        exc.args = (change(str(exc)),)
     if getattr(exc, "cli", None):
-        exc.cli = named(exc.cli)
+        exc.cli = change(exc.cli)
     return exc
 
 
@@ -86,10 +89,4 @@ def naming_file(exc: AdatokError, name: str) -> AdatokError:
     names the file first already (``NAME was made by ...``). The same exception, its message changed;
     returned for ``raise naming_file(exc, name) from None``."""
 
-    def named(text: str) -> str:
-        return text if text.startswith((f"{name}:", f"{name} ")) else f"{name}: {text}"
-
-    exc.args = (named(str(exc)),)
-    if getattr(exc, "cli", None):
-        exc.cli = named(exc.cli)
-    return exc
+    return _reworded(exc, lambda text: text if text.startswith((f"{name}:", f"{name} ")) else f"{name}: {text}")

@@ -28,7 +28,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 from ..core.checks import is_whole
 from ..core.errors import AdatokError
 from ..datasets import (ShardCheck, check_split, damaged_row_error, load_shards_tokenizer, no_rows_error,
-                        no_split_rows_error, read_manifest, shard_sequence, split_places, token_shards)
+                        no_split_rows_error, read_manifest, shard_sequence, split_rows_of_shards, token_shards)
 
 
 def _count(value, what: str) -> int:
@@ -104,10 +104,7 @@ class TokenShardDataset(IterableDataset):
         # the rows read of each shard (None: all of them); the same in every process, as the order is
         self.keep: list[np.ndarray] | None = None
         if self.split is not None:
-            sources = [s for f in self.files for s in self.check.read(f, ["source"]).column("source").to_pylist()]
-            places = split_places(sources, self.split, folder)
-            starts = np.concatenate([[0], np.cumsum(self.counts)])
-            self.keep = [places[(places >= a) & (places < b)] - a for a, b in zip(starts[:-1], starts[1:])]
+            self.keep = split_rows_of_shards(folder, self.files, self.check, self.split)
             self.counts = np.array([len(k) for k in self.keep], np.int64)
             if not self.counts.sum():
                 raise no_split_rows_error(folder, self.split)
