@@ -229,3 +229,58 @@ def test_a_learned_language_on_shards_of_other_images_names_the_remedy(tmp_path)
                                    "--steps", "1", "--quiet", "--out", str(tmp_path / "gen")])
     assert res.exit_code == 2, res.output
     assert "give --language with the tokenizer that wrote them" in res.output and "--image-size" not in res.output
+
+
+def test_fixed_header_rows_are_what_a_stepper_from_the_shape_writes(tmp_path):
+    """Shards hold encode's sequences, each from its image's own top bit-plane; a stepper started from
+    a shape starts at the shape's, and the ids of both are legal in either, so a model trained on
+    the rows and sampled with a stepper read every position a plane off without an error (an outside
+    review). ``fixed_header=True`` gives the rows as such a stepper writes them; pos pads with -1."""
+    import adatok
+
+    src, out = tmp_path / "src", tmp_path / "out"
+    src.mkdir()
+    rng = np.random.default_rng(3)
+    for i in range(5):  # low contrast: a top plane below the shape's
+        Image.fromarray(rng.integers(100, 100 + 8 * (i + 1), (12, 10), dtype=np.uint8)).save(src / f"{i}.png")
+    tokenize_dataset(src, out, "wavelet-lossless", Tokens(60), workers=0, shard_size=2)
+    tok = adatok.load("wavelet-lossless")
+    top = tok.top_plane((12, 10, 1))
+    plain, fixed = list(read_tokens(out)), list(read_tokens(out, fixed_header=True))
+    assert [r.index for r in fixed] == [r.index for r in plain] == list(range(5))
+    for p, f in zip(plain, fixed, strict=True):
+        assert f.seq.params["nmax"] == top > p.seq.params["nmax"]
+        assert np.array_equal(tok.decode([f.seq])[0], tok.decode([p.seq])[0])  # the same image
+        st = tok.stepper([f.seq.shape])
+        assert st.next_pos()[0].tolist() != p.seq.pos[0].tolist()  # the plain row starts elsewhere
+        for k, i in enumerate(f.seq.ids):
+            assert st.next_pos()[0].tolist() == f.seq.pos[k].tolist()
+            st.push(np.array([i]))
+        assert np.array_equal(st.images()[0], tok.decode([f.seq])[0])
+    items = list(TokenShardDataset(out, positions=True, fixed_header=True))
+    assert [it["ids"].tolist() for it in items] == [r.seq.ids.tolist() for r in fixed]
+    assert [it["pos"].tolist() for it in items] == [r.seq.pos.tolist() for r in fixed]
+    assert [it["ids"].tolist() for it in TokenShardDataset(out, fixed_header=True)] == [r.seq.ids.tolist() for r in fixed]
+    batch = pad_collate(items[:3])
+    short = int(batch["lengths"].argmin())
+    n = int(batch["lengths"][short])
+    if n < batch["ids"].shape[1]:
+        assert (batch["pos"][short, n:] == -1).all() and (batch["ids"][short, n:] == -1).all()
+    assert (batch["pos"][short, :n] >= 0).all()
+    for bad in ("yes", 1):
+        with pytest.raises(AdatokError, match="fixed_header is True or False"):
+            TokenShardDataset(out, fixed_header=bad)
+        with pytest.raises(AdatokError, match="fixed_header is True or False"):
+            next(read_tokens(out, fixed_header=bad))
+
+
+def test_a_replicated_row_cannot_take_the_fixed_header_and_says_which(tmp_path):
+    src, out = tmp_path / "src", tmp_path / "out"
+    src.mkdir()
+    small = np.random.default_rng(0).integers(0, 256, (8, 9), dtype=np.uint8)
+    Image.fromarray(np.kron(small, np.ones((2, 2), np.uint8))).save(src / "0.png")  # a 2 x 2 replication
+    tokenize_dataset(src, out, "wavelet", Tokens(30), workers=0)
+    assert tuple(next(read_tokens(out)).seq.params["rep"]) == (2, 2)
+    with pytest.raises(AdatokError, match=r"row 0 \(0\.png\) of the shard .*part-00000\.parquet cannot take the fixed "
+                                          "header of its shape: its header holds .*a pixel replication .*tok.encode"):
+        next(read_tokens(out, fixed_header=True))

@@ -23,6 +23,7 @@ array ``H x W x C`` with ``C`` 1 (gray) or 3 (RGB).
 from __future__ import annotations
 
 import contextlib
+import functools
 import gzip
 import json
 import os
@@ -33,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .core.checks import JSON_ERRORS, is_whole, shown
+from .core.checks import JSON_ERRORS, is_bool, is_whole, shown
 from .core.errors import AdatokError
 from .core.imageio import as_image, read_image
 from .core.sequence import TokenSequence
@@ -872,7 +873,7 @@ def load_shards_tokenizer(folder: str | os.PathLike[str]) -> None:
 
 
 def read_tokens(folder: str | os.PathLike[str], shards: Sequence[str | os.PathLike[str]] | None = None,
-                complete: bool = True, split: str | None = None) -> Iterator[TokenRow]:
+                complete: bool = True, split: str | None = None, fixed_header: bool = False) -> Iterator[TokenRow]:
     """The images of a token shard folder (``adatok tokenize-dataset``), in the source's order,
     as :class:`TokenRow` s: ``row.seq`` a :class:`~adatok.TokenSequence` (decoded from the row's
     ``.atk`` bytes, positions recomputed), ``row.label``, ``row.source``.
@@ -888,10 +889,15 @@ def read_tokens(folder: str | os.PathLike[str], shards: Sequence[str | os.PathLi
             their splits (and so do both sub-folders of a folder that has them), any other source is
             split as training splits a folder of images: every 20th row is ``"test"``
             (:func:`held_out`), the rest ``"train"``. Only the split's rows are decoded.
+        fixed_header: each wavelet sequence re-expressed from the top bit-plane of its shape, as a
+            stepper started from the shape (``tok.stepper([shape])``) writes it
+            (:func:`fixed_header_sequence`); the shards hold ``encode``'s sequences, which start at
+            each image's own top plane. Use it to train a model that a stepper then samples from.
 
     Raises:
         AdatokError: besides :func:`token_shards`' errors, a shard that cannot be read or does not
-            hold what its run wrote (see :meth:`ShardCheck.read`), a row whose bytes are no sequence.
+            hold what its run wrote (see :meth:`ShardCheck.read`), a row whose bytes are no sequence;
+            with ``fixed_header``, a row coded with pixel replication (:func:`fixed_header_sequence`).
 
     Example:
         >>> rows = read_tokens("out/fmnist-tokens")                 # doctest: +SKIP
@@ -900,6 +906,8 @@ def read_tokens(folder: str | os.PathLike[str], shards: Sequence[str | os.PathLi
     """
     if split is not None:
         check_split(split)
+    if not is_bool(fixed_header):  # (a config's "false" would be taken as True)
+        raise AdatokError(f"fixed_header is True or False, got {fixed_header!r}")
     every = token_shards(folder, complete)
     files = every if shards is None else _named_shards(folder, every, shards)
     load_shards_tokenizer(folder)
@@ -914,7 +922,8 @@ def read_tokens(folder: str | os.PathLike[str], shards: Sequence[str | os.PathLi
         cols = {name: table.column(name).to_pylist() for name in table.column_names}
         for row, index, source, label, atk, psnr in zip(
                 rows, cols["index"], cols["source"], cols["label"], cols["atk"], cols["psnr"], strict=True):
-            yield TokenRow(shard_sequence(atk, file, row, source), label, source, index, psnr)
+            yield TokenRow(shard_sequence(atk, file, row, source, fixed_header=fixed_header), label, source, index,
+                           psnr)
 
 
 def no_rows_error(folder: str | os.PathLike[str]) -> AdatokError:
@@ -1009,7 +1018,7 @@ def split_rows(folder: str | os.PathLike[str], split: str) -> list[TokenRow]:
     return rows
 
 def shard_sequence(atk: bytes, file: Path, row: int, source: str | None = None,
-                   ids: np.ndarray | None = None) -> TokenSequence:
+                   ids: np.ndarray | None = None, fixed_header: bool = False) -> TokenSequence:
     """The sequence of one shard row's ``.atk`` bytes; bytes that are no sequence are an
     :class:`AdatokError` naming the shard and the row (the container's error named neither), and
     bytes of a version of their tokenizer other than the one found here say so and why (another
@@ -1017,7 +1026,8 @@ def shard_sequence(atk: bytes, file: Path, row: int, source: str | None = None,
     damaged). ``ids``: the row's ``ids`` column, which must be the sequence's ids (the torch dataset
     yields that column beside positions recomputed from the bytes: an ``ids`` column edited after
     the run gave ids that did not match their positions, silently); other ids are the same error
-    as damaged bytes."""
+    as damaged bytes. ``fixed_header``: the sequence re-expressed with the header of its shape
+    (:func:`fixed_header_sequence`), after ``ids`` are checked against the bytes'."""
     from .core.errors import TokenizerMismatchError
 
     where = _row_of(file, row, source)
@@ -1036,7 +1046,46 @@ def shard_sequence(atk: bytes, file: Path, row: int, source: str | None = None,
         at = int(differ[0]) if len(differ) else n
         raise damaged_row_error(file, row, f"holds ids that are not those of its .atk bytes ({len(ids)} ids and "
                                            f"{len(seq)} tokens, first different at token {at})", source)
-    return seq
+    return fixed_header_sequence(seq, where) if fixed_header else seq
+
+
+def fixed_header_sequence(seq: TokenSequence, where: str = "the sequence") -> TokenSequence:
+    """``seq`` as a stepper started from its shape writes it: a wavelet tokenizer's sequence from
+    ``encode`` starts at its image's own top bit-plane, and ``tok.stepper([shape])`` at the shape's
+    (``tok.top_plane(shape)``, the header of ``encode(..., fixed_header=True)``); the ids of both
+    are legal in either, so a model trained on the first and sampled with the second reads every
+    position a plane or more off, without an error. Re-expressed by the tokenizer's
+    ``with_top_plane`` (the planes above the image's own first; every prefix decodes as before).
+    A tokenizer without bit-planes (the learned one: one header for every image of a shape)
+    returns ``seq`` itself.
+
+    Raises:
+        AdatokError: ``seq``'s header holds more than the shape's top plane can change: a pixel
+            replication (an image coded at a smaller size, ``params["rep"]``) or a region of
+            interest, which no stepper started from a shape writes; ``where`` names it.
+    """
+    from .core.registry import maker
+
+    tok = maker(seq)
+    refix = getattr(tok, "with_top_plane", None)
+    if refix is None:
+        return seq
+    want = _stepper_params(tok, tuple(seq.shape))
+    other = sorted(k for k in set(seq.params) | set(want) if k != "nmax" and seq.params.get(k) != want.get(k))
+    if other:
+        why = {"rep": "a pixel replication (coded at a smaller size)", "roi": "a region of interest"}
+        raise AdatokError(
+            f"{where} cannot take the fixed header of its shape: its header holds "
+            f"{', '.join(why.get(k, f'{k}={seq.params.get(k)!r}') for k in other)}, which no stepper started from "
+            f"its shape writes (its header: {want}); leave the row out, or encode its image with "
+            "tok.encode([image], fixed_header=True)")
+    return refix(seq)
+
+
+@functools.lru_cache(maxsize=64)
+def _stepper_params(tok, shape: tuple[int, ...]) -> dict:
+    """The header of a sequence a stepper of ``tok`` started from ``shape`` writes."""
+    return dict(tok.stepper([shape]).sequences()[0].params)
 
 
 def _row_of(file: Path, row: int, source: str | None = None) -> str:

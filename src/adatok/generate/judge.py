@@ -26,7 +26,7 @@ from torch import nn
 
 from ..core.checks import is_whole
 from ..core.errors import AdatokError
-from ..neural.folder import load_weights, read_json, write_folder
+from ..neural.folder import load_weights, read_json, unseeded, write_folder
 from ..neural.tokenizer import count
 
 FAMILY = "judge"
@@ -132,7 +132,7 @@ def load_judge(folder: str | Path | None = None) -> Judge:
     config = read_json(folder)
     if config.get("family") != FAMILY:
         raise AdatokError(f"{folder} is not a judge checkpoint (family {config.get('family')!r})")
-    return load_weights(folder, Judge(JudgeConfig(**config["config"])))
+    return load_weights(folder, unseeded(lambda: Judge(JudgeConfig(**config["config"]))))
 
 
 @torch.no_grad()

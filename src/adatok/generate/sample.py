@@ -25,7 +25,7 @@ import torch
 from ..core.checks import is_bool, is_whole, shown
 from ..core.errors import AdatokError
 from ..core.sequence import TokenSequence, parse_container
-from ..neural.folder import load_weights, read_json
+from ..neural.folder import load_weights, read_json, unseeded
 from .folders import CHECKPOINT_DIR, generator_folder, shipped  # noqa: F401 (also imported from here)
 from .languages import language_from, rows_of
 from .model import GPT, GPTConfig
@@ -93,7 +93,7 @@ def load_generator(name_or_folder: str | Path) -> Generator:
     config = read_json(folder)
     if config.get("family") != "generator":
         raise AdatokError(f"{folder} is not a generator checkpoint (family {config.get('family')!r})")
-    model = load_weights(folder, GPT(GPTConfig(**config["model"])))
+    model = load_weights(folder, unseeded(lambda: GPT(GPTConfig(**config["model"]))))
     return Generator(model, language_from(config["language"]), config)
 
 

@@ -269,6 +269,15 @@ def read_weights(folder: Path) -> tuple[dict[str, torch.Tensor], str]:
     return _read_tensors(path)
 
 
+def unseeded(make):
+    """``make()`` (a model's constructor, whose random initial weights a checkpoint's replace) run
+    without drawing from torch's global random generator: loading a checkpoint
+    (``adatok.load("fashion-mnist-32")``, a generator, a judge) left a user's seeded code drawing
+    other numbers after it than before."""
+    with torch.random.fork_rng(devices=[]):
+        return make()
+
+
 def load_weights(folder: Path, model: torch.nn.Module, tensors: dict | None = None) -> torch.nn.Module:
     """Load ``folder/model.safetensors`` (or ``tensors`` read from it by :func:`read_weights`) into
     ``model`` (AdatokError if missing or of another shape); returns it in eval mode."""

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from ..core.checks import JSON_ERRORS, is_finite_number, is_whole
 from ..core.errors import AdatokError
 from .folder import (CHECKPOINT_FILES, allocated, check_fresh_start, check_overrides, held_interrupts, hold_run_folder,
-                     load_weights, read_weights, restore_training, write_folder)
+                     load_weights, read_weights, restore_training, unseeded, write_folder)
 from .model import Autoencoder, ModelConfig, count_params, fit_codebook, sample_keep
 
 FAMILY = "neural"
@@ -275,7 +275,7 @@ def load_model(folder: Path, digest: bool = False) -> tuple:
     :func:`~adatok.neural.folder.weights_digest` of the weights loaded, from the same read)."""
     config = read_config(folder)
     tensors, weights = read_weights(folder)
-    model = load_weights(folder, Autoencoder(ModelConfig(**config["model"])), tensors)
+    model = load_weights(folder, unseeded(lambda: Autoencoder(ModelConfig(**config["model"]))), tensors)
     return (model, config, weights) if digest else (model, config)
 
 

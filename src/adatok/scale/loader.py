@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-from ..core.checks import is_whole
+from ..core.checks import is_bool, is_whole
 from ..core.errors import AdatokError
 from ..datasets import (ShardCheck, check_split, damaged_row_error, load_shards_tokenizer, no_rows_error,
                         no_split_rows_error, read_manifest, shard_sequence, split_rows_of_shards, token_shards)
@@ -56,6 +56,11 @@ class TokenShardDataset(IterableDataset):
     ``pos`` (int64, ``n x P``: recomputed from the ``.atk`` bytes, as positions are not stored; the
     row's ``ids`` column is checked to be those bytes' ids, so that ids and positions agree).
 
+    The rows are ``encode``'s sequences: a wavelet sequence starts at its image's own top
+    bit-plane, a stepper started from a shape (``tok.stepper([shape])``) at the shape's. A model
+    that a stepper will sample from is trained on ``fixed_header=True`` rows, or it reads each
+    sampled position a plane or more off (the ids of both are legal in either: nothing fails).
+
     Args:
         folder: a folder written by ``adatok tokenize-dataset`` (Parquet format).
         shuffle: a new random order each epoch (call :meth:`set_epoch` before each); else the
@@ -74,6 +79,10 @@ class TokenShardDataset(IterableDataset):
             default every row is read, and consumers differ by at most one row.
         complete: refuse a folder whose run has not finished (as :func:`~adatok.datasets.read_tokens`
             does); ``False``: read the shards written so far (those there when the dataset is made).
+        fixed_header: each wavelet row re-expressed from the top bit-plane of its shape, as a
+            stepper started from the shape writes it (:func:`~adatok.datasets.fixed_header_sequence`:
+            ``ids``, and ``pos`` with ``positions``, gain the planes above the image's own); its
+            ``.atk`` bytes are then read and decoded, as with ``positions``.
 
     Raises:
         AdatokError: the folder's errors of :func:`~adatok.datasets.token_shards` (not such a
@@ -83,15 +92,20 @@ class TokenShardDataset(IterableDataset):
             images, another tokenizer's tokens), rows of another version of their tokenizer than
             the one found here (by the first row's header), a ``split`` that is neither split or
             holds no row (:func:`~adatok.datasets.no_split_rows_error`). While iterating, with
-            ``positions`` (which decodes each row's ``.atk`` bytes; without it they are not read): a
-            row whose bytes are no sequence, or whose ``ids`` are not its bytes' ids
-            (:func:`~adatok.datasets.shard_sequence`: the shard was changed after its run).
+            ``positions`` or ``fixed_header`` (which decode each row's ``.atk`` bytes; without them
+            they are not read): a row whose bytes are no sequence, or whose ``ids`` are not its
+            bytes' ids (:func:`~adatok.datasets.shard_sequence`: the shard was changed after its
+            run); with ``fixed_header``, a row coded with pixel replication.
     """
 
     def __init__(self, folder: str | os.PathLike[str], *, shuffle: bool = False, seed: int = 0,
                  positions: bool = False, split: str | None = None, rank: int | None = None,
-                 world_size: int | None = None, even: bool = False, complete: bool = True):
+                 world_size: int | None = None, even: bool = False, complete: bool = True,
+                 fixed_header: bool = False):
         super().__init__()
+        if not is_bool(fixed_header):  # (a config's "false" would be taken as True)
+            raise AdatokError(f"fixed_header is True or False, got {fixed_header!r}")
+        self.fixed_header = bool(fixed_header)
         self.folder, self.split = folder, None if split is None else check_split(split)
         self.files = token_shards(folder, complete)
         if not self.files:  # (a folder of tar shards only is refused by token_shards, saying so)
@@ -202,10 +216,11 @@ class TokenShardDataset(IterableDataset):
 
     def __iter__(self) -> Iterator[dict]:
         which, rows = self.mine()
-        columns = ["index", "label", "shape", "ids"] + (["atk"] if self.positions else [])
+        decode = self.positions or self.fixed_header  # (the row's .atk bytes are read and decoded)
+        columns = ["index", "label", "shape", "ids"] + (["atk"] if decode else [])
         if not len(which):  # (more consumers than rows)
             return
-        if self.positions:  # (in this process: a worker started by spawn has a registry of its own)
+        if decode:  # (in this process: a worker started by spawn has a registry of its own)
             load_shards_tokenizer(self.folder)
         cuts = [0, *(np.flatnonzero(np.diff(which)) + 1).tolist(), len(which)]
         for at, end in zip(cuts[:-1], cuts[1:]):  # the rows of one shard are consecutive in the order
@@ -225,16 +240,21 @@ class TokenShardDataset(IterableDataset):
                 item = {"ids": torch.from_numpy(ids.copy()),
                         "label": -1 if cols["label"][k] is None else int(cols["label"][k]),
                         "index": int(cols["index"][k]), "shape": list(cols["shape"][k])}
-                if self.positions:  # (positions from the bytes: their ids must be the column's)
-                    seq = shard_sequence(cols["atk"][k], file, int(rows[at + k]), ids=ids)
-                    item["pos"] = torch.from_numpy(np.asarray(seq.pos, np.int64))
+                if decode:  # (positions from the bytes: their ids must be the column's)
+                    seq = shard_sequence(cols["atk"][k], file, int(rows[at + k]), ids=ids,
+                                         fixed_header=self.fixed_header)
+                    if self.fixed_header:
+                        item["ids"] = torch.from_numpy(np.asarray(seq.ids, np.int64))
+                    if self.positions:
+                        item["pos"] = torch.from_numpy(np.asarray(seq.pos, np.int64))
                 yield item
 
 
 def pad_collate(items: list[dict], pad_id: int = -1) -> dict:
     """A ``DataLoader`` ``collate_fn`` for :class:`TokenShardDataset`: ``ids`` (B, T) padded with
-    ``pad_id``, ``lengths``, ``label``, ``index`` (B,), ``pos`` (B, T, P) padded with 0 when the
-    items have positions, ``shape`` a list."""
+    ``pad_id``, ``lengths``, ``label``, ``index`` (B,), ``pos`` (B, T, P) padded with -1 when the
+    items have positions (as a stepper's ``next_pos`` gives an ended sequence: 0 is a real
+    position, the first plane's, level's, row's), ``shape`` a list."""
     lengths = torch.tensor([len(it["ids"]) for it in items], dtype=torch.int64)
     T = int(lengths.max()) if len(items) else 0
     ids = torch.full((len(items), T), pad_id, dtype=torch.int64)
@@ -244,7 +264,7 @@ def pad_collate(items: list[dict], pad_id: int = -1) -> dict:
            "index": torch.tensor([it["index"] for it in items]), "shape": [it["shape"] for it in items]}
     if items and "pos" in items[0]:
         P = items[0]["pos"].shape[1]
-        pos = torch.zeros((len(items), T, P), dtype=torch.int64)
+        pos = torch.full((len(items), T, P), -1, dtype=torch.int64)
         for b, it in enumerate(items):
             pos[b, : len(it["ids"])] = it["pos"]
         out["pos"] = pos
