@@ -1110,3 +1110,69 @@ def test_a_python_warning_of_any_command_is_one_warning_line(monkeypatch):
     monkeypatch.setattr(sys, "stderr", err)
     command()
     assert err.getvalue() == "warning: something the user should know\n"
+
+
+# --- found by an outside user's review (2026-12-04): numbers cut to "…" on a pipe, a cut file under -q ------
+
+
+def test_info_on_a_pipe_prints_every_number_and_name_whole(tmp_path, photo_png):
+    """`adatok info x.atk | cat` cut the table's numbers to `2,788,5…` (rich lays out a pipe, a file or a
+    test runner at 80 columns, or $COLUMNS): off a terminal the console is as wide as the lines need, and
+    a table column folds a long value rather than cut it. A narrow $COLUMNS stands for a wide table."""
+    folder = tmp_path / ("a-folder-whose-name-is-long-enough-to-pass-eighty-columns-by-itself-" + "x" * 30)
+    folder.mkdir()
+    atk = folder / "photo.atk"
+    assert_ok(run("encode", photo_png, atk, "-q", "--lossless"))
+    seq = adatok.TokenSequence.from_bytes(atk.read_bytes())
+    result = runner.invoke(app, ["info", str(atk)], env={"COLUMNS": "30"})
+    assert_ok(result)
+    assert "…" not in result.stdout, result.stdout
+    assert f"file:      {atk}\n" in result.stdout  # (on one line: a path is not wrapped either)
+    total = re.search(r"^│ total\s*│(.*)│\s*$", result.stdout, re.MULTILINE)
+    assert total, result.stdout
+    cells = [c.strip() for c in total.group(1).split("│")]
+    assert cells[-1] == f"{len(seq):,}" and len(seq) >= 10_000  # (the longest number, whole)
+    levels = seq.pos[:, list(seq.pos_fields).index("level")]
+    assert cells[:-1] == [f"{int((levels == lev).sum()):,}" for lev in range(int(levels.max()), 0, -1)]
+
+
+def test_tables_fold_a_long_value_on_a_narrow_terminal():
+    """On a terminal too narrow for a table, rich cut a number to `…`; the commands' tables fold it onto
+    the next line instead, every digit kept (a `no_wrap` column keeps rich's `…`)."""
+    from rich.console import Console
+
+    from adatok.cli.tables import WholeTable
+
+    table = WholeTable()
+    for name in ("a", "b", "c"):
+        table.add_column(name, justify="right")
+    table.add_row("1,234,567", "2,345,678", "3,456,789")
+    console = Console(record=True, width=24, force_terminal=True, color_system=None)
+    console.print(table)
+    text = console.export_text()
+    assert "…" not in text, text
+    rows = [[c.strip() for c in line.split("│")[1:-1]] for line in text.splitlines() if line.startswith("│")]
+    assert len(rows) > 1, text  # (folded: one value on several lines)
+    assert ["".join(col) for col in zip(*rows)] == ["1,234,567", "2,345,678", "3,456,789"], text
+
+
+def test_decode_quiet_still_warns_of_a_cut_file(tmp_path, photo_png):
+    """`decode cut.atk out.png -q` decoded a file cut short without a word (exit 0): a cut file is said on
+    stderr as one `warning:` line, with --quiet too, as encode's warnings are; a whole file, or a cut
+    that --bytes asks for, warns of nothing."""
+    assert_ok(run("encode", photo_png, tmp_path / "a.atk", "--bpp", "2", "-q"))
+    data = (tmp_path / "a.atk").read_bytes()
+    (tmp_path / "cut.atk").write_bytes(data[: len(data) - 200])
+    for quiet in (["-q"], []):
+        result = run("decode", tmp_path / "cut.atk", tmp_path / f"cut{len(quiet)}.png", *quiet)
+        assert_ok(result)
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"warning: {tmp_path / 'cut.atk'}: the file is cut: its "
+                                                       "payload holds"), result.stderr
+        assert re.search(r"is decoded from [0-9,]+ of [0-9,]+ tokens$", lines[0]), lines[0]
+        assert (result.stdout == "") == bool(quiet), result.stdout
+    for args in ((tmp_path / "a.atk", tmp_path / "whole.png", "-q"),
+                 (tmp_path / "a.atk", tmp_path / "asked.png", "-q", "--bytes", len(data) - 200)):
+        result = run("decode", *args)
+        assert_ok(result)
+        assert result.stderr == "" and result.stdout == "", (result.stdout, result.stderr)

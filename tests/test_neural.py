@@ -462,6 +462,26 @@ def test_stepper_slots_every_id_and_images_of_the_prefixes(tok):
         tok.stepper(adatok.load("wavelet").encode([imgs[0]]))
 
 
+def test_fixed_header_is_taken_and_nmax_refused_as_the_wavelet_tokenizers_would():
+    """`encode(..., fixed_header=True)` and `stepper(starts, nmax=...)`, which the wavelet tokenizers
+    take, were TypeErrors: fixed_header (True or False, checked as theirs is) changes nothing, every
+    image of a shape having the same header; nmax (a top bit-plane) is refused unless None."""
+    t = adatok.load("fashion-mnist-32")
+    imgs = list(_images(2, 4))
+    plain = t.encode(imgs, Tokens(5))
+    for fixed in (True, False, np.bool_(True)):
+        made = t.encode(imgs, Tokens(5), fixed_header=fixed)
+        for a, b in zip(made, plain, strict=True):
+            assert a.to_bytes() == b.to_bytes()
+    for bad in ("yes", 1, None):
+        with pytest.raises(ImageFormatError, match="fixed_header is True or False"):
+            t.encode(imgs, fixed_header=bad)
+    with pytest.raises(InvalidTokensError, match=r"no bit-planes: nmax is for wavelet tokenizers"):
+        t.stepper([(28, 28)], nmax=3)
+    assert len(t.stepper([(28, 28), plain[0]], nmax=None)) == 2
+    assert not hasattr(t, "top_plane")
+
+
 def test_sequences_of_other_tokenizers_are_refused(tok):
     wav, = adatok.load("wavelet").encode([_images(1)[0]], Tokens(5))
     with pytest.raises(TokenizerMismatchError):
@@ -1091,3 +1111,24 @@ def test_a_signal_inside_the_update_resumes_to_the_weights_of_a_run_never_stoppe
     b, _ = load_model(tmp_path / "b")
     for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items()):
         assert ka == kb and torch.allclose(va, vb, atol=1e-5), ka
+
+
+def test_loading_a_checkpoint_draws_nothing_from_torchs_global_generator():
+    """A model built to load weights into drew its random initial weights from torch's global
+    generator: ``adatok.load("fashion-mnist-32")`` changed what a user's seeded code drew after it
+    (an outside review). The generators and the judge load alike."""
+    from pathlib import Path
+
+    import adatok
+    from adatok.generate.judge import load_judge
+    from adatok.generate.sample import load_generator
+    from adatok.neural.trainer import load_model
+
+    ckpt = Path(adatok.__file__).parent / "checkpoints"
+    for load in (lambda: load_model(ckpt / "fashion-mnist-32"), lambda: load_generator(ckpt / "fmnist-gpt-learned"),
+                 lambda: load_judge(ckpt / "fmnist-judge")):
+        torch.manual_seed(7)
+        want = torch.rand(4)
+        torch.manual_seed(7)
+        load()
+        assert torch.equal(torch.rand(4), want)

@@ -8,7 +8,6 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 import adatok
 from adatok import AdatokError, BudgetError, Quality
@@ -18,7 +17,7 @@ from .app import app
 from .common import (EvalProgress, check_at_least, check_output, check_link_loop, check_saliency, counted,
                      fmt_shape, invoked_command, reporting_errors, split_list)
 from .options import Force, NoProgress, Quiet, SaliencyMethod, out_dir
-from .tables import print_eval, print_region
+from .tables import WholeTable, output_console, print_eval, print_region
 
 #: The longest side of the sample photos in `adatok demo` (keeps `make demo` quick).
 DEMO_MAX_SIDE = 224
@@ -128,7 +127,7 @@ def eval_(
                          limit=limit, max_side=max_side, seed=seed, keep=keep, roi=roi, saliency=saliency_method,
                          stream=stream, target=target, command=invoked_command(), progress=step)
     if not quiet:
-        console = Console(highlight=False)
+        console = output_console()
         print_eval(ev, report, console)
         _print_exact(ev, console)
         print_region(ev, report, console)
@@ -163,7 +162,7 @@ def _print_lengths(ev, target, out: Path, console: Console) -> None:
     rows = summary_rows(ev.lengths, len(ev.images) + len(ev.skipped))
     measured = [row for (_, rep), row in zip(ev.lengths, rows, strict=True) if not isinstance(rep, str)]
     if measured:
-        table = Table(title=f"length per image for {target}")
+        table = WholeTable(title=f"length per image for {target}")
         table.add_column("", no_wrap=True)
         for row in measured:
             table.add_column(row[0], justify="right", no_wrap=True)
@@ -238,7 +237,7 @@ def demo(
     command = shlex.join(["adatok", "demo", "--out", str(out)] + (["--limit", str(limit)] if limit else [])
                          + (["--max-side", str(max_side)] if max_side != DEMO_MAX_SIDE else [])
                          + (["--learned-images", str(learned_images)] if learned_images != DEMO_LEARNED_IMAGES else []))
-    console = Console(highlight=False)
+    console = output_console()
     runs, missing = [], []
     for tok in learned:
         try:  # (only a dataset that is not here leaves a run out: a failed write is an error, exit 2)

@@ -1,9 +1,12 @@
-"""The rich tables the commands print: tokens of a file, an evaluation's summary, a region's PSNR."""
+"""The rich tables the commands print: tokens of a file, an evaluation's summary, a region's PSNR;
+and the console (:func:`output_console`) and table class (:class:`WholeTable`) every command prints
+them with, which never cut a number or a name to "…"."""
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from rich.console import Console
@@ -11,6 +14,33 @@ from rich.table import Table
 
 from adatok import TokenSequence
 from adatok.core.checks import counted
+
+#: The width of :func:`output_console` when stdout is not a terminal: wider than any table or line
+#: the commands print, which rich then lays out at their own width (no padding to this one).
+PIPE_WIDTH = 10_000
+
+
+def output_console() -> Console:
+    """The console a command prints its lines and tables to (stdout). On a terminal, its width; on a
+    pipe or a file (``adatok info x.atk | cat``, a test runner) as wide as the lines need: rich took
+    80 columns there (or ``$COLUMNS``) and cut the numbers of a wide table to ``2,788,5…``, though
+    nothing would have wrapped them (found by an outside user's review)."""
+    console = Console(highlight=False)
+    if not console.is_terminal:
+        console.width = PIPE_WIDTH
+    return console
+
+
+class WholeTable(Table):
+    """A rich :class:`~rich.table.Table` whose columns fold a value too long for them onto the next
+    line (``overflow="fold"``) instead of cutting it to ``…``: on a terminal too narrow for the table
+    every digit still shows. A column with ``no_wrap=True`` keeps rich's ``…`` (folded, it would be cut
+    without a mark), and any ``overflow`` given is kept."""
+
+    def add_column(self, *args: Any, overflow: Any = None, **kwargs: Any) -> None:
+        if overflow is None:
+            overflow = "ellipsis" if kwargs.get("no_wrap") else "fold"
+        super().add_column(*args, overflow=overflow, **kwargs)
 
 
 def token_table(seq: TokenSequence) -> Table | None:
@@ -41,7 +71,7 @@ def token_table(seq: TokenSequence) -> Table | None:
         def count(p: int, lev: int) -> int:
             return tally.get((p, lev), 0)
 
-        table = Table(title="tokens per bit-plane and level", caption="level 1 is the finest")
+        table = WholeTable(title="tokens per bit-plane and level", caption="level 1 is the finest")
         table.add_column("plane", justify="right")
         for lev in levels:
             table.add_column(f"L{lev}", justify="right")
@@ -57,7 +87,7 @@ def token_table(seq: TokenSequence) -> Table | None:
         return None
     name = fields[0]
     values, counts = np.unique(seq.pos[:, 0], return_counts=True)
-    table = Table(title=f"tokens per {name}")
+    table = WholeTable(title=f"tokens per {name}")
     table.add_column(name, justify="right")
     table.add_column("tokens", justify="right")
     for v, c in zip(values.tolist(), counts.tolist(), strict=True):
@@ -82,7 +112,7 @@ def print_eval(ev, report: Path, console: Console) -> None:
     rates = bd_rates(rows)
     caption = "n/N: the budget was met on n of N images" + (
         "; BD-rate: against JPEG 2000, on PSNR (n/N: over the n images where both curves overlap)" if rates else "")
-    table = Table(title=f"mean PSNR in dB (mean bits per pixel) over {counted(len(ev.images), 'image')}",
+    table = WholeTable(title=f"mean PSNR in dB (mean bits per pixel) over {counted(len(ev.images), 'image')}",
                   caption=caption)
     table.add_column("method", no_wrap=True, min_width=max(len(m.label) for m in ev.methods))
     for kind, b in ev.budgets:
@@ -122,7 +152,7 @@ def print_region(ev, report: Path, console: Console) -> None:
     bpps = [(k, b) for k, b in ev.budgets if k == "bpp"]
     if not bpps:
         return
-    table = Table(title=f"mean PSNR in dB inside / outside the region over {counted(len(ev.images), 'image')}",
+    table = WholeTable(title=f"mean PSNR in dB inside / outside the region over {counted(len(ev.images), 'image')}",
                   caption=f"region: {ev.config['roi']}; inside: map >= 0.5; + roi: encoded with it; n/N: over the "
                           "n images measured (budget met), or after a mean, over the n with pixels on that side")
     table.add_column("method", no_wrap=True)

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 import adatok
 from adatok import AdatokError, BudgetError, Quality
@@ -22,7 +21,7 @@ from .common import (budget, check_at_least, check_output, check_saliency, check
                      shipped_checkpoints)
 from .options import (BppBudget, CheckpointFolder, Force, LosslessBudget, PsnrBudget, Quiet, SaliencyMethod, SsimBudget,
                       TokensBudget, force_option)
-from .tables import token_table
+from .tables import output_console, token_table
 
 
 @app.command()
@@ -136,9 +135,12 @@ def decode(
 
     img = maker(seq).decode([seq])[0]
     write_image(out, img, replace_link=True)
+    count = f"{len(seq):,} of {counted(int(header['n_tokens']), 'token')}" if note else counted(len(seq), "token")
     if not quiet:
-        count = f"{len(seq):,} of {counted(int(header['n_tokens']), 'token')}" if note else counted(len(seq), "token")
         typer.echo(f"{out}: {fmt_shape(img.shape)} from {count} ({seq.tokenizer}{'; ' + note if note else ''})")
+    if note:  # a file cut short is a warning on stderr, under --quiet too, as encode's are (with -q it decoded
+        # without a word: an outside user's review)
+        typer.echo(f"warning: {src}: {note}; {out} is decoded from {count}", err=True)
 
 
 def _shown_param(key: str, value) -> str:
@@ -168,7 +170,7 @@ def info(
         raise AdatokError(f"no such file or shipped checkpoint: {src} (the shipped checkpoints, whose model cards "
                           f"info prints: {', '.join(shipped_checkpoints())}; a token file is described from its path)")
     data, header, note, seq = read_token_file(src, tokenizer)
-    console = Console(highlight=False)
+    console = output_console()
     n_full = int(header["n_tokens"])
     cut = f" of {n_full:,} ({note})" if note else ""
     params = " ".join(f"{k}={_shown_param(k, v)}" for k, v in sorted(seq.params.items()))

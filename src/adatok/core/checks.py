@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 from typing import Any
 
 import numpy as np
@@ -11,6 +12,19 @@ def is_whole(value: Any) -> bool:
     """Whether ``value`` is a whole number: a Python or numpy integer, not a ``bool`` (so ``2.7``,
     ``"3"`` and ``True`` are not: nothing is truncated or read as a number by accident)."""
     return not isinstance(value, bool) and isinstance(value, int | np.integer)
+
+
+def whole_index(value: Any) -> int | None:
+    """``value`` as an ``int`` when it is a whole number given as a scalar of any integer type: a
+    Python or numpy integer, a 0-d array or tensor of an integer dtype (``torch.tensor(3)``, taken by
+    ``operator.index``, with no torch imported here); ``None`` for anything else: a ``bool`` (of any
+    kind), a float (``3.0``), a string, an array of one or more elements (``[3]``)."""
+    if is_bool(value) or getattr(value, "ndim", 0) != 0:
+        return None
+    try:
+        return operator.index(value)
+    except TypeError:
+        return None
 
 
 def is_bool(value: Any) -> bool:

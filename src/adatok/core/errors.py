@@ -90,3 +90,24 @@ def naming_file(exc: AdatokError, name: str) -> AdatokError:
     returned for ``raise naming_file(exc, name) from None``."""
 
     return _reworded(exc, lambda text: text if text.startswith((f"{name}:", f"{name} ")) else f"{name}: {text}")
+
+
+def naming_sequence(exc: AdatokError, i: int, noun: str = "sequence") -> AdatokError:
+    """``exc``, raised by a tokenizer for one sequence of a list it was given, with that sequence
+    named by its place in the list, as ``encode`` names an image (``image 5: ...``): ``sequence 5:
+    message``, or ``sequence 5 was made by ...`` for a message about ``this sequence``; unchanged when
+    it names it already. ``noun``: what the list holds (a stepper's ``start``). The same exception, its
+    message changed; returned for ``raise naming_sequence(exc, i) from None`` (:func:`decode_each
+    <adatok.core.protocol.decode_each>`)."""
+    import re
+
+    name = f"{noun} {i}"
+
+    def change(text: str) -> str:
+        if re.match(rf"{name}\b", text):
+            return text
+        if text.startswith("this sequence "):
+            return name + text[len("this sequence"):]
+        return f"{name}: {text}"
+
+    return _reworded(exc, change)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import contextlib
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Protocol, runtime_checkable
 
 import numpy as np
 
 from .budget import Budget
-from .errors import ImageFormatError, InvalidTokensError
+from .errors import AdatokError, ImageFormatError, InvalidTokensError, naming_sequence
 from .sequence import TokenSequence
 
 
@@ -139,3 +140,26 @@ def sequence_list(seqs) -> list[TokenSequence]:
             raise InvalidTokensError(f"decode takes a list of TokenSequence; item {i} is a {type(seq).__name__}"
                                      + (" (bytes: read them with TokenSequence.from_bytes)" if isinstance(seq, bytes | bytearray) else ""))
     return seqs
+
+
+def decode_each(seqs, decode_one: Callable[[TokenSequence], np.ndarray]) -> list[np.ndarray]:
+    """``decode``: ``decode_one`` of each sequence of ``seqs`` (:func:`sequence_list`), an error of
+    one of them naming it by its place in the list (``sequence 5: token id ... at index 2 ...``,
+    :func:`~adatok.core.errors.naming_sequence`), as ``encode``'s name an image: the message said
+    only where in its sequence the token was, not which of a batch held it."""
+    out = []
+    for i, seq in enumerate(sequence_list(seqs)):
+        with named(i):
+            out.append(decode_one(seq))
+    return out
+
+
+@contextlib.contextmanager
+def named(i: int, noun: str = "sequence") -> Iterator[None]:
+    """An :class:`~adatok.AdatokError` raised inside, about item ``i`` of a list of sequences, naming
+    it (:func:`~adatok.core.errors.naming_sequence`: ``sequence 5: ...``; ``noun="start"`` for a
+    stepper's starts): for a tokenizer that checks each sequence of a batch, then decodes them at once."""
+    try:
+        yield
+    except AdatokError as exc:
+        raise naming_sequence(exc, i, noun) from None

@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from .checks import JSON_ERRORS, is_whole, shown
+from .checks import JSON_ERRORS, is_whole, shown, whole_index
 from .errors import ContainerError, InvalidTokensError, TokenizerMismatchError, UnknownTokenizerError
 
 MAGIC = b"\x89ATK"
@@ -124,10 +124,12 @@ class TokenSequence:
         return f"TokenSequence(tokenizer={self.tokenizer!r}, n={len(self)}, shape={self.shape})"
 
     def prefix(self, k: int) -> TokenSequence:
-        """The first ``min(k, len(self))`` tokens, as a sequence of the same image."""
-        if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 0:
+        """The first ``min(k, len(self))`` tokens, as a sequence of the same image. ``k``: a whole
+        number >= 0, of any integer type (``np.int64(3)``, ``torch.tensor(3)``: a scalar)."""
+        n = whole_index(k)
+        if n is None or n < 0:
             raise InvalidTokensError(f"prefix length must be a whole number >= 0, got {k!r}")
-        k = min(int(k), len(self))
+        k = min(n, len(self))
         make = self.__dict__.get("_make_pos")  # (read first: a thread making them sets pos, then drops this)
         if make is not None:  # not made yet: the prefix makes its own from the maker (not from self, whose
             pos = lambda: make()[:k]  # noqa: E731  (cache it would otherwise keep alive)

@@ -35,7 +35,7 @@ from ..core.budget import Bpp, Lossless, Quality, Tokens, check_budget, too_smal
 from ..core.errors import AdatokError, BudgetError, ContainerError, InvalidTokensError
 from ..core import imageio
 from ..core.imageio import as_image
-from ..core.protocol import image_list, sequence_list
+from ..core.protocol import decode_each, image_list
 from ..core.metrics import psnr, ssim
 from ..core.checks import is_whole, size_text
 from ..core.sequence import TokenSequence, check_maker
@@ -399,7 +399,7 @@ class GridTokenizer:
 
     def decode(self, seqs: Sequence[TokenSequence]) -> list[np.ndarray]:
         """Decode each sequence (any prefix) to a uint8 image of the encoded shape."""
-        return [self._decode_one(s) for s in sequence_list(seqs)]
+        return decode_each(seqs, self._decode_one)  # (an error names the sequence: sequence 5: ...)
 
     def stepper(self, starts: Sequence[tuple[int, ...] | TokenSequence], patch: int | None = None) -> SlotStepper:
         """Start B sequences to grow one token at a time (see :class:`~adatok.core.stepper.SlotStepper`):

@@ -19,7 +19,8 @@ from ..core.budget import Bpp, Lossless, Quality, Tokens, check_budget, too_smal
 from ..core.errors import (AdatokError, BudgetError, ContainerError, ImageFormatError, InvalidTokensError,
                            not_lossless_cli)
 from ..core.imageio import as_image
-from ..core.protocol import image_list, sequence_list
+from ..core.checks import shown
+from ..core.protocol import image_list, named, sequence_list
 from ..core.metrics import ssim as ssim_metric
 from ..core.sequence import OTHER_WEIGHTS, TokenSequence, check_maker, container_overhead
 from ..core.stepper import SlotStepper, check_starts, start_shape
@@ -146,15 +147,22 @@ class NeuralTokenizer:
 
     # --- the contract ----------------------------------------------------------------------------
 
-    def encode(self, images: Sequence[np.ndarray], budget=None, roi=None) -> list[TokenSequence]:
+    def encode(self, images: Sequence[np.ndarray], budget=None, roi=None,
+               fixed_header: bool = False) -> list[TokenSequence]:
         """Tokenize each image; ``budget`` picks each sequence's length (default: all K tokens).
 
         ``Tokens(k)``: ``min(k, K)`` tokens. ``Bpp(x)``: the most tokens whose bytes fit (the whole
         ``.atk`` file, or with ``header=False`` the token stream alone).
         ``Quality(psnr=..)`` / ``Quality(ssim=..)``: each image's own shortest prefix reaching the
         target (all K if none does), found by decoding every prefix length of the whole batch at once.
+
+        ``fixed_header`` (True or False) is taken as the wavelet tokenizers take it, and changes
+        nothing: a learned sequence's header holds only its image shape, the same for every image of
+        a shape (what a :meth:`stepper` started from that shape has), with no top bit-plane of its own.
         """
         check_budget(budget)
+        if not isinstance(fixed_header, bool | np.bool_):  # (as the wavelet tokenizers check it)
+            raise ImageFormatError(f"fixed_header is True or False, got {shown(fixed_header)}")
         images, roi = image_list(images, roi)
         if any(r is not None for r in roi):
             raise BudgetError(f"{self.name} is a learned tokenizer and does not steer tokens by region; "
@@ -184,23 +192,31 @@ class NeuralTokenizer:
         codes = np.zeros((len(seqs), self.tokens), np.int32)
         keep = np.zeros(len(seqs), np.int64)
         for i, seq in enumerate(seqs):
-            self._check_sequence(seq)
+            with named(i):  # (sequence 5: ..., as encode names an image)
+                self._check_sequence(seq)
             codes[i, : len(seq)] = seq.ids
             keep[i] = len(seq)
         out = self._render(codes, keep)
         return [np.ascontiguousarray(out[i].reshape(seq.shape)) for i, seq in enumerate(seqs)]
 
-    def stepper(self, starts: Sequence[tuple[int, ...] | TokenSequence]) -> SlotStepper:
+    def stepper(self, starts: Sequence[tuple[int, ...] | TokenSequence], nmax: int | None = None) -> SlotStepper:
         """Start B sequences to grow one token at a time (see :class:`~adatok.core.stepper.SlotStepper`):
         the next token of a sequence is its next slot, any id may stand there, and a sequence is
         complete at K tokens. Each start is an image shape (this checkpoint's, an empty sequence)
         or a sequence of this tokenizer (to go on from). ``images()`` decodes the batch at once.
+
+        ``nmax``, a wavelet stepper's top bit-plane, is refused unless ``None``
+        (:class:`~adatok.InvalidTokensError`): a learned tokenizer has no bit-planes.
         """
+        if nmax is not None:
+            raise InvalidTokensError(f"the learned tokenizer {self.name} has no bit-planes: nmax is for wavelet "
+                                     f"tokenizers (got nmax={shown(nmax)}); leave it out")
         starts = check_starts(starts)
         shapes, prefixes = [], []
         for i, start in enumerate(starts):
             if isinstance(start, TokenSequence):
-                self._check_sequence(start)
+                with named(i, "start"):  # (start 5: ..., as a wavelet stepper names it)
+                    self._check_sequence(start, what=f"start {i}", use="step it")
                 shapes.append(tuple(start.shape))
                 prefixes.append(start.ids)
                 continue
@@ -315,8 +331,10 @@ class NeuralTokenizer:
 
     # --- checks ----------------------------------------------------------------------------------
 
-    def _check_sequence(self, seq: TokenSequence) -> None:
-        check_maker(seq.tokenizer, seq.version, self, OTHER_WEIGHTS)
+    def _check_sequence(self, seq: TokenSequence, what: str = "this sequence", use: str = "decode it") -> None:
+        """Refuse a sequence this tokenizer cannot decode; ``what`` and ``use`` as :func:`check_maker`
+        takes them (a stepper's start is stepped)."""
+        check_maker(seq.tokenizer, seq.version, self, OTHER_WEIGHTS, what=what, use=use)
         shape = tuple(seq.shape)
         if shape not in (self.expects, self.expects[:2] if self.expects[2] == 1 else None):
             raise InvalidTokensError(f"the sequence's image shape {shape} is not what {self.name} makes "

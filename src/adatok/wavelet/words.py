@@ -34,6 +34,7 @@ from numba import njit
 from ..core.budget import Tokens, check_budget
 from ..core.checks import shown
 from ..core.errors import AdatokError, InvalidTokensError, TokenizerMismatchError
+from ..core.protocol import decode_each, named
 from ..core.registry import registered, remember
 from ..core.sequence import TokenSequence, check_maker
 from ..core.stepper import check_ids, check_starts
@@ -366,15 +367,18 @@ class WordTokenizer:
 
     def decode(self, seqs: Sequence[TokenSequence]) -> list[np.ndarray]:
         """Decode each word sequence (any whole-word prefix) to a uint8 image of the encoded shape."""
-        from ..core.protocol import sequence_list
-
-        return self.base.decode([self.to_decisions(s) for s in sequence_list(seqs)])
+        return decode_each(seqs, lambda s: self.base._decode_one(self.to_decisions(s)))  # (sequence 5: ...)
 
     def stepper(self, starts: Sequence[tuple[int, ...] | TokenSequence], nmax: int | None = None) -> WordStepper:
         """Start B word sequences to grow one word at a time (:class:`WordStepper`): ``starts`` and
         ``nmax`` as in :meth:`WaveletTokenizer.stepper <adatok.wavelet.WaveletTokenizer.stepper>`,
         with word sequences of this tokenizer to go on from."""
-        starts = [self.to_decisions(s) if isinstance(s, TokenSequence) else s for s in check_starts(starts)]
+        starts = check_starts(starts)
+        for i, start in enumerate(starts):
+            if isinstance(start, TokenSequence):
+                with named(i, "start"):  # (start 5: ..., as the decision tokenizer's stepper names it)
+                    check_maker(start.tokenizer, start.version, self, what=f"start {i}", use="step it")
+                    starts[i] = self.to_decisions(start)
         return WordStepper(self, self.base.stepper(starts, nmax))
 
     def top_plane(self, shape: tuple[int, ...]) -> int:
